@@ -1,0 +1,142 @@
+//! What a grant allows a user to do on a target.
+
+use crate::name::InvalidInput;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// One kind of use of an account. New protocols add variants here, so that every front end asks
+/// the policy the same question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// An interactive shell with a terminal.
+    Shell,
+    /// A single remote command (`ssh host 'cmd'`).
+    Exec,
+    /// Legacy `scp -O` transfers (both directions).
+    Scp,
+    /// Reading files over SFTP (download, listing).
+    SftpRead,
+    /// Writing files over SFTP (upload, rename, remove, mkdir).
+    SftpWrite,
+    /// TCP forwarding other than the ProxyJump hop to the asset's own SSH port.
+    PortForward,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::Shell,
+        Action::Exec,
+        Action::Scp,
+        Action::SftpRead,
+        Action::SftpWrite,
+        Action::PortForward,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Shell => "shell",
+            Action::Exec => "exec",
+            Action::Scp => "scp",
+            Action::SftpRead => "sftp_read",
+            Action::SftpWrite => "sftp_write",
+            Action::PortForward => "port_forward",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A non-empty set of actions, written as a comma-separated list (`shell,exec,sftp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionSet(BTreeSet<Action>);
+
+impl ActionSet {
+    /// What a grant allows when no actions are given: a shell, commands and file transfer, never
+    /// port forwarding.
+    pub fn default_for_grant() -> Self {
+        Self(
+            [
+                Action::Shell,
+                Action::Exec,
+                Action::Scp,
+                Action::SftpRead,
+                Action::SftpWrite,
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+
+    /// Parses `shell,exec,sftp`. Besides the action names, `sftp` means `sftp_read,sftp_write`
+    /// and `file_transfer` means `scp,sftp_read,sftp_write`.
+    pub fn parse(list: &str) -> Result<Self, InvalidInput> {
+        let mut set = BTreeSet::new();
+        for word in list.split(',').map(str::trim) {
+            let actions: &[Action] = match word {
+                "sftp" => &[Action::SftpRead, Action::SftpWrite],
+                "file_transfer" => &[Action::Scp, Action::SftpRead, Action::SftpWrite],
+                other => match Action::ALL.iter().find(|a| a.as_str() == other) {
+                    Some(action) => std::slice::from_ref(action),
+                    None => {
+                        let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+                        return Err(InvalidInput::new(format!(
+                            "unknown action {other:?}: expected a comma-separated list of {}, \
+                             sftp or file_transfer",
+                            known.join(", ")
+                        )));
+                    }
+                },
+            };
+            set.extend(actions.iter().copied());
+        }
+        Ok(Self(set))
+    }
+
+    pub fn contains(&self, action: Action) -> bool {
+        self.0.contains(&action)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Action> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl fmt::Display for ActionSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<&str> = self.iter().map(Action::as_str).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_lists_and_aliases() {
+        let set = ActionSet::parse("shell, sftp").unwrap();
+        assert_eq!(set.to_string(), "shell,sftp_read,sftp_write");
+        assert_eq!(
+            ActionSet::parse("file_transfer,exec").unwrap().to_string(),
+            "exec,scp,sftp_read,sftp_write"
+        );
+        assert!(ActionSet::parse("port_forward").unwrap().contains(Action::PortForward));
+        for bad in ["", "shell,", "root", "Shell"] {
+            assert!(ActionSet::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn default_never_forwards_ports() {
+        let set = ActionSet::default_for_grant();
+        assert!(!set.contains(Action::PortForward));
+        assert!(set.contains(Action::Shell) && set.contains(Action::Exec));
+        assert!(set.contains(Action::Scp) && set.contains(Action::SftpWrite));
+    }
+}

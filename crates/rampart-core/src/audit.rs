@@ -1,0 +1,151 @@
+//! Audit events: typed facts about what happened, one variant per fact.
+//!
+//! Each event is stored as one row of the hash-chained audit log (see `rampart-store`), in the
+//! same transaction as the change it describes, so a change without its event cannot exist.
+//! Names are noun + past-tense verb.
+
+use serde::{Deserialize, Serialize};
+
+/// Who caused an event: a Rampart user, or an operator using the CLI on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Actor {
+    /// The node itself (first start, sealing, retention).
+    System,
+    /// Someone running `rampart ...` on the node with access to its data directory.
+    LocalCli { os_user: String },
+    User { name: String },
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::System => f.write_str("system"),
+            Actor::LocalCli { os_user } => write!(f, "cli:{os_user}"),
+            Actor::User { name } => write!(f, "user:{name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent {
+    NodeInitialized {
+        data_dir: String,
+    },
+    UserAdded {
+        user: String,
+        role: String,
+        keys: Vec<String>,
+    },
+    UserRemoved {
+        user: String,
+        grants_removed: u64,
+    },
+    UserDisabled {
+        user: String,
+    },
+    UserEnabled {
+        user: String,
+    },
+    UserKeyAdded {
+        user: String,
+        fingerprint: String,
+    },
+    UserKeyRemoved {
+        user: String,
+        fingerprint: String,
+    },
+    UserPasswordChanged {
+        user: String,
+    },
+    GroupAdded {
+        group: String,
+    },
+    GroupMemberAdded {
+        group: String,
+        user: String,
+    },
+    AssetAdded {
+        asset: String,
+        host: String,
+        port: u16,
+        labels: Vec<String>,
+    },
+    AssetRemoved {
+        asset: String,
+        accounts_removed: u64,
+        grants_removed: u64,
+    },
+    AccountAdded {
+        account: String,
+        secret_kind: String,
+    },
+    AccountRemoved {
+        account: String,
+    },
+    GrantAdded {
+        grant: String,
+        subject: String,
+        target: String,
+        accounts: Vec<String>,
+        actions: String,
+        valid_from: Option<String>,
+        valid_until: Option<String>,
+    },
+    GrantRemoved {
+        grant: String,
+    },
+    VaultKeyRotated {
+        old_key_ids: Vec<String>,
+        new_key_id: String,
+        secrets_reencrypted: u64,
+    },
+}
+
+impl AuditEvent {
+    /// The event's stable name, as stored and searched (`user_added`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::NodeInitialized { .. } => "node_initialized",
+            AuditEvent::UserAdded { .. } => "user_added",
+            AuditEvent::UserRemoved { .. } => "user_removed",
+            AuditEvent::UserDisabled { .. } => "user_disabled",
+            AuditEvent::UserEnabled { .. } => "user_enabled",
+            AuditEvent::UserKeyAdded { .. } => "user_key_added",
+            AuditEvent::UserKeyRemoved { .. } => "user_key_removed",
+            AuditEvent::UserPasswordChanged { .. } => "user_password_changed",
+            AuditEvent::GroupAdded { .. } => "group_added",
+            AuditEvent::GroupMemberAdded { .. } => "group_member_added",
+            AuditEvent::AssetAdded { .. } => "asset_added",
+            AuditEvent::AssetRemoved { .. } => "asset_removed",
+            AuditEvent::AccountAdded { .. } => "account_added",
+            AuditEvent::AccountRemoved { .. } => "account_removed",
+            AuditEvent::GrantAdded { .. } => "grant_added",
+            AuditEvent::GrantRemoved { .. } => "grant_removed",
+            AuditEvent::VaultKeyRotated { .. } => "vault_key_rotated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_matches_serialized_tag() {
+        let events = [
+            AuditEvent::UserDisabled { user: "a".into() },
+            AuditEvent::GrantRemoved { grant: "g".into() },
+            AuditEvent::VaultKeyRotated {
+                old_key_ids: vec![],
+                new_key_id: "k".into(),
+                secrets_reencrypted: 0,
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["event"], event.kind());
+        }
+    }
+}

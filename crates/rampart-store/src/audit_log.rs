@@ -1,0 +1,102 @@
+//! The audit log: typed events appended in the same transaction as the change they record, each
+//! row chained to the previous one by SHA-256.
+//!
+//! `hash = SHA-256(prev_hash "\n" seq "\n" at "\n" actor "\n" event)` over the stored text, so
+//! altering, deleting or reordering a row breaks every later link. Signing the chain head and the
+//! offline verifier belong to the audit crate.
+
+use crate::rows::{self, now, time_text};
+use crate::{Result, Store};
+use rampart_core::audit::{Actor, AuditEvent};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqliteConnection};
+
+/// The hash the first event chains to.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One stored audit event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: String,
+    pub actor: serde_json::Value,
+    pub kind: String,
+    pub event: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+pub fn chain_hash(prev_hash: &str, seq: i64, at: &str, actor: &str, event: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(prev_hash)
+        .chain_update("\n")
+        .chain_update(seq.to_string())
+        .chain_update("\n")
+        .chain_update(at)
+        .chain_update("\n")
+        .chain_update(actor)
+        .chain_update("\n")
+        .chain_update(event)
+        .finalize();
+    crate::data_dir::hex(&digest)
+}
+
+/// Appends `event` inside the caller's write transaction.
+pub(crate) async fn append(conn: &mut SqliteConnection, actor: &Actor, event: &AuditEvent) -> Result<()> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (seq, prev_hash) = match last {
+        Some(row) => (row.try_get::<i64, _>("seq")? + 1, rows::text(&row, "hash")?),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    let at = time_text(now());
+    let actor_json = serde_json::to_string(actor).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
+    let event_json = serde_json::to_string(event).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
+    let hash = chain_hash(&prev_hash, seq, &at, &actor_json, &event_json);
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, actor, kind, event, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(seq)
+    .bind(&at)
+    .bind(&actor_json)
+    .bind(event.kind())
+    .bind(&event_json)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The newest `limit` events, oldest first.
+    pub async fn recent_audit_events(&self, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+             ORDER BY seq DESC LIMIT $1) ORDER BY seq",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let json = |column: &str| -> Result<serde_json::Value> {
+                    serde_json::from_str(&rows::text(row, column)?)
+                        .map_err(|_| crate::StoreError::Corrupt(format!("audit_events.{column}")))
+                };
+                Ok(AuditRecord {
+                    seq: row.try_get("seq")?,
+                    at: rows::text(row, "at")?,
+                    actor: json("actor")?,
+                    kind: rows::text(row, "kind")?,
+                    event: json("event")?,
+                    prev_hash: rows::text(row, "prev_hash")?,
+                    hash: rows::text(row, "hash")?,
+                })
+            })
+            .collect()
+    }
+}

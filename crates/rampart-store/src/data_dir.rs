@@ -1,0 +1,165 @@
+//! The data directory: one folder that holds everything a node keeps on disk.
+//!
+//! ```text
+//! rampart-data/            mode 0700
+//!   rampart.db (+ -wal, -shm)   the SQLite store
+//!   rampart.lock               serializes initialisation between processes (server and CLI)
+//!   keys/                      mode 0700, every file 0600
+//!     vault-master.key         the vault master key, unless supplied by file or environment
+//!     vault-master.key.next    only while a key rotation is in progress
+//!     ssh_host_ed25519_key     the node's SSH host key (OpenSSH format)
+//!     audit_ed25519_key        the node's audit signing key (OpenSSH format)
+//!   logs/                      the server's log file
+//! ```
+
+use crate::StoreError;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A data directory that exists and has safe permissions.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// Held while a process initialises the data directory; dropping it lets the next one in.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDir {
+    /// Creates the directory (mode 0700) if it is missing. Returns whether it was created.
+    pub fn prepare(root: &Path) -> Result<(Self, bool), StoreError> {
+        let created = match fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => false,
+            Ok(_) => {
+                return Err(StoreError::DataDir(format!(
+                    "{} exists and is not a directory",
+                    root.display()
+                )));
+            }
+            Err(_) => {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(root)
+                    .map_err(|err| io_error(root, "cannot create", &err))?;
+                true
+            }
+        };
+        let dir = Self {
+            root: root.to_path_buf(),
+        };
+        for sub in [dir.keys_dir(), dir.logs_dir()] {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&sub)
+                .map_err(|err| io_error(&sub, "cannot create", &err))?;
+        }
+        Ok((dir, created))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the data directory's initialisation lock, waiting for another process to finish.
+    pub fn lock(&self) -> Result<DataDirLock, StoreError> {
+        let path = self.root.join("rampart.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| io_error(&path, "cannot open", &err))?;
+        file.lock()
+            .map_err(|err| io_error(&path, "cannot lock", &err))?;
+        Ok(DataDirLock { _file: file })
+    }
+
+    /// Permission bits that let other users in, if any (the caller warns about them).
+    pub fn loose_permissions(&self) -> Option<u32> {
+        let mode = fs::metadata(&self.root).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join("rampart.db")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.keys_dir().join("vault-master.key")
+    }
+
+    pub fn host_key_path(&self) -> PathBuf {
+        self.keys_dir().join("ssh_host_ed25519_key")
+    }
+
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.keys_dir().join("audit_ed25519_key")
+    }
+}
+
+/// Writes a new secret file with mode 0600. Fails if `path` already exists, and never leaves a
+/// half-written file under `path`: the content goes to a temporary file that is then linked in.
+pub(crate) fn write_new_secret_file(path: &Path, content: &[u8]) -> Result<(), StoreError> {
+    let tmp = temporary_sibling(path)?;
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        fs::hard_link(&tmp, path)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|err| io_error(path, "cannot write", &err))?;
+    sync_parent(path)
+}
+
+/// Atomically replaces `to` with `from` and makes the rename durable.
+pub(crate) fn replace_file(from: &Path, to: &Path) -> Result<(), StoreError> {
+    fs::rename(from, to).map_err(|err| io_error(to, "cannot replace", &err))?;
+    sync_parent(to)
+}
+
+fn temporary_sibling(path: &Path) -> Result<PathBuf, StoreError> {
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix)
+        .map_err(|err| StoreError::DataDir(format!("no randomness from the OS: {err}")))?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", hex(&suffix)));
+    Ok(path.with_file_name(name))
+}
+
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|err| io_error(parent, "cannot sync", &err))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn io_error(path: &Path, action: &str, err: &std::io::Error) -> StoreError {
+    StoreError::DataDir(format!("{action} {}: {err}", path.display()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

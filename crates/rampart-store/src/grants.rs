@@ -1,0 +1,233 @@
+//! Grants: who may use which accounts on which assets, for what, and when.
+
+use crate::rows::{self, new_id, now, time_text};
+use crate::{Result, Store, StoreError, assets, audit_log, groups, users};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::time_arg::format_rfc3339;
+use rampart_core::{ActionSet, Grant, GrantSubject, GrantTarget, Label, Name};
+use sqlx::SqliteConnection;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub subject: GrantSubject,
+    pub target: GrantTarget,
+    /// Logins the grant is limited to; empty for every account on the covered assets.
+    pub accounts: Vec<Name>,
+    pub actions: ActionSet,
+    pub valid_from: Option<OffsetDateTime>,
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+impl Store {
+    pub async fn add_grant(&self, actor: &Actor, grant: &NewGrant) -> Result<Grant> {
+        check_validity(grant.valid_from, grant.valid_until, now())?;
+        let mut tx = self.begin_write().await?;
+        let (user_id, group_id) = match &grant.subject {
+            GrantSubject::User(name) => (Some(users::user_id(&mut tx, name).await?.to_string()), None),
+            GrantSubject::Group(name) => (None, Some(groups::group_id(&mut tx, name).await?.to_string())),
+        };
+        let asset_id = match &grant.target {
+            GrantTarget::Asset(name) => {
+                let id = assets::asset_id(&mut tx, name).await?.to_string();
+                for login in &grant.accounts {
+                    let exists: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
+                            .bind(&id)
+                            .bind(login.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if exists.is_none() {
+                        return Err(StoreError::not_found("account", format!("{login}@{name}")));
+                    }
+                }
+                Some(id)
+            }
+            GrantTarget::Labels(labels) if labels.is_empty() => {
+                return Err(StoreError::invalid("a grant needs an asset or at least one label"));
+            }
+            GrantTarget::Labels(_) => None,
+        };
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO grants (id, user_id, group_id, asset_id, actions, valid_from, valid_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.to_string())
+        .bind(user_id)
+        .bind(group_id)
+        .bind(asset_id)
+        .bind(grant.actions.to_string())
+        .bind(grant.valid_from.map(time_text))
+        .bind(grant.valid_until.map(time_text))
+        .bind(time_text(now()))
+        .execute(&mut *tx)
+        .await?;
+        if let GrantTarget::Labels(labels) = &grant.target {
+            for label in labels {
+                sqlx::query("INSERT INTO grant_labels (grant_id, key, value) VALUES ($1, $2, $3)")
+                    .bind(id.to_string())
+                    .bind(&label.key)
+                    .bind(&label.value)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|_| StoreError::invalid(format!("label key {:?} given twice", label.key)))?;
+            }
+        }
+        for login in &grant.accounts {
+            sqlx::query("INSERT INTO grant_accounts (grant_id, login) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id.to_string())
+                .bind(login.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let event = AuditEvent::GrantAdded {
+            grant: id.to_string(),
+            subject: grant.subject.to_string(),
+            target: grant.target.to_string(),
+            accounts: grant.accounts.iter().map(Name::to_string).collect(),
+            actions: grant.actions.to_string(),
+            valid_from: grant.valid_from.map(format_rfc3339),
+            valid_until: grant.valid_until.map(format_rfc3339),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let loaded = load_grants(&mut tx, Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::not_found("grant", id))?;
+        tx.commit().await?;
+        Ok(loaded)
+    }
+
+    pub async fn list_grants(&self) -> Result<Vec<Grant>> {
+        let mut conn = self.pool.acquire().await?;
+        load_grants(&mut conn, None).await
+    }
+
+    pub async fn remove_grant(&self, actor: &Actor, id: Uuid) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let removed = sqlx::query("DELETE FROM grants WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::not_found("grant", id));
+        }
+        audit_log::append(&mut tx, actor, &AuditEvent::GrantRemoved { grant: id.to_string() }).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn check_validity(from: Option<OffsetDateTime>, until: Option<OffsetDateTime>, now: OffsetDateTime) -> Result<()> {
+    if let (Some(from), Some(until)) = (from, until)
+        && until <= from
+    {
+        return Err(StoreError::invalid(format!(
+            "--until {} is not after --from {}",
+            format_rfc3339(until),
+            format_rfc3339(from)
+        )));
+    }
+    if let Some(until) = until
+        && until <= now
+    {
+        return Err(StoreError::invalid(format!(
+            "--until {} is already in the past",
+            format_rfc3339(until)
+        )));
+    }
+    Ok(())
+}
+
+async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<Vec<Grant>> {
+    let only = only.map(|id| id.to_string());
+    let grant_rows = sqlx::query(
+        "SELECT g.id, u.name AS user_name, gr.name AS group_name, a.name AS asset_name, g.actions, \
+                g.valid_from, g.valid_until, g.created_at \
+         FROM grants g LEFT JOIN users u ON u.id = g.user_id LEFT JOIN groups gr ON gr.id = g.group_id \
+         LEFT JOIN assets a ON a.id = g.asset_id \
+         WHERE $1 IS NULL OR g.id = $1 ORDER BY g.created_at, g.id",
+    )
+    .bind(&only)
+    .fetch_all(&mut *conn)
+    .await?;
+    let label_rows = sqlx::query(
+        "SELECT grant_id, key, value FROM grant_labels WHERE $1 IS NULL OR grant_id = $1 ORDER BY key",
+    )
+    .bind(&only)
+    .fetch_all(&mut *conn)
+    .await?;
+    let account_rows = sqlx::query(
+        "SELECT grant_id, login FROM grant_accounts WHERE $1 IS NULL OR grant_id = $1 ORDER BY login",
+    )
+    .bind(&only)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut labels: HashMap<Uuid, Vec<Label>> = HashMap::new();
+    for row in &label_rows {
+        labels.entry(rows::uuid(row, "grant_id")?).or_default().push(Label {
+            key: rows::text(row, "key")?,
+            value: rows::text(row, "value")?,
+        });
+    }
+    let mut accounts: HashMap<Uuid, Vec<Name>> = HashMap::new();
+    for row in &account_rows {
+        accounts
+            .entry(rows::uuid(row, "grant_id")?)
+            .or_default()
+            .push(rows::name(row, "login")?);
+    }
+    let corrupt = |what: &str| StoreError::Corrupt(format!("grants.{what}"));
+    grant_rows
+        .iter()
+        .map(|row| {
+            let id = rows::uuid(row, "id")?;
+            let optional_name = |column: &str| -> Result<Option<Name>> {
+                sqlx::Row::try_get::<Option<String>, _>(row, column)?
+                    .map(|text| Name::parse(column, &text).map_err(|_| corrupt(column)))
+                    .transpose()
+            };
+            let subject = match (optional_name("user_name")?, optional_name("group_name")?) {
+                (Some(user), None) => GrantSubject::User(user),
+                (None, Some(group)) => GrantSubject::Group(group),
+                _ => return Err(corrupt("subject")),
+            };
+            let target = match optional_name("asset_name")? {
+                Some(asset) => GrantTarget::Asset(asset),
+                None => GrantTarget::Labels(labels.remove(&id).unwrap_or_default()),
+            };
+            Ok(Grant {
+                id,
+                subject,
+                target,
+                accounts: accounts.remove(&id).unwrap_or_default(),
+                actions: ActionSet::parse(&rows::text(row, "actions")?).map_err(|_| corrupt("actions"))?,
+                valid_from: rows::optional_time(row, "valid_from")?,
+                valid_until: rows::optional_time(row, "valid_until")?,
+                created_at: rows::time(row, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn validity_windows() {
+        let now = datetime!(2026-06-01 12:00 UTC);
+        let earlier = datetime!(2026-05-01 00:00 UTC);
+        let later = datetime!(2026-07-01 00:00 UTC);
+        assert!(check_validity(None, None, now).is_ok());
+        assert!(check_validity(Some(earlier), Some(later), now).is_ok());
+        assert!(check_validity(Some(later), Some(earlier), now).is_err());
+        assert!(check_validity(Some(later), Some(later), now).is_err());
+        assert!(check_validity(None, Some(earlier), now).is_err());
+    }
+}

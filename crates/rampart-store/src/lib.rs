@@ -1,0 +1,221 @@
+//! Rampart's persistence: the data directory, the SQLite store and the vault.
+//!
+//! Callers see [`Store`] and the domain types of `rampart-core`, never SQL types, so a
+//! PostgreSQL backend can be added behind the same methods. Every change is made in one write
+//! transaction together with its audit event: a change without its event cannot be committed.
+//!
+//! Several processes (the server and CLI commands) may open the same data directory at once:
+//! initialisation runs under a file lock, SQLite runs in WAL mode with a busy timeout, and every
+//! write transaction takes the write lock up front (`BEGIN IMMEDIATE`).
+#![forbid(unsafe_code)]
+
+mod accounts;
+mod assets;
+pub mod audit_log;
+mod data_dir;
+mod grants;
+mod groups;
+mod migrations;
+pub mod node_keys;
+pub mod passwords;
+mod rows;
+mod sessions;
+pub mod ssh_keys;
+mod users;
+pub mod vault;
+
+pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
+pub use assets::NewAsset;
+pub use audit_log::AuditRecord;
+pub use data_dir::DataDir;
+pub use grants::NewGrant;
+pub use vault::{KeyId, MasterKeySource, VaultError};
+
+use rampart_core::InvalidInput;
+use rampart_core::audit::{Actor, AuditEvent};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vault::Vault;
+
+/// Who caused an error, so callers can answer "your input" or "our fault" correctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request names something missing, duplicated or malformed.
+    Client,
+    /// Storage, file system or key trouble on this node.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {name} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{what} {name} already exists")]
+    AlreadyExists { what: &'static str, name: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    #[error("data directory: {0}")]
+    DataDir(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds a corrupt value in {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } | StoreError::Invalid(_) => {
+                ErrorKind::Client
+            }
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, name: impl std::fmt::Display) -> Self {
+        StoreError::NotFound {
+            what,
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn already_exists(what: &'static str, name: impl std::fmt::Display) -> Self {
+        StoreError::AlreadyExists {
+            what,
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        StoreError::Invalid(InvalidInput::new(message))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the store lives and where its master key comes from.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    pub master_key: MasterKeySource,
+}
+
+/// What opening the store had to create: the server tells a first-time operator about it.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    pub created_data_dir: bool,
+    pub generated_master_key: bool,
+    pub generated_node_keys: Vec<String>,
+    pub initialized_database: bool,
+    /// Permission bits of the data directory if they let other users in.
+    pub loose_permissions: Option<u32>,
+}
+
+/// The handle every component uses to read and change Rampart's state.
+#[derive(Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    vault: Vault,
+    data_dir: DataDir,
+}
+
+impl Store {
+    /// Opens (and on first use creates) the data directory, its keys and its database, and
+    /// brings the schema up to date.
+    pub async fn open(options: &StoreOptions) -> Result<(Self, OpenReport)> {
+        let (data_dir, created_data_dir) = DataDir::prepare(&options.data_dir)?;
+        let _lock = data_dir.lock()?;
+        let mut report = OpenReport {
+            created_data_dir,
+            loose_permissions: data_dir.loose_permissions(),
+            generated_node_keys: node_keys::ensure_node_keys(&data_dir)?,
+            ..OpenReport::default()
+        };
+        let (vault, generated_master_key) = Vault::load(options.master_key.clone(), data_dir.clone())?;
+        report.generated_master_key = generated_master_key;
+
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(connect_options(&data_dir.database_path()))
+            .await?;
+        migrations::run(&pool).await?;
+        let store = Self {
+            pool,
+            vault,
+            data_dir,
+        };
+        report.initialized_database = store.initialize_vault_state().await?;
+        Ok((store, report))
+    }
+
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
+
+    /// Closes the connection pool, checkpointing the write-ahead log.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction holding SQLite's write lock from the first statement, so that
+    /// reads inside it are never invalidated by another writer.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// On a new database, records which master key seals secrets; on an existing one, checks that
+    /// this node holds that key. Returns whether the database was new.
+    async fn initialize_vault_state(&self) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let active: Option<String> =
+            sqlx::query_scalar("SELECT active_key_id FROM vault_state WHERE singleton = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        match active {
+            Some(text) => {
+                let id = KeyId::parse(&text).ok_or_else(|| StoreError::Corrupt("vault_state".into()))?;
+                tx.rollback().await?;
+                if !self.vault.has_key(id) {
+                    self.vault.reload()?;
+                }
+                if !self.vault.has_key(id) {
+                    return Err(VaultError::KeyUnavailable(id).into());
+                }
+                Ok(false)
+            }
+            None => {
+                let id = self
+                    .vault
+                    .primary_key_id()
+                    .ok_or_else(|| StoreError::DataDir("no vault master key".into()))?;
+                sqlx::query("INSERT INTO vault_state (singleton, active_key_id) VALUES (1, $1)")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let event = AuditEvent::NodeInitialized {
+                    data_dir: self.data_dir.root().display().to_string(),
+                };
+                audit_log::append(&mut tx, &Actor::System, &event).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a committed audit event survives a power cut, not only a process crash.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(15))
+}

@@ -1,0 +1,33 @@
+//! The schema migrations, embedded in the binary and applied at start.
+//!
+//! Built by hand from `include_str!` rather than with `sqlx::migrate!`: the macro needs sqlx's
+//! proc-macro crates, which compile a second copy of SQLite for the host. Two processes opening
+//! the data directory at once are serialized by the data directory lock, so migrations never
+//! race.
+
+use sqlx::SqlitePool;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/0001_initial.sql"),
+)];
+
+pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations).run(pool).await
+}

@@ -1,0 +1,48 @@
+//! The node's own key pairs: the SSH host key users pin, and the audit key that signs evidence.
+
+use crate::StoreError;
+use crate::data_dir::{DataDir, write_new_secret_file};
+use ssh_key::private::Ed25519Keypair;
+use ssh_key::{LineEnding, PrivateKey};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Generates whichever of the node's keys are missing; returns the paths it created.
+pub(crate) fn ensure_node_keys(dir: &DataDir) -> Result<Vec<String>, StoreError> {
+    let mut generated = Vec::new();
+    for (path, comment) in [
+        (dir.host_key_path(), "rampart ssh host key"),
+        (dir.audit_key_path(), "rampart audit signing key"),
+    ] {
+        if !path.exists() {
+            generate_ed25519_key(&path, comment)?;
+            generated.push(path.display().to_string());
+        }
+    }
+    Ok(generated)
+}
+
+fn generate_ed25519_key(path: &Path, comment: &str) -> Result<(), StoreError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut())
+        .map_err(|err| StoreError::DataDir(format!("no randomness from the OS: {err}")))?;
+    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    key.set_comment(comment);
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|err| StoreError::DataDir(format!("cannot encode {}: {err}", path.display())))?;
+    write_new_secret_file(path, pem.as_bytes())
+}
+
+/// Reads the public half of a node key, in `authorized_keys` form.
+pub fn public_key_of(path: &Path) -> Result<String, StoreError> {
+    let pem = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|err| crate::data_dir::io_error(path, "cannot read", &err))?,
+    );
+    let key = PrivateKey::from_openssh(pem.as_bytes())
+        .map_err(|err| StoreError::DataDir(format!("{} is not a valid key: {err}", path.display())))?;
+    key.public_key()
+        .to_openssh()
+        .map_err(|err| StoreError::DataDir(format!("cannot encode public key: {err}")))
+}

@@ -1,0 +1,55 @@
+//! Users' own passwords: Argon2id hashes in PHC form, never vault entries (they are verified, not
+//! used, so nothing needs to read them back).
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use rampart_core::{ExposeSecret, InvalidInput, SecretString};
+
+/// The shortest password Rampart accepts for a person.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+pub fn hash_password(password: &SecretString) -> Result<String, InvalidInput> {
+    let text = password.expose_secret();
+    if text.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(InvalidInput::new(format!(
+            "password too short: use at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if text.len() > MAX_PASSWORD_BYTES {
+        return Err(InvalidInput::new(format!(
+            "password too long: use at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Argon2::default()
+        .hash_password(text.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|err| InvalidInput::new(format!("cannot hash the password: {err}")))
+}
+
+/// Whether `password` matches `stored`; a malformed stored hash never matches.
+pub fn verify_password(password: &SecretString, stored: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let bytes = password.expose_secret().as_bytes();
+    bytes.len() <= MAX_PASSWORD_BYTES && Argon2::default().verify_password(bytes, &hash).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_hide_the_password() {
+        let password = SecretString::from("correct horse battery".to_owned());
+        let hash = hash_password(&password).unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(!hash.contains("correct horse"));
+        assert!(verify_password(&password, &hash));
+        assert!(!verify_password(&SecretString::from("wrong horse battery".to_owned()), &hash));
+        assert!(!verify_password(&password, "not a hash"));
+        assert!(hash_password(&SecretString::from("short".to_owned())).is_err());
+    }
+}

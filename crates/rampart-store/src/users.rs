@@ -1,0 +1,280 @@
+//! Users, their SSH public keys and their passwords.
+
+use crate::rows::{self, new_id, now, time_text};
+use crate::ssh_keys::ParsedPublicKey;
+use crate::{Result, Store, StoreError, audit_log, passwords};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::{Name, Role, SecretString, User, UserKey};
+use sqlx::{Row, SqliteConnection};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+impl Store {
+    pub async fn add_user(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        role: Role,
+        keys: &[ParsedPublicKey],
+    ) -> Result<User> {
+        let mut tx = self.begin_write().await?;
+        if find_user_id(&mut tx, name).await?.is_some() {
+            return Err(StoreError::already_exists("user", name));
+        }
+        let id = new_id();
+        sqlx::query("INSERT INTO users (id, name, role, disabled, created_at) VALUES ($1, $2, $3, FALSE, $4)")
+            .bind(id.to_string())
+            .bind(name.as_str())
+            .bind(role.as_str())
+            .bind(time_text(now()))
+            .execute(&mut *tx)
+            .await?;
+        for key in keys {
+            insert_key(&mut tx, id, key).await?;
+        }
+        let event = AuditEvent::UserAdded {
+            user: name.to_string(),
+            role: role.to_string(),
+            keys: keys.iter().map(|k| k.fingerprint.clone()).collect(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let user = load_user(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let mut conn = self.pool.acquire().await?;
+        load_users(&mut conn, None).await
+    }
+
+    pub async fn user(&self, name: &Name) -> Result<User> {
+        let mut conn = self.pool.acquire().await?;
+        load_user(&mut conn, name).await
+    }
+
+    pub async fn set_user_disabled(&self, actor: &Actor, name: &Name, disabled: bool) -> Result<User> {
+        let mut tx = self.begin_write().await?;
+        let id = user_id(&mut tx, name).await?;
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(disabled)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let user = name.to_string();
+        let event = if disabled {
+            AuditEvent::UserDisabled { user }
+        } else {
+            AuditEvent::UserEnabled { user }
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let user = load_user(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Removes a user with their keys, group memberships and personal grants. Their sessions
+    /// and audit events stay: evidence is never removed with its subject.
+    pub async fn remove_user(&self, actor: &Actor, name: &Name) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let id = user_id(&mut tx, name).await?.to_string();
+        let grants_removed = sqlx::query("DELETE FROM grants WHERE user_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::UserRemoved {
+            user: name.to_string(),
+            grants_removed,
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        tx.commit().await?;
+        Ok(grants_removed)
+    }
+
+    pub async fn add_user_key(&self, actor: &Actor, name: &Name, key: &ParsedPublicKey) -> Result<User> {
+        let mut tx = self.begin_write().await?;
+        let id = user_id(&mut tx, name).await?;
+        insert_key(&mut tx, id, key).await?;
+        let event = AuditEvent::UserKeyAdded {
+            user: name.to_string(),
+            fingerprint: key.fingerprint.clone(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let user = load_user(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn remove_user_key(&self, actor: &Actor, name: &Name, fingerprint: &str) -> Result<User> {
+        let mut tx = self.begin_write().await?;
+        let id = user_id(&mut tx, name).await?;
+        let removed = sqlx::query("DELETE FROM user_keys WHERE user_id = $1 AND fingerprint = $2")
+            .bind(id.to_string())
+            .bind(fingerprint)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::not_found(
+                "key",
+                format!("{fingerprint} of user {name}"),
+            ));
+        }
+        let event = AuditEvent::UserKeyRemoved {
+            user: name.to_string(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let user = load_user(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn set_user_password(&self, actor: &Actor, name: &Name, password: &SecretString) -> Result<()> {
+        // Hash before taking the write lock: Argon2id is deliberately slow.
+        let hash = passwords::hash_password(password)?;
+        let mut tx = self.begin_write().await?;
+        let id = user_id(&mut tx, name).await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(&hash)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::UserPasswordChanged {
+            user: name.to_string(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether `password` is the user's password. An unknown user or one without a password
+    /// simply does not match.
+    pub async fn check_user_password(&self, name: &Name, password: &SecretString) -> Result<bool> {
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(stored
+            .flatten()
+            .is_some_and(|hash| passwords::verify_password(password, &hash)))
+    }
+}
+
+async fn insert_key(conn: &mut SqliteConnection, user_id: Uuid, key: &ParsedPublicKey) -> Result<()> {
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id WHERE k.fingerprint = $1",
+    )
+    .bind(&key.fingerprint)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(owner) = owner {
+        return Err(StoreError::invalid(format!(
+            "key {} already belongs to user {owner}: a key identifies one person",
+            key.fingerprint
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO user_keys (id, user_id, fingerprint, algorithm, public_key, comment, added_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_id().to_string())
+    .bind(user_id.to_string())
+    .bind(&key.fingerprint)
+    .bind(&key.algorithm)
+    .bind(&key.public_key)
+    .bind(&key.comment)
+    .bind(time_text(now()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn find_user_id(conn: &mut SqliteConnection, name: &Name) -> Result<Option<Uuid>> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    id.map(|id| Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt("users.id".into())))
+        .transpose()
+}
+
+pub(crate) async fn user_id(conn: &mut SqliteConnection, name: &Name) -> Result<Uuid> {
+    find_user_id(conn, name)
+        .await?
+        .ok_or_else(|| StoreError::not_found("user", name))
+}
+
+async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {
+    load_users(conn, Some(name))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::not_found("user", name))
+}
+
+async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<Vec<User>> {
+    let only = only.map(Name::as_str);
+    let user_rows = sqlx::query(
+        "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, created_at \
+         FROM users WHERE $1 IS NULL OR name = $1 ORDER BY name",
+    )
+    .bind(only)
+    .fetch_all(&mut *conn)
+    .await?;
+    let key_rows = sqlx::query(
+        "SELECT k.user_id, k.fingerprint, k.algorithm, k.comment, k.public_key, k.added_at \
+         FROM user_keys k JOIN users u ON u.id = k.user_id \
+         WHERE $1 IS NULL OR u.name = $1 ORDER BY k.added_at, k.fingerprint",
+    )
+    .bind(only)
+    .fetch_all(&mut *conn)
+    .await?;
+    let group_rows = sqlx::query(
+        "SELECT m.user_id, g.name FROM group_members m JOIN groups g ON g.id = m.group_id \
+         JOIN users u ON u.id = m.user_id WHERE $1 IS NULL OR u.name = $1 ORDER BY g.name",
+    )
+    .bind(only)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut keys: HashMap<Uuid, Vec<UserKey>> = HashMap::new();
+    for row in &key_rows {
+        keys.entry(rows::uuid(row, "user_id")?).or_default().push(UserKey {
+            fingerprint: rows::text(row, "fingerprint")?,
+            algorithm: rows::text(row, "algorithm")?,
+            comment: rows::text(row, "comment")?,
+            public_key: rows::text(row, "public_key")?,
+            added_at: rows::time(row, "added_at")?,
+        });
+    }
+    let mut groups: HashMap<Uuid, Vec<Name>> = HashMap::new();
+    for row in &group_rows {
+        groups
+            .entry(rows::uuid(row, "user_id")?)
+            .or_default()
+            .push(rows::name(row, "name")?);
+    }
+    user_rows
+        .iter()
+        .map(|row| {
+            let id = rows::uuid(row, "id")?;
+            Ok(User {
+                id,
+                name: rows::name(row, "name")?,
+                role: Role::parse(&rows::text(row, "role")?)
+                    .map_err(|_| StoreError::Corrupt("users.role".into()))?,
+                disabled: row.try_get("disabled")?,
+                has_password: row.try_get("has_password")?,
+                keys: keys.remove(&id).unwrap_or_default(),
+                groups: groups.remove(&id).unwrap_or_default(),
+                created_at: rows::time(row, "created_at")?,
+            })
+        })
+        .collect()
+}
