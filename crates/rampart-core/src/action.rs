@@ -126,7 +126,11 @@ mod tests {
             ActionSet::parse("file_transfer,exec").unwrap().to_string(),
             "exec,scp,sftp_read,sftp_write"
         );
-        assert!(ActionSet::parse("port_forward").unwrap().contains(Action::PortForward));
+        assert!(
+            ActionSet::parse("port_forward")
+                .unwrap()
+                .contains(Action::PortForward)
+        );
         for bad in ["", "shell,", "root", "Shell"] {
             assert!(ActionSet::parse(bad).is_err(), "{bad:?}");
         }

@@ -13,8 +13,12 @@ pub enum Actor {
     /// The node itself (first start, sealing, retention).
     System,
     /// Someone running `rampart ...` on the node with access to its data directory.
-    LocalCli { os_user: String },
-    User { name: String },
+    LocalCli {
+        os_user: String,
+    },
+    User {
+        name: String,
+    },
 }
 
 impl std::fmt::Display for Actor {

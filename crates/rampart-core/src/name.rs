@@ -28,7 +28,10 @@ pub struct Name(String);
 impl Name {
     /// Parses `value` as the name of a `what` ("user", "asset", ...), which the error names.
     pub fn parse(what: &str, value: &str) -> Result<Self, InvalidInput> {
-        let first_ok = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let first_ok = value
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         let all_ok = value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -83,7 +86,9 @@ pub struct Label {
 impl Label {
     pub fn parse(text: &str) -> Result<Self, InvalidInput> {
         let bad = |why: &str| InvalidInput::new(format!("invalid label {text:?}: {why}"));
-        let (key, value) = text.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE"))?;
         let key_ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && key.len() <= NAME_MAX_LEN
             && key
@@ -131,17 +136,36 @@ mod tests {
             check_name(good, true);
         }
         let long = "a".repeat(65);
-        for bad in ["", "-x", ".x", "root@web", "a b", "a/b", "é", "a\n", "a;rm", long.as_str()] {
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "root@web",
+            "a b",
+            "a/b",
+            "é",
+            "a\n",
+            "a;rm",
+            long.as_str(),
+        ] {
             check_name(bad, false);
         }
     }
 
     #[test]
     fn hosts() {
-        for good in ["10.0.0.5", "::1", "web-01.example.com", "localhost", "fe80::1"] {
+        for good in [
+            "10.0.0.5",
+            "::1",
+            "web-01.example.com",
+            "localhost",
+            "fe80::1",
+        ] {
             assert!(parse_host(good).is_ok(), "{good:?}");
         }
-        for bad in ["", "a b", "-web", "web_01", "host:22", "[::1]", "a..b", "x;reboot"] {
+        for bad in [
+            "", "a b", "-web", "web_01", "host:22", "[::1]", "a..b", "x;reboot",
+        ] {
             assert!(parse_host(bad).is_err(), "{bad:?}");
         }
     }
@@ -152,7 +176,9 @@ mod tests {
         assert_eq!((label.key.as_str(), label.value.as_str()), ("env", "prod"));
         assert_eq!(label.to_string(), "env=prod");
         assert!(Label::parse("team/owner=ops:blue").is_ok());
-        for bad in ["env", "=prod", "env=", "1env=x", "env=a b", "env=x;y", "e v=x"] {
+        for bad in [
+            "env", "=prod", "env=", "1env=x", "env=a b", "env=x;y", "e v=x",
+        ] {
             assert!(Label::parse(bad).is_err(), "label {bad:?}");
         }
     }

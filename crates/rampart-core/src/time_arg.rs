@@ -28,7 +28,12 @@ mod tests {
     fn parses_and_formats_in_utc() {
         let at = parse_rfc3339("time", "2026-12-31T19:00:00+01:00").unwrap();
         assert_eq!(format_rfc3339(at), "2026-12-31T18:00:00Z");
-        for bad in ["2026-12-31", "tomorrow", "2026-13-01T00:00:00Z", "2026-12-31T18:00:00"] {
+        for bad in [
+            "2026-12-31",
+            "tomorrow",
+            "2026-13-01T00:00:00Z",
+            "2026-12-31T18:00:00",
+        ] {
             assert!(parse_rfc3339("time", bad).is_err(), "{bad:?}");
         }
     }

@@ -2,7 +2,9 @@
 
 use crate::data_dir::{io_error, replace_file, write_new_secret_file};
 use crate::rows::{self, new_id, now, time_text};
-use crate::vault::{KeyId, MasterKeySource, envelope_key_id, generate_master_key_base64, pending_key_path};
+use crate::vault::{
+    KeyId, MasterKeySource, envelope_key_id, generate_master_key_base64, pending_key_path,
+};
 use crate::{Result, Store, StoreError, assets, audit_log, ssh_keys};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Account, AccountRef, ExposeSecret, Name, SecretKind, SecretString};
@@ -49,7 +51,12 @@ fn secret_aad(account_id: &str, kind: &str) -> Vec<u8> {
 }
 
 impl Store {
-    pub async fn add_account(&self, actor: &Actor, account: &AccountRef, secret: &NewAccountSecret) -> Result<Account> {
+    pub async fn add_account(
+        &self,
+        actor: &Actor,
+        account: &AccountRef,
+        secret: &NewAccountSecret,
+    ) -> Result<Account> {
         let value = secret.value.expose_secret();
         if value.is_empty() || value.len() > MAX_SECRET_BYTES {
             return Err(StoreError::invalid(format!(
@@ -72,9 +79,11 @@ impl Store {
         }
         let id = new_id().to_string();
         let key_id = active_key_id(&mut tx).await?;
-        let sealed = self
-            .vault
-            .seal(key_id, &secret_aad(&id, secret.kind.as_str()), value.as_bytes())?;
+        let sealed = self.vault.seal(
+            key_id,
+            &secret_aad(&id, secret.kind.as_str()),
+            value.as_bytes(),
+        )?;
         sqlx::query(
             "INSERT INTO accounts (id, asset_id, login, secret_kind, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -131,7 +140,10 @@ impl Store {
 
     /// Decrypts an account's secret for the component about to use it. Keep the result only
     /// as long as the connection attempt needs it.
-    pub async fn reveal_account_secret(&self, account: &AccountRef) -> Result<(SecretKind, SecretString)> {
+    pub async fn reveal_account_secret(
+        &self,
+        account: &AccountRef,
+    ) -> Result<(SecretKind, SecretString)> {
         let row = sqlx::query(
             "SELECT c.id, c.secret_kind, c.secret FROM accounts c JOIN assets a ON a.id = c.asset_id \
              WHERE a.name = $1 AND c.login = $2",
@@ -143,9 +155,10 @@ impl Store {
         .ok_or_else(|| StoreError::not_found("account", account))?;
         let kind = secret_kind(&rows::text(&row, "secret_kind")?)?;
         let sealed: Vec<u8> = row.try_get("secret")?;
-        let mut plain = self
-            .vault
-            .open(&secret_aad(&rows::text(&row, "id")?, kind.as_str()), &sealed)?;
+        let mut plain = self.vault.open(
+            &secret_aad(&rows::text(&row, "id")?, kind.as_str()),
+            &sealed,
+        )?;
         let text = String::from_utf8(std::mem::take(&mut *plain))
             .map_err(|_| StoreError::Corrupt("accounts.secret".into()))?;
         Ok((kind, SecretString::from(text)))
@@ -171,14 +184,17 @@ impl Store {
         };
         for row in &rows {
             let sealed: Vec<u8> = row.try_get("secret")?;
-            let key = envelope_key_id(&sealed).map_or_else(|_| "malformed".to_owned(), |id| id.to_string());
+            let key = envelope_key_id(&sealed)
+                .map_or_else(|_| "malformed".to_owned(), |id| id.to_string());
             *status.secrets_by_key.entry(key).or_default() += 1;
             status.secrets += 1;
             let aad = secret_aad(&rows::text(row, "id")?, &rows::text(row, "secret_kind")?);
             if self.vault.open(&aad, &sealed).is_err() {
-                status
-                    .unreadable
-                    .push(format!("{}@{}", rows::text(row, "login")?, rows::text(row, "asset")?));
+                status.unreadable.push(format!(
+                    "{}@{}",
+                    rows::text(row, "login")?,
+                    rows::text(row, "asset")?
+                ));
             }
         }
         Ok(status)
@@ -191,7 +207,11 @@ impl Store {
     /// Crash-safe: the new key is written before any secret is re-sealed, all secrets move in
     /// one transaction, and until the new key file replaces the old one both stay readable; a
     /// second run finishes an interrupted rotation.
-    pub async fn rotate_vault_key(&self, actor: &Actor, new_key_file: Option<PathBuf>) -> Result<RotationReport> {
+    pub async fn rotate_vault_key(
+        &self,
+        actor: &Actor,
+        new_key_file: Option<PathBuf>,
+    ) -> Result<RotationReport> {
         let _lock = self.data_dir.lock()?;
         let data_dir_key = matches!(self.vault.source(), MasterKeySource::DataDir);
         let pending = pending_key_path(&self.data_dir);
@@ -241,7 +261,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let secrets_reencrypted = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-        let old_key_ids: Vec<String> = old_key_ids.into_iter().filter(|id| *id != new_key_id.to_string()).collect();
+        let old_key_ids: Vec<String> = old_key_ids
+            .into_iter()
+            .filter(|id| *id != new_key_id.to_string())
+            .collect();
         let event = AuditEvent::VaultKeyRotated {
             old_key_ids: old_key_ids.clone(),
             new_key_id: new_key_id.to_string(),
@@ -270,9 +293,10 @@ fn read_secret_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
 }
 
 async fn active_key_id(conn: &mut SqliteConnection) -> Result<KeyId> {
-    let text: String = sqlx::query_scalar("SELECT active_key_id FROM vault_state WHERE singleton = 1")
-        .fetch_one(&mut *conn)
-        .await?;
+    let text: String =
+        sqlx::query_scalar("SELECT active_key_id FROM vault_state WHERE singleton = 1")
+            .fetch_one(&mut *conn)
+            .await?;
     KeyId::parse(&text).ok_or_else(|| StoreError::Corrupt("vault_state.active_key_id".into()))
 }
 
@@ -284,7 +308,11 @@ fn secret_kind(text: &str) -> Result<SecretKind> {
     }
 }
 
-async fn load_accounts(conn: &mut SqliteConnection, asset: Option<&Name>, login: Option<&Name>) -> Result<Vec<Account>> {
+async fn load_accounts(
+    conn: &mut SqliteConnection,
+    asset: Option<&Name>,
+    login: Option<&Name>,
+) -> Result<Vec<Account>> {
     let rows = sqlx::query(
         "SELECT c.id, c.login, a.name AS asset, c.secret_kind, c.created_at \
          FROM accounts c JOIN assets a ON a.id = c.asset_id \

@@ -35,14 +35,16 @@ impl Store {
             return Err(StoreError::already_exists("asset", &asset.name));
         }
         let id = new_id().to_string();
-        sqlx::query("INSERT INTO assets (id, name, host, port, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&id)
-            .bind(asset.name.as_str())
-            .bind(&asset.host)
-            .bind(i64::from(asset.port))
-            .bind(time_text(now()))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO assets (id, name, host, port, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(asset.name.as_str())
+        .bind(&asset.host)
+        .bind(i64::from(asset.port))
+        .bind(time_text(now()))
+        .execute(&mut *tx)
+        .await?;
         for label in &asset.labels {
             sqlx::query("INSERT INTO asset_labels (asset_id, key, value) VALUES ($1, $2, $3)")
                 .bind(&id)
@@ -102,7 +104,10 @@ impl Store {
     }
 }
 
-pub(crate) async fn find_asset_id(conn: &mut SqliteConnection, name: &Name) -> Result<Option<Uuid>> {
+pub(crate) async fn find_asset_id(
+    conn: &mut SqliteConnection,
+    name: &Name,
+) -> Result<Option<Uuid>> {
     let id: Option<String> = sqlx::query_scalar("SELECT id FROM assets WHERE name = $1")
         .bind(name.as_str())
         .fetch_optional(&mut *conn)
@@ -142,10 +147,13 @@ async fn load_assets(conn: &mut SqliteConnection, only: Option<&Name>) -> Result
     .await?;
     let mut labels: HashMap<Uuid, Vec<Label>> = HashMap::new();
     for row in &label_rows {
-        labels.entry(rows::uuid(row, "asset_id")?).or_default().push(Label {
-            key: rows::text(row, "key")?,
-            value: rows::text(row, "value")?,
-        });
+        labels
+            .entry(rows::uuid(row, "asset_id")?)
+            .or_default()
+            .push(Label {
+                key: rows::text(row, "key")?,
+                value: rows::text(row, "value")?,
+            });
     }
     asset_rows
         .iter()

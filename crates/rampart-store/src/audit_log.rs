@@ -20,7 +20,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub struct AuditRecord {
     pub seq: i64,
     pub at: String,
-    pub actor: serde_json::Value,
+    pub actor: Actor,
     pub kind: String,
     pub event: serde_json::Value,
     pub prev_hash: String,
@@ -43,7 +43,11 @@ pub fn chain_hash(prev_hash: &str, seq: i64, at: &str, actor: &str, event: &str)
 }
 
 /// Appends `event` inside the caller's write transaction.
-pub(crate) async fn append(conn: &mut SqliteConnection, actor: &Actor, event: &AuditEvent) -> Result<()> {
+pub(crate) async fn append(
+    conn: &mut SqliteConnection,
+    actor: &Actor,
+    event: &AuditEvent,
+) -> Result<()> {
     let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -52,8 +56,10 @@ pub(crate) async fn append(conn: &mut SqliteConnection, actor: &Actor, event: &A
         None => (1, GENESIS_HASH.to_owned()),
     };
     let at = time_text(now());
-    let actor_json = serde_json::to_string(actor).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
-    let event_json = serde_json::to_string(event).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
+    let actor_json =
+        serde_json::to_string(actor).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
+    let event_json =
+        serde_json::to_string(event).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
     let hash = chain_hash(&prev_hash, seq, &at, &actor_json, &event_json);
     sqlx::query(
         "INSERT INTO audit_events (seq, at, actor, kind, event, prev_hash, hash) \
@@ -90,7 +96,8 @@ impl Store {
                 Ok(AuditRecord {
                     seq: row.try_get("seq")?,
                     at: rows::text(row, "at")?,
-                    actor: json("actor")?,
+                    actor: serde_json::from_value(json("actor")?)
+                        .map_err(|_| crate::StoreError::Corrupt("audit_events.actor".into()))?,
                     kind: rows::text(row, "kind")?,
                     event: json("event")?,
                     prev_hash: rows::text(row, "prev_hash")?,

@@ -88,6 +88,21 @@ impl DataDir {
         (mode & 0o077 != 0).then_some(mode)
     }
 
+    /// SQLite creates its files with the process umask; the database holds sealed secrets and
+    /// password hashes, so only the owner may read it.
+    pub(crate) fn restrict_database_files(&self) -> Result<(), StoreError> {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.database_path().into_os_string();
+            name.push(suffix);
+            let path = PathBuf::from(name);
+            if path.exists() {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(|err| io_error(&path, "cannot restrict", &err))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn database_path(&self) -> PathBuf {
         self.root.join("rampart.db")
     }

@@ -26,19 +26,25 @@ impl Store {
         check_validity(grant.valid_from, grant.valid_until, now())?;
         let mut tx = self.begin_write().await?;
         let (user_id, group_id) = match &grant.subject {
-            GrantSubject::User(name) => (Some(users::user_id(&mut tx, name).await?.to_string()), None),
-            GrantSubject::Group(name) => (None, Some(groups::group_id(&mut tx, name).await?.to_string())),
+            GrantSubject::User(name) => {
+                (Some(users::user_id(&mut tx, name).await?.to_string()), None)
+            }
+            GrantSubject::Group(name) => (
+                None,
+                Some(groups::group_id(&mut tx, name).await?.to_string()),
+            ),
         };
         let asset_id = match &grant.target {
             GrantTarget::Asset(name) => {
                 let id = assets::asset_id(&mut tx, name).await?.to_string();
                 for login in &grant.accounts {
-                    let exists: Option<String> =
-                        sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
-                            .bind(&id)
-                            .bind(login.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                    let exists: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM accounts WHERE asset_id = $1 AND login = $2",
+                    )
+                    .bind(&id)
+                    .bind(login.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                     if exists.is_none() {
                         return Err(StoreError::not_found("account", format!("{login}@{name}")));
                     }
@@ -46,7 +52,9 @@ impl Store {
                 Some(id)
             }
             GrantTarget::Labels(labels) if labels.is_empty() => {
-                return Err(StoreError::invalid("a grant needs an asset or at least one label"));
+                return Err(StoreError::invalid(
+                    "a grant needs an asset or at least one label",
+                ));
             }
             GrantTarget::Labels(_) => None,
         };
@@ -73,7 +81,9 @@ impl Store {
                     .bind(&label.value)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|_| StoreError::invalid(format!("label key {:?} given twice", label.key)))?;
+                    .map_err(|_| {
+                        StoreError::invalid(format!("label key {:?} given twice", label.key))
+                    })?;
             }
         }
         for login in &grant.accounts {
@@ -116,13 +126,24 @@ impl Store {
         if removed == 0 {
             return Err(StoreError::not_found("grant", id));
         }
-        audit_log::append(&mut tx, actor, &AuditEvent::GrantRemoved { grant: id.to_string() }).await?;
+        audit_log::append(
+            &mut tx,
+            actor,
+            &AuditEvent::GrantRemoved {
+                grant: id.to_string(),
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-fn check_validity(from: Option<OffsetDateTime>, until: Option<OffsetDateTime>, now: OffsetDateTime) -> Result<()> {
+fn check_validity(
+    from: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<()> {
     if let (Some(from), Some(until)) = (from, until)
         && until <= from
     {
@@ -169,10 +190,13 @@ async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<
     .await?;
     let mut labels: HashMap<Uuid, Vec<Label>> = HashMap::new();
     for row in &label_rows {
-        labels.entry(rows::uuid(row, "grant_id")?).or_default().push(Label {
-            key: rows::text(row, "key")?,
-            value: rows::text(row, "value")?,
-        });
+        labels
+            .entry(rows::uuid(row, "grant_id")?)
+            .or_default()
+            .push(Label {
+                key: rows::text(row, "key")?,
+                value: rows::text(row, "value")?,
+            });
     }
     let mut accounts: HashMap<Uuid, Vec<Name>> = HashMap::new();
     for row in &account_rows {
@@ -205,7 +229,8 @@ async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<
                 subject,
                 target,
                 accounts: accounts.remove(&id).unwrap_or_default(),
-                actions: ActionSet::parse(&rows::text(row, "actions")?).map_err(|_| corrupt("actions"))?,
+                actions: ActionSet::parse(&rows::text(row, "actions")?)
+                    .map_err(|_| corrupt("actions"))?,
                 valid_from: rows::optional_time(row, "valid_from")?,
                 valid_until: rows::optional_time(row, "valid_until")?,
                 created_at: rows::time(row, "created_at")?,

@@ -20,13 +20,25 @@ impl Store {
             .bind(time_text(now()))
             .execute(&mut *tx)
             .await?;
-        audit_log::append(&mut tx, actor, &AuditEvent::GroupAdded { group: name.to_string() }).await?;
+        audit_log::append(
+            &mut tx,
+            actor,
+            &AuditEvent::GroupAdded {
+                group: name.to_string(),
+            },
+        )
+        .await?;
         let group = load_group(&mut tx, name).await?;
         tx.commit().await?;
         Ok(group)
     }
 
-    pub async fn add_group_member(&self, actor: &Actor, group: &Name, user: &Name) -> Result<Group> {
+    pub async fn add_group_member(
+        &self,
+        actor: &Actor,
+        group: &Name,
+        user: &Name,
+    ) -> Result<Group> {
         let mut tx = self.begin_write().await?;
         let group_id = group_id(&mut tx, group).await?;
         let user_id = users::user_id(&mut tx, user).await?;
@@ -39,7 +51,10 @@ impl Store {
         .await?
         .rows_affected();
         if added == 0 {
-            return Err(StoreError::already_exists("member", format!("{user} of group {group}")));
+            return Err(StoreError::already_exists(
+                "member",
+                format!("{user} of group {group}"),
+            ));
         }
         let event = AuditEvent::GroupMemberAdded {
             group: group.to_string(),
@@ -57,7 +72,10 @@ impl Store {
     }
 }
 
-pub(crate) async fn find_group_id(conn: &mut SqliteConnection, name: &Name) -> Result<Option<Uuid>> {
+pub(crate) async fn find_group_id(
+    conn: &mut SqliteConnection,
+    name: &Name,
+) -> Result<Option<Uuid>> {
     let id: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
         .bind(name.as_str())
         .fetch_optional(&mut *conn)

@@ -71,9 +71,9 @@ pub enum StoreError {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } | StoreError::Invalid(_) => {
-                ErrorKind::Client
-            }
+            StoreError::NotFound { .. }
+            | StoreError::AlreadyExists { .. }
+            | StoreError::Invalid(_) => ErrorKind::Client,
             _ => ErrorKind::Internal,
         }
     }
@@ -137,7 +137,8 @@ impl Store {
             generated_node_keys: node_keys::ensure_node_keys(&data_dir)?,
             ..OpenReport::default()
         };
-        let (vault, generated_master_key) = Vault::load(options.master_key.clone(), data_dir.clone())?;
+        let (vault, generated_master_key) =
+            Vault::load(options.master_key.clone(), data_dir.clone())?;
         report.generated_master_key = generated_master_key;
 
         let pool = SqlitePoolOptions::new()
@@ -145,6 +146,7 @@ impl Store {
             .connect_with(connect_options(&data_dir.database_path()))
             .await?;
         migrations::run(&pool).await?;
+        data_dir.restrict_database_files()?;
         let store = Self {
             pool,
             vault,
@@ -156,6 +158,12 @@ impl Store {
 
     pub fn data_dir(&self) -> &DataDir {
         &self.data_dir
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Closes the connection pool, checkpointing the write-ahead log.
@@ -179,7 +187,8 @@ impl Store {
                 .await?;
         match active {
             Some(text) => {
-                let id = KeyId::parse(&text).ok_or_else(|| StoreError::Corrupt("vault_state".into()))?;
+                let id =
+                    KeyId::parse(&text).ok_or_else(|| StoreError::Corrupt("vault_state".into()))?;
                 tx.rollback().await?;
                 if !self.vault.has_key(id) {
                     self.vault.reload()?;

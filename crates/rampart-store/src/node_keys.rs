@@ -40,8 +40,9 @@ pub fn public_key_of(path: &Path) -> Result<String, StoreError> {
         std::fs::read_to_string(path)
             .map_err(|err| crate::data_dir::io_error(path, "cannot read", &err))?,
     );
-    let key = PrivateKey::from_openssh(pem.as_bytes())
-        .map_err(|err| StoreError::DataDir(format!("{} is not a valid key: {err}", path.display())))?;
+    let key = PrivateKey::from_openssh(pem.as_bytes()).map_err(|err| {
+        StoreError::DataDir(format!("{} is not a valid key: {err}", path.display()))
+    })?;
     key.public_key()
         .to_openssh()
         .map_err(|err| StoreError::DataDir(format!("cannot encode public key: {err}")))

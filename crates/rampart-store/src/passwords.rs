@@ -48,7 +48,10 @@ mod tests {
         assert!(hash.starts_with("$argon2id$"));
         assert!(!hash.contains("correct horse"));
         assert!(verify_password(&password, &hash));
-        assert!(!verify_password(&SecretString::from("wrong horse battery".to_owned()), &hash));
+        assert!(!verify_password(
+            &SecretString::from("wrong horse battery".to_owned()),
+            &hash
+        ));
         assert!(!verify_password(&password, "not a hash"));
         assert!(hash_password(&SecretString::from("short".to_owned())).is_err());
     }

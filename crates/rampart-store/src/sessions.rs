@@ -37,7 +37,8 @@ impl Store {
 
 fn session_from_row(row: &SqliteRow) -> Result<Session> {
     let count = |column: &str| -> Result<u64> {
-        u64::try_from(row.try_get::<i64, _>(column)?).map_err(|_| StoreError::Corrupt(format!("sessions.{column}")))
+        u64::try_from(row.try_get::<i64, _>(column)?)
+            .map_err(|_| StoreError::Corrupt(format!("sessions.{column}")))
     };
     Ok(Session {
         id: rows::uuid(row, "id")?,

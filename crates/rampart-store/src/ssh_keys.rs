@@ -24,12 +24,15 @@ pub fn parse_public_keys(source: &str, text: &str) -> Result<Vec<ParsedPublicKey
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        keys.push(parse_public_key(line).map_err(|why| {
-            InvalidInput::new(format!("{source} line {}: {why}", number + 1))
-        })?);
+        keys.push(
+            parse_public_key(line)
+                .map_err(|why| InvalidInput::new(format!("{source} line {}: {why}", number + 1)))?,
+        );
     }
     if keys.is_empty() {
-        return Err(InvalidInput::new(format!("{source} holds no SSH public key")));
+        return Err(InvalidInput::new(format!(
+            "{source} holds no SSH public key"
+        )));
     }
     Ok(keys)
 }
@@ -38,8 +41,9 @@ fn parse_public_key(line: &str) -> Result<ParsedPublicKey, String> {
     if line.starts_with("-----BEGIN") {
         return Err("this is a private key; give the public key (the .pub file)".into());
     }
-    let mut key = PublicKey::from_openssh(line)
-        .map_err(|_| "not an SSH public key (expected e.g. \"ssh-ed25519 AAAA... comment\")".to_owned())?;
+    let mut key = PublicKey::from_openssh(line).map_err(|_| {
+        "not an SSH public key (expected e.g. \"ssh-ed25519 AAAA... comment\")".to_owned()
+    })?;
     let comment = key.comment().to_string();
     key.set_comment("");
     let public_key = key
@@ -75,13 +79,14 @@ pub fn validate_private_key(source: &str, pem: &Zeroizing<String>) -> Result<(),
 mod tests {
     use super::*;
 
-    const ED25519: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
     #[test]
     fn parses_and_fingerprints() {
         let keys = parse_public_keys("alice.pub", &format!("# a comment\n\n{ED25519}\n")).unwrap();
-        let [key] = keys.as_slice() else { panic!("one key expected") };
+        let [key] = keys.as_slice() else {
+            panic!("one key expected")
+        };
         assert_eq!(key.algorithm, "ssh-ed25519");
         assert_eq!(key.comment, "alice@laptop");
         assert!(key.fingerprint.starts_with("SHA256:"));
@@ -90,7 +95,13 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_public_key() {
-        for bad in ["", "# only a comment", "hello", "ssh-ed25519 AAAA", "-----BEGIN OPENSSH PRIVATE KEY-----"] {
+        for bad in [
+            "",
+            "# only a comment",
+            "hello",
+            "ssh-ed25519 AAAA",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+        ] {
             let err = parse_public_keys("k.pub", bad).unwrap_err();
             assert!(err.0.contains("k.pub"), "{err}");
         }

@@ -53,7 +53,12 @@ impl Store {
         load_user(&mut conn, name).await
     }
 
-    pub async fn set_user_disabled(&self, actor: &Actor, name: &Name, disabled: bool) -> Result<User> {
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        disabled: bool,
+    ) -> Result<User> {
         let mut tx = self.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
         sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
@@ -96,7 +101,12 @@ impl Store {
         Ok(grants_removed)
     }
 
-    pub async fn add_user_key(&self, actor: &Actor, name: &Name, key: &ParsedPublicKey) -> Result<User> {
+    pub async fn add_user_key(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        key: &ParsedPublicKey,
+    ) -> Result<User> {
         let mut tx = self.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
         insert_key(&mut tx, id, key).await?;
@@ -110,7 +120,12 @@ impl Store {
         Ok(user)
     }
 
-    pub async fn remove_user_key(&self, actor: &Actor, name: &Name, fingerprint: &str) -> Result<User> {
+    pub async fn remove_user_key(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        fingerprint: &str,
+    ) -> Result<User> {
         let mut tx = self.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
         let removed = sqlx::query("DELETE FROM user_keys WHERE user_id = $1 AND fingerprint = $2")
@@ -135,7 +150,12 @@ impl Store {
         Ok(user)
     }
 
-    pub async fn set_user_password(&self, actor: &Actor, name: &Name, password: &SecretString) -> Result<()> {
+    pub async fn set_user_password(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        password: &SecretString,
+    ) -> Result<()> {
         // Hash before taking the write lock: Argon2id is deliberately slow.
         let hash = passwords::hash_password(password)?;
         let mut tx = self.begin_write().await?;
@@ -167,7 +187,11 @@ impl Store {
     }
 }
 
-async fn insert_key(conn: &mut SqliteConnection, user_id: Uuid, key: &ParsedPublicKey) -> Result<()> {
+async fn insert_key(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    key: &ParsedPublicKey,
+) -> Result<()> {
     let owner: Option<String> = sqlx::query_scalar(
         "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id WHERE k.fingerprint = $1",
     )
@@ -245,13 +269,15 @@ async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<
 
     let mut keys: HashMap<Uuid, Vec<UserKey>> = HashMap::new();
     for row in &key_rows {
-        keys.entry(rows::uuid(row, "user_id")?).or_default().push(UserKey {
-            fingerprint: rows::text(row, "fingerprint")?,
-            algorithm: rows::text(row, "algorithm")?,
-            comment: rows::text(row, "comment")?,
-            public_key: rows::text(row, "public_key")?,
-            added_at: rows::time(row, "added_at")?,
-        });
+        keys.entry(rows::uuid(row, "user_id")?)
+            .or_default()
+            .push(UserKey {
+                fingerprint: rows::text(row, "fingerprint")?,
+                algorithm: rows::text(row, "algorithm")?,
+                comment: rows::text(row, "comment")?,
+                public_key: rows::text(row, "public_key")?,
+                added_at: rows::time(row, "added_at")?,
+            });
     }
     let mut groups: HashMap<Uuid, Vec<Name>> = HashMap::new();
     for row in &group_rows {

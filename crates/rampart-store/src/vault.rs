@@ -9,8 +9,8 @@
 //! INVARIANT: plaintext exists only in zeroizing buffers, and only between `open` and the caller
 //! using it; this module never logs, formats or returns a secret inside an error.
 
-use crate::data_dir::{DataDir, hex, io_error, write_new_secret_file};
 use crate::StoreError;
+use crate::data_dir::{DataDir, hex, io_error, write_new_secret_file};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -113,9 +113,11 @@ impl MasterKey {
 
     /// Parses the base64 form kept in key files and the environment.
     fn from_base64(what: &str, text: &str) -> Result<Self, VaultError> {
-        let bytes = Zeroizing::new(BASE64.decode(text.trim()).map_err(|_| {
-            VaultError::MasterKey(format!("{what} is not base64"))
-        })?);
+        let bytes = Zeroizing::new(
+            BASE64
+                .decode(text.trim())
+                .map_err(|_| VaultError::MasterKey(format!("{what} is not base64")))?,
+        );
         let key: Zeroizing<[u8; MASTER_KEY_LEN]> =
             Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
                 VaultError::MasterKey(format!(
@@ -142,6 +144,13 @@ pub fn generate_master_key_base64() -> Result<Zeroizing<String>, VaultError> {
     Ok(Zeroizing::new(format!("{}\n", BASE64.encode(key.as_ref()))))
 }
 
+/// Writes a new random master key to `path` (mode 0600), for operators who supply the key from
+/// outside the data directory. Refuses to overwrite an existing file.
+pub fn write_new_master_key_file(path: &Path) -> Result<(), StoreError> {
+    let key = generate_master_key_base64()?;
+    write_new_secret_file(path, key.as_bytes())
+}
+
 /// The master keys this process holds. One of them is the primary key of the configured source;
 /// others are there while a rotation is in progress.
 pub struct Vault {
@@ -162,7 +171,10 @@ impl fmt::Debug for Vault {
 impl Vault {
     /// Loads the master key(s), generating the data directory's key on first start.
     /// Returns the vault and whether a key was generated.
-    pub(crate) fn load(source: MasterKeySource, data_dir: DataDir) -> Result<(Self, bool), StoreError> {
+    pub(crate) fn load(
+        source: MasterKeySource,
+        data_dir: DataDir,
+    ) -> Result<(Self, bool), StoreError> {
         let mut generated = false;
         if matches!(source, MasterKeySource::DataDir) && !data_dir.master_key_path().exists() {
             let key = generate_master_key_base64()?;
@@ -220,7 +232,12 @@ impl Vault {
     }
 
     /// Seals `plaintext` under key `key_id`, bound to `aad` (which names the owning record).
-    pub(crate) fn seal(&self, key_id: KeyId, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn seal(
+        &self,
+        key_id: KeyId,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         if !self.has_key(key_id) {
             self.reload()?;
         }
@@ -237,7 +254,13 @@ impl Vault {
             .map_err(|err| VaultError::MasterKey(format!("no randomness from the OS: {err}")))?;
         let ciphertext = key
             .cipher
-            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| VaultError::Malformed)?;
         let mut envelope = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + ciphertext.len());
         envelope.push(ENVELOPE_VERSION);
@@ -248,7 +271,11 @@ impl Vault {
     }
 
     /// Opens an envelope sealed for the record that `aad` names.
-    pub(crate) fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    pub(crate) fn open(
+        &self,
+        aad: &[u8],
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let parts = Envelope::parse(envelope)?;
         if !self.has_key(parts.key_id) {
             self.reload()?;
@@ -288,8 +315,12 @@ impl<'a> Envelope<'a> {
         if *version != ENVELOPE_VERSION {
             return Err(VaultError::Malformed);
         }
-        let (key_id, rest) = rest.split_at_checked(KEY_ID_LEN).ok_or(VaultError::Malformed)?;
-        let (nonce, ciphertext) = rest.split_at_checked(NONCE_LEN).ok_or(VaultError::Malformed)?;
+        let (key_id, rest) = rest
+            .split_at_checked(KEY_ID_LEN)
+            .ok_or(VaultError::Malformed)?;
+        let (nonce, ciphertext) = rest
+            .split_at_checked(NONCE_LEN)
+            .ok_or(VaultError::Malformed)?;
         Ok(Self {
             key_id: KeyId(key_id.try_into().map_err(|_| VaultError::Malformed)?),
             nonce: nonce.try_into().map_err(|_| VaultError::Malformed)?,
@@ -342,7 +373,10 @@ mod tests {
         let id = vault.primary_key_id().unwrap();
         let envelope = vault.seal(id, b"row-1", b"hunter2").unwrap();
         assert_eq!(envelope_key_id(&envelope).unwrap(), id);
-        assert_eq!(vault.open(b"row-1", &envelope).unwrap().as_slice(), b"hunter2");
+        assert_eq!(
+            vault.open(b"row-1", &envelope).unwrap().as_slice(),
+            b"hunter2"
+        );
         // The same envelope under another row's associated data does not open.
         assert!(matches!(
             vault.open(b"row-2", &envelope),
@@ -357,7 +391,11 @@ mod tests {
             assert!(vault.open(b"row-1", &bad).is_err(), "flip at {index}");
         }
         for short in 0..(1 + KEY_ID_LEN + NONCE_LEN) {
-            assert!(vault.open(b"row-1", envelope.get(..short).unwrap()).is_err());
+            assert!(
+                vault
+                    .open(b"row-1", envelope.get(..short).unwrap())
+                    .is_err()
+            );
         }
     }
 

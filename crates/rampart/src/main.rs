@@ -1,1 +1,55 @@
-fn main() {}
+//! The `rampart` binary: parses the command line and configuration, then hands over to a
+//! command or to the server. Wiring only; behaviour lives in the library crates.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod config;
+mod output;
+mod serve;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use config::{Config, Overrides};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides {
+        config_file: cli.global.config.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        master_key_file: cli.global.master_key_file.clone(),
+        ..Overrides::default()
+    };
+    if let Command::Serve(args) = &cli.command {
+        overrides.ssh_listen = args.ssh_listen.clone();
+        overrides.http_listen = args.http_listen.clone();
+        overrides.log_level = args.log_level.clone();
+    }
+    // Everything is validated here, before any file is opened or socket bound.
+    let config = Config::load(overrides)?;
+    match cli.command {
+        Command::Serve(_) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve::run(config))
+        }
+        command => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(commands::run(&config, cli.global.json, command))
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The command line: every command, flag and help text.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Rampart: a privileged-access gateway (bastion host and PAM) in one binary",
+    long_about = "Rampart: a privileged-access gateway (bastion host and PAM) in one binary.\n\n\
+        `rampart serve` runs the gateway on an embedded store in the data directory. Every other \
+        command administers that data directory directly and may run while the server does.",
+    after_help = "Settings come from flags, then RAMPART_* environment variables, then the file \
+        given with --config, then built-in defaults (data in ./rampart-data, listeners on loopback)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file [env: RAMPART_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [env: RAMPART_DATA_DIR] [default: ./rampart-data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File holding the vault master key in base64, instead of the data directory's own
+    /// [env: RAMPART_MASTER_KEY_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: create the data directory on first start, then serve until SIGINT/SIGTERM
+    Serve(ServeArgs),
+    /// Manage users (people with their own identity)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage groups of users
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Manage assets (target hosts)
+    #[command(subcommand)]
+    Asset(AssetCommand),
+    /// Manage accounts (logins on assets whose secrets live in the vault)
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage grants (who may use which accounts, for what, when)
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// Inspect sessions
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Inspect and rotate the vault's master key
+    #[command(subcommand)]
+    Vault(VaultCommand),
+    /// Read the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for SSH clients [env: RAMPART_SSH_LISTEN] [default: 127.0.0.1:2222]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ssh_listen: Option<String>,
+    /// Address for the web UI and API [env: RAMPART_HTTP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
+    /// Log level: error, warn, info, debug or trace [env: RAMPART_LOG] [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user
+    Add {
+        name: String,
+        /// What the user may do with Rampart itself
+        #[arg(long, default_value = "user", value_parser = ["admin", "auditor", "user"])]
+        role: String,
+        /// SSH public key file (.pub); repeat for several
+        #[arg(long = "key", value_name = "FILE")]
+        keys: Vec<PathBuf>,
+    },
+    /// List users
+    List,
+    /// Show one user with keys and groups
+    Show { name: String },
+    /// Disable a user: they can no longer log in
+    Disable { name: String },
+    /// Enable a disabled user
+    Enable { name: String },
+    /// Remove a user, their keys, memberships and personal grants (their sessions and audit events stay)
+    Remove { name: String },
+    /// Manage a user's SSH public keys
+    #[command(subcommand)]
+    Key(UserKeyCommand),
+    /// Set a user's password, read from standard input (prompted without echo on a terminal)
+    Password { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserKeyCommand {
+    /// Add the public key(s) in FILE to a user
+    Add { name: String, file: PathBuf },
+    /// Remove a user's key by fingerprint (SHA256:..., as `rampart user show` prints it)
+    Remove { name: String, fingerprint: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Add a group
+    Add { name: String },
+    /// Manage group members
+    #[command(subcommand)]
+    Member(GroupMemberCommand),
+    /// List groups with their members
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupMemberCommand {
+    /// Add a user to a group
+    Add { group: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssetCommand {
+    /// Add an asset
+    Add {
+        name: String,
+        /// DNS name or IP address
+        #[arg(long)]
+        host: String,
+        /// SSH port
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// Label KEY=VALUE (grants can select assets by label); repeat for several
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// List assets
+    List,
+    /// Show one asset
+    Show { name: String },
+    /// Remove an asset with its accounts and the grants that name it
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Add an account; its secret goes into the vault and is never printed
+    Add {
+        /// ACCOUNT@ASSET, for example root@web-01
+        account: String,
+        /// Read the password from standard input (prompted without echo on a terminal)
+        #[arg(
+            long,
+            conflicts_with = "key_file",
+            required_unless_present = "key_file"
+        )]
+        password_stdin: bool,
+        /// Unencrypted OpenSSH private key file to log in with
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// List accounts (never their secrets)
+    List {
+        /// Only the accounts of this asset
+        #[arg(long, value_name = "NAME")]
+        asset: Option<String>,
+    },
+    /// Remove an account and its secret
+    Remove { account: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Allow a user or group to use accounts on an asset or on assets with labels
+    Add(GrantAddArgs),
+    /// List grants
+    List,
+    /// Remove a grant by id
+    Remove { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantAddArgs {
+    /// The user the grant is for
+    #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+    pub user: Option<String>,
+    /// The group the grant is for
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The asset the grant covers
+    #[arg(long, conflicts_with = "labels", required_unless_present = "labels")]
+    pub asset: Option<String>,
+    /// Cover every asset with this label KEY=VALUE; repeat to require several
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Account login the grant allows; repeat for several [default: every account]
+    #[arg(long = "account", value_name = "NAME")]
+    pub accounts: Vec<String>,
+    /// Comma-separated actions: shell, exec, scp, sftp_read, sftp_write, port_forward
+    /// (sftp = sftp_read,sftp_write) [default: shell,exec,scp,sftp_read,sftp_write]
+    #[arg(long, value_name = "LIST")]
+    pub actions: Option<String>,
+    /// Valid from this RFC 3339 time [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Valid until this RFC 3339 time [default: no end]
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List sessions, newest first
+    List {
+        /// Only sessions still open
+        #[arg(long)]
+        live: bool,
+    },
+    /// Show one session
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Show which master key seals the secrets, and check that every secret opens
+    Status,
+    /// Re-encrypt every secret under a new master key
+    RotateKey {
+        /// The new key, when the master key is supplied by file or environment
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+    /// Write a new random master key to FILE (mode 0600), for --master-key-file
+    GenerateKey { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show the most recent audit events
+    List {
+        /// How many events
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}

@@ -1,0 +1,92 @@
+//! `rampart asset ...`
+
+use super::{name, time_text};
+use crate::cli::AssetCommand;
+use crate::output::{Table, done, join_or_dash, or_dash, print_fields, print_json};
+use rampart_core::audit::Actor;
+use rampart_core::{Label, parse_host};
+use rampart_store::{NewAsset, Store};
+
+pub async fn run(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    command: AssetCommand,
+) -> anyhow::Result<()> {
+    match command {
+        AssetCommand::Add {
+            name: asset,
+            host,
+            port,
+            labels,
+        } => {
+            let asset = NewAsset {
+                name: name("asset", &asset)?,
+                host: parse_host(&host)?,
+                port,
+                labels: labels
+                    .iter()
+                    .map(|l| Label::parse(l))
+                    .collect::<Result<_, _>>()?,
+            };
+            let added = store.add_asset(actor, &asset).await?;
+            done(
+                json,
+                &added,
+                &format!("added asset {} ({}:{})", added.name, added.host, added.port),
+            )
+        }
+        AssetCommand::List => {
+            let assets = store.list_assets().await?;
+            if json {
+                return print_json(&assets);
+            }
+            let mut table = Table::new(["NAME", "HOST", "PORT", "LABELS", "HOST KEY"]);
+            for asset in &assets {
+                table.row([
+                    asset.name.to_string(),
+                    asset.host.clone(),
+                    asset.port.to_string(),
+                    join_or_dash(asset.labels.iter().map(ToString::to_string)),
+                    if asset.host_key.is_some() {
+                        "pinned"
+                    } else {
+                        "not yet seen"
+                    }
+                    .to_owned(),
+                ]);
+            }
+            table.print("no assets yet: add one with `rampart asset add NAME --host HOST`");
+            Ok(())
+        }
+        AssetCommand::Show { name: asset } => {
+            let asset = store.asset(&name("asset", &asset)?).await?;
+            if json {
+                return print_json(&asset);
+            }
+            print_fields(&[
+                ("name", asset.name.to_string()),
+                ("id", asset.id.to_string()),
+                ("host", asset.host.clone()),
+                ("port", asset.port.to_string()),
+                (
+                    "labels",
+                    join_or_dash(asset.labels.iter().map(ToString::to_string)),
+                ),
+                ("host key", or_dash(asset.host_key.clone())),
+                ("created", time_text(asset.created_at)),
+            ]);
+            Ok(())
+        }
+        AssetCommand::Remove { name: asset } => {
+            let asset = name("asset", &asset)?;
+            let (accounts, grants) = store.remove_asset(actor, &asset).await?;
+            let result = serde_json::json!({ "removed": asset, "accounts_removed": accounts, "grants_removed": grants });
+            done(
+                json,
+                &result,
+                &format!("removed asset {asset} with {accounts} account(s) and {grants} grant(s)"),
+            )
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The administration commands. Each opens the data directory directly (safe while the server
+//! runs), makes its change in one transaction with its audit event, and prints the result.
+
+mod accounts;
+mod assets;
+mod audit;
+mod grants;
+mod groups;
+mod sessions;
+mod users;
+mod vault;
+
+use crate::cli::Command;
+use crate::config::Config;
+use anyhow::{Context, bail};
+use rampart_core::audit::Actor;
+use rampart_core::{Name, SecretString};
+use rampart_store::{Store, StoreOptions};
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// The largest secret or key file a command reads.
+const MAX_INPUT_BYTES: u64 = 64 * 1024;
+
+pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Result<()> {
+    // Needs no store: it only writes a key file for the operator to configure.
+    if let Command::Vault(crate::cli::VaultCommand::GenerateKey { file }) = &command {
+        return vault::generate_key(file, json);
+    }
+    let store = open_store(config).await?;
+    let actor = local_actor();
+    let result = match command {
+        Command::Serve(_) => bail!("serve is not an administration command"),
+        Command::User(cmd) => users::run(&store, &actor, json, cmd).await,
+        Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
+        Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
+        Command::Account(cmd) => accounts::run(&store, &actor, json, cmd).await,
+        Command::Grant(cmd) => grants::run(&store, &actor, json, cmd).await,
+        Command::Session(cmd) => sessions::run(&store, json, cmd).await,
+        Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
+        Command::Audit(cmd) => audit::run(&store, json, cmd).await,
+    };
+    store.close().await;
+    result
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        data_dir: config.data_dir.clone(),
+        master_key: config.master_key.clone(),
+    };
+    let (store, report) = Store::open(&options).await?;
+    if report.created_data_dir {
+        eprintln!(
+            "note: created a new data directory at {} (run `rampart serve` to start the gateway)",
+            config.data_dir.display()
+        );
+    }
+    Ok(store)
+}
+
+/// The operator running this command, as the audit log records them.
+fn local_actor() -> Actor {
+    let uid = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let os_user = match uid {
+        Some(uid) => format!("{name} (uid {uid})"),
+        None => name,
+    };
+    Actor::LocalCli { os_user }
+}
+
+pub(crate) fn name(what: &str, text: &str) -> anyhow::Result<Name> {
+    Ok(Name::parse(what, text)?)
+}
+
+/// Reads a secret from standard input: prompted without echo on a terminal (twice when
+/// `confirm`), else everything up to EOF with one trailing newline removed.
+pub(crate) fn read_secret_from_stdin(prompt: &str, confirm: bool) -> anyhow::Result<SecretString> {
+    if std::io::stdin().is_terminal() {
+        let first = Zeroizing::new(rpassword::prompt_password(prompt)?);
+        if confirm {
+            let second = Zeroizing::new(rpassword::prompt_password("Again: ")?);
+            if *first != *second {
+                bail!("the two entries differ; nothing was changed");
+            }
+        }
+        return Ok(SecretString::from(first.to_string()));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        bail!("standard input is longer than {MAX_INPUT_BYTES} bytes");
+    }
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        bail!(
+            "standard input is empty: pipe the secret in, e.g. `printf %s \"$PW\" | rampart ...`"
+        );
+    }
+    let text = String::from_utf8(std::mem::take(&mut *bytes))
+        .map_err(|_| anyhow::anyhow!("standard input is not UTF-8 text"))?;
+    Ok(SecretString::from(text))
+}
+
+/// Reads a small text file (a key), refusing anything large.
+pub(crate) fn read_small_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a file", path.display());
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        bail!(
+            "{} is larger than {MAX_INPUT_BYTES} bytes: not a key file",
+            path.display()
+        );
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a text file: not a key file", path.display()))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// A time for people: RFC 3339 in UTC, to the second.
+pub(crate) fn time_text(at: time::OffsetDateTime) -> String {
+    rampart_core::time_arg::format_rfc3339(at.replace_nanosecond(0).unwrap_or(at))
+}

@@ -1,0 +1,165 @@
+//! `rampart user ...`
+
+use super::{name, read_secret_from_stdin, read_small_file, time_text};
+use crate::cli::{UserCommand, UserKeyCommand};
+use crate::output::{Table, done, join_or_dash, print_fields, print_json};
+use rampart_core::audit::Actor;
+use rampart_core::{Role, User};
+use rampart_store::Store;
+use rampart_store::ssh_keys::{ParsedPublicKey, parse_public_keys};
+use std::path::Path;
+
+pub async fn run(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    command: UserCommand,
+) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            name: user,
+            role,
+            keys,
+        } => {
+            let user = name("user", &user)?;
+            let role = Role::parse(&role)?;
+            let mut parsed = Vec::new();
+            for path in &keys {
+                parsed.extend(read_keys(path)?);
+            }
+            let added = store.add_user(actor, &user, role, &parsed).await?;
+            done(
+                json,
+                &added,
+                &format!(
+                    "added user {} (role {}, {} key(s))",
+                    added.name,
+                    added.role,
+                    added.keys.len()
+                ),
+            )
+        }
+        UserCommand::List => {
+            let users = store.list_users().await?;
+            if json {
+                return print_json(&users);
+            }
+            let mut table = Table::new([
+                "NAME", "ROLE", "STATUS", "KEYS", "PASSWORD", "GROUPS", "CREATED",
+            ]);
+            for user in &users {
+                table.row([
+                    user.name.to_string(),
+                    user.role.to_string(),
+                    status(user).to_owned(),
+                    user.keys.len().to_string(),
+                    if user.has_password { "set" } else { "-" }.to_owned(),
+                    join_or_dash(user.groups.iter().map(ToString::to_string)),
+                    time_text(user.created_at),
+                ]);
+            }
+            table.print("no users yet: add one with `rampart user add NAME --key FILE`");
+            Ok(())
+        }
+        UserCommand::Show { name: user } => {
+            let user = store.user(&name("user", &user)?).await?;
+            if json {
+                return print_json(&user);
+            }
+            print_fields(&[
+                ("name", user.name.to_string()),
+                ("id", user.id.to_string()),
+                ("role", user.role.to_string()),
+                ("status", status(&user).to_owned()),
+                (
+                    "password",
+                    if user.has_password { "set" } else { "not set" }.to_owned(),
+                ),
+                (
+                    "groups",
+                    join_or_dash(user.groups.iter().map(ToString::to_string)),
+                ),
+                ("created", time_text(user.created_at)),
+            ]);
+            println!();
+            let mut table = Table::new(["FINGERPRINT", "TYPE", "COMMENT", "ADDED"]);
+            for key in &user.keys {
+                table.row([
+                    key.fingerprint.clone(),
+                    key.algorithm.clone(),
+                    key.comment.clone(),
+                    time_text(key.added_at),
+                ]);
+            }
+            table.print("no SSH keys");
+            Ok(())
+        }
+        UserCommand::Disable { name: user } => {
+            let user = store
+                .set_user_disabled(actor, &name("user", &user)?, true)
+                .await?;
+            done(json, &user, &format!("disabled user {}", user.name))
+        }
+        UserCommand::Enable { name: user } => {
+            let user = store
+                .set_user_disabled(actor, &name("user", &user)?, false)
+                .await?;
+            done(json, &user, &format!("enabled user {}", user.name))
+        }
+        UserCommand::Remove { name: user } => {
+            let user = name("user", &user)?;
+            let grants_removed = store.remove_user(actor, &user).await?;
+            let result = serde_json::json!({ "removed": user, "grants_removed": grants_removed });
+            done(
+                json,
+                &result,
+                &format!("removed user {user} and {grants_removed} personal grant(s)"),
+            )
+        }
+        UserCommand::Key(UserKeyCommand::Add { name: user, file }) => {
+            let user = name("user", &user)?;
+            let keys = read_keys(&file)?;
+            let mut updated = None;
+            for key in &keys {
+                updated = Some(store.add_user_key(actor, &user, key).await?);
+            }
+            let fingerprints: Vec<&str> = keys.iter().map(|k| k.fingerprint.as_str()).collect();
+            let message = format!("added key {} to user {user}", fingerprints.join(", "));
+            match updated {
+                Some(updated) => done(json, &updated, &message),
+                None => Ok(()),
+            }
+        }
+        UserCommand::Key(UserKeyCommand::Remove {
+            name: user,
+            fingerprint,
+        }) => {
+            let user = store
+                .remove_user_key(actor, &name("user", &user)?, &fingerprint)
+                .await?;
+            done(
+                json,
+                &user,
+                &format!("removed key {fingerprint} from user {}", user.name),
+            )
+        }
+        UserCommand::Password { name: user } => {
+            let user = name("user", &user)?;
+            // Fail on an unknown user before asking for a password.
+            store.user(&user).await?;
+            let password = read_secret_from_stdin(&format!("New password for {user}: "), true)?;
+            store.set_user_password(actor, &user, &password).await?;
+            let result = serde_json::json!({ "user": user, "password": "set" });
+            done(json, &result, &format!("set the password of user {user}"))
+        }
+    }
+}
+
+fn read_keys(path: &Path) -> anyhow::Result<Vec<ParsedPublicKey>> {
+    let text = read_small_file(path)?;
+    Ok(parse_public_keys(&path.display().to_string(), &text)?)
+}
+
+fn status(user: &User) -> &'static str {
+    if user.disabled { "disabled" } else { "active" }
+}

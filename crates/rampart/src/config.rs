@@ -1,0 +1,422 @@
+//! Configuration: an optional TOML file, environment variables and flags, merged in that order
+//! of precedence (flag over environment over file over default) and validated completely before
+//! anything is opened or bound.
+//!
+//! Every setting has one row in [`Setting`]'s table of sources, so an error can always say which
+//! key was wrong and where the value came from.
+
+use rampart_core::SecretString;
+use rampart_store::MasterKeySource;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tracing_subscriber::filter::LevelFilter;
+
+pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
+pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
+/// The configuration file as written; every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<String>,
+    #[serde(default)]
+    ssh: ListenerSection,
+    #[serde(default)]
+    http: ListenerSection,
+    #[serde(default)]
+    vault: VaultSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerSection {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultSection {
+    master_key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+}
+
+/// Values given on the command line; `None` when the flag was not used.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub master_key_file: Option<PathBuf>,
+    pub ssh_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// The validated configuration every command runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub master_key: MasterKeySource,
+    pub ssh_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub log_level: LevelFilter,
+}
+
+/// A configuration problem: names the key, where its value came from and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Where a value came from, for error messages.
+struct Sourced {
+    value: String,
+    source: String,
+}
+
+/// Reads one setting by precedence: flag, environment variable, file, default.
+fn pick(
+    key: &str,
+    flag: (&str, Option<String>),
+    env: &str,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file: Option<String>,
+    file_name: &str,
+) -> Option<Sourced> {
+    if let Some(value) = flag.1 {
+        return Some(Sourced {
+            value,
+            source: format!("flag {}", flag.0),
+        });
+    }
+    if let Some(value) = env_lookup(env) {
+        return Some(Sourced {
+            value,
+            source: format!("environment {env}"),
+        });
+    }
+    file.map(|value| Sourced {
+        value,
+        source: format!("{file_name} key {key}"),
+    })
+}
+
+impl Config {
+    /// Loads the configuration from the real environment.
+    pub fn load(overrides: Overrides) -> Result<Self, ConfigError> {
+        Self::load_with(overrides, &|name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// Loads the configuration with `env_lookup` standing in for the environment (for tests).
+    pub fn load_with(
+        overrides: Overrides,
+        env_lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let config_path = overrides
+            .config_file
+            .clone()
+            .or_else(|| env_lookup("RAMPART_CONFIG").map(PathBuf::from));
+        let (file, file_name) = match &config_path {
+            Some(path) => (read_file(path)?, path.display().to_string()),
+            None => (FileConfig::default(), String::new()),
+        };
+        let path_flag = |p: Option<PathBuf>| p.map(|p| p.display().to_string());
+
+        let data_dir = pick(
+            "data_dir",
+            ("--data-dir", path_flag(overrides.data_dir)),
+            "RAMPART_DATA_DIR",
+            env_lookup,
+            file.data_dir,
+            &file_name,
+        );
+        let data_dir = match data_dir {
+            Some(Sourced { value, source }) if value.trim().is_empty() => {
+                return Err(ConfigError(format!("data_dir (from {source}) is empty")));
+            }
+            Some(Sourced { value, .. }) => PathBuf::from(value),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+
+        let ssh_listen = listen_address(
+            "ssh.listen",
+            pick(
+                "ssh.listen",
+                ("--ssh-listen", overrides.ssh_listen),
+                "RAMPART_SSH_LISTEN",
+                env_lookup,
+                file.ssh.listen,
+                &file_name,
+            ),
+            DEFAULT_SSH_LISTEN,
+        )?;
+        let http_listen = listen_address(
+            "http.listen",
+            pick(
+                "http.listen",
+                ("--http-listen", overrides.http_listen),
+                "RAMPART_HTTP_LISTEN",
+                env_lookup,
+                file.http.listen,
+                &file_name,
+            ),
+            DEFAULT_HTTP_LISTEN,
+        )?;
+        if ssh_listen == http_listen && ssh_listen.port() != 0 {
+            return Err(ConfigError(format!(
+                "ssh.listen and http.listen are both {ssh_listen}: give each its own port"
+            )));
+        }
+
+        let log_level = match pick(
+            "log.level",
+            ("--log-level", overrides.log_level),
+            "RAMPART_LOG",
+            env_lookup,
+            file.log.level,
+            &file_name,
+        ) {
+            None => LevelFilter::INFO,
+            Some(Sourced { value, source }) => value.parse().map_err(|_| {
+                ConfigError(format!(
+                    "log.level (from {source}): {value:?} is not one of off, error, warn, info, debug, trace"
+                ))
+            })?,
+        };
+
+        let key_file = pick(
+            "vault.master_key_file",
+            ("--master-key-file", path_flag(overrides.master_key_file)),
+            "RAMPART_MASTER_KEY_FILE",
+            env_lookup,
+            file.vault.master_key_file,
+            &file_name,
+        );
+        let inline_key = env_lookup("RAMPART_MASTER_KEY");
+        let master_key = match (key_file, inline_key) {
+            (Some(file), Some(_)) => {
+                return Err(ConfigError(format!(
+                    "vault.master_key_file (from {}) and RAMPART_MASTER_KEY are both set: use one",
+                    file.source
+                )));
+            }
+            (Some(Sourced { value, source }), None) => {
+                let path = PathBuf::from(value);
+                check_key_file(&path, &source)?;
+                MasterKeySource::File(path)
+            }
+            (None, Some(key)) => MasterKeySource::Inline(SecretString::from(key)),
+            (None, None) => MasterKeySource::DataDir,
+        };
+
+        Ok(Self {
+            data_dir,
+            master_key,
+            ssh_listen,
+            http_listen,
+            log_level,
+        })
+    }
+}
+
+impl Config {
+    pub fn master_key_describe(&self) -> String {
+        self.master_key.describe()
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError(format!("cannot read config file {}: {err}", path.display())))?;
+    toml::from_str(&text).map_err(|err| {
+        ConfigError(format!(
+            "config file {}: {}",
+            path.display(),
+            err.to_string().trim_end()
+        ))
+    })
+}
+
+fn listen_address(
+    key: &str,
+    value: Option<Sourced>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let Some(Sourced { value, source }) = value else {
+        return default
+            .parse()
+            .map_err(|_| ConfigError(format!("{key}: bad built-in default {default}")));
+    };
+    value.parse().map_err(|_| {
+        ConfigError(format!(
+            "{key} (from {source}): {value:?} is not an IP address and port, such as 127.0.0.1:2222 or [::1]:2222"
+        ))
+    })
+}
+
+fn check_key_file(path: &Path, source: &str) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|err| {
+        ConfigError(format!(
+            "vault.master_key_file (from {source}): cannot read {}: {err}",
+            path.display()
+        ))
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_file() || mode & 0o077 != 0 {
+        return Err(ConfigError(format!(
+            "vault.master_key_file (from {source}): {} must be a regular file that only its owner \
+             can read (mode is {mode:04o}; run chmod 600)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(overrides: Overrides, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with(overrides, &|name| env.get(name).cloned())
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rampart.toml");
+        std::fs::write(&path, text).unwrap();
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        (dir, overrides)
+    }
+
+    #[test]
+    fn zero_configuration_is_loopback() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./rampart-data"));
+        assert_eq!(config.ssh_listen.to_string(), "127.0.0.1:2222");
+        assert_eq!(config.http_listen.to_string(), "127.0.0.1:8080");
+        assert!(config.ssh_listen.ip().is_loopback() && config.http_listen.ip().is_loopback());
+        assert!(matches!(config.master_key, MasterKeySource::DataDir));
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_file() {
+        let (_dir, mut overrides) = file(
+            "data_dir = \"/from/file\"\n[ssh]\nlisten = \"127.0.0.1:1\"\n[http]\nlisten = \"127.0.0.1:2\"\n",
+        );
+        let env = [
+            ("RAMPART_DATA_DIR", "/from/env"),
+            ("RAMPART_SSH_LISTEN", "127.0.0.1:3"),
+        ];
+        let config = load(overrides.clone(), &env).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(config.ssh_listen.port(), 3);
+        assert_eq!(config.http_listen.port(), 2);
+        overrides.data_dir = Some("/from/flag".into());
+        overrides.ssh_listen = Some("127.0.0.1:4".into());
+        let config = load(overrides, &env).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.ssh_listen.port(), 4);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_source() {
+        type Case = (Overrides, Vec<(&'static str, &'static str)>, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                Overrides {
+                    ssh_listen: Some("localhost:22".into()),
+                    ..Overrides::default()
+                },
+                vec![],
+                "ssh.listen (from flag --ssh-listen)",
+            ),
+            (
+                Overrides::default(),
+                vec![("RAMPART_HTTP_LISTEN", "8080")],
+                "http.listen (from environment RAMPART_HTTP_LISTEN)",
+            ),
+            (
+                Overrides::default(),
+                vec![("RAMPART_LOG", "loud")],
+                "log.level (from environment RAMPART_LOG)",
+            ),
+            (
+                Overrides {
+                    master_key_file: Some("/nonexistent/key".into()),
+                    ..Overrides::default()
+                },
+                vec![],
+                "vault.master_key_file (from flag --master-key-file)",
+            ),
+            (
+                Overrides {
+                    ssh_listen: Some("127.0.0.1:9000".into()),
+                    http_listen: Some("127.0.0.1:9000".into()),
+                    ..Overrides::default()
+                },
+                vec![],
+                "both 127.0.0.1:9000",
+            ),
+        ];
+        for (overrides, env, expected) in cases {
+            let err = load(overrides, &env).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let (_dir, overrides) = file("[ssh]\nlisten = \"nowhere\"\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(err.contains("rampart.toml key ssh.listen"), "{err}");
+        let (_dir, overrides) = file("[ssh]\nlisen = \"127.0.0.1:22\"\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let (_dir, overrides) = file("data_dir = [\n");
+        assert!(load(overrides, &[]).is_err());
+    }
+
+    #[test]
+    fn master_key_file_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let overrides = Overrides {
+            master_key_file: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let err = load(overrides.clone(), &[]).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            load(overrides.clone(), &[]).unwrap().master_key,
+            MasterKeySource::File(_)
+        ));
+        let err = load(overrides, &[("RAMPART_MASTER_KEY", "abc")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use one"), "{err}");
+    }
+}

@@ -1,0 +1,163 @@
+//! `rampart serve`: open the store, bind the listeners, serve until SIGINT or SIGTERM.
+
+use crate::config::Config;
+use anyhow::Context;
+use rampart_store::ssh_keys::parse_public_keys;
+use rampart_store::{OpenReport, Store, StoreOptions, node_keys};
+use rampart_web::WebState;
+use std::fs::OpenOptions;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let options = StoreOptions {
+        data_dir: config.data_dir.clone(),
+        master_key: config.master_key.clone(),
+    };
+    let (store, report) = Store::open(&options).await?;
+    init_logging(&config, &store)?;
+
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen {}", config.http_listen))?;
+    let http_addr = http.local_addr()?;
+
+    print_banner(&config, &store, &report, http_addr)?;
+    for (what, addr) in [("http", http_addr), ("ssh", config.ssh_listen)] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                listener = what,
+                %addr,
+                "listener is reachable from other hosts: restrict source addresses with a firewall \
+                 (never 0.0.0.0/0 without an allow-list)"
+            );
+        }
+    }
+    tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "rampart started");
+
+    let store = Arc::new(store);
+    rampart_web::run(
+        http,
+        WebState {
+            store: store.clone(),
+        },
+        shutdown_signal(),
+    )
+    .await
+    .context("http listener failed")?;
+
+    tracing::info!("rampart stopped");
+    if let Some(store) = Arc::into_inner(store) {
+        store.close().await;
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Logs go to stderr for the operator and, as JSON lines, to `logs/rampart.log` in the data
+/// directory for later search.
+fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let path = store.data_dir().logs_dir().join("rampart.log");
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open log file {}", path.display()))?;
+    let stderr_layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(config.log_level);
+    let file_layer = fmt::layer()
+        .json()
+        .with_writer(Mutex::new(file))
+        .with_filter(config.log_level);
+    tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init()
+        .context("cannot start logging")?;
+    Ok(())
+}
+
+fn print_banner(
+    config: &Config,
+    store: &Store,
+    report: &OpenReport,
+    http: SocketAddr,
+) -> anyhow::Result<()> {
+    let dir = store.data_dir();
+    let host_key = node_keys::public_key_of(&dir.host_key_path())?;
+    let fingerprint = parse_public_keys("host key", &host_key)?
+        .first()
+        .map(|key| key.fingerprint.clone())
+        .unwrap_or_default();
+    println!(
+        "Rampart {} serving data directory {}",
+        env!("CARGO_PKG_VERSION"),
+        dir.root().display()
+    );
+    if report.created_data_dir || report.initialized_database {
+        println!();
+        println!("First start: created the data directory (mode 0700), its database and keys:");
+        if report.generated_master_key {
+            println!(
+                "  vault master key   {} (mode 0600). Back it up apart from the database:",
+                dir.master_key_path().display()
+            );
+            println!("                     without it no vaulted secret can be read.");
+        } else {
+            println!(
+                "  vault master key   supplied by {}",
+                config.master_key_describe()
+            );
+        }
+        println!("  ssh host key       {fingerprint}");
+        println!("  audit signing key  {}", dir.audit_key_path().display());
+        println!();
+        println!("Next steps (in another terminal, same --data-dir):");
+        println!("  rampart user add alice --role admin --key ~/.ssh/id_ed25519.pub");
+        println!("  rampart asset add web-01 --host 10.0.0.5 --port 22");
+        println!("  rampart account add root@web-01 --password-stdin");
+        println!("  rampart grant add --user alice --asset web-01 --account root");
+        println!();
+    }
+    if let Some(mode) = report.loose_permissions {
+        println!(
+            "warning: data directory mode is {mode:04o}: other local users can look in; run chmod 700 {}",
+            dir.root().display()
+        );
+    }
+    println!("http: listening on http://{http} (health: /healthz, readiness: /readyz)");
+    println!(
+        "ssh:  {} is configured; this build has no SSH gateway yet, so nothing listens there",
+        config.ssh_listen
+    );
+    println!("ssh host key fingerprint: {fingerprint}");
+    println!("Stop with Ctrl-C or SIGTERM.");
+    Ok(())
+}
