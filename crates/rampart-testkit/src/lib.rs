@@ -1,1 +1,288 @@
+//! Helpers for Rampart's integration tests: a `rampart` binary bound to a temporary data
+//! directory, a running `rampart serve`, and the external tools tests use.
+//!
+//! External tools (OpenSSH and, later, database servers and browsers) are looked up on the
+//! `PATH`. A test that lacks one prints why and returns early, unless `RAMPART_REQUIRE_TOOLS=1`
+//! (set by CI), in which case it fails: in CI every test runs.
 #![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a failed step is a failed test"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Environment variables that would change which data directory or key a command uses.
+const RAMPART_VARIABLES: &[&str] = &[
+    "RAMPART_CONFIG",
+    "RAMPART_DATA_DIR",
+    "RAMPART_MASTER_KEY",
+    "RAMPART_MASTER_KEY_FILE",
+    "RAMPART_SSH_LISTEN",
+    "RAMPART_HTTP_LISTEN",
+    "RAMPART_LOG",
+];
+
+/// Finds an external tool, or explains why the test cannot run. Returns `None` to skip, and
+/// panics instead when `RAMPART_REQUIRE_TOOLS=1`.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        let message =
+            format!("skipped: {name} is not installed (Debian: see README, 'System packages')");
+        if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
+        }
+        eprintln!("{message}");
+    }
+    found
+}
+
+/// A `rampart` binary pointed at its own temporary data directory.
+#[derive(Debug)]
+pub struct Rampart {
+    bin: PathBuf,
+    tmp: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl Rampart {
+    /// `bin` is the test crate's `env!("CARGO_BIN_EXE_rampart")`.
+    pub fn new(bin: &str) -> Self {
+        Self {
+            bin: PathBuf::from(bin),
+            tmp: tempfile::tempdir().unwrap(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds arguments to every later command (for example `--master-key-file FILE`).
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// A scratch directory beside the data directory, for key files and the like.
+    pub fn scratch(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra);
+        for name in RAMPART_VARIABLES {
+            command.env_remove(name);
+        }
+        command
+    }
+
+    /// Runs a command with `stdin` as its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, b"")
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_stdin(args, b"")
+    }
+
+    pub fn ok_with_stdin(&self, args: &[&str], stdin: &[u8]) -> String {
+        let output = self.run_with_stdin(args, stdin);
+        assert!(
+            output.status.success(),
+            "rampart {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs a command with `--json` that must succeed; returns the parsed output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// Everything the administration commands can see, for "nothing changed" checks.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "users": self.json(&["user", "list"]),
+            "groups": self.json(&["group", "list"]),
+            "assets": self.json(&["asset", "list"]),
+            "accounts": self.json(&["account", "list"]),
+            "grants": self.json(&["grant", "list"]),
+            "audit": self.json(&["audit", "list", "--limit", "100000"]),
+        })
+    }
+
+    /// Starts `rampart serve` on loopback with the HTTP listener on a free port.
+    pub fn serve(&self) -> Server {
+        let mut child = self
+            .command(&[
+                "serve",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--ssh-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            match lines_rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let address = line
+                        .strip_prefix("http: listening on http://")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|addr| addr.parse::<SocketAddr>().ok());
+                    banner.push(line);
+                    if let Some(http) = address {
+                        return Server {
+                            child,
+                            http,
+                            banner,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let mut stderr = String::new();
+                    if let Some(mut err) = child.stderr.take() {
+                        let _ = err.read_to_string(&mut stderr);
+                    }
+                    panic!("rampart serve did not start; stdout: {banner:?}; stderr: {stderr}");
+                }
+            }
+        }
+    }
+}
+
+/// A running `rampart serve`; killed on drop if still running.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    /// The lines printed before the server was listening.
+    pub banner: Vec<String>,
+}
+
+impl Server {
+    /// A plain HTTP/1.0 GET; returns the status line and the body.
+    pub fn get(&self, path: &str) -> (String, String) {
+        let mut stream = TcpStream::connect(self.http).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.lines().next().unwrap_or_default().to_owned();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            err.read_to_string(&mut stderr).unwrap();
+        }
+        (status, stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Generates a key pair with the real `ssh-keygen`; returns (private, public) paths.
+pub fn ssh_keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            passphrase,
+            "-C",
+            &format!("{name}@test"),
+            "-f",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen failed");
+    let public = private.with_extension("pub");
+    (private, public)
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}

@@ -152,12 +152,13 @@ fn print_banner(
             dir.root().display()
         );
     }
-    println!("http: listening on http://{http} (health: /healthz, readiness: /readyz)");
+    println!("ssh host key fingerprint: {fingerprint}");
     println!(
         "ssh:  {} is configured; this build has no SSH gateway yet, so nothing listens there",
         config.ssh_listen
     );
-    println!("ssh host key fingerprint: {fingerprint}");
+    // Printed last: scripts and tests wait for this line.
+    println!("http: listening on http://{http} (health: /healthz, readiness: /readyz)");
     println!("Stop with Ctrl-C or SIGTERM.");
     Ok(())
 }
