@@ -188,6 +188,7 @@ impl Rampart {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     let mut stderr = String::new();
                     if let Some(mut err) = child.stderr.take() {
                         let _ = err.read_to_string(&mut stderr);
