@@ -27,6 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on http.listen {}", config.http_listen))?;
     let http_addr = http.local_addr()?;
+    let shutdown = shutdown_signal()?;
 
     print_banner(&config, &store, &report, http_addr)?;
     for (what, addr) in [("http", http_addr), ("ssh", config.ssh_listen)] {
@@ -47,7 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         WebState {
             store: store.clone(),
         },
-        shutdown_signal(),
+        shutdown,
     )
     .await
     .context("http listener failed")?;
@@ -59,23 +60,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that completes when one of
+/// the signals arrives. Installing before the "listening" line is printed matters: a signal that
+/// came before its handler would kill the process instead of stopping it cleanly.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
 }
 
 /// Logs go to stderr for the operator and, as JSON lines, to `logs/rampart.log` in the data
