@@ -210,6 +210,10 @@ pub struct Server {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A plain HTTP/1.0 GET; returns the status line and the body.
     pub fn get(&self, path: &str) -> (String, String) {
         let mut stream = TcpStream::connect(self.http).unwrap();

@@ -14,6 +14,7 @@ use config::{Config, Overrides};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    forbid_core_dumps();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,6 +22,15 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Secrets pass through this process's memory: a core dump would write them to disk. Failure is
+/// not fatal (some sandboxes forbid it), so it is only reported.
+fn forbid_core_dumps() {
+    use nix::sys::resource::{Resource, setrlimit};
+    if let Err(err) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        eprintln!("warning: cannot disable core dumps: {err}");
     }
 }
 

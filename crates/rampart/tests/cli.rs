@@ -59,6 +59,18 @@ fn first_start_creates_a_private_data_directory_and_a_second_start_reuses_it() {
     );
     assert_eq!(server.get("/readyz").0, "HTTP/1.0 200 OK");
     assert_eq!(server.get("/nowhere").0, "HTTP/1.0 404 Not Found");
+    // Secrets pass through the server's memory: it must never dump core (D3).
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(
+        fields[4..6],
+        ["0", "0"],
+        "soft and hard core limits: {core}"
+    );
     let (status, stderr) = server.terminate();
     assert!(
         status.success(),

@@ -17,7 +17,6 @@ use rampart_core::audit::Actor;
 use rampart_core::{Name, SecretString};
 use rampart_store::{Store, StoreOptions};
 use std::io::{IsTerminal, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -63,13 +62,18 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 /// The operator running this command, as the audit log records them.
 fn local_actor() -> Actor {
-    let uid = std::fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
-    let name = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let os_user = match uid {
-        Some(uid) => format!("{name} (uid {uid})"),
-        None => name,
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| "unknown".to_owned());
+    // Under sudo, say who ran it as well as whose account it ran under.
+    let os_user = match std::env::var("SUDO_USER") {
+        Ok(sudo_user) if sudo_user != name => {
+            format!("{name} (uid {uid}, via sudo by {sudo_user})")
+        }
+        _ => format!("{name} (uid {uid})"),
     };
     Actor::LocalCli { os_user }
 }
