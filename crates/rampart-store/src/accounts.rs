@@ -5,7 +5,7 @@ use crate::rows::{self, new_id, now, time_text};
 use crate::vault::{
     KeyId, MasterKeySource, envelope_key_id, generate_master_key_base64, pending_key_path,
 };
-use crate::{Result, Store, StoreError, assets, audit_log, ssh_keys};
+use crate::{Result, Store, StoreError, audit_log, ssh_keys};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Account, AccountRef, ExposeSecret, Name, SecretKind, SecretString};
 use serde::Serialize;
@@ -67,7 +67,7 @@ impl Store {
             ssh_keys::validate_private_key("the key file", &Zeroizing::new(value.to_owned()))?;
         }
         let mut tx = self.begin_write().await?;
-        let asset_id = assets::asset_id(&mut tx, &account.asset).await?;
+        let asset_id = rows::id_of(&mut tx, rows::Named::Asset, &account.asset).await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
                 .bind(asset_id.to_string())
@@ -113,14 +113,14 @@ impl Store {
     pub async fn list_accounts(&self, asset: Option<&Name>) -> Result<Vec<Account>> {
         let mut conn = self.pool.acquire().await?;
         if let Some(asset) = asset {
-            assets::asset_id(&mut conn, asset).await?;
+            rows::id_of(&mut conn, rows::Named::Asset, asset).await?;
         }
         load_accounts(&mut conn, asset, None).await
     }
 
     pub async fn remove_account(&self, actor: &Actor, account: &AccountRef) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let asset_id = assets::asset_id(&mut tx, &account.asset).await?;
+        let asset_id = rows::id_of(&mut tx, rows::Named::Asset, &account.asset).await?;
         let removed = sqlx::query("DELETE FROM accounts WHERE asset_id = $1 AND login = $2")
             .bind(asset_id.to_string())
             .bind(account.login.as_str())

@@ -31,7 +31,10 @@ impl Store {
             )));
         }
         let mut tx = self.begin_write().await?;
-        if find_asset_id(&mut tx, &asset.name).await?.is_some() {
+        if rows::find_id(&mut tx, rows::Named::Asset, &asset.name)
+            .await?
+            .is_some()
+        {
             return Err(StoreError::already_exists("asset", &asset.name));
         }
         let id = new_id().to_string();
@@ -78,7 +81,9 @@ impl Store {
     /// Removes an asset with its accounts (and their secrets) and the grants that name it.
     pub async fn remove_asset(&self, actor: &Actor, name: &Name) -> Result<(u64, u64)> {
         let mut tx = self.begin_write().await?;
-        let id = asset_id(&mut tx, name).await?.to_string();
+        let id = rows::id_of(&mut tx, rows::Named::Asset, name)
+            .await?
+            .to_string();
         let accounts_removed = sqlx::query("DELETE FROM accounts WHERE asset_id = $1")
             .bind(&id)
             .execute(&mut *tx)
@@ -102,24 +107,6 @@ impl Store {
         tx.commit().await?;
         Ok((accounts_removed, grants_removed))
     }
-}
-
-pub(crate) async fn find_asset_id(
-    conn: &mut SqliteConnection,
-    name: &Name,
-) -> Result<Option<Uuid>> {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM assets WHERE name = $1")
-        .bind(name.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    id.map(|id| Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt("assets.id".into())))
-        .transpose()
-}
-
-pub(crate) async fn asset_id(conn: &mut SqliteConnection, name: &Name) -> Result<Uuid> {
-    find_asset_id(conn, name)
-        .await?
-        .ok_or_else(|| StoreError::not_found("asset", name))
 }
 
 async fn load_asset(conn: &mut SqliteConnection, name: &Name) -> Result<Asset> {

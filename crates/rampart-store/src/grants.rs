@@ -1,7 +1,7 @@
 //! Grants: who may use which accounts on which assets, for what, and when.
 
 use crate::rows::{self, new_id, now, time_text};
-use crate::{Result, Store, StoreError, assets, audit_log, groups, users};
+use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::time_arg::format_rfc3339;
 use rampart_core::{ActionSet, Grant, GrantSubject, GrantTarget, Label, Name};
@@ -26,17 +26,28 @@ impl Store {
         check_validity(grant.valid_from, grant.valid_until, now())?;
         let mut tx = self.begin_write().await?;
         let (user_id, group_id) = match &grant.subject {
-            GrantSubject::User(name) => {
-                (Some(users::user_id(&mut tx, name).await?.to_string()), None)
-            }
+            GrantSubject::User(name) => (
+                Some(
+                    rows::id_of(&mut tx, rows::Named::User, name)
+                        .await?
+                        .to_string(),
+                ),
+                None,
+            ),
             GrantSubject::Group(name) => (
                 None,
-                Some(groups::group_id(&mut tx, name).await?.to_string()),
+                Some(
+                    rows::id_of(&mut tx, rows::Named::Group, name)
+                        .await?
+                        .to_string(),
+                ),
             ),
         };
         let asset_id = match &grant.target {
             GrantTarget::Asset(name) => {
-                let id = assets::asset_id(&mut tx, name).await?.to_string();
+                let id = rows::id_of(&mut tx, rows::Named::Asset, name)
+                    .await?
+                    .to_string();
                 for login in &grant.accounts {
                     let exists: Option<String> = sqlx::query_scalar(
                         "SELECT id FROM accounts WHERE asset_id = $1 AND login = $2",

@@ -1,7 +1,7 @@
 //! Groups of users; grants can name a group instead of a user.
 
 use crate::rows::{self, new_id, now, time_text};
-use crate::{Result, Store, StoreError, audit_log, users};
+use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Group, Name};
 use sqlx::SqliteConnection;
@@ -11,7 +11,10 @@ use uuid::Uuid;
 impl Store {
     pub async fn add_group(&self, actor: &Actor, name: &Name) -> Result<Group> {
         let mut tx = self.begin_write().await?;
-        if find_group_id(&mut tx, name).await?.is_some() {
+        if rows::find_id(&mut tx, rows::Named::Group, name)
+            .await?
+            .is_some()
+        {
             return Err(StoreError::already_exists("group", name));
         }
         sqlx::query("INSERT INTO groups (id, name, created_at) VALUES ($1, $2, $3)")
@@ -40,8 +43,8 @@ impl Store {
         user: &Name,
     ) -> Result<Group> {
         let mut tx = self.begin_write().await?;
-        let group_id = group_id(&mut tx, group).await?;
-        let user_id = users::user_id(&mut tx, user).await?;
+        let group_id = rows::id_of(&mut tx, rows::Named::Group, group).await?;
+        let user_id = rows::id_of(&mut tx, rows::Named::User, user).await?;
         let added = sqlx::query(
             "INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
@@ -70,24 +73,6 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         load_groups(&mut conn, None).await
     }
-}
-
-pub(crate) async fn find_group_id(
-    conn: &mut SqliteConnection,
-    name: &Name,
-) -> Result<Option<Uuid>> {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
-        .bind(name.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    id.map(|id| Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt("groups.id".into())))
-        .transpose()
-}
-
-pub(crate) async fn group_id(conn: &mut SqliteConnection, name: &Name) -> Result<Uuid> {
-    find_group_id(conn, name)
-        .await?
-        .ok_or_else(|| StoreError::not_found("group", name))
 }
 
 async fn load_group(conn: &mut SqliteConnection, name: &Name) -> Result<Group> {

@@ -3,8 +3,8 @@
 use crate::{Result, StoreError};
 use rampart_core::Name;
 use rampart_core::time_arg::format_rfc3339;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -45,4 +45,51 @@ pub(crate) fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<Offs
 
 fn parse_time(column: &str, value: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(value, &Rfc3339).map_err(|_| StoreError::Corrupt(column.into()))
+}
+
+/// The tables whose rows people name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Named {
+    User,
+    Group,
+    Asset,
+}
+
+impl Named {
+    fn what(self) -> &'static str {
+        match self {
+            Named::User => "user",
+            Named::Group => "group",
+            Named::Asset => "asset",
+        }
+    }
+}
+
+/// The id of the named row, if it exists.
+pub(crate) async fn find_id(
+    conn: &mut SqliteConnection,
+    table: Named,
+    name: &Name,
+) -> Result<Option<Uuid>> {
+    // One static statement per table: table names cannot be bound parameters.
+    let sql = match table {
+        Named::User => "SELECT id FROM users WHERE name = $1",
+        Named::Group => "SELECT id FROM groups WHERE name = $1",
+        Named::Asset => "SELECT id FROM assets WHERE name = $1",
+    };
+    let id: Option<String> = sqlx::query_scalar(sql)
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    id.map(|id| {
+        Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt(format!("{}s.id", table.what())))
+    })
+    .transpose()
+}
+
+/// The id of the named row, or a not-found error naming it.
+pub(crate) async fn id_of(conn: &mut SqliteConnection, table: Named, name: &Name) -> Result<Uuid> {
+    find_id(conn, table, name)
+        .await?
+        .ok_or_else(|| StoreError::not_found(table.what(), name))
 }

@@ -18,7 +18,10 @@ impl Store {
         keys: &[ParsedPublicKey],
     ) -> Result<User> {
         let mut tx = self.begin_write().await?;
-        if find_user_id(&mut tx, name).await?.is_some() {
+        if rows::find_id(&mut tx, rows::Named::User, name)
+            .await?
+            .is_some()
+        {
             return Err(StoreError::already_exists("user", name));
         }
         let id = new_id();
@@ -60,7 +63,7 @@ impl Store {
         disabled: bool,
     ) -> Result<User> {
         let mut tx = self.begin_write().await?;
-        let id = user_id(&mut tx, name).await?;
+        let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
         sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(disabled)
             .bind(id.to_string())
@@ -82,7 +85,9 @@ impl Store {
     /// and audit events stay: evidence is never removed with its subject.
     pub async fn remove_user(&self, actor: &Actor, name: &Name) -> Result<u64> {
         let mut tx = self.begin_write().await?;
-        let id = user_id(&mut tx, name).await?.to_string();
+        let id = rows::id_of(&mut tx, rows::Named::User, name)
+            .await?
+            .to_string();
         let grants_removed = sqlx::query("DELETE FROM grants WHERE user_id = $1")
             .bind(&id)
             .execute(&mut *tx)
@@ -108,7 +113,7 @@ impl Store {
         key: &ParsedPublicKey,
     ) -> Result<User> {
         let mut tx = self.begin_write().await?;
-        let id = user_id(&mut tx, name).await?;
+        let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
         insert_key(&mut tx, id, key).await?;
         let event = AuditEvent::UserKeyAdded {
             user: name.to_string(),
@@ -127,7 +132,7 @@ impl Store {
         fingerprint: &str,
     ) -> Result<User> {
         let mut tx = self.begin_write().await?;
-        let id = user_id(&mut tx, name).await?;
+        let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
         let removed = sqlx::query("DELETE FROM user_keys WHERE user_id = $1 AND fingerprint = $2")
             .bind(id.to_string())
             .bind(fingerprint)
@@ -159,7 +164,7 @@ impl Store {
         // Hash before taking the write lock: Argon2id is deliberately slow.
         let hash = passwords::hash_password(password)?;
         let mut tx = self.begin_write().await?;
-        let id = user_id(&mut tx, name).await?;
+        let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(&hash)
             .bind(id.to_string())
@@ -218,21 +223,6 @@ async fn insert_key(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-pub(crate) async fn find_user_id(conn: &mut SqliteConnection, name: &Name) -> Result<Option<Uuid>> {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
-        .bind(name.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    id.map(|id| Uuid::parse_str(&id).map_err(|_| StoreError::Corrupt("users.id".into())))
-        .transpose()
-}
-
-pub(crate) async fn user_id(conn: &mut SqliteConnection, name: &Name) -> Result<Uuid> {
-    find_user_id(conn, name)
-        .await?
-        .ok_or_else(|| StoreError::not_found("user", name))
 }
 
 async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {

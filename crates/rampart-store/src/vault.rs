@@ -231,14 +231,14 @@ impl Vault {
         Ok(id)
     }
 
-    /// Seals `plaintext` under key `key_id`, bound to `aad` (which names the owning record).
-    pub(crate) fn seal(
+    /// Runs `use_key` with master key `id`, re-reading the keys first if this process does not
+    /// hold it (another process may have rotated them since).
+    fn with_key<T>(
         &self,
-        key_id: KeyId,
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, StoreError> {
-        if !self.has_key(key_id) {
+        id: KeyId,
+        use_key: impl FnOnce(&MasterKey) -> Result<T, VaultError>,
+    ) -> Result<T, StoreError> {
+        if !self.has_key(id) {
             self.reload()?;
         }
         let keys = self
@@ -247,21 +247,32 @@ impl Vault {
             .map_err(|_| VaultError::MasterKey("key list poisoned".into()))?;
         let key = keys
             .iter()
-            .find(|key| key.id == key_id)
-            .ok_or(VaultError::KeyUnavailable(key_id))?;
+            .find(|key| key.id == id)
+            .ok_or(VaultError::KeyUnavailable(id))?;
+        Ok(use_key(key)?)
+    }
+
+    /// Seals `plaintext` under key `key_id`, bound to `aad` (which names the owning record).
+    pub(crate) fn seal(
+        &self,
+        key_id: KeyId,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|err| VaultError::MasterKey(format!("no randomness from the OS: {err}")))?;
-        let ciphertext = key
-            .cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| VaultError::Malformed)?;
+        let ciphertext = self.with_key(key_id, |key| {
+            key.cipher
+                .encrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: plaintext,
+                        aad,
+                    },
+                )
+                .map_err(|_| VaultError::Malformed)
+        })?;
         let mut envelope = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + ciphertext.len());
         envelope.push(ENVELOPE_VERSION);
         envelope.extend_from_slice(&key_id.0);
@@ -277,27 +288,15 @@ impl Vault {
         envelope: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let parts = Envelope::parse(envelope)?;
-        if !self.has_key(parts.key_id) {
-            self.reload()?;
-        }
-        let keys = self
-            .keys
-            .read()
-            .map_err(|_| VaultError::MasterKey("key list poisoned".into()))?;
-        let key = keys
-            .iter()
-            .find(|key| key.id == parts.key_id)
-            .ok_or(VaultError::KeyUnavailable(parts.key_id))?;
-        let plaintext = key
-            .cipher
-            .decrypt(
-                &XNonce::from(parts.nonce),
-                Payload {
-                    msg: parts.ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|_| VaultError::Tampered)?;
+        let plaintext = self.with_key(parts.key_id, |key| {
+            let payload = Payload {
+                msg: parts.ciphertext,
+                aad,
+            };
+            key.cipher
+                .decrypt(&XNonce::from(parts.nonce), payload)
+                .map_err(|_| VaultError::Tampered)
+        })?;
         Ok(Zeroizing::new(plaintext))
     }
 }
