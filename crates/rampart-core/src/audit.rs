@@ -105,6 +105,48 @@ pub enum AuditEvent {
         new_key_id: String,
         secrets_reencrypted: u64,
     },
+    LoginSucceeded {
+        user: String,
+        method: String,
+        source: String,
+    },
+    AccessDenied {
+        user: String,
+        target: String,
+        action: String,
+        reason: String,
+        source: String,
+    },
+    SessionStarted {
+        session: String,
+        user: String,
+        target: String,
+        kind: String,
+        grant: String,
+        source: String,
+    },
+    SessionEnded {
+        session: String,
+        reason: String,
+        bytes_from_client: u64,
+        bytes_to_client: u64,
+        exit_status: Option<i64>,
+    },
+    HostKeyPinned {
+        asset: String,
+        fingerprint: String,
+        how: String,
+    },
+    HostKeyRejected {
+        asset: String,
+        expected: String,
+        presented: String,
+    },
+    TargetConnectionFailed {
+        session: String,
+        target: String,
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -128,6 +170,13 @@ impl AuditEvent {
             AuditEvent::GrantAdded { .. } => "grant_added",
             AuditEvent::GrantRemoved { .. } => "grant_removed",
             AuditEvent::VaultKeyRotated { .. } => "vault_key_rotated",
+            AuditEvent::LoginSucceeded { .. } => "login_succeeded",
+            AuditEvent::AccessDenied { .. } => "access_denied",
+            AuditEvent::SessionStarted { .. } => "session_started",
+            AuditEvent::SessionEnded { .. } => "session_ended",
+            AuditEvent::HostKeyPinned { .. } => "host_key_pinned",
+            AuditEvent::HostKeyRejected { .. } => "host_key_rejected",
+            AuditEvent::TargetConnectionFailed { .. } => "target_connection_failed",
         }
     }
 }

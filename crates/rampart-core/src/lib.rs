@@ -9,6 +9,7 @@ pub mod action;
 pub mod audit;
 pub mod model;
 pub mod name;
+pub mod policy;
 pub mod time_arg;
 
 pub use action::{Action, ActionSet};

@@ -18,6 +18,46 @@ pub struct NewAsset {
 }
 
 impl Store {
+    /// Pins `host_key` (`authorized_keys` form) for an asset. With `replace` false it only pins
+    /// when no key is pinned yet (trust on first use) and returns whether it did.
+    pub async fn pin_asset_host_key(
+        &self,
+        actor: &Actor,
+        asset: &Name,
+        host_key: &str,
+        how: &str,
+        replace: bool,
+    ) -> Result<bool> {
+        let parsed = crate::ssh_keys::parse_public_keys("host key", host_key)?;
+        let [key] = parsed.as_slice() else {
+            return Err(StoreError::invalid("give exactly one host key"));
+        };
+        let mut tx = self.begin_write().await?;
+        let id = rows::id_of(&mut tx, rows::Named::Asset, asset).await?;
+        let sql = if replace {
+            "UPDATE assets SET host_key = $1 WHERE id = $2"
+        } else {
+            "UPDATE assets SET host_key = $1 WHERE id = $2 AND host_key IS NULL"
+        };
+        let pinned = sqlx::query(sql)
+            .bind(&key.public_key)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if pinned {
+            let event = AuditEvent::HostKeyPinned {
+                asset: asset.to_string(),
+                fingerprint: key.fingerprint.clone(),
+                how: how.to_owned(),
+            };
+            audit_log::append(&mut tx, actor, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(pinned)
+    }
+
     pub async fn add_asset(&self, actor: &Actor, asset: &NewAsset) -> Result<Asset> {
         if asset.port == 0 {
             return Err(StoreError::invalid("invalid port 0: expected 1 to 65535"));

@@ -78,6 +78,14 @@ pub(crate) async fn append(
 }
 
 impl Store {
+    /// Records an event that goes with no other change (a login, a denial).
+    pub async fn record_event(&self, actor: &Actor, event: &AuditEvent) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        append(&mut tx, actor, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The newest `limit` events, oldest first.
     pub async fn recent_audit_events(&self, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(

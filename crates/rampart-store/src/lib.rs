@@ -29,6 +29,7 @@ pub use assets::NewAsset;
 pub use audit_log::AuditRecord;
 pub use data_dir::DataDir;
 pub use grants::NewGrant;
+pub use sessions::{NewSession, SessionEnd};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 
 use rampart_core::InvalidInput;

@@ -1,13 +1,101 @@
 //! Session records: one row per use of a grant, written by the gateways.
 
-use crate::rows;
-use crate::{Result, Store, StoreError};
+use crate::rows::{self, new_id, now, time_text};
+use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::Session;
+use rampart_core::audit::{Actor, AuditEvent};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
+/// A session about to start, as the gateway knows it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub user: String,
+    pub asset: String,
+    pub account: String,
+    pub kind: String,
+    pub source_addr: String,
+    /// The grant that allowed it.
+    pub grant: Uuid,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Default)]
+pub struct SessionEnd {
+    pub reason: String,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    pub exit_status: Option<i64>,
+}
+
 impl Store {
+    /// Records a new session and its `session_started` event. If this fails the session must not
+    /// start: no access without evidence.
+    pub async fn start_session(&self, session: &NewSession) -> Result<Uuid> {
+        let id = new_id();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id.to_string())
+        .bind(&session.user)
+        .bind(&session.asset)
+        .bind(&session.account)
+        .bind(&session.kind)
+        .bind(&session.source_addr)
+        .bind(time_text(now()))
+        .execute(&mut *tx)
+        .await?;
+        let event = AuditEvent::SessionStarted {
+            session: id.to_string(),
+            user: session.user.clone(),
+            target: format!("{}@{}", session.account, session.asset),
+            kind: session.kind.clone(),
+            grant: session.grant.to_string(),
+            source: session.source_addr.clone(),
+        };
+        audit_log::append(
+            &mut tx,
+            &Actor::User {
+                name: session.user.clone(),
+            },
+            &event,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Closes a session record with its totals and a `session_ended` event.
+    pub async fn end_session(&self, id: Uuid, end: &SessionEnd) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let user: Option<String> = sqlx::query_scalar(
+            "UPDATE sessions SET ended_at = $1, bytes_from_client = $2, bytes_to_client = $3, \
+             exit_status = $4, end_reason = $5 WHERE id = $6 AND ended_at IS NULL RETURNING user_name",
+        )
+        .bind(time_text(now()))
+        .bind(i64::try_from(end.bytes_from_client).unwrap_or(i64::MAX))
+        .bind(i64::try_from(end.bytes_to_client).unwrap_or(i64::MAX))
+        .bind(end.exit_status)
+        .bind(&end.reason)
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user = user.ok_or_else(|| StoreError::not_found("live session", id))?;
+        let event = AuditEvent::SessionEnded {
+            session: id.to_string(),
+            reason: end.reason.clone(),
+            bytes_from_client: end.bytes_from_client,
+            bytes_to_client: end.bytes_to_client,
+            exit_status: end.exit_status,
+        };
+        audit_log::append(&mut tx, &Actor::User { name: user }, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Sessions, newest first; only those still open with `live_only`.
     pub async fn list_sessions(&self, live_only: bool) -> Result<Vec<Session>> {
         let rows = sqlx::query(

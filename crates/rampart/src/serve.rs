@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use anyhow::Context;
+use rampart_ssh::Gateway;
 use rampart_store::ssh_keys::parse_public_keys;
 use rampart_store::{OpenReport, Store, StoreOptions, node_keys};
 use rampart_web::WebState;
@@ -27,10 +28,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on http.listen {}", config.http_listen))?;
     let http_addr = http.local_addr()?;
+    let ssh = TcpListener::bind(config.ssh_listen)
+        .await
+        .with_context(|| format!("cannot listen on ssh.listen {}", config.ssh_listen))?;
+    let ssh_addr = ssh.local_addr()?;
     let shutdown = shutdown_signal()?;
 
-    print_banner(&config, &store, &report, http_addr)?;
-    for (what, addr) in [("http", http_addr), ("ssh", config.ssh_listen)] {
+    print_banner(&config, &store, &report, http_addr, ssh_addr)?;
+    for (what, addr) in [("http", http_addr), ("ssh", ssh_addr)] {
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 listener = what,
@@ -43,15 +48,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "rampart started");
 
     let store = Arc::new(store);
-    rampart_web::run(
+    let gateway = Gateway::new(store.clone(), &store.data_dir().host_key_path())?;
+    // One signal stops every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
+    let web_task = tokio::spawn(rampart_web::run(
         http,
         WebState {
             store: store.clone(),
         },
-        shutdown,
-    )
-    .await
-    .context("http listener failed")?;
+        stopped(stop_rx),
+    ));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = ssh_task.await;
+    web_task
+        .await
+        .context("http listener failed")?
+        .context("http listener failed")?;
 
     tracing::info!("rampart stopped");
     if let Some(store) = Arc::into_inner(store) {
@@ -106,6 +123,7 @@ fn print_banner(
     store: &Store,
     report: &OpenReport,
     http: SocketAddr,
+    ssh: SocketAddr,
 ) -> anyhow::Result<()> {
     let dir = store.data_dir();
     let host_key = node_keys::public_key_of(&dir.host_key_path())?;
@@ -151,8 +169,9 @@ fn print_banner(
     }
     println!("ssh host key fingerprint: {fingerprint}");
     println!(
-        "ssh:  {} is configured; this build has no SSH gateway yet, so nothing listens there",
-        config.ssh_listen
+        "ssh: listening on {ssh} (try: ssh -p {} USER@ACCOUNT@ASSET@{})",
+        ssh.port(),
+        ssh.ip()
     );
     // Printed last: scripts and tests wait for this line.
     println!("http: listening on http://{http} (health: /healthz, readiness: /readyz)");

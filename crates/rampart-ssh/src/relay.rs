@@ -1,0 +1,461 @@
+//! The relay: one session channel from the user, one to the target, and every byte between them.
+//!
+//! Both directions run as their own task over window-aware channel halves, so a side that stops
+//! reading stalls only its own direction: russh waits for the peer's window before sending, its
+//! per-channel queues are bounded, and a full queue stops reading from that TCP connection. No
+//! buffer here grows with what the peers send.
+//!
+//! The recorder attaches at [`Tap`]: every chunk in both directions passes through it.
+
+use crate::login::TargetSpec;
+use crate::target::{self, Refusal, Resolved, TargetConnection};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::{Action, User};
+use rampart_store::{NewSession, SessionEnd, Store};
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelMsg, Pty, Sig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+/// Target connections of one user connection, one per account, shared by its channels (sftp and
+/// scp clients, and ProxyJump sessions, open several).
+#[derive(Clone, Default)]
+pub struct TargetCache(Arc<Mutex<HashMap<String, Arc<TargetConnection>>>>);
+
+/// Everything a session channel needs from its connection.
+pub struct SessionContext {
+    pub store: Arc<Store>,
+    pub user: User,
+    pub target: TargetSpec,
+    pub source: String,
+    pub handle: Handle,
+    pub targets: TargetCache,
+}
+
+/// What the user asked the channel to run.
+#[derive(Debug, Clone)]
+enum Start {
+    Shell,
+    Exec(Vec<u8>),
+    Subsystem(String),
+}
+
+impl Start {
+    /// The actions the policy must allow, and the session kind recorded.
+    fn actions(&self) -> Result<(Vec<Action>, &'static str), String> {
+        match self {
+            Start::Shell => Ok((vec![Action::Shell], "shell")),
+            // Legacy scp runs `scp -t`/`scp -f` as a command.
+            Start::Exec(command) if command.starts_with(b"scp ") => Ok((vec![Action::Scp], "scp")),
+            Start::Exec(_) => Ok((vec![Action::Exec], "exec")),
+            // Until SFTP operations are inspected one by one, the subsystem needs both
+            // directions: a read-only grant must not be able to write.
+            Start::Subsystem(name) if name == "sftp" => {
+                Ok((vec![Action::SftpRead, Action::SftpWrite], "sftp"))
+            }
+            Start::Subsystem(name) => Err(format!(
+                "the {name} subsystem is not available through Rampart"
+            )),
+        }
+    }
+}
+
+/// The pseudo-terminal the user asked for, replayed on the target.
+#[derive(Debug, Clone)]
+struct PtyRequest {
+    term: String,
+    cols: u32,
+    rows: u32,
+    pix_width: u32,
+    pix_height: u32,
+    modes: Vec<(Pty, u32)>,
+}
+
+/// Environment variables passed to the target; anything else could change how the target's
+/// shell behaves (LD_PRELOAD, BASH_ENV) and is refused.
+fn env_allowed(name: &str) -> bool {
+    matches!(name, "LANG" | "LANGUAGE" | "TZ") || name.starts_with("LC_")
+}
+
+/// The attachment point for recording: sees every chunk of a session, both ways.
+#[derive(Default)]
+struct Tap {
+    from_client: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl Tap {
+    fn client_sent(&self, data: &[u8]) {
+        self.from_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+    }
+
+    fn target_sent(&self, data: &[u8]) {
+        self.to_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serves one session channel from the user until either side closes it.
+pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>) {
+    let id = channel.id();
+    let handle = context.handle.clone();
+    let mut pty = None;
+    let mut env = Vec::new();
+    // Requests before the channel starts something: remembered and replayed on the target.
+    let (start, want_reply) = loop {
+        let Some(message) = channel.wait().await else {
+            return;
+        };
+        match message {
+            ChannelMsg::RequestPty {
+                want_reply,
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+            } => {
+                pty = Some(PtyRequest {
+                    term,
+                    cols: col_width,
+                    rows: row_height,
+                    pix_width,
+                    pix_height,
+                    modes: terminal_modes,
+                });
+                if want_reply {
+                    let _ = handle.channel_success(id).await;
+                }
+            }
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                if let Some(pty) = pty.as_mut() {
+                    (pty.cols, pty.rows, pty.pix_width, pty.pix_height) =
+                        (col_width, row_height, pix_width, pix_height);
+                }
+            }
+            ChannelMsg::SetEnv {
+                want_reply,
+                variable_name,
+                variable_value,
+            } => {
+                let allowed = env_allowed(&variable_name);
+                if allowed {
+                    env.push((variable_name, variable_value));
+                }
+                if want_reply {
+                    let _ = if allowed {
+                        handle.channel_success(id).await
+                    } else {
+                        handle.channel_failure(id).await
+                    };
+                }
+            }
+            ChannelMsg::RequestShell { want_reply } => break (Start::Shell, want_reply),
+            ChannelMsg::Exec {
+                want_reply,
+                command,
+            } => break (Start::Exec(command), want_reply),
+            ChannelMsg::RequestSubsystem { want_reply, name } => {
+                break (Start::Subsystem(name), want_reply);
+            }
+            // Agent and X11 forwarding are never relayed.
+            ChannelMsg::AgentForward { want_reply: true }
+            | ChannelMsg::RequestX11 {
+                want_reply: true, ..
+            } => {
+                let _ = handle.channel_failure(id).await;
+            }
+            ChannelMsg::Eof | ChannelMsg::Close => return,
+            _ => {}
+        }
+    };
+
+    let opened = open_target_channel(&context, &start, pty.as_ref(), &env).await;
+    let (target_channel, session_id, early) = match opened {
+        Ok(opened) => opened,
+        Err(message) => {
+            // The request itself succeeded: the user gets a clear line and a failing status.
+            if want_reply {
+                let _ = handle.channel_success(id).await;
+            }
+            let line = format!("rampart: {message}\r\n");
+            let _ = channel.extended_data_bytes(1, line.into_bytes()).await;
+            let _ = channel.exit_status(1).await;
+            let _ = channel.eof().await;
+            let _ = channel.close().await;
+            return;
+        }
+    };
+    if want_reply {
+        let _ = handle.channel_success(id).await;
+    }
+    let end = pump(channel, target_channel, early, &handle).await;
+    if let Err(err) = context.store.end_session(session_id, &end).await {
+        tracing::error!(session = %session_id, error = %err, "cannot record the end of a session");
+    }
+}
+
+/// Authorizes the request, records the session and opens the matching channel on the target.
+/// Every failure comes back as the one line the user sees.
+async fn open_target_channel(
+    context: &SessionContext,
+    start: &Start,
+    pty: Option<&PtyRequest>,
+    env: &[(String, String)],
+) -> Result<(Channel<russh::client::Msg>, uuid::Uuid, Vec<ChannelMsg>), String> {
+    let actor = Actor::User {
+        name: context.user.name.to_string(),
+    };
+    let (actions, kind) = start.actions()?;
+    let now = OffsetDateTime::now_utc();
+    let mut resolved: Option<Resolved> = None;
+    for action in &actions {
+        match target::resolve(&context.store, &context.user, &context.target, *action, now).await {
+            Ok(found) => resolved = Some(found),
+            Err(Refusal { target, message }) => {
+                let event = AuditEvent::AccessDenied {
+                    user: context.user.name.to_string(),
+                    target,
+                    action: action.to_string(),
+                    reason: message.clone(),
+                    source: context.source.clone(),
+                };
+                if let Err(err) = context.store.record_event(&actor, &event).await {
+                    tracing::error!(error = %err, "cannot record a denial");
+                }
+                return Err(message);
+            }
+        }
+    }
+    let resolved = resolved.ok_or_else(|| "nothing to run".to_owned())?;
+    let account = resolved.account_ref().to_string();
+
+    // Fail closed: no session starts without its record.
+    let session = NewSession {
+        user: context.user.name.to_string(),
+        asset: resolved.asset.name.to_string(),
+        account: resolved.account.to_string(),
+        kind: kind.to_owned(),
+        source_addr: context.source.clone(),
+        grant: resolved.grant,
+    };
+    let session_id = context.store.start_session(&session).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot record a session start; refusing it");
+        "the session cannot be recorded, so it is refused".to_owned()
+    })?;
+    let fail = |why: String| async {
+        let end = SessionEnd {
+            reason: why.clone(),
+            ..SessionEnd::default()
+        };
+        if let Err(err) = context.store.end_session(session_id, &end).await {
+            tracing::error!(error = %err, "cannot record a failed session");
+        }
+        why
+    };
+
+    let connection = match target_connection(context, &resolved, &account, &actor).await {
+        Ok(connection) => connection,
+        Err(err) => {
+            let event = AuditEvent::TargetConnectionFailed {
+                session: session_id.to_string(),
+                target: account.clone(),
+                reason: err.to_string(),
+            };
+            if let Err(record) = context.store.record_event(&actor, &event).await {
+                tracing::error!(error = %record, "cannot record a failed target connection");
+            }
+            return Err(fail(err.to_string()).await);
+        }
+    };
+    let channel = match connection.handle.channel_open_session().await {
+        Ok(channel) => channel,
+        Err(err) => {
+            return Err(fail(format!(
+                "the target {account} refused a new session ({err})"
+            ))
+            .await);
+        }
+    };
+    let mut channel = channel;
+    match replay(&mut channel, start, pty, env).await {
+        Ok(Some(early)) => Ok((channel, session_id, early)),
+        Ok(None) => Err(fail(format!("the target {account} refused the request")).await),
+        Err(err) => Err(fail(format!("the target {account} failed ({err})")).await),
+    }
+}
+
+/// The cached connection for this account, or a new one.
+async fn target_connection(
+    context: &SessionContext,
+    resolved: &Resolved,
+    account: &str,
+    actor: &Actor,
+) -> Result<Arc<TargetConnection>, target::TargetError> {
+    let mut cache = context.targets.0.lock().await;
+    if let Some(existing) = cache.get(account)
+        && !existing.handle.is_closed()
+    {
+        return Ok(existing.clone());
+    }
+    let connection = Arc::new(target::connect(&context.store, resolved, actor).await?);
+    cache.insert(account.to_owned(), connection.clone());
+    Ok(connection)
+}
+
+/// Replays the user's requests on the target channel and waits for the answer to the start
+/// request. Returns `None` if the target refused it, else whatever the target sent meanwhile.
+async fn replay(
+    channel: &mut Channel<russh::client::Msg>,
+    start: &Start,
+    pty: Option<&PtyRequest>,
+    env: &[(String, String)],
+) -> Result<Option<Vec<ChannelMsg>>, russh::Error> {
+    if let Some(pty) = pty {
+        channel
+            .request_pty(
+                false,
+                &pty.term,
+                pty.cols,
+                pty.rows,
+                pty.pix_width,
+                pty.pix_height,
+                &pty.modes,
+            )
+            .await?;
+    }
+    for (name, value) in env {
+        channel
+            .set_env(false, name.as_str(), value.as_str())
+            .await?;
+    }
+    match start {
+        Start::Shell => channel.request_shell(true).await?,
+        Start::Exec(command) => channel.exec(true, command.clone()).await?,
+        Start::Subsystem(name) => channel.request_subsystem(true, name.as_str()).await?,
+    }
+    let mut early = Vec::new();
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Success) => return Ok(Some(early)),
+            Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => return Ok(None),
+            Some(ChannelMsg::WindowAdjusted { .. }) => {}
+            Some(other) => early.push(other),
+        }
+    }
+}
+
+/// Moves bytes and channel events both ways until the channel is done; returns the totals.
+async fn pump(
+    user: Channel<Msg>,
+    target: Channel<russh::client::Msg>,
+    early: Vec<ChannelMsg>,
+    handle: &Handle,
+) -> SessionEnd {
+    let user_id = user.id();
+    let (mut from_user, to_user) = user.split();
+    let (mut from_target, to_target) = target.split();
+    let tap = Arc::new(Tap::default());
+
+    // User to target.
+    let upstream_tap = tap.clone();
+    let upstream = tokio::spawn(async move {
+        while let Some(message) = from_user.wait().await {
+            let sent = match message {
+                ChannelMsg::Data { data } => {
+                    upstream_tap.client_sent(&data);
+                    to_target.data_bytes(data).await
+                }
+                ChannelMsg::Eof => to_target.eof().await,
+                ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                } => {
+                    to_target
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await
+                }
+                ChannelMsg::Signal { signal } => to_target.signal(signal).await,
+                ChannelMsg::Close => break,
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+        let _ = to_target.close().await;
+    });
+
+    // Target to user, until the target closes the channel.
+    let mut exit_status = None;
+    let mut reason = "target closed the channel".to_owned();
+    let mut early = early.into_iter();
+    loop {
+        let message = match early.next() {
+            Some(message) => message,
+            None => match from_target.wait().await {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        let sent = match message {
+            ChannelMsg::Data { data } => {
+                tap.target_sent(&data);
+                to_user.data_bytes(data).await
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                tap.target_sent(&data);
+                to_user.extended_data_bytes(ext, data).await
+            }
+            ChannelMsg::Eof => to_user.eof().await,
+            ChannelMsg::ExitStatus {
+                exit_status: status,
+            } => {
+                exit_status = Some(i64::from(status));
+                to_user.exit_status(status).await
+            }
+            ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            } => {
+                reason = format!("killed by signal {}", signal_text(&signal_name));
+                let _ = handle
+                    .exit_signal_request(user_id, signal_name, core_dumped, error_message, lang_tag)
+                    .await;
+                Ok(())
+            }
+            ChannelMsg::Close => break,
+            _ => Ok(()),
+        };
+        if sent.is_err() {
+            reason = "user went away".to_owned();
+            break;
+        }
+    }
+    let _ = to_user.close().await;
+    upstream.abort();
+    SessionEnd {
+        reason,
+        bytes_from_client: tap.from_client.load(Ordering::Relaxed),
+        bytes_to_client: tap.to_client.load(Ordering::Relaxed),
+        exit_status,
+    }
+}
+
+fn signal_text(signal: &Sig) -> String {
+    format!("{signal:?}")
+}

@@ -1,0 +1,288 @@
+//! The user side: Rampart as an SSH server. Authenticates people with their own keys (or their
+//! password, where one is set), then hands every channel to the relay.
+
+use crate::login::{LoginName, TargetSpec};
+use crate::relay::{self, SessionContext, TargetCache};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::{AccountRef, Asset, Name, SecretString, User};
+use rampart_store::Store;
+use russh::keys::{HashAlg, PrivateKey};
+use russh::server::{
+    self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
+use russh::{Channel, ChannelOpenFailure, MethodKind, MethodSet, SshId};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The server's SSH settings: the node's host key, modern key exchange only (with the strict
+/// key exchange extension against Terrapin), and TCP_NODELAY for interactive latency.
+pub fn config(host_key: PrivateKey) -> server::Config {
+    let preferred = russh::Preferred {
+        kex: Cow::Borrowed(&[
+            russh::kex::MLKEM768X25519_SHA256,
+            russh::kex::CURVE25519,
+            russh::kex::CURVE25519_PRE_RFC_8731,
+            russh::kex::EXTENSION_SUPPORT_AS_SERVER,
+            russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+        ]),
+        ..russh::Preferred::default()
+    };
+    server::Config {
+        server_id: SshId::Standard(Cow::Borrowed("SSH-2.0-Rampart")),
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        auth_rejection_time: Duration::from_millis(500),
+        // OpenSSH probes with "none" first; answering that at once costs nothing.
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![host_key],
+        max_auth_attempts: 6,
+        // Idle and duration limits belong to the policy; the transport only drops dead peers.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        window_size: 2 * 1024 * 1024,
+        maximum_packet_size: 32768,
+        preferred,
+        ..server::Config::default()
+    }
+}
+
+/// Who is connected, once authenticated, and what they asked for.
+#[derive(Debug, Clone)]
+struct Identity {
+    user: User,
+    target: TargetSpec,
+}
+
+/// One user's SSH connection (or the inner connection of a ProxyJump).
+pub struct Connection {
+    store: Arc<Store>,
+    config: Arc<server::Config>,
+    peer: SocketAddr,
+    identity: Option<Identity>,
+    /// Set for the inner connection of a ProxyJump: the outer connection's user, and the asset
+    /// the jump goes to.
+    jump: Option<(User, Asset)>,
+    targets: TargetCache,
+}
+
+impl Connection {
+    pub fn new(store: Arc<Store>, config: Arc<server::Config>, peer: SocketAddr) -> Self {
+        Self {
+            store,
+            config,
+            peer,
+            identity: None,
+            jump: None,
+            targets: TargetCache::default(),
+        }
+    }
+
+    fn source(&self) -> String {
+        match &self.jump {
+            Some(_) => format!("{} (proxyjump)", self.peer),
+            None => self.peer.to_string(),
+        }
+    }
+
+    /// The user named by `login` if they exist and are enabled.
+    async fn enabled_user(&self, login: &str) -> Option<(User, TargetSpec)> {
+        let login = LoginName::parse(login).ok()?;
+        let user = self.store.user(&login.user).await.ok()?;
+        (!user.disabled).then_some((user, login.target))
+    }
+
+    async fn accept(&mut self, user: User, target: TargetSpec, method: &str) -> Auth {
+        let event = AuditEvent::LoginSucceeded {
+            user: user.name.to_string(),
+            method: method.to_owned(),
+            source: self.source(),
+        };
+        // Fail closed: a login that cannot be recorded does not happen.
+        if let Err(err) = self
+            .store
+            .record_event(
+                &Actor::User {
+                    name: user.name.to_string(),
+                },
+                &event,
+            )
+            .await
+        {
+            tracing::error!(error = %err, "cannot record a login; refusing it");
+            return Auth::reject();
+        }
+        self.identity = Some(Identity { user, target });
+        Auth::Accept
+    }
+
+    fn has_key(user: &User, key: &russh::keys::PublicKey) -> bool {
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        user.keys.iter().any(|k| k.fingerprint == fingerprint)
+    }
+}
+
+impl server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, login: &str) -> Result<Auth, Self::Error> {
+        // Only the inner connection of a ProxyJump needs no credential: its user already
+        // authenticated on the outer connection, and the inner user name is the account.
+        let Some((user, asset)) = self.jump.clone() else {
+            return Ok(Auth::reject());
+        };
+        let Ok(account) = Name::parse("account", login) else {
+            return Ok(Auth::reject());
+        };
+        let target = TargetSpec::Account(AccountRef {
+            login: account,
+            asset: asset.name.clone(),
+        });
+        Ok(self.accept(user, target, "proxyjump").await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        login: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // An offer is not a credential (A4): it only tells the client whether to sign.
+        Ok(match self.enabled_user(login).await {
+            Some((user, _)) if self.jump.is_none() && Self::has_key(&user, offer.public_key) => {
+                Auth::Accept
+            }
+            _ => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        login: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // russh calls this only after the signature verified, for the key that signed (A5).
+        match self.enabled_user(login).await {
+            Some((user, target)) if self.jump.is_none() && Self::has_key(&user, key.public_key) => {
+                Ok(self.accept(user, target, "publickey").await)
+            }
+            _ => Ok(Auth::reject()),
+        }
+    }
+
+    async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
+        // Only users with a password set may use one; everyone else has keys.
+        let Some((user, target)) = self.enabled_user(login).await else {
+            return Ok(Auth::reject());
+        };
+        let password = SecretString::from(password.to_owned());
+        let matches = self
+            .store
+            .check_user_password(&user.name, &password)
+            .await
+            .unwrap_or(false);
+        if self.jump.is_some() || !user.has_password || !matches {
+            return Ok(Auth::reject());
+        }
+        Ok(self.accept(user, target, "password").await)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(identity) = self.identity.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        let context = SessionContext {
+            store: self.store.clone(),
+            user: identity.user,
+            target: identity.target,
+            source: self.source(),
+            handle: session.handle(),
+            targets: self.targets.clone(),
+        };
+        tokio::spawn(relay::session_channel(context, channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(identity) = self.identity.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        // A jump to an asset's SSH port: terminate the inner SSH connection here, so it is
+        // authorized and relayed like any other session (never blind TCP forwarding).
+        let asset = match self.jump {
+            Some(_) => None,
+            None => find_jump_asset(&self.store, host, port).await,
+        };
+        let Some(asset) = asset else {
+            let event = AuditEvent::AccessDenied {
+                user: identity.user.name.to_string(),
+                target: format!("{host}:{port}"),
+                action: "port_forward".into(),
+                reason: "only ProxyJump to an asset's SSH port is supported".into(),
+                source: self.source(),
+            };
+            if let Err(err) = self
+                .store
+                .record_event(
+                    &Actor::User {
+                        name: identity.user.name.to_string(),
+                    },
+                    &event,
+                )
+                .await
+            {
+                tracing::error!(error = %err, "cannot record a refused forward");
+            }
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        let mut inner = Connection::new(self.store.clone(), self.config.clone(), self.peer);
+        inner.jump = Some((identity.user, asset));
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            match server::run_stream(config, channel.into_stream(), inner).await {
+                Ok(session) => {
+                    if let Err(err) = session.await {
+                        tracing::debug!(error = %err, "proxyjump connection ended with an error");
+                    }
+                }
+                Err(err) => tracing::debug!(error = %err, "proxyjump handshake failed"),
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The asset a `direct-tcpip` request names, if it is the asset's own SSH port: by asset name
+/// (`ssh -J bastion root@web-01`) or by its address (`ssh -J bastion root@10.0.0.5`).
+async fn find_jump_asset(store: &Store, host: &str, port: u32) -> Option<Asset> {
+    let assets = store.list_assets().await.ok()?;
+    assets.into_iter().find(|asset| {
+        (asset.name.as_str() == host || asset.host == host) && u32::from(asset.port) == port
+    })
+}

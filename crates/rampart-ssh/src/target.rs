@@ -1,0 +1,346 @@
+//! The target side: which account a request resolves to, and the SSH connection to it made with
+//! the vaulted credential.
+
+use crate::login::TargetSpec;
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::policy::{AccessRequest, Decision, allowed_accounts, decide};
+use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
+use rampart_store::Store;
+use russh::client;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An account a user may use, with the grant that allows it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub asset: Asset,
+    pub account: Name,
+    pub grant: Uuid,
+}
+
+impl Resolved {
+    pub fn account_ref(&self) -> AccountRef {
+        AccountRef {
+            login: self.account.clone(),
+            asset: self.asset.name.clone(),
+        }
+    }
+}
+
+/// Why a request goes nowhere: shown to the user as one line, and audited.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub target: String,
+    pub message: String,
+}
+
+/// Resolves what the user named to one account and checks the policy for `action`.
+pub async fn resolve(
+    store: &Store,
+    user: &User,
+    spec: &TargetSpec,
+    action: Action,
+    now: OffsetDateTime,
+) -> Result<Resolved, Refusal> {
+    let internal = |target: String| Refusal {
+        target,
+        message: "internal error looking up the target; the administrators can see it in the log"
+            .into(),
+    };
+    let (asset_name, login) = match spec {
+        TargetSpec::Menu => {
+            return Err(Refusal {
+                target: "-".into(),
+                message: "name a target: ssh USER@ACCOUNT@ASSET@bastion (or USER@ASSET@bastion)"
+                    .into(),
+            });
+        }
+        TargetSpec::Asset(asset) => (asset.clone(), None),
+        TargetSpec::Account(account) => (account.asset.clone(), Some(account.login.clone())),
+    };
+    let asset = match store.asset(&asset_name).await {
+        Ok(asset) => asset,
+        Err(rampart_store::StoreError::NotFound { .. }) => {
+            return Err(Refusal {
+                target: asset_name.to_string(),
+                message: format!("unknown asset {asset_name}"),
+            });
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot load asset");
+            return Err(internal(asset_name.to_string()));
+        }
+    };
+    let grants = store.list_grants().await.map_err(|err| {
+        tracing::error!(error = %err, "cannot load grants");
+        internal(asset_name.to_string())
+    })?;
+    let accounts = store
+        .list_accounts(Some(&asset.name))
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot load accounts");
+            internal(asset_name.to_string())
+        })?;
+    let login = match login {
+        Some(login) if accounts.iter().any(|a| a.login == login) => login,
+        Some(login) => {
+            return Err(Refusal {
+                target: format!("{login}@{asset_name}"),
+                message: format!("unknown account {login}@{asset_name}"),
+            });
+        }
+        None => {
+            let pairs: Vec<(Asset, Name)> = accounts
+                .into_iter()
+                .map(|a| (asset.clone(), a.login))
+                .collect();
+            let allowed = allowed_accounts(user, &pairs, action, now, &grants);
+            match allowed.as_slice() {
+                [(_, login)] => login.clone(),
+                [] => {
+                    return Err(Refusal {
+                        target: asset_name.to_string(),
+                        message: format!(
+                            "{} may not use any account on {asset_name} for {action}",
+                            user.name
+                        ),
+                    });
+                }
+                several => {
+                    let names: Vec<String> = several.iter().map(|(_, l)| l.to_string()).collect();
+                    return Err(Refusal {
+                        target: asset_name.to_string(),
+                        message: format!(
+                            "{} may use several accounts on {asset_name} ({}): name one, as in ssh {}@{}@{asset_name}@bastion",
+                            user.name,
+                            names.join(", "),
+                            user.name,
+                            names.first().map(String::as_str).unwrap_or("ACCOUNT"),
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    let target = format!("{login}@{asset_name}");
+    let request = AccessRequest {
+        user,
+        asset: &asset,
+        account: &login,
+        action,
+        at: now,
+    };
+    match decide(&request, &grants) {
+        Decision::Allow { grant } => Ok(Resolved {
+            asset,
+            account: login,
+            grant,
+        }),
+        Decision::Deny(reason) => Err(Refusal {
+            message: format!("{} may not use {target} for {action}: {reason}", user.name),
+            target,
+        }),
+    }
+}
+
+/// Why the connection to a target failed, in words fit for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("target {target} is unreachable ({why})")]
+    Unreachable { target: String, why: String },
+    #[error(
+        "the host key of {asset} has changed (pinned {expected}, presented {presented}); \
+         nothing was sent. If the host was reinstalled, an administrator can pin the new key \
+         with `rampart asset hostkey {asset} --key-file FILE`"
+    )]
+    HostKeyChanged {
+        asset: String,
+        expected: String,
+        presented: String,
+    },
+    #[error("target {target} refused Rampart's credential for {account}")]
+    CredentialRefused { target: String, account: String },
+    #[error(
+        "the credential for {account} cannot be used; the administrators can see why in the log"
+    )]
+    Credential { account: String },
+    #[error("the connection to {target} failed ({why})")]
+    Protocol { target: String, why: String },
+}
+
+/// Keeps the target's host key check: compares with the pinned key and remembers what was shown.
+pub struct PinningHandler {
+    pinned: Option<PublicKey>,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for PinningHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = Some(key.clone());
+        }
+        // INVARIANT: returning false here ends the handshake before any credential is sent.
+        Ok(match &self.pinned {
+            Some(pinned) => pinned.key_data() == key.key_data(),
+            None => true,
+        })
+    }
+}
+
+/// An authenticated SSH connection to a target.
+pub struct TargetConnection {
+    pub handle: client::Handle<PinningHandler>,
+}
+
+fn client_config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        nodelay: true,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        window_size: 2 * 1024 * 1024,
+        maximum_packet_size: 32768,
+        ..client::Config::default()
+    })
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Connects to `resolved`'s asset and logs in with the vaulted credential of its account.
+pub async fn connect(
+    store: &Store,
+    resolved: &Resolved,
+    actor: &Actor,
+) -> Result<TargetConnection, TargetError> {
+    let asset = &resolved.asset;
+    let target = format!("{}:{}", asset.host, asset.port);
+    let account = resolved.account_ref().to_string();
+    let pinned = match &asset.host_key {
+        Some(text) => Some(
+            PublicKey::from_openssh(text).map_err(|_| TargetError::Protocol {
+                target: target.clone(),
+                why: "the pinned host key is unreadable".into(),
+            })?,
+        ),
+        None => None,
+    };
+    let presented = Arc::new(Mutex::new(None));
+    let handler = PinningHandler {
+        pinned: pinned.clone(),
+        presented: presented.clone(),
+    };
+    let address = (asset.host.as_str(), asset.port);
+    let connecting = client::connect(client_config(), address, handler);
+    let mut handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Err(_) => {
+            return Err(TargetError::Unreachable {
+                target,
+                why: "timed out".into(),
+            });
+        }
+        Ok(Err(err)) => {
+            let shown = presented.lock().ok().and_then(|p| p.clone());
+            if let (Some(expected), Some(shown)) = (&pinned, shown)
+                && expected.key_data() != shown.key_data()
+            {
+                let event = AuditEvent::HostKeyRejected {
+                    asset: asset.name.to_string(),
+                    expected: fingerprint(expected),
+                    presented: fingerprint(&shown),
+                };
+                if let Err(err) = store.record_event(actor, &event).await {
+                    tracing::error!(error = %err, "cannot record host key rejection");
+                }
+                return Err(TargetError::HostKeyChanged {
+                    asset: asset.name.to_string(),
+                    expected: fingerprint(expected),
+                    presented: fingerprint(&shown),
+                });
+            }
+            return Err(match err {
+                russh::Error::IO(io) => TargetError::Unreachable {
+                    target,
+                    why: io.kind().to_string(),
+                },
+                other => TargetError::Protocol {
+                    target,
+                    why: other.to_string(),
+                },
+            });
+        }
+        Ok(Ok(handle)) => handle,
+    };
+
+    let credential_error = |err: rampart_store::StoreError| {
+        tracing::error!(account = %account, error = %err, "cannot reveal the account's secret");
+        TargetError::Credential {
+            account: account.clone(),
+        }
+    };
+    let (kind, secret) = store
+        .reveal_account_secret(&resolved.account_ref())
+        .await
+        .map_err(credential_error)?;
+    let login = resolved.account.as_str();
+    let protocol = |err: russh::Error| TargetError::Protocol {
+        target: target.clone(),
+        why: err.to_string(),
+    };
+    let result =
+        match kind {
+            SecretKind::Password => handle
+                .authenticate_password(login, secret.expose_secret())
+                .await
+                .map_err(protocol)?,
+            SecretKind::PrivateKey => {
+                let key = PrivateKey::from_openssh(secret.expose_secret().as_bytes()).map_err(|_| {
+                tracing::error!(account = %account, "the vaulted private key does not parse");
+                TargetError::Credential { account: account.clone() }
+            })?;
+                let hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(protocol)?
+                    .flatten();
+                handle
+                    .authenticate_publickey(login, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                    .await
+                    .map_err(protocol)?
+            }
+        };
+    drop(secret);
+    if !result.success() {
+        return Err(TargetError::CredentialRefused { target, account });
+    }
+    if pinned.is_none()
+        && let Some(shown) = presented.lock().ok().and_then(|p| p.clone())
+        && let Ok(text) = shown.to_openssh()
+    {
+        match store
+            .pin_asset_host_key(actor, &asset.name, &text, "first connection", false)
+            .await
+        {
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(asset = %asset.name, error = %err, "cannot pin the host key")
+            }
+        }
+    }
+    Ok(TargetConnection { handle })
+}
