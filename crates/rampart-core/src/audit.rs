@@ -137,6 +137,9 @@ pub enum AuditEvent {
         fingerprint: String,
         how: String,
     },
+    HostKeyCleared {
+        asset: String,
+    },
     HostKeyRejected {
         asset: String,
         expected: String,
@@ -175,6 +178,7 @@ impl AuditEvent {
             AuditEvent::SessionStarted { .. } => "session_started",
             AuditEvent::SessionEnded { .. } => "session_ended",
             AuditEvent::HostKeyPinned { .. } => "host_key_pinned",
+            AuditEvent::HostKeyCleared { .. } => "host_key_cleared",
             AuditEvent::HostKeyRejected { .. } => "host_key_rejected",
             AuditEvent::TargetConnectionFailed { .. } => "target_connection_failed",
         }

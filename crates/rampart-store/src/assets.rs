@@ -108,6 +108,22 @@ impl Store {
         Ok(loaded)
     }
 
+    /// Forgets an asset's pinned host key; the next successful connection pins the key it sees.
+    pub async fn clear_asset_host_key(&self, actor: &Actor, asset: &Name) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let id = rows::id_of(&mut tx, rows::Named::Asset, asset).await?;
+        sqlx::query("UPDATE assets SET host_key = NULL WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::HostKeyCleared {
+            asset: asset.to_string(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn list_assets(&self) -> Result<Vec<Asset>> {
         let mut conn = self.pool.acquire().await?;
         load_assets(&mut conn, None).await

@@ -170,18 +170,23 @@ impl Rampart {
             }
         });
         let mut banner = Vec::new();
+        let mut ssh = None;
         loop {
             match lines_rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
-                    let address = line
-                        .strip_prefix("http: listening on http://")
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|addr| addr.parse::<SocketAddr>().ok());
+                    let address = |prefix: &str| {
+                        line.strip_prefix(prefix)
+                            .and_then(|rest| rest.split_whitespace().next())
+                            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+                    };
+                    ssh = ssh.or(address("ssh: listening on "));
+                    let http = address("http: listening on http://");
                     banner.push(line);
-                    if let Some(http) = address {
+                    if let (Some(http), Some(ssh)) = (http, ssh) {
                         return Server {
                             child,
                             http,
+                            ssh,
                             banner,
                         };
                     }
@@ -205,6 +210,7 @@ impl Rampart {
 pub struct Server {
     child: Child,
     pub http: SocketAddr,
+    pub ssh: SocketAddr,
     /// The lines printed before the server was listening.
     pub banner: Vec<String>,
 }
@@ -290,4 +296,116 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         }
     }
     hits
+}
+
+/// The name of the user running the tests (the account key-based targets log in as).
+pub fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap()
+}
+
+/// A real OpenSSH `sshd` on a loopback port, with its own host key and configuration; it lets
+/// in the holders of the keys in `authorized_keys` and local users with their password.
+#[derive(Debug)]
+pub struct SshTarget {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl SshTarget {
+    /// Starts `sshd`; `None` (after saying why) when it is not installed.
+    pub fn start(authorized_key: &Path) -> Option<Self> {
+        let sshd = require_tool("sshd")?;
+        require_tool("ssh-keygen")?;
+        // sshd insists on its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        ssh_keygen(dir.path(), "host_key", "ed25519", "");
+        std::fs::copy(authorized_key, dir.path().join("authorized_keys")).unwrap();
+        let mut target = Self {
+            child: Command::new("true").spawn().unwrap(),
+            dir,
+            port: 0,
+        };
+        target.child.wait().unwrap();
+        target.restart(&sshd);
+        Some(target)
+    }
+
+    /// (Re)starts sshd on a free port, or on its old port after a key change.
+    fn restart(&mut self, sshd: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.port == 0 {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            self.port = probe.local_addr().unwrap().port();
+        }
+        let dir = self.dir.path();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
+             AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\nPidFile none\nSubsystem sftp internal-sftp\n\
+             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel ERROR\n",
+            port = self.port,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        self.child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(dir.join("sshd_config"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sshd did not start on port {}", self.port);
+    }
+
+    /// The host key's public half, as `rampart asset hostkey` takes it.
+    pub fn host_key_file(&self) -> PathBuf {
+        self.dir.path().join("host_key.pub")
+    }
+
+    /// Replaces the host key (as a reinstalled host would) and restarts on the same port.
+    pub fn change_host_key(&mut self) {
+        for name in ["host_key", "host_key.pub"] {
+            std::fs::remove_file(self.dir.path().join(name)).unwrap();
+        }
+        ssh_keygen(self.dir.path(), "host_key", "ed25519", "");
+        let sshd = require_tool("sshd").unwrap();
+        // The old port must be free again before the new sshd binds it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(200));
+        self.restart(&sshd);
+    }
+}
+
+impl Drop for SshTarget {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the resident memory (VmRSS, in KiB) of a process.
+pub fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap()
 }

@@ -156,6 +156,22 @@ pub enum AssetCommand {
     Show { name: String },
     /// Remove an asset with its accounts and the grants that name it
     Remove { name: String },
+    /// Pin the asset's SSH host key (from a .pub file or `ssh-keyscan` output), or forget it
+    /// so the next connection pins what it sees
+    Hostkey {
+        name: String,
+        /// File with the host's public key
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "clear",
+            required_unless_present = "clear"
+        )]
+        key_file: Option<PathBuf>,
+        /// Forget the pinned key
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,10 +1,11 @@
 //! `rampart asset ...`
 
-use super::{name, time_text};
+use super::{name, read_small_file, time_text};
 use crate::cli::AssetCommand;
 use crate::output::{Table, done, join_or_dash, or_dash, print_fields, print_json};
 use rampart_core::audit::Actor;
 use rampart_core::{Label, parse_host};
+use rampart_store::ssh_keys::parse_public_keys;
 use rampart_store::{NewAsset, Store};
 
 pub async fn run(
@@ -78,6 +79,34 @@ pub async fn run(
             ]);
             Ok(())
         }
+        AssetCommand::Hostkey {
+            name: asset,
+            key_file,
+            clear,
+        } => {
+            let asset = name("asset", &asset)?;
+            match key_file {
+                Some(path) if !clear => {
+                    let key = host_key_from_file(&path)?;
+                    store
+                        .pin_asset_host_key(actor, &asset, &key, "set by administrator", true)
+                        .await?;
+                    let pinned = store.asset(&asset).await?;
+                    done(json, &pinned, &format!("pinned the host key of {asset}"))
+                }
+                _ => {
+                    store.clear_asset_host_key(actor, &asset).await?;
+                    let cleared = store.asset(&asset).await?;
+                    done(
+                        json,
+                        &cleared,
+                        &format!(
+                            "forgot the host key of {asset}; the next connection pins the key it sees"
+                        ),
+                    )
+                }
+            }
+        }
         AssetCommand::Remove { name: asset } => {
             let asset = name("asset", &asset)?;
             let (accounts, grants) = store.remove_asset(actor, &asset).await?;
@@ -88,5 +117,38 @@ pub async fn run(
                 &format!("removed asset {asset} with {accounts} account(s) and {grants} grant(s)"),
             )
         }
+    }
+}
+
+/// The one host key in `path`: a `.pub` line, or an `ssh-keyscan` line (host name first).
+fn host_key_from_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = read_small_file(path)?;
+    let mut keys = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let candidates = [
+            Some(line),
+            line.split_once(char::is_whitespace)
+                .map(|(_, rest)| rest.trim()),
+        ];
+        if let Some(key) = candidates
+            .into_iter()
+            .flatten()
+            .find(|c| parse_public_keys("host key", c).is_ok())
+        {
+            keys.push(key.to_owned());
+        }
+    }
+    match keys.as_slice() {
+        [key] => Ok(key.clone()),
+        [] => anyhow::bail!("{} holds no SSH public key", path.display()),
+        _ => anyhow::bail!(
+            "{} holds {} keys: keep only the one to pin (for example ssh-keyscan -t ed25519 HOST)",
+            path.display(),
+            keys.len()
+        ),
     }
 }

@@ -1,19 +1,12 @@
-//! End-to-end tests of the `rampart` binary: the real executable on a temporary data directory,
-//! keys made by the real `ssh-keygen`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests: a failed step is a failed test"
-)]
+//! End-to-end tests of the administration commands and `rampart serve`: the real executable
+//! on a temporary data directory, keys made by the real `ssh-keygen`.
 
 use rampart_testkit::{Rampart, files_containing, require_tool, ssh_keygen};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+use super::BIN;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -1,0 +1,14 @@
+//! Rampart's integration tests, in one test binary: the real `rampart` executable against real
+//! OpenSSH clients and a real `sshd`, all on loopback.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests: a failed step is a failed test"
+)]
+
+mod cli;
+mod ssh;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rampart");
