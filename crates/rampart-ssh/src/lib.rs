@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod login;
+mod menu;
 mod relay;
 mod server;
 mod target;

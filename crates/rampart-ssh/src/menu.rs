@@ -206,7 +206,8 @@ impl Menu {
             line.push_str(&clean(&item.detail));
             let mut line = fit(&line, width);
             if selected {
-                pad(&mut line, bar_width.saturating_sub(line.chars().count()));
+                let missing = bar_width.saturating_sub(line.chars().count());
+                pad(&mut line, missing);
                 out.push_str(REVERSE);
                 out.push_str(&line);
                 out.push_str(RESET);
@@ -295,35 +296,42 @@ impl Menu {
                     .map_or(MenuOutcome::Pending, |&index| MenuOutcome::Chosen(index));
             }
             // Backspace as DEL (most terminals) or BS.
-            0x7f | 0x08 => {
-                if self.filter.pop().is_some() {
-                    self.refilter();
-                }
-            }
+            0x7f | 0x08 => self.backspace(),
             // Ctrl-U: clear the line, as in a shell.
-            0x15 => {
-                if !self.filter.is_empty() {
-                    self.filter.clear();
-                    self.refilter();
-                }
-            }
+            0x15 => self.clear_filter(),
             // Ctrl-P, Ctrl-N: up and down, as in Emacs and readline.
             0x10 => self.up(1),
             0x0e => self.down(1),
             // With nothing typed, q leaves; once filtering, it is a letter like any other, so
             // targets with a q in their name can be found.
             b'q' if self.filter.is_empty() => return MenuOutcome::Quit,
-            0x20..=0x7e => {
-                if self.filter.len() < FILTER_MAX {
-                    self.filter.push(char::from(byte));
-                    self.refilter();
-                }
-            }
+            0x20..=0x7e => self.type_char(char::from(byte)),
             // Tab, other control keys, and bytes of non-ASCII characters: target names are
             // ASCII, so these cannot narrow the list.
             _ => {}
         }
         MenuOutcome::Pending
+    }
+
+    fn type_char(&mut self, c: char) {
+        // Past the bound the key is ignored, as a full line editor would.
+        if self.filter.len() < FILTER_MAX {
+            self.filter.push(c);
+            self.refilter();
+        }
+    }
+
+    fn backspace(&mut self) {
+        if self.filter.pop().is_some() {
+            self.refilter();
+        }
+    }
+
+    fn clear_filter(&mut self) {
+        if !self.filter.is_empty() {
+            self.filter.clear();
+            self.refilter();
+        }
     }
 
     /// A complete `ESC [ params final` sequence. Unknown ones are ignored.
@@ -465,7 +473,8 @@ fn clean(text: &str) -> String {
 /// C0 and C1 controls and DEL, plus the bidirectional formatting characters, which can make a
 /// name display as a different one.
 fn is_unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -495,7 +504,12 @@ mod tests {
 
     fn many(count: usize) -> Menu {
         let items = (0..count)
-            .map(|i| item(&format!("root@host-{i:03}"), &format!("10.0.{}.{}:22", i / 256, i % 256)))
+            .map(|i| {
+                item(
+                    &format!("root@host-{i:03}"),
+                    &format!("10.0.{}.{}:22", i / 256, i % 256),
+                )
+            })
             .collect();
         Menu::new("alice", items, 80, 24)
     }
@@ -682,7 +696,7 @@ mod tests {
         assert_eq!(menu.input(b"\r"), MenuOutcome::Chosen(2));
 
         let mut menu = sample();
-        menu.input(b"queue");
+        menu.input(b"ADMIN");
         assert_eq!(menu.input(b"\n"), MenuOutcome::Chosen(3));
     }
 
@@ -934,7 +948,10 @@ mod tests {
     fn control_characters_are_not_drawn() {
         let menu = Menu::new(
             "al\x1bice",
-            vec![item("root@web\x1b[2J-01", "10.0.0.5\r\n:22\u{9b}1m\u{202e}x")],
+            vec![item(
+                "root@web\x1b[2J-01",
+                "10.0.0.5\r\n:22\u{9b}1m\u{202e}x",
+            )],
             80,
             24,
         );

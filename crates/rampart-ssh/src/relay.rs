@@ -8,9 +8,11 @@
 //! The recorder attaches at [`Tap`]: every chunk in both directions passes through it.
 
 use crate::login::TargetSpec;
+use crate::menu::{Menu, MenuItem, MenuOutcome};
 use crate::target::{self, Refusal, Resolved, TargetConnection};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::{Action, User};
+use rampart_core::policy::allowed_accounts;
+use rampart_core::{AccountRef, Action, User};
 use rampart_store::{NewSession, SessionEnd, Store};
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Pty, Sig};
@@ -180,7 +182,27 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         }
     };
 
-    let opened = open_target_channel(&context, &start, pty.as_ref(), &env).await;
+    // A bare `ssh alice@bastion` with a terminal gets the menu of what alice may use now.
+    let mut target_spec = context.target.clone();
+    let mut want_reply = want_reply;
+    if target_spec == TargetSpec::Menu
+        && let (Start::Shell, Some(pty)) = (&start, pty.as_mut())
+    {
+        if want_reply {
+            let _ = handle.channel_success(id).await;
+            want_reply = false;
+        }
+        match run_menu(&context, &mut channel, pty).await {
+            Some(chosen) => target_spec = TargetSpec::Account(chosen),
+            None => {
+                let _ = channel.exit_status(0).await;
+                let _ = channel.eof().await;
+                let _ = channel.close().await;
+                return;
+            }
+        }
+    }
+    let opened = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env).await;
     let (target_channel, session_id, early) = match opened {
         Ok(opened) => opened,
         Err(message) => {
@@ -205,10 +227,99 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     }
 }
 
+/// Shows the menu of accounts the user may open a shell on now, until they choose one (returned)
+/// or leave (`None`). The terminal size follows window changes.
+async fn run_menu(
+    context: &SessionContext,
+    channel: &mut Channel<Msg>,
+    pty: &mut PtyRequest,
+) -> Option<AccountRef> {
+    let choices = shell_choices(context).await;
+    let items = choices
+        .iter()
+        .map(|(account, asset)| MenuItem {
+            label: account.to_string(),
+            detail: format!("{}:{}", asset.host, asset.port),
+        })
+        .collect();
+    let mut menu = Menu::new(context.user.name.as_str(), items, pty.cols, pty.rows);
+    channel.data_bytes(menu.render().into_bytes()).await.ok()?;
+    loop {
+        let outcome = match channel.wait().await? {
+            ChannelMsg::Data { data } => menu.input(&data),
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                (pty.cols, pty.rows, pty.pix_width, pty.pix_height) =
+                    (col_width, row_height, pix_width, pix_height);
+                menu.resize(col_width, row_height);
+                MenuOutcome::Pending
+            }
+            ChannelMsg::Eof | ChannelMsg::Close => return None,
+            _ => continue,
+        };
+        match outcome {
+            MenuOutcome::Pending => channel.data_bytes(menu.render().into_bytes()).await.ok()?,
+            MenuOutcome::Quit => {
+                channel.data_bytes(&b"\x1b[H\x1b[2J"[..]).await.ok()?;
+                return None;
+            }
+            MenuOutcome::Chosen(index) => {
+                let (account, _) = choices.into_iter().nth(index)?;
+                let line = format!("\x1b[H\x1b[2JConnecting to {account}...\r\n");
+                channel.data_bytes(line.into_bytes()).await.ok()?;
+                return Some(account);
+            }
+        }
+    }
+}
+
+/// The accounts the user may open a shell on now, with their assets, by asset then login.
+async fn shell_choices(context: &SessionContext) -> Vec<(AccountRef, rampart_core::Asset)> {
+    let store = &context.store;
+    let (Ok(assets), Ok(accounts), Ok(grants)) = (
+        store.list_assets().await,
+        store.list_accounts(None).await,
+        store.list_grants().await,
+    ) else {
+        tracing::error!("cannot load the menu's targets");
+        return Vec::new();
+    };
+    let pairs: Vec<(rampart_core::Asset, rampart_core::Name)> = accounts
+        .into_iter()
+        .filter_map(|account| {
+            let asset = assets.iter().find(|a| a.name == account.asset)?;
+            Some((asset.clone(), account.login))
+        })
+        .collect();
+    allowed_accounts(
+        &context.user,
+        &pairs,
+        Action::Shell,
+        OffsetDateTime::now_utc(),
+        &grants,
+    )
+    .into_iter()
+    .map(|(asset, login)| {
+        (
+            AccountRef {
+                login: login.clone(),
+                asset: asset.name.clone(),
+            },
+            asset.clone(),
+        )
+    })
+    .collect()
+}
+
 /// Authorizes the request, records the session and opens the matching channel on the target.
 /// Every failure comes back as the one line the user sees.
 async fn open_target_channel(
     context: &SessionContext,
+    spec: &TargetSpec,
     start: &Start,
     pty: Option<&PtyRequest>,
     env: &[(String, String)],
@@ -220,7 +331,7 @@ async fn open_target_channel(
     let now = OffsetDateTime::now_utc();
     let mut resolved: Option<Resolved> = None;
     for action in &actions {
-        match target::resolve(&context.store, &context.user, &context.target, *action, now).await {
+        match target::resolve(&context.store, &context.user, spec, *action, now).await {
             Ok(found) => resolved = Some(found),
             Err(Refusal { target, message }) => {
                 let event = AuditEvent::AccessDenied {

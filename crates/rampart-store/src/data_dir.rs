@@ -7,8 +7,8 @@
 //!   keys/                      mode 0700, every file 0600
 //!     vault-master.key         the vault master key, unless supplied by file or environment
 //!     vault-master.key.next    only while a key rotation is in progress
-//!     ssh_host_ed25519_key     the node's SSH host key (OpenSSH format)
-//!     audit_ed25519_key        the node's audit signing key (OpenSSH format)
+//!     ssh_host_ed25519_key     the node's SSH host key (OpenSSH format; .pub beside it)
+//!     audit_ed25519_key        the node's audit signing key (OpenSSH format; .pub beside it)
 //!   logs/                      the server's log file
 //! ```
 

@@ -18,6 +18,13 @@ pub(crate) fn ensure_node_keys(dir: &DataDir) -> Result<Vec<String>, StoreError>
             generate_ed25519_key(&path, comment)?;
             generated.push(path.display().to_string());
         }
+        // The public half beside it, for operators to hand out (known_hosts lines, checks).
+        let public_path = path.with_extension("pub");
+        if !public_path.exists() {
+            let public = public_key_of(&path)?;
+            std::fs::write(&public_path, format!("{}\n", public.trim_end()))
+                .map_err(|err| crate::data_dir::io_error(&public_path, "cannot write", &err))?;
+        }
     }
     Ok(generated)
 }

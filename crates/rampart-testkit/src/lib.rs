@@ -49,6 +49,28 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// The local user account (and its password) that `.ci/run` creates for password-target tests.
+pub const PASSWORD_TARGET_USER: &str = "rampart-target";
+pub const PASSWORD_TARGET_PASSWORD: &str = "rampart-target-password-7c1e";
+
+/// Whether the password-target account exists; explains or fails like [`require_tool`].
+pub fn require_password_target_user() -> bool {
+    let exists = nix::unistd::User::from_name(PASSWORD_TARGET_USER)
+        .ok()
+        .flatten()
+        .is_some();
+    if !exists {
+        let message = format!(
+            "skipped: local user {PASSWORD_TARGET_USER} does not exist (.ci/run creates it with its test password)"
+        );
+        if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
+        }
+        eprintln!("{message}");
+    }
+    exists
+}
+
 /// A `rampart` binary pointed at its own temporary data directory.
 #[derive(Debug)]
 pub struct Rampart {

@@ -3,7 +3,8 @@
 
 use super::BIN;
 use rampart_testkit::{
-    Rampart, Server, SshTarget, current_user, require_tool, resident_kib, ssh_keygen,
+    PASSWORD_TARGET_PASSWORD, PASSWORD_TARGET_USER, Rampart, Server, SshTarget, current_user,
+    files_containing, require_password_target_user, require_tool, resident_kib, ssh_keygen,
 };
 use serde_json::Value;
 use std::io::Write;
@@ -728,4 +729,208 @@ fn a_stalled_target_or_a_client_that_never_reads_does_not_stall_other_sessions()
     stuck.kill().unwrap();
     stuck.wait().unwrap();
     drop(silent);
+}
+
+#[test]
+fn a_password_account_logs_in_with_the_vaulted_password_which_never_shows() {
+    let Some(lab) = Lab::start() else { return };
+    if !require_password_target_user() {
+        return;
+    }
+    let account = format!("{PASSWORD_TARGET_USER}@web-01");
+    lab.r.ok_with_stdin(
+        &["account", "add", &account, "--password-stdin"],
+        format!("{PASSWORD_TARGET_PASSWORD}\n").as_bytes(),
+    );
+    let out = lab.ssh(&format!("alice@{account}"), "id -un; env", b"");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{PASSWORD_TARGET_USER}\n")),
+        "{stdout} {}",
+        text(&out.stderr)
+    );
+    // The password is used, never shown: not in the target's environment, the output, the
+    // audit log, the logs or any file of the data directory.
+    assert!(!stdout.contains(PASSWORD_TARGET_PASSWORD));
+    assert!(!text(&out.stderr).contains(PASSWORD_TARGET_PASSWORD));
+    let audit = lab.r.ok(&["audit", "list", "--limit", "100000", "--json"]);
+    assert!(!audit.contains(PASSWORD_TARGET_PASSWORD));
+    assert!(files_containing(&lab.r.data_dir(), PASSWORD_TARGET_PASSWORD.as_bytes()).is_empty());
+
+    // A wrong vaulted password: a clear refusal, nothing else.
+    lab.r.ok(&["account", "remove", &account]);
+    lab.r.ok_with_stdin(
+        &["account", "add", &account, "--password-stdin"],
+        b"not-the-password\n",
+    );
+    let out = lab.ssh(&format!("alice@{account}"), "true", b"");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("refused Rampart's credential for {account}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"));
+}
+
+/// A terminal driven through tmux: what a person sees and types.
+struct Terminal {
+    socket: String,
+}
+
+impl Terminal {
+    fn start(command: &str) -> Self {
+        let socket = format!("rampart-test-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "80",
+                "-y",
+                "24",
+                command,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Self { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the screen shows `expected` (the screen changes as the remote side answers).
+    fn wait_for(&self, expected: &str) -> String {
+        let mut screen = String::new();
+        for _ in 0..300 {
+            screen = self.screen();
+            if screen.contains(expected) {
+                return screen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the terminal never showed {expected:?}; it shows:\n{screen}");
+    }
+
+    fn is_running(&self) -> bool {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "has-session", "-t", "t"])
+            .status()
+            .unwrap()
+            .success()
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn the_menu_lists_what_the_user_may_use_filters_and_connects() {
+    let Some(lab) = Lab::start() else { return };
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    lab.r.ok(&[
+        "asset",
+        "add",
+        "db-01",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &lab.target.port.to_string(),
+    ]);
+    let (key, _) = ssh_keygen(lab.r.scratch(), "db", "ed25519", "");
+    lab.r.ok(&[
+        "account",
+        "add",
+        &format!("{}@db-01", lab.login),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    lab.r
+        .ok(&["grant", "add", "--user", "alice", "--asset", "db-01"]);
+    // An asset alice has no grant for never shows.
+    lab.r
+        .ok(&["asset", "add", "secret-01", "--host", "127.0.0.1"]);
+    lab.r.ok(&[
+        "account",
+        "add",
+        "root@secret-01",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let command = format!(
+        "ssh -F {} -p {} -tt alice@127.0.0.1",
+        lab.client_config.display(),
+        lab.port()
+    );
+
+    let terminal = Terminal::start(&command);
+    let screen = terminal.wait_for("targets for alice");
+    assert!(
+        screen.contains(&format!("{}@web-01", lab.login)),
+        "{screen}"
+    );
+    assert!(screen.contains(&format!("{}@db-01", lab.login)), "{screen}");
+    assert!(!screen.contains("secret-01"), "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 80));
+    // Filter to web, pick it, and use the shell.
+    terminal.keys(&["web"]);
+    let screen = terminal.wait_for("Filter: web");
+    assert!(!screen.contains("db-01"), "{screen}");
+    terminal.keys(&["Enter"]);
+    terminal.wait_for("Connecting to");
+    terminal.keys(&["echo shell-$((6*7))", "Enter"]);
+    terminal.wait_for("shell-42");
+    terminal.keys(&["exit", "Enter"]);
+    for _ in 0..100 {
+        if !terminal.is_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!terminal.is_running(), "ssh ends with the shell");
+    let sessions = lab.sessions();
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["kind"] == "shell" && s["asset"] == "web-01"),
+        "{sessions:?}"
+    );
+
+    // q leaves without connecting anywhere.
+    let terminal = Terminal::start(&command);
+    terminal.wait_for("targets for alice");
+    terminal.keys(&["q"]);
+    for _ in 0..100 {
+        if !terminal.is_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!terminal.is_running(), "q ends the connection");
+    assert_eq!(lab.sessions().len(), 1);
 }
