@@ -169,6 +169,10 @@ fn print_banner(
     }
     println!("ssh host key fingerprint: {fingerprint}");
     println!(
+        "ProxyJump users trust it once per asset name: add \"ASSET-NAMES {}\" to ~/.ssh/known_hosts",
+        host_key.trim_end()
+    );
+    println!(
         "ssh: listening on {ssh} (try: ssh -p {} USER@ACCOUNT@ASSET@{})",
         ssh.port(),
         ssh.ip()

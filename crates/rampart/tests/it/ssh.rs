@@ -934,3 +934,29 @@ fn the_menu_lists_what_the_user_may_use_filters_and_connects() {
     assert!(!terminal.is_running(), "q ends the connection");
     assert_eq!(lab.sessions().len(), 1);
 }
+
+#[test]
+fn the_server_offers_modern_key_exchange_only_with_strict_kex() {
+    let Some(lab) = Lab::start() else { return };
+    // C3: the Terrapin countermeasure is negotiated with a stock client.
+    let out = lab
+        .ssh_command(&lab.direct())
+        .arg("-vvv")
+        .arg("true")
+        .output()
+        .unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("will use strict KEX ordering"),
+        "strict kex not negotiated"
+    );
+    // Legacy finite-field Diffie-Hellman is not offered.
+    let out = lab
+        .ssh_command(&lab.direct())
+        .args(["-o", "KexAlgorithms=diffie-hellman-group14-sha256"])
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+}
