@@ -10,6 +10,7 @@
 //! channels with flow control, which a relay needs, and supports strict key exchange.
 #![forbid(unsafe_code)]
 
+mod forward;
 mod login;
 mod menu;
 mod relay;

@@ -1,6 +1,7 @@
 //! The user side: Rampart as an SSH server. Authenticates people with their own keys (or their
 //! password, where one is set), then hands every channel to the relay.
 
+use crate::forward;
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, SessionContext, TargetCache};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -236,29 +237,9 @@ impl server::Handler for Connection {
             None => find_jump_asset(&self.store, host, port).await,
         };
         let Some(asset) = asset else {
-            let event = AuditEvent::AccessDenied {
-                user: identity.user.name.to_string(),
-                target: format!("{host}:{port}"),
-                action: "port_forward".into(),
-                reason: "only ProxyJump to an asset's SSH port is supported".into(),
-                source: self.source(),
-            };
-            if let Err(err) = self
-                .store
-                .record_event(
-                    &Actor::User {
-                        name: identity.user.name.to_string(),
-                    },
-                    &event,
-                )
-                .await
-            {
-                tracing::error!(error = %err, "cannot record a refused forward");
-            }
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            return self
+                .forward(identity.user, host, port, channel, reply)
                 .await;
-            return Ok(());
         };
         reply.accept().await;
         let mut inner = Connection::new(self.store.clone(), self.config.clone(), self.peer);
@@ -274,6 +255,81 @@ impl server::Handler for Connection {
                 Err(err) => tracing::debug!(error = %err, "proxyjump handshake failed"),
             }
         });
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// `ssh -L` to a port that is not an asset's SSH port: allowed only by a `port_forward`
+    /// grant, to an asset, and recorded as a session.
+    async fn forward(
+        &mut self,
+        user: User,
+        host: &str,
+        port: u32,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+    ) -> Result<(), russh::Error> {
+        let actor = Actor::User {
+            name: user.name.to_string(),
+        };
+        let port_number = u16::try_from(port).ok().filter(|p| *p != 0);
+        let decision = match (&self.jump, port_number) {
+            (Some(_), _) => {
+                Err("forwarding inside a ProxyJump connection is not allowed".to_owned())
+            }
+            (None, None) => Err(format!("invalid port {port}")),
+            (None, Some(_)) => {
+                forward::authorize(&self.store, &user, host, time::OffsetDateTime::now_utc()).await
+            }
+        };
+        let allowed = match decision {
+            Ok(allowed) => allowed,
+            Err(reason) => {
+                let event = AuditEvent::AccessDenied {
+                    user: user.name.to_string(),
+                    target: format!("{host}:{port}"),
+                    action: "port_forward".into(),
+                    reason,
+                    source: self.source(),
+                };
+                if let Err(err) = self.store.record_event(&actor, &event).await {
+                    tracing::error!(error = %err, "cannot record a refused forward");
+                }
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+                return Ok(());
+            }
+        };
+        let Some(port) = port_number else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let Some(session) = forward::start(
+            &self.store,
+            &user,
+            &allowed,
+            u32::from(port),
+            &self.source(),
+        )
+        .await
+        else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(forward::carry(
+            self.store.clone(),
+            channel,
+            allowed.asset.host.clone(),
+            port,
+            session,
+        ));
         Ok(())
     }
 }

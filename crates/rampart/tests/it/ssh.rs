@@ -567,7 +567,7 @@ fn a_key_offered_without_a_signature_or_belonging_to_someone_else_is_no_credenti
 }
 
 #[test]
-fn forwarding_agent_and_x11_are_refused_without_a_grant() {
+fn forwarding_needs_a_grant_and_agent_and_x11_are_never_relayed() {
     let Some(lab) = Lab::start() else { return };
     // -L to a port that is not an asset's SSH port: the channel is refused.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -613,6 +613,59 @@ fn forwarding_agent_and_x11_are_refused_without_a_grant() {
         lab.events("access_denied")
             .iter()
             .any(|e| e["event"]["action"] == "port_forward")
+    );
+
+    // With a grant that allows port_forward, the same forward carries data, as a session.
+    lab.r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "web-01",
+        "--actions",
+        "port_forward",
+    ]);
+    listener.set_nonblocking(false).unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut buffer = [0u8; 4];
+        std::io::Read::read_exact(&mut peer, &mut buffer).unwrap();
+        peer.write_all(b"pong").unwrap();
+        buffer
+    });
+    let mut forward = lab
+        .ssh_command(&lab.direct())
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("{local}:127.0.0.1:{other}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stream = None;
+    for _ in 0..100 {
+        if let Ok(connected) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            stream = Some(connected);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut stream = stream.expect("ssh -L listens locally");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(b"ping").unwrap();
+    let mut reply = [0u8; 4];
+    std::io::Read::read_exact(&mut stream, &mut reply).unwrap();
+    assert_eq!(&reply, b"pong");
+    assert_eq!(&echo.join().unwrap(), b"ping");
+    drop(stream);
+    forward.kill().unwrap();
+    forward.wait().unwrap();
+    let kind = format!("port_forward:{other}");
+    assert!(
+        lab.sessions().iter().any(|s| s["kind"] == kind.as_str()),
+        "{:?}",
+        lab.sessions()
     );
 
     // -R: the remote forward request is refused.
