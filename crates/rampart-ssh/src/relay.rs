@@ -76,6 +76,13 @@ struct PtyRequest {
     modes: Vec<(Pty, u32)>,
 }
 
+impl PtyRequest {
+    fn resize(&mut self, cols: u32, rows: u32, pix_width: u32, pix_height: u32) {
+        (self.cols, self.rows, self.pix_width, self.pix_height) =
+            (cols, rows, pix_width, pix_height);
+    }
+}
+
 /// Environment variables passed to the target; anything else could change how the target's
 /// shell behaves (LD_PRELOAD, BASH_ENV) and is refused.
 fn env_allowed(name: &str) -> bool {
@@ -141,8 +148,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
                 pix_height,
             } => {
                 if let Some(pty) = pty.as_mut() {
-                    (pty.cols, pty.rows, pty.pix_width, pty.pix_height) =
-                        (col_width, row_height, pix_width, pix_height);
+                    pty.resize(col_width, row_height, pix_width, pix_height);
                 }
             }
             ChannelMsg::SetEnv {
@@ -253,8 +259,7 @@ async fn run_menu(
                 pix_width,
                 pix_height,
             } => {
-                (pty.cols, pty.rows, pty.pix_width, pty.pix_height) =
-                    (col_width, row_height, pix_width, pix_height);
+                pty.resize(col_width, row_height, pix_width, pix_height);
                 menu.resize(col_width, row_height);
                 MenuOutcome::Pending
             }

@@ -577,25 +577,7 @@ fn forwarding_needs_a_grant_and_agent_and_x11_are_never_relayed() {
         .local_addr()
         .unwrap()
         .port();
-    let mut forward = lab
-        .ssh_command(&lab.direct())
-        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-        .arg(format!("{local}:127.0.0.1:{other}"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut connected = None;
-    for _ in 0..100 {
-        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", local)) {
-            connected = Some(stream);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut stream = connected.expect("ssh -L listens locally");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let (mut forward, mut stream) = local_forward(&lab, local, other);
     let mut buffer = [0u8; 1];
     let read = std::io::Read::read(&mut stream, &mut buffer);
     assert!(
@@ -634,25 +616,7 @@ fn forwarding_needs_a_grant_and_agent_and_x11_are_never_relayed() {
         peer.write_all(b"pong").unwrap();
         buffer
     });
-    let mut forward = lab
-        .ssh_command(&lab.direct())
-        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-        .arg(format!("{local}:127.0.0.1:{other}"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stream = None;
-    for _ in 0..100 {
-        if let Ok(connected) = std::net::TcpStream::connect(("127.0.0.1", local)) {
-            stream = Some(connected);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut stream = stream.expect("ssh -L listens locally");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let (mut forward, mut stream) = local_forward(&lab, local, other);
     stream.write_all(b"ping").unwrap();
     let mut reply = [0u8; 4];
     std::io::Read::read_exact(&mut stream, &mut reply).unwrap();
@@ -1012,4 +976,27 @@ fn the_server_offers_modern_key_exchange_only_with_strict_kex() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(255));
+}
+
+/// Starts `ssh -N -L LOCAL:127.0.0.1:REMOTE` through Rampart and connects to its local end.
+fn local_forward(lab: &Lab, local: u16, remote: u16) -> (std::process::Child, std::net::TcpStream) {
+    let mut forward = lab
+        .ssh_command(&lab.direct())
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("{local}:127.0.0.1:{remote}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            return (forward, stream);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+    panic!("ssh -L never listened on {local}");
 }
