@@ -850,6 +850,7 @@ impl Terminal {
     fn is_running(&self) -> bool {
         Command::new("tmux")
             .args(["-L", &self.socket, "has-session", "-t", "t"])
+            .stderr(Stdio::null())
             .status()
             .unwrap()
             .success()
@@ -860,6 +861,7 @@ impl Drop for Terminal {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
             .status();
     }
 }
