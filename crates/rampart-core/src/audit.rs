@@ -145,6 +145,17 @@ pub enum AuditEvent {
         expected: String,
         presented: String,
     },
+    RecordingViewed {
+        session: String,
+    },
+    RecordingExported {
+        session: String,
+        file: String,
+    },
+    RecordingFailed {
+        session: String,
+        reason: String,
+    },
     TargetConnectionFailed {
         session: String,
         target: String,
@@ -181,6 +192,9 @@ impl AuditEvent {
             AuditEvent::HostKeyCleared { .. } => "host_key_cleared",
             AuditEvent::HostKeyRejected { .. } => "host_key_rejected",
             AuditEvent::TargetConnectionFailed { .. } => "target_connection_failed",
+            AuditEvent::RecordingViewed { .. } => "recording_viewed",
+            AuditEvent::RecordingExported { .. } => "recording_exported",
+            AuditEvent::RecordingFailed { .. } => "recording_failed",
         }
     }
 }

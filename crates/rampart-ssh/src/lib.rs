@@ -23,38 +23,63 @@ use rampart_store::Store;
 use russh::keys::PrivateKey;
 use std::future::Future;
 use std::path::Path;
+
+fn load_key(path: &Path) -> Result<PrivateKey, GatewayError> {
+    let error = |reason: String| GatewayError::Key {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    PrivateKey::from_openssh(pem.as_bytes()).map_err(|err| error(err.to_string()))
+}
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// What the gateway needs to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gateway {
     store: Arc<Store>,
+    evidence: relay::Evidence,
     server_config: Arc<russh::server::Config>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys.
+        f.debug_struct("Gateway")
+            .field("recordings", &self.evidence.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot load the SSH host key {path}: {reason}")]
-    HostKey { path: String, reason: String },
+    #[error("cannot load the key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("cannot seal interrupted recordings: {0}")]
+    Recordings(String),
 }
 
 impl Gateway {
-    /// Prepares the gateway with the node's host key.
-    pub fn new(store: Arc<Store>, host_key_path: &Path) -> Result<Self, GatewayError> {
-        let host_key_error = |reason: String| GatewayError::HostKey {
-            path: host_key_path.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read_to_string(host_key_path)
-            .map_err(|err| host_key_error(err.to_string()))?;
-        let key = PrivateKey::from_openssh(pem.as_bytes())
-            .map_err(|err| host_key_error(err.to_string()))?;
-        Ok(Self {
+    /// Prepares the gateway with the node's host key and audit key, and seals the recordings a
+    /// crash left open (returning their sessions, so the caller can close their records).
+    pub fn new(store: Arc<Store>) -> Result<(Self, Vec<uuid::Uuid>), GatewayError> {
+        let dir = store.data_dir().clone();
+        let host_key = load_key(&dir.host_key_path())?;
+        let audit_key = Arc::new(load_key(&dir.audit_key_path())?);
+        let recordings = dir.recordings_dir();
+        let sealed = rampart_audit::recording::seal_interrupted(&recordings, &audit_key)
+            .map_err(|err| GatewayError::Recordings(err.to_string()))?;
+        let gateway = Self {
             store,
-            server_config: Arc::new(server::config(key)),
-        })
+            evidence: relay::Evidence {
+                dir: recordings,
+                key: audit_key,
+            },
+            server_config: Arc::new(server::config(host_key)),
+        };
+        Ok((gateway, sealed))
     }
 
     /// Accepts SSH connections on `listener` until `shutdown` completes. Connections already
@@ -81,7 +106,12 @@ impl Gateway {
     }
 
     async fn serve_connection(self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
-        let handler = server::Connection::new(self.store.clone(), self.server_config.clone(), peer);
+        let handler = server::Connection::new(
+            self.store.clone(),
+            self.evidence.clone(),
+            self.server_config.clone(),
+            peer,
+        );
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
             Ok(session) => {
                 if let Err(err) = session.await {

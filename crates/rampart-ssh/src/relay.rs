@@ -10,13 +10,16 @@
 use crate::login::TargetSpec;
 use crate::menu::{Menu, MenuItem, MenuOutcome};
 use crate::target::{self, Refusal, Resolved, TargetConnection};
+use rampart_audit::{CastHeader, Recorder, RecordingError};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::policy::allowed_accounts;
 use rampart_core::{AccountRef, Action, User};
 use rampart_store::{NewSession, SessionEnd, Store};
+use russh::keys::PrivateKey;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Pty, Sig};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
@@ -30,6 +33,7 @@ pub struct TargetCache(Arc<Mutex<HashMap<String, Arc<TargetConnection>>>>);
 /// Everything a session channel needs from its connection.
 pub struct SessionContext {
     pub store: Arc<Store>,
+    pub evidence: Evidence,
     pub user: User,
     pub target: TargetSpec,
     pub source: String,
@@ -89,22 +93,97 @@ fn env_allowed(name: &str) -> bool {
     matches!(name, "LANG" | "LANGUAGE" | "TZ") || name.starts_with("LC_")
 }
 
-/// The attachment point for recording: sees every chunk of a session, both ways.
-#[derive(Default)]
+/// Where recordings go and the key that seals them.
+#[derive(Clone)]
+pub struct Evidence {
+    pub dir: PathBuf,
+    pub key: Arc<PrivateKey>,
+}
+
+/// Exec sessions record at most this much of each direction: enough for any command's output,
+/// while a bulk transfer (`cat > file`, rsync) is still counted but not copied to disk again.
+const EXEC_RECORDING_CAP: u64 = 64 * 1024 * 1024;
+
+/// The attachment point for recording: sees every chunk of a session, both ways, before it is
+/// passed on, so nothing reaches the other side unrecorded.
 struct Tap {
     from_client: AtomicU64,
     to_client: AtomicU64,
+    recorder: std::sync::Mutex<Option<Recorder>>,
+    cap: Option<u64>,
 }
 
 impl Tap {
-    fn client_sent(&self, data: &[u8]) {
-        self.from_client
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+    fn new(recorder: Option<Recorder>, cap: Option<u64>) -> Self {
+        Self {
+            from_client: AtomicU64::new(0),
+            to_client: AtomicU64::new(0),
+            recorder: std::sync::Mutex::new(recorder),
+            cap,
+        }
     }
 
-    fn target_sent(&self, data: &[u8]) {
-        self.to_client
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+    fn record(
+        &self,
+        counter: &AtomicU64,
+        data: &[u8],
+        write: impl FnOnce(&mut Recorder, &[u8]) -> Result<(), RecordingError>,
+    ) -> Result<(), RecordingError> {
+        let before = counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let Ok(mut guard) = self.recorder.lock() else {
+            return Ok(());
+        };
+        let Some(recorder) = guard.as_mut() else {
+            return Ok(());
+        };
+        match self.cap {
+            Some(cap) if before >= cap => Ok(()),
+            Some(cap) => {
+                let room = usize::try_from(cap - before).unwrap_or(usize::MAX);
+                let (kept, dropped) = data.split_at(room.min(data.len()));
+                write(recorder, kept)?;
+                if !dropped.is_empty() {
+                    recorder.marker(&format!(
+                        "recording capped at {cap} bytes; the rest is counted, not recorded"
+                    ))?;
+                }
+                Ok(())
+            }
+            None => write(recorder, data),
+        }
+    }
+
+    fn client_sent(&self, data: &[u8]) -> Result<(), RecordingError> {
+        self.record(&self.from_client, data, Recorder::input)
+    }
+
+    fn target_sent(&self, data: &[u8]) -> Result<(), RecordingError> {
+        self.record(&self.to_client, data, Recorder::output)
+    }
+
+    fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
+        match self
+            .recorder
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            Some(recorder) => recorder.resize(cols, rows),
+            None => Ok(()),
+        }
+    }
+
+    /// Seals the recording, with the exit status as the last marker.
+    fn finish(&self, key: &PrivateKey, exit_status: Option<i64>) -> Result<(), RecordingError> {
+        let Some(mut recorder) = self.recorder.lock().ok().and_then(|mut guard| guard.take())
+        else {
+            return Ok(());
+        };
+        if let Some(status) = exit_status {
+            recorder.marker(&format!("exit status {status}"))?;
+        }
+        recorder.seal(key)
     }
 }
 
@@ -209,7 +288,12 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         }
     }
     let opened = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env).await;
-    let (target_channel, session_id, early) = match opened {
+    let Opened {
+        channel: target_channel,
+        session_id,
+        early,
+        tap,
+    } = match opened {
         Ok(opened) => opened,
         Err(message) => {
             // The request itself succeeded: the user gets a clear line and a failing status.
@@ -227,7 +311,23 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     if want_reply {
         let _ = handle.channel_success(id).await;
     }
-    let end = pump(channel, target_channel, early, &handle).await;
+    let mut end = pump(channel, target_channel, early, &handle, tap.clone()).await;
+    if let Err(err) = tap.finish(&context.evidence.key, end.exit_status) {
+        tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
+        end.reason = format!("{}; recording not sealed: {err}", end.reason);
+    }
+    if end.reason.starts_with("recording failed") || end.reason.contains("recording not sealed") {
+        let actor = Actor::User {
+            name: context.user.name.to_string(),
+        };
+        let event = AuditEvent::RecordingFailed {
+            session: session_id.to_string(),
+            reason: end.reason.clone(),
+        };
+        if let Err(err) = context.store.record_event(&actor, &event).await {
+            tracing::error!(error = %err, "cannot record a recording failure");
+        }
+    }
     if let Err(err) = context.store.end_session(session_id, &end).await {
         tracing::error!(session = %session_id, error = %err, "cannot record the end of a session");
     }
@@ -320,6 +420,14 @@ async fn shell_choices(context: &SessionContext) -> Vec<(AccountRef, rampart_cor
     .collect()
 }
 
+/// A target channel ready to relay, with its session record and recorder.
+struct Opened {
+    channel: Channel<russh::client::Msg>,
+    session_id: uuid::Uuid,
+    early: Vec<ChannelMsg>,
+    tap: Arc<Tap>,
+}
+
 /// Authorizes the request, records the session and opens the matching channel on the target.
 /// Every failure comes back as the one line the user sees.
 async fn open_target_channel(
@@ -328,7 +436,7 @@ async fn open_target_channel(
     start: &Start,
     pty: Option<&PtyRequest>,
     env: &[(String, String)],
-) -> Result<(Channel<russh::client::Msg>, uuid::Uuid, Vec<ChannelMsg>), String> {
+) -> Result<Opened, String> {
     let actor = Actor::User {
         name: context.user.name.to_string(),
     };
@@ -380,6 +488,41 @@ async fn open_target_channel(
         why
     };
 
+    // Terminal sessions and commands are recorded; file transfers and forwards are logged as
+    // sessions. A recording that cannot be created refuses the session.
+    let recorder = match start {
+        Start::Shell | Start::Exec(_) if kind != "scp" => {
+            let command = match start {
+                Start::Exec(command) => Some(String::from_utf8_lossy(command).into_owned()),
+                _ => None,
+            };
+            let (width, height) = pty.map_or((80, 24), |p| (p.cols, p.rows));
+            let title = format!("{} as {account}", context.user.name);
+            let header =
+                CastHeader::new(width, height, pty.map(|p| p.term.as_str()), command, title);
+            match Recorder::create(&context.evidence.dir, session_id, &header) {
+                Ok(recorder) => Some(recorder),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot create a recording; refusing the session");
+                    let event = AuditEvent::RecordingFailed {
+                        session: session_id.to_string(),
+                        reason: err.to_string(),
+                    };
+                    if let Err(record) = context.store.record_event(&actor, &event).await {
+                        tracing::error!(error = %record, "cannot record a recording failure");
+                    }
+                    return Err(fail(
+                        "the session cannot be recorded, so it is refused".to_owned(),
+                    )
+                    .await);
+                }
+            }
+        }
+        _ => None,
+    };
+    let cap = matches!(start, Start::Exec(_)).then_some(EXEC_RECORDING_CAP);
+    let tap = Arc::new(Tap::new(recorder, cap));
+
     let connection = match target_connection(context, &resolved, &account, &actor).await {
         Ok(connection) => connection,
         Err(err) => {
@@ -405,7 +548,12 @@ async fn open_target_channel(
     };
     let mut channel = channel;
     match replay(&mut channel, start, pty, env).await {
-        Ok(Some(early)) => Ok((channel, session_id, early)),
+        Ok(Some(early)) => Ok(Opened {
+            channel,
+            session_id,
+            early,
+            tap,
+        }),
         Ok(None) => Err(fail(format!("the target {account} refused the request")).await),
         Err(err) => Err(fail(format!("the target {account} failed ({err})")).await),
     }
@@ -477,11 +625,11 @@ async fn pump(
     target: Channel<russh::client::Msg>,
     early: Vec<ChannelMsg>,
     handle: &Handle,
+    tap: Arc<Tap>,
 ) -> SessionEnd {
     let user_id = user.id();
     let (mut from_user, to_user) = user.split();
     let (mut from_target, to_target) = target.split();
-    let tap = Arc::new(Tap::default());
 
     // User to target.
     let upstream_tap = tap.clone();
@@ -489,7 +637,9 @@ async fn pump(
         while let Some(message) = from_user.wait().await {
             let sent = match message {
                 ChannelMsg::Data { data } => {
-                    upstream_tap.client_sent(&data);
+                    if upstream_tap.client_sent(&data).is_err() {
+                        break;
+                    }
                     to_target.data_bytes(data).await
                 }
                 ChannelMsg::Eof => to_target.eof().await,
@@ -499,6 +649,9 @@ async fn pump(
                     pix_width,
                     pix_height,
                 } => {
+                    if upstream_tap.resized(col_width, row_height).is_err() {
+                        break;
+                    }
                     to_target
                         .window_change(col_width, row_height, pix_width, pix_height)
                         .await
@@ -526,15 +679,25 @@ async fn pump(
                 None => break,
             },
         };
+        let recorded = match &message {
+            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+                tap.target_sent(data)
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = recorded {
+            // Fail closed: what cannot be recorded is not shown, and the session ends.
+            tracing::error!(error = %err, "recording failed; ending the session");
+            reason = format!("recording failed: {err}");
+            let line = "\r\nrampart: the session recording failed, so the session is ended\r\n";
+            let _ = to_user
+                .extended_data_bytes(1, line.as_bytes().to_vec())
+                .await;
+            break;
+        }
         let sent = match message {
-            ChannelMsg::Data { data } => {
-                tap.target_sent(&data);
-                to_user.data_bytes(data).await
-            }
-            ChannelMsg::ExtendedData { data, ext } => {
-                tap.target_sent(&data);
-                to_user.extended_data_bytes(ext, data).await
-            }
+            ChannelMsg::Data { data } => to_user.data_bytes(data).await,
+            ChannelMsg::ExtendedData { data, ext } => to_user.extended_data_bytes(ext, data).await,
             ChannelMsg::Eof => to_user.eof().await,
             ChannelMsg::ExitStatus {
                 exit_status: status,

@@ -3,7 +3,7 @@
 
 use crate::forward;
 use crate::login::{LoginName, TargetSpec};
-use crate::relay::{self, SessionContext, TargetCache};
+use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
 use rampart_store::Store;
@@ -60,6 +60,7 @@ struct Identity {
 /// One user's SSH connection (or the inner connection of a ProxyJump).
 pub struct Connection {
     store: Arc<Store>,
+    evidence: Evidence,
     config: Arc<server::Config>,
     peer: SocketAddr,
     identity: Option<Identity>,
@@ -70,9 +71,15 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(store: Arc<Store>, config: Arc<server::Config>, peer: SocketAddr) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        evidence: Evidence,
+        config: Arc<server::Config>,
+        peer: SocketAddr,
+    ) -> Self {
         Self {
             store,
+            evidence,
             config,
             peer,
             identity: None,
@@ -204,6 +211,7 @@ impl server::Handler for Connection {
         reply.accept().await;
         let context = SessionContext {
             store: self.store.clone(),
+            evidence: self.evidence.clone(),
             user: identity.user,
             target: identity.target,
             source: self.source(),
@@ -242,7 +250,12 @@ impl server::Handler for Connection {
                 .await;
         };
         reply.accept().await;
-        let mut inner = Connection::new(self.store.clone(), self.config.clone(), self.peer);
+        let mut inner = Connection::new(
+            self.store.clone(),
+            self.evidence.clone(),
+            self.config.clone(),
+            self.peer,
+        );
         inner.jump = Some((identity.user, asset));
         let config = self.config.clone();
         tokio::spawn(async move {

@@ -77,7 +77,55 @@ pub(crate) async fn append(
     Ok(())
 }
 
+/// Where the audit chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainProblem {
+    #[error("audit event {seq} was altered (its hash does not match its content)")]
+    Altered { seq: i64 },
+    #[error("audit events are missing before event {seq} (expected {expected})")]
+    Missing { seq: i64, expected: i64 },
+    #[error(
+        "audit event {seq} does not chain to the event before it (deleted or reordered events)"
+    )]
+    Unlinked { seq: i64 },
+}
+
 impl Store {
+    /// Recomputes the whole audit chain from the stored text. Returns the number of events.
+    pub async fn verify_audit_chain(&self) -> Result<std::result::Result<u64, ChainProblem>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, event, prev_hash, hash FROM audit_events ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut previous = GENESIS_HASH.to_owned();
+        for (expected_seq, row) in (1i64..).zip(rows.iter()) {
+            let seq: i64 = row.try_get("seq")?;
+            if seq != expected_seq {
+                return Ok(Err(ChainProblem::Missing {
+                    seq,
+                    expected: expected_seq,
+                }));
+            }
+            let prev_hash = rows::text(row, "prev_hash")?;
+            if prev_hash != previous {
+                return Ok(Err(ChainProblem::Unlinked { seq }));
+            }
+            let hash = chain_hash(
+                &prev_hash,
+                seq,
+                &rows::text(row, "at")?,
+                &rows::text(row, "actor")?,
+                &rows::text(row, "event")?,
+            );
+            if hash != rows::text(row, "hash")? {
+                return Ok(Err(ChainProblem::Altered { seq }));
+            }
+            previous = hash;
+        }
+        Ok(Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX)))
+    }
+
     /// Records an event that goes with no other change (a login, a denial).
     pub async fn record_event(&self, actor: &Actor, event: &AuditEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;

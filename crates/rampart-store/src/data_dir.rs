@@ -9,6 +9,7 @@
 //!     vault-master.key.next    only while a key rotation is in progress
 //!     ssh_host_ed25519_key     the node's SSH host key (OpenSSH format; .pub beside it)
 //!     audit_ed25519_key        the node's audit signing key (OpenSSH format; .pub beside it)
+//!   recordings/                sealed session recordings (asciicast + manifest)
 //!   logs/                      the server's log file
 //! ```
 
@@ -53,7 +54,7 @@ impl DataDir {
         let dir = Self {
             root: root.to_path_buf(),
         };
-        for sub in [dir.keys_dir(), dir.logs_dir()] {
+        for sub in [dir.keys_dir(), dir.logs_dir(), dir.recordings_dir()] {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -109,6 +110,11 @@ impl DataDir {
 
     pub fn keys_dir(&self) -> PathBuf {
         self.root.join("keys")
+    }
+
+    /// Session recordings: `<session>.cast` and `<session>.manifest`.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.root.join("recordings")
     }
 
     pub fn logs_dir(&self) -> PathBuf {

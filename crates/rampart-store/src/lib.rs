@@ -26,7 +26,7 @@ pub mod vault;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
-pub use audit_log::AuditRecord;
+pub use audit_log::{AuditRecord, ChainProblem};
 pub use data_dir::DataDir;
 pub use grants::NewGrant;
 pub use sessions::{NewSession, SessionEnd};

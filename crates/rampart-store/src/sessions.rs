@@ -68,6 +68,24 @@ impl Store {
         Ok(id)
     }
 
+    /// Ends every session still marked live, with `reason`. Called at start: a session cannot
+    /// outlive the process that carried it. (One node per data directory.)
+    pub async fn end_live_sessions(&self, reason: &str) -> Result<Vec<Uuid>> {
+        let live = self.list_sessions(true).await?;
+        let mut ended = Vec::new();
+        for session in live {
+            let end = SessionEnd {
+                reason: reason.to_owned(),
+                bytes_from_client: session.bytes_from_client,
+                bytes_to_client: session.bytes_to_client,
+                exit_status: None,
+            };
+            self.end_session(session.id, &end).await?;
+            ended.push(session.id);
+        }
+        Ok(ended)
+    }
+
     /// Closes a session record with its totals and a `session_ended` event.
     pub async fn end_session(&self, id: Uuid, end: &SessionEnd) -> Result<()> {
         let mut tx = self.begin_write().await?;

@@ -48,7 +48,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "rampart started");
 
     let store = Arc::new(store);
-    let gateway = Gateway::new(store.clone(), &store.data_dir().host_key_path())?;
+    let (gateway, sealed) = Gateway::new(store.clone())?;
+    for session in &sealed {
+        tracing::warn!(%session, "sealed the recording of a session cut short by a restart (incomplete)");
+    }
+    // Sessions cannot outlive the process that carried them.
+    let ended = store
+        .end_live_sessions("node restarted during the session")
+        .await?;
+    if !ended.is_empty() {
+        tracing::warn!(
+            count = ended.len(),
+            "closed the records of sessions cut short by a restart"
+        );
+    }
     // One signal stops every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
