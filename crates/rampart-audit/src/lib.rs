@@ -14,7 +14,45 @@ pub mod recording;
 pub mod verify;
 
 pub use recording::{CastHeader, Recorder, RecordingError};
+pub use ssh_key::PublicKey;
 pub use verify::{RecordingProblem, RecordingReport, verify_recording};
+
+/// Parses the audit key's public half (`keys/audit_ed25519_key.pub`).
+pub fn public_key_from_openssh(text: &str) -> Result<PublicKey, String> {
+    PublicKey::from_openssh(text.trim()).map_err(|err| err.to_string())
+}
+
+/// Whether a recording exists for `session` in `dir`.
+pub fn has_recording(dir: &std::path::Path, session: uuid::Uuid) -> bool {
+    recording::manifest_path(dir, session).exists() || recording::cast_path(dir, session).exists()
+}
+
+/// One asciicast event: seconds since the start, code (`o`, `i`, `r`, `m`) and data.
+pub type CastEvent = (f64, String, String);
+
+/// Reads a recording's header and events (for replay).
+pub fn read_cast(
+    dir: &std::path::Path,
+    session: uuid::Uuid,
+) -> Result<(CastHeader, Vec<CastEvent>), String> {
+    let path = recording::cast_path(dir, session);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .ok_or_else(|| format!("{} is empty", path.display()))?;
+    let header: CastHeader = serde_json::from_str(header)
+        .map_err(|err| format!("{} has no asciicast header: {err}", path.display()))?;
+    let events = lines
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .map_err(|err| format!("{} line {}: {err}", path.display(), n + 2))
+        })
+        .collect::<Result<Vec<CastEvent>, String>>()?;
+    Ok((header, events))
+}
 
 /// The SSH signature namespace of recording seals.
 pub const SEAL_NAMESPACE: &str = "rampart-recording";

@@ -53,8 +53,9 @@ impl CastHeader {
         }
         Self {
             version: 2,
-            width: width.clamp(1, 10_000),
-            height: height.clamp(1, 10_000),
+            // A client without a terminal size reports 0x0: players need a size.
+            width: if width == 0 { 80 } else { width.min(10_000) },
+            height: if height == 0 { 24 } else { height.min(10_000) },
             timestamp: time::OffsetDateTime::now_utc().unix_timestamp(),
             command,
             title,
@@ -164,7 +165,13 @@ impl Recorder {
                 })
         };
         let cast = open(&cast_path)?;
-        let manifest = open(&manifest_path)?;
+        let manifest = match open(&manifest_path) {
+            Ok(manifest) => manifest,
+            Err(err) => {
+                let _ = std::fs::remove_file(&cast_path);
+                return Err(err);
+            }
+        };
         let id = session.to_string();
         let mut recorder = Self {
             session,
@@ -183,14 +190,30 @@ impl Recorder {
             session: id,
             format: FORMAT.into(),
         };
-        recorder.write_manifest(&start)?;
         let header = serde_json::to_string(header)
-            .map_err(|err| recorder.io_error(std::io::Error::other(err)))?;
-        recorder.buffer.extend_from_slice(header.as_bytes());
-        recorder.buffer.push(b'\n');
-        // The header reaches the disk at once: a recording exists from the first moment.
-        recorder.flush_chunk()?;
-        Ok(recorder)
+            .map_err(|err| recorder.io_error(std::io::Error::other(err)));
+        let written = header.and_then(|header| {
+            recorder.write_manifest(&start)?;
+            recorder.buffer.extend_from_slice(header.as_bytes());
+            recorder.buffer.push(b'\n');
+            // The header reaches the disk at once: a recording exists from the first moment.
+            recorder.flush_chunk()
+        });
+        match written {
+            Ok(()) => Ok(recorder),
+            Err(err) => {
+                // A recording that could not even start leaves nothing behind.
+                recorder.discard();
+                Err(err)
+            }
+        }
+    }
+
+    /// Removes the files of a recording whose session never started.
+    pub fn discard(self) {
+        let manifest = self.cast_path.with_extension("manifest");
+        let _ = std::fs::remove_file(&self.cast_path);
+        let _ = std::fs::remove_file(manifest);
     }
 
     pub fn session(&self) -> Uuid {

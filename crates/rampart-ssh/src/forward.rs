@@ -74,6 +74,7 @@ pub async fn start(
     source: &str,
 ) -> Option<Uuid> {
     let session = NewSession {
+        id: rampart_store::new_session_id(),
         user: user.name.to_string(),
         asset: allowed.asset.name.to_string(),
         account: allowed.account.to_string(),

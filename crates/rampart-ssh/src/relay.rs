@@ -464,32 +464,11 @@ async fn open_target_channel(
     let resolved = resolved.ok_or_else(|| "nothing to run".to_owned())?;
     let account = resolved.account_ref().to_string();
 
-    // Fail closed: no session starts without its record.
-    let session = NewSession {
-        user: context.user.name.to_string(),
-        asset: resolved.asset.name.to_string(),
-        account: resolved.account.to_string(),
-        kind: kind.to_owned(),
-        source_addr: context.source.clone(),
-        grant: resolved.grant,
-    };
-    let session_id = context.store.start_session(&session).await.map_err(|err| {
-        tracing::error!(error = %err, "cannot record a session start; refusing it");
-        "the session cannot be recorded, so it is refused".to_owned()
-    })?;
-    let fail = |why: String| async {
-        let end = SessionEnd {
-            reason: why.clone(),
-            ..SessionEnd::default()
-        };
-        if let Err(err) = context.store.end_session(session_id, &end).await {
-            tracing::error!(error = %err, "cannot record a failed session");
-        }
-        why
-    };
-
     // Terminal sessions and commands are recorded; file transfers and forwards are logged as
-    // sessions. A recording that cannot be created refuses the session.
+    // sessions. The recording is created first: a session that cannot be recorded is refused
+    // before it exists.
+    let session_id = rampart_store::new_session_id();
+    let refused = "the session cannot be recorded, so it is refused".to_owned();
     let recorder = match start {
         Start::Shell | Start::Exec(_) if kind != "scp" => {
             let command = match start {
@@ -511,17 +490,52 @@ async fn open_target_channel(
                     if let Err(record) = context.store.record_event(&actor, &event).await {
                         tracing::error!(error = %record, "cannot record a recording failure");
                     }
-                    return Err(fail(
-                        "the session cannot be recorded, so it is refused".to_owned(),
-                    )
-                    .await);
+                    return Err(refused);
                 }
             }
         }
         _ => None,
     };
+    // Fail closed: no session starts without its record either.
+    let session = NewSession {
+        id: session_id,
+        user: context.user.name.to_string(),
+        asset: resolved.asset.name.to_string(),
+        account: resolved.account.to_string(),
+        kind: kind.to_owned(),
+        source_addr: context.source.clone(),
+        grant: resolved.grant,
+    };
+    if let Err(err) = context.store.start_session(&session).await {
+        tracing::error!(error = %err, "cannot record a session start; refusing it");
+        if let Some(recorder) = recorder {
+            recorder.discard();
+        }
+        return Err(refused);
+    }
+    let fail = |why: String| async {
+        let end = SessionEnd {
+            reason: why.clone(),
+            ..SessionEnd::default()
+        };
+        if let Err(err) = context.store.end_session(session_id, &end).await {
+            tracing::error!(error = %err, "cannot record a failed session");
+        }
+        why
+    };
     let cap = matches!(start, Start::Exec(_)).then_some(EXEC_RECORDING_CAP);
     let tap = Arc::new(Tap::new(recorder, cap));
+    // From here on a failure also seals what was recorded (the header, at least).
+    let fail_recorded = |why: String| {
+        let tap = tap.clone();
+        let key = context.evidence.key.clone();
+        async move {
+            if let Err(err) = tap.finish(&key, None) {
+                tracing::error!(error = %err, "cannot seal the recording of a failed session");
+            }
+            fail(why).await
+        }
+    };
 
     let connection = match target_connection(context, &resolved, &account, &actor).await {
         Ok(connection) => connection,
@@ -534,13 +548,13 @@ async fn open_target_channel(
             if let Err(record) = context.store.record_event(&actor, &event).await {
                 tracing::error!(error = %record, "cannot record a failed target connection");
             }
-            return Err(fail(err.to_string()).await);
+            return Err(fail_recorded(err.to_string()).await);
         }
     };
     let channel = match connection.handle.channel_open_session().await {
         Ok(channel) => channel,
         Err(err) => {
-            return Err(fail(format!(
+            return Err(fail_recorded(format!(
                 "the target {account} refused a new session ({err})"
             ))
             .await);
@@ -554,8 +568,8 @@ async fn open_target_channel(
             early,
             tap,
         }),
-        Ok(None) => Err(fail(format!("the target {account} refused the request")).await),
-        Err(err) => Err(fail(format!("the target {account} failed ({err})")).await),
+        Ok(None) => Err(fail_recorded(format!("the target {account} refused the request")).await),
+        Err(err) => Err(fail_recorded(format!("the target {account} failed ({err})")).await),
     }
 }
 

@@ -29,7 +29,7 @@ pub use assets::NewAsset;
 pub use audit_log::{AuditRecord, ChainProblem};
 pub use data_dir::DataDir;
 pub use grants::NewGrant;
-pub use sessions::{NewSession, SessionEnd};
+pub use sessions::{NewSession, SessionEnd, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 
 use rampart_core::InvalidInput;

@@ -1,6 +1,6 @@
 //! Session records: one row per use of a grant, written by the gateways.
 
-use crate::rows::{self, new_id, now, time_text};
+use crate::rows::{self, now, time_text};
 use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::Session;
 use rampart_core::audit::{Actor, AuditEvent};
@@ -11,6 +11,8 @@ use uuid::Uuid;
 /// A session about to start, as the gateway knows it.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// Chosen by the gateway, so the recording can be created (and fail) before the record.
+    pub id: Uuid,
     pub user: String,
     pub asset: String,
     pub account: String,
@@ -29,11 +31,16 @@ pub struct SessionEnd {
     pub exit_status: Option<i64>,
 }
 
+/// A new session id: time-ordered, so listings sort by start.
+pub fn new_session_id() -> Uuid {
+    crate::rows::new_id()
+}
+
 impl Store {
     /// Records a new session and its `session_started` event. If this fails the session must not
     /// start: no access without evidence.
     pub async fn start_session(&self, session: &NewSession) -> Result<Uuid> {
-        let id = new_id();
+        let id = session.id;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at) \

@@ -259,6 +259,12 @@ impl Server {
         (status, body)
     }
 
+    /// Kills the server outright (SIGKILL), as a crash or `kill -9` would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());

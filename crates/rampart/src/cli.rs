@@ -63,9 +63,47 @@ pub enum Command {
     /// Inspect and rotate the vault's master key
     #[command(subcommand)]
     Vault(VaultCommand),
-    /// Read the audit log
+    /// Read and verify the audit log and the recordings
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Play a session's recording in this terminal, with its real timing
+    Replay(ReplayArgs),
+    /// Export session recordings
+    #[command(subcommand)]
+    Recording(RecordingCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Session id (as `rampart session list` prints it)
+    pub id: String,
+    /// Play faster (2 = twice as fast) or slower (0.5)
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Print everything at once instead of waiting between events
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Never wait longer than this many seconds between two events
+    #[arg(long, value_name = "SECONDS")]
+    pub max_wait: Option<f64>,
+    /// Play even if the recording does not verify
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingCommand {
+    /// Write a session's recording as an asciicast v2 file that asciinema plays
+    Export {
+        /// Session id
+        id: String,
+        /// The file to write (must not exist)
+        #[arg(short = 'o', long = "output", value_name = "FILE.cast")]
+        output: PathBuf,
+        /// Export even if the recording does not verify
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -273,5 +311,11 @@ pub enum AuditCommand {
         /// How many events
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+    /// Check the audit chain and every recording (or one session's); exit 0 only if all verify
+    Verify {
+        /// Only this session's recording (the chain is always checked)
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
     },
 }

@@ -28,5 +28,6 @@ pub async fn run(store: &Store, json: bool, command: AuditCommand) -> anyhow::Re
             table.print("no audit events");
             Ok(())
         }
+        AuditCommand::Verify { .. } => anyhow::bail!("verify is handled with the recordings"),
     }
 }

@@ -6,6 +6,7 @@ mod assets;
 mod audit;
 mod grants;
 mod groups;
+mod recordings;
 mod sessions;
 mod users;
 mod vault;
@@ -39,7 +40,12 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Grant(cmd) => grants::run(&store, &actor, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
+        Command::Audit(crate::cli::AuditCommand::Verify { session }) => {
+            recordings::verify(&store, json, session.as_deref()).await
+        }
         Command::Audit(cmd) => audit::run(&store, json, cmd).await,
+        Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
+        Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
     };
     store.close().await;
     result

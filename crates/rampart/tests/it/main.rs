@@ -9,6 +9,7 @@
 )]
 
 mod cli;
+mod evidence;
 mod ssh;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");

@@ -14,17 +14,17 @@ use std::time::Duration;
 
 /// Rampart with one user (alice), one asset (web-01, a real sshd) and one key account on it,
 /// granted to alice; plus an OpenSSH client configuration that trusts whatever it meets.
-struct Lab {
-    r: Rampart,
-    server: Server,
-    target: SshTarget,
+pub(crate) struct Lab {
+    pub(crate) r: Rampart,
+    pub(crate) server: Server,
+    pub(crate) target: SshTarget,
     /// The target account: the local user the test runs as.
-    login: String,
-    client_config: PathBuf,
+    pub(crate) login: String,
+    pub(crate) client_config: PathBuf,
 }
 
 impl Lab {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         for tool in ["ssh", "scp", "sftp", "ssh-keygen"] {
             require_tool(tool)?;
         }
@@ -72,16 +72,16 @@ impl Lab {
         })
     }
 
-    fn port(&self) -> String {
+    pub(crate) fn port(&self) -> String {
         self.server.ssh.port().to_string()
     }
 
     /// `alice@LOGIN@web-01`, the direct-target user name.
-    fn direct(&self) -> String {
+    pub(crate) fn direct(&self) -> String {
         format!("alice@{}@web-01", self.login)
     }
 
-    fn ssh_command(&self, user: &str) -> Command {
+    pub(crate) fn ssh_command(&self, user: &str) -> Command {
         let mut command = Command::new("ssh");
         command
             .arg("-F")
@@ -92,7 +92,7 @@ impl Lab {
     }
 
     /// Runs `ssh USER@bastion COMMAND` with `stdin`.
-    fn ssh(&self, user: &str, command: &str, stdin: &[u8]) -> Output {
+    pub(crate) fn ssh(&self, user: &str, command: &str, stdin: &[u8]) -> Output {
         let mut child = self
             .ssh_command(user)
             .arg(command)
@@ -111,7 +111,7 @@ impl Lab {
         output
     }
 
-    fn sessions(&self) -> Vec<Value> {
+    pub(crate) fn sessions(&self) -> Vec<Value> {
         self.r
             .json(&["session", "list"])
             .as_array()
@@ -119,7 +119,7 @@ impl Lab {
             .clone()
     }
 
-    fn events(&self, kind: &str) -> Vec<Value> {
+    pub(crate) fn events(&self, kind: &str) -> Vec<Value> {
         let events = self.r.json(&["audit", "list", "--limit", "100000"]);
         events
             .as_array()
@@ -131,7 +131,7 @@ impl Lab {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -1,0 +1,216 @@
+//! `rampart audit verify`, `rampart replay`, `rampart recording export`: the evidence.
+
+use crate::cli::{RecordingCommand, ReplayArgs};
+use crate::output::{done, print_json};
+use anyhow::{Context, bail};
+use rampart_audit::{
+    PublicKey, has_recording, public_key_from_openssh, read_cast, verify_recording,
+};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_store::Store;
+use rampart_store::node_keys::public_key_of;
+use serde::Serialize;
+use std::io::Write;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Session kinds that are recorded (file transfers and forwards are logged, not recorded).
+const RECORDED_KINDS: [&str; 2] = ["shell", "exec"];
+
+fn audit_public_key(store: &Store) -> anyhow::Result<PublicKey> {
+    let text = public_key_of(&store.data_dir().audit_key_path())?;
+    public_key_from_openssh(&text)
+        .map_err(|err| anyhow::anyhow!("the audit key is unreadable: {err}"))
+}
+
+fn session_id(text: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(text).with_context(|| {
+        format!("invalid session id {text:?}: expected the id `rampart session list` prints")
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyLine {
+    item: String,
+    ok: bool,
+    detail: String,
+}
+
+/// Checks the chain and the recordings; prints one line per item; fails if anything fails.
+pub async fn verify(store: &Store, json: bool, only: Option<&str>) -> anyhow::Result<()> {
+    let key = audit_public_key(store)?;
+    let mut lines = Vec::new();
+    match store.verify_audit_chain().await? {
+        Ok(count) => lines.push(VerifyLine {
+            item: "audit chain".into(),
+            ok: true,
+            detail: format!("{count} events"),
+        }),
+        Err(problem) => lines.push(VerifyLine {
+            item: "audit chain".into(),
+            ok: false,
+            detail: problem.to_string(),
+        }),
+    }
+    let dir = store.data_dir().recordings_dir();
+    let sessions = match only {
+        Some(id) => vec![store.session(session_id(id)?).await?],
+        None => store.list_sessions(false).await?,
+    };
+    for session in sessions {
+        let expected = RECORDED_KINDS.contains(&session.kind.as_str());
+        if !expected && !has_recording(&dir, session.id) {
+            continue;
+        }
+        let item = format!("recording {}", session.id);
+        match verify_recording(&dir, session.id, &key) {
+            Ok(report) if report.complete => lines.push(VerifyLine {
+                item,
+                ok: true,
+                detail: format!("{} chunks, {} bytes, sealed", report.chunks, report.length),
+            }),
+            Ok(report) => lines.push(VerifyLine {
+                item,
+                ok: true,
+                detail: format!(
+                    "{} chunks, {} bytes, sealed as incomplete (the node stopped during the session)",
+                    report.chunks, report.length
+                ),
+            }),
+            Err(_) if session.is_live() => lines.push(VerifyLine {
+                item,
+                ok: true,
+                detail: "live: sealed when the session ends".into(),
+            }),
+            Err(problem) => lines.push(VerifyLine { item, ok: false, detail: problem.to_string() }),
+        }
+    }
+    let failures = lines.iter().filter(|l| !l.ok).count();
+    if json {
+        print_json(&lines)?;
+    } else {
+        for line in &lines {
+            println!(
+                "{} {}: {}",
+                if line.ok { "ok  " } else { "FAIL" },
+                line.item,
+                line.detail
+            );
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} item(s) failed verification");
+    }
+    if !json {
+        println!("everything verifies");
+    }
+    Ok(())
+}
+
+/// Refuses to show evidence that does not verify, unless forced.
+fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Result<()> {
+    let key = audit_public_key(store)?;
+    let dir = store.data_dir().recordings_dir();
+    if !has_recording(&dir, id) {
+        bail!("session {id} has no recording (only shell and exec sessions are recorded)");
+    }
+    match verify_recording(&dir, id, &key) {
+        Ok(_) => Ok(()),
+        Err(problem) if force => {
+            eprintln!("warning: the recording does not verify: {problem}");
+            Ok(())
+        }
+        Err(problem) => {
+            bail!("the recording does not verify: {problem} (use --force to use it anyway)")
+        }
+    }
+}
+
+pub async fn replay(store: &Store, actor: &Actor, args: &ReplayArgs) -> anyhow::Result<()> {
+    let id = session_id(&args.id)?;
+    let session = store.session(id).await?;
+    check_before_use(store, id, args.force)?;
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        bail!("--speed must be a positive number");
+    }
+    // Watching is itself audited (E5), before anything is shown.
+    store
+        .record_event(
+            actor,
+            &AuditEvent::RecordingViewed {
+                session: id.to_string(),
+            },
+        )
+        .await?;
+    let (header, events) =
+        read_cast(&store.data_dir().recordings_dir(), id).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "replaying session {id}: {} as {}@{} ({}x{}), started {}",
+        session.user,
+        session.account,
+        session.asset,
+        header.width,
+        header.height,
+        rampart_core::time_arg::format_rfc3339(session.started_at)
+    );
+    let mut stdout = std::io::stdout().lock();
+    let mut clock = 0.0f64;
+    for (at, code, data) in events {
+        if code != "o" {
+            continue;
+        }
+        if !args.no_wait {
+            let mut wait = ((at - clock) / args.speed).max(0.0);
+            if let Some(max) = args.max_wait {
+                wait = wait.min(max.max(0.0));
+            }
+            stdout.flush()?;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+        clock = at;
+        stdout.write_all(data.as_bytes())?;
+    }
+    stdout.flush()?;
+    eprintln!("\r\nend of session {id}");
+    Ok(())
+}
+
+pub async fn run(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    command: RecordingCommand,
+) -> anyhow::Result<()> {
+    match command {
+        RecordingCommand::Export { id, output, force } => {
+            let id = session_id(&id)?;
+            store.session(id).await?;
+            check_before_use(store, id, force)?;
+            let source =
+                rampart_audit::recording::cast_path(&store.data_dir().recordings_dir(), id);
+            let bytes = std::fs::read(&source)
+                .with_context(|| format!("cannot read {}", source.display()))?;
+            let event = AuditEvent::RecordingExported {
+                session: id.to_string(),
+                file: output.display().to_string(),
+            };
+            store.record_event(actor, &event).await?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
+            file.write_all(&bytes)?;
+            done(
+                json,
+                &serde_json::json!({ "session": id, "file": output, "bytes": bytes.len() }),
+                &format!(
+                    "wrote {} ({} bytes); play it with: asciinema play {}",
+                    output.display(),
+                    bytes.len(),
+                    output.display()
+                ),
+            )
+        }
+    }
+}

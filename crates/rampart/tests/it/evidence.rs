@@ -1,0 +1,275 @@
+//! Session recordings and the verifier, end to end: real sessions through Rampart, a
+//! third-party asciicast player, tampering with real files, `kill -9`, a full disk.
+
+use super::ssh::{Lab, text};
+use rampart_testkit::require_tool;
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs an interactive shell through Rampart, typing `input`.
+fn shell(lab: &Lab, input: &str) -> String {
+    let mut child = lab
+        .ssh_command(&lab.direct())
+        .arg("-tt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    text(&child.wait_with_output().unwrap().stdout)
+}
+
+fn session_of_kind(lab: &Lab, kind: &str) -> String {
+    let sessions = lab.sessions();
+    let session = sessions
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} session: {sessions:?}"));
+    session["id"].as_str().unwrap().to_owned()
+}
+
+fn recording(lab: &Lab, id: &str, extension: &str) -> PathBuf {
+    lab.r
+        .data_dir()
+        .join("recordings")
+        .join(format!("{id}.{extension}"))
+}
+
+/// `rampart audit verify`: (success, stdout + stderr).
+fn verify(lab: &Lab) -> (bool, String) {
+    let out = lab.r.run(&["audit", "verify"]);
+    (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+}
+
+#[test]
+fn sessions_are_recorded_replayable_in_asciinema_and_verify() {
+    let Some(lab) = Lab::start() else { return };
+    let typed = shell(&lab, "echo rec-$((20+3))\nexit\n");
+    assert!(typed.contains("rec-23"), "{typed}");
+    let out = lab.ssh(&lab.direct(), "echo exec-out; exit 2", b"");
+    assert_eq!(out.status.code(), Some(2));
+
+    let (ok, report) = verify(&lab);
+    assert!(ok, "{report}");
+    assert!(report.contains("ok   audit chain"), "{report}");
+    assert_eq!(report.matches("sealed").count(), 2, "{report}");
+
+    // The shell recording: a third-party player accepts the export and shows the session.
+    let id = session_of_kind(&lab, "shell");
+    let exported = lab.r.scratch().join("shell.cast");
+    lab.r
+        .ok(&["recording", "export", &id, "-o", exported.to_str().unwrap()]);
+    if require_tool("asciinema").is_some() && require_tool("script").is_some() {
+        let out = Command::new("script")
+            .arg("-qec")
+            .arg(format!("asciinema cat {}", exported.display()))
+            .arg("/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "asciinema rejects the recording: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("rec-23"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let cast = std::fs::read_to_string(&exported).unwrap();
+    let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let codes: Vec<String> = cast
+        .lines()
+        .skip(1)
+        .map(|line| {
+            serde_json::from_str::<(f64, String, String)>(line)
+                .unwrap()
+                .1
+        })
+        .collect();
+    assert!(
+        codes.contains(&"i".to_owned()) && codes.contains(&"o".to_owned()),
+        "{codes:?}"
+    );
+    let replay = lab.r.ok(&["replay", &id, "--no-wait"]);
+    assert!(replay.contains("rec-23"), "{replay}");
+
+    // The exec recording holds the command, its output and its exit status.
+    let exec =
+        std::fs::read_to_string(recording(&lab, &session_of_kind(&lab, "exec"), "cast")).unwrap();
+    assert!(
+        exec.lines()
+            .next()
+            .unwrap()
+            .contains("echo exec-out; exit 2"),
+        "{exec}"
+    );
+    assert!(
+        exec.contains("exec-out") && exec.contains("exit status 2"),
+        "{exec}"
+    );
+
+    // Looking at evidence is itself evidence.
+    assert_eq!(lab.events("recording_viewed").len(), 1);
+    assert_eq!(lab.events("recording_exported").len(), 1);
+}
+
+#[test]
+fn the_verifier_names_every_kind_of_tampering() {
+    let Some(lab) = Lab::start() else { return };
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    shell(
+        &lab,
+        &format!("seq 1 30000\necho {}\nexit\n", "x".repeat(100)),
+    );
+    let id = session_of_kind(&lab, "shell");
+    let cast = recording(&lab, &id, "cast");
+    let original = std::fs::read(&cast).unwrap();
+    assert!(
+        original.len() > 128 * 1024,
+        "the recording spans several chunks"
+    );
+
+    let expect_failure = |mutate: &dyn Fn(&Path), message: &str| {
+        mutate(&cast);
+        let (ok, report) = verify(&lab);
+        assert!(!ok, "verify passed after: {message}");
+        assert!(report.contains(message), "{report} should say {message:?}");
+        std::fs::write(&cast, &original).unwrap();
+        assert!(verify(&lab).0, "restored");
+    };
+    expect_failure(
+        &|path| {
+            let mut bytes = std::fs::read(path).unwrap();
+            bytes[100_000] ^= 0x20;
+            std::fs::write(path, bytes).unwrap();
+        },
+        "was altered: its SHA-256 does not match",
+    );
+    expect_failure(
+        &|path| {
+            let bytes = std::fs::read(path).unwrap();
+            std::fs::write(path, &bytes[..bytes.len() - 7]).unwrap();
+        },
+        "truncated",
+    );
+    expect_failure(
+        &|path| {
+            let mut bytes = std::fs::read(path).unwrap();
+            bytes.extend_from_slice(b"[99.0, \"o\", \"rm -rf /\"]\n");
+            std::fs::write(path, bytes).unwrap();
+        },
+        "after its last recorded chunk",
+    );
+
+    // A dropped chunk: its manifest line removed.
+    let manifest = recording(&lab, &id, "manifest");
+    let lines: Vec<String> = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let without: Vec<&String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(
+        &manifest,
+        without.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let (ok, report) = verify(&lab);
+    assert!(
+        !ok && report.contains("missing or out of order"),
+        "{report}"
+    );
+    std::fs::write(
+        &manifest,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    assert!(verify(&lab).0);
+
+    // The audit log: an altered event, then a deleted one.
+    let db = lab.r.data_dir().join("rampart.db");
+    let sql = |statement: &str| {
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .arg(statement)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    sql("UPDATE audit_events SET event = replace(event, 'alice', 'mallory') WHERE seq = 2");
+    let (ok, report) = verify(&lab);
+    assert!(
+        !ok && report.contains("audit event 2 was altered"),
+        "{report}"
+    );
+    sql("DELETE FROM audit_events WHERE seq = 2");
+    let (ok, report) = verify(&lab);
+    assert!(!ok && report.contains("missing before event 3"), "{report}");
+}
+
+#[test]
+fn kill_9_mid_session_leaves_a_recording_that_is_sealed_at_restart_and_verifies() {
+    let Some(mut lab) = Lab::start() else { return };
+    let mut child = lab
+        .ssh_command(&lab.direct())
+        .arg("-tt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"seq 1 40000\n").unwrap();
+    // Wait until at least one full chunk reached the disk.
+    let dir = lab.r.data_dir().join("recordings");
+    let mut cast = None;
+    for _ in 0..300 {
+        cast = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "cast")
+                    && std::fs::metadata(p).unwrap().len() > 70_000
+            });
+        if cast.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cast = cast.expect("the recording grows while the session runs");
+
+    lab.server.kill();
+    let _ = child.kill();
+    let _ = child.wait();
+    lab.server = lab.r.serve();
+
+    let (ok, report) = verify(&lab);
+    assert!(ok, "{report}");
+    assert!(report.contains("sealed as incomplete"), "{report}");
+    let text = std::fs::read_to_string(&cast).unwrap();
+    assert!(
+        text.contains("10000"),
+        "what was written before the crash is kept"
+    );
+    let session = &lab.sessions()[0];
+    assert_eq!(session["end_reason"], "node restarted during the session");
+}
