@@ -273,3 +273,125 @@ fn kill_9_mid_session_leaves_a_recording_that_is_sealed_at_restart_and_verifies(
     let session = &lab.sessions()[0];
     assert_eq!(session["end_reason"], "node restarted during the session");
 }
+
+/// A small tmpfs mounted over a directory (needs root, which CI has); unmounted on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            let message = format!(
+                "skipped: cannot mount a tmpfs to fill up ({})",
+                text(&out.stderr).trim()
+            );
+            if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
+                panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
+            }
+            eprintln!("{message}");
+            return None;
+        }
+        Some(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Fills the disk; returns the filler file.
+    fn fill(&self) -> PathBuf {
+        let filler = self.dir.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_new_sessions_and_keeps_what_was_recorded() {
+    let Some(lab) = Lab::start() else { return };
+    let dir = lab.r.data_dir().join("recordings");
+    let Some(disk) = SmallDisk::mount(&dir, "512k") else {
+        return;
+    };
+    let out = lab.ssh(&lab.direct(), "echo first", b"");
+    assert_eq!(text(&out.stdout), "first\n", "{}", text(&out.stderr));
+
+    // Full: a new session is refused with a clear message, and nothing runs.
+    let filler = disk.fill();
+    let out = lab.ssh(
+        &lab.direct(),
+        "echo second; touch /tmp/rampart-should-not-run",
+        b"",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("the session cannot be recorded, so it is refused"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("second"));
+    assert!(!lab.events("recording_failed").is_empty());
+    assert_eq!(lab.sessions().len(), 1, "a refused session never started");
+
+    // A live session whose recording fails is ended with a message.
+    std::fs::remove_file(&filler).unwrap();
+    let mut child = lab
+        .ssh_command(&lab.direct())
+        .arg("-tt")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"echo started\n").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let filler = disk.fill();
+    let _ = stdin.write_all(b"seq 1 200000\n");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out.stderr).contains("the session recording failed, so the session is ended"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let sessions = lab.sessions();
+    assert!(
+        sessions.iter().any(|s| s["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("recording failed"))),
+        "{sessions:?}"
+    );
+
+    // What was recorded before the disk filled up is intact.
+    let first = sessions.iter().find(|s| s["kind"] == "exec").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = lab.r.run(&["audit", "verify", "--session", &first]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
