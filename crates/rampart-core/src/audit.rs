@@ -152,6 +152,12 @@ pub enum AuditEvent {
         session: String,
         file: String,
     },
+    AuditExported {
+        since: Option<String>,
+        until: Option<String>,
+        events: u64,
+        file: String,
+    },
     RecordingFailed {
         session: String,
         reason: String,
@@ -195,6 +201,7 @@ impl AuditEvent {
             AuditEvent::RecordingViewed { .. } => "recording_viewed",
             AuditEvent::RecordingExported { .. } => "recording_exported",
             AuditEvent::RecordingFailed { .. } => "recording_failed",
+            AuditEvent::AuditExported { .. } => "audit_exported",
         }
     }
 }

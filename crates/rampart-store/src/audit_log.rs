@@ -134,6 +134,11 @@ impl Store {
         Ok(())
     }
 
+    /// Every event, oldest first (for export; filtered by the caller).
+    pub async fn all_audit_events(&self) -> Result<Vec<AuditRecord>> {
+        self.recent_audit_events(u32::MAX).await
+    }
+
     /// The newest `limit` events, oldest first.
     pub async fn recent_audit_events(&self, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(

@@ -312,6 +312,21 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Write audit events as JSON lines or CSV (the export is itself an audit event)
+    Export {
+        /// Events at or after this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Events before this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// jsonl or csv
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Write to this file (must not exist) instead of standard output
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Check the audit chain and every recording (or one session's); exit 0 only if all verify
     Verify {
         /// Only this session's recording (the chain is always checked)

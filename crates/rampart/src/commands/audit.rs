@@ -2,9 +2,18 @@
 
 use crate::cli::AuditCommand;
 use crate::output::{Table, print_json};
+use anyhow::Context;
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::time_arg::{format_rfc3339, parse_rfc3339};
 use rampart_store::Store;
+use std::io::Write;
 
-pub async fn run(store: &Store, json: bool, command: AuditCommand) -> anyhow::Result<()> {
+pub async fn run(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    command: AuditCommand,
+) -> anyhow::Result<()> {
     match command {
         AuditCommand::List { limit } => {
             let events = store.recent_audit_events(limit).await?;
@@ -29,5 +38,89 @@ pub async fn run(store: &Store, json: bool, command: AuditCommand) -> anyhow::Re
             Ok(())
         }
         AuditCommand::Verify { .. } => anyhow::bail!("verify is handled with the recordings"),
+        AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+        } => {
+            export(
+                store,
+                actor,
+                since.as_deref(),
+                until.as_deref(),
+                &format,
+                output.as_deref(),
+            )
+            .await
+        }
     }
+}
+
+/// Writes the events between `since` and `until`; the export is recorded first (E5).
+async fn export(
+    store: &Store,
+    actor: &Actor,
+    since: Option<&str>,
+    until: Option<&str>,
+    format: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let since = since
+        .map(|t| parse_rfc3339("--since time", t))
+        .transpose()?;
+    let until = until
+        .map(|t| parse_rfc3339("--until time", t))
+        .transpose()?;
+    let mut events = Vec::new();
+    for event in store.all_audit_events().await? {
+        let at = parse_rfc3339("stored time", &event.at)?;
+        if since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u) {
+            events.push(event);
+        }
+    }
+    let destination: Box<dyn Write> = match output {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let record = AuditEvent::AuditExported {
+        since: since.map(format_rfc3339),
+        until: until.map(format_rfc3339),
+        events: events.len() as u64,
+        file: output.map_or_else(|| "standard output".to_owned(), |p| p.display().to_string()),
+    };
+    store.record_event(actor, &record).await?;
+    let mut destination = std::io::BufWriter::new(destination);
+    if format == "csv" {
+        let mut writer = csv::Writer::from_writer(destination);
+        writer.write_record(["seq", "at", "actor", "kind", "event", "prev_hash", "hash"])?;
+        for e in &events {
+            writer.write_record([
+                e.seq.to_string(),
+                e.at.clone(),
+                e.actor.to_string(),
+                e.kind.clone(),
+                e.event.to_string(),
+                e.prev_hash.clone(),
+                e.hash.clone(),
+            ])?;
+        }
+        writer.flush()?;
+    } else {
+        for e in &events {
+            serde_json::to_writer(&mut destination, e)?;
+            destination.write_all(b"\n")?;
+        }
+        destination.flush()?;
+    }
+    if let Some(path) = output {
+        eprintln!("wrote {} event(s) to {}", events.len(), path.display());
+    }
+    Ok(())
 }

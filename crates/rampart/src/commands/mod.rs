@@ -43,7 +43,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Audit(crate::cli::AuditCommand::Verify { session }) => {
             recordings::verify(&store, json, session.as_deref()).await
         }
-        Command::Audit(cmd) => audit::run(&store, json, cmd).await,
+        Command::Audit(cmd) => audit::run(&store, &actor, json, cmd).await,
         Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
     };

@@ -795,3 +795,63 @@ fn concurrent_processes_share_one_data_directory_safely() {
     assert_chained(events);
     assert!(server.terminate().0.success());
 }
+
+#[test]
+fn audit_export_writes_jsonl_and_csv_and_is_itself_audited() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok(&["asset", "add", "web-01", "--host", "127.0.0.1"]);
+    let before = r
+        .json(&["audit", "list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .len();
+
+    let jsonl = r.ok(&["audit", "export", "--format", "jsonl"]);
+    let lines: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), before);
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["kind"] == "user_added" && e["event"]["user"] == "alice")
+    );
+
+    let file = r.scratch().join("audit.csv");
+    r.ok(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        csv.starts_with("seq,at,actor,kind,event,prev_hash,hash\n"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().count(),
+        before + 2,
+        "header + events, including the first export"
+    );
+    assert!(csv.contains("asset_added"));
+
+    let future = r.ok(&["audit", "export", "--since", "2099-01-01T00:00:00Z"]);
+    assert_eq!(future, "");
+    let exports = r.json(&["audit", "list", "--limit", "1000"]);
+    let exports: Vec<&Value> = exports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "audit_exported")
+        .collect();
+    assert_eq!(exports.len(), 3);
+    let out = r.run(&["audit", "export", "--since", "yesterday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --since time"));
+    let out = r.run(&["audit", "export", "-o", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "never overwrites a file");
+}
