@@ -10,6 +10,7 @@
 //! This crate does file I/O on the recordings directory only; the audit log lives in the store.
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod recording;
 pub mod verify;
 

@@ -152,6 +152,12 @@ pub enum AuditEvent {
         session: String,
         file: String,
     },
+    CommandRun {
+        session: String,
+        user: String,
+        target: String,
+        command: String,
+    },
     AuditExported {
         since: Option<String>,
         until: Option<String>,
@@ -202,6 +208,7 @@ impl AuditEvent {
             AuditEvent::RecordingExported { .. } => "recording_exported",
             AuditEvent::RecordingFailed { .. } => "recording_failed",
             AuditEvent::AuditExported { .. } => "audit_exported",
+            AuditEvent::CommandRun { .. } => "command_run",
         }
     }
 }

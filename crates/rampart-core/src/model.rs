@@ -267,3 +267,15 @@ mod tests {
         assert!(Role::parse("root").is_err());
     }
 }
+
+/// One command typed in an interactive shell.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRecord {
+    pub session: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub user: String,
+    pub asset: String,
+    pub account: String,
+    pub command: String,
+}

@@ -10,6 +10,7 @@
 use crate::login::TargetSpec;
 use crate::menu::{Menu, MenuItem, MenuOutcome};
 use crate::target::{self, Refusal, Resolved, TargetConnection};
+use rampart_audit::commands::CommandLog;
 use rampart_audit::{CastHeader, Recorder, RecordingError};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::policy::allowed_accounts;
@@ -111,15 +112,18 @@ struct Tap {
     to_client: AtomicU64,
     recorder: std::sync::Mutex<Option<Recorder>>,
     cap: Option<u64>,
+    /// Interactive shells only: the commands the user runs, read from the screen.
+    commands: std::sync::Mutex<Option<CommandLog>>,
 }
 
 impl Tap {
-    fn new(recorder: Option<Recorder>, cap: Option<u64>) -> Self {
+    fn new(recorder: Option<Recorder>, cap: Option<u64>, commands: Option<CommandLog>) -> Self {
         Self {
             from_client: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             recorder: std::sync::Mutex::new(recorder),
             cap,
+            commands: std::sync::Mutex::new(commands),
         }
     }
 
@@ -154,24 +158,65 @@ impl Tap {
     }
 
     fn client_sent(&self, data: &[u8]) -> Result<(), RecordingError> {
+        if let Some(log) = self
+            .commands
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            log.input(data);
+        }
         self.record(&self.from_client, data, Recorder::input)
     }
 
-    fn target_sent(&self, data: &[u8]) -> Result<(), RecordingError> {
-        self.record(&self.to_client, data, Recorder::output)
-    }
-
-    fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
-        match self
+    /// Records output; returns the commands it completed (each also marked in the recording).
+    fn target_sent(&self, data: &[u8]) -> Result<Vec<String>, RecordingError> {
+        self.record(&self.to_client, data, Recorder::output)?;
+        let commands = match self
+            .commands
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            Some(log) => log.output(data),
+            None => return Ok(Vec::new()),
+        };
+        if let Some(recorder) = self
             .recorder
             .lock()
             .ok()
             .as_deref_mut()
             .and_then(Option::as_mut)
         {
-            Some(recorder) => recorder.resize(cols, rows),
-            None => Ok(()),
+            for command in &commands {
+                recorder.marker(command)?;
+            }
         }
+        Ok(commands)
+    }
+
+    fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
+        if let Some(recorder) = self
+            .recorder
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            recorder.resize(cols, rows)?;
+        }
+        if let Some(log) = self
+            .commands
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            log.resize(cols, rows);
+        }
+        Ok(())
     }
 
     /// Seals the recording, with the exit status as the last marker.
@@ -289,6 +334,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     }
     let opened = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env).await;
     let Opened {
+        account: account_of_session,
         channel: target_channel,
         session_id,
         early,
@@ -311,7 +357,13 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     if want_reply {
         let _ = handle.channel_success(id).await;
     }
-    let mut end = pump(channel, target_channel, early, &handle, tap.clone()).await;
+    let info = SessionInfo {
+        store: context.store.clone(),
+        id: session_id,
+        user: context.user.name.to_string(),
+        account: account_of_session,
+    };
+    let mut end = pump(channel, target_channel, early, &handle, tap.clone(), &info).await;
     if let Err(err) = tap.finish(&context.evidence.key, end.exit_status) {
         tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
         end.reason = format!("{}; recording not sealed: {err}", end.reason);
@@ -420,8 +472,36 @@ async fn shell_choices(context: &SessionContext) -> Vec<(AccountRef, rampart_cor
     .collect()
 }
 
+/// What the pump needs to log commands against their session.
+struct SessionInfo {
+    store: Arc<Store>,
+    id: uuid::Uuid,
+    user: String,
+    account: rampart_core::AccountRef,
+}
+
+impl SessionInfo {
+    /// Writes detected commands to the command log; an error ends the session (fail closed).
+    async fn log_commands(&self, commands: Vec<String>) -> Result<(), String> {
+        for command in commands {
+            self.store
+                .record_command(
+                    self.id,
+                    &self.user,
+                    self.account.asset.as_str(),
+                    self.account.login.as_str(),
+                    &command,
+                )
+                .await
+                .map_err(|err| format!("cannot write the command log: {err}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// A target channel ready to relay, with its session record and recorder.
 struct Opened {
+    account: rampart_core::AccountRef,
     channel: Channel<russh::client::Msg>,
     session_id: uuid::Uuid,
     early: Vec<ChannelMsg>,
@@ -524,7 +604,11 @@ async fn open_target_channel(
         why
     };
     let cap = matches!(start, Start::Exec(_)).then_some(EXEC_RECORDING_CAP);
-    let tap = Arc::new(Tap::new(recorder, cap));
+    let commands = match (start, pty) {
+        (Start::Shell, Some(pty)) => Some(CommandLog::new(pty.cols, pty.rows)),
+        _ => None,
+    };
+    let tap = Arc::new(Tap::new(recorder, cap, commands));
     // From here on a failure also seals what was recorded (the header, at least).
     let fail_recorded = |why: String| {
         let tap = tap.clone();
@@ -563,6 +647,7 @@ async fn open_target_channel(
     let mut channel = channel;
     match replay(&mut channel, start, pty, env).await {
         Ok(Some(early)) => Ok(Opened {
+            account: resolved.account_ref(),
             channel,
             session_id,
             early,
@@ -640,6 +725,7 @@ async fn pump(
     early: Vec<ChannelMsg>,
     handle: &Handle,
     tap: Arc<Tap>,
+    info: &SessionInfo,
 ) -> SessionEnd {
     let user_id = user.id();
     let (mut from_user, to_user) = user.split();
@@ -697,7 +783,11 @@ async fn pump(
             ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
                 tap.target_sent(data)
             }
-            _ => Ok(()),
+            _ => Ok(Vec::new()),
+        };
+        let recorded = match recorded {
+            Ok(commands) => info.log_commands(commands).await,
+            Err(err) => Err(err.to_string()),
         };
         if let Err(err) = recorded {
             // Fail closed: what cannot be recorded is not shown, and the session ends.

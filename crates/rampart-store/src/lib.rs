@@ -12,6 +12,7 @@
 mod accounts;
 mod assets;
 pub mod audit_log;
+mod commands;
 mod data_dir;
 mod grants;
 mod groups;
@@ -27,6 +28,7 @@ pub mod vault;
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
 pub use audit_log::{AuditRecord, ChainProblem};
+pub use commands::CommandFilter;
 pub use data_dir::DataDir;
 pub use grants::NewGrant;
 pub use sessions::{NewSession, SessionEnd, new_session_id};

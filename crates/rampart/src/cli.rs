@@ -312,6 +312,21 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Search the command log: commands typed in interactive shells
+    Commands {
+        /// Only this user's commands
+        #[arg(long)]
+        user: Option<String>,
+        /// Only commands on this asset
+        #[arg(long)]
+        asset: Option<String>,
+        /// Only commands at or after this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only commands matching this regular expression
+        #[arg(long, value_name = "RE")]
+        grep: Option<String>,
+    },
     /// Write audit events as JSON lines or CSV (the export is itself an audit event)
     Export {
         /// Events at or after this RFC 3339 time

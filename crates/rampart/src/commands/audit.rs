@@ -5,6 +5,7 @@ use crate::output::{Table, print_json};
 use anyhow::Context;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::time_arg::{format_rfc3339, parse_rfc3339};
+use rampart_store::CommandFilter;
 use rampart_store::Store;
 use std::io::Write;
 
@@ -38,6 +39,49 @@ pub async fn run(
             Ok(())
         }
         AuditCommand::Verify { .. } => anyhow::bail!("verify is handled with the recordings"),
+        AuditCommand::Commands {
+            user,
+            asset,
+            since,
+            grep,
+        } => {
+            let pattern = grep
+                .as_deref()
+                .map(|re| {
+                    regex::Regex::new(re)
+                        .with_context(|| format!("invalid --grep expression {re:?}"))
+                })
+                .transpose()?;
+            let filter = CommandFilter {
+                user,
+                asset,
+                since: since
+                    .as_deref()
+                    .map(|t| parse_rfc3339("--since time", t))
+                    .transpose()?,
+            };
+            let commands: Vec<_> = store
+                .commands(&filter)
+                .await?
+                .into_iter()
+                .filter(|c| pattern.as_ref().is_none_or(|re| re.is_match(&c.command)))
+                .collect();
+            if json {
+                return print_json(&commands);
+            }
+            let mut table = Table::new(["AT", "USER", "TARGET", "SESSION", "COMMAND"]);
+            for c in &commands {
+                table.row([
+                    format_rfc3339(c.at.replace_nanosecond(0).unwrap_or(c.at)),
+                    c.user.clone(),
+                    format!("{}@{}", c.account, c.asset),
+                    c.session.to_string(),
+                    c.command.clone(),
+                ]);
+            }
+            table.print("no commands match");
+            Ok(())
+        }
         AuditCommand::Export {
             since,
             until,

@@ -1,7 +1,7 @@
 //! Session recordings and the verifier, end to end: real sessions through Rampart, a
 //! third-party asciicast player, tampering with real files, `kill -9`, a full disk.
 
-use super::ssh::{Lab, text};
+use super::ssh::{Lab, Terminal, text};
 use rampart_testkit::require_tool;
 use serde_json::Value;
 use std::io::Write;
@@ -394,4 +394,82 @@ fn a_full_disk_refuses_new_sessions_and_keeps_what_was_recorded() {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+#[test]
+fn the_command_log_follows_editing_history_and_completion() {
+    let Some(lab) = Lab::start() else { return };
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    let command = format!(
+        "ssh -F {} -p {} -tt {}@127.0.0.1",
+        lab.client_config.display(),
+        lab.port(),
+        lab.direct()
+    );
+    let terminal = Terminal::start(&command);
+    let prompt_count = |screen: &str| {
+        screen
+            .lines()
+            .filter(|l| l.trim_end().ends_with(['#', '$']))
+            .count()
+    };
+    let answers = |screen: &str| screen.lines().filter(|l| l.trim() == "42").count();
+    terminal.wait_until("a prompt", |s| prompt_count(s) >= 1);
+    // A typo fixed with backspace.
+    terminal.keys(&["echo $((40+3"]);
+    terminal.wait_for("echo $((40+3");
+    terminal.keys(&["BSpace", "2))", "Enter"]);
+    terminal.wait_until("the answer", |s| answers(s) == 1);
+    // History recall.
+    terminal.keys(&["Up"]);
+    terminal.wait_until("the recalled line", |s| {
+        s.matches("echo $((40+2))").count() == 2
+    });
+    terminal.keys(&["Enter"]);
+    terminal.wait_until("the answer again", |s| answers(s) == 2);
+    // Tab completion.
+    terminal.keys(&["cat /etc/hostnam", "Tab"]);
+    terminal.wait_for("cat /etc/hostname");
+    terminal.keys(&["Enter"]);
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap();
+    terminal.wait_until("the file", |s| {
+        s.lines().any(|l| l.trim() == hostname.trim())
+    });
+    terminal.keys(&["exit", "Enter"]);
+    for _ in 0..100 {
+        if !terminal.is_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let log = lab.r.json(&["audit", "commands", "--user", "alice"]);
+    let commands: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "echo $((40+2))",
+            "echo $((40+2))",
+            "cat /etc/hostname",
+            "exit"
+        ]
+    );
+    let first = &log[0];
+    assert_eq!(first["asset"], "web-01");
+    assert_eq!(first["account"], lab.login.as_str());
+    let grep = lab.r.json(&["audit", "commands", "--grep", "^cat "]);
+    assert_eq!(grep.as_array().unwrap().len(), 1);
+    assert_eq!(lab.events("command_run").len(), 4);
+    // Each command is a marker in the recording, which still verifies.
+    let id = first["session"].as_str().unwrap();
+    let cast = std::fs::read_to_string(recording(&lab, id, "cast")).unwrap();
+    assert!(cast.contains(r#""m","cat /etc/hostname""#), "{cast}");
+    assert!(verify(&lab).0);
 }

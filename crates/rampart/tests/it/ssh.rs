@@ -790,12 +790,12 @@ fn a_password_account_logs_in_with_the_vaulted_password_which_never_shows() {
 }
 
 /// A terminal driven through tmux: what a person sees and types.
-struct Terminal {
+pub(crate) struct Terminal {
     socket: String,
 }
 
 impl Terminal {
-    fn start(command: &str) -> Self {
+    pub(crate) fn start(command: &str) -> Self {
         let socket = format!("rampart-test-{}", std::process::id());
         let status = Command::new("tmux")
             .args([
@@ -817,7 +817,7 @@ impl Terminal {
         Self { socket }
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
             .output()
@@ -825,7 +825,7 @@ impl Terminal {
         text(&out.stdout)
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let status = Command::new("tmux")
             .args(["-L", &self.socket, "send-keys", "-t", "t"])
             .args(keys)
@@ -835,7 +835,7 @@ impl Terminal {
     }
 
     /// Waits until the screen shows `expected` (the screen changes as the remote side answers).
-    fn wait_for(&self, expected: &str) -> String {
+    pub(crate) fn wait_for(&self, expected: &str) -> String {
         let mut screen = String::new();
         for _ in 0..300 {
             screen = self.screen();
@@ -847,7 +847,20 @@ impl Terminal {
         panic!("the terminal never showed {expected:?}; it shows:\n{screen}");
     }
 
-    fn is_running(&self) -> bool {
+    /// Waits until `check` accepts the screen.
+    pub(crate) fn wait_until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let mut screen = String::new();
+        for _ in 0..300 {
+            screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the terminal never showed {what}; it shows:\n{screen}");
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
         Command::new("tmux")
             .args(["-L", &self.socket, "has-session", "-t", "t"])
             .stderr(Stdio::null())
