@@ -238,7 +238,7 @@ mod tests {
     fn pasted_line_and_long_lines_that_wrap() {
         let long = format!("echo {}", "x".repeat(150));
         let steps = [("", "$ "), (&*format!("{long}\r"), &*format!("{long}\r\n"))];
-        assert_eq!(check(&steps), [long.clone()]);
+        assert_eq!(check(&steps), [long]);
     }
 
     #[test]
