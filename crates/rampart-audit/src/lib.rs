@@ -15,8 +15,16 @@ pub mod recording;
 pub mod verify;
 
 pub use recording::{CastHeader, Recorder, RecordingError};
-pub use ssh_key::PublicKey;
+pub use ssh_key::{PrivateKey, PublicKey};
 pub use verify::{RecordingProblem, RecordingReport, verify_recording};
+
+/// Reads a node key (OpenSSH private key format) from the data directory.
+pub fn read_private_key(path: &std::path::Path) -> Result<ssh_key::PrivateKey, String> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    ssh_key::PrivateKey::from_openssh(pem.as_bytes())
+        .map_err(|err| format!("{} is not a valid key: {err}", path.display()))
+}
 
 /// Parses the audit key's public half (`keys/audit_ed25519_key.pub`).
 pub fn public_key_from_openssh(text: &str) -> Result<PublicKey, String> {
@@ -57,6 +65,30 @@ pub fn read_cast(
 
 /// The SSH signature namespace of recording seals.
 pub const SEAL_NAMESPACE: &str = "rampart-recording";
+/// The SSH signature namespace of audit chain head signatures.
+pub const CHAIN_NAMESPACE: &str = "rampart-audit-chain";
+
+fn head_message(seq: i64, hash: &str) -> String {
+    format!("rampart-audit-head-v1\n{seq}\n{hash}")
+}
+
+/// Signs the audit chain head (`seq`, `hash`) with the node's audit key.
+pub fn sign_chain_head(key: &ssh_key::PrivateKey, seq: i64, hash: &str) -> Result<String, String> {
+    key.sign(
+        CHAIN_NAMESPACE,
+        ssh_key::HashAlg::Sha512,
+        head_message(seq, hash).as_bytes(),
+    )
+    .and_then(|sig| sig.to_pem(ssh_key::LineEnding::LF))
+    .map_err(|err| err.to_string())
+}
+
+/// Whether `signature` is the audit key's signature over the chain head (`seq`, `hash`).
+pub fn chain_head_signed(key: &PublicKey, seq: i64, hash: &str, signature: &str) -> bool {
+    ssh_key::SshSig::from_pem(signature.as_bytes())
+        .and_then(|sig| key.verify(CHAIN_NAMESPACE, head_message(seq, hash).as_bytes(), &sig))
+        .is_ok()
+}
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -77,6 +77,14 @@ pub(crate) async fn append(
     Ok(())
 }
 
+/// A signature over the chain head at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSeal {
+    pub seq: i64,
+    pub hash: String,
+    pub signature: String,
+}
+
 /// Where the audit chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainProblem {
@@ -124,6 +132,64 @@ impl Store {
             previous = hash;
         }
         Ok(Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX)))
+    }
+
+    /// The newest event's sequence number and hash, if there is any event.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((row.try_get("seq")?, rows::text(&row, "hash")?)))
+            .transpose()
+    }
+
+    /// The newest sealed head's sequence number.
+    pub async fn last_audit_seal(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_seals")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Stores a signature over the chain head (not itself an audit event: that would move the
+    /// head it signs).
+    pub async fn record_audit_seal(&self, seal: &AuditSeal) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_seals (seq, hash, sealed_at, signature) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(seal.seq)
+        .bind(&seal.hash)
+        .bind(time_text(now()))
+        .bind(&seal.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every chain head signature, oldest first.
+    pub async fn audit_seals(&self) -> Result<Vec<AuditSeal>> {
+        let rows = sqlx::query("SELECT seq, hash, signature FROM audit_seals ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditSeal {
+                    seq: row.try_get("seq")?,
+                    hash: rows::text(row, "hash")?,
+                    signature: rows::text(row, "signature")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The stored hash of event `seq`, if it exists.
+    pub async fn audit_event_hash(&self, seq: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Records an event that goes with no other change (a login, a denial).

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commands",
         include_str!("../migrations/0002_commands.sql"),
     ),
+    (
+        3,
+        "audit seals",
+        include_str!("../migrations/0003_audit_seals.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -11,6 +11,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -67,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let stop_rx_for_sealing = stop_rx.clone();
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_task = tokio::spawn(rampart_web::run(
         http,
@@ -75,19 +77,69 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         stopped(stop_rx),
     ));
+    // The audit chain head is signed every minute while it moves, and once more at shutdown.
+    let audit_key = rampart_audit::read_private_key(&store.data_dir().audit_key_path())
+        .map_err(anyhow::Error::msg)?;
+    let sealing = {
+        let store = store.clone();
+        let key = audit_key.clone();
+        let mut stopped_rx = stop_rx_for_sealing;
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every_minute.tick() => seal_audit_head(&store, &key).await,
+                    _ = stopped_rx.changed() => break,
+                }
+            }
+        })
+    };
     shutdown.await;
     let _ = stop_tx.send(true);
+    let _ = sealing.await;
     let _ = ssh_task.await;
     web_task
         .await
         .context("http listener failed")?
         .context("http listener failed")?;
 
+    seal_audit_head(&store, &audit_key).await;
     tracing::info!("rampart stopped");
     if let Some(store) = Arc::into_inner(store) {
         store.close().await;
     }
     Ok(())
+}
+
+/// Signs the audit chain head if it moved since the last signature. A failure is logged: the
+/// chain itself stays verifiable, only the signature is missing until the next attempt.
+async fn seal_audit_head(store: &Store, key: &rampart_audit::PrivateKey) {
+    let result = async {
+        let Some((seq, hash)) = store.audit_head().await? else {
+            return Ok(());
+        };
+        if store
+            .last_audit_seal()
+            .await?
+            .is_some_and(|last| last >= seq)
+        {
+            return Ok(());
+        }
+        let signature =
+            rampart_audit::sign_chain_head(key, seq, &hash).map_err(anyhow::Error::msg)?;
+        store
+            .record_audit_seal(&rampart_store::AuditSeal {
+                seq,
+                hash,
+                signature,
+            })
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::error!(error = %err, "cannot sign the audit chain head");
+    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, and returns a future that completes when one of

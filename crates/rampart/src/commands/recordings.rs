@@ -52,6 +52,7 @@ pub async fn verify(store: &Store, json: bool, only: Option<&str>) -> anyhow::Re
             detail: problem.to_string(),
         }),
     }
+    lines.push(verify_seals(store, &key).await?);
     let dir = store.data_dir().recordings_dir();
     let sessions = match only {
         Some(id) => vec![store.session(session_id(id)?).await?],
@@ -105,6 +106,61 @@ pub async fn verify(store: &Store, json: bool, only: Option<&str>) -> anyhow::Re
         println!("everything verifies");
     }
     Ok(())
+}
+
+/// Checks the signatures over the chain head: each must be the audit key's, over a hash the
+/// chain still has, and the chain must reach at least the newest signed head.
+async fn verify_seals(store: &Store, key: &PublicKey) -> anyhow::Result<VerifyLine> {
+    let item = "audit chain signatures".to_owned();
+    let seals = store.audit_seals().await?;
+    let head = store.audit_head().await?.map_or(0, |(seq, _)| seq);
+    for seal in &seals {
+        if !rampart_audit::chain_head_signed(key, seal.seq, &seal.hash, &seal.signature) {
+            return Ok(VerifyLine {
+                item,
+                ok: false,
+                detail: format!("the signature over event {} is not valid", seal.seq),
+            });
+        }
+        match store.audit_event_hash(seal.seq).await? {
+            Some(hash) if hash == seal.hash => {}
+            Some(_) => {
+                return Ok(VerifyLine {
+                    item,
+                    ok: false,
+                    detail: format!(
+                        "event {} no longer matches its signed hash: the chain was rewritten",
+                        seal.seq
+                    ),
+                });
+            }
+            None => {
+                return Ok(VerifyLine {
+                    item,
+                    ok: false,
+                    detail: format!(
+                        "the chain was signed up to event {} but ends at {head}: events were deleted",
+                        seal.seq
+                    ),
+                });
+            }
+        }
+    }
+    let detail = match seals.last() {
+        Some(last) => format!(
+            "{} signature(s), signed up to event {}",
+            seals.len(),
+            last.seq
+        ),
+        None => {
+            "no signature yet (the server signs the head every minute and at shutdown)".to_owned()
+        }
+    };
+    Ok(VerifyLine {
+        item,
+        ok: true,
+        detail,
+    })
 }
 
 /// Refuses to show evidence that does not verify, unless forced.

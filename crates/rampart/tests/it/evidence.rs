@@ -473,3 +473,37 @@ fn the_command_log_follows_editing_history_and_completion() {
     assert!(cast.contains(r#""m","cat /etc/hostname""#), "{cast}");
     assert!(verify(&lab).0);
 }
+
+#[test]
+fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    let r = rampart_testkit::Rampart::new(super::BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok(&["asset", "add", "web-01", "--host", "127.0.0.1"]);
+    // The server signs the chain head when it starts and when it stops.
+    let (status, _) = r.serve().terminate();
+    assert!(status.success());
+    let out = r.run(&["audit", "verify"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("signed up to event 3"), "{report}");
+
+    // Removing the newest event leaves a consistent chain, but not the signed head.
+    let db = r.data_dir().join("rampart.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = r.run(&["audit", "verify"]);
+    let report = text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(report.contains("ok   audit chain: 2 events"), "{report}");
+    assert!(
+        report.contains("signed up to event 3 but ends at 2: events were deleted"),
+        "{report}"
+    );
+}
