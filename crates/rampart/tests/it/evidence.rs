@@ -438,14 +438,16 @@ fn the_command_log_follows_editing_history_and_completion() {
         s.lines().any(|l| l.trim() == hostname.trim())
     });
     terminal.keys(&["exit", "Enter"]);
-    for _ in 0..100 {
-        if !terminal.is_running() {
+    // The session ends; its commands were logged before their echo reached the terminal.
+    let mut log = Value::Null;
+    for _ in 0..300 {
+        log = lab.r.json(&["audit", "commands", "--user", "alice"]);
+        if log.as_array().unwrap().len() >= 4 && !terminal.is_running() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let log = lab.r.json(&["audit", "commands", "--user", "alice"]);
     let commands: Vec<&str> = log
         .as_array()
         .unwrap()
