@@ -46,6 +46,7 @@ fn recording(lab: &Lab, id: &str, extension: &str) -> PathBuf {
 
 /// `rampart audit verify`: (success, stdout + stderr).
 fn verify(lab: &Lab) -> (bool, String) {
+    lab.sessions();
     let out = lab.r.run(&["audit", "verify"]);
     (out.status.success(), text(&out.stdout) + &text(&out.stderr))
 }

@@ -111,12 +111,23 @@ impl Lab {
         output
     }
 
+    /// The sessions, once none is live any more: a client can exit a moment before Rampart
+    /// has written the end of its session.
     pub(crate) fn sessions(&self) -> Vec<Value> {
-        self.r
-            .json(&["session", "list"])
-            .as_array()
-            .unwrap()
-            .clone()
+        let mut sessions = Vec::new();
+        for _ in 0..150 {
+            sessions = self
+                .r
+                .json(&["session", "list"])
+                .as_array()
+                .unwrap()
+                .clone();
+            if sessions.iter().all(|s| s["ended_at"].is_string()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sessions
     }
 
     pub(crate) fn events(&self, kind: &str) -> Vec<Value> {
