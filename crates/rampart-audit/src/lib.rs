@@ -12,6 +12,8 @@
 
 pub mod commands;
 pub mod recording;
+pub mod scp;
+pub mod sftp;
 pub mod verify;
 
 pub use recording::{CastHeader, Recorder, RecordingError};

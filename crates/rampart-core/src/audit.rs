@@ -152,6 +152,24 @@ pub enum AuditEvent {
         session: String,
         file: String,
     },
+    FileTransferred {
+        session: String,
+        user: String,
+        target: String,
+        path: String,
+        direction: String,
+        bytes: u64,
+        sha256: Option<String>,
+    },
+    FileChanged {
+        session: String,
+        user: String,
+        target: String,
+        operation: String,
+        path: String,
+        new_path: Option<String>,
+        succeeded: bool,
+    },
     CommandRun {
         session: String,
         user: String,
@@ -209,6 +227,8 @@ impl AuditEvent {
             AuditEvent::RecordingFailed { .. } => "recording_failed",
             AuditEvent::AuditExported { .. } => "audit_exported",
             AuditEvent::CommandRun { .. } => "command_run",
+            AuditEvent::FileTransferred { .. } => "file_transferred",
+            AuditEvent::FileChanged { .. } => "file_changed",
         }
     }
 }

@@ -11,6 +11,8 @@ use crate::login::TargetSpec;
 use crate::menu::{Menu, MenuItem, MenuOutcome};
 use crate::target::{self, Refusal, Resolved, TargetConnection};
 use rampart_audit::commands::CommandLog;
+use rampart_audit::scp::{ScpCommand, ScpObserver};
+use rampart_audit::sftp::{SftpEvent, SftpObserver};
 use rampart_audit::{CastHeader, Recorder, RecordingError};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::policy::allowed_accounts;
@@ -114,16 +116,56 @@ struct Tap {
     cap: Option<u64>,
     /// Interactive shells only: the commands the user runs, read from the screen.
     commands: std::sync::Mutex<Option<CommandLog>>,
+    /// File transfers (SFTP, legacy scp): the files moved and changed.
+    files: std::sync::Mutex<Option<FileObserver>>,
+}
+
+/// Watches the file transfer protocol of a session.
+enum FileObserver {
+    Sftp(SftpObserver),
+    Scp(ScpObserver),
+}
+
+impl FileObserver {
+    fn client(&mut self, data: &[u8]) -> Result<Vec<SftpEvent>, String> {
+        match self {
+            FileObserver::Sftp(sftp) => sftp.client(data).map_err(|err| err.to_string()),
+            FileObserver::Scp(scp) if scp.upload() => scp.feed(data).map_err(|err| err.to_string()),
+            FileObserver::Scp(_) => Ok(Vec::new()),
+        }
+    }
+
+    fn target(&mut self, data: &[u8]) -> Result<Vec<SftpEvent>, String> {
+        match self {
+            FileObserver::Sftp(sftp) => sftp.server(data).map_err(|err| err.to_string()),
+            FileObserver::Scp(scp) if !scp.upload() => {
+                scp.feed(data).map_err(|err| err.to_string())
+            }
+            FileObserver::Scp(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Evidence the tap extracts besides the recording.
+enum Observed {
+    Command(String),
+    File(SftpEvent),
 }
 
 impl Tap {
-    fn new(recorder: Option<Recorder>, cap: Option<u64>, commands: Option<CommandLog>) -> Self {
+    fn new(
+        recorder: Option<Recorder>,
+        cap: Option<u64>,
+        commands: Option<CommandLog>,
+        files: Option<FileObserver>,
+    ) -> Self {
         Self {
             from_client: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
             recorder: std::sync::Mutex::new(recorder),
             cap,
             commands: std::sync::Mutex::new(commands),
+            files: std::sync::Mutex::new(files),
         }
     }
 
@@ -157,7 +199,8 @@ impl Tap {
         }
     }
 
-    fn client_sent(&self, data: &[u8]) -> Result<(), RecordingError> {
+    /// Records input; returns the file operations it completed.
+    fn client_sent(&self, data: &[u8]) -> Result<Vec<Observed>, String> {
         if let Some(log) = self
             .commands
             .lock()
@@ -168,11 +211,41 @@ impl Tap {
             log.input(data);
         }
         self.record(&self.from_client, data, Recorder::input)
+            .map_err(|err| err.to_string())?;
+        match self
+            .files
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            Some(files) => Ok(files
+                .client(data)?
+                .into_iter()
+                .map(Observed::File)
+                .collect()),
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// Records output; returns the commands it completed (each also marked in the recording).
-    fn target_sent(&self, data: &[u8]) -> Result<Vec<String>, RecordingError> {
-        self.record(&self.to_client, data, Recorder::output)?;
+    /// Records output; returns the commands and file operations it completed (commands are also
+    /// marked in the recording).
+    fn target_sent(&self, data: &[u8]) -> Result<Vec<Observed>, String> {
+        self.record(&self.to_client, data, Recorder::output)
+            .map_err(|err| err.to_string())?;
+        if let Some(files) = self
+            .files
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            return Ok(files
+                .target(data)?
+                .into_iter()
+                .map(Observed::File)
+                .collect());
+        }
         let commands = match self
             .commands
             .lock()
@@ -191,10 +264,26 @@ impl Tap {
             .and_then(Option::as_mut)
         {
             for command in &commands {
-                recorder.marker(command)?;
+                recorder.marker(command).map_err(|err| err.to_string())?;
             }
         }
-        Ok(commands)
+        Ok(commands.into_iter().map(Observed::Command).collect())
+    }
+
+    /// Files still open when the session ends.
+    fn finish_files(&self) -> Vec<Observed> {
+        match self
+            .files
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            Some(FileObserver::Sftp(sftp)) => {
+                sftp.finish().into_iter().map(Observed::File).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
@@ -357,13 +446,24 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     if want_reply {
         let _ = handle.channel_success(id).await;
     }
-    let info = SessionInfo {
+    let info = Arc::new(SessionInfo {
         store: context.store.clone(),
         id: session_id,
         user: context.user.name.to_string(),
         account: account_of_session,
-    };
-    let mut end = pump(channel, target_channel, early, &handle, tap.clone(), &info).await;
+    });
+    let mut end = pump(
+        channel,
+        target_channel,
+        early,
+        &handle,
+        tap.clone(),
+        info.clone(),
+    )
+    .await;
+    if let Err(err) = info.log(tap.finish_files()).await {
+        tracing::error!(error = %err, "cannot record the files still open at the end of a session");
+    }
     if let Err(err) = tap.finish(&context.evidence.key, end.exit_status) {
         tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
         end.reason = format!("{}; recording not sealed: {err}", end.reason);
@@ -481,19 +581,56 @@ struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// Writes detected commands to the command log; an error ends the session (fail closed).
-    async fn log_commands(&self, commands: Vec<String>) -> Result<(), String> {
-        for command in commands {
-            self.store
-                .record_command(
-                    self.id,
-                    &self.user,
-                    self.account.asset.as_str(),
-                    self.account.login.as_str(),
-                    &command,
-                )
-                .await
-                .map_err(|err| format!("cannot write the command log: {err}"))?;
+    /// Writes commands and file operations to the audit trail; an error ends the session (fail
+    /// closed).
+    async fn log(&self, observed: Vec<Observed>) -> Result<(), String> {
+        let (asset, login) = (self.account.asset.as_str(), self.account.login.as_str());
+        let actor = Actor::User {
+            name: self.user.clone(),
+        };
+        for item in observed {
+            let written = match item {
+                Observed::Command(command) => {
+                    self.store
+                        .record_command(self.id, &self.user, asset, login, &command)
+                        .await
+                }
+                Observed::File(SftpEvent::Transferred {
+                    path,
+                    upload,
+                    bytes,
+                    sha256,
+                }) => {
+                    let event = AuditEvent::FileTransferred {
+                        session: self.id.to_string(),
+                        user: self.user.clone(),
+                        target: self.account.to_string(),
+                        path,
+                        direction: if upload { "upload" } else { "download" }.to_owned(),
+                        bytes,
+                        sha256,
+                    };
+                    self.store.record_event(&actor, &event).await
+                }
+                Observed::File(SftpEvent::Changed {
+                    operation,
+                    path,
+                    target,
+                    succeeded,
+                }) => {
+                    let event = AuditEvent::FileChanged {
+                        session: self.id.to_string(),
+                        user: self.user.clone(),
+                        target: self.account.to_string(),
+                        operation,
+                        path,
+                        new_path: target,
+                        succeeded,
+                    };
+                    self.store.record_event(&actor, &event).await
+                }
+            };
+            written.map_err(|err| format!("cannot write the audit trail: {err}"))?;
         }
         Ok(())
     }
@@ -608,7 +745,15 @@ async fn open_target_channel(
         (Start::Shell, Some(pty)) => Some(CommandLog::new(pty.cols, pty.rows)),
         _ => None,
     };
-    let tap = Arc::new(Tap::new(recorder, cap, commands));
+    let files = match start {
+        Start::Subsystem(name) if name == "sftp" => Some(FileObserver::Sftp(SftpObserver::new())),
+        Start::Exec(command) if kind == "scp" => {
+            ScpCommand::parse(&String::from_utf8_lossy(command))
+                .map(|c| FileObserver::Scp(ScpObserver::new(c)))
+        }
+        _ => None,
+    };
+    let tap = Arc::new(Tap::new(recorder, cap, commands, files));
     // From here on a failure also seals what was recorded (the header, at least).
     let fail_recorded = |why: String| {
         let tap = tap.clone();
@@ -725,19 +870,30 @@ async fn pump(
     early: Vec<ChannelMsg>,
     handle: &Handle,
     tap: Arc<Tap>,
-    info: &SessionInfo,
+    info: Arc<SessionInfo>,
 ) -> SessionEnd {
     let user_id = user.id();
     let (mut from_user, to_user) = user.split();
     let (mut from_target, to_target) = target.split();
 
-    // User to target.
+    // User to target. A failure to record ends the session and is kept for its end reason.
     let upstream_tap = tap.clone();
+    let upstream_info = info.clone();
+    let upstream_failure = Arc::new(std::sync::Mutex::new(None::<String>));
+    let failure = upstream_failure.clone();
     let upstream = tokio::spawn(async move {
         while let Some(message) = from_user.wait().await {
             let sent = match message {
                 ChannelMsg::Data { data } => {
-                    if upstream_tap.client_sent(&data).is_err() {
+                    let observed = match upstream_tap.client_sent(&data) {
+                        Ok(observed) => upstream_info.log(observed).await,
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = observed {
+                        tracing::error!(error = %err, "recording failed; ending the session");
+                        if let Ok(mut slot) = failure.lock() {
+                            *slot = Some(err);
+                        }
                         break;
                     }
                     to_target.data_bytes(data).await
@@ -786,8 +942,8 @@ async fn pump(
             _ => Ok(Vec::new()),
         };
         let recorded = match recorded {
-            Ok(commands) => info.log_commands(commands).await,
-            Err(err) => Err(err.to_string()),
+            Ok(observed) => info.log(observed).await,
+            Err(err) => Err(err),
         };
         if let Err(err) = recorded {
             // Fail closed: what cannot be recorded is not shown, and the session ends.
@@ -831,6 +987,13 @@ async fn pump(
     }
     let _ = to_user.close().await;
     upstream.abort();
+    if let Some(failure) = upstream_failure
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
+    {
+        reason = format!("recording failed: {failure}");
+    }
     SessionEnd {
         reason,
         bytes_from_client: tap.from_client.load(Ordering::Relaxed),

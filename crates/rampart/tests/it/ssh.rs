@@ -306,6 +306,48 @@ fn scp_sftp_and_rsync_transfer_files() {
     assert_eq!(std::fs::read(dir.join("sftp-got")).unwrap(), content);
     assert!(!work.exists());
 
+    // Every file moved and every change is evidence, with the SHA-256 of what moved.
+    lab.sessions();
+    let digest = sha256_of_file(&original);
+    let transfers = lab.events("file_transferred");
+    let uploaded = format!("{}/a", work.display());
+    let downloaded = format!("{}/b", work.display());
+    let moved = |path: &str, direction: &str| {
+        transfers.iter().any(|e| {
+            e["event"]["path"] == path
+                && e["event"]["direction"] == direction
+                && e["event"]["bytes"] == content.len() as u64
+                && e["event"]["sha256"] == digest.as_str()
+        })
+    };
+    assert!(moved(&uploaded, "upload"), "{transfers:?}");
+    assert!(moved(&downloaded, "download"), "{transfers:?}");
+    assert!(
+        moved(dir.join("sftp-up").to_str().unwrap(), "upload"),
+        "scp over SFTP too: {transfers:?}"
+    );
+    let legacy = dir.join("legacy-up");
+    assert!(
+        moved(legacy.to_str().unwrap(), "upload"),
+        "legacy scp up: {transfers:?}"
+    );
+    assert!(
+        moved(legacy.to_str().unwrap(), "download"),
+        "legacy scp down: {transfers:?}"
+    );
+    let changes = lab.events("file_changed");
+    let changed = |operation: &str, path: &str| {
+        changes.iter().any(|e| {
+            e["event"]["operation"] == operation
+                && e["event"]["path"] == path
+                && e["event"]["succeeded"] == true
+        })
+    };
+    assert!(changed("mkdir", work.to_str().unwrap()), "{changes:?}");
+    assert!(changed("rename", &uploaded), "{changes:?}");
+    assert!(changed("remove", &downloaded), "{changes:?}");
+    assert!(changed("rmdir", work.to_str().unwrap()), "{changes:?}");
+
     if require_tool("rsync").is_some() {
         let out = Command::new("rsync")
             .args(["-a", "-e"])
