@@ -14,6 +14,7 @@ pub mod commands;
 pub mod recording;
 pub mod scp;
 pub mod sftp;
+pub mod sinks;
 pub mod verify;
 
 pub use recording::{CastHeader, Recorder, RecordingError};
@@ -31,6 +32,20 @@ pub fn read_private_key(path: &std::path::Path) -> Result<ssh_key::PrivateKey, S
 /// Parses the audit key's public half (`keys/audit_ed25519_key.pub`).
 pub fn public_key_from_openssh(text: &str) -> Result<PublicKey, String> {
     PublicKey::from_openssh(text.trim()).map_err(|err| err.to_string())
+}
+
+/// Deletes a session's recording (retention is the only caller).
+pub fn remove_recording(dir: &std::path::Path, session: uuid::Uuid) -> std::io::Result<()> {
+    for path in [
+        recording::cast_path(dir, session),
+        recording::manifest_path(dir, session),
+    ] {
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether a recording exists for `session` in `dir`.

@@ -176,6 +176,10 @@ pub enum AuditEvent {
         target: String,
         command: String,
     },
+    RetentionApplied {
+        before: String,
+        sessions_removed: u64,
+    },
     AuditExported {
         since: Option<String>,
         until: Option<String>,
@@ -226,6 +230,7 @@ impl AuditEvent {
             AuditEvent::RecordingExported { .. } => "recording_exported",
             AuditEvent::RecordingFailed { .. } => "recording_failed",
             AuditEvent::AuditExported { .. } => "audit_exported",
+            AuditEvent::RetentionApplied { .. } => "retention_applied",
             AuditEvent::CommandRun { .. } => "command_run",
             AuditEvent::FileTransferred { .. } => "file_transferred",
             AuditEvent::FileChanged { .. } => "file_changed",

@@ -77,6 +77,17 @@ pub(crate) async fn append(
     Ok(())
 }
 
+/// How far a SIEM sink has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkStatus {
+    pub sink: String,
+    /// The last event delivered (or given up on after retries).
+    pub delivered_seq: i64,
+    /// Events that could not be delivered.
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
 /// A signature over the chain head at `seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSeal {
@@ -192,6 +203,81 @@ impl Store {
         )
     }
 
+    /// Up to `limit` events after `seq`, oldest first (what a sink has not seen yet).
+    pub async fn audit_events_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// A sink's progress; a new sink starts at the current head (it is not sent the past).
+    pub async fn sink_status(&self, sink: &str) -> Result<SinkStatus> {
+        let row = sqlx::query(
+            "SELECT delivered_seq, failed, last_error FROM sink_status WHERE sink = $1",
+        )
+        .bind(sink)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(SinkStatus {
+                sink: sink.to_owned(),
+                delivered_seq: row.try_get("delivered_seq")?,
+                failed: u64::try_from(row.try_get::<i64, _>("failed")?).unwrap_or(0),
+                last_error: row.try_get("last_error")?,
+            }),
+            None => {
+                let head = self.audit_head().await?.map_or(0, |(seq, _)| seq);
+                let status = SinkStatus {
+                    sink: sink.to_owned(),
+                    delivered_seq: head,
+                    failed: 0,
+                    last_error: None,
+                };
+                self.save_sink_status(&status).await?;
+                Ok(status)
+            }
+        }
+    }
+
+    pub async fn save_sink_status(&self, status: &SinkStatus) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sink_status (sink, delivered_seq, failed, last_error, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (sink) DO UPDATE SET delivered_seq = $2, failed = $3, last_error = $4, updated_at = $5",
+        )
+        .bind(&status.sink)
+        .bind(status.delivered_seq)
+        .bind(i64::try_from(status.failed).unwrap_or(i64::MAX))
+        .bind(&status.last_error)
+        .bind(time_text(now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every sink's progress.
+    pub async fn sink_statuses(&self) -> Result<Vec<SinkStatus>> {
+        let rows = sqlx::query(
+            "SELECT sink, delivered_seq, failed, last_error FROM sink_status ORDER BY sink",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SinkStatus {
+                    sink: rows::text(row, "sink")?,
+                    delivered_seq: row.try_get("delivered_seq")?,
+                    failed: u64::try_from(row.try_get::<i64, _>("failed")?).unwrap_or(0),
+                    last_error: row.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
     /// Records an event that goes with no other change (a login, a denial).
     pub async fn record_event(&self, actor: &Actor, event: &AuditEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -214,23 +300,23 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let json = |column: &str| -> Result<serde_json::Value> {
-                    serde_json::from_str(&rows::text(row, column)?)
-                        .map_err(|_| crate::StoreError::Corrupt(format!("audit_events.{column}")))
-                };
-                Ok(AuditRecord {
-                    seq: row.try_get("seq")?,
-                    at: rows::text(row, "at")?,
-                    actor: serde_json::from_value(json("actor")?)
-                        .map_err(|_| crate::StoreError::Corrupt("audit_events.actor".into()))?,
-                    kind: rows::text(row, "kind")?,
-                    event: json("event")?,
-                    prev_hash: rows::text(row, "prev_hash")?,
-                    hash: rows::text(row, "hash")?,
-                })
-            })
-            .collect()
+        rows.iter().map(record_from_row).collect()
     }
+}
+
+fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord> {
+    let json = |column: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(&rows::text(row, column)?)
+            .map_err(|_| crate::StoreError::Corrupt(format!("audit_events.{column}")))
+    };
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        at: rows::text(row, "at")?,
+        actor: serde_json::from_value(json("actor")?)
+            .map_err(|_| crate::StoreError::Corrupt("audit_events.actor".into()))?,
+        kind: rows::text(row, "kind")?,
+        event: json("event")?,
+        prev_hash: rows::text(row, "prev_hash")?,
+        hash: rows::text(row, "hash")?,
+    })
 }

@@ -27,7 +27,7 @@ pub mod vault;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
-pub use audit_log::{AuditRecord, AuditSeal, ChainProblem};
+pub use audit_log::{AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
 pub use data_dir::DataDir;
 pub use grants::NewGrant;

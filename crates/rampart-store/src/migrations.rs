@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit seals",
         include_str!("../migrations/0003_audit_seals.sql"),
     ),
+    (4, "sinks", include_str!("../migrations/0004_sinks.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

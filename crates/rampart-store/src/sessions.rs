@@ -6,6 +6,7 @@ use rampart_core::Session;
 use rampart_core::audit::{Actor, AuditEvent};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A session about to start, as the gateway knows it.
@@ -91,6 +92,45 @@ impl Store {
             ended.push(session.id);
         }
         Ok(ended)
+    }
+
+    /// Applies retention: removes the records (sessions and their commands) of sessions that
+    /// ended before `before`, with one `retention_applied` event. Returns the removed session
+    /// ids so the caller removes their recordings. Audit events are kept: the chain stays whole.
+    pub async fn apply_retention(
+        &self,
+        actor: &Actor,
+        before: OffsetDateTime,
+    ) -> Result<Vec<Uuid>> {
+        let expired: Vec<Uuid> = self
+            .list_sessions(false)
+            .await?
+            .into_iter()
+            .filter(|s| s.ended_at.is_some_and(|ended| ended < before))
+            .map(|s| s.id)
+            .collect();
+        if expired.is_empty() {
+            return Ok(expired);
+        }
+        let mut tx = self.begin_write().await?;
+        for id in &expired {
+            for sql in [
+                "DELETE FROM commands WHERE session_id = $1",
+                "DELETE FROM sessions WHERE id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let event = AuditEvent::RetentionApplied {
+            before: rampart_core::time_arg::format_rfc3339(before),
+            sessions_removed: expired.len() as u64,
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        tx.commit().await?;
+        Ok(expired)
     }
 
     /// Closes a session record with its totals and a `session_ended` event.

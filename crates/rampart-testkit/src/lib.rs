@@ -170,14 +170,20 @@ impl Rampart {
 
     /// Starts `rampart serve` on loopback with the HTTP listener on a free port.
     pub fn serve(&self) -> Server {
-        let mut child = self
-            .command(&[
-                "serve",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--ssh-listen",
-                "127.0.0.1:0",
-            ])
+        self.serve_with_env(&[])
+    }
+
+    /// Starts `rampart serve` with extra environment variables (`RAMPART_*` settings).
+    pub fn serve_with_env(&self, env: &[(&str, &str)]) -> Server {
+        let mut command = self.command(&[
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--ssh-listen",
+            "127.0.0.1:0",
+        ]);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

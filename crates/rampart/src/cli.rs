@@ -342,6 +342,11 @@ pub enum AuditCommand {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Delete recordings and session records older than the retention period (audit.retention_days,
+    /// default 365); the server does this daily. The deletion is itself an audit event
+    Retention,
+    /// Show each SIEM sink's progress and how many events it could not deliver
+    Sinks,
     /// Check the audit chain and every recording (or one session's); exit 0 only if all verify
     Verify {
         /// Only this session's recording (the chain is always checked)

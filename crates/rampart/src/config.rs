@@ -30,6 +30,16 @@ struct FileConfig {
     vault: VaultSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    audit: AuditSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    retention_days: Option<i64>,
+    syslog: Option<String>,
+    webhook: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +79,39 @@ pub struct Config {
     pub ssh_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub log_level: LevelFilter,
+    pub audit: AuditConfig,
+}
+
+pub const DEFAULT_RETENTION_DAYS: u32 = 365;
+
+/// Where evidence goes besides the data directory, and how long it is kept.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Recordings and session records older than this are deleted (the only deletion).
+    pub retention_days: u32,
+    /// RFC 5424 syslog receiver.
+    pub syslog: Option<SyslogTarget>,
+    /// HTTP endpoint that receives each event as a JSON POST.
+    pub webhook: Option<WebhookTarget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogTransport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTarget {
+    pub transport: SyslogTransport,
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTarget {
+    pub address: SocketAddr,
+    pub host: String,
+    pub path: String,
 }
 
 /// A configuration problem: names the key, where its value came from and what is wrong.
@@ -219,12 +262,15 @@ impl Config {
             (None, None) => MasterKeySource::DataDir,
         };
 
+        let audit = audit_config(&file.audit, env_lookup, &file_name)?;
+
         Ok(Self {
             data_dir,
             master_key,
             ssh_listen,
             http_listen,
             log_level,
+            audit,
         })
     }
 }
@@ -233,6 +279,79 @@ impl Config {
     pub fn master_key_describe(&self) -> String {
         self.master_key.describe()
     }
+}
+
+fn audit_config(
+    section: &AuditSection,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<AuditConfig, ConfigError> {
+    let retention = pick(
+        "audit.retention_days",
+        ("", None),
+        "RAMPART_RETENTION_DAYS",
+        env_lookup,
+        section.retention_days.map(|d| d.to_string()),
+        file_name,
+    );
+    let retention_days = match retention {
+        None => DEFAULT_RETENTION_DAYS,
+        Some(Sourced { value, source }) => value
+            .parse::<u32>()
+            .ok()
+            .filter(|days| (1..=36_500).contains(days))
+            .ok_or_else(|| {
+                ConfigError(format!("audit.retention_days (from {source}): {value:?} is not a number of days from 1 to 36500"))
+            })?,
+    };
+    let syslog = pick("audit.syslog", ("", None), "RAMPART_SYSLOG", env_lookup, section.syslog.clone(), file_name)
+        .map(|Sourced { value, source }| {
+            let bad = || {
+                ConfigError(format!(
+                    "audit.syslog (from {source}): {value:?} is not udp://ADDRESS:PORT or tcp://ADDRESS:PORT"
+                ))
+            };
+            let (transport, address) = match value.split_once("://") {
+                Some(("udp", address)) => (SyslogTransport::Udp, address),
+                Some(("tcp", address)) => (SyslogTransport::Tcp, address),
+                _ => return Err(bad()),
+            };
+            Ok(SyslogTarget { transport, address: address.parse().map_err(|_| bad())? })
+        })
+        .transpose()?;
+    let webhook = pick(
+        "audit.webhook",
+        ("", None),
+        "RAMPART_WEBHOOK_URL",
+        env_lookup,
+        section.webhook.clone(),
+        file_name,
+    )
+    .map(|Sourced { value, source }| {
+        let bad =
+            |why: &str| ConfigError(format!("audit.webhook (from {source}): {value:?} {why}"));
+        let rest = value.strip_prefix("http://").ok_or_else(|| {
+            bad("must start with http:// (send to a local collector; https is not supported yet)")
+        })?;
+        let (authority, path) = match rest.split_once('/') {
+            Some((authority, path)) => (authority, format!("/{path}")),
+            None => (rest, "/".to_owned()),
+        };
+        let address = authority.parse::<SocketAddr>().map_err(|_| {
+            bad("must name an IP address and port, such as http://127.0.0.1:9000/events")
+        })?;
+        Ok(WebhookTarget {
+            address,
+            host: authority.to_owned(),
+            path,
+        })
+    })
+    .transpose()?;
+    Ok(AuditConfig {
+        retention_days,
+        syslog,
+        webhook,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -395,6 +514,51 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
         let (_dir, overrides) = file("data_dir = [\n");
         assert!(load(overrides, &[]).is_err());
+    }
+
+    #[test]
+    fn audit_settings() {
+        let (_dir, overrides) = file(
+            "[audit]\nretention_days = 30\nsyslog = \"udp://127.0.0.1:5514\"\nwebhook = \"http://127.0.0.1:9000/hook\"\n",
+        );
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(config.audit.retention_days, 30);
+        assert_eq!(config.audit.syslog.unwrap().transport, SyslogTransport::Udp);
+        let webhook = config.audit.webhook.unwrap();
+        assert_eq!(
+            (webhook.path.as_str(), webhook.address.port()),
+            ("/hook", 9000)
+        );
+        assert_eq!(
+            load(Overrides::default(), &[])
+                .unwrap()
+                .audit
+                .retention_days,
+            DEFAULT_RETENTION_DAYS
+        );
+        for (env, value, expected) in [
+            (
+                "RAMPART_RETENTION_DAYS",
+                "0",
+                "audit.retention_days (from environment RAMPART_RETENTION_DAYS)",
+            ),
+            ("RAMPART_SYSLOG", "syslog.example:514", "audit.syslog"),
+            (
+                "RAMPART_WEBHOOK_URL",
+                "https://siem.example/x",
+                "https is not supported yet",
+            ),
+            (
+                "RAMPART_WEBHOOK_URL",
+                "http://siem.example/x",
+                "must name an IP address",
+            ),
+        ] {
+            let err = load(Overrides::default(), &[(env, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

@@ -94,9 +94,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         })
     };
+    // SIEM forwarding and retention run beside the listeners and never block them.
+    let mut background = Vec::new();
+    for sink in crate::forwarder::sinks(&config.audit) {
+        tracing::info!(sink = %sink.name(), "audit sink configured");
+        background.push(tokio::spawn(crate::forwarder::run(
+            store.clone(),
+            sink,
+            stop_tx.subscribe(),
+        )));
+    }
+    background.push(tokio::spawn(retention_daily(
+        store.clone(),
+        config.audit.retention_days,
+        stop_tx.subscribe(),
+    )));
     shutdown.await;
     let _ = stop_tx.send(true);
     let _ = sealing.await;
+    for task in background {
+        let _ = task.await;
+    }
     let _ = ssh_task.await;
     web_task
         .await
@@ -109,6 +127,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.close().await;
     }
     Ok(())
+}
+
+/// Applies the retention period now and then once a day.
+async fn retention_daily(
+    store: Arc<Store>,
+    days: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut daily = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
+    loop {
+        tokio::select! {
+            _ = daily.tick() => {
+                match crate::commands::audit::apply_retention(&store, &rampart_core::audit::Actor::System, days).await {
+                    Ok(removed) if !removed.is_empty() => {
+                        tracing::info!(sessions = removed.len(), days, "retention removed expired sessions and recordings");
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::error!(error = %err, "cannot apply retention"),
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Signs the audit chain head if it moved since the last signature. A failure is logged: the

@@ -39,6 +39,28 @@ pub async fn run(
             Ok(())
         }
         AuditCommand::Verify { .. } => anyhow::bail!("verify is handled with the recordings"),
+        AuditCommand::Sinks => {
+            let statuses = store.sink_statuses().await?;
+            if json {
+                return print_json(&statuses);
+            }
+            let mut table = Table::new(["SINK", "DELIVERED UP TO", "UNDELIVERED", "LAST ERROR"]);
+            for s in &statuses {
+                table.row([
+                    s.sink.clone(),
+                    s.delivered_seq.to_string(),
+                    s.failed.to_string(),
+                    s.last_error.clone().unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            table.print(
+                "no sink has run yet: set audit.syslog or audit.webhook and start the server",
+            );
+            Ok(())
+        }
+        AuditCommand::Retention => {
+            anyhow::bail!("retention needs the configuration")
+        }
         AuditCommand::Commands {
             user,
             asset,
@@ -167,4 +189,21 @@ async fn export(
         eprintln!("wrote {} event(s) to {}", events.len(), path.display());
     }
     Ok(())
+}
+
+/// Applies the retention period: session records, then their recordings.
+pub async fn apply_retention(
+    store: &Store,
+    actor: &Actor,
+    retention_days: u32,
+) -> anyhow::Result<Vec<uuid::Uuid>> {
+    let before = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(retention_days));
+    let removed = store.apply_retention(actor, before).await?;
+    let dir = store.data_dir().recordings_dir();
+    for session in &removed {
+        if let Err(err) = rampart_audit::remove_recording(&dir, *session) {
+            tracing::error!(%session, error = %err, "cannot delete an expired recording");
+        }
+    }
+    Ok(removed)
 }

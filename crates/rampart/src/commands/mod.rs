@@ -3,7 +3,7 @@
 
 mod accounts;
 mod assets;
-mod audit;
+pub(crate) mod audit;
 mod grants;
 mod groups;
 mod recordings;
@@ -43,6 +43,19 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Audit(crate::cli::AuditCommand::Verify { session }) => {
             recordings::verify(&store, json, session.as_deref()).await
         }
+        Command::Audit(crate::cli::AuditCommand::Retention) => {
+            let removed =
+                audit::apply_retention(&store, &actor, config.audit.retention_days).await?;
+            crate::output::done(
+                json,
+                &serde_json::json!({ "sessions_removed": removed }),
+                &format!(
+                    "removed {} session(s) that ended more than {} days ago, with their recordings",
+                    removed.len(),
+                    config.audit.retention_days
+                ),
+            )
+        }
         Command::Audit(cmd) => audit::run(&store, &actor, json, cmd).await,
         Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
@@ -67,7 +80,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// The operator running this command, as the audit log records them.
-fn local_actor() -> Actor {
+pub(crate) fn local_actor() -> Actor {
     let uid = nix::unistd::getuid();
     let name = nix::unistd::User::from_uid(uid)
         .ok()

@@ -511,3 +511,176 @@ fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
         "{report}"
     );
 }
+
+/// A webhook receiver: answers 200 to every POST and hands over the bodies.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                if tx
+                    .send(String::from_utf8_lossy(&body).into_owned())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn syslog_and_webhook_sinks_receive_events_and_a_down_sink_is_counted_not_blocking() {
+    let r = rampart_testkit::Rampart::new(super::BIN);
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (webhook_port, bodies) = webhook_receiver();
+    let syslog_url = format!("udp://{}", syslog.local_addr().unwrap());
+    let webhook_url = format!("http://127.0.0.1:{webhook_port}/events");
+    let server = r.serve_with_env(&[
+        ("RAMPART_SYSLOG", &syslog_url),
+        ("RAMPART_WEBHOOK_URL", &webhook_url),
+    ]);
+    r.ok(&["user", "add", "bob"]);
+
+    let mut datagram = vec![0u8; 65536];
+    let mut received = String::new();
+    while !received.contains("user_added") {
+        let n = syslog
+            .recv(&mut datagram)
+            .expect("a syslog message within 20 s");
+        received = String::from_utf8_lossy(&datagram[..n]).into_owned();
+    }
+    assert!(received.starts_with("<110>1 "), "{received}");
+    assert!(received.contains(r#""user":"bob""#), "{received}");
+    let body = loop {
+        let body = bodies
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a webhook call within 20 s");
+        if body.contains("user_added") {
+            break body;
+        }
+    };
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"]["user"], "bob");
+    assert!(event["hash"].as_str().unwrap().len() == 64);
+    assert!(server.terminate().0.success());
+
+    // A sink that is down: nothing blocks, and what was not delivered is counted.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = format!("http://127.0.0.1:{closed}/events");
+    let server = r.serve_with_env(&[("RAMPART_WEBHOOK_URL", &down)]);
+    r.ok(&["user", "add", "carol"]);
+    r.ok(&["user", "disable", "carol"]);
+    let mut failed = 0;
+    for _ in 0..300 {
+        let sinks = r.json(&["audit", "sinks"]);
+        failed = sinks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sink"].as_str().unwrap().contains(&closed.to_string()))
+            .map_or(0, |s| s["failed"].as_u64().unwrap());
+        if failed >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(failed >= 2, "undelivered events are counted");
+    assert_eq!(
+        r.json(&["user", "show", "carol"])["disabled"],
+        true,
+        "the local record is whole"
+    );
+    assert!(server.terminate().0.success());
+
+    // Syslog over TCP, with octet-counting framing.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", tcp.local_addr().unwrap());
+    let server = r.serve_with_env(&[("RAMPART_SYSLOG", &url)]);
+    r.ok(&["group", "add", "ops"]);
+    let (mut stream, _) = tcp.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("group_added") {
+        let n = std::io::Read::read(&mut stream, &mut buffer).unwrap();
+        assert!(n > 0, "the sink closed the connection");
+        received.extend_from_slice(&buffer[..n]);
+    }
+    // The first frame is the first event after the head when the sink started: "LENGTH MESSAGE".
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (length, message) = text.split_once(' ').unwrap();
+    let length: usize = length.parse().unwrap();
+    assert!(
+        message.starts_with("<110>1 ") && message.len() >= length,
+        "{text}"
+    );
+    assert!(message[..length].contains("group_added"), "{text}");
+    assert!(server.terminate().0.success());
+}
+
+#[test]
+fn retention_is_the_only_deletion_and_is_itself_audited() {
+    let Some(lab) = Lab::start() else { return };
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    assert!(lab.ssh(&lab.direct(), "echo old", b"").status.success());
+    assert!(lab.ssh(&lab.direct(), "echo recent", b"").status.success());
+    let sessions = lab.sessions();
+    let old = sessions.iter().find(|s| s["bytes_to_client"] == 4).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Make one session two years old.
+    let out = Command::new("sqlite3")
+        .arg(lab.r.data_dir().join("rampart.db"))
+        .arg(format!("UPDATE sessions SET started_at = '2024-01-01T00:00:00Z', ended_at = '2024-01-01T00:01:00Z' WHERE id = '{old}'"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report = lab.r.json(&["audit", "retention"]);
+    assert_eq!(report["sessions_removed"], serde_json::json!([old]));
+    assert!(!recording(&lab, &old, "cast").exists() && !recording(&lab, &old, "manifest").exists());
+    assert_eq!(lab.sessions().len(), 1);
+    let applied = lab.events("retention_applied");
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0]["event"]["sessions_removed"], 1);
+    assert!(verify(&lab).0, "what remains still verifies");
+    // Nothing else is old enough: a second run removes nothing and records nothing.
+    assert_eq!(
+        lab.r.json(&["audit", "retention"])["sessions_removed"],
+        serde_json::json!([])
+    );
+    assert_eq!(lab.events("retention_applied").len(), 1);
+}
