@@ -176,6 +176,17 @@ pub enum AuditEvent {
         target: String,
         command: String,
     },
+    /// A vaulted secret was decrypted to log in to a target (never the secret itself).
+    SecretUsed {
+        account: String,
+        for_user: String,
+    },
+    /// The server started, with the settings it runs with: a change of configuration shows as
+    /// the difference between two of these.
+    ServerStarted {
+        version: String,
+        settings: serde_json::Value,
+    },
     RetentionApplied {
         before: String,
         sessions_removed: u64,
@@ -231,6 +242,8 @@ impl AuditEvent {
             AuditEvent::RecordingFailed { .. } => "recording_failed",
             AuditEvent::AuditExported { .. } => "audit_exported",
             AuditEvent::RetentionApplied { .. } => "retention_applied",
+            AuditEvent::SecretUsed { .. } => "secret_used",
+            AuditEvent::ServerStarted { .. } => "server_started",
             AuditEvent::CommandRun { .. } => "command_run",
             AuditEvent::FileTransferred { .. } => "file_transferred",
             AuditEvent::FileChanged { .. } => "file_changed",

@@ -293,6 +293,20 @@ pub async fn connect(
             account: account.clone(),
         }
     };
+    // Fail closed: a secret is only used when its use is on record.
+    let used = AuditEvent::SecretUsed {
+        account: account.clone(),
+        for_user: match actor {
+            Actor::User { name } => name.clone(),
+            other => other.to_string(),
+        },
+    };
+    if let Err(err) = store.record_event(actor, &used).await {
+        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
+        return Err(TargetError::Credential {
+            account: account.clone(),
+        });
+    }
     let (kind, secret) = store
         .reveal_account_secret(&resolved.account_ref())
         .await

@@ -46,6 +46,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    let settings = serde_json::json!({
+        "ssh_listen": ssh_addr.to_string(),
+        "http_listen": http_addr.to_string(),
+        "master_key": config.master_key_describe(),
+        "retention_days": config.audit.retention_days,
+        "syslog": config.audit.syslog.as_ref().map(|s| format!("{:?} {}", s.transport, s.address)),
+        "webhook": config.audit.webhook.as_ref().map(|w| format!("http://{}{}", w.host, w.path)),
+    });
+    let started = rampart_core::audit::AuditEvent::ServerStarted {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        settings,
+    };
+    store
+        .record_event(&rampart_core::audit::Actor::System, &started)
+        .await?;
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "rampart started");
 
     let store = Arc::new(store);

@@ -791,7 +791,11 @@ fn concurrent_processes_share_one_data_directory_safely() {
     assert_eq!(r.json(&["user", "list"]).as_array().unwrap().len(), 8);
     let events = r.json(&["audit", "list", "--limit", "1000"]);
     let events = events.as_array().unwrap();
-    assert_eq!(events.len(), 9, "node_initialized + 8 user_added");
+    assert_eq!(
+        events.len(),
+        10,
+        "node_initialized, server_started and 8 user_added"
+    );
     assert_chained(events);
     assert!(server.terminate().0.success());
 }

@@ -492,7 +492,7 @@ fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
     let out = r.run(&["audit", "verify"]);
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("signed up to event 3"), "{report}");
+    assert!(report.contains("signed up to event 4"), "{report}");
 
     // Removing the newest event leaves a consistent chain, but not the signed head.
     let db = r.data_dir().join("rampart.db");
@@ -505,9 +505,9 @@ fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
     let out = r.run(&["audit", "verify"]);
     let report = text(&out.stdout);
     assert!(!out.status.success());
-    assert!(report.contains("ok   audit chain: 2 events"), "{report}");
+    assert!(report.contains("ok   audit chain: 3 events"), "{report}");
     assert!(
-        report.contains("signed up to event 3 but ends at 2: events were deleted"),
+        report.contains("signed up to event 4 but ends at 3: events were deleted"),
         "{report}"
     );
 }

@@ -177,6 +177,13 @@ fn exec_returns_output_stderr_and_exit_status_and_is_recorded() {
     assert!(first["ended_at"].is_string());
     assert_eq!(lab.events("session_started").len(), 2);
     assert_eq!(lab.events("session_ended").len(), 2);
+    // Each use of the vaulted key is on record (the key itself never is).
+    let used = lab.events("secret_used");
+    assert_eq!(used.len(), 2, "{used:?}");
+    assert_eq!(used[0]["event"]["account"], format!("{}@web-01", lab.login));
+    let started = lab.events("server_started");
+    assert_eq!(started.len(), 1);
+    assert!(started[0]["event"]["settings"]["retention_days"] == 365);
 
     // The first connection pinned the target's host key, and said so.
     let asset = lab.r.json(&["asset", "show", "web-01"]);
