@@ -28,6 +28,7 @@ pub fn config(host_key: PrivateKey) -> server::Config {
             russh::kex::EXTENSION_SUPPORT_AS_SERVER,
             russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
         ]),
+        cipher: Cow::Borrowed(crate::CIPHERS),
         ..russh::Preferred::default()
     };
     server::Config {

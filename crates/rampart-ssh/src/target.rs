@@ -214,6 +214,10 @@ fn client_config() -> Arc<client::Config> {
         keepalive_max: 4,
         window_size: 2 * 1024 * 1024,
         maximum_packet_size: 32768,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(crate::CIPHERS),
+            ..russh::Preferred::default()
+        },
         ..client::Config::default()
     })
 }

@@ -347,12 +347,18 @@ pub fn current_user() -> String {
 pub struct SshTarget {
     child: Child,
     dir: tempfile::TempDir,
+    extra_config: String,
     pub port: u16,
 }
 
 impl SshTarget {
     /// Starts `sshd`; `None` (after saying why) when it is not installed.
     pub fn start(authorized_key: &Path) -> Option<Self> {
+        Self::start_with(authorized_key, "")
+    }
+
+    /// Starts `sshd` with extra configuration lines (for example `MaxStartups` for load tests).
+    pub fn start_with(authorized_key: &Path, extra_config: &str) -> Option<Self> {
         let sshd = require_tool("sshd")?;
         require_tool("ssh-keygen")?;
         // sshd insists on its privilege separation directory.
@@ -363,6 +369,7 @@ impl SshTarget {
         let mut target = Self {
             child: Command::new("true").spawn().unwrap(),
             dir,
+            extra_config: extra_config.to_owned(),
             port: 0,
         };
         target.child.wait().unwrap();
@@ -384,9 +391,10 @@ impl SshTarget {
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\nPidFile none\nSubsystem sftp internal-sftp\n\
-             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel ERROR\n",
+             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel ERROR\n{extra}\n",
             port = self.port,
-            dir = dir.display()
+            dir = dir.display(),
+            extra = self.extra_config
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         self.child = Command::new(sshd)

@@ -1,0 +1,485 @@
+//! `rampart-bench`: measures Rampart beside direct OpenSSH and an OpenSSH jump host, on
+//! loopback, in one run, and reports medians, ranges and ratios against the goals of
+//! `shared/design/performance.md`. Timings are reported, never asserted.
+//!
+//! Run with `cargo run --release -p rampart-bench` (it builds the release `rampart` first if it
+//! is missing). Needs OpenSSH's `ssh`, `sshd` and `ssh-keygen`.
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a measuring tool: a failed step ends the run with its message"
+)]
+
+mod load;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rampart_testkit::{Rampart, SshTarget, current_user, resident_kib, ssh_keygen};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(about = "Rampart beside direct OpenSSH and an OpenSSH jump host, as ratios")]
+struct Args {
+    /// Timed runs per case and path (after one warm-up)
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// MiB moved per bulk transfer
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Keystroke round trips per echo measurement
+    #[arg(long, default_value_t = 1000)]
+    echoes: usize,
+    /// Concurrent interactive sessions for the memory measurement (0 to skip; up to 10000)
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Also write the results as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// The three ways to the same target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path3 {
+    Direct,
+    Jump,
+    Rampart,
+}
+
+const PATHS: [Path3; 3] = [Path3::Direct, Path3::Jump, Path3::Rampart];
+
+impl Path3 {
+    fn name(self) -> &'static str {
+        match self {
+            Path3::Direct => "direct",
+            Path3::Jump => "jump host",
+            Path3::Rampart => "rampart",
+        }
+    }
+}
+
+struct Lab {
+    _rampart: Rampart,
+    server: rampart_testkit::Server,
+    target: SshTarget,
+    jump: SshTarget,
+    login: String,
+    config: PathBuf,
+    key: PathBuf,
+}
+
+impl Lab {
+    /// `ssh` arguments reaching the target through `path`, with extra options.
+    fn ssh(&self, path: Path3, options: &[&str]) -> Command {
+        let mut command = Command::new("ssh");
+        command.arg("-F").arg(&self.config).args(options);
+        match path {
+            Path3::Direct => {
+                command
+                    .args(["-p", &self.target.port.to_string()])
+                    .arg(format!("{}@127.0.0.1", self.login));
+            }
+            Path3::Jump => {
+                command
+                    .arg("-J")
+                    .arg(format!("{}@127.0.0.1:{}", self.login, self.jump.port))
+                    .args(["-p", &self.target.port.to_string()])
+                    .arg(format!("{}@127.0.0.1", self.login));
+            }
+            Path3::Rampart => {
+                command
+                    .args(["-p", &self.server.ssh.port().to_string()])
+                    .arg(format!("alice@{}@web-01@127.0.0.1", self.login));
+            }
+        }
+        command
+    }
+}
+
+fn rampart_binary() -> anyhow::Result<PathBuf> {
+    let here = std::env::current_exe()?;
+    let binary = here.with_file_name("rampart");
+    if !binary.exists() {
+        eprintln!("building the release rampart binary first...");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "rampart"])
+            .status()?;
+        if !status.success() || !binary.exists() {
+            bail!("cannot build {}", binary.display());
+        }
+    }
+    Ok(binary)
+}
+
+fn setup() -> anyhow::Result<Lab> {
+    for tool in ["ssh", "sshd", "ssh-keygen"] {
+        if rampart_testkit::require_tool(tool).is_none() {
+            bail!("{tool} is not installed (Debian: openssh-client, openssh-server)");
+        }
+    }
+    let binary = rampart_binary()?;
+    let rampart = Rampart::new(binary.to_str().context("binary path")?);
+    let dir = rampart.scratch().to_path_buf();
+    let (key, public) = ssh_keygen(&dir, "bench", "ed25519", "");
+    // One key for everything: the benchmark measures transport, not authentication policy.
+    let load_config = "MaxStartups 20000\nMaxSessions 100\n";
+    let target = SshTarget::start_with(&public, load_config).context("sshd")?;
+    let jump = SshTarget::start_with(&public, load_config).context("sshd")?;
+    let login = current_user();
+    rampart.ok(&["user", "add", "alice", "--key", public.to_str().unwrap()]);
+    rampart.ok(&[
+        "asset",
+        "add",
+        "web-01",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &target.port.to_string(),
+    ]);
+    rampart.ok(&[
+        "account",
+        "add",
+        &format!("{login}@web-01"),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    rampart.ok(&["grant", "add", "--user", "alice", "--asset", "web-01"]);
+    let config = dir.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n  \
+             LogLevel ERROR\n  IdentityFile {}\n  IdentitiesOnly yes\n  ControlMaster no\n",
+            key.display()
+        ),
+    )?;
+    let server = rampart.serve();
+    Ok(Lab {
+        _rampart: rampart,
+        server,
+        target,
+        jump,
+        login,
+        config,
+        key,
+    })
+}
+
+/// Seconds for one run of `command` with its output discarded.
+fn timed(mut command: Command, stdin: Stdio) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let out = command
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            command,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn zeros(size_mib: u64) -> anyhow::Result<Stdio> {
+    let child = Command::new("head")
+        .args(["-c", &format!("{}", size_mib * 1024 * 1024), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    Ok(Stdio::from(child.stdout.context("head's output")?))
+}
+
+/// Round-trip times of single keystrokes through a remote pty running `cat`, in seconds.
+fn echo_round_trips(lab: &Lab, path: Path3, count: usize) -> anyhow::Result<Vec<f64>> {
+    let mut child = lab
+        .ssh(path, &["-tt"])
+        .arg("stty raw -echo; echo ready; exec cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        stdout.read_exact(&mut byte)?;
+        seen.push(byte[0]);
+    }
+    // Skip the rest of the line.
+    loop {
+        stdout.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            break;
+        }
+    }
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count {
+        let sent = b'a' + (i % 26) as u8;
+        let start = Instant::now();
+        stdin.write_all(&[sent])?;
+        stdin.flush()?;
+        loop {
+            stdout.read_exact(&mut byte)?;
+            if byte[0] == sent {
+                break;
+            }
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(times)
+}
+
+#[derive(Debug, Clone)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+    p99: f64,
+}
+
+fn stats(values: &[f64]) -> Stats {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        min: sorted[0],
+        max: sorted[sorted.len() - 1],
+        p99: at(0.99),
+    }
+}
+
+/// One row of the report.
+struct Row {
+    case: String,
+    unit: &'static str,
+    /// Higher is better (throughput) or lower is better (time).
+    higher_is_better: bool,
+    per_path: Vec<(Path3, Stats)>,
+}
+
+impl Row {
+    fn stat(&self, path: Path3) -> &Stats {
+        &self.per_path.iter().find(|(p, _)| *p == path).unwrap().1
+    }
+
+    /// Rampart over `other`, oriented so that above 1 means Rampart is better.
+    fn ratio(&self, other: Path3) -> f64 {
+        let (r, o) = (self.stat(Path3::Rampart).median, self.stat(other).median);
+        if self.higher_is_better { r / o } else { o / r }
+    }
+}
+
+/// Runs `case` for every path, alternating paths within each round so noise hits all alike.
+fn measure(
+    runs: usize,
+    mut case: impl FnMut(Path3) -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<(Path3, Vec<f64>)>> {
+    for path in PATHS {
+        case(path)?; // warm-up
+    }
+    let mut results: Vec<(Path3, Vec<f64>)> = PATHS.iter().map(|p| (*p, Vec::new())).collect();
+    for _ in 0..runs {
+        for (path, values) in results.iter_mut() {
+            values.push(case(*path)?);
+        }
+    }
+    Ok(results)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.sessions > 10_000 {
+        bail!("--sessions is at most 10000");
+    }
+    let lab = setup()?;
+    let mut rows = Vec::new();
+    let mib = args.size_mib as f64;
+
+    for cipher in ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"] {
+        let short = cipher.split(['-', '@']).next().unwrap_or(cipher);
+        let option = format!("Ciphers={cipher}");
+        eprintln!("upload {} MiB, {short}...", args.size_mib);
+        let upload = measure(args.runs, |path| {
+            let mut command = lab.ssh(path, &["-o", &option]);
+            command.arg("cat > /dev/null");
+            Ok(mib / timed(command, zeros(args.size_mib)?)?)
+        })?;
+        rows.push(Row {
+            case: format!("upload {} MiB ({short})", args.size_mib),
+            unit: "MiB/s",
+            higher_is_better: true,
+            per_path: upload.iter().map(|(p, v)| (*p, stats(v))).collect(),
+        });
+        eprintln!("download {} MiB, {short}...", args.size_mib);
+        let download = measure(args.runs, |path| {
+            let mut command = lab.ssh(path, &["-o", &option]);
+            command.arg(format!("head -c {} /dev/zero", args.size_mib * 1024 * 1024));
+            Ok(mib / timed(command, Stdio::null())?)
+        })?;
+        rows.push(Row {
+            case: format!("download {} MiB ({short})", args.size_mib),
+            unit: "MiB/s",
+            higher_is_better: true,
+            per_path: download.iter().map(|(p, v)| (*p, stats(v))).collect(),
+        });
+    }
+
+    eprintln!("connect and run true...");
+    let connect = measure(args.runs.max(5), |path| {
+        let mut command = lab.ssh(path, &["-o", "KexAlgorithms=curve25519-sha256"]);
+        command.arg("true");
+        Ok(timed(command, Stdio::null())? * 1000.0)
+    })?;
+    rows.push(Row {
+        case: "connect + true (x25519)".into(),
+        unit: "ms",
+        higher_is_better: false,
+        per_path: connect.iter().map(|(p, v)| (*p, stats(v))).collect(),
+    });
+
+    eprintln!("keystroke echo, {} round trips...", args.echoes);
+    let mut echo = Vec::new();
+    for path in PATHS {
+        let times: Vec<f64> = echo_round_trips(&lab, path, args.echoes)?
+            .iter()
+            .map(|t| t * 1e6)
+            .collect();
+        echo.push((path, stats(&times)));
+    }
+    rows.push(Row {
+        case: "keystroke echo".into(),
+        unit: "µs",
+        higher_is_better: false,
+        per_path: echo,
+    });
+
+    print_table(&rows);
+    let mut report = json!({
+        "rows": rows.iter().map(|r| json!({
+            "case": r.case,
+            "unit": r.unit,
+            "paths": r.per_path.iter().map(|(p, s)| json!({
+                "path": p.name(), "median": s.median, "min": s.min, "max": s.max, "p99": s.p99,
+            })).collect::<Vec<_>>(),
+            "rampart_vs_direct": r.ratio(Path3::Direct),
+            "rampart_vs_jump": r.ratio(Path3::Jump),
+        })).collect::<Vec<_>>(),
+    });
+
+    if args.sessions > 0 {
+        eprintln!(
+            "opening {} concurrent interactive sessions through Rampart...",
+            args.sessions
+        );
+        let result = load::run(
+            &lab.key,
+            lab.server.ssh,
+            &format!("alice@{}@web-01", lab.login),
+            args.sessions,
+            || {
+                let mut command = lab.ssh(Path3::Rampart, &[]);
+                command.arg("true");
+                timed(command, Stdio::null())
+                    .map(|s| s * 1000.0)
+                    .unwrap_or(f64::NAN)
+            },
+            lab.server.pid(),
+        )?;
+        println!();
+        println!(
+            "concurrency: {} sessions open ({} failed to open)",
+            result.open, result.errors
+        );
+        println!(
+            "  rampart memory: {:.1} MiB before, {:.1} MiB with the sessions open: {:.0} KiB per session (goal: at most 128 KiB)",
+            result.rss_before_kib as f64 / 1024.0,
+            result.rss_with_kib as f64 / 1024.0,
+            result.per_session_kib
+        );
+        println!(
+            "  a fresh login (ssh ... true) while they are open: {:.0} ms (goal: under 1000 ms)",
+            result.fresh_login_ms
+        );
+        println!("  time to open them all: {:.1} s", result.open_seconds);
+        report["concurrency"] = json!({
+            "sessions": args.sessions, "open": result.open, "errors": result.errors,
+            "rss_before_kib": result.rss_before_kib, "rss_with_kib": result.rss_with_kib,
+            "per_session_kib": result.per_session_kib, "fresh_login_ms": result.fresh_login_ms,
+            "open_seconds": result.open_seconds,
+        });
+    }
+    report["rampart_rss_kib_at_end"] = json!(resident_kib(lab.server.pid()));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn goal(row: &Row) -> String {
+    let (vs_direct, vs_jump) = (row.ratio(Path3::Direct), row.ratio(Path3::Jump));
+    let judge = |ok: bool| if ok { "meets" } else { "misses" };
+    if row.unit == "MiB/s" {
+        format!(
+            "{} >=1.5x jump, {} >=0.8x direct",
+            judge(vs_jump >= 1.5),
+            judge(vs_direct >= 0.8)
+        )
+    } else if row.unit == "ms" {
+        format!("{} <=1.3x direct", judge(vs_direct >= 1.0 / 1.3))
+    } else {
+        let added_median = row.stat(Path3::Rampart).median - row.stat(Path3::Direct).median;
+        let added_p99 = row.stat(Path3::Rampart).p99 - row.stat(Path3::Direct).p99;
+        format!(
+            "{} +{added_median:.0}µs median (<=100), {} +{added_p99:.0}µs p99 (<=500)",
+            judge(added_median <= 100.0),
+            judge(added_p99 <= 500.0)
+        )
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<28} {:>24} {:>24} {:>24} {:>9} {:>9}  goal",
+        "case", "direct", "jump host", "rampart", "vs direct", "vs jump"
+    );
+    for row in rows {
+        let cell = |path: Path3| {
+            let s = row.stat(path);
+            let p99 = if row.unit == "µs" {
+                format!(" p99 {:.0}", s.p99)
+            } else {
+                String::new()
+            };
+            format!(
+                "{:.0} ({:.0}-{:.0}){p99} {}",
+                s.median, s.min, s.max, row.unit
+            )
+        };
+        println!(
+            "{:<28} {:>24} {:>24} {:>24} {:>8.2}x {:>8.2}x  {}",
+            row.case,
+            cell(Path3::Direct),
+            cell(Path3::Jump),
+            cell(Path3::Rampart),
+            row.ratio(Path3::Direct),
+            row.ratio(Path3::Jump),
+            goal(row)
+        );
+    }
+    println!("(ratios are oriented so that above 1.00x means Rampart does better)");
+}
