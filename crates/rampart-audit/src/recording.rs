@@ -178,7 +178,8 @@ impl Recorder {
             cast_path,
             cast,
             manifest,
-            buffer: Vec::with_capacity(CHUNK_BYTES + 4096),
+            // Grows with use: an idle session holds little (memory per session is a goal).
+            buffer: Vec::new(),
             offset: 0,
             chunks: 0,
             chain: chain_start(&id),
@@ -280,8 +281,11 @@ impl Recorder {
         self.chain = chain;
         self.chunks += 1;
         self.offset += length;
-        self.buffer = chunk;
-        self.buffer.clear();
+        // Keep the allocation for the next chunk only while the session is busy.
+        if chunk.capacity() <= 2 * CHUNK_BYTES {
+            self.buffer = chunk;
+            self.buffer.clear();
+        }
         Ok(())
     }
 

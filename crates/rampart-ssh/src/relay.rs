@@ -105,7 +105,7 @@ pub struct Evidence {
 
 /// Exec sessions record at most this much of each direction: enough for any command's output,
 /// while a bulk transfer (`cat > file`, rsync) is still counted but not copied to disk again.
-const EXEC_RECORDING_CAP: u64 = 64 * 1024 * 1024;
+const EXEC_RECORDING_CAP: u64 = 1024 * 1024;
 
 /// The attachment point for recording: sees every chunk of a session, both ways, before it is
 /// passed on, so nothing reaches the other side unrecorded.

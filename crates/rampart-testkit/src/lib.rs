@@ -14,6 +14,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -386,12 +387,17 @@ impl SshTarget {
             self.port = probe.local_addr().unwrap().port();
         }
         let dir = self.dir.path();
+        // Sessions get an empty home: the machine's own shell start-up files (version managers
+        // and the like) are no part of what the tests measure.
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\nPidFile none\nSubsystem sftp internal-sftp\n\
-             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel ERROR\n{extra}\n",
+             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel ERROR\nSetEnv HOME={dir}/home\n{extra}\n",
             port = self.port,
             dir = dir.display(),
             extra = self.extra_config
