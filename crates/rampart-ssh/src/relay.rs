@@ -201,31 +201,15 @@ impl Tap {
 
     /// Records input; returns the file operations it completed.
     fn client_sent(&self, data: &[u8]) -> Result<Vec<Observed>, String> {
-        if let Some(log) = self
-            .commands
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            log.input(data);
-        }
+        with_slot(&self.commands, |log| log.input(data));
         self.record(&self.from_client, data, Recorder::input)
             .map_err(|err| err.to_string())?;
-        match self
-            .files
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            Some(files) => Ok(files
-                .client(data)?
-                .into_iter()
-                .map(Observed::File)
-                .collect()),
-            None => Ok(Vec::new()),
-        }
+        let files = with_slot(&self.files, |files| files.client(data)).transpose()?;
+        Ok(files
+            .unwrap_or_default()
+            .into_iter()
+            .map(Observed::File)
+            .collect())
     }
 
     /// Records output; returns the commands and file operations it completed (commands are also
@@ -233,78 +217,36 @@ impl Tap {
     fn target_sent(&self, data: &[u8]) -> Result<Vec<Observed>, String> {
         self.record(&self.to_client, data, Recorder::output)
             .map_err(|err| err.to_string())?;
-        if let Some(files) = self
-            .files
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            return Ok(files
-                .target(data)?
-                .into_iter()
-                .map(Observed::File)
-                .collect());
+        if let Some(files) = with_slot(&self.files, |files| files.target(data)) {
+            return Ok(files?.into_iter().map(Observed::File).collect());
         }
-        let commands = match self
-            .commands
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            Some(log) => log.output(data),
-            None => return Ok(Vec::new()),
-        };
-        if let Some(recorder) = self
-            .recorder
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            for command in &commands {
-                recorder.marker(command).map_err(|err| err.to_string())?;
-            }
-        }
+        let commands = with_slot(&self.commands, |log| log.output(data)).unwrap_or_default();
+        with_slot(&self.recorder, |recorder| {
+            commands
+                .iter()
+                .try_for_each(|command| recorder.marker(command))
+        })
+        .transpose()
+        .map_err(|err| err.to_string())?;
         Ok(commands.into_iter().map(Observed::Command).collect())
     }
 
     /// Files still open when the session ends.
     fn finish_files(&self) -> Vec<Observed> {
-        match self
-            .files
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            Some(FileObserver::Sftp(sftp)) => {
-                sftp.finish().into_iter().map(Observed::File).collect()
-            }
-            _ => Vec::new(),
-        }
+        let events = with_slot(&self.files, |files| match files {
+            FileObserver::Sftp(sftp) => sftp.finish(),
+            FileObserver::Scp(_) => Vec::new(),
+        });
+        events
+            .unwrap_or_default()
+            .into_iter()
+            .map(Observed::File)
+            .collect()
     }
 
     fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
-        if let Some(recorder) = self
-            .recorder
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            recorder.resize(cols, rows)?;
-        }
-        if let Some(log) = self
-            .commands
-            .lock()
-            .ok()
-            .as_deref_mut()
-            .and_then(Option::as_mut)
-        {
-            log.resize(cols, rows);
-        }
+        with_slot(&self.recorder, |recorder| recorder.resize(cols, rows)).transpose()?;
+        with_slot(&self.commands, |log| log.resize(cols, rows));
         Ok(())
     }
 
@@ -319,6 +261,14 @@ impl Tap {
         }
         recorder.seal(key)
     }
+}
+
+/// Runs `use_value` on what `slot` holds, if anything (a poisoned lock counts as empty).
+fn with_slot<T, R>(
+    slot: &std::sync::Mutex<Option<T>>,
+    use_value: impl FnOnce(&mut T) -> R,
+) -> Option<R> {
+    slot.lock().ok()?.as_mut().map(use_value)
 }
 
 /// Serves one session channel from the user until either side closes it.
