@@ -120,15 +120,7 @@ impl Rampart {
 
     /// Runs a command with `stdin` as its standard input.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        output_with_input(&mut self.command(args), stdin)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -331,6 +323,25 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         }
     }
     hits
+}
+
+/// Runs `command` with `input` on its standard input (written from a thread, so a command that
+/// answers before it has read everything cannot deadlock the test) and collects its output.
+pub fn output_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
 }
 
 /// The name of the user running the tests (the account key-based targets log in as).

@@ -2,7 +2,7 @@
 //! third-party asciicast player, tampering with real files, `kill -9`, a full disk.
 
 use super::ssh::{Lab, Terminal, text};
-use rampart_testkit::require_tool;
+use rampart_testkit::{output_with_input, require_tool};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,21 +11,8 @@ use std::time::Duration;
 
 /// Runs an interactive shell through Rampart, typing `input`.
 fn shell(lab: &Lab, input: &str) -> String {
-    let mut child = lab
-        .ssh_command(&lab.direct())
-        .arg("-tt")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    text(&child.wait_with_output().unwrap().stdout)
+    let out = output_with_input(lab.ssh_command(&lab.direct()).arg("-tt"), input.as_bytes());
+    text(&out.stdout)
 }
 
 fn session_of_kind(lab: &Lab, kind: &str) -> String {

@@ -4,7 +4,8 @@
 use super::BIN;
 use rampart_testkit::{
     PASSWORD_TARGET_PASSWORD, PASSWORD_TARGET_USER, Rampart, Server, SshTarget, current_user,
-    files_containing, require_password_target_user, require_tool, resident_kib, ssh_keygen,
+    files_containing, output_with_input, require_password_target_user, require_tool, resident_kib,
+    ssh_keygen,
 };
 use serde_json::Value;
 use std::io::Write;
@@ -93,22 +94,7 @@ impl Lab {
 
     /// Runs `ssh USER@bastion COMMAND` with `stdin`.
     pub(crate) fn ssh(&self, user: &str, command: &str, stdin: &[u8]) -> Output {
-        let mut child = self
-            .ssh_command(user)
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let data = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        let output = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        output
+        output_with_input(self.ssh_command(user).arg(command), stdin)
     }
 
     /// The sessions, once none is live any more: a client can exit a moment before Rampart
@@ -287,23 +273,14 @@ fn scp_sftp_and_rsync_transfer_files() {
         orig = original.display(),
         got = dir.join("sftp-got").display()
     );
-    let mut child = Command::new("sftp")
-        .arg("-F")
-        .arg(&lab.client_config)
-        .args(["-P", &lab.port(), "-b", "-"])
-        .arg(format!("{}@127.0.0.1", lab.direct()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(batch.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new("sftp")
+            .arg("-F")
+            .arg(&lab.client_config)
+            .args(["-P", &lab.port(), "-b", "-"])
+            .arg(format!("{}@127.0.0.1", lab.direct())),
+        batch.as_bytes(),
+    );
     assert!(out.status.success(), "sftp: {}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("/b"),
@@ -408,19 +385,10 @@ fn proxyjump_terminates_the_inner_connection_and_records_it() {
 #[test]
 fn an_interactive_shell_gets_a_terminal() {
     let Some(lab) = Lab::start() else { return };
-    let mut child = lab
-        .ssh_command(&lab.direct())
-        .arg("-tt")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"tty; echo \"sum=$((40+2))\"; exit 5\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(
+        lab.ssh_command(&lab.direct()).arg("-tt"),
+        b"tty; echo \"sum=$((40+2))\"; exit 5\n",
+    );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("/dev/pts/"), "{stdout}");
     assert!(stdout.contains("sum=42"), "{stdout}");
