@@ -10,6 +10,7 @@ pub mod audit;
 pub mod model;
 pub mod name;
 pub mod policy;
+pub mod schedule;
 pub mod time_arg;
 
 pub use action::{Action, ActionSet};

@@ -59,6 +59,9 @@ pub struct User {
     pub disabled: bool,
     /// Whether a password (Argon2id hash) is set; the hash itself never leaves the store.
     pub has_password: bool,
+    /// Grows with every change to the user's keys, password, second factor or status; live
+    /// sessions remember the epoch they started in.
+    pub auth_epoch: i64,
     pub keys: Vec<UserKey>,
     pub groups: Vec<Name>,
     #[serde(with = "time::serde::rfc3339")]

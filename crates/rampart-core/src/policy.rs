@@ -175,6 +175,7 @@ mod tests {
             role: crate::Role::User,
             disabled: false,
             has_password: false,
+            auth_epoch: 0,
             keys: vec![],
             groups: groups.iter().map(|g| name(g)).collect(),
             created_at: NOW,

@@ -20,9 +20,78 @@ pub fn format_rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
+/// Parses a duration typed by a person: `90s`, `15m`, `8h`, `1h30m`, `2d`.
+pub fn parse_duration(what: &str, text: &str) -> Result<std::time::Duration, InvalidInput> {
+    let invalid = || {
+        InvalidInput::new(format!(
+            "invalid {what} {text:?}: expected a duration such as 30s, 15m, 8h or 1h30m"
+        ))
+    };
+    let mut seconds: u64 = 0;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let value: u64 = number.parse().map_err(|_| invalid())?;
+        number.clear();
+        seconds = value
+            .checked_mul(unit)
+            .and_then(|v| seconds.checked_add(v))
+            .ok_or_else(invalid)?;
+    }
+    // At most a year: anything longer is a typo.
+    if !number.is_empty() || seconds == 0 || seconds > 366 * 86_400 {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(duration: std::time::Duration) -> String {
+    let mut left = duration.as_secs();
+    let mut text = String::new();
+    for (unit, name) in [(86_400, 'd'), (3600, 'h'), (60, 'm'), (1, 's')] {
+        if left >= unit {
+            text.push_str(&format!("{}{name}", left / unit));
+            left %= unit;
+        }
+    }
+    if text.is_empty() { "0s".into() } else { text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        for (text, seconds) in [("30s", 30), ("15m", 900), ("1h30m", 5400), ("2d", 172_800)] {
+            let parsed = parse_duration("timeout", text).unwrap();
+            assert_eq!(parsed.as_secs(), seconds, "{text}");
+            assert_eq!(format_duration(parsed), text);
+        }
+        for bad in [
+            "",
+            "15",
+            "m",
+            "0s",
+            "15x",
+            "-5m",
+            "400d",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration("timeout", bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_and_formats_in_utc() {

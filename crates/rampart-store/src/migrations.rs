@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_audit_seals.sql"),
     ),
     (4, "sinks", include_str!("../migrations/0004_sinks.sql")),
+    (
+        5,
+        "auth epoch",
+        include_str!("../migrations/0005_auth_epoch.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

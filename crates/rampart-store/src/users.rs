@@ -69,6 +69,7 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        bump_auth_epoch(&mut tx, id).await?;
         let user = name.to_string();
         let event = if disabled {
             AuditEvent::UserDisabled { user }
@@ -145,6 +146,7 @@ impl Store {
                 format!("{fingerprint} of user {name}"),
             ));
         }
+        bump_auth_epoch(&mut tx, id).await?;
         let event = AuditEvent::UserKeyRemoved {
             user: name.to_string(),
             fingerprint: fingerprint.to_owned(),
@@ -170,6 +172,7 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        bump_auth_epoch(&mut tx, id).await?;
         let event = AuditEvent::UserPasswordChanged {
             user: name.to_string(),
         };
@@ -225,6 +228,15 @@ async fn insert_key(
     Ok(())
 }
 
+/// Marks a change to the user's credentials or status: sessions started before it end.
+pub(crate) async fn bump_auth_epoch(conn: &mut SqliteConnection, user_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE users SET auth_epoch = auth_epoch + 1 WHERE id = $1")
+        .bind(user_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {
     load_users(conn, Some(name))
         .await?
@@ -235,7 +247,8 @@ async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {
 async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<Vec<User>> {
     let only = only.map(Name::as_str);
     let user_rows = sqlx::query(
-        "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, created_at \
+        "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
+         created_at \
          FROM users WHERE $1 IS NULL OR name = $1 ORDER BY name",
     )
     .bind(only)
@@ -287,6 +300,7 @@ async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<
                     .map_err(|_| StoreError::Corrupt("users.role".into()))?,
                 disabled: row.try_get("disabled")?,
                 has_password: row.try_get("has_password")?,
+                auth_epoch: row.try_get("auth_epoch")?,
                 keys: keys.remove(&id).unwrap_or_default(),
                 groups: groups.remove(&id).unwrap_or_default(),
                 created_at: rows::time(row, "created_at")?,
