@@ -96,6 +96,14 @@ pub enum AuditEvent {
         actions: String,
         valid_from: Option<String>,
         valid_until: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<String>,
+        #[serde(default)]
+        require_mfa: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_timeout: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_duration: Option<String>,
     },
     GrantRemoved {
         grant: String,
@@ -124,6 +132,12 @@ pub enum AuditEvent {
         kind: String,
         grant: String,
         source: String,
+    },
+    /// Someone asked for a live session to end; the server carrying it ends it within seconds.
+    SessionKillRequested {
+        session: String,
+        user: String,
+        reason: String,
     },
     SessionEnded {
         session: String,
@@ -232,6 +246,7 @@ impl AuditEvent {
             AuditEvent::LoginSucceeded { .. } => "login_succeeded",
             AuditEvent::AccessDenied { .. } => "access_denied",
             AuditEvent::SessionStarted { .. } => "session_started",
+            AuditEvent::SessionKillRequested { .. } => "session_kill_requested",
             AuditEvent::SessionEnded { .. } => "session_ended",
             AuditEvent::HostKeyPinned { .. } => "host_key_pinned",
             AuditEvent::HostKeyCleared { .. } => "host_key_cleared",

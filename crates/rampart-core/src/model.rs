@@ -6,8 +6,10 @@
 
 use crate::action::ActionSet;
 use crate::name::{InvalidInput, Label, Name};
+use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -216,6 +218,16 @@ pub struct Grant {
     pub valid_from: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub valid_until: Option<OffsetDateTime>,
+    /// Weekly windows the grant applies in (`Mon-Fri 08:00-18:00 Europe/Berlin`); none = always.
+    pub schedule: Option<Schedule>,
+    /// Whether the session's login must have used a second factor.
+    pub require_mfa: bool,
+    /// Ends sessions without user input for this long (the global default applies when unset).
+    #[serde(with = "crate::time_arg::duration_text")]
+    pub idle_timeout: Option<Duration>,
+    /// Ends sessions this long after they start (the global default applies when unset).
+    #[serde(with = "crate::time_arg::duration_text")]
+    pub max_duration: Option<Duration>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

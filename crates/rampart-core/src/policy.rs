@@ -8,10 +8,12 @@ use crate::model::{Asset, Grant, GrantSubject, GrantTarget, User};
 use crate::name::Name;
 use crate::time_arg::format_rfc3339;
 use std::fmt;
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// What is asked: may `user` use `account` on `asset` for `action` at `at`?
+/// What is asked: may `user` use `account` on `asset` for `action` at `at`, having logged in
+/// with (`mfa`) or without a second factor?
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRequest<'a> {
     pub user: &'a User,
@@ -19,15 +21,30 @@ pub struct AccessRequest<'a> {
     pub account: &'a Name,
     pub action: Action,
     pub at: OffsetDateTime,
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Allowed by this grant (the first that matches, in creation order).
+    /// Allowed by this grant (the first that allows it, in creation order), with its limits.
     Allow {
         grant: Uuid,
+        limits: SessionLimits,
     },
     Deny(DenyReason),
+}
+
+impl Decision {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+}
+
+/// The time limits a grant puts on the sessions it allows (unset: the global defaults apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionLimits {
+    pub idle_timeout: Option<Duration>,
+    pub max_duration: Option<Duration>,
 }
 
 /// Why access was denied, most specific first. Shown to the user and stored in the audit log.
@@ -45,6 +62,25 @@ pub enum DenyReason {
         valid_from: Option<OffsetDateTime>,
         valid_until: Option<OffsetDateTime>,
     },
+    /// A grant covers the account and action, but only in its weekly windows.
+    OutsideSchedule {
+        schedule: String,
+    },
+    /// A grant covers the account and action, but needs a login with a second factor.
+    MfaRequired,
+}
+
+impl DenyReason {
+    /// How close the denial came to an allow: the explanation reports the closest grant.
+    fn rank(&self) -> u8 {
+        match self {
+            DenyReason::UserDisabled => 4,
+            DenyReason::NoGrant => 0,
+            DenyReason::ActionNotAllowed { .. } => 1,
+            DenyReason::OutsideValidity { .. } | DenyReason::OutsideSchedule { .. } => 2,
+            DenyReason::MfaRequired => 3,
+        }
+    }
 }
 
 impl fmt::Display for DenyReason {
@@ -72,8 +108,48 @@ impl fmt::Display for DenyReason {
                     (None, None) => Ok(()),
                 }
             }
+            DenyReason::OutsideSchedule { schedule } => {
+                write!(f, "the grant applies only {schedule}")
+            }
+            DenyReason::MfaRequired => {
+                f.write_str("the grant requires a login with a second factor (TOTP)")
+            }
         }
     }
+}
+
+/// What one grant says about a request: the explanation lists one per grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantVerdict {
+    Allows,
+    /// The grant is for other users or groups.
+    OtherSubject,
+    /// The grant covers other assets or accounts.
+    OtherTarget,
+    /// The grant covers the account but denies the request for this reason.
+    Denies(DenyReason),
+}
+
+impl fmt::Display for GrantVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrantVerdict::Allows => f.write_str("allows"),
+            GrantVerdict::OtherSubject => f.write_str("is for other users"),
+            GrantVerdict::OtherTarget => f.write_str("covers other assets or accounts"),
+            GrantVerdict::Denies(DenyReason::ActionNotAllowed { action }) => {
+                write!(f, "does not allow {action}")
+            }
+            GrantVerdict::Denies(reason) => write!(f, "does not apply: {reason}"),
+        }
+    }
+}
+
+/// A decision with the verdict of every grant that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub decision: Decision,
+    /// Every grant, in the order given, with what it says about the request.
+    pub grants: Vec<(Uuid, GrantVerdict)>,
 }
 
 /// Whether `grant` is about `user` (directly or through one of their groups).
@@ -100,35 +176,82 @@ fn valid_at(grant: &Grant, at: OffsetDateTime) -> bool {
         && grant.valid_until.is_none_or(|until| at < until)
 }
 
-/// Decides an access request against all grants. Grants combine as a union; an empty set of
-/// grants, like a disabled user, denies.
+/// What one grant says about the request.
+fn verdict(grant: &Grant, request: &AccessRequest<'_>) -> GrantVerdict {
+    if !covers_user(grant, request.user) {
+        return GrantVerdict::OtherSubject;
+    }
+    if !covers_account(grant, request.asset, request.account) {
+        return GrantVerdict::OtherTarget;
+    }
+    let denied = if !grant.actions.contains(request.action) {
+        DenyReason::ActionNotAllowed {
+            action: request.action,
+        }
+    } else if !valid_at(grant, request.at) {
+        DenyReason::OutsideValidity {
+            valid_from: grant.valid_from,
+            valid_until: grant.valid_until,
+        }
+    } else if let Some(schedule) = grant.schedule.as_ref().filter(|s| !s.contains(request.at)) {
+        DenyReason::OutsideSchedule {
+            schedule: schedule.to_string(),
+        }
+    } else if grant.require_mfa && !request.mfa {
+        DenyReason::MfaRequired
+    } else {
+        return GrantVerdict::Allows;
+    };
+    GrantVerdict::Denies(denied)
+}
+
+/// Decides a request and says why: every grant's verdict, and the decision they make together.
+/// Grants combine as a union; no grant, like a disabled user, denies.
+pub fn explain(request: &AccessRequest<'_>, grants: &[Grant]) -> Explanation {
+    let verdicts: Vec<(Uuid, GrantVerdict)> = grants
+        .iter()
+        .map(|grant| (grant.id, verdict(grant, request)))
+        .collect();
+    let decision = if request.user.disabled {
+        Decision::Deny(DenyReason::UserDisabled)
+    } else if let Some(grant) = grants
+        .iter()
+        .zip(&verdicts)
+        .find_map(|(grant, (_, v))| (*v == GrantVerdict::Allows).then_some(grant))
+    {
+        Decision::Allow {
+            grant: grant.id,
+            limits: SessionLimits {
+                idle_timeout: grant.idle_timeout,
+                max_duration: grant.max_duration,
+            },
+        }
+    } else {
+        // The denial closest to an allow says the most about what is missing.
+        let reason = verdicts
+            .iter()
+            .filter_map(|(_, v)| match v {
+                GrantVerdict::Denies(reason) => Some(reason.clone()),
+                _ => None,
+            })
+            .fold(DenyReason::NoGrant, |best, reason| {
+                if reason.rank() > best.rank() {
+                    reason
+                } else {
+                    best
+                }
+            });
+        Decision::Deny(reason)
+    };
+    Explanation {
+        decision,
+        grants: verdicts,
+    }
+}
+
+/// Decides an access request against all grants.
 pub fn decide(request: &AccessRequest<'_>, grants: &[Grant]) -> Decision {
-    if request.user.disabled {
-        return Decision::Deny(DenyReason::UserDisabled);
-    }
-    let mut reason = DenyReason::NoGrant;
-    let relevant = grants.iter().filter(|g| {
-        covers_user(g, request.user) && covers_account(g, request.asset, request.account)
-    });
-    for grant in relevant {
-        if !grant.actions.contains(request.action) {
-            if reason == DenyReason::NoGrant {
-                reason = DenyReason::ActionNotAllowed {
-                    action: request.action,
-                };
-            }
-            continue;
-        }
-        if !valid_at(grant, request.at) {
-            reason = DenyReason::OutsideValidity {
-                valid_from: grant.valid_from,
-                valid_until: grant.valid_until,
-            };
-            continue;
-        }
-        return Decision::Allow { grant: grant.id };
-    }
-    Decision::Deny(reason)
+    explain(request, grants).decision
 }
 
 /// The accounts `user` may use for `action` at `at`, among `accounts` (pairs of asset and login),
@@ -138,6 +261,7 @@ pub fn allowed_accounts<'a>(
     accounts: &'a [(Asset, Name)],
     action: Action,
     at: OffsetDateTime,
+    mfa: bool,
     grants: &[Grant],
 ) -> Vec<&'a (Asset, Name)> {
     accounts
@@ -149,8 +273,9 @@ pub fn allowed_accounts<'a>(
                 account,
                 action,
                 at,
+                mfa,
             };
-            matches!(decide(&request, grants), Decision::Allow { .. })
+            decide(&request, grants).is_allow()
         })
         .collect()
 }
@@ -208,6 +333,10 @@ mod tests {
             actions: ActionSet::parse(actions).unwrap(),
             valid_from: None,
             valid_until: None,
+            schedule: None,
+            require_mfa: false,
+            idle_timeout: None,
+            max_duration: None,
             created_at: NOW,
         }
     }
@@ -227,6 +356,7 @@ mod tests {
                 account: &account,
                 action,
                 at: NOW,
+                mfa: false,
             },
             grants,
         )
@@ -359,5 +489,221 @@ mod tests {
             check(&user(&[]), &web, "root", Action::Shell, &[g]),
             Decision::Deny(DenyReason::NoGrant)
         );
+    }
+
+    fn request<'a>(user: &'a User, asset: &'a Asset, account: &'a Name) -> AccessRequest<'a> {
+        AccessRequest {
+            user,
+            asset,
+            account,
+            action: Action::Shell,
+            at: NOW,
+            mfa: false,
+        }
+    }
+
+    #[test]
+    fn schedules_and_mfa_requirements() {
+        let web = asset("web-01", &[]);
+        let alice = user(&[]);
+        let root = name("root");
+        let mut g = grant(
+            GrantSubject::User(name("alice")),
+            GrantTarget::Asset(name("web-01")),
+            &[],
+            "shell",
+        );
+        // NOW is Monday 2026-06-01 12:00 UTC = 14:00 in Berlin.
+        g.schedule =
+            Some(crate::schedule::Schedule::parse("Mon-Fri 08:00-13:00 Europe/Berlin").unwrap());
+        let denied = decide(&request(&alice, &web, &root), std::slice::from_ref(&g));
+        assert_eq!(
+            denied,
+            Decision::Deny(DenyReason::OutsideSchedule {
+                schedule: "Mon-Fri 08:00-13:00 Europe/Berlin".into()
+            })
+        );
+        g.schedule =
+            Some(crate::schedule::Schedule::parse("Mon-Fri 08:00-18:00 Europe/Berlin").unwrap());
+        g.require_mfa = true;
+        g.idle_timeout = Some(Duration::from_secs(60));
+        assert_eq!(
+            decide(&request(&alice, &web, &root), std::slice::from_ref(&g)),
+            Decision::Deny(DenyReason::MfaRequired)
+        );
+        let with_mfa = AccessRequest {
+            mfa: true,
+            ..request(&alice, &web, &root)
+        };
+        assert_eq!(
+            decide(&with_mfa, std::slice::from_ref(&g)),
+            Decision::Allow {
+                grant: g.id,
+                limits: SessionLimits {
+                    idle_timeout: Some(Duration::from_secs(60)),
+                    max_duration: None
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn explanations_name_every_grant() {
+        let web = asset("web-01", &["env=prod"]);
+        let alice = user(&["ops"]);
+        let root = name("root");
+        let mut for_bob = grant(
+            GrantSubject::User(name("bob")),
+            GrantTarget::Asset(name("web-01")),
+            &[],
+            "shell",
+        );
+        for_bob.id = Uuid::from_u128(1);
+        let mut other_asset = grant(
+            GrantSubject::Group(name("ops")),
+            GrantTarget::Asset(name("db-01")),
+            &[],
+            "shell",
+        );
+        other_asset.id = Uuid::from_u128(2);
+        let mut exec_only = grant(
+            GrantSubject::Group(name("ops")),
+            GrantTarget::Labels(vec![Label::parse("env=prod").unwrap()]),
+            &[],
+            "exec",
+        );
+        exec_only.id = Uuid::from_u128(3);
+        let grants = [for_bob, other_asset, exec_only];
+        let explanation = explain(&request(&alice, &web, &root), &grants);
+        assert_eq!(
+            explanation.decision,
+            Decision::Deny(DenyReason::ActionNotAllowed {
+                action: Action::Shell
+            })
+        );
+        assert_eq!(
+            explanation.grants,
+            vec![
+                (Uuid::from_u128(1), GrantVerdict::OtherSubject),
+                (Uuid::from_u128(2), GrantVerdict::OtherTarget),
+                (
+                    Uuid::from_u128(3),
+                    GrantVerdict::Denies(DenyReason::ActionNotAllowed {
+                        action: Action::Shell
+                    })
+                ),
+            ]
+        );
+    }
+
+    /// Every combination of a small universe of grants, users and requests: the properties the
+    /// policy promises hold for all of them.
+    #[test]
+    fn policy_properties_hold_exhaustively() {
+        let web = asset("web-01", &["env=prod"]);
+        let subjects = [
+            GrantSubject::User(name("alice")),
+            GrantSubject::Group(name("ops")),
+            GrantSubject::User(name("bob")),
+        ];
+        let targets = [
+            GrantTarget::Asset(name("web-01")),
+            GrantTarget::Labels(vec![Label::parse("env=prod").unwrap()]),
+            GrantTarget::Asset(name("db-01")),
+            GrantTarget::Labels(vec![]),
+        ];
+        let mut universe = Vec::new();
+        let mut id = 0u128;
+        for subject in &subjects {
+            for target in &targets {
+                for accounts in [&[][..], &["root"][..], &["admin"][..]] {
+                    for actions in ["shell", "exec"] {
+                        for variant in 0..4 {
+                            id += 1;
+                            let mut g = grant(subject.clone(), target.clone(), accounts, actions);
+                            g.id = Uuid::from_u128(id);
+                            match variant {
+                                1 => g.valid_until = Some(datetime!(2026-05-01 0:00 UTC)),
+                                2 => g.require_mfa = true,
+                                3 => {
+                                    g.schedule = Some(
+                                        crate::schedule::Schedule::parse("Sat+Sun 00:00-24:00")
+                                            .unwrap(),
+                                    )
+                                }
+                                _ => {}
+                            }
+                            universe.push(g);
+                        }
+                    }
+                }
+            }
+        }
+        let mut allowed = 0;
+        for (groups, disabled) in [
+            (&["ops"][..], false),
+            (&[][..], false),
+            (&["ops"][..], true),
+        ] {
+            let mut alice = user(groups);
+            alice.disabled = disabled;
+            for account in ["root", "admin"] {
+                let account = name(account);
+                for action in [Action::Shell, Action::Exec, Action::PortForward] {
+                    for mfa in [false, true] {
+                        let request = AccessRequest {
+                            action,
+                            mfa,
+                            ..request(&alice, &web, &account)
+                        };
+                        // No grants: deny.
+                        assert!(!decide(&request, &[]).is_allow());
+                        // Each grant alone, and windows of the universe together.
+                        let sets = universe
+                            .iter()
+                            .map(std::slice::from_ref)
+                            .chain(universe.chunks(7));
+                        for grants in sets {
+                            let explanation = explain(&request, grants);
+                            match &explanation.decision {
+                                Decision::Allow { grant, .. } => {
+                                    allowed += 1;
+                                    assert!(!alice.disabled);
+                                    // An allow names a grant that, alone, allows the request.
+                                    let named = grants.iter().find(|g| g.id == *grant).unwrap();
+                                    assert!(
+                                        decide(&request, std::slice::from_ref(named)).is_allow()
+                                    );
+                                    assert!(named.actions.contains(action));
+                                    assert!(
+                                        explanation
+                                            .grants
+                                            .contains(&(*grant, GrantVerdict::Allows))
+                                    );
+                                }
+                                Decision::Deny(_) => {
+                                    // A deny means no grant allows it on its own (the union).
+                                    assert!(
+                                        alice.disabled
+                                            || grants.iter().all(|g| !decide(
+                                                &request,
+                                                std::slice::from_ref(g)
+                                            )
+                                            .is_allow())
+                                    );
+                                }
+                            }
+                            // Adding a grant never turns an allow into a deny.
+                            if explanation.decision.is_allow() {
+                                let mut more = grants.to_vec();
+                                more.extend(universe.first().cloned());
+                                assert!(decide(&request, &more).is_allow());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(allowed > 100, "the universe must contain allows: {allowed}");
     }
 }

@@ -68,6 +68,22 @@ pub fn format_duration(duration: std::time::Duration) -> String {
     if text.is_empty() { "0s".into() } else { text }
 }
 
+/// Serializes an optional duration as [`format_duration`] text (`"15m"`) or null.
+pub mod duration_text {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => serializer.serialize_str(&super::format_duration(*duration)),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

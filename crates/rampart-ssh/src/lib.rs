@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod forward;
+pub mod live;
 mod login;
 mod menu;
 mod relay;
@@ -53,6 +54,13 @@ pub struct Gateway {
     store: Arc<Store>,
     evidence: relay::Evidence,
     server_config: Arc<russh::server::Config>,
+    live: Arc<live::LiveSessions>,
+}
+
+/// How the gateway treats sessions and logins (from the node's configuration).
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySettings {
+    pub sessions: live::SessionDefaults,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -75,7 +83,10 @@ pub enum GatewayError {
 impl Gateway {
     /// Prepares the gateway with the node's host key and audit key, and seals the recordings a
     /// crash left open (returning their sessions, so the caller can close their records).
-    pub fn new(store: Arc<Store>) -> Result<(Self, Vec<uuid::Uuid>), GatewayError> {
+    pub fn new(
+        store: Arc<Store>,
+        settings: GatewaySettings,
+    ) -> Result<(Self, Vec<uuid::Uuid>), GatewayError> {
         let dir = store.data_dir().clone();
         let host_key = load_key(&dir.host_key_path())?;
         let audit_key = Arc::new(load_key(&dir.audit_key_path())?);
@@ -89,6 +100,7 @@ impl Gateway {
                 key: audit_key,
             },
             server_config: Arc::new(server::config(host_key)),
+            live: Arc::new(live::LiveSessions::new(settings.sessions)),
         };
         Ok((gateway, sealed))
     }
@@ -97,6 +109,9 @@ impl Gateway {
     /// open are ended with the process.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let (stop_enforcing, enforcing) = tokio::sync::watch::channel(false);
+        tokio::spawn(self.live.clone().enforce(self.store.clone(), enforcing));
+        let _stop_enforcing = stop_enforcing;
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -122,6 +137,7 @@ impl Gateway {
             self.evidence.clone(),
             self.server_config.clone(),
             peer,
+            self.live.clone(),
         );
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
             Ok(session) => {

@@ -7,6 +7,7 @@
 //!
 //! The recorder attaches at [`Tap`]: every chunk in both directions passes through it.
 
+use crate::live::{LiveSessions, Registration, SessionControl, SessionGrant};
 use crate::login::TargetSpec;
 use crate::menu::{Menu, MenuItem, MenuOutcome};
 use crate::target::{self, Refusal, Resolved, TargetConnection};
@@ -42,6 +43,9 @@ pub struct SessionContext {
     pub source: String,
     pub handle: Handle,
     pub targets: TargetCache,
+    pub live: Arc<LiveSessions>,
+    /// Whether the login used a second factor (grants may require it).
+    pub mfa: bool,
 }
 
 /// What the user asked the channel to run.
@@ -244,6 +248,13 @@ impl Tap {
             .collect()
     }
 
+    /// Marks a line Rampart showed the user (a warning, why the session ended).
+    fn notice(&self, line: &str) {
+        if let Some(Err(err)) = with_slot(&self.recorder, |recorder| recorder.marker(line)) {
+            tracing::warn!(error = %err, "cannot mark a notice in a recording");
+        }
+    }
+
     fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
         with_slot(&self.recorder, |recorder| recorder.resize(cols, rows)).transpose()?;
         with_slot(&self.commands, |log| log.resize(cols, rows));
@@ -378,6 +389,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         session_id,
         early,
         tap,
+        grant,
     } = match opened {
         Ok(opened) => opened,
         Err(message) => {
@@ -402,6 +414,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         user: context.user.name.to_string(),
         account: account_of_session,
     });
+    let (registration, control) = context.live.register(session_id, grant);
     let mut end = pump(
         channel,
         target_channel,
@@ -409,8 +422,10 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         &handle,
         tap.clone(),
         info.clone(),
+        (&registration, control),
     )
     .await;
+    drop(registration);
     if let Err(err) = info.log(tap.finish_files()).await {
         tracing::error!(error = %err, "cannot record the files still open at the end of a session");
     }
@@ -507,6 +522,7 @@ async fn shell_choices(context: &SessionContext) -> Vec<(AccountRef, rampart_cor
         &pairs,
         Action::Shell,
         OffsetDateTime::now_utc(),
+        context.mfa,
         &grants,
     )
     .into_iter()
@@ -593,6 +609,8 @@ struct Opened {
     session_id: uuid::Uuid,
     early: Vec<ChannelMsg>,
     tap: Arc<Tap>,
+    /// What the session was allowed as, for live enforcement.
+    grant: SessionGrant,
 }
 
 /// Authorizes the request, records the session and opens the matching channel on the target.
@@ -611,7 +629,16 @@ async fn open_target_channel(
     let now = OffsetDateTime::now_utc();
     let mut resolved: Option<Resolved> = None;
     for action in &actions {
-        match target::resolve(&context.store, &context.user, spec, *action, now).await {
+        match target::resolve(
+            &context.store,
+            &context.user,
+            spec,
+            *action,
+            now,
+            context.mfa,
+        )
+        .await
+        {
             Ok(found) => resolved = Some(found),
             Err(Refusal { target, message }) => {
                 let event = AuditEvent::AccessDenied {
@@ -747,6 +774,17 @@ async fn open_target_channel(
             session_id,
             early,
             tap,
+            grant: SessionGrant {
+                user: context.user.name.clone(),
+                auth_epoch: context.user.auth_epoch,
+                mfa: context.mfa,
+                asset: resolved.asset.name.clone(),
+                account: resolved.account.clone(),
+                actions,
+                interactive: matches!(start, Start::Shell),
+                idle_timeout: resolved.limits.idle_timeout,
+                max_duration: resolved.limits.max_duration,
+            },
         }),
         Ok(None) => Err(fail_recorded(format!("the target {account} refused the request")).await),
         Err(err) => Err(fail_recorded(format!("the target {account} failed ({err})")).await),
@@ -821,7 +859,14 @@ async fn pump(
     handle: &Handle,
     tap: Arc<Tap>,
     info: Arc<SessionInfo>,
+    (registration, control): (&Registration, SessionControl),
 ) -> SessionEnd {
+    let SessionControl {
+        stop: mut stop_downstream,
+        mut notices,
+    } = control;
+    let mut stop_upstream = stop_downstream.clone();
+    let live = registration.session.clone();
     let user_id = user.id();
     let (mut from_user, to_user) = user.split();
     let (mut from_target, to_target) = target.split();
@@ -831,8 +876,20 @@ async fn pump(
     let upstream_info = info.clone();
     let upstream_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let failure = upstream_failure.clone();
-    let upstream = tokio::spawn(async move {
-        while let Some(message) = from_user.wait().await {
+    let upstream_live = live.clone();
+    let mut upstream = tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                message = from_user.wait() => message,
+                _ = crate::forward::stopped_watch(&mut stop_upstream) => None,
+            };
+            let Some(message) = message else { break };
+            if matches!(
+                message,
+                ChannelMsg::Data { .. } | ChannelMsg::WindowChange { .. }
+            ) {
+                upstream_live.touch();
+            }
             let sent = match message {
                 ChannelMsg::Data { data } => {
                     let observed = match upstream_tap.client_sent(&data) {
@@ -876,15 +933,39 @@ async fn pump(
     // Target to user, until the target closes the channel.
     let mut exit_status = None;
     let mut reason = "target closed the channel".to_owned();
+    let mut stopped = false;
     let mut early = early.into_iter();
     loop {
         let message = match early.next() {
             Some(message) => message,
-            None => match from_target.wait().await {
-                Some(message) => message,
-                None => break,
+            None => tokio::select! {
+                message = from_target.wait() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+                why = crate::forward::stopped_watch(&mut stop_downstream) => {
+                    // Live enforcement ended it: the user sees why, and so does the recording.
+                    let line = format!("rampart: session ended: {why}");
+                    tap.notice(&line);
+                    let _ = to_user
+                        .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
+                        .await;
+                    reason = why;
+                    stopped = true;
+                    break;
+                }
+                Some(line) = notices.recv() => {
+                    tap.notice(&line);
+                    let _ = to_user
+                        .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
+                        .await;
+                    continue;
+                }
             },
         };
+        if !live.interactive() {
+            live.touch();
+        }
         let recorded = match &message {
             ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
                 tap.target_sent(data)
@@ -936,6 +1017,10 @@ async fn pump(
         }
     }
     let _ = to_user.close().await;
+    if stopped {
+        // Let the upstream task see the stop too and close the target's channel.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut upstream).await;
+    }
     upstream.abort();
     if let Some(failure) = upstream_failure
         .lock()

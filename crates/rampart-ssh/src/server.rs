@@ -2,6 +2,7 @@
 //! password, where one is set), then hands every channel to the relay.
 
 use crate::forward;
+use crate::live::{LiveSessions, SessionGrant};
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -56,6 +57,8 @@ pub fn config(host_key: PrivateKey) -> server::Config {
 struct Identity {
     user: User,
     target: TargetSpec,
+    /// Whether the login used a second factor.
+    mfa: bool,
 }
 
 /// One user's SSH connection (or the inner connection of a ProxyJump).
@@ -69,6 +72,19 @@ pub struct Connection {
     /// the jump goes to.
     jump: Option<(User, Asset)>,
     targets: TargetCache,
+    live: Arc<LiveSessions>,
+    /// This connection's key in the live registry, once authenticated.
+    registered: Option<u64>,
+    /// Whether the outer connection of a ProxyJump used a second factor.
+    jump_mfa: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(key) = self.registered.take() {
+            self.live.forget_connection(key);
+        }
+    }
 }
 
 impl Connection {
@@ -77,6 +93,7 @@ impl Connection {
         evidence: Evidence,
         config: Arc<server::Config>,
         peer: SocketAddr,
+        live: Arc<LiveSessions>,
     ) -> Self {
         Self {
             store,
@@ -86,6 +103,24 @@ impl Connection {
             identity: None,
             jump: None,
             targets: TargetCache::default(),
+            live,
+            registered: None,
+            jump_mfa: false,
+        }
+    }
+
+    /// The authenticated identity, if the user is still enabled with the credentials they logged
+    /// in with: a revoked user's open connection opens nothing new (B4).
+    async fn current_identity(&self) -> Option<Identity> {
+        let identity = self.identity.clone()?;
+        match self.store.user(&identity.user.name).await {
+            Ok(user) if !user.disabled && user.auth_epoch == identity.user.auth_epoch => {
+                Some(identity)
+            }
+            Ok(_) | Err(_) => {
+                tracing::info!(user = %identity.user.name, "refusing a channel: the user was revoked");
+                None
+            }
         }
     }
 
@@ -103,7 +138,7 @@ impl Connection {
         (!user.disabled).then_some((user, login.target))
     }
 
-    async fn accept(&mut self, user: User, target: TargetSpec, method: &str) -> Auth {
+    async fn accept(&mut self, user: User, target: TargetSpec, method: &str, mfa: bool) -> Auth {
         let event = AuditEvent::LoginSucceeded {
             user: user.name.to_string(),
             method: method.to_owned(),
@@ -123,7 +158,7 @@ impl Connection {
             tracing::error!(error = %err, "cannot record a login; refusing it");
             return Auth::reject();
         }
-        self.identity = Some(Identity { user, target });
+        self.identity = Some(Identity { user, target, mfa });
         Auth::Accept
     }
 
@@ -135,6 +170,13 @@ impl Connection {
 
 impl server::Handler for Connection {
     type Error = russh::Error;
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(identity) = &self.identity {
+            self.registered = Some(self.live.add_connection(&identity.user, session.handle()));
+        }
+        Ok(())
+    }
 
     async fn auth_none(&mut self, login: &str) -> Result<Auth, Self::Error> {
         // Only the inner connection of a ProxyJump needs no credential: its user already
@@ -149,7 +191,8 @@ impl server::Handler for Connection {
             login: account,
             asset: asset.name.clone(),
         });
-        Ok(self.accept(user, target, "proxyjump").await)
+        let mfa = self.jump_mfa;
+        Ok(self.accept(user, target, "proxyjump", mfa).await)
     }
 
     async fn auth_publickey_offered(
@@ -174,7 +217,7 @@ impl server::Handler for Connection {
         // russh calls this only after the signature verified, for the key that signed (A5).
         match self.enabled_user(login).await {
             Some((user, target)) if self.jump.is_none() && Self::has_key(&user, key.public_key) => {
-                Ok(self.accept(user, target, "publickey").await)
+                Ok(self.accept(user, target, "publickey", false).await)
             }
             _ => Ok(Auth::reject()),
         }
@@ -194,7 +237,7 @@ impl server::Handler for Connection {
         if self.jump.is_some() || !user.has_password || !matches {
             return Ok(Auth::reject());
         }
-        Ok(self.accept(user, target, "password").await)
+        Ok(self.accept(user, target, "password", false).await)
     }
 
     async fn channel_open_session(
@@ -203,7 +246,7 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(identity) = self.identity.clone() else {
+        let Some(identity) = self.current_identity().await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -218,6 +261,8 @@ impl server::Handler for Connection {
             source: self.source(),
             handle: session.handle(),
             targets: self.targets.clone(),
+            live: self.live.clone(),
+            mfa: identity.mfa,
         };
         tokio::spawn(relay::session_channel(context, channel));
         Ok(())
@@ -233,7 +278,7 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(identity) = self.identity.clone() else {
+        let Some(identity) = self.current_identity().await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -246,9 +291,7 @@ impl server::Handler for Connection {
             None => find_jump_asset(&self.store, host, port).await,
         };
         let Some(asset) = asset else {
-            return self
-                .forward(identity.user, host, port, channel, reply)
-                .await;
+            return self.forward(identity, host, port, channel, reply).await;
         };
         reply.accept().await;
         let mut inner = Connection::new(
@@ -256,8 +299,10 @@ impl server::Handler for Connection {
             self.evidence.clone(),
             self.config.clone(),
             self.peer,
+            self.live.clone(),
         );
         inner.jump = Some((identity.user, asset));
+        inner.jump_mfa = identity.mfa;
         let config = self.config.clone();
         tokio::spawn(async move {
             match server::run_stream(config, channel.into_stream(), inner).await {
@@ -278,12 +323,13 @@ impl Connection {
     /// grant, to an asset, and recorded as a session.
     async fn forward(
         &mut self,
-        user: User,
+        identity: Identity,
         host: &str,
         port: u32,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
     ) -> Result<(), russh::Error> {
+        let user = &identity.user;
         let actor = Actor::User {
             name: user.name.to_string(),
         };
@@ -294,7 +340,8 @@ impl Connection {
             }
             (None, None) => Err(format!("invalid port {port}")),
             (None, Some(_)) => {
-                forward::authorize(&self.store, &user, host, time::OffsetDateTime::now_utc()).await
+                let now = time::OffsetDateTime::now_utc();
+                forward::authorize(&self.store, &identity.user, host, now, identity.mfa).await
             }
         };
         let allowed = match decision {
@@ -322,14 +369,8 @@ impl Connection {
                 .await;
             return Ok(());
         };
-        let Some(session) = forward::start(
-            &self.store,
-            &user,
-            &allowed,
-            u32::from(port),
-            &self.source(),
-        )
-        .await
+        let Some(session) =
+            forward::start(&self.store, user, &allowed, u32::from(port), &self.source()).await
         else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -337,12 +378,26 @@ impl Connection {
             return Ok(());
         };
         reply.accept().await;
+        let grant = SessionGrant {
+            user: user.name.clone(),
+            auth_epoch: user.auth_epoch,
+            mfa: identity.mfa,
+            asset: allowed.asset.name.clone(),
+            account: allowed.account.clone(),
+            actions: vec![rampart_core::Action::PortForward],
+            interactive: false,
+            idle_timeout: allowed.limits.idle_timeout,
+            max_duration: allowed.limits.max_duration,
+        };
+        let (registration, control) = self.live.register(session, grant);
         tokio::spawn(forward::carry(
             self.store.clone(),
             channel,
             allowed.asset.host.clone(),
             port,
             session,
+            registration,
+            control,
         ));
         Ok(())
     }

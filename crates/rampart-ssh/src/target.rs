@@ -3,7 +3,7 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::{AccessRequest, Decision, allowed_accounts, decide};
+use rampart_core::policy::{AccessRequest, Decision, SessionLimits, allowed_accounts, decide};
 use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
 use rampart_store::Store;
 use russh::client;
@@ -21,6 +21,7 @@ pub struct Resolved {
     pub asset: Asset,
     pub account: Name,
     pub grant: Uuid,
+    pub limits: SessionLimits,
 }
 
 impl Resolved {
@@ -46,6 +47,7 @@ pub async fn resolve(
     spec: &TargetSpec,
     action: Action,
     now: OffsetDateTime,
+    mfa: bool,
 ) -> Result<Resolved, Refusal> {
     let internal = |target: String| Refusal {
         target,
@@ -100,7 +102,7 @@ pub async fn resolve(
                 .into_iter()
                 .map(|a| (asset.clone(), a.login))
                 .collect();
-            let allowed = allowed_accounts(user, &pairs, action, now, &grants);
+            let allowed = allowed_accounts(user, &pairs, action, now, mfa, &grants);
             match allowed.as_slice() {
                 [(_, login)] => login.clone(),
                 [] => {
@@ -135,12 +137,14 @@ pub async fn resolve(
         account: &login,
         action,
         at: now,
+        mfa,
     };
     match decide(&request, &grants) {
-        Decision::Allow { grant } => Ok(Resolved {
+        Decision::Allow { grant, limits } => Ok(Resolved {
             asset,
             account: login,
             grant,
+            limits,
         }),
         Decision::Deny(reason) => Err(Refusal {
             message: format!("{} may not use {target} for {action}: {reason}", user.name),

@@ -3,10 +3,12 @@
 use crate::rows::{self, new_id, now, time_text};
 use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::time_arg::format_rfc3339;
+use rampart_core::schedule::Schedule;
+use rampart_core::time_arg::{format_duration, format_rfc3339};
 use rampart_core::{ActionSet, Grant, GrantSubject, GrantTarget, Label, Name};
 use sqlx::SqliteConnection;
 use std::collections::HashMap;
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,6 +21,10 @@ pub struct NewGrant {
     pub actions: ActionSet,
     pub valid_from: Option<OffsetDateTime>,
     pub valid_until: Option<OffsetDateTime>,
+    pub schedule: Option<Schedule>,
+    pub require_mfa: bool,
+    pub idle_timeout: Option<Duration>,
+    pub max_duration: Option<Duration>,
 }
 
 impl Store {
@@ -71,8 +77,9 @@ impl Store {
         };
         let id = new_id();
         sqlx::query(
-            "INSERT INTO grants (id, user_id, group_id, asset_id, actions, valid_from, valid_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO grants (id, user_id, group_id, asset_id, actions, valid_from, valid_until, \
+                                 schedule, require_mfa, idle_timeout_secs, max_duration_secs, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id.to_string())
         .bind(user_id)
@@ -81,6 +88,10 @@ impl Store {
         .bind(grant.actions.to_string())
         .bind(grant.valid_from.map(time_text))
         .bind(grant.valid_until.map(time_text))
+        .bind(grant.schedule.as_ref().map(ToString::to_string))
+        .bind(grant.require_mfa)
+        .bind(grant.idle_timeout.map(seconds))
+        .bind(grant.max_duration.map(seconds))
         .bind(time_text(now()))
         .execute(&mut *tx)
         .await?;
@@ -112,6 +123,10 @@ impl Store {
             actions: grant.actions.to_string(),
             valid_from: grant.valid_from.map(format_rfc3339),
             valid_until: grant.valid_until.map(format_rfc3339),
+            schedule: grant.schedule.as_ref().map(ToString::to_string),
+            require_mfa: grant.require_mfa,
+            idle_timeout: grant.idle_timeout.map(format_duration),
+            max_duration: grant.max_duration.map(format_duration),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         let loaded = load_grants(&mut tx, Some(id))
@@ -175,11 +190,27 @@ fn check_validity(
     Ok(())
 }
 
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn duration(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Duration>> {
+    let value: Option<i64> = sqlx::Row::try_get(row, column)?;
+    value
+        .map(|secs| {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| StoreError::Corrupt(format!("grants.{column}")))
+        })
+        .transpose()
+}
+
 async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<Vec<Grant>> {
     let only = only.map(|id| id.to_string());
     let grant_rows = sqlx::query(
         "SELECT g.id, u.name AS user_name, gr.name AS group_name, a.name AS asset_name, g.actions, \
-                g.valid_from, g.valid_until, g.created_at \
+                g.valid_from, g.valid_until, g.schedule, g.require_mfa, g.idle_timeout_secs, \
+                g.max_duration_secs, g.created_at \
          FROM grants g LEFT JOIN users u ON u.id = g.user_id LEFT JOIN groups gr ON gr.id = g.group_id \
          LEFT JOIN assets a ON a.id = g.asset_id \
          WHERE $1 IS NULL OR g.id = $1 ORDER BY g.created_at, g.id",
@@ -244,6 +275,12 @@ async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<
                     .map_err(|_| corrupt("actions"))?,
                 valid_from: rows::optional_time(row, "valid_from")?,
                 valid_until: rows::optional_time(row, "valid_until")?,
+                schedule: sqlx::Row::try_get::<Option<String>, _>(row, "schedule")?
+                    .map(|text| Schedule::parse(&text).map_err(|_| corrupt("schedule")))
+                    .transpose()?,
+                require_mfa: sqlx::Row::try_get(row, "require_mfa")?,
+                idle_timeout: duration(row, "idle_timeout_secs")?,
+                max_duration: duration(row, "max_duration_secs")?,
                 created_at: rows::time(row, "created_at")?,
             })
         })

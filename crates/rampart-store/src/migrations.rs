@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth epoch",
         include_str!("../migrations/0005_auth_epoch.sql"),
     ),
+    (8, "policy", include_str!("../migrations/0008_policy.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -161,6 +161,61 @@ impl Store {
         Ok(())
     }
 
+    /// Asks the server carrying a live session to end it (it polls these requests). Returns the
+    /// session as it is now.
+    pub async fn request_session_kill(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<Session> {
+        let mut tx = self.begin_write().await?;
+        let user: Option<String> =
+            sqlx::query_scalar("SELECT user_name FROM sessions WHERE id = $1 AND ended_at IS NULL")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let user = user.ok_or_else(|| StoreError::not_found("live session", id))?;
+        sqlx::query(
+            "INSERT INTO session_kills (session_id, reason, requested_by, requested_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET reason = excluded.reason, \
+             requested_by = excluded.requested_by, requested_at = excluded.requested_at",
+        )
+        .bind(id.to_string())
+        .bind(reason)
+        .bind(actor.to_string())
+        .bind(time_text(now()))
+        .execute(&mut *tx)
+        .await?;
+        let event = AuditEvent::SessionKillRequested {
+            session: id.to_string(),
+            user,
+            reason: reason.to_owned(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        tx.commit().await?;
+        self.session(id).await
+    }
+
+    /// Kill requests for sessions still live: (session, who asked, reason).
+    pub async fn pending_session_kills(&self) -> Result<Vec<(Uuid, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT k.session_id, k.requested_by, k.reason FROM session_kills k \
+             JOIN sessions s ON s.id = k.session_id WHERE s.ended_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    rows::uuid(row, "session_id")?,
+                    rows::text(row, "requested_by")?,
+                    rows::text(row, "reason")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Sessions, newest first; only those still open with `live_only`.
     pub async fn list_sessions(&self, live_only: bool) -> Result<Vec<Session>> {
         let rows = sqlx::query(

@@ -245,8 +245,10 @@ pub enum GrantCommand {
     Add(GrantAddArgs),
     /// List grants
     List,
-    /// Remove a grant by id
+    /// Remove a grant by id (live sessions it allowed end within seconds)
     Remove { id: String },
+    /// Say whether a user may use an account now (or at --at), and which grants decide it
+    Explain(GrantExplainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +278,39 @@ pub struct GrantAddArgs {
     /// Valid until this RFC 3339 time [default: no end]
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Weekly windows the grant applies in, e.g. "Mon-Fri 08:00-18:00 Europe/Berlin"
+    /// [default: always]
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<String>,
+    /// Only for logins that used a second factor (TOTP)
+    #[arg(long)]
+    pub require_mfa: bool,
+    /// End sessions after this long without input, e.g. 15m [default: session.idle_timeout]
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// End sessions this long after they start, e.g. 8h [default: session.max_duration]
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantExplainArgs {
+    #[arg(long)]
+    pub user: String,
+    #[arg(long)]
+    pub asset: String,
+    /// The account on the asset [default: every account on it]
+    #[arg(long)]
+    pub account: Option<String>,
+    /// shell, exec, scp, sftp_read, sftp_write or port_forward
+    #[arg(long, default_value = "shell")]
+    pub action: String,
+    /// Decide for this RFC 3339 time [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Whether the login used a second factor [default: whether the user has one enrolled]
+    #[arg(long, value_name = "BOOL")]
+    pub mfa: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +323,13 @@ pub enum SessionCommand {
     },
     /// Show one session
     Show { id: String },
+    /// End a live session; its user sees the reason, and the kill is an audit event
+    Kill {
+        id: String,
+        /// Shown to the user and kept in the audit trail
+        #[arg(long, default_value = "ended by an administrator")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tracing_subscriber::filter::LevelFilter;
 
+use rampart_core::time_arg::parse_duration;
+use std::time::Duration;
+
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
@@ -32,6 +35,15 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    session: SessionSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionSection {
+    idle_timeout: Option<String>,
+    max_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +92,16 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub log_level: LevelFilter,
     pub audit: AuditConfig,
+    pub sessions: SessionConfig,
+}
+
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Session time limits where a grant sets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub idle_timeout: Option<Duration>,
+    pub max_duration: Option<Duration>,
 }
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 365;
@@ -263,6 +285,35 @@ impl Config {
         };
 
         let audit = audit_config(&file.audit, env_lookup, &file_name)?;
+        let limit =
+            |key: &str, env: &str, value: Option<String>, default: Option<Duration>| match pick(
+                key,
+                ("", None),
+                env,
+                env_lookup,
+                value,
+                &file_name,
+            ) {
+                None => Ok(default),
+                Some(Sourced { value, .. }) if value == "off" => Ok(None),
+                Some(Sourced { value, source }) => parse_duration(key, &value)
+                    .map(Some)
+                    .map_err(|err| ConfigError(format!("{key} (from {source}): {err} (or off)"))),
+            };
+        let sessions = SessionConfig {
+            idle_timeout: limit(
+                "session.idle_timeout",
+                "RAMPART_SESSION_IDLE_TIMEOUT",
+                file.session.idle_timeout,
+                Some(DEFAULT_IDLE_TIMEOUT),
+            )?,
+            max_duration: limit(
+                "session.max_duration",
+                "RAMPART_SESSION_MAX_DURATION",
+                file.session.max_duration,
+                None,
+            )?,
+        };
 
         Ok(Self {
             data_dir,
@@ -271,6 +322,7 @@ impl Config {
             http_listen,
             log_level,
             audit,
+            sessions,
         })
     }
 }
@@ -514,6 +566,30 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
         let (_dir, overrides) = file("data_dir = [\n");
         assert!(load(overrides, &[]).is_err());
+    }
+
+    #[test]
+    fn session_limits() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(config.sessions.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(config.sessions.max_duration, None);
+        let (_dir, overrides) = file("[session]\nidle_timeout = \"off\"\nmax_duration = \"8h\"\n");
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(config.sessions.idle_timeout, None);
+        assert_eq!(
+            config.sessions.max_duration,
+            Some(Duration::from_secs(8 * 3600))
+        );
+        let err = load(
+            Overrides::default(),
+            &[("RAMPART_SESSION_IDLE_TIMEOUT", "soon")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("session.idle_timeout (from environment RAMPART_SESSION_IDLE_TIMEOUT)"),
+            "{err}"
+        );
     }
 
     #[test]

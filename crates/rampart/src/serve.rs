@@ -2,7 +2,9 @@
 
 use crate::config::Config;
 use anyhow::Context;
-use rampart_ssh::Gateway;
+use rampart_core::time_arg::format_duration;
+use rampart_ssh::live::SessionDefaults;
+use rampart_ssh::{Gateway, GatewaySettings};
 use rampart_store::ssh_keys::parse_public_keys;
 use rampart_store::{OpenReport, Store, StoreOptions, node_keys};
 use rampart_web::WebState;
@@ -53,6 +55,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "retention_days": config.audit.retention_days,
         "syslog": config.audit.syslog.as_ref().map(|s| format!("{:?} {}", s.transport, s.address)),
         "webhook": config.audit.webhook.as_ref().map(|w| format!("http://{}{}", w.host, w.path)),
+        "session_idle_timeout": config.sessions.idle_timeout.map(format_duration),
+        "session_max_duration": config.sessions.max_duration.map(format_duration),
     });
     let started = rampart_core::audit::AuditEvent::ServerStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -64,7 +68,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "rampart started");
 
     let store = Arc::new(store);
-    let (gateway, sealed) = Gateway::new(store.clone())?;
+    let gateway_settings = GatewaySettings {
+        sessions: SessionDefaults {
+            idle_timeout: config.sessions.idle_timeout,
+            max_duration: config.sessions.max_duration,
+        },
+    };
+    let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings)?;
     for session in &sealed {
         tracing::warn!(%session, "sealed the recording of a session cut short by a restart (incomplete)");
     }

@@ -2,13 +2,20 @@
 
 use super::time_text;
 use crate::cli::SessionCommand;
-use crate::output::{Table, or_dash, print_fields, print_json};
+use crate::output::{Table, done, or_dash, print_fields, print_json};
 use anyhow::Context;
+use rampart_core::audit::Actor;
 use rampart_store::Store;
 use uuid::Uuid;
 
-pub async fn run(store: &Store, json: bool, command: SessionCommand) -> anyhow::Result<()> {
+pub async fn run(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    command: SessionCommand,
+) -> anyhow::Result<()> {
     match command {
+        SessionCommand::Kill { id, reason } => kill(store, actor, json, &id, &reason).await,
         SessionCommand::List { live } => {
             let sessions = store.list_sessions(live).await?;
             if json {
@@ -48,9 +55,7 @@ pub async fn run(store: &Store, json: bool, command: SessionCommand) -> anyhow::
             Ok(())
         }
         SessionCommand::Show { id } => {
-            let id = Uuid::parse_str(&id).with_context(|| {
-                format!("invalid session id {id:?}: expected the id `rampart session list` prints")
-            })?;
+            let id = session_id(&id)?;
             let s = store.session(id).await?;
             if json {
                 return print_json(&s);
@@ -78,4 +83,44 @@ pub async fn run(store: &Store, json: bool, command: SessionCommand) -> anyhow::
             Ok(())
         }
     }
+}
+
+fn session_id(text: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(text).with_context(|| {
+        format!("invalid session id {text:?}: expected the id `rampart session list` prints")
+    })
+}
+
+/// Asks the server carrying the session to end it, then waits until it has.
+async fn kill(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    id: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let id = session_id(id)?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
+        anyhow::bail!("invalid --reason: one line of at most 500 characters");
+    }
+    store.request_session_kill(actor, id, reason).await?;
+    // The server polls kill requests every second or two.
+    for _ in 0..40 {
+        let session = store.session(id).await?;
+        if !session.is_live() {
+            return done(
+                json,
+                &session,
+                &format!(
+                    "ended session {id} ({})",
+                    session.end_reason.as_deref().unwrap_or("-")
+                ),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    anyhow::bail!(
+        "the kill of session {id} is recorded, but the session is still live after 10 seconds: is the `rampart serve` that carries it running?"
+    )
 }

@@ -1,0 +1,464 @@
+//! Live enforcement: a session stays allowed for its whole life, not only at login.
+//!
+//! Every live session is registered here with what it was allowed for. A watcher task asks the
+//! policy again every [`RECHECK`] with fresh facts from the store (the user, the grants, the
+//! asset, kill requests written by `rampart session kill` from any process) and ends sessions
+//! that are no longer allowed, with the reason shown to the user. Idle and duration limits are
+//! checked on the same tick, with a warning line shortly before.
+
+use rampart_core::policy::{AccessRequest, Decision, decide};
+use rampart_core::time_arg::format_duration;
+use rampart_core::{Action, Asset, Grant, Name, User};
+use rampart_store::Store;
+use russh::server::Handle;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// How often live sessions are checked against the store.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// Time limits that apply where a grant sets none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionDefaults {
+    pub idle_timeout: Option<Duration>,
+    pub max_duration: Option<Duration>,
+}
+
+/// What a session was allowed as, so it can be asked again.
+#[derive(Debug, Clone)]
+pub struct SessionGrant {
+    pub user: Name,
+    pub auth_epoch: i64,
+    pub mfa: bool,
+    pub asset: Name,
+    pub account: Name,
+    pub actions: Vec<Action>,
+    /// Interactive shells count only the user's input as activity; other sessions count traffic
+    /// both ways (a long download is not idle).
+    pub interactive: bool,
+    pub idle_timeout: Option<Duration>,
+    pub max_duration: Option<Duration>,
+}
+
+/// One live session as the watcher and the relay share it.
+#[derive(Debug)]
+pub struct LiveSession {
+    id: Uuid,
+    grant: SessionGrant,
+    started: Instant,
+    /// Milliseconds after `started` of the last activity.
+    last_activity: AtomicU64,
+    warned_idle: AtomicBool,
+    warned_max: AtomicBool,
+    stop: watch::Sender<Option<String>>,
+    notices: mpsc::Sender<String>,
+}
+
+impl LiveSession {
+    /// Notes activity (user input; for non-interactive sessions, any traffic).
+    pub fn touch(&self) {
+        self.touch_at(Instant::now());
+    }
+
+    fn touch_at(&self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.started);
+        let elapsed = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.last_activity.store(elapsed, Ordering::Relaxed);
+        self.warned_idle.store(false, Ordering::Relaxed);
+    }
+
+    pub fn interactive(&self) -> bool {
+        self.grant.interactive
+    }
+
+    fn idle_for(&self, now: Instant) -> Duration {
+        let last = Duration::from_millis(self.last_activity.load(Ordering::Relaxed));
+        now.saturating_duration_since(self.started)
+            .saturating_sub(last)
+    }
+
+    fn end(&self, reason: String) {
+        self.stop.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(reason);
+            true
+        });
+    }
+
+    fn notice(&self, line: String) {
+        // Never wait for a slow user: a notice that does not fit is dropped.
+        let _ = self.notices.try_send(line);
+    }
+}
+
+/// What the relay listens to: the reason when the session must end, and lines to show the user.
+#[derive(Debug)]
+pub struct SessionControl {
+    pub stop: watch::Receiver<Option<String>>,
+    pub notices: mpsc::Receiver<String>,
+}
+
+/// Removes the session from the registry when the relay is done with it.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<LiveSessions>,
+    pub session: Arc<LiveSession>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut sessions) = self.registry.sessions.lock() {
+            sessions.remove(&self.session.id);
+        }
+    }
+}
+
+/// An authenticated user connection, so a revoked user's idle connections are closed too.
+struct LiveConnection {
+    user: Name,
+    auth_epoch: i64,
+    handle: Handle,
+}
+
+/// The node's live sessions and connections.
+#[derive(Default)]
+pub struct LiveSessions {
+    sessions: Mutex<HashMap<Uuid, Arc<LiveSession>>>,
+    connections: Mutex<HashMap<u64, LiveConnection>>,
+    next_connection: AtomicU64,
+    defaults: SessionDefaults,
+}
+
+impl std::fmt::Debug for LiveSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessions")
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveSessions {
+    pub fn new(defaults: SessionDefaults) -> Self {
+        Self {
+            defaults,
+            ..Self::default()
+        }
+    }
+
+    /// Registers a session that is about to be relayed.
+    pub fn register(
+        self: &Arc<Self>,
+        id: Uuid,
+        mut grant: SessionGrant,
+    ) -> (Registration, SessionControl) {
+        grant.idle_timeout = grant.idle_timeout.or(self.defaults.idle_timeout);
+        grant.max_duration = grant.max_duration.or(self.defaults.max_duration);
+        let (stop, stop_rx) = watch::channel(None);
+        let (notices, notices_rx) = mpsc::channel(4);
+        let session = Arc::new(LiveSession {
+            id,
+            grant,
+            started: Instant::now(),
+            last_activity: AtomicU64::new(0),
+            warned_idle: AtomicBool::new(false),
+            warned_max: AtomicBool::new(false),
+            stop,
+            notices,
+        });
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(id, session.clone());
+        }
+        let registration = Registration {
+            registry: self.clone(),
+            session,
+        };
+        let control = SessionControl {
+            stop: stop_rx,
+            notices: notices_rx,
+        };
+        (registration, control)
+    }
+
+    /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].
+    pub fn add_connection(&self, user: &User, handle: Handle) -> u64 {
+        let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.insert(
+                key,
+                LiveConnection {
+                    user: user.name.clone(),
+                    auth_epoch: user.auth_epoch,
+                    handle,
+                },
+            );
+        }
+        key
+    }
+
+    pub fn forget_connection(&self, key: u64) {
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.remove(&key);
+        }
+    }
+
+    fn sessions(&self) -> Vec<Arc<LiveSession>> {
+        self.sessions
+            .lock()
+            .map(|sessions| sessions.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Checks every live session and connection once a [`RECHECK`], until `shutdown`.
+    pub async fn enforce(self: Arc<Self>, store: Arc<Store>, shutdown: watch::Receiver<bool>) {
+        let mut shutdown = shutdown;
+        let mut tick = tokio::time::interval(RECHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            self.check_limits(Instant::now());
+            let idle = self.sessions().is_empty()
+                && self
+                    .connections
+                    .lock()
+                    .map(|c| c.is_empty())
+                    .unwrap_or(true);
+            if idle {
+                continue;
+            }
+            match Facts::load(&store).await {
+                Ok(facts) => self.check_policy(&facts),
+                // Fail closed would end every session on a transient read error; the sessions
+                // keep their last decision and the error is loud.
+                Err(err) => tracing::error!(error = %err, "cannot re-check live sessions"),
+            }
+        }
+    }
+
+    /// Idle and duration limits: warn shortly before, end at the limit.
+    fn check_limits(&self, now: Instant) {
+        for session in self.sessions() {
+            let limits = [
+                (
+                    session.grant.idle_timeout,
+                    session.idle_for(now),
+                    &session.warned_idle,
+                    "idle timeout",
+                    "type something to stay connected",
+                ),
+                (
+                    session.grant.max_duration,
+                    now.saturating_duration_since(session.started),
+                    &session.warned_max,
+                    "maximum session duration",
+                    "save your work",
+                ),
+            ];
+            for (limit, elapsed, warned, what, advice) in limits {
+                let Some(limit) = limit else { continue };
+                if elapsed >= limit {
+                    session.end(format!("{what} of {} reached", format_duration(limit)));
+                    continue;
+                }
+                let left = limit - elapsed;
+                if left <= warning_before(limit) && !warned.swap(true, Ordering::Relaxed) {
+                    session.notice(format!(
+                        "rampart: this session ends in {} ({what}); {advice}",
+                        format_duration(Duration::from_secs(left.as_secs().max(1)))
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Asks the policy again for every session, and closes connections of revoked users.
+    fn check_policy(&self, facts: &Facts) {
+        let now = OffsetDateTime::now_utc();
+        for session in self.sessions() {
+            if let Some(kill) = facts.kills.get(&session.id) {
+                session.end(kill.clone());
+                continue;
+            }
+            if let Err(reason) = facts.still_allowed(&session.grant, now) {
+                session.end(reason);
+            }
+        }
+        let revoked: Vec<(Handle, String)> = self
+            .connections
+            .lock()
+            .map(|connections| {
+                connections
+                    .values()
+                    .filter_map(|c| {
+                        let reason = facts.user_revoked(&c.user, c.auth_epoch)?;
+                        Some((c.handle.clone(), reason))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (handle, reason) in revoked {
+            // A moment later than the sessions, so their message reaches the user first.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        format!("rampart: {reason}"),
+                        "en".into(),
+                    )
+                    .await;
+            });
+        }
+    }
+}
+
+/// Warn a minute before a limit, or a quarter of it before for short limits.
+fn warning_before(limit: Duration) -> Duration {
+    (limit / 4).min(Duration::from_secs(60))
+}
+
+/// What the store says now.
+struct Facts {
+    users: HashMap<Name, User>,
+    assets: HashMap<Name, Asset>,
+    grants: Vec<Grant>,
+    kills: HashMap<Uuid, String>,
+}
+
+impl Facts {
+    async fn load(store: &Store) -> Result<Self, rampart_store::StoreError> {
+        let users = store.list_users().await?;
+        let assets = store.list_assets().await?;
+        let grants = store.list_grants().await?;
+        let kills = store.pending_session_kills().await?;
+        Ok(Self {
+            users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
+            assets: assets.into_iter().map(|a| (a.name.clone(), a)).collect(),
+            grants,
+            kills: kills
+                .into_iter()
+                .map(|(id, by, reason)| (id, format!("ended by {by}: {reason}")))
+                .collect(),
+        })
+    }
+
+    /// Why `user` may no longer be connected, if so.
+    fn user_revoked(&self, user: &Name, auth_epoch: i64) -> Option<String> {
+        match self.users.get(user) {
+            None => Some("the user was removed".into()),
+            Some(u) if u.disabled => Some("the user was disabled".into()),
+            Some(u) if u.auth_epoch != auth_epoch => {
+                Some("the user's credentials changed; log in again".into())
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// The same question the session was allowed by, asked again now.
+    fn still_allowed(&self, grant: &SessionGrant, now: OffsetDateTime) -> Result<(), String> {
+        if let Some(reason) = self.user_revoked(&grant.user, grant.auth_epoch) {
+            return Err(reason);
+        }
+        let user = self.users.get(&grant.user).ok_or("the user was removed")?;
+        let asset = self
+            .assets
+            .get(&grant.asset)
+            .ok_or("the asset was removed")?;
+        for action in &grant.actions {
+            let request = AccessRequest {
+                user,
+                asset,
+                account: &grant.account,
+                action: *action,
+                at: now,
+                mfa: grant.mfa,
+            };
+            if let Decision::Deny(reason) = decide(&request, &self.grants) {
+                return Err(format!("access revoked: {reason}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_come_a_minute_or_a_quarter_before() {
+        assert_eq!(
+            warning_before(Duration::from_secs(900)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            warning_before(Duration::from_secs(8)),
+            Duration::from_secs(2)
+        );
+    }
+
+    fn grant() -> SessionGrant {
+        SessionGrant {
+            user: Name::parse("user", "alice").unwrap(),
+            auth_epoch: 0,
+            mfa: false,
+            asset: Name::parse("asset", "web").unwrap(),
+            account: Name::parse("account", "root").unwrap(),
+            actions: vec![Action::Shell],
+            interactive: true,
+            idle_timeout: None,
+            max_duration: Some(Duration::from_secs(3600)),
+        }
+    }
+
+    #[test]
+    fn limits_warn_then_end_and_activity_resets_idleness() {
+        let live = Arc::new(LiveSessions::new(SessionDefaults {
+            idle_timeout: Some(Duration::from_secs(400)),
+            max_duration: None,
+        }));
+        let (registration, mut control) = live.register(Uuid::nil(), grant());
+        let session = registration.session.clone();
+        // The grant's own limit wins over the default; the default fills the gap.
+        assert_eq!(session.grant.max_duration, Some(Duration::from_secs(3600)));
+        let at = |secs: u64| session.started + Duration::from_secs(secs);
+        live.check_limits(at(200));
+        assert!(control.notices.try_recv().is_err());
+        live.check_limits(at(350));
+        let warning = control.notices.try_recv().unwrap();
+        assert!(warning.contains("ends in 50s (idle timeout)"), "{warning}");
+        live.check_limits(at(360));
+        assert!(control.notices.try_recv().is_err(), "one warning only");
+        assert!(control.stop.borrow().is_none());
+        session.touch_at(at(370));
+        live.check_limits(at(720));
+        assert!(control.stop.borrow().is_none());
+        // Activity re-arms the warning.
+        assert!(control.notices.try_recv().unwrap().contains("idle timeout"));
+        live.check_limits(at(770));
+        assert_eq!(
+            control.stop.borrow().clone().unwrap(),
+            "idle timeout of 6m40s reached"
+        );
+        // The maximum duration warns and ends the same way.
+        live.check_limits(at(3550));
+        assert!(
+            control
+                .notices
+                .try_recv()
+                .unwrap()
+                .contains("maximum session duration")
+        );
+        drop(registration);
+        assert!(live.sessions().is_empty());
+    }
+}
