@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth epoch",
         include_str!("../migrations/0005_auth_epoch.sql"),
     ),
+    (6, "mfa", include_str!("../migrations/0006_mfa.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
