@@ -63,6 +63,14 @@ pub enum AuditEvent {
     UserPasswordChanged {
         user: String,
     },
+    /// A TOTP second factor was enrolled (or replaced) for the user; never the secret.
+    MfaEnrolled {
+        user: String,
+    },
+    /// The user's second factor was removed: they must enroll again.
+    MfaReset {
+        user: String,
+    },
     GroupAdded {
         group: String,
     },
@@ -234,6 +242,8 @@ impl AuditEvent {
             AuditEvent::UserKeyAdded { .. } => "user_key_added",
             AuditEvent::UserKeyRemoved { .. } => "user_key_removed",
             AuditEvent::UserPasswordChanged { .. } => "user_password_changed",
+            AuditEvent::MfaEnrolled { .. } => "mfa_enrolled",
+            AuditEvent::MfaReset { .. } => "mfa_reset",
             AuditEvent::GroupAdded { .. } => "group_added",
             AuditEvent::GroupMemberAdded { .. } => "group_member_added",
             AuditEvent::AssetAdded { .. } => "asset_added",
@@ -275,6 +285,8 @@ mod tests {
         let events = [
             AuditEvent::UserDisabled { user: "a".into() },
             AuditEvent::GrantRemoved { grant: "g".into() },
+            AuditEvent::MfaEnrolled { user: "a".into() },
+            AuditEvent::MfaReset { user: "a".into() },
             AuditEvent::VaultKeyRotated {
                 old_key_ids: vec![],
                 new_key_id: "k".into(),

@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod audit;
+pub mod mfa;
 pub mod model;
 pub mod name;
 pub mod policy;

@@ -64,6 +64,8 @@ pub struct User {
     /// Grows with every change to the user's keys, password, second factor or status; live
     /// sessions remember the epoch they started in.
     pub auth_epoch: i64,
+    /// Whether a TOTP second factor is enrolled; the secret itself never leaves the store.
+    pub mfa_enrolled: bool,
     pub keys: Vec<UserKey>,
     pub groups: Vec<Name>,
     #[serde(with = "time::serde::rfc3339")]

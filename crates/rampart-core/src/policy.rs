@@ -301,6 +301,7 @@ mod tests {
             disabled: false,
             has_password: false,
             auth_epoch: 0,
+            mfa_enrolled: false,
             keys: vec![],
             groups: groups.iter().map(|g| name(g)).collect(),
             created_at: NOW,

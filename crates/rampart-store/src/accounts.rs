@@ -1,6 +1,7 @@
 //! Accounts (logins on assets) and the vault operations on their secrets.
 
 use crate::data_dir::{io_error, replace_file, write_new_secret_file};
+use crate::mfa::{reseal_totp_secrets, sealed_totp_secrets};
 use crate::rows::{self, new_id, now, time_text};
 use crate::vault::{
     KeyId, MasterKeySource, envelope_key_id, generate_master_key_base64, pending_key_path,
@@ -31,7 +32,8 @@ pub struct VaultStatus {
     pub keys_held: Vec<String>,
     pub secrets: u64,
     pub secrets_by_key: BTreeMap<String, u64>,
-    /// Accounts whose secret does not open with the keys held (should be empty).
+    /// Secrets that do not open with the keys held (should be empty): accounts as
+    /// `login@asset`, TOTP second factors as `user NAME (totp)`.
     pub unreadable: Vec<String>,
 }
 
@@ -43,6 +45,14 @@ pub struct RotationReport {
     pub secrets_reencrypted: u64,
     /// Where the new key is, when the operator supplied it and must now configure it.
     pub new_key_file: Option<PathBuf>,
+}
+
+/// One sealed secret of any kind, for the vault's status check.
+pub(crate) struct SealedSecret {
+    /// How `vault status` names it.
+    pub label: String,
+    pub aad: Vec<u8>,
+    pub sealed: Vec<u8>,
 }
 
 /// The associated data that binds a sealed secret to its account row and kind.
@@ -164,7 +174,8 @@ impl Store {
         Ok((kind, SecretString::from(text)))
     }
 
-    /// Counts secrets per master key and tries to open every one of them.
+    /// Counts secrets (account secrets and users' TOTP secrets) per master key and tries to open
+    /// every one of them.
     pub async fn vault_status(&self) -> Result<VaultStatus> {
         let mut conn = self.pool.acquire().await?;
         let active = active_key_id(&mut conn).await?;
@@ -182,27 +193,35 @@ impl Store {
             secrets_by_key: BTreeMap::new(),
             unreadable: Vec::new(),
         };
+        let mut secrets = Vec::with_capacity(rows.len());
         for row in &rows {
-            let sealed: Vec<u8> = row.try_get("secret")?;
-            let key = envelope_key_id(&sealed)
-                .map_or_else(|_| "malformed".to_owned(), |id| id.to_string());
-            *status.secrets_by_key.entry(key).or_default() += 1;
-            status.secrets += 1;
-            let aad = secret_aad(&rows::text(row, "id")?, &rows::text(row, "secret_kind")?);
-            if self.vault.open(&aad, &sealed).is_err() {
-                status.unreadable.push(format!(
+            secrets.push(SealedSecret {
+                label: format!(
                     "{}@{}",
                     rows::text(row, "login")?,
                     rows::text(row, "asset")?
-                ));
+                ),
+                aad: secret_aad(&rows::text(row, "id")?, &rows::text(row, "secret_kind")?),
+                sealed: row.try_get("secret")?,
+            });
+        }
+        secrets.extend(sealed_totp_secrets(&mut conn).await?);
+        for secret in &secrets {
+            let key = envelope_key_id(&secret.sealed)
+                .map_or_else(|_| "malformed".to_owned(), |id| id.to_string());
+            *status.secrets_by_key.entry(key).or_default() += 1;
+            status.secrets += 1;
+            if self.vault.open(&secret.aad, &secret.sealed).is_err() {
+                status.unreadable.push(secret.label.clone());
             }
         }
         Ok(status)
     }
 
-    /// Re-seals every secret under a new master key. With the key kept in the data directory,
-    /// the new key is generated there and replaces the old one; with a key supplied from outside,
-    /// `new_key_file` must hold the new key, and the operator then configures it.
+    /// Re-seals every secret (account secrets and users' TOTP secrets) under a new master key.
+    /// With the key kept in the data directory, the new key is generated there and replaces the
+    /// old one; with a key supplied from outside, `new_key_file` must hold the new key, and the
+    /// operator then configures it.
     ///
     /// Crash-safe: the new key is written before any secret is re-sealed, all secrets move in
     /// one transaction, and until the new key file replaces the old one both stay readable; a
@@ -256,11 +275,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Users' TOTP secrets move in the same transaction: none is left under the old key.
+        let totp_secrets = reseal_totp_secrets(&mut tx, &self.vault, new_key_id).await?;
         sqlx::query("UPDATE vault_state SET active_key_id = $1 WHERE singleton = 1")
             .bind(new_key_id.to_string())
             .execute(&mut *tx)
             .await?;
-        let secrets_reencrypted = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let secrets_reencrypted = u64::try_from(rows.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(totp_secrets);
         let old_key_ids: Vec<String> = old_key_ids
             .into_iter()
             .filter(|id| *id != new_key_id.to_string())
@@ -292,7 +315,7 @@ fn read_secret_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
         .map_err(|err| io_error(path, "cannot read", &err))
 }
 
-async fn active_key_id(conn: &mut SqliteConnection) -> Result<KeyId> {
+pub(crate) async fn active_key_id(conn: &mut SqliteConnection) -> Result<KeyId> {
     let text: String =
         sqlx::query_scalar("SELECT active_key_id FROM vault_state WHERE singleton = 1")
             .fetch_one(&mut *conn)

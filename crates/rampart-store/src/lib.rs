@@ -16,6 +16,7 @@ mod commands;
 mod data_dir;
 mod grants;
 mod groups;
+mod mfa;
 mod migrations;
 pub mod node_keys;
 pub mod passwords;
@@ -31,6 +32,7 @@ pub use audit_log::{AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
 pub use data_dir::DataDir;
 pub use grants::NewGrant;
+pub use mfa::{TotpCheck, new_totp_secret};
 pub use sessions::{NewSession, SessionEnd, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 
@@ -69,6 +71,8 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("database holds a corrupt value in {0}")]
     Corrupt(String),
+    #[error("no randomness from the operating system: {0}")]
+    Randomness(String),
 }
 
 impl StoreError {

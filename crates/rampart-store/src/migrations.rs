@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth epoch",
         include_str!("../migrations/0005_auth_epoch.sql"),
     ),
+    (6, "mfa", include_str!("../migrations/0006_mfa.sql")),
     (8, "policy", include_str!("../migrations/0008_policy.sql")),
 ];
 

@@ -248,7 +248,7 @@ async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<
     let only = only.map(Name::as_str);
     let user_rows = sqlx::query(
         "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
-         created_at \
+         totp_secret IS NOT NULL AS mfa_enrolled, created_at \
          FROM users WHERE $1 IS NULL OR name = $1 ORDER BY name",
     )
     .bind(only)
@@ -301,6 +301,7 @@ async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<
                 disabled: row.try_get("disabled")?,
                 has_password: row.try_get("has_password")?,
                 auth_epoch: row.try_get("auth_epoch")?,
+                mfa_enrolled: row.try_get("mfa_enrolled")?,
                 keys: keys.remove(&id).unwrap_or_default(),
                 groups: groups.remove(&id).unwrap_or_default(),
                 created_at: rows::time(row, "created_at")?,

@@ -344,6 +344,57 @@ pub fn output_with_input(command: &mut Command, input: &[u8]) -> Output {
     output
 }
 
+/// The code an authenticator app that scanned `otpauth_uri` shows at `at_unix`, computed the
+/// way an app would: from the URI's base32 `secret` and its parameters (SHA1, 6 digits, 30 s,
+/// which are the only ones Rampart issues and apps reliably support).
+pub fn totp_code(otpauth_uri: &str, at_unix: u64) -> String {
+    let query = otpauth_uri
+        .strip_prefix("otpauth://totp/")
+        .and_then(|rest| rest.split_once('?'))
+        .map(|(_, query)| query)
+        .unwrap_or_else(|| panic!("not an otpauth://totp/ URI: {otpauth_uri}"));
+    let parameter = |key: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+    };
+    for (key, expected) in [("algorithm", "SHA1"), ("digits", "6"), ("period", "30")] {
+        if let Some(value) = parameter(key) {
+            assert_eq!(value, expected, "{key} in {otpauth_uri}");
+        }
+    }
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_secret(otpauth_uri))
+        .build()
+        .unwrap()
+        .generate(at_unix)
+        .to_string()
+}
+
+/// The raw secret in an otpauth URI (its `secret` parameter, base32-decoded): what a canary
+/// search for the secret in clear looks for, besides the base32 text.
+pub fn totp_secret(otpauth_uri: &str) -> Vec<u8> {
+    let secret = otpauth_uri
+        .split(['?', '&'])
+        .find_map(|pair| pair.strip_prefix("secret="))
+        .unwrap_or_else(|| panic!("no secret in {otpauth_uri}"));
+    totp_rs::Secret::try_from_base32(secret)
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+}
+
+/// Seconds since 1970, as an authenticator app's clock reads them.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// The name of the user running the tests (the account key-based targets log in as).
 pub fn current_user() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())

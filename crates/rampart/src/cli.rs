@@ -146,6 +146,26 @@ pub enum UserCommand {
     Key(UserKeyCommand),
     /// Set a user's password, read from standard input (prompted without echo on a terminal)
     Password { name: String },
+    /// Manage a user's second factor (TOTP codes from an authenticator app)
+    #[command(subcommand)]
+    Mfa(UserMfaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserMfaCommand {
+    /// Enroll an authenticator app: show a QR code, then check one code from the app
+    ///
+    /// Prints the QR code and the otpauth:// URI on its own line (with --json: one JSON line
+    /// holding the URI, no QR code), then reads one code from standard input. Only a correct
+    /// code stores the second factor.
+    Enroll {
+        name: String,
+        /// Replace the user's current second factor (their old app entry stops working)
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove a user's second factor; they must enroll again
+    Reset { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,13 +1,22 @@
 //! `rampart user ...`
 
 use super::{name, read_secret_from_stdin, read_small_file, time_text};
-use crate::cli::{UserCommand, UserKeyCommand};
+use crate::cli::{UserCommand, UserKeyCommand, UserMfaCommand};
 use crate::output::{Table, done, join_or_dash, print_fields, print_json};
+use anyhow::{Context, bail};
 use rampart_core::audit::Actor;
-use rampart_core::{Role, User};
+use rampart_core::{Name, Role, User, mfa};
 use rampart_store::Store;
 use rampart_store::ssh_keys::{ParsedPublicKey, parse_public_keys};
+use serde::Serialize;
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
+use zeroize::Zeroizing;
+
+/// The issuer authenticator apps show beside the user name.
+const TOTP_ISSUER: &str = "Rampart";
+/// The longest line read as a code: a code is six digits, anything much longer is a mistake.
+const MAX_CODE_LINE_BYTES: u64 = 64;
 
 pub async fn run(
     store: &Store,
@@ -45,7 +54,7 @@ pub async fn run(
                 return print_json(&users);
             }
             let mut table = Table::new([
-                "NAME", "ROLE", "STATUS", "KEYS", "PASSWORD", "GROUPS", "CREATED",
+                "NAME", "ROLE", "STATUS", "KEYS", "PASSWORD", "MFA", "GROUPS", "CREATED",
             ]);
             for user in &users {
                 table.row([
@@ -54,6 +63,7 @@ pub async fn run(
                     status(user).to_owned(),
                     user.keys.len().to_string(),
                     if user.has_password { "set" } else { "-" }.to_owned(),
+                    if user.mfa_enrolled { "totp" } else { "-" }.to_owned(),
                     join_or_dash(user.groups.iter().map(ToString::to_string)),
                     time_text(user.created_at),
                 ]);
@@ -75,6 +85,7 @@ pub async fn run(
                     "password",
                     if user.has_password { "set" } else { "not set" }.to_owned(),
                 ),
+                ("mfa", mfa_status(&user).to_owned()),
                 (
                     "groups",
                     join_or_dash(user.groups.iter().map(ToString::to_string)),
@@ -152,6 +163,116 @@ pub async fn run(
             let result = serde_json::json!({ "user": user, "password": "set" });
             done(json, &result, &format!("set the password of user {user}"))
         }
+        UserCommand::Mfa(UserMfaCommand::Enroll {
+            name: user,
+            replace,
+        }) => enroll_totp(store, actor, json, &name("user", &user)?, replace).await,
+        UserCommand::Mfa(UserMfaCommand::Reset { name: user }) => {
+            let user = name("user", &user)?;
+            store.reset_totp(actor, &user).await?;
+            let result = serde_json::json!({ "user": user, "mfa": "not enrolled" });
+            done(
+                json,
+                &result,
+                &format!("removed the second factor of user {user}: they must enroll again"),
+            )
+        }
+    }
+}
+
+/// Shows a new secret as a QR code and URI, and stores it only once a code from the user's app
+/// matches it: an enrolment the app cannot answer would lock the user out.
+async fn enroll_totp(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    user: &Name,
+    replace: bool,
+) -> anyhow::Result<()> {
+    // Fail on an unknown or already enrolled user before showing a secret.
+    if store.user(user).await?.mfa_enrolled && !replace {
+        bail!(
+            "user {user} already has a second factor: use --replace to enroll a new one \
+             (the old one stops working)"
+        );
+    }
+    let secret = rampart_store::new_totp_secret()?;
+    let uri = Zeroizing::new(mfa::otpauth_uri(&secret, user.as_str(), TOTP_ISSUER));
+    if json {
+        #[derive(Serialize)]
+        struct Enrollment<'a> {
+            user: &'a Name,
+            otpauth_uri: &'a str,
+        }
+        let line = Zeroizing::new(serde_json::to_string(&Enrollment {
+            user,
+            otpauth_uri: &uri,
+        })?);
+        println!("{}", line.as_str());
+    } else {
+        let qr = Zeroizing::new(qr_code(&uri)?);
+        eprintln!(
+            "Scan this QR code with {user}'s authenticator app, or enter the URI below in it:"
+        );
+        println!("{}\n\n{}", qr.as_str(), uri.as_str());
+    }
+    let code = read_code("Code from the authenticator app: ")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    if mfa::verify(&secret, &code, now).is_none() {
+        bail!(
+            "the code does not match: nothing was stored (check that the app's clock is right, \
+             then enroll again)"
+        );
+    }
+    store.enroll_totp(actor, user, &secret, replace).await?;
+    let result = serde_json::json!({ "user": user, "mfa": "totp" });
+    done(
+        json,
+        &result,
+        &format!("enrolled a TOTP second factor for user {user}"),
+    )
+}
+
+/// The QR code of `text` in Unicode half blocks, two modules per character cell. Drawn light on
+/// dark (dark modules blank), for the usual dark terminal background; the quiet zone stays.
+fn qr_code(text: &str) -> anyhow::Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes()).context("cannot draw the QR code")?;
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .build())
+}
+
+/// Reads one line from standard input (a terminal or a pipe) as a code. Apps show codes as
+/// `123 456`, so spaces are dropped.
+fn read_code(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    let mut line = Zeroizing::new(String::new());
+    let read = std::io::stdin()
+        .lock()
+        .take(MAX_CODE_LINE_BYTES)
+        .read_line(&mut line)
+        .context("cannot read the code from standard input")?;
+    // Nothing echoed a newline after the prompt: end its line so errors start on their own.
+    if !std::io::stdin().is_terminal() {
+        eprintln!();
+    }
+    if read == 0 {
+        bail!("no code on standard input: nothing was stored");
+    }
+    Ok(line.split_whitespace().collect())
+}
+
+fn mfa_status(user: &User) -> &'static str {
+    if user.mfa_enrolled {
+        "totp"
+    } else {
+        "not enrolled"
     }
 }
 

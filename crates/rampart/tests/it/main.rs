@@ -10,6 +10,7 @@
 
 mod cli;
 mod evidence;
+mod mfa;
 mod policy;
 mod ssh;
 
