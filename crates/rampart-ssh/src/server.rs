@@ -7,7 +7,7 @@ use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
-use rampart_store::Store;
+use rampart_store::{Store, TotpCheck};
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
@@ -34,7 +34,13 @@ pub fn config(host_key: PrivateKey) -> server::Config {
     };
     server::Config {
         server_id: SshId::Standard(Cow::Borrowed("SSH-2.0-Rampart")),
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: MethodSet::from(
+            &[
+                MethodKind::PublicKey,
+                MethodKind::Password,
+                MethodKind::KeyboardInteractive,
+            ][..],
+        ),
         auth_rejection_time: Duration::from_millis(500),
         // OpenSSH probes with "none" first; answering that at once costs nothing.
         auth_rejection_time_initial: Some(Duration::ZERO),
@@ -61,6 +67,20 @@ struct Identity {
     mfa: bool,
 }
 
+/// A first factor that succeeded for a user with a second factor enrolled: the connection gets
+/// nothing until a TOTP code completes it (A7), and only for the same login name (A6).
+#[derive(Debug, Clone)]
+struct PendingMfa {
+    login: String,
+    user: User,
+    target: TargetSpec,
+    method: &'static str,
+    attempts: u32,
+}
+
+/// Wrong codes allowed per connection before the second factor is refused outright.
+const MFA_ATTEMPTS: u32 = 3;
+
 /// One user's SSH connection (or the inner connection of a ProxyJump).
 pub struct Connection {
     store: Arc<Store>,
@@ -77,6 +97,7 @@ pub struct Connection {
     registered: Option<u64>,
     /// Whether the outer connection of a ProxyJump used a second factor.
     jump_mfa: bool,
+    pending_mfa: Option<PendingMfa>,
 }
 
 impl Drop for Connection {
@@ -106,6 +127,7 @@ impl Connection {
             live,
             registered: None,
             jump_mfa: false,
+            pending_mfa: None,
         }
     }
 
@@ -160,6 +182,30 @@ impl Connection {
         }
         self.identity = Some(Identity { user, target, mfa });
         Auth::Accept
+    }
+
+    /// A first factor succeeded: done, or on to the second factor for users who have one.
+    async fn first_factor(
+        &mut self,
+        login: &str,
+        user: User,
+        target: TargetSpec,
+        method: &'static str,
+    ) -> Auth {
+        if !user.mfa_enrolled {
+            return self.accept(user, target, method, false).await;
+        }
+        self.pending_mfa = Some(PendingMfa {
+            login: login.to_owned(),
+            user,
+            target,
+            method,
+            attempts: 0,
+        });
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+            partial_success: true,
+        }
     }
 
     fn has_key(user: &User, key: &russh::keys::PublicKey) -> bool {
@@ -217,7 +263,7 @@ impl server::Handler for Connection {
         // russh calls this only after the signature verified, for the key that signed (A5).
         match self.enabled_user(login).await {
             Some((user, target)) if self.jump.is_none() && Self::has_key(&user, key.public_key) => {
-                Ok(self.accept(user, target, "publickey", false).await)
+                Ok(self.first_factor(login, user, target, "publickey").await)
             }
             _ => Ok(Auth::reject()),
         }
@@ -237,7 +283,63 @@ impl server::Handler for Connection {
         if self.jump.is_some() || !user.has_password || !matches {
             return Ok(Auth::reject());
         }
-        Ok(self.accept(user, target, "password", false).await)
+        Ok(self.first_factor(login, user, target, "password").await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        login: &str,
+        _submethods: &str,
+        response: Option<server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        // Only as the second step of a login, for the very name the first factor was for.
+        let Some(mut pending) = self.pending_mfa.take() else {
+            return Ok(Auth::reject());
+        };
+        if pending.login != login {
+            return Ok(Auth::reject());
+        }
+        let Some(mut response) = response else {
+            let prompts: &'static [(Cow<'static, str>, bool)] =
+                &[(Cow::Borrowed("Verification code: "), false)];
+            self.pending_mfa = Some(pending);
+            return Ok(Auth::Partial {
+                name: Cow::Borrowed("Rampart second factor"),
+                instructions: Cow::Borrowed("Enter the code from your authenticator app."),
+                prompts: Cow::Borrowed(prompts),
+            });
+        };
+        let code = response
+            .next()
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+            .unwrap_or_default();
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        let check = self.store.check_totp(&pending.user.name, &code, now).await;
+        match check {
+            Ok(TotpCheck::Accepted) => {
+                let method = format!("{}+totp", pending.method);
+                Ok(self
+                    .accept(pending.user, pending.target, &method, true)
+                    .await)
+            }
+            other => {
+                if let Err(err) = &other {
+                    tracing::error!(error = %err, "cannot check a TOTP code");
+                }
+                tracing::info!(user = %pending.user.name, result = ?other, "second factor refused");
+                pending.attempts += 1;
+                if pending.attempts < MFA_ATTEMPTS {
+                    self.pending_mfa = Some(pending);
+                    return Ok(Auth::Reject {
+                        proceed_with_methods: Some(MethodSet::from(
+                            &[MethodKind::KeyboardInteractive][..],
+                        )),
+                        partial_success: true,
+                    });
+                }
+                Ok(Auth::reject())
+            }
+        }
     }
 
     async fn channel_open_session(

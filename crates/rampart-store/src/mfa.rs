@@ -41,13 +41,15 @@ impl Store {
     /// Stores `secret` as the user's TOTP second factor, sealed by the vault. The caller has
     /// checked a code from the user's app first, so only a working enrolment is stored. Refuses
     /// to overwrite an enrolled factor unless `replace`. Ends the user's live sessions (auth
-    /// epoch).
+    /// epoch). `confirmed_step` is the time step of the code that confirmed the enrolment: it
+    /// counts as used, so that code cannot also log in.
     pub async fn enroll_totp(
         &self,
         actor: &Actor,
         name: &Name,
         secret: &[u8],
         replace: bool,
+        confirmed_step: Option<u64>,
     ) -> Result<()> {
         if !(mfa::MIN_SECRET_BYTES..=mfa::MAX_SECRET_BYTES).contains(&secret.len()) {
             return Err(StoreError::invalid(format!(
@@ -70,8 +72,9 @@ impl Store {
         let sealed = self
             .vault
             .seal(key_id, &totp_aad(&id.to_string()), secret)?;
-        sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2")
+        sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = $2 WHERE id = $3")
             .bind(sealed)
+            .bind(confirmed_step.and_then(|step| i64::try_from(step).ok()))
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;

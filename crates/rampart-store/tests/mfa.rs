@@ -44,7 +44,7 @@ async fn add_users(store: &Store, names: &[&str]) {
 
 async fn enroll(store: &Store, user: &str, secret: &[u8]) {
     store
-        .enroll_totp(&Actor::System, &name(user), secret, false)
+        .enroll_totp(&Actor::System, &name(user), secret, false, None)
         .await
         .unwrap();
 }
@@ -149,7 +149,7 @@ async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
 
     // A second enrolment must say it replaces the first; a refused one changes nothing.
     let err = store
-        .enroll_totp(&Actor::System, &alice, BOB_SECRET, false)
+        .enroll_totp(&Actor::System, &alice, BOB_SECRET, false, None)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
@@ -163,7 +163,7 @@ async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
         TotpCheck::Accepted
     );
     store
-        .enroll_totp(&Actor::System, &alice, BOB_SECRET, true)
+        .enroll_totp(&Actor::System, &alice, BOB_SECRET, true, None)
         .await
         .unwrap();
     let replaced = epoch(&store, &alice).await;
@@ -195,7 +195,7 @@ async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
         .unwrap_err();
     assert_eq!(err.to_string(), "user nobody not found");
     let err = store
-        .enroll_totp(&Actor::System, &alice, b"too short", false)
+        .enroll_totp(&Actor::System, &alice, b"too short", false, None)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");

@@ -123,7 +123,8 @@ async fn explain(store: &Store, json: bool, args: &GrantExplainArgs) -> anyhow::
         Some(text) => parse_rfc3339("--at time", text)?,
         None => OffsetDateTime::now_utc(),
     };
-    let mfa = args.mfa.unwrap_or(false);
+    // Users with a second factor enrolled always log in with it.
+    let mfa = args.mfa.unwrap_or(user.mfa_enrolled);
     let accounts = match &args.account {
         Some(login) => vec![name("account", login)?],
         None => store

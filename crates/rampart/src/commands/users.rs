@@ -221,13 +221,15 @@ async fn enroll_totp(
         .duration_since(std::time::UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_secs();
-    if mfa::verify(&secret, &code, now).is_none() {
+    let Some(step) = mfa::verify(&secret, &code, now) else {
         bail!(
             "the code does not match: nothing was stored (check that the app's clock is right, \
              then enroll again)"
         );
-    }
-    store.enroll_totp(actor, user, &secret, replace).await?;
+    };
+    store
+        .enroll_totp(actor, user, &secret, replace, Some(step))
+        .await?;
     let result = serde_json::json!({ "user": user, "mfa": "totp" });
     done(
         json,

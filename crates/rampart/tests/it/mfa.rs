@@ -10,17 +10,21 @@ use super::BIN;
 
 /// What one run of `rampart user mfa enroll` showed and did.
 #[derive(Debug)]
-struct Enrolment {
+pub(crate) struct Enrolment {
     /// The otpauth:// URI it showed, if it got that far.
-    uri: Option<String>,
+    pub(crate) uri: Option<String>,
     stdout: String,
     stderr: String,
-    status: ExitStatus,
+    pub(crate) status: ExitStatus,
 }
 
 /// Runs `rampart ARGS` (an enrolment), reads standard output up to the URI, then writes
 /// `answer(uri)` and a newline to standard input, or closes it unanswered on `None`.
-fn enroll(r: &Rampart, args: &[&str], answer: impl FnOnce(&str) -> Option<String>) -> Enrolment {
+pub(crate) fn enroll(
+    r: &Rampart,
+    args: &[&str],
+    answer: impl FnOnce(&str) -> Option<String>,
+) -> Enrolment {
     let mut child = r
         .command(args)
         .stdin(Stdio::piped())
@@ -64,13 +68,13 @@ fn enroll(r: &Rampart, args: &[&str], answer: impl FnOnce(&str) -> Option<String
 }
 
 /// Answers with the code the app shows now.
-fn right_code(uri: &str) -> Option<String> {
+pub(crate) fn right_code(uri: &str) -> Option<String> {
     Some(totp_code(uri, unix_now()))
 }
 
 /// A six-digit code that matches none of the steps the command could accept, even if a step
 /// boundary passes while it runs.
-fn wrong_code(uri: &str) -> Option<String> {
+pub(crate) fn wrong_code(uri: &str) -> Option<String> {
     let now = unix_now();
     let near: Vec<String> = [now - 30, now, now + 30, now + 60]
         .iter()

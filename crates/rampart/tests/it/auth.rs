@@ -1,0 +1,213 @@
+//! Authentication over the real SSH path: TOTP through keyboard-interactive after the public key,
+//! with a stock OpenSSH client answering through SSH_ASKPASS, and a russh client for what
+//! OpenSSH will not do (open a channel with the second factor pending, change user name).
+
+use crate::mfa::{enroll, right_code, wrong_code};
+use crate::ssh::{Lab, text};
+use rampart_testkit::{totp_code, unix_now};
+use russh::client;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+/// An OpenSSH client that answers the second-factor prompt with whatever `code` holds.
+struct MfaClient {
+    config: PathBuf,
+    askpass: PathBuf,
+    code: PathBuf,
+}
+
+impl MfaClient {
+    fn new(lab: &Lab) -> Self {
+        let dir = lab.r.scratch();
+        let code = dir.join("code");
+        let askpass = dir.join("askpass.sh");
+        std::fs::write(&askpass, format!("#!/bin/sh\ncat {}\n", code.display())).unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Not BatchMode: that turns keyboard-interactive off.
+        let config = dir.join("ssh_config_mfa");
+        std::fs::write(
+            &config,
+            format!(
+                "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  \
+                 IdentityFile {}\n  IdentitiesOnly yes\n  PreferredAuthentications publickey,keyboard-interactive\n  \
+                 KbdInteractiveAuthentication yes\n  PasswordAuthentication no\n  NumberOfPasswordPrompts 1\n",
+                dir.join("alice").display()
+            ),
+        )
+        .unwrap();
+        Self {
+            config,
+            askpass,
+            code,
+        }
+    }
+
+    fn ssh(&self, lab: &Lab, code: &str, command: &str) -> Output {
+        std::fs::write(&self.code, format!("{code}\n")).unwrap();
+        Command::new("ssh")
+            .arg("-F")
+            .arg(&self.config)
+            .args(["-p", &lab.port()])
+            .arg(format!("{}@127.0.0.1", lab.direct()))
+            .arg(command)
+            .env("SSH_ASKPASS", &self.askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+/// Enrolls alice and returns her otpauth URI.
+fn enroll_alice(lab: &Lab) -> String {
+    let enrolled = enroll(&lab.r, &["user", "mfa", "enroll", "alice"], right_code);
+    assert!(enrolled.status.success());
+    enrolled.uri.unwrap()
+}
+
+#[test]
+fn totp_is_asked_after_the_key_and_a_code_works_once() {
+    let Some(lab) = Lab::start() else { return };
+    let client = MfaClient::new(&lab);
+    // A grant that requires a second factor denies a key-only login, with the reason.
+    for grant in lab.r.json(&["grant", "list"]).as_array().unwrap() {
+        lab.r
+            .ok(&["grant", "remove", grant["id"].as_str().unwrap()]);
+    }
+    lab.r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "web-01",
+        "--require-mfa",
+    ]);
+    let denied = lab.ssh(&lab.direct(), "true", b"");
+    assert!(
+        text(&denied.stderr).contains("requires a login with a second factor"),
+        "{}",
+        text(&denied.stderr)
+    );
+
+    let uri = enroll_alice(&lab);
+    // The key alone is no longer enough: BatchMode cannot answer the prompt.
+    let key_only = lab.ssh(&lab.direct(), "echo no", b"");
+    assert_eq!(key_only.status.code(), Some(255));
+    assert!(
+        text(&key_only.stderr).contains("Permission denied"),
+        "{}",
+        text(&key_only.stderr)
+    );
+
+    // The code the app shows now gets in, once. (The enrolment used this step's code already
+    // if it was typed in the same 30 seconds: take the next step's code then, which the
+    // server accepts as clock skew.)
+    let mut code = totp_code(&uri, unix_now());
+    let mut out = client.ssh(&lab, &code, "echo in");
+    if !out.status.success() {
+        code = totp_code(&uri, unix_now() + 30);
+        out = client.ssh(&lab, &code, "echo in");
+    }
+    assert_eq!(text(&out.stdout), "in\n", "{}", text(&out.stderr));
+    let logins = lab.events("login_succeeded");
+    assert_eq!(logins.last().unwrap()["event"]["method"], "publickey+totp");
+
+    // The same code again is a replay: refused.
+    let replay = client.ssh(&lab, &code, "echo replay");
+    assert_ne!(replay.status.code(), Some(0));
+    assert!(!text(&replay.stdout).contains("replay"));
+    // A wrong code is refused the same way.
+    let wrong = client.ssh(&lab, &wrong_code(&uri).unwrap(), "echo wrong");
+    assert_ne!(wrong.status.code(), Some(0));
+    assert!(!text(&wrong.stdout).contains("wrong"));
+    assert_eq!(text(&replay.stderr), text(&wrong.stderr));
+}
+
+struct TrustAll;
+
+impl client::Handler for TrustAll {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, _: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn a_pending_second_factor_opens_nothing_and_cannot_switch_user() {
+    let Some(lab) = Lab::start() else { return };
+    let uri = enroll_alice(&lab);
+    lab.r.ok(&["user", "add", "bob"]);
+    let key_path = lab.r.scratch().join("alice");
+    let port = lab.server.ssh.port();
+    let user = lab.direct();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let key = Arc::new(russh::keys::load_secret_key(&key_path, None).unwrap());
+        let config = Arc::new(client::Config::default());
+        let connect = || client::connect(config.clone(), ("127.0.0.1", port), TrustAll);
+
+        // A7: first factor done, second pending: no channel of any kind.
+        let mut handle = connect().await.unwrap();
+        let auth = handle
+            .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), None))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                auth,
+                russh::client::AuthResult::Failure {
+                    partial_success: true,
+                    ..
+                }
+            ),
+            "{auth:?}"
+        );
+        assert!(
+            handle.channel_open_session().await.is_err(),
+            "a session channel opened with MFA pending"
+        );
+
+        // A6: the second factor for another user name after alice's key: refused, even with
+        // alice's valid code.
+        let mut handle = connect().await.unwrap();
+        let auth = handle
+            .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key.clone(), None))
+            .await
+            .unwrap();
+        assert!(!auth.success());
+        let reply = handle
+            .authenticate_keyboard_interactive_start("bob", None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                reply,
+                russh::client::KeyboardInteractiveAuthResponse::Failure { .. }
+            ),
+            "{reply:?}"
+        );
+        let code = totp_code(&uri, unix_now() + 30);
+        let reply = handle
+            .authenticate_keyboard_interactive_start(user.clone(), None)
+            .await
+            .unwrap();
+        // The pending state was dropped by the switch: alice's name starts from scratch too.
+        assert!(
+            matches!(
+                reply,
+                russh::client::KeyboardInteractiveAuthResponse::Failure { .. }
+            ),
+            "{reply:?} ({code})"
+        );
+        assert!(handle.channel_open_session().await.is_err());
+    });
+}
