@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+fn recorded_by_default() -> bool {
+    true
+}
+
 /// Who caused an event: a Rampart user, or an operator using the CLI on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -112,6 +116,9 @@ pub enum AuditEvent {
         idle_timeout: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_duration: Option<String>,
+        /// False when the grant's sessions are not recorded.
+        #[serde(default = "recorded_by_default")]
+        recorded: bool,
     },
     GrantRemoved {
         grant: String,
@@ -140,6 +147,9 @@ pub enum AuditEvent {
         kind: String,
         grant: String,
         source: String,
+        /// False when the grant says the session is not recorded.
+        #[serde(default = "recorded_by_default")]
+        recorded: bool,
     },
     /// Someone asked for a live session to end; the server carrying it ends it within seconds.
     SessionKillRequested {

@@ -230,6 +230,9 @@ pub struct Grant {
     /// Ends sessions this long after they start (the global default applies when unset).
     #[serde(with = "crate::time_arg::duration_text")]
     pub max_duration: Option<Duration>,
+    /// Whether shell and exec sessions are recorded (asciicast). Off only by an explicit choice
+    /// that the audit trail shows; sessions, commands and file transfers are logged either way.
+    pub record: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -253,6 +256,8 @@ pub struct Session {
     pub bytes_to_client: u64,
     pub exit_status: Option<i64>,
     pub end_reason: Option<String>,
+    /// Whether shell and exec sessions were to be recorded (a grant can say not).
+    pub recorded: bool,
 }
 
 impl Session {

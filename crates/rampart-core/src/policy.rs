@@ -29,7 +29,7 @@ pub enum Decision {
     /// Allowed by this grant (the first that allows it, in creation order), with its limits.
     Allow {
         grant: Uuid,
-        limits: SessionLimits,
+        rules: SessionRules,
     },
     Deny(DenyReason),
 }
@@ -40,11 +40,13 @@ impl Decision {
     }
 }
 
-/// The time limits a grant puts on the sessions it allows (unset: the global defaults apply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SessionLimits {
+/// What a grant says about the sessions it allows: time limits (unset: the global defaults
+/// apply) and whether they are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRules {
     pub idle_timeout: Option<Duration>,
     pub max_duration: Option<Duration>,
+    pub record: bool,
 }
 
 /// Why access was denied, most specific first. Shown to the user and stored in the audit log.
@@ -221,9 +223,10 @@ pub fn explain(request: &AccessRequest<'_>, grants: &[Grant]) -> Explanation {
     {
         Decision::Allow {
             grant: grant.id,
-            limits: SessionLimits {
+            rules: SessionRules {
                 idle_timeout: grant.idle_timeout,
                 max_duration: grant.max_duration,
+                record: grant.record,
             },
         }
     } else {
@@ -338,6 +341,7 @@ mod tests {
             require_mfa: false,
             idle_timeout: None,
             max_duration: None,
+            record: true,
             created_at: NOW,
         }
     }
@@ -540,9 +544,10 @@ mod tests {
             decide(&with_mfa, std::slice::from_ref(&g)),
             Decision::Allow {
                 grant: g.id,
-                limits: SessionLimits {
+                rules: SessionRules {
                     idle_timeout: Some(Duration::from_secs(60)),
-                    max_duration: None
+                    max_duration: None,
+                    record: true,
                 }
             }
         );

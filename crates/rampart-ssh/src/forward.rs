@@ -4,7 +4,7 @@
 //! an open proxy. Each forwarded connection is a session with its own record and byte counts.
 
 use crate::live::{Registration, SessionControl};
-use rampart_core::policy::{AccessRequest, Decision, SessionLimits, decide};
+use rampart_core::policy::{AccessRequest, Decision, SessionRules, decide};
 use rampart_core::{Action, Asset, Name, User};
 use rampart_store::{NewSession, SessionEnd, Store};
 use russh::Channel;
@@ -22,7 +22,7 @@ pub struct AllowedForward {
     pub asset: Asset,
     pub account: Name,
     pub grant: Uuid,
-    pub limits: SessionLimits,
+    pub rules: SessionRules,
 }
 
 /// Decides whether `user` may forward to `host:port`: `host` must name an asset (by name or
@@ -56,12 +56,12 @@ pub async fn authorize(
             mfa,
         };
         match decide(&request, &grants) {
-            Decision::Allow { grant, limits } => {
+            Decision::Allow { grant, rules } => {
                 return Ok(AllowedForward {
                     asset,
                     account: account.login,
                     grant,
-                    limits,
+                    rules,
                 });
             }
             Decision::Deny(why) => {
@@ -88,6 +88,7 @@ pub async fn start(
         kind: format!("port_forward:{port}"),
         source_addr: source.to_owned(),
         grant: allowed.grant,
+        recorded: false,
     };
     match store.start_session(&session).await {
         Ok(id) => Some(id),

@@ -664,7 +664,7 @@ async fn open_target_channel(
     let session_id = rampart_store::new_session_id();
     let refused = "the session cannot be recorded, so it is refused".to_owned();
     let recorder = match start {
-        Start::Shell | Start::Exec(_) if kind != "scp" => {
+        Start::Shell | Start::Exec(_) if kind != "scp" && resolved.rules.record => {
             let command = match start {
                 Start::Exec(command) => Some(String::from_utf8_lossy(command).into_owned()),
                 _ => None,
@@ -699,6 +699,7 @@ async fn open_target_channel(
         kind: kind.to_owned(),
         source_addr: context.source.clone(),
         grant: resolved.grant,
+        recorded: recorder.is_some(),
     };
     if let Err(err) = context.store.start_session(&session).await {
         tracing::error!(error = %err, "cannot record a session start; refusing it");
@@ -782,8 +783,8 @@ async fn open_target_channel(
                 account: resolved.account.clone(),
                 actions,
                 interactive: matches!(start, Start::Shell),
-                idle_timeout: resolved.limits.idle_timeout,
-                max_duration: resolved.limits.max_duration,
+                idle_timeout: resolved.rules.idle_timeout,
+                max_duration: resolved.rules.max_duration,
             },
         }),
         Ok(None) => Err(fail_recorded(format!("the target {account} refused the request")).await),

@@ -488,8 +488,8 @@ impl Connection {
             account: allowed.account.clone(),
             actions: vec![rampart_core::Action::PortForward],
             interactive: false,
-            idle_timeout: allowed.limits.idle_timeout,
-            max_duration: allowed.limits.max_duration,
+            idle_timeout: allowed.rules.idle_timeout,
+            max_duration: allowed.rules.max_duration,
         };
         let (registration, control) = self.live.register(session, grant);
         tokio::spawn(forward::carry(

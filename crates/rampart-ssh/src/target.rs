@@ -3,7 +3,7 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::{AccessRequest, Decision, SessionLimits, allowed_accounts, decide};
+use rampart_core::policy::{AccessRequest, Decision, SessionRules, allowed_accounts, decide};
 use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
 use rampart_store::Store;
 use russh::client;
@@ -21,7 +21,7 @@ pub struct Resolved {
     pub asset: Asset,
     pub account: Name,
     pub grant: Uuid,
-    pub limits: SessionLimits,
+    pub rules: SessionRules,
 }
 
 impl Resolved {
@@ -140,11 +140,11 @@ pub async fn resolve(
         mfa,
     };
     match decide(&request, &grants) {
-        Decision::Allow { grant, limits } => Ok(Resolved {
+        Decision::Allow { grant, rules } => Ok(Resolved {
             asset,
             account: login,
             grant,
-            limits,
+            rules,
         }),
         Decision::Deny(reason) => Err(Refusal {
             message: format!("{} may not use {target} for {action}: {reason}", user.name),

@@ -25,6 +25,7 @@ pub struct NewGrant {
     pub require_mfa: bool,
     pub idle_timeout: Option<Duration>,
     pub max_duration: Option<Duration>,
+    pub record: bool,
 }
 
 impl Store {
@@ -78,8 +79,8 @@ impl Store {
         let id = new_id();
         sqlx::query(
             "INSERT INTO grants (id, user_id, group_id, asset_id, actions, valid_from, valid_until, \
-                                 schedule, require_mfa, idle_timeout_secs, max_duration_secs, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                 schedule, require_mfa, idle_timeout_secs, max_duration_secs, record, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(id.to_string())
         .bind(user_id)
@@ -92,6 +93,7 @@ impl Store {
         .bind(grant.require_mfa)
         .bind(grant.idle_timeout.map(seconds))
         .bind(grant.max_duration.map(seconds))
+        .bind(grant.record)
         .bind(time_text(now()))
         .execute(&mut *tx)
         .await?;
@@ -127,6 +129,7 @@ impl Store {
             require_mfa: grant.require_mfa,
             idle_timeout: grant.idle_timeout.map(format_duration),
             max_duration: grant.max_duration.map(format_duration),
+            recorded: grant.record,
         };
         audit_log::append(&mut tx, actor, &event).await?;
         let loaded = load_grants(&mut tx, Some(id))
@@ -210,7 +213,7 @@ async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<
     let grant_rows = sqlx::query(
         "SELECT g.id, u.name AS user_name, gr.name AS group_name, a.name AS asset_name, g.actions, \
                 g.valid_from, g.valid_until, g.schedule, g.require_mfa, g.idle_timeout_secs, \
-                g.max_duration_secs, g.created_at \
+                g.max_duration_secs, g.record, g.created_at \
          FROM grants g LEFT JOIN users u ON u.id = g.user_id LEFT JOIN groups gr ON gr.id = g.group_id \
          LEFT JOIN assets a ON a.id = g.asset_id \
          WHERE $1 IS NULL OR g.id = $1 ORDER BY g.created_at, g.id",
@@ -281,6 +284,7 @@ async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<
                 require_mfa: sqlx::Row::try_get(row, "require_mfa")?,
                 idle_timeout: duration(row, "idle_timeout_secs")?,
                 max_duration: duration(row, "max_duration_secs")?,
+                record: sqlx::Row::try_get(row, "record")?,
                 created_at: rows::time(row, "created_at")?,
             })
         })

@@ -21,6 +21,8 @@ pub struct NewSession {
     pub source_addr: String,
     /// The grant that allowed it.
     pub grant: Uuid,
+    /// Whether the grant has it recorded.
+    pub recorded: bool,
 }
 
 /// How a session ended.
@@ -44,8 +46,8 @@ impl Store {
         let id = session.id;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.to_string())
         .bind(&session.user)
@@ -54,6 +56,7 @@ impl Store {
         .bind(&session.kind)
         .bind(&session.source_addr)
         .bind(time_text(now()))
+        .bind(session.recorded)
         .execute(&mut *tx)
         .await?;
         let event = AuditEvent::SessionStarted {
@@ -63,6 +66,7 @@ impl Store {
             kind: session.kind.clone(),
             grant: session.grant.to_string(),
             source: session.source_addr.clone(),
+            recorded: session.recorded,
         };
         audit_log::append(
             &mut tx,
@@ -220,7 +224,7 @@ impl Store {
     pub async fn list_sessions(&self, live_only: bool) -> Result<Vec<Session>> {
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded FROM sessions \
              WHERE NOT $1 OR ended_at IS NULL ORDER BY started_at DESC, id DESC",
         )
         .bind(live_only)
@@ -232,7 +236,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -261,5 +265,6 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
         bytes_to_client: count("bytes_to_client")?,
         exit_status: row.try_get("exit_status")?,
         end_reason: row.try_get("end_reason")?,
+        recorded: row.try_get("recorded")?,
     })
 }

@@ -311,6 +311,10 @@ pub struct GrantAddArgs {
     /// End sessions this long after they start, e.g. 8h [default: session.max_duration]
     #[arg(long, value_name = "DURATION")]
     pub max_duration: Option<String>,
+    /// Do not record shell and exec sessions under this grant (they are still logged as
+    /// sessions with their commands and file transfers; the grant shows it in the audit trail)
+    #[arg(long)]
+    pub no_recording: bool,
 }
 
 #[derive(Debug, Args)]

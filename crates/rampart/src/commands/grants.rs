@@ -104,6 +104,9 @@ fn conditions(grant: &Grant) -> String {
     if let Some(max) = grant.max_duration {
         parts.push(format!("max {}", format_duration(max)));
     }
+    if !grant.record {
+        parts.push("not recorded".to_owned());
+    }
     or_dash((!parts.is_empty()).then(|| parts.join("; ")))
 }
 
@@ -271,5 +274,6 @@ fn new_grant(args: &GrantAddArgs) -> anyhow::Result<NewGrant> {
             .as_deref()
             .map(|t| parse_duration("--max-duration", t))
             .transpose()?,
+        record: !args.no_recording,
     })
 }

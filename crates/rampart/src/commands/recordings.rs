@@ -59,7 +59,7 @@ pub async fn verify(store: &Store, json: bool, only: Option<&str>) -> anyhow::Re
         None => store.list_sessions(false).await?,
     };
     for session in sessions {
-        let expected = RECORDED_KINDS.contains(&session.kind.as_str());
+        let expected = session.recorded && RECORDED_KINDS.contains(&session.kind.as_str());
         if !expected && !has_recording(&dir, session.id) {
             continue;
         }

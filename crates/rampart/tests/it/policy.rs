@@ -273,3 +273,41 @@ fn time_windows_deny_with_the_reason_and_explain_agrees_with_the_gateway() {
     assert!(human.starts_with("DENY: alice may not use"), "{human}");
     assert!(human.contains("does not allow shell"), "{human}");
 }
+
+#[test]
+fn a_grant_can_leave_sessions_unrecorded_and_the_verifier_knows_it() {
+    let Some(lab) = Lab::start() else { return };
+    only_grant(&lab, &["--no-recording"]);
+    let out = lab.ssh(&lab.direct(), "echo unrecorded", b"");
+    assert_eq!(text(&out.stdout), "unrecorded\n", "{}", text(&out.stderr));
+    let sessions = lab.sessions();
+    assert_eq!(sessions[0]["recorded"], false);
+    let id = sessions[0]["id"].as_str().unwrap();
+    let recordings = lab.r.data_dir().join("recordings");
+    let cast = recordings.join(format!("{id}.cast"));
+    assert!(!cast.exists(), "{} exists", cast.display());
+    assert_eq!(
+        lab.events("grant_added").last().unwrap()["event"]["recorded"],
+        false
+    );
+    assert_eq!(
+        lab.events("session_started").last().unwrap()["event"]["recorded"],
+        false
+    );
+    assert!(lab.r.ok(&["grant", "list"]).contains("not recorded"));
+    // The verifier expects no recording for it, but still one for recorded sessions.
+    lab.r.ok(&["audit", "verify"]);
+    only_grant(&lab, &[]);
+    let out = lab.ssh(&lab.direct(), "echo recorded", b"");
+    assert_eq!(text(&out.stdout), "recorded\n");
+    let recorded = lab.sessions()[0]["id"].as_str().unwrap().to_owned();
+    assert!(lab.sessions()[0]["recorded"] == true);
+    std::fs::remove_file(recordings.join(format!("{recorded}.cast"))).unwrap();
+    let failed = lab.r.run(&["audit", "verify"]);
+    assert_ne!(failed.status.code(), Some(0));
+    assert!(
+        text(&failed.stdout).contains(&format!("FAIL recording {recorded}")),
+        "{}",
+        text(&failed.stdout)
+    );
+}
