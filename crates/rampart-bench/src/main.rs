@@ -44,15 +44,22 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-/// The three ways to the same target.
+/// The ways to the same target: the three compared, and Rampart with recording off (a grant with
+/// `--no-recording` on a second asset naming the same sshd), which shows what recording costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path3 {
     Direct,
     Jump,
     Rampart,
+    Unrecorded,
 }
 
-const PATHS: [Path3; 3] = [Path3::Direct, Path3::Jump, Path3::Rampart];
+const PATHS: [Path3; 4] = [
+    Path3::Direct,
+    Path3::Jump,
+    Path3::Rampart,
+    Path3::Unrecorded,
+];
 
 impl Path3 {
     fn name(self) -> &'static str {
@@ -60,6 +67,7 @@ impl Path3 {
             Path3::Direct => "direct",
             Path3::Jump => "jump host",
             Path3::Rampart => "rampart",
+            Path3::Unrecorded => "rampart, recording off",
         }
     }
 }
@@ -96,6 +104,11 @@ impl Lab {
                 command
                     .args(["-p", &self.server.ssh.port().to_string()])
                     .arg(format!("alice@{}@web-01@127.0.0.1", self.login));
+            }
+            Path3::Unrecorded => {
+                command
+                    .args(["-p", &self.server.ssh.port().to_string()])
+                    .arg(format!("alice@{}@web-02@127.0.0.1", self.login));
             }
         }
         command
@@ -150,6 +163,31 @@ fn setup() -> anyhow::Result<Lab> {
         key.to_str().unwrap(),
     ]);
     rampart.ok(&["grant", "add", "--user", "alice", "--asset", "web-01"]);
+    rampart.ok(&[
+        "asset",
+        "add",
+        "web-02",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &target.port.to_string(),
+    ]);
+    rampart.ok(&[
+        "account",
+        "add",
+        &format!("{login}@web-02"),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    rampart.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "web-02",
+        "--no-recording",
+    ]);
     let config = dir.join("ssh_config");
     std::fs::write(
         &config,
@@ -277,7 +315,12 @@ impl Row {
 
     /// Rampart over `other`, oriented so that above 1 means Rampart is better.
     fn ratio(&self, other: Path3) -> f64 {
-        let (r, o) = (self.stat(Path3::Rampart).median, self.stat(other).median);
+        self.ratio_of(Path3::Rampart, other)
+    }
+
+    /// `path` over `other`, oriented so that above 1 means `path` is better.
+    fn ratio_of(&self, path: Path3, other: Path3) -> f64 {
+        let (r, o) = (self.stat(path).median, self.stat(other).median);
         if self.higher_is_better { r / o } else { o / r }
     }
 }
@@ -376,6 +419,7 @@ fn main() -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "rampart_vs_direct": r.ratio(Path3::Direct),
             "rampart_vs_jump": r.ratio(Path3::Jump),
+            "recorded_vs_unrecorded": r.ratio_of(Path3::Rampart, Path3::Unrecorded),
         })).collect::<Vec<_>>(),
     });
 
@@ -454,8 +498,15 @@ fn goal(row: &Row) -> String {
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<28} {:>24} {:>24} {:>24} {:>9} {:>9}  goal",
-        "case", "direct", "jump host", "rampart", "vs direct", "vs jump"
+        "{:<28} {:>24} {:>24} {:>24} {:>24} {:>9} {:>9} {:>9}  goal",
+        "case",
+        "direct",
+        "jump host",
+        "rampart",
+        "rampart, no recording",
+        "vs direct",
+        "vs jump",
+        "rec cost"
     );
     for row in rows {
         let cell = |path: Path3| {
@@ -471,15 +522,20 @@ fn print_table(rows: &[Row]) {
             )
         };
         println!(
-            "{:<28} {:>24} {:>24} {:>24} {:>8.2}x {:>8.2}x  {}",
+            "{:<28} {:>24} {:>24} {:>24} {:>24} {:>8.2}x {:>8.2}x {:>8.2}x  {}",
             row.case,
             cell(Path3::Direct),
             cell(Path3::Jump),
             cell(Path3::Rampart),
+            cell(Path3::Unrecorded),
             row.ratio(Path3::Direct),
             row.ratio(Path3::Jump),
+            row.ratio_of(Path3::Rampart, Path3::Unrecorded),
             goal(row)
         );
     }
-    println!("(ratios are oriented so that above 1.00x means Rampart does better)");
+    println!(
+        "(ratios are oriented so that above 1.00x means Rampart does better; \"rec cost\" is \
+         recorded over unrecorded Rampart)"
+    );
 }
