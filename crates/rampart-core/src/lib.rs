@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod audit;
+pub mod login_rules;
 pub mod model;
 pub mod name;
 pub mod policy;

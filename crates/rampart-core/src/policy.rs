@@ -178,6 +178,7 @@ mod tests {
             auth_epoch: 0,
             keys: vec![],
             groups: groups.iter().map(|g| name(g)).collect(),
+            login_rules: crate::login_rules::LoginRules::default(),
             created_at: NOW,
         }
     }

@@ -16,6 +16,7 @@ mod commands;
 mod data_dir;
 mod grants;
 mod groups;
+mod login_controls;
 mod migrations;
 pub mod node_keys;
 pub mod passwords;

@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth epoch",
         include_str!("../migrations/0005_auth_epoch.sql"),
     ),
+    (
+        7,
+        "login controls",
+        include_str!("../migrations/0007_login_controls.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
