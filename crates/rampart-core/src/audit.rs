@@ -75,6 +75,17 @@ pub enum AuditEvent {
     MfaReset {
         user: String,
     },
+    /// A user's source address and login-hours rules were replaced (`None`: no such rule).
+    UserLoginRulesChanged {
+        user: String,
+        allow_from: Option<String>,
+        deny_from: Option<String>,
+        login_hours: Option<String>,
+    },
+    /// An operator lifted a user's lockout and cleared their failure count.
+    UserUnlocked {
+        user: String,
+    },
     GroupAdded {
         group: String,
     },
@@ -132,6 +143,23 @@ pub enum AuditEvent {
         user: String,
         method: String,
         source: String,
+    },
+    /// A failed login that opened a new counting window for its source or user. Later failures
+    /// in the same window are counted, not logged, so a brute-force storm cannot flood the log;
+    /// reaching the threshold is `login_locked`.
+    LoginFailed {
+        /// The login as attempted (attacker-controlled: truncated, control characters removed).
+        login: String,
+        source: String,
+        method: String,
+        /// Failures in the current window, for the user if the login names one, else the source.
+        failures: u32,
+    },
+    /// Too many failed logins: `key` (`user:NAME` or `source:ADDRESS`) is locked until `until`.
+    LoginLocked {
+        key: String,
+        until: String,
+        failures: u32,
     },
     AccessDenied {
         user: String,
@@ -254,6 +282,8 @@ impl AuditEvent {
             AuditEvent::UserPasswordChanged { .. } => "user_password_changed",
             AuditEvent::MfaEnrolled { .. } => "mfa_enrolled",
             AuditEvent::MfaReset { .. } => "mfa_reset",
+            AuditEvent::UserLoginRulesChanged { .. } => "user_login_rules_changed",
+            AuditEvent::UserUnlocked { .. } => "user_unlocked",
             AuditEvent::GroupAdded { .. } => "group_added",
             AuditEvent::GroupMemberAdded { .. } => "group_member_added",
             AuditEvent::AssetAdded { .. } => "asset_added",
@@ -264,6 +294,8 @@ impl AuditEvent {
             AuditEvent::GrantRemoved { .. } => "grant_removed",
             AuditEvent::VaultKeyRotated { .. } => "vault_key_rotated",
             AuditEvent::LoginSucceeded { .. } => "login_succeeded",
+            AuditEvent::LoginFailed { .. } => "login_failed",
+            AuditEvent::LoginLocked { .. } => "login_locked",
             AuditEvent::AccessDenied { .. } => "access_denied",
             AuditEvent::SessionStarted { .. } => "session_started",
             AuditEvent::SessionKillRequested { .. } => "session_kill_requested",
@@ -297,6 +329,24 @@ mod tests {
             AuditEvent::GrantRemoved { grant: "g".into() },
             AuditEvent::MfaEnrolled { user: "a".into() },
             AuditEvent::MfaReset { user: "a".into() },
+            AuditEvent::UserLoginRulesChanged {
+                user: "a".into(),
+                allow_from: Some("10.0.0.0/8".into()),
+                deny_from: None,
+                login_hours: None,
+            },
+            AuditEvent::UserUnlocked { user: "a".into() },
+            AuditEvent::LoginFailed {
+                login: "a".into(),
+                source: "192.0.2.1".into(),
+                method: "password".into(),
+                failures: 1,
+            },
+            AuditEvent::LoginLocked {
+                key: "user:a".into(),
+                until: "2026-06-01T12:15:00Z".into(),
+                failures: 5,
+            },
             AuditEvent::VaultKeyRotated {
                 old_key_ids: vec![],
                 new_key_id: "k".into(),

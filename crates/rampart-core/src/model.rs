@@ -5,6 +5,7 @@
 //! code that connects to the target.
 
 use crate::action::ActionSet;
+use crate::login_rules::LoginRules;
 use crate::name::{InvalidInput, Label, Name};
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,8 @@ pub struct User {
     pub mfa_enrolled: bool,
     pub keys: Vec<UserKey>,
     pub groups: Vec<Name>,
+    /// Where from and when the user may log in, on top of the node's `[auth]` rules.
+    pub login_rules: LoginRules,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

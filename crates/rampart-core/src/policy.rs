@@ -307,6 +307,7 @@ mod tests {
             mfa_enrolled: false,
             keys: vec![],
             groups: groups.iter().map(|g| name(g)).collect(),
+            login_rules: crate::login_rules::LoginRules::default(),
             created_at: NOW,
         }
     }

@@ -17,6 +17,7 @@ mod data_dir;
 mod grants;
 mod groups;
 mod mfa;
+mod login_controls;
 mod migrations;
 pub mod node_keys;
 pub mod passwords;

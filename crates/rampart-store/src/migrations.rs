@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (6, "mfa", include_str!("../migrations/0006_mfa.sql")),
     (8, "policy", include_str!("../migrations/0008_policy.sql")),
+    (
+        7,
+        "login controls",
+        include_str!("../migrations/0007_login_controls.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

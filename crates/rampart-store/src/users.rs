@@ -2,7 +2,7 @@
 
 use crate::rows::{self, new_id, now, time_text};
 use crate::ssh_keys::ParsedPublicKey;
-use crate::{Result, Store, StoreError, audit_log, passwords};
+use crate::{Result, Store, StoreError, audit_log, login_controls, passwords};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, Role, SecretString, User, UserKey};
 use sqlx::{Row, SqliteConnection};
@@ -96,6 +96,11 @@ impl Store {
             .rows_affected();
         sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        // A later user of the same name must not inherit this one's failures or lock.
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(login_controls::user_key(name))
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::UserRemoved {
@@ -237,7 +242,7 @@ pub(crate) async fn bump_auth_epoch(conn: &mut SqliteConnection, user_id: Uuid) 
     Ok(())
 }
 
-async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {
+pub(crate) async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {
     load_users(conn, Some(name))
         .await?
         .pop()
@@ -248,7 +253,7 @@ async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<
     let only = only.map(Name::as_str);
     let user_rows = sqlx::query(
         "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
-         totp_secret IS NOT NULL AS mfa_enrolled, created_at \
+         totp_secret IS NOT NULL AS mfa_enrolled, allow_from, deny_from, login_hours, created_at \
          FROM users WHERE $1 IS NULL OR name = $1 ORDER BY name",
     )
     .bind(only)
@@ -304,6 +309,7 @@ async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<
                 mfa_enrolled: row.try_get("mfa_enrolled")?,
                 keys: keys.remove(&id).unwrap_or_default(),
                 groups: groups.remove(&id).unwrap_or_default(),
+                login_rules: login_controls::rules_from_row(row)?,
                 created_at: rows::time(row, "created_at")?,
             })
         })
