@@ -7,8 +7,8 @@
 
 pub mod action;
 pub mod audit;
-pub mod mfa;
 pub mod login_rules;
+pub mod mfa;
 pub mod model;
 pub mod name;
 pub mod policy;

@@ -31,6 +31,7 @@ pub(crate) const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_128_CTR,
 ];
 
+use rampart_core::login_rules::AuthSettings;
 use rampart_store::Store;
 use russh::keys::PrivateKey;
 use std::future::Future;
@@ -55,12 +56,14 @@ pub struct Gateway {
     evidence: relay::Evidence,
     server_config: Arc<russh::server::Config>,
     live: Arc<live::LiveSessions>,
+    auth: Arc<AuthSettings>,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
 #[derive(Debug, Clone, Default)]
 pub struct GatewaySettings {
     pub sessions: live::SessionDefaults,
+    pub auth: AuthSettings,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -101,6 +104,7 @@ impl Gateway {
             },
             server_config: Arc::new(server::config(host_key)),
             live: Arc::new(live::LiveSessions::new(settings.sessions)),
+            auth: Arc::new(settings.auth),
         };
         Ok((gateway, sealed))
     }
@@ -138,6 +142,7 @@ impl Gateway {
             self.server_config.clone(),
             peer,
             self.live.clone(),
+            self.auth.clone(),
         );
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
             Ok(session) => {

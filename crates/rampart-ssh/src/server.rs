@@ -6,6 +6,7 @@ use crate::live::{LiveSessions, SessionGrant};
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::login_rules::{AuthSettings, check_login};
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
 use rampart_store::{Store, TotpCheck};
 use russh::keys::{HashAlg, PrivateKey};
@@ -98,6 +99,7 @@ pub struct Connection {
     /// Whether the outer connection of a ProxyJump used a second factor.
     jump_mfa: bool,
     pending_mfa: Option<PendingMfa>,
+    auth: Arc<AuthSettings>,
 }
 
 impl Drop for Connection {
@@ -115,6 +117,7 @@ impl Connection {
         config: Arc<server::Config>,
         peer: SocketAddr,
         live: Arc<LiveSessions>,
+        auth: Arc<AuthSettings>,
     ) -> Self {
         Self {
             store,
@@ -128,6 +131,7 @@ impl Connection {
             registered: None,
             jump_mfa: false,
             pending_mfa: None,
+            auth,
         }
     }
 
@@ -153,11 +157,64 @@ impl Connection {
         }
     }
 
-    /// The user named by `login` if they exist and are enabled.
-    async fn enabled_user(&self, login: &str) -> Option<(User, TargetSpec)> {
-        let login = LoginName::parse(login).ok()?;
-        let user = self.store.user(&login.user).await.ok()?;
-        (!user.disabled).then_some((user, login.target))
+    /// The user named by `login` if they exist (enabled or not), and the target it names.
+    async fn lookup(&self, login: &str) -> (Option<User>, Option<TargetSpec>) {
+        let Ok(login) = LoginName::parse(login) else {
+            return (None, None);
+        };
+        (self.store.user(&login.user).await.ok(), Some(login.target))
+    }
+
+    /// Whether an attempt for `user` from this connection's address may be checked at all: not
+    /// locked out, and admitted by the global and the user's login rules. Refusals look like any
+    /// other failure to the client (A2); rule refusals count toward lockout when `count`.
+    async fn admitted(&self, login: &str, user: Option<&User>, method: &str, count: bool) -> bool {
+        let source = self.peer.ip();
+        let now = time::OffsetDateTime::now_utc();
+        match self
+            .store
+            .login_locked(user.map(|u| &u.name), source, now)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(until)) => {
+                tracing::info!(%login, %source, %until, "login refused: locked out");
+                return false;
+            }
+            Err(err) => {
+                // Fail closed: without the lockout state there is no login.
+                tracing::error!(error = %err, "cannot read the lockout state; refusing a login");
+                return false;
+            }
+        }
+        let rules = user.map(|u| u.login_rules.clone()).unwrap_or_default();
+        if let Err(denied) = check_login(&self.auth.global, &rules, source, now) {
+            tracing::info!(%login, reason = %denied, "login refused by the login rules");
+            if count {
+                self.failed(login, user, method).await;
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Counts a failed attempt (the store keeps the audit trail bounded under a storm, E6).
+    async fn failed(&self, login: &str, user: Option<&User>, method: &str) {
+        let now = time::OffsetDateTime::now_utc();
+        let counted = self
+            .store
+            .record_login_failure(
+                login,
+                user.map(|u| &u.name),
+                self.peer.ip(),
+                method,
+                &self.auth.lockout,
+                now,
+            )
+            .await;
+        if let Err(err) = counted {
+            tracing::error!(error = %err, "cannot count a failed login");
+        }
     }
 
     async fn accept(&mut self, user: User, target: TargetSpec, method: &str, mfa: bool) -> Auth {
@@ -179,6 +236,11 @@ impl Connection {
         {
             tracing::error!(error = %err, "cannot record a login; refusing it");
             return Auth::reject();
+        }
+        if self.jump.is_none()
+            && let Err(err) = self.store.record_login_success(&user.name).await
+        {
+            tracing::error!(error = %err, "cannot reset a user's failed-login count");
         }
         self.identity = Some(Identity { user, target, mfa });
         Auth::Accept
@@ -247,12 +309,24 @@ impl server::Handler for Connection {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // An offer is not a credential (A4): it only tells the client whether to sign.
-        Ok(match self.enabled_user(login).await {
-            Some((user, _)) if self.jump.is_none() && Self::has_key(&user, offer.public_key) => {
+        let (user, _) = self.lookup(login).await;
+        let usable = match &user {
+            Some(user) => !user.disabled && Self::has_key(user, offer.public_key),
+            None => false,
+        };
+        if self.jump.is_some() || !usable {
+            return Ok(Auth::reject());
+        }
+        Ok(
+            if self
+                .admitted(login, user.as_ref(), "publickey", false)
+                .await
+            {
                 Auth::Accept
-            }
-            _ => Auth::reject(),
-        })
+            } else {
+                Auth::reject()
+            },
+        )
     }
 
     async fn auth_publickey(
@@ -261,29 +335,54 @@ impl server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         // russh calls this only after the signature verified, for the key that signed (A5).
-        match self.enabled_user(login).await {
-            Some((user, target)) if self.jump.is_none() && Self::has_key(&user, key.public_key) => {
+        let (user, target) = self.lookup(login).await;
+        if self.jump.is_some() {
+            return Ok(Auth::reject());
+        }
+        if !self.admitted(login, user.as_ref(), "publickey", true).await {
+            return Ok(Auth::reject());
+        }
+        match (user, target) {
+            (Some(user), Some(target))
+                if !user.disabled && Self::has_key(&user, key.public_key) =>
+            {
                 Ok(self.first_factor(login, user, target, "publickey").await)
             }
-            _ => Ok(Auth::reject()),
+            (user, _) => {
+                self.failed(login, user.as_ref(), "publickey").await;
+                Ok(Auth::reject())
+            }
         }
     }
 
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         // Only users with a password set may use one; everyone else has keys.
-        let Some((user, target)) = self.enabled_user(login).await else {
-            return Ok(Auth::reject());
-        };
-        let password = SecretString::from(password.to_owned());
-        let matches = self
-            .store
-            .check_user_password(&user.name, &password)
-            .await
-            .unwrap_or(false);
-        if self.jump.is_some() || !user.has_password || !matches {
+        let (user, target) = self.lookup(login).await;
+        if self.jump.is_some() || !self.admitted(login, user.as_ref(), "password", true).await {
             return Ok(Auth::reject());
         }
-        Ok(self.first_factor(login, user, target, "password").await)
+        let password = SecretString::from(password.to_owned());
+        let matches = match &user {
+            Some(user) if !user.disabled && user.has_password => self
+                .store
+                .check_user_password(&user.name, &password)
+                .await
+                .unwrap_or(false),
+            // Unknown users cost the same Argon2 work as known ones, so timing tells nothing.
+            _ => {
+                rampart_store::burn_password_check(&password);
+                false
+            }
+        };
+        match (user, target) {
+            (Some(user), Some(target)) if matches => {
+                Ok(self.first_factor(login, user, target, "password").await)
+            }
+            (user, _) => {
+                self.failed(login, user.as_ref(), "password").await;
+                Ok(Auth::reject())
+            }
+        }
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -296,7 +395,11 @@ impl server::Handler for Connection {
         let Some(mut pending) = self.pending_mfa.take() else {
             return Ok(Auth::reject());
         };
-        if pending.login != login {
+        if pending.login != login
+            || !self
+                .admitted(login, Some(&pending.user), "totp", false)
+                .await
+        {
             return Ok(Auth::reject());
         }
         let Some(mut response) = response else {
@@ -327,6 +430,7 @@ impl server::Handler for Connection {
                     tracing::error!(error = %err, "cannot check a TOTP code");
                 }
                 tracing::info!(user = %pending.user.name, result = ?other, "second factor refused");
+                self.failed(login, Some(&pending.user), "totp").await;
                 pending.attempts += 1;
                 if pending.attempts < MFA_ATTEMPTS {
                     self.pending_mfa = Some(pending);
@@ -402,6 +506,7 @@ impl server::Handler for Connection {
             self.config.clone(),
             self.peer,
             self.live.clone(),
+            self.auth.clone(),
         );
         inner.jump = Some((identity.user, asset));
         inner.jump_mfa = identity.mfa;

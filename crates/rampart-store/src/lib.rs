@@ -16,8 +16,8 @@ mod commands;
 mod data_dir;
 mod grants;
 mod groups;
-mod mfa;
 mod login_controls;
+mod mfa;
 mod migrations;
 pub mod node_keys;
 pub mod passwords;
@@ -34,6 +34,7 @@ pub use commands::CommandFilter;
 pub use data_dir::DataDir;
 pub use grants::NewGrant;
 pub use mfa::{TotpCheck, new_totp_secret};
+pub use passwords::burn_password_check;
 pub use sessions::{NewSession, SessionEnd, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 

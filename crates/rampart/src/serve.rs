@@ -73,6 +73,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             idle_timeout: config.sessions.idle_timeout,
             max_duration: config.sessions.max_duration,
         },
+        // Replaced by the `[auth]` configuration once it lands.
+        auth: rampart_core::login_rules::AuthSettings::default(),
     };
     let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings)?;
     for session in &sealed {
