@@ -53,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "retention_days": config.audit.retention_days,
         "syslog": config.audit.syslog.as_ref().map(|s| format!("{:?} {}", s.transport, s.address)),
         "webhook": config.audit.webhook.as_ref().map(|w| format!("http://{}{}", w.host, w.path)),
+        "auth": auth_settings(&config.auth),
     });
     let started = rampart_core::audit::AuditEvent::ServerStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -302,4 +303,19 @@ fn print_banner(
     println!("http: listening on http://{http} (health: /healthz, readiness: /readyz)");
     println!("Stop with Ctrl-C or SIGTERM.");
     Ok(())
+}
+
+/// The `[auth]` settings in force, under their configuration keys (for `server_started`).
+fn auth_settings(auth: &rampart_core::login_rules::AuthSettings) -> serde_json::Value {
+    use rampart_core::login_rules::format_cidr_list;
+    use rampart_core::time_arg::format_duration;
+    serde_json::json!({
+        "allow_from": format_cidr_list(&auth.global.allow_from),
+        "deny_from": format_cidr_list(&auth.global.deny_from),
+        "login_hours": auth.global.hours.as_ref().map(ToString::to_string),
+        "trusted_proxies": format_cidr_list(&auth.trusted_proxies),
+        "lockout_threshold": auth.lockout.threshold,
+        "lockout_window": format_duration(auth.lockout.window),
+        "lockout_duration": format_duration(auth.lockout.lock_for),
+    })
 }

@@ -10,6 +10,7 @@
 
 mod cli;
 mod evidence;
+mod login_controls;
 mod ssh;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
