@@ -368,3 +368,125 @@ fn source_rules_admit_or_refuse_a_valid_key() {
     ]);
     assert_eq!(text(&from("127.0.0.1").stdout), "in\n");
 }
+
+/// A8: each credential type (key, password, each with TOTP) against each policy (source allow
+/// list, disabled user, grant outside its window, no grant at all, grant requiring MFA): every
+/// combination is refused, and the same credential is admitted once the policy allows it.
+#[test]
+fn every_credential_type_is_refused_by_every_policy() {
+    // Refusals count toward lockout; a high threshold keeps this test about the policies.
+    let Some(lab) = Lab::start_with_env(&[("RAMPART_AUTH_LOCKOUT_THRESHOLD", "1000")]) else {
+        return;
+    };
+    lab.r.ok_with_stdin(
+        &["user", "password", "alice"],
+        format!("{ALICE_PASSWORD}\n").as_bytes(),
+    );
+    let tomorrow =
+        (time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(86_400)).weekday();
+    let other_day = format!("{} 00:00-23:59 UTC", &format!("{tomorrow}")[..3]);
+    let grant = |extra: &[&str]| {
+        for grant in lab.r.json(&["grant", "list"]).as_array().unwrap() {
+            lab.r
+                .ok(&["grant", "remove", grant["id"].as_str().unwrap()]);
+        }
+        if extra != ["none"] {
+            let mut args = vec!["grant", "add", "--user", "alice", "--asset", "web-01"];
+            args.extend_from_slice(extra);
+            lab.r.ok(&args);
+        }
+    };
+    let policies: Vec<(&str, Box<dyn Fn()>, Box<dyn Fn()>)> = vec![
+        (
+            "source allow list",
+            Box::new(|| {
+                drop(
+                    lab.r
+                        .ok(&["user", "set", "alice", "--allow-from", "10.9.0.0/16"]),
+                )
+            }),
+            Box::new(|| drop(lab.r.ok(&["user", "set", "alice", "--allow-from", ""]))),
+        ),
+        (
+            "disabled user",
+            Box::new(|| drop(lab.r.ok(&["user", "disable", "alice"]))),
+            Box::new(|| drop(lab.r.ok(&["user", "enable", "alice"]))),
+        ),
+        (
+            "grant outside its window",
+            Box::new(|| grant(&["--schedule", &other_day])),
+            Box::new(|| grant(&[])),
+        ),
+        (
+            "no grant",
+            Box::new(|| grant(&["none"])),
+            Box::new(|| grant(&[])),
+        ),
+    ];
+    let client = MfaClient::new(&lab);
+    let key = |_: &str| lab.ssh(&lab.direct(), "echo in", b"");
+    let password = |_: &str| password_login(&lab, &lab.direct(), ALICE_PASSWORD, "127.0.0.1");
+    let check = |what: &str, login: &dyn Fn(&str) -> Output| {
+        let admitted = login(what);
+        assert_eq!(
+            text(&admitted.stdout),
+            "in\n",
+            "{what} before the policy: {}",
+            text(&admitted.stderr)
+        );
+        for (policy, apply, undo) in &policies {
+            apply();
+            let refused = login(what);
+            assert!(
+                !refused.status.success() && !text(&refused.stdout).contains("in"),
+                "{what} got through {policy}"
+            );
+            undo();
+        }
+    };
+    check("key", &key);
+    check("password", &password);
+    // A grant requiring MFA refuses both first factors alone.
+    grant(&["--require-mfa"]);
+    assert!(
+        !key("key").status.success(),
+        "key alone got through a grant requiring MFA"
+    );
+    assert!(
+        !password("password").status.success(),
+        "password alone got through a grant requiring MFA"
+    );
+
+    // With TOTP enrolled, key + code meets the same login policies (the grant policies do not
+    // depend on how the user logged in, and are covered above).
+    let uri = enroll_alice(&lab);
+    let last_used = std::cell::Cell::new(unix_now() / 30);
+    // A code works once: each admitted login takes the next time step, waiting for the clock
+    // when the server would call it too far ahead (it accepts one step of skew).
+    let key_totp = |consumes: bool| {
+        let step = last_used.get() + 1;
+        while unix_now() / 30 + 1 < step {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        if consumes {
+            last_used.set(step);
+        }
+        client.ssh(&lab, &totp_code(&uri, step * 30), "echo in")
+    };
+    grant(&[]);
+    let admitted = key_totp(true);
+    assert_eq!(text(&admitted.stdout), "in\n", "{}", text(&admitted.stderr));
+    for (policy, apply, undo) in policies.iter().take(2) {
+        apply();
+        let refused = key_totp(false);
+        assert!(
+            !refused.status.success() && !text(&refused.stdout).contains("in"),
+            "key+totp got through {policy}"
+        );
+        undo();
+    }
+    // The grant requiring MFA admits key + code.
+    grant(&["--require-mfa"]);
+    let admitted = key_totp(true);
+    assert_eq!(text(&admitted.stdout), "in\n", "{}", text(&admitted.stderr));
+}

@@ -185,6 +185,23 @@ fn disabling_the_user_ends_sessions_and_refuses_new_channels_on_an_open_connecti
 }
 
 #[test]
+fn a_credential_change_ends_the_users_live_sessions() {
+    let Some(lab) = Lab::start() else { return };
+    let child = spawn(&lab, "sleep 120");
+    live_session(&lab);
+    lab.r
+        .ok_with_stdin(&["user", "password", "alice"], b"a brand new password 42\n");
+    let stderr = text(&ended(child).stderr);
+    assert!(
+        stderr.contains("the user's credentials changed; log in again"),
+        "{stderr}"
+    );
+    // Logging in again works (the key still belongs to alice).
+    let again = lab.ssh(&lab.direct(), "echo again", b"");
+    assert_eq!(text(&again.stdout), "again\n", "{}", text(&again.stderr));
+}
+
+#[test]
 fn idle_and_duration_limits_warn_then_end_the_session() {
     let Some(lab) = Lab::start() else { return };
     // Warnings come a quarter of a short limit before it (checked every second).

@@ -26,6 +26,11 @@ pub(crate) struct Lab {
 
 impl Lab {
     pub(crate) fn start() -> Option<Self> {
+        Self::start_with_env(&[])
+    }
+
+    /// The lab with extra environment for `rampart serve` (configuration).
+    pub(crate) fn start_with_env(env: &[(&str, &str)]) -> Option<Self> {
         for tool in ["ssh", "scp", "sftp", "ssh-keygen"] {
             require_tool(tool)?;
         }
@@ -63,7 +68,7 @@ impl Lab {
             ),
         )
         .unwrap();
-        let server = r.serve();
+        let server = r.serve_with_env(env);
         Some(Self {
             r,
             server,
