@@ -32,7 +32,7 @@ pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
 pub use audit_log::{AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
-pub use data_dir::DataDir;
+pub use data_dir::{DataDir, write_new_secret_file};
 pub use grants::{GrantInput, NewGrant};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::burn_password_check;
