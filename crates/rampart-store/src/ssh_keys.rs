@@ -83,7 +83,9 @@ pub fn single_host_key(source: &str, text: &str) -> Result<String, InvalidInput>
     }
     match keys.as_slice() {
         [key] => Ok(key.clone()),
-        [] => Err(InvalidInput::new(format!("{source} holds no SSH public key"))),
+        [] => Err(InvalidInput::new(format!(
+            "{source} holds no SSH public key"
+        ))),
         _ => Err(InvalidInput::new(format!(
             "{source} holds {} keys: keep only the one to pin (for example ssh-keyscan -t ed25519 HOST)",
             keys.len()

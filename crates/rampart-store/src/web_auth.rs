@@ -90,8 +90,7 @@ pub fn secret_hash(secret: &str) -> String {
 /// 32 random bytes from the operating system, base64url without padding.
 fn random_secret() -> Result<String> {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(bytes.as_mut_slice())
-        .map_err(|err| StoreError::Randomness(err.to_string()))?;
+    getrandom::fill(bytes.as_mut_slice()).map_err(|err| StoreError::Randomness(err.to_string()))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes.as_slice()))
 }
 
@@ -333,7 +332,9 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("token", id))?;
         let token = token_from_row(&row)?;
         if token.revoked_at.is_some() {
-            return Err(StoreError::invalid(format!("token {id} is already revoked")));
+            return Err(StoreError::invalid(format!(
+                "token {id} is already revoked"
+            )));
         }
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
             .bind(time_text(now()))
@@ -354,7 +355,6 @@ impl Store {
         Ok(token)
     }
 }
-
 
 fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
     Ok(ApiToken {

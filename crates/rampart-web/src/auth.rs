@@ -102,11 +102,7 @@ pub fn source_of(state: &WebState, headers: &HeaderMap, peer: SocketAddr) -> IpA
     let forwarded = headers
         .get("x-forwarded-for")
         .and_then(|value| value.to_str().ok());
-    client_address(
-        peer.ip(),
-        forwarded,
-        &state.settings.auth.trusted_proxies,
-    )
+    client_address(peer.ip(), forwarded, &state.settings.auth.trusted_proxies)
 }
 
 fn older_than(at: OffsetDateTime, now: OffsetDateTime, age: Duration) -> bool {
@@ -363,8 +359,9 @@ pub async fn login(
             false
         }
     };
-    let Some(user) = user.filter(|_| matches) else {
-        return Err(fail("web-password", user).await);
+    let user = match user {
+        Some(user) if matches => user,
+        user => return Err(fail("web-password", user).await),
     };
     let mut method = "web-password";
     if user.mfa_enrolled {

@@ -170,6 +170,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("cert.pem") || err.contains("missing.pem"), "{err}");
+        assert!(
+            err.contains("cert.pem") || err.contains("missing.pem"),
+            "{err}"
+        );
     }
 }
