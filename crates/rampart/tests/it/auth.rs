@@ -211,3 +211,97 @@ fn a_pending_second_factor_opens_nothing_and_cannot_switch_user() {
         assert!(handle.channel_open_session().await.is_err());
     });
 }
+
+const ALICE_PASSWORD: &str = "alice-correct-horse-42";
+
+/// `ssh` with a password answered through SSH_ASKPASS, from source address `from`.
+fn password_login(lab: &Lab, user: &str, password: &str, from: &str) -> Output {
+    let dir = lab.r.scratch();
+    let secret = dir.join("password");
+    let askpass = dir.join("askpass-password.sh");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    std::fs::write(&askpass, format!("#!/bin/sh\ncat {}\n", secret.display())).unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Command::new("ssh")
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "LogLevel=ERROR", "-o", "PreferredAuthentications=password"])
+        .args(["-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"])
+        .args(["-b", from, "-p", &lab.port()])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("echo in")
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn lockout_per_user_and_per_source_looks_like_any_failure_and_unlock_lifts_it() {
+    let Some(lab) = Lab::start() else { return };
+    lab.r.ok_with_stdin(
+        &["user", "password", "alice"],
+        format!("{ALICE_PASSWORD}\n{ALICE_PASSWORD}\n").as_bytes(),
+    );
+    let alice = lab.direct();
+    let ok = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.1");
+    assert_eq!(text(&ok.stdout), "in\n", "{}", text(&ok.stderr));
+
+    // Five wrong passwords from five addresses: alice is locked, no address is.
+    let mut wrong_stderr = String::new();
+    for n in 2..7 {
+        let out = password_login(&lab, &alice, "wrong-password-123", &format!("127.0.0.{n}"));
+        assert_eq!(out.status.code(), Some(255));
+        wrong_stderr = text(&out.stderr);
+    }
+    let locked = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.7");
+    assert_eq!(locked.status.code(), Some(255), "a locked user got in");
+    let unknown = password_login(&lab, "nobody@x", ALICE_PASSWORD, "127.0.0.7");
+    // A2: unknown user, wrong password and locked user look the same.
+    assert_eq!(text(&locked.stderr), wrong_stderr);
+    assert_eq!(text(&unknown.stderr), wrong_stderr);
+    assert!(wrong_stderr.contains("Permission denied"), "{wrong_stderr}");
+    let shown = lab.r.json(&["user", "show", "alice"]);
+    assert!(shown["locked_until"].is_string(), "{shown}");
+    assert_eq!(lab.events("login_locked").len(), 1);
+
+    lab.r.ok(&["user", "unlock", "alice"]);
+    let ok = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.7");
+    assert_eq!(text(&ok.stdout), "in\n", "{}", text(&ok.stderr));
+    assert_eq!(lab.events("user_unlocked").len(), 1);
+
+    // Five failures from one address for names that do not exist lock the address.
+    for n in 0..5 {
+        password_login(&lab, &format!("guess{n}"), "whatever-123456", "127.0.0.8");
+    }
+    let from_locked = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.8");
+    assert_eq!(from_locked.status.code(), Some(255), "a locked address got in");
+    let elsewhere = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.9");
+    assert_eq!(text(&elsewhere.stdout), "in\n", "{}", text(&elsewhere.stderr));
+    // The failures are aggregated: one event per key and window, not one per attempt.
+    let failed = lab.events("login_failed").len();
+    assert!((1..=7).contains(&failed), "{failed} login_failed events for 11 failures");
+}
+
+#[test]
+fn source_rules_admit_or_refuse_a_valid_key() {
+    let Some(lab) = Lab::start() else { return };
+    let from = |address: &str| {
+        lab.ssh_command(&lab.direct())
+            .args(["-b", address])
+            .arg("echo in")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    lab.r.ok(&["user", "set", "alice", "--allow-from", "127.0.0.5/32,127.0.1.0/24"]);
+    assert_eq!(from("127.0.0.1").status.code(), Some(255));
+    assert_eq!(text(&from("127.0.0.5").stdout), "in\n");
+    assert_eq!(text(&from("127.0.1.9").stdout), "in\n");
+    lab.r.ok(&["user", "set", "alice", "--deny-from", "127.0.1.9"]);
+    assert_eq!(from("127.0.1.9").status.code(), Some(255), "deny beats allow");
+    assert_eq!(text(&from("127.0.1.8").stdout), "in\n");
+    lab.r.ok(&["user", "set", "alice", "--allow-from", "", "--deny-from", ""]);
+    assert_eq!(text(&from("127.0.0.1").stdout), "in\n");
+}
