@@ -223,9 +223,24 @@ fn password_login(lab: &Lab, user: &str, password: &str, from: &str) -> Output {
     std::fs::write(&askpass, format!("#!/bin/sh\ncat {}\n", secret.display())).unwrap();
     std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
     Command::new("ssh")
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-        .args(["-o", "LogLevel=ERROR", "-o", "PreferredAuthentications=password"])
-        .args(["-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "PreferredAuthentications=password",
+        ])
+        .args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
         .args(["-b", from, "-p", &lab.port()])
         .arg(format!("{user}@127.0.0.1"))
         .arg("echo in")
@@ -276,12 +291,24 @@ fn lockout_per_user_and_per_source_looks_like_any_failure_and_unlock_lifts_it() 
         password_login(&lab, &format!("guess{n}"), "whatever-123456", "127.0.0.8");
     }
     let from_locked = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.8");
-    assert_eq!(from_locked.status.code(), Some(255), "a locked address got in");
+    assert_eq!(
+        from_locked.status.code(),
+        Some(255),
+        "a locked address got in"
+    );
     let elsewhere = password_login(&lab, &alice, ALICE_PASSWORD, "127.0.0.9");
-    assert_eq!(text(&elsewhere.stdout), "in\n", "{}", text(&elsewhere.stderr));
+    assert_eq!(
+        text(&elsewhere.stdout),
+        "in\n",
+        "{}",
+        text(&elsewhere.stderr)
+    );
     // The failures are aggregated: one event per key and window, not one per attempt.
     let failed = lab.events("login_failed").len();
-    assert!((1..=7).contains(&failed), "{failed} login_failed events for 11 failures");
+    assert!(
+        (1..=7).contains(&failed),
+        "{failed} login_failed events for 11 failures"
+    );
 }
 
 #[test]
@@ -295,13 +322,32 @@ fn source_rules_admit_or_refuse_a_valid_key() {
             .output()
             .unwrap()
     };
-    lab.r.ok(&["user", "set", "alice", "--allow-from", "127.0.0.5/32,127.0.1.0/24"]);
+    lab.r.ok(&[
+        "user",
+        "set",
+        "alice",
+        "--allow-from",
+        "127.0.0.5/32,127.0.1.0/24",
+    ]);
     assert_eq!(from("127.0.0.1").status.code(), Some(255));
     assert_eq!(text(&from("127.0.0.5").stdout), "in\n");
     assert_eq!(text(&from("127.0.1.9").stdout), "in\n");
-    lab.r.ok(&["user", "set", "alice", "--deny-from", "127.0.1.9"]);
-    assert_eq!(from("127.0.1.9").status.code(), Some(255), "deny beats allow");
+    lab.r
+        .ok(&["user", "set", "alice", "--deny-from", "127.0.1.9"]);
+    assert_eq!(
+        from("127.0.1.9").status.code(),
+        Some(255),
+        "deny beats allow"
+    );
     assert_eq!(text(&from("127.0.1.8").stdout), "in\n");
-    lab.r.ok(&["user", "set", "alice", "--allow-from", "", "--deny-from", ""]);
+    lab.r.ok(&[
+        "user",
+        "set",
+        "alice",
+        "--allow-from",
+        "",
+        "--deny-from",
+        "",
+    ]);
     assert_eq!(text(&from("127.0.0.1").stdout), "in\n");
 }
