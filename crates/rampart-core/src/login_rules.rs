@@ -10,13 +10,16 @@
 use crate::name::InvalidInput;
 use crate::schedule::Schedule;
 use crate::time_arg::format_duration;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// Networks as the rules hold them, re-exported so callers need no `ipnet` dependency of their own.
+pub use ipnet::IpNet;
 
 /// The most entries one address list may hold: lists are read on every login.
 pub const MAX_LIST_ENTRIES: usize = 256;
@@ -82,7 +85,8 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, InvalidInput> {
 }
 
 /// Parses a comma-separated list of networks or addresses; an empty or blank text is the empty
-/// list. `what` names the list in errors (`allow_from`).
+/// list. `what` names the list in errors about the list as a whole (`allow_from`); an error about
+/// one entry names the entry.
 pub fn parse_cidr_list(what: &str, text: &str) -> Result<Vec<IpNet>, InvalidInput> {
     if text.len() > MAX_LIST_TEXT {
         return Err(InvalidInput::new(format!(
@@ -99,8 +103,7 @@ pub fn parse_cidr_list(what: &str, text: &str) -> Result<Vec<IpNet>, InvalidInpu
                 "invalid {what} {text:?}: empty entry (separate networks with single commas)"
             )));
         }
-        let net =
-            parse_cidr(entry).map_err(|err| InvalidInput::new(format!("invalid {what}: {err}")))?;
+        let net = parse_cidr(entry)?;
         if !nets.contains(&net) {
             nets.push(net);
         }
@@ -283,6 +286,8 @@ impl Serialize for LockoutPolicy {
 /// Everything the listeners need to admit a login, as the node is configured (`[auth]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuthSettings {
+    /// Every login needs a second factor: users without one enrolled cannot log in.
+    pub require_mfa: bool,
     /// Rules every login must pass, before the user's own.
     pub global: LoginRules,
     pub lockout: LockoutPolicy,
@@ -381,13 +386,16 @@ mod tests {
             ("10.0.0.0/33", "invalid network \"10.0.0.0/33\""),
             ("10.0.0.1/8", "did you mean 10.0.0.0/8?"),
             ("example.com", "invalid address"),
-            ("10.0.0.0/8,", "empty entry"),
+            (
+                "10.0.0.0/8,",
+                "invalid allow_from \"10.0.0.0/8,\": empty entry",
+            ),
             ("10.0.0.0/8,,192.0.2.1", "empty entry"),
             ("10.0.0.0/8 192.0.2.1", "invalid network"),
             ("2001:db8::1/64", "did you mean 2001:db8::/64?"),
         ] {
             let err = parse_cidr_list("allow_from", bad).unwrap_err().to_string();
-            assert!(err.starts_with("invalid allow_from"), "{bad:?}: {err}");
+            assert!(err.starts_with("invalid "), "{bad:?}: {err}");
             assert!(err.contains(expected), "{bad:?}: {err}");
         }
         let too_many: Vec<String> = (0..=MAX_LIST_ENTRIES)
@@ -636,6 +644,7 @@ mod tests {
     #[test]
     fn lockout_defaults_and_settings_serialize_as_strings() {
         let settings = AuthSettings {
+            require_mfa: false,
             global: rules("10.0.0.0/8", "", Some("Mon-Fri 08:00-18:00 Europe/Berlin")),
             lockout: LockoutPolicy::default(),
             trusted_proxies: parse_cidr_list("trusted_proxies", "10.0.0.1").unwrap(),
@@ -650,6 +659,7 @@ mod tests {
                 },
                 "lockout": { "threshold": 5, "window": "10m", "lock_for": "15m" },
                 "trusted_proxies": ["10.0.0.1/32"],
+                "require_mfa": false,
             })
         );
         assert!(LoginRules::default().is_empty());

@@ -255,6 +255,12 @@ impl Connection {
         method: &'static str,
     ) -> Auth {
         if !user.mfa_enrolled {
+            if self.auth.require_mfa {
+                // Mandatory second factor and none enrolled: no login (enroll first).
+                tracing::info!(user = %user.name, "login refused: a second factor is required and none is enrolled");
+                self.failed(login, Some(&user), method).await;
+                return Auth::reject();
+            }
             return self.accept(user, target, method, false).await;
         }
         self.pending_mfa = Some(PendingMfa {

@@ -20,7 +20,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Environment variables that would change which data directory or key a command uses.
+/// Environment variables that would change which data directory or key a command uses, or
+/// which settings it runs with.
 const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_CONFIG",
     "RAMPART_DATA_DIR",
@@ -29,6 +30,16 @@ const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_SSH_LISTEN",
     "RAMPART_HTTP_LISTEN",
     "RAMPART_LOG",
+    "RAMPART_AUTH_ALLOW_FROM",
+    "RAMPART_AUTH_DENY_FROM",
+    "RAMPART_AUTH_LOGIN_HOURS",
+    "RAMPART_AUTH_TRUSTED_PROXIES",
+    "RAMPART_AUTH_LOCKOUT_THRESHOLD",
+    "RAMPART_AUTH_LOCKOUT_WINDOW",
+    "RAMPART_AUTH_LOCKOUT_DURATION",
+    "RAMPART_AUTH_REQUIRE_MFA",
+    "RAMPART_SESSION_IDLE_TIMEOUT",
+    "RAMPART_SESSION_MAX_DURATION",
 ];
 
 /// Finds an external tool, or explains why the test cannot run. Returns `None` to skip, and

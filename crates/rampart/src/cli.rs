@@ -1,6 +1,6 @@
 //! The command line: every command, flag and help text.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -164,8 +164,37 @@ pub enum UserCommand {
     },
     /// List users
     List,
-    /// Show one user with keys and groups
+    /// Show one user with keys, groups, login rules and lock state
     Show { name: String },
+    /// Set where from and when a user may log in (on top of the configuration's [auth] rules).
+    /// A flag left out keeps that rule; an empty value ("") removes it
+    #[command(group(
+        ArgGroup::new("rules")
+            .required(true)
+            .multiple(true)
+            .args(["allow_from", "deny_from", "login_hours"])
+    ))]
+    Set {
+        /// The user whose rules change
+        name: String,
+        /// Comma-separated networks the user may log in from, such as 10.0.0.0/8,2001:db8::/32
+        /// (an address alone is one host); "" allows every address
+        #[arg(long, value_name = "CIDRS")]
+        allow_from: Option<String>,
+        /// Comma-separated networks the user may never log in from; wins over --allow-from
+        #[arg(long, value_name = "CIDRS")]
+        deny_from: Option<String>,
+        /// Weekly windows when the user may log in, such as "Mon-Fri 08:00-18:00 Europe/Berlin"
+        /// (zone defaults to UTC); "" allows any time
+        #[arg(long, value_name = "SCHEDULE")]
+        login_hours: Option<String>,
+    },
+    /// Lift a user's lock after failed logins and clear their failure count (locks on source
+    /// addresses stay until they expire)
+    Unlock {
+        /// The locked user
+        name: String,
+    },
     /// Disable a user: they can no longer log in
     Disable { name: String },
     /// Enable a disabled user
@@ -366,6 +395,9 @@ pub struct GrantExplainArgs {
     /// Whether the login used a second factor [default: whether the user has one enrolled]
     #[arg(long, value_name = "BOOL")]
     pub mfa: Option<bool>,
+    /// Also check the login rules (global and the user's) for a login from this address
+    #[arg(long, value_name = "IP")]
+    pub from: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Subcommand)]

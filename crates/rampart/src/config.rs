@@ -6,6 +6,9 @@
 //! key was wrong and where the value came from.
 
 use rampart_core::SecretString;
+use rampart_core::login_rules::{AuthSettings, LockoutPolicy, LoginRules, parse_cidr_list};
+use rampart_core::schedule::Schedule;
+use rampart_core::time_arg::parse_duration;
 use rampart_store::MasterKeySource;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -13,7 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tracing_subscriber::filter::LevelFilter;
 
-use rampart_core::time_arg::parse_duration;
 use std::time::Duration;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
@@ -37,6 +39,22 @@ struct FileConfig {
     audit: AuditSection,
     #[serde(default)]
     session: SessionSection,
+    #[serde(default)]
+    auth: AuthSection,
+}
+
+/// Who may log in from where and when, for every user, and the lockout after failed logins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    allow_from: Option<Vec<String>>,
+    deny_from: Option<Vec<String>>,
+    login_hours: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    lockout_threshold: Option<i64>,
+    lockout_window: Option<String>,
+    lockout_duration: Option<String>,
+    require_mfa: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +123,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub sessions: SessionConfig,
     pub http: HttpConfig,
+    /// Global login rules, lockout and trusted proxies, for the listeners.
+    pub auth: AuthSettings,
 }
 
 /// How the HTTP listener serves: its TLS and its browser sessions' lifetimes.
@@ -349,6 +369,7 @@ impl Config {
                 None,
             )?,
         };
+        let auth = auth_settings(file.auth, env_lookup, &file_name)?;
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
 
@@ -361,6 +382,7 @@ impl Config {
             audit,
             sessions,
             http,
+            auth,
         })
     }
 }
@@ -554,6 +576,143 @@ fn audit_config(
         retention_days,
         syslog,
         webhook,
+    })
+}
+
+fn auth_settings(
+    section: AuthSection,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<AuthSettings, ConfigError> {
+    // In the file a list; in the environment comma-separated.
+    let networks = |key: &str, env: &str, file: Option<Vec<String>>, everyone_ok: bool| {
+        let Some(Sourced { value, source }) = pick(
+            key,
+            ("", None),
+            env,
+            env_lookup,
+            file.map(|l| l.join(",")),
+            file_name,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let nets = parse_cidr_list(key, &value)
+            .map_err(|err| ConfigError(format!("{key} (from {source}): {err}")))?;
+        // A trusted proxy may tell Rampart any client address: trusting everyone would let
+        // every client choose the address the allow and deny lists see.
+        match nets.iter().find(|net| net.prefix_len() == 0) {
+            Some(everyone) if !everyone_ok => Err(ConfigError(format!(
+                "{key} (from {source}): {everyone} would let every client name its own \
+                 address: list only your proxies"
+            ))),
+            _ => Ok(nets),
+        }
+    };
+    let allow_from = networks(
+        "auth.allow_from",
+        "RAMPART_AUTH_ALLOW_FROM",
+        section.allow_from,
+        true,
+    )?;
+    let deny_from = networks(
+        "auth.deny_from",
+        "RAMPART_AUTH_DENY_FROM",
+        section.deny_from,
+        true,
+    )?;
+    let trusted_proxies = networks(
+        "auth.trusted_proxies",
+        "RAMPART_AUTH_TRUSTED_PROXIES",
+        section.trusted_proxies,
+        false,
+    )?;
+    let hours = pick(
+        "auth.login_hours",
+        ("", None),
+        "RAMPART_AUTH_LOGIN_HOURS",
+        env_lookup,
+        section.login_hours,
+        file_name,
+    )
+    .map(|Sourced { value, source }| {
+        Schedule::parse(&value)
+            .map_err(|err| ConfigError(format!("auth.login_hours (from {source}): {err}")))
+    })
+    .transpose()?;
+
+    let defaults = LockoutPolicy::default();
+    let threshold = match pick(
+        "auth.lockout_threshold",
+        ("", None),
+        "RAMPART_AUTH_LOCKOUT_THRESHOLD",
+        env_lookup,
+        section.lockout_threshold.map(|n| n.to_string()),
+        file_name,
+    ) {
+        None => defaults.threshold,
+        Some(Sourced { value, source }) => value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "auth.lockout_threshold (from {source}): {value:?} is not a number of failed \
+                     logins from 1 to 1000"
+                ))
+            })?,
+    };
+    let duration = |key: &str, env: &str, file: Option<String>, default| match pick(
+        key,
+        ("", None),
+        env,
+        env_lookup,
+        file,
+        file_name,
+    ) {
+        None => Ok(default),
+        Some(Sourced { value, source }) => parse_duration("duration", &value)
+            .map_err(|err| ConfigError(format!("{key} (from {source}): {err}"))),
+    };
+    let window = duration(
+        "auth.lockout_window",
+        "RAMPART_AUTH_LOCKOUT_WINDOW",
+        section.lockout_window,
+        defaults.window,
+    )?;
+    let lock_for = duration(
+        "auth.lockout_duration",
+        "RAMPART_AUTH_LOCKOUT_DURATION",
+        section.lockout_duration,
+        defaults.lock_for,
+    )?;
+    let require_mfa = match pick(
+        "auth.require_mfa",
+        ("", None),
+        "RAMPART_AUTH_REQUIRE_MFA",
+        env_lookup,
+        section.require_mfa.map(|b| b.to_string()),
+        file_name,
+    ) {
+        None => false,
+        Some(Sourced { value, source }) => value.parse::<bool>().map_err(|_| {
+            ConfigError(format!(
+                "auth.require_mfa (from {source}): {value:?} is not true or false"
+            ))
+        })?,
+    };
+    Ok(AuthSettings {
+        require_mfa,
+        global: LoginRules {
+            allow_from,
+            deny_from,
+            hours,
+        },
+        lockout: LockoutPolicy {
+            threshold,
+            window,
+            lock_for,
+        },
+        trusted_proxies,
     })
 }
 
@@ -830,6 +989,108 @@ mod tests {
             err.contains("http.tls (from environment RAMPART_HTTP_TLS)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn auth_settings() {
+        let defaults = load(Overrides::default(), &[]).unwrap().auth;
+        assert_eq!(defaults, AuthSettings::default());
+        assert_eq!(defaults.lockout.threshold, 5);
+
+        let (_dir, overrides) = file(
+            "[auth]\nallow_from = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny_from = [\"10.66.0.0/16\"]\n\
+             login_hours = \"Mon-Fri 08:00-18:00 Europe/Berlin\"\ntrusted_proxies = [\"10.0.0.1\"]\n\
+             lockout_threshold = 3\nlockout_window = \"5m\"\nlockout_duration = \"1h\"\n",
+        );
+        let auth = load(overrides.clone(), &[]).unwrap().auth;
+        assert_eq!(
+            rampart_core::login_rules::format_cidr_list(&auth.global.allow_from),
+            "10.0.0.0/8,2001:db8::/32"
+        );
+        assert_eq!(auth.global.deny_from.len(), 1);
+        assert_eq!(
+            auth.global.hours.unwrap().to_string(),
+            "Mon-Fri 08:00-18:00 Europe/Berlin"
+        );
+        assert_eq!(auth.trusted_proxies[0].to_string(), "10.0.0.1/32");
+        assert_eq!(
+            auth.lockout,
+            LockoutPolicy {
+                threshold: 3,
+                window: std::time::Duration::from_secs(300),
+                lock_for: std::time::Duration::from_secs(3600),
+            }
+        );
+        // The environment beats the file; lists there are comma-separated.
+        let env = [
+            ("RAMPART_AUTH_ALLOW_FROM", "192.0.2.0/24, 198.51.100.7"),
+            ("RAMPART_AUTH_LOCKOUT_THRESHOLD", "10"),
+        ];
+        let auth = load(overrides, &env).unwrap().auth;
+        assert_eq!(auth.global.allow_from.len(), 2);
+        assert_eq!(auth.lockout.threshold, 10);
+        assert_eq!(auth.lockout.window.as_secs(), 300);
+    }
+
+    #[test]
+    fn auth_errors_name_the_key_and_the_source() {
+        for (env, value, expected) in [
+            (
+                "RAMPART_AUTH_ALLOW_FROM",
+                "10.0.0.300",
+                "auth.allow_from (from environment RAMPART_AUTH_ALLOW_FROM): invalid address \"10.0.0.300\"",
+            ),
+            (
+                "RAMPART_AUTH_DENY_FROM",
+                "10.0.0.1/8",
+                "auth.deny_from (from environment RAMPART_AUTH_DENY_FROM): invalid network \"10.0.0.1/8\": host bits are set",
+            ),
+            (
+                "RAMPART_AUTH_LOGIN_HOURS",
+                "weekdays",
+                "auth.login_hours (from environment RAMPART_AUTH_LOGIN_HOURS): invalid schedule",
+            ),
+            (
+                "RAMPART_AUTH_TRUSTED_PROXIES",
+                "0.0.0.0/0",
+                "auth.trusted_proxies (from environment RAMPART_AUTH_TRUSTED_PROXIES): 0.0.0.0/0 would let every client",
+            ),
+            (
+                "RAMPART_AUTH_LOCKOUT_THRESHOLD",
+                "0",
+                "auth.lockout_threshold (from environment RAMPART_AUTH_LOCKOUT_THRESHOLD)",
+            ),
+            (
+                "RAMPART_AUTH_LOCKOUT_WINDOW",
+                "10",
+                "auth.lockout_window (from environment RAMPART_AUTH_LOCKOUT_WINDOW): invalid duration",
+            ),
+            (
+                "RAMPART_AUTH_LOCKOUT_DURATION",
+                "forever",
+                "auth.lockout_duration (from environment RAMPART_AUTH_LOCKOUT_DURATION)",
+            ),
+        ] {
+            let err = load(Overrides::default(), &[(env, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+        let (_dir, overrides) = file("[auth]\nallow_from = [\"10.0.0.0/8\", \"nowhere\"]\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("rampart.toml key auth.allow_from): invalid address \"nowhere\""),
+            "{err}"
+        );
+        let (_dir, overrides) = file("[auth]\nallow_from = \"10.0.0.0/8\"\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(err.contains("allow_from"), "{err}");
+        let (_dir, overrides) = file("[auth]\nlockout = 5\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown field `lockout`"), "{err}");
     }
 
     #[test]

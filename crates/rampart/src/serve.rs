@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "webhook": config.audit.webhook.as_ref().map(|w| format!("http://{}{}", w.host, w.path)),
         "session_idle_timeout": config.sessions.idle_timeout.map(format_duration),
         "session_max_duration": config.sessions.max_duration.map(format_duration),
+        "auth": auth_settings(&config.auth),
     });
     let started = rampart_core::audit::AuditEvent::ServerStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -94,8 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             idle_timeout: config.sessions.idle_timeout,
             max_duration: config.sessions.max_duration,
         },
-        // Replaced by the `[auth]` configuration once it lands.
-        auth: rampart_core::login_rules::AuthSettings::default(),
+        auth: config.auth.clone(),
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
@@ -363,4 +363,20 @@ fn print_banner(
     );
     println!("Stop with Ctrl-C or SIGTERM.");
     Ok(())
+}
+
+/// The `[auth]` settings in force, under their configuration keys (for `server_started`).
+fn auth_settings(auth: &rampart_core::login_rules::AuthSettings) -> serde_json::Value {
+    use rampart_core::login_rules::format_cidr_list;
+    use rampart_core::time_arg::format_duration;
+    serde_json::json!({
+        "allow_from": format_cidr_list(&auth.global.allow_from),
+        "deny_from": format_cidr_list(&auth.global.deny_from),
+        "login_hours": auth.global.hours.as_ref().map(ToString::to_string),
+        "trusted_proxies": format_cidr_list(&auth.trusted_proxies),
+        "lockout_threshold": auth.lockout.threshold,
+        "lockout_window": format_duration(auth.lockout.window),
+        "lockout_duration": format_duration(auth.lockout.lock_for),
+        "require_mfa": auth.require_mfa,
+    })
 }

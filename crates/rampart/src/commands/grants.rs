@@ -5,6 +5,7 @@ use crate::cli::{GrantAddArgs, GrantCommand, GrantExplainArgs};
 use crate::output::{Table, done, join_or_dash, or_dash, print_json};
 use anyhow::Context;
 use rampart_core::audit::Actor;
+use rampart_core::login_rules::{AuthSettings, check_login};
 use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict};
 use rampart_core::time_arg::{format_duration, parse_rfc3339};
 use rampart_core::{Action, ActionSet, Grant};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 pub async fn run(
     store: &Store,
     actor: &Actor,
+    auth: &AuthSettings,
     json: bool,
     command: GrantCommand,
 ) -> anyhow::Result<()> {
@@ -73,7 +75,7 @@ pub async fn run(
             table.print("no grants yet: add one with `rampart grant add --user NAME --asset NAME`");
             Ok(())
         }
-        GrantCommand::Explain(args) => explain(store, json, &args).await,
+        GrantCommand::Explain(args) => explain(store, auth, json, &args).await,
         GrantCommand::Remove { id } => {
             let id = Uuid::parse_str(&id).with_context(|| {
                 format!("invalid grant id {id:?}: expected the id `rampart grant list` prints")
@@ -111,7 +113,12 @@ fn conditions(grant: &Grant) -> String {
 
 /// `rampart grant explain`: the same policy function the gateways ask, with every grant's
 /// verdict, for each account in question.
-async fn explain(store: &Store, json: bool, args: &GrantExplainArgs) -> anyhow::Result<()> {
+async fn explain(
+    store: &Store,
+    auth: &AuthSettings,
+    json: bool,
+    args: &GrantExplainArgs,
+) -> anyhow::Result<()> {
     let user = store.user(&name("user", &args.user)?).await?;
     let asset = store.asset(&name("asset", &args.asset)?).await?;
     let action = match ActionSet::parse(&args.action)?
@@ -143,6 +150,14 @@ async fn explain(store: &Store, json: bool, args: &GrantExplainArgs) -> anyhow::
         );
     }
     let grants = store.list_grants().await?;
+    // A login the rules refuse gets nowhere, whatever the grants say.
+    let login = args
+        .from
+        .map(|source| check_login(&auth.global, &user.login_rules, source, at));
+    let login_denied = match &login {
+        Some(Err(denied)) => Some(format!("the login is refused: {denied}")),
+        _ => None,
+    };
     let mut results = Vec::new();
     for account in &accounts {
         let request = AccessRequest {
@@ -154,9 +169,10 @@ async fn explain(store: &Store, json: bool, args: &GrantExplainArgs) -> anyhow::
             mfa,
         };
         let explanation = policy::explain(&request, &grants);
-        let (decision, reason, grant) = match &explanation.decision {
-            Decision::Allow { grant, .. } => ("allow", None, Some(*grant)),
-            Decision::Deny(reason) => ("deny", Some(reason.to_string()), None),
+        let (decision, reason, grant) = match (&login_denied, &explanation.decision) {
+            (Some(denied), _) => ("deny", Some(denied.clone()), None),
+            (None, Decision::Allow { grant, .. }) => ("allow", None, Some(*grant)),
+            (None, Decision::Deny(reason)) => ("deny", Some(reason.to_string()), None),
         };
         let verdicts: Vec<serde_json::Value> = grants
             .iter()
@@ -177,6 +193,11 @@ async fn explain(store: &Store, json: bool, args: &GrantExplainArgs) -> anyhow::
             "action": action.to_string(),
             "at": rampart_core::time_arg::format_rfc3339(at),
             "mfa": mfa,
+            "from": args.from.map(|ip| ip.to_string()),
+            "login": login.as_ref().map(|l| match l {
+                Ok(()) => "allowed".to_owned(),
+                Err(denied) => denied.to_string(),
+            }),
             "decision": decision,
             "reason": reason,
             "grant": grant,
@@ -202,6 +223,9 @@ async fn explain(store: &Store, json: bool, args: &GrantExplainArgs) -> anyhow::
             text("at"),
             if mfa { "with a" } else { "without a" },
         );
+        if let (Some(from), Some(login)) = (result["from"].as_str(), result["login"].as_str()) {
+            println!("  login from {from}: {login}");
+        }
         match (result["grant"].as_str(), result["reason"].as_str()) {
             (Some(grant), _) => println!("  allowed by grant {grant}"),
             (None, Some(reason)) => println!("  reason: {reason}"),

@@ -38,7 +38,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
         Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
         Command::Account(cmd) => accounts::run(&store, &actor, json, cmd).await,
-        Command::Grant(cmd) => grants::run(&store, &actor, json, cmd).await,
+        Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
         Command::Audit(crate::cli::AuditCommand::Verify { session }) => {

@@ -5,6 +5,8 @@ use crate::cli::{UserCommand, UserKeyCommand, UserMfaCommand};
 use crate::output::{Table, done, join_or_dash, print_fields, print_json};
 use anyhow::{Context, bail};
 use rampart_core::audit::Actor;
+use rampart_core::login_rules::{IpNet, LoginRules, format_cidr_list, parse_cidr_list};
+use rampart_core::schedule::Schedule;
 use rampart_core::{Name, Role, User, mfa};
 use rampart_store::Store;
 use rampart_store::ssh_keys::{ParsedPublicKey, parse_public_keys};
@@ -73,9 +75,20 @@ pub async fn run(
         }
         UserCommand::Show { name: user } => {
             let user = store.user(&name("user", &user)?).await?;
+            let locked_until = store
+                .user_locked_until(&user.name, time::OffsetDateTime::now_utc())
+                .await?;
             if json {
-                return print_json(&user);
+                let mut shown = serde_json::to_value(&user)?;
+                if let Some(fields) = shown.as_object_mut() {
+                    fields.insert(
+                        "locked_until".into(),
+                        serde_json::json!(locked_until.map(time_text)),
+                    );
+                }
+                return print_json(&shown);
             }
+            let [allow_from, deny_from, login_hours] = rule_texts(&user.login_rules);
             print_fields(&[
                 ("name", user.name.to_string()),
                 ("id", user.id.to_string()),
@@ -89,6 +102,16 @@ pub async fn run(
                 (
                     "groups",
                     join_or_dash(user.groups.iter().map(ToString::to_string)),
+                ),
+                ("allow from", allow_from),
+                ("deny from", deny_from),
+                ("login hours", login_hours),
+                (
+                    "lock",
+                    locked_until.map_or_else(
+                        || "not locked".to_owned(),
+                        |until| format!("locked until {}", time_text(until)),
+                    ),
                 ),
                 ("created", time_text(user.created_at)),
             ]);
@@ -104,6 +127,56 @@ pub async fn run(
             }
             table.print("no SSH keys");
             Ok(())
+        }
+        UserCommand::Set {
+            name: user,
+            allow_from,
+            deny_from,
+            login_hours,
+        } => {
+            let user = name("user", &user)?;
+            // Everything is parsed before anything changes.
+            let networks = |flag: &str, text: Option<String>| {
+                text.map(|text| {
+                    parse_cidr_list(flag, &text).map_err(|err| anyhow::anyhow!("{flag}: {err}"))
+                })
+                .transpose()
+            };
+            let allow_from = networks("--allow-from", allow_from)?;
+            let deny_from = networks("--deny-from", deny_from)?;
+            let login_hours = login_hours
+                .map(|text| match text.trim() {
+                    "" => Ok(None),
+                    text => Schedule::parse(text)
+                        .map(Some)
+                        .map_err(|err| anyhow::anyhow!("--login-hours: {err}")),
+                })
+                .transpose()?;
+            let mut rules = store.user(&user).await?.login_rules;
+            if let Some(allow_from) = allow_from {
+                rules.allow_from = allow_from;
+            }
+            if let Some(deny_from) = deny_from {
+                rules.deny_from = deny_from;
+            }
+            if let Some(login_hours) = login_hours {
+                rules.hours = login_hours;
+            }
+            let updated = store.set_user_login_rules(actor, &user, &rules).await?;
+            done(
+                json,
+                &updated,
+                &format!(
+                    "set the login rules of user {user}: {}",
+                    describe_rules(&updated.login_rules)
+                ),
+            )
+        }
+        UserCommand::Unlock { name: user } => {
+            let user = name("user", &user)?;
+            store.unlock_user(actor, &user).await?;
+            let result = serde_json::json!({ "user": user, "unlocked": true });
+            done(json, &result, &format!("unlocked user {user}"))
         }
         UserCommand::Disable { name: user } => {
             let user = store
@@ -281,6 +354,28 @@ fn mfa_status(user: &User) -> &'static str {
 fn read_keys(path: &Path) -> anyhow::Result<Vec<ParsedPublicKey>> {
     let text = read_small_file(path)?;
     Ok(parse_public_keys(&path.display().to_string(), &text)?)
+}
+
+/// Allow list, deny list and login hours for people, saying what an unset rule means.
+fn rule_texts(rules: &LoginRules) -> [String; 3] {
+    let list = |nets: &[IpNet], none: &str| match format_cidr_list(nets) {
+        text if text.is_empty() => none.to_owned(),
+        text => text,
+    };
+    [
+        list(&rules.allow_from, "any address"),
+        list(&rules.deny_from, "-"),
+        rules
+            .hours
+            .as_ref()
+            .map_or_else(|| "any time".to_owned(), ToString::to_string),
+    ]
+}
+
+/// One line for people: `allow from 10.0.0.0/8, deny from -, login hours any time`.
+fn describe_rules(rules: &LoginRules) -> String {
+    let [allow_from, deny_from, login_hours] = rule_texts(rules);
+    format!("allow from {allow_from}, deny from {deny_from}, login hours {login_hours}")
 }
 
 fn status(user: &User) -> &'static str {

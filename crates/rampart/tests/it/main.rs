@@ -11,6 +11,7 @@
 mod auth;
 mod cli;
 mod evidence;
+mod login_controls;
 mod mfa;
 mod policy;
 mod ssh;
