@@ -571,7 +571,7 @@ impl HttpResponse {
     pub fn error_code(&self) -> String {
         serde_json::from_slice::<serde_json::Value>(&self.body)
             .ok()
-            .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+            .and_then(|v| v.pointer("/error/code")?.as_str().map(str::to_owned))
             .unwrap_or_default()
     }
 }

@@ -364,6 +364,11 @@ pub async fn login(
         user => return Err(fail("web-password", user).await),
     };
     let mut method = "web-password";
+    if !user.mfa_enrolled && auth.require_mfa {
+        // Mandatory second factor and none enrolled: no login (enroll first), as over SSH.
+        tracing::info!(user = %user.name, "web login refused: a second factor is required and none is enrolled");
+        return Err(fail("web-password", Some(user)).await);
+    }
     if user.mfa_enrolled {
         let code = request.totp.as_deref().unwrap_or("").trim().to_owned();
         let at_unix = u64::try_from(at.unix_timestamp()).unwrap_or(0);

@@ -77,7 +77,8 @@ fn operation(route: &Route) -> Value {
     if route.path.contains('{') {
         responses.insert("404".into(), error_response("not found, or not yours"));
     }
-    let mut op = json!({
+    let mut op = Map::new();
+    let base = json!({
         "operationId": operation_id(route),
         "summary": route.summary,
         "tags": [route.tag],
@@ -85,24 +86,31 @@ fn operation(route: &Route) -> Value {
         "responses": responses,
         "x-rampart-access": route.access,
     });
+    if let Value::Object(fields) = base {
+        op.extend(fields);
+    }
     if let Some(fields) = route.body {
         let properties: Map<String, Value> = fields
             .iter()
             .map(|field| ((*field).to_owned(), json!({})))
             .collect();
-        op["requestBody"] = json!({
-            "required": true,
-            "content": { "application/json": { "schema": {
-                "type": "object", "properties": properties, "additionalProperties": false
-            } } }
-        });
+        op.insert(
+            "requestBody".into(),
+            json!({
+                "required": true,
+                "content": { "application/json": { "schema": {
+                    "type": "object", "properties": properties, "additionalProperties": false
+                } } }
+            }),
+        );
     }
-    op["security"] = if route.access == Access::Public {
+    let security = if route.access == Access::Public {
         json!([])
     } else {
         json!([{ "session": [] }, { "token": [] }])
     };
-    op
+    op.insert("security".into(), security);
+    Value::Object(op)
 }
 
 /// The document.
