@@ -17,8 +17,10 @@ mod menu;
 mod relay;
 mod server;
 mod target;
+mod terminal;
 
 pub use login::{LoginName, TargetSpec};
+pub use terminal::{Terminal, TerminalError, TerminalEvent, TerminalRequest};
 
 /// Ciphers on both legs, fastest first where AES instructions exist: AES-GCM costs a fraction of
 /// ChaCha20-Poly1305 per byte there. (russh leaves aes128-gcm out of its defaults.) On the user
@@ -107,6 +109,16 @@ impl Gateway {
             auth: Arc::new(settings.auth),
         };
         Ok((gateway, sealed))
+    }
+
+    /// Follows a live session's output read-only (what its user sees, from now on), for an
+    /// auditor watching it; `None` if no live session has that id on this node. The caller
+    /// decides who may watch (B10).
+    pub fn watch(
+        &self,
+        session: uuid::Uuid,
+    ) -> Option<tokio::sync::broadcast::Receiver<bytes::Bytes>> {
+        self.live.watch(session)
     }
 
     /// Accepts SSH connections on `listener` until `shutdown` completes. Connections already

@@ -6,6 +6,7 @@
 //! that are no longer allowed, with the reason shown to the user. Idle and duration limits are
 //! checked on the same tick, with a warning line shortly before.
 
+use bytes::Bytes;
 use rampart_core::policy::{AccessRequest, Decision, decide};
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Asset, Grant, Name, User};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 /// How often live sessions are checked against the store.
@@ -57,9 +58,21 @@ pub struct LiveSession {
     warned_max: AtomicBool,
     stop: watch::Sender<Option<String>>,
     notices: mpsc::Sender<String>,
+    /// What the user sees, for read-only watchers (only sent while someone watches).
+    output: broadcast::Sender<Bytes>,
 }
 
+/// Output chunks a watcher may fall behind by before it skips ahead (it is told it lagged).
+const WATCH_BACKLOG: usize = 256;
+
 impl LiveSession {
+    /// Passes what the user is shown to whoever watches the session.
+    pub fn shown(&self, data: &[u8]) {
+        if self.output.receiver_count() > 0 {
+            let _ = self.output.send(Bytes::copy_from_slice(data));
+        }
+    }
+
     /// Notes activity (user input; for non-interactive sessions, any traffic).
     pub fn touch(&self) {
         self.touch_at(Instant::now());
@@ -171,6 +184,7 @@ impl LiveSessions {
             warned_max: AtomicBool::new(false),
             stop,
             notices,
+            output: broadcast::channel(WATCH_BACKLOG).0,
         });
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.insert(id, session.clone());
@@ -184,6 +198,12 @@ impl LiveSessions {
             notices: notices_rx,
         };
         (registration, control)
+    }
+
+    /// A receiver of the live session's output from now on, if it is live here.
+    pub fn watch(&self, id: Uuid) -> Option<broadcast::Receiver<Bytes>> {
+        let sessions = self.sessions.lock().ok()?;
+        Some(sessions.get(&id)?.output.subscribe())
     }
 
     /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].

@@ -987,6 +987,9 @@ async fn pump(
                 .await;
             break;
         }
+        if let ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } = &message {
+            live.shown(data);
+        }
         let sent = match message {
             ChannelMsg::Data { data } => to_user.data_bytes(data).await,
             ChannelMsg::ExtendedData { data, ext } => to_user.extended_data_bytes(ext, data).await,

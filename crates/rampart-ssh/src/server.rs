@@ -79,6 +79,24 @@ struct PendingMfa {
     attempts: u32,
 }
 
+/// A user who authenticated elsewhere, and what they may ask for on this connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Inherited {
+    pub user: User,
+    pub mfa: bool,
+    /// How they came: "proxyjump", "web". Shown with the source address.
+    pub via: &'static str,
+    pub target: InheritedTarget,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum InheritedTarget {
+    /// ProxyJump: this asset, the account named by the inner user name.
+    Asset(Asset),
+    /// A browser terminal: exactly this account.
+    Account(AccountRef),
+}
+
 /// Wrong codes allowed per connection before the second factor is refused outright.
 const MFA_ATTEMPTS: u32 = 3;
 
@@ -89,15 +107,13 @@ pub struct Connection {
     config: Arc<server::Config>,
     peer: SocketAddr,
     identity: Option<Identity>,
-    /// Set for the inner connection of a ProxyJump: the outer connection's user, and the asset
-    /// the jump goes to.
-    jump: Option<(User, Asset)>,
+    /// Set when the user authenticated elsewhere: the inner connection of a ProxyJump, or a
+    /// browser terminal.
+    inherited: Option<Inherited>,
     targets: TargetCache,
     live: Arc<LiveSessions>,
     /// This connection's key in the live registry, once authenticated.
     registered: Option<u64>,
-    /// Whether the outer connection of a ProxyJump used a second factor.
-    jump_mfa: bool,
     pending_mfa: Option<PendingMfa>,
     auth: Arc<AuthSettings>,
 }
@@ -125,14 +141,19 @@ impl Connection {
             config,
             peer,
             identity: None,
-            jump: None,
+            inherited: None,
             targets: TargetCache::default(),
             live,
             registered: None,
-            jump_mfa: false,
             pending_mfa: None,
             auth,
         }
+    }
+
+    /// Marks the connection as carrying a user authenticated elsewhere.
+    pub(crate) fn inherit(mut self, inherited: Inherited) -> Self {
+        self.inherited = Some(inherited);
+        self
     }
 
     /// The authenticated identity, if the user is still enabled with the credentials they logged
@@ -151,8 +172,8 @@ impl Connection {
     }
 
     fn source(&self) -> String {
-        match &self.jump {
-            Some(_) => format!("{} (proxyjump)", self.peer),
+        match &self.inherited {
+            Some(inherited) => format!("{} ({})", self.peer, inherited.via),
             None => self.peer.to_string(),
         }
     }
@@ -237,7 +258,7 @@ impl Connection {
             tracing::error!(error = %err, "cannot record a login; refusing it");
             return Auth::reject();
         }
-        if self.jump.is_none()
+        if self.inherited.is_none()
             && let Err(err) = self.store.record_login_success(&user.name).await
         {
             tracing::error!(error = %err, "cannot reset a user's failed-login count");
@@ -295,18 +316,24 @@ impl server::Handler for Connection {
     async fn auth_none(&mut self, login: &str) -> Result<Auth, Self::Error> {
         // Only the inner connection of a ProxyJump needs no credential: its user already
         // authenticated on the outer connection, and the inner user name is the account.
-        let Some((user, asset)) = self.jump.clone() else {
+        let Some(inherited) = self.inherited.clone() else {
             return Ok(Auth::reject());
         };
-        let Ok(account) = Name::parse("account", login) else {
-            return Ok(Auth::reject());
+        let account = match inherited.target {
+            // A jump names the account as the inner user name.
+            InheritedTarget::Asset(asset) => match Name::parse("account", login) {
+                Ok(login) => AccountRef {
+                    login,
+                    asset: asset.name,
+                },
+                Err(_) => return Ok(Auth::reject()),
+            },
+            InheritedTarget::Account(account) => account,
         };
-        let target = TargetSpec::Account(AccountRef {
-            login: account,
-            asset: asset.name.clone(),
-        });
-        let mfa = self.jump_mfa;
-        Ok(self.accept(user, target, "proxyjump", mfa).await)
+        let target = TargetSpec::Account(account);
+        Ok(self
+            .accept(inherited.user, target, inherited.via, inherited.mfa)
+            .await)
     }
 
     async fn auth_publickey_offered(
@@ -320,7 +347,7 @@ impl server::Handler for Connection {
             Some(user) => !user.disabled && Self::has_key(user, offer.public_key),
             None => false,
         };
-        if self.jump.is_some() || !usable {
+        if self.inherited.is_some() || !usable {
             return Ok(Auth::reject());
         }
         Ok(
@@ -342,7 +369,7 @@ impl server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         // russh calls this only after the signature verified, for the key that signed (A5).
         let (user, target) = self.lookup(login).await;
-        if self.jump.is_some() {
+        if self.inherited.is_some() {
             return Ok(Auth::reject());
         }
         if !self.admitted(login, user.as_ref(), "publickey", true).await {
@@ -364,7 +391,8 @@ impl server::Handler for Connection {
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         // Only users with a password set may use one; everyone else has keys.
         let (user, target) = self.lookup(login).await;
-        if self.jump.is_some() || !self.admitted(login, user.as_ref(), "password", true).await {
+        if self.inherited.is_some() || !self.admitted(login, user.as_ref(), "password", true).await
+        {
             return Ok(Auth::reject());
         }
         let password = SecretString::from(password.to_owned());
@@ -498,7 +526,7 @@ impl server::Handler for Connection {
         };
         // A jump to an asset's SSH port: terminate the inner SSH connection here, so it is
         // authorized and relayed like any other session (never blind TCP forwarding).
-        let asset = match self.jump {
+        let asset = match self.inherited {
             Some(_) => None,
             None => find_jump_asset(&self.store, host, port).await,
         };
@@ -514,8 +542,12 @@ impl server::Handler for Connection {
             self.live.clone(),
             self.auth.clone(),
         );
-        inner.jump = Some((identity.user, asset));
-        inner.jump_mfa = identity.mfa;
+        inner.inherited = Some(Inherited {
+            user: identity.user,
+            mfa: identity.mfa,
+            via: "proxyjump",
+            target: InheritedTarget::Asset(asset),
+        });
         let config = self.config.clone();
         tokio::spawn(async move {
             match server::run_stream(config, channel.into_stream(), inner).await {
@@ -547,7 +579,7 @@ impl Connection {
             name: user.name.to_string(),
         };
         let port_number = u16::try_from(port).ok().filter(|p| *p != 0);
-        let decision = match (&self.jump, port_number) {
+        let decision = match (&self.inherited, port_number) {
             (Some(_), _) => {
                 Err("forwarding inside a ProxyJump connection is not allowed".to_owned())
             }
