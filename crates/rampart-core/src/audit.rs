@@ -111,6 +111,11 @@ pub enum AuditEvent {
     AccountRemoved {
         account: String,
     },
+    /// An account's vaulted secret was replaced (never the secret).
+    AccountSecretReplaced {
+        account: String,
+        secret_kind: String,
+    },
     GrantAdded {
         grant: String,
         subject: String,
@@ -261,6 +266,22 @@ pub enum AuditEvent {
         session: String,
         reason: String,
     },
+    /// A browser session ended: logged out, expired, or ended by a credential change.
+    WebSessionEnded {
+        user: String,
+        reason: String,
+    },
+    /// An API token was issued (never the token itself).
+    ApiTokenCreated {
+        token: String,
+        user: String,
+        scope: String,
+        expires_at: Option<String>,
+    },
+    ApiTokenRevoked {
+        token: String,
+        user: String,
+    },
     TargetConnectionFailed {
         session: String,
         target: String,
@@ -290,6 +311,7 @@ impl AuditEvent {
             AuditEvent::AssetRemoved { .. } => "asset_removed",
             AuditEvent::AccountAdded { .. } => "account_added",
             AuditEvent::AccountRemoved { .. } => "account_removed",
+            AuditEvent::AccountSecretReplaced { .. } => "account_secret_replaced",
             AuditEvent::GrantAdded { .. } => "grant_added",
             AuditEvent::GrantRemoved { .. } => "grant_removed",
             AuditEvent::VaultKeyRotated { .. } => "vault_key_rotated",
@@ -307,6 +329,9 @@ impl AuditEvent {
             AuditEvent::RecordingViewed { .. } => "recording_viewed",
             AuditEvent::RecordingExported { .. } => "recording_exported",
             AuditEvent::RecordingFailed { .. } => "recording_failed",
+            AuditEvent::WebSessionEnded { .. } => "web_session_ended",
+            AuditEvent::ApiTokenCreated { .. } => "api_token_created",
+            AuditEvent::ApiTokenRevoked { .. } => "api_token_revoked",
             AuditEvent::AuditExported { .. } => "audit_exported",
             AuditEvent::RetentionApplied { .. } => "retention_applied",
             AuditEvent::SecretUsed { .. } => "secret_used",

@@ -5,6 +5,7 @@
 //! times) are parsed here into types that cannot hold an invalid value.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod action;
 pub mod audit;
 pub mod login_rules;

@@ -119,6 +119,56 @@ impl Store {
         Ok(loaded)
     }
 
+    /// Replaces an account's secret (and its kind) in the vault. The old secret is gone.
+    pub async fn replace_account_secret(
+        &self,
+        actor: &Actor,
+        account: &AccountRef,
+        secret: &NewAccountSecret,
+    ) -> Result<Account> {
+        let value = secret.value.expose_secret();
+        if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+            return Err(StoreError::invalid(format!(
+                "the secret must be 1 to {MAX_SECRET_BYTES} bytes"
+            )));
+        }
+        if secret.kind == SecretKind::PrivateKey {
+            ssh_keys::validate_private_key("the key", &Zeroizing::new(value.to_owned()))?;
+        }
+        let mut tx = self.begin_write().await?;
+        let asset_id = rows::id_of(&mut tx, rows::Named::Asset, &account.asset).await?;
+        let id: String =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
+                .bind(asset_id.to_string())
+                .bind(account.login.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("account", account))?;
+        let key_id = active_key_id(&mut tx).await?;
+        let sealed = self.vault.seal(
+            key_id,
+            &secret_aad(&id, secret.kind.as_str()),
+            value.as_bytes(),
+        )?;
+        sqlx::query("UPDATE accounts SET secret_kind = $1, secret = $2 WHERE id = $3")
+            .bind(secret.kind.as_str())
+            .bind(sealed)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::AccountSecretReplaced {
+            account: account.to_string(),
+            secret_kind: secret.kind.to_string(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let loaded = load_accounts(&mut tx, Some(&account.asset), Some(&account.login))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::not_found("account", account))?;
+        tx.commit().await?;
+        Ok(loaded)
+    }
+
     /// Accounts, optionally of one asset (which must exist).
     pub async fn list_accounts(&self, asset: Option<&Name>) -> Result<Vec<Account>> {
         let mut conn = self.pool.acquire().await?;

@@ -136,7 +136,7 @@ impl DataDir {
 
 /// Writes a new secret file with mode 0600. Fails if `path` already exists, and never leaves a
 /// half-written file under `path`: the content goes to a temporary file that is then linked in.
-pub(crate) fn write_new_secret_file(path: &Path, content: &[u8]) -> Result<(), StoreError> {
+pub fn write_new_secret_file(path: &Path, content: &[u8]) -> Result<(), StoreError> {
     let tmp = temporary_sibling(path)?;
     let result = (|| {
         let mut file = OpenOptions::new()

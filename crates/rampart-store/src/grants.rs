@@ -28,6 +28,81 @@ pub struct NewGrant {
     pub record: bool,
 }
 
+/// A grant as people write it (the CLI's flags, the API's JSON body), before parsing.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantInput {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub asset: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Comma-separated actions; the default set when absent.
+    pub actions: Option<String>,
+    /// RFC 3339 times.
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// Durations such as `15m`.
+    pub idle_timeout: Option<String>,
+    pub max_duration: Option<String>,
+    #[serde(default)]
+    pub no_recording: bool,
+}
+
+impl GrantInput {
+    /// Parses every field into a [`NewGrant`], naming the field that is wrong.
+    pub fn parse(&self) -> std::result::Result<NewGrant, rampart_core::InvalidInput> {
+        use rampart_core::InvalidInput;
+        use rampart_core::time_arg::{parse_duration, parse_rfc3339};
+        let subject = match (&self.user, &self.group) {
+            (Some(user), None) => GrantSubject::User(Name::parse("user", user)?),
+            (None, Some(group)) => GrantSubject::Group(Name::parse("group", group)?),
+            _ => return Err(InvalidInput::new("give exactly one of user or group")),
+        };
+        let target = match (&self.asset, self.labels.is_empty()) {
+            (Some(asset), true) => GrantTarget::Asset(Name::parse("asset", asset)?),
+            (None, false) => GrantTarget::Labels(
+                self.labels
+                    .iter()
+                    .map(|l| Label::parse(l))
+                    .collect::<std::result::Result<_, _>>()?,
+            ),
+            _ => return Err(InvalidInput::new("give exactly one of asset or labels")),
+        };
+        let time = |what: &str, text: &Option<String>| {
+            text.as_deref().map(|t| parse_rfc3339(what, t)).transpose()
+        };
+        let duration = |what: &str, text: &Option<String>| {
+            text.as_deref().map(|t| parse_duration(what, t)).transpose()
+        };
+        Ok(NewGrant {
+            subject,
+            target,
+            accounts: self
+                .accounts
+                .iter()
+                .map(|a| Name::parse("account", a))
+                .collect::<std::result::Result<_, _>>()?,
+            actions: match &self.actions {
+                Some(list) => ActionSet::parse(list)?,
+                None => ActionSet::default_for_grant(),
+            },
+            valid_from: time("--from time", &self.from)?,
+            valid_until: time("--until time", &self.until)?,
+            schedule: self.schedule.as_deref().map(Schedule::parse).transpose()?,
+            require_mfa: self.require_mfa,
+            idle_timeout: duration("--idle-timeout", &self.idle_timeout)?,
+            max_duration: duration("--max-duration", &self.max_duration)?,
+            record: !self.no_recording,
+        })
+    }
+}
+
 impl Store {
     pub async fn add_grant(&self, actor: &Actor, grant: &NewGrant) -> Result<Grant> {
         check_validity(grant.valid_from, grant.valid_until, now())?;

@@ -26,17 +26,19 @@ mod sessions;
 pub mod ssh_keys;
 mod users;
 pub mod vault;
+mod web_auth;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
 pub use audit_log::{AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
-pub use data_dir::DataDir;
-pub use grants::NewGrant;
+pub use data_dir::{DataDir, write_new_secret_file};
+pub use grants::{GrantInput, NewGrant};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::burn_password_check;
 pub use sessions::{NewSession, SessionEnd, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
+pub use web_auth::{API_TOKEN_PREFIX, ApiToken, WebSession, secret_hash};
 
 use rampart_core::InvalidInput;
 use rampart_core::audit::{Actor, AuditEvent};

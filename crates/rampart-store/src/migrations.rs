@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "login controls",
         include_str!("../migrations/0007_login_controls.sql"),
     ),
+    (
+        9,
+        "web auth",
+        include_str!("../migrations/0009_web_auth.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -59,6 +59,40 @@ fn parse_public_key(line: &str) -> Result<ParsedPublicKey, String> {
     })
 }
 
+/// The one host key in `text`: a `.pub` line, or an `ssh-keyscan` line (host name first).
+/// `source` names the text in errors (a file name, "the request").
+pub fn single_host_key(source: &str, text: &str) -> Result<String, InvalidInput> {
+    let mut keys = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let candidates = [
+            Some(line),
+            line.split_once(char::is_whitespace)
+                .map(|(_, rest)| rest.trim()),
+        ];
+        if let Some(key) = candidates
+            .into_iter()
+            .flatten()
+            .find(|c| parse_public_keys("host key", c).is_ok())
+        {
+            keys.push(key.to_owned());
+        }
+    }
+    match keys.as_slice() {
+        [key] => Ok(key.clone()),
+        [] => Err(InvalidInput::new(format!(
+            "{source} holds no SSH public key"
+        ))),
+        _ => Err(InvalidInput::new(format!(
+            "{source} holds {} keys: keep only the one to pin (for example ssh-keyscan -t ed25519 HOST)",
+            keys.len()
+        ))),
+    }
+}
+
 /// Checks that `pem` is an unencrypted OpenSSH private key Rampart can use to log in to a target.
 pub fn validate_private_key(source: &str, pem: &Zeroizing<String>) -> Result<(), InvalidInput> {
     let key = PrivateKey::from_openssh(pem.as_bytes()).map_err(|_| {

@@ -212,14 +212,18 @@ impl Rampart {
                             .and_then(|addr| addr.parse::<SocketAddr>().ok())
                     };
                     ssh = ssh.or(address("ssh: listening on "));
-                    let http = address("http: listening on http://");
+                    let https = address("http: listening on https://");
+                    let http = https.or_else(|| address("http: listening on http://"));
                     banner.push(line);
                     if let (Some(http), Some(ssh)) = (http, ssh) {
+                        let tls = https.is_some();
                         return Server {
                             child,
                             http,
                             ssh,
                             banner,
+                            tls,
+                            cert: tls.then(|| self.data_dir().join("keys").join("web-cert.pem")),
                         };
                     }
                 }
@@ -245,6 +249,10 @@ pub struct Server {
     pub ssh: SocketAddr,
     /// The lines printed before the server was listening.
     pub banner: Vec<String>,
+    /// Whether the HTTP listener serves HTTPS.
+    pub tls: bool,
+    /// The self-signed certificate the HTTPS listener presents (trusted by [`Server::client`]).
+    pub cert: Option<PathBuf>,
 }
 
 impl Server {
@@ -252,21 +260,15 @@ impl Server {
         self.child.id()
     }
 
-    /// A plain HTTP/1.0 GET; returns the status line and the body.
-    pub fn get(&self, path: &str) -> (String, String) {
-        let mut stream = TcpStream::connect(self.http).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.lines().next().unwrap_or_default().to_owned();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+    /// A GET over the server's HTTP(S); returns the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let response = self.client().request("GET", path, &[], None);
+        (response.status, response.text())
+    }
+
+    /// An HTTP(S) client for this server, trusting only its own certificate.
+    pub fn client(&self) -> HttpClient {
+        HttpClient::new(self.http, self.cert.as_deref())
     }
 
     /// Kills the server outright (SIGKILL), as a crash or `kill -9` would.
@@ -529,4 +531,116 @@ pub fn resident_kib(pid: u32) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .unwrap()
+}
+
+/// A small HTTP(S) client for API tests (ureq with rustls and ring). With a certificate it
+/// trusts that certificate only, so the test also checks what the server presents.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    agent: ureq::Agent,
+    base: String,
+}
+
+/// One answer: status, headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text()))
+    }
+
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error.code` of an API error answer.
+    pub fn error_code(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.pointer("/error/code")?.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+impl HttpClient {
+    pub fn new(addr: SocketAddr, cert: Option<&Path>) -> Self {
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)));
+        if let Some(cert) = cert {
+            let pem = std::fs::read(cert).unwrap();
+            let cert = ureq::tls::Certificate::from_pem(&pem).unwrap();
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                        cert,
+                    ])))
+                    .build(),
+            );
+        }
+        let scheme = if cert.is_some() { "https" } else { "http" };
+        Self {
+            agent: config.build().into(),
+            base: format!("{scheme}://{addr}"),
+        }
+    }
+
+    /// Sends `method path` with `headers` and an optional JSON body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> HttpResponse {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let result = match body {
+            Some(body) => {
+                let request = builder
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(body).unwrap())
+                    .unwrap();
+                self.agent.run(request)
+            }
+            None => self.agent.run(builder.body(()).unwrap()),
+        };
+        let mut response = result.unwrap_or_else(|err| panic!("{method} {path}: {err}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        HttpResponse {
+            status,
+            headers,
+            body,
+        }
+    }
 }

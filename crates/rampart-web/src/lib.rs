@@ -1,34 +1,116 @@
-//! Rampart's HTTP listener. For now it answers health checks (`/healthz` for liveness,
-//! `/readyz` when the store answers); the API and web UI grow here.
+//! Rampart's HTTPS listener: health checks, browser sessions and API tokens, and the REST API
+//! (`/api/v1/...`) with its OpenAPI document.
 //!
-//! Shape: [`router`] builds the routes over shared state so tests can call it directly, and
-//! [`run`] serves it on a listener the caller bound, until `shutdown` completes.
+//! Shape: [`routes::table`] lists every route with its access level; [`router`] builds the axum
+//! router from it (each handler behind `auth::guard`), `openapi` builds the document from it,
+//! and the tests enumerate it. [`run`] serves the router on a listener the caller bound, over
+//! TLS unless told otherwise, until `shutdown` completes.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod tls;
+
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rampart_core::login_rules::AuthSettings;
 use rampart_store::Store;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// A TLS handshake must complete within this (F2: slow clients cannot pin connections).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request headers must arrive within this, on a new connection and between requests.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request, body included, must be handled within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// How the listener authenticates and what its cookies say.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Login rules, lockout and trusted proxies: the same as the SSH listener's.
+    pub auth: AuthSettings,
+    /// `Secure` on the session cookie: off only when serving plain HTTP on loopback.
+    pub secure_cookies: bool,
+    /// A browser session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A browser session ends this long after login, whatever happens.
+    pub session_lifetime: Duration,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            auth: AuthSettings::default(),
+            secure_cookies: true,
+            session_idle: DEFAULT_SESSION_IDLE,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct WebState {
     pub store: Arc<Store>,
+    pub settings: Arc<WebSettings>,
 }
 
+impl WebState {
+    pub fn new(store: Arc<Store>, settings: WebSettings) -> Self {
+        Self {
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+pub(crate) fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// The router: every route of [`routes::table`] behind its guard, under one body limit.
 pub fn router(state: WebState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
+    let mut by_path: BTreeMap<&'static str, axum::routing::MethodRouter<WebState>> =
+        BTreeMap::new();
+    for route in routes::table() {
+        let guarded = route.guarded(&state);
+        let merged = match by_path.remove(route.path) {
+            Some(existing) => existing.merge(guarded),
+            None => guarded,
+        };
+        by_path.insert(route.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, method_router) in by_path {
+        router = router.route(path, method_router);
+    }
+    router
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 /// Ready when the store answers: a node that cannot reach its store must not take traffic.
-async fn ready(State(state): State<WebState>) -> impl IntoResponse {
+pub(crate) async fn ready(State(state): State<WebState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n"),
         Err(err) => {
@@ -38,13 +120,103 @@ async fn ready(State(state): State<WebState>) -> impl IntoResponse {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes, then finishes open requests.
+/// Serves on `listener` until `shutdown` completes, then lets open requests finish (for at
+/// most ten seconds). With `tls`, every connection is HTTPS; without, plain HTTP (the caller
+/// allows that only on loopback, behind a reverse proxy).
 pub async fn run(
     listener: TcpListener,
     state: WebState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %err, "cannot accept an http connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many http connections: closing a new one");
+            continue;
+        };
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let app = app.clone();
+                async move {
+                    match tokio::time::timeout(REQUEST_TIMEOUT, app.oneshot(request)).await {
+                        Ok(response) => response,
+                        Err(_) => Ok(error::ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "timeout",
+                            "the request took too long",
+                        )
+                        .into_response()),
+                    }
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024);
+            let result =
+                match acceptor {
+                    Some(acceptor) => {
+                        let stream =
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(err)) => {
+                                    tracing::debug!(%peer, error = %err, "tls handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "tls handshake timed out");
+                                    return;
+                                }
+                            };
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                    None => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                };
+            if let Err(err) = result {
+                tracing::debug!(%peer, error = %err, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("http connections still open after 10 seconds: closing them");
+        }
+    }
+    Ok(())
+}
+
+/// For tests and the binary: the address a listener is reachable at, with its scheme.
+pub fn url(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}", if tls { "https" } else { "http" })
 }

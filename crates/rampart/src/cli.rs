@@ -71,6 +71,37 @@ pub enum Command {
     /// Export session recordings
     #[command(subcommand)]
     Recording(RecordingCommand),
+    /// Manage API tokens (for scripts calling the REST API with Authorization: Bearer)
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue an API token for a user; the token is printed once and only its hash is kept
+    Create {
+        /// The user the token acts as
+        #[arg(long)]
+        user: String,
+        /// read (GET only), write (also the user's own changes and, for auditors, killing
+        /// sessions) or admin (everything the user's role allows; administrators only)
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        scope: String,
+        /// How long the token lives (30d, 12h) or an RFC 3339 end time [default: no end]
+        #[arg(long, value_name = "DURATION|TIME")]
+        expires: Option<String>,
+        /// What the token is for, shown in listings
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List API tokens (never the tokens themselves)
+    List {
+        /// Only this user's tokens
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke an API token by id (as `rampart token list` prints it); it stops working at once
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]

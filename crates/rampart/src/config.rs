@@ -30,7 +30,7 @@ struct FileConfig {
     #[serde(default)]
     ssh: ListenerSection,
     #[serde(default)]
-    http: ListenerSection,
+    http: HttpSection,
     #[serde(default)]
     vault: VaultSection,
     #[serde(default)]
@@ -80,6 +80,17 @@ struct ListenerSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct HttpSection {
+    listen: Option<String>,
+    tls: Option<bool>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    session_idle_timeout: Option<String>,
+    session_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VaultSection {
     master_key_file: Option<String>,
 }
@@ -111,9 +122,33 @@ pub struct Config {
     pub log_level: LevelFilter,
     pub audit: AuditConfig,
     pub sessions: SessionConfig,
+    pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
 }
+
+/// How the HTTP listener serves: its TLS and its browser sessions' lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub tls: HttpTls,
+    /// A browser session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A browser session ends this long after login.
+    pub session_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpTls {
+    /// Plain HTTP (only on loopback, behind a reverse proxy that terminates TLS).
+    Off,
+    /// A self-signed certificate generated into the data directory's `keys/`.
+    SelfSigned,
+    /// The operator's PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+pub const DEFAULT_WEB_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_WEB_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -252,7 +287,7 @@ impl Config {
                 ("--http-listen", overrides.http_listen),
                 "RAMPART_HTTP_LISTEN",
                 env_lookup,
-                file.http.listen,
+                file.http.listen.clone(),
                 &file_name,
             ),
             DEFAULT_HTTP_LISTEN,
@@ -336,6 +371,8 @@ impl Config {
         };
         let auth = auth_settings(file.auth, env_lookup, &file_name)?;
 
+        let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
+
         Ok(Self {
             data_dir,
             master_key,
@@ -344,6 +381,7 @@ impl Config {
             log_level,
             audit,
             sessions,
+            http,
             auth,
         })
     }
@@ -353,6 +391,119 @@ impl Config {
     pub fn master_key_describe(&self) -> String {
         self.master_key.describe()
     }
+}
+
+fn http_config(
+    section: &HttpSection,
+    listen: SocketAddr,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<HttpConfig, ConfigError> {
+    let tls = pick(
+        "http.tls",
+        ("", None),
+        "RAMPART_HTTP_TLS",
+        env_lookup,
+        section.tls.map(|b| b.to_string()),
+        file_name,
+    );
+    let tls_on = match &tls {
+        None => true,
+        Some(Sourced { value, source }) => match value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "http.tls (from {source}): {other:?} is not true or false"
+                )));
+            }
+        },
+    };
+    let file_key = |key: &str, env: &str, value: Option<String>| {
+        pick(key, ("", None), env, env_lookup, value, file_name)
+            .map(|Sourced { value, source }| {
+                let path = PathBuf::from(&value);
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "{key} (from {source}): {value:?} is not a readable file"
+                    )));
+                }
+                Ok((path, source))
+            })
+            .transpose()
+    };
+    let cert = file_key(
+        "http.tls_cert",
+        "RAMPART_HTTP_TLS_CERT",
+        section.tls_cert.clone(),
+    )?;
+    let key = file_key(
+        "http.tls_key",
+        "RAMPART_HTTP_TLS_KEY",
+        section.tls_key.clone(),
+    )?;
+    let tls = match (tls_on, cert, key) {
+        (false, None, None) => {
+            if !listen.ip().is_loopback() {
+                let source = tls.map(|t| t.source).unwrap_or_default();
+                return Err(ConfigError(format!(
+                    "http.tls (from {source}) is false, but http.listen {listen} is not a loopback \
+                     address: plain HTTP is allowed only on loopback, behind a reverse proxy"
+                )));
+            }
+            HttpTls::Off
+        }
+        (false, Some((_, source)), _) | (false, None, Some((_, source))) => {
+            return Err(ConfigError(format!(
+                "http.tls is false, but a certificate or key is set (from {source}): remove one"
+            )));
+        }
+        (true, None, None) => HttpTls::SelfSigned,
+        (true, Some((cert, _)), Some((key, _))) => HttpTls::Files { cert, key },
+        (true, Some((_, source)), None) => {
+            return Err(ConfigError(format!(
+                "http.tls_cert is set (from {source}) without http.tls_key: give both"
+            )));
+        }
+        (true, None, Some((_, source))) => {
+            return Err(ConfigError(format!(
+                "http.tls_key is set (from {source}) without http.tls_cert: give both"
+            )));
+        }
+    };
+    let duration = |key: &str, env: &str, value: Option<String>, default: Duration| match pick(
+        key,
+        ("", None),
+        env,
+        env_lookup,
+        value,
+        file_name,
+    ) {
+        None => Ok(default),
+        Some(Sourced { value, source }) => parse_duration(key, &value)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "{key} (from {source}): {value:?} is not a duration such as 30m or 12h"
+                ))
+            }),
+    };
+    Ok(HttpConfig {
+        tls,
+        session_idle: duration(
+            "http.session_idle_timeout",
+            "RAMPART_HTTP_SESSION_IDLE_TIMEOUT",
+            section.session_idle_timeout.clone(),
+            DEFAULT_WEB_SESSION_IDLE,
+        )?,
+        session_lifetime: duration(
+            "http.session_lifetime",
+            "RAMPART_HTTP_SESSION_LIFETIME",
+            section.session_lifetime.clone(),
+            DEFAULT_WEB_SESSION_LIFETIME,
+        )?,
+    })
 }
 
 fn audit_config(
@@ -794,6 +945,50 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn http_tls_settings() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(config.http.tls, HttpTls::SelfSigned);
+        let config = load(Overrides::default(), &[("RAMPART_HTTP_TLS", "false")]).unwrap();
+        assert_eq!(config.http.tls, HttpTls::Off);
+        let (_dir, overrides) = file("[http]\nlisten = \"0.0.0.0:8443\"\ntls = false\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("http.tls (from") && err.contains("loopback"),
+            "{err}"
+        );
+        let (dir, overrides) = file("[http]\ntls_cert = \"/nonexistent/cert.pem\"\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(err.contains("http.tls_cert (from"), "{err}");
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "x").unwrap();
+        let err = load(
+            Overrides::default(),
+            &[("RAMPART_HTTP_TLS_CERT", cert.to_str().unwrap())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("without http.tls_key"), "{err}");
+        let config = load(
+            Overrides::default(),
+            &[
+                ("RAMPART_HTTP_TLS_CERT", cert.to_str().unwrap()),
+                ("RAMPART_HTTP_TLS_KEY", cert.to_str().unwrap()),
+                ("RAMPART_HTTP_SESSION_IDLE_TIMEOUT", "5m"),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(config.http.tls, HttpTls::Files { .. }));
+        assert_eq!(config.http.session_idle, Duration::from_secs(300));
+        let err = load(Overrides::default(), &[("RAMPART_HTTP_TLS", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("http.tls (from environment RAMPART_HTTP_TLS)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! `rampart serve`: open the store, bind the listeners, serve until SIGINT or SIGTERM.
 
-use crate::config::Config;
+use crate::config::{Config, HttpTls};
 use anyhow::Context;
 use rampart_core::time_arg::format_duration;
 use rampart_ssh::live::SessionDefaults;
 use rampart_ssh::{Gateway, GatewaySettings};
 use rampart_store::ssh_keys::parse_public_keys;
 use rampart_store::{OpenReport, Store, StoreOptions, node_keys};
-use rampart_web::WebState;
+use rampart_web::{WebSettings, WebState};
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -26,6 +26,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let (store, report) = Store::open(&options).await?;
     init_logging(&config, &store)?;
+    // The certificate is read (or generated) before any socket is bound: a bad one stops here.
+    let tls = match &config.http.tls {
+        HttpTls::Off => None,
+        HttpTls::SelfSigned => Some(rampart_web::tls::CertSource::SelfSigned {
+            keys_dir: store.data_dir().keys_dir(),
+        }),
+        HttpTls::Files { cert, key } => Some(rampart_web::tls::CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+    }
+    .map(|source| rampart_web::tls::load(&source))
+    .transpose()
+    .context("http.tls")?;
 
     let http = TcpListener::bind(config.http_listen)
         .await
@@ -37,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ssh_addr = ssh.local_addr()?;
     let shutdown = shutdown_signal()?;
 
-    print_banner(&config, &store, &report, http_addr, ssh_addr)?;
+    print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     for (what, addr) in [("http", http_addr), ("ssh", ssh_addr)] {
         if !addr.ip().is_loopback() {
             tracing::warn!(
@@ -51,6 +65,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let settings = serde_json::json!({
         "ssh_listen": ssh_addr.to_string(),
         "http_listen": http_addr.to_string(),
+        "http_tls": match &config.http.tls {
+            HttpTls::Off => "off (loopback, behind a proxy)".to_owned(),
+            HttpTls::SelfSigned => "self-signed".to_owned(),
+            HttpTls::Files { cert, .. } => cert.display().to_string(),
+        },
+        "http_session_idle_timeout": format_duration(config.http.session_idle),
+        "http_session_lifetime": format_duration(config.http.session_lifetime),
         "master_key": config.master_key_describe(),
         "retention_days": config.audit.retention_days,
         "syslog": config.audit.syslog.as_ref().map(|s| format!("{:?} {}", s.transport, s.address)),
@@ -76,6 +97,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         auth: config.auth.clone(),
     };
+    // The web listener admits logins by the very same rules.
+    let gateway_auth = gateway_settings.auth.clone();
     let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings)?;
     for session in &sealed {
         tracing::warn!(%session, "sealed the recording of a session cut short by a restart (incomplete)");
@@ -97,11 +120,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let stop_rx_for_sealing = stop_rx.clone();
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
+    let web_settings = WebSettings {
+        auth: gateway_auth,
+        secure_cookies: tls.is_some(),
+        session_idle: config.http.session_idle,
+        session_lifetime: config.http.session_lifetime,
+    };
     let web_task = tokio::spawn(rampart_web::run(
         http,
-        WebState {
-            store: store.clone(),
-        },
+        WebState::new(store.clone(), web_settings),
+        tls.map(|t| t.config),
         stopped(stop_rx),
     ));
     // The audit chain head is signed every minute while it moves, and once more at shutdown.
@@ -257,6 +285,7 @@ fn print_banner(
     report: &OpenReport,
     http: SocketAddr,
     ssh: SocketAddr,
+    tls: Option<&rampart_web::tls::TlsMaterial>,
 ) -> anyhow::Result<()> {
     let dir = store.data_dir();
     let host_key = node_keys::public_key_of(&dir.host_key_path())?;
@@ -310,8 +339,28 @@ fn print_banner(
         ssh.port(),
         ssh.ip()
     );
+    match tls {
+        Some(tls) => {
+            println!(
+                "https certificate: {} ({}{})",
+                tls.fingerprint,
+                tls.cert_path.display(),
+                if tls.generated {
+                    ", self-signed, generated now"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {
+            println!("http: plain HTTP on loopback (http.tls = false): put a TLS proxy in front")
+        }
+    }
     // Printed last: scripts and tests wait for this line.
-    println!("http: listening on http://{http} (health: /healthz, readiness: /readyz)");
+    println!(
+        "http: listening on {} (api: /api/v1, openapi: /api/v1/openapi.json, health: /healthz, readiness: /readyz)",
+        rampart_web::url(http, tls.is_some())
+    );
     println!("Stop with Ctrl-C or SIGTERM.");
     Ok(())
 }

@@ -5,7 +5,6 @@ use crate::cli::AssetCommand;
 use crate::output::{Table, done, join_or_dash, or_dash, print_fields, print_json};
 use rampart_core::audit::Actor;
 use rampart_core::{Label, parse_host};
-use rampart_store::ssh_keys::parse_public_keys;
 use rampart_store::{NewAsset, Store};
 
 pub async fn run(
@@ -120,35 +119,11 @@ pub async fn run(
     }
 }
 
-/// The one host key in `path`: a `.pub` line, or an `ssh-keyscan` line (host name first).
+/// The one host key in the file at `path` (parsed by the same function the API uses).
 fn host_key_from_file(path: &std::path::Path) -> anyhow::Result<String> {
     let text = read_small_file(path)?;
-    let mut keys = Vec::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let candidates = [
-            Some(line),
-            line.split_once(char::is_whitespace)
-                .map(|(_, rest)| rest.trim()),
-        ];
-        if let Some(key) = candidates
-            .into_iter()
-            .flatten()
-            .find(|c| parse_public_keys("host key", c).is_ok())
-        {
-            keys.push(key.to_owned());
-        }
-    }
-    match keys.as_slice() {
-        [key] => Ok(key.clone()),
-        [] => anyhow::bail!("{} holds no SSH public key", path.display()),
-        _ => anyhow::bail!(
-            "{} holds {} keys: keep only the one to pin (for example ssh-keyscan -t ed25519 HOST)",
-            path.display(),
-            keys.len()
-        ),
-    }
+    Ok(rampart_store::ssh_keys::single_host_key(
+        &path.display().to_string(),
+        &text,
+    )?)
 }

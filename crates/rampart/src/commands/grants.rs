@@ -7,10 +7,9 @@ use anyhow::Context;
 use rampart_core::audit::Actor;
 use rampart_core::login_rules::{AuthSettings, check_login};
 use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict};
-use rampart_core::schedule::Schedule;
-use rampart_core::time_arg::{format_duration, parse_duration, parse_rfc3339};
-use rampart_core::{Action, ActionSet, Grant, GrantSubject, GrantTarget, Label};
-use rampart_store::{NewGrant, Store};
+use rampart_core::time_arg::{format_duration, parse_rfc3339};
+use rampart_core::{Action, ActionSet, Grant};
+use rampart_store::{GrantInput, NewGrant, Store};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -249,55 +248,22 @@ async fn explain(
     Ok(())
 }
 
+/// The flags as a [`GrantInput`], parsed by the same function the API uses.
 fn new_grant(args: &GrantAddArgs) -> anyhow::Result<NewGrant> {
-    let subject = match (&args.user, &args.group) {
-        (Some(user), None) => GrantSubject::User(name("user", user)?),
-        (None, Some(group)) => GrantSubject::Group(name("group", group)?),
-        _ => anyhow::bail!("give exactly one of --user or --group"),
-    };
-    let target = match &args.asset {
-        Some(asset) => GrantTarget::Asset(name("asset", asset)?),
-        None => GrantTarget::Labels(
-            args.labels
-                .iter()
-                .map(|l| Label::parse(l))
-                .collect::<Result<_, _>>()?,
-        ),
-    };
-    Ok(NewGrant {
-        subject,
-        target,
-        accounts: args
-            .accounts
-            .iter()
-            .map(|a| name("account", a))
-            .collect::<Result<_, _>>()?,
-        actions: match &args.actions {
-            Some(list) => ActionSet::parse(list)?,
-            None => ActionSet::default_for_grant(),
-        },
-        valid_from: args
-            .from
-            .as_deref()
-            .map(|t| parse_rfc3339("--from time", t))
-            .transpose()?,
-        valid_until: args
-            .until
-            .as_deref()
-            .map(|t| parse_rfc3339("--until time", t))
-            .transpose()?,
-        schedule: args.schedule.as_deref().map(Schedule::parse).transpose()?,
+    let input = GrantInput {
+        user: args.user.clone(),
+        group: args.group.clone(),
+        asset: args.asset.clone(),
+        labels: args.labels.clone(),
+        accounts: args.accounts.clone(),
+        actions: args.actions.clone(),
+        from: args.from.clone(),
+        until: args.until.clone(),
+        schedule: args.schedule.clone(),
         require_mfa: args.require_mfa,
-        idle_timeout: args
-            .idle_timeout
-            .as_deref()
-            .map(|t| parse_duration("--idle-timeout", t))
-            .transpose()?,
-        max_duration: args
-            .max_duration
-            .as_deref()
-            .map(|t| parse_duration("--max-duration", t))
-            .transpose()?,
-        record: !args.no_recording,
-    })
+        idle_timeout: args.idle_timeout.clone(),
+        max_duration: args.max_duration.clone(),
+        no_recording: args.no_recording,
+    };
+    Ok(input.parse()?)
 }

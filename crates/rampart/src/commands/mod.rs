@@ -8,6 +8,7 @@ mod grants;
 mod groups;
 mod recordings;
 mod sessions;
+mod tokens;
 mod users;
 mod vault;
 
@@ -59,6 +60,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Audit(cmd) => audit::run(&store, &actor, json, cmd).await,
         Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
+        Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
     };
     store.close().await;
     result

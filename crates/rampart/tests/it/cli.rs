@@ -46,12 +46,10 @@ fn first_start_creates_a_private_data_directory_and_a_second_start_reuses_it() {
         "{:?}",
         server.banner
     );
-    assert_eq!(
-        server.get("/healthz"),
-        ("HTTP/1.0 200 OK".to_owned(), "ok\n".to_owned())
-    );
-    assert_eq!(server.get("/readyz").0, "HTTP/1.0 200 OK");
-    assert_eq!(server.get("/nowhere").0, "HTTP/1.0 404 Not Found");
+    assert!(server.tls, "HTTPS is the default");
+    assert_eq!(server.get("/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(server.get("/readyz").0, 200);
+    assert_eq!(server.get("/nowhere").0, 404);
     // Secrets pass through the server's memory: it must never dump core (D3).
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
     let core = limits

@@ -8,6 +8,7 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod api;
 mod auth;
 mod cli;
 mod evidence;

@@ -1,0 +1,527 @@
+//! The route table: every route the listener serves, with who may call it. The router, the
+//! OpenAPI document and the authorization test are all built from this one list, so none of
+//! them can miss a route (B1).
+
+use crate::auth::{self, Guard};
+use crate::{WebState, api};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter};
+use rampart_core::access::Access;
+
+/// One route: method, path (axum syntax, `{param}`), access, and its documentation.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Query parameters it reads.
+    pub query: &'static [&'static str],
+    /// Fields of its JSON request body, if it takes one.
+    pub body: Option<&'static [&'static str]>,
+    /// Content type of its success answer.
+    pub produces: &'static str,
+    /// Status of its success answer.
+    pub success: u16,
+    pub(crate) handler: MethodRouter<WebState>,
+}
+
+impl Route {
+    fn new<H, T>(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        tag: &'static str,
+        summary: &'static str,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, WebState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        Self {
+            method,
+            path,
+            access,
+            tag,
+            summary,
+            query: &[],
+            body: None,
+            produces: "application/json",
+            success: 200,
+            handler: axum::routing::on(filter, handler),
+        }
+    }
+
+    fn query(mut self, names: &'static [&'static str]) -> Self {
+        self.query = names;
+        self
+    }
+
+    fn body(mut self, fields: &'static [&'static str]) -> Self {
+        self.body = Some(fields);
+        self
+    }
+
+    fn produces(mut self, content_type: &'static str) -> Self {
+        self.produces = content_type;
+        self
+    }
+
+    fn status(mut self, status: u16) -> Self {
+        self.success = status;
+        self
+    }
+
+    /// The handler behind the route's guard.
+    pub(crate) fn guarded(&self, state: &WebState) -> MethodRouter<WebState> {
+        self.handler
+            .clone()
+            .route_layer(axum::middleware::from_fn_with_state(
+                Guard {
+                    state: state.clone(),
+                    access: self.access,
+                },
+                auth::guard,
+            ))
+    }
+}
+
+/// Every route, in the order the OpenAPI document lists them.
+pub fn table() -> Vec<Route> {
+    use Access::{Admin, Auditor, Public, User};
+    let get = || Method::GET;
+    let post = || Method::POST;
+    let put = || Method::PUT;
+    let delete = || Method::DELETE;
+    vec![
+        Route::new(
+            get(),
+            "/healthz",
+            Public,
+            "health",
+            "Liveness: the process answers",
+            || async { "ok\n" },
+        )
+        .produces("text/plain"),
+        Route::new(
+            get(),
+            "/readyz",
+            Public,
+            "health",
+            "Readiness: the store answers",
+            crate::ready,
+        )
+        .produces("text/plain"),
+        Route::new(
+            get(),
+            "/api/v1/openapi.json",
+            Public,
+            "meta",
+            "This OpenAPI document",
+            crate::openapi::serve,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/login",
+            Public,
+            "auth",
+            "Log in with password (and TOTP code): sets the session cookie, returns the CSRF token",
+            auth::login,
+        )
+        .body(&["username", "password", "totp"]),
+        Route::new(
+            post(),
+            "/api/v1/logout",
+            User,
+            "auth",
+            "End the browser session",
+            auth::logout,
+        )
+        .status(204),
+        Route::new(
+            get(),
+            "/api/v1/me",
+            User,
+            "me",
+            "Who am I: the user, how they authenticated, the CSRF token",
+            api::me,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/me/accounts",
+            User,
+            "me",
+            "The accounts I may use now",
+            api::my_accounts,
+        )
+        .query(&["action"]),
+        Route::new(
+            get(),
+            "/api/v1/tokens",
+            User,
+            "tokens",
+            "API tokens (my own; every user's for auditors and administrators)",
+            api::tokens_list,
+        )
+        .query(&["user"]),
+        Route::new(
+            post(),
+            "/api/v1/tokens",
+            User,
+            "tokens",
+            "Issue an API token (shown once)",
+            api::tokens_create,
+        )
+        .body(&["user", "scope", "expires", "description"])
+        .status(201),
+        Route::new(
+            delete(),
+            "/api/v1/tokens/{id}",
+            User,
+            "tokens",
+            "Revoke an API token",
+            api::tokens_revoke,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/sessions",
+            User,
+            "sessions",
+            "Sessions, newest first (my own for users)",
+            api::sessions_list,
+        )
+        .query(&["live", "user", "asset", "since", "until"]),
+        Route::new(
+            get(),
+            "/api/v1/sessions/{id}",
+            User,
+            "sessions",
+            "One session",
+            api::session_show,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/sessions/{id}/kill",
+            Auditor,
+            "sessions",
+            "End a live session",
+            api::session_kill,
+        )
+        .body(&["reason"])
+        .status(202),
+        Route::new(
+            get(),
+            "/api/v1/sessions/{id}/recording",
+            User,
+            "recordings",
+            "The session's recording (asciicast v2); the download is audited",
+            api::recording_get,
+        )
+        .produces("application/x-asciicast"),
+        Route::new(
+            get(),
+            "/api/v1/sessions/{id}/recording/verification",
+            User,
+            "recordings",
+            "Whether the recording verifies against the node's audit key",
+            api::recording_verify,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/commands",
+            User,
+            "commands",
+            "Search the command log (my own for users)",
+            api::commands,
+        )
+        .query(&["user", "asset", "since", "grep"]),
+        Route::new(
+            get(),
+            "/api/v1/audit/events",
+            Auditor,
+            "audit",
+            "Search audit events",
+            api::audit_events,
+        )
+        .query(&["limit", "kind", "actor", "since", "until", "contains"]),
+        Route::new(
+            get(),
+            "/api/v1/audit/export",
+            Auditor,
+            "audit",
+            "Export audit events as JSON lines or CSV; the export is audited",
+            api::audit_export,
+        )
+        .query(&["format", "since", "until"])
+        .produces("application/jsonl"),
+        Route::new(
+            get(),
+            "/api/v1/users",
+            Auditor,
+            "users",
+            "List users",
+            api::users_list,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/users",
+            Admin,
+            "users",
+            "Add a user",
+            api::user_add,
+        )
+        .body(&["name", "role", "keys"])
+        .status(201),
+        Route::new(
+            get(),
+            "/api/v1/users/{name}",
+            Auditor,
+            "users",
+            "Show a user, with lock state",
+            api::user_show,
+        ),
+        Route::new(
+            delete(),
+            "/api/v1/users/{name}",
+            Admin,
+            "users",
+            "Remove a user (sessions and audit events stay)",
+            api::user_remove,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/users/{name}/disable",
+            Admin,
+            "users",
+            "Disable a user",
+            api::user_disable,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/users/{name}/enable",
+            Admin,
+            "users",
+            "Enable a user",
+            api::user_enable,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/users/{name}/keys",
+            Admin,
+            "users",
+            "Add SSH public keys",
+            api::user_key_add,
+        )
+        .body(&["public_key"]),
+        Route::new(
+            post(),
+            "/api/v1/users/{name}/keys/remove",
+            Admin,
+            "users",
+            "Remove an SSH key by fingerprint",
+            api::user_key_remove,
+        )
+        .body(&["fingerprint"]),
+        Route::new(
+            put(),
+            "/api/v1/users/{name}/password",
+            Admin,
+            "users",
+            "Set a user's password",
+            api::user_password,
+        )
+        .body(&["password"]),
+        Route::new(
+            delete(),
+            "/api/v1/users/{name}/mfa",
+            Admin,
+            "users",
+            "Remove a user's second factor",
+            api::user_mfa_reset,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/users/{name}/unlock",
+            Admin,
+            "users",
+            "Lift a user's lockout",
+            api::user_unlock,
+        ),
+        Route::new(
+            put(),
+            "/api/v1/users/{name}/login-rules",
+            Admin,
+            "users",
+            "Set a user's source address and login-hours rules",
+            api::user_login_rules,
+        )
+        .body(&["allow_from", "deny_from", "login_hours"]),
+        Route::new(
+            get(),
+            "/api/v1/groups",
+            Auditor,
+            "groups",
+            "List groups",
+            api::groups_list,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/groups",
+            Admin,
+            "groups",
+            "Add a group",
+            api::group_add,
+        )
+        .body(&["name"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/groups/{name}/members",
+            Admin,
+            "groups",
+            "Add a user to a group",
+            api::group_member_add,
+        )
+        .body(&["user"]),
+        Route::new(
+            get(),
+            "/api/v1/assets",
+            Auditor,
+            "assets",
+            "List assets",
+            api::assets_list,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/assets",
+            Admin,
+            "assets",
+            "Add an asset",
+            api::asset_add,
+        )
+        .body(&["name", "host", "port", "labels"])
+        .status(201),
+        Route::new(
+            get(),
+            "/api/v1/assets/{name}",
+            Auditor,
+            "assets",
+            "Show an asset",
+            api::asset_show,
+        ),
+        Route::new(
+            delete(),
+            "/api/v1/assets/{name}",
+            Admin,
+            "assets",
+            "Remove an asset with its accounts and grants",
+            api::asset_remove,
+        ),
+        Route::new(
+            put(),
+            "/api/v1/assets/{name}/host-key",
+            Admin,
+            "assets",
+            "Pin the asset's SSH host key",
+            api::asset_host_key_pin,
+        )
+        .body(&["key"]),
+        Route::new(
+            delete(),
+            "/api/v1/assets/{name}/host-key",
+            Admin,
+            "assets",
+            "Forget the pinned host key",
+            api::asset_host_key_clear,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/accounts",
+            Auditor,
+            "accounts",
+            "List accounts (never their secrets)",
+            api::accounts_list,
+        )
+        .query(&["asset"]),
+        Route::new(
+            post(),
+            "/api/v1/accounts",
+            Admin,
+            "accounts",
+            "Add an account; its secret goes into the vault",
+            api::account_add,
+        )
+        .body(&["account", "password", "private_key"])
+        .status(201),
+        Route::new(
+            put(),
+            "/api/v1/accounts/{account}/secret",
+            Admin,
+            "accounts",
+            "Replace an account's secret",
+            api::account_secret,
+        )
+        .body(&["password", "private_key"]),
+        Route::new(
+            delete(),
+            "/api/v1/accounts/{account}",
+            Admin,
+            "accounts",
+            "Remove an account and its secret",
+            api::account_remove,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/grants",
+            Auditor,
+            "grants",
+            "List grants",
+            api::grants_list,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/grants",
+            Admin,
+            "grants",
+            "Add a grant",
+            api::grant_add,
+        )
+        .body(&[
+            "user",
+            "group",
+            "asset",
+            "labels",
+            "accounts",
+            "actions",
+            "from",
+            "until",
+            "schedule",
+            "require_mfa",
+            "idle_timeout",
+            "max_duration",
+            "no_recording",
+        ])
+        .status(201),
+        Route::new(
+            get(),
+            "/api/v1/grants/explain",
+            Auditor,
+            "grants",
+            "Explain whether a user may use an account, grant by grant",
+            api::grant_explain,
+        )
+        .query(&["user", "asset", "account", "action", "at", "mfa"]),
+        Route::new(
+            delete(),
+            "/api/v1/grants/{id}",
+            Admin,
+            "grants",
+            "Remove a grant",
+            api::grant_remove,
+        ),
+    ]
+}

@@ -1,0 +1,728 @@
+//! The REST API over real HTTPS against a real `rampart serve`: the authorization matrix built
+//! from the router's own route table (B1, B2, B10), logins with password and TOTP (A2, A7,
+//! lockout shared with SSH), CSRF (B8), cookies, logout, A11, API token scopes, expiry,
+//! revocation and source rules, a canary in the vault (D1), and the OpenAPI document checked by
+//! a third-party validator.
+
+use super::BIN;
+use crate::mfa::{enroll, right_code};
+use crate::ssh::Lab;
+use rampart_testkit::{HttpClient, HttpResponse, Rampart, require_tool};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// One way of calling the API.
+#[derive(Clone, Debug)]
+enum Who {
+    Anonymous,
+    Cookie { cookie: String, csrf: String },
+    Token(String),
+}
+
+fn call(
+    client: &HttpClient,
+    who: &Who,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> HttpResponse {
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    let bearer;
+    let cookie_header;
+    match who {
+        Who::Anonymous => {}
+        Who::Cookie { cookie, csrf } => {
+            cookie_header = format!("rampart_session={cookie}");
+            headers.push(("cookie", &cookie_header));
+            if method != "GET" {
+                headers.push(("x-csrf-token", csrf));
+            }
+        }
+        Who::Token(token) => {
+            bearer = format!("Bearer {token}");
+            headers.push(("authorization", &bearer));
+        }
+    }
+    client.request(method, path, &headers, body)
+}
+
+/// Logs in; returns the cookie and CSRF token, or the failed answer.
+fn login(
+    client: &HttpClient,
+    user: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> Result<Who, HttpResponse> {
+    login_from(client, None, user, password, totp)
+}
+
+/// Logs in through a (trusted) proxy that says the client is `forwarded_for`.
+fn login_from(
+    client: &HttpClient,
+    forwarded_for: Option<&str>,
+    user: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> Result<Who, HttpResponse> {
+    let mut body = json!({ "username": user, "password": password });
+    if let Some(code) = totp {
+        body["totp"] = json!(code);
+    }
+    let headers: Vec<(&str, &str)> = forwarded_for
+        .map(|a| ("x-forwarded-for", a))
+        .into_iter()
+        .collect();
+    let response = client.request("POST", "/api/v1/login", &headers, Some(&body));
+    if response.status != 200 {
+        return Err(response);
+    }
+    let set_cookie = response.header("set-cookie").unwrap().to_owned();
+    let cookie = set_cookie
+        .strip_prefix("rampart_session=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    let csrf = response.json()["csrf_token"].as_str().unwrap().to_owned();
+    Ok(Who::Cookie { cookie, csrf })
+}
+
+fn password(r: &Rampart, user: &str, password: &str) {
+    r.ok_with_stdin(&["user", "password", user], password.as_bytes());
+}
+
+fn token(r: &Rampart, user: &str, scope: &str) -> String {
+    r.ok(&["token", "create", "--user", user, "--scope", scope])
+        .trim()
+        .to_owned()
+}
+
+/// The expected outcome for [anonymous, user A, user B, auditor, admin]:
+/// `2` a 2xx answer, `A` past the guard (anything but 401/403), `N` 404 (not yours),
+/// `F` 403, `U` 401.
+fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
+    BTreeMap::from([
+        (("GET", "/healthz"), "22222"),
+        (("GET", "/readyz"), "22222"),
+        (("GET", "/api/v1/openapi.json"), "22222"),
+        (("POST", "/api/v1/login"), "AAAAA"),
+        (("POST", "/api/v1/logout"), "UAAAA"),
+        (("GET", "/api/v1/me"), "U2222"),
+        (("GET", "/api/v1/me/accounts"), "U2222"),
+        (("GET", "/api/v1/tokens"), "U2222"),
+        (("POST", "/api/v1/tokens"), "UAAAA"),
+        (("DELETE", "/api/v1/tokens/{id}"), "UANNA"),
+        (("GET", "/api/v1/sessions"), "U2222"),
+        (("GET", "/api/v1/sessions/{id}"), "U2N22"),
+        (("POST", "/api/v1/sessions/{id}/kill"), "UFFAA"),
+        (("GET", "/api/v1/sessions/{id}/recording"), "U2N22"),
+        (
+            ("GET", "/api/v1/sessions/{id}/recording/verification"),
+            "U2N22",
+        ),
+        (("GET", "/api/v1/commands"), "U2222"),
+        (("GET", "/api/v1/audit/events"), "UFF22"),
+        (("GET", "/api/v1/audit/export"), "UFF22"),
+        (("GET", "/api/v1/users"), "UFF22"),
+        (("POST", "/api/v1/users"), "UFFFA"),
+        (("GET", "/api/v1/users/{name}"), "UFFAA"),
+        (("DELETE", "/api/v1/users/{name}"), "UFFFA"),
+        (("POST", "/api/v1/users/{name}/disable"), "UFFFA"),
+        (("POST", "/api/v1/users/{name}/enable"), "UFFFA"),
+        (("POST", "/api/v1/users/{name}/keys"), "UFFFA"),
+        (("POST", "/api/v1/users/{name}/keys/remove"), "UFFFA"),
+        (("PUT", "/api/v1/users/{name}/password"), "UFFFA"),
+        (("DELETE", "/api/v1/users/{name}/mfa"), "UFFFA"),
+        (("POST", "/api/v1/users/{name}/unlock"), "UFFFA"),
+        (("PUT", "/api/v1/users/{name}/login-rules"), "UFFFA"),
+        (("GET", "/api/v1/groups"), "UFF22"),
+        (("POST", "/api/v1/groups"), "UFFFA"),
+        (("POST", "/api/v1/groups/{name}/members"), "UFFFA"),
+        (("GET", "/api/v1/assets"), "UFF22"),
+        (("POST", "/api/v1/assets"), "UFFFA"),
+        (("GET", "/api/v1/assets/{name}"), "UFFAA"),
+        (("DELETE", "/api/v1/assets/{name}"), "UFFFA"),
+        (("PUT", "/api/v1/assets/{name}/host-key"), "UFFFA"),
+        (("DELETE", "/api/v1/assets/{name}/host-key"), "UFFFA"),
+        (("GET", "/api/v1/accounts"), "UFF22"),
+        (("POST", "/api/v1/accounts"), "UFFFA"),
+        (("PUT", "/api/v1/accounts/{account}/secret"), "UFFFA"),
+        (("DELETE", "/api/v1/accounts/{account}"), "UFFFA"),
+        (("GET", "/api/v1/grants"), "UFF22"),
+        (("POST", "/api/v1/grants"), "UFFFA"),
+        (("GET", "/api/v1/grants/explain"), "UFFAA"),
+        (("DELETE", "/api/v1/grants/{id}"), "UFFFA"),
+    ])
+}
+
+fn outcome_matches(expected: char, response: &HttpResponse) -> bool {
+    match expected {
+        '2' => (200..300).contains(&response.status),
+        'A' => response.status != 401 && response.status != 403,
+        'N' => response.status == 404,
+        'F' => response.status == 403,
+        'U' => response.status == 401,
+        _ => false,
+    }
+}
+
+#[test]
+fn authorization_matrix_covers_every_route() {
+    let Some(lab) = Lab::start() else { return };
+    let r = &lab.r;
+    // Alice (user A) has a recorded session with a command in it.
+    let out = lab.ssh(&lab.direct(), "echo matrix", b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let session = lab.sessions()[0]["id"].as_str().unwrap().to_owned();
+    r.ok(&["user", "add", "bob"]);
+    r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    r.ok(&["user", "add", "adam", "--role", "admin"]);
+    for user in ["alice", "bob", "audrey", "adam"] {
+        password(r, user, &format!("{user}-password-1"));
+    }
+    let client = lab.server.client();
+    let cookie = |user: &str| login(&client, user, &format!("{user}-password-1"), None).unwrap();
+    let columns: Vec<(usize, &str, Who)> = vec![
+        (0, "anonymous", Who::Anonymous),
+        (1, "alice cookie", cookie("alice")),
+        (1, "alice token", Who::Token(token(r, "alice", "write"))),
+        (2, "bob cookie", cookie("bob")),
+        (2, "bob token", Who::Token(token(r, "bob", "write"))),
+        (3, "audrey cookie", cookie("audrey")),
+        (3, "audrey token", Who::Token(token(r, "audrey", "write"))),
+        (4, "adam cookie", cookie("adam")),
+        (4, "adam token", Who::Token(token(r, "adam", "admin"))),
+    ];
+    let alice_spare_token =
+        r.json(&["token", "create", "--user", "alice", "--scope", "read"])["token"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+    // Every route of the router's own table must have a row: a new route without one fails.
+    let table = expected_table();
+    let mut routes = rampart_web::routes::table();
+    // Log out last: it ends the sessions the other rows use.
+    routes.sort_by_key(|route| route.path == "/api/v1/logout");
+    let mut failures = Vec::new();
+    for route in &routes {
+        let method = route.method.as_str();
+        let Some(expected) = table.get(&(method, route.path)) else {
+            failures.push(format!(
+                "{method} {} has no row in the expected table",
+                route.path
+            ));
+            continue;
+        };
+        let path = route
+            .path
+            .replace("/sessions/{id}", &format!("/sessions/{session}"))
+            .replace("/tokens/{id}", &format!("/tokens/{alice_spare_token}"))
+            .replace("{id}", "01890000-0000-7000-8000-000000000000")
+            .replace("{name}", "zz-nobody")
+            .replace("{account}", "zz@zz-nobody");
+        // An invalid body: whoever gets past the guard is refused by the handler, so the
+        // matrix changes nothing.
+        let body = route.body.map(|_| json!({ "zz_not_a_field": true }));
+        for (column, label, who) in &columns {
+            let response = call(&client, who, method, &path, body.as_ref());
+            let want = expected.chars().nth(*column).unwrap();
+            if !outcome_matches(want, &response) {
+                failures.push(format!(
+                    "{method} {path} as {label}: expected {want}, got {} {}",
+                    response.status,
+                    response.text()
+                ));
+            }
+        }
+    }
+    for key in table.keys() {
+        if !routes.iter().any(|r| (r.method.as_str(), r.path) == *key) {
+            failures.push(format!("{key:?} is in the expected table but not a route"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // B2: lists hold only what the caller could fetch one by one.
+    let alice = Who::Token(token(r, "alice", "read"));
+    let bob = Who::Token(token(r, "bob", "read"));
+    let auditor = Who::Token(token(r, "audrey", "read"));
+    let ids = |who: &Who, path: &str| -> Vec<String> {
+        call(&client, who, "GET", path, None)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s["session"]
+                    .as_str()
+                    .or(s["id"].as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert!(ids(&alice, "/api/v1/sessions").contains(&session));
+    assert!(ids(&bob, "/api/v1/sessions").is_empty());
+    assert!(ids(&bob, "/api/v1/sessions?user=alice").is_empty());
+    assert!(ids(&auditor, "/api/v1/sessions").contains(&session));
+    assert!(ids(&bob, "/api/v1/commands?user=alice").is_empty());
+    let bobs = call(&client, &bob, "GET", "/api/v1/tokens?user=alice", None).json();
+    assert!(
+        bobs.as_array().unwrap().iter().all(|t| t["user"] == "bob"),
+        "{bobs}"
+    );
+    // The recording downloads and is audited (E5).
+    let cast = call(
+        &client,
+        &alice,
+        "GET",
+        &format!("/api/v1/sessions/{session}/recording"),
+        None,
+    );
+    assert_eq!(cast.status, 200);
+    assert!(cast.text().starts_with('{'), "asciicast header first");
+    let verification = call(
+        &client,
+        &auditor,
+        "GET",
+        &format!("/api/v1/sessions/{session}/recording/verification"),
+        None,
+    )
+    .json();
+    assert_eq!(verification["verified"], true, "{verification}");
+    assert!(!lab.events("recording_exported").is_empty());
+    // The accounts alice may reach now, by the same policy the SSH menu asks.
+    let reachable = call(&client, &alice, "GET", "/api/v1/me/accounts", None).json();
+    assert_eq!(reachable[0]["account"], format!("{}@web-01", lab.login));
+    assert_eq!(
+        call(&client, &bob, "GET", "/api/v1/me/accounts", None).json(),
+        json!([])
+    );
+    // An auditor may kill alice's session... only while it is live; it has ended.
+    let kill = call(
+        &client,
+        &Who::Token(token(r, "audrey", "write")),
+        "POST",
+        &format!("/api/v1/sessions/{session}/kill"),
+        Some(&json!({})),
+    );
+    assert_eq!(kill.status, 404, "{}", kill.text());
+}
+
+#[test]
+fn web_login_password_totp_lockout_csrf_logout() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "carol"]);
+    r.ok(&["user", "add", "dave"]);
+    r.ok(&["user", "add", "erin"]);
+    for user in ["carol", "dave", "erin"] {
+        password(&r, user, "right-password");
+    }
+    let enrolled = enroll(&r, &["user", "mfa", "enroll", "carol"], right_code);
+    assert!(enrolled.status.success());
+    let uri = enrolled.uri.unwrap();
+    // The test client is the trusted proxy: each phase comes "from" its own address, so the
+    // per-source counters do not mix the phases up.
+    let server = r.serve_with_env(&[("RAMPART_AUTH_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let client = server.client();
+
+    // A second factor is part of the one login request: without it, nothing (A7).
+    let missing = login(&client, "carol", "right-password", None).unwrap_err();
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.error_code(), "login_failed");
+    // Wait for a step the enrolment did not use, then log in with its code.
+    let step_start = (rampart_testkit::unix_now() / 30 + 1) * 30;
+    std::thread::sleep(std::time::Duration::from_secs(
+        step_start.saturating_sub(rampart_testkit::unix_now()),
+    ));
+    let code = rampart_testkit::totp_code(&uri, rampart_testkit::unix_now());
+    let Who::Cookie { cookie, csrf } =
+        login(&client, "carol", "right-password", Some(&code)).unwrap()
+    else {
+        panic!()
+    };
+    // The replayed code is refused.
+    let replay = login(&client, "carol", "right-password", Some(&code)).unwrap_err();
+    assert_eq!(replay.error_code(), "login_failed");
+
+    // A2: unknown user, wrong password and locked user look the same.
+    let unknown =
+        login_from(&client, Some("192.0.2.1"), "nobody", "right-password", None).unwrap_err();
+    let wrong = login_from(&client, Some("192.0.2.2"), "erin", "wrong-password", None).unwrap_err();
+    // A1: a new forwarded address per attempt does not escape the user's lock.
+    for attempt in 0..5 {
+        let from = format!("198.51.100.{attempt}");
+        let _ = login_from(&client, Some(&from), "dave", "wrong-password", None);
+    }
+    let locked = login_from(
+        &client,
+        Some("198.51.100.99"),
+        "dave",
+        "right-password",
+        None,
+    )
+    .unwrap_err();
+    for answer in [&wrong, &locked] {
+        assert_eq!(
+            (answer.status, answer.text()),
+            (unknown.status, unknown.text())
+        );
+    }
+    // The lock is the one SSH uses: the same counters, shown by the CLI.
+    let dave = r.json(&["user", "show", "dave"]);
+    assert!(dave["locked_until"].is_string(), "{dave}");
+    r.ok(&["user", "unlock", "dave"]);
+    assert!(
+        login_from(
+            &client,
+            Some("198.51.100.100"),
+            "dave",
+            "right-password",
+            None
+        )
+        .is_ok()
+    );
+
+    // Cookie attributes (HTTPS, so Secure).
+    let fresh = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({"username": "erin", "password": "right-password"})),
+    );
+    let set_cookie = fresh.header("set-cookie").unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+
+    // CSRF (B8): a change by cookie needs the header, and the right one.
+    let cookie_header = format!("rampart_session={cookie}");
+    let create = |csrf: Option<&str>| {
+        let mut headers = vec![("cookie", cookie_header.as_str())];
+        if let Some(csrf) = csrf {
+            headers.push(("x-csrf-token", csrf));
+        }
+        client.request(
+            "POST",
+            "/api/v1/tokens",
+            &headers,
+            Some(&json!({"scope": "read"})),
+        )
+    };
+    assert_eq!(create(None).error_code(), "csrf_failed");
+    assert_eq!(create(Some("not-the-token")).error_code(), "csrf_failed");
+    assert_eq!(create(Some(&csrf)).status, 201);
+    // Reads need none.
+    assert_eq!(
+        client
+            .request("GET", "/api/v1/me", &[("cookie", &cookie_header)], None)
+            .status,
+        200
+    );
+
+    // Logout ends the session.
+    let me = Who::Cookie {
+        cookie: cookie.clone(),
+        csrf: csrf.clone(),
+    };
+    assert_eq!(
+        call(&client, &me, "POST", "/api/v1/logout", None).status,
+        204
+    );
+    assert_eq!(call(&client, &me, "GET", "/api/v1/me", None).status, 401);
+
+    // A11: a password change ends the user's other web sessions.
+    let one = login(&client, "erin", "right-password", None).unwrap();
+    let two = login(&client, "erin", "right-password", None).unwrap();
+    assert_eq!(call(&client, &one, "GET", "/api/v1/me", None).status, 200);
+    password(&r, "erin", "new-password");
+    for session in [&one, &two] {
+        assert_eq!(
+            call(&client, session, "GET", "/api/v1/me", None).status,
+            401
+        );
+    }
+    assert!(
+        r.json(&["audit", "list", "--limit", "1000"])
+            .to_string()
+            .contains("web_session_ended")
+    );
+}
+
+#[test]
+fn api_tokens_scopes_expiry_revocation_and_source_rules() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "adam", "--role", "admin"]);
+    r.ok(&["user", "add", "erin"]);
+    password(&r, "erin", "right-password");
+    let server = r.serve();
+    let client = server.client();
+    // A read token cannot change anything, even an administrator's.
+    let read = Who::Token(token(&r, "adam", "read"));
+    assert_eq!(
+        call(&client, &read, "GET", "/api/v1/users", None).status,
+        200
+    );
+    let refused = call(
+        &client,
+        &read,
+        "POST",
+        "/api/v1/groups",
+        Some(&json!({"name": "ops"})),
+    );
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (403, "forbidden")
+    );
+    // A write token does not administer; an admin token does.
+    let write = Who::Token(token(&r, "adam", "write"));
+    assert_eq!(
+        call(
+            &client,
+            &write,
+            "POST",
+            "/api/v1/groups",
+            Some(&json!({"name": "ops"}))
+        )
+        .status,
+        403
+    );
+    let admin = Who::Token(token(&r, "adam", "admin"));
+    assert_eq!(
+        call(
+            &client,
+            &admin,
+            "POST",
+            "/api/v1/groups",
+            Some(&json!({"name": "ops"}))
+        )
+        .status,
+        201
+    );
+    // Users cannot hold admin tokens; nobody issues tokens for others but administrators.
+    let err = r.run(&["token", "create", "--user", "erin", "--scope", "admin"]);
+    assert!(!err.status.success());
+    let erin = Who::Token(token(&r, "erin", "write"));
+    let other = call(
+        &client,
+        &erin,
+        "POST",
+        "/api/v1/tokens",
+        Some(&json!({"user": "adam", "scope": "read"})),
+    );
+    assert_eq!(other.status, 403);
+    // Shown once: the listing never holds the secret.
+    let created = call(
+        &client,
+        &admin,
+        "POST",
+        "/api/v1/tokens",
+        Some(&json!({"user": "erin", "scope": "read", "expires": "1s"})),
+    );
+    assert_eq!(created.status, 201);
+    let secret = created.json()["secret"].as_str().unwrap().to_owned();
+    let listing = call(&client, &admin, "GET", "/api/v1/tokens", None).text();
+    assert!(!listing.contains(&secret));
+    // Expired.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        call(&client, &Who::Token(secret), "GET", "/api/v1/me", None).status,
+        401
+    );
+    // Revoked.
+    let revocable = r.json(&["token", "create", "--user", "erin", "--scope", "read"]);
+    let id = revocable["token"]["id"].as_str().unwrap();
+    let revocable = Who::Token(revocable["secret"].as_str().unwrap().to_owned());
+    assert_eq!(
+        call(&client, &revocable, "GET", "/api/v1/me", None).status,
+        200
+    );
+    r.ok(&["token", "revoke", id]);
+    assert_eq!(
+        call(&client, &revocable, "GET", "/api/v1/me", None).status,
+        401
+    );
+    assert!(
+        r.ok(&["token", "list", "--user", "erin"])
+            .contains("revoked")
+    );
+    // From outside the user's allowed sources: neither the token nor a login works.
+    assert_eq!(call(&client, &erin, "GET", "/api/v1/me", None).status, 200);
+    r.ok(&["user", "set", "erin", "--allow-from", "10.0.0.0/8"]);
+    assert_eq!(call(&client, &erin, "GET", "/api/v1/me", None).status, 401);
+    assert_eq!(
+        login(&client, "erin", "right-password", None)
+            .unwrap_err()
+            .status,
+        401
+    );
+    // A forged X-Forwarded-For from an untrusted peer changes nothing (A1).
+    let forged = client.request(
+        "GET",
+        "/api/v1/me",
+        &[
+            (
+                "authorization",
+                &format!(
+                    "Bearer {}",
+                    match &erin {
+                        Who::Token(t) => t.clone(),
+                        _ => unreachable!(),
+                    }
+                ),
+            ),
+            ("x-forwarded-for", "10.1.2.3"),
+        ],
+        None,
+    );
+    assert_eq!(forged.status, 401);
+    // Disabled users' tokens stop working.
+    r.ok(&["user", "set", "erin", "--allow-from", ""]);
+    assert_eq!(call(&client, &erin, "GET", "/api/v1/me", None).status, 200);
+    r.ok(&["user", "disable", "erin"]);
+    assert_eq!(call(&client, &erin, "GET", "/api/v1/me", None).status, 401);
+    let events = r.json(&["audit", "list", "--limit", "1000"]).to_string();
+    for kind in ["api_token_created", "api_token_revoked"] {
+        assert!(events.contains(kind), "{kind}");
+    }
+}
+
+#[test]
+fn the_vault_canary_appears_in_no_api_response() {
+    const CANARY: &str = "canary-api-secret-5e1f9b";
+    const CANARY2: &str = "canary-api-replaced-77aa";
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "adam", "--role", "admin"]);
+    r.ok(&["asset", "add", "web-01", "--host", "127.0.0.1"]);
+    r.ok_with_stdin(
+        &["account", "add", "root@web-01", "--password-stdin"],
+        CANARY.as_bytes(),
+    );
+    r.ok(&["grant", "add", "--user", "adam", "--asset", "web-01"]);
+    let server = r.serve();
+    let client = server.client();
+    let admin = Who::Token(token(&r, "adam", "admin"));
+    let mut bodies = String::new();
+    let replaced = call(
+        &client,
+        &admin,
+        "PUT",
+        "/api/v1/accounts/root@web-01/secret",
+        Some(&json!({"password": CANARY2})),
+    );
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    bodies += &replaced.text();
+    let added = call(
+        &client,
+        &admin,
+        "POST",
+        "/api/v1/accounts",
+        Some(&json!({"account": "admin@web-01", "password": CANARY})),
+    );
+    assert_eq!(added.status, 201);
+    bodies += &added.text();
+    for path in [
+        "/api/v1/accounts",
+        "/api/v1/accounts?asset=web-01",
+        "/api/v1/assets",
+        "/api/v1/assets/web-01",
+        "/api/v1/users",
+        "/api/v1/users/adam",
+        "/api/v1/me",
+        "/api/v1/me/accounts",
+        "/api/v1/grants",
+        "/api/v1/grants/explain?user=adam&asset=web-01",
+        "/api/v1/audit/events?limit=10000",
+        "/api/v1/audit/export",
+        "/api/v1/audit/export?format=csv",
+        "/api/v1/sessions",
+        "/api/v1/commands",
+        "/api/v1/tokens",
+        "/api/v1/openapi.json",
+    ] {
+        let response = call(&client, &admin, "GET", path, None);
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        bodies += &response.text();
+    }
+    // The search can fail: the bodies hold the accounts and their audit events.
+    assert!(bodies.contains("root@web-01") && bodies.contains("account_secret_replaced"));
+    for canary in [CANARY, CANARY2] {
+        assert!(
+            !bodies.contains(canary),
+            "an API response holds a vaulted secret"
+        );
+    }
+    // Exports are audited (E5).
+    assert!(
+        r.json(&["audit", "list", "--limit", "1000"])
+            .to_string()
+            .contains("audit_exported")
+    );
+}
+
+#[test]
+fn openapi_document_is_valid() {
+    let r = Rampart::new(BIN);
+    let server = r.serve();
+    let response = server
+        .client()
+        .request("GET", "/api/v1/openapi.json", &[], None);
+    assert_eq!(response.status, 200);
+    let document = response.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    // Every route of the table is documented, and nothing else.
+    let mut documented = 0;
+    for route in rampart_web::routes::table() {
+        let method = route.method.as_str().to_lowercase();
+        assert!(
+            document["paths"][route.path][&method].is_object(),
+            "{method} {}",
+            route.path
+        );
+        documented += 1;
+    }
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, documented);
+    let Some(validator) = require_tool("openapi-spec-validator") else {
+        return;
+    };
+    let file = r.scratch().join("openapi.json");
+    std::fs::write(&file, response.body).unwrap();
+    let output = std::process::Command::new(validator)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn plain_http_only_on_loopback() {
+    let r = Rampart::new(BIN);
+    let server = r.serve_with_env(&[("RAMPART_HTTP_TLS", "false")]);
+    assert!(!server.tls);
+    assert_eq!(server.get("/healthz").0, 200);
+    let mut command = r.command(&[
+        "serve",
+        "--http-listen",
+        "0.0.0.0:0",
+        "--ssh-listen",
+        "127.0.0.1:0",
+    ]);
+    let output = command.env("RAMPART_HTTP_TLS", "false").output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("http.tls"));
+}
