@@ -369,6 +369,9 @@ fn source_rules_admit_or_refuse_a_valid_key() {
     assert_eq!(text(&from("127.0.0.1").stdout), "in\n");
 }
 
+/// A policy to test: its name, how to put it in place, and how to lift it.
+type Policy<'a> = (&'static str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>);
+
 /// A8: each credential type (key, password, each with TOTP) against each policy (source allow
 /// list, disabled user, grant outside its window, no grant at all, grant requiring MFA): every
 /// combination is refused, and the same credential is admitted once the policy allows it.
@@ -396,7 +399,7 @@ fn every_credential_type_is_refused_by_every_policy() {
             lab.r.ok(&args);
         }
     };
-    let policies: Vec<(&str, Box<dyn Fn()>, Box<dyn Fn()>)> = vec![
+    let policies: Vec<Policy> = vec![
         (
             "source allow list",
             Box::new(|| {
