@@ -6,7 +6,7 @@
 
 use crate::config::{AuditConfig, SyslogTransport};
 use rampart_audit::sinks::{self, Sink, SinkEvent};
-use rampart_store::Store;
+use rampart_store::{SinkStatus, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,16 +41,14 @@ pub fn sinks(config: &AuditConfig) -> Vec<Sink> {
     sinks
 }
 
-/// Runs one sink until `stop` turns true.
-pub async fn run(store: Arc<Store>, sink: Sink, mut stop: watch::Receiver<bool>) {
+/// Runs one sink from its saved progress `status` until `stop` turns true.
+pub async fn run(
+    store: Arc<Store>,
+    sink: Sink,
+    mut status: SinkStatus,
+    mut stop: watch::Receiver<bool>,
+) {
     let name = sink.name();
-    let mut status = match store.sink_status(&name).await {
-        Ok(status) => status,
-        Err(err) => {
-            tracing::error!(sink = %name, error = %err, "cannot read the sink's progress; not forwarding");
-            return;
-        }
-    };
     tracing::info!(sink = %name, from = status.delivered_seq, "forwarding audit events");
     loop {
         let batch = match store.audit_events_after(status.delivered_seq, BATCH).await {

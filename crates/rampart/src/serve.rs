@@ -50,6 +50,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on ssh.listen {}", config.ssh_listen))?;
     let ssh_addr = ssh.local_addr()?;
     let shutdown = shutdown_signal()?;
+    // Each sink's starting point is fixed before the listening line, so every event after it
+    // is forwarded (a new sink starts at the head of the log).
+    let mut sinks = Vec::new();
+    for sink in crate::forwarder::sinks(&config.audit) {
+        let status = store
+            .sink_status(&sink.name())
+            .await
+            .with_context(|| format!("cannot read the progress of audit sink {}", sink.name()))?;
+        sinks.push((sink, status));
+    }
 
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     for (what, addr) in [("http", http_addr), ("ssh", ssh_addr)] {
@@ -151,11 +161,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     // SIEM forwarding and retention run beside the listeners and never block them.
     let mut background = Vec::new();
-    for sink in crate::forwarder::sinks(&config.audit) {
+    for (sink, status) in sinks {
         tracing::info!(sink = %sink.name(), "audit sink configured");
         background.push(tokio::spawn(crate::forwarder::run(
             store.clone(),
             sink,
+            status,
             stop_tx.subscribe(),
         )));
     }
