@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "web auth",
         include_str!("../migrations/0009_web_auth.sql"),
     ),
+    (
+        10,
+        "token epoch",
+        include_str!("../migrations/0010_token_epoch.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

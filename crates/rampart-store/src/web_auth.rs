@@ -24,7 +24,7 @@ macro_rules! token_select {
     ($rest:literal) => {
         concat!(
             "SELECT t.id, u.name, t.scope, t.description, t.created_by, t.created_at, ",
-            "t.expires_at, t.revoked_at, t.last_used_at ",
+            "t.expires_at, t.revoked_at, t.last_used_at, t.auth_epoch <> u.auth_epoch AS superseded ",
             "FROM api_tokens t JOIN users u ON u.id = t.user_id ",
             $rest
         )
@@ -72,12 +72,14 @@ pub struct ApiToken {
     pub revoked_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    /// The user's credentials or status changed since the token was created: it no longer works.
+    pub superseded: bool,
 }
 
 impl ApiToken {
-    /// Neither revoked nor expired at `at`.
+    /// Neither revoked, expired, nor from before a change to the user's credentials.
     pub fn is_active(&self, at: OffsetDateTime) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|end| end > at)
+        self.revoked_at.is_none() && !self.superseded && self.expires_at.is_none_or(|end| end > at)
     }
 }
 
@@ -257,10 +259,11 @@ impl Store {
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            superseded: false,
         };
         sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, user_id, scope, description, created_by, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             created_at, expires_at, auth_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(token.id.to_string())
         .bind(secret_hash(&secret))
@@ -270,6 +273,7 @@ impl Store {
         .bind(&token.created_by)
         .bind(time_text(at))
         .bind(expires_at.map(time_text))
+        .bind(owner.auth_epoch)
         .execute(&mut *tx)
         .await?;
         let event = AuditEvent::ApiTokenCreated {
@@ -368,6 +372,7 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
         expires_at: rows::optional_time(row, "expires_at")?,
         revoked_at: rows::optional_time(row, "revoked_at")?,
         last_used_at: rows::optional_time(row, "last_used_at")?,
+        superseded: row.try_get("superseded")?,
     })
 }
 

@@ -72,6 +72,8 @@ pub async fn run(
             for t in &tokens {
                 let status = if t.revoked_at.is_some() {
                     "revoked"
+                } else if t.superseded {
+                    "superseded (credentials changed)"
                 } else if !t.is_active(now) {
                     "expired"
                 } else {

@@ -726,3 +726,26 @@ fn plain_http_only_on_loopback() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("http.tls"));
 }
+
+/// A11 for tokens: a change to the user's credentials (here a password change) makes every token
+/// they had stop working; new tokens work.
+#[test]
+fn a_credential_change_retires_the_users_tokens() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "erin"]);
+    password(&r, "erin", "right-password");
+    let server = r.serve();
+    let client = server.client();
+    let before = Who::Token(token(&r, "erin", "read"));
+    assert_eq!(
+        call(&client, &before, "GET", "/api/v1/me", None).status,
+        200
+    );
+    password(&r, "erin", "another-right-password");
+    let refused = call(&client, &before, "GET", "/api/v1/me", None);
+    assert_eq!(refused.status, 401);
+    let listed = r.json(&["token", "list", "--user", "erin"]);
+    assert_eq!(listed[0]["superseded"], true, "{listed}");
+    let after = Who::Token(token(&r, "erin", "read"));
+    assert_eq!(call(&client, &after, "GET", "/api/v1/me", None).status, 200);
+}
