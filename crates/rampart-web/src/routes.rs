@@ -161,6 +161,17 @@ pub fn table() -> Vec<Route> {
         .query(&["action"]),
         Route::new(
             get(),
+            "/api/v1/terminal",
+            User,
+            "terminal",
+            "WebSocket: a browser terminal on an account, through the SSH path (policy, vault, recording); browser session and same Origin only",
+            crate::ws::terminal,
+        )
+        .query(&["account", "cols", "rows"])
+        .produces("application/octet-stream")
+        .status(101),
+        Route::new(
+            get(),
             "/api/v1/tokens",
             User,
             "tokens",
@@ -213,6 +224,16 @@ pub fn table() -> Vec<Route> {
         )
         .body(&["reason"])
         .status(202),
+        Route::new(
+            get(),
+            "/api/v1/sessions/{id}/watch",
+            User,
+            "sessions",
+            "WebSocket: follow a live session's output read-only (auditors and administrators; 404 for others); browser session and same Origin only",
+            crate::ws::watch,
+        )
+        .produces("application/octet-stream")
+        .status(101),
         Route::new(
             get(),
             "/api/v1/sessions/{id}/recording",
