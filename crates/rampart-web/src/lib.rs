@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod portal;
 pub mod routes;
 pub mod tls;
 pub mod ws;
