@@ -283,7 +283,8 @@
       const outcome = [s.exit_status === null ? '' : `exit ${s.exit_status}`, s.end_reason || '']
         .filter(Boolean)
         .join(', ');
-      return [time(s.started_at), s.user, `${s.account}`, s.kind, s.source_addr, ended, outcome, el('span', { class: 'actions' }, actions)];
+      const account = String(s.account).includes('@') ? s.account : `${s.account}@${s.asset}`;
+      return [time(s.started_at), s.user, account, s.kind, s.source_addr, ended, outcome, el('span', { class: 'actions' }, actions)];
     });
   }
 
@@ -300,7 +301,7 @@
     const id = new URLSearchParams(location.search).get('session') || '';
     const session = await api('GET', `/api/v1/sessions/${encodeURIComponent(id)}`);
     $('#session-summary').textContent =
-      `${session.user} on ${session.account} (${session.kind}) from ${session.source_addr}, ` +
+      `${session.user} on ${session.account}@${session.asset} (${session.kind}) from ${session.source_addr}, ` +
       `${time(session.started_at)} to ${time(session.ended_at) || 'now'}`;
     const verdict = $('#verification');
     try {
