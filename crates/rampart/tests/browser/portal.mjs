@@ -10,6 +10,9 @@
 //   NOT_YET_GRANTED        LOGIN@web-02, the account the admin grants her through the UI
 //   ARTIFACTS              directory for the screenshots
 //   CHROMIUM               the browser (Debian's /usr/bin/chromium)
+//   CANARY                 a password the admin puts into the vault through the UI: it must
+//                          come back in no response, page or WebSocket frame (D1)
+//   KILL_REASON            the reason the admin gives when killing a watched session
 //
 // Every step leaves a screenshot; any page error or CSP violation fails the run.
 import { chromium } from 'playwright-core';
@@ -70,7 +73,23 @@ async function screenshot(page, name) {
   console.log(`screenshot: ${file}`);
 }
 
+// Every response body and WebSocket frame the browsers receive, for the canary search (D1).
+const received = [];
+function recordTraffic(page) {
+  page.on('response', async (response) => {
+    try {
+      received.push((await response.body()).toString('latin1'));
+    } catch (_) {
+      // redirects and aborted loads have no body
+    }
+  });
+  page.on('websocket', (socket) => {
+    socket.on('framereceived', (frame) => received.push(Buffer.from(frame.payload).toString('latin1')));
+  });
+}
+
 function watchForProblems(page, who) {
+  recordTraffic(page);
   page.on('pageerror', (err) => problems.push(`${who}: page error: ${err.message}`));
   page.on('console', (message) => {
     if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) {
@@ -112,7 +131,28 @@ async function waitForTerminal(page, expected, what) {
   throw new Error(`${expected} never appeared in the terminal (${what}); it shows:\n${text}`);
 }
 
-async function connectAndRun(page, account, command, expected, name) {
+// A paste, as the browser delivers one to xterm.js's text area.
+async function paste(page, text) {
+  await page.evaluate((text) => {
+    const data = new DataTransfer();
+    data.setData('text/plain', text);
+    const area = document.querySelector('#terminal textarea');
+    area.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+  }, text);
+}
+
+// A copy of the whole screen, as the browser asks xterm.js for one.
+async function copyAll(page) {
+  return page.evaluate(() => {
+    window.rampartTerminal.selectAll();
+    const data = new DataTransfer();
+    const area = document.querySelector('#terminal textarea');
+    area.dispatchEvent(new ClipboardEvent('copy', { clipboardData: data, bubbles: true, cancelable: true }));
+    return data.getData('text/plain');
+  });
+}
+
+async function openTerminal(page, account) {
   await page.goto(`${base}/`);
   const row = page.locator('#accounts tbody tr', { hasText: account });
   await row.getByRole('link', { name: 'Connect' }).click();
@@ -120,11 +160,16 @@ async function connectAndRun(page, account, command, expected, name) {
   await page.waitForSelector('#terminal .xterm');
   await page.waitForFunction(() => document.querySelector('#terminal-state').textContent === 'connected');
   await page.locator('#terminal').click();
+}
+
+async function connectAndRun(page, account, command, expected, name, extra) {
+  await openTerminal(page, account);
   // The shell's prompt first, so the keystrokes are not typed ahead of it.
   await page.waitForTimeout(300);
   await page.keyboard.type(`${command}\n`);
   await waitForTerminal(page, expected, name);
   await screenshot(page, name);
+  if (extra) await extra(page);
   await page.keyboard.type('exit\n');
   await page.waitForFunction(() => document.body.dataset.terminal === 'closed', null, { timeout: 30_000 });
   const state = await page.textContent('#terminal-state');
@@ -158,8 +203,26 @@ try {
   console.log('step ok: login with password and TOTP, home lists the granted account');
 
   // 2. A terminal to the real sshd target: type a command, see its output.
-  await connectAndRun(alice, granted, 'echo hello-$((6*7))', 'hello-42', 'terminal');
-  console.log('step ok: browser terminal ran a command on the target');
+  await connectAndRun(alice, granted, 'echo hello-$((6*7))', 'hello-42', 'terminal', async (page) => {
+    // Paste goes to the shell; copy takes what the screen shows.
+    // The shell asks for bracketed paste, so a pasted line waits for Enter, as it should.
+    await paste(page, 'echo pasted-$((2+3))');
+    await waitForTerminal(page, 'echo pasted-$((2+3))', 'paste-shown');
+    await page.keyboard.press('Enter');
+    await waitForTerminal(page, 'pasted-5', 'paste');
+    const copied = await copyAll(page);
+    if (!copied.includes('hello-42') || !copied.includes('pasted-5')) throw new Error(`copy gave: ${copied}`);
+    // A smaller window: the terminal refits and the remote side learns the new size.
+    const before = await page.evaluate(() => window.rampartTerminal.cols);
+    await page.setViewportSize({ width: 900, height: 500 });
+    await page.waitForFunction((before) => window.rampartTerminal.cols !== before, before);
+    const size = await page.evaluate(() => `${window.rampartTerminal.rows} ${window.rampartTerminal.cols}`);
+    await page.keyboard.type('stty size\n');
+    await waitForTerminal(page, `\n${size}`, 'resize');
+    await screenshot(page, 'terminal-resized');
+    await page.setViewportSize(viewport);
+  });
+  console.log('step ok: browser terminal ran a command on the target; paste, copy and resize work');
 
   // 3. The administrator replays that session.
   await login(admin, env('ADMIN_USER'), env('ADMIN_PASSWORD'), null);
@@ -206,6 +269,55 @@ try {
   await screenshot(alice, 'home-after-grant');
   await connectAndRun(alice, notYetGranted, 'echo granted-$((3+4))', 'granted-7', 'terminal-after-grant');
   console.log('step ok: the new grant took effect');
+
+  // 6. An auditor's view: watch alice's live terminal read-only, then kill it with a reason.
+  await openTerminal(alice, granted);
+  await alice.waitForTimeout(300);
+  await admin.goto(`${base}/sessions`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const live = admin.locator('#sessions tbody tr', { hasText: 'live' }).filter({ hasText: granted }).first();
+  await live.getByRole('link', { name: 'Watch' }).click();
+  await admin.waitForURL(/\/watch\?session=/);
+  await admin.waitForFunction(() => document.querySelector('#watch-state').textContent.startsWith('watching'));
+  await alice.keyboard.type('echo watched-$((5*5))\n');
+  await waitForTerminal(admin, 'watched-25', 'watch');
+  // Read-only: what the watcher types reaches nobody.
+  await admin.locator('#terminal').click();
+  await admin.keyboard.type('echo from-the-watcher\n');
+  await screenshot(admin, 'watch');
+  await admin.goto(`${base}/sessions`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const toKill = admin.locator('#sessions tbody tr', { hasText: 'live' }).filter({ hasText: granted }).first();
+  await toKill.getByLabel('kill reason').fill(env('KILL_REASON'));
+  await toKill.getByRole('button', { name: 'Kill' }).click();
+  await admin.waitForFunction(() => /is being ended/.test(document.querySelector('#status').textContent));
+  await alice.waitForFunction(() => document.body.dataset.terminal === 'closed', null, { timeout: 30_000 });
+  if ((await terminalText(alice)).includes('from-the-watcher')) throw new Error("the watcher's keystrokes reached the session");
+  await screenshot(alice, 'killed');
+  console.log('step ok: watched a live session read-only and killed it with a reason');
+
+  // 7. A secret set through the UI goes into the vault and never comes back (D1).
+  await admin.goto(`${base}/admin/accounts`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.fill('#account-secret input[name=account]', `canary@${asset}`);
+  await admin.fill('#account-secret input[name=password]', env('CANARY'));
+  if ((await admin.inputValue('#account-secret input[name=password]')) !== env('CANARY')) {
+    throw new Error('the canary is not in the form: the search below could not fail');
+  }
+  await admin.click('#account-secret button[value=add]');
+  await admin.waitForFunction(() => /added canary@/.test(document.querySelector('#status').textContent));
+  await admin.fill('#account-secret input[name=account]', `canary@${asset}`);
+  await admin.fill('#account-secret input[name=password]', `${env('CANARY')}-replaced`);
+  await admin.click('#account-secret button[value=replace]');
+  await admin.waitForFunction(() => /replaced the secret of canary@/.test(document.querySelector('#status').textContent));
+  await admin.reload();
+  await admin.waitForSelector('body[data-ready=true]');
+  await screenshot(admin, 'accounts');
+  const html = await admin.content();
+  if (!html.includes(`canary@${asset}`)) throw new Error('the new account is not listed');
+  const leaks = received.filter((body) => body.includes(env('CANARY'))).length;
+  if (html.includes(env('CANARY')) || leaks > 0) throw new Error(`the canary came back (${leaks} responses)`);
+  console.log(`step ok: the secret set in the UI is in no page, response or frame (${received.length} searched)`);
 
   if (problems.length) throw new Error(`problems in the pages:\n${problems.join('\n')}`);
   console.log('all steps passed');

@@ -5,7 +5,7 @@
 
 use crate::mfa::{enroll, right_code};
 use crate::ssh::Lab;
-use rampart_testkit::require_tool;
+use rampart_testkit::{files_containing, require_tool};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -92,6 +92,8 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         target_key.to_str().unwrap(),
     ]);
 
+    const CANARY: &str = "canary-portal-secret-3b9d41";
+    const KILL_REASON: &str = "browser test: ended by the auditor";
     let artifacts = artifacts_dir();
     let _ = std::fs::remove_dir_all(&artifacts);
     let output = Command::new(node)
@@ -107,6 +109,8 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         .env("NOT_YET_GRANTED", format!("{}@web-02", lab.login))
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", chromium)
+        .env("CANARY", CANARY)
+        .env("KILL_REASON", KILL_REASON)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -117,15 +121,29 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         "portal.mjs failed (screenshots in {}):\n{stdout}\n{stderr}",
         artifacts.display()
     );
-    // What the browser did went through the SSH path: two recorded web sessions of alice,
-    // with the command in the command log and the grant in the audit log.
+    // What the browser did went through the SSH path: three recorded sessions of alice (the
+    // last killed with the auditor's reason), the commands in the command log, the grant and
+    // the new account in the audit log.
     let sessions = lab.sessions();
     let web: Vec<_> = sessions
         .iter()
         .filter(|s| s["user"] == "alice" && s["recorded"] == true)
         .collect();
-    assert_eq!(web.len(), 2, "{sessions:?}");
+    assert_eq!(web.len(), 3, "{sessions:?}");
+    assert!(
+        web.iter()
+            .any(|s| s["end_reason"].as_str().unwrap_or("").contains(KILL_REASON)),
+        "{sessions:?}"
+    );
+    let commands = r
+        .json(&["audit", "commands", "--user", "alice"])
+        .to_string();
+    assert!(commands.contains("hello-$((6*7))"), "{commands}");
     assert!(!lab.events("grant_added").is_empty());
+    assert!(!lab.events("account_secret_replaced").is_empty());
+    // D1: the secret typed into the portal is nowhere in clear in the data directory (logs
+    // included); the vault holds it encrypted.
+    assert!(files_containing(&r.data_dir(), CANARY.as_bytes()).is_empty());
     let screenshots = std::fs::read_dir(&artifacts).unwrap().count();
     assert!(screenshots >= 8, "{screenshots} screenshots");
 }
