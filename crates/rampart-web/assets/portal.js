@@ -278,6 +278,17 @@
       }
       if (s.ended_at && s.recorded) {
         actions.push(el('a', { class: 'button', href: `/replay?session=${s.id}` }, 'Replay'));
+        const verdict = el('span', {});
+        actions.push(
+          button('Verify', () =>
+            attempt('verify', async () => {
+              const check = await api('GET', `/api/v1/sessions/${s.id}/recording/verification`);
+              verdict.textContent = check.verified ? 'verified' : `NOT verified: ${check.problem}`;
+              verdict.className = check.verified ? 'ok' : 'error';
+            }),
+          ),
+          verdict,
+        );
       }
       const ended = s.ended_at ? time(s.ended_at) : el('strong', {}, 'live');
       const outcome = [s.exit_status === null ? '' : `exit ${s.exit_status}`, s.end_reason || '']
@@ -442,10 +453,18 @@
       (a.labels || []).join(', '),
       a.host_key ? el('code', { class: 'wrap' }, a.host_key) : 'not pinned (pinned on first use)',
       isAdmin()
-        ? button('Remove', () => attempt('remove asset', async () => {
-            await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}`);
-            await loadAssets();
-          }), 'danger')
+        ? el('span', { class: 'actions' }, [
+            a.host_key
+              ? button('Forget host key', () => attempt('forget host key', async () => {
+                  await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}/host-key`);
+                  await loadAssets();
+                }))
+              : null,
+            button('Remove', () => attempt('remove asset', async () => {
+              await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}`);
+              await loadAssets();
+            }), 'danger'),
+          ])
         : '',
     ]);
   }
@@ -512,6 +531,8 @@
 
   function describeTarget(target) {
     if (typeof target === 'string') return target;
+    if (target && target.asset) return `asset ${target.asset}`;
+    if (target && target.labels) return `labels ${[].concat(target.labels).join(', ')}`;
     return JSON.stringify(target);
   }
 

@@ -45,8 +45,8 @@ fn origin_refused(message: &str) -> ApiError {
 }
 
 /// Whether `Origin` is this server's own origin: `https://` + the request's `Host` (or
-/// `http://` when the listener itself serves plain HTTP on loopback).
-pub fn same_origin(state: &WebState, headers: &HeaderMap) -> bool {
+/// `http://` when the listener itself serves plain HTTP on loopback: `plain_http`).
+pub fn same_origin(plain_http: bool, headers: &HeaderMap) -> bool {
     let (Some(origin), Some(host)) = (
         headers.get(ORIGIN).and_then(|v| v.to_str().ok()),
         headers.get(HOST).and_then(|v| v.to_str().ok()),
@@ -55,8 +55,7 @@ pub fn same_origin(state: &WebState, headers: &HeaderMap) -> bool {
     };
     let origin = origin.trim_end_matches('/');
     origin.eq_ignore_ascii_case(&format!("https://{host}"))
-        || (!state.settings.secure_cookies
-            && origin.eq_ignore_ascii_case(&format!("http://{host}")))
+        || (plain_http && origin.eq_ignore_ascii_case(&format!("http://{host}")))
 }
 
 /// The checks every WebSocket route makes after the guard: a browser session, our origin.
@@ -66,7 +65,7 @@ fn browser_only(state: &WebState, caller: &Caller, headers: &HeaderMap) -> ApiRe
             "WebSocket routes need a browser session, not an API token",
         ));
     }
-    if !same_origin(state, headers) {
+    if !same_origin(!state.settings.secure_cookies, headers) {
         return Err(origin_refused(
             "the WebSocket's Origin is not this server's origin",
         ));
@@ -244,4 +243,43 @@ pub async fn watch(
             close(socket, "the session ended").await;
         })
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn only_our_own_origin_opens_a_websocket() {
+        let host = "bastion.example:8443";
+        for (origin, allowed) in [
+            (Some("https://bastion.example:8443"), true),
+            (Some("https://bastion.example:8443/"), true),
+            (Some("HTTPS://Bastion.Example:8443"), true),
+            (Some("http://bastion.example:8443"), false),
+            (Some("https://bastion.example"), false),
+            (Some("https://bastion.example:8443.evil.example"), false),
+            (Some("https://evil.example"), false),
+            (Some("null"), false),
+            (None, false),
+        ] {
+            assert_eq!(
+                same_origin(false, &headers(origin, host)),
+                allowed,
+                "{origin:?}"
+            );
+        }
+        // A listener serving plain HTTP (loopback, behind a proxy): its http:// origin too.
+        let plain = headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080");
+        assert!(same_origin(true, &plain) && !same_origin(false, &plain));
+    }
 }
