@@ -10,6 +10,9 @@
 //! - Watching is for auditors and administrators (B10); anyone else, and any session that is
 //!   not live on this node, gets the same 404.
 //! - Messages are bounded ([`MAX_MESSAGE_BYTES`]); when either side ends, the other is ended.
+//! - A WebSocket lives no longer than the browser session that opened it: the session is
+//!   checked again every [`RECHECK_SESSION`] (logout, lifetime, a disabled user or changed
+//!   credentials end it, A11); an open socket counts as activity for the idle timeout.
 //!
 //! Frames: binary frames carry terminal bytes both ways (output to the browser, keystrokes and
 //! pastes from it); text frames carry JSON control messages: `{"type":"resize","cols":C,"rows":R}`
@@ -33,6 +36,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// The largest WebSocket message accepted from a browser (a paste is split by the page).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How often an open WebSocket checks that its browser session still stands.
+pub const RECHECK_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
 /// Terminal sizes outside this range are refused.
 const MAX_COLUMNS_OR_ROWS: u32 = 1000;
 
@@ -71,6 +76,37 @@ fn browser_only(state: &WebState, caller: &Caller, headers: &HeaderMap) -> ApiRe
         ));
     }
     Ok(())
+}
+
+/// Checks the browser session behind an open socket every [`RECHECK_SESSION`], in a task of
+/// its own (so a busy socket cannot starve the check); the receiver resolves when the session
+/// no longer stands. The task ends with the socket (when the receiver is dropped).
+fn session_ended(
+    state: &WebState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (mut ended, receiver) = tokio::sync::oneshot::channel();
+    let state = state.clone();
+    let headers = headers.clone();
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + RECHECK_SESSION;
+        let mut every = tokio::time::interval_at(start, RECHECK_SESSION);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = ended.closed() => return,
+            }
+            if crate::auth::authenticate(&state, &headers, peer, false)
+                .await
+                .is_err()
+            {
+                let _ = ended.send(());
+                return;
+            }
+        }
+    });
+    receiver
 }
 
 fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
@@ -125,6 +161,7 @@ pub async fn terminal(
             "this listener has no SSH gateway for browser terminals",
         ));
     };
+    let ended = session_ended(&state, &headers, peer);
     let request = TerminalRequest {
         mfa: caller.session.as_ref().is_some_and(|s| s.mfa),
         user: caller.user.clone(),
@@ -136,7 +173,7 @@ pub async fn terminal(
     };
     Ok(bounded(upgrade).on_upgrade(move |socket| async move {
         match gateway.open_terminal(request).await {
-            Ok(terminal) => pump_terminal(socket, terminal).await,
+            Ok(terminal) => pump_terminal(socket, terminal, ended).await,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot open a browser terminal");
                 close(socket, "the terminal could not be opened").await;
@@ -155,9 +192,17 @@ async fn close(mut socket: WebSocket, reason: &'static str) {
 }
 
 /// Carries bytes both ways until either side ends.
-async fn pump_terminal(mut socket: WebSocket, mut terminal: rampart_ssh::Terminal) {
+async fn pump_terminal(
+    mut socket: WebSocket,
+    mut terminal: rampart_ssh::Terminal,
+    mut ended: tokio::sync::oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
+            _ = &mut ended => {
+                close(socket, "the browser session ended").await;
+                return;
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Binary(data))) => {
                     if terminal.input(&data).await.is_err() {
@@ -201,6 +246,7 @@ async fn pump_terminal(mut socket: WebSocket, mut terminal: rampart_ssh::Termina
 pub async fn watch(
     State(state): State<WebState>,
     Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -219,10 +265,15 @@ pub async fn watch(
         .and_then(|gateway| gateway.watch(id))
         .ok_or_else(not_found)?;
     tracing::info!(session = %id, watcher = %caller.user.name, "watching a live session");
+    let mut ended = session_ended(&state, &headers, peer);
     Ok(bounded(upgrade)
         .on_upgrade(move |mut socket| async move {
             loop {
                 tokio::select! {
+                    _ = &mut ended => {
+                        close(socket, "the browser session ended").await;
+                        return;
+                    }
                     chunk = output.recv() => match chunk {
                         Ok(bytes) => {
                             if socket.send(Message::Binary(bytes)).await.is_err() {

@@ -319,6 +319,17 @@ try {
   if (html.includes(env('CANARY')) || leaks > 0) throw new Error(`the canary came back (${leaks} responses)`);
   console.log(`step ok: the secret set in the UI is in no page, response or frame (${received.length} searched)`);
 
+  // 8. Logging out (here from another tab) ends the terminals of that browser session.
+  await openTerminal(alice, granted);
+  const otherTab = await alice.context().newPage();
+  await otherTab.goto(`${base}/`);
+  await otherTab.waitForSelector('body[data-ready=true]');
+  await otherTab.click('#logout');
+  await otherTab.waitForURL(/\/login/);
+  await alice.waitForFunction(() => document.body.dataset.terminal === 'closed', null, { timeout: 30_000 });
+  await screenshot(alice, 'terminal-ended-by-logout');
+  console.log('step ok: logging out ended the open terminal');
+
   if (problems.length) throw new Error(`problems in the pages:\n${problems.join('\n')}`);
   console.log('all steps passed');
 } finally {

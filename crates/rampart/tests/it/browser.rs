@@ -121,15 +121,15 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         "portal.mjs failed (screenshots in {}):\n{stdout}\n{stderr}",
         artifacts.display()
     );
-    // What the browser did went through the SSH path: three recorded sessions of alice (the
-    // last killed with the auditor's reason), the commands in the command log, the grant and
+    // What the browser did went through the SSH path: four recorded sessions of alice (one
+    // killed with the auditor's reason, one ended by her logout), the commands in the command log, the grant and
     // the new account in the audit log.
     let sessions = lab.sessions();
     let web: Vec<_> = sessions
         .iter()
         .filter(|s| s["user"] == "alice" && s["recorded"] == true)
         .collect();
-    assert_eq!(web.len(), 3, "{sessions:?}");
+    assert_eq!(web.len(), 4, "{sessions:?}");
     assert!(
         web.iter()
             .any(|s| s["end_reason"].as_str().unwrap_or("").contains(KILL_REASON)),
