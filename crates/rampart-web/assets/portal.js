@@ -350,7 +350,7 @@
     fill('#commands', commands, (c) => [
       time(c.at || c.started_at || ''),
       c.user,
-      c.account || c.asset || '',
+      c.asset ? `${c.account}@${c.asset}` : c.account || '',
       el('code', {}, c.command),
       c.session ? el('a', { href: `/replay?session=${c.session}` }, 'session') : '',
     ]);
@@ -410,6 +410,24 @@
   }
 
   pages.users = async () => {
+    onSubmit('#user-key', (form) =>
+      attempt('add key', async () => {
+        const values = formValues(form);
+        await api('POST', `/api/v1/users/${encodeURIComponent(values.user)}/keys`, { public_key: values.public_key });
+        form.reset();
+        status(`added a key for ${values.user}`);
+        await loadUsers();
+      }),
+    );
+    onSubmit('#user-password', (form) =>
+      attempt('set password', async () => {
+        const user = formValues(form).user;
+        const password = String(new FormData(form).get('password') || '');
+        form.reset();
+        await api('PUT', `/api/v1/users/${encodeURIComponent(user)}/password`, { password });
+        status(`set the password of ${user}`);
+      }),
+    );
     onSubmit('#user-add', (form) =>
       attempt('add user', async () => {
         const values = formValues(form);
@@ -470,6 +488,14 @@
   }
 
   pages.assets = async () => {
+    onSubmit('#asset-host-key', (form) =>
+      attempt('pin host key', async () => {
+        const values = formValues(form);
+        await api('PUT', `/api/v1/assets/${encodeURIComponent(values.asset)}/host-key`, { key: values.key });
+        form.reset();
+        await loadAssets();
+      }),
+    );
     onSubmit('#asset-add', (form) =>
       attempt('add asset', async () => {
         const values = formValues(form);
@@ -594,6 +620,26 @@
       }),
     );
     await loadGrants();
+  };
+
+  pages.settings = async () => {
+    const events = await api('GET', '/api/v1/audit/events?kind=server_started&limit=1');
+    const started = events[events.length - 1];
+    if (!started) {
+      status('no server_started event found');
+      return;
+    }
+    $('#started').textContent = `Started ${time(started.at)}, version ${started.event.version}.`;
+    const rows = [];
+    const flatten = (prefix, value) => {
+      if (value && typeof value === 'object' && !Array.isArray(value)) {
+        for (const [key, inner] of Object.entries(value)) flatten(prefix ? `${prefix}.${key}` : key, inner);
+      } else {
+        rows.push([prefix, value === null || value === undefined ? '—' : Array.isArray(value) ? value.join(', ') || '—' : String(value) || '—']);
+      }
+    };
+    flatten('', started.event.settings || {});
+    fill('#settings', rows, (row) => [el('code', {}, row[0]), row[1]]);
   };
 
   document.addEventListener('DOMContentLoaded', async () => {

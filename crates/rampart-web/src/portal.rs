@@ -126,6 +126,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/admin/assets", "Assets", "auditor"),
     ("/admin/accounts", "Accounts", "auditor"),
     ("/admin/grants", "Grants", "auditor"),
+    ("/admin/settings", "Settings", "auditor"),
 ];
 
 /// A whole page: `page` names what the script does on it.
@@ -327,6 +328,16 @@ pub async fn users() -> Response {
 <label>Role <select name="role"><option>user</option><option>auditor</option><option>admin</option></select></label>
 <button type="submit">Add user</button>
 </form>
+<form id="user-key" class="inline admin-only">
+<label>User <input name="user" required></label>
+<label>SSH public key <input name="public_key" size="50" placeholder="ssh-ed25519 AAAA... alice@laptop" required></label>
+<button type="submit">Add key</button>
+</form>
+<form id="user-password" class="inline admin-only" autocomplete="off">
+<label>User <input name="user" required></label>
+<label>New password <input name="password" type="password" autocomplete="new-password" required></label>
+<button type="submit">Set password</button>
+</form>
 <table id="users"><thead><tr><th>Name</th><th>Role</th><th>State</th><th>Password</th><th>MFA</th><th>Keys</th><th>Groups</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
@@ -362,6 +373,11 @@ pub async fn assets() -> Response {
 <label>Port <input name="port" value="22" size="5"></label>
 <label>Labels <input name="labels" placeholder="env=prod,team=db"></label>
 <button type="submit">Add asset</button>
+</form>
+<form id="asset-host-key" class="inline admin-only">
+<label>Asset <input name="asset" required></label>
+<label>Host key <input name="key" size="50" placeholder="ssh-ed25519 AAAA..." required></label>
+<button type="submit">Pin host key</button>
 </form>
 <table id="assets"><thead><tr><th>Name</th><th>Address</th><th>Labels</th><th>Host key</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
@@ -412,6 +428,18 @@ pub async fn grants() -> Response {
 <button type="submit">Explain</button>
 </form>
 <table id="explanation"><thead><tr><th>Account</th><th>Decision</th><th>Reason</th><th>Grant by grant</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn settings() -> Response {
+    page(
+        "Settings",
+        "settings",
+        &[],
+        r#"<h1>Settings</h1>
+<p>The settings this node runs with, as it recorded them when it started (the <code>server_started</code> audit event; a configuration change shows as the difference between two of them). They are changed in the configuration file or environment, then a restart.</p>
+<p id="started"></p>
+<table id="settings"><thead><tr><th>Setting</th><th>Value</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

@@ -666,6 +666,15 @@ pub fn table() -> Vec<Route> {
         .produces("text/html"),
         Route::new(
             get(),
+            "/admin/settings",
+            Public,
+            "portal",
+            "Portal: the settings the node runs with (read-only)",
+            crate::portal::settings,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
             "/assets/{file}",
             Public,
             "portal",

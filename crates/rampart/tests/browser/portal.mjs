@@ -319,6 +319,22 @@ try {
   if (html.includes(env('CANARY')) || leaks > 0) throw new Error(`the canary came back (${leaks} responses)`);
   console.log(`step ok: the secret set in the UI is in no page, response or frame (${received.length} searched)`);
 
+  // Every other page loads without an error, at 1280x800.
+  for (const path of ['/commands', '/audit', '/admin/users', '/admin/groups', '/admin/assets', '/admin/settings']) {
+    await admin.goto(`${base}${path}`);
+    await admin.waitForSelector('body[data-ready=true]');
+    const status = await admin.textContent('#status');
+    if (status) throw new Error(`${path}: ${status}`);
+    await screenshot(admin, path.replaceAll('/', '-').slice(1));
+  }
+  const settings = await admin.textContent('#settings');
+  if (!settings.includes('auth.lockout_threshold')) throw new Error(`settings: ${settings}`);
+  await admin.goto(`${base}/commands`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const commands = await admin.textContent('#commands');
+  if (!commands.includes('hello-$((6*7))')) throw new Error(`the command log page lacks the command: ${commands}`);
+  console.log('step ok: every page loads; the command log and the settings show');
+
   // 8. Logging out (here from another tab) ends the terminals of that browser session.
   await openTerminal(alice, granted);
   const otherTab = await alice.context().newPage();

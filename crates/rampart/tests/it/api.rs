@@ -191,6 +191,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/admin/assets"), "22222"),
         (("GET", "/admin/accounts"), "22222"),
         (("GET", "/admin/grants"), "22222"),
+        (("GET", "/admin/settings"), "22222"),
         (("GET", "/assets/{file}"), "22222"),
         (("GET", "/assets/vendor/{package}/{file}"), "22222"),
     ])
