@@ -77,6 +77,9 @@ pub struct WebState {
     /// The SSH gateway browser terminals go through; without it, terminals and watching are
     /// unavailable (503 / 404).
     pub gateway: Option<rampart_ssh::Gateway>,
+    /// WebSockets open at once on this listener (they leave the connection limit once
+    /// upgraded, so they have their own).
+    pub websockets: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebState {
@@ -85,6 +88,7 @@ impl WebState {
             store,
             settings: Arc::new(settings),
             gateway: None,
+            websockets: Arc::new(tokio::sync::Semaphore::new(ws::MAX_WEBSOCKETS)),
         }
     }
 

@@ -9,7 +9,10 @@
 //!   and live enforcement are the SSH path's; nothing is decided here.
 //! - Watching is for auditors and administrators (B10); anyone else, and any session that is
 //!   not live on this node, gets the same 404.
-//! - Messages are bounded ([`MAX_MESSAGE_BYTES`]); when either side ends, the other is ended.
+//! - Messages are bounded ([`MAX_MESSAGE_BYTES`]), and so is the number of open sockets
+//!   ([`MAX_WEBSOCKETS`]); when either side ends, the other is ended.
+//! - Starting to watch a session is an audit event (`session_watched`), written before the
+//!   first byte is shown.
 //! - A WebSocket lives no longer than the browser session that opened it: the session is
 //!   checked again every [`RECHECK_SESSION`] (logout, lifetime, a disabled user or changed
 //!   credentials end it, A11); an open socket counts as activity for the idle timeout.
@@ -36,6 +39,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// The largest WebSocket message accepted from a browser (a paste is split by the page).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// WebSockets (terminals and live views) open at once on one listener; more are refused (503).
+pub const MAX_WEBSOCKETS: usize = 512;
 /// How often an open WebSocket checks that its browser session still stands.
 pub const RECHECK_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
 /// Terminal sizes outside this range are refused.
@@ -109,6 +114,18 @@ fn session_ended(
     receiver
 }
 
+/// A place among the [`MAX_WEBSOCKETS`], held as long as the socket is open.
+fn websocket_slot(state: &WebState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    state.websockets.clone().try_acquire_owned().map_err(|_| {
+        tracing::warn!("too many open WebSockets: refusing another");
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many open terminals and live views on this node: try again later",
+        )
+    })
+}
+
 fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
@@ -161,6 +178,7 @@ pub async fn terminal(
             "this listener has no SSH gateway for browser terminals",
         ));
     };
+    let slot = websocket_slot(&state)?;
     let ended = session_ended(&state, &headers, peer);
     let request = TerminalRequest {
         mfa: caller.session.as_ref().is_some_and(|s| s.mfa),
@@ -172,6 +190,7 @@ pub async fn terminal(
         rows,
     };
     Ok(bounded(upgrade).on_upgrade(move |socket| async move {
+        let _slot = slot;
         match gateway.open_terminal(request).await {
             Ok(terminal) => pump_terminal(socket, terminal, ended).await,
             Err(err) => {
@@ -264,10 +283,18 @@ pub async fn watch(
         .as_ref()
         .and_then(|gateway| gateway.watch(id))
         .ok_or_else(not_found)?;
+    let slot = websocket_slot(&state)?;
+    // Watching is evidence too, recorded before anything is shown.
+    let event = rampart_core::audit::AuditEvent::SessionWatched {
+        session: id.to_string(),
+        source: caller.source.to_string(),
+    };
+    state.store.record_event(&caller.actor(), &event).await?;
     tracing::info!(session = %id, watcher = %caller.user.name, "watching a live session");
     let mut ended = session_ended(&state, &headers, peer);
     Ok(bounded(upgrade)
         .on_upgrade(move |mut socket| async move {
+            let _slot = slot;
             loop {
                 tokio::select! {
                     _ = &mut ended => {

@@ -453,6 +453,15 @@ fn websockets_need_a_browser_session_from_our_origin_and_watching_needs_a_role()
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(watched, 101);
+    // Watching is audited, with who watched.
+    let watched = lab.events("session_watched");
+    assert!(
+        watched
+            .iter()
+            .any(|e| e["event"]["session"] == live.as_str()
+                && e["actor"].to_string().contains("audrey")),
+        "{watched:?}"
+    );
     // Now that it is watchable, alice still cannot watch it.
     assert_eq!(
         handshake(&client, &alice, &watch, Some(client.origin())).status,
