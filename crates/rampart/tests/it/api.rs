@@ -889,3 +889,99 @@ fn plain_http_only_on_loopback() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("http.tls"));
 }
+
+#[test]
+fn portal_pages_have_a_strict_policy_escape_input_and_serve_embedded_assets() {
+    let r = Rampart::new(BIN);
+    let server = r.serve();
+    let client = server.client();
+    let pages: Vec<_> = rampart_web::routes::table()
+        .into_iter()
+        .filter(|route| route.produces == "text/html")
+        .collect();
+    assert!(pages.len() >= 10);
+    for route in pages {
+        let page = client.request("GET", route.path, &[], None);
+        assert_eq!(page.status, 200, "{}", route.path);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        let policy = page.header("content-security-policy").unwrap();
+        assert!(policy.contains("default-src 'self'"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        let scripts = policy
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap();
+        assert!(!scripts.contains("unsafe-inline"), "{policy}");
+        assert_eq!(page.header("x-frame-options"), Some("DENY"));
+        // No inline script: every script element loads a file from this server.
+        let html = page.text();
+        for tag in html.split("<script").skip(1) {
+            assert!(
+                tag.trim_start().starts_with("src=\"/assets/"),
+                "{}: {tag}",
+                route.path
+            );
+        }
+    }
+    // What a visitor puts in the address is escaped.
+    let hostile = client.request(
+        "GET",
+        "/terminal?account=%3Cscript%3Ealert(1)%3C/script%3E%22",
+        &[],
+        None,
+    );
+    let html = hostile.text();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;"));
+    assert!(!html.contains("<script>alert"));
+    // The embedded assets, with their types and the vendored licences.
+    for (path, content_type, needle) in [
+        ("/assets/portal.js", "text/javascript", "X-CSRF-Token"),
+        ("/assets/portal.css", "text/css", "#terminal"),
+        (
+            "/assets/vendor/xterm/xterm.js",
+            "text/javascript",
+            "Terminal",
+        ),
+        ("/assets/vendor/xterm/LICENSE", "text/plain", "MIT"),
+        (
+            "/assets/vendor/xterm-addon-fit/LICENSE",
+            "text/plain",
+            "MIT",
+        ),
+        (
+            "/assets/vendor/asciinema-player/asciinema-player.min.js",
+            "text/javascript",
+            "AsciinemaPlayer",
+        ),
+        (
+            "/assets/vendor/asciinema-player/LICENSE",
+            "text/plain",
+            "Apache License",
+        ),
+    ] {
+        let asset = client.request("GET", path, &[], None);
+        assert_eq!(asset.status, 200, "{path}");
+        assert!(
+            asset
+                .header("content-type")
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert_eq!(asset.header("x-content-type-options"), Some("nosniff"));
+        assert!(asset.text().contains(needle), "{path}");
+    }
+    for missing in [
+        "/assets/nothing.js",
+        "/assets/vendor/xterm/..%2F..%2Fportal.js",
+    ] {
+        assert_eq!(
+            client.request("GET", missing, &[], None).status,
+            404,
+            "{missing}"
+        );
+    }
+}
