@@ -374,7 +374,15 @@
   }
 
   pages.audit = async () => {
-    onSubmit('#audit-filter', (form) => attempt('audit', () => loadEvents(formValues(form))));
+    onSubmit('#audit-filter', (form) => {
+      const values = formValues(form);
+      for (const format of ['csv', 'jsonl']) {
+        const params = { format };
+        if (values.since) params.since = values.since;
+        $(`#export-${format}`).href = `/api/v1/audit/export${query(params)}`;
+      }
+      attempt('audit', () => loadEvents(values));
+    });
     await loadEvents({ limit: 200 });
   };
 

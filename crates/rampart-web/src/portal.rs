@@ -312,7 +312,7 @@ pub async fn audit() -> Response {
 <label>Limit <input name="limit" value="200" size="5"></label>
 <button type="submit">Search</button>
 </form>
-<p>Export every event (audited): <a href="/api/v1/audit/export?format=csv" download>CSV</a> · <a href="/api/v1/audit/export?format=jsonl" download>JSON lines</a></p>
+<p>Export the events since the time above, or all of them (the export is audited): <a id="export-csv" href="/api/v1/audit/export?format=csv" download>CSV</a> · <a id="export-jsonl" href="/api/v1/audit/export?format=jsonl" download>JSON lines</a></p>
 <table id="events"><thead><tr><th>#</th><th>At</th><th>Actor</th><th>Kind</th><th>Event</th></tr></thead><tbody></tbody></table>"#,
     )
 }

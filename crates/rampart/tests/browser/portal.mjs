@@ -217,6 +217,8 @@ try {
     await page.setViewportSize({ width: 900, height: 500 });
     await page.waitForFunction((before) => window.rampartTerminal.cols !== before, before);
     const size = await page.evaluate(() => `${window.rampartTerminal.rows} ${window.rampartTerminal.cols}`);
+    // The size travels ahead of the keystrokes on the same socket; give the target a moment.
+    await page.waitForTimeout(300);
     await page.keyboard.type('stty size\n');
     await waitForTerminal(page, `\n${size}`, 'resize');
     await screenshot(page, 'terminal-resized');
@@ -333,7 +335,19 @@ try {
   await admin.waitForSelector('body[data-ready=true]');
   const commands = await admin.textContent('#commands');
   if (!commands.includes('hello-$((6*7))')) throw new Error(`the command log page lacks the command: ${commands}`);
-  console.log('step ok: every page loads; the command log and the settings show');
+  // The audit page's export links download the events (with the cookie, as a click would).
+  await admin.goto(`${base}/audit`);
+  await admin.waitForSelector('body[data-ready=true]');
+  for (const format of ['csv', 'jsonl']) {
+    const exported = await admin.evaluate(async (format) => {
+      const response = await fetch(document.querySelector(`#export-${format}`).href);
+      return { status: response.status, text: await response.text() };
+    }, format);
+    if (exported.status !== 200 || !exported.text.includes('grant_added')) {
+      throw new Error(`${format} export: ${exported.status} ${exported.text.slice(0, 200)}`);
+    }
+  }
+  console.log('step ok: every page loads; the command log, settings and audit exports show');
 
   // 8. Logging out (here from another tab) ends the terminals of that browser session.
   await openTerminal(alice, granted);
