@@ -217,6 +217,11 @@ pub enum AuditEvent {
         session: String,
         file: String,
     },
+    /// Someone (the event's actor) started watching a live session's output.
+    SessionWatched {
+        session: String,
+        source: String,
+    },
     FileTransferred {
         session: String,
         user: String,
@@ -328,6 +333,7 @@ impl AuditEvent {
             AuditEvent::TargetConnectionFailed { .. } => "target_connection_failed",
             AuditEvent::RecordingViewed { .. } => "recording_viewed",
             AuditEvent::RecordingExported { .. } => "recording_exported",
+            AuditEvent::SessionWatched { .. } => "session_watched",
             AuditEvent::RecordingFailed { .. } => "recording_failed",
             AuditEvent::WebSessionEnded { .. } => "web_session_ended",
             AuditEvent::ApiTokenCreated { .. } => "api_token_created",

@@ -539,7 +539,12 @@ pub fn resident_kib(pid: u32) -> u64 {
 pub struct HttpClient {
     agent: ureq::Agent,
     base: String,
+    addr: SocketAddr,
+    cert: Option<Vec<u8>>,
 }
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 /// One answer: status, headers (lower-case names) and body.
 #[derive(Debug, Clone)]
@@ -597,6 +602,88 @@ impl HttpClient {
         Self {
             agent: config.build().into(),
             base: format!("{scheme}://{addr}"),
+            addr,
+            cert: cert.map(|cert| std::fs::read(cert).unwrap()),
+        }
+    }
+
+    /// The origin a browser on this server's pages sends (`https://127.0.0.1:PORT`).
+    pub fn origin(&self) -> &str {
+        &self.base
+    }
+
+    /// Starts a WebSocket handshake on `path` with `headers` (plus the upgrade headers) and
+    /// returns the answer's status and body (empty for `101`), then closes the connection.
+    pub fn websocket_handshake(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            self.addr
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let tcp = std::net::TcpStream::connect(self.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut stream: Box<dyn ReadWrite> = match &self.cert {
+            Some(pem) => {
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let name = rustls::pki_types::ServerName::from(self.addr.ip());
+                let connection =
+                    rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+                Box::new(rustls::StreamOwned::new(connection, tcp))
+            }
+            None => Box::new(tcp),
+        };
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        // Read the head, then the body only if it is not an upgrade.
+        let mut received = Vec::new();
+        let mut byte = [0u8; 1];
+        while !received.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => received.push(byte[0]),
+                _ => break,
+            }
+        }
+        let head = String::from_utf8_lossy(&received).into_owned();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP answer to a WebSocket handshake: {head:?}"));
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+            .collect();
+        let mut body = Vec::new();
+        if status != 101 {
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            body.resize(length, 0);
+            stream.read_exact(&mut body).unwrap();
+        }
+        HttpResponse {
+            status,
+            headers,
+            body,
         }
     }
 

@@ -11,8 +11,10 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod portal;
 pub mod routes;
 pub mod tls;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -72,6 +74,12 @@ impl Default for WebSettings {
 pub struct WebState {
     pub store: Arc<Store>,
     pub settings: Arc<WebSettings>,
+    /// The SSH gateway browser terminals go through; without it, terminals and watching are
+    /// unavailable (503 / 404).
+    pub gateway: Option<rampart_ssh::Gateway>,
+    /// WebSockets open at once on this listener (they leave the connection limit once
+    /// upgraded, so they have their own).
+    pub websockets: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebState {
@@ -79,7 +87,15 @@ impl WebState {
         Self {
             store,
             settings: Arc::new(settings),
+            gateway: None,
+            websockets: Arc::new(tokio::sync::Semaphore::new(ws::MAX_WEBSOCKETS)),
         }
+    }
+
+    /// The same state, with the gateway that carries browser terminals and live views.
+    pub fn with_gateway(mut self, gateway: rampart_ssh::Gateway) -> Self {
+        self.gateway = Some(gateway);
+        self
     }
 }
 
@@ -131,7 +147,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let app = router(state);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections are told to finish through this; upgraded (WebSocket) connections leave
+    // hyper's hands once upgraded and end with their terminal or the process.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -153,7 +171,7 @@ pub async fn run(
         };
         let app = app.clone();
         let acceptor = acceptor.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -193,13 +211,9 @@ pub async fn run(
                                     return;
                                 }
                             };
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await
+                        serve_connection(&builder, TokioIo::new(stream), service, stop).await
                     }
-                    None => {
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await
-                    }
+                    None => serve_connection(&builder, TokioIo::new(stream), service, stop).await,
                 };
             if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "http connection ended with an error");
@@ -207,13 +221,41 @@ pub async fn run(
         });
     }
     drop(listener);
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = slots.acquire_many(all) => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {
             tracing::warn!("http connections still open after 10 seconds: closing them");
         }
     }
     Ok(())
+}
+
+/// Serves one connection (with WebSocket upgrades) until it ends; once `stop` turns true, it
+/// finishes the request in progress and closes.
+async fn serve_connection<I, S>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
 }
 
 /// For tests and the binary: the address a listener is reachable at, with its scheme.

@@ -29,6 +29,10 @@ fn parameters(route: &Route) -> Vec<Value> {
 
 fn operation_id(route: &Route) -> String {
     let mut id = route.method.as_str().to_lowercase();
+    // Pages and assets share names with API routes (`/sessions`): keep their ids apart.
+    if route.tag == "portal" {
+        id.push_str("Portal");
+    }
     for part in route.path.split(['/', '-', '.']) {
         let part = part.trim_start_matches('{').trim_end_matches('}');
         if part.is_empty() || part == "api" || part == "v1" {

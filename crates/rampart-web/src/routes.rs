@@ -161,6 +161,17 @@ pub fn table() -> Vec<Route> {
         .query(&["action"]),
         Route::new(
             get(),
+            "/api/v1/terminal",
+            User,
+            "terminal",
+            "WebSocket: a browser terminal on an account, through the SSH path (policy, vault, recording); browser session and same Origin only",
+            crate::ws::terminal,
+        )
+        .query(&["account", "cols", "rows"])
+        .produces("application/octet-stream")
+        .status(101),
+        Route::new(
+            get(),
             "/api/v1/tokens",
             User,
             "tokens",
@@ -213,6 +224,16 @@ pub fn table() -> Vec<Route> {
         )
         .body(&["reason"])
         .status(202),
+        Route::new(
+            get(),
+            "/api/v1/sessions/{id}/watch",
+            User,
+            "sessions",
+            "WebSocket: follow a live session's output read-only (auditors and administrators; 404 for others); browser session and same Origin only",
+            crate::ws::watch,
+        )
+        .produces("application/octet-stream")
+        .status(101),
         Route::new(
             get(),
             "/api/v1/sessions/{id}/recording",
@@ -523,5 +544,152 @@ pub fn table() -> Vec<Route> {
             "Remove a grant",
             api::grant_remove,
         ),
+        Route::new(
+            get(),
+            "/",
+            Public,
+            "portal",
+            "Portal: home, the accounts the user may reach now (the script sends anonymous visitors to the login page)",
+            crate::portal::home,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/login",
+            Public,
+            "portal",
+            "Portal: the login page (password and TOTP code)",
+            crate::portal::login,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/terminal",
+            Public,
+            "portal",
+            "Portal: a full-page browser terminal on ?account=LOGIN@ASSET",
+            crate::portal::terminal,
+        )
+        .query(&["account"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/sessions",
+            Public,
+            "portal",
+            "Portal: sessions, filterable, with watch, kill and replay",
+            crate::portal::sessions,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/replay",
+            Public,
+            "portal",
+            "Portal: replay ?session=ID with its verification status",
+            crate::portal::replay,
+        )
+        .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/watch",
+            Public,
+            "portal",
+            "Portal: watch the live ?session=ID read-only",
+            crate::portal::watch,
+        )
+        .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/commands",
+            Public,
+            "portal",
+            "Portal: search the command log",
+            crate::portal::commands,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/audit",
+            Public,
+            "portal",
+            "Portal: audit events and their export",
+            crate::portal::audit,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/users",
+            Public,
+            "portal",
+            "Portal: users",
+            crate::portal::users,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/groups",
+            Public,
+            "portal",
+            "Portal: groups",
+            crate::portal::groups,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/assets",
+            Public,
+            "portal",
+            "Portal: assets",
+            crate::portal::assets,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/accounts",
+            Public,
+            "portal",
+            "Portal: accounts and their secrets (set, never shown)",
+            crate::portal::accounts,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/grants",
+            Public,
+            "portal",
+            "Portal: grants and the explain view",
+            crate::portal::grants,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/settings",
+            Public,
+            "portal",
+            "Portal: the settings the node runs with (read-only)",
+            crate::portal::settings,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/assets/{file}",
+            Public,
+            "portal",
+            "Portal: the portal's script and style sheet",
+            crate::portal::asset,
+        )
+        .produces("text/javascript"),
+        Route::new(
+            get(),
+            "/assets/vendor/{package}/{file}",
+            Public,
+            "portal",
+            "Portal: vendored xterm.js and asciinema-player files, with their licences",
+            crate::portal::vendor_asset,
+        )
+        .produces("text/javascript"),
     ]
 }

@@ -129,6 +129,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let stop_rx_for_sealing = stop_rx.clone();
+    // The web listener's browser terminals and live views go through the same gateway.
+    let terminals = gateway.clone();
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -138,7 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let web_task = tokio::spawn(rampart_web::run(
         http,
-        WebState::new(store.clone(), web_settings),
+        WebState::new(store.clone(), web_settings).with_gateway(terminals),
         tls.map(|t| t.config),
         stopped(stop_rx),
     ));

@@ -46,6 +46,28 @@ fn call(
     client.request(method, path, &headers, body)
 }
 
+/// A WebSocket handshake as `who`, with `origin` as the `Origin` header if any.
+fn handshake(client: &HttpClient, who: &Who, path: &str, origin: Option<&str>) -> HttpResponse {
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    let bearer;
+    let cookie_header;
+    match who {
+        Who::Anonymous => {}
+        Who::Cookie { cookie, .. } => {
+            cookie_header = format!("rampart_session={cookie}");
+            headers.push(("cookie", &cookie_header));
+        }
+        Who::Token(token) => {
+            bearer = format!("Bearer {token}");
+            headers.push(("authorization", &bearer));
+        }
+    }
+    if let Some(origin) = origin {
+        headers.push(("origin", origin));
+    }
+    client.websocket_handshake(path, &headers)
+}
+
 /// Logs in; returns the cookie and CSRF token, or the failed answer.
 fn login(
     client: &HttpClient,
@@ -98,7 +120,9 @@ fn token(r: &Rampart, user: &str, scope: &str) -> String {
 
 /// The expected outcome for [anonymous, user A, user B, auditor, admin]:
 /// `2` a 2xx answer, `A` past the guard (anything but 401/403), `N` 404 (not yours),
-/// `F` 403, `U` 401.
+/// `F` 403, `U` 401. WebSocket routes are called with a real handshake from this server's
+/// origin: `W` upgraded (101) with a cookie, 403 with a token; `n` 404 with a cookie, 403 with
+/// a token (WebSockets are for browser sessions only).
 fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
     BTreeMap::from([
         (("GET", "/healthz"), "22222"),
@@ -108,6 +132,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/logout"), "UAAAA"),
         (("GET", "/api/v1/me"), "U2222"),
         (("GET", "/api/v1/me/accounts"), "U2222"),
+        (("GET", "/api/v1/terminal"), "UWWWW"),
+        (("GET", "/api/v1/sessions/{id}/watch"), "Unnnn"),
         (("GET", "/api/v1/tokens"), "U2222"),
         (("POST", "/api/v1/tokens"), "UAAAA"),
         (("DELETE", "/api/v1/tokens/{id}"), "UANNA"),
@@ -151,11 +177,32 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/grants"), "UFFFA"),
         (("GET", "/api/v1/grants/explain"), "UFFAA"),
         (("DELETE", "/api/v1/grants/{id}"), "UFFFA"),
+        // The portal's pages are shells: their data comes from the routes above.
+        (("GET", "/"), "22222"),
+        (("GET", "/login"), "22222"),
+        (("GET", "/terminal"), "22222"),
+        (("GET", "/sessions"), "22222"),
+        (("GET", "/replay"), "22222"),
+        (("GET", "/watch"), "22222"),
+        (("GET", "/commands"), "22222"),
+        (("GET", "/audit"), "22222"),
+        (("GET", "/admin/users"), "22222"),
+        (("GET", "/admin/groups"), "22222"),
+        (("GET", "/admin/assets"), "22222"),
+        (("GET", "/admin/accounts"), "22222"),
+        (("GET", "/admin/grants"), "22222"),
+        (("GET", "/admin/settings"), "22222"),
+        (("GET", "/assets/{file}"), "22222"),
+        (("GET", "/assets/vendor/{package}/{file}"), "22222"),
     ])
 }
 
-fn outcome_matches(expected: char, response: &HttpResponse) -> bool {
+fn outcome_matches(expected: char, who: &Who, response: &HttpResponse) -> bool {
+    let by_cookie = matches!(who, Who::Cookie { .. });
     match expected {
+        'W' if by_cookie => response.status == 101,
+        'n' if by_cookie => response.status == 404,
+        'W' | 'n' => response.status == 403,
         '2' => (200..300).contains(&response.status),
         'A' => response.status != 401 && response.status != 403,
         'N' => response.status == 404,
@@ -223,14 +270,26 @@ fn authorization_matrix_covers_every_route() {
             .replace("/tokens/{id}", &format!("/tokens/{alice_spare_token}"))
             .replace("{id}", "01890000-0000-7000-8000-000000000000")
             .replace("{name}", "zz-nobody")
-            .replace("{account}", "zz@zz-nobody");
+            .replace("{account}", "zz@zz-nobody")
+            .replace("/assets/{file}", "/assets/portal.css")
+            .replace("{package}/{file}", "xterm/LICENSE");
         // An invalid body: whoever gets past the guard is refused by the handler, so the
         // matrix changes nothing.
         let body = route.body.map(|_| json!({ "zz_not_a_field": true }));
+        let websocket = route.success == 101;
+        let path = if route.path == "/api/v1/terminal" {
+            format!("{path}?account=zz@zz-nobody")
+        } else {
+            path
+        };
         for (column, label, who) in &columns {
-            let response = call(&client, who, method, &path, body.as_ref());
+            let response = if websocket {
+                handshake(&client, who, &path, Some(client.origin()))
+            } else {
+                call(&client, who, method, &path, body.as_ref())
+            };
             let want = expected.chars().nth(*column).unwrap();
-            if !outcome_matches(want, &response) {
+            if !outcome_matches(want, who, &response) {
                 failures.push(format!(
                     "{method} {path} as {label}: expected {want}, got {} {}",
                     response.status,
@@ -311,6 +370,110 @@ fn authorization_matrix_covers_every_route() {
         Some(&json!({})),
     );
     assert_eq!(kill.status, 404, "{}", kill.text());
+}
+
+#[test]
+fn websockets_need_a_browser_session_from_our_origin_and_watching_needs_a_role() {
+    let Some(lab) = Lab::start() else { return };
+    let r = &lab.r;
+    r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    for user in ["alice", "audrey"] {
+        password(r, user, &format!("{user}-password-1"));
+    }
+    let client = lab.server.client();
+    let alice = login(&client, "alice", "alice-password-1", None).unwrap();
+    let audrey = login(&client, "audrey", "audrey-password-1", None).unwrap();
+    let terminal = format!("/api/v1/terminal?account={}@web-01", lab.login);
+    // B8: a valid cookie from a foreign page, or with no Origin at all, opens nothing.
+    let foreign = handshake(&client, &alice, &terminal, Some("https://evil.example"));
+    assert_eq!(
+        (foreign.status, foreign.error_code().as_str()),
+        (403, "origin_refused")
+    );
+    let lookalike = format!("{}.evil.example", client.origin());
+    assert_eq!(
+        handshake(&client, &alice, &terminal, Some(&lookalike)).status,
+        403
+    );
+    assert_eq!(handshake(&client, &alice, &terminal, None).status, 403);
+    assert_eq!(
+        handshake(&client, &alice, &terminal, Some(client.origin())).status,
+        101
+    );
+    // Without the upgrade headers, the route says so (and opens nothing).
+    let Who::Cookie { cookie, .. } = &alice else {
+        panic!()
+    };
+    let plain = client.request(
+        "GET",
+        &terminal,
+        &[
+            ("cookie", &format!("rampart_session={cookie}")),
+            ("origin", client.origin()),
+        ],
+        None,
+    );
+    assert_eq!(plain.status, 400, "{}", plain.text());
+
+    // A live session: alice runs a long command.
+    let mut long = lab.ssh_command(&lab.direct());
+    let mut child = long
+        .arg("sleep 30")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut live = None;
+    for _ in 0..200 {
+        let sessions = r.json(&["session", "list", "--live"]);
+        if let Some(id) = sessions[0]["id"].as_str() {
+            live = Some(id.to_owned());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let live = live.expect("the session never showed as live");
+    let watch = format!("/api/v1/sessions/{live}/watch");
+    // B10: alice cannot watch, not even her own session; the auditor can, from our origin only.
+    assert_eq!(
+        handshake(&client, &alice, &watch, Some(client.origin())).status,
+        404
+    );
+    assert_eq!(
+        handshake(&client, &audrey, &watch, Some("https://evil.example")).status,
+        403
+    );
+    // The store shows the session live a moment before the relay registers it.
+    let mut watched = 0;
+    for _ in 0..100 {
+        watched = handshake(&client, &audrey, &watch, Some(client.origin())).status;
+        if watched != 404 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(watched, 101);
+    // Watching is audited, with who watched.
+    let watched = lab.events("session_watched");
+    assert!(
+        watched
+            .iter()
+            .any(|e| e["event"]["session"] == live.as_str()
+                && e["actor"].to_string().contains("audrey")),
+        "{watched:?}"
+    );
+    // Now that it is watchable, alice still cannot watch it.
+    assert_eq!(
+        handshake(&client, &alice, &watch, Some(client.origin())).status,
+        404
+    );
+    let unknown = "/api/v1/sessions/01890000-0000-7000-8000-000000000000/watch";
+    assert_eq!(
+        handshake(&client, &audrey, unknown, Some(client.origin())).status,
+        404
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
@@ -748,4 +911,100 @@ fn a_credential_change_retires_the_users_tokens() {
     assert_eq!(listed[0]["superseded"], true, "{listed}");
     let after = Who::Token(token(&r, "erin", "read"));
     assert_eq!(call(&client, &after, "GET", "/api/v1/me", None).status, 200);
+}
+
+#[test]
+fn portal_pages_have_a_strict_policy_escape_input_and_serve_embedded_assets() {
+    let r = Rampart::new(BIN);
+    let server = r.serve();
+    let client = server.client();
+    let pages: Vec<_> = rampart_web::routes::table()
+        .into_iter()
+        .filter(|route| route.produces == "text/html")
+        .collect();
+    assert!(pages.len() >= 10);
+    for route in pages {
+        let page = client.request("GET", route.path, &[], None);
+        assert_eq!(page.status, 200, "{}", route.path);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        let policy = page.header("content-security-policy").unwrap();
+        assert!(policy.contains("default-src 'self'"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        let scripts = policy
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap();
+        assert!(!scripts.contains("unsafe-inline"), "{policy}");
+        assert_eq!(page.header("x-frame-options"), Some("DENY"));
+        // No inline script: every script element loads a file from this server.
+        let html = page.text();
+        for tag in html.split("<script").skip(1) {
+            assert!(
+                tag.trim_start().starts_with("src=\"/assets/"),
+                "{}: {tag}",
+                route.path
+            );
+        }
+    }
+    // What a visitor puts in the address is escaped.
+    let hostile = client.request(
+        "GET",
+        "/terminal?account=%3Cscript%3Ealert(1)%3C/script%3E%22",
+        &[],
+        None,
+    );
+    let html = hostile.text();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;"));
+    assert!(!html.contains("<script>alert"));
+    // The embedded assets, with their types and the vendored licences.
+    for (path, content_type, needle) in [
+        ("/assets/portal.js", "text/javascript", "X-CSRF-Token"),
+        ("/assets/portal.css", "text/css", "#terminal"),
+        (
+            "/assets/vendor/xterm/xterm.js",
+            "text/javascript",
+            "Terminal",
+        ),
+        ("/assets/vendor/xterm/LICENSE", "text/plain", "MIT"),
+        (
+            "/assets/vendor/xterm-addon-fit/LICENSE",
+            "text/plain",
+            "MIT",
+        ),
+        (
+            "/assets/vendor/asciinema-player/asciinema-player.min.js",
+            "text/javascript",
+            "AsciinemaPlayer",
+        ),
+        (
+            "/assets/vendor/asciinema-player/LICENSE",
+            "text/plain",
+            "Apache License",
+        ),
+    ] {
+        let asset = client.request("GET", path, &[], None);
+        assert_eq!(asset.status, 200, "{path}");
+        assert!(
+            asset
+                .header("content-type")
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert_eq!(asset.header("x-content-type-options"), Some("nosniff"));
+        assert!(asset.text().contains(needle), "{path}");
+    }
+    for missing in [
+        "/assets/nothing.js",
+        "/assets/vendor/xterm/..%2F..%2Fportal.js",
+    ] {
+        assert_eq!(
+            client.request("GET", missing, &[], None).status,
+            404,
+            "{missing}"
+        );
+    }
 }

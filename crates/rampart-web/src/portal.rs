@@ -1,0 +1,471 @@
+//! The web portal: server-rendered HTML pages and the static assets they load (one script, one
+//! style sheet, and the vendored xterm.js and asciinema-player), all embedded in the binary.
+//!
+//! The pages are shells: navigation, forms and empty tables. `assets/portal.js` fills them from
+//! the JSON API with the browser session's cookie and CSRF token, so every datum a page shows
+//! has passed the API's guard and object checks; the pages themselves hold nothing secret and
+//! are public (an anonymous visitor is sent to the login page by the script).
+//!
+//! INVARIANTS:
+//! - Every page carries a Content-Security-Policy without inline scripts (`script-src 'self'`,
+//!   plus `'wasm-unsafe-eval'` for the player's terminal emulator), `frame-ancestors 'none'`.
+//! - Anything interpolated into HTML goes through [`escape`]; the script writes text with
+//!   `textContent`, never `innerHTML`.
+
+use crate::error::{ApiError, Path};
+use axum::extract::Query;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// The policy every page is served with.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One embedded file.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+macro_rules! asset {
+    ($path:literal, $type:literal) => {
+        Asset {
+            path: $path,
+            content_type: $type,
+            bytes: include_bytes!(concat!("../assets/", $path)),
+        }
+    };
+}
+
+static ASSETS: &[Asset] = &[
+    asset!("portal.js", "text/javascript; charset=utf-8"),
+    asset!("portal.css", "text/css; charset=utf-8"),
+    asset!("vendor/xterm/xterm.js", "text/javascript; charset=utf-8"),
+    asset!("vendor/xterm/xterm.css", "text/css; charset=utf-8"),
+    asset!("vendor/xterm/LICENSE", "text/plain; charset=utf-8"),
+    asset!(
+        "vendor/xterm-addon-fit/addon-fit.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "vendor/xterm-addon-fit/LICENSE",
+        "text/plain; charset=utf-8"
+    ),
+    asset!(
+        "vendor/asciinema-player/asciinema-player.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "vendor/asciinema-player/asciinema-player.css",
+        "text/css; charset=utf-8"
+    ),
+    asset!(
+        "vendor/asciinema-player/LICENSE",
+        "text/plain; charset=utf-8"
+    ),
+];
+
+fn header(response: &mut Response, name: HeaderName, value: &'static str) {
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+}
+
+fn serve_asset(path: &str) -> Response {
+    let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
+        return ApiError::not_found("no such asset").into_response();
+    };
+    let mut response = asset.bytes.into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    header(&mut response, X_CONTENT_TYPE_OPTIONS, "nosniff");
+    header(&mut response, CACHE_CONTROL, "public, max-age=3600");
+    response
+}
+
+/// `GET /assets/{file}`: the portal's own script and style sheet.
+pub async fn asset(Path(file): Path<String>) -> Response {
+    serve_asset(&file)
+}
+
+/// `GET /assets/vendor/{package}/{file}`: a vendored file (with its licence).
+pub async fn vendor_asset(Path((package, file)): Path<(String, String)>) -> Response {
+    serve_asset(&format!("vendor/{package}/{file}"))
+}
+
+/// Navigation: every link; the script hides those the user's role cannot use.
+const NAV: &[(&str, &str, &str)] = &[
+    ("/", "Home", "user"),
+    ("/sessions", "Sessions", "user"),
+    ("/commands", "Commands", "user"),
+    ("/audit", "Audit", "auditor"),
+    ("/admin/users", "Users", "auditor"),
+    ("/admin/groups", "Groups", "auditor"),
+    ("/admin/assets", "Assets", "auditor"),
+    ("/admin/accounts", "Accounts", "auditor"),
+    ("/admin/grants", "Grants", "auditor"),
+    ("/admin/settings", "Settings", "auditor"),
+];
+
+/// A whole page: `page` names what the script does on it.
+fn page(title: &str, page: &str, extra_head: &[&str], body: &str) -> Response {
+    let mut html = String::with_capacity(2048 + body.len());
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{} · Rampart</title>\n<link rel=\"stylesheet\" href=\"/assets/portal.css\">\n",
+        escape(title)
+    );
+    for line in extra_head {
+        html.push_str(line);
+        html.push('\n');
+    }
+    html.push_str("<script src=\"/assets/portal.js\" defer></script>\n</head>\n");
+    let _ = writeln!(html, "<body data-page=\"{}\">", escape(page));
+    if page != "login" && page != "terminal" {
+        html.push_str("<header><a class=\"brand\" href=\"/\">Rampart</a><nav>");
+        for (href, label, role) in NAV {
+            let _ = write!(
+                html,
+                "<a href=\"{href}\" data-role=\"{role}\">{}</a>",
+                escape(label)
+            );
+        }
+        html.push_str(
+            "</nav><span id=\"whoami\"></span><button id=\"logout\" type=\"button\">Log out</button></header>\n",
+        );
+    }
+    let _ = write!(
+        html,
+        "<main>\n<p id=\"status\" role=\"status\"></p>\n{body}\n</main>\n</body>\n</html>\n"
+    );
+    let mut response = ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    header(
+        &mut response,
+        HeaderName::from_static("content-security-policy"),
+        CONTENT_SECURITY_POLICY,
+    );
+    header(&mut response, X_FRAME_OPTIONS, "DENY");
+    header(&mut response, X_CONTENT_TYPE_OPTIONS, "nosniff");
+    header(&mut response, CACHE_CONTROL, "no-store");
+    header(
+        &mut response,
+        HeaderName::from_static("referrer-policy"),
+        "same-origin",
+    );
+    response
+}
+
+const XTERM_HEAD: &[&str] = &[
+    "<link rel=\"stylesheet\" href=\"/assets/vendor/xterm/xterm.css\">",
+    "<script src=\"/assets/vendor/xterm/xterm.js\" defer></script>",
+    "<script src=\"/assets/vendor/xterm-addon-fit/addon-fit.js\" defer></script>",
+];
+
+const PLAYER_HEAD: &[&str] = &[
+    "<link rel=\"stylesheet\" href=\"/assets/vendor/asciinema-player/asciinema-player.css\">",
+    "<script src=\"/assets/vendor/asciinema-player/asciinema-player.min.js\" defer></script>",
+];
+
+pub async fn login() -> Response {
+    page(
+        "Log in",
+        "login",
+        &[],
+        r#"<h1>Rampart</h1>
+<form id="login-form" class="card">
+<label>User name <input name="username" autocomplete="username" required autofocus></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<label>Code from your authenticator app (if you have one) <input name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6"></label>
+<button type="submit">Log in</button>
+</form>"#,
+    )
+}
+
+pub async fn home() -> Response {
+    page(
+        "Home",
+        "home",
+        &[],
+        r#"<h1>The accounts you may reach now</h1>
+<table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th></th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct AccountParam {
+    account: Option<String>,
+}
+
+pub async fn terminal(Query(query): Query<AccountParam>) -> Response {
+    let account = query.account.unwrap_or_default();
+    page(
+        &format!("Terminal {account}"),
+        "terminal",
+        XTERM_HEAD,
+        &format!(
+            "<div id=\"terminal-bar\"><a href=\"/\">← Rampart</a> <span id=\"terminal-account\">{}</span> <span id=\"terminal-state\"></span></div>\n<div id=\"terminal\"></div>",
+            escape(&account)
+        ),
+    )
+}
+
+pub async fn sessions() -> Response {
+    page(
+        "Sessions",
+        "sessions",
+        &[],
+        r#"<h1>Sessions</h1>
+<form id="session-filter" class="inline">
+<label>User <input name="user"></label>
+<label>Asset <input name="asset"></label>
+<label>Since <input name="since" placeholder="2026-01-01T00:00:00Z"></label>
+<label><input name="live" type="checkbox" value="true"> live only</label>
+<button type="submit">Filter</button>
+</form>
+<table id="sessions"><thead><tr><th>Started</th><th>User</th><th>Account</th><th>Kind</th><th>From</th><th>Ended</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SessionParam {
+    session: Option<String>,
+}
+
+pub async fn replay(Query(query): Query<SessionParam>) -> Response {
+    let session = query.session.unwrap_or_default();
+    page(
+        "Replay",
+        "replay",
+        PLAYER_HEAD,
+        &format!(
+            "<h1>Replay of session <code id=\"session-id\">{}</code></h1>\n<p id=\"session-summary\"></p>\n<p>Verification: <strong id=\"verification\">checking…</strong></p>\n<div id=\"player\"></div>",
+            escape(&session)
+        ),
+    )
+}
+
+pub async fn watch(Query(query): Query<SessionParam>) -> Response {
+    let session = query.session.unwrap_or_default();
+    page(
+        "Watch",
+        "watch",
+        XTERM_HEAD,
+        &format!(
+            "<h1>Watching session <code id=\"session-id\">{}</code> (read-only)</h1>\n<p id=\"watch-state\"></p>\n<div id=\"terminal\" class=\"watch\"></div>",
+            escape(&session)
+        ),
+    )
+}
+
+pub async fn commands() -> Response {
+    page(
+        "Commands",
+        "commands",
+        &[],
+        r#"<h1>Command log</h1>
+<form id="command-filter" class="inline">
+<label>User <input name="user"></label>
+<label>Asset <input name="asset"></label>
+<label>Since <input name="since" placeholder="2026-01-01T00:00:00Z"></label>
+<label>Matching <input name="grep" placeholder="regular expression"></label>
+<button type="submit">Search</button>
+</form>
+<table id="commands"><thead><tr><th>At</th><th>User</th><th>Account</th><th>Command</th><th>Session</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn audit() -> Response {
+    page(
+        "Audit",
+        "audit",
+        &[],
+        r#"<h1>Audit events</h1>
+<form id="audit-filter" class="inline">
+<label>Kind <input name="kind" placeholder="login_failed"></label>
+<label>Actor <input name="actor" placeholder="user:alice"></label>
+<label>Containing <input name="contains"></label>
+<label>Since <input name="since" placeholder="2026-01-01T00:00:00Z"></label>
+<label>Limit <input name="limit" value="200" size="5"></label>
+<button type="submit">Search</button>
+</form>
+<p>Export the events since the time above, or all of them (the export is audited): <a id="export-csv" href="/api/v1/audit/export?format=csv" download>CSV</a> · <a id="export-jsonl" href="/api/v1/audit/export?format=jsonl" download>JSON lines</a></p>
+<table id="events"><thead><tr><th>#</th><th>At</th><th>Actor</th><th>Kind</th><th>Event</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn users() -> Response {
+    page(
+        "Users",
+        "users",
+        &[],
+        r#"<h1>Users</h1>
+<form id="user-add" class="inline admin-only">
+<label>Name <input name="name" required></label>
+<label>Role <select name="role"><option>user</option><option>auditor</option><option>admin</option></select></label>
+<button type="submit">Add user</button>
+</form>
+<form id="user-key" class="inline admin-only">
+<label>User <input name="user" required></label>
+<label>SSH public key <input name="public_key" size="50" placeholder="ssh-ed25519 AAAA... alice@laptop" required></label>
+<button type="submit">Add key</button>
+</form>
+<form id="user-password" class="inline admin-only" autocomplete="off">
+<label>User <input name="user" required></label>
+<label>New password <input name="password" type="password" autocomplete="new-password" required></label>
+<button type="submit">Set password</button>
+</form>
+<table id="users"><thead><tr><th>Name</th><th>Role</th><th>State</th><th>Password</th><th>MFA</th><th>Keys</th><th>Groups</th><th></th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn groups() -> Response {
+    page(
+        "Groups",
+        "groups",
+        &[],
+        r#"<h1>Groups</h1>
+<form id="group-add" class="inline admin-only">
+<label>Name <input name="name" required></label>
+<button type="submit">Add group</button>
+</form>
+<form id="group-member" class="inline admin-only">
+<label>Group <input name="group" required></label>
+<label>User <input name="user" required></label>
+<button type="submit">Add member</button>
+</form>
+<table id="groups"><thead><tr><th>Group</th><th>Members</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn assets() -> Response {
+    page(
+        "Assets",
+        "assets",
+        &[],
+        r#"<h1>Assets</h1>
+<form id="asset-add" class="inline admin-only">
+<label>Name <input name="name" required></label>
+<label>Host <input name="host" required></label>
+<label>Port <input name="port" value="22" size="5"></label>
+<label>Labels <input name="labels" placeholder="env=prod,team=db"></label>
+<button type="submit">Add asset</button>
+</form>
+<form id="asset-host-key" class="inline admin-only">
+<label>Asset <input name="asset" required></label>
+<label>Host key <input name="key" size="50" placeholder="ssh-ed25519 AAAA..." required></label>
+<button type="submit">Pin host key</button>
+</form>
+<table id="assets"><thead><tr><th>Name</th><th>Address</th><th>Labels</th><th>Host key</th><th></th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn accounts() -> Response {
+    page(
+        "Accounts",
+        "accounts",
+        &[],
+        r#"<h1>Accounts</h1>
+<p>Secrets go into the vault and are never shown again, here or anywhere.</p>
+<form id="account-secret" class="inline admin-only" autocomplete="off">
+<label>Account <input name="account" placeholder="root@web-01" required></label>
+<label>Password <input name="password" type="password" autocomplete="new-password"></label>
+<label>or private key <textarea name="private_key" rows="2" cols="30"></textarea></label>
+<button type="submit" name="mode" value="add">Add account</button>
+<button type="submit" name="mode" value="replace">Replace secret</button>
+</form>
+<table id="accounts"><thead><tr><th>Account</th><th>Secret</th><th>Created</th><th></th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn grants() -> Response {
+    page(
+        "Grants",
+        "grants",
+        &[],
+        r#"<h1>Grants</h1>
+<form id="grant-add" class="inline admin-only">
+<label>User <input name="user"></label>
+<label>or group <input name="group"></label>
+<label>Asset <input name="asset"></label>
+<label>or labels <input name="labels" placeholder="env=prod"></label>
+<label>Accounts <input name="accounts" placeholder="all"></label>
+<label>Actions <input name="actions" placeholder="shell,exec"></label>
+<label>Until <input name="until" placeholder="2026-12-31T00:00:00Z"></label>
+<label><input name="require_mfa" type="checkbox" value="true"> MFA</label>
+<button type="submit">Add grant</button>
+</form>
+<table id="grants"><thead><tr><th>Who</th><th>Target</th><th>Accounts</th><th>Actions</th><th>Valid</th><th>Rules</th><th></th></tr></thead><tbody></tbody></table>
+<h2>Explain</h2>
+<form id="grant-explain" class="inline">
+<label>User <input name="user" required></label>
+<label>Asset <input name="asset" required></label>
+<label>Account <input name="account"></label>
+<label>Action <input name="action" placeholder="shell"></label>
+<button type="submit">Explain</button>
+</form>
+<table id="explanation"><thead><tr><th>Account</th><th>Decision</th><th>Reason</th><th>Grant by grant</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn settings() -> Response {
+    page(
+        "Settings",
+        "settings",
+        &[],
+        r#"<h1>Settings</h1>
+<p>The settings this node runs with, as it recorded them when it started (the <code>server_started</code> audit event; a configuration change shows as the difference between two of them). They are changed in the configuration file or environment, then a restart.</p>
+<p id="started"></p>
+<table id="settings"><thead><tr><th>Setting</th><th>Value</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// For the tests: every embedded asset's path and size.
+pub fn asset_paths() -> HashMap<&'static str, usize> {
+    ASSETS.iter().map(|a| (a.path, a.bytes.len())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn every_asset_is_embedded_with_its_licence() {
+        let paths = asset_paths();
+        for package in ["xterm", "xterm-addon-fit", "asciinema-player"] {
+            assert!(paths.contains_key(format!("vendor/{package}/LICENSE").as_str()));
+        }
+        assert!(paths.values().all(|size| *size > 0));
+    }
+}
