@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use rampart_core::access::TokenScope;
 use rampart_core::audit::AuditEvent;
 use rampart_core::login_rules::{LoginRules, parse_cidr_list};
-use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict};
+use rampart_core::policy;
 use rampart_core::schedule::Schedule;
 use rampart_core::time_arg::{format_rfc3339, parse_duration, parse_rfc3339};
 use rampart_core::{AccountRef, Action, ActionSet, Label, Name, Role, SecretKind, SecretString};
@@ -1077,75 +1077,37 @@ pub async fn grant_remove(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExplainQuery {
+pub struct ExplainParams {
     user: String,
     asset: String,
     account: Option<String>,
     action: Option<String>,
     at: Option<String>,
     mfa: Option<bool>,
+    from: Option<std::net::IpAddr>,
 }
 
-/// The same question `rampart grant explain` asks, answered by the same policy function.
+/// The same question `rampart grant explain` asks, answered by the same function.
 pub async fn grant_explain(
     State(state): State<WebState>,
-    Query(query): Query<ExplainQuery>,
-) -> ApiResult<Json<Value>> {
-    let store = &state.store;
-    let user = store.user(&name("user", &query.user)?).await?;
-    let asset = store.asset(&name("asset", &query.asset)?).await?;
-    let action = one_action(query.action.as_deref().unwrap_or("shell"))?;
-    let at = time_param("at", &query.at)?.unwrap_or_else(now);
-    let mfa = query.mfa.unwrap_or(user.mfa_enrolled);
-    let accounts = match &query.account {
-        Some(login) => vec![name("account", login)?],
-        None => store
-            .list_accounts(Some(&asset.name))
-            .await?
-            .into_iter()
-            .map(|account| account.login)
-            .collect(),
+    Query(query): Query<ExplainParams>,
+) -> ApiResult<Json<Vec<rampart_store::AccessReport>>> {
+    let question = rampart_store::ExplainQuery {
+        user: name("user", &query.user)?,
+        asset: name("asset", &query.asset)?,
+        account: query
+            .account
+            .as_deref()
+            .map(|login| name("account", login))
+            .transpose()?,
+        action: one_action(query.action.as_deref().unwrap_or("shell"))?,
+        at: time_param("at", &query.at)?.unwrap_or_else(now),
+        mfa: query.mfa,
+        from: query.from,
     };
-    let grants = store.list_grants().await?;
-    let mut results = Vec::new();
-    for account in &accounts {
-        let request = AccessRequest {
-            user: &user,
-            asset: &asset,
-            account,
-            action,
-            at,
-            mfa,
-        };
-        let explanation = policy::explain(&request, &grants);
-        let (decision, reason, grant) = match &explanation.decision {
-            Decision::Allow { grant, .. } => ("allow", None, Some(*grant)),
-            Decision::Deny(reason) => ("deny", Some(reason.to_string()), None),
-        };
-        let verdicts: Vec<Value> = grants
-            .iter()
-            .zip(&explanation.grants)
-            .map(|(g, (_, verdict))| {
-                json!({
-                    "grant": g.id,
-                    "who": g.subject.to_string(),
-                    "target": g.target.to_string(),
-                    "verdict": verdict.to_string(),
-                    "allows": *verdict == GrantVerdict::Allows,
-                })
-            })
-            .collect();
-        results.push(json!({
-            "user": user.name,
-            "account": format!("{account}@{}", asset.name),
-            "action": action.to_string(),
-            "at": format_rfc3339(at),
-            "mfa": mfa,
-            "decision": decision,
-            "reason": reason,
-            "grant": grant,
-            "grants": verdicts,
-        }));
-    }
-    Ok(Json(json!(results)))
+    let reports = state
+        .store
+        .explain_access(&question, &state.settings.auth.global)
+        .await?;
+    Ok(Json(reports))
 }

@@ -535,7 +535,7 @@ pub fn table() -> Vec<Route> {
             "Explain whether a user may use an account, grant by grant",
             api::grant_explain,
         )
-        .query(&["user", "asset", "account", "action", "at", "mfa"]),
+        .query(&["user", "asset", "account", "action", "at", "mfa", "from"]),
         Route::new(
             delete(),
             "/api/v1/grants/{id}",

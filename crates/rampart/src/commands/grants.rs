@@ -5,11 +5,10 @@ use crate::cli::{GrantAddArgs, GrantCommand, GrantExplainArgs};
 use crate::output::{Table, done, join_or_dash, or_dash, print_json};
 use anyhow::Context;
 use rampart_core::audit::Actor;
-use rampart_core::login_rules::{AuthSettings, check_login};
-use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict};
+use rampart_core::login_rules::AuthSettings;
 use rampart_core::time_arg::{format_duration, parse_rfc3339};
 use rampart_core::{Action, ActionSet, Grant};
-use rampart_store::{GrantInput, NewGrant, Store};
+use rampart_store::{ExplainQuery, GrantInput, NewGrant, Store};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -119,8 +118,6 @@ async fn explain(
     json: bool,
     args: &GrantExplainArgs,
 ) -> anyhow::Result<()> {
-    let user = store.user(&name("user", &args.user)?).await?;
-    let asset = store.asset(&name("asset", &args.asset)?).await?;
     let action = match ActionSet::parse(&args.action)?
         .iter()
         .collect::<Vec<Action>>()[..]
@@ -128,127 +125,62 @@ async fn explain(
         [action] => action,
         _ => anyhow::bail!("--action takes one action, such as shell or sftp_read"),
     };
-    let at = match &args.at {
-        Some(text) => parse_rfc3339("--at time", text)?,
-        None => OffsetDateTime::now_utc(),
+    let query = ExplainQuery {
+        user: name("user", &args.user)?,
+        asset: name("asset", &args.asset)?,
+        account: args
+            .account
+            .as_deref()
+            .map(|a| name("account", a))
+            .transpose()?,
+        action,
+        at: match &args.at {
+            Some(text) => parse_rfc3339("--at time", text)?,
+            None => OffsetDateTime::now_utc(),
+        },
+        mfa: args.mfa,
+        from: args.from,
     };
-    // Users with a second factor enrolled always log in with it.
-    let mfa = args.mfa.unwrap_or(user.mfa_enrolled);
-    let accounts = match &args.account {
-        Some(login) => vec![name("account", login)?],
-        None => store
-            .list_accounts(Some(&asset.name))
-            .await?
-            .into_iter()
-            .map(|account| account.login)
-            .collect(),
-    };
-    if accounts.is_empty() {
-        anyhow::bail!(
-            "asset {} has no accounts: add one with `rampart account add`",
-            asset.name
-        );
-    }
-    let grants = store.list_grants().await?;
-    // A login the rules refuse gets nowhere, whatever the grants say.
-    let login = args
-        .from
-        .map(|source| check_login(&auth.global, &user.login_rules, source, at));
-    let login_denied = match &login {
-        Some(Err(denied)) => Some(format!("the login is refused: {denied}")),
-        _ => None,
-    };
-    let mut results = Vec::new();
-    for account in &accounts {
-        let request = AccessRequest {
-            user: &user,
-            asset: &asset,
-            account,
-            action,
-            at,
-            mfa,
-        };
-        let explanation = policy::explain(&request, &grants);
-        let (decision, reason, grant) = match (&login_denied, &explanation.decision) {
-            (Some(denied), _) => ("deny", Some(denied.clone()), None),
-            (None, Decision::Allow { grant, .. }) => ("allow", None, Some(*grant)),
-            (None, Decision::Deny(reason)) => ("deny", Some(reason.to_string()), None),
-        };
-        let verdicts: Vec<serde_json::Value> = grants
-            .iter()
-            .zip(&explanation.grants)
-            .map(|(g, (_, verdict))| {
-                serde_json::json!({
-                    "grant": g.id,
-                    "who": g.subject.to_string(),
-                    "target": g.target.to_string(),
-                    "verdict": verdict.to_string(),
-                    "allows": *verdict == GrantVerdict::Allows,
-                })
-            })
-            .collect();
-        results.push(serde_json::json!({
-            "user": user.name,
-            "account": format!("{account}@{}", asset.name),
-            "action": action.to_string(),
-            "at": rampart_core::time_arg::format_rfc3339(at),
-            "mfa": mfa,
-            "from": args.from.map(|ip| ip.to_string()),
-            "login": login.as_ref().map(|l| match l {
-                Ok(()) => "allowed".to_owned(),
-                Err(denied) => denied.to_string(),
-            }),
-            "decision": decision,
-            "reason": reason,
-            "grant": grant,
-            "grants": verdicts,
-        }));
-    }
+    let reports = store.explain_access(&query, &auth.global).await?;
     if json {
-        return print_json(&results);
+        return print_json(&reports);
     }
-    for result in &results {
-        let text = |key: &str| result[key].as_str().unwrap_or("-").to_owned();
+    for report in &reports {
         println!(
             "{}: {} may{} use {} for {} at {} ({} second factor)",
-            text("decision").to_uppercase(),
-            text("user"),
-            if text("decision") == "allow" {
+            report.decision.to_uppercase(),
+            report.user,
+            if report.decision == "allow" {
                 ""
             } else {
                 " not"
             },
-            text("account"),
-            text("action"),
-            text("at"),
-            if mfa { "with a" } else { "without a" },
+            report.account,
+            report.action,
+            report.at,
+            if report.mfa { "with a" } else { "without a" },
         );
-        if let (Some(from), Some(login)) = (result["from"].as_str(), result["login"].as_str()) {
+        if let (Some(from), Some(login)) = (&report.from, &report.login) {
             println!("  login from {from}: {login}");
         }
-        match (result["grant"].as_str(), result["reason"].as_str()) {
+        match (&report.grant, &report.reason) {
             (Some(grant), _) => println!("  allowed by grant {grant}"),
             (None, Some(reason)) => println!("  reason: {reason}"),
             _ => {}
         }
-        for verdict in result["grants"].as_array().into_iter().flatten() {
-            let field = |key: &str| verdict[key].as_str().unwrap_or("-").to_owned();
+        for verdict in &report.grants {
             println!(
                 "  grant {} ({} on {}): {}",
-                field("grant"),
-                field("who"),
-                field("target"),
-                field("verdict")
+                verdict.grant, verdict.who, verdict.target, verdict.verdict
             );
         }
-        if grants.is_empty() {
+        if report.grants.is_empty() {
             println!("  (there are no grants)");
         }
     }
     Ok(())
 }
 
-/// The flags as a [`GrantInput`], parsed by the same function the API uses.
 fn new_grant(args: &GrantAddArgs) -> anyhow::Result<NewGrant> {
     let input = GrantInput {
         user: args.user.clone(),

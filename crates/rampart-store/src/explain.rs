@@ -1,0 +1,135 @@
+//! `grant explain` for every caller (CLI and API): loads the facts, asks the policy, reports.
+
+use crate::{Result, Store, StoreError};
+use rampart_core::login_rules::{LoginRules, check_login};
+use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict};
+use rampart_core::time_arg::format_rfc3339;
+use rampart_core::{Action, Name};
+use serde::Serialize;
+use std::net::IpAddr;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The question: may `user` use `account` (every account on the asset if `None`) on `asset` for
+/// `action` at `at`, having logged in with a second factor or not (`None`: as they would, that
+/// is with one if they have one enrolled), from `from` (checked against the login rules)?
+#[derive(Debug, Clone)]
+pub struct ExplainQuery {
+    pub user: Name,
+    pub asset: Name,
+    pub account: Option<Name>,
+    pub action: Action,
+    pub at: OffsetDateTime,
+    pub mfa: Option<bool>,
+    pub from: Option<IpAddr>,
+}
+
+/// The answer for one account, with every grant's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessReport {
+    pub user: String,
+    pub account: String,
+    pub action: String,
+    pub at: String,
+    pub mfa: bool,
+    pub from: Option<String>,
+    /// "allowed", or why the login rules refuse a login from `from`.
+    pub login: Option<String>,
+    /// "allow" or "deny".
+    pub decision: &'static str,
+    pub reason: Option<String>,
+    /// The grant that allows it.
+    pub grant: Option<Uuid>,
+    pub grants: Vec<GrantReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantReport {
+    pub grant: Uuid,
+    pub who: String,
+    pub target: String,
+    pub verdict: String,
+    pub allows: bool,
+}
+
+impl Store {
+    /// Explains the decision the gateways would make, with the same policy function, per
+    /// account. `global_rules` are the node's `[auth]` login rules.
+    pub async fn explain_access(
+        &self,
+        query: &ExplainQuery,
+        global_rules: &LoginRules,
+    ) -> Result<Vec<AccessReport>> {
+        let user = self.user(&query.user).await?;
+        let asset = self.asset(&query.asset).await?;
+        let mfa = query.mfa.unwrap_or(user.mfa_enrolled);
+        let accounts = match &query.account {
+            Some(login) => vec![login.clone()],
+            None => self
+                .list_accounts(Some(&asset.name))
+                .await?
+                .into_iter()
+                .map(|account| account.login)
+                .collect(),
+        };
+        if accounts.is_empty() {
+            return Err(StoreError::invalid(format!(
+                "asset {} has no accounts: add one with `rampart account add`",
+                asset.name
+            )));
+        }
+        let grants = self.list_grants().await?;
+        // A login the rules refuse gets nowhere, whatever the grants say.
+        let login = query
+            .from
+            .map(|source| check_login(global_rules, &user.login_rules, source, query.at));
+        let mut reports = Vec::new();
+        for account in &accounts {
+            let request = AccessRequest {
+                user: &user,
+                asset: &asset,
+                account,
+                action: query.action,
+                at: query.at,
+                mfa,
+            };
+            let explanation = policy::explain(&request, &grants);
+            let (decision, reason, grant) = match (&login, &explanation.decision) {
+                (Some(Err(denied)), _) => (
+                    "deny",
+                    Some(format!("the login is refused: {denied}")),
+                    None,
+                ),
+                (_, Decision::Allow { grant, .. }) => ("allow", None, Some(*grant)),
+                (_, Decision::Deny(reason)) => ("deny", Some(reason.to_string()), None),
+            };
+            reports.push(AccessReport {
+                user: user.name.to_string(),
+                account: format!("{account}@{}", asset.name),
+                action: query.action.to_string(),
+                at: format_rfc3339(query.at),
+                mfa,
+                from: query.from.map(|ip| ip.to_string()),
+                login: login.as_ref().map(|result| match result {
+                    Ok(()) => "allowed".to_owned(),
+                    Err(denied) => denied.to_string(),
+                }),
+                decision,
+                reason,
+                grant,
+                grants: grants
+                    .iter()
+                    .zip(&explanation.grants)
+                    .map(|(g, (_, verdict))| GrantReport {
+                        grant: g.id,
+                        who: g.subject.to_string(),
+                        target: g.target.to_string(),
+                        verdict: verdict.to_string(),
+                        allows: *verdict == GrantVerdict::Allows,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(reports)
+    }
+}
