@@ -58,8 +58,9 @@ pub struct LiveSession {
     warned_max: AtomicBool,
     stop: watch::Sender<Option<String>>,
     notices: mpsc::Sender<String>,
-    /// What the user sees, for read-only watchers (only sent while someone watches).
-    output: broadcast::Sender<Bytes>,
+    /// What the user sees, for read-only watchers: created by the first watcher (a channel
+    /// holds its whole backlog from the start, too much to give every session).
+    output: std::sync::OnceLock<broadcast::Sender<Bytes>>,
 }
 
 /// Output chunks a watcher may fall behind by before it skips ahead (it is told it lagged).
@@ -68,8 +69,10 @@ const WATCH_BACKLOG: usize = 256;
 impl LiveSession {
     /// Passes what the user is shown to whoever watches the session.
     pub fn shown(&self, data: &[u8]) {
-        if self.output.receiver_count() > 0 {
-            let _ = self.output.send(Bytes::copy_from_slice(data));
+        if let Some(output) = self.output.get()
+            && output.receiver_count() > 0
+        {
+            let _ = output.send(Bytes::copy_from_slice(data));
         }
     }
 
@@ -184,7 +187,7 @@ impl LiveSessions {
             warned_max: AtomicBool::new(false),
             stop,
             notices,
-            output: broadcast::channel(WATCH_BACKLOG).0,
+            output: std::sync::OnceLock::new(),
         });
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.insert(id, session.clone());
@@ -203,7 +206,13 @@ impl LiveSessions {
     /// A receiver of the live session's output from now on, if it is live here.
     pub fn watch(&self, id: Uuid) -> Option<broadcast::Receiver<Bytes>> {
         let sessions = self.sessions.lock().ok()?;
-        Some(sessions.get(&id)?.output.subscribe())
+        let session = sessions.get(&id)?;
+        Some(
+            session
+                .output
+                .get_or_init(|| broadcast::channel(WATCH_BACKLOG).0)
+                .subscribe(),
+        )
     }
 
     /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].

@@ -210,7 +210,13 @@ pub struct TargetConnection {
     pub handle: client::Handle<PinningHandler>,
 }
 
+/// One configuration for every target connection (each connection would otherwise hold a copy).
 fn client_config() -> Arc<client::Config> {
+    static CONFIG: std::sync::OnceLock<Arc<client::Config>> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(new_client_config).clone()
+}
+
+fn new_client_config() -> Arc<client::Config> {
     Arc::new(client::Config {
         nodelay: true,
         inactivity_timeout: None,
