@@ -11,6 +11,7 @@ use rampart_core::audit::{Actor, AuditEvent};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
+use time::OffsetDateTime;
 
 /// The hash the first event chains to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -291,6 +292,57 @@ impl Store {
         self.recent_audit_events(u32::MAX).await
     }
 
+    /// The newest `limit` events (all with `None`) that match `filter`, oldest first. Filtered
+    /// in SQL, so a search reads only what it returns.
+    pub async fn matching_audit_events(
+        &self,
+        filter: &AuditFilter,
+        limit: Option<u32>,
+    ) -> Result<Vec<AuditRecord>> {
+        // Times are stored as RFC 3339 text with a variable fraction: compare whole seconds in
+        // SQL (one second wider at each end), then exactly.
+        let second = |at: OffsetDateTime| {
+            let text = time_text(at);
+            text.get(..19).map(str::to_owned).unwrap_or(text)
+        };
+        let actor = match &filter.actor {
+            Some(text) => match parse_actor(text) {
+                Some(actor) => Some(
+                    serde_json::to_string(&actor)
+                        .map_err(|err| crate::StoreError::Corrupt(err.to_string()))?,
+                ),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
+             AND ($3 IS NULL OR instr(event, $3) > 0) \
+             AND ($4 IS NULL OR substr(at, 1, 19) >= $4) AND ($5 IS NULL OR substr(at, 1, 19) <= $5) \
+             ORDER BY seq DESC LIMIT $6) ORDER BY seq",
+        )
+        .bind(filter.kind.as_deref())
+        .bind(actor)
+        .bind(filter.contains.as_deref())
+        .bind(filter.since.map(second))
+        .bind(filter.until.map(second))
+        .bind(limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = record_from_row(row)?;
+            let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
+                .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
+            if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
+                continue;
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
     /// The newest `limit` events, oldest first.
     pub async fn recent_audit_events(&self, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
@@ -301,6 +353,34 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record_from_row).collect()
+    }
+}
+
+/// What an audit search asks for; every part optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// The event kind, such as `login_failed`.
+    pub kind: Option<String>,
+    /// The actor as events show it: `system`, `cli:NAME` or `user:NAME`.
+    pub actor: Option<String>,
+    /// Text the event's JSON contains.
+    pub contains: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    /// Exclusive.
+    pub until: Option<OffsetDateTime>,
+}
+
+/// The actor an `Actor`'s display text names.
+fn parse_actor(text: &str) -> Option<Actor> {
+    match text.split_once(':') {
+        None if text == "system" => Some(Actor::System),
+        Some(("cli", name)) => Some(Actor::LocalCli {
+            os_user: name.to_owned(),
+        }),
+        Some(("user", name)) => Some(Actor::User {
+            name: name.to_owned(),
+        }),
+        _ => None,
     }
 }
 

@@ -31,7 +31,7 @@ mod web_auth;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
-pub use audit_log::{AuditRecord, AuditSeal, ChainProblem, SinkStatus};
+pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, write_new_secret_file};
 pub use explain::{AccessReport, ExplainQuery, GrantReport};

@@ -479,45 +479,25 @@ pub struct AuditQuery {
 
 async fn filtered_events(
     state: &WebState,
-    kind: Option<&str>,
-    actor: Option<&str>,
-    contains: Option<&str>,
-    since: Option<OffsetDateTime>,
-    until: Option<OffsetDateTime>,
+    filter: rampart_store::AuditFilter,
+    limit: Option<u32>,
 ) -> ApiResult<Vec<rampart_store::AuditRecord>> {
-    let mut events = Vec::new();
-    for event in state.store.all_audit_events().await? {
-        let at = parse_rfc3339("stored time", &event.at)?;
-        if since.is_some_and(|s| at < s) || until.is_some_and(|u| at >= u) {
-            continue;
-        }
-        if kind.is_some_and(|k| event.kind != k)
-            || actor.is_some_and(|a| event.actor.to_string() != a)
-            || contains.is_some_and(|c| !event.event.to_string().contains(c))
-        {
-            continue;
-        }
-        events.push(event);
-    }
-    Ok(events)
+    Ok(state.store.matching_audit_events(&filter, limit).await?)
 }
 
 pub async fn audit_events(
     State(state): State<WebState>,
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
-    let limit = query.limit.unwrap_or(100).min(MAX_EVENTS) as usize;
-    let mut events = filtered_events(
-        &state,
-        query.kind.as_deref(),
-        query.actor.as_deref(),
-        query.contains.as_deref(),
-        time_param("since", &query.since)?,
-        time_param("until", &query.until)?,
-    )
-    .await?;
-    let skip = events.len().saturating_sub(limit);
-    events.drain(..skip);
+    let limit = query.limit.unwrap_or(100).min(MAX_EVENTS);
+    let filter = rampart_store::AuditFilter {
+        kind: query.kind,
+        actor: query.actor,
+        contains: query.contains,
+        since: time_param("since", &query.since)?,
+        until: time_param("until", &query.until)?,
+    };
+    let events = filtered_events(&state, filter, Some(limit)).await?;
     Ok(Json(json!(events)))
 }
 
@@ -543,7 +523,12 @@ pub async fn audit_export(
     }
     let since = time_param("since", &query.since)?;
     let until = time_param("until", &query.until)?;
-    let events = filtered_events(&state, None, None, None, since, until).await?;
+    let filter = rampart_store::AuditFilter {
+        since,
+        until,
+        ..rampart_store::AuditFilter::default()
+    };
+    let events = filtered_events(&state, filter, None).await?;
     let record = AuditEvent::AuditExported {
         since: since.map(format_rfc3339),
         until: until.map(format_rfc3339),
