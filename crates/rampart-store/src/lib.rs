@@ -38,7 +38,7 @@ pub use explain::{AccessReport, ExplainQuery, GrantReport};
 pub use grants::{GrantInput, NewGrant};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::burn_password_check;
-pub use sessions::{NewSession, SessionEnd, new_session_id};
+pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 pub use web_auth::{API_TOKEN_PREFIX, ApiToken, WebSession, secret_hash};
 

@@ -25,6 +25,18 @@ pub struct NewSession {
     pub recorded: bool,
 }
 
+/// What a session search asks for; every part optional.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub live_only: bool,
+    pub user: Option<String>,
+    pub asset: Option<String>,
+    /// Started at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Started before.
+    pub until: Option<OffsetDateTime>,
+}
+
 /// How a session ended.
 #[derive(Debug, Clone, Default)]
 pub struct SessionEnd {
@@ -231,6 +243,45 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(session_from_row).collect()
+    }
+
+    /// The newest `limit` sessions that match `filter`, newest first; filtered in SQL, so a
+    /// search reads only what it returns.
+    pub async fn find_sessions(&self, filter: &SessionFilter, limit: u32) -> Result<Vec<Session>> {
+        // Start times are RFC 3339 text with a variable fraction: compare whole seconds in SQL
+        // (one second wider at each end), then exactly.
+        let second = |at: OffsetDateTime| {
+            let text = time_text(at);
+            text.get(..19).map(str::to_owned).unwrap_or(text)
+        };
+        let rows = sqlx::query(
+            "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded FROM sessions \
+             WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
+             AND ($3 IS NULL OR asset_name = $3) \
+             AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
+             AND ($5 IS NULL OR substr(started_at, 1, 19) <= $5) \
+             ORDER BY started_at DESC, id DESC LIMIT $6",
+        )
+        .bind(filter.live_only)
+        .bind(filter.user.as_deref())
+        .bind(filter.asset.as_deref())
+        .bind(filter.since.map(second))
+        .bind(filter.until.map(second))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let session = session_from_row(row)?;
+            if filter.since.is_some_and(|s| session.started_at < s)
+                || filter.until.is_some_and(|u| session.started_at >= u)
+            {
+                continue;
+            }
+            sessions.push(session);
+        }
+        Ok(sessions)
     }
 
     pub async fn session(&self, id: Uuid) -> Result<Session> {

@@ -85,3 +85,79 @@ async fn searches_filter_by_kind_actor_text_and_time_and_keep_the_newest() {
     let later = OffsetDateTime::now_utc() + time::Duration::seconds(2);
     assert!(search(window(Some(later), None), None).await.is_empty());
 }
+
+#[tokio::test]
+async fn session_searches_filter_in_the_store_and_keep_the_newest() {
+    use rampart_store::{NewSession, SessionEnd, SessionFilter, new_session_id};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&StoreOptions {
+        data_dir: dir.path().join("data"),
+        master_key: MasterKeySource::DataDir,
+    })
+    .await
+    .unwrap();
+    let before = OffsetDateTime::now_utc() - time::Duration::seconds(2);
+    let mut ids = Vec::new();
+    for (user, asset) in [("alice", "web-01"), ("bob", "web-01"), ("alice", "db-01")] {
+        let id = new_session_id();
+        store
+            .start_session(&NewSession {
+                id,
+                user: user.into(),
+                asset: asset.into(),
+                account: "root".into(),
+                kind: "shell".into(),
+                source_addr: "127.0.0.1:1".into(),
+                grant: uuid::Uuid::nil(),
+                recorded: true,
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    store
+        .end_session(ids[0], &SessionEnd::default())
+        .await
+        .unwrap();
+    let find = |filter: SessionFilter, limit: u32| {
+        let store = &store;
+        async move { store.find_sessions(&filter, limit).await.unwrap() }
+    };
+    let found = |sessions: Vec<rampart_core::Session>| -> Vec<uuid::Uuid> {
+        sessions.iter().map(|s| s.id).collect()
+    };
+    // Newest first.
+    assert_eq!(
+        found(find(SessionFilter::default(), 10).await),
+        [ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        found(find(SessionFilter::default(), 2).await),
+        [ids[2], ids[1]]
+    );
+    let alice = SessionFilter {
+        user: Some("alice".into()),
+        ..SessionFilter::default()
+    };
+    assert_eq!(found(find(alice.clone(), 10).await), [ids[2], ids[0]]);
+    let live_alice = SessionFilter {
+        live_only: true,
+        ..alice.clone()
+    };
+    assert_eq!(found(find(live_alice, 10).await), [ids[2]]);
+    let web = SessionFilter {
+        asset: Some("web-01".into()),
+        ..SessionFilter::default()
+    };
+    assert_eq!(found(find(web, 10).await), [ids[1], ids[0]]);
+    let recent = SessionFilter {
+        since: Some(before),
+        ..SessionFilter::default()
+    };
+    assert_eq!(find(recent, 10).await.len(), 3);
+    let old = SessionFilter {
+        until: Some(before),
+        ..SessionFilter::default()
+    };
+    assert!(find(old, 10).await.is_empty());
+}

@@ -239,6 +239,8 @@ pub struct SessionQuery {
     since: Option<String>,
     /// Sessions started before this RFC 3339 time.
     until: Option<String>,
+    /// At most this many, the newest (default 500).
+    limit: Option<u32>,
 }
 
 pub async fn sessions_list(
@@ -246,20 +248,24 @@ pub async fn sessions_list(
     Extension(caller): Caller_,
     Query(query): Query<SessionQuery>,
 ) -> ApiResult<Json<Value>> {
-    let since = time_param("since", &query.since)?;
-    let until = time_param("until", &query.until)?;
-    let everyone = caller.rights.sees_everyone();
-    let sessions: Vec<_> = state
-        .store
-        .list_sessions(query.live)
-        .await?
-        .into_iter()
-        .filter(|s| everyone || caller.is(&s.user))
-        .filter(|s| query.user.as_ref().is_none_or(|u| &s.user == u))
-        .filter(|s| query.asset.as_ref().is_none_or(|a| &s.asset == a))
-        .filter(|s| since.is_none_or(|t| s.started_at >= t))
-        .filter(|s| until.is_none_or(|t| s.started_at < t))
-        .collect();
+    // Users see their own sessions only (B2): asking for someone else's finds none.
+    let user = match query.user {
+        Some(user) if !caller.rights.sees_everyone() && !caller.is(&user) => {
+            return Ok(Json(json!([])));
+        }
+        Some(user) => Some(user),
+        None if caller.rights.sees_everyone() => None,
+        None => Some(caller.user.name.to_string()),
+    };
+    let filter = rampart_store::SessionFilter {
+        live_only: query.live,
+        user,
+        asset: query.asset,
+        since: time_param("since", &query.since)?,
+        until: time_param("until", &query.until)?,
+    };
+    let limit = query.limit.unwrap_or(500).min(MAX_EVENTS);
+    let sessions = state.store.find_sessions(&filter, limit).await?;
     Ok(Json(json!(sessions)))
 }
 

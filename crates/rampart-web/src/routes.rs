@@ -205,7 +205,7 @@ pub fn table() -> Vec<Route> {
             "Sessions, newest first (my own for users)",
             api::sessions_list,
         )
-        .query(&["live", "user", "asset", "since", "until"]),
+        .query(&["live", "user", "asset", "since", "until", "limit"]),
         Route::new(
             get(),
             "/api/v1/sessions/{id}",
