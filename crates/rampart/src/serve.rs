@@ -334,6 +334,9 @@ fn print_banner(
         println!("  rampart asset add web-01 --host 10.0.0.5 --port 22");
         println!("  rampart account add root@web-01 --password-stdin");
         println!("  rampart grant add --user alice --asset web-01 --account root");
+        println!(
+            "  rampart user password alice && rampart user mfa enroll alice   # for the web portal"
+        );
         println!();
     }
     if let Some(mode) = report.loose_permissions {
