@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
 const MAX_SECRET_BYTES: usize = 64 * 1024;
@@ -60,40 +61,64 @@ fn secret_aad(account_id: &str, kind: &str) -> Vec<u8> {
     format!("rampart/v1/accounts/{account_id}/secret/{kind}").into_bytes()
 }
 
+/// A secret a person gives for an account: not empty, not huge, and a private key must parse.
+fn check_secret(secret: &NewAccountSecret) -> Result<()> {
+    let value = secret.value.expose_secret();
+    if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+        return Err(StoreError::invalid(format!(
+            "the secret must be 1 to {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    if secret.kind == SecretKind::PrivateKey {
+        ssh_keys::validate_private_key("the key file", &Zeroizing::new(value.to_owned()))?;
+    }
+    Ok(())
+}
+
+/// The asset's id (which must exist) and the account's row id, if the account exists.
+async fn find_account(
+    conn: &mut SqliteConnection,
+    account: &AccountRef,
+) -> Result<(Uuid, Option<String>)> {
+    let asset_id = rows::id_of(conn, rows::Named::Asset, &account.asset).await?;
+    let id = sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
+        .bind(asset_id.to_string())
+        .bind(account.login.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok((asset_id, id))
+}
+
 impl Store {
+    /// Seals `secret` for account row `id` under the vault's active key.
+    async fn seal_secret(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        secret: &NewAccountSecret,
+    ) -> Result<Vec<u8>> {
+        let key_id = active_key_id(conn).await?;
+        self.vault.seal(
+            key_id,
+            &secret_aad(id, secret.kind.as_str()),
+            secret.value.expose_secret().as_bytes(),
+        )
+    }
+
     pub async fn add_account(
         &self,
         actor: &Actor,
         account: &AccountRef,
         secret: &NewAccountSecret,
     ) -> Result<Account> {
-        let value = secret.value.expose_secret();
-        if value.is_empty() || value.len() > MAX_SECRET_BYTES {
-            return Err(StoreError::invalid(format!(
-                "the secret must be 1 to {MAX_SECRET_BYTES} bytes"
-            )));
-        }
-        if secret.kind == SecretKind::PrivateKey {
-            ssh_keys::validate_private_key("the key file", &Zeroizing::new(value.to_owned()))?;
-        }
+        check_secret(secret)?;
         let mut tx = self.begin_write().await?;
-        let asset_id = rows::id_of(&mut tx, rows::Named::Asset, &account.asset).await?;
-        let exists: Option<String> =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
-                .bind(asset_id.to_string())
-                .bind(account.login.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let (asset_id, exists) = find_account(&mut tx, account).await?;
         if exists.is_some() {
             return Err(StoreError::already_exists("account", account));
         }
         let id = new_id().to_string();
-        let key_id = active_key_id(&mut tx).await?;
-        let sealed = self.vault.seal(
-            key_id,
-            &secret_aad(&id, secret.kind.as_str()),
-            value.as_bytes(),
-        )?;
+        let sealed = self.seal_secret(&mut tx, &id, secret).await?;
         sqlx::query(
             "INSERT INTO accounts (id, asset_id, login, secret_kind, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -126,30 +151,13 @@ impl Store {
         account: &AccountRef,
         secret: &NewAccountSecret,
     ) -> Result<Account> {
-        let value = secret.value.expose_secret();
-        if value.is_empty() || value.len() > MAX_SECRET_BYTES {
-            return Err(StoreError::invalid(format!(
-                "the secret must be 1 to {MAX_SECRET_BYTES} bytes"
-            )));
-        }
-        if secret.kind == SecretKind::PrivateKey {
-            ssh_keys::validate_private_key("the key", &Zeroizing::new(value.to_owned()))?;
-        }
+        check_secret(secret)?;
         let mut tx = self.begin_write().await?;
-        let asset_id = rows::id_of(&mut tx, rows::Named::Asset, &account.asset).await?;
-        let id: String =
-            sqlx::query_scalar("SELECT id FROM accounts WHERE asset_id = $1 AND login = $2")
-                .bind(asset_id.to_string())
-                .bind(account.login.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::not_found("account", account))?;
-        let key_id = active_key_id(&mut tx).await?;
-        let sealed = self.vault.seal(
-            key_id,
-            &secret_aad(&id, secret.kind.as_str()),
-            value.as_bytes(),
-        )?;
+        let id = find_account(&mut tx, account)
+            .await?
+            .1
+            .ok_or_else(|| StoreError::not_found("account", account))?;
+        let sealed = self.seal_secret(&mut tx, &id, secret).await?;
         sqlx::query("UPDATE accounts SET secret_kind = $1, secret = $2 WHERE id = $3")
             .bind(secret.kind.as_str())
             .bind(sealed)

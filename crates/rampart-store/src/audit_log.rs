@@ -289,7 +289,8 @@ impl Store {
 
     /// Every event, oldest first (for export; filtered by the caller).
     pub async fn all_audit_events(&self) -> Result<Vec<AuditRecord>> {
-        self.recent_audit_events(u32::MAX).await
+        self.matching_audit_events(&AuditFilter::default(), None)
+            .await
     }
 
     /// The newest `limit` events (all with `None`) that match `filter`, oldest first. Filtered
@@ -333,10 +334,12 @@ impl Store {
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
             let record = record_from_row(row)?;
-            let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
-                .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
-            if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
-                continue;
+            if filter.since.is_some() || filter.until.is_some() {
+                let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
+                    .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
+                if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
+                    continue;
+                }
             }
             records.push(record);
         }
@@ -345,14 +348,8 @@ impl Store {
 
     /// The newest `limit` events, oldest first.
     pub async fn recent_audit_events(&self, limit: u32) -> Result<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
-             ORDER BY seq DESC LIMIT $1) ORDER BY seq",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
+        self.matching_audit_events(&AuditFilter::default(), Some(limit))
+            .await
     }
 }
 

@@ -234,15 +234,11 @@ impl Store {
 
     /// Sessions, newest first; only those still open with `live_only`.
     pub async fn list_sessions(&self, live_only: bool) -> Result<Vec<Session>> {
-        let rows = sqlx::query(
-            "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded FROM sessions \
-             WHERE NOT $1 OR ended_at IS NULL ORDER BY started_at DESC, id DESC",
-        )
-        .bind(live_only)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(session_from_row).collect()
+        let filter = SessionFilter {
+            live_only,
+            ..SessionFilter::default()
+        };
+        self.find_sessions(&filter, u32::MAX).await
     }
 
     /// The newest `limit` sessions that match `filter`, newest first; filtered in SQL, so a
