@@ -1,10 +1,10 @@
 //! Live enforcement: a session stays allowed for its whole life, not only at login.
 //!
 //! Every live session is registered here with what it was allowed for. A watcher task asks the
-//! policy again every [`RECHECK`] with fresh facts from the store (the user, the grants, the
-//! asset, kill requests written by `rampart session kill` from any process) and ends sessions
-//! that are no longer allowed, with the reason shown to the user. Idle and duration limits are
-//! checked on the same tick, with a warning line shortly before.
+//! policy again every [`RECHECK`] with the store's facts (the user, the grants, the asset, kill
+//! requests written by `rampart session kill` from any process; re-read whenever the audit log
+//! has grown) and ends sessions that are no longer allowed, with the reason shown to the user.
+//! Idle and duration limits are checked on the same tick, with a warning line shortly before.
 
 use bytes::Bytes;
 use rampart_core::policy::{AccessRequest, Decision, decide};
@@ -247,6 +247,7 @@ impl LiveSessions {
     /// Checks every live session and connection once a [`RECHECK`], until `shutdown`.
     pub async fn enforce(self: Arc<Self>, store: Arc<Store>, shutdown: watch::Receiver<bool>) {
         let mut shutdown = shutdown;
+        let mut facts: Option<(Option<i64>, Facts)> = None;
         let mut tick = tokio::time::interval(RECHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -264,11 +265,26 @@ impl LiveSessions {
             if idle {
                 continue;
             }
-            match Facts::load(&store).await {
-                Ok(facts) => self.check_policy(&facts),
-                // Fail closed would end every session on a transient read error; the sessions
-                // keep their last decision and the error is loud.
-                Err(err) => tracing::error!(error = %err, "cannot re-check live sessions"),
+            // Every change to users, grants, assets and kill requests is written with an audit
+            // event, so the facts are re-read only when the audit log has grown; the policy is
+            // asked again every tick all the same (grants expire and windows close by the clock).
+            let head = match store.audit_head().await {
+                Ok(head) => head.map(|(seq, _)| seq),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot re-check live sessions");
+                    continue;
+                }
+            };
+            if facts.as_ref().is_none_or(|(seen, _)| *seen != head) {
+                match Facts::load(&store).await {
+                    Ok(fresh) => facts = Some((head, fresh)),
+                    // Fail closed would end every session on a transient read error; the
+                    // sessions keep their last decision and the error is loud.
+                    Err(err) => tracing::error!(error = %err, "cannot re-check live sessions"),
+                }
+            }
+            if let Some((_, facts)) = &facts {
+                self.check_policy(facts);
             }
         }
     }
