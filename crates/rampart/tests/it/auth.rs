@@ -3,6 +3,7 @@
 //! OpenSSH will not do (open a channel with the second factor pending, change user name).
 
 use crate::mfa::{enroll, right_code, wrong_code};
+use crate::policy::{only_grant, remove_grants};
 use crate::ssh::{Lab, text};
 use rampart_testkit::{totp_code, unix_now};
 use russh::client;
@@ -74,19 +75,7 @@ fn totp_is_asked_after_the_key_and_a_code_works_once() {
     let Some(lab) = Lab::start() else { return };
     let client = MfaClient::new(&lab);
     // A grant that requires a second factor denies a key-only login, with the reason.
-    for grant in lab.r.json(&["grant", "list"]).as_array().unwrap() {
-        lab.r
-            .ok(&["grant", "remove", grant["id"].as_str().unwrap()]);
-    }
-    lab.r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "alice",
-        "--asset",
-        "web-01",
-        "--require-mfa",
-    ]);
+    only_grant(&lab, &["--require-mfa"]);
     let denied = lab.ssh(&lab.direct(), "true", b"");
     assert!(
         text(&denied.stderr).contains("requires a login with a second factor"),
@@ -389,14 +378,10 @@ fn every_credential_type_is_refused_by_every_policy() {
         (time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(86_400)).weekday();
     let other_day = format!("{} 00:00-23:59 UTC", &format!("{tomorrow}")[..3]);
     let grant = |extra: &[&str]| {
-        for grant in lab.r.json(&["grant", "list"]).as_array().unwrap() {
-            lab.r
-                .ok(&["grant", "remove", grant["id"].as_str().unwrap()]);
-        }
-        if extra != ["none"] {
-            let mut args = vec!["grant", "add", "--user", "alice", "--asset", "web-01"];
-            args.extend_from_slice(extra);
-            lab.r.ok(&args);
+        if extra == ["none"] {
+            remove_grants(&lab);
+        } else {
+            only_grant(&lab, extra);
         }
     };
     let policies: Vec<Policy> = vec![

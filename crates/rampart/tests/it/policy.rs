@@ -7,12 +7,17 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Replaces alice's grants with one grant on web-01 with `extra` flags.
-fn only_grant(lab: &Lab, extra: &[&str]) -> String {
+/// Removes every grant.
+pub(crate) fn remove_grants(lab: &Lab) {
     for grant in lab.r.json(&["grant", "list"]).as_array().unwrap() {
         lab.r
             .ok(&["grant", "remove", grant["id"].as_str().unwrap()]);
     }
+}
+
+/// Replaces alice's grants with one grant on web-01 with `extra` flags.
+pub(crate) fn only_grant(lab: &Lab, extra: &[&str]) -> String {
+    remove_grants(lab);
     let mut args = vec!["grant", "add", "--user", "alice", "--asset", "web-01"];
     args.extend_from_slice(extra);
     lab.r.json(&args)["id"].as_str().unwrap().to_owned()
