@@ -42,6 +42,28 @@ const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_SESSION_MAX_DURATION",
 ];
 
+/// A test cannot run here: under `RAMPART_REQUIRE_TOOLS=1` (CI) this is a failure; otherwise it
+/// prints `skipped: REASON` and, when `RAMPART_SKIP_LOG` names a file, appends the reason there so
+/// that `.ci/run` can count skips (cargo's own summary cannot tell a skip from a pass).
+pub fn skip_or_fail(reason: &str) {
+    let message = format!("skipped: {reason}");
+    if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
+    }
+    eprintln!("{message}");
+    if let Some(log) = std::env::var_os("RAMPART_SKIP_LOG") {
+        use std::io::Write as _;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut file| writeln!(file, "{reason}"));
+        if let Err(error) = appended {
+            eprintln!("cannot write RAMPART_SKIP_LOG: {error}");
+        }
+    }
+}
+
 /// Finds an external tool, or explains why the test cannot run. Returns `None` to skip, and
 /// panics instead when `RAMPART_REQUIRE_TOOLS=1`.
 pub fn require_tool(name: &str) -> Option<PathBuf> {
@@ -51,12 +73,9 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file());
     if found.is_none() {
-        let message =
-            format!("skipped: {name} is not installed (Debian: see README, 'System packages')");
-        if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
-        }
-        eprintln!("{message}");
+        skip_or_fail(&format!(
+            "{name} is not installed (Debian: see README, 'System packages')"
+        ));
     }
     found
 }
@@ -72,13 +91,9 @@ pub fn require_password_target_user() -> bool {
         .flatten()
         .is_some();
     if !exists {
-        let message = format!(
-            "skipped: local user {PASSWORD_TARGET_USER} does not exist (.ci/run creates it with its test password)"
-        );
-        if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
-        }
-        eprintln!("{message}");
+        skip_or_fail(&format!(
+            "local user {PASSWORD_TARGET_USER} does not exist (.ci/run creates it with its test password)"
+        ));
     }
     exists
 }

@@ -22,14 +22,10 @@ fn require_playwright() -> bool {
         .join("node_modules/playwright-core/package.json")
         .is_file();
     if !installed {
-        let message = format!(
-            "skipped: playwright-core is not installed (run `npm ci` in {})",
+        rampart_testkit::skip_or_fail(&format!(
+            "playwright-core is not installed (run `npm ci` in {})",
             browser_dir().display()
-        );
-        if std::env::var("RAMPART_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{message}; RAMPART_REQUIRE_TOOLS=1 makes this a failure");
-        }
-        eprintln!("{message}");
+        ));
     }
     installed
 }
