@@ -5,6 +5,7 @@
 
 use super::evidence::SmallDisk;
 use super::ssh::{Lab, text};
+use rampart_testkit::require_tool;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,12 @@ use std::time::{Duration, Instant};
 
 /// The recording of `id` as an auditor exports it: (input, output) text, in order.
 fn exported(lab: &Lab, id: &str, force: bool) -> (String, String) {
+    let (input, output, _) = exported_file(lab, id, force);
+    (input, output)
+}
+
+/// [`exported`], and the exported file.
+fn exported_file(lab: &Lab, id: &str, force: bool) -> (String, String, std::path::PathBuf) {
     let file = lab.r.scratch().join(format!("{id}-{}.cast", rand_suffix()));
     let mut args = vec!["recording", "export", id, "-o", file.to_str().unwrap()];
     if force {
@@ -34,7 +41,7 @@ fn exported(lab: &Lab, id: &str, force: bool) -> (String, String) {
             _ => {}
         }
     }
-    (input, output)
+    (input, output, file)
 }
 
 fn rand_suffix() -> u128 {
@@ -87,10 +94,32 @@ fn a_command_after_a_megabyte_of_padding_is_in_the_recording() {
     let session = only_session(&lab, "exec");
     let id = session["id"].as_str().unwrap();
     assert!(session.get("recording_cap").is_none(), "{session}");
-    let (input, output) = exported(&lab, id, false);
-    assert_eq!(input.as_bytes(), &script[..], "the whole input is recorded");
+    let (input, output, file) = exported_file(&lab, id, false);
+    assert!(
+        input.as_bytes() == &script[..],
+        "the whole input is recorded: {} of {} bytes",
+        input.len(),
+        script.len()
+    );
     assert!(input.ends_with("echo HIDDEN\n"));
     assert_eq!(output, "HIDDEN\n");
+    // A third-party player accepts the command's export too.
+    if require_tool("asciinema").is_some() && require_tool("script").is_some() {
+        let out = Command::new("script")
+            .arg("-qec")
+            .arg(format!("asciinema cat {}", file.display()))
+            .arg("/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("HIDDEN"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let replay = lab.r.ok(&["replay", id, "--no-wait"]);
+    assert!(replay.contains("HIDDEN"), "{replay}");
 
     let report = lab.r.run(&["audit", "verify", "--session", id]);
     let report_text = text(&report.stdout);
@@ -214,6 +243,14 @@ fn kill_9_keeps_every_byte_the_client_had_received() {
     let exec_received = text(&exec_seen.lock().unwrap());
     let shell_received = text(&shell_seen.lock().unwrap());
     lab.server = lab.r.serve();
+    // The restarted node seals the interrupted recordings, then ends the sessions' records.
+    let sessions = lab.sessions();
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s["end_reason"] == "node restarted during the session"),
+        "{sessions:?}"
+    );
 
     let report = lab.r.run(&["audit", "verify"]);
     let report_text = text(&report.stdout);
