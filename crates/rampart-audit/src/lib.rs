@@ -7,17 +7,23 @@
 //! can check it too). A recording cut short by a crash is sealed at the next start as
 //! incomplete, and verifies up to its last complete chunk.
 //!
+//! A command's recording keeps its input and output in full as raw frames in a third file
+//! (`<session>.raw`), hashed into the same manifest; the cast then holds the header and markers,
+//! and [`read_cast`] / [`write_cast`] merge the two into one asciicast for players.
+//!
 //! This crate does file I/O on the recordings directory only; the audit log lives in the store.
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod live;
 pub mod recording;
 pub mod scp;
 pub mod sftp;
 pub mod sinks;
 pub mod verify;
 
-pub use recording::{CastHeader, Recorder, RecordingError};
+pub use live::LiveRecorder;
+pub use recording::{CastHeader, Recorder, RecordingError, RecordingOptions, Stream};
 pub use ssh_key::{PrivateKey, PublicKey};
 pub use verify::{RecordingProblem, RecordingReport, verify_recording};
 
@@ -38,6 +44,7 @@ pub fn public_key_from_openssh(text: &str) -> Result<PublicKey, String> {
 pub fn remove_recording(dir: &std::path::Path, session: uuid::Uuid) -> std::io::Result<()> {
     for path in [
         recording::cast_path(dir, session),
+        recording::raw_path(dir, session),
         recording::manifest_path(dir, session),
     ] {
         match std::fs::remove_file(&path) {
@@ -56,28 +63,142 @@ pub fn has_recording(dir: &std::path::Path, session: uuid::Uuid) -> bool {
 /// One asciicast event: seconds since the start, code (`o`, `i`, `r`, `m`) and data.
 pub type CastEvent = (f64, String, String);
 
-/// Reads a recording's header and events (for replay).
+/// Reads a recording's header and events (for replay): the cast's events, with a command's
+/// raw input and output merged in by time.
 pub fn read_cast(
     dir: &std::path::Path,
     session: uuid::Uuid,
 ) -> Result<(CastHeader, Vec<CastEvent>), String> {
+    let mut events = Vec::new();
+    let header = each_event(dir, session, &mut |event| {
+        events.push(event);
+        Ok(())
+    })?;
+    Ok((header, events))
+}
+
+/// Writes a recording as one asciicast v2 file (what players accept) to `out`: a terminal
+/// session's cast as it is, a command's with its raw input and output merged in. Returns the
+/// bytes written.
+pub fn write_cast(
+    dir: &std::path::Path,
+    session: uuid::Uuid,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, String> {
+    let path = recording::cast_path(dir, session);
+    let failed = |err: std::io::Error| format!("cannot write the recording: {err}");
+    if !recording::raw_path(dir, session).exists() {
+        let mut file = std::fs::File::open(&path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        return std::io::copy(&mut file, out).map_err(failed);
+    }
+    let mut written = 0u64;
+    let mut line = |text: String| -> Result<(), String> {
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(failed)?;
+        written += text.len() as u64 + 1;
+        Ok(())
+    };
+    // The header goes first: read it before the events.
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    line(text.lines().next().unwrap_or_default().to_owned())?;
+    each_event(dir, session, &mut |event| {
+        line(serde_json::to_string(&event).map_err(|err| err.to_string())?)
+    })?;
+    Ok(written)
+}
+
+/// Calls `each` with every event of a recording in time order; returns the header.
+fn each_event(
+    dir: &std::path::Path,
+    session: uuid::Uuid,
+    each: &mut dyn FnMut(CastEvent) -> Result<(), String>,
+) -> Result<CastHeader, String> {
+    use std::io::Read;
     let path = recording::cast_path(dir, session);
     let text = std::fs::read_to_string(&path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let mut lines = text.lines();
+    // A recording that could not be sealed (a full disk) may end in a torn line: not a record.
+    let whole = text
+        .rfind('\n')
+        .map_or("", |end| text.get(..end).unwrap_or_default());
+    let mut lines = whole.lines();
     let header = lines
         .next()
         .ok_or_else(|| format!("{} is empty", path.display()))?;
     let header: CastHeader = serde_json::from_str(header)
         .map_err(|err| format!("{} has no asciicast header: {err}", path.display()))?;
-    let events = lines
-        .enumerate()
-        .map(|(n, line)| {
-            serde_json::from_str(line)
-                .map_err(|err| format!("{} line {}: {err}", path.display(), n + 2))
-        })
-        .collect::<Result<Vec<CastEvent>, String>>()?;
-    Ok((header, events))
+    let mut cast_events = lines.enumerate().map(|(n, line)| {
+        serde_json::from_str::<CastEvent>(line)
+            .map_err(|err| format!("{} line {}: {err}", path.display(), n + 2))
+    });
+    let raw = recording::raw_path(dir, session);
+    let mut frames = match std::fs::File::open(&raw) {
+        Ok(file) => Some(std::io::BufReader::new(file)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(format!("cannot read {}: {err}", raw.display())),
+    };
+    // Characters split across frames stay whole, per direction.
+    let (mut pending_input, mut pending_output) = (Vec::new(), Vec::new());
+    let mut next_frame = || -> Result<Option<CastEvent>, String> {
+        let Some(reader) = frames.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let mut head = [0u8; recording::FRAME_HEADER];
+            match reader.read_exact(&mut head) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(err) => return Err(format!("cannot read {}: {err}", raw.display())),
+            }
+            let [_, _, _, _, _, _, _, _, _, l0, l1, l2, l3] = head;
+            let length = u32::from_be_bytes([l0, l1, l2, l3]);
+            let mut data = vec![0u8; usize::try_from(length).unwrap_or(0)];
+            match reader.read_exact(&mut data) {
+                Ok(()) => {}
+                // A torn last frame (a write the disk refused): not a record.
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(err) => return Err(format!("cannot read {}: {err}", raw.display())),
+            }
+            let mut whole = head.to_vec();
+            whole.extend_from_slice(&data);
+            let Some((stream, micros, data)) = recording::parse_frame(&whole) else {
+                return Err(format!("{} holds an unreadable frame", raw.display()));
+            };
+            let (pending, code) = match stream {
+                Stream::Input => (&mut pending_input, "i"),
+                Stream::Output | Stream::ErrorOutput => (&mut pending_output, "o"),
+            };
+            let text = recording::take_utf8(pending, data);
+            if !text.is_empty() {
+                return Ok(Some((micros as f64 / 1_000_000.0, code.to_owned(), text)));
+            }
+        }
+    };
+    let mut cast_next = cast_events.next().transpose()?;
+    let mut frame_next = next_frame()?;
+    loop {
+        let take_cast = match (&cast_next, &frame_next) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(cast), Some(frame)) => cast.0 <= frame.0,
+        };
+        if take_cast {
+            if let Some(event) = cast_next.take() {
+                each(event)?;
+            }
+            cast_next = cast_events.next().transpose()?;
+        } else {
+            if let Some(event) = frame_next.take() {
+                each(event)?;
+            }
+            frame_next = next_frame()?;
+        }
+    }
+    Ok(header)
 }
 
 /// The SSH signature namespace of recording seals.

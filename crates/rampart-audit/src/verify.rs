@@ -1,11 +1,16 @@
 //! Checking a recording against its manifest and seal, naming exactly what is wrong.
+//!
+//! The files are read chunk by chunk (never whole), so a recording of a bulk transfer is
+//! checked in bounded memory.
 
+use crate::SEAL_NAMESPACE;
 use crate::recording::{
-    FORMAT, ManifestLine, cast_path, chain_next, chain_start, manifest_path, seal_message,
+    ChunkRef, FORMAT, FORMAT_V1, ManifestLine, RecordedFile, SealFacts, StreamTotals, cast_path,
+    chain_next, chain_start, hash_next, manifest_path, raw_path, seal_message,
 };
-use crate::{SEAL_NAMESPACE, hex};
-use sha2::{Digest, Sha256};
 use ssh_key::{PublicKey, SshSig};
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
 use uuid::Uuid;
 
@@ -14,9 +19,57 @@ use uuid::Uuid;
 pub struct RecordingReport {
     pub session: Uuid,
     pub chunks: u64,
+    /// Bytes of the cast and the raw stream file together.
     pub length: u64,
     /// False when the session was cut short (a crash) and sealed at the next start.
     pub complete: bool,
+    /// Bytes written before a crash and hashed only when sealed at the next start.
+    pub recovered: u64,
+    /// The deployment's cap on each direction of a command's recording (none: all of it).
+    pub cap: Option<u64>,
+    /// A capped recording's full streams, as sealed (absent after a crash).
+    pub streams: Option<StreamTotals>,
+}
+
+impl RecordingReport {
+    /// Whether some of a direction was counted and hashed but not kept (or, after a crash,
+    /// may have been).
+    pub fn capped(&self) -> bool {
+        match (self.cap, &self.streams) {
+            (None, _) => false,
+            (Some(cap), Some(streams)) => streams.input_bytes > cap || streams.output_bytes > cap,
+            (Some(_), None) => true,
+        }
+    }
+
+    /// One line for `audit verify`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} chunks, {} bytes, ", self.chunks, self.length);
+        if self.complete {
+            text.push_str("sealed");
+        } else {
+            text.push_str("sealed as incomplete (the node stopped during the session)");
+            if self.recovered > 0 {
+                text.push_str(&format!(
+                    "; its last {} bytes were written before the stop and hashed at restart",
+                    self.recovered
+                ));
+            }
+        }
+        if let Some(cap) = self.cap.filter(|_| self.capped()) {
+            text.push_str(&format!("; capped at {cap} bytes each way"));
+            if let Some(streams) = &self.streams {
+                text.push_str(&format!(
+                    " (input {} bytes, SHA-256 {}; output {} bytes, SHA-256 {})",
+                    streams.input_bytes,
+                    streams.input_sha256,
+                    streams.output_bytes,
+                    streams.output_sha256
+                ));
+            }
+        }
+        text
+    }
 }
 
 /// What is wrong with a recording.
@@ -52,6 +105,38 @@ pub enum RecordingProblem {
     BadSignature,
 }
 
+/// One of the recording's data files, read in order.
+struct DataFile {
+    path: String,
+    reader: Option<BufReader<File>>,
+    size: u64,
+    /// Where the next chunk must start.
+    next: u64,
+}
+
+impl DataFile {
+    fn open(path: &Path) -> Result<Self, RecordingProblem> {
+        let shown = path.display().to_string();
+        let (reader, size) = match File::open(path) {
+            Ok(file) => {
+                let size = file
+                    .metadata()
+                    .map_err(|_| RecordingProblem::Missing(shown.clone()))?
+                    .len();
+                (Some(BufReader::new(file)), size)
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, 0),
+            Err(_) => return Err(RecordingProblem::Missing(shown)),
+        };
+        Ok(Self {
+            path: shown,
+            reader,
+            size,
+            next: 0,
+        })
+    }
+}
+
 /// Verifies the recording of `session` in `dir` with the node's audit public key.
 pub fn verify_recording(
     dir: &Path,
@@ -59,16 +144,20 @@ pub fn verify_recording(
     audit_key: &PublicKey,
 ) -> Result<RecordingReport, RecordingProblem> {
     let manifest_file = manifest_path(dir, session);
-    let cast_file = cast_path(dir, session);
     let manifest = std::fs::read_to_string(&manifest_file)
         .map_err(|_| RecordingProblem::Missing(manifest_file.display().to_string()))?;
-    let cast = std::fs::read(&cast_file)
-        .map_err(|_| RecordingProblem::Missing(cast_file.display().to_string()))?;
+    let mut cast = DataFile::open(&cast_path(dir, session))?;
+    if cast.reader.is_none() {
+        return Err(RecordingProblem::Missing(cast.path));
+    }
+    let mut raw = DataFile::open(&raw_path(dir, session))?;
     let id = session.to_string();
 
-    let mut chain = chain_start(&id);
+    let mut format = FORMAT_V1.to_owned();
+    let mut cap = None;
+    let mut chain = chain_start(&format, &id, cap);
     let mut next_index = 0u64;
-    let mut next_offset = 0u64;
+    let mut recovered = 0u64;
     let mut seal = None;
     for (number, line) in manifest.lines().enumerate() {
         let parsed: ManifestLine = serde_json::from_str(line)
@@ -79,9 +168,10 @@ pub fn verify_recording(
         match parsed {
             ManifestLine::Start {
                 session: found,
-                format,
+                format: found_format,
+                cap: found_cap,
             } => {
-                if number != 0 || format != FORMAT {
+                if number != 0 || (found_format != FORMAT && found_format != FORMAT_V1) {
                     return Err(RecordingProblem::ManifestCorrupt(number + 1));
                 }
                 if found != id {
@@ -90,47 +180,77 @@ pub fn verify_recording(
                         found,
                     });
                 }
+                format = found_format;
+                cap = found_cap;
+                chain = chain_start(&format, &id, cap);
             }
             ManifestLine::Chunk {
                 index,
+                file,
                 offset,
                 length,
                 sha256,
                 chain: claimed,
+                recovered: was_recovered,
             } => {
-                if index != next_index || offset != next_offset {
+                if format == FORMAT_V1 && (file != RecordedFile::Cast || was_recovered) {
+                    return Err(RecordingProblem::ManifestCorrupt(number + 1));
+                }
+                let data = match file {
+                    RecordedFile::Cast => &mut cast,
+                    RecordedFile::Raw => &mut raw,
+                };
+                if index != next_index || offset != data.next {
                     return Err(RecordingProblem::ChunkOutOfOrder {
                         index,
                         expected: next_index,
-                        offset: next_offset,
+                        offset: data.next,
                     });
                 }
                 let end = offset.saturating_add(length);
-                let bytes = usize::try_from(offset)
-                    .ok()
-                    .zip(usize::try_from(end).ok())
-                    .and_then(|(start, stop)| cast.get(start..stop))
-                    .ok_or(RecordingProblem::Truncated {
-                        expected: end,
-                        actual: cast.len() as u64,
-                    })?;
-                if hex(&Sha256::digest(bytes)) != sha256 {
+                let truncated = RecordingProblem::Truncated {
+                    expected: end,
+                    actual: data.size,
+                };
+                let Some(reader) = data.reader.as_mut() else {
+                    return Err(RecordingProblem::Missing(data.path.clone()));
+                };
+                let actual = hash_next(reader, length)
+                    .map_err(|_| truncated.clone())?
+                    .ok_or(truncated)?;
+                if actual != sha256 {
                     return Err(RecordingProblem::ChunkAltered { index, offset, end });
                 }
-                let expected_chain = chain_next(&chain, index, offset, length, &sha256);
+                let expected_chain = chain_next(
+                    &format,
+                    &chain,
+                    ChunkRef {
+                        file,
+                        index,
+                        offset,
+                        length,
+                        sha256: &sha256,
+                        recovered: was_recovered,
+                    },
+                );
                 if expected_chain != claimed {
                     return Err(RecordingProblem::ChainBroken(index));
                 }
+                if was_recovered {
+                    recovered += length;
+                }
                 chain = expected_chain;
                 next_index += 1;
-                next_offset = end;
+                data.next = end;
             }
             ManifestLine::Seal {
                 session: found,
                 chunks,
                 length,
+                raw_length,
                 chain: sealed_chain,
                 complete,
+                streams,
                 signature,
             } => {
                 if found != id {
@@ -139,38 +259,59 @@ pub fn verify_recording(
                         found,
                     });
                 }
-                if chunks != next_index || length != next_offset || sealed_chain != chain {
+                if chunks != next_index
+                    || length != cast.next
+                    || raw_length != raw.next
+                    || sealed_chain != chain
+                    || (format == FORMAT_V1 && streams.is_some())
+                {
                     return Err(RecordingProblem::SealMismatch { chunks, length });
                 }
-                let message = seal_message(&id, chunks, length, &chain, complete);
+                let message = seal_message(&SealFacts {
+                    format: &format,
+                    session: &id,
+                    chunks,
+                    length,
+                    raw_length,
+                    chain: &chain,
+                    complete,
+                    streams: streams.as_ref(),
+                });
                 let signature = SshSig::from_pem(signature.as_bytes())
                     .map_err(|_| RecordingProblem::BadSignature)?;
                 audit_key
                     .verify(SEAL_NAMESPACE, message.as_bytes(), &signature)
                     .map_err(|_| RecordingProblem::BadSignature)?;
-                seal = Some(complete);
+                seal = Some((complete, streams));
             }
         }
     }
-    let complete = seal.ok_or(RecordingProblem::NotSealed)?;
-    let actual = cast.len() as u64;
-    if actual > next_offset {
-        return Err(RecordingProblem::TrailingData {
-            extra: actual - next_offset,
-        });
+    let (complete, streams) = seal.ok_or(RecordingProblem::NotSealed)?;
+    for data in [&cast, &raw] {
+        if data.size > data.next {
+            return Err(RecordingProblem::TrailingData {
+                extra: data.size - data.next,
+            });
+        }
     }
     Ok(RecordingReport {
         session,
         chunks: next_index,
-        length: next_offset,
+        length: cast.next + raw.next,
         complete,
+        recovered,
+        cap,
+        streams,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::{CastHeader, Recorder, seal_interrupted};
+    use crate::recording::{
+        CastHeader, Recorder, RecordingOptions, Stream, raw_path, seal_interrupted,
+    };
+    use sha2::{Digest, Sha256};
     use ssh_key::PrivateKey;
     use ssh_key::private::Ed25519Keypair;
 
@@ -347,5 +488,143 @@ mod tests {
             seal_interrupted(dir, &key).unwrap().is_empty(),
             "sealing is done once"
         );
+    }
+
+    /// A sealed command recording: raw streams, optionally capped; returns it and its output.
+    fn recorded_command(dir: &Path, key: &PrivateKey, cap: Option<u64>) -> (Uuid, Vec<u8>) {
+        let session = Uuid::now_v7();
+        let header = CastHeader::new(80, 24, None, Some("bash -s".into()), "t".into());
+        let options = RecordingOptions {
+            raw_streams: true,
+            cap,
+        };
+        let mut recorder = Recorder::create_with(dir, session, &header, options).unwrap();
+        let mut output = Vec::new();
+        for i in 0..40_000 {
+            let line = format!("output line {i}\n");
+            recorder.stream(Stream::Output, line.as_bytes()).unwrap();
+            output.extend_from_slice(line.as_bytes());
+        }
+        recorder.stream(Stream::Input, b"echo HIDDEN\n").unwrap();
+        recorder.seal(key).unwrap();
+        (session, output)
+    }
+
+    #[test]
+    fn a_command_recording_keeps_its_raw_streams_whole_and_names_tampering() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = node_key(5);
+        let (session, output) = recorded_command(dir, &key, None);
+        let report = check(dir, session, &key).unwrap();
+        assert!(report.complete && !report.capped() && report.cap.is_none());
+        assert!(report.length > output.len() as u64);
+        let (_, events) = crate::read_cast(dir, session).unwrap();
+        let shown: String = events
+            .iter()
+            .filter(|e| e.1 == "o")
+            .map(|e| e.2.as_str())
+            .collect();
+        assert_eq!(shown.as_bytes(), &output[..]);
+        assert!(events.iter().any(|e| e.1 == "i" && e.2 == "echo HIDDEN\n"));
+
+        let raw = raw_path(dir, session);
+        let original = std::fs::read(&raw).unwrap();
+        let mut flipped = original.clone();
+        flipped[300_000] ^= 1;
+        std::fs::write(&raw, &flipped).unwrap();
+        assert!(matches!(
+            check(dir, session, &key),
+            Err(RecordingProblem::ChunkAltered { .. })
+        ));
+        std::fs::write(&raw, &original[..original.len() - 5]).unwrap();
+        assert!(matches!(
+            check(dir, session, &key),
+            Err(RecordingProblem::Truncated { .. })
+        ));
+        let mut longer = original.clone();
+        longer.extend_from_slice(b"o-injected");
+        std::fs::write(&raw, &longer).unwrap();
+        assert!(matches!(
+            check(dir, session, &key),
+            Err(RecordingProblem::TrailingData { extra: 10 })
+        ));
+        std::fs::remove_file(&raw).unwrap();
+        assert!(matches!(
+            check(dir, session, &key),
+            Err(RecordingProblem::Missing(_))
+        ));
+        std::fs::write(&raw, &original).unwrap();
+        assert!(check(dir, session, &key).is_ok());
+    }
+
+    #[test]
+    fn a_capped_recording_states_its_cap_and_hashes_the_whole_streams() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = node_key(6);
+        let (session, output) = recorded_command(dir, &key, Some(1000));
+        let report = check(dir, session, &key).unwrap();
+        assert!(report.capped(), "{report:?}");
+        assert_eq!(report.cap, Some(1000));
+        let streams = report.streams.clone().unwrap();
+        assert_eq!(streams.output_bytes, output.len() as u64);
+        assert_eq!(streams.output_sha256, crate::hex(&Sha256::digest(&output)));
+        assert_eq!(streams.input_bytes, 12);
+        assert!(report.describe().contains("capped at 1000 bytes each way"));
+        let (_, events) = crate::read_cast(dir, session).unwrap();
+        let shown: usize = events
+            .iter()
+            .filter(|e| e.1 == "o")
+            .map(|e| e.2.len())
+            .sum();
+        assert_eq!(shown, 1000);
+
+        // The cap and the totals cannot be edited away.
+        let manifest = manifest_path(dir, session);
+        let original = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, original.replacen(",\"cap\":1000", "", 1)).unwrap();
+        assert!(matches!(
+            check(dir, session, &key),
+            Err(RecordingProblem::ChainBroken(0))
+        ));
+        let total = format!("\"output_bytes\":{}", output.len());
+        std::fs::write(
+            &manifest,
+            original.replacen(&total, "\"output_bytes\":1000", 1),
+        )
+        .unwrap();
+        assert_eq!(
+            check(dir, session, &key),
+            Err(RecordingProblem::BadSignature)
+        );
+    }
+
+    #[test]
+    fn an_interrupted_recording_keeps_what_was_written_after_its_last_chunk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = node_key(7);
+        let session = Uuid::now_v7();
+        let header = CastHeader::new(80, 24, None, None, "t".into());
+        let options = RecordingOptions {
+            raw_streams: true,
+            cap: None,
+        };
+        let mut recorder = Recorder::create_with(dir, session, &header, options).unwrap();
+        recorder
+            .stream(Stream::Output, b"shown before the crash")
+            .unwrap();
+        recorder.marker("a marker").unwrap();
+        // The process dies before any checkpoint: the bytes are in the files, not in the
+        // manifest.
+        drop(recorder);
+        assert_eq!(seal_interrupted(dir, &key).unwrap(), vec![session]);
+        let report = check(dir, session, &key).unwrap();
+        assert!(!report.complete && report.recovered > 0, "{report:?}");
+        assert!(report.describe().contains("hashed at restart"));
+        let (_, events) = crate::read_cast(dir, session).unwrap();
+        assert!(events.iter().any(|e| e.2 == "shown before the crash"));
+        assert!(events.iter().any(|e| e.2 == "a marker"));
     }
 }

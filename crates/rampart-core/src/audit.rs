@@ -183,6 +183,9 @@ pub enum AuditEvent {
         /// False when the grant says the session is not recorded.
         #[serde(default = "recorded_by_default")]
         recorded: bool,
+        /// A command recorded up to this many bytes each way (the rest counted and hashed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording_cap: Option<u64>,
     },
     /// Someone asked for a live session to end; the server carrying it ends it within seconds.
     SessionKillRequested {

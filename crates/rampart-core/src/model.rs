@@ -261,6 +261,10 @@ pub struct Session {
     pub end_reason: Option<String>,
     /// Whether shell and exec sessions were to be recorded (a grant can say not).
     pub recorded: bool,
+    /// The cap on each direction of a command's recording (`recording.exec_cap` when it
+    /// started); `None`: recorded in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_cap: Option<u64>,
 }
 
 impl Session {

@@ -89,6 +89,7 @@ pub async fn start(
         source_addr: source.to_owned(),
         grant: allowed.grant,
         recorded: false,
+        recording_cap: None,
     };
     match store.start_session(&session).await {
         Ok(id) => Some(id),

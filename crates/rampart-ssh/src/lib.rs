@@ -66,6 +66,27 @@ pub struct Gateway {
 pub struct GatewaySettings {
     pub sessions: live::SessionDefaults,
     pub auth: AuthSettings,
+    pub recording: RecordingSettings,
+}
+
+/// How recordings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingSettings {
+    /// A live recording is fsynced (and its chunks hashed into the manifest) at least this
+    /// often while anything is written: what a crash of the machine can lose.
+    pub sync_interval: Duration,
+    /// Bytes of each direction a command's recording keeps; the rest is counted and hashed.
+    /// `None` (the default): everything.
+    pub exec_cap: Option<u64>,
+}
+
+impl Default for RecordingSettings {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(1),
+            exec_cap: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -103,6 +124,7 @@ impl Gateway {
             evidence: relay::Evidence {
                 dir: recordings,
                 key: audit_key,
+                recording: settings.recording,
             },
             server_config: Arc::new(server::config(host_key)),
             live: Arc::new(live::LiveSessions::new(settings.sessions)),

@@ -14,7 +14,7 @@ use crate::target::{self, Refusal, Resolved, TargetConnection};
 use rampart_audit::commands::CommandLog;
 use rampart_audit::scp::{ScpCommand, ScpObserver};
 use rampart_audit::sftp::{SftpEvent, SftpObserver};
-use rampart_audit::{CastHeader, Recorder, RecordingError};
+use rampart_audit::{CastHeader, LiveRecorder, Recorder, RecordingError, RecordingOptions, Stream};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::policy::allowed_accounts;
 use rampart_core::{AccountRef, Action, User};
@@ -100,24 +100,22 @@ fn env_allowed(name: &str) -> bool {
     matches!(name, "LANG" | "LANGUAGE" | "TZ") || name.starts_with("LC_")
 }
 
-/// Where recordings go and the key that seals them.
+/// Where recordings go, the key that seals them, and how they are written.
 #[derive(Clone)]
 pub struct Evidence {
     pub dir: PathBuf,
     pub key: Arc<PrivateKey>,
+    pub recording: crate::RecordingSettings,
 }
 
-/// Exec sessions record at most this much of each direction: enough for any command's output,
-/// while a bulk transfer (`cat > file`, rsync) is still counted but not copied to disk again.
-const EXEC_RECORDING_CAP: u64 = 1024 * 1024;
-
-/// The attachment point for recording: sees every chunk of a session, both ways, before it is
-/// passed on, so nothing reaches the other side unrecorded.
+/// The attachment point for recording: sees every chunk of a session, both ways, and hands it
+/// to the recording's writer; the chunk is passed on only once the writer has written it, so
+/// nothing reaches the other side unrecorded. Any failure (a write, the writer, a poisoned
+/// observer lock) is an error that ends the session.
 struct Tap {
     from_client: AtomicU64,
     to_client: AtomicU64,
-    recorder: std::sync::Mutex<Option<Recorder>>,
-    cap: Option<u64>,
+    recorder: Option<LiveRecorder>,
     /// Interactive shells only: the commands the user runs, read from the screen.
     commands: std::sync::Mutex<Option<CommandLog>>,
     /// File transfers (SFTP, legacy scp): the files moved and changed.
@@ -158,57 +156,36 @@ enum Observed {
 
 impl Tap {
     fn new(
-        recorder: Option<Recorder>,
-        cap: Option<u64>,
+        recorder: Option<LiveRecorder>,
         commands: Option<CommandLog>,
         files: Option<FileObserver>,
     ) -> Self {
         Self {
             from_client: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
-            recorder: std::sync::Mutex::new(recorder),
-            cap,
+            recorder,
             commands: std::sync::Mutex::new(commands),
             files: std::sync::Mutex::new(files),
         }
     }
 
-    fn record(
-        &self,
-        counter: &AtomicU64,
-        data: &[u8],
-        write: impl FnOnce(&mut Recorder, &[u8]) -> Result<(), RecordingError>,
-    ) -> Result<(), RecordingError> {
-        let before = counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-        let Ok(mut guard) = self.recorder.lock() else {
-            return Ok(());
-        };
-        let Some(recorder) = guard.as_mut() else {
-            return Ok(());
-        };
-        match self.cap {
-            Some(cap) if before >= cap => Ok(()),
-            Some(cap) => {
-                let room = usize::try_from(cap - before).unwrap_or(usize::MAX);
-                let (kept, dropped) = data.split_at(room.min(data.len()));
-                write(recorder, kept)?;
-                if !dropped.is_empty() {
-                    recorder.marker(&format!(
-                        "recording capped at {cap} bytes; the rest is counted, not recorded"
-                    ))?;
-                }
-                Ok(())
-            }
-            None => write(recorder, data),
+    /// Hands `data` to the writer; returns once it is in the file.
+    async fn record(&self, stream: Stream, data: &bytes::Bytes) -> Result<(), RecordingError> {
+        match &self.recorder {
+            Some(recorder) => recorder.stream(stream, data.clone()).await,
+            None => Ok(()),
         }
     }
 
     /// Records input; returns the file operations it completed.
-    fn client_sent(&self, data: &[u8]) -> Result<Vec<Observed>, String> {
-        with_slot(&self.commands, |log| log.input(data));
-        self.record(&self.from_client, data, Recorder::input)
+    async fn client_sent(&self, data: &bytes::Bytes) -> Result<Vec<Observed>, String> {
+        self.from_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        with_slot(&self.commands, |log| log.input(data))?;
+        self.record(Stream::Input, data)
+            .await
             .map_err(|err| err.to_string())?;
-        let files = with_slot(&self.files, |files| files.client(data)).transpose()?;
+        let files = with_slot(&self.files, |files| files.client(data))?.transpose()?;
         Ok(files
             .unwrap_or_default()
             .into_iter()
@@ -216,70 +193,97 @@ impl Tap {
             .collect())
     }
 
-    /// Records output; returns the commands and file operations it completed (commands are also
-    /// marked in the recording).
-    fn target_sent(&self, data: &[u8]) -> Result<Vec<Observed>, String> {
-        self.record(&self.to_client, data, Recorder::output)
+    /// Records output (`stderr`: extended data); returns the commands and file operations it
+    /// completed (commands are also marked in the recording).
+    async fn target_sent(
+        &self,
+        data: &bytes::Bytes,
+        stderr: bool,
+    ) -> Result<Vec<Observed>, String> {
+        self.to_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let stream = if stderr {
+            Stream::ErrorOutput
+        } else {
+            Stream::Output
+        };
+        self.record(stream, data)
+            .await
             .map_err(|err| err.to_string())?;
-        if let Some(files) = with_slot(&self.files, |files| files.target(data)) {
+        if let Some(files) = with_slot(&self.files, |files| files.target(data))? {
             return Ok(files?.into_iter().map(Observed::File).collect());
         }
-        let commands = with_slot(&self.commands, |log| log.output(data)).unwrap_or_default();
-        with_slot(&self.recorder, |recorder| {
-            commands
-                .iter()
-                .try_for_each(|command| recorder.marker(command))
-        })
-        .transpose()
-        .map_err(|err| err.to_string())?;
+        let commands = with_slot(&self.commands, |log| log.output(data))?.unwrap_or_default();
+        if let Some(recorder) = &self.recorder {
+            for command in &commands {
+                recorder
+                    .marker(command)
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
+        }
         Ok(commands.into_iter().map(Observed::Command).collect())
     }
 
     /// Files still open when the session ends.
-    fn finish_files(&self) -> Vec<Observed> {
+    fn finish_files(&self) -> Result<Vec<Observed>, String> {
         let events = with_slot(&self.files, |files| match files {
             FileObserver::Sftp(sftp) => sftp.finish(),
             FileObserver::Scp(_) => Vec::new(),
-        });
-        events
+        })?;
+        Ok(events
             .unwrap_or_default()
             .into_iter()
             .map(Observed::File)
-            .collect()
+            .collect())
     }
 
     /// Marks a line Rampart showed the user (a warning, why the session ended).
-    fn notice(&self, line: &str) {
-        if let Some(Err(err)) = with_slot(&self.recorder, |recorder| recorder.marker(line)) {
+    async fn notice(&self, line: &str) {
+        if let Some(recorder) = &self.recorder
+            && let Err(err) = recorder.marker(line).await
+        {
             tracing::warn!(error = %err, "cannot mark a notice in a recording");
         }
     }
 
-    fn resized(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
-        with_slot(&self.recorder, |recorder| recorder.resize(cols, rows)).transpose()?;
-        with_slot(&self.commands, |log| log.resize(cols, rows));
+    async fn resized(&self, cols: u32, rows: u32) -> Result<(), String> {
+        if let Some(recorder) = &self.recorder {
+            recorder
+                .resize(cols, rows)
+                .await
+                .map_err(|err| err.to_string())?;
+        }
+        with_slot(&self.commands, |log| log.resize(cols, rows))?;
         Ok(())
     }
 
     /// Seals the recording, with the exit status as the last marker.
-    fn finish(&self, key: &PrivateKey, exit_status: Option<i64>) -> Result<(), RecordingError> {
-        let Some(mut recorder) = self.recorder.lock().ok().and_then(|mut guard| guard.take())
-        else {
+    async fn finish(
+        &self,
+        key: &Arc<PrivateKey>,
+        exit_status: Option<i64>,
+    ) -> Result<(), RecordingError> {
+        let Some(recorder) = &self.recorder else {
             return Ok(());
         };
         if let Some(status) = exit_status {
-            recorder.marker(&format!("exit status {status}"))?;
+            recorder.marker(&format!("exit status {status}")).await?;
         }
-        recorder.seal(key)
+        recorder.seal(key.clone()).await
     }
 }
 
-/// Runs `use_value` on what `slot` holds, if anything (a poisoned lock counts as empty).
+/// Runs `use_value` on what `slot` holds, if anything. A poisoned lock (a panic while an
+/// observer held it) is an error: the session ends rather than pass data unobserved.
 fn with_slot<T, R>(
     slot: &std::sync::Mutex<Option<T>>,
     use_value: impl FnOnce(&mut T) -> R,
-) -> Option<R> {
-    slot.lock().ok()?.as_mut().map(use_value)
+) -> Result<Option<R>, String> {
+    let mut guard = slot
+        .lock()
+        .map_err(|_| "an observer of the session failed (poisoned lock)".to_owned())?;
+    Ok(guard.as_mut().map(use_value))
 }
 
 /// Serves one session channel from the user until either side closes it.
@@ -426,10 +430,17 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     )
     .await;
     drop(registration);
-    if let Err(err) = info.log(tap.finish_files()).await {
-        tracing::error!(error = %err, "cannot record the files still open at the end of a session");
+    match tap.finish_files() {
+        Ok(files) => {
+            if let Err(err) = info.log(files).await {
+                tracing::error!(error = %err, "cannot record the files still open at the end of a session");
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot finish the file observer of a session");
+        }
     }
-    if let Err(err) = tap.finish(&context.evidence.key, end.exit_status) {
+    if let Err(err) = tap.finish(&context.evidence.key, end.exit_status).await {
         tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
         end.reason = format!("{}; recording not sealed: {err}", end.reason);
     }
@@ -673,7 +684,13 @@ async fn open_target_channel(
             let title = format!("{} as {account}", context.user.name);
             let header =
                 CastHeader::new(width, height, pty.map(|p| p.term.as_str()), command, title);
-            match Recorder::create(&context.evidence.dir, session_id, &header) {
+            // A command's input and output are kept byte for byte, in full unless the
+            // deployment set a cap.
+            let options = RecordingOptions {
+                raw_streams: matches!(start, Start::Exec(_)),
+                cap: context.evidence.recording.exec_cap,
+            };
+            match Recorder::create_with(&context.evidence.dir, session_id, &header, options) {
                 Ok(recorder) => Some(recorder),
                 Err(err) => {
                     tracing::error!(error = %err, "cannot create a recording; refusing the session");
@@ -700,6 +717,10 @@ async fn open_target_channel(
         source_addr: context.source.clone(),
         grant: resolved.grant,
         recorded: recorder.is_some(),
+        recording_cap: match start {
+            Start::Exec(_) if recorder.is_some() => context.evidence.recording.exec_cap,
+            _ => None,
+        },
     };
     if let Err(err) = context.store.start_session(&session).await {
         tracing::error!(error = %err, "cannot record a session start; refusing it");
@@ -718,7 +739,17 @@ async fn open_target_channel(
         }
         why
     };
-    let cap = matches!(start, Start::Exec(_)).then_some(EXEC_RECORDING_CAP);
+    // The writer thread starts once the session exists.
+    let recorder = match recorder
+        .map(|recorder| LiveRecorder::start(recorder, context.evidence.recording.sync_interval))
+    {
+        Some(Err(err)) => {
+            tracing::error!(error = %err, "cannot start a recording's writer; refusing the session");
+            return Err(fail(refused).await);
+        }
+        Some(Ok(live)) => Some(live),
+        None => None,
+    };
     let commands = match (start, pty) {
         (Start::Shell, Some(pty)) => Some(CommandLog::new(pty.cols, pty.rows)),
         _ => None,
@@ -731,13 +762,13 @@ async fn open_target_channel(
         }
         _ => None,
     };
-    let tap = Arc::new(Tap::new(recorder, cap, commands, files));
+    let tap = Arc::new(Tap::new(recorder, commands, files));
     // From here on a failure also seals what was recorded (the header, at least).
     let fail_recorded = |why: String| {
         let tap = tap.clone();
         let key = context.evidence.key.clone();
         async move {
-            if let Err(err) = tap.finish(&key, None) {
+            if let Err(err) = tap.finish(&key, None).await {
                 tracing::error!(error = %err, "cannot seal the recording of a failed session");
             }
             fail(why).await
@@ -893,7 +924,7 @@ async fn pump(
             }
             let sent = match message {
                 ChannelMsg::Data { data } => {
-                    let observed = match upstream_tap.client_sent(&data) {
+                    let observed = match upstream_tap.client_sent(&data).await {
                         Ok(observed) => upstream_info.log(observed).await,
                         Err(err) => Err(err),
                     };
@@ -913,7 +944,11 @@ async fn pump(
                     pix_width,
                     pix_height,
                 } => {
-                    if upstream_tap.resized(col_width, row_height).is_err() {
+                    if let Err(err) = upstream_tap.resized(col_width, row_height).await {
+                        tracing::error!(error = %err, "recording failed; ending the session");
+                        if let Ok(mut slot) = failure.lock() {
+                            *slot = Some(err);
+                        }
                         break;
                     }
                     to_target
@@ -947,7 +982,7 @@ async fn pump(
                 why = crate::forward::stopped_watch(&mut stop_downstream) => {
                     // Live enforcement ended it: the user sees why, and so does the recording.
                     let line = format!("rampart: session ended: {why}");
-                    tap.notice(&line);
+                    tap.notice(&line).await;
                     let _ = to_user
                         .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
                         .await;
@@ -956,7 +991,7 @@ async fn pump(
                     break;
                 }
                 Some(line) = notices.recv() => {
-                    tap.notice(&line);
+                    tap.notice(&line).await;
                     let _ = to_user
                         .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
                         .await;
@@ -968,9 +1003,8 @@ async fn pump(
             live.touch();
         }
         let recorded = match &message {
-            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
-                tap.target_sent(data)
-            }
+            ChannelMsg::Data { data } => tap.target_sent(data, false).await,
+            ChannelMsg::ExtendedData { data, .. } => tap.target_sent(data, true).await,
             _ => Ok(Vec::new()),
         };
         let recorded = match recorded {

@@ -23,6 +23,8 @@ pub struct NewSession {
     pub grant: Uuid,
     /// Whether the grant has it recorded.
     pub recorded: bool,
+    /// A command's recording keeps at most this many bytes each way (none: everything).
+    pub recording_cap: Option<u64>,
 }
 
 /// What a session search asks for; every part optional.
@@ -58,8 +60,8 @@ impl Store {
         let id = session.id;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded, recording_cap) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(id.to_string())
         .bind(&session.user)
@@ -69,6 +71,11 @@ impl Store {
         .bind(&session.source_addr)
         .bind(time_text(now()))
         .bind(session.recorded)
+        .bind(
+            session
+                .recording_cap
+                .map(|cap| i64::try_from(cap).unwrap_or(i64::MAX)),
+        )
         .execute(&mut *tx)
         .await?;
         let event = AuditEvent::SessionStarted {
@@ -79,6 +86,7 @@ impl Store {
             grant: session.grant.to_string(),
             source: session.source_addr.clone(),
             recorded: session.recorded,
+            recording_cap: session.recording_cap,
         };
         audit_log::append(
             &mut tx,
@@ -252,7 +260,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
              AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
@@ -283,7 +291,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -313,5 +321,8 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
         exit_status: row.try_get("exit_status")?,
         end_reason: row.try_get("end_reason")?,
         recorded: row.try_get("recorded")?,
+        recording_cap: row
+            .try_get::<Option<i64>, _>("recording_cap")?
+            .map(|cap| u64::try_from(cap).unwrap_or(0)),
     })
 }

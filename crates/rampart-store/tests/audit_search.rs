@@ -110,6 +110,7 @@ async fn session_searches_filter_in_the_store_and_keep_the_newest() {
                 source_addr: "127.0.0.1:1".into(),
                 grant: uuid::Uuid::nil(),
                 recorded: true,
+                recording_cap: None,
             })
             .await
             .unwrap();

@@ -347,8 +347,14 @@ pub async fn recording_get(
             session.id
         )));
     }
-    let path = rampart_audit::recording::cast_path(&dir, session.id);
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // A command's raw streams are merged into the cast: count them too (escaped, they grow).
+    let size = [
+        rampart_audit::recording::cast_path(&dir, session.id),
+        rampart_audit::recording::raw_path(&dir, session.id),
+    ]
+    .iter()
+    .map(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+    .sum::<u64>();
     if size > MAX_RECORDING_BYTES {
         return Err(ApiError::bad_request(
             "the recording is too large to download here: use rampart recording export",
@@ -360,7 +366,15 @@ pub async fn recording_get(
         file: format!("api download from {}", caller.source),
     };
     state.store.record_event(&caller.actor(), &event).await?;
-    let bytes = tokio::fs::read(&path).await.map_err(|err| {
+    let id = session.id;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        rampart_audit::write_cast(&dir, id, &mut bytes).map(|_| bytes)
+    })
+    .await
+    .map_err(|err| err.to_string())
+    .and_then(|read| read)
+    .map_err(|err| {
         tracing::error!(error = %err, "cannot read a recording");
         ApiError::internal()
     })?;
@@ -399,6 +413,8 @@ pub async fn recording_verify(
                 "complete": report.complete,
                 "chunks": report.chunks,
                 "bytes": report.length,
+                "capped": report.capped(),
+                "detail": report.describe(),
             }),
             Err(_) if session.is_live() => json!({
                 "session": session.id,

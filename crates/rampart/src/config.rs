@@ -41,6 +41,16 @@ struct FileConfig {
     session: SessionSection,
     #[serde(default)]
     auth: AuthSection,
+    #[serde(default)]
+    recording: RecordingSection,
+}
+
+/// How session recordings are written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingSection {
+    fsync_interval: Option<String>,
+    exec_cap: Option<toml::Value>,
 }
 
 /// Who may log in from where and when, for every user, and the lockout after failed logins.
@@ -125,6 +135,19 @@ pub struct Config {
     pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
+    pub recording: RecordingConfig,
+}
+
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How session recordings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingConfig {
+    /// A live recording is fsynced at least this often: what a crash of the machine can lose.
+    pub fsync_interval: Duration,
+    /// Bytes of each direction a command's recording keeps (the rest counted and hashed);
+    /// `None`: everything.
+    pub exec_cap: Option<u64>,
 }
 
 /// How the HTTP listener serves: its TLS and its browser sessions' lifetimes.
@@ -370,6 +393,7 @@ impl Config {
             )?,
         };
         let auth = auth_settings(file.auth, env_lookup, &file_name)?;
+        let recording = recording_config(&file.recording, env_lookup, &file_name)?;
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
 
@@ -383,6 +407,7 @@ impl Config {
             sessions,
             http,
             auth,
+            recording,
         })
     }
 }
@@ -504,6 +529,84 @@ fn http_config(
             DEFAULT_WEB_SESSION_LIFETIME,
         )?,
     })
+}
+
+fn recording_config(
+    section: &RecordingSection,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<RecordingConfig, ConfigError> {
+    let interval = pick(
+        "recording.fsync_interval",
+        ("", None),
+        "RAMPART_RECORDING_FSYNC_INTERVAL",
+        env_lookup,
+        section.fsync_interval.clone(),
+        file_name,
+    );
+    let fsync_interval = match interval {
+        None => DEFAULT_FSYNC_INTERVAL,
+        Some(Sourced { value, source }) => {
+            let millis = value.trim().strip_suffix("ms").map(|n| n.parse::<u64>());
+            let parsed = match millis {
+                Some(Ok(ms)) => Ok(Duration::from_millis(ms)),
+                Some(Err(_)) => Err(String::new()),
+                None => {
+                    parse_duration("recording.fsync_interval", &value).map_err(|e| e.to_string())
+                }
+            };
+            parsed
+                .ok()
+                .filter(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_secs(60))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "recording.fsync_interval (from {source}): {value:?} is not a duration \
+                         from 10ms to 60s (such as 1s or 250ms)"
+                    ))
+                })?
+        }
+    };
+    let file_cap = section.exec_cap.as_ref().map(|value| match value {
+        toml::Value::String(text) => text.clone(),
+        toml::Value::Integer(bytes) => bytes.to_string(),
+        other => format!("{other:?}"),
+    });
+    let cap = pick(
+        "recording.exec_cap",
+        ("", None),
+        "RAMPART_RECORDING_EXEC_CAP",
+        env_lookup,
+        file_cap,
+        file_name,
+    );
+    let exec_cap = match cap {
+        None => None,
+        Some(Sourced { value, .. }) if value == "off" => None,
+        Some(Sourced { value, source }) => Some(parse_bytes(&value).ok_or_else(|| {
+            ConfigError(format!(
+                "recording.exec_cap (from {source}): {value:?} is not a size such as 1048576, \
+                 64KiB, 100MiB or 1GiB (or off)"
+            ))
+        })?),
+    };
+    Ok(RecordingConfig {
+        fsync_interval,
+        exec_cap,
+    })
+}
+
+/// A positive number of bytes, optionally with KiB, MiB or GiB.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        .into_iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n.trim(), unit)))
+        .unwrap_or((text, 1));
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
 }
 
 fn audit_config(
@@ -939,6 +1042,51 @@ mod tests {
                 "http://siem.example/x",
                 "must name an IP address",
             ),
+        ] {
+            let err = load(Overrides::default(), &[(env, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn recording_settings() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(
+            config.recording,
+            RecordingConfig {
+                fsync_interval: DEFAULT_FSYNC_INTERVAL,
+                exec_cap: None,
+            }
+        );
+        let (_dir, overrides) =
+            file("[recording]\nfsync_interval = \"250ms\"\nexec_cap = \"100MiB\"\n");
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(config.recording.fsync_interval, Duration::from_millis(250));
+        assert_eq!(config.recording.exec_cap, Some(100 << 20));
+        let (_dir, overrides) = file("[recording]\nexec_cap = 65536\n");
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(config.recording.exec_cap, Some(65536));
+        let config = load(
+            Overrides::default(),
+            &[
+                ("RAMPART_RECORDING_EXEC_CAP", "off"),
+                ("RAMPART_RECORDING_FSYNC_INTERVAL", "2s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.recording.exec_cap, None);
+        assert_eq!(config.recording.fsync_interval, Duration::from_secs(2));
+        for (env, value, expected) in [
+            (
+                "RAMPART_RECORDING_FSYNC_INTERVAL",
+                "5ms",
+                "recording.fsync_interval (from environment RAMPART_RECORDING_FSYNC_INTERVAL)",
+            ),
+            ("RAMPART_RECORDING_FSYNC_INTERVAL", "2m", "from 10ms to 60s"),
+            ("RAMPART_RECORDING_EXEC_CAP", "0", "recording.exec_cap"),
+            ("RAMPART_RECORDING_EXEC_CAP", "lots", "is not a size"),
         ] {
             let err = load(Overrides::default(), &[(env, value)])
                 .unwrap_err()

@@ -89,6 +89,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "session_idle_timeout": config.sessions.idle_timeout.map(format_duration),
         "session_max_duration": config.sessions.max_duration.map(format_duration),
         "auth": auth_settings(&config.auth),
+        "recording_fsync_interval": format!("{}ms", config.recording.fsync_interval.as_millis()),
+        "recording_exec_cap": config.recording.exec_cap,
     });
     let started = rampart_core::audit::AuditEvent::ServerStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -106,6 +108,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_duration: config.sessions.max_duration,
         },
         auth: config.auth.clone(),
+        recording: rampart_ssh::RecordingSettings {
+            sync_interval: config.recording.fsync_interval,
+            exec_cap: config.recording.exec_cap,
+        },
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();

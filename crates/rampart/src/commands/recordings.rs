@@ -65,25 +65,21 @@ pub async fn verify(store: &Store, json: bool, only: Option<&str>) -> anyhow::Re
         }
         let item = format!("recording {}", session.id);
         match verify_recording(&dir, session.id, &key) {
-            Ok(report) if report.complete => lines.push(VerifyLine {
-                item,
-                ok: true,
-                detail: format!("{} chunks, {} bytes, sealed", report.chunks, report.length),
-            }),
             Ok(report) => lines.push(VerifyLine {
                 item,
                 ok: true,
-                detail: format!(
-                    "{} chunks, {} bytes, sealed as incomplete (the node stopped during the session)",
-                    report.chunks, report.length
-                ),
+                detail: report.describe(),
             }),
             Err(_) if session.is_live() => lines.push(VerifyLine {
                 item,
                 ok: true,
                 detail: "live: sealed when the session ends".into(),
             }),
-            Err(problem) => lines.push(VerifyLine { item, ok: false, detail: problem.to_string() }),
+            Err(problem) => lines.push(VerifyLine {
+                item,
+                ok: false,
+                detail: problem.to_string(),
+            }),
         }
     }
     let failures = lines.iter().filter(|l| !l.ok).count();
@@ -242,10 +238,6 @@ pub async fn run(
             let id = session_id(&id)?;
             store.session(id).await?;
             check_before_use(store, id, force)?;
-            let source =
-                rampart_audit::recording::cast_path(&store.data_dir().recordings_dir(), id);
-            let bytes = std::fs::read(&source)
-                .with_context(|| format!("cannot read {}", source.display()))?;
             let event = AuditEvent::RecordingExported {
                 session: id.to_string(),
                 file: output.display().to_string(),
@@ -256,14 +248,20 @@ pub async fn run(
                 .create_new(true)
                 .open(&output)
                 .with_context(|| format!("cannot create {}", output.display()))?;
-            file.write_all(&bytes)?;
+            // A command's raw input and output are merged into the asciicast as it is written.
+            let mut writer = std::io::BufWriter::new(&mut file);
+            let bytes =
+                rampart_audit::write_cast(&store.data_dir().recordings_dir(), id, &mut writer)
+                    .map_err(anyhow::Error::msg)?;
+            writer.flush()?;
+            drop(writer);
             done(
                 json,
-                &serde_json::json!({ "session": id, "file": output, "bytes": bytes.len() }),
+                &serde_json::json!({ "session": id, "file": output, "bytes": bytes }),
                 &format!(
                     "wrote {} ({} bytes); play it with: asciinema play {}",
                     output.display(),
-                    bytes.len(),
+                    bytes,
                     output.display()
                 ),
             )

@@ -264,12 +264,12 @@ fn kill_9_mid_session_leaves_a_recording_that_is_sealed_at_restart_and_verifies(
 }
 
 /// A small tmpfs mounted over a directory (needs root, which CI has); unmounted on drop.
-struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: PathBuf,
 }
 
 impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Option<Self> {
         let out = Command::new("mount")
             .args([
                 "-t",

@@ -16,6 +16,7 @@ mod evidence;
 mod login_controls;
 mod mfa;
 mod policy;
+mod recording_durability;
 mod ssh;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");

@@ -1,0 +1,176 @@
+//! A recording being made: the [`Recorder`] runs on a thread of its own, off the async
+//! runtime, and the relay talks to it through a bounded channel.
+//!
+//! Each call hands the writer one piece of the session and resolves once it is written to the
+//! file (`write(2)`), so the relay forwards only what is already recorded. The writer makes a
+//! checkpoint (chunks closed into the manifest, files fsynced) whenever `sync_interval` has
+//! passed with something written, so a crash of the machine loses at most that interval. There
+//! is no lock to poison: the writer owns the files, and a failure of any kind (a write, a
+//! checkpoint, the thread itself) makes every later call fail, which ends the session.
+
+use crate::recording::{Recorder, RecordingError, Stream};
+use bytes::Bytes;
+use ssh_key::PrivateKey;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// What the writer is asked to do.
+enum Op {
+    Stream(Stream, Bytes),
+    Resize(u32, u32),
+    Marker(String),
+    Seal(Arc<PrivateKey>),
+}
+
+struct Job {
+    op: Op,
+    done: tokio::sync::oneshot::Sender<Result<(), RecordingError>>,
+}
+
+/// Jobs waiting for the writer: the relay's two directions and the notices each wait for
+/// their own, so this is rarely more than three.
+const QUEUE: usize = 8;
+
+/// The relay's handle on a recording being written.
+#[derive(Debug, Clone)]
+pub struct LiveRecorder {
+    session: Uuid,
+    jobs: flume::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl LiveRecorder {
+    /// Starts the writer thread for `recorder`, with a checkpoint at least every
+    /// `sync_interval` while anything is written.
+    pub fn start(recorder: Recorder, sync_interval: Duration) -> Result<Self, RecordingError> {
+        let session = recorder.session();
+        let (jobs, queue) = flume::bounded(QUEUE);
+        std::thread::Builder::new()
+            .name("rampart-recorder".into())
+            // The writer's frames are small; the default 2 MiB is address space per session.
+            .stack_size(256 * 1024)
+            .spawn(move || write_until_sealed(recorder, &queue, sync_interval))
+            .map_err(|err| RecordingError::Io {
+                path: format!("the writer thread of recording {session}"),
+                source: err,
+            })?;
+        Ok(Self { session, jobs })
+    }
+
+    pub fn session(&self) -> Uuid {
+        self.session
+    }
+
+    async fn call(&self, op: Op) -> Result<(), RecordingError> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send_async(Job { op, done })
+            .await
+            .map_err(|_| RecordingError::Stopped)?;
+        written.await.map_err(|_| RecordingError::Stopped)?
+    }
+
+    /// Bytes of one direction; resolves once they are in the file.
+    pub async fn stream(&self, stream: Stream, data: Bytes) -> Result<(), RecordingError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.call(Op::Stream(stream, data)).await
+    }
+
+    pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
+        self.call(Op::Resize(cols, rows)).await
+    }
+
+    pub async fn marker(&self, label: &str) -> Result<(), RecordingError> {
+        self.call(Op::Marker(label.to_owned())).await
+    }
+
+    /// Writes what is left and seals the recording; the writer then stops, and every later
+    /// call fails.
+    pub async fn seal(&self, key: Arc<PrivateKey>) -> Result<(), RecordingError> {
+        self.call(Op::Seal(key)).await
+    }
+}
+
+/// The writer thread: applies jobs in order, answers each, checkpoints on time. Ends when the
+/// recording is sealed or every handle is gone (then it leaves the recording unsealed but
+/// durable, for the next start to seal as interrupted).
+fn write_until_sealed(mut recorder: Recorder, queue: &flume::Receiver<Job>, interval: Duration) {
+    let mut next_checkpoint = Instant::now() + interval;
+    loop {
+        match queue.recv_deadline(next_checkpoint) {
+            Ok(Job { op, done }) => {
+                let result = match op {
+                    Op::Stream(stream, data) => recorder.stream(stream, &data),
+                    Op::Resize(cols, rows) => recorder.resize(cols, rows),
+                    Op::Marker(label) => recorder.marker(&label),
+                    Op::Seal(key) => {
+                        let _ = done.send(recorder.seal(&key));
+                        return;
+                    }
+                };
+                let _ = done.send(result);
+            }
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => {
+                let _ = recorder.checkpoint();
+                return;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_checkpoint {
+            // A failed checkpoint fails the recording: the next call reports it.
+            let _ = recorder.checkpoint();
+            next_checkpoint = now + interval;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::{CastHeader, RecordingOptions};
+    use ssh_key::private::Ed25519Keypair;
+
+    #[tokio::test]
+    async fn a_write_is_in_the_file_when_the_call_returns_and_a_checkpoint_hashes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let session = Uuid::now_v7();
+        let header = CastHeader::new(80, 24, None, Some("cat".into()), "t".into());
+        let options = RecordingOptions {
+            raw_streams: true,
+            cap: None,
+        };
+        let recorder = Recorder::create_with(tmp.path(), session, &header, options).unwrap();
+        let live = LiveRecorder::start(recorder, Duration::from_millis(50)).unwrap();
+        live.stream(Stream::Output, Bytes::from_static(b"HIDDEN"))
+            .await
+            .unwrap();
+        let raw = std::fs::read(crate::recording::raw_path(tmp.path(), session)).unwrap();
+        assert!(raw.ends_with(b"HIDDEN"), "{raw:?}");
+        let manifest = crate::recording::manifest_path(tmp.path(), session);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&manifest)
+            .unwrap()
+            .contains("\"raw\"")
+        {
+            assert!(Instant::now() < deadline, "no checkpoint");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let key = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32])));
+        live.seal(key.clone()).await.unwrap();
+        assert!(matches!(
+            live.marker("late").await,
+            Err(RecordingError::Stopped)
+        ));
+        let report = crate::verify_recording(tmp.path(), session, key.public_key()).unwrap();
+        assert!(report.complete);
+    }
+}
