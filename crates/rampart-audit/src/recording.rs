@@ -289,8 +289,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Writes what is left and seals the manifest with the node's audit key.
-    pub fn seal(mut self, key: &PrivateKey) -> Result<(), RecordingError> {
+    /// Writes what is left and seals the manifest with the node's audit key. Returns what the
+    /// chain's `session_ended` event anchors.
+    pub fn seal(mut self, key: &PrivateKey) -> Result<SealedRecording, RecordingError> {
         let rest_output = std::mem::take(&mut self.pending_output);
         let rest_input = std::mem::take(&mut self.pending_input);
         self.event("o", &String::from_utf8_lossy(&rest_output))?;
@@ -306,7 +307,9 @@ impl Recorder {
             key,
         )?;
         self.write_manifest(&seal)?;
-        self.manifest.sync_all().map_err(|err| self.io_error(err))
+        self.manifest.sync_all().map_err(|err| self.io_error(err))?;
+        let manifest = self.cast_path.with_extension("manifest");
+        SealedRecording::read(&manifest, self.session, true)
     }
 
     fn write_manifest(&mut self, line: &ManifestLine) -> Result<(), RecordingError> {
@@ -324,6 +327,44 @@ impl Recorder {
             source,
         }
     }
+}
+
+/// A sealed recording, as the audit chain anchors it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecording {
+    pub session: Uuid,
+    /// SHA-256 (hex) of the sealed manifest file: it covers every chunk's hash, the running
+    /// chain and the seal, so one hash pins the whole recording.
+    pub manifest_sha256: String,
+    pub complete: bool,
+}
+
+impl SealedRecording {
+    fn read(manifest: &Path, session: Uuid, complete: bool) -> Result<Self, RecordingError> {
+        let manifest_sha256 = manifest_sha256(manifest).map_err(|source| RecordingError::Io {
+            path: manifest.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            session,
+            manifest_sha256,
+            complete,
+        })
+    }
+
+    /// What the `session_ended` event holds.
+    pub fn anchor(&self) -> rampart_core::audit::RecordingAnchor {
+        rampart_core::audit::RecordingAnchor {
+            id: self.session.to_string(),
+            manifest_sha256: self.manifest_sha256.clone(),
+            complete: self.complete,
+        }
+    }
+}
+
+/// The SHA-256 (hex) of a manifest file as it is on disk.
+pub fn manifest_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
 }
 
 /// Seconds since the start, written with microsecond precision.
@@ -391,8 +432,11 @@ pub(crate) fn sign_seal(
 }
 
 /// Seals recordings left unsealed by a crash: the cast file is cut back to its last complete
-/// chunk and the manifest sealed as incomplete. Returns the sessions it sealed.
-pub fn seal_interrupted(dir: &Path, key: &PrivateKey) -> Result<Vec<Uuid>, RecordingError> {
+/// chunk and the manifest sealed as incomplete. Returns the recordings it sealed.
+pub fn seal_interrupted(
+    dir: &Path,
+    key: &PrivateKey,
+) -> Result<Vec<SealedRecording>, RecordingError> {
     let io = |path: &Path, source: std::io::Error| RecordingError::Io {
         path: path.display().to_string(),
         source,
@@ -460,8 +504,12 @@ pub fn seal_interrupted(dir: &Path, key: &PrivateKey) -> Result<Vec<Uuid>, Recor
             &serde_json::to_string(&seal).map_err(|err| io(&path, std::io::Error::other(err)))?,
         );
         rewritten.push('\n');
-        std::fs::write(&path, rewritten).map_err(|err| io(&path, err))?;
-        sealed.push(session);
+        std::fs::write(&path, &rewritten).map_err(|err| io(&path, err))?;
+        sealed.push(SealedRecording {
+            session,
+            manifest_sha256: hex(&Sha256::digest(rewritten.as_bytes())),
+            complete: false,
+        });
     }
     Ok(sealed)
 }

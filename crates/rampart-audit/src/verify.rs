@@ -17,6 +17,8 @@ pub struct RecordingReport {
     pub length: u64,
     /// False when the session was cut short (a crash) and sealed at the next start.
     pub complete: bool,
+    /// SHA-256 (hex) of the manifest file: what the chain's `session_ended` event anchors.
+    pub manifest_sha256: String,
 }
 
 /// What is wrong with a recording.
@@ -164,6 +166,7 @@ pub fn verify_recording(
         chunks: next_index,
         length: next_offset,
         complete,
+        manifest_sha256: hex(&Sha256::digest(manifest.as_bytes())),
     })
 }
 
@@ -339,7 +342,9 @@ mod tests {
         std::io::Write::write_all(&mut manifest, b"{\"type\":\"chunk\",\"ind").unwrap();
         assert!(check(dir, session, &key).is_err());
 
-        assert_eq!(seal_interrupted(dir, &key).unwrap(), vec![session]);
+        let sealed = seal_interrupted(dir, &key).unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].session, session);
         let report = check(dir, session, &key).unwrap();
         assert!(!report.complete);
         assert!(report.chunks >= 2);

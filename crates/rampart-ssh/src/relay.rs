@@ -15,7 +15,7 @@ use rampart_audit::commands::CommandLog;
 use rampart_audit::scp::{ScpCommand, ScpObserver};
 use rampart_audit::sftp::{SftpEvent, SftpObserver};
 use rampart_audit::{CastHeader, Recorder, RecordingError};
-use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use rampart_core::policy::allowed_accounts;
 use rampart_core::{AccountRef, Action, User};
 use rampart_store::{NewSession, SessionEnd, Store};
@@ -261,16 +261,21 @@ impl Tap {
         Ok(())
     }
 
-    /// Seals the recording, with the exit status as the last marker.
-    fn finish(&self, key: &PrivateKey, exit_status: Option<i64>) -> Result<(), RecordingError> {
+    /// Seals the recording, with the exit status as the last marker; returns it as the chain
+    /// anchors it (`None`: the session was not recorded).
+    fn finish(
+        &self,
+        key: &PrivateKey,
+        exit_status: Option<i64>,
+    ) -> Result<Option<RecordingAnchor>, RecordingError> {
         let Some(mut recorder) = self.recorder.lock().ok().and_then(|mut guard| guard.take())
         else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(status) = exit_status {
             recorder.marker(&format!("exit status {status}"))?;
         }
-        recorder.seal(key)
+        recorder.seal(key).map(|sealed| Some(sealed.anchor()))
     }
 }
 
@@ -429,9 +434,12 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     if let Err(err) = info.log(tap.finish_files()).await {
         tracing::error!(error = %err, "cannot record the files still open at the end of a session");
     }
-    if let Err(err) = tap.finish(&context.evidence.key, end.exit_status) {
-        tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
-        end.reason = format!("{}; recording not sealed: {err}", end.reason);
+    match tap.finish(&context.evidence.key, end.exit_status) {
+        Ok(recording) => end.recording = recording,
+        Err(err) => {
+            tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
+            end.reason = format!("{}; recording not sealed: {err}", end.reason);
+        }
     }
     if end.reason.starts_with("recording failed") || end.reason.contains("recording not sealed") {
         let actor = Actor::User {
@@ -708,9 +716,10 @@ async fn open_target_channel(
         }
         return Err(refused);
     }
-    let fail = |why: String| async {
+    let fail = |why: String, recording: Option<RecordingAnchor>| async {
         let end = SessionEnd {
             reason: why.clone(),
+            recording,
             ..SessionEnd::default()
         };
         if let Err(err) = context.store.end_session(session_id, &end).await {
@@ -737,10 +746,11 @@ async fn open_target_channel(
         let tap = tap.clone();
         let key = context.evidence.key.clone();
         async move {
-            if let Err(err) = tap.finish(&key, None) {
+            let recording = tap.finish(&key, None).unwrap_or_else(|err| {
                 tracing::error!(error = %err, "cannot seal the recording of a failed session");
-            }
-            fail(why).await
+                None
+            });
+            fail(why, recording).await
         }
     };
 
@@ -1038,6 +1048,7 @@ async fn pump(
         bytes_from_client: tap.from_client.load(Ordering::Relaxed),
         bytes_to_client: tap.to_client.load(Ordering::Relaxed),
         exit_status,
+        recording: None,
     }
 }
 
