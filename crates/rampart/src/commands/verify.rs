@@ -296,13 +296,13 @@ fn verify_seals(
         ),
         (None, None) => VerifyLine::ok(item, "no signed head"),
     });
-    lines.push(verify_coverage(seals.last(), records, lag, now));
+    lines.push(verify_coverage(seals, records, lag, now));
     lines
 }
 
 /// Whether the signed heads cover the log up to the allowed lag.
 fn verify_coverage(
-    newest: Option<&AuditSeal>,
+    seals: &[AuditSeal],
     records: &[AuditRecord],
     lag: Duration,
     now: OffsetDateTime,
@@ -312,6 +312,23 @@ fn verify_coverage(
     let Some(last) = records.last() else {
         return VerifyLine::ok(item, "the log is empty");
     };
+    let newest = seals.last();
+    // A clean stop signs its `server_stopped` event at once, and that head stays: one missing
+    // means signed heads were deleted, however recent.
+    if let Some(stop) = records
+        .iter()
+        .filter(|r| r.kind == "server_stopped")
+        .find(|r| !seals.iter().any(|seal| seal.seq == r.seq))
+    {
+        return VerifyLine::fail(
+            item,
+            format!(
+                "the server stopped cleanly at event {} and signed the head there, but that \
+                 signed head is gone: signed heads were deleted",
+                stop.seq
+            ),
+        );
+    }
     let signed_up_to = newest.map_or(0, |seal| seal.seq);
     let first_unsigned = records.iter().find(|r| r.seq > signed_up_to);
     if let Some(first) = first_unsigned {
