@@ -606,3 +606,77 @@ fn a_webhook_down_for_seconds_then_up_receives_every_event_with_no_gap_in_sequen
     let report = r.ok(&["audit", "verify", "--anchor", file.to_str().unwrap()]);
     assert!(report.contains("ok   external anchor"), "{report}");
 }
+
+#[test]
+fn a_crash_is_reported_until_the_next_start_records_it_and_anchors_the_cut_recording() {
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    let env = [("RAMPART_AUDIT_SEAL_INTERVAL", SEAL_INTERVAL)];
+    let Some(mut lab) = Lab::start_with_env(&env) else {
+        return;
+    };
+    let mut child = lab
+        .ssh_command(&lab.direct())
+        .arg("-tt")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"echo started\n").unwrap();
+    let mut live = Vec::new();
+    wait_until("the session is live", || {
+        live = lab
+            .r
+            .json(&["session", "list", "--live"])
+            .as_array()
+            .unwrap()
+            .clone();
+        !live.is_empty()
+    });
+    let id = live[0]["id"].as_str().unwrap().to_owned();
+    lab.server.kill();
+    let killed = Instant::now();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Before the next start: the log's tail is not signed by a server that stopped cleanly,
+    // and the session is unfinished, not failed.
+    std::thread::sleep((ALLOWED_LAG + Duration::from_secs(2)).saturating_sub(killed.elapsed()));
+    let copy = Copy::of(&lab.r.data_dir());
+    let report = copy.verify_fails_naming(
+        &[],
+        &["FAIL audit chain coverage: ", "the node stopped uncleanly"],
+    );
+    assert!(
+        report.contains(&format!("ok   recording {id}: live or unfinished")),
+        "{report}"
+    );
+
+    // The next start records the unclean stop, signs the head, seals the cut recording and
+    // anchors it in the session's end.
+    lab.server = lab.r.serve_with_env(&env);
+    let unclean = lab.events("unclean_stop_detected");
+    assert_eq!(unclean.len(), 1, "{unclean:?}");
+    let ended: Vec<Value> = lab
+        .events("session_ended")
+        .into_iter()
+        .filter(|e| e["event"]["session"] == id.as_str())
+        .collect();
+    assert_eq!(
+        ended[0]["event"]["recording"]["complete"], false,
+        "{ended:?}"
+    );
+    assert_eq!(ended[0]["event"]["recording"]["id"], id.as_str());
+    let out = lab.r.run(&["audit", "verify"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(
+        report.contains(&format!("ok   recording {id}: "))
+            && report.contains("sealed as incomplete")
+            && report.contains("anchored at event"),
+        "{report}"
+    );
+}
