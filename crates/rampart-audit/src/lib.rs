@@ -23,7 +23,9 @@ pub mod sinks;
 pub mod verify;
 
 pub use live::LiveRecorder;
-pub use recording::{CastHeader, Recorder, RecordingError, RecordingOptions, Stream};
+pub use recording::{
+    CastHeader, Recorder, RecordingError, RecordingOptions, SealedRecording, Stream,
+};
 pub use ssh_key::{PrivateKey, PublicKey};
 pub use verify::{RecordingProblem, RecordingReport, verify_recording};
 
@@ -206,26 +208,72 @@ pub const SEAL_NAMESPACE: &str = "rampart-recording";
 /// The SSH signature namespace of audit chain head signatures.
 pub const CHAIN_NAMESPACE: &str = "rampart-audit-chain";
 
-fn head_message(seq: i64, hash: &str) -> String {
+fn head_message_v1(seq: i64, hash: &str) -> String {
     format!("rampart-audit-head-v1\n{seq}\n{hash}")
 }
 
-/// Signs the audit chain head (`seq`, `hash`) with the node's audit key.
-pub fn sign_chain_head(key: &ssh_key::PrivateKey, seq: i64, hash: &str) -> Result<String, String> {
+fn head_message(head: &ChainHead<'_>) -> String {
+    format!(
+        "rampart-audit-head-v2\n{}\n{}\n{}\n{}",
+        head.seq, head.hash, head.signed_at, head.state
+    )
+}
+
+/// What a chain head signature covers: the event `seq` and its `hash`, when it was signed
+/// (RFC 3339), and the signer's `state` (`running`: a server that signs again within its seal
+/// interval; `final`: the last signature of a process that stopped cleanly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead<'a> {
+    pub seq: i64,
+    pub hash: &'a str,
+    pub signed_at: &'a str,
+    pub state: &'a str,
+}
+
+/// Signs the audit chain head with the node's audit key.
+pub fn sign_chain_head(key: &ssh_key::PrivateKey, head: &ChainHead<'_>) -> Result<String, String> {
     key.sign(
         CHAIN_NAMESPACE,
         ssh_key::HashAlg::Sha512,
-        head_message(seq, hash).as_bytes(),
+        head_message(head).as_bytes(),
     )
     .and_then(|sig| sig.to_pem(ssh_key::LineEnding::LF))
     .map_err(|err| err.to_string())
 }
 
-/// Whether `signature` is the audit key's signature over the chain head (`seq`, `hash`).
-pub fn chain_head_signed(key: &PublicKey, seq: i64, hash: &str, signature: &str) -> bool {
-    ssh_key::SshSig::from_pem(signature.as_bytes())
-        .and_then(|sig| key.verify(CHAIN_NAMESPACE, head_message(seq, hash).as_bytes(), &sig))
+/// How a chain head signature checks out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadSignature {
+    /// The audit key's signature over the head, its time and state.
+    Valid,
+    /// The audit key's signature over the event and hash only (signed before heads carried a
+    /// time and a state): its time and state are not evidence.
+    Legacy,
+    Invalid,
+}
+
+/// Checks `signature` over `head` with the audit key.
+pub fn check_chain_head(key: &PublicKey, head: &ChainHead<'_>, signature: &str) -> HeadSignature {
+    let Ok(sig) = ssh_key::SshSig::from_pem(signature.as_bytes()) else {
+        return HeadSignature::Invalid;
+    };
+    if key
+        .verify(CHAIN_NAMESPACE, head_message(head).as_bytes(), &sig)
         .is_ok()
+    {
+        HeadSignature::Valid
+    } else if key
+        .verify(
+            CHAIN_NAMESPACE,
+            head_message_v1(head.seq, head.hash).as_bytes(),
+            &sig,
+        )
+        .is_ok()
+    {
+        HeadSignature::Legacy
+    } else {
+        HeadSignature::Invalid
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

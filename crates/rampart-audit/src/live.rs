@@ -8,7 +8,7 @@
 //! is no lock to poison: the writer owns the files, and a failure of any kind (a write, a
 //! checkpoint, the thread itself) makes every later call fail, which ends the session.
 
-use crate::recording::{Recorder, RecordingError, Stream};
+use crate::recording::{Recorder, RecordingError, SealedRecording, Stream};
 use bytes::Bytes;
 use ssh_key::PrivateKey;
 use std::sync::Arc;
@@ -20,12 +20,13 @@ enum Op {
     Stream(Stream, Bytes),
     Resize(u32, u32),
     Marker(String),
-    Seal(Arc<PrivateKey>),
 }
 
-struct Job {
-    op: Op,
-    done: tokio::sync::oneshot::Sender<Result<(), RecordingError>>,
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, RecordingError>>;
+
+enum Job {
+    Write(Op, Reply<()>),
+    Seal(Arc<PrivateKey>, Reply<SealedRecording>),
 }
 
 /// Jobs waiting for the writer: the relay's two directions and the notices each wait for
@@ -67,10 +68,10 @@ impl LiveRecorder {
         self.session
     }
 
-    async fn call(&self, op: Op) -> Result<(), RecordingError> {
+    async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, RecordingError> {
         let (done, written) = tokio::sync::oneshot::channel();
         self.jobs
-            .send_async(Job { op, done })
+            .send_async(job(done))
             .await
             .map_err(|_| RecordingError::Stopped)?;
         written.await.map_err(|_| RecordingError::Stopped)?
@@ -81,21 +82,24 @@ impl LiveRecorder {
         if data.is_empty() {
             return Ok(());
         }
-        self.call(Op::Stream(stream, data)).await
+        self.call(|done| Job::Write(Op::Stream(stream, data), done))
+            .await
     }
 
     pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
-        self.call(Op::Resize(cols, rows)).await
+        self.call(|done| Job::Write(Op::Resize(cols, rows), done))
+            .await
     }
 
     pub async fn marker(&self, label: &str) -> Result<(), RecordingError> {
-        self.call(Op::Marker(label.to_owned())).await
+        self.call(|done| Job::Write(Op::Marker(label.to_owned()), done))
+            .await
     }
 
     /// Writes what is left and seals the recording; the writer then stops, and every later
-    /// call fails.
-    pub async fn seal(&self, key: Arc<PrivateKey>) -> Result<(), RecordingError> {
-        self.call(Op::Seal(key)).await
+    /// call fails. Returns the recording as the chain's `session_ended` event anchors it.
+    pub async fn seal(&self, key: Arc<PrivateKey>) -> Result<SealedRecording, RecordingError> {
+        self.call(|done| Job::Seal(key, done)).await
     }
 }
 
@@ -106,17 +110,18 @@ fn write_until_sealed(mut recorder: Recorder, queue: &flume::Receiver<Job>, inte
     let mut next_checkpoint = Instant::now() + interval;
     loop {
         match queue.recv_deadline(next_checkpoint) {
-            Ok(Job { op, done }) => {
+            Ok(Job::Write(op, done)) => {
                 let result = match op {
                     Op::Stream(stream, data) => recorder.stream(stream, &data),
                     Op::Resize(cols, rows) => recorder.resize(cols, rows),
                     Op::Marker(label) => recorder.marker(&label),
-                    Op::Seal(key) => {
-                        let _ = done.send(recorder.seal(&key));
-                        return;
-                    }
                 };
+                // The caller may have gone (its session ended); nothing waits for the answer.
                 let _ = done.send(result);
+            }
+            Ok(Job::Seal(key, done)) => {
+                let _ = done.send(recorder.seal(&key));
+                return;
             }
             Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => {

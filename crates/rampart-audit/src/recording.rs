@@ -690,8 +690,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Writes what is left and seals the manifest with the node's audit key.
-    pub fn seal(mut self, key: &PrivateKey) -> Result<(), RecordingError> {
+    /// Writes what is left and seals the manifest with the node's audit key. Returns what the
+    /// chain's `session_ended` event anchors.
+    pub fn seal(mut self, key: &PrivateKey) -> Result<SealedRecording, RecordingError> {
         self.usable()?;
         let rest_output = std::mem::take(&mut self.pending_output);
         let rest_input = std::mem::take(&mut self.pending_input);
@@ -720,7 +721,9 @@ impl Recorder {
             key,
         )?;
         self.write_manifest(&seal)?;
-        self.manifest.sync_all().map_err(|err| self.io_error(err))
+        self.manifest.sync_all().map_err(|err| self.io_error(err))?;
+        let manifest = self.cast_path.with_extension("manifest");
+        SealedRecording::read(&manifest, self.session, true)
     }
 
     fn write_manifest(&mut self, line: &ManifestLine) -> Result<(), RecordingError> {
@@ -741,6 +744,44 @@ impl Recorder {
             source,
         }
     }
+}
+
+/// A sealed recording, as the audit chain anchors it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecording {
+    pub session: Uuid,
+    /// SHA-256 (hex) of the sealed manifest file: it covers every chunk's hash, the running
+    /// chain and the seal, so one hash pins the whole recording.
+    pub manifest_sha256: String,
+    pub complete: bool,
+}
+
+impl SealedRecording {
+    fn read(manifest: &Path, session: Uuid, complete: bool) -> Result<Self, RecordingError> {
+        let manifest_sha256 = manifest_sha256(manifest).map_err(|source| RecordingError::Io {
+            path: manifest.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            session,
+            manifest_sha256,
+            complete,
+        })
+    }
+
+    /// What the `session_ended` event holds.
+    pub fn anchor(&self) -> rampart_core::audit::RecordingAnchor {
+        rampart_core::audit::RecordingAnchor {
+            id: self.session.to_string(),
+            manifest_sha256: self.manifest_sha256.clone(),
+            complete: self.complete,
+        }
+    }
+}
+
+/// The SHA-256 (hex) of a manifest file as it is on disk.
+pub fn manifest_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
 }
 
 /// Seconds since the start, written with microsecond precision.
@@ -864,9 +905,12 @@ pub(crate) fn parse_frame(bytes: &[u8]) -> Option<(Stream, u64, &[u8])> {
 /// Seals recordings left unsealed by a crash, as incomplete. Every chunk the manifest names is
 /// kept if its bytes are there and match; what was written after the last such chunk (the
 /// events the writer had written but not yet hashed, up to the last whole record) is kept as a
-/// final chunk of each file marked `recovered`; anything else is cut off. Returns the sessions
+/// final chunk of each file marked `recovered`; anything else is cut off. Returns the recordings
 /// it sealed.
-pub fn seal_interrupted(dir: &Path, key: &PrivateKey) -> Result<Vec<Uuid>, RecordingError> {
+pub fn seal_interrupted(
+    dir: &Path,
+    key: &PrivateKey,
+) -> Result<Vec<SealedRecording>, RecordingError> {
     let io = |path: &Path, source: std::io::Error| RecordingError::Io {
         path: path.display().to_string(),
         source,
@@ -887,8 +931,8 @@ pub fn seal_interrupted(dir: &Path, key: &PrivateKey) -> Result<Vec<Uuid>, Recor
         else {
             continue;
         };
-        if seal_one_interrupted(dir, session, key)? {
-            sealed.push(session);
+        if let Some(recording) = seal_one_interrupted(dir, session, key)? {
+            sealed.push(recording);
         }
     }
     Ok(sealed)
@@ -898,7 +942,7 @@ fn seal_one_interrupted(
     dir: &Path,
     session: Uuid,
     key: &PrivateKey,
-) -> Result<bool, RecordingError> {
+) -> Result<Option<SealedRecording>, RecordingError> {
     let io = |path: &Path, source: std::io::Error| RecordingError::Io {
         path: path.display().to_string(),
         source,
@@ -914,7 +958,7 @@ fn seal_one_interrupted(
         }
     }
     if lines.iter().any(|l| matches!(l, ManifestLine::Seal { .. })) {
-        return Ok(false);
+        return Ok(None);
     }
     let id = session.to_string();
     let (format, cap) = match lines.first() {
@@ -1063,7 +1107,11 @@ fn seal_one_interrupted(
         .and_then(|()| out.sync_all())
         .map_err(|err| io(&temporary, err))?;
     std::fs::rename(&temporary, &manifest).map_err(|err| io(&manifest, err))?;
-    Ok(true)
+    Ok(Some(SealedRecording {
+        session,
+        manifest_sha256: hex(&Sha256::digest(rewritten.as_bytes())),
+        complete: false,
+    }))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Forwarding audit events to a SIEM: syslog (RFC 5424 over UDP, or over TCP with octet-counting
 //! framing per RFC 6587) and a webhook (one JSON POST per event).
 //!
-//! Delivery reads from the audit log, which is the queue: the caller hands over a bounded batch,
-//! retries a failed batch a few times, then counts what could not be delivered and moves on, so a
-//! sink that is down never blocks sessions and never loses the local record.
+//! Delivery reads from the audit log, which is the queue: the caller hands over a bounded batch
+//! and moves its progress only past what the sink acknowledged (a webhook's 2xx, a TCP write, a
+//! UDP send), retrying with backoff for as long as the sink is down; a sink that is down never
+//! blocks sessions and never loses the local record. Every event carries its sequence number,
+//! so a receiver drops the duplicates that at-least-once delivery implies.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -65,8 +67,20 @@ impl Sink {
         }
     }
 
-    /// Delivers a batch in order; an error means none after the first failure was delivered.
-    pub async fn deliver(&self, events: &[SinkEvent]) -> Result<(), String> {
+    /// Delivers a batch in order. On failure, says how many of the first events were
+    /// acknowledged before it.
+    pub async fn deliver(&self, events: &[SinkEvent]) -> Result<(), DeliveryError> {
+        let mut delivered = 0;
+        self.deliver_counting(events, &mut delivered)
+            .await
+            .map_err(|message| DeliveryError { delivered, message })
+    }
+
+    async fn deliver_counting(
+        &self,
+        events: &[SinkEvent],
+        delivered: &mut usize,
+    ) -> Result<(), String> {
         match self {
             Sink::Syslog {
                 transport: SyslogTransport::Udp,
@@ -86,6 +100,7 @@ impl Sink {
                         .send_to(&line, address)
                         .await
                         .map_err(|err| err.to_string())?;
+                    *delivered += 1;
                 }
                 Ok(())
             }
@@ -103,7 +118,9 @@ impl Sink {
                         .await
                         .map_err(|err| err.to_string())?;
                 }
-                stream.flush().await.map_err(|err| err.to_string())
+                stream.flush().await.map_err(|err| err.to_string())?;
+                *delivered = events.len();
+                Ok(())
             }
             Sink::Webhook {
                 address,
@@ -111,12 +128,21 @@ impl Sink {
                 path,
             } => {
                 for event in events {
-                    post(*address, host, path, event.json.clone()).await?;
+                    post(*address, host, path, event.seq, event.json.clone()).await?;
+                    *delivered += 1;
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// A batch that was not delivered whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    /// How many of the batch's first events the sink acknowledged.
+    pub delivered: usize,
+    pub message: String,
 }
 
 async fn connect(address: SocketAddr) -> Result<TcpStream, String> {
@@ -127,8 +153,15 @@ async fn connect(address: SocketAddr) -> Result<TcpStream, String> {
     }
 }
 
-/// One JSON POST; any answer but 2xx is a failure.
-async fn post(address: SocketAddr, host: &str, path: &str, body: String) -> Result<(), String> {
+/// One JSON POST, with the event's sequence number also in `X-Rampart-Seq`; any answer but 2xx
+/// is a failure.
+async fn post(
+    address: SocketAddr,
+    host: &str,
+    path: &str,
+    seq: i64,
+    body: String,
+) -> Result<(), String> {
     let stream = connect(address).await?;
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io)
@@ -139,6 +172,7 @@ async fn post(address: SocketAddr, host: &str, path: &str, body: String) -> Resu
         .header(hyper::header::HOST, host)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header(hyper::header::USER_AGENT, "rampart")
+        .header("x-rampart-seq", seq.to_string())
         .body(Full::new(Bytes::from(body)))
         .map_err(|err| err.to_string())?;
     let response = tokio::time::timeout(TIMEOUT, sender.send_request(request))

@@ -29,6 +29,8 @@ pub struct RecordingReport {
     pub cap: Option<u64>,
     /// A capped recording's full streams, as sealed (absent after a crash).
     pub streams: Option<StreamTotals>,
+    /// SHA-256 (hex) of the manifest file: what the chain's `session_ended` event anchors.
+    pub manifest_sha256: String,
 }
 
 impl RecordingReport {
@@ -302,6 +304,7 @@ pub fn verify_recording(
         recovered,
         cap,
         streams,
+        manifest_sha256: crate::hex(&<sha2::Sha256 as sha2::Digest>::digest(manifest.as_bytes())),
     })
 }
 
@@ -480,7 +483,9 @@ mod tests {
         std::io::Write::write_all(&mut manifest, b"{\"type\":\"chunk\",\"ind").unwrap();
         assert!(check(dir, session, &key).is_err());
 
-        assert_eq!(seal_interrupted(dir, &key).unwrap(), vec![session]);
+        let sealed = seal_interrupted(dir, &key).unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].session, session);
         let report = check(dir, session, &key).unwrap();
         assert!(!report.complete);
         assert!(report.chunks >= 2);
@@ -619,7 +624,9 @@ mod tests {
         // The process dies before any checkpoint: the bytes are in the files, not in the
         // manifest.
         drop(recorder);
-        assert_eq!(seal_interrupted(dir, &key).unwrap(), vec![session]);
+        let sealed = seal_interrupted(dir, &key).unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].session, session);
         let report = check(dir, session, &key).unwrap();
         assert!(!report.complete && report.recovered > 0, "{report:?}");
         assert!(report.describe().contains("hashed at restart"));

@@ -35,6 +35,16 @@ impl std::fmt::Display for Actor {
     }
 }
 
+/// A sealed recording as the chain holds it: its id (the session's) and the SHA-256 of its
+/// sealed manifest, which covers every chunk's hash, the running chain and the seal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingAnchor {
+    pub id: String,
+    pub manifest_sha256: String,
+    /// False when the session was cut short (a crash) and sealed at the next start.
+    pub complete: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
@@ -199,6 +209,10 @@ pub enum AuditEvent {
         bytes_from_client: u64,
         bytes_to_client: u64,
         exit_status: Option<i64>,
+        /// The sealed recording, anchored in the chain: `audit verify` requires exactly this
+        /// manifest for a session `session_started` says is recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording: Option<RecordingAnchor>,
     },
     HostKeyPinned {
         asset: String,
@@ -263,6 +277,23 @@ pub enum AuditEvent {
     RetentionApplied {
         before: String,
         sessions_removed: u64,
+        /// The sessions whose records and recordings were deleted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sessions: Vec<String>,
+    },
+    /// The server stopped cleanly; the chain head is signed right after this event.
+    ServerStopped {
+        version: String,
+    },
+    /// At start, the previous run was found to have stopped without a clean shutdown (a crash,
+    /// `kill -9`, power loss): the events after its last signed head were not signed then; the
+    /// head is signed now.
+    UncleanStopDetected {
+        /// The newest signed head before this start (`None`: the log was never signed).
+        last_signed_seq: Option<i64>,
+        last_signed_at: Option<String>,
+        /// The log's head when the previous run stopped.
+        head_seq: i64,
     },
     AuditExported {
         since: Option<String>,
@@ -345,6 +376,8 @@ impl AuditEvent {
             AuditEvent::RetentionApplied { .. } => "retention_applied",
             AuditEvent::SecretUsed { .. } => "secret_used",
             AuditEvent::ServerStarted { .. } => "server_started",
+            AuditEvent::ServerStopped { .. } => "server_stopped",
+            AuditEvent::UncleanStopDetected { .. } => "unclean_stop_detected",
             AuditEvent::CommandRun { .. } => "command_run",
             AuditEvent::FileTransferred { .. } => "file_transferred",
             AuditEvent::FileChanged { .. } => "file_changed",

@@ -112,7 +112,7 @@ impl Gateway {
     pub fn new(
         store: Arc<Store>,
         settings: GatewaySettings,
-    ) -> Result<(Self, Vec<uuid::Uuid>), GatewayError> {
+    ) -> Result<(Self, Vec<rampart_audit::SealedRecording>), GatewayError> {
         let dir = store.data_dir().clone();
         let host_key = load_key(&dir.host_key_path())?;
         let audit_key = Arc::new(load_key(&dir.audit_key_path())?);

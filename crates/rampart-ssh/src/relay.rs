@@ -15,7 +15,7 @@ use rampart_audit::commands::CommandLog;
 use rampart_audit::scp::{ScpCommand, ScpObserver};
 use rampart_audit::sftp::{SftpEvent, SftpObserver};
 use rampart_audit::{CastHeader, LiveRecorder, Recorder, RecordingError, RecordingOptions, Stream};
-use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use rampart_core::policy::allowed_accounts;
 use rampart_core::{AccountRef, Action, User};
 use rampart_store::{NewSession, SessionEnd, Store};
@@ -258,19 +258,23 @@ impl Tap {
         Ok(())
     }
 
-    /// Seals the recording, with the exit status as the last marker.
+    /// Seals the recording, with the exit status as the last marker; returns it as the chain
+    /// anchors it (`None`: the session was not recorded).
     async fn finish(
         &self,
         key: &Arc<PrivateKey>,
         exit_status: Option<i64>,
-    ) -> Result<(), RecordingError> {
+    ) -> Result<Option<RecordingAnchor>, RecordingError> {
         let Some(recorder) = &self.recorder else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(status) = exit_status {
             recorder.marker(&format!("exit status {status}")).await?;
         }
-        recorder.seal(key.clone()).await
+        recorder
+            .seal(key.clone())
+            .await
+            .map(|sealed| Some(sealed.anchor()))
     }
 }
 
@@ -440,9 +444,12 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
             tracing::error!(error = %err, "cannot finish the file observer of a session");
         }
     }
-    if let Err(err) = tap.finish(&context.evidence.key, end.exit_status).await {
-        tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
-        end.reason = format!("{}; recording not sealed: {err}", end.reason);
+    match tap.finish(&context.evidence.key, end.exit_status).await {
+        Ok(recording) => end.recording = recording,
+        Err(err) => {
+            tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
+            end.reason = format!("{}; recording not sealed: {err}", end.reason);
+        }
     }
     if end.reason.starts_with("recording failed") || end.reason.contains("recording not sealed") {
         let actor = Actor::User {
@@ -729,9 +736,10 @@ async fn open_target_channel(
         }
         return Err(refused);
     }
-    let fail = |why: String| async {
+    let fail = |why: String, recording: Option<RecordingAnchor>| async {
         let end = SessionEnd {
             reason: why.clone(),
+            recording,
             ..SessionEnd::default()
         };
         if let Err(err) = context.store.end_session(session_id, &end).await {
@@ -745,7 +753,7 @@ async fn open_target_channel(
     {
         Some(Err(err)) => {
             tracing::error!(error = %err, "cannot start a recording's writer; refusing the session");
-            return Err(fail(refused).await);
+            return Err(fail(refused, None).await);
         }
         Some(Ok(live)) => Some(live),
         None => None,
@@ -768,10 +776,11 @@ async fn open_target_channel(
         let tap = tap.clone();
         let key = context.evidence.key.clone();
         async move {
-            if let Err(err) = tap.finish(&key, None).await {
+            let recording = tap.finish(&key, None).await.unwrap_or_else(|err| {
                 tracing::error!(error = %err, "cannot seal the recording of a failed session");
-            }
-            fail(why).await
+                None
+            });
+            fail(why, recording).await
         }
     };
 
@@ -1072,6 +1081,7 @@ async fn pump(
         bytes_from_client: tap.from_client.load(Ordering::Relaxed),
         bytes_to_client: tap.to_client.load(Ordering::Relaxed),
         exit_status,
+        recording: None,
     }
 }
 

@@ -82,18 +82,23 @@ pub(crate) async fn append(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SinkStatus {
     pub sink: String,
-    /// The last event delivered (or given up on after retries).
+    /// The last event the sink acknowledged (everything up to it was delivered).
     pub delivered_seq: i64,
-    /// Events that could not be delivered.
+    /// Failed delivery attempts (each is retried until it succeeds).
     pub failed: u64,
     pub last_error: Option<String>,
 }
 
-/// A signature over the chain head at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signature over the chain head at `seq`, made at `sealed_at` (part of what is signed) by a
+/// process in `state` (`running`, `final`, or `legacy` for heads signed before either existed).
+/// A running server signs its head again every seal interval, so the newest row's time says
+/// when the signer was last seen alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditSeal {
     pub seq: i64,
     pub hash: String,
+    pub sealed_at: String,
+    pub state: String,
     pub signature: String,
 }
 
@@ -155,23 +160,40 @@ impl Store {
             .transpose()
     }
 
-    /// The newest sealed head's sequence number.
-    pub async fn last_audit_seal(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_seals")
-            .fetch_one(&self.pool)
-            .await?)
+    /// The newest signed head (the highest sequence number).
+    pub async fn last_audit_seal(&self) -> Result<Option<AuditSeal>> {
+        let row = sqlx::query(
+            "SELECT seq, hash, sealed_at, state, signature FROM audit_seals ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(seal_from_row).transpose()
+    }
+
+    /// The newest signed head at or before event `seq` (what a sink that delivered up to `seq`
+    /// can be sent).
+    pub async fn audit_seal_at_or_before(&self, seq: i64) -> Result<Option<AuditSeal>> {
+        let row = sqlx::query(
+            "SELECT seq, hash, sealed_at, state, signature FROM audit_seals WHERE seq <= $1 \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(seal_from_row).transpose()
     }
 
     /// Stores a signature over the chain head (not itself an audit event: that would move the
-    /// head it signs).
+    /// head it signs). Signing the same head again replaces its time, state and signature.
     pub async fn record_audit_seal(&self, seal: &AuditSeal) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_seals (seq, hash, sealed_at, signature) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (seq) DO NOTHING",
+            "INSERT INTO audit_seals (seq, hash, sealed_at, state, signature) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (seq) DO UPDATE SET hash = $2, sealed_at = $3, state = $4, signature = $5",
         )
         .bind(seal.seq)
         .bind(&seal.hash)
-        .bind(time_text(now()))
+        .bind(&seal.sealed_at)
+        .bind(&seal.state)
         .bind(&seal.signature)
         .execute(&self.pool)
         .await?;
@@ -180,18 +202,12 @@ impl Store {
 
     /// Every chain head signature, oldest first.
     pub async fn audit_seals(&self) -> Result<Vec<AuditSeal>> {
-        let rows = sqlx::query("SELECT seq, hash, signature FROM audit_seals ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditSeal {
-                    seq: row.try_get("seq")?,
-                    hash: rows::text(row, "hash")?,
-                    signature: rows::text(row, "signature")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(
+            "SELECT seq, hash, sealed_at, state, signature FROM audit_seals ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(seal_from_row).collect()
     }
 
     /// The stored hash of event `seq`, if it exists.
@@ -379,6 +395,16 @@ fn parse_actor(text: &str) -> Option<Actor> {
         }),
         _ => None,
     }
+}
+
+fn seal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditSeal> {
+    Ok(AuditSeal {
+        seq: row.try_get("seq")?,
+        hash: rows::text(row, "hash")?,
+        sealed_at: rows::text(row, "sealed_at")?,
+        state: rows::text(row, "state")?,
+        signature: rows::text(row, "signature")?,
+    })
 }
 
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord> {

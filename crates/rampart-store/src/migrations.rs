@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "recording cap",
         include_str!("../migrations/0011_recording_cap.sql"),
     ),
+    (
+        12,
+        "audit seal state",
+        include_str!("../migrations/0012_audit_seal_state.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

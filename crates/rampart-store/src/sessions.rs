@@ -3,7 +3,7 @@
 use crate::rows::{self, now, time_text};
 use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::Session;
-use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
@@ -46,6 +46,8 @@ pub struct SessionEnd {
     pub bytes_from_client: u64,
     pub bytes_to_client: u64,
     pub exit_status: Option<i64>,
+    /// The sealed recording, anchored in the chain by the `session_ended` event.
+    pub recording: Option<RecordingAnchor>,
 }
 
 /// A new session id: time-ordered, so listings sort by start.
@@ -100,9 +102,14 @@ impl Store {
         Ok(id)
     }
 
-    /// Ends every session still marked live, with `reason`. Called at start: a session cannot
-    /// outlive the process that carried it. (One node per data directory.)
-    pub async fn end_live_sessions(&self, reason: &str) -> Result<Vec<Uuid>> {
+    /// Ends every session still marked live, with `reason` and the recording `recording_of`
+    /// finds for it (sealed at this start). Called at start: a session cannot outlive the
+    /// process that carried it. (One node per data directory.)
+    pub async fn end_live_sessions(
+        &self,
+        reason: &str,
+        recording_of: impl Fn(Uuid) -> Option<RecordingAnchor>,
+    ) -> Result<Vec<Uuid>> {
         let live = self.list_sessions(true).await?;
         let mut ended = Vec::new();
         for session in live {
@@ -111,6 +118,7 @@ impl Store {
                 bytes_from_client: session.bytes_from_client,
                 bytes_to_client: session.bytes_to_client,
                 exit_status: None,
+                recording: recording_of(session.id),
             };
             self.end_session(session.id, &end).await?;
             ended.push(session.id);
@@ -151,6 +159,7 @@ impl Store {
         let event = AuditEvent::RetentionApplied {
             before: rampart_core::time_arg::format_rfc3339(before),
             sessions_removed: expired.len() as u64,
+            sessions: expired.iter().map(Uuid::to_string).collect(),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
@@ -179,6 +188,7 @@ impl Store {
             bytes_from_client: end.bytes_from_client,
             bytes_to_client: end.bytes_to_client,
             exit_status: end.exit_status,
+            recording: end.recording.clone(),
         };
         audit_log::append(&mut tx, &Actor::User { name: user }, &event).await?;
         tx.commit().await?;

@@ -476,10 +476,22 @@ pub enum AuditCommand {
     Retention,
     /// Show each SIEM sink's progress and how many events it could not deliver
     Sinks,
-    /// Check the audit chain and every recording (or one session's); exit 0 only if all verify
+    /// Check the audit chain, its signed heads and every recording the chain says was made (or
+    /// one session's); exit 0 only if all verify
     Verify {
         /// Only this session's recording (the chain is always checked)
         #[arg(long, value_name = "ID")]
         session: Option<String>,
+        /// Also check the log against signed heads kept outside the node: a file or an
+        /// http(s) URL of JSON lines as `rampart audit anchor` prints them (repeatable)
+        #[arg(long, value_name = "FILE|URL")]
+        anchor: Vec<String>,
+    },
+    /// Print the newest signed chain head (seq, hash, time, signature) as one JSON line, to
+    /// keep outside the node and check later with `audit verify --anchor`
+    Anchor {
+        /// Append the line to this file instead of printing it
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }

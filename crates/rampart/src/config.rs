@@ -78,6 +78,7 @@ struct SessionSection {
 #[serde(deny_unknown_fields)]
 struct AuditSection {
     retention_days: Option<i64>,
+    seal_interval: Option<String>,
     syslog: Option<String>,
     webhook: Option<String>,
 }
@@ -183,12 +184,17 @@ pub struct SessionConfig {
 }
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 365;
+/// How often the server signs the audit chain head (and so the bound on what a crash leaves
+/// unsigned, and on what `audit verify` accepts as not yet signed).
+pub const DEFAULT_SEAL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where evidence goes besides the data directory, and how long it is kept.
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// Recordings and session records older than this are deleted (the only deletion).
     pub retention_days: u32,
+    /// The server signs the audit chain head this often (1 s to 60 s).
+    pub seal_interval: Duration,
     /// RFC 5424 syslog receiver.
     pub syslog: Option<SyslogTarget>,
     /// HTTP endpoint that receives each event as a JSON POST.
@@ -675,8 +681,27 @@ fn audit_config(
         })
     })
     .transpose()?;
+    let seal_interval = match pick(
+        "audit.seal_interval",
+        ("", None),
+        "RAMPART_AUDIT_SEAL_INTERVAL",
+        env_lookup,
+        section.seal_interval.clone(),
+        file_name,
+    ) {
+        None => DEFAULT_SEAL_INTERVAL,
+        Some(Sourced { value, source }) => parse_duration("audit.seal_interval", &value)
+            .ok()
+            .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(60)).contains(d))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "audit.seal_interval (from {source}): {value:?} is not a duration from 1s to 60s"
+                ))
+            })?,
+    };
     Ok(AuditConfig {
         retention_days,
+        seal_interval,
         syslog,
         webhook,
     })

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod forwarder;
 mod output;
+mod seals;
 mod serve;
 
 use clap::Parser;

@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "http_session_lifetime": format_duration(config.http.session_lifetime),
         "master_key": config.master_key_describe(),
         "retention_days": config.audit.retention_days,
+        crate::seals::INTERVAL_SETTING: config.audit.seal_interval.as_secs(),
         "syslog": config.audit.syslog.as_ref().map(|s| format!("{:?} {}", s.transport, s.address)),
         "webhook": config.audit.webhook.as_ref().map(|w| format!("http://{}{}", w.host, w.path)),
         "session_idle_timeout": config.sessions.idle_timeout.map(format_duration),
@@ -92,6 +93,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "recording_fsync_interval": format!("{}ms", config.recording.fsync_interval.as_millis()),
         "recording_exec_cap": config.recording.exec_cap,
     });
+    // Crash recovery, part one: a log that does not end in a final signed head.
+    if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
+        tracing::warn!(
+            "the previous run stopped without a clean shutdown: recorded in the audit log"
+        );
+    }
     let started = rampart_core::audit::AuditEvent::ServerStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         settings,
@@ -116,12 +123,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
     let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings)?;
-    for session in &sealed {
-        tracing::warn!(%session, "sealed the recording of a session cut short by a restart (incomplete)");
+    for recording in &sealed {
+        tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
     }
-    // Sessions cannot outlive the process that carried them.
+    // Sessions cannot outlive the process that carried them; each one's end anchors its
+    // recording in the chain (sealed just now, or sealed before the crash).
+    let audit_key = rampart_audit::read_private_key(&store.data_dir().audit_key_path())
+        .map_err(anyhow::Error::msg)?;
+    let recordings = store.data_dir().recordings_dir();
     let ended = store
-        .end_live_sessions("node restarted during the session")
+        .end_live_sessions("node restarted during the session", |session| match sealed
+            .iter()
+            .find(|r| r.session == session)
+        {
+            Some(recording) => Some(recording.anchor()),
+            None => rampart_audit::verify_recording(&recordings, session, audit_key.public_key())
+                .ok()
+                .map(|report| rampart_core::audit::RecordingAnchor {
+                    id: session.to_string(),
+                    manifest_sha256: report.manifest_sha256,
+                    complete: report.complete,
+                }),
+        })
         .await?;
     if !ended.is_empty() {
         tracing::warn!(
@@ -150,23 +173,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tls.map(|t| t.config),
         stopped(stop_rx),
     ));
-    // The audit chain head is signed every minute while it moves, and once more at shutdown.
-    let audit_key = rampart_audit::read_private_key(&store.data_dir().audit_key_path())
-        .map_err(anyhow::Error::msg)?;
-    let sealing = {
-        let store = store.clone();
-        let key = audit_key.clone();
-        let mut stopped_rx = stop_rx_for_sealing;
-        tokio::spawn(async move {
-            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = every_minute.tick() => seal_audit_head(&store, &key).await,
-                    _ = stopped_rx.changed() => break,
-                }
-            }
-        })
-    };
+    // The audit chain head is signed every seal interval, and as final at shutdown.
+    let sealing = tokio::spawn(crate::seals::run(
+        store.clone(),
+        audit_key.clone(),
+        config.audit.seal_interval,
+        stop_rx_for_sealing,
+    ));
     // SIEM forwarding and retention run beside the listeners and never block them.
     let mut background = Vec::new();
     for (sink, status) in sinks {
@@ -195,7 +208,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("http listener failed")?
         .context("http listener failed")?;
 
-    seal_audit_head(&store, &audit_key).await;
+    crate::seals::sign_at_shutdown(&store, &audit_key).await;
     tracing::info!("rampart stopped");
     if let Some(store) = Arc::into_inner(store) {
         store.close().await;
@@ -223,37 +236,6 @@ async fn retention_daily(
             }
             _ = stop.changed() => return,
         }
-    }
-}
-
-/// Signs the audit chain head if it moved since the last signature. A failure is logged: the
-/// chain itself stays verifiable, only the signature is missing until the next attempt.
-async fn seal_audit_head(store: &Store, key: &rampart_audit::PrivateKey) {
-    let result = async {
-        let Some((seq, hash)) = store.audit_head().await? else {
-            return Ok(());
-        };
-        if store
-            .last_audit_seal()
-            .await?
-            .is_some_and(|last| last >= seq)
-        {
-            return Ok(());
-        }
-        let signature =
-            rampart_audit::sign_chain_head(key, seq, &hash).map_err(anyhow::Error::msg)?;
-        store
-            .record_audit_seal(&rampart_store::AuditSeal {
-                seq,
-                hash,
-                signature,
-            })
-            .await?;
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, "cannot sign the audit chain head");
     }
 }
 

@@ -38,13 +38,16 @@ pub async fn run(
             table.print("no audit events");
             Ok(())
         }
-        AuditCommand::Verify { .. } => anyhow::bail!("verify is handled with the recordings"),
+        AuditCommand::Verify { .. } | AuditCommand::Anchor { .. } => {
+            anyhow::bail!("verify and anchor are handled by commands::verify")
+        }
         AuditCommand::Sinks => {
             let statuses = store.sink_statuses().await?;
             if json {
                 return print_json(&statuses);
             }
-            let mut table = Table::new(["SINK", "DELIVERED UP TO", "UNDELIVERED", "LAST ERROR"]);
+            let mut table =
+                Table::new(["SINK", "DELIVERED UP TO", "FAILED ATTEMPTS", "LAST ERROR"]);
             for s in &statuses {
                 table.row([
                     s.sink.clone(),

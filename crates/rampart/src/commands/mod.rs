@@ -11,6 +11,7 @@ mod sessions;
 mod tokens;
 mod users;
 mod vault;
+mod verify;
 
 use crate::cli::Command;
 use crate::config::Config;
@@ -30,8 +31,13 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     if let Command::Vault(crate::cli::VaultCommand::GenerateKey { file }) = &command {
         return vault::generate_key(file, json);
     }
-    let store = open_store(config).await?;
+    let (store, store_created) = open_store(config).await?;
     let actor = local_actor();
+    let mut signed_before = crate::seals::before_command(&store).await?;
+    if store_created {
+        // Nothing came before this command: the first event is its own.
+        signed_before = (None, true);
+    }
     let result = match command {
         Command::Serve(_) => bail!("serve is not an administration command"),
         Command::User(cmd) => users::run(&store, &actor, json, cmd).await,
@@ -41,8 +47,16 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
-        Command::Audit(crate::cli::AuditCommand::Verify { session }) => {
-            recordings::verify(&store, json, session.as_deref()).await
+        Command::Audit(crate::cli::AuditCommand::Verify { session, anchor }) => {
+            let options = verify::Options {
+                only: session,
+                anchors: anchor,
+                seal_interval: config.audit.seal_interval,
+            };
+            verify::verify(&store, json, &options).await
+        }
+        Command::Audit(crate::cli::AuditCommand::Anchor { out }) => {
+            verify::anchor(&store, out.as_deref()).await
         }
         Command::Audit(crate::cli::AuditCommand::Retention) => {
             let removed =
@@ -62,11 +76,13 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
     };
+    crate::seals::sign_after_command(&store, signed_before).await;
     store.close().await;
     result
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Opens the store; says whether this created its database.
+async fn open_store(config: &Config) -> anyhow::Result<(Store, bool)> {
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
@@ -78,7 +94,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
             config.data_dir.display()
         );
     }
-    Ok(store)
+    Ok((store, report.initialized_database))
 }
 
 /// The operator running this command, as the audit log records them.

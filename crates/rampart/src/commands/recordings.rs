@@ -1,7 +1,8 @@
-//! `rampart audit verify`, `rampart replay`, `rampart recording export`: the evidence.
+//! `rampart replay`, `rampart recording export`: showing the evidence (`audit verify` is
+//! `verify.rs`).
 
 use crate::cli::{RecordingCommand, ReplayArgs};
-use crate::output::{done, print_json};
+use crate::output::done;
 use anyhow::{Context, bail};
 use rampart_audit::{
     PublicKey, has_recording, public_key_from_openssh, read_cast, verify_recording,
@@ -9,153 +10,19 @@ use rampart_audit::{
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_store::Store;
 use rampart_store::node_keys::public_key_of;
-use serde::Serialize;
 use std::io::Write;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Session kinds that are recorded (file transfers and forwards are logged, not recorded).
-const RECORDED_KINDS: [&str; 2] = ["shell", "exec"];
-
-fn audit_public_key(store: &Store) -> anyhow::Result<PublicKey> {
+pub(super) fn audit_public_key(store: &Store) -> anyhow::Result<PublicKey> {
     let text = public_key_of(&store.data_dir().audit_key_path())?;
     public_key_from_openssh(&text)
         .map_err(|err| anyhow::anyhow!("the audit key is unreadable: {err}"))
 }
 
-fn session_id(text: &str) -> anyhow::Result<Uuid> {
+pub(super) fn session_id(text: &str) -> anyhow::Result<Uuid> {
     Uuid::parse_str(text).with_context(|| {
         format!("invalid session id {text:?}: expected the id `rampart session list` prints")
-    })
-}
-
-#[derive(Debug, Serialize)]
-struct VerifyLine {
-    item: String,
-    ok: bool,
-    detail: String,
-}
-
-/// Checks the chain and the recordings; prints one line per item; fails if anything fails.
-pub async fn verify(store: &Store, json: bool, only: Option<&str>) -> anyhow::Result<()> {
-    let key = audit_public_key(store)?;
-    let mut lines = Vec::new();
-    match store.verify_audit_chain().await? {
-        Ok(count) => lines.push(VerifyLine {
-            item: "audit chain".into(),
-            ok: true,
-            detail: format!("{count} events"),
-        }),
-        Err(problem) => lines.push(VerifyLine {
-            item: "audit chain".into(),
-            ok: false,
-            detail: problem.to_string(),
-        }),
-    }
-    lines.push(verify_seals(store, &key).await?);
-    let dir = store.data_dir().recordings_dir();
-    let sessions = match only {
-        Some(id) => vec![store.session(session_id(id)?).await?],
-        None => store.list_sessions(false).await?,
-    };
-    for session in sessions {
-        let expected = session.recorded && RECORDED_KINDS.contains(&session.kind.as_str());
-        if !expected && !has_recording(&dir, session.id) {
-            continue;
-        }
-        let item = format!("recording {}", session.id);
-        match verify_recording(&dir, session.id, &key) {
-            Ok(report) => lines.push(VerifyLine {
-                item,
-                ok: true,
-                detail: report.describe(),
-            }),
-            Err(_) if session.is_live() => lines.push(VerifyLine {
-                item,
-                ok: true,
-                detail: "live: sealed when the session ends".into(),
-            }),
-            Err(problem) => lines.push(VerifyLine {
-                item,
-                ok: false,
-                detail: problem.to_string(),
-            }),
-        }
-    }
-    let failures = lines.iter().filter(|l| !l.ok).count();
-    if json {
-        print_json(&lines)?;
-    } else {
-        for line in &lines {
-            println!(
-                "{} {}: {}",
-                if line.ok { "ok  " } else { "FAIL" },
-                line.item,
-                line.detail
-            );
-        }
-    }
-    if failures > 0 {
-        bail!("{failures} item(s) failed verification");
-    }
-    if !json {
-        println!("everything verifies");
-    }
-    Ok(())
-}
-
-/// Checks the signatures over the chain head: each must be the audit key's, over a hash the
-/// chain still has, and the chain must reach at least the newest signed head.
-async fn verify_seals(store: &Store, key: &PublicKey) -> anyhow::Result<VerifyLine> {
-    let item = "audit chain signatures".to_owned();
-    let seals = store.audit_seals().await?;
-    let head = store.audit_head().await?.map_or(0, |(seq, _)| seq);
-    for seal in &seals {
-        if !rampart_audit::chain_head_signed(key, seal.seq, &seal.hash, &seal.signature) {
-            return Ok(VerifyLine {
-                item,
-                ok: false,
-                detail: format!("the signature over event {} is not valid", seal.seq),
-            });
-        }
-        match store.audit_event_hash(seal.seq).await? {
-            Some(hash) if hash == seal.hash => {}
-            Some(_) => {
-                return Ok(VerifyLine {
-                    item,
-                    ok: false,
-                    detail: format!(
-                        "event {} no longer matches its signed hash: the chain was rewritten",
-                        seal.seq
-                    ),
-                });
-            }
-            None => {
-                return Ok(VerifyLine {
-                    item,
-                    ok: false,
-                    detail: format!(
-                        "the chain was signed up to event {} but ends at {head}: events were deleted",
-                        seal.seq
-                    ),
-                });
-            }
-        }
-    }
-    let detail = match seals.last() {
-        Some(last) => format!(
-            "{} signature(s), signed up to event {}",
-            seals.len(),
-            last.seq
-        ),
-        None => {
-            "no signature yet (the server signs the head every minute and at shutdown)".to_owned()
-        }
-    };
-    Ok(VerifyLine {
-        item,
-        ok: true,
-        detail,
     })
 }
 

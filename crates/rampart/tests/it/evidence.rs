@@ -469,13 +469,13 @@ fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
     let r = rampart_testkit::Rampart::new(super::BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok(&["asset", "add", "web-01", "--host", "127.0.0.1"]);
-    // The server signs the chain head when it starts and when it stops.
+    // The server signs the chain head when it starts and, after server_stopped, when it stops.
     let (status, _) = r.serve().terminate();
     assert!(status.success());
     let out = r.run(&["audit", "verify"]);
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("signed up to event 4"), "{report}");
+    assert!(report.contains("signed up to event 5"), "{report}");
 
     // Removing the newest event leaves a consistent chain, but not the signed head.
     let db = r.data_dir().join("rampart.db");
@@ -488,9 +488,9 @@ fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
     let out = r.run(&["audit", "verify"]);
     let report = text(&out.stdout);
     assert!(!out.status.success());
-    assert!(report.contains("ok   audit chain: 3 events"), "{report}");
+    assert!(report.contains("ok   audit chain: 4 events"), "{report}");
     assert!(
-        report.contains("signed up to event 4 but ends at 3: events were deleted"),
+        report.contains("signed up to event 5 but ends at 4: events were deleted"),
         "{report}"
     );
 }
@@ -677,7 +677,16 @@ fn retention_is_the_only_deletion_and_is_itself_audited() {
     let applied = lab.events("retention_applied");
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0]["event"]["sessions_removed"], 1);
-    assert!(verify(&lab).0, "what remains still verifies");
+    assert_eq!(applied[0]["event"]["sessions"], serde_json::json!([old]));
+    // The session was made to look old in the sessions table only: the chain says it ended
+    // just now, so the verifier names the deletion instead of accepting it.
+    let (ok, report) = verify(&lab);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("FAIL recording {old}: removed by retention"))
+            && report.contains("after the cutoff"),
+        "{report}"
+    );
     // Nothing else is old enough: a second run removes nothing and records nothing.
     assert_eq!(
         lab.r.json(&["audit", "retention"])["sessions_removed"],

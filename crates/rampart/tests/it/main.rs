@@ -13,6 +13,7 @@ mod auth;
 mod browser;
 mod cli;
 mod evidence;
+mod evidence_chain;
 mod login_controls;
 mod mfa;
 mod policy;
