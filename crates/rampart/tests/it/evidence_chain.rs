@@ -119,6 +119,17 @@ impl Copy {
         self.r.data_dir().join("rampart.db")
     }
 
+    /// Removes every file of a recording (the asciicast, the manifest and, for a command, its
+    /// raw streams).
+    fn remove_recording(&self, id: &str) {
+        for extension in ["cast", "manifest", "raw"] {
+            let path = self.recording(id, extension);
+            if path.exists() {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+
     fn recording(&self, id: &str, extension: &str) -> PathBuf {
         self.r
             .data_dir()
@@ -314,8 +325,7 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
         format!("DELETE FROM sessions WHERE id = '{first}'"),
     ] {
         let copy = Copy::of(&data);
-        std::fs::remove_file(copy.recording(&first, "cast")).unwrap();
-        std::fs::remove_file(copy.recording(&first, "manifest")).unwrap();
+        copy.remove_recording(&first);
         sql(&copy.db(), &edit);
         copy.verify_fails_naming(&[], &[&format!("FAIL recording {first}: "), "is missing"]);
     }
@@ -323,12 +333,15 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
     // A recording replaced by another session's: copied, and re-sealed with the node's own
     // audit key for the right session id (what root on the node can do).
     let copy = Copy::of(&data);
-    for extension in ["cast", "manifest"] {
-        std::fs::copy(
-            copy.recording(&second, extension),
-            copy.recording(&first, extension),
-        )
-        .unwrap();
+    copy.remove_recording(&first);
+    for extension in ["cast", "manifest", "raw"] {
+        if copy.recording(&second, extension).exists() {
+            std::fs::copy(
+                copy.recording(&second, extension),
+                copy.recording(&first, extension),
+            )
+            .unwrap();
+        }
     }
     copy.verify_fails_naming(&[], &[&format!("FAIL recording {first}: "), "swapped"]);
     let copy = Copy::of(&data);
@@ -336,8 +349,7 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
     let (header, events) =
         rampart_audit::read_cast(&recordings, uuid::Uuid::parse_str(&second).unwrap()).unwrap();
     let first_id = uuid::Uuid::parse_str(&first).unwrap();
-    std::fs::remove_file(copy.recording(&first, "cast")).unwrap();
-    std::fs::remove_file(copy.recording(&first, "manifest")).unwrap();
+    copy.remove_recording(&first);
     let mut forged = rampart_audit::Recorder::create(&recordings, first_id, &header).unwrap();
     for (_, code, data) in &events {
         if code == "o" {
@@ -347,10 +359,9 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
     let key =
         rampart_audit::read_private_key(&copy.r.data_dir().join("keys/audit_ed25519_key")).unwrap();
     forged.seal(&key).unwrap();
-    assert!(
-        rampart_audit::verify_recording(&recordings, first_id, key.public_key()).is_ok(),
-        "the forged recording is validly sealed by the node's key"
-    );
+    if let Err(problem) = rampart_audit::verify_recording(&recordings, first_id, key.public_key()) {
+        panic!("the forged recording must be validly sealed by the node's key: {problem}");
+    }
     copy.verify_fails_naming(
         &[],
         &[
@@ -369,8 +380,7 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
     edit_event(&db, ended, |e| {
         e.as_object_mut().unwrap().remove("recording");
     });
-    std::fs::remove_file(copy.recording(&first, "cast")).unwrap();
-    std::fs::remove_file(copy.recording(&first, "manifest")).unwrap();
+    copy.remove_recording(&first);
     sql(&db, "DELETE FROM audit_seals");
     recompute_chain(&db, started);
     let report = copy.verify_fails_naming(
