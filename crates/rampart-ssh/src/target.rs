@@ -22,6 +22,8 @@ pub struct Resolved {
     pub account: Name,
     pub grant: Uuid,
     pub rules: SessionRules,
+    /// The requested actions this account is allowed for (at least one).
+    pub actions: Vec<Action>,
 }
 
 impl Resolved {
@@ -40,15 +42,25 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Resolves what the user named to one account and checks the policy for `action`.
+/// The actions of a request in words: `shell`, `sftp_read or sftp_write`.
+fn either(actions: &[Action]) -> String {
+    let words: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+    words.join(" or ")
+}
+
+/// Resolves what the user named to exactly one account and checks the policy there for each of
+/// `actions`: the session is allowed if that one account allows at least one of them, and may
+/// then do only what it allows ([`Resolved::actions`]). A session never mixes accounts: for
+/// `user@ASSET` the account is the one account on the asset that allows any of the actions.
 pub async fn resolve(
     store: &Store,
     user: &User,
     spec: &TargetSpec,
-    action: Action,
+    actions: &[Action],
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<Resolved, Refusal> {
+    let wanted = either(actions);
     let internal = |target: String| Refusal {
         target,
         message: "internal error looking up the target; the administrators can see it in the log"
@@ -102,14 +114,29 @@ pub async fn resolve(
                 .into_iter()
                 .map(|a| (asset.clone(), a.login))
                 .collect();
-            let allowed = allowed_accounts(user, &pairs, action, now, mfa, &grants);
+            let allowed: Vec<&(Asset, Name)> = pairs
+                .iter()
+                .filter(|pair| {
+                    actions.iter().any(|action| {
+                        !allowed_accounts(
+                            user,
+                            std::slice::from_ref(*pair),
+                            *action,
+                            now,
+                            mfa,
+                            &grants,
+                        )
+                        .is_empty()
+                    })
+                })
+                .collect();
             match allowed.as_slice() {
                 [(_, login)] => login.clone(),
                 [] => {
                     return Err(Refusal {
                         target: asset_name.to_string(),
                         message: format!(
-                            "{} may not use any account on {asset_name} for {action}",
+                            "{} may not use any account on {asset_name} for {wanted}",
                             user.name
                         ),
                     });
@@ -131,23 +158,46 @@ pub async fn resolve(
         }
     };
     let target = format!("{login}@{asset_name}");
-    let request = AccessRequest {
-        user,
-        asset: &asset,
-        account: &login,
-        action,
-        at: now,
-        mfa,
-    };
-    match decide(&request, &grants) {
-        Decision::Allow { grant, rules } => Ok(Resolved {
+    let mut allowed: Option<(Uuid, SessionRules)> = None;
+    let mut allowed_actions = Vec::new();
+    let mut denied = None;
+    for action in actions {
+        let request = AccessRequest {
+            user,
+            asset: &asset,
+            account: &login,
+            action: *action,
+            at: now,
+            mfa,
+        };
+        match decide(&request, &grants) {
+            Decision::Allow { grant, rules } => {
+                allowed_actions.push(*action);
+                // The session's rules are the strictest of what each of its actions allows.
+                allowed = Some(match allowed {
+                    None => (grant, rules),
+                    Some((first, so_far)) => (first, so_far.strictest(rules)),
+                });
+            }
+            Decision::Deny(reason) => {
+                denied.get_or_insert(reason);
+            }
+        }
+    }
+    match (allowed, denied) {
+        (Some((grant, rules)), _) => Ok(Resolved {
             asset,
             account: login,
             grant,
             rules,
+            actions: allowed_actions,
         }),
-        Decision::Deny(reason) => Err(Refusal {
-            message: format!("{} may not use {target} for {action}: {reason}", user.name),
+        (None, reason) => Err(Refusal {
+            message: format!(
+                "{} may not use {target} for {wanted}: {}",
+                user.name,
+                reason.map_or_else(|| "nothing was asked".to_owned(), |r| r.to_string())
+            ),
             target,
         }),
     }
