@@ -73,6 +73,19 @@ fn an_scp_grant_refuses_commands_dressed_as_scp_and_audits_them_as_exec() {
     }
     // Nothing started on the target at all.
     assert!(lab.sessions().is_empty(), "{:?}", lab.sessions());
+
+    // With `exec`, the same text is an ordinary command: it runs, and is recorded as one.
+    only_grant(&lab, &["--actions", "exec"]);
+    let out = lab.ssh(&lab.direct(), "scp ; echo ran-as-exec", b"");
+    assert!(
+        text(&out.stdout).contains("ran-as-exec"),
+        "{}",
+        text(&out.stderr)
+    );
+    let sessions = lab.sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["kind"], "exec");
+    assert_eq!(sessions[0]["recorded"], true);
 }
 
 #[test]
