@@ -337,6 +337,54 @@ pub fn decide(request: &AccessRequest<'_>, grants: &[Grant]) -> Decision {
     explain(request, grants).decision
 }
 
+/// A session that may do some of what it asked for, on the one account of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAllow {
+    /// The grant that allows the first allowed action.
+    pub grant: Uuid,
+    /// The strictest rules over every allowed action.
+    pub rules: SessionRules,
+    /// The asked actions that are allowed, in the order asked (at least one).
+    pub actions: Vec<Action>,
+}
+
+/// Decides a session that can use any of `actions` on the request's one account (an SFTP
+/// session reads, writes or both): allowed if at least one is, and then only for those. The
+/// request's own `action` is ignored. Denied with the reason of the first action asked.
+pub fn decide_any(
+    request: &AccessRequest<'_>,
+    actions: &[Action],
+    grants: &[Grant],
+) -> Result<SessionAllow, DenyReason> {
+    let mut allowed: Option<SessionAllow> = None;
+    let mut denied = None;
+    for action in actions {
+        let asked = AccessRequest {
+            action: *action,
+            ..*request
+        };
+        match decide(&asked, grants) {
+            Decision::Allow { grant, rules } => match allowed.as_mut() {
+                None => {
+                    allowed = Some(SessionAllow {
+                        grant,
+                        rules,
+                        actions: vec![*action],
+                    })
+                }
+                Some(so_far) => {
+                    so_far.rules = so_far.rules.strictest(rules);
+                    so_far.actions.push(*action);
+                }
+            },
+            Decision::Deny(reason) => {
+                denied.get_or_insert(reason);
+            }
+        }
+    }
+    allowed.ok_or_else(|| denied.unwrap_or(DenyReason::NoGrant))
+}
+
 /// The accounts `user` may use for `action` at `at`, among `accounts` (pairs of asset and login),
 /// in the order given.
 pub fn allowed_accounts<'a>(
@@ -816,6 +864,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_session_of_several_actions_gets_what_its_one_account_allows() {
+        let web = asset("web-01", &[]);
+        let alice = user(&[]);
+        let (root, deploy) = (name("root"), name("deploy"));
+        let mut read_deploy = grant(
+            GrantSubject::User(name("alice")),
+            GrantTarget::Asset(name("web-01")),
+            &["deploy"],
+            "sftp_read",
+        );
+        read_deploy.id = Uuid::from_u128(1);
+        read_deploy.max_duration = Some(Duration::from_secs(60));
+        let mut write_root = grant(
+            GrantSubject::User(name("alice")),
+            GrantTarget::Asset(name("web-01")),
+            &["root"],
+            "sftp_write",
+        );
+        write_root.id = Uuid::from_u128(2);
+        let grants = [read_deploy, write_root];
+        let sftp = [Action::SftpRead, Action::SftpWrite];
+        let on = |account| decide_any(&request(&alice, &web, account), &sftp, &grants);
+        let deploy_session = on(&deploy).unwrap();
+        assert_eq!(deploy_session.actions, [Action::SftpRead]);
+        assert_eq!(deploy_session.grant, Uuid::from_u128(1));
+        assert_eq!(
+            deploy_session.rules.max_duration.shortest,
+            Some(Duration::from_secs(60))
+        );
+        let root_session = on(&root).unwrap();
+        assert_eq!(root_session.actions, [Action::SftpWrite]);
+        assert_eq!(root_session.rules.max_duration, Limit::of_grant(None));
+        // Both on one account: both actions, the strictest rules of the two.
+        let mut both = grants.to_vec();
+        both[1].accounts = vec![deploy.clone()];
+        let full = decide_any(&request(&alice, &web, &deploy), &sftp, &both).unwrap();
+        assert_eq!(full.actions, sftp);
+        assert_eq!(
+            full.rules.max_duration,
+            Limit {
+                shortest: Some(Duration::from_secs(60)),
+                default_applies: true
+            }
+        );
+        assert_eq!(
+            decide_any(&request(&alice, &web, &root), &sftp, &both),
+            Err(DenyReason::NoGrant)
+        );
+        assert_eq!(
+            decide_any(&request(&alice, &web, &root), &[], &grants),
+            Err(DenyReason::NoGrant)
+        );
     }
 
     /// Every combination of a small universe of grants, users and requests: the properties the

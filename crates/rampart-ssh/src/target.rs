@@ -3,7 +3,7 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::{AccessRequest, Decision, SessionRules, allowed_accounts, decide};
+use rampart_core::policy::{AccessRequest, SessionRules, decide_any};
 use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
 use rampart_store::Store;
 use russh::client;
@@ -116,18 +116,16 @@ pub async fn resolve(
                 .collect();
             let allowed: Vec<&(Asset, Name)> = pairs
                 .iter()
-                .filter(|pair| {
-                    actions.iter().any(|action| {
-                        !allowed_accounts(
-                            user,
-                            std::slice::from_ref(*pair),
-                            *action,
-                            now,
-                            mfa,
-                            &grants,
-                        )
-                        .is_empty()
-                    })
+                .filter(|(asset, account)| {
+                    let request = AccessRequest {
+                        user,
+                        asset,
+                        account,
+                        action: Action::Shell,
+                        at: now,
+                        mfa,
+                    };
+                    decide_any(&request, actions, &grants).is_ok()
                 })
                 .collect();
             match allowed.as_slice() {
@@ -158,46 +156,24 @@ pub async fn resolve(
         }
     };
     let target = format!("{login}@{asset_name}");
-    let mut allowed: Option<(Uuid, SessionRules)> = None;
-    let mut allowed_actions = Vec::new();
-    let mut denied = None;
-    for action in actions {
-        let request = AccessRequest {
-            user,
-            asset: &asset,
-            account: &login,
-            action: *action,
-            at: now,
-            mfa,
-        };
-        match decide(&request, &grants) {
-            Decision::Allow { grant, rules } => {
-                allowed_actions.push(*action);
-                // The session's rules are the strictest of what each of its actions allows.
-                allowed = Some(match allowed {
-                    None => (grant, rules),
-                    Some((first, so_far)) => (first, so_far.strictest(rules)),
-                });
-            }
-            Decision::Deny(reason) => {
-                denied.get_or_insert(reason);
-            }
-        }
-    }
-    match (allowed, denied) {
-        (Some((grant, rules)), _) => Ok(Resolved {
+    let request = AccessRequest {
+        user,
+        asset: &asset,
+        account: &login,
+        action: Action::Shell,
+        at: now,
+        mfa,
+    };
+    match decide_any(&request, actions, &grants) {
+        Ok(allowed) => Ok(Resolved {
             asset,
             account: login,
-            grant,
-            rules,
-            actions: allowed_actions,
+            grant: allowed.grant,
+            rules: allowed.rules,
+            actions: allowed.actions,
         }),
-        (None, reason) => Err(Refusal {
-            message: format!(
-                "{} may not use {target} for {wanted}: {}",
-                user.name,
-                reason.map_or_else(|| "nothing was asked".to_owned(), |r| r.to_string())
-            ),
+        Err(reason) => Err(Refusal {
+            message: format!("{} may not use {target} for {wanted}: {reason}", user.name),
             target,
         }),
     }
