@@ -1,10 +1,26 @@
-//! File transfer evidence for SFTP sessions: a pure observer of both directions of the SFTP
-//! stream (protocol version 3, as OpenSSH speaks it) that reports each file transferred (path,
-//! direction, size, SHA-256 of the bytes moved) and each change to the file system.
+//! File transfer evidence and direction filtering for SFTP sessions: a pure observer of both
+//! directions of the SFTP stream (protocol version 3, as OpenSSH speaks it) that reports each
+//! file transferred (path, direction, size, SHA-256 of the bytes moved) and each change to the
+//! file system.
 //!
-//! It never alters the stream; the relay passes the bytes on unchanged. Packets are reassembled
-//! in a buffer bounded by the largest packet OpenSSH sends; a larger or malformed packet makes
-//! the stream uninspectable, which the relay treats as a recording failure (fail closed).
+//! With both directions allowed it never alters the stream; the relay passes the bytes on
+//! unchanged. A session allowed only one direction ([`SftpDirections`]) passes the client's
+//! requests whole, one by one ([`SftpObserver::filter_client`]): a request the directions do not
+//! allow is never sent to the server and is answered `SSH_FX_PERMISSION_DENIED` by Rampart. What
+//! each request needs is decided by [`needs`]:
+//!
+//! - reading: open with the read flag (or without the write flag), read, opendir, readdir,
+//!   readlink, and extensions that read contents;
+//! - writing: open with any of write, append, create, truncate or exclusive, write, setstat,
+//!   fsetstat, remove, mkdir, rmdir, rename, symlink, and the extensions that change files
+//!   (posix-rename, hardlink, fsync, lsetstat, copy-data);
+//! - either direction: realpath, stat, lstat, fstat, close, and the extensions that only report
+//!   (statvfs, limits, expand-path, home-directory, users-groups-by-id). Uploading needs them
+//!   (is the target a directory?), and they show attributes, never contents.
+//!
+//! Anything unknown needs both. Packets are reassembled in a buffer bounded by the largest
+//! packet OpenSSH sends; a larger or malformed packet makes the stream uninspectable, which the
+//! relay treats as a recording failure (fail closed).
 
 use crate::hex;
 use sha2::{Digest, Sha256};
@@ -16,24 +32,162 @@ const MAX_PACKET: usize = 256 * 1024 + 1024;
 const MAX_PENDING: usize = 4096;
 const MAX_HANDLES: usize = 1024;
 
+/// Refusals audited one by one in a session; after that one event says more were refused, so a
+/// client looping on refused requests cannot flood the audit log.
+pub const MAX_AUDITED_REFUSALS: u64 = 100;
+
 const INIT: u8 = 1;
 const VERSION: u8 = 2;
 const OPEN: u8 = 3;
 const CLOSE: u8 = 4;
 const READ: u8 = 5;
 const WRITE: u8 = 6;
+const LSTAT: u8 = 7;
+const FSTAT: u8 = 8;
 const SETSTAT: u8 = 9;
+const FSETSTAT: u8 = 10;
+const OPENDIR: u8 = 11;
+const READDIR: u8 = 12;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
 const RMDIR: u8 = 15;
+const REALPATH: u8 = 16;
+const STAT: u8 = 17;
 const RENAME: u8 = 18;
+const READLINK: u8 = 19;
 const SYMLINK: u8 = 20;
 const STATUS: u8 = 101;
 const HANDLE: u8 = 102;
 const DATA: u8 = 103;
 const EXTENDED: u8 = 200;
 
+const READ_FLAG: u32 = 0x01;
+const WRITE_FLAG: u32 = 0x02;
 const WRITE_FLAGS: u32 = 0x02 | 0x04 | 0x08 | 0x10 | 0x20; // WRITE APPEND CREAT TRUNC EXCL
+const PERMISSION_DENIED: u32 = 3;
+
+/// Which directions an SFTP session may use: its account's `sftp_read` and `sftp_write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SftpDirections {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl SftpDirections {
+    pub const BOTH: Self = Self {
+        read: true,
+        write: true,
+    };
+
+    fn allow(self, need: Need) -> bool {
+        (!need.read || self.read) && (!need.write || self.write)
+    }
+}
+
+impl Default for SftpDirections {
+    fn default() -> Self {
+        Self::BOTH
+    }
+}
+
+/// What a request needs: reading, writing, both, or neither (allowed in either direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub read: bool,
+    pub write: bool,
+}
+
+const EITHER: Need = Need {
+    read: false,
+    write: false,
+};
+const READING: Need = Need {
+    read: true,
+    write: false,
+};
+const WRITING: Need = Need {
+    read: false,
+    write: true,
+};
+const BOTH: Need = Need {
+    read: true,
+    write: true,
+};
+
+/// What a client request (a whole packet body) needs, and what to call it in the audit trail.
+/// `None` for a packet too short to be a request.
+pub fn needs(packet: &[u8]) -> Option<(Need, String)> {
+    let mut r = Reader(packet);
+    let kind = r.u8()?;
+    if kind == INIT {
+        return Some((EITHER, "init".into()));
+    }
+    let _id = r.u32()?;
+    let named = |need: Need, name: &str| Some((need, name.to_owned()));
+    match kind {
+        OPEN => {
+            let _path = r.bytes()?;
+            let flags = r.u32()?;
+            // OpenSSH opens read-only unless the write flag is set, so an open without either
+            // flag (or with only create) can read.
+            let need = Need {
+                read: flags & READ_FLAG != 0 || flags & WRITE_FLAG == 0,
+                write: flags & WRITE_FLAGS != 0,
+            };
+            let name = if need.write {
+                "open for writing"
+            } else {
+                "open for reading"
+            };
+            named(need, name)
+        }
+        CLOSE => named(EITHER, "close"),
+        READ => named(READING, "read"),
+        WRITE => named(WRITING, "write"),
+        LSTAT => named(EITHER, "lstat"),
+        FSTAT => named(EITHER, "fstat"),
+        SETSTAT => named(WRITING, "setstat"),
+        FSETSTAT => named(WRITING, "fsetstat"),
+        OPENDIR => named(READING, "opendir"),
+        READDIR => named(READING, "readdir"),
+        REMOVE => named(WRITING, "remove"),
+        MKDIR => named(WRITING, "mkdir"),
+        RMDIR => named(WRITING, "rmdir"),
+        REALPATH => named(EITHER, "realpath"),
+        STAT => named(EITHER, "stat"),
+        RENAME => named(WRITING, "rename"),
+        READLINK => named(READING, "readlink"),
+        SYMLINK => named(WRITING, "symlink"),
+        EXTENDED => {
+            let name = String::from_utf8_lossy(r.bytes()?).into_owned();
+            let need = match name.as_str() {
+                "statvfs@openssh.com"
+                | "fstatvfs@openssh.com"
+                | "limits@openssh.com"
+                | "expand-path@openssh.com"
+                | "home-directory"
+                | "users-groups-by-id@openssh.com" => EITHER,
+                "posix-rename@openssh.com"
+                | "hardlink@openssh.com"
+                | "fsync@openssh.com"
+                | "lsetstat@openssh.com" => WRITING,
+                _ => BOTH,
+            };
+            Some((need, name))
+        }
+        other => Some((BOTH, format!("request type {other}"))),
+    }
+}
+
+/// What the relay does with bytes the client sent, once filtered.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filtered {
+    /// The bytes for the server; `None` when all of what came passes unchanged.
+    pub forward: Option<Vec<u8>>,
+    /// Whole reply packets Rampart answers with, for the client.
+    pub replies: Vec<u8>,
+    pub events: Vec<SftpEvent>,
+}
 
 /// Something that happened to a file, as evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +206,16 @@ pub enum SftpEvent {
         path: String,
         target: Option<String>,
         succeeded: bool,
+    },
+    /// A request the session's directions do not allow, answered by Rampart with
+    /// `SSH_FX_PERMISSION_DENIED`; it never reached the server. `read` and `write` say which
+    /// missing direction refused it. After [`MAX_AUDITED_REFUSALS`] one more event has the
+    /// operation `more refused requests (not reported one by one)`.
+    Refused {
+        operation: String,
+        path: String,
+        read: bool,
+        write: bool,
     },
 }
 
@@ -156,13 +320,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Watches one SFTP session.
+/// Watches one SFTP session, and keeps it to its directions.
 #[derive(Default)]
 pub struct SftpObserver {
     from_client: Framer,
     from_server: Framer,
     pending: HashMap<u32, Pending>,
     handles: HashMap<Vec<u8>, OpenFile>,
+    directions: SftpDirections,
+    refused: u64,
 }
 
 impl std::fmt::Debug for SftpObserver {
@@ -181,6 +347,99 @@ fn malformed(what: &str) -> SftpError {
 impl SftpObserver {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An observer that also keeps the session to `directions` ([`Self::filter_client`]).
+    pub fn with_directions(directions: SftpDirections) -> Self {
+        Self {
+            directions,
+            ..Self::default()
+        }
+    }
+
+    /// Bytes the client sent: what to pass to the server, what to answer at once, and the
+    /// evidence. With both directions everything passes as it came; otherwise only whole
+    /// requests the directions allow pass (a partial one waits for its rest), and the others are
+    /// answered with `SSH_FX_PERMISSION_DENIED` under their request id.
+    pub fn filter_client(&mut self, data: &[u8]) -> Result<Filtered, SftpError> {
+        if self.directions == SftpDirections::BOTH {
+            return Ok(Filtered {
+                forward: None,
+                replies: Vec::new(),
+                events: self.client(data)?,
+            });
+        }
+        let mut filtered = Filtered {
+            forward: Some(Vec::new()),
+            ..Filtered::default()
+        };
+        for packet in self.from_client.push(data)? {
+            let (need, operation) = needs(&packet).ok_or_else(|| malformed("client"))?;
+            if self.directions.allow(need) {
+                self.request(&packet, &mut filtered.events)?;
+                if let Some(forward) = filtered.forward.as_mut() {
+                    forward.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+                    forward.extend_from_slice(&packet);
+                }
+                continue;
+            }
+            let mut r = Reader(&packet);
+            let _kind = r.u8();
+            let id = r.u32().ok_or_else(|| malformed("client"))?;
+            let missing = if need.write && !self.directions.write {
+                "writing"
+            } else {
+                "reading"
+            };
+            filtered.replies.extend(status(
+                id,
+                PERMISSION_DENIED,
+                &format!("Rampart: this session does not allow {missing}"),
+            ));
+            self.refused = self.refused.saturating_add(1);
+            if self.refused <= MAX_AUDITED_REFUSALS {
+                filtered.events.push(SftpEvent::Refused {
+                    path: self.path_of_request(&packet),
+                    operation,
+                    read: need.read && !self.directions.read,
+                    write: need.write && !self.directions.write,
+                });
+            } else if self.refused == MAX_AUDITED_REFUSALS + 1 {
+                filtered.events.push(SftpEvent::Refused {
+                    operation: "more refused requests (not reported one by one)".into(),
+                    path: "-".into(),
+                    read: !self.directions.read,
+                    write: !self.directions.write,
+                });
+            }
+        }
+        Ok(filtered)
+    }
+
+    /// Whether the server's stream is between two packets, where a reply of Rampart's may be
+    /// put in without breaking one.
+    pub fn server_between_packets(&self) -> bool {
+        self.from_server.buffer.is_empty()
+    }
+
+    /// The path a request names, or the path a handle it names was opened with.
+    fn path_of_request(&self, packet: &[u8]) -> String {
+        let mut r = Reader(packet);
+        let kind = r.u8();
+        let _id = r.u32();
+        if kind == Some(EXTENDED) {
+            let _name = r.bytes();
+        }
+        let Some(first) = r.bytes() else {
+            return "-".into();
+        };
+        match kind {
+            Some(READ | WRITE | FSETSTAT | READDIR | FSTAT) => self
+                .handles
+                .get(first)
+                .map_or_else(|| "(a handle)".to_owned(), |file| file.path.clone()),
+            _ => String::from_utf8_lossy(first).into_owned(),
+        }
     }
 
     /// Bytes the client sent to the server.
@@ -353,6 +612,19 @@ impl SftpObserver {
         }
         Ok(())
     }
+}
+
+/// An `SSH_FXP_STATUS` reply packet, with its length.
+fn status(id: u32, code: u32, message: &str) -> Vec<u8> {
+    let mut body = vec![STATUS];
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&code.to_be_bytes());
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message.as_bytes());
+    body.extend_from_slice(&0u32.to_be_bytes()); // language tag
+    let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
 }
 
 fn transferred(file: OpenFile) -> SftpEvent {
@@ -532,6 +804,244 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    fn open(id: u32, path: &[u8], flags: u32) -> Vec<u8> {
+        packet(
+            OPEN,
+            Some(id),
+            &[&string(path), &flags.to_be_bytes(), &0u32.to_be_bytes()],
+        )
+    }
+
+    /// Feeds `stream` in `piece`-byte pieces; returns what passed, the replies and the events.
+    fn filter(
+        o: &mut SftpObserver,
+        stream: &[u8],
+        piece: usize,
+    ) -> (Vec<u8>, Vec<u8>, Vec<SftpEvent>) {
+        let (mut passed, mut replies, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in stream.chunks(piece) {
+            let filtered = o.filter_client(chunk).unwrap();
+            passed.extend(filtered.forward.unwrap_or_else(|| chunk.to_vec()));
+            replies.extend(filtered.replies);
+            events.extend(filtered.events);
+        }
+        (passed, replies, events)
+    }
+
+    fn denied(id: u32, missing: &str) -> Vec<u8> {
+        packet(
+            STATUS,
+            Some(id),
+            &[
+                &3u32.to_be_bytes(),
+                &string(format!("Rampart: this session does not allow {missing}").as_bytes()),
+                &string(b""),
+            ],
+        )
+    }
+
+    #[test]
+    fn read_only_passes_reads_whole_and_answers_writes_itself() {
+        let read_only = SftpDirections {
+            read: true,
+            write: false,
+        };
+        let allowed: Vec<Vec<u8>> = vec![
+            packet(INIT, None, &[&3u32.to_be_bytes()]),
+            packet(REALPATH, Some(1), &[&string(b".")]),
+            open(2, b"/etc/motd", READ_FLAG),
+            packet(STAT, Some(3), &[&string(b"/etc")]),
+            packet(LSTAT, Some(4), &[&string(b"/etc")]),
+            packet(OPENDIR, Some(5), &[&string(b"/etc")]),
+            packet(READDIR, Some(6), &[&string(b"d")]),
+            packet(READLINK, Some(7), &[&string(b"/l")]),
+            packet(CLOSE, Some(8), &[&string(b"d")]),
+            packet(
+                EXTENDED,
+                Some(9),
+                &[&string(b"statvfs@openssh.com"), &string(b"/")],
+            ),
+        ];
+        let refused: Vec<(Vec<u8>, &str, &str)> = vec![
+            (
+                open(20, b"/tmp/new", WRITE_FLAG | 0x08 | 0x10),
+                "open for writing",
+                "/tmp/new",
+            ),
+            (open(21, b"/tmp/log", 0x04), "open for writing", "/tmp/log"),
+            (
+                open(22, b"/tmp/rw", READ_FLAG | WRITE_FLAG),
+                "open for writing",
+                "/tmp/rw",
+            ),
+            (
+                packet(
+                    WRITE,
+                    Some(23),
+                    &[&string(b"h"), &0u64.to_be_bytes(), &string(b"x")],
+                ),
+                "write",
+                "(a handle)",
+            ),
+            (
+                packet(REMOVE, Some(24), &[&string(b"/etc/passwd")]),
+                "remove",
+                "/etc/passwd",
+            ),
+            (
+                packet(MKDIR, Some(25), &[&string(b"/tmp/d"), &0u32.to_be_bytes()]),
+                "mkdir",
+                "/tmp/d",
+            ),
+            (
+                packet(RMDIR, Some(26), &[&string(b"/tmp/d")]),
+                "rmdir",
+                "/tmp/d",
+            ),
+            (
+                packet(RENAME, Some(27), &[&string(b"/a"), &string(b"/b")]),
+                "rename",
+                "/a",
+            ),
+            (
+                packet(SETSTAT, Some(28), &[&string(b"/a"), &0u32.to_be_bytes()]),
+                "setstat",
+                "/a",
+            ),
+            (
+                packet(FSETSTAT, Some(29), &[&string(b"h"), &0u32.to_be_bytes()]),
+                "fsetstat",
+                "(a handle)",
+            ),
+            (
+                packet(SYMLINK, Some(30), &[&string(b"/l"), &string(b"/etc")]),
+                "symlink",
+                "/l",
+            ),
+            (
+                packet(
+                    EXTENDED,
+                    Some(31),
+                    &[
+                        &string(b"posix-rename@openssh.com"),
+                        &string(b"/a"),
+                        &string(b"/b"),
+                    ],
+                ),
+                "posix-rename@openssh.com",
+                "/a",
+            ),
+            (
+                packet(EXTENDED, Some(32), &[&string(b"something-new@example.com")]),
+                "something-new@example.com",
+                "-",
+            ),
+            (packet(99, Some(33), &[]), "request type 99", "-"),
+        ];
+        // Interleaved, fed whole and in awkward pieces.
+        let mut stream = Vec::new();
+        for (i, pass) in allowed.iter().enumerate() {
+            stream.extend(pass);
+            if let Some((refuse, _, _)) = refused.get(i) {
+                stream.extend(refuse);
+            }
+        }
+        for (refuse, _, _) in refused.iter().skip(allowed.len()) {
+            stream.extend(refuse);
+        }
+        for piece in [1, 5, stream.len()] {
+            let mut o = SftpObserver::with_directions(read_only);
+            let (passed, replies, events) = filter(&mut o, &stream, piece);
+            assert_eq!(passed, allowed.concat(), "only the allowed requests, whole");
+            let expected: Vec<u8> = (20..34).flat_map(|id| denied(id, "writing")).collect();
+            assert_eq!(replies, expected);
+            let refusals: Vec<(String, String)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    SftpEvent::Refused {
+                        operation,
+                        path,
+                        write: true,
+                        read: false,
+                    } => Some((operation.clone(), path.clone())),
+                    _ => None,
+                })
+                .collect();
+            let wanted: Vec<(String, String)> = refused
+                .iter()
+                .map(|(_, op, path)| ((*op).to_owned(), (*path).to_owned()))
+                .collect();
+            assert_eq!(refusals, wanted);
+        }
+    }
+
+    #[test]
+    fn write_only_uploads_and_never_reads_contents() {
+        let mut o = SftpObserver::with_directions(SftpDirections {
+            read: false,
+            write: true,
+        });
+        let allowed = [
+            packet(REALPATH, Some(1), &[&string(b".")]),
+            packet(STAT, Some(2), &[&string(b"/srv")]),
+            open(3, b"/srv/up", WRITE_FLAG | 0x08 | 0x10),
+            packet(
+                WRITE,
+                Some(4),
+                &[&string(b"h"), &0u64.to_be_bytes(), &string(b"x")],
+            ),
+            packet(MKDIR, Some(5), &[&string(b"/srv/d"), &0u32.to_be_bytes()]),
+        ]
+        .concat();
+        let refused = [
+            open(6, b"/etc/shadow", READ_FLAG),
+            open(7, b"/etc/shadow", 0),
+            open(8, b"/srv/x", 0x08),
+            packet(
+                READ,
+                Some(9),
+                &[&string(b"h"), &0u64.to_be_bytes(), &1u32.to_be_bytes()],
+            ),
+            packet(OPENDIR, Some(10), &[&string(b"/etc")]),
+            packet(READDIR, Some(11), &[&string(b"d")]),
+            packet(READLINK, Some(12), &[&string(b"/l")]),
+        ]
+        .concat();
+        let (passed, replies, _) = filter(&mut o, &[allowed.clone(), refused].concat(), 3);
+        assert_eq!(passed, allowed);
+        let expected: Vec<u8> = (6..13).flat_map(|id| denied(id, "reading")).collect();
+        assert_eq!(replies, expected);
+    }
+
+    #[test]
+    fn both_directions_pass_everything_unchanged_and_refusals_are_audited_up_to_a_bound() {
+        let mut o = SftpObserver::with_directions(SftpDirections::BOTH);
+        let remove = packet(REMOVE, Some(1), &[&string(b"/x")]);
+        let filtered = o.filter_client(&remove[..3]).unwrap();
+        assert_eq!(
+            filtered.forward, None,
+            "passes as it came, even half a packet"
+        );
+        let mut o = SftpObserver::with_directions(SftpDirections {
+            read: true,
+            write: false,
+        });
+        let flood: Vec<u8> = (0..MAX_AUDITED_REFUSALS as u32 + 50)
+            .flat_map(|id| packet(REMOVE, Some(id), &[&string(b"/x")]))
+            .collect();
+        let (passed, replies, events) = filter(&mut o, &flood, 4096);
+        assert!(passed.is_empty());
+        assert_eq!(
+            replies.len(),
+            denied(0, "writing").len() * (MAX_AUDITED_REFUSALS as usize + 50)
+        );
+        assert_eq!(events.len(), MAX_AUDITED_REFUSALS as usize + 1);
+        assert!(o.server_between_packets());
+        o.server(&packet(STATUS, Some(1), &[&0u32.to_be_bytes()])[..6])
+            .unwrap();
+        assert!(!o.server_between_packets());
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct AccessRequest<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Allowed by this grant (the first that allows it, in creation order), with its limits.
+    /// Allowed. `grant` is the first allowing grant in creation order (the session record names
+    /// it); `rules` are the strictest of every allowing grant's rules, so adding a permissive
+    /// grant never loosens a strict one.
     Allow {
         grant: Uuid,
         rules: SessionRules,
@@ -40,13 +42,90 @@ impl Decision {
     }
 }
 
-/// What a grant says about the sessions it allows: time limits (unset: the global defaults
-/// apply) and whether they are recorded.
+/// What the allowing grants say together about the sessions they allow: time limits and
+/// whether they are recorded, the strictest of them (any grant that records makes a recorded
+/// session; the shortest limit wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionRules {
-    pub idle_timeout: Option<Duration>,
-    pub max_duration: Option<Duration>,
+    pub idle_timeout: Limit,
+    pub max_duration: Limit,
     pub record: bool,
+}
+
+impl SessionRules {
+    /// One grant's rules.
+    pub fn of(grant: &Grant) -> Self {
+        Self {
+            idle_timeout: Limit::of_grant(grant.idle_timeout),
+            max_duration: Limit::of_grant(grant.max_duration),
+            record: grant.record,
+        }
+    }
+
+    /// The strictest of both: recorded if either records, the shorter limits.
+    pub fn strictest(self, other: Self) -> Self {
+        Self {
+            idle_timeout: self.idle_timeout.strictest(other.idle_timeout),
+            max_duration: self.max_duration.strictest(other.max_duration),
+            record: self.record || other.record,
+        }
+    }
+}
+
+/// A session time limit as grants set it together. A grant without a limit of its own leaves
+/// the node's default (`session.idle_timeout`, `session.max_duration`) in force, so it is not
+/// "unlimited": the limit in force is the shortest a grant sets and, if any grant sets none,
+/// the node's default too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The shortest limit an allowing grant sets.
+    pub shortest: Option<Duration>,
+    /// Some allowing grant sets no limit, so the node's default applies as well.
+    pub default_applies: bool,
+}
+
+impl Limit {
+    /// One grant's limit (`None`: the node's default).
+    pub fn of_grant(limit: Option<Duration>) -> Self {
+        Self {
+            shortest: limit,
+            default_applies: limit.is_none(),
+        }
+    }
+
+    pub fn strictest(self, other: Self) -> Self {
+        Self {
+            shortest: shorter(self.shortest, other.shortest),
+            default_applies: self.default_applies || other.default_applies,
+        }
+    }
+
+    /// The limit in force given the node's default (`None`: no limit).
+    pub fn with_default(self, default: Option<Duration>) -> Option<Duration> {
+        shorter(self.shortest, default.filter(|_| self.default_applies))
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.shortest, self.default_applies) {
+            (Some(limit), false) => f.write_str(&crate::time_arg::format_duration(limit)),
+            (Some(limit), true) => write!(
+                f,
+                "{} (or the node's default, if shorter)",
+                crate::time_arg::format_duration(limit)
+            ),
+            (None, _) => f.write_str("the node's default"),
+        }
+    }
+}
+
+/// The shorter of two limits, where `None` is no limit.
+fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Why access was denied, most specific first. Shown to the user and stored in the audit log.
@@ -208,26 +287,27 @@ fn verdict(grant: &Grant, request: &AccessRequest<'_>) -> GrantVerdict {
 }
 
 /// Decides a request and says why: every grant's verdict, and the decision they make together.
-/// Grants combine as a union; no grant, like a disabled user, denies.
+/// Grants combine as a union for access (no grant, like a disabled user, denies) and as the
+/// strictest for the rules of the session (recording, limits).
 pub fn explain(request: &AccessRequest<'_>, grants: &[Grant]) -> Explanation {
     let verdicts: Vec<(Uuid, GrantVerdict)> = grants
         .iter()
         .map(|grant| (grant.id, verdict(grant, request)))
         .collect();
-    let decision = if request.user.disabled {
-        Decision::Deny(DenyReason::UserDisabled)
-    } else if let Some(grant) = grants
+    let mut allowing = grants
         .iter()
         .zip(&verdicts)
-        .find_map(|(grant, (_, v))| (*v == GrantVerdict::Allows).then_some(grant))
-    {
+        .filter_map(|(grant, (_, v))| (*v == GrantVerdict::Allows).then_some(grant));
+    let decision = if request.user.disabled {
+        Decision::Deny(DenyReason::UserDisabled)
+    } else if let Some(first) = allowing.next() {
+        // The strictest rules of every allowing grant, whatever their order.
+        let rules = allowing.fold(SessionRules::of(first), |rules, grant| {
+            rules.strictest(SessionRules::of(grant))
+        });
         Decision::Allow {
-            grant: grant.id,
-            rules: SessionRules {
-                idle_timeout: grant.idle_timeout,
-                max_duration: grant.max_duration,
-                record: grant.record,
-            },
+            grant: first.id,
+            rules,
         }
     } else {
         // The denial closest to an allow says the most about what is missing.
@@ -255,6 +335,54 @@ pub fn explain(request: &AccessRequest<'_>, grants: &[Grant]) -> Explanation {
 /// Decides an access request against all grants.
 pub fn decide(request: &AccessRequest<'_>, grants: &[Grant]) -> Decision {
     explain(request, grants).decision
+}
+
+/// A session that may do some of what it asked for, on the one account of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAllow {
+    /// The grant that allows the first allowed action.
+    pub grant: Uuid,
+    /// The strictest rules over every allowed action.
+    pub rules: SessionRules,
+    /// The asked actions that are allowed, in the order asked (at least one).
+    pub actions: Vec<Action>,
+}
+
+/// Decides a session that can use any of `actions` on the request's one account (an SFTP
+/// session reads, writes or both): allowed if at least one is, and then only for those. The
+/// request's own `action` is ignored. Denied with the reason of the first action asked.
+pub fn decide_any(
+    request: &AccessRequest<'_>,
+    actions: &[Action],
+    grants: &[Grant],
+) -> Result<SessionAllow, DenyReason> {
+    let mut allowed: Option<SessionAllow> = None;
+    let mut denied = None;
+    for action in actions {
+        let asked = AccessRequest {
+            action: *action,
+            ..*request
+        };
+        match decide(&asked, grants) {
+            Decision::Allow { grant, rules } => match allowed.as_mut() {
+                None => {
+                    allowed = Some(SessionAllow {
+                        grant,
+                        rules,
+                        actions: vec![*action],
+                    })
+                }
+                Some(so_far) => {
+                    so_far.rules = so_far.rules.strictest(rules);
+                    so_far.actions.push(*action);
+                }
+            },
+            Decision::Deny(reason) => {
+                denied.get_or_insert(reason);
+            }
+        }
+    }
+    allowed.ok_or_else(|| denied.unwrap_or(DenyReason::NoGrant))
 }
 
 /// The accounts `user` may use for `action` at `at`, among `accounts` (pairs of asset and login),
@@ -546,8 +674,8 @@ mod tests {
             Decision::Allow {
                 grant: g.id,
                 rules: SessionRules {
-                    idle_timeout: Some(Duration::from_secs(60)),
-                    max_duration: None,
+                    idle_timeout: Limit::of_grant(Some(Duration::from_secs(60))),
+                    max_duration: Limit::of_grant(None),
                     record: true,
                 }
             }
@@ -600,6 +728,196 @@ mod tests {
                     })
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn the_strictest_rules_of_every_allowing_grant_apply_in_any_order() {
+        let web = asset("web-01", &[]);
+        let alice = user(&[]);
+        let root = name("root");
+        let alice_on_web = |id: u128, actions: &str| {
+            let mut g = grant(
+                GrantSubject::User(name("alice")),
+                GrantTarget::Asset(name("web-01")),
+                &[],
+                actions,
+            );
+            g.id = Uuid::from_u128(id);
+            g
+        };
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let mut lax = alice_on_web(1, "shell");
+        lax.record = false;
+        lax.idle_timeout = Some(minutes(120));
+        let mut strict = alice_on_web(2, "shell");
+        strict.idle_timeout = Some(minutes(10));
+        strict.max_duration = Some(minutes(480));
+        // Does not allow the request, so its rules do not count.
+        let mut unrelated = alice_on_web(3, "exec");
+        unrelated.idle_timeout = Some(minutes(1));
+        let orders = [
+            [lax.clone(), strict.clone(), unrelated.clone()],
+            [strict.clone(), lax.clone(), unrelated.clone()],
+            [unrelated, strict, lax],
+        ];
+        for grants in orders {
+            let Decision::Allow { grant, rules } = decide(&request(&alice, &web, &root), &grants)
+            else {
+                panic!("allowed");
+            };
+            let first_allowing = grants.iter().find(|g| g.actions.contains(Action::Shell));
+            assert_eq!(Some(grant), first_allowing.map(|g| g.id));
+            assert_eq!(
+                rules,
+                SessionRules {
+                    idle_timeout: Limit {
+                        shortest: Some(minutes(10)),
+                        default_applies: false
+                    },
+                    // The lax grant sets no maximum: the node's default applies as well.
+                    max_duration: Limit {
+                        shortest: Some(minutes(480)),
+                        default_applies: true
+                    },
+                    record: true,
+                }
+            );
+            assert_eq!(
+                rules.idle_timeout.with_default(Some(minutes(1))),
+                Some(minutes(10))
+            );
+            assert_eq!(
+                rules.max_duration.with_default(Some(minutes(60))),
+                Some(minutes(60))
+            );
+            assert_eq!(rules.max_duration.with_default(None), Some(minutes(480)));
+            assert_eq!(
+                rules.max_duration.to_string(),
+                "8h (or the node's default, if shorter)"
+            );
+        }
+    }
+
+    /// Every set of up to three allowing grants from a universe of rules, in every order: the
+    /// rules are those of the strictest grant for each point, never looser than any one grant's.
+    #[test]
+    fn rules_combine_as_the_strictest_exhaustively() {
+        let web = asset("web-01", &[]);
+        let alice = user(&[]);
+        let root = name("root");
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let mut universe = Vec::new();
+        for record in [true, false] {
+            for idle in [None, Some(minutes(5)), Some(minutes(60))] {
+                for max in [None, Some(minutes(30)), Some(minutes(600))] {
+                    let mut g = grant(
+                        GrantSubject::User(name("alice")),
+                        GrantTarget::Asset(name("web-01")),
+                        &[],
+                        "shell",
+                    );
+                    g.id = Uuid::from_u128(universe.len() as u128 + 1);
+                    (g.record, g.idle_timeout, g.max_duration) = (record, idle, max);
+                    universe.push(g);
+                }
+            }
+        }
+        // The limit a set of grants must produce with a node default: the shortest of each
+        // grant's own limit or, where it has none, the default (None: no limit).
+        let expected = |grants: &[&Grant], limit: fn(&Grant) -> Option<Duration>, default| {
+            grants
+                .iter()
+                .map(|g| limit(g).or(default))
+                .fold(None, shorter)
+        };
+        let rules_of = |grants: &[Grant]| match decide(&request(&alice, &web, &root), grants) {
+            Decision::Allow { rules, .. } => rules,
+            Decision::Deny(reason) => panic!("denied: {reason}"),
+        };
+        let count = universe.len();
+        for a in 0..count {
+            for b in a..count {
+                for c in b..count {
+                    let set = [&universe[a], &universe[b], &universe[c]];
+                    let in_order: Vec<Grant> = set.iter().map(|g| (*g).clone()).collect();
+                    let rules = rules_of(&in_order);
+                    let reversed: Vec<Grant> = in_order.iter().rev().cloned().collect();
+                    assert_eq!(rules_of(&reversed), rules, "order does not matter");
+                    assert_eq!(rules.record, set.iter().any(|g| g.record));
+                    for default in [None, Some(minutes(15))] {
+                        let idle = rules.idle_timeout.with_default(default);
+                        let max = rules.max_duration.with_default(default);
+                        assert_eq!(idle, expected(&set, |g| g.idle_timeout, default));
+                        assert_eq!(max, expected(&set, |g| g.max_duration, default));
+                        // Never looser than any single grant alone.
+                        for one in set {
+                            let alone = rules_of(std::slice::from_ref(one));
+                            let stricter = |mine: Option<Duration>, theirs: Option<Duration>| {
+                                theirs.is_none_or(|t| mine.is_some_and(|m| m <= t))
+                            };
+                            assert!(stricter(idle, alone.idle_timeout.with_default(default)));
+                            assert!(stricter(max, alone.max_duration.with_default(default)));
+                            assert!(rules.record || !alone.record);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_session_of_several_actions_gets_what_its_one_account_allows() {
+        let web = asset("web-01", &[]);
+        let alice = user(&[]);
+        let (root, deploy) = (name("root"), name("deploy"));
+        let mut read_deploy = grant(
+            GrantSubject::User(name("alice")),
+            GrantTarget::Asset(name("web-01")),
+            &["deploy"],
+            "sftp_read",
+        );
+        read_deploy.id = Uuid::from_u128(1);
+        read_deploy.max_duration = Some(Duration::from_secs(60));
+        let mut write_root = grant(
+            GrantSubject::User(name("alice")),
+            GrantTarget::Asset(name("web-01")),
+            &["root"],
+            "sftp_write",
+        );
+        write_root.id = Uuid::from_u128(2);
+        let grants = [read_deploy, write_root];
+        let sftp = [Action::SftpRead, Action::SftpWrite];
+        let on = |account| decide_any(&request(&alice, &web, account), &sftp, &grants);
+        let deploy_session = on(&deploy).unwrap();
+        assert_eq!(deploy_session.actions, [Action::SftpRead]);
+        assert_eq!(deploy_session.grant, Uuid::from_u128(1));
+        assert_eq!(
+            deploy_session.rules.max_duration.shortest,
+            Some(Duration::from_secs(60))
+        );
+        let root_session = on(&root).unwrap();
+        assert_eq!(root_session.actions, [Action::SftpWrite]);
+        assert_eq!(root_session.rules.max_duration, Limit::of_grant(None));
+        // Both on one account: both actions, the strictest rules of the two.
+        let mut both = grants.to_vec();
+        both[1].accounts = vec![deploy.clone()];
+        let full = decide_any(&request(&alice, &web, &deploy), &sftp, &both).unwrap();
+        assert_eq!(full.actions, sftp);
+        assert_eq!(
+            full.rules.max_duration,
+            Limit {
+                shortest: Some(Duration::from_secs(60)),
+                default_applies: true
+            }
+        );
+        assert_eq!(
+            decide_any(&request(&alice, &web, &root), &sftp, &both),
+            Err(DenyReason::NoGrant)
+        );
+        assert_eq!(
+            decide_any(&request(&alice, &web, &root), &[], &grants),
+            Err(DenyReason::NoGrant)
         );
     }
 

@@ -7,7 +7,7 @@
 //! Idle and duration limits are checked on the same tick, with a warning line shortly before.
 
 use bytes::Bytes;
-use rampart_core::policy::{AccessRequest, Decision, decide};
+use rampart_core::policy::{AccessRequest, Decision, Limit, decide};
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Asset, Grant, Name, User};
 use rampart_store::Store;
@@ -42,8 +42,9 @@ pub struct SessionGrant {
     /// Interactive shells count only the user's input as activity; other sessions count traffic
     /// both ways (a long download is not idle).
     pub interactive: bool,
-    pub idle_timeout: Option<Duration>,
-    pub max_duration: Option<Duration>,
+    /// The limits of the allowing grants; the node's defaults complete them at registration.
+    pub idle_timeout: Limit,
+    pub max_duration: Limit,
 }
 
 /// One live session as the watcher and the relay share it.
@@ -51,6 +52,9 @@ pub struct SessionGrant {
 pub struct LiveSession {
     id: Uuid,
     grant: SessionGrant,
+    /// The limits in force: the grants' with the node's defaults.
+    idle_timeout: Option<Duration>,
+    max_duration: Option<Duration>,
     started: Instant,
     /// Milliseconds after `started` of the last activity.
     last_activity: AtomicU64,
@@ -172,15 +176,17 @@ impl LiveSessions {
     pub fn register(
         self: &Arc<Self>,
         id: Uuid,
-        mut grant: SessionGrant,
+        grant: SessionGrant,
     ) -> (Registration, SessionControl) {
-        grant.idle_timeout = grant.idle_timeout.or(self.defaults.idle_timeout);
-        grant.max_duration = grant.max_duration.or(self.defaults.max_duration);
+        let idle_timeout = grant.idle_timeout.with_default(self.defaults.idle_timeout);
+        let max_duration = grant.max_duration.with_default(self.defaults.max_duration);
         let (stop, stop_rx) = watch::channel(None);
         let (notices, notices_rx) = mpsc::channel(4);
         let session = Arc::new(LiveSession {
             id,
             grant,
+            idle_timeout,
+            max_duration,
             started: Instant::now(),
             last_activity: AtomicU64::new(0),
             warned_idle: AtomicBool::new(false),
@@ -294,14 +300,14 @@ impl LiveSessions {
         for session in self.sessions() {
             let limits = [
                 (
-                    session.grant.idle_timeout,
+                    session.idle_timeout,
                     session.idle_for(now),
                     &session.warned_idle,
                     "idle timeout",
                     "type something to stay connected",
                 ),
                 (
-                    session.grant.max_duration,
+                    session.max_duration,
                     now.saturating_duration_since(session.started),
                     &session.warned_max,
                     "maximum session duration",
@@ -460,8 +466,8 @@ mod tests {
             account: Name::parse("account", "root").unwrap(),
             actions: vec![Action::Shell],
             interactive: true,
-            idle_timeout: None,
-            max_duration: Some(Duration::from_secs(3600)),
+            idle_timeout: Limit::of_grant(None),
+            max_duration: Limit::of_grant(Some(Duration::from_secs(3600))),
         }
     }
 
@@ -474,7 +480,7 @@ mod tests {
         let (registration, mut control) = live.register(Uuid::nil(), grant());
         let session = registration.session.clone();
         // The grant's own limit wins over the default; the default fills the gap.
-        assert_eq!(session.grant.max_duration, Some(Duration::from_secs(3600)));
+        assert_eq!(session.max_duration, Some(Duration::from_secs(3600)));
         let at = |secs: u64| session.started + Duration::from_secs(secs);
         live.check_limits(at(200));
         assert!(control.notices.try_recv().is_err());

@@ -13,7 +13,7 @@ use crate::menu::{Menu, MenuItem, MenuOutcome};
 use crate::target::{self, Refusal, Resolved, TargetConnection};
 use rampart_audit::commands::CommandLog;
 use rampart_audit::scp::{ScpCommand, ScpObserver};
-use rampart_audit::sftp::{SftpEvent, SftpObserver};
+use rampart_audit::sftp::{Filtered, SftpDirections, SftpEvent, SftpObserver};
 use rampart_audit::{CastHeader, LiveRecorder, Recorder, RecordingError, RecordingOptions, Stream};
 use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use rampart_core::policy::allowed_accounts;
@@ -53,19 +53,29 @@ pub struct SessionContext {
 enum Start {
     Shell,
     Exec(Vec<u8>),
+    /// A command that parses strictly as legacy scp; the target runs it rebuilt from this.
+    Scp(ScpCommand),
     Subsystem(String),
 }
 
 impl Start {
+    /// Classes a command: the scp action only for a plain legacy scp transfer, anything else is
+    /// a command (`exec`), however it starts.
+    fn command(command: Vec<u8>) -> Self {
+        match ScpCommand::parse(&command) {
+            Ok(scp) => Start::Scp(scp),
+            Err(_) => Start::Exec(command),
+        }
+    }
+
     /// The actions the policy must allow, and the session kind recorded.
     fn actions(&self) -> Result<(Vec<Action>, &'static str), String> {
         match self {
             Start::Shell => Ok((vec![Action::Shell], "shell")),
-            // Legacy scp runs `scp -t`/`scp -f` as a command.
-            Start::Exec(command) if command.starts_with(b"scp ") => Ok((vec![Action::Scp], "scp")),
+            Start::Scp(_) => Ok((vec![Action::Scp], "scp")),
             Start::Exec(_) => Ok((vec![Action::Exec], "exec")),
-            // Until SFTP operations are inspected one by one, the subsystem needs both
-            // directions: a read-only grant must not be able to write.
+            // Either direction opens the subsystem; the SFTP filter keeps the session to the
+            // directions its account allows.
             Start::Subsystem(name) if name == "sftp" => {
                 Ok((vec![Action::SftpRead, Action::SftpWrite], "sftp"))
             }
@@ -73,6 +83,16 @@ impl Start {
                 "the {name} subsystem is not available through Rampart"
             )),
         }
+    }
+}
+
+/// Why a command that starts like scp was not taken as a transfer, for its refusal.
+fn scp_lookalike(start: &Start) -> Option<String> {
+    match start {
+        Start::Exec(command) if command.starts_with(b"scp") => {
+            ScpCommand::parse(command).err().map(|err| err.to_string())
+        }
+        _ => None,
     }
 }
 
@@ -129,11 +149,24 @@ enum FileObserver {
 }
 
 impl FileObserver {
-    fn client(&mut self, data: &[u8]) -> Result<Vec<SftpEvent>, String> {
+    /// What the client sent, filtered (SFTP sessions keep to their directions).
+    fn client(&mut self, data: &[u8]) -> Result<Filtered, String> {
+        let events = match self {
+            FileObserver::Sftp(sftp) => return sftp.filter_client(data).map_err(|e| e.to_string()),
+            FileObserver::Scp(scp) if scp.upload() => scp.feed(data).map_err(|e| e.to_string())?,
+            FileObserver::Scp(_) => Vec::new(),
+        };
+        Ok(Filtered {
+            events,
+            ..Filtered::default()
+        })
+    }
+
+    /// Whether Rampart may put a reply of its own into the stream to the client now.
+    fn between_packets(&self) -> bool {
         match self {
-            FileObserver::Sftp(sftp) => sftp.client(data).map_err(|err| err.to_string()),
-            FileObserver::Scp(scp) if scp.upload() => scp.feed(data).map_err(|err| err.to_string()),
-            FileObserver::Scp(_) => Ok(Vec::new()),
+            FileObserver::Sftp(sftp) => sftp.server_between_packets(),
+            FileObserver::Scp(_) => true,
         }
     }
 
@@ -177,20 +210,31 @@ impl Tap {
         }
     }
 
-    /// Records input; returns the file operations it completed.
-    async fn client_sent(&self, data: &bytes::Bytes) -> Result<Vec<Observed>, String> {
+    /// Records input; returns what passes to the target (`None`: all of it, unchanged), what
+    /// Rampart answers itself, and the file operations it completed or refused.
+    async fn client_sent(&self, data: &bytes::Bytes) -> Result<(Filtered, Vec<Observed>), String> {
         self.from_client
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         with_slot(&self.commands, |log| log.input(data))?;
         self.record(Stream::Input, data)
             .await
             .map_err(|err| err.to_string())?;
-        let files = with_slot(&self.files, |files| files.client(data))?.transpose()?;
-        Ok(files
-            .unwrap_or_default()
+        let mut filtered = with_slot(&self.files, |files| files.client(data))?
+            .transpose()?
+            .unwrap_or_default();
+        let observed = std::mem::take(&mut filtered.events)
             .into_iter()
             .map(Observed::File)
-            .collect())
+            .collect();
+        Ok((filtered, observed))
+    }
+
+    /// Whether a reply of Rampart's may go to the client now without breaking a packet.
+    fn between_packets(&self) -> bool {
+        // A failed observer ends the session anyway; until then, hold the reply back.
+        with_slot(&self.files, |files| files.between_packets())
+            .map(|between| between.unwrap_or(true))
+            .unwrap_or(false)
     }
 
     /// Records output (`stderr`: extended data); returns the commands and file operations it
@@ -354,7 +398,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
             ChannelMsg::Exec {
                 want_reply,
                 command,
-            } => break (Start::Exec(command), want_reply),
+            } => break (Start::command(command), want_reply),
             ChannelMsg::RequestSubsystem { want_reply, name } => {
                 break (Start::Subsystem(name), want_reply);
             }
@@ -421,6 +465,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         id: session_id,
         user: context.user.name.to_string(),
         account: account_of_session,
+        source: context.source.clone(),
     });
     let (registration, control) = context.live.register(session_id, grant);
     let mut end = pump(
@@ -562,6 +607,7 @@ struct SessionInfo {
     id: uuid::Uuid,
     user: String,
     account: rampart_core::AccountRef,
+    source: String,
 }
 
 impl SessionInfo {
@@ -613,6 +659,30 @@ impl SessionInfo {
                     };
                     self.store.record_event(&actor, &event).await
                 }
+                Observed::File(SftpEvent::Refused {
+                    operation,
+                    path,
+                    read,
+                    write,
+                }) => {
+                    let action = match (read, write) {
+                        (true, true) => "sftp_read,sftp_write",
+                        (true, false) => "sftp_read",
+                        _ => "sftp_write",
+                    };
+                    let event = AuditEvent::AccessDenied {
+                        user: self.user.clone(),
+                        target: self.account.to_string(),
+                        action: action.to_owned(),
+                        reason: format!(
+                            "SFTP {operation} {path} refused in session {}: the grant does not \
+                             allow {action}",
+                            self.id
+                        ),
+                        source: self.source.clone(),
+                    };
+                    self.store.record_event(&actor, &event).await
+                }
             };
             written.map_err(|err| format!("cannot write the audit trail: {err}"))?;
         }
@@ -645,35 +715,38 @@ async fn open_target_channel(
     };
     let (actions, kind) = start.actions()?;
     let now = OffsetDateTime::now_utc();
-    let mut resolved: Option<Resolved> = None;
-    for action in &actions {
-        match target::resolve(
-            &context.store,
-            &context.user,
-            spec,
-            *action,
-            now,
-            context.mfa,
-        )
-        .await
-        {
-            Ok(found) => resolved = Some(found),
-            Err(Refusal { target, message }) => {
-                let event = AuditEvent::AccessDenied {
-                    user: context.user.name.to_string(),
-                    target,
-                    action: action.to_string(),
-                    reason: message.clone(),
-                    source: context.source.clone(),
-                };
-                if let Err(err) = context.store.record_event(&actor, &event).await {
-                    tracing::error!(error = %err, "cannot record a denial");
-                }
-                return Err(message);
+    // One account for the whole session, allowed for at least one of the actions (an SFTP
+    // session then keeps to the directions that account allows).
+    let resolved = match target::resolve(
+        &context.store,
+        &context.user,
+        spec,
+        &actions,
+        now,
+        context.mfa,
+    )
+    .await
+    {
+        Ok(resolved) => resolved,
+        Err(Refusal { target, message }) => {
+            let message = match scp_lookalike(start) {
+                Some(why) => format!("{message} ({why})"),
+                None => message,
+            };
+            let words: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+            let event = AuditEvent::AccessDenied {
+                user: context.user.name.to_string(),
+                target,
+                action: words.join(","),
+                reason: message.clone(),
+                source: context.source.clone(),
+            };
+            if let Err(err) = context.store.record_event(&actor, &event).await {
+                tracing::error!(error = %err, "cannot record a denial");
             }
+            return Err(message);
         }
-    }
-    let resolved = resolved.ok_or_else(|| "nothing to run".to_owned())?;
+    };
     let account = resolved.account_ref().to_string();
 
     // Terminal sessions and commands are recorded; file transfers and forwards are logged as
@@ -682,7 +755,7 @@ async fn open_target_channel(
     let session_id = rampart_store::new_session_id();
     let refused = "the session cannot be recorded, so it is refused".to_owned();
     let recorder = match start {
-        Start::Shell | Start::Exec(_) if kind != "scp" && resolved.rules.record => {
+        Start::Shell | Start::Exec(_) if resolved.rules.record => {
             let command = match start {
                 Start::Exec(command) => Some(String::from_utf8_lossy(command).into_owned()),
                 _ => None,
@@ -763,11 +836,17 @@ async fn open_target_channel(
         _ => None,
     };
     let files = match start {
-        Start::Subsystem(name) if name == "sftp" => Some(FileObserver::Sftp(SftpObserver::new())),
-        Start::Exec(command) if kind == "scp" => {
-            ScpCommand::parse(&String::from_utf8_lossy(command))
-                .map(|c| FileObserver::Scp(ScpObserver::new(c)))
+        Start::Subsystem(name) if name == "sftp" => {
+            // The directions the one account of the session allows; the rest is refused.
+            let directions = SftpDirections {
+                read: resolved.actions.contains(&Action::SftpRead),
+                write: resolved.actions.contains(&Action::SftpWrite),
+            };
+            Some(FileObserver::Sftp(SftpObserver::with_directions(
+                directions,
+            )))
         }
+        Start::Scp(command) => Some(FileObserver::Scp(ScpObserver::new(command.clone()))),
         _ => None,
     };
     let tap = Arc::new(Tap::new(recorder, commands, files));
@@ -821,7 +900,7 @@ async fn open_target_channel(
                 mfa: context.mfa,
                 asset: resolved.asset.name.clone(),
                 account: resolved.account.clone(),
-                actions,
+                actions: resolved.actions.clone(),
                 interactive: matches!(start, Start::Shell),
                 idle_timeout: resolved.rules.idle_timeout,
                 max_duration: resolved.rules.max_duration,
@@ -879,6 +958,8 @@ async fn replay(
     match start {
         Start::Shell => channel.request_shell(true).await?,
         Start::Exec(command) => channel.exec(true, command.clone()).await?,
+        // Nothing the user typed reaches the target's shell beyond the quoted path.
+        Start::Scp(command) => channel.exec(true, command.command()).await?,
         Start::Subsystem(name) => channel.request_subsystem(true, name.as_str()).await?,
     }
     let mut early = Vec::new();
@@ -918,6 +999,9 @@ async fn pump(
     let upstream_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let failure = upstream_failure.clone();
     let upstream_live = live.clone();
+    // Replies Rampart gives the client itself (refused SFTP requests), put into the stream to
+    // the client between two of the target's packets.
+    let (replies, mut replies_to_send) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     let mut upstream = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
@@ -934,17 +1018,30 @@ async fn pump(
             let sent = match message {
                 ChannelMsg::Data { data } => {
                     let observed = match upstream_tap.client_sent(&data).await {
-                        Ok(observed) => upstream_info.log(observed).await,
+                        Ok((filtered, observed)) => {
+                            upstream_info.log(observed).await.map(|()| filtered)
+                        }
                         Err(err) => Err(err),
                     };
-                    if let Err(err) = observed {
-                        tracing::error!(error = %err, "recording failed; ending the session");
-                        if let Ok(mut slot) = failure.lock() {
-                            *slot = Some(err);
+                    let filtered = match observed {
+                        Ok(filtered) => filtered,
+                        Err(err) => {
+                            tracing::error!(error = %err, "recording failed; ending the session");
+                            if let Ok(mut slot) = failure.lock() {
+                                *slot = Some(err);
+                            }
+                            break;
                         }
+                    };
+                    if !filtered.replies.is_empty() && replies.send(filtered.replies).await.is_err()
+                    {
                         break;
                     }
-                    to_target.data_bytes(data).await
+                    match filtered.forward {
+                        None => to_target.data_bytes(data).await,
+                        Some(passed) if passed.is_empty() => Ok(()),
+                        Some(passed) => to_target.data_bytes(passed).await,
+                    }
                 }
                 ChannelMsg::Eof => to_target.eof().await,
                 ChannelMsg::WindowChange {
@@ -1004,6 +1101,13 @@ async fn pump(
                     let _ = to_user
                         .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
                         .await;
+                    continue;
+                }
+                Some(reply) = replies_to_send.recv(), if tap.between_packets() => {
+                    if to_user.data_bytes(reply).await.is_err() {
+                        reason = "user went away".to_owned();
+                        break;
+                    }
                     continue;
                 }
             },

@@ -3,7 +3,7 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::{AccessRequest, Decision, SessionRules, allowed_accounts, decide};
+use rampart_core::policy::{AccessRequest, SessionRules, decide_any};
 use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
 use rampart_store::Store;
 use russh::client;
@@ -22,6 +22,8 @@ pub struct Resolved {
     pub account: Name,
     pub grant: Uuid,
     pub rules: SessionRules,
+    /// The requested actions this account is allowed for (at least one).
+    pub actions: Vec<Action>,
 }
 
 impl Resolved {
@@ -40,15 +42,25 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Resolves what the user named to one account and checks the policy for `action`.
+/// The actions of a request in words: `shell`, `sftp_read or sftp_write`.
+fn either(actions: &[Action]) -> String {
+    let words: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+    words.join(" or ")
+}
+
+/// Resolves what the user named to exactly one account and checks the policy there for each of
+/// `actions`: the session is allowed if that one account allows at least one of them, and may
+/// then do only what it allows ([`Resolved::actions`]). A session never mixes accounts: for
+/// `user@ASSET` the account is the one account on the asset that allows any of the actions.
 pub async fn resolve(
     store: &Store,
     user: &User,
     spec: &TargetSpec,
-    action: Action,
+    actions: &[Action],
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<Resolved, Refusal> {
+    let wanted = either(actions);
     let internal = |target: String| Refusal {
         target,
         message: "internal error looking up the target; the administrators can see it in the log"
@@ -102,14 +114,27 @@ pub async fn resolve(
                 .into_iter()
                 .map(|a| (asset.clone(), a.login))
                 .collect();
-            let allowed = allowed_accounts(user, &pairs, action, now, mfa, &grants);
+            let allowed: Vec<&(Asset, Name)> = pairs
+                .iter()
+                .filter(|(asset, account)| {
+                    let request = AccessRequest {
+                        user,
+                        asset,
+                        account,
+                        action: Action::Shell,
+                        at: now,
+                        mfa,
+                    };
+                    decide_any(&request, actions, &grants).is_ok()
+                })
+                .collect();
             match allowed.as_slice() {
                 [(_, login)] => login.clone(),
                 [] => {
                     return Err(Refusal {
                         target: asset_name.to_string(),
                         message: format!(
-                            "{} may not use any account on {asset_name} for {action}",
+                            "{} may not use any account on {asset_name} for {wanted}",
                             user.name
                         ),
                     });
@@ -135,19 +160,20 @@ pub async fn resolve(
         user,
         asset: &asset,
         account: &login,
-        action,
+        action: Action::Shell,
         at: now,
         mfa,
     };
-    match decide(&request, &grants) {
-        Decision::Allow { grant, rules } => Ok(Resolved {
+    match decide_any(&request, actions, &grants) {
+        Ok(allowed) => Ok(Resolved {
             asset,
             account: login,
-            grant,
-            rules,
+            grant: allowed.grant,
+            rules: allowed.rules,
+            actions: allowed.actions,
         }),
-        Decision::Deny(reason) => Err(Refusal {
-            message: format!("{} may not use {target} for {action}: {reason}", user.name),
+        Err(reason) => Err(Refusal {
+            message: format!("{} may not use {target} for {wanted}: {reason}", user.name),
             target,
         }),
     }

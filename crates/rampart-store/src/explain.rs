@@ -2,8 +2,8 @@
 
 use crate::{Result, Store, StoreError};
 use rampart_core::login_rules::{LoginRules, check_login};
-use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict};
-use rampart_core::time_arg::format_rfc3339;
+use rampart_core::policy::{self, AccessRequest, Decision, GrantVerdict, SessionRules};
+use rampart_core::time_arg::{format_duration, format_rfc3339};
 use rampart_core::{Action, Name};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -38,9 +38,48 @@ pub struct AccessReport {
     /// "allow" or "deny".
     pub decision: &'static str,
     pub reason: Option<String>,
-    /// The grant that allows it.
+    /// The grant that allows it (the first allowing one, in creation order).
     pub grant: Option<Uuid>,
+    /// When allowed: the rules in force, the strictest of every allowing grant's.
+    pub rules: Option<RulesReport>,
     pub grants: Vec<GrantReport>,
+}
+
+/// The session rules an allow comes with.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesReport {
+    /// Shell and exec sessions are recorded (true if any allowing grant records).
+    pub record: bool,
+    /// The shortest idle timeout an allowing grant sets (`"10m"`), or null.
+    pub idle_timeout: Option<String>,
+    /// Some allowing grant sets no idle timeout, so the node's default applies too.
+    pub idle_timeout_default_applies: bool,
+    pub max_duration: Option<String>,
+    pub max_duration_default_applies: bool,
+    /// The same in words.
+    pub summary: String,
+}
+
+impl RulesReport {
+    fn new(rules: &SessionRules) -> Self {
+        Self {
+            record: rules.record,
+            idle_timeout: rules.idle_timeout.shortest.map(format_duration),
+            idle_timeout_default_applies: rules.idle_timeout.default_applies,
+            max_duration: rules.max_duration.shortest.map(format_duration),
+            max_duration_default_applies: rules.max_duration.default_applies,
+            summary: format!(
+                "{}; idle timeout: {}; maximum duration: {}",
+                if rules.record {
+                    "recorded"
+                } else {
+                    "not recorded"
+                },
+                rules.idle_timeout,
+                rules.max_duration
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,14 +133,17 @@ impl Store {
                 mfa,
             };
             let explanation = policy::explain(&request, &grants);
-            let (decision, reason, grant) = match (&login, &explanation.decision) {
+            let (decision, reason, grant, rules) = match (&login, &explanation.decision) {
                 (Some(Err(denied)), _) => (
                     "deny",
                     Some(format!("the login is refused: {denied}")),
                     None,
+                    None,
                 ),
-                (_, Decision::Allow { grant, .. }) => ("allow", None, Some(*grant)),
-                (_, Decision::Deny(reason)) => ("deny", Some(reason.to_string()), None),
+                (_, Decision::Allow { grant, rules }) => {
+                    ("allow", None, Some(*grant), Some(RulesReport::new(rules)))
+                }
+                (_, Decision::Deny(reason)) => ("deny", Some(reason.to_string()), None, None),
             };
             reports.push(AccessReport {
                 user: user.name.to_string(),
@@ -117,6 +159,7 @@ impl Store {
                 decision,
                 reason,
                 grant,
+                rules,
                 grants: grants
                     .iter()
                     .zip(&explanation.grants)

@@ -34,7 +34,7 @@ pub use assets::NewAsset;
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, write_new_secret_file};
-pub use explain::{AccessReport, ExplainQuery, GrantReport};
+pub use explain::{AccessReport, ExplainQuery, GrantReport, RulesReport};
 pub use grants::{GrantInput, NewGrant};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::burn_password_check;

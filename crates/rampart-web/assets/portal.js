@@ -622,7 +622,7 @@
         fill('#explanation', answers, (a) => [
           a.account,
           el('strong', { class: a.decision === 'allow' ? 'ok' : 'error' }, a.decision),
-          a.reason || '',
+          a.reason || (a.rules ? `session rules: ${a.rules.summary}` : ''),
           el('ul', {}, (a.grants || []).map((g) => el('li', {}, `${g.who} → ${g.target}: ${g.verdict}`))),
         ]);
       }),

@@ -327,7 +327,8 @@ pub enum GrantCommand {
     List,
     /// Remove a grant by id (live sessions it allowed end within seconds)
     Remove { id: String },
-    /// Say whether a user may use an account now (or at --at), and which grants decide it
+    /// Say whether a user may use an account now (or at --at), which grants decide it, and the
+    /// session rules in force (the strictest of every allowing grant)
     Explain(GrantExplainArgs),
 }
 
@@ -372,7 +373,8 @@ pub struct GrantAddArgs {
     #[arg(long, value_name = "DURATION")]
     pub max_duration: Option<String>,
     /// Do not record shell and exec sessions under this grant (they are still logged as
-    /// sessions with their commands and file transfers; the grant shows it in the audit trail)
+    /// sessions with their commands and file transfers; the grant shows it in the audit trail).
+    /// Another grant that allows the same session and records wins: the strictest applies
     #[arg(long)]
     pub no_recording: bool,
 }

@@ -168,6 +168,12 @@ async fn explain(
             (None, Some(reason)) => println!("  reason: {reason}"),
             _ => {}
         }
+        if let Some(rules) = &report.rules {
+            println!(
+                "  session rules (the strictest of the allowing grants): {}",
+                rules.summary
+            );
+        }
         for verdict in &report.grants {
             println!(
                 "  grant {} ({} on {}): {}",

@@ -8,6 +8,7 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod access_control;
 mod api;
 mod auth;
 mod browser;
