@@ -10,6 +10,7 @@
 
 mod api;
 mod auth;
+mod availability;
 mod browser;
 mod cli;
 mod evidence;
