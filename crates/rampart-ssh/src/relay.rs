@@ -902,6 +902,10 @@ async fn pump(
     let upstream_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let failure = upstream_failure.clone();
     let upstream_live = live.clone();
+    // Set once the target's command has exited, so a user leaving afterwards
+    // does not signal a finished command.
+    let target_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let target_done_upstream = target_done.clone();
     let mut upstream = tokio::spawn(async move {
         let mut user_side = UserSide::Stayed;
         loop {
@@ -960,7 +964,7 @@ async fn pump(
                 break;
             }
         }
-        if user_side == UserSide::Left {
+        if user_side == UserSide::Left && !target_done_upstream.load(Ordering::Relaxed) {
             // Nobody is there any more: hang up what runs on the target, as a terminal's hang-up
             // would (OpenSSH signals the command's process group), so it does not run on alone.
             let _ = to_target.signal(Sig::HUP).await;
@@ -1020,6 +1024,12 @@ async fn pump(
         };
         if !live.interactive() {
             live.touch();
+        }
+        if matches!(
+            message,
+            ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }
+        ) {
+            target_done.store(true, Ordering::Relaxed);
         }
         let recorded = match &message {
             ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
