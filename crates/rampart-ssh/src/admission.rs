@@ -242,12 +242,11 @@ impl PreAuthSlot {
     /// Wraps the connection's socket so that it fails once the grace time is over, unless
     /// this slot was marked authenticated first.
     pub fn guard<S>(&self, stream: S) -> GraceStream<S> {
-        GraceStream {
-            inner: stream,
-            deadline: Box::pin(tokio::time::sleep(self.admission.limits.login_grace_time)),
-            authenticated: self.authenticated.clone(),
-            expired: false,
-        }
+        GraceStream::new(
+            stream,
+            self.admission.limits.login_grace_time,
+            self.authenticated.clone(),
+        )
     }
 
     /// The connection authenticated: it leaves the count and its deadline is lifted.
@@ -262,9 +261,10 @@ impl Drop for PreAuthSlot {
     }
 }
 
-/// A socket with a login deadline: until the connection authenticates, every read and write
-/// first checks the deadline (and registers to be woken by it), so a peer that stalls in any
-/// phase is disconnected when it passes.
+/// A socket with a deadline: until `done` is set (the connection authenticated; for the HTTPS
+/// listener, its first request arrived), every read and write first checks the deadline (and
+/// registers to be woken by it), so a peer that stalls in any phase is disconnected when it
+/// passes.
 #[derive(Debug)]
 pub struct GraceStream<S> {
     inner: S,
@@ -274,6 +274,16 @@ pub struct GraceStream<S> {
 }
 
 impl<S> GraceStream<S> {
+    /// `stream`, failing `limit` from now unless `done` is set first.
+    pub fn new(stream: S, limit: Duration, done: Arc<AtomicBool>) -> Self {
+        Self {
+            inner: stream,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            authenticated: done,
+            expired: false,
+        }
+    }
+
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if !self.expired {
             if self.authenticated.load(Ordering::Acquire) {
@@ -405,6 +415,31 @@ mod tests {
         a.authenticated();
         assert!(admission.admit(one).is_ok());
         assert_eq!(admission.current(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_peer_fails_at_the_deadline_unless_it_authenticated() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (stalled, _peer) = tokio::io::duplex(64);
+        let mut stalled = GraceStream::new(
+            stalled,
+            Duration::from_millis(100),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let mut buffer = [0u8; 8];
+        let err = stalled.read(&mut buffer).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(stalled.write_all(b"x").await.is_err(), "stays failed");
+
+        let (authenticated, mut peer) = tokio::io::duplex(64);
+        let done = Arc::new(AtomicBool::new(false));
+        let mut authenticated =
+            GraceStream::new(authenticated, Duration::from_millis(100), done.clone());
+        done.store(true, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        peer.write_all(b"late").await.unwrap();
+        let read = authenticated.read(&mut buffer).await.unwrap();
+        assert_eq!(&buffer[..read], b"late");
     }
 
     #[test]

@@ -24,11 +24,13 @@ use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rampart_core::login_rules::AuthSettings;
+use rampart_ssh::admission::GraceStream;
 use rampart_store::Store;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -192,7 +194,13 @@ pub async fn run(
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = (slot, source_slot);
+            // The handshake and the first request's headers together must arrive within
+            // HEADER_TIMEOUT of accept: the header deadline covers a connection still in its
+            // TLS handshake too. Later requests have hyper's header timeout.
+            let first_request = Arc::new(AtomicBool::new(false));
+            let stream = GraceStream::new(stream, HEADER_TIMEOUT, first_request.clone());
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                first_request.store(true, Ordering::Release);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let app = app.clone();
                 async move {
