@@ -197,7 +197,12 @@ fn setup() -> anyhow::Result<Lab> {
             key.display()
         ),
     )?;
-    let server = rampart.serve();
+    // The load client opens 64 logins at once from one address: more than the default
+    // per-source cap on unauthenticated connections, which is for attackers, not benchmarks.
+    let server = rampart.serve_with_env(&[
+        ("RAMPART_SSH_MAX_STARTUPS", "256"),
+        ("RAMPART_SSH_PER_SOURCE_MAX_STARTUPS", "256"),
+    ]);
     Ok(Lab {
         _rampart: rampart,
         server,

@@ -10,6 +10,7 @@
 //! channels with flow control, which a relay needs, and supports strict key exchange.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 mod forward;
 pub mod live;
 mod login;
@@ -59,6 +60,7 @@ pub struct Gateway {
     server_config: Arc<russh::server::Config>,
     live: Arc<live::LiveSessions>,
     auth: Arc<AuthSettings>,
+    admission: Arc<admission::Admission>,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
@@ -66,6 +68,8 @@ pub struct Gateway {
 pub struct GatewaySettings {
     pub sessions: live::SessionDefaults,
     pub auth: AuthSettings,
+    /// Login grace time and caps on unauthenticated connections.
+    pub pre_auth: admission::PreAuthLimits,
     pub recording: RecordingSettings,
 }
 
@@ -129,6 +133,7 @@ impl Gateway {
             server_config: Arc::new(server::config(host_key)),
             live: Arc::new(live::LiveSessions::new(settings.sessions)),
             auth: Arc::new(settings.auth),
+            admission: admission::Admission::new(settings.pre_auth),
         };
         Ok((gateway, sealed))
     }
@@ -150,17 +155,25 @@ impl Gateway {
         let (stop_enforcing, enforcing) = tokio::sync::watch::channel(false);
         tokio::spawn(self.live.clone().enforce(self.store.clone(), enforcing));
         let _stop_enforcing = stop_enforcing;
+        let mut refusals = RefusalLog::default();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let gateway = self.clone();
-                        tokio::spawn(async move { gateway.serve_connection(stream, peer).await });
-                    }
+                    Ok((stream, peer)) => match self.admission.admit(peer.ip()) {
+                        Ok(slot) => {
+                            let _ = stream.set_nodelay(true);
+                            let gateway = self.clone();
+                            tokio::spawn(async move {
+                                gateway.serve_connection(stream, peer, slot).await;
+                            });
+                        }
+                        // Closed at once (OpenSSH's MaxStartups does the same).
+                        Err(refused) => refusals.refused(refused, &self.admission),
+                    },
                     Err(err) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
+                        // Out of file descriptors and the like: wait instead of spinning (the
+                        // connection stays in the backlog until a descriptor is free).
                         tracing::warn!(error = %err, "cannot accept an SSH connection");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
@@ -169,7 +182,14 @@ impl Gateway {
         }
     }
 
-    async fn serve_connection(self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    async fn serve_connection(
+        self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        slot: admission::PreAuthSlot,
+    ) {
+        // The login grace time covers every phase before authentication, banner included.
+        let stream = slot.guard(stream);
         let handler = server::Connection::new(
             self.store.clone(),
             self.evidence.clone(),
@@ -177,7 +197,8 @@ impl Gateway {
             peer,
             self.live.clone(),
             self.auth.clone(),
-        );
+        )
+        .unauthenticated(slot);
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
             Ok(session) => {
                 if let Err(err) = session.await {
@@ -186,5 +207,37 @@ impl Gateway {
             }
             Err(err) => tracing::debug!(%peer, error = %err, "ssh handshake failed"),
         }
+    }
+}
+
+/// Says that connections are being refused, at most every ten seconds (a flood must not flood
+/// the log too).
+#[derive(Default)]
+struct RefusalLog {
+    since_last: u64,
+    last: Option<tokio::time::Instant>,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, refused: admission::Refused, admission: &admission::Admission) {
+        self.since_last += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(10))
+        {
+            return;
+        }
+        let limits = admission.limits();
+        tracing::warn!(
+            refused = self.since_last,
+            reason = ?refused,
+            unauthenticated = admission.current(),
+            max_startups = limits.max_startups.full,
+            per_source = limits.per_source_max_startups,
+            "refusing SSH connections: too many unauthenticated connections"
+        );
+        self.since_last = 0;
+        self.last = Some(now);
     }
 }

@@ -973,6 +973,30 @@ async fn replay(
     }
 }
 
+/// The end reason of a session whose user went away: their client died, their connection or
+/// WebSocket closed, or they closed the channel while the target was still running.
+pub(crate) const CLIENT_DISCONNECTED: &str = "client disconnected";
+
+/// How long a session whose user left waits for the target to answer the hang-up.
+const TARGET_HANG_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves at `deadline` (never without one).
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How the user-to-target direction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserSide {
+    /// The user's channel or connection is gone.
+    Left,
+    /// Ended for another reason (a stop, a failed recording, the target refusing data).
+    Stayed,
+}
+
 /// Moves bytes and channel events both ways until the channel is done; returns the totals.
 async fn pump(
     user: Channel<Msg>,
@@ -1002,13 +1026,22 @@ async fn pump(
     // Replies Rampart gives the client itself (refused SFTP requests), put into the stream to
     // the client between two of the target's packets.
     let (replies, mut replies_to_send) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    // Set once the target's command has exited, so a user leaving afterwards
+    // does not signal a finished command.
+    let target_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let target_done_upstream = target_done.clone();
     let mut upstream = tokio::spawn(async move {
+        let mut user_side = UserSide::Stayed;
         loop {
             let message = tokio::select! {
                 message = from_user.wait() => message,
-                _ = crate::forward::stopped_watch(&mut stop_upstream) => None,
+                _ = crate::forward::stopped_watch(&mut stop_upstream) => break,
             };
-            let Some(message) = message else { break };
+            let Some(message) = message else {
+                // The user's connection is gone (their client died or the socket closed).
+                user_side = UserSide::Left;
+                break;
+            };
             if matches!(
                 message,
                 ChannelMsg::Data { .. } | ChannelMsg::WindowChange { .. }
@@ -1062,20 +1095,32 @@ async fn pump(
                         .await
                 }
                 ChannelMsg::Signal { signal } => to_target.signal(signal).await,
-                ChannelMsg::Close => break,
+                ChannelMsg::Close => {
+                    user_side = UserSide::Left;
+                    break;
+                }
                 _ => Ok(()),
             };
             if sent.is_err() {
                 break;
             }
         }
+        if user_side == UserSide::Left && !target_done_upstream.load(Ordering::Relaxed) {
+            // Nobody is there any more: hang up what runs on the target, as a terminal's hang-up
+            // would (OpenSSH signals the command's process group), so it does not run on alone.
+            let _ = to_target.signal(Sig::HUP).await;
+            let _ = to_target.eof().await;
+        }
         let _ = to_target.close().await;
+        user_side
     });
 
     // Target to user, until the target closes the channel.
     let mut exit_status = None;
     let mut reason = "target closed the channel".to_owned();
     let mut stopped = false;
+    let mut upstream_done = false;
+    let mut user_left: Option<tokio::time::Instant> = None;
     let mut early = early.into_iter();
     loop {
         let message = match early.next() {
@@ -1085,6 +1130,19 @@ async fn pump(
                     Some(message) => message,
                     None => break,
                 },
+                user_side = &mut upstream, if !upstream_done => {
+                    upstream_done = true;
+                    // The user went away before the target finished: the session ends now,
+                    // instead of running on until an idle limit. The upstream task has sent the
+                    // hang-up and the close; the target's answer (or a short wait) confirms it
+                    // got them before the connection is dropped.
+                    if matches!(user_side, Ok(UserSide::Left)) && exit_status.is_none() {
+                        user_left =
+                            Some(tokio::time::Instant::now() + TARGET_HANG_UP_WAIT);
+                    }
+                    continue;
+                }
+                () = until(user_left), if user_left.is_some() => break,
                 why = crate::forward::stopped_watch(&mut stop_downstream) => {
                     // Live enforcement ended it: the user sees why, and so does the recording.
                     let line = format!("rampart: session ended: {why}");
@@ -1114,6 +1172,12 @@ async fn pump(
         };
         if !live.interactive() {
             live.touch();
+        }
+        if matches!(
+            message,
+            ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }
+        ) {
+            target_done.store(true, Ordering::Relaxed);
         }
         let recorded = match &message {
             ChannelMsg::Data { data } => tap.target_sent(data, false).await,
@@ -1163,16 +1227,21 @@ async fn pump(
             _ => Ok(()),
         };
         if sent.is_err() {
-            reason = "user went away".to_owned();
+            reason = CLIENT_DISCONNECTED.to_owned();
             break;
         }
     }
     let _ = to_user.close().await;
-    if stopped {
+    if stopped && !upstream_done {
         // Let the upstream task see the stop too and close the target's channel.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut upstream).await;
     }
-    upstream.abort();
+    if !upstream_done {
+        upstream.abort();
+    }
+    if user_left.is_some() {
+        reason = CLIENT_DISCONNECTED.to_owned();
+    }
     if let Some(failure) = upstream_failure
         .lock()
         .ok()

@@ -1,6 +1,7 @@
 //! The user side: Rampart as an SSH server. Authenticates people with their own keys (or their
 //! password, where one is set), then hands every channel to the relay.
 
+use crate::admission::PreAuthSlot;
 use crate::forward;
 use crate::live::{LiveSessions, SessionGrant};
 use crate::login::{LoginName, TargetSpec};
@@ -116,6 +117,8 @@ pub struct Connection {
     registered: Option<u64>,
     pending_mfa: Option<PendingMfa>,
     auth: Arc<AuthSettings>,
+    /// A direct connection's place among the unauthenticated ones, until it authenticates.
+    unauthenticated: Option<PreAuthSlot>,
 }
 
 impl Drop for Connection {
@@ -147,7 +150,15 @@ impl Connection {
             registered: None,
             pending_mfa: None,
             auth,
+            unauthenticated: None,
         }
+    }
+
+    /// Counts the connection among the unauthenticated ones (with its login deadline) until it
+    /// authenticates.
+    pub(crate) fn unauthenticated(mut self, slot: PreAuthSlot) -> Self {
+        self.unauthenticated = Some(slot);
+        self
     }
 
     /// Marks the connection as carrying a user authenticated elsewhere.
@@ -307,6 +318,9 @@ impl server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(slot) = self.unauthenticated.take() {
+            slot.authenticated();
+        }
         if let Some(identity) = &self.identity {
             self.registered = Some(self.live.add_connection(&identity.user, session.handle()));
         }
@@ -404,7 +418,7 @@ impl server::Handler for Connection {
                 .unwrap_or(false),
             // Unknown users cost the same Argon2 work as known ones, so timing tells nothing.
             _ => {
-                rampart_store::burn_password_check(&password);
+                rampart_store::burn_password_check(&password).await;
                 false
             }
         };

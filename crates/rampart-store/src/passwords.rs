@@ -38,15 +38,39 @@ pub fn verify_password(password: &SecretString, stored: &str) -> bool {
 }
 
 /// Spends what checking a real password costs, for a login name with no password: an attacker
-/// timing the answer cannot tell unknown users from wrong passwords (A2).
-pub fn burn_password_check(password: &SecretString) {
+/// timing the answer cannot tell unknown users from wrong passwords (A2). Runs like
+/// [`verify_password_off_runtime`], so it costs the same and blocks no async thread either.
+pub async fn burn_password_check(password: &SecretString) {
     static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| {
         hash_password(&SecretString::from("rampart-timing-equalizer".to_owned())).ok()
     });
     if let Some(hash) = dummy {
-        let _ = verify_password(password, hash);
+        let _ = verify_password_off_runtime(password, hash.clone()).await;
     }
+}
+
+/// Argon2id checks running at once: one core stays free for relayed sessions (at least one).
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// [`verify_password`] for async callers: Argon2id (19 MiB, tens of milliseconds of CPU) runs
+/// on the blocking pool, never on an async worker thread (where it would stall every session
+/// the thread carries), and only as many at once as [`hashing_slots`] allows; the rest wait
+/// their turn without holding a thread. A check that cannot run does not match.
+pub async fn verify_password_off_runtime(password: &SecretString, stored: String) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -66,5 +90,15 @@ mod tests {
         ));
         assert!(!verify_password(&password, "not a hash"));
         assert!(hash_password(&SecretString::from("short".to_owned())).is_err());
+    }
+
+    #[tokio::test]
+    async fn checks_off_the_runtime_agree_with_checks_on_it() {
+        let password = SecretString::from("correct horse battery".to_owned());
+        let hash = hash_password(&password).unwrap();
+        assert!(verify_password_off_runtime(&password, hash.clone()).await);
+        let wrong = SecretString::from("wrong horse battery".to_owned());
+        assert!(!verify_password_off_runtime(&wrong, hash).await);
+        burn_password_check(&wrong).await;
     }
 }

@@ -194,9 +194,10 @@ impl Store {
                 .bind(name.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(stored
-            .flatten()
-            .is_some_and(|hash| passwords::verify_password(password, &hash)))
+        Ok(match stored.flatten() {
+            Some(hash) => passwords::verify_password_off_runtime(password, hash).await,
+            None => false,
+        })
     }
 }
 

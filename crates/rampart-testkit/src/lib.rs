@@ -40,6 +40,9 @@ const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_AUTH_REQUIRE_MFA",
     "RAMPART_SESSION_IDLE_TIMEOUT",
     "RAMPART_SESSION_MAX_DURATION",
+    "RAMPART_SSH_LOGIN_GRACE_TIME",
+    "RAMPART_SSH_MAX_STARTUPS",
+    "RAMPART_SSH_PER_SOURCE_MAX_STARTUPS",
 ];
 
 /// A test cannot run here: under `RAMPART_REQUIRE_TOOLS=1` (CI) this is a failure; otherwise it
@@ -194,13 +197,35 @@ impl Rampart {
 
     /// Starts `rampart serve` with extra environment variables (`RAMPART_*` settings).
     pub fn serve_with_env(&self, env: &[(&str, &str)]) -> Server {
-        let mut command = self.command(&[
+        self.serve_with_env_and_nofile(env, None)
+    }
+
+    /// Starts `rampart serve` with extra environment and, with `nofile`, under `prlimit` with
+    /// that file descriptor limit (soft and hard).
+    pub fn serve_with_env_and_nofile(&self, env: &[(&str, &str)], nofile: Option<u64>) -> Server {
+        let args = [
             "serve",
             "--http-listen",
             "127.0.0.1:0",
             "--ssh-listen",
             "127.0.0.1:0",
-        ]);
+        ];
+        let mut command = match nofile {
+            None => self.command(&args),
+            Some(limit) => {
+                let inner = self.command(&args);
+                let mut wrapped = Command::new("prlimit");
+                wrapped
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(inner.get_program())
+                    .args(inner.get_args());
+                for name in RAMPART_VARIABLES {
+                    wrapped.env_remove(name);
+                }
+                wrapped
+            }
+        };
         command.envs(env.iter().copied());
         let mut child = command
             .stdout(Stdio::piped())
@@ -443,6 +468,11 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// The listening `sshd`'s process id (each connection is served by a child of it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `sshd`; `None` (after saying why) when it is not installed.
     pub fn start(authorized_key: &Path) -> Option<Self> {
         Self::start_with(authorized_key, "")
@@ -630,6 +660,12 @@ impl HttpClient {
     /// Starts a WebSocket handshake on `path` with `headers` (plus the upgrade headers) and
     /// returns the answer's status and body (empty for `101`), then closes the connection.
     pub fn websocket_handshake(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        self.websocket(path, headers).0
+    }
+
+    /// Like [`HttpClient::websocket_handshake`], but keeps the connection: with `101` it is an
+    /// open WebSocket.
+    pub fn websocket(&self, path: &str, headers: &[(&str, &str)]) -> (HttpResponse, WebSocket) {
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
@@ -695,11 +731,12 @@ impl HttpClient {
             body.resize(length, 0);
             stream.read_exact(&mut body).unwrap();
         }
-        HttpResponse {
+        let response = HttpResponse {
             status,
             headers,
             body,
-        }
+        };
+        (response, WebSocket { stream })
     }
 
     /// Sends `method path` with `headers` and an optional JSON body.
@@ -744,5 +781,86 @@ impl HttpClient {
             headers,
             body,
         }
+    }
+}
+
+/// The client end of an open WebSocket (RFC 6455), minimal: masked frames out, unfragmented
+/// frames in.
+pub struct WebSocket {
+    stream: Box<dyn ReadWrite>,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket").finish_non_exhaustive()
+    }
+}
+
+impl WebSocket {
+    fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
+            len => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+            }
+        }
+        let mask = [0x5a, 0x17, 0xc3, 0x9e];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.write_all(&frame).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// Sends a binary frame (terminal input).
+    pub fn send_binary(&mut self, payload: &[u8]) {
+        self.send_frame(0x2, payload);
+    }
+
+    /// The next frame's opcode and payload; `None` once the connection is closed.
+    pub fn receive(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head).ok()?;
+        let length = match head[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                self.stream.read_exact(&mut ext).ok()?;
+                u64::from(u16::from_be_bytes(ext))
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                self.stream.read_exact(&mut ext).ok()?;
+                u64::from_be_bytes(ext)
+            }
+            short => u64::from(short),
+        };
+        let mut payload = vec![0u8; usize::try_from(length).unwrap()];
+        self.stream.read_exact(&mut payload).ok()?;
+        Some((head[0] & 0x0f, payload))
+    }
+
+    /// Reads frames until the binary output received so far contains `needle`; false if the
+    /// socket closed first.
+    pub fn read_until(&mut self, needle: &str) -> bool {
+        let mut output = Vec::new();
+        while let Some((opcode, payload)) = self.receive() {
+            if opcode == 0x8 {
+                return false;
+            }
+            if opcode == 0x2 {
+                output.extend_from_slice(&payload);
+                if String::from_utf8_lossy(&output).contains(needle) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Closes the WebSocket as a browser closing its tab does: a close frame, then the
+    /// connection.
+    pub fn close(mut self) {
+        self.send_frame(0x8, &1001u16.to_be_bytes());
     }
 }

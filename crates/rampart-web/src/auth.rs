@@ -331,12 +331,12 @@ pub async fn login(
         Ok(None) => {}
         Ok(Some(until)) => {
             tracing::info!(login = %attempted, %source, %until, "web login refused: locked out");
-            rampart_store::burn_password_check(&password);
+            rampart_store::burn_password_check(&password).await;
             return Err(login_failed());
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot read the lockout state; refusing a login");
-            rampart_store::burn_password_check(&password);
+            rampart_store::burn_password_check(&password).await;
             return Err(login_failed());
         }
     }
@@ -346,7 +346,7 @@ pub async fn login(
         .unwrap_or_default();
     if let Err(denied) = check_login(&auth.global, &rules, source, at) {
         tracing::info!(login = %attempted, reason = %denied, "web login refused by the login rules");
-        rampart_store::burn_password_check(&password);
+        rampart_store::burn_password_check(&password).await;
         return Err(fail("web-password", user).await);
     }
     let matches = match &user {
@@ -355,7 +355,7 @@ pub async fn login(
             .await
             .unwrap_or(false),
         _ => {
-            rampart_store::burn_password_check(&password);
+            rampart_store::burn_password_check(&password).await;
             false
         }
     };

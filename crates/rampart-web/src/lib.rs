@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+mod connections;
 pub mod error;
 pub mod openapi;
 pub mod portal;
@@ -23,11 +24,13 @@ use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rampart_core::login_rules::AuthSettings;
+use rampart_ssh::admission::GraceStream;
 use rampart_store::Store;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -35,13 +38,17 @@ use tower::ServiceExt;
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// A TLS handshake must complete within this (F2: slow clients cannot pin connections).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Request headers must arrive within this, on a new connection and between requests.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A whole request, body included, must be handled within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections served at once; more are closed on accept.
+/// Connections served at once (unless the descriptor limit makes it fewer); more are closed
+/// on accept.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections served at once from one source address (IPv6: one /64), except from trusted
+/// proxies; more are closed on accept. A browser opens about six.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
@@ -57,6 +64,8 @@ pub struct WebSettings {
     pub session_idle: Duration,
     /// A browser session ends this long after login, whatever happens.
     pub session_lifetime: Duration,
+    /// Connections served at once ([`MAX_CONNECTIONS`], or fewer for a small descriptor limit).
+    pub max_connections: usize,
 }
 
 impl Default for WebSettings {
@@ -66,6 +75,7 @@ impl Default for WebSettings {
             secure_cookies: true,
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -145,12 +155,17 @@ pub async fn run(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let max_connections = state.settings.max_connections.max(1);
+    let per_source = connections::PerSource::new(
+        MAX_CONNECTIONS_PER_SOURCE,
+        state.settings.auth.trusted_proxies.clone(),
+    );
     let app = router(state);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     // Connections are told to finish through this; upgraded (WebSocket) connections leave
     // hyper's hands once upgraded and end with their terminal or the process.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -165,6 +180,11 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        // One address cannot take every slot (slowloris, F2); then the global cap.
+        let Some(source_slot) = per_source.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many http connections from one address: closing a new one");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many http connections: closing a new one");
             continue;
@@ -173,8 +193,14 @@ pub async fn run(
         let acceptor = acceptor.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, source_slot);
+            // The handshake and the first request's headers together must arrive within
+            // HEADER_TIMEOUT of accept: the header deadline covers a connection still in its
+            // TLS handshake too. Later requests have hyper's header timeout.
+            let first_request = Arc::new(AtomicBool::new(false));
+            let stream = GraceStream::new(stream, HEADER_TIMEOUT, first_request.clone());
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                first_request.store(true, Ordering::Release);
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let app = app.clone();
                 async move {
@@ -222,7 +248,7 @@ pub async fn run(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     tokio::select! {
         _ = slots.acquire_many(all) => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {

@@ -9,6 +9,7 @@ use rampart_core::SecretString;
 use rampart_core::login_rules::{AuthSettings, LockoutPolicy, LoginRules, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::time_arg::parse_duration;
+use rampart_ssh::admission::{MaxStartups, PreAuthLimits};
 use rampart_store::MasterKeySource;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 struct FileConfig {
     data_dir: Option<String>,
     #[serde(default)]
-    ssh: ListenerSection,
+    ssh: SshSection,
     #[serde(default)]
     http: HttpSection,
     #[serde(default)]
@@ -85,8 +86,11 @@ struct AuditSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListenerSection {
+struct SshSection {
     listen: Option<String>,
+    login_grace_time: Option<String>,
+    max_startups: Option<String>,
+    per_source_max_startups: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +140,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
+    /// The SSH listener's login grace time and caps on unauthenticated connections.
+    pub ssh_pre_auth: PreAuthLimits,
     pub recording: RecordingConfig,
 }
 
@@ -304,7 +310,7 @@ impl Config {
                 ("--ssh-listen", overrides.ssh_listen),
                 "RAMPART_SSH_LISTEN",
                 env_lookup,
-                file.ssh.listen,
+                file.ssh.listen.clone(),
                 &file_name,
             ),
             DEFAULT_SSH_LISTEN,
@@ -400,6 +406,7 @@ impl Config {
         };
         let auth = auth_settings(file.auth, env_lookup, &file_name)?;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
+        let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
 
@@ -414,6 +421,7 @@ impl Config {
             http,
             auth,
             recording,
+            ssh_pre_auth,
         })
     }
 }
@@ -613,6 +621,56 @@ fn parse_bytes(text: &str) -> Option<u64> {
         .ok()
         .and_then(|n| n.checked_mul(unit))
         .filter(|n| *n > 0)
+}
+
+/// `ssh.login_grace_time`, `ssh.max_startups` and `ssh.per_source_max_startups`.
+fn ssh_pre_auth(
+    section: &SshSection,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<PreAuthLimits, ConfigError> {
+    let mut limits = PreAuthLimits::default();
+    if let Some(Sourced { value, source }) = pick(
+        "ssh.login_grace_time",
+        ("", None),
+        "RAMPART_SSH_LOGIN_GRACE_TIME",
+        env_lookup,
+        section.login_grace_time.clone(),
+        file_name,
+    ) {
+        limits.login_grace_time = parse_duration("ssh.login_grace_time", &value)
+            .map_err(|err| ConfigError(format!("ssh.login_grace_time (from {source}): {err}")))?;
+    }
+    if let Some(Sourced { value, source }) = pick(
+        "ssh.max_startups",
+        ("", None),
+        "RAMPART_SSH_MAX_STARTUPS",
+        env_lookup,
+        section.max_startups.clone(),
+        file_name,
+    ) {
+        limits.max_startups = MaxStartups::parse(&value)
+            .map_err(|err| ConfigError(format!("ssh.max_startups (from {source}): {err}")))?;
+    }
+    if let Some(Sourced { value, source }) = pick(
+        "ssh.per_source_max_startups",
+        ("", None),
+        "RAMPART_SSH_PER_SOURCE_MAX_STARTUPS",
+        env_lookup,
+        section.per_source_max_startups.map(|n| n.to_string()),
+        file_name,
+    ) {
+        limits.per_source_max_startups = value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "ssh.per_source_max_startups (from {source}): {value:?} is not a whole number above 0"
+                ))
+            })?;
+    }
+    Ok(limits)
 }
 
 fn audit_config(
@@ -1028,6 +1086,43 @@ mod tests {
             err.contains("session.idle_timeout (from environment RAMPART_SESSION_IDLE_TIMEOUT)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ssh_pre_authentication_limits() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(config.ssh_pre_auth, PreAuthLimits::default());
+        assert_eq!(
+            config.ssh_pre_auth.login_grace_time,
+            Duration::from_secs(30)
+        );
+        let (_dir, overrides) = file(
+            "[ssh]\nlogin_grace_time = \"3s\"\nmax_startups = \"5:50:20\"\nper_source_max_startups = 4\n",
+        );
+        let config = load(overrides.clone(), &[]).unwrap();
+        assert_eq!(config.ssh_pre_auth.login_grace_time, Duration::from_secs(3));
+        assert_eq!(
+            config.ssh_pre_auth.max_startups,
+            MaxStartups {
+                start: 5,
+                rate: 50,
+                full: 20
+            }
+        );
+        assert_eq!(config.ssh_pre_auth.per_source_max_startups, 4);
+        let config = load(overrides, &[("RAMPART_SSH_MAX_STARTUPS", "64")]).unwrap();
+        assert_eq!(config.ssh_pre_auth.max_startups.full, 64);
+        for (env, value) in [
+            ("RAMPART_SSH_LOGIN_GRACE_TIME", "0s"),
+            ("RAMPART_SSH_MAX_STARTUPS", "10:30"),
+            ("RAMPART_SSH_MAX_STARTUPS", "50:30:10"),
+            ("RAMPART_SSH_PER_SOURCE_MAX_STARTUPS", "0"),
+        ] {
+            let err = load(Overrides::default(), &[(env, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("(from environment {env})")), "{err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod config;
+mod descriptors;
 mod forwarder;
 mod output;
 mod seals;

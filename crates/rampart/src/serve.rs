@@ -109,6 +109,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "rampart started");
 
     let store = Arc::new(store);
+    // Before the listeners take connections: a flood must leave descriptors for real users.
+    let descriptors = crate::descriptors::raise_limit();
+    let pre_auth = descriptors.ssh(config.ssh_pre_auth);
+    tracing::info!(
+        descriptors = descriptors.limit,
+        ssh_unauthenticated = pre_auth.max_startups.full,
+        http_connections = descriptors.http_connections,
+        "file descriptor budget"
+    );
     let gateway_settings = GatewaySettings {
         sessions: SessionDefaults {
             idle_timeout: config.sessions.idle_timeout,
@@ -119,6 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             sync_interval: config.recording.fsync_interval,
             exec_cap: config.recording.exec_cap,
         },
+        pre_auth,
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
@@ -166,6 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         secure_cookies: tls.is_some(),
         session_idle: config.http.session_idle,
         session_lifetime: config.http.session_lifetime,
+        max_connections: rampart_web::MAX_CONNECTIONS.min(descriptors.http_connections),
     };
     let web_task = tokio::spawn(rampart_web::run(
         http,

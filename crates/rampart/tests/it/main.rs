@@ -11,6 +11,7 @@
 mod access_control;
 mod api;
 mod auth;
+mod availability;
 mod browser;
 mod cli;
 mod evidence;

@@ -31,6 +31,14 @@ impl Lab {
 
     /// The lab with extra environment for `rampart serve` (configuration).
     pub(crate) fn start_with_env(env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_with_env_and_nofile(env, None)
+    }
+
+    /// The lab with `rampart serve` limited to `nofile` file descriptors (under `prlimit`).
+    pub(crate) fn start_with_env_and_nofile(
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Option<Self> {
         for tool in ["ssh", "scp", "sftp", "ssh-keygen"] {
             require_tool(tool)?;
         }
@@ -68,7 +76,7 @@ impl Lab {
             ),
         )
         .unwrap();
-        let server = r.serve_with_env(env);
+        let server = r.serve_with_env_and_nofile(env, nofile);
         Some(Self {
             r,
             server,
