@@ -2,11 +2,14 @@
 //! runtime, and the relay talks to it through a bounded channel.
 //!
 //! Each call hands the writer one piece of the session and resolves once it is written to the
-//! file (`write(2)`), so the relay forwards only what is already recorded. The writer makes a
-//! checkpoint (chunks closed into the manifest, files fsynced) whenever `sync_interval` has
-//! passed with something written, so a crash of the machine loses at most that interval. There
-//! is no lock to poison: the writer owns the files, and a failure of any kind (a write, a
-//! checkpoint, the thread itself) makes every later call fail, which ends the session.
+//! file (`write(2)`), so the relay forwards only what is already recorded. Whenever
+//! `sync_interval` has passed with something written, the writer closes the open chunks into
+//! the manifest and starts an fsync of the files on the runtime's blocking pool, and goes on
+//! writing meanwhile (a bulk stream is not held to the disk's speed); the next fsync starts
+//! when that one is done. So a crash of the machine loses at most the last interval, as long as
+//! the disk keeps up with the session. There is no lock to poison: the writer owns the files,
+//! and a failure of any kind (a write, an fsync, the thread itself) makes every later call fail,
+//! which ends the session.
 
 use crate::recording::{Recorder, RecordingError, SealedRecording, Stream};
 use bytes::Bytes;
@@ -52,11 +55,16 @@ impl LiveRecorder {
     pub fn start(recorder: Recorder, sync_interval: Duration) -> Result<Self, RecordingError> {
         let session = recorder.session();
         let (jobs, queue) = flume::bounded(QUEUE);
+        let syncer = Syncer {
+            files: Arc::new(recorder.sync_handles()?),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            running: None,
+        };
         std::thread::Builder::new()
             .name("rampart-recorder".into())
             // The writer's frames are small; the default 2 MiB is address space per session.
             .stack_size(256 * 1024)
-            .spawn(move || write_until_sealed(recorder, &queue, sync_interval))
+            .spawn(move || write_until_sealed(recorder, syncer, &queue, sync_interval))
             .map_err(|err| RecordingError::Io {
                 path: format!("the writer thread of recording {session}"),
                 source: err,
@@ -103,12 +111,84 @@ impl LiveRecorder {
     }
 }
 
+/// Fsyncs a recording's files away from its writer.
+struct Syncer {
+    files: Arc<Vec<std::fs::File>>,
+    /// The blocking pool to fsync on (without a runtime: on the writer thread).
+    runtime: Option<tokio::runtime::Handle>,
+    /// The fsync under way: its answer.
+    running: Option<flume::Receiver<Result<(), String>>>,
+}
+
+impl Syncer {
+    /// Whether an fsync is under way; the outcome of a finished one goes to `recorder`.
+    fn busy(&mut self, recorder: &mut Recorder) -> bool {
+        let Some(running) = &self.running else {
+            return false;
+        };
+        let outcome = match running.try_recv() {
+            Err(flume::TryRecvError::Empty) => return true,
+            Ok(outcome) => outcome,
+            Err(flume::TryRecvError::Disconnected) => Err("the fsync task stopped".to_owned()),
+        };
+        self.running = None;
+        if let Err(why) = outcome {
+            recorder.fail(why);
+        }
+        false
+    }
+
+    fn start(&mut self, recorder: &mut Recorder) {
+        let files = self.files.clone();
+        let sync = move || {
+            files
+                .iter()
+                .try_for_each(std::fs::File::sync_data)
+                .map_err(|err| format!("cannot fsync the recording: {err}"))
+        };
+        match &self.runtime {
+            Some(runtime) => {
+                let (done, running) = flume::bounded(1);
+                runtime.spawn_blocking(move || {
+                    let _ = done.send(sync());
+                });
+                self.running = Some(running);
+            }
+            None => {
+                if let Err(why) = sync() {
+                    recorder.fail(why);
+                }
+            }
+        }
+    }
+
+    /// A checkpoint: unless the last fsync is still under way, the open chunks are closed into
+    /// the manifest and an fsync of everything written so far starts.
+    fn checkpoint(&mut self, recorder: &mut Recorder) {
+        if self.busy(recorder) {
+            return;
+        }
+        match recorder.close_for_sync() {
+            Ok(true) => self.start(recorder),
+            Ok(false) => {}
+            Err(err) => recorder.fail(err.to_string()),
+        }
+    }
+}
+
 /// The writer thread: applies jobs in order, answers each, checkpoints on time. Ends when the
 /// recording is sealed or every handle is gone (then it leaves the recording unsealed but
 /// durable, for the next start to seal as interrupted).
-fn write_until_sealed(mut recorder: Recorder, queue: &flume::Receiver<Job>, interval: Duration) {
+fn write_until_sealed(
+    mut recorder: Recorder,
+    mut syncer: Syncer,
+    queue: &flume::Receiver<Job>,
+    interval: Duration,
+) {
     let mut next_checkpoint = Instant::now() + interval;
     loop {
+        // A failed fsync fails the recording before the next job is answered.
+        syncer.busy(&mut recorder);
         match queue.recv_deadline(next_checkpoint) {
             Ok(Job::Write(op, done)) => {
                 let result = match op {
@@ -132,8 +212,14 @@ fn write_until_sealed(mut recorder: Recorder, queue: &flume::Receiver<Job>, inte
         let now = Instant::now();
         if now >= next_checkpoint {
             // A failed checkpoint fails the recording: the next call reports it.
-            let _ = recorder.checkpoint();
-            next_checkpoint = now + interval;
+            syncer.checkpoint(&mut recorder);
+            // While an fsync is under way, look again soon: the next starts when it is done.
+            next_checkpoint = now
+                + if syncer.running.is_some() {
+                    interval.min(Duration::from_millis(50))
+                } else {
+                    interval
+                };
         }
     }
 }

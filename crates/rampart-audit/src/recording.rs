@@ -690,6 +690,38 @@ impl Recorder {
         Ok(())
     }
 
+    /// Closes the open chunks into the manifest if anything was written since the last call,
+    /// and says whether it did: the caller then fsyncs the [`Recorder::sync_handles`], off this
+    /// thread, so writing goes on while the disk catches up.
+    pub fn close_for_sync(&mut self) -> Result<bool, RecordingError> {
+        self.usable()?;
+        if !self.dirty {
+            return Ok(false);
+        }
+        self.flush_chunk()?;
+        self.dirty = false;
+        Ok(true)
+    }
+
+    /// Handles on the recording's files (data files first, the manifest last), for fsyncing
+    /// them from another thread.
+    pub fn sync_handles(&self) -> Result<Vec<File>, RecordingError> {
+        let mut handles = vec![self.cast.try_clone()];
+        if let Some(raw) = &self.raw {
+            handles.push(raw.try_clone());
+        }
+        handles.push(self.manifest.try_clone());
+        handles
+            .into_iter()
+            .collect::<std::io::Result<Vec<File>>>()
+            .map_err(|err| self.io_error(err))
+    }
+
+    /// Marks the recording failed (a background fsync failed): every later call fails.
+    pub fn fail(&mut self, why: String) {
+        self.failed.get_or_insert(why);
+    }
+
     /// Writes what is left and seals the manifest with the node's audit key. Returns what the
     /// chain's `session_ended` event anchors.
     pub fn seal(mut self, key: &PrivateKey) -> Result<SealedRecording, RecordingError> {

@@ -1261,3 +1261,22 @@ async fn pump(
 fn signal_text(signal: &Sig) -> String {
     format!("{signal:?}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_observer_lock_is_an_error_not_an_empty_slot() {
+        let slot = Arc::new(std::sync::Mutex::new(Some(0u32)));
+        assert_eq!(with_slot(&slot, |n| *n + 1), Ok(Some(1)));
+        let poisoner = slot.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.lock().unwrap();
+            panic!("an observer panicked");
+        })
+        .join();
+        assert!(slot.is_poisoned());
+        assert!(with_slot(&slot, |n| *n + 1).is_err());
+    }
+}
