@@ -20,6 +20,7 @@ mod target;
 mod terminal;
 
 pub use login::{LoginName, TargetSpec};
+pub use target::{ScannedHostKey, TargetError, TargetHostKeys, scan_host_key};
 pub use terminal::{Terminal, TerminalError, TerminalEvent, TerminalRequest};
 
 /// Ciphers on both legs, fastest first where AES instructions exist: AES-GCM costs a fraction of
@@ -59,6 +60,7 @@ pub struct Gateway {
     server_config: Arc<russh::server::Config>,
     live: Arc<live::LiveSessions>,
     auth: Arc<AuthSettings>,
+    target_host_keys: TargetHostKeys,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
@@ -66,6 +68,8 @@ pub struct Gateway {
 pub struct GatewaySettings {
     pub sessions: live::SessionDefaults,
     pub auth: AuthSettings,
+    /// What to do with targets whose host key is not pinned yet.
+    pub target_host_keys: TargetHostKeys,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -105,8 +109,12 @@ impl Gateway {
                 key: audit_key,
             },
             server_config: Arc::new(server::config(host_key)),
-            live: Arc::new(live::LiveSessions::new(settings.sessions)),
+            live: Arc::new(live::LiveSessions::new(
+                settings.sessions,
+                settings.auth.global.clone(),
+            )),
             auth: Arc::new(settings.auth),
+            target_host_keys: settings.target_host_keys,
         };
         Ok((gateway, sealed))
     }
@@ -155,6 +163,7 @@ impl Gateway {
             peer,
             self.live.clone(),
             self.auth.clone(),
+            self.target_host_keys,
         );
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
             Ok(session) => {

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token epoch",
         include_str!("../migrations/0010_token_epoch.sql"),
     ),
+    (
+        11,
+        "lockout per factor",
+        include_str!("../migrations/0011_lockout_per_factor.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -9,6 +9,7 @@ use rampart_core::SecretString;
 use rampart_core::login_rules::{AuthSettings, LockoutPolicy, LoginRules, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::time_arg::parse_duration;
+use rampart_ssh::TargetHostKeys;
 use rampart_store::MasterKeySource;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 struct FileConfig {
     data_dir: Option<String>,
     #[serde(default)]
-    ssh: ListenerSection,
+    ssh: SshSection,
     #[serde(default)]
     http: HttpSection,
     #[serde(default)]
@@ -74,8 +75,9 @@ struct AuditSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListenerSection {
+struct SshSection {
     listen: Option<String>,
+    target_host_keys: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +127,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
+    /// Whether targets whose host key is not pinned yet are pinned on first use or refused.
+    pub target_host_keys: TargetHostKeys,
 }
 
 /// How the HTTP listener serves: its TLS and its browser sessions' lifetimes.
@@ -370,6 +374,19 @@ impl Config {
             )?,
         };
         let auth = auth_settings(file.auth, env_lookup, &file_name)?;
+        let target_host_keys = match pick(
+            "ssh.target_host_keys",
+            ("", None),
+            "RAMPART_SSH_TARGET_HOST_KEYS",
+            env_lookup,
+            file.ssh.target_host_keys,
+            &file_name,
+        ) {
+            None => TargetHostKeys::default(),
+            Some(Sourced { value, source }) => value.parse().map_err(|err| {
+                ConfigError(format!("ssh.target_host_keys (from {source}): {err}"))
+            })?,
+        };
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
 
@@ -383,6 +400,7 @@ impl Config {
             sessions,
             http,
             auth,
+            target_host_keys,
         })
     }
 }
@@ -876,6 +894,31 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
         let (_dir, overrides) = file("data_dir = [\n");
         assert!(load(overrides, &[]).is_err());
+    }
+
+    #[test]
+    fn target_host_keys_default_to_pin_on_first_use_and_are_validated() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(config.target_host_keys, TargetHostKeys::PinOnFirstUse);
+        let (_dir, overrides) = file("[ssh]\ntarget_host_keys = \"require-pinned\"\n");
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(config.target_host_keys, TargetHostKeys::RequirePinned);
+        // The environment wins over the file.
+        let (_dir, overrides) = file("[ssh]\ntarget_host_keys = \"require-pinned\"\n");
+        let config = load(
+            overrides,
+            &[("RAMPART_SSH_TARGET_HOST_KEYS", "pin-on-first-use")],
+        )
+        .unwrap();
+        assert_eq!(config.target_host_keys, TargetHostKeys::PinOnFirstUse);
+        let (_dir, overrides) = file("[ssh]\ntarget_host_keys = \"trust-all\"\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("ssh.target_host_keys (from ")
+                && err.contains("rampart.toml key ssh.target_host_keys")
+                && err.contains("\"trust-all\" is not one of pin-on-first-use, require-pinned"),
+            "{err}"
+        );
     }
 
     #[test]

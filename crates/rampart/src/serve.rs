@@ -89,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "session_idle_timeout": config.sessions.idle_timeout.map(format_duration),
         "session_max_duration": config.sessions.max_duration.map(format_duration),
         "auth": auth_settings(&config.auth),
+        "ssh_target_host_keys": config.target_host_keys.as_str(),
     });
     let started = rampart_core::audit::AuditEvent::ServerStarted {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -106,6 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_duration: config.sessions.max_duration,
         },
         auth: config.auth.clone(),
+        target_host_keys: config.target_host_keys,
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();

@@ -10,6 +10,7 @@
 
 mod api;
 mod auth;
+mod auth_hardening;
 mod browser;
 mod cli;
 mod evidence;
