@@ -91,6 +91,17 @@ fn password_guesses_from_five_addresses_never_lock_a_key_login() {
         let out = password_login(&lab, &alice, "wrong-password-123", &format!("127.0.0.{n}"));
         assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
     }
+    // Her key still logs her in, from her own address and from a guessing one.
+    for from in ["127.0.0.1", "127.0.0.3"] {
+        let out = key_login(&lab, &alice, from, "echo in");
+        assert_eq!(
+            text(&out.stdout),
+            "in\n",
+            "alice's key from {from}: {}",
+            text(&out.stderr)
+        );
+    }
+
     // The guesses did lock something: alice's password, and nothing else.
     assert_eq!(
         locked_keys(&lab.events("login_locked")),
@@ -104,15 +115,6 @@ fn password_guesses_from_five_addresses_never_lock_a_key_login() {
             .ok(&["user", "show", "alice"])
             .contains("password logins locked until"),
     );
-    for from in ["127.0.0.1", "127.0.0.3"] {
-        let out = key_login(&lab, &alice, from, "echo in");
-        assert_eq!(
-            text(&out.stdout),
-            "in\n",
-            "alice's key from {from}: {}",
-            text(&out.stderr)
-        );
-    }
 
     // An administrator whose password is guessed over the web, from five forwarded addresses.
     let dir = lab.r.scratch();
