@@ -504,6 +504,63 @@ mod tests {
         }
     }
 
+    /// G6: a rule change ends the sessions (and connections) it refuses for their source, and
+    /// only those; the global rules count as well as the user's.
+    #[test]
+    fn login_rules_are_asked_again_for_each_sessions_source() {
+        let deny = |text: &str| LoginRules {
+            deny_from: rampart_core::login_rules::parse_cidr_list("deny_from", text).unwrap(),
+            ..LoginRules::default()
+        };
+        let alice = User {
+            id: Uuid::nil(),
+            name: Name::parse("user", "alice").unwrap(),
+            role: rampart_core::Role::User,
+            disabled: false,
+            has_password: false,
+            auth_epoch: 0,
+            mfa_enrolled: false,
+            keys: vec![],
+            groups: vec![],
+            login_rules: deny("192.0.2.0/24"),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let facts = Facts {
+            users: HashMap::from([(alice.name.clone(), alice.clone())]),
+            assets: HashMap::new(),
+            grants: vec![],
+            kills: HashMap::new(),
+        };
+        let now = OffsetDateTime::now_utc();
+        let none = LoginRules::default();
+        let refused = grant();
+        let reason = facts.still_allowed(&refused, &none, now).unwrap_err();
+        assert_eq!(
+            reason,
+            "refused by the login rules: source 192.0.2.1 is in the user's deny_from list \
+             (192.0.2.0/24)"
+        );
+        let elsewhere = SessionGrant {
+            source: IpAddr::from([198, 51, 100, 1]),
+            ..grant()
+        };
+        // Not refused by the rules: the next question (here: the asset is gone) decides.
+        assert_eq!(
+            facts.still_allowed(&elsewhere, &none, now).unwrap_err(),
+            "the asset was removed"
+        );
+        assert!(
+            facts
+                .login_refused(&alice.name, elsewhere.source, &deny("198.51.100.0/24"), now)
+                .unwrap()
+                .contains("global deny_from")
+        );
+        assert_eq!(
+            facts.login_refused(&alice.name, elsewhere.source, &none, now),
+            None
+        );
+    }
+
     #[test]
     fn limits_warn_then_end_and_activity_resets_idleness() {
         let live = Arc::new(LiveSessions::new(
