@@ -7,7 +7,8 @@
 //!   Every failure answers the same status and body (A2); there is no half-logged-in state
 //!   (A7): the code is part of the one login request.
 //! - A browser session stores the user's `auth_epoch`: any credential or status change ends it
-//!   (A11). It also ends when idle too long and at its absolute lifetime.
+//!   (A11). It also ends when idle too long, at its absolute lifetime, and at a request from a
+//!   source the global and the user's login rules refuse (G6).
 //! - A state-changing request authenticated by cookie must carry `X-CSRF-Token` equal to the
 //!   session's CSRF token (B8), derived from the cookie so nothing more is stored.
 //! - A token is usable only while unrevoked, unexpired, its user enabled, and from a source
