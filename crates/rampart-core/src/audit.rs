@@ -170,11 +170,23 @@ pub enum AuditEvent {
         /// Failures in the current window, for the user if the login names one, else the source.
         failures: u32,
     },
-    /// Too many failed logins: `key` (`user:NAME` or `source:ADDRESS`) is locked until `until`.
+    /// Too many failed logins: `key` (`FACTOR:user:NAME` or `FACTOR:source:ADDRESS`, FACTOR
+    /// being `password` or `publickey`) is locked until `until`: logins with that factor, by
+    /// that user or from that source, are refused until then.
     LoginLocked {
         key: String,
         until: String,
         failures: u32,
+    },
+    /// A login refused by the login rules (source address or login hours) before any credential
+    /// was checked. Bounded like `login_failed`: one per user and one per source per window.
+    LoginRefused {
+        /// The login as attempted (attacker-controlled: truncated, control characters removed).
+        login: String,
+        source: String,
+        method: String,
+        /// Which rule refused it.
+        reason: String,
     },
     AccessDenied {
         user: String,
@@ -357,6 +369,7 @@ impl AuditEvent {
             AuditEvent::LoginSucceeded { .. } => "login_succeeded",
             AuditEvent::LoginFailed { .. } => "login_failed",
             AuditEvent::LoginLocked { .. } => "login_locked",
+            AuditEvent::LoginRefused { .. } => "login_refused",
             AuditEvent::AccessDenied { .. } => "access_denied",
             AuditEvent::SessionStarted { .. } => "session_started",
             AuditEvent::SessionKillRequested { .. } => "session_kill_requested",
@@ -410,9 +423,15 @@ mod tests {
                 failures: 1,
             },
             AuditEvent::LoginLocked {
-                key: "user:a".into(),
+                key: "password:user:a".into(),
                 until: "2026-06-01T12:15:00Z".into(),
                 failures: 5,
+            },
+            AuditEvent::LoginRefused {
+                login: "a".into(),
+                source: "192.0.2.1".into(),
+                method: "publickey".into(),
+                reason: "source 192.0.2.1 is in the user's deny_from list (192.0.2.0/24)".into(),
             },
             AuditEvent::VaultKeyRotated {
                 old_key_ids: vec![],

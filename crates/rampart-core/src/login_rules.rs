@@ -212,25 +212,21 @@ pub fn check_login(
 }
 
 /// The address of the client behind an HTTP request (security test A1: forwarding headers are
-/// believed only from configured proxies). If `peer` is not a trusted proxy, `forwarded_for`
-/// (the `X-Forwarded-For` header) is ignored. Otherwise the list is walked from the right, each
-/// hop appended by the proxy before it, skipping trusted proxies; the first untrusted address is
-/// the client. A malformed entry means the chain cannot be followed: the peer is returned.
-pub fn client_address(
-    peer: IpAddr,
-    forwarded_for: Option<&str>,
-    trusted_proxies: &[IpNet],
-) -> IpAddr {
+/// believed only from configured proxies). `forwarded_for` holds every `X-Forwarded-For` header
+/// line of the request, in order (several lines are one list, as if joined by commas, RFC 9110
+/// 5.3). If `peer` is not a trusted proxy, they are ignored. Otherwise the list is walked from
+/// the right, across all lines, each hop appended by the proxy before it, skipping trusted
+/// proxies; the first untrusted address is the client. A malformed entry means the chain cannot
+/// be followed: the peer is returned.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted_proxies: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
     let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
-    let Some(header) = forwarded_for else {
-        return peer;
-    };
-    if !trusted(&peer) {
+    if forwarded_for.is_empty() || !trusted(&peer) {
         return peer;
     }
     let mut client = peer;
-    for entry in header.rsplit(',') {
+    let hops = forwarded_for.iter().rev().flat_map(|line| line.rsplit(','));
+    for entry in hops {
         let Some(hop) = parse_forwarded_entry(entry) else {
             return peer;
         };
@@ -254,8 +250,38 @@ fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// When failed logins lock a user or a source address: `threshold` failures counted within
-/// `window` lock the key for `lock_for`.
+/// The first factor a login presents. Failed attempts are counted, and locks applied, per factor:
+/// guesses of a password never lock a key login (lockout must not be a weapon against a factor
+/// the guesser does not hold). A failed second factor (TOTP) counts against the first factor it
+/// followed, since only someone holding that first factor can reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoginFactor {
+    /// A password (SSH password authentication, the web login).
+    Password,
+    /// An SSH key whose signature verified.
+    PublicKey,
+}
+
+impl LoginFactor {
+    pub const ALL: [LoginFactor; 2] = [LoginFactor::Password, LoginFactor::PublicKey];
+
+    /// The name used in counter keys, audit events and `rampart user show`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginFactor::Password => "password",
+            LoginFactor::PublicKey => "publickey",
+        }
+    }
+}
+
+impl fmt::Display for LoginFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When failed logins lock a login factor of a user or of a source address: `threshold`
+/// failures of one factor counted within `window` lock that factor for `lock_for`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
     pub threshold: u32,
@@ -584,41 +610,38 @@ mod tests {
         let proxy = ip("10.0.0.5");
         let outsider = ip("203.0.113.66");
         // A client that is not a proxy cannot choose its address with a header.
-        assert_eq!(
-            client_address(outsider, Some("192.0.2.1"), &proxies),
-            outsider
-        );
-        assert_eq!(client_address(outsider, None, &proxies), outsider);
-        assert_eq!(client_address(proxy, None, &proxies), proxy);
+        assert_eq!(client_address(outsider, &["192.0.2.1"], &proxies), outsider);
+        assert_eq!(client_address(outsider, &[], &proxies), outsider);
+        assert_eq!(client_address(proxy, &[], &proxies), proxy);
         // Through one proxy, and through a chain of proxies.
         assert_eq!(
-            client_address(proxy, Some("192.0.2.1"), &proxies),
+            client_address(proxy, &["192.0.2.1"], &proxies),
             ip("192.0.2.1")
         );
         assert_eq!(
-            client_address(proxy, Some("192.0.2.1, 10.0.0.7"), &proxies),
+            client_address(proxy, &["192.0.2.1, 10.0.0.7"], &proxies),
             ip("192.0.2.1")
         );
         // Whatever the client put on the left is ignored: the rightmost untrusted hop wins.
         assert_eq!(
             client_address(
                 proxy,
-                Some("127.0.0.1, 10.0.0.9, 198.51.100.4, 10.0.0.7"),
+                &["127.0.0.1, 10.0.0.9, 198.51.100.4, 10.0.0.7"],
                 &proxies
             ),
             ip("198.51.100.4")
         );
         // Ports, IPv6 and the mapped form.
         assert_eq!(
-            client_address(proxy, Some("[2001:db8::99]:4711"), &proxies),
+            client_address(proxy, &["[2001:db8::99]:4711"], &proxies),
             ip("2001:db8::99")
         );
         assert_eq!(
-            client_address(ip("::ffff:10.0.0.5"), Some("::ffff:192.0.2.1"), &proxies),
+            client_address(ip("::ffff:10.0.0.5"), &["::ffff:192.0.2.1"], &proxies),
             ip("192.0.2.1")
         );
         assert_eq!(
-            client_address(ip("2001:db8::1"), Some("192.0.2.1:80"), &proxies),
+            client_address(ip("2001:db8::1"), &["192.0.2.1:80"], &proxies),
             ip("192.0.2.1")
         );
         // Malformed entries mean the chain cannot be followed.
@@ -630,13 +653,41 @@ mod tests {
             "_hidden",
             "1.2.3.4.5",
         ] {
-            assert_eq!(client_address(proxy, Some(bad), &proxies), proxy, "{bad:?}");
+            assert_eq!(client_address(proxy, &[bad], &proxies), proxy, "{bad:?}");
         }
         // Nobody trusted: headers never count.
-        assert_eq!(client_address(proxy, Some("192.0.2.1"), &[]), proxy);
+        assert_eq!(client_address(proxy, &["192.0.2.1"], &[]), proxy);
+        // Several header lines are one list: the rightmost untrusted address of the last line
+        // that has one wins, whatever an earlier line says (issue 11, item 6).
+        assert_eq!(
+            client_address(proxy, &["192.0.2.1", "198.51.100.4"], &proxies),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_address(proxy, &["127.0.0.1", "198.51.100.4, 10.0.0.7"], &proxies),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_address(
+                proxy,
+                &["192.0.2.1, 198.51.100.4", "10.0.0.7", "10.0.0.8"],
+                &proxies
+            ),
+            ip("198.51.100.4")
+        );
+        // A malformed line anywhere in the walk stops it, as a malformed entry does.
+        assert_eq!(
+            client_address(proxy, &["192.0.2.1", "bogus", "10.0.0.7"], &proxies),
+            proxy
+        );
+        // From an untrusted peer no line counts.
+        assert_eq!(
+            client_address(outsider, &["192.0.2.1", "198.51.100.4"], &proxies),
+            outsider
+        );
         // Only proxies in the chain: the leftmost.
         assert_eq!(
-            client_address(proxy, Some("10.0.0.8, 10.0.0.7"), &proxies),
+            client_address(proxy, &["10.0.0.8, 10.0.0.7"], &proxies),
             ip("10.0.0.8")
         );
     }

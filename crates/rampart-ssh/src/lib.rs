@@ -21,6 +21,7 @@ mod target;
 mod terminal;
 
 pub use login::{LoginName, TargetSpec};
+pub use target::{ScannedHostKey, TargetError, TargetHostKeys, scan_host_key};
 pub use terminal::{Terminal, TerminalError, TerminalEvent, TerminalRequest};
 
 /// Ciphers on both legs, fastest first where AES instructions exist: AES-GCM costs a fraction of
@@ -61,6 +62,7 @@ pub struct Gateway {
     live: Arc<live::LiveSessions>,
     auth: Arc<AuthSettings>,
     admission: Arc<admission::Admission>,
+    target_host_keys: TargetHostKeys,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
@@ -68,6 +70,8 @@ pub struct Gateway {
 pub struct GatewaySettings {
     pub sessions: live::SessionDefaults,
     pub auth: AuthSettings,
+    /// What to do with targets whose host key is not pinned yet.
+    pub target_host_keys: TargetHostKeys,
     /// Login grace time and caps on unauthenticated connections.
     pub pre_auth: admission::PreAuthLimits,
     pub recording: RecordingSettings,
@@ -131,9 +135,13 @@ impl Gateway {
                 recording: settings.recording,
             },
             server_config: Arc::new(server::config(host_key)),
-            live: Arc::new(live::LiveSessions::new(settings.sessions)),
+            live: Arc::new(live::LiveSessions::new(
+                settings.sessions,
+                settings.auth.global.clone(),
+            )),
             auth: Arc::new(settings.auth),
             admission: admission::Admission::new(settings.pre_auth),
+            target_host_keys: settings.target_host_keys,
         };
         Ok((gateway, sealed))
     }
@@ -197,6 +205,7 @@ impl Gateway {
             peer,
             self.live.clone(),
             self.auth.clone(),
+            self.target_host_keys,
         )
         .unauthenticated(slot);
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {

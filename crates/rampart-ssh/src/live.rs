@@ -5,14 +5,19 @@
 //! requests written by `rampart session kill` from any process; re-read whenever the audit log
 //! has grown) and ends sessions that are no longer allowed, with the reason shown to the user.
 //! Idle and duration limits are checked on the same tick, with a warning line shortly before.
+//! The login rules (global and the user's: source address and login hours) are asked again too,
+//! for the address the user logged in from, so a rule change ends exactly the sessions and
+//! connections it refuses (G6), and login hours end sessions when they close.
 
 use bytes::Bytes;
+use rampart_core::login_rules::{LoginRules, check_login};
 use rampart_core::policy::{AccessRequest, Decision, Limit, decide};
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Asset, Grant, Name, User};
 use rampart_store::Store;
 use russh::server::Handle;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +50,9 @@ pub struct SessionGrant {
     /// The limits of the allowing grants; the node's defaults complete them at registration.
     pub idle_timeout: Limit,
     pub max_duration: Limit,
+    /// The address the user logged in from (a browser terminal's: the browser's): the login
+    /// rules are asked again for it.
+    pub source: IpAddr,
 }
 
 /// One live session as the watcher and the relay share it.
@@ -144,6 +152,7 @@ impl Drop for Registration {
 struct LiveConnection {
     user: Name,
     auth_epoch: i64,
+    source: IpAddr,
     handle: Handle,
 }
 
@@ -154,6 +163,8 @@ pub struct LiveSessions {
     connections: Mutex<HashMap<u64, LiveConnection>>,
     next_connection: AtomicU64,
     defaults: SessionDefaults,
+    /// The node's login rules (`[auth]`), which every session must keep passing.
+    global_rules: LoginRules,
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -165,9 +176,10 @@ impl std::fmt::Debug for LiveSessions {
 }
 
 impl LiveSessions {
-    pub fn new(defaults: SessionDefaults) -> Self {
+    pub fn new(defaults: SessionDefaults, global_rules: LoginRules) -> Self {
         Self {
             defaults,
+            global_rules,
             ..Self::default()
         }
     }
@@ -222,7 +234,7 @@ impl LiveSessions {
     }
 
     /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].
-    pub fn add_connection(&self, user: &User, handle: Handle) -> u64 {
+    pub fn add_connection(&self, user: &User, source: IpAddr, handle: Handle) -> u64 {
         let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut connections) = self.connections.lock() {
             connections.insert(
@@ -230,6 +242,7 @@ impl LiveSessions {
                 LiveConnection {
                     user: user.name.clone(),
                     auth_epoch: user.auth_epoch,
+                    source,
                     handle,
                 },
             );
@@ -339,7 +352,7 @@ impl LiveSessions {
                 session.end(kill.clone());
                 continue;
             }
-            if let Err(reason) = facts.still_allowed(&session.grant, now) {
+            if let Err(reason) = facts.still_allowed(&session.grant, &self.global_rules, now) {
                 session.end(reason);
             }
         }
@@ -350,7 +363,9 @@ impl LiveSessions {
                 connections
                     .values()
                     .filter_map(|c| {
-                        let reason = facts.user_revoked(&c.user, c.auth_epoch)?;
+                        let reason = facts.user_revoked(&c.user, c.auth_epoch).or_else(|| {
+                            facts.login_refused(&c.user, c.source, &self.global_rules, now)
+                        })?;
                         Some((c.handle.clone(), reason))
                     })
                     .collect()
@@ -414,9 +429,32 @@ impl Facts {
         }
     }
 
-    /// The same question the session was allowed by, asked again now.
-    fn still_allowed(&self, grant: &SessionGrant, now: OffsetDateTime) -> Result<(), String> {
+    /// Why the login rules would refuse `user` logging in from `source` now, if they would.
+    fn login_refused(
+        &self,
+        user: &Name,
+        source: IpAddr,
+        global: &LoginRules,
+        now: OffsetDateTime,
+    ) -> Option<String> {
+        let user = self.users.get(user)?;
+        check_login(global, &user.login_rules, source, now)
+            .err()
+            .map(|denied| format!("refused by the login rules: {denied}"))
+    }
+
+    /// The same questions the session was allowed by (the login rules for its source, then the
+    /// policy), asked again now.
+    fn still_allowed(
+        &self,
+        grant: &SessionGrant,
+        global: &LoginRules,
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
         if let Some(reason) = self.user_revoked(&grant.user, grant.auth_epoch) {
+            return Err(reason);
+        }
+        if let Some(reason) = self.login_refused(&grant.user, grant.source, global, now) {
             return Err(reason);
         }
         let user = self.users.get(&grant.user).ok_or("the user was removed")?;
@@ -468,15 +506,76 @@ mod tests {
             interactive: true,
             idle_timeout: Limit::of_grant(None),
             max_duration: Limit::of_grant(Some(Duration::from_secs(3600))),
+            source: IpAddr::from([192, 0, 2, 1]),
         }
+    }
+
+    /// G6: a rule change ends the sessions (and connections) it refuses for their source, and
+    /// only those; the global rules count as well as the user's.
+    #[test]
+    fn login_rules_are_asked_again_for_each_sessions_source() {
+        let deny = |text: &str| LoginRules {
+            deny_from: rampart_core::login_rules::parse_cidr_list("deny_from", text).unwrap(),
+            ..LoginRules::default()
+        };
+        let alice = User {
+            id: Uuid::nil(),
+            name: Name::parse("user", "alice").unwrap(),
+            role: rampart_core::Role::User,
+            disabled: false,
+            has_password: false,
+            auth_epoch: 0,
+            mfa_enrolled: false,
+            keys: vec![],
+            groups: vec![],
+            login_rules: deny("192.0.2.0/24"),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let facts = Facts {
+            users: HashMap::from([(alice.name.clone(), alice.clone())]),
+            assets: HashMap::new(),
+            grants: vec![],
+            kills: HashMap::new(),
+        };
+        let now = OffsetDateTime::now_utc();
+        let none = LoginRules::default();
+        let refused = grant();
+        let reason = facts.still_allowed(&refused, &none, now).unwrap_err();
+        assert_eq!(
+            reason,
+            "refused by the login rules: source 192.0.2.1 is in the user's deny_from list \
+             (192.0.2.0/24)"
+        );
+        let elsewhere = SessionGrant {
+            source: IpAddr::from([198, 51, 100, 1]),
+            ..grant()
+        };
+        // Not refused by the rules: the next question (here: the asset is gone) decides.
+        assert_eq!(
+            facts.still_allowed(&elsewhere, &none, now).unwrap_err(),
+            "the asset was removed"
+        );
+        assert!(
+            facts
+                .login_refused(&alice.name, elsewhere.source, &deny("198.51.100.0/24"), now)
+                .unwrap()
+                .contains("global deny_from")
+        );
+        assert_eq!(
+            facts.login_refused(&alice.name, elsewhere.source, &none, now),
+            None
+        );
     }
 
     #[test]
     fn limits_warn_then_end_and_activity_resets_idleness() {
-        let live = Arc::new(LiveSessions::new(SessionDefaults {
-            idle_timeout: Some(Duration::from_secs(400)),
-            max_duration: None,
-        }));
+        let live = Arc::new(LiveSessions::new(
+            SessionDefaults {
+                idle_timeout: Some(Duration::from_secs(400)),
+                max_duration: None,
+            },
+            LoginRules::default(),
+        ));
         let (registration, mut control) = live.register(Uuid::nil(), grant());
         let session = registration.session.clone();
         // The grant's own limit wins over the default; the default fills the gap.

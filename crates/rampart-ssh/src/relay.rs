@@ -41,11 +41,15 @@ pub struct SessionContext {
     pub user: User,
     pub target: TargetSpec,
     pub source: String,
+    /// The address the user logged in from, for the login rules live enforcement re-checks.
+    pub source_ip: std::net::IpAddr,
     pub handle: Handle,
     pub targets: TargetCache,
     pub live: Arc<LiveSessions>,
     /// Whether the login used a second factor (grants may require it).
     pub mfa: bool,
+    /// What to do with a target whose host key is not pinned yet.
+    pub target_host_keys: target::TargetHostKeys,
 }
 
 /// What the user asked the channel to run.
@@ -904,6 +908,7 @@ async fn open_target_channel(
                 interactive: matches!(start, Start::Shell),
                 idle_timeout: resolved.rules.idle_timeout,
                 max_duration: resolved.rules.max_duration,
+                source: context.source_ip,
             },
         }),
         Ok(None) => Err(fail_recorded(format!("the target {account} refused the request")).await),
@@ -924,7 +929,8 @@ async fn target_connection(
     {
         return Ok(existing.clone());
     }
-    let connection = Arc::new(target::connect(&context.store, resolved, actor).await?);
+    let connection =
+        Arc::new(target::connect(&context.store, resolved, actor, context.target_host_keys).await?);
     cache.insert(account.to_owned(), connection.clone());
     Ok(connection)
 }

@@ -6,10 +6,11 @@ use crate::forward;
 use crate::live::{LiveSessions, SessionGrant};
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
+use crate::target::TargetHostKeys;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::login_rules::{AuthSettings, check_login};
+use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
-use rampart_store::{Store, TotpCheck};
+use rampart_store::{LoginAttempt, Store, TotpCheck};
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
@@ -77,6 +78,8 @@ struct PendingMfa {
     user: User,
     target: TargetSpec,
     method: &'static str,
+    /// The first factor the code follows: failed codes count against it.
+    factor: LoginFactor,
     attempts: u32,
 }
 
@@ -119,6 +122,7 @@ pub struct Connection {
     auth: Arc<AuthSettings>,
     /// A direct connection's place among the unauthenticated ones, until it authenticates.
     unauthenticated: Option<PreAuthSlot>,
+    target_host_keys: TargetHostKeys,
 }
 
 impl Drop for Connection {
@@ -137,6 +141,7 @@ impl Connection {
         peer: SocketAddr,
         live: Arc<LiveSessions>,
         auth: Arc<AuthSettings>,
+        target_host_keys: TargetHostKeys,
     ) -> Self {
         Self {
             store,
@@ -151,6 +156,7 @@ impl Connection {
             pending_mfa: None,
             auth,
             unauthenticated: None,
+            target_host_keys,
         }
     }
 
@@ -168,11 +174,18 @@ impl Connection {
     }
 
     /// The authenticated identity, if the user is still enabled with the credentials they logged
-    /// in with: a revoked user's open connection opens nothing new (B4).
+    /// in with and the login rules still admit them: a revoked user's open connection opens
+    /// nothing new (B4, G6).
     async fn current_identity(&self) -> Option<Identity> {
         let identity = self.identity.clone()?;
+        let now = time::OffsetDateTime::now_utc();
         match self.store.user(&identity.user.name).await {
-            Ok(user) if !user.disabled && user.auth_epoch == identity.user.auth_epoch => {
+            Ok(user)
+                if !user.disabled
+                    && user.auth_epoch == identity.user.auth_epoch
+                    && check_login(&self.auth.global, &user.login_rules, self.peer.ip(), now)
+                        .is_ok() =>
+            {
                 Some(identity)
             }
             Ok(_) | Err(_) => {
@@ -197,20 +210,27 @@ impl Connection {
         (self.store.user(&login.user).await.ok(), Some(login.target))
     }
 
-    /// Whether an attempt for `user` from this connection's address may be checked at all: not
-    /// locked out, and admitted by the global and the user's login rules. Refusals look like any
-    /// other failure to the client (A2); rule refusals count toward lockout when `count`.
-    async fn admitted(&self, login: &str, user: Option<&User>, method: &str, count: bool) -> bool {
+    /// Whether an attempt with `factor` for `user` from this connection's address may be
+    /// checked at all: that factor not locked out, and admitted by the global and the user's
+    /// login rules. Refusals look like any other failure to the client (A2); rule refusals are
+    /// audited (bounded) and lock nothing, since no credential was tried.
+    async fn admitted(
+        &self,
+        login: &str,
+        user: Option<&User>,
+        factor: LoginFactor,
+        method: &str,
+    ) -> bool {
         let source = self.peer.ip();
         let now = time::OffsetDateTime::now_utc();
         match self
             .store
-            .login_locked(user.map(|u| &u.name), source, now)
+            .login_locked(user.map(|u| &u.name), source, factor, now)
             .await
         {
             Ok(None) => {}
             Ok(Some(until)) => {
-                tracing::info!(%login, %source, %until, "login refused: locked out");
+                tracing::info!(%login, %source, %factor, %until, "login refused: locked out");
                 return false;
             }
             Err(err) => {
@@ -222,34 +242,59 @@ impl Connection {
         let rules = user.map(|u| u.login_rules.clone()).unwrap_or_default();
         if let Err(denied) = check_login(&self.auth.global, &rules, source, now) {
             tracing::info!(%login, reason = %denied, "login refused by the login rules");
-            if count {
-                self.failed(login, user, method).await;
+            let attempt = self.attempt(login, user, factor, method);
+            let recorded = self
+                .store
+                .record_login_refused(&attempt, &denied.to_string(), &self.auth.lockout, now)
+                .await;
+            if let Err(err) = recorded {
+                tracing::error!(error = %err, "cannot record a refused login");
             }
             return false;
         }
         true
     }
 
-    /// Counts a failed attempt (the store keeps the audit trail bounded under a storm, E6).
-    async fn failed(&self, login: &str, user: Option<&User>, method: &str) {
+    fn attempt<'a>(
+        &self,
+        login: &'a str,
+        user: Option<&'a User>,
+        factor: LoginFactor,
+        method: &'a str,
+    ) -> LoginAttempt<'a> {
+        LoginAttempt {
+            login,
+            user: user.map(|u| &u.name),
+            source: self.peer.ip(),
+            factor,
+            method,
+        }
+    }
+
+    /// Counts a failed attempt against `factor` (the store keeps the audit trail bounded under
+    /// a storm, E6). `user` is the user whose factor was guessed, if any.
+    async fn failed(&self, login: &str, user: Option<&User>, factor: LoginFactor, method: &str) {
         let now = time::OffsetDateTime::now_utc();
+        let attempt = self.attempt(login, user, factor, method);
         let counted = self
             .store
-            .record_login_failure(
-                login,
-                user.map(|u| &u.name),
-                self.peer.ip(),
-                method,
-                &self.auth.lockout,
-                now,
-            )
+            .record_login_failure(&attempt, &self.auth.lockout, now)
             .await;
         if let Err(err) = counted {
             tracing::error!(error = %err, "cannot count a failed login");
         }
     }
 
-    async fn accept(&mut self, user: User, target: TargetSpec, method: &str, mfa: bool) -> Auth {
+    /// Admits the user; `factor` is the first factor they logged in with (`None` when they
+    /// authenticated elsewhere).
+    async fn accept(
+        &mut self,
+        user: User,
+        target: TargetSpec,
+        method: &str,
+        factor: Option<LoginFactor>,
+        mfa: bool,
+    ) -> Auth {
         let event = AuditEvent::LoginSucceeded {
             user: user.name.to_string(),
             method: method.to_owned(),
@@ -270,7 +315,8 @@ impl Connection {
             return Auth::reject();
         }
         if self.inherited.is_none()
-            && let Err(err) = self.store.record_login_success(&user.name).await
+            && let Some(factor) = factor
+            && let Err(err) = self.store.record_login_success(&user.name, factor).await
         {
             tracing::error!(error = %err, "cannot reset a user's failed-login count");
         }
@@ -285,21 +331,23 @@ impl Connection {
         user: User,
         target: TargetSpec,
         method: &'static str,
+        factor: LoginFactor,
     ) -> Auth {
         if !user.mfa_enrolled {
             if self.auth.require_mfa {
                 // Mandatory second factor and none enrolled: no login (enroll first).
                 tracing::info!(user = %user.name, "login refused: a second factor is required and none is enrolled");
-                self.failed(login, Some(&user), method).await;
+                self.failed(login, Some(&user), factor, method).await;
                 return Auth::reject();
             }
-            return self.accept(user, target, method, false).await;
+            return self.accept(user, target, method, Some(factor), false).await;
         }
         self.pending_mfa = Some(PendingMfa {
             login: login.to_owned(),
             user,
             target,
             method,
+            factor,
             attempts: 0,
         });
         Auth::Reject {
@@ -322,7 +370,11 @@ impl server::Handler for Connection {
             slot.authenticated();
         }
         if let Some(identity) = &self.identity {
-            self.registered = Some(self.live.add_connection(&identity.user, session.handle()));
+            self.registered = Some(self.live.add_connection(
+                &identity.user,
+                self.peer.ip(),
+                session.handle(),
+            ));
         }
         Ok(())
     }
@@ -346,7 +398,7 @@ impl server::Handler for Connection {
         };
         let target = TargetSpec::Account(account);
         Ok(self
-            .accept(inherited.user, target, inherited.via, inherited.mfa)
+            .accept(inherited.user, target, inherited.via, None, inherited.mfa)
             .await)
     }
 
@@ -366,7 +418,7 @@ impl server::Handler for Connection {
         }
         Ok(
             if self
-                .admitted(login, user.as_ref(), "publickey", false)
+                .admitted(login, user.as_ref(), LoginFactor::PublicKey, "publickey")
                 .await
             {
                 Auth::Accept
@@ -386,17 +438,26 @@ impl server::Handler for Connection {
         if self.inherited.is_some() {
             return Ok(Auth::reject());
         }
-        if !self.admitted(login, user.as_ref(), "publickey", true).await {
+        if !self
+            .admitted(login, user.as_ref(), LoginFactor::PublicKey, "publickey")
+            .await
+        {
             return Ok(Auth::reject());
         }
         match (user, target) {
             (Some(user), Some(target))
                 if !user.disabled && Self::has_key(&user, key.public_key) =>
             {
-                Ok(self.first_factor(login, user, target, "publickey").await)
+                Ok(self
+                    .first_factor(login, user, target, "publickey", LoginFactor::PublicKey)
+                    .await)
             }
-            (user, _) => {
-                self.failed(login, user.as_ref(), "publickey").await;
+            _ => {
+                // A key that is not the user's is no guess at their key (keys cannot be
+                // guessed): it counts for the source only, so nobody can lock a user's key
+                // logins by signing with keys of their own.
+                self.failed(login, None, LoginFactor::PublicKey, "publickey")
+                    .await;
                 Ok(Auth::reject())
             }
         }
@@ -405,7 +466,10 @@ impl server::Handler for Connection {
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         // Only users with a password set may use one; everyone else has keys.
         let (user, target) = self.lookup(login).await;
-        if self.inherited.is_some() || !self.admitted(login, user.as_ref(), "password", true).await
+        if self.inherited.is_some()
+            || !self
+                .admitted(login, user.as_ref(), LoginFactor::Password, "password")
+                .await
         {
             return Ok(Auth::reject());
         }
@@ -423,11 +487,12 @@ impl server::Handler for Connection {
             }
         };
         match (user, target) {
-            (Some(user), Some(target)) if matches => {
-                Ok(self.first_factor(login, user, target, "password").await)
-            }
+            (Some(user), Some(target)) if matches => Ok(self
+                .first_factor(login, user, target, "password", LoginFactor::Password)
+                .await),
             (user, _) => {
-                self.failed(login, user.as_ref(), "password").await;
+                self.failed(login, user.as_ref(), LoginFactor::Password, "password")
+                    .await;
                 Ok(Auth::reject())
             }
         }
@@ -445,7 +510,7 @@ impl server::Handler for Connection {
         };
         if pending.login != login
             || !self
-                .admitted(login, Some(&pending.user), "totp", false)
+                .admitted(login, Some(&pending.user), pending.factor, "totp")
                 .await
         {
             return Ok(Auth::reject());
@@ -470,7 +535,13 @@ impl server::Handler for Connection {
             Ok(TotpCheck::Accepted) => {
                 let method = format!("{}+totp", pending.method);
                 Ok(self
-                    .accept(pending.user, pending.target, &method, true)
+                    .accept(
+                        pending.user,
+                        pending.target,
+                        &method,
+                        Some(pending.factor),
+                        true,
+                    )
                     .await)
             }
             other => {
@@ -478,7 +549,8 @@ impl server::Handler for Connection {
                     tracing::error!(error = %err, "cannot check a TOTP code");
                 }
                 tracing::info!(user = %pending.user.name, result = ?other, "second factor refused");
-                self.failed(login, Some(&pending.user), "totp").await;
+                self.failed(login, Some(&pending.user), pending.factor, "totp")
+                    .await;
                 pending.attempts += 1;
                 if pending.attempts < MFA_ATTEMPTS {
                     self.pending_mfa = Some(pending);
@@ -513,10 +585,12 @@ impl server::Handler for Connection {
             user: identity.user,
             target: identity.target,
             source: self.source(),
+            source_ip: self.peer.ip(),
             handle: session.handle(),
             targets: self.targets.clone(),
             live: self.live.clone(),
             mfa: identity.mfa,
+            target_host_keys: self.target_host_keys,
         };
         tokio::spawn(relay::session_channel(context, channel));
         Ok(())
@@ -555,6 +629,7 @@ impl server::Handler for Connection {
             self.peer,
             self.live.clone(),
             self.auth.clone(),
+            self.target_host_keys,
         );
         inner.inherited = Some(Inherited {
             user: identity.user,
@@ -647,6 +722,7 @@ impl Connection {
             interactive: false,
             idle_timeout: allowed.rules.idle_timeout,
             max_duration: allowed.rules.max_duration,
+            source: self.peer.ip(),
         };
         let (registration, control) = self.live.register(session, grant);
         tokio::spawn(forward::carry(

@@ -1,5 +1,10 @@
 //! The target side: which account a request resolves to, and the SSH connection to it made with
 //! the vaulted credential.
+//!
+//! INVARIANT: no credential is sent before the target's host key is trusted: pinned and equal,
+//! or (pin on first use) pinned by this very connection in the store, first writer wins, before
+//! the handshake goes on. Concurrent first connections therefore agree on one key: the loser of
+//! the race compares with the key the winner committed.
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
@@ -8,6 +13,8 @@ use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, Us
 use rampart_store::Store;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use std::fmt;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -194,6 +201,12 @@ pub enum TargetError {
         expected: String,
         presented: String,
     },
+    #[error(
+        "the host key of {asset} is not pinned, and this node connects only to pinned targets \
+         (ssh.target_host_keys = \"require-pinned\"); nothing was sent. An administrator can \
+         check the key with `rampart asset hostkey {asset} --scan` and pin it"
+    )]
+    HostKeyNotPinned { asset: String },
     #[error("target {target} refused Rampart's credential for {account}")]
     CredentialRefused { target: String, account: String },
     #[error(
@@ -204,10 +217,119 @@ pub enum TargetError {
     Protocol { target: String, why: String },
 }
 
-/// Keeps the target's host key check: compares with the pinned key and remembers what was shown.
+/// What to do with a target whose host key is not pinned yet (`ssh.target_host_keys`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TargetHostKeys {
+    /// Trust the key the first connection sees, pinning it before any credential is sent.
+    #[default]
+    PinOnFirstUse,
+    /// Refuse the target until an administrator pins its key (`rampart asset hostkey`).
+    RequirePinned,
+}
+
+impl TargetHostKeys {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetHostKeys::PinOnFirstUse => "pin-on-first-use",
+            TargetHostKeys::RequirePinned => "require-pinned",
+        }
+    }
+}
+
+impl fmt::Display for TargetHostKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TargetHostKeys {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "pin-on-first-use" => Ok(TargetHostKeys::PinOnFirstUse),
+            "require-pinned" => Ok(TargetHostKeys::RequirePinned),
+            other => Err(format!(
+                "{other:?} is not one of pin-on-first-use, require-pinned"
+            )),
+        }
+    }
+}
+
+/// What the host key check decided, for the error after a refused handshake.
+#[derive(Debug, Clone)]
+enum HostKeyVerdict {
+    Trusted,
+    /// A different key is pinned (perhaps by a concurrent first connection a moment ago).
+    Changed {
+        expected: PublicKey,
+    },
+    /// Nothing is pinned and the node requires a pinned key.
+    NotPinned,
+    /// The key could not be pinned or compared (the store failed): refused, fail closed.
+    Unverified,
+}
+
+/// The target's host key check: compares with the pinned key, or pins the first key seen, in
+/// the store, before the handshake goes on; remembers what was shown and what was decided.
 pub struct PinningHandler {
+    store: Arc<Store>,
+    actor: Actor,
+    asset: Name,
     pinned: Option<PublicKey>,
-    presented: Arc<Mutex<Option<PublicKey>>>,
+    policy: TargetHostKeys,
+    presented: Arc<Mutex<Option<(PublicKey, HostKeyVerdict)>>>,
+}
+
+impl PinningHandler {
+    async fn verdict(&self, key: &PublicKey) -> HostKeyVerdict {
+        match (&self.pinned, self.policy) {
+            (Some(pinned), _) if pinned.key_data() == key.key_data() => HostKeyVerdict::Trusted,
+            (Some(pinned), _) => HostKeyVerdict::Changed {
+                expected: pinned.clone(),
+            },
+            (None, TargetHostKeys::RequirePinned) => HostKeyVerdict::NotPinned,
+            (None, TargetHostKeys::PinOnFirstUse) => self.pin_first(key).await,
+        }
+    }
+
+    /// Pins `key` unless a key was pinned meanwhile (one write transaction, first writer wins);
+    /// then whatever is pinned decides.
+    async fn pin_first(&self, key: &PublicKey) -> HostKeyVerdict {
+        let Ok(text) = key.to_openssh() else {
+            return HostKeyVerdict::Unverified;
+        };
+        let pinned = self
+            .store
+            .pin_asset_host_key(&self.actor, &self.asset, &text, "first connection", false)
+            .await;
+        match pinned {
+            Ok(true) => return HostKeyVerdict::Trusted,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::error!(asset = %self.asset, error = %err, "cannot pin the host key");
+                return HostKeyVerdict::Unverified;
+            }
+        }
+        // Another connection pinned a key first: compare with the committed one.
+        let committed = match self.store.asset(&self.asset).await {
+            Ok(asset) => asset.host_key,
+            Err(err) => {
+                tracing::error!(asset = %self.asset, error = %err, "cannot read the pinned host key");
+                return HostKeyVerdict::Unverified;
+            }
+        };
+        match committed.map(|text| PublicKey::from_openssh(&text)) {
+            Some(Ok(committed)) if committed.key_data() == key.key_data() => {
+                HostKeyVerdict::Trusted
+            }
+            Some(Ok(committed)) => HostKeyVerdict::Changed {
+                expected: committed,
+            },
+            // Cleared again in between, or unreadable: do not guess.
+            None | Some(Err(_)) => HostKeyVerdict::Unverified,
+        }
+    }
 }
 
 impl client::Handler for PinningHandler {
@@ -220,14 +342,13 @@ impl client::Handler for PinningHandler {
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false);
         };
+        let verdict = self.verdict(key).await;
+        let trusted = matches!(verdict, HostKeyVerdict::Trusted);
         if let Ok(mut presented) = self.presented.lock() {
-            *presented = Some(key.clone());
+            *presented = Some((key.clone(), verdict));
         }
         // INVARIANT: returning false here ends the handshake before any credential is sent.
-        Ok(match &self.pinned {
-            Some(pinned) => pinned.key_data() == key.key_data(),
-            None => true,
-        })
+        Ok(trusted)
     }
 }
 
@@ -262,11 +383,13 @@ fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// Connects to `resolved`'s asset and logs in with the vaulted credential of its account.
+/// Connects to `resolved`'s asset and logs in with the vaulted credential of its account, once
+/// its host key is trusted (`host_keys` says what to do while none is pinned).
 pub async fn connect(
-    store: &Store,
+    store: &Arc<Store>,
     resolved: &Resolved,
     actor: &Actor,
+    host_keys: TargetHostKeys,
 ) -> Result<TargetConnection, TargetError> {
     let asset = &resolved.asset;
     let target = format!("{}:{}", asset.host, asset.port);
@@ -282,7 +405,11 @@ pub async fn connect(
     };
     let presented = Arc::new(Mutex::new(None));
     let handler = PinningHandler {
-        pinned: pinned.clone(),
+        store: store.clone(),
+        actor: actor.clone(),
+        asset: asset.name.clone(),
+        pinned,
+        policy: host_keys,
         presented: presented.clone(),
     };
     let address = (asset.host.as_str(), asset.port);
@@ -295,23 +422,35 @@ pub async fn connect(
             });
         }
         Ok(Err(err)) => {
-            let shown = presented.lock().ok().and_then(|p| p.clone());
-            if let (Some(expected), Some(shown)) = (&pinned, shown)
-                && expected.key_data() != shown.key_data()
-            {
-                let event = AuditEvent::HostKeyRejected {
-                    asset: asset.name.to_string(),
-                    expected: fingerprint(expected),
-                    presented: fingerprint(&shown),
-                };
-                if let Err(err) = store.record_event(actor, &event).await {
-                    tracing::error!(error = %err, "cannot record host key rejection");
+            let checked = presented.lock().ok().and_then(|p| p.clone());
+            match checked {
+                Some((shown, HostKeyVerdict::Changed { expected })) => {
+                    let event = AuditEvent::HostKeyRejected {
+                        asset: asset.name.to_string(),
+                        expected: fingerprint(&expected),
+                        presented: fingerprint(&shown),
+                    };
+                    if let Err(err) = store.record_event(actor, &event).await {
+                        tracing::error!(error = %err, "cannot record host key rejection");
+                    }
+                    return Err(TargetError::HostKeyChanged {
+                        asset: asset.name.to_string(),
+                        expected: fingerprint(&expected),
+                        presented: fingerprint(&shown),
+                    });
                 }
-                return Err(TargetError::HostKeyChanged {
-                    asset: asset.name.to_string(),
-                    expected: fingerprint(expected),
-                    presented: fingerprint(&shown),
-                });
+                Some((_, HostKeyVerdict::NotPinned)) => {
+                    return Err(TargetError::HostKeyNotPinned {
+                        asset: asset.name.to_string(),
+                    });
+                }
+                Some((_, HostKeyVerdict::Unverified)) => {
+                    return Err(TargetError::Protocol {
+                        target,
+                        why: "its host key could not be checked".into(),
+                    });
+                }
+                Some((_, HostKeyVerdict::Trusted)) | None => {}
             }
             return Err(match err {
                 russh::Error::IO(io) => TargetError::Unreachable {
@@ -382,19 +521,67 @@ pub async fn connect(
     if !result.success() {
         return Err(TargetError::CredentialRefused { target, account });
     }
-    if pinned.is_none()
-        && let Some(shown) = presented.lock().ok().and_then(|p| p.clone())
-        && let Ok(text) = shown.to_openssh()
-    {
-        match store
-            .pin_asset_host_key(actor, &asset.name, &text, "first connection", false)
-            .await
-        {
-            Ok(_) => {}
-            Err(err) => {
-                tracing::error!(asset = %asset.name, error = %err, "cannot pin the host key")
+    Ok(TargetConnection { handle })
+}
+
+/// A target's SSH host key as `rampart asset hostkey --scan` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedHostKey {
+    /// `ssh-ed25519 AAAA...`, as `rampart asset hostkey --key-file` takes it.
+    pub openssh: String,
+    /// `SHA256:...`, as `ssh-keygen -lf` shows it.
+    pub fingerprint: String,
+}
+
+/// Reads the host key a target presents, and nothing more: the handshake is ended at the key,
+/// so no credential (not even a user name) is sent.
+pub async fn scan_host_key(host: &str, port: u16) -> Result<ScannedHostKey, TargetError> {
+    struct Scanner(Arc<Mutex<Option<PublicKey>>>);
+
+    impl client::Handler for Scanner {
+        type Error = russh::Error;
+
+        async fn check_server_key(
+            &mut self,
+            key: &russh::keys::PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            if let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key
+                && let Ok(mut seen) = self.0.lock()
+            {
+                *seen = Some(key.clone());
             }
+            Ok(false)
         }
     }
-    Ok(TargetConnection { handle })
+
+    let target = format!("{host}:{port}");
+    let seen = Arc::new(Mutex::new(None));
+    let connecting = client::connect(client_config(), (host, port), Scanner(seen.clone()));
+    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await;
+    let key = seen.lock().ok().and_then(|seen| seen.clone());
+    match (key, outcome) {
+        (Some(key), _) => Ok(ScannedHostKey {
+            openssh: key.to_openssh().map_err(|err| TargetError::Protocol {
+                target: target.clone(),
+                why: err.to_string(),
+            })?,
+            fingerprint: fingerprint(&key),
+        }),
+        (None, Err(_)) => Err(TargetError::Unreachable {
+            target,
+            why: "timed out".into(),
+        }),
+        (None, Ok(Err(russh::Error::IO(io)))) => Err(TargetError::Unreachable {
+            target,
+            why: io.kind().to_string(),
+        }),
+        (None, Ok(Err(other))) => Err(TargetError::Protocol {
+            target,
+            why: other.to_string(),
+        }),
+        (None, Ok(Ok(_))) => Err(TargetError::Protocol {
+            target,
+            why: "no host key was presented".into(),
+        }),
+    }
 }

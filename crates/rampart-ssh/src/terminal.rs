@@ -83,6 +83,7 @@ impl crate::Gateway {
             request.source,
             self.live.clone(),
             self.auth.clone(),
+            self.target_host_keys,
         )
         .inherit(Inherited {
             user: request.user.clone(),

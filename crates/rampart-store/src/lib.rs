@@ -36,6 +36,7 @@ pub use commands::CommandFilter;
 pub use data_dir::{DataDir, write_new_secret_file};
 pub use explain::{AccessReport, ExplainQuery, GrantReport, RulesReport};
 pub use grants::{GrantInput, NewGrant};
+pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::burn_password_check;
 pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};

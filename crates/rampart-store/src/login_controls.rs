@@ -1,19 +1,27 @@
 //! Login controls kept in the store: each user's source address and login-hours rules, and the
-//! failed-login counters that lock a user or a source address.
+//! failed-login counters that lock a login factor of a user or of a source address.
 //!
-//! Counters are keyed `user:NAME` (only for users that exist, so guessing names cannot fill the
-//! table with users) or `source:ADDRESS`, where an IPv6 source counts as its /64: one host
-//! usually holds a whole /64 and could otherwise take a fresh address for every guess.
+//! Counters are kept per login factor (`password`, `publickey`), keyed `FACTOR:user:NAME` (only
+//! for users that exist, so guessing names cannot fill the table with users) and
+//! `FACTOR:source:ADDRESS`, where an IPv6 source counts as its /64: one host usually holds a
+//! whole /64 and could otherwise take a fresh address for every guess. A lock refuses logins
+//! with its factor only: password guesses, from however many addresses, never lock the user's
+//! key login (lockout must not be a weapon), and a failed second factor counts against the first
+//! factor it followed. An administrator lifts every lock of a user with `unlock_user`.
 //!
 //! A brute-force storm must not flood the audit log (security test E6): a failure is logged
 //! (`login_failed`) only when it opens a new counting window for its source or user, and a lock
-//! once when it starts (`login_locked`). Everything in between is only counted.
+//! once when it starts (`login_locked`). Everything in between is only counted. Logins refused
+//! by the login rules are audited (`login_refused`) the same bounded way, with counters of their
+//! own (`refused:user:NAME`, `refused:source:ADDRESS`) that never lock anything.
 
 use crate::rows::{self, time_text};
 use crate::{Result, Store, StoreError, audit_log, users};
 use ipnet::Ipv6Net;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::login_rules::{LockoutPolicy, LoginRules, format_cidr_list, parse_cidr_list};
+use rampart_core::login_rules::{
+    LockoutPolicy, LoginFactor, LoginRules, format_cidr_list, parse_cidr_list,
+};
 use rampart_core::schedule::Schedule;
 use rampart_core::{Name, User};
 use sqlx::{Row, SqliteConnection};
@@ -27,6 +35,29 @@ const MAX_LOGIN_CHARS: usize = 64;
 const CLEANUP_BATCH: i64 = 100;
 /// Failures counted while a key is locked stop growing here.
 const MAX_COUNTED_FAILURES: u32 = 1_000_000;
+/// The counter namespace of refusals by the login rules (counted for the audit trail only).
+const REFUSED: &str = "refused";
+
+/// One login attempt that did not succeed, as the listeners report it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginAttempt<'a> {
+    /// The login as the client sent it (attacker-controlled; stored cut and cleaned).
+    pub login: &'a str,
+    /// The user it names, only if that user exists.
+    pub user: Option<&'a Name>,
+    pub source: IpAddr,
+    /// The first factor the attempt presented (or, for a second factor, followed).
+    pub factor: LoginFactor,
+    /// How it was made, for the audit log (`password`, `web-password`, `publickey`, `totp`).
+    pub method: &'a str,
+}
+
+/// A lock on one factor of a user's logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserLock {
+    pub factor: LoginFactor,
+    pub until: OffsetDateTime,
+}
 
 impl Store {
     /// Replaces a user's login rules (an empty list or no hours removes that rule).
@@ -60,68 +91,75 @@ impl Store {
         Ok(user)
     }
 
-    /// When the lock on `user` or on `source` ends, if either is locked at `at` (the later end
-    /// if both are). Ask before checking credentials: a locked login is refused unchecked.
+    /// When the lock on `factor` for `user` or for `source` ends, if either is locked at `at`
+    /// (the later end if both are). Ask before checking credentials: a locked login is refused
+    /// unchecked. Locks on other factors do not matter here.
     pub async fn login_locked(
         &self,
         user: Option<&Name>,
         source: IpAddr,
+        factor: LoginFactor,
         at: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>> {
         let until: Option<String> = sqlx::query_scalar(
             "SELECT MAX(locked_until) FROM login_failures \
              WHERE (key = $1 OR key = $2) AND locked_until > $3",
         )
-        .bind(source_key(source))
-        .bind(user.map(user_key))
+        .bind(source_key(factor.as_str(), source))
+        .bind(user.map(|name| user_key(factor.as_str(), name)))
         .bind(second_text(at))
         .fetch_one(&self.pool)
         .await?;
         until.map(|text| parse_second(&text)).transpose()
     }
 
-    /// When the user's own lock ends, if they are locked at `at` (for `rampart user show`).
-    pub async fn user_locked_until(
-        &self,
-        name: &Name,
-        at: OffsetDateTime,
-    ) -> Result<Option<OffsetDateTime>> {
-        let until: Option<String> = sqlx::query_scalar(
-            "SELECT locked_until FROM login_failures WHERE key = $1 AND locked_until > $2",
-        )
-        .bind(user_key(name))
-        .bind(second_text(at))
-        .fetch_optional(&self.pool)
-        .await?
-        .flatten();
-        until.map(|text| parse_second(&text)).transpose()
+    /// The user's own locks in force at `at`, one per locked factor (for `rampart user show`).
+    pub async fn user_locks(&self, name: &Name, at: OffsetDateTime) -> Result<Vec<UserLock>> {
+        let mut locks = Vec::new();
+        for factor in LoginFactor::ALL {
+            let until: Option<String> = sqlx::query_scalar(
+                "SELECT locked_until FROM login_failures WHERE key = $1 AND locked_until > $2",
+            )
+            .bind(user_key(factor.as_str(), name))
+            .bind(second_text(at))
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten();
+            if let Some(text) = until {
+                locks.push(UserLock {
+                    factor,
+                    until: parse_second(&text)?,
+                });
+            }
+        }
+        Ok(locks)
     }
 
-    /// Counts a failed login from `source` (and against `user`, which the caller passes only
-    /// if `attempted_login` names a user that exists), locking a key that reaches the policy's
-    /// threshold. One write transaction; audit events only when a window opens or a lock starts.
+    /// Counts a failed login against its factor from its source (and for its user, which the
+    /// caller sets only if the login names a user that exists), locking a key that reaches the
+    /// policy's threshold. One write transaction; audit events only when a window opens or a
+    /// lock starts.
     pub async fn record_login_failure(
         &self,
-        attempted_login: &str,
-        user: Option<&Name>,
-        source: IpAddr,
-        method: &str,
+        attempt: &LoginAttempt<'_>,
         policy: &LockoutPolicy,
         at: OffsetDateTime,
     ) -> Result<()> {
         let at = whole_second(at);
+        let factor = attempt.factor.as_str();
         let mut tx = self.begin_write().await?;
-        let by_source = count_failure(&mut tx, &source_key(source), policy, at).await?;
-        let by_user = match user {
-            Some(name) => Some(count_failure(&mut tx, &user_key(name), policy, at).await?),
+        let by_source =
+            count_failure(&mut tx, &source_key(factor, attempt.source), policy, at).await?;
+        let by_user = match attempt.user {
+            Some(name) => Some(count_failure(&mut tx, &user_key(factor, name), policy, at).await?),
             None => None,
         };
         let counted = [Some(&by_source), by_user.as_ref()];
         if counted.iter().flatten().any(|c| c.opened_window) {
             let event = AuditEvent::LoginFailed {
-                login: sanitize(attempted_login),
-                source: source.to_canonical().to_string(),
-                method: sanitize(method),
+                login: sanitize(attempt.login),
+                source: attempt.source.to_canonical().to_string(),
+                method: sanitize(attempt.method),
                 failures: by_user.as_ref().unwrap_or(&by_source).failures,
             };
             audit_log::append(&mut tx, &Actor::System, &event).await?;
@@ -141,12 +179,53 @@ impl Store {
         Ok(())
     }
 
-    /// A successful login: the user's failure count starts again, so occasional typos do not add
-    /// up to a lock. A lock stays (it is checked before credentials, so this is not reached while
-    /// locked), and so does the source's count: a valid login to one account must not reset an
-    /// address's guessing budget against the others.
-    pub async fn record_login_success(&self, user: &Name) -> Result<()> {
-        let key = user_key(user);
+    /// A login the login rules refused (`reason` says which rule) before any credential was
+    /// checked. It locks nothing (no credential was guessed); it is audited as `login_refused`
+    /// when it opens a new window for its source or user, so a storm stays bounded (E6).
+    pub async fn record_login_refused(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        reason: &str,
+        policy: &LockoutPolicy,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let at = whole_second(at);
+        // Counted for the audit trail only: a threshold no count reaches.
+        let counting = LockoutPolicy {
+            threshold: u32::MAX,
+            ..*policy
+        };
+        let mut tx = self.begin_write().await?;
+        let by_source =
+            count_failure(&mut tx, &source_key(REFUSED, attempt.source), &counting, at).await?;
+        let by_user = match attempt.user {
+            Some(name) => {
+                Some(count_failure(&mut tx, &user_key(REFUSED, name), &counting, at).await?)
+            }
+            None => None,
+        };
+        if by_source.opened_window || by_user.as_ref().is_some_and(|c| c.opened_window) {
+            let event = AuditEvent::LoginRefused {
+                login: sanitize(attempt.login),
+                source: attempt.source.to_canonical().to_string(),
+                method: sanitize(attempt.method),
+                reason: sanitize_reason(reason),
+            };
+            audit_log::append(&mut tx, &Actor::System, &event).await?;
+        }
+        delete_expired(&mut tx, policy, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A successful login with `factor`: the user's failure count for that factor starts
+    /// again, so occasional typos do not add up to a lock. Other factors' counts stay (a key
+    /// login must not reset the budget of someone guessing the password). A lock stays (it is
+    /// checked before credentials, so this is not reached while locked), and so does the
+    /// source's count: a valid login to one account must not reset an address's guessing
+    /// budget against the others.
+    pub async fn record_login_success(&self, user: &Name, factor: LoginFactor) -> Result<()> {
+        let key = user_key(factor.as_str(), user);
         // Most logins have nothing to clear: read first, so they take no write lock.
         let counted: Option<i64> =
             sqlx::query_scalar("SELECT failures FROM login_failures WHERE key = $1")
@@ -169,14 +248,12 @@ impl Store {
         Ok(())
     }
 
-    /// Lifts a user's lock and clears their failure count. Locks on source addresses stay.
+    /// Lifts every lock of a user (all factors) and clears their failure counts. Locks on
+    /// source addresses stay.
     pub async fn unlock_user(&self, actor: &Actor, name: &Name) -> Result<()> {
         let mut tx = self.begin_write().await?;
         rows::id_of(&mut tx, rows::Named::User, name).await?;
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(user_key(name))
-            .execute(&mut *tx)
-            .await?;
+        delete_user_counters(&mut tx, name).await?;
         let event = AuditEvent::UserUnlocked {
             user: name.to_string(),
         };
@@ -278,16 +355,33 @@ async fn delete_expired(
     Ok(())
 }
 
-pub(crate) fn user_key(name: &Name) -> String {
-    format!("user:{name}")
+/// Removes every counter and lock of a user (each factor's, and the refusal count).
+pub(crate) async fn delete_user_counters(conn: &mut SqliteConnection, name: &Name) -> Result<()> {
+    let namespaces = LoginFactor::ALL
+        .iter()
+        .map(|factor| factor.as_str())
+        .chain([REFUSED]);
+    for namespace in namespaces {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(user_key(namespace, name))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
-fn source_key(source: IpAddr) -> String {
+/// `password:user:alice`: one counter per factor (or `refused`) and user.
+fn user_key(namespace: &str, name: &Name) -> String {
+    format!("{namespace}:user:{name}")
+}
+
+/// `password:source:192.0.2.1`, `publickey:source:2001:db8:1:2::/64`.
+fn source_key(namespace: &str, source: IpAddr) -> String {
     match source.to_canonical() {
-        IpAddr::V4(v4) => format!("source:{v4}"),
+        IpAddr::V4(v4) => format!("{namespace}:source:{v4}"),
         IpAddr::V6(v6) => match Ipv6Net::new(v6, 64) {
-            Ok(net) => format!("source:{}", net.trunc()),
-            Err(_) => format!("source:{v6}"),
+            Ok(net) => format!("{namespace}:source:{}", net.trunc()),
+            Err(_) => format!("{namespace}:source:{v6}"),
         },
     }
 }
@@ -300,6 +394,17 @@ fn sanitize(text: &str) -> String {
         .take(MAX_LOGIN_CHARS)
         .collect()
 }
+
+/// A refusal's reason as stored: it may quote configuration, never more than a line of it.
+fn sanitize_reason(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .take(MAX_REASON_CHARS)
+        .collect()
+}
+
+/// The longest refusal reason kept (a reason quotes one network or one schedule).
+const MAX_REASON_CHARS: usize = 256;
 
 /// Zero-width and bidirectional formatting characters.
 fn is_invisible_format(c: char) -> bool {
@@ -382,15 +487,21 @@ mod tests {
     #[test]
     fn keys() {
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-        assert_eq!(source_key(ip("192.0.2.1")), "source:192.0.2.1");
-        assert_eq!(source_key(ip("::ffff:192.0.2.1")), "source:192.0.2.1");
         assert_eq!(
-            source_key(ip("2001:db8:1:2:3:4:5:6")),
-            "source:2001:db8:1:2::/64"
+            source_key("password", ip("192.0.2.1")),
+            "password:source:192.0.2.1"
         );
         assert_eq!(
-            user_key(&Name::parse("user", "alice").unwrap()),
-            "user:alice"
+            source_key("publickey", ip("::ffff:192.0.2.1")),
+            "publickey:source:192.0.2.1"
+        );
+        assert_eq!(
+            source_key("password", ip("2001:db8:1:2:3:4:5:6")),
+            "password:source:2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            user_key("password", &Name::parse("user", "alice").unwrap()),
+            "password:user:alice"
         );
     }
 }

@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit seal state",
         include_str!("../migrations/0012_audit_seal_state.sql"),
     ),
+    (
+        13,
+        "lockout per factor",
+        include_str!("../migrations/0013_lockout_per_factor.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -99,10 +99,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         // A later user of the same name must not inherit this one's failures or lock.
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(login_controls::user_key(name))
-            .execute(&mut *tx)
-            .await?;
+        login_controls::delete_user_counters(&mut tx, name).await?;
         let event = AuditEvent::UserRemoved {
             user: name.to_string(),
             grants_removed,

@@ -8,10 +8,10 @@
 )]
 
 use rampart_core::audit::Actor;
-use rampart_core::login_rules::{LockoutPolicy, LoginRules, parse_cidr_list};
+use rampart_core::login_rules::{LockoutPolicy, LoginFactor, LoginRules, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::{Name, Role};
-use rampart_store::{MasterKeySource, Store, StoreOptions};
+use rampart_store::{LoginAttempt, MasterKeySource, Store, StoreOptions, UserLock};
 use sqlx::Connection;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,18 +59,79 @@ async fn kinds(store: &Store) -> HashMap<String, usize> {
     counts
 }
 
+/// A wrong password.
 async fn fail(store: &Store, login: &str, user: Option<&Name>, source: &str, at: OffsetDateTime) {
+    fail_with(store, LoginFactor::Password, login, user, source, at).await;
+}
+
+async fn fail_with(
+    store: &Store,
+    factor: LoginFactor,
+    login: &str,
+    user: Option<&Name>,
+    source: &str,
+    at: OffsetDateTime,
+) {
+    let attempt = LoginAttempt {
+        login,
+        user,
+        source: ip(source),
+        factor,
+        method: factor.as_str(),
+    };
     store
-        .record_login_failure(
-            login,
-            user,
-            ip(source),
-            "password",
-            &LockoutPolicy::default(),
-            at,
-        )
+        .record_login_failure(&attempt, &LockoutPolicy::default(), at)
         .await
         .unwrap();
+}
+
+fn password_attempt<'a>(login: &'a str, user: Option<&'a Name>, source: &str) -> LoginAttempt<'a> {
+    LoginAttempt {
+        login,
+        user,
+        source: ip(source),
+        factor: LoginFactor::Password,
+        method: "password",
+    }
+}
+
+/// When the user's own lock of password logins ends, if it is in force at `at`.
+async fn user_locked_until(
+    store: &Store,
+    user: &Name,
+    at: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    user_lock(store, user, LoginFactor::Password, at).await
+}
+
+async fn user_lock(
+    store: &Store,
+    user: &Name,
+    factor: LoginFactor,
+    at: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    store
+        .user_locks(user, at)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|lock: &UserLock| lock.factor == factor)
+        .map(|lock| lock.until)
+}
+
+/// Whether a login with `factor` by `user` from `source` is locked at `at`.
+async fn locked(
+    store: &Store,
+    user: Option<&Name>,
+    source: &str,
+    factor: LoginFactor,
+    at: OffsetDateTime,
+) -> bool {
+    store
+        .login_locked(user, ip(source), factor, at)
+        .await
+        .unwrap()
+        .is_some()
 }
 
 /// A second connection to the database, to look at the counters table itself.
@@ -153,7 +214,12 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
         fail(&store, "alice", Some(&alice), "192.0.2.1", T0 + minutes(i)).await;
         assert_eq!(
             store
-                .login_locked(Some(&alice), ip("192.0.2.1"), T0 + minutes(i))
+                .login_locked(
+                    Some(&alice),
+                    ip("192.0.2.1"),
+                    LoginFactor::Password,
+                    T0 + minutes(i)
+                )
                 .await
                 .unwrap(),
             None
@@ -170,18 +236,18 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
         (Some(&alice), "::ffff:192.0.2.1"),
     ] {
         assert_eq!(
-            store.login_locked(user, ip(source), fifth).await.unwrap(),
+            store
+                .login_locked(user, ip(source), LoginFactor::Password, fifth)
+                .await
+                .unwrap(),
             Some(until),
             "{user:?} from {source}"
         );
     }
-    assert_eq!(
-        store.user_locked_until(&alice, fifth).await.unwrap(),
-        Some(until)
-    );
+    assert_eq!(user_locked_until(&store, &alice, fifth).await, Some(until));
     assert_eq!(
         store
-            .login_locked(None, ip("198.51.100.7"), fifth)
+            .login_locked(None, ip("198.51.100.7"), LoginFactor::Password, fifth)
             .await
             .unwrap(),
         None
@@ -209,8 +275,8 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
         .filter(|e| e.kind == "login_locked")
         .map(|e| e.event)
         .collect();
-    assert_eq!(locked[0]["key"], "source:192.0.2.1");
-    assert_eq!(locked[1]["key"], "user:alice");
+    assert_eq!(locked[0]["key"], "password:source:192.0.2.1");
+    assert_eq!(locked[1]["key"], "password:user:alice");
     assert_eq!(locked[1]["until"], "2026-06-01T12:19:00Z");
     assert_eq!(locked[1]["failures"], 5);
 
@@ -220,6 +286,7 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
             .login_locked(
                 Some(&alice),
                 ip("192.0.2.1"),
+                LoginFactor::Password,
                 until - time::Duration::seconds(1)
             )
             .await
@@ -228,7 +295,7 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
     );
     assert_eq!(
         store
-            .login_locked(Some(&alice), ip("192.0.2.1"), until)
+            .login_locked(Some(&alice), ip("192.0.2.1"), LoginFactor::Password, until)
             .await
             .unwrap(),
         None
@@ -236,7 +303,7 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
     fail(&store, "alice", Some(&alice), "192.0.2.1", until).await;
     assert_eq!(
         store
-            .login_locked(Some(&alice), ip("192.0.2.1"), until)
+            .login_locked(Some(&alice), ip("192.0.2.1"), LoginFactor::Password, until)
             .await
             .unwrap(),
         None
@@ -266,7 +333,12 @@ async fn failures_outside_the_window_do_not_add_up() {
     }
     assert_eq!(
         store
-            .login_locked(Some(&alice), ip("192.0.2.1"), later + minutes(4))
+            .login_locked(
+                Some(&alice),
+                ip("192.0.2.1"),
+                LoginFactor::Password,
+                later + minutes(4)
+            )
             .await
             .unwrap(),
         None
@@ -295,7 +367,12 @@ async fn failures_outside_the_window_do_not_add_up() {
     .await;
     assert!(
         store
-            .login_locked(Some(&alice), ip("192.0.2.1"), later + minutes(9))
+            .login_locked(
+                Some(&alice),
+                ip("192.0.2.1"),
+                LoginFactor::Password,
+                later + minutes(9)
+            )
             .await
             .unwrap()
             .is_some()
@@ -311,19 +388,19 @@ async fn unlock_lifts_the_users_lock_and_is_audited() {
         // Each from its own source: only the user is locked.
         fail(&store, "alice", Some(&alice), &format!("192.0.2.{i}"), T0).await;
     }
-    assert!(store.user_locked_until(&alice, T0).await.unwrap().is_some());
+    assert!(user_locked_until(&store, &alice, T0).await.is_some());
     store.unlock_user(&Actor::System, &alice).await.unwrap();
-    assert_eq!(store.user_locked_until(&alice, T0).await.unwrap(), None);
+    assert_eq!(user_locked_until(&store, &alice, T0).await, None);
     assert_eq!(
         store
-            .login_locked(Some(&alice), ip("192.0.2.9"), T0)
+            .login_locked(Some(&alice), ip("192.0.2.9"), LoginFactor::Password, T0)
             .await
             .unwrap(),
         None
     );
     // The count is cleared too: one more failure does not lock again.
     fail(&store, "alice", Some(&alice), "192.0.2.9", T0).await;
-    assert_eq!(store.user_locked_until(&alice, T0).await.unwrap(), None);
+    assert_eq!(user_locked_until(&store, &alice, T0).await, None);
     let events = store.all_audit_events().await.unwrap();
     let unlocked = events.iter().find(|e| e.kind == "user_unlocked").unwrap();
     assert_eq!(unlocked.event["user"], "alice");
@@ -355,8 +432,11 @@ async fn a_success_clears_the_users_count_but_not_the_sources() {
             at,
         )
         .await;
-        store.record_login_success(&alice).await.unwrap();
-        assert_eq!(store.user_locked_until(&alice, at).await.unwrap(), None);
+        store
+            .record_login_success(&alice, LoginFactor::Password)
+            .await
+            .unwrap();
+        assert_eq!(user_locked_until(&store, &alice, at).await, None);
     }
     // The source's count survives a success: four failures, a success, one more failure lock it.
     for i in 0..4 {
@@ -369,30 +449,36 @@ async fn a_success_clears_the_users_count_but_not_the_sources() {
         )
         .await;
     }
-    store.record_login_success(&alice).await.unwrap();
+    store
+        .record_login_success(&alice, LoginFactor::Password)
+        .await
+        .unwrap();
     let at = T0 + minutes(35);
     fail(&store, "alice", Some(&alice), "192.0.2.1", at).await;
     assert!(
         store
-            .login_locked(None, ip("192.0.2.1"), at)
+            .login_locked(None, ip("192.0.2.1"), LoginFactor::Password, at)
             .await
             .unwrap()
             .is_some()
     );
-    assert_eq!(store.user_locked_until(&alice, at).await.unwrap(), None);
+    assert_eq!(user_locked_until(&store, &alice, at).await, None);
     // A success does not lift a lock.
     for i in 0..5 {
         fail(&store, "alice", Some(&alice), &format!("203.0.113.{i}"), at).await;
     }
-    store.record_login_success(&alice).await.unwrap();
-    assert!(store.user_locked_until(&alice, at).await.unwrap().is_some());
+    store
+        .record_login_success(&alice, LoginFactor::Password)
+        .await
+        .unwrap();
+    assert!(user_locked_until(&store, &alice, at).await.is_some());
     // Removing the user removes their counter: a new alice starts clean.
     store.remove_user(&Actor::System, &alice).await.unwrap();
     store
         .add_user(&Actor::System, &alice, Role::User, &[])
         .await
         .unwrap();
-    assert_eq!(store.user_locked_until(&alice, at).await.unwrap(), None);
+    assert_eq!(user_locked_until(&store, &alice, at).await, None);
 }
 
 #[tokio::test]
@@ -405,14 +491,19 @@ async fn failures_for_unknown_users_lock_only_the_source() {
     // The whole /64 is locked, alice is not.
     assert!(
         store
-            .login_locked(None, ip("2001:db8:1:2:ffff::9"), T0)
+            .login_locked(None, ip("2001:db8:1:2:ffff::9"), LoginFactor::Password, T0)
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(
         store
-            .login_locked(Some(&name("alice")), ip("2001:db8:1:3::1"), T0)
+            .login_locked(
+                Some(&name("alice")),
+                ip("2001:db8:1:3::1"),
+                LoginFactor::Password,
+                T0
+            )
             .await
             .unwrap(),
         None
@@ -471,7 +562,7 @@ async fn a_brute_force_storm_keeps_the_audit_log_and_the_counters_bounded() {
             (format!("user{seed:x}"), None)
         };
         store
-            .record_login_failure(&login, user, ip(&source), "password", &policy, at)
+            .record_login_failure(&password_attempt(&login, user, &source), &policy, at)
             .await
             .unwrap();
     }
@@ -488,10 +579,7 @@ async fn a_brute_force_storm_keeps_the_audit_log_and_the_counters_bounded() {
     let much_later = T0 + minutes(60);
     store
         .record_login_failure(
-            "x",
-            None,
-            ip("198.51.100.1"),
-            "password",
+            &password_attempt("x", None, "198.51.100.1"),
             &policy,
             much_later,
         )
@@ -506,7 +594,7 @@ async fn a_brute_force_storm_keeps_the_audit_log_and_the_counters_bounded() {
         let at = much_later + time::Duration::seconds(i64::from(i));
         let source = format!("10.{}.{}.1", i / 256, i % 256);
         store
-            .record_login_failure("x", None, ip(&source), "password", &policy, at)
+            .record_login_failure(&password_attempt("x", None, &source), &policy, at)
             .await
             .unwrap();
         let rows = counters(&mut conn).await;
@@ -515,6 +603,247 @@ async fn a_brute_force_storm_keeps_the_audit_log_and_the_counters_bounded() {
     }
     assert_eq!(counters(&mut conn).await, 600);
     conn.close().await.unwrap();
+    assert!(store.verify_audit_chain().await.unwrap().is_ok());
+}
+
+/// Issue 11, item 7: password guesses, however many and from wherever, lock password logins
+/// only; the user's key login is never locked by them (lockout is not a weapon against a factor
+/// the guesser does not hold).
+#[tokio::test]
+async fn password_guesses_from_many_sources_never_lock_the_key_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = with_user(tmp.path(), "alice").await;
+    let alice = name("alice");
+    // Five wrong passwords from five addresses, then a storm of fifty more.
+    for i in 0..55 {
+        let source = format!("203.0.113.{}", i % 5 + 1);
+        fail(
+            &store,
+            "alice",
+            Some(&alice),
+            &source,
+            T0 + time::Duration::seconds(i),
+        )
+        .await;
+    }
+    let at = T0 + minutes(1);
+    // Her password logins are locked from anywhere...
+    assert!(
+        locked(
+            &store,
+            Some(&alice),
+            "198.51.100.7",
+            LoginFactor::Password,
+            at
+        )
+        .await
+    );
+    // ...her key logins from nowhere, not even from the guessing addresses.
+    for source in ["198.51.100.7", "203.0.113.1", "203.0.113.5"] {
+        assert!(
+            !locked(&store, Some(&alice), source, LoginFactor::PublicKey, at).await,
+            "key login from {source}"
+        );
+    }
+    assert_eq!(
+        store.user_locks(&alice, at).await.unwrap(),
+        vec![UserLock {
+            factor: LoginFactor::Password,
+            until: T0 + time::Duration::seconds(4) + minutes(15),
+        }]
+    );
+    let locked_keys: Vec<_> = store
+        .all_audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "login_locked")
+        .map(|e| e.event["key"].as_str().unwrap().to_owned())
+        .collect();
+    // The user's password and the guessing addresses' passwords; no key login anywhere.
+    assert!(locked_keys.contains(&"password:user:alice".to_owned()));
+    assert!(
+        locked_keys.iter().all(|key| key.starts_with("password:")),
+        "{locked_keys:?}"
+    );
+
+    // The other way round: failures of a key from one address lock key logins from there only
+    // (the gateway counts a wrong key for the source alone: keys cannot be guessed).
+    for i in 0..5 {
+        fail_with(
+            &store,
+            LoginFactor::PublicKey,
+            "alice",
+            None,
+            "192.0.2.50",
+            at + minutes(i),
+        )
+        .await;
+    }
+    let later = at + minutes(5);
+    assert!(locked(&store, None, "192.0.2.50", LoginFactor::PublicKey, later).await);
+    assert!(
+        !locked(
+            &store,
+            Some(&alice),
+            "192.0.2.51",
+            LoginFactor::PublicKey,
+            later
+        )
+        .await
+    );
+    assert!(!locked(&store, None, "192.0.2.50", LoginFactor::Password, later).await);
+}
+
+/// A successful login resets only its own factor's count: logging in with the key now and
+/// then does not give someone guessing the password a fresh budget.
+#[tokio::test]
+async fn a_key_login_does_not_reset_the_password_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = with_user(tmp.path(), "alice").await;
+    let alice = name("alice");
+    for i in 0..4 {
+        fail(
+            &store,
+            "alice",
+            Some(&alice),
+            &format!("203.0.113.{i}"),
+            T0 + minutes(i),
+        )
+        .await;
+        store
+            .record_login_success(&alice, LoginFactor::PublicKey)
+            .await
+            .unwrap();
+    }
+    fail(
+        &store,
+        "alice",
+        Some(&alice),
+        "203.0.113.9",
+        T0 + minutes(5),
+    )
+    .await;
+    assert!(
+        user_locked_until(&store, &alice, T0 + minutes(5))
+            .await
+            .is_some()
+    );
+}
+
+/// An administrator lifts every lock a user has, whatever the factor.
+#[tokio::test]
+async fn unlock_lifts_the_locks_of_every_factor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = with_user(tmp.path(), "alice").await;
+    let alice = name("alice");
+    for factor in LoginFactor::ALL {
+        for i in 0..5 {
+            fail_with(
+                &store,
+                factor,
+                "alice",
+                Some(&alice),
+                &format!("192.0.2.{i}"),
+                T0,
+            )
+            .await;
+        }
+    }
+    assert_eq!(store.user_locks(&alice, T0).await.unwrap().len(), 2);
+    assert!(
+        user_lock(&store, &alice, LoginFactor::PublicKey, T0)
+            .await
+            .is_some()
+    );
+    store.unlock_user(&Actor::System, &alice).await.unwrap();
+    assert_eq!(store.user_locks(&alice, T0).await.unwrap(), vec![]);
+    for factor in LoginFactor::ALL {
+        assert!(!locked(&store, Some(&alice), "198.51.100.1", factor, T0).await);
+    }
+    // Removing a user removes the counters of every factor.
+    for i in 0..5 {
+        fail_with(
+            &store,
+            LoginFactor::PublicKey,
+            "alice",
+            Some(&alice),
+            &format!("192.0.2.{i}"),
+            T0,
+        )
+        .await;
+    }
+    store.remove_user(&Actor::System, &alice).await.unwrap();
+    store
+        .add_user(&Actor::System, &alice, Role::User, &[])
+        .await
+        .unwrap();
+    assert_eq!(store.user_locks(&alice, T0).await.unwrap(), vec![]);
+}
+
+/// A login the login rules refused, as the gateway reports it.
+async fn refuse(store: &Store, user: &Name, at: OffsetDateTime) {
+    let attempt = LoginAttempt {
+        login: user.as_str(),
+        user: Some(user),
+        source: ip("192.0.2.7"),
+        factor: LoginFactor::PublicKey,
+        method: "publickey",
+    };
+    store
+        .record_login_refused(
+            &attempt,
+            "source 192.0.2.7 is in the user's deny_from list (192.0.2.0/24)",
+            &LockoutPolicy::default(),
+            at,
+        )
+        .await
+        .unwrap();
+}
+
+/// Issue 11, item 5: a login the login rules refuse is audited (`login_refused`, with the
+/// rule), once per user and source window under a storm, and locks nothing.
+#[tokio::test]
+async fn refusals_by_the_login_rules_are_audited_bounded_and_lock_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = with_user(tmp.path(), "alice").await;
+    store
+        .add_user(&Actor::System, &name("bob"), Role::User, &[])
+        .await
+        .unwrap();
+    let alice = name("alice");
+    let bob = name("bob");
+    for i in 0..50 {
+        refuse(&store, &alice, T0 + time::Duration::seconds(i)).await;
+    }
+    let refused = |events: Vec<rampart_store::AuditRecord>| -> Vec<serde_json::Value> {
+        events
+            .into_iter()
+            .filter(|e| e.kind == "login_refused")
+            .map(|e| e.event)
+            .collect()
+    };
+    let events = refused(store.all_audit_events().await.unwrap());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["login"], "alice");
+    assert_eq!(events[0]["source"], "192.0.2.7");
+    assert_eq!(events[0]["method"], "publickey");
+    assert_eq!(
+        events[0]["reason"],
+        "source 192.0.2.7 is in the user's deny_from list (192.0.2.0/24)"
+    );
+    let at = T0 + minutes(1);
+    for factor in LoginFactor::ALL {
+        assert!(!locked(&store, Some(&alice), "192.0.2.7", factor, at).await);
+    }
+    assert_eq!(kinds(&store).await.get("login_locked"), None);
+    // Another user from the same address opens a window of their own; a window later, alice
+    // is audited again.
+    refuse(&store, &bob, at).await;
+    refuse(&store, &alice, T0 + minutes(11)).await;
+    let events = refused(store.all_audit_events().await.unwrap());
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[1]["login"], "bob");
     assert!(store.verify_audit_chain().await.unwrap().is_ok());
 }
 

@@ -464,6 +464,8 @@ pub struct SshTarget {
     child: Child,
     dir: tempfile::TempDir,
     extra_config: String,
+    /// Where sshd logs at `DEBUG3`, for tests that must see what reached it.
+    log: Option<PathBuf>,
     pub port: u16,
 }
 
@@ -480,6 +482,16 @@ impl SshTarget {
 
     /// Starts `sshd` with extra configuration lines (for example `MaxStartups` for load tests).
     pub fn start_with(authorized_key: &Path, extra_config: &str) -> Option<Self> {
+        Self::start_inner(authorized_key, extra_config, false)
+    }
+
+    /// Starts `sshd` logging every step at `DEBUG3` to a file ([`SshTarget::log`]), so a test
+    /// can prove what a client did or did not send (for example: no authentication attempt).
+    pub fn start_logging(authorized_key: &Path) -> Option<Self> {
+        Self::start_inner(authorized_key, "", true)
+    }
+
+    fn start_inner(authorized_key: &Path, extra_config: &str, log: bool) -> Option<Self> {
         let sshd = require_tool("sshd")?;
         require_tool("ssh-keygen")?;
         // sshd insists on its privilege separation directory.
@@ -487,10 +499,12 @@ impl SshTarget {
         let dir = tempfile::tempdir().unwrap();
         ssh_keygen(dir.path(), "host_key", "ed25519", "");
         std::fs::copy(authorized_key, dir.path().join("authorized_keys")).unwrap();
+        let log = log.then(|| dir.path().join("sshd.log"));
         let mut target = Self {
             child: Command::new("true").spawn().unwrap(),
             dir,
             extra_config: extra_config.to_owned(),
+            log,
             port: 0,
         };
         target.child.wait().unwrap();
@@ -517,15 +531,24 @@ impl SshTarget {
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\nPidFile none\nSubsystem sftp internal-sftp\n\
-             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel ERROR\nSetEnv HOME={dir}/home\n{extra}\n",
+             X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel {level}\nSetEnv HOME={dir}/home\n{extra}\n",
             port = self.port,
             dir = dir.display(),
+            level = if self.log.is_some() {
+                "DEBUG3"
+            } else {
+                "ERROR"
+            },
             extra = self.extra_config
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
-        self.child = Command::new(sshd)
-            .arg("-D")
-            .arg("-e")
+        let mut command = Command::new(sshd);
+        command.arg("-D");
+        match &self.log {
+            Some(log) => command.arg("-E").arg(log),
+            None => command.arg("-e"),
+        };
+        self.child = command
             .arg("-f")
             .arg(dir.join("sshd_config"))
             .stderr(Stdio::null())
@@ -538,6 +561,14 @@ impl SshTarget {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sshd did not start on port {}", self.port);
+    }
+
+    /// What sshd has logged so far (empty unless started with [`SshTarget::start_logging`]).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default()
     }
 
     /// The host key's public half, as `rampart asset hostkey` takes it.

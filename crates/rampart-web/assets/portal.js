@@ -137,6 +137,21 @@
     return `${scheme}//${location.host}${path}`;
   }
 
+  // Where to go after logging in: `next` only if it is a place on this site, else home. The
+  // browser's own URL parser decides (it reads `/\host`, tabs and newlines the way navigation
+  // would); only a result on this very origin is used, and as an absolute URL, so that a path
+  // that normalises to `//host` cannot be read again as another site: never an open redirect.
+  function sameSitePath(next) {
+    if (!next) return '/';
+    let url;
+    try {
+      url = new URL(next, location.origin);
+    } catch (_) {
+      return '/';
+    }
+    return url.origin === location.origin ? url.href : '/';
+  }
+
   const pages = {};
 
   pages.login = async () => {
@@ -148,9 +163,7 @@
           password: new FormData(form).get('password') || '',
           totp: values.totp,
         });
-        const next = new URLSearchParams(location.search).get('next') || '/';
-        // Only a path on this site: never an open redirect.
-        location.href = next.startsWith('/') && !next.startsWith('//') ? next : '/';
+        location.href = sameSitePath(new URLSearchParams(location.search).get('next'));
       }),
     );
   };

@@ -607,13 +607,19 @@ pub async fn user_show(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let user = state.store.user(&name("user", &user)?).await?;
-    let locked_until = state.store.user_locked_until(&user.name, now()).await?;
+    let locks = state.store.user_locks(&user.name, now()).await?;
     let mut value = json!(user);
     if let Some(map) = value.as_object_mut() {
+        let locked_until = locks.iter().map(|lock| lock.until).max();
         map.insert(
             "locked_until".into(),
             json!(locked_until.map(format_rfc3339)),
         );
+        let by_factor: Vec<Value> = locks
+            .iter()
+            .map(|lock| json!({ "factor": lock.factor.as_str(), "until": format_rfc3339(lock.until) }))
+            .collect();
+        map.insert("locks".into(), json!(by_factor));
     }
     Ok(Json(value))
 }

@@ -7,7 +7,8 @@
 //!   Every failure answers the same status and body (A2); there is no half-logged-in state
 //!   (A7): the code is part of the one login request.
 //! - A browser session stores the user's `auth_epoch`: any credential or status change ends it
-//!   (A11). It also ends when idle too long and at its absolute lifetime.
+//!   (A11). It also ends when idle too long, at its absolute lifetime, and at a request from a
+//!   source the global and the user's login rules refuse (G6).
 //! - A state-changing request authenticated by cookie must carry `X-CSRF-Token` equal to the
 //!   session's CSRF token (B8), derived from the cookie so nothing more is stored.
 //! - A token is usable only while unrevoked, unexpired, its user enabled, and from a source
@@ -25,9 +26,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rampart_core::access::{Access, Refusal, Rights};
 use rampart_core::audit::Actor;
-use rampart_core::login_rules::{check_login, client_address};
+use rampart_core::login_rules::{LoginFactor, check_login, client_address};
 use rampart_core::{ExposeSecret, Name, SecretString, User};
-use rampart_store::{ApiToken, TotpCheck, WebSession};
+use rampart_store::{ApiToken, LoginAttempt, TotpCheck, WebSession};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
@@ -97,12 +98,19 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// The client address, believing `X-Forwarded-For` only from configured proxies (A1).
+/// The client address, believing `X-Forwarded-For` only from configured proxies (A1), across
+/// every line of the header. A line that is not text makes the chain unreadable: the peer.
 pub fn source_of(state: &WebState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|value| value.to_str().ok());
-    client_address(peer.ip(), forwarded, &state.settings.auth.trusted_proxies)
+    let lines: Option<Vec<&str>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|value| value.to_str().ok())
+        .collect();
+    let trusted = &state.settings.auth.trusted_proxies;
+    match lines {
+        Some(lines) => client_address(peer.ip(), &lines, trusted),
+        None => peer.ip().to_canonical(),
+    }
 }
 
 fn older_than(at: OffsetDateTime, now: OffsetDateTime, age: Duration) -> bool {
@@ -179,7 +187,16 @@ pub async fn authenticate(
         Some(_) if older_than(session.last_seen_at, at, state.settings.session_idle) => {
             Some("idle timeout")
         }
-        Some(_) => None,
+        // The login rules hold for the whole session, as for a token: a rule added since the
+        // login, or a request from elsewhere, ends it (G6).
+        Some(user) => match check_login(&state.settings.auth.global, &user.login_rules, source, at)
+        {
+            Ok(()) => None,
+            Err(denied) => {
+                tracing::info!(user = %user.name, reason = %denied, "browser session ended by the login rules");
+                Some("refused by the login rules")
+            }
+        },
     };
     let (Some(user), None) = (user, ended) else {
         store
@@ -302,20 +319,22 @@ pub async fn login(
         Ok(name) => store.user(&name).await.ok(),
         Err(_) => None,
     };
+    // Every failure counts against the password, the factor of a web login (a wrong code too:
+    // only someone with the password gets that far).
     let fail = |method: &'static str, user: Option<User>| {
         let state = state.clone();
         let attempted = attempted.to_owned();
         async move {
+            let attempt = LoginAttempt {
+                login: &attempted,
+                user: user.as_ref().map(|u| &u.name),
+                source,
+                factor: LoginFactor::Password,
+                method,
+            };
             let counted = state
                 .store
-                .record_login_failure(
-                    &attempted,
-                    user.as_ref().map(|u| &u.name),
-                    source,
-                    method,
-                    &state.settings.auth.lockout,
-                    now(),
-                )
+                .record_login_failure(&attempt, &state.settings.auth.lockout, now())
                 .await;
             if let Err(err) = counted {
                 tracing::error!(error = %err, "cannot count a failed login");
@@ -325,7 +344,12 @@ pub async fn login(
     };
     // Locked: refused unchecked, but after the same Argon2 work as any other attempt.
     match store
-        .login_locked(user.as_ref().map(|u| &u.name), source, at)
+        .login_locked(
+            user.as_ref().map(|u| &u.name),
+            source,
+            LoginFactor::Password,
+            at,
+        )
         .await
     {
         Ok(None) => {}
@@ -347,7 +371,21 @@ pub async fn login(
     if let Err(denied) = check_login(&auth.global, &rules, source, at) {
         tracing::info!(login = %attempted, reason = %denied, "web login refused by the login rules");
         rampart_store::burn_password_check(&password).await;
-        return Err(fail("web-password", user).await);
+        // Audited (bounded), and no lock: no credential was tried.
+        let attempt = LoginAttempt {
+            login: attempted,
+            user: user.as_ref().map(|u| &u.name),
+            source,
+            factor: LoginFactor::Password,
+            method: "web-password",
+        };
+        if let Err(err) = store
+            .record_login_refused(&attempt, &denied.to_string(), &auth.lockout, at)
+            .await
+        {
+            tracing::error!(error = %err, "cannot record a refused login");
+        }
+        return Err(login_failed());
     }
     let matches = match &user {
         Some(user) if !user.disabled && user.has_password => store
@@ -383,7 +421,10 @@ pub async fn login(
             }
         }
     }
-    if let Err(err) = store.record_login_success(&user.name).await {
+    if let Err(err) = store
+        .record_login_success(&user.name, LoginFactor::Password)
+        .await
+    {
         tracing::error!(error = %err, "cannot reset a user's failed-login count");
     }
     let (session, cookie) = store

@@ -274,21 +274,30 @@ pub enum AssetCommand {
     Show { name: String },
     /// Remove an asset with its accounts and the grants that name it
     Remove { name: String },
-    /// Pin the asset's SSH host key (from a .pub file or `ssh-keyscan` output), or forget it
-    /// so the next connection pins what it sees
+    /// Pin the asset's SSH host key (from a .pub file or `ssh-keyscan` output, or as fetched with
+    /// --scan once an administrator has confirmed its fingerprint), or forget it so the next
+    /// connection pins what it sees
+    #[command(group(
+        ArgGroup::new("how")
+            .required(true)
+            .args(["key_file", "clear", "scan"])
+    ))]
     Hostkey {
         name: String,
         /// File with the host's public key
-        #[arg(
-            long,
-            value_name = "FILE",
-            conflicts_with = "clear",
-            required_unless_present = "clear"
-        )]
+        #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
         /// Forget the pinned key
         #[arg(long)]
         clear: bool,
+        /// Connect to the asset, fetch its host key and show its fingerprint (nothing is sent
+        /// but the handshake, and nothing is pinned without --pin)
+        #[arg(long)]
+        scan: bool,
+        /// With --scan: pin the fetched key, only if its fingerprint is this one (compare it
+        /// with `ssh-keygen -lf` of the host's key, on the host itself)
+        #[arg(long, value_name = "SHA256:...", requires = "scan")]
+        pin: Option<String>,
     },
 }
 

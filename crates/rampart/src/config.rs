@@ -9,6 +9,7 @@ use rampart_core::SecretString;
 use rampart_core::login_rules::{AuthSettings, LockoutPolicy, LoginRules, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::time_arg::parse_duration;
+use rampart_ssh::TargetHostKeys;
 use rampart_ssh::admission::{MaxStartups, PreAuthLimits};
 use rampart_store::MasterKeySource;
 use serde::Deserialize;
@@ -91,6 +92,7 @@ struct SshSection {
     login_grace_time: Option<String>,
     max_startups: Option<String>,
     per_source_max_startups: Option<i64>,
+    target_host_keys: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +142,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
+    /// Whether targets whose host key is not pinned yet are pinned on first use or refused.
+    pub target_host_keys: TargetHostKeys,
     /// The SSH listener's login grace time and caps on unauthenticated connections.
     pub ssh_pre_auth: PreAuthLimits,
     pub recording: RecordingConfig,
@@ -407,6 +411,19 @@ impl Config {
         let auth = auth_settings(file.auth, env_lookup, &file_name)?;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
         let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
+        let target_host_keys = match pick(
+            "ssh.target_host_keys",
+            ("", None),
+            "RAMPART_SSH_TARGET_HOST_KEYS",
+            env_lookup,
+            file.ssh.target_host_keys,
+            &file_name,
+        ) {
+            None => TargetHostKeys::default(),
+            Some(Sourced { value, source }) => value.parse().map_err(|err| {
+                ConfigError(format!("ssh.target_host_keys (from {source}): {err}"))
+            })?,
+        };
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
 
@@ -422,6 +439,7 @@ impl Config {
             auth,
             recording,
             ssh_pre_auth,
+            target_host_keys,
         })
     }
 }
@@ -1062,6 +1080,31 @@ mod tests {
         assert!(err.contains("lisen"), "{err}");
         let (_dir, overrides) = file("data_dir = [\n");
         assert!(load(overrides, &[]).is_err());
+    }
+
+    #[test]
+    fn target_host_keys_default_to_pin_on_first_use_and_are_validated() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert_eq!(config.target_host_keys, TargetHostKeys::PinOnFirstUse);
+        let (_dir, overrides) = file("[ssh]\ntarget_host_keys = \"require-pinned\"\n");
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(config.target_host_keys, TargetHostKeys::RequirePinned);
+        // The environment wins over the file.
+        let (_dir, overrides) = file("[ssh]\ntarget_host_keys = \"require-pinned\"\n");
+        let config = load(
+            overrides,
+            &[("RAMPART_SSH_TARGET_HOST_KEYS", "pin-on-first-use")],
+        )
+        .unwrap();
+        assert_eq!(config.target_host_keys, TargetHostKeys::PinOnFirstUse);
+        let (_dir, overrides) = file("[ssh]\ntarget_host_keys = \"trust-all\"\n");
+        let err = load(overrides, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("ssh.target_host_keys (from ")
+                && err.contains("rampart.toml key ssh.target_host_keys")
+                && err.contains("\"trust-all\" is not one of pin-on-first-use, require-pinned"),
+            "{err}"
+        );
     }
 
     #[test]

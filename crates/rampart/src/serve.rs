@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "auth": auth_settings(&config.auth),
         "recording_fsync_interval": format!("{}ms", config.recording.fsync_interval.as_millis()),
         "recording_exec_cap": config.recording.exec_cap,
+        "ssh_target_host_keys": config.target_host_keys.as_str(),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -129,6 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             exec_cap: config.recording.exec_cap,
         },
         pre_auth,
+        target_host_keys: config.target_host_keys,
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();

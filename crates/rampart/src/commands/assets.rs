@@ -82,8 +82,13 @@ pub async fn run(
             name: asset,
             key_file,
             clear,
+            scan,
+            pin,
         } => {
             let asset = name("asset", &asset)?;
+            if scan {
+                return scan_host_key(store, actor, json, &asset, pin.as_deref()).await;
+            }
             match key_file {
                 Some(path) if !clear => {
                     let key = host_key_from_file(&path)?;
@@ -117,6 +122,83 @@ pub async fn run(
             )
         }
     }
+}
+
+/// `asset hostkey NAME --scan [--pin FINGERPRINT]`: fetches the key the asset presents and shows
+/// it beside what is pinned; pins it only when the administrator names its fingerprint, so what
+/// is pinned is exactly what they confirmed (a second fetch could meet another key).
+async fn scan_host_key(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    asset: &rampart_core::Name,
+    pin: Option<&str>,
+) -> anyhow::Result<()> {
+    let record = store.asset(asset).await?;
+    let scanned = rampart_ssh::scan_host_key(&record.host, record.port).await?;
+    let pinned = record
+        .host_key
+        .as_deref()
+        .map(|text| rampart_store::ssh_keys::parse_public_keys("pinned host key", text))
+        .transpose()?
+        .and_then(|keys| keys.into_iter().next());
+    let matches_pinned = pinned
+        .as_ref()
+        .map(|p| p.fingerprint == scanned.fingerprint);
+    let Some(expected) = pin else {
+        let shown = serde_json::json!({
+            "asset": asset.to_string(),
+            "address": format!("{}:{}", record.host, record.port),
+            "host_key": scanned.openssh,
+            "fingerprint": scanned.fingerprint,
+            "pinned_fingerprint": pinned.as_ref().map(|p| p.fingerprint.clone()),
+            "matches_pinned": matches_pinned,
+        });
+        if json {
+            return print_json(&shown);
+        }
+        let status = match (&pinned, matches_pinned) {
+            (None, _) => "nothing pinned yet".to_owned(),
+            (Some(_), Some(true)) => "the pinned key is this one".to_owned(),
+            (Some(p), _) => format!("a different key is pinned ({})", p.fingerprint),
+        };
+        print_fields(&[
+            ("asset", asset.to_string()),
+            ("address", format!("{}:{}", record.host, record.port)),
+            ("fingerprint", scanned.fingerprint.clone()),
+            ("host key", scanned.openssh.clone()),
+            ("pinned", status),
+        ]);
+        println!(
+            "\nCompare the fingerprint with `ssh-keygen -lf` of the host's key, on the host itself \
+             or from its owner. If it is the same, pin it with:\n  \
+             rampart asset hostkey {asset} --scan --pin {}",
+            scanned.fingerprint
+        );
+        return Ok(());
+    };
+    if expected.trim() != scanned.fingerprint {
+        anyhow::bail!(
+            "{asset} presented the host key {}, not {}: nothing was pinned",
+            scanned.fingerprint,
+            expected.trim()
+        );
+    }
+    store
+        .pin_asset_host_key(
+            actor,
+            asset,
+            &scanned.openssh,
+            "scanned, fingerprint confirmed by administrator",
+            true,
+        )
+        .await?;
+    let pinned = store.asset(asset).await?;
+    done(
+        json,
+        &pinned,
+        &format!("pinned the host key of {asset} ({})", scanned.fingerprint),
+    )
 }
 
 /// The one host key in the file at `path` (parsed by the same function the API uses).

@@ -75,16 +75,27 @@ pub async fn run(
         }
         UserCommand::Show { name: user } => {
             let user = store.user(&name("user", &user)?).await?;
-            let locked_until = store
-                .user_locked_until(&user.name, time::OffsetDateTime::now_utc())
+            let locks = store
+                .user_locks(&user.name, time::OffsetDateTime::now_utc())
                 .await?;
             if json {
                 let mut shown = serde_json::to_value(&user)?;
                 if let Some(fields) = shown.as_object_mut() {
+                    let locked_until = locks.iter().map(|lock| lock.until).max();
                     fields.insert(
                         "locked_until".into(),
                         serde_json::json!(locked_until.map(time_text)),
                     );
+                    let by_factor: Vec<_> = locks
+                        .iter()
+                        .map(|lock| {
+                            serde_json::json!({
+                                "factor": lock.factor.as_str(),
+                                "until": time_text(lock.until),
+                            })
+                        })
+                        .collect();
+                    fields.insert("locks".into(), serde_json::json!(by_factor));
                 }
                 return print_json(&shown);
             }
@@ -108,10 +119,21 @@ pub async fn run(
                 ("login hours", login_hours),
                 (
                     "lock",
-                    locked_until.map_or_else(
-                        || "not locked".to_owned(),
-                        |until| format!("locked until {}", time_text(until)),
-                    ),
+                    if locks.is_empty() {
+                        "not locked".to_owned()
+                    } else {
+                        locks
+                            .iter()
+                            .map(|lock| {
+                                format!(
+                                    "{} logins locked until {}",
+                                    lock.factor,
+                                    time_text(lock.until)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    },
                 ),
                 ("created", time_text(user.created_at)),
             ]);

@@ -17,7 +17,7 @@ fn browser_dir() -> PathBuf {
 
 /// `playwright-core` installed, or a skip with the reason (a failure under
 /// `RAMPART_REQUIRE_TOOLS=1`), like a missing tool.
-fn require_playwright() -> bool {
+pub(crate) fn require_playwright() -> bool {
     let installed = browser_dir()
         .join("node_modules/playwright-core/package.json")
         .is_file();
@@ -32,7 +32,7 @@ fn require_playwright() -> bool {
 
 /// Where the screenshots go: `$RAMPART_BROWSER_ARTIFACTS`, or `browser-artifacts/` in the
 /// cargo target directory.
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RAMPART_BROWSER_ARTIFACTS") {
         return PathBuf::from(dir);
     }

@@ -202,21 +202,27 @@ fn a_locked_user_is_shown_and_unlock_lifts_the_lock_with_an_audit_event() {
         .arg(&db)
         .arg(
             "INSERT INTO login_failures (key, failures, window_start, locked_until) VALUES \
-             ('user:alice', 5, '2026-06-01T12:00:00Z', '2999-01-01T00:00:00Z'), \
-             ('user:bob', 5, '2026-06-01T12:00:00Z', '2026-06-01T12:15:00Z'), \
-             ('source:192.0.2.1', 5, '2026-06-01T12:00:00Z', '2999-01-01T00:00:00Z')",
+             ('password:user:alice', 5, '2026-06-01T12:00:00Z', '2999-01-01T00:00:00Z'), \
+             ('publickey:user:alice', 5, '2026-06-01T12:00:00Z', '2998-01-01T00:00:00Z'), \
+             ('password:user:bob', 5, '2026-06-01T12:00:00Z', '2026-06-01T12:15:00Z'), \
+             ('password:source:192.0.2.1', 5, '2026-06-01T12:00:00Z', '2999-01-01T00:00:00Z')",
         )
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    assert!(
-        r.ok(&["user", "show", "alice"])
-            .contains("lock:        locked until 2999-01-01T00:00:00Z")
-    );
+    assert!(r.ok(&["user", "show", "alice"]).contains(
+        "lock:        password logins locked until 2999-01-01T00:00:00Z; \
+         publickey logins locked until 2998-01-01T00:00:00Z"
+    ));
+    let shown = r.json(&["user", "show", "alice"]);
+    assert_eq!(shown["locked_until"], "2999-01-01T00:00:00Z");
     assert_eq!(
-        r.json(&["user", "show", "alice"])["locked_until"],
-        "2999-01-01T00:00:00Z"
+        shown["locks"],
+        json!([
+            { "factor": "password", "until": "2999-01-01T00:00:00Z" },
+            { "factor": "publickey", "until": "2998-01-01T00:00:00Z" },
+        ])
     );
     // A lock that has ended is no lock.
     assert_eq!(
@@ -250,7 +256,10 @@ fn a_locked_user_is_shown_and_unlock_lifts_the_lock_with_an_audit_event() {
         .arg("SELECT key FROM login_failures ORDER BY key")
         .output()
         .unwrap();
-    assert_eq!(text(&out.stdout), "source:192.0.2.1\nuser:bob\n");
+    assert_eq!(
+        text(&out.stdout),
+        "password:source:192.0.2.1\npassword:user:bob\n"
+    );
     assert!(r.ok(&["audit", "verify"]).contains("everything verifies"));
 }
 

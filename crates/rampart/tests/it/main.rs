@@ -11,6 +11,7 @@
 mod access_control;
 mod api;
 mod auth;
+mod auth_hardening;
 mod availability;
 mod browser;
 mod cli;
