@@ -6,6 +6,8 @@ use crate::recording::{
 use crate::{SEAL_NAMESPACE, hex};
 use sha2::{Digest, Sha256};
 use ssh_key::{PublicKey, SshSig};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -60,18 +62,25 @@ pub fn verify_recording(
 ) -> Result<RecordingReport, RecordingProblem> {
     let manifest_file = manifest_path(dir, session);
     let cast_file = cast_path(dir, session);
-    let manifest = std::fs::read_to_string(&manifest_file)
-        .map_err(|_| RecordingProblem::Missing(manifest_file.display().to_string()))?;
-    let cast = std::fs::read(&cast_file)
-        .map_err(|_| RecordingProblem::Missing(cast_file.display().to_string()))?;
+    // Both files are read as they are checked, never whole: memory stays a line and a buffer
+    // whatever size the files (or the lengths a tampered manifest claims) have.
+    let missing = |path: &Path| RecordingProblem::Missing(path.display().to_string());
+    let mut manifest =
+        BufReader::new(File::open(&manifest_file).map_err(|_| missing(&manifest_file))?);
+    let mut cast = File::open(&cast_file).map_err(|_| missing(&cast_file))?;
+    let cast_len = cast.metadata().map_err(|_| missing(&cast_file))?.len();
     let id = session.to_string();
 
     let mut chain = chain_start(&id);
     let mut next_index = 0u64;
     let mut next_offset = 0u64;
     let mut seal = None;
-    for (number, line) in manifest.lines().enumerate() {
-        let parsed: ManifestLine = serde_json::from_str(line)
+    let mut line = String::new();
+    let mut number = 0usize;
+    while next_manifest_line(&mut manifest, &mut line)
+        .map_err(|_| RecordingProblem::ManifestCorrupt(number + 1))?
+    {
+        let parsed: ManifestLine = serde_json::from_str(&line)
             .map_err(|_| RecordingProblem::ManifestCorrupt(number + 1))?;
         if seal.is_some() {
             return Err(RecordingProblem::ManifestCorrupt(number + 1));
@@ -106,15 +115,16 @@ pub fn verify_recording(
                     });
                 }
                 let end = offset.saturating_add(length);
-                let bytes = usize::try_from(offset)
-                    .ok()
-                    .zip(usize::try_from(end).ok())
-                    .and_then(|(start, stop)| cast.get(start..stop))
-                    .ok_or(RecordingProblem::Truncated {
-                        expected: end,
-                        actual: cast.len() as u64,
-                    })?;
-                if hex(&Sha256::digest(bytes)) != sha256 {
+                let truncated = RecordingProblem::Truncated {
+                    expected: end,
+                    actual: cast_len,
+                };
+                if end > cast_len {
+                    return Err(truncated);
+                }
+                // Chunks are contiguous from byte 0, so the file is read in order.
+                let digest = hash_next(&mut cast, length).map_err(|_| truncated)?;
+                if hex(&digest) != sha256 {
                     return Err(RecordingProblem::ChunkAltered { index, offset, end });
                 }
                 let expected_chain = chain_next(&chain, index, offset, length, &sha256);
@@ -151,9 +161,10 @@ pub fn verify_recording(
                 seal = Some(complete);
             }
         }
+        number += 1;
     }
     let complete = seal.ok_or(RecordingProblem::NotSealed)?;
-    let actual = cast.len() as u64;
+    let actual = cast_len;
     if actual > next_offset {
         return Err(RecordingProblem::TrailingData {
             extra: actual - next_offset,
@@ -165,6 +176,46 @@ pub fn verify_recording(
         length: next_offset,
         complete,
     })
+}
+
+/// The longest manifest line read (a seal with its signature is well under 1 KiB).
+const MAX_MANIFEST_LINE_BYTES: u64 = 16 * 1024;
+
+/// Reads the next manifest line into `line` without its line ending; `false` at the end.
+fn next_manifest_line(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<bool> {
+    line.clear();
+    let read = reader
+        .by_ref()
+        .take(MAX_MANIFEST_LINE_BYTES + 1)
+        .read_line(line)?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if line.len() as u64 > MAX_MANIFEST_LINE_BYTES {
+        return Err(std::io::Error::other("manifest line too long"));
+    }
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    Ok(true)
+}
+
+/// The SHA-256 of the next `length` bytes of `file`, read through a small buffer.
+fn hash_next(file: &mut impl Read, length: u64) -> std::io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut left = length;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(buffer.len(), |left| left.min(buffer.len()));
+        let piece = buffer.get_mut(..want).unwrap_or_default();
+        file.read_exact(piece)?;
+        hasher.update(&*piece);
+        left -= want as u64;
+    }
+    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]

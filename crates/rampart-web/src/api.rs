@@ -348,7 +348,13 @@ pub async fn recording_get(
         )));
     }
     let path = rampart_audit::recording::cast_path(&dir, session.id);
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let unreadable = |err: std::io::Error| {
+        tracing::error!(error = %err, "cannot read a recording");
+        ApiError::internal()
+    };
+    // The size is the open file's: a failed look is an error, never "size 0" under the cap.
+    let file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+    let size = file.metadata().await.map_err(unreadable)?.len();
     if size > MAX_RECORDING_BYTES {
         return Err(ApiError::bad_request(
             "the recording is too large to download here: use rampart recording export",
@@ -360,11 +366,7 @@ pub async fn recording_get(
         file: format!("api download from {}", caller.source),
     };
     state.store.record_event(&caller.actor(), &event).await?;
-    let bytes = tokio::fs::read(&path).await.map_err(|err| {
-        tracing::error!(error = %err, "cannot read a recording");
-        ApiError::internal()
-    })?;
-    let mut response = bytes.into_response();
+    let mut response = crate::download::stream_file(file, size).into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/x-asciicast"),

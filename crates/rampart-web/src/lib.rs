@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+mod download;
 pub mod error;
 pub mod openapi;
 pub mod portal;

@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod browser;
 mod cli;
+mod data_dir;
 mod evidence;
 mod login_controls;
 mod mfa;

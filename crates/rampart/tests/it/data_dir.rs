@@ -1,0 +1,305 @@
+//! The data directory as a whole: one server per directory, no directory created by accident,
+//! and a damaged database refused at start.
+
+use super::BIN;
+use super::ssh::{Lab, text};
+use rampart_testkit::{Rampart, require_tool};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs a `rampart serve` that must be refused: returns its stderr once it exits with failure.
+/// One that is still running after 60 s started, which is a failure (it is killed first).
+fn refused_serve(r: &Rampart) -> String {
+    let mut child = r
+        .command(&[
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--ssh-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stdout = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut stdout)
+                .unwrap();
+            panic!("the second serve was not refused; it printed:\n{stdout}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "refused serve exited with {status}");
+    stderr
+}
+
+/// An interactive `ssh -tt` whose output is collected as it arrives.
+struct Shell {
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Shell {
+    fn open(lab: &Lab) -> Self {
+        let mut child = lab
+            .ssh_command(&lab.direct())
+            .arg("-tt")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Self { child, output }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait_for(&self, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = text(&self.output.lock().unwrap());
+            if seen.contains(expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session never showed {expected:?}; it shows:\n{seen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_second_serve_on_the_same_data_directory_is_refused_and_the_live_session_continues_and_verifies()
+ {
+    let Some(lab) = Lab::start() else { return };
+    let mut shell = Shell::open(&lab);
+    shell.type_line("echo before-$((40+2))");
+    shell.wait_for("before-42");
+    let manifests_before = manifests(&lab.r.data_dir().join("recordings"));
+
+    let stderr = refused_serve(&lab.r);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("in use by another rampart serve"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("(PID {})", lab.server.pid())),
+        "the holder's PID {} is named: {stderr}",
+        lab.server.pid()
+    );
+    // It did nothing: the live session is still live and its recording was not sealed.
+    let live = lab.r.json(&["session", "list", "--live"]);
+    assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
+    assert_eq!(
+        manifests(&lab.r.data_dir().join("recordings")),
+        manifests_before,
+        "the refused server changed the live recording's manifest"
+    );
+
+    shell.type_line("echo after-$((50+5))");
+    shell.wait_for("after-55");
+    shell.type_line("exit");
+    assert!(shell.child.wait().unwrap().success());
+    let sessions = lab.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_ne!(
+        sessions[0]["end_reason"],
+        "node restarted during the session"
+    );
+    let out = lab.r.run(&["audit", "verify"]);
+    let report = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("incomplete"), "{report}");
+}
+
+/// The manifests in a recordings directory, by name.
+fn manifests(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn administration_commands_without_a_data_directory_fail_and_create_nothing() {
+    let r = Rampart::without_init(BIN);
+    let dir = r.data_dir();
+    let commands: [&[&str]; 9] = [
+        &["user", "list"],
+        &["user", "add", "bob"],
+        &["asset", "list"],
+        &["grant", "list"],
+        &["session", "list"],
+        &["vault", "status"],
+        &["audit", "list"],
+        &["audit", "verify"],
+        &["token", "list"],
+    ];
+    let expected = format!("error: no data directory at {}", dir.display());
+    for args in commands {
+        let out = r.run(args);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.starts_with(&expected), "{args:?}: {stderr}");
+        assert!(stderr.contains("rampart init"), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+    }
+
+    // An empty folder is no data directory either, and stays empty.
+    std::fs::create_dir(&dir).unwrap();
+    let out = r.run(&["user", "list"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).starts_with(&expected), "{out:?}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir(&dir).unwrap();
+
+    // Run in an empty folder with the default data directory, as an operator in the wrong place.
+    let folder = r.scratch().join("elsewhere");
+    std::fs::create_dir(&folder).unwrap();
+    let out = Command::new(BIN)
+        .args(["user", "list"])
+        .current_dir(&folder)
+        .env_remove("RAMPART_DATA_DIR")
+        .env_remove("RAMPART_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).starts_with("error: no data directory at ./rampart-data"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
+
+    // `rampart init` creates one, once; then the commands work.
+    let created = r.ok(&["init"]);
+    assert!(created.contains("created the data directory"), "{created}");
+    assert!(dir.join("rampart.db").is_file());
+    assert!(r.ok(&["user", "list"]).contains("no users yet"));
+    let again = r.run(&["init"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("a data directory already exists"),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn a_damaged_database_page_refuses_the_start_and_says_how_to_restore() {
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    let r = Rampart::new(BIN);
+    for n in 0..60 {
+        r.ok(&["user", "add", &format!("user-{n:03}")]);
+    }
+    let server = r.serve();
+    assert!(server.terminate().0.success());
+    let db = r.data_dir().join("rampart.db");
+    let sqlite = |sql: &str| {
+        let out = Command::new("sqlite3").arg(&db).arg(sql).output().unwrap();
+        assert!(out.status.success(), "{sql}: {out:?}");
+        text(&out.stdout).trim().to_owned()
+    };
+    // Everything is in the main file, so the page written below is what SQLite reads.
+    sqlite("PRAGMA wal_checkpoint(TRUNCATE)");
+    assert_eq!(sqlite("PRAGMA quick_check"), "ok");
+    let page_size: u64 = sqlite("PRAGMA page_size").parse().unwrap();
+    let page_count: u64 = sqlite("PRAGMA page_count").parse().unwrap();
+    // A leaf page of the audit log near the middle of the file (pages are numbered from 1).
+    let pages: Vec<u64> = sqlite(
+        "SELECT pageno FROM dbstat WHERE name = 'audit_events' AND pagetype = 'leaf' ORDER BY pageno",
+    )
+    .lines()
+    .map(|l| l.parse().unwrap())
+    .collect();
+    let page = *pages
+        .iter()
+        .min_by_key(|p| p.abs_diff(page_count / 2))
+        .expect("the audit log spans several pages");
+    let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.seek(SeekFrom::Start((page - 1) * page_size)).unwrap();
+    file.write_all(&vec![0xa5; usize::try_from(page_size).unwrap()])
+        .unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    let check = Command::new("sqlite3")
+        .arg(&db)
+        .arg("PRAGMA quick_check")
+        .output()
+        .unwrap();
+    assert!(
+        text(&check.stdout).contains(&format!("Page {page}")),
+        "the garbage in page {page} is damage SQLite's quick check finds: {check:?}"
+    );
+
+    let stderr = refused_serve(&r);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(
+        stderr.contains(&format!("the database {} is damaged", db.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("restore it from your last backup")
+            && stderr.contains("Backup and restore"),
+        "{stderr}"
+    );
+    // An administration command that reads the damaged page gives the same advice.
+    let out = r.run(&["audit", "list", "--limit", "100000"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("restore it from your last backup"),
+        "{out:?}"
+    );
+}
