@@ -201,10 +201,10 @@ fn a_pending_second_factor_opens_nothing_and_cannot_switch_user() {
     });
 }
 
-const ALICE_PASSWORD: &str = "alice-correct-horse-42";
+pub(crate) const ALICE_PASSWORD: &str = "alice-correct-horse-42";
 
 /// `ssh` with a password answered through SSH_ASKPASS, from source address `from`.
-fn password_login(lab: &Lab, user: &str, password: &str, from: &str) -> Output {
+pub(crate) fn password_login(lab: &Lab, user: &str, password: &str, from: &str) -> Output {
     let dir = lab.r.scratch();
     let secret = dir.join("password");
     let askpass = dir.join("askpass-password.sh");

@@ -2,6 +2,7 @@
 //! and a damaged database refused at start.
 
 use super::BIN;
+use super::auth::{ALICE_PASSWORD, password_login};
 use super::ssh::{Lab, text};
 use rampart_testkit::{Rampart, require_tool};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -301,5 +302,66 @@ fn a_damaged_database_page_refuses_the_start_and_says_how_to_restore() {
     assert!(
         text(&out.stderr).contains("restore it from your last backup"),
         "{out:?}"
+    );
+}
+
+#[test]
+fn a_store_error_during_a_password_check_refuses_the_login_without_counting_toward_lockout() {
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    let Some(lab) = Lab::start() else { return };
+    let set_password = || {
+        lab.r.ok_with_stdin(
+            &["user", "password", "alice"],
+            format!("{ALICE_PASSWORD}\n").as_bytes(),
+        );
+    };
+    set_password();
+    // A stored hash the store cannot read back as text: every password check of alice's fails
+    // inside the store, while looking her up still works.
+    let db = lab.r.data_dir().join("rampart.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(".timeout 10000")
+        .arg("UPDATE users SET password_hash = X'00ff' WHERE name = 'alice'")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // More attempts with her right password than the lockout threshold (5), over SSH and web.
+    let client = lab.server.client();
+    let web_login = || {
+        client.request(
+            "POST",
+            "/api/v1/login",
+            &[],
+            Some(&serde_json::json!({ "username": "alice", "password": ALICE_PASSWORD })),
+        )
+    };
+    for _ in 0..6 {
+        let out = password_login(&lab, &lab.direct(), ALICE_PASSWORD, "127.0.0.1");
+        assert_eq!(out.status.code(), Some(255), "{out:?}");
+        let answer = web_login();
+        assert_eq!(answer.status, 500, "an internal failure: {}", answer.text());
+    }
+
+    // Repaired, she logs in at once: nothing was counted, nobody is locked.
+    set_password();
+    let alice = lab.r.json(&["user", "show", "alice"]);
+    assert!(alice["locked_until"].is_null(), "{alice}");
+    let ok = password_login(&lab, &lab.direct(), ALICE_PASSWORD, "127.0.0.1");
+    assert_eq!(text(&ok.stdout), "in\n", "{}", text(&ok.stderr));
+    assert_eq!(web_login().status, 200);
+    let events = lab.r.json(&["audit", "list", "--limit", "1000"]);
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        !kinds.contains(&"login_failed") && !kinds.contains(&"login_locked"),
+        "{kinds:?}"
     );
 }
