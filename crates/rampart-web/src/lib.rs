@@ -12,6 +12,7 @@ pub mod auth;
 mod download;
 pub mod error;
 pub mod openapi;
+pub mod paging;
 pub mod portal;
 pub mod routes;
 pub mod tls;

@@ -365,3 +365,148 @@ fn a_store_error_during_a_password_check_refuses_the_login_without_counting_towa
         "{kinds:?}"
     );
 }
+
+/// The peak resident memory of process `pid` (VmHWM), in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap()
+}
+
+/// An API token for `user` with `scope`: the `Authorization` header value.
+fn bearer(r: &Rampart, user: &str, scope: &str) -> String {
+    let created = r.json(&["token", "create", "--user", user, "--scope", scope]);
+    format!("Bearer {}", created["secret"].as_str().unwrap())
+}
+
+#[test]
+fn a_recording_download_is_streamed_not_read_into_the_servers_memory() {
+    let Some(lab) = Lab::start() else { return };
+    let out = lab.ssh(&lab.direct(), "echo recorded", b"");
+    assert!(out.status.success(), "{out:?}");
+    let session = lab.sessions()[0]["id"].as_str().unwrap().to_owned();
+    // 200 MiB of output after the real recording (the download does not verify it).
+    let cast = lab
+        .r
+        .data_dir()
+        .join("recordings")
+        .join(format!("{session}.cast"));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&cast)
+        .unwrap();
+    let line = format!("[1.0, \"o\", \"{}\"]\n", "x".repeat(1000));
+    let block = line.repeat(1024);
+    for _ in 0..200 {
+        file.write_all(block.as_bytes()).unwrap();
+    }
+    drop(file);
+    let size = std::fs::metadata(&cast).unwrap().len();
+    let token = bearer(&lab.r, "alice", "read");
+
+    let before = peak_kib(lab.server.pid());
+    let answer = lab.server.client().request(
+        "GET",
+        &format!("/api/v1/sessions/{session}/recording"),
+        &[("authorization", &token)],
+        None,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.body.len() as u64,
+        size,
+        "the whole recording arrives"
+    );
+    let grown = peak_kib(lab.server.pid()).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "the server's peak memory grew by {grown} KiB for a {size}-byte download"
+    );
+}
+
+#[test]
+fn every_api_list_is_paged_with_a_limit_and_a_cursor() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "admin", "--role", "admin"]);
+    for n in 0..7 {
+        r.ok(&["user", "add", &format!("user-{n}")]);
+        r.ok(&["group", "add", &format!("group-{n}")]);
+        r.ok(&["asset", "add", &format!("asset-{n}"), "--host", "127.0.0.1"]);
+    }
+    let token = bearer(&r, "admin", "admin");
+    let server = r.serve();
+    let client = server.client();
+    let get = |path: &str| {
+        let answer = client.request("GET", path, &[("authorization", &token)], None);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        answer
+    };
+    // Follows the cursor with pages of 3; returns every item's `field`, in order.
+    let walk = |path: &str, field: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let page = get(&format!(
+                "{path}{separator}limit=3{}",
+                cursor
+                    .as_deref()
+                    .map(|c| format!("&cursor={c}"))
+                    .unwrap_or_default()
+            ));
+            let items = page.json();
+            let items = items.as_array().unwrap();
+            assert!(items.len() <= 3, "{path}: a page of {}", items.len());
+            seen.extend(items.iter().map(|i| i[field].to_string()));
+            match page.header("x-next-cursor") {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return seen,
+            }
+        }
+        panic!("{path}: the cursor never ends");
+    };
+    for (path, field, at_least) in [
+        ("/api/v1/users", "name", 8),
+        ("/api/v1/groups", "name", 7),
+        ("/api/v1/assets", "name", 7),
+        ("/api/v1/audit/events", "seq", 22),
+        ("/api/v1/tokens", "id", 1),
+    ] {
+        let all = walk(path, field);
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            all.len(),
+            "{path}: an item came twice: {all:?}"
+        );
+        assert!(all.len() >= at_least, "{path}: {all:?}");
+        // One request without a limit holds them all here (the default page is 500).
+        let whole = get(path).json();
+        assert_eq!(whole.as_array().unwrap().len(), all.len(), "{path}");
+    }
+    // The export comes in pages too, oldest first, each audited.
+    let first = get("/api/v1/audit/export?limit=5");
+    assert_eq!(first.text().lines().count(), 5);
+    let next = first.header("x-next-cursor").unwrap().to_owned();
+    let second = get(&format!("/api/v1/audit/export?limit=5&cursor={next}"));
+    let seq = |text: &str| -> i64 {
+        serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()["seq"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(seq(&second.text()), next.parse::<i64>().unwrap() + 1);
+    // A limit beyond the most is cut to it; 0 is refused.
+    let zero = client.request(
+        "GET",
+        "/api/v1/users?limit=0",
+        &[("authorization", &token)],
+        None,
+    );
+    assert_eq!(zero.status, 400);
+}
