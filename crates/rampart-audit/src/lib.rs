@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod recording;
 pub mod scp;
 pub mod sftp;

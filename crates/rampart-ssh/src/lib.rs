@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod live;
 mod login;
 mod menu;

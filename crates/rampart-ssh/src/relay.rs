@@ -1093,3 +1093,40 @@ async fn pump(
 fn signal_text(signal: &Sig) -> String {
     format!("{signal:?}")
 }
+
+#[cfg(test)]
+mod env_bounds {
+    use super::*;
+
+    #[test]
+    fn environment_before_a_session_is_bounded_in_count_and_size() {
+        let mut env = Vec::new();
+        let kept = (0..1000)
+            .filter(|n| remember_env(&mut env, format!("LC_FLOOD_{n}"), "x".into()))
+            .count();
+        assert_eq!(kept, MAX_ENV_VARIABLES);
+        assert_eq!(env.len(), MAX_ENV_VARIABLES);
+        // A name sent again replaces its value and takes no new room.
+        assert!(remember_env(&mut env, "LC_FLOOD_0".into(), "y".into()));
+        assert_eq!(env.len(), MAX_ENV_VARIABLES);
+        // Too large a value or too long a name is refused, as is a name not allowed at all.
+        let mut fresh = Vec::new();
+        assert!(!remember_env(
+            &mut fresh,
+            "LANG".into(),
+            "v".repeat(MAX_ENV_VALUE_BYTES + 1)
+        ));
+        assert!(!remember_env(
+            &mut fresh,
+            format!("LC_{}", "N".repeat(MAX_ENV_NAME_BYTES)),
+            "v".into()
+        ));
+        assert!(!remember_env(
+            &mut fresh,
+            "LD_PRELOAD".into(),
+            "/tmp/x.so".into()
+        ));
+        assert!(remember_env(&mut fresh, "LANG".into(), "C.UTF-8".into()));
+        assert_eq!(fresh, [("LANG".to_owned(), "C.UTF-8".to_owned())]);
+    }
+}

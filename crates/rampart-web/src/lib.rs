@@ -11,6 +11,8 @@ pub mod api;
 pub mod auth;
 mod download;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod openapi;
 pub mod paging;
 pub mod portal;
