@@ -15,6 +15,8 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod live;
 pub mod recording;
 pub mod scp;

@@ -12,6 +12,8 @@
 
 pub mod admission;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod live;
 mod login;
 mod menu;
@@ -116,10 +118,13 @@ pub enum GatewayError {
 
 impl Gateway {
     /// Prepares the gateway with the node's host key and audit key, and seals the recordings a
-    /// crash left open (returning their sessions, so the caller can close their records).
+    /// crash left open (returning their sessions, so the caller can close their records). Only
+    /// the holder of the data directory's serve lock may do that: another server's live
+    /// recordings look the same.
     pub fn new(
         store: Arc<Store>,
         settings: GatewaySettings,
+        _held: &rampart_store::ServeLock,
     ) -> Result<(Self, Vec<rampart_audit::SealedRecording>), GatewayError> {
         let dir = store.data_dir().clone();
         let host_key = load_key(&dir.host_key_path())?;

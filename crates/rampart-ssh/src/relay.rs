@@ -124,6 +124,30 @@ fn env_allowed(name: &str) -> bool {
     matches!(name, "LANG" | "LANGUAGE" | "TZ") || name.starts_with("LC_")
 }
 
+/// What one session keeps of the environment a client sends before it starts: the requests
+/// come before anything is authorized, so their number and size are bounded. Beyond the bounds
+/// a request is refused like a forbidden name.
+const MAX_ENV_VARIABLES: usize = 32;
+const MAX_ENV_NAME_BYTES: usize = 64;
+const MAX_ENV_VALUE_BYTES: usize = 1024;
+
+/// Keeps an allowed variable if it fits the bounds (a name sent again replaces its value).
+/// Returns whether it was kept.
+fn remember_env(env: &mut Vec<(String, String)>, name: String, value: String) -> bool {
+    if !env_allowed(&name) || name.len() > MAX_ENV_NAME_BYTES || value.len() > MAX_ENV_VALUE_BYTES {
+        return false;
+    }
+    if let Some(slot) = env.iter_mut().find(|(known, _)| *known == name) {
+        slot.1 = value;
+        return true;
+    }
+    if env.len() >= MAX_ENV_VARIABLES {
+        return false;
+    }
+    env.push((name, value));
+    true
+}
+
 /// Where recordings go, the key that seals them, and how they are written.
 #[derive(Clone)]
 pub struct Evidence {
@@ -386,10 +410,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
                 variable_name,
                 variable_value,
             } => {
-                let allowed = env_allowed(&variable_name);
-                if allowed {
-                    env.push((variable_name, variable_value));
-                }
+                let allowed = remember_env(&mut env, variable_name, variable_value);
                 if want_reply {
                     let _ = if allowed {
                         handle.channel_success(id).await
@@ -881,7 +902,13 @@ async fn open_target_channel(
             return Err(fail_recorded(err.to_string()).await);
         }
     };
-    let channel = match connection.handle.channel_open_session().await {
+    let opening = tokio::time::timeout(
+        TARGET_ANSWER_TIMEOUT,
+        connection.handle.channel_open_session(),
+    )
+    .await
+    .unwrap_or(Err(russh::Error::ConnectionTimeout));
+    let channel = match opening {
         Ok(channel) => channel,
         Err(err) => {
             return Err(fail_recorded(format!(
@@ -891,7 +918,13 @@ async fn open_target_channel(
         }
     };
     let mut channel = channel;
-    match replay(&mut channel, start, pty, env).await {
+    // Meanwhile the user's messages wait in the channel's bounded queue: the target gets a
+    // deadline to answer, not forever.
+    let answered =
+        tokio::time::timeout(TARGET_ANSWER_TIMEOUT, replay(&mut channel, start, pty, env))
+            .await
+            .unwrap_or_else(|_| Err(ReplayError::Timeout));
+    match answered {
         Ok(Some(early)) => Ok(Opened {
             account: resolved.account_ref(),
             channel,
@@ -935,6 +968,21 @@ async fn target_connection(
     Ok(connection)
 }
 
+/// How long the target has to answer the start request.
+const TARGET_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// What the target may send before it answers the start request, kept to pass on after.
+const MAX_EARLY_MESSAGES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+    #[error("no answer within {} s", TARGET_ANSWER_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("more than {MAX_EARLY_MESSAGES} messages before it answered the request")]
+    TooEarly,
+}
+
 /// Replays the user's requests on the target channel and waits for the answer to the start
 /// request. Returns `None` if the target refused it, else whatever the target sent meanwhile.
 async fn replay(
@@ -942,7 +990,7 @@ async fn replay(
     start: &Start,
     pty: Option<&PtyRequest>,
     env: &[(String, String)],
-) -> Result<Option<Vec<ChannelMsg>>, russh::Error> {
+) -> Result<Option<Vec<ChannelMsg>>, ReplayError> {
     if let Some(pty) = pty {
         channel
             .request_pty(
@@ -974,6 +1022,7 @@ async fn replay(
             Some(ChannelMsg::Success) => return Ok(Some(early)),
             Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => return Ok(None),
             Some(ChannelMsg::WindowAdjusted { .. }) => {}
+            Some(_) if early.len() >= MAX_EARLY_MESSAGES => return Err(ReplayError::TooEarly),
             Some(other) => early.push(other),
         }
     }
@@ -1284,5 +1333,42 @@ mod tests {
         .join();
         assert!(slot.is_poisoned());
         assert!(with_slot(&slot, |n| *n + 1).is_err());
+    }
+}
+
+#[cfg(test)]
+mod env_bounds {
+    use super::*;
+
+    #[test]
+    fn environment_before_a_session_is_bounded_in_count_and_size() {
+        let mut env = Vec::new();
+        let kept = (0..1000)
+            .filter(|n| remember_env(&mut env, format!("LC_FLOOD_{n}"), "x".into()))
+            .count();
+        assert_eq!(kept, MAX_ENV_VARIABLES);
+        assert_eq!(env.len(), MAX_ENV_VARIABLES);
+        // A name sent again replaces its value and takes no new room.
+        assert!(remember_env(&mut env, "LC_FLOOD_0".into(), "y".into()));
+        assert_eq!(env.len(), MAX_ENV_VARIABLES);
+        // Too large a value or too long a name is refused, as is a name not allowed at all.
+        let mut fresh = Vec::new();
+        assert!(!remember_env(
+            &mut fresh,
+            "LANG".into(),
+            "v".repeat(MAX_ENV_VALUE_BYTES + 1)
+        ));
+        assert!(!remember_env(
+            &mut fresh,
+            format!("LC_{}", "N".repeat(MAX_ENV_NAME_BYTES)),
+            "v".into()
+        ));
+        assert!(!remember_env(
+            &mut fresh,
+            "LD_PRELOAD".into(),
+            "/tmp/x.so".into()
+        ));
+        assert!(remember_env(&mut fresh, "LANG".into(), "C.UTF-8".into()));
+        assert_eq!(fresh, [("LANG".to_owned(), "C.UTF-8".to_owned())]);
     }
 }

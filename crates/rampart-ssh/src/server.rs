@@ -10,7 +10,7 @@ use crate::target::TargetHostKeys;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
-use rampart_store::{LoginAttempt, Store, TotpCheck};
+use rampart_store::{ErrorKind, LoginAttempt, Store, TotpCheck};
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
@@ -203,11 +203,20 @@ impl Connection {
     }
 
     /// The user named by `login` if they exist (enabled or not), and the target it names.
-    async fn lookup(&self, login: &str) -> (Option<User>, Option<TargetSpec>) {
+    /// The user and target a login name names. `Err` when the store cannot answer: the attempt
+    /// is then refused as our failure, never counted toward anyone's lockout.
+    async fn lookup(&self, login: &str) -> Result<(Option<User>, Option<TargetSpec>), ()> {
         let Ok(login) = LoginName::parse(login) else {
-            return (None, None);
+            return Ok((None, None));
         };
-        (self.store.user(&login.user).await.ok(), Some(login.target))
+        match self.store.user(&login.user).await {
+            Ok(user) => Ok((Some(user), Some(login.target))),
+            Err(err) if err.kind() == ErrorKind::Client => Ok((None, Some(login.target))),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot look up a user; refusing a login");
+                Err(())
+            }
+        }
     }
 
     /// Whether an attempt with `factor` for `user` from this connection's address may be
@@ -408,7 +417,9 @@ impl server::Handler for Connection {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // An offer is not a credential (A4): it only tells the client whether to sign.
-        let (user, _) = self.lookup(login).await;
+        let Ok((user, _)) = self.lookup(login).await else {
+            return Ok(Auth::reject());
+        };
         let usable = match &user {
             Some(user) => !user.disabled && Self::has_key(user, offer.public_key),
             None => false,
@@ -434,7 +445,9 @@ impl server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         // russh calls this only after the signature verified, for the key that signed (A5).
-        let (user, target) = self.lookup(login).await;
+        let Ok((user, target)) = self.lookup(login).await else {
+            return Ok(Auth::reject());
+        };
         if self.inherited.is_some() {
             return Ok(Auth::reject());
         }
@@ -465,7 +478,9 @@ impl server::Handler for Connection {
 
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         // Only users with a password set may use one; everyone else has keys.
-        let (user, target) = self.lookup(login).await;
+        let Ok((user, target)) = self.lookup(login).await else {
+            return Ok(Auth::reject());
+        };
         if self.inherited.is_some()
             || !self
                 .admitted(login, user.as_ref(), LoginFactor::Password, "password")
@@ -475,11 +490,16 @@ impl server::Handler for Connection {
         }
         let password = SecretString::from(password.to_owned());
         let matches = match &user {
-            Some(user) if !user.disabled && user.has_password => self
-                .store
-                .check_user_password(&user.name, &password)
-                .await
-                .unwrap_or(false),
+            Some(user) if !user.disabled && user.has_password => {
+                match self.store.check_user_password(&user.name, &password).await {
+                    Ok(matches) => matches,
+                    Err(err) => {
+                        // Our failure, not a wrong password: refused, and not counted.
+                        tracing::error!(error = %err, "cannot check a password; refusing a login");
+                        return Ok(Auth::reject());
+                    }
+                }
+            }
             // Unknown users cost the same Argon2 work as known ones, so timing tells nothing.
             _ => {
                 rampart_store::burn_password_check(&password).await;
@@ -544,10 +564,12 @@ impl server::Handler for Connection {
                     )
                     .await)
             }
-            other => {
-                if let Err(err) = &other {
-                    tracing::error!(error = %err, "cannot check a TOTP code");
-                }
+            Err(err) => {
+                // Our failure, not a wrong code: refused, and not counted.
+                tracing::error!(error = %err, "cannot check a TOTP code; refusing a login");
+                Ok(Auth::reject())
+            }
+            Ok(other) => {
                 tracing::info!(user = %pending.user.name, result = ?other, "second factor refused");
                 self.failed(login, Some(&pending.user), pending.factor, "totp")
                     .await;

@@ -47,10 +47,14 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
     let dir = tempfile::tempdir().unwrap();
     let (target_key, target_pub) = ssh_keygen(dir.path(), "target", "ed25519", "");
     let target = SshTarget::start(&target_pub).unwrap();
-    let (store, _) = Store::open(&StoreOptions {
-        data_dir: dir.path().join("data"),
-        master_key: MasterKeySource::DataDir,
-    })
+    let serve_lock = rampart_store::ServeLock::acquire(&dir.path().join("data")).unwrap();
+    let (store, _) = Store::open_for_serving(
+        &StoreOptions {
+            data_dir: dir.path().join("data"),
+            master_key: MasterKeySource::DataDir,
+        },
+        &serve_lock,
+    )
     .await
     .unwrap();
     let actor = Actor::System;
@@ -87,7 +91,8 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
         .await
         .unwrap();
     let store = Arc::new(store);
-    let (gateway, _) = Gateway::new(store.clone(), GatewaySettings::default()).unwrap();
+    let (gateway, _) =
+        Gateway::new(store.clone(), GatewaySettings::default(), &serve_lock).unwrap();
     let request = TerminalRequest {
         user: alice.clone(),
         mfa: false,

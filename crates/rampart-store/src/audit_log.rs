@@ -316,6 +316,18 @@ impl Store {
         filter: &AuditFilter,
         limit: Option<u32>,
     ) -> Result<Vec<AuditRecord>> {
+        let limit = limit.unwrap_or(u32::MAX);
+        Ok(self.audit_events_page(filter, None, limit).await?.items)
+    }
+
+    /// One page of [`Store::matching_audit_events`]: the newest `limit` matching events before
+    /// sequence number `before` (the `next` of the previous page), oldest first.
+    pub async fn audit_events_page(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<crate::Page<AuditRecord>> {
         // Times are stored as RFC 3339 text with a variable fraction: compare whole seconds in
         // SQL (one second wider at each end), then exactly.
         let second = |at: OffsetDateTime| {
@@ -328,7 +340,7 @@ impl Store {
                     serde_json::to_string(&actor)
                         .map_err(|err| crate::StoreError::Corrupt(err.to_string()))?,
                 ),
-                None => return Ok(Vec::new()),
+                None => return Ok(crate::Page::new(Vec::new(), 0, limit, None::<i64>)),
             },
             None => None,
         };
@@ -337,6 +349,7 @@ impl Store {
              WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
              AND ($3 IS NULL OR instr(event, $3) > 0) \
              AND ($4 IS NULL OR substr(at, 1, 19) >= $4) AND ($5 IS NULL OR substr(at, 1, 19) <= $5) \
+             AND ($7 IS NULL OR seq < $7) \
              ORDER BY seq DESC LIMIT $6) ORDER BY seq",
         )
         .bind(filter.kind.as_deref())
@@ -344,10 +357,16 @@ impl Store {
         .bind(filter.contains.as_deref())
         .bind(filter.since.map(second))
         .bind(filter.until.map(second))
-        .bind(limit.map_or(-1, i64::from))
+        .bind(i64::from(limit))
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         let mut records = Vec::with_capacity(rows.len());
+        // Oldest first: the page continues before its first row.
+        let first = rows
+            .first()
+            .map(|row| row.try_get::<i64, _>("seq"))
+            .transpose()?;
         for row in &rows {
             let record = record_from_row(row)?;
             if filter.since.is_some() || filter.until.is_some() {
@@ -359,7 +378,46 @@ impl Store {
             }
             records.push(record);
         }
-        Ok(records)
+        Ok(crate::Page::new(records, rows.len(), limit, first))
+    }
+
+    /// The events after sequence number `after` between `filter`'s times (its other parts are
+    /// ignored), oldest first, at most `limit`: the export's pages, which continue after the
+    /// last event read.
+    pub async fn audit_export_page(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: u32,
+    ) -> Result<crate::Page<AuditRecord>> {
+        let second = |at: OffsetDateTime| {
+            let text = time_text(at);
+            text.get(..19).map(str::to_owned).unwrap_or(text)
+        };
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+             WHERE seq > $1 AND ($2 IS NULL OR substr(at, 1, 19) >= $2) \
+             AND ($3 IS NULL OR substr(at, 1, 19) <= $3) ORDER BY seq LIMIT $4",
+        )
+        .bind(after)
+        .bind(filter.since.map(second))
+        .bind(filter.until.map(second))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for row in &rows {
+            let record = record_from_row(row)?;
+            last = Some(record.seq);
+            let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
+                .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
+            if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
+                continue;
+            }
+            records.push(record);
+        }
+        Ok(crate::Page::new(records, rows.len(), limit, last))
     }
 
     /// The newest `limit` events, oldest first.

@@ -1,7 +1,10 @@
 //! The command log: commands typed in interactive shells, each with its audit event.
 
 use crate::rows::{self, new_id, now, time_text};
-use crate::{Result, Store, audit_log};
+use crate::{Page, Result, Store, audit_log};
+
+/// Rows read from the command log at a time.
+const BATCH: u32 = 500;
 use rampart_core::CommandRecord;
 use rampart_core::audit::{Actor, AuditEvent};
 use time::OffsetDateTime;
@@ -57,31 +60,83 @@ impl Store {
         Ok(())
     }
 
-    /// Commands matching `filter`, oldest first.
+    /// Commands matching `filter`, oldest first (every one: for the command line).
     pub async fn commands(&self, filter: &CommandFilter) -> Result<Vec<CommandRecord>> {
-        let rows = sqlx::query(
-            "SELECT session_id, at, user_name, asset_name, account_login, command FROM commands \
-             WHERE ($1 IS NULL OR user_name = $1) AND ($2 IS NULL OR asset_name = $2) ORDER BY at, id",
-        )
-        .bind(filter.user.as_deref())
-        .bind(filter.asset.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut records = Vec::new();
-        for row in &rows {
-            let at = rows::time(row, "at")?;
-            if filter.since.is_some_and(|since| at < since) {
-                continue;
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .commands_page(filter, cursor, BATCH, &|_: &CommandRecord| true)
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
             }
-            records.push(CommandRecord {
-                session: rows::uuid(row, "session_id")?,
-                at,
-                user: rows::text(row, "user_name")?,
-                asset: rows::text(row, "asset_name")?,
-                account: rows::text(row, "account_login")?,
-                command: rows::text(row, "command")?,
-            });
         }
-        Ok(records)
+    }
+
+    /// At most `limit` commands matching `filter` and `matches`, oldest first, after `cursor`
+    /// (the `next` of the previous page). The user, asset and time are filtered in SQL; the
+    /// rest (`matches`, a regular expression for example) is applied batch by batch, so a
+    /// search holds one batch and its answer, never the whole log.
+    pub async fn commands_page(
+        &self,
+        filter: &CommandFilter,
+        cursor: Option<String>,
+        limit: u32,
+        matches: &(dyn Fn(&CommandRecord) -> bool + Sync),
+    ) -> Result<Page<CommandRecord>> {
+        let second = |at: OffsetDateTime| {
+            let text = time_text(at);
+            text.get(..19).map(str::to_owned).unwrap_or(text)
+        };
+        let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut found = Vec::new();
+        let mut after = cursor;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, session_id, at, user_name, asset_name, account_login, command FROM commands \
+                 WHERE ($1 IS NULL OR user_name = $1) AND ($2 IS NULL OR asset_name = $2) \
+                 AND ($3 IS NULL OR substr(at, 1, 19) >= $3) \
+                 AND ($4 IS NULL OR (at, id) > (SELECT at, id FROM commands WHERE id = $4)) \
+                 ORDER BY at, id LIMIT $5",
+            )
+            .bind(filter.user.as_deref())
+            .bind(filter.asset.as_deref())
+            .bind(filter.since.map(second))
+            .bind(after.as_deref())
+            .bind(i64::from(BATCH))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                let id = rows::text(row, "id")?;
+                let record = CommandRecord {
+                    session: rows::uuid(row, "session_id")?,
+                    at: rows::time(row, "at")?,
+                    user: rows::text(row, "user_name")?,
+                    asset: rows::text(row, "asset_name")?,
+                    account: rows::text(row, "account_login")?,
+                    command: rows::text(row, "command")?,
+                };
+                let exact = filter.since.is_none_or(|since| record.at >= since);
+                if exact && matches(&record) {
+                    found.push(record);
+                }
+                if found.len() >= wanted {
+                    return Ok(Page {
+                        items: found,
+                        next: Some(id),
+                    });
+                }
+                after = Some(id);
+            }
+            if u32::try_from(rows.len()).is_ok_and(|read| read < BATCH) {
+                return Ok(Page {
+                    items: found,
+                    next: None,
+                });
+            }
+        }
     }
 }

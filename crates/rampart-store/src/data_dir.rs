@@ -4,6 +4,7 @@
 //! rampart-data/            mode 0700
 //!   rampart.db (+ -wal, -shm)   the SQLite store
 //!   rampart.lock               serializes initialisation between processes (server and CLI)
+//!   serve.lock                 held (flock) by the one `rampart serve` for its lifetime; its PID
 //!   keys/                      mode 0700, every file 0600
 //!     vault-master.key         the vault master key, unless supplied by file or environment
 //!     vault-master.key.next    only while a key rotation is in progress
@@ -14,8 +15,8 @@
 //! ```
 
 use crate::StoreError;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -31,26 +32,86 @@ pub struct DataDirLock {
     _file: File,
 }
 
+/// Held by `rampart serve` for its whole life: one server per data directory. Crash recovery
+/// (sealing interrupted recordings, closing sessions left live) asks for it, so it can only run
+/// in the process that owns the directory.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: File,
+}
+
+impl ServeLock {
+    /// Creates `root` (mode 0700) if it is missing and takes its serve lock without waiting. If
+    /// another process holds it, fails with that process's PID before anything else is touched.
+    pub fn acquire(root: &Path) -> Result<Self, StoreError> {
+        create_root(root)?;
+        let path = root.join("serve.lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| io_error(&path, "cannot open", &err))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                // The holder writes its PID right after locking; at worst we read it empty.
+                let mut text = String::new();
+                let pid = file
+                    .take(32)
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse::<u32>().ok());
+                return Err(StoreError::InUse {
+                    path: root.to_path_buf(),
+                    pid,
+                });
+            }
+            Err(TryLockError::Error(err)) => return Err(io_error(&path, "cannot lock", &err)),
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(|err| io_error(&path, "cannot write", &err))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Creates the data directory itself (mode 0700) if it is missing; only `serve` and `init` do.
+fn create_root(root: &Path) -> Result<(), StoreError> {
+    match fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(StoreError::DataDir(format!(
+            "{} exists and is not a directory",
+            root.display()
+        ))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|err| io_error(root, "cannot create", &err)),
+        Err(err) => Err(io_error(root, "cannot read", &err)),
+    }
+}
+
 impl DataDir {
-    /// Creates the directory (mode 0700) if it is missing. Returns whether it was created.
-    pub fn prepare(root: &Path) -> Result<(Self, bool), StoreError> {
-        let created = match fs::metadata(root) {
-            Ok(meta) if meta.is_dir() => false,
-            Ok(_) => {
-                return Err(StoreError::DataDir(format!(
-                    "{} exists and is not a directory",
-                    root.display()
-                )));
-            }
-            Err(_) => {
-                DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(root)
-                    .map_err(|err| io_error(root, "cannot create", &err))?;
-                true
-            }
-        };
+    /// Whether `root` holds a data directory (its database exists).
+    pub fn exists(root: &Path) -> bool {
+        root.join("rampart.db").is_file()
+    }
+
+    /// Opens the data directory at `root`. With `create`, makes it (mode 0700) and its
+    /// subdirectories if missing; without, a missing one is [`StoreError::NoDataDir`] and
+    /// nothing is created. Returns whether it was new (it had no database).
+    pub fn prepare(root: &Path, create: bool) -> Result<(Self, bool), StoreError> {
+        let created = !Self::exists(root);
+        if created && !create {
+            return Err(StoreError::NoDataDir(root.to_path_buf()));
+        }
+        create_root(root)?;
         let dir = Self {
             root: root.to_path_buf(),
         };

@@ -33,7 +33,7 @@ pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
-pub use data_dir::{DataDir, write_new_secret_file};
+pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use explain::{AccessReport, ExplainQuery, GrantReport, RulesReport};
 pub use grants::{GrantInput, NewGrant};
 pub use login_controls::{LoginAttempt, UserLock};
@@ -72,7 +72,22 @@ pub enum StoreError {
     Vault(#[from] VaultError),
     #[error("data directory: {0}")]
     DataDir(String),
-    #[error("database: {0}")]
+    #[error(
+        "no data directory at {}: create one with `rampart init` (or `rampart serve`, which \
+         creates it on first start), or point --data-dir at the existing one",
+        .0.display()
+    )]
+    NoDataDir(PathBuf),
+    #[error(
+        "the data directory {} is in use by another rampart serve ({}): one server per data \
+         directory; stop that one first or use another --data-dir",
+        path.display(),
+        pid.map_or_else(|| "PID unknown".to_owned(), |pid| format!("PID {pid}"))
+    )]
+    InUse { path: PathBuf, pid: Option<u32> },
+    #[error("the database {} is damaged ({detail}); {RESTORE_HINT}", path.display())]
+    Damaged { path: PathBuf, detail: String },
+    #[error("database: {}", describe_database_error(.0))]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -113,11 +128,55 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What an operator does about a damaged database (README, "Backup and restore").
+const RESTORE_HINT: &str = "stop every rampart process, move the data directory aside and \
+    restore it from your last backup (README: \"Backup and restore\")";
+
+/// SQLite's result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB (extended codes
+/// keep the primary code in their low byte).
+fn is_damage(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 11 | 26))
+}
+
+/// An administration command does not run the full integrity check `serve` runs at start; a
+/// damaged page it meets still tells the operator what to do.
+fn describe_database_error(err: &sqlx::Error) -> String {
+    if is_damage(err) {
+        format!("{err}: the database file is damaged; {RESTORE_HINT}")
+    } else {
+        err.to_string()
+    }
+}
+
 /// Where the store lives and where its master key comes from.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub data_dir: PathBuf,
     pub master_key: MasterKeySource,
+}
+
+/// One page of a listing: at most the asked number of items, and the cursor that continues
+/// after them when the page was full (the next page may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// `read` rows were read for a page of `limit`; `last` is the key of the last one read.
+    pub(crate) fn new(items: Vec<T>, read: usize, limit: u32, last: Option<impl ToString>) -> Self {
+        let full = u32::try_from(read).is_ok_and(|read| read >= limit) && limit > 0;
+        Self {
+            items,
+            next: last.filter(|_| full).map(|key| key.to_string()),
+        }
+    }
 }
 
 /// What opening the store had to create: the server tells a first-time operator about it.
@@ -140,10 +199,34 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (and on first use creates) the data directory, its keys and its database, and
-    /// brings the schema up to date.
-    pub async fn open(options: &StoreOptions) -> Result<(Self, OpenReport)> {
-        let (data_dir, created_data_dir) = DataDir::prepare(&options.data_dir)?;
+    /// Opens an existing data directory and brings its schema up to date; a missing one is
+    /// [`StoreError::NoDataDir`] and nothing is created (the administration commands).
+    pub async fn open_existing(options: &StoreOptions) -> Result<(Self, OpenReport)> {
+        Self::open_with(options, false, false).await
+    }
+
+    /// Opens the data directory, creating it, its keys and its database if missing
+    /// (`rampart init`).
+    pub async fn create_or_open(options: &StoreOptions) -> Result<(Self, OpenReport)> {
+        Self::open_with(options, true, false).await
+    }
+
+    /// Opens the data directory for the server that holds its [`ServeLock`], creating it on
+    /// first start. Before the schema is touched, SQLite's quick check reads every page: a
+    /// damaged database is [`StoreError::Damaged`] and is not served.
+    pub async fn open_for_serving(
+        options: &StoreOptions,
+        _held: &ServeLock,
+    ) -> Result<(Self, OpenReport)> {
+        Self::open_with(options, true, true).await
+    }
+
+    async fn open_with(
+        options: &StoreOptions,
+        create: bool,
+        check_integrity: bool,
+    ) -> Result<(Self, OpenReport)> {
+        let (data_dir, created_data_dir) = DataDir::prepare(&options.data_dir, create)?;
         let _lock = data_dir.lock()?;
         let mut report = OpenReport {
             created_data_dir,
@@ -157,8 +240,12 @@ impl Store {
 
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(connect_options(&data_dir.database_path()))
-            .await?;
+            .connect_with(connect_options(&data_dir.database_path()).create_if_missing(create))
+            .await
+            .map_err(|err| damaged_or(&data_dir, err))?;
+        if check_integrity && !created_data_dir {
+            quick_check(&pool, &data_dir).await?;
+        }
         migrations::run(&pool).await?;
         data_dir.restrict_database_files()?;
         let store = Self {
@@ -229,6 +316,34 @@ impl Store {
                 Ok(true)
             }
         }
+    }
+}
+
+/// SQLite's `quick_check`: every page of every table and index is read and its structure
+/// checked (not the index contents against the tables, which is `integrity_check` and much
+/// slower). Any answer other than `ok` is damage.
+async fn quick_check(pool: &SqlitePool, data_dir: &DataDir) -> Result<()> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+        .fetch_all(pool)
+        .await
+        .map_err(|err| damaged_or(data_dir, err))?;
+    if problems.iter().all(|line| line == "ok") {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        path: data_dir.database_path(),
+        detail: format!("quick_check: {}", problems.join("; ")),
+    })
+}
+
+fn damaged_or(data_dir: &DataDir, err: sqlx::Error) -> StoreError {
+    if is_damage(&err) {
+        StoreError::Damaged {
+            path: data_dir.database_path(),
+            detail: err.to_string(),
+        }
+    } else {
+        StoreError::Database(err)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Session records: one row per use of a grant, written by the gateways.
 
 use crate::rows::{self, now, time_text};
-use crate::{Result, Store, StoreError, audit_log};
+use crate::{Page, Result, Store, StoreError, audit_log};
 use rampart_core::Session;
 use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use sqlx::Row;
@@ -104,9 +104,11 @@ impl Store {
 
     /// Ends every session still marked live, with `reason` and the recording `recording_of`
     /// finds for it (sealed at this start). Called at start: a session cannot outlive the
-    /// process that carried it. (One node per data directory.)
+    /// process that carried it. Only the server holding the data directory's
+    /// [`ServeLock`](crate::ServeLock) may: another process would end sessions that are live.
     pub async fn end_live_sessions(
         &self,
+        _held: &crate::ServeLock,
         reason: &str,
         recording_of: impl Fn(Uuid) -> Option<RecordingAnchor>,
     ) -> Result<Vec<Uuid>> {
@@ -262,6 +264,17 @@ impl Store {
     /// The newest `limit` sessions that match `filter`, newest first; filtered in SQL, so a
     /// search reads only what it returns.
     pub async fn find_sessions(&self, filter: &SessionFilter, limit: u32) -> Result<Vec<Session>> {
+        Ok(self.find_sessions_page(filter, None, limit).await?.items)
+    }
+
+    /// One page of [`Store::find_sessions`]: the sessions after `cursor` (the `next` of the
+    /// previous page) in the same order. `next` is set when the page is full.
+    pub async fn find_sessions_page(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Page<Session>> {
         // Start times are RFC 3339 text with a variable fraction: compare whole seconds in SQL
         // (one second wider at each end), then exactly.
         let second = |at: OffsetDateTime| {
@@ -275,6 +288,7 @@ impl Store {
              AND ($3 IS NULL OR asset_name = $3) \
              AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
              AND ($5 IS NULL OR substr(started_at, 1, 19) <= $5) \
+             AND ($7 IS NULL OR (started_at, id) < (SELECT started_at, id FROM sessions WHERE id = $7)) \
              ORDER BY started_at DESC, id DESC LIMIT $6",
         )
         .bind(filter.live_only)
@@ -283,11 +297,14 @@ impl Store {
         .bind(filter.since.map(second))
         .bind(filter.until.map(second))
         .bind(i64::from(limit))
+        .bind(cursor.map(|id| id.to_string()))
         .fetch_all(&self.pool)
         .await?;
         let mut sessions = Vec::with_capacity(rows.len());
+        let mut last = None;
         for row in &rows {
             let session = session_from_row(row)?;
+            last = Some(session.id);
             if filter.since.is_some_and(|s| session.started_at < s)
                 || filter.until.is_some_and(|u| session.started_at >= u)
             {
@@ -295,7 +312,7 @@ impl Store {
             }
             sessions.push(session);
         }
-        Ok(sessions)
+        Ok(Page::new(sessions, rows.len(), limit, last))
     }
 
     pub async fn session(&self, id: Uuid) -> Result<Session> {

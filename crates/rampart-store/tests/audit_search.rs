@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 #[tokio::test]
 async fn searches_filter_by_kind_actor_text_and_time_and_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(&StoreOptions {
+    let (store, _) = Store::create_or_open(&StoreOptions {
         data_dir: dir.path().join("data"),
         master_key: MasterKeySource::DataDir,
     })
@@ -90,7 +90,7 @@ async fn searches_filter_by_kind_actor_text_and_time_and_keep_the_newest() {
 async fn session_searches_filter_in_the_store_and_keep_the_newest() {
     use rampart_store::{NewSession, SessionEnd, SessionFilter, new_session_id};
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(&StoreOptions {
+    let (store, _) = Store::create_or_open(&StoreOptions {
         data_dir: dir.path().join("data"),
         master_key: MasterKeySource::DataDir,
     })

@@ -26,7 +26,7 @@ async fn store(dir: &Path) -> Store {
         data_dir: dir.join("data"),
         master_key: MasterKeySource::DataDir,
     };
-    Store::open(&options).await.unwrap().0
+    Store::create_or_open(&options).await.unwrap().0
 }
 
 fn name(text: &str) -> Name {

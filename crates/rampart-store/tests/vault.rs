@@ -19,7 +19,7 @@ async fn store(dir: &std::path::Path) -> Store {
         data_dir: dir.join("data"),
         master_key: MasterKeySource::DataDir,
     };
-    Store::open(&options).await.unwrap().0
+    Store::create_or_open(&options).await.unwrap().0
 }
 
 async fn add_accounts(store: &Store, secrets: &[(&str, &str)]) {

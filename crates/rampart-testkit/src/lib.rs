@@ -107,15 +107,27 @@ pub struct Rampart {
     bin: PathBuf,
     tmp: tempfile::TempDir,
     extra: Vec<String>,
+    auto_init: bool,
 }
 
 impl Rampart {
-    /// `bin` is the test crate's `env!("CARGO_BIN_EXE_rampart")`.
+    /// `bin` is the test crate's `env!("CARGO_BIN_EXE_rampart")`. The first administration
+    /// command on the still missing data directory runs `rampart init` before it, as an operator
+    /// would (only `serve` and `init` create one).
     pub fn new(bin: &str) -> Self {
         Self {
             bin: PathBuf::from(bin),
             tmp: tempfile::tempdir().unwrap(),
             extra: Vec::new(),
+            auto_init: true,
+        }
+    }
+
+    /// Like [`Rampart::new`], but never runs `rampart init` by itself.
+    pub fn without_init(bin: &str) -> Self {
+        Self {
+            auto_init: false,
+            ..Self::new(bin)
         }
     }
 
@@ -135,6 +147,16 @@ impl Rampart {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
+        let creates = matches!(args.first(), Some(&"serve" | &"init"))
+            || args.starts_with(&["vault", "generate-key"]);
+        if self.auto_init && !creates && !self.data_dir().join("rampart.db").exists() {
+            let output = output_with_input(&mut self.command(&["init"]), b"");
+            assert!(
+                output.status.success(),
+                "rampart init failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         let mut command = Command::new(&self.bin);
         command
             .args(args)

@@ -8,6 +8,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Body, Path, Query};
+use crate::paging::{self, Order, PageQuery};
 use crate::{WebState, now};
 use axum::Extension;
 use axum::Json;
@@ -31,8 +32,6 @@ use uuid::Uuid;
 
 type Caller_ = Extension<Caller>;
 
-/// The most audit events one list answer holds.
-const MAX_EVENTS: u32 = 10_000;
 /// The largest recording the API hands out in one response.
 const MAX_RECORDING_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -72,6 +71,8 @@ pub async fn me(Extension(caller): Caller_) -> Json<Value> {
 #[serde(deny_unknown_fields)]
 pub struct ActionQuery {
     action: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 fn one_action(text: &str) -> ApiResult<Action> {
@@ -92,7 +93,8 @@ pub async fn my_accounts(
     State(state): State<WebState>,
     Extension(caller): Caller_,
     Query(query): Query<ActionQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    let limit = paging::limit(query.limit, paging::DEFAULT_LIMIT)?;
     let action = one_action(query.action.as_deref().unwrap_or("shell"))?;
     let store = &state.store;
     let assets = store.list_assets().await?;
@@ -118,7 +120,10 @@ pub async fn my_accounts(
             })
         })
         .collect();
-    Ok(Json(json!(list)))
+    let key = |item: &Value| item["account"].as_str().unwrap_or_default().to_owned();
+    let (page, next) =
+        paging::in_memory(list, key, Order::Ascending, limit, query.cursor.as_deref());
+    Ok(paging::respond(&page, next))
 }
 
 // ---- tokens ----
@@ -127,13 +132,16 @@ pub async fn my_accounts(
 #[serde(deny_unknown_fields)]
 pub struct TokenListQuery {
     user: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 pub async fn tokens_list(
     State(state): State<WebState>,
     Extension(caller): Caller_,
     Query(query): Query<TokenListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    let limit = paging::limit(query.limit, paging::DEFAULT_LIMIT)?;
     let filter = match (&query.user, caller.rights.sees_everyone()) {
         (Some(user), true) => Some(name("user", user)?),
         (None, true) => None,
@@ -141,7 +149,15 @@ pub async fn tokens_list(
         (_, false) => Some(caller.user.name.clone()),
     };
     let tokens = state.store.api_tokens(filter.as_ref()).await?;
-    Ok(Json(json!(tokens)))
+    let key = |token: &rampart_store::ApiToken| token.id.to_string();
+    let (page, next) = paging::in_memory(
+        tokens,
+        key,
+        Order::Descending,
+        limit,
+        query.cursor.as_deref(),
+    );
+    Ok(paging::respond(&page, next))
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,17 +257,19 @@ pub struct SessionQuery {
     until: Option<String>,
     /// At most this many, the newest (default 500).
     limit: Option<u32>,
+    /// Where to continue: the `X-Next-Cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 pub async fn sessions_list(
     State(state): State<WebState>,
     Extension(caller): Caller_,
     Query(query): Query<SessionQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     // Users see their own sessions only (B2): asking for someone else's finds none.
     let user = match query.user {
         Some(user) if !caller.rights.sees_everyone() && !caller.is(&user) => {
-            return Ok(Json(json!([])));
+            return Ok(paging::respond::<Value>(&[], None));
         }
         Some(user) => Some(user),
         None if caller.rights.sees_everyone() => None,
@@ -264,9 +282,17 @@ pub async fn sessions_list(
         since: time_param("since", &query.since)?,
         until: time_param("until", &query.until)?,
     };
-    let limit = query.limit.unwrap_or(500).min(MAX_EVENTS);
-    let sessions = state.store.find_sessions(&filter, limit).await?;
-    Ok(Json(json!(sessions)))
+    let limit = paging::limit(query.limit, paging::DEFAULT_LIMIT)?;
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|c| uuid("cursor", c))
+        .transpose()?;
+    let page = state
+        .store
+        .find_sessions_page(&filter, cursor, limit)
+        .await?;
+    Ok(paging::respond(&page.items, page.next))
 }
 
 /// The session `id` if the caller may see it; another user's is "not found" (B2).
@@ -347,14 +373,23 @@ pub async fn recording_get(
             session.id
         )));
     }
+    let unreadable = |err: std::io::Error| {
+        tracing::error!(error = %err, "cannot read a recording");
+        ApiError::internal()
+    };
     // A command's raw streams are merged into the cast: count them too (escaped, they grow).
-    let size = [
-        rampart_audit::recording::cast_path(&dir, session.id),
-        rampart_audit::recording::raw_path(&dir, session.id),
-    ]
-    .iter()
-    .map(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
-    .sum::<u64>();
+    // A failed look is an error, never "size 0" under the cap; only a missing raw file is 0.
+    let mut size = 0u64;
+    for (path, required) in [
+        (rampart_audit::recording::cast_path(&dir, session.id), true),
+        (rampart_audit::recording::raw_path(&dir, session.id), false),
+    ] {
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) => size = size.saturating_add(meta.len()),
+            Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(unreadable(err)),
+        }
+    }
     if size > MAX_RECORDING_BYTES {
         return Err(ApiError::bad_request(
             "the recording is too large to download here: use rampart recording export",
@@ -366,19 +401,7 @@ pub async fn recording_get(
         file: format!("api download from {}", caller.source),
     };
     state.store.record_event(&caller.actor(), &event).await?;
-    let id = session.id;
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        rampart_audit::write_cast(&dir, id, &mut bytes).map(|_| bytes)
-    })
-    .await
-    .map_err(|err| err.to_string())
-    .and_then(|read| read)
-    .map_err(|err| {
-        tracing::error!(error = %err, "cannot read a recording");
-        ApiError::internal()
-    })?;
-    let mut response = bytes.into_response();
+    let mut response = crate::download::stream_cast(dir, session.id).into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/x-asciicast"),
@@ -442,13 +465,18 @@ pub struct CommandQuery {
     since: Option<String>,
     /// A regular expression the command must match.
     grep: Option<String>,
+    /// At most this many, the oldest first (default 500).
+    limit: Option<u32>,
+    /// Where to continue: the `X-Next-Cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 pub async fn commands(
     State(state): State<WebState>,
     Extension(caller): Caller_,
     Query(query): Query<CommandQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    let limit = paging::limit(query.limit, paging::DEFAULT_LIMIT)?;
     let pattern = query
         .grep
         .as_deref()
@@ -463,7 +491,7 @@ pub async fn commands(
         query.user
     } else {
         match &query.user {
-            Some(user) if !caller.is(user) => return Ok(Json(json!([]))),
+            Some(user) if !caller.is(user) => return Ok(paging::respond::<Value>(&[], None)),
             _ => Some(caller.user.name.to_string()),
         }
     };
@@ -472,14 +500,16 @@ pub async fn commands(
         asset: query.asset,
         since: time_param("since", &query.since)?,
     };
-    let commands: Vec<_> = state
+    if let Some(cursor) = &query.cursor {
+        uuid("cursor", cursor)?;
+    }
+    let matches =
+        |c: &rampart_core::CommandRecord| pattern.as_ref().is_none_or(|re| re.is_match(&c.command));
+    let page = state
         .store
-        .commands(&filter)
-        .await?
-        .into_iter()
-        .filter(|c| pattern.as_ref().is_none_or(|re| re.is_match(&c.command)))
-        .collect();
-    Ok(Json(json!(commands)))
+        .commands_page(&filter, query.cursor, limit, &matches)
+        .await?;
+    Ok(paging::respond(&page.items, page.next))
 }
 
 // ---- audit ----
@@ -497,21 +527,26 @@ pub struct AuditQuery {
     until: Option<String>,
     /// Only events whose JSON contains this text.
     contains: Option<String>,
+    /// Where to continue (older events): the `X-Next-Cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-async fn filtered_events(
-    state: &WebState,
-    filter: rampart_store::AuditFilter,
-    limit: Option<u32>,
-) -> ApiResult<Vec<rampart_store::AuditRecord>> {
-    Ok(state.store.matching_audit_events(&filter, limit).await?)
+/// A sequence number given as a cursor.
+fn seq_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
+    cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))
+        })
+        .transpose()
 }
 
 pub async fn audit_events(
     State(state): State<WebState>,
     Query(query): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
-    let limit = query.limit.unwrap_or(100).min(MAX_EVENTS);
+) -> ApiResult<Response> {
+    let limit = paging::limit(query.limit, 100)?;
+    let before = seq_cursor(query.cursor.as_deref())?;
     let filter = rampart_store::AuditFilter {
         kind: query.kind,
         actor: query.actor,
@@ -519,8 +554,11 @@ pub async fn audit_events(
         since: time_param("since", &query.since)?,
         until: time_param("until", &query.until)?,
     };
-    let events = filtered_events(&state, filter, Some(limit)).await?;
-    Ok(Json(json!(events)))
+    let page = state
+        .store
+        .audit_events_page(&filter, before, limit)
+        .await?;
+    Ok(paging::respond(&page.items, page.next))
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,10 +568,14 @@ pub struct ExportQuery {
     format: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// At most this many events, the oldest first (default and most: 10 000).
+    limit: Option<u32>,
+    /// Where to continue: the `X-Next-Cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// Every event between `since` and `until`, as JSON lines or CSV; the export is recorded
-/// first (E5).
+/// The events between `since` and `until`, one page at a time (oldest first), as JSON lines
+/// or CSV; each page's export is recorded first (E5).
 pub async fn audit_export(
     State(state): State<WebState>,
     Extension(caller): Caller_,
@@ -545,17 +587,28 @@ pub async fn audit_export(
     }
     let since = time_param("since", &query.since)?;
     let until = time_param("until", &query.until)?;
+    let limit = paging::limit(query.limit, paging::MAX_LIMIT)?;
+    let after = seq_cursor(query.cursor.as_deref())?.unwrap_or(0);
     let filter = rampart_store::AuditFilter {
         since,
         until,
         ..rampart_store::AuditFilter::default()
     };
-    let events = filtered_events(&state, filter, None).await?;
+    let page = state.store.audit_export_page(&filter, after, limit).await?;
+    let events = page.items;
     let record = AuditEvent::AuditExported {
         since: since.map(format_rfc3339),
         until: until.map(format_rfc3339),
         events: events.len() as u64,
-        file: format!("api download ({format}) from {}", caller.source),
+        file: format!(
+            "api download ({format}) from {}{}",
+            caller.source,
+            if after > 0 {
+                format!(", after event {after}")
+            } else {
+                String::new()
+            }
+        ),
     };
     state.store.record_event(&caller.actor(), &record).await?;
     let bad = |err: &dyn std::fmt::Display| {
@@ -593,13 +646,33 @@ pub async fn audit_export(
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(value) = page.next.and_then(|next| HeaderValue::from_str(&next).ok()) {
+        response.headers_mut().insert(paging::NEXT_CURSOR, value);
+    }
     Ok(response)
 }
 
 // ---- users ----
 
-pub async fn users_list(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.store.list_users().await?)))
+pub async fn users_list(
+    State(state): State<WebState>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let users = state.store.list_users().await?;
+    let key = |user: &rampart_core::User| user.name.to_string();
+    paged(users, key, &query)
+}
+
+/// One page of a list the store returns whole, by name (or id) ascending.
+fn paged<T: serde::Serialize>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    query: &PageQuery,
+) -> ApiResult<Response> {
+    let limit = paging::limit(query.limit, paging::DEFAULT_LIMIT)?;
+    let (page, next) =
+        paging::in_memory(items, key, Order::Ascending, limit, query.cursor.as_deref());
+    Ok(paging::respond(&page, next))
 }
 
 pub async fn user_show(
@@ -825,8 +898,12 @@ pub async fn user_login_rules(
 
 // ---- groups ----
 
-pub async fn groups_list(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.store.list_groups().await?)))
+pub async fn groups_list(
+    State(state): State<WebState>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let groups = state.store.list_groups().await?;
+    paged(groups, |group| group.name.to_string(), &query)
 }
 
 #[derive(Debug, Deserialize)]
@@ -872,8 +949,12 @@ pub async fn group_member_add(
 
 // ---- assets ----
 
-pub async fn assets_list(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.store.list_assets().await?)))
+pub async fn assets_list(
+    State(state): State<WebState>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let assets = state.store.list_assets().await?;
+    paged(assets, |asset| asset.name.to_string(), &query)
 }
 
 pub async fn asset_show(
@@ -968,16 +1049,25 @@ pub async fn asset_host_key_clear(
 #[serde(deny_unknown_fields)]
 pub struct AccountQuery {
     asset: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 pub async fn accounts_list(
     State(state): State<WebState>,
     Query(query): Query<AccountQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let asset = query.asset.map(|a| name("asset", &a)).transpose()?;
-    Ok(Json(json!(
-        state.store.list_accounts(asset.as_ref()).await?
-    )))
+    let accounts = state.store.list_accounts(asset.as_ref()).await?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    paged(
+        accounts,
+        |account| format!("{}/{}", account.asset, account.login),
+        &page,
+    )
 }
 
 /// The secret of an account: exactly one of a password or an OpenSSH private key.
@@ -1063,8 +1153,12 @@ pub async fn account_remove(
 
 // ---- grants ----
 
-pub async fn grants_list(State(state): State<WebState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.store.list_grants().await?)))
+pub async fn grants_list(
+    State(state): State<WebState>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let grants = state.store.list_grants().await?;
+    paged(grants, |grant| grant.id.to_string(), &query)
 }
 
 pub async fn grant_add(

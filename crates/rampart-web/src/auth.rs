@@ -28,7 +28,7 @@ use rampart_core::access::{Access, Refusal, Rights};
 use rampart_core::audit::Actor;
 use rampart_core::login_rules::{LoginFactor, check_login, client_address};
 use rampart_core::{ExposeSecret, Name, SecretString, User};
-use rampart_store::{ApiToken, LoginAttempt, TotpCheck, WebSession};
+use rampart_store::{ApiToken, ErrorKind, LoginAttempt, TotpCheck, WebSession};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
@@ -178,7 +178,13 @@ pub async fn authenticate(
         .web_session(&cookie)
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    let user = store.user(&session.user).await.ok();
+    // Only a user that is really gone ends the session; a store that cannot answer is our
+    // failure, refused as such and not recorded as "user removed".
+    let user = match store.user(&session.user).await {
+        Ok(user) => Some(user),
+        Err(err) if err.kind() == ErrorKind::Client => None,
+        Err(err) => return Err(err.into()),
+    };
     let ended = match &user {
         None => Some("user removed"),
         Some(user) if user.disabled => Some("user disabled"),
@@ -315,8 +321,17 @@ pub async fn login(
         return Err(login_failed());
     }
     let attempted = request.username.as_str();
+    // A store that cannot answer is our failure: the login is refused as such, and nothing is
+    // counted toward anyone's lockout.
     let user = match Name::parse("user", attempted) {
-        Ok(name) => store.user(&name).await.ok(),
+        Ok(name) => match store.user(&name).await {
+            Ok(user) => Some(user),
+            Err(err) if err.kind() == ErrorKind::Client => None,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot look up a user; refusing a web login");
+                return Err(ApiError::internal());
+            }
+        },
         Err(_) => None,
     };
     // Every failure counts against the password, the factor of a web login (a wrong code too:
@@ -388,10 +403,15 @@ pub async fn login(
         return Err(login_failed());
     }
     let matches = match &user {
-        Some(user) if !user.disabled && user.has_password => store
-            .check_user_password(&user.name, &password)
-            .await
-            .unwrap_or(false),
+        Some(user) if !user.disabled && user.has_password => {
+            match store.check_user_password(&user.name, &password).await {
+                Ok(matches) => matches,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot check a password; refusing a web login");
+                    return Err(ApiError::internal());
+                }
+            }
+        }
         _ => {
             rampart_store::burn_password_check(&password).await;
             false
@@ -412,10 +432,11 @@ pub async fn login(
         let at_unix = u64::try_from(at.unix_timestamp()).unwrap_or(0);
         match store.check_totp(&user.name, &code, at_unix).await {
             Ok(TotpCheck::Accepted) => method = "web-password+totp",
-            other => {
-                if let Err(err) = &other {
-                    tracing::error!(error = %err, "cannot check a TOTP code");
-                }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot check a TOTP code; refusing a web login");
+                return Err(ApiError::internal());
+            }
+            Ok(other) => {
                 tracing::info!(user = %user.name, result = ?other, "web login: second factor refused");
                 return Err(fail("web-totp", Some(user)).await);
             }

@@ -10,8 +10,12 @@
 pub mod api;
 pub mod auth;
 mod connections;
+mod download;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod openapi;
+pub mod paging;
 pub mod portal;
 pub mod routes;
 pub mod tls;

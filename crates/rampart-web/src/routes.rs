@@ -158,7 +158,7 @@ pub fn table() -> Vec<Route> {
             "The accounts I may use now",
             api::my_accounts,
         )
-        .query(&["action"]),
+        .query(&["action", "limit", "cursor"]),
         Route::new(
             get(),
             "/api/v1/terminal",
@@ -178,7 +178,7 @@ pub fn table() -> Vec<Route> {
             "API tokens (my own; every user's for auditors and administrators)",
             api::tokens_list,
         )
-        .query(&["user"]),
+        .query(&["user", "limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/tokens",
@@ -205,7 +205,7 @@ pub fn table() -> Vec<Route> {
             "Sessions, newest first (my own for users)",
             api::sessions_list,
         )
-        .query(&["live", "user", "asset", "since", "until", "limit"]),
+        .query(&["live", "user", "asset", "since", "until", "limit", "cursor"]),
         Route::new(
             get(),
             "/api/v1/sessions/{id}",
@@ -259,7 +259,7 @@ pub fn table() -> Vec<Route> {
             "Search the command log (my own for users)",
             api::commands,
         )
-        .query(&["user", "asset", "since", "grep"]),
+        .query(&["user", "asset", "since", "grep", "limit", "cursor"]),
         Route::new(
             get(),
             "/api/v1/audit/events",
@@ -268,7 +268,7 @@ pub fn table() -> Vec<Route> {
             "Search audit events",
             api::audit_events,
         )
-        .query(&["limit", "kind", "actor", "since", "until", "contains"]),
+        .query(&["limit", "kind", "actor", "since", "until", "contains", "cursor"]),
         Route::new(
             get(),
             "/api/v1/audit/export",
@@ -277,7 +277,7 @@ pub fn table() -> Vec<Route> {
             "Export audit events as JSON lines or CSV; the export is audited",
             api::audit_export,
         )
-        .query(&["format", "since", "until"])
+        .query(&["format", "since", "until", "limit", "cursor"])
         .produces("application/jsonl"),
         Route::new(
             get(),
@@ -286,7 +286,8 @@ pub fn table() -> Vec<Route> {
             "users",
             "List users",
             api::users_list,
-        ),
+        )
+        .query(&["limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/users",
@@ -388,7 +389,8 @@ pub fn table() -> Vec<Route> {
             "groups",
             "List groups",
             api::groups_list,
-        ),
+        )
+        .query(&["limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/groups",
@@ -415,7 +417,8 @@ pub fn table() -> Vec<Route> {
             "assets",
             "List assets",
             api::assets_list,
-        ),
+        )
+        .query(&["limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/assets",
@@ -467,7 +470,7 @@ pub fn table() -> Vec<Route> {
             "List accounts (never their secrets)",
             api::accounts_list,
         )
-        .query(&["asset"]),
+        .query(&["asset", "limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/accounts",
@@ -502,7 +505,8 @@ pub fn table() -> Vec<Route> {
             "grants",
             "List grants",
             api::grants_list,
-        ),
+        )
+        .query(&["limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/grants",

@@ -44,7 +44,7 @@ pub const MAX_WEBSOCKETS: usize = 512;
 /// How often an open WebSocket checks that its browser session still stands.
 pub const RECHECK_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
 /// Terminal sizes outside this range are refused.
-const MAX_COLUMNS_OR_ROWS: u32 = 1000;
+pub(crate) const MAX_COLUMNS_OR_ROWS: u32 = 1000;
 
 fn origin_refused(message: &str) -> ApiError {
     ApiError::new(
@@ -157,6 +157,17 @@ enum Control {
     Resize { cols: u32, rows: u32 },
 }
 
+/// A text frame from the browser: a resize to (columns, rows), each clamped to
+/// 1..=[`MAX_COLUMNS_OR_ROWS`]; `None` for anything else (ignored).
+pub fn text_message(text: &str) -> Option<(u32, u32)> {
+    match serde_json::from_str::<Control>(text).ok()? {
+        Control::Resize { cols, rows } => Some((
+            cols.clamp(1, MAX_COLUMNS_OR_ROWS),
+            rows.clamp(1, MAX_COLUMNS_OR_ROWS),
+        )),
+    }
+}
+
 /// `GET /api/v1/terminal?account=LOGIN@ASSET&cols=&rows=`: a browser terminal.
 pub async fn terminal(
     State(state): State<WebState>,
@@ -228,15 +239,13 @@ async fn pump_terminal(
                         break;
                     }
                 }
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<Control>(text.as_str()) {
-                    Ok(Control::Resize { cols, rows }) => {
-                        let cols = cols.clamp(1, MAX_COLUMNS_OR_ROWS);
-                        let rows = rows.clamp(1, MAX_COLUMNS_OR_ROWS);
+                Some(Ok(Message::Text(text))) => match text_message(text.as_str()) {
+                    Some((cols, rows)) => {
                         if terminal.resize(cols, rows).await.is_err() {
                             break;
                         }
                     }
-                    Err(err) => tracing::debug!(error = %err, "ignoring an unknown terminal control message"),
+                    None => tracing::debug!("ignoring an unknown terminal control message"),
                 },
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 // Closed, failed, or too large: the terminal ends with the socket.

@@ -42,6 +42,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the gateway: create the data directory on first start, then serve until SIGINT/SIGTERM
     Serve(ServeArgs),
+    /// Create a new data directory (database and keys) without serving; every other command
+    /// needs one that exists
+    Init,
     /// Manage users (people with their own identity)
     #[command(subcommand)]
     User(UserCommand),

@@ -6,7 +6,7 @@ use rampart_core::time_arg::format_duration;
 use rampart_ssh::live::SessionDefaults;
 use rampart_ssh::{Gateway, GatewaySettings};
 use rampart_store::ssh_keys::parse_public_keys;
-use rampart_store::{OpenReport, Store, StoreOptions, node_keys};
+use rampart_store::{OpenReport, ServeLock, Store, StoreOptions, node_keys};
 use rampart_web::{WebSettings, WebState};
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
@@ -20,11 +20,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // One server per data directory, decided before anything in it is read or changed: a second
+    // one would seal the first one's live sessions as interrupted. Held until this returns.
+    let serve_lock = ServeLock::acquire(&config.data_dir)?;
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
     };
-    let (store, report) = Store::open(&options).await?;
+    let (store, report) = Store::open_for_serving(&options, &serve_lock).await?;
     init_logging(&config, &store)?;
     // The certificate is read (or generated) before any socket is bound: a bad one stops here.
     let tls = match &config.http.tls {
@@ -134,7 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
-    let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings)?;
+    let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings, &serve_lock)?;
     for recording in &sealed {
         tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
     }
@@ -144,19 +147,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let recordings = store.data_dir().recordings_dir();
     let ended = store
-        .end_live_sessions("node restarted during the session", |session| match sealed
-            .iter()
-            .find(|r| r.session == session)
-        {
-            Some(recording) => Some(recording.anchor()),
-            None => rampart_audit::verify_recording(&recordings, session, audit_key.public_key())
-                .ok()
-                .map(|report| rampart_core::audit::RecordingAnchor {
-                    id: session.to_string(),
-                    manifest_sha256: report.manifest_sha256,
-                    complete: report.complete,
-                }),
-        })
+        .end_live_sessions(
+            &serve_lock,
+            "node restarted during the session",
+            |session| match sealed.iter().find(|r| r.session == session) {
+                Some(recording) => Some(recording.anchor()),
+                None => {
+                    rampart_audit::verify_recording(&recordings, session, audit_key.public_key())
+                        .ok()
+                        .map(|report| rampart_core::audit::RecordingAnchor {
+                            id: session.to_string(),
+                            manifest_sha256: report.manifest_sha256,
+                            complete: report.complete,
+                        })
+                }
+            },
+        )
         .await?;
     if !ended.is_empty() {
         tracing::warn!(
@@ -211,21 +217,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )));
     shutdown.await;
     let _ = stop_tx.send(true);
-    let _ = sealing.await;
-    for task in background {
-        let _ = task.await;
+    // A task that panicked is reported, not taken for a clean stop.
+    if let Err(err) = sealing.await {
+        tracing::error!(error = %err, "the audit sealing task failed");
     }
-    let _ = ssh_task.await;
+    for task in background {
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, "a background task failed");
+        }
+    }
+    let ssh_result = ssh_task.await;
     web_task
         .await
         .context("http listener failed")?
         .context("http listener failed")?;
+    ssh_result.context("ssh listener failed")?;
 
     crate::seals::sign_at_shutdown(&store, &audit_key).await;
     tracing::info!("rampart stopped");
     if let Some(store) = Arc::into_inner(store) {
         store.close().await;
     }
+    drop(serve_lock);
     Ok(())
 }
 

@@ -31,15 +31,14 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     if let Command::Vault(crate::cli::VaultCommand::GenerateKey { file }) = &command {
         return vault::generate_key(file, json);
     }
-    let (store, store_created) = open_store(config).await?;
-    let actor = local_actor();
-    let mut signed_before = crate::seals::before_command(&store).await?;
-    if store_created {
-        // Nothing came before this command: the first event is its own.
-        signed_before = (None, true);
+    if let Command::Init = command {
+        return init(config, json).await;
     }
+    let store = open_store(config).await?;
+    let actor = local_actor();
+    let signed_before = crate::seals::before_command(&store).await?;
     let result = match command {
-        Command::Serve(_) => bail!("serve is not an administration command"),
+        Command::Serve(_) | Command::Init => bail!("not an administration command"),
         Command::User(cmd) => users::run(&store, &actor, json, cmd).await,
         Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
         Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
@@ -81,20 +80,57 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     result
 }
 
-/// Opens the store; says whether this created its database.
-async fn open_store(config: &Config) -> anyhow::Result<(Store, bool)> {
+/// Opens the existing store.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
     };
-    let (store, report) = Store::open(&options).await?;
-    if report.created_data_dir {
-        eprintln!(
-            "note: created a new data directory at {} (run `rampart serve` to start the gateway)",
+    // Never creates one: a command in the wrong folder must not start a new, empty node.
+    let (store, _) = Store::open_existing(&options).await?;
+    Ok(store)
+}
+
+/// `rampart init`: creates the data directory, its keys and its database; refuses an existing one.
+async fn init(config: &Config, json: bool) -> anyhow::Result<()> {
+    if rampart_store::DataDir::exists(&config.data_dir) {
+        bail!(
+            "a data directory already exists at {}: nothing was changed",
             config.data_dir.display()
         );
     }
-    Ok((store, report.initialized_database))
+    let options = StoreOptions {
+        data_dir: config.data_dir.clone(),
+        master_key: config.master_key.clone(),
+    };
+    let (store, report) = Store::create_or_open(&options).await?;
+    // The log starts signed, so the commands that follow may sign what they add.
+    crate::seals::sign_after_command(&store, (None, true)).await;
+    let dir = store.data_dir().clone();
+    store.close().await;
+    let master_key = if report.generated_master_key {
+        dir.master_key_path().display().to_string()
+    } else {
+        config.master_key_describe()
+    };
+    crate::output::done(
+        json,
+        &serde_json::json!({
+            "data_dir": dir.root().display().to_string(),
+            "master_key": master_key,
+        }),
+        &format!(
+            "created the data directory {} (mode 0700) with its database and keys\n\
+             vault master key: {master_key}{}\n\
+             start the gateway with `rampart serve` (same --data-dir)",
+            dir.root().display(),
+            if report.generated_master_key {
+                " (mode 0600; back it up apart from the database)"
+            } else {
+                ""
+            },
+        ),
+    )
 }
 
 /// The operator running this command, as the audit log records them.

@@ -201,7 +201,7 @@ fn a_pending_second_factor_opens_nothing_and_cannot_switch_user() {
     });
 }
 
-const ALICE_PASSWORD: &str = "alice-correct-horse-42";
+pub(crate) const ALICE_PASSWORD: &str = "alice-correct-horse-42";
 
 /// `ssh` with a password answered through SSH_ASKPASS, from source address `from`.
 pub(crate) fn password_login(lab: &Lab, user: &str, password: &str, from: &str) -> Output {

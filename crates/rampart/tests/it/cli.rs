@@ -123,7 +123,7 @@ fn first_start_creates_a_private_data_directory_and_a_second_start_reuses_it() {
 
 #[test]
 fn bad_configuration_fails_before_anything_is_created() {
-    let r = Rampart::new(BIN);
+    let r = Rampart::without_init(BIN);
     let config = r.scratch().join("rampart.toml");
     std::fs::write(&config, "[http]\nlisten = \"everywhere\"\n").unwrap();
     let cases: [(&[&str], &str); 4] = [
@@ -716,6 +716,7 @@ fn an_external_master_key_is_used_and_rotated_with_a_new_key_file() {
     let with_old = ["--master-key-file", old.to_str().unwrap()];
     let with_new = ["--master-key-file", new.to_str().unwrap()];
     let run = |extra: &[&str], args: &[&str]| r.run(&[args, extra].concat());
+    assert!(run(&with_old, &["init"]).status.success());
     assert!(
         run(&with_old, &["asset", "add", "db", "--host", "127.0.0.1"])
             .status
