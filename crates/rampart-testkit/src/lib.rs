@@ -684,6 +684,10 @@ impl HttpClient {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            // Idle connections are dropped before the server's 10 s keep-alive header timeout
+            // closes them: ureq's default (15 s) would send a request, non-idempotent ones
+            // without a retry, on a connection the server is closing.
+            .max_idle_age(Duration::from_secs(5))
             .timeout_global(Some(Duration::from_secs(60)));
         if let Some(cert) = cert {
             let pem = std::fs::read(cert).unwrap();
