@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 /// What the writer is asked to do.
 enum Op {
-    Stream(Stream, Bytes),
+    Streams(Vec<(Stream, Bytes)>),
     Resize(u32, u32),
     Marker(String),
 }
@@ -87,11 +87,16 @@ impl LiveRecorder {
 
     /// Bytes of one direction; resolves once they are in the file.
     pub async fn stream(&self, stream: Stream, data: Bytes) -> Result<(), RecordingError> {
-        if data.is_empty() {
+        self.streams(vec![(stream, data)]).await
+    }
+
+    /// Several pieces, in order, in one hand-off to the writer; resolves once all are in the
+    /// file.
+    pub async fn streams(&self, parts: Vec<(Stream, Bytes)>) -> Result<(), RecordingError> {
+        if parts.iter().all(|(_, data)| data.is_empty()) {
             return Ok(());
         }
-        self.call(|done| Job::Write(Op::Stream(stream, data), done))
-            .await
+        self.call(|done| Job::Write(Op::Streams(parts), done)).await
     }
 
     pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
@@ -192,7 +197,9 @@ fn write_until_sealed(
         match queue.recv_deadline(next_checkpoint) {
             Ok(Job::Write(op, done)) => {
                 let result = match op {
-                    Op::Stream(stream, data) => recorder.stream(stream, &data),
+                    Op::Streams(parts) => parts
+                        .iter()
+                        .try_for_each(|(stream, data)| recorder.stream(*stream, data)),
                     Op::Resize(cols, rows) => recorder.resize(cols, rows),
                     Op::Marker(label) => recorder.marker(&label),
                 };

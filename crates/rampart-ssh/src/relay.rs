@@ -230,10 +230,10 @@ impl Tap {
         }
     }
 
-    /// Hands `data` to the writer; returns once it is in the file.
-    async fn record(&self, stream: Stream, data: &bytes::Bytes) -> Result<(), RecordingError> {
+    /// Hands `parts` to the writer in one go; returns once they are in the file.
+    async fn record(&self, parts: Vec<(Stream, bytes::Bytes)>) -> Result<(), String> {
         match &self.recorder {
-            Some(recorder) => recorder.stream(stream, data.clone()).await,
+            Some(recorder) => recorder.streams(parts).await.map_err(|err| err.to_string()),
             None => Ok(()),
         }
     }
@@ -244,9 +244,9 @@ impl Tap {
         self.from_client
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         with_slot(&self.commands, |log| log.input(data))?;
-        self.record(Stream::Input, data)
-            .await
-            .map_err(|err| err.to_string())?;
+        // One chunk at a time: what passes to the target is decided per chunk (SFTP
+        // directions), so nothing is read ahead on this side.
+        self.record(vec![(Stream::Input, data.clone())]).await?;
         let mut filtered = with_slot(&self.files, |files| files.client(data))?
             .transpose()?
             .unwrap_or_default();
@@ -265,23 +265,31 @@ impl Tap {
             .unwrap_or(false)
     }
 
-    /// Records output (`stderr`: extended data); returns the commands and file operations it
-    /// completed (commands are also marked in the recording).
-    async fn target_sent(
-        &self,
-        data: &bytes::Bytes,
-        stderr: bool,
-    ) -> Result<Vec<Observed>, String> {
-        self.to_client
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let stream = if stderr {
-            Stream::ErrorOutput
-        } else {
-            Stream::Output
-        };
-        self.record(stream, data)
-            .await
-            .map_err(|err| err.to_string())?;
+    /// Records output (a batch of chunks, in order; `true`: extended data, stderr); returns
+    /// the commands and file operations it completed (commands are also marked in the
+    /// recording).
+    async fn target_sent(&self, batch: &[(bytes::Bytes, bool)]) -> Result<Vec<Observed>, String> {
+        let mut parts = Vec::with_capacity(batch.len());
+        for (data, stderr) in batch {
+            self.to_client
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let stream = if *stderr {
+                Stream::ErrorOutput
+            } else {
+                Stream::Output
+            };
+            parts.push((stream, data.clone()));
+        }
+        self.record(parts).await?;
+        let mut observed = Vec::new();
+        for (data, _) in batch {
+            observed.extend(self.observe_output(data).await?);
+        }
+        Ok(observed)
+    }
+
+    /// The file operations or commands one chunk of output completed.
+    async fn observe_output(&self, data: &bytes::Bytes) -> Result<Vec<Observed>, String> {
         if let Some(files) = with_slot(&self.files, |files| files.target(data))? {
             return Ok(files?.into_iter().map(Observed::File).collect());
         }
@@ -1052,6 +1060,83 @@ enum UserSide {
     Stayed,
 }
 
+/// Read ahead at most this much data a peer has already sent, to record it in one hand-off to
+/// the recording's writer (one per batch, not per packet: cheap under load).
+const READ_AHEAD_BYTES: usize = 512 * 1024;
+const READ_AHEAD_MESSAGES: usize = 64;
+
+/// Messages taken from a channel ahead of the one being handled. The data at the front was
+/// recorded with the message before it (`recorded` of them), so it is forwarded without being
+/// recorded twice; everything is still forwarded in order, each piece only once recorded.
+#[derive(Default)]
+struct ReadAhead {
+    queue: std::collections::VecDeque<ChannelMsg>,
+    recorded: usize,
+    closed: bool,
+}
+
+impl ReadAhead {
+    /// The next message read ahead, and whether it is already recorded.
+    fn pop(&mut self) -> Option<(ChannelMsg, bool)> {
+        let message = self.queue.pop_front()?;
+        let recorded = self.recorded > 0;
+        self.recorded = self.recorded.saturating_sub(1);
+        Some((message, recorded))
+    }
+
+    /// Whether the channel has ended and nothing read ahead is left.
+    fn done(&self) -> bool {
+        self.closed && self.queue.is_empty()
+    }
+
+    /// The data messages right behind the one being handled (reading, without waiting, what
+    /// `from` already holds if nothing is queued), marked as recorded with it: (data, is
+    /// extended data).
+    async fn data_behind(
+        &mut self,
+        from: &mut russh::ChannelReadHalf,
+    ) -> Vec<(bytes::Bytes, bool)> {
+        if self.queue.is_empty() && !self.closed {
+            let mut bytes = 0usize;
+            while bytes < READ_AHEAD_BYTES && self.queue.len() < READ_AHEAD_MESSAGES {
+                // Polls once: a message that is there, or nothing (`wait` is cancel-safe).
+                match tokio::time::timeout(std::time::Duration::ZERO, from.wait()).await {
+                    Ok(Some(message)) => {
+                        let size = match &message {
+                            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+                                Some(data.len())
+                            }
+                            _ => None,
+                        };
+                        self.queue.push_back(message);
+                        match size {
+                            Some(size) => bytes += size,
+                            None => break,
+                        }
+                    }
+                    Ok(None) => {
+                        self.closed = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let behind: Vec<(bytes::Bytes, bool)> = self
+            .queue
+            .iter()
+            .skip(self.recorded)
+            .map_while(|message| match message {
+                ChannelMsg::Data { data } => Some((data.clone(), false)),
+                ChannelMsg::ExtendedData { data, .. } => Some((data.clone(), true)),
+                _ => None,
+            })
+            .collect();
+        self.recorded += behind.len();
+        behind
+    }
+}
+
 /// Moves bytes and channel events both ways until the channel is done; returns the totals.
 async fn pump(
     user: Channel<Msg>,
@@ -1177,12 +1262,18 @@ async fn pump(
     let mut upstream_done = false;
     let mut user_left: Option<tokio::time::Instant> = None;
     let mut early = early.into_iter();
+    let mut ahead = ReadAhead::default();
     loop {
-        let message = match early.next() {
-            Some(message) => message,
+        let next = match early.next() {
+            Some(message) => Some((message, false)),
+            None => ahead.pop(),
+        };
+        let (message, already_recorded) = match next {
+            Some(next) => next,
+            None if ahead.done() => break,
             None => tokio::select! {
                 message = from_target.wait() => match message {
-                    Some(message) => message,
+                    Some(message) => (message, false),
                     None => break,
                 },
                 user_side = &mut upstream, if !upstream_done => {
@@ -1234,9 +1325,20 @@ async fn pump(
         ) {
             target_done.store(true, Ordering::Relaxed);
         }
-        let recorded = match &message {
-            ChannelMsg::Data { data } => tap.target_sent(data, false).await,
-            ChannelMsg::ExtendedData { data, .. } => tap.target_sent(data, true).await,
+        let first = match &message {
+            ChannelMsg::Data { data } => Some((data.clone(), false)),
+            ChannelMsg::ExtendedData { data, .. } => Some((data.clone(), true)),
+            _ => None,
+        };
+        let recorded = match first {
+            Some(first) if !already_recorded => {
+                let mut batch = vec![first];
+                // Nothing is read ahead of what the target sent before the session started.
+                if early.len() == 0 {
+                    batch.extend(ahead.data_behind(&mut from_target).await);
+                }
+                tap.target_sent(&batch).await
+            }
             _ => Ok(Vec::new()),
         };
         let recorded = match recorded {
