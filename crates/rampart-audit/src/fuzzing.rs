@@ -3,7 +3,7 @@
 //! keeps the library's own bounds. Not for other use.
 
 use crate::scp::{ScpCommand, ScpObserver};
-use crate::sftp::SftpObserver;
+use crate::sftp::{SftpDirections, SftpObserver, needs};
 
 /// Splits `data` into pieces whose sizes the bytes themselves choose, so one input exercises
 /// how a parser handles a stream cut at every place.
@@ -19,20 +19,69 @@ fn pieces(data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// The SFTP observer, both directions: pieces alternate between client and server.
+/// The SFTP observer, both directions: the first byte picks the session's directions (read,
+/// write, both), then pieces alternate between client and server. Whatever a one-direction
+/// session forwards must be whole requests that direction allows; everything else was answered.
 pub fn sftp(data: &[u8]) {
-    let mut observer = SftpObserver::new();
+    let Some((&choice, data)) = data.split_first() else {
+        return;
+    };
+    let directions = match choice % 3 {
+        0 => SftpDirections {
+            read: true,
+            write: false,
+        },
+        1 => SftpDirections {
+            read: false,
+            write: true,
+        },
+        _ => SftpDirections::BOTH,
+    };
+    let mut observer = SftpObserver::with_directions(directions);
     for (n, piece) in pieces(data).into_iter().enumerate() {
-        let result = if n % 2 == 0 {
-            observer.client(piece)
+        let ok = if n % 2 == 0 {
+            match observer.filter_client(piece) {
+                Ok(filtered) => {
+                    if let Some(forwarded) = &filtered.forward {
+                        assert_only_allowed(forwarded, directions);
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
         } else {
-            observer.server(piece)
+            observer.server(piece).is_ok()
         };
-        if result.is_err() {
+        if !ok {
             return; // a stream it cannot follow ends the session
         }
     }
     let _ = observer.finish();
+}
+
+/// Every packet in `forwarded` is whole and needs nothing `directions` lacks.
+#[expect(
+    clippy::panic,
+    reason = "a fuzz target reports a broken invariant by panicking"
+)]
+fn assert_only_allowed(forwarded: &[u8], directions: SftpDirections) {
+    let mut rest = forwarded;
+    while !rest.is_empty() {
+        let Some((length, body)) = rest.split_first_chunk::<4>() else {
+            panic!("a partial packet was forwarded");
+        };
+        let length = u32::from_be_bytes(*length) as usize;
+        let Some((packet, after)) = (body.len() >= length).then(|| body.split_at(length)) else {
+            panic!("a partial packet was forwarded");
+        };
+        let Some((need, operation)) = needs(packet) else {
+            panic!("an unparsed packet was forwarded");
+        };
+        if (need.read && !directions.read) || (need.write && !directions.write) {
+            panic!("{operation} was forwarded in a session limited to {directions:?}");
+        }
+        rest = after;
+    }
 }
 
 /// The scp command line (the first line) and the protocol stream after it.
