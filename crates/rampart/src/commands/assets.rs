@@ -105,7 +105,9 @@ pub async fn run(
                         json,
                         &cleared,
                         &format!(
-                            "forgot the host key of {asset}; the next connection pins the key it sees"
+                            "forgot the host key of {asset}; under ssh.target_host_keys = \
+                             \"pin-on-first-use\" the next connection pins the key it sees, under \
+                             \"require-pinned\" pin one with --scan --pin or --key-file"
                         ),
                     )
                 }
