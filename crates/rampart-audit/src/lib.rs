@@ -105,13 +105,47 @@ pub fn write_cast(
         Ok(())
     };
     // The header goes first: read it before the events.
-    let text = std::fs::read_to_string(&path)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    line(text.lines().next().unwrap_or_default().to_owned())?;
+    let mut reader = open_cast(&path)?;
+    let header = next_whole_line(&mut reader, &path)?
+        .ok_or_else(|| format!("{} is empty", path.display()))?;
+    line(header.trim_end_matches('\n').to_owned())?;
     each_event(dir, session, &mut |event| {
         line(serde_json::to_string(&event).map_err(|err| err.to_string())?)
     })?;
     Ok(written)
+}
+
+/// The longest cast line (or raw frame) a reader accepts: the writer's are at most a chunk
+/// (64 KiB, escaped), so anything larger is not a record of ours.
+const MAX_CAST_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+fn open_cast(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>, String> {
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))
+}
+
+/// The next line ending in a newline (without it); `None` at the end, or at a torn last line
+/// (a recording that could not be sealed, on a full disk, may end in one: not a record).
+fn next_whole_line(
+    reader: &mut std::io::BufReader<std::fs::File>,
+    path: &std::path::Path,
+) -> Result<Option<String>, String> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    let read = reader
+        .by_ref()
+        .take(MAX_CAST_LINE_BYTES + 1)
+        .read_line(&mut line)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    if read as u64 > MAX_CAST_LINE_BYTES {
+        return Err(format!("{} holds an oversized line", path.display()));
+    }
+    if !line.ends_with('\n') {
+        return Ok(None);
+    }
+    line.pop();
+    Ok(Some(line))
 }
 
 /// Calls `each` with every event of a recording in time order; returns the header.
@@ -122,21 +156,23 @@ fn each_event(
 ) -> Result<CastHeader, String> {
     use std::io::Read;
     let path = recording::cast_path(dir, session);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    // A recording that could not be sealed (a full disk) may end in a torn line: not a record.
-    let whole = text
-        .rfind('\n')
-        .map_or("", |end| text.get(..end).unwrap_or_default());
-    let mut lines = whole.lines();
-    let header = lines
-        .next()
+    // Read line by line, never whole: memory stays one event whatever the file's size.
+    let mut reader = open_cast(&path)?;
+    let header = next_whole_line(&mut reader, &path)?
         .ok_or_else(|| format!("{} is empty", path.display()))?;
-    let header: CastHeader = serde_json::from_str(header)
+    let header: CastHeader = serde_json::from_str(&header)
         .map_err(|err| format!("{} has no asciicast header: {err}", path.display()))?;
-    let mut cast_events = lines.enumerate().map(|(n, line)| {
-        serde_json::from_str::<CastEvent>(line)
-            .map_err(|err| format!("{} line {}: {err}", path.display(), n + 2))
+    let mut line_number = 1usize;
+    let mut cast_events = std::iter::from_fn(|| {
+        line_number += 1;
+        match next_whole_line(&mut reader, &path) {
+            Ok(Some(line)) => Some(
+                serde_json::from_str::<CastEvent>(&line)
+                    .map_err(|err| format!("{} line {line_number}: {err}", path.display())),
+            ),
+            Ok(None) => None,
+            Err(err) => Some(Err(err)),
+        }
     });
     let raw = recording::raw_path(dir, session);
     let mut frames = match std::fs::File::open(&raw) {
@@ -159,6 +195,9 @@ fn each_event(
             }
             let [_, _, _, _, _, _, _, _, _, l0, l1, l2, l3] = head;
             let length = u32::from_be_bytes([l0, l1, l2, l3]);
+            if u64::from(length) > MAX_CAST_LINE_BYTES {
+                return Err(format!("{} holds an oversized frame", raw.display()));
+            }
             let mut data = vec![0u8; usize::try_from(length).unwrap_or(0)];
             match reader.read_exact(&mut data) {
                 Ok(()) => {}
