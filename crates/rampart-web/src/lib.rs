@@ -51,8 +51,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// on accept.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Connections served at once from one source address (IPv6: one /64), except from trusted
-/// proxies; more are closed on accept. A browser opens about six.
-pub const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+/// proxies; more are closed on accept. A browser opens about six; users behind one NAT share an address, and open terminals hold theirs.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 128;
 
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
