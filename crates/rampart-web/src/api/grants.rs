@@ -58,8 +58,8 @@ pub struct ExplainParams {
 pub async fn grant_explain(
     State(state): State<WebState>,
     Query(query): Query<ExplainParams>,
-) -> ApiResult<Json<Vec<rampart_store::AccessReport>>> {
-    let question = rampart_store::ExplainQuery {
+) -> ApiResult<Json<Vec<rampart_session::explain::AccessReport>>> {
+    let question = rampart_session::explain::ExplainQuery {
         user: name("user", &query.user)?,
         asset: name("asset", &query.asset)?,
         account: query
@@ -72,9 +72,11 @@ pub async fn grant_explain(
         mfa: query.mfa,
         from: query.from,
     };
-    let reports = state
-        .store
-        .explain_access(&question, &state.settings.auth.global)
-        .await?;
+    let reports = rampart_session::explain::explain_access(
+        &state.store,
+        &question,
+        &state.settings.auth.global,
+    )
+    .await?;
     Ok(Json(reports))
 }

@@ -7,8 +7,8 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use rampart_core::policy;
 use rampart_core::time_arg::format_rfc3339;
+use rampart_session::authorize::Snapshot;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -41,17 +41,12 @@ pub async fn my_accounts(
 ) -> ApiResult<Response> {
     let limit = paging::limit(query.limit, paging::DEFAULT_LIMIT)?;
     let action = one_action(query.action.as_deref().unwrap_or("shell"))?;
-    let store = &state.store;
-    let assets = store.list_assets().await?;
-    let mut pairs = Vec::new();
-    for account in store.list_accounts(None).await? {
-        if let Some(asset) = assets.iter().find(|a| a.name == account.asset) {
-            pairs.push((asset.clone(), account.login));
-        }
-    }
-    let grants = store.list_grants().await?;
     let mfa = caller.session.as_ref().is_some_and(|s| s.mfa);
-    let allowed = policy::allowed_accounts(&caller.user, &pairs, action, now(), mfa, &grants);
+    let snapshot = Snapshot::for_user(&state.store, &caller.user.name).await?;
+    let allowed = snapshot
+        .as_user(&caller.user.name, mfa, now())
+        .map(|access| access.allowed_accounts(action))
+        .unwrap_or_default();
     let list: Vec<Value> = allowed
         .into_iter()
         .map(|(asset, login)| {
