@@ -1,6 +1,7 @@
 //! Recording download and verification, for sessions the caller may see.
 
 use crate::WebState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Path};
 use axum::Extension;
 use axum::Json;
@@ -10,6 +11,7 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use rampart_core::audit::AuditEvent;
 use serde_json::{Value, json};
+use std::path::PathBuf;
 
 use super::Caller_;
 use super::sessions::visible_session;
@@ -26,12 +28,14 @@ fn audit_key(state: &WebState) -> ApiResult<rampart_audit::PublicKey> {
     })
 }
 
-pub async fn recording_get(
-    State(state): State<WebState>,
-    Extension(caller): Caller_,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let session = visible_session(&state, &caller, &id).await?;
+/// The session `id` if the caller may see it and it has a recording, with the recordings'
+/// directory.
+async fn recorded_session(
+    state: &WebState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(rampart_core::Session, PathBuf)> {
+    let session = visible_session(state, caller, id).await?;
     let dir = state.store.data_dir().recordings_dir();
     if !rampart_audit::has_recording(&dir, session.id) {
         return Err(ApiError::not_found(format!(
@@ -39,6 +43,15 @@ pub async fn recording_get(
             session.id
         )));
     }
+    Ok((session, dir))
+}
+
+pub async fn recording_get(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (session, dir) = recorded_session(&state, &caller, &id).await?;
     let unreadable = |err: std::io::Error| {
         tracing::error!(error = %err, "cannot read a recording");
         ApiError::internal()
@@ -85,14 +98,7 @@ pub async fn recording_verify(
     Extension(caller): Caller_,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let session = visible_session(&state, &caller, &id).await?;
-    let dir = state.store.data_dir().recordings_dir();
-    if !rampart_audit::has_recording(&dir, session.id) {
-        return Err(ApiError::not_found(format!(
-            "session {} has no recording",
-            session.id
-        )));
-    }
+    let (session, dir) = recorded_session(&state, &caller, &id).await?;
     let key = audit_key(&state)?;
     Ok(Json(
         match rampart_audit::verify_recording(&dir, session.id, &key) {
