@@ -199,7 +199,7 @@ impl<'a> Access<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rampart_core::audit::Actor;
     use rampart_core::policy::AccessRequest;
@@ -209,12 +209,12 @@ mod tests {
     };
     use std::time::Duration;
 
-    fn name(text: &str) -> Name {
+    pub(crate) fn name(text: &str) -> Name {
         Name::parse("test", text).unwrap()
     }
 
     /// A real store in a temporary directory.
-    async fn store(dir: &tempfile::TempDir) -> Store {
+    pub(crate) async fn store(dir: &tempfile::TempDir) -> Store {
         let data = dir.path().join("data");
         let lock = ServeLock::acquire(&data).unwrap();
         let (store, _) = Store::open_for_serving(
@@ -277,7 +277,7 @@ mod tests {
 
     /// alice (in group ops), bob, carol (disabled); web-01 and web-02 labelled env=prod,
     /// db-01 not; grants of every kind the policy knows.
-    async fn estate(store: &Store) {
+    pub(crate) async fn estate(store: &Store) {
         for user in ["alice", "bob", "carol"] {
             store
                 .add_user(&Actor::System, &name(user), Role::User, &[])

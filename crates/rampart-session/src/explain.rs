@@ -174,3 +174,71 @@ pub async fn explain_access(
     }
     Ok(reports)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authorize::tests::{estate, name, store};
+
+    fn question(user: &str, asset: &str, account: Option<&str>) -> ExplainQuery {
+        ExplainQuery {
+            user: name(user),
+            asset: name(asset),
+            account: account.map(name),
+            action: Action::Shell,
+            at: OffsetDateTime::now_utc(),
+            mfa: None,
+            from: Some(IpAddr::from([192, 0, 2, 1])),
+        }
+    }
+
+    #[tokio::test]
+    async fn explain_reports_each_account_with_every_grants_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        estate(&store).await;
+        let rules = LoginRules::default();
+        let reports = explain_access(&store, &question("alice", "web-01", None), &rules)
+            .await
+            .unwrap();
+        let accounts: Vec<&str> = reports.iter().map(|r| r.account.as_str()).collect();
+        assert_eq!(accounts, ["deploy@web-01", "root@web-01"]);
+        for report in &reports {
+            assert_eq!(report.decision, "allow");
+            assert_eq!(report.login.as_deref(), Some("allowed"));
+            assert_eq!(report.grants.len(), 6, "every grant has a verdict");
+        }
+        let root = reports.iter().find(|r| r.account == "root@web-01").unwrap();
+        let allowing = root.grants.iter().filter(|g| g.allows).count();
+        assert_eq!(allowing, 2);
+        let summary = &root.rules.as_ref().unwrap().summary;
+        assert!(
+            summary.starts_with("recorded; idle timeout: 10m"),
+            "{summary}"
+        );
+
+        let denied = explain_access(&store, &question("bob", "web-01", Some("root")), &rules)
+            .await
+            .unwrap();
+        assert_eq!(denied.len(), 1);
+        assert_eq!(denied[0].decision, "deny");
+        assert_eq!(denied[0].reason.as_deref(), Some("no grant allows it"));
+    }
+
+    #[tokio::test]
+    async fn explain_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        estate(&store).await;
+        let rules = LoginRules::default();
+        for (user, asset, expected) in [
+            ("dave", "web-01", "user dave not found"),
+            ("alice", "web-09", "asset web-09 not found"),
+        ] {
+            let err = explain_access(&store, &question(user, asset, None), &rules)
+                .await
+                .unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
+    }
+}
