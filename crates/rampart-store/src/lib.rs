@@ -38,7 +38,7 @@ pub use explain::{AccessReport, ExplainQuery, GrantReport, RulesReport};
 pub use grants::{GrantInput, NewGrant};
 pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
-pub use passwords::burn_password_check;
+pub use passwords::StoredPasswordHash;
 pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 pub use web_auth::{API_TOKEN_PREFIX, ApiToken, WebSession, secret_hash};
@@ -95,6 +95,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no randomness from the operating system: {0}")]
     Randomness(String),
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {
