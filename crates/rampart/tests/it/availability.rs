@@ -230,10 +230,6 @@ impl Shell {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-
-    fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
-    }
 }
 
 impl Drop for Shell {
@@ -299,38 +295,6 @@ async fn stalled_key_exchange(
     }
     let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.9 stall\r\n").await;
     (true, until_closed(&mut stream, &mut stop).await)
-}
-
-/// A russh client that trusts any host key (the attacker side).
-struct Attacker;
-
-impl russh::client::Handler for Attacker {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
-/// One password guess from `source`; true if it was refused.
-async fn wrong_password(source: IpAddr, server: SocketAddr, user: &str) -> bool {
-    let Some(stream) = connect_from(source, server).await else {
-        return false;
-    };
-    let config = Arc::new(russh::client::Config::default());
-    let Ok(mut handle) = russh::client::connect_stream(config, stream, Attacker).await else {
-        return false;
-    };
-    match handle
-        .authenticate_password(user, "not-the-password-4711")
-        .await
-    {
-        Ok(result) => !result.success(),
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -405,28 +369,6 @@ fn a_pre_authentication_flood_leaves_logins_sessions_and_https_working() {
     });
     assert!(admitted > 0, "some stalled connections were admitted");
 
-    // Ten password guesses at once (Argon2id each) do not stop the open session's output.
-    shell
-        .type_text("i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo tick-$i; sleep 0.05; done\r");
-    eventually("the session printing", || {
-        (shell.count("tick-") > 5).then_some(())
-    });
-    let guesser: IpAddr = "127.0.0.4".parse().unwrap();
-    let before = shell.count("tick-");
-    let refused = runtime.block_on(async {
-        let guesses: Vec<_> = (0..10)
-            .map(|_| tokio::spawn(wrong_password(guesser, server, "mallory")))
-            .collect();
-        let mut refused = 0;
-        for guess in guesses {
-            refused += usize::from(guess.await.unwrap());
-        }
-        refused
-    });
-    assert_eq!(refused, 10);
-    let during = shell.count("tick-");
-    assert!(during > before, "the output went on: {before} -> {during}");
-    shell.type_text("\x03");
     stop.send(true).unwrap();
     runtime.shutdown_timeout(Duration::from_secs(5));
 }
