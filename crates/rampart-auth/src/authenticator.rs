@@ -70,6 +70,24 @@ pub struct Attempt<'a> {
     pub source: IpAddr,
 }
 
+impl<'a> Attempt<'a> {
+    /// The attempt as the store counts and audits it.
+    fn record(
+        &self,
+        user: Option<&'a User>,
+        factor: LoginFactor,
+        method: &'a str,
+    ) -> LoginAttempt<'a> {
+        LoginAttempt {
+            login: self.login,
+            user: user.map(|u| &u.name),
+            source: self.source,
+            factor,
+            method,
+        }
+    }
+}
+
 /// A completed login.
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -335,13 +353,7 @@ impl Authenticator {
         let rules = user.map(|u| u.login_rules.clone()).unwrap_or_default();
         if let Err(denied) = check_login(&self.settings.global, &rules, source, now) {
             tracing::info!(%login, reason = %denied, "login refused by the login rules");
-            let record = LoginAttempt {
-                login,
-                user: user.map(|u| &u.name),
-                source,
-                factor,
-                method,
-            };
+            let record = attempt.record(user, factor, method);
             let recorded = self
                 .store
                 .record_login_refused(&record, &denied.to_string(), &self.settings.lockout, now)
@@ -391,13 +403,7 @@ impl Authenticator {
         factor: LoginFactor,
         method: &str,
     ) {
-        let record = LoginAttempt {
-            login: attempt.login,
-            user: user.map(|u| &u.name),
-            source: attempt.source,
-            factor,
-            method,
-        };
+        let record = attempt.record(user, factor, method);
         let counted = self
             .store
             .record_login_failure(&record, &self.settings.lockout, OffsetDateTime::now_utc())

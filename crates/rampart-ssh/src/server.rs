@@ -245,16 +245,23 @@ impl Connection {
             .await
     }
 
-    /// Maps the authenticator's answer to a first factor onto SSH's.
-    async fn first_factor(&mut self, outcome: FirstFactor, target: Option<TargetSpec>) -> Auth {
-        match (outcome, target) {
-            (FirstFactor::Authenticated(login), Some(target)) => {
-                self.logged_in(login, target).await
+    /// A first factor for `login`: the authenticator decides; this maps its answer onto SSH's.
+    async fn first_factor(&mut self, login: &str, credential: Credential<'_>) -> Auth {
+        // Credentials mean nothing on a connection whose user authenticated elsewhere.
+        if self.inherited.is_some() {
+            return Auth::reject();
+        }
+        let parsed = LoginName::parse(login).ok();
+        let attempt = self.attempt(login, parsed.as_ref());
+        let outcome = self.auth.first_factor(&attempt, credential).await;
+        match (outcome, parsed) {
+            (FirstFactor::Authenticated(login), Some(parsed)) => {
+                self.logged_in(login, parsed.target).await
             }
-            (FirstFactor::SecondFactorNeeded(second_factor), Some(target)) => {
+            (FirstFactor::SecondFactorNeeded(second_factor), Some(parsed)) => {
                 self.pending_mfa = Some(PendingMfa {
                     second_factor,
-                    target,
+                    target: parsed.target,
                 });
                 Self::ask_for_code()
             }
@@ -338,34 +345,17 @@ impl server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         // russh calls this only after the signature verified, for the key that signed (A5).
-        if self.inherited.is_some() {
-            return Ok(Auth::reject());
-        }
-        let parsed = LoginName::parse(login).ok();
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let attempt = self.attempt(login, parsed.as_ref());
         let credential = Credential::VerifiedKey {
             fingerprint: &fingerprint,
         };
-        let outcome = self.auth.first_factor(&attempt, credential).await;
-        Ok(self
-            .first_factor(outcome, parsed.map(|name| name.target))
-            .await)
+        Ok(self.first_factor(login, credential).await)
     }
 
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.inherited.is_some() {
-            return Ok(Auth::reject());
-        }
-        let parsed = LoginName::parse(login).ok();
         let password = SecretString::from(password.to_owned());
-        let attempt = self.attempt(login, parsed.as_ref());
-        let outcome = self
-            .auth
-            .first_factor(&attempt, Credential::Password(&password))
-            .await;
         Ok(self
-            .first_factor(outcome, parsed.map(|name| name.target))
+            .first_factor(login, Credential::Password(&password))
             .await)
     }
 

@@ -171,13 +171,13 @@ fn a_closed_browser_terminal_ends_its_session_and_the_shell_on_the_target() {
 }
 
 /// An interactive shell through Rampart (`ssh -tt`), with everything it printed so far.
-struct Shell {
+pub(crate) struct Shell {
     child: std::process::Child,
     output: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Shell {
-    fn open(lab: &Lab) -> Self {
+    pub(crate) fn open(lab: &Lab) -> Self {
         let mut child = Command::new("ssh")
             .arg("-tt")
             .arg("-F")
@@ -201,11 +201,11 @@ impl Shell {
         Self { child, output }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 
-    fn type_text(&mut self, text: &str) {
+    pub(crate) fn type_text(&mut self, text: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(text.as_bytes()).unwrap();
         stdin.flush().unwrap();
@@ -213,7 +213,7 @@ impl Shell {
 
     /// Types `echo $((N+1))` and waits for the typed keys to be echoed and for N+1, which only
     /// the shell's answer contains.
-    fn echoes(&mut self, n: u32) {
+    pub(crate) fn echoes(&mut self, n: u32) {
         let typed = format!("echo $(({n}+1))");
         self.type_text(&format!("{typed}\r"));
         let answer = format!("{}\r\n", n + 1);

@@ -6,12 +6,11 @@
 //! session for seconds. The tests assert on ordering and counts only: what an open session and
 //! a key login got done after the passwords were sent and before the first of them was answered.
 
+use crate::availability::Shell;
 use crate::ssh::Lab;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Argon2id passes for the test's hashes: a check takes seconds instead of tens of milliseconds.
@@ -42,99 +41,33 @@ fn slow_hashing_lab() -> Option<Lab> {
     Some(lab)
 }
 
-/// An interactive shell on the target through Rampart (`ssh -tt`, alice's key), and what it
-/// printed so far.
-struct Shell {
-    child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Shell {
-    fn open(lab: &Lab) -> Self {
-        let mut child = Command::new("ssh")
-            .arg("-tt")
-            .arg("-F")
-            .arg(&lab.client_config)
-            .args(["-p", &lab.port()])
-            .arg(format!("{}@127.0.0.1", lab.direct()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(read @ 1..) = stdout.read(&mut buffer) {
-                sink.lock().unwrap().extend_from_slice(&buffer[..read]);
-            }
-        });
-        let mut shell = Self { child, output };
-        // Ready once a command's answer comes back.
-        shell.type_text("echo $((40+2))\r");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !shell.text().contains("42\r\n") {
-            assert!(Instant::now() < deadline, "no shell: {:?}", shell.text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        shell
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn count(&self, byte: u8) -> usize {
-        self.output
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|b| **b == byte)
-            .count()
-    }
-
-    fn type_text(&mut self, text: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Types one key at a time, each after the echo of the one before, until `stop`; returns
-    /// how many echoes came back before `stop` was set.
-    fn echo_until(&mut self, stop: &AtomicBool) -> usize {
-        const KEY: u8 = b'%';
-        let mut echoed = 0;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        'typing: while !stop.load(Ordering::SeqCst) {
-            let before = self.count(KEY);
-            self.type_text("%");
-            loop {
-                if self.count(KEY) > before {
-                    if !stop.load(Ordering::SeqCst) {
-                        echoed += 1;
-                    }
-                    continue 'typing;
+/// Types one key at a time into `shell`, each after the echo of the one before, until `stop`;
+/// returns how many echoes came back before `stop` was set.
+fn echo_until(shell: &mut Shell, stop: &AtomicBool) -> usize {
+    const KEY: char = '%';
+    let count = |shell: &Shell| shell.text().matches(KEY).count();
+    let mut echoed = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'typing: while !stop.load(Ordering::SeqCst) {
+        let before = count(shell);
+        shell.type_text("%");
+        loop {
+            if count(shell) > before {
+                if !stop.load(Ordering::SeqCst) {
+                    echoed += 1;
                 }
-                if stop.load(Ordering::SeqCst) {
-                    break 'typing;
-                }
-                assert!(Instant::now() < deadline, "no echo and no answer");
-                std::thread::sleep(Duration::from_millis(1));
+                continue 'typing;
             }
+            if stop.load(Ordering::SeqCst) {
+                break 'typing;
+            }
+            assert!(Instant::now() < deadline, "no echo and no answer");
+            std::thread::sleep(Duration::from_millis(1));
         }
-        // Clear the typed line.
-        self.type_text("\x15");
-        echoed
     }
-}
-
-impl Drop for Shell {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    // Clear the typed line.
+    shell.type_text("\x15");
+    echoed
 }
 
 /// A russh client that trusts any host key.
@@ -221,7 +154,7 @@ fn passwords_in_flight(lab: &Lab, shell: &mut Shell, logins: usize, password: &s
             );
             first
         });
-        let echoes = shell.echo_until(&answered);
+        let echoes = echo_until(shell, &answered);
         (key_login.join().unwrap(), echoes)
     });
     let first_accepted = first_rx.recv_timeout(Duration::from_secs(120)).unwrap();
@@ -243,6 +176,7 @@ fn four_password_logins_in_flight_hold_an_open_sessions_echo_no_more_than_a_key_
         return;
     };
     let mut shell = Shell::open(&lab);
+    shell.echoes(41);
     let seen = passwords_in_flight(&lab, &mut shell, 4, BOB_PASSWORD);
     assert!(seen.first_accepted, "bob's password logs him in");
     assert!(
@@ -262,6 +196,7 @@ fn ten_wrong_passwords_at_once_do_not_stop_an_open_sessions_output() {
         return;
     };
     let mut shell = Shell::open(&lab);
+    shell.echoes(41);
     let seen = passwords_in_flight(&lab, &mut shell, 10, "not-bobs-password-4711");
     assert!(!seen.first_accepted);
     assert!(
