@@ -279,14 +279,15 @@ async fn a2_unknown_wrong_locked_disabled_and_refused_get_one_answer_for_one_che
         .await
         .unwrap();
     lab.rules("bob", "10.9.0.0/16", "").await;
-    // Lock carol's... there is no carol: lock the source 192.0.2.99 instead, and alice's
-    // password (from elsewhere).
+    // Lock alice's password, and the source 192.0.2.50 with it.
     for _ in 0..3 {
         let guess = Try::new(Front::Web, "alice", "192.0.2.50");
         assert!(is_denied(&guess.password(&auth, "wrong-password-1").await));
     }
 
     let long = "x".repeat(5000);
+    // Each case from its own address (where the case allows), so that no case is refused by
+    // the source lock the cases before it built up.
     let cases: Vec<(&str, Try, &str)> = vec![
         (
             "unknown user",
@@ -295,7 +296,7 @@ async fn a2_unknown_wrong_locked_disabled_and_refused_get_one_answer_for_one_che
         ),
         (
             "malformed name",
-            Try::new(Front::Ssh, "a b@@c", "192.0.2.1"),
+            Try::new(Front::Ssh, "a b@@c", "192.0.2.2"),
             "some-password-1",
         ),
         (
@@ -305,17 +306,17 @@ async fn a2_unknown_wrong_locked_disabled_and_refused_get_one_answer_for_one_che
         ),
         (
             "no password set",
-            Try::new(Front::Web, "keyonly", "192.0.2.1"),
+            Try::new(Front::Web, "keyonly", "192.0.2.3"),
             "some-password-1",
         ),
         (
             "disabled user",
-            Try::new(Front::Web, "gone", "192.0.2.1"),
+            Try::new(Front::Web, "gone", "192.0.2.4"),
             "gone-password-1",
         ),
         (
             "locked user",
-            Try::new(Front::Ssh, "alice", "192.0.2.1"),
+            Try::new(Front::Ssh, "alice", "192.0.2.5"),
             ALICE_PASSWORD,
         ),
         (
@@ -325,12 +326,12 @@ async fn a2_unknown_wrong_locked_disabled_and_refused_get_one_answer_for_one_che
         ),
         (
             "refused by the rules",
-            Try::new(Front::Ssh, "bob", "192.0.2.1"),
+            Try::new(Front::Ssh, "bob", "192.0.2.6"),
             BOB_PASSWORD,
         ),
         (
             "over-long password",
-            Try::new(Front::Web, "bob", "10.9.0.1"),
+            Try::new(Front::Web, "bob", "10.9.0.2"),
             &long,
         ),
     ];
