@@ -15,7 +15,7 @@
 //! - A first factor alone grants nothing: it is a [`PendingSecondFactor`], which only
 //!   [`Authenticator::second_factor`] completes, for the same login name (A6, A7).
 //! - Password checks run on the blocking pool behind one process-wide limit sized to the cores
-//!   ([`hashing`]), never on an async worker thread.
+//!   (`hashing`), never on an async worker thread.
 //! - A store that cannot answer is [`Refusal::Unavailable`]: refused, never counted as a guess.
 //! - Audit events: `login_failed`, `login_locked` and `login_refused` are written here (through
 //!   the store, bounded under a storm); `login_succeeded` is written by the front together with
@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod authenticator;
-pub mod hashing;
+mod hashing;
 
 pub use authenticator::{
     Attempt, Authenticator, Credential, FirstFactor, Front, Login, MAX_FAILED_CODES,
