@@ -62,7 +62,7 @@ pub struct Gateway {
     evidence: relay::Evidence,
     server_config: Arc<russh::server::Config>,
     live: Arc<live::LiveSessions>,
-    auth: Arc<AuthSettings>,
+    auth: rampart_auth::Authenticator,
     admission: Arc<admission::Admission>,
     target_host_keys: TargetHostKeys,
 }
@@ -133,7 +133,7 @@ impl Gateway {
         let sealed = rampart_audit::recording::seal_interrupted(&recordings, &audit_key)
             .map_err(|err| GatewayError::Recordings(err.to_string()))?;
         let gateway = Self {
-            store,
+            store: store.clone(),
             evidence: relay::Evidence {
                 dir: recordings,
                 key: audit_key,
@@ -144,7 +144,7 @@ impl Gateway {
                 settings.sessions,
                 settings.auth.global.clone(),
             )),
-            auth: Arc::new(settings.auth),
+            auth: rampart_auth::Authenticator::new(store.clone(), settings.auth),
             admission: admission::Admission::new(settings.pre_auth),
             target_host_keys: settings.target_host_keys,
         };

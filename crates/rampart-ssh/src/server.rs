@@ -7,10 +7,14 @@ use crate::live::{LiveSessions, SessionGrant};
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use crate::target::TargetHostKeys;
+use rampart_auth::{
+    Attempt, Authenticator, Credential, FirstFactor, Front, Login, PendingSecondFactor, Refusal,
+    SecondFactor,
+};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
+use rampart_core::login_rules::check_login;
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
-use rampart_store::{ErrorKind, LoginAttempt, Store, TotpCheck};
+use rampart_store::Store;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
@@ -72,15 +76,10 @@ struct Identity {
 
 /// A first factor that succeeded for a user with a second factor enrolled: the connection gets
 /// nothing until a TOTP code completes it (A7), and only for the same login name (A6).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct PendingMfa {
-    login: String,
-    user: User,
+    second_factor: PendingSecondFactor,
     target: TargetSpec,
-    method: &'static str,
-    /// The first factor the code follows: failed codes count against it.
-    factor: LoginFactor,
-    attempts: u32,
 }
 
 /// A user who authenticated elsewhere, and what they may ask for on this connection.
@@ -101,9 +100,6 @@ pub(crate) enum InheritedTarget {
     Account(AccountRef),
 }
 
-/// Wrong codes allowed per connection before the second factor is refused outright.
-const MFA_ATTEMPTS: u32 = 3;
-
 /// One user's SSH connection (or the inner connection of a ProxyJump).
 pub struct Connection {
     store: Arc<Store>,
@@ -119,7 +115,7 @@ pub struct Connection {
     /// This connection's key in the live registry, once authenticated.
     registered: Option<u64>,
     pending_mfa: Option<PendingMfa>,
-    auth: Arc<AuthSettings>,
+    auth: Authenticator,
     /// A direct connection's place among the unauthenticated ones, until it authenticates.
     unauthenticated: Option<PreAuthSlot>,
     target_host_keys: TargetHostKeys,
@@ -140,7 +136,7 @@ impl Connection {
         config: Arc<server::Config>,
         peer: SocketAddr,
         live: Arc<LiveSessions>,
-        auth: Arc<AuthSettings>,
+        auth: Authenticator,
         target_host_keys: TargetHostKeys,
     ) -> Self {
         Self {
@@ -183,8 +179,13 @@ impl Connection {
             Ok(user)
                 if !user.disabled
                     && user.auth_epoch == identity.user.auth_epoch
-                    && check_login(&self.auth.global, &user.login_rules, self.peer.ip(), now)
-                        .is_ok() =>
+                    && check_login(
+                        &self.auth.settings().global,
+                        &user.login_rules,
+                        self.peer.ip(),
+                        now,
+                    )
+                    .is_ok() =>
             {
                 Some(identity)
             }
@@ -202,108 +203,19 @@ impl Connection {
         }
     }
 
-    /// The user named by `login` if they exist (enabled or not), and the target it names.
-    /// The user and target a login name names. `Err` when the store cannot answer: the attempt
-    /// is then refused as our failure, never counted toward anyone's lockout.
-    async fn lookup(&self, login: &str) -> Result<(Option<User>, Option<TargetSpec>), ()> {
-        let Ok(login) = LoginName::parse(login) else {
-            return Ok((None, None));
-        };
-        match self.store.user(&login.user).await {
-            Ok(user) => Ok((Some(user), Some(login.target))),
-            Err(err) if err.kind() == ErrorKind::Client => Ok((None, Some(login.target))),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot look up a user; refusing a login");
-                Err(())
-            }
-        }
-    }
-
-    /// Whether an attempt with `factor` for `user` from this connection's address may be
-    /// checked at all: that factor not locked out, and admitted by the global and the user's
-    /// login rules. Refusals look like any other failure to the client (A2); rule refusals are
-    /// audited (bounded) and lock nothing, since no credential was tried.
-    async fn admitted(
-        &self,
-        login: &str,
-        user: Option<&User>,
-        factor: LoginFactor,
-        method: &str,
-    ) -> bool {
-        let source = self.peer.ip();
-        let now = time::OffsetDateTime::now_utc();
-        match self
-            .store
-            .login_locked(user.map(|u| &u.name), source, factor, now)
-            .await
-        {
-            Ok(None) => {}
-            Ok(Some(until)) => {
-                tracing::info!(%login, %source, %factor, %until, "login refused: locked out");
-                return false;
-            }
-            Err(err) => {
-                // Fail closed: without the lockout state there is no login.
-                tracing::error!(error = %err, "cannot read the lockout state; refusing a login");
-                return false;
-            }
-        }
-        let rules = user.map(|u| u.login_rules.clone()).unwrap_or_default();
-        if let Err(denied) = check_login(&self.auth.global, &rules, source, now) {
-            tracing::info!(%login, reason = %denied, "login refused by the login rules");
-            let attempt = self.attempt(login, user, factor, method);
-            let recorded = self
-                .store
-                .record_login_refused(&attempt, &denied.to_string(), &self.auth.lockout, now)
-                .await;
-            if let Err(err) = recorded {
-                tracing::error!(error = %err, "cannot record a refused login");
-            }
-            return false;
-        }
-        true
-    }
-
-    fn attempt<'a>(
-        &self,
-        login: &'a str,
-        user: Option<&'a User>,
-        factor: LoginFactor,
-        method: &'a str,
-    ) -> LoginAttempt<'a> {
-        LoginAttempt {
+    /// The authenticator's view of an attempt with `login`, and the target the login name asks
+    /// for (`None` when the name does not parse: such a login still costs what any other does).
+    fn attempt<'a>(&self, login: &'a str, parsed: Option<&'a LoginName>) -> Attempt<'a> {
+        Attempt {
+            front: Front::Ssh,
             login,
-            user: user.map(|u| &u.name),
+            user: parsed.map(|name| &name.user),
             source: self.peer.ip(),
-            factor,
-            method,
         }
     }
 
-    /// Counts a failed attempt against `factor` (the store keeps the audit trail bounded under
-    /// a storm, E6). `user` is the user whose factor was guessed, if any.
-    async fn failed(&self, login: &str, user: Option<&User>, factor: LoginFactor, method: &str) {
-        let now = time::OffsetDateTime::now_utc();
-        let attempt = self.attempt(login, user, factor, method);
-        let counted = self
-            .store
-            .record_login_failure(&attempt, &self.auth.lockout, now)
-            .await;
-        if let Err(err) = counted {
-            tracing::error!(error = %err, "cannot count a failed login");
-        }
-    }
-
-    /// Admits the user; `factor` is the first factor they logged in with (`None` when they
-    /// authenticated elsewhere).
-    async fn accept(
-        &mut self,
-        user: User,
-        target: TargetSpec,
-        method: &str,
-        factor: Option<LoginFactor>,
-        mfa: bool,
-    ) -> Auth {
+    /// Admits the user (authenticated here, or elsewhere for an inherited connection).
+    async fn accept(&mut self, user: User, target: TargetSpec, method: &str, mfa: bool) -> Auth {
         let event = AuditEvent::LoginSucceeded {
             user: user.name.to_string(),
             method: method.to_owned(),
@@ -323,51 +235,46 @@ impl Connection {
             tracing::error!(error = %err, "cannot record a login; refusing it");
             return Auth::reject();
         }
-        if self.inherited.is_none()
-            && let Some(factor) = factor
-            && let Err(err) = self.store.record_login_success(&user.name, factor).await
-        {
-            tracing::error!(error = %err, "cannot reset a user's failed-login count");
-        }
         self.identity = Some(Identity { user, target, mfa });
         Auth::Accept
     }
 
-    /// A first factor succeeded: done, or on to the second factor for users who have one.
-    async fn first_factor(
-        &mut self,
-        login: &str,
-        user: User,
-        target: TargetSpec,
-        method: &'static str,
-        factor: LoginFactor,
-    ) -> Auth {
-        if !user.mfa_enrolled {
-            if self.auth.require_mfa {
-                // Mandatory second factor and none enrolled: no login (enroll first).
-                tracing::info!(user = %user.name, "login refused: a second factor is required and none is enrolled");
-                self.failed(login, Some(&user), factor, method).await;
-                return Auth::reject();
-            }
-            return self.accept(user, target, method, Some(factor), false).await;
+    /// A login the authenticator completed.
+    async fn logged_in(&mut self, login: Login, target: TargetSpec) -> Auth {
+        self.accept(login.user, target, &login.method, login.mfa)
+            .await
+    }
+
+    /// A first factor for `login`: the authenticator decides; this maps its answer onto SSH's.
+    async fn first_factor(&mut self, login: &str, credential: Credential<'_>) -> Auth {
+        // Credentials mean nothing on a connection whose user authenticated elsewhere.
+        if self.inherited.is_some() {
+            return Auth::reject();
         }
-        self.pending_mfa = Some(PendingMfa {
-            login: login.to_owned(),
-            user,
-            target,
-            method,
-            factor,
-            attempts: 0,
-        });
+        let parsed = LoginName::parse(login).ok();
+        let attempt = self.attempt(login, parsed.as_ref());
+        let outcome = self.auth.first_factor(&attempt, credential).await;
+        match (outcome, parsed) {
+            (FirstFactor::Authenticated(login), Some(parsed)) => {
+                self.logged_in(login, parsed.target).await
+            }
+            (FirstFactor::SecondFactorNeeded(second_factor), Some(parsed)) => {
+                self.pending_mfa = Some(PendingMfa {
+                    second_factor,
+                    target: parsed.target,
+                });
+                Self::ask_for_code()
+            }
+            _ => Auth::reject(),
+        }
+    }
+
+    /// Partial success: only keyboard-interactive (the TOTP code) may follow.
+    fn ask_for_code() -> Auth {
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
             partial_success: true,
         }
-    }
-
-    fn has_key(user: &User, key: &russh::keys::PublicKey) -> bool {
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        user.keys.iter().any(|k| k.fingerprint == fingerprint)
     }
 }
 
@@ -407,7 +314,7 @@ impl server::Handler for Connection {
         };
         let target = TargetSpec::Account(account);
         Ok(self
-            .accept(inherited.user, target, inherited.via, None, inherited.mfa)
+            .accept(inherited.user, target, inherited.via, inherited.mfa)
             .await)
     }
 
@@ -417,21 +324,14 @@ impl server::Handler for Connection {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // An offer is not a credential (A4): it only tells the client whether to sign.
-        let Ok((user, _)) = self.lookup(login).await else {
-            return Ok(Auth::reject());
-        };
-        let usable = match &user {
-            Some(user) => !user.disabled && Self::has_key(user, offer.public_key),
-            None => false,
-        };
-        if self.inherited.is_some() || !usable {
+        if self.inherited.is_some() {
             return Ok(Auth::reject());
         }
+        let parsed = LoginName::parse(login).ok();
+        let fingerprint = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let attempt = self.attempt(login, parsed.as_ref());
         Ok(
-            if self
-                .admitted(login, user.as_ref(), LoginFactor::PublicKey, "publickey")
-                .await
-            {
+            if self.auth.key_offer_acceptable(&attempt, &fingerprint).await {
                 Auth::Accept
             } else {
                 Auth::reject()
@@ -445,77 +345,18 @@ impl server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         // russh calls this only after the signature verified, for the key that signed (A5).
-        let Ok((user, target)) = self.lookup(login).await else {
-            return Ok(Auth::reject());
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let credential = Credential::VerifiedKey {
+            fingerprint: &fingerprint,
         };
-        if self.inherited.is_some() {
-            return Ok(Auth::reject());
-        }
-        if !self
-            .admitted(login, user.as_ref(), LoginFactor::PublicKey, "publickey")
-            .await
-        {
-            return Ok(Auth::reject());
-        }
-        match (user, target) {
-            (Some(user), Some(target))
-                if !user.disabled && Self::has_key(&user, key.public_key) =>
-            {
-                Ok(self
-                    .first_factor(login, user, target, "publickey", LoginFactor::PublicKey)
-                    .await)
-            }
-            _ => {
-                // A key that is not the user's is no guess at their key (keys cannot be
-                // guessed): it counts for the source only, so nobody can lock a user's key
-                // logins by signing with keys of their own.
-                self.failed(login, None, LoginFactor::PublicKey, "publickey")
-                    .await;
-                Ok(Auth::reject())
-            }
-        }
+        Ok(self.first_factor(login, credential).await)
     }
 
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
-        // Only users with a password set may use one; everyone else has keys.
-        let Ok((user, target)) = self.lookup(login).await else {
-            return Ok(Auth::reject());
-        };
-        if self.inherited.is_some()
-            || !self
-                .admitted(login, user.as_ref(), LoginFactor::Password, "password")
-                .await
-        {
-            return Ok(Auth::reject());
-        }
         let password = SecretString::from(password.to_owned());
-        let matches = match &user {
-            Some(user) if !user.disabled && user.has_password => {
-                match self.store.check_user_password(&user.name, &password).await {
-                    Ok(matches) => matches,
-                    Err(err) => {
-                        // Our failure, not a wrong password: refused, and not counted.
-                        tracing::error!(error = %err, "cannot check a password; refusing a login");
-                        return Ok(Auth::reject());
-                    }
-                }
-            }
-            // Unknown users cost the same Argon2 work as known ones, so timing tells nothing.
-            _ => {
-                rampart_store::burn_password_check(&password).await;
-                false
-            }
-        };
-        match (user, target) {
-            (Some(user), Some(target)) if matches => Ok(self
-                .first_factor(login, user, target, "password", LoginFactor::Password)
-                .await),
-            (user, _) => {
-                self.failed(login, user.as_ref(), LoginFactor::Password, "password")
-                    .await;
-                Ok(Auth::reject())
-            }
-        }
+        Ok(self
+            .first_factor(login, Credential::Password(&password))
+            .await)
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -525,14 +366,10 @@ impl server::Handler for Connection {
         response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
         // Only as the second step of a login, for the very name the first factor was for.
-        let Some(mut pending) = self.pending_mfa.take() else {
+        let Some(pending) = self.pending_mfa.take() else {
             return Ok(Auth::reject());
         };
-        if pending.login != login
-            || !self
-                .admitted(login, Some(&pending.user), pending.factor, "totp")
-                .await
-        {
+        if !pending.second_factor.is_for(login) {
             return Ok(Auth::reject());
         }
         let Some(mut response) = response else {
@@ -547,44 +384,28 @@ impl server::Handler for Connection {
         };
         let code = response
             .next()
-            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .unwrap_or_default();
-        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-        let check = self.store.check_totp(&pending.user.name, &code, now).await;
-        match check {
-            Ok(TotpCheck::Accepted) => {
-                let method = format!("{}+totp", pending.method);
-                Ok(self
-                    .accept(
-                        pending.user,
-                        pending.target,
-                        &method,
-                        Some(pending.factor),
-                        true,
-                    )
-                    .await)
+        let parsed = LoginName::parse(login).ok();
+        let attempt = self.attempt(login, parsed.as_ref());
+        let PendingMfa {
+            second_factor,
+            target,
+        } = pending;
+        match self
+            .auth
+            .second_factor(second_factor, &attempt, &code)
+            .await
+        {
+            SecondFactor::Authenticated(login) => Ok(self.logged_in(login, target).await),
+            SecondFactor::Retry(second_factor) => {
+                self.pending_mfa = Some(PendingMfa {
+                    second_factor,
+                    target,
+                });
+                Ok(Self::ask_for_code())
             }
-            Err(err) => {
-                // Our failure, not a wrong code: refused, and not counted.
-                tracing::error!(error = %err, "cannot check a TOTP code; refusing a login");
-                Ok(Auth::reject())
-            }
-            Ok(other) => {
-                tracing::info!(user = %pending.user.name, result = ?other, "second factor refused");
-                self.failed(login, Some(&pending.user), pending.factor, "totp")
-                    .await;
-                pending.attempts += 1;
-                if pending.attempts < MFA_ATTEMPTS {
-                    self.pending_mfa = Some(pending);
-                    return Ok(Auth::Reject {
-                        proceed_with_methods: Some(MethodSet::from(
-                            &[MethodKind::KeyboardInteractive][..],
-                        )),
-                        partial_success: true,
-                    });
-                }
-                Ok(Auth::reject())
-            }
+            SecondFactor::Refused(Refusal::Denied | Refusal::Unavailable) => Ok(Auth::reject()),
         }
     }
 

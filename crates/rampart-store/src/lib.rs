@@ -37,7 +37,7 @@ pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use grants::{GrantInput, NewGrant};
 pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
-pub use passwords::burn_password_check;
+pub use passwords::StoredPasswordHash;
 pub use policy_facts::PolicyFacts;
 pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
@@ -87,14 +87,16 @@ pub enum StoreError {
     InUse { path: PathBuf, pid: Option<u32> },
     #[error("the database {} is damaged ({detail}); {RESTORE_HINT}", path.display())]
     Damaged { path: PathBuf, detail: String },
-    #[error("database: {}", describe_database_error(.0))]
-    Database(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Database(DatabaseError),
     #[error("database migration: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(DatabaseError),
     #[error("database holds a corrupt value in {0}")]
     Corrupt(String),
     #[error("no randomness from the operating system: {0}")]
     Randomness(String),
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {
@@ -128,6 +130,70 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A failure of the database itself, as the store describes it: what the database said, and
+/// whether it says the file is damaged. The database library's own error types stay inside the
+/// store (another backend will have others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseError {
+    message: String,
+    damaged: bool,
+}
+
+impl DatabaseError {
+    /// Whether the database file is damaged (SQLite's SQLITE_CORRUPT or SQLITE_NOTADB): restore
+    /// it from a backup.
+    pub fn is_damage(&self) -> bool {
+        self.damaged
+    }
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // An administration command does not run the full integrity check `serve` runs at
+        // start; a damaged page it meets still tells the operator what to do.
+        if self.damaged {
+            write!(
+                f,
+                "{}: the database file is damaged; {RESTORE_HINT}",
+                self.message
+            )
+        } else {
+            f.write_str(&self.message)
+        }
+    }
+}
+
+impl From<sqlx::Error> for DatabaseError {
+    fn from(err: sqlx::Error) -> Self {
+        Self {
+            damaged: is_damage(&err),
+            message: err.to_string(),
+        }
+    }
+}
+
+#[doc(hidden)]
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::Database(err.into())
+    }
+}
+
+#[doc(hidden)]
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        let damaged = match &err {
+            sqlx::migrate::MigrateError::Execute(inner)
+            | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => is_damage(inner),
+            _ => false,
+        };
+        StoreError::Migration(DatabaseError {
+            message: err.to_string(),
+            damaged,
+        })
+    }
+}
+
 /// What an operator does about a damaged database (README, "Backup and restore").
 const RESTORE_HINT: &str = "stop every rampart process, move the data directory aside and \
     restore it from your last backup (README: \"Backup and restore\")";
@@ -141,16 +207,6 @@ fn is_damage(err: &sqlx::Error) -> bool {
     db.code()
         .and_then(|code| code.parse::<i64>().ok())
         .is_some_and(|code| matches!(code & 0xff, 11 | 26))
-}
-
-/// An administration command does not run the full integrity check `serve` runs at start; a
-/// damaged page it meets still tells the operator what to do.
-fn describe_database_error(err: &sqlx::Error) -> String {
-    if is_damage(err) {
-        format!("{err}: the database file is damaged; {RESTORE_HINT}")
-    } else {
-        err.to_string()
-    }
 }
 
 /// Where the store lives and where its master key comes from.
@@ -343,7 +399,7 @@ fn damaged_or(data_dir: &DataDir, err: sqlx::Error) -> StoreError {
             detail: err.to_string(),
         }
     } else {
-        StoreError::Database(err)
+        StoreError::Database(err.into())
     }
 }
 
@@ -356,4 +412,29 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_reach_callers_as_store_types_with_their_message() {
+        let err = StoreError::from(sqlx::Error::RowNotFound);
+        let StoreError::Database(database) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(!database.is_damage());
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(
+            err.to_string(),
+            format!("database: {}", sqlx::Error::RowNotFound)
+        );
+        let migration = StoreError::from(sqlx::migrate::MigrateError::VersionMissing(3));
+        assert!(
+            matches!(migration, StoreError::Migration(_)),
+            "{migration:?}"
+        );
+        assert!(migration.to_string().starts_with("database migration: "));
+    }
 }

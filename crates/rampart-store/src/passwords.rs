@@ -1,14 +1,55 @@
 //! Users' own passwords: Argon2id hashes in PHC form, never vault entries (they are verified, not
 //! used, so nothing needs to read them back).
+//!
+//! These are the plain, blocking computations. Checking a password at login (off the async
+//! threads, behind a limit sized to the cores, with the same cost for unknown users) is the
+//! authenticator's job (`rampart-auth`), and only its.
 
-use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
 use rampart_core::{ExposeSecret, InvalidInput, SecretString};
 
 /// The shortest password Rampart accepts for a person.
 pub const MIN_PASSWORD_CHARS: usize = 12;
-const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest password accepted, so nothing unbounded reaches Argon2.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Raises the number of Argon2id passes of new hashes above the default (never below it): the
+/// tests that show password checks cannot stall sessions make each check slow with it.
+pub const PASSES_ENV: &str = "RAMPART_TEST_ARGON2_PASSES";
+
+/// A user's stored password hash (PHC string). Not a secret, but nobody's business either: it
+/// does not print.
+#[derive(Clone)]
+pub struct StoredPasswordHash(String);
+
+impl StoredPasswordHash {
+    pub fn from_phc(phc: String) -> Self {
+        Self(phc)
+    }
+}
+
+impl std::fmt::Debug for StoredPasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredPasswordHash(..)")
+    }
+}
+
+/// Argon2id with the OWASP parameters (19 MiB, 2 passes), or more passes if [`PASSES_ENV`] asks.
+fn argon2() -> Argon2<'static> {
+    static PARAMS: std::sync::OnceLock<Params> = std::sync::OnceLock::new();
+    let params = PARAMS.get_or_init(|| {
+        let passes = std::env::var(PASSES_ENV)
+            .ok()
+            .and_then(|text| text.parse::<u32>().ok())
+            .map_or(Params::DEFAULT_T_COST, |passes| {
+                passes.max(Params::DEFAULT_T_COST)
+            });
+        Params::new(Params::DEFAULT_M_COST, passes, Params::DEFAULT_P_COST, None)
+            .unwrap_or_default()
+    });
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
 
 pub fn hash_password(password: &SecretString) -> Result<String, InvalidInput> {
     let text = password.expose_secret();
@@ -22,55 +63,28 @@ pub fn hash_password(password: &SecretString) -> Result<String, InvalidInput> {
             "password too long: use at most {MAX_PASSWORD_BYTES} bytes"
         )));
     }
-    Argon2::default()
+    argon2()
         .hash_password(text.as_bytes())
         .map(|hash| hash.to_string())
         .map_err(|err| InvalidInput::new(format!("cannot hash the password: {err}")))
 }
 
-/// Whether `password` matches `stored`; a malformed stored hash never matches.
-pub fn verify_password(password: &SecretString, stored: &str) -> bool {
-    let Ok(hash) = PasswordHash::new(stored) else {
+/// Whether `password` matches `stored`; a malformed stored hash never matches. Blocking: tens of
+/// milliseconds of CPU and 19 MiB.
+pub fn verify_password(password: &SecretString, stored: &StoredPasswordHash) -> bool {
+    let Ok(hash) = PasswordHash::new(&stored.0) else {
         return false;
     };
     let bytes = password.expose_secret().as_bytes();
-    bytes.len() <= MAX_PASSWORD_BYTES && Argon2::default().verify_password(bytes, &hash).is_ok()
+    bytes.len() <= MAX_PASSWORD_BYTES && argon2().verify_password(bytes, &hash).is_ok()
 }
 
-/// Spends what checking a real password costs, for a login name with no password: an attacker
-/// timing the answer cannot tell unknown users from wrong passwords (A2). Runs like
-/// [`verify_password_off_runtime`], so it costs the same and blocks no async thread either.
-pub async fn burn_password_check(password: &SecretString) {
-    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| {
-        hash_password(&SecretString::from("rampart-timing-equalizer".to_owned())).ok()
-    });
-    if let Some(hash) = dummy {
-        let _ = verify_password_off_runtime(password, hash.clone()).await;
-    }
-}
-
-/// Argon2id checks running at once: one core stays free for relayed sessions (at least one).
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
-    })
-}
-
-/// [`verify_password`] for async callers: Argon2id (19 MiB, tens of milliseconds of CPU) runs
-/// on the blocking pool, never on an async worker thread (where it would stall every session
-/// the thread carries), and only as many at once as [`hashing_slots`] allows; the rest wait
-/// their turn without holding a thread. A check that cannot run does not match.
-pub async fn verify_password_off_runtime(password: &SecretString, stored: String) -> bool {
-    let Ok(_slot) = hashing_slots().acquire().await else {
-        return false;
-    };
-    let password = password.clone();
-    tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false)
+/// A hash made like every user's hash, of a password nobody has: checking a password against it
+/// costs what checking a real one does (for unknown users, A2).
+pub fn equalizer_hash() -> Option<StoredPasswordHash> {
+    hash_password(&SecretString::from("rampart-timing-equalizer".to_owned()))
+        .ok()
+        .map(StoredPasswordHash)
 }
 
 #[cfg(test)]
@@ -80,25 +94,20 @@ mod tests {
     #[test]
     fn hashes_verify_and_hide_the_password() {
         let password = SecretString::from("correct horse battery".to_owned());
-        let hash = hash_password(&password).unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(!hash.contains("correct horse"));
+        let hash = StoredPasswordHash(hash_password(&password).unwrap());
+        assert!(hash.0.starts_with("$argon2id$"));
+        assert!(!hash.0.contains("correct horse"));
+        assert!(!format!("{hash:?}").contains("argon2"));
         assert!(verify_password(&password, &hash));
         assert!(!verify_password(
             &SecretString::from("wrong horse battery".to_owned()),
             &hash
         ));
-        assert!(!verify_password(&password, "not a hash"));
+        assert!(!verify_password(
+            &password,
+            &StoredPasswordHash("not a hash".into())
+        ));
         assert!(hash_password(&SecretString::from("short".to_owned())).is_err());
-    }
-
-    #[tokio::test]
-    async fn checks_off_the_runtime_agree_with_checks_on_it() {
-        let password = SecretString::from("correct horse battery".to_owned());
-        let hash = hash_password(&password).unwrap();
-        assert!(verify_password_off_runtime(&password, hash.clone()).await);
-        let wrong = SecretString::from("wrong horse battery".to_owned());
-        assert!(!verify_password_off_runtime(&wrong, hash).await);
-        burn_password_check(&wrong).await;
+        assert!(equalizer_hash().is_some());
     }
 }

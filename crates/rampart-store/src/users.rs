@@ -1,8 +1,9 @@
 //! Users, their SSH public keys and their passwords.
 
+use crate::passwords::{self, StoredPasswordHash};
 use crate::rows::{self, new_id, now, time_text};
 use crate::ssh_keys::ParsedPublicKey;
-use crate::{Result, Store, StoreError, audit_log, login_controls, passwords};
+use crate::{Result, Store, StoreError, audit_log, login_controls};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, Role, SecretString, User, UserKey};
 use sqlx::{Row, SqliteConnection};
@@ -165,8 +166,12 @@ impl Store {
         name: &Name,
         password: &SecretString,
     ) -> Result<()> {
-        // Hash before taking the write lock: Argon2id is deliberately slow.
-        let hash = passwords::hash_password(password)?;
+        // Hash before taking the write lock, on the blocking pool: Argon2id is deliberately slow
+        // and must not hold an async worker thread (administrators only get here).
+        let password = password.clone();
+        let hash = tokio::task::spawn_blocking(move || passwords::hash_password(&password))
+            .await
+            .map_err(|err| StoreError::Task(err.to_string()))??;
         let mut tx = self.begin_write().await?;
         let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
@@ -183,18 +188,15 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `password` is the user's password. An unknown user or one without a password
-    /// simply does not match.
-    pub async fn check_user_password(&self, name: &Name, password: &SecretString) -> Result<bool> {
+    /// The user's stored password hash, if they exist and have one. Checking a password against
+    /// it is the authenticator's (off the async threads, `rampart-auth`).
+    pub async fn user_password_hash(&self, name: &Name) -> Result<Option<StoredPasswordHash>> {
         let stored: Option<Option<String>> =
             sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1")
                 .bind(name.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(match stored.flatten() {
-            Some(hash) => passwords::verify_password_off_runtime(password, hash).await,
-            None => false,
-        })
+        Ok(stored.flatten().map(StoredPasswordHash::from_phc))
     }
 }
 

@@ -2,10 +2,10 @@
 //! the login that starts a browser session, and the guard every route passes through.
 //!
 //! INVARIANTS:
-//! - A login is checked exactly like an SSH login: lockout and login rules first, then the
-//!   password (Argon2id, same cost for unknown users), then the TOTP code if the user has one.
-//!   Every failure answers the same status and body (A2); there is no half-logged-in state
-//!   (A7): the code is part of the one login request.
+//! - A login is checked by the same authenticator as an SSH login (`rampart-auth`): lockout and
+//!   login rules first, then the password, then the TOTP code if the user has one. Every denial
+//!   answers the same status and body (A2); there is no half-logged-in state (A7): the code is
+//!   part of the one login request.
 //! - A browser session stores the user's `auth_epoch`: any credential or status change ends it
 //!   (A11). It also ends when idle too long, at its absolute lifetime, and at a request from a
 //!   source the global and the user's login rules refuse (G6).
@@ -24,11 +24,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rampart_auth::{Attempt, Credential, FirstFactor, Front, SecondFactor};
 use rampart_core::access::{Access, Refusal, Rights};
 use rampart_core::audit::Actor;
-use rampart_core::login_rules::{LoginFactor, check_login, client_address};
+use rampart_core::login_rules::{check_login, client_address};
 use rampart_core::{ExposeSecret, Name, SecretString, User};
-use rampart_store::{ApiToken, ErrorKind, LoginAttempt, TotpCheck, WebSession};
+use rampart_store::{ApiToken, ErrorKind, WebSession};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
@@ -39,8 +40,6 @@ pub const COOKIE_NAME: &str = "rampart_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A session's last use is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(15);
-/// Longest accepted password or code, so nothing unbounded reaches Argon2.
-const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
@@ -305,7 +304,8 @@ fn login_failed() -> ApiError {
     )
 }
 
-/// `POST /api/v1/login`.
+/// `POST /api/v1/login`: the password and, for users with a second factor, the code, in one
+/// request, checked by the authenticator.
 pub async fn login(
     State(state): State<WebState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -313,147 +313,39 @@ pub async fn login(
     Body(request): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let source = source_of(&state, &headers, peer);
-    let store = &state.store;
-    let auth = &state.settings.auth;
-    let at = now();
     let password = SecretString::from(request.password);
-    if password.expose_secret().len() > MAX_PASSWORD_BYTES {
-        return Err(login_failed());
-    }
-    let attempted = request.username.as_str();
-    // A store that cannot answer is our failure: the login is refused as such, and nothing is
-    // counted toward anyone's lockout.
-    let user = match Name::parse("user", attempted) {
-        Ok(name) => match store.user(&name).await {
-            Ok(user) => Some(user),
-            Err(err) if err.kind() == ErrorKind::Client => None,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot look up a user; refusing a web login");
-                return Err(ApiError::internal());
-            }
-        },
-        Err(_) => None,
+    let name = Name::parse("user", &request.username).ok();
+    let attempt = Attempt {
+        front: Front::Web,
+        login: &request.username,
+        user: name.as_ref(),
+        source,
     };
-    // Every failure counts against the password, the factor of a web login (a wrong code too:
-    // only someone with the password gets that far).
-    let fail = |method: &'static str, user: Option<User>| {
-        let state = state.clone();
-        let attempted = attempted.to_owned();
-        async move {
-            let attempt = LoginAttempt {
-                login: &attempted,
-                user: user.as_ref().map(|u| &u.name),
-                source,
-                factor: LoginFactor::Password,
-                method,
-            };
-            let counted = state
-                .store
-                .record_login_failure(&attempt, &state.settings.auth.lockout, now())
-                .await;
-            if let Err(err) = counted {
-                tracing::error!(error = %err, "cannot count a failed login");
+    let authenticator = &state.authenticator;
+    let outcome = authenticator
+        .first_factor(&attempt, Credential::Password(&password))
+        .await;
+    let login = match outcome {
+        FirstFactor::Authenticated(login) => login,
+        FirstFactor::SecondFactorNeeded(pending) => {
+            let code = request.totp.as_deref().unwrap_or("");
+            match authenticator.second_factor(pending, &attempt, code).await {
+                SecondFactor::Authenticated(login) => login,
+                // One code per request: a wrong one fails the login.
+                SecondFactor::Retry(_) => return Err(login_failed()),
+                SecondFactor::Refused(refusal) => return Err(refused(refusal)),
             }
-            login_failed()
         }
+        FirstFactor::Refused(refusal) => return Err(refused(refusal)),
     };
-    // Locked: refused unchecked, but after the same Argon2 work as any other attempt.
-    match store
-        .login_locked(
-            user.as_ref().map(|u| &u.name),
-            source,
-            LoginFactor::Password,
-            at,
-        )
-        .await
-    {
-        Ok(None) => {}
-        Ok(Some(until)) => {
-            tracing::info!(login = %attempted, %source, %until, "web login refused: locked out");
-            rampart_store::burn_password_check(&password).await;
-            return Err(login_failed());
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot read the lockout state; refusing a login");
-            rampart_store::burn_password_check(&password).await;
-            return Err(login_failed());
-        }
-    }
-    let rules = user
-        .as_ref()
-        .map(|u| u.login_rules.clone())
-        .unwrap_or_default();
-    if let Err(denied) = check_login(&auth.global, &rules, source, at) {
-        tracing::info!(login = %attempted, reason = %denied, "web login refused by the login rules");
-        rampart_store::burn_password_check(&password).await;
-        // Audited (bounded), and no lock: no credential was tried.
-        let attempt = LoginAttempt {
-            login: attempted,
-            user: user.as_ref().map(|u| &u.name),
-            source,
-            factor: LoginFactor::Password,
-            method: "web-password",
-        };
-        if let Err(err) = store
-            .record_login_refused(&attempt, &denied.to_string(), &auth.lockout, at)
-            .await
-        {
-            tracing::error!(error = %err, "cannot record a refused login");
-        }
-        return Err(login_failed());
-    }
-    let matches = match &user {
-        Some(user) if !user.disabled && user.has_password => {
-            match store.check_user_password(&user.name, &password).await {
-                Ok(matches) => matches,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot check a password; refusing a web login");
-                    return Err(ApiError::internal());
-                }
-            }
-        }
-        _ => {
-            rampart_store::burn_password_check(&password).await;
-            false
-        }
-    };
-    let user = match user {
-        Some(user) if matches => user,
-        user => return Err(fail("web-password", user).await),
-    };
-    let mut method = "web-password";
-    if !user.mfa_enrolled && auth.require_mfa {
-        // Mandatory second factor and none enrolled: no login (enroll first), as over SSH.
-        tracing::info!(user = %user.name, "web login refused: a second factor is required and none is enrolled");
-        return Err(fail("web-password", Some(user)).await);
-    }
-    if user.mfa_enrolled {
-        let code = request.totp.as_deref().unwrap_or("").trim().to_owned();
-        let at_unix = u64::try_from(at.unix_timestamp()).unwrap_or(0);
-        match store.check_totp(&user.name, &code, at_unix).await {
-            Ok(TotpCheck::Accepted) => method = "web-password+totp",
-            Err(err) => {
-                tracing::error!(error = %err, "cannot check a TOTP code; refusing a web login");
-                return Err(ApiError::internal());
-            }
-            Ok(other) => {
-                tracing::info!(user = %user.name, result = ?other, "web login: second factor refused");
-                return Err(fail("web-totp", Some(user)).await);
-            }
-        }
-    }
-    if let Err(err) = store
-        .record_login_success(&user.name, LoginFactor::Password)
-        .await
-    {
-        tracing::error!(error = %err, "cannot reset a user's failed-login count");
-    }
-    let (session, cookie) = store
+    let user = login.user;
+    let (session, cookie) = state
+        .store
         .start_web_session(
             &user,
             &source.to_string(),
-            user.mfa_enrolled,
-            method,
+            login.mfa,
+            &login.method,
             state.settings.session_lifetime,
         )
         .await?;
@@ -471,6 +363,14 @@ pub async fn login(
     let mut response = Json(body).into_response();
     response.headers_mut().insert(SET_COOKIE, cookie_header);
     Ok(response)
+}
+
+/// The answer to a refused login: the same for every denial (A2), ours for our failures.
+fn refused(refusal: rampart_auth::Refusal) -> ApiError {
+    match refusal {
+        rampart_auth::Refusal::Denied => login_failed(),
+        rampart_auth::Refusal::Unavailable => ApiError::internal(),
+    }
 }
 
 fn session_cookie(value: &str, max_age: u64, secure: bool) -> ApiResult<HeaderValue> {

@@ -94,11 +94,14 @@ pub struct WebState {
     /// WebSockets open at once on this listener (they leave the connection limit once
     /// upgraded, so they have their own).
     pub websockets: Arc<tokio::sync::Semaphore>,
+    /// Checks logins, by the same rules and in the same order as the SSH listener.
+    pub authenticator: rampart_auth::Authenticator,
 }
 
 impl WebState {
     pub fn new(store: Arc<Store>, settings: WebSettings) -> Self {
         Self {
+            authenticator: rampart_auth::Authenticator::new(store.clone(), settings.auth.clone()),
             store,
             settings: Arc::new(settings),
             gateway: None,

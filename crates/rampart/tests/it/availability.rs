@@ -171,13 +171,13 @@ fn a_closed_browser_terminal_ends_its_session_and_the_shell_on_the_target() {
 }
 
 /// An interactive shell through Rampart (`ssh -tt`), with everything it printed so far.
-struct Shell {
+pub(crate) struct Shell {
     child: std::process::Child,
     output: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Shell {
-    fn open(lab: &Lab) -> Self {
+    pub(crate) fn open(lab: &Lab) -> Self {
         let mut child = Command::new("ssh")
             .arg("-tt")
             .arg("-F")
@@ -201,11 +201,11 @@ impl Shell {
         Self { child, output }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 
-    fn type_text(&mut self, text: &str) {
+    pub(crate) fn type_text(&mut self, text: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(text.as_bytes()).unwrap();
         stdin.flush().unwrap();
@@ -213,7 +213,7 @@ impl Shell {
 
     /// Types `echo $((N+1))` and waits for the typed keys to be echoed and for N+1, which only
     /// the shell's answer contains.
-    fn echoes(&mut self, n: u32) {
+    pub(crate) fn echoes(&mut self, n: u32) {
         let typed = format!("echo $(({n}+1))");
         self.type_text(&format!("{typed}\r"));
         let answer = format!("{}\r\n", n + 1);
@@ -229,10 +229,6 @@ impl Shell {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
     }
 }
 
@@ -299,38 +295,6 @@ async fn stalled_key_exchange(
     }
     let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.9 stall\r\n").await;
     (true, until_closed(&mut stream, &mut stop).await)
-}
-
-/// A russh client that trusts any host key (the attacker side).
-struct Attacker;
-
-impl russh::client::Handler for Attacker {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
-/// One password guess from `source`; true if it was refused.
-async fn wrong_password(source: IpAddr, server: SocketAddr, user: &str) -> bool {
-    let Some(stream) = connect_from(source, server).await else {
-        return false;
-    };
-    let config = Arc::new(russh::client::Config::default());
-    let Ok(mut handle) = russh::client::connect_stream(config, stream, Attacker).await else {
-        return false;
-    };
-    match handle
-        .authenticate_password(user, "not-the-password-4711")
-        .await
-    {
-        Ok(result) => !result.success(),
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -405,28 +369,6 @@ fn a_pre_authentication_flood_leaves_logins_sessions_and_https_working() {
     });
     assert!(admitted > 0, "some stalled connections were admitted");
 
-    // Ten password guesses at once (Argon2id each) do not stop the open session's output.
-    shell
-        .type_text("i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo tick-$i; sleep 0.05; done\r");
-    eventually("the session printing", || {
-        (shell.count("tick-") > 5).then_some(())
-    });
-    let guesser: IpAddr = "127.0.0.4".parse().unwrap();
-    let before = shell.count("tick-");
-    let refused = runtime.block_on(async {
-        let guesses: Vec<_> = (0..10)
-            .map(|_| tokio::spawn(wrong_password(guesser, server, "mallory")))
-            .collect();
-        let mut refused = 0;
-        for guess in guesses {
-            refused += usize::from(guess.await.unwrap());
-        }
-        refused
-    });
-    assert_eq!(refused, 10);
-    let during = shell.count("tick-");
-    assert!(during > before, "the output went on: {before} -> {during}");
-    shell.type_text("\x03");
     stop.send(true).unwrap();
     runtime.shutdown_timeout(Duration::from_secs(5));
 }

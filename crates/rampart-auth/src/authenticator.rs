@@ -1,0 +1,433 @@
+//! [`Authenticator`]: one login, in one order, for every front.
+
+use crate::hashing::{PasswordChecks, too_long};
+use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
+use rampart_core::{Name, SecretString, User};
+use rampart_store::{ErrorKind, LoginAttempt, Store, TotpCheck};
+use std::net::IpAddr;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Wrong codes accepted after one first factor before the second factor is refused outright.
+pub const MAX_FAILED_CODES: u32 = 3;
+
+/// The front a login came through. It only names the method in the audit log (`password`,
+/// `web-password`, ...): the rules are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    Ssh,
+    Web,
+}
+
+impl Front {
+    fn first_factor_method(self, factor: LoginFactor) -> &'static str {
+        match (self, factor) {
+            (Front::Ssh, LoginFactor::Password) => "password",
+            (Front::Ssh, LoginFactor::PublicKey) => "publickey",
+            (Front::Web, LoginFactor::Password) => "web-password",
+            (Front::Web, LoginFactor::PublicKey) => "web-publickey",
+        }
+    }
+
+    fn second_factor_method(self) -> &'static str {
+        match self {
+            Front::Ssh => "totp",
+            Front::Web => "web-totp",
+        }
+    }
+}
+
+/// What a client presented as its first factor.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    Password(&'a SecretString),
+    /// A public key whose signature the front has verified (A4, A5: an offer is no credential),
+    /// by its SHA-256 fingerprint as `ssh-keygen -l` prints it.
+    VerifiedKey {
+        fingerprint: &'a str,
+    },
+}
+
+impl Credential<'_> {
+    fn factor(&self) -> LoginFactor {
+        match self {
+            Credential::Password(_) => LoginFactor::Password,
+            Credential::VerifiedKey { .. } => LoginFactor::PublicKey,
+        }
+    }
+}
+
+/// One login attempt as a front saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub front: Front,
+    /// The login as the client sent it (attacker-controlled; the audit log keeps it cut and
+    /// cleaned). For SSH it may carry the target (`alice@web-01`).
+    pub login: &'a str,
+    /// The user the login names, if it is a well-formed name (whether or not the user exists).
+    pub user: Option<&'a Name>,
+    /// The client's address (behind trusted proxies: the address they name, A1).
+    pub source: IpAddr,
+}
+
+impl<'a> Attempt<'a> {
+    /// The attempt as the store counts and audits it.
+    fn record(
+        &self,
+        user: Option<&'a User>,
+        factor: LoginFactor,
+        method: &'a str,
+    ) -> LoginAttempt<'a> {
+        LoginAttempt {
+            login: self.login,
+            user: user.map(|u| &u.name),
+            source: self.source,
+            factor,
+            method,
+        }
+    }
+}
+
+/// A completed login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: User,
+    /// The first factor it used.
+    pub factor: LoginFactor,
+    /// Whether a second factor was checked.
+    pub mfa: bool,
+    /// How, for the audit log: `password`, `publickey+totp`, `web-password`, ...
+    pub method: String,
+}
+
+/// A first factor that passed for a user with a second factor enrolled. It grants nothing (A7):
+/// only [`Authenticator::second_factor`] turns it into a [`Login`], for the same login name
+/// through the same front (A6).
+#[derive(Debug)]
+pub struct PendingSecondFactor {
+    front: Front,
+    login: String,
+    user: User,
+    factor: LoginFactor,
+    failed_codes: u32,
+}
+
+impl PendingSecondFactor {
+    /// Whether `login` is the very login name the first factor was for.
+    pub fn is_for(&self, login: &str) -> bool {
+        self.login == login
+    }
+}
+
+/// Why a login did not happen. The client sees the same answer for every [`Refusal::Denied`]:
+/// unknown user, locked, refused by the rules, disabled, wrong credential (A2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Denied,
+    /// The store could not answer: our failure, refused as such and counted toward nobody's
+    /// lockout.
+    Unavailable,
+}
+
+/// What a first factor led to.
+#[derive(Debug)]
+pub enum FirstFactor {
+    Authenticated(Login),
+    SecondFactorNeeded(PendingSecondFactor),
+    Refused(Refusal),
+}
+
+/// What a second factor led to.
+#[derive(Debug)]
+pub enum SecondFactor {
+    Authenticated(Login),
+    /// A wrong code, counted; another may follow (at most [`MAX_FAILED_CODES`] in all).
+    Retry(PendingSecondFactor),
+    Refused(Refusal),
+}
+
+/// The one authenticator every front calls: source rules and lockout, then the first factor,
+/// then the second factor. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    store: Arc<Store>,
+    settings: Arc<AuthSettings>,
+    checks: PasswordChecks,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<Store>, settings: AuthSettings) -> Self {
+        Self {
+            store,
+            settings: Arc::new(settings),
+            checks: PasswordChecks::default(),
+        }
+    }
+
+    /// The login rules, lockout policy and trusted proxies it applies.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// How many Argon2id checks it has run, real or spent for equal cost (metrics and tests).
+    pub fn password_checks(&self) -> u64 {
+        self.checks.count()
+    }
+
+    /// Whether an SSH client offering the public key `fingerprint` (without a signature yet)
+    /// should be told to sign with it. An offer is not a credential (A4): nothing is counted,
+    /// and only the signature that follows can log in.
+    pub async fn key_offer_acceptable(&self, attempt: &Attempt<'_>, fingerprint: &str) -> bool {
+        let Ok(user) = self.lookup(attempt.user).await else {
+            return false;
+        };
+        let usable = user
+            .as_ref()
+            .is_some_and(|user| !user.disabled && has_key(user, fingerprint));
+        let method = attempt.front.first_factor_method(LoginFactor::PublicKey);
+        usable
+            && self
+                .admitted(attempt, user.as_ref(), LoginFactor::PublicKey, method)
+                .await
+    }
+
+    /// Source rules and lockout, then the first factor; then done, or on to the second factor
+    /// for users who have one. A password attempt costs one Argon2id check whatever the outcome.
+    pub async fn first_factor(
+        &self,
+        attempt: &Attempt<'_>,
+        credential: Credential<'_>,
+    ) -> FirstFactor {
+        let factor = credential.factor();
+        let method = attempt.front.first_factor_method(factor);
+        let user = match self.lookup(attempt.user).await {
+            Ok(user) => user,
+            Err(refusal) => return FirstFactor::Refused(refusal),
+        };
+        if !self.admitted(attempt, user.as_ref(), factor, method).await {
+            if matches!(credential, Credential::Password(_)) {
+                // Locked or refused looks and costs like wrong (A2).
+                self.checks.burn().await;
+            }
+            return FirstFactor::Refused(Refusal::Denied);
+        }
+        let verified = match credential {
+            Credential::Password(password) => {
+                match self.check_password(user.as_ref(), password).await {
+                    Ok(matches) => matches,
+                    Err(refusal) => return FirstFactor::Refused(refusal),
+                }
+            }
+            Credential::VerifiedKey { fingerprint } => user
+                .as_ref()
+                .is_some_and(|user| !user.disabled && has_key(user, fingerprint)),
+        };
+        let user = match user {
+            Some(user) if verified => user,
+            user => {
+                // A key that is not the user's is no guess at their key (keys cannot be
+                // guessed): it counts for the source only, so nobody can lock a user's key
+                // logins by signing with keys of their own. A password counts for both.
+                let guessed = match factor {
+                    LoginFactor::Password => user.as_ref(),
+                    LoginFactor::PublicKey => None,
+                };
+                self.failed(attempt, guessed, factor, method).await;
+                return FirstFactor::Refused(Refusal::Denied);
+            }
+        };
+        if !user.mfa_enrolled {
+            if self.settings.require_mfa {
+                // Mandatory second factor and none enrolled: no login (enroll first).
+                tracing::info!(user = %user.name, "login refused: a second factor is required and none is enrolled");
+                self.failed(attempt, Some(&user), factor, method).await;
+                return FirstFactor::Refused(Refusal::Denied);
+            }
+            return FirstFactor::Authenticated(
+                self.succeeded(user, factor, false, method.to_owned()).await,
+            );
+        }
+        FirstFactor::SecondFactorNeeded(PendingSecondFactor {
+            front: attempt.front,
+            login: attempt.login.to_owned(),
+            user,
+            factor,
+            failed_codes: 0,
+        })
+    }
+
+    /// The TOTP `code` that completes `pending`. A different login name or front starts from
+    /// scratch (A6); lockout and rules are checked again; a code is accepted once (A7); a wrong
+    /// code counts against the first factor it followed.
+    pub async fn second_factor(
+        &self,
+        mut pending: PendingSecondFactor,
+        attempt: &Attempt<'_>,
+        code: &str,
+    ) -> SecondFactor {
+        if !pending.is_for(attempt.login) || pending.front != attempt.front {
+            return SecondFactor::Refused(Refusal::Denied);
+        }
+        let method = attempt.front.second_factor_method();
+        if !self
+            .admitted(attempt, Some(&pending.user), pending.factor, method)
+            .await
+        {
+            return SecondFactor::Refused(Refusal::Denied);
+        }
+        let at_unix = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+        match self
+            .store
+            .check_totp(&pending.user.name, code.trim(), at_unix)
+            .await
+        {
+            Ok(TotpCheck::Accepted) => {
+                let first = attempt.front.first_factor_method(pending.factor);
+                let login = self
+                    .succeeded(pending.user, pending.factor, true, format!("{first}+totp"))
+                    .await;
+                SecondFactor::Authenticated(login)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot check a TOTP code; refusing a login");
+                SecondFactor::Refused(Refusal::Unavailable)
+            }
+            Ok(other) => {
+                tracing::info!(user = %pending.user.name, result = ?other, "second factor refused");
+                self.failed(attempt, Some(&pending.user), pending.factor, method)
+                    .await;
+                pending.failed_codes += 1;
+                if pending.failed_codes < MAX_FAILED_CODES {
+                    SecondFactor::Retry(pending)
+                } else {
+                    SecondFactor::Refused(Refusal::Denied)
+                }
+            }
+        }
+    }
+
+    /// The user `name` names if they exist (enabled or not). `Err` when the store cannot answer.
+    async fn lookup(&self, name: Option<&Name>) -> Result<Option<User>, Refusal> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        match self.store.user(name).await {
+            Ok(user) => Ok(Some(user)),
+            Err(err) if err.kind() == ErrorKind::Client => Ok(None),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot look up a user; refusing a login");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    /// Whether an attempt with `factor` for `user` from the attempt's address may be checked at
+    /// all: that factor not locked out, and admitted by the global and the user's login rules.
+    /// Rule refusals are audited (bounded) and lock nothing, since no credential was tried.
+    async fn admitted(
+        &self,
+        attempt: &Attempt<'_>,
+        user: Option<&User>,
+        factor: LoginFactor,
+        method: &str,
+    ) -> bool {
+        let source = attempt.source;
+        let login = attempt.login;
+        let now = OffsetDateTime::now_utc();
+        match self
+            .store
+            .login_locked(user.map(|u| &u.name), source, factor, now)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(until)) => {
+                tracing::info!(%login, %source, %factor, %until, "login refused: locked out");
+                return false;
+            }
+            Err(err) => {
+                // Fail closed: without the lockout state there is no login.
+                tracing::error!(error = %err, "cannot read the lockout state; refusing a login");
+                return false;
+            }
+        }
+        let rules = user.map(|u| u.login_rules.clone()).unwrap_or_default();
+        if let Err(denied) = check_login(&self.settings.global, &rules, source, now) {
+            tracing::info!(%login, reason = %denied, "login refused by the login rules");
+            let record = attempt.record(user, factor, method);
+            let recorded = self
+                .store
+                .record_login_refused(&record, &denied.to_string(), &self.settings.lockout, now)
+                .await;
+            if let Err(err) = recorded {
+                tracing::error!(error = %err, "cannot record a refused login");
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Whether `password` is `user`'s. Everything that is not a check of a real hash spends the
+    /// same work. `Err` when the store cannot answer (not counted as a wrong password).
+    async fn check_password(
+        &self,
+        user: Option<&User>,
+        password: &SecretString,
+    ) -> Result<bool, Refusal> {
+        let Some(user) = user.filter(|user| !user.disabled && user.has_password) else {
+            self.checks.burn().await;
+            return Ok(false);
+        };
+        if too_long(password) {
+            self.checks.burn().await;
+            return Ok(false);
+        }
+        match self.store.user_password_hash(&user.name).await {
+            Ok(Some(hash)) => Ok(self.checks.verify(password, hash).await),
+            Ok(None) => {
+                self.checks.burn().await;
+                Ok(false)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read a password hash; refusing a login");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    /// Counts a failed attempt against `factor` (the store keeps the audit trail bounded under a
+    /// storm, E6). `user` is the user whose factor was guessed, if any.
+    async fn failed(
+        &self,
+        attempt: &Attempt<'_>,
+        user: Option<&User>,
+        factor: LoginFactor,
+        method: &str,
+    ) {
+        let record = attempt.record(user, factor, method);
+        let counted = self
+            .store
+            .record_login_failure(&record, &self.settings.lockout, OffsetDateTime::now_utc())
+            .await;
+        if let Err(err) = counted {
+            tracing::error!(error = %err, "cannot count a failed login");
+        }
+    }
+
+    /// A login that passed every step: the user's failure count for its factor starts again.
+    /// The front records the login itself (`login_succeeded`) with what it opens.
+    async fn succeeded(&self, user: User, factor: LoginFactor, mfa: bool, method: String) -> Login {
+        if let Err(err) = self.store.record_login_success(&user.name, factor).await {
+            tracing::error!(error = %err, "cannot reset a user's failed-login count");
+        }
+        Login {
+            user,
+            factor,
+            mfa,
+            method,
+        }
+    }
+}
+
+fn has_key(user: &User, fingerprint: &str) -> bool {
+    user.keys.iter().any(|key| key.fingerprint == fingerprint)
+}
