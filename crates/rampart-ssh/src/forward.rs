@@ -124,7 +124,7 @@ pub async fn carry(
             let copy = copy_counted(&mut stream, &mut tcp, &registration, &counts);
             tokio::select! {
                 () = copy => {}
-                reason = stopped(&mut control) => end.reason = reason,
+                reason = control.stopped() => end.reason = reason,
             }
             let [from_client, to_client] = counts.map(AtomicU64::into_inner);
             (end.bytes_from_client, end.bytes_to_client) = (from_client, to_client);
@@ -134,26 +134,6 @@ pub async fn carry(
     }
     if let Err(err) = store.end_session(session, &end).await {
         tracing::error!(error = %err, "cannot record the end of a forward");
-    }
-}
-
-/// The reason live enforcement gives when it ends the session.
-pub(crate) async fn stopped(control: &mut SessionControl) -> String {
-    stopped_watch(&mut control.stop).await
-}
-
-/// Resolves with the reason once `stop` carries one.
-pub(crate) async fn stopped_watch(
-    stop: &mut tokio::sync::watch::Receiver<Option<String>>,
-) -> String {
-    loop {
-        if let Some(reason) = stop.borrow_and_update().clone() {
-            return reason;
-        }
-        if stop.changed().await.is_err() {
-            // The registry is gone: nobody can end the session any more, so never resolve.
-            std::future::pending::<()>().await;
-        }
     }
 }
 

@@ -11,10 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+mod disconnect;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod live;
+pub use rampart_session::live;
 mod login;
 mod menu;
 mod relay;

@@ -1175,7 +1175,7 @@ async fn pump(
         loop {
             let message = tokio::select! {
                 message = from_user.wait() => message,
-                _ = crate::forward::stopped_watch(&mut stop_upstream) => break,
+                _ = crate::live::stopped_watch(&mut stop_upstream) => break,
             };
             let Some(message) = message else {
                 // The user's connection is gone (their client died or the socket closed).
@@ -1289,7 +1289,7 @@ async fn pump(
                     continue;
                 }
                 () = until(user_left), if user_left.is_some() => break,
-                why = crate::forward::stopped_watch(&mut stop_downstream) => {
+                why = crate::live::stopped_watch(&mut stop_downstream) => {
                     // Live enforcement ended it: the user sees why, and so does the recording.
                     let line = format!("rampart: session ended: {why}");
                     tap.notice(&line).await;

@@ -382,7 +382,7 @@ impl server::Handler for Connection {
             self.registered = Some(self.live.add_connection(
                 &identity.user,
                 self.peer.ip(),
-                session.handle(),
+                crate::disconnect::Disconnect::arc(session.handle()),
             ));
         }
         Ok(())

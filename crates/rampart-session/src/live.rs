@@ -15,7 +15,6 @@ use rampart_core::policy::{AccessRequest, Decision, Limit, decide};
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Asset, Grant, Name, User};
 use rampart_store::Store;
-use russh::server::Handle;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -133,6 +132,26 @@ pub struct SessionControl {
     pub notices: mpsc::Receiver<String>,
 }
 
+impl SessionControl {
+    /// Resolves with the reason once live enforcement ends the session.
+    pub async fn stopped(&mut self) -> String {
+        stopped_watch(&mut self.stop).await
+    }
+}
+
+/// Resolves with the reason once `stop` carries one.
+pub async fn stopped_watch(stop: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(reason) = stop.borrow_and_update().clone() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            // The registry is gone: nobody can end the session any more, so never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Removes the session from the registry when the relay is done with it.
 #[derive(Debug)]
 pub struct Registration {
@@ -148,12 +167,18 @@ impl Drop for Registration {
     }
 }
 
+/// How a front closes one of its authenticated connections (an SSH connection: a disconnect
+/// message with the reason). Called on the runtime, from a task of its own.
+pub trait CloseConnection: Send + Sync {
+    fn close(&self, reason: String);
+}
+
 /// An authenticated user connection, so a revoked user's idle connections are closed too.
 struct LiveConnection {
     user: Name,
     auth_epoch: i64,
     source: IpAddr,
-    handle: Handle,
+    closer: Arc<dyn CloseConnection>,
 }
 
 /// The node's live sessions and connections.
@@ -234,7 +259,12 @@ impl LiveSessions {
     }
 
     /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].
-    pub fn add_connection(&self, user: &User, source: IpAddr, handle: Handle) -> u64 {
+    pub fn add_connection(
+        &self,
+        user: &User,
+        source: IpAddr,
+        closer: Arc<dyn CloseConnection>,
+    ) -> u64 {
         let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut connections) = self.connections.lock() {
             connections.insert(
@@ -243,7 +273,7 @@ impl LiveSessions {
                     user: user.name.clone(),
                     auth_epoch: user.auth_epoch,
                     source,
-                    handle,
+                    closer,
                 },
             );
         }
@@ -356,7 +386,7 @@ impl LiveSessions {
                 session.end(reason);
             }
         }
-        let revoked: Vec<(Handle, String)> = self
+        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = self
             .connections
             .lock()
             .map(|connections| {
@@ -366,22 +396,16 @@ impl LiveSessions {
                         let reason = facts.user_revoked(&c.user, c.auth_epoch).or_else(|| {
                             facts.login_refused(&c.user, c.source, &self.global_rules, now)
                         })?;
-                        Some((c.handle.clone(), reason))
+                        Some((c.closer.clone(), reason))
                     })
                     .collect()
             })
             .unwrap_or_default();
-        for (handle, reason) in revoked {
+        for (closer, reason) in revoked {
             // A moment later than the sessions, so their message reaches the user first.
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ByApplication,
-                        format!("rampart: {reason}"),
-                        "en".into(),
-                    )
-                    .await;
+                closer.close(reason);
             });
         }
     }
