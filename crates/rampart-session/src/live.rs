@@ -246,6 +246,29 @@ impl LiveSessions {
         (registration, control)
     }
 
+    /// Ends every live session with `reason` (the node is shutting down): each front sees the
+    /// stop as it sees a kill, and ends its session through the guard.
+    pub fn end_all(&self, reason: &str) {
+        for session in self.sessions() {
+            session.end(reason.to_owned());
+        }
+    }
+
+    /// Waits until no session is registered (each guard removes its registration once the
+    /// session's record is closed), at most `within`. Returns whether they all ended.
+    pub async fn drained(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.sessions().is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A receiver of the live session's output from now on, if it is live here.
     pub fn watch(&self, id: Uuid) -> Option<broadcast::Receiver<Bytes>> {
         let sessions = self.sessions.lock().ok()?;

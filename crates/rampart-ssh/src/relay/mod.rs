@@ -13,7 +13,6 @@ mod choose;
 mod open;
 mod pump;
 mod requests;
-mod tap;
 
 use crate::live::LiveSessions;
 use crate::login::TargetSpec;
@@ -21,16 +20,12 @@ use crate::target::{self, TargetConnection};
 use choose::run_menu;
 use open::{Opened, open_target_channel};
 use rampart_core::User;
-use rampart_core::audit::{Actor, AuditEvent};
 use rampart_store::Store;
 use requests::{Requested, Start};
 use russh::Channel;
-use russh::keys::PrivateKey;
 use russh::server::{Handle, Msg};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use tap::SessionInfo;
 use tokio::sync::Mutex;
 
 /// Target connections of one user connection, one per account, shared by its channels (sftp and
@@ -56,12 +51,34 @@ pub struct SessionContext {
     pub target_host_keys: target::TargetHostKeys,
 }
 
-/// Where recordings go, the key that seals them, and how they are written.
-#[derive(Clone)]
-pub struct Evidence {
-    pub dir: PathBuf,
-    pub key: Arc<PrivateKey>,
-    pub recording: crate::RecordingSettings,
+pub use rampart_session::Evidence;
+
+impl SessionContext {
+    /// The node's session core, for this channel.
+    fn core(&self) -> rampart_session::SessionCore {
+        rampart_session::SessionCore::new(
+            self.store.clone(),
+            self.evidence.clone(),
+            self.live.clone(),
+        )
+    }
+
+    /// What the policy allowed, as the session core takes it.
+    fn authorized(&self, resolved: &target::Resolved) -> rampart_session::Authorized {
+        rampart_session::Authorized {
+            user: self.user.clone(),
+            mfa: self.mfa,
+            source: rampart_session::Source {
+                text: self.source.clone(),
+                ip: self.source_ip,
+            },
+            asset: resolved.asset.clone(),
+            account: resolved.account.clone(),
+            grant: resolved.grant,
+            rules: resolved.rules,
+            actions: resolved.actions.clone(),
+        }
+    }
 }
 
 /// Serves one session channel from the user until either side closes it.
@@ -100,12 +117,9 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     }
     let opened = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env).await;
     let Opened {
-        account: account_of_session,
         channel: target_channel,
-        session_id,
         early,
-        tap,
-        grant,
+        mut guard,
     } = match opened {
         Ok(opened) => opened,
         Err(message) => {
@@ -124,55 +138,18 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     if want_reply {
         let _ = handle.channel_success(id).await;
     }
-    let info = Arc::new(SessionInfo {
-        store: context.store.clone(),
-        id: session_id,
-        user: context.user.name.to_string(),
-        account: account_of_session,
-        source: context.source.clone(),
-    });
-    let (registration, control) = context.live.register(session_id, grant);
-    let mut end = pump::pump(
+    let Some(control) = guard.take_control() else {
+        return;
+    };
+    // The pump only moves bytes and reacts; the guard ends the session (seal, record) once.
+    let (reason, exit_status) = pump::pump(
         channel,
         target_channel,
         early,
         &handle,
-        tap.clone(),
-        info.clone(),
-        (&registration, control),
+        guard.tap(),
+        control,
     )
     .await;
-    drop(registration);
-    match tap.finish_files() {
-        Ok(files) => {
-            if let Err(err) = info.log(files).await {
-                tracing::error!(error = %err, "cannot record the files still open at the end of a session");
-            }
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot finish the file observer of a session");
-        }
-    }
-    match tap.finish(&context.evidence.key, end.exit_status).await {
-        Ok(recording) => end.recording = recording,
-        Err(err) => {
-            tracing::error!(session = %session_id, error = %err, "cannot seal a recording");
-            end.reason = format!("{}; recording not sealed: {err}", end.reason);
-        }
-    }
-    if end.reason.starts_with("recording failed") || end.reason.contains("recording not sealed") {
-        let actor = Actor::User {
-            name: context.user.name.to_string(),
-        };
-        let event = AuditEvent::RecordingFailed {
-            session: session_id.to_string(),
-            reason: end.reason.clone(),
-        };
-        if let Err(err) = context.store.record_event(&actor, &event).await {
-            tracing::error!(error = %err, "cannot record a recording failure");
-        }
-    }
-    if let Err(err) = context.store.end_session(session_id, &end).await {
-        tracing::error!(session = %session_id, error = %err, "cannot record the end of a session");
-    }
+    guard.end(reason, exit_status).await;
 }

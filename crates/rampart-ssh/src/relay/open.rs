@@ -3,30 +3,24 @@
 
 use super::SessionContext;
 use super::requests::{PtyRequest, Start, scp_lookalike};
-use super::tap::{FileObserver, Tap};
-use crate::live::SessionGrant;
 use crate::login::TargetSpec;
 use crate::target::{self, Refusal, Resolved, TargetConnection};
-use rampart_audit::commands::CommandLog;
-use rampart_audit::scp::ScpObserver;
-use rampart_audit::sftp::{SftpDirections, SftpObserver};
-use rampart_audit::{CastHeader, LiveRecorder, Recorder, RecordingOptions};
+use rampart_audit::CastHeader;
+use rampart_audit::sftp::SftpDirections;
 use rampart_core::Action;
-use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
-use rampart_store::{NewSession, SessionEnd};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_session::observe::Observer;
+use rampart_session::observers::{CommandObserver, FileObserver};
+use rampart_session::{RecordingPlan, SessionGuard, StartRequest};
 use russh::{Channel, ChannelMsg};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// A target channel ready to relay, with its session record and recorder.
+/// A target channel ready to relay, with its started session.
 pub(super) struct Opened {
-    pub(super) account: rampart_core::AccountRef,
     pub(super) channel: Channel<russh::client::Msg>,
-    pub(super) session_id: uuid::Uuid,
     pub(super) early: Vec<ChannelMsg>,
-    pub(super) tap: Arc<Tap>,
-    /// What the session was allowed as, for live enforcement.
-    pub(super) grant: SessionGrant,
+    pub(super) guard: SessionGuard,
 }
 
 /// Authorizes the request, records the session and opens the matching channel on the target.
@@ -78,12 +72,11 @@ pub(super) async fn open_target_channel(
     let account = resolved.account_ref().to_string();
 
     // Terminal sessions and commands are recorded; file transfers and forwards are logged as
-    // sessions. The recording is created first: a session that cannot be recorded is refused
-    // before it exists.
-    let session_id = rampart_store::new_session_id();
-    let refused = "the session cannot be recorded, so it is refused".to_owned();
-    let recorder = match start {
-        Start::Shell | Start::Exec(_) if resolved.rules.record => {
+    // sessions. The core creates the recording, the record and the live registration, in that
+    // order, before anything is dialled: a session that cannot be recorded is refused before
+    // it exists.
+    let recording = match start {
+        Start::Shell | Start::Exec(_) => {
             let command = match start {
                 Start::Exec(command) => Some(String::from_utf8_lossy(command).into_owned()),
                 _ => None,
@@ -92,117 +85,59 @@ pub(super) async fn open_target_channel(
             let title = format!("{} as {account}", context.user.name);
             let header =
                 CastHeader::new(width, height, pty.map(|p| p.term.as_str()), command, title);
-            // A command's input and output are kept byte for byte, in full unless the
-            // deployment set a cap.
-            let options = RecordingOptions {
+            Some(RecordingPlan {
+                header,
                 raw_streams: matches!(start, Start::Exec(_)),
-                cap: context.evidence.recording.exec_cap,
-            };
-            match Recorder::create_with(&context.evidence.dir, session_id, &header, options) {
-                Ok(recorder) => Some(recorder),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot create a recording; refusing the session");
-                    let event = AuditEvent::RecordingFailed {
-                        session: session_id.to_string(),
-                        reason: err.to_string(),
-                    };
-                    if let Err(record) = context.store.record_event(&actor, &event).await {
-                        tracing::error!(error = %record, "cannot record a recording failure");
-                    }
-                    return Err(refused);
-                }
-            }
+            })
         }
         _ => None,
     };
-    // Fail closed: no session starts without its record either.
-    let session = NewSession {
-        id: session_id,
-        user: context.user.name.to_string(),
-        asset: resolved.asset.name.to_string(),
-        account: resolved.account.to_string(),
-        kind: kind.to_owned(),
-        source_addr: context.source.clone(),
-        grant: resolved.grant,
-        recorded: recorder.is_some(),
-        recording_cap: match start {
-            Start::Exec(_) if recorder.is_some() => context.evidence.recording.exec_cap,
-            _ => None,
-        },
-    };
-    if let Err(err) = context.store.start_session(&session).await {
-        tracing::error!(error = %err, "cannot record a session start; refusing it");
-        if let Some(recorder) = recorder {
-            recorder.discard();
+    let mut inspectors: Vec<Box<dyn Observer>> = Vec::new();
+    match (start, pty) {
+        (Start::Shell, Some(pty)) => {
+            inspectors.push(Box::new(CommandObserver::new(pty.cols, pty.rows)));
         }
-        return Err(refused);
-    }
-    let fail = |why: String, recording: Option<RecordingAnchor>| async {
-        let end = SessionEnd {
-            reason: why.clone(),
-            recording,
-            ..SessionEnd::default()
-        };
-        if let Err(err) = context.store.end_session(session_id, &end).await {
-            tracing::error!(error = %err, "cannot record a failed session");
-        }
-        why
-    };
-    // The writer thread starts once the session exists.
-    let recorder = match recorder
-        .map(|recorder| LiveRecorder::start(recorder, context.evidence.recording.sync_interval))
-    {
-        Some(Err(err)) => {
-            tracing::error!(error = %err, "cannot start a recording's writer; refusing the session");
-            return Err(fail(refused, None).await);
-        }
-        Some(Ok(live)) => Some(live),
-        None => None,
-    };
-    let commands = match (start, pty) {
-        (Start::Shell, Some(pty)) => Some(CommandLog::new(pty.cols, pty.rows)),
-        _ => None,
-    };
-    let files = match start {
-        Start::Subsystem(name) if name == "sftp" => {
+        (Start::Subsystem(name), _) if name == "sftp" => {
             // The directions the one account of the session allows; the rest is refused.
             let directions = SftpDirections {
                 read: resolved.actions.contains(&Action::SftpRead),
                 write: resolved.actions.contains(&Action::SftpWrite),
             };
-            Some(FileObserver::Sftp(SftpObserver::with_directions(
-                directions,
-            )))
+            inspectors.push(Box::new(FileObserver::sftp(directions)));
         }
-        Start::Scp(command) => Some(FileObserver::Scp(ScpObserver::new(command.clone()))),
-        _ => None,
-    };
-    let tap = Arc::new(Tap::new(recorder, commands, files));
-    // From here on a failure also seals what was recorded (the header, at least).
-    let fail_recorded = |why: String| {
-        let tap = tap.clone();
-        let key = context.evidence.key.clone();
-        async move {
-            let recording = tap.finish(&key, None).await.unwrap_or_else(|err| {
-                tracing::error!(error = %err, "cannot seal the recording of a failed session");
-                None
-            });
-            fail(why, recording).await
-        }
-    };
+        (Start::Scp(command), _) => inspectors.push(Box::new(FileObserver::scp(command.clone()))),
+        _ => {}
+    }
+    let core = context.core();
+    let guard = core
+        .start(StartRequest {
+            authorized: context.authorized(&resolved),
+            kind: kind.to_owned(),
+            interactive: matches!(start, Start::Shell),
+            recording,
+            inspectors,
+        })
+        .await
+        .map_err(|refused| refused.to_string())?;
+    // From here on a failure ends the session through its guard: it seals what was recorded
+    // (the header, at least) and closes the record with the reason.
+    async fn fail(guard: SessionGuard, why: String) -> String {
+        guard.end(why.clone(), None).await;
+        why
+    }
 
     let connection = match target_connection(context, &resolved, &account, &actor).await {
         Ok(connection) => connection,
         Err(err) => {
             let event = AuditEvent::TargetConnectionFailed {
-                session: session_id.to_string(),
+                session: guard.id().to_string(),
                 target: account.clone(),
                 reason: err.to_string(),
             };
             if let Err(record) = context.store.record_event(&actor, &event).await {
                 tracing::error!(error = %record, "cannot record a failed target connection");
             }
-            return Err(fail_recorded(err.to_string()).await);
+            return Err(fail(guard, err.to_string()).await);
         }
     };
     let opening = tokio::time::timeout(
@@ -214,9 +149,10 @@ pub(super) async fn open_target_channel(
     let channel = match opening {
         Ok(channel) => channel,
         Err(err) => {
-            return Err(fail_recorded(format!(
-                "the target {account} refused a new session ({err})"
-            ))
+            return Err(fail(
+                guard,
+                format!("the target {account} refused a new session ({err})"),
+            )
             .await);
         }
     };
@@ -229,26 +165,12 @@ pub(super) async fn open_target_channel(
             .unwrap_or_else(|_| Err(ReplayError::Timeout));
     match answered {
         Ok(Some(early)) => Ok(Opened {
-            account: resolved.account_ref(),
             channel,
-            session_id,
             early,
-            tap,
-            grant: SessionGrant {
-                user: context.user.name.clone(),
-                auth_epoch: context.user.auth_epoch,
-                mfa: context.mfa,
-                asset: resolved.asset.name.clone(),
-                account: resolved.account.clone(),
-                actions: resolved.actions.clone(),
-                interactive: matches!(start, Start::Shell),
-                idle_timeout: resolved.rules.idle_timeout,
-                max_duration: resolved.rules.max_duration,
-                source: context.source_ip,
-            },
+            guard,
         }),
-        Ok(None) => Err(fail_recorded(format!("the target {account} refused the request")).await),
-        Err(err) => Err(fail_recorded(format!("the target {account} failed ({err})")).await),
+        Ok(None) => Err(fail(guard, format!("the target {account} refused the request")).await),
+        Err(err) => Err(fail(guard, format!("the target {account} failed ({err})")).await),
     }
 }
 

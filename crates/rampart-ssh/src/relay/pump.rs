@@ -4,9 +4,9 @@
 //! full queue stops reading from that TCP connection. No buffer here grows with what the peers
 //! send. Every chunk passes through the [`Tap`] before it is forwarded.
 
-use super::tap::{SessionInfo, Tap};
-use crate::live::{Registration, SessionControl};
-use rampart_store::SessionEnd;
+use crate::live::SessionControl;
+use rampart_audit::Stream;
+use rampart_session::SessionTap;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use std::sync::Arc;
@@ -119,23 +119,21 @@ pub(super) async fn pump(
     target: Channel<russh::client::Msg>,
     early: Vec<ChannelMsg>,
     handle: &Handle,
-    tap: Arc<Tap>,
-    info: Arc<SessionInfo>,
-    (registration, control): (&Registration, SessionControl),
-) -> SessionEnd {
+    tap: SessionTap,
+    control: SessionControl,
+) -> (String, Option<i64>) {
     let SessionControl {
         stop: mut stop_downstream,
         mut notices,
     } = control;
     let mut stop_upstream = stop_downstream.clone();
-    let live = registration.session.clone();
+    let live = tap.live().clone();
     let user_id = user.id();
     let (mut from_user, to_user) = user.split();
     let (mut from_target, to_target) = target.split();
 
     // User to target. A failure to record ends the session and is kept for its end reason.
     let upstream_tap = tap.clone();
-    let upstream_info = info.clone();
     let upstream_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let failure = upstream_failure.clone();
     let upstream_live = live.clone();
@@ -166,13 +164,7 @@ pub(super) async fn pump(
             }
             let sent = match message {
                 ChannelMsg::Data { data } => {
-                    let observed = match upstream_tap.client_sent(&data).await {
-                        Ok((filtered, observed)) => {
-                            upstream_info.log(observed).await.map(|()| filtered)
-                        }
-                        Err(err) => Err(err),
-                    };
-                    let filtered = match observed {
+                    let filtered = match upstream_tap.client_sent(&data).await {
                         Ok(filtered) => filtered,
                         Err(err) => {
                             tracing::error!(error = %err, "recording failed; ending the session");
@@ -283,7 +275,7 @@ pub(super) async fn pump(
                         .await;
                     continue;
                 }
-                Some(reply) = replies_to_send.recv(), if tap.between_packets() => {
+                Some(reply) = replies_to_send.recv(), if tap.may_interject() => {
                     if to_user.data_bytes(reply).await.is_err() {
                         reason = "user went away".to_owned();
                         break;
@@ -313,13 +305,20 @@ pub(super) async fn pump(
                 if early.len() == 0 {
                     batch.extend(ahead.data_behind(&mut from_target).await);
                 }
+                let batch: Vec<(Stream, bytes::Bytes)> = batch
+                    .into_iter()
+                    .map(|(data, stderr)| {
+                        let stream = if stderr {
+                            Stream::ErrorOutput
+                        } else {
+                            Stream::Output
+                        };
+                        (stream, data)
+                    })
+                    .collect();
                 tap.target_sent(&batch).await
             }
-            _ => Ok(Vec::new()),
-        };
-        let recorded = match recorded {
-            Ok(observed) => info.log(observed).await,
-            Err(err) => Err(err),
+            _ => Ok(()),
         };
         if let Err(err) = recorded {
             // Fail closed: what cannot be recorded is not shown, and the session ends.
@@ -382,13 +381,7 @@ pub(super) async fn pump(
     {
         reason = format!("recording failed: {failure}");
     }
-    SessionEnd {
-        reason,
-        bytes_from_client: tap.from_client.load(Ordering::Relaxed),
-        bytes_to_client: tap.to_client.load(Ordering::Relaxed),
-        exit_status,
-        recording: None,
-    }
+    (reason, exit_status)
 }
 
 pub(super) fn signal_text(signal: &Sig) -> String {
