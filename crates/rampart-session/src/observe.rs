@@ -187,11 +187,118 @@ pub(crate) fn with_lock<T, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
+
+    /// An observer that notes what it saw, rewrites the input if told to, and can fail.
+    #[derive(Default)]
+    struct Probe {
+        rewrite: Option<Vec<u8>>,
+        finds_command: bool,
+        fail_finish: bool,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Observer for Probe {
+        fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("client {}", String::from_utf8_lossy(data)));
+            ready(Ok(ClientVerdict {
+                forward: self.rewrite.clone(),
+                ..ClientVerdict::default()
+            }))
+        }
+
+        fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("target {}", batch.len()));
+            let found = if self.finds_command {
+                vec![Finding::Command("ls -l".into())]
+            } else {
+                vec![]
+            };
+            ready(Ok(found))
+        }
+
+        fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
+            self.seen.lock().unwrap().push(format!("{event:?}"));
+            ready(Ok(()))
+        }
+
+        fn finish(&self, exit_status: Option<i64>) -> ObserverFuture<'_, Finished> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("finish {exit_status:?}"));
+            if self.fail_finish {
+                return ready(Err("cannot seal".into()));
+            }
+            ready(Ok(Finished::default()))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_observer_sees_the_bytes_as_sent_and_one_may_rewrite_them() {
+        let (first, second) = (Probe::default(), Probe::default());
+        let (seen_first, seen_second) = (first.seen.clone(), second.seen.clone());
+        let filter = Probe {
+            rewrite: Some(b"safe".to_vec()),
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![Box::new(first), Box::new(filter), Box::new(second)]);
+        let verdict = set.client(&Bytes::from_static(b"raw")).await.unwrap();
+        assert_eq!(verdict.forward, Some(b"safe".to_vec()));
+        assert_eq!(*seen_first.lock().unwrap(), ["client raw"]);
+        assert_eq!(*seen_second.lock().unwrap(), ["client raw"]);
+
+        let twice = ObserverSet::new(vec![
+            Box::new(Probe {
+                rewrite: Some(vec![]),
+                ..Probe::default()
+            }),
+            Box::new(Probe {
+                rewrite: Some(vec![]),
+                ..Probe::default()
+            }),
+        ]);
+        assert!(twice.client(&Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_command_one_observer_finds_is_marked_in_every_observer() {
+        let recorder = Probe::default();
+        let seen = recorder.seen.clone();
+        let commands = Probe {
+            finds_command: true,
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![Box::new(recorder), Box::new(commands)]);
+        let batch = [(Stream::Output, Bytes::from_static(b"ls -l\r\n"))];
+        let findings = set.target(&batch).await.unwrap();
+        assert_eq!(findings, [Finding::Command("ls -l".into())]);
+        assert_eq!(*seen.lock().unwrap(), ["target 1", "Marker(\"ls -l\")"]);
+    }
+
+    #[tokio::test]
+    async fn finishing_goes_on_after_a_failure_and_reports_it() {
+        let failing = Probe {
+            fail_finish: true,
+            ..Probe::default()
+        };
+        let after = Probe::default();
+        let seen = after.seen.clone();
+        let set = ObserverSet::new(vec![Box::new(failing), Box::new(after)]);
+        let (_, failure) = set.finish(Some(3)).await;
+        assert_eq!(failure.as_deref(), Some("cannot seal"));
+        assert_eq!(*seen.lock().unwrap(), ["finish Some(3)"]);
+    }
 
     #[test]
     fn a_poisoned_observer_lock_is_an_error_not_an_empty_slot() {
-        let slot = Arc::new(std::sync::Mutex::new(0u32));
+        let slot = Arc::new(Mutex::new(0u32));
         assert_eq!(with_lock(&slot, |n| *n + 1), Ok(1));
         let poisoner = slot.clone();
         let _ = std::thread::spawn(move || {
