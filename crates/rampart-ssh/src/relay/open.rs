@@ -1,5 +1,7 @@
-//! Starting a session: authorize, record, register, then open the matching channel on the
-//! target and replay the user's requests there.
+//! Starting a session: authorize (`target::resolve`), start it through the session core with
+//! the observers this kind of session needs (recording, record and live registration, or a
+//! refusal), then connect, open the matching channel on the target and replay the user's
+//! requests there. A failure after the start ends the session through its guard.
 
 use super::SessionContext;
 use super::requests::{PtyRequest, Start, scp_lookalike};
