@@ -1,6 +1,29 @@
 //! The session core every protocol front uses: one authorization from one snapshot of the policy
 //! facts, one lifecycle (start, observers, live enforcement, an end that happens exactly once),
 //! and one dialer for every connection to a target. A front brings only its wire protocol.
+//!
+//! - [`lifecycle`]: [`SessionCore::start`] turns an [`Authorized`] request into a started
+//!   session: recording, session record and live registration, together or not at all.
+//! - [`guard`]: the [`SessionGuard`] that ends it exactly once, and the [`SessionTap`] the
+//!   front's tasks pass bytes through.
+//! - [`observe`]: the [`observe::Observer`] interface; [`observers`]: the terminal recorder,
+//!   the command log, the SFTP and scp observers.
+//! - [`live`]: live enforcement (kill, revocation, login rules, idle and duration limits) and
+//!   live watching.
+//! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
+//!   [`explain`]: `grant explain`'s report.
 
 pub mod authorize;
 pub mod explain;
+pub mod guard;
+pub mod lifecycle;
+pub mod live;
+pub mod observe;
+pub mod observers;
+mod trail;
+
+pub use guard::{EndWatch, SessionGuard, SessionTap};
+pub use lifecycle::{
+    Authorized, Evidence, RecordingPlan, RecordingSettings, Refused, SessionCore, Source,
+    StartRequest,
+};

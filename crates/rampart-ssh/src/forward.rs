@@ -3,13 +3,16 @@
 //! Only ports of assets can be reached, and only by name or address of an asset: Rampart is not
 //! an open proxy. Each forwarded connection is a session with its own record and byte counts.
 
-use crate::live::{Registration, SessionControl};
+use bytes::BytesMut;
+use rampart_audit::Stream;
 use rampart_core::{Action, Asset, Name, User};
 use rampart_session::authorize::{Decision, SessionRules, Snapshot};
-use rampart_store::{NewSession, SessionEnd, Store};
+use rampart_session::{
+    Authorized, Refused, SessionCore, SessionGuard, SessionTap, Source, StartRequest,
+};
+use rampart_store::Store;
 use russh::Channel;
 use russh::server::Msg;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -65,130 +68,119 @@ pub async fn authorize(
     Err(reason)
 }
 
-/// Records the forward as a session; the caller refuses the channel if this fails.
-pub async fn start(
-    store: &Store,
-    user: &User,
-    allowed: &AllowedForward,
-    port: u32,
-    source: &str,
-) -> Option<Uuid> {
-    let session = NewSession {
-        id: rampart_store::new_session_id(),
-        user: user.name.to_string(),
-        asset: allowed.asset.name.to_string(),
-        account: allowed.account.to_string(),
-        kind: format!("port_forward:{port}"),
-        source_addr: source.to_owned(),
-        grant: allowed.grant,
-        recorded: false,
-        recording_cap: None,
-    };
-    match store.start_session(&session).await {
-        Ok(id) => Some(id),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot record a forward; refusing it");
-            None
+impl AllowedForward {
+    /// The forward as the session core takes it.
+    pub fn authorized(&self, user: User, mfa: bool, source: Source) -> Authorized {
+        Authorized {
+            user,
+            mfa,
+            source,
+            asset: self.asset.clone(),
+            account: self.account.clone(),
+            grant: self.grant,
+            rules: self.rules,
+            actions: vec![Action::PortForward],
         }
     }
 }
 
-/// Carries one forwarded connection between the user's channel and the asset's port, until
-/// either side closes it or live enforcement ends the session.
-pub async fn carry(
-    store: std::sync::Arc<Store>,
-    channel: Channel<Msg>,
-    host: String,
+/// Starts the forward as a session (record and live registration; nothing is recorded but the
+/// byte counts); the caller refuses the channel if this fails.
+pub async fn start(
+    core: &SessionCore,
+    authorized: Authorized,
     port: u16,
-    session: Uuid,
-    registration: Registration,
-    mut control: SessionControl,
-) {
-    let mut end = SessionEnd {
-        reason: "closed".into(),
-        ..SessionEnd::default()
+) -> Result<SessionGuard, Refused> {
+    core.start(StartRequest {
+        authorized,
+        kind: format!("port_forward:{port}"),
+        interactive: false,
+        recording: None,
+        inspectors: Vec::new(),
+    })
+    .await
+}
+
+/// Carries one forwarded connection between the user's channel and the asset's port, until
+/// either side closes it or live enforcement ends the session; then ends it through its guard.
+pub async fn carry(channel: Channel<Msg>, host: String, port: u16, mut guard: SessionGuard) {
+    let Some(mut control) = guard.take_control() else {
+        return;
     };
+    let mut reason = "closed".to_owned();
     let connect = tokio::net::TcpStream::connect((host.as_str(), port));
     match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(mut tcp)) => {
             let _ = tcp.set_nodelay(true);
             let mut stream = channel.into_stream();
-            let counts = [AtomicU64::new(0), AtomicU64::new(0)];
-            let copy = copy_counted(&mut stream, &mut tcp, &registration, &counts);
+            let tap = guard.tap();
+            let copy = copy_observed(&mut stream, &mut tcp, &tap);
             tokio::select! {
                 () = copy => {}
-                reason = stopped(&mut control) => end.reason = reason,
+                why = control.stopped() => reason = why,
             }
-            let [from_client, to_client] = counts.map(AtomicU64::into_inner);
-            (end.bytes_from_client, end.bytes_to_client) = (from_client, to_client);
         }
-        Ok(Err(err)) => end.reason = format!("target unreachable: {}", err.kind()),
-        Err(_) => end.reason = "target unreachable: timed out".into(),
+        Ok(Err(err)) => reason = format!("target unreachable: {}", err.kind()),
+        Err(_) => reason = "target unreachable: timed out".into(),
     }
-    if let Err(err) = store.end_session(session, &end).await {
-        tracing::error!(error = %err, "cannot record the end of a forward");
-    }
+    guard.end(reason, None).await;
 }
 
-/// The reason live enforcement gives when it ends the session.
-pub(crate) async fn stopped(control: &mut SessionControl) -> String {
-    stopped_watch(&mut control.stop).await
-}
-
-/// Resolves with the reason once `stop` carries one.
-pub(crate) async fn stopped_watch(
-    stop: &mut tokio::sync::watch::Receiver<Option<String>>,
-) -> String {
-    loop {
-        if let Some(reason) = stop.borrow_and_update().clone() {
-            return reason;
-        }
-        if stop.changed().await.is_err() {
-            // The registry is gone: nobody can end the session any more, so never resolve.
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Copies both ways, counting bytes (from the user, to the user) and marking activity, until
-/// both sides are done.
-async fn copy_counted(
+/// Copies both ways through the session's observers (which count the bytes) and marks
+/// activity, until both sides are done or an observer fails.
+async fn copy_observed(
     user: &mut (impl AsyncRead + AsyncWrite + Unpin),
     target: &mut (impl AsyncRead + AsyncWrite + Unpin),
-    registration: &Registration,
-    counts: &[AtomicU64; 2],
+    tap: &SessionTap,
 ) {
-    let [from_client, to_client] = counts;
     let (mut user_read, mut user_write) = tokio::io::split(user);
     let (mut target_read, mut target_write) = tokio::io::split(target);
-    let session = &registration.session;
     let upstream = async {
-        let mut buf = vec![0u8; 32 * 1024];
-        while let Ok(n) = user_read.read(&mut buf).await {
-            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                break;
-            };
-            session.touch();
-            if target_write.write_all(chunk).await.is_err() {
+        let mut buf = BytesMut::with_capacity(BUFFER);
+        while let Ok(n) = user_read.read_buf(&mut buf).await {
+            if n == 0 {
                 break;
             }
-            from_client.fetch_add(n as u64, Ordering::Relaxed);
+            let chunk = buf.split().freeze();
+            buf.reserve(BUFFER);
+            tap.live().touch();
+            let Ok(verdict) = tap.client_sent(&chunk).await else {
+                break;
+            };
+            let written = match verdict.forward {
+                None => target_write.write_all(&chunk).await,
+                Some(passed) => target_write.write_all(&passed).await,
+            };
+            if written.is_err() {
+                break;
+            }
         }
         let _ = target_write.shutdown().await;
     };
     let downstream = async {
-        let mut buf = vec![0u8; 32 * 1024];
-        while let Ok(n) = target_read.read(&mut buf).await {
-            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                break;
-            };
-            session.touch();
-            if user_write.write_all(chunk).await.is_err() {
+        let mut buf = BytesMut::with_capacity(BUFFER);
+        while let Ok(n) = target_read.read_buf(&mut buf).await {
+            if n == 0 {
                 break;
             }
-            to_client.fetch_add(n as u64, Ordering::Relaxed);
+            let chunk = buf.split().freeze();
+            buf.reserve(BUFFER);
+            tap.live().touch();
+            if tap
+                .target_sent(&[(Stream::Output, chunk.clone())])
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if user_write.write_all(&chunk).await.is_err() {
+                break;
+            }
         }
         let _ = user_write.shutdown().await;
     };
     tokio::join!(upstream, downstream);
 }
+
+/// Bytes read at a time each way.
+const BUFFER: usize = 32 * 1024;

@@ -11,10 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+mod disconnect;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod live;
+pub use rampart_session::live;
 mod login;
 mod menu;
 mod relay;
@@ -55,6 +56,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// The end reason of sessions the node ends when it stops.
+const NODE_SHUTTING_DOWN: &str = "the node is shutting down";
+/// How long a stopping node waits for its sessions to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// What the gateway needs to run.
 #[derive(Clone)]
 pub struct Gateway {
@@ -79,25 +85,7 @@ pub struct GatewaySettings {
     pub recording: RecordingSettings,
 }
 
-/// How recordings are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordingSettings {
-    /// A live recording is fsynced (and its chunks hashed into the manifest) at least this
-    /// often while anything is written: what a crash of the machine can lose.
-    pub sync_interval: Duration,
-    /// Bytes of each direction a command's recording keeps; the rest is counted and hashed.
-    /// `None` (the default): everything.
-    pub exec_cap: Option<u64>,
-}
-
-impl Default for RecordingSettings {
-    fn default() -> Self {
-        Self {
-            sync_interval: Duration::from_secs(1),
-            exec_cap: None,
-        }
-    }
-}
+pub use rampart_session::RecordingSettings;
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,6 +180,13 @@ impl Gateway {
                     }
                 },
             }
+        }
+        // Sessions end now, each through its guard: recording sealed, record closed, before
+        // the node signs its final chain head. What does not end in time is ended by the next
+        // start as interrupted.
+        self.live.end_all(NODE_SHUTTING_DOWN);
+        if !self.live.drained(SHUTDOWN_GRACE).await {
+            tracing::warn!("sessions still open at shutdown; the next start closes them");
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::admission::PreAuthSlot;
 use crate::forward;
-use crate::live::{LiveSessions, SessionGrant};
+use crate::live::LiveSessions;
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use crate::target::TargetHostKeys;
@@ -289,7 +289,7 @@ impl server::Handler for Connection {
             self.registered = Some(self.live.add_connection(
                 &identity.user,
                 self.peer.ip(),
-                session.handle(),
+                crate::disconnect::Disconnect::arc(session.handle()),
             ));
         }
         Ok(())
@@ -546,36 +546,28 @@ impl Connection {
                 .await;
             return Ok(());
         };
-        let Some(session) =
-            forward::start(&self.store, user, &allowed, u32::from(port), &self.source()).await
-        else {
+        let source = rampart_session::Source {
+            text: self.source(),
+            ip: self.peer.ip(),
+        };
+        let authorized = allowed.authorized(identity.user.clone(), identity.mfa, source);
+        let core = rampart_session::SessionCore::new(
+            self.store.clone(),
+            self.evidence.clone(),
+            self.live.clone(),
+        );
+        let Ok(guard) = forward::start(&core, authorized, port).await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
         };
         reply.accept().await;
-        let grant = SessionGrant {
-            user: user.name.clone(),
-            auth_epoch: user.auth_epoch,
-            mfa: identity.mfa,
-            asset: allowed.asset.name.clone(),
-            account: allowed.account.clone(),
-            actions: vec![rampart_core::Action::PortForward],
-            interactive: false,
-            idle_timeout: allowed.rules.idle_timeout,
-            max_duration: allowed.rules.max_duration,
-            source: self.peer.ip(),
-        };
-        let (registration, control) = self.live.register(session, grant);
         tokio::spawn(forward::carry(
-            self.store.clone(),
             channel,
             allowed.asset.host.clone(),
             port,
-            session,
-            registration,
-            control,
+            guard,
         ));
         Ok(())
     }

@@ -155,6 +155,46 @@ fn a_second_serve_on_the_same_data_directory_is_refused_and_the_live_session_con
     assert!(!report.contains("incomplete"), "{report}");
 }
 
+/// A clean stop (SIGTERM) ends the sessions still open through their guards, before the node
+/// signs its final chain head: each record says why, each recording is sealed complete, and
+/// nothing is left for the next start to close as a crash.
+#[test]
+fn a_clean_stop_ends_open_sessions_with_their_reason_and_sealed_recordings() {
+    let Some(mut lab) = Lab::start() else { return };
+    let mut shell = Shell::open(&lab);
+    shell.type_line("echo open-$((60+1))");
+    shell.wait_for("open-61");
+    let pid = lab.server.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // The server exits by itself (a zombie until reaped), then is reaped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.server.kill();
+    let _ = shell.child.kill();
+    let _ = shell.child.wait();
+    let sessions = lab.r.json(&["session", "list"]);
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(sessions[0]["ended_at"].is_string(), "{sessions:?}");
+    assert_eq!(sessions[0]["end_reason"], "the node is shutting down");
+    let out = lab.r.run(&["audit", "verify"]);
+    let report = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("incomplete"), "{report}");
+}
+
 /// The manifests in a recordings directory, by name.
 fn manifests(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)

@@ -14,9 +14,8 @@ use rampart_core::login_rules::{LoginRules, check_login};
 use rampart_core::policy::Limit;
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Name, User};
-use rampart_session::authorize::{Decision, Snapshot};
+use crate::authorize::{Decision, Snapshot};
 use rampart_store::Store;
-use russh::server::Handle;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -134,6 +133,26 @@ pub struct SessionControl {
     pub notices: mpsc::Receiver<String>,
 }
 
+impl SessionControl {
+    /// Resolves with the reason once live enforcement ends the session.
+    pub async fn stopped(&mut self) -> String {
+        stopped_watch(&mut self.stop).await
+    }
+}
+
+/// Resolves with the reason once `stop` carries one.
+pub async fn stopped_watch(stop: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(reason) = stop.borrow_and_update().clone() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            // The registry is gone: nobody can end the session any more, so never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Removes the session from the registry when the relay is done with it.
 #[derive(Debug)]
 pub struct Registration {
@@ -149,12 +168,18 @@ impl Drop for Registration {
     }
 }
 
+/// How a front closes one of its authenticated connections (an SSH connection: a disconnect
+/// message with the reason). Called on the runtime, from a task of its own.
+pub trait CloseConnection: Send + Sync {
+    fn close(&self, reason: String);
+}
+
 /// An authenticated user connection, so a revoked user's idle connections are closed too.
 struct LiveConnection {
     user: Name,
     auth_epoch: i64,
     source: IpAddr,
-    handle: Handle,
+    closer: Arc<dyn CloseConnection>,
 }
 
 /// The node's live sessions and connections.
@@ -222,6 +247,29 @@ impl LiveSessions {
         (registration, control)
     }
 
+    /// Ends every live session with `reason` (the node is shutting down): each front sees the
+    /// stop as it sees a kill, and ends its session through the guard.
+    pub fn end_all(&self, reason: &str) {
+        for session in self.sessions() {
+            session.end(reason.to_owned());
+        }
+    }
+
+    /// Waits until no session is registered (each guard removes its registration once the
+    /// session's record is closed), at most `within`. Returns whether they all ended.
+    pub async fn drained(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.sessions().is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A receiver of the live session's output from now on, if it is live here.
     pub fn watch(&self, id: Uuid) -> Option<broadcast::Receiver<Bytes>> {
         let sessions = self.sessions.lock().ok()?;
@@ -235,7 +283,12 @@ impl LiveSessions {
     }
 
     /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].
-    pub fn add_connection(&self, user: &User, source: IpAddr, handle: Handle) -> u64 {
+    pub fn add_connection(
+        &self,
+        user: &User,
+        source: IpAddr,
+        closer: Arc<dyn CloseConnection>,
+    ) -> u64 {
         let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut connections) = self.connections.lock() {
             connections.insert(
@@ -244,7 +297,7 @@ impl LiveSessions {
                     user: user.name.clone(),
                     auth_epoch: user.auth_epoch,
                     source,
-                    handle,
+                    closer,
                 },
             );
         }
@@ -357,7 +410,7 @@ impl LiveSessions {
                 session.end(reason);
             }
         }
-        let revoked: Vec<(Handle, String)> = self
+        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = self
             .connections
             .lock()
             .map(|connections| {
@@ -367,22 +420,16 @@ impl LiveSessions {
                         let reason = facts.user_revoked(&c.user, c.auth_epoch).or_else(|| {
                             facts.login_refused(&c.user, c.source, &self.global_rules, now)
                         })?;
-                        Some((c.handle.clone(), reason))
+                        Some((c.closer.clone(), reason))
                     })
                     .collect()
             })
             .unwrap_or_default();
-        for (handle, reason) in revoked {
+        for (closer, reason) in revoked {
             // A moment later than the sessions, so their message reaches the user first.
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ByApplication,
-                        format!("rampart: {reason}"),
-                        "en".into(),
-                    )
-                    .await;
+                closer.close(reason);
             });
         }
     }

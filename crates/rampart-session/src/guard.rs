@@ -1,0 +1,284 @@
+//! The session guard: a started session ends exactly once, whatever ends it.
+//!
+//! Ending seals the recording (the exit status as its last marker), writes what the observers
+//! still hold to the audit trail, closes the session record (bytes, exit status, reason), and
+//! then removes the live registration. The paths that end a session: the front calls
+//! [`SessionGuard::end`] (normal end, target error, and the reason live enforcement gave for a
+//! kill, a revocation, a limit or the node shutting down), or the guard is dropped without it
+//! (a panic in the front, or its task cancelled).
+//!
+//! Design: `Drop` cannot await, and sealing and the store are asynchronous. So [`start`] spawns
+//! one *finisher* task per session, which owns what the end needs and waits on a one-shot
+//! channel for the end request. `end` sends the request and waits for the finisher; `Drop`
+//! sends an "abandoned" request (without waiting). Whichever comes first is the only one: the
+//! sender is taken out of the guard, and the finisher runs once. What the guard cannot cover is
+//! the process itself dying (a crash, `kill -9`, the runtime dropped before the finisher ran):
+//! then the recording stays durable but unsealed, and the next start seals it as interrupted and
+//! closes the record (`seal_interrupted`, `Store::end_live_sessions`).
+//!
+//! [`start`]: crate::SessionCore::start
+
+use crate::live::{LiveSession, Registration, SessionControl};
+use crate::observe::{ClientVerdict, Control, ObserverSet};
+use crate::trail::Trail;
+use bytes::Bytes;
+use rampart_audit::Stream;
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_store::{SessionEnd, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+/// The end reason of a session whose front stopped without ending it: a panic.
+pub const PANICKED: &str = "the session's handler failed (panic)";
+/// The end reason of a session whose front stopped without ending it: its task was cancelled.
+pub const CANCELLED: &str = "the session's handler stopped (cancelled)";
+
+/// What the guard and the front's tasks share.
+pub(crate) struct Shared {
+    observers: ObserverSet,
+    trail: Trail,
+    live: Arc<LiveSession>,
+    from_client: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(observers: ObserverSet, trail: Trail, live: Arc<LiveSession>) -> Self {
+        Self {
+            observers,
+            trail,
+            live,
+            from_client: AtomicU64::new(0),
+            to_client: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The part of a started session the front's tasks hold to pass bytes through its observers.
+/// Cheap to clone; calls after the session ended fail (the recording is sealed).
+#[derive(Clone)]
+pub struct SessionTap(Arc<Shared>);
+
+impl std::fmt::Debug for SessionTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SessionTap").field(&self.id()).finish()
+    }
+}
+
+impl SessionTap {
+    pub fn id(&self) -> Uuid {
+        self.0.trail.id
+    }
+
+    /// The live session: activity (`touch`) and what watchers see (`shown`).
+    pub fn live(&self) -> &Arc<LiveSession> {
+        &self.0.live
+    }
+
+    /// Bytes the client sent: counted, observed (recorded before anything else happens to
+    /// them) and their findings written to the audit trail. Returns what passes to the target
+    /// and what Rampart answers itself. An error ends the session.
+    pub async fn client_sent(&self, data: &Bytes) -> Result<ClientVerdict, String> {
+        self.0
+            .from_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut verdict = self.0.observers.client(data).await?;
+        self.0
+            .trail
+            .log(std::mem::take(&mut verdict.findings))
+            .await?;
+        Ok(verdict)
+    }
+
+    /// Bytes the target sent (in order; one hand-off to the recorder), observed and their
+    /// findings written before the front forwards them. An error ends the session.
+    pub async fn target_sent(&self, batch: &[(Stream, Bytes)]) -> Result<(), String> {
+        let bytes: usize = batch.iter().map(|(_, data)| data.len()).sum();
+        self.0.to_client.fetch_add(bytes as u64, Ordering::Relaxed);
+        let findings = self.0.observers.target(batch).await?;
+        self.0.trail.log(findings).await
+    }
+
+    pub async fn resized(&self, cols: u32, rows: u32) -> Result<(), String> {
+        self.0
+            .observers
+            .control(Control::Resize { cols, rows })
+            .await
+    }
+
+    /// Marks a line Rampart showed the user (a warning, why the session ended).
+    pub async fn notice(&self, line: &str) {
+        if let Err(err) = self.0.observers.control(Control::Marker(line)).await {
+            tracing::warn!(error = %err, "cannot mark a notice in a recording");
+        }
+    }
+
+    /// Whether a reply of Rampart's may go to the client now without breaking a packet.
+    pub fn may_interject(&self) -> bool {
+        self.0.observers.may_interject()
+    }
+}
+
+/// How the front ends the session.
+#[derive(Debug)]
+struct Ending {
+    reason: String,
+    exit_status: Option<i64>,
+}
+
+/// A started session. Ends it exactly once: by [`Self::end`], or when dropped.
+pub struct SessionGuard {
+    tap: SessionTap,
+    control: Option<SessionControl>,
+    end: Option<oneshot::Sender<Ending>>,
+    done: watch::Receiver<Option<SessionEnd>>,
+}
+
+impl std::fmt::Debug for SessionGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionGuard")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionGuard {
+    pub(crate) fn spawn(
+        shared: Arc<Shared>,
+        store: Arc<Store>,
+        registration: Registration,
+        control: SessionControl,
+    ) -> Self {
+        let (end, request) = oneshot::channel();
+        let (done_tx, done) = watch::channel(None);
+        tokio::spawn(finish(
+            shared.clone(),
+            store,
+            registration,
+            request,
+            done_tx,
+        ));
+        Self {
+            tap: SessionTap(shared),
+            control: Some(control),
+            end: Some(end),
+            done,
+        }
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.tap.id()
+    }
+
+    pub fn tap(&self) -> SessionTap {
+        self.tap.clone()
+    }
+
+    /// What live enforcement says to the front: the reason once the session must end, and
+    /// lines to show the user. Taken once.
+    pub fn take_control(&mut self) -> Option<SessionControl> {
+        self.control.take()
+    }
+
+    /// Something to wait on for the end, usable after the guard is gone.
+    pub fn ended(&self) -> EndWatch {
+        EndWatch(self.done.clone())
+    }
+
+    /// Ends the session with `reason` and the exit status the target gave (if any), and waits
+    /// until the recording is sealed and the record closed. Returns what the record holds.
+    pub async fn end(mut self, reason: impl Into<String>, exit_status: Option<i64>) -> SessionEnd {
+        if let Some(end) = self.end.take() {
+            let _ = end.send(Ending {
+                reason: reason.into(),
+                exit_status,
+            });
+        }
+        self.ended().wait().await
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            let reason = if std::thread::panicking() {
+                PANICKED
+            } else {
+                CANCELLED
+            };
+            let _ = end.send(Ending {
+                reason: reason.to_owned(),
+                exit_status: None,
+            });
+        }
+    }
+}
+
+/// Waits for a session's end.
+#[derive(Debug, Clone)]
+pub struct EndWatch(watch::Receiver<Option<SessionEnd>>);
+
+impl EndWatch {
+    /// What the session record was closed with, once it is.
+    pub async fn wait(mut self) -> SessionEnd {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(end) => end.clone().unwrap_or_default(),
+            // The finisher was dropped with the runtime: the next start ends the record.
+            Err(_) => SessionEnd {
+                reason: "the node stopped during the session".into(),
+                ..SessionEnd::default()
+            },
+        }
+    }
+}
+
+/// The finisher: waits for the one end request, then ends the session.
+async fn finish(
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    registration: Registration,
+    request: oneshot::Receiver<Ending>,
+    done: watch::Sender<Option<SessionEnd>>,
+) {
+    let ending = request.await.unwrap_or_else(|_| Ending {
+        reason: CANCELLED.to_owned(),
+        exit_status: None,
+    });
+    let id = shared.trail.id;
+    let mut reason = ending.reason;
+    let (finished, failure) = shared.observers.finish(ending.exit_status).await;
+    if let Err(err) = shared.trail.log(finished.findings).await {
+        tracing::error!(error = %err, "cannot record what was still open at the end of a session");
+    }
+    if let Some(err) = failure {
+        tracing::error!(session = %id, error = %err, "cannot seal a recording");
+        reason = format!("{reason}; recording not sealed: {err}");
+    }
+    if reason.starts_with("recording failed") || reason.contains("recording not sealed") {
+        let actor = Actor::User {
+            name: shared.trail.user.clone(),
+        };
+        let event = AuditEvent::RecordingFailed {
+            session: id.to_string(),
+            reason: reason.clone(),
+        };
+        if let Err(err) = store.record_event(&actor, &event).await {
+            tracing::error!(error = %err, "cannot record a recording failure");
+        }
+    }
+    let end = SessionEnd {
+        reason,
+        bytes_from_client: shared.from_client.load(Ordering::Relaxed),
+        bytes_to_client: shared.to_client.load(Ordering::Relaxed),
+        exit_status: ending.exit_status,
+        recording: finished.recording,
+    };
+    if let Err(err) = store.end_session(id, &end).await {
+        tracing::error!(session = %id, error = %err, "cannot record the end of a session");
+    }
+    // Live until the record is closed: a node shutting down waits for its registry to empty.
+    drop(registration);
+    let _ = done.send(Some(end));
+}

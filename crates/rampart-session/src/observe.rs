@@ -1,0 +1,312 @@
+//! The one interface every recorder and protocol inspector attaches through ([`Observer`]), and
+//! the ordered set of them a session runs ([`ObserverSet`]).
+//!
+//! An observer sees bytes in each direction and the session's control events, and nothing of
+//! the wire protocol that carries them: the terminal recorder, the command log, the SFTP and
+//! scp observers today; a query log or a frame recorder later. Each call resolves once the
+//! observer is done with the bytes (the recorder: once they are written to the file), and the
+//! front forwards them only after that: recorded before forwarded. Any error ends the session
+//! (fail closed).
+//!
+//! INVARIANT: the set calls its observers in the order they were attached, each with the bytes
+//! as the peer sent them; at most one observer rewrites what the client sent (the SFTP
+//! direction filter), and a second one that tries is an error.
+
+use bytes::Bytes;
+use rampart_audit::Stream;
+use rampart_audit::sftp::SftpEvent;
+use rampart_core::audit::RecordingAnchor;
+use std::future::Future;
+use std::pin::Pin;
+
+/// What an observer call resolves to; an error ends the session.
+pub type ObserverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Something an observer found in the bytes, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A command the user ran in a shell (read from the screen).
+    Command(String),
+    /// A file moved, changed or refused (SFTP, legacy scp).
+    File(SftpEvent),
+}
+
+/// A session event that is not bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control<'a> {
+    /// The user's terminal changed size.
+    Resize { cols: u32, rows: u32 },
+    /// A line Rampart showed the user (a warning, why the session ended), or a command the
+    /// command log read: a recorder marks it.
+    Marker(&'a str),
+}
+
+/// What an observer makes of bytes the client sent.
+#[derive(Debug, Default)]
+pub struct ClientVerdict {
+    /// What passes to the target instead of the bytes (`None`: all of them, unchanged).
+    pub forward: Option<Vec<u8>>,
+    /// What Rampart answers the client itself (refused SFTP requests), put into the stream to
+    /// the client between two of the target's packets.
+    pub replies: Vec<u8>,
+    pub findings: Vec<Finding>,
+}
+
+/// What an observer leaves when the session ends.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// What was still open (files an SFTP session never closed).
+    pub findings: Vec<Finding>,
+    /// The sealed recording as the chain anchors it (recorders only).
+    pub recording: Option<RecordingAnchor>,
+}
+
+/// A recorder or protocol inspector of one session.
+pub trait Observer: Send + Sync {
+    /// Bytes the client sent, before they go to the target.
+    fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict>;
+
+    /// Bytes the target sent (several chunks, in order, as one hand-off), before they go to
+    /// the client.
+    fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>>;
+
+    /// A control event.
+    fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()>;
+
+    /// Whether Rampart may put a reply of its own into the stream to the client now without
+    /// breaking a packet of the protocol.
+    fn may_interject(&self) -> bool {
+        true
+    }
+
+    /// The session is over: finish (a recorder marks the exit status and seals). Called once.
+    fn finish(&self, exit_status: Option<i64>) -> ObserverFuture<'_, Finished>;
+}
+
+/// A future that is ready at once.
+pub fn ready<'a, T: Send + 'a>(value: Result<T, String>) -> ObserverFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+/// The observers of one session, in order.
+#[derive(Default)]
+pub struct ObserverSet {
+    observers: Vec<Box<dyn Observer>>,
+}
+
+impl std::fmt::Debug for ObserverSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObserverSet")
+            .field("observers", &self.observers.len())
+            .finish()
+    }
+}
+
+impl ObserverSet {
+    pub fn new(observers: Vec<Box<dyn Observer>>) -> Self {
+        Self { observers }
+    }
+
+    pub(crate) async fn client(&self, data: &Bytes) -> Result<ClientVerdict, String> {
+        let mut verdict = ClientVerdict::default();
+        for observer in &self.observers {
+            let one = observer.client(data).await?;
+            if one.forward.is_some() {
+                if verdict.forward.is_some() {
+                    return Err("two observers rewrote the same input".into());
+                }
+                verdict.forward = one.forward;
+            }
+            verdict.replies.extend(one.replies);
+            verdict.findings.extend(one.findings);
+        }
+        Ok(verdict)
+    }
+
+    /// Every observer sees the batch; commands found are then marked by every observer.
+    pub(crate) async fn target(&self, batch: &[(Stream, Bytes)]) -> Result<Vec<Finding>, String> {
+        let mut findings = Vec::new();
+        for observer in &self.observers {
+            findings.extend(observer.target(batch).await?);
+        }
+        for finding in &findings {
+            if let Finding::Command(command) = finding {
+                self.control(Control::Marker(command)).await?;
+            }
+        }
+        Ok(findings)
+    }
+
+    pub(crate) async fn control(&self, event: Control<'_>) -> Result<(), String> {
+        for observer in &self.observers {
+            observer.control(event).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn may_interject(&self) -> bool {
+        self.observers
+            .iter()
+            .all(|observer| observer.may_interject())
+    }
+
+    /// Finishes every observer, even after one failed; the first failure is returned with
+    /// whatever the others left.
+    pub(crate) async fn finish(&self, exit_status: Option<i64>) -> (Finished, Option<String>) {
+        let mut all = Finished::default();
+        let mut failure = None;
+        for observer in &self.observers {
+            match observer.finish(exit_status).await {
+                Ok(finished) => {
+                    all.findings.extend(finished.findings);
+                    if finished.recording.is_some() {
+                        all.recording = finished.recording;
+                    }
+                }
+                Err(err) => {
+                    failure.get_or_insert(err);
+                }
+            }
+        }
+        (all, failure)
+    }
+}
+
+/// Runs `use_value` on what `slot` holds. A poisoned lock (a panic while an observer held it)
+/// is an error: the session ends rather than pass data unobserved.
+pub(crate) fn with_lock<T, R>(
+    slot: &std::sync::Mutex<T>,
+    use_value: impl FnOnce(&mut T) -> R,
+) -> Result<R, String> {
+    let mut guard = slot
+        .lock()
+        .map_err(|_| "an observer of the session failed (poisoned lock)".to_owned())?;
+    Ok(use_value(&mut guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// An observer that notes what it saw, rewrites the input if told to, and can fail.
+    #[derive(Default)]
+    struct Probe {
+        rewrite: Option<Vec<u8>>,
+        finds_command: bool,
+        fail_finish: bool,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Observer for Probe {
+        fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("client {}", String::from_utf8_lossy(data)));
+            ready(Ok(ClientVerdict {
+                forward: self.rewrite.clone(),
+                ..ClientVerdict::default()
+            }))
+        }
+
+        fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("target {}", batch.len()));
+            let found = if self.finds_command {
+                vec![Finding::Command("ls -l".into())]
+            } else {
+                vec![]
+            };
+            ready(Ok(found))
+        }
+
+        fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
+            self.seen.lock().unwrap().push(format!("{event:?}"));
+            ready(Ok(()))
+        }
+
+        fn finish(&self, exit_status: Option<i64>) -> ObserverFuture<'_, Finished> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("finish {exit_status:?}"));
+            if self.fail_finish {
+                return ready(Err("cannot seal".into()));
+            }
+            ready(Ok(Finished::default()))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_observer_sees_the_bytes_as_sent_and_one_may_rewrite_them() {
+        let (first, second) = (Probe::default(), Probe::default());
+        let (seen_first, seen_second) = (first.seen.clone(), second.seen.clone());
+        let filter = Probe {
+            rewrite: Some(b"safe".to_vec()),
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![Box::new(first), Box::new(filter), Box::new(second)]);
+        let verdict = set.client(&Bytes::from_static(b"raw")).await.unwrap();
+        assert_eq!(verdict.forward, Some(b"safe".to_vec()));
+        assert_eq!(*seen_first.lock().unwrap(), ["client raw"]);
+        assert_eq!(*seen_second.lock().unwrap(), ["client raw"]);
+
+        let twice = ObserverSet::new(vec![
+            Box::new(Probe {
+                rewrite: Some(vec![]),
+                ..Probe::default()
+            }),
+            Box::new(Probe {
+                rewrite: Some(vec![]),
+                ..Probe::default()
+            }),
+        ]);
+        assert!(twice.client(&Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_command_one_observer_finds_is_marked_in_every_observer() {
+        let recorder = Probe::default();
+        let seen = recorder.seen.clone();
+        let commands = Probe {
+            finds_command: true,
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![Box::new(recorder), Box::new(commands)]);
+        let batch = [(Stream::Output, Bytes::from_static(b"ls -l\r\n"))];
+        let findings = set.target(&batch).await.unwrap();
+        assert_eq!(findings, [Finding::Command("ls -l".into())]);
+        assert_eq!(*seen.lock().unwrap(), ["target 1", "Marker(\"ls -l\")"]);
+    }
+
+    #[tokio::test]
+    async fn finishing_goes_on_after_a_failure_and_reports_it() {
+        let failing = Probe {
+            fail_finish: true,
+            ..Probe::default()
+        };
+        let after = Probe::default();
+        let seen = after.seen.clone();
+        let set = ObserverSet::new(vec![Box::new(failing), Box::new(after)]);
+        let (_, failure) = set.finish(Some(3)).await;
+        assert_eq!(failure.as_deref(), Some("cannot seal"));
+        assert_eq!(*seen.lock().unwrap(), ["finish Some(3)"]);
+    }
+
+    #[test]
+    fn a_poisoned_observer_lock_is_an_error_not_an_empty_slot() {
+        let slot = Arc::new(Mutex::new(0u32));
+        assert_eq!(with_lock(&slot, |n| *n + 1), Ok(1));
+        let poisoner = slot.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.lock().unwrap();
+            panic!("an observer panicked");
+        })
+        .join();
+        assert!(slot.is_poisoned());
+        assert!(with_lock(&slot, |n| *n + 1).is_err());
+    }
+}

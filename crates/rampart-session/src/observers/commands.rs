@@ -1,0 +1,46 @@
+//! The command log as an observer: a terminal emulator over an interactive shell that reads the
+//! line under the cursor when Enter's newline is echoed (`rampart_audit::commands`).
+
+use crate::observe::with_lock;
+use crate::observe::{ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready};
+use bytes::Bytes;
+use rampart_audit::Stream;
+use rampart_audit::commands::CommandLog;
+use std::sync::Mutex;
+
+/// The commands of one interactive shell.
+#[derive(Debug)]
+pub struct CommandObserver(Mutex<CommandLog>);
+
+impl CommandObserver {
+    pub fn new(cols: u32, rows: u32) -> Self {
+        Self(Mutex::new(CommandLog::new(cols, rows)))
+    }
+}
+
+impl Observer for CommandObserver {
+    fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
+        ready(with_lock(&self.0, |log| log.input(data)).map(|()| ClientVerdict::default()))
+    }
+
+    fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {
+        ready(with_lock(&self.0, |log| {
+            batch
+                .iter()
+                .flat_map(|(_, data)| log.output(data))
+                .map(Finding::Command)
+                .collect()
+        }))
+    }
+
+    fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
+        ready(match event {
+            Control::Resize { cols, rows } => with_lock(&self.0, |log| log.resize(cols, rows)),
+            Control::Marker(_) => Ok(()),
+        })
+    }
+
+    fn finish(&self, _exit_status: Option<i64>) -> ObserverFuture<'_, Finished> {
+        ready(Ok(Finished::default()))
+    }
+}

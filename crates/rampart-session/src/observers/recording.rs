@@ -1,0 +1,79 @@
+//! The terminal recorder as an observer: every chunk both ways goes to the recording's writer
+//! thread ([`LiveRecorder`]) and the call resolves once it is in the file, so nothing reaches
+//! the other side unrecorded. Resizes and markers are recorded too; the end marks the exit
+//! status and seals the recording with the node's audit key.
+
+use crate::observe::{ClientVerdict, Control, Finished, Observer, ObserverFuture};
+use bytes::Bytes;
+use rampart_audit::{LiveRecorder, PrivateKey, Stream};
+use std::sync::Arc;
+
+/// A recording being written.
+#[derive(Debug)]
+pub struct TerminalRecorder {
+    recorder: LiveRecorder,
+    key: Arc<PrivateKey>,
+}
+
+impl TerminalRecorder {
+    pub fn new(recorder: LiveRecorder, key: Arc<PrivateKey>) -> Self {
+        Self { recorder, key }
+    }
+}
+
+impl Observer for TerminalRecorder {
+    fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
+        Box::pin(async move {
+            // One chunk at a time: what passes to the target is decided per chunk (SFTP
+            // directions), so nothing is read ahead on this side.
+            self.recorder
+                .streams(vec![(Stream::Input, data.clone())])
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(ClientVerdict::default())
+        })
+    }
+
+    fn target<'a>(
+        &'a self,
+        batch: &'a [(Stream, Bytes)],
+    ) -> ObserverFuture<'a, Vec<crate::observe::Finding>> {
+        Box::pin(async move {
+            self.recorder
+                .streams(batch.to_vec())
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(Vec::new())
+        })
+    }
+
+    fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
+        Box::pin(async move {
+            match event {
+                Control::Resize { cols, rows } => self.recorder.resize(cols, rows).await,
+                Control::Marker(line) => self.recorder.marker(line).await,
+            }
+            .map_err(|err| err.to_string())
+        })
+    }
+
+    fn finish(&self, exit_status: Option<i64>) -> ObserverFuture<'_, Finished> {
+        Box::pin(async move {
+            if let Some(status) = exit_status {
+                self.recorder
+                    .marker(&format!("exit status {status}"))
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
+            let sealed = self
+                .recorder
+                .seal(self.key.clone())
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(Finished {
+                findings: Vec::new(),
+                recording: Some(sealed.anchor()),
+            })
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! The relay: one session channel from the user, one to the target, and every byte between them.
+//!
+//! Both directions run as their own task over window-aware channel halves, so a side that stops
+//! reading stalls only its own direction: russh waits for the peer's window before sending, its
+//! per-channel queues are bounded, and a full queue stops reading from that TCP connection. No
+//! buffer here grows with what the peers send.
+//!
+//! One file per job: `requests` (what the channel asks for before it starts), `choose` (the
+//! menu), `open` (authorize, record, connect, replay), `pump` (the bytes both ways), `tap`
+//! (where the recorder and the protocol observers attach). This file only dispatches.
+
+mod choose;
+mod open;
+mod pump;
+mod requests;
+
+use crate::live::LiveSessions;
+use crate::login::TargetSpec;
+use crate::target::{self, TargetConnection};
+use choose::run_menu;
+use open::{Opened, open_target_channel};
+use rampart_core::User;
+use rampart_store::Store;
+use requests::{Requested, Start};
+use russh::Channel;
+use russh::server::{Handle, Msg};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Target connections of one user connection, one per account, shared by its channels (sftp and
+/// scp clients, and ProxyJump sessions, open several).
+#[derive(Clone, Default)]
+pub struct TargetCache(Arc<Mutex<HashMap<String, Arc<TargetConnection>>>>);
+
+/// Everything a session channel needs from its connection.
+pub struct SessionContext {
+    pub store: Arc<Store>,
+    pub evidence: Evidence,
+    pub user: User,
+    pub target: TargetSpec,
+    pub source: String,
+    /// The address the user logged in from, for the login rules live enforcement re-checks.
+    pub source_ip: std::net::IpAddr,
+    pub handle: Handle,
+    pub targets: TargetCache,
+    pub live: Arc<LiveSessions>,
+    /// Whether the login used a second factor (grants may require it).
+    pub mfa: bool,
+    /// What to do with a target whose host key is not pinned yet.
+    pub target_host_keys: target::TargetHostKeys,
+}
+
+pub use rampart_session::Evidence;
+
+impl SessionContext {
+    /// The node's session core, for this channel.
+    fn core(&self) -> rampart_session::SessionCore {
+        rampart_session::SessionCore::new(
+            self.store.clone(),
+            self.evidence.clone(),
+            self.live.clone(),
+        )
+    }
+
+    /// What the policy allowed, as the session core takes it.
+    fn authorized(&self, resolved: &target::Resolved) -> rampart_session::Authorized {
+        rampart_session::Authorized {
+            user: self.user.clone(),
+            mfa: self.mfa,
+            source: rampart_session::Source {
+                text: self.source.clone(),
+                ip: self.source_ip,
+            },
+            asset: resolved.asset.clone(),
+            account: resolved.account.clone(),
+            grant: resolved.grant,
+            rules: resolved.rules,
+            actions: resolved.actions.clone(),
+        }
+    }
+}
+
+/// Serves one session channel from the user until either side closes it.
+pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>) {
+    let id = channel.id();
+    let handle = context.handle.clone();
+    let Some(Requested {
+        start,
+        want_reply,
+        mut pty,
+        env,
+    }) = requests::collect(&mut channel, &handle).await
+    else {
+        return;
+    };
+
+    // A bare `ssh alice@bastion` with a terminal gets the menu of what alice may use now.
+    let mut target_spec = context.target.clone();
+    let mut want_reply = want_reply;
+    if target_spec == TargetSpec::Menu
+        && let (Start::Shell, Some(pty)) = (&start, pty.as_mut())
+    {
+        if want_reply {
+            let _ = handle.channel_success(id).await;
+            want_reply = false;
+        }
+        match run_menu(&context, &mut channel, pty).await {
+            Some(chosen) => target_spec = TargetSpec::Account(chosen),
+            None => {
+                let _ = channel.exit_status(0).await;
+                let _ = channel.eof().await;
+                let _ = channel.close().await;
+                return;
+            }
+        }
+    }
+    let opened = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env).await;
+    let Opened {
+        channel: target_channel,
+        early,
+        mut guard,
+    } = match opened {
+        Ok(opened) => opened,
+        Err(message) => {
+            // The request itself succeeded: the user gets a clear line and a failing status.
+            if want_reply {
+                let _ = handle.channel_success(id).await;
+            }
+            let line = format!("rampart: {message}\r\n");
+            let _ = channel.extended_data_bytes(1, line.into_bytes()).await;
+            let _ = channel.exit_status(1).await;
+            let _ = channel.eof().await;
+            let _ = channel.close().await;
+            return;
+        }
+    };
+    if want_reply {
+        let _ = handle.channel_success(id).await;
+    }
+    let Some(control) = guard.take_control() else {
+        return;
+    };
+    // The pump only moves bytes and reacts; the guard ends the session (seal, record) once.
+    let (reason, exit_status) = pump::pump(
+        channel,
+        target_channel,
+        early,
+        &handle,
+        guard.tap(),
+        control,
+    )
+    .await;
+    guard.end(reason, exit_status).await;
+}

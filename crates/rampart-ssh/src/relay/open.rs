@@ -1,0 +1,256 @@
+//! Starting a session: authorize (`target::resolve`), start it through the session core with
+//! the observers this kind of session needs (recording, record and live registration, or a
+//! refusal), then connect, open the matching channel on the target and replay the user's
+//! requests there. A failure after the start ends the session through its guard.
+
+use super::SessionContext;
+use super::requests::{PtyRequest, Start, scp_lookalike};
+use crate::login::TargetSpec;
+use crate::target::{self, Refusal, Resolved, TargetConnection};
+use rampart_audit::CastHeader;
+use rampart_audit::sftp::SftpDirections;
+use rampart_core::Action;
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_session::observe::Observer;
+use rampart_session::observers::{CommandObserver, FileObserver};
+use rampart_session::{RecordingPlan, SessionGuard, StartRequest};
+use russh::{Channel, ChannelMsg};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// A target channel ready to relay, with its started session.
+pub(super) struct Opened {
+    pub(super) channel: Channel<russh::client::Msg>,
+    pub(super) early: Vec<ChannelMsg>,
+    pub(super) guard: SessionGuard,
+}
+
+/// Authorizes the request, records the session and opens the matching channel on the target.
+/// Every failure comes back as the one line the user sees.
+pub(super) async fn open_target_channel(
+    context: &SessionContext,
+    spec: &TargetSpec,
+    start: &Start,
+    pty: Option<&PtyRequest>,
+    env: &[(String, String)],
+) -> Result<Opened, String> {
+    let actor = Actor::User {
+        name: context.user.name.to_string(),
+    };
+    let (actions, kind) = start.actions()?;
+    let now = OffsetDateTime::now_utc();
+    // One account for the whole session, allowed for at least one of the actions (an SFTP
+    // session then keeps to the directions that account allows).
+    let resolved = match target::resolve(
+        &context.store,
+        &context.user,
+        spec,
+        &actions,
+        now,
+        context.mfa,
+    )
+    .await
+    {
+        Ok(resolved) => resolved,
+        Err(Refusal { target, message }) => {
+            let message = match scp_lookalike(start) {
+                Some(why) => format!("{message} ({why})"),
+                None => message,
+            };
+            let words: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+            let event = AuditEvent::AccessDenied {
+                user: context.user.name.to_string(),
+                target,
+                action: words.join(","),
+                reason: message.clone(),
+                source: context.source.clone(),
+            };
+            if let Err(err) = context.store.record_event(&actor, &event).await {
+                tracing::error!(error = %err, "cannot record a denial");
+            }
+            return Err(message);
+        }
+    };
+    let account = resolved.account_ref().to_string();
+
+    // Terminal sessions and commands are recorded; file transfers and forwards are logged as
+    // sessions. The core creates the recording, the record and the live registration, in that
+    // order, before anything is dialled: a session that cannot be recorded is refused before
+    // it exists.
+    let recording = match start {
+        Start::Shell | Start::Exec(_) => {
+            let command = match start {
+                Start::Exec(command) => Some(String::from_utf8_lossy(command).into_owned()),
+                _ => None,
+            };
+            let (width, height) = pty.map_or((80, 24), |p| (p.cols, p.rows));
+            let title = format!("{} as {account}", context.user.name);
+            let header =
+                CastHeader::new(width, height, pty.map(|p| p.term.as_str()), command, title);
+            Some(RecordingPlan {
+                header,
+                raw_streams: matches!(start, Start::Exec(_)),
+            })
+        }
+        _ => None,
+    };
+    let mut inspectors: Vec<Box<dyn Observer>> = Vec::new();
+    match (start, pty) {
+        (Start::Shell, Some(pty)) => {
+            inspectors.push(Box::new(CommandObserver::new(pty.cols, pty.rows)));
+        }
+        (Start::Subsystem(name), _) if name == "sftp" => {
+            // The directions the one account of the session allows; the rest is refused.
+            let directions = SftpDirections {
+                read: resolved.actions.contains(&Action::SftpRead),
+                write: resolved.actions.contains(&Action::SftpWrite),
+            };
+            inspectors.push(Box::new(FileObserver::sftp(directions)));
+        }
+        (Start::Scp(command), _) => inspectors.push(Box::new(FileObserver::scp(command.clone()))),
+        _ => {}
+    }
+    let core = context.core();
+    let guard = core
+        .start(StartRequest {
+            authorized: context.authorized(&resolved),
+            kind: kind.to_owned(),
+            interactive: matches!(start, Start::Shell),
+            recording,
+            inspectors,
+        })
+        .await
+        .map_err(|refused| refused.to_string())?;
+    // From here on a failure ends the session through its guard: it seals what was recorded
+    // (the header, at least) and closes the record with the reason.
+    async fn fail(guard: SessionGuard, why: String) -> String {
+        guard.end(why.clone(), None).await;
+        why
+    }
+
+    let connection = match target_connection(context, &resolved, &account, &actor).await {
+        Ok(connection) => connection,
+        Err(err) => {
+            let event = AuditEvent::TargetConnectionFailed {
+                session: guard.id().to_string(),
+                target: account.clone(),
+                reason: err.to_string(),
+            };
+            if let Err(record) = context.store.record_event(&actor, &event).await {
+                tracing::error!(error = %record, "cannot record a failed target connection");
+            }
+            return Err(fail(guard, err.to_string()).await);
+        }
+    };
+    let opening = tokio::time::timeout(
+        TARGET_ANSWER_TIMEOUT,
+        connection.handle.channel_open_session(),
+    )
+    .await
+    .unwrap_or(Err(russh::Error::ConnectionTimeout));
+    let channel = match opening {
+        Ok(channel) => channel,
+        Err(err) => {
+            return Err(fail(
+                guard,
+                format!("the target {account} refused a new session ({err})"),
+            )
+            .await);
+        }
+    };
+    let mut channel = channel;
+    // Meanwhile the user's messages wait in the channel's bounded queue: the target gets a
+    // deadline to answer, not forever.
+    let answered =
+        tokio::time::timeout(TARGET_ANSWER_TIMEOUT, replay(&mut channel, start, pty, env))
+            .await
+            .unwrap_or_else(|_| Err(ReplayError::Timeout));
+    match answered {
+        Ok(Some(early)) => Ok(Opened {
+            channel,
+            early,
+            guard,
+        }),
+        Ok(None) => Err(fail(guard, format!("the target {account} refused the request")).await),
+        Err(err) => Err(fail(guard, format!("the target {account} failed ({err})")).await),
+    }
+}
+
+/// The cached connection for this account, or a new one.
+pub(super) async fn target_connection(
+    context: &SessionContext,
+    resolved: &Resolved,
+    account: &str,
+    actor: &Actor,
+) -> Result<Arc<TargetConnection>, target::TargetError> {
+    let mut cache = context.targets.0.lock().await;
+    if let Some(existing) = cache.get(account)
+        && !existing.handle.is_closed()
+    {
+        return Ok(existing.clone());
+    }
+    let connection =
+        Arc::new(target::connect(&context.store, resolved, actor, context.target_host_keys).await?);
+    cache.insert(account.to_owned(), connection.clone());
+    Ok(connection)
+}
+
+/// How long the target has to answer the start request.
+pub(super) const TARGET_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// What the target may send before it answers the start request, kept to pass on after.
+pub(super) const MAX_EARLY_MESSAGES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReplayError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+    #[error("no answer within {} s", TARGET_ANSWER_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("more than {MAX_EARLY_MESSAGES} messages before it answered the request")]
+    TooEarly,
+}
+
+/// Replays the user's requests on the target channel and waits for the answer to the start
+/// request. Returns `None` if the target refused it, else whatever the target sent meanwhile.
+pub(super) async fn replay(
+    channel: &mut Channel<russh::client::Msg>,
+    start: &Start,
+    pty: Option<&PtyRequest>,
+    env: &[(String, String)],
+) -> Result<Option<Vec<ChannelMsg>>, ReplayError> {
+    if let Some(pty) = pty {
+        channel
+            .request_pty(
+                false,
+                &pty.term,
+                pty.cols,
+                pty.rows,
+                pty.pix_width,
+                pty.pix_height,
+                &pty.modes,
+            )
+            .await?;
+    }
+    for (name, value) in env {
+        channel
+            .set_env(false, name.as_str(), value.as_str())
+            .await?;
+    }
+    match start {
+        Start::Shell => channel.request_shell(true).await?,
+        Start::Exec(command) => channel.exec(true, command.clone()).await?,
+        // Nothing the user typed reaches the target's shell beyond the quoted path.
+        Start::Scp(command) => channel.exec(true, command.command()).await?,
+        Start::Subsystem(name) => channel.request_subsystem(true, name.as_str()).await?,
+    }
+    let mut early = Vec::new();
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Success) => return Ok(Some(early)),
+            Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => return Ok(None),
+            Some(ChannelMsg::WindowAdjusted { .. }) => {}
+            Some(_) if early.len() >= MAX_EARLY_MESSAGES => return Err(ReplayError::TooEarly),
+            Some(other) => early.push(other),
+        }
+    }
+}
