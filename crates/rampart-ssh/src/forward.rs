@@ -5,17 +5,16 @@
 
 use crate::live::{Registration, SessionControl};
 use rampart_core::policy::{AccessRequest, Decision, SessionRules, decide};
-use rampart_core::{Action, Asset, Name, User};
+use rampart_core::target::find_forward_target;
+use rampart_core::{Action, Asset, Name, SessionKind, User};
+use rampart_session::dial::{DialError, Dialer};
 use rampart_store::{NewSession, SessionEnd, Store};
 use russh::Channel;
 use russh::server::Msg;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A forward the policy allows.
 pub struct AllowedForward {
@@ -26,19 +25,20 @@ pub struct AllowedForward {
 }
 
 /// Decides whether `user` may forward to `host:port`: `host` must name an asset (by name or
-/// address), and a grant must allow `port_forward` on one of its accounts.
+/// address; among assets sharing an address, the one with an endpoint on `port`), and a grant
+/// must allow `port_forward` on one of its accounts.
 pub async fn authorize(
     store: &Store,
     user: &User,
     host: &str,
+    port: u16,
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<AllowedForward, String> {
     let internal = || "internal error looking up the target".to_owned();
     let assets = store.list_assets().await.map_err(|_| internal())?;
-    let asset = assets
-        .into_iter()
-        .find(|asset| asset.name.as_str() == host || asset.host == host)
+    let asset = find_forward_target(&assets, host, port)
+        .map(|(asset, _endpoint)| asset.clone())
         .ok_or_else(|| format!("{host} is not an asset: only assets can be reached"))?;
     let grants = store.list_grants().await.map_err(|_| internal())?;
     let accounts = store
@@ -77,7 +77,7 @@ pub async fn start(
     store: &Store,
     user: &User,
     allowed: &AllowedForward,
-    port: u32,
+    port: u16,
     source: &str,
 ) -> Option<Uuid> {
     let session = NewSession {
@@ -85,7 +85,7 @@ pub async fn start(
         user: user.name.to_string(),
         asset: allowed.asset.name.to_string(),
         account: allowed.account.to_string(),
-        kind: format!("port_forward:{port}"),
+        kind: SessionKind::PortForward(port),
         source_addr: source.to_owned(),
         grant: allowed.grant,
         recorded: false,
@@ -105,7 +105,7 @@ pub async fn start(
 pub async fn carry(
     store: std::sync::Arc<Store>,
     channel: Channel<Msg>,
-    host: String,
+    asset: Asset,
     port: u16,
     session: Uuid,
     registration: Registration,
@@ -115,13 +115,11 @@ pub async fn carry(
         reason: "closed".into(),
         ..SessionEnd::default()
     };
-    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(mut tcp)) => {
-            let _ = tcp.set_nodelay(true);
+    match Dialer::default().dial_port(&asset, port).await {
+        Ok(mut dialed) => {
             let mut stream = channel.into_stream();
             let counts = [AtomicU64::new(0), AtomicU64::new(0)];
-            let copy = copy_counted(&mut stream, &mut tcp, &registration, &counts);
+            let copy = copy_counted(&mut stream, &mut dialed.stream, &registration, &counts);
             tokio::select! {
                 () = copy => {}
                 reason = stopped(&mut control) => end.reason = reason,
@@ -129,8 +127,10 @@ pub async fn carry(
             let [from_client, to_client] = counts.map(AtomicU64::into_inner);
             (end.bytes_from_client, end.bytes_to_client) = (from_client, to_client);
         }
-        Ok(Err(err)) => end.reason = format!("target unreachable: {}", err.kind()),
-        Err(_) => end.reason = "target unreachable: timed out".into(),
+        Err(DialError::Unreachable { why, .. }) => {
+            end.reason = format!("target unreachable: {why}");
+        }
+        Err(err) => end.reason = err.to_string(),
     }
     if let Err(err) = store.end_session(session, &end).await {
         tracing::error!(error = %err, "cannot record the end of a forward");

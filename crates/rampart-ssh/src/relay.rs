@@ -17,7 +17,7 @@ use rampart_audit::sftp::{Filtered, SftpDirections, SftpEvent, SftpObserver};
 use rampart_audit::{CastHeader, LiveRecorder, Recorder, RecordingError, RecordingOptions, Stream};
 use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use rampart_core::policy::allowed_accounts;
-use rampart_core::{AccountRef, Action, User};
+use rampart_core::{AccountRef, Action, SessionKind, User};
 use rampart_store::{NewSession, SessionEnd, Store};
 use russh::keys::PrivateKey;
 use russh::server::{Handle, Msg};
@@ -73,15 +73,15 @@ impl Start {
     }
 
     /// The actions the policy must allow, and the session kind recorded.
-    fn actions(&self) -> Result<(Vec<Action>, &'static str), String> {
+    fn actions(&self) -> Result<(Vec<Action>, SessionKind), String> {
         match self {
-            Start::Shell => Ok((vec![Action::Shell], "shell")),
-            Start::Scp(_) => Ok((vec![Action::Scp], "scp")),
-            Start::Exec(_) => Ok((vec![Action::Exec], "exec")),
+            Start::Shell => Ok((vec![Action::Shell], SessionKind::Shell)),
+            Start::Scp(_) => Ok((vec![Action::Scp], SessionKind::Scp)),
+            Start::Exec(_) => Ok((vec![Action::Exec], SessionKind::Exec)),
             // Either direction opens the subsystem; the SFTP filter keeps the session to the
             // directions its account allows.
             Start::Subsystem(name) if name == "sftp" => {
-                Ok((vec![Action::SftpRead, Action::SftpWrite], "sftp"))
+                Ok((vec![Action::SftpRead, Action::SftpWrite], SessionKind::Sftp))
             }
             Start::Subsystem(name) => Err(format!(
                 "the {name} subsystem is not available through Rampart"
@@ -558,7 +558,9 @@ async fn run_menu(
         .iter()
         .map(|(account, asset)| MenuItem {
             label: account.to_string(),
-            detail: format!("{}:{}", asset.host, asset.port),
+            detail: asset
+                .address(rampart_core::Protocol::Ssh)
+                .unwrap_or_else(|| asset.host.clone()),
         })
         .collect();
     let mut menu = Menu::new(context.user.name.as_str(), items, pty.cols, pty.rows);
@@ -826,7 +828,7 @@ async fn open_target_channel(
         user: context.user.name.to_string(),
         asset: resolved.asset.name.to_string(),
         account: resolved.account.to_string(),
-        kind: kind.to_owned(),
+        kind,
         source_addr: context.source.clone(),
         grant: resolved.grant,
         recorded: recorder.is_some(),

@@ -115,7 +115,8 @@ pub async fn my_accounts(
                 "login": login,
                 "asset": asset.name,
                 "host": asset.host,
-                "port": asset.port,
+                "port": asset.endpoint(rampart_core::Protocol::Ssh).map(|e| e.port),
+                "endpoints": asset.endpoints,
                 "labels": asset.labels,
             })
         })
@@ -981,16 +982,15 @@ pub async fn asset_add(
     Extension(caller): Caller_,
     Body(body): Body<AssetAdd>,
 ) -> ApiResult<Response> {
-    let asset = NewAsset {
-        name: name("asset", &body.name)?,
-        host: rampart_core::parse_host(&body.host)?,
-        port: body.port.unwrap_or(22),
-        labels: body
-            .labels
+    let asset = NewAsset::ssh(
+        name("asset", &body.name)?,
+        rampart_core::parse_host(&body.host)?,
+        body.port.unwrap_or(22),
+        body.labels
             .iter()
             .map(|l| Label::parse(l))
             .collect::<Result<_, _>>()?,
-    };
+    );
     Ok(created(
         state.store.add_asset(&caller.actor(), &asset).await?,
     ))

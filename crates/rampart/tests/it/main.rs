@@ -23,5 +23,6 @@ mod mfa;
 mod policy;
 mod recording_durability;
 mod ssh;
+mod targets;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
