@@ -406,3 +406,104 @@ fn a_forward_to_a_shared_address_reaches_the_asset_with_an_endpoint_on_that_port
     assert_eq!(forwarded.len(), 1, "{sessions:?}");
     assert_eq!(forwarded[0]["asset"], "zz-db");
 }
+
+#[test]
+fn the_api_adds_changes_and_removes_endpoints_and_assets_carry_them() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "adam", "--role", "admin"]);
+    let token = r
+        .ok(&["token", "create", "--user", "adam", "--scope", "admin"])
+        .trim()
+        .to_owned();
+    let server = r.serve();
+    let client = server.client();
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        client.request(method, path, &headers, body.as_ref())
+    };
+
+    // The old body keeps working: port is the ssh endpoint.
+    let added = call(
+        "POST",
+        "/api/v1/assets",
+        Some(serde_json::json!({ "name": "web-01", "host": "10.0.0.5", "port": 2222 })),
+    );
+    assert_eq!(added.status, 201, "{}", added.text());
+    assert_eq!(endpoints(&added.json()), ["ssh:2222"]);
+
+    let added = call(
+        "POST",
+        "/api/v1/assets/web-01/endpoints",
+        Some(serde_json::json!({ "protocol": "postgres", "port": 5432 })),
+    );
+    assert_eq!(added.status, 201, "{}", added.text());
+    assert_eq!(endpoints(&added.json()), ["ssh:2222", "postgres:5432"]);
+
+    let refused = call(
+        "POST",
+        "/api/v1/assets/web-01/endpoints",
+        Some(serde_json::json!({ "protocol": "postgres", "port": 5433 })),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused
+            .text()
+            .contains("web-01 already has a postgres endpoint"),
+        "{}",
+        refused.text()
+    );
+    let refused = call(
+        "POST",
+        "/api/v1/assets/web-01/endpoints",
+        Some(serde_json::json!({ "protocol": "ftp" })),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("unknown protocol"),
+        "{}",
+        refused.text()
+    );
+
+    let changed = call(
+        "PUT",
+        "/api/v1/assets/web-01/endpoints/postgres",
+        Some(serde_json::json!({ "port": 5433, "tls_fingerprint": "cd".repeat(32) })),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    let changed = changed.json();
+    assert_eq!(endpoints(&changed), ["ssh:2222", "postgres:5433"]);
+    assert_eq!(
+        changed["endpoints"][1]["tls_fingerprint"],
+        format!("SHA256:{}", "cd".repeat(32))
+    );
+
+    let moved = call(
+        "PUT",
+        "/api/v1/assets/web-01",
+        Some(serde_json::json!({ "domain": "dc-2" })),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    assert_eq!(moved.json()["domain"], "dc-2");
+    let back = call(
+        "PUT",
+        "/api/v1/assets/web-01",
+        Some(serde_json::json!({ "domain": null })),
+    );
+    assert!(back.json()["domain"].is_null(), "{}", back.text());
+
+    let removed = call("DELETE", "/api/v1/assets/web-01/endpoints/ssh", None);
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(endpoints(&removed.json()), ["postgres:5433"]);
+    let last = call("DELETE", "/api/v1/assets/web-01/endpoints/postgres", None);
+    assert_eq!(last.status, 400, "{}", last.text());
+    assert!(last.text().contains("last endpoint"), "{}", last.text());
+
+    let shown = call("GET", "/api/v1/assets/web-01", None).json();
+    assert_eq!(endpoints(&shown), ["postgres:5433"]);
+    // The CLI sees the same.
+    assert_eq!(
+        endpoints(&r.json(&["asset", "show", "web-01"])),
+        ["postgres:5433"]
+    );
+}
