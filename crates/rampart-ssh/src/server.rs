@@ -706,7 +706,7 @@ impl Connection {
                 let event = AuditEvent::AccessDenied {
                     user: user.name.to_string(),
                     target: format!("{host}:{port}"),
-                    action: "port_forward".into(),
+                    action: rampart_core::Action::PortForward.to_string(),
                     reason,
                     source: self.source(),
                 };
