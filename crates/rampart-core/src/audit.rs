@@ -106,8 +106,9 @@ pub enum AuditEvent {
     AssetAdded {
         asset: String,
         host: String,
-        /// The ssh endpoint's port (the other endpoints are in `endpoints`).
-        port: u16,
+        /// The ssh endpoint's port, if the asset has one (every endpoint is in `endpoints`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
         labels: Vec<String>,
         /// Every endpoint, `PROTOCOL:PORT`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -143,7 +143,7 @@ impl Store {
                 .endpoints
                 .iter()
                 .find(|e| e.protocol == Protocol::Ssh)
-                .map_or(0, |e| e.port),
+                .map(|e| e.port),
             labels: asset.labels.iter().map(Label::to_string).collect(),
             endpoints: asset.endpoints.iter().map(Endpoint::to_string).collect(),
             domain: asset.domain.as_ref().map(Name::to_string),
