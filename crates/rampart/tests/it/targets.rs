@@ -309,10 +309,30 @@ fn proxyjump_by_asset_name_on_port_22_reaches_the_ssh_endpoint_wherever_it_liste
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sessions = lab.sessions();
+    // A session to the asset without ssh: one clear line, nothing dialled.
+    lab.r.ok_with_stdin(
+        &[
+            "account",
+            "add",
+            &format!("{}@a-db", lab.login),
+            "--password-stdin",
+        ],
+        b"unused-password\n",
+    );
+    lab.r
+        .ok(&["grant", "add", "--user", "alice", "--asset", "a-db"]);
+    let out = lab.ssh(&format!("alice@{}@a-db", lab.login), "true", b"");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a-db has no ssh endpoint"), "{stderr}");
+
+    let sessions: Vec<Value> = lab
+        .sessions()
+        .into_iter()
+        .filter(|s| s["asset"] == "web-01")
+        .collect();
     assert_eq!(sessions.len(), 2, "{sessions:?}");
     for session in &sessions {
-        assert_eq!(session["asset"], "web-01");
         assert_eq!(session["kind"], "exec");
         assert!(
             session["source_addr"]
