@@ -1,6 +1,12 @@
 //! What a grant allows a user to do on a target.
+//!
+//! Actions are per protocol: each [`Action`] belongs to one [`Protocol`], and a grant's list may
+//! name an action plainly (`shell`) or qualified by its protocol (`ssh:shell`). The SSH actions
+//! keep their plain names; the actions of later protocols (`postgres:read`, `redis:write`) are
+//! written and printed qualified, so two protocols can use the same word.
 
 use crate::name::InvalidInput;
+use crate::target::Protocol;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,6 +39,18 @@ impl Action {
         Action::SftpWrite,
         Action::PortForward,
     ];
+
+    /// The protocol the action is a use of.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Action::Shell
+            | Action::Exec
+            | Action::Scp
+            | Action::SftpRead
+            | Action::SftpWrite
+            | Action::PortForward => Protocol::Ssh,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -77,7 +95,24 @@ impl ActionSet {
     /// and `file_transfer` means `scp,sftp_read,sftp_write`.
     pub fn parse(list: &str) -> Result<Self, InvalidInput> {
         let mut set = BTreeSet::new();
-        for word in list.split(',').map(str::trim) {
+        for written in list.split(',').map(str::trim) {
+            // `ssh:shell` is `shell`, for the protocol the action belongs to.
+            let word = match written.split_once(':') {
+                Some((protocol, word)) => {
+                    let protocol = Protocol::parse(protocol)?;
+                    let known = ["sftp", "file_transfer"].contains(&word)
+                        || Action::ALL
+                            .iter()
+                            .any(|a| a.protocol() == protocol && a.as_str() == word);
+                    if !known {
+                        return Err(InvalidInput::new(format!(
+                            "unknown action {written:?}: {protocol} has no action {word:?}"
+                        )));
+                    }
+                    word
+                }
+                None => written,
+            };
             let actions: &[Action] = match word {
                 "sftp" => &[Action::SftpRead, Action::SftpWrite],
                 "file_transfer" => &[Action::Scp, Action::SftpRead, Action::SftpWrite],
@@ -96,6 +131,11 @@ impl ActionSet {
             set.extend(actions.iter().copied());
         }
         Ok(Self(set))
+    }
+
+    /// The actions of the set that belong to `protocol`.
+    pub fn for_protocol(&self, protocol: Protocol) -> impl Iterator<Item = Action> + '_ {
+        self.iter().filter(move |a| a.protocol() == protocol)
     }
 
     pub fn contains(&self, action: Action) -> bool {
@@ -131,7 +171,19 @@ mod tests {
                 .unwrap()
                 .contains(Action::PortForward)
         );
-        for bad in ["", "shell,", "root", "Shell"] {
+        assert_eq!(
+            ActionSet::parse("ssh:shell,ssh:sftp").unwrap(),
+            ActionSet::parse("shell,sftp").unwrap()
+        );
+        for bad in [
+            "",
+            "shell,",
+            "root",
+            "Shell",
+            "postgres:shell",
+            "ssh:root",
+            "ftp:shell",
+        ] {
             assert!(ActionSet::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -106,8 +106,38 @@ pub enum AuditEvent {
     AssetAdded {
         asset: String,
         host: String,
-        port: u16,
+        /// The ssh endpoint's port, if the asset has one (every endpoint is in `endpoints`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
         labels: Vec<String>,
+        /// Every endpoint, `PROTOCOL:PORT`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        endpoints: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<String>,
+    },
+    /// An asset's host or network domain changed (the values after the change).
+    AssetChanged {
+        asset: String,
+        host: String,
+        domain: Option<String>,
+    },
+    AssetEndpointAdded {
+        asset: String,
+        protocol: String,
+        port: u16,
+    },
+    /// An endpoint's port or pinned certificate fingerprint changed (the values after).
+    AssetEndpointChanged {
+        asset: String,
+        protocol: String,
+        port: u16,
+        tls_fingerprint: Option<String>,
+    },
+    AssetEndpointRemoved {
+        asset: String,
+        protocol: String,
+        port: u16,
     },
     AssetRemoved {
         asset: String,
@@ -359,6 +389,10 @@ impl AuditEvent {
             AuditEvent::GroupAdded { .. } => "group_added",
             AuditEvent::GroupMemberAdded { .. } => "group_member_added",
             AuditEvent::AssetAdded { .. } => "asset_added",
+            AuditEvent::AssetChanged { .. } => "asset_changed",
+            AuditEvent::AssetEndpointAdded { .. } => "asset_endpoint_added",
+            AuditEvent::AssetEndpointChanged { .. } => "asset_endpoint_changed",
+            AuditEvent::AssetEndpointRemoved { .. } => "asset_endpoint_removed",
             AuditEvent::AssetRemoved { .. } => "asset_removed",
             AuditEvent::AccountAdded { .. } => "account_added",
             AuditEvent::AccountRemoved { .. } => "account_removed",

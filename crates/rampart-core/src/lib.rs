@@ -14,11 +14,13 @@ pub mod model;
 pub mod name;
 pub mod policy;
 pub mod schedule;
+pub mod target;
 pub mod time_arg;
 
 pub use action::{Action, ActionSet};
 pub use model::*;
 pub use name::{InvalidInput, Label, Name, parse_host};
+pub use target::{Endpoint, Protocol, SessionKind};
 
 /// A secret (vaulted password or private key) in memory: `Debug` prints `[REDACTED]`, the bytes
 /// are zeroized on drop, and the only way to the value is an explicit `expose_secret()` at the

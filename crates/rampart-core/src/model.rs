@@ -8,6 +8,7 @@ use crate::action::ActionSet;
 use crate::login_rules::LoginRules;
 use crate::name::{InvalidInput, Label, Name};
 use crate::schedule::Schedule;
+use crate::target::{Endpoint, SessionKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -97,15 +98,20 @@ pub struct Group {
     pub created_at: OffsetDateTime,
 }
 
-/// A target host or service.
+/// A target host and the protocols it speaks (see [`crate::target`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Asset {
     pub id: Uuid,
     pub name: Name,
+    /// DNS name or IP address, shared by every endpoint.
     pub host: String,
-    pub port: u16,
+    /// The network domain the asset is reached through; none: dialled directly.
+    pub domain: Option<Name>,
+    /// One or more, ordered by protocol; at most one per protocol and one per port.
+    pub endpoints: Vec<Endpoint>,
     pub labels: Vec<Label>,
-    /// The pinned SSH host key (`authorized_keys` form), once known.
+    /// The pinned SSH host key (`authorized_keys` form), once known: the identity of the ssh
+    /// endpoint (TLS endpoints carry their own).
     pub host_key: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -248,8 +254,7 @@ pub struct Session {
     pub user: String,
     pub asset: String,
     pub account: String,
-    /// `shell`, `exec`, `sftp`, `scp`, `port_forward`, ...
-    pub kind: String,
+    pub kind: SessionKind,
     pub source_addr: String,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,

@@ -233,12 +233,12 @@ pub(crate) mod tests {
         store
             .add_asset(
                 &Actor::System,
-                &NewAsset {
-                    name: name(asset),
-                    host: format!("{asset}.example.test"),
-                    port: 22,
-                    labels: labels.iter().map(|l| Label::parse(l).unwrap()).collect(),
-                },
+                &NewAsset::ssh(
+                    name(asset),
+                    format!("{asset}.example.test"),
+                    22,
+                    labels.iter().map(|l| Label::parse(l).unwrap()).collect(),
+                ),
             )
             .await
             .unwrap();

@@ -12,8 +12,10 @@
 //!   live watching.
 //! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
 //!   [`explain`]: `grant explain`'s report.
+//! - [`dial`]: the one place a connection to a target is opened (direct today).
 
 pub mod authorize;
+pub mod dial;
 pub mod explain;
 pub mod guard;
 pub mod lifecycle;

@@ -118,7 +118,7 @@ pub struct RecordingPlan {
 pub struct StartRequest {
     pub authorized: Authorized,
     /// The session kind the record shows (`shell`, `exec`, `sftp`, `scp`, `port_forward:PORT`).
-    pub kind: String,
+    pub kind: rampart_core::SessionKind,
     /// Interactive sessions count only the user's input as activity.
     pub interactive: bool,
     /// `None`: this kind of session is logged as a session, not recorded.

@@ -9,12 +9,12 @@
 //! for the address the user logged in from, so a rule change ends exactly the sessions and
 //! connections it refuses (G6), and login hours end sessions when they close.
 
+use crate::authorize::{Decision, Snapshot};
 use bytes::Bytes;
 use rampart_core::login_rules::{LoginRules, check_login};
 use rampart_core::policy::Limit;
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Name, User};
-use crate::authorize::{Decision, Snapshot};
 use rampart_store::Store;
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -52,12 +52,12 @@ async fn lab() -> Lab {
     let asset = store
         .add_asset(
             &Actor::System,
-            &NewAsset {
-                name: Name::parse("asset", "web-01").unwrap(),
-                host: "127.0.0.1".into(),
-                port: 22,
-                labels: vec![],
-            },
+            &NewAsset::ssh(
+                Name::parse("asset", "web-01").unwrap(),
+                "127.0.0.1".into(),
+                22,
+                vec![],
+            ),
         )
         .await
         .unwrap();
@@ -126,7 +126,7 @@ impl Lab {
         self.core
             .start(StartRequest {
                 authorized: self.authorized.clone(),
-                kind: "shell".into(),
+                kind: rampart_core::SessionKind::Shell,
                 interactive: true,
                 recording: Some(RecordingPlan {
                     header: CastHeader::new(
@@ -361,7 +361,7 @@ async fn a_session_that_cannot_be_recorded_is_refused_before_it_exists() {
         .core
         .start(StartRequest {
             authorized: lab.authorized.clone(),
-            kind: "shell".into(),
+            kind: rampart_core::SessionKind::Shell,
             interactive: true,
             recording: Some(RecordingPlan {
                 header: CastHeader::new(80, 24, None, None, "refused".into()),

@@ -5,20 +5,19 @@
 
 use bytes::BytesMut;
 use rampart_audit::Stream;
-use rampart_core::{Action, Asset, Name, User};
+use rampart_core::target::find_forward_target;
+use rampart_core::{Action, Asset, Name, SessionKind, User};
 use rampart_session::authorize::{Decision, SessionRules, Snapshot};
+use rampart_session::dial::{DialError, Dialer};
 use rampart_session::{
     Authorized, Refused, SessionCore, SessionGuard, SessionTap, Source, StartRequest,
 };
 use rampart_store::Store;
 use russh::Channel;
 use russh::server::Msg;
-use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A forward the policy allows.
 pub struct AllowedForward {
@@ -29,11 +28,13 @@ pub struct AllowedForward {
 }
 
 /// Decides whether `user` may forward to `host:port`: `host` must name an asset (by name or
-/// address), and a grant must allow `port_forward` on one of its accounts.
+/// address; among assets sharing an address, the one with an endpoint on `port`), and a grant
+/// must allow `port_forward` on one of its accounts.
 pub async fn authorize(
     store: &Store,
     user: &User,
     host: &str,
+    port: u16,
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<AllowedForward, String> {
@@ -44,10 +45,8 @@ pub async fn authorize(
     let access = snapshot
         .as_user(&user.name, mfa, now)
         .ok_or_else(|| format!("{} may not forward: the user was removed", user.name))?;
-    let asset = snapshot
-        .assets()
-        .iter()
-        .find(|asset| asset.name.as_str() == host || asset.host == host)
+    let asset = find_forward_target(snapshot.assets(), host, port)
+        .map(|(asset, _endpoint)| asset)
         .ok_or_else(|| format!("{host} is not an asset: only assets can be reached"))?;
     let mut reason = format!("no grant allows port_forward to {}", asset.name);
     for account in snapshot.logins_on(&asset.name) {
@@ -93,7 +92,7 @@ pub async fn start(
 ) -> Result<SessionGuard, Refused> {
     core.start(StartRequest {
         authorized,
-        kind: format!("port_forward:{port}"),
+        kind: SessionKind::PortForward(port),
         interactive: false,
         recording: None,
         inspectors: Vec::new(),
@@ -103,25 +102,23 @@ pub async fn start(
 
 /// Carries one forwarded connection between the user's channel and the asset's port, until
 /// either side closes it or live enforcement ends the session; then ends it through its guard.
-pub async fn carry(channel: Channel<Msg>, host: String, port: u16, mut guard: SessionGuard) {
+pub async fn carry(channel: Channel<Msg>, asset: Asset, port: u16, mut guard: SessionGuard) {
     let Some(mut control) = guard.take_control() else {
         return;
     };
     let mut reason = "closed".to_owned();
-    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(mut tcp)) => {
-            let _ = tcp.set_nodelay(true);
+    match Dialer::default().dial_port(&asset, port).await {
+        Ok(mut dialed) => {
             let mut stream = channel.into_stream();
             let tap = guard.tap();
-            let copy = copy_observed(&mut stream, &mut tcp, &tap);
+            let copy = copy_observed(&mut stream, &mut dialed.stream, &tap);
             tokio::select! {
                 () = copy => {}
                 why = control.stopped() => reason = why,
             }
         }
-        Ok(Err(err)) => reason = format!("target unreachable: {}", err.kind()),
-        Err(_) => reason = "target unreachable: timed out".into(),
+        Err(DialError::Unreachable { why, .. }) => reason = format!("target unreachable: {why}"),
+        Err(err) => reason = err.to_string(),
     }
     guard.end(reason, None).await;
 }

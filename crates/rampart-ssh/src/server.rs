@@ -516,9 +516,9 @@ impl Connection {
                 Err("forwarding inside a ProxyJump connection is not allowed".to_owned())
             }
             (None, None) => Err(format!("invalid port {port}")),
-            (None, Some(_)) => {
+            (None, Some(port)) => {
                 let now = time::OffsetDateTime::now_utc();
-                forward::authorize(&self.store, &identity.user, host, now, identity.mfa).await
+                forward::authorize(&self.store, &identity.user, host, port, now, identity.mfa).await
             }
         };
         let allowed = match decision {
@@ -527,7 +527,7 @@ impl Connection {
                 let event = AuditEvent::AccessDenied {
                     user: user.name.to_string(),
                     target: format!("{host}:{port}"),
-                    action: "port_forward".into(),
+                    action: rampart_core::Action::PortForward.to_string(),
                     reason,
                     source: self.source(),
                 };
@@ -563,21 +563,16 @@ impl Connection {
             return Ok(());
         };
         reply.accept().await;
-        tokio::spawn(forward::carry(
-            channel,
-            allowed.asset.host.clone(),
-            port,
-            guard,
-        ));
+        tokio::spawn(forward::carry(channel, allowed.asset.clone(), port, guard));
         Ok(())
     }
 }
 
-/// The asset a `direct-tcpip` request names, if it is the asset's own SSH port: by asset name
-/// (`ssh -J bastion root@web-01`) or by its address (`ssh -J bastion root@10.0.0.5`).
+/// The asset a `direct-tcpip` request names, if it is the asset's ssh endpoint: by asset name
+/// (`ssh -J bastion root@web-01`, where port 22 means the ssh endpoint wherever it listens) or
+/// by its address and the endpoint's port (`ssh -J bastion -p 2222 root@10.0.0.5`); see
+/// [`rampart_core::target::find_jump_target`].
 async fn find_jump_asset(store: &Store, host: &str, port: u32) -> Option<Asset> {
     let assets = store.list_assets().await.ok()?;
-    assets.into_iter().find(|asset| {
-        (asset.name.as_str() == host || asset.host == host) && u32::from(asset.port) == port
-    })
+    rampart_core::target::find_jump_target(&assets, host, port).cloned()
 }

@@ -8,8 +8,9 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
+use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, Protocol, SecretKind, User};
 use rampart_session::authorize::{SessionRules, Snapshot};
+use rampart_session::dial::{DialError, Dialer};
 use rampart_store::Store;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
@@ -20,7 +21,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the SSH handshake with a target may take, once the dialer has a stream.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An account a user may use, with the grant that allows it.
 #[derive(Debug, Clone)]
@@ -185,6 +187,19 @@ pub enum TargetError {
     Credential { account: String },
     #[error("the connection to {target} failed ({why})")]
     Protocol { target: String, why: String },
+    #[error("{asset} has no {protocol} endpoint")]
+    NoEndpoint { asset: String, protocol: Protocol },
+}
+
+impl From<DialError> for TargetError {
+    fn from(err: DialError) -> Self {
+        match err {
+            DialError::NoEndpoint { asset, protocol } => {
+                TargetError::NoEndpoint { asset, protocol }
+            }
+            DialError::Unreachable { target, why } => TargetError::Unreachable { target, why },
+        }
+    }
 }
 
 /// What to do with a target whose host key is not pinned yet (`ssh.target_host_keys`).
@@ -361,8 +376,23 @@ pub async fn connect(
     actor: &Actor,
     host_keys: TargetHostKeys,
 ) -> Result<TargetConnection, TargetError> {
+    connect_with(&Dialer::default(), store, resolved, actor, host_keys).await
+}
+
+/// [`connect`] over a stream from `dialer`.
+pub async fn connect_with(
+    dialer: &Dialer,
+    store: &Arc<Store>,
+    resolved: &Resolved,
+    actor: &Actor,
+    host_keys: TargetHostKeys,
+) -> Result<TargetConnection, TargetError> {
     let asset = &resolved.asset;
-    let target = format!("{}:{}", asset.host, asset.port);
+    let dialed = dialer
+        .dial(asset, Protocol::Ssh)
+        .await
+        .map_err(TargetError::from)?;
+    let target = dialed.target.clone();
     let account = resolved.account_ref().to_string();
     let pinned = match &asset.host_key {
         Some(text) => Some(
@@ -382,9 +412,8 @@ pub async fn connect(
         policy: host_keys,
         presented: presented.clone(),
     };
-    let address = (asset.host.as_str(), asset.port);
-    let connecting = client::connect(client_config(), address, handler);
-    let mut handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+    let connecting = client::connect_stream(client_config(), dialed.stream, handler);
+    let mut handle = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Err(_) => {
             return Err(TargetError::Unreachable {
                 target,
@@ -505,7 +534,7 @@ pub struct ScannedHostKey {
 
 /// Reads the host key a target presents, and nothing more: the handshake is ended at the key,
 /// so no credential (not even a user name) is sent.
-pub async fn scan_host_key(host: &str, port: u16) -> Result<ScannedHostKey, TargetError> {
+pub async fn scan_host_key(asset: &Asset) -> Result<ScannedHostKey, TargetError> {
     struct Scanner(Arc<Mutex<Option<PublicKey>>>);
 
     impl client::Handler for Scanner {
@@ -524,10 +553,14 @@ pub async fn scan_host_key(host: &str, port: u16) -> Result<ScannedHostKey, Targ
         }
     }
 
-    let target = format!("{host}:{port}");
+    let dialed = Dialer::default()
+        .dial(asset, Protocol::Ssh)
+        .await
+        .map_err(TargetError::from)?;
+    let target = dialed.target.clone();
     let seen = Arc::new(Mutex::new(None));
-    let connecting = client::connect(client_config(), (host, port), Scanner(seen.clone()));
-    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await;
+    let connecting = client::connect_stream(client_config(), dialed.stream, Scanner(seen.clone()));
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await;
     let key = seen.lock().ok().and_then(|seen| seen.clone());
     match (key, outcome) {
         (Some(key), _) => Ok(ScannedHostKey {

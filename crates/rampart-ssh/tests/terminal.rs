@@ -65,12 +65,7 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
     store
         .add_asset(
             &actor,
-            &NewAsset {
-                name: name("web-01"),
-                host: "127.0.0.1".into(),
-                port: target.port,
-                labels: vec![],
-            },
+            &NewAsset::ssh(name("web-01"), "127.0.0.1".into(), target.port, vec![]),
         )
         .await
         .unwrap();
@@ -138,7 +133,7 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
     let session = store.list_sessions(true).await.unwrap();
     assert_eq!(session.len(), 1);
     assert_eq!(session[0].source_addr, "127.0.0.1:50000 (web)");
-    assert_eq!(session[0].kind, "shell");
+    assert_eq!(session[0].kind.to_string(), "shell");
     let mut watcher = gateway.watch(session[0].id).unwrap();
     terminal.input(b"echo watched-$((2*21))\n").await.unwrap();
     read_until(&mut terminal, "watched-42").await;
@@ -163,7 +158,10 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         ended = store.list_sessions(false).await.unwrap();
     }
-    let shell = ended.iter().find(|s| s.kind == "shell").unwrap();
+    let shell = ended
+        .iter()
+        .find(|s| s.kind.to_string() == "shell")
+        .unwrap();
     assert_eq!(shell.exit_status, Some(3));
     assert!(rampart_audit::has_recording(
         &store.data_dir().recordings_dir(),

@@ -30,7 +30,7 @@ pub mod vault;
 mod web_auth;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
-pub use assets::NewAsset;
+pub use assets::{AssetChange, EndpointChange, NewAsset};
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lockout per factor",
         include_str!("../migrations/0013_lockout_per_factor.sql"),
     ),
+    (
+        14,
+        "asset endpoints",
+        include_str!("../migrations/0014_asset_endpoints.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -2,8 +2,8 @@
 
 use crate::rows::{self, now, time_text};
 use crate::{Page, Result, Store, StoreError, audit_log};
-use rampart_core::Session;
 use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
+use rampart_core::{Session, SessionKind};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
@@ -17,7 +17,7 @@ pub struct NewSession {
     pub user: String,
     pub asset: String,
     pub account: String,
-    pub kind: String,
+    pub kind: SessionKind,
     pub source_addr: String,
     /// The grant that allowed it.
     pub grant: Uuid,
@@ -69,7 +69,7 @@ impl Store {
         .bind(&session.user)
         .bind(&session.asset)
         .bind(&session.account)
-        .bind(&session.kind)
+        .bind(session.kind.to_string())
         .bind(&session.source_addr)
         .bind(time_text(now()))
         .bind(session.recorded)
@@ -84,7 +84,7 @@ impl Store {
             session: id.to_string(),
             user: session.user.clone(),
             target: format!("{}@{}", session.account, session.asset),
-            kind: session.kind.clone(),
+            kind: session.kind.to_string(),
             grant: session.grant.to_string(),
             source: session.source_addr.clone(),
             recorded: session.recorded,
@@ -339,7 +339,8 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
         user: rows::text(row, "user_name")?,
         asset: rows::text(row, "asset_name")?,
         account: rows::text(row, "account_login")?,
-        kind: rows::text(row, "kind")?,
+        kind: SessionKind::parse(&rows::text(row, "kind")?)
+            .map_err(|_| StoreError::Corrupt("sessions.kind".into()))?,
         source_addr: rows::text(row, "source_addr")?,
         started_at: rows::time(row, "started_at")?,
         ended_at: rows::optional_time(row, "ended_at")?,

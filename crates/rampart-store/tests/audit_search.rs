@@ -106,7 +106,7 @@ async fn session_searches_filter_in_the_store_and_keep_the_newest() {
                 user: user.into(),
                 asset: asset.into(),
                 account: "root".into(),
-                kind: "shell".into(),
+                kind: rampart_core::SessionKind::Shell,
                 source_addr: "127.0.0.1:1".into(),
                 grant: uuid::Uuid::nil(),
                 recorded: true,

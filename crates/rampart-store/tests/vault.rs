@@ -24,12 +24,12 @@ async fn store(dir: &std::path::Path) -> Store {
 
 async fn add_accounts(store: &Store, secrets: &[(&str, &str)]) {
     let actor = Actor::System;
-    let asset = NewAsset {
-        name: Name::parse("asset", "web-01").unwrap(),
-        host: "127.0.0.1".into(),
-        port: 22,
-        labels: vec![],
-    };
+    let asset = NewAsset::ssh(
+        Name::parse("asset", "web-01").unwrap(),
+        "127.0.0.1".into(),
+        22,
+        vec![],
+    );
     store.add_asset(&actor, &asset).await.unwrap();
     for (login, secret) in secrets {
         let secret = NewAccountSecret {

@@ -176,7 +176,7 @@
       (a) => [
         a.account,
         a.asset,
-        `${a.host}:${a.port}`,
+        a.port ? `${a.host}:${a.port}` : a.host,
         (a.labels || []).join(', '),
         el('a', { class: 'button', href: `/terminal?account=${encodeURIComponent(a.account)}` }, 'Connect'),
       ],
@@ -488,7 +488,9 @@
     const assets = await api('GET', '/api/v1/assets');
     fill('#assets', assets, (a) => [
       a.name,
-      `${a.host}:${a.port}`,
+      a.host,
+      (a.endpoints || []).map((e) => `${e.protocol}:${e.port}`).join(', '),
+      a.domain || '-',
       (a.labels || []).join(', '),
       a.host_key ? el('code', { class: 'wrap' }, a.host_key) : 'not pinned (pinned on first use)',
       isAdmin()
@@ -513,6 +515,17 @@
       attempt('pin host key', async () => {
         const values = formValues(form);
         await api('PUT', `/api/v1/assets/${encodeURIComponent(values.asset)}/host-key`, { key: values.key });
+        form.reset();
+        await loadAssets();
+      }),
+    );
+    onSubmit('#asset-endpoint', (form) =>
+      attempt('add endpoint', async () => {
+        const values = formValues(form);
+        await api('POST', `/api/v1/assets/${encodeURIComponent(values.asset)}/endpoints`, {
+          protocol: values.protocol,
+          port: values.port ? Number(values.port) : undefined,
+        });
         form.reset();
         await loadAssets();
       }),

@@ -370,16 +370,22 @@ pub async fn assets() -> Response {
 <form id="asset-add" class="inline admin-only">
 <label>Name <input name="name" required></label>
 <label>Host <input name="host" required></label>
-<label>Port <input name="port" value="22" size="5"></label>
+<label>SSH port <input name="port" value="22" size="5"></label>
 <label>Labels <input name="labels" placeholder="env=prod,team=db"></label>
 <button type="submit">Add asset</button>
+</form>
+<form id="asset-endpoint" class="inline admin-only">
+<label>Asset <input name="asset" required></label>
+<label>Protocol <select name="protocol"><option>ssh</option><option>postgres</option><option>mysql</option><option>redis</option><option>rdp</option><option>vnc</option><option>telnet</option><option>kubernetes</option><option>tcp</option></select></label>
+<label>Port <input name="port" size="5" placeholder="usual"></label>
+<button type="submit">Add endpoint</button>
 </form>
 <form id="asset-host-key" class="inline admin-only">
 <label>Asset <input name="asset" required></label>
 <label>Host key <input name="key" size="50" placeholder="ssh-ed25519 AAAA..." required></label>
 <button type="submit">Pin host key</button>
 </form>
-<table id="assets"><thead><tr><th>Name</th><th>Address</th><th>Labels</th><th>Host key</th><th></th></tr></thead><tbody></tbody></table>"#,
+<table id="assets"><thead><tr><th>Name</th><th>Host</th><th>Endpoints</th><th>Domain</th><th>Labels</th><th>Host key</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

@@ -427,7 +427,7 @@ pub fn table() -> Vec<Route> {
             "Add an asset",
             api::asset_add,
         )
-        .body(&["name", "host", "port", "labels"])
+        .body(&["name", "host", "port", "endpoints", "domain", "labels"])
         .status(201),
         Route::new(
             get(),
@@ -444,6 +444,42 @@ pub fn table() -> Vec<Route> {
             "assets",
             "Remove an asset with its accounts and grants",
             api::asset_remove,
+        ),
+        Route::new(
+            put(),
+            "/api/v1/assets/{name}",
+            Admin,
+            "assets",
+            "Change an asset's host or network domain (null: none)",
+            api::asset_set,
+        )
+        .body(&["host", "domain"]),
+        Route::new(
+            post(),
+            "/api/v1/assets/{name}/endpoints",
+            Admin,
+            "assets",
+            "Add an endpoint (a protocol on a port) to an asset",
+            api::asset_endpoint_add,
+        )
+        .body(&["protocol", "port"])
+        .status(201),
+        Route::new(
+            put(),
+            "/api/v1/assets/{name}/endpoints/{protocol}",
+            Admin,
+            "assets",
+            "Change an endpoint's port or pinned TLS certificate fingerprint (null: none)",
+            api::asset_endpoint_set,
+        )
+        .body(&["port", "tls_fingerprint"]),
+        Route::new(
+            delete(),
+            "/api/v1/assets/{name}/endpoints/{protocol}",
+            Admin,
+            "assets",
+            "Remove an endpoint (an asset keeps at least one)",
+            api::asset_endpoint_remove,
         ),
         Route::new(
             put(),

@@ -258,19 +258,49 @@ pub enum GroupMemberCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AssetCommand {
-    /// Add an asset
+    /// Add an asset: a host with one or more endpoints (protocol and port). Without --endpoint
+    /// it gets an ssh endpoint on --port
+    #[command(
+        after_help = "Examples:\n  rampart asset add web-01 --host 10.0.0.5 --port 22\n  \
+        rampart asset add db-01 --host 10.0.0.7 --endpoint postgres:5432\n  \
+        rampart asset add app-01 --host app.internal --port 2222 --endpoint redis"
+    )]
     Add {
         name: String,
         /// DNS name or IP address
         #[arg(long)]
         host: String,
-        /// SSH port
-        #[arg(long, default_value_t = 22)]
-        port: u16,
+        /// Port of the ssh endpoint [default: 22, unless --endpoint is given]
+        #[arg(long)]
+        port: Option<u16>,
+        /// Another endpoint, PROTOCOL[:PORT] (ssh, postgres, mysql, redis, rdp, vnc, telnet,
+        /// kubernetes, tcp; the protocol's usual port when none is given); repeat for several
+        #[arg(long = "endpoint", value_name = "PROTOCOL[:PORT]")]
+        endpoints: Vec<String>,
+        /// The network domain the asset is reached through
+        #[arg(long, value_name = "NAME")]
+        domain: Option<String>,
         /// Label KEY=VALUE (grants can select assets by label); repeat for several
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
     },
+    /// Change an asset's host or network domain
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["host", "domain", "no_domain"])))]
+    Set {
+        name: String,
+        /// New DNS name or IP address (every endpoint moves with it)
+        #[arg(long)]
+        host: Option<String>,
+        /// Put the asset in this network domain
+        #[arg(long, value_name = "NAME", conflicts_with = "no_domain")]
+        domain: Option<String>,
+        /// Take the asset out of its network domain (dialled directly)
+        #[arg(long)]
+        no_domain: bool,
+    },
+    /// Add, change, remove or list an asset's endpoints (the protocols it speaks, one port each)
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
     /// List assets
     List,
     /// Show one asset
@@ -301,6 +331,50 @@ pub enum AssetCommand {
         /// with `ssh-keygen -lf` of the host's key, on the host itself)
         #[arg(long, value_name = "SHA256:...", requires = "scan")]
         pin: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Add an endpoint: PROTOCOL (ssh, postgres, mysql, redis, rdp, vnc, telnet, kubernetes,
+    /// tcp) on PORT (the protocol's usual port when none is given)
+    #[command(after_help = "Example:\n  rampart asset endpoint add web-01 postgres 5432")]
+    Add {
+        /// The asset
+        name: String,
+        protocol: String,
+        port: Option<String>,
+    },
+    /// Change an endpoint's port or its pinned TLS certificate fingerprint
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["port", "tls_fingerprint", "clear_tls_fingerprint"])))]
+    Set {
+        /// The asset
+        name: String,
+        protocol: String,
+        /// New port
+        #[arg(long)]
+        port: Option<String>,
+        /// Pin the SHA-256 fingerprint of the certificate the target presents in TLS
+        #[arg(
+            long,
+            value_name = "SHA256:HEX",
+            conflicts_with = "clear_tls_fingerprint"
+        )]
+        tls_fingerprint: Option<String>,
+        /// Forget the pinned certificate fingerprint
+        #[arg(long)]
+        clear_tls_fingerprint: bool,
+    },
+    /// Remove an endpoint (an asset keeps at least one)
+    Remove {
+        /// The asset
+        name: String,
+        protocol: String,
+    },
+    /// List an asset's endpoints
+    List {
+        /// The asset
+        name: String,
     },
 }
 

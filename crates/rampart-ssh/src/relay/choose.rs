@@ -22,7 +22,9 @@ pub(super) async fn run_menu(
         .iter()
         .map(|(account, asset)| MenuItem {
             label: account.to_string(),
-            detail: format!("{}:{}", asset.host, asset.port),
+            detail: asset
+                .address(rampart_core::Protocol::Ssh)
+                .unwrap_or_else(|| asset.host.clone()),
         })
         .collect();
     let mut menu = Menu::new(context.user.name.as_str(), items, pty.cols, pty.rows);

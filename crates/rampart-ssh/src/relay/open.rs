@@ -114,7 +114,7 @@ pub(super) async fn open_target_channel(
     let guard = core
         .start(StartRequest {
             authorized: context.authorized(&resolved),
-            kind: kind.to_owned(),
+            kind,
             interactive: matches!(start, Start::Shell),
             recording,
             inspectors,

@@ -2,7 +2,7 @@
 //! shell, exec or subsystem): what is kept of them, within bounds, to replay on the target.
 
 use rampart_audit::scp::ScpCommand;
-use rampart_core::Action;
+use rampart_core::{Action, SessionKind};
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Pty};
 
@@ -27,15 +27,15 @@ impl Start {
     }
 
     /// The actions the policy must allow, and the session kind recorded.
-    pub(super) fn actions(&self) -> Result<(Vec<Action>, &'static str), String> {
+    pub(super) fn actions(&self) -> Result<(Vec<Action>, SessionKind), String> {
         match self {
-            Start::Shell => Ok((vec![Action::Shell], "shell")),
-            Start::Scp(_) => Ok((vec![Action::Scp], "scp")),
-            Start::Exec(_) => Ok((vec![Action::Exec], "exec")),
+            Start::Shell => Ok((vec![Action::Shell], SessionKind::Shell)),
+            Start::Scp(_) => Ok((vec![Action::Scp], SessionKind::Scp)),
+            Start::Exec(_) => Ok((vec![Action::Exec], SessionKind::Exec)),
             // Either direction opens the subsystem; the SFTP filter keeps the session to the
             // directions its account allows.
             Start::Subsystem(name) if name == "sftp" => {
-                Ok((vec![Action::SftpRead, Action::SftpWrite], "sftp"))
+                Ok((vec![Action::SftpRead, Action::SftpWrite], SessionKind::Sftp))
             }
             Start::Subsystem(name) => Err(format!(
                 "the {name} subsystem is not available through Rampart"

@@ -55,7 +55,8 @@ pub async fn my_accounts(
                 "login": login,
                 "asset": asset.name,
                 "host": asset.host,
-                "port": asset.port,
+                "port": asset.endpoint(rampart_core::Protocol::Ssh).map(|e| e.port),
+                "endpoints": asset.endpoints,
                 "labels": asset.labels,
             })
         })

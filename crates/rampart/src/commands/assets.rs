@@ -1,11 +1,12 @@
 //! `rampart asset ...`
 
 use super::{name, read_small_file, time_text};
-use crate::cli::AssetCommand;
+use crate::cli::{AssetCommand, EndpointCommand};
 use crate::output::{Table, done, join_or_dash, or_dash, print_fields, print_json};
 use rampart_core::audit::Actor;
-use rampart_core::{Label, parse_host};
-use rampart_store::{NewAsset, Store};
+use rampart_core::target::parse_port;
+use rampart_core::{Asset, Endpoint, Label, Protocol, parse_host};
+use rampart_store::{AssetChange, EndpointChange, NewAsset, Store};
 
 pub async fn run(
     store: &Store,
@@ -18,12 +19,23 @@ pub async fn run(
             name: asset,
             host,
             port,
+            endpoints,
+            domain,
             labels,
         } => {
+            let mut parsed: Vec<Endpoint> = endpoints
+                .iter()
+                .map(|e| Endpoint::parse(e))
+                .collect::<Result<_, _>>()?;
+            // `--port` is the ssh endpoint's; without any endpoint, ssh on 22 as always.
+            if port.is_some() || parsed.is_empty() {
+                parsed.insert(0, Endpoint::new(Protocol::Ssh, port.unwrap_or(22)));
+            }
             let asset = NewAsset {
                 name: name("asset", &asset)?,
                 host: parse_host(&host)?,
-                port,
+                domain: domain.map(|d| name("domain", &d)).transpose()?,
+                endpoints: parsed,
                 labels: labels
                     .iter()
                     .map(|l| Label::parse(l))
@@ -33,22 +45,59 @@ pub async fn run(
             done(
                 json,
                 &added,
-                &format!("added asset {} ({}:{})", added.name, added.host, added.port),
+                &format!(
+                    "added asset {} ({}: {})",
+                    added.name,
+                    added.host,
+                    endpoint_words(&added)
+                ),
             )
         }
+        AssetCommand::Set {
+            name: asset,
+            host,
+            domain,
+            no_domain,
+        } => {
+            let asset = name("asset", &asset)?;
+            let change = AssetChange {
+                host: host.map(|h| parse_host(&h)).transpose()?,
+                domain: match (domain, no_domain) {
+                    (Some(domain), _) => Some(Some(name("domain", &domain)?)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+            };
+            let changed = store.set_asset(actor, &asset, &change).await?;
+            done(
+                json,
+                &changed,
+                &format!(
+                    "asset {asset} is now {} ({}), {}",
+                    changed.host,
+                    endpoint_words(&changed),
+                    domain_words(&changed)
+                ),
+            )
+        }
+        AssetCommand::Endpoint(command) => endpoint(store, actor, json, command).await,
         AssetCommand::List => {
             let assets = store.list_assets().await?;
             if json {
                 return print_json(&assets);
             }
-            let mut table = Table::new(["NAME", "HOST", "PORT", "LABELS", "HOST KEY"]);
+            let mut table =
+                Table::new(["NAME", "HOST", "ENDPOINTS", "DOMAIN", "LABELS", "HOST KEY"]);
             for asset in &assets {
                 table.row([
                     asset.name.to_string(),
                     asset.host.clone(),
-                    asset.port.to_string(),
+                    endpoint_words(asset),
+                    or_dash(asset.domain.as_ref().map(ToString::to_string)),
                     join_or_dash(asset.labels.iter().map(ToString::to_string)),
-                    if asset.host_key.is_some() {
+                    if asset.endpoint(Protocol::Ssh).is_none() {
+                        "-"
+                    } else if asset.host_key.is_some() {
                         "pinned"
                     } else {
                         "not yet seen"
@@ -68,7 +117,8 @@ pub async fn run(
                 ("name", asset.name.to_string()),
                 ("id", asset.id.to_string()),
                 ("host", asset.host.clone()),
-                ("port", asset.port.to_string()),
+                ("endpoints", endpoint_words(&asset)),
+                ("domain", domain_words(&asset)),
                 (
                     "labels",
                     join_or_dash(asset.labels.iter().map(ToString::to_string)),
@@ -137,7 +187,10 @@ async fn scan_host_key(
     pin: Option<&str>,
 ) -> anyhow::Result<()> {
     let record = store.asset(asset).await?;
-    let scanned = rampart_ssh::scan_host_key(&record.host, record.port).await?;
+    let address = record
+        .address(Protocol::Ssh)
+        .ok_or_else(|| anyhow::anyhow!("{asset} has no ssh endpoint, so no SSH host key"))?;
+    let scanned = rampart_ssh::scan_host_key(&record).await?;
     let pinned = record
         .host_key
         .as_deref()
@@ -150,7 +203,7 @@ async fn scan_host_key(
     let Some(expected) = pin else {
         let shown = serde_json::json!({
             "asset": asset.to_string(),
-            "address": format!("{}:{}", record.host, record.port),
+            "address": address.clone(),
             "host_key": scanned.openssh,
             "fingerprint": scanned.fingerprint,
             "pinned_fingerprint": pinned.as_ref().map(|p| p.fingerprint.clone()),
@@ -166,7 +219,7 @@ async fn scan_host_key(
         };
         print_fields(&[
             ("asset", asset.to_string()),
-            ("address", format!("{}:{}", record.host, record.port)),
+            ("address", address.clone()),
             ("fingerprint", scanned.fingerprint.clone()),
             ("host key", scanned.openssh.clone()),
             ("pinned", status),
@@ -201,6 +254,125 @@ async fn scan_host_key(
         &pinned,
         &format!("pinned the host key of {asset} ({})", scanned.fingerprint),
     )
+}
+
+/// `asset endpoint ...`
+async fn endpoint(
+    store: &Store,
+    actor: &Actor,
+    json: bool,
+    command: EndpointCommand,
+) -> anyhow::Result<()> {
+    match command {
+        EndpointCommand::Add {
+            name: asset,
+            protocol,
+            port,
+        } => {
+            let asset = name("asset", &asset)?;
+            let endpoint = match port {
+                Some(port) => Endpoint::new(Protocol::parse(&protocol)?, parse_port(&port)?),
+                None => Endpoint::parse(&protocol)?,
+            };
+            let changed = store.add_asset_endpoint(actor, &asset, &endpoint).await?;
+            done(
+                json,
+                &changed,
+                &format!(
+                    "added the {} endpoint of {asset} on port {} ({})",
+                    endpoint.protocol,
+                    endpoint.port,
+                    endpoint_words(&changed)
+                ),
+            )
+        }
+        EndpointCommand::Set {
+            name: asset,
+            protocol,
+            port,
+            tls_fingerprint,
+            clear_tls_fingerprint,
+        } => {
+            let asset = name("asset", &asset)?;
+            let protocol = Protocol::parse(&protocol)?;
+            let change = EndpointChange {
+                port: port.map(|p| parse_port(&p)).transpose()?,
+                tls_fingerprint: match (tls_fingerprint, clear_tls_fingerprint) {
+                    (Some(fingerprint), _) => Some(Some(fingerprint)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+            };
+            let changed = store
+                .set_asset_endpoint(actor, &asset, protocol, &change)
+                .await?;
+            done(
+                json,
+                &changed,
+                &format!(
+                    "changed the {protocol} endpoint of {asset} ({})",
+                    endpoint_words(&changed)
+                ),
+            )
+        }
+        EndpointCommand::Remove {
+            name: asset,
+            protocol,
+        } => {
+            let asset = name("asset", &asset)?;
+            let protocol = Protocol::parse(&protocol)?;
+            let changed = store.remove_asset_endpoint(actor, &asset, protocol).await?;
+            done(
+                json,
+                &changed,
+                &format!(
+                    "removed the {protocol} endpoint of {asset} ({} left)",
+                    endpoint_words(&changed)
+                ),
+            )
+        }
+        EndpointCommand::List { name: asset } => {
+            let asset = store.asset(&name("asset", &asset)?).await?;
+            if json {
+                return print_json(&asset.endpoints);
+            }
+            let mut table = Table::new(["PROTOCOL", "PORT", "ADDRESS", "IDENTITY"]);
+            for endpoint in &asset.endpoints {
+                let identity = match asset.identity(endpoint.protocol) {
+                    Some(rampart_core::target::TargetIdentity::SshHostKey(_)) => {
+                        "host key pinned".to_owned()
+                    }
+                    Some(rampart_core::target::TargetIdentity::TlsCertificate(fingerprint)) => {
+                        format!("certificate {fingerprint}")
+                    }
+                    None if endpoint.protocol.identity_kind().is_some() => {
+                        "not yet seen".to_owned()
+                    }
+                    None => "-".to_owned(),
+                };
+                table.row([
+                    endpoint.protocol.to_string(),
+                    endpoint.port.to_string(),
+                    rampart_core::target::socket_address(&asset.host, endpoint.port),
+                    identity,
+                ]);
+            }
+            table.print("no endpoints");
+            Ok(())
+        }
+    }
+}
+
+/// `ssh:22, postgres:5432`
+fn endpoint_words(asset: &Asset) -> String {
+    join_or_dash(asset.endpoints.iter().map(ToString::to_string))
+}
+
+fn domain_words(asset: &Asset) -> String {
+    match &asset.domain {
+        Some(domain) => format!("in network domain {domain}"),
+        None => "dialled directly (no network domain)".to_owned(),
+    }
 }
 
 /// The one host key in the file at `path` (parsed by the same function the API uses).

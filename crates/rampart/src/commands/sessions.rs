@@ -36,7 +36,7 @@ pub async fn run(
                     s.id.to_string(),
                     s.user.clone(),
                     format!("{}@{}", s.account, s.asset),
-                    s.kind.clone(),
+                    s.kind.to_string(),
                     s.source_addr.clone(),
                     time_text(s.started_at),
                     if s.is_live() {
@@ -64,7 +64,7 @@ pub async fn run(
                 ("id", s.id.to_string()),
                 ("user", s.user.clone()),
                 ("target", format!("{}@{}", s.account, s.asset)),
-                ("kind", s.kind.clone()),
+                ("kind", s.kind.to_string()),
                 ("from", s.source_addr.clone()),
                 ("started", time_text(s.started_at)),
                 (

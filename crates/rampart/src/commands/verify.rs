@@ -25,9 +25,6 @@ use std::io::Write;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Session kinds that are recorded (file transfers and forwards are logged, not recorded).
-const RECORDED_KINDS: [&str; 2] = ["shell", "exec"];
-
 /// The largest anchor file or answer read.
 const MAX_ANCHOR_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -534,7 +531,9 @@ fn verify_recordings(
             continue;
         }
         let anchored = session.ended.as_ref().and_then(|e| e.recording.as_ref());
-        let expected = (session.recorded && RECORDED_KINDS.contains(&session.kind.as_str()))
+        let expected = (session.recorded
+            && rampart_core::SessionKind::parse(&session.kind)
+                .is_ok_and(rampart_core::SessionKind::is_recorded))
             || anchored.is_some();
         if !expected && !has_recording(&dir, uuid) {
             continue;

@@ -321,6 +321,21 @@ try {
   if (html.includes(env('CANARY')) || leaks > 0) throw new Error(`the canary came back (${leaks} responses)`);
   console.log(`step ok: the secret set in the UI is in no page, response or frame (${received.length} searched)`);
 
+  // 8. The assets page shows each asset's endpoints, and an administrator adds one.
+  await admin.goto(`${base}/admin/assets`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const before = await admin.textContent('#assets');
+  if (!/ssh:\d+/.test(before)) throw new Error(`the assets page shows no ssh endpoint: ${before}`);
+  await admin.fill('#asset-endpoint input[name=asset]', asset);
+  await admin.selectOption('#asset-endpoint select[name=protocol]', 'postgres');
+  await admin.fill('#asset-endpoint input[name=port]', '15432');
+  await admin.click('#asset-endpoint button[type=submit]');
+  await admin.waitForFunction(() => document.querySelector('#assets').textContent.includes('postgres:15432'));
+  const row = await admin.locator('#assets tbody tr', { hasText: asset }).first().textContent();
+  if (!/ssh:\d+, postgres:15432/.test(row)) throw new Error(`the new endpoint is not in ${asset}'s row: ${row}`);
+  await screenshot(admin, 'asset-endpoint-added');
+  console.log('step ok: the assets page shows endpoints and adds one');
+
   // Every other page loads without an error, at 1280x800.
   for (const path of ['/commands', '/audit', '/admin/users', '/admin/groups', '/admin/assets', '/admin/settings']) {
     await admin.goto(`${base}${path}`);

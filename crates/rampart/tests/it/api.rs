@@ -167,6 +167,16 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/assets"), "UFFFA"),
         (("GET", "/api/v1/assets/{name}"), "UFFAA"),
         (("DELETE", "/api/v1/assets/{name}"), "UFFFA"),
+        (("PUT", "/api/v1/assets/{name}"), "UFFFA"),
+        (("POST", "/api/v1/assets/{name}/endpoints"), "UFFFA"),
+        (
+            ("PUT", "/api/v1/assets/{name}/endpoints/{protocol}"),
+            "UFFFA",
+        ),
+        (
+            ("DELETE", "/api/v1/assets/{name}/endpoints/{protocol}"),
+            "UFFFA",
+        ),
         (("PUT", "/api/v1/assets/{name}/host-key"), "UFFFA"),
         (("DELETE", "/api/v1/assets/{name}/host-key"), "UFFFA"),
         (("GET", "/api/v1/accounts"), "UFF22"),
@@ -270,6 +280,7 @@ fn authorization_matrix_covers_every_route() {
             .replace("/tokens/{id}", &format!("/tokens/{alice_spare_token}"))
             .replace("{id}", "01890000-0000-7000-8000-000000000000")
             .replace("{name}", "zz-nobody")
+            .replace("{protocol}", "ssh")
             .replace("{account}", "zz@zz-nobody")
             .replace("/assets/{file}", "/assets/portal.css")
             .replace("{package}/{file}", "xterm/LICENSE");

@@ -24,5 +24,6 @@ mod password_load;
 mod policy;
 mod recording_durability;
 mod ssh;
+mod targets;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
