@@ -18,6 +18,7 @@ pub mod live;
 mod login;
 mod menu;
 mod relay;
+mod requests;
 mod server;
 mod target;
 mod terminal;

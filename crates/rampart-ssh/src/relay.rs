@@ -50,6 +50,9 @@ pub struct SessionContext {
     pub mfa: bool,
     /// What to do with a target whose host key is not pinned yet.
     pub target_host_keys: target::TargetHostKeys,
+    /// The environment the connection's handler kept for this channel (it answers `env`
+    /// requests itself, see `requests`).
+    pub env: crate::requests::SharedEnvironment,
 }
 
 /// What the user asked the channel to run.
@@ -133,7 +136,7 @@ const MAX_ENV_VALUE_BYTES: usize = 1024;
 
 /// Keeps an allowed variable if it fits the bounds (a name sent again replaces its value).
 /// Returns whether it was kept.
-fn remember_env(env: &mut Vec<(String, String)>, name: String, value: String) -> bool {
+pub(crate) fn remember_env(env: &mut Vec<(String, String)>, name: String, value: String) -> bool {
     if !env_allowed(&name) || name.len() > MAX_ENV_NAME_BYTES || value.len() > MAX_ENV_VALUE_BYTES {
         return false;
     }
@@ -375,15 +378,15 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     let id = channel.id();
     let handle = context.handle.clone();
     let mut pty = None;
-    let mut env = Vec::new();
-    // Requests before the channel starts something: remembered and replayed on the target.
+    // Requests before the channel starts something: remembered and replayed on the target. The
+    // connection's handler has answered them already (pty, env, X11, agent), in order.
     let (start, want_reply) = loop {
         let Some(message) = channel.wait().await else {
             return;
         };
         match message {
             ChannelMsg::RequestPty {
-                want_reply,
+                want_reply: _,
                 term,
                 col_width,
                 row_height,
@@ -399,9 +402,6 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
                     pix_height,
                     modes: terminal_modes,
                 });
-                if want_reply {
-                    let _ = handle.channel_success(id).await;
-                }
             }
             ChannelMsg::WindowChange {
                 col_width,
@@ -413,20 +413,6 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
                     pty.resize(col_width, row_height, pix_width, pix_height);
                 }
             }
-            ChannelMsg::SetEnv {
-                want_reply,
-                variable_name,
-                variable_value,
-            } => {
-                let allowed = remember_env(&mut env, variable_name, variable_value);
-                if want_reply {
-                    let _ = if allowed {
-                        handle.channel_success(id).await
-                    } else {
-                        handle.channel_failure(id).await
-                    };
-                }
-            }
             ChannelMsg::RequestShell { want_reply } => break (Start::Shell, want_reply),
             ChannelMsg::Exec {
                 want_reply,
@@ -435,18 +421,26 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
             ChannelMsg::RequestSubsystem { want_reply, name } => {
                 break (Start::Subsystem(name), want_reply);
             }
-            // Agent and X11 forwarding are never relayed.
-            ChannelMsg::AgentForward { want_reply: true }
-            | ChannelMsg::RequestX11 {
-                want_reply: true, ..
-            } => {
-                let _ = handle.channel_failure(id).await;
-            }
+            // Agent and X11 forwarding are never relayed (the handler refused them).
             ChannelMsg::Eof | ChannelMsg::Close => return,
             _ => {}
         }
     };
 
+    // Everything the handler kept arrived before the start request.
+    let kept = context
+        .env
+        .lock()
+        .map(|mut kept| std::mem::take(&mut *kept))
+        .map_err(|_| ());
+    let env = match kept {
+        Ok(env) => env,
+        Err(_) => {
+            tracing::error!("the environment of a channel is unreadable (poisoned lock)");
+            let _ = channel.close().await;
+            return;
+        }
+    };
     // A bare `ssh alice@bastion` with a terminal gets the menu of what alice may use now.
     let mut target_spec = context.target.clone();
     let mut want_reply = want_reply;

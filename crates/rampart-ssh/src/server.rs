@@ -123,6 +123,8 @@ pub struct Connection {
     /// A direct connection's place among the unauthenticated ones, until it authenticates.
     unauthenticated: Option<PreAuthSlot>,
     target_host_keys: TargetHostKeys,
+    /// The environment of session channels that have not started yet (answered here).
+    pending_env: crate::requests::PendingEnvironments,
 }
 
 impl Drop for Connection {
@@ -157,6 +159,7 @@ impl Connection {
             auth,
             unauthenticated: None,
             target_host_keys,
+            pending_env: crate::requests::PendingEnvironments::default(),
         }
     }
 
@@ -613,8 +616,94 @@ impl server::Handler for Connection {
             live: self.live.clone(),
             mfa: identity.mfa,
             target_host_keys: self.target_host_keys,
+            env: self.pending_env.opened(channel.id()),
         };
         tokio::spawn(relay::session_channel(context, channel));
+        Ok(())
+    }
+
+    // Requests before a channel starts are answered here, as they arrive (see `requests`): the
+    // relay only takes note of them.
+
+    async fn pty_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: russh::ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self
+            .pending_env
+            .request(channel, variable_name, variable_value)
+        {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
+    }
+
+    /// X11 forwarding is never relayed.
+    async fn x11_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _name: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: russh::ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
         Ok(())
     }
 

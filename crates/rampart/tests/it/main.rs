@@ -18,6 +18,7 @@ mod cli;
 mod data_dir;
 mod evidence;
 mod evidence_chain;
+mod hostile_clients;
 mod login_controls;
 mod mfa;
 mod policy;
