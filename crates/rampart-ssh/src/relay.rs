@@ -53,6 +53,8 @@ pub struct SessionContext {
     /// The environment the connection's handler kept for this channel (it answers `env`
     /// requests itself, see `requests`).
     pub env: crate::requests::SharedEnvironment,
+    /// How long the target has to answer the session (connect, channel, start request).
+    pub target_answer_timeout: std::time::Duration,
 }
 
 /// What the user asked the channel to run.
@@ -890,7 +892,22 @@ async fn open_target_channel(
         }
     };
 
-    let connection = match target_connection(context, &resolved, &account, &actor).await {
+    // One deadline for the target to answer, from connecting to the start request's answer:
+    // meanwhile the user's messages wait in the channel's bounded queue.
+    let answer_timeout = context.target_answer_timeout;
+    let deadline = tokio::time::Instant::now() + answer_timeout;
+    let connecting = tokio::time::timeout_at(
+        deadline,
+        target_connection(context, &resolved, &account, &actor),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(target::TargetError::Unreachable {
+            target: account.clone(),
+            why: ReplayError::Timeout(answer_timeout).to_string(),
+        })
+    });
+    let connection = match connecting {
         Ok(connection) => connection,
         Err(err) => {
             let event = AuditEvent::TargetConnectionFailed {
@@ -904,12 +921,9 @@ async fn open_target_channel(
             return Err(fail_recorded(err.to_string()).await);
         }
     };
-    let opening = tokio::time::timeout(
-        TARGET_ANSWER_TIMEOUT,
-        connection.handle.channel_open_session(),
-    )
-    .await
-    .unwrap_or(Err(russh::Error::ConnectionTimeout));
+    let opening = tokio::time::timeout_at(deadline, connection.handle.channel_open_session())
+        .await
+        .unwrap_or(Err(russh::Error::ConnectionTimeout));
     let channel = match opening {
         Ok(channel) => channel,
         Err(err) => {
@@ -922,10 +936,9 @@ async fn open_target_channel(
     let mut channel = channel;
     // Meanwhile the user's messages wait in the channel's bounded queue: the target gets a
     // deadline to answer, not forever.
-    let answered =
-        tokio::time::timeout(TARGET_ANSWER_TIMEOUT, replay(&mut channel, start, pty, env))
-            .await
-            .unwrap_or_else(|_| Err(ReplayError::Timeout));
+    let answered = tokio::time::timeout_at(deadline, replay(&mut channel, start, pty, env))
+        .await
+        .unwrap_or_else(|_| Err(ReplayError::Timeout(answer_timeout)));
     match answered {
         Ok(Some(early)) => Ok(Opened {
             account: resolved.account_ref(),
@@ -970,8 +983,6 @@ async fn target_connection(
     Ok(connection)
 }
 
-/// How long the target has to answer the start request.
-const TARGET_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// What the target may send before it answers the start request, kept to pass on after.
 const MAX_EARLY_MESSAGES: usize = 64;
 
@@ -979,8 +990,8 @@ const MAX_EARLY_MESSAGES: usize = 64;
 enum ReplayError {
     #[error(transparent)]
     Ssh(#[from] russh::Error),
-    #[error("no answer within {} s", TARGET_ANSWER_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("more than {MAX_EARLY_MESSAGES} messages before it answered the request")]
     TooEarly,
 }

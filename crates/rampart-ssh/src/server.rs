@@ -125,6 +125,7 @@ pub struct Connection {
     target_host_keys: TargetHostKeys,
     /// The environment of session channels that have not started yet (answered here).
     pending_env: crate::requests::PendingEnvironments,
+    target_answer_timeout: crate::TargetAnswerTimeout,
 }
 
 impl Drop for Connection {
@@ -160,7 +161,14 @@ impl Connection {
             unauthenticated: None,
             target_host_keys,
             pending_env: crate::requests::PendingEnvironments::default(),
+            target_answer_timeout: crate::TargetAnswerTimeout::default(),
         }
+    }
+
+    /// How long targets have to answer this connection's sessions.
+    pub(crate) fn target_answer_timeout(mut self, timeout: crate::TargetAnswerTimeout) -> Self {
+        self.target_answer_timeout = timeout;
+        self
     }
 
     /// Counts the connection among the unauthenticated ones (with its login deadline) until it
@@ -617,6 +625,7 @@ impl server::Handler for Connection {
             mfa: identity.mfa,
             target_host_keys: self.target_host_keys,
             env: self.pending_env.opened(channel.id()),
+            target_answer_timeout: self.target_answer_timeout.0,
         };
         tokio::spawn(relay::session_channel(context, channel));
         Ok(())
@@ -741,7 +750,8 @@ impl server::Handler for Connection {
             self.live.clone(),
             self.auth.clone(),
             self.target_host_keys,
-        );
+        )
+        .target_answer_timeout(self.target_answer_timeout);
         inner.inherited = Some(Inherited {
             user: identity.user,
             mfa: identity.mfa,

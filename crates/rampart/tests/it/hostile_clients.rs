@@ -154,3 +154,74 @@ fn hundreds_of_pipelined_environment_requests_get_their_replies_and_the_command_
     let after = lab.ssh(&user, "echo still-serving", b"");
     assert!(text(&after.stdout).contains("still-serving"), "{after:?}");
 }
+
+#[test]
+fn a_target_that_never_answers_ssh_refuses_the_session_at_the_configured_deadline() {
+    let Some(lab) = Lab::start_with_env(&[("RAMPART_SSH_TARGET_ANSWER_TIMEOUT", "2s")]) else {
+        return;
+    };
+    // Accepts TCP, never sends a banner; notes when Rampart closes each connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let closed_tx = closed_tx.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(1..) = std::io::Read::read(&mut stream, &mut buffer) {}
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    lab.r.ok(&[
+        "asset",
+        "add",
+        "silent-01",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]);
+    let account = format!("{}@silent-01", lab.login);
+    let key = lab.r.scratch().join("target");
+    lab.r.ok(&[
+        "account",
+        "add",
+        &account,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    lab.r
+        .ok(&["grant", "add", "--user", "alice", "--asset", "silent-01"]);
+
+    // The user types while the target says nothing.
+    let refused = lab.ssh(&format!("alice@{account}"), "cat", &vec![b'x'; 64 * 1024]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "target {account} is unreachable (no answer within 2s)"
+        )),
+        "{stderr}"
+    );
+    // Rampart hung up on the silent target rather than keep waiting.
+    closed
+        .recv_timeout(Duration::from_secs(60))
+        .expect("Rampart kept the connection to the silent target open");
+    let sessions = lab.sessions();
+    let session = sessions
+        .iter()
+        .find(|s| s["asset"] == "silent-01")
+        .expect("a session record for the silent target");
+    assert!(
+        session["end_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no answer within 2s")),
+        "{session}"
+    );
+    // The bastion serves the next session as before.
+    let after = lab.ssh(&lab.direct(), "echo still-serving", b"");
+    assert!(text(&after.stdout).contains("still-serving"), "{after:?}");
+}
