@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod auth_hardening;
 mod availability;
+mod bounded_reads;
 mod browser;
 mod cli;
 mod data_dir;
