@@ -34,17 +34,20 @@ pub async fn authorize(
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<AllowedForward, String> {
-    let internal = || "internal error looking up the target".to_owned();
-    let assets = store.list_assets().await.map_err(|_| internal())?;
+    let internal = |err: rampart_store::StoreError| {
+        tracing::error!(error = %err, "cannot look up a forward's target");
+        "internal error looking up the target".to_owned()
+    };
+    let assets = store.list_assets().await.map_err(internal)?;
     let asset = assets
         .into_iter()
         .find(|asset| asset.name.as_str() == host || asset.host == host)
         .ok_or_else(|| format!("{host} is not an asset: only assets can be reached"))?;
-    let grants = store.list_grants().await.map_err(|_| internal())?;
+    let grants = store.list_grants().await.map_err(internal)?;
     let accounts = store
         .list_accounts(Some(&asset.name))
         .await
-        .map_err(|_| internal())?;
+        .map_err(internal)?;
     let mut reason = format!("no grant allows port_forward to {}", asset.name);
     for account in accounts {
         let request = AccessRequest {

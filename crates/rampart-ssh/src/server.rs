@@ -736,7 +736,16 @@ impl server::Handler for Connection {
         // authorized and relayed like any other session (never blind TCP forwarding).
         let asset = match self.inherited {
             Some(_) => None,
-            None => find_jump_asset(&self.store, host, port).await,
+            None => match find_jump_asset(&self.store, host, port).await {
+                Ok(asset) => asset,
+                Err(err) => {
+                    // Our failure: refused as such, never taken for "not an asset" (which
+                    // would treat a jump as a port forward).
+                    tracing::error!(error = %err, %host, port, "cannot look up the assets for a jump; refusing the channel");
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    return Ok(());
+                }
+            },
         };
         let Some(asset) = asset else {
             return self.forward(identity, host, port, channel, reply).await;
@@ -861,9 +870,14 @@ impl Connection {
 
 /// The asset a `direct-tcpip` request names, if it is the asset's own SSH port: by asset name
 /// (`ssh -J bastion root@web-01`) or by its address (`ssh -J bastion root@10.0.0.5`).
-async fn find_jump_asset(store: &Store, host: &str, port: u32) -> Option<Asset> {
-    let assets = store.list_assets().await.ok()?;
-    assets.into_iter().find(|asset| {
+/// `Err` when the store cannot answer.
+async fn find_jump_asset(
+    store: &Store,
+    host: &str,
+    port: u32,
+) -> Result<Option<Asset>, rampart_store::StoreError> {
+    let assets = store.list_assets().await?;
+    Ok(assets.into_iter().find(|asset| {
         (asset.name.as_str() == host || asset.host == host) && u32::from(asset.port) == port
-    })
+    }))
 }

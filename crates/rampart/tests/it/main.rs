@@ -25,5 +25,6 @@ mod mfa;
 mod policy;
 mod recording_durability;
 mod ssh;
+mod store_errors;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
