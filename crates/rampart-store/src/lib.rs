@@ -95,6 +95,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no randomness from the operating system: {0}")]
     Randomness(String),
+    #[error("a password check could not run: {0}")]
+    PasswordCheck(String),
 }
 
 impl StoreError {

@@ -28,13 +28,16 @@ pub fn hash_password(password: &SecretString) -> Result<String, InvalidInput> {
         .map_err(|err| InvalidInput::new(format!("cannot hash the password: {err}")))
 }
 
-/// Whether `password` matches `stored`; a malformed stored hash never matches.
-pub fn verify_password(password: &SecretString, stored: &str) -> bool {
-    let Ok(hash) = PasswordHash::new(stored) else {
-        return false;
-    };
+/// Whether `password` matches `stored`. A malformed stored hash is a damaged store, not a
+/// wrong password: it must not count toward anyone's lockout.
+pub fn verify_password(password: &SecretString, stored: &str) -> crate::Result<bool> {
+    let hash = PasswordHash::new(stored)
+        .map_err(|_| crate::StoreError::Corrupt("users.password_hash".into()))?;
     let bytes = password.expose_secret().as_bytes();
-    bytes.len() <= MAX_PASSWORD_BYTES && Argon2::default().verify_password(bytes, &hash).is_ok()
+    Ok(
+        bytes.len() <= MAX_PASSWORD_BYTES
+            && Argon2::default().verify_password(bytes, &hash).is_ok(),
+    )
 }
 
 /// Spends what checking a real password costs, for a login name with no password: an attacker
@@ -46,6 +49,7 @@ pub async fn burn_password_check(password: &SecretString) {
         hash_password(&SecretString::from("rampart-timing-equalizer".to_owned())).ok()
     });
     if let Some(hash) = dummy {
+        // Only the time it takes matters.
         let _ = verify_password_off_runtime(password, hash.clone()).await;
     }
 }
@@ -62,15 +66,20 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
 /// [`verify_password`] for async callers: Argon2id (19 MiB, tens of milliseconds of CPU) runs
 /// on the blocking pool, never on an async worker thread (where it would stall every session
 /// the thread carries), and only as many at once as [`hashing_slots`] allows; the rest wait
-/// their turn without holding a thread. A check that cannot run does not match.
-pub async fn verify_password_off_runtime(password: &SecretString, stored: String) -> bool {
-    let Ok(_slot) = hashing_slots().acquire().await else {
-        return false;
-    };
+/// their turn without holding a thread. A check that cannot run is an error, never a
+/// mismatch.
+pub async fn verify_password_off_runtime(
+    password: &SecretString,
+    stored: String,
+) -> crate::Result<bool> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|err| crate::StoreError::PasswordCheck(err.to_string()))?;
     let password = password.clone();
     tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
-        .unwrap_or(false)
+        .map_err(|err| crate::StoreError::PasswordCheck(err.to_string()))?
 }
 
 #[cfg(test)]
@@ -83,12 +92,11 @@ mod tests {
         let hash = hash_password(&password).unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(!hash.contains("correct horse"));
-        assert!(verify_password(&password, &hash));
-        assert!(!verify_password(
-            &SecretString::from("wrong horse battery".to_owned()),
-            &hash
-        ));
-        assert!(!verify_password(&password, "not a hash"));
+        assert!(verify_password(&password, &hash).unwrap());
+        assert!(
+            !verify_password(&SecretString::from("wrong horse battery".to_owned()), &hash).unwrap()
+        );
+        assert!(verify_password(&password, "not a hash").is_err());
         assert!(hash_password(&SecretString::from("short".to_owned())).is_err());
     }
 
@@ -96,9 +104,13 @@ mod tests {
     async fn checks_off_the_runtime_agree_with_checks_on_it() {
         let password = SecretString::from("correct horse battery".to_owned());
         let hash = hash_password(&password).unwrap();
-        assert!(verify_password_off_runtime(&password, hash.clone()).await);
+        assert!(
+            verify_password_off_runtime(&password, hash.clone())
+                .await
+                .unwrap()
+        );
         let wrong = SecretString::from("wrong horse battery".to_owned());
-        assert!(!verify_password_off_runtime(&wrong, hash).await);
+        assert!(!verify_password_off_runtime(&wrong, hash).await.unwrap());
         burn_password_check(&wrong).await;
     }
 }

@@ -184,7 +184,7 @@ impl Store {
     }
 
     /// Whether `password` is the user's password. An unknown user or one without a password
-    /// simply does not match.
+    /// simply does not match; a stored hash that cannot be read or checked is an error.
     pub async fn check_user_password(&self, name: &Name, password: &SecretString) -> Result<bool> {
         let stored: Option<Option<String>> =
             sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1")
@@ -192,7 +192,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(match stored.flatten() {
-            Some(hash) => passwords::verify_password_off_runtime(password, hash).await,
+            Some(hash) => passwords::verify_password_off_runtime(password, hash).await?,
             None => false,
         })
     }

@@ -224,9 +224,17 @@ impl ChainFacts {
     }
 }
 
-fn age(now: OffsetDateTime, at: &str) -> Option<Duration> {
+/// How long ago `at` was. `None` (never "young") when it is unreadable or dated more than
+/// `skew` in the future: an unsigned event dated ahead would otherwise stay "younger than the
+/// lag" for ever, and a log with its signed heads removed would pass.
+fn age(now: OffsetDateTime, at: &str, skew: Duration) -> Option<Duration> {
     let at = parse_rfc3339("time", at).ok()?;
-    Some(Duration::try_from(now - at).unwrap_or(Duration::ZERO))
+    match Duration::try_from(now - at) {
+        Ok(ago) => Some(ago),
+        Err(_) => Duration::try_from(at - now)
+            .is_ok_and(|ahead| ahead <= skew)
+            .then_some(Duration::ZERO),
+    }
 }
 
 /// The signed heads: each valid and matching the chain, and together covering the log up to
@@ -332,7 +340,16 @@ fn verify_coverage(
     let signed_up_to = newest.map_or(0, |seal| seal.seq);
     let first_unsigned = records.iter().find(|r| r.seq > signed_up_to);
     if let Some(first) = first_unsigned {
-        let old = age(now, &first.at).is_none_or(|a| a > lag);
+        let Some(first_age) = age(now, &first.at, lag) else {
+            return VerifyLine::fail(
+                item,
+                format!(
+                    "event {} is not covered by a signed head and is dated {}, in the future                      (or unreadably): its time was edited and the chain recomputed, or the                      clock is wrong",
+                    first.seq, first.at
+                ),
+            );
+        };
+        let old = first_age > lag;
         if old {
             let detail = match newest {
                 None => format!(
@@ -371,7 +388,7 @@ fn verify_coverage(
             ),
         );
     }
-    let signed_ago = age(now, &seal.sealed_at);
+    let signed_ago = age(now, &seal.sealed_at, lag);
     if signed_ago.is_none_or(|a| a > lag) {
         return VerifyLine::fail(
             item,

@@ -426,6 +426,17 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
         report.contains("ok   audit chain: "),
         "the chain was recomputed right: {report}"
     );
+    // The same, with every event dated in the future: such events are never "younger than the
+    // allowed lag".
+    sql(&db, "UPDATE audit_events SET at = '2099-01-01T00:00:00Z'");
+    recompute_chain(&db, 1);
+    copy.verify_fails_naming(
+        &[],
+        &[
+            "FAIL audit chain coverage: event 1 is not covered by a signed head and is dated \
+             2099-01-01T00:00:00Z, in the future",
+        ],
+    );
 
     // The tail of the log deleted with the signed heads that cover it: the third session and the
     // stop. The newest head left was signed by a server that was running.

@@ -1,6 +1,7 @@
 //! A store that cannot answer is an internal failure, refused and logged: never taken for a
 //! "no" that changes what happens next.
 
+use crate::auth::{ALICE_PASSWORD, password_login};
 use crate::ssh::{Lab, text};
 use rampart_testkit::require_tool;
 use std::process::Command;
@@ -50,4 +51,47 @@ fn a_store_error_during_a_jump_is_refused_as_internal_not_taken_for_a_port_forwa
         log.contains("cannot look up the assets for a jump"),
         "{log}"
     );
+}
+
+#[test]
+fn a_damaged_password_hash_refuses_the_login_as_internal_without_counting_toward_lockout() {
+    if require_tool("sqlite3").is_none() {
+        return;
+    }
+    let Some(lab) = Lab::start() else { return };
+    let set_password = || {
+        lab.r.ok_with_stdin(
+            &["user", "password", "alice"],
+            format!("{ALICE_PASSWORD}\n").as_bytes(),
+        );
+    };
+    set_password();
+    // Text that is no password hash at all: the store reads it, the check cannot use it.
+    let db = lab.r.data_dir().join("rampart.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(".timeout 10000")
+        .arg("UPDATE users SET password_hash = 'not-a-phc-string' WHERE name = 'alice'")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // More attempts with her right password than the lockout threshold (5), over SSH and web.
+    let client = lab.server.client();
+    for _ in 0..6 {
+        let out = password_login(&lab, &lab.direct(), ALICE_PASSWORD, "127.0.0.1");
+        assert_eq!(out.status.code(), Some(255), "{out:?}");
+        let answer = client.request(
+            "POST",
+            "/api/v1/login",
+            &[],
+            Some(&serde_json::json!({ "username": "alice", "password": ALICE_PASSWORD })),
+        );
+        assert_eq!(answer.status, 500, "an internal failure: {}", answer.text());
+    }
+    // Nothing was counted: repaired, she logs in at once.
+    let alice = lab.r.json(&["user", "show", "alice"]);
+    assert!(alice["locked_until"].is_null(), "{alice}");
+    set_password();
+    let ok = password_login(&lab, &lab.direct(), ALICE_PASSWORD, "127.0.0.1");
+    assert_eq!(text(&ok.stdout), "in\n", "{}", text(&ok.stderr));
 }
