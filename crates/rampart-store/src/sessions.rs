@@ -327,6 +327,35 @@ impl Store {
         .ok_or_else(|| StoreError::not_found("session", id))?;
         session_from_row(&row)
     }
+
+    /// What the hash chain holds about session `id`'s recording: its `session_ended` event and
+    /// the recording that event anchors. Read from the audit log, never the `sessions` table.
+    pub async fn chain_recording(&self, id: Uuid) -> Result<rampart_core::audit::ChainRecording> {
+        let id = id.to_string();
+        let rows = sqlx::query(
+            "SELECT seq, event FROM audit_events WHERE kind = 'session_ended' \
+             AND json_extract(event, '$.session') = $1 ORDER BY seq",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = rampart_core::audit::ChainRecording::Unfinished;
+        for row in &rows {
+            let event: AuditEvent = serde_json::from_str(&rows::text(row, "event")?)
+                .map_err(|_| StoreError::Corrupt("audit_events.event".into()))?;
+            if let AuditEvent::SessionEnded { recording, .. } = event {
+                // A session ends once; a second end would be a forgery, and the first one
+                // stands (the chain's order is the truth).
+                if found == rampart_core::audit::ChainRecording::Unfinished {
+                    found = rampart_core::audit::ChainRecording::Ended {
+                        event: row.try_get("seq")?,
+                        recording,
+                    };
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 fn session_from_row(row: &SqliteRow) -> Result<Session> {

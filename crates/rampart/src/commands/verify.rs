@@ -622,13 +622,11 @@ fn check_recording(
             ended.seq
         ));
     };
-    if anchor.manifest_sha256 != report.manifest_sha256 || anchor.id != uuid.to_string() {
-        return Err(format!(
-            "is not the recording the chain holds (event {}): the manifest's SHA-256 is {}, \
-             the chain's {}: replaced or edited",
-            ended.seq, report.manifest_sha256, anchor.manifest_sha256
-        ));
-    }
+    let chain = rampart_core::audit::ChainRecording::Ended {
+        event: ended.seq,
+        recording: Some(anchor.clone()),
+    };
+    rampart_audit::check_anchor(&report, &chain).map_err(|problem| problem.to_string())?;
     Ok(format!(
         "{}, anchored at event {}",
         report.describe(),
