@@ -389,14 +389,14 @@ pub fn decide_any(
 /// in the order given.
 pub fn allowed_accounts<'a>(
     user: &User,
-    accounts: &'a [(Asset, Name)],
+    accounts: impl IntoIterator<Item = (&'a Asset, &'a Name)>,
     action: Action,
     at: OffsetDateTime,
     mfa: bool,
     grants: &[Grant],
-) -> Vec<&'a (Asset, Name)> {
+) -> Vec<(&'a Asset, &'a Name)> {
     accounts
-        .iter()
+        .into_iter()
         .filter(|(asset, account)| {
             let request = AccessRequest {
                 user,

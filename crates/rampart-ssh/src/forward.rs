@@ -4,8 +4,8 @@
 //! an open proxy. Each forwarded connection is a session with its own record and byte counts.
 
 use crate::live::{Registration, SessionControl};
-use rampart_core::policy::{AccessRequest, Decision, SessionRules, decide};
 use rampart_core::{Action, Asset, Name, User};
+use rampart_session::authorize::{Decision, SessionRules, Snapshot};
 use rampart_store::{NewSession, SessionEnd, Store};
 use russh::Channel;
 use russh::server::Msg;
@@ -34,35 +34,27 @@ pub async fn authorize(
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<AllowedForward, String> {
-    let internal = |err: rampart_store::StoreError| {
-        tracing::error!(error = %err, "cannot look up a forward's target");
-        "internal error looking up the target".to_owned()
-    };
-    let assets = store.list_assets().await.map_err(internal)?;
-    let asset = assets
-        .into_iter()
+    let snapshot = Snapshot::for_user(store, &user.name)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot look up a forward's target");
+            "internal error looking up the target".to_owned()
+        })?;
+    let access = snapshot
+        .as_user(&user.name, mfa, now)
+        .ok_or_else(|| format!("{} may not forward: the user was removed", user.name))?;
+    let asset = snapshot
+        .assets()
+        .iter()
         .find(|asset| asset.name.as_str() == host || asset.host == host)
         .ok_or_else(|| format!("{host} is not an asset: only assets can be reached"))?;
-    let grants = store.list_grants().await.map_err(internal)?;
-    let accounts = store
-        .list_accounts(Some(&asset.name))
-        .await
-        .map_err(internal)?;
     let mut reason = format!("no grant allows port_forward to {}", asset.name);
-    for account in accounts {
-        let request = AccessRequest {
-            user,
-            asset: &asset,
-            account: &account.login,
-            action: Action::PortForward,
-            at: now,
-            mfa,
-        };
-        match decide(&request, &grants) {
+    for account in snapshot.logins_on(&asset.name) {
+        match access.decide(asset, account, Action::PortForward) {
             Decision::Allow { grant, rules } => {
                 return Ok(AllowedForward {
-                    asset,
-                    account: account.login,
+                    asset: asset.clone(),
+                    account: account.clone(),
                     grant,
                     rules,
                 });

@@ -11,9 +11,10 @@
 
 use bytes::Bytes;
 use rampart_core::login_rules::{LoginRules, check_login};
-use rampart_core::policy::{AccessRequest, Decision, Limit, decide};
+use rampart_core::policy::Limit;
 use rampart_core::time_arg::format_duration;
-use rampart_core::{Action, Asset, Grant, Name, User};
+use rampart_core::{Action, Name, User};
+use rampart_session::authorize::{Decision, Snapshot};
 use rampart_store::Store;
 use russh::server::Handle;
 use std::collections::HashMap;
@@ -287,8 +288,8 @@ impl LiveSessions {
             // Every change to users, grants, assets and kill requests is written with an audit
             // event, so the facts are re-read only when the audit log has grown; the policy is
             // asked again every tick all the same (grants expire and windows close by the clock).
-            let head = match store.audit_head().await {
-                Ok(head) => head.map(|(seq, _)| seq),
+            let head = match store.facts_version().await {
+                Ok(head) => head,
                 Err(err) => {
                     tracing::error!(error = %err, "cannot re-check live sessions");
                     continue;
@@ -296,7 +297,7 @@ impl LiveSessions {
             };
             if facts.as_ref().is_none_or(|(seen, _)| *seen != head) {
                 match Facts::load(&store).await {
-                    Ok(fresh) => facts = Some((head, fresh)),
+                    Ok(fresh) => facts = Some((fresh.policy.version(), fresh)),
                     // Fail closed would end every session on a transient read error; the
                     // sessions keep their last decision and the error is loud.
                     Err(err) => tracing::error!(error = %err, "cannot re-check live sessions"),
@@ -394,22 +395,16 @@ fn warning_before(limit: Duration) -> Duration {
 
 /// What the store says now.
 struct Facts {
-    users: HashMap<Name, User>,
-    assets: HashMap<Name, Asset>,
-    grants: Vec<Grant>,
+    policy: Snapshot,
     kills: HashMap<Uuid, String>,
 }
 
 impl Facts {
     async fn load(store: &Store) -> Result<Self, rampart_store::StoreError> {
-        let users = store.list_users().await?;
-        let assets = store.list_assets().await?;
-        let grants = store.list_grants().await?;
+        let policy = Snapshot::for_everyone(store).await?;
         let kills = store.pending_session_kills().await?;
         Ok(Self {
-            users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
-            assets: assets.into_iter().map(|a| (a.name.clone(), a)).collect(),
-            grants,
+            policy,
             kills: kills
                 .into_iter()
                 .map(|(id, by, reason)| (id, format!("ended by {by}: {reason}")))
@@ -419,7 +414,7 @@ impl Facts {
 
     /// Why `user` may no longer be connected, if so.
     fn user_revoked(&self, user: &Name, auth_epoch: i64) -> Option<String> {
-        match self.users.get(user) {
+        match self.policy.user(user) {
             None => Some("the user was removed".into()),
             Some(u) if u.disabled => Some("the user was disabled".into()),
             Some(u) if u.auth_epoch != auth_epoch => {
@@ -437,7 +432,7 @@ impl Facts {
         global: &LoginRules,
         now: OffsetDateTime,
     ) -> Option<String> {
-        let user = self.users.get(user)?;
+        let user = self.policy.user(user)?;
         check_login(global, &user.login_rules, source, now)
             .err()
             .map(|denied| format!("refused by the login rules: {denied}"))
@@ -457,21 +452,16 @@ impl Facts {
         if let Some(reason) = self.login_refused(&grant.user, grant.source, global, now) {
             return Err(reason);
         }
-        let user = self.users.get(&grant.user).ok_or("the user was removed")?;
+        let access = self
+            .policy
+            .as_user(&grant.user, grant.mfa, now)
+            .ok_or("the user was removed")?;
         let asset = self
-            .assets
-            .get(&grant.asset)
+            .policy
+            .asset(&grant.asset)
             .ok_or("the asset was removed")?;
         for action in &grant.actions {
-            let request = AccessRequest {
-                user,
-                asset,
-                account: &grant.account,
-                action: *action,
-                at: now,
-                mfa: grant.mfa,
-            };
-            if let Decision::Deny(reason) = decide(&request, &self.grants) {
+            if let Decision::Deny(reason) = access.decide(asset, &grant.account, *action) {
                 return Err(format!("access revoked: {reason}"));
             }
         }
@@ -532,9 +522,10 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
         };
         let facts = Facts {
-            users: HashMap::from([(alice.name.clone(), alice.clone())]),
-            assets: HashMap::new(),
-            grants: vec![],
+            policy: Snapshot::from_facts(rampart_store::PolicyFacts {
+                users: vec![alice.clone()],
+                ..Default::default()
+            }),
             kills: HashMap::new(),
         };
         let now = OffsetDateTime::now_utc();

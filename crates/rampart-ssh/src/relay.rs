@@ -16,8 +16,8 @@ use rampart_audit::scp::{ScpCommand, ScpObserver};
 use rampart_audit::sftp::{Filtered, SftpDirections, SftpEvent, SftpObserver};
 use rampart_audit::{CastHeader, LiveRecorder, Recorder, RecordingError, RecordingOptions, Stream};
 use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
-use rampart_core::policy::allowed_accounts;
 use rampart_core::{AccountRef, Action, User};
+use rampart_session::authorize::Snapshot;
 use rampart_store::{NewSession, SessionEnd, Store};
 use russh::keys::PrivateKey;
 use russh::server::{Handle, Msg};
@@ -593,41 +593,27 @@ async fn run_menu(
 
 /// The accounts the user may open a shell on now, with their assets, by asset then login.
 async fn shell_choices(context: &SessionContext) -> Vec<(AccountRef, rampart_core::Asset)> {
-    let store = &context.store;
-    let (Ok(assets), Ok(accounts), Ok(grants)) = (
-        store.list_assets().await,
-        store.list_accounts(None).await,
-        store.list_grants().await,
-    ) else {
+    let Ok(snapshot) = Snapshot::for_user(&context.store, &context.user.name).await else {
         tracing::error!("cannot load the menu's targets");
         return Vec::new();
     };
-    let pairs: Vec<(rampart_core::Asset, rampart_core::Name)> = accounts
+    let Some(access) = snapshot.as_user(&context.user.name, context.mfa, OffsetDateTime::now_utc())
+    else {
+        return Vec::new();
+    };
+    access
+        .allowed_accounts(Action::Shell)
         .into_iter()
-        .filter_map(|account| {
-            let asset = assets.iter().find(|a| a.name == account.asset)?;
-            Some((asset.clone(), account.login))
+        .map(|(asset, login)| {
+            (
+                AccountRef {
+                    login: login.clone(),
+                    asset: asset.name.clone(),
+                },
+                asset.clone(),
+            )
         })
-        .collect();
-    allowed_accounts(
-        &context.user,
-        &pairs,
-        Action::Shell,
-        OffsetDateTime::now_utc(),
-        context.mfa,
-        &grants,
-    )
-    .into_iter()
-    .map(|(asset, login)| {
-        (
-            AccountRef {
-                login: login.clone(),
-                asset: asset.name.clone(),
-            },
-            asset.clone(),
-        )
-    })
-    .collect()
+        .collect()
 }
 
 /// What the pump needs to log commands against their session.

@@ -8,8 +8,8 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::{AccessRequest, SessionRules, decide_any};
 use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, SecretKind, User};
+use rampart_session::authorize::{SessionRules, Snapshot};
 use rampart_store::Store;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
@@ -84,32 +84,27 @@ pub async fn resolve(
         TargetSpec::Asset(asset) => (asset.clone(), None),
         TargetSpec::Account(account) => (account.asset.clone(), Some(account.login.clone())),
     };
-    let asset = match store.asset(&asset_name).await {
-        Ok(asset) => asset,
-        Err(rampart_store::StoreError::NotFound { .. }) => {
-            return Err(Refusal {
-                target: asset_name.to_string(),
-                message: format!("unknown asset {asset_name}"),
-            });
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot load asset");
-            return Err(internal(asset_name.to_string()));
-        }
-    };
-    let grants = store.list_grants().await.map_err(|err| {
-        tracing::error!(error = %err, "cannot load grants");
+    let snapshot = Snapshot::for_user(store, &user.name).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot load the policy facts");
         internal(asset_name.to_string())
     })?;
-    let accounts = store
-        .list_accounts(Some(&asset.name))
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "cannot load accounts");
-            internal(asset_name.to_string())
-        })?;
+    let Some(asset) = snapshot.asset(&asset_name) else {
+        return Err(Refusal {
+            target: asset_name.to_string(),
+            message: format!("unknown asset {asset_name}"),
+        });
+    };
+    let Some(access) = snapshot.as_user(&user.name, mfa, now) else {
+        return Err(Refusal {
+            target: asset_name.to_string(),
+            message: format!(
+                "{} may not use {asset_name}: the user was removed",
+                user.name
+            ),
+        });
+    };
     let login = match login {
-        Some(login) if accounts.iter().any(|a| a.login == login) => login,
+        Some(login) if snapshot.logins_on(&asset.name).any(|l| *l == login) => login,
         Some(login) => {
             return Err(Refusal {
                 target: format!("{login}@{asset_name}"),
@@ -117,26 +112,9 @@ pub async fn resolve(
             });
         }
         None => {
-            let pairs: Vec<(Asset, Name)> = accounts
-                .into_iter()
-                .map(|a| (asset.clone(), a.login))
-                .collect();
-            let allowed: Vec<&(Asset, Name)> = pairs
-                .iter()
-                .filter(|(asset, account)| {
-                    let request = AccessRequest {
-                        user,
-                        asset,
-                        account,
-                        action: Action::Shell,
-                        at: now,
-                        mfa,
-                    };
-                    decide_any(&request, actions, &grants).is_ok()
-                })
-                .collect();
+            let allowed = access.allowed_logins(asset, actions);
             match allowed.as_slice() {
-                [(_, login)] => login.clone(),
+                [login] => (*login).clone(),
                 [] => {
                     return Err(Refusal {
                         target: asset_name.to_string(),
@@ -147,7 +125,7 @@ pub async fn resolve(
                     });
                 }
                 several => {
-                    let names: Vec<String> = several.iter().map(|(_, l)| l.to_string()).collect();
+                    let names: Vec<String> = several.iter().map(|l| l.to_string()).collect();
                     return Err(Refusal {
                         target: asset_name.to_string(),
                         message: format!(
@@ -163,17 +141,9 @@ pub async fn resolve(
         }
     };
     let target = format!("{login}@{asset_name}");
-    let request = AccessRequest {
-        user,
-        asset: &asset,
-        account: &login,
-        action: Action::Shell,
-        at: now,
-        mfa,
-    };
-    match decide_any(&request, actions, &grants) {
+    match access.decide_any(asset, &login, actions) {
         Ok(allowed) => Ok(Resolved {
-            asset,
+            asset: asset.clone(),
             account: login,
             grant: allowed.grant,
             rules: allowed.rules,

@@ -389,7 +389,7 @@ fn secret_kind(text: &str) -> Result<SecretKind> {
     }
 }
 
-async fn load_accounts(
+pub(crate) async fn load_accounts(
     conn: &mut SqliteConnection,
     asset: Option<&Name>,
     login: Option<&Name>,

@@ -172,7 +172,10 @@ async fn load_asset(conn: &mut SqliteConnection, name: &Name) -> Result<Asset> {
         .ok_or_else(|| StoreError::not_found("asset", name))
 }
 
-async fn load_assets(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<Vec<Asset>> {
+pub(crate) async fn load_assets(
+    conn: &mut SqliteConnection,
+    only: Option<&Name>,
+) -> Result<Vec<Asset>> {
     let only = only.map(Name::as_str);
     let asset_rows = sqlx::query(
         "SELECT id, name, host, port, host_key, created_at FROM assets \

@@ -43,6 +43,15 @@ pub fn chain_hash(prev_hash: &str, seq: i64, at: &str, actor: &str, event: &str)
     crate::data_dir::hex(&digest)
 }
 
+/// The newest event's sequence number, if there is any event.
+pub(crate) async fn head_seq(conn: &mut SqliteConnection) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
 /// Appends `event` inside the caller's write transaction.
 pub(crate) async fn append(
     conn: &mut SqliteConnection,

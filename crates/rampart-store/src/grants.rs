@@ -283,7 +283,10 @@ fn duration(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Durati
         .transpose()
 }
 
-async fn load_grants(conn: &mut SqliteConnection, only: Option<Uuid>) -> Result<Vec<Grant>> {
+pub(crate) async fn load_grants(
+    conn: &mut SqliteConnection,
+    only: Option<Uuid>,
+) -> Result<Vec<Grant>> {
     let only = only.map(|id| id.to_string());
     let grant_rows = sqlx::query(
         "SELECT g.id, u.name AS user_name, gr.name AS group_name, a.name AS asset_name, g.actions, \

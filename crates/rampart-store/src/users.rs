@@ -247,7 +247,10 @@ pub(crate) async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Resul
         .ok_or_else(|| StoreError::not_found("user", name))
 }
 
-async fn load_users(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<Vec<User>> {
+pub(crate) async fn load_users(
+    conn: &mut SqliteConnection,
+    only: Option<&Name>,
+) -> Result<Vec<User>> {
     let only = only.map(Name::as_str);
     let user_rows = sqlx::query(
         "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \

@@ -8,7 +8,8 @@ use rampart_core::audit::Actor;
 use rampart_core::login_rules::AuthSettings;
 use rampart_core::time_arg::{format_duration, parse_rfc3339};
 use rampart_core::{Action, ActionSet, Grant};
-use rampart_store::{ExplainQuery, GrantInput, NewGrant, Store};
+use rampart_session::explain::{ExplainQuery, explain_access};
+use rampart_store::{GrantInput, NewGrant, Store};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -141,7 +142,7 @@ async fn explain(
         mfa: args.mfa,
         from: args.from,
     };
-    let reports = store.explain_access(&query, &auth.global).await?;
+    let reports = explain_access(store, &query, &auth.global).await?;
     if json {
         return print_json(&reports);
     }

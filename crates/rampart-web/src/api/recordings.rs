@@ -1,0 +1,130 @@
+//! Recording download and verification, for sessions the caller may see.
+
+use crate::WebState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Path};
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use rampart_core::audit::AuditEvent;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+use super::Caller_;
+use super::sessions::visible_session;
+
+/// The largest recording the API hands out in one response.
+const MAX_RECORDING_BYTES: u64 = 512 * 1024 * 1024;
+
+fn audit_key(state: &WebState) -> ApiResult<rampart_audit::PublicKey> {
+    let text = rampart_store::node_keys::public_key_of(&state.store.data_dir().audit_key_path())
+        .map_err(ApiError::from)?;
+    rampart_audit::public_key_from_openssh(&text).map_err(|err| {
+        tracing::error!(error = %err, "the audit key is unreadable");
+        ApiError::internal()
+    })
+}
+
+/// The session `id` if the caller may see it and it has a recording, with the recordings'
+/// directory.
+async fn recorded_session(
+    state: &WebState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(rampart_core::Session, PathBuf)> {
+    let session = visible_session(state, caller, id).await?;
+    let dir = state.store.data_dir().recordings_dir();
+    if !rampart_audit::has_recording(&dir, session.id) {
+        return Err(ApiError::not_found(format!(
+            "session {} has no recording",
+            session.id
+        )));
+    }
+    Ok((session, dir))
+}
+
+pub async fn recording_get(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (session, dir) = recorded_session(&state, &caller, &id).await?;
+    let unreadable = |err: std::io::Error| {
+        tracing::error!(error = %err, "cannot read a recording");
+        ApiError::internal()
+    };
+    // A command's raw streams are merged into the cast: count them too (escaped, they grow).
+    // A failed look is an error, never "size 0" under the cap; only a missing raw file is 0.
+    let mut size = 0u64;
+    for (path, required) in [
+        (rampart_audit::recording::cast_path(&dir, session.id), true),
+        (rampart_audit::recording::raw_path(&dir, session.id), false),
+    ] {
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) => size = size.saturating_add(meta.len()),
+            Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(unreadable(err)),
+        }
+    }
+    if size > MAX_RECORDING_BYTES {
+        return Err(ApiError::bad_request(
+            "the recording is too large to download here: use rampart recording export",
+        ));
+    }
+    // Reading evidence is itself evidence (E5), recorded before anything is sent.
+    let event = AuditEvent::RecordingExported {
+        session: session.id.to_string(),
+        file: format!("api download from {}", caller.source),
+    };
+    state.store.record_event(&caller.actor(), &event).await?;
+    let mut response = crate::download::stream_cast(dir, session.id).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-asciicast"),
+    );
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}.cast\"", session.id))
+    {
+        response.headers_mut().insert(CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+pub async fn recording_verify(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (session, dir) = recorded_session(&state, &caller, &id).await?;
+    let key = audit_key(&state)?;
+    Ok(Json(
+        match rampart_audit::verify_recording(&dir, session.id, &key) {
+            Ok(report) => json!({
+                "session": session.id,
+                "verified": true,
+                "complete": report.complete,
+                "chunks": report.chunks,
+                "bytes": report.length,
+                "capped": report.capped(),
+                "detail": report.describe(),
+            }),
+            Err(_) if session.is_live() => json!({
+                "session": session.id,
+                "verified": false,
+                "live": true,
+                "problem": "live: sealed when the session ends",
+            }),
+            Err(problem) => json!({
+                "session": session.id,
+                "verified": false,
+                "problem": match problem {
+                    rampart_audit::RecordingProblem::Missing(_) => "part of the recording is missing".to_owned(),
+                    other => other.to_string(),
+                },
+            }),
+        },
+    ))
+}
