@@ -705,3 +705,100 @@ fn a_crash_is_reported_until_the_next_start_records_it_and_anchors_the_cut_recor
         "{report}"
     );
 }
+
+/// Replaces session `victim`'s recording by `donor`'s output, re-sealed with the node's own
+/// audit key under `victim`'s id: valid on its own, not the recording the chain holds.
+fn forge_recording(data_dir: &Path, victim: &str, donor: &str) {
+    let recordings = data_dir.join("recordings");
+    let (header, events) =
+        rampart_audit::read_cast(&recordings, uuid::Uuid::parse_str(donor).unwrap()).unwrap();
+    let victim = uuid::Uuid::parse_str(victim).unwrap();
+    for extension in ["cast", "manifest", "raw"] {
+        let path = recordings.join(format!("{victim}.{extension}"));
+        if path.exists() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut forged = rampart_audit::Recorder::create(&recordings, victim, &header).unwrap();
+    for (_, code, data) in &events {
+        if code == "o" {
+            forged.output(data.as_bytes()).unwrap();
+        }
+    }
+    let key = rampart_audit::read_private_key(&data_dir.join("keys/audit_ed25519_key")).unwrap();
+    forged.seal(&key).unwrap();
+    rampart_audit::verify_recording(&recordings, victim, key.public_key())
+        .expect("the forged recording is validly sealed by the node's key");
+}
+
+#[test]
+fn a_recording_swapped_for_another_sessions_is_refused_by_replay_export_and_the_api() {
+    let Some(lab) = Lab::start() else { return };
+    for word in ["victim", "donor"] {
+        let out = lab.ssh(&lab.direct(), &format!("echo {word}"), b"");
+        assert_eq!(text(&out.stdout), format!("{word}\n"));
+    }
+    let sessions = lab.sessions();
+    let id_of = |word: &str| {
+        let bytes = word.len() + 1;
+        sessions
+            .iter()
+            .find(|s| s["bytes_to_client"] == bytes)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (victim, donor) = (id_of("victim"), id_of("donor"));
+    forge_recording(&lab.r.data_dir(), &victim, &donor);
+    let swapped = "is not the recording the chain holds";
+
+    // Replay and export refuse it and say why; the donor's own recording still plays.
+    let replay = lab.r.run(&["replay", &victim, "--no-wait"]);
+    assert!(!replay.status.success());
+    assert!(
+        text(&replay.stderr).contains(swapped),
+        "{}",
+        text(&replay.stderr)
+    );
+    assert!(!text(&replay.stdout).contains("donor"));
+    let file = lab.r.scratch().join("victim.cast");
+    let export = lab
+        .r
+        .run(&["recording", "export", &victim, "-o", file.to_str().unwrap()]);
+    assert!(!export.status.success());
+    assert!(
+        text(&export.stderr).contains(swapped),
+        "{}",
+        text(&export.stderr)
+    );
+    assert!(!file.exists());
+    assert!(lab.r.ok(&["replay", &donor, "--no-wait"]).contains("donor"));
+
+    // The API's verification reports it.
+    lab.r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    let token = lab
+        .r
+        .ok(&["token", "create", "--user", "audrey", "--scope", "read"])
+        .trim()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let client = lab.server.client();
+    let verification = |id: &str| {
+        let answer = client.request(
+            "GET",
+            &format!("/api/v1/sessions/{id}/recording/verification"),
+            &[("authorization", &bearer)],
+            None,
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()
+    };
+    let report = verification(&victim);
+    assert_eq!(report["verified"], false, "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains(swapped),
+        "{report}"
+    );
+    assert_eq!(verification(&donor)["verified"], true);
+}
