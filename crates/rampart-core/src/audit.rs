@@ -306,6 +306,10 @@ pub enum AuditEvent {
         /// The sessions whose records and recordings were deleted.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sessions: Vec<String>,
+        /// Each deleted recording as the chain anchored it (id and manifest SHA-256): what
+        /// `audit verify` accepts as legitimately gone, and nothing else.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recordings: Vec<RecordingAnchor>,
     },
     /// The server stopped cleanly; the chain head is signed right after this event.
     ServerStopped {

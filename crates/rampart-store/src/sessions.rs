@@ -136,13 +136,41 @@ impl Store {
         actor: &Actor,
         before: OffsetDateTime,
     ) -> Result<Vec<Uuid>> {
-        let expired: Vec<Uuid> = self
+        // Old by the chain's `session_ended` time, never the `sessions` table's (a cache
+        // anyone with the database can edit to make a recent session look old).
+        let listed: std::collections::HashSet<Uuid> = self
             .list_sessions(false)
             .await?
             .into_iter()
-            .filter(|s| s.ended_at.is_some_and(|ended| ended < before))
+            .filter(|s| s.ended_at.is_some())
             .map(|s| s.id)
             .collect();
+        let rows = sqlx::query(
+            "SELECT at, event FROM audit_events WHERE kind = 'session_ended' ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = Vec::new();
+        let mut recordings = Vec::new();
+        for row in &rows {
+            let at = rampart_core::time_arg::parse_rfc3339("time", &rows::text(row, "at")?)
+                .map_err(|_| StoreError::Corrupt("audit_events.at".into()))?;
+            let event: AuditEvent = serde_json::from_str(&rows::text(row, "event")?)
+                .map_err(|_| StoreError::Corrupt("audit_events.event".into()))?;
+            let AuditEvent::SessionEnded {
+                session, recording, ..
+            } = event
+            else {
+                continue;
+            };
+            let Ok(id) = Uuid::parse_str(&session) else {
+                continue;
+            };
+            if at < before && listed.contains(&id) && !expired.contains(&id) {
+                expired.push(id);
+                recordings.extend(recording);
+            }
+        }
         if expired.is_empty() {
             return Ok(expired);
         }
@@ -162,6 +190,7 @@ impl Store {
             before: rampart_core::time_arg::format_rfc3339(before),
             sessions_removed: expired.len() as u64,
             sessions: expired.iter().map(Uuid::to_string).collect(),
+            recordings,
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;

@@ -142,8 +142,18 @@ struct ChainSession {
     kind: String,
     ended: Option<Ended>,
     failure: Option<String>,
-    /// The `retention_applied` event that removed it, and its cutoff.
-    retention: Option<(i64, String)>,
+    /// The `retention_applied` event that removed it.
+    retention: Option<Retention>,
+}
+
+/// A `retention_applied` event naming a session.
+#[derive(Debug)]
+struct Retention {
+    seq: i64,
+    /// The cutoff: sessions that ended before it.
+    before: String,
+    /// The recordings the event names (empty in events older than that field).
+    recordings: Vec<RecordingAnchor>,
 }
 
 #[derive(Debug)]
@@ -203,11 +213,18 @@ impl ChainFacts {
                     }
                 }
                 AuditEvent::RetentionApplied {
-                    before, sessions, ..
+                    before,
+                    sessions,
+                    recordings,
+                    ..
                 } => {
                     for session in sessions {
                         if let Some(s) = facts.sessions.get_mut(&session) {
-                            s.retention = Some((record.seq, before.clone()));
+                            s.retention = Some(Retention {
+                                seq: record.seq,
+                                before: before.clone(),
+                                recordings: recordings.clone(),
+                            });
                         }
                     }
                 }
@@ -574,13 +591,37 @@ fn check_recording(
     expected: bool,
 ) -> Result<String, String> {
     let started = session.started_seq;
-    if let Some((seq, before)) = &session.retention {
+    if let Some(Retention {
+        seq,
+        before,
+        recordings,
+    }) = &session.retention
+    {
         let ended_at = session.ended.as_ref().map(|e| e.at.as_str());
         let cutoff = parse_rfc3339("time", before).ok();
         let ended = ended_at.and_then(|at| parse_rfc3339("time", at).ok());
+        // The event names each recording it removed as the chain anchored it (events from
+        // before that field name none).
+        let anchored = session.ended.as_ref().and_then(|e| e.recording.as_ref());
+        let named = recordings.iter().find(|r| r.id == uuid.to_string());
+        if !recordings.is_empty()
+            && let Some(anchor) = anchored
+            && named.is_none_or(|named| named.manifest_sha256 != anchor.manifest_sha256)
+        {
+            return Err(format!(
+                "removed by retention (event {seq}), but that event does not name the recording \
+                 the chain anchored for it (manifest SHA-256 {}): the retention record was \
+                 edited",
+                anchor.manifest_sha256
+            ));
+        }
         return match (ended, cutoff) {
             (Some(ended), Some(cutoff)) if ended < cutoff => Ok(format!(
-                "removed by retention (event {seq}, sessions that ended before {before})"
+                "removed by retention (event {seq}, sessions that ended before {before}{})",
+                named.map_or_else(String::new, |named| format!(
+                    "; manifest SHA-256 {}",
+                    named.manifest_sha256
+                ))
             )),
             _ => Err(format!(
                 "removed by retention (event {seq}, cutoff {before}), but the chain says the \
