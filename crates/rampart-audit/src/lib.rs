@@ -29,7 +29,9 @@ pub use recording::{
     CastHeader, Recorder, RecordingError, RecordingOptions, SealedRecording, Stream,
 };
 pub use ssh_key::{PrivateKey, PublicKey};
-pub use verify::{RecordingProblem, RecordingReport, verify_recording};
+pub use verify::{
+    RecordingProblem, RecordingReport, check_anchor, verify_anchored_recording, verify_recording,
+};
 
 /// Reads a node key (OpenSSH private key format) from the data directory.
 pub fn read_private_key(path: &std::path::Path) -> Result<ssh_key::PrivateKey, String> {

@@ -212,7 +212,10 @@ fn write_until_sealed(
             }
             Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => {
-                let _ = recorder.checkpoint();
+                // Nobody is left to tell: the log says it (crash recovery seals the file).
+                if let Err(err) = recorder.checkpoint() {
+                    tracing::error!(error = %err, "cannot write the last part of an abandoned recording");
+                }
                 return;
             }
         }

@@ -469,7 +469,10 @@ impl Recorder {
     /// Removes the files of a recording whose session never started.
     pub fn discard(self) {
         let dir = self.cast_path.parent().unwrap_or(Path::new("."));
-        let _ = crate::remove_recording(dir, self.session);
+        if let Err(err) = crate::remove_recording(dir, self.session) {
+            // Left behind, it would be sealed as an interrupted recording of no session.
+            tracing::error!(session = %self.session, error = %err, "cannot remove the recording of a refused session");
+        }
     }
 
     pub fn session(&self) -> Uuid {

@@ -105,6 +105,17 @@ pub enum RecordingProblem {
     SealMismatch { chunks: u64, length: u64 },
     #[error("the seal's signature is not valid for this node's audit key")]
     BadSignature,
+    #[error(
+        "is not the recording the chain holds (event {event}): the manifest's SHA-256 is \
+         {found}, the chain's {expected}: replaced or edited"
+    )]
+    NotAnchored {
+        event: i64,
+        found: String,
+        expected: String,
+    },
+    #[error("the chain holds no recording for this session (its end, event {0}, names none)")]
+    NoAnchor(i64),
 }
 
 /// One of the recording's data files, read in order.
@@ -139,7 +150,55 @@ impl DataFile {
     }
 }
 
-/// Verifies the recording of `session` in `dir` with the node's audit public key.
+/// Verifies the recording of `session` and that it is the one the hash chain anchors: what
+/// replay, export, the API and `audit verify` all use before trusting a recording. A recording
+/// can be validly sealed by the node's key and still not be the session's (another session's
+/// files re-sealed under its id by root on the node); only the chain's hash tells.
+pub fn verify_anchored_recording(
+    dir: &Path,
+    session: Uuid,
+    audit_key: &PublicKey,
+    chain: &rampart_core::audit::ChainRecording,
+) -> Result<RecordingReport, RecordingProblem> {
+    let report = verify_recording(dir, session, audit_key)?;
+    check_anchor(&report, chain)?;
+    Ok(report)
+}
+
+/// Whether a verified recording is the one the chain anchors. An unfinished session has no
+/// anchor yet; an ended one must name exactly this recording.
+pub fn check_anchor(
+    report: &RecordingReport,
+    chain: &rampart_core::audit::ChainRecording,
+) -> Result<(), RecordingProblem> {
+    use rampart_core::audit::ChainRecording;
+    match chain {
+        ChainRecording::Unfinished => Ok(()),
+        ChainRecording::Ended {
+            event,
+            recording: None,
+        } => Err(RecordingProblem::NoAnchor(*event)),
+        ChainRecording::Ended {
+            event,
+            recording: Some(anchor),
+        } => {
+            if anchor.manifest_sha256 == report.manifest_sha256
+                && anchor.id == report.session.to_string()
+            {
+                Ok(())
+            } else {
+                Err(RecordingProblem::NotAnchored {
+                    event: *event,
+                    found: report.manifest_sha256.clone(),
+                    expected: anchor.manifest_sha256.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// Verifies the recording of `session` in `dir` with the node's audit public key (its own
+/// manifest and seal only: see [`verify_anchored_recording`]).
 pub fn verify_recording(
     dir: &Path,
     session: Uuid,

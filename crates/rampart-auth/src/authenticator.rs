@@ -382,7 +382,10 @@ impl Authenticator {
             return Ok(false);
         }
         match self.store.user_password_hash(&user.name).await {
-            Ok(Some(hash)) => Ok(self.checks.verify(password, hash).await),
+            Ok(Some(hash)) => self.checks.verify(password, hash).await.map_err(|err| {
+                tracing::error!(error = %err.0, "cannot check a password; refusing a login");
+                Refusal::Unavailable
+            }),
             Ok(None) => {
                 self.checks.burn().await;
                 Ok(false)

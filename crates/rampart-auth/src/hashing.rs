@@ -30,6 +30,10 @@ fn slots_for(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }
 
+/// A password check that could not run (the blocking pool, or a damaged stored hash).
+#[derive(Debug)]
+pub(crate) struct CheckFailed(pub(crate) String);
+
 /// Runs password checks for one authenticator, and counts them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PasswordChecks {
@@ -37,16 +41,23 @@ pub(crate) struct PasswordChecks {
 }
 
 impl PasswordChecks {
-    /// Whether `password` matches `stored`. A check that cannot run does not match.
-    pub(crate) async fn verify(&self, password: &SecretString, stored: StoredPasswordHash) -> bool {
+    /// Whether `password` matches `stored`. A check that cannot run, or a stored hash that
+    /// cannot be read, is an error: the store is damaged, the attempt is not a wrong password.
+    pub(crate) async fn verify(
+        &self,
+        password: &SecretString,
+        stored: StoredPasswordHash,
+    ) -> Result<bool, CheckFailed> {
         self.run.fetch_add(1, Ordering::Relaxed);
-        let Ok(_slot) = hashing_slots().acquire().await else {
-            return false;
-        };
+        let _slot = hashing_slots()
+            .acquire()
+            .await
+            .map_err(|err| CheckFailed(err.to_string()))?;
         let password = password.clone();
         tokio::task::spawn_blocking(move || verify_password(&password, &stored))
             .await
-            .unwrap_or(false)
+            .map_err(|err| CheckFailed(err.to_string()))?
+            .map_err(|err| CheckFailed(err.to_string()))
     }
 
     /// Spends what checking a real password costs, for an attempt that has no password to check
@@ -94,9 +105,9 @@ mod tests {
         let checks = PasswordChecks::default();
         let password = SecretString::from("correct horse battery".to_owned());
         let hash = StoredPasswordHash::from_phc(passwords::hash_password(&password).unwrap());
-        assert!(checks.verify(&password, hash.clone()).await);
+        assert!(checks.verify(&password, hash.clone()).await.unwrap());
         let wrong = SecretString::from("wrong horse battery".to_owned());
-        assert!(!checks.verify(&wrong, hash).await);
+        assert!(!checks.verify(&wrong, hash).await.unwrap());
         checks.burn().await;
         assert_eq!(checks.count(), 3);
     }

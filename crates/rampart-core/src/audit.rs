@@ -45,6 +45,20 @@ pub struct RecordingAnchor {
     pub complete: bool,
 }
 
+/// What the hash chain says about a session's recording: what replay, export and every
+/// verification check a recording against (the `sessions` table is never trusted for this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainRecording {
+    /// No `session_ended` event yet: live, or cut by a crash and not sealed yet.
+    Unfinished,
+    /// The session's `session_ended` event (its sequence number) and the recording it anchors,
+    /// if any.
+    Ended {
+        event: i64,
+        recording: Option<RecordingAnchor>,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
@@ -322,6 +336,10 @@ pub enum AuditEvent {
         /// The sessions whose records and recordings were deleted.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sessions: Vec<String>,
+        /// Each deleted recording as the chain anchored it (id and manifest SHA-256): what
+        /// `audit verify` accepts as legitimately gone, and nothing else.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recordings: Vec<RecordingAnchor>,
     },
     /// The server stopped cleanly; the chain head is signed right after this event.
     ServerStopped {

@@ -38,10 +38,10 @@ pub async fn authorize(
     now: OffsetDateTime,
     mfa: bool,
 ) -> Result<AllowedForward, String> {
-    let internal = || "internal error looking up the target".to_owned();
-    let snapshot = Snapshot::for_user(store, &user.name)
-        .await
-        .map_err(|_| internal())?;
+    let snapshot = Snapshot::for_user(store, &user.name).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot look up a forward's target");
+        "internal error looking up the target".to_owned()
+    })?;
     let access = snapshot
         .as_user(&user.name, mfa, now)
         .ok_or_else(|| format!("{} may not forward: the user was removed", user.name))?;

@@ -19,6 +19,7 @@ pub use rampart_session::live;
 mod login;
 mod menu;
 mod relay;
+mod requests;
 mod server;
 mod target;
 mod terminal;
@@ -71,6 +72,7 @@ pub struct Gateway {
     auth: rampart_auth::Authenticator,
     admission: Arc<admission::Admission>,
     target_host_keys: TargetHostKeys,
+    target_answer_timeout: TargetAnswerTimeout,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
@@ -83,6 +85,19 @@ pub struct GatewaySettings {
     /// Login grace time and caps on unauthenticated connections.
     pub pre_auth: admission::PreAuthLimits,
     pub recording: RecordingSettings,
+    /// How long a target has to answer a new session (connect, open the channel, answer the
+    /// start request), while the user's messages wait.
+    pub target_answer_timeout: TargetAnswerTimeout,
+}
+
+/// How long a target has to answer a new session; 30 s unless configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetAnswerTimeout(pub Duration);
+
+impl Default for TargetAnswerTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(30))
+    }
 }
 
 pub use rampart_session::RecordingSettings;
@@ -135,6 +150,7 @@ impl Gateway {
             auth: rampart_auth::Authenticator::new(store.clone(), settings.auth),
             admission: admission::Admission::new(settings.pre_auth),
             target_host_keys: settings.target_host_keys,
+            target_answer_timeout: settings.target_answer_timeout,
         };
         Ok((gateway, sealed))
     }
@@ -207,7 +223,8 @@ impl Gateway {
             self.auth.clone(),
             self.target_host_keys,
         )
-        .unauthenticated(slot);
+        .unauthenticated(slot)
+        .target_answer_timeout(self.target_answer_timeout);
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
             Ok(session) => {
                 if let Err(err) = session.await {

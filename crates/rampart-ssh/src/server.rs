@@ -119,6 +119,9 @@ pub struct Connection {
     /// A direct connection's place among the unauthenticated ones, until it authenticates.
     unauthenticated: Option<PreAuthSlot>,
     target_host_keys: TargetHostKeys,
+    /// The environment of session channels that have not started yet (answered here).
+    pending_env: crate::requests::PendingEnvironments,
+    target_answer_timeout: crate::TargetAnswerTimeout,
 }
 
 impl Drop for Connection {
@@ -153,7 +156,15 @@ impl Connection {
             auth,
             unauthenticated: None,
             target_host_keys,
+            pending_env: crate::requests::PendingEnvironments::default(),
+            target_answer_timeout: crate::TargetAnswerTimeout::default(),
         }
+    }
+
+    /// How long targets have to answer this connection's sessions.
+    pub(crate) fn target_answer_timeout(mut self, timeout: crate::TargetAnswerTimeout) -> Self {
+        self.target_answer_timeout = timeout;
+        self
     }
 
     /// Counts the connection among the unauthenticated ones (with its login deadline) until it
@@ -434,8 +445,95 @@ impl server::Handler for Connection {
             live: self.live.clone(),
             mfa: identity.mfa,
             target_host_keys: self.target_host_keys,
+            env: self.pending_env.opened(channel.id()),
+            target_answer_timeout: self.target_answer_timeout.0,
         };
         tokio::spawn(relay::session_channel(context, channel));
+        Ok(())
+    }
+
+    // Requests before a channel starts are answered here, as they arrive (see `requests`): the
+    // relay only takes note of them.
+
+    async fn pty_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: russh::ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self
+            .pending_env
+            .request(channel, variable_name, variable_value)
+        {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
+    }
+
+    /// X11 forwarding is never relayed.
+    async fn x11_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: russh::ChannelId,
+        _name: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: russh::ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.pending_env.done(channel);
         Ok(())
     }
 
@@ -459,7 +557,16 @@ impl server::Handler for Connection {
         // authorized and relayed like any other session (never blind TCP forwarding).
         let asset = match self.inherited {
             Some(_) => None,
-            None => find_jump_asset(&self.store, host, port).await,
+            None => match find_jump_asset(&self.store, host, port).await {
+                Ok(asset) => asset,
+                Err(err) => {
+                    // Our failure: refused as such, never taken for "not an asset" (which
+                    // would treat a jump as a port forward).
+                    tracing::error!(error = %err, %host, port, "cannot look up the assets for a jump; refusing the channel");
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    return Ok(());
+                }
+            },
         };
         let Some(asset) = asset else {
             return self.forward(identity, host, port, channel, reply).await;
@@ -473,7 +580,8 @@ impl server::Handler for Connection {
             self.live.clone(),
             self.auth.clone(),
             self.target_host_keys,
-        );
+        )
+        .target_answer_timeout(self.target_answer_timeout);
         inner.inherited = Some(Inherited {
             user: identity.user,
             mfa: identity.mfa,
@@ -571,8 +679,12 @@ impl Connection {
 /// The asset a `direct-tcpip` request names, if it is the asset's ssh endpoint: by asset name
 /// (`ssh -J bastion root@web-01`, where port 22 means the ssh endpoint wherever it listens) or
 /// by its address and the endpoint's port (`ssh -J bastion -p 2222 root@10.0.0.5`); see
-/// [`rampart_core::target::find_jump_target`].
-async fn find_jump_asset(store: &Store, host: &str, port: u32) -> Option<Asset> {
-    let assets = store.list_assets().await.ok()?;
-    rampart_core::target::find_jump_target(&assets, host, port).cloned()
+/// [`rampart_core::target::find_jump_target`]. `Err` when the store cannot answer.
+async fn find_jump_asset(
+    store: &Store,
+    host: &str,
+    port: u32,
+) -> Result<Option<Asset>, rampart_store::StoreError> {
+    let assets = store.list_assets().await?;
+    Ok(rampart_core::target::find_jump_target(&assets, host, port).cloned())
 }

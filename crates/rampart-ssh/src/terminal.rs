@@ -85,6 +85,7 @@ impl crate::Gateway {
             self.auth.clone(),
             self.target_host_keys,
         )
+        .target_answer_timeout(self.target_answer_timeout)
         .inherit(Inherited {
             user: request.user.clone(),
             mfa: request.mfa,

@@ -97,6 +97,8 @@ pub enum StoreError {
     Randomness(String),
     #[error("a background task failed: {0}")]
     Task(String),
+    #[error("a password check could not run: {0}")]
+    PasswordCheck(String),
 }
 
 impl StoreError {

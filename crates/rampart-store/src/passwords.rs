@@ -69,14 +69,17 @@ pub fn hash_password(password: &SecretString) -> Result<String, InvalidInput> {
         .map_err(|err| InvalidInput::new(format!("cannot hash the password: {err}")))
 }
 
-/// Whether `password` matches `stored`; a malformed stored hash never matches. Blocking: tens of
-/// milliseconds of CPU and 19 MiB.
-pub fn verify_password(password: &SecretString, stored: &StoredPasswordHash) -> bool {
-    let Ok(hash) = PasswordHash::new(&stored.0) else {
-        return false;
-    };
+/// Whether `password` matches `stored`. Blocking: tens of milliseconds of CPU and 19 MiB. A
+/// malformed stored hash is a damaged store, not a wrong password: it must not count toward
+/// anyone's lockout.
+pub fn verify_password(
+    password: &SecretString,
+    stored: &StoredPasswordHash,
+) -> crate::Result<bool> {
+    let hash = PasswordHash::new(&stored.0)
+        .map_err(|_| crate::StoreError::Corrupt("users.password_hash".into()))?;
     let bytes = password.expose_secret().as_bytes();
-    bytes.len() <= MAX_PASSWORD_BYTES && argon2().verify_password(bytes, &hash).is_ok()
+    Ok(bytes.len() <= MAX_PASSWORD_BYTES && argon2().verify_password(bytes, &hash).is_ok())
 }
 
 /// A hash made like every user's hash, of a password nobody has: checking a password against it
@@ -98,15 +101,11 @@ mod tests {
         assert!(hash.0.starts_with("$argon2id$"));
         assert!(!hash.0.contains("correct horse"));
         assert!(!format!("{hash:?}").contains("argon2"));
-        assert!(verify_password(&password, &hash));
-        assert!(!verify_password(
-            &SecretString::from("wrong horse battery".to_owned()),
-            &hash
-        ));
-        assert!(!verify_password(
-            &password,
-            &StoredPasswordHash("not a hash".into())
-        ));
+        assert!(verify_password(&password, &hash).unwrap());
+        assert!(
+            !verify_password(&SecretString::from("wrong horse battery".to_owned()), &hash).unwrap()
+        );
+        assert!(verify_password(&password, &StoredPasswordHash("not a hash".into())).is_err());
         assert!(hash_password(&SecretString::from("short".to_owned())).is_err());
         assert!(equalizer_hash().is_some());
     }

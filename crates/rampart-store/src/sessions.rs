@@ -136,13 +136,41 @@ impl Store {
         actor: &Actor,
         before: OffsetDateTime,
     ) -> Result<Vec<Uuid>> {
-        let expired: Vec<Uuid> = self
+        // Old by the chain's `session_ended` time, never the `sessions` table's (a cache
+        // anyone with the database can edit to make a recent session look old).
+        let listed: std::collections::HashSet<Uuid> = self
             .list_sessions(false)
             .await?
             .into_iter()
-            .filter(|s| s.ended_at.is_some_and(|ended| ended < before))
+            .filter(|s| s.ended_at.is_some())
             .map(|s| s.id)
             .collect();
+        let rows = sqlx::query(
+            "SELECT at, event FROM audit_events WHERE kind = 'session_ended' ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = Vec::new();
+        let mut recordings = Vec::new();
+        for row in &rows {
+            let at = rampart_core::time_arg::parse_rfc3339("time", &rows::text(row, "at")?)
+                .map_err(|_| StoreError::Corrupt("audit_events.at".into()))?;
+            let event: AuditEvent = serde_json::from_str(&rows::text(row, "event")?)
+                .map_err(|_| StoreError::Corrupt("audit_events.event".into()))?;
+            let AuditEvent::SessionEnded {
+                session, recording, ..
+            } = event
+            else {
+                continue;
+            };
+            let Ok(id) = Uuid::parse_str(&session) else {
+                continue;
+            };
+            if at < before && listed.contains(&id) && !expired.contains(&id) {
+                expired.push(id);
+                recordings.extend(recording);
+            }
+        }
         if expired.is_empty() {
             return Ok(expired);
         }
@@ -162,6 +190,7 @@ impl Store {
             before: rampart_core::time_arg::format_rfc3339(before),
             sessions_removed: expired.len() as u64,
             sessions: expired.iter().map(Uuid::to_string).collect(),
+            recordings,
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
@@ -326,6 +355,35 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::not_found("session", id))?;
         session_from_row(&row)
+    }
+
+    /// What the hash chain holds about session `id`'s recording: its `session_ended` event and
+    /// the recording that event anchors. Read from the audit log, never the `sessions` table.
+    pub async fn chain_recording(&self, id: Uuid) -> Result<rampart_core::audit::ChainRecording> {
+        let id = id.to_string();
+        let rows = sqlx::query(
+            "SELECT seq, event FROM audit_events WHERE kind = 'session_ended' \
+             AND json_extract(event, '$.session') = $1 ORDER BY seq",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = rampart_core::audit::ChainRecording::Unfinished;
+        for row in &rows {
+            let event: AuditEvent = serde_json::from_str(&rows::text(row, "event")?)
+                .map_err(|_| StoreError::Corrupt("audit_events.event".into()))?;
+            if let AuditEvent::SessionEnded { recording, .. } = event {
+                // A session ends once; a second end would be a forgery, and the first one
+                // stands (the chain's order is the truth).
+                if found == rampart_core::audit::ChainRecording::Unfinished {
+                    found = rampart_core::audit::ChainRecording::Ended {
+                        event: row.try_get("seq")?,
+                        recording,
+                    };
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -9,8 +9,8 @@ use rampart_core::SecretString;
 use rampart_core::login_rules::{AuthSettings, LockoutPolicy, LoginRules, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::time_arg::parse_duration;
-use rampart_ssh::TargetHostKeys;
 use rampart_ssh::admission::{MaxStartups, PreAuthLimits};
+use rampart_ssh::{TargetAnswerTimeout, TargetHostKeys};
 use rampart_store::MasterKeySource;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -93,6 +93,7 @@ struct SshSection {
     max_startups: Option<String>,
     per_source_max_startups: Option<i64>,
     target_host_keys: Option<String>,
+    target_answer_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +147,8 @@ pub struct Config {
     pub target_host_keys: TargetHostKeys,
     /// The SSH listener's login grace time and caps on unauthenticated connections.
     pub ssh_pre_auth: PreAuthLimits,
+    /// How long a target has to answer a new session (`ssh.target_answer_timeout`).
+    pub target_answer_timeout: TargetAnswerTimeout,
     pub recording: RecordingConfig,
 }
 
@@ -425,6 +428,22 @@ impl Config {
             })?,
         };
 
+        let target_answer_timeout = match pick(
+            "ssh.target_answer_timeout",
+            ("", None),
+            "RAMPART_SSH_TARGET_ANSWER_TIMEOUT",
+            env_lookup,
+            file.ssh.target_answer_timeout,
+            &file_name,
+        ) {
+            None => TargetAnswerTimeout::default(),
+            Some(Sourced { value, source }) => {
+                TargetAnswerTimeout(parse_duration("ssh.target_answer_timeout", &value).map_err(
+                    |err| ConfigError(format!("ssh.target_answer_timeout (from {source}): {err}")),
+                )?)
+            }
+        };
+
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
 
         Ok(Self {
@@ -440,6 +459,7 @@ impl Config {
             recording,
             ssh_pre_auth,
             target_host_keys,
+            target_answer_timeout,
         })
     }
 }

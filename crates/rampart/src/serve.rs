@@ -134,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         pre_auth,
         target_host_keys: config.target_host_keys,
+        target_answer_timeout: config.target_answer_timeout,
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();

@@ -49,9 +49,15 @@ pub struct SessionContext {
     pub mfa: bool,
     /// What to do with a target whose host key is not pinned yet.
     pub target_host_keys: target::TargetHostKeys,
+    /// The environment the connection's handler kept for this channel (it answers `env`
+    /// requests itself, see `crate::requests`).
+    pub env: crate::requests::SharedEnvironment,
+    /// How long the target has to answer the session (connect, channel, start request).
+    pub target_answer_timeout: std::time::Duration,
 }
 
 pub use rampart_session::Evidence;
+pub(crate) use requests::remember_env;
 
 impl SessionContext {
     /// The node's session core, for this channel.
@@ -90,8 +96,9 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         want_reply,
         mut pty,
         env,
-    }) = requests::collect(&mut channel, &handle).await
+    }) = requests::collect(&mut channel, &context.env).await
     else {
+        let _ = channel.close().await;
         return;
     };
 

@@ -128,7 +128,22 @@ pub(super) async fn open_target_channel(
         why
     }
 
-    let connection = match target_connection(context, &resolved, &account, &actor).await {
+    // One deadline for the target to answer, from connecting to the start request's answer:
+    // meanwhile the user's messages wait in the channel's bounded queue.
+    let answer_timeout = context.target_answer_timeout;
+    let deadline = tokio::time::Instant::now() + answer_timeout;
+    let connecting = tokio::time::timeout_at(
+        deadline,
+        target_connection(context, &resolved, &account, &actor),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(target::TargetError::Unreachable {
+            target: account.clone(),
+            why: ReplayError::Timeout(answer_timeout).to_string(),
+        })
+    });
+    let connection = match connecting {
         Ok(connection) => connection,
         Err(err) => {
             let event = AuditEvent::TargetConnectionFailed {
@@ -142,12 +157,9 @@ pub(super) async fn open_target_channel(
             return Err(fail(guard, err.to_string()).await);
         }
     };
-    let opening = tokio::time::timeout(
-        TARGET_ANSWER_TIMEOUT,
-        connection.handle.channel_open_session(),
-    )
-    .await
-    .unwrap_or(Err(russh::Error::ConnectionTimeout));
+    let opening = tokio::time::timeout_at(deadline, connection.handle.channel_open_session())
+        .await
+        .unwrap_or(Err(russh::Error::ConnectionTimeout));
     let channel = match opening {
         Ok(channel) => channel,
         Err(err) => {
@@ -161,10 +173,9 @@ pub(super) async fn open_target_channel(
     let mut channel = channel;
     // Meanwhile the user's messages wait in the channel's bounded queue: the target gets a
     // deadline to answer, not forever.
-    let answered =
-        tokio::time::timeout(TARGET_ANSWER_TIMEOUT, replay(&mut channel, start, pty, env))
-            .await
-            .unwrap_or_else(|_| Err(ReplayError::Timeout));
+    let answered = tokio::time::timeout_at(deadline, replay(&mut channel, start, pty, env))
+        .await
+        .unwrap_or_else(|_| Err(ReplayError::Timeout(answer_timeout)));
     match answered {
         Ok(Some(early)) => Ok(Opened {
             channel,
@@ -195,8 +206,6 @@ pub(super) async fn target_connection(
     Ok(connection)
 }
 
-/// How long the target has to answer the start request.
-pub(super) const TARGET_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// What the target may send before it answers the start request, kept to pass on after.
 pub(super) const MAX_EARLY_MESSAGES: usize = 64;
 
@@ -204,8 +213,8 @@ pub(super) const MAX_EARLY_MESSAGES: usize = 64;
 pub(super) enum ReplayError {
     #[error(transparent)]
     Ssh(#[from] russh::Error),
-    #[error("no answer within {} s", TARGET_ANSWER_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("more than {MAX_EARLY_MESSAGES} messages before it answered the request")]
     TooEarly,
 }

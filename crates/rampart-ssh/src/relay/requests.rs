@@ -3,7 +3,7 @@
 
 use rampart_audit::scp::ScpCommand;
 use rampart_core::{Action, SessionKind};
-use russh::server::{Handle, Msg};
+use russh::server::Msg;
 use russh::{Channel, ChannelMsg, Pty};
 
 /// What the user asked the channel to run.
@@ -87,7 +87,7 @@ pub(super) const MAX_ENV_VALUE_BYTES: usize = 1024;
 
 /// Keeps an allowed variable if it fits the bounds (a name sent again replaces its value).
 /// Returns whether it was kept.
-pub(super) fn remember_env(env: &mut Vec<(String, String)>, name: String, value: String) -> bool {
+pub(crate) fn remember_env(env: &mut Vec<(String, String)>, name: String, value: String) -> bool {
     if !env_allowed(&name) || name.len() > MAX_ENV_NAME_BYTES || value.len() > MAX_ENV_VALUE_BYTES {
         return false;
     }
@@ -110,17 +110,20 @@ pub(super) struct Requested {
     pub env: Vec<(String, String)>,
 }
 
-/// Answers the channel's requests until it asks to start something; `None` if it closes first.
-pub(super) async fn collect(channel: &mut Channel<Msg>, handle: &Handle) -> Option<Requested> {
-    let id = channel.id();
+/// Takes note of the channel's requests until it asks to start something; `None` if it closes
+/// first. The connection's handler has answered them already (pty, env, X11, agent), in order
+/// (see `crate::requests`); the environment it kept is taken from `kept` at the start request.
+pub(super) async fn collect(
+    channel: &mut Channel<Msg>,
+    kept: &crate::requests::SharedEnvironment,
+) -> Option<Requested> {
     let mut pty = None;
-    let mut env = Vec::new();
     // Requests before the channel starts something: remembered and replayed on the target.
     let (start, want_reply) = loop {
         let message = channel.wait().await?;
         match message {
             ChannelMsg::RequestPty {
-                want_reply,
+                want_reply: _,
                 term,
                 col_width,
                 row_height,
@@ -136,9 +139,6 @@ pub(super) async fn collect(channel: &mut Channel<Msg>, handle: &Handle) -> Opti
                     pix_height,
                     modes: terminal_modes,
                 });
-                if want_reply {
-                    let _ = handle.channel_success(id).await;
-                }
             }
             ChannelMsg::WindowChange {
                 col_width,
@@ -150,20 +150,6 @@ pub(super) async fn collect(channel: &mut Channel<Msg>, handle: &Handle) -> Opti
                     pty.resize(col_width, row_height, pix_width, pix_height);
                 }
             }
-            ChannelMsg::SetEnv {
-                want_reply,
-                variable_name,
-                variable_value,
-            } => {
-                let allowed = remember_env(&mut env, variable_name, variable_value);
-                if want_reply {
-                    let _ = if allowed {
-                        handle.channel_success(id).await
-                    } else {
-                        handle.channel_failure(id).await
-                    };
-                }
-            }
             ChannelMsg::RequestShell { want_reply } => break (Start::Shell, want_reply),
             ChannelMsg::Exec {
                 want_reply,
@@ -172,16 +158,14 @@ pub(super) async fn collect(channel: &mut Channel<Msg>, handle: &Handle) -> Opti
             ChannelMsg::RequestSubsystem { want_reply, name } => {
                 break (Start::Subsystem(name), want_reply);
             }
-            // Agent and X11 forwarding are never relayed.
-            ChannelMsg::AgentForward { want_reply: true }
-            | ChannelMsg::RequestX11 {
-                want_reply: true, ..
-            } => {
-                let _ = handle.channel_failure(id).await;
-            }
+            // Agent and X11 forwarding are never relayed (the handler refused them).
             ChannelMsg::Eof | ChannelMsg::Close => return None,
             _ => {}
         }
+    };
+    let Ok(env) = kept.lock().map(|mut kept| std::mem::take(&mut *kept)) else {
+        tracing::error!("the environment of a channel is unreadable (poisoned lock)");
+        return None;
     };
     Some(Requested {
         start,

@@ -100,8 +100,11 @@ pub async fn recording_verify(
 ) -> ApiResult<Json<Value>> {
     let (session, dir) = recorded_session(&state, &caller, &id).await?;
     let key = audit_key(&state)?;
+    // Its own seal, and the chain's anchor: a validly sealed recording of another session is
+    // reported, not verified.
+    let chain = state.store.chain_recording(session.id).await?;
     Ok(Json(
-        match rampart_audit::verify_recording(&dir, session.id, &key) {
+        match rampart_audit::verify_anchored_recording(&dir, session.id, &key, &chain) {
             Ok(report) => json!({
                 "session": session.id,
                 "verified": true,

@@ -126,7 +126,43 @@ pub async fn run(
     }
 }
 
-/// Writes the events between `since` and `until`; the export is recorded first (E5).
+/// Events read per page by `audit export`: memory stays bounded by one page, whatever the log.
+const EXPORT_PAGE: u32 = 500;
+
+/// The events between `since` and `until` up to sequence number `last`, a page at a time.
+struct ExportPages<'a> {
+    store: &'a Store,
+    filter: rampart_store::AuditFilter,
+    last: i64,
+    after: Option<i64>,
+}
+
+impl ExportPages<'_> {
+    /// The next page (`None`: done).
+    async fn next(&mut self) -> anyhow::Result<Option<Vec<rampart_store::AuditRecord>>> {
+        let Some(after) = self.after else {
+            return Ok(None);
+        };
+        let page = self
+            .store
+            .audit_export_page(&self.filter, after, EXPORT_PAGE)
+            .await?;
+        let next = page
+            .next
+            .map(|cursor| cursor.parse::<i64>())
+            .transpose()
+            .context("unreadable export cursor")?;
+        self.after = next.filter(|seq| *seq < self.last);
+        let last = self.last;
+        Ok(Some(
+            page.items.into_iter().filter(|e| e.seq <= last).collect(),
+        ))
+    }
+}
+
+/// Writes the events between `since` and `until`; the export is recorded first (E5). The log is
+/// read a page at a time, twice (to count what the record announces, then to write it), and
+/// only up to the last event that existed when the export began.
 async fn export(
     store: &Store,
     actor: &Actor,
@@ -141,12 +177,21 @@ async fn export(
     let until = until
         .map(|t| parse_rfc3339("--until time", t))
         .transpose()?;
-    let mut events = Vec::new();
-    for event in store.all_audit_events().await? {
-        let at = parse_rfc3339("stored time", &event.at)?;
-        if since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u) {
-            events.push(event);
-        }
+    let last = store.audit_head().await?.map_or(0, |(seq, _)| seq);
+    let pages = || ExportPages {
+        store,
+        filter: rampart_store::AuditFilter {
+            since,
+            until,
+            ..rampart_store::AuditFilter::default()
+        },
+        last,
+        after: Some(0),
+    };
+    let mut count: u64 = 0;
+    let mut counting = pages();
+    while let Some(page) = counting.next().await? {
+        count += page.len() as u64;
     }
     let destination: Box<dyn Write> = match output {
         Some(path) => Box::new(
@@ -161,35 +206,50 @@ async fn export(
     let record = AuditEvent::AuditExported {
         since: since.map(format_rfc3339),
         until: until.map(format_rfc3339),
-        events: events.len() as u64,
+        events: count,
         file: output.map_or_else(|| "standard output".to_owned(), |p| p.display().to_string()),
     };
     store.record_event(actor, &record).await?;
-    let mut destination = std::io::BufWriter::new(destination);
+    let destination = std::io::BufWriter::new(destination);
+    let mut written: u64 = 0;
+    let mut writing = pages();
     if format == "csv" {
         let mut writer = csv::Writer::from_writer(destination);
         writer.write_record(["seq", "at", "actor", "kind", "event", "prev_hash", "hash"])?;
-        for e in &events {
-            writer.write_record([
-                e.seq.to_string(),
-                e.at.clone(),
-                e.actor.to_string(),
-                e.kind.clone(),
-                e.event.to_string(),
-                e.prev_hash.clone(),
-                e.hash.clone(),
-            ])?;
+        while let Some(page) = writing.next().await? {
+            for e in &page {
+                writer.write_record([
+                    e.seq.to_string(),
+                    e.at.clone(),
+                    e.actor.to_string(),
+                    e.kind.clone(),
+                    e.event.to_string(),
+                    e.prev_hash.clone(),
+                    e.hash.clone(),
+                ])?;
+            }
+            written += page.len() as u64;
         }
         writer.flush()?;
     } else {
-        for e in &events {
-            serde_json::to_writer(&mut destination, e)?;
-            destination.write_all(b"\n")?;
+        let mut destination = destination;
+        while let Some(page) = writing.next().await? {
+            for e in &page {
+                serde_json::to_writer(&mut destination, e)?;
+                destination.write_all(b"\n")?;
+            }
+            written += page.len() as u64;
         }
         destination.flush()?;
     }
+    // The events up to `last` cannot change between the passes unless someone edits the log;
+    // say so rather than leave a record that does not match the file.
+    anyhow::ensure!(
+        written == count,
+        "the audit log changed during the export: {count} event(s) counted, {written} written"
+    );
     if let Some(path) = output {
-        eprintln!("wrote {} event(s) to {}", events.len(), path.display());
+        eprintln!("wrote {written} event(s) to {}", path.display());
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::cli::{RecordingCommand, ReplayArgs};
 use crate::output::done;
 use anyhow::{Context, bail};
 use rampart_audit::{
-    PublicKey, has_recording, public_key_from_openssh, read_cast, verify_recording,
+    PublicKey, has_recording, public_key_from_openssh, read_cast, verify_anchored_recording,
 };
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_store::Store;
@@ -26,14 +26,16 @@ pub(super) fn session_id(text: &str) -> anyhow::Result<Uuid> {
     })
 }
 
-/// Refuses to show evidence that does not verify, unless forced.
-fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Result<()> {
+/// Refuses to show evidence that does not verify, or is not the recording the hash chain
+/// anchors for the session, unless forced.
+async fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Result<()> {
     let key = audit_public_key(store)?;
     let dir = store.data_dir().recordings_dir();
     if !has_recording(&dir, id) {
         bail!("session {id} has no recording (only shell and exec sessions are recorded)");
     }
-    match verify_recording(&dir, id, &key) {
+    let chain = store.chain_recording(id).await?;
+    match verify_anchored_recording(&dir, id, &key, &chain) {
         Ok(_) => Ok(()),
         Err(problem) if force => {
             eprintln!("warning: the recording does not verify: {problem}");
@@ -48,7 +50,7 @@ fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Result<()> 
 pub async fn replay(store: &Store, actor: &Actor, args: &ReplayArgs) -> anyhow::Result<()> {
     let id = session_id(&args.id)?;
     let session = store.session(id).await?;
-    check_before_use(store, id, args.force)?;
+    check_before_use(store, id, args.force).await?;
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         bail!("--speed must be a positive number");
     }
@@ -104,7 +106,7 @@ pub async fn run(
         RecordingCommand::Export { id, output, force } => {
             let id = session_id(&id)?;
             store.session(id).await?;
-            check_before_use(store, id, force)?;
+            check_before_use(store, id, force).await?;
             let event = AuditEvent::RecordingExported {
                 session: id.to_string(),
                 file: output.display().to_string(),

@@ -139,8 +139,18 @@ struct ChainSession {
     kind: String,
     ended: Option<Ended>,
     failure: Option<String>,
-    /// The `retention_applied` event that removed it, and its cutoff.
-    retention: Option<(i64, String)>,
+    /// The `retention_applied` event that removed it.
+    retention: Option<Retention>,
+}
+
+/// A `retention_applied` event naming a session.
+#[derive(Debug)]
+struct Retention {
+    seq: i64,
+    /// The cutoff: sessions that ended before it.
+    before: String,
+    /// The recordings the event names (empty in events older than that field).
+    recordings: Vec<RecordingAnchor>,
 }
 
 #[derive(Debug)]
@@ -200,11 +210,18 @@ impl ChainFacts {
                     }
                 }
                 AuditEvent::RetentionApplied {
-                    before, sessions, ..
+                    before,
+                    sessions,
+                    recordings,
+                    ..
                 } => {
                     for session in sessions {
                         if let Some(s) = facts.sessions.get_mut(&session) {
-                            s.retention = Some((record.seq, before.clone()));
+                            s.retention = Some(Retention {
+                                seq: record.seq,
+                                before: before.clone(),
+                                recordings: recordings.clone(),
+                            });
                         }
                     }
                 }
@@ -221,9 +238,17 @@ impl ChainFacts {
     }
 }
 
-fn age(now: OffsetDateTime, at: &str) -> Option<Duration> {
+/// How long ago `at` was. `None` (never "young") when it is unreadable or dated more than
+/// `skew` in the future: an unsigned event dated ahead would otherwise stay "younger than the
+/// lag" for ever, and a log with its signed heads removed would pass.
+fn age(now: OffsetDateTime, at: &str, skew: Duration) -> Option<Duration> {
     let at = parse_rfc3339("time", at).ok()?;
-    Some(Duration::try_from(now - at).unwrap_or(Duration::ZERO))
+    match Duration::try_from(now - at) {
+        Ok(ago) => Some(ago),
+        Err(_) => Duration::try_from(at - now)
+            .is_ok_and(|ahead| ahead <= skew)
+            .then_some(Duration::ZERO),
+    }
 }
 
 /// The signed heads: each valid and matching the chain, and together covering the log up to
@@ -329,7 +354,16 @@ fn verify_coverage(
     let signed_up_to = newest.map_or(0, |seal| seal.seq);
     let first_unsigned = records.iter().find(|r| r.seq > signed_up_to);
     if let Some(first) = first_unsigned {
-        let old = age(now, &first.at).is_none_or(|a| a > lag);
+        let Some(first_age) = age(now, &first.at, lag) else {
+            return VerifyLine::fail(
+                item,
+                format!(
+                    "event {} is not covered by a signed head and is dated {}, in the future                      (or unreadably): its time was edited and the chain recomputed, or the                      clock is wrong",
+                    first.seq, first.at
+                ),
+            );
+        };
+        let old = first_age > lag;
         if old {
             let detail = match newest {
                 None => format!(
@@ -368,7 +402,7 @@ fn verify_coverage(
             ),
         );
     }
-    let signed_ago = age(now, &seal.sealed_at);
+    let signed_ago = age(now, &seal.sealed_at, lag);
     if signed_ago.is_none_or(|a| a > lag) {
         return VerifyLine::fail(
             item,
@@ -556,13 +590,37 @@ fn check_recording(
     expected: bool,
 ) -> Result<String, String> {
     let started = session.started_seq;
-    if let Some((seq, before)) = &session.retention {
+    if let Some(Retention {
+        seq,
+        before,
+        recordings,
+    }) = &session.retention
+    {
         let ended_at = session.ended.as_ref().map(|e| e.at.as_str());
         let cutoff = parse_rfc3339("time", before).ok();
         let ended = ended_at.and_then(|at| parse_rfc3339("time", at).ok());
+        // The event names each recording it removed as the chain anchored it (events from
+        // before that field name none).
+        let anchored = session.ended.as_ref().and_then(|e| e.recording.as_ref());
+        let named = recordings.iter().find(|r| r.id == uuid.to_string());
+        if !recordings.is_empty()
+            && let Some(anchor) = anchored
+            && named.is_none_or(|named| named.manifest_sha256 != anchor.manifest_sha256)
+        {
+            return Err(format!(
+                "removed by retention (event {seq}), but that event does not name the recording \
+                 the chain anchored for it (manifest SHA-256 {}): the retention record was \
+                 edited",
+                anchor.manifest_sha256
+            ));
+        }
         return match (ended, cutoff) {
             (Some(ended), Some(cutoff)) if ended < cutoff => Ok(format!(
-                "removed by retention (event {seq}, sessions that ended before {before})"
+                "removed by retention (event {seq}, sessions that ended before {before}{})",
+                named.map_or_else(String::new, |named| format!(
+                    "; manifest SHA-256 {}",
+                    named.manifest_sha256
+                ))
             )),
             _ => Err(format!(
                 "removed by retention (event {seq}, cutoff {before}), but the chain says the \
@@ -604,13 +662,11 @@ fn check_recording(
             ended.seq
         ));
     };
-    if anchor.manifest_sha256 != report.manifest_sha256 || anchor.id != uuid.to_string() {
-        return Err(format!(
-            "is not the recording the chain holds (event {}): the manifest's SHA-256 is {}, \
-             the chain's {}: replaced or edited",
-            ended.seq, report.manifest_sha256, anchor.manifest_sha256
-        ));
-    }
+    let chain = rampart_core::audit::ChainRecording::Ended {
+        event: ended.seq,
+        recording: Some(anchor.clone()),
+    };
+    rampart_audit::check_anchor(&report, &chain).map_err(|problem| problem.to_string())?;
     Ok(format!(
         "{}, anchored at event {}",
         report.describe(),

@@ -650,47 +650,126 @@ fn syslog_and_webhook_sinks_receive_events_and_a_down_sink_is_counted_not_blocki
     assert!(server.terminate().0.success());
 }
 
+/// libfaketime's preload library (Debian's `faketime` package), to run a server whose clock is
+/// behind: the only honest way to have sessions the chain says are old.
+fn faketime_library() -> Option<&'static str> {
+    const LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    if Path::new(LIBRARY).exists() {
+        Some(LIBRARY)
+    } else {
+        rampart_testkit::skip_or_fail("libfaketime (package faketime) is not installed");
+        None
+    }
+}
+
+/// `rampart audit retention` with a retention period of one day.
+fn retention_of_one_day(lab: &Lab) -> Value {
+    let out = lab
+        .r
+        .command(&["audit", "retention", "--json"])
+        .env("RAMPART_RETENTION_DAYS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
-fn retention_is_the_only_deletion_and_is_itself_audited() {
-    let Some(lab) = Lab::start() else { return };
+fn retention_removes_what_the_chain_says_is_old_verify_accepts_it_and_nothing_else() {
     if require_tool("sqlite3").is_none() {
         return;
     }
+    let Some(faketime) = faketime_library() else {
+        return;
+    };
+    // A session two days ago: the server ran with its clock two days behind.
+    let Some(lab) = Lab::start_with_env(&[("LD_PRELOAD", faketime), ("FAKETIME", "-2d")]) else {
+        return;
+    };
     assert!(lab.ssh(&lab.direct(), "echo old", b"").status.success());
+    lab.sessions();
+    let Lab {
+        r,
+        server,
+        target,
+        login,
+        client_config,
+    } = lab;
+    assert!(server.terminate().0.success());
+    // And one now.
+    let server = r.serve();
+    let lab = Lab {
+        r,
+        server,
+        target,
+        login,
+        client_config,
+    };
     assert!(lab.ssh(&lab.direct(), "echo recent", b"").status.success());
     let sessions = lab.sessions();
-    let old = sessions.iter().find(|s| s["bytes_to_client"] == 4).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // Make one session two years old.
+    let id_of = |bytes: u64| {
+        sessions
+            .iter()
+            .find(|s| s["bytes_to_client"] == bytes)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (old, recent) = (id_of(4), id_of(7));
+    // The recent session made to look old in the sessions table: retention goes by the chain.
     let out = Command::new("sqlite3")
         .arg(lab.r.data_dir().join("rampart.db"))
-        .arg(format!("UPDATE sessions SET started_at = '2024-01-01T00:00:00Z', ended_at = '2024-01-01T00:01:00Z' WHERE id = '{old}'"))
+        .arg(format!(
+            "UPDATE sessions SET started_at = '2024-01-01T00:00:00Z', ended_at = \
+             '2024-01-01T00:01:00Z' WHERE id = '{recent}'"
+        ))
         .output()
         .unwrap();
     assert!(out.status.success());
-    let report = lab.r.json(&["audit", "retention"]);
+
+    let report = retention_of_one_day(&lab);
     assert_eq!(report["sessions_removed"], serde_json::json!([old]));
     assert!(!recording(&lab, &old, "cast").exists() && !recording(&lab, &old, "manifest").exists());
-    assert_eq!(lab.sessions().len(), 1);
+    assert!(recording(&lab, &recent, "cast").exists());
+    // The chain names what was removed: the session and its recording as the chain anchored it.
     let applied = lab.events("retention_applied");
     assert_eq!(applied.len(), 1);
-    assert_eq!(applied[0]["event"]["sessions_removed"], 1);
     assert_eq!(applied[0]["event"]["sessions"], serde_json::json!([old]));
-    // The session was made to look old in the sessions table only: the chain says it ended
-    // just now, so the verifier names the deletion instead of accepting it.
+    let ended = lab
+        .events("session_ended")
+        .into_iter()
+        .find(|e| e["event"]["session"] == old.as_str())
+        .unwrap();
+    assert_eq!(
+        applied[0]["event"]["recordings"],
+        serde_json::json!([ended["event"]["recording"]])
+    );
+    // Legitimate retention verifies.
     let (ok, report) = verify(&lab);
-    assert!(!ok, "{report}");
+    assert!(ok, "{report}");
     assert!(
-        report.contains(&format!("FAIL recording {old}: removed by retention"))
-            && report.contains("after the cutoff"),
+        report.contains(&format!("ok   recording {old}: removed by retention")),
         "{report}"
     );
     // Nothing else is old enough: a second run removes nothing and records nothing.
     assert_eq!(
-        lab.r.json(&["audit", "retention"])["sessions_removed"],
+        retention_of_one_day(&lab)["sessions_removed"],
         serde_json::json!([])
     );
     assert_eq!(lab.events("retention_applied").len(), 1);
+
+    // A deletion that is not retention is named.
+    for extension in ["cast", "manifest", "raw"] {
+        let path = recording(&lab, &recent, extension);
+        if path.exists() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (ok, report) = verify(&lab);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("FAIL recording {recent}: ")) && report.contains("is missing"),
+        "{report}"
+    );
 }

@@ -426,6 +426,17 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
         report.contains("ok   audit chain: "),
         "the chain was recomputed right: {report}"
     );
+    // The same, with every event dated in the future: such events are never "younger than the
+    // allowed lag".
+    sql(&db, "UPDATE audit_events SET at = '2099-01-01T00:00:00Z'");
+    recompute_chain(&db, 1);
+    copy.verify_fails_naming(
+        &[],
+        &[
+            "FAIL audit chain coverage: event 1 is not covered by a signed head and is dated \
+             2099-01-01T00:00:00Z, in the future",
+        ],
+    );
 
     // The tail of the log deleted with the signed heads that cover it: the third session and the
     // stop. The newest head left was signed by a server that was running.
@@ -476,6 +487,9 @@ fn removing_replacing_or_shortening_evidence_fails_verify_whatever_the_tables_sa
         )],
     );
 }
+
+/// How long the webhook receiver of the SIEM test is down.
+const OUTAGE: Duration = Duration::from_secs(30);
 
 /// A webhook receiver that can be down (it answers 503 and keeps nothing) or up (200, and
 /// keeps each body).
@@ -529,7 +543,7 @@ impl Receiver {
 }
 
 #[test]
-fn a_webhook_down_for_seconds_then_up_receives_every_event_with_no_gap_in_sequence() {
+fn a_webhook_down_for_30_seconds_then_up_receives_every_event_with_no_gap_in_sequence() {
     let r = Rampart::new(BIN);
     let receiver = Receiver::start();
     let url = format!("http://127.0.0.1:{}/events", receiver.port);
@@ -550,7 +564,9 @@ fn a_webhook_down_for_seconds_then_up_receives_every_event_with_no_gap_in_sequen
             .any(|e| e["kind"] == "server_started")
     });
 
-    // The receiver goes down; events keep happening; the forwarder sees the failures.
+    // The receiver goes down for 30 s (the issue's outage; the forwarder's backoff reaches its
+    // 30 s cap meanwhile, so it is back within about a second of the receiver); events keep
+    // happening all along; the forwarder sees the failures.
     receiver.down.store(true, Ordering::SeqCst);
     let outage = Instant::now();
     let mut users = Vec::new();
@@ -558,13 +574,12 @@ fn a_webhook_down_for_seconds_then_up_receives_every_event_with_no_gap_in_sequen
         let name = format!("outage-{i}");
         r.ok(&["user", "add", &name]);
         users.push(name);
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_secs(4));
     }
     wait_until("the sink has failed a few times", || {
         r.json(&["audit", "sinks"])[0]["failed"].as_u64().unwrap() >= 3
     });
-    // Longer than the three attempts the forwarder used to make before moving on.
-    std::thread::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed()));
+    std::thread::sleep(OUTAGE.saturating_sub(outage.elapsed()));
     receiver.down.store(false, Ordering::SeqCst);
     r.ok(&["user", "add", "after-outage"]);
     let head = head_seq(&r);
@@ -689,4 +704,101 @@ fn a_crash_is_reported_until_the_next_start_records_it_and_anchors_the_cut_recor
             && report.contains("anchored at event"),
         "{report}"
     );
+}
+
+/// Replaces session `victim`'s recording by `donor`'s output, re-sealed with the node's own
+/// audit key under `victim`'s id: valid on its own, not the recording the chain holds.
+fn forge_recording(data_dir: &Path, victim: &str, donor: &str) {
+    let recordings = data_dir.join("recordings");
+    let (header, events) =
+        rampart_audit::read_cast(&recordings, uuid::Uuid::parse_str(donor).unwrap()).unwrap();
+    let victim = uuid::Uuid::parse_str(victim).unwrap();
+    for extension in ["cast", "manifest", "raw"] {
+        let path = recordings.join(format!("{victim}.{extension}"));
+        if path.exists() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut forged = rampart_audit::Recorder::create(&recordings, victim, &header).unwrap();
+    for (_, code, data) in &events {
+        if code == "o" {
+            forged.output(data.as_bytes()).unwrap();
+        }
+    }
+    let key = rampart_audit::read_private_key(&data_dir.join("keys/audit_ed25519_key")).unwrap();
+    forged.seal(&key).unwrap();
+    rampart_audit::verify_recording(&recordings, victim, key.public_key())
+        .expect("the forged recording is validly sealed by the node's key");
+}
+
+#[test]
+fn a_recording_swapped_for_another_sessions_is_refused_by_replay_export_and_the_api() {
+    let Some(lab) = Lab::start() else { return };
+    for word in ["victim", "donor"] {
+        let out = lab.ssh(&lab.direct(), &format!("echo {word}"), b"");
+        assert_eq!(text(&out.stdout), format!("{word}\n"));
+    }
+    let sessions = lab.sessions();
+    let id_of = |word: &str| {
+        let bytes = word.len() + 1;
+        sessions
+            .iter()
+            .find(|s| s["bytes_to_client"] == bytes)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (victim, donor) = (id_of("victim"), id_of("donor"));
+    forge_recording(&lab.r.data_dir(), &victim, &donor);
+    let swapped = "is not the recording the chain holds";
+
+    // Replay and export refuse it and say why; the donor's own recording still plays.
+    let replay = lab.r.run(&["replay", &victim, "--no-wait"]);
+    assert!(!replay.status.success());
+    assert!(
+        text(&replay.stderr).contains(swapped),
+        "{}",
+        text(&replay.stderr)
+    );
+    assert!(!text(&replay.stdout).contains("donor"));
+    let file = lab.r.scratch().join("victim.cast");
+    let export = lab
+        .r
+        .run(&["recording", "export", &victim, "-o", file.to_str().unwrap()]);
+    assert!(!export.status.success());
+    assert!(
+        text(&export.stderr).contains(swapped),
+        "{}",
+        text(&export.stderr)
+    );
+    assert!(!file.exists());
+    assert!(lab.r.ok(&["replay", &donor, "--no-wait"]).contains("donor"));
+
+    // The API's verification reports it.
+    lab.r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    let token = lab
+        .r
+        .ok(&["token", "create", "--user", "audrey", "--scope", "read"])
+        .trim()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let client = lab.server.client();
+    let verification = |id: &str| {
+        let answer = client.request(
+            "GET",
+            &format!("/api/v1/sessions/{id}/recording/verification"),
+            &[("authorization", &bearer)],
+            None,
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()
+    };
+    let report = verification(&victim);
+    assert_eq!(report["verified"], false, "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains(swapped),
+        "{report}"
+    );
+    assert_eq!(verification(&donor)["verified"], true);
 }
