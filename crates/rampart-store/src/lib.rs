@@ -12,6 +12,7 @@
 mod accounts;
 mod assets;
 pub mod audit_log;
+mod backup;
 mod commands;
 mod data_dir;
 mod explain;
@@ -32,6 +33,9 @@ mod web_auth;
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::NewAsset;
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
+pub use backup::{
+    BACKUP_MANIFEST, BackupFile, BackupManifest, Progress, read_backup_manifest, restore_backup,
+};
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use explain::{AccessReport, ExplainQuery, GrantReport, RulesReport};
@@ -89,6 +93,17 @@ pub enum StoreError {
     Damaged { path: PathBuf, detail: String },
     #[error("database: {}", describe_database_error(.0))]
     Database(#[from] sqlx::Error),
+    #[error(
+        "the database {} was written by a newer rampart (schema {found}; this binary knows up \
+         to {known}): migrations are one-way, so this version will not touch it; run the newer \
+         rampart, or restore the backup taken before the upgrade",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("database migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("database holds a corrupt value in {0}")]
@@ -246,6 +261,7 @@ impl Store {
         if check_integrity && !created_data_dir {
             quick_check(&pool, &data_dir).await?;
         }
+        migrations::refuse_newer(&pool, &data_dir.database_path()).await?;
         migrations::run(&pool).await?;
         data_dir.restrict_database_files()?;
         let store = Self {

@@ -77,6 +77,10 @@ pub enum Command {
     /// Manage API tokens (for scripts calling the REST API with Authorization: Bearer)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Back up the data directory (database, keys, recordings) while the server runs
+    Backup(BackupArgs),
+    /// Restore a backup into a new data directory (--data-dir), which must not exist or be empty
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -508,4 +512,23 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new directory to write the backup into (must not exist); it holds the database
+    /// snapshot, the keys, the recordings and backup.json listing every file's SHA-256
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Leave the vault master key out of the backup; keep it apart and give it to `rampart
+    /// restore` with --master-key-file
+    #[arg(long)]
+    pub without_master_key: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup directory, as `rampart backup --to` wrote it
+    #[arg(value_name = "BACKUP_DIR")]
+    pub from: PathBuf,
 }

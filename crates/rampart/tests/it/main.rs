@@ -20,6 +20,7 @@ mod evidence;
 mod evidence_chain;
 mod login_controls;
 mod mfa;
+mod operations;
 mod policy;
 mod recording_durability;
 mod ssh;
