@@ -123,6 +123,8 @@ pub struct Connection {
     /// A direct connection's place among the unauthenticated ones, until it authenticates.
     unauthenticated: Option<PreAuthSlot>,
     target_host_keys: TargetHostKeys,
+    /// Who authenticated, for the access record written when the connection ends.
+    access_user: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Drop for Connection {
@@ -157,7 +159,13 @@ impl Connection {
             auth,
             unauthenticated: None,
             target_host_keys,
+            access_user: Arc::default(),
         }
+    }
+
+    /// Filled with the user's name once the connection authenticates (for the access log).
+    pub(crate) fn access_user(&self) -> Arc<std::sync::OnceLock<String>> {
+        self.access_user.clone()
     }
 
     /// Counts the connection among the unauthenticated ones (with its login deadline) until it
@@ -379,6 +387,7 @@ impl server::Handler for Connection {
             slot.authenticated();
         }
         if let Some(identity) = &self.identity {
+            let _ = self.access_user.set(identity.user.name.to_string());
             self.registered = Some(self.live.add_connection(
                 &identity.user,
                 self.peer.ip(),

@@ -19,6 +19,7 @@ mod explain;
 mod grants;
 mod groups;
 mod login_controls;
+pub mod metrics;
 mod mfa;
 mod migrations;
 pub mod node_keys;

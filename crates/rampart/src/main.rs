@@ -2,6 +2,7 @@
 //! command or to the server. Wiring only; behaviour lives in the library crates.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod cli;
 mod commands;
 mod config;

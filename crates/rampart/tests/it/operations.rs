@@ -218,3 +218,219 @@ fn a_database_from_a_newer_version_is_refused_with_a_clear_message() {
     assert!(out.status.success());
     assert_eq!(r.snapshot(), before, "nothing was changed");
 }
+
+/// Parses a Prometheus exposition with the reference parser (Python's `prometheus_client`):
+/// `name{label="v",...}` -> value, labels sorted. `None` when the parser is missing.
+fn parse_exposition(
+    dir: &std::path::Path,
+    exposition: &str,
+) -> Option<std::collections::BTreeMap<String, f64>> {
+    // Debian's python3-prometheus-client is for the system Python; a python3 earlier on PATH
+    // (pyenv and the like) may not have it.
+    let Some(python) = ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import prometheus_client"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }) else {
+        rampart_testkit::skip_or_fail(
+            "python3 with prometheus_client (python3-prometheus-client) is not installed",
+        );
+        return None;
+    };
+    let path = dir.join("metrics.txt");
+    std::fs::write(&path, exposition).unwrap();
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the reference parser refuses the exposition: {}\n{exposition}",
+        text(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// `GET /metrics` over plain HTTP from the separate metrics listener.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+#[test]
+fn metrics_count_real_activity_need_an_auditor_and_every_request_has_an_access_record() {
+    let Some(lab) = Lab::start_with_env(&[("RAMPART_METRICS_LISTEN", "127.0.0.1:0")]) else {
+        return;
+    };
+    let addr = lab
+        .server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics: listening on http://"))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics line: {:?}", lab.server.banner))
+        .to_owned();
+    let dir = lab.r.scratch().to_path_buf();
+    let Some(before) = parse_exposition(&dir, &scrape(&addr)) else {
+        return;
+    };
+    let value =
+        |m: &std::collections::BTreeMap<String, f64>, key: &str| m.get(key).copied().unwrap_or(0.0);
+    assert_eq!(value(&before, "rampart_build_info{version=\"0.1.0\"}"), 1.0);
+    assert!(
+        before.contains_key("rampart_store_probe_seconds"),
+        "{before:?}"
+    );
+    let expiry = value(&before, "rampart_tls_certificate_expiry_timestamp_seconds");
+    assert!(
+        expiry > rampart_testkit::unix_now() as f64,
+        "the certificate's expiry: {before:?}"
+    );
+    assert_eq!(value(&before, "rampart_tls_certificate_self_signed"), 1.0);
+
+    // Activity: a session with output, a denial, a failed login.
+    let out = lab.ssh(&lab.direct(), "head -c 50000 /dev/zero | tr '\\0' x", b"");
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 50000);
+    lab.r
+        .ok_with_stdin(&["asset", "add", "db-01", "--host", "127.0.0.1"], b"");
+    lab.r.ok_with_stdin(
+        &["account", "add", "root@db-01", "--password-stdin"],
+        b"pw\n",
+    );
+    assert!(!lab.ssh("alice@root@db-01", "true", b"").status.success());
+    let wrong = serde_json::json!({ "username": "alice", "password": "not-her-password" });
+    let refused = lab
+        .server
+        .client()
+        .request("POST", "/api/v1/login", &[], Some(&wrong));
+    assert_eq!(refused.status, 401);
+    // A live session shows while it runs.
+    let mut live = lab
+        .ssh_command(&lab.direct())
+        .arg("sleep 5")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut during = None;
+    wait_until("the live session in the metrics", || {
+        let m = parse_exposition(&dir, &scrape(&addr)).unwrap();
+        let found = value(&m, "rampart_sessions_live{kind=\"exec\",via=\"ssh\"}") == 1.0;
+        during = Some(m);
+        found
+    });
+    assert!(live.wait().unwrap().success());
+    lab.sessions();
+    let after = parse_exposition(&dir, &scrape(&addr)).unwrap();
+    let grew = |key: &str, by: f64| {
+        let (b, a) = (value(&before, key), value(&after, key));
+        assert!(a >= b + by, "{key}: {b} -> {a}\n{after:?}");
+    };
+    grew("rampart_logins_total{result=\"succeeded\"}", 3.0);
+    grew("rampart_logins_total{result=\"failed\"}", 1.0);
+    grew("rampart_access_denied_total", 1.0);
+    grew(
+        "rampart_relayed_bytes_total{direction=\"to_client\"}",
+        50000.0,
+    );
+    grew("rampart_audit_events_total{kind=\"session_ended\"}", 2.0);
+    grew("rampart_recorder_wait_seconds_count", 1.0);
+    assert_eq!(
+        value(&after, "rampart_sessions_live{kind=\"exec\",via=\"ssh\"}"),
+        0.0
+    );
+    assert!(value(&after, "rampart_audit_head_seq") > value(&before, "rampart_audit_head_seq"));
+
+    // On the HTTPS listener, /metrics is for auditors and administrators.
+    lab.r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    lab.r.ok(&["user", "add", "ulysses"]);
+    let token = |user: &str| {
+        lab.r
+            .json(&["token", "create", "--user", user, "--scope", "read"])["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let client = lab.server.client();
+    assert_eq!(client.request("GET", "/metrics", &[], None).status, 401);
+    let bearer = format!("Bearer {}", token("ulysses"));
+    assert_eq!(
+        client
+            .request("GET", "/metrics", &[("authorization", &bearer)], None)
+            .status,
+        403
+    );
+    let bearer = format!("Bearer {}", token("audrey"));
+    let response = client.request("GET", "/metrics", &[("authorization", &bearer)], None);
+    assert_eq!(response.status, 200);
+    let https = parse_exposition(&dir, &response.text()).unwrap();
+    assert!(
+        value(&https, "rampart_http_responses_total{code=\"4xx\"}") >= 2.0,
+        "{https:?}"
+    );
+
+    // Every connection and request has its structured access record, in logs/access.log.
+    let path = lab.r.data_dir().join("logs/access.log");
+    let mut records = Vec::new();
+    wait_until("the access records", || {
+        records = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["fields"].clone())
+            .collect();
+        records.iter().filter(|r| r["protocol"] == "ssh").count() >= 3
+    });
+    let ssh = records
+        .iter()
+        .find(|r| r["protocol"] == "ssh" && r["user"] == "alice")
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(ssh["source"], "127.0.0.1");
+    assert_eq!(ssh["result"], "closed");
+    assert!(ssh["duration_ms"].is_u64());
+    let forbidden = records
+        .iter()
+        .find(|r| r["path"] == "/metrics" && r["user"] == "ulysses")
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(forbidden["status"], 403);
+    assert_eq!(forbidden["method"], "GET");
+    let failed_login = records
+        .iter()
+        .find(|r| r["path"] == "/api/v1/login")
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert_eq!(failed_login["status"], 401);
+    assert_eq!(failed_login["user"], "-");
+    // And only there: the general log holds no access records.
+    let general = std::fs::read_to_string(lab.r.data_dir().join("logs/rampart.log")).unwrap();
+    assert!(!general.contains("rampart::access"), "{general}");
+}
