@@ -1,4 +1,4 @@
-//! What `/metrics` reads from the store: live sessions, and the audit log read forward from
+//! What `/metrics` and `rampart doctor` read from the store: live sessions, and the audit log read forward from
 //! where the last scrape stopped (so a scrape reads only new events).
 
 use crate::{Result, Store};
@@ -68,6 +68,19 @@ impl Store {
                 EventFact { seq, kind, bytes }
             })
             .collect())
+    }
+
+    /// When the newest audit event was written, in Unix seconds (`rampart doctor`'s clock check).
+    pub async fn last_audit_event_time(&self) -> Result<Option<i64>> {
+        let at: Option<String> =
+            sqlx::query_scalar("SELECT at FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(at.and_then(|at| {
+            rampart_core::time_arg::parse_rfc3339("time", &at)
+                .ok()
+                .map(|at| at.unix_timestamp())
+        }))
     }
 
     /// How long a trivial query takes now: the store's latency as a caller meets it (the

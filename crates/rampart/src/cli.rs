@@ -81,6 +81,10 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into a new data directory (--data-dir), which must not exist or be empty
     Restore(RestoreArgs),
+    /// Check the deployment (listeners, TLS certificate, file modes, vault key, audit evidence,
+    /// SIEM sinks, disk space, clock) and print a checklist with a fix for each finding; exits
+    /// non-zero when anything needs attention
+    Doctor,
 }
 
 #[derive(Debug, Subcommand)]

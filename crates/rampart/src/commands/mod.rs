@@ -5,6 +5,7 @@ mod accounts;
 mod assets;
 pub(crate) mod audit;
 mod backup;
+mod doctor;
 mod grants;
 mod groups;
 mod recordings;
@@ -81,6 +82,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
         Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
+        Command::Doctor => doctor::run(config, &store, json).await,
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     store.close().await;

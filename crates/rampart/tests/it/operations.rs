@@ -434,3 +434,189 @@ fn metrics_count_real_activity_need_an_auditor_and_every_request_has_an_access_r
     let general = std::fs::read_to_string(lab.r.data_dir().join("logs/rampart.log")).unwrap();
     assert!(!general.contains("rampart::access"), "{general}");
 }
+
+/// How a case breaks a fresh deployment: files to change, and environment for `rampart doctor`.
+type Break = fn(&Rampart) -> Vec<(&'static str, String)>;
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A certificate from the real `openssl`, valid for `days`; returns (cert, key) paths.
+fn openssl_cert(r: &Rampart, name: &str, days: &str) -> (String, String) {
+    let cert = r.scratch().join(format!("{name}.pem"));
+    let key = r.scratch().join(format!("{name}.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", days, "-subj", "/CN=rampart.example"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    chmod(&key, 0o600);
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn doctor_finds_each_problem_of_a_broken_deployment_and_says_how_to_fix_it() {
+    let have_openssl = rampart_testkit::require_tool("openssl").is_some();
+    let have_sqlite = rampart_testkit::require_tool("sqlite3").is_some();
+    let cases: Vec<(&str, Break, Option<&str>)> = vec![
+        ("a sound deployment", |_| vec![], None),
+        (
+            "ssh.listen on every interface without an allow-list",
+            |_| vec![("RAMPART_SSH_LISTEN", "0.0.0.0:2222".into())],
+            Some(
+                "[WARN] listeners: ssh.listen 0.0.0.0:2222 is reachable from other hosts (every interface) and auth.allow_from is empty",
+            ),
+        ),
+        (
+            "metrics on another interface (no authentication there)",
+            |_| vec![("RAMPART_METRICS_LISTEN", "0.0.0.0:9187".into())],
+            Some(
+                "[WARN] listeners: metrics.listen 0.0.0.0:9187 serves /metrics without authentication",
+            ),
+        ),
+        (
+            "a secret key readable by others",
+            |r| {
+                chmod(&r.data_dir().join("keys/audit_ed25519_key"), 0o644);
+                vec![]
+            },
+            Some(
+                "keys/audit_ed25519_key has mode 0644: other users can read it\n       fix: chmod 600 ",
+            ),
+        ),
+        (
+            "a data directory others can look into",
+            |r| {
+                chmod(&r.data_dir(), 0o755);
+                vec![]
+            },
+            Some("has mode 0755: other users can look in\n       fix: chmod 700 "),
+        ),
+        (
+            "a vault master key two years old",
+            |r| {
+                let file = std::fs::File::options()
+                    .write(true)
+                    .open(r.data_dir().join("keys/vault-master.key"))
+                    .unwrap();
+                let old = std::time::SystemTime::now() - Duration::from_secs(730 * 86_400);
+                file.set_modified(old).unwrap();
+                vec![]
+            },
+            Some(
+                "[WARN] vault key age: the vault master key (data directory) is 730 day(s) old\n       fix: rotate it: `rampart vault rotate-key`",
+            ),
+        ),
+        (
+            "an interrupted key rotation",
+            |r| {
+                let next = r.data_dir().join("keys/vault-master.key.next");
+                r.ok(&["vault", "generate-key", next.to_str().unwrap()]);
+                vec![]
+            },
+            Some("[WARN] vault rotation: a master key rotation did not finish"),
+        ),
+    ];
+    let mut cases = cases;
+    if have_sqlite {
+        cases.push((
+            "an audit event rewritten in the database",
+            |r| {
+                let out = std::process::Command::new("sqlite3")
+                    .arg(r.data_dir().join("rampart.db"))
+                    .arg("UPDATE audit_events SET event = replace(event, 'alice', 'mallory')")
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                vec![]
+            },
+            Some("[FAIL] audit evidence: audit chain:"),
+        ));
+    }
+    if have_openssl {
+        cases.push((
+            "a certificate that expires in ten days",
+            |r| {
+                let (cert, key) = openssl_cert(r, "soon", "10");
+                vec![
+                    ("RAMPART_HTTP_TLS_CERT", cert),
+                    ("RAMPART_HTTP_TLS_KEY", key),
+                ]
+            },
+            Some("[WARN] tls certificate: "),
+        ));
+        cases.push((
+            "a self-signed certificate on a listener other hosts use",
+            |r| {
+                let (cert, key) = openssl_cert(r, "selfsigned", "400");
+                vec![
+                    ("RAMPART_HTTP_TLS_CERT", cert),
+                    ("RAMPART_HTTP_TLS_KEY", key),
+                    ("RAMPART_HTTP_LISTEN", "0.0.0.0:8443".into()),
+                    ("RAMPART_AUTH_ALLOW_FROM", "10.0.0.0/8".into()),
+                ]
+            },
+            Some("selfsigned.pem is self-signed while http.listen is reachable from other hosts"),
+        ));
+    }
+    for (what, break_it, expected) in cases {
+        let r = Rampart::new(BIN);
+        r.ok(&["user", "add", "alice"]);
+        let env = break_it(&r);
+        let mut command = r.command(&["doctor"]);
+        command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = output_with_input(&mut command, b"");
+        let report = text(&out.stdout);
+        match expected {
+            None => {
+                assert!(
+                    out.status.success(),
+                    "{what}: {report}{}",
+                    text(&out.stderr)
+                );
+                assert!(report.contains("no findings"), "{what}: {report}");
+                assert!(
+                    !report.contains("[WARN]") && !report.contains("[FAIL]"),
+                    "{what}: {report}"
+                );
+            }
+            Some(expected) => {
+                assert!(!out.status.success(), "{what}: doctor passed:\n{report}");
+                assert!(
+                    report.contains(expected),
+                    "{what}: {expected:?} not in\n{report}"
+                );
+                assert!(
+                    text(&out.stderr).contains("need attention"),
+                    "{what}: {}",
+                    text(&out.stderr)
+                );
+                // Every finding comes with its fix.
+                let findings = report
+                    .lines()
+                    .filter(|l| l.starts_with("[WARN]") || l.starts_with("[FAIL]"))
+                    .count();
+                assert_eq!(
+                    report.matches("       fix: ").count(),
+                    findings,
+                    "{what}: {report}"
+                );
+            }
+        }
+    }
+}
