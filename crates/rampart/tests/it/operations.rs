@@ -620,3 +620,139 @@ fn doctor_finds_each_problem_of_a_broken_deployment_and_says_how_to_fix_it() {
         }
     }
 }
+
+#[test]
+fn the_debian_package_holds_a_hardened_unit_that_systemd_accepts() {
+    for tool in ["dpkg-deb", "dpkg", "du"] {
+        if rampart_testkit::require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let scratch = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(root.join("packaging/build-deb.sh"))
+        .arg(BIN)
+        .arg(scratch.path())
+        // The test binary is large and unoptimised: no time spent compressing it.
+        .env("RAMPART_DEB_COMPRESSION", "none")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deb = text(&out.stdout).trim().to_owned();
+
+    let info = std::process::Command::new("dpkg-deb")
+        .args(["-I", &deb])
+        .output()
+        .unwrap();
+    let info = text(&info.stdout);
+    for field in [
+        "Package: rampart",
+        "Version: 0.1.0",
+        "Depends: libc6, adduser",
+        "Section: admin",
+    ] {
+        assert!(info.contains(field), "{field} not in\n{info}");
+    }
+    for script in ["postinst", "prerm", "postrm", "conffiles"] {
+        assert!(info.contains(script), "{script} not in\n{info}");
+    }
+    let contents = std::process::Command::new("dpkg-deb")
+        .args(["-c", &deb])
+        .output()
+        .unwrap();
+    let contents = text(&contents.stdout);
+    for (path, mode) in [
+        ("./usr/bin/rampart", "-rwxr-xr-x root/root"),
+        (
+            "./lib/systemd/system/rampart.service",
+            "-rw-r--r-- root/root",
+        ),
+        ("./etc/rampart/rampart.toml", "-rw-r----- root/root"),
+        ("./usr/share/doc/rampart/copyright", "-rw-r--r-- root/root"),
+    ] {
+        assert!(
+            contents
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{path} ({mode}) not in\n{contents}"
+        );
+    }
+
+    let tree = scratch.path().join("tree");
+    let out = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let unit = std::fs::read_to_string(tree.join("lib/systemd/system/rampart.service")).unwrap();
+    for line in [
+        "User=rampart",
+        "ExecStart=/usr/bin/rampart --config /etc/rampart/rampart.toml serve",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/rampart",
+        "CapabilityBoundingSet=\n",
+        "AmbientCapabilities=\n",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "LimitCORE=0",
+    ] {
+        assert!(unit.contains(line), "{line:?} not in the unit");
+    }
+    // The packaged configuration is one this binary accepts.
+    let config = tree.join("etc/rampart/rampart.toml");
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--data-dir"])
+        .arg(scratch.path().join("data"))
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    if rampart_testkit::require_tool("systemd-analyze").is_none() {
+        return;
+    }
+    // systemd checks every directive (an unknown or misspelt one is reported); the binary path
+    // is the extracted one, since this test does not install the package.
+    let local = scratch.path().join("rampart.service");
+    let binary = tree.join("usr/bin/rampart");
+    std::fs::write(
+        &local,
+        unit.replace("/usr/bin/rampart", binary.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&local)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "",
+        "systemd-analyze verify complains"
+    );
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&local)
+        .output()
+        .unwrap();
+    let report = text(&out.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for rampart.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in\n{report}{}", text(&out.stderr)));
+    assert!(
+        exposure <= 2.0,
+        "systemd rates the unit's exposure {exposure}:\n{report}"
+    );
+}
