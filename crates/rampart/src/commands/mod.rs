@@ -43,7 +43,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     let actor = local_actor();
     let signed_before = crate::seals::before_command(&store).await?;
     let result = match command {
-        Command::Serve(_) | Command::Init | Command::Restore(_) => {
+        Command::Serve(_) | Command::Init | Command::Restore(_) | Command::Completion { .. } => {
             bail!("not an administration command")
         }
         Command::User(cmd) => users::run(&store, &actor, json, cmd).await,

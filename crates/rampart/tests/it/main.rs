@@ -15,6 +15,7 @@ mod auth_hardening;
 mod availability;
 mod browser;
 mod cli;
+mod cli_messages;
 mod data_dir;
 mod evidence;
 mod evidence_chain;
