@@ -10,6 +10,9 @@
 //!    live at the snapshot is copied as far as it got (its first start after a restore seals
 //!    it, as after a crash).
 //!
+//! With a `.tar` name instead of a directory, the same tree is written into one tar archive
+//! (staged as a directory first, so it needs the space twice while it is made).
+//!
 //! Restoring copies into a temporary sibling of the new directory, checks every file against
 //! the manifest, opens the store there (integrity check, schema, vault key) and only then
 //! renames it into place, so a failed restore leaves nothing half-made behind.
@@ -96,8 +99,9 @@ impl<'a> Reporter<'a> {
 }
 
 impl Store {
-    /// Writes a backup of this data directory into `to`, which must not exist. Without
-    /// `include_master_key` the vault master key is left out (the operator keeps it apart).
+    /// Writes a backup of this data directory into `to`, which must not exist: a directory, or
+    /// a tar archive when its name ends in `.tar`. Without `include_master_key` the vault master
+    /// key is left out (the operator keeps it apart).
     pub async fn backup_to(
         &self,
         to: &Path,
@@ -124,6 +128,12 @@ impl Store {
                 return Err(err);
             }
         };
+        if is_archive(to) {
+            let result = write_archive(&staging, to, &mut reporter);
+            let _ = fs::remove_dir_all(&staging);
+            result?;
+            return Ok(manifest);
+        }
         fs::rename(&staging, to).map_err(|err| {
             let _ = fs::remove_dir_all(&staging);
             io_error(to, "cannot create", &err)
@@ -232,6 +242,69 @@ impl Store {
     }
 }
 
+/// Whether a backup path names a tar archive rather than a directory.
+pub fn is_archive(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "tar")
+}
+
+/// Writes the staged backup `tree` as the tar archive `to` (mode 0600), through a temporary
+/// sibling renamed into place when complete.
+fn write_archive(tree: &Path, to: &Path, reporter: &mut Reporter<'_>) -> Result<(), StoreError> {
+    let partial = staging_sibling(to)?;
+    let result = (|| {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|err| io_error(&partial, "cannot create", &err))?;
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", tree)
+            .map_err(|err| io_error(&partial, "cannot write", &err))?;
+        let file = builder
+            .into_inner()
+            .map_err(|err| io_error(&partial, "cannot write", &err))?
+            .into_inner()
+            .map_err(|err| io_error(&partial, "cannot write", err.error()))?;
+        file.sync_all()
+            .map_err(|err| io_error(&partial, "cannot sync", &err))?;
+        reporter.report(
+            Progress {
+                phase: "archive",
+                files: 1,
+                total_files: 1,
+                bytes: file.metadata().map_or(0, |m| m.len()),
+            },
+            true,
+        );
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(StoreError::DataDir(format!(
+                "{} already exists",
+                to.display()
+            )));
+        }
+        fs::rename(&partial, to).map_err(|err| io_error(to, "cannot create", &err))?;
+        to.parent().map_or(Ok(()), sync_dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Unpacks the archive `from` into the new directory `into` (tar refuses entries outside it).
+fn unpack_archive(from: &Path, into: &Path) -> Result<(), StoreError> {
+    let file = File::open(from).map_err(|err| io_error(from, "cannot read", &err))?;
+    make_private_dir(into)?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    archive.set_preserve_permissions(false);
+    archive
+        .unpack(into)
+        .map_err(|err| StoreError::DataDir(format!("cannot unpack {}: {err}", from.display())))
+}
+
 /// Reads a backup's manifest, refusing one this version cannot read.
 pub fn read_backup_manifest(from: &Path) -> Result<BackupManifest, StoreError> {
     let path = from.join(BACKUP_MANIFEST);
@@ -286,6 +359,16 @@ pub async fn restore_backup(
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(io_error(to, "cannot read", &err)),
+    }
+    // An archive is unpacked beside the target first, then restored like a directory.
+    if is_archive(from) && from.is_file() {
+        let unpacked = staging_sibling(to)?;
+        let result = match unpack_archive(from, &unpacked) {
+            Ok(()) => Box::pin(restore_backup(&unpacked, options, progress)).await,
+            Err(err) => Err(err),
+        };
+        let _ = fs::remove_dir_all(&unpacked);
+        return result;
     }
     let manifest = read_backup_manifest(from)?;
     let newest = crate::migrations::known_version();

@@ -597,9 +597,10 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The new directory to write the backup into (must not exist); it holds the database
-    /// snapshot, the keys, the recordings and backup.json listing every file's SHA-256
-    #[arg(long, value_name = "DIR")]
+    /// Where to write the backup (must not exist): a directory, or one tar archive when the
+    /// name ends in .tar. It holds the database snapshot, the keys, the recordings and
+    /// backup.json listing every file's SHA-256
+    #[arg(long, value_name = "DIR|FILE.tar")]
     pub to: PathBuf,
     /// Leave the vault master key out of the backup; keep it apart and give it to `rampart
     /// restore` with --master-key-file
@@ -609,8 +610,8 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup directory, as `rampart backup --to` wrote it
-    #[arg(value_name = "BACKUP_DIR")]
+    /// The backup, as `rampart backup --to` wrote it: its directory or its .tar archive
+    #[arg(value_name = "BACKUP")]
     pub from: PathBuf,
 }
 

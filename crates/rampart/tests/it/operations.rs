@@ -156,6 +156,27 @@ fn a_damaged_or_incomplete_backup_is_refused_and_leaves_nothing_behind() {
     with_key.ok(&["restore", backup.to_str().unwrap()]);
     assert_eq!(with_key.json(&["user", "list"]), r.json(&["user", "list"]));
 
+    // The same as one tar archive (mode 0600), restored alike.
+    let archive = r.scratch().join("backup.tar");
+    r.ok(&["backup", "--to", archive.to_str().unwrap()]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let from_archive = Rampart::without_init(BIN);
+    let out = from_archive.run(&["restore", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        from_archive.json(&["user", "list"]),
+        r.json(&["user", "list"])
+    );
+    assert_eq!(
+        std::fs::read_dir(from_archive.scratch()).unwrap().count(),
+        1,
+        "only the restored data directory is left beside it"
+    );
+
     // A changed byte anywhere is found.
     let db = backup.join("rampart.db");
     let mut bytes = std::fs::read(&db).unwrap();
