@@ -603,7 +603,17 @@ fn doctor_finds_each_problem_of_a_broken_deployment_and_says_how_to_fix_it() {
         command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let out = output_with_input(&mut command, b"");
         let report = text(&out.stdout);
+        // The free space is the test machine's: when it is short, that finding comes on top.
+        let disk_short = !report.contains("[ok]   disk space:");
         match expected {
+            None if disk_short => {
+                let others = report
+                    .lines()
+                    .filter(|l| l.starts_with("[WARN]") || l.starts_with("[FAIL]"))
+                    .filter(|l| !l.contains("] disk space:"))
+                    .count();
+                assert_eq!(others, 0, "{what}: {report}");
+            }
             None => {
                 assert!(
                     out.status.success(),
