@@ -5,7 +5,9 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Lines waiting for the writer thread.
 const QUEUE: usize = 4096;
@@ -14,21 +16,40 @@ const QUEUE: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct AccessFile {
     lines: SyncSender<Vec<u8>>,
+    /// Answers each empty buffer (a flush request) once everything before it is written.
+    flushed: Arc<Mutex<Receiver<()>>>,
 }
 
 impl AccessFile {
     pub fn start(mut file: File) -> std::io::Result<Self> {
         let (lines, queue) = sync_channel::<Vec<u8>>(QUEUE);
+        let (ack, flushed) = channel();
         std::thread::Builder::new()
             .name("rampart-access-log".into())
             .spawn(move || {
                 for line in queue {
-                    if let Err(err) = file.write_all(&line) {
+                    if line.is_empty() {
+                        let _ = file.sync_data();
+                        let _ = ack.send(());
+                    } else if let Err(err) = file.write_all(&line) {
                         eprintln!("cannot write the access log: {err}");
                     }
                 }
             })?;
-        Ok(Self { lines })
+        Ok(Self {
+            lines,
+            flushed: Arc::new(Mutex::new(flushed)),
+        })
+    }
+
+    /// Waits (a few seconds at most) until every record handed over so far is on disk: at
+    /// shutdown, so the last connections' records are not lost with the process.
+    pub fn flush(&self) {
+        if self.lines.send(Vec::new()).is_ok()
+            && let Ok(flushed) = self.flushed.lock()
+        {
+            let _ = flushed.recv_timeout(Duration::from_secs(5));
+        }
     }
 }
 

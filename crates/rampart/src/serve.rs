@@ -29,7 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         master_key: config.master_key.clone(),
     };
     let (store, report) = Store::open_for_serving(&options, &serve_lock).await?;
-    init_logging(&config, &store)?;
+    let access_log = init_logging(&config, &store)?;
     // The certificate is read (or generated) before any socket is bound: a bad one stops here.
     let tls = match &config.http.tls {
         HttpTls::Off => None,
@@ -269,6 +269,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     crate::seals::sign_at_shutdown(&store, &audit_key).await;
     tracing::info!("rampart stopped");
+    if let Some(access_log) = access_log {
+        access_log.flush();
+    }
     if let Some(store) = Arc::into_inner(store) {
         store.close().await;
     }
@@ -316,7 +319,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 /// Logs go to stderr for the operator and, as JSON lines, to `logs/rampart.log` in the data
 /// directory for later search.
-fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
+fn init_logging(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<Option<crate::access_log::AccessFile>> {
     let path = store.data_dir().logs_dir().join("rampart.log");
     let file = OpenOptions::new()
         .create(true)
@@ -340,6 +346,7 @@ fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
         .json()
         .with_writer(Mutex::new(file))
         .with_filter(filter_fn(general));
+    let mut access_writer = None;
     let access_layer = match access {
         AccessLog::File => {
             let path = store.data_dir().logs_dir().join("access.log");
@@ -349,15 +356,15 @@ fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
                 .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("cannot open access log {}", path.display()))?;
+            let writer = crate::access_log::AccessFile::start(file)
+                .context("cannot start the access log writer")?;
+            access_writer = Some(writer.clone());
             Some(
                 fmt::layer()
                     .json()
                     .with_current_span(false)
                     .with_span_list(false)
-                    .with_writer(
-                        crate::access_log::AccessFile::start(file)
-                            .context("cannot start the access log writer")?,
-                    )
+                    .with_writer(writer.clone())
                     .with_filter(filter_fn(|meta: &tracing::Metadata<'_>| {
                         meta.target() == rampart_ssh::ACCESS_TARGET
                     })),
@@ -371,7 +378,7 @@ fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
         .with(access_layer)
         .try_init()
         .context("cannot start logging")?;
-    Ok(())
+    Ok(access_writer)
 }
 
 fn print_banner(
