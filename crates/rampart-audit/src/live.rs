@@ -15,8 +15,32 @@ use crate::recording::{Recorder, RecordingError, SealedRecording, Stream};
 use bytes::Bytes;
 use ssh_key::PrivateKey;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// Recordings whose writer thread is running in this process.
+static OPEN_WRITERS: AtomicU64 = AtomicU64::new(0);
+/// Hand-offs to writers, and the time the relay waited for them in all (microseconds): how far
+/// the recorder holds the relay back.
+static HANDOFFS: AtomicU64 = AtomicU64::new(0);
+static HANDOFF_WAIT_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// This process's recorders, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderStats {
+    pub open: u64,
+    pub handoffs: u64,
+    pub handoff_wait_micros: u64,
+}
+
+pub fn recorder_stats() -> RecorderStats {
+    RecorderStats {
+        open: OPEN_WRITERS.load(Ordering::Relaxed),
+        handoffs: HANDOFFS.load(Ordering::Relaxed),
+        handoff_wait_micros: HANDOFF_WAIT_MICROS.load(Ordering::Relaxed),
+    }
+}
 
 /// What the writer is asked to do.
 enum Op {
@@ -64,7 +88,11 @@ impl LiveRecorder {
             .name("rampart-recorder".into())
             // The writer's frames are small; the default 2 MiB is address space per session.
             .stack_size(256 * 1024)
-            .spawn(move || write_until_sealed(recorder, syncer, &queue, sync_interval))
+            .spawn(move || {
+                OPEN_WRITERS.fetch_add(1, Ordering::Relaxed);
+                write_until_sealed(recorder, syncer, &queue, sync_interval);
+                OPEN_WRITERS.fetch_sub(1, Ordering::Relaxed);
+            })
             .map_err(|err| RecordingError::Io {
                 path: format!("the writer thread of recording {session}"),
                 source: err,
@@ -78,11 +106,16 @@ impl LiveRecorder {
 
     async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, RecordingError> {
         let (done, written) = tokio::sync::oneshot::channel();
+        let started = Instant::now();
         self.jobs
             .send_async(job(done))
             .await
             .map_err(|_| RecordingError::Stopped)?;
-        written.await.map_err(|_| RecordingError::Stopped)?
+        let result = written.await.map_err(|_| RecordingError::Stopped)?;
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        HANDOFFS.fetch_add(1, Ordering::Relaxed);
+        HANDOFF_WAIT_MICROS.fetch_add(waited, Ordering::Relaxed);
+        result
     }
 
     /// Bytes of one direction; resolves once they are in the file.

@@ -386,6 +386,14 @@ pub enum AuditEvent {
         target: String,
         reason: String,
     },
+    /// `rampart backup` copied the database, keys and recordings (with or without the vault
+    /// master key) to a directory.
+    BackupMade {
+        to: String,
+        master_key_included: bool,
+        files: u64,
+        bytes: u64,
+    },
 }
 
 impl AuditEvent {
@@ -446,6 +454,7 @@ impl AuditEvent {
             AuditEvent::CommandRun { .. } => "command_run",
             AuditEvent::FileTransferred { .. } => "file_transferred",
             AuditEvent::FileChanged { .. } => "file_changed",
+            AuditEvent::BackupMade { .. } => "backup_made",
         }
     }
 }

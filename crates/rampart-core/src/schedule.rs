@@ -59,9 +59,12 @@ impl Schedule {
         if trimmed.is_empty() || trimmed.len() > 512 {
             return Err(invalid("empty or too long"));
         }
-        // The zone is the last word when it is not a time range.
+        // The zone is the last word when it is a name (IANA names start with a letter), not a
+        // time range such as `08:00-18:00` or a mistyped `8-18`.
         let (body, zone_name) = match trimmed.rsplit_once(' ') {
-            Some((body, last)) if !last.contains(':') => (body.trim(), last),
+            Some((body, last)) if last.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+                (body.trim(), last)
+            }
             _ => (trimmed, "UTC"),
         };
         let zone = TimeZone::get(zone_name)
@@ -77,10 +80,13 @@ impl Schedule {
                 .trim()
                 .split_once('-')
                 .ok_or_else(|| invalid(&format!("bad hours {hours:?}")))?;
-            let start = parse_minute(start, false)
-                .ok_or_else(|| invalid(&format!("bad time {start:?}")))?;
-            let end =
-                parse_minute(end, true).ok_or_else(|| invalid(&format!("bad time {end:?}")))?;
+            let bad_time = |time: &str| {
+                invalid(&format!(
+                    "bad time {time:?}: times are HH:MM on a 24-hour clock, such as 08:00-18:00"
+                ))
+            };
+            let start = parse_minute(start, false).ok_or_else(|| bad_time(start))?;
+            let end = parse_minute(end, true).ok_or_else(|| bad_time(end))?;
             if start == end {
                 return Err(invalid("a window cannot start and end at the same time"));
             }

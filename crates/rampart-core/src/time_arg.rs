@@ -8,9 +8,48 @@ use time::format_description::well_known::Rfc3339;
 pub fn parse_rfc3339(what: &str, text: &str) -> Result<OffsetDateTime, InvalidInput> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
         InvalidInput::new(format!(
-            "invalid {what} {text:?}: expected an RFC 3339 time such as 2026-12-31T18:00:00Z"
+            "invalid {what} {text:?}: expected an RFC 3339 time such as 2026-12-31T18:00:00Z \
+             or 2026-12-31T18:00:00+01:00"
         ))
     })
+}
+
+/// What a bare date means where a time is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEdge {
+    /// The start of the day (`--from`, `--since`, `--at`).
+    Start,
+    /// The end of the day: the next midnight, since Rampart's end bounds are exclusive
+    /// (`--until 2026-12-31` includes all of December 31).
+    End,
+}
+
+/// Parses an RFC 3339 time, or a date `YYYY-MM-DD` in UTC meaning the `edge` of that day.
+pub fn parse_time_or_date(
+    what: &str,
+    text: &str,
+    edge: DayEdge,
+) -> Result<OffsetDateTime, InvalidInput> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let invalid = || {
+        InvalidInput::new(format!(
+            "invalid {what} {text:?}: expected an RFC 3339 time such as 2026-12-31T18:00:00Z \
+             or 2026-12-31T18:00:00+01:00, or a date such as 2026-12-31 (UTC; {})",
+            match edge {
+                DayEdge::Start => "from the start of that day",
+                DayEdge::End => "to the end of that day",
+            }
+        ))
+    };
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text.trim(), &format).map_err(|_| invalid())?;
+    let start = date.midnight().assume_utc();
+    match edge {
+        DayEdge::Start => Ok(start),
+        DayEdge::End => start.checked_add(time::Duration::DAY).ok_or_else(invalid),
+    }
 }
 
 /// Formats a time as RFC 3339 in UTC, the form Rampart prints and stores.

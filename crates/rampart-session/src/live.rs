@@ -454,7 +454,7 @@ impl Facts {
             policy,
             kills: kills
                 .into_iter()
-                .map(|(id, by, reason)| (id, format!("ended by {by}: {reason}")))
+                .map(|(id, by, reason)| (id, kill_notice(&by.to_string(), &reason)))
                 .collect(),
         })
     }
@@ -516,9 +516,31 @@ impl Facts {
     }
 }
 
+/// What a killed session's user is told: who ended it and why, saying "ended by" once (the
+/// portal's default reason already names the killer: "ended by audrey").
+fn kill_notice(by: &str, reason: &str) -> String {
+    if reason.starts_with("ended by ") {
+        reason.to_owned()
+    } else {
+        format!("ended by {by}: {reason}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kill_notice_says_who_and_why_once() {
+        assert_eq!(
+            kill_notice("user:audrey", "ended by audrey"),
+            "ended by audrey"
+        );
+        assert_eq!(
+            kill_notice("cli:root (uid 0)", "maintenance"),
+            "ended by cli:root (uid 0): maintenance"
+        );
+    }
 
     #[test]
     fn warnings_come_a_minute_or_a_quarter_before() {

@@ -225,16 +225,39 @@ impl Gateway {
         )
         .unauthenticated(slot)
         .target_answer_timeout(self.target_answer_timeout);
-        match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
-            Ok(session) => {
-                if let Err(err) = session.await {
-                    tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+        let started = std::time::Instant::now();
+        let user = handler.access_user();
+        let result =
+            match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
+                Ok(session) => match session.await {
+                    Ok(()) => "closed".to_owned(),
+                    Err(err) => {
+                        tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+                        format!("error: {err}")
+                    }
+                },
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "ssh handshake failed");
+                    format!("handshake failed: {err}")
                 }
-            }
-            Err(err) => tracing::debug!(%peer, error = %err, "ssh handshake failed"),
-        }
+            };
+        // One access record per connection; its sessions have their own audit events.
+        tracing::info!(
+            target: ACCESS_TARGET,
+            protocol = "ssh",
+            user = user.get().map_or("-", String::as_str),
+            source = %peer.ip().to_canonical(),
+            authenticated = user.get().is_some(),
+            result = %result,
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "ssh connection"
+        );
     }
 }
+
+/// The tracing target of access records (one per connection and HTTP request), which the
+/// binary routes as `log.access` says.
+pub const ACCESS_TARGET: &str = "rampart::access";
 
 /// Says that connections are being refused, at most every ten seconds (a flood must not flood
 /// the log too).

@@ -122,6 +122,8 @@ pub struct Connection {
     /// The environment of session channels that have not started yet (answered here).
     pending_env: crate::requests::PendingEnvironments,
     target_answer_timeout: crate::TargetAnswerTimeout,
+    /// Who authenticated, for the access record written when the connection ends.
+    access_user: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Drop for Connection {
@@ -158,6 +160,7 @@ impl Connection {
             target_host_keys,
             pending_env: crate::requests::PendingEnvironments::default(),
             target_answer_timeout: crate::TargetAnswerTimeout::default(),
+            access_user: Arc::default(),
         }
     }
 
@@ -165,6 +168,11 @@ impl Connection {
     pub(crate) fn target_answer_timeout(mut self, timeout: crate::TargetAnswerTimeout) -> Self {
         self.target_answer_timeout = timeout;
         self
+    }
+
+    /// Filled with the user's name once the connection authenticates (for the access log).
+    pub(crate) fn access_user(&self) -> Arc<std::sync::OnceLock<String>> {
+        self.access_user.clone()
     }
 
     /// Counts the connection among the unauthenticated ones (with its login deadline) until it
@@ -297,6 +305,7 @@ impl server::Handler for Connection {
             slot.authenticated();
         }
         if let Some(identity) = &self.identity {
+            let _ = self.access_user.set(identity.user.name.to_string());
             self.registered = Some(self.live.add_connection(
                 &identity.user,
                 self.peer.ip(),

@@ -58,7 +58,7 @@ impl GrantInput {
     /// Parses every field into a [`NewGrant`], naming the field that is wrong.
     pub fn parse(&self) -> std::result::Result<NewGrant, rampart_core::InvalidInput> {
         use rampart_core::InvalidInput;
-        use rampart_core::time_arg::{parse_duration, parse_rfc3339};
+        use rampart_core::time_arg::{DayEdge, parse_duration, parse_time_or_date};
         let subject = match (&self.user, &self.group) {
             (Some(user), None) => GrantSubject::User(Name::parse("user", user)?),
             (None, Some(group)) => GrantSubject::Group(Name::parse("group", group)?),
@@ -74,8 +74,10 @@ impl GrantInput {
             ),
             _ => return Err(InvalidInput::new("give exactly one of asset or labels")),
         };
-        let time = |what: &str, text: &Option<String>| {
-            text.as_deref().map(|t| parse_rfc3339(what, t)).transpose()
+        let time = |what: &str, text: &Option<String>, edge| {
+            text.as_deref()
+                .map(|t| parse_time_or_date(what, t, edge))
+                .transpose()
         };
         let duration = |what: &str, text: &Option<String>| {
             text.as_deref().map(|t| parse_duration(what, t)).transpose()
@@ -92,8 +94,8 @@ impl GrantInput {
                 Some(list) => ActionSet::parse(list)?,
                 None => ActionSet::default_for_grant(),
             },
-            valid_from: time("--from time", &self.from)?,
-            valid_until: time("--until time", &self.until)?,
+            valid_from: time("--from time", &self.from, DayEdge::Start)?,
+            valid_until: time("--until time", &self.until, DayEdge::End)?,
             schedule: self.schedule.as_deref().map(Schedule::parse).transpose()?,
             require_mfa: self.require_mfa,
             idle_timeout: duration("--idle-timeout", &self.idle_timeout)?,

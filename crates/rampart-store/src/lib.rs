@@ -12,11 +12,13 @@
 mod accounts;
 mod assets;
 pub mod audit_log;
+mod backup;
 mod commands;
 mod data_dir;
 mod grants;
 mod groups;
 mod login_controls;
+pub mod metrics;
 mod mfa;
 mod migrations;
 pub mod node_keys;
@@ -32,6 +34,9 @@ mod web_auth;
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use assets::{AssetChange, EndpointChange, NewAsset};
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
+pub use backup::{
+    BACKUP_MANIFEST, BackupFile, BackupManifest, Progress, read_backup_manifest, restore_backup,
+};
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use grants::{GrantInput, NewGrant};
@@ -89,6 +94,17 @@ pub enum StoreError {
     Damaged { path: PathBuf, detail: String },
     #[error("database: {0}")]
     Database(DatabaseError),
+    #[error(
+        "the database {} was written by a newer rampart (schema {found}; this binary knows up \
+         to {known}): migrations are one-way, so this version will not touch it; run the newer \
+         rampart, or restore the backup taken before the upgrade",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("database migration: {0}")]
     Migration(DatabaseError),
     #[error("database holds a corrupt value in {0}")]
@@ -304,6 +320,7 @@ impl Store {
         if check_integrity && !created_data_dir {
             quick_check(&pool, &data_dir).await?;
         }
+        migrations::refuse_newer(&pool, &data_dir.database_path()).await?;
         migrations::run(&pool).await?;
         data_dir.restrict_database_files()?;
         let store = Self {

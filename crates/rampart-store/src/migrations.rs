@@ -82,3 +82,46 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateE
         .collect();
     Migrator::with_migrations(migrations).run(pool).await
 }
+
+/// The newest migration this binary knows.
+pub(crate) fn known_version() -> i64 {
+    MIGRATIONS
+        .iter()
+        .map(|(version, _, _)| *version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The newest migration applied to the database (0 for a new one).
+pub(crate) async fn applied_version(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if table.is_none() {
+        return Ok(0);
+    }
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await?;
+    Ok(newest.unwrap_or(0))
+}
+
+/// Migrations are one-way: a database a newer version has migrated may hold what this version
+/// cannot read or would damage, so it is refused before anything is written.
+pub(crate) async fn refuse_newer(
+    pool: &SqlitePool,
+    path: &std::path::Path,
+) -> Result<(), crate::StoreError> {
+    let found = applied_version(pool).await?;
+    let known = known_version();
+    if found > known {
+        return Err(crate::StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            known,
+        });
+    }
+    Ok(())
+}

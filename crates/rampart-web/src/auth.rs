@@ -262,6 +262,7 @@ pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next)
         Ok(caller) => caller,
         Err(err) => return err.into_response(),
     };
+    crate::access::note_caller(&request, caller.user.name.as_str());
     match caller.rights.allows(guard.access, mutates) {
         Ok(()) => {}
         Err(Refusal::Role) => {

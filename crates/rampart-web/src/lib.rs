@@ -7,13 +7,16 @@
 //! TLS unless told otherwise, until `shutdown` completes.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod auth;
+pub mod cert_facts;
 mod connections;
 mod download;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod portal;
@@ -96,6 +99,8 @@ pub struct WebState {
     pub websockets: Arc<tokio::sync::Semaphore>,
     /// Checks logins, by the same rules and in the same order as the SSH listener.
     pub authenticator: rampart_auth::Authenticator,
+    /// What `/metrics` reports (shared with the separate metrics listener, if any).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl WebState {
@@ -106,7 +111,14 @@ impl WebState {
             settings: Arc::new(settings),
             gateway: None,
             websockets: Arc::new(tokio::sync::Semaphore::new(ws::MAX_WEBSOCKETS)),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same state, reporting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same state, with the gateway that carries browser terminals and live views.
@@ -139,6 +151,10 @@ pub fn router(state: WebState) -> Router {
     router
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::record,
+        ))
         .with_state(state)
 }
 

@@ -107,6 +107,7 @@ pub fn table() -> Vec<Route> {
             || async { "ok\n" },
         )
         .produces("text/plain"),
+        Route::new(get(), "/metrics", Auditor, "health", "Prometheus metrics (text format 0.0.4)", crate::metrics::serve).produces(crate::metrics::CONTENT_TYPE),
         Route::new(
             get(),
             "/readyz",

@@ -77,6 +77,21 @@ pub enum Command {
     /// Manage API tokens (for scripts calling the REST API with Authorization: Bearer)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Back up the data directory (database, keys, recordings) while the server runs
+    Backup(BackupArgs),
+    /// Restore a backup into a new data directory (--data-dir), which must not exist or be empty
+    Restore(RestoreArgs),
+    /// Check the deployment (listeners, TLS certificate, file modes, vault key, audit evidence,
+    /// SIEM sinks, disk space, clock) and print a checklist with a fix for each finding; exits
+    /// non-zero when anything needs attention
+    Doctor,
+    /// Print a shell completion script: `source <(rampart completion bash)`, or save it where
+    /// your shell loads completions from
+    Completion {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,7 +119,10 @@ pub enum TokenCommand {
         user: Option<String>,
     },
     /// Revoke an API token by id (as `rampart token list` prints it); it stops working at once
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `rampart token list` prints it
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +175,7 @@ pub struct ServeArgs {
 pub enum UserCommand {
     /// Add a user
     Add {
+        /// The user's name (letters, digits, `.`, `-`, `_`): their SSH login name at Rampart
         name: String,
         /// What the user may do with Rampart itself
         #[arg(long, default_value = "user", value_parser = ["admin", "auditor", "user"])]
@@ -168,7 +187,10 @@ pub enum UserCommand {
     /// List users
     List,
     /// Show one user with keys, groups, login rules and lock state
-    Show { name: String },
+    Show {
+        /// The user
+        name: String,
+    },
     /// Set where from and when a user may log in (on top of the configuration's [auth] rules).
     /// A flag left out keeps that rule; an empty value ("") removes it
     #[command(group(
@@ -199,16 +221,28 @@ pub enum UserCommand {
         name: String,
     },
     /// Disable a user: they can no longer log in
-    Disable { name: String },
+    Disable {
+        /// The user
+        name: String,
+    },
     /// Enable a disabled user
-    Enable { name: String },
+    Enable {
+        /// The user
+        name: String,
+    },
     /// Remove a user, their keys, memberships and personal grants (their sessions and audit events stay)
-    Remove { name: String },
+    Remove {
+        /// The user
+        name: String,
+    },
     /// Manage a user's SSH public keys
     #[command(subcommand)]
     Key(UserKeyCommand),
     /// Set a user's password, read from standard input (prompted without echo on a terminal)
-    Password { name: String },
+    Password {
+        /// The user
+        name: String,
+    },
     /// Manage a user's second factor (TOTP codes from an authenticator app)
     #[command(subcommand)]
     Mfa(UserMfaCommand),
@@ -222,27 +256,44 @@ pub enum UserMfaCommand {
     /// holding the URI, no QR code), then reads one code from standard input. Only a correct
     /// code stores the second factor.
     Enroll {
+        /// The user
         name: String,
         /// Replace the user's current second factor (their old app entry stops working)
         #[arg(long)]
         replace: bool,
     },
     /// Remove a user's second factor; they must enroll again
-    Reset { name: String },
+    Reset {
+        /// The user
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UserKeyCommand {
     /// Add the public key(s) in FILE to a user
-    Add { name: String, file: PathBuf },
+    Add {
+        /// The user
+        name: String,
+        /// The public key file (.pub, or several keys one per line)
+        file: PathBuf,
+    },
     /// Remove a user's key by fingerprint (SHA256:..., as `rampart user show` prints it)
-    Remove { name: String, fingerprint: String },
+    Remove {
+        /// The user
+        name: String,
+        /// The key's fingerprint, SHA256:...
+        fingerprint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
     /// Add a group
-    Add { name: String },
+    Add {
+        /// The group's name
+        name: String,
+    },
     /// Manage group members
     #[command(subcommand)]
     Member(GroupMemberCommand),
@@ -253,7 +304,12 @@ pub enum GroupCommand {
 #[derive(Debug, Subcommand)]
 pub enum GroupMemberCommand {
     /// Add a user to a group
-    Add { group: String, user: String },
+    Add {
+        /// The group
+        group: String,
+        /// The user who joins it
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +322,7 @@ pub enum AssetCommand {
         rampart asset add app-01 --host app.internal --port 2222 --endpoint redis"
     )]
     Add {
+        /// The asset's name, used in logins (`USER@ACCOUNT@ASSET`) and grants
         name: String,
         /// DNS name or IP address
         #[arg(long)]
@@ -304,9 +361,15 @@ pub enum AssetCommand {
     /// List assets
     List,
     /// Show one asset
-    Show { name: String },
+    Show {
+        /// The asset
+        name: String,
+    },
     /// Remove an asset with its accounts and the grants that name it
-    Remove { name: String },
+    Remove {
+        /// The asset
+        name: String,
+    },
     /// Pin the asset's SSH host key (from a .pub file or `ssh-keyscan` output, or as fetched with
     /// --scan once an administrator has confirmed its fingerprint), or forget it so the next
     /// connection pins what it sees
@@ -316,6 +379,7 @@ pub enum AssetCommand {
             .args(["key_file", "clear", "scan"])
     ))]
     Hostkey {
+        /// The asset
         name: String,
         /// File with the host's public key
         #[arg(long, value_name = "FILE")]
@@ -402,7 +466,10 @@ pub enum AccountCommand {
         asset: Option<String>,
     },
     /// Remove an account and its secret
-    Remove { account: String },
+    Remove {
+        /// ACCOUNT@ASSET, as `rampart account list` prints it
+        account: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,7 +479,10 @@ pub enum GrantCommand {
     /// List grants
     List,
     /// Remove a grant by id (live sessions it allowed end within seconds)
-    Remove { id: String },
+    Remove {
+        /// The grant's id, as `rampart grant list` prints it
+        id: String,
+    },
     /// Say whether a user may use an account now (or at --at), which grants decide it, and the
     /// session rules in force (the strictest of every allowing grant)
     Explain(GrantExplainArgs),
@@ -439,11 +509,13 @@ pub struct GrantAddArgs {
     /// (sftp = sftp_read,sftp_write) [default: shell,exec,scp,sftp_read,sftp_write]
     #[arg(long, value_name = "LIST")]
     pub actions: Option<String>,
-    /// Valid from this RFC 3339 time [default: now]
-    #[arg(long, value_name = "TIME")]
+    /// Valid from this RFC 3339 time, or from the start of this date (YYYY-MM-DD, UTC)
+    /// [default: now]
+    #[arg(long, value_name = "TIME|DATE")]
     pub from: Option<String>,
-    /// Valid until this RFC 3339 time [default: no end]
-    #[arg(long, value_name = "TIME")]
+    /// Valid until this RFC 3339 time, or to the end of this date (YYYY-MM-DD, UTC: the whole
+    /// day included) [default: no end]
+    #[arg(long, value_name = "TIME|DATE")]
     pub until: Option<String>,
     /// Weekly windows the grant applies in, e.g. "Mon-Fri 08:00-18:00 Europe/Berlin"
     /// [default: always]
@@ -467,8 +539,10 @@ pub struct GrantAddArgs {
 
 #[derive(Debug, Args)]
 pub struct GrantExplainArgs {
+    /// The user who would connect
     #[arg(long)]
     pub user: String,
+    /// The asset they would connect to
     #[arg(long)]
     pub asset: String,
     /// The account on the asset [default: every account on it]
@@ -477,8 +551,9 @@ pub struct GrantExplainArgs {
     /// shell, exec, scp, sftp_read, sftp_write or port_forward
     #[arg(long, default_value = "shell")]
     pub action: String,
-    /// Decide for this RFC 3339 time [default: now]
-    #[arg(long, value_name = "TIME")]
+    /// Decide for this RFC 3339 time, or the start of this date (YYYY-MM-DD, UTC)
+    /// [default: now]
+    #[arg(long, value_name = "TIME|DATE")]
     pub at: Option<String>,
     /// Whether the login used a second factor [default: whether the user has one enrolled]
     #[arg(long, value_name = "BOOL")]
@@ -497,9 +572,13 @@ pub enum SessionCommand {
         live: bool,
     },
     /// Show one session
-    Show { id: String },
+    Show {
+        /// The session's id, as `rampart session list` prints it
+        id: String,
+    },
     /// End a live session; its user sees the reason, and the kill is an audit event
     Kill {
+        /// The live session's id, as `rampart session list --live` prints it
         id: String,
         /// Shown to the user and kept in the audit trail
         #[arg(long, default_value = "ended by an administrator")]
@@ -518,7 +597,10 @@ pub enum VaultCommand {
         new_key_file: Option<PathBuf>,
     },
     /// Write a new random master key to FILE (mode 0600), for --master-key-file
-    GenerateKey { file: PathBuf },
+    GenerateKey {
+        /// The new key file (must not exist)
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -537,8 +619,9 @@ pub enum AuditCommand {
         /// Only commands on this asset
         #[arg(long)]
         asset: Option<String>,
-        /// Only commands at or after this RFC 3339 time
-        #[arg(long, value_name = "TIME")]
+        /// Only commands at or after this RFC 3339 time, or from the start of this date
+        /// (YYYY-MM-DD, UTC)
+        #[arg(long, value_name = "TIME|DATE")]
         since: Option<String>,
         /// Only commands matching this regular expression
         #[arg(long, value_name = "RE")]
@@ -546,11 +629,13 @@ pub enum AuditCommand {
     },
     /// Write audit events as JSON lines or CSV (the export is itself an audit event)
     Export {
-        /// Events at or after this RFC 3339 time
-        #[arg(long, value_name = "TIME")]
+        /// Events at or after this RFC 3339 time, or from the start of this date (YYYY-MM-DD,
+        /// UTC)
+        #[arg(long, value_name = "TIME|DATE")]
         since: Option<String>,
-        /// Events before this RFC 3339 time
-        #[arg(long, value_name = "TIME")]
+        /// Events before this RFC 3339 time, or to the end of this date (YYYY-MM-DD, UTC: the
+        /// whole day included)
+        #[arg(long, value_name = "TIME|DATE")]
         until: Option<String>,
         /// jsonl or csv
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
@@ -582,4 +667,55 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the backup (must not exist): a directory, or one tar archive when the
+    /// name ends in .tar. It holds the database snapshot, the keys, the recordings and
+    /// backup.json listing every file's SHA-256
+    #[arg(long, value_name = "DIR|FILE.tar")]
+    pub to: PathBuf,
+    /// Leave the vault master key out of the backup; keep it apart and give it to `rampart
+    /// restore` with --master-key-file
+    #[arg(long)]
+    pub without_master_key: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup, as `rampart backup --to` wrote it: its directory or its .tar archive
+    #[arg(value_name = "BACKUP")]
+    pub from: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of every command, as `rampart help CMD` shows them, has a help text.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, blank: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    blank.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    blank.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), blank);
+            }
+        }
+        let mut blank = Vec::new();
+        walk(&Cli::command(), "rampart", &mut blank);
+        assert!(blank.is_empty(), "arguments without help text: {blank:#?}");
+    }
 }

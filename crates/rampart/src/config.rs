@@ -45,6 +45,8 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     recording: RecordingSection,
+    #[serde(default)]
+    metrics: MetricsSection,
 }
 
 /// How session recordings are written.
@@ -117,6 +119,7 @@ struct VaultSection {
 #[serde(deny_unknown_fields)]
 struct LogSection {
     level: Option<String>,
+    access: Option<String>,
 }
 
 /// Values given on the command line; `None` when the flag was not used.
@@ -150,6 +153,8 @@ pub struct Config {
     /// How long a target has to answer a new session (`ssh.target_answer_timeout`).
     pub target_answer_timeout: TargetAnswerTimeout,
     pub recording: RecordingConfig,
+    /// The metrics listener and the access log.
+    pub ops: OpsConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -445,6 +450,7 @@ impl Config {
         };
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
+        let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -460,6 +466,7 @@ impl Config {
             ssh_pre_auth,
             target_host_keys,
             target_answer_timeout,
+            ops,
         })
     }
 }
@@ -985,6 +992,76 @@ fn check_key_file(path: &Path, source: &str) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+// --- Operations (issue 21): the metrics listener and the access log. ---
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    listen: Option<String>,
+}
+
+/// Where access records (one per SSH connection and HTTP request) go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// `logs/access.log` in the data directory, JSON lines (the default).
+    File,
+    /// With the other log lines (standard error and `logs/rampart.log`).
+    Log,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// A separate plain-HTTP listener serving only `/metrics`, without authentication.
+    pub metrics_listen: Option<SocketAddr>,
+    pub access_log: AccessLog,
+}
+
+fn ops_config(
+    metrics: &MetricsSection,
+    access: Option<String>,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<OpsConfig, ConfigError> {
+    let metrics_listen = match pick(
+        "metrics.listen",
+        ("", None),
+        "RAMPART_METRICS_LISTEN",
+        env_lookup,
+        metrics.listen.clone(),
+        file_name,
+    ) {
+        None => None,
+        Some(Sourced { value, .. }) if value == "off" => None,
+        value => Some(listen_address("metrics.listen", value, "127.0.0.1:0")?),
+    };
+    let access_log = match pick(
+        "log.access",
+        ("", None),
+        "RAMPART_LOG_ACCESS",
+        env_lookup,
+        access,
+        file_name,
+    ) {
+        None => AccessLog::File,
+        Some(Sourced { value, source }) => match value.as_str() {
+            "file" => AccessLog::File,
+            "log" => AccessLog::Log,
+            "off" => AccessLog::Off,
+            _ => {
+                return Err(ConfigError(format!(
+                    "log.access (from {source}): {value:?} is not one of file (logs/access.log), \
+                     log (with the other log lines) or off"
+                )));
+            }
+        },
+    };
+    Ok(OpsConfig {
+        metrics_listen,
+        access_log,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `rampart serve`: open the store, bind the listeners, serve until SIGINT or SIGTERM.
 
-use crate::config::{Config, HttpTls};
+use crate::config::{AccessLog, Config, HttpTls};
 use anyhow::Context;
 use rampart_core::time_arg::format_duration;
 use rampart_ssh::live::SessionDefaults;
@@ -15,6 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
@@ -28,7 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         master_key: config.master_key.clone(),
     };
     let (store, report) = Store::open_for_serving(&options, &serve_lock).await?;
-    init_logging(&config, &store)?;
+    let access_log = init_logging(&config, &store)?;
     // The certificate is read (or generated) before any socket is bound: a bad one stops here.
     let tls = match &config.http.tls {
         HttpTls::Off => None,
@@ -52,6 +53,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on ssh.listen {}", config.ssh_listen))?;
     let ssh_addr = ssh.local_addr()?;
+    let metrics_listener = match config.ops.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on metrics.listen {addr}"))?,
+        ),
+        None => None,
+    };
     let shutdown = shutdown_signal()?;
     // Each sink's starting point is fixed before the listening line, so every event after it
     // is forwarded (a new sink starts at the head of the log).
@@ -64,6 +73,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sinks.push((sink, status));
     }
 
+    let metrics = Arc::new(rampart_web::metrics::Metrics::new(
+        tls.as_ref().map(|t| t.cert_path.clone()),
+    ));
+    if let Some(listener) = &metrics_listener {
+        // Before the banner's last line, which scripts wait for.
+        println!(
+            "metrics: listening on http://{}/metrics (no authentication: keep it reachable only by your monitoring)",
+            listener.local_addr()?
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     for (what, addr) in [("http", http_addr), ("ssh", ssh_addr)] {
         if !addr.ip().is_loopback() {
@@ -187,9 +206,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         session_lifetime: config.http.session_lifetime,
         max_connections: rampart_web::MAX_CONNECTIONS.min(descriptors.http_connections),
     };
+    let metrics_task = metrics_listener.map(|listener| {
+        tokio::spawn(rampart_web::metrics::run_listener(
+            listener,
+            store.clone(),
+            metrics.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let web_task = tokio::spawn(rampart_web::run(
         http,
-        WebState::new(store.clone(), web_settings).with_gateway(terminals),
+        WebState::new(store.clone(), web_settings)
+            .with_gateway(terminals)
+            .with_metrics(metrics.clone()),
         tls.map(|t| t.config),
         stopped(stop_rx),
     ));
@@ -227,6 +256,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::error!(error = %err, "a background task failed");
         }
     }
+    if let Some(task) = metrics_task
+        && let Err(err) = task.await
+    {
+        tracing::error!(error = %err, "the metrics listener failed");
+    }
     let ssh_result = ssh_task.await;
     web_task
         .await
@@ -236,6 +270,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     crate::seals::sign_at_shutdown(&store, &audit_key).await;
     tracing::info!("rampart stopped");
+    if let Some(access_log) = access_log {
+        access_log.flush();
+    }
     if let Some(store) = Arc::into_inner(store) {
         store.close().await;
     }
@@ -283,7 +320,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 /// Logs go to stderr for the operator and, as JSON lines, to `logs/rampart.log` in the data
 /// directory for later search.
-fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
+fn init_logging(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<Option<crate::access_log::AccessFile>> {
     let path = store.data_dir().logs_dir().join("rampart.log");
     let file = OpenOptions::new()
         .create(true)
@@ -291,20 +331,55 @@ fn init_logging(config: &Config, store: &Store) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open log file {}", path.display()))?;
+    // Access records (target rampart::access) go where log.access says; everything else to
+    // standard error and rampart.log.
+    let level = config.log_level;
+    let access = config.ops.access_log;
+    let general = move |meta: &tracing::Metadata<'_>| {
+        level >= *meta.level()
+            && (meta.target() != rampart_ssh::ACCESS_TARGET || access == AccessLog::Log)
+    };
     let stderr_layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(config.log_level);
+        .with_filter(filter_fn(general));
     let file_layer = fmt::layer()
         .json()
         .with_writer(Mutex::new(file))
-        .with_filter(config.log_level);
+        .with_filter(filter_fn(general));
+    let mut access_writer = None;
+    let access_layer = match access {
+        AccessLog::File => {
+            let path = store.data_dir().logs_dir().join("access.log");
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot open access log {}", path.display()))?;
+            let writer = crate::access_log::AccessFile::start(file)
+                .context("cannot start the access log writer")?;
+            access_writer = Some(writer.clone());
+            Some(
+                fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(writer.clone())
+                    .with_filter(filter_fn(|meta: &tracing::Metadata<'_>| {
+                        meta.target() == rampart_ssh::ACCESS_TARGET
+                    })),
+            )
+        }
+        AccessLog::Log | AccessLog::Off => None,
+    };
     tracing_subscriber::registry()
         .with(stderr_layer)
         .with(file_layer)
+        .with(access_layer)
         .try_init()
         .context("cannot start logging")?;
-    Ok(())
+    Ok(access_writer)
 }
 
 fn print_banner(

@@ -4,7 +4,7 @@ use crate::cli::AuditCommand;
 use crate::output::{Table, print_json};
 use anyhow::Context;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::time_arg::{format_rfc3339, parse_rfc3339};
+use rampart_core::time_arg::{DayEdge, format_rfc3339, parse_time_or_date};
 use rampart_store::CommandFilter;
 use rampart_store::Store;
 use std::io::Write;
@@ -82,7 +82,7 @@ pub async fn run(
                 asset,
                 since: since
                     .as_deref()
-                    .map(|t| parse_rfc3339("--since time", t))
+                    .map(|t| parse_time_or_date("--since time", t, DayEdge::Start))
                     .transpose()?,
             };
             let commands: Vec<_> = store
@@ -172,10 +172,10 @@ async fn export(
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let since = since
-        .map(|t| parse_rfc3339("--since time", t))
+        .map(|t| parse_time_or_date("--since time", t, DayEdge::Start))
         .transpose()?;
     let until = until
-        .map(|t| parse_rfc3339("--until time", t))
+        .map(|t| parse_time_or_date("--until time", t, DayEdge::End))
         .transpose()?;
     let last = store.audit_head().await?.map_or(0, |(seq, _)| seq);
     let pages = || ExportPages {

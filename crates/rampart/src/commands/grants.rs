@@ -6,7 +6,7 @@ use crate::output::{Table, done, join_or_dash, or_dash, print_json};
 use anyhow::Context;
 use rampart_core::audit::Actor;
 use rampart_core::login_rules::AuthSettings;
-use rampart_core::time_arg::{format_duration, parse_rfc3339};
+use rampart_core::time_arg::{DayEdge, format_duration, parse_time_or_date};
 use rampart_core::{Action, ActionSet, Grant};
 use rampart_session::explain::{ExplainQuery, explain_access};
 use rampart_store::{GrantInput, NewGrant, Store};
@@ -136,7 +136,7 @@ async fn explain(
             .transpose()?,
         action,
         at: match &args.at {
-            Some(text) => parse_rfc3339("--at time", text)?,
+            Some(text) => parse_time_or_date("--at time", text, DayEdge::Start)?,
             None => OffsetDateTime::now_utc(),
         },
         mfa: args.mfa,

@@ -4,6 +4,8 @@
 mod accounts;
 mod assets;
 pub(crate) mod audit;
+mod backup;
+mod doctor;
 mod grants;
 mod groups;
 mod recordings;
@@ -34,11 +36,16 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     if let Command::Init = command {
         return init(config, json).await;
     }
+    if let Command::Restore(args) = &command {
+        return backup::restore(config, json, args).await;
+    }
     let store = open_store(config).await?;
     let actor = local_actor();
     let signed_before = crate::seals::before_command(&store).await?;
     let result = match command {
-        Command::Serve(_) | Command::Init => bail!("not an administration command"),
+        Command::Serve(_) | Command::Init | Command::Restore(_) | Command::Completion { .. } => {
+            bail!("not an administration command")
+        }
         Command::User(cmd) => users::run(&store, &actor, json, cmd).await,
         Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
         Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
@@ -74,6 +81,8 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
+        Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
+        Command::Doctor => doctor::run(config, &store, json).await,
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     store.close().await;

@@ -107,16 +107,22 @@ pub async fn run(
             let id = session_id(&id)?;
             store.session(id).await?;
             check_before_use(store, id, force).await?;
-            let event = AuditEvent::RecordingExported {
-                session: id.to_string(),
-                file: output.display().to_string(),
-            };
-            store.record_event(actor, &event).await?;
+            // The file first: an export that cannot even start is not an export. The event
+            // then precedes the first byte written.
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&output)
                 .with_context(|| format!("cannot create {}", output.display()))?;
+            let event = AuditEvent::RecordingExported {
+                session: id.to_string(),
+                file: output.display().to_string(),
+            };
+            if let Err(err) = store.record_event(actor, &event).await {
+                drop(file);
+                let _ = std::fs::remove_file(&output);
+                return Err(err.into());
+            }
             // A command's raw input and output are merged into the asciicast as it is written.
             let mut writer = std::io::BufWriter::new(&mut file);
             let bytes =

@@ -36,10 +36,10 @@ pub struct Options {
 }
 
 #[derive(Debug, Serialize)]
-struct VerifyLine {
-    item: String,
-    ok: bool,
-    detail: String,
+pub(crate) struct VerifyLine {
+    pub(crate) item: String,
+    pub(crate) ok: bool,
+    pub(crate) detail: String,
 }
 
 impl VerifyLine {
@@ -91,24 +91,7 @@ pub async fn anchor(store: &Store, out: Option<&std::path::Path>) -> anyhow::Res
 /// Checks the chain, its signed heads, external anchors and the recordings; prints one line per
 /// item; fails if anything fails.
 pub async fn verify(store: &Store, json: bool, options: &Options) -> anyhow::Result<()> {
-    let key = audit_public_key(store)?;
-    let now = OffsetDateTime::now_utc();
-    let mut lines = Vec::new();
-    match store.verify_audit_chain().await? {
-        Ok(count) => lines.push(VerifyLine::ok("audit chain", format!("{count} events"))),
-        Err(problem) => lines.push(VerifyLine::fail("audit chain", problem.to_string())),
-    }
-    let records = store.all_audit_events().await?;
-    let chain = ChainFacts::walk(&records);
-    let lag = seals::allowed_lag(chain.seal_interval.unwrap_or(options.seal_interval));
-    let seal_rows = store.audit_seals().await?;
-    lines.extend(verify_seals(&key, &seal_rows, &records, lag, now));
-    for source in &options.anchors {
-        lines.push(verify_anchor_source(source, &key, &records).await);
-    }
-    let only = options.only.as_deref().map(session_id).transpose()?;
-    lines.extend(verify_recordings(store, &key, &chain, only));
-
+    let lines = collect(store, options).await?;
     let failures = lines.iter().filter(|l| !l.ok).count();
     if json {
         print_json(&lines)?;
@@ -129,6 +112,28 @@ pub async fn verify(store: &Store, json: bool, options: &Options) -> anyhow::Res
         println!("everything verifies");
     }
     Ok(())
+}
+
+/// Every check's line (`rampart doctor` summarises them).
+pub(crate) async fn collect(store: &Store, options: &Options) -> anyhow::Result<Vec<VerifyLine>> {
+    let key = audit_public_key(store)?;
+    let now = OffsetDateTime::now_utc();
+    let mut lines = Vec::new();
+    match store.verify_audit_chain().await? {
+        Ok(count) => lines.push(VerifyLine::ok("audit chain", format!("{count} events"))),
+        Err(problem) => lines.push(VerifyLine::fail("audit chain", problem.to_string())),
+    }
+    let records = store.all_audit_events().await?;
+    let chain = ChainFacts::walk(&records);
+    let lag = seals::allowed_lag(chain.seal_interval.unwrap_or(options.seal_interval));
+    let seal_rows = store.audit_seals().await?;
+    lines.extend(verify_seals(&key, &seal_rows, &records, lag, now));
+    for source in &options.anchors {
+        lines.push(verify_anchor_source(source, &key, &records).await);
+    }
+    let only = options.only.as_deref().map(session_id).transpose()?;
+    lines.extend(verify_recordings(store, &key, &chain, only));
+    Ok(lines)
 }
 
 /// One session as the chain tells it.

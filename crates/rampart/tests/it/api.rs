@@ -127,6 +127,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
     BTreeMap::from([
         (("GET", "/healthz"), "22222"),
         (("GET", "/readyz"), "22222"),
+        (("GET", "/metrics"), "UFF22"),
         (("GET", "/api/v1/openapi.json"), "22222"),
         (("POST", "/api/v1/login"), "AAAAA"),
         (("POST", "/api/v1/logout"), "UAAAA"),
