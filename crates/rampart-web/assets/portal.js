@@ -638,7 +638,16 @@
       state.textContent = 'watching: output from now on';
     };
     socket.onmessage = (event) => {
-      if (typeof event.data !== 'string') term.write(new Uint8Array(event.data));
+      if (typeof event.data !== 'string') {
+        term.write(new Uint8Array(event.data));
+        return;
+      }
+      // The session's screen comes first, drawn at the session's own size.
+      const message = JSON.parse(event.data);
+      if (message.type === 'screen') {
+        term.resize(message.cols, message.rows);
+        state.textContent = 'watching: the current screen, then live';
+      }
     };
     socket.onclose = () => {
       state.textContent = 'not watching: the session ended, or is not live on this node';

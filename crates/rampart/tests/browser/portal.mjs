@@ -334,12 +334,16 @@ try {
   // 6. An auditor's view: watch alice's live terminal read-only, then kill it with a reason.
   await openTerminal(alice, granted);
   await alice.waitForTimeout(300);
+  // Output from before the watcher came: watch opens on the current screen, so it shows.
+  await alice.keyboard.type('echo before-watch-$((8*8))\n');
+  await waitForTerminal(alice, 'before-watch-64', 'before-watch');
   await admin.goto(`${base}/sessions`);
   await admin.waitForSelector('body[data-ready=true]');
   const live = admin.locator('#sessions tbody tr', { hasText: 'live' }).filter({ hasText: granted }).first();
   await live.getByRole('link', { name: 'Watch' }).click();
   await admin.waitForURL(/\/watch\?session=/);
   await admin.waitForFunction(() => document.querySelector('#watch-state').textContent.startsWith('watching'));
+  await waitForTerminal(admin, 'before-watch-64', 'watch-opens-on-the-screen');
   await alice.keyboard.type('echo watched-$((5*5))\n');
   await waitForTerminal(admin, 'watched-25', 'watch');
   // Read-only: what the watcher types reaches nobody.
