@@ -102,6 +102,7 @@ impl SessionTap {
     }
 
     pub async fn resized(&self, cols: u32, rows: u32) -> Result<(), String> {
+        self.0.live.terminal(cols, rows);
         self.0
             .observers
             .control(Control::Resize { cols, rows })

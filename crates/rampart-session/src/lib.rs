@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod observe;
 pub mod observers;
+pub mod screen;
 mod trail;
 
 pub use guard::{EndWatch, SessionGuard, SessionTap};

@@ -73,6 +73,9 @@ pub struct LiveSession {
     /// What the user sees, for read-only watchers: created by the first watcher (a channel
     /// holds its whole backlog from the start, too much to give every session).
     output: std::sync::OnceLock<broadcast::Sender<Bytes>>,
+    /// The screen the user sees now, for watchers who join (terminal sessions only: set when
+    /// the front learns the terminal's size). Its lock also orders output against new watchers.
+    screen: Mutex<Option<crate::screen::LiveScreen>>,
 }
 
 /// Output chunks a watcher may fall behind by before it skips ahead (it is told it lagged).
@@ -81,10 +84,26 @@ const WATCH_BACKLOG: usize = 256;
 impl LiveSession {
     /// Passes what the user is shown to whoever watches the session.
     pub fn shown(&self, data: &[u8]) {
+        // Held while the output goes out: a watcher subscribes under it (see `watch_screen`).
+        let mut screen = self.screen.lock().ok();
+        if let Some(screen) = screen.as_mut().and_then(|s| s.as_mut()) {
+            screen.process(data);
+        }
         if let Some(output) = self.output.get()
             && output.receiver_count() > 0
         {
             let _ = output.send(Bytes::copy_from_slice(data));
+        }
+    }
+
+    /// The session has a terminal of this size (at its start, and at every resize): from now on
+    /// its screen is kept for watchers.
+    pub fn terminal(&self, cols: u32, rows: u32) {
+        if let Ok(mut screen) = self.screen.lock() {
+            match screen.as_mut() {
+                Some(screen) => screen.resize(cols, rows),
+                None => *screen = Some(crate::screen::LiveScreen::new(cols, rows)),
+            }
         }
     }
 
@@ -232,6 +251,7 @@ impl LiveSessions {
             stop,
             notices,
             output: std::sync::OnceLock::new(),
+            screen: Mutex::new(None),
         });
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.insert(id, session.clone());
@@ -280,6 +300,24 @@ impl LiveSessions {
                 .get_or_init(|| broadcast::channel(WATCH_BACKLOG).0)
                 .subscribe(),
         )
+    }
+
+    /// The live session's screen as it is now (for a terminal session), then a receiver of its
+    /// output from that moment: nothing between the two is missed or repeated.
+    pub fn watch_screen(
+        &self,
+        id: Uuid,
+    ) -> Option<(
+        Option<crate::screen::ScreenState>,
+        broadcast::Receiver<Bytes>,
+    )> {
+        let session = self.sessions.lock().ok()?.get(&id)?.clone();
+        let screen = session.screen.lock().ok()?;
+        let output = session
+            .output
+            .get_or_init(|| broadcast::channel(WATCH_BACKLOG).0)
+            .subscribe();
+        Some((screen.as_ref().map(|s| s.state()), output))
     }
 
     /// Registers an authenticated connection; returns its key for [`Self::forget_connection`].

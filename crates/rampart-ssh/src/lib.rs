@@ -165,6 +165,18 @@ impl Gateway {
         self.live.watch(session)
     }
 
+    /// Like [`Self::watch`], starting from the screen the session shows now (terminal
+    /// sessions): the screen first, then the output from that moment.
+    pub fn watch_screen(
+        &self,
+        session: uuid::Uuid,
+    ) -> Option<(
+        Option<rampart_session::screen::ScreenState>,
+        tokio::sync::broadcast::Receiver<bytes::Bytes>,
+    )> {
+        self.live.watch_screen(session)
+    }
+
     /// Accepts SSH connections on `listener` until `shutdown` completes. Connections already
     /// open are ended with the process.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {

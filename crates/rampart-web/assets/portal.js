@@ -20,7 +20,8 @@
     location.href = '/login?next=' + encodeURIComponent(here);
   }
 
-  async function api(method, path, body) {
+  // One request to the API: the parsed body and the response's headers.
+  async function request(method, path, body) {
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (method !== 'GET' && me && me.csrf_token) headers['X-CSRF-Token'] = me.csrf_token;
@@ -44,16 +45,49 @@
     if (!response.ok) {
       throw new Error(data && data.error ? data.error.message : `HTTP ${response.status}`);
     }
-    return data;
+    return { data, headers: response.headers };
   }
 
-  // Runs an action, reporting its failure on the status line.
+  async function api(method, path, body) {
+    return (await request(method, path, body)).data;
+  }
+
+  const withParams = (path, params) => {
+    const extra = new URLSearchParams(params).toString();
+    if (!extra) return path;
+    return path + (path.includes('?') ? '&' : '?') + extra;
+  };
+
+  // One page of a list: its items and the cursor of the next page (null on the last).
+  async function apiPage(path) {
+    const { data, headers } = await request('GET', path);
+    return { items: Array.isArray(data) ? data : [], next: headers.get('x-next-cursor') };
+  }
+
+  // A whole list, page by page (for counts; bounded to 50 pages of the largest size).
+  async function apiAll(path) {
+    const all = [];
+    let cursor = null;
+    for (let pageNumber = 0; pageNumber < 50; pageNumber += 1) {
+      const params = { limit: 10000 };
+      if (cursor) params.cursor = cursor;
+      const { items, next } = await apiPage(withParams(path, params));
+      all.push(...items);
+      if (!next) break;
+      cursor = next;
+    }
+    return all;
+  }
+
+  // Runs an action, reporting its failure on the status line, once: "what: why", unless the
+  // server's message already says what failed.
   async function attempt(what, action) {
     try {
       status('');
       await action();
     } catch (err) {
-      status(`${what}: ${err.message}`, true);
+      const message = String(err.message || err);
+      status(message.toLowerCase().startsWith(what.toLowerCase()) ? message : `${what}: ${message}`, true);
     }
   }
 
@@ -71,16 +105,166 @@
     return node;
   }
 
+  // Fills a table's body; each cell carries its column's name (the narrow layout shows it).
   function fill(selector, rows, render, empty) {
-    const body = $(`${selector} tbody`);
+    const table = $(selector);
+    const body = $('tbody', table);
+    const names = [...$('thead tr', table).children].map((th) => th.textContent.trim());
     body.replaceChildren();
     if (!rows || rows.length === 0) {
-      const columns = $(`${selector} thead tr`).children.length;
-      body.append(el('tr', {}, el('td', { colspan: columns, class: 'empty' }, empty || 'nothing')));
+      const row = el('tr', { 'data-empty': 'true' }, el('td', { colspan: names.length, class: 'empty' }, empty || 'nothing'));
+      body.append(row);
       return;
     }
-    for (const row of rows) body.append(el('tr', {}, render(row).map((cell) => el('td', {}, cell))));
+    for (const row of rows) {
+      body.append(el('tr', {}, render(row).map((cell, i) => el('td', { 'data-label': names[i] || '' }, cell))));
+    }
   }
+
+  // How many items a list page asks for: `?page_size=N` in the page's address, else 50.
+  const PAGE_SIZE = Math.min(Math.max(Number(new URLSearchParams(location.search).get('page_size')) || 50, 1), 1000);
+
+  // A table that pages with the API's cursor, sorts by a click on a column's heading and
+  // searches the rows it has loaded (the search filters the page shown, not the whole list).
+  // `newestFirst`: the API's page is in ascending order (the audit log); show it reversed.
+  function listView(selector, render, empty, { newestFirst = false } = {}) {
+    const table = $(selector);
+    const wrap = el('div', { class: 'table-wrap' });
+    table.replaceWith(wrap);
+    wrap.append(table);
+    const name = selector.slice(1);
+    const search = el('input', { type: 'search', class: 'search', placeholder: 'Search this page', 'aria-label': `search ${name}` });
+    const info = el('span', { class: 'page-info' });
+    const previous = button('‹ Previous page', () => go(-1), 'secondary');
+    const following = button('Next page ›', () => go(1), 'secondary');
+    wrap.before(el('div', { class: 'list-tools' }, search, info));
+    wrap.after(el('div', { class: 'pager', 'data-for': name }, previous, following));
+    let base = null;
+    let cursors = [null];
+    let index = 0;
+    let nextCursor = null;
+    let loaded = 0;
+
+    const applySearch = () => {
+      const needle = search.value.trim().toLowerCase();
+      let shown = 0;
+      for (const row of table.tBodies[0].rows) {
+        if (row.dataset.empty) continue;
+        const hit = !needle || row.textContent.toLowerCase().includes(needle);
+        row.hidden = !hit;
+        if (hit) shown += 1;
+      }
+      info.textContent = needle
+        ? `${shown} of ${loaded} on page ${index + 1} match`
+        : `page ${index + 1}: ${loaded} ${loaded === 1 ? 'item' : 'items'}${nextCursor ? ', more on the next page' : ''}`;
+    };
+    search.addEventListener('input', applySearch);
+
+    // Sorting: by the text of the column, numbers as numbers; a second click reverses.
+    [...$('thead tr', table).children].forEach((th, column) => {
+      if (!th.textContent.trim()) return;
+      th.tabIndex = 0;
+      th.classList.add('sortable');
+      const sort = () => {
+        const ascending = th.getAttribute('aria-sort') !== 'ascending';
+        for (const other of $('thead tr', table).children) other.removeAttribute('aria-sort');
+        th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
+        const rows = [...table.tBodies[0].rows].filter((row) => !row.dataset.empty);
+        const text = (row) => (row.cells[column] ? row.cells[column].textContent.trim() : '');
+        rows.sort((a, b) => text(a).localeCompare(text(b), undefined, { numeric: true }) * (ascending ? 1 : -1));
+        table.tBodies[0].append(...rows);
+      };
+      th.addEventListener('click', sort);
+      th.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter' || event.key === ' ') {
+          event.preventDefault();
+          sort();
+        }
+      });
+    });
+
+    async function show() {
+      const params = { limit: PAGE_SIZE };
+      if (cursors[index]) params.cursor = cursors[index];
+      const { items, next } = await apiPage(withParams(base, params));
+      nextCursor = next;
+      loaded = items.length;
+      for (const th of $('thead tr', table).children) th.removeAttribute('aria-sort');
+      fill(selector, newestFirst ? [...items].reverse() : items, render, empty);
+      previous.disabled = index === 0;
+      following.disabled = !nextCursor;
+      applySearch();
+    }
+
+    function go(step) {
+      attempt('page', async () => {
+        if (step > 0 && nextCursor) {
+          cursors = cursors.slice(0, index + 1);
+          cursors.push(nextCursor);
+          index += 1;
+        } else if (step < 0 && index > 0) {
+          index -= 1;
+        }
+        await show();
+      });
+    }
+
+    return {
+      // Shows the first page of `path` (a list URL with its filters).
+      load: async (path) => {
+        base = path;
+        cursors = [null];
+        index = 0;
+        await show();
+      },
+      // Shows the current page again (after a change).
+      reload: () => show(),
+    };
+  }
+
+  // Asks before a destructive action, saying what goes with it. Resolves true on confirm.
+  function confirmAction(question, consequence, verb) {
+    return new Promise((resolve) => {
+      let answered = false;
+      const dialog = el(
+        'dialog',
+        { class: 'confirm', 'aria-label': question },
+        el('p', { class: 'question' }, el('strong', {}, question)),
+        el('p', { class: 'consequence' }, consequence),
+      );
+      const done = (ok) => {
+        if (answered) return;
+        answered = true;
+        dialog.close();
+        dialog.remove();
+        resolve(ok);
+      };
+      const cancel = button('Cancel', () => done(false), 'secondary');
+      const ok = button(verb, () => done(true), 'danger');
+      dialog.append(el('div', { class: 'actions' }, cancel, ok));
+      dialog.addEventListener('cancel', (event) => {
+        event.preventDefault();
+        done(false);
+      });
+      document.body.append(dialog);
+      dialog.showModal();
+      cancel.focus();
+    });
+  }
+
+  const plural = (count, one, many) => `${count} ${count === 1 ? one : many || `${one}s`}`;
+
+  // A list of things in words: "a", "a and b", "a, b and c".
+  const words = (items) => {
+    const parts = items.filter(Boolean);
+    if (parts.length <= 1) return parts.join('');
+    return `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`;
+  };
+
+  // A label as the API sends it ({key, value}) or as text.
+  const labelText = (label) =>
+    label && typeof label === 'object' ? `${label.key}=${label.value}` : String(label ?? '');
+  const labelsText = (labels) => (labels || []).map(labelText).join(', ');
 
   function formValues(form) {
     const values = {};
@@ -168,20 +352,214 @@
     );
   };
 
+  // Who did something, in words.
+  function actorName(actor) {
+    if (typeof actor === 'string') return actor;
+    if (!actor || typeof actor !== 'object') return 'someone';
+    if (actor.type === 'user') return actor.name;
+    if (actor.type === 'local_cli') return `${actor.os_user} (command line)`;
+    if (actor.type === 'system') return 'Rampart';
+    return 'someone';
+  }
+
+  // "user:alice" -> "alice", "group:ops" -> "group ops"; "asset:web-01" -> "web-01",
+  // "labels:env=prod" -> "assets labelled env=prod".
+  const subjectText = (text) => String(text || '').replace(/^user:/, '').replace(/^group:/, 'group ');
+  const targetText = (text) => String(text || '').replace(/^asset:/, '').replace(/^labels?:/, 'assets labelled ');
+  const sessionWhat = (kind) => {
+    const k = String(kind || '');
+    if (k === 'shell') return 'opened a shell on';
+    if (k === 'exec') return 'ran a command on';
+    if (k === 'sftp') return 'opened an SFTP session on';
+    if (k === 'scp') return 'copied files with scp on';
+    if (k.startsWith('port_forward')) return `forwarded a connection to port ${k.split(':')[1] || '?'} of`;
+    return `started a ${k} session on`;
+  };
+  const bytes = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} bytes`);
+
+  // One readable sentence per event kind; the details hold every field.
+  const SENTENCES = {
+    node_initialized: (e) => `Rampart initialized its data directory ${e.data_dir}`,
+    user_added: (e, who) => `${who} added user ${e.user} (${e.role})`,
+    user_removed: (e, who) => `${who} removed user ${e.user}${e.grants_removed ? ` and ${plural(e.grants_removed, 'grant')}` : ''}`,
+    user_disabled: (e, who) => `${who} disabled user ${e.user}`,
+    user_enabled: (e, who) => `${who} enabled user ${e.user}`,
+    user_key_added: (e, who) => `${who} added an SSH key for ${e.user}`,
+    user_key_removed: (e, who) => `${who} removed an SSH key of ${e.user}`,
+    user_password_changed: (e, who) => `${who} changed the password of ${e.user}`,
+    mfa_enrolled: (e, who) => `${who} enrolled ${e.user} in two-factor authentication`,
+    mfa_reset: (e, who) => `${who} reset the second factor of ${e.user}`,
+    user_login_rules_changed: (e, who) => `${who} changed the login rules of ${e.user}`,
+    user_unlocked: (e, who) => `${who} unlocked ${e.user}`,
+    group_added: (e, who) => `${who} added group ${e.group}`,
+    group_member_added: (e, who) => `${who} added ${e.user} to group ${e.group}`,
+    asset_added: (e, who) => `${who} added asset ${e.asset}`,
+    asset_changed: (e, who) => `${who} changed asset ${e.asset}`,
+    asset_endpoint_added: (e, who) => `${who} added a ${e.protocol} endpoint on port ${e.port} to ${e.asset}`,
+    asset_endpoint_changed: (e, who) => `${who} changed the ${e.protocol} endpoint of ${e.asset}`,
+    asset_endpoint_removed: (e, who) => `${who} removed the ${e.protocol} endpoint of ${e.asset}`,
+    asset_removed: (e, who) =>
+      `${who} removed asset ${e.asset}` +
+      (e.accounts_removed || e.grants_removed
+        ? ` with ${words([e.accounts_removed ? plural(e.accounts_removed, 'account') : '', e.grants_removed ? plural(e.grants_removed, 'grant') : ''])}`
+        : ''),
+    account_added: (e, who) => `${who} added account ${e.account}`,
+    account_removed: (e, who) => `${who} removed account ${e.account}`,
+    account_secret_replaced: (e, who) => `${who} replaced the secret of ${e.account}`,
+    grant_added: (e, who) => `${who} granted ${subjectText(e.subject)} ${e.actions} on ${targetText(e.target)}`,
+    grant_removed: (e, who) => `${who} removed a grant`,
+    vault_key_rotated: (e, who) => `${who} rotated the vault key (${plural(e.secrets_reencrypted, 'secret')} re-encrypted)`,
+    login_succeeded: (e) => `${e.user} logged in (${e.method}) from ${e.source}`,
+    login_failed: (e) => `a login as ${e.login} from ${e.source} failed (${e.method})`,
+    login_locked: (e) => `logins for ${e.key} are locked until ${time(e.until)} after ${plural(e.failures, 'failure')}`,
+    login_refused: (e) => `a login as ${e.login} from ${e.source} was refused: ${e.reason}`,
+    access_denied: (e) => `${e.user} was denied ${e.action} on ${e.target}: ${e.reason}`,
+    session_started: (e) => `${e.user} ${sessionWhat(e.kind)} ${e.target}`,
+    session_kill_requested: (e, who) => `${who} ended a session of ${e.user}: ${e.reason}`,
+    session_ended: (e) =>
+      `a session ended: ${e.reason}${e.exit_status === null || e.exit_status === undefined ? '' : ` (exit ${e.exit_status})`}`,
+    host_key_pinned: (e, who) => `${who} pinned the host key of ${e.asset} (${e.how})`,
+    host_key_cleared: (e, who) => `${who} forgot the host key of ${e.asset}`,
+    host_key_rejected: (e) => `the host key of ${e.asset} did not match the pinned one`,
+    recording_viewed: (e, who) => `${who} viewed the recording of a session`,
+    recording_exported: (e, who) => `${who} exported the recording of a session`,
+    session_watched: (e, who) => `${who} watched a live session`,
+    file_transferred: (e) => `${e.user} transferred ${e.path} (${e.direction}, ${bytes(e.bytes)}) on ${e.target}`,
+    file_changed: (e) => `${e.user} ${e.operation} ${e.path}${e.new_path ? ` to ${e.new_path}` : ''} on ${e.target}${e.succeeded ? '' : ' (failed)'}`,
+    command_run: (e) => `${e.user} ran “${e.command}” on ${e.target}`,
+    secret_used: (e) => `the secret of ${e.account} was used for ${e.for_user}`,
+    server_started: (e) => `Rampart ${e.version} started`,
+    retention_applied: (e) => `retention removed ${plural(e.sessions_removed, 'session')} older than ${time(e.before)}`,
+    server_stopped: (e) => `Rampart ${e.version} stopped`,
+    unclean_stop_detected: () => 'Rampart found that its previous run did not stop cleanly',
+    audit_exported: (e, who) => `${who} exported ${plural(e.events, 'audit event')}`,
+    recording_failed: (e) => `the recording of a session failed: ${e.reason}`,
+    web_session_ended: (e) => `the browser session of ${e.user} ended: ${e.reason}`,
+    api_token_created: (e, who) => `${who} created an API token for ${e.user} (${e.scope})`,
+    api_token_revoked: (e, who) => `${who} revoked an API token of ${e.user}`,
+    target_connection_failed: (e) => `a connection to ${e.target} failed: ${e.reason}`,
+  };
+
+  function describeEvent(record) {
+    const who = actorName(record.actor);
+    const event = record.event && typeof record.event === 'object' ? record.event : {};
+    const sentence = SENTENCES[record.kind];
+    if (sentence) {
+      try {
+        return sentence(event, who);
+      } catch (_) {
+        // a field missing in an old event: fall through to the generic sentence
+      }
+    }
+    return `${who}: ${String(record.kind || 'event').replaceAll('_', ' ')}`;
+  }
+
+  // Nested values as dotted keys ("settings.http_listen"), each shown as text.
+  function flatten(prefix, value, rows) {
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      for (const [key, inner] of Object.entries(value)) flatten(prefix ? `${prefix}.${key}` : key, inner, rows);
+    } else if (Array.isArray(value)) {
+      rows.push([prefix, value.map((v) => (v && typeof v === 'object' ? labelText(v) : String(v))).join(', ') || '—']);
+    } else {
+      rows.push([prefix, value === null || value === undefined || value === '' ? '—' : String(value)]);
+    }
+    return rows;
+  }
+
+  // The fields of an event, folded away under its sentence.
+  function eventDetails(record) {
+    const rows = flatten('', record.event && typeof record.event === 'object' ? record.event : {}, []).filter(
+      ([key]) => key !== 'event',
+    );
+    rows.push(['actor', String(actorName(record.actor))], ['hash', record.hash || '']);
+    return el(
+      'details',
+      {},
+      el('summary', {}, 'details'),
+      el('dl', {}, rows.flatMap(([key, value]) => [el('dt', {}, key), el('dd', {}, value)])),
+    );
+  }
+
+  function eventCell(record) {
+    return el('div', { class: 'event' }, el('span', { class: 'sentence' }, describeEvent(record)), eventDetails(record));
+  }
+
+  // The command that opens a shell on `account` through this node's SSH listener.
+  function sshCommand(account) {
+    const host = location.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = me && me.ssh && me.ssh.port;
+    const portPart = port && port !== 22 ? `-p ${port} ` : '';
+    return `ssh ${portPart}${me.user.name}@${account}@${host}`;
+  }
+
+  function copyButton(text) {
+    const copy = button(
+      'Copy',
+      () =>
+        attempt('copy', async () => {
+          await navigator.clipboard.writeText(text);
+          copy.textContent = 'Copied';
+        }),
+      'secondary',
+    );
+    return copy;
+  }
+
+  // Auditors and administrators: what is happening now and what went wrong lately.
+  const TROUBLE = ['access_denied', 'login_failed', 'login_refused', 'login_locked', 'target_connection_failed', 'recording_failed', 'host_key_rejected'];
+
+  async function dashboard() {
+    const section = $('#dashboard');
+    if (!section || !isAuditor()) return;
+    section.hidden = false;
+    const [live, ...troubles] = await Promise.all([
+      apiPage('/api/v1/sessions?live=true&limit=20'),
+      ...TROUBLE.map((kind) => apiPage(`/api/v1/audit/events?kind=${kind}&limit=10`)),
+    ]);
+    $('#live-count').textContent = live.next ? `${live.items.length}+` : String(live.items.length);
+    const liveList = $('#live-sessions');
+    liveList.replaceChildren(
+      ...(live.items.length
+        ? live.items.map((s) =>
+            el(
+              'li',
+              {},
+              `${s.user} ${sessionWhat(s.kind)} ${accountOf(s)}, for ${duration(s.started_at)} `,
+              el('a', { href: `/watch?session=${s.id}` }, 'watch'),
+            ),
+          )
+        : [el('li', { class: 'muted' }, 'no live session')]),
+    );
+    const recent = troubles
+      .flatMap((page) => page.items)
+      .sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0))
+      .slice(0, 10);
+    $('#trouble-count').textContent = String(recent.length);
+    $('#recent-trouble').replaceChildren(
+      ...(recent.length
+        ? recent.map((e) => el('li', {}, el('span', { class: 'muted' }, time(e.at)), ' ', describeEvent(e)))
+        : [el('li', { class: 'muted' }, 'no denial or failure')]),
+    );
+  }
+
   pages.home = async () => {
-    const accounts = await api('GET', '/api/v1/me/accounts');
-    fill(
+    await dashboard();
+    const view = listView(
       '#accounts',
-      accounts,
-      (a) => [
-        a.account,
-        a.asset,
-        a.port ? `${a.host}:${a.port}` : a.host,
-        (a.labels || []).join(', '),
-        el('a', { class: 'button', href: `/terminal?account=${encodeURIComponent(a.account)}` }, 'Connect'),
-      ],
+      (a) => {
+        const command = sshCommand(a.account);
+        return [
+          a.account,
+          a.asset,
+          a.port ? `${a.host}:${a.port}` : a.host,
+          labelsText(a.labels),
+          el('span', { class: 'ssh-command' }, el('code', { class: 'wrap' }, command), ' ', copyButton(command)),
+          el('a', { class: 'button', href: `/terminal?account=${encodeURIComponent(a.account)}` }, 'Connect'),
+        ];
+      },
       'no account is open to you right now',
     );
+    await view.load('/api/v1/me/accounts');
   };
 
   function sendBytes(socket, bytes) {
@@ -260,36 +638,65 @@
       state.textContent = 'watching: output from now on';
     };
     socket.onmessage = (event) => {
-      if (typeof event.data !== 'string') term.write(new Uint8Array(event.data));
+      if (typeof event.data !== 'string') {
+        term.write(new Uint8Array(event.data));
+        return;
+      }
+      // The session's screen comes first, drawn at the session's own size.
+      const message = JSON.parse(event.data);
+      if (message.type === 'screen') {
+        term.resize(message.cols, message.rows);
+        state.textContent = 'watching: the current screen, then live';
+      }
     };
     socket.onclose = () => {
       state.textContent = 'not watching: the session ended, or is not live on this node';
     };
   };
 
-  async function loadSessions(filter) {
-    const sessions = await api('GET', `/api/v1/sessions${query(filter)}`);
-    fill('#sessions', sessions, (s) => {
+  const duration = (from, to) => {
+    const ms = (to ? Date.parse(to) : Date.now()) - Date.parse(from);
+    if (!Number.isFinite(ms) || ms < 0) return '';
+    const s = Math.floor(ms / 1000);
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+    return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  };
+  const RECORDED_KINDS = ['shell', 'exec'];
+  // A terminal recording exists for shell and exec sessions the grant recorded, once started.
+  const hasRecording = (s) => Boolean(s.recorded) && RECORDED_KINDS.includes(String(s.kind));
+  const accountOf = (s) => (String(s.account).includes('@') ? s.account : `${s.account}@${s.asset}`);
+
+  function killButton(s, reasonInput, after) {
+    return button(
+      'Kill',
+      () =>
+        attempt('kill', async () => {
+          const reason = reasonInput ? reasonInput.value.trim() : '';
+          const ok = await confirmAction(
+            `Kill this session of ${s.user}?`,
+            `Ends ${s.user}'s ${s.kind} session on ${accountOf(s)} (live for ${duration(s.started_at)}) now` +
+              (reason ? `, with the reason “${reason}”.` : '.'),
+            'Kill session',
+          );
+          if (!ok) return;
+          await api('POST', `/api/v1/sessions/${s.id}/kill`, reason ? { reason } : {});
+          status(`session ${s.id} is being ended`);
+          await after();
+        }),
+      'danger',
+    );
+  }
+
+  function sessionRow(view) {
+    return (s) => {
       const actions = [];
       if (!s.ended_at && isAuditor()) {
         actions.push(el('a', { class: 'button', href: `/watch?session=${s.id}` }, 'Watch'));
         const reason = el('input', { placeholder: 'reason', 'aria-label': 'kill reason', size: 14 });
-        actions.push(reason);
-        actions.push(
-          button(
-            'Kill',
-            () =>
-              attempt('kill', async () => {
-                const body = reason.value.trim() ? { reason: reason.value.trim() } : {};
-                await api('POST', `/api/v1/sessions/${s.id}/kill`, body);
-                status(`session ${s.id} is being ended`);
-                await loadSessions(filter);
-              }),
-            'danger',
-          ),
-        );
+        actions.push(reason, killButton(s, reason, () => view.reload()));
       }
-      if (s.ended_at && s.recorded) {
+      if (s.ended_at && hasRecording(s)) {
         actions.push(el('a', { class: 'button', href: `/replay?session=${s.id}` }, 'Replay'));
         const verdict = el('span', {});
         actions.push(
@@ -304,29 +711,40 @@
         );
       }
       const ended = s.ended_at ? time(s.ended_at) : el('strong', {}, 'live');
-      const outcome = [s.exit_status === null ? '' : `exit ${s.exit_status}`, s.end_reason || '']
+      const outcome = [s.exit_status === null || s.exit_status === undefined ? '' : `exit ${s.exit_status}`, s.end_reason || '']
         .filter(Boolean)
         .join(', ');
-      const account = String(s.account).includes('@') ? s.account : `${s.account}@${s.asset}`;
-      return [time(s.started_at), s.user, account, s.kind, s.source_addr, ended, outcome, el('span', { class: 'actions' }, actions)];
-    });
+      return [
+        time(s.started_at),
+        s.user,
+        el('span', {}, accountOf(s), el('br', {}), el('small', { class: 'muted' }, `from ${s.source_addr}`)),
+        s.kind,
+        duration(s.started_at, s.ended_at),
+        ended,
+        outcome,
+        el('span', { class: 'actions' }, actions),
+      ];
+    };
   }
 
   pages.sessions = async () => {
-    let filter = {};
-    onSubmit('#session-filter', (form) => {
-      filter = formValues(form);
-      attempt('sessions', () => loadSessions(filter));
-    });
-    await loadSessions(filter);
+    const view = {};
+    Object.assign(view, listView('#sessions', sessionRow(view), 'no session'));
+    onSubmit('#session-filter', (form) => attempt('sessions', () => view.load(withParams('/api/v1/sessions', formValues(form)))));
+    await view.load('/api/v1/sessions');
   };
 
+  // The player's position for a moment of the session: seconds since it started.
+  const offsetIn = (session, at) => Math.max(0, (Date.parse(at) - Date.parse(session.started_at)) / 1000);
+  const clock = (seconds) => `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, '0')}`;
+
   pages.replay = async () => {
-    const id = new URLSearchParams(location.search).get('session') || '';
+    const params = new URLSearchParams(location.search);
+    const id = params.get('session') || '';
     const session = await api('GET', `/api/v1/sessions/${encodeURIComponent(id)}`);
     $('#session-summary').textContent =
-      `${session.user} on ${session.account}@${session.asset} (${session.kind}) from ${session.source_addr}, ` +
-      `${time(session.started_at)} to ${time(session.ended_at) || 'now'}`;
+      `${session.user} on ${accountOf(session)} (${session.kind}) from ${session.source_addr}, ` +
+      `${time(session.started_at)} to ${time(session.ended_at) || 'now'} (${duration(session.started_at, session.ended_at)})`;
     const verdict = $('#verification');
     try {
       const check = await api('GET', `/api/v1/sessions/${encodeURIComponent(id)}/recording/verification`);
@@ -342,51 +760,68 @@
     const speeds = el('select', { id: 'speed', 'aria-label': 'speed' }, ['0.5', '1', '2', '4'].map((s) => el('option', { value: s }, `${s}×`)));
     speeds.value = '1';
     let player = null;
-    const create = () => {
+    const at = params.get('at');
+    const create = (startAt) => {
       if (player) player.dispose();
       container.replaceChildren();
       player = window.AsciinemaPlayer.create(`/api/v1/sessions/${encodeURIComponent(id)}/recording`, container, {
         speed: Number(speeds.value),
-        fit: 'width',
-        idleTimeLimit: 2,
+        // The whole terminal in the window: as wide as fits, and no taller than the view.
+        fit: 'both',
         preload: true,
+        startAt,
       });
       window.rampartPlayer = player;
     };
-    speeds.addEventListener('change', create);
-    container.before(el('p', {}, el('label', {}, 'Speed ', speeds), ' · space: play/pause, ←/→: seek'));
-    create();
+    speeds.addEventListener('change', () => create(player ? player.getCurrentTime() : 0));
+    container.parentElement.before(el('p', {}, el('label', {}, 'Speed ', speeds), ' · space: play/pause, ←/→: seek'));
+    // No idle-time limit: the player's clock is the session's, so a command's moment seeks right.
+    create(at ? Math.max(0, offsetIn(session, at) - 1) : 0);
+    // The session's commands beside the player; each one seeks it to its moment.
+    const list = $('#replay-commands');
+    try {
+      const commands = (await apiAll(withParams('/api/v1/commands', { user: session.user, since: session.started_at }))).filter(
+        (c) => c.session === session.id,
+      );
+      list.replaceChildren(
+        ...(commands.length
+          ? commands.map((c) => {
+              const offset = offsetIn(session, c.at);
+              return el(
+                'li',
+                {},
+                button(clock(offset), () => player.seek(Math.max(0, offset - 1)), 'link'),
+                ' ',
+                el('code', {}, c.command),
+              );
+            })
+          : [el('li', { class: 'muted' }, 'no command logged')]),
+      );
+    } catch (err) {
+      list.replaceChildren(el('li', { class: 'error' }, err.message));
+    }
   };
-
-  async function loadCommands(filter) {
-    const commands = await api('GET', `/api/v1/commands${query(filter)}`);
-    fill('#commands', commands, (c) => [
-      time(c.at || c.started_at || ''),
-      c.user,
-      c.asset ? `${c.account}@${c.asset}` : c.account || '',
-      el('code', {}, c.command),
-      c.session ? el('a', { href: `/replay?session=${c.session}` }, 'session') : '',
-    ]);
-  }
 
   pages.commands = async () => {
-    onSubmit('#command-filter', (form) => attempt('commands', () => loadCommands(formValues(form))));
-    await loadCommands({});
+    const view = listView(
+      '#commands',
+      (c) => [
+        time(c.at || ''),
+        c.user,
+        c.asset ? `${c.account}@${c.asset}` : c.account || '',
+        el('code', {}, c.command),
+        c.session
+          ? el('a', { href: `/replay?session=${encodeURIComponent(c.session)}&at=${encodeURIComponent(c.at)}`, class: 'replay-at' }, 'replay at this moment')
+          : '',
+      ],
+      'no command',
+    );
+    onSubmit('#command-filter', (form) => attempt('commands', () => view.load(withParams('/api/v1/commands', formValues(form)))));
+    await view.load('/api/v1/commands');
   };
 
-  async function loadEvents(filter) {
-    const events = await api('GET', `/api/v1/audit/events${query(filter)}`);
-    events.reverse();
-    fill('#events', events, (e) => [
-      e.seq ?? e.id ?? '',
-      time(e.at),
-      typeof e.actor === 'string' ? e.actor : JSON.stringify(e.actor),
-      e.kind,
-      el('code', {}, JSON.stringify(e.event)),
-    ]);
-  }
-
   pages.audit = async () => {
+    const view = listView('#events', (e) => [e.seq ?? '', time(e.at), e.kind, eventCell(e)], 'no event', { newestFirst: true });
     onSubmit('#audit-filter', (form) => {
       const values = formValues(form);
       for (const format of ['csv', 'jsonl']) {
@@ -394,50 +829,66 @@
         if (values.since) params.since = values.since;
         $(`#export-${format}`).href = `/api/v1/audit/export${query(params)}`;
       }
-      attempt('audit', () => loadEvents(values));
+      attempt('audit', () => view.load(withParams('/api/v1/audit/events', values)));
     });
-    await loadEvents({ limit: 200 });
+    await view.load('/api/v1/audit/events');
   };
 
-  async function loadUsers() {
-    const users = await api('GET', '/api/v1/users');
-    fill('#users', users, (u) => {
-      const path = `/api/v1/users/${encodeURIComponent(u.name)}`;
-      const act = (label, method, suffix, cls) =>
-        button(label, () => attempt(label.toLowerCase(), async () => {
-          await api(method, path + suffix);
-          status(`${label.toLowerCase()}: ${u.name}`);
-          await loadUsers();
-        }), cls);
-      const actions = isAdmin()
-        ? [
-            u.disabled ? act('Enable', 'POST', '/enable') : act('Disable', 'POST', '/disable', 'danger'),
-            u.mfa_enrolled ? act('Reset MFA', 'DELETE', '/mfa', 'danger') : null,
-            act('Unlock', 'POST', '/unlock'),
-          ]
-        : [];
-      const keys = (u.keys || []).map((k) => el('div', {}, el('code', {}, k.fingerprint || ''), ` ${k.comment || ''}`));
-      return [
-        u.name,
-        u.role,
-        u.disabled ? 'disabled' : 'enabled',
-        u.has_password ? 'set' : '—',
-        u.mfa_enrolled ? 'TOTP' : '—',
-        keys.length ? keys : '—',
-        (u.groups || []).join(', '),
-        el('span', { class: 'actions' }, actions),
-      ];
-    });
-  }
-
   pages.users = async () => {
+    const view = listView(
+      '#users',
+      (u) => {
+        const path = `/api/v1/users/${encodeURIComponent(u.name)}`;
+        const act = (label, method, suffix, cls, ask) =>
+          button(
+            label,
+            () =>
+              attempt(label.toLowerCase(), async () => {
+                if (ask && !(await ask())) return;
+                await api(method, path + suffix);
+                status(`${label.toLowerCase()}: ${u.name}`);
+                await view.reload();
+              }),
+            cls,
+          );
+        const askDisable = async () => {
+          const live = (await apiAll(withParams('/api/v1/sessions', { live: true, user: u.name }))).length;
+          return confirmAction(
+            `Disable ${u.name}?`,
+            `${u.name} can no longer log in` + (live ? `, and ${plural(live, 'live session')} of ${u.name} end${live === 1 ? 's' : ''}.` : '; no live session ends.'),
+            'Disable',
+          );
+        };
+        const askReset = () =>
+          confirmAction(`Reset the second factor of ${u.name}?`, `${u.name} must enrol an authenticator again before a login that needs one.`, 'Reset MFA');
+        const actions = isAdmin()
+          ? [
+              u.disabled ? act('Enable', 'POST', '/enable') : act('Disable', 'POST', '/disable', 'danger', askDisable),
+              u.mfa_enrolled ? act('Reset MFA', 'DELETE', '/mfa', 'danger', askReset) : null,
+              act('Unlock', 'POST', '/unlock'),
+            ]
+          : [];
+        const keys = (u.keys || []).map((k) => el('div', {}, el('code', { class: 'wrap' }, k.fingerprint || ''), ` ${k.comment || ''}`));
+        return [
+          u.name,
+          u.role,
+          u.disabled ? 'disabled' : 'enabled',
+          u.has_password ? 'set' : '—',
+          u.mfa_enrolled ? 'TOTP' : '—',
+          keys.length ? keys : '—',
+          (u.groups || []).join(', '),
+          el('span', { class: 'actions' }, actions),
+        ];
+      },
+      'no user',
+    );
     onSubmit('#user-key', (form) =>
       attempt('add key', async () => {
         const values = formValues(form);
         await api('POST', `/api/v1/users/${encodeURIComponent(values.user)}/keys`, { public_key: values.public_key });
         form.reset();
         status(`added a key for ${values.user}`);
-        await loadUsers();
+        await view.reload();
       }),
     );
     onSubmit('#user-password', (form) =>
@@ -454,23 +905,19 @@
         const values = formValues(form);
         await api('POST', '/api/v1/users', { name: values.name, role: values.role });
         form.reset();
-        await loadUsers();
+        await view.reload();
       }),
     );
-    await loadUsers();
+    await view.load('/api/v1/users');
   };
 
-  async function loadGroups() {
-    const groups = await api('GET', '/api/v1/groups');
-    fill('#groups', groups, (g) => [g.name, (g.members || []).join(', ')]);
-  }
-
   pages.groups = async () => {
+    const view = listView('#groups', (g) => [g.name, (g.members || []).join(', ')], 'no group');
     onSubmit('#group-add', (form) =>
       attempt('add group', async () => {
         await api('POST', '/api/v1/groups', { name: formValues(form).name });
         form.reset();
-        await loadGroups();
+        await view.reload();
       }),
     );
     onSubmit('#group-member', (form) =>
@@ -478,45 +925,70 @@
         const values = formValues(form);
         await api('POST', `/api/v1/groups/${encodeURIComponent(values.group)}/members`, { user: values.user });
         form.reset();
-        await loadGroups();
+        await view.reload();
       }),
     );
-    await loadGroups();
+    await view.load('/api/v1/groups');
   };
 
-  async function loadAssets() {
-    const assets = await api('GET', '/api/v1/assets');
-    fill('#assets', assets, (a) => [
-      a.name,
-      a.host,
-      (a.endpoints || []).map((e) => `${e.protocol}:${e.port}`).join(', '),
-      a.domain || '-',
-      (a.labels || []).join(', '),
-      a.host_key ? el('code', { class: 'wrap' }, a.host_key) : 'not pinned (pinned on first use)',
-      isAdmin()
-        ? el('span', { class: 'actions' }, [
-            a.host_key
-              ? button('Forget host key', () => attempt('forget host key', async () => {
-                  await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}/host-key`);
-                  await loadAssets();
-                }))
-              : null,
-            button('Remove', () => attempt('remove asset', async () => {
-              await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}`);
-              await loadAssets();
-            }), 'danger'),
-          ])
-        : '',
-    ]);
+  // What removing an asset takes with it, counted from the API's lists the way the store
+  // removes them: its accounts, and the grants that name the asset (label grants stay).
+  async function assetRemoval(asset) {
+    const [accounts, grants] = await Promise.all([apiAll('/api/v1/accounts'), apiAll('/api/v1/grants')]);
+    const ownAccounts = accounts.filter((a) => a.asset === asset).length;
+    const ownGrants = grants.filter((g) => g.target && typeof g.target === 'object' && g.target.asset === asset).length;
+    return `Removes asset ${asset}, ${plural(ownAccounts, 'account')} (with ${ownAccounts === 1 ? 'its' : 'their'} vaulted secrets) and ${plural(ownGrants, 'grant')}.`;
   }
 
   pages.assets = async () => {
+    const view = listView(
+      '#assets',
+      (a) => [
+        a.name,
+        a.host,
+        (a.endpoints || []).map((e) => `${e.protocol}:${e.port}`).join(', '),
+        a.domain || '-',
+        labelsText(a.labels),
+        a.host_key ? el('code', { class: 'wrap' }, a.host_key) : 'not pinned (pinned on first use)',
+        isAdmin()
+          ? el('span', { class: 'actions' }, [
+              a.host_key
+                ? button('Forget host key', () =>
+                    attempt('forget host key', async () => {
+                      const ok = await confirmAction(
+                        `Forget the host key of ${a.name}?`,
+                        `The next connection to ${a.name} pins whatever key the target presents.`,
+                        'Forget host key',
+                      );
+                      if (!ok) return;
+                      await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}/host-key`);
+                      await view.reload();
+                    }),
+                  )
+                : null,
+              button(
+                'Remove',
+                () =>
+                  attempt('remove asset', async () => {
+                    const ok = await confirmAction(`Remove asset ${a.name}?`, await assetRemoval(a.name), 'Remove');
+                    if (!ok) return;
+                    await api('DELETE', `/api/v1/assets/${encodeURIComponent(a.name)}`);
+                    status(`removed asset ${a.name}`);
+                    await view.reload();
+                  }),
+                'danger',
+              ),
+            ])
+          : '',
+      ],
+      'no asset',
+    );
     onSubmit('#asset-host-key', (form) =>
       attempt('pin host key', async () => {
         const values = formValues(form);
         await api('PUT', `/api/v1/assets/${encodeURIComponent(values.asset)}/host-key`, { key: values.key });
         form.reset();
-        await loadAssets();
+        await view.reload();
       }),
     );
     onSubmit('#asset-endpoint', (form) =>
@@ -527,7 +999,7 @@
           port: values.port ? Number(values.port) : undefined,
         });
         form.reset();
-        await loadAssets();
+        await view.reload();
       }),
     );
     onSubmit('#asset-add', (form) =>
@@ -540,31 +1012,42 @@
           labels: csv(values.labels),
         });
         form.reset();
-        await loadAssets();
+        await view.reload();
       }),
     );
-    await loadAssets();
+    await view.load('/api/v1/assets');
   };
 
-  async function loadAccounts() {
-    const accounts = await api('GET', '/api/v1/accounts');
-    fill('#accounts', accounts, (a) => {
-      const name = a.account || `${a.login}@${a.asset}`;
-      return [
-        name,
-        a.secret_kind === 'private_key' ? 'private key (in the vault)' : 'password (in the vault)',
-        time(a.created_at),
-        isAdmin()
-          ? button('Remove', () => attempt('remove account', async () => {
-              await api('DELETE', `/api/v1/accounts/${encodeURIComponent(name)}`);
-              await loadAccounts();
-            }), 'danger')
-          : '',
-      ];
-    });
-  }
-
   pages.accounts = async () => {
+    const view = listView(
+      '#accounts',
+      (a) => {
+        const name = a.account || `${a.login}@${a.asset}`;
+        return [
+          name,
+          a.secret_kind === 'private_key' ? 'private key (in the vault)' : 'password (in the vault)',
+          time(a.created_at),
+          isAdmin()
+            ? button(
+                'Remove',
+                () =>
+                  attempt('remove account', async () => {
+                    const ok = await confirmAction(
+                      `Remove account ${name}?`,
+                      `Removes ${name} and its vaulted secret; nobody can reach ${name} through Rampart until it is added again.`,
+                      'Remove',
+                    );
+                    if (!ok) return;
+                    await api('DELETE', `/api/v1/accounts/${encodeURIComponent(name)}`);
+                    await view.reload();
+                  }),
+                'danger',
+              )
+            : '',
+        ];
+      },
+      'no account',
+    );
     onSubmit('#account-secret', (form, submitter) =>
       attempt('account', async () => {
         const data = new FormData(form);
@@ -583,47 +1066,61 @@
           await api('POST', '/api/v1/accounts', { account, ...secret });
           status(`added ${account}`);
         }
-        await loadAccounts();
+        await view.reload();
       }),
     );
-    await loadAccounts();
+    await view.load('/api/v1/accounts');
   };
 
   function describeTarget(target) {
-    if (typeof target === 'string') return target;
+    if (typeof target === 'string') return targetText(target);
     if (target && target.asset) return `asset ${target.asset}`;
-    if (target && target.labels) return `labels ${[].concat(target.labels).join(', ')}`;
-    return JSON.stringify(target);
+    if (target && target.labels) return `assets labelled ${[].concat(target.labels).map(labelText).join(', ')}`;
+    return '?';
   }
 
   function describeSubject(subject) {
-    if (typeof subject === 'string') return subject;
-    if (subject.user) return `user ${subject.user}`;
-    if (subject.group) return `group ${subject.group}`;
-    return JSON.stringify(subject);
+    if (typeof subject === 'string') return subjectText(subject);
+    if (subject && subject.user) return `user ${subject.user}`;
+    if (subject && subject.group) return `group ${subject.group}`;
+    return '?';
   }
 
-  async function loadGrants() {
-    const grants = await api('GET', '/api/v1/grants');
-    fill('#grants', grants, (g) => [
-      describeSubject(g.subject),
-      describeTarget(g.target),
-      (g.accounts || []).length ? g.accounts.join(', ') : 'all',
-      Array.isArray(g.actions) ? g.actions.join(', ') : String(g.actions),
-      [g.valid_from ? `from ${time(g.valid_from)}` : '', g.valid_until ? `until ${time(g.valid_until)}` : ''].filter(Boolean).join(' ') || 'always',
-      [g.require_mfa ? 'MFA' : '', g.schedule ? 'schedule' : '', g.idle_timeout ? `idle ${g.idle_timeout}` : '', g.max_duration ? `max ${g.max_duration}` : '']
-        .filter(Boolean)
-        .join(', '),
-      isAdmin()
-        ? button('Remove', () => attempt('remove grant', async () => {
-            await api('DELETE', `/api/v1/grants/${g.id}`);
-            await loadGrants();
-          }), 'danger')
-        : '',
-    ]);
-  }
+  const actionsText = (actions) => (Array.isArray(actions) ? actions.join(', ') : String(actions ?? ''));
 
   pages.grants = async () => {
+    const view = listView(
+      '#grants',
+      (g) => [
+        describeSubject(g.subject),
+        describeTarget(g.target),
+        (g.accounts || []).length ? g.accounts.join(', ') : 'all',
+        actionsText(g.actions),
+        [g.valid_from ? `from ${time(g.valid_from)}` : '', g.valid_until ? `until ${time(g.valid_until)}` : ''].filter(Boolean).join(' ') || 'always',
+        [g.require_mfa ? 'MFA' : '', g.schedule ? `schedule ${g.schedule}` : '', g.idle_timeout ? `idle ${g.idle_timeout}` : '', g.max_duration ? `max ${g.max_duration}` : '']
+          .filter(Boolean)
+          .join(', '),
+        isAdmin()
+          ? button(
+              'Remove',
+              () =>
+                attempt('remove grant', async () => {
+                  const ok = await confirmAction(
+                    `Remove this grant of ${describeSubject(g.subject)}?`,
+                    `${describeSubject(g.subject)} loses ${actionsText(g.actions)} on ${describeTarget(g.target)} ` +
+                      `(${(g.accounts || []).length ? g.accounts.join(', ') : 'every account'}) unless another grant gives it; live sessions it allowed end.`,
+                    'Remove',
+                  );
+                  if (!ok) return;
+                  await api('DELETE', `/api/v1/grants/${g.id}`);
+                  await view.reload();
+                }),
+              'danger',
+            )
+          : '',
+      ],
+      'no grant',
+    );
     onSubmit('#grant-add', (form) =>
       attempt('add grant', async () => {
         const values = formValues(form);
@@ -639,7 +1136,7 @@
         });
         form.reset();
         status('grant added');
-        await loadGrants();
+        await view.reload();
       }),
     );
     onSubmit('#grant-explain', (form) =>
@@ -653,7 +1150,27 @@
         ]);
       }),
     );
-    await loadGrants();
+    await view.load('/api/v1/grants');
+  };
+
+  // The recorded settings by the names they have in the configuration file. Old
+  // `server_started` events keep the names they were written with, so the mapping lives here.
+  const SETTING_NAMES = {
+    ssh_listen: 'ssh.listen',
+    ssh_target_host_keys: 'ssh.target_host_keys',
+    http_listen: 'http.listen',
+    http_tls: 'http.tls',
+    http_session_idle_timeout: 'http.session_idle_timeout',
+    http_session_lifetime: 'http.session_lifetime',
+    master_key: 'vault.master_key_file',
+    retention_days: 'audit.retention_days',
+    audit_seal_interval_secs: 'audit.seal_interval',
+    syslog: 'audit.syslog',
+    webhook: 'audit.webhook',
+    session_idle_timeout: 'session.idle_timeout',
+    session_max_duration: 'session.max_duration',
+    recording_fsync_interval: 'recording.fsync_interval',
+    recording_exec_cap: 'recording.exec_cap',
   };
 
   pages.settings = async () => {
@@ -664,15 +1181,10 @@
       return;
     }
     $('#started').textContent = `Started ${time(started.at)}, version ${started.event.version}.`;
-    const rows = [];
-    const flatten = (prefix, value) => {
-      if (value && typeof value === 'object' && !Array.isArray(value)) {
-        for (const [key, inner] of Object.entries(value)) flatten(prefix ? `${prefix}.${key}` : key, inner);
-      } else {
-        rows.push([prefix, value === null || value === undefined ? '—' : Array.isArray(value) ? value.join(', ') || '—' : String(value) || '—']);
-      }
-    };
-    flatten('', started.event.settings || {});
+    const settings = { ...(started.event.settings || {}) };
+    if (typeof settings.audit_seal_interval_secs === 'number') settings.audit_seal_interval_secs = `${settings.audit_seal_interval_secs}s`;
+    const rows = flatten('', settings, []).map(([key, value]) => [SETTING_NAMES[key] || key, value]);
+    rows.sort((a, b) => a[0].localeCompare(b[0]));
     fill('#settings', rows, (row) => [el('code', {}, row[0]), row[1]]);
   };
 

@@ -73,6 +73,8 @@ pub struct WebSettings {
     pub session_lifetime: Duration,
     /// Connections served at once ([`MAX_CONNECTIONS`], or fewer for a small descriptor limit).
     pub max_connections: usize,
+    /// The SSH listener's port, for the portal's ready-to-copy `ssh` commands.
+    pub ssh_port: Option<u16>,
 }
 
 impl Default for WebSettings {
@@ -83,6 +85,7 @@ impl Default for WebSettings {
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             max_connections: MAX_CONNECTIONS,
+            ssh_port: None,
         }
     }
 }

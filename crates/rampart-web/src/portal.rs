@@ -210,8 +210,12 @@ pub async fn home() -> Response {
         "Home",
         "home",
         &[],
-        r#"<h1>The accounts you may reach now</h1>
-<table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th></th></tr></thead><tbody></tbody></table>"#,
+        r#"<section id="dashboard" class="dashboard" hidden aria-label="dashboard">
+<div class="card"><h2>Live sessions: <span id="live-count">…</span></h2><ul id="live-sessions"></ul></div>
+<div class="card"><h2>Recent denials and failures: <span id="trouble-count">…</span></h2><ul id="recent-trouble"></ul><p><a href="/audit">All audit events</a></p></div>
+</section>
+<h1>The accounts you may reach now</h1>
+<table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th>From a terminal</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 
@@ -246,7 +250,7 @@ pub async fn sessions() -> Response {
 <label><input name="live" type="checkbox" value="true"> live only</label>
 <button type="submit">Filter</button>
 </form>
-<table id="sessions"><thead><tr><th>Started</th><th>User</th><th>Account</th><th>Kind</th><th>From</th><th>Ended</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>"#,
+<table id="sessions"><thead><tr><th>Started</th><th>User</th><th>Account and route</th><th>Kind</th><th>Duration</th><th>Ended</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 
@@ -262,7 +266,7 @@ pub async fn replay(Query(query): Query<SessionParam>) -> Response {
         "replay",
         PLAYER_HEAD,
         &format!(
-            "<h1>Replay of session <code id=\"session-id\">{}</code></h1>\n<p id=\"session-summary\"></p>\n<p>Verification: <strong id=\"verification\">checking…</strong></p>\n<div id=\"player\"></div>",
+            "<h1>Replay of session <code id=\"session-id\">{}</code></h1>\n<p id=\"session-summary\"></p>\n<p>Verification: <strong id=\"verification\">checking…</strong></p>\n<div class=\"replay\"><div id=\"player\"></div><aside aria-label=\"commands\"><h2>Commands</h2><ol id=\"replay-commands\"></ol></aside></div>",
             escape(&session)
         ),
     )
@@ -294,7 +298,7 @@ pub async fn commands() -> Response {
 <label>Matching <input name="grep" placeholder="regular expression"></label>
 <button type="submit">Search</button>
 </form>
-<table id="commands"><thead><tr><th>At</th><th>User</th><th>Account</th><th>Command</th><th>Session</th></tr></thead><tbody></tbody></table>"#,
+<table id="commands"><thead><tr><th>At</th><th>User</th><th>Account</th><th>Command</th><th>Replay</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 
@@ -309,11 +313,10 @@ pub async fn audit() -> Response {
 <label>Actor <input name="actor" placeholder="user:alice"></label>
 <label>Containing <input name="contains"></label>
 <label>Since <input name="since" placeholder="2026-01-01T00:00:00Z"></label>
-<label>Limit <input name="limit" value="200" size="5"></label>
 <button type="submit">Search</button>
 </form>
 <p>Export the events since the time above, or all of them (the export is audited): <a id="export-csv" href="/api/v1/audit/export?format=csv" download>CSV</a> · <a id="export-jsonl" href="/api/v1/audit/export?format=jsonl" download>JSON lines</a></p>
-<table id="events"><thead><tr><th>#</th><th>At</th><th>Actor</th><th>Kind</th><th>Event</th></tr></thead><tbody></tbody></table>"#,
+<table id="events"><thead><tr><th>#</th><th>At</th><th>Kind</th><th>What happened</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

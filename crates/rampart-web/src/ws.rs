@@ -287,10 +287,10 @@ pub async fn watch(
     }
     let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
     let upgrade = upgrade.map_err(|err| ApiError::bad_request(err.body_text()))?;
-    let mut output = state
+    let (screen, mut output) = state
         .gateway
         .as_ref()
-        .and_then(|gateway| gateway.watch(id))
+        .and_then(|gateway| gateway.watch_screen(id))
         .ok_or_else(not_found)?;
     let slot = websocket_slot(&state)?;
     // Watching is evidence too, recorded before anything is shown.
@@ -304,6 +304,23 @@ pub async fn watch(
     Ok(bounded(upgrade)
         .on_upgrade(move |mut socket| async move {
             let _slot = slot;
+            // The screen as it is now first (its size, then the bytes that draw it), then the
+            // output from that moment on.
+            if let Some(screen) = screen {
+                let size =
+                    serde_json::json!({"type": "screen", "cols": screen.cols, "rows": screen.rows});
+                if socket
+                    .send(Message::Text(size.to_string().into()))
+                    .await
+                    .is_err()
+                    || socket
+                        .send(Message::Binary(screen.bytes.into()))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
             loop {
                 tokio::select! {
                     _ = &mut ended => {

@@ -121,6 +121,10 @@ pub(super) async fn open_target_channel(
         })
         .await
         .map_err(|refused| refused.to_string())?;
+    if let (Start::Shell | Start::Exec(_), Some(pty)) = (start, pty) {
+        // A terminal: its screen is kept for watchers who join late.
+        guard.tap().live().terminal(pty.cols, pty.rows);
+    }
     // From here on a failure ends the session through its guard: it seals what was recorded
     // (the header, at least) and closes the record with the reason.
     async fn fail(guard: SessionGuard, why: String) -> String {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Caller_, one_action};
 
-pub async fn me(Extension(caller): Caller_) -> Json<Value> {
+pub async fn me(State(state): State<WebState>, Extension(caller): Caller_) -> Json<Value> {
     Json(json!({
         "user": caller.user,
         "via": if caller.session.is_some() { "session" } else { "token" },
@@ -22,6 +22,8 @@ pub async fn me(Extension(caller): Caller_) -> Json<Value> {
         "mfa": caller.session.as_ref().map(|s| s.mfa).unwrap_or(false),
         "csrf_token": caller.csrf_token,
         "session_expires_at": caller.session.as_ref().map(|s| format_rfc3339(s.expires_at)),
+        // Where users connect with their own SSH client (the portal builds `ssh` commands).
+        "ssh": { "port": state.settings.ssh_port },
     }))
 }
 

@@ -13,6 +13,7 @@
 //   CANARY                 a password the admin puts into the vault through the UI: it must
 //                          come back in no response, page or WebSocket frame (D1)
 //   KILL_REASON            the reason the admin gives when killing a watched session
+//   SSH_PORT               the SSH listener's port (the home page's ready-to-copy commands)
 //
 // Every step leaves a screenshot; any page error or CSP violation fails the run.
 import { chromium } from 'playwright-core';
@@ -96,6 +97,40 @@ function watchForProblems(page, who) {
       problems.push(`${who}: ${message.text()}`);
     }
   });
+}
+
+// What a person sees: the rendered text of `selector` (innerText: hidden elements and closed
+// <details> left out).
+async function visibleText(page, selector = 'main') {
+  return page.locator(selector).first().innerText();
+}
+
+// The class of rendering defect a person notices first: objects printed as `[object Object]`,
+// `undefined`/`NaN` in cells, or raw JSON in a table.
+async function assertReadable(page, where) {
+  const text = await visibleText(page, 'body');
+  for (const bad of [/\[object Object\]/, /\bundefined\b/, /\bNaN\b/]) {
+    if (bad.test(text)) throw new Error(`${where} shows ${bad}:\n${text.slice(0, 2000)}`);
+  }
+  for (const table of await page.locator('main table').all()) {
+    const cells = await table.innerText();
+    if (cells.includes('{"') || cells.includes('":')) throw new Error(`${where} shows raw JSON in a table:\n${cells.slice(0, 2000)}`);
+  }
+}
+
+// Waits for the confirmation dialog, checks it names what goes, and answers it.
+async function confirmDialog(page, expected, answer) {
+  const dialog = page.locator('dialog.confirm[open]');
+  await dialog.waitFor({ timeout: 30_000 });
+  const text = await dialog.innerText();
+  for (const part of [].concat(expected)) {
+    if (!(part instanceof RegExp ? part.test(text) : text.includes(part))) {
+      throw new Error(`the confirmation does not say ${part}: ${text}`);
+    }
+  }
+  await dialog.getByRole('button', { name: answer }).click();
+  await dialog.waitFor({ state: 'detached' });
+  return text;
 }
 
 async function login(page, user, password, code) {
@@ -189,6 +224,15 @@ try {
   watchForProblems(alice, 'alice');
   watchForProblems(admin, 'admin');
 
+  // 0. A wrong password: the page says why once ("login failed: ..."), not "login failed: login failed".
+  await login(alice, 'alice', 'not-the-password', null);
+  await alice.click('button[type=submit]');
+  await alice.waitForFunction(() => document.querySelector('#status').textContent !== '');
+  const refused = await visibleText(alice, '#status');
+  if ((refused.match(/login failed/gi) || []).length !== 1) throw new Error(`the failed login says: ${refused}`);
+  await screenshot(alice, 'login-failed');
+  console.log(`step ok: a failed login says so once (${refused})`);
+
   // 1. Alice logs in with password and TOTP code.
   await login(alice, 'alice', env('ALICE_PASSWORD'), null);
   await screenshot(alice, 'login-page');
@@ -263,11 +307,26 @@ try {
   await screenshot(admin, 'grant-added-and-explained');
   console.log('step ok: grant added and explained in the UI');
 
-  // 5. It takes effect: alice's home lists the account and a terminal on it works.
+  // The grants page shows who and what in words: the label grant reads as its labels.
+  await admin.reload();
+  await admin.waitForSelector('body[data-ready=true]');
+  const grantsShown = await visibleText(admin, '#grants');
+  if (!grantsShown.includes('assets labelled env=test') || !grantsShown.includes('group ops')) {
+    throw new Error(`the grants page does not show the label grant readably: ${grantsShown}`);
+  }
+  await assertReadable(admin, 'grants');
+
+  // 5. It takes effect: alice's home lists the account and a terminal on it works; each
+  // account has its labels in words and a ready-to-copy ssh command.
   await alice.goto(`${base}/`);
   await alice.waitForSelector('body[data-ready=true]');
-  const after = await alice.textContent('#accounts');
+  const after = await visibleText(alice, '#accounts');
   if (!after.includes(notYetGranted)) throw new Error(`home does not list ${notYetGranted} after the grant: ${after}`);
+  if (!after.includes('env=test, team=web')) throw new Error(`home does not show the labels of ${asset}: ${after}`);
+  const sshCommand = `ssh -p ${env('SSH_PORT')} alice@${notYetGranted}@127.0.0.1`;
+  if (!after.includes(sshCommand)) throw new Error(`home does not offer "${sshCommand}": ${after}`);
+  if (await alice.locator('#dashboard').isVisible()) throw new Error('a user sees the auditors\' dashboard');
+  await assertReadable(alice, 'home');
   await screenshot(alice, 'home-after-grant');
   await connectAndRun(alice, notYetGranted, 'echo granted-$((3+4))', 'granted-7', 'terminal-after-grant');
   console.log('step ok: the new grant took effect');
@@ -275,12 +334,16 @@ try {
   // 6. An auditor's view: watch alice's live terminal read-only, then kill it with a reason.
   await openTerminal(alice, granted);
   await alice.waitForTimeout(300);
+  // Output from before the watcher came: watch opens on the current screen, so it shows.
+  await alice.keyboard.type('echo before-watch-$((8*8))\n');
+  await waitForTerminal(alice, 'before-watch-64', 'before-watch');
   await admin.goto(`${base}/sessions`);
   await admin.waitForSelector('body[data-ready=true]');
   const live = admin.locator('#sessions tbody tr', { hasText: 'live' }).filter({ hasText: granted }).first();
   await live.getByRole('link', { name: 'Watch' }).click();
   await admin.waitForURL(/\/watch\?session=/);
   await admin.waitForFunction(() => document.querySelector('#watch-state').textContent.startsWith('watching'));
+  await waitForTerminal(admin, 'before-watch-64', 'watch-opens-on-the-screen');
   await alice.keyboard.type('echo watched-$((5*5))\n');
   await waitForTerminal(admin, 'watched-25', 'watch');
   // Read-only: what the watcher types reaches nobody.
@@ -292,6 +355,7 @@ try {
   const toKill = admin.locator('#sessions tbody tr', { hasText: 'live' }).filter({ hasText: granted }).first();
   await toKill.getByLabel('kill reason').fill(env('KILL_REASON'));
   await toKill.getByRole('button', { name: 'Kill' }).click();
+  await confirmDialog(admin, ["Ends alice's shell session on", granted, env('KILL_REASON')], 'Kill session');
   await admin.waitForFunction(() => /is being ended/.test(document.querySelector('#status').textContent));
   await alice.waitForFunction(() => document.body.dataset.terminal === 'closed', null, { timeout: 30_000 });
   if ((await terminalText(alice)).includes('from-the-watcher')) throw new Error("the watcher's keystrokes reached the session");
@@ -344,12 +408,36 @@ try {
     if (status) throw new Error(`${path}: ${status}`);
     await screenshot(admin, path.replaceAll('/', '-').slice(1));
   }
-  const settings = await admin.textContent('#settings');
+  const settings = await visibleText(admin, '#settings');
   if (!settings.includes('auth.lockout_threshold')) throw new Error(`settings: ${settings}`);
+  // Named as in the configuration file.
+  if (!settings.includes('http.listen') || !settings.includes('ssh.listen') || settings.includes('http_listen')) {
+    throw new Error(`settings are not named as in the configuration file: ${settings}`);
+  }
   await admin.goto(`${base}/commands`);
   await admin.waitForSelector('body[data-ready=true]');
   const commands = await admin.textContent('#commands');
   if (!commands.includes('hello-$((6*7))')) throw new Error(`the command log page lacks the command: ${commands}`);
+  await assertReadable(admin, 'commands');
+  // Each command links to the replay at its moment; the replay lists the session's commands
+  // beside the player, and the player fits the window.
+  const commandRow = admin.locator('#commands tbody tr', { hasText: 'hello-$((6*7))' }).first();
+  await commandRow.getByRole('link', { name: 'replay at this moment' }).click();
+  await admin.waitForURL(/\/replay\?session=.*&at=/);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.waitForFunction(() => document.querySelector('#replay-commands').textContent.includes('hello-$((6*7))'));
+  await admin.waitForSelector('#player .ap-player');
+  await admin.waitForTimeout(500);
+  const fit = await admin.evaluate(() => {
+    const box = document.querySelector('#player .ap-player').getBoundingClientRect();
+    return { right: box.right, bottom: box.bottom, width: innerWidth, height: innerHeight };
+  });
+  if (fit.right > fit.width + 1 || fit.bottom > fit.height + 1) throw new Error(`the replay does not fit the window: ${JSON.stringify(fit)}`);
+  // (The command was typed within a second of the start, so the player's start point, a second
+  // before the command, is 0 here: what is checked is the link and the list beside the player.)
+  const seek = await visibleText(admin, '#replay-commands');
+  if (!/^0:0\d echo hello-\$\(\(6\*7\)\)/m.test(seek)) throw new Error(`the commands beside the player: ${seek}`);
+  await screenshot(admin, 'replay-at-command');
   // The audit page's export links download the events (with the cookie, as a click would).
   await admin.goto(`${base}/audit`);
   await admin.waitForSelector('body[data-ready=true]');
@@ -362,7 +450,105 @@ try {
       throw new Error(`${format} export: ${exported.status} ${exported.text.slice(0, 200)}`);
     }
   }
-  console.log('step ok: every page loads; the command log, settings and audit exports show');
+  // The audit page: one sentence per event, details folded away, no raw JSON.
+  await admin.goto(`${base}/audit`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const audit = await visibleText(admin, '#events');
+  for (const sentence of [`alice opened a shell on ${granted}`, 'adam granted alice', `a login as alice from 127.0.0.1 failed`]) {
+    if (!audit.includes(sentence)) throw new Error(`the audit page lacks "${sentence}":\n${audit.slice(0, 3000)}`);
+  }
+  await assertReadable(admin, 'audit');
+  const started = admin.locator('#events tbody tr', { hasText: `alice opened a shell on ${granted}` }).first();
+  await started.locator('summary').click();
+  const details = await started.innerText();
+  if (!/session\s+[0-9a-f-]{36}/.test(details)) throw new Error(`the event's details do not show its session: ${details}`);
+  await screenshot(admin, 'audit-sentences');
+  console.log('step ok: every page loads; the command log, replay at a command, settings, audit sentences and exports show');
+
+  // Destructive buttons ask first and say what goes: an asset with an account and a grant.
+  await admin.goto(`${base}/admin/assets`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.fill('#asset-add input[name=name]', 'web-03');
+  await admin.fill('#asset-add input[name=host]', '127.0.0.1');
+  await admin.fill('#asset-add input[name=labels]', 'env=scratch');
+  await admin.click('#asset-add button[type=submit]');
+  await admin.waitForFunction(() => document.querySelector('#assets').textContent.includes('web-03'));
+  const assetsShown = await visibleText(admin, '#assets');
+  if (!assetsShown.includes('env=test, team=web') || !assetsShown.includes('env=scratch')) {
+    throw new Error(`the assets page does not show labels in words: ${assetsShown}`);
+  }
+  await assertReadable(admin, 'assets');
+  await admin.evaluate(async () => {
+    const me = await (await fetch('/api/v1/me')).json();
+    const post = (path, body) =>
+      fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token }, body: JSON.stringify(body) });
+    await post('/api/v1/accounts', { account: 'deploy@web-03', password: 'scratch-password-1' });
+    await post('/api/v1/grants', { user: 'alice', asset: 'web-03' });
+  });
+  await admin.reload();
+  await admin.waitForSelector('body[data-ready=true]');
+  const web03 = admin.locator('#assets tbody tr', { hasText: 'web-03' }).first();
+  await web03.getByRole('button', { name: 'Remove' }).click();
+  await confirmDialog(admin, ['Removes asset web-03, 1 account', 'and 1 grant'], 'Cancel');
+  if (!(await visibleText(admin, '#assets')).includes('web-03')) throw new Error('cancelling removed the asset');
+  await web03.getByRole('button', { name: 'Remove' }).click();
+  await confirmDialog(admin, 'Removes asset web-03, 1 account', 'Remove');
+  await admin.waitForFunction(() => !document.querySelector('#assets').textContent.includes('web-03'));
+  console.log('step ok: removing an asset asks first and says it removes 1 account and 1 grant');
+
+  // Lists page with the API's cursor and search the loaded page.
+  await admin.goto(`${base}/admin/assets?page_size=1`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const firstPage = await visibleText(admin, '#assets tbody');
+  if (!firstPage.includes('web-01') || firstPage.includes('web-02')) throw new Error(`page 1 of 1: ${firstPage}`);
+  await admin.getByRole('button', { name: 'Next page ›' }).click();
+  await admin.waitForFunction(() => document.querySelector('#assets tbody').textContent.includes('web-02'));
+  if ((await visibleText(admin, '#assets tbody')).includes('web-01')) throw new Error('page 2 repeats page 1');
+  if (!(await admin.getByRole('button', { name: 'Next page ›' }).isDisabled())) throw new Error('a next page after the last');
+  await admin.getByRole('button', { name: '‹ Previous page' }).click();
+  await admin.waitForFunction(() => document.querySelector('#assets tbody').textContent.includes('web-01'));
+  await admin.goto(`${base}/admin/assets`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.getByLabel('search assets').fill('team=web');
+  const searched = await visibleText(admin, '#assets tbody');
+  if (!searched.includes('web-02') || searched.includes('web-01')) throw new Error(`search for team=web shows: ${searched}`);
+  console.log('step ok: lists page with the cursor and search the loaded page');
+
+  // The dashboard on the first page of an auditor: live sessions and recent failures.
+  await admin.goto(`${base}/`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const board = await visibleText(admin, '#dashboard');
+  if (!board.includes('Live sessions') || !board.includes('a login as alice from 127.0.0.1 failed')) {
+    throw new Error(`the dashboard: ${board}`);
+  }
+  await assertReadable(admin, 'home (admin)');
+  await screenshot(admin, 'dashboard');
+
+  // Dark mode follows the system setting.
+  await admin.emulateMedia({ colorScheme: 'dark' });
+  const dark = await admin.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [red, green, blue] = dark.match(/\d+/g).map(Number);
+  if (red + green + blue > 150) throw new Error(`dark mode background: ${dark}`);
+  await screenshot(admin, 'dark-mode');
+  await admin.emulateMedia({ colorScheme: 'light' });
+
+  // 420 px wide: every page reads without sideways scrolling.
+  await admin.setViewportSize({ width: 420, height: 800 });
+  for (const path of ['/', '/sessions', '/commands', '/audit', '/admin/users', '/admin/assets', '/admin/accounts', '/admin/grants', '/admin/settings']) {
+    await admin.goto(`${base}${path}`);
+    await admin.waitForSelector('body[data-ready=true]');
+    const overflow = await admin.evaluate(() => {
+      const wide = [...document.querySelectorAll('.table-wrap, main')].filter((node) => node.scrollWidth > node.clientWidth + 1);
+      return {
+        page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        containers: wide.map((node) => `${node.className || node.tagName} ${node.scrollWidth}>${node.clientWidth}`),
+      };
+    });
+    if (overflow.page > 1 || overflow.containers.length) throw new Error(`${path} overflows at 420 px: ${JSON.stringify(overflow)}`);
+    await screenshot(admin, `narrow${path.replaceAll('/', '-')}`);
+  }
+  await admin.setViewportSize(viewport);
+  console.log('step ok: dashboard, dark mode, and every page readable at 420 px');
 
   // 8. Logging out (here from another tab) ends the terminals of that browser session.
   await openTerminal(alice, granted);

@@ -1,7 +1,9 @@
 //! The web portal in real headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `tests/browser/`): log in with password and TOTP, open a browser terminal to a real
 //! sshd and see a command's output, replay that session, and as an administrator add a grant
-//! through the UI and see it take effect. Screenshots of every step are kept as artifacts.
+//! through the UI and see it take effect. Every page is checked on what it shows (readable
+//! labels and audit sentences, no raw JSON), destructive buttons ask first, lists page, and the
+//! layout holds at 420 px and in dark mode. Screenshots of every step are kept as artifacts.
 
 use crate::mfa::{enroll, right_code};
 use crate::ssh::Lab;
@@ -78,7 +80,14 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         "127.0.0.1",
         "--port",
         &lab.target.port.to_string(),
+        "--label",
+        "env=test",
+        "--label",
+        "team=web",
     ]);
+    // A grant by labels (its target shows as the labels, never as `[object Object]`).
+    r.ok(&["group", "add", "ops"]);
+    r.ok(&["grant", "add", "--group", "ops", "--label", "env=test"]);
     let target_key = r.scratch().join("target");
     r.ok(&[
         "account",
@@ -107,6 +116,7 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         .env("CHROMIUM", chromium)
         .env("CANARY", CANARY)
         .env("KILL_REASON", KILL_REASON)
+        .env("SSH_PORT", lab.port())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
