@@ -20,6 +20,9 @@ use tracing_subscriber::filter::LevelFilter;
 
 use std::time::Duration;
 
+mod postgres;
+pub use postgres::PostgresConfig;
+
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
@@ -45,6 +48,8 @@ struct FileConfig {
     auth: AuthSection,
     #[serde(default)]
     recording: RecordingSection,
+    #[serde(default)]
+    postgres: postgres::PostgresSection,
 }
 
 /// How session recordings are written.
@@ -147,6 +152,7 @@ pub struct Config {
     /// The SSH listener's login grace time and caps on unauthenticated connections.
     pub ssh_pre_auth: PreAuthLimits,
     pub recording: RecordingConfig,
+    pub postgres: PostgresConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -426,6 +432,7 @@ impl Config {
         };
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
+        let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -440,6 +447,7 @@ impl Config {
             recording,
             ssh_pre_auth,
             target_host_keys,
+            postgres,
         })
     }
 }

@@ -4,8 +4,10 @@
 mod accounts;
 mod assets;
 pub(crate) mod audit;
+mod db_tokens;
 mod grants;
 mod groups;
+mod queries;
 mod recordings;
 mod sessions;
 mod tokens;
@@ -70,10 +72,19 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
                 ),
             )
         }
+        Command::Audit(crate::cli::AuditCommand::Queries {
+            user,
+            asset,
+            since,
+            grep,
+        }) => queries::run(&store, json, user, asset, since, grep).await,
         Command::Audit(cmd) => audit::run(&store, &actor, json, cmd).await,
         Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
+        Command::Db(crate::cli::DbCommand::Token(cmd)) => {
+            db_tokens::run(&store, &actor, json, cmd).await
+        }
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     store.close().await;

@@ -22,6 +22,7 @@ mod login_controls;
 mod mfa;
 mod password_load;
 mod policy;
+mod postgres;
 mod recording_durability;
 mod ssh;
 mod targets;

@@ -1,0 +1,461 @@
+//! The PostgreSQL front end to end: a real PostgreSQL (initdb into a temporary directory, run as
+//! the unprivileged `rampart-target` user when the tests run as root), real `psql` and
+//! `pgbench` through Rampart with a personal database token.
+
+use crate::BIN;
+use rampart_testkit::{
+    Rampart, Server, files_containing, require_password_target_user, skip_or_fail,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The target role's password: it must never reach the user.
+const CANARY: &str = "pg-canary-5b1d0e77-never-shown";
+
+/// A PostgreSQL server of the test's own, on a loopback port.
+struct Postgres {
+    child: Child,
+    port: u16,
+    bin: PathBuf,
+    sockets: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
+        let _ = self.child.wait();
+    }
+}
+
+fn postgres_bin() -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin"))
+        .find(|bin| bin.join("initdb").exists() && bin.join("postgres").exists());
+    if found.is_none() {
+        skip_or_fail(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (Debian package postgresql)",
+        );
+    }
+    found
+}
+
+/// Runs `program` as the unprivileged target user when we are root (PostgreSQL refuses root).
+fn as_db_user(program: &Path) -> Command {
+    if nix::unistd::geteuid().is_root() {
+        let user = nix::unistd::User::from_name("rampart-target")
+            .unwrap()
+            .unwrap();
+        let mut command = Command::new("setpriv");
+        command.args([
+            &format!("--reuid={}", user.uid),
+            &format!("--regid={}", user.gid),
+            "--clear-groups",
+            "--",
+        ]);
+        command.arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_postgres() -> Option<Postgres> {
+    rampart_testkit::require_tool("psql")?;
+    rampart_testkit::require_tool("pgbench")?;
+    let bin = postgres_bin()?;
+    if nix::unistd::geteuid().is_root() && !require_password_target_user() {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-pg")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let sockets = dir.path().join("sock");
+    std::fs::create_dir(&sockets).unwrap();
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, CANARY).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let user = nix::unistd::User::from_name("rampart-target")
+            .unwrap()
+            .unwrap();
+        for path in [dir.path(), &sockets, &pwfile] {
+            std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .unwrap();
+        }
+    }
+    let init = as_db_user(&bin.join("initdb"))
+        .args(["-D"])
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--pwfile",
+        ])
+        .arg(&pwfile)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let port = free_port();
+    let child = as_db_user(&bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .arg("-k")
+        .arg(&sockets)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pg = Postgres {
+        child,
+        port,
+        bin,
+        sockets,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = Command::new(pg.bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .output()
+            .unwrap();
+        if ready.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PostgreSQL did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Some(pg)
+}
+
+impl Postgres {
+    /// A query straight to the server over its Unix socket (trusted local login), for checks.
+    fn direct(&self, sql: &str) -> String {
+        let out = as_db_user(&self.bin.join("psql"))
+            .arg("-h")
+            .arg(&self.sockets)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                sql,
+                "postgres",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Rampart with alice, the asset pg-01 (its postgres endpoint), the vaulted `postgres` account
+/// and a `postgres:connect` grant; serving with the PostgreSQL listener on.
+fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok(&[
+        "asset",
+        "add",
+        "pg-01",
+        "--host",
+        "127.0.0.1",
+        "--endpoint",
+        &format!("postgres:{}", pg.port),
+    ]);
+    r.ok_with_stdin(
+        &["account", "add", "postgres@pg-01", "--password-stdin"],
+        CANARY.as_bytes(),
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "pg-01",
+        "--account",
+        "postgres",
+        "--actions",
+        "postgres:connect",
+    ]);
+    let server = r.serve_with_env(&[("RAMPART_POSTGRES_LISTEN", "127.0.0.1:0")]);
+    let port = server
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("postgres: listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .expect("the banner names the postgres listener")
+        .port();
+    (r, server, port)
+}
+
+fn token(r: &Rampart, ttl: &str) -> String {
+    r.ok(&["db", "token", "create", "--user", "alice", "--ttl", ttl])
+        .trim()
+        .to_owned()
+}
+
+fn psql(port: u16, password: &str, sslmode: &str, sql: &[&str]) -> Output {
+    let mut command = Command::new("psql");
+    command
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=alice@pg-01 dbname=postgres sslmode={sslmode}"
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "30");
+    for statement in sql {
+        command.args(["-c", statement]);
+    }
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The query log as `audit queries --json` prints it, once it has `expected` records.
+fn queries_until(r: &Rampart, args: &[&str], expected: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = vec!["audit", "queries"];
+        all.extend_from_slice(args);
+        let found = r.json(&all).as_array().cloned().unwrap_or_default();
+        if found.len() >= expected || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn psql_through_rampart_runs_queries_logged_per_statement_in_verified_evidence_without_the_password()
+ {
+    let Some(pg) = start_postgres() else { return };
+    let (r, server, port) = rampart_for(&pg);
+    let token = token(&r, "1h");
+
+    let out = psql(
+        port,
+        &token,
+        "require",
+        &[
+            "select 41 + 1 as answer",
+            "create table notes (id int, body text)",
+            "insert into notes values (1, 'hello')",
+        ],
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("42"), "{shown}");
+    assert!(shown.contains("INSERT 0 1"), "{shown}");
+    // The table exists on the target: the statements really ran there.
+    assert_eq!(pg.direct("select body from notes").trim(), "hello");
+
+    // Each statement is one record with its result.
+    let records = queries_until(&r, &["--user", "alice"], 3);
+    let statements: Vec<&str> = records
+        .iter()
+        .map(|q| q["record"]["statement"].as_str().unwrap())
+        .collect();
+    assert!(
+        statements.contains(&"select 41 + 1 as answer"),
+        "{records:?}"
+    );
+    let insert = records
+        .iter()
+        .find(|q| q["record"]["statement"] == "insert into notes values (1, 'hello')")
+        .unwrap();
+    assert_eq!(insert["record"]["status"][0], "INSERT 0 1");
+    assert_eq!(insert["target"], "postgres@pg-01");
+    let grep = r.json(&["audit", "queries", "--grep", "^create"]);
+    assert_eq!(grep.as_array().unwrap().len(), 1, "{grep}");
+    let table = r.ok(&["audit", "queries", "--asset", "pg-01"]);
+    assert!(
+        table.contains("select 41 + 1 as answer") && table.contains("SELECT 1"),
+        "{table}"
+    );
+
+    // A failing statement is recorded with its error; the user sees the database's error.
+    let out = psql(port, &token, "require", &["select * from no_such_table"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no_such_table"), "{}", text(&out));
+    let failed = queries_until(&r, &["--grep", "no_such_table"], 1);
+    assert!(
+        failed[0]["record"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("42P01"),
+        "{failed:?}"
+    );
+
+    // The session's recording is sealed and verifies, with the statements in it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let verify = r.run(&["audit", "verify"]);
+        if verify.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&verify));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let recordings = r.data_dir().join("recordings");
+    assert!(!files_containing(&recordings, b"select 41 + 1 as answer").is_empty());
+
+    // The target's password is nowhere the user or the node's files show it.
+    let (_, stderr) = server.terminate();
+    assert!(!shown.contains(CANARY) && !stderr.contains(CANARY));
+    assert!(files_containing(&r.data_dir(), CANARY.as_bytes()).is_empty());
+}
+
+#[test]
+fn wrong_expired_and_revoked_tokens_and_plain_connections_are_refused_alike() {
+    let Some(pg) = start_postgres() else { return };
+    let (r, _server, port) = rampart_for(&pg);
+    let refused = "password authentication failed for user \"alice@pg-01\"";
+
+    let wrong = psql(port, "rampartdb_not-a-token", "require", &["select 1"]);
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains(refused), "{}", text(&wrong));
+
+    let good = token(&r, "1h");
+    assert!(psql(port, &good, "require", &["select 1"]).status.success());
+    let listed = r.json(&["db", "token", "list", "--user", "alice"]);
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    r.ok(&["db", "token", "revoke", &id]);
+    let revoked = psql(port, &good, "require", &["select 1"]);
+    assert!(!revoked.status.success());
+    assert!(text(&revoked).contains(refused), "{}", text(&revoked));
+
+    let short = token(&r, "1s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let expired = psql(port, &short, "require", &["select 1"]);
+    assert!(!expired.status.success());
+    assert!(text(&expired).contains(refused), "{}", text(&expired));
+
+    // TLS is required by default.
+    let fresh = token(&r, "1h");
+    let plain = psql(port, &fresh, "disable", &["select 1"]);
+    assert!(!plain.status.success());
+    assert!(
+        text(&plain).contains("Rampart requires TLS"),
+        "{}",
+        text(&plain)
+    );
+    assert!(
+        psql(port, &fresh, "require", &["select 1"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn pgbench_prepared_statements_and_a_cancelled_query_work_through_rampart() {
+    let Some(pg) = start_postgres() else { return };
+    let (r, _server, port) = rampart_for(&pg);
+    let token = token(&r, "1h");
+    let pgbench = |args: &[&str]| {
+        Command::new("pgbench")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "alice@pg-01",
+            ])
+            .args(args)
+            .arg("postgres")
+            .env("PGPASSWORD", &token)
+            .env("PGSSLMODE", "require")
+            .output()
+            .unwrap()
+    };
+    let init = pgbench(&["-i", "-q"]);
+    assert!(init.status.success(), "{}", text(&init));
+    let run = pgbench(&["-S", "-M", "prepared", "-t", "50", "-n"]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("50/50"), "{}", text(&run));
+    // Prepared executions are recorded with their bound parameter.
+    let executes = queries_until(&r, &["--grep", "pgbench_accounts WHERE aid"], 50);
+    assert!(executes.len() >= 50, "{}", executes.len());
+    assert_eq!(executes[0]["record"]["kind"], "execute");
+    assert_eq!(executes[0]["record"]["params"].as_array().unwrap().len(), 1);
+
+    // A long query cancelled with Ctrl-C (SIGINT to psql): the cancel request reaches the
+    // right backend through Rampart's key mapping.
+    let mut long = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=alice@pg-01 dbname=postgres sslmode=require"
+        ))
+        .args(["-X", "-c", "select pg_sleep(600)"])
+        .env("PGPASSWORD", &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pg
+        .direct("select count(*) from pg_stat_activity where query = 'select pg_sleep(600)' and state = 'active'")
+        .trim()
+        .eq("1")
+    {
+        assert!(Instant::now() < deadline, "the query never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(long.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while long.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the cancelled query did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = long.wait_with_output().unwrap();
+    assert!(
+        text(&out).contains("canceling statement due to user request"),
+        "{}",
+        text(&out)
+    );
+}
