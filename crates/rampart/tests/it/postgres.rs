@@ -459,3 +459,182 @@ fn pgbench_prepared_statements_and_a_cancelled_query_work_through_rampart() {
         text(&out)
     );
 }
+
+/// A raw protocol client on a plain loopback connection (allowed by configuration here).
+struct Raw(std::net::TcpStream);
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Raw(stream)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let _ = self.0.write_all(bytes);
+    }
+
+    fn message(&mut self, tag: u8, body: &[u8]) {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        self.send(&out);
+    }
+
+    fn startup(&mut self, user: &str) {
+        let mut body = 196_608u32.to_be_bytes().to_vec();
+        for (k, v) in [("user", user), ("database", "postgres")] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut out = (body.len() as u32 + 4).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        self.send(&out);
+    }
+
+    /// Everything until the server closes the connection (or the read timeout).
+    fn rest(&mut self) -> String {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let _ = self.0.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    /// Logs in with `token` and reads until the first ReadyForQuery.
+    fn login(&mut self, token: &str) {
+        use std::io::Read;
+        self.startup("alice@pg-01");
+        let mut password = token.as_bytes().to_vec();
+        password.push(0);
+        self.message(b'p', &password);
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        // ReadyForQuery ('Z', length 5, status 'I') ends the login.
+        while !seen.ends_with(&[b'Z', 0, 0, 0, 5, b'I']) {
+            assert_eq!(
+                self.0.read(&mut byte).unwrap(),
+                1,
+                "closed during login: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.push(byte[0]);
+        }
+    }
+}
+
+#[test]
+fn messages_rampart_does_not_understand_oversized_ones_and_stalled_logins_end_the_connection() {
+    let Some(pg) = start_postgres() else { return };
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok(&[
+        "asset",
+        "add",
+        "pg-01",
+        "--host",
+        "127.0.0.1",
+        "--endpoint",
+        &format!("postgres:{}", pg.port),
+    ]);
+    r.ok_with_stdin(
+        &["account", "add", "postgres@pg-01", "--password-stdin"],
+        CANARY.as_bytes(),
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "pg-01",
+        "--account",
+        "postgres",
+        "--actions",
+        "postgres:connect",
+    ]);
+    let server = r.serve_with_env(&[
+        ("RAMPART_POSTGRES_LISTEN", "127.0.0.1:0"),
+        ("RAMPART_POSTGRES_ALLOW_PLAIN_LOOPBACK", "true"),
+        ("RAMPART_POSTGRES_LOGIN_GRACE_TIME", "2s"),
+    ]);
+    let port = server
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix("postgres: listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .unwrap()
+        .port();
+    let token = token(&r, "1h");
+
+    // A FunctionCall ('F') is not relayed: the session ends with an error naming it.
+    let mut raw = Raw::connect(port);
+    raw.login(&token);
+    raw.message(b'F', &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    let answer = raw.rest();
+    assert!(
+        answer.contains("does not relay the client message 'F'"),
+        "{answer:?}"
+    );
+
+    // A message claiming 1 GiB is refused before anything is allocated for it.
+    let mut raw = Raw::connect(port);
+    raw.login(&token);
+    raw.send(&[b'Q', 0x40, 0, 0, 0]);
+    let answer = raw.rest();
+    assert!(answer.contains("invalid length"), "{answer:?}");
+
+    // A startup packet of absurd length ends the connection at once.
+    let mut raw = Raw::connect(port);
+    raw.send(&[0x7f, 0xff, 0xff, 0xff]);
+    assert!(raw.rest().contains("invalid startup packet length"));
+
+    // A client that never finishes logging in is closed after the grace time.
+    let mut stalled = Raw::connect(port);
+    stalled.send(&[0, 0, 0]);
+    // Closed by Rampart (end of stream), not by the test's 60 s read timeout.
+    let mut rest = Vec::new();
+    let closed = std::io::Read::read_to_end(&mut stalled.0, &mut rest);
+    assert!(
+        closed.is_ok(),
+        "the stalled login was never closed: {closed:?}"
+    );
+
+    // Live enforcement: a killed session ends with an error the client reads.
+    let mut raw = Raw::connect(port);
+    raw.login(&token);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let sessions = r.json(&["session", "list"]);
+        let live = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["kind"] == "postgres" && s["ended_at"].is_null())
+            .map(|s| s["id"].as_str().unwrap().to_owned());
+        if let Some(id) = live {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "{sessions}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    r.ok(&[
+        "session",
+        "kill",
+        &id,
+        "--reason",
+        "stopped by the DBA on duty",
+    ]);
+    let answer = raw.rest();
+    assert!(
+        answer.contains("terminating connection: ")
+            && answer.contains("stopped by the DBA on duty"),
+        "{answer:?}"
+    );
+}
