@@ -107,7 +107,7 @@ fn start_postgres() -> Option<Postgres> {
             "-U",
             "postgres",
             "--auth-local=trust",
-            "--auth-host=scram-sha-256",
+            "--auth-host=md5",
             "--pwfile",
         ])
         .arg(&pwfile)
@@ -185,6 +185,10 @@ impl Postgres {
 /// Rampart with alice, the asset pg-01 (its postgres endpoint), the vaulted `postgres` account
 /// and a `postgres:connect` grant; serving with the PostgreSQL listener on.
 fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
+    rampart_with(pg, &[])
+}
+
+fn rampart_with(pg: &Postgres, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok(&[
@@ -212,7 +216,9 @@ fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
         "--actions",
         "postgres:connect",
     ]);
-    let server = r.serve_with_env(&[("RAMPART_POSTGRES_LISTEN", "127.0.0.1:0")]);
+    let mut env = env.to_vec();
+    env.push(("RAMPART_POSTGRES_LISTEN", "127.0.0.1:0"));
+    let server = r.serve_with_env(&env);
     let port = server
         .banner
         .iter()
@@ -328,6 +334,41 @@ fn psql_through_rampart_runs_queries_logged_per_statement_in_verified_evidence_w
         "{failed:?}"
     );
 
+    // A second account whose role has an md5 password: named in the user name
+    // (USER@ACCOUNT@ASSET), Rampart logs in with md5.
+    pg.direct("set password_encryption = 'md5'; create role legacy login password 'legacy-pw-31f'");
+    assert!(
+        pg.direct("select rolpassword from pg_authid where rolname = 'legacy'")
+            .starts_with("md5")
+    );
+    r.ok_with_stdin(
+        &["account", "add", "legacy@pg-01", "--password-stdin"],
+        b"legacy-pw-31f",
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "pg-01",
+        "--account",
+        "legacy",
+        "--actions",
+        "postgres:connect",
+    ]);
+    let mut as_legacy = Command::new("psql");
+    let out = as_legacy
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=alice@legacy@pg-01 dbname=postgres sslmode=require"
+        ))
+        .args(["-X", "-A", "-t", "-c", "select current_user"])
+        .env("PGPASSWORD", &token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "legacy");
+
     // The session's recording is sealed and verifies, with the statements in it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -350,7 +391,7 @@ fn psql_through_rampart_runs_queries_logged_per_statement_in_verified_evidence_w
 #[test]
 fn wrong_expired_and_revoked_tokens_and_plain_connections_are_refused_alike() {
     let Some(pg) = start_postgres() else { return };
-    let (r, _server, port) = rampart_for(&pg);
+    let (r, _server, port) = rampart_with(&pg, &[("RAMPART_AUTH_LOCKOUT_THRESHOLD", "6")]);
     let refused = "password authentication failed for user \"alice@pg-01\"";
 
     let wrong = psql(port, "rampartdb_not-a-token", "require", &["select 1"]);
