@@ -109,8 +109,9 @@ pub async fn run(front: PostgresFront, listener: TcpListener, shutdown: impl Fut
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // Over the cap of connections not logged in: closed at once.
+                    // (Logged at debug level only: a flood must not flood the log too.)
                     let Ok(permit) = front.unauthenticated.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "postgres: too many connections not logged in; closing one");
+                        tracing::debug!(%peer, "postgres: too many connections not logged in; closing one");
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
