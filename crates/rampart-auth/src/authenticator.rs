@@ -17,6 +17,8 @@ pub const MAX_FAILED_CODES: u32 = 3;
 pub enum Front {
     Ssh,
     Web,
+    /// A database client (psql) through a database listener.
+    Database,
 }
 
 impl Front {
@@ -26,6 +28,8 @@ impl Front {
             (Front::Ssh, LoginFactor::PublicKey) => "publickey",
             (Front::Web, LoginFactor::Password) => "web-password",
             (Front::Web, LoginFactor::PublicKey) => "web-publickey",
+            (Front::Database, LoginFactor::Password) => "db-token",
+            (Front::Database, LoginFactor::PublicKey) => "db-publickey",
         }
     }
 
@@ -33,6 +37,7 @@ impl Front {
         match self {
             Front::Ssh => "totp",
             Front::Web => "web-totp",
+            Front::Database => "db-totp",
         }
     }
 }
@@ -46,12 +51,15 @@ pub enum Credential<'a> {
     VerifiedKey {
         fingerprint: &'a str,
     },
+    /// A personal database token (`rampart db token`). It counts as a password for lockout and
+    /// stands for a whole login: no second factor follows, and the login has `mfa: false`.
+    DatabaseToken(&'a SecretString),
 }
 
 impl Credential<'_> {
     fn factor(&self) -> LoginFactor {
         match self {
-            Credential::Password(_) => LoginFactor::Password,
+            Credential::Password(_) | Credential::DatabaseToken(_) => LoginFactor::Password,
             Credential::VerifiedKey { .. } => LoginFactor::PublicKey,
         }
     }
@@ -221,6 +229,12 @@ impl Authenticator {
             Credential::VerifiedKey { fingerprint } => user
                 .as_ref()
                 .is_some_and(|user| !user.disabled && has_key(user, fingerprint)),
+            Credential::DatabaseToken(token) => {
+                match self.check_db_token(user.as_ref(), token).await {
+                    Ok(matches) => matches,
+                    Err(refusal) => return FirstFactor::Refused(refusal),
+                }
+            }
         };
         let user = match user {
             Some(user) if verified => user,
@@ -236,6 +250,11 @@ impl Authenticator {
                 return FirstFactor::Refused(Refusal::Denied);
             }
         };
+        if matches!(credential, Credential::DatabaseToken(_)) {
+            return FirstFactor::Authenticated(
+                self.succeeded(user, factor, false, method.to_owned()).await,
+            );
+        }
         if !user.mfa_enrolled {
             if self.settings.require_mfa {
                 // Mandatory second factor and none enrolled: no login (enroll first).
@@ -395,6 +414,28 @@ impl Authenticator {
                 Err(Refusal::Unavailable)
             }
         }
+    }
+
+    /// Whether `token` is an active database token of `user` (an enabled user). `Err` when the
+    /// store cannot answer (not counted as a guess).
+    async fn check_db_token(
+        &self,
+        user: Option<&User>,
+        token: &SecretString,
+    ) -> Result<bool, Refusal> {
+        let Some(user) = user.filter(|user| !user.disabled) else {
+            return Ok(false);
+        };
+        if too_long(token) {
+            return Ok(false);
+        }
+        self.store
+            .check_db_token(&user.name, rampart_core::ExposeSecret::expose_secret(token))
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot check a database token; refusing a login");
+                Refusal::Unavailable
+            })
     }
 
     /// Counts a failed attempt against `factor` (the store keeps the audit trail bounded under a

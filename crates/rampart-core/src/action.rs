@@ -28,16 +28,20 @@ pub enum Action {
     SftpWrite,
     /// TCP forwarding other than the ProxyJump hop to the asset's own SSH port.
     PortForward,
+    /// A PostgreSQL session (`postgres:connect`): every statement the account may run,
+    /// logged one by one.
+    PostgresConnect,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
         Action::SftpRead,
         Action::SftpWrite,
         Action::PortForward,
+        Action::PostgresConnect,
     ];
 
     /// The protocol the action is a use of.
@@ -49,6 +53,7 @@ impl Action {
             | Action::SftpRead
             | Action::SftpWrite
             | Action::PortForward => Protocol::Ssh,
+            Action::PostgresConnect => Protocol::Postgres,
         }
     }
 
@@ -60,6 +65,7 @@ impl Action {
             Action::SftpRead => "sftp_read",
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
+            Action::PostgresConnect => "connect",
         }
     }
 }

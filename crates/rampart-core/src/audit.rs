@@ -381,6 +381,16 @@ pub enum AuditEvent {
         token: String,
         user: String,
     },
+    /// A personal database token was issued (never the token itself).
+    DbTokenCreated {
+        token: String,
+        user: String,
+        expires_at: String,
+    },
+    DbTokenRevoked {
+        token: String,
+        user: String,
+    },
     TargetConnectionFailed {
         session: String,
         target: String,
@@ -445,6 +455,8 @@ impl AuditEvent {
             AuditEvent::WebSessionEnded { .. } => "web_session_ended",
             AuditEvent::ApiTokenCreated { .. } => "api_token_created",
             AuditEvent::ApiTokenRevoked { .. } => "api_token_revoked",
+            AuditEvent::DbTokenCreated { .. } => "db_token_created",
+            AuditEvent::DbTokenRevoked { .. } => "db_token_revoked",
             AuditEvent::AuditExported { .. } => "audit_exported",
             AuditEvent::RetentionApplied { .. } => "retention_applied",
             AuditEvent::SecretUsed { .. } => "secret_used",

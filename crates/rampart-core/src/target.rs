@@ -305,13 +305,18 @@ pub enum SessionKind {
     Sftp,
     /// One forwarded TCP connection to this port of the asset.
     PortForward(u16),
+    /// A PostgreSQL session (its statements are the recording).
+    Postgres,
 }
 
 impl SessionKind {
     /// Whether sessions of this kind keep a terminal recording (file transfers and forwards are
     /// logged, not recorded).
     pub fn is_recorded(self) -> bool {
-        matches!(self, SessionKind::Shell | SessionKind::Exec)
+        matches!(
+            self,
+            SessionKind::Shell | SessionKind::Exec | SessionKind::Postgres
+        )
     }
 
     /// The protocol the session speaks to the target.
@@ -321,6 +326,7 @@ impl SessionKind {
                 Protocol::Ssh
             }
             SessionKind::PortForward(_) => Protocol::Tcp,
+            SessionKind::Postgres => Protocol::Postgres,
         }
     }
 
@@ -330,6 +336,7 @@ impl SessionKind {
             "exec" => Ok(SessionKind::Exec),
             "scp" => Ok(SessionKind::Scp),
             "sftp" => Ok(SessionKind::Sftp),
+            "postgres" => Ok(SessionKind::Postgres),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -347,6 +354,7 @@ impl fmt::Display for SessionKind {
             SessionKind::Scp => f.write_str("scp"),
             SessionKind::Sftp => f.write_str("sftp"),
             SessionKind::PortForward(port) => write!(f, "port_forward:{port}"),
+            SessionKind::Postgres => f.write_str("postgres"),
         }
     }
 }

@@ -177,6 +177,20 @@ impl Gateway {
         self.live.watch_screen(session)
     }
 
+    /// The node's session core (the same live registry, so live enforcement and shutdown end
+    /// other fronts' sessions too) and authenticator, for the other protocol fronts.
+    pub fn session_core(&self) -> rampart_session::SessionCore {
+        rampart_session::SessionCore::new(
+            self.store.clone(),
+            self.evidence.clone(),
+            self.live.clone(),
+        )
+    }
+
+    pub fn authenticator(&self) -> rampart_auth::Authenticator {
+        self.auth.clone()
+    }
+
     /// Accepts SSH connections on `listener` until `shutdown` completes. Connections already
     /// open are ended with the process.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {

@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "asset endpoints",
         include_str!("../migrations/0014_asset_endpoints.sql"),
     ),
+    (
+        15,
+        "database tokens",
+        include_str!("../migrations/0015_db_tokens.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

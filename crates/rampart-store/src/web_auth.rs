@@ -90,13 +90,13 @@ pub fn secret_hash(secret: &str) -> String {
 }
 
 /// 32 random bytes from the operating system, base64url without padding.
-fn random_secret() -> Result<String> {
+pub(crate) fn random_secret() -> Result<String> {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(bytes.as_mut_slice()).map_err(|err| StoreError::Randomness(err.to_string()))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes.as_slice()))
 }
 
-fn plus(at: OffsetDateTime, duration: Duration) -> OffsetDateTime {
+pub(crate) fn plus(at: OffsetDateTime, duration: Duration) -> OffsetDateTime {
     time::Duration::try_from(duration)
         .ok()
         .and_then(|d| at.checked_add(d))

@@ -92,6 +92,37 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Database access: personal database tokens (the password psql types through Rampart)
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Personal database tokens
+    #[command(subcommand)]
+    Token(DbTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbTokenCommand {
+    /// Issue a database token for a user; printed once, only its hash is kept
+    Create {
+        /// The user the token logs in as
+        #[arg(long)]
+        user: String,
+        /// How long the token lives (at most 30d)
+        #[arg(long, default_value = "8h", value_name = "DURATION")]
+        ttl: String,
+    },
+    /// List database tokens (never the tokens themselves)
+    List {
+        /// Only this user's tokens
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a database token by id; it stops working for new logins at once
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -624,6 +655,21 @@ pub enum AuditCommand {
         #[arg(long, value_name = "TIME|DATE")]
         since: Option<String>,
         /// Only commands matching this regular expression
+        #[arg(long, value_name = "RE")]
+        grep: Option<String>,
+    },
+    /// Search the query log: statements run through the database listeners
+    Queries {
+        /// Only this user's statements
+        #[arg(long)]
+        user: Option<String>,
+        /// Only statements on this asset
+        #[arg(long)]
+        asset: Option<String>,
+        /// Only statements at or after this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only statements matching this regular expression
         #[arg(long, value_name = "RE")]
         grep: Option<String>,
     },

@@ -20,6 +20,9 @@ use tracing_subscriber::filter::LevelFilter;
 
 use std::time::Duration;
 
+mod postgres;
+pub use postgres::PostgresConfig;
+
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
@@ -47,6 +50,7 @@ struct FileConfig {
     recording: RecordingSection,
     #[serde(default)]
     metrics: MetricsSection,
+    postgres: postgres::PostgresSection,
 }
 
 /// How session recordings are written.
@@ -155,6 +159,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// The metrics listener and the access log.
     pub ops: OpsConfig,
+    pub postgres: PostgresConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -451,6 +456,7 @@ impl Config {
 
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
         let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
+        let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -467,6 +473,7 @@ impl Config {
             target_host_keys,
             target_answer_timeout,
             ops,
+            postgres,
         })
     }
 }

@@ -61,6 +61,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // The PostgreSQL listener (optional) speaks TLS with the node's certificate: the web
+    // listener's, or the node's self-signed one when the web listener runs without TLS.
+    let postgres = match config.postgres.listen {
+        None => None,
+        Some(addr) => {
+            let certificate = match &tls {
+                Some(material) => material.config.clone(),
+                None => {
+                    rampart_web::tls::load(&rampart_web::tls::CertSource::SelfSigned {
+                        keys_dir: store.data_dir().keys_dir(),
+                    })
+                    .context("postgres TLS certificate")?
+                    .config
+                }
+            };
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on postgres.listen {addr}"))?;
+            Some((listener, certificate))
+        }
+    };
+    let postgres_addr = postgres
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     let shutdown = shutdown_signal()?;
     // Each sink's starting point is fixed before the listening line, so every event after it
     // is forwarded (a new sink starts at the head of the log).
@@ -83,8 +108,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listener.local_addr()?
         );
     }
+    if let Some(addr) = postgres_addr {
+        println!(
+            "postgres: listening on {addr} (try: psql \"host={} port={} user=USER@ASSET dbname=DB sslmode=require\" with a token from rampart db token)",
+            addr.ip(),
+            addr.port()
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
-    for (what, addr) in [("http", http_addr), ("ssh", ssh_addr)] {
+    let listeners = [
+        ("http", Some(http_addr)),
+        ("ssh", Some(ssh_addr)),
+        ("postgres", postgres_addr),
+    ];
+    for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
             tracing::warn!(
                 listener = what,
@@ -115,6 +152,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "recording_fsync_interval": format!("{}ms", config.recording.fsync_interval.as_millis()),
         "recording_exec_cap": config.recording.exec_cap,
         "ssh_target_host_keys": config.target_host_keys.as_str(),
+        "postgres_listen": postgres_addr.map(|addr| addr.to_string()),
+        "postgres_allow_plain_loopback": config.postgres.settings.allow_plain_loopback,
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -198,6 +237,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop_rx_for_sealing = stop_rx.clone();
     // The web listener's browser terminals and live views go through the same gateway.
     let terminals = gateway.clone();
+    // The PostgreSQL front shares the gateway's session core (live enforcement, shutdown) and
+    // its authenticator (lockout, login rules).
+    let postgres_task = postgres.map(|(listener, certificate)| {
+        let front = rampart_postgres::PostgresFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            Some(certificate),
+            config.postgres.settings.clone(),
+        );
+        tokio::spawn(rampart_postgres::run(
+            front,
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -263,6 +317,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %err, "the metrics listener failed");
     }
     let ssh_result = ssh_task.await;
+    if let Some(task) = postgres_task {
+        task.await.context("postgres listener failed")?;
+    }
     web_task
         .await
         .context("http listener failed")?

@@ -38,8 +38,10 @@ pub async fn run(
             table.print("no audit events");
             Ok(())
         }
-        AuditCommand::Verify { .. } | AuditCommand::Anchor { .. } => {
-            anyhow::bail!("verify and anchor are handled by commands::verify")
+        AuditCommand::Verify { .. }
+        | AuditCommand::Anchor { .. }
+        | AuditCommand::Queries { .. } => {
+            anyhow::bail!("verify, anchor and queries are handled by their own modules")
         }
         AuditCommand::Sinks => {
             let statuses = store.sink_statuses().await?;

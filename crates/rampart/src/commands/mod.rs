@@ -5,9 +5,11 @@ mod accounts;
 mod assets;
 pub(crate) mod audit;
 mod backup;
+mod db_tokens;
 mod doctor;
 mod grants;
 mod groups;
+mod queries;
 mod recordings;
 mod sessions;
 mod tokens;
@@ -77,12 +79,21 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
                 ),
             )
         }
+        Command::Audit(crate::cli::AuditCommand::Queries {
+            user,
+            asset,
+            since,
+            grep,
+        }) => queries::run(&store, json, user, asset, since, grep).await,
         Command::Audit(cmd) => audit::run(&store, &actor, json, cmd).await,
         Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
         Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
         Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
         Command::Doctor => doctor::run(config, &store, json).await,
+        Command::Db(crate::cli::DbCommand::Token(cmd)) => {
+            db_tokens::run(&store, &actor, json, cmd).await
+        }
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     store.close().await;

@@ -26,6 +26,7 @@ mod mfa;
 mod operations;
 mod password_load;
 mod policy;
+mod postgres;
 mod recording_durability;
 mod ssh;
 mod store_errors;

@@ -1,0 +1,767 @@
+//! One client connection, from its first byte to its session's end.
+//!
+//! 1. Negotiation (within the login grace time): `SSLRequest` answered `S` and TLS with the
+//!    node's certificate (or a direct TLS handshake); `GSSENCRequest` answered `N`; a
+//!    `CancelRequest` forwarded to the backend it names; plain connections only from loopback
+//!    and only when configured.
+//! 2. Login: `AuthenticationCleartextPassword` (inside TLS); the password is a personal database
+//!    token, checked by the one authenticator. Every failure reads the same.
+//! 3. Authorization (`postgres:connect`) through `rampart_session::authorize`, then the
+//!    session's start through the core (query log, recording, record, live registration).
+//! 4. The target: dialled through the dialer, logged in with the vaulted password.
+//! 5. The relay: whole messages only, each batch through the session's tap before it is
+//!    forwarded; a message Rampart does not understand ends the session with an error; live
+//!    enforcement ends it with an `ErrorResponse`.
+
+use crate::cancel::CancelTarget;
+use crate::identity::{self, DbLogin};
+use crate::querylog::QueryLog;
+use crate::wire::{
+    self, Message, Startup, WireError, read_message, read_startup, send_error, split_messages,
+    write_message,
+};
+use crate::{PostgresFront, target_login};
+use bytes::{BufMut, Bytes, BytesMut};
+use rampart_audit::{CastHeader, Stream};
+use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::policy::Decision;
+use rampart_core::target::Protocol;
+use rampart_core::{
+    Action, Asset, ExposeSecret, Name, SecretKind, SecretString, SessionKind, User,
+};
+use rampart_session::authorize::Snapshot;
+use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
+use std::net::SocketAddr;
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// A client or target byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Startup parameters passed on to the target (the rest are dropped).
+const PASSED_PARAMETERS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "extra_float_digits",
+    "IntervalStyle",
+    "search_path",
+];
+/// The largest password message accepted.
+const MAX_PASSWORD_MESSAGE: usize = 1024;
+/// Bytes read at a time each way.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A client that logged in, ready for its session.
+struct LoggedIn {
+    client: Box<dyn Io>,
+    user: User,
+    mfa: bool,
+    login: DbLogin,
+    database: Option<String>,
+    passed: Vec<(String, String)>,
+}
+
+/// Serves one connection. `permit` is its place among the connections not logged in yet.
+pub async fn serve(
+    front: PostgresFront,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let grace = front.settings.login_grace_time;
+    let logged_in = match tokio::time::timeout(grace, negotiate_and_login(&front, tcp, peer)).await
+    {
+        Ok(Some(logged_in)) => logged_in,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::info!(%peer, "postgres: login grace time passed; closing");
+            return;
+        }
+    };
+    drop(permit);
+    session(&front, logged_in, peer).await;
+}
+
+/// Is a plain connection from `peer` allowed?
+fn plain_allowed(front: &PostgresFront, peer: &SocketAddr) -> bool {
+    front.settings.allow_plain_loopback && peer.ip().is_loopback()
+}
+
+async fn negotiate_and_login(
+    front: &PostgresFront,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<LoggedIn> {
+    let (mut client, params): (Box<dyn Io>, Vec<(String, String)>) = {
+        let mut first = [0u8; 1];
+        let direct_tls = matches!(tcp.peek(&mut first).await, Ok(1)) && first == [0x16];
+        if direct_tls {
+            let acceptor = front.tls.clone()?;
+            let mut tls = acceptor.accept(tcp).await.ok()?;
+            match read_startup(&mut tls).await {
+                Ok(Startup::Params(params)) => (Box::new(tls), params),
+                _ => {
+                    send_error(&mut tls, "FATAL", "08P01", "expected a startup message").await;
+                    return None;
+                }
+            }
+        } else {
+            let mut negotiated = None;
+            // SSLRequest, GSSENCRequest, then the startup message: a few packets at most.
+            for _ in 0..3 {
+                match read_startup(&mut tcp).await {
+                    Ok(Startup::GssEnc) => {
+                        tcp.write_all(b"N").await.ok()?;
+                    }
+                    Ok(Startup::Cancel { pid, key }) => {
+                        forward_cancel(front, pid, key).await;
+                        return None;
+                    }
+                    Ok(Startup::Ssl) => {
+                        let Some(acceptor) = front.tls.clone() else {
+                            tcp.write_all(b"N").await.ok()?;
+                            continue;
+                        };
+                        tcp.write_all(b"S").await.ok()?;
+                        let mut tls = acceptor.accept(tcp).await.ok()?;
+                        match read_startup(&mut tls).await {
+                            Ok(Startup::Params(params)) => {
+                                negotiated = Some((Box::new(tls) as Box<dyn Io>, params));
+                            }
+                            Ok(Startup::Cancel { pid, key }) => {
+                                forward_cancel(front, pid, key).await;
+                                return None;
+                            }
+                            _ => {
+                                send_error(
+                                    &mut tls,
+                                    "FATAL",
+                                    "08P01",
+                                    "expected a startup message",
+                                )
+                                .await;
+                                return None;
+                            }
+                        }
+                        break;
+                    }
+                    Ok(Startup::Params(params)) => {
+                        if !plain_allowed(front, &peer) {
+                            send_error(
+                                &mut tcp,
+                                "FATAL",
+                                "28000",
+                                "Rampart requires TLS: connect with sslmode=require",
+                            )
+                            .await;
+                            return None;
+                        }
+                        negotiated = Some((Box::new(tcp) as Box<dyn Io>, params));
+                        break;
+                    }
+                    Err(err) => {
+                        send_error(&mut tcp, "FATAL", "08P01", &err.0).await;
+                        return None;
+                    }
+                }
+            }
+            negotiated?
+        }
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if param("replication").is_some_and(|v| v != "false" && v != "0" && v != "off") {
+        send_error(
+            &mut client,
+            "FATAL",
+            "28000",
+            "replication connections are not supported",
+        )
+        .await;
+        return None;
+    }
+    let Some(user_text) = param("user") else {
+        send_error(&mut client, "FATAL", "28000", "no user name given").await;
+        return None;
+    };
+    let login = match identity::parse(&user_text) {
+        Ok(login) => login,
+        Err(why) => {
+            send_error(&mut client, "FATAL", "28000", &why).await;
+            return None;
+        }
+    };
+    // The password, read inside TLS (or on loopback when plain is allowed).
+    write_message(&mut client, b'R', &3u32.to_be_bytes())
+        .await
+        .ok()?;
+    let token = match read_message(&mut client, MAX_PASSWORD_MESSAGE).await {
+        Ok(Message {
+            tag: b'p',
+            mut body,
+        }) => match wire::cstring(&mut body) {
+            Ok(text) => SecretString::from(text),
+            Err(_) => return None,
+        },
+        _ => return None,
+    };
+    let attempt = Attempt {
+        front: Front::Database,
+        login: &user_text,
+        user: Some(&login.user),
+        source: peer.ip(),
+    };
+    let user = match front
+        .auth
+        .first_factor(&attempt, Credential::DatabaseToken(&token))
+        .await
+    {
+        FirstFactor::Authenticated(done) => done,
+        FirstFactor::Refused(Refusal::Unavailable) => {
+            send_error(
+                &mut client,
+                "FATAL",
+                "XX000",
+                "Rampart cannot check logins now",
+            )
+            .await;
+            return None;
+        }
+        // The same answer for every failure (unknown user, wrong, expired or revoked token,
+        // locked, refused by the login rules).
+        _ => {
+            let line = format!("password authentication failed for user \"{user_text}\"");
+            send_error(&mut client, "FATAL", "28P01", &line).await;
+            return None;
+        }
+    };
+    drop(token);
+    let event = AuditEvent::LoginSucceeded {
+        user: user.user.name.to_string(),
+        method: user.method.clone(),
+        source: peer.ip().to_string(),
+    };
+    let actor = Actor::User {
+        name: user.user.name.to_string(),
+    };
+    if let Err(err) = front.core.store.record_event(&actor, &event).await {
+        tracing::error!(error = %err, "cannot record a login; refusing it");
+        send_error(
+            &mut client,
+            "FATAL",
+            "XX000",
+            "Rampart cannot record the login",
+        )
+        .await;
+        return None;
+    }
+    let database = param("database").filter(|db| *db != user_text);
+    let passed = params
+        .into_iter()
+        .filter(|(name, _)| PASSED_PARAMETERS.contains(&name.as_str()))
+        .collect();
+    Some(LoggedIn {
+        client,
+        user: user.user,
+        mfa: user.mfa,
+        login,
+        database,
+        passed,
+    })
+}
+
+/// Decides which account the client gets on the asset, through the policy.
+async fn authorize(
+    front: &PostgresFront,
+    user: &User,
+    mfa: bool,
+    login: &DbLogin,
+    source: &Source,
+) -> Result<Authorized, String> {
+    let store = &front.core.store;
+    let snapshot = Snapshot::for_user(store, &user.name)
+        .await
+        .map_err(|_| "internal error looking up the target".to_owned())?;
+    let now = OffsetDateTime::now_utc();
+    let access = snapshot
+        .as_user(&user.name, mfa, now)
+        .ok_or_else(|| format!("{} may not connect: the user was removed", user.name))?;
+    let asset: &Asset = snapshot
+        .asset(&login.asset)
+        .ok_or_else(|| format!("{} is not an asset", login.asset))?;
+    let action = Action::PostgresConnect;
+    let account: Name = match &login.account {
+        Some(account) => account.clone(),
+        None => {
+            let allowed = access.allowed_logins(asset, &[action]);
+            match allowed.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(format!(
+                        "{} may not connect to {}: no grant allows postgres:connect there",
+                        user.name, asset.name
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "{} has several accounts on {}: name one (USER@ACCOUNT@{})",
+                        user.name, asset.name, asset.name
+                    ));
+                }
+            }
+        }
+    };
+    match access.decide(asset, &account, action) {
+        Decision::Allow { grant, rules } => Ok(Authorized {
+            user: user.clone(),
+            mfa,
+            source: source.clone(),
+            asset: asset.clone(),
+            account,
+            grant,
+            rules,
+            actions: vec![action],
+        }),
+        Decision::Deny(why) => Err(format!(
+            "{} may not connect to {account}@{}: {why}",
+            user.name, asset.name
+        )),
+    }
+}
+
+/// The session: authorize, start, dial, log in to the target, relay, end.
+async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
+    let LoggedIn {
+        mut client,
+        user,
+        mfa,
+        login,
+        database,
+        passed,
+    } = logged_in;
+    let source = Source {
+        text: peer.ip().to_string(),
+        ip: peer.ip(),
+    };
+    let store = front.core.store.clone();
+    let actor = Actor::User {
+        name: user.name.to_string(),
+    };
+    let authorized = match authorize(front, &user, mfa, &login, &source).await {
+        Ok(authorized) => authorized,
+        Err(reason) => {
+            let target = match &login.account {
+                Some(account) => format!("{account}@{}", login.asset),
+                None => login.asset.to_string(),
+            };
+            let event = AuditEvent::AccessDenied {
+                user: user.name.to_string(),
+                target,
+                action: "postgres:connect".to_owned(),
+                reason: reason.clone(),
+                source: source.text.clone(),
+            };
+            if let Err(err) = store.record_event(&actor, &event).await {
+                tracing::error!(error = %err, "cannot record a denied connection");
+            }
+            send_error(&mut client, "FATAL", "28000", &reason).await;
+            return;
+        }
+    };
+    let asset = authorized.asset.clone();
+    let account = authorized.account.clone();
+    let database = database.unwrap_or_else(|| account.to_string());
+    let title = format!(
+        "{}@{}@{} (postgres, database {database})",
+        user.name, account, asset.name
+    );
+    let plan = RecordingPlan {
+        header: CastHeader::new(80, 24, None, Some(format!("postgres {database}")), title),
+        raw_streams: true,
+    };
+    let started = front
+        .core
+        .start(StartRequest {
+            authorized: authorized.clone(),
+            kind: SessionKind::Postgres,
+            interactive: true,
+            recording: Some(plan),
+            inspectors: vec![Box::new(QueryLog::default())],
+        })
+        .await;
+    let mut guard = match started {
+        Ok(guard) => guard,
+        Err(refused) => {
+            send_error(&mut client, "FATAL", "53000", &refused.to_string()).await;
+            return;
+        }
+    };
+    let Some(mut control) = guard.take_control() else {
+        return;
+    };
+    let tap = guard.tap();
+    // The target: dialled, logged in with the vaulted password.
+    let target = match connect_target(front, &authorized, &actor, &database, &passed).await {
+        Ok(target) => target,
+        Err(why) => {
+            send_error(&mut client, "FATAL", "08006", &why).await;
+            guard.end(why, None).await;
+            return;
+        }
+    };
+    let TargetReady {
+        mut stream,
+        greeting,
+        pid,
+        key,
+    } = target;
+    let Some((client_pid, client_key)) = front.cancels.register(CancelTarget {
+        asset: asset.clone(),
+        pid,
+        key,
+    }) else {
+        send_error(
+            &mut client,
+            "FATAL",
+            "XX000",
+            "no randomness for a cancel key",
+        )
+        .await;
+        guard.end("no randomness for a cancel key", None).await;
+        return;
+    };
+    // AuthenticationOk, the target's parameters, Rampart's cancel key, ReadyForQuery.
+    let mut hello = BytesMut::new();
+    Message {
+        tag: b'R',
+        body: Bytes::from_static(&[0, 0, 0, 0]),
+    }
+    .encode(&mut hello);
+    for message in greeting {
+        if message.tag == b'Z' {
+            let mut key_data = BytesMut::new();
+            key_data.put_u32(client_pid);
+            key_data.put_u32(client_key);
+            Message {
+                tag: b'K',
+                body: key_data.freeze(),
+            }
+            .encode(&mut hello);
+        }
+        message.encode(&mut hello);
+    }
+    let hello = hello.freeze();
+    let reason = match tap.target_sent(&[(Stream::Output, hello.clone())]).await {
+        Err(err) => err,
+        Ok(()) => match client.write_all(&hello).await {
+            Err(_) => "client disconnected".to_owned(),
+            Ok(()) => relay(&mut client, &mut stream, &tap, &mut control).await,
+        },
+    };
+    front.cancels.remove(client_pid, client_key);
+    guard.end(reason, None).await;
+}
+
+/// A logged-in target connection: what it said until its first `ReadyForQuery` (parameters,
+/// notices, that `ReadyForQuery`; not its key) and its cancel key.
+struct TargetReady {
+    stream: Box<dyn Io>,
+    greeting: Vec<Message>,
+    pid: u32,
+    key: u32,
+}
+
+async fn connect_target(
+    front: &PostgresFront,
+    authorized: &Authorized,
+    actor: &Actor,
+    database: &str,
+    passed: &[(String, String)],
+) -> Result<TargetReady, String> {
+    let asset = &authorized.asset;
+    let account = authorized.account_ref();
+    let dialed = front
+        .dialer
+        .dial(asset, Protocol::Postgres)
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut stream: Box<dyn Io> = Box::new(dialed.stream);
+    let mut params = vec![
+        ("user".to_owned(), authorized.account.to_string()),
+        ("database".to_owned(), database.to_owned()),
+    ];
+    params.extend(passed.iter().cloned());
+    stream
+        .write_all(&wire::startup_message(&params))
+        .await
+        .map_err(|_| format!("target {} closed the connection", dialed.target))?;
+    // Fail closed: a secret is only used when its use is on record.
+    let store = &front.core.store;
+    let used = AuditEvent::SecretUsed {
+        account: account.to_string(),
+        for_user: authorized.user.name.to_string(),
+    };
+    let credential = || format!("cannot use the credential of {account}");
+    if let Err(err) = store.record_event(actor, &used).await {
+        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
+        return Err(credential());
+    }
+    let (kind, secret) = store.reveal_account_secret(&account).await.map_err(|err| {
+        tracing::error!(%account, error = %err, "cannot reveal the account's secret");
+        credential()
+    })?;
+    if kind != SecretKind::Password {
+        return Err(format!(
+            "{account} has no password in the vault (a database login needs one)"
+        ));
+    }
+    let logged_in = target_login::login(
+        &mut stream,
+        authorized.account.as_str(),
+        secret.expose_secret(),
+    )
+    .await;
+    drop(secret);
+    if let Err(err) = logged_in {
+        tracing::warn!(%account, error = %err, "postgres target login failed");
+        return Err(format!("the target login to {account} failed: {err}"));
+    }
+    let mut greeting = Vec::new();
+    let mut pid_key = (0, 0);
+    loop {
+        let message = read_message(&mut stream, 64 * 1024)
+            .await
+            .map_err(|err| format!("target {}: {err}", dialed.target))?;
+        match message.tag {
+            b'K' => {
+                let body = message.body;
+                let (Some(pid), Some(key)) = (body.get(0..4), body.get(4..8)) else {
+                    return Err("target sent a malformed BackendKeyData".into());
+                };
+                let word = |b: &[u8]| {
+                    let mut w = [0u8; 4];
+                    w.copy_from_slice(b);
+                    u32::from_be_bytes(w)
+                };
+                pid_key = (word(pid), word(key));
+            }
+            b'S' | b'N' => {
+                if greeting.len() > 256 {
+                    return Err("target sent too many parameters".into());
+                }
+                greeting.push(message);
+            }
+            b'Z' => {
+                greeting.push(message);
+                break;
+            }
+            b'E' => {
+                return Err(format!(
+                    "the target refused the session: {}",
+                    wire::error_summary(&message.body)
+                ));
+            }
+            _ => return Err("target sent an unexpected message after login".into()),
+        }
+    }
+    Ok(TargetReady {
+        stream,
+        greeting,
+        pid: pid_key.0,
+        key: pid_key.1,
+    })
+}
+
+/// Client messages Rampart understands (and relays): simple and extended query, COPY in,
+/// termination.
+fn client_understood(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'Q' | b'P' | b'B' | b'E' | b'D' | b'S' | b'H' | b'C' | b'X' | b'd' | b'c' | b'f'
+    )
+}
+
+/// Target messages Rampart understands (and relays).
+fn target_understood(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'S' | b'Z'
+            | b'T'
+            | b'D'
+            | b'C'
+            | b'I'
+            | b'E'
+            | b'N'
+            | b'A'
+            | b'1'
+            | b'2'
+            | b'3'
+            | b'n'
+            | b't'
+            | b's'
+            | b'G'
+            | b'H'
+            | b'd'
+            | b'c'
+    )
+}
+
+/// Why a relay direction stopped.
+enum Ended {
+    /// The client or the target closed, or a write failed: the line for the record.
+    Closed(String),
+    /// Rampart ends the session and tells the client why.
+    Error(String),
+}
+
+fn first_not_understood(frames: &Bytes, understood: fn(u8) -> bool) -> Option<u8> {
+    wire::messages(frames.clone())
+        .map(|m| m.tag)
+        .find(|tag| !understood(*tag))
+}
+
+fn describe(tag: u8) -> String {
+    if tag.is_ascii_graphic() {
+        format!("'{}'", tag as char)
+    } else {
+        format!("0x{tag:02x}")
+    }
+}
+
+async fn client_to_target(
+    client: &mut (impl AsyncRead + Unpin),
+    target: &mut (impl AsyncWrite + Unpin),
+    tap: &SessionTap,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        match client.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Ended::Closed("client disconnected".into()),
+            Ok(_) => {}
+        }
+        let frames = match split_messages(&mut buf) {
+            Ok(Some(frames)) => frames,
+            Ok(None) => {
+                buf.reserve(READ_CHUNK);
+                continue;
+            }
+            Err(WireError(why)) => return Ended::Error(format!("protocol violation: {why}")),
+        };
+        if let Some(tag) = first_not_understood(&frames, client_understood) {
+            return Ended::Error(format!(
+                "Rampart does not relay the client message {} (not supported)",
+                describe(tag)
+            ));
+        }
+        tap.live().touch();
+        if let Err(err) = tap.client_sent(&frames).await {
+            return Ended::Error(err);
+        }
+        if target.write_all(&frames).await.is_err() {
+            return Ended::Closed("target closed the connection".into());
+        }
+        if wire::messages(frames).any(|m| m.tag == b'X') {
+            return Ended::Closed("client disconnected".into());
+        }
+    }
+}
+
+async fn target_to_client(
+    target: &mut (impl AsyncRead + Unpin),
+    client: &mut (impl AsyncWrite + Unpin),
+    tap: &SessionTap,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        match target.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Ended::Closed("target closed the connection".into()),
+            Ok(_) => {}
+        }
+        let frames = match split_messages(&mut buf) {
+            Ok(Some(frames)) => frames,
+            Ok(None) => {
+                buf.reserve(READ_CHUNK);
+                continue;
+            }
+            Err(WireError(why)) => {
+                return Ended::Error(format!("target protocol violation: {why}"));
+            }
+        };
+        if let Some(tag) = first_not_understood(&frames, target_understood) {
+            return Ended::Error(format!(
+                "Rampart does not relay the target message {} (not supported)",
+                describe(tag)
+            ));
+        }
+        // Recorded (and each answered statement logged) before it is passed back.
+        if let Err(err) = tap.target_sent(&[(Stream::Output, frames.clone())]).await {
+            return Ended::Error(err);
+        }
+        if client.write_all(&frames).await.is_err() {
+            return Ended::Closed("client disconnected".into());
+        }
+    }
+}
+
+/// Relays until either side ends or live enforcement stops the session; returns the reason.
+async fn relay(
+    client: &mut Box<dyn Io>,
+    target: &mut Box<dyn Io>,
+    tap: &SessionTap,
+    control: &mut rampart_session::live::SessionControl,
+) -> String {
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut target_read, mut target_write) = tokio::io::split(target);
+    let (ended, stopped) = {
+        let up = client_to_target(&mut client_read, &mut target_write, tap);
+        let down = target_to_client(&mut target_read, &mut client_write, tap);
+        tokio::select! {
+            ended = up => (Some(ended), None),
+            ended = down => (Some(ended), None),
+            why = control.stopped() => (None, Some(why)),
+        }
+    };
+    match (ended, stopped) {
+        (_, Some(why)) => {
+            tap.notice(&why).await;
+            let line = format!("terminating connection: {why}");
+            send_error(&mut client_write, "FATAL", "57P01", &line).await;
+            why
+        }
+        (Some(Ended::Error(why)), _) => {
+            tap.notice(&why).await;
+            send_error(&mut client_write, "FATAL", "08P01", &why).await;
+            why
+        }
+        (Some(Ended::Closed(why)), _) => why,
+        (None, None) => "closed".to_owned(),
+    }
+}
+
+/// Sends the target the cancel request a client's key stands for; unknown keys are dropped.
+async fn forward_cancel(front: &PostgresFront, pid: u32, key: u32) {
+    let Some(target) = front.cancels.lookup(pid, key) else {
+        tracing::info!("postgres: a cancel request with an unknown key; dropped");
+        return;
+    };
+    match front.dialer.dial(&target.asset, Protocol::Postgres).await {
+        Ok(dialed) => {
+            let mut stream = dialed.stream;
+            let _ = stream
+                .write_all(&wire::cancel_request(target.pid, target.key))
+                .await;
+            let _ = stream.shutdown().await;
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot forward a cancel request"),
+    }
+}
