@@ -122,7 +122,10 @@ pub enum DbTokenCommand {
         user: Option<String>,
     },
     /// Revoke a database token by id; it stops working for new logins at once
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `rampart db token list` shows it
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +378,7 @@ pub enum AssetCommand {
     /// Change an asset's host or network domain
     #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["host", "domain", "no_domain"])))]
     Set {
+        /// The asset
         name: String,
         /// New DNS name or IP address (every endpoint moves with it)
         #[arg(long)]
@@ -437,7 +441,9 @@ pub enum EndpointCommand {
     Add {
         /// The asset
         name: String,
+        /// The protocol: ssh, postgres, mysql, redis, rdp, vnc, telnet, kubernetes or tcp
         protocol: String,
+        /// The port (the protocol's usual port when omitted)
         port: Option<String>,
     },
     /// Change an endpoint's port or its pinned TLS certificate fingerprint
@@ -445,6 +451,7 @@ pub enum EndpointCommand {
     Set {
         /// The asset
         name: String,
+        /// The protocol: ssh, postgres, mysql, redis, rdp, vnc, telnet, kubernetes or tcp
         protocol: String,
         /// New port
         #[arg(long)]
@@ -464,6 +471,7 @@ pub enum EndpointCommand {
     Remove {
         /// The asset
         name: String,
+        /// The protocol: ssh, postgres, mysql, redis, rdp, vnc, telnet, kubernetes or tcp
         protocol: String,
     },
     /// List an asset's endpoints

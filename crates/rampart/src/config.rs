@@ -50,6 +50,7 @@ struct FileConfig {
     recording: RecordingSection,
     #[serde(default)]
     metrics: MetricsSection,
+    #[serde(default)]
     postgres: postgres::PostgresSection,
 }
 
