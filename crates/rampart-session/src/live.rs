@@ -181,7 +181,8 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut sessions) = self.registry.sessions.lock() {
+        {
+            let mut sessions = locked(&self.registry.sessions);
             sessions.remove(&self.session.id);
         }
     }
@@ -253,7 +254,8 @@ impl LiveSessions {
             output: std::sync::OnceLock::new(),
             screen: Mutex::new(None),
         });
-        if let Ok(mut sessions) = self.sessions.lock() {
+        {
+            let mut sessions = locked(&self.sessions);
             sessions.insert(id, session.clone());
         }
         let registration = Registration {
@@ -292,7 +294,7 @@ impl LiveSessions {
 
     /// A receiver of the live session's output from now on, if it is live here.
     pub fn watch(&self, id: Uuid) -> Option<broadcast::Receiver<Bytes>> {
-        let sessions = self.sessions.lock().ok()?;
+        let sessions = locked(&self.sessions);
         let session = sessions.get(&id)?;
         Some(
             session
@@ -311,7 +313,7 @@ impl LiveSessions {
         Option<crate::screen::ScreenState>,
         broadcast::Receiver<Bytes>,
     )> {
-        let session = self.sessions.lock().ok()?.get(&id)?.clone();
+        let session = locked(&self.sessions).get(&id)?.clone();
         let screen = session.screen.lock().ok()?;
         let output = session
             .output
@@ -328,7 +330,8 @@ impl LiveSessions {
         closer: Arc<dyn CloseConnection>,
     ) -> u64 {
         let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut connections) = self.connections.lock() {
+        {
+            let mut connections = locked(&self.connections);
             connections.insert(
                 key,
                 LiveConnection {
@@ -343,16 +346,14 @@ impl LiveSessions {
     }
 
     pub fn forget_connection(&self, key: u64) {
-        if let Ok(mut connections) = self.connections.lock() {
+        {
+            let mut connections = locked(&self.connections);
             connections.remove(&key);
         }
     }
 
     fn sessions(&self) -> Vec<Arc<LiveSession>> {
-        self.sessions
-            .lock()
-            .map(|sessions| sessions.values().cloned().collect())
-            .unwrap_or_default()
+        locked(&self.sessions).values().cloned().collect()
     }
 
     /// Checks every live session and connection once a [`RECHECK`], until `shutdown`.
@@ -367,12 +368,7 @@ impl LiveSessions {
                 _ = shutdown.changed() => return,
             }
             self.check_limits(Instant::now());
-            let idle = self.sessions().is_empty()
-                && self
-                    .connections
-                    .lock()
-                    .map(|c| c.is_empty())
-                    .unwrap_or(true);
+            let idle = self.sessions().is_empty() && locked(&self.connections).is_empty();
             if idle {
                 continue;
             }
@@ -448,21 +444,15 @@ impl LiveSessions {
                 session.end(reason);
             }
         }
-        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = self
-            .connections
-            .lock()
-            .map(|connections| {
-                connections
-                    .values()
-                    .filter_map(|c| {
-                        let reason = facts.user_revoked(&c.user, c.auth_epoch).or_else(|| {
-                            facts.login_refused(&c.user, c.source, &self.global_rules, now)
-                        })?;
-                        Some((c.closer.clone(), reason))
-                    })
-                    .collect()
+        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = locked(&self.connections)
+            .values()
+            .filter_map(|c| {
+                let reason = facts
+                    .user_revoked(&c.user, c.auth_epoch)
+                    .or_else(|| facts.login_refused(&c.user, c.source, &self.global_rules, now))?;
+                Some((c.closer.clone(), reason))
             })
-            .unwrap_or_default();
+            .collect();
         for (closer, reason) in revoked {
             // A moment later than the sessions, so their message reaches the user first.
             tokio::spawn(async move {
@@ -562,6 +552,15 @@ fn kill_notice(by: &str, reason: &str) -> String {
     } else {
         format!("ended by {by}: {reason}")
     }
+}
+
+/// The registry's maps, even after a panic elsewhere poisoned their lock: a map of live sessions
+/// cannot be left half-changed by an insert or a remove, and enforcement must never go blind
+/// (a poisoned lock read as "no sessions" would enforce nothing: fail open).
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
