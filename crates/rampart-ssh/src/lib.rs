@@ -24,6 +24,7 @@ mod target;
 mod terminal;
 
 pub use login::{LoginName, TargetSpec};
+pub use rampart_session::dial::Dialer;
 pub use target::{ScannedHostKey, TargetError, TargetHostKeys, scan_host_key};
 pub use terminal::{Terminal, TerminalError, TerminalEvent, TerminalRequest};
 
@@ -71,6 +72,9 @@ pub struct Gateway {
     auth: rampart_auth::Authenticator,
     admission: Arc<admission::Admission>,
     target_host_keys: TargetHostKeys,
+    /// The node's one dialer, shared by every connection (it holds the network domains'
+    /// gateway connections).
+    dialer: rampart_session::dial::Dialer,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
@@ -135,6 +139,10 @@ impl Gateway {
             auth: rampart_auth::Authenticator::new(store.clone(), settings.auth),
             admission: admission::Admission::new(settings.pre_auth),
             target_host_keys: settings.target_host_keys,
+            dialer: rampart_session::dial::Dialer::with_gateways(
+                store.clone(),
+                settings.target_host_keys.into(),
+            ),
         };
         Ok((gateway, sealed))
     }
@@ -205,7 +213,10 @@ impl Gateway {
             peer,
             self.live.clone(),
             self.auth.clone(),
-            self.target_host_keys,
+            crate::target::Reach {
+                dialer: self.dialer.clone(),
+                host_keys: self.target_host_keys,
+            },
         )
         .unauthenticated(slot);
         match russh::server::run_stream(self.server_config.clone(), stream, handler).await {

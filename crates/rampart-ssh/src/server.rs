@@ -6,7 +6,7 @@ use crate::forward;
 use crate::live::LiveSessions;
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
-use crate::target::TargetHostKeys;
+use crate::target::{Reach, TargetHostKeys};
 use rampart_auth::{
     Attempt, Authenticator, Credential, FirstFactor, Front, Login, PendingSecondFactor, Refusal,
     SecondFactor,
@@ -14,6 +14,7 @@ use rampart_auth::{
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::login_rules::check_login;
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
+use rampart_session::dial::Dialer;
 use rampart_store::Store;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{
@@ -119,6 +120,7 @@ pub struct Connection {
     /// A direct connection's place among the unauthenticated ones, until it authenticates.
     unauthenticated: Option<PreAuthSlot>,
     target_host_keys: TargetHostKeys,
+    dialer: Dialer,
 }
 
 impl Drop for Connection {
@@ -137,7 +139,7 @@ impl Connection {
         peer: SocketAddr,
         live: Arc<LiveSessions>,
         auth: Authenticator,
-        target_host_keys: TargetHostKeys,
+        reach: Reach,
     ) -> Self {
         Self {
             store,
@@ -152,7 +154,8 @@ impl Connection {
             pending_mfa: None,
             auth,
             unauthenticated: None,
-            target_host_keys,
+            target_host_keys: reach.host_keys,
+            dialer: reach.dialer,
         }
     }
 
@@ -434,6 +437,7 @@ impl server::Handler for Connection {
             live: self.live.clone(),
             mfa: identity.mfa,
             target_host_keys: self.target_host_keys,
+            dialer: self.dialer.clone(),
         };
         tokio::spawn(relay::session_channel(context, channel));
         Ok(())
@@ -472,7 +476,10 @@ impl server::Handler for Connection {
             self.peer,
             self.live.clone(),
             self.auth.clone(),
-            self.target_host_keys,
+            Reach {
+                dialer: self.dialer.clone(),
+                host_keys: self.target_host_keys,
+            },
         );
         inner.inherited = Some(Inherited {
             user: identity.user,
@@ -563,7 +570,14 @@ impl Connection {
             return Ok(());
         };
         reply.accept().await;
-        tokio::spawn(forward::carry(channel, allowed.asset.clone(), port, guard));
+        tokio::spawn(forward::carry(
+            self.dialer.clone(),
+            self.store.clone(),
+            channel,
+            allowed.asset.clone(),
+            port,
+            guard,
+        ));
         Ok(())
     }
 }

@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "asset endpoints",
         include_str!("../migrations/0014_asset_endpoints.sql"),
     ),
+    (
+        15,
+        "domains",
+        include_str!("../migrations/0015_domains.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -49,6 +49,8 @@ pub struct SessionContext {
     pub mfa: bool,
     /// What to do with a target whose host key is not pinned yet.
     pub target_host_keys: target::TargetHostKeys,
+    /// The node's dialer (routes through network domains' gateways).
+    pub dialer: rampart_session::dial::Dialer,
 }
 
 pub use rampart_session::Evidence;

@@ -142,6 +142,13 @@ pub(super) async fn open_target_channel(
             return Err(fail(guard, err.to_string()).await);
         }
     };
+    if let Err(err) = context
+        .store
+        .set_session_route(guard.id(), &connection.route.to_string())
+        .await
+    {
+        return Err(fail(guard, format!("cannot record the session's route ({err})")).await);
+    }
     let opening = tokio::time::timeout(
         TARGET_ANSWER_TIMEOUT,
         connection.handle.channel_open_session(),
@@ -189,8 +196,16 @@ pub(super) async fn target_connection(
     {
         return Ok(existing.clone());
     }
-    let connection =
-        Arc::new(target::connect(&context.store, resolved, actor, context.target_host_keys).await?);
+    let connection = Arc::new(
+        target::connect_with(
+            &context.dialer,
+            &context.store,
+            resolved,
+            actor,
+            context.target_host_keys,
+        )
+        .await?,
+    );
     cache.insert(account.to_owned(), connection.clone());
     Ok(connection)
 }

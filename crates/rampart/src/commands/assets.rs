@@ -190,7 +190,7 @@ async fn scan_host_key(
     let address = record
         .address(Protocol::Ssh)
         .ok_or_else(|| anyhow::anyhow!("{asset} has no ssh endpoint, so no SSH host key"))?;
-    let scanned = rampart_ssh::scan_host_key(&record).await?;
+    let scanned = rampart_ssh::scan_host_key(&rampart_ssh::Dialer::default(), &record).await?;
     let pinned = record
         .host_key
         .as_deref()

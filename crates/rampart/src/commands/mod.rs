@@ -4,6 +4,7 @@
 mod accounts;
 mod assets;
 pub(crate) mod audit;
+mod domains;
 mod grants;
 mod groups;
 mod recordings;
@@ -34,7 +35,8 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     if let Command::Init = command {
         return init(config, json).await;
     }
-    let store = open_store(config).await?;
+    // Shared: a gateway test connects as the server does, with the store's handle.
+    let store = std::sync::Arc::new(open_store(config).await?);
     let actor = local_actor();
     let signed_before = crate::seals::before_command(&store).await?;
     let result = match command {
@@ -43,6 +45,11 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
         Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
         Command::Account(cmd) => accounts::run(&store, &actor, json, cmd).await,
+        Command::Domain(cmd) => domains::run_domain(&store, &actor, json, cmd).await,
+        Command::Gateway(cmd) => {
+            let policy = config.target_host_keys.into();
+            domains::run_gateway(&store, &actor, json, policy, cmd).await
+        }
         Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
@@ -76,7 +83,9 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
     };
     crate::seals::sign_after_command(&store, signed_before).await;
-    store.close().await;
+    if let Ok(store) = std::sync::Arc::try_unwrap(store) {
+        store.close().await;
+    }
     result
 }
 

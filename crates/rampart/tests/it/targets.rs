@@ -74,6 +74,7 @@ fn asset_endpoints_are_added_changed_listed_and_removed_from_the_cli() {
     );
 
     r.ok(&["asset", "endpoint", "remove", "web-01", "redis"]);
+    r.ok(&["domain", "add", "dc-2"]);
     let moved = r.json(&[
         "asset", "set", "web-01", "--host", "10.0.0.6", "--domain", "dc-2",
     ]);
