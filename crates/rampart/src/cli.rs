@@ -308,6 +308,10 @@ pub enum GatewayCommand {
         /// Order among the domain's gateways (lower first) [default: after the last]
         #[arg(long)]
         priority: Option<u32>,
+        /// Pin this host key now (a `.pub` file or `ssh-keyscan` line) instead of on first use;
+        /// needed when ssh.target_host_keys is require-pinned
+        #[arg(long, value_name = "FILE")]
+        host_key_file: Option<PathBuf>,
     },
     /// List gateways, of one domain or all
     List {

@@ -110,6 +110,7 @@ pub async fn run_gateway(
             password_stdin,
             key_file,
             priority,
+            host_key_file,
         } => {
             let gateway = name("gateway", &gateway)?;
             let domain = name("domain", &domain)?;
@@ -143,6 +144,16 @@ pub async fn run_gateway(
                     },
                 )
                 .await?;
+            let added = match host_key_file {
+                Some(path) => {
+                    let key = read_small_file(&path)?;
+                    store
+                        .pin_gateway_host_key(actor, &added.name, &key, "administrator", true)
+                        .await?;
+                    store.gateway(&added.name).await?
+                }
+                None => added,
+            };
             done(
                 json,
                 &added,

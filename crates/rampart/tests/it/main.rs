@@ -16,6 +16,7 @@ mod availability;
 mod browser;
 mod cli;
 mod data_dir;
+mod domains;
 mod evidence;
 mod evidence_chain;
 mod login_controls;

@@ -499,6 +499,7 @@ fn the_api_adds_changes_and_removes_endpoints_and_assets_carry_them() {
         format!("SHA256:{}", "cd".repeat(32))
     );
 
+    r.ok(&["domain", "add", "dc-2"]);
     let moved = call(
         "PUT",
         "/api/v1/assets/web-01",
