@@ -507,6 +507,12 @@ fn the_api_adds_changes_and_removes_endpoints_and_assets_carry_them() {
     );
     assert_eq!(moved.status, 200, "{}", moved.text());
     assert_eq!(moved.json()["domain"], "dc-2");
+    let domain = call("GET", "/api/v1/domains/dc-2", None);
+    assert_eq!(domain.status, 200, "{}", domain.text());
+    assert_eq!(domain.json()["assets"], serde_json::json!(["web-01"]));
+    assert_eq!(domain.json()["gateways"], serde_json::json!([]));
+    let domains = call("GET", "/api/v1/domains", None);
+    assert_eq!(domains.json()[0]["name"], "dc-2", "{}", domains.text());
     let back = call(
         "PUT",
         "/api/v1/assets/web-01",
