@@ -43,7 +43,12 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Serve(_) | Command::Init => bail!("not an administration command"),
         Command::User(cmd) => users::run(&store, &actor, json, cmd).await,
         Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
-        Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
+        Command::Asset(cmd) => {
+            // `asset hostkey --scan` reaches a domain's asset through its gateways.
+            let dialer =
+                rampart_ssh::Dialer::with_gateways(store.clone(), config.target_host_keys.into());
+            assets::run(&store, &dialer, &actor, json, cmd).await
+        }
         Command::Account(cmd) => accounts::run(&store, &actor, json, cmd).await,
         Command::Domain(cmd) => domains::run_domain(&store, &actor, json, cmd).await,
         Command::Gateway(cmd) => {

@@ -221,6 +221,17 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
             && out.contains("gateway gw-1 works"),
         "{out}"
     );
+    // `asset hostkey --scan` reaches a domain's asset through its gateway too.
+    let scanned = lab.rampart_in_ns(&["asset", "hostkey", "web-01", "--scan", "--json"]);
+    assert!(scanned.status.success(), "{}", text(&scanned.stderr));
+    let target_key = std::fs::read_to_string(lab.target.host_key_file()).unwrap();
+    let key_body = target_key.split_whitespace().nth(1).unwrap();
+    assert!(
+        text(&scanned.stdout).contains(key_body),
+        "{}",
+        text(&scanned.stdout)
+    );
+
     // The first connection pinned gw-1's host key.
     let gw1 = r.json(&["gateway", "show", "gw-1"]);
     let pinned = std::fs::read_to_string(lab.gw1.host_key_file()).unwrap();
@@ -396,5 +407,5 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     );
     assert!(!err.contains("no available gateway"), "{err}");
     drop(server);
-    let _ = (&lab.gw2, &lab.target);
+    let _ = &lab.gw2;
 }
