@@ -372,6 +372,86 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     assert_eq!(text(&out.stdout), "jumped\n", "{}", text(&out.stderr));
     assert_eq!(lab.last_route(), "gateway gw-1");
 
+    // ssh -L to another port of the asset (a port_forward grant), carried through gw-1.
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "web-01",
+        "--actions",
+        "port_forward",
+    ]);
+    let mut service = Command::new("ip")
+        .args(["netns", "exec", &lab.net.name("t"), "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket()\ns.bind(('{TARGET}',8080))\ns.listen()\n\
+             c,_=s.accept()\nd=c.recv(4)\nc.sendall(b'pong' if d==b'ping' else b'nope')\nc.close()"
+        ))
+        .spawn()
+        .unwrap();
+    let listening = || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.net.name("t"),
+                "ss",
+                "-Hltn",
+                "sport = :8080",
+            ])
+            .output()
+            .is_ok_and(|out| !out.stdout.is_empty())
+    };
+    for _ in 0..300 {
+        if listening() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(listening(), "the service behind the gateway listens");
+    let mut forward_cmd = Command::new("ssh");
+    forward_cmd
+        .arg("-F")
+        .arg(&lab.client_config)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-L",
+            "18080:web-01:8080",
+        ])
+        .arg(format!("alice@{login}@web-01@{bastion}"));
+    let mut forward = in_netns(&lab.net.name("c"), &forward_cmd).spawn().unwrap();
+    // Inside the client's namespace: connect to the forward (retrying until ssh listens).
+    let reply = Command::new("ip")
+        .args(["netns", "exec", &lab.net.name("c"), "python3", "-c"])
+        .arg(
+            "import socket,time\nfor _ in range(300):\n  try:\n    c=socket.create_connection(('127.0.0.1',18080),timeout=30)\n    break\n  except OSError:\n    time.sleep(0.1)\n\
+             c.sendall(b'ping')\nprint(c.recv(4).decode())",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&reply.stdout).trim(),
+        "pong",
+        "{}",
+        text(&reply.stderr)
+    );
+    forward.kill().unwrap();
+    forward.wait().unwrap();
+    let _ = service.kill();
+    let _ = service.wait();
+    let sessions = lab.sessions();
+    let forwarded: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["kind"] == "port_forward:8080")
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{sessions:?}");
+    assert_eq!(forwarded[0]["route"], "gateway gw-1");
+
     // Failover: gw-1 goes down (its processes and connections end); new sessions use gw-2.
     lab.net.kill_all("g1");
     let out = lab.ssh(
