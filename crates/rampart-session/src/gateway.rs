@@ -198,7 +198,7 @@ impl Hops {
         {
             return Err(why.clone());
         }
-        match connect(&self.store, self.policy, gateway).await {
+        match connect(&self.store, self.policy, gateway, Shared::Yes).await {
             Ok(hop) => {
                 let hop = Arc::new(hop);
                 slot.hop = Some(hop.clone());
@@ -244,6 +244,16 @@ struct HopHandler {
     pinned: Option<PublicKey>,
     policy: HostKeyPolicy,
     verdict: Arc<Mutex<Option<HopError>>>,
+    /// Set once a shared connection is logged in: losing it then is a gateway failure
+    /// (audited), which ends the sessions it carried.
+    established: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether a connection is the gateway's shared one (its loss is audited) or a test's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    Yes,
+    No,
 }
 
 fn fingerprint(key: &PublicKey) -> String {
@@ -301,6 +311,34 @@ impl HopHandler {
 impl client::Handler for HopHandler {
     type Error = russh::Error;
 
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        if self
+            .established
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let why = match &reason {
+                client::DisconnectReason::ReceivedDisconnect(info) => {
+                    format!("the gateway disconnected ({})", info.message)
+                }
+                client::DisconnectReason::Error(err) => err.to_string(),
+            };
+            let event = AuditEvent::GatewayFailed {
+                gateway: self.gateway.to_string(),
+                reason: format!("connection lost: {why}"),
+            };
+            if let Err(err) = self.store.record_event(&Actor::System, &event).await {
+                tracing::error!(error = %err, "cannot record a lost gateway connection");
+            }
+        }
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(err) => Err(err),
+        }
+    }
+
     async fn check_server_key(
         &mut self,
         key: &russh::keys::PublicKeyOrCertificate,
@@ -342,6 +380,7 @@ pub async fn connect(
     store: &Arc<Store>,
     policy: HostKeyPolicy,
     gateway: &Gateway,
+    shared: Shared,
 ) -> Result<Hop, HopError> {
     let address = rampart_core::target::socket_address(&gateway.host, gateway.port);
     let connect = tokio::net::TcpStream::connect((gateway.host.as_str(), gateway.port));
@@ -368,12 +407,14 @@ pub async fn connect(
         .transpose()
         .map_err(|_| HopError::HostKeyUnverified)?;
     let verdict = Arc::new(Mutex::new(None));
+    let established = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handler = HopHandler {
         store: store.clone(),
         gateway: gateway.name.clone(),
         pinned,
         policy,
         verdict: verdict.clone(),
+        established: established.clone(),
     };
     let handshake = client::connect_stream(client_config(), tcp, handler);
     let mut handle = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
@@ -431,6 +472,9 @@ pub async fn connect(
             login: login.to_owned(),
         });
     }
+    if shared == Shared::Yes {
+        established.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     Ok(Hop {
         handle,
         made_for: made_for(gateway),
@@ -446,7 +490,7 @@ pub async fn test(
     gateway: &Gateway,
     target: Option<(&str, u16)>,
 ) -> Result<(), HopError> {
-    let hop = connect(store, policy, gateway).await?;
+    let hop = connect(store, policy, gateway, Shared::No).await?;
     let result = match target {
         Some((host, port)) => {
             hop.open(host, port)

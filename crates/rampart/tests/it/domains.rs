@@ -453,7 +453,36 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     assert_eq!(forwarded[0]["route"], "gateway gw-1");
 
     // Failover: gw-1 goes down (its processes and connections end); new sessions use gw-2.
+    // A session open through it at that moment ends, and the user sees why.
+    let mut long_cmd = Command::new("ssh");
+    long_cmd
+        .arg("-F")
+        .arg(&lab.client_config)
+        .args(["-p", &port.to_string()])
+        .arg(format!("alice@{login}@web-01@{bastion}"))
+        .arg("echo started; sleep 120");
+    let mut long = in_netns(&lab.net.name("c"), &long_cmd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(long.stdout.as_mut().unwrap()),
+        &mut started,
+    )
+    .unwrap();
+    assert_eq!(started, "started\n");
     lab.net.kill_all("g1");
+    let ended = long.wait_with_output().unwrap();
+    assert!(!ended.status.success(), "the session through gw-1 ended");
+    let sessions = lab.sessions();
+    let cut = sessions
+        .iter()
+        .max_by_key(|s| s["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(cut["route"], "gateway gw-1");
+    assert!(cut["ended_at"].is_string(), "{cut}");
     let out = lab.ssh(
         port,
         &[
@@ -465,12 +494,11 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     assert_eq!(lab.last_route(), "gateway gw-2");
     let audit = r.json(&["audit", "list", "--limit", "1000"]);
     assert!(
-        audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e.to_string().contains("gateway_failed") && e.to_string().contains("gw-1")),
-        "a gateway_failed event for gw-1"
+        audit.as_array().unwrap().iter().any(|e| {
+            let e = e.to_string();
+            e.contains("gateway_failed") && e.contains("gw-1") && e.contains("connection lost")
+        }),
+        "a gateway_failed event for gw-1's lost connection"
     );
 
     // Both down: the user's one line names each gateway's reason.
