@@ -404,6 +404,36 @@ pub enum AuditEvent {
         files: u64,
         bytes: u64,
     },
+    DomainAdded {
+        domain: String,
+    },
+    DomainRemoved {
+        domain: String,
+    },
+    GatewayAdded {
+        gateway: String,
+        domain: String,
+        host: String,
+        port: u16,
+        login: String,
+        secret_kind: String,
+        priority: u32,
+    },
+    GatewayRemoved {
+        gateway: String,
+        domain: String,
+    },
+    GatewayHostKeyPinned {
+        gateway: String,
+        fingerprint: String,
+        how: String,
+    },
+    /// A gateway could not be used (connection, host key, authentication, or the channel to the
+    /// asset); sessions fail over to the next gateway of the domain.
+    GatewayFailed {
+        gateway: String,
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -467,6 +497,12 @@ impl AuditEvent {
             AuditEvent::FileTransferred { .. } => "file_transferred",
             AuditEvent::FileChanged { .. } => "file_changed",
             AuditEvent::BackupMade { .. } => "backup_made",
+            AuditEvent::DomainAdded { .. } => "domain_added",
+            AuditEvent::DomainRemoved { .. } => "domain_removed",
+            AuditEvent::GatewayAdded { .. } => "gateway_added",
+            AuditEvent::GatewayRemoved { .. } => "gateway_removed",
+            AuditEvent::GatewayHostKeyPinned { .. } => "gateway_host_key_pinned",
+            AuditEvent::GatewayFailed { .. } => "gateway_failed",
         }
     }
 }

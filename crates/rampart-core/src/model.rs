@@ -270,6 +270,9 @@ pub struct Session {
     /// started); `None`: recorded in full.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording_cap: Option<u64>,
+    /// How the session reached its target: `direct`, `gateway NAME`; `None` until connected.
+    #[serde(default)]
+    pub route: Option<String>,
 }
 
 impl Session {

@@ -2,16 +2,22 @@
 //!
 //! SSH target logins (russh runs its client over the stream), port forwards, the browser
 //! terminal (through the SSH target login) and every later protocol front ask the dialer for a
-//! stream to an asset's endpoint. The dialer chooses the [`Route`]: today every asset is dialled
-//! directly over TCP with a connect timeout; network domains (issue 15) add routes through SSH-hop
-//! gateways and dial-out agents here, and nowhere else.
+//! stream to an asset's endpoint. The dialer chooses the [`Route`]: an asset without a network
+//! domain is dialled directly over TCP with a connect timeout; an asset in a domain is reached
+//! through the domain's SSH-hop gateways in priority order (a `direct-tcpip` channel on the
+//! gateway's shared connection, see [`crate::gateway`]), a failed gateway skipped for the next.
+//! Routes are chosen here and nowhere else. One dialer per node (it holds the gateway
+//! connections), shared by the fronts.
 //!
 //! The dialer only carries bytes: checking the target's identity (SSH host key, TLS certificate)
 //! is the protocol's job, on the stream it gets.
 
+use crate::gateway::{HopError, Hops, HostKeyPolicy, channel_why};
 use rampart_core::target::socket_address;
-use rampart_core::{Asset, Protocol};
+use rampart_core::{Asset, Name, Protocol};
+use rampart_store::Store;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -23,22 +29,24 @@ pub trait TargetIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> TargetIo for T {}
 
-/// The stream the dialer hands out: boxed, so a TCP socket and (later) a gateway's channel are
-/// the same type to the protocols.
+/// The stream the dialer hands out: boxed, so a TCP socket and a gateway's channel are the same
+/// type to the protocols.
 pub type TargetStream = Box<dyn TargetIo>;
 
-/// How a connection reaches its target; sessions record it (`direct`, later `gateway sg-gw-01`,
-/// `agent factory-7`).
+/// How a connection reaches its target; sessions record it (`direct`, `gateway sg-gw-01`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// A TCP connection from this node to the target's address.
     Direct,
+    /// A channel through this SSH-hop gateway of the asset's network domain.
+    Gateway(Name),
 }
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Route::Direct => f.write_str("direct"),
+            Route::Gateway(name) => write!(f, "gateway {name}"),
         }
     }
 }
@@ -67,12 +75,29 @@ pub enum DialError {
     NoEndpoint { asset: String, protocol: Protocol },
     #[error("target {target} is unreachable ({why})")]
     Unreachable { target: String, why: String },
+    #[error(
+        "{asset} is in network domain {domain}, which has no gateway: add one with `rampart \
+         gateway add NAME --domain {domain} ...`"
+    )]
+    NoGateway { asset: String, domain: String },
+    /// Every gateway of the domain failed: each one's reason, in priority order.
+    #[error("cannot reach {target} through network domain {domain}: {}", .failures.join("; "))]
+    Gateways {
+        target: String,
+        domain: String,
+        /// `gateway NAME: reason`.
+        failures: Vec<String>,
+    },
+    #[error("cannot route to {asset}: {why}")]
+    Route { asset: String, why: String },
 }
 
-/// Opens streams to targets. Cheap to clone; one per node.
+/// Opens streams to targets. Cheap to clone; one per node, shared by the fronts.
 #[derive(Debug, Clone)]
 pub struct Dialer {
     connect_timeout: Duration,
+    /// The gateway connections; none: domain assets cannot be reached (a CLI scan, tests).
+    hops: Option<Arc<Hops>>,
 }
 
 impl Default for Dialer {
@@ -82,14 +107,21 @@ impl Default for Dialer {
 }
 
 impl Dialer {
+    /// A dialer that reaches assets without a domain only.
     pub fn new(connect_timeout: Duration) -> Self {
-        Self { connect_timeout }
+        Self {
+            connect_timeout,
+            hops: None,
+        }
     }
 
-    /// The route to `asset`. Every asset is dialled directly until network domains have
-    /// gateways (issue 15); a domain alone changes nothing yet.
-    pub fn route(&self, _asset: &Asset) -> Route {
-        Route::Direct
+    /// The node's dialer: direct routes, and domain assets through their gateways (gateway
+    /// host keys follow `policy`, as targets' do).
+    pub fn with_gateways(store: Arc<Store>, policy: HostKeyPolicy) -> Self {
+        Self {
+            connect_timeout: CONNECT_TIMEOUT,
+            hops: Some(Arc::new(Hops::new(store, policy))),
+        }
     }
 
     /// A stream to the asset's `protocol` endpoint.
@@ -106,36 +138,123 @@ impl Dialer {
     /// A stream to any port of the asset (a port forward may reach a port that is not a
     /// declared endpoint; the grant's `port_forward` decides).
     pub async fn dial_port(&self, asset: &Asset, port: u16) -> Result<Dialed, DialError> {
-        let route = self.route(asset);
+        match &asset.domain {
+            None => self.direct(asset, port).await,
+            Some(domain) => self.through_domain(asset, domain, port).await,
+        }
+    }
+
+    async fn direct(&self, asset: &Asset, port: u16) -> Result<Dialed, DialError> {
         let target = socket_address(&asset.host, port);
-        match route {
-            Route::Direct => {
-                let connect = tokio::net::TcpStream::connect((asset.host.as_str(), port));
-                let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
-                    Ok(Ok(tcp)) => tcp,
-                    Ok(Err(err)) => {
-                        return Err(DialError::Unreachable {
-                            target,
-                            why: err.kind().to_string(),
-                        });
-                    }
-                    Err(_) => {
-                        return Err(DialError::Unreachable {
-                            target,
-                            why: "timed out".into(),
-                        });
-                    }
-                };
-                // Interactive traffic: keystrokes go out at once.
-                let _ = tcp.set_nodelay(true);
-                Ok(Dialed {
-                    stream: Box::new(tcp),
-                    route,
+        let connect = tokio::net::TcpStream::connect((asset.host.as_str(), port));
+        let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(err)) => {
+                return Err(DialError::Unreachable {
                     target,
-                })
+                    why: err.kind().to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(DialError::Unreachable {
+                    target,
+                    why: "timed out".into(),
+                });
+            }
+        };
+        // Interactive traffic: keystrokes go out at once.
+        let _ = tcp.set_nodelay(true);
+        Ok(Dialed {
+            stream: Box::new(tcp),
+            route: Route::Direct,
+            target,
+        })
+    }
+
+    /// Through the domain's gateways in priority order: the first that carries a channel to
+    /// the target wins; when none does, the error names each one's reason.
+    async fn through_domain(
+        &self,
+        asset: &Asset,
+        domain: &Name,
+        port: u16,
+    ) -> Result<Dialed, DialError> {
+        let target = socket_address(&asset.host, port);
+        let Some(hops) = &self.hops else {
+            return Err(DialError::Route {
+                asset: asset.name.to_string(),
+                why: format!(
+                    "it is in network domain {domain}, and this process has no gateway connections"
+                ),
+            });
+        };
+        let gateways = hops
+            .store()
+            .list_gateways(Some(domain))
+            .await
+            .map_err(|err| DialError::Route {
+                asset: asset.name.to_string(),
+                why: format!("cannot read the gateways of network domain {domain} ({err})"),
+            })?;
+        if gateways.is_empty() {
+            return Err(DialError::NoGateway {
+                asset: asset.name.to_string(),
+                domain: domain.to_string(),
+            });
+        }
+        let mut failures = Vec::with_capacity(gateways.len());
+        for gateway in &gateways {
+            match open_through(hops, gateway, &asset.host, port).await {
+                Ok(stream) => {
+                    return Ok(Dialed {
+                        stream: Box::new(stream),
+                        route: Route::Gateway(gateway.name.clone()),
+                        target,
+                    });
+                }
+                Err(err) => failures.push(format!("gateway {}: {err}", gateway.name)),
+            }
+        }
+        Err(DialError::Gateways {
+            target,
+            domain: domain.to_string(),
+            failures,
+        })
+    }
+}
+
+/// A channel to `host:port` through `gateway`'s shared connection; a connection that turns out
+/// dead is dropped and made again once.
+async fn open_through(
+    hops: &Hops,
+    gateway: &rampart_store::Gateway,
+    host: &str,
+    port: u16,
+) -> Result<russh::ChannelStream<russh::client::Msg>, HopError> {
+    for attempt in 0..2 {
+        let hop = hops.hop(gateway).await?;
+        match hop.open(host, port).await {
+            Ok(stream) => return Ok(stream),
+            // The gateway answered: it could not reach the target. Not the connection's fault.
+            Err(err @ russh::Error::ChannelOpenFailure(_)) => {
+                let failed = HopError::Channel {
+                    target: socket_address(host, port),
+                    why: channel_why(&err),
+                };
+                hops.audit_failure(&gateway.name, &failed).await;
+                return Err(failed);
+            }
+            Err(err) => {
+                hops.drop_hop(&gateway.name).await;
+                if attempt == 1 {
+                    let failed = HopError::Protocol(err.to_string());
+                    hops.audit_failure(&gateway.name, &failed).await;
+                    return Err(failed);
+                }
             }
         }
     }
+    Err(HopError::Protocol("the connection dropped".into()))
 }
 
 #[cfg(test)]

@@ -12,11 +12,13 @@
 //!   live watching.
 //! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
 //!   [`explain`]: `grant explain`'s report.
-//! - [`dial`]: the one place a connection to a target is opened (direct today).
+//! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
+//!   domain's SSH-hop [`gateway`]).
 
 pub mod authorize;
 pub mod dial;
 pub mod explain;
+pub mod gateway;
 pub mod guard;
 pub mod lifecycle;
 pub mod live;

@@ -102,13 +102,29 @@ pub async fn start(
 
 /// Carries one forwarded connection between the user's channel and the asset's port, until
 /// either side closes it or live enforcement ends the session; then ends it through its guard.
-pub async fn carry(channel: Channel<Msg>, asset: Asset, port: u16, mut guard: SessionGuard) {
+pub async fn carry(
+    dialer: Dialer,
+    store: std::sync::Arc<rampart_store::Store>,
+    channel: Channel<Msg>,
+    asset: Asset,
+    port: u16,
+    mut guard: SessionGuard,
+) {
     let Some(mut control) = guard.take_control() else {
         return;
     };
     let mut reason = "closed".to_owned();
-    match Dialer::default().dial_port(&asset, port).await {
+    match dialer.dial_port(&asset, port).await {
         Ok(mut dialed) => {
+            if let Err(err) = store
+                .set_session_route(guard.id(), &dialed.route.to_string())
+                .await
+            {
+                guard
+                    .end(format!("cannot record the session's route ({err})"), None)
+                    .await;
+                return;
+            }
             let mut stream = channel.into_stream();
             let tap = guard.tap();
             let copy = copy_observed(&mut stream, &mut dialed.stream, &tap);

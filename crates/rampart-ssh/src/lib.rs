@@ -25,6 +25,7 @@ mod target;
 mod terminal;
 
 pub use login::{LoginName, TargetSpec};
+pub use rampart_session::dial::Dialer;
 pub use target::{ScannedHostKey, TargetError, TargetHostKeys, scan_host_key};
 pub use terminal::{Terminal, TerminalError, TerminalEvent, TerminalRequest};
 
@@ -73,6 +74,9 @@ pub struct Gateway {
     admission: Arc<admission::Admission>,
     target_host_keys: TargetHostKeys,
     target_answer_timeout: TargetAnswerTimeout,
+    /// The node's one dialer, shared by every connection (it holds the network domains'
+    /// gateway connections).
+    dialer: rampart_session::dial::Dialer,
 }
 
 /// How the gateway treats sessions and logins (from the node's configuration).
@@ -151,6 +155,10 @@ impl Gateway {
             admission: admission::Admission::new(settings.pre_auth),
             target_host_keys: settings.target_host_keys,
             target_answer_timeout: settings.target_answer_timeout,
+            dialer: rampart_session::dial::Dialer::with_gateways(
+                store.clone(),
+                settings.target_host_keys.into(),
+            ),
         };
         Ok((gateway, sealed))
     }
@@ -247,7 +255,10 @@ impl Gateway {
             peer,
             self.live.clone(),
             self.auth.clone(),
-            self.target_host_keys,
+            crate::target::Reach {
+                dialer: self.dialer.clone(),
+                host_keys: self.target_host_keys,
+            },
         )
         .unauthenticated(slot)
         .target_answer_timeout(self.target_answer_timeout);

@@ -6,7 +6,7 @@ use crate::forward;
 use crate::live::LiveSessions;
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
-use crate::target::TargetHostKeys;
+use crate::target::{Reach, TargetHostKeys};
 use rampart_auth::{
     Attempt, Authenticator, Credential, FirstFactor, Front, Login, PendingSecondFactor, Refusal,
     SecondFactor,
@@ -14,6 +14,7 @@ use rampart_auth::{
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::login_rules::check_login;
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
+use rampart_session::dial::Dialer;
 use rampart_store::Store;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{
@@ -124,6 +125,7 @@ pub struct Connection {
     target_answer_timeout: crate::TargetAnswerTimeout,
     /// Who authenticated, for the access record written when the connection ends.
     access_user: Arc<std::sync::OnceLock<String>>,
+    dialer: Dialer,
 }
 
 impl Drop for Connection {
@@ -142,7 +144,7 @@ impl Connection {
         peer: SocketAddr,
         live: Arc<LiveSessions>,
         auth: Authenticator,
-        target_host_keys: TargetHostKeys,
+        reach: Reach,
     ) -> Self {
         Self {
             store,
@@ -157,7 +159,8 @@ impl Connection {
             pending_mfa: None,
             auth,
             unauthenticated: None,
-            target_host_keys,
+            target_host_keys: reach.host_keys,
+            dialer: reach.dialer,
             pending_env: crate::requests::PendingEnvironments::default(),
             target_answer_timeout: crate::TargetAnswerTimeout::default(),
             access_user: Arc::default(),
@@ -456,6 +459,7 @@ impl server::Handler for Connection {
             target_host_keys: self.target_host_keys,
             env: self.pending_env.opened(channel.id()),
             target_answer_timeout: self.target_answer_timeout.0,
+            dialer: self.dialer.clone(),
         };
         tokio::spawn(relay::session_channel(context, channel));
         Ok(())
@@ -588,7 +592,10 @@ impl server::Handler for Connection {
             self.peer,
             self.live.clone(),
             self.auth.clone(),
-            self.target_host_keys,
+            Reach {
+                dialer: self.dialer.clone(),
+                host_keys: self.target_host_keys,
+            },
         )
         .target_answer_timeout(self.target_answer_timeout);
         inner.inherited = Some(Inherited {
@@ -680,7 +687,14 @@ impl Connection {
             return Ok(());
         };
         reply.accept().await;
-        tokio::spawn(forward::carry(channel, allowed.asset.clone(), port, guard));
+        tokio::spawn(forward::carry(
+            self.dialer.clone(),
+            self.store.clone(),
+            channel,
+            allowed.asset.clone(),
+            port,
+            guard,
+        ));
         Ok(())
     }
 }

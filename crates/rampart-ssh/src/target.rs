@@ -10,7 +10,7 @@ use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, Protocol, SecretKind, User};
 use rampart_session::authorize::{SessionRules, Snapshot};
-use rampart_session::dial::{DialError, Dialer};
+use rampart_session::dial::{DialError, Dialer, Route};
 use rampart_store::Store;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
@@ -189,6 +189,9 @@ pub enum TargetError {
     Protocol { target: String, why: String },
     #[error("{asset} has no {protocol} endpoint")]
     NoEndpoint { asset: String, protocol: Protocol },
+    /// No route to the target (a network domain's gateways all failed, or it has none).
+    #[error("{0}")]
+    Route(String),
 }
 
 impl From<DialError> for TargetError {
@@ -198,8 +201,16 @@ impl From<DialError> for TargetError {
                 TargetError::NoEndpoint { asset, protocol }
             }
             DialError::Unreachable { target, why } => TargetError::Unreachable { target, why },
+            other => TargetError::Route(other.to_string()),
         }
     }
+}
+
+/// How this node reaches targets: its one dialer and its host key rule.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub dialer: Dialer,
+    pub host_keys: TargetHostKeys,
 }
 
 /// What to do with a target whose host key is not pinned yet (`ssh.target_host_keys`).
@@ -210,6 +221,15 @@ pub enum TargetHostKeys {
     PinOnFirstUse,
     /// Refuse the target until an administrator pins its key (`rampart asset hostkey`).
     RequirePinned,
+}
+
+impl From<TargetHostKeys> for rampart_session::gateway::HostKeyPolicy {
+    fn from(keys: TargetHostKeys) -> Self {
+        match keys {
+            TargetHostKeys::PinOnFirstUse => Self::PinOnFirstUse,
+            TargetHostKeys::RequirePinned => Self::RequirePinned,
+        }
+    }
 }
 
 impl TargetHostKeys {
@@ -340,6 +360,8 @@ impl client::Handler for PinningHandler {
 /// An authenticated SSH connection to a target.
 pub struct TargetConnection {
     pub handle: client::Handle<PinningHandler>,
+    /// How the connection reached the target (`direct`, `gateway NAME`).
+    pub route: Route,
 }
 
 /// One configuration for every target connection (each connection would otherwise hold a copy).
@@ -368,18 +390,9 @@ fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// Connects to `resolved`'s asset and logs in with the vaulted credential of its account, once
-/// its host key is trusted (`host_keys` says what to do while none is pinned).
-pub async fn connect(
-    store: &Arc<Store>,
-    resolved: &Resolved,
-    actor: &Actor,
-    host_keys: TargetHostKeys,
-) -> Result<TargetConnection, TargetError> {
-    connect_with(&Dialer::default(), store, resolved, actor, host_keys).await
-}
-
-/// [`connect`] over a stream from `dialer`.
+/// Connects to `resolved`'s asset over a stream from the node's `dialer` and logs in with the
+/// vaulted credential of its account, once its host key is trusted (`host_keys` says what to do
+/// while none is pinned).
 pub async fn connect_with(
     dialer: &Dialer,
     store: &Arc<Store>,
@@ -393,6 +406,7 @@ pub async fn connect_with(
         .await
         .map_err(TargetError::from)?;
     let target = dialed.target.clone();
+    let route = dialed.route.clone();
     let account = resolved.account_ref().to_string();
     let pinned = match &asset.host_key {
         Some(text) => Some(
@@ -520,7 +534,7 @@ pub async fn connect_with(
     if !result.success() {
         return Err(TargetError::CredentialRefused { target, account });
     }
-    Ok(TargetConnection { handle })
+    Ok(TargetConnection { handle, route })
 }
 
 /// A target's SSH host key as `rampart asset hostkey --scan` shows it.
@@ -534,7 +548,7 @@ pub struct ScannedHostKey {
 
 /// Reads the host key a target presents, and nothing more: the handshake is ended at the key,
 /// so no credential (not even a user name) is sent.
-pub async fn scan_host_key(asset: &Asset) -> Result<ScannedHostKey, TargetError> {
+pub async fn scan_host_key(dialer: &Dialer, asset: &Asset) -> Result<ScannedHostKey, TargetError> {
     struct Scanner(Arc<Mutex<Option<PublicKey>>>);
 
     impl client::Handler for Scanner {
@@ -553,7 +567,7 @@ pub async fn scan_host_key(asset: &Asset) -> Result<ScannedHostKey, TargetError>
         }
     }
 
-    let dialed = Dialer::default()
+    let dialed = dialer
         .dial(asset, Protocol::Ssh)
         .await
         .map_err(TargetError::from)?;

@@ -83,7 +83,10 @@ impl crate::Gateway {
             request.source,
             self.live.clone(),
             self.auth.clone(),
-            self.target_host_keys,
+            crate::target::Reach {
+                dialer: self.dialer.clone(),
+                host_keys: self.target_host_keys,
+            },
         )
         .target_answer_timeout(self.target_answer_timeout)
         .inherit(Inherited {

@@ -62,7 +62,7 @@ fn secret_aad(account_id: &str, kind: &str) -> Vec<u8> {
 }
 
 /// A secret a person gives for an account: not empty, not huge, and a private key must parse.
-fn check_secret(secret: &NewAccountSecret) -> Result<()> {
+pub(crate) fn check_secret(secret: &NewAccountSecret) -> Result<()> {
     let value = secret.value.expose_secret();
     if value.is_empty() || value.len() > MAX_SECRET_BYTES {
         return Err(StoreError::invalid(format!(
@@ -264,6 +264,7 @@ impl Store {
             });
         }
         secrets.extend(sealed_totp_secrets(&mut conn).await?);
+        secrets.extend(crate::domains::sealed_gateway_secrets(&mut conn).await?);
         for secret in &secrets {
             let key = envelope_key_id(&secret.sealed)
                 .map_or_else(|_| "malformed".to_owned(), |id| id.to_string());
@@ -335,13 +336,17 @@ impl Store {
         }
         // Users' TOTP secrets move in the same transaction: none is left under the old key.
         let totp_secrets = reseal_totp_secrets(&mut tx, &self.vault, new_key_id).await?;
+        // And the gateways' secrets.
+        let gateway_secrets =
+            crate::domains::reseal_gateway_secrets(&mut tx, &self.vault, new_key_id).await?;
         sqlx::query("UPDATE vault_state SET active_key_id = $1 WHERE singleton = 1")
             .bind(new_key_id.to_string())
             .execute(&mut *tx)
             .await?;
         let secrets_reencrypted = u64::try_from(rows.len())
             .unwrap_or(u64::MAX)
-            .saturating_add(totp_secrets);
+            .saturating_add(totp_secrets)
+            .saturating_add(gateway_secrets);
         let old_key_ids: Vec<String> = old_key_ids
             .into_iter()
             .filter(|id| *id != new_key_id.to_string())
@@ -381,7 +386,7 @@ pub(crate) async fn active_key_id(conn: &mut SqliteConnection) -> Result<KeyId> 
     KeyId::parse(&text).ok_or_else(|| StoreError::Corrupt("vault_state.active_key_id".into()))
 }
 
-fn secret_kind(text: &str) -> Result<SecretKind> {
+pub(crate) fn secret_kind(text: &str) -> Result<SecretKind> {
     match text {
         "password" => Ok(SecretKind::Password),
         "private_key" => Ok(SecretKind::PrivateKey),

@@ -108,6 +108,9 @@ impl Store {
             )));
         }
         let mut tx = self.begin_write().await?;
+        if let Some(domain) = &asset.domain {
+            crate::domains::check_domain(&mut tx, domain).await?;
+        }
         if rows::find_id(&mut tx, rows::Named::Asset, &asset.name)
             .await?
             .is_some()
@@ -178,6 +181,9 @@ impl Store {
                 .await?;
         }
         if let Some(domain) = &change.domain {
+            if let Some(domain) = domain {
+                crate::domains::check_domain(&mut tx, domain).await?;
+            }
             sqlx::query("UPDATE assets SET domain = $1 WHERE id = $2")
                 .bind(domain.as_ref().map(Name::as_str))
                 .bind(&id)

@@ -16,6 +16,7 @@ mod backup;
 mod commands;
 mod data_dir;
 mod db_tokens;
+mod domains;
 mod grants;
 mod groups;
 mod login_controls;
@@ -41,6 +42,7 @@ pub use backup::{
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use db_tokens::{DB_TOKEN_PREFIX, DbToken};
+pub use domains::{Domain, DomainDetail, Gateway, NewGateway};
 pub use grants::{GrantInput, NewGrant};
 pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};

@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "database tokens",
         include_str!("../migrations/0015_db_tokens.sql"),
     ),
+    (
+        16,
+        "domains",
+        include_str!("../migrations/0016_domains.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

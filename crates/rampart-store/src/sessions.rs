@@ -312,7 +312,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
              AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
@@ -344,10 +344,22 @@ impl Store {
         Ok(Page::new(sessions, rows.len(), limit, last))
     }
 
+    /// Records how a session reached its target (`direct`, `gateway NAME`), once it has.
+    pub async fn set_session_route(&self, id: Uuid, route: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE sessions SET route = $1 WHERE id = $2")
+            .bind(route)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -410,5 +422,6 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
         recording_cap: row
             .try_get::<Option<i64>, _>("recording_cap")?
             .map(|cap| u64::try_from(cap).unwrap_or(0)),
+        route: row.try_get("route")?,
     })
 }

@@ -290,6 +290,20 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
         Some(format!("SHA256:{}", "ab".repeat(32)))
     );
 
+    // A domain must exist before an asset is put in it.
+    let into_unknown = AssetChange {
+        host: None,
+        domain: Some(Some(name("dc-2"))),
+    };
+    let err = store
+        .set_asset(&actor, &web, &into_unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "network domain dc-2 not found: create it with `rampart domain add dc-2`"
+    );
+    store.add_domain(&actor, &name("dc-2")).await.unwrap();
     let moved = store
         .set_asset(
             &actor,

@@ -12,6 +12,8 @@
     reason = "test support: a failed step is a failed test"
 )]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -252,6 +254,23 @@ impl Rampart {
             }
         };
         command.envs(env.iter().copied());
+        self.spawn_serve(command)
+    }
+
+    /// Starts `rampart serve` inside network namespace `ns` (see [`netns`]), its SSH listener
+    /// on `ssh_listen` (an address of the namespace) and HTTP on the namespace's loopback.
+    pub fn serve_in_netns(&self, ns: &str, ssh_listen: &str) -> Server {
+        let inner = self.command(&[
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--ssh-listen",
+            ssh_listen,
+        ]);
+        self.spawn_serve(netns::in_netns(ns, &inner))
+    }
+
+    fn spawn_serve(&self, mut command: Command) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -491,6 +510,8 @@ pub struct SshTarget {
     extra_config: String,
     /// Where sshd logs at `DEBUG3`, for tests that must see what reached it.
     log: Option<PathBuf>,
+    /// In a network namespace: (namespace, listen address); else on loopback.
+    place: Option<(String, String)>,
     pub port: u16,
 }
 
@@ -516,7 +537,27 @@ impl SshTarget {
         Self::start_inner(authorized_key, "", true)
     }
 
+    /// Starts `sshd` inside network namespace `ns`, listening on `address` port 22 (see
+    /// [`netns`]); it is checked from inside the namespace, never from this one.
+    pub fn start_in_netns(authorized_key: &Path, ns: &str, address: &str) -> Option<Self> {
+        Self::start_placed(
+            authorized_key,
+            "",
+            false,
+            Some((ns.to_owned(), address.to_owned())),
+        )
+    }
+
     fn start_inner(authorized_key: &Path, extra_config: &str, log: bool) -> Option<Self> {
+        Self::start_placed(authorized_key, extra_config, log, None)
+    }
+
+    fn start_placed(
+        authorized_key: &Path,
+        extra_config: &str,
+        log: bool,
+        place: Option<(String, String)>,
+    ) -> Option<Self> {
         let sshd = require_tool("sshd")?;
         require_tool("ssh-keygen")?;
         // sshd insists on its privilege separation directory.
@@ -530,7 +571,8 @@ impl SshTarget {
             dir,
             extra_config: extra_config.to_owned(),
             log,
-            port: 0,
+            port: if place.is_some() { 22 } else { 0 },
+            place,
         };
         target.child.wait().unwrap();
         target.restart(&sshd);
@@ -552,12 +594,16 @@ impl SshTarget {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
+            "Port {port}\nListenAddress {listen}\nHostKey {dir}/host_key\n\
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\nPidFile none\nSubsystem sftp internal-sftp\n\
              X11Forwarding yes\nAllowAgentForwarding yes\nLogLevel {level}\nSetEnv HOME={dir}/home\n{extra}\n",
             port = self.port,
+            listen = self
+                .place
+                .as_ref()
+                .map_or("127.0.0.1", |(_, addr)| addr.as_str()),
             dir = dir.display(),
             level = if self.log.is_some() {
                 "DEBUG3"
@@ -567,7 +613,14 @@ impl SshTarget {
             extra = self.extra_config
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let mut command = Command::new(sshd);
+        let mut command = match &self.place {
+            Some((ns, _)) => {
+                let mut wrapped = Command::new("ip");
+                wrapped.args(["netns", "exec", ns]).arg(sshd);
+                wrapped
+            }
+            None => Command::new(sshd),
+        };
         command.arg("-D");
         match &self.log {
             Some(log) => command.arg("-E").arg(log),
@@ -580,12 +633,27 @@ impl SshTarget {
             .spawn()
             .unwrap();
         for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let listening = match &self.place {
+                // Asked inside the namespace, without connecting.
+                Some((ns, _)) => Command::new("ip")
+                    .args(["netns", "exec", ns, "ss", "-Hltn"])
+                    .arg(format!("sport = :{}", self.port))
+                    .output()
+                    .is_ok_and(|out| !out.stdout.is_empty()),
+                None => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            };
+            if listening {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sshd did not start on port {}", self.port);
+    }
+
+    /// Starts sshd again (after its namespace's processes were killed, say).
+    pub fn start_again(&mut self) {
+        let sshd = require_tool("sshd").unwrap();
+        self.restart(&sshd);
     }
 
     /// What sshd has logged so far (empty unless started with [`SshTarget::start_logging`]).

@@ -501,6 +501,23 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(
             get(),
+            "/api/v1/domains",
+            Auditor,
+            "domains",
+            "List network domains with their gateways and assets",
+            api::domains_list,
+        )
+        .query(&["limit", "cursor"]),
+        Route::new(
+            get(),
+            "/api/v1/domains/{name}",
+            Auditor,
+            "domains",
+            "Show a network domain: its gateways in priority order (never their secrets) and its assets",
+            api::domain_show,
+        ),
+        Route::new(
+            get(),
             "/api/v1/accounts",
             Auditor,
             "accounts",

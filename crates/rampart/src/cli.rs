@@ -57,6 +57,12 @@ pub enum Command {
     /// Manage accounts (logins on assets whose secrets live in the vault)
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Manage network domains (places whose assets are reached through gateways)
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Manage SSH-hop gateways of network domains
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Manage grants (who may use which accounts, for what, when)
     #[command(subcommand)]
     Grant(GrantCommand),
@@ -343,6 +349,75 @@ pub enum GroupMemberCommand {
         group: String,
         /// The user who joins it
         user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Add a network domain; put assets in it with `asset add/set --domain NAME`
+    Add { name: String },
+    /// List network domains with their gateways and assets
+    List,
+    /// Show a network domain: its gateways in priority order and its assets
+    Show { name: String },
+    /// Remove an empty network domain (one holding assets or gateways is refused)
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Add an SSH-hop gateway to a domain: Rampart logs in to it over SSH and opens TCP
+    /// connections (direct-tcpip) to the domain's assets through it. Its credential goes into
+    /// the vault; its host key is pinned on first use (or as ssh.target_host_keys says)
+    #[command(
+        after_help = "Example:\n  rampart gateway add sg-gw-01 --domain singapore --host 203.0.113.7 \
+        --account jump --key-file jump.key"
+    )]
+    Add {
+        name: String,
+        #[arg(long, value_name = "DOMAIN")]
+        domain: String,
+        /// The gateway's DNS name or IP address, as Rampart reaches it
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// The login Rampart uses on the gateway
+        #[arg(long, value_name = "LOGIN")]
+        account: String,
+        /// Read the password from standard input (prompted without echo on a terminal)
+        #[arg(
+            long,
+            conflicts_with = "key_file",
+            required_unless_present = "key_file"
+        )]
+        password_stdin: bool,
+        /// Unencrypted OpenSSH private key file to log in with
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Order among the domain's gateways (lower first) [default: after the last]
+        #[arg(long)]
+        priority: Option<u32>,
+        /// Pin this host key now (a `.pub` file or `ssh-keyscan` line) instead of on first use;
+        /// needed when ssh.target_host_keys is require-pinned
+        #[arg(long, value_name = "FILE")]
+        host_key_file: Option<PathBuf>,
+    },
+    /// List gateways, of one domain or all
+    List {
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+    },
+    /// Show a gateway (never its secret)
+    Show { name: String },
+    /// Remove a gateway and its secret
+    Remove { name: String },
+    /// Check a gateway step by step: TCP reach, host key, authentication and, with --asset,
+    /// reaching the asset's ssh endpoint (or its first endpoint) through it
+    Test {
+        name: String,
+        #[arg(long, value_name = "ASSET")]
+        asset: Option<String>,
     },
 }
 

@@ -54,6 +54,8 @@ pub struct SessionContext {
     pub env: crate::requests::SharedEnvironment,
     /// How long the target has to answer the session (connect, channel, start request).
     pub target_answer_timeout: std::time::Duration,
+    /// The node's dialer (routes through network domains' gateways).
+    pub dialer: rampart_session::dial::Dialer,
 }
 
 pub use rampart_session::Evidence;

@@ -161,6 +161,13 @@ pub(super) async fn open_target_channel(
             return Err(fail(guard, err.to_string()).await);
         }
     };
+    if let Err(err) = context
+        .store
+        .set_session_route(guard.id(), &connection.route.to_string())
+        .await
+    {
+        return Err(fail(guard, format!("cannot record the session's route ({err})")).await);
+    }
     let opening = tokio::time::timeout_at(deadline, connection.handle.channel_open_session())
         .await
         .unwrap_or(Err(russh::Error::ConnectionTimeout));
@@ -204,8 +211,16 @@ pub(super) async fn target_connection(
     {
         return Ok(existing.clone());
     }
-    let connection =
-        Arc::new(target::connect(&context.store, resolved, actor, context.target_host_keys).await?);
+    let connection = Arc::new(
+        target::connect_with(
+            &context.dialer,
+            &context.store,
+            resolved,
+            actor,
+            context.target_host_keys,
+        )
+        .await?,
+    );
     cache.insert(account.to_owned(), connection.clone());
     Ok(connection)
 }

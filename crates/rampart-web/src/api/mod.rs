@@ -12,6 +12,7 @@
 mod accounts;
 mod assets;
 mod audit;
+mod domains;
 mod grants;
 mod groups;
 mod me;
@@ -23,6 +24,7 @@ mod users;
 pub use accounts::*;
 pub use assets::*;
 pub use audit::*;
+pub use domains::*;
 pub use grants::*;
 pub use groups::*;
 pub use me::*;

@@ -10,6 +10,7 @@ use rampart_store::{AssetChange, EndpointChange, NewAsset, Store};
 
 pub async fn run(
     store: &Store,
+    dialer: &rampart_ssh::Dialer,
     actor: &Actor,
     json: bool,
     command: AssetCommand,
@@ -137,7 +138,7 @@ pub async fn run(
         } => {
             let asset = name("asset", &asset)?;
             if scan {
-                return scan_host_key(store, actor, json, &asset, pin.as_deref()).await;
+                return scan_host_key(store, dialer, actor, json, &asset, pin.as_deref()).await;
             }
             match key_file {
                 Some(path) if !clear => {
@@ -181,6 +182,7 @@ pub async fn run(
 /// is pinned is exactly what they confirmed (a second fetch could meet another key).
 async fn scan_host_key(
     store: &Store,
+    dialer: &rampart_ssh::Dialer,
     actor: &Actor,
     json: bool,
     asset: &rampart_core::Name,
@@ -190,7 +192,7 @@ async fn scan_host_key(
     let address = record
         .address(Protocol::Ssh)
         .ok_or_else(|| anyhow::anyhow!("{asset} has no ssh endpoint, so no SSH host key"))?;
-    let scanned = rampart_ssh::scan_host_key(&record).await?;
+    let scanned = rampart_ssh::scan_host_key(dialer, &record).await?;
     let pinned = record
         .host_key
         .as_deref()

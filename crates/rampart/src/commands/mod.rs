@@ -7,6 +7,7 @@ pub(crate) mod audit;
 mod backup;
 mod db_tokens;
 mod doctor;
+mod domains;
 mod grants;
 mod groups;
 mod queries;
@@ -41,7 +42,8 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     if let Command::Restore(args) = &command {
         return backup::restore(config, json, args).await;
     }
-    let store = open_store(config).await?;
+    // Shared: a gateway test connects as the server does, with the store's handle.
+    let store = std::sync::Arc::new(open_store(config).await?);
     let actor = local_actor();
     let signed_before = crate::seals::before_command(&store).await?;
     let result = match command {
@@ -50,8 +52,18 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         }
         Command::User(cmd) => users::run(&store, &actor, json, cmd).await,
         Command::Group(cmd) => groups::run(&store, &actor, json, cmd).await,
-        Command::Asset(cmd) => assets::run(&store, &actor, json, cmd).await,
+        Command::Asset(cmd) => {
+            // `asset hostkey --scan` reaches a domain's asset through its gateways.
+            let dialer =
+                rampart_ssh::Dialer::with_gateways(store.clone(), config.target_host_keys.into());
+            assets::run(&store, &dialer, &actor, json, cmd).await
+        }
         Command::Account(cmd) => accounts::run(&store, &actor, json, cmd).await,
+        Command::Domain(cmd) => domains::run_domain(&store, &actor, json, cmd).await,
+        Command::Gateway(cmd) => {
+            let policy = config.target_host_keys.into();
+            domains::run_gateway(&store, &actor, json, policy, cmd).await
+        }
         Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
@@ -96,7 +108,9 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         }
     };
     crate::seals::sign_after_command(&store, signed_before).await;
-    store.close().await;
+    if let Ok(store) = std::sync::Arc::try_unwrap(store) {
+        store.close().await;
+    }
     result
 }
 

@@ -66,6 +66,7 @@ pub async fn run(
                 ("target", format!("{}@{}", s.account, s.asset)),
                 ("kind", s.kind.to_string()),
                 ("from", s.source_addr.clone()),
+                ("route", or_dash(s.route.clone())),
                 ("started", time_text(s.started_at)),
                 (
                     "ended",

@@ -180,6 +180,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         ),
         (("PUT", "/api/v1/assets/{name}/host-key"), "UFFFA"),
         (("DELETE", "/api/v1/assets/{name}/host-key"), "UFFFA"),
+        (("GET", "/api/v1/domains"), "UFF22"),
+        (("GET", "/api/v1/domains/{name}"), "UFFAA"),
         (("GET", "/api/v1/accounts"), "UFF22"),
         (("POST", "/api/v1/accounts"), "UFFFA"),
         (("PUT", "/api/v1/accounts/{account}/secret"), "UFFFA"),

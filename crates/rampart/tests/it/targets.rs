@@ -74,6 +74,7 @@ fn asset_endpoints_are_added_changed_listed_and_removed_from_the_cli() {
     );
 
     r.ok(&["asset", "endpoint", "remove", "web-01", "redis"]);
+    r.ok(&["domain", "add", "dc-2"]);
     let moved = r.json(&[
         "asset", "set", "web-01", "--host", "10.0.0.6", "--domain", "dc-2",
     ]);
@@ -498,6 +499,7 @@ fn the_api_adds_changes_and_removes_endpoints_and_assets_carry_them() {
         format!("SHA256:{}", "cd".repeat(32))
     );
 
+    r.ok(&["domain", "add", "dc-2"]);
     let moved = call(
         "PUT",
         "/api/v1/assets/web-01",
@@ -505,6 +507,12 @@ fn the_api_adds_changes_and_removes_endpoints_and_assets_carry_them() {
     );
     assert_eq!(moved.status, 200, "{}", moved.text());
     assert_eq!(moved.json()["domain"], "dc-2");
+    let domain = call("GET", "/api/v1/domains/dc-2", None);
+    assert_eq!(domain.status, 200, "{}", domain.text());
+    assert_eq!(domain.json()["assets"], serde_json::json!(["web-01"]));
+    assert_eq!(domain.json()["gateways"], serde_json::json!([]));
+    let domains = call("GET", "/api/v1/domains", None);
+    assert_eq!(domains.json()[0]["name"], "dc-2", "{}", domains.text());
     let back = call(
         "PUT",
         "/api/v1/assets/web-01",
