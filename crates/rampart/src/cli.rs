@@ -355,13 +355,22 @@ pub enum GroupMemberCommand {
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
     /// Add a network domain; put assets in it with `asset add/set --domain NAME`
-    Add { name: String },
+    Add {
+        /// The network domain's name
+        name: String,
+    },
     /// List network domains with their gateways and assets
     List,
     /// Show a network domain: its gateways in priority order and its assets
-    Show { name: String },
+    Show {
+        /// The network domain's name
+        name: String,
+    },
     /// Remove an empty network domain (one holding assets or gateways is refused)
-    Remove { name: String },
+    Remove {
+        /// The network domain's name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,12 +383,15 @@ pub enum GatewayCommand {
         --account jump --key-file jump.key"
     )]
     Add {
+        /// The gateway's name
         name: String,
+        /// The network domain whose assets it reaches
         #[arg(long, value_name = "DOMAIN")]
         domain: String,
         /// The gateway's DNS name or IP address, as Rampart reaches it
         #[arg(long)]
         host: String,
+        /// The gateway's SSH port
         #[arg(long, default_value_t = 22)]
         port: u16,
         /// The login Rampart uses on the gateway
@@ -405,17 +417,26 @@ pub enum GatewayCommand {
     },
     /// List gateways, of one domain or all
     List {
+        /// Only this network domain's gateways
         #[arg(long, value_name = "DOMAIN")]
         domain: Option<String>,
     },
     /// Show a gateway (never its secret)
-    Show { name: String },
+    Show {
+        /// The gateway's name
+        name: String,
+    },
     /// Remove a gateway and its secret
-    Remove { name: String },
+    Remove {
+        /// The gateway's name
+        name: String,
+    },
     /// Check a gateway step by step: TCP reach, host key, authentication and, with --asset,
     /// reaching the asset's ssh endpoint (or its first endpoint) through it
     Test {
+        /// The gateway's name
         name: String,
+        /// Also reach this asset's endpoint through the gateway
         #[arg(long, value_name = "ASSET")]
         asset: Option<String>,
     },
