@@ -23,6 +23,8 @@ mod login_controls;
 pub mod metrics;
 mod mfa;
 mod migrations;
+#[doc(hidden)]
+pub use migrations::create_at_version as create_database_at_version;
 pub mod node_keys;
 pub mod passwords;
 mod policy_facts;

@@ -78,8 +78,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    migrator(i64::MAX).run(pool).await
+}
+
+/// The migrations up to `last`, exactly as the store applies them (same descriptions and
+/// checksums, so a later open takes over from there).
+fn migrator(last: i64) -> Migrator {
     let migrations = MIGRATIONS
         .iter()
+        .filter(|(version, _, _)| *version <= last)
         .map(|(version, description, sql)| {
             Migration::new(
                 *version,
@@ -90,7 +97,19 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateE
             )
         })
         .collect();
-    Migrator::with_migrations(migrations).run(pool).await
+    Migrator::with_migrations(migrations)
+}
+
+/// Creates the database file `path` with the schema as migrations 1 to `last` left it: for
+/// tests of upgrades from older data directories (the store never opens a database this way).
+#[doc(hidden)]
+pub async fn create_at_version(path: &std::path::Path, last: i64) -> crate::Result<()> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    migrator(last).run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// The newest migration this binary knows.

@@ -13,63 +13,11 @@
 use rampart_core::audit::Actor;
 use rampart_core::{Endpoint, Name, Protocol, SessionKind};
 use rampart_store::{AssetChange, EndpointChange, MasterKeySource, Store, StoreOptions};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Connection, Row, SqlSafeStr, SqliteConnection};
-use std::borrow::Cow;
+use sqlx::{Connection, Row, SqliteConnection};
 use std::os::unix::fs::DirBuilderExt;
 
-/// The schema as it was before the target model: migrations 1 to 13, as the store applied them.
-const BEFORE: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/0001_initial.sql")),
-    (
-        2,
-        "commands",
-        include_str!("../migrations/0002_commands.sql"),
-    ),
-    (
-        3,
-        "audit seals",
-        include_str!("../migrations/0003_audit_seals.sql"),
-    ),
-    (4, "sinks", include_str!("../migrations/0004_sinks.sql")),
-    (
-        5,
-        "auth epoch",
-        include_str!("../migrations/0005_auth_epoch.sql"),
-    ),
-    (6, "mfa", include_str!("../migrations/0006_mfa.sql")),
-    (8, "policy", include_str!("../migrations/0008_policy.sql")),
-    (
-        7,
-        "login controls",
-        include_str!("../migrations/0007_login_controls.sql"),
-    ),
-    (
-        9,
-        "web auth",
-        include_str!("../migrations/0009_web_auth.sql"),
-    ),
-    (
-        10,
-        "token epoch",
-        include_str!("../migrations/0010_token_epoch.sql"),
-    ),
-    (
-        11,
-        "recording cap",
-        include_str!("../migrations/0011_recording_cap.sql"),
-    ),
-    (
-        12,
-        "audit seal state",
-        include_str!("../migrations/0012_audit_seal_state.sql"),
-    ),
-    (
-        13,
-        "lockout per factor",
-        include_str!("../migrations/0013_lockout_per_factor.sql"),
-    ),
-];
+/// The last migration before the target model.
+const BEFORE_TARGET_MODEL: i64 = 13;
 
 const WEB_ID: &str = "01900000-0000-7000-8000-000000000001";
 const DB_ID: &str = "01900000-0000-7000-8000-000000000002";
@@ -81,24 +29,12 @@ const CREATED: &str = "2026-01-02T03:04:05Z";
 /// (one with a pinned host key and a label) and two sessions.
 async fn old_data_dir(root: &std::path::Path) {
     std::fs::DirBuilder::new().mode(0o700).create(root).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", root.join("rampart.db").display());
-    let mut conn = SqliteConnection::connect(&url).await.unwrap();
-    let migrations = BEFORE
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
-        .run(&mut conn)
+    let db = root.join("rampart.db");
+    rampart_store::create_database_at_version(&db, BEFORE_TARGET_MODEL)
         .await
         .unwrap();
+    let url = format!("sqlite://{}?mode=rw", db.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
     for (id, name, host, port, key) in [
         (WEB_ID, "web-01", "10.0.0.5", 2222, Some(HOST_KEY)),
         (DB_ID, "db-01", "db.internal", 22, None),
