@@ -45,15 +45,8 @@ pub async fn run(
             let now = time::OffsetDateTime::now_utc();
             let mut table = Table::new(["ID", "USER", "STATUS", "EXPIRES", "LAST USED"]);
             for t in &tokens {
-                let status = if t.revoked_at.is_some() {
-                    "revoked"
-                } else if t.superseded {
-                    "superseded (credentials changed)"
-                } else if !t.is_active(now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let status =
+                    super::tokens::status(t.revoked_at.is_some(), t.superseded, t.is_active(now));
                 table.row([
                     t.id.to_string(),
                     t.user.to_string(),

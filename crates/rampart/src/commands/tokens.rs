@@ -70,15 +70,7 @@ pub async fn run(
                 "DESCRIPTION",
             ]);
             for t in &tokens {
-                let status = if t.revoked_at.is_some() {
-                    "revoked"
-                } else if t.superseded {
-                    "superseded (credentials changed)"
-                } else if !t.is_active(now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let status = status(t.revoked_at.is_some(), t.superseded, t.is_active(now));
                 table.row([
                     t.id.to_string(),
                     t.user.to_string(),
@@ -105,5 +97,18 @@ pub async fn run(
                 &format!("revoked token {id} of user {}", token.user),
             )
         }
+    }
+}
+
+/// What a token list says of a token (API and database tokens alike).
+pub(super) fn status(revoked: bool, superseded: bool, active: bool) -> &'static str {
+    if revoked {
+        "revoked"
+    } else if superseded {
+        "superseded (credentials changed)"
+    } else if !active {
+        "expired"
+    } else {
+        "active"
     }
 }
