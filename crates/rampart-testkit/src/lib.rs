@@ -803,9 +803,25 @@ impl HttpClient {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
+        let mut connection = self.raw();
+        connection.send(request.as_bytes());
+        let response = connection
+            .read_response()
+            .unwrap_or_else(|| panic!("no HTTP answer to a WebSocket handshake on {path}"));
+        (
+            response,
+            WebSocket {
+                stream: connection.stream,
+            },
+        )
+    }
+
+    /// A connection of its own (TLS if the server has a certificate) on which a test writes
+    /// requests byte by byte, for what a well-behaved client library never does.
+    pub fn raw(&self) -> RawHttp {
         let tcp = std::net::TcpStream::connect(self.addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut stream: Box<dyn ReadWrite> = match &self.cert {
+        let stream: Box<dyn ReadWrite> = match &self.cert {
             Some(pem) => {
                 use rustls::pki_types::pem::PemObject;
                 let mut roots = rustls::RootCertStore::empty();
@@ -826,45 +842,7 @@ impl HttpClient {
             }
             None => Box::new(tcp),
         };
-        stream.write_all(request.as_bytes()).unwrap();
-        stream.flush().unwrap();
-        // Read the head, then the body only if it is not an upgrade.
-        let mut received = Vec::new();
-        let mut byte = [0u8; 1];
-        while !received.ends_with(b"\r\n\r\n") {
-            match stream.read(&mut byte) {
-                Ok(1) => received.push(byte[0]),
-                _ => break,
-            }
-        }
-        let head = String::from_utf8_lossy(&received).into_owned();
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no HTTP answer to a WebSocket handshake: {head:?}"));
-        let headers: Vec<(String, String)> = head
-            .lines()
-            .skip(1)
-            .filter_map(|line| line.split_once(':'))
-            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
-            .collect();
-        let mut body = Vec::new();
-        if status != 101 {
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            body.resize(length, 0);
-            stream.read_exact(&mut body).unwrap();
-        }
-        let response = HttpResponse {
-            status,
-            headers,
-            body,
-        };
-        (response, WebSocket { stream })
+        RawHttp { stream }
     }
 
     /// Sends `method path` with `headers` and an optional JSON body.
@@ -909,6 +887,61 @@ impl HttpClient {
             headers,
             body,
         }
+    }
+}
+
+/// A hand-driven HTTP/1.1 connection (see [`HttpClient::raw`]).
+pub struct RawHttp {
+    stream: Box<dyn ReadWrite>,
+}
+
+impl std::fmt::Debug for RawHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawHttp").finish_non_exhaustive()
+    }
+}
+
+impl RawHttp {
+    /// Writes `bytes` and flushes them.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// The next answer: its head, then as many body bytes as `Content-Length` says (none for
+    /// `101`); `None` if the connection closes before a whole head arrived.
+    pub fn read_response(&mut self) -> Option<HttpResponse> {
+        let mut received = Vec::new();
+        let mut byte = [0u8; 1];
+        while !received.ends_with(b"\r\n\r\n") {
+            match self.stream.read(&mut byte) {
+                Ok(1) => received.push(byte[0]),
+                _ => return None,
+            }
+        }
+        let head = String::from_utf8_lossy(&received).into_owned();
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok())?;
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+            .collect();
+        let mut body = Vec::new();
+        if status != 101 {
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            body.resize(length, 0);
+            self.stream.read_exact(&mut body).ok()?;
+        }
+        Some(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

@@ -230,7 +230,13 @@ pub async fn run(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let app = app.clone();
                 async move {
-                    match tokio::time::timeout(REQUEST_TIMEOUT, app.oneshot(request)).await {
+                    let handled = async {
+                        match read_small_body(request).await {
+                            Ok(request) => app.oneshot(request).await,
+                            Err(refusal) => Ok(refusal),
+                        }
+                    };
+                    match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
                         Ok(response) => response,
                         Err(_) => Ok(error::ApiError::new(
                             StatusCode::REQUEST_TIMEOUT,
@@ -282,6 +288,45 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Bodies up to this size are read whole before the request is handled.
+const SMALL_BODY_BYTES: u64 = 64 * 1024;
+
+/// Reads a small body (a declared length up to [`SMALL_BODY_BYTES`], every API body) before
+/// the request goes to the router. A handler that refuses a request without reading its body
+/// (a 401 from the guard) would otherwise leave hyper to close the connection after the
+/// answer, without `Connection: close`, whenever the body had not arrived yet; a client that
+/// reuses the kept-alive connection then sees it closed under its next request. Memory stays
+/// bounded: the connection's read buffer is as large. Larger or unsized bodies stream.
+async fn read_small_body(
+    request: Request<Incoming>,
+) -> Result<Request<axum::body::Body>, axum::response::Response> {
+    use http_body_util::BodyExt;
+    let small = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length <= SMALL_BODY_BYTES);
+    let (parts, body) = request.into_parts();
+    if !small {
+        return Ok(Request::from_parts(parts, axum::body::Body::new(body)));
+    }
+    match body.collect().await {
+        Ok(collected) => Ok(Request::from_parts(
+            parts,
+            axum::body::Body::from(collected.to_bytes()),
+        )),
+        Err(err) => {
+            tracing::debug!(error = %err, "request body could not be read");
+            Err(error::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body could not be read",
+            )
+            .into_response())
+        }
+    }
 }
 
 /// Serves one connection (with WebSocket upgrades) until it ends; once `stop` turns true, it

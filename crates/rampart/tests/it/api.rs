@@ -1022,3 +1022,33 @@ fn portal_pages_have_a_strict_policy_escape_input_and_serve_embedded_assets() {
         );
     }
 }
+
+/// A client may write a request's head and its body separately (a busy machine deschedules
+/// it in between). A request refused before its body arrived must still leave the connection
+/// open for the next request, or a client reusing it sees it closed under a POST (the flaky
+/// "Peer disconnected" of the authorization matrix).
+#[test]
+fn a_request_refused_before_its_body_arrived_leaves_the_connection_usable() {
+    let r = Rampart::new(BIN);
+    let server = r.serve();
+    let mut connection = server.client().raw();
+    let body = br#"{"zz_not_a_field":true}"#;
+    connection.send(
+        format!(
+            "POST /api/v1/users/zz-nobody/keys HTTP/1.1\r\nHost: rampart\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    connection.send(body);
+    let refused = connection.read_response().expect("an answer to the POST");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_ne!(refused.header("connection"), Some("close"));
+    connection.send(b"GET /readyz HTTP/1.1\r\nHost: rampart\r\n\r\n");
+    let ready = connection
+        .read_response()
+        .expect("the kept-alive connection answers the next request");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+}
