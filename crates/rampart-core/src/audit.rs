@@ -252,6 +252,9 @@ pub enum AuditEvent {
         /// A command recorded up to this many bytes each way (the rest counted and hashed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recording_cap: Option<u64>,
+        /// An exec session's command (bounded, control characters escaped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
     },
     /// Someone asked for a live session to end; the server carrying it ends it within seconds.
     SessionKillRequested {

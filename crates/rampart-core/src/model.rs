@@ -273,6 +273,9 @@ pub struct Session {
     /// How the session reached its target: `direct`, `gateway NAME`; `None` until connected.
     #[serde(default)]
     pub route: Option<String>,
+    /// An exec session's command as the user sent it (bounded, control characters escaped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 impl Session {

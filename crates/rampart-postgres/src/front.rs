@@ -395,6 +395,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
             authorized: authorized.clone(),
             kind: SessionKind::Postgres,
             interactive: true,
+            command: None,
             recording: Some(plan),
             inspectors: vec![Box::new(QueryLog::default())],
         })

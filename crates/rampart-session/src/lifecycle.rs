@@ -121,6 +121,9 @@ pub struct StartRequest {
     pub kind: rampart_core::SessionKind,
     /// Interactive sessions count only the user's input as activity.
     pub interactive: bool,
+    /// An exec session's command as the user sent it; the record keeps a bounded, printable
+    /// form for the session lists.
+    pub command: Option<String>,
     /// `None`: this kind of session is logged as a session, not recorded.
     pub recording: Option<RecordingPlan>,
     /// Protocol inspectors, after the recorder, in order.
@@ -173,6 +176,7 @@ impl SessionCore {
             authorized,
             kind,
             interactive,
+            command,
             recording,
             inspectors,
         } = request;
@@ -216,6 +220,7 @@ impl SessionCore {
             grant: authorized.grant,
             recorded: recorder.is_some(),
             recording_cap: if recorder.is_some() { cap } else { None },
+            command: command.as_deref().map(listed_command),
         };
         if let Err(err) = self.store.start_session(&session).await {
             tracing::error!(error = %err, "cannot record a session start; refusing it");
@@ -280,5 +285,42 @@ impl SessionCore {
             registration,
             control,
         ))
+    }
+}
+
+/// The most of a command the session record keeps (in characters).
+const LISTED_COMMAND_CHARS: usize = 500;
+
+/// A command as the session lists show it: control characters escaped (a terminal printing
+/// the list interprets none of them), at most [`LISTED_COMMAND_CHARS`] characters, then `…`.
+/// The recording keeps the command whole.
+fn listed_command(command: &str) -> String {
+    let mut listed = String::new();
+    for (count, c) in command.chars().enumerate() {
+        if count == LISTED_COMMAND_CHARS {
+            listed.push('…');
+            break;
+        }
+        if c.is_control() {
+            listed.extend(c.escape_default());
+        } else {
+            listed.push(c);
+        }
+    }
+    listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed_command;
+
+    #[test]
+    fn a_listed_command_escapes_control_characters_and_is_bounded() {
+        assert_eq!(listed_command("ls -l /tmp"), "ls -l /tmp");
+        assert_eq!(listed_command("echo a\nb\x1b[2J"), "echo a\\nb\\u{1b}[2J");
+        let long = "x".repeat(2_000);
+        let listed = listed_command(&long);
+        assert_eq!(listed.chars().count(), 501);
+        assert!(listed.ends_with('…'));
     }
 }

@@ -128,6 +128,7 @@ impl Lab {
                 authorized: self.authorized.clone(),
                 kind: rampart_core::SessionKind::Shell,
                 interactive: true,
+                command: None,
                 recording: Some(RecordingPlan {
                     header: CastHeader::new(
                         80,
@@ -363,6 +364,7 @@ async fn a_session_that_cannot_be_recorded_is_refused_before_it_exists() {
             authorized: lab.authorized.clone(),
             kind: rampart_core::SessionKind::Shell,
             interactive: true,
+            command: None,
             recording: Some(RecordingPlan {
                 header: CastHeader::new(80, 24, None, None, "refused".into()),
                 raw_streams: false,

@@ -94,6 +94,7 @@ pub async fn start(
         authorized,
         kind: SessionKind::PortForward(port),
         interactive: false,
+        command: None,
         recording: None,
         inspectors: Vec::new(),
     })

@@ -25,6 +25,8 @@ pub struct NewSession {
     pub recorded: bool,
     /// A command's recording keeps at most this many bytes each way (none: everything).
     pub recording_cap: Option<u64>,
+    /// An exec session's command, as the lists show it.
+    pub command: Option<String>,
 }
 
 /// What a session search asks for; every part optional.
@@ -62,8 +64,8 @@ impl Store {
         let id = session.id;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded, recording_cap) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded, recording_cap, command) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(id.to_string())
         .bind(&session.user)
@@ -78,6 +80,7 @@ impl Store {
                 .recording_cap
                 .map(|cap| i64::try_from(cap).unwrap_or(i64::MAX)),
         )
+        .bind(session.command.as_deref())
         .execute(&mut *tx)
         .await?;
         let event = AuditEvent::SessionStarted {
@@ -89,6 +92,7 @@ impl Store {
             source: session.source_addr.clone(),
             recorded: session.recorded,
             recording_cap: session.recording_cap,
+            command: session.command.clone(),
         };
         audit_log::append(
             &mut tx,
@@ -312,7 +316,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
              AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
@@ -359,7 +363,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -423,5 +427,6 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
             .try_get::<Option<i64>, _>("recording_cap")?
             .map(|cap| u64::try_from(cap).unwrap_or(0)),
         route: row.try_get("route")?,
+        command: row.try_get("command")?,
     })
 }

@@ -111,6 +111,7 @@ async fn session_searches_filter_in_the_store_and_keep_the_newest() {
                 grant: uuid::Uuid::nil(),
                 recorded: true,
                 recording_cap: None,
+                command: None,
             })
             .await
             .unwrap();

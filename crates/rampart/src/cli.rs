@@ -698,22 +698,50 @@ pub struct GrantExplainArgs {
     pub from: Option<std::net::IpAddr>,
 }
 
+/// Paging of a long list.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PageArgs {
+    /// Show at most this many, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Go on from where the previous page stopped (the cursor its last line names)
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// List sessions, newest first
+    /// List sessions, newest first, a page at a time
     List {
         /// Only sessions still open
         #[arg(long)]
         live: bool,
+        /// Only this user's sessions
+        #[arg(long)]
+        user: Option<String>,
+        /// Only sessions on this asset
+        #[arg(long)]
+        asset: Option<String>,
+        /// Only sessions started at or after this RFC 3339 time, or from the start of this
+        /// date (YYYY-MM-DD, UTC)
+        #[arg(long, value_name = "TIME|DATE")]
+        since: Option<String>,
+        /// Only sessions started before this RFC 3339 time, or to the end of this date
+        /// (YYYY-MM-DD, UTC: the whole day included)
+        #[arg(long, value_name = "TIME|DATE")]
+        until: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Show one session
     Show {
-        /// The session's id, as `rampart session list` prints it
+        /// The session's id as `rampart session list` prints it, or its first characters
         id: String,
     },
     /// End a live session; its user sees the reason, and the kill is an audit event
     Kill {
-        /// The live session's id, as `rampart session list --live` prints it
+        /// The live session's id as `rampart session list --live` prints it, or its first
+        /// characters
         id: String,
         /// Shown to the user and kept in the audit trail
         #[arg(long, default_value = "ended by an administrator")]
@@ -740,11 +768,27 @@ pub enum VaultCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Show the most recent audit events
+    /// Show audit events, newest first, a page at a time
     List {
-        /// How many events
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        /// Only events of this kind (`login_failed`, `session_started`, ...)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events by this actor, as the list shows it (`user:alice`, `cli:root`, `system`)
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only events whose details contain this text
+        #[arg(long, value_name = "TEXT")]
+        contains: Option<String>,
+        /// Only events at or after this RFC 3339 time, or from the start of this date
+        /// (YYYY-MM-DD, UTC)
+        #[arg(long, value_name = "TIME|DATE")]
+        since: Option<String>,
+        /// Only events before this RFC 3339 time, or to the end of this date (YYYY-MM-DD,
+        /// UTC: the whole day included)
+        #[arg(long, value_name = "TIME|DATE")]
+        until: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Search the command log: commands typed in interactive shells
     Commands {

@@ -73,6 +73,14 @@ pub fn join_or_dash(items: impl Iterator<Item = String>) -> String {
     }
 }
 
+/// After a full page: tells on standard error how to get the next one (standard output stays
+/// the list, so `--json` output parses).
+pub fn more(next: Option<&str>) {
+    if let Some(cursor) = next {
+        eprintln!("more: run the same command with --cursor {cursor} for the next page");
+    }
+}
+
 /// Prints the result of a change: the object as JSON, or one line for people.
 pub fn done<T: serde::Serialize>(json: bool, value: &T, message: &str) -> anyhow::Result<()> {
     if json {

@@ -116,6 +116,11 @@ pub(super) async fn open_target_channel(
             authorized: context.authorized(&resolved),
             kind,
             interactive: matches!(start, Start::Shell),
+            command: match start {
+                Start::Exec(command) => Some(String::from_utf8_lossy(command).into_owned()),
+                Start::Scp(command) => Some(command.command()),
+                _ => None,
+            },
             recording,
             inspectors,
         })

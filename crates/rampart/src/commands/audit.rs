@@ -1,7 +1,7 @@
 //! `rampart audit ...`
 
 use crate::cli::AuditCommand;
-use crate::output::{Table, print_json};
+use crate::output::{Table, more, print_json};
 use anyhow::Context;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::time_arg::{DayEdge, format_rfc3339, parse_time_or_date};
@@ -16,10 +16,39 @@ pub async fn run(
     command: AuditCommand,
 ) -> anyhow::Result<()> {
     match command {
-        AuditCommand::List { limit } => {
-            let events = store.recent_audit_events(limit).await?;
+        AuditCommand::List {
+            kind,
+            actor,
+            contains,
+            since,
+            until,
+            page,
+        } => {
+            let filter = rampart_store::AuditFilter {
+                kind,
+                actor,
+                contains,
+                since: since
+                    .as_deref()
+                    .map(|t| parse_time_or_date("--since time", t, DayEdge::Start))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|t| parse_time_or_date("--until time", t, DayEdge::End))
+                    .transpose()?,
+            };
+            let before = match page.cursor.as_deref() {
+                Some(cursor) => Some(cursor.parse::<i64>().with_context(|| {
+                    format!("invalid --cursor {cursor:?}: give the cursor the previous page named")
+                })?),
+                None => None,
+            };
+            let found = store.audit_events_page(&filter, before, page.limit).await?;
+            let events = found.items;
             if json {
-                return print_json(&events);
+                print_json(&events)?;
+                more(found.next.as_deref());
+                return Ok(());
             }
             let mut table = Table::new(["SEQ", "AT", "ACTOR", "EVENT", "DETAILS"]);
             for event in &events {
@@ -36,6 +65,7 @@ pub async fn run(
                 ]);
             }
             table.print("no audit events");
+            more(found.next.as_deref());
             Ok(())
         }
         AuditCommand::Verify { .. }

@@ -4,12 +4,11 @@
 use super::{name, time_text};
 use crate::cli::DbTokenCommand;
 use crate::output::{Table, done, or_dash, print_json};
-use anyhow::Context;
 use rampart_core::ExposeSecret;
 use rampart_core::audit::Actor;
 use rampart_core::time_arg::parse_duration;
+use rampart_store::IdKind;
 use rampart_store::Store;
-use uuid::Uuid;
 
 pub async fn run(
     store: &Store,
@@ -59,9 +58,7 @@ pub async fn run(
             Ok(())
         }
         DbTokenCommand::Revoke { id } => {
-            let id = Uuid::parse_str(&id).with_context(|| {
-                format!("invalid token id {id:?}: expected the id `rampart db token list` prints")
-            })?;
+            let id = store.resolve_id(IdKind::DbToken, &id).await?;
             let token = store.revoke_db_token(actor, id).await?;
             done(
                 json,

@@ -3,15 +3,14 @@
 use super::{name, time_text};
 use crate::cli::{GrantAddArgs, GrantCommand, GrantExplainArgs};
 use crate::output::{Table, done, join_or_dash, or_dash, print_json};
-use anyhow::Context;
 use rampart_core::audit::Actor;
 use rampart_core::login_rules::AuthSettings;
 use rampart_core::time_arg::{DayEdge, format_duration, parse_time_or_date};
 use rampart_core::{Action, ActionSet, Grant};
 use rampart_session::explain::{ExplainQuery, explain_access};
+use rampart_store::IdKind;
 use rampart_store::{GrantInput, NewGrant, Store};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 pub async fn run(
     store: &Store,
@@ -77,9 +76,7 @@ pub async fn run(
         }
         GrantCommand::Explain(args) => explain(store, auth, json, &args).await,
         GrantCommand::Remove { id } => {
-            let id = Uuid::parse_str(&id).with_context(|| {
-                format!("invalid grant id {id:?}: expected the id `rampart grant list` prints")
-            })?;
+            let id = store.resolve_id(IdKind::Grant, &id).await?;
             store.remove_grant(actor, id).await?;
             done(
                 json,

@@ -8,8 +8,8 @@ use rampart_audit::{
     PublicKey, has_recording, public_key_from_openssh, read_cast, verify_anchored_recording,
 };
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_store::Store;
 use rampart_store::node_keys::public_key_of;
+use rampart_store::{IdKind, Store};
 use std::io::Write;
 use std::time::Duration;
 use uuid::Uuid;
@@ -20,10 +20,9 @@ pub(super) fn audit_public_key(store: &Store) -> anyhow::Result<PublicKey> {
         .map_err(|err| anyhow::anyhow!("the audit key is unreadable: {err}"))
 }
 
-pub(super) fn session_id(text: &str) -> anyhow::Result<Uuid> {
-    Uuid::parse_str(text).with_context(|| {
-        format!("invalid session id {text:?}: expected the id `rampart session list` prints")
-    })
+/// The session `text` names: its id, or a unique prefix of it.
+pub(super) async fn session_id(store: &Store, text: &str) -> anyhow::Result<Uuid> {
+    Ok(store.resolve_id(IdKind::Session, text).await?)
 }
 
 /// Refuses to show evidence that does not verify, or is not the recording the hash chain
@@ -48,7 +47,7 @@ async fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Resul
 }
 
 pub async fn replay(store: &Store, actor: &Actor, args: &ReplayArgs) -> anyhow::Result<()> {
-    let id = session_id(&args.id)?;
+    let id = session_id(store, &args.id).await?;
     let session = store.session(id).await?;
     check_before_use(store, id, args.force).await?;
     if !(args.speed > 0.0 && args.speed.is_finite()) {
@@ -104,7 +103,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         RecordingCommand::Export { id, output, force } => {
-            let id = session_id(&id)?;
+            let id = session_id(store, &id).await?;
             store.session(id).await?;
             check_before_use(store, id, force).await?;
             // The file first: an export that cannot even start is not an export. The event

@@ -2,10 +2,11 @@
 
 use super::time_text;
 use crate::cli::SessionCommand;
-use crate::output::{Table, done, or_dash, print_fields, print_json};
+use crate::output::{Table, done, more, or_dash, print_fields, print_json};
 use anyhow::Context;
 use rampart_core::audit::Actor;
-use rampart_store::Store;
+use rampart_core::time_arg::{DayEdge, parse_time_or_date};
+use rampart_store::{IdKind, SessionFilter, Store};
 use uuid::Uuid;
 
 pub async fn run(
@@ -16,10 +17,41 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         SessionCommand::Kill { id, reason } => kill(store, actor, json, &id, &reason).await,
-        SessionCommand::List { live } => {
-            let sessions = store.list_sessions(live).await?;
+        SessionCommand::List {
+            live,
+            user,
+            asset,
+            since,
+            until,
+            page,
+        } => {
+            let filter = SessionFilter {
+                live_only: live,
+                user,
+                asset,
+                since: since
+                    .as_deref()
+                    .map(|t| parse_time_or_date("--since time", t, DayEdge::Start))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|t| parse_time_or_date("--until time", t, DayEdge::End))
+                    .transpose()?,
+            };
+            let cursor = match page.cursor.as_deref() {
+                Some(cursor) => Some(Uuid::parse_str(cursor).with_context(|| {
+                    format!("invalid --cursor {cursor:?}: give the cursor the previous page named")
+                })?),
+                None => None,
+            };
+            let found = store
+                .find_sessions_page(&filter, cursor, page.limit)
+                .await?;
+            let sessions = found.items;
             if json {
-                return print_json(&sessions);
+                print_json(&sessions)?;
+                more(found.next.as_deref());
+                return Ok(());
             }
             let mut table = Table::new([
                 "ID",
@@ -30,6 +62,7 @@ pub async fn run(
                 "STARTED",
                 "ENDED",
                 "IN/OUT BYTES",
+                "COMMAND",
             ]);
             for s in &sessions {
                 table.row([
@@ -45,6 +78,7 @@ pub async fn run(
                         or_dash(s.ended_at.map(time_text))
                     },
                     format!("{}/{}", s.bytes_from_client, s.bytes_to_client),
+                    or_dash(s.command.as_deref().map(|c| shortened(c, 40))),
                 ]);
             }
             table.print(if live {
@@ -52,10 +86,11 @@ pub async fn run(
             } else {
                 "no sessions yet"
             });
+            more(found.next.as_deref());
             Ok(())
         }
         SessionCommand::Show { id } => {
-            let id = session_id(&id)?;
+            let id = store.resolve_id(IdKind::Session, &id).await?;
             let s = store.session(id).await?;
             if json {
                 return print_json(&s);
@@ -67,6 +102,7 @@ pub async fn run(
                 ("kind", s.kind.to_string()),
                 ("from", s.source_addr.clone()),
                 ("route", or_dash(s.route.clone())),
+                ("command", or_dash(s.command.clone())),
                 ("started", time_text(s.started_at)),
                 (
                     "ended",
@@ -86,10 +122,12 @@ pub async fn run(
     }
 }
 
-fn session_id(text: &str) -> anyhow::Result<Uuid> {
-    Uuid::parse_str(text).with_context(|| {
-        format!("invalid session id {text:?}: expected the id `rampart session list` prints")
-    })
+/// `text` cut to `chars` characters, with `…` when cut.
+fn shortened(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 /// Asks the server carrying the session to end it, then waits until it has.
@@ -100,7 +138,7 @@ async fn kill(
     id: &str,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let id = session_id(id)?;
+    let id = store.resolve_id(IdKind::Session, id).await?;
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
         anyhow::bail!("invalid --reason: one line of at most 500 characters");

@@ -131,7 +131,10 @@ pub(crate) async fn collect(store: &Store, options: &Options) -> anyhow::Result<
     for source in &options.anchors {
         lines.push(verify_anchor_source(source, &key, &records).await);
     }
-    let only = options.only.as_deref().map(session_id).transpose()?;
+    let only = match options.only.as_deref() {
+        Some(text) => Some(session_id(store, text).await?),
+        None => None,
+    };
     lines.extend(verify_recordings(store, &key, &chain, only));
     Ok(lines)
 }

@@ -117,7 +117,7 @@ impl Lab {
         for _ in 0..150 {
             sessions = self
                 .r
-                .json(&["session", "list"])
+                .json(&["session", "list", "--limit", "1000"])
                 .as_array()
                 .unwrap()
                 .clone();
