@@ -117,6 +117,15 @@ pub enum AuditEvent {
         group: String,
         user: String,
     },
+    GroupMemberRemoved {
+        group: String,
+        user: String,
+    },
+    /// A group and the grants that named it (its members stay users).
+    GroupRemoved {
+        group: String,
+        grants_removed: u64,
+    },
     AssetAdded {
         asset: String,
         host: String,
@@ -457,6 +466,8 @@ impl AuditEvent {
             AuditEvent::UserUnlocked { .. } => "user_unlocked",
             AuditEvent::GroupAdded { .. } => "group_added",
             AuditEvent::GroupMemberAdded { .. } => "group_member_added",
+            AuditEvent::GroupMemberRemoved { .. } => "group_member_removed",
+            AuditEvent::GroupRemoved { .. } => "group_removed",
             AuditEvent::AssetAdded { .. } => "asset_added",
             AuditEvent::AssetChanged { .. } => "asset_changed",
             AuditEvent::AssetEndpointAdded { .. } => "asset_endpoint_added",

@@ -69,6 +69,63 @@ impl Store {
         Ok(loaded)
     }
 
+    /// Takes `user` out of `group`; grants to the group no longer reach them (live sessions
+    /// they allowed end at the next policy check).
+    pub async fn remove_group_member(
+        &self,
+        actor: &Actor,
+        group: &Name,
+        user: &Name,
+    ) -> Result<Group> {
+        let mut tx = self.begin_write().await?;
+        let group_id = rows::id_of(&mut tx, rows::Named::Group, group).await?;
+        let user_id = rows::id_of(&mut tx, rows::Named::User, user).await?;
+        let removed = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id.to_string())
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::not_found(
+                "member",
+                format!("{user} of group {group}"),
+            ));
+        }
+        let event = AuditEvent::GroupMemberRemoved {
+            group: group.to_string(),
+            user: user.to_string(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let loaded = load_group(&mut tx, group).await?;
+        tx.commit().await?;
+        Ok(loaded)
+    }
+
+    /// Removes a group with the grants that name it; returns how many grants went.
+    pub async fn remove_group(&self, actor: &Actor, group: &Name) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let id = rows::id_of(&mut tx, rows::Named::Group, group)
+            .await?
+            .to_string();
+        let grants_removed = sqlx::query("DELETE FROM grants WHERE group_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM groups WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::GroupRemoved {
+            group: group.to_string(),
+            grants_removed,
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        tx.commit().await?;
+        Ok(grants_removed)
+    }
+
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
         let mut conn = self.pool.acquire().await?;
         load_groups(&mut conn, None).await

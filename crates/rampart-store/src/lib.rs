@@ -13,6 +13,7 @@ mod accounts;
 mod assets;
 pub mod audit_log;
 mod backup;
+mod cascade;
 mod commands;
 mod data_dir;
 mod db_tokens;
@@ -42,6 +43,7 @@ pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatu
 pub use backup::{
     BACKUP_MANIFEST, BackupFile, BackupManifest, Progress, read_backup_manifest, restore_backup,
 };
+pub use cascade::Cascade;
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use db_tokens::{DB_TOKEN_PREFIX, DbToken};
@@ -52,6 +54,7 @@ pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::StoredPasswordHash;
 pub use policy_facts::PolicyFacts;
+pub use rows::Named;
 pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};
 pub use web_auth::{API_TOKEN_PREFIX, ApiToken, WebSession, secret_hash};

@@ -49,7 +49,7 @@ fn parse_time(column: &str, value: &str) -> Result<OffsetDateTime> {
 
 /// The tables whose rows people name.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Named {
+pub enum Named {
     User,
     Group,
     Asset,

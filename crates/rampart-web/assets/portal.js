@@ -912,7 +912,59 @@
   };
 
   pages.groups = async () => {
-    const view = listView('#groups', (g) => [g.name, (g.members || []).join(', ')], 'no group');
+    const path = (g) => `/api/v1/groups/${encodeURIComponent(g.name)}`;
+    const leave = (g, user) =>
+      el(
+        'button',
+        {
+          type: 'button',
+          class: 'danger small',
+          title: `Take ${user} out of ${g.name}`,
+          'aria-label': `Take ${user} out of ${g.name}`,
+          onclick: () =>
+            attempt('remove member', async () => {
+              const ok = await confirmAction(
+                `Take ${user} out of ${g.name}?`,
+                `Grants to ${g.name} no longer reach ${user}; live sessions they allowed end.`,
+                'Remove',
+              );
+              if (!ok) return;
+              await api('DELETE', `${path(g)}/members/${encodeURIComponent(user)}`);
+              status(`removed ${user} from ${g.name}`);
+              await view.reload();
+            }),
+        },
+        '×',
+      );
+    const remove = (g) =>
+      button(
+        'Remove',
+        () =>
+          attempt('remove group', async () => {
+            const grants = (await apiAll('/api/v1/grants')).filter((x) => x.subject && x.subject.group === g.name).length;
+            const ok = await confirmAction(
+              `Remove group ${g.name}?`,
+              `Removes group ${g.name} and ${plural(grants, 'grant')} naming it; its ${plural((g.members || []).length, 'member')} stay users.`,
+              'Remove',
+            );
+            if (!ok) return;
+            await api('DELETE', path(g));
+            status(`removed group ${g.name}`);
+            await view.reload();
+          }),
+        'danger',
+      );
+    const view = listView(
+      '#groups',
+      (g) => [
+        g.name,
+        (g.members || []).length
+          ? (g.members || []).map((user) => el('span', { class: 'member' }, user, isAdmin() ? leave(g, user) : null, ' '))
+          : '—',
+        isAdmin() ? el('span', { class: 'actions' }, remove(g)) : '',
+      ],
+      'no group',
+    );
     onSubmit('#group-add', (form) =>
       attempt('add group', async () => {
         await api('POST', '/api/v1/groups', { name: formValues(form).name });

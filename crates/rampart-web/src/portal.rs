@@ -360,7 +360,7 @@ pub async fn groups() -> Response {
 <label>User <input name="user" required></label>
 <button type="submit">Add member</button>
 </form>
-<table id="groups"><thead><tr><th>Group</th><th>Members</th></tr></thead><tbody></tbody></table>"#,
+<table id="groups"><thead><tr><th>Group</th><th>Members</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

@@ -412,6 +412,22 @@ pub fn table() -> Vec<Route> {
         )
         .body(&["user"]),
         Route::new(
+            delete(),
+            "/api/v1/groups/{name}/members/{user}",
+            Admin,
+            "groups",
+            "Take a user out of a group",
+            api::group_member_remove,
+        ),
+        Route::new(
+            delete(),
+            "/api/v1/groups/{name}",
+            Admin,
+            "groups",
+            "Remove a group and the grants that name it",
+            api::group_remove,
+        ),
+        Route::new(
             get(),
             "/api/v1/assets",
             Auditor,

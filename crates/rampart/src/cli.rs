@@ -274,6 +274,9 @@ pub enum UserCommand {
     Remove {
         /// The user
         name: String,
+        /// Also remove their personal grants without asking (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Manage a user's SSH public keys
     #[command(subcommand)]
@@ -339,6 +342,14 @@ pub enum GroupCommand {
     Member(GroupMemberCommand),
     /// List groups with their members
     List,
+    /// Remove a group and the grants that name it (its members stay users)
+    Remove {
+        /// The group's name
+        name: String,
+        /// Also remove the grants that name it without asking (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +359,13 @@ pub enum GroupMemberCommand {
         /// The group
         group: String,
         /// The user who joins it
+        user: String,
+    },
+    /// Take a user out of a group (sessions the group's grants allowed them end)
+    Remove {
+        /// The group
+        group: String,
+        /// The user who leaves it
         user: String,
     },
 }
@@ -500,6 +518,9 @@ pub enum AssetCommand {
     Remove {
         /// The asset
         name: String,
+        /// Also remove its accounts and grants without asking (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Pin the asset's SSH host key (from a .pub file or `ssh-keyscan` output, or as fetched with
     /// --scan once an administrator has confirmed its fingerprint), or forget it so the next

@@ -60,3 +60,31 @@ pub async fn group_member_add(
         .await?;
     Ok(Json(json!(group)))
 }
+
+pub async fn group_member_remove(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path((group, user)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let group = state
+        .store
+        .remove_group_member(
+            &caller.actor(),
+            &name("group", &group)?,
+            &name("user", &user)?,
+        )
+        .await?;
+    Ok(Json(json!(group)))
+}
+
+pub async fn group_remove(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let group = name("group", &group)?;
+    let grants_removed = state.store.remove_group(&caller.actor(), &group).await?;
+    Ok(Json(
+        json!({ "removed": group, "grants_removed": grants_removed }),
+    ))
+}

@@ -6,7 +6,7 @@ use crate::output::{Table, done, join_or_dash, or_dash, print_fields, print_json
 use rampart_core::audit::Actor;
 use rampart_core::target::parse_port;
 use rampart_core::{Asset, Endpoint, Label, Protocol, parse_host};
-use rampart_store::{AssetChange, EndpointChange, NewAsset, Store};
+use rampart_store::{AssetChange, EndpointChange, Named, NewAsset, Store};
 
 pub async fn run(
     store: &Store,
@@ -164,8 +164,10 @@ pub async fn run(
                 }
             }
         }
-        AssetCommand::Remove { name: asset } => {
+        AssetCommand::Remove { name: asset, yes } => {
             let asset = name("asset", &asset)?;
+            let cascade = store.cascade_of(Named::Asset, &asset).await?;
+            super::confirm_cascade(&format!("asset {asset}"), cascade, yes)?;
             let (accounts, grants) = store.remove_asset(actor, &asset).await?;
             let result = serde_json::json!({ "removed": asset, "accounts_removed": accounts, "grants_removed": grants });
             done(

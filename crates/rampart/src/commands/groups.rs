@@ -4,7 +4,7 @@ use super::name;
 use crate::cli::{GroupCommand, GroupMemberCommand};
 use crate::output::{Table, done, join_or_dash, print_json};
 use rampart_core::audit::Actor;
-use rampart_store::Store;
+use rampart_store::{Named, Store};
 
 pub async fn run(
     store: &Store,
@@ -26,6 +26,28 @@ pub async fn run(
                 json,
                 &group,
                 &format!("added user {user} to group {}", group.name),
+            )
+        }
+        GroupCommand::Member(GroupMemberCommand::Remove { group, user }) => {
+            let user = name("user", &user)?;
+            let group = store
+                .remove_group_member(actor, &name("group", &group)?, &user)
+                .await?;
+            done(
+                json,
+                &group,
+                &format!("removed user {user} from group {}", group.name),
+            )
+        }
+        GroupCommand::Remove { name: group, yes } => {
+            let group = name("group", &group)?;
+            let cascade = store.cascade_of(Named::Group, &group).await?;
+            super::confirm_cascade(&format!("group {group}"), cascade, yes)?;
+            let grants_removed = store.remove_group(actor, &group).await?;
+            done(
+                json,
+                &serde_json::json!({ "removed": group, "grants_removed": grants_removed }),
+                &format!("removed group {group} and {grants_removed} grant(s) naming it"),
             )
         }
         GroupCommand::List => {

@@ -251,3 +251,27 @@ pub(crate) fn read_small_file(path: &Path) -> anyhow::Result<Zeroizing<String>> 
 pub(crate) fn time_text(at: time::OffsetDateTime) -> String {
     rampart_core::time_arg::format_rfc3339(at.replace_nanosecond(0).unwrap_or(at))
 }
+
+/// Removing `what` also removes `cascade`: on a terminal the person is asked, otherwise `--yes`
+/// must say so. Nothing to take along needs no confirmation.
+pub(super) fn confirm_cascade(
+    what: &str,
+    cascade: rampart_store::Cascade,
+    yes: bool,
+) -> anyhow::Result<()> {
+    if cascade.is_empty() || yes {
+        return Ok(());
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!("Removing {what} also removes {cascade}. Remove them all? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+        bail!("nothing was removed");
+    }
+    bail!(
+        "removing {what} also removes {cascade}: pass --yes to remove them all (nothing was removed)"
+    )
+}

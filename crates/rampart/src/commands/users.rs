@@ -8,8 +8,8 @@ use rampart_core::audit::Actor;
 use rampart_core::login_rules::{IpNet, LoginRules, format_cidr_list, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::{Name, Role, User, mfa};
-use rampart_store::Store;
 use rampart_store::ssh_keys::{ParsedPublicKey, parse_public_keys};
+use rampart_store::{Named, Store};
 use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
@@ -212,8 +212,10 @@ pub async fn run(
                 .await?;
             done(json, &user, &format!("enabled user {}", user.name))
         }
-        UserCommand::Remove { name: user } => {
+        UserCommand::Remove { name: user, yes } => {
             let user = name("user", &user)?;
+            let cascade = store.cascade_of(Named::User, &user).await?;
+            super::confirm_cascade(&format!("user {user}"), cascade, yes)?;
             let grants_removed = store.remove_user(actor, &user).await?;
             let result = serde_json::json!({ "removed": user, "grants_removed": grants_removed });
             done(

@@ -164,6 +164,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/api/v1/groups"), "UFF22"),
         (("POST", "/api/v1/groups"), "UFFFA"),
         (("POST", "/api/v1/groups/{name}/members"), "UFFFA"),
+        (("DELETE", "/api/v1/groups/{name}/members/{user}"), "UFFFA"),
+        (("DELETE", "/api/v1/groups/{name}"), "UFFFA"),
         (("GET", "/api/v1/assets"), "UFF22"),
         (("POST", "/api/v1/assets"), "UFFFA"),
         (("GET", "/api/v1/assets/{name}"), "UFFAA"),
@@ -283,6 +285,7 @@ fn authorization_matrix_covers_every_route() {
             .replace("/tokens/{id}", &format!("/tokens/{alice_spare_token}"))
             .replace("{id}", "01890000-0000-7000-8000-000000000000")
             .replace("{name}", "zz-nobody")
+            .replace("{user}", "zz-nobody")
             .replace("{protocol}", "ssh")
             .replace("{account}", "zz@zz-nobody")
             .replace("/assets/{file}", "/assets/portal.css")

@@ -270,13 +270,13 @@ fn administration_commands_work_and_print_tables_or_json() {
     assert!(r.ok(&["session", "list"]).contains("no sessions yet"));
 
     r.ok(&["account", "remove", "deploy@web-01"]);
-    r.ok(&["user", "remove", "alice"]);
+    r.ok(&["user", "remove", "alice", "--yes"]);
     assert_eq!(
         r.json(&["grant", "list"]),
         serde_json::json!([]),
         "alice's grant went with her"
     );
-    let removed = r.json(&["asset", "remove", "web-01"]);
+    let removed = r.json(&["asset", "remove", "web-01", "--yes"]);
     assert_eq!(removed["accounts_removed"], 1);
 
     // Every change above is in the audit log, chained.
@@ -857,4 +857,76 @@ fn audit_export_writes_jsonl_and_csv_and_is_itself_audited() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --since time"));
     let out = r.run(&["audit", "export", "-o", file.to_str().unwrap()]);
     assert!(!out.status.success(), "never overwrites a file");
+}
+
+#[test]
+fn removals_that_take_grants_or_accounts_along_need_yes_off_a_terminal_and_groups_can_be_left_and_removed()
+ {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "bob"]);
+    r.ok(&["user", "add", "carol"]);
+    r.ok(&["group", "add", "ops"]);
+    r.ok(&["group", "member", "add", "ops", "bob"]);
+    r.ok(&["group", "member", "add", "ops", "carol"]);
+    r.ok(&["asset", "add", "db-01", "--host", "127.0.0.1"]);
+    r.ok_with_stdin(
+        &["account", "add", "app@db-01", "--password-stdin"],
+        b"a-password",
+    );
+    r.ok(&["grant", "add", "--group", "ops", "--asset", "db-01"]);
+    r.ok(&["grant", "add", "--user", "bob", "--asset", "db-01"]);
+    let before = r.snapshot();
+
+    // Not on a terminal (the test's pipes): refused, saying what would go, and nothing changes.
+    for (args, goes) in [
+        (
+            vec!["asset", "remove", "db-01"],
+            "asset db-01 also removes 1 account and 2 grants",
+        ),
+        (
+            vec!["user", "remove", "bob"],
+            "user bob also removes 1 grant",
+        ),
+        (
+            vec!["group", "remove", "ops"],
+            "group ops also removes 1 grant",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(message.contains(goes), "{args:?}: {message}");
+        assert!(message.contains("--yes"), "{message}");
+    }
+    assert_eq!(r.snapshot(), before, "a refused removal changed something");
+    // Nothing along: no confirmation needed.
+    r.ok(&["user", "remove", "carol"]);
+
+    // Leaving a group, then removing it with its grant.
+    let group = r.json(&["group", "member", "remove", "ops", "bob"]);
+    assert_eq!(group["members"], serde_json::json!([]), "{group}");
+    let again = r.run(&["group", "member", "remove", "ops", "bob"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not found"));
+    let removed = r.json(&["group", "remove", "ops", "--yes"]);
+    assert_eq!(removed["grants_removed"], 1, "{removed}");
+    assert_eq!(r.json(&["group", "list"]), serde_json::json!([]));
+    let grants = r.json(&["grant", "list"]);
+    assert_eq!(
+        grants.as_array().unwrap().len(),
+        1,
+        "bob's own grant stays: {grants}"
+    );
+    let kinds: Vec<String> = r
+        .json(&["audit", "list", "--limit", "5"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"group_member_removed".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"group_removed".to_owned()), "{kinds:?}");
 }
