@@ -77,6 +77,12 @@ pub enum AuditEvent {
     UserDisabled {
         user: String,
     },
+    /// A user's role changed; it applies from their next request or login.
+    UserRoleChanged {
+        user: String,
+        from: String,
+        to: String,
+    },
     UserEnabled {
         user: String,
     },
@@ -456,6 +462,7 @@ impl AuditEvent {
             AuditEvent::UserAdded { .. } => "user_added",
             AuditEvent::UserRemoved { .. } => "user_removed",
             AuditEvent::UserDisabled { .. } => "user_disabled",
+            AuditEvent::UserRoleChanged { .. } => "user_role_changed",
             AuditEvent::UserEnabled { .. } => "user_enabled",
             AuditEvent::UserKeyAdded { .. } => "user_key_added",
             AuditEvent::UserKeyRemoved { .. } => "user_key_removed",

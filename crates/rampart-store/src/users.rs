@@ -83,6 +83,30 @@ impl Store {
         Ok(user)
     }
 
+    /// Gives a user another role (from their next request: the web guard reads the role on
+    /// every request). Setting the role they have changes nothing and records nothing.
+    pub async fn set_user_role(&self, actor: &Actor, name: &Name, role: Role) -> Result<User> {
+        let mut tx = self.begin_write().await?;
+        let current = load_user(&mut tx, name).await?;
+        if current.role == role {
+            return Ok(current);
+        }
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(current.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::UserRoleChanged {
+            user: name.to_string(),
+            from: current.role.to_string(),
+            to: role.to_string(),
+        };
+        audit_log::append(&mut tx, actor, &event).await?;
+        let user = load_user(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
     /// Removes a user with their keys, group memberships and personal grants. Their sessions
     /// and audit events stay: evidence is never removed with its subject.
     pub async fn remove_user(&self, actor: &Actor, name: &Name) -> Result<u64> {

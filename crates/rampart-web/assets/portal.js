@@ -859,6 +859,36 @@
             'Disable',
           );
         };
+        const ROLE_MEANS = {
+          admin: 'manages users, assets, accounts and grants',
+          auditor: 'reads the audit trail and recordings and changes nothing',
+          user: 'reaches the targets their grants allow',
+        };
+        const roleSelect = (u) => {
+          const select = el(
+            'select',
+            { 'aria-label': `Role of ${u.name}` },
+            Object.keys(ROLE_MEANS).map((r) => el('option', r === u.role ? { value: r, selected: 'selected' } : { value: r }, r)),
+          );
+          select.addEventListener('change', () =>
+            attempt('change role', async () => {
+              const to = select.value;
+              const ok = await confirmAction(
+                `Give ${u.name} the ${to} role?`,
+                `As ${to}, ${u.name} ${ROLE_MEANS[to]}, from their next request.`,
+                'Change role',
+              );
+              if (!ok) {
+                select.value = u.role;
+                return;
+              }
+              await api('PUT', `${path}/role`, { role: to });
+              status(`${u.name} now has the ${to} role`);
+              await view.reload();
+            }),
+          );
+          return select;
+        };
         const askReset = () =>
           confirmAction(`Reset the second factor of ${u.name}?`, `${u.name} must enrol an authenticator again before a login that needs one.`, 'Reset MFA');
         const actions = isAdmin()
@@ -871,7 +901,7 @@
         const keys = (u.keys || []).map((k) => el('div', {}, el('code', { class: 'wrap' }, k.fingerprint || ''), ` ${k.comment || ''}`));
         return [
           u.name,
-          u.role,
+          isAdmin() ? roleSelect(u) : u.role,
           u.disabled ? 'disabled' : 'enabled',
           u.has_password ? 'set' : '—',
           u.mfa_enrolled ? 'TOTP' : '—',

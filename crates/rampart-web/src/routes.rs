@@ -316,6 +316,15 @@ pub fn table() -> Vec<Route> {
             api::user_remove,
         ),
         Route::new(
+            put(),
+            "/api/v1/users/{name}/role",
+            Admin,
+            "users",
+            "Give a user another role (admin, auditor or user)",
+            api::user_role_set,
+        )
+        .body(&["role"]),
+        Route::new(
             post(),
             "/api/v1/users/{name}/disable",
             Admin,

@@ -237,11 +237,14 @@ pub enum UserCommand {
         ArgGroup::new("rules")
             .required(true)
             .multiple(true)
-            .args(["allow_from", "deny_from", "login_hours"])
+            .args(["role", "allow_from", "deny_from", "login_hours"])
     ))]
     Set {
-        /// The user whose rules change
+        /// The user whose role or rules change
         name: String,
+        /// Give the user this role: admin, auditor or user (from their next request)
+        #[arg(long, value_parser = ["admin", "auditor", "user"])]
+        role: Option<String>,
         /// Comma-separated networks the user may log in from, such as 10.0.0.0/8,2001:db8::/32
         /// (an address alone is one host); "" allows every address
         #[arg(long, value_name = "CIDRS")]

@@ -246,3 +246,23 @@ pub async fn user_login_rules(
         .await?;
     Ok(Json(json!(user)))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSet {
+    role: String,
+}
+
+pub async fn user_role_set(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(user): Path<String>,
+    Body(body): Body<RoleSet>,
+) -> ApiResult<Json<Value>> {
+    let role = rampart_core::Role::parse(&body.role)?;
+    let user = state
+        .store
+        .set_user_role(&caller.actor(), &name("user", &user)?, role)
+        .await?;
+    Ok(Json(json!(user)))
+}

@@ -152,11 +152,22 @@ pub async fn run(
         }
         UserCommand::Set {
             name: user,
+            role,
             allow_from,
             deny_from,
             login_hours,
         } => {
             let user = name("user", &user)?;
+            if allow_from.is_none() && deny_from.is_none() && login_hours.is_none() {
+                // Only the role (the argument group asks for one of the four).
+                let role = Role::parse(role.as_deref().unwrap_or_default())?;
+                let updated = store.set_user_role(actor, &user, role).await?;
+                return done(
+                    json,
+                    &updated,
+                    &format!("user {user} now has role {}", updated.role),
+                );
+            }
             // Everything is parsed before anything changes.
             let networks = |flag: &str, text: Option<String>| {
                 text.map(|text| {
@@ -183,6 +194,10 @@ pub async fn run(
             }
             if let Some(login_hours) = login_hours {
                 rules.hours = login_hours;
+            }
+            let role = role.as_deref().map(Role::parse).transpose()?;
+            if let Some(role) = role {
+                store.set_user_role(actor, &user, role).await?;
             }
             let updated = store.set_user_login_rules(actor, &user, &rules).await?;
             done(

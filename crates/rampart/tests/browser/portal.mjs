@@ -496,6 +496,33 @@ try {
   await admin.waitForFunction(() => !document.querySelector('#assets').textContent.includes('web-03'));
   console.log('step ok: removing an asset asks first and says it removes 1 account and 1 grant');
 
+  // Edit in place: a user's role, a group's members, a group itself; each asks first.
+  await admin.evaluate(async () => {
+    const me = await (await fetch('/api/v1/me')).json();
+    const post = (path, body) =>
+      fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token }, body: JSON.stringify(body) });
+    await post('/api/v1/users', { name: 'robin', role: 'user' });
+    await post('/api/v1/groups', { name: 'night-shift' });
+    await post('/api/v1/groups/night-shift/members', { user: 'robin' });
+  });
+  await admin.goto(`${base}/admin/users`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.getByLabel('Role of robin').selectOption('auditor');
+  await confirmDialog(admin, ['Give robin the auditor role?', 'reads the audit trail'], 'Change role');
+  await admin.waitForFunction(() => (document.querySelector('#status') || {}).textContent?.includes('robin now has the auditor role'));
+  const robin = await admin.evaluate(async () => (await fetch('/api/v1/users/robin')).json());
+  if (robin.role !== 'auditor') throw new Error(`robin's role after the change: ${robin.role}`);
+  await admin.goto(`${base}/admin/groups`);
+  await admin.waitForSelector('body[data-ready=true]');
+  if (!(await visibleText(admin, '#groups')).includes('robin')) throw new Error('the group does not show its member');
+  await admin.getByRole('button', { name: 'Take robin out of night-shift' }).click();
+  await confirmDialog(admin, 'Grants to night-shift no longer reach robin', 'Remove');
+  await admin.waitForFunction(() => !document.querySelector('#groups').textContent.includes('robin'));
+  await admin.locator('#groups tbody tr', { hasText: 'night-shift' }).getByRole('button', { name: 'Remove' }).click();
+  await confirmDialog(admin, 'Removes group night-shift and 0 grants', 'Remove');
+  await admin.waitForFunction(() => !document.querySelector('#groups').textContent.includes('night-shift'));
+  console.log('step ok: a role changes in place and a group loses a member and goes, each after a confirmation');
+
   // Lists page with the API's cursor and search the loaded page.
   await admin.goto(`${base}/admin/assets?page_size=1`);
   await admin.waitForSelector('body[data-ready=true]');

@@ -166,6 +166,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/groups/{name}/members"), "UFFFA"),
         (("DELETE", "/api/v1/groups/{name}/members/{user}"), "UFFFA"),
         (("DELETE", "/api/v1/groups/{name}"), "UFFFA"),
+        (("PUT", "/api/v1/users/{name}/role"), "UFFFA"),
         (("GET", "/api/v1/assets"), "UFF22"),
         (("POST", "/api/v1/assets"), "UFFFA"),
         (("GET", "/api/v1/assets/{name}"), "UFFAA"),

@@ -930,3 +930,24 @@ fn removals_that_take_grants_or_accounts_along_need_yes_off_a_terminal_and_group
     );
     assert!(kinds.contains(&"group_removed".to_owned()), "{kinds:?}");
 }
+
+#[test]
+fn user_set_role_changes_the_role_once_and_audits_it() {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "dana"]);
+    let changed = r.json(&["user", "set", "dana", "--role", "auditor"]);
+    assert_eq!(changed["role"], "auditor", "{changed}");
+    // The same role again changes and records nothing.
+    r.ok(&["user", "set", "dana", "--role", "auditor"]);
+    let events = r.json(&["audit", "list", "--kind", "user_role_changed"]);
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"]["from"], "user");
+    assert_eq!(events[0]["event"]["to"], "auditor");
+    let nothing = r.run(&["user", "set", "dana"]);
+    assert!(!nothing.status.success());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("--role"));
+    let wrong = r.run(&["user", "set", "dana", "--role", "root"]);
+    assert!(!wrong.status.success());
+    assert_eq!(r.json(&["user", "show", "dana"])["role"], "auditor");
+}
