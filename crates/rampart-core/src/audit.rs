@@ -59,6 +59,14 @@ pub enum ChainRecording {
     },
 }
 
+/// One field of a record, before and after a change (`None`: unset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
@@ -207,6 +215,12 @@ pub enum AuditEvent {
     },
     GrantRemoved {
         grant: String,
+    },
+    /// A grant's conditions changed (who and what it covers never change: that is another
+    /// grant). Each change names the field with its old and new value.
+    GrantChanged {
+        grant: String,
+        changes: Vec<FieldChange>,
     },
     VaultKeyRotated {
         old_key_ids: Vec<String>,
@@ -486,6 +500,7 @@ impl AuditEvent {
             AuditEvent::AccountSecretReplaced { .. } => "account_secret_replaced",
             AuditEvent::GrantAdded { .. } => "grant_added",
             AuditEvent::GrantRemoved { .. } => "grant_removed",
+            AuditEvent::GrantChanged { .. } => "grant_changed",
             AuditEvent::VaultKeyRotated { .. } => "vault_key_rotated",
             AuditEvent::LoginSucceeded { .. } => "login_succeeded",
             AuditEvent::LoginFailed { .. } => "login_failed",

@@ -48,7 +48,7 @@ pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use db_tokens::{DB_TOKEN_PREFIX, DbToken};
 pub use domains::{Domain, DomainDetail, Gateway, NewGateway};
-pub use grants::{GrantInput, NewGrant};
+pub use grants::{GrantChange, GrantChangeInput, GrantInput, NewGrant};
 pub use ids::{IdKind, MIN_ID_PREFIX};
 pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};

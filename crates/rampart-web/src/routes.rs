@@ -97,6 +97,7 @@ pub fn table() -> Vec<Route> {
     let post = || Method::POST;
     let put = || Method::PUT;
     let delete = || Method::DELETE;
+    let patch = || Method::PATCH;
     vec![
         Route::new(
             get(),
@@ -627,6 +628,24 @@ pub fn table() -> Vec<Route> {
             "Remove a grant",
             api::grant_remove,
         ),
+        Route::new(
+            patch(),
+            "/api/v1/grants/{id}",
+            Admin,
+            "grants",
+            "Change a grant's conditions (\"\" unsets one)",
+            api::grant_change,
+        )
+        .body(&[
+            "actions",
+            "from",
+            "until",
+            "schedule",
+            "require_mfa",
+            "idle_timeout",
+            "max_duration",
+            "recording",
+        ]),
         Route::new(
             get(),
             "/",

@@ -631,12 +631,51 @@ pub enum AccountCommand {
     },
 }
 
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["actions", "from", "until", "schedule", "require_mfa", "idle_timeout", "max_duration", "recording"])
+))]
+pub struct GrantSetArgs {
+    /// The grant's id as `rampart grant list` prints it, or its first characters
+    pub id: String,
+    /// Comma-separated actions, replacing the grant's (e.g. shell,exec,scp)
+    #[arg(long, value_name = "LIST")]
+    pub actions: Option<String>,
+    /// Valid from this RFC 3339 time or date (YYYY-MM-DD, UTC); "" removes the start
+    #[arg(long, value_name = "TIME|DATE")]
+    pub from: Option<String>,
+    /// Valid until this RFC 3339 time or the end of this date (YYYY-MM-DD, UTC); "" removes the end
+    #[arg(long, value_name = "TIME|DATE")]
+    pub until: Option<String>,
+    /// Weekly windows such as "Mon-Fri 08:00-18:00 Europe/Berlin"; "" allows any time
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<String>,
+    /// Whether sessions need a login with a second factor (true or false)
+    #[arg(long, value_name = "BOOL")]
+    pub require_mfa: Option<bool>,
+    /// End sessions idle this long, such as 15m; "" uses the global default
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// End sessions this long after they start, such as 8h; "" uses the global default
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+    /// Whether shell and exec sessions are recorded (true or false)
+    #[arg(long, value_name = "BOOL")]
+    pub recording: Option<bool>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GrantCommand {
     /// Allow a user or group to use accounts on an asset or on assets with labels
     Add(GrantAddArgs),
     /// List grants
     List,
+    /// Change a grant's conditions (who and what it covers stay: remove it and add another);
+    /// "" unsets a condition. Live sessions it allowed are judged again by the new conditions
+    Set(GrantSetArgs),
     /// Remove a grant by id (live sessions it allowed end within seconds)
     Remove {
         /// The grant's id, as `rampart grant list` prints it

@@ -7,7 +7,7 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use rampart_store::GrantInput;
+use rampart_store::{GrantChangeInput, GrantInput};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,6 +30,21 @@ pub async fn grant_add(
     Ok(created(
         state.store.add_grant(&caller.actor(), &grant).await?,
     ))
+}
+
+pub async fn grant_change(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(id): Path<String>,
+    Body(body): Body<GrantChangeInput>,
+) -> ApiResult<Json<Value>> {
+    let id = uuid("grant", &id)?;
+    let change = body.parse()?;
+    let grant = state
+        .store
+        .change_grant(&caller.actor(), id, &change)
+        .await?;
+    Ok(Json(json!(grant)))
 }
 
 pub async fn grant_remove(

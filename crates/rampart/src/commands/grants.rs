@@ -75,6 +75,30 @@ pub async fn run(
             Ok(())
         }
         GrantCommand::Explain(args) => explain(store, auth, json, &args).await,
+        GrantCommand::Set(args) => {
+            let change = rampart_store::GrantChangeInput {
+                actions: args.actions,
+                from: args.from,
+                until: args.until,
+                schedule: args.schedule,
+                require_mfa: args.require_mfa,
+                idle_timeout: args.idle_timeout,
+                max_duration: args.max_duration,
+                recording: args.recording,
+            }
+            .parse()?;
+            let id = store.resolve_id(IdKind::Grant, &args.id).await?;
+            let grant = store.change_grant(actor, id, &change).await?;
+            done(
+                json,
+                &grant,
+                &format!(
+                    "changed grant {id}: {}; {}",
+                    grant.actions,
+                    conditions(&grant)
+                ),
+            )
+        }
         GrantCommand::Remove { id } => {
             let id = store.resolve_id(IdKind::Grant, &id).await?;
             store.remove_grant(actor, id).await?;

@@ -167,6 +167,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("DELETE", "/api/v1/groups/{name}/members/{user}"), "UFFFA"),
         (("DELETE", "/api/v1/groups/{name}"), "UFFFA"),
         (("PUT", "/api/v1/users/{name}/role"), "UFFFA"),
+        (("PATCH", "/api/v1/grants/{id}"), "UFFFA"),
         (("GET", "/api/v1/assets"), "UFF22"),
         (("POST", "/api/v1/assets"), "UFFFA"),
         (("GET", "/api/v1/assets/{name}"), "UFFAA"),

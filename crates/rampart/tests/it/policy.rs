@@ -333,3 +333,69 @@ fn a_grant_can_leave_sessions_unrecorded_and_the_verifier_knows_it() {
         text(&failed.stdout)
     );
 }
+
+#[test]
+fn grant_set_changes_conditions_audits_each_field_and_a_narrowed_grant_ends_the_live_session() {
+    let Some(lab) = Lab::start() else { return };
+    let grant = only_grant(&lab, &["--actions", "exec,scp"]);
+    let prefix = &grant[..13];
+    // Bad input changes nothing.
+    let before = lab.r.json(&["grant", "list"]);
+    let bad = lab
+        .r
+        .run(&["grant", "set", prefix, "--idle-timeout", "soon"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--idle-timeout"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert_eq!(lab.r.json(&["grant", "list"]), before);
+
+    let changed = lab.r.json(&[
+        "grant",
+        "set",
+        prefix,
+        "--idle-timeout",
+        "15m",
+        "--require-mfa",
+        "false",
+        "--until",
+        "2099-12-31",
+    ]);
+    assert_eq!(changed["idle_timeout"], "15m", "{changed}");
+    assert!(
+        changed["valid_until"]
+            .as_str()
+            .unwrap()
+            .starts_with("2100-01-01"),
+        "{changed}"
+    );
+    let events = lab.events("grant_changed");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let changes = events[0]["event"]["changes"].as_array().unwrap();
+    let fields: Vec<&str> = changes
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    // require_mfa was already false: not a change.
+    assert_eq!(fields, ["valid_until", "idle_timeout"], "{changes:?}");
+    assert_eq!(changes[1]["from"], serde_json::Value::Null);
+    assert_eq!(changes[1]["to"], "15m");
+    // "" unsets.
+    let unset = lab
+        .r
+        .json(&["grant", "set", prefix, "--idle-timeout", "", "--until", ""]);
+    assert_eq!(unset["idle_timeout"], serde_json::Value::Null, "{unset}");
+    assert_eq!(unset["valid_until"], serde_json::Value::Null, "{unset}");
+
+    // A live exec session, then the grant no longer allows exec: it ends with the reason.
+    let child = spawn(&lab, "sleep 120");
+    live_session(&lab);
+    lab.r.ok(&["grant", "set", prefix, "--actions", "scp"]);
+    let stderr = text(&ended(child).stderr);
+    assert!(
+        stderr.contains("rampart: session ended: access revoked"),
+        "{stderr}"
+    );
+}
