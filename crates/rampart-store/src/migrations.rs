@@ -75,6 +75,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "domains",
         include_str!("../migrations/0016_domains.sql"),
     ),
+    (17, "agents", include_str!("../migrations/0017_agents.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
