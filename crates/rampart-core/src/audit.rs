@@ -459,6 +459,12 @@ pub enum AuditEvent {
     AgentRevoked {
         agent: String,
     },
+    /// A gateway's background health check changed its verdict (`ok`, `failing` with why).
+    GatewayHealthChanged {
+        gateway: String,
+        health: String,
+        reason: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -533,6 +539,7 @@ impl AuditEvent {
             AuditEvent::AgentConnected { .. } => "agent_connected",
             AuditEvent::AgentDisconnected { .. } => "agent_disconnected",
             AuditEvent::AgentRevoked { .. } => "agent_revoked",
+            AuditEvent::GatewayHealthChanged { .. } => "gateway_health_changed",
         }
     }
 }

@@ -136,6 +136,11 @@ impl Dialer {
         }
     }
 
+    /// The gateway connections, for their background health checks.
+    pub fn hops(&self) -> Option<Arc<Hops>> {
+        self.hops.clone()
+    }
+
     /// The registry of connected agents this dialer routes through, for the agent listener.
     pub fn agents(&self) -> Option<Arc<Agents>> {
         self.agents.clone()

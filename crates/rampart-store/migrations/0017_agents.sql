@@ -25,3 +25,9 @@ CREATE TABLE agents (
     revoked_at TEXT
 );
 CREATE INDEX agents_domain ON agents (domain_id, name);
+
+-- Background health checks of SSH-hop gateways: the last verdict ('ok', 'failing'; NULL: not
+-- checked yet), its error and when it was reached.
+ALTER TABLE gateways ADD COLUMN health TEXT;
+ALTER TABLE gateways ADD COLUMN health_error TEXT;
+ALTER TABLE gateways ADD COLUMN health_checked_at TEXT;

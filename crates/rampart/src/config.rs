@@ -56,6 +56,8 @@ struct FileConfig {
     postgres: postgres::PostgresSection,
     #[serde(default)]
     agent: agent::AgentSection,
+    #[serde(default)]
+    gateway: agent::GatewaySection,
 }
 
 /// How session recordings are written.
@@ -165,7 +167,8 @@ pub struct Config {
     /// The metrics listener and the access log.
     pub ops: OpsConfig,
     pub postgres: PostgresConfig,
-    /// The listener dial-out agents connect to (`agent.listen`).
+    /// The listener dial-out agents connect to (`agent.listen`) and the gateways'
+    /// health-check interval (`gateway.health_interval`).
     pub agent: AgentConfig,
 }
 
@@ -464,7 +467,7 @@ impl Config {
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
         let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
         let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
-        let agent = agent::agent_config(&file.agent, env_lookup, &file_name)?;
+        let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,

@@ -284,6 +284,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // Background health checks of the network domains' SSH-hop gateways.
+    if let Some(hops) = gateway.dialer().hops() {
+        tokio::spawn(hops.run_health_checks(
+            config.agent.gateway_health_interval,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,

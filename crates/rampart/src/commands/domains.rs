@@ -64,6 +64,16 @@ pub async fn run_domain(
     }
 }
 
+/// The background health check's verdict, as a column says it (`-`: not checked yet, e.g. the
+/// server is not running).
+fn health_words(g: &Gateway) -> String {
+    match (g.health.as_deref(), g.last_error.as_deref()) {
+        (Some("failing"), Some(why)) => format!("failing: {why}"),
+        (Some(health), _) => health.to_owned(),
+        (None, _) => "-".into(),
+    }
+}
+
 fn list(names: impl Iterator<Item = String>) -> String {
     let names: Vec<String> = names.collect();
     if names.is_empty() {
@@ -177,7 +187,7 @@ pub async fn run_gateway(
                 return print_json(&gateways);
             }
             let mut table = Table::new([
-                "GATEWAY", "DOMAIN", "PRIORITY", "ADDRESS", "LOGIN", "HOST KEY",
+                "GATEWAY", "DOMAIN", "PRIORITY", "ADDRESS", "LOGIN", "HOST KEY", "HEALTH",
             ]);
             for g in &gateways {
                 table.row([
@@ -187,6 +197,7 @@ pub async fn run_gateway(
                     rampart_core::target::socket_address(&g.host, g.port),
                     g.login.to_string(),
                     host_key_words(g),
+                    health_words(g),
                 ]);
             }
             table.print("no gateways yet: add one with `rampart gateway add NAME --domain D ...`");
@@ -208,6 +219,9 @@ pub async fn run_gateway(
                 ("login", g.login.to_string()),
                 ("secret", g.secret_kind.to_string()),
                 ("host key", or_dash(g.host_key.clone())),
+                ("health", health_words(&g)),
+                ("last error", or_dash(g.last_error.clone())),
+                ("checked", or_dash(g.health_checked_at.map(time_text))),
                 ("created", time_text(g.created_at)),
             ]);
             Ok(())
