@@ -579,6 +579,42 @@ pub async fn test(
     result
 }
 
+/// Each step of a `gateway test` and how it went (`ok`, `failed`, `not tried`, or skipped when
+/// no asset was given), in order: what the CLI prints and the API answers.
+pub fn step_report(
+    outcome: &Result<(), HopError>,
+    with_asset: bool,
+) -> Vec<(&'static str, String)> {
+    let failed_step = outcome.as_ref().err().map(HopError::step);
+    let mut steps = Vec::new();
+    let mut reached_failure = false;
+    for step in Step::ALL {
+        let state = if step == Step::Asset && !with_asset {
+            "skipped (no --asset)".to_owned()
+        } else if reached_failure {
+            "not tried".to_owned()
+        } else if Some(step) == failed_step {
+            reached_failure = true;
+            "failed".to_owned()
+        } else {
+            "ok".to_owned()
+        };
+        steps.push((step.as_str(), state));
+    }
+    steps
+}
+
+impl Hops {
+    /// `gateway test` with this node's host-key policy (the portal's Test button).
+    pub async fn test(
+        &self,
+        gateway: &Gateway,
+        target: Option<(&str, u16)>,
+    ) -> Result<(), HopError> {
+        test(&self.store, self.policy, gateway, target).await
+    }
+}
+
 /// Why a channel did not open, in words.
 pub fn channel_why(err: &russh::Error) -> String {
     match err {

@@ -5,7 +5,7 @@ use crate::cli::{DomainCommand, GatewayCommand};
 use crate::output::{Table, done, or_dash, print_fields, print_json};
 use rampart_core::audit::Actor;
 use rampart_core::{Protocol, SecretKind, SecretString, parse_host};
-use rampart_session::gateway::{self, HostKeyPolicy, Step};
+use rampart_session::gateway::{self, HostKeyPolicy};
 use rampart_store::{DomainDetail, Gateway, NewAccountSecret, NewGateway, Store};
 use std::sync::Arc;
 
@@ -278,22 +278,7 @@ async fn test(
         target.as_ref().map(|(host, port)| (host.as_str(), *port)),
     )
     .await;
-    let failed_step = outcome.as_ref().err().map(|err| err.step());
-    let mut steps = Vec::new();
-    let mut reached_failure = false;
-    for step in Step::ALL {
-        let state = if step == Step::Asset && target.is_none() {
-            "skipped (no --asset)".to_owned()
-        } else if reached_failure {
-            "not tried".to_owned()
-        } else if Some(step) == failed_step {
-            reached_failure = true;
-            "failed".to_owned()
-        } else {
-            "ok".to_owned()
-        };
-        steps.push((step.as_str(), state));
-    }
+    let steps = gateway::step_report(&outcome, target.is_some());
     let line = outcome
         .as_ref()
         .err()
