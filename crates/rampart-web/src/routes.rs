@@ -776,6 +776,15 @@ pub fn table() -> Vec<Route> {
         .produces("text/html"),
         Route::new(
             get(),
+            "/admin/domains",
+            Public,
+            "portal",
+            "Portal: network domains, their gateways (health, test) and assets",
+            crate::portal::domains,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
             "/admin/accounts",
             Public,
             "portal",

@@ -209,6 +209,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/admin/users"), "22222"),
         (("GET", "/admin/groups"), "22222"),
         (("GET", "/admin/assets"), "22222"),
+        (("GET", "/admin/domains"), "22222"),
         (("GET", "/admin/accounts"), "22222"),
         (("GET", "/admin/grants"), "22222"),
         (("GET", "/admin/settings"), "22222"),
