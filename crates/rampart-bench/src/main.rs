@@ -13,6 +13,7 @@
     reason = "a measuring tool: a failed step ends the run with its message"
 )]
 
+mod domain_hop;
 mod load;
 
 use anyhow::{Context, bail};
@@ -471,6 +472,13 @@ fn main() -> anyhow::Result<()> {
         });
     }
     report["rampart_rss_kib_at_end"] = json!(resident_kib(lab.server.pid()));
+    // The network-domain case (its own lab: a gateway, a bastion and a target sshd).
+    let binary = rampart_binary()?;
+    report["domain_gateway"] = domain_hop::run(
+        binary.to_str().context("binary path")?,
+        args.runs,
+        args.size_mib,
+    )?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());

@@ -466,6 +466,37 @@ pub enum AuditEvent {
         gateway: String,
         reason: String,
     },
+    /// A one-time enrolment token for a dial-out agent was issued (never the token).
+    AgentTokenCreated {
+        agent: String,
+        domain: String,
+        expires_at: String,
+    },
+    /// A dial-out agent enrolled with a token; its key is pinned from now on.
+    AgentEnrolled {
+        agent: String,
+        domain: String,
+        fingerprint: String,
+        source: String,
+    },
+    AgentConnected {
+        agent: String,
+        source: String,
+    },
+    AgentDisconnected {
+        agent: String,
+        reason: String,
+    },
+    /// A dial-out agent was revoked: refused from now on, its connection and streams ended.
+    AgentRevoked {
+        agent: String,
+    },
+    /// A gateway's background health check changed its verdict (`ok`, `failing` with why).
+    GatewayHealthChanged {
+        gateway: String,
+        health: String,
+        reason: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -539,6 +570,12 @@ impl AuditEvent {
             AuditEvent::GatewayRemoved { .. } => "gateway_removed",
             AuditEvent::GatewayHostKeyPinned { .. } => "gateway_host_key_pinned",
             AuditEvent::GatewayFailed { .. } => "gateway_failed",
+            AuditEvent::AgentTokenCreated { .. } => "agent_token_created",
+            AuditEvent::AgentEnrolled { .. } => "agent_enrolled",
+            AuditEvent::AgentConnected { .. } => "agent_connected",
+            AuditEvent::AgentDisconnected { .. } => "agent_disconnected",
+            AuditEvent::AgentRevoked { .. } => "agent_revoked",
+            AuditEvent::GatewayHealthChanged { .. } => "gateway_health_changed",
         }
     }
 }

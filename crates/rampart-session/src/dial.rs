@@ -5,13 +5,16 @@
 //! stream to an asset's endpoint. The dialer chooses the [`Route`]: an asset without a network
 //! domain is dialled directly over TCP with a connect timeout; an asset in a domain is reached
 //! through the domain's SSH-hop gateways in priority order (a `direct-tcpip` channel on the
-//! gateway's shared connection, see [`crate::gateway`]), a failed gateway skipped for the next.
+//! gateway's shared connection, see [`crate::gateway`]), a failed gateway skipped for the next,
+//! then through the domain's connected dial-out agents (a channel Rampart opens toward the
+//! agent, see [`crate::agents`]).
 //! Routes are chosen here and nowhere else. One dialer per node (it holds the gateway
 //! connections), shared by the fronts.
 //!
 //! The dialer only carries bytes: checking the target's identity (SSH host key, TLS certificate)
 //! is the protocol's job, on the stream it gets.
 
+use crate::agents::Agents;
 use crate::gateway::{HopError, Hops, HostKeyPolicy, channel_why};
 use rampart_core::target::socket_address;
 use rampart_core::{Asset, Name, Protocol};
@@ -40,6 +43,8 @@ pub enum Route {
     Direct,
     /// A channel through this SSH-hop gateway of the asset's network domain.
     Gateway(Name),
+    /// A stream through this dial-out agent of the asset's network domain.
+    Agent(Name),
 }
 
 impl fmt::Display for Route {
@@ -47,6 +52,7 @@ impl fmt::Display for Route {
         match self {
             Route::Direct => f.write_str("direct"),
             Route::Gateway(name) => write!(f, "gateway {name}"),
+            Route::Agent(name) => write!(f, "agent {name}"),
         }
     }
 }
@@ -76,16 +82,18 @@ pub enum DialError {
     #[error("target {target} is unreachable ({why})")]
     Unreachable { target: String, why: String },
     #[error(
-        "{asset} is in network domain {domain}, which has no gateway: add one with `rampart \
-         gateway add NAME --domain {domain} ...`"
+        "{asset} is in network domain {domain}, which has no gateway or agent: add one with \
+         `rampart gateway add NAME --domain {domain} ...` or `rampart agent token create \
+         --domain {domain}`"
     )]
     NoGateway { asset: String, domain: String },
-    /// Every gateway of the domain failed: each one's reason, in priority order.
+    /// Every gateway and agent of the domain failed: each one's reason, gateways in priority
+    /// order, then agents.
     #[error("cannot reach {target} through network domain {domain}: {}", .failures.join("; "))]
     Gateways {
         target: String,
         domain: String,
-        /// `gateway NAME: reason`.
+        /// `gateway NAME: reason`, `agent NAME: reason`.
         failures: Vec<String>,
     },
     #[error("cannot route to {asset}: {why}")]
@@ -98,6 +106,8 @@ pub struct Dialer {
     connect_timeout: Duration,
     /// The gateway connections; none: domain assets cannot be reached (a CLI scan, tests).
     hops: Option<Arc<Hops>>,
+    /// The connected dial-out agents (fed by the agent listener, when the node runs one).
+    agents: Option<Arc<Agents>>,
 }
 
 impl Default for Dialer {
@@ -112,6 +122,7 @@ impl Dialer {
         Self {
             connect_timeout,
             hops: None,
+            agents: None,
         }
     }
 
@@ -120,8 +131,19 @@ impl Dialer {
     pub fn with_gateways(store: Arc<Store>, policy: HostKeyPolicy) -> Self {
         Self {
             connect_timeout: CONNECT_TIMEOUT,
-            hops: Some(Arc::new(Hops::new(store, policy))),
+            hops: Some(Arc::new(Hops::new(store.clone(), policy))),
+            agents: Some(Arc::new(Agents::new(store))),
         }
+    }
+
+    /// The gateway connections, for their background health checks.
+    pub fn hops(&self) -> Option<Arc<Hops>> {
+        self.hops.clone()
+    }
+
+    /// The registry of connected agents this dialer routes through, for the agent listener.
+    pub fn agents(&self) -> Option<Arc<Agents>> {
+        self.agents.clone()
     }
 
     /// A stream to the asset's `protocol` endpoint.
@@ -196,13 +218,26 @@ impl Dialer {
                 asset: asset.name.to_string(),
                 why: format!("cannot read the gateways of network domain {domain} ({err})"),
             })?;
-        if gateways.is_empty() {
+        let agents = hops
+            .store()
+            .list_agents(Some(domain))
+            .await
+            .map_err(|err| DialError::Route {
+                asset: asset.name.to_string(),
+                why: format!("cannot read the agents of network domain {domain} ({err})"),
+            })?;
+        let agents: Vec<Name> = agents
+            .into_iter()
+            .filter(|agent| agent.revoked_at.is_none())
+            .map(|agent| agent.name)
+            .collect();
+        if gateways.is_empty() && agents.is_empty() {
             return Err(DialError::NoGateway {
                 asset: asset.name.to_string(),
                 domain: domain.to_string(),
             });
         }
-        let mut failures = Vec::with_capacity(gateways.len());
+        let mut failures = Vec::with_capacity(gateways.len() + agents.len());
         for gateway in &gateways {
             match open_through(hops, gateway, &asset.host, port).await {
                 Ok(stream) => {
@@ -213,6 +248,22 @@ impl Dialer {
                     });
                 }
                 Err(err) => failures.push(format!("gateway {}: {err}", gateway.name)),
+            }
+        }
+        for agent in &agents {
+            let opened = match &self.agents {
+                Some(connected) => connected.open(agent, &asset.host, port).await,
+                None => Err(crate::agents::AgentError::NotConnected),
+            };
+            match opened {
+                Ok(stream) => {
+                    return Ok(Dialed {
+                        stream: Box::new(stream),
+                        route: Route::Agent(agent.clone()),
+                        target,
+                    });
+                }
+                Err(err) => failures.push(format!("agent {agent}: {err}")),
             }
         }
         Err(DialError::Gateways {

@@ -143,6 +143,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 struct Slot {
     hop: Option<Arc<Hop>>,
     failed: Option<(Instant, HopError)>,
+    /// The last background health check failed: sessions skip the gateway (with its reason)
+    /// until a check passes, however long ago that was.
+    checked_down: bool,
 }
 
 /// The node's gateway connections.
@@ -194,7 +197,7 @@ impl Hops {
         }
         slot.hop = None;
         if let Some((at, why)) = &slot.failed
-            && at.elapsed() < RETRY_AFTER
+            && (at.elapsed() < RETRY_AFTER || slot.checked_down)
         {
             return Err(why.clone());
         }
@@ -215,6 +218,72 @@ impl Hops {
                     self.audit_failure(&gateway.name, &err).await;
                 }
                 Err(err)
+            }
+        }
+    }
+
+    /// One background health check of `gateway`: a live shared connection is healthy; otherwise
+    /// a new one is made (and kept for sessions). A failure makes sessions skip the gateway
+    /// until a check passes.
+    pub async fn check(&self, gateway: &Gateway) -> Result<(), HopError> {
+        let slot = self.slot(&gateway.name);
+        let mut slot = slot.lock().await;
+        if let Some(hop) = &slot.hop
+            && !hop.is_closed()
+            && hop.made_for == made_for(gateway)
+        {
+            slot.checked_down = false;
+            return Ok(());
+        }
+        slot.hop = None;
+        match connect(&self.store, self.policy, gateway, Shared::Yes).await {
+            Ok(hop) => {
+                slot.hop = Some(Arc::new(hop));
+                slot.failed = None;
+                slot.checked_down = false;
+                Ok(())
+            }
+            Err(err) => {
+                slot.failed = Some((Instant::now(), err.clone()));
+                slot.checked_down = true;
+                Err(err)
+            }
+        }
+    }
+
+    /// Checks every gateway every `every` (all at once, each bounded by the handshake
+    /// timeouts) until `shutdown`, recording each verdict in the store (a change is an audit
+    /// event) for `gateway list/show` and the API.
+    pub async fn run_health_checks(
+        self: Arc<Self>,
+        every: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let gateways = match self.store.list_gateways(None).await {
+                Ok(gateways) => gateways,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot list gateways for their health checks");
+                    Vec::new()
+                }
+            };
+            let mut checks = tokio::task::JoinSet::new();
+            for gateway in gateways {
+                let hops = self.clone();
+                checks.spawn(async move {
+                    let result = hops.check(&gateway).await.map_err(|err| err.to_string());
+                    let verdict = result.as_ref().map(|_| ()).map_err(String::as_str);
+                    if let Err(err) = hops.store.record_gateway_health(&gateway.name, verdict).await
+                    {
+                        tracing::warn!(gateway = %gateway.name, error = %err, "cannot record a gateway's health");
+                    }
+                });
+            }
+            let all_done = async { while checks.join_next().await.is_some() {} };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = async { all_done.await; tokio::time::sleep(every).await } => {}
             }
         }
     }
@@ -368,6 +437,18 @@ fn client_config() -> Arc<client::Config> {
                 keepalive_max: 3,
                 window_size: 2 * 1024 * 1024,
                 maximum_packet_size: 32768,
+                // AES-GCM first, as the node's SSH listener prefers: with AES instructions it
+                // costs the least per byte (russh's default puts ChaCha20 first).
+                preferred: russh::Preferred {
+                    cipher: std::borrow::Cow::Borrowed(&[
+                        russh::cipher::AES_128_GCM,
+                        russh::cipher::AES_256_GCM,
+                        russh::cipher::CHACHA20_POLY1305,
+                        russh::cipher::AES_256_CTR,
+                        russh::cipher::AES_128_CTR,
+                    ]),
+                    ..russh::Preferred::default()
+                },
                 ..client::Config::default()
             })
         })
@@ -508,6 +589,42 @@ pub async fn test(
         .disconnect(russh::Disconnect::ByApplication, "", "")
         .await;
     result
+}
+
+/// Each step of a `gateway test` and how it went (`ok`, `failed`, `not tried`, or skipped when
+/// no asset was given), in order: what the CLI prints and the API answers.
+pub fn step_report(
+    outcome: &Result<(), HopError>,
+    with_asset: bool,
+) -> Vec<(&'static str, String)> {
+    let failed_step = outcome.as_ref().err().map(HopError::step);
+    let mut steps = Vec::new();
+    let mut reached_failure = false;
+    for step in Step::ALL {
+        let state = if step == Step::Asset && !with_asset {
+            "skipped (no --asset)".to_owned()
+        } else if reached_failure {
+            "not tried".to_owned()
+        } else if Some(step) == failed_step {
+            reached_failure = true;
+            "failed".to_owned()
+        } else {
+            "ok".to_owned()
+        };
+        steps.push((step.as_str(), state));
+    }
+    steps
+}
+
+impl Hops {
+    /// `gateway test` with this node's host-key policy (the portal's Test button).
+    pub async fn test(
+        &self,
+        gateway: &Gateway,
+        target: Option<(&str, u16)>,
+    ) -> Result<(), HopError> {
+        test(&self.store, self.policy, gateway, target).await
+    }
 }
 
 /// Why a channel did not open, in words.

@@ -13,8 +13,9 @@
 //! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
 //!   [`explain`]: `grant explain`'s report.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
-//!   domain's SSH-hop [`gateway`]).
+//!   domain's SSH-hop [`gateway`] or dial-out [`agents`]).
 
+pub mod agents;
 pub mod authorize;
 pub mod dial;
 pub mod explain;

@@ -195,6 +195,12 @@ impl Gateway {
         )
     }
 
+    /// The node's dialer (its gateway connections and connected agents), for the other fronts
+    /// and the agent listener.
+    pub fn dialer(&self) -> rampart_session::dial::Dialer {
+        self.dialer.clone()
+    }
+
     pub fn authenticator(&self) -> rampart_auth::Authenticator {
         self.auth.clone()
     }

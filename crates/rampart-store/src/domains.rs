@@ -52,6 +52,12 @@ pub struct Gateway {
     pub host_key: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The background health check's last verdict: `ok` or `failing`; none: not checked yet.
+    pub health: Option<String>,
+    /// Why the last check failed.
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub health_checked_at: Option<OffsetDateTime>,
 }
 
 /// What `add_gateway` needs; `host` is already validated with `rampart_core::parse_host`.
@@ -176,12 +182,29 @@ impl Store {
             let names: Vec<Name> = held.gateways.iter().map(|g| g.name.clone()).collect();
             holds.push(format!("gateways {}", join(&names)));
         }
+        let agents: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM agents WHERE domain_id = $1 AND revoked_at IS NULL ORDER BY name",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !agents.is_empty() {
+            holds.push(format!("agents {}", agents.join(", ")));
+        }
         if !holds.is_empty() {
             return Err(StoreError::invalid(format!(
                 "network domain {name} still holds {}: move the assets out (`asset set NAME \
-                 --no-domain`) and remove the gateways (`gateway remove NAME`) first",
+                 --no-domain`), remove the gateways (`gateway remove NAME`) and revoke the \
+                 agents (`agent revoke NAME`) first",
                 holds.join(" and ")
             )));
+        }
+        // Revoked agents and enrolment tokens go with the domain (their events stay).
+        for table in [
+            "DELETE FROM agents WHERE domain_id = $1",
+            "DELETE FROM agent_tokens WHERE domain_id = $1",
+        ] {
+            sqlx::query(table).bind(&id).execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM domains WHERE id = $1")
             .bind(&id)
@@ -391,7 +414,8 @@ async fn load_gateways(
 ) -> Result<Vec<Gateway>> {
     let rows = sqlx::query(
         "SELECT g.name, d.name AS domain, g.host, g.port, g.login, g.priority, g.secret_kind, \
-         g.host_key, g.created_at FROM gateways g JOIN domains d ON d.id = g.domain_id \
+         g.host_key, g.created_at, g.health, g.health_error, g.health_checked_at \
+         FROM gateways g JOIN domains d ON d.id = g.domain_id \
          WHERE ($1 IS NULL OR d.name = $1) AND ($2 IS NULL OR g.name = $2) \
          ORDER BY d.name, g.priority, g.name",
     )
@@ -416,7 +440,58 @@ fn gateway_from_row(row: &SqliteRow) -> Result<Gateway> {
         secret_kind: parse_secret_kind(&rows::text(row, "secret_kind")?)?,
         host_key: row.try_get("host_key")?,
         created_at: rows::time(row, "created_at")?,
+        health: row.try_get("health")?,
+        last_error: row.try_get("health_error")?,
+        health_checked_at: rows::optional_time(row, "health_checked_at")?,
     })
+}
+
+impl Store {
+    /// Records a background health check of `gateway`: `Ok` or the failure's reason. A change
+    /// of verdict (or of the failure's reason) is a `gateway_health_changed` event, in the same
+    /// transaction; a repeat only updates the time. Returns whether it changed.
+    pub async fn record_gateway_health(
+        &self,
+        gateway: &Name,
+        result: std::result::Result<(), &str>,
+    ) -> Result<bool> {
+        let (health, error) = match result {
+            Ok(()) => ("ok", None),
+            Err(why) => ("failing", Some(why)),
+        };
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT health, health_error FROM gateways WHERE name = $1")
+            .bind(gateway.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        // Removed meanwhile: nothing to record.
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let before: (Option<String>, Option<String>) =
+            (row.try_get("health")?, row.try_get("health_error")?);
+        let changed = before.0.as_deref() != Some(health) || before.1.as_deref() != error;
+        sqlx::query(
+            "UPDATE gateways SET health = $1, health_error = $2, health_checked_at = $3 \
+             WHERE name = $4",
+        )
+        .bind(health)
+        .bind(error)
+        .bind(time_text(now()))
+        .bind(gateway.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if changed {
+            let event = AuditEvent::GatewayHealthChanged {
+                gateway: gateway.to_string(),
+                health: health.to_owned(),
+                reason: error.map(str::to_owned),
+            };
+            audit_log::append(&mut tx, &Actor::System, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
 }
 
 /// Every gateway's sealed secret, for the vault's status check.

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod agents;
 mod assets;
 pub mod audit_log;
 mod backup;
@@ -38,6 +39,7 @@ pub mod vault;
 mod web_auth;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
+pub use agents::{AGENT_TOKEN_PREFIX, Agent, AgentToken, Enrolment, MAX_AGENT_TOKEN_TTL};
 pub use assets::{AssetChange, EndpointChange, NewAsset};
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use backup::{

@@ -80,6 +80,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session command",
         include_str!("../migrations/0017_session_command.sql"),
     ),
+    (18, "agents", include_str!("../migrations/0018_agents.sql")),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -29,6 +29,12 @@ pub(crate) fn ensure_node_keys(dir: &DataDir) -> Result<Vec<String>, StoreError>
     Ok(generated)
 }
 
+/// Writes a new ed25519 private key (OpenSSH format) to `path`, created 0600 atomically; fails
+/// if the file exists. A dial-out agent's identity is made with it.
+pub fn generate_ed25519_key_file(path: &Path, comment: &str) -> Result<(), StoreError> {
+    generate_ed25519_key(path, comment)
+}
+
 fn generate_ed25519_key(path: &Path, comment: &str) -> Result<(), StoreError> {
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut())

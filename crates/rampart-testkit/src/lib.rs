@@ -260,13 +260,24 @@ impl Rampart {
     /// Starts `rampart serve` inside network namespace `ns` (see [`netns`]), its SSH listener
     /// on `ssh_listen` (an address of the namespace) and HTTP on the namespace's loopback.
     pub fn serve_in_netns(&self, ns: &str, ssh_listen: &str) -> Server {
-        let inner = self.command(&[
+        self.serve_in_netns_with_env(ns, ssh_listen, &[])
+    }
+
+    /// [`Self::serve_in_netns`] with extra environment variables (`RAMPART_*` settings).
+    pub fn serve_in_netns_with_env(
+        &self,
+        ns: &str,
+        ssh_listen: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut inner = self.command(&[
             "serve",
             "--http-listen",
             "127.0.0.1:0",
             "--ssh-listen",
             ssh_listen,
         ]);
+        inner.envs(env.iter().copied());
         self.spawn_serve(netns::in_netns(ns, &inner))
     }
 

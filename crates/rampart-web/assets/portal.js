@@ -1100,6 +1100,81 @@
     await view.load('/api/v1/assets');
   };
 
+  pages.domains = async () => {
+    const domains = listView(
+      '#domains',
+      (d) => [
+        d.name,
+        (d.gateways || []).map((g) => g.name).join(', ') || '-',
+        (d.assets || []).join(', ') || '-',
+        isAdmin()
+          ? button(
+              'Remove',
+              () =>
+                attempt('remove domain', async () => {
+                  const ok = await confirmAction(
+                    `Remove network domain ${d.name}?`,
+                    'Only an empty domain is removed: no assets, gateways or agents.',
+                    'Remove',
+                  );
+                  if (!ok) return;
+                  await api('DELETE', `/api/v1/domains/${encodeURIComponent(d.name)}`);
+                  status(`removed network domain ${d.name}`);
+                  await domains.reload();
+                }),
+              'danger',
+            )
+          : '',
+      ],
+      'no network domain',
+    );
+    const health = (g) => {
+      if (!g.health) return 'not checked yet';
+      if (g.health === 'failing') return `failing: ${g.last_error || ''}`;
+      return g.health;
+    };
+    const gateways = listView(
+      '#gateways',
+      (g) => {
+        const result = el('span', { class: 'test-result' });
+        return [
+          g.name,
+          g.domain,
+          String(g.priority),
+          `${g.host}:${g.port}`,
+          g.login,
+          health(g),
+          g.health_checked_at || '-',
+          isAdmin()
+            ? el('span', { class: 'actions' }, [
+                button('Test', () =>
+                  attempt('test gateway', async () => {
+                    result.textContent = 'testing...';
+                    const report = await api('POST', `/api/v1/gateways/${encodeURIComponent(g.name)}/test`, {});
+                    const steps = (report.steps || []).map((s) => `${s.step}: ${s.result}`).join(' / ');
+                    result.textContent = report.ok ? `${steps} / gateway ${g.name} works` : `${steps} / ${report.error}`;
+                  }),
+                ),
+                result,
+              ])
+            : '',
+        ];
+      },
+      'no gateway',
+    );
+    onSubmit('#domain-add', (form) =>
+      attempt('add domain', async () => {
+        const values = formValues(form);
+        await api('POST', '/api/v1/domains', { name: values.name });
+        status(`added network domain ${values.name}`);
+        form.reset();
+        await domains.reload();
+      }),
+    );
+    await domains.load('/api/v1/domains');
+    await gateways.load('/api/v1/gateways');
+  };
+
   pages.accounts = async () => {
     const view = listView(
       '#accounts',

@@ -124,6 +124,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/admin/users", "Users", "auditor"),
     ("/admin/groups", "Groups", "auditor"),
     ("/admin/assets", "Assets", "auditor"),
+    ("/admin/domains", "Domains", "auditor"),
     ("/admin/accounts", "Accounts", "auditor"),
     ("/admin/grants", "Grants", "auditor"),
     ("/admin/settings", "Settings", "auditor"),
@@ -389,6 +390,24 @@ pub async fn assets() -> Response {
 <button type="submit">Pin host key</button>
 </form>
 <table id="assets"><thead><tr><th>Name</th><th>Host</th><th>Endpoints</th><th>Domain</th><th>Labels</th><th>Host key</th><th></th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// Network domains: each with its gateways and assets; the gateways with their health, last
+/// error and a Test button (the step-by-step test, run by the server).
+pub async fn domains() -> Response {
+    page(
+        "Network domains",
+        "domains",
+        &[],
+        r#"<h1>Network domains</h1>
+<form id="domain-add" class="inline admin-only">
+<label>Name <input name="name" required></label>
+<button type="submit">Add domain</button>
+</form>
+<table id="domains"><thead><tr><th>Domain</th><th>Gateways</th><th>Assets</th><th></th></tr></thead><tbody></tbody></table>
+<h2>Gateways</h2>
+<table id="gateways"><thead><tr><th>Gateway</th><th>Domain</th><th>Priority</th><th>Address</th><th>Login</th><th>Health</th><th>Last check</th><th>Test</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

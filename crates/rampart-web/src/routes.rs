@@ -543,6 +543,76 @@ pub fn table() -> Vec<Route> {
             api::domain_show,
         ),
         Route::new(
+            post(),
+            "/api/v1/domains",
+            Admin,
+            "domains",
+            "Add a network domain",
+            api::domain_add,
+        )
+        .body(&["name"]),
+        Route::new(
+            delete(),
+            "/api/v1/domains/{name}",
+            Admin,
+            "domains",
+            "Remove an empty network domain (one holding assets, gateways or agents is refused)",
+            api::domain_remove,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/gateways",
+            Auditor,
+            "domains",
+            "List SSH-hop gateways with their health (never their secrets)",
+            api::gateways_list,
+        )
+        .query(&["limit", "cursor"]),
+        Route::new(
+            get(),
+            "/api/v1/gateways/{name}",
+            Auditor,
+            "domains",
+            "Show a gateway: address, login, priority, pinned host key, health and last error",
+            api::gateway_show,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/gateways",
+            Admin,
+            "domains",
+            "Add an SSH-hop gateway to a domain; its password or private key goes into the vault",
+            api::gateway_add,
+        )
+        .body(&[
+            "name",
+            "domain",
+            "host",
+            "port",
+            "login",
+            "password",
+            "private_key",
+            "priority",
+            "host_key",
+        ]),
+        Route::new(
+            delete(),
+            "/api/v1/gateways/{name}",
+            Admin,
+            "domains",
+            "Remove a gateway and its secret",
+            api::gateway_remove,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/gateways/{name}/test",
+            Admin,
+            "domains",
+            "Test a gateway step by step: TCP reach, host key, authentication and (with asset) reaching it",
+            api::gateway_test,
+        )
+        .body(&["asset"]),
+        Route::new(
             get(),
             "/api/v1/accounts",
             Auditor,
@@ -746,6 +816,15 @@ pub fn table() -> Vec<Route> {
             "portal",
             "Portal: assets",
             crate::portal::assets,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/admin/domains",
+            Public,
+            "portal",
+            "Portal: network domains, their gateways (health, test) and assets",
+            crate::portal::domains,
         )
         .produces("text/html"),
         Route::new(

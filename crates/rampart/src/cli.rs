@@ -63,6 +63,9 @@ pub enum Command {
     /// Manage SSH-hop gateways of network domains
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Dial-out agents of network domains: run one in the remote network (`rampart agent
+    /// --server HOST:PORT --token-file FILE`), or manage them (`token create`, `list`, `revoke`)
+    Agent(AgentArgs),
     /// Manage grants (who may use which accounts, for what, when)
     #[command(subcommand)]
     Grant(GrantCommand),
@@ -391,6 +394,72 @@ pub enum DomainCommand {
     Remove {
         /// The network domain's name
         name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+    #[command(flatten)]
+    pub run: AgentRunArgs,
+}
+
+/// Agent mode: connect out to Rampart and carry its streams to this network's assets.
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// Rampart's agent listener (its agent.listen) to connect out to, as HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// File holding the one-time enrolment token from `rampart agent token create` (`-`:
+    /// standard input); needed for the first connection only
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Directory keeping this agent's identity (its key) and Rampart's pinned host key
+    #[arg(long, value_name = "DIR", default_value = "rampart-agent")]
+    pub state_dir: PathBuf,
+    /// Only these destinations may be reached through this agent, comma-separated: networks
+    /// (`10.0.0.0/8`, `192.0.2.7`) and `HOST:PORT` (`db.internal:5432`) [default: any]
+    #[arg(long, value_name = "LIST")]
+    pub allow: Option<String>,
+    /// The longest wait between reconnection attempts (they back off from 1s)
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub max_backoff: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// One-time enrolment tokens for new agents
+    #[command(subcommand)]
+    Token(AgentTokenCommand),
+    /// List enrolled agents, of one domain or all
+    List {
+        /// Only this network domain's agents
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+    },
+    /// Revoke an agent: refused from now on, its connection and live streams end
+    Revoke {
+        /// The agent's name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentTokenCommand {
+    /// Make a one-time, expiring enrolment token for an agent of a domain; printed once, only
+    /// its hash is kept
+    Create {
+        /// The network domain the agent reaches assets in
+        #[arg(long, value_name = "DOMAIN")]
+        domain: String,
+        /// The agent's name (sessions record the route `agent NAME`) [default: DOMAIN-agent-N]
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the token may be used (at most 7d)
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        ttl: String,
     },
 }
 

@@ -20,7 +20,9 @@ use tracing_subscriber::filter::LevelFilter;
 
 use std::time::Duration;
 
+mod agent;
 mod postgres;
+pub use agent::AgentConfig;
 pub use postgres::PostgresConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
@@ -52,6 +54,10 @@ struct FileConfig {
     metrics: MetricsSection,
     #[serde(default)]
     postgres: postgres::PostgresSection,
+    #[serde(default)]
+    agent: agent::AgentSection,
+    #[serde(default)]
+    gateway: agent::GatewaySection,
 }
 
 /// How session recordings are written.
@@ -161,6 +167,9 @@ pub struct Config {
     /// The metrics listener and the access log.
     pub ops: OpsConfig,
     pub postgres: PostgresConfig,
+    /// The listener dial-out agents connect to (`agent.listen`) and the gateways'
+    /// health-check interval (`gateway.health_interval`).
+    pub agent: AgentConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -458,6 +467,7 @@ impl Config {
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
         let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
         let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
+        let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -475,6 +485,7 @@ impl Config {
             target_answer_timeout,
             ops,
             postgres,
+            agent,
         })
     }
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod agent_mode;
 mod cli;
 mod commands;
 mod config;
@@ -96,6 +97,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         clap_complete::generate(shell, &mut command, "rampart", &mut script);
         std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
         return Ok(());
+    }
+    // Agent mode runs in a remote network: no data directory, no configuration file.
+    if let Command::Agent(cli::AgentArgs { command: None, run }) = cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        return runtime.block_on(agent_mode::run(run));
     }
     let mut overrides = Overrides {
         config_file: cli.global.config.clone(),

@@ -86,6 +86,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(|(listener, _)| listener.local_addr())
         .transpose()?;
+    // The listener dial-out agents connect to (optional), with the node's SSH host key: the
+    // enrolment token carries its fingerprint, so agents check it from their first connection.
+    let agent_listener = match config.agent.listen {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on agent.listen {addr}"))?,
+        ),
+    };
+    let agent_addr = agent_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let shutdown = shutdown_signal()?;
     // Each sink's starting point is fixed before the listening line, so every event after it
     // is forwarded (a new sink starts at the head of the log).
@@ -115,11 +129,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = agent_addr {
+        println!(
+            "agents: listening on {addr} (enrol one: rampart agent token create --domain DOMAIN)"
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
         ("ssh", Some(ssh_addr)),
         ("postgres", postgres_addr),
+        ("agent", agent_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -252,6 +272,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    let agent_task = match (agent_listener, gateway.dialer().agents()) {
+        (Some(listener), Some(agents)) => {
+            let host_key = crate::agent_mode::node_host_key(&store)?;
+            Some(tokio::spawn(rampart_session::agents::run(
+                listener,
+                agents,
+                host_key,
+                stopped(stop_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
+    // Background health checks of the network domains' SSH-hop gateways.
+    if let Some(hops) = gateway.dialer().hops() {
+        tokio::spawn(hops.run_health_checks(
+            config.agent.gateway_health_interval,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -319,6 +358,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ssh_result = ssh_task.await;
     if let Some(task) = postgres_task {
         task.await.context("postgres listener failed")?;
+    }
+    if let Some(task) = agent_task {
+        task.await.context("agent listener failed")?;
     }
     web_task
         .await

@@ -12,6 +12,10 @@ use russh::{Channel, ChannelMsg, Sig};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// The end reason of a session whose target connection was lost (the target, or the gateway or
+/// agent carrying it, went away without closing the session).
+const TARGET_LOST: &str = "the connection to the target was lost";
+
 /// The end reason of a session whose user went away: their client died, their connection or
 /// WebSocket closed, or they closed the channel while the target was still running.
 pub(crate) const CLIENT_DISCONNECTED: &str = "client disconnected";
@@ -226,6 +230,7 @@ pub(super) async fn pump(
     // Target to user, until the target closes the channel.
     let mut exit_status = None;
     let mut reason = "target closed the channel".to_owned();
+    let mut target_lost = false;
     let mut stopped = false;
     let mut upstream_done = false;
     let mut user_left: Option<tokio::time::Instant> = None;
@@ -238,11 +243,19 @@ pub(super) async fn pump(
         };
         let (message, already_recorded) = match next {
             Some(next) => next,
-            None if ahead.done() => break,
+            None if ahead.done() => {
+                target_lost = exit_status.is_none();
+                break;
+            }
             None => tokio::select! {
                 message = from_target.wait() => match message {
                     Some(message) => (message, false),
-                    None => break,
+                    None => {
+                        // Ended without a close or an exit status: the connection to the
+                        // target (or the gateway or agent carrying it) is gone.
+                        target_lost = exit_status.is_none();
+                        break;
+                    }
                 },
                 user_side = &mut upstream, if !upstream_done => {
                     upstream_done = true;
@@ -362,6 +375,15 @@ pub(super) async fn pump(
             reason = CLIENT_DISCONNECTED.to_owned();
             break;
         }
+    }
+    if target_lost && !stopped {
+        // The user sees why, and so do the recording and the session's end reason.
+        let line = format!("rampart: session ended: {TARGET_LOST}");
+        tap.notice(&line).await;
+        let _ = to_user
+            .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
+            .await;
+        reason = TARGET_LOST.to_owned();
     }
     let _ = to_user.close().await;
     if stopped && !upstream_done {

@@ -5,7 +5,7 @@ use crate::cli::{DomainCommand, GatewayCommand};
 use crate::output::{Table, done, or_dash, print_fields, print_json};
 use rampart_core::audit::Actor;
 use rampart_core::{Protocol, SecretKind, SecretString, parse_host};
-use rampart_session::gateway::{self, HostKeyPolicy, Step};
+use rampart_session::gateway::{self, HostKeyPolicy};
 use rampart_store::{DomainDetail, Gateway, NewAccountSecret, NewGateway, Store};
 use std::sync::Arc;
 
@@ -61,6 +61,16 @@ pub async fn run_domain(
                 &format!("removed network domain {domain}"),
             )
         }
+    }
+}
+
+/// The background health check's verdict, as a column says it (`-`: not checked yet, e.g. the
+/// server is not running).
+fn health_words(g: &Gateway) -> String {
+    match (g.health.as_deref(), g.last_error.as_deref()) {
+        (Some("failing"), Some(why)) => format!("failing: {why}"),
+        (Some(health), _) => health.to_owned(),
+        (None, _) => "-".into(),
     }
 }
 
@@ -177,7 +187,7 @@ pub async fn run_gateway(
                 return print_json(&gateways);
             }
             let mut table = Table::new([
-                "GATEWAY", "DOMAIN", "PRIORITY", "ADDRESS", "LOGIN", "HOST KEY",
+                "GATEWAY", "DOMAIN", "PRIORITY", "ADDRESS", "LOGIN", "HOST KEY", "HEALTH",
             ]);
             for g in &gateways {
                 table.row([
@@ -187,6 +197,7 @@ pub async fn run_gateway(
                     rampart_core::target::socket_address(&g.host, g.port),
                     g.login.to_string(),
                     host_key_words(g),
+                    health_words(g),
                 ]);
             }
             table.print("no gateways yet: add one with `rampart gateway add NAME --domain D ...`");
@@ -208,6 +219,9 @@ pub async fn run_gateway(
                 ("login", g.login.to_string()),
                 ("secret", g.secret_kind.to_string()),
                 ("host key", or_dash(g.host_key.clone())),
+                ("health", health_words(&g)),
+                ("last error", or_dash(g.last_error.clone())),
+                ("checked", or_dash(g.health_checked_at.map(time_text))),
                 ("created", time_text(g.created_at)),
             ]);
             Ok(())
@@ -264,22 +278,7 @@ async fn test(
         target.as_ref().map(|(host, port)| (host.as_str(), *port)),
     )
     .await;
-    let failed_step = outcome.as_ref().err().map(|err| err.step());
-    let mut steps = Vec::new();
-    let mut reached_failure = false;
-    for step in Step::ALL {
-        let state = if step == Step::Asset && target.is_none() {
-            "skipped (no --asset)".to_owned()
-        } else if reached_failure {
-            "not tried".to_owned()
-        } else if Some(step) == failed_step {
-            reached_failure = true;
-            "failed".to_owned()
-        } else {
-            "ok".to_owned()
-        };
-        steps.push((step.as_str(), state));
-    }
+    let steps = gateway::step_report(&outcome, target.is_some());
     let line = outcome
         .as_ref()
         .err()

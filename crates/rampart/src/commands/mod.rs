@@ -2,6 +2,7 @@
 //! runs), makes its change in one transaction with its audit event, and prints the result.
 
 mod accounts;
+mod agents;
 mod assets;
 pub(crate) mod audit;
 mod backup;
@@ -106,6 +107,10 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Db(crate::cli::DbCommand::Token(cmd)) => {
             db_tokens::run(&store, &actor, json, cmd).await
         }
+        Command::Agent(crate::cli::AgentArgs {
+            command: Some(cmd), ..
+        }) => agents::run(&store, &actor, json, cmd).await,
+        Command::Agent(_) => bail!("agent mode does not open a data directory"),
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     if let Ok(store) = std::sync::Arc::try_unwrap(store) {

@@ -400,6 +400,28 @@ try {
   await screenshot(admin, 'asset-endpoint-added');
   console.log('step ok: the assets page shows endpoints and adds one');
 
+  // 9. The network domains page: the domain with its gateway, and the gateway's Test button
+  //    reports each step and the failing one in one line.
+  await admin.goto(`${base}/admin/domains`);
+  await admin.waitForSelector('body[data-ready=true]');
+  const domainsShown = await visibleText(admin, '#domains');
+  if (!domainsShown.includes('dc-east') || !domainsShown.includes('gw-east-1')) {
+    throw new Error(`the domains page lacks dc-east and its gateway: ${domainsShown}`);
+  }
+  const gatewayRow = admin.locator('#gateways tbody tr', { hasText: 'gw-east-1' }).first();
+  await gatewayRow.getByRole('button', { name: 'Test' }).click();
+  await admin.waitForFunction(() => /tcp reach: failed/.test(document.querySelector('#gateways').textContent));
+  const tested = await visibleText(admin, '#gateways');
+  const expected = `gateway gw-east-1: 127.0.0.1:${env('GATEWAY_PORT')} is unreachable (connection refused)`;
+  if (!tested.includes(expected) || !tested.includes('host key: not tried')) {
+    throw new Error(`the gateway test does not say which step failed: ${tested}`);
+  }
+  await admin.fill('#domain-add input[name=name]', 'dc-west');
+  await admin.click('#domain-add button[type=submit]');
+  await admin.waitForFunction(() => document.querySelector('#domains').textContent.includes('dc-west'));
+  await screenshot(admin, 'domains');
+  console.log('step ok: the domains page shows the domain, its gateway and a failing test step, and adds a domain');
+
   // Every other page loads without an error, at 1280x800.
   for (const path of ['/commands', '/audit', '/admin/users', '/admin/groups', '/admin/assets', '/admin/settings']) {
     await admin.goto(`${base}${path}`);

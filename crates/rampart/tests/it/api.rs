@@ -186,6 +186,13 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("DELETE", "/api/v1/assets/{name}/host-key"), "UFFFA"),
         (("GET", "/api/v1/domains"), "UFF22"),
         (("GET", "/api/v1/domains/{name}"), "UFFAA"),
+        (("POST", "/api/v1/domains"), "UFFFA"),
+        (("DELETE", "/api/v1/domains/{name}"), "UFFFA"),
+        (("GET", "/api/v1/gateways"), "UFF22"),
+        (("GET", "/api/v1/gateways/{name}"), "UFFAA"),
+        (("POST", "/api/v1/gateways"), "UFFFA"),
+        (("DELETE", "/api/v1/gateways/{name}"), "UFFFA"),
+        (("POST", "/api/v1/gateways/{name}/test"), "UFFFA"),
         (("GET", "/api/v1/accounts"), "UFF22"),
         (("POST", "/api/v1/accounts"), "UFFFA"),
         (("PUT", "/api/v1/accounts/{account}/secret"), "UFFFA"),
@@ -206,6 +213,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/admin/users"), "22222"),
         (("GET", "/admin/groups"), "22222"),
         (("GET", "/admin/assets"), "22222"),
+        (("GET", "/admin/domains"), "22222"),
         (("GET", "/admin/accounts"), "22222"),
         (("GET", "/admin/grants"), "22222"),
         (("GET", "/admin/settings"), "22222"),
@@ -1056,4 +1064,92 @@ fn a_request_refused_before_its_body_arrived_leaves_the_connection_usable() {
         .read_response()
         .expect("the kept-alive connection answers the next request");
     assert_eq!(ready.status, 200, "{}", ready.text());
+}
+
+#[test]
+fn an_admin_creates_tests_and_removes_domains_and_gateways_through_the_api() {
+    const CANARY: &str = "canary-gateway-password-31c7";
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "adam", "--role", "admin"]);
+    let server = r.serve();
+    let client = server.client();
+    let admin = Who::Token(token(&r, "adam", "admin"));
+    let created = call(
+        &client,
+        &admin,
+        "POST",
+        "/api/v1/domains",
+        Some(&json!({"name": "dc-east"})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    // A port nothing listens on: bind one, learn it, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let added = call(
+        &client,
+        &admin,
+        "POST",
+        "/api/v1/gateways",
+        Some(
+            &json!({"name": "gw-1", "domain": "dc-east", "host": "127.0.0.1",
+                     "port": closed, "login": "jump", "password": CANARY}),
+        ),
+    );
+    assert_eq!(added.status, 201, "{}", added.text());
+    assert_eq!(added.json()["domain"], "dc-east");
+    assert!(!added.text().contains(CANARY), "{}", added.text());
+    let cli = r.json(&["gateway", "show", "gw-1"]);
+    assert_eq!(cli["port"], closed, "{cli}");
+    assert_eq!(cli["secret_kind"], "password", "{cli}");
+    // Neither secret field: refused, nothing added.
+    let refused = call(
+        &client,
+        &admin,
+        "POST",
+        "/api/v1/gateways",
+        Some(&json!({"name": "gw-2", "domain": "dc-east", "host": "127.0.0.1", "login": "jump"})),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    // The Test button: each step, and the failing one named in one line.
+    let tested = call(
+        &client,
+        &admin,
+        "POST",
+        "/api/v1/gateways/gw-1/test",
+        Some(&json!({})),
+    );
+    assert_eq!(tested.status, 200, "{}", tested.text());
+    let tested = tested.json();
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert_eq!(tested["steps"][0]["step"], "tcp reach", "{tested}");
+    assert_eq!(tested["steps"][0]["result"], "failed", "{tested}");
+    assert_eq!(tested["steps"][1]["result"], "not tried", "{tested}");
+    assert_eq!(
+        tested["error"],
+        format!("gateway gw-1: 127.0.0.1:{closed} is unreachable (connection refused)"),
+        "{tested}"
+    );
+    let listed = call(&client, &admin, "GET", "/api/v1/gateways", None);
+    assert_eq!(listed.json()[0]["name"], "gw-1", "{}", listed.text());
+    // A domain holding a gateway is not removed; the refusal names it.
+    let held = call(&client, &admin, "DELETE", "/api/v1/domains/dc-east", None);
+    assert_eq!(held.status, 400, "{}", held.text());
+    assert!(held.text().contains("gateways gw-1"), "{}", held.text());
+    let removed = call(&client, &admin, "DELETE", "/api/v1/gateways/gw-1", None);
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    let removed = call(&client, &admin, "DELETE", "/api/v1/domains/dc-east", None);
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert!(r.json(&["domain", "list"]).as_array().unwrap().is_empty());
+    let audit = r.json(&["audit", "list", "--limit", "100"]).to_string();
+    for event in [
+        "domain_added",
+        "gateway_added",
+        "gateway_removed",
+        "domain_removed",
+    ] {
+        assert!(audit.contains(event), "{event} missing");
+    }
 }

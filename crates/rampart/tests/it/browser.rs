@@ -97,6 +97,32 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         target_key.to_str().unwrap(),
     ]);
 
+    // A network domain with a gateway nothing answers for (a closed port): the domains page
+    // shows it, and its Test button names the failing step.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    r.ok(&["domain", "add", "dc-east"]);
+    r.ok_with_stdin(
+        &[
+            "gateway",
+            "add",
+            "gw-east-1",
+            "--domain",
+            "dc-east",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &closed.to_string(),
+            "--account",
+            "jump",
+            "--password-stdin",
+        ],
+        b"gateway-password\n",
+    );
+
     const CANARY: &str = "canary-portal-secret-3b9d41";
     const KILL_REASON: &str = "browser test: ended by the auditor";
     let artifacts = artifacts_dir();
@@ -117,6 +143,7 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
         .env("CANARY", CANARY)
         .env("KILL_REASON", KILL_REASON)
         .env("SSH_PORT", lab.port())
+        .env("GATEWAY_PORT", closed.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

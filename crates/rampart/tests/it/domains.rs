@@ -317,7 +317,12 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     );
 
     // Sessions through the gateway.
-    let server = r.serve_in_netns(&lab.net.name("r"), "10.77.1.1:0");
+    // Health checks every second, so the test sees a verdict change soon.
+    let server = r.serve_in_netns_with_env(
+        &lab.net.name("r"),
+        "10.77.1.1:0",
+        &[("RAMPART_GATEWAY_HEALTH_INTERVAL", "1s")],
+    );
     let port = server.ssh.port();
     let bastion = "10.77.1.1";
     let out = lab.ssh(
@@ -476,6 +481,12 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     lab.net.kill_all("g1");
     let ended = long.wait_with_output().unwrap();
     assert!(!ended.status.success(), "the session through gw-1 ended");
+    // The user sees why.
+    let why = text(&ended.stderr);
+    assert!(
+        why.contains("rampart: session ended: the connection to the target was lost"),
+        "{why}"
+    );
     let sessions = lab.sessions();
     let cut = sessions
         .iter()
@@ -483,6 +494,10 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
         .unwrap();
     assert_eq!(cut["route"], "gateway gw-1");
     assert!(cut["ended_at"].is_string(), "{cut}");
+    assert_eq!(
+        cut["end_reason"], "the connection to the target was lost",
+        "{cut}"
+    );
     let out = lab.ssh(
         port,
         &[
@@ -499,6 +514,44 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
             e.contains("gateway_failed") && e.contains("gw-1") && e.contains("connection lost")
         }),
         "a gateway_failed event for gw-1's lost connection"
+    );
+
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| {
+            let e = e.to_string();
+            e.contains("session_ended") && e.contains("the connection to the target was lost")
+        }),
+        "a session_ended event with the reason"
+    );
+
+    // The background health checks: gw-1 is seen failing (status and last error in `gateway
+    // show` and `list`, a health change in the audit log), gw-2 healthy.
+    let mut gw1 = Value::Null;
+    for _ in 0..600 {
+        gw1 = r.json(&["gateway", "show", "gw-1"]);
+        if gw1["health"] == "failing" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gw1["health"], "failing", "{gw1}");
+    assert!(
+        gw1["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("10.77.2.2:22")),
+        "{gw1}"
+    );
+    assert!(gw1["health_checked_at"].is_string(), "{gw1}");
+    assert_eq!(r.json(&["gateway", "show", "gw-2"])["health"], "ok");
+    let listed = r.ok(&["gateway", "list"]);
+    assert!(listed.contains("failing: 10.77.2.2:22"), "{listed}");
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| {
+            let e = e.to_string();
+            e.contains("gateway_health_changed") && e.contains("gw-1") && e.contains("failing")
+        }),
+        "a gateway_health_changed event for gw-1"
     );
 
     // Both down: the user's one line names each gateway's reason.

@@ -9,6 +9,7 @@
 )]
 
 mod access_control;
+mod agents;
 mod api;
 mod auth;
 mod auth_hardening;
