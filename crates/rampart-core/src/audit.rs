@@ -434,6 +434,16 @@ pub enum AuditEvent {
         gateway: String,
         reason: String,
     },
+    /// A step of an account's credential rotation (issue 17): `state` is where it got
+    /// (`pending`, `applied`, `committed`, `failed`, `unknown`, `resumed`, `settings`), `severity`
+    /// is `info` or `alert` (an alert needs a person). Never holds a secret.
+    AccountRotationChanged {
+        account: String,
+        rotation: String,
+        state: String,
+        severity: String,
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -503,6 +513,7 @@ impl AuditEvent {
             AuditEvent::GatewayRemoved { .. } => "gateway_removed",
             AuditEvent::GatewayHostKeyPinned { .. } => "gateway_host_key_pinned",
             AuditEvent::GatewayFailed { .. } => "gateway_failed",
+            AuditEvent::AccountRotationChanged { .. } => "account_rotation_changed",
         }
     }
 }

@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "domains",
         include_str!("../migrations/0016_domains.sql"),
     ),
+    (
+        17,
+        "credential rotation",
+        include_str!("../migrations/0017_rotation.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

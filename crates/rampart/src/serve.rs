@@ -300,6 +300,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.audit.retention_days,
         stop_tx.subscribe(),
     )));
+    // Credential rotation: rotations a dead process left are resumed, then the schedule runs.
+    background.push(tokio::spawn(crate::commands::rotation::run_in_serve(
+        crate::commands::rotation::rotator(&store, &config, &rampart_core::audit::Actor::System),
+        stop_tx.subscribe(),
+    )));
     shutdown.await;
     let _ = stop_tx.send(true);
     // A task that panicked is reported, not taken for a clean stop.

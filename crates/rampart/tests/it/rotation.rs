@@ -1,0 +1,341 @@
+//! Credential rotation against a real sshd (issue 17): a throwaway local user whose password
+//! Rampart rotates through the lab's root key account (`chpasswd`) or as itself (`passwd`).
+//! The new password comes from a file the test writes (`RAMPART_TEST_ROTATION_PASSWORD_FILE`,
+//! honoured by debug builds only), so the test can check that it works on the target and that
+//! it shows up nowhere else.
+
+use crate::ssh::Lab;
+use rampart_testkit::{files_containing, output_with_input, skip_or_fail};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A local user that exists for one test and is removed after it (even when it fails).
+struct TestUser {
+    name: String,
+}
+
+impl TestUser {
+    /// `None` (after saying why) when the test cannot create users (not root, no useradd).
+    fn create(password: &str) -> Option<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        if !nix::unistd::getuid().is_root() || rampart_testkit::require_tool("useradd").is_none() {
+            skip_or_fail("rotation tests create a local user: they need root and useradd");
+            return None;
+        }
+        let name = format!(
+            "rrot{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name}");
+        let user = Self { name };
+        user.set_password(password);
+        Some(user)
+    }
+
+    fn set_password(&self, password: &str) {
+        let out = output_with_input(
+            Command::new("chpasswd").stderr(Stdio::piped()),
+            format!("{}:{password}\n", self.name).as_bytes(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+const OLD: &str = "old-rotation-canary-3f9a1c";
+const NEW: &str = "New-rotation-canary-77b2e.Q";
+
+/// The lab, a throwaway user with password `OLD` vaulted as `USER@web-01` and rotated through
+/// root, and a second asset (web-02, the same sshd) to try passwords directly through Rampart.
+struct RotationLab {
+    lab: Lab,
+    user: TestUser,
+    password_file: std::path::PathBuf,
+}
+
+impl RotationLab {
+    fn start() -> Option<Self> {
+        let lab = Lab::start()?;
+        let user = TestUser::create(OLD)?;
+        let account = format!("{}@web-01", user.name);
+        lab.r.ok_with_stdin(
+            &["account", "add", &account, "--password-stdin"],
+            format!("{OLD}\n").as_bytes(),
+        );
+        lab.r.ok(&[
+            "account",
+            "set",
+            &account,
+            "--rotate-via",
+            &lab.login,
+            "--password-length",
+            "20",
+        ]);
+        let port = lab.target.port.to_string();
+        lab.r.ok(&[
+            "asset",
+            "add",
+            "web-02",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ]);
+        lab.r
+            .ok(&["grant", "add", "--user", "alice", "--asset", "web-02"]);
+        let password_file = lab.r.scratch().join("next-password");
+        std::fs::write(&password_file, format!("{NEW}\n")).unwrap();
+        Some(Self {
+            lab,
+            user,
+            password_file,
+        })
+    }
+
+    fn account(&self) -> String {
+        format!("{}@web-01", self.user.name)
+    }
+
+    /// Whether `password` logs the user in on the target (through Rampart's web-02 account).
+    fn password_works(&self, password: &str) -> bool {
+        let account = format!("{}@web-02", self.user.name);
+        let _ = self.lab.r.run(&["account", "remove", &account]);
+        self.lab.r.ok_with_stdin(
+            &["account", "add", &account, "--password-stdin"],
+            format!("{password}\n").as_bytes(),
+        );
+        let out = self.lab.ssh(&format!("alice@{account}"), "id -un", b"");
+        text(&out.stdout).trim() == self.user.name
+    }
+
+    /// Whether Rampart's own vaulted secret (web-01) logs the user in.
+    fn rampart_logs_in(&self) -> bool {
+        let out = self
+            .lab
+            .ssh(&format!("alice@{}", self.account()), "id -un", b"");
+        text(&out.stdout).trim() == self.user.name
+    }
+
+    fn rotate_command(&self) -> Command {
+        let mut command = self.lab.r.command(&["account", "rotate", &self.account()]);
+        command.env("RAMPART_TEST_ROTATION_PASSWORD_FILE", &self.password_file);
+        command
+    }
+
+    fn rotation_events(&self) -> Vec<Value> {
+        self.lab
+            .events("account_rotation_changed")
+            .into_iter()
+            .filter(|e| e.to_string().contains(&self.user.name))
+            .collect()
+    }
+
+    fn states(&self) -> Vec<String> {
+        self.rotation_events()
+            .iter()
+            .map(|e| e["event"]["state"].as_str().unwrap_or_default().to_owned())
+            .filter(|state| state != "settings")
+            .collect()
+    }
+
+    fn history(&self) -> Value {
+        self.lab.r.json(&["account", "history", &self.account()])
+    }
+
+    /// No secret in the audit log, the data directory's files, the history or `serve`'s log.
+    fn assert_no_secret_anywhere(self, secrets: &[&str]) {
+        let audit = self
+            .lab
+            .r
+            .ok(&["audit", "list", "--limit", "100000", "--json"]);
+        let history = self.history().to_string();
+        let data_dir = self.lab.r.data_dir();
+        let RotationLab { lab, user, .. } = self;
+        let Lab { r, server, .. } = lab;
+        let (_, log) = server.terminate();
+        for secret in secrets {
+            assert!(!audit.contains(secret), "a secret in the audit log");
+            assert!(!history.contains(secret), "a secret in the history");
+            assert!(!log.contains(secret), "a secret in serve's log");
+            assert!(
+                files_containing(&data_dir, secret.as_bytes()).is_empty(),
+                "a secret in clear in the data directory"
+            );
+        }
+        drop((r, user));
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_rotated_ssh_password_replaces_the_old_one_on_the_target_and_in_the_vault() {
+    let Some(lab) = RotationLab::start() else {
+        return;
+    };
+    // Before: the old password works and the new one does not (so the checks below can fail).
+    assert!(lab.password_works(OLD));
+    assert!(!lab.password_works(NEW));
+    assert!(lab.rampart_logs_in());
+
+    let out = output_with_input(
+        lab.rotate_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("committed"), "{said}");
+    assert!(!said.contains(NEW) && !said.contains(OLD));
+
+    // After: the old password stops working, the new one works, Rampart logs in with it.
+    assert!(!lab.password_works(OLD));
+    assert!(lab.password_works(NEW));
+    assert!(lab.rampart_logs_in());
+    let status = lab.lab.r.json(&["vault", "status"]);
+    assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+    assert_eq!(lab.states(), ["pending", "applied", "committed"]);
+    let history = lab.history();
+    assert_eq!(history["rotations"][0]["state"], "committed", "{history}");
+    assert_eq!(history["settings"]["status"], "ok");
+    lab.assert_no_secret_anywhere(&[OLD, NEW]);
+}
+
+#[test]
+fn a_rotation_killed_after_the_target_changed_is_committed_at_the_next_start() {
+    let Some(mut lab) = RotationLab::start() else {
+        return;
+    };
+    let mut rotating = lab
+        .rotate_command()
+        .env("RAMPART_TEST_ROTATION_HALT", "applied")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the rotation to be applied", || {
+        lab.states().iter().any(|s| s == "applied")
+    });
+    rotating.kill().unwrap(); // SIGKILL: kill -9
+    rotating.wait().unwrap();
+    // Changed on the target, not committed: the vault still holds the old password, so Rampart
+    // cannot log in until the rotation is resumed.
+    assert!(lab.password_works(NEW));
+    assert!(!lab.rampart_logs_in());
+    let history = lab.history();
+    assert_eq!(history["rotations"][0]["state"], "applied", "{history}");
+
+    // Restart: serve resumes the rotation (the pending password works: committed).
+    lab.lab.server.kill();
+    lab.lab.server = lab.lab.r.serve();
+    wait_until("the rotation to be resumed and committed", || {
+        lab.states().iter().any(|s| s == "committed")
+    });
+    assert!(lab.rampart_logs_in());
+    assert_eq!(lab.states(), ["pending", "applied", "resumed", "committed"]);
+    let status = lab.lab.r.json(&["vault", "status"]);
+    assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+    lab.assert_no_secret_anywhere(&[OLD, NEW]);
+}
+
+#[test]
+fn a_rotation_killed_before_the_change_keeps_the_old_password_and_discards_the_pending_one() {
+    let Some(lab) = RotationLab::start() else {
+        return;
+    };
+    let mut rotating = lab
+        .rotate_command()
+        .env("RAMPART_TEST_ROTATION_HALT", "pending")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the rotation to be pending", || {
+        lab.states().iter().any(|s| s == "pending")
+    });
+    rotating.kill().unwrap();
+    rotating.wait().unwrap();
+    // A rotation in flight, its pending secret sealed in the vault (vault status opens it).
+    let status = lab.lab.r.json(&["vault", "status"]);
+    assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+    // The lab's root key, the user's password, and the pending password.
+    assert_eq!(status["secrets"], 3, "{status}");
+
+    // `account rotate` again resumes it: nothing changed on the target, so the pending
+    // password is discarded and the old one kept, with an alert.
+    let out = output_with_input(
+        lab.rotate_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(lab.password_works(OLD));
+    assert!(lab.rampart_logs_in());
+    assert_eq!(lab.states(), ["pending", "resumed", "failed"]);
+    let failed = lab.rotation_events().last().cloned().unwrap();
+    assert!(failed.to_string().contains("\"alert\""), "{failed}");
+    // A new rotation can start afterwards, and commits.
+    let out = output_with_input(lab.rotate_command().stdout(Stdio::piped()), b"");
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(lab.password_works(NEW));
+    lab.assert_no_secret_anywhere(&[OLD, NEW]);
+}
+
+#[test]
+fn a_failing_rotation_account_leaves_the_old_password_working_with_an_alert() {
+    let Some(lab) = RotationLab::start() else {
+        return;
+    };
+    // The rotation account's vaulted password is wrong: the change cannot happen.
+    lab.lab.r.ok_with_stdin(
+        &["account", "add", "daemon@web-01", "--password-stdin"],
+        b"not-daemons-password\n",
+    );
+    lab.lab
+        .r
+        .ok(&["account", "set", &lab.account(), "--rotate-via", "daemon"]);
+    let out = output_with_input(
+        lab.rotate_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("did not commit"), "{said}");
+    assert!(said.contains("rotation account daemon"), "{said}");
+    assert!(lab.password_works(OLD));
+    assert!(lab.rampart_logs_in());
+    assert_eq!(lab.states(), ["pending", "failed"]);
+    let failed = lab.rotation_events().last().cloned().unwrap();
+    assert!(failed.to_string().contains("\"alert\""), "{failed}");
+    assert!(
+        failed.to_string().contains("the old secret still works"),
+        "{failed}"
+    );
+    lab.assert_no_secret_anywhere(&[OLD, NEW, "not-daemons-password"]);
+}
