@@ -339,3 +339,29 @@ fn a_failing_rotation_account_leaves_the_old_password_working_with_an_alert() {
     );
     lab.assert_no_secret_anywhere(&[OLD, NEW, "not-daemons-password"]);
 }
+
+#[test]
+fn an_account_without_a_rotation_account_changes_its_own_password_with_passwd() {
+    let Some(lab) = RotationLab::start() else {
+        return;
+    };
+    if rampart_testkit::require_tool("passwd").is_none() {
+        return;
+    }
+    lab.lab
+        .r
+        .ok(&["account", "set", &lab.account(), "--rotate-via", "self"]);
+    let out = output_with_input(
+        lab.rotate_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(!lab.password_works(OLD));
+    assert!(lab.password_works(NEW));
+    assert!(lab.rampart_logs_in());
+    assert_eq!(lab.states(), ["pending", "applied", "committed"]);
+    lab.assert_no_secret_anywhere(&[OLD, NEW]);
+}
