@@ -190,13 +190,29 @@ impl Rotator {
                 "only password accounts rotate so far (SSH key rotation is not built yet)".into(),
             ));
         }
-        if asset.endpoint(Protocol::Ssh).is_none() {
-            return Err(RotateError::Unsupported(format!(
-                "{} has no ssh endpoint: only SSH passwords rotate so far",
-                asset.name
-            )));
+        target_protocol(asset).map(|_| ())
+    }
+
+    /// A fresh login as `login` with `secret`, over the asset's protocol.
+    async fn check(&self, asset: &Asset, login: &Login) -> LoginCheck {
+        match target_protocol(asset) {
+            Ok(Protocol::Postgres) => {
+                match rampart_postgres::rotate::check_login(
+                    &self.reach.dialer,
+                    asset,
+                    &login.login,
+                    &login.secret,
+                )
+                .await
+                {
+                    Ok(true) => LoginCheck::Works,
+                    Ok(false) => LoginCheck::Refused,
+                    Err(why) => LoginCheck::Unknown(why),
+                }
+            }
+            Ok(_) => check_login(&self.reach, asset, login).await,
+            Err(err) => LoginCheck::Unknown(err.to_string()),
         }
-        Ok(())
     }
 
     /// Changes the password on the target: through the rotation account, or as the account.
@@ -236,6 +252,21 @@ impl Rotator {
             }
             None => None,
         };
+        if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Postgres {
+            // As the role itself (a role may set its own password) or the rotation account.
+            let (login, secret) = match &via {
+                Some(via) => (&via.login, &via.secret),
+                None => (&account.login, &old),
+            };
+            return rampart_postgres::rotate::change_password(
+                &self.reach.dialer,
+                asset,
+                &account.login,
+                &new,
+                (login, secret),
+            )
+            .await;
+        }
         change_password(&self.reach, asset, &account.login, &old, &new, via.as_ref()).await
     }
 
@@ -254,7 +285,7 @@ impl Rotator {
             kind: rotation.secret_kind,
             secret,
         };
-        let new_check = check_login(&self.reach, asset, &login(new)).await;
+        let new_check = self.check(asset, &login(new)).await;
         let (state, severity, reason) = match new_check {
             LoginCheck::Works => (
                 RotationState::Committed,
@@ -267,7 +298,7 @@ impl Rotator {
                 },
             ),
             new_check => {
-                let old_check = check_login(&self.reach, asset, &login(old)).await;
+                let old_check = self.check(asset, &login(old)).await;
                 let why = apply_error.clone().unwrap_or_else(|| match &new_check {
                     LoginCheck::Unknown(err) => {
                         format!("the new secret could not be checked: {err}")
@@ -405,6 +436,21 @@ impl Rotator {
                 log_outcome(&outcome);
             }
         }
+    }
+}
+
+/// Which protocol an account of `asset` rotates over: SSH when the asset has an ssh endpoint,
+/// else PostgreSQL when it has a postgres one. MySQL and Redis are not rotated yet.
+fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {
+    if asset.endpoint(Protocol::Ssh).is_some() {
+        Ok(Protocol::Ssh)
+    } else if asset.endpoint(Protocol::Postgres).is_some() {
+        Ok(Protocol::Postgres)
+    } else {
+        Err(RotateError::Unsupported(format!(
+            "{} has no ssh or postgres endpoint: only SSH and PostgreSQL passwords rotate so far",
+            asset.name
+        )))
     }
 }
 

@@ -365,3 +365,69 @@ fn an_account_without_a_rotation_account_changes_its_own_password_with_passwd() 
     assert_eq!(lab.states(), ["pending", "applied", "committed"]);
     lab.assert_no_secret_anywhere(&[OLD, NEW]);
 }
+
+/// Whether `password` logs `role` in on the PostgreSQL server directly (over TCP, md5/SCRAM).
+fn postgres_password_works(port: u16, role: &str, password: &str) -> bool {
+    Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user={role} dbname=postgres sslmode=disable"
+        ))
+        .args(["-X", "-A", "-t", "-c", "select 1"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "30")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_postgres_role_password_rotates_by_alter_user_without_the_password_reaching_the_server() {
+    let Some(pg) = crate::postgres::start_postgres() else {
+        return;
+    };
+    pg.direct(&format!("CREATE ROLE app LOGIN PASSWORD '{OLD}'"));
+    assert!(postgres_password_works(pg.port, "app", OLD));
+    assert!(!postgres_password_works(pg.port, "app", NEW));
+    let r = rampart_testkit::Rampart::new(crate::BIN);
+    r.ok(&[
+        "asset",
+        "add",
+        "pg-01",
+        "--host",
+        "127.0.0.1",
+        "--endpoint",
+        &format!("postgres:{}", pg.port),
+    ]);
+    r.ok_with_stdin(
+        &["account", "add", "app@pg-01", "--password-stdin"],
+        format!("{OLD}\n").as_bytes(),
+    );
+    let password_file = r.scratch().join("next-password");
+    std::fs::write(&password_file, format!("{NEW}\n")).unwrap();
+    let out = output_with_input(
+        r.command(&["account", "rotate", "app@pg-01"])
+            .env("RAMPART_TEST_ROTATION_PASSWORD_FILE", &password_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(!postgres_password_works(pg.port, "app", OLD));
+    assert!(postgres_password_works(pg.port, "app", NEW));
+    // The server stores a SCRAM verifier, which is all it was sent.
+    let stored = pg.direct("select rolpassword from pg_authid where rolname = 'app'");
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    let status = r.json(&["vault", "status"]);
+    assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+    let history = r.json(&["account", "history", "app@pg-01"]);
+    assert_eq!(history["rotations"][0]["state"], "committed", "{history}");
+    let audit = r.ok(&["audit", "list", "--limit", "100000", "--json"]);
+    for secret in [OLD, NEW] {
+        assert!(!said.contains(secret) && !audit.contains(secret));
+        assert!(!history.to_string().contains(secret));
+        assert!(files_containing(&r.data_dir(), secret.as_bytes()).is_empty());
+    }
+}
