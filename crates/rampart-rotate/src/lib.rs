@@ -121,6 +121,17 @@ impl Rotator {
         }
     }
 
+    /// The same engine (one rotation per account still holds across both) acting for `actor`:
+    /// the API's caller.
+    pub fn acting_for(&self, actor: Actor) -> Self {
+        let mut reach = self.reach.clone();
+        reach.actor = actor;
+        Self {
+            reach,
+            busy: self.busy.clone(),
+        }
+    }
+
     fn store(&self) -> &Arc<Store> {
         store_of(&self.reach)
     }

@@ -273,6 +273,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http,
         WebState::new(store.clone(), web_settings)
             .with_gateway(terminals)
+            .with_rotator(crate::commands::rotation::rotator(
+                &store,
+                &config,
+                &rampart_core::audit::Actor::System,
+            ))
             .with_metrics(metrics.clone()),
         tls.map(|t| t.config),
         stopped(stop_rx),

@@ -431,3 +431,42 @@ fn a_postgres_role_password_rotates_by_alter_user_without_the_password_reaching_
         assert!(files_containing(&r.data_dir(), secret.as_bytes()).is_empty());
     }
 }
+
+#[test]
+fn an_administrator_rotates_through_the_api_and_reads_the_history_without_secrets() {
+    let Some(mut lab) = RotationLab::start() else {
+        return;
+    };
+    lab.lab.server.kill();
+    lab.lab.server = lab.lab.r.serve_with_env(&[(
+        "RAMPART_TEST_ROTATION_PASSWORD_FILE",
+        lab.password_file.to_str().unwrap(),
+    )]);
+    lab.lab.r.ok(&["user", "add", "adam", "--role", "admin"]);
+    let token = lab
+        .lab
+        .r
+        .ok(&["token", "create", "--user", "adam", "--scope", "admin"])
+        .trim()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let client = lab.lab.server.client();
+    let path = format!("/api/v1/accounts/{}/rotations", lab.account());
+    let rotated = client.request("POST", &path, &[("authorization", &bearer)], None);
+    let body = rotated.text();
+    assert_eq!(rotated.status, 200, "{body}");
+    assert!(body.contains("committed"), "{body}");
+    assert!(lab.password_works(NEW));
+    assert!(lab.rampart_logs_in());
+    let history = client.request("GET", &path, &[("authorization", &bearer)], None);
+    assert_eq!(history.status, 200);
+    let history = history.json();
+    assert_eq!(history["rotations"][0]["state"], "committed", "{history}");
+    // The rotation is on record as the administrator's.
+    let committed = lab.rotation_events().last().cloned().unwrap();
+    assert_eq!(committed["actor"]["name"], "adam", "{committed}");
+    for secret in [OLD, NEW] {
+        assert!(!body.contains(secret) && !history.to_string().contains(secret));
+    }
+    lab.assert_no_secret_anywhere(&[OLD, NEW]);
+}
