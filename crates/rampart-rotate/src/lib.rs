@@ -169,9 +169,17 @@ impl Rotator {
         let kind = self.store().reveal_account_secret(account).await?.0;
         self.check_supported(&asset, kind)?;
         let settings = self.store().rotation_settings(account).await?;
-        let secret = NewAccountSecret {
-            kind: SecretKind::Password,
-            value: new_password(settings.password_length)?,
+        let secret = match kind {
+            SecretKind::Password => NewAccountSecret {
+                kind: SecretKind::Password,
+                value: new_password(settings.password_length)?,
+            },
+            SecretKind::PrivateKey => NewAccountSecret {
+                kind: SecretKind::PrivateKey,
+                value: rampart_ssh::rotate::new_key_pair(&format!("rampart {account}"))
+                    .map_err(RotateError::Unsupported)?
+                    .0,
+            },
         };
         let rotation = self
             .store()
@@ -196,12 +204,14 @@ impl Rotator {
     }
 
     fn check_supported(&self, asset: &Asset, kind: SecretKind) -> Result<(), RotateError> {
-        if kind != SecretKind::Password {
-            return Err(RotateError::Unsupported(
-                "only password accounts rotate so far (SSH key rotation is not built yet)".into(),
-            ));
+        let protocol = target_protocol(asset)?;
+        if kind == SecretKind::PrivateKey && protocol != Protocol::Ssh {
+            return Err(RotateError::Unsupported(format!(
+                "{} has no ssh endpoint: key accounts rotate over SSH only",
+                asset.name
+            )));
         }
-        target_protocol(asset).map(|_| ())
+        Ok(())
     }
 
     /// A fresh login as `login` with `secret`, over the asset's protocol.
@@ -263,6 +273,23 @@ impl Rotator {
             }
             None => None,
         };
+        if rotation.secret_kind == SecretKind::PrivateKey {
+            // Add the new key beside the old one, logged in with the old one; the old one goes
+            // once the new one has logged in (`settle`).
+            let public = rampart_ssh::rotate::public_line(&new)?;
+            let old_login = Login {
+                login: account.login.clone(),
+                kind: SecretKind::PrivateKey,
+                secret: old,
+            };
+            return rampart_ssh::rotate::add_authorized_key(
+                &self.reach,
+                asset,
+                &old_login,
+                &public,
+            )
+            .await;
+        }
         if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Postgres {
             // As the role itself (a role may set its own password) or the rotation account.
             let (login, secret) = match &via {
@@ -363,9 +390,55 @@ impl Rotator {
         };
         match state {
             RotationState::Committed => {
+                let mut reason = reason;
+                if rotation.secret_kind == SecretKind::PrivateKey {
+                    // The new key works: the old one is removed from authorized_keys, logged in
+                    // with the new one. If that fails, the new key is still committed (it works)
+                    // and a person is told the old one is still accepted.
+                    let (_, old) = self.store().reveal_account_secret(account).await?;
+                    let new = self.store().reveal_pending_secret(&rotation.id).await?;
+                    let removed = match rampart_ssh::rotate::public_line(&old) {
+                        Ok(old_public) => {
+                            rampart_ssh::rotate::remove_authorized_key(
+                                &self.reach,
+                                asset,
+                                &login(new),
+                                &old_public,
+                            )
+                            .await
+                        }
+                        Err(err) => Err(err),
+                    };
+                    match removed {
+                        Ok(()) => reason.push_str("; the old key was removed from authorized_keys"),
+                        Err(err) => {
+                            reason.push_str(&format!(
+                                "; the old key could not be removed and may still be accepted ({err})"
+                            ));
+                            self.store()
+                                .record_event(
+                                    self.actor(),
+                                    &rampart_core::audit::AuditEvent::AccountRotationChanged {
+                                        account: account.to_string(),
+                                        rotation: rotation.id.clone(),
+                                        state: "old_key_kept".into(),
+                                        severity: "alert".into(),
+                                        reason: err,
+                                    },
+                                )
+                                .await?;
+                        }
+                    }
+                }
                 self.store()
                     .commit_rotation(self.actor(), rotation, &reason)
                     .await?;
+                return Ok(Outcome {
+                    account: account.to_string(),
+                    rotation: rotation.id.clone(),
+                    state,
+                    reason,
+                });
             }
             other => {
                 self.store()

@@ -271,3 +271,118 @@ fn said(output: &[u8], secrets: &[&SecretString]) -> String {
         format!(": {printable}")
     }
 }
+
+/// A new ed25519 key pair for a key account: the private key in OpenSSH form (for the vault)
+/// and its public line (for `authorized_keys`). From the OS CSPRNG.
+pub fn new_key_pair(comment: &str) -> Result<(SecretString, String), String> {
+    use russh::keys::ssh_key::LineEnding;
+    use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut()).map_err(|err| format!("no randomness: {err}"))?;
+    let pair = Ed25519Keypair::from_seed(&seed);
+    let key = russh::keys::PrivateKey::new(KeypairData::Ed25519(pair), comment)
+        .map_err(|err| format!("cannot make a key: {err}"))?;
+    let private = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|err| format!("cannot encode a key: {err}"))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|err| format!("cannot encode a key: {err}"))?;
+    Ok((SecretString::from(private.as_str().to_owned()), public))
+}
+
+/// The public line of a private key in OpenSSH form.
+pub fn public_line(private: &SecretString) -> Result<String, String> {
+    let key = russh::keys::PrivateKey::from_openssh(private.expose_secret().as_bytes())
+        .map_err(|_| "the vaulted private key does not parse".to_owned())?;
+    key.public_key()
+        .to_openssh()
+        .map_err(|err| format!("cannot encode a key: {err}"))
+}
+
+/// Runs a fixed `command` as `login` with `input` on its standard input; its exit status 0 is
+/// success. Public keys only travel this way (they are no secret).
+async fn run_with_input(
+    reach: &RotationReach,
+    asset: &Asset,
+    login: &Login,
+    command: &str,
+    input: &[u8],
+) -> Result<(), String> {
+    let connection = connect(reach, asset, login)
+        .await
+        .map_err(|err| err.to_string())?;
+    let channel = connection
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|err| format!("cannot open a channel: {err}"))?;
+    channel
+        .exec(true, command)
+        .await
+        .map_err(|err| format!("cannot run a command: {err}"))?;
+    channel
+        .data(input)
+        .await
+        .map_err(|err| format!("cannot write to the command: {err}"))?;
+    channel
+        .eof()
+        .await
+        .map_err(|err| format!("cannot write to the command: {err}"))?;
+    let (status, output) = finish(channel).await;
+    let _ = connection
+        .handle
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await;
+    match status {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("exited with status {code}{}", said(&output, &[]))),
+        None => Err("ended without a status".into()),
+    }
+}
+
+/// Adds `public` to the account's `~/.ssh/authorized_keys`, logged in with its current key.
+pub async fn add_authorized_key(
+    reach: &RotationReach,
+    asset: &Asset,
+    login: &Login,
+    public: &str,
+) -> Result<(), String> {
+    let line = format!("{public}\n");
+    let work = run_with_input(
+        reach,
+        asset,
+        login,
+        "umask 077 && mkdir -p ~/.ssh && cat >> ~/.ssh/authorized_keys",
+        line.as_bytes(),
+    );
+    tokio::time::timeout(CHANGE_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err("the target did not add the key in time".into()))
+        .map_err(|err| format!("adding the new key: {err}"))
+}
+
+/// Removes every `authorized_keys` line holding `public`'s key, logged in with the new key.
+pub async fn remove_authorized_key(
+    reach: &RotationReach,
+    asset: &Asset,
+    login: &Login,
+    public: &str,
+) -> Result<(), String> {
+    // Only the key's base64 blob is matched: it identifies the key whatever the comment.
+    let blob = public.split_whitespace().nth(1).unwrap_or_default();
+    let line = format!("{blob}\n");
+    let work = run_with_input(
+        reach,
+        asset,
+        login,
+        "f=~/.ssh/authorized_keys; k=$(cat) && [ -n \"$k\" ] && \
+         { grep -vF -- \"$k\" \"$f\" > \"$f.rampart\"; mv \"$f.rampart\" \"$f\"; }",
+        line.as_bytes(),
+    );
+    tokio::time::timeout(CHANGE_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err("the target did not remove the key in time".into()))
+        .map_err(|err| format!("removing the old key: {err}"))
+}

@@ -5,7 +5,7 @@
 //! it shows up nowhere else.
 
 use crate::ssh::Lab;
-use rampart_testkit::{files_containing, output_with_input, skip_or_fail};
+use rampart_testkit::{SshTarget, files_containing, output_with_input, skip_or_fail, ssh_keygen};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +23,10 @@ struct TestUser {
 impl TestUser {
     /// `None` (after saying why) when the test cannot create users (not root, no useradd).
     fn create(password: &str) -> Option<Self> {
+        Self::create_with(password, "--no-create-home")
+    }
+
+    fn create_with(password: &str, home: &str) -> Option<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         if !nix::unistd::getuid().is_root() || rampart_testkit::require_tool("useradd").is_none() {
             skip_or_fail("rotation tests create a local user: they need root and useradd");
@@ -34,7 +38,7 @@ impl TestUser {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let status = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/bin/sh", &name])
+            .args([home, "--shell", "/bin/sh", &name])
             .status()
             .unwrap();
         assert!(status.success(), "useradd {name}");
@@ -54,7 +58,10 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
+        let _ = Command::new("userdel")
+            .args(["--remove", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -469,4 +476,119 @@ fn an_administrator_rotates_through_the_api_and_reads_the_history_without_secret
         assert!(!body.contains(secret) && !history.to_string().contains(secret));
     }
     lab.assert_no_secret_anywhere(&[OLD, NEW]);
+}
+
+#[test]
+fn a_rotated_ssh_key_is_added_proven_and_the_old_key_removed_from_authorized_keys() {
+    let Some(lab) = Lab::start() else {
+        return;
+    };
+    let Some(user) = TestUser::create_with(OLD, "--create-home") else {
+        return;
+    };
+    let dir = lab.r.scratch().to_path_buf();
+    let (old_key, old_pub) = ssh_keygen(&dir, "rot-old", "ed25519", "");
+    let home = nix::unistd::User::from_name(&user.name)
+        .unwrap()
+        .unwrap()
+        .dir;
+    let authorized = home.join(".ssh/authorized_keys");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(&old_pub, &authorized).unwrap();
+    let owner = Command::new("chown")
+        .args(["-R", &format!("{0}:{0}", user.name)])
+        .arg(home.join(".ssh"))
+        .status()
+        .unwrap();
+    assert!(owner.success());
+    // Its own sshd: the test users' keys are in their home, as on a real host.
+    let Some(target) = SshTarget::start_with(
+        &old_pub,
+        &format!(
+            "Match User {}\n  AuthorizedKeysFile .ssh/authorized_keys\n  SetEnv HOME={}\n",
+            user.name,
+            home.display()
+        ),
+    ) else {
+        return;
+    };
+    let port = target.port.to_string();
+    lab.r.ok(&[
+        "asset",
+        "add",
+        "web-03",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]);
+    lab.r
+        .ok(&["grant", "add", "--user", "alice", "--asset", "web-03"]);
+    let account = format!("{}@web-03", user.name);
+    lab.r.ok(&[
+        "account",
+        "add",
+        &account,
+        "--key-file",
+        old_key.to_str().unwrap(),
+    ]);
+    let old_key_works = || {
+        Command::new("ssh")
+            .args(["-i", old_key.to_str().unwrap()])
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "LogLevel=ERROR", "-p", &port])
+            .arg(format!("{}@127.0.0.1", user.name))
+            .arg("true")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let rampart_logs_in = || {
+        let out = lab.ssh(&format!("alice@{account}"), "id -un", b"");
+        text(&out.stdout).trim() == user.name
+    };
+    assert!(old_key_works());
+    assert!(rampart_logs_in());
+
+    let out = output_with_input(
+        lab.r
+            .command(&["account", "rotate", &account])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("the old key was removed"), "{said}");
+    assert!(!old_key_works());
+    assert!(rampart_logs_in());
+    let keys = std::fs::read_to_string(&authorized).unwrap();
+    let old_blob = std::fs::read_to_string(&old_pub).unwrap();
+    let old_blob = old_blob.split_whitespace().nth(1).unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(
+        !keys.contains(old_blob) && keys.starts_with("ssh-ed25519 "),
+        "{keys}"
+    );
+    let status = lab.r.json(&["vault", "status"]);
+    assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+    // No private key material anywhere: not the old key's (its third line is the key's own,
+    // the first two are the same for every such key), and no new private key block.
+    let old_private = std::fs::read_to_string(&old_key).unwrap();
+    let old_body = old_private.lines().nth(2).unwrap();
+    assert!(old_body.len() > 40);
+    let audit = lab.r.ok(&["audit", "list", "--limit", "100000", "--json"]);
+    let history = lab.r.ok(&["account", "history", &account, "--json"]);
+    for text in [&audit, &history, &said] {
+        assert!(!text.contains(old_body) && !text.contains("PRIVATE KEY"));
+    }
+    assert!(files_containing(&lab.r.data_dir(), old_body.as_bytes()).is_empty());
 }
