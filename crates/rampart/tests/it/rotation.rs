@@ -592,3 +592,50 @@ fn a_rotated_ssh_key_is_added_proven_and_the_old_key_removed_from_authorized_key
     }
     assert!(files_containing(&lab.r.data_dir(), old_body.as_bytes()).is_empty());
 }
+
+#[test]
+fn when_neither_secret_works_the_account_is_unknown_both_are_kept_and_a_later_resume_settles_it() {
+    let Some(lab) = RotationLab::start() else {
+        return;
+    };
+    let mut rotating = lab
+        .rotate_command()
+        .env("RAMPART_TEST_ROTATION_HALT", "applied")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the rotation to be applied", || {
+        lab.states().iter().any(|s| s == "applied")
+    });
+    rotating.kill().unwrap();
+    rotating.wait().unwrap();
+    // Someone else changes the password meanwhile: neither Rampart secret works any more.
+    lab.user.set_password("third-password-nobody-vaulted");
+    let out = output_with_input(
+        lab.rotate_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("unknown"), "{said}");
+    assert_eq!(lab.states(), ["pending", "applied", "resumed", "unknown"]);
+    let unknown = lab.rotation_events().last().cloned().unwrap();
+    assert!(unknown.to_string().contains("\"alert\""), "{unknown}");
+    let history = lab.history();
+    assert_eq!(history["settings"]["status"], "unknown", "{history}");
+    // Both secrets are still in the vault: the account's and the pending one.
+    let status = lab.lab.r.json(&["vault", "status"]);
+    assert_eq!(status["secrets"], 3, "{status}");
+    assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+
+    // The target is put back to the pending password: the next resume keeps it.
+    lab.user.set_password(NEW);
+    let out = output_with_input(lab.rotate_command().stdout(Stdio::piped()), b"");
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(lab.rampart_logs_in());
+    assert_eq!(lab.history()["settings"]["status"], "ok");
+    lab.assert_no_secret_anywhere(&[OLD, NEW, "third-password-nobody-vaulted"]);
+}
