@@ -26,8 +26,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Test-only failpoint: `RAMPART_TEST_ROTATION_HALT=pending|applied` makes the process stop
-/// (hang, to be killed) right after the rotation reached that state.
+/// Test-only failpoint (debug builds): `RAMPART_TEST_ROTATION_HALT=pending|applied` makes the
+/// process stop (hang, to be killed) right after the rotation reached that state.
 const HALT_ENV: &str = "RAMPART_TEST_ROTATION_HALT";
 
 /// Why a rotation did not run or did not finish; never holds a secret.
@@ -105,7 +105,8 @@ fn new_password(length: u32) -> Result<rampart_core::SecretString, RotateError> 
 }
 
 fn halt_after(state: &str) {
-    if std::env::var(HALT_ENV).is_ok_and(|wanted| wanted == state) {
+    // Debug builds (the tests') only: a release build never halts on an environment variable.
+    if cfg!(debug_assertions) && std::env::var(HALT_ENV).is_ok_and(|wanted| wanted == state) {
         tracing::warn!(state, "test failpoint: halting the rotation here");
         loop {
             std::thread::sleep(Duration::from_secs(3600));
