@@ -497,6 +497,16 @@ pub enum AuditEvent {
         health: String,
         reason: Option<String>,
     },
+    /// A step of an account's credential rotation (issue 17): `state` is where it got
+    /// (`pending`, `applied`, `committed`, `failed`, `unknown`, `resumed`, `settings`), `severity`
+    /// is `info` or `alert` (an alert needs a person). Never holds a secret.
+    AccountRotationChanged {
+        account: String,
+        rotation: String,
+        state: String,
+        severity: String,
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -576,6 +586,7 @@ impl AuditEvent {
             AuditEvent::AgentDisconnected { .. } => "agent_disconnected",
             AuditEvent::AgentRevoked { .. } => "agent_revoked",
             AuditEvent::GatewayHealthChanged { .. } => "gateway_health_changed",
+            AuditEvent::AccountRotationChanged { .. } => "account_rotation_changed",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod cancel;
 pub mod front;
 pub mod identity;
 pub mod querylog;
+pub mod rotate;
 pub mod target_login;
 pub mod wire;
 

@@ -201,3 +201,24 @@ fn hmac(key: &[u8], data: &[u8]) -> Result<Vec<u8>, WireError> {
     mac.update(data);
     Ok(mac.finalize().into_bytes().to_vec())
 }
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password`
+/// (`SCRAM-SHA-256$ITERATIONS:SALT$STORED_KEY:SERVER_KEY`, as its `pg_authid` holds it), with a
+/// fresh random salt: `ALTER USER ... PASSWORD` with it sets the password without the password
+/// itself ever reaching the server (or its statement log). The same derivation as the login's.
+pub fn scram_verifier(password: &str) -> Result<Zeroizing<String>, WireError> {
+    const ITERATIONS: u32 = 4096;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|_| err("no randomness for the SCRAM salt"))?;
+    let mut salted = Zeroizing::new([0u8; 32]);
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, ITERATIONS, salted.as_mut());
+    let client_key = Zeroizing::new(hmac(salted.as_ref(), b"Client Key")?);
+    let stored_key = Sha256::digest(client_key.as_slice());
+    let server_key = hmac(salted.as_ref(), b"Server Key")?;
+    Ok(Zeroizing::new(format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key),
+        STANDARD.encode(server_key)
+    )))
+}

@@ -20,6 +20,7 @@ mod login;
 mod menu;
 mod relay;
 mod requests;
+pub mod rotate;
 mod server;
 mod target;
 mod terminal;

@@ -8,7 +8,9 @@
 
 use crate::login::TargetSpec;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::{AccountRef, Action, Asset, ExposeSecret, Name, Protocol, SecretKind, User};
+use rampart_core::{
+    AccountRef, Action, Asset, ExposeSecret, Name, Protocol, SecretKind, SecretString, User,
+};
 use rampart_session::authorize::{SessionRules, Snapshot};
 use rampart_session::dial::{DialError, Dialer, Route};
 use rampart_store::Store;
@@ -400,14 +402,80 @@ pub async fn connect_with(
     actor: &Actor,
     host_keys: TargetHostKeys,
 ) -> Result<TargetConnection, TargetError> {
-    let asset = &resolved.asset;
+    let (handle, route, target) =
+        handshake(dialer, store, &resolved.asset, actor, host_keys).await?;
+    let account = resolved.account_ref().to_string();
+    let credential_error = |err: rampart_store::StoreError| {
+        tracing::error!(account = %account, error = %err, "cannot reveal the account's secret");
+        TargetError::Credential {
+            account: account.clone(),
+        }
+    };
+    // Fail closed: a secret is only used when its use is on record.
+    let used = AuditEvent::SecretUsed {
+        account: account.clone(),
+        for_user: match actor {
+            Actor::User { name } => name.clone(),
+            other => other.to_string(),
+        },
+    };
+    if let Err(err) = store.record_event(actor, &used).await {
+        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
+        return Err(TargetError::Credential {
+            account: account.clone(),
+        });
+    }
+    let (kind, secret) = store
+        .reveal_account_secret(&resolved.account_ref())
+        .await
+        .map_err(credential_error)?;
+    authenticate(
+        handle,
+        route,
+        target,
+        &resolved.account,
+        account.clone(),
+        kind,
+        secret,
+    )
+    .await
+}
+
+/// Connects to `asset` and logs in as `login` with `secret` (not the vaulted one): credential
+/// rotation tries a pending or an old secret with it. The caller records the use.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one connection's facts, passed once"
+)]
+pub async fn connect_with_secret(
+    dialer: &Dialer,
+    store: &Arc<Store>,
+    asset: &Asset,
+    login: &Name,
+    kind: SecretKind,
+    secret: SecretString,
+    actor: &Actor,
+    host_keys: TargetHostKeys,
+) -> Result<TargetConnection, TargetError> {
+    let (handle, route, target) = handshake(dialer, store, asset, actor, host_keys).await?;
+    let account = format!("{login}@{}", asset.name);
+    authenticate(handle, route, target, login, account, kind, secret).await
+}
+
+/// Dials the asset and runs the SSH handshake up to a trusted host key.
+async fn handshake(
+    dialer: &Dialer,
+    store: &Arc<Store>,
+    asset: &Asset,
+    actor: &Actor,
+    host_keys: TargetHostKeys,
+) -> Result<(client::Handle<PinningHandler>, Route, String), TargetError> {
     let dialed = dialer
         .dial(asset, Protocol::Ssh)
         .await
         .map_err(TargetError::from)?;
     let target = dialed.target.clone();
     let route = dialed.route.clone();
-    let account = resolved.account_ref().to_string();
     let pinned = match &asset.host_key {
         Some(text) => Some(
             PublicKey::from_openssh(text).map_err(|_| TargetError::Protocol {
@@ -427,7 +495,7 @@ pub async fn connect_with(
         presented: presented.clone(),
     };
     let connecting = client::connect_stream(client_config(), dialed.stream, handler);
-    let mut handle = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+    let handle = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Err(_) => {
             return Err(TargetError::Unreachable {
                 target,
@@ -478,32 +546,20 @@ pub async fn connect_with(
         }
         Ok(Ok(handle)) => handle,
     };
+    Ok((handle, route, target))
+}
 
-    let credential_error = |err: rampart_store::StoreError| {
-        tracing::error!(account = %account, error = %err, "cannot reveal the account's secret");
-        TargetError::Credential {
-            account: account.clone(),
-        }
-    };
-    // Fail closed: a secret is only used when its use is on record.
-    let used = AuditEvent::SecretUsed {
-        account: account.clone(),
-        for_user: match actor {
-            Actor::User { name } => name.clone(),
-            other => other.to_string(),
-        },
-    };
-    if let Err(err) = store.record_event(actor, &used).await {
-        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
-        return Err(TargetError::Credential {
-            account: account.clone(),
-        });
-    }
-    let (kind, secret) = store
-        .reveal_account_secret(&resolved.account_ref())
-        .await
-        .map_err(credential_error)?;
-    let login = resolved.account.as_str();
+/// Logs in on an established connection with `secret`; a refusal is `CredentialRefused`.
+async fn authenticate(
+    mut handle: client::Handle<PinningHandler>,
+    route: Route,
+    target: String,
+    login: &Name,
+    account: String,
+    kind: SecretKind,
+    secret: SecretString,
+) -> Result<TargetConnection, TargetError> {
+    let login = login.as_str();
     let protocol = |err: russh::Error| TargetError::Protocol {
         target: target.clone(),
         why: err.to_string(),

@@ -31,6 +31,7 @@ pub use migrations::create_at_version as create_database_at_version;
 pub mod node_keys;
 pub mod passwords;
 mod policy_facts;
+mod rotations;
 mod rows;
 mod sessions;
 pub mod ssh_keys;
@@ -56,6 +57,10 @@ pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::StoredPasswordHash;
 pub use policy_facts::PolicyFacts;
+pub use rotations::{
+    InFlightRotation, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, RotationRecord, RotationSettings,
+    RotationSettingsChange, RotationState, Severity,
+};
 pub use rows::Named;
 pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};
 pub use vault::{KeyId, MasterKeySource, VaultError};

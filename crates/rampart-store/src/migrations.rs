@@ -81,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0017_session_command.sql"),
     ),
     (18, "agents", include_str!("../migrations/0018_agents.sql")),
+    (
+        19,
+        "credential rotation",
+        include_str!("../migrations/0019_rotation.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -104,6 +104,8 @@ pub struct WebState {
     pub authenticator: rampart_auth::Authenticator,
     /// What `/metrics` reports (shared with the separate metrics listener, if any).
     pub metrics: Arc<metrics::Metrics>,
+    /// Credential rotation (`POST /api/v1/accounts/{account}/rotations`); without it, 503.
+    pub rotator: Option<rampart_rotate::Rotator>,
 }
 
 impl WebState {
@@ -115,6 +117,7 @@ impl WebState {
             gateway: None,
             websockets: Arc::new(tokio::sync::Semaphore::new(ws::MAX_WEBSOCKETS)),
             metrics: Arc::default(),
+            rotator: None,
         }
     }
 
@@ -127,6 +130,11 @@ impl WebState {
     /// The same state, with the gateway that carries browser terminals and live views.
     pub fn with_gateway(mut self, gateway: rampart_ssh::Gateway) -> Self {
         self.gateway = Some(gateway);
+        self
+    }
+
+    pub fn with_rotator(mut self, rotator: rampart_rotate::Rotator) -> Self {
+        self.rotator = Some(rotator);
         self
     }
 }

@@ -650,6 +650,22 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(
             get(),
+            "/api/v1/accounts/{account}/rotations",
+            Auditor,
+            "accounts",
+            "An account's rotation settings and rotation history (never a secret)",
+            api::account_rotations,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/accounts/{account}/rotations",
+            Admin,
+            "accounts",
+            "Rotate an account's password now (200 committed, 409 not committed, with the reason)",
+            api::account_rotate,
+        ),
+        Route::new(
+            get(),
             "/api/v1/grants",
             Auditor,
             "grants",

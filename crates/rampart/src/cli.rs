@@ -698,6 +698,31 @@ pub enum AccountCommand {
         /// ACCOUNT@ASSET, as `rampart account list` prints it
         account: String,
     },
+    /// Rotate an account's password now (a rotation a crash left is resumed instead)
+    Rotate {
+        /// ACCOUNT@ASSET
+        account: String,
+    },
+    /// Show an account's rotation settings and rotation history
+    History {
+        /// ACCOUNT@ASSET
+        account: String,
+    },
+    /// Change how an account rotates: its schedule, rotation account and password length
+    Set {
+        /// ACCOUNT@ASSET
+        account: String,
+        /// Rotate on a schedule (30d, 12h, ...), or `never`
+        #[arg(long, value_name = "DURATION")]
+        rotate_every: Option<String>,
+        /// Change the password through this privileged account of the same asset (chpasswd),
+        /// or `self` to change it as the account itself (passwd)
+        #[arg(long, value_name = "LOGIN")]
+        rotate_via: Option<String>,
+        /// Length of generated passwords (12 to 128)
+        #[arg(long, value_name = "N")]
+        password_length: Option<u32>,
+    },
 }
 
 #[derive(Debug, Args)]

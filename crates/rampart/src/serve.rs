@@ -312,6 +312,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http,
         WebState::new(store.clone(), web_settings)
             .with_gateway(terminals)
+            .with_rotator(crate::commands::rotation::rotator(
+                &store,
+                &config,
+                &rampart_core::audit::Actor::System,
+            ))
             .with_metrics(metrics.clone()),
         tls.map(|t| t.config),
         stopped(stop_rx),
@@ -337,6 +342,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     background.push(tokio::spawn(retention_daily(
         store.clone(),
         config.audit.retention_days,
+        stop_tx.subscribe(),
+    )));
+    // Credential rotation: rotations a dead process left are resumed, then the schedule runs.
+    background.push(tokio::spawn(crate::commands::rotation::run_in_serve(
+        crate::commands::rotation::rotator(&store, &config, &rampart_core::audit::Actor::System),
         stop_tx.subscribe(),
     )));
     shutdown.await;

@@ -72,5 +72,10 @@ pub async fn run(
                 &format!("removed account {account} and its secret"),
             )
         }
+        AccountCommand::Rotate { .. }
+        | AccountCommand::History { .. }
+        | AccountCommand::Set { .. } => {
+            anyhow::bail!("rotation commands are run by commands::rotation")
+        }
     }
 }

@@ -13,6 +13,7 @@ mod grants;
 mod groups;
 mod queries;
 mod recordings;
+pub(crate) mod rotation;
 mod sessions;
 mod tokens;
 mod users;
@@ -58,6 +59,9 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
             let dialer =
                 rampart_ssh::Dialer::with_gateways(store.clone(), config.target_host_keys.into());
             assets::run(&store, &dialer, &actor, json, cmd).await
+        }
+        Command::Account(cmd) if rotation::handles(&cmd) => {
+            rotation::run(&store, config, &actor, json, cmd).await
         }
         Command::Account(cmd) => accounts::run(&store, &actor, json, cmd).await,
         Command::Domain(cmd) => domains::run_domain(&store, &actor, json, cmd).await,

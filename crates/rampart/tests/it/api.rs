@@ -197,6 +197,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/accounts"), "UFFFA"),
         (("PUT", "/api/v1/accounts/{account}/secret"), "UFFFA"),
         (("DELETE", "/api/v1/accounts/{account}"), "UFFFA"),
+        (("GET", "/api/v1/accounts/{account}/rotations"), "UFFAA"),
+        (("POST", "/api/v1/accounts/{account}/rotations"), "UFFFA"),
         (("GET", "/api/v1/grants"), "UFF22"),
         (("POST", "/api/v1/grants"), "UFFFA"),
         (("GET", "/api/v1/grants/explain"), "UFFAA"),

@@ -30,6 +30,7 @@ mod password_load;
 mod policy;
 mod postgres;
 mod recording_durability;
+mod rotation;
 mod session_lists;
 mod ssh;
 mod store_errors;

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 const CANARY: &str = "pg-canary-5b1d0e77-never-shown";
 
 /// A PostgreSQL server of the test's own, on a loopback port.
-struct Postgres {
+pub(crate) struct Postgres {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     bin: PathBuf,
     sockets: PathBuf,
     _dir: tempfile::TempDir,
@@ -75,7 +75,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_postgres() -> Option<Postgres> {
+pub(crate) fn start_postgres() -> Option<Postgres> {
     rampart_testkit::require_tool("psql")?;
     rampart_testkit::require_tool("pgbench")?;
     let bin = postgres_bin()?;
@@ -160,7 +160,7 @@ fn start_postgres() -> Option<Postgres> {
 
 impl Postgres {
     /// A query straight to the server over its Unix socket (trusted local login), for checks.
-    fn direct(&self, sql: &str) -> String {
+    pub(crate) fn direct(&self, sql: &str) -> String {
         let out = as_db_user(&self.bin.join("psql"))
             .arg("-h")
             .arg(&self.sockets)

@@ -1,0 +1,556 @@
+//! Credential rotation (issue 17): the one place that drives an account's rotation through its
+//! written state machine, resumes rotations a dead process left, and runs the schedule.
+//!
+//! A rotation: a new secret is generated and sealed in the vault as *pending*
+//! (`Store::begin_rotation`) before anything changes on the target; the target is told to change
+//! it (state *applied*); a fresh login with the new secret decides: it works -> *committed* (the
+//! pending secret becomes the account's secret); it does not and the old one still works ->
+//! *failed* (pending discarded, alert); neither works -> *unknown* (both kept, alert). A target
+//! that cannot be reached for the check leaves the rotation in flight, to resume later. Resume
+//! (at `serve` start, or `account rotate` on an account with a rotation a dead process left)
+//! runs the same decision: pending first, then old.
+//!
+//! INVARIANT: one rotation per account at a time (the store's unique index across processes,
+//! `busy` within one), and the account's own secret changes only at commit, so new sessions use
+//! the old secret until then.
+//! INVARIANT: no secret in an error, an event or a log line: reasons come from
+//! `rampart_ssh::rotate`, which never puts one in.
+
+pub mod password;
+
+use rampart_core::audit::Actor;
+use rampart_core::{AccountRef, Asset, Protocol, SecretKind};
+use rampart_ssh::rotate::{Login, LoginCheck, RotationReach, change_password, check_login};
+use rampart_store::{InFlightRotation, NewAccountSecret, RotationState, Severity, Store};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Test-only failpoint (debug builds): `RAMPART_TEST_ROTATION_HALT=pending|applied` makes the
+/// process stop (hang, to be killed) right after the rotation reached that state.
+const HALT_ENV: &str = "RAMPART_TEST_ROTATION_HALT";
+
+/// Why a rotation did not run or did not finish; never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Store(#[from] rampart_store::StoreError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("a rotation of {account} is in progress in process {pid}")]
+    Busy { account: String, pid: u32 },
+    #[error(transparent)]
+    Random(#[from] password::NoRandomness),
+}
+
+/// What a rotation (or its resume) ended with.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub account: String,
+    pub rotation: String,
+    pub state: RotationState,
+    pub reason: String,
+}
+
+/// The rotation engine: one per process.
+#[derive(Debug, Clone)]
+pub struct Rotator {
+    reach: RotationReach,
+    busy: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Holds an account for this process's one rotation of it.
+struct Held {
+    busy: Arc<Mutex<HashSet<String>>>,
+    account: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.busy.lock() {
+            busy.remove(&self.account);
+        }
+    }
+}
+
+fn store_of(reach: &RotationReach) -> &Arc<Store> {
+    &reach.store
+}
+
+/// Whether process `pid` is alive on this node (the store is a local SQLite file: every
+/// process using it runs here).
+fn alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// The new password: generated, except that a debug build (the tests') takes it from the file
+/// `RAMPART_TEST_ROTATION_PASSWORD_FILE` names, so a test can look for it everywhere it must
+/// not be.
+fn new_password(length: u32) -> Result<rampart_core::SecretString, RotateError> {
+    if cfg!(debug_assertions)
+        && let Ok(path) = std::env::var("RAMPART_TEST_ROTATION_PASSWORD_FILE")
+    {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|err| {
+            RotateError::Unsupported(format!("cannot read the test password file: {err}"))
+        })?);
+        return Ok(rampart_core::SecretString::from(text.trim_end().to_owned()));
+    }
+    Ok(password::generate(length)?)
+}
+
+fn halt_after(state: &str) {
+    // Debug builds (the tests') only: a release build never halts on an environment variable.
+    if cfg!(debug_assertions) && std::env::var(HALT_ENV).is_ok_and(|wanted| wanted == state) {
+        tracing::warn!(state, "test failpoint: halting the rotation here");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+impl Rotator {
+    pub fn new(reach: RotationReach) -> Self {
+        Self {
+            reach,
+            busy: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// The same engine (one rotation per account still holds across both) acting for `actor`:
+    /// the API's caller.
+    pub fn acting_for(&self, actor: Actor) -> Self {
+        let mut reach = self.reach.clone();
+        reach.actor = actor;
+        Self {
+            reach,
+            busy: self.busy.clone(),
+        }
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        store_of(&self.reach)
+    }
+
+    fn actor(&self) -> &Actor {
+        &self.reach.actor
+    }
+
+    fn hold(&self, account: &AccountRef) -> Result<Held, RotateError> {
+        let key = account.to_string();
+        let mut busy = self
+            .busy
+            .lock()
+            .map_err(|_| RotateError::Unsupported("the rotation registry is poisoned".into()))?;
+        if !busy.insert(key.clone()) {
+            return Err(RotateError::Busy {
+                account: key,
+                pid: std::process::id(),
+            });
+        }
+        Ok(Held {
+            busy: self.busy.clone(),
+            account: key,
+        })
+    }
+
+    /// Rotates `account` now; an unfinished rotation of it that a dead process left is
+    /// resumed instead of starting a new one.
+    pub async fn rotate(&self, account: &AccountRef) -> Result<Outcome, RotateError> {
+        let _held = self.hold(account)?;
+        if let Some(in_flight) = self.store().rotation_in_flight(account).await? {
+            return self.resume_held(in_flight).await;
+        }
+        let asset = self.store().asset(&account.asset).await?;
+        let kind = self.store().reveal_account_secret(account).await?.0;
+        self.check_supported(&asset, kind)?;
+        let settings = self.store().rotation_settings(account).await?;
+        let secret = match kind {
+            SecretKind::Password => NewAccountSecret {
+                kind: SecretKind::Password,
+                value: new_password(settings.password_length)?,
+            },
+            SecretKind::PrivateKey => NewAccountSecret {
+                kind: SecretKind::PrivateKey,
+                value: rampart_ssh::rotate::new_key_pair(&format!("rampart {account}"))
+                    .map_err(RotateError::Unsupported)?
+                    .0,
+            },
+        };
+        let rotation = self
+            .store()
+            .begin_rotation(self.actor(), account, &secret)
+            .await?;
+        drop(secret);
+        halt_after("pending");
+        let applied = self.apply(&asset, &rotation, &settings).await;
+        if applied.is_ok() {
+            self.store()
+                .set_rotation_state(
+                    self.actor(),
+                    &rotation,
+                    RotationState::Applied,
+                    Severity::Info,
+                    "the target accepted the new secret",
+                )
+                .await?;
+            halt_after("applied");
+        }
+        self.settle(&asset, &rotation, applied.err()).await
+    }
+
+    fn check_supported(&self, asset: &Asset, kind: SecretKind) -> Result<(), RotateError> {
+        let protocol = target_protocol(asset)?;
+        if kind == SecretKind::PrivateKey && protocol != Protocol::Ssh {
+            return Err(RotateError::Unsupported(format!(
+                "{} has no ssh endpoint: key accounts rotate over SSH only",
+                asset.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// A fresh login as `login` with `secret`, over the asset's protocol.
+    async fn check(&self, asset: &Asset, login: &Login) -> LoginCheck {
+        match target_protocol(asset) {
+            Ok(Protocol::Postgres) => {
+                match rampart_postgres::rotate::check_login(
+                    &self.reach.dialer,
+                    asset,
+                    &login.login,
+                    &login.secret,
+                )
+                .await
+                {
+                    Ok(true) => LoginCheck::Works,
+                    Ok(false) => LoginCheck::Refused,
+                    Err(why) => LoginCheck::Unknown(why),
+                }
+            }
+            Ok(_) => check_login(&self.reach, asset, login).await,
+            Err(err) => LoginCheck::Unknown(err.to_string()),
+        }
+    }
+
+    /// Changes the password on the target: through the rotation account, or as the account.
+    async fn apply(
+        &self,
+        asset: &Asset,
+        rotation: &InFlightRotation,
+        settings: &rampart_store::RotationSettings,
+    ) -> Result<(), String> {
+        let account = &rotation.account;
+        let reveal = |err: rampart_store::StoreError| format!("cannot read a secret: {err}");
+        let old = self
+            .store()
+            .reveal_account_secret(account)
+            .await
+            .map_err(reveal)?
+            .1;
+        let new = self
+            .store()
+            .reveal_pending_secret(&rotation.id)
+            .await
+            .map_err(reveal)?;
+        let via = match &settings.via_login {
+            Some(via) => {
+                let via_ref = AccountRef::parse(&format!("{via}@{}", account.asset))
+                    .map_err(|err| err.to_string())?;
+                let (kind, secret) = self
+                    .store()
+                    .reveal_account_secret(&via_ref)
+                    .await
+                    .map_err(reveal)?;
+                Some(Login {
+                    login: via_ref.login,
+                    kind,
+                    secret,
+                })
+            }
+            None => None,
+        };
+        if rotation.secret_kind == SecretKind::PrivateKey {
+            // Add the new key beside the old one, logged in with the old one; the old one goes
+            // once the new one has logged in (`settle`).
+            let public = rampart_ssh::rotate::public_line(&new)?;
+            let old_login = Login {
+                login: account.login.clone(),
+                kind: SecretKind::PrivateKey,
+                secret: old,
+            };
+            return rampart_ssh::rotate::add_authorized_key(
+                &self.reach,
+                asset,
+                &old_login,
+                &public,
+            )
+            .await;
+        }
+        if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Postgres {
+            // As the role itself (a role may set its own password) or the rotation account.
+            let (login, secret) = match &via {
+                Some(via) => (&via.login, &via.secret),
+                None => (&account.login, &old),
+            };
+            return rampart_postgres::rotate::change_password(
+                &self.reach.dialer,
+                asset,
+                &account.login,
+                &new,
+                (login, secret),
+            )
+            .await;
+        }
+        change_password(&self.reach, asset, &account.login, &old, &new, via.as_ref()).await
+    }
+
+    /// Decides a rotation by fresh logins: pending first, then old.
+    async fn settle(
+        &self,
+        asset: &Asset,
+        rotation: &InFlightRotation,
+        apply_error: Option<String>,
+    ) -> Result<Outcome, RotateError> {
+        let account = &rotation.account;
+        let (_, old) = self.store().reveal_account_secret(account).await?;
+        let new = self.store().reveal_pending_secret(&rotation.id).await?;
+        let login = |secret| Login {
+            login: account.login.clone(),
+            kind: rotation.secret_kind,
+            secret,
+        };
+        let new_check = self.check(asset, &login(new)).await;
+        let (state, severity, reason) = match new_check {
+            LoginCheck::Works => (
+                RotationState::Committed,
+                Severity::Info,
+                match &apply_error {
+                    None => "a fresh login with the new secret worked".to_owned(),
+                    Some(err) => format!(
+                        "a fresh login with the new secret worked (the change reported: {err})"
+                    ),
+                },
+            ),
+            new_check => {
+                let old_check = self.check(asset, &login(old)).await;
+                let why = apply_error.clone().unwrap_or_else(|| match &new_check {
+                    LoginCheck::Unknown(err) => {
+                        format!("the new secret could not be checked: {err}")
+                    }
+                    _ => "the target refused the new secret".to_owned(),
+                });
+                match (&new_check, old_check) {
+                    (_, LoginCheck::Works) => (
+                        RotationState::Failed,
+                        Severity::Alert,
+                        format!("{why}; the old secret still works and is kept"),
+                    ),
+                    (LoginCheck::Refused, LoginCheck::Refused) => (
+                        RotationState::Unknown,
+                        Severity::Alert,
+                        format!("{why}; the old secret is refused too: both are kept"),
+                    ),
+                    (_, old_check) => {
+                        // The target did not answer about one of them: nothing is decided.
+                        let unanswered = match (&new_check, &old_check) {
+                            (LoginCheck::Unknown(err), _) | (_, LoginCheck::Unknown(err)) => {
+                                err.clone()
+                            }
+                            _ => "no answer".to_owned(),
+                        };
+                        let reason = format!(
+                            "{why}; cannot tell which secret works ({unanswered}); the rotation \
+                             stays in flight and is resumed later"
+                        );
+                        self.store()
+                            .record_event(
+                                self.actor(),
+                                &rampart_core::audit::AuditEvent::AccountRotationChanged {
+                                    account: account.to_string(),
+                                    rotation: rotation.id.clone(),
+                                    state: "stalled".into(),
+                                    severity: "alert".into(),
+                                    reason: reason.clone(),
+                                },
+                            )
+                            .await?;
+                        return Ok(Outcome {
+                            account: account.to_string(),
+                            rotation: rotation.id.clone(),
+                            state: rotation.state,
+                            reason,
+                        });
+                    }
+                }
+            }
+        };
+        match state {
+            RotationState::Committed => {
+                let mut reason = reason;
+                if rotation.secret_kind == SecretKind::PrivateKey {
+                    // The new key works: the old one is removed from authorized_keys, logged in
+                    // with the new one. If that fails, the new key is still committed (it works)
+                    // and a person is told the old one is still accepted.
+                    let (_, old) = self.store().reveal_account_secret(account).await?;
+                    let new = self.store().reveal_pending_secret(&rotation.id).await?;
+                    let removed = match rampart_ssh::rotate::public_line(&old) {
+                        Ok(old_public) => {
+                            rampart_ssh::rotate::remove_authorized_key(
+                                &self.reach,
+                                asset,
+                                &login(new),
+                                &old_public,
+                            )
+                            .await
+                        }
+                        Err(err) => Err(err),
+                    };
+                    match removed {
+                        Ok(()) => reason.push_str("; the old key was removed from authorized_keys"),
+                        Err(err) => {
+                            reason.push_str(&format!(
+                                "; the old key could not be removed and may still be accepted ({err})"
+                            ));
+                            self.store()
+                                .record_event(
+                                    self.actor(),
+                                    &rampart_core::audit::AuditEvent::AccountRotationChanged {
+                                        account: account.to_string(),
+                                        rotation: rotation.id.clone(),
+                                        state: "old_key_kept".into(),
+                                        severity: "alert".into(),
+                                        reason: err,
+                                    },
+                                )
+                                .await?;
+                        }
+                    }
+                }
+                self.store()
+                    .commit_rotation(self.actor(), rotation, &reason)
+                    .await?;
+                return Ok(Outcome {
+                    account: account.to_string(),
+                    rotation: rotation.id.clone(),
+                    state,
+                    reason,
+                });
+            }
+            other => {
+                self.store()
+                    .set_rotation_state(self.actor(), rotation, other, severity, &reason)
+                    .await?;
+            }
+        }
+        Ok(Outcome {
+            account: account.to_string(),
+            rotation: rotation.id.clone(),
+            state,
+            reason,
+        })
+    }
+
+    async fn resume_held(&self, rotation: InFlightRotation) -> Result<Outcome, RotateError> {
+        if rotation.owner_pid != std::process::id() && alive(rotation.owner_pid) {
+            return Err(RotateError::Busy {
+                account: rotation.account.to_string(),
+                pid: rotation.owner_pid,
+            });
+        }
+        if !self.store().claim_rotation(self.actor(), &rotation).await? {
+            return Err(RotateError::Busy {
+                account: rotation.account.to_string(),
+                pid: rotation.owner_pid,
+            });
+        }
+        let asset = self.store().asset(&rotation.account.asset).await?;
+        self.settle(&asset, &rotation, None).await
+    }
+
+    /// Resumes every rotation whose process is gone (at `serve` start). Each outcome or error
+    /// is logged; errors do not stop the others.
+    pub async fn resume_all(&self) -> Vec<Result<Outcome, RotateError>> {
+        let in_flight = match self.store().rotations_in_flight().await {
+            Ok(list) => list,
+            Err(err) => return vec![Err(err.into())],
+        };
+        let mut outcomes = Vec::new();
+        for rotation in in_flight {
+            if alive(rotation.owner_pid) && rotation.owner_pid != std::process::id() {
+                continue;
+            }
+            let Ok(_held) = self.hold(&rotation.account) else {
+                continue;
+            };
+            let outcome = self.resume_held(rotation).await;
+            log_outcome(&outcome);
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// The schedule: every `tick`, rotates the accounts whose interval has passed, until
+    /// `shutdown` resolves. A failure is logged and audited by the rotation; the loop goes on.
+    pub async fn run_schedule(&self, tick: Duration, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = interval.tick() => {}
+            }
+            let due = match self
+                .store()
+                .rotations_due(time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read which accounts are due for rotation");
+                    continue;
+                }
+            };
+            for account in due {
+                let outcome = self.rotate(&account).await;
+                log_outcome(&outcome);
+            }
+        }
+    }
+}
+
+/// Which protocol an account of `asset` rotates over: SSH when the asset has an ssh endpoint,
+/// else PostgreSQL when it has a postgres one. MySQL and Redis are not rotated yet.
+fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {
+    if asset.endpoint(Protocol::Ssh).is_some() {
+        Ok(Protocol::Ssh)
+    } else if asset.endpoint(Protocol::Postgres).is_some() {
+        Ok(Protocol::Postgres)
+    } else {
+        Err(RotateError::Unsupported(format!(
+            "{} has no ssh or postgres endpoint: only SSH and PostgreSQL passwords rotate so far",
+            asset.name
+        )))
+    }
+}
+
+fn log_outcome(outcome: &Result<Outcome, RotateError>) {
+    match outcome {
+        Ok(done) if done.state == RotationState::Committed => {
+            tracing::info!(account = %done.account, rotation = %done.rotation, "rotation committed");
+        }
+        Ok(done) => tracing::warn!(
+            account = %done.account,
+            rotation = %done.rotation,
+            state = done.state.as_str(),
+            reason = %done.reason,
+            "rotation did not commit"
+        ),
+        Err(err) => tracing::error!(error = %err, "rotation failed"),
+    }
+}
