@@ -14,7 +14,6 @@
 //!    enforcement ends it with an `ErrorResponse`.
 
 use crate::cancel::CancelTarget;
-use crate::identity::{self, DbLogin};
 use crate::querylog::QueryLog;
 use crate::wire::{
     self, Message, Startup, WireError, read_message, read_startup, send_error, split_messages,
@@ -25,15 +24,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::Decision;
 use rampart_core::target::Protocol;
-use rampart_core::{
-    Action, Asset, ExposeSecret, Name, SecretKind, SecretString, SessionKind, User,
-};
-use rampart_session::authorize::Snapshot;
+use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_session::database::{self, DbLogin};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
-use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -194,7 +189,7 @@ async fn negotiate_and_login(
         send_error(&mut client, "FATAL", "28000", "no user name given").await;
         return None;
     };
-    let login = match identity::parse(&user_text) {
+    let login = match DbLogin::parse(&user_text) {
         Ok(login) => login,
         Err(why) => {
             send_error(&mut client, "FATAL", "28000", &why).await;
@@ -280,65 +275,6 @@ async fn negotiate_and_login(
     })
 }
 
-/// Decides which account the client gets on the asset, through the policy.
-async fn authorize(
-    front: &PostgresFront,
-    user: &User,
-    mfa: bool,
-    login: &DbLogin,
-    source: &Source,
-) -> Result<Authorized, String> {
-    let store = &front.core.store;
-    let snapshot = Snapshot::for_user(store, &user.name)
-        .await
-        .map_err(|_| "internal error looking up the target".to_owned())?;
-    let now = OffsetDateTime::now_utc();
-    let access = snapshot
-        .as_user(&user.name, mfa, now)
-        .ok_or_else(|| format!("{} may not connect: the user was removed", user.name))?;
-    let asset: &Asset = snapshot
-        .asset(&login.asset)
-        .ok_or_else(|| format!("{} is not an asset", login.asset))?;
-    let action = Action::PostgresConnect;
-    let account: Name = match &login.account {
-        Some(account) => account.clone(),
-        None => {
-            let allowed = access.allowed_logins(asset, &[action]);
-            match allowed.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(format!(
-                        "{} may not connect to {}: no grant allows postgres:connect there",
-                        user.name, asset.name
-                    ));
-                }
-                _ => {
-                    return Err(format!(
-                        "{} has several accounts on {}: name one (USER@ACCOUNT@{})",
-                        user.name, asset.name, asset.name
-                    ));
-                }
-            }
-        }
-    };
-    match access.decide(asset, &account, action) {
-        Decision::Allow { grant, rules } => Ok(Authorized {
-            user: user.clone(),
-            mfa,
-            source: source.clone(),
-            asset: asset.clone(),
-            account,
-            grant,
-            rules,
-            actions: vec![action],
-        }),
-        Decision::Deny(why) => Err(format!(
-            "{} may not connect to {account}@{}: {why}",
-            user.name, asset.name
-        )),
-    }
-}
-
 /// The session: authorize, start, dial, log in to the target, relay, end.
 async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     let LoggedIn {
@@ -353,27 +289,19 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
         text: peer.ip().to_string(),
         ip: peer.ip(),
     };
-    let store = front.core.store.clone();
-    let actor = Actor::User {
-        name: user.name.to_string(),
-    };
-    let authorized = match authorize(front, &user, mfa, &login, &source).await {
+    let store = &front.core.store;
+    let authorized = match database::authorize(
+        store,
+        &user,
+        mfa,
+        &login,
+        &source,
+        Action::PostgresConnect,
+    )
+    .await
+    {
         Ok(authorized) => authorized,
         Err(reason) => {
-            let target = match &login.account {
-                Some(account) => format!("{account}@{}", login.asset),
-                None => login.asset.to_string(),
-            };
-            let event = AuditEvent::AccessDenied {
-                user: user.name.to_string(),
-                target,
-                action: "postgres:connect".to_owned(),
-                reason: reason.clone(),
-                source: source.text.clone(),
-            };
-            if let Err(err) = store.record_event(&actor, &event).await {
-                tracing::error!(error = %err, "cannot record a denied connection");
-            }
             send_error(&mut client, "FATAL", "28000", &reason).await;
             return;
         }
@@ -411,7 +339,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     };
     let tap = guard.tap();
     // The target: dialled, logged in with the vaulted password.
-    let target = match connect_target(front, &authorized, &actor, &database, &passed).await {
+    let target = match connect_target(front, &authorized, &database, &passed).await {
         Ok(target) => target,
         Err(why) => {
             send_error(&mut client, "FATAL", "08006", &why).await;
@@ -484,12 +412,10 @@ struct TargetReady {
 async fn connect_target(
     front: &PostgresFront,
     authorized: &Authorized,
-    actor: &Actor,
     database: &str,
     passed: &[(String, String)],
 ) -> Result<TargetReady, String> {
     let asset = &authorized.asset;
-    let account = authorized.account_ref();
     let dialed = front
         .dialer
         .dial(asset, Protocol::Postgres)
@@ -505,26 +431,7 @@ async fn connect_target(
         .write_all(&wire::startup_message(&params))
         .await
         .map_err(|_| format!("target {} closed the connection", dialed.target))?;
-    // Fail closed: a secret is only used when its use is on record.
-    let store = &front.core.store;
-    let used = AuditEvent::SecretUsed {
-        account: account.to_string(),
-        for_user: authorized.user.name.to_string(),
-    };
-    let credential = || format!("cannot use the credential of {account}");
-    if let Err(err) = store.record_event(actor, &used).await {
-        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
-        return Err(credential());
-    }
-    let (kind, secret) = store.reveal_account_secret(&account).await.map_err(|err| {
-        tracing::error!(%account, error = %err, "cannot reveal the account's secret");
-        credential()
-    })?;
-    if kind != SecretKind::Password {
-        return Err(format!(
-            "{account} has no password in the vault (a database login needs one)"
-        ));
-    }
+    let secret = database::vaulted_password(&front.core.store, authorized).await?;
     let logged_in = target_login::login(
         &mut stream,
         authorized.account.as_str(),
@@ -533,6 +440,7 @@ async fn connect_target(
     .await;
     drop(secret);
     if let Err(err) = logged_in {
+        let account = authorized.account_ref();
         tracing::warn!(%account, error = %err, "postgres target login failed");
         return Err(format!("the target login to {account} failed: {err}"));
     }

@@ -12,10 +12,13 @@
 //!   live watching.
 //! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
 //!   [`explain`]: `grant explain`'s report.
+//! - [`database`]: what the database fronts share: the `USER@ACCOUNT@ASSET` login, the
+//!   authorization of a connection, the vaulted password's use and the per-statement record.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
 //!   domain's SSH-hop [`gateway`]).
 
 pub mod authorize;
+pub mod database;
 pub mod dial;
 pub mod explain;
 pub mod gateway;

@@ -20,7 +20,10 @@ use tracing_subscriber::filter::LevelFilter;
 
 use std::time::Duration;
 
+mod database;
+mod mysql;
 mod postgres;
+pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
@@ -52,6 +55,8 @@ struct FileConfig {
     metrics: MetricsSection,
     #[serde(default)]
     postgres: postgres::PostgresSection,
+    #[serde(default)]
+    mysql: mysql::MysqlSection,
 }
 
 /// How session recordings are written.
@@ -161,6 +166,7 @@ pub struct Config {
     /// The metrics listener and the access log.
     pub ops: OpsConfig,
     pub postgres: PostgresConfig,
+    pub mysql: MysqlConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -458,6 +464,7 @@ impl Config {
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
         let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
         let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
+        let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -475,6 +482,7 @@ impl Config {
             target_answer_timeout,
             ops,
             postgres,
+            mysql,
         })
     }
 }

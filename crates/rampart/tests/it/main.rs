@@ -24,6 +24,7 @@ mod evidence_chain;
 mod hostile_clients;
 mod login_controls;
 mod mfa;
+mod mysql;
 mod operations;
 mod password_load;
 mod policy;
