@@ -25,16 +25,17 @@ use crate::wire::{
     write_packet,
 };
 use bytes::{Bytes, BytesMut};
-use rampart_audit::{CastHeader, Stream};
+use rampart_audit::CastHeader;
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::target::Protocol;
 use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self, DbLogin};
+use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use zeroize::Zeroizing;
@@ -47,8 +48,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 const MAX_LOGIN_PACKET: usize = 4096;
 /// The largest packet accepted from a target during its login.
 const MAX_TARGET_LOGIN_PACKET: usize = 64 * 1024;
-/// Bytes read at a time each way.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Error codes Rampart answers with.
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -461,85 +460,24 @@ async fn target_login(
     Err(wire::wire("the target login did not finish"))
 }
 
-/// Why a relay direction stopped.
-enum Ended {
-    /// The client or the target closed, or a write failed: the line for the record.
-    Closed(String),
-    /// Rampart ends the session and tells the client why.
-    Error(String),
+/// MySQL's framing for the shared relay: whole packets (the query log checks each command),
+/// following the sequence numbers for an error packet Rampart sends itself.
+struct Packets {
+    last_seq: AtomicU8,
 }
 
-/// The last sequence number of packets relayed either way.
-fn note_seq(frames: &Bytes, last: &AtomicU8) {
-    if let Some(packet) = packets(frames.clone()).last() {
-        last.store(packet.seq, Ordering::Relaxed);
+impl Framing for Packets {
+    fn split(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+        split_packets(buf).map_err(|WireError(why)| why)
     }
-}
 
-async fn client_to_target(
-    client: &mut (impl AsyncRead + Unpin),
-    target: &mut (impl AsyncWrite + Unpin),
-    tap: &SessionTap,
-    last: &AtomicU8,
-) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        match client.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ended::Closed("client disconnected".into()),
-            Ok(_) => {}
-        }
-        let frames = match split_packets(&mut buf) {
-            Ok(Some(frames)) => frames,
-            Ok(None) => {
-                buf.reserve(READ_CHUNK);
-                continue;
-            }
-            Err(WireError(why)) => return Ended::Error(format!("protocol violation: {why}")),
-        };
-        note_seq(&frames, last);
-        tap.live().touch();
-        // The query log refuses what Rampart does not understand before it is forwarded.
-        if let Err(err) = tap.client_sent(&frames).await {
-            return Ended::Error(err);
-        }
-        if target.write_all(&frames).await.is_err() {
-            return Ended::Closed("target closed the connection".into());
-        }
-        if packets(frames).any(|p| p.first() == Some(COM_QUIT)) {
-            return Ended::Closed("client disconnected".into());
-        }
+    fn client_quits(&self, frames: &Bytes) -> bool {
+        packets(frames.clone()).any(|p| p.first() == Some(COM_QUIT))
     }
-}
 
-async fn target_to_client(
-    target: &mut (impl AsyncRead + Unpin),
-    client: &mut (impl AsyncWrite + Unpin),
-    tap: &SessionTap,
-    last: &AtomicU8,
-) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        match target.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ended::Closed("target closed the connection".into()),
-            Ok(_) => {}
-        }
-        let frames = match split_packets(&mut buf) {
-            Ok(Some(frames)) => frames,
-            Ok(None) => {
-                buf.reserve(READ_CHUNK);
-                continue;
-            }
-            Err(WireError(why)) => {
-                return Ended::Error(format!("target protocol violation: {why}"));
-            }
-        };
-        // Recorded (and each answered statement logged) before it is passed back.
-        if let Err(err) = tap.target_sent(&[(Stream::Output, frames.clone())]).await {
-            return Ended::Error(err);
-        }
-        note_seq(&frames, last);
-        if client.write_all(&frames).await.is_err() {
-            return Ended::Closed("client disconnected".into());
+    fn forwarded(&self, frames: &Bytes) {
+        if let Some(packet) = packets(frames.clone()).last() {
+            self.last_seq.store(packet.seq, Ordering::Relaxed);
         }
     }
 }
@@ -552,33 +490,31 @@ async fn relay(
     control: &mut rampart_session::live::SessionControl,
     login_seq: u8,
 ) -> String {
-    let last = AtomicU8::new(login_seq);
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut target_read, mut target_write) = tokio::io::split(target);
-    let (ended, stopped) = {
-        let up = client_to_target(&mut client_read, &mut target_write, tap, &last);
-        let down = target_to_client(&mut target_read, &mut client_write, tap, &last);
-        tokio::select! {
-            ended = up => (Some(ended), None),
-            ended = down => (Some(ended), None),
-            why = control.stopped() => (None, Some(why)),
-        }
+    let framing = Packets {
+        last_seq: AtomicU8::new(login_seq),
     };
-    let seq = last.load(Ordering::Relaxed).wrapping_add(1);
-    match (ended, stopped) {
-        (_, Some(why)) => {
-            tap.notice(&why).await;
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let end = framed::relay(
+        &mut client_read,
+        target,
+        &mut client_write,
+        tap,
+        control,
+        &framing,
+    )
+    .await;
+    let seq = framing.last_seq.load(Ordering::Relaxed).wrapping_add(1);
+    match end {
+        RelayEnd::Stopped(why) => {
             let line = format!("Connection was killed by Rampart: {why}");
             send_err(&mut client_write, seq, ER_CONNECTION_KILLED, "70100", &line).await;
             why
         }
-        (Some(Ended::Error(why)), _) => {
-            tap.notice(&why).await;
+        RelayEnd::Error(why) => {
             send_err(&mut client_write, seq, ER_UNKNOWN_COM, "08S01", &why).await;
             why
         }
-        (Some(Ended::Closed(why)), _) => why,
-        (None, None) => "closed".to_owned(),
+        RelayEnd::Closed(why) => why,
     }
 }
 

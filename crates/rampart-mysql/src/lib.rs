@@ -103,29 +103,13 @@ impl MysqlFront {
 /// Accepts connections on `listener` until `shutdown` completes. Live sessions are ended by
 /// the node's live registry at shutdown (the SSH gateway's `end_all`), each through its guard.
 pub async fn run(front: MysqlFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Over the cap of connections not logged in: closed at once (logged at
-                    // debug level only: a flood must not flood the log too).
-                    let Ok(permit) = front.unauthenticated.clone().try_acquire_owned() else {
-                        tracing::debug!(%peer, "mysql: too many connections not logged in; closing one");
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let front = front.clone();
-                    tokio::spawn(async move {
-                        front::serve(front, stream, peer, permit).await;
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept a mysql connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    let unauthenticated = front.unauthenticated.clone();
+    rampart_session::framed::accept_loop(
+        "mysql",
+        listener,
+        unauthenticated,
+        shutdown,
+        move |stream, peer, permit| front::serve(front.clone(), stream, peer, permit),
+    )
+    .await;
 }

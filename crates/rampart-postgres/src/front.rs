@@ -27,9 +27,10 @@ use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::target::Protocol;
 use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self, DbLogin};
+use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -49,8 +50,6 @@ const PASSED_PARAMETERS: &[&str] = &[
 ];
 /// The largest password message accepted.
 const MAX_PASSWORD_MESSAGE: usize = 1024;
-/// Bytes read at a time each way.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A client that logged in, ready for its session.
 struct LoggedIn {
@@ -524,12 +523,37 @@ fn target_understood(tag: u8) -> bool {
     )
 }
 
-/// Why a relay direction stopped.
-enum Ended {
-    /// The client or the target closed, or a write failed: the line for the record.
-    Closed(String),
-    /// Rampart ends the session and tells the client why.
-    Error(String),
+/// PostgreSQL's framing for the shared relay: whole v3 messages of known types only.
+struct Messages;
+
+impl Framing for Messages {
+    fn split(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+        split_messages(buf).map_err(|WireError(why)| why)
+    }
+
+    fn check_client(&self, frames: &Bytes) -> Result<(), String> {
+        match first_not_understood(frames, client_understood) {
+            Some(tag) => Err(format!(
+                "Rampart does not relay the client message {} (not supported)",
+                describe(tag)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn check_target(&self, frames: &Bytes) -> Result<(), String> {
+        match first_not_understood(frames, target_understood) {
+            Some(tag) => Err(format!(
+                "Rampart does not relay the target message {} (not supported)",
+                describe(tag)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn client_quits(&self, frames: &Bytes) -> bool {
+        wire::messages(frames.clone()).any(|m| m.tag == b'X')
+    }
 }
 
 fn first_not_understood(frames: &Bytes, understood: fn(u8) -> bool) -> Option<u8> {
@@ -546,81 +570,6 @@ fn describe(tag: u8) -> String {
     }
 }
 
-async fn client_to_target(
-    client: &mut (impl AsyncRead + Unpin),
-    target: &mut (impl AsyncWrite + Unpin),
-    tap: &SessionTap,
-) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        match client.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ended::Closed("client disconnected".into()),
-            Ok(_) => {}
-        }
-        let frames = match split_messages(&mut buf) {
-            Ok(Some(frames)) => frames,
-            Ok(None) => {
-                buf.reserve(READ_CHUNK);
-                continue;
-            }
-            Err(WireError(why)) => return Ended::Error(format!("protocol violation: {why}")),
-        };
-        if let Some(tag) = first_not_understood(&frames, client_understood) {
-            return Ended::Error(format!(
-                "Rampart does not relay the client message {} (not supported)",
-                describe(tag)
-            ));
-        }
-        tap.live().touch();
-        if let Err(err) = tap.client_sent(&frames).await {
-            return Ended::Error(err);
-        }
-        if target.write_all(&frames).await.is_err() {
-            return Ended::Closed("target closed the connection".into());
-        }
-        if wire::messages(frames).any(|m| m.tag == b'X') {
-            return Ended::Closed("client disconnected".into());
-        }
-    }
-}
-
-async fn target_to_client(
-    target: &mut (impl AsyncRead + Unpin),
-    client: &mut (impl AsyncWrite + Unpin),
-    tap: &SessionTap,
-) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        match target.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ended::Closed("target closed the connection".into()),
-            Ok(_) => {}
-        }
-        let frames = match split_messages(&mut buf) {
-            Ok(Some(frames)) => frames,
-            Ok(None) => {
-                buf.reserve(READ_CHUNK);
-                continue;
-            }
-            Err(WireError(why)) => {
-                return Ended::Error(format!("target protocol violation: {why}"));
-            }
-        };
-        if let Some(tag) = first_not_understood(&frames, target_understood) {
-            return Ended::Error(format!(
-                "Rampart does not relay the target message {} (not supported)",
-                describe(tag)
-            ));
-        }
-        // Recorded (and each answered statement logged) before it is passed back.
-        if let Err(err) = tap.target_sent(&[(Stream::Output, frames.clone())]).await {
-            return Ended::Error(err);
-        }
-        if client.write_all(&frames).await.is_err() {
-            return Ended::Closed("client disconnected".into());
-        }
-    }
-}
-
 /// Relays until either side ends or live enforcement stops the session; returns the reason.
 async fn relay(
     client: &mut Box<dyn Io>,
@@ -629,30 +578,26 @@ async fn relay(
     control: &mut rampart_session::live::SessionControl,
 ) -> String {
     let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut target_read, mut target_write) = tokio::io::split(target);
-    let (ended, stopped) = {
-        let up = client_to_target(&mut client_read, &mut target_write, tap);
-        let down = target_to_client(&mut target_read, &mut client_write, tap);
-        tokio::select! {
-            ended = up => (Some(ended), None),
-            ended = down => (Some(ended), None),
-            why = control.stopped() => (None, Some(why)),
-        }
-    };
-    match (ended, stopped) {
-        (_, Some(why)) => {
-            tap.notice(&why).await;
+    let end = framed::relay(
+        &mut client_read,
+        target,
+        &mut client_write,
+        tap,
+        control,
+        &Messages,
+    )
+    .await;
+    match end {
+        RelayEnd::Stopped(why) => {
             let line = format!("terminating connection: {why}");
             send_error(&mut client_write, "FATAL", "57P01", &line).await;
             why
         }
-        (Some(Ended::Error(why)), _) => {
-            tap.notice(&why).await;
+        RelayEnd::Error(why) => {
             send_error(&mut client_write, "FATAL", "08P01", &why).await;
             why
         }
-        (Some(Ended::Closed(why)), _) => why,
-        (None, None) => "closed".to_owned(),
+        RelayEnd::Closed(why) => why,
     }
 }
 
