@@ -18,6 +18,7 @@ mod browser;
 mod cli;
 mod cli_messages;
 mod data_dir;
+mod db_common;
 mod domains;
 mod evidence;
 mod evidence_chain;

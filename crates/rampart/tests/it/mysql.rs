@@ -3,8 +3,8 @@
 //! (prepared statements) through Rampart with a personal database token.
 
 use crate::BIN;
+use crate::db_common::{free_port, live_session, queries_until, text, verified_eventually};
 use rampart_testkit::{Rampart, Server, files_containing, skip_or_fail};
-use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -27,14 +27,6 @@ impl Drop for Mariadb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_mariadb() -> Option<Mariadb> {
@@ -63,11 +55,7 @@ fn start_mariadb() -> Option<Mariadb> {
         .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
         .output()
         .unwrap();
-    assert!(
-        init.status.success(),
-        "mariadb-install-db: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    assert!(init.status.success(), "mariadb-install-db: {}", text(&init));
     let port = free_port();
     let mariadbd = if std::path::Path::new("/usr/sbin/mariadbd").exists() {
         PathBuf::from("/usr/sbin/mariadbd")
@@ -193,28 +181,6 @@ fn mariadb(port: u16, password: &str, ssl: bool, sql: &str) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The query log as `audit queries --json` prints it, once it has `expected` records.
-fn queries_until(r: &Rampart, args: &[&str], expected: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut all = vec!["audit", "queries"];
-        all.extend_from_slice(args);
-        let found = r.json(&all).as_array().cloned().unwrap_or_default();
-        if found.len() >= expected || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The venv's Python with mysql-connector-python (`.ci/run` installs it), if there is one.
@@ -347,15 +313,7 @@ fn mariadb_and_a_python_driver_through_rampart_are_logged_per_statement_without_
     }
 
     // The session's recording is sealed and verifies, with the statements in it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let verify = r.run(&["audit", "verify"]);
-        if verify.status.success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", text(&verify));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    verified_eventually(&r);
     let recordings = r.data_dir().join("recordings");
     assert!(!files_containing(&recordings, b"select 41 + 1 as answer").is_empty());
 
@@ -534,21 +492,7 @@ fn mysql_commands_rampart_does_not_relay_bad_packets_and_live_kills_end_the_sess
     // Live enforcement: a killed session ends with an error packet the client reads.
     let mut raw = Raw::connect(port);
     raw.login(&token);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        let sessions = r.json(&["session", "list"]);
-        let live = sessions
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["kind"] == "mysql" && s["ended_at"].is_null())
-            .map(|s| s["id"].as_str().unwrap().to_owned());
-        if let Some(id) = live {
-            break id;
-        }
-        assert!(Instant::now() < deadline, "{sessions}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let id = live_session(&r, "mysql");
     r.ok(&[
         "session",
         "kill",
