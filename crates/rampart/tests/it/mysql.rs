@@ -31,11 +31,13 @@ impl Drop for Mariadb {
 
 fn start_mariadb() -> Option<Mariadb> {
     rampart_testkit::require_tool("mariadb")?;
-    rampart_testkit::require_tool("mariadbd").or_else(|| {
-        std::path::Path::new("/usr/sbin/mariadbd")
-            .exists()
-            .then(|| PathBuf::from("/usr/sbin/mariadbd"))
-    })?;
+    // The server is in /usr/sbin, which a test's PATH may lack.
+    let sbin = PathBuf::from("/usr/sbin/mariadbd");
+    let mariadbd = if sbin.exists() {
+        sbin
+    } else {
+        rampart_testkit::require_tool("mariadbd")?
+    };
     rampart_testkit::require_tool("mariadb-install-db")?;
     let dir = tempfile::Builder::new()
         .prefix("rampart-my")
@@ -57,11 +59,6 @@ fn start_mariadb() -> Option<Mariadb> {
         .unwrap();
     assert!(init.status.success(), "mariadb-install-db: {}", text(&init));
     let port = free_port();
-    let mariadbd = if std::path::Path::new("/usr/sbin/mariadbd").exists() {
-        PathBuf::from("/usr/sbin/mariadbd")
-    } else {
-        PathBuf::from("mariadbd")
-    };
     let mut command = Command::new(mariadbd);
     command
         .arg("--no-defaults")
