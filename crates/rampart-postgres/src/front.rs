@@ -23,7 +23,6 @@ use crate::{PostgresFront, target_login};
 use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
-use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::target::Protocol;
 use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self, DbLogin};
@@ -240,23 +239,10 @@ async fn negotiate_and_login(
         }
     };
     drop(token);
-    let event = AuditEvent::LoginSucceeded {
-        user: user.user.name.to_string(),
-        method: user.method.clone(),
-        source: peer.ip().to_string(),
-    };
-    let actor = Actor::User {
-        name: user.user.name.to_string(),
-    };
-    if let Err(err) = front.core.store.record_event(&actor, &event).await {
-        tracing::error!(error = %err, "cannot record a login; refusing it");
-        send_error(
-            &mut client,
-            "FATAL",
-            "XX000",
-            "Rampart cannot record the login",
-        )
-        .await;
+    let recorded =
+        database::record_login(&front.core.store, &user.user.name, &user.method, peer.ip()).await;
+    if let Err(line) = recorded {
+        send_error(&mut client, "FATAL", "XX000", &line).await;
         return None;
     }
     let database = param("database").filter(|db| *db != user_text);

@@ -55,6 +55,28 @@ impl DbLogin {
     }
 }
 
+/// Puts a database login on record (`login_succeeded`). Fail closed: a login that cannot be
+/// recorded is refused with the returned line.
+pub async fn record_login(
+    store: &Store,
+    user: &Name,
+    method: &str,
+    source: std::net::IpAddr,
+) -> Result<(), String> {
+    let event = AuditEvent::LoginSucceeded {
+        user: user.to_string(),
+        method: method.to_owned(),
+        source: source.to_string(),
+    };
+    let actor = Actor::User {
+        name: user.to_string(),
+    };
+    store.record_event(&actor, &event).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot record a login; refusing it");
+        "Rampart cannot record the login".to_owned()
+    })
+}
+
 /// Decides which account the client gets on the asset for `action` (the front's `connect`
 /// action), through the policy. A denial is audited (`access_denied`) and its reason returned.
 pub async fn authorize(
