@@ -31,10 +31,13 @@ pub enum Action {
     /// A PostgreSQL session (`postgres:connect`): every statement the account may run,
     /// logged one by one.
     PostgresConnect,
+    /// A MySQL/MariaDB session (`mysql:connect`): every statement the account may run, logged
+    /// one by one.
+    MysqlConnect,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -42,6 +45,7 @@ impl Action {
         Action::SftpWrite,
         Action::PortForward,
         Action::PostgresConnect,
+        Action::MysqlConnect,
     ];
 
     /// The protocol the action is a use of.
@@ -54,6 +58,7 @@ impl Action {
             | Action::SftpWrite
             | Action::PortForward => Protocol::Ssh,
             Action::PostgresConnect => Protocol::Postgres,
+            Action::MysqlConnect => Protocol::Mysql,
         }
     }
 
@@ -65,7 +70,7 @@ impl Action {
             Action::SftpRead => "sftp_read",
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
-            Action::PostgresConnect => "connect",
+            Action::PostgresConnect | Action::MysqlConnect => "connect",
         }
     }
 }
@@ -102,8 +107,8 @@ impl ActionSet {
     pub fn parse(list: &str) -> Result<Self, InvalidInput> {
         let mut set = BTreeSet::new();
         for written in list.split(',').map(str::trim) {
-            // `ssh:shell` is `shell`, for the protocol the action belongs to.
-            let word = match written.split_once(':') {
+            // `ssh:shell` is `shell`; `mysql:connect` is the `connect` of that protocol.
+            let (protocol, word) = match written.split_once(':') {
                 Some((protocol, word)) => {
                     let protocol = Protocol::parse(protocol)?;
                     let known = ["sftp", "file_transfer"].contains(&word)
@@ -115,14 +120,19 @@ impl ActionSet {
                             "unknown action {written:?}: {protocol} has no action {word:?}"
                         )));
                     }
-                    word
+                    (Some(protocol), word)
                 }
-                None => written,
+                None => (None, written),
             };
             let actions: &[Action] = match word {
                 "sftp" => &[Action::SftpRead, Action::SftpWrite],
                 "file_transfer" => &[Action::Scp, Action::SftpRead, Action::SftpWrite],
-                other => match Action::ALL.iter().find(|a| a.as_str() == other) {
+                // An unqualified word is the first protocol's (`connect`: PostgreSQL's, as
+                // grants written before other database fronts say).
+                other => match Action::ALL
+                    .iter()
+                    .find(|a| a.as_str() == other && protocol.is_none_or(|p| a.protocol() == p))
+                {
                     Some(action) => std::slice::from_ref(action),
                     None => {
                         let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
@@ -155,7 +165,15 @@ impl ActionSet {
 
 impl fmt::Display for ActionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<&str> = self.iter().map(Action::as_str).collect();
+        // Actions of protocols other than SSH are written qualified (`mysql:connect`), so the
+        // text parses back to the same set.
+        let words: Vec<String> = self
+            .iter()
+            .map(|a| match a.protocol() {
+                Protocol::Ssh => a.as_str().to_owned(),
+                protocol => format!("{protocol}:{}", a.as_str()),
+            })
+            .collect();
         f.write_str(&words.join(","))
     }
 }
@@ -192,6 +210,21 @@ mod tests {
         ] {
             assert!(ActionSet::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn database_actions_of_two_protocols_stay_apart_and_round_trip() {
+        let set = ActionSet::parse("mysql:connect").unwrap();
+        assert!(set.contains(Action::MysqlConnect) && !set.contains(Action::PostgresConnect));
+        assert_eq!(set.to_string(), "mysql:connect");
+        let both = ActionSet::parse("postgres:connect,mysql:connect,shell").unwrap();
+        assert_eq!(ActionSet::parse(&both.to_string()).unwrap(), both);
+        // Grants stored before the MySQL front say `connect` for PostgreSQL.
+        assert!(
+            ActionSet::parse("connect")
+                .unwrap()
+                .contains(Action::PostgresConnect)
+        );
     }
 
     #[test]

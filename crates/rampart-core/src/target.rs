@@ -307,6 +307,8 @@ pub enum SessionKind {
     PortForward(u16),
     /// A PostgreSQL session (its statements are the recording).
     Postgres,
+    /// A MySQL/MariaDB session (its statements are the recording).
+    Mysql,
 }
 
 impl SessionKind {
@@ -315,7 +317,7 @@ impl SessionKind {
     pub fn is_recorded(self) -> bool {
         matches!(
             self,
-            SessionKind::Shell | SessionKind::Exec | SessionKind::Postgres
+            SessionKind::Shell | SessionKind::Exec | SessionKind::Postgres | SessionKind::Mysql
         )
     }
 
@@ -327,6 +329,7 @@ impl SessionKind {
             }
             SessionKind::PortForward(_) => Protocol::Tcp,
             SessionKind::Postgres => Protocol::Postgres,
+            SessionKind::Mysql => Protocol::Mysql,
         }
     }
 
@@ -337,6 +340,7 @@ impl SessionKind {
             "scp" => Ok(SessionKind::Scp),
             "sftp" => Ok(SessionKind::Sftp),
             "postgres" => Ok(SessionKind::Postgres),
+            "mysql" => Ok(SessionKind::Mysql),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -355,6 +359,7 @@ impl fmt::Display for SessionKind {
             SessionKind::Sftp => f.write_str("sftp"),
             SessionKind::PortForward(port) => write!(f, "port_forward:{port}"),
             SessionKind::Postgres => f.write_str("postgres"),
+            SessionKind::Mysql => f.write_str("mysql"),
         }
     }
 }

@@ -14,7 +14,6 @@
 //!    enforcement ends it with an `ErrorResponse`.
 
 use crate::cancel::CancelTarget;
-use crate::identity::{self, DbLogin};
 use crate::querylog::QueryLog;
 use crate::wire::{
     self, Message, Startup, WireError, read_message, read_startup, send_error, split_messages,
@@ -24,17 +23,13 @@ use crate::{PostgresFront, target_login};
 use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
-use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::Decision;
 use rampart_core::target::Protocol;
-use rampart_core::{
-    Action, Asset, ExposeSecret, Name, SecretKind, SecretString, SessionKind, User,
-};
-use rampart_session::authorize::Snapshot;
+use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_session::database::{self, DbLogin};
+use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
-use time::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -54,8 +49,6 @@ const PASSED_PARAMETERS: &[&str] = &[
 ];
 /// The largest password message accepted.
 const MAX_PASSWORD_MESSAGE: usize = 1024;
-/// Bytes read at a time each way.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A client that logged in, ready for its session.
 struct LoggedIn {
@@ -194,7 +187,7 @@ async fn negotiate_and_login(
         send_error(&mut client, "FATAL", "28000", "no user name given").await;
         return None;
     };
-    let login = match identity::parse(&user_text) {
+    let login = match DbLogin::parse(&user_text) {
         Ok(login) => login,
         Err(why) => {
             send_error(&mut client, "FATAL", "28000", &why).await;
@@ -246,23 +239,10 @@ async fn negotiate_and_login(
         }
     };
     drop(token);
-    let event = AuditEvent::LoginSucceeded {
-        user: user.user.name.to_string(),
-        method: user.method.clone(),
-        source: peer.ip().to_string(),
-    };
-    let actor = Actor::User {
-        name: user.user.name.to_string(),
-    };
-    if let Err(err) = front.core.store.record_event(&actor, &event).await {
-        tracing::error!(error = %err, "cannot record a login; refusing it");
-        send_error(
-            &mut client,
-            "FATAL",
-            "XX000",
-            "Rampart cannot record the login",
-        )
-        .await;
+    let recorded =
+        database::record_login(&front.core.store, &user.user.name, &user.method, peer.ip()).await;
+    if let Err(line) = recorded {
+        send_error(&mut client, "FATAL", "XX000", &line).await;
         return None;
     }
     let database = param("database").filter(|db| *db != user_text);
@@ -280,65 +260,6 @@ async fn negotiate_and_login(
     })
 }
 
-/// Decides which account the client gets on the asset, through the policy.
-async fn authorize(
-    front: &PostgresFront,
-    user: &User,
-    mfa: bool,
-    login: &DbLogin,
-    source: &Source,
-) -> Result<Authorized, String> {
-    let store = &front.core.store;
-    let snapshot = Snapshot::for_user(store, &user.name)
-        .await
-        .map_err(|_| "internal error looking up the target".to_owned())?;
-    let now = OffsetDateTime::now_utc();
-    let access = snapshot
-        .as_user(&user.name, mfa, now)
-        .ok_or_else(|| format!("{} may not connect: the user was removed", user.name))?;
-    let asset: &Asset = snapshot
-        .asset(&login.asset)
-        .ok_or_else(|| format!("{} is not an asset", login.asset))?;
-    let action = Action::PostgresConnect;
-    let account: Name = match &login.account {
-        Some(account) => account.clone(),
-        None => {
-            let allowed = access.allowed_logins(asset, &[action]);
-            match allowed.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(format!(
-                        "{} may not connect to {}: no grant allows postgres:connect there",
-                        user.name, asset.name
-                    ));
-                }
-                _ => {
-                    return Err(format!(
-                        "{} has several accounts on {}: name one (USER@ACCOUNT@{})",
-                        user.name, asset.name, asset.name
-                    ));
-                }
-            }
-        }
-    };
-    match access.decide(asset, &account, action) {
-        Decision::Allow { grant, rules } => Ok(Authorized {
-            user: user.clone(),
-            mfa,
-            source: source.clone(),
-            asset: asset.clone(),
-            account,
-            grant,
-            rules,
-            actions: vec![action],
-        }),
-        Decision::Deny(why) => Err(format!(
-            "{} may not connect to {account}@{}: {why}",
-            user.name, asset.name
-        )),
-    }
-}
-
 /// The session: authorize, start, dial, log in to the target, relay, end.
 async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     let LoggedIn {
@@ -353,27 +274,19 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
         text: peer.ip().to_string(),
         ip: peer.ip(),
     };
-    let store = front.core.store.clone();
-    let actor = Actor::User {
-        name: user.name.to_string(),
-    };
-    let authorized = match authorize(front, &user, mfa, &login, &source).await {
+    let store = &front.core.store;
+    let authorized = match database::authorize(
+        store,
+        &user,
+        mfa,
+        &login,
+        &source,
+        Action::PostgresConnect,
+    )
+    .await
+    {
         Ok(authorized) => authorized,
         Err(reason) => {
-            let target = match &login.account {
-                Some(account) => format!("{account}@{}", login.asset),
-                None => login.asset.to_string(),
-            };
-            let event = AuditEvent::AccessDenied {
-                user: user.name.to_string(),
-                target,
-                action: "postgres:connect".to_owned(),
-                reason: reason.clone(),
-                source: source.text.clone(),
-            };
-            if let Err(err) = store.record_event(&actor, &event).await {
-                tracing::error!(error = %err, "cannot record a denied connection");
-            }
             send_error(&mut client, "FATAL", "28000", &reason).await;
             return;
         }
@@ -412,7 +325,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     };
     let tap = guard.tap();
     // The target: dialled, logged in with the vaulted password.
-    let target = match connect_target(front, &authorized, &actor, &database, &passed).await {
+    let target = match connect_target(front, &authorized, &database, &passed).await {
         Ok(target) => target,
         Err(why) => {
             send_error(&mut client, "FATAL", "08006", &why).await;
@@ -485,12 +398,10 @@ struct TargetReady {
 async fn connect_target(
     front: &PostgresFront,
     authorized: &Authorized,
-    actor: &Actor,
     database: &str,
     passed: &[(String, String)],
 ) -> Result<TargetReady, String> {
     let asset = &authorized.asset;
-    let account = authorized.account_ref();
     let dialed = front
         .dialer
         .dial(asset, Protocol::Postgres)
@@ -506,26 +417,7 @@ async fn connect_target(
         .write_all(&wire::startup_message(&params))
         .await
         .map_err(|_| format!("target {} closed the connection", dialed.target))?;
-    // Fail closed: a secret is only used when its use is on record.
-    let store = &front.core.store;
-    let used = AuditEvent::SecretUsed {
-        account: account.to_string(),
-        for_user: authorized.user.name.to_string(),
-    };
-    let credential = || format!("cannot use the credential of {account}");
-    if let Err(err) = store.record_event(actor, &used).await {
-        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
-        return Err(credential());
-    }
-    let (kind, secret) = store.reveal_account_secret(&account).await.map_err(|err| {
-        tracing::error!(%account, error = %err, "cannot reveal the account's secret");
-        credential()
-    })?;
-    if kind != SecretKind::Password {
-        return Err(format!(
-            "{account} has no password in the vault (a database login needs one)"
-        ));
-    }
+    let secret = database::vaulted_password(&front.core.store, authorized).await?;
     let logged_in = target_login::login(
         &mut stream,
         authorized.account.as_str(),
@@ -534,6 +426,7 @@ async fn connect_target(
     .await;
     drop(secret);
     if let Err(err) = logged_in {
+        let account = authorized.account_ref();
         tracing::warn!(%account, error = %err, "postgres target login failed");
         return Err(format!("the target login to {account} failed: {err}"));
     }
@@ -617,12 +510,37 @@ fn target_understood(tag: u8) -> bool {
     )
 }
 
-/// Why a relay direction stopped.
-enum Ended {
-    /// The client or the target closed, or a write failed: the line for the record.
-    Closed(String),
-    /// Rampart ends the session and tells the client why.
-    Error(String),
+/// PostgreSQL's framing for the shared relay: whole v3 messages of known types only.
+struct Messages;
+
+impl Framing for Messages {
+    fn split(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+        split_messages(buf).map_err(|WireError(why)| why)
+    }
+
+    fn check_client(&self, frames: &Bytes) -> Result<(), String> {
+        match first_not_understood(frames, client_understood) {
+            Some(tag) => Err(format!(
+                "Rampart does not relay the client message {} (not supported)",
+                describe(tag)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn check_target(&self, frames: &Bytes) -> Result<(), String> {
+        match first_not_understood(frames, target_understood) {
+            Some(tag) => Err(format!(
+                "Rampart does not relay the target message {} (not supported)",
+                describe(tag)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn client_quits(&self, frames: &Bytes) -> bool {
+        wire::messages(frames.clone()).any(|m| m.tag == b'X')
+    }
 }
 
 fn first_not_understood(frames: &Bytes, understood: fn(u8) -> bool) -> Option<u8> {
@@ -639,81 +557,6 @@ fn describe(tag: u8) -> String {
     }
 }
 
-async fn client_to_target(
-    client: &mut (impl AsyncRead + Unpin),
-    target: &mut (impl AsyncWrite + Unpin),
-    tap: &SessionTap,
-) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        match client.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ended::Closed("client disconnected".into()),
-            Ok(_) => {}
-        }
-        let frames = match split_messages(&mut buf) {
-            Ok(Some(frames)) => frames,
-            Ok(None) => {
-                buf.reserve(READ_CHUNK);
-                continue;
-            }
-            Err(WireError(why)) => return Ended::Error(format!("protocol violation: {why}")),
-        };
-        if let Some(tag) = first_not_understood(&frames, client_understood) {
-            return Ended::Error(format!(
-                "Rampart does not relay the client message {} (not supported)",
-                describe(tag)
-            ));
-        }
-        tap.live().touch();
-        if let Err(err) = tap.client_sent(&frames).await {
-            return Ended::Error(err);
-        }
-        if target.write_all(&frames).await.is_err() {
-            return Ended::Closed("target closed the connection".into());
-        }
-        if wire::messages(frames).any(|m| m.tag == b'X') {
-            return Ended::Closed("client disconnected".into());
-        }
-    }
-}
-
-async fn target_to_client(
-    target: &mut (impl AsyncRead + Unpin),
-    client: &mut (impl AsyncWrite + Unpin),
-    tap: &SessionTap,
-) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        match target.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return Ended::Closed("target closed the connection".into()),
-            Ok(_) => {}
-        }
-        let frames = match split_messages(&mut buf) {
-            Ok(Some(frames)) => frames,
-            Ok(None) => {
-                buf.reserve(READ_CHUNK);
-                continue;
-            }
-            Err(WireError(why)) => {
-                return Ended::Error(format!("target protocol violation: {why}"));
-            }
-        };
-        if let Some(tag) = first_not_understood(&frames, target_understood) {
-            return Ended::Error(format!(
-                "Rampart does not relay the target message {} (not supported)",
-                describe(tag)
-            ));
-        }
-        // Recorded (and each answered statement logged) before it is passed back.
-        if let Err(err) = tap.target_sent(&[(Stream::Output, frames.clone())]).await {
-            return Ended::Error(err);
-        }
-        if client.write_all(&frames).await.is_err() {
-            return Ended::Closed("client disconnected".into());
-        }
-    }
-}
-
 /// Relays until either side ends or live enforcement stops the session; returns the reason.
 async fn relay(
     client: &mut Box<dyn Io>,
@@ -722,30 +565,26 @@ async fn relay(
     control: &mut rampart_session::live::SessionControl,
 ) -> String {
     let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut target_read, mut target_write) = tokio::io::split(target);
-    let (ended, stopped) = {
-        let up = client_to_target(&mut client_read, &mut target_write, tap);
-        let down = target_to_client(&mut target_read, &mut client_write, tap);
-        tokio::select! {
-            ended = up => (Some(ended), None),
-            ended = down => (Some(ended), None),
-            why = control.stopped() => (None, Some(why)),
-        }
-    };
-    match (ended, stopped) {
-        (_, Some(why)) => {
-            tap.notice(&why).await;
+    let end = framed::relay(
+        &mut client_read,
+        target,
+        &mut client_write,
+        tap,
+        control,
+        &Messages,
+    )
+    .await;
+    match end {
+        RelayEnd::Stopped(why) => {
             let line = format!("terminating connection: {why}");
             send_error(&mut client_write, "FATAL", "57P01", &line).await;
             why
         }
-        (Some(Ended::Error(why)), _) => {
-            tap.notice(&why).await;
+        RelayEnd::Error(why) => {
             send_error(&mut client_write, "FATAL", "08P01", &why).await;
             why
         }
-        (Some(Ended::Closed(why)), _) => why,
-        (None, None) => "closed".to_owned(),
+        RelayEnd::Closed(why) => why,
     }
 }
 

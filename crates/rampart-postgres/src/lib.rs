@@ -8,7 +8,6 @@
 //! session's tap until either side ends or live enforcement stops it.
 //!
 //! - [`wire`]: bounded framing of the v3 protocol.
-//! - [`identity`]: the `user` startup parameter (`alice@pg-01`, `alice@dbuser@pg-01`).
 //! - [`target_login`]: SCRAM-SHA-256 / md5 to the target with the vaulted password.
 //! - [`querylog`]: one record per statement, recorded before its answer is passed back.
 //! - [`front`]: one client connection, from the first byte to the session's end.
@@ -16,7 +15,6 @@
 
 pub mod cancel;
 pub mod front;
-pub mod identity;
 pub mod querylog;
 pub mod rotate;
 pub mod target_login;
@@ -103,29 +101,13 @@ impl PostgresFront {
 /// Accepts connections on `listener` until `shutdown` completes. Live sessions are ended by
 /// the node's live registry at shutdown (the SSH gateway's `end_all`), each through its guard.
 pub async fn run(front: PostgresFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Over the cap of connections not logged in: closed at once.
-                    // (Logged at debug level only: a flood must not flood the log too.)
-                    let Ok(permit) = front.unauthenticated.clone().try_acquire_owned() else {
-                        tracing::debug!(%peer, "postgres: too many connections not logged in; closing one");
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let front = front.clone();
-                    tokio::spawn(async move {
-                        front::serve(front, stream, peer, permit).await;
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept a postgres connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    let unauthenticated = front.unauthenticated.clone();
+    rampart_session::framed::accept_loop(
+        "postgres",
+        listener,
+        unauthenticated,
+        shutdown,
+        move |stream, peer, permit| front::serve(front.clone(), stream, peer, permit),
+    )
+    .await;
 }

@@ -16,38 +16,17 @@
 use crate::wire::{Message, cstring, error_summary, messages};
 use bytes::{Buf, Bytes};
 use rampart_audit::Stream;
+use rampart_session::database::{MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Bytes of a statement's text kept in its record.
-pub const MAX_TEXT: usize = 16 * 1024;
-/// Bytes of one bound parameter kept, and parameters kept per record.
-pub const MAX_PARAM: usize = 256;
-pub const MAX_PARAMS: usize = 32;
 /// Named prepared statements and portals kept per session.
 pub const MAX_PREPARED: usize = 4096;
 /// Records waiting for their answer (pipelining).
 pub const MAX_IN_FLIGHT: usize = 1024;
-
-/// One statement as recorded.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct QueryRecord {
-    pub seq: u64,
-    /// `query` (simple protocol) or `execute` (extended).
-    pub kind: &'static str,
-    pub statement: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub params: Vec<String>,
-    /// The `CommandComplete` tags (`SELECT 1`, `INSERT 0 5`), `EMPTY`, `SUSPENDED`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub status: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// What the log remembers between messages.
 #[derive(Debug, Default)]
@@ -66,22 +45,6 @@ pub struct QueryLog {
     state: Mutex<State>,
 }
 
-/// `text`, cut to `max` bytes at a character boundary, with how much was cut.
-fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}… ({} more bytes)",
-        text.get(..end).unwrap_or(""),
-        text.len() - end
-    )
-}
-
 fn bad(what: &str) -> String {
     format!("malformed {what} message from the client")
 }
@@ -97,14 +60,8 @@ impl State {
             return Err("too many statements waiting for the target's answer".into());
         }
         self.next_seq += 1;
-        self.in_flight.push_back(QueryRecord {
-            seq: self.next_seq,
-            kind,
-            statement,
-            params,
-            status: Vec::new(),
-            error: None,
-        });
+        self.in_flight
+            .push_back(QueryRecord::new(self.next_seq, kind, &statement, params));
         Ok(())
     }
 
@@ -172,14 +129,11 @@ impl State {
                 if self.in_flight.is_empty() {
                     // An error answering a Parse or Bind: the statement it was about.
                     self.next_seq += 1;
-                    done.push(QueryRecord {
-                        seq: self.next_seq,
-                        kind: "parse",
-                        statement: self.last_parse.clone().unwrap_or_default(),
-                        params: Vec::new(),
-                        status: Vec::new(),
-                        error: Some(summary),
-                    });
+                    let statement = self.last_parse.clone().unwrap_or_default();
+                    let mut record =
+                        QueryRecord::new(self.next_seq, "parse", &statement, Vec::new());
+                    record.error = Some(summary);
+                    done.push(record);
                 } else {
                     self.answer(String::new(), Some(summary), done);
                 }
@@ -293,7 +247,7 @@ impl Observer for QueryLog {
                 }
             }
             done.iter()
-                .filter_map(|record| serde_json::to_string(record).ok())
+                .filter_map(QueryRecord::to_json)
                 .map(Finding::Command)
                 .collect()
         });
@@ -316,7 +270,7 @@ impl Observer for QueryLog {
                         open.error = Some("no answer: the session ended".into());
                         open
                     })
-                    .filter_map(|record| serde_json::to_string(&record).ok())
+                    .filter_map(|record| record.to_json())
                     .map(Finding::Command)
                     .collect()
             })

@@ -12,13 +12,18 @@
 //!   live watching.
 //! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
 //!   [`explain`]: `grant explain`'s report.
+//! - [`database`]: what the database fronts share: the `USER@ACCOUNT@ASSET` login, the
+//!   authorization of a connection, the vaulted password's use and the per-statement record.
+//! - [`framed`]: the accept loop and the relay of whole frames the database fronts share.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
 //!   domain's SSH-hop [`gateway`] or dial-out [`agents`]).
 
 pub mod agents;
 pub mod authorize;
+pub mod database;
 pub mod dial;
 pub mod explain;
+pub mod framed;
 pub mod gateway;
 pub mod guard;
 pub mod lifecycle;

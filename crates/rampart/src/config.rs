@@ -21,8 +21,11 @@ use tracing_subscriber::filter::LevelFilter;
 use std::time::Duration;
 
 mod agent;
+mod database;
+mod mysql;
 mod postgres;
 pub use agent::AgentConfig;
+pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
@@ -58,6 +61,7 @@ struct FileConfig {
     agent: agent::AgentSection,
     #[serde(default)]
     gateway: agent::GatewaySection,
+    mysql: mysql::MysqlSection,
 }
 
 /// How session recordings are written.
@@ -170,6 +174,7 @@ pub struct Config {
     /// The listener dial-out agents connect to (`agent.listen`) and the gateways'
     /// health-check interval (`gateway.health_interval`).
     pub agent: AgentConfig,
+    pub mysql: MysqlConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -468,6 +473,7 @@ impl Config {
         let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
         let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
         let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
+        let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -486,6 +492,7 @@ impl Config {
             ops,
             postgres,
             agent,
+            mysql,
         })
     }
 }

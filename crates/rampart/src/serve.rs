@@ -61,27 +61,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    // The PostgreSQL listener (optional) speaks TLS with the node's certificate: the web
+    // The database listeners (optional) speak TLS with the node's certificate: the web
     // listener's, or the node's self-signed one when the web listener runs without TLS.
+    let node_certificate = || match &tls {
+        Some(material) => Ok(material.config.clone()),
+        None => rampart_web::tls::load(&rampart_web::tls::CertSource::SelfSigned {
+            keys_dir: store.data_dir().keys_dir(),
+        })
+        .map(|material| material.config)
+        .context("database listener TLS certificate"),
+    };
     let postgres = match config.postgres.listen {
         None => None,
         Some(addr) => {
-            let certificate = match &tls {
-                Some(material) => material.config.clone(),
-                None => {
-                    rampart_web::tls::load(&rampart_web::tls::CertSource::SelfSigned {
-                        keys_dir: store.data_dir().keys_dir(),
-                    })
-                    .context("postgres TLS certificate")?
-                    .config
-                }
-            };
+            let certificate = node_certificate()?;
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on postgres.listen {addr}"))?;
             Some((listener, certificate))
         }
     };
+    let mysql = match config.mysql.listen {
+        None => None,
+        Some(addr) => {
+            let certificate = node_certificate()?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on mysql.listen {addr}"))?;
+            Some((listener, certificate))
+        }
+    };
+    let mysql_addr = mysql
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     let postgres_addr = postgres
         .as_ref()
         .map(|(listener, _)| listener.local_addr())
@@ -134,12 +147,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "agents: listening on {addr} (enrol one: rampart agent token create --domain DOMAIN)"
         );
     }
+    if let Some(addr) = mysql_addr {
+        println!(
+            "mysql: listening on {addr} (try: mariadb --ssl -h {} -P {} -u USER@ASSET -p with a token from rampart db token)",
+            addr.ip(),
+            addr.port()
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
         ("ssh", Some(ssh_addr)),
         ("postgres", postgres_addr),
         ("agent", agent_addr),
+        ("mysql", mysql_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -174,6 +195,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ssh_target_host_keys": config.target_host_keys.as_str(),
         "postgres_listen": postgres_addr.map(|addr| addr.to_string()),
         "postgres_allow_plain_loopback": config.postgres.settings.allow_plain_loopback,
+        "mysql_listen": mysql_addr.map(|addr| addr.to_string()),
+        "mysql_allow_plain_loopback": config.mysql.settings.allow_plain_loopback,
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -291,6 +314,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
+    // The MySQL front likewise.
+    let mysql_task = mysql.map(|(listener, certificate)| {
+        let front = rampart_mysql::MysqlFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            Some(certificate),
+            config.mysql.settings.clone(),
+        );
+        tokio::spawn(rampart_mysql::run(
+            front,
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -371,6 +408,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = agent_task {
         task.await.context("agent listener failed")?;
+    }
+    if let Some(task) = mysql_task {
+        task.await.context("mysql listener failed")?;
     }
     web_task
         .await

@@ -3,10 +3,10 @@
 //! `pgbench` through Rampart with a personal database token.
 
 use crate::BIN;
+use crate::db_common::{free_port, live_session, queries_until, text, verified_eventually};
 use rampart_testkit::{
     Rampart, Server, files_containing, require_password_target_user, skip_or_fail,
 };
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -65,14 +65,6 @@ fn as_db_user(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub(crate) fn start_postgres() -> Option<Postgres> {
@@ -251,28 +243,6 @@ fn psql(port: u16, password: &str, sslmode: &str, sql: &[&str]) -> Output {
     command.stdin(Stdio::null()).output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The query log as `audit queries --json` prints it, once it has `expected` records.
-fn queries_until(r: &Rampart, args: &[&str], expected: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut all = vec!["audit", "queries"];
-        all.extend_from_slice(args);
-        let found = r.json(&all).as_array().cloned().unwrap_or_default();
-        if found.len() >= expected || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn psql_through_rampart_runs_queries_logged_per_statement_in_verified_evidence_without_the_password()
  {
@@ -370,15 +340,7 @@ fn psql_through_rampart_runs_queries_logged_per_statement_in_verified_evidence_w
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "legacy");
 
     // The session's recording is sealed and verifies, with the statements in it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let verify = r.run(&["audit", "verify"]);
-        if verify.status.success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", text(&verify));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    verified_eventually(&r);
     let recordings = r.data_dir().join("recordings");
     assert!(!files_containing(&recordings, b"select 41 + 1 as answer").is_empty());
 
@@ -650,21 +612,7 @@ fn messages_rampart_does_not_understand_oversized_ones_and_stalled_logins_end_th
     // Live enforcement: a killed session ends with an error the client reads.
     let mut raw = Raw::connect(port);
     raw.login(&token);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        let sessions = r.json(&["session", "list"]);
-        let live = sessions
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["kind"] == "postgres" && s["ended_at"].is_null())
-            .map(|s| s["id"].as_str().unwrap().to_owned());
-        if let Some(id) = live {
-            break id;
-        }
-        assert!(Instant::now() < deadline, "{sessions}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let id = live_session(&r, "postgres");
     r.ok(&[
         "session",
         "kill",

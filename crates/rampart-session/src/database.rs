@@ -1,0 +1,411 @@
+//! What every database front shares: the login syntax (`USER@ASSET`, `USER@ACCOUNT@ASSET`),
+//! the authorization of a database connection, the vaulted password's use (on record first),
+//! and the per-statement [`QueryRecord`] with its bounds and secret masking. The wire protocols
+//! stay in their fronts (`rampart-postgres`, `rampart-mysql`).
+
+use crate::authorize::Snapshot;
+use crate::lifecycle::{Authorized, Source};
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::policy::Decision;
+use rampart_core::{Action, Asset, Name, SecretKind, SecretString, User};
+use rampart_store::Store;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Who the client is and what they want, from the user name a database client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbLogin {
+    pub user: Name,
+    pub account: Option<Name>,
+    pub asset: Name,
+}
+
+impl DbLogin {
+    /// Parses `alice@pg-01` (the one account the user may use there) or `alice@dbuser@pg-01`.
+    /// Every stock client passes such a user name through unchanged.
+    pub fn parse(login: &str) -> Result<DbLogin, String> {
+        let parts: Vec<&str> = login.split('@').collect();
+        let name = |what: &str, text: &str| {
+            Name::parse(what, text).map_err(|_| format!("invalid {what} in user name {login:?}"))
+        };
+        match parts.as_slice() {
+            [user, asset] => Ok(DbLogin {
+                user: name("user", user)?,
+                account: None,
+                asset: name("asset", asset)?,
+            }),
+            [user, account, asset] => Ok(DbLogin {
+                user: name("user", user)?,
+                account: Some(name("account", account)?),
+                asset: name("asset", asset)?,
+            }),
+            _ => Err(
+                "the user name must be USER@ASSET or USER@ACCOUNT@ASSET (e.g. alice@db-01)"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// `ACCOUNT@ASSET` or `ASSET`, for an audit line.
+    pub fn target(&self) -> String {
+        match &self.account {
+            Some(account) => format!("{account}@{}", self.asset),
+            None => self.asset.to_string(),
+        }
+    }
+}
+
+/// Puts a database login on record (`login_succeeded`). Fail closed: a login that cannot be
+/// recorded is refused with the returned line.
+pub async fn record_login(
+    store: &Store,
+    user: &Name,
+    method: &str,
+    source: std::net::IpAddr,
+) -> Result<(), String> {
+    let event = AuditEvent::LoginSucceeded {
+        user: user.to_string(),
+        method: method.to_owned(),
+        source: source.to_string(),
+    };
+    let actor = Actor::User {
+        name: user.to_string(),
+    };
+    store.record_event(&actor, &event).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot record a login; refusing it");
+        "Rampart cannot record the login".to_owned()
+    })
+}
+
+/// Decides which account the client gets on the asset for `action` (the front's `connect`
+/// action), through the policy. A denial is audited (`access_denied`) and its reason returned.
+pub async fn authorize(
+    store: &Store,
+    user: &User,
+    mfa: bool,
+    login: &DbLogin,
+    source: &Source,
+    action: Action,
+) -> Result<Authorized, String> {
+    let decided = decide(store, user, mfa, login, source, action).await;
+    if let Err(reason) = &decided {
+        let event = AuditEvent::AccessDenied {
+            user: user.name.to_string(),
+            target: login.target(),
+            action: format!("{}:{action}", action.protocol()),
+            reason: reason.clone(),
+            source: source.text.clone(),
+        };
+        let actor = Actor::User {
+            name: user.name.to_string(),
+        };
+        if let Err(err) = store.record_event(&actor, &event).await {
+            tracing::error!(error = %err, "cannot record a denied connection");
+        }
+    }
+    decided
+}
+
+async fn decide(
+    store: &Store,
+    user: &User,
+    mfa: bool,
+    login: &DbLogin,
+    source: &Source,
+    action: Action,
+) -> Result<Authorized, String> {
+    let snapshot = Snapshot::for_user(store, &user.name)
+        .await
+        .map_err(|_| "internal error looking up the target".to_owned())?;
+    let now = OffsetDateTime::now_utc();
+    let access = snapshot
+        .as_user(&user.name, mfa, now)
+        .ok_or_else(|| format!("{} may not connect: the user was removed", user.name))?;
+    let asset: &Asset = snapshot
+        .asset(&login.asset)
+        .ok_or_else(|| format!("{} is not an asset", login.asset))?;
+    let qualified = format!("{}:{action}", action.protocol());
+    let account: Name = match &login.account {
+        Some(account) => account.clone(),
+        None => {
+            let allowed = access.allowed_logins(asset, &[action]);
+            match allowed.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(format!(
+                        "{} may not connect to {}: no grant allows {qualified} there",
+                        user.name, asset.name
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "{} has several accounts on {}: name one (USER@ACCOUNT@{})",
+                        user.name, asset.name, asset.name
+                    ));
+                }
+            }
+        }
+    };
+    match access.decide(asset, &account, action) {
+        Decision::Allow { grant, rules } => Ok(Authorized {
+            user: user.clone(),
+            mfa,
+            source: source.clone(),
+            asset: asset.clone(),
+            account,
+            grant,
+            rules,
+            actions: vec![action],
+        }),
+        Decision::Deny(why) => Err(format!(
+            "{} may not connect to {account}@{}: {why}",
+            user.name, asset.name
+        )),
+    }
+}
+
+/// The vaulted password of the session's account, for the target login. Fail closed: it is
+/// only revealed once its use is on record (`secret_used`). Errors never name the secret.
+pub async fn vaulted_password(
+    store: &Store,
+    authorized: &Authorized,
+) -> Result<SecretString, String> {
+    let account = authorized.account_ref();
+    let actor = Actor::User {
+        name: authorized.user.name.to_string(),
+    };
+    let used = AuditEvent::SecretUsed {
+        account: account.to_string(),
+        for_user: authorized.user.name.to_string(),
+    };
+    let credential = || format!("cannot use the credential of {account}");
+    if let Err(err) = store.record_event(&actor, &used).await {
+        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
+        return Err(credential());
+    }
+    let (kind, secret) = store.reveal_account_secret(&account).await.map_err(|err| {
+        tracing::error!(%account, error = %err, "cannot reveal the account's secret");
+        credential()
+    })?;
+    if kind != SecretKind::Password {
+        return Err(format!(
+            "{account} has no password in the vault (a database login needs one)"
+        ));
+    }
+    Ok(secret)
+}
+
+/// Bytes of a statement's text kept in its record.
+pub const MAX_TEXT: usize = 16 * 1024;
+/// Bytes of one bound parameter kept, and parameters kept per record.
+pub const MAX_PARAM: usize = 256;
+pub const MAX_PARAMS: usize = 32;
+
+/// One statement as recorded (the JSON of a `command_run` event of a database session).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QueryRecord {
+    pub seq: u64,
+    /// What the client sent: `query`, `execute`, `parse`, `prepare`, `init_db`, ...
+    pub kind: &'static str,
+    pub statement: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    /// The target's status lines (`SELECT 1`, `INSERT 0 5`, `OK, 1 row affected`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<String>,
+    /// Rows the target returned, when the front counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// From the statement leaving Rampart to its last answer, when the front measures it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl QueryRecord {
+    /// A record of `statement` (the caller bounded it with [`bounded`]; secrets are masked
+    /// here) with `params` (bounded too; all masked when the statement sets a password).
+    pub fn new(seq: u64, kind: &'static str, statement: &str, mut params: Vec<String>) -> Self {
+        let statement = mask_secrets(statement);
+        if sets_password(&statement) {
+            for param in &mut params {
+                *param = "***".to_owned();
+            }
+        }
+        Self {
+            seq,
+            kind,
+            statement,
+            params,
+            status: Vec::new(),
+            rows: None,
+            duration_ms: None,
+            error: None,
+        }
+    }
+
+    /// The record as the command log keeps it.
+    pub fn to_json(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+}
+
+/// `text`, cut to `max` bytes at a character boundary, with how much was cut.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} more bytes)",
+        text.get(..end).unwrap_or(""),
+        text.len() - end
+    )
+}
+
+/// Whether a statement sets a password (`ALTER USER ... IDENTIFIED BY`, `SET PASSWORD`,
+/// `CREATE ROLE ... PASSWORD`), judged by its words.
+fn sets_password(statement: &str) -> bool {
+    let lower = statement.to_ascii_lowercase();
+    lower.contains("identified") || lower.contains("password")
+}
+
+/// The statement with every quoted literal that follows `BY`, `PASSWORD` (also `PASSWORD(`,
+/// `PASSWORD =`) replaced by `'***'`, when the statement sets a password. A statement that
+/// does not name a password is returned unchanged.
+pub fn mask_secrets(statement: &str) -> String {
+    if !sets_password(statement) {
+        return statement.to_owned();
+    }
+    let bytes = statement.as_bytes();
+    let mut out = String::with_capacity(statement.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let word_start = i == 0 || !is_word(bytes.get(i - 1).copied().unwrap_or(b' '));
+        let keyword = [&b"by"[..], b"password"].into_iter().find(|k| {
+            word_start
+                && bytes
+                    .get(i..i + k.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(k))
+                && !bytes.get(i + k.len()).copied().is_some_and(is_word)
+        });
+        let Some(keyword) = keyword else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + keyword.len();
+        while bytes
+            .get(j)
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'=' || *b == b'(')
+        {
+            j += 1;
+        }
+        match bytes.get(j) {
+            Some(&quote @ (b'\'' | b'"')) => {
+                let end = literal_end(bytes, j, quote);
+                out.push_str(statement.get(copied..j).unwrap_or(""));
+                out.push_str("'***'");
+                copied = end;
+                i = end;
+            }
+            _ => i = j.max(i + 1),
+        }
+    }
+    out.push_str(statement.get(copied..).unwrap_or(""));
+    out
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The index after the literal opened by `quote` at `start` (doubled quotes and backslash
+/// escapes stay inside); the text's end if it is not closed.
+fn literal_end(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let mut k = start + 1;
+    while let Some(&b) = bytes.get(k) {
+        if b == b'\\' {
+            k += 2;
+        } else if b == quote {
+            if bytes.get(k + 1) == Some(&quote) {
+                k += 2;
+            } else {
+                return k + 1;
+            }
+        } else {
+            k += 1;
+        }
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_login_forms_and_refuses_others() {
+        let one = DbLogin::parse("alice@pg-01").unwrap();
+        assert_eq!(
+            (one.user.as_str(), one.account, one.asset.as_str()),
+            ("alice", None, "pg-01")
+        );
+        let two = DbLogin::parse("alice@app@pg-01").unwrap();
+        assert_eq!(two.account.unwrap().as_str(), "app");
+        for bad in ["alice", "a@b@c@d", "@pg-01", "alice@"] {
+            assert!(DbLogin::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_in_statements_are_masked_and_other_text_is_kept() {
+        let cases = [
+            (
+                "ALTER USER 'bob'@'%' IDENTIFIED BY 's3cret'",
+                "ALTER USER 'bob'@'%' IDENTIFIED BY '***'",
+            ),
+            (
+                "set password for bob = password('it''s')",
+                "set password for bob = password('***')",
+            ),
+            ("SET PASSWORD = 'x\\'y'", "SET PASSWORD = '***'"),
+            (
+                "create user c identified with mysql_native_password by \"pw\"",
+                "create user c identified with mysql_native_password by '***'",
+            ),
+            (
+                "ALTER ROLE app PASSWORD 'pg-pw'",
+                "ALTER ROLE app PASSWORD '***'",
+            ),
+            (
+                "select 'by' from t order by 'x'",
+                "select 'by' from t order by 'x'",
+            ),
+            (
+                "alter user x password 'unterminated",
+                "alter user x password '***'",
+            ),
+        ];
+        for (statement, masked) in cases {
+            assert_eq!(mask_secrets(statement), masked, "{statement}");
+        }
+        let record = QueryRecord::new(
+            1,
+            "execute",
+            "alter user x identified by ?",
+            vec!["pw".into()],
+        );
+        assert_eq!(record.params, vec!["***".to_owned()]);
+    }
+
+    #[test]
+    fn long_text_is_cut_with_the_rest_counted() {
+        let text = "é".repeat(10);
+        assert_eq!(bounded(&text, 5), "éé… (16 more bytes)");
+    }
+}

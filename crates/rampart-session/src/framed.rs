@@ -1,0 +1,186 @@
+//! What the fronts of message-framed protocols (the database fronts) share: the accept loop
+//! with its cap on connections not logged in, and the relay of whole frames through the
+//! session's tap. The protocol says how frames are cut and checked ([`Framing`]); the relay
+//! records and observes each batch before it is forwarded, and ends on either side's close,
+//! a protocol error or live enforcement's stop.
+
+use crate::SessionTap;
+use crate::live::SessionControl;
+use bytes::{Bytes, BytesMut};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Bytes read at a time each way.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Accepts connections on `listener` until `shutdown` completes; each gets a task running
+/// `serve` with its place among the at most `unauthenticated` connections not logged in yet
+/// (over the cap a connection is closed at once). `protocol` names the listener in logs.
+pub async fn accept_loop<F, Fut>(
+    protocol: &'static str,
+    listener: TcpListener,
+    unauthenticated: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Logged at debug level only: a flood must not flood the log too.
+                    let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
+                        tracing::debug!(%peer, protocol, "too many connections not logged in; closing one");
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve(stream, peer, permit));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, protocol, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// How a protocol's byte streams are cut into frames and checked.
+pub trait Framing: Sync {
+    /// Takes every whole frame off the front of `buf` (`None`: none yet); an error ends the
+    /// session (a frame over the protocol's bound, a malformed header).
+    fn split(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, String>;
+    /// Checks the client's frames before they reach the tap (an error ends the session).
+    fn check_client(&self, _frames: &Bytes) -> Result<(), String> {
+        Ok(())
+    }
+    /// Checks the target's frames before they reach the tap.
+    fn check_target(&self, _frames: &Bytes) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether the client said goodbye in these (forwarded) frames.
+    fn client_quits(&self, frames: &Bytes) -> bool;
+    /// Frames forwarded either way (for protocols that follow sequence numbers).
+    fn forwarded(&self, _frames: &Bytes) {}
+}
+
+/// Why a relay ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// The client or the target closed, or a write failed: the line for the record.
+    Closed(String),
+    /// Rampart ends the session and tells the client why (a protocol error).
+    Error(String),
+    /// Live enforcement stopped the session (kill, revocation, limits): its reason.
+    Stopped(String),
+}
+
+async fn client_to_target(
+    client: &mut (impl AsyncRead + Unpin),
+    target: &mut (impl AsyncWrite + Unpin),
+    tap: &SessionTap,
+    framing: &impl Framing,
+) -> RelayEnd {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        match client.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return RelayEnd::Closed("client disconnected".into()),
+            Ok(_) => {}
+        }
+        let frames = match framing.split(&mut buf) {
+            Ok(Some(frames)) => frames,
+            Ok(None) => {
+                buf.reserve(READ_CHUNK);
+                continue;
+            }
+            Err(why) => return RelayEnd::Error(format!("protocol violation: {why}")),
+        };
+        if let Err(why) = framing.check_client(&frames) {
+            return RelayEnd::Error(why);
+        }
+        tap.live().touch();
+        if let Err(err) = tap.client_sent(&frames).await {
+            return RelayEnd::Error(err);
+        }
+        framing.forwarded(&frames);
+        if target.write_all(&frames).await.is_err() {
+            return RelayEnd::Closed("target closed the connection".into());
+        }
+        if framing.client_quits(&frames) {
+            return RelayEnd::Closed("client disconnected".into());
+        }
+    }
+}
+
+async fn target_to_client(
+    target: &mut (impl AsyncRead + Unpin),
+    client: &mut (impl AsyncWrite + Unpin),
+    tap: &SessionTap,
+    framing: &impl Framing,
+) -> RelayEnd {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        match target.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return RelayEnd::Closed("target closed the connection".into()),
+            Ok(_) => {}
+        }
+        let frames = match framing.split(&mut buf) {
+            Ok(Some(frames)) => frames,
+            Ok(None) => {
+                buf.reserve(READ_CHUNK);
+                continue;
+            }
+            Err(why) => return RelayEnd::Error(format!("target protocol violation: {why}")),
+        };
+        if let Err(why) = framing.check_target(&frames) {
+            return RelayEnd::Error(why);
+        }
+        // Recorded (and each answered statement logged) before it is passed back.
+        if let Err(err) = tap
+            .target_sent(&[(rampart_audit::Stream::Output, frames.clone())])
+            .await
+        {
+            return RelayEnd::Error(err);
+        }
+        framing.forwarded(&frames);
+        if client.write_all(&frames).await.is_err() {
+            return RelayEnd::Closed("client disconnected".into());
+        }
+    }
+}
+
+/// Relays whole frames both ways until either side ends, a protocol error, or live
+/// enforcement's stop. An error or a stop is also shown as a notice in the recording; the
+/// caller tells the client (through `client_write`) in its protocol's words.
+pub async fn relay(
+    client_read: &mut (impl AsyncRead + Unpin),
+    target: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    client_write: &mut (impl AsyncWrite + Unpin),
+    tap: &SessionTap,
+    control: &mut SessionControl,
+    framing: &impl Framing,
+) -> RelayEnd {
+    let (mut target_read, mut target_write) = tokio::io::split(target);
+    let end = {
+        let up = client_to_target(client_read, &mut target_write, tap, framing);
+        let down = target_to_client(&mut target_read, client_write, tap, framing);
+        tokio::select! {
+            ended = up => ended,
+            ended = down => ended,
+            why = control.stopped() => RelayEnd::Stopped(why),
+        }
+    };
+    if let RelayEnd::Error(why) | RelayEnd::Stopped(why) = &end {
+        tap.notice(why).await;
+    }
+    end
+}
