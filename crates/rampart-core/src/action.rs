@@ -31,10 +31,13 @@ pub enum Action {
     /// A PostgreSQL session (`postgres:connect`): every statement the account may run,
     /// logged one by one.
     PostgresConnect,
+    /// A Redis session (`redis:connect`): every command the account may run except the node's
+    /// denied ones (`redis.deny_commands`), logged one by one.
+    RedisConnect,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -42,6 +45,7 @@ impl Action {
         Action::SftpWrite,
         Action::PortForward,
         Action::PostgresConnect,
+        Action::RedisConnect,
     ];
 
     /// The protocol the action is a use of.
@@ -54,6 +58,7 @@ impl Action {
             | Action::SftpWrite
             | Action::PortForward => Protocol::Ssh,
             Action::PostgresConnect => Protocol::Postgres,
+            Action::RedisConnect => Protocol::Redis,
         }
     }
 
@@ -65,7 +70,7 @@ impl Action {
             Action::SftpRead => "sftp_read",
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
-            Action::PostgresConnect => "connect",
+            Action::PostgresConnect | Action::RedisConnect => "connect",
         }
     }
 }
@@ -106,17 +111,22 @@ impl ActionSet {
             let word = match written.split_once(':') {
                 Some((protocol, word)) => {
                     let protocol = Protocol::parse(protocol)?;
-                    let known = ["sftp", "file_transfer"].contains(&word)
-                        || Action::ALL
-                            .iter()
-                            .any(|a| a.protocol() == protocol && a.as_str() == word);
-                    if !known {
+                    let qualified = Action::ALL
+                        .iter()
+                        .find(|a| a.protocol() == protocol && a.as_str() == word);
+                    if let Some(action) = qualified {
+                        set.insert(*action);
+                        continue;
+                    }
+                    if protocol != Protocol::Ssh || !["sftp", "file_transfer"].contains(&word) {
                         return Err(InvalidInput::new(format!(
                             "unknown action {written:?}: {protocol} has no action {word:?}"
                         )));
                     }
                     word
                 }
+                // A plain word is an SSH action, or the first protocol's that has it
+                // (`connect`: PostgreSQL, as grants stored before `redis:connect` read).
                 None => written,
             };
             let actions: &[Action] = match word {
@@ -155,7 +165,14 @@ impl ActionSet {
 
 impl fmt::Display for ActionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<&str> = self.iter().map(Action::as_str).collect();
+        // The actions of later protocols are written qualified (`redis:connect`).
+        let words: Vec<String> = self
+            .iter()
+            .map(|a| match a.protocol() {
+                Protocol::Ssh => a.as_str().to_owned(),
+                protocol => format!("{protocol}:{a}"),
+            })
+            .collect();
         f.write_str(&words.join(","))
     }
 }
@@ -181,9 +198,18 @@ mod tests {
             ActionSet::parse("ssh:shell,ssh:sftp").unwrap(),
             ActionSet::parse("shell,sftp").unwrap()
         );
+        let both = ActionSet::parse("postgres:connect,redis:connect").unwrap();
+        assert!(both.contains(Action::PostgresConnect) && both.contains(Action::RedisConnect));
+        assert_eq!(both.to_string(), "postgres:connect,redis:connect");
+        assert_eq!(ActionSet::parse(&both.to_string()).unwrap(), both);
+        assert_eq!(
+            ActionSet::parse("connect").unwrap(),
+            ActionSet::parse("postgres:connect").unwrap()
+        );
         for bad in [
             "",
             "shell,",
+            "redis:sftp",
             "root",
             "Shell",
             "postgres:shell",

@@ -307,6 +307,8 @@ pub enum SessionKind {
     PortForward(u16),
     /// A PostgreSQL session (its statements are the recording).
     Postgres,
+    /// A Redis session (its commands are the recording).
+    Redis,
 }
 
 impl SessionKind {
@@ -315,7 +317,7 @@ impl SessionKind {
     pub fn is_recorded(self) -> bool {
         matches!(
             self,
-            SessionKind::Shell | SessionKind::Exec | SessionKind::Postgres
+            SessionKind::Shell | SessionKind::Exec | SessionKind::Postgres | SessionKind::Redis
         )
     }
 
@@ -327,6 +329,7 @@ impl SessionKind {
             }
             SessionKind::PortForward(_) => Protocol::Tcp,
             SessionKind::Postgres => Protocol::Postgres,
+            SessionKind::Redis => Protocol::Redis,
         }
     }
 
@@ -337,6 +340,7 @@ impl SessionKind {
             "scp" => Ok(SessionKind::Scp),
             "sftp" => Ok(SessionKind::Sftp),
             "postgres" => Ok(SessionKind::Postgres),
+            "redis" => Ok(SessionKind::Redis),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -355,6 +359,7 @@ impl fmt::Display for SessionKind {
             SessionKind::Sftp => f.write_str("sftp"),
             SessionKind::PortForward(port) => write!(f, "port_forward:{port}"),
             SessionKind::Postgres => f.write_str("postgres"),
+            SessionKind::Redis => f.write_str("redis"),
         }
     }
 }

@@ -14,7 +14,6 @@
 //!    enforcement ends it with an `ErrorResponse`.
 
 use crate::cancel::CancelTarget;
-use crate::identity::{self, DbLogin};
 use crate::querylog::QueryLog;
 use crate::wire::{
     self, Message, Startup, WireError, read_message, read_startup, send_error, split_messages,
@@ -24,23 +23,16 @@ use crate::{PostgresFront, target_login};
 use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
-use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::Decision;
 use rampart_core::target::Protocol;
-use rampart_core::{
-    Action, Asset, ExposeSecret, Name, SecretKind, SecretString, SessionKind, User,
-};
-use rampart_session::authorize::Snapshot;
+use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_session::database::{self as db, DbLogin};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
-use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// A client or target byte stream.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub use rampart_session::database::Io;
 
 /// Startup parameters passed on to the target (the rest are dropped).
 const PASSED_PARAMETERS: &[&str] = &[
@@ -194,7 +186,7 @@ async fn negotiate_and_login(
         send_error(&mut client, "FATAL", "28000", "no user name given").await;
         return None;
     };
-    let login = match identity::parse(&user_text) {
+    let login = match DbLogin::parse(&user_text) {
         Ok(login) => login,
         Err(why) => {
             send_error(&mut client, "FATAL", "28000", &why).await;
@@ -246,23 +238,12 @@ async fn negotiate_and_login(
         }
     };
     drop(token);
-    let event = AuditEvent::LoginSucceeded {
-        user: user.user.name.to_string(),
-        method: user.method.clone(),
-        source: peer.ip().to_string(),
+    let source = Source {
+        text: peer.ip().to_string(),
+        ip: peer.ip(),
     };
-    let actor = Actor::User {
-        name: user.user.name.to_string(),
-    };
-    if let Err(err) = front.core.store.record_event(&actor, &event).await {
-        tracing::error!(error = %err, "cannot record a login; refusing it");
-        send_error(
-            &mut client,
-            "FATAL",
-            "XX000",
-            "Rampart cannot record the login",
-        )
-        .await;
+    if let Err(why) = db::record_login(&front.core.store, &user.user, &user.method, &source).await {
+        send_error(&mut client, "FATAL", "XX000", &why).await;
         return None;
     }
     let database = param("database").filter(|db| *db != user_text);
@@ -280,65 +261,6 @@ async fn negotiate_and_login(
     })
 }
 
-/// Decides which account the client gets on the asset, through the policy.
-async fn authorize(
-    front: &PostgresFront,
-    user: &User,
-    mfa: bool,
-    login: &DbLogin,
-    source: &Source,
-) -> Result<Authorized, String> {
-    let store = &front.core.store;
-    let snapshot = Snapshot::for_user(store, &user.name)
-        .await
-        .map_err(|_| "internal error looking up the target".to_owned())?;
-    let now = OffsetDateTime::now_utc();
-    let access = snapshot
-        .as_user(&user.name, mfa, now)
-        .ok_or_else(|| format!("{} may not connect: the user was removed", user.name))?;
-    let asset: &Asset = snapshot
-        .asset(&login.asset)
-        .ok_or_else(|| format!("{} is not an asset", login.asset))?;
-    let action = Action::PostgresConnect;
-    let account: Name = match &login.account {
-        Some(account) => account.clone(),
-        None => {
-            let allowed = access.allowed_logins(asset, &[action]);
-            match allowed.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(format!(
-                        "{} may not connect to {}: no grant allows postgres:connect there",
-                        user.name, asset.name
-                    ));
-                }
-                _ => {
-                    return Err(format!(
-                        "{} has several accounts on {}: name one (USER@ACCOUNT@{})",
-                        user.name, asset.name, asset.name
-                    ));
-                }
-            }
-        }
-    };
-    match access.decide(asset, &account, action) {
-        Decision::Allow { grant, rules } => Ok(Authorized {
-            user: user.clone(),
-            mfa,
-            source: source.clone(),
-            asset: asset.clone(),
-            account,
-            grant,
-            rules,
-            actions: vec![action],
-        }),
-        Decision::Deny(why) => Err(format!(
-            "{} may not connect to {account}@{}: {why}",
-            user.name, asset.name
-        )),
-    }
-}
-
 /// The session: authorize, start, dial, log in to the target, relay, end.
 async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     let LoggedIn {
@@ -353,27 +275,11 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
         text: peer.ip().to_string(),
         ip: peer.ip(),
     };
-    let store = front.core.store.clone();
-    let actor = Actor::User {
-        name: user.name.to_string(),
-    };
-    let authorized = match authorize(front, &user, mfa, &login, &source).await {
+    let store = &front.core.store;
+    let action = Action::PostgresConnect;
+    let authorized = match db::authorize(store, &user, mfa, &login, &source, action).await {
         Ok(authorized) => authorized,
         Err(reason) => {
-            let target = match &login.account {
-                Some(account) => format!("{account}@{}", login.asset),
-                None => login.asset.to_string(),
-            };
-            let event = AuditEvent::AccessDenied {
-                user: user.name.to_string(),
-                target,
-                action: "postgres:connect".to_owned(),
-                reason: reason.clone(),
-                source: source.text.clone(),
-            };
-            if let Err(err) = store.record_event(&actor, &event).await {
-                tracing::error!(error = %err, "cannot record a denied connection");
-            }
             send_error(&mut client, "FATAL", "28000", &reason).await;
             return;
         }
@@ -411,7 +317,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     };
     let tap = guard.tap();
     // The target: dialled, logged in with the vaulted password.
-    let target = match connect_target(front, &authorized, &actor, &database, &passed).await {
+    let target = match connect_target(front, &authorized, &database, &passed).await {
         Ok(target) => target,
         Err(why) => {
             send_error(&mut client, "FATAL", "08006", &why).await;
@@ -484,7 +390,6 @@ struct TargetReady {
 async fn connect_target(
     front: &PostgresFront,
     authorized: &Authorized,
-    actor: &Actor,
     database: &str,
     passed: &[(String, String)],
 ) -> Result<TargetReady, String> {
@@ -505,26 +410,7 @@ async fn connect_target(
         .write_all(&wire::startup_message(&params))
         .await
         .map_err(|_| format!("target {} closed the connection", dialed.target))?;
-    // Fail closed: a secret is only used when its use is on record.
-    let store = &front.core.store;
-    let used = AuditEvent::SecretUsed {
-        account: account.to_string(),
-        for_user: authorized.user.name.to_string(),
-    };
-    let credential = || format!("cannot use the credential of {account}");
-    if let Err(err) = store.record_event(actor, &used).await {
-        tracing::error!(error = %err, "cannot record the use of a secret; not using it");
-        return Err(credential());
-    }
-    let (kind, secret) = store.reveal_account_secret(&account).await.map_err(|err| {
-        tracing::error!(%account, error = %err, "cannot reveal the account's secret");
-        credential()
-    })?;
-    if kind != SecretKind::Password {
-        return Err(format!(
-            "{account} has no password in the vault (a database login needs one)"
-        ));
-    }
+    let secret = db::vaulted_password(&front.core.store, authorized).await?;
     let logged_in = target_login::login(
         &mut stream,
         authorized.account.as_str(),

@@ -8,7 +8,6 @@
 //! session's tap until either side ends or live enforcement stops it.
 //!
 //! - [`wire`]: bounded framing of the v3 protocol.
-//! - [`identity`]: the `user` startup parameter (`alice@pg-01`, `alice@dbuser@pg-01`).
 //! - [`target_login`]: SCRAM-SHA-256 / md5 to the target with the vaulted password.
 //! - [`querylog`]: one record per statement, recorded before its answer is passed back.
 //! - [`front`]: one client connection, from the first byte to the session's end.
@@ -16,7 +15,6 @@
 
 pub mod cancel;
 pub mod front;
-pub mod identity;
 pub mod querylog;
 pub mod target_login;
 pub mod wire;

@@ -16,6 +16,7 @@
 use crate::wire::{Message, cstring, error_summary, messages};
 use bytes::{Buf, Bytes};
 use rampart_audit::Stream;
+use rampart_session::database::bounded;
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
@@ -64,22 +65,6 @@ struct State {
 #[derive(Debug, Default)]
 pub struct QueryLog {
     state: Mutex<State>,
-}
-
-/// `text`, cut to `max` bytes at a character boundary, with how much was cut.
-fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}… ({} more bytes)",
-        text.get(..end).unwrap_or(""),
-        text.len() - end
-    )
 }
 
 fn bad(what: &str) -> String {

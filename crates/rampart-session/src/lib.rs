@@ -16,6 +16,7 @@
 //!   domain's SSH-hop [`gateway`]).
 
 pub mod authorize;
+pub mod database;
 pub mod dial;
 pub mod explain;
 pub mod gateway;

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 mod postgres;
 pub use postgres::PostgresConfig;
+mod redis;
+pub use redis::RedisConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
@@ -52,6 +54,8 @@ struct FileConfig {
     metrics: MetricsSection,
     #[serde(default)]
     postgres: postgres::PostgresSection,
+    #[serde(default)]
+    redis: redis::RedisSection,
 }
 
 /// How session recordings are written.
@@ -161,6 +165,7 @@ pub struct Config {
     /// The metrics listener and the access log.
     pub ops: OpsConfig,
     pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -458,6 +463,7 @@ impl Config {
         let http = http_config(&file.http, http_listen, env_lookup, &file_name)?;
         let ops = ops_config(&file.metrics, file.log.access, env_lookup, &file_name)?;
         let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
+        let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -475,6 +481,7 @@ impl Config {
             target_answer_timeout,
             ops,
             postgres,
+            redis,
         })
     }
 }

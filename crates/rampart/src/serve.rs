@@ -86,6 +86,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(|(listener, _)| listener.local_addr())
         .transpose()?;
+    // The Redis listener (optional): TLS with the same certificate.
+    let redis = match config.redis.listen {
+        None => None,
+        Some(addr) => {
+            let certificate = match (&tls, &postgres) {
+                (Some(material), _) => material.config.clone(),
+                (None, Some((_, certificate))) => certificate.clone(),
+                (None, None) => {
+                    rampart_web::tls::load(&rampart_web::tls::CertSource::SelfSigned {
+                        keys_dir: store.data_dir().keys_dir(),
+                    })
+                    .context("redis TLS certificate")?
+                    .config
+                }
+            };
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on redis.listen {addr}"))?;
+            Some((listener, certificate))
+        }
+    };
+    let redis_addr = redis
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     let shutdown = shutdown_signal()?;
     // Each sink's starting point is fixed before the listening line, so every event after it
     // is forwarded (a new sink starts at the head of the log).
@@ -115,11 +140,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = redis_addr {
+        println!(
+            "redis: listening on {addr} (try: redis-cli --tls -h {} -p {} --user USER@ASSET --pass TOKEN, with a token from rampart db token)",
+            addr.ip(),
+            addr.port()
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
         ("ssh", Some(ssh_addr)),
         ("postgres", postgres_addr),
+        ("redis", redis_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -154,6 +187,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ssh_target_host_keys": config.target_host_keys.as_str(),
         "postgres_listen": postgres_addr.map(|addr| addr.to_string()),
         "postgres_allow_plain_loopback": config.postgres.settings.allow_plain_loopback,
+        "redis_listen": redis_addr.map(|addr| addr.to_string()),
+        "redis_allow_plain_loopback": config.redis.settings.allow_plain_loopback,
+        "redis_deny_commands": config.redis.settings.deny.to_string(),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -252,6 +288,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    let redis_task = redis.map(|(listener, certificate)| {
+        let front = rampart_redis::RedisFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            Some(certificate),
+            config.redis.settings.clone(),
+        );
+        tokio::spawn(rampart_redis::run(
+            front,
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -319,6 +368,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ssh_result = ssh_task.await;
     if let Some(task) = postgres_task {
         task.await.context("postgres listener failed")?;
+    }
+    if let Some(task) = redis_task {
+        task.await.context("redis listener failed")?;
     }
     web_task
         .await

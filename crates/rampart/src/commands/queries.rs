@@ -42,7 +42,7 @@ pub async fn run(
                 let known = store
                     .session(command.session)
                     .await
-                    .is_ok_and(|s| s.kind == SessionKind::Postgres);
+                    .is_ok_and(|s| matches!(s.kind, SessionKind::Postgres | SessionKind::Redis));
                 kinds.insert(command.session, known);
                 known
             }

@@ -29,6 +29,7 @@ mod password_load;
 mod policy;
 mod postgres;
 mod recording_durability;
+mod redis;
 mod ssh;
 mod store_errors;
 mod targets;
