@@ -464,3 +464,126 @@ fn malformed_and_oversized_commands_and_a_kill_end_the_session_with_an_error() {
         "{said:?}"
     );
 }
+
+#[test]
+fn a_database_token_minted_through_the_api_works_with_redis_cli_and_the_query_log_is_in_the_api() {
+    let Some(redis) = start_redis() else { return };
+    let (r, server, port) = rampart_for(&redis, &[("RAMPART_REDIS_ALLOW_PLAIN_LOOPBACK", "true")]);
+    r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
+    r.ok(&["user", "add", "bob"]);
+    let client = server.client();
+
+    // alice logs in to the API (no second factor enrolled) and mints a token, shown once.
+    let login = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&serde_json::json!({ "username": "alice", "password": "alice-password-1" })),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let cookie = format!(
+        "rampart_session={}",
+        login
+            .header("set-cookie")
+            .unwrap()
+            .strip_prefix("rampart_session=")
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+    );
+    let csrf = login.json()["csrf_token"].as_str().unwrap().to_owned();
+    let as_alice = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let minted = client.request(
+        "POST",
+        "/api/v1/db-tokens",
+        &as_alice,
+        Some(&serde_json::json!({ "ttl": "1h" })),
+    );
+    assert_eq!(minted.status, 201, "{}", minted.text());
+    let secret = minted.json()["secret"].as_str().unwrap().to_owned();
+    let listed = client.request("GET", "/api/v1/db-tokens", &as_alice, None);
+    assert!(
+        !listed.text().contains(&secret),
+        "shown once: {}",
+        listed.text()
+    );
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+
+    let mut set = cli(port, &secret, false);
+    set.args(["SET", "via-portal", "yes"]);
+    let out = run(set, "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "OK",
+        "{}",
+        text(&out)
+    );
+
+    // The query log in the API: filtered, and one session's statements as its timeline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let found = client
+            .request(
+                "GET",
+                "/api/v1/queries?asset=redis-01&grep=^SET",
+                &as_alice,
+                None,
+            )
+            .json();
+        if found.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        found[0]["record"]["statement"], "SET via-portal yes",
+        "{found}"
+    );
+    assert_eq!(found[0]["record"]["status"][0], "OK");
+    let session = found[0]["session"].as_str().unwrap();
+    let timeline = client
+        .request(
+            "GET",
+            &format!("/api/v1/queries?session={session}"),
+            &as_alice,
+            None,
+        )
+        .json();
+    assert_eq!(timeline.as_array().unwrap().len(), 1, "{timeline}");
+
+    // bob (who has a second factor) sees none of alice's statements.
+    r.ok_with_stdin(&["user", "password", "bob"], b"bob-password-1");
+    let enrolled = crate::mfa::enroll(
+        &r,
+        &["user", "mfa", "enroll", "bob"],
+        crate::mfa::right_code,
+    );
+    assert!(enrolled.status.success());
+    let bob_token = r
+        .ok(&["token", "create", "--user", "bob", "--scope", "write"])
+        .trim()
+        .to_owned();
+    let as_bob = format!("Bearer {bob_token}");
+    let bobs = client
+        .request(
+            "GET",
+            "/api/v1/queries?user=alice",
+            &[("authorization", as_bob.as_str())],
+            None,
+        )
+        .json();
+    assert_eq!(bobs, serde_json::json!([]));
+
+    // A user with a second factor must have logged in with it: an API token is not enough.
+    let refused = client.request(
+        "POST",
+        "/api/v1/db-tokens",
+        &[("authorization", as_bob.as_str())],
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("second factor"),
+        "{}",
+        refused.text()
+    );
+}
