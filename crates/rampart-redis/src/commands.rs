@@ -72,7 +72,8 @@ impl std::fmt::Display for DenyList {
                 None => c.clone(),
             })
             .collect();
-        f.write_str(&words.join(","))
+        // With spaces, so that it wraps where it is shown (the portal's settings page).
+        f.write_str(&words.join(", "))
     }
 }
 

@@ -706,6 +706,16 @@ pub fn table() -> Vec<Route> {
         .produces("text/html"),
         Route::new(
             get(),
+            "/databases",
+            Public,
+            "portal",
+            "Portal: my database token and the query log; ?session=ID replays one database session as a timeline",
+            crate::portal::databases,
+        )
+        .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
             "/audit",
             Public,
             "portal",

@@ -202,6 +202,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/replay"), "22222"),
         (("GET", "/watch"), "22222"),
         (("GET", "/commands"), "22222"),
+        (("GET", "/databases"), "22222"),
         (("GET", "/audit"), "22222"),
         (("GET", "/admin/users"), "22222"),
         (("GET", "/admin/groups"), "22222"),
