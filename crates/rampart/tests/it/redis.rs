@@ -449,13 +449,49 @@ fn malformed_and_oversized_commands_and_a_kill_end_the_session_with_an_error() {
         "{said:?}"
     );
 
+    // HELLO 3 AUTH logs in too: the answer is the target's own HELLO map (RESP3).
+    let mut hello = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    hello
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    hello
+        .write_all(resp(&["HELLO", "3", "AUTH", "alice@redis-01", &token]).as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("proto\r\n:3\r\n") {
+        assert_eq!(
+            hello.read(&mut byte).unwrap(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+    }
+    assert_eq!(
+        seen.first(),
+        Some(&b'%'),
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    drop(hello);
+
     // A kill ends a live session with an error to the client.
     let mut raw = Raw::login(port, &token);
     raw.0.write_all(resp(&["PING"]).as_bytes()).unwrap();
     let mut pong = [0u8; 7];
     raw.0.read_exact(&mut pong).unwrap();
     assert_eq!(&pong, b"+PONG\r\n");
-    let live = r.json(&["session", "list", "--live"]);
+    // (Once the HELLO session above has ended, this one is the only live session.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        let live = r.json(&["session", "list", "--live"]);
+        if live.as_array().is_some_and(|l| l.len() == 1) {
+            break live;
+        }
+        assert!(Instant::now() < deadline, "{live}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let id = live[0]["id"].as_str().unwrap().to_owned();
     r.ok(&["session", "kill", &id, "--reason", "maintenance window"]);
     let said = raw.rest();
