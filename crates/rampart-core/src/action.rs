@@ -34,10 +34,13 @@ pub enum Action {
     /// A MySQL/MariaDB session (`mysql:connect`): every statement the account may run, logged
     /// one by one.
     MysqlConnect,
+    /// A Redis session (`redis:connect`): every command the account may run except the node's
+    /// denied ones (`redis.deny_commands`), logged one by one.
+    RedisConnect,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -46,6 +49,7 @@ impl Action {
         Action::PortForward,
         Action::PostgresConnect,
         Action::MysqlConnect,
+        Action::RedisConnect,
     ];
 
     /// The protocol the action is a use of.
@@ -59,6 +63,7 @@ impl Action {
             | Action::PortForward => Protocol::Ssh,
             Action::PostgresConnect => Protocol::Postgres,
             Action::MysqlConnect => Protocol::Mysql,
+            Action::RedisConnect => Protocol::Redis,
         }
     }
 
@@ -70,7 +75,7 @@ impl Action {
             Action::SftpRead => "sftp_read",
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
-            Action::PostgresConnect | Action::MysqlConnect => "connect",
+            Action::PostgresConnect | Action::MysqlConnect | Action::RedisConnect => "connect",
         }
     }
 }

@@ -309,6 +309,8 @@ pub enum SessionKind {
     Postgres,
     /// A MySQL/MariaDB session (its statements are the recording).
     Mysql,
+    /// A Redis session (its commands are the recording).
+    Redis,
 }
 
 impl SessionKind {
@@ -317,7 +319,11 @@ impl SessionKind {
     pub fn is_recorded(self) -> bool {
         matches!(
             self,
-            SessionKind::Shell | SessionKind::Exec | SessionKind::Postgres | SessionKind::Mysql
+            SessionKind::Shell
+                | SessionKind::Exec
+                | SessionKind::Postgres
+                | SessionKind::Mysql
+                | SessionKind::Redis
         )
     }
 
@@ -330,6 +336,7 @@ impl SessionKind {
             SessionKind::PortForward(_) => Protocol::Tcp,
             SessionKind::Postgres => Protocol::Postgres,
             SessionKind::Mysql => Protocol::Mysql,
+            SessionKind::Redis => Protocol::Redis,
         }
     }
 
@@ -341,6 +348,7 @@ impl SessionKind {
             "sftp" => Ok(SessionKind::Sftp),
             "postgres" => Ok(SessionKind::Postgres),
             "mysql" => Ok(SessionKind::Mysql),
+            "redis" => Ok(SessionKind::Redis),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -360,6 +368,7 @@ impl fmt::Display for SessionKind {
             SessionKind::PortForward(port) => write!(f, "port_forward:{port}"),
             SessionKind::Postgres => f.write_str("postgres"),
             SessionKind::Mysql => f.write_str("mysql"),
+            SessionKind::Redis => f.write_str("redis"),
         }
     }
 }

@@ -1,16 +1,26 @@
 //! What every database front shares: the login syntax (`USER@ASSET`, `USER@ACCOUNT@ASSET`),
 //! the authorization of a database connection, the vaulted password's use (on record first),
-//! and the per-statement [`QueryRecord`] with its bounds and secret masking. The wire protocols
-//! stay in their fronts (`rampart-postgres`, `rampart-mysql`).
+//! the per-statement [`QueryRecord`] with its bounds and secret masking, and the query log read
+//! back ([`query_log`]) for the CLI and the API. The wire protocols stay in their fronts
+//! (`rampart-postgres`, `rampart-mysql`, `rampart-redis`).
 
 use crate::authorize::Snapshot;
 use crate::lifecycle::{Authorized, Source};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::policy::Decision;
-use rampart_core::{Action, Asset, Name, SecretKind, SecretString, User};
-use rampart_store::Store;
+use rampart_core::{
+    Action, Asset, CommandRecord, Name, SecretKind, SecretString, SessionKind, User,
+};
+use rampart_store::{CommandFilter, Store, StoreError};
 use serde::Serialize;
+use std::collections::HashMap;
 use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+use uuid::Uuid;
+
+/// A client or target byte stream (TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Who the client is and what they want, from the user name a database client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +352,83 @@ fn literal_end(bytes: &[u8], start: usize, quote: u8) -> usize {
         }
     }
     bytes.len()
+}
+
+/// One statement or command of a database session's query log, as the CLI and the API show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueryEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub session: Uuid,
+    pub user: String,
+    /// `account@asset`.
+    pub target: String,
+    /// The front's record: `seq`, `kind`, `statement`, `status`, `error` (and `params`).
+    pub record: serde_json::Value,
+}
+
+impl QueryEntry {
+    pub fn statement(&self) -> &str {
+        self.record
+            .get("statement")
+            .and_then(|s| s.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// The query log: the command log's records of database sessions only (a shell line that
+/// looks like one does not count), oldest first, those whose statement `keep` accepts.
+pub async fn query_log(
+    store: &Store,
+    filter: &CommandFilter,
+    session: Option<Uuid>,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<QueryEntry>, StoreError> {
+    let mut kinds: HashMap<Uuid, bool> = HashMap::new();
+    let mut entries = Vec::new();
+    for command in store.commands(filter).await? {
+        if session.is_some_and(|id| id != command.session) {
+            continue;
+        }
+        let is_database = match kinds.get(&command.session) {
+            Some(known) => *known,
+            None => {
+                let known = store.session(command.session).await.is_ok_and(|s| {
+                    matches!(
+                        s.kind,
+                        SessionKind::Postgres | SessionKind::Mysql | SessionKind::Redis
+                    )
+                });
+                kinds.insert(command.session, known);
+                known
+            }
+        };
+        if !is_database {
+            continue;
+        }
+        let CommandRecord {
+            session,
+            at,
+            user,
+            asset,
+            account,
+            command,
+        } = command;
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&command) else {
+            continue;
+        };
+        let entry = QueryEntry {
+            at,
+            session,
+            user,
+            target: format!("{account}@{asset}"),
+            record,
+        };
+        if keep(entry.statement()) {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -820,6 +820,46 @@
     await view.load('/api/v1/commands');
   };
 
+  // Databases: the user's token (shown once) and the query log; `?session=ID` is one
+  // session's statements in order, each with its time from the session's first one.
+  pages.databases = async () => {
+    const session = new URLSearchParams(location.search).get('session');
+    let first = null;
+    const since = (at) => {
+      const ms = Date.parse(at);
+      if (first === null) first = ms;
+      return `+${((ms - first) / 1000).toFixed(3)} s`;
+    };
+    const result = (q) => (q.record.error ? `error: ${q.record.error}` : (q.record.status || []).join(', '));
+    const view = listView(
+      '#queries',
+      (q) => [
+        session ? since(q.at) : time(q.at),
+        q.user,
+        q.target,
+        el('a', { href: `/databases?session=${encodeURIComponent(q.session)}` }, q.session.slice(0, 8)),
+        String(q.record.seq ?? ''),
+        el('code', {}, q.record.statement || ''),
+        q.record.kind === 'blocked' ? el('strong', {}, result(q)) : result(q),
+      ],
+      'no statement',
+    );
+    onSubmit('#db-token-form', (form) =>
+      attempt('database token', async () => {
+        const made = await api('POST', '/api/v1/db-tokens', formValues(form));
+        $('#db-token-secret').textContent = made.secret;
+        $('#db-token').hidden = false;
+        status('Database token created: copy it now, it is not shown again.');
+      }),
+    );
+    onSubmit('#query-filter', (form) => attempt('queries', () => view.load(withParams('/api/v1/queries', formValues(form)))));
+    if (session) {
+      $('#query-filter [name=session]').value = session;
+      $('#queries-title').textContent = `Session ${session}: its statements in order`;
+    }
+    await view.load(withParams('/api/v1/queries', session ? { session } : {}));
+  };
+
   pages.audit = async () => {
     const view = listView('#events', (e) => [e.seq ?? '', time(e.at), e.kind, eventCell(e)], 'no event', { newestFirst: true });
     onSubmit('#audit-filter', (form) => {

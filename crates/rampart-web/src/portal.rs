@@ -120,6 +120,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/", "Home", "user"),
     ("/sessions", "Sessions", "user"),
     ("/commands", "Commands", "user"),
+    ("/databases", "Databases", "user"),
     ("/audit", "Audit", "auditor"),
     ("/admin/users", "Users", "auditor"),
     ("/admin/groups", "Groups", "auditor"),
@@ -300,6 +301,35 @@ pub async fn commands() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="commands"><thead><tr><th>At</th><th>User</th><th>Account</th><th>Command</th><th>Replay</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// Database access: the user's database token (minted here, shown once) and the query log;
+/// `?session=ID` shows one database session as a timeline of its statements.
+pub async fn databases() -> Response {
+    page(
+        "Databases",
+        "databases",
+        &[],
+        r#"<h1>Databases</h1>
+<div class="card"><h2>Database token</h2>
+<p>The password for psql and redis-cli through Rampart, with <code>USER@ASSET</code> as the user name. It is shown once.</p>
+<form id="db-token-form" class="inline">
+<label>Lifetime <input name="ttl" value="8h"></label>
+<button type="submit">Create a database token</button>
+</form>
+<p id="db-token" hidden>Your token (copy it now): <code id="db-token-secret"></code></p>
+</div>
+<h2 id="queries-title">Query log</h2>
+<form id="query-filter" class="inline">
+<label>User <input name="user"></label>
+<label>Asset <input name="asset"></label>
+<label>Session <input name="session"></label>
+<label>Since <input name="since" placeholder="2026-01-01T00:00:00Z"></label>
+<label>Matching <input name="grep" placeholder="regular expression"></label>
+<button type="submit">Search</button>
+</form>
+<table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

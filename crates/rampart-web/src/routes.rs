@@ -264,6 +264,42 @@ pub fn table() -> Vec<Route> {
         .query(&["user", "asset", "since", "grep", "limit", "cursor"]),
         Route::new(
             get(),
+            "/api/v1/queries",
+            User,
+            "databases",
+            "The query log of database sessions, oldest first (my own for users)",
+            api::queries,
+        )
+        .query(&["user", "asset", "session", "since", "grep", "limit", "cursor"]),
+        Route::new(
+            get(),
+            "/api/v1/db-tokens",
+            User,
+            "databases",
+            "Database tokens (my own; every user's for auditors and administrators)",
+            api::db_tokens_list,
+        )
+        .query(&["user", "limit", "cursor"]),
+        Route::new(
+            post(),
+            "/api/v1/db-tokens",
+            User,
+            "databases",
+            "Mint my database token (shown once; needs a login with the second factor if I have one)",
+            api::db_tokens_create,
+        )
+        .body(&["ttl"])
+        .status(201),
+        Route::new(
+            delete(),
+            "/api/v1/db-tokens/{id}",
+            User,
+            "databases",
+            "Revoke a database token",
+            api::db_tokens_revoke,
+        ),
+        Route::new(
+            get(),
             "/api/v1/audit/events",
             Auditor,
             "audit",
@@ -797,6 +833,16 @@ pub fn table() -> Vec<Route> {
             "Portal: search the command log",
             crate::portal::commands,
         )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/databases",
+            Public,
+            "portal",
+            "Portal: my database token and the query log; ?session=ID replays one database session as a timeline",
+            crate::portal::databases,
+        )
+        .query(&["session"])
         .produces("text/html"),
         Route::new(
             get(),

@@ -1,7 +1,8 @@
 //! The HTTPS listener's certificate: the operator's (`http.tls_cert` / `http.tls_key`), or a
 //! self-signed one generated on first start into the data directory's `keys/` and reused.
 
-use rustls::ServerConfig;
+/// The TLS server configuration listeners share (re-exported for the fronts the binary starts).
+pub use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};

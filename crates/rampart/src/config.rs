@@ -27,6 +27,8 @@ mod postgres;
 pub use agent::AgentConfig;
 pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
+mod redis;
+pub use redis::RedisConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
@@ -62,6 +64,7 @@ struct FileConfig {
     #[serde(default)]
     gateway: agent::GatewaySection,
     mysql: mysql::MysqlSection,
+    redis: redis::RedisSection,
 }
 
 /// How session recordings are written.
@@ -175,6 +178,7 @@ pub struct Config {
     /// health-check interval (`gateway.health_interval`).
     pub agent: AgentConfig,
     pub mysql: MysqlConfig,
+    pub redis: RedisConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -474,6 +478,7 @@ impl Config {
         let postgres = postgres::postgres_config(&file.postgres, env_lookup, &file_name)?;
         let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
+        let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -493,6 +498,7 @@ impl Config {
             postgres,
             agent,
             mysql,
+            redis,
         })
     }
 }

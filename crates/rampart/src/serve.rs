@@ -71,34 +71,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(|material| material.config)
         .context("database listener TLS certificate"),
     };
-    let postgres = match config.postgres.listen {
-        None => None,
-        Some(addr) => {
-            let certificate = node_certificate()?;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on postgres.listen {addr}"))?;
-            Some((listener, certificate))
-        }
+    let postgres = database_listener("postgres", config.postgres.listen, &node_certificate).await?;
+    let mysql = database_listener("mysql", config.mysql.listen, &node_certificate).await?;
+    let redis = database_listener("redis", config.redis.listen, &node_certificate).await?;
+    let listening = |listener: &Option<(TcpListener, _)>| {
+        listener
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+            .transpose()
     };
-    let mysql = match config.mysql.listen {
-        None => None,
-        Some(addr) => {
-            let certificate = node_certificate()?;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on mysql.listen {addr}"))?;
-            Some((listener, certificate))
-        }
-    };
-    let mysql_addr = mysql
-        .as_ref()
-        .map(|(listener, _)| listener.local_addr())
-        .transpose()?;
-    let postgres_addr = postgres
-        .as_ref()
-        .map(|(listener, _)| listener.local_addr())
-        .transpose()?;
+    let postgres_addr = listening(&postgres)?;
+    let mysql_addr = listening(&mysql)?;
+    let redis_addr = listening(&redis)?;
     // The listener dial-out agents connect to (optional), with the node's SSH host key: the
     // enrolment token carries its fingerprint, so agents check it from their first connection.
     let agent_listener = match config.agent.listen {
@@ -154,6 +138,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = redis_addr {
+        println!(
+            "redis: listening on {addr} (try: redis-cli --tls -h {} -p {} --user USER@ASSET --pass TOKEN, with a token from rampart db token)",
+            addr.ip(),
+            addr.port()
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
@@ -161,6 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ("postgres", postgres_addr),
         ("agent", agent_addr),
         ("mysql", mysql_addr),
+        ("redis", redis_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -197,6 +189,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "postgres_allow_plain_loopback": config.postgres.settings.allow_plain_loopback,
         "mysql_listen": mysql_addr.map(|addr| addr.to_string()),
         "mysql_allow_plain_loopback": config.mysql.settings.allow_plain_loopback,
+        "redis_listen": redis_addr.map(|addr| addr.to_string()),
+        "redis_allow_plain_loopback": config.redis.settings.allow_plain_loopback,
+        "redis_deny_commands": config.redis.settings.deny.to_string(),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -328,6 +323,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    let redis_task = redis.map(|(listener, certificate)| {
+        let front = rampart_redis::RedisFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            Some(certificate),
+            config.redis.settings.clone(),
+        );
+        tokio::spawn(rampart_redis::run(
+            front,
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -411,6 +419,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = mysql_task {
         task.await.context("mysql listener failed")?;
+    }
+    if let Some(task) = redis_task {
+        task.await.context("redis listener failed")?;
     }
     web_task
         .await
@@ -635,4 +646,20 @@ fn auth_settings(auth: &rampart_core::login_rules::AuthSettings) -> serde_json::
         "lockout_duration": format_duration(auth.lockout.lock_for),
         "require_mfa": auth.require_mfa,
     })
+}
+
+/// A database front's listener (`WHAT.listen`), if configured, with the node's certificate.
+async fn database_listener(
+    what: &str,
+    listen: Option<std::net::SocketAddr>,
+    certificate: &dyn Fn() -> anyhow::Result<Arc<rampart_web::tls::ServerConfig>>,
+) -> anyhow::Result<Option<(TcpListener, Arc<rampart_web::tls::ServerConfig>)>> {
+    let Some(addr) = listen else {
+        return Ok(None);
+    };
+    let certificate = certificate()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {what}.listen {addr}"))?;
+    Ok(Some((listener, certificate)))
 }

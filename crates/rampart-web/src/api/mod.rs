@@ -12,6 +12,7 @@
 mod accounts;
 mod assets;
 mod audit;
+mod database;
 mod domains;
 mod grants;
 mod groups;
@@ -25,6 +26,7 @@ mod users;
 pub use accounts::*;
 pub use assets::*;
 pub use audit::*;
+pub use database::*;
 pub use domains::*;
 pub use grants::*;
 pub use groups::*;

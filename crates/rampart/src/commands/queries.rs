@@ -4,11 +4,8 @@
 
 use crate::output::{Table, print_json};
 use anyhow::Context;
-use rampart_core::SessionKind;
 use rampart_core::time_arg::{format_rfc3339, parse_rfc3339};
 use rampart_store::{CommandFilter, Store};
-use std::collections::HashMap;
-use uuid::Uuid;
 
 pub async fn run(
     store: &Store,
@@ -32,50 +29,10 @@ pub async fn run(
             .map(|t| parse_rfc3339("--since time", t))
             .transpose()?,
     };
-    // Only records of database sessions count (a shell line that looks like one does not).
-    let mut kinds: HashMap<Uuid, bool> = HashMap::new();
-    let mut rows = Vec::new();
-    for command in store.commands(&filter).await? {
-        let is_database = match kinds.get(&command.session) {
-            Some(known) => *known,
-            None => {
-                let known = store
-                    .session(command.session)
-                    .await
-                    .is_ok_and(|s| matches!(s.kind, SessionKind::Postgres | SessionKind::Mysql));
-                kinds.insert(command.session, known);
-                known
-            }
-        };
-        if !is_database {
-            continue;
-        }
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(&command.command) else {
-            continue;
-        };
-        let statement = field(&record, "statement")
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        if pattern.as_ref().is_some_and(|re| !re.is_match(&statement)) {
-            continue;
-        }
-        rows.push((command, record, statement));
-    }
+    let keep = |statement: &str| pattern.as_ref().is_none_or(|re| re.is_match(statement));
+    let rows = rampart_session::database::query_log(store, &filter, None, &keep).await?;
     if json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|(c, record, _)| {
-                serde_json::json!({
-                    "at": format_rfc3339(c.at),
-                    "session": c.session,
-                    "user": c.user,
-                    "target": format!("{}@{}", c.account, c.asset),
-                    "record": record,
-                })
-            })
-            .collect();
-        return print_json(&out);
+        return print_json(&rows);
     }
     let mut table = Table::new([
         "AT",
@@ -87,18 +44,19 @@ pub async fn run(
         "PARAMS",
         "RESULT",
     ]);
-    for (c, record, statement) in &rows {
+    for row in &rows {
+        let record = &row.record;
         let result = match field(record, "error").as_str() {
             Some(error) => format!("error: {error}"),
             None => join(field(record, "status")),
         };
         table.row([
-            format_rfc3339(c.at.replace_nanosecond(0).unwrap_or(c.at)),
-            c.user.clone(),
-            format!("{}@{}", c.account, c.asset),
-            c.session.to_string(),
+            format_rfc3339(row.at.replace_nanosecond(0).unwrap_or(row.at)),
+            row.user.clone(),
+            row.target.clone(),
+            row.session.to_string(),
             field(record, "seq").to_string(),
-            statement.replace('\n', " "),
+            row.statement().replace('\n', " "),
             join(field(record, "params")),
             result,
         ]);

@@ -246,6 +246,23 @@ try {
   await screenshot(alice, 'home');
   console.log('step ok: login with password and TOTP, home lists the granted account');
 
+  // 1b. Logged in with the second factor, alice mints a database token on the Databases page:
+  // shown once, and the token list never shows it again.
+  await alice.goto(`${base}/databases`);
+  await alice.waitForSelector('body[data-ready=true]');
+  await alice.getByRole('button', { name: 'Create a database token' }).click();
+  await alice.waitForSelector('#db-token:not([hidden])');
+  const dbToken = await visibleText(alice, '#db-token');
+  if (!/Your token \(copy it now\): rampartdb_\S+/.test(dbToken)) throw new Error(`no database token shown: ${dbToken}`);
+  const dbStatus = await alice.textContent('#status');
+  if (!dbStatus.includes('not shown again')) throw new Error(`the token's status line: ${dbStatus}`);
+  const listed = await alice.evaluate(async () => (await fetch('/api/v1/db-tokens')).text());
+  if (listed.includes(dbToken.split(': ')[1])) throw new Error('the database token list shows the secret');
+  const queries = await visibleText(alice, '#queries');
+  if (!queries.includes('no statement')) throw new Error(`the query log: ${queries}`);
+  await screenshot(alice, 'databases');
+  console.log('step ok: a database token minted in the portal after a TOTP login, shown once');
+
   // 2. A terminal to the real sshd target: type a command, see its output.
   await connectAndRun(alice, granted, 'echo hello-$((6*7))', 'hello-42', 'terminal', async (page) => {
     // Paste goes to the shell; copy takes what the screen shows.

@@ -32,6 +32,7 @@ mod password_load;
 mod policy;
 mod postgres;
 mod recording_durability;
+mod redis;
 mod rotation;
 mod session_lists;
 mod ssh;
