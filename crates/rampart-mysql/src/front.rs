@@ -34,14 +34,11 @@ use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use zeroize::Zeroizing;
 
-/// A client or target byte stream.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub use rampart_session::database::Io;
 
 /// The largest login packet accepted from a client (user names, scrambles, a token).
 const MAX_LOGIN_PACKET: usize = 4096;

@@ -29,13 +29,11 @@ use rampart_session::database::{self, DbLogin};
 use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// A client or target byte stream.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub use rampart_session::database::Io;
 
 /// Startup parameters passed on to the target (the rest are dropped).
 const PASSED_PARAMETERS: &[&str] = &[
