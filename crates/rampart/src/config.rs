@@ -63,7 +63,9 @@ struct FileConfig {
     agent: agent::AgentSection,
     #[serde(default)]
     gateway: agent::GatewaySection,
+    #[serde(default)]
     mysql: mysql::MysqlSection,
+    #[serde(default)]
     redis: redis::RedisSection,
 }
 
