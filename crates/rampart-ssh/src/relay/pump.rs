@@ -76,7 +76,7 @@ impl ReadAhead {
             let mut bytes = 0usize;
             while bytes < READ_AHEAD_BYTES && self.queue.len() < READ_AHEAD_MESSAGES {
                 // Polls once: a message that is there, or nothing (`wait` is cancel-safe).
-                match tokio::time::timeout(std::time::Duration::ZERO, from.wait()).await {
+                match poll_once(from.wait()).await {
                     Ok(Some(message)) => {
                         let size = match &message {
                             ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
@@ -113,6 +113,21 @@ impl ReadAhead {
     }
 }
 
+/// Polls `future` exactly once: its output if it is ready now, else `Err(())` (the future is
+/// dropped, so it must be cancel-safe). Not `tokio::time::timeout(ZERO, ..)`: the timer rounds a
+/// deadline of "now" up to its next millisecond tick, so a miss cost up to a millisecond per
+/// read-ahead, which a keystroke's round trip paid on both sides.
+async fn poll_once<F: std::future::Future>(future: F) -> Result<F::Output, ()> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|context| {
+        std::task::Poll::Ready(match future.as_mut().poll(context) {
+            std::task::Poll::Ready(output) => Ok(output),
+            std::task::Poll::Pending => Err(()),
+        })
+    })
+    .await
+}
+
 /// The data messages right behind `first` from the user: those already held (read before the
 /// session started), or else what the channel already holds, without waiting (up to
 /// [`READ_AHEAD_BYTES`] and [`READ_AHEAD_MESSAGES`]). The first other message read stays held,
@@ -129,7 +144,7 @@ async fn user_data_behind(
             Some(message) => message,
             // Nothing held (all of it came before what the channel holds): polls once, a
             // message that is there or nothing (`wait` is cancel-safe).
-            None => match tokio::time::timeout(std::time::Duration::ZERO, from.wait()).await {
+            None => match poll_once(from.wait()).await {
                 Ok(Some(message)) => message,
                 // The channel ended: the next wait says so again.
                 Ok(None) | Err(_) => break,
