@@ -95,9 +95,32 @@ impl Lab {
                     .arg(format!("{}@127.0.0.1", self.login));
             }
             Path3::Jump => {
+                // Not `-J`: options given on the command line (the cipher) do not reach the
+                // jump hop's own connection, which would then negotiate OpenSSH's default and
+                // handicap the baseline. A proxy command passes the same options to both hops.
+                let mut hop = vec![
+                    "ssh".to_owned(),
+                    "-F".to_owned(),
+                    self.config.display().to_string(),
+                ];
+                // All but a terminal request, which is for the target's session only.
+                hop.extend(
+                    options
+                        .iter()
+                        .filter(|option| !option.starts_with("-t"))
+                        .map(|option| (*option).to_owned()),
+                );
+                hop.extend([
+                    "-W".to_owned(),
+                    "%h:%p".to_owned(),
+                    "-p".to_owned(),
+                    self.jump.port.to_string(),
+                    format!("{}@127.0.0.1", self.login),
+                ]);
+                let hop: Vec<String> = hop.iter().map(|word| shell_quote(word)).collect();
                 command
-                    .arg("-J")
-                    .arg(format!("{}@127.0.0.1:{}", self.login, self.jump.port))
+                    .arg("-o")
+                    .arg(format!("ProxyCommand={}", hop.join(" ")))
                     .args(["-p", &self.target.port.to_string()])
                     .arg(format!("{}@127.0.0.1", self.login));
             }
@@ -114,6 +137,18 @@ impl Lab {
         }
         command
     }
+}
+
+/// One word for `sh -c` (OpenSSH runs a proxy command through the shell).
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:=@/%+".contains(c))
+    {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 fn rampart_binary() -> anyhow::Result<PathBuf> {

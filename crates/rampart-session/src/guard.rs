@@ -92,6 +92,23 @@ impl SessionTap {
         Ok(verdict)
     }
 
+    /// Several chunks the client sent (in order; one hand-off to the recorder), observed and
+    /// their findings written before the front forwards any of them: one verdict per chunk.
+    /// An error ends the session.
+    pub async fn clients_sent(&self, batch: &[Bytes]) -> Result<Vec<ClientVerdict>, String> {
+        let bytes: usize = batch.iter().map(|data| data.len()).sum();
+        self.0
+            .from_client
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let mut verdicts = self.0.observers.clients(batch).await?;
+        let findings = verdicts
+            .iter_mut()
+            .flat_map(|verdict| std::mem::take(&mut verdict.findings))
+            .collect();
+        self.0.trail.log(findings).await?;
+        Ok(verdicts)
+    }
+
     /// Bytes the target sent (in order; one hand-off to the recorder), observed and their
     /// findings written before the front forwards them. An error ends the session.
     pub async fn target_sent(&self, batch: &[(Stream, Bytes)]) -> Result<(), String> {

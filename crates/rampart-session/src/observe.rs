@@ -66,6 +66,20 @@ pub trait Observer: Send + Sync {
     /// Bytes the client sent, before they go to the target.
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict>;
 
+    /// Several chunks the client sent (in order, as one hand-off: the front reads ahead what
+    /// the client has already sent), before any of them goes to the target: one verdict per
+    /// chunk, in order. By default each chunk goes through [`Self::client`] in turn; a recorder
+    /// overrides it to write the batch in one hand-off to its writer.
+    fn clients<'a>(&'a self, batch: &'a [Bytes]) -> ObserverFuture<'a, Vec<ClientVerdict>> {
+        Box::pin(async move {
+            let mut verdicts = Vec::with_capacity(batch.len());
+            for data in batch {
+                verdicts.push(self.client(data).await?);
+            }
+            Ok(verdicts)
+        })
+    }
+
     /// Bytes the target sent (several chunks, in order, as one hand-off), before they go to
     /// the client.
     fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>>;
@@ -108,19 +122,34 @@ impl ObserverSet {
     }
 
     pub(crate) async fn client(&self, data: &Bytes) -> Result<ClientVerdict, String> {
-        let mut verdict = ClientVerdict::default();
+        let mut verdicts = self.clients(std::slice::from_ref(data)).await?;
+        verdicts
+            .pop()
+            .ok_or_else(|| "an observer gave no verdict on the input".to_owned())
+    }
+
+    /// Every observer sees the whole batch in one call (in the order they were attached); the
+    /// verdicts are merged per chunk.
+    pub(crate) async fn clients(&self, batch: &[Bytes]) -> Result<Vec<ClientVerdict>, String> {
+        let mut verdicts: Vec<ClientVerdict> =
+            batch.iter().map(|_| ClientVerdict::default()).collect();
         for observer in &self.observers {
-            let one = observer.client(data).await?;
-            if one.forward.is_some() {
-                if verdict.forward.is_some() {
-                    return Err("two observers rewrote the same input".into());
-                }
-                verdict.forward = one.forward;
+            let ones = observer.clients(batch).await?;
+            if ones.len() != batch.len() {
+                return Err("an observer gave a verdict on a different number of chunks".into());
             }
-            verdict.replies.extend(one.replies);
-            verdict.findings.extend(one.findings);
+            for (verdict, one) in verdicts.iter_mut().zip(ones) {
+                if one.forward.is_some() {
+                    if verdict.forward.is_some() {
+                        return Err("two observers rewrote the same input".into());
+                    }
+                    verdict.forward = one.forward;
+                }
+                verdict.replies.extend(one.replies);
+                verdict.findings.extend(one.findings);
+            }
         }
-        Ok(verdict)
+        Ok(verdicts)
     }
 
     /// Every observer sees the batch; commands found are then marked by every observer.
@@ -265,6 +294,27 @@ mod tests {
             }),
         ]);
         assert!(twice.client(&Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_seen_whole_by_every_observer_and_judged_chunk_by_chunk() {
+        let first = Probe::default();
+        let seen = first.seen.clone();
+        let filter = Probe {
+            rewrite: Some(b"safe".to_vec()),
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![Box::new(first), Box::new(filter)]);
+        let batch = [Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        let verdicts = set.clients(&batch).await.unwrap();
+        // One verdict per chunk, in order; the default form calls `client` once per chunk.
+        assert_eq!(verdicts.len(), 2);
+        assert!(
+            verdicts
+                .iter()
+                .all(|verdict| verdict.forward == Some(b"safe".to_vec()))
+        );
+        assert_eq!(*seen.lock().unwrap(), ["client one", "client two"]);
     }
 
     #[tokio::test]

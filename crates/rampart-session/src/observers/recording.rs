@@ -24,13 +24,27 @@ impl TerminalRecorder {
 impl Observer for TerminalRecorder {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
         Box::pin(async move {
-            // One chunk at a time: what passes to the target is decided per chunk (SFTP
-            // directions), so nothing is read ahead on this side.
             self.recorder
                 .streams(vec![(Stream::Input, data.clone())])
                 .await
                 .map_err(|err| err.to_string())?;
             Ok(ClientVerdict::default())
+        })
+    }
+
+    fn clients<'a>(&'a self, batch: &'a [Bytes]) -> ObserverFuture<'a, Vec<ClientVerdict>> {
+        Box::pin(async move {
+            // The whole batch in one hand-off to the writer (one wait, not one per packet); the
+            // recorder rewrites nothing, so the verdicts are all "unchanged".
+            let parts = batch
+                .iter()
+                .map(|data| (Stream::Input, data.clone()))
+                .collect();
+            self.recorder
+                .streams(parts)
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(batch.iter().map(|_| ClientVerdict::default()).collect())
         })
     }
 

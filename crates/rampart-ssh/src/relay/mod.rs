@@ -29,9 +29,13 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// Target connections of one user connection, one per account, shared by its channels (sftp and
-/// scp clients, and ProxyJump sessions, open several).
+/// scp clients, and ProxyJump sessions, open several). Each account has its own slot, so a
+/// target that is slow to answer delays only the channels for that account.
 #[derive(Clone, Default)]
-pub struct TargetCache(Arc<Mutex<HashMap<String, Arc<TargetConnection>>>>);
+pub struct TargetCache(Arc<Mutex<HashMap<String, TargetSlot>>>);
+
+/// One account's connection, once made.
+type TargetSlot = Arc<Mutex<Option<Arc<TargetConnection>>>>;
 
 /// Everything a session channel needs from its connection.
 pub struct SessionContext {
@@ -124,7 +128,11 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
             }
         }
     }
-    let opened = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env).await;
+    // Meanwhile what the user sends is read (bounded) and handled first once the session runs:
+    // left in the channel's queue, it would stop the whole connection (russh stops reading it
+    // when one channel's queue is full) until the target answered.
+    let opening = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env);
+    let (opened, pending) = read_while(&mut channel, opening).await;
     let Opened {
         channel: target_channel,
         early,
@@ -154,6 +162,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     let (reason, exit_status) = pump::pump(
         channel,
         target_channel,
+        pending,
         early,
         &handle,
         guard.tap(),
@@ -161,4 +170,39 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     )
     .await;
     guard.end(reason, exit_status).await;
+}
+
+/// At most this much of what the user sends before the session starts is read and kept (the
+/// rest waits in russh's bounded channel queue, as before).
+const PENDING_BYTES: usize = 1024 * 1024;
+const PENDING_MESSAGES: usize = 1024;
+
+/// Runs `work` while reading the user's channel into a bounded buffer; returns its outcome and
+/// what was read, in order (a channel that ended reads as a `Close`).
+async fn read_while<T>(
+    channel: &mut Channel<Msg>,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Vec<russh::ChannelMsg>) {
+    let mut pending = Vec::new();
+    let mut bytes = 0usize;
+    let mut reading = true;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            outcome = &mut work => return (outcome, pending),
+            message = channel.wait(), if reading => {
+                let message = message.unwrap_or(russh::ChannelMsg::Close);
+                match &message {
+                    russh::ChannelMsg::Data { data }
+                    | russh::ChannelMsg::ExtendedData { data, .. } => bytes += data.len(),
+                    russh::ChannelMsg::Close => reading = false,
+                    _ => {}
+                }
+                pending.push(message);
+                if bytes >= PENDING_BYTES || pending.len() >= PENDING_MESSAGES {
+                    reading = false;
+                }
+            }
+        }
+    }
 }

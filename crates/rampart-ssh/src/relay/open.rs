@@ -210,8 +210,16 @@ pub(super) async fn target_connection(
     account: &str,
     actor: &Actor,
 ) -> Result<Arc<TargetConnection>, target::TargetError> {
-    let mut cache = context.targets.0.lock().await;
-    if let Some(existing) = cache.get(account)
+    let slot = context
+        .targets
+        .0
+        .lock()
+        .await
+        .entry(account.to_owned())
+        .or_default()
+        .clone();
+    let mut cached = slot.lock().await;
+    if let Some(existing) = cached.as_ref()
         && !existing.handle.is_closed()
     {
         return Ok(existing.clone());
@@ -226,7 +234,7 @@ pub(super) async fn target_connection(
         )
         .await?,
     );
-    cache.insert(account.to_owned(), connection.clone());
+    *cached = Some(connection.clone());
     Ok(connection)
 }
 

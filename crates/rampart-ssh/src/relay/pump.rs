@@ -80,7 +80,7 @@ impl ReadAhead {
             let mut bytes = 0usize;
             while bytes < READ_AHEAD_BYTES && self.queue.len() < READ_AHEAD_MESSAGES {
                 // Polls once: a message that is there, or nothing (`wait` is cancel-safe).
-                match tokio::time::timeout(std::time::Duration::ZERO, from.wait()).await {
+                match poll_once(from.wait()).await {
                     Ok(Some(message)) => {
                         let size = match &message {
                             ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
@@ -117,10 +117,63 @@ impl ReadAhead {
     }
 }
 
+/// Polls `future` exactly once: its output if it is ready now, else `Err(())` (the future is
+/// dropped, so it must be cancel-safe). Not `tokio::time::timeout(ZERO, ..)`: the timer rounds a
+/// deadline of "now" up to its next millisecond tick, so a miss cost up to a millisecond per
+/// read-ahead, which a keystroke's round trip paid on both sides.
+async fn poll_once<F: std::future::Future>(future: F) -> Result<F::Output, ()> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|context| {
+        std::task::Poll::Ready(match future.as_mut().poll(context) {
+            std::task::Poll::Ready(output) => Ok(output),
+            std::task::Poll::Pending => Err(()),
+        })
+    })
+    .await
+}
+
+/// The data messages right behind `first` from the user: those already held (read before the
+/// session started), or else what the channel already holds, without waiting (up to
+/// [`READ_AHEAD_BYTES`] and [`READ_AHEAD_MESSAGES`]). The first other message read stays held,
+/// to be handled next, in order.
+async fn user_data_behind(
+    first: bytes::Bytes,
+    held: &mut std::collections::VecDeque<ChannelMsg>,
+    from: &mut russh::ChannelReadHalf,
+) -> Vec<bytes::Bytes> {
+    let mut bytes = first.len();
+    let mut batch = vec![first];
+    while bytes < READ_AHEAD_BYTES && batch.len() < READ_AHEAD_MESSAGES {
+        let next = match held.pop_front() {
+            Some(message) => message,
+            // Nothing held (all of it came before what the channel holds): polls once, a
+            // message that is there or nothing (`wait` is cancel-safe).
+            None => match poll_once(from.wait()).await {
+                Ok(Some(message)) => message,
+                // The channel ended: the next wait says so again.
+                Ok(None) | Err(_) => break,
+            },
+        };
+        match next {
+            ChannelMsg::Data { data } => {
+                bytes += data.len();
+                batch.push(data);
+            }
+            other => {
+                held.push_front(other);
+                break;
+            }
+        }
+    }
+    batch
+}
+
 /// Moves bytes and channel events both ways until the channel is done; returns the totals.
+/// `pending` is what the user sent before the session started, `early` what the target did.
 pub(super) async fn pump(
     user: Channel<Msg>,
     target: Channel<russh::client::Msg>,
+    pending: Vec<ChannelMsg>,
     early: Vec<ChannelMsg>,
     handle: &Handle,
     tap: SessionTap,
@@ -150,10 +203,16 @@ pub(super) async fn pump(
     let target_done_upstream = target_done.clone();
     let mut upstream = tokio::spawn(async move {
         let mut user_side = UserSide::Stayed;
+        // What the user sent before the session started (read while the target was opened),
+        // then messages read ahead behind a batch of data: handled first, in order.
+        let mut held: std::collections::VecDeque<ChannelMsg> = pending.into();
         loop {
-            let message = tokio::select! {
-                message = from_user.wait() => message,
-                _ = crate::live::stopped_watch(&mut stop_upstream) => break,
+            let message = match held.pop_front() {
+                Some(message) => Some(message),
+                None => tokio::select! {
+                    message = from_user.wait() => message,
+                    _ = crate::live::stopped_watch(&mut stop_upstream) => break,
+                },
             };
             let Some(message) = message else {
                 // The user's connection is gone (their client died or the socket closed).
@@ -168,8 +227,11 @@ pub(super) async fn pump(
             }
             let sent = match message {
                 ChannelMsg::Data { data } => {
-                    let filtered = match upstream_tap.client_sent(&data).await {
-                        Ok(filtered) => filtered,
+                    // With what the user has already sent behind it: observed (recorded) in
+                    // one hand-off, then each chunk forwarded in order as its verdict says.
+                    let batch = user_data_behind(data, &mut held, &mut from_user).await;
+                    let verdicts = match upstream_tap.clients_sent(&batch).await {
+                        Ok(verdicts) => verdicts,
                         Err(err) => {
                             tracing::error!(error = %err, "recording failed; ending the session");
                             if let Ok(mut slot) = failure.lock() {
@@ -178,15 +240,24 @@ pub(super) async fn pump(
                             break;
                         }
                     };
-                    if !filtered.replies.is_empty() && replies.send(filtered.replies).await.is_err()
-                    {
-                        break;
+                    let mut sent = Ok(());
+                    for (data, verdict) in batch.into_iter().zip(verdicts) {
+                        if !verdict.replies.is_empty()
+                            && replies.send(verdict.replies).await.is_err()
+                        {
+                            sent = Err(russh::Error::SendError);
+                            break;
+                        }
+                        sent = match verdict.forward {
+                            None => to_target.data_bytes(data).await,
+                            Some(passed) if passed.is_empty() => Ok(()),
+                            Some(passed) => to_target.data_bytes(passed).await,
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
                     }
-                    match filtered.forward {
-                        None => to_target.data_bytes(data).await,
-                        Some(passed) if passed.is_empty() => Ok(()),
-                        Some(passed) => to_target.data_bytes(passed).await,
-                    }
+                    sent
                 }
                 ChannelMsg::Eof => to_target.eof().await,
                 ChannelMsg::WindowChange {

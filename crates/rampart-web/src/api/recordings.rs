@@ -6,8 +6,8 @@ use crate::error::{ApiError, ApiResult, Path};
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rampart_core::audit::AuditEvent;
 use serde_json::{Value, json};
@@ -74,6 +74,34 @@ pub async fn recording_get(
             "the recording is too large to download here: use rampart recording export",
         ));
     }
+    // Only the recording the hash chain anchors for the session goes out, verified, as replay
+    // and export do: an edited recording, or another session's validly sealed one put in its
+    // place, is refused. The chain decides whether the session has ended (the sessions table
+    // is only a cache); a recording still being written has no seal yet and goes out marked so.
+    let chain = state.store.chain_recording(session.id).await?;
+    let unsealed = matches!(chain, rampart_core::audit::ChainRecording::Unfinished);
+    if !unsealed {
+        let key = audit_key(&state)?;
+        let (checked_dir, id) = (dir.clone(), session.id);
+        let checked = tokio::task::spawn_blocking(move || {
+            rampart_audit::verify_anchored_recording(&checked_dir, id, &key, &chain)
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "the recording check stopped");
+            ApiError::internal()
+        })?;
+        if let Err(problem) = checked {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "recording_not_verified",
+                format!(
+                    "the recording does not verify: {problem} (rampart audit verify names \
+                     what was found)"
+                ),
+            ));
+        }
+    }
     // Reading evidence is itself evidence (E5), recorded before anything is sent.
     let event = AuditEvent::RecordingExported {
         session: session.id.to_string(),
@@ -84,6 +112,14 @@ pub async fn recording_get(
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/x-asciicast"),
+    );
+    response.headers_mut().insert(
+        "x-rampart-recording",
+        HeaderValue::from_static(if unsealed {
+            "unsealed: the session is live"
+        } else {
+            "verified"
+        }),
     );
     if let Ok(value) =
         HeaderValue::from_str(&format!("attachment; filename=\"{}.cast\"", session.id))

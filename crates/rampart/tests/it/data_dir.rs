@@ -426,10 +426,24 @@ fn bearer(r: &Rampart, user: &str, scope: &str) -> String {
 #[test]
 fn a_recording_download_is_streamed_not_read_into_the_servers_memory() {
     let Some(lab) = Lab::start() else { return };
-    let out = lab.ssh(&lab.direct(), "echo recorded", b"");
-    assert!(out.status.success(), "{out:?}");
-    let session = lab.sessions()[0]["id"].as_str().unwrap().to_owned();
-    // 200 MiB of output after the real recording (the download does not verify it).
+    // A live session: its recording is not sealed yet, so the download cannot verify it first
+    // (a sealed one is verified against its chain anchor, and padding would be refused).
+    let mut live = lab
+        .ssh_command(&lab.direct())
+        .arg("echo recorded; exec sleep 600")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 9];
+    live.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"recorded\n");
+    let session = lab.r.json(&["session", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 200 MiB of output after what was recorded so far.
     let cast = lab
         .r
         .data_dir()
@@ -470,6 +484,8 @@ fn a_recording_download_is_streamed_not_read_into_the_servers_memory() {
         grown < 64 * 1024,
         "the server's peak memory grew by {grown} KiB for a {size}-byte download"
     );
+    let _ = live.kill();
+    let _ = live.wait();
 }
 
 #[test]

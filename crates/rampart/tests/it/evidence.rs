@@ -772,4 +772,20 @@ fn retention_removes_what_the_chain_says_is_old_verify_accepts_it_and_nothing_el
         report.contains(&format!("FAIL recording {recent}: ")) && report.contains("is missing"),
         "{report}"
     );
+
+    // A retention record edited to name another recording than the one the chain anchored
+    // (the chain recomputed after the edit) does not pass for legitimate retention.
+    let db = lab.r.data_dir().join("rampart.db");
+    let seq = crate::evidence_chain::event_of(&db, "retention_applied", &old);
+    crate::evidence_chain::edit_event(&db, seq, |event| {
+        event["recordings"][0]["manifest_sha256"] = serde_json::json!("0".repeat(64));
+    });
+    crate::evidence_chain::recompute_chain(&db, seq);
+    let (ok, report) = verify(&lab);
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("FAIL recording {old}: removed by retention"))
+            && report.contains("does not name the recording the chain anchored"),
+        "{report}"
+    );
 }

@@ -55,7 +55,7 @@ fn quote(text: &str) -> String {
 /// Recomputes the hash chain from event `from` on, exactly as the store computes it
 /// (`rampart_store::audit_log::chain_hash`), and writes it back: what an attacker with the
 /// database does after editing an event.
-fn recompute_chain(db: &Path, from: i64) {
+pub(crate) fn recompute_chain(db: &Path, from: i64) {
     let rows = sql_json(
         db,
         "SELECT seq, at, actor, event, prev_hash, hash FROM audit_events ORDER BY seq",
@@ -227,7 +227,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Rewrites the stored JSON of event `seq` with `edit` (the chain is recomputed by the caller).
-fn edit_event(db: &Path, seq: i64, edit: impl FnOnce(&mut Value)) {
+pub(crate) fn edit_event(db: &Path, seq: i64, edit: impl FnOnce(&mut Value)) {
     let rows = sql_json(
         db,
         &format!("SELECT event FROM audit_events WHERE seq = {seq}"),
@@ -244,7 +244,7 @@ fn edit_event(db: &Path, seq: i64, edit: impl FnOnce(&mut Value)) {
 }
 
 /// The sequence number of the `kind` event of `session`.
-fn event_of(db: &Path, kind: &str, session: &str) -> i64 {
+pub(crate) fn event_of(db: &Path, kind: &str, session: &str) -> i64 {
     let rows = sql_json(
         db,
         &format!(
@@ -801,4 +801,22 @@ fn a_recording_swapped_for_another_sessions_is_refused_by_replay_export_and_the_
         "{report}"
     );
     assert_eq!(verification(&donor)["verified"], true);
+
+    // The raw download refuses it too, rather than hand out another session's recording as
+    // this one's; the donor's own downloads as before.
+    let download = |id: &str| {
+        client.request(
+            "GET",
+            &format!("/api/v1/sessions/{id}/recording"),
+            &[("authorization", &bearer)],
+            None,
+        )
+    };
+    let refused = download(&victim);
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert!(refused.text().contains(swapped), "{}", refused.text());
+    assert!(!refused.text().contains("donor"), "{}", refused.text());
+    let served = download(&donor);
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert!(served.text().contains("donor"), "{}", served.text());
 }

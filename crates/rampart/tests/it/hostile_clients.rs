@@ -225,3 +225,86 @@ fn a_target_that_never_answers_ssh_refuses_the_session_at_the_configured_deadlin
     let after = lab.ssh(&lab.direct(), "echo still-serving", b"");
     assert!(text(&after.stdout).contains("still-serving"), "{after:?}");
 }
+
+#[test]
+fn a_client_that_pipelines_hundreds_of_messages_before_its_target_answers_keeps_its_connection() {
+    // A deadline long enough that the old behaviour (the whole connection stood still until
+    // the silent target's deadline) shows as an order of events, not as a time.
+    let Some(lab) = Lab::start_with_env(&[("RAMPART_SSH_TARGET_ANSWER_TIMEOUT", "20s")]) else {
+        return;
+    };
+    // Accepts TCP, never sends a banner.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            held.push(stream);
+        }
+    });
+    lab.r.ok(&[
+        "asset",
+        "add",
+        "silent-02",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]);
+    let silent = format!("{}@silent-02", lab.login);
+    let key = lab.r.scratch().join("target");
+    lab.r.ok(&[
+        "account",
+        "add",
+        &silent,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    lab.r
+        .ok(&["grant", "add", "--user", "alice", "--asset", "silent-02"]);
+
+    let (unanswered, pipelined) = runtime().block_on(async {
+        let handle = logged_in(&lab, &format!("alice@{silent}")).await;
+        // A command for the silent target, and 300 lines typed at once behind it: more than
+        // russh's queue of 100 messages per channel.
+        let mut stuck = handle.channel_open_session().await.unwrap();
+        stuck.exec(true, "cat").await.unwrap();
+        for n in 0..300 {
+            stuck
+                .data_bytes(format!("{n}\n").into_bytes())
+                .await
+                .unwrap();
+        }
+        // The same connection opens another channel meanwhile: the bastion answers it.
+        let _other = handle.channel_open_session().await.unwrap();
+        // What the first channel had heard by then: nothing, while its target is silent (the
+        // old relay answered the second channel only after the first had failed).
+        let mut unanswered = Vec::new();
+        while let Ok(Some(message)) = tokio::time::timeout(Duration::ZERO, stuck.wait()).await {
+            if !matches!(message, ChannelMsg::WindowAdjusted { .. }) {
+                unanswered.push(format!("{message:?}"));
+            }
+        }
+        // On a target that answers, lines typed ahead of its answer all arrive, in order.
+        let direct = logged_in(&lab, &lab.direct()).await;
+        let mut ahead = direct.channel_open_session().await.unwrap();
+        ahead.exec(true, "cat").await.unwrap();
+        for n in 0..300 {
+            ahead
+                .data_bytes(format!("{n}\n").into_bytes())
+                .await
+                .unwrap();
+        }
+        ahead.eof().await.unwrap();
+        (unanswered, answers(&mut ahead).await)
+    });
+    assert!(
+        unanswered.is_empty(),
+        "the connection stood still until the silent target's deadline: the first channel was \
+         already answered ({unanswered:?}) when a second one could open"
+    );
+    let expected: String = (0..300).map(|n| format!("{n}\n")).collect();
+    assert_eq!(text(&pipelined.output), expected, "{pipelined:?}");
+    assert_eq!(pipelined.exit_status, Some(0));
+}
