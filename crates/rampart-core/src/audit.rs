@@ -434,6 +434,33 @@ pub enum AuditEvent {
         gateway: String,
         reason: String,
     },
+    /// A command rule matched a command of a session (`action`: allow, warn, deny); `rule` is
+    /// how the rule reads (`#3 deny prefix:rm -rf`), `line` what the user sent. A line that could
+    /// not be checked is denied with `rule` `unparsable: WHY`.
+    CommandRuleMatched {
+        /// None: an exec refused before its session started.
+        session: Option<String>,
+        user: String,
+        target: String,
+        line: String,
+        command: String,
+        rule: String,
+        rule_id: Option<String>,
+        action: String,
+    },
+    CommandRuleAdded {
+        rule: String,
+        scope: String,
+        position: i64,
+        matcher: String,
+        action: String,
+    },
+    CommandRuleRemoved {
+        rule: String,
+        scope: String,
+        matcher: String,
+        action: String,
+    },
 }
 
 impl AuditEvent {
@@ -503,6 +530,9 @@ impl AuditEvent {
             AuditEvent::GatewayRemoved { .. } => "gateway_removed",
             AuditEvent::GatewayHostKeyPinned { .. } => "gateway_host_key_pinned",
             AuditEvent::GatewayFailed { .. } => "gateway_failed",
+            AuditEvent::CommandRuleMatched { .. } => "command_rule_matched",
+            AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
+            AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",
         }
     }
 }

@@ -12,10 +12,12 @@
 //!   live watching.
 //! - [`authorize`]: one snapshot of the policy facts, the only caller of `rampart_core::policy`;
 //!   [`explain`]: `grant explain`'s report.
+//! - [`command_control`]: command rules applied to exec requests and to shell lines.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
 //!   domain's SSH-hop [`gateway`]).
 
 pub mod authorize;
+pub mod command_control;
 pub mod dial;
 pub mod explain;
 pub mod gateway;

@@ -28,6 +28,10 @@ impl Trail {
         };
         for item in findings {
             let written = match item {
+                Finding::Rule(found) => {
+                    let event = found.event(&self.id.to_string(), &self.user, &self.account);
+                    self.store.record_event(&actor, &event).await
+                }
                 Finding::Command(command) => {
                     self.store
                         .record_command(self.id, &self.user, asset, login, &command)

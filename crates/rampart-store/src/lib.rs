@@ -13,6 +13,7 @@ mod accounts;
 mod assets;
 pub mod audit_log;
 mod backup;
+mod command_rules;
 mod commands;
 mod data_dir;
 mod db_tokens;
@@ -41,6 +42,7 @@ pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatu
 pub use backup::{
     BACKUP_MANIFEST, BackupFile, BackupManifest, Progress, read_backup_manifest, restore_backup,
 };
+pub use command_rules::NewCommandRule;
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use db_tokens::{DB_TOKEN_PREFIX, DbToken};

@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "domains",
         include_str!("../migrations/0016_domains.sql"),
     ),
+    (
+        17,
+        "command rules",
+        include_str!("../migrations/0017_command_rules.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -12,6 +12,7 @@ mod grants;
 mod groups;
 mod queries;
 mod recordings;
+mod rules;
 mod sessions;
 mod tokens;
 mod users;
@@ -65,6 +66,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
             domains::run_gateway(&store, &actor, json, policy, cmd).await
         }
         Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
+        Command::Rule(cmd) => rules::run(&store, &actor, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
         Command::Audit(crate::cli::AuditCommand::Verify { session, anchor }) => {

@@ -17,6 +17,7 @@ mod bounded_reads;
 mod browser;
 mod cli;
 mod cli_messages;
+mod command_rules;
 mod data_dir;
 mod domains;
 mod evidence;
