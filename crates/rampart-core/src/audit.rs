@@ -448,6 +448,20 @@ pub enum AuditEvent {
         rule_id: Option<String>,
         action: String,
     },
+    /// Something a security team should look at (a `warn` or `deny` command rule matched, ...).
+    /// `severity`: `warning` or `critical` (syslog sinks map it to the message's severity).
+    AlertRaised {
+        alert: String,
+        severity: String,
+        user: String,
+        session: Option<String>,
+        target: Option<String>,
+        detail: String,
+    },
+    /// Someone looked at an alert (`alert`: the sequence number of its `alert_raised` event).
+    AlertAcknowledged {
+        alert: i64,
+    },
     CommandRuleAdded {
         rule: String,
         scope: String,
@@ -532,6 +546,8 @@ impl AuditEvent {
             AuditEvent::GatewayFailed { .. } => "gateway_failed",
             AuditEvent::CommandRuleMatched { .. } => "command_rule_matched",
             AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
+            AuditEvent::AlertRaised { .. } => "alert_raised",
+            AuditEvent::AlertAcknowledged { .. } => "alert_acknowledged",
             AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",
         }
     }

@@ -45,6 +45,36 @@ impl RuleFinding {
     }
 }
 
+impl RuleFinding {
+    /// The alert a `warn` or `deny` match raises (`allow` raises none).
+    pub fn alert(&self, session: &str, user: &str, account: &AccountRef) -> Option<AuditEvent> {
+        let severity = match self.action {
+            RuleAction::Allow => return None,
+            RuleAction::Warn => "warning",
+            RuleAction::Deny => "critical",
+        };
+        let verb = match self.action {
+            RuleAction::Deny => "refused",
+            _ => "flagged",
+        };
+        Some(AuditEvent::AlertRaised {
+            alert: "command_rule".to_owned(),
+            severity: severity.to_owned(),
+            user: user.to_owned(),
+            session: (!session.is_empty()).then(|| session.to_owned()),
+            target: Some(account.to_string()),
+            detail: format!("command {verb} by rule {}: {}", self.rule, self.command),
+        })
+    }
+
+    /// The match's audit event and, for `warn` and `deny`, its alert.
+    pub fn events(&self, session: &str, user: &str, account: &AccountRef) -> Vec<AuditEvent> {
+        let mut events = vec![self.event(session, user, account)];
+        events.extend(self.alert(session, user, account));
+        events
+    }
+}
+
 /// The findings of one decision on `line`.
 pub fn findings(line: &str, decision: &Decision) -> Vec<RuleFinding> {
     let mut found: Vec<RuleFinding> = decision
@@ -91,15 +121,17 @@ pub async fn record(
     };
     let session = session.map(|id| id.to_string()).unwrap_or_default();
     for finding in found {
-        let event = finding.event(
+        let events = finding.events(
             &session,
             authorized.user.name.as_str(),
             &authorized.account_ref(),
         );
-        store
-            .record_event(&actor, &event)
-            .await
-            .map_err(|err| format!("cannot write the audit trail ({err})"))?;
+        for event in events {
+            store
+                .record_event(&actor, &event)
+                .await
+                .map_err(|err| format!("cannot write the audit trail ({err})"))?;
+        }
     }
     Ok(())
 }

@@ -29,8 +29,14 @@ impl Trail {
         for item in findings {
             let written = match item {
                 Finding::Rule(found) => {
-                    let event = found.event(&self.id.to_string(), &self.user, &self.account);
-                    self.store.record_event(&actor, &event).await
+                    let mut written = Ok(());
+                    for event in found.events(&self.id.to_string(), &self.user, &self.account) {
+                        written = self.store.record_event(&actor, &event).await;
+                        if written.is_err() {
+                            break;
+                        }
+                    }
+                    written
                 }
                 Finding::Command(command) => {
                     self.store

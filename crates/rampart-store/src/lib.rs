@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod alerts;
 mod assets;
 pub mod audit_log;
 mod backup;
@@ -37,6 +38,7 @@ pub mod vault;
 mod web_auth;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
+pub use alerts::Alert;
 pub use assets::{AssetChange, EndpointChange, NewAsset};
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use backup::{

@@ -604,6 +604,23 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(
             get(),
+            "/api/v1/alerts",
+            Auditor,
+            "alerts",
+            "List alerts, newest first, with who acknowledged them",
+            api::alerts_list,
+        )
+        .query(&["limit", "cursor"]),
+        Route::new(
+            post(),
+            "/api/v1/alerts/{id}/acknowledge",
+            Auditor,
+            "alerts",
+            "Acknowledge an alert",
+            api::alert_acknowledge,
+        ),
+        Route::new(
+            get(),
             "/api/v1/command-rules",
             Auditor,
             "command rules",

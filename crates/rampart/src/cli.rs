@@ -69,6 +69,9 @@ pub enum Command {
     /// Manage command rules (allow, warn or deny commands in exec and shell sessions)
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Alerts (a warned or refused command, ...) and their acknowledgement
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Inspect sessions
     #[command(subcommand)]
     Session(SessionCommand),
@@ -352,6 +355,21 @@ pub enum GroupMemberCommand {
         group: String,
         /// The user who joins it
         user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// List alerts, newest first
+    List {
+        /// Only alerts nobody acknowledged yet
+        #[arg(long)]
+        open: bool,
+    },
+    /// Acknowledge an alert
+    Ack {
+        /// The alert's id, as `rampart alert list` prints it
+        id: i64,
     },
 }
 

@@ -10,6 +10,7 @@
 //! the handlers through the re-exports below. This file holds the helpers they share.
 
 mod accounts;
+mod alerts;
 mod assets;
 mod audit;
 mod domains;
@@ -23,6 +24,7 @@ mod tokens;
 mod users;
 
 pub use accounts::*;
+pub use alerts::*;
 pub use assets::*;
 pub use audit::*;
 pub use domains::*;

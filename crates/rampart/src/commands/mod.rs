@@ -2,6 +2,7 @@
 //! runs), makes its change in one transaction with its audit event, and prints the result.
 
 mod accounts;
+mod alerts;
 mod assets;
 pub(crate) mod audit;
 mod backup;
@@ -67,6 +68,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         }
         Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
         Command::Rule(cmd) => rules::run(&store, &actor, json, cmd).await,
+        Command::Alert(cmd) => alerts::run(&store, &actor, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
         Command::Audit(crate::cli::AuditCommand::Verify { session, anchor }) => {

@@ -192,3 +192,90 @@ fn a_refused_shell_line_is_not_run_on_the_target_and_the_session_goes_on() {
     assert!(ran.iter().any(|c| c.contains("still-")), "{commands}");
     assert!(!ran.iter().any(|c| c.contains("touch")), "{commands}");
 }
+
+#[test]
+fn a_flagged_command_raises_an_alert_in_syslog_and_the_webhook_that_can_be_acknowledged() {
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (webhook_port, bodies) = super::evidence::webhook_receiver();
+    let syslog_url = format!("udp://{}", syslog.local_addr().unwrap());
+    let webhook_url = format!("http://127.0.0.1:{webhook_port}/events");
+    let Some(lab) = Lab::start_with_env(&[
+        ("RAMPART_SYSLOG", &syslog_url),
+        ("RAMPART_WEBHOOK_URL", &webhook_url),
+    ]) else {
+        return;
+    };
+    let grant = grant_id(&lab);
+    add_rule(&lab, &grant, "list:privilege-escalation", "warn");
+    assert!(
+        lab.r
+            .json(&["alert", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A warned command runs, and raises a warning.
+    let out = lab.ssh(&lab.direct(), "echo flagged; sudo -n true; true", b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "flagged");
+
+    let mut datagram = vec![0u8; 65536];
+    let mut received = String::new();
+    while !received.contains("alert_raised") {
+        let n = syslog
+            .recv(&mut datagram)
+            .expect("a syslog message within 20 s");
+        received = String::from_utf8_lossy(&datagram[..n]).into_owned();
+    }
+    // Facility 13, severity warning (4).
+    assert!(received.starts_with("<108>1 "), "{received}");
+    assert!(
+        received
+            .contains("command flagged by rule #10 warn list:privilege-escalation: sudo -n true"),
+        "{received}"
+    );
+    let body = loop {
+        let body = bodies
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a webhook call within 20 s");
+        if body.contains("alert_raised") {
+            break body;
+        }
+    };
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"]["severity"], "warning");
+    assert_eq!(event["event"]["user"], "alice");
+
+    let alerts = lab.r.json(&["alert", "list", "--open"]);
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let id = alerts[0]["id"].as_i64().unwrap();
+    assert_eq!(alerts[0]["event"]["session"], lab.sessions()[0]["id"]);
+    lab.r.ok(&["alert", "ack", &id.to_string()]);
+    assert!(
+        lab.r
+            .json(&["alert", "list", "--open"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let all = lab.r.json(&["alert", "list"]);
+    assert!(
+        all[0]["acknowledged_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:")
+    );
+    // Once only; and an id that is not an alert is refused.
+    assert!(
+        !lab.r
+            .run(&["alert", "ack", &id.to_string()])
+            .status
+            .success()
+    );
+    assert!(!lab.r.run(&["alert", "ack", "1"]).status.success());
+}
