@@ -434,6 +434,19 @@ impl RuleSet {
     }
 }
 
+/// The first command of `line` that escalates privileges (`list:privilege-escalation`, seen
+/// through paths and wrappers), for the detector that alerts on them whatever the rules say. A
+/// line the splitter cannot follow yields none (the rules, not the detector, refuse those).
+pub fn privilege_escalation(line: &str) -> Option<String> {
+    let commands = split_commands(line).ok()?;
+    commands.into_iter().find_map(|command| {
+        hidden_forms(&command.words)
+            .iter()
+            .any(|form| CommandList::PrivilegeEscalation.contains(form))
+            .then(|| command.words.join(" "))
+    })
+}
+
 /// One simple command of a line: its words with quotes removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleCommand {
@@ -1107,6 +1120,20 @@ mod tests {
         for line in ["ls", "ls -la /tmp", "uptime && ls $HOME", ""] {
             assert_eq!(rules.check(line).action, RuleAction::Allow, "line {line:?}");
         }
+    }
+
+    #[test]
+    fn privilege_escalation_is_found_in_any_command_of_a_line() {
+        assert_eq!(
+            privilege_escalation("ls && /usr/bin/sudo -i").as_deref(),
+            Some("/usr/bin/sudo -i")
+        );
+        assert_eq!(
+            privilege_escalation("env X=1 nohup chmod u+s /tmp/x").as_deref(),
+            Some("env X=1 nohup chmod u+s /tmp/x")
+        );
+        assert_eq!(privilege_escalation("echo sudo; sudoku"), None);
+        assert_eq!(privilege_escalation("echo 'unterminated"), None);
     }
 
     #[test]

@@ -75,6 +75,25 @@ impl RuleFinding {
     }
 }
 
+/// The privilege-escalation detector: a `warning` alert when `line` (a shell command the
+/// command log read, or an exec command) runs `sudo`, `su`, `pkexec`, `doas`, `chmod +s`, ...
+pub fn escalation_alert(
+    line: &str,
+    session: &str,
+    user: &str,
+    account: &AccountRef,
+) -> Option<AuditEvent> {
+    let command = rampart_core::rules::privilege_escalation(line)?;
+    Some(AuditEvent::AlertRaised {
+        alert: "privilege_escalation".to_owned(),
+        severity: "warning".to_owned(),
+        user: user.to_owned(),
+        session: (!session.is_empty()).then(|| session.to_owned()),
+        target: Some(account.to_string()),
+        detail: format!("privilege escalation command: {command}"),
+    })
+}
+
 /// The findings of one decision on `line`.
 pub fn findings(line: &str, decision: &Decision) -> Vec<RuleFinding> {
     let mut found: Vec<RuleFinding> = decision

@@ -39,9 +39,22 @@ impl Trail {
                     written
                 }
                 Finding::Command(command) => {
-                    self.store
+                    let alert = crate::command_control::escalation_alert(
+                        &command,
+                        &self.id.to_string(),
+                        &self.user,
+                        &self.account,
+                    );
+                    let logged = self
+                        .store
                         .record_command(self.id, &self.user, asset, login, &command)
-                        .await
+                        .await;
+                    match alert {
+                        Some(alert) if logged.is_ok() => {
+                            self.store.record_event(&actor, &alert).await
+                        }
+                        _ => logged,
+                    }
                 }
                 Finding::File(SftpEvent::Transferred {
                     path,

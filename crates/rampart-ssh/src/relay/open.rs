@@ -164,6 +164,17 @@ pub(super) async fn open_target_channel(
     {
         return Err(fail_early(guard, err).await);
     }
+    if let Start::Exec(command) = start
+        && let Some(alert) = command_control::escalation_alert(
+            &String::from_utf8_lossy(command),
+            &guard.id().to_string(),
+            authorized.user.name.as_str(),
+            &authorized.account_ref(),
+        )
+        && let Err(err) = context.store.record_event(&actor, &alert).await
+    {
+        return Err(fail_early(guard, format!("cannot write the audit trail ({err})")).await);
+    }
     if let (Start::Shell | Start::Exec(_), Some(pty)) = (start, pty) {
         // A terminal: its screen is kept for watchers who join late.
         guard.tap().live().terminal(pty.cols, pty.rows);

@@ -63,7 +63,8 @@ fn exec_rules_refuse_dangerous_commands_even_when_joined_and_allow_lists_allow_o
         );
         assert!(victim.join("inside").exists(), "{line} reached the target");
     }
-    // A refused exec never became a session; each refusal is audited with its rule.
+    // A refused exec never became a session; each refusal is audited with its rule and raises a
+    // critical alert.
     assert!(lab.sessions().is_empty());
     let matched = lab.events("command_rule_matched");
     assert_eq!(matched.len(), 5, "{matched:?}");
@@ -77,6 +78,15 @@ fn exec_rules_refuse_dangerous_commands_even_when_joined_and_allow_lists_allow_o
     assert_eq!(root["event"]["rule_id"], deny_rm.as_str());
     assert!(root["event"]["session"].is_null());
     assert!(matched.iter().all(|e| e["event"]["action"] == "deny"));
+    let alerts = lab.r.json(&["alert", "list"]);
+    assert_eq!(alerts.as_array().unwrap().len(), 5, "{alerts}");
+    assert!(
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["event"]["severity"] == "critical")
+    );
 
     // An allow-list: echo and nothing else (positions restart after the last rule left).
     lab.r.ok(&["rule", "remove", &deny_rm]);
@@ -150,6 +160,9 @@ fn a_refused_shell_line_is_not_run_on_the_target_and_the_session_goes_on() {
     // The session goes on: the next line runs.
     terminal.keys(&["echo still-$((6*7))", "Enter"]);
     terminal.wait_for("still-42");
+    // A privilege escalation runs (a warn rule) and raises alerts.
+    terminal.keys(&["sudo -n true; echo escalated-$((6*7))", "Enter"]);
+    terminal.wait_for("escalated-42");
     terminal.keys(&["exit", "Enter"]);
     for _ in 0..300 {
         if !terminal.is_running() {
@@ -190,6 +203,22 @@ fn a_refused_shell_line_is_not_run_on_the_target_and_the_session_goes_on() {
         .filter_map(|c| c["command"].as_str())
         .collect();
     assert!(ran.iter().any(|c| c.contains("still-")), "{commands}");
+    let alerts = lab.r.json(&["alert", "list"]);
+    let details: Vec<&str> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["event"]["detail"].as_str())
+        .collect();
+    assert!(
+        details.contains(&"privilege escalation command: sudo -n true"),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .contains(&"command flagged by rule #20 warn list:privilege-escalation: sudo -n true"),
+        "{details:?}"
+    );
     assert!(!ran.iter().any(|c| c.contains("touch")), "{commands}");
 }
 
@@ -250,22 +279,38 @@ fn a_flagged_command_raises_an_alert_in_syslog_and_the_webhook_that_can_be_ackno
     assert_eq!(event["event"]["severity"], "warning");
     assert_eq!(event["event"]["user"], "alice");
 
+    // The rule's alert, and the privilege-escalation detector's own.
     let alerts = lab.r.json(&["alert", "list", "--open"]);
     let alerts = alerts.as_array().unwrap();
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
-    let id = alerts[0]["id"].as_i64().unwrap();
-    assert_eq!(alerts[0]["event"]["session"], lab.sessions()[0]["id"]);
-    lab.r.ok(&["alert", "ack", &id.to_string()]);
-    assert!(
-        lab.r
-            .json(&["alert", "list", "--open"])
-            .as_array()
-            .unwrap()
-            .is_empty()
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let session = &lab.sessions()[0]["id"];
+    assert!(alerts.iter().all(|a| a["event"]["session"] == *session));
+    let detector = alerts
+        .iter()
+        .find(|a| a["event"]["alert"] == "privilege_escalation")
+        .unwrap();
+    assert_eq!(
+        detector["event"]["detail"],
+        "privilege escalation command: sudo -n true"
     );
+    let rule = alerts
+        .iter()
+        .find(|a| a["event"]["alert"] == "command_rule")
+        .unwrap();
+    let id = rule["id"].as_i64().unwrap();
+    lab.r.ok(&["alert", "ack", &id.to_string()]);
+    let open = lab.r.json(&["alert", "list", "--open"]);
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    assert_eq!(open[0]["event"]["alert"], "privilege_escalation");
     let all = lab.r.json(&["alert", "list"]);
+    let acknowledged = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap();
     assert!(
-        all[0]["acknowledged_by"]
+        acknowledged["acknowledged_by"]
             .as_str()
             .unwrap()
             .starts_with("cli:")
@@ -278,4 +323,19 @@ fn a_flagged_command_raises_an_alert_in_syslog_and_the_webhook_that_can_be_ackno
             .success()
     );
     assert!(!lab.r.run(&["alert", "ack", "1"]).status.success());
+}
+
+#[test]
+fn sudo_raises_a_privilege_escalation_alert_without_any_rule() {
+    let Some(lab) = Lab::start() else { return };
+    let out = lab.ssh(&lab.direct(), "sudo -n true; echo after", b"");
+    assert_eq!(text(&out.stdout).trim(), "after", "{}", text(&out.stderr));
+    let out = lab.ssh(&lab.direct(), "echo sudo is only a word here", b"");
+    assert!(out.status.success());
+    let alerts = lab.r.json(&["alert", "list"]);
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["event"]["alert"], "privilege_escalation");
+    assert_eq!(alerts[0]["event"]["severity"], "warning");
+    assert_eq!(alerts[0]["event"]["user"], "alice");
 }
