@@ -115,6 +115,26 @@ impl CommandLog {
         }
     }
 
+    /// The command line as the screen shows it now (Enter is being pressed): `None` without a
+    /// line typed since the prompt, or on the alternate screen (a full-screen program).
+    pub fn line_now(&self) -> Option<String> {
+        if self.in_full_screen() {
+            return None;
+        }
+        self.read_command()
+    }
+
+    /// Whether a full-screen program (vim, top, less) has the terminal.
+    pub fn in_full_screen(&self) -> bool {
+        self.parser.screen().alternate_screen()
+    }
+
+    /// Forgets the line being typed (it was refused and cleared): the next key starts a new one.
+    pub fn abandon_line(&mut self) {
+        self.prompt = None;
+        self.pending = false;
+    }
+
     /// The logical line under the cursor (following wrapped rows), minus the prompt.
     fn read_command(&self) -> Option<String> {
         let prompt = self.prompt.as_ref()?;

@@ -186,15 +186,22 @@ async fn post(
     }
 }
 
-/// Facility 13 (log audit); severity notice (5) for denials and failures, informational (6)
-/// otherwise.
-fn priority(kind: &str) -> u8 {
-    let severity =
-        if kind.contains("denied") || kind.contains("failed") || kind.contains("rejected") {
-            5
-        } else {
-            6
-        };
+/// Facility 13 (log audit); an alert's own severity (`critical` 2, `warning` 4), notice (5) for
+/// denials and failures, informational (6) otherwise.
+fn priority(event: &SinkEvent) -> u8 {
+    let kind = event.kind.as_str();
+    let severity = if kind == "alert_raised" {
+        let record: serde_json::Value = serde_json::from_str(&event.json).unwrap_or_default();
+        match record.pointer("/event/severity").and_then(|v| v.as_str()) {
+            Some("critical") => 2,
+            Some("warning") => 4,
+            _ => 5,
+        }
+    } else if kind.contains("denied") || kind.contains("failed") || kind.contains("rejected") {
+        5
+    } else {
+        6
+    };
     13 * 8 + severity
 }
 
@@ -222,7 +229,7 @@ pub fn rfc5424(event: &SinkEvent, hostname: &str) -> String {
         .collect();
     format!(
         "<{}>1 {} {} rampart {} {} [rampart@32473 seq=\"{}\"] {}",
-        priority(&event.kind),
+        priority(event),
         event.at,
         if host.is_empty() {
             "-".to_owned()
@@ -267,5 +274,20 @@ mod tests {
             ..event
         };
         assert!(rfc5424(&fine, "h").starts_with("<110>1 "));
+        // Alerts carry their own severity: critical (2), warning (4).
+        for (severity, pri) in [("critical", "<106>"), ("warning", "<108>")] {
+            let alert = SinkEvent {
+                seq: 8,
+                at: "2026-11-23T10:00:01Z".into(),
+                kind: "alert_raised".into(),
+                json: format!(
+                    r#"{{"seq":8,"event":{{"event":"alert_raised","severity":"{severity}"}}}}"#
+                ),
+            };
+            assert!(
+                rfc5424(&alert, "h").starts_with(&format!("{pri}1 ")),
+                "{severity}"
+            );
+        }
     }
 }

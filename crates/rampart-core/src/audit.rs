@@ -507,6 +507,47 @@ pub enum AuditEvent {
         severity: String,
         reason: String,
     },
+    /// A command rule matched a command of a session (`action`: allow, warn, deny); `rule` is
+    /// how the rule reads (`#3 deny prefix:rm -rf`), `line` what the user sent. A line that could
+    /// not be checked is denied with `rule` `unparsable: WHY`.
+    CommandRuleMatched {
+        /// None: an exec refused before its session started.
+        session: Option<String>,
+        user: String,
+        target: String,
+        line: String,
+        command: String,
+        rule: String,
+        rule_id: Option<String>,
+        action: String,
+    },
+    /// Something a security team should look at (a `warn` or `deny` command rule matched, ...).
+    /// `severity`: `warning` or `critical` (syslog sinks map it to the message's severity).
+    AlertRaised {
+        alert: String,
+        severity: String,
+        user: String,
+        session: Option<String>,
+        target: Option<String>,
+        detail: String,
+    },
+    /// Someone looked at an alert (`alert`: the sequence number of its `alert_raised` event).
+    AlertAcknowledged {
+        alert: i64,
+    },
+    CommandRuleAdded {
+        rule: String,
+        scope: String,
+        position: i64,
+        matcher: String,
+        action: String,
+    },
+    CommandRuleRemoved {
+        rule: String,
+        scope: String,
+        matcher: String,
+        action: String,
+    },
 }
 
 impl AuditEvent {
@@ -587,6 +628,11 @@ impl AuditEvent {
             AuditEvent::AgentRevoked { .. } => "agent_revoked",
             AuditEvent::GatewayHealthChanged { .. } => "gateway_health_changed",
             AuditEvent::AccountRotationChanged { .. } => "account_rotation_changed",
+            AuditEvent::CommandRuleMatched { .. } => "command_rule_matched",
+            AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
+            AuditEvent::AlertRaised { .. } => "alert_raised",
+            AuditEvent::AlertAcknowledged { .. } => "alert_acknowledged",
+            AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",
         }
     }
 }

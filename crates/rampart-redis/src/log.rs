@@ -403,7 +403,7 @@ mod tests {
             .iter()
             .map(|f| match f {
                 Finding::Command(json) => serde_json::from_str(json).unwrap(),
-                Finding::File(_) => panic!("a file finding"),
+                other => panic!("not a command record: {other:?}"),
             })
             .collect()
     }

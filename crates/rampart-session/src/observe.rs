@@ -29,6 +29,8 @@ pub enum Finding {
     Command(String),
     /// A file moved, changed or refused (SFTP, legacy scp).
     File(SftpEvent),
+    /// A command rule matched a command of a line (`crate::command_control`).
+    Rule(crate::command_control::RuleFinding),
 }
 
 /// A session event that is not bytes.

@@ -28,10 +28,33 @@ impl Trail {
         };
         for item in findings {
             let written = match item {
+                Finding::Rule(found) => {
+                    let mut written = Ok(());
+                    for event in found.events(&self.id.to_string(), &self.user, &self.account) {
+                        written = self.store.record_event(&actor, &event).await;
+                        if written.is_err() {
+                            break;
+                        }
+                    }
+                    written
+                }
                 Finding::Command(command) => {
-                    self.store
+                    let alert = crate::command_control::escalation_alert(
+                        &command,
+                        &self.id.to_string(),
+                        &self.user,
+                        &self.account,
+                    );
+                    let logged = self
+                        .store
                         .record_command(self.id, &self.user, asset, login, &command)
-                        .await
+                        .await;
+                    match alert {
+                        Some(alert) if logged.is_ok() => {
+                            self.store.record_event(&actor, &alert).await
+                        }
+                        _ => logged,
+                    }
                 }
                 Finding::File(SftpEvent::Transferred {
                     path,

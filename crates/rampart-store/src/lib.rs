@@ -11,10 +11,12 @@
 
 mod accounts;
 mod agents;
+mod alerts;
 mod assets;
 pub mod audit_log;
 mod backup;
 mod cascade;
+mod command_rules;
 mod commands;
 mod data_dir;
 mod db_tokens;
@@ -41,12 +43,14 @@ mod web_auth;
 
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use agents::{AGENT_TOKEN_PREFIX, Agent, AgentToken, Enrolment, MAX_AGENT_TOKEN_TTL};
+pub use alerts::Alert;
 pub use assets::{AssetChange, EndpointChange, NewAsset};
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use backup::{
     BACKUP_MANIFEST, BackupFile, BackupManifest, Progress, read_backup_manifest, restore_backup,
 };
 pub use cascade::Cascade;
+pub use command_rules::NewCommandRule;
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use db_tokens::{DB_TOKEN_PREFIX, DbToken};

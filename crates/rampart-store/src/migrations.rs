@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "credential rotation",
         include_str!("../migrations/0019_rotation.sql"),
     ),
+    (
+        20,
+        "command rules",
+        include_str!("../migrations/0020_command_rules.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

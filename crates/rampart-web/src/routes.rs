@@ -770,6 +770,51 @@ pub fn table() -> Vec<Route> {
         ]),
         Route::new(
             get(),
+            "/api/v1/alerts",
+            Auditor,
+            "alerts",
+            "List alerts, newest first, with who acknowledged them",
+            api::alerts_list,
+        )
+        .query(&["limit", "cursor"]),
+        Route::new(
+            post(),
+            "/api/v1/alerts/{id}/acknowledge",
+            Auditor,
+            "alerts",
+            "Acknowledge an alert",
+            api::alert_acknowledge,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/command-rules",
+            Auditor,
+            "command rules",
+            "List command rules in the order they are asked",
+            api::command_rules_list,
+        )
+        .query(&["limit", "cursor"]),
+        Route::new(
+            post(),
+            "/api/v1/command-rules",
+            Admin,
+            "command rules",
+            "Add a command rule to a grant or an asset label (match: any, prefix:WORDS, \
+             glob:PATTERN, regex:EXPR, list:NAME; action: allow, warn, deny)",
+            api::command_rule_add,
+        )
+        .body(&["grant", "label", "match", "action", "position"])
+        .status(201),
+        Route::new(
+            delete(),
+            "/api/v1/command-rules/{id}",
+            Admin,
+            "command rules",
+            "Remove a command rule",
+            api::command_rule_remove,
+        ),
+        Route::new(
+            get(),
             "/",
             Public,
             "portal",

@@ -69,6 +69,12 @@ pub enum Command {
     /// Manage grants (who may use which accounts, for what, when)
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// Manage command rules (allow, warn or deny commands in exec and shell sessions)
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Alerts (a warned or refused command, ...) and their acknowledgement
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Inspect sessions
     #[command(subcommand)]
     Session(SessionCommand),
@@ -373,6 +379,63 @@ pub enum GroupMemberCommand {
         group: String,
         /// The user who leaves it
         user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// List alerts, newest first
+    List {
+        /// Only alerts nobody acknowledged yet
+        #[arg(long)]
+        open: bool,
+    },
+    /// Acknowledge an alert
+    Ack {
+        /// The alert's id, as `rampart alert list` prints it
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add a command rule to a grant or to assets with a label. Rules are asked in position
+    /// order; for each command the first rule that matches decides, and a command no rule
+    /// matches is allowed (end with `--match any --action deny` for an allow-list)
+    #[command(
+        after_help = "Examples:\n  rampart rule add --label env=prod --match 'prefix:rm -rf' --action deny\n  \
+        rampart rule add --grant ID --match 'list:privilege-escalation' --action warn\n  \
+        rampart rule add --grant ID --match 'prefix:systemctl status' --action allow\n  \
+        rampart rule add --grant ID --match any --action deny\n\n\
+        Matches: any, prefix:WORDS (the command's first words), glob:PATTERN (* and ?, the whole \
+        command), regex:EXPR (found anywhere; anchor with ^ $), list:privilege-escalation, \
+        list:package-managers.\n\
+        Exec commands (ssh host 'cmd') are checked exactly before they run; shell lines are \
+        checked when Enter is pressed, a guardrail that aliases and scripts can get around."
+    )]
+    Add {
+        /// The grant the rule applies to (its id, as `rampart grant list` prints it)
+        #[arg(long, conflicts_with = "label", required_unless_present = "label")]
+        grant: Option<String>,
+        /// The asset label the rule applies to (KEY=VALUE): sessions to assets carrying it
+        #[arg(long, value_name = "KEY=VALUE")]
+        label: Option<String>,
+        /// What the rule matches: any, prefix:WORDS, glob:PATTERN, regex:EXPR or list:NAME
+        #[arg(long = "match", value_name = "MATCH")]
+        matcher: String,
+        /// What happens to a matching command: allow, warn (run it, audit an alert) or deny
+        #[arg(long)]
+        action: String,
+        /// Where the rule goes in the order (lower first) [default: after the last rule]
+        #[arg(long)]
+        position: Option<i64>,
+    },
+    /// List command rules in the order they are asked
+    List,
+    /// Remove a command rule by id
+    Remove {
+        /// The rule's id, as `rampart rule list` prints it
+        id: String,
     },
 }
 

@@ -1,26 +1,36 @@
 //! The command log as an observer: a terminal emulator over an interactive shell that reads the
-//! line under the cursor when Enter's newline is echoed (`rampart_audit::commands`).
+//! line under the cursor when Enter's newline is echoed (`rampart_audit::commands`); with
+//! command rules, it checks the line when Enter is pressed (`crate::command_control`).
 
+use crate::command_control::ShellRules;
 use crate::observe::with_lock;
 use crate::observe::{ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready};
 use bytes::Bytes;
 use rampart_audit::Stream;
 use rampart_audit::commands::CommandLog;
+use rampart_core::rules::RuleSet;
 use std::sync::Mutex;
 
-/// The commands of one interactive shell.
+/// The commands of one interactive shell, and the command rules checked at each Enter.
 #[derive(Debug)]
-pub struct CommandObserver(Mutex<CommandLog>);
+pub struct CommandObserver(Mutex<CommandLog>, ShellRules);
 
 impl CommandObserver {
     pub fn new(cols: u32, rows: u32) -> Self {
-        Self(Mutex::new(CommandLog::new(cols, rows)))
+        Self::with_rules(cols, rows, RuleSet::default())
+    }
+
+    pub fn with_rules(cols: u32, rows: u32, rules: RuleSet) -> Self {
+        Self(
+            Mutex::new(CommandLog::new(cols, rows)),
+            ShellRules::new(rules),
+        )
     }
 }
 
 impl Observer for CommandObserver {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
-        ready(with_lock(&self.0, |log| log.input(data)).map(|()| ClientVerdict::default()))
+        ready(with_lock(&self.0, |log| self.1.input(log, data)))
     }
 
     fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {

@@ -11,6 +11,8 @@ use rampart_audit::CastHeader;
 use rampart_audit::sftp::SftpDirections;
 use rampart_core::Action;
 use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::rules::RuleSet;
+use rampart_session::command_control;
 use rampart_session::observe::Observer;
 use rampart_session::observers::{CommandObserver, FileObserver};
 use rampart_session::{RecordingPlan, SessionGuard, StartRequest};
@@ -94,10 +96,41 @@ pub(super) async fn open_target_channel(
         }
         _ => None,
     };
+    // Command rules: an exec is checked whole before its session starts, a shell at each Enter.
+    let authorized = context.authorized(&resolved);
+    let command_rules = match start {
+        Start::Shell | Start::Exec(_) => {
+            command_control::rules_for(&context.store, &authorized).await?
+        }
+        _ => RuleSet::default(),
+    };
+    let mut exec_findings = Vec::new();
+    match start {
+        Start::Exec(command) if !command_rules.is_empty() => {
+            let line = String::from_utf8_lossy(command);
+            let decision = command_rules.check(&line);
+            exec_findings = command_control::findings(&line, &decision);
+            if let Some(refusal) = decision.refusal() {
+                command_control::record(&context.store, &authorized, None, &exec_findings).await?;
+                return Err(refusal.trim_start_matches("rampart: ").to_owned());
+            }
+        }
+        Start::Shell if pty.is_none() && !command_rules.is_empty() => {
+            return Err(format!(
+                "command rules apply to {account}: a shell needs a terminal (ssh -t), or run \
+                 the command as ssh {account} 'COMMAND'"
+            ));
+        }
+        _ => {}
+    }
     let mut inspectors: Vec<Box<dyn Observer>> = Vec::new();
     match (start, pty) {
         (Start::Shell, Some(pty)) => {
-            inspectors.push(Box::new(CommandObserver::new(pty.cols, pty.rows)));
+            inspectors.push(Box::new(CommandObserver::with_rules(
+                pty.cols,
+                pty.rows,
+                command_rules,
+            )));
         }
         (Start::Subsystem(name), _) if name == "sftp" => {
             // The directions the one account of the session allows; the rest is refused.
@@ -113,7 +146,7 @@ pub(super) async fn open_target_channel(
     let core = context.core();
     let guard = core
         .start(StartRequest {
-            authorized: context.authorized(&resolved),
+            authorized: authorized.clone(),
             kind,
             interactive: matches!(start, Start::Shell),
             command: match start {
@@ -126,6 +159,27 @@ pub(super) async fn open_target_channel(
         })
         .await
         .map_err(|refused| refused.to_string())?;
+    if let Err(err) = command_control::record(
+        &context.store,
+        &authorized,
+        Some(guard.id()),
+        &exec_findings,
+    )
+    .await
+    {
+        return Err(fail_early(guard, err).await);
+    }
+    if let Start::Exec(command) = start
+        && let Some(alert) = command_control::escalation_alert(
+            &String::from_utf8_lossy(command),
+            &guard.id().to_string(),
+            authorized.user.name.as_str(),
+            &authorized.account_ref(),
+        )
+        && let Err(err) = context.store.record_event(&actor, &alert).await
+    {
+        return Err(fail_early(guard, format!("cannot write the audit trail ({err})")).await);
+    }
     if let (Start::Shell | Start::Exec(_), Some(pty)) = (start, pty) {
         // A terminal: its screen is kept for watchers who join late.
         guard.tap().live().terminal(pty.cols, pty.rows);
@@ -201,6 +255,12 @@ pub(super) async fn open_target_channel(
         Ok(None) => Err(fail(guard, format!("the target {account} refused the request")).await),
         Err(err) => Err(fail(guard, format!("the target {account} failed ({err})")).await),
     }
+}
+
+/// Ends a session that failed before anything was dialled; returns the line the user sees.
+async fn fail_early(guard: SessionGuard, why: String) -> String {
+    guard.end(why.clone(), None).await;
+    why
 }
 
 /// The cached connection for this account, or a new one.

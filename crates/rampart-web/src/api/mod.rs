@@ -10,6 +10,7 @@
 //! the handlers through the re-exports below. This file holds the helpers they share.
 
 mod accounts;
+mod alerts;
 mod assets;
 mod audit;
 mod database;
@@ -19,11 +20,13 @@ mod groups;
 mod me;
 mod recordings;
 mod rotations;
+mod rules;
 mod sessions;
 mod tokens;
 mod users;
 
 pub use accounts::*;
+pub use alerts::*;
 pub use assets::*;
 pub use audit::*;
 pub use database::*;
@@ -33,6 +36,7 @@ pub use groups::*;
 pub use me::*;
 pub use recordings::*;
 pub use rotations::*;
+pub use rules::*;
 pub use sessions::*;
 pub use tokens::*;
 pub use users::*;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod agents;
+mod alerts;
 mod assets;
 pub(crate) mod audit;
 mod backup;
@@ -14,6 +15,7 @@ mod groups;
 mod queries;
 mod recordings;
 pub(crate) mod rotation;
+mod rules;
 mod sessions;
 mod tokens;
 mod users;
@@ -70,6 +72,8 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
             domains::run_gateway(&store, &actor, json, policy, cmd).await
         }
         Command::Grant(cmd) => grants::run(&store, &actor, &config.auth, json, cmd).await,
+        Command::Rule(cmd) => rules::run(&store, &actor, json, cmd).await,
+        Command::Alert(cmd) => alerts::run(&store, &actor, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
         Command::Audit(crate::cli::AuditCommand::Verify { session, anchor }) => {

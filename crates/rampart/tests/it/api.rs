@@ -207,6 +207,11 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/grants"), "UFFFA"),
         (("GET", "/api/v1/grants/explain"), "UFFAA"),
         (("DELETE", "/api/v1/grants/{id}"), "UFFFA"),
+        (("GET", "/api/v1/alerts"), "UFF22"),
+        (("POST", "/api/v1/alerts/{id}/acknowledge"), "UFFAA"),
+        (("GET", "/api/v1/command-rules"), "UFF22"),
+        (("POST", "/api/v1/command-rules"), "UFFFA"),
+        (("DELETE", "/api/v1/command-rules/{id}"), "UFFFA"),
         // The portal's pages are shells: their data comes from the routes above.
         (("GET", "/"), "22222"),
         (("GET", "/login"), "22222"),

@@ -496,7 +496,7 @@ fn deleting_the_newest_audit_events_is_caught_by_the_signed_chain_head() {
 }
 
 /// A webhook receiver: answers 200 to every POST and hands over the bodies.
-fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -18,6 +18,7 @@ mod bounded_reads;
 mod browser;
 mod cli;
 mod cli_messages;
+mod command_rules;
 mod data_dir;
 mod db_common;
 mod domains;

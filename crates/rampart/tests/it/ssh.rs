@@ -837,7 +837,10 @@ pub(crate) struct Terminal {
 
 impl Terminal {
     pub(crate) fn start(command: &str) -> Self {
-        let socket = format!("rampart-test-{}", std::process::id());
+        // One tmux server per terminal: tests run in parallel threads of one process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("rampart-test-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "-L",
