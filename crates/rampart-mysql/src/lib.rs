@@ -79,6 +79,7 @@ impl MysqlFront {
     pub fn new(
         core: SessionCore,
         auth: Authenticator,
+        dialer: Dialer,
         tls: Option<Arc<rustls::ServerConfig>>,
         settings: MysqlSettings,
     ) -> Self {
@@ -93,7 +94,7 @@ impl MysqlFront {
             auth,
             tls,
             settings,
-            dialer: Dialer::default(),
+            dialer,
             unauthenticated,
             connections: Arc::default(),
         }

@@ -77,6 +77,7 @@ impl PostgresFront {
     pub fn new(
         core: SessionCore,
         auth: Authenticator,
+        dialer: Dialer,
         tls: Option<Arc<rustls::ServerConfig>>,
         settings: PostgresSettings,
     ) -> Self {
@@ -92,7 +93,7 @@ impl PostgresFront {
             tls,
             settings,
             cancels: Arc::new(cancel::CancelMap::default()),
-            dialer: Dialer::default(),
+            dialer,
             unauthenticated,
         }
     }

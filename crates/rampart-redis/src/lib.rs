@@ -80,6 +80,7 @@ impl RedisFront {
     pub fn new(
         core: SessionCore,
         auth: Authenticator,
+        dialer: Dialer,
         tls: Option<Arc<rustls::ServerConfig>>,
         settings: RedisSettings,
     ) -> Self {
@@ -94,7 +95,7 @@ impl RedisFront {
             auth,
             tls,
             settings,
-            dialer: Dialer::default(),
+            dialer,
             unauthenticated,
         }
     }

@@ -281,6 +281,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let front = rampart_postgres::PostgresFront::new(
             gateway.session_core(),
             gateway.authenticator(),
+            gateway.dialer(),
             Some(certificate),
             config.postgres.settings.clone(),
         );
@@ -314,6 +315,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let front = rampart_mysql::MysqlFront::new(
             gateway.session_core(),
             gateway.authenticator(),
+            gateway.dialer(),
             Some(certificate),
             config.mysql.settings.clone(),
         );
@@ -327,6 +329,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let front = rampart_redis::RedisFront::new(
             gateway.session_core(),
             gateway.authenticator(),
+            gateway.dialer(),
             Some(certificate),
             config.redis.settings.clone(),
         );
