@@ -206,7 +206,8 @@ impl Store {
         if let Some(record) = change.record {
             after.record = record;
         }
-        if change.valid_from.is_some() || change.valid_until.is_some() {
+        // A validity window is checked when it changes (an expired grant can still be edited).
+        if after.valid_from != before.valid_from || after.valid_until != before.valid_until {
             check_validity(after.valid_from, after.valid_until, now())?;
         }
         let fields: [(&str, Option<String>, Option<String>); 8] = [

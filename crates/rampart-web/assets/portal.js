@@ -1298,7 +1298,7 @@
           .filter(Boolean)
           .join(', '),
         isAdmin()
-          ? button(
+          ? el('span', { class: 'actions' }, button('Edit', () => editGrant(g)), button(
               'Remove',
               () =>
                 attempt('remove grant', async () => {
@@ -1313,11 +1313,50 @@
                   await view.reload();
                 }),
               'danger',
-            )
+            ))
           : '',
       ],
       'no grant',
     );
+    // Edit in place: the row's Edit fills this form with the grant's conditions; an emptied
+    // field unsets that condition.
+    const editForm = $('#grant-edit');
+    const actionWord = (a) => String(a).replace(/_connect$/, ':connect');
+    function editGrant(g) {
+      const field = (name) => editForm.elements.namedItem(name);
+      field('id').value = g.id;
+      field('actions').value = (Array.isArray(g.actions) ? g.actions : [g.actions]).map(actionWord).join(',');
+      field('until').value = g.valid_until || '';
+      field('schedule').value = g.schedule || '';
+      field('idle_timeout').value = g.idle_timeout || '';
+      field('max_duration').value = g.max_duration || '';
+      field('require_mfa').checked = Boolean(g.require_mfa);
+      field('recording').checked = g.record !== false;
+      $('#grant-edit-title').textContent = `Change the grant of ${describeSubject(g.subject)} on ${describeTarget(g.target)}:`;
+      editForm.hidden = false;
+      field('actions').focus();
+    }
+    $('#grant-edit-cancel').addEventListener('click', () => {
+      editForm.hidden = true;
+    });
+    editForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      attempt('change grant', async () => {
+        const field = (name) => editForm.elements.namedItem(name);
+        await api('PATCH', `/api/v1/grants/${encodeURIComponent(field('id').value)}`, {
+          actions: field('actions').value.trim() || undefined,
+          until: field('until').value.trim(),
+          schedule: field('schedule').value.trim(),
+          idle_timeout: field('idle_timeout').value.trim(),
+          max_duration: field('max_duration').value.trim(),
+          require_mfa: field('require_mfa').checked,
+          recording: field('recording').checked,
+        });
+        editForm.hidden = true;
+        status('grant changed');
+        await view.reload();
+      });
+    });
     onSubmit('#grant-add', (form) =>
       attempt('add grant', async () => {
         const values = formValues(form);

@@ -476,6 +476,19 @@ pub async fn grants() -> Response {
 <label><input name="require_mfa" type="checkbox" value="true"> MFA</label>
 <button type="submit">Add grant</button>
 </form>
+<form id="grant-edit" class="inline" hidden aria-label="change a grant">
+<strong id="grant-edit-title"></strong>
+<input type="hidden" name="id">
+<label>Actions <input name="actions" placeholder="shell,exec"></label>
+<label>Until <input name="until" placeholder="empty: no end"></label>
+<label>Schedule <input name="schedule" placeholder="Mon-Fri 08:00-18:00"></label>
+<label>Idle timeout <input name="idle_timeout" placeholder="15m"></label>
+<label>Max duration <input name="max_duration" placeholder="8h"></label>
+<label><input name="require_mfa" type="checkbox" value="true"> MFA</label>
+<label><input name="recording" type="checkbox" value="true"> recorded</label>
+<button type="submit">Save changes</button>
+<button type="button" id="grant-edit-cancel">Cancel</button>
+</form>
 <table id="grants"><thead><tr><th>Who</th><th>Target</th><th>Accounts</th><th>Actions</th><th>Valid</th><th>Rules</th><th></th></tr></thead><tbody></tbody></table>
 <h2>Explain</h2>
 <form id="grant-explain" class="inline">

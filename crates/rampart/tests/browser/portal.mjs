@@ -562,6 +562,28 @@ try {
   await admin.waitForFunction(() => !document.querySelector('#groups').textContent.includes('night-shift'));
   console.log('step ok: a role changes in place and a group loses a member and goes, each after a confirmation');
 
+  // A grant's conditions change in place: Edit fills the form, Save changes applies them.
+  await admin.evaluate(async () => {
+    const me = await (await fetch('/api/v1/me')).json();
+    await fetch('/api/v1/grants', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token },
+      body: JSON.stringify({ user: 'robin', asset: 'web-01', actions: 'exec' }),
+    });
+  });
+  await admin.goto(`${base}/admin/grants`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.locator('#grants tbody tr', { hasText: 'robin' }).getByRole('button', { name: 'Edit' }).click();
+  const editTitle = await visibleText(admin, '#grant-edit-title');
+  if (!editTitle.includes('Change the grant of') || !editTitle.includes('robin')) throw new Error(`the edit form's title: ${editTitle}`);
+  if ((await admin.inputValue('#grant-edit input[name=actions]')) !== 'exec') throw new Error('the edit form does not hold the grant\'s actions');
+  await admin.fill('#grant-edit input[name=idle_timeout]', '45m');
+  await admin.click('#grant-edit button[type=submit]');
+  await admin.waitForFunction(() => document.querySelector('#grants').textContent.includes('idle 45m'));
+  const robinsGrant = await admin.evaluate(async () => (await (await fetch('/api/v1/grants')).json()).find((g) => g.subject.user === 'robin'));
+  if (robinsGrant.idle_timeout !== '45m') throw new Error(`robin's grant after the edit: ${JSON.stringify(robinsGrant)}`);
+  console.log('step ok: a grant is edited in place');
+
   // Lists page with the API's cursor and search the loaded page.
   await admin.goto(`${base}/admin/assets?page_size=1`);
   await admin.waitForSelector('body[data-ready=true]');
