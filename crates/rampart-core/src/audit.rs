@@ -158,6 +158,9 @@ pub enum AuditEvent {
         asset: String,
         host: String,
         domain: Option<String>,
+        /// The labels after the change (`env=prod,team=web`), when they changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labels: Option<String>,
     },
     AssetEndpointAdded {
         asset: String,

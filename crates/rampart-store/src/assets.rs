@@ -40,6 +40,8 @@ pub struct AssetChange {
     pub host: Option<String>,
     /// `Some(None)` takes the asset out of its domain.
     pub domain: Option<Option<Name>>,
+    /// The asset's whole new set of labels (label grants select by them).
+    pub labels: Option<Vec<Label>>,
 }
 
 /// What `set_asset_endpoint` changes; `None` leaves a field as it is.
@@ -164,9 +166,9 @@ impl Store {
         asset: &Name,
         change: &AssetChange,
     ) -> Result<Asset> {
-        if change.host.is_none() && change.domain.is_none() {
+        if change.host.is_none() && change.domain.is_none() && change.labels.is_none() {
             return Err(StoreError::invalid(
-                "nothing to change: give a new host or domain",
+                "nothing to change: give a new host, domain or labels",
             ));
         }
         let mut tx = self.begin_write().await?;
@@ -190,11 +192,40 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(labels) = &change.labels {
+            let mut keys = std::collections::HashSet::new();
+            if let Some(twice) = labels.iter().find(|l| !keys.insert(l.key.as_str())) {
+                return Err(StoreError::invalid(format!(
+                    "label key {:?} given twice",
+                    twice.key
+                )));
+            }
+            sqlx::query("DELETE FROM asset_labels WHERE asset_id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            for label in labels {
+                sqlx::query("INSERT INTO asset_labels (asset_id, key, value) VALUES ($1, $2, $3)")
+                    .bind(&id)
+                    .bind(&label.key)
+                    .bind(&label.value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let changed = load_asset(&mut tx, asset).await?;
         let event = AuditEvent::AssetChanged {
             asset: asset.to_string(),
             host: changed.host.clone(),
             domain: changed.domain.as_ref().map(Name::to_string),
+            labels: change.labels.as_ref().map(|_| {
+                changed
+                    .labels
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;

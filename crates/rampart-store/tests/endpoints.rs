@@ -230,6 +230,7 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
     let into_unknown = AssetChange {
         host: None,
         domain: Some(Some(name("dc-2"))),
+        labels: None,
     };
     let err = store
         .set_asset(&actor, &web, &into_unknown)
@@ -247,6 +248,7 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
             &AssetChange {
                 host: Some("10.0.0.6".into()),
                 domain: Some(Some(name("dc-2"))),
+                labels: None,
             },
         )
         .await

@@ -1074,6 +1074,7 @@
         a.host_key ? el('code', { class: 'wrap' }, a.host_key) : 'not pinned (pinned on first use)',
         isAdmin()
           ? el('span', { class: 'actions' }, [
+              button('Edit', () => editAsset(a)),
               a.host_key
                 ? button('Forget host key', () =>
                     attempt('forget host key', async () => {
@@ -1105,6 +1106,33 @@
       ],
       'no asset',
     );
+    // Edit in place: the row's Edit fills this form with the asset's address and labels.
+    const assetForm = $('#asset-edit');
+    function editAsset(a) {
+      const field = (name) => assetForm.elements.namedItem(name);
+      field('name').value = a.name;
+      field('host').value = a.host;
+      field('labels').value = (a.labels || []).map(labelText).join(',');
+      $('#asset-edit-title').textContent = `Change asset ${a.name}:`;
+      assetForm.hidden = false;
+      field('host').focus();
+    }
+    $('#asset-edit-cancel').addEventListener('click', () => {
+      assetForm.hidden = true;
+    });
+    assetForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      attempt('change asset', async () => {
+        const field = (name) => assetForm.elements.namedItem(name);
+        await api('PUT', `/api/v1/assets/${encodeURIComponent(field('name').value)}`, {
+          host: field('host').value.trim(),
+          labels: csv(field('labels').value) || [],
+        });
+        assetForm.hidden = true;
+        status(`changed asset ${field('name').value}`);
+        await view.reload();
+      });
+    });
     onSubmit('#asset-host-key', (form) =>
       attempt('pin host key', async () => {
         const values = formValues(form);

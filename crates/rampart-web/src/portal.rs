@@ -408,6 +408,14 @@ pub async fn assets() -> Response {
 <label>Labels <input name="labels" placeholder="env=prod,team=db"></label>
 <button type="submit">Add asset</button>
 </form>
+<form id="asset-edit" class="inline" hidden aria-label="change an asset">
+<strong id="asset-edit-title"></strong>
+<input type="hidden" name="name">
+<label>Host <input name="host" required></label>
+<label>Labels <input name="labels" size="30" placeholder="env=prod,team=db (empty: none)"></label>
+<button type="submit">Save changes</button>
+<button type="button" id="asset-edit-cancel">Cancel</button>
+</form>
 <form id="asset-endpoint" class="inline admin-only">
 <label>Asset <input name="asset" required></label>
 <label>Protocol <select name="protocol"><option>ssh</option><option>postgres</option><option>mysql</option><option>redis</option><option>rdp</option><option>vnc</option><option>telnet</option><option>kubernetes</option><option>tcp</option></select></label>

@@ -513,10 +513,10 @@ pub fn table() -> Vec<Route> {
             "/api/v1/assets/{name}",
             Admin,
             "assets",
-            "Change an asset's host or network domain (null: none)",
+            "Change an asset's host, network domain (null: none) or labels",
             api::asset_set,
         )
-        .body(&["host", "domain"]),
+        .body(&["host", "domain", "labels"]),
         Route::new(
             post(),
             "/api/v1/assets/{name}/endpoints",

@@ -625,7 +625,7 @@ pub enum AssetCommand {
         labels: Vec<String>,
     },
     /// Change an asset's host or network domain
-    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["host", "domain", "no_domain"])))]
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["host", "domain", "no_domain", "label", "remove_label"])))]
     Set {
         /// The asset
         name: String,
@@ -638,6 +638,12 @@ pub enum AssetCommand {
         /// Take the asset out of its network domain (dialled directly)
         #[arg(long)]
         no_domain: bool,
+        /// Set a label KEY=VALUE (repeat for several; an existing key gets the new value)
+        #[arg(long, value_name = "KEY=VALUE")]
+        label: Vec<String>,
+        /// Remove the label with this key (repeat for several)
+        #[arg(long, value_name = "KEY")]
+        remove_label: Vec<String>,
     },
     /// Add, change, remove or list an asset's endpoints (the protocols it speaks, one port each)
     #[command(subcommand)]

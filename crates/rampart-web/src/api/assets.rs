@@ -118,6 +118,8 @@ pub struct AssetSet {
     /// A domain name, or `null` to take the asset out of its domain.
     #[serde(default, deserialize_with = "present")]
     domain: Option<Option<String>>,
+    /// The asset's whole new set of labels (`["env=prod"]`; `[]` removes them all).
+    labels: Option<Vec<String>>,
 }
 
 pub async fn asset_set(
@@ -138,6 +140,15 @@ pub async fn asset_set(
             Some(None) => Some(None),
             None => None,
         },
+        labels: body
+            .labels
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|l| rampart_core::Label::parse(l))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
     };
     Ok(Json(json!(
         state

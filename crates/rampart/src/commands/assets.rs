@@ -59,9 +59,35 @@ pub async fn run(
             host,
             domain,
             no_domain,
+            label,
+            remove_label,
         } => {
             let asset = name("asset", &asset)?;
+            let labels = if label.is_empty() && remove_label.is_empty() {
+                None
+            } else {
+                let set: Vec<Label> = label
+                    .iter()
+                    .map(|l| Label::parse(l))
+                    .collect::<Result<_, _>>()?;
+                let current = store.asset(&asset).await?.labels;
+                if let Some(missing) = remove_label
+                    .iter()
+                    .find(|key| !current.iter().any(|l| &l.key == *key))
+                {
+                    anyhow::bail!("asset {asset} has no label {missing:?}");
+                }
+                let mut labels: Vec<Label> = current
+                    .into_iter()
+                    .filter(|l| {
+                        !remove_label.contains(&l.key) && !set.iter().any(|s| s.key == l.key)
+                    })
+                    .collect();
+                labels.extend(set);
+                Some(labels)
+            };
             let change = AssetChange {
+                labels,
                 host: host.map(|h| parse_host(&h)).transpose()?,
                 domain: match (domain, no_domain) {
                     (Some(domain), _) => Some(Some(name("domain", &domain)?)),

@@ -584,6 +584,31 @@ try {
   if (robinsGrant.idle_timeout !== '45m') throw new Error(`robin's grant after the edit: ${JSON.stringify(robinsGrant)}`);
   console.log('step ok: a grant is edited in place');
 
+  // An asset's address and labels change in place.
+  await admin.evaluate(async () => {
+    const me = await (await fetch('/api/v1/me')).json();
+    await fetch('/api/v1/assets', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token },
+      body: JSON.stringify({ name: 'web-04', host: '127.0.0.1', labels: ['env=scratch'] }),
+    });
+  });
+  await admin.goto(`${base}/admin/assets`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.locator('#assets tbody tr', { hasText: 'web-04' }).getByRole('button', { name: 'Edit' }).click();
+  if ((await admin.inputValue('#asset-edit input[name=labels]')) !== 'env=scratch') throw new Error('the edit form does not hold the labels');
+  await admin.fill('#asset-edit input[name=host]', '127.0.0.2');
+  await admin.fill('#asset-edit input[name=labels]', 'env=edited, team=ops');
+  await admin.click('#asset-edit button[type=submit]');
+  await admin.waitForFunction(() => document.querySelector('#assets').textContent.includes('env=edited, team=ops'));
+  const web04 = await visibleText(admin, '#assets');
+  if (!web04.includes('127.0.0.2')) throw new Error(`the new address is not shown: ${web04}`);
+  await admin.evaluate(async () => {
+    const me = await (await fetch('/api/v1/me')).json();
+    await fetch('/api/v1/assets/web-04', { method: 'DELETE', headers: { 'X-CSRF-Token': me.csrf_token } });
+  });
+  console.log('step ok: an asset is edited in place');
+
   // Lists page with the API's cursor and search the loaded page.
   await admin.goto(`${base}/admin/assets?page_size=1`);
   await admin.waitForSelector('body[data-ready=true]');

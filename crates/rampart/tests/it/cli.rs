@@ -951,3 +951,53 @@ fn user_set_role_changes_the_role_once_and_audits_it() {
     assert!(!wrong.status.success());
     assert_eq!(r.json(&["user", "show", "dana"])["role"], "auditor");
 }
+
+#[test]
+fn asset_set_changes_labels_and_the_change_is_audited() {
+    let r = Rampart::new(BIN);
+    r.ok(&[
+        "asset",
+        "add",
+        "db-02",
+        "--host",
+        "127.0.0.1",
+        "--label",
+        "env=test",
+        "--label",
+        "team=db",
+    ]);
+    let changed = r.json(&[
+        "asset",
+        "set",
+        "db-02",
+        "--label",
+        "env=prod",
+        "--label",
+        "tier=1",
+        "--remove-label",
+        "team",
+    ]);
+    let labels: Vec<String> = changed["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}={}",
+                l["key"].as_str().unwrap(),
+                l["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(labels, ["env=prod", "tier=1"], "{changed}");
+    let event = &r.json(&["audit", "list", "--kind", "asset_changed", "--limit", "1"])[0];
+    assert_eq!(event["event"]["labels"], "env=prod,tier=1", "{event}");
+    // A key the asset does not have is refused, and nothing changes.
+    let missing = r.run(&["asset", "set", "db-02", "--remove-label", "team"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no label \"team\""));
+    assert_eq!(
+        r.json(&["asset", "show", "db-02"])["labels"],
+        changed["labels"]
+    );
+}
