@@ -534,11 +534,59 @@
       .flatMap((page) => page.items)
       .sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0))
       .slice(0, 10);
+    await Promise.all([alertsCard(), gatewaysCard()]);
     $('#trouble-count').textContent = String(recent.length);
     $('#recent-trouble').replaceChildren(
       ...(recent.length
         ? recent.map((e) => el('li', {}, el('span', { class: 'muted' }, time(e.at)), ' ', describeEvent(e)))
         : [el('li', { class: 'muted' }, 'no denial or failure')]),
+    );
+  }
+
+  // Alerts nobody has acknowledged yet, newest first, each with its Acknowledge button.
+  async function alertsCard() {
+    const open = (await apiAll('/api/v1/alerts')).filter((a) => !a.acknowledged_by);
+    $('#alert-count').textContent = String(open.length);
+    $('#open-alerts').replaceChildren(
+      ...(open.length
+        ? open.slice(0, 5).map((a) => {
+            const e = a.event || {};
+            return el(
+              'li',
+              {},
+              el('span', { class: 'muted' }, time(a.at)),
+              ' ',
+              el('strong', { class: e.severity === 'critical' ? 'error' : '' }, e.severity || 'alert'),
+              ` ${e.detail || e.alert || ''} (${e.user || '?'}${e.target ? ` on ${e.target}` : ''}) `,
+              e.session ? el('a', { href: `/replay?session=${e.session}` }, 'session') : null,
+              ' ',
+              button('Acknowledge', () =>
+                attempt('acknowledge', async () => {
+                  await api('POST', `/api/v1/alerts/${a.id}/acknowledge`);
+                  status('alert acknowledged');
+                  await alertsCard();
+                }),
+              ),
+            );
+          })
+        : [el('li', { class: 'muted' }, 'no open alert')]),
+    );
+  }
+
+  // The network domains' gateways by their last health check: the failing ones by name.
+  async function gatewaysCard() {
+    const gateways = await apiAll('/api/v1/gateways');
+    const failing = gateways.filter((g) => g.health === 'failing');
+    const unchecked = gateways.filter((g) => !g.health).length;
+    $('#gateway-health').textContent = !gateways.length
+      ? 'none'
+      : failing.length
+        ? `${failing.length} of ${gateways.length} failing`
+        : unchecked
+          ? `${plural(gateways.length, 'gateway')}, ${unchecked} not checked yet`
+          : `all ${gateways.length} healthy`;
+    $('#failing-gateways').replaceChildren(
+      ...failing.map((g) => el('li', {}, el('strong', { class: 'error' }, g.name), ` (${g.domain}): ${g.last_error || 'failing'}`)),
     );
   }
 

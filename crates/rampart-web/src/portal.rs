@@ -215,6 +215,8 @@ pub async fn home() -> Response {
         r#"<section id="dashboard" class="dashboard" hidden aria-label="dashboard">
 <div class="card"><h2>Live sessions: <span id="live-count">…</span></h2><ul id="live-sessions"></ul></div>
 <div class="card"><h2>Recent denials and failures: <span id="trouble-count">…</span></h2><ul id="recent-trouble"></ul><p><a href="/audit">All audit events</a></p></div>
+<div class="card"><h2>Open alerts: <span id="alert-count">…</span></h2><ul id="open-alerts"></ul></div>
+<div class="card"><h2>Gateways: <span id="gateway-health">…</span></h2><ul id="failing-gateways"></ul></div>
 </section>
 <h1>The accounts you may reach now</h1>
 <table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th>From a terminal</th><th></th></tr></thead><tbody></tbody></table>"#,

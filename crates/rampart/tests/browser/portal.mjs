@@ -283,6 +283,9 @@ try {
     await page.keyboard.type('stty size\n');
     await waitForTerminal(page, `\n${size}`, 'resize');
     await screenshot(page, 'terminal-resized');
+    // A privilege-escalation command: the detector raises an alert (the dashboard shows it).
+    await page.keyboard.type('sudo -n true; echo escalated-$((1+1))\n');
+    await waitForTerminal(page, 'escalated-2', 'escalation');
     await page.setViewportSize(viewport);
   });
   console.log('step ok: browser terminal ran a command on the target; paste, copy and resize work');
@@ -634,6 +637,17 @@ try {
   if (!board.includes('Live sessions') || !board.includes('a login as alice from 127.0.0.1 failed')) {
     throw new Error(`the dashboard: ${board}`);
   }
+  // The open alert from alice's `sudo`, acknowledged from the dashboard; the domain page's
+  // gateway by its health.
+  if (!board.includes('Open alerts: 1') || !board.includes('privilege escalation command: sudo')) {
+    throw new Error(`the dashboard's alerts: ${board}`);
+  }
+  if (!/Gateways: (all 1 healthy|1 of 1 failing|1 gateway, 1 not checked yet)/.test(board)) {
+    throw new Error(`the dashboard's gateways: ${board}`);
+  }
+  await admin.locator('#open-alerts').getByRole('button', { name: 'Acknowledge' }).click();
+  await admin.waitForFunction(() => document.querySelector('#open-alerts').textContent.includes('no open alert'));
+  if (!(await visibleText(admin, '#dashboard')).includes('Open alerts: 0')) throw new Error('the alert count after acknowledging');
   await assertReadable(admin, 'home (admin)');
   await screenshot(admin, 'dashboard');
 
