@@ -92,6 +92,7 @@ pub async fn run(config: &Config, store: &Store, json: bool) -> anyhow::Result<(
     findings.extend(vault_state(store).await);
     findings.extend(evidence(config, store).await);
     findings.push(sinks(store).await);
+    findings.push(rotations(store).await);
     findings.push(disk_space(&store.data_dir().recordings_dir()));
     findings.push(clock(store, now).await);
 
@@ -484,6 +485,45 @@ async fn sinks(store: &Store) -> Finding {
         lagging.join("; "),
         "check that the SIEM receiver is up and reachable (`rampart audit sinks`); nothing is \
          lost, delivery resumes where it stopped",
+    )
+}
+
+/// Credential rotations that did not finish: `unknown` ones (neither secret logged in) need a
+/// person; `pending`/`applied` ones resume when the server starts or the account rotates.
+async fn rotations(store: &Store) -> Finding {
+    let in_flight = match store.rotations_in_flight().await {
+        Ok(in_flight) => in_flight,
+        Err(err) => {
+            return Finding::fail("rotations", format!("cannot read: {err}"), "see the error");
+        }
+    };
+    if in_flight.is_empty() {
+        return Finding::ok("rotations", "no rotation pending or failed");
+    }
+    let unknown: Vec<String> = in_flight
+        .iter()
+        .filter(|r| r.state == rampart_store::RotationState::Unknown)
+        .map(|r| r.account.to_string())
+        .collect();
+    let pending: Vec<String> = in_flight
+        .iter()
+        .filter(|r| r.state != rampart_store::RotationState::Unknown)
+        .map(|r| format!("{} ({})", r.account, r.state.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Finding::fail(
+            "rotations",
+            format!(
+                "neither the old nor the new secret logs in to {} (both are kept in the vault)",
+                unknown.join(", ")
+            ),
+            "check the target account, then `rampart account rotate ACCOUNT` to settle it",
+        );
+    }
+    Finding::warn(
+        "rotations",
+        format!("unfinished: {}", pending.join(", ")),
+        "they resume when `rampart serve` starts; or run `rampart account rotate ACCOUNT`",
     )
 }
 

@@ -630,6 +630,18 @@ fn when_neither_secret_works_the_account_is_unknown_both_are_kept_and_a_later_re
     let status = lab.lab.r.json(&["vault", "status"]);
     assert_eq!(status["secrets"], 3, "{status}");
     assert_eq!(status["unreadable"], serde_json::json!([]), "{status}");
+    // `rampart doctor` names the account and says what to do.
+    let doctor = lab.lab.r.run(&["doctor"]);
+    let report = text(&doctor.stdout);
+    assert!(!doctor.status.success(), "{report}");
+    assert!(
+        report.contains("[FAIL] rotations: neither the old nor the new secret logs in to"),
+        "{report}"
+    );
+    assert!(
+        report.contains("rampart account rotate ACCOUNT"),
+        "{report}"
+    );
 
     // The target is put back to the pending password: the next resume keeps it.
     lab.user.set_password(NEW);
