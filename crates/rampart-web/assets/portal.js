@@ -393,8 +393,11 @@
     user_unlocked: (e, who) => `${who} unlocked ${e.user}`,
     group_added: (e, who) => `${who} added group ${e.group}`,
     group_member_added: (e, who) => `${who} added ${e.user} to group ${e.group}`,
+    group_member_removed: (e, who) => `${who} took ${e.user} out of group ${e.group}`,
+    group_removed: (e, who) => `${who} removed group ${e.group}` + (e.grants_removed ? ` with ${plural(e.grants_removed, 'grant')}` : ''),
+    user_role_changed: (e, who) => `${who} gave ${e.user} the ${e.to} role (was ${e.from})`,
     asset_added: (e, who) => `${who} added asset ${e.asset}`,
-    asset_changed: (e, who) => `${who} changed asset ${e.asset}`,
+    asset_changed: (e, who) => `${who} changed asset ${e.asset}` + (e.labels !== undefined ? ` (labels ${e.labels || 'none'})` : ''),
     asset_endpoint_added: (e, who) => `${who} added a ${e.protocol} endpoint on port ${e.port} to ${e.asset}`,
     asset_endpoint_changed: (e, who) => `${who} changed the ${e.protocol} endpoint of ${e.asset}`,
     asset_endpoint_removed: (e, who) => `${who} removed the ${e.protocol} endpoint of ${e.asset}`,
@@ -408,6 +411,8 @@
     account_secret_replaced: (e, who) => `${who} replaced the secret of ${e.account}`,
     grant_added: (e, who) => `${who} granted ${subjectText(e.subject)} ${e.actions} on ${targetText(e.target)}`,
     grant_removed: (e, who) => `${who} removed a grant`,
+    grant_changed: (e, who) =>
+      `${who} changed a grant: ${(e.changes || []).map((c) => `${c.field} ${c.from ?? 'unset'} → ${c.to ?? 'unset'}`).join(', ')}`,
     vault_key_rotated: (e, who) => `${who} rotated the vault key (${plural(e.secrets_reencrypted, 'secret')} re-encrypted)`,
     login_succeeded: (e) => `${e.user} logged in (${e.method}) from ${e.source}`,
     login_failed: (e) => `a login as ${e.login} from ${e.source} failed (${e.method})`,
@@ -534,7 +539,7 @@
       .flatMap((page) => page.items)
       .sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0))
       .slice(0, 10);
-    await Promise.all([alertsCard(), gatewaysCard()]);
+    await Promise.all([alertsCard(), gatewaysCard(), sinksCard(), changesCard()]);
     $('#trouble-count').textContent = String(recent.length);
     $('#recent-trouble').replaceChildren(
       ...(recent.length
@@ -587,6 +592,35 @@
           : `all ${gateways.length} healthy`;
     $('#failing-gateways').replaceChildren(
       ...failing.map((g) => el('li', {}, el('strong', { class: 'error' }, g.name), ` (${g.domain}): ${g.last_error || 'failing'}`)),
+    );
+  }
+
+  // The SIEM sinks against the chain head: how far behind each is, with its last error.
+  async function sinksCard() {
+    const { head, sinks } = await api('GET', '/api/v1/audit/sinks');
+    const behind = (sinks || []).filter((s) => head - s.delivered_seq > 100);
+    $('#sink-health').textContent = !(sinks || []).length
+      ? 'none has delivered yet'
+      : behind.length
+        ? `${behind.length} of ${sinks.length} behind`
+        : `all ${sinks.length} delivering`;
+    $('#lagging-sinks').replaceChildren(
+      ...behind.map((s) =>
+        el('li', {}, el('strong', { class: 'error' }, s.sink), ` ${head - s.delivered_seq} events behind${s.last_error ? `: ${s.last_error}` : ''}`),
+      ),
+    );
+  }
+
+  // What people changed lately (users, assets, accounts, grants, ...), newest first.
+  const CHANGE = /_(added|removed|changed|revoked|created|pinned|cleared|enrolled|reset)$/;
+  async function changesCard() {
+    const { items } = await apiPage('/api/v1/audit/events?limit=200');
+    // A page holds the newest events, oldest first.
+    const changes = items.filter((e) => CHANGE.test(e.kind)).reverse().slice(0, 8);
+    $('#recent-changes').replaceChildren(
+      ...(changes.length
+        ? changes.map((e) => el('li', {}, el('span', { class: 'muted' }, time(e.at)), ' ', describeEvent(e)))
+        : [el('li', { class: 'muted' }, 'no change yet')]),
     );
   }
 

@@ -217,6 +217,8 @@ pub async fn home() -> Response {
 <div class="card"><h2>Recent denials and failures: <span id="trouble-count">…</span></h2><ul id="recent-trouble"></ul><p><a href="/audit">All audit events</a></p></div>
 <div class="card"><h2>Open alerts: <span id="alert-count">…</span></h2><ul id="open-alerts"></ul></div>
 <div class="card"><h2>Gateways: <span id="gateway-health">…</span></h2><ul id="failing-gateways"></ul></div>
+<div class="card"><h2>Audit sinks: <span id="sink-health">…</span></h2><ul id="lagging-sinks"></ul></div>
+<div class="card"><h2>Recent changes</h2><ul id="recent-changes"></ul></div>
 </section>
 <h1>The accounts you may reach now</h1>
 <table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th>From a terminal</th><th></th></tr></thead><tbody></tbody></table>"#,

@@ -309,6 +309,14 @@ pub fn table() -> Vec<Route> {
         .query(&["limit", "kind", "actor", "since", "until", "contains", "cursor"]),
         Route::new(
             get(),
+            "/api/v1/audit/sinks",
+            Auditor,
+            "audit",
+            "Each SIEM sink's progress against the chain head, with its last error",
+            api::audit_sinks,
+        ),
+        Route::new(
+            get(),
             "/api/v1/audit/export",
             Auditor,
             "audit",

@@ -927,7 +927,7 @@ pub struct GrantExplainArgs {
 /// Paging of a long list.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PageArgs {
-    /// Show at most this many, newest first
+    /// Show at most this many (the newest)
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// Go on from where the previous page stopped (the cursor its last line names)
@@ -994,7 +994,8 @@ pub enum VaultCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Show audit events, newest first, a page at a time
+    /// Show the newest audit events (oldest of them first), a page at a time; --cursor goes
+    /// further back
     List {
         /// Only events of this kind (`login_failed`, `session_started`, ...)
         #[arg(long)]

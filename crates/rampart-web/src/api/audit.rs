@@ -151,3 +151,14 @@ pub async fn audit_export(
     }
     Ok(response)
 }
+
+/// The chain head and each SIEM sink's progress (as `rampart audit sinks` shows it).
+pub async fn audit_sinks(
+    State(state): State<WebState>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let head = state.store.audit_head().await?.map_or(0, |(seq, _)| seq);
+    let sinks = state.store.sink_statuses().await?;
+    Ok(axum::Json(
+        serde_json::json!({ "head": head, "sinks": sinks }),
+    ))
+}

@@ -645,6 +645,11 @@ try {
   if (!/Gateways: (all 1 healthy|1 of 1 failing|1 gateway, 1 not checked yet)/.test(board)) {
     throw new Error(`the dashboard's gateways: ${board}`);
   }
+  // No SIEM sink in this lab; the latest changes in words (the asset edited and removed above).
+  if (!board.includes('Audit sinks: none has delivered yet')) throw new Error(`the dashboard's sinks: ${board}`);
+  if (!board.includes('removed asset web-04') || !board.includes('changed asset web-04 (labels env=edited,team=ops)')) {
+    throw new Error(`the dashboard's recent changes: ${board}`);
+  }
   await admin.locator('#open-alerts').getByRole('button', { name: 'Acknowledge' }).click();
   await admin.waitForFunction(() => document.querySelector('#open-alerts').textContent.includes('no open alert'));
   if (!(await visibleText(admin, '#dashboard')).includes('Open alerts: 0')) throw new Error('the alert count after acknowledging');

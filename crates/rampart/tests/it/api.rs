@@ -208,6 +208,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/api/v1/grants/explain"), "UFFAA"),
         (("DELETE", "/api/v1/grants/{id}"), "UFFFA"),
         (("GET", "/api/v1/alerts"), "UFF22"),
+        (("GET", "/api/v1/audit/sinks"), "UFF22"),
         (("POST", "/api/v1/alerts/{id}/acknowledge"), "UFFAA"),
         (("GET", "/api/v1/command-rules"), "UFF22"),
         (("POST", "/api/v1/command-rules"), "UFFFA"),
