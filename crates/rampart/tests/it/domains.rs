@@ -364,6 +364,51 @@ fn domain_assets_are_reached_only_through_their_gateways_with_failover_and_step_
     assert_eq!(std::fs::read(&landed).unwrap(), b"carried by gw-1\n");
     assert_eq!(lab.last_route(), "gateway gw-1");
 
+    // sftp back from the target, through the gateway.
+    let fetched = dir.join("fetched.txt");
+    let batch = dir.join("sftp.batch");
+    std::fs::write(
+        &batch,
+        format!("get {} {}\n", landed.display(), fetched.display()),
+    )
+    .unwrap();
+    let mut sftp = Command::new("sftp");
+    sftp.arg("-F")
+        .arg(&lab.client_config)
+        .args(["-P", &port.to_string(), "-b"])
+        .arg(&batch)
+        .arg(format!("alice@{login}@web-01@{bastion}"));
+    let out = in_netns(&lab.net.name("c"), &sftp).output().unwrap();
+    assert!(out.status.success(), "sftp: {}", text(&out.stderr));
+    assert_eq!(std::fs::read(&fetched).unwrap(), b"carried by gw-1\n");
+    assert_eq!(lab.last_route(), "gateway gw-1");
+
+    // An interactive shell with a terminal, through the gateway, recorded as usual.
+    let mut shell = Command::new("ssh");
+    shell
+        .arg("-F")
+        .arg(&lab.client_config)
+        .args(["-p", &port.to_string(), "-tt"])
+        .arg(format!("alice@{login}@web-01@{bastion}"));
+    let out = rampart_testkit::output_with_input(
+        &mut in_netns(&lab.net.name("c"), &shell),
+        b"echo shell-$((6*7))\nexit\n",
+    );
+    assert!(
+        text(&out.stdout).contains("shell-42"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(lab.last_route(), "gateway gw-1");
+    let shells: Vec<Value> = lab
+        .sessions()
+        .into_iter()
+        .filter(|s| s["kind"] == "shell")
+        .collect();
+    assert_eq!(shells.len(), 1, "{shells:?}");
+    assert_eq!(shells[0]["recorded"], true);
+
     // ProxyJump: the inner connection is terminated by Rampart and dialled through gw-1.
     let out = lab.ssh(
         22,
