@@ -103,9 +103,13 @@ async fn greet_and_login(
         .connections
         .fetch_add(1, Ordering::Relaxed)
         .wrapping_add(1);
-    write_packet(&mut tcp, 0, &greeting(id, &scramble, front.tls.is_some()))
-        .await
-        .ok()?;
+    write_packet(
+        &mut tcp,
+        0,
+        &greeting(id, &scramble, front.base.tls.is_some()),
+    )
+    .await
+    .ok()?;
     let first = match read_packet(&mut tcp, MAX_LOGIN_PACKET).await {
         Ok(packet) => packet,
         Err(err) => {
@@ -122,7 +126,7 @@ async fn greet_and_login(
     };
     let tls = is_ssl_request(&first.payload);
     let (mut client, answer): (Box<dyn Io>, Packet) = if tls {
-        let acceptor = front.tls.clone()?;
+        let acceptor = front.base.tls.clone()?;
         let mut tls = acceptor.accept(tcp).await.ok()?;
         match read_packet(&mut tls, MAX_LOGIN_PACKET).await {
             Ok(packet) => (Box::new(tls), packet),
@@ -208,6 +212,7 @@ async fn greet_and_login(
         source: peer.ip(),
     };
     let user = match front
+        .base
         .auth
         .first_factor(&attempt, Credential::DatabaseToken(&token))
         .await
@@ -233,8 +238,13 @@ async fn greet_and_login(
         }
     };
     drop(token);
-    let recorded =
-        database::record_login(&front.core.store, &user.user.name, &user.method, peer.ip()).await;
+    let recorded = database::record_login(
+        &front.base.core.store,
+        &user.user.name,
+        &user.method,
+        peer.ip(),
+    )
+    .await;
     if let Err(line) = recorded {
         send_err(&mut client, seq, ER_INTERNAL, "HY000", &line).await;
         return None;
@@ -263,7 +273,7 @@ async fn session(front: &MysqlFront, logged_in: LoggedIn, peer: SocketAddr) {
         text: peer.ip().to_string(),
         ip: peer.ip(),
     };
-    let store = &front.core.store;
+    let store = &front.base.core.store;
     let authorized =
         match database::authorize(store, &user, mfa, &login, &source, Action::MysqlConnect).await {
             Ok(authorized) => authorized,
@@ -282,6 +292,7 @@ async fn session(front: &MysqlFront, logged_in: LoggedIn, peer: SocketAddr) {
         raw_streams: true,
     };
     let started = front
+        .base
         .core
         .start(StartRequest {
             authorized: authorized.clone(),
@@ -333,6 +344,7 @@ async fn connect_target(
     hello: &ClientHello,
 ) -> Result<Box<dyn Io>, String> {
     let dialed = front
+        .base
         .dialer
         .dial(&authorized.asset, Protocol::Mysql)
         .await
@@ -356,7 +368,7 @@ async fn connect_target(
             needed & !target.caps
         ));
     }
-    let password = database::vaulted_password(&front.core.store, authorized).await?;
+    let password = database::vaulted_password(&front.base.core.store, authorized).await?;
     let logged_in = target_login(
         &mut stream,
         authorized,

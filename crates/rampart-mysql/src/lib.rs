@@ -24,11 +24,11 @@ pub mod wire;
 use rampart_auth::Authenticator;
 use rampart_session::SessionCore;
 use rampart_session::dial::Dialer;
+use rampart_session::framed::FrontBase;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 /// How the listener treats connections (from the node's configuration).
 #[derive(Debug, Clone)]
@@ -55,12 +55,8 @@ impl Default for MysqlSettings {
 /// Everything a connection needs; cheap to clone.
 #[derive(Clone)]
 pub struct MysqlFront {
-    pub(crate) core: SessionCore,
-    pub(crate) auth: Authenticator,
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) base: FrontBase,
     pub(crate) settings: MysqlSettings,
-    pub(crate) dialer: Dialer,
-    pub(crate) unauthenticated: Arc<Semaphore>,
     pub(crate) connections: Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -68,7 +64,7 @@ impl std::fmt::Debug for MysqlFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MysqlFront")
             .field("settings", &self.settings)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.base.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,19 +79,17 @@ impl MysqlFront {
         tls: Option<Arc<rustls::ServerConfig>>,
         settings: MysqlSettings,
     ) -> Self {
-        let tls = tls.map(|config| {
-            let mut config = (*config).clone();
-            config.alpn_protocols = Vec::new();
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        });
-        let unauthenticated = Arc::new(Semaphore::new(settings.max_unauthenticated.max(1)));
-        Self {
+        let base = FrontBase::new(
             core,
             auth,
-            tls,
-            settings,
             dialer,
-            unauthenticated,
+            tls,
+            Vec::new(),
+            settings.max_unauthenticated,
+        );
+        Self {
+            base,
+            settings,
             connections: Arc::default(),
         }
     }
@@ -104,7 +98,7 @@ impl MysqlFront {
 /// Accepts connections on `listener` until `shutdown` completes. Live sessions are ended by
 /// the node's live registry at shutdown (the SSH gateway's `end_all`), each through its guard.
 pub async fn run(front: MysqlFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let unauthenticated = front.unauthenticated.clone();
+    let unauthenticated = front.base.unauthenticated.clone();
     rampart_session::framed::accept_loop(
         "mysql",
         listener,

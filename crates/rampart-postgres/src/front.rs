@@ -93,7 +93,7 @@ async fn negotiate_and_login(
         let mut first = [0u8; 1];
         let direct_tls = matches!(tcp.peek(&mut first).await, Ok(1)) && first == [0x16];
         if direct_tls {
-            let acceptor = front.tls.clone()?;
+            let acceptor = front.base.tls.clone()?;
             let mut tls = acceptor.accept(tcp).await.ok()?;
             match read_startup(&mut tls).await {
                 Ok(Startup::Params(params)) => (Box::new(tls), params),
@@ -115,7 +115,7 @@ async fn negotiate_and_login(
                         return None;
                     }
                     Ok(Startup::Ssl) => {
-                        let Some(acceptor) = front.tls.clone() else {
+                        let Some(acceptor) = front.base.tls.clone() else {
                             tcp.write_all(b"N").await.ok()?;
                             continue;
                         };
@@ -213,6 +213,7 @@ async fn negotiate_and_login(
         source: peer.ip(),
     };
     let user = match front
+        .base
         .auth
         .first_factor(&attempt, Credential::DatabaseToken(&token))
         .await
@@ -237,8 +238,13 @@ async fn negotiate_and_login(
         }
     };
     drop(token);
-    let recorded =
-        database::record_login(&front.core.store, &user.user.name, &user.method, peer.ip()).await;
+    let recorded = database::record_login(
+        &front.base.core.store,
+        &user.user.name,
+        &user.method,
+        peer.ip(),
+    )
+    .await;
     if let Err(line) = recorded {
         send_error(&mut client, "FATAL", "XX000", &line).await;
         return None;
@@ -272,7 +278,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
         text: peer.ip().to_string(),
         ip: peer.ip(),
     };
-    let store = &front.core.store;
+    let store = &front.base.core.store;
     let authorized = match database::authorize(
         store,
         &user,
@@ -301,6 +307,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
         raw_streams: true,
     };
     let started = front
+        .base
         .core
         .start(StartRequest {
             authorized: authorized.clone(),
@@ -401,6 +408,7 @@ async fn connect_target(
 ) -> Result<TargetReady, String> {
     let asset = &authorized.asset;
     let dialed = front
+        .base
         .dialer
         .dial(asset, Protocol::Postgres)
         .await
@@ -415,7 +423,7 @@ async fn connect_target(
         .write_all(&wire::startup_message(&params))
         .await
         .map_err(|_| format!("target {} closed the connection", dialed.target))?;
-    let secret = database::vaulted_password(&front.core.store, authorized).await?;
+    let secret = database::vaulted_password(&front.base.core.store, authorized).await?;
     let logged_in = target_login::login(
         &mut stream,
         authorized.account.as_str(),
@@ -592,7 +600,12 @@ async fn forward_cancel(front: &PostgresFront, pid: u32, key: u32) {
         tracing::info!("postgres: a cancel request with an unknown key; dropped");
         return;
     };
-    match front.dialer.dial(&target.asset, Protocol::Postgres).await {
+    match front
+        .base
+        .dialer
+        .dial(&target.asset, Protocol::Postgres)
+        .await
+    {
         Ok(dialed) => {
             let mut stream = dialed.stream;
             let _ = stream

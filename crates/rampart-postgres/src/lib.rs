@@ -23,11 +23,11 @@ pub mod wire;
 use rampart_auth::Authenticator;
 use rampart_session::SessionCore;
 use rampart_session::dial::Dialer;
+use rampart_session::framed::FrontBase;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 /// How the listener treats connections (from the node's configuration).
 #[derive(Debug, Clone)]
@@ -54,20 +54,16 @@ impl Default for PostgresSettings {
 /// Everything a connection needs; cheap to clone.
 #[derive(Clone)]
 pub struct PostgresFront {
-    pub(crate) core: SessionCore,
-    pub(crate) auth: Authenticator,
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) base: FrontBase,
     pub(crate) settings: PostgresSettings,
     pub(crate) cancels: Arc<cancel::CancelMap>,
-    pub(crate) dialer: Dialer,
-    pub(crate) unauthenticated: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for PostgresFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresFront")
             .field("settings", &self.settings)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.base.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -81,20 +77,18 @@ impl PostgresFront {
         tls: Option<Arc<rustls::ServerConfig>>,
         settings: PostgresSettings,
     ) -> Self {
-        let tls = tls.map(|config| {
-            let mut config = (*config).clone();
-            config.alpn_protocols = vec![b"postgresql".to_vec()];
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        });
-        let unauthenticated = Arc::new(Semaphore::new(settings.max_unauthenticated.max(1)));
-        Self {
+        let base = FrontBase::new(
             core,
             auth,
+            dialer,
             tls,
+            vec![b"postgresql".to_vec()],
+            settings.max_unauthenticated,
+        );
+        Self {
+            base,
             settings,
             cancels: Arc::new(cancel::CancelMap::default()),
-            dialer,
-            unauthenticated,
         }
     }
 }
@@ -102,7 +96,7 @@ impl PostgresFront {
 /// Accepts connections on `listener` until `shutdown` completes. Live sessions are ended by
 /// the node's live registry at shutdown (the SSH gateway's `end_all`), each through its guard.
 pub async fn run(front: PostgresFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let unauthenticated = front.unauthenticated.clone();
+    let unauthenticated = front.base.unauthenticated.clone();
     rampart_session::framed::accept_loop(
         "postgres",
         listener,

@@ -81,7 +81,7 @@ async fn negotiate_and_login(
     let mut first = [0u8; 1];
     let tls = matches!(tcp.peek(&mut first).await, Ok(1)) && first == [0x16];
     let mut client: Box<dyn Io> = if tls {
-        let acceptor = front.tls.clone()?;
+        let acceptor = front.base.tls.clone()?;
         Box::new(acceptor.accept(tcp).await.ok()?)
     } else if front.settings.allow_plain_loopback && peer.ip().is_loopback() {
         Box::new(tcp)
@@ -168,6 +168,7 @@ async fn negotiate_and_login(
             source: peer.ip(),
         };
         let user = match front
+            .base
             .auth
             .first_factor(&attempt, Credential::DatabaseToken(&token))
             .await
@@ -190,8 +191,13 @@ async fn negotiate_and_login(
         };
         drop(token);
         let source = source(peer);
-        if let Err(why) =
-            db::record_login(&front.core.store, &user.user.name, &user.method, source.ip).await
+        if let Err(why) = db::record_login(
+            &front.base.core.store,
+            &user.user.name,
+            &user.method,
+            source.ip,
+        )
+        .await
         {
             let _ = client.write_all(&resp::error("ERR", &why)).await;
             return None;
@@ -288,7 +294,7 @@ async fn session(front: &RedisFront, logged_in: LoggedIn, peer: SocketAddr) {
         early,
     } = logged_in;
     let source = source(peer);
-    let store = &front.core.store;
+    let store = &front.base.core.store;
     let authorized =
         match db::authorize(store, &user, mfa, &login, &source, Action::RedisConnect).await {
             Ok(authorized) => authorized,
@@ -307,6 +313,7 @@ async fn session(front: &RedisFront, logged_in: LoggedIn, peer: SocketAddr) {
     let resp3 = hello.as_ref().is_some_and(|(v, _)| &v[..] == b"3");
     let shared = Shared::new(front.settings.deny.clone(), resp3);
     let started = front
+        .base
         .core
         .start(StartRequest {
             authorized: authorized.clone(),
@@ -339,6 +346,7 @@ async fn session(front: &RedisFront, logged_in: LoggedIn, peer: SocketAddr) {
         }
     };
     if let Err(why) = front
+        .base
         .core
         .store
         .set_session_route(guard.id(), "direct")
@@ -378,13 +386,14 @@ async fn connect_target(
 ) -> Result<(Box<dyn Io>, Bytes), String> {
     let account = authorized.account_ref();
     let dialed = front
+        .base
         .dialer
         .dial(&authorized.asset, Protocol::Redis)
         .await
         .map_err(|err| err.to_string())?;
     let target = dialed.target.clone();
     let mut stream: Box<dyn Io> = Box::new(dialed.stream);
-    let secret = db::vaulted_password(&front.core.store, authorized).await?;
+    let secret = db::vaulted_password(&front.base.core.store, authorized).await?;
     // `default` is Redis's user without a name (`requirepass`): `AUTH password`.
     let login = authorized.account.as_str();
     let auth = if login == "default" {

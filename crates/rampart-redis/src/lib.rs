@@ -24,11 +24,11 @@ pub use commands::DenyList;
 use rampart_auth::Authenticator;
 use rampart_session::SessionCore;
 use rampart_session::dial::Dialer;
+use rampart_session::framed::FrontBase;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 /// How the listener treats connections (from the node's configuration).
 #[derive(Debug, Clone)]
@@ -58,19 +58,15 @@ impl Default for RedisSettings {
 /// Everything a connection needs; cheap to clone.
 #[derive(Clone)]
 pub struct RedisFront {
-    pub(crate) core: SessionCore,
-    pub(crate) auth: Authenticator,
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) base: FrontBase,
     pub(crate) settings: RedisSettings,
-    pub(crate) dialer: Dialer,
-    pub(crate) unauthenticated: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for RedisFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisFront")
             .field("settings", &self.settings)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.base.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -84,49 +80,28 @@ impl RedisFront {
         tls: Option<Arc<rustls::ServerConfig>>,
         settings: RedisSettings,
     ) -> Self {
-        let tls = tls.map(|config| {
-            let mut config = (*config).clone();
-            config.alpn_protocols = Vec::new();
-            tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        });
-        let unauthenticated = Arc::new(Semaphore::new(settings.max_unauthenticated.max(1)));
-        Self {
+        let base = FrontBase::new(
             core,
             auth,
-            tls,
-            settings,
             dialer,
-            unauthenticated,
-        }
+            tls,
+            Vec::new(),
+            settings.max_unauthenticated,
+        );
+        Self { base, settings }
     }
 }
 
 /// Accepts connections on `listener` until `shutdown` completes. Live sessions are ended by
 /// the node's live registry at shutdown, each through its guard.
 pub async fn run(front: RedisFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Over the cap of connections not logged in: closed at once (logged at
-                    // debug level only: a flood must not flood the log too).
-                    let Ok(permit) = front.unauthenticated.clone().try_acquire_owned() else {
-                        tracing::debug!(%peer, "redis: too many connections not logged in; closing one");
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let front = front.clone();
-                    tokio::spawn(async move {
-                        front::serve(front, stream, peer, permit).await;
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept a redis connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    let unauthenticated = front.base.unauthenticated.clone();
+    rampart_session::framed::accept_loop(
+        "redis",
+        listener,
+        unauthenticated,
+        shutdown,
+        move |stream, peer, permit| front::serve(front.clone(), stream, peer, permit),
+    )
+    .await;
 }

@@ -18,6 +18,53 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Bytes read at a time each way.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// What every database front's connections share: the session core, the node's one
+/// authenticator and dialer, the TLS acceptor with the node's certificate, and the cap on
+/// connections not logged in yet. Cheap to clone.
+#[derive(Clone)]
+pub struct FrontBase {
+    pub core: crate::SessionCore,
+    pub auth: rampart_auth::Authenticator,
+    pub dialer: crate::dial::Dialer,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub unauthenticated: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for FrontBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontBase")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrontBase {
+    /// `tls`: the node's certificate (the web listener's), offered with the protocol's `alpn`
+    /// names (none: clients that send none); at most `max_unauthenticated` connections (at
+    /// least one) may be logging in at once.
+    pub fn new(
+        core: crate::SessionCore,
+        auth: rampart_auth::Authenticator,
+        dialer: crate::dial::Dialer,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        alpn: Vec<Vec<u8>>,
+        max_unauthenticated: usize,
+    ) -> Self {
+        let tls = tls.map(|config| {
+            let mut config = (*config).clone();
+            config.alpn_protocols = alpn;
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        Self {
+            core,
+            auth,
+            dialer,
+            tls,
+            unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
+        }
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown` completes; each gets a task running
 /// `serve` with its place among the at most `unauthenticated` connections not logged in yet
 /// (over the cap a connection is closed at once). `protocol` names the listener in logs.
