@@ -1,7 +1,8 @@
 //! What the database front tests share: ports, output, the query log, live sessions and the
 //! verifier, as a person sees them through the CLI.
 
-use rampart_testkit::Rampart;
+use crate::BIN;
+use rampart_testkit::{Rampart, Server};
 use serde_json::Value;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -67,4 +68,63 @@ pub fn verified_eventually(r: &Rampart) {
         assert!(Instant::now() < deadline, "{}", text(&verify));
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Rampart with alice, the asset `asset` (its `protocol` endpoint on `target_port`), the vaulted
+/// `account` (password `password`) and a `PROTOCOL:connect` grant on it; serving with that
+/// protocol's listener on (plus `env`). Also returns the listener's port, from the banner.
+pub fn rampart_for_database(
+    protocol: &str,
+    asset: &str,
+    target_port: u16,
+    account: &str,
+    password: &str,
+    env: &[(&str, &str)],
+) -> (Rampart, Server, u16) {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok(&[
+        "asset",
+        "add",
+        asset,
+        "--host",
+        "127.0.0.1",
+        "--endpoint",
+        &format!("{protocol}:{target_port}"),
+    ]);
+    r.ok_with_stdin(
+        &[
+            "account",
+            "add",
+            &format!("{account}@{asset}"),
+            "--password-stdin",
+        ],
+        password.as_bytes(),
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        asset,
+        "--account",
+        account,
+        "--actions",
+        &format!("{protocol}:connect"),
+    ]);
+    let listen = format!("RAMPART_{}_LISTEN", protocol.to_uppercase());
+    let mut env = env.to_vec();
+    env.push((&listen, "127.0.0.1:0"));
+    let server = r.serve_with_env(&env);
+    let banner = format!("{protocol}: listening on ");
+    let port = server
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix(banner.as_str()))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("the banner names the {protocol} listener"))
+        .port();
+    (r, server, port)
 }

@@ -2,7 +2,6 @@
 //! directory, on a loopback port), the real `mariadb` client and mysql-connector-python
 //! (prepared statements) through Rampart with a personal database token.
 
-use crate::BIN;
 use crate::db_common::{free_port, live_session, queries_until, text, verified_eventually};
 use rampart_testkit::{Rampart, Server, files_containing, skip_or_fail};
 use std::io::{Read, Write};
@@ -119,45 +118,7 @@ impl Mariadb {
 /// Rampart with alice, the asset my-01 (its mysql endpoint), the vaulted `app` account and a
 /// `mysql:connect` grant; serving with the MySQL listener on.
 fn rampart_with(db: &Mariadb, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
-    let r = Rampart::new(BIN);
-    r.ok(&["user", "add", "alice"]);
-    r.ok(&[
-        "asset",
-        "add",
-        "my-01",
-        "--host",
-        "127.0.0.1",
-        "--endpoint",
-        &format!("mysql:{}", db.port),
-    ]);
-    r.ok_with_stdin(
-        &["account", "add", "app@my-01", "--password-stdin"],
-        CANARY.as_bytes(),
-    );
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "alice",
-        "--asset",
-        "my-01",
-        "--account",
-        "app",
-        "--actions",
-        "mysql:connect",
-    ]);
-    let mut env = env.to_vec();
-    env.push(("RAMPART_MYSQL_LISTEN", "127.0.0.1:0"));
-    let server = r.serve_with_env(&env);
-    let port = server
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("mysql: listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .expect("the banner names the mysql listener")
-        .port();
-    (r, server, port)
+    crate::db_common::rampart_for_database("mysql", "my-01", db.port, "app", CANARY, env)
 }
 
 fn token(r: &Rampart, ttl: &str) -> String {

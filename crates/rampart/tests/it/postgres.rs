@@ -2,7 +2,6 @@
 //! the unprivileged `rampart-target` user when the tests run as root), real `psql` and
 //! `pgbench` through Rampart with a personal database token.
 
-use crate::BIN;
 use crate::db_common::{free_port, live_session, queries_until, text, verified_eventually};
 use rampart_testkit::{
     Rampart, Server, files_containing, require_password_target_user, skip_or_fail,
@@ -181,45 +180,7 @@ fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
 }
 
 fn rampart_with(pg: &Postgres, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
-    let r = Rampart::new(BIN);
-    r.ok(&["user", "add", "alice"]);
-    r.ok(&[
-        "asset",
-        "add",
-        "pg-01",
-        "--host",
-        "127.0.0.1",
-        "--endpoint",
-        &format!("postgres:{}", pg.port),
-    ]);
-    r.ok_with_stdin(
-        &["account", "add", "postgres@pg-01", "--password-stdin"],
-        CANARY.as_bytes(),
-    );
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "alice",
-        "--asset",
-        "pg-01",
-        "--account",
-        "postgres",
-        "--actions",
-        "postgres:connect",
-    ]);
-    let mut env = env.to_vec();
-    env.push(("RAMPART_POSTGRES_LISTEN", "127.0.0.1:0"));
-    let server = r.serve_with_env(&env);
-    let port = server
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("postgres: listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .expect("the banner names the postgres listener")
-        .port();
-    (r, server, port)
+    crate::db_common::rampart_for_database("postgres", "pg-01", pg.port, "postgres", CANARY, env)
 }
 
 fn token(r: &Rampart, ttl: &str) -> String {
@@ -534,46 +495,13 @@ impl Raw {
 #[test]
 fn messages_rampart_does_not_understand_oversized_ones_and_stalled_logins_end_the_connection() {
     let Some(pg) = start_postgres() else { return };
-    let r = Rampart::new(BIN);
-    r.ok(&["user", "add", "alice"]);
-    r.ok(&[
-        "asset",
-        "add",
-        "pg-01",
-        "--host",
-        "127.0.0.1",
-        "--endpoint",
-        &format!("postgres:{}", pg.port),
-    ]);
-    r.ok_with_stdin(
-        &["account", "add", "postgres@pg-01", "--password-stdin"],
-        CANARY.as_bytes(),
+    let (r, _server, port) = rampart_with(
+        &pg,
+        &[
+            ("RAMPART_POSTGRES_ALLOW_PLAIN_LOOPBACK", "true"),
+            ("RAMPART_POSTGRES_LOGIN_GRACE_TIME", "2s"),
+        ],
     );
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "alice",
-        "--asset",
-        "pg-01",
-        "--account",
-        "postgres",
-        "--actions",
-        "postgres:connect",
-    ]);
-    let server = r.serve_with_env(&[
-        ("RAMPART_POSTGRES_LISTEN", "127.0.0.1:0"),
-        ("RAMPART_POSTGRES_ALLOW_PLAIN_LOOPBACK", "true"),
-        ("RAMPART_POSTGRES_LOGIN_GRACE_TIME", "2s"),
-    ]);
-    let port = server
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("postgres: listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .unwrap()
-        .port();
     let token = token(&r, "1h");
 
     // A FunctionCall ('F') is not relayed: the session ends with an error naming it.

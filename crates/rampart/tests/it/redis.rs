@@ -2,7 +2,6 @@
 //! loopback port of the test's own) and real `redis-cli` through Rampart with a personal
 //! database token.
 
-use crate::BIN;
 use rampart_testkit::{Rampart, Server, files_containing};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -89,45 +88,7 @@ impl Redis {
 /// Rampart with alice, the asset redis-01 (its redis endpoint), the vaulted `app` account and a
 /// `redis:connect` grant; serving with the Redis listener on (plus `env`).
 fn rampart_for(redis: &Redis, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
-    let r = Rampart::new(BIN);
-    r.ok(&["user", "add", "alice"]);
-    r.ok(&[
-        "asset",
-        "add",
-        "redis-01",
-        "--host",
-        "127.0.0.1",
-        "--endpoint",
-        &format!("redis:{}", redis.port),
-    ]);
-    r.ok_with_stdin(
-        &["account", "add", "app@redis-01", "--password-stdin"],
-        CANARY.as_bytes(),
-    );
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "alice",
-        "--asset",
-        "redis-01",
-        "--account",
-        "app",
-        "--actions",
-        "redis:connect",
-    ]);
-    let mut env = env.to_vec();
-    env.push(("RAMPART_REDIS_LISTEN", "127.0.0.1:0"));
-    let server = r.serve_with_env(&env);
-    let port = server
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("redis: listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .expect("the banner names the redis listener")
-        .port();
-    (r, server, port)
+    crate::db_common::rampart_for_database("redis", "redis-01", redis.port, "app", CANARY, env)
 }
 
 fn token(r: &Rampart) -> String {
