@@ -551,6 +551,14 @@ pub enum AuditEvent {
         matcher: String,
         action: String,
     },
+    /// A compliance report was made for the period `[from, to)` (`via`: the CLI, or the API
+    /// and the caller's address).
+    ReportGenerated {
+        from: String,
+        to: String,
+        format: String,
+        via: String,
+    },
 }
 
 impl AuditEvent {
@@ -635,6 +643,7 @@ impl AuditEvent {
             AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
             AuditEvent::AlertRaised { .. } => "alert_raised",
             AuditEvent::AlertAcknowledged { .. } => "alert_acknowledged",
+            AuditEvent::ReportGenerated { .. } => "report_generated",
             AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",
         }
     }

@@ -956,6 +956,27 @@
     await view.load('/api/v1/audit/events');
   };
 
+  pages.reports = async () => {
+    const form = $('#report-period');
+    const today = new Date();
+    const before = new Date(today.getTime() - 29 * 24 * 3600 * 1000);
+    const day = (d) => d.toISOString().slice(0, 10);
+    form.elements.from.value = day(before);
+    form.elements.to.value = day(today);
+    const show = async (values) => {
+      const period = { from: values.from, to: values.to };
+      const report = await api('GET', `/api/v1/reports${query({ ...period, format: 'json' })}`);
+      for (const format of ['html', 'csv', 'pdf']) {
+        $(`#report-${format}`).href = `/api/v1/reports${query({ ...period, format })}`;
+      }
+      $('#report-links').hidden = false;
+      $('#report-title').textContent = `${report.period.from_date} to ${report.period.to_date}: the audit trail ${report.verification.verified ? 'verifies' : 'does NOT verify'}`;
+      fill('#report-summary', report.summary, (row) => [row.label, String(row.count), row.controls]);
+    };
+    onSubmit('#report-period', (f) => attempt('report', () => show(formValues(f))));
+    await show(formValues(form));
+  };
+
   pages.users = async () => {
     const view = listView(
       '#users',

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod portal;
+pub mod reports;
 pub mod routes;
 pub mod tls;
 pub mod ws;
@@ -106,6 +107,8 @@ pub struct WebState {
     pub metrics: Arc<metrics::Metrics>,
     /// Credential rotation (`POST /api/v1/accounts/{account}/rotations`); without it, 503.
     pub rotator: Option<rampart_rotate::Rotator>,
+    /// Compliance reports (`GET /api/v1/reports`); without it, 503.
+    pub reports: Option<Arc<dyn reports::ReportMaker>>,
 }
 
 impl WebState {
@@ -118,6 +121,7 @@ impl WebState {
             websockets: Arc::new(tokio::sync::Semaphore::new(ws::MAX_WEBSOCKETS)),
             metrics: Arc::default(),
             rotator: None,
+            reports: None,
         }
     }
 
@@ -130,6 +134,11 @@ impl WebState {
     /// The same state, with the gateway that carries browser terminals and live views.
     pub fn with_gateway(mut self, gateway: rampart_ssh::Gateway) -> Self {
         self.gateway = Some(gateway);
+        self
+    }
+
+    pub fn with_reports(mut self, reports: Arc<dyn reports::ReportMaker>) -> Self {
+        self.reports = Some(reports);
         self
     }
 

@@ -122,6 +122,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
     ("/audit", "Audit", "auditor"),
+    ("/reports", "Reports", "auditor"),
     ("/admin/users", "Users", "auditor"),
     ("/admin/groups", "Groups", "auditor"),
     ("/admin/assets", "Assets", "auditor"),
@@ -352,6 +353,24 @@ pub async fn audit() -> Response {
 </form>
 <p>Export the events since the time above, or all of them (the export is audited): <a id="export-csv" href="/api/v1/audit/export?format=csv" download>CSV</a> · <a id="export-jsonl" href="/api/v1/audit/export?format=jsonl" download>JSON lines</a></p>
 <table id="events"><thead><tr><th>#</th><th>At</th><th>Kind</th><th>What happened</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn reports() -> Response {
+    page(
+        "Reports",
+        "reports",
+        &[],
+        r#"<h1>Compliance reports</h1>
+<p>Who accessed what, when and for how long; failed logins; denied and flagged commands; file transfers; grant changes; credential rotations; and whether the audit trail verifies. Each report is audited.</p>
+<form id="report-period" class="inline">
+<label>From <input name="from" type="date" required></label>
+<label>To (inclusive) <input name="to" type="date" required></label>
+<button type="submit">Show</button>
+</form>
+<p id="report-links" hidden>Open the full report: <a id="report-html" target="_blank" rel="noopener">HTML</a> · <a id="report-csv" download>CSV</a> · <a id="report-pdf" download>PDF</a></p>
+<h2 id="report-title"></h2>
+<table id="report-summary"><thead><tr><th>Measure</th><th>Count</th><th>Controls</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

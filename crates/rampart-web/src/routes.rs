@@ -327,6 +327,16 @@ pub fn table() -> Vec<Route> {
         .produces("application/jsonl"),
         Route::new(
             get(),
+            "/api/v1/reports",
+            Auditor,
+            "audit",
+            "A compliance report for the period [from, to) (default: the last 30 days) as html, csv, pdf or json; each report is audited",
+            crate::reports::report,
+        )
+        .query(&["from", "to", "format"])
+        .produces("text/html"),
+        Route::new(
+            get(),
             "/api/v1/users",
             Auditor,
             "users",
@@ -904,6 +914,15 @@ pub fn table() -> Vec<Route> {
             "portal",
             "Portal: audit events and their export",
             crate::portal::audit,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/reports",
+            Public,
+            "portal",
+            "Portal: compliance reports for a period (summary, HTML, CSV and PDF)",
+            crate::portal::reports,
         )
         .produces("text/html"),
         Route::new(

@@ -100,6 +100,11 @@ pub enum Command {
     /// SIEM sinks, disk space, clock) and print a checklist with a fix for each finding; exits
     /// non-zero when anything needs attention
     Doctor,
+    /// Make a compliance report for a period: who accessed which assets, when and for how long;
+    /// privileged sessions; failed and refused logins; denied and flagged commands; file
+    /// transfers; grant changes; credential rotations; and whether the audit trail verifies.
+    /// Each section names the SOC 2, ISO 27001 and PCI DSS controls it supports
+    Report(ReportArgs),
     /// Print a shell completion script: `source <(rampart completion bash)`, or save it where
     /// your shell loads completions from
     Completion {
@@ -1101,6 +1106,26 @@ pub struct BackupArgs {
     /// restore` with --master-key-file
     #[arg(long)]
     pub without_master_key: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The first day or time of the period (a date such as 2026-11-01, UTC, or an RFC 3339
+    /// time); default: 30 days before --to
+    #[arg(long, value_name = "DATE|TIME")]
+    pub from: Option<String>,
+    /// The last day of the period, included (a date), or the time it ends (RFC 3339,
+    /// excluded); default: now
+    #[arg(long, value_name = "DATE|TIME")]
+    pub to: Option<String>,
+    /// The form: html (one self-contained page with charts), csv (one table for
+    /// spreadsheets), pdf (the HTML printed by Chromium, which must be installed) or json
+    #[arg(long, value_name = "FORMAT", default_value = "html", value_parser = ["html", "csv", "pdf", "json"])]
+    pub format: String,
+    /// Write the report to this file instead of standard output (a PDF needs it when standard
+    /// output is a terminal)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod config;
 mod descriptors;
 mod forwarder;
 mod output;
+mod report;
 mod seals;
 mod serve;
 

@@ -365,6 +365,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 &config,
                 &rampart_core::audit::Actor::System,
             ))
+            .with_reports(std::sync::Arc::new(crate::report::Reporter {
+                store: store.clone(),
+                seal_interval: config.audit.seal_interval,
+            }))
             .with_metrics(metrics.clone()),
         tls.map(|t| t.config),
         stopped(stop_rx),

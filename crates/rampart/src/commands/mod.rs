@@ -14,13 +14,14 @@ mod grants;
 mod groups;
 mod queries;
 mod recordings;
+mod report;
 pub(crate) mod rotation;
 mod rules;
 mod sessions;
 mod tokens;
 mod users;
 mod vault;
-mod verify;
+pub(crate) mod verify;
 
 use crate::cli::Command;
 use crate::config::Config;
@@ -112,6 +113,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
         Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
         Command::Doctor => doctor::run(config, &store, json).await,
+        Command::Report(args) => report::run(config, &store, &actor, &args).await,
         Command::Db(crate::cli::DbCommand::Token(cmd)) => {
             db_tokens::run(&store, &actor, json, cmd).await
         }

@@ -507,6 +507,29 @@ try {
   await screenshot(admin, 'audit-sentences');
   console.log('step ok: every page loads; the command log, replay at a command, settings, audit sentences and exports show');
 
+  // Compliance reports: the summary for the last 30 days counts alice's shells, and the full
+  // HTML report opens as a readable page with its sections and charts.
+  await admin.goto(`${base}/reports`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.waitForFunction(() => document.querySelector('#report-summary tbody').textContent.includes('Sessions started'));
+  const summary = await visibleText(admin, '#report-summary');
+  const sessionsLine = summary.split('\n').find((line) => line.startsWith('Sessions started'));
+  if (!sessionsLine || !/Sessions started\s+[1-9]\d*\s+SOC 2 CC6\.1/.test(sessionsLine)) {
+    throw new Error(`the report summary does not count the sessions: ${summary}`);
+  }
+  const reportTitle = await visibleText(admin, '#report-title');
+  if (!/ to .*: the audit trail (verifies|does NOT verify)/.test(reportTitle)) throw new Error(`the report title: ${reportTitle}`);
+  await assertReadable(admin, 'reports');
+  await screenshot(admin, 'reports');
+  await admin.goto(await admin.getAttribute('#report-html', 'href').then((href) => new URL(href, base).href));
+  const reportText = await admin.locator('body').innerText();
+  for (const part of ['Rampart access report', 'Who accessed which assets, when, and for how long', 'Supports SOC 2 CC6.1', `alice`, granted, 'Verification of the audit trail', 'Sessions per day']) {
+    if (!reportText.includes(part)) throw new Error(`the HTML report lacks "${part}":\n${reportText.slice(0, 3000)}`);
+  }
+  if ((await admin.locator('svg rect').count()) === 0) throw new Error('the HTML report has no chart bars');
+  await screenshot(admin, 'report-html');
+  console.log('step ok: the reports page summarises the period and opens the full HTML report');
+
   // Destructive buttons ask first and say what goes: an asset with an account and a grant.
   await admin.goto(`${base}/admin/assets`);
   await admin.waitForSelector('body[data-ready=true]');

@@ -34,6 +34,7 @@ mod policy;
 mod postgres;
 mod recording_durability;
 mod redis;
+mod report;
 mod rotation;
 mod session_lists;
 mod ssh;
