@@ -551,6 +551,30 @@ pub enum AuditEvent {
         matcher: String,
         action: String,
     },
+    /// A user asked for time-bound access (`duration` such as `2h`); approvers are told through
+    /// every sink and the portal.
+    AccessRequested {
+        request: String,
+        user: String,
+        target: String,
+        accounts: Vec<String>,
+        actions: String,
+        duration: String,
+        reason: String,
+    },
+    /// An access request was `approved` (with the grant it created and when that grant ends),
+    /// `denied` or `cancelled` (by its requester); the actor decided.
+    AccessRequestDecided {
+        request: String,
+        user: String,
+        decision: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_until: Option<String>,
+    },
     /// A compliance report was made for the period `[from, to)` (`via`: the CLI, or the API
     /// and the caller's address).
     ReportGenerated {
@@ -644,6 +668,8 @@ impl AuditEvent {
             AuditEvent::AlertRaised { .. } => "alert_raised",
             AuditEvent::AlertAcknowledged { .. } => "alert_acknowledged",
             AuditEvent::ReportGenerated { .. } => "report_generated",
+            AuditEvent::AccessRequested { .. } => "access_requested",
+            AuditEvent::AccessRequestDecided { .. } => "access_request_decided",
             AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",
         }
     }

@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod model;
 pub mod name;
 pub mod policy;
+pub mod requests;
 pub mod rules;
 pub mod schedule;
 pub mod target;

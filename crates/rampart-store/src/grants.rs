@@ -295,110 +295,7 @@ impl Store {
     pub async fn add_grant(&self, actor: &Actor, grant: &NewGrant) -> Result<Grant> {
         check_validity(grant.valid_from, grant.valid_until, now())?;
         let mut tx = self.begin_write().await?;
-        let (user_id, group_id) = match &grant.subject {
-            GrantSubject::User(name) => (
-                Some(
-                    rows::id_of(&mut tx, rows::Named::User, name)
-                        .await?
-                        .to_string(),
-                ),
-                None,
-            ),
-            GrantSubject::Group(name) => (
-                None,
-                Some(
-                    rows::id_of(&mut tx, rows::Named::Group, name)
-                        .await?
-                        .to_string(),
-                ),
-            ),
-        };
-        let asset_id = match &grant.target {
-            GrantTarget::Asset(name) => {
-                let id = rows::id_of(&mut tx, rows::Named::Asset, name)
-                    .await?
-                    .to_string();
-                for login in &grant.accounts {
-                    let exists: Option<String> = sqlx::query_scalar(
-                        "SELECT id FROM accounts WHERE asset_id = $1 AND login = $2",
-                    )
-                    .bind(&id)
-                    .bind(login.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if exists.is_none() {
-                        return Err(StoreError::not_found("account", format!("{login}@{name}")));
-                    }
-                }
-                Some(id)
-            }
-            GrantTarget::Labels(labels) if labels.is_empty() => {
-                return Err(StoreError::invalid(
-                    "a grant needs an asset or at least one label",
-                ));
-            }
-            GrantTarget::Labels(_) => None,
-        };
-        let id = new_id();
-        sqlx::query(
-            "INSERT INTO grants (id, user_id, group_id, asset_id, actions, valid_from, valid_until, \
-                                 schedule, require_mfa, idle_timeout_secs, max_duration_secs, record, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(id.to_string())
-        .bind(user_id)
-        .bind(group_id)
-        .bind(asset_id)
-        .bind(grant.actions.to_string())
-        .bind(grant.valid_from.map(time_text))
-        .bind(grant.valid_until.map(time_text))
-        .bind(grant.schedule.as_ref().map(ToString::to_string))
-        .bind(grant.require_mfa)
-        .bind(grant.idle_timeout.map(seconds))
-        .bind(grant.max_duration.map(seconds))
-        .bind(grant.record)
-        .bind(time_text(now()))
-        .execute(&mut *tx)
-        .await?;
-        if let GrantTarget::Labels(labels) = &grant.target {
-            for label in labels {
-                sqlx::query("INSERT INTO grant_labels (grant_id, key, value) VALUES ($1, $2, $3)")
-                    .bind(id.to_string())
-                    .bind(&label.key)
-                    .bind(&label.value)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|_| {
-                        StoreError::invalid(format!("label key {:?} given twice", label.key))
-                    })?;
-            }
-        }
-        for login in &grant.accounts {
-            sqlx::query("INSERT INTO grant_accounts (grant_id, login) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id.to_string())
-                .bind(login.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let event = AuditEvent::GrantAdded {
-            grant: id.to_string(),
-            subject: grant.subject.to_string(),
-            target: grant.target.to_string(),
-            accounts: grant.accounts.iter().map(Name::to_string).collect(),
-            actions: grant.actions.to_string(),
-            valid_from: grant.valid_from.map(format_rfc3339),
-            valid_until: grant.valid_until.map(format_rfc3339),
-            schedule: grant.schedule.as_ref().map(ToString::to_string),
-            require_mfa: grant.require_mfa,
-            idle_timeout: grant.idle_timeout.map(format_duration),
-            max_duration: grant.max_duration.map(format_duration),
-            recorded: grant.record,
-        };
-        audit_log::append(&mut tx, actor, &event).await?;
-        let loaded = load_grants(&mut tx, Some(id))
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::not_found("grant", id))?;
+        let loaded = insert_grant(&mut tx, actor, grant).await?;
         tx.commit().await?;
         Ok(loaded)
     }
@@ -469,6 +366,122 @@ fn duration(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Durati
                 .map_err(|_| StoreError::Corrupt(format!("grants.{column}")))
         })
         .transpose()
+}
+
+/// Inserts a grant and its `grant_added` event inside the caller's write transaction (an
+/// access request's approval creates its grant in the same transaction as its decision).
+pub(crate) async fn insert_grant(
+    tx: &mut SqliteConnection,
+    actor: &Actor,
+    grant: &NewGrant,
+) -> Result<Grant> {
+    let (user_id, group_id) = match &grant.subject {
+        GrantSubject::User(name) => (
+            Some(
+                rows::id_of(&mut *tx, rows::Named::User, name)
+                    .await?
+                    .to_string(),
+            ),
+            None,
+        ),
+        GrantSubject::Group(name) => (
+            None,
+            Some(
+                rows::id_of(&mut *tx, rows::Named::Group, name)
+                    .await?
+                    .to_string(),
+            ),
+        ),
+    };
+    let asset_id = match &grant.target {
+        GrantTarget::Asset(name) => {
+            let id = rows::id_of(&mut *tx, rows::Named::Asset, name)
+                .await?
+                .to_string();
+            for login in &grant.accounts {
+                let exists: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM accounts WHERE asset_id = $1 AND login = $2",
+                )
+                .bind(&id)
+                .bind(login.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_none() {
+                    return Err(StoreError::not_found("account", format!("{login}@{name}")));
+                }
+            }
+            Some(id)
+        }
+        GrantTarget::Labels(labels) if labels.is_empty() => {
+            return Err(StoreError::invalid(
+                "a grant needs an asset or at least one label",
+            ));
+        }
+        GrantTarget::Labels(_) => None,
+    };
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO grants (id, user_id, group_id, asset_id, actions, valid_from, valid_until, \
+                             schedule, require_mfa, idle_timeout_secs, max_duration_secs, record, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(id.to_string())
+    .bind(user_id)
+    .bind(group_id)
+    .bind(asset_id)
+    .bind(grant.actions.to_string())
+    .bind(grant.valid_from.map(time_text))
+    .bind(grant.valid_until.map(time_text))
+    .bind(grant.schedule.as_ref().map(ToString::to_string))
+    .bind(grant.require_mfa)
+    .bind(grant.idle_timeout.map(seconds))
+    .bind(grant.max_duration.map(seconds))
+    .bind(grant.record)
+    .bind(time_text(now()))
+    .execute(&mut *tx)
+    .await?;
+    if let GrantTarget::Labels(labels) = &grant.target {
+        for label in labels {
+            sqlx::query("INSERT INTO grant_labels (grant_id, key, value) VALUES ($1, $2, $3)")
+                .bind(id.to_string())
+                .bind(&label.key)
+                .bind(&label.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(|_| {
+                    StoreError::invalid(format!("label key {:?} given twice", label.key))
+                })?;
+        }
+    }
+    for login in &grant.accounts {
+        sqlx::query(
+            "INSERT INTO grant_accounts (grant_id, login) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(login.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let event = AuditEvent::GrantAdded {
+        grant: id.to_string(),
+        subject: grant.subject.to_string(),
+        target: grant.target.to_string(),
+        accounts: grant.accounts.iter().map(Name::to_string).collect(),
+        actions: grant.actions.to_string(),
+        valid_from: grant.valid_from.map(format_rfc3339),
+        valid_until: grant.valid_until.map(format_rfc3339),
+        schedule: grant.schedule.as_ref().map(ToString::to_string),
+        require_mfa: grant.require_mfa,
+        idle_timeout: grant.idle_timeout.map(format_duration),
+        max_duration: grant.max_duration.map(format_duration),
+        recorded: grant.record,
+    };
+    audit_log::append(&mut *tx, actor, &event).await?;
+    let loaded = load_grants(&mut *tx, Some(id))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::not_found("grant", id))?;
+    Ok(loaded)
 }
 
 pub(crate) async fn load_grants(

@@ -10,6 +10,7 @@ pub enum IdKind {
     Grant,
     ApiToken,
     DbToken,
+    AccessRequest,
 }
 
 impl IdKind {
@@ -19,6 +20,7 @@ impl IdKind {
             IdKind::Grant => "grants",
             IdKind::ApiToken => "api_tokens",
             IdKind::DbToken => "db_tokens",
+            IdKind::AccessRequest => "access_requests",
         }
     }
 
@@ -35,6 +37,9 @@ impl IdKind {
             IdKind::DbToken => {
                 "SELECT id FROM db_tokens WHERE id LIKE $1 || '%' ORDER BY id LIMIT 3"
             }
+            IdKind::AccessRequest => {
+                "SELECT id FROM access_requests WHERE id LIKE $1 || '%' ORDER BY id LIMIT 3"
+            }
         }
     }
 
@@ -45,6 +50,7 @@ impl IdKind {
             IdKind::Grant => "grant",
             IdKind::ApiToken => "API token",
             IdKind::DbToken => "database token",
+            IdKind::AccessRequest => "access request",
         }
     }
 }

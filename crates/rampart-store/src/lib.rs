@@ -9,6 +9,7 @@
 //! write transaction takes the write lock up front (`BEGIN IMMEDIATE`).
 #![forbid(unsafe_code)]
 
+mod access_requests;
 mod accounts;
 mod agents;
 mod alerts;
@@ -41,6 +42,7 @@ mod users;
 pub mod vault;
 mod web_auth;
 
+pub use access_requests::{AccessRequest, Decision, NewAccessRequest, RequestFilter};
 pub use accounts::{NewAccountSecret, RotationReport, VaultStatus};
 pub use agents::{AGENT_TOKEN_PREFIX, Agent, AgentToken, Enrolment, MAX_AGENT_TOKEN_TTL};
 pub use alerts::Alert;

@@ -443,6 +443,12 @@
     api_token_created: (e, who) => `${who} created an API token for ${e.user} (${e.scope})`,
     api_token_revoked: (e, who) => `${who} revoked an API token of ${e.user}`,
     target_connection_failed: (e) => `a connection to ${e.target} failed: ${e.reason}`,
+    access_requested: (e, who) => `${who} asked for access to ${e.target} for ${e.duration} for ${e.user}: ${e.reason}`,
+    access_request_decided: (e, who) =>
+      e.decision === 'cancelled'
+        ? `${who} withdrew the access request of ${e.user}`
+        : `${who} ${e.decision} the access request of ${e.user}${e.valid_until ? ` (access until ${time(e.valid_until)})` : ''}${e.note ? `: ${e.note}` : ''}`,
+    report_generated: (e, who) => `${who} made a ${e.format} compliance report for ${time(e.from)} to ${time(e.to)}`,
   };
 
   function describeEvent(record) {
@@ -954,6 +960,64 @@
       attempt('audit', () => view.load(withParams('/api/v1/audit/events', values)));
     });
     await view.load('/api/v1/audit/events');
+  };
+
+  pages.requests = async () => {
+    const decide = (r, verb) =>
+      button(verb === 'approve' ? 'Approve' : 'Deny', () =>
+        attempt(verb, async () => {
+          const note = $('#request-note').value.trim();
+          const question = `${verb === 'approve' ? 'Approve' : 'Deny'} ${r.requester}'s request for ${r.target}?`;
+          const consequence = verb === 'approve'
+            ? `${r.requester} gets a grant for ${r.duration} from now, which ends on its own.`
+            : `${r.requester} is told it was denied${note ? ` with your note “${note}”` : ''}.`;
+          if (!(await confirmAction(question, consequence, verb === 'approve' ? 'Approve' : 'Deny'))) return;
+          await api('POST', `/api/v1/requests/${r.id}/${verb}`, note ? { note } : {});
+          status(`${verb === 'approve' ? 'approved' : 'denied'}: ${r.requester}'s request for ${r.target}`);
+          await view.reload();
+        }),
+      verb === 'deny' ? 'danger' : undefined);
+    const cancel = (r) =>
+      button('Cancel', () =>
+        attempt('cancel', async () => {
+          await api('POST', `/api/v1/requests/${r.id}/cancel`);
+          status(`cancelled your request for ${r.target}`);
+          await view.reload();
+        }));
+    const decided = (r) => {
+      if (!r.decided_at) return '';
+      const until = r.valid_until ? `, access until ${time(r.valid_until)}` : '';
+      const note = r.note ? ` (${r.note})` : '';
+      return `${time(r.decided_at)} by ${r.decided_by}${until}${note}`;
+    };
+    const view = listView(
+      '#requests',
+      (r) => [
+        time(r.created_at),
+        r.mine ? `${r.requester} (you)` : r.requester,
+        r.target,
+        r.accounts.length ? r.accounts.join(', ') : 'any',
+        r.duration,
+        r.reason,
+        r.state,
+        decided(r),
+        el('span', {}, r.can_decide ? [decide(r, 'approve'), ' ', decide(r, 'deny')] : [], r.mine && r.state === 'pending' ? cancel(r) : null),
+      ],
+      'no request',
+    );
+    onSubmit('#request-create', (form) =>
+      attempt('request', async () => {
+        const values = formValues(form);
+        const body = { asset: values.asset, duration: values.duration, reason: values.reason };
+        if (values.account) body.accounts = [values.account];
+        await api('POST', '/api/v1/requests', body);
+        status(`asked for ${values.asset} for ${values.duration}: an approver has been told`);
+        form.reset();
+        await view.reload();
+      }),
+    );
+    onSubmit('#request-filter', (form) => attempt('requests', () => view.load(withParams('/api/v1/requests', formValues(form)))));
+    await view.load('/api/v1/requests');
   };
 
   pages.reports = async () => {

@@ -76,6 +76,8 @@ pub struct WebSettings {
     pub max_connections: usize,
     /// The SSH listener's port, for the portal's ready-to-copy `ssh` commands.
     pub ssh_port: Option<u16>,
+    /// Access requests: approver groups and the longest access asked for.
+    pub requests: rampart_core::requests::RequestSettings,
 }
 
 impl Default for WebSettings {
@@ -87,6 +89,7 @@ impl Default for WebSettings {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             max_connections: MAX_CONNECTIONS,
             ssh_port: None,
+            requests: rampart_core::requests::RequestSettings::default(),
         }
     }
 }

@@ -121,6 +121,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/sessions", "Sessions", "user"),
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
+    ("/requests", "Requests", "user"),
     ("/audit", "Audit", "auditor"),
     ("/reports", "Reports", "auditor"),
     ("/admin/users", "Users", "auditor"),
@@ -353,6 +354,29 @@ pub async fn audit() -> Response {
 </form>
 <p>Export the events since the time above, or all of them (the export is audited): <a id="export-csv" href="/api/v1/audit/export?format=csv" download>CSV</a> · <a id="export-jsonl" href="/api/v1/audit/export?format=jsonl" download>JSON lines</a></p>
 <table id="events"><thead><tr><th>#</th><th>At</th><th>Kind</th><th>What happened</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+pub async fn requests() -> Response {
+    page(
+        "Access requests",
+        "requests",
+        &[],
+        r#"<h1>Access requests</h1>
+<p>Ask for access you do not have yet, for a limited time. An approver (an administrator, or a member of an approver group) approves or denies it; an approval is a grant that ends on its own. Nobody approves their own request.</p>
+<form id="request-create" class="inline">
+<label>Asset <input name="asset" required placeholder="web-01"></label>
+<label>Account <input name="account" placeholder="any"></label>
+<label>For <input name="duration" required value="1h" size="5"></label>
+<label>Reason <input name="reason" required size="40" placeholder="ticket INC-1234: restart the web service"></label>
+<button type="submit">Ask</button>
+</form>
+<form id="request-filter" class="inline">
+<label>State <select name="state"><option value="">all</option><option>pending</option><option>approved</option><option>denied</option><option>cancelled</option></select></label>
+<button type="submit">Show</button>
+</form>
+<p><label>Note for my decisions <input id="request-note" size="40" placeholder="optional: shown to the requester"></label></p>
+<table id="requests"><thead><tr><th>Asked</th><th>Who</th><th>For</th><th>Accounts</th><th>How long</th><th>Reason</th><th>State</th><th>Decided</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

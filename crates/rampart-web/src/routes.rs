@@ -805,6 +805,51 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(
             get(),
+            "/api/v1/requests",
+            User,
+            "requests",
+            "Access requests: my own and those I may approve (every one for auditors and administrators), newest first, each with `mine` and `can_decide`",
+            api::requests_list,
+        )
+        .query(&["state", "limit", "cursor"]),
+        Route::new(
+            post(),
+            "/api/v1/requests",
+            User,
+            "requests",
+            "Ask for time-bound access (asset or labels, accounts, actions, duration, reason); approvers are told through every sink",
+            api::request_create,
+        )
+        .body(&["asset", "labels", "accounts", "actions", "duration", "reason"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/requests/{id}/approve",
+            User,
+            "requests",
+            "Approve a pending request (administrators and configured approver groups; never one's own): creates a grant that ends on its own",
+            api::request_approve,
+        )
+        .body(&["note"]),
+        Route::new(
+            post(),
+            "/api/v1/requests/{id}/deny",
+            User,
+            "requests",
+            "Deny a pending request (administrators and configured approver groups; never one's own)",
+            api::request_deny,
+        )
+        .body(&["note"]),
+        Route::new(
+            post(),
+            "/api/v1/requests/{id}/cancel",
+            User,
+            "requests",
+            "Withdraw my own pending request",
+            api::request_cancel,
+        ),
+        Route::new(
+            get(),
             "/api/v1/command-rules",
             Auditor,
             "command rules",
@@ -923,6 +968,15 @@ pub fn table() -> Vec<Route> {
             "portal",
             "Portal: compliance reports for a period (summary, HTML, CSV and PDF)",
             crate::portal::reports,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/requests",
+            Public,
+            "portal",
+            "Portal: ask for time-bound access; approve or deny others' requests",
+            crate::portal::requests,
         )
         .produces("text/html"),
         Route::new(

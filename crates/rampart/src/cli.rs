@@ -75,6 +75,10 @@ pub enum Command {
     /// Alerts (a warned or refused command, ...) and their acknowledgement
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Access requests: time-bound access asked for by a user and approved (a grant that ends
+    /// on its own) or denied
+    #[command(subcommand)]
+    Request(RequestCommand),
     /// Inspect sessions
     #[command(subcommand)]
     Session(SessionCommand),
@@ -399,6 +403,65 @@ pub enum AlertCommand {
     Ack {
         /// The alert's id, as `rampart alert list` prints it
         id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Ask for time-bound access on a user's behalf (users ask for themselves in the portal or
+    /// with POST /api/v1/requests); approvers are told through every audit sink
+    #[command(
+        after_help = "Example:\n  rampart request create --user alice --asset web-01 --account root --duration 2h --reason 'INC-1234: restart nginx'"
+    )]
+    Create {
+        /// The user who will get the access
+        #[arg(long)]
+        user: String,
+        /// The asset asked for (or --label)
+        #[arg(long, conflicts_with = "label")]
+        asset: Option<String>,
+        /// Assets with this label (KEY=VALUE; repeatable: assets with all of them)
+        #[arg(long)]
+        label: Vec<String>,
+        /// An account login on the asset (repeatable); default: every account
+        #[arg(long)]
+        account: Vec<String>,
+        /// Comma-separated actions; default: the default set of a grant
+        #[arg(long)]
+        actions: Option<String>,
+        /// How long the access lasts once approved (such as 30m, 2h), at most
+        /// requests.max_duration
+        #[arg(long)]
+        duration: String,
+        /// Why (a ticket, what will be done): shown to approvers and kept in the audit trail
+        #[arg(long)]
+        reason: String,
+    },
+    /// List access requests, newest first
+    List {
+        /// Only requests in this state
+        #[arg(long, value_parser = ["pending", "approved", "denied", "cancelled"])]
+        state: Option<String>,
+        /// Only this user's requests
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Approve a pending request as the node's operator: a grant for the requested time starts
+    /// now and ends on its own
+    Approve {
+        /// The request's id (or a unique prefix of it), as `rampart request list` prints it
+        id: String,
+        /// A note kept with the decision
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a pending request as the node's operator
+    Deny {
+        /// The request's id (or a unique prefix of it)
+        id: String,
+        /// A note kept with the decision (the requester sees it)
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 

@@ -29,6 +29,7 @@ pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
+mod requests;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
@@ -67,6 +68,8 @@ struct FileConfig {
     mysql: mysql::MysqlSection,
     #[serde(default)]
     redis: redis::RedisSection,
+    #[serde(default)]
+    requests: requests::RequestsSection,
 }
 
 /// How session recordings are written.
@@ -181,6 +184,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub mysql: MysqlConfig,
     pub redis: RedisConfig,
+    /// Access requests: approver groups and the longest access asked for (`[requests]`).
+    pub requests: rampart_core::requests::RequestSettings,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -481,6 +486,7 @@ impl Config {
         let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
+        let requests = requests::requests_config(&file.requests, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -501,6 +507,7 @@ impl Config {
             agent,
             mysql,
             redis,
+            requests,
         })
     }
 }

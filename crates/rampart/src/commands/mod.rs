@@ -15,6 +15,7 @@ mod groups;
 mod queries;
 mod recordings;
 mod report;
+mod requests;
 pub(crate) mod rotation;
 mod rules;
 mod sessions;
@@ -113,6 +114,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
         Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
         Command::Doctor => doctor::run(config, &store, json).await,
+        Command::Request(cmd) => requests::run(&store, &actor, json, cmd, &config.requests).await,
         Command::Report(args) => report::run(config, &store, &actor, &args).await,
         Command::Db(crate::cli::DbCommand::Token(cmd)) => {
             db_tokens::run(&store, &actor, json, cmd).await

@@ -72,6 +72,18 @@ pub fn render(report: &Report) -> anyhow::Result<Vec<u8>> {
     for c in &report.changes {
         row(["change", &c.at, &c.actor, "", &c.kind, &c.detail, "", ""])?;
     }
+    for r in &report.requests {
+        row([
+            "access request",
+            &r.at,
+            &r.user,
+            &r.request,
+            &r.step,
+            &r.detail,
+            "",
+            &r.by,
+        ])?;
+    }
     for r in &report.rotations {
         row([
             "rotation",

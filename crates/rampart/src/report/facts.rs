@@ -118,6 +118,18 @@ pub struct ChangeRow {
     pub detail: String,
 }
 
+/// A step of an access request: asked, approved, denied, cancelled.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub at: String,
+    pub request: String,
+    pub user: String,
+    pub step: String,
+    /// Who took the step (the requester asks; an approver decides).
+    pub by: String,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RotationRow {
     pub at: String,
@@ -170,6 +182,7 @@ pub struct Report {
     pub transfer_bytes: u64,
     pub changes: Vec<ChangeRow>,
     pub rotations: Vec<RotationRow>,
+    pub requests: Vec<RequestRow>,
     pub verification: Verification,
 }
 
@@ -184,6 +197,8 @@ pub mod controls {
     pub const TRANSFERS: &str = "SOC 2 CC6.7 · ISO 27001 A.5.14, A.8.12 · PCI DSS 10.2.1";
     pub const CHANGES: &str =
         "SOC 2 CC6.2, CC6.3, CC8.1 · ISO 27001 A.5.18 · PCI DSS 7.2.4, 8.2.4, 10.2.1.5";
+    pub const REQUESTS: &str =
+        "SOC 2 CC6.2, CC6.3 · ISO 27001 A.5.15, A.5.18 · PCI DSS 7.2.1, 7.2.4";
     pub const ROTATIONS: &str = "SOC 2 CC6.1 · ISO 27001 A.5.17 · PCI DSS 8.3.9, 8.6.3";
     pub const VERIFICATION: &str = "SOC 2 CC7.2, CC4.1 · ISO 27001 A.8.15 · PCI DSS 10.3, 10.5";
 }
@@ -257,6 +272,10 @@ struct Collector {
     changes: Bounded<ChangeRow>,
     grant_changes: u64,
     rotations: Bounded<RotationRow>,
+    requests: Bounded<RequestRow>,
+    requests_made: u64,
+    requests_approved: u64,
+    requests_denied: u64,
     rotations_committed: u64,
     rotations_failed: u64,
 }
@@ -497,6 +516,56 @@ impl Collector {
                 let detail = summary_of(&record.event);
                 self.change(record, record.kind.replace('_', " ").as_str(), detail);
             }
+            AuditEvent::AccessRequested {
+                request,
+                user,
+                target,
+                duration,
+                reason,
+                ..
+            } => {
+                self.requests_made += 1;
+                self.requests.push(RequestRow {
+                    at,
+                    request,
+                    user,
+                    step: "asked".into(),
+                    by: actor_name(&record.actor),
+                    detail: format!("{target} for {duration}: {reason}"),
+                });
+            }
+            AuditEvent::AccessRequestDecided {
+                request,
+                user,
+                decision,
+                note,
+                grant,
+                valid_until,
+            } => {
+                match decision.as_str() {
+                    "approved" => self.requests_approved += 1,
+                    "denied" => self.requests_denied += 1,
+                    _ => {}
+                }
+                let mut detail = Vec::new();
+                if let Some(grant) = grant {
+                    detail.push(format!("grant {grant}"));
+                }
+                if let Some(until) = valid_until {
+                    detail.push(format!("until {until}"));
+                }
+                if let Some(note) = note {
+                    detail.push(note);
+                }
+                self.requests.push(RequestRow {
+                    at,
+                    request,
+                    user,
+                    step: decision,
+                    by: actor_name(&record.actor),
+                    detail: detail.join("; "),
+                });
+            }
             AuditEvent::AccountRotationChanged {
                 account,
                 state,
@@ -697,6 +766,24 @@ fn finish(
             controls::CHANGES,
         ),
         line(
+            "access_requests",
+            "Access requests made",
+            c.requests_made,
+            controls::REQUESTS,
+        ),
+        line(
+            "requests_approved",
+            "Access requests approved",
+            c.requests_approved,
+            controls::REQUESTS,
+        ),
+        line(
+            "requests_denied",
+            "Access requests denied",
+            c.requests_denied,
+            controls::REQUESTS,
+        ),
+        line(
             "rotations_committed",
             "Credential rotations completed",
             c.rotations_committed,
@@ -737,6 +824,7 @@ fn finish(
         transfer_bytes: c.transfer_bytes,
         changes: c.changes.rows,
         rotations: c.rotations.rows,
+        requests: c.requests.rows,
         verification,
     }
 }

@@ -225,6 +225,28 @@ pub fn render(report: &Report) -> String {
 
     section(
         &mut out,
+        "Access requests and approvals",
+        controls::REQUESTS,
+        "Time-bound access asked for, and who approved or denied it (an approval is a grant that ends on its own).",
+    );
+    table(
+        &mut out,
+        &["At", "Request", "User", "Step", "By", "Detail"],
+        report.requests.iter().map(|r| {
+            vec![
+                r.at.clone(),
+                r.request.clone(),
+                r.user.clone(),
+                r.step.clone(),
+                r.by.clone(),
+                r.detail.clone(),
+            ]
+        }),
+        report.requests.len() >= MAX_ROWS,
+    );
+
+    section(
+        &mut out,
         "Credential rotations",
         controls::ROTATIONS,
         "Every step of every rotation of a vaulted credential (never the secret).",

@@ -530,6 +530,33 @@ try {
   await screenshot(admin, 'report-html');
   console.log('step ok: the reports page summarises the period and opens the full HTML report');
 
+  // Access requests: alice asks for web-02 in the portal; the administrator denies it with a
+  // note, after a confirmation that says what the requester is told; alice sees the answer.
+  await alice.goto(`${base}/requests`);
+  await alice.waitForSelector('body[data-ready=true]');
+  await alice.fill('#request-create input[name=asset]', 'web-02');
+  await alice.fill('#request-create input[name=duration]', '1h');
+  await alice.fill('#request-create input[name=reason]', 'browser test: look at web-02');
+  await alice.click('#request-create button[type=submit]');
+  await alice.waitForFunction(() => document.querySelector('#requests').textContent.includes('browser test: look at web-02'));
+  const asked = await visibleText(alice, '#requests');
+  if (!asked.includes('alice (you)') || !asked.includes('pending') || !asked.includes('asset web-02')) throw new Error(`alice's request: ${asked}`);
+  if (!(await visibleText(alice, '#status')).includes('an approver has been told')) throw new Error('no confirmation of the request');
+  await admin.goto(`${base}/requests`);
+  await admin.waitForSelector('body[data-ready=true]');
+  await admin.fill('#request-note', 'not today');
+  const requestRow = admin.locator('#requests tbody tr', { hasText: 'browser test: look at web-02' }).first();
+  await requestRow.getByRole('button', { name: 'Deny' }).click();
+  await confirmDialog(admin, ["Deny alice's request for asset web-02?", 'not today'], 'Deny');
+  await admin.waitForFunction(() => document.querySelector('#requests').textContent.includes('denied'));
+  await alice.reload();
+  await alice.waitForSelector('body[data-ready=true]');
+  const answered = await visibleText(alice, '#requests');
+  if (!answered.includes('denied') || !answered.includes('not today') || !answered.includes('user:adam')) throw new Error(`alice does not see the decision: ${answered}`);
+  await assertReadable(alice, 'requests');
+  await screenshot(alice, 'request-denied');
+  console.log('step ok: a request asked in the portal is denied by the administrator with a note the requester sees');
+
   // Destructive buttons ask first and say what goes: an asset with an account and a grant.
   await admin.goto(`${base}/admin/assets`);
   await admin.waitForSelector('body[data-ready=true]');

@@ -35,6 +35,7 @@ mod postgres;
 mod recording_durability;
 mod redis;
 mod report;
+mod requests;
 mod rotation;
 mod session_lists;
 mod ssh;
