@@ -121,6 +121,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/sessions", "Sessions", "user"),
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
+    ("/alerts", "Alerts", "auditor"),
     ("/audit", "Audit", "auditor"),
     ("/admin/users", "Users", "auditor"),
     ("/admin/groups", "Groups", "auditor"),
@@ -334,6 +335,24 @@ pub async fn databases() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// Alerts, newest first: open ones (the default) or all, each with its severity, time, user,
+/// target, the rule or detector that raised it, links to its session and its events, and an
+/// Acknowledge button while it is open.
+pub async fn alerts() -> Response {
+    page(
+        "Alerts",
+        "alerts",
+        &[],
+        r#"<h1>Alerts</h1>
+<form id="alert-filter" class="inline">
+<label><input type="radio" name="show" value="open" checked> open</label>
+<label><input type="radio" name="show" value="all"> all</label>
+<button type="submit">Show</button>
+</form>
+<table id="alerts"><thead><tr><th>Raised</th><th>Severity</th><th>Raised by</th><th>What happened</th><th>User</th><th>Target</th><th>Session</th><th>State</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

@@ -781,10 +781,10 @@ pub fn table() -> Vec<Route> {
             "/api/v1/alerts",
             Auditor,
             "alerts",
-            "List alerts, newest first, with who acknowledged them",
+            "List alerts, newest first, with who acknowledged them (`open=true`: only those nobody has)",
             api::alerts_list,
         )
-        .query(&["limit", "cursor"]),
+        .query(&["open", "limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/alerts/{id}/acknowledge",
@@ -896,6 +896,15 @@ pub fn table() -> Vec<Route> {
             crate::portal::databases,
         )
         .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/alerts",
+            Public,
+            "portal",
+            "Portal: alerts (open or all) with their sessions and events, and acknowledgement",
+            crate::portal::alerts,
+        )
         .produces("text/html"),
         Route::new(
             get(),

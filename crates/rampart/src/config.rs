@@ -21,6 +21,7 @@ use tracing_subscriber::filter::LevelFilter;
 use std::time::Duration;
 
 mod agent;
+mod alerts;
 mod database;
 mod mysql;
 mod postgres;
@@ -67,6 +68,8 @@ struct FileConfig {
     mysql: mysql::MysqlSection,
     #[serde(default)]
     redis: redis::RedisSection,
+    #[serde(default)]
+    alerts: alerts::AlertsSection,
 }
 
 /// How session recordings are written.
@@ -181,6 +184,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub mysql: MysqlConfig,
     pub redis: RedisConfig,
+    /// The anomaly detectors (`[alerts]`); the failed-login burst also rides in `auth`.
+    pub detectors: rampart_core::detectors::DetectorSettings,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -442,7 +447,9 @@ impl Config {
                 None,
             )?,
         };
-        let auth = auth_settings(file.auth, env_lookup, &file_name)?;
+        let mut auth = auth_settings(file.auth, env_lookup, &file_name)?;
+        let detectors = alerts::alerts_config(&file.alerts, env_lookup, &file_name)?;
+        auth.failure_burst = detectors.failed_logins;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
         let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
         let target_host_keys = match pick(
@@ -501,6 +508,7 @@ impl Config {
             agent,
             mysql,
             redis,
+            detectors,
         })
     }
 }
@@ -978,6 +986,7 @@ fn auth_settings(
             lock_for,
         },
         trusted_proxies,
+        failure_burst: None,
     })
 }
 

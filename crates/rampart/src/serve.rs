@@ -192,6 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "redis_listen": redis_addr.map(|addr| addr.to_string()),
         "redis_allow_plain_loopback": config.redis.settings.allow_plain_loopback,
         "redis_deny_commands": config.redis.settings.deny.to_string(),
+        "alerts": crate::detectors::describe(&config.detectors),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -384,6 +385,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             sink,
             status,
+            stop_tx.subscribe(),
+        )));
+    }
+    // The anomaly detectors that read the audit log, when any is configured (`[alerts]`).
+    if config.detectors.reads_the_audit_log() {
+        background.push(tokio::spawn(crate::detectors::run(
+            store.clone(),
+            config.detectors.clone(),
             stop_tx.subscribe(),
         )));
     }

@@ -222,6 +222,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/watch"), "22222"),
         (("GET", "/commands"), "22222"),
         (("GET", "/databases"), "22222"),
+        (("GET", "/alerts"), "22222"),
         (("GET", "/audit"), "22222"),
         (("GET", "/admin/users"), "22222"),
         (("GET", "/admin/groups"), "22222"),
