@@ -216,7 +216,7 @@ pub async fn home() -> Response {
         r#"<section id="dashboard" class="dashboard" hidden aria-label="dashboard">
 <div class="card"><h2>Live sessions: <span id="live-count">…</span></h2><ul id="live-sessions"></ul></div>
 <div class="card"><h2>Recent denials and failures: <span id="trouble-count">…</span></h2><ul id="recent-trouble"></ul><p><a href="/audit">All audit events</a></p></div>
-<div class="card"><h2>Open alerts: <span id="alert-count">…</span></h2><ul id="open-alerts"></ul></div>
+<div class="card"><h2>Open alerts: <span id="alert-count">…</span></h2><ul id="open-alerts"></ul><p><a href="/alerts">All alerts</a></p></div>
 <div class="card"><h2>Gateways: <span id="gateway-health">…</span></h2><ul id="failing-gateways"></ul></div>
 <div class="card"><h2>Audit sinks: <span id="sink-health">…</span></h2><ul id="lagging-sinks"></ul></div>
 <div class="card"><h2>Recent changes</h2><ul id="recent-changes"></ul></div>
