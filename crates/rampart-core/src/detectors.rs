@@ -27,13 +27,10 @@ pub struct DetectorSettings {
 }
 
 impl DetectorSettings {
-    /// Whether a detector that reads the audit log (every one but the failed-login burst,
-    /// which counts where failures are counted) is on.
+    /// Whether a detector that reads the audit log is on (the failed-login burst counts where
+    /// failures are counted, the bulk transfer where a session's bytes are counted).
     pub fn reads_the_audit_log(&self) -> bool {
-        self.new_source_after.is_some()
-            || self.business_hours.is_some()
-            || self.bulk_transfer_bytes.is_some()
-            || self.new_asset
+        self.new_source_after.is_some() || self.business_hours.is_some() || self.new_asset
     }
 }
 
@@ -171,15 +168,15 @@ pub fn new_asset(
     })
 }
 
-/// A session that moved more than `settings.bulk_transfer_bytes`.
+/// A session that has moved more than `limit` bytes (`alerts.bulk_transfer`); the session core
+/// asks as the bytes pass, once per session.
 pub fn bulk_transfer(
-    settings: &DetectorSettings,
+    limit: u64,
     user: &str,
     session: &str,
     target: &str,
     bytes: u64,
 ) -> Option<DetectorAlert> {
-    let limit = settings.bulk_transfer_bytes?;
     if bytes <= limit {
         return None;
     }
@@ -330,10 +327,10 @@ mod tests {
         assert_eq!(alert.detail, "first session of alice to asset web-02");
         assert_eq!(alert.session.as_deref(), Some("S"));
         assert_eq!(
-            bulk_transfer(&s, "alice", "S", "root@web-02", 1_000_000),
+            bulk_transfer(1_000_000, "alice", "S", "root@web-02", 1_000_000),
             None
         );
-        let bulk = bulk_transfer(&s, "alice", "S", "root@web-02", 1_000_001).unwrap();
+        let bulk = bulk_transfer(1_000_000, "alice", "S", "root@web-02", 1_000_001).unwrap();
         assert_eq!(bulk.alert, "bulk_transfer");
         assert!(bulk.detail.contains("1000001 bytes"), "{bulk:?}");
     }

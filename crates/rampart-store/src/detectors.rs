@@ -1,12 +1,13 @@
 //! The anomaly detectors that read the audit log (new source address, off-hours login, new
-//! asset, bulk transfer): `run_detectors` judges the events after the detectors' position with
+//! asset): `run_detectors` judges the events after the detectors' position with
 //! `rampart_core::detectors` (the decisions) against what it remembers of each user
 //! (`detector_seen`, migration 24), and writes what it learned, the alerts it raised
 //! (`alert_raised` events, so every sink gets them) and the new position in one write
 //! transaction: each event is judged exactly once, across crashes and restarts.
 //!
 //! The failed-login burst is not here: it counts where failures are counted
-//! (`login_controls`), since a storm of failures is deliberately not one event each (E6).
+//! (`login_controls`), since a storm of failures is deliberately not one event each (E6); nor
+//! is the bulk transfer, which the session core checks as a session's bytes pass.
 
 use crate::rows::{self, time_text};
 use crate::{Result, Store, audit_log};
@@ -37,7 +38,7 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT seq, at, kind, event FROM audit_events WHERE seq > $1 AND seq <= $2 \
-             AND kind IN ('login_succeeded', 'session_started', 'session_ended') \
+             AND kind IN ('login_succeeded', 'session_started') \
              ORDER BY seq LIMIT $3",
         )
         .bind(position)
@@ -118,38 +119,6 @@ async fn judge(
                 seen,
             ));
             remember(conn, user, "asset", asset, at).await?;
-        }
-        "session_ended" => {
-            let bytes = ["bytes_from_client", "bytes_to_client"]
-                .iter()
-                .filter_map(|name| event.get(name).and_then(|v| v.as_u64()))
-                .fold(0u64, u64::saturating_add);
-            if settings
-                .bulk_transfer_bytes
-                .is_some_and(|limit| bytes > limit)
-            {
-                let session = field("session");
-                let row = sqlx::query(
-                    "SELECT user_name, account_login, asset_name FROM sessions WHERE id = $1",
-                )
-                .bind(session)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let (user, target) = match row {
-                    Some(row) => (
-                        rows::text(&row, "user_name")?,
-                        format!(
-                            "{}@{}",
-                            rows::text(&row, "account_login")?,
-                            rows::text(&row, "asset_name")?
-                        ),
-                    ),
-                    None => ("?".to_owned(), "?".to_owned()),
-                };
-                alerts.extend(detectors::bulk_transfer(
-                    settings, &user, session, &target, bytes,
-                ));
-            }
         }
         _ => {}
     }

@@ -236,6 +236,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
     let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings, &serve_lock)?;
+    gateway
+        .session_core()
+        .live
+        .set_bulk_transfer_alert(config.detectors.bulk_transfer_bytes);
     for recording in &sealed {
         tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
     }

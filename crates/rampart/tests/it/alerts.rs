@@ -293,6 +293,16 @@ fn each_detector_raises_its_alert_in_syslog_the_webhook_and_the_api() {
         .find(|s| s["kind"] == "scp")
         .unwrap();
     assert_eq!(bulk[0]["event"]["session"], scp_session["id"]);
+    // Raised while the session ran, as its bytes passed the size, not when it ended.
+    let ended = lab
+        .events("session_ended")
+        .into_iter()
+        .find(|e| e["event"]["session"] == scp_session["id"])
+        .unwrap();
+    assert!(
+        bulk[0]["id"].as_i64().unwrap() < ended["seq"].as_i64().unwrap(),
+        "{bulk:?} {ended}"
+    );
     assert_eq!(
         details("new_asset"),
         ["first session of alice to asset web-02"]
