@@ -450,7 +450,12 @@ impl Authenticator {
         let record = attempt.record(user, factor, method);
         let counted = self
             .store
-            .record_login_failure(&record, &self.settings.lockout, OffsetDateTime::now_utc())
+            .record_login_failure_detecting(
+                &record,
+                &self.settings.lockout,
+                self.settings.failure_burst.as_ref(),
+                OffsetDateTime::now_utc(),
+            )
             .await;
         if let Err(err) = counted {
             tracing::error!(error = %err, "cannot count a failed login");

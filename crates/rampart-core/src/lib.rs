@@ -8,6 +8,7 @@
 pub mod access;
 pub mod action;
 pub mod audit;
+pub mod detectors;
 pub mod login_rules;
 pub mod mfa;
 pub mod model;

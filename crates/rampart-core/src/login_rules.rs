@@ -320,6 +320,10 @@ pub struct AuthSettings {
     /// Proxies whose `X-Forwarded-For` header is believed (see [`client_address`]).
     #[serde(serialize_with = "serialize_nets")]
     pub trusted_proxies: Vec<IpNet>,
+    /// The failed-login burst detector (`[alerts]`), counted where failures are counted; the
+    /// node records it with the other detectors' settings.
+    #[serde(skip)]
+    pub failure_burst: Option<crate::detectors::FailureBurst>,
 }
 
 fn serialize_nets<S: Serializer>(nets: &[IpNet], serializer: S) -> Result<S::Ok, S::Error> {
@@ -699,6 +703,7 @@ mod tests {
             global: rules("10.0.0.0/8", "", Some("Mon-Fri 08:00-18:00 Europe/Berlin")),
             lockout: LockoutPolicy::default(),
             trusted_proxies: parse_cidr_list("trusted_proxies", "10.0.0.1").unwrap(),
+            failure_burst: None,
         };
         assert_eq!(
             serde_json::to_value(&settings).unwrap(),

@@ -26,7 +26,7 @@ use rampart_audit::Stream;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_store::{SessionEnd, Store};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -42,17 +42,43 @@ pub(crate) struct Shared {
     live: Arc<LiveSession>,
     from_client: AtomicU64,
     to_client: AtomicU64,
+    /// The bulk-transfer detector's size for this session (none: off), and whether it fired.
+    bulk_limit: Option<u64>,
+    bulk_alerted: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(observers: ObserverSet, trail: Trail, live: Arc<LiveSession>) -> Self {
+    pub(crate) fn new(
+        observers: ObserverSet,
+        trail: Trail,
+        live: Arc<LiveSession>,
+        bulk_limit: Option<u64>,
+    ) -> Self {
         Self {
             observers,
             trail,
             live,
             from_client: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
+            bulk_limit,
+            bulk_alerted: AtomicBool::new(false),
         }
+    }
+
+    /// The bulk-transfer detector: once the session has moved more than its size (both
+    /// directions), one alert, at that moment.
+    async fn check_bulk(&self) -> Result<(), String> {
+        let Some(limit) = self.bulk_limit else {
+            return Ok(());
+        };
+        let bytes = self
+            .from_client
+            .load(Ordering::Relaxed)
+            .saturating_add(self.to_client.load(Ordering::Relaxed));
+        if bytes <= limit || self.bulk_alerted.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.trail.bulk_transfer(limit, bytes).await
     }
 }
 
@@ -89,6 +115,7 @@ impl SessionTap {
             .trail
             .log(std::mem::take(&mut verdict.findings))
             .await?;
+        self.0.check_bulk().await?;
         Ok(verdict)
     }
 
@@ -106,6 +133,7 @@ impl SessionTap {
             .flat_map(|verdict| std::mem::take(&mut verdict.findings))
             .collect();
         self.0.trail.log(findings).await?;
+        self.0.check_bulk().await?;
         Ok(verdicts)
     }
 
@@ -115,7 +143,8 @@ impl SessionTap {
         let bytes: usize = batch.iter().map(|(_, data)| data.len()).sum();
         self.0.to_client.fetch_add(bytes as u64, Ordering::Relaxed);
         let findings = self.0.observers.target(batch).await?;
-        self.0.trail.log(findings).await
+        self.0.trail.log(findings).await?;
+        self.0.check_bulk().await
     }
 
     pub async fn resized(&self, cols: u32, rows: u32) -> Result<(), String> {

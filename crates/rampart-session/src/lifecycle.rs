@@ -278,6 +278,7 @@ impl SessionCore {
                 source: authorized.source.text.clone(),
             },
             registration.session.clone(),
+            self.live.bulk_transfer_alert(),
         ));
         Ok(SessionGuard::spawn(
             shared,

@@ -211,6 +211,9 @@ pub struct LiveSessions {
     defaults: SessionDefaults,
     /// The node's login rules (`[auth]`), which every session must keep passing.
     global_rules: LoginRules,
+    /// The bulk-transfer detector's size (`alerts.bulk_transfer`; 0: off), read by every
+    /// session as it starts.
+    bulk_transfer_alert: AtomicU64,
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -228,6 +231,17 @@ impl LiveSessions {
             global_rules,
             ..Self::default()
         }
+    }
+
+    /// Turns the bulk-transfer detector on (`Some(bytes)`) or off for sessions started from now.
+    pub fn set_bulk_transfer_alert(&self, bytes: Option<u64>) {
+        self.bulk_transfer_alert
+            .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The bulk-transfer detector's size, if it is on.
+    pub(crate) fn bulk_transfer_alert(&self) -> Option<u64> {
+        Some(self.bulk_transfer_alert.load(Ordering::Relaxed)).filter(|bytes| *bytes > 0)
     }
 
     /// Registers a session that is about to be relayed.

@@ -19,6 +19,25 @@ pub(crate) struct Trail {
 }
 
 impl Trail {
+    /// The bulk-transfer detector's alert: this session moved `bytes`, more than `limit`.
+    pub(crate) async fn bulk_transfer(&self, limit: u64, bytes: u64) -> Result<(), String> {
+        let alert = rampart_core::detectors::bulk_transfer(
+            limit,
+            &self.user,
+            &self.id.to_string(),
+            &self.account.to_string(),
+            bytes,
+        );
+        match alert {
+            Some(alert) => self
+                .store
+                .record_event(&Actor::System, &alert.event())
+                .await
+                .map_err(|err| format!("cannot write the audit trail ({err})")),
+            None => Ok(()),
+        }
+    }
+
     /// Writes commands and file operations to the audit trail; an error ends the session (fail
     /// closed).
     pub(crate) async fn log(&self, findings: Vec<Finding>) -> Result<(), String> {

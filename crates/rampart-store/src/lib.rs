@@ -21,6 +21,7 @@ mod command_rules;
 mod commands;
 mod data_dir;
 mod db_tokens;
+mod detectors;
 mod domains;
 mod grants;
 mod groups;

@@ -19,6 +19,7 @@ use crate::rows::{self, time_text};
 use crate::{Result, Store, StoreError, audit_log, users};
 use ipnet::Ipv6Net;
 use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::detectors::{self, BurstOf, FailureBurst};
 use rampart_core::login_rules::{
     LockoutPolicy, LoginFactor, LoginRules, format_cidr_list, parse_cidr_list,
 };
@@ -37,6 +38,8 @@ const CLEANUP_BATCH: i64 = 100;
 const MAX_COUNTED_FAILURES: u32 = 1_000_000;
 /// The counter namespace of refusals by the login rules (counted for the audit trail only).
 const REFUSED: &str = "refused";
+/// The counter namespace of the failed-login burst detector (every factor together).
+const BURST: &str = "burst";
 
 /// One login attempt that did not succeed, as the listeners report it.
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +148,22 @@ impl Store {
         policy: &LockoutPolicy,
         at: OffsetDateTime,
     ) -> Result<()> {
+        self.record_login_failure_detecting(attempt, policy, None, at)
+            .await
+    }
+
+    /// [`Store::record_login_failure`], and the failed-login burst detector: with `burst`, the
+    /// failure is also counted per user and per source (every factor together, under
+    /// `burst:user:NAME` and `burst:source:ADDRESS`), and the failure that reaches
+    /// `burst.count` within `burst.window` raises a `failed_logins` alert (an `alert_raised`
+    /// event in the same transaction), once per key and window.
+    pub async fn record_login_failure_detecting(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        policy: &LockoutPolicy,
+        burst: Option<&FailureBurst>,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         let at = whole_second(at);
         let factor = attempt.factor.as_str();
         let mut tx = self.begin_write().await?;
@@ -173,6 +192,9 @@ impl Store {
                 };
                 audit_log::append(&mut tx, &Actor::System, &event).await?;
             }
+        }
+        if let Some(burst) = burst {
+            count_burst(&mut tx, attempt, burst, at).await?;
         }
         delete_expired(&mut tx, policy, at).await?;
         tx.commit().await?;
@@ -335,6 +357,61 @@ async fn count_failure(
     Ok(counted)
 }
 
+/// The failed-login burst detector's counts (see `record_login_failure_detecting`): a counter
+/// "locks" when it reaches the count, which only marks the alert as raised for that window
+/// (nothing reads `burst:` locks to refuse a login).
+async fn count_burst(
+    conn: &mut SqliteConnection,
+    attempt: &LoginAttempt<'_>,
+    burst: &FailureBurst,
+    at: OffsetDateTime,
+) -> Result<()> {
+    let counting = LockoutPolicy {
+        threshold: burst.count.max(1),
+        window: burst.window,
+        lock_for: burst.window,
+    };
+    let login = sanitize(attempt.login);
+    let by_source = count_failure(conn, &source_key(BURST, attempt.source), &counting, at).await?;
+    let mut alerts = Vec::new();
+    if by_source.locked_now.is_some() {
+        alerts.push(detectors::failed_logins(
+            burst,
+            BurstOf::Source(attempt.source.to_canonical()),
+            by_source.failures,
+            &login,
+            attempt.source.to_canonical(),
+        ));
+    }
+    if let Some(name) = attempt.user {
+        let by_user = count_failure(conn, &user_key(BURST, name), &counting, at).await?;
+        if by_user.locked_now.is_some() {
+            alerts.push(detectors::failed_logins(
+                burst,
+                BurstOf::User(name.as_str()),
+                by_user.failures,
+                &login,
+                attempt.source.to_canonical(),
+            ));
+        }
+    }
+    for alert in alerts {
+        audit_log::append(conn, &Actor::System, &alert.event()).await?;
+    }
+    let window_passed = minus(at, burst.window);
+    sqlx::query(
+        "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+         WHERE key LIKE 'burst:%' AND window_start <= $1 \
+         AND (locked_until IS NULL OR locked_until <= $2) LIMIT $3)",
+    )
+    .bind(time_text(window_passed))
+    .bind(time_text(at))
+    .bind(CLEANUP_BATCH)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// INVARIANT: the counters table stays bounded. A counter whose window and lock have both
 /// passed says nothing any more; each write removes a batch of them.
 async fn delete_expired(
@@ -345,7 +422,8 @@ async fn delete_expired(
     let window_passed = minus(at, policy.window);
     sqlx::query(
         "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
-         WHERE window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2) LIMIT $3)",
+         WHERE window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2) \
+         AND key NOT LIKE 'burst:%' LIMIT $3)",
     )
     .bind(time_text(window_passed))
     .bind(time_text(at))
@@ -360,7 +438,7 @@ pub(crate) async fn delete_user_counters(conn: &mut SqliteConnection, name: &Nam
     let namespaces = LoginFactor::ALL
         .iter()
         .map(|factor| factor.as_str())
-        .chain([REFUSED]);
+        .chain([REFUSED, BURST]);
     for namespace in namespaces {
         sqlx::query("DELETE FROM login_failures WHERE key = $1")
             .bind(user_key(namespace, name))

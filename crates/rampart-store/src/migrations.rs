@@ -92,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0020_command_rules.sql"),
     ),
     (
+        24,
+        "detectors",
+        include_str!("../migrations/0024_detectors.sql"),
+    ),
+    (
         27,
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),

@@ -449,6 +449,8 @@
         ? `${who} withdrew the access request of ${e.user}`
         : `${who} ${e.decision} the access request of ${e.user}${e.valid_until ? ` (access until ${time(e.valid_until)})` : ''}${e.note ? `: ${e.note}` : ''}`,
     report_generated: (e, who) => `${who} made a ${e.format} compliance report for ${time(e.from)} to ${time(e.to)}`,
+    alert_raised: (e) => `${e.severity} alert from the ${alertSource(e.alert)}: ${e.detail}`,
+    alert_acknowledged: (e, who) => `${who} acknowledged alert ${e.alert}`,
   };
 
   function describeEvent(record) {
@@ -948,8 +950,76 @@
     await view.load(withParams('/api/v1/queries', session ? { session } : {}));
   };
 
+  // What raised an alert, in words: a command rule or one of the detectors.
+  const ALERT_SOURCES = {
+    command_rule: 'command rule',
+    privilege_escalation: 'privilege escalation detector',
+    new_source: 'new source address detector',
+    off_hours: 'off-hours login detector',
+    failed_logins: 'failed login burst detector',
+    bulk_transfer: 'bulk transfer detector',
+    new_asset: 'new asset detector',
+  };
+  const alertSource = (name) => ALERT_SOURCES[name] || String(name || 'alert').replaceAll('_', ' ');
+
+  // Alerts, newest first: open ones or all. Each links to its session (replay) and to the
+  // audit events that name that session (or, without one, to its own event).
+  pages.alerts = async () => {
+    let view = null;
+    const row = (a) => {
+      const e = a.event || {};
+      const links = [];
+      if (e.session) {
+        links.push(el('a', { href: `/replay?session=${encodeURIComponent(e.session)}`, class: 'alert-session' }, `session ${e.session.slice(0, 8)}`));
+        links.push(' · ');
+        links.push(el('a', { href: `/audit?contains=${encodeURIComponent(e.session)}`, class: 'alert-events' }, 'its events'));
+      } else {
+        links.push(el('span', { class: 'muted' }, 'none'), ' · ');
+        links.push(el('a', { href: `/audit?kind=alert_raised&contains=${encodeURIComponent(e.detail || '')}`, class: 'alert-events' }, 'its event'));
+      }
+      const state = a.acknowledged_by
+        ? el('span', { class: 'muted' }, `acknowledged by ${String(a.acknowledged_by).replace(/^user:/, '')} ${time(a.acknowledged_at)}`)
+        : el(
+            'span',
+            { class: 'actions' },
+            el('strong', {}, 'open'),
+            ' ',
+            button('Acknowledge', () =>
+              attempt('acknowledge', async () => {
+                await api('POST', `/api/v1/alerts/${a.id}/acknowledge`);
+                status(`alert ${a.id} acknowledged`);
+                await view.reload();
+              }),
+            ),
+          );
+      return [
+        time(a.at),
+        el('strong', { class: e.severity === 'critical' ? 'error' : 'warning' }, e.severity || 'alert'),
+        alertSource(e.alert),
+        e.detail || '',
+        e.user || '—',
+        e.target || '—',
+        el('span', {}, ...links),
+        state,
+      ];
+    };
+    view = listView('#alerts', row, 'no alert');
+    const path = (show) => withParams('/api/v1/alerts', show === 'all' ? {} : { open: true });
+    onSubmit('#alert-filter', (form) => attempt('alerts', () => view.load(path(formValues(form).show))));
+    await view.load(path('open'));
+  };
+
   pages.audit = async () => {
     const view = listView('#events', (e) => [e.seq ?? '', time(e.at), e.kind, eventCell(e)], 'no event', { newestFirst: true });
+    // A link may carry the filter (`/audit?contains=SESSION`, from the alerts page).
+    const given = {};
+    for (const [key, value] of new URLSearchParams(location.search)) {
+      const input = $(`#audit-filter [name=${key}]`);
+      if (input && value) {
+        input.value = value;
+        given[key] = value;
+      }
+    }
     onSubmit('#audit-filter', (form) => {
       const values = formValues(form);
       for (const format of ['csv', 'jsonl']) {
@@ -959,7 +1029,7 @@
       }
       attempt('audit', () => view.load(withParams('/api/v1/audit/events', values)));
     });
-    await view.load('/api/v1/audit/events');
+    await view.load(withParams('/api/v1/audit/events', given));
   };
 
   pages.requests = async () => {

@@ -122,6 +122,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
     ("/requests", "Requests", "user"),
+    ("/alerts", "Alerts", "auditor"),
     ("/audit", "Audit", "auditor"),
     ("/reports", "Reports", "auditor"),
     ("/admin/users", "Users", "auditor"),
@@ -217,7 +218,7 @@ pub async fn home() -> Response {
         r#"<section id="dashboard" class="dashboard" hidden aria-label="dashboard">
 <div class="card"><h2>Live sessions: <span id="live-count">…</span></h2><ul id="live-sessions"></ul></div>
 <div class="card"><h2>Recent denials and failures: <span id="trouble-count">…</span></h2><ul id="recent-trouble"></ul><p><a href="/audit">All audit events</a></p></div>
-<div class="card"><h2>Open alerts: <span id="alert-count">…</span></h2><ul id="open-alerts"></ul></div>
+<div class="card"><h2>Open alerts: <span id="alert-count">…</span></h2><ul id="open-alerts"></ul><p><a href="/alerts">All alerts</a></p></div>
 <div class="card"><h2>Gateways: <span id="gateway-health">…</span></h2><ul id="failing-gateways"></ul></div>
 <div class="card"><h2>Audit sinks: <span id="sink-health">…</span></h2><ul id="lagging-sinks"></ul></div>
 <div class="card"><h2>Recent changes</h2><ul id="recent-changes"></ul></div>
@@ -336,6 +337,24 @@ pub async fn databases() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// Alerts, newest first: open ones (the default) or all, each with its severity, time, user,
+/// target, the rule or detector that raised it, links to its session and its events, and an
+/// Acknowledge button while it is open.
+pub async fn alerts() -> Response {
+    page(
+        "Alerts",
+        "alerts",
+        &[],
+        r#"<h1>Alerts</h1>
+<form id="alert-filter" class="inline">
+<label><input type="radio" name="show" value="open" checked> open</label>
+<label><input type="radio" name="show" value="all"> all</label>
+<button type="submit">Show</button>
+</form>
+<table id="alerts"><thead><tr><th>Raised</th><th>Severity</th><th>Raised by</th><th>What happened</th><th>User</th><th>Target</th><th>Session</th><th>State</th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

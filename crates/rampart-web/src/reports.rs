@@ -130,7 +130,7 @@ pub async fn report(
     Query(query): Query<ReportQuery>,
 ) -> ApiResult<Response> {
     let format = match query.format.as_deref() {
-        None => ReportFormat::Html,
+        None => ReportFormat::Json,
         Some(text) => ReportFormat::parse(text)
             .ok_or_else(|| ApiError::bad_request("format is html, csv, pdf or json"))?,
     };

@@ -330,11 +330,11 @@ pub fn table() -> Vec<Route> {
             "/api/v1/reports",
             Auditor,
             "audit",
-            "A compliance report for the period [from, to) (default: the last 30 days) as html, csv, pdf or json; each report is audited",
+            "A compliance report for the period [from, to) (default: the last 30 days) as json (default), html, csv or pdf; each report is audited",
             crate::reports::report,
         )
         .query(&["from", "to", "format"])
-        .produces("text/html"),
+        .produces("application/json"),
         Route::new(
             get(),
             "/api/v1/users",
@@ -791,10 +791,10 @@ pub fn table() -> Vec<Route> {
             "/api/v1/alerts",
             Auditor,
             "alerts",
-            "List alerts, newest first, with who acknowledged them",
+            "List alerts, newest first, with who acknowledged them (`open=true`: only those nobody has)",
             api::alerts_list,
         )
-        .query(&["limit", "cursor"]),
+        .query(&["open", "limit", "cursor"]),
         Route::new(
             post(),
             "/api/v1/alerts/{id}/acknowledge",
@@ -951,6 +951,15 @@ pub fn table() -> Vec<Route> {
             crate::portal::databases,
         )
         .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/alerts",
+            Public,
+            "portal",
+            "Portal: alerts (open or all) with their sessions and events, and acknowledgement",
+            crate::portal::alerts,
+        )
         .produces("text/html"),
         Route::new(
             get(),

@@ -21,6 +21,7 @@ use tracing_subscriber::filter::LevelFilter;
 use std::time::Duration;
 
 mod agent;
+mod alerts;
 mod database;
 mod mysql;
 mod postgres;
@@ -70,6 +71,8 @@ struct FileConfig {
     redis: redis::RedisSection,
     #[serde(default)]
     requests: requests::RequestsSection,
+    #[serde(default)]
+    alerts: alerts::AlertsSection,
 }
 
 /// How session recordings are written.
@@ -186,6 +189,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Access requests: approver groups and the longest access asked for (`[requests]`).
     pub requests: rampart_core::requests::RequestSettings,
+    /// The anomaly detectors (`[alerts]`); the failed-login burst also rides in `auth`.
+    pub detectors: rampart_core::detectors::DetectorSettings,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -447,7 +452,9 @@ impl Config {
                 None,
             )?,
         };
-        let auth = auth_settings(file.auth, env_lookup, &file_name)?;
+        let mut auth = auth_settings(file.auth, env_lookup, &file_name)?;
+        let detectors = alerts::alerts_config(&file.alerts, env_lookup, &file_name)?;
+        auth.failure_burst = detectors.failed_logins;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
         let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
         let target_host_keys = match pick(
@@ -508,6 +515,7 @@ impl Config {
             mysql,
             redis,
             requests,
+            detectors,
         })
     }
 }
@@ -985,6 +993,7 @@ fn auth_settings(
             lock_for,
         },
         trusted_proxies,
+        failure_burst: None,
     })
 }
 

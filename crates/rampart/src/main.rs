@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod config;
 mod descriptors;
+mod detectors;
 mod forwarder;
 mod output;
 mod report;

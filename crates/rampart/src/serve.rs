@@ -192,6 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "redis_listen": redis_addr.map(|addr| addr.to_string()),
         "redis_allow_plain_loopback": config.redis.settings.allow_plain_loopback,
         "redis_deny_commands": config.redis.settings.deny.to_string(),
+        "alerts": crate::detectors::describe(&config.detectors),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -235,6 +236,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
     let (gateway, sealed) = Gateway::new(store.clone(), gateway_settings, &serve_lock)?;
+    gateway
+        .session_core()
+        .live
+        .set_bulk_transfer_alert(config.detectors.bulk_transfer_bytes);
     for recording in &sealed {
         tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
     }
@@ -389,6 +394,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             sink,
             status,
+            stop_tx.subscribe(),
+        )));
+    }
+    // The anomaly detectors that read the audit log, when any is configured (`[alerts]`).
+    if config.detectors.reads_the_audit_log() {
+        background.push(tokio::spawn(crate::detectors::run(
+            store.clone(),
+            config.detectors.clone(),
             stop_tx.subscribe(),
         )));
     }

@@ -8,20 +8,38 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use rampart_core::InvalidInput;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Caller_, paged};
 
-/// Newest first (the key orders pages by descending sequence number).
+#[derive(Debug, Deserialize)]
+pub struct AlertQuery {
+    /// `true`: only the alerts nobody has acknowledged yet.
+    #[serde(default)]
+    open: bool,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Newest first (the key orders pages by descending sequence number); `?open=true` leaves out
+/// the acknowledged ones.
 pub async fn alerts_list(
     State(state): State<WebState>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<AlertQuery>,
 ) -> ApiResult<Response> {
-    let alerts = state.store.list_alerts().await?;
+    let mut alerts = state.store.list_alerts().await?;
+    if query.open {
+        alerts.retain(|alert| alert.acknowledged_by.is_none());
+    }
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
     paged(
         alerts,
         |alert| format!("{:020}", i64::MAX.saturating_sub(alert.id)),
-        &query,
+        &page,
     )
 }
 

@@ -10,6 +10,7 @@
 
 mod access_control;
 mod agents;
+mod alerts;
 mod api;
 mod auth;
 mod auth_hardening;

@@ -285,7 +285,7 @@ fn a_report_counts_exactly_what_the_audit_log_holds_in_html_csv_json_and_pdf() {
     assert_eq!(summary(&answer.json(), "sessions"), 3);
     let answer = client.request(
         "GET",
-        "/api/v1/reports",
+        "/api/v1/reports?format=html",
         &[("authorization", &bearer)],
         None,
     );
