@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "command rules",
         include_str!("../migrations/0020_command_rules.sql"),
     ),
+    (
+        21,
+        "telnet login",
+        include_str!("../migrations/0021_telnet_login.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

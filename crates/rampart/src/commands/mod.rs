@@ -17,6 +17,7 @@ mod recordings;
 pub(crate) mod rotation;
 mod rules;
 mod sessions;
+mod telnet;
 mod tokens;
 mod users;
 mod vault;
