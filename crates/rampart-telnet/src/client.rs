@@ -88,18 +88,46 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut telnet = Telnet::new(terminal.term.as_deref(), terminal.columns, terminal.rows);
+    let mut script = LoginScript::new(login.patterns, login.password.expose_secret().as_bytes());
+    // One deadline for everything, writes too: a device that stops reading cannot hold the
+    // session's opening forever.
+    let logging_in = log_in(
+        &mut stream,
+        &mut telnet,
+        &mut script,
+        &login.name,
+        &login.password,
+    );
+    let shown = match tokio::time::timeout(login.timeout, logging_in).await {
+        Ok(result) => result?,
+        Err(_) => return Err(LoginError::Timeout(login.timeout, script.last_line())),
+    };
+    drop(script);
+    let (output_tx, output) = mpsc::channel(QUEUE);
+    let (input, input_rx) = mpsc::channel(QUEUE);
+    tokio::spawn(drive(stream, telnet, output_tx, input_rx));
+    Ok((Connection { output, input }, shown))
+}
+
+/// Negotiates and runs the login script until it succeeds or fails.
+async fn log_in<S>(
+    stream: &mut S,
+    telnet: &mut Telnet,
+    script: &mut LoginScript,
+    name: &str,
+    password: &SecretString,
+) -> Result<Vec<u8>, LoginError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let io = |err: std::io::Error| LoginError::Io(err.to_string());
     stream.write_all(&telnet.start()).await.map_err(io)?;
-    let mut script = LoginScript::new(login.patterns, login.password.expose_secret().as_bytes());
-    let deadline = tokio::time::Instant::now() + login.timeout;
     let mut buffer = vec![0u8; READ_CHUNK];
-    let shown = loop {
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await;
-        let n = match read {
-            Err(_) => return Err(LoginError::Timeout(login.timeout, script.last_line())),
-            Ok(Err(err)) => return Err(io(err)),
-            Ok(Ok(0)) => return Err(LoginError::Closed(script.last_line())),
-            Ok(Ok(n)) => n,
+    loop {
+        let n = match stream.read(&mut buffer).await {
+            Err(err) => return Err(io(err)),
+            Ok(0) => return Err(LoginError::Closed(script.last_line())),
+            Ok(n) => n,
         };
         let received = telnet.receive(buffer.get(..n).unwrap_or(&[]));
         if !received.reply.is_empty() {
@@ -108,12 +136,12 @@ where
         match script.output(&received.data) {
             Step::Wait => {}
             Step::SendName => {
-                let mut line = login.name.as_bytes().to_vec();
+                let mut line = name.as_bytes().to_vec();
                 line.push(b'\r');
                 stream.write_all(&telnet.encode(&line)).await.map_err(io)?;
             }
             Step::SendPassword => {
-                let mut line = login.password.expose_secret().as_bytes().to_vec();
+                let mut line = password.expose_secret().as_bytes().to_vec();
                 line.push(b'\r');
                 let encoded = telnet.encode(&line);
                 line.iter_mut().for_each(|byte| *byte = 0);
@@ -121,15 +149,10 @@ where
                 drop(zeroed(encoded));
                 sent.map_err(io)?;
             }
-            Step::LoggedIn(shown) => break shown,
+            Step::LoggedIn(shown) => return Ok(shown),
             Step::Failed(why) => return Err(LoginError::Refused(why)),
         }
-    };
-    drop(script);
-    let (output_tx, output) = mpsc::channel(QUEUE);
-    let (input, input_rx) = mpsc::channel(QUEUE);
-    tokio::spawn(drive(stream, telnet, output_tx, input_rx));
-    Ok((Connection { output, input }, shown))
+    }
 }
 
 fn zeroed(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -158,7 +181,7 @@ async fn drive<S>(
                     read = stream.read(&mut buffer) => read,
                     message = input.recv(), if input_open => {
                         drop(permit);
-                        if !handle_input(&mut stream, &mut telnet, message, &mut input_open).await {
+                        if !handle_input(&mut stream, &mut telnet, message, &mut input_open, &output).await {
                             break;
                         }
                         continue;
@@ -169,7 +192,7 @@ async fn drive<S>(
                     Ok(n) => {
                         let received = telnet.receive(buffer.get(..n).unwrap_or(&[]));
                         if !received.reply.is_empty()
-                            && let Err(err) = stream.write_all(&received.reply).await
+                            && let Err(err) = write_or_leave(&mut stream, &received.reply, &output).await
                         {
                             permit.send(Err(err.to_string()));
                             break;
@@ -187,7 +210,7 @@ async fn drive<S>(
                 }
             }
             message = input.recv(), if input_open => {
-                if !handle_input(&mut stream, &mut telnet, message, &mut input_open).await {
+                if !handle_input(&mut stream, &mut telnet, message, &mut input_open, &output).await {
                     break;
                 }
             }
@@ -202,6 +225,7 @@ async fn handle_input<S>(
     telnet: &mut Telnet,
     message: Option<Input>,
     input_open: &mut bool,
+    output: &mpsc::Sender<Result<Bytes, String>>,
 ) -> bool
 where
     S: AsyncWrite + Unpin,
@@ -216,7 +240,23 @@ where
             return true;
         }
     };
-    bytes.is_empty() || stream.write_all(&bytes).await.is_ok()
+    bytes.is_empty() || write_or_leave(stream, &bytes, output).await.is_ok()
+}
+
+/// Writes to the device, unless the user's side goes away meanwhile (a device that stopped
+/// reading would otherwise keep this task, and its connection, forever).
+async fn write_or_leave<S>(
+    stream: &mut S,
+    bytes: &[u8],
+    output: &mpsc::Sender<Result<Bytes, String>>,
+) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    tokio::select! {
+        written = stream.write_all(bytes) => written,
+        () = output.closed() => Err(std::io::Error::other("the session ended")),
+    }
 }
 
 #[cfg(test)]
@@ -326,5 +366,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, LoginError::Timeout(..)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_device_that_stops_reading_does_not_keep_the_connection_once_the_user_left() {
+        // A tiny pipe the device never drains: the task's write blocks.
+        let (client, mut device) = duplex(64);
+        let session = tokio::spawn(connect(client, terminal(), login(Duration::from_secs(10))));
+        read_some(&mut device).await;
+        device.write_all(b"login: ").await.unwrap();
+        read_some(&mut device).await;
+        device.write_all(b"Password: ").await.unwrap();
+        read_some(&mut device).await;
+        device.write_all(b"$ ").await.unwrap();
+        let (connection, _) = session.await.unwrap().unwrap();
+        connection
+            .input
+            .send(Input::Data(Bytes::from(vec![b'x'; 4096])))
+            .await
+            .unwrap();
+        // The user leaves: the task ends and drops its end of the connection, although the
+        // device never read (its next write finds the connection gone).
+        drop(connection);
+        let gone = async {
+            loop {
+                if device.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), gone)
+            .await
+            .expect("the connection was kept after the user left");
     }
 }
