@@ -356,6 +356,8 @@ enum Script {
 struct FakeDevice {
     port: u16,
     received: Arc<Mutex<Vec<u8>>>,
+    /// Connections that ended (Rampart closed them, or the script finished).
+    closed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeDevice {
@@ -363,15 +365,23 @@ impl FakeDevice {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let kept = received.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, ended) = (received.clone(), closed.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let kept = kept.clone();
-                std::thread::spawn(move || serve_fake(stream, script, &kept));
+                let (kept, ended) = (kept.clone(), ended.clone());
+                std::thread::spawn(move || {
+                    serve_fake(stream, script, &kept);
+                    ended.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
-        Self { port, received }
+        Self {
+            port,
+            received,
+            closed,
+        }
     }
 
     fn received(&self) -> Vec<u8> {
@@ -582,5 +592,50 @@ fn a_refused_or_unanswered_telnet_login_ends_the_session_with_a_clear_line_and_a
     assert_eq!(
         files_containing(&lab.r.data_dir(), FAKE_CANARY.as_bytes()),
         Vec::<PathBuf>::new()
+    );
+}
+
+#[test]
+fn killing_a_telnet_session_ends_it_with_the_reason_recorded_and_closes_the_device_connection() {
+    let Some(mut lab) = Lab::new() else { return };
+    let device = FakeDevice::start(Script::Unusual);
+    lab.add_device("router-kill", device.port, "operator", FAKE_CANARY);
+    lab.r.ok(&[
+        "asset",
+        "telnet",
+        "router-kill",
+        "--login-prompt",
+        r"Who goes there\? $",
+        "--password-prompt",
+        r"Secret word: $",
+        "--success",
+        r"READY>$",
+    ]);
+    lab.serve();
+    let terminal = lab.terminal("operator@router-kill");
+    terminal.wait_for("READY>");
+    let live = lab.r.json(&["session", "list", "--live"]);
+    let id = live[0]["id"].as_str().unwrap().to_owned();
+    lab.r
+        .ok(&["session", "kill", &id, "--reason", "maintenance window"]);
+    // The client ends (its last line, the reason, is in the recording: the pane is gone).
+    Lab::wait_until_closed(&terminal);
+    // The device's side closed too: its script saw the end of the connection.
+    for _ in 0..300 {
+        if device.closed.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(device.closed.load(Ordering::SeqCst), 1);
+    let sessions = lab.sessions();
+    let reason = sessions[0]["end_reason"].as_str().unwrap();
+    assert!(reason.ends_with("maintenance window"), "{reason}");
+    assert!(
+        !files_containing(
+            &lab.r.data_dir().join("recordings"),
+            format!("session ended: {reason}").as_bytes()
+        )
+        .is_empty()
     );
 }
