@@ -9,6 +9,7 @@
 //! four options, IAC escaping, bounded subnegotiations, answers only on a state change.
 
 pub mod client;
+pub mod fuzzing;
 pub mod login;
 pub mod protocol;
 

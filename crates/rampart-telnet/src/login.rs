@@ -223,11 +223,12 @@ impl LoginScript {
 /// A line fit for a message: password masked, control characters removed, at most 200
 /// characters.
 fn clean_line(line: &str, password: &[u8]) -> String {
-    let masked = mask(line.as_bytes(), password);
+    // Control characters go first, so none can split a copy of the password the mask would miss.
+    let visible: String = line.chars().filter(|c| !c.is_control()).collect();
+    let masked = mask(visible.as_bytes(), password);
     String::from_utf8_lossy(&masked)
         .trim()
         .chars()
-        .filter(|c| !c.is_control())
         .take(200)
         .collect()
 }
