@@ -596,7 +596,8 @@ fn a_refused_or_unanswered_telnet_login_ends_the_session_with_a_clear_line_and_a
 }
 
 #[test]
-fn killing_a_telnet_session_ends_it_with_the_reason_recorded_and_closes_the_device_connection() {
+fn a_telnet_device_chosen_in_the_menu_and_killed_ends_with_the_reason_recorded_and_its_connection_closed()
+ {
     let Some(mut lab) = Lab::new() else { return };
     let device = FakeDevice::start(Script::Unusual);
     lab.add_device("router-kill", device.port, "operator", FAKE_CANARY);
@@ -612,7 +613,19 @@ fn killing_a_telnet_session_ends_it_with_the_reason_recorded_and_closes_the_devi
         r"READY>$",
     ]);
     lab.serve();
-    let terminal = lab.terminal("operator@router-kill");
+    // Through the menu: the device is listed as a Telnet target, and Enter opens it.
+    let terminal = Terminal::start(&format!(
+        "ssh -F {} -p {} -tt alice@127.0.0.1",
+        lab.client_config.display(),
+        lab.port(),
+    ));
+    let menu = terminal.wait_for("targets for alice");
+    assert!(menu.contains("operator@router-kill"), "{menu}");
+    assert!(
+        menu.contains(&format!("127.0.0.1:{} (telnet)", device.port)),
+        "{menu}"
+    );
+    terminal.keys(&["Enter"]);
     terminal.wait_for("READY>");
     let live = lab.r.json(&["session", "list", "--live"]);
     let id = live[0]["id"].as_str().unwrap().to_owned();
