@@ -506,6 +506,27 @@ fn an_unusual_device_logs_in_with_its_own_patterns_and_an_echoed_password_is_nev
         files_containing(&data, FAKE_CANARY.as_bytes()),
         Vec::<PathBuf>::new()
     );
+    // Without a terminal too (ssh -T, stdin a pipe): the device closing the connection ends
+    // the session without an exit status, which OpenSSH's ssh reports as 255.
+    let out = output_with_input(
+        Command::new("ssh")
+            .arg("-F")
+            .arg(&lab.client_config)
+            .args(["-p", &lab.port(), "-T"])
+            .arg("alice@operator@router-9000@127.0.0.1"),
+        b"logout\r",
+    );
+    assert!(
+        text(&out.stdout).contains("READY>"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains(FAKE_CANARY));
+    assert_eq!(
+        files_containing(&data, FAKE_CANARY.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
     // Patterns that do not compile are refused and change nothing.
     let out = lab
         .r
