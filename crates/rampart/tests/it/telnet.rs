@@ -389,9 +389,10 @@ impl FakeDevice {
     }
 }
 
-/// Reads until `received` ends with a carriage return (Rampart sends Enter as CR NUL); returns
-/// the line without it.
-fn read_line(stream: &mut TcpStream, kept: &Mutex<Vec<u8>>) -> Option<Vec<u8>> {
+/// Reads until a carriage return (Rampart sends Enter as CR NUL); returns the line without it.
+/// With `echo`, each typed character is echoed back and Enter as CR LF, as a device that
+/// said WILL ECHO does.
+fn read_line(stream: &mut TcpStream, kept: &Mutex<Vec<u8>>, echo: bool) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -400,7 +401,12 @@ fn read_line(stream: &mut TcpStream, kept: &Mutex<Vec<u8>>) -> Option<Vec<u8>> {
         }
         kept.lock().unwrap().push(byte[0]);
         match byte[0] {
-            b'\r' => return Some(line),
+            b'\r' => {
+                if echo {
+                    let _ = stream.write_all(b"\r\n");
+                }
+                return Some(line);
+            }
             // Telnet negotiation: skip IAC and the two bytes after it (no subnegotiation is
             // expected from Rampart unasked but NAWS after our DO, which this device never sends).
             255 => {
@@ -409,7 +415,12 @@ fn read_line(stream: &mut TcpStream, kept: &Mutex<Vec<u8>>) -> Option<Vec<u8>> {
                 kept.lock().unwrap().extend_from_slice(&rest);
             }
             0 | b'\n' => {}
-            other => line.push(other),
+            other => {
+                if echo {
+                    let _ = stream.write_all(&[other]);
+                }
+                line.push(other);
+            }
         }
     }
 }
@@ -420,32 +431,32 @@ fn serve_fake(mut stream: TcpStream, script: Script, kept: &Mutex<Vec<u8>>) {
     match script {
         Script::Unusual => {
             let _ = stream.write_all(b"\r\nACME Router 9000\r\nWho goes there? ");
-            let Some(_name) = read_line(&mut stream, kept) else {
+            let Some(_name) = read_line(&mut stream, kept, true) else {
                 return;
             };
             let _ = stream.write_all(b"\r\nSecret word: ");
-            let Some(password) = read_line(&mut stream, kept) else {
+            let Some(password) = read_line(&mut stream, kept, false) else {
                 return;
             };
             // A careless device: it echoes the password.
             let _ = stream.write_all(&password);
             let _ = stream.write_all(b"\r\nWelcome, operator\r\nREADY>");
-            while let Some(line) = read_line(&mut stream, kept) {
+            while let Some(line) = read_line(&mut stream, kept, true) {
                 if line == b"logout" {
                     return;
                 }
-                let _ = stream.write_all(b"\r\nyou said: ");
+                let _ = stream.write_all(b"you said: ");
                 let _ = stream.write_all(&line);
                 let _ = stream.write_all(b"\r\nREADY>");
             }
         }
         Script::Refuses => {
             let _ = stream.write_all(b"\r\nUser Access Verification\r\n\r\nUsername: ");
-            if read_line(&mut stream, kept).is_none() {
+            if read_line(&mut stream, kept, true).is_none() {
                 return;
             }
             let _ = stream.write_all(b"\r\nPassword: ");
-            if read_line(&mut stream, kept).is_none() {
+            if read_line(&mut stream, kept, false).is_none() {
                 return;
             }
             let _ = stream.write_all(b"\r\n% Authentication failed\r\n\r\nUsername: ");
@@ -671,5 +682,73 @@ fn a_telnet_device_chosen_in_the_menu_and_killed_ends_with_the_reason_recorded_a
             format!("session ended: {reason}").as_bytes()
         )
         .is_empty()
+    );
+}
+
+#[test]
+fn a_browser_terminal_reaches_a_telnet_device_through_the_same_path() {
+    let Some(mut lab) = Lab::new() else { return };
+    let device = FakeDevice::start(Script::Unusual);
+    lab.add_device("router-web", device.port, "operator", FAKE_CANARY);
+    lab.r.ok(&[
+        "asset",
+        "telnet",
+        "router-web",
+        "--login-prompt",
+        r"Who goes there\? $",
+        "--password-prompt",
+        r"Secret word: $",
+        "--success",
+        r"READY>$",
+    ]);
+    lab.r
+        .ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
+    lab.serve();
+    let client = lab.server.as_ref().unwrap().client();
+    let login = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&serde_json::json!({ "username": "alice", "password": "alice-password-1" })),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (answer, mut socket) = client.websocket(
+        "/api/v1/terminal?account=operator@router-web",
+        &[("cookie", cookie.as_str()), ("origin", client.origin())],
+    );
+    assert_eq!(answer.status, 101, "{}", answer.text());
+    assert!(socket.read_until("READY>"));
+    socket.send_binary(b"show clock\r");
+    assert!(socket.read_until("you said: show clock"));
+    socket.send_binary(b"logout\r");
+    let sessions = lab.sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(
+        sessions[0]["source_addr"]
+            .as_str()
+            .unwrap()
+            .ends_with("(web)"),
+        "{sessions:?}"
+    );
+    assert_eq!(sessions[0]["asset"], "router-web");
+    let commands = lab.r.json(&["audit", "commands", "--user", "alice"]);
+    assert!(
+        commands
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["command"] == "show clock"),
+        "{commands}"
+    );
+    assert_eq!(
+        files_containing(&lab.r.data_dir(), FAKE_CANARY.as_bytes()),
+        Vec::<PathBuf>::new()
     );
 }
