@@ -1,7 +1,8 @@
 //! Starting a session: authorize (`target::resolve`), start it through the session core with
 //! the observers this kind of session needs (recording, record and live registration, or a
 //! refusal), then connect, open the matching channel on the target and replay the user's
-//! requests there. A failure after the start ends the session through its guard.
+//! requests there, or, for a Telnet device, log in there (`super::telnet`): [`TargetSide`] is
+//! that choice. A failure after the start ends the session through its guard.
 
 use super::SessionContext;
 use super::requests::{PtyRequest, Start, scp_lookalike};

@@ -538,17 +538,37 @@ fn an_unusual_device_logs_in_with_its_own_patterns_and_an_echoed_password_is_nev
         files_containing(&data, FAKE_CANARY.as_bytes()),
         Vec::<PathBuf>::new()
     );
-    // Patterns that do not compile are refused and change nothing.
-    let out = lab
-        .r
-        .run(&["asset", "telnet", "router-9000", "--success", "(unclosed"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("invalid success pattern"),
-        "{}",
-        text(&out.stderr)
-    );
+    // Bad settings are refused with one line and change nothing: patterns that do not compile,
+    // a timeout out of range, an asset without a telnet endpoint.
+    lab.r
+        .ok(&["asset", "add", "web-9000", "--host", "127.0.0.1"]);
+    for (args, expected) in [
+        (
+            &["asset", "telnet", "router-9000", "--success", "(unclosed"][..],
+            "invalid success pattern",
+        ),
+        (
+            &["asset", "telnet", "router-9000", "--timeout", "2h"][..],
+            "invalid --timeout \"2h\": expected 1s to 1h",
+        ),
+        (
+            &["asset", "telnet", "web-9000", "--timeout", "5s"][..],
+            "asset web-9000 has no telnet endpoint",
+        ),
+    ] {
+        let out = lab.r.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
     assert_eq!(lab.events("telnet_login_changed").len(), 1);
+    assert_eq!(
+        lab.r.json(&["asset", "telnet", "router-9000"])["success"],
+        "READY>$"
+    );
 }
 
 #[test]
