@@ -341,6 +341,91 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_fit_common_devices() {
+        // (device, banner + login prompt, password prompt, after the password, logged in?)
+        type Case = (
+            &'static str,
+            &'static [u8],
+            &'static [u8],
+            &'static [u8],
+            bool,
+        );
+        let cases: [Case; 8] = [
+            (
+                "linux",
+                b"Debian GNU/Linux 13\r\nhost login: ",
+                b"Password: ",
+                b"\r\nLast login: x\r\nu@host:~$ ",
+                true,
+            ),
+            (
+                "cisco",
+                b"\r\nUser Access Verification\r\n\r\nUsername: ",
+                b"Password: ",
+                b"\r\nsw1>",
+                true,
+            ),
+            (
+                "juniper",
+                b"\r\nrouter (ttyp0)\r\n\r\nlogin: ",
+                b"Password:",
+                b"\r\n--- JUNOS 21\r\nadmin@router> ",
+                true,
+            ),
+            (
+                "mikrotik",
+                b"MikroTik 7\r\nLogin: ",
+                b"Password: ",
+                b"\r\n[admin@MikroTik] > ",
+                true,
+            ),
+            (
+                "procurve",
+                b"HP J9279A\r\nUsername: ",
+                b"Password: ",
+                b"\r\nswitch# ",
+                true,
+            ),
+            (
+                "linux, wrong",
+                b"host login: ",
+                b"Password: ",
+                b"\r\nLogin incorrect\r\nhost login: ",
+                false,
+            ),
+            (
+                "mikrotik, wrong",
+                b"Login: ",
+                b"Password: ",
+                b"\r\nLogin failed, incorrect username or password\r\n",
+                false,
+            ),
+            (
+                "aruba, wrong",
+                b"User: ",
+                b"Password: ",
+                b"\r\nInvalid password\r\n",
+                false,
+            ),
+        ];
+        for (device, banner, password_prompt, after, logged_in) in cases {
+            let mut login = script();
+            assert_eq!(login.output(banner), Step::SendName, "{device}");
+            assert_eq!(
+                login.output(password_prompt),
+                Step::SendPassword,
+                "{device}"
+            );
+            let step = login.output(after);
+            if logged_in {
+                assert_eq!(step, Step::LoggedIn(after.to_vec()), "{device}");
+            } else {
+                assert!(matches!(step, Step::Failed(_)), "{device}: {step:?}");
+            }
+        }
+    }
+
+    #[test]
     fn endless_output_is_bounded() {
         let mut login = script();
         login.output(b"login: ");
