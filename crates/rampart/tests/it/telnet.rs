@@ -8,7 +8,7 @@ use super::BIN;
 use super::ssh::{Terminal, text};
 use rampart_testkit::{
     PASSWORD_TARGET_PASSWORD, PASSWORD_TARGET_USER, Rampart, Server, files_containing,
-    output_with_input, require_password_target_user, require_tool, ssh_keygen,
+    output_with_input, require_password_target_user, require_tool, skip_or_fail, ssh_keygen,
 };
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -37,7 +37,7 @@ impl Telnetd {
         // telnetd runs /bin/login, which only root may run for another account.
         let uid = Command::new("id").arg("-u").output().unwrap();
         if text(&uid.stdout).trim() != "0" {
-            eprintln!("skipped: telnetd's /bin/login needs root (CI runs as root)");
+            skip_or_fail("telnetd's /bin/login needs root (CI runs as root)");
             return None;
         }
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
