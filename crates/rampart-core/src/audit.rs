@@ -179,6 +179,16 @@ pub enum AuditEvent {
         protocol: String,
         port: u16,
     },
+    /// An asset's Telnet login settings changed (the values after the change; `None`: the
+    /// built-in default).
+    TelnetLoginChanged {
+        asset: String,
+        login_prompt: Option<String>,
+        password_prompt: Option<String>,
+        success: Option<String>,
+        failure: Option<String>,
+        timeout_seconds: Option<u32>,
+    },
     AssetRemoved {
         asset: String,
         accounts_removed: u64,
@@ -611,6 +621,7 @@ impl AuditEvent {
             AuditEvent::AssetEndpointAdded { .. } => "asset_endpoint_added",
             AuditEvent::AssetEndpointChanged { .. } => "asset_endpoint_changed",
             AuditEvent::AssetEndpointRemoved { .. } => "asset_endpoint_removed",
+            AuditEvent::TelnetLoginChanged { .. } => "telnet_login_changed",
             AuditEvent::AssetRemoved { .. } => "asset_removed",
             AuditEvent::AccountAdded { .. } => "account_added",
             AuditEvent::AccountRemoved { .. } => "account_removed",

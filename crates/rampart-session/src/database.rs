@@ -199,7 +199,7 @@ pub async fn vaulted_password(
     })?;
     if kind != SecretKind::Password {
         return Err(format!(
-            "{account} has no password in the vault (a database login needs one)"
+            "{account} has no password in the vault (a password login needs one)"
         ));
     }
     Ok(secret)

@@ -39,6 +39,7 @@ mod rotations;
 mod rows;
 mod sessions;
 pub mod ssh_keys;
+mod telnet;
 mod users;
 pub mod vault;
 mod web_auth;
@@ -70,6 +71,7 @@ pub use rotations::{
 };
 pub use rows::Named;
 pub use sessions::{NewSession, SessionEnd, SessionFilter, new_session_id};
+pub use telnet::TelnetLoginSettings;
 pub use vault::{KeyId, MasterKeySource, VaultError};
 pub use web_auth::{API_TOKEN_PREFIX, ApiToken, WebSession, secret_hash};
 

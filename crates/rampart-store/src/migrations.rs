@@ -92,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0020_command_rules.sql"),
     ),
     (
+        21,
+        "telnet login",
+        include_str!("../migrations/0021_telnet_login.sql"),
+    ),
+    (
         24,
         "detectors",
         include_str!("../migrations/0024_detectors.sql"),

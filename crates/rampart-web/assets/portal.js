@@ -401,6 +401,7 @@
     asset_endpoint_added: (e, who) => `${who} added a ${e.protocol} endpoint on port ${e.port} to ${e.asset}`,
     asset_endpoint_changed: (e, who) => `${who} changed the ${e.protocol} endpoint of ${e.asset}`,
     asset_endpoint_removed: (e, who) => `${who} removed the ${e.protocol} endpoint of ${e.asset}`,
+    telnet_login_changed: (e, who) => `${who} changed how Rampart logs in to ${e.asset} over Telnet`,
     asset_removed: (e, who) =>
       `${who} removed asset ${e.asset}` +
       (e.accounts_removed || e.grants_removed

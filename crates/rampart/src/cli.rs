@@ -757,6 +757,37 @@ pub enum AssetCommand {
         #[arg(long, value_name = "SHA256:...", requires = "scan")]
         pin: Option<String>,
     },
+    /// Show or change how Rampart logs in to the asset over Telnet: the regular expressions of
+    /// its login prompt, password prompt, success and failure, and the login's timeout (each
+    /// flag changes one setting; an empty value puts it back to the default)
+    #[command(
+        after_help = "Example:\n  rampart asset telnet switch-01 --login-prompt 'User Name:\\s*$' --timeout 10s"
+    )]
+    Telnet {
+        /// The asset (it must have a telnet endpoint)
+        name: String,
+        /// What the device shows when it asks for the account's name (default: login:,
+        /// Username:, User Name:, user: at the end of its output)
+        #[arg(long, value_name = "REGEX")]
+        login_prompt: Option<String>,
+        /// What the device shows when it asks for the password (default: Password:, Passcode:)
+        #[arg(long, value_name = "REGEX")]
+        password_prompt: Option<String>,
+        /// What the device shows once logged in (default: a prompt ending in $, #, >, % or ])
+        #[arg(long, value_name = "REGEX")]
+        success: Option<String>,
+        /// What the device shows when it refuses the login (default: Login incorrect,
+        /// Authentication failed, Access denied, Bad password, Invalid login/password/user,
+        /// Login failed)
+        #[arg(long, value_name = "REGEX")]
+        failure: Option<String>,
+        /// How long the whole login may take (default: ssh.target_answer_timeout), e.g. 20s
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Put every setting back to its default first
+        #[arg(long)]
+        reset: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,12 @@ pub(super) async fn run_menu(
             label: account.to_string(),
             detail: asset
                 .address(rampart_core::Protocol::Ssh)
+                .or_else(|| {
+                    super::telnet::is_telnet_asset(asset).then(|| {
+                        let address = asset.address(rampart_core::Protocol::Telnet);
+                        format!("{} (telnet)", address.unwrap_or_else(|| asset.host.clone()))
+                    })
+                })
                 .unwrap_or_else(|| asset.host.clone()),
         })
         .collect();

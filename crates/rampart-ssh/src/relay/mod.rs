@@ -13,12 +13,14 @@ mod choose;
 mod open;
 mod pump;
 mod requests;
+mod target_side;
+mod telnet;
 
 use crate::live::LiveSessions;
 use crate::login::TargetSpec;
 use crate::target::{self, TargetConnection};
 use choose::run_menu;
-use open::{Opened, open_target_channel};
+use open::{Opened, TargetSide, open_target_channel};
 use rampart_core::User;
 use rampart_store::Store;
 use requests::{Requested, Start};
@@ -133,11 +135,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     // when one channel's queue is full) until the target answered.
     let opening = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env);
     let (opened, pending) = read_while(&mut channel, opening).await;
-    let Opened {
-        channel: target_channel,
-        early,
-        mut guard,
-    } = match opened {
+    let Opened { target, mut guard } = match opened {
         Ok(opened) => opened,
         Err(message) => {
             // The request itself succeeded: the user gets a clear line and a failing status.
@@ -159,16 +157,44 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
         return;
     };
     // The pump only moves bytes and reacts; the guard ends the session (seal, record) once.
-    let (reason, exit_status) = pump::pump(
-        channel,
-        target_channel,
-        pending,
-        early,
-        &handle,
-        guard.tap(),
-        control,
-    )
-    .await;
+    let (reason, exit_status) = match target {
+        TargetSide::Ssh {
+            channel: target_channel,
+            early,
+        } => {
+            let (from_target, to_target) = target_channel.split();
+            pump::pump(
+                channel,
+                from_target,
+                to_target,
+                pending,
+                early,
+                &handle,
+                guard.tap(),
+                control,
+            )
+            .await
+        }
+        TargetSide::Telnet(device) => {
+            // What the device showed after the password goes first, recorded like the rest.
+            let early = match device.shown {
+                shown if shown.is_empty() => Vec::new(),
+                shown => vec![russh::ChannelMsg::Data { data: shown.into() }],
+            };
+            let (from_target, to_target) = telnet::halves(device.connection);
+            pump::pump(
+                channel,
+                from_target,
+                to_target,
+                pending,
+                early,
+                &handle,
+                guard.tap(),
+                control,
+            )
+            .await
+        }
+    };
     guard.end(reason, exit_status).await;
 }
 

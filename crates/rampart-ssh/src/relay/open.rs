@@ -1,10 +1,12 @@
 //! Starting a session: authorize (`target::resolve`), start it through the session core with
 //! the observers this kind of session needs (recording, record and live registration, or a
 //! refusal), then connect, open the matching channel on the target and replay the user's
-//! requests there. A failure after the start ends the session through its guard.
+//! requests there, or, for a Telnet device, log in there (`super::telnet`): [`TargetSide`] is
+//! that choice. A failure after the start ends the session through its guard.
 
 use super::SessionContext;
 use super::requests::{PtyRequest, Start, scp_lookalike};
+use super::telnet::{self, TelnetTarget};
 use crate::login::TargetSpec;
 use crate::target::{self, Refusal, Resolved, TargetConnection};
 use rampart_audit::CastHeader;
@@ -20,11 +22,22 @@ use russh::{Channel, ChannelMsg};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// A target channel ready to relay, with its started session.
+/// A target ready to relay, with its started session.
 pub(super) struct Opened {
-    pub(super) channel: Channel<russh::client::Msg>,
-    pub(super) early: Vec<ChannelMsg>,
+    pub(super) target: TargetSide,
     pub(super) guard: SessionGuard,
+}
+
+/// The target of a session: where a shell's bytes go is chosen here, per the asset's
+/// protocol, and nowhere else.
+pub(super) enum TargetSide {
+    /// A channel on an SSH target, with what it sent before it answered the start request.
+    Ssh {
+        channel: Channel<russh::client::Msg>,
+        early: Vec<ChannelMsg>,
+    },
+    /// A Telnet device, logged in.
+    Telnet(TelnetTarget),
 }
 
 /// Authorizes the request, records the session and opens the matching channel on the target.
@@ -74,6 +87,14 @@ pub(super) async fn open_target_channel(
         }
     };
     let account = resolved.account_ref().to_string();
+    // A Telnet device carries an interactive shell and nothing else.
+    let over_telnet = telnet::is_telnet_asset(&resolved.asset);
+    if over_telnet && !matches!(start, Start::Shell) {
+        return Err(format!(
+            "{} is reached over Telnet: only an interactive shell goes there (ssh -t {}@{account}@BASTION)",
+            resolved.asset.name, context.user.name
+        ));
+    }
 
     // Terminal sessions and commands are recorded; file transfers and forwards are logged as
     // sessions. The core creates the recording, the record and the live registration, in that
@@ -191,6 +212,29 @@ pub(super) async fn open_target_channel(
         why
     }
 
+    if over_telnet {
+        let opened = telnet::open(context, &resolved, &authorized, guard.id(), pty).await;
+        return match opened {
+            Ok(target) => Ok(Opened {
+                target: TargetSide::Telnet(target),
+                guard,
+            }),
+            Err(failure) => {
+                if failure.target_failed {
+                    let event = AuditEvent::TargetConnectionFailed {
+                        session: guard.id().to_string(),
+                        target: account.clone(),
+                        reason: failure.message.clone(),
+                    };
+                    if let Err(record) = context.store.record_event(&actor, &event).await {
+                        tracing::error!(error = %record, "cannot record a failed target connection");
+                    }
+                }
+                Err(fail(guard, failure.message).await)
+            }
+        };
+    }
+
     // One deadline for the target to answer, from connecting to the start request's answer:
     // meanwhile the user's messages wait in the channel's bounded queue.
     let answer_timeout = context.target_answer_timeout;
@@ -248,8 +292,7 @@ pub(super) async fn open_target_channel(
         .unwrap_or_else(|_| Err(ReplayError::Timeout(answer_timeout)));
     match answered {
         Ok(Some(early)) => Ok(Opened {
-            channel,
-            early,
+            target: TargetSide::Ssh { channel, early },
             guard,
         }),
         Ok(None) => Err(fail(guard, format!("the target {account} refused the request")).await),

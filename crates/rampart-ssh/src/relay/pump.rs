@@ -4,6 +4,7 @@
 //! full queue stops reading from that TCP connection. No buffer here grows with what the peers
 //! send. Every chunk passes through the [`Tap`] before it is forwarded.
 
+use super::target_side::{TargetReader, TargetWriter};
 use crate::live::SessionControl;
 use rampart_audit::Stream;
 use rampart_session::SessionTap;
@@ -74,7 +75,7 @@ impl ReadAhead {
     /// extended data).
     pub(super) async fn data_behind(
         &mut self,
-        from: &mut russh::ChannelReadHalf,
+        from: &mut impl TargetReader,
     ) -> Vec<(bytes::Bytes, bool)> {
         if self.queue.is_empty() && !self.closed {
             let mut bytes = 0usize;
@@ -170,9 +171,15 @@ async fn user_data_behind(
 
 /// Moves bytes and channel events both ways until the channel is done; returns the totals.
 /// `pending` is what the user sent before the session started, `early` what the target did.
+/// The target is an SSH channel's halves or a Telnet connection's (`target_side`).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one session's two sides and its controls, passed once"
+)]
 pub(super) async fn pump(
     user: Channel<Msg>,
-    target: Channel<russh::client::Msg>,
+    mut from_target: impl TargetReader,
+    to_target: impl TargetWriter,
     pending: Vec<ChannelMsg>,
     early: Vec<ChannelMsg>,
     handle: &Handle,
@@ -187,7 +194,6 @@ pub(super) async fn pump(
     let live = tap.live().clone();
     let user_id = user.id();
     let (mut from_user, to_user) = user.split();
-    let (mut from_target, to_target) = target.split();
 
     // User to target. A failure to record ends the session and is kept for its end reason.
     let upstream_tap = tap.clone();
@@ -251,7 +257,7 @@ pub(super) async fn pump(
                         sent = match verdict.forward {
                             None => to_target.data_bytes(data).await,
                             Some(passed) if passed.is_empty() => Ok(()),
-                            Some(passed) => to_target.data_bytes(passed).await,
+                            Some(passed) => to_target.data_bytes(passed.into()).await,
                         };
                         if sent.is_err() {
                             break;

@@ -190,6 +190,25 @@ pub async fn run(
                 }
             }
         }
+        AssetCommand::Telnet {
+            name: asset,
+            login_prompt,
+            password_prompt,
+            success,
+            failure,
+            timeout,
+            reset,
+        } => {
+            let change = super::telnet::TelnetChange {
+                login_prompt,
+                password_prompt,
+                success,
+                failure,
+                timeout,
+                reset,
+            };
+            super::telnet::run(store, actor, json, &name("asset", &asset)?, change).await
+        }
         AssetCommand::Remove { name: asset, yes } => {
             let asset = name("asset", &asset)?;
             let cascade = store.cascade_of(Named::Asset, &asset).await?;

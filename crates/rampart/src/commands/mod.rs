@@ -19,6 +19,7 @@ mod requests;
 pub(crate) mod rotation;
 mod rules;
 mod sessions;
+mod telnet;
 mod tokens;
 mod users;
 mod vault;

@@ -42,5 +42,6 @@ mod session_lists;
 mod ssh;
 mod store_errors;
 mod targets;
+mod telnet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");

@@ -904,6 +904,16 @@ impl Terminal {
         panic!("the terminal never showed {what}; it shows:\n{screen}");
     }
 
+    /// Resizes the terminal, as a person resizing their window.
+    pub(crate) fn resize(&self, columns: u16, rows: u16) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "resize-window", "-t", "t"])
+            .args(["-x", &columns.to_string(), "-y", &rows.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         Command::new("tmux")
             .args(["-L", &self.socket, "has-session", "-t", "t"])
