@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use rampart_audit::CastHeader;
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
 use rampart_core::target::Protocol;
-use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self, DbLogin};
 use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
@@ -275,7 +275,7 @@ async fn session(front: &MysqlFront, logged_in: LoggedIn, peer: SocketAddr) {
     };
     let store = &front.base.core.store;
     let authorized =
-        match database::authorize(store, &user, mfa, &login, &source, Action::MysqlConnect).await {
+        match database::authorize(store, &user, mfa, &login, &source, Protocol::Mysql).await {
             Ok(authorized) => authorized,
             Err(reason) => {
                 send_err(&mut client, seq, ER_DBACCESS_DENIED, "42000", &reason).await;

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
 use rampart_core::target::Protocol;
-use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self as db, DbLogin, Io};
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
@@ -295,14 +295,14 @@ async fn session(front: &RedisFront, logged_in: LoggedIn, peer: SocketAddr) {
     } = logged_in;
     let source = source(peer);
     let store = &front.base.core.store;
-    let authorized =
-        match db::authorize(store, &user, mfa, &login, &source, Action::RedisConnect).await {
-            Ok(authorized) => authorized,
-            Err(reason) => {
-                let _ = client.write_all(&resp::error("ERR", &reason)).await;
-                return;
-            }
-        };
+    let authorized = match db::authorize(store, &user, mfa, &login, &source, Protocol::Redis).await
+    {
+        Ok(authorized) => authorized,
+        Err(reason) => {
+            let _ = client.write_all(&resp::error("ERR", &reason)).await;
+            return;
+        }
+    };
     let asset = authorized.asset.clone();
     let account = authorized.account.clone();
     let title = format!("{}@{}@{} (redis)", user.name, account, asset.name);

@@ -175,7 +175,7 @@ impl Postgres {
 
 /// Rampart with alice, the asset pg-01 (its postgres endpoint), the vaulted `postgres` account
 /// and a `postgres:connect` grant; serving with the PostgreSQL listener on.
-fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
+pub(crate) fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
     rampart_with(pg, &[])
 }
 
@@ -183,7 +183,7 @@ fn rampart_with(pg: &Postgres, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
     crate::db_common::rampart_for_database("postgres", "pg-01", pg.port, "postgres", CANARY, env)
 }
 
-fn token(r: &Rampart, ttl: &str) -> String {
+pub(crate) fn token(r: &Rampart, ttl: &str) -> String {
     r.ok(&["db", "token", "create", "--user", "alice", "--ttl", ttl])
         .trim()
         .to_owned()
