@@ -24,7 +24,7 @@ use crate::wire::{
 use crate::{PostgresFront, target_login};
 use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
-use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
+use rampart_auth::{Attempt, Front, Refusal};
 use rampart_core::target::Protocol;
 use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::command_control;
@@ -216,14 +216,9 @@ async fn negotiate_and_login(
         user: Some(&login.user),
         source: peer.ip(),
     };
-    let user = match front
-        .base
-        .auth
-        .first_factor(&attempt, Credential::DatabaseToken(&token))
-        .await
-    {
-        FirstFactor::Authenticated(done) => done,
-        FirstFactor::Refused(Refusal::Unavailable) => {
+    let user = match front.base.auth.database_login(&attempt, &token).await {
+        Ok(done) => done,
+        Err(Refusal::Unavailable) => {
             send_error(
                 &mut client,
                 "FATAL",

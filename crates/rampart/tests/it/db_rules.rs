@@ -226,3 +226,213 @@ fn postgres_rules_block_drop_and_delete_without_where_and_warn_on_truncate() {
     }
     assert!(alerts(&r).contains("TRUNCATE"), "{}", alerts(&r));
 }
+
+/// One `mariadb` session through Rampart reading `script` (`--force`: it goes on after an
+/// error, as a person's session does).
+fn mariadb_script(port: u16, token: &str, script: &str) -> Output {
+    let mut command = Command::new("mariadb");
+    command
+        .arg("--no-defaults")
+        .args(["-h", "127.0.0.1", "-P", &port.to_string()])
+        .args([
+            "-u",
+            "alice@my-01",
+            "-N",
+            "-B",
+            "--connect-timeout=30",
+            "--ssl",
+        ])
+        .args(["--force", "appdb"])
+        .env("MYSQL_PWD", token);
+    with_stdin(command, script)
+}
+
+#[test]
+fn mysql_read_only_grant_and_rules_refuse_with_an_err_packet_and_the_session_goes_on() {
+    let Some(db) = crate::mysql::start_mariadb() else {
+        return;
+    };
+    let setup = db.direct(
+        "create table appdb.notes (id int, body text); \
+         insert into appdb.notes values (1, 'kept'), (2, 'kept')",
+    );
+    assert!(setup.status.success(), "{}", text(&setup));
+    let (r, _server, port) = crate::mysql::rampart_with(&db, &[]);
+    let grant = grant_id(&r);
+    r.ok(&["grant", "set", &grant, "--actions", "mysql:read"]);
+    let token = crate::mysql::token(&r, "1h");
+    let out = mariadb_script(
+        port,
+        &token,
+        "select 'before';\n\
+         insert into notes values (3, 'written');\n\
+         select 'after', count(*) from notes;\n",
+    );
+    let all = text(&out);
+    assert!(
+        all.contains("rampart: statement refused: the grant allows reading only (mysql:read)"),
+        "{all}"
+    );
+    assert!(all.contains("before") && all.contains("after\t2"), "{all}");
+    let count = db.direct("select count(*) from appdb.notes");
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "2");
+
+    // A full grant with rules: DROP and DELETE without WHERE are refused, the rest runs.
+    r.ok(&["grant", "set", &grant, "--actions", "mysql:connect"]);
+    for matcher in ["sql:drop", "sql:delete-without-where"] {
+        r.ok(&[
+            "rule", "add", "--grant", &grant, "--match", matcher, "--action", "deny",
+        ]);
+    }
+    let out = mariadb_script(
+        port,
+        &token,
+        "drop table notes;\n\
+         delete from notes;\n\
+         delete from notes where id = 1;\n\
+         select 'left', count(*) from notes;\n",
+    );
+    let all = text(&out);
+    assert!(
+        all.contains("rampart: statement refused by rule #10 deny sql:drop"),
+        "{all}"
+    );
+    assert!(
+        all.contains("rampart: statement refused by rule #20 deny sql:delete-without-where"),
+        "{all}"
+    );
+    assert!(all.contains("left\t1"), "{all}");
+    let events = rule_events(&r, 3);
+    assert!(
+        events
+            .iter()
+            .any(|event| event["event"]["rule"] == "mysql:read: not a read"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn redis_read_only_grant_refuses_set_and_a_deny_rule_refuses_flushall() {
+    let Some(redis) = crate::redis::start_redis() else {
+        return;
+    };
+    redis.direct(&["SET", "greeting", "hello"]);
+    redis.direct(&["SET", "other", "kept"]);
+    let (r, _server, port) = crate::redis::rampart_for(
+        &redis,
+        &[
+            ("RAMPART_REDIS_ALLOW_PLAIN_LOOPBACK", "true"),
+            // The node's own deny-list without FLUSHALL: the grant's rule refuses it.
+            ("RAMPART_REDIS_DENY_COMMANDS", "SHUTDOWN"),
+        ],
+    );
+    let grant = grant_id(&r);
+    r.ok(&["grant", "set", &grant, "--actions", "redis:read"]);
+    let token = crate::redis::token(&r);
+    let out = crate::redis::run(
+        crate::redis::cli(port, &token, false),
+        "GET greeting\nSET greeting changed\nGET greeting\n",
+    );
+    let all = text(&out);
+    assert!(
+        all.contains("ERR rampart: command refused: the grant allows reading only (redis:read)"),
+        "{all}"
+    );
+    assert_eq!(all.matches("hello").count(), 2, "{all}");
+    assert_eq!(redis.direct(&["GET", "greeting"]).trim(), "hello");
+
+    // A full grant with a per-grant deny-list: FLUSHALL refused, the session goes on.
+    r.ok(&["grant", "set", &grant, "--actions", "redis:connect"]);
+    r.ok(&[
+        "rule",
+        "add",
+        "--grant",
+        &grant,
+        "--match",
+        "redis:flushall",
+        "--action",
+        "deny",
+    ]);
+    let out = crate::redis::run(
+        crate::redis::cli(port, &token, false),
+        "FLUSHALL\nSET greeting changed\nGET greeting\n",
+    );
+    let all = text(&out);
+    assert!(
+        all.contains("ERR rampart: statement refused by rule #10 deny redis:flushall"),
+        "{all}"
+    );
+    assert!(all.contains("changed"), "{all}");
+    assert_eq!(redis.direct(&["DBSIZE"]).trim(), "2");
+    let events = rule_events(&r, 2);
+    let rules: Vec<&str> = events
+        .iter()
+        .map(|event| event["event"]["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"redis:read: not a read"), "{rules:?}");
+    assert!(rules.contains(&"#10 deny redis:flushall"), "{rules:?}");
+}
+
+/// `psql -c select 1` through Rampart with `password` in the password field.
+fn psql_with(port: u16, password: &str) -> Output {
+    let mut command = Command::new("psql");
+    command
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=alice@pg-01 dbname=postgres sslmode=require"
+        ))
+        .args(["-X", "-A", "-t", "-c", "select 'logged in'"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "30");
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn password_and_totp_code_log_in_to_a_database_and_satisfy_a_grant_that_requires_mfa() {
+    let Some(pg) = crate::postgres::start_postgres() else {
+        return;
+    };
+    let (r, _server, port) = crate::postgres::rampart_for(&pg);
+    r.ok_with_stdin(&["user", "password", "alice"], b"correct horse:battery");
+    let enrolment = crate::mfa::enroll(
+        &r,
+        &["user", "mfa", "enroll", "alice"],
+        crate::mfa::right_code,
+    );
+    assert!(enrolment.status.success(), "{enrolment:?}");
+    let uri = enrolment.uri.unwrap();
+    let token = crate::postgres::token(&r, "1h");
+    r.ok(&["grant", "set", &grant_id(&r), "--require-mfa", "true"]);
+
+    // A token is no second factor: a grant that requires one refuses it.
+    let out = psql_with(port, &token);
+    assert!(!out.status.success(), "{}", text(&out));
+    // The password alone, a wrong code, or a code without the password: refused alike.
+    let wrong = crate::mfa::wrong_code(&uri).unwrap();
+    for attempt in [
+        "correct horse:battery".to_owned(),
+        format!("correct horse:battery:{wrong}"),
+        format!("wrong:{wrong}"),
+    ] {
+        let out = psql_with(port, &attempt);
+        assert!(
+            text(&out).contains("password authentication failed for user \"alice@pg-01\""),
+            "{attempt}: {}",
+            text(&out)
+        );
+    }
+    // PASSWORD:CODE (the next step's code: enrolment used this one) logs in with both factors.
+    let code = rampart_testkit::totp_code(&uri, rampart_testkit::unix_now() + 30);
+    let out = psql_with(port, &format!("correct horse:battery:{code}"));
+    assert!(
+        out.status.success() && text(&out).contains("logged in"),
+        "{}",
+        text(&out)
+    );
+    let logins = r.json(&["audit", "list", "--limit", "1000"]);
+    assert!(
+        logins.as_array().unwrap().iter().any(|event| {
+            event["kind"] == "login_succeeded" && event["event"]["method"] == "db-password+totp"
+        }),
+        "{logins}"
+    );
+}
