@@ -597,6 +597,28 @@ mod tests {
     }
 
     #[test]
+    fn psql_describe_queries_are_reads() {
+        let pg = control(Protocol::Postgres, true, &[]);
+        for query in [
+            "SELECT n.nspname as \"Schema\", c.relname as \"Name\", CASE c.relkind WHEN 'r' \
+             THEN 'table' END as \"Type\", pg_catalog.pg_get_userbyid(c.relowner) as \"Owner\" \
+             FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = \
+             c.relnamespace WHERE c.relkind IN ('r','p','') AND n.nspname !~ '^pg_toast' AND \
+             pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2;",
+            "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN \
+             pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname \
+             OPERATOR(pg_catalog.~) '^(notes)$' COLLATE pg_catalog.default AND \
+             pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3;",
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM \
+             pg_catalog.pg_attribute a WHERE a.attrelid = '16384'::oid AND a.attnum > 0 AND NOT \
+             a.attisdropped ORDER BY a.attnum;",
+        ] {
+            let checked = pg.check_sql(query);
+            assert!(checked.refusal.is_none(), "{query}: {:?}", checked.refusal);
+        }
+    }
+
+    #[test]
     fn rules_block_and_warn_by_kind_and_a_full_grant_without_rules_checks_nothing() {
         let rules = control(
             Protocol::Postgres,
