@@ -117,6 +117,8 @@ pub struct PendingSecondFactor {
     login: String,
     user: User,
     factor: LoginFactor,
+    /// How the first factor is named in the audit log (`password`, `db-password`).
+    first_method: &'static str,
     failed_codes: u32,
 }
 
@@ -207,7 +209,11 @@ impl Authenticator {
         credential: Credential<'_>,
     ) -> FirstFactor {
         let factor = credential.factor();
-        let method = attempt.front.first_factor_method(factor);
+        let method = match credential {
+            // A database login by password (and code), not by token.
+            Credential::Password(_) if attempt.front == Front::Database => "db-password",
+            _ => attempt.front.first_factor_method(factor),
+        };
         let user = match self.lookup(attempt.user).await {
             Ok(user) => user,
             Err(refusal) => return FirstFactor::Refused(refusal),
@@ -271,6 +277,7 @@ impl Authenticator {
             login: attempt.login.to_owned(),
             user,
             factor,
+            first_method: method,
             failed_codes: 0,
         })
     }
@@ -301,7 +308,7 @@ impl Authenticator {
             .await
         {
             Ok(TotpCheck::Accepted) => {
-                let first = attempt.front.first_factor_method(pending.factor);
+                let first = pending.first_method;
                 let login = self
                     .succeeded(pending.user, pending.factor, true, format!("{first}+totp"))
                     .await;
@@ -322,6 +329,55 @@ impl Authenticator {
                     SecondFactor::Refused(Refusal::Denied)
                 }
             }
+        }
+    }
+
+    /// A database client's password field: a personal database token (`rampartdb_...`), or
+    /// `PASSWORD:CODE` (the user's password and a TOTP code) for a user who has both. Either
+    /// goes through the same lockout, login rules and counters as every login; a password
+    /// login without a code, or by a user without a second factor, is refused (a database
+    /// login by password always has both factors). Any other text is checked as a token, so
+    /// it fails and counts like a wrong one.
+    pub async fn database_login(
+        &self,
+        attempt: &Attempt<'_>,
+        secret: &SecretString,
+    ) -> Result<Login, Refusal> {
+        let text = rampart_core::ExposeSecret::expose_secret(secret);
+        let split = (!text.starts_with(rampart_store::DB_TOKEN_PREFIX))
+            .then(|| text.rsplit_once(':'))
+            .flatten()
+            .filter(|(password, code)| {
+                !password.is_empty() && code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
+            });
+        let Some((password, code)) = split else {
+            return match self
+                .first_factor(attempt, Credential::DatabaseToken(secret))
+                .await
+            {
+                FirstFactor::Authenticated(login) => Ok(login),
+                FirstFactor::SecondFactorNeeded(_) => Err(Refusal::Denied),
+                FirstFactor::Refused(refusal) => Err(refusal),
+            };
+        };
+        let password = SecretString::from(password.to_owned());
+        match self
+            .first_factor(attempt, Credential::Password(&password))
+            .await
+        {
+            FirstFactor::SecondFactorNeeded(pending) => {
+                match self.second_factor(pending, attempt, code).await {
+                    SecondFactor::Authenticated(login) => Ok(login),
+                    SecondFactor::Retry(_) => Err(Refusal::Denied),
+                    SecondFactor::Refused(refusal) => Err(refusal),
+                }
+            }
+            // The right password of a user without a second factor: not enough here.
+            FirstFactor::Authenticated(login) => {
+                tracing::info!(user = %login.user.name, "database login by password refused: the user has no second factor");
+                Err(Refusal::Denied)
+            }
+            FirstFactor::Refused(refusal) => Err(refusal),
         }
     }
 

@@ -3,7 +3,8 @@
 //! `shared/design/performance.md`. Timings are reported, never asserted.
 //!
 //! Run with `cargo run --release -p rampart-bench` (it builds the release `rampart` first if it
-//! is missing). Needs OpenSSH's `ssh`, `sshd` and `ssh-keygen`.
+//! is missing). Needs OpenSSH's `ssh`, `sshd` and `ssh-keygen`; the database cases
+//! (`databases.rs`) PostgreSQL, `pgbench`, `redis-server` and `redis-benchmark`.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,7 @@
     reason = "a measuring tool: a failed step ends the run with its message"
 )]
 
+mod databases;
 mod domain_hop;
 mod load;
 
@@ -43,6 +45,12 @@ struct Args {
     /// Also write the results as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Seconds per pgbench run in the database cases
+    #[arg(long, default_value_t = 10)]
+    db_seconds: u64,
+    /// Run only the database cases (pgbench -S, redis-benchmark; direct against Rampart)
+    #[arg(long)]
+    databases_only: bool,
 }
 
 /// The ways to the same target: the three compared, and Rampart with recording off (a grant with
@@ -388,6 +396,20 @@ fn main() -> anyhow::Result<()> {
     if args.sessions > 10_000 {
         bail!("--sessions is at most 10000");
     }
+    if args.databases_only {
+        let binary = rampart_binary()?;
+        let report = json!({
+            "databases": databases::run(
+                binary.to_str().context("binary path")?,
+                args.runs,
+                args.db_seconds,
+            )?,
+        });
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     let lab = setup()?;
     let mut rows = Vec::new();
     let mib = args.size_mib as f64;
@@ -513,6 +535,11 @@ fn main() -> anyhow::Result<()> {
         binary.to_str().context("binary path")?,
         args.runs,
         args.size_mib,
+    )?;
+    report["databases"] = databases::run(
+        binary.to_str().context("binary path")?,
+        args.runs,
+        args.db_seconds,
     )?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

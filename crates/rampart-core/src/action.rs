@@ -28,19 +28,26 @@ pub enum Action {
     SftpWrite,
     /// TCP forwarding other than the ProxyJump hop to the asset's own SSH port.
     PortForward,
-    /// A PostgreSQL session (`postgres:connect`): every statement the account may run,
-    /// logged one by one.
+    /// A PostgreSQL session (`postgres:connect`, the full grant): every statement the account
+    /// may run, logged one by one.
     PostgresConnect,
+    /// A read-only PostgreSQL session (`postgres:read`): statements that only read; writes are
+    /// refused in the protocol and the session goes on (`rampart_session::statement_control`).
+    PostgresRead,
     /// A MySQL/MariaDB session (`mysql:connect`): every statement the account may run, logged
     /// one by one.
     MysqlConnect,
+    /// A read-only MySQL/MariaDB session (`mysql:read`).
+    MysqlRead,
     /// A Redis session (`redis:connect`): every command the account may run except the node's
     /// denied ones (`redis.deny_commands`), logged one by one.
     RedisConnect,
+    /// A read-only Redis session (`redis:read`): read commands only.
+    RedisRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 12] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -50,6 +57,9 @@ impl Action {
         Action::PostgresConnect,
         Action::MysqlConnect,
         Action::RedisConnect,
+        Action::PostgresRead,
+        Action::MysqlRead,
+        Action::RedisRead,
     ];
 
     /// The protocol the action is a use of.
@@ -61,9 +71,9 @@ impl Action {
             | Action::SftpRead
             | Action::SftpWrite
             | Action::PortForward => Protocol::Ssh,
-            Action::PostgresConnect => Protocol::Postgres,
-            Action::MysqlConnect => Protocol::Mysql,
-            Action::RedisConnect => Protocol::Redis,
+            Action::PostgresConnect | Action::PostgresRead => Protocol::Postgres,
+            Action::MysqlConnect | Action::MysqlRead => Protocol::Mysql,
+            Action::RedisConnect | Action::RedisRead => Protocol::Redis,
         }
     }
 
@@ -76,6 +86,18 @@ impl Action {
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
             Action::PostgresConnect | Action::MysqlConnect | Action::RedisConnect => "connect",
+            Action::PostgresRead | Action::MysqlRead | Action::RedisRead => "read",
+        }
+    }
+
+    /// A database protocol's two actions: the full one (`connect`) and the read-only one
+    /// (`read`). `None` for protocols without database sessions.
+    pub fn database_pair(protocol: Protocol) -> Option<(Action, Action)> {
+        match protocol {
+            Protocol::Postgres => Some((Action::PostgresConnect, Action::PostgresRead)),
+            Protocol::Mysql => Some((Action::MysqlConnect, Action::MysqlRead)),
+            Protocol::Redis => Some((Action::RedisConnect, Action::RedisRead)),
+            _ => None,
         }
     }
 }
@@ -224,6 +246,11 @@ mod tests {
         assert_eq!(set.to_string(), "mysql:connect");
         let both = ActionSet::parse("postgres:connect,mysql:connect,shell").unwrap();
         assert_eq!(ActionSet::parse(&both.to_string()).unwrap(), both);
+        let read = ActionSet::parse("postgres:read,redis:read").unwrap();
+        assert!(read.contains(Action::PostgresRead) && read.contains(Action::RedisRead));
+        assert!(!read.contains(Action::PostgresConnect) && !read.contains(Action::MysqlRead));
+        assert_eq!(read.to_string(), "postgres:read,redis:read");
+        assert_eq!(ActionSet::parse(&read.to_string()).unwrap(), read);
         // Grants stored before the MySQL front say `connect` for PostgreSQL.
         assert!(
             ActionSet::parse("connect")

@@ -143,6 +143,54 @@ pub enum Matcher {
     /// A regular expression found anywhere in the command (anchor it with `^` and `$`).
     Regex(regex::Regex),
     List(CommandList),
+    /// A database statement of a kind (`sql:drop`, `sql:delete-without-where`, `sql:write`):
+    /// matches statements only, never shell commands.
+    Sql(String),
+    /// A Redis command by name (`redis:flushall`, `redis:config`, `redis:write`): matches
+    /// Redis commands only.
+    Redis(String),
+}
+
+/// The statement kinds `sql:KIND` may name: a statement's leading keyword, and the derived
+/// kinds `delete-without-where`, `update-without-where` and `write` (anything a read-only
+/// grant refuses).
+pub const SQL_KINDS: &[&str] = &[
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "truncate",
+    "drop",
+    "alter",
+    "create",
+    "grant",
+    "revoke",
+    "copy",
+    "call",
+    "set",
+    "lock",
+    "rename",
+    "load",
+    "prepare",
+    "execute",
+    "vacuum",
+    "analyze",
+    "delete-without-where",
+    "update-without-where",
+    "write",
+    "unparsable",
+];
+
+/// A database statement as the rules see it: its text and what the front's parser found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementFacts {
+    /// The statement as checked by `prefix:`, `glob:` and `regex:` rules.
+    pub text: String,
+    /// SQL kinds (`drop`, `delete-without-where`, `write`), lower case.
+    pub sql_kinds: Vec<String>,
+    /// The Redis command's name (lower case) and `write` when it is not a read.
+    pub redis_kinds: Vec<String>,
 }
 
 impl PartialEq for Matcher {
@@ -180,6 +228,31 @@ impl Matcher {
                 .build()
                 .map(Self::Regex)
                 .map_err(|err| bad(format!("{err}").lines().last().unwrap_or("").to_owned())),
+            "sql" => {
+                let kind = pattern.to_ascii_lowercase();
+                if SQL_KINDS.contains(&kind.as_str()) {
+                    Ok(Self::Sql(kind))
+                } else {
+                    Err(bad(format!(
+                        "known statement kinds: {}",
+                        SQL_KINDS.join(", ")
+                    )))
+                }
+            }
+            "redis" => {
+                let command = pattern.to_ascii_lowercase();
+                let valid = command.len() <= 64
+                    && command
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '|');
+                if valid {
+                    Ok(Self::Redis(command))
+                } else {
+                    Err(bad(
+                        "a Redis command name (letters, digits, _ and -)".to_owned()
+                    ))
+                }
+            }
             "list" => CommandList::ALL
                 .into_iter()
                 .find(|list| list.name() == pattern)
@@ -188,14 +261,35 @@ impl Matcher {
                     bad("known lists: privilege-escalation, package-managers".to_owned())
                 }),
             other => Err(bad(format!(
-                "unknown kind {other:?}: use any, prefix, glob, regex or list"
+                "unknown kind {other:?}: use any, prefix, glob, regex, list, sql or redis"
             ))),
+        }
+    }
+
+    /// Whether the matcher is about database statements only (`sql:`, `redis:`).
+    pub fn for_statements_only(&self) -> bool {
+        matches!(self, Self::Sql(_) | Self::Redis(_))
+    }
+
+    /// Whether the matcher matches a database statement: kinds by the parser's facts, patterns
+    /// by its text; `list:` never (its lists are shell programs).
+    fn matches_statement(&self, facts: &StatementFacts, text: &str) -> bool {
+        match self {
+            Self::Sql(kind) => facts.sql_kinds.iter().any(|found| found == kind),
+            Self::Redis(command) => facts.redis_kinds.iter().any(|found| found == command),
+            Self::List(_) => false,
+            Self::Any => true,
+            Self::Prefix(_) | Self::Glob(_) | Self::Regex(_) => {
+                let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+                self.matches(&words)
+            }
         }
     }
 
     fn matches(&self, words: &[String]) -> bool {
         let text = words.join(" ");
         match self {
+            Self::Sql(_) | Self::Redis(_) => false,
             Self::Any => true,
             Self::Prefix(prefix) => {
                 words.len() >= prefix.len() && words.iter().zip(prefix).all(|(a, b)| a == b)
@@ -215,6 +309,8 @@ impl fmt::Display for Matcher {
             Self::Glob(pattern) => write!(f, "glob:{pattern}"),
             Self::Regex(regex) => write!(f, "regex:{}", regex.as_str()),
             Self::List(list) => write!(f, "list:{}", list.name()),
+            Self::Sql(kind) => write!(f, "sql:{kind}"),
+            Self::Redis(command) => write!(f, "redis:{command}"),
         }
     }
 }
@@ -407,6 +503,9 @@ impl RuleSet {
         for command in &commands {
             let forms = hidden_forms(&command.words);
             let rule = self.rules.iter().find(|rule| {
+                if rule.matcher.for_statements_only() {
+                    return false;
+                }
                 if command.program_unknown && rule.action != RuleAction::Allow {
                     // A program chosen by an expansion could be anything a deny rule names.
                     return true;
@@ -429,6 +528,41 @@ impl RuleSet {
                     command: command.words.join(" "),
                 });
             }
+        }
+        decision
+    }
+}
+
+impl RuleSet {
+    /// Whether a rule needs the statement's parse (`sql:` kinds), so a statement that does not
+    /// parse cannot be checked.
+    pub fn needs_sql_kinds(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| matches!(rule.matcher, Matcher::Sql(_)))
+    }
+
+    /// Decides one database statement (a front splits a message into statements; each is
+    /// checked on its own and the strictest wins). The first rule that matches decides:
+    /// `allow` rules match the statement as the parser printed it (`facts.text`), `warn` and
+    /// `deny` rules also the text as the client sent it (`raw`), so neither form hides it.
+    pub fn check_statement(&self, facts: &StatementFacts, raw: &str) -> Decision {
+        let mut decision = Decision::allowed();
+        let rule = self.rules.iter().find(|rule| match rule.action {
+            RuleAction::Allow => rule.matcher.matches_statement(facts, &facts.text),
+            RuleAction::Warn | RuleAction::Deny => {
+                rule.matcher.matches_statement(facts, &facts.text)
+                    || rule.matcher.matches_statement(facts, raw)
+            }
+        });
+        if let Some(rule) = rule {
+            decision.action = rule.action;
+            decision.matches.push(RuleMatch {
+                rule: rule.id,
+                rule_text: rule.describe(),
+                action: rule.action,
+                command: facts.text.clone(),
+            });
         }
         decision
     }
@@ -937,6 +1071,67 @@ mod tests {
             .into_iter()
             .map(|command| command.words.join(" "))
             .collect()
+    }
+
+    #[test]
+    fn statement_rules_match_kinds_and_text_and_never_shell_lines() {
+        let set = RuleSet::new(vec![
+            rule(1, RuleAction::Deny, "sql:drop"),
+            rule(2, RuleAction::Warn, "sql:delete-without-where"),
+            rule(3, RuleAction::Deny, "redis:flushall"),
+            rule(4, RuleAction::Deny, "regex:(?i)pg_sleep"),
+        ]);
+        let facts = |text: &str, sql: &[&str], redis: &[&str]| StatementFacts {
+            text: text.to_owned(),
+            sql_kinds: sql.iter().map(|k| k.to_string()).collect(),
+            redis_kinds: redis.iter().map(|k| k.to_string()).collect(),
+        };
+        let drop = set.check_statement(
+            &facts("DROP TABLE t", &["drop", "write"], &[]),
+            "drop table t",
+        );
+        assert_eq!(drop.action, RuleAction::Deny);
+        assert_eq!(drop.matches[0].rule_text, "#1 deny sql:drop");
+        let delete = facts(
+            "DELETE FROM t",
+            &["delete", "delete-without-where", "write"],
+            &[],
+        );
+        assert_eq!(
+            set.check_statement(&delete, "delete from t").action,
+            RuleAction::Warn
+        );
+        let flush = facts("FLUSHALL", &[], &["flushall", "write"]);
+        assert_eq!(
+            set.check_statement(&flush, "FLUSHALL").action,
+            RuleAction::Deny
+        );
+        // The raw text counts for deny rules even when the parser printed it otherwise.
+        let sleep = facts("SELECT PG_SLEEP(1)", &["select"], &[]);
+        assert_eq!(
+            set.check_statement(&sleep, "select pg_sleep(1)").action,
+            RuleAction::Deny
+        );
+        let select = facts("SELECT 1", &["select"], &[]);
+        assert_eq!(
+            set.check_statement(&select, "select 1").action,
+            RuleAction::Allow
+        );
+        // Statement matchers never touch a shell line, even one whose program is unknown.
+        let statements_only = RuleSet::new(set.rules().iter().take(3).cloned().collect());
+        assert_eq!(
+            statements_only.check("drop; flushall; $x").action,
+            RuleAction::Allow
+        );
+        assert!(set.needs_sql_kinds());
+        for bad in ["sql:dropp", "sql:", "redis:flush all", "redis:a;b"] {
+            assert!(Matcher::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Matcher::parse("sql:DROP").unwrap().to_string(), "sql:drop");
+        assert_eq!(
+            Matcher::parse("redis:FLUSHALL").unwrap().to_string(),
+            "redis:flushall"
+        );
     }
 
     #[test]

@@ -26,11 +26,13 @@ use crate::wire::{
 };
 use bytes::{Bytes, BytesMut};
 use rampart_audit::CastHeader;
-use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
+use rampart_auth::{Attempt, Front, Refusal};
 use rampart_core::target::Protocol;
-use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
+use rampart_session::command_control;
 use rampart_session::database::{self, DbLogin};
 use rampart_session::framed::{self, Framing, RelayEnd};
+use rampart_session::statement_control::StatementControl;
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -211,14 +213,9 @@ async fn greet_and_login(
         user: Some(&login.user),
         source: peer.ip(),
     };
-    let user = match front
-        .base
-        .auth
-        .first_factor(&attempt, Credential::DatabaseToken(&token))
-        .await
-    {
-        FirstFactor::Authenticated(done) => done,
-        FirstFactor::Refused(Refusal::Unavailable) => {
+    let user = match front.base.auth.database_login(&attempt, &token).await {
+        Ok(done) => done,
+        Err(Refusal::Unavailable) => {
             send_err(
                 &mut client,
                 seq,
@@ -275,13 +272,21 @@ async fn session(front: &MysqlFront, logged_in: LoggedIn, peer: SocketAddr) {
     };
     let store = &front.base.core.store;
     let authorized =
-        match database::authorize(store, &user, mfa, &login, &source, Action::MysqlConnect).await {
+        match database::authorize(store, &user, mfa, &login, &source, Protocol::Mysql).await {
             Ok(authorized) => authorized,
             Err(reason) => {
                 send_err(&mut client, seq, ER_DBACCESS_DENIED, "42000", &reason).await;
                 return;
             }
         };
+    // What each statement is checked against: a read-only grant, the command rules.
+    let control = match command_control::rules_for(store, &authorized).await {
+        Ok(rules) => StatementControl::new(Protocol::Mysql, &authorized, rules),
+        Err(why) => {
+            send_err(&mut client, seq, ER_DBACCESS_DENIED, "42000", &why).await;
+            return;
+        }
+    };
     let database_name = hello.database.clone().unwrap_or_default();
     let title = format!(
         "{}@{}@{} (mysql, database {database_name})",
@@ -300,7 +305,7 @@ async fn session(front: &MysqlFront, logged_in: LoggedIn, peer: SocketAddr) {
             interactive: true,
             command: None,
             recording: Some(plan),
-            inspectors: vec![Box::new(QueryLog::default())],
+            inspectors: vec![Box::new(QueryLog::new(control))],
         })
         .await;
     let mut guard = match started {

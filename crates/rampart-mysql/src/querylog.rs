@@ -13,6 +13,12 @@
 //! cursor, a packet outside a command, `LOAD DATA LOCAL`, an answer no command asked for, a
 //! malformed `COM_STMT_EXECUTE`.
 //!
+//! It also applies the session's statement control ([`StatementControl`]: a read-only grant,
+//! command rules) to each `COM_QUERY` and `COM_STMT_PREPARE` text before it leaves Rampart. A
+//! refused text is replaced by [`refusal_statement`] (`SIGNAL SQLSTATE '42000'` with Rampart's
+//! message), so the target answers it with an ERR packet in its place among the answers and
+//! the session goes on; the log records the statement the client sent.
+//!
 //! INVARIANT: memory is bounded: statement texts and parameters are cut (the rest counted), at
 //! most [`MAX_PREPARED`] prepared statements and [`MAX_IN_FLIGHT`] unanswered commands.
 
@@ -20,12 +26,13 @@ use crate::wire::{
     Packet, STATUS_MORE_RESULTS, eof_status, error_summary, lenenc_bytes, lenenc_int, ok_summary,
     packets,
 };
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use rampart_audit::Stream;
 use rampart_session::database::{MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
+use rampart_session::statement_control::StatementControl;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -118,9 +125,35 @@ struct State {
 }
 
 /// The query log of one session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueryLog {
     state: Mutex<State>,
+    control: StatementControl,
+}
+
+impl Default for QueryLog {
+    fn default() -> Self {
+        Self::new(StatementControl::none(
+            rampart_core::target::Protocol::Mysql,
+        ))
+    }
+}
+
+/// The statement sent to the target in place of a refused one: it fails with `message` (made
+/// safe for a literal) as an ERR packet, SQLSTATE 42000. A server that cannot run it fails it
+/// all the same: the refused text never runs.
+pub fn refusal_statement(message: &str) -> String {
+    let safe: String = message
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() && !matches!(c, '\'' | '\\' | '"') {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    format!("SIGNAL SQLSTATE '42000' SET MESSAGE_TEXT = '{safe}'")
 }
 
 fn text_of(bytes: &[u8]) -> String {
@@ -158,7 +191,14 @@ impl State {
         QueryRecord::new(self.next_seq, kind, statement, params)
     }
 
-    fn client(&mut self, packet: Packet) -> Result<(), String> {
+    /// One client packet; returns the packet to send instead when the control refuses it.
+    fn client(
+        &mut self,
+        packet: Packet,
+        control: &StatementControl,
+        findings: &mut Vec<Finding>,
+    ) -> Result<Option<Packet>, String> {
+        let seq = packet.seq;
         if packet.seq != 0 {
             return Err(format!(
                 "the client sent a packet outside a command (sequence {})",
@@ -174,6 +214,7 @@ impl State {
             COM_QUERY => {
                 let record = self.record("query", &text_of(&body), Vec::new());
                 self.expect(Expect::Start, Some(record), None)?;
+                return Ok(refused(command, seq, &body, control, findings));
             }
             COM_INIT_DB => {
                 let record = self.record("init_db", &format!("USE {}", text_of(&body)), Vec::new());
@@ -181,6 +222,7 @@ impl State {
             }
             COM_STMT_PREPARE => {
                 self.expect(Expect::Prepare, None, Some(text_of(&body)))?;
+                return Ok(refused(command, seq, &body, control, findings));
             }
             COM_STMT_EXECUTE => {
                 let record = self.execute(&mut body)?;
@@ -208,7 +250,7 @@ impl State {
                 ));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A `COM_STMT_EXECUTE` body (after the command byte): its record with the parameters.
@@ -492,7 +534,38 @@ fn temporal(kind: u16, b: &Bytes) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
+/// The statement control's verdict on a `COM_QUERY` or `COM_STMT_PREPARE` text: the packet
+/// to send in its place when it is refused.
+fn refused(
+    command: u8,
+    seq: u8,
+    text: &Bytes,
+    control: &StatementControl,
+    findings: &mut Vec<Finding>,
+) -> Option<Packet> {
+    if !control.is_active() {
+        return None;
+    }
+    let checked = control.check_sql(&String::from_utf8_lossy(text));
+    findings.extend(checked.findings);
+    let refusal = checked.refusal?;
+    let mut payload = vec![command];
+    payload.extend_from_slice(refusal_statement(&refusal).as_bytes());
+    Some(Packet {
+        seq,
+        payload: Bytes::from(payload),
+    })
+}
+
 impl QueryLog {
+    /// The log of a session whose statements `control` checks.
+    pub fn new(control: StatementControl) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            control,
+        }
+    }
+
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, String> {
         self.state
             .lock()
@@ -503,10 +576,29 @@ impl QueryLog {
 impl Observer for QueryLog {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
         let result = self.state().and_then(|mut state| {
+            let mut verdict = ClientVerdict::default();
+            let mut out = BytesMut::new();
+            let mut rewritten = false;
+            // The packets are put together again only where statements are checked.
+            let active = self.control.is_active();
             for packet in packets(data.clone()) {
-                state.client(packet)?;
+                let sent = active.then(|| packet.clone());
+                match state.client(packet, &self.control, &mut verdict.findings)? {
+                    Some(instead) => {
+                        rewritten = true;
+                        instead.encode(&mut out);
+                    }
+                    None => {
+                        if let Some(sent) = sent {
+                            sent.encode(&mut out);
+                        }
+                    }
+                }
             }
-            Ok(ClientVerdict::default())
+            if rewritten {
+                verdict.forward = Some(out.to_vec());
+            }
+            Ok(verdict)
         });
         ready(result)
     }

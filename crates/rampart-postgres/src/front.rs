@@ -6,8 +6,10 @@
 //!    and only when configured.
 //! 2. Login: `AuthenticationCleartextPassword` (inside TLS); the password is a personal database
 //!    token, checked by the one authenticator. Every failure reads the same.
-//! 3. Authorization (`postgres:connect`) through `rampart_session::authorize`, then the
-//!    session's start through the core (query log, recording, record, live registration).
+//! 3. Authorization (`postgres:connect`, or `postgres:read`: read-only) through
+//!    `rampart_session::authorize`, the session's statement control (read-only, command
+//!    rules), then the session's start through the core (query log, recording, record, live
+//!    registration).
 //! 4. The target: dialled through the dialer, logged in with the vaulted password.
 //! 5. The relay: whole messages only, each batch through the session's tap before it is
 //!    forwarded; a message Rampart does not understand ends the session with an error; live
@@ -22,11 +24,13 @@ use crate::wire::{
 use crate::{PostgresFront, target_login};
 use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
-use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
+use rampart_auth::{Attempt, Front, Refusal};
 use rampart_core::target::Protocol;
-use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
+use rampart_session::command_control;
 use rampart_session::database::{self, DbLogin};
 use rampart_session::framed::{self, Framing, RelayEnd};
+use rampart_session::statement_control::StatementControl;
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
@@ -212,14 +216,9 @@ async fn negotiate_and_login(
         user: Some(&login.user),
         source: peer.ip(),
     };
-    let user = match front
-        .base
-        .auth
-        .first_factor(&attempt, Credential::DatabaseToken(&token))
-        .await
-    {
-        FirstFactor::Authenticated(done) => done,
-        FirstFactor::Refused(Refusal::Unavailable) => {
+    let user = match front.base.auth.database_login(&attempt, &token).await {
+        Ok(done) => done,
+        Err(Refusal::Unavailable) => {
             send_error(
                 &mut client,
                 "FATAL",
@@ -279,22 +278,23 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
         ip: peer.ip(),
     };
     let store = &front.base.core.store;
-    let authorized = match database::authorize(
-        store,
-        &user,
-        mfa,
-        &login,
-        &source,
-        Action::PostgresConnect,
-    )
-    .await
-    {
-        Ok(authorized) => authorized,
-        Err(reason) => {
-            send_error(&mut client, "FATAL", "28000", &reason).await;
+    let authorized =
+        match database::authorize(store, &user, mfa, &login, &source, Protocol::Postgres).await {
+            Ok(authorized) => authorized,
+            Err(reason) => {
+                send_error(&mut client, "FATAL", "28000", &reason).await;
+                return;
+            }
+        };
+    // What each statement is checked against: a read-only grant, the command rules.
+    let control = match command_control::rules_for(store, &authorized).await {
+        Ok(rules) => StatementControl::new(Protocol::Postgres, &authorized, rules),
+        Err(why) => {
+            send_error(&mut client, "FATAL", "53000", &why).await;
             return;
         }
     };
+    let read_only = control.read_only();
     let asset = authorized.asset.clone();
     let account = authorized.account.clone();
     let database = database.unwrap_or_else(|| account.to_string());
@@ -315,7 +315,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
             interactive: true,
             command: None,
             recording: Some(plan),
-            inspectors: vec![Box::new(QueryLog::default())],
+            inspectors: vec![Box::new(QueryLog::new(control))],
         })
         .await;
     let mut guard = match started {
@@ -330,7 +330,7 @@ async fn session(front: &PostgresFront, logged_in: LoggedIn, peer: SocketAddr) {
     };
     let tap = guard.tap();
     // The target: dialled, logged in with the vaulted password.
-    let target = match connect_target(front, &authorized, &database, &passed).await {
+    let target = match connect_target(front, &authorized, &database, &passed, read_only).await {
         Ok(target) => target,
         Err(why) => {
             send_error(&mut client, "FATAL", "08006", &why).await;
@@ -405,6 +405,7 @@ async fn connect_target(
     authorized: &Authorized,
     database: &str,
     passed: &[(String, String)],
+    read_only: bool,
 ) -> Result<TargetReady, String> {
     let asset = &authorized.asset;
     let dialed = front
@@ -419,6 +420,12 @@ async fn connect_target(
         ("database".to_owned(), database.to_owned()),
     ];
     params.extend(passed.iter().cloned());
+    if read_only {
+        // Defense in depth under a read-only grant: what the statement check cannot see (a
+        // function that writes, called from a SELECT) fails in a read-only transaction. The
+        // statement check refuses changing it back (SET, RESET, BEGIN READ WRITE).
+        params.push(("default_transaction_read_only".to_owned(), "on".to_owned()));
+    }
     stream
         .write_all(&wire::startup_message(&params))
         .await

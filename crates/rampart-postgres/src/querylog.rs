@@ -9,17 +9,26 @@
 //!
 //! The front hands this observer whole messages only (`wire::split_messages`).
 //!
+//! It is also where the session's statement control ([`StatementControl`]: a read-only grant,
+//! command rules) is applied, to each `Query` and `Parse` text before it leaves Rampart. A
+//! refused text is replaced by [`refusal_statement`], which makes the target answer it with
+//! Rampart's error in its place in the stream: the answer keeps its order among pipelined
+//! messages, the transaction state stays the target's own (an open transaction fails, as after
+//! any error), and the session goes on. The log records the statement the client sent.
+//!
 //! INVARIANT: memory is bounded: statement texts and parameters are cut (the rest counted), at
 //! most [`MAX_PREPARED`] named statements and portals and [`MAX_IN_FLIGHT`] unanswered records
 //! are kept; beyond that the session ends (fail closed).
 
 use crate::wire::{Message, cstring, error_summary, messages};
+use bytes::BytesMut;
 use bytes::{Buf, Bytes};
 use rampart_audit::Stream;
 use rampart_session::database::{MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
+use rampart_session::statement_control::StatementControl;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -40,9 +49,77 @@ struct State {
 }
 
 /// The query log of one session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueryLog {
     state: Mutex<State>,
+    control: StatementControl,
+}
+
+impl Default for QueryLog {
+    fn default() -> Self {
+        Self::new(StatementControl::none(
+            rampart_core::target::Protocol::Postgres,
+        ))
+    }
+}
+
+/// SQLSTATE of a refused statement: `insufficient_privilege`.
+const REFUSED_SQLSTATE: &str = "42501";
+
+/// The statement sent to the target in place of a refused one: an anonymous block that raises
+/// `message` (made safe for a literal) with SQLSTATE 42501. It declares `params` parameters
+/// (as `bytea`, which takes any value in either format), so the client's `Bind` still fits.
+/// Without PL/pgSQL on the target it fails all the same: the refused text never runs.
+pub fn refusal_statement(message: &str) -> String {
+    let safe: String = message
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '\'' | '\\' | '$') || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    format!(
+        "DO $rampart$BEGIN RAISE EXCEPTION USING ERRCODE = '{REFUSED_SQLSTATE}', \
+         MESSAGE = '{safe}'; END$rampart$"
+    )
+}
+
+/// The highest `$n` placeholder in `text` (0: none).
+fn highest_placeholder(text: &str) -> usize {
+    let mut highest = 0;
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        rest = rest.get(at + 1..).unwrap_or("");
+        let digits: String = rest
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .take(5)
+            .collect();
+        if let Ok(n) = digits.parse::<usize>() {
+            highest = highest.max(n);
+        }
+    }
+    highest
+}
+
+/// The `Parse` body of `name` with `text` in place of the refused statement, and the parameter
+/// types all `bytea`: as many as the client declared or the statement used, at most 65535.
+fn refused_parse(name: &str, original: &str, declared: usize, message: &str) -> Bytes {
+    const BYTEA: u32 = 17;
+    let count = declared.max(highest_placeholder(original)).min(65535);
+    let mut body = BytesMut::new();
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(&[0]);
+    body.extend_from_slice(refusal_statement(message).as_bytes());
+    body.extend_from_slice(&[0]);
+    body.extend_from_slice(&u16::try_from(count).unwrap_or(u16::MAX).to_be_bytes());
+    for _ in 0..count {
+        body.extend_from_slice(&BYTEA.to_be_bytes());
+    }
+    body.freeze()
 }
 
 fn bad(what: &str) -> String {
@@ -65,21 +142,51 @@ impl State {
         Ok(())
     }
 
-    fn client(&mut self, message: Message) -> Result<(), String> {
+    /// One client message; returns the message to send instead when the control refuses it.
+    fn client(
+        &mut self,
+        message: Message,
+        control: &StatementControl,
+        findings: &mut Vec<Finding>,
+    ) -> Result<Option<Message>, String> {
         let mut body = message.body;
         match message.tag {
             b'Q' => {
                 let text = cstring(&mut body).map_err(|_| bad("Query"))?;
                 self.record("query", bounded(&text, MAX_TEXT), Vec::new())?;
+                let checked = control.check_sql(&text);
+                findings.extend(checked.findings);
+                if let Some(refusal) = checked.refusal {
+                    let mut body = refusal_statement(&refusal).into_bytes();
+                    body.push(0);
+                    return Ok(Some(Message {
+                        tag: b'Q',
+                        body: Bytes::from(body),
+                    }));
+                }
             }
             b'P' => {
                 let name = cstring(&mut body).map_err(|_| bad("Parse"))?;
-                let text = bounded(&cstring(&mut body).map_err(|_| bad("Parse"))?, MAX_TEXT);
+                let full = cstring(&mut body).map_err(|_| bad("Parse"))?;
+                let text = bounded(&full, MAX_TEXT);
                 if !self.statements.contains_key(&name) && self.statements.len() >= MAX_PREPARED {
                     return Err("too many prepared statements".into());
                 }
                 self.last_parse = Some(text.clone());
-                self.statements.insert(name, text);
+                self.statements.insert(name.clone(), text);
+                let checked = control.check_sql(&full);
+                findings.extend(checked.findings);
+                if let Some(refusal) = checked.refusal {
+                    let declared = if body.remaining() >= 2 {
+                        usize::from(body.get_u16())
+                    } else {
+                        0
+                    };
+                    return Ok(Some(Message {
+                        tag: b'P',
+                        body: refused_parse(&name, &full, declared, &refusal),
+                    }));
+                }
             }
             b'B' => {
                 let portal = cstring(&mut body).map_err(|_| bad("Bind"))?;
@@ -111,7 +218,7 @@ impl State {
             // Describe, Sync, Flush, Terminate, COPY data: nothing to record.
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A target message; returns the records it completes.
@@ -220,6 +327,14 @@ fn bind_params(body: &mut Bytes) -> Option<Vec<String>> {
 }
 
 impl QueryLog {
+    /// The log of a session whose statements `control` checks.
+    pub fn new(control: StatementControl) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            control,
+        }
+    }
+
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, String> {
         self.state
             .lock()
@@ -230,10 +345,29 @@ impl QueryLog {
 impl Observer for QueryLog {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
         let result = self.state().and_then(|mut state| {
+            let mut verdict = ClientVerdict::default();
+            let mut out = BytesMut::new();
+            let mut rewritten = false;
+            // The messages are put together again only where statements are checked.
+            let active = self.control.is_active();
             for message in messages(data.clone()) {
-                state.client(message)?;
+                let sent = active.then(|| message.clone());
+                match state.client(message, &self.control, &mut verdict.findings)? {
+                    Some(instead) => {
+                        rewritten = true;
+                        instead.encode(&mut out);
+                    }
+                    None => {
+                        if let Some(sent) = sent {
+                            sent.encode(&mut out);
+                        }
+                    }
+                }
             }
-            Ok(ClientVerdict::default())
+            if rewritten {
+                verdict.forward = Some(out.to_vec());
+            }
+            Ok(verdict)
         });
         ready(result)
     }

@@ -19,10 +19,12 @@ use crate::log::{CommandLog, Shared};
 use crate::resp::{self, Framer, Limits, RespError};
 use bytes::{Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
-use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
+use rampart_auth::{Attempt, Front, Refusal};
 use rampart_core::target::Protocol;
-use rampart_core::{Action, ExposeSecret, SecretString, SessionKind, User};
+use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
+use rampart_session::command_control;
 use rampart_session::database::{self as db, DbLogin, Io};
+use rampart_session::statement_control::StatementControl;
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,14 +169,9 @@ async fn negotiate_and_login(
             user: Some(&login.user),
             source: peer.ip(),
         };
-        let user = match front
-            .base
-            .auth
-            .first_factor(&attempt, Credential::DatabaseToken(&token))
-            .await
-        {
-            FirstFactor::Authenticated(done) => done,
-            FirstFactor::Refused(Refusal::Unavailable) => {
+        let user = match front.base.auth.database_login(&attempt, &token).await {
+            Ok(done) => done,
+            Err(Refusal::Unavailable) => {
                 let line = resp::error("ERR", "Rampart cannot check logins now");
                 let _ = client.write_all(&line).await;
                 return None;
@@ -295,14 +292,14 @@ async fn session(front: &RedisFront, logged_in: LoggedIn, peer: SocketAddr) {
     } = logged_in;
     let source = source(peer);
     let store = &front.base.core.store;
-    let authorized =
-        match db::authorize(store, &user, mfa, &login, &source, Action::RedisConnect).await {
-            Ok(authorized) => authorized,
-            Err(reason) => {
-                let _ = client.write_all(&resp::error("ERR", &reason)).await;
-                return;
-            }
-        };
+    let authorized = match db::authorize(store, &user, mfa, &login, &source, Protocol::Redis).await
+    {
+        Ok(authorized) => authorized,
+        Err(reason) => {
+            let _ = client.write_all(&resp::error("ERR", &reason)).await;
+            return;
+        }
+    };
     let asset = authorized.asset.clone();
     let account = authorized.account.clone();
     let title = format!("{}@{}@{} (redis)", user.name, account, asset.name);
@@ -311,7 +308,15 @@ async fn session(front: &RedisFront, logged_in: LoggedIn, peer: SocketAddr) {
         raw_streams: true,
     };
     let resp3 = hello.as_ref().is_some_and(|(v, _)| &v[..] == b"3");
-    let shared = Shared::new(front.settings.deny.clone(), resp3);
+    // What each command is checked against: a read-only grant, the command rules.
+    let control = match command_control::rules_for(store, &authorized).await {
+        Ok(rules) => StatementControl::new(Protocol::Redis, &authorized, rules),
+        Err(why) => {
+            let _ = client.write_all(&resp::error("ERR", &why)).await;
+            return;
+        }
+    };
+    let shared = Shared::with_control(front.settings.deny.clone(), control, resp3);
     let started = front
         .base
         .core

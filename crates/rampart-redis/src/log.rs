@@ -16,10 +16,12 @@ use crate::commands::{self, DenyList, Verdict};
 use crate::resp::{self, Limits};
 use bytes::{Bytes, BytesMut};
 use rampart_audit::Stream;
+use rampart_core::target::Protocol;
 use rampart_session::database::bounded;
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
+use rampart_session::statement_control::StatementControl;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -90,10 +92,12 @@ struct State {
 }
 
 /// The state the observer and the front share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     state: Mutex<State>,
     deny: DenyList,
+    /// The session's read-only grant and command rules (`redis:flushall`, `redis:write`).
+    control: StatementControl,
     /// Rampart's answers are waiting at the front of the queue.
     pub local_ready: Notify,
     /// Replies were matched: the queue shrank.
@@ -110,12 +114,19 @@ fn locked<R>(shared: &Shared, f: impl FnOnce(&mut State) -> R) -> Result<R, Stri
 
 impl Shared {
     pub fn new(deny: DenyList, resp3: bool) -> Arc<Self> {
+        Self::with_control(deny, StatementControl::none(Protocol::Redis), resp3)
+    }
+
+    /// The shared state of a session whose commands `control` checks too (after the node's
+    /// deny-list).
+    pub fn with_control(deny: DenyList, control: StatementControl, resp3: bool) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 resp3,
                 ..State::default()
             }),
             deny,
+            control,
             local_ready: Notify::new(),
             drained: Notify::new(),
         })
@@ -179,6 +190,15 @@ impl Shared {
                     )),
                     Verdict::Unsupported(why) => Some(format!("ERR Rampart: {why}")),
                 };
+                let refusal = refusal.or_else(|| {
+                    let words: Vec<String> = args
+                        .iter()
+                        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                        .collect();
+                    let checked = self.control.check_redis(&words);
+                    verdict.findings.extend(checked.findings);
+                    checked.refusal.map(|why| format!("ERR {why}"))
+                });
                 let mut entry = Entry {
                     record: None,
                     reply: Reply::Target,

@@ -7,7 +7,7 @@
 use crate::authorize::Snapshot;
 use crate::lifecycle::{Authorized, Source};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::policy::Decision;
+use rampart_core::target::Protocol;
 use rampart_core::{
     Action, Asset, CommandRecord, Name, SecretKind, SecretString, SessionKind, User,
 };
@@ -87,22 +87,24 @@ pub async fn record_login(
     })
 }
 
-/// Decides which account the client gets on the asset for `action` (the front's `connect`
-/// action), through the policy. A denial is audited (`access_denied`) and its reason returned.
+/// Decides which account the client gets on the asset for `protocol` and what it may do there,
+/// through the policy: the protocol's full action (`postgres:connect`) or its read-only one
+/// (`postgres:read`); `Authorized::actions` says which were allowed (both when both are). A
+/// denial is audited (`access_denied`) and its reason returned.
 pub async fn authorize(
     store: &Store,
     user: &User,
     mfa: bool,
     login: &DbLogin,
     source: &Source,
-    action: Action,
+    protocol: Protocol,
 ) -> Result<Authorized, String> {
-    let decided = decide(store, user, mfa, login, source, action).await;
+    let decided = decide(store, user, mfa, login, source, protocol).await;
     if let Err(reason) = &decided {
         let event = AuditEvent::AccessDenied {
             user: user.name.to_string(),
             target: login.target(),
-            action: format!("{}:{action}", action.protocol()),
+            action: format!("{protocol}:connect"),
             reason: reason.clone(),
             source: source.text.clone(),
         };
@@ -122,8 +124,11 @@ async fn decide(
     mfa: bool,
     login: &DbLogin,
     source: &Source,
-    action: Action,
+    protocol: Protocol,
 ) -> Result<Authorized, String> {
+    let (full, read) = Action::database_pair(protocol)
+        .ok_or_else(|| format!("{protocol} has no database sessions"))?;
+    let actions = [full, read];
     let snapshot = Snapshot::for_user(store, &user.name)
         .await
         .map_err(|_| "internal error looking up the target".to_owned())?;
@@ -134,11 +139,11 @@ async fn decide(
     let asset: &Asset = snapshot
         .asset(&login.asset)
         .ok_or_else(|| format!("{} is not an asset", login.asset))?;
-    let qualified = format!("{}:{action}", action.protocol());
+    let qualified = format!("{protocol}:connect or {protocol}:read");
     let account: Name = match &login.account {
         Some(account) => account.clone(),
         None => {
-            let allowed = access.allowed_logins(asset, &[action]);
+            let allowed = access.allowed_logins(asset, &actions);
             match allowed.as_slice() {
                 [one] => (*one).clone(),
                 [] => {
@@ -156,18 +161,18 @@ async fn decide(
             }
         }
     };
-    match access.decide(asset, &account, action) {
-        Decision::Allow { grant, rules } => Ok(Authorized {
+    match access.decide_any(asset, &account, &actions) {
+        Ok(allowed) => Ok(Authorized {
             user: user.clone(),
             mfa,
             source: source.clone(),
             asset: asset.clone(),
             account,
-            grant,
-            rules,
-            actions: vec![action],
+            grant: allowed.grant,
+            rules: allowed.rules,
+            actions: allowed.actions,
         }),
-        Decision::Deny(why) => Err(format!(
+        Err(why) => Err(format!(
             "{} may not connect to {account}@{}: {why}",
             user.name, asset.name
         )),

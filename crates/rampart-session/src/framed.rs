@@ -101,7 +101,8 @@ pub async fn accept_loop<F, Fut>(
     }
 }
 
-/// How a protocol's byte streams are cut into frames and checked.
+/// How a protocol's byte streams are cut into frames and checked. The client's frames, after
+/// the tap, are what the observers let through (`ClientVerdict::forward`).
 pub trait Framing: Sync {
     /// Takes every whole frame off the front of `buf` (`None`: none yet); an error ends the
     /// session (a frame over the protocol's bound, a malformed header).
@@ -155,9 +156,15 @@ async fn client_to_target(
             return RelayEnd::Error(why);
         }
         tap.live().touch();
-        if let Err(err) = tap.client_sent(&frames).await {
-            return RelayEnd::Error(err);
-        }
+        // An observer may put other frames in place of a refused statement (the front's
+        // statement control): those go to the target instead.
+        let frames = match tap.client_sent(&frames).await {
+            Err(err) => return RelayEnd::Error(err),
+            Ok(verdict) => match verdict.forward {
+                Some(rewritten) => Bytes::from(rewritten),
+                None => frames,
+            },
+        };
         framing.forwarded(&frames);
         if target.write_all(&frames).await.is_err() {
             return RelayEnd::Closed("target closed the connection".into());

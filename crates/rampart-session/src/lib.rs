@@ -33,6 +33,7 @@ pub mod live;
 pub mod observe;
 pub mod observers;
 pub mod screen;
+pub mod statement_control;
 mod trail;
 
 pub use guard::{EndWatch, SessionGuard, SessionTap};

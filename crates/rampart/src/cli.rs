@@ -477,7 +477,9 @@ pub enum RuleCommand {
         rampart rule add --grant ID --match any --action deny\n\n\
         Matches: any, prefix:WORDS (the command's first words), glob:PATTERN (* and ?, the whole \
         command), regex:EXPR (found anywhere; anchor with ^ $), list:privilege-escalation, \
-        list:package-managers.\n\
+        list:package-managers; for database statements also sql:KIND (drop, truncate, alter, \
+        grant, delete-without-where, update-without-where, write, ...) and redis:COMMAND \
+        (flushall, config, write, ...).\n\
         Exec commands (ssh host 'cmd') are checked exactly before they run; shell lines are \
         checked when Enter is pressed, a guardrail that aliases and scripts can get around."
     )]
@@ -488,7 +490,8 @@ pub enum RuleCommand {
         /// The asset label the rule applies to (KEY=VALUE): sessions to assets carrying it
         #[arg(long, value_name = "KEY=VALUE")]
         label: Option<String>,
-        /// What the rule matches: any, prefix:WORDS, glob:PATTERN, regex:EXPR or list:NAME
+        /// What the rule matches: any, prefix:WORDS, glob:PATTERN, regex:EXPR, list:NAME,
+        /// sql:KIND or redis:COMMAND
         #[arg(long = "match", value_name = "MATCH")]
         matcher: String,
         /// What happens to a matching command: allow, warn (run it, audit an alert) or deny
@@ -966,7 +969,9 @@ pub struct GrantAddArgs {
     #[arg(long = "account", value_name = "NAME")]
     pub accounts: Vec<String>,
     /// Comma-separated actions: shell, exec, scp, sftp_read, sftp_write, port_forward
-    /// (sftp = sftp_read,sftp_write) [default: shell,exec,scp,sftp_read,sftp_write]
+    /// (sftp = sftp_read,sftp_write); databases: postgres:connect, mysql:connect,
+    /// redis:connect (everything) or postgres:read, mysql:read, redis:read (read-only)
+    /// [default: shell,exec,scp,sftp_read,sftp_write]
     #[arg(long, value_name = "LIST")]
     pub actions: Option<String>,
     /// Valid from this RFC 3339 time, or from the start of this date (YYYY-MM-DD, UTC)

@@ -128,3 +128,25 @@ pub fn rampart_for_database(
         .port();
     (r, server, port)
 }
+
+/// The venv's Python (`.ci/run` installs the drivers there) if it can import `module`.
+pub fn venv_python(module: &str) -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("RAMPART_VENV")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| std::path::PathBuf::from(home).join(".cache/rampart-venv"))
+        })?;
+    let python = venv.join("bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !ok {
+        rampart_testkit::skip_or_fail(&format!(
+            "Python module {module} not found in the venv (PyPI, see .ci/run)"
+        ));
+        return None;
+    }
+    Some(python)
+}

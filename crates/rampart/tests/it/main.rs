@@ -22,6 +22,7 @@ mod cli_messages;
 mod command_rules;
 mod data_dir;
 mod db_common;
+mod db_rules;
 mod domains;
 mod evidence;
 mod evidence_chain;

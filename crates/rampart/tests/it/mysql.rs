@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const CANARY: &str = "my-canary-3f9a1c55-never-shown";
 
 /// A MariaDB server of the test's own, on a loopback port.
-struct Mariadb {
+pub(crate) struct Mariadb {
     child: Child,
     port: u16,
     socket: PathBuf,
@@ -28,7 +28,7 @@ impl Drop for Mariadb {
     }
 }
 
-fn start_mariadb() -> Option<Mariadb> {
+pub(crate) fn start_mariadb() -> Option<Mariadb> {
     rampart_testkit::require_tool("mariadb")?;
     // The server is in /usr/sbin, which a test's PATH may lack.
     let sbin = PathBuf::from("/usr/sbin/mariadbd");
@@ -105,7 +105,7 @@ fn start_mariadb() -> Option<Mariadb> {
 
 impl Mariadb {
     /// A query straight to the server as root over its Unix socket, for checks.
-    fn direct(&self, sql: &str) -> Output {
+    pub(crate) fn direct(&self, sql: &str) -> Output {
         Command::new("mariadb")
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
@@ -117,18 +117,18 @@ impl Mariadb {
 
 /// Rampart with alice, the asset my-01 (its mysql endpoint), the vaulted `app` account and a
 /// `mysql:connect` grant; serving with the MySQL listener on.
-fn rampart_with(db: &Mariadb, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
+pub(crate) fn rampart_with(db: &Mariadb, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
     crate::db_common::rampart_for_database("mysql", "my-01", db.port, "app", CANARY, env)
 }
 
-fn token(r: &Rampart, ttl: &str) -> String {
+pub(crate) fn token(r: &Rampart, ttl: &str) -> String {
     r.ok(&["db", "token", "create", "--user", "alice", "--ttl", ttl])
         .trim()
         .to_owned()
 }
 
 /// The `mariadb` client through Rampart (`ssl`: with `--ssl`, else `--skip-ssl`).
-fn mariadb(port: u16, password: &str, ssl: bool, sql: &str) -> Output {
+pub(crate) fn mariadb(port: u16, password: &str, ssl: bool, sql: &str) -> Output {
     Command::new("mariadb")
         .arg("--no-defaults")
         .args(["-h", "127.0.0.1", "-P", &port.to_string()])

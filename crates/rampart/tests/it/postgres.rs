@@ -175,7 +175,7 @@ impl Postgres {
 
 /// Rampart with alice, the asset pg-01 (its postgres endpoint), the vaulted `postgres` account
 /// and a `postgres:connect` grant; serving with the PostgreSQL listener on.
-fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
+pub(crate) fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
     rampart_with(pg, &[])
 }
 
@@ -183,7 +183,7 @@ fn rampart_with(pg: &Postgres, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
     crate::db_common::rampart_for_database("postgres", "pg-01", pg.port, "postgres", CANARY, env)
 }
 
-fn token(r: &Rampart, ttl: &str) -> String {
+pub(crate) fn token(r: &Rampart, ttl: &str) -> String {
     r.ok(&["db", "token", "create", "--user", "alice", "--ttl", ttl])
         .trim()
         .to_owned()
@@ -376,13 +376,21 @@ fn pgbench_prepared_statements_and_a_cancelled_query_work_through_rampart() {
     };
     let init = pgbench(&["-i", "-q"]);
     assert!(init.status.success(), "{}", text(&init));
+    // -S in the simple query protocol, then prepared (extended protocol).
+    let run = pgbench(&["-S", "-M", "simple", "-t", "50", "-n"]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("50/50"), "{}", text(&run));
     let run = pgbench(&["-S", "-M", "prepared", "-t", "50", "-n"]);
     assert!(run.status.success(), "{}", text(&run));
     assert!(text(&run).contains("50/50"), "{}", text(&run));
-    // Prepared executions are recorded with their bound parameter.
-    let executes = queries_until(&r, &["--grep", "pgbench_accounts WHERE aid"], 50);
+    // Simple queries are recorded with their text, prepared executions with their bound
+    // parameter.
+    let records = queries_until(&r, &["--grep", "pgbench_accounts WHERE aid"], 100);
+    let kind = |record: &&serde_json::Value| record["record"]["kind"].clone();
+    let simple: Vec<_> = records.iter().filter(|r| kind(r) == "query").collect();
+    let executes: Vec<_> = records.iter().filter(|r| kind(r) == "execute").collect();
+    assert!(simple.len() >= 50, "{}", simple.len());
     assert!(executes.len() >= 50, "{}", executes.len());
-    assert_eq!(executes[0]["record"]["kind"], "execute");
     assert_eq!(executes[0]["record"]["params"].as_array().unwrap().len(), 1);
 
     // A long query cancelled with Ctrl-C (SIGINT to psql): the cancel request reaches the

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const CANARY: &str = "redis-canary-9c4e1f20-never-shown";
 
 /// A redis-server of the test's own.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
@@ -34,7 +34,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_redis() -> Option<Redis> {
+pub(crate) fn start_redis() -> Option<Redis> {
     let server = rampart_testkit::require_tool("redis-server")?;
     rampart_testkit::require_tool("redis-cli")?;
     let dir = tempfile::Builder::new()
@@ -73,7 +73,7 @@ fn start_redis() -> Option<Redis> {
 
 impl Redis {
     /// A command straight to the server as its ACL user, for checks.
-    fn direct(&self, args: &[&str]) -> String {
+    pub(crate) fn direct(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["--user", "app", "--no-auth-warning"])
@@ -87,18 +87,18 @@ impl Redis {
 
 /// Rampart with alice, the asset redis-01 (its redis endpoint), the vaulted `app` account and a
 /// `redis:connect` grant; serving with the Redis listener on (plus `env`).
-fn rampart_for(redis: &Redis, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
+pub(crate) fn rampart_for(redis: &Redis, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
     crate::db_common::rampart_for_database("redis", "redis-01", redis.port, "app", CANARY, env)
 }
 
-fn token(r: &Rampart) -> String {
+pub(crate) fn token(r: &Rampart) -> String {
     r.ok(&["db", "token", "create", "--user", "alice", "--ttl", "1h"])
         .trim()
         .to_owned()
 }
 
 /// `redis-cli` through Rampart as alice@redis-01 (plain, on loopback, unless `tls`).
-fn cli(port: u16, token: &str, tls: bool) -> Command {
+pub(crate) fn cli(port: u16, token: &str, tls: bool) -> Command {
     let mut command = Command::new("redis-cli");
     command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
     if tls {
@@ -110,7 +110,7 @@ fn cli(port: u16, token: &str, tls: bool) -> Command {
     command
 }
 
-fn run(mut command: Command, stdin: &str) -> Output {
+pub(crate) fn run(mut command: Command, stdin: &str) -> Output {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
