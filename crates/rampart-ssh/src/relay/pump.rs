@@ -453,6 +453,22 @@ pub(super) async fn pump(
             break;
         }
     }
+    // A stop that raced the target's close (the upstream half closes the target when it sees
+    // the stop, and the close may be read first): the stop is why the session ended.
+    let raced = if stopped {
+        None
+    } else {
+        stop_downstream.borrow().clone()
+    };
+    if let Some(why) = raced {
+        let line = format!("rampart: session ended: {why}");
+        tap.notice(&line).await;
+        let _ = to_user
+            .extended_data_bytes(1, format!("\r\n{line}\r\n").into_bytes())
+            .await;
+        reason = why;
+        stopped = true;
+    }
     if target_lost && !stopped {
         // The user sees why, and so do the recording and the session's end reason.
         let line = format!("rampart: session ended: {TARGET_LOST}");
