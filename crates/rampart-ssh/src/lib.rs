@@ -15,6 +15,7 @@ mod disconnect;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+mod host_cert;
 pub use rampart_session::live;
 mod login;
 mod menu;
@@ -70,6 +71,8 @@ pub struct Gateway {
     store: Arc<Store>,
     evidence: relay::Evidence,
     server_config: Arc<russh::server::Config>,
+    /// Certifies the host key per ProxyJump hop (the node's host CA).
+    host_certifier: Arc<host_cert::HostCertifier>,
     live: Arc<live::LiveSessions>,
     auth: rampart_auth::Authenticator,
     admission: Arc<admission::Admission>,
@@ -136,6 +139,7 @@ impl Gateway {
     ) -> Result<(Self, Vec<rampart_audit::SealedRecording>), GatewayError> {
         let dir = store.data_dir().clone();
         let host_key = load_key(&dir.host_key_path())?;
+        let host_certifier = Arc::new(host_cert::HostCertifier::load(&dir, host_key.clone())?);
         let audit_key = Arc::new(load_key(&dir.audit_key_path())?);
         let recordings = dir.recordings_dir();
         let sealed = rampart_audit::recording::seal_interrupted(&recordings, &audit_key)
@@ -147,7 +151,8 @@ impl Gateway {
                 key: audit_key,
                 recording: settings.recording,
             },
-            server_config: Arc::new(server::config(host_key)),
+            server_config: Arc::new(server::config(host_key, Vec::new())),
+            host_certifier,
             live: Arc::new(live::LiveSessions::new(
                 settings.sessions,
                 settings.auth.global.clone(),
@@ -268,6 +273,7 @@ impl Gateway {
             },
         )
         .unauthenticated(slot)
+        .host_certifier(self.host_certifier.clone())
         .target_answer_timeout(self.target_answer_timeout);
         let started = std::time::Instant::now();
         let user = handler.access_user();

@@ -16,7 +16,7 @@ use rampart_core::login_rules::check_login;
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
 use rampart_session::dial::Dialer;
 use rampart_store::Store;
-use russh::keys::{HashAlg, PrivateKey};
+use russh::keys::{Certificate, HashAlg, PrivateKey};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
@@ -26,9 +26,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The server's SSH settings: the node's host key, modern key exchange only (with the strict
-/// key exchange extension against Terrapin), and TCP_NODELAY for interactive latency.
-pub fn config(host_key: PrivateKey) -> server::Config {
+/// The server's SSH settings: the node's host key (and host certificates for it, on a ProxyJump
+/// hop: `host_cert`), modern key exchange only (with the strict key exchange extension against
+/// Terrapin), and TCP_NODELAY for interactive latency.
+pub fn config(host_key: PrivateKey, certificates: Vec<Certificate>) -> server::Config {
     let preferred = russh::Preferred {
         kex: Cow::Borrowed(&[
             russh::kex::MLKEM768X25519_SHA256,
@@ -53,6 +54,7 @@ pub fn config(host_key: PrivateKey) -> server::Config {
         // OpenSSH probes with "none" first; answering that at once costs nothing.
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
+        certificates,
         max_auth_attempts: 6,
         // Idle and duration limits belong to the policy; the transport only drops dead peers.
         inactivity_timeout: None,
@@ -126,6 +128,8 @@ pub struct Connection {
     /// Who authenticated, for the access record written when the connection ends.
     access_user: Arc<std::sync::OnceLock<String>>,
     dialer: Dialer,
+    /// Certifies the host key of ProxyJump hops (outer connections only).
+    host_certifier: Option<Arc<crate::host_cert::HostCertifier>>,
 }
 
 impl Drop for Connection {
@@ -164,7 +168,17 @@ impl Connection {
             pending_env: crate::requests::PendingEnvironments::default(),
             target_answer_timeout: crate::TargetAnswerTimeout::default(),
             access_user: Arc::default(),
+            host_certifier: None,
         }
+    }
+
+    /// Presents host certificates on this connection's ProxyJump hops.
+    pub(crate) fn host_certifier(
+        mut self,
+        certifier: Arc<crate::host_cert::HostCertifier>,
+    ) -> Self {
+        self.host_certifier = Some(certifier);
+        self
     }
 
     /// How long targets have to answer this connection's sessions.
@@ -598,13 +612,17 @@ impl server::Handler for Connection {
             },
         )
         .target_answer_timeout(self.target_answer_timeout);
+        // The hop presents the node's host key certified for this asset, when it can.
+        let config = match &self.host_certifier {
+            Some(certifier) => certifier.jump_config(&asset),
+            None => self.config.clone(),
+        };
         inner.inherited = Some(Inherited {
             user: identity.user,
             mfa: identity.mfa,
             via: "proxyjump",
             target: InheritedTarget::Asset(asset),
         });
-        let config = self.config.clone();
         tokio::spawn(async move {
             match server::run_stream(config, channel.into_stream(), inner).await {
                 Ok(session) => {

@@ -36,6 +36,7 @@ mod policy_facts;
 mod rotations;
 mod rows;
 mod sessions;
+pub mod ssh_ca;
 pub mod ssh_keys;
 mod users;
 pub mod vault;

@@ -110,6 +110,24 @@ pub enum Command {
     /// Database access: personal database tokens (the password psql types through Rampart)
     #[command(subcommand)]
     Db(DbCommand),
+    /// The node's SSH certificate authorities (host CA for ProxyJump hops, user CA for logins)
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print a certificate authority's public key: with --host, the known_hosts line
+    /// (`@cert-authority * ...`) that trusts every asset's ProxyJump hop; with --user, the key
+    /// that signs users' SSH certificates
+    Show {
+        /// The host CA, as a known_hosts line (the default)
+        #[arg(long, conflicts_with = "user")]
+        host: bool,
+        /// The user CA's public key
+        #[arg(long)]
+        user: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

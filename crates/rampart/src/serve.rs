@@ -600,9 +600,15 @@ fn print_banner(
         );
     }
     println!("ssh host key fingerprint: {fingerprint}");
+    // Every ProxyJump hop presents the host key certified by the host CA for the asset's name
+    // and address: this one line trusts them all.
+    let host_ca = rampart_store::ssh_ca::CertificateAuthority::load(
+        dir,
+        rampart_store::ssh_ca::CaKind::Host,
+    )?;
     println!(
-        "ProxyJump users trust it once per asset name: add \"ASSET-NAMES {}\" to ~/.ssh/known_hosts",
-        host_key.trim_end()
+        "ProxyJump hops: add this line to ~/.ssh/known_hosts (or `rampart ca show --host`):\n  {}",
+        host_ca.known_hosts_line()
     );
     println!(
         "ssh: listening on {ssh} (try: ssh -p {} USER@ACCOUNT@ASSET@{})",

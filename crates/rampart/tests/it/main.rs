@@ -37,6 +37,7 @@ mod redis;
 mod rotation;
 mod session_lists;
 mod ssh;
+mod ssh_certificates;
 mod store_errors;
 mod targets;
 
