@@ -426,6 +426,16 @@ pub enum AuditEvent {
         token: String,
         user: String,
     },
+    /// The user CA signed a user's SSH public key (the certificate's serial, the key's
+    /// fingerprint, its end).
+    SshCertificateIssued {
+        user: String,
+        serial: String,
+        fingerprint: String,
+        valid_before: String,
+        /// How it was asked for: `portal`, `rampart login`.
+        via: String,
+    },
     TargetConnectionFailed {
         session: String,
         target: String,
@@ -608,6 +618,7 @@ impl AuditEvent {
             AuditEvent::ApiTokenRevoked { .. } => "api_token_revoked",
             AuditEvent::DbTokenCreated { .. } => "db_token_created",
             AuditEvent::DbTokenRevoked { .. } => "db_token_revoked",
+            AuditEvent::SshCertificateIssued { .. } => "ssh_certificate_issued",
             AuditEvent::AuditExported { .. } => "audit_exported",
             AuditEvent::RetentionApplied { .. } => "retention_applied",
             AuditEvent::SecretUsed { .. } => "secret_used",

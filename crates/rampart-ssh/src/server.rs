@@ -389,6 +389,19 @@ impl server::Handler for Connection {
         Ok(self.first_factor(login, credential).await)
     }
 
+    async fn auth_openssh_certificate(
+        &mut self,
+        login: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        // russh calls this only after the certificate's key signed (A5) and the certificate's
+        // own signature and window checked out; whose CA, which principal, issued here: the
+        // authenticator decides.
+        Ok(self
+            .first_factor(login, Credential::Certificate(certificate))
+            .await)
+    }
+
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         let password = SecretString::from(password.to_owned());
         Ok(self

@@ -37,6 +37,7 @@ mod rotations;
 mod rows;
 mod sessions;
 pub mod ssh_ca;
+mod ssh_certificates;
 pub mod ssh_keys;
 mod users;
 pub mod vault;

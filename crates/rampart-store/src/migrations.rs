@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "command rules",
         include_str!("../migrations/0020_command_rules.sql"),
     ),
+    (
+        26,
+        "ssh user certificates",
+        include_str!("../migrations/0026_ssh_certificates.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

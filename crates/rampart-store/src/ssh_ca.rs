@@ -13,8 +13,9 @@
 use crate::StoreError;
 use crate::data_dir::DataDir;
 use rampart_core::InvalidInput;
+use ssh_key::PrivateKey;
 use ssh_key::certificate::{Builder, CertType};
-use ssh_key::{Certificate, PrivateKey, PublicKey};
+pub use ssh_key::{Certificate, HashAlg, PublicKey};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;

@@ -942,6 +942,49 @@
     await view.load(withParams('/api/v1/queries', session ? { session } : {}));
   };
 
+  // SSH: sign a pasted public key (the certificate shown and downloadable), and approve or
+  // deny a `rampart login` request by its code (`?code=` from the link the CLI prints).
+  pages.ssh = async () => {
+    onSubmit('#ssh-cert-form', (form) =>
+      attempt('SSH certificate', async () => {
+        const made = await api('POST', '/api/v1/me/ssh-certificate', formValues(form));
+        $('#ssh-cert-text').textContent = made.certificate;
+        $('#ssh-cert-until').textContent = time(made.valid_before);
+        $('#ssh-cert-principal').textContent = made.principal;
+        const link = $('#ssh-cert-download');
+        link.href = URL.createObjectURL(new Blob([made.certificate + '\n'], { type: 'text/plain' }));
+        $('#ssh-cert').hidden = false;
+        status('Certificate signed.');
+      }),
+    );
+    let code = null;
+    const answer = (approve) =>
+      attempt('SSH login', async () => {
+        const done = await api('POST', `/api/v1/me/ssh-logins/${encodeURIComponent(code)}`, { approve });
+        $('#ssh-login-request').hidden = true;
+        $('#ssh-login-result').textContent = done.approved
+          ? `Approved: the login has a certificate for ${done.principal} until ${time(done.valid_before)}.`
+          : 'Denied: the login gets no certificate.';
+      });
+    $('#ssh-login-approve').addEventListener('click', () => answer(true));
+    $('#ssh-login-deny').addEventListener('click', () => answer(false));
+    const look = (typed) =>
+      attempt('SSH login', async () => {
+        $('#ssh-login-result').textContent = '';
+        const request = await api('GET', `/api/v1/me/ssh-logins/${encodeURIComponent(typed)}`);
+        code = request.user_code;
+        $('#ssh-login-fingerprint').textContent = request.fingerprint;
+        $('#ssh-login-source').textContent = request.source;
+        $('#ssh-login-request').hidden = false;
+      });
+    onSubmit('#ssh-login-form', (form) => look(formValues(form).code || ''));
+    const given = new URLSearchParams(location.search).get('code');
+    if (given) {
+      $('#ssh-login-form [name=code]').value = given;
+      await look(given);
+    }
+  };
+
   pages.audit = async () => {
     const view = listView('#events', (e) => [e.seq ?? '', time(e.at), e.kind, eventCell(e)], 'no event', { newestFirst: true });
     onSubmit('#audit-filter', (form) => {

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod paging;
 pub mod portal;
 pub mod routes;
+pub mod ssh_login;
 pub mod tls;
 pub mod ws;
 
@@ -75,6 +76,8 @@ pub struct WebSettings {
     pub max_connections: usize,
     /// The SSH listener's port, for the portal's ready-to-copy `ssh` commands.
     pub ssh_port: Option<u16>,
+    /// How long an SSH user certificate it issues is valid (`auth.ssh_cert_ttl`).
+    pub ssh_cert_ttl: Duration,
 }
 
 impl Default for WebSettings {
@@ -86,6 +89,7 @@ impl Default for WebSettings {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             max_connections: MAX_CONNECTIONS,
             ssh_port: None,
+            ssh_cert_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct WebState {
     pub metrics: Arc<metrics::Metrics>,
     /// Credential rotation (`POST /api/v1/accounts/{account}/rotations`); without it, 503.
     pub rotator: Option<rampart_rotate::Rotator>,
+    /// `rampart login` requests waiting for approval in the portal.
+    pub ssh_logins: Arc<ssh_login::SshLogins>,
 }
 
 impl WebState {
@@ -118,6 +124,7 @@ impl WebState {
             websockets: Arc::new(tokio::sync::Semaphore::new(ws::MAX_WEBSOCKETS)),
             metrics: Arc::default(),
             rotator: None,
+            ssh_logins: Arc::default(),
         }
     }
 

@@ -121,6 +121,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/sessions", "Sessions", "user"),
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
+    ("/ssh", "SSH", "user"),
     ("/audit", "Audit", "auditor"),
     ("/admin/users", "Users", "auditor"),
     ("/admin/groups", "Groups", "auditor"),
@@ -334,6 +335,41 @@ pub async fn databases() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// `GET /ssh`: the user's SSH certificate (paste a public key, download the certificate) and
+/// the approval of a `rampart login` request (`?code=XXXX-XXXX`).
+pub async fn ssh() -> Response {
+    page(
+        "SSH",
+        "ssh",
+        &[],
+        r##"<h1>SSH</h1>
+<div class="card" id="ssh-login-card"><h2>Approve a <code>rampart login</code></h2>
+<p>Approve only a request you started yourself: the key it names gets a certificate that logs in as you.</p>
+<form id="ssh-login-form" class="inline">
+<label>Code <input name="code" placeholder="ABCD-EFGH" autocomplete="off"></label>
+<button type="submit">Look up</button>
+</form>
+<div id="ssh-login-request" hidden>
+<p>Key <code id="ssh-login-fingerprint"></code> from <span id="ssh-login-source"></span></p>
+<button type="button" id="ssh-login-approve">Approve</button>
+<button type="button" id="ssh-login-deny" class="secondary">Deny</button>
+</div>
+<p id="ssh-login-result"></p>
+</div>
+<div class="card"><h2>SSH certificate</h2>
+<p>Paste your SSH public key (the <code>.pub</code> file). Rampart signs it for you; save the certificate as <code>KEY-cert.pub</code> next to your key and <code>ssh</code> uses it.</p>
+<form id="ssh-cert-form">
+<label>Public key <textarea name="public_key" rows="3" cols="80" placeholder="ssh-ed25519 AAAA... you@laptop"></textarea></label>
+<button type="submit">Sign my key</button>
+</form>
+<div id="ssh-cert" hidden>
+<p>Valid until <span id="ssh-cert-until"></span> for <code id="ssh-cert-principal"></code>. <a id="ssh-cert-download" download="id-cert.pub" href="#">Download the certificate</a></p>
+<pre id="ssh-cert-text"></pre>
+</div>
+</div>"##,
     )
 }
 

@@ -162,6 +162,52 @@ pub fn table() -> Vec<Route> {
         )
         .query(&["action", "limit", "cursor"]),
         Route::new(
+            post(),
+            "/api/v1/me/ssh-certificate",
+            User,
+            "me",
+            "Sign my SSH public key with the user CA (a browser session, with my second factor if I have one)",
+            api::ssh_certificate_create,
+        )
+        .body(&["public_key"])
+        .status(201),
+        Route::new(
+            get(),
+            "/api/v1/me/ssh-logins/{code}",
+            User,
+            "me",
+            "A `rampart login` request waiting under this code (its key's fingerprint and source)",
+            api::ssh_login_show,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/me/ssh-logins/{code}",
+            User,
+            "me",
+            "Approve (its key is signed for me) or deny a `rampart login` request",
+            api::ssh_login_answer,
+        )
+        .body(&["approve"]),
+        Route::new(
+            post(),
+            "/api/v1/ssh-login",
+            Public,
+            "auth",
+            "`rampart login` starts: a public key to certify; answers a device code and the user code to approve in the portal",
+            api::ssh_login_start,
+        )
+        .body(&["public_key"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/ssh-login/poll",
+            Public,
+            "auth",
+            "`rampart login` polls with its device code: 202 pending, the certificate once approved (once), 403 denied",
+            api::ssh_login_poll,
+        )
+        .body(&["device_code"]),
+        Route::new(
             get(),
             "/api/v1/terminal",
             User,
@@ -896,6 +942,16 @@ pub fn table() -> Vec<Route> {
             crate::portal::databases,
         )
         .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/ssh",
+            Public,
+            "portal",
+            "Portal: my SSH certificate (sign a pasted public key) and approving a `rampart login` (?code=)",
+            crate::portal::ssh,
+        )
+        .query(&["code"])
         .produces("text/html"),
         Route::new(
             get(),

@@ -113,6 +113,25 @@ pub enum Command {
     /// The node's SSH certificate authorities (host CA for ProxyJump hops, user CA for logins)
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Get a short-lived SSH certificate from a Rampart server (no data directory needed):
+    /// prints a link and a code, you approve it in the portal where you are signed in, and the
+    /// certificate is written as KEY-cert.pub next to your key, where ssh finds it
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The Rampart portal's address, e.g. https://bastion.example.com:8443
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Your SSH private key; its public half (KEY.pub) is what gets certified
+    /// [default: ~/.ssh/id_ed25519]
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// Trust this PEM certificate for the server's TLS (a self-signed server certificate)
+    /// instead of the system's roots
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,6 +89,7 @@ struct AuthSection {
     lockout_window: Option<String>,
     lockout_duration: Option<String>,
     require_mfa: Option<bool>,
+    ssh_cert_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +167,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
+    /// How long an SSH user certificate from the portal or `rampart login` is valid
+    /// (`auth.ssh_cert_ttl`, 8h unless configured, at most 7 days).
+    pub ssh_cert_ttl: Duration,
     /// Whether targets whose host key is not pinned yet are pinned on first use or refused.
     pub target_host_keys: TargetHostKeys,
     /// The SSH listener's login grace time and caps on unauthenticated connections.
@@ -442,6 +446,7 @@ impl Config {
                 None,
             )?,
         };
+        let ssh_cert_ttl = ssh_cert_ttl(file.auth.ssh_cert_ttl.clone(), env_lookup, &file_name)?;
         let auth = auth_settings(file.auth, env_lookup, &file_name)?;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
         let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
@@ -492,6 +497,7 @@ impl Config {
             sessions,
             http,
             auth,
+            ssh_cert_ttl,
             recording,
             ssh_pre_auth,
             target_host_keys,
@@ -842,6 +848,34 @@ fn audit_config(
         syslog,
         webhook,
     })
+}
+
+/// An SSH user certificate's life when none is configured.
+pub const DEFAULT_SSH_CERT_TTL: Duration = Duration::from_secs(8 * 3600);
+
+fn ssh_cert_ttl(
+    file: Option<String>,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<Duration, ConfigError> {
+    let Some(Sourced { value, source }) = pick(
+        "auth.ssh_cert_ttl",
+        ("", None),
+        "RAMPART_AUTH_SSH_CERT_TTL",
+        env_lookup,
+        file,
+        file_name,
+    ) else {
+        return Ok(DEFAULT_SSH_CERT_TTL);
+    };
+    let ttl = parse_duration("auth.ssh_cert_ttl", &value)
+        .map_err(|err| ConfigError(format!("auth.ssh_cert_ttl (from {source}): {err}")))?;
+    if ttl.is_zero() || ttl > rampart_store::ssh_ca::MAX_USER_CERTIFICATE_VALIDITY {
+        return Err(ConfigError(format!(
+            "auth.ssh_cert_ttl (from {source}): {value:?} is not between 1s and 7d"
+        )));
+    }
+    Ok(ttl)
 }
 
 fn auth_settings(

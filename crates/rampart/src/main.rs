@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod descriptors;
 mod forwarder;
+mod login;
 mod output;
 mod seals;
 mod serve;
@@ -97,6 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         clap_complete::generate(shell, &mut command, "rampart", &mut script);
         std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
         return Ok(());
+    }
+    // A client of a Rampart server: no data directory, no configuration file.
+    if let Command::Login(args) = &cli.command {
+        return login::run(args);
     }
     // Agent mode runs in a remote network: no data directory, no configuration file.
     if let Command::Agent(cli::AgentArgs { command: None, run }) = cli.command {

@@ -347,6 +347,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         session_lifetime: config.http.session_lifetime,
         max_connections: rampart_web::MAX_CONNECTIONS.min(descriptors.http_connections),
         ssh_port: Some(ssh_addr.port()),
+        ssh_cert_ttl: config.ssh_cert_ttl,
     };
     let metrics_task = metrics_listener.map(|listener| {
         tokio::spawn(rampart_web::metrics::run_listener(

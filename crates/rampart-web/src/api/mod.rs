@@ -22,6 +22,7 @@ mod recordings;
 mod rotations;
 mod rules;
 mod sessions;
+mod ssh_certificates;
 mod tokens;
 mod users;
 
@@ -38,6 +39,7 @@ pub use recordings::*;
 pub use rotations::*;
 pub use rules::*;
 pub use sessions::*;
+pub use ssh_certificates::*;
 pub use tokens::*;
 pub use users::*;
 
