@@ -60,13 +60,23 @@ pub enum Credential<'a> {
     /// the node's user CA and the store says it was issued here and still stands. Counted as a
     /// public key for lockout.
     Certificate(&'a Certificate),
+    /// A web approval at SSH login: the user answered the login's one-time link in the portal
+    /// (`approved`), from a browser session that used the second factor (`mfa`) or not. The
+    /// front checked that the approver is the user the login names. Counted like a key (source
+    /// only) when not approved; a whole login when approved (the portal login was its factors).
+    WebApproval {
+        approved: bool,
+        mfa: bool,
+    },
 }
 
 impl Credential<'_> {
     fn factor(&self) -> LoginFactor {
         match self {
             Credential::Password(_) | Credential::DatabaseToken(_) => LoginFactor::Password,
-            Credential::VerifiedKey { .. } | Credential::Certificate(_) => LoginFactor::PublicKey,
+            Credential::VerifiedKey { .. }
+            | Credential::Certificate(_)
+            | Credential::WebApproval { .. } => LoginFactor::PublicKey,
         }
     }
 }
@@ -228,7 +238,10 @@ impl Authenticator {
         credential: Credential<'_>,
     ) -> FirstFactor {
         let factor = credential.factor();
-        let method = attempt.front.first_factor_method(factor);
+        let method = match credential {
+            Credential::WebApproval { .. } => "web-approval",
+            _ => attempt.front.first_factor_method(factor),
+        };
         let user = match self.lookup(attempt.user).await {
             Ok(user) => user,
             Err(refusal) => return FirstFactor::Refused(refusal),
@@ -262,6 +275,9 @@ impl Authenticator {
                     Err(refusal) => return FirstFactor::Refused(refusal),
                 }
             }
+            Credential::WebApproval { approved, .. } => {
+                approved && user.as_ref().is_some_and(|user| !user.disabled)
+            }
         };
         let user = match user {
             Some(user) if verified => user,
@@ -285,6 +301,16 @@ impl Authenticator {
                 return FirstFactor::Refused(Refusal::Denied);
             }
         };
+        if let Credential::WebApproval { mfa, .. } = credential {
+            // The portal login that approved was the factors: with TOTP if the user has it.
+            if !mfa && (user.mfa_enrolled || self.settings.require_mfa) {
+                self.failed(attempt, None, factor, method).await;
+                return FirstFactor::Refused(Refusal::Denied);
+            }
+            return FirstFactor::Authenticated(
+                self.succeeded(user, factor, mfa, method.to_owned()).await,
+            );
+        }
         if matches!(credential, Credential::DatabaseToken(_)) {
             return FirstFactor::Authenticated(
                 self.succeeded(user, factor, false, method.to_owned()).await,

@@ -25,6 +25,7 @@ pub mod rotate;
 mod server;
 mod target;
 mod terminal;
+pub mod web_approval;
 
 pub use login::{LoginName, TargetSpec};
 pub use rampart_session::dial::Dialer;
@@ -73,6 +74,8 @@ pub struct Gateway {
     server_config: Arc<russh::server::Config>,
     /// Certifies the host key per ProxyJump hop (the node's host CA).
     host_certifier: Arc<host_cert::HostCertifier>,
+    /// Logins waiting for a web approval, and the portal's address, when that is on.
+    web_approvals: Option<(Arc<web_approval::WebApprovals>, Arc<str>)>,
     live: Arc<live::LiveSessions>,
     auth: rampart_auth::Authenticator,
     admission: Arc<admission::Admission>,
@@ -96,6 +99,16 @@ pub struct GatewaySettings {
     /// How long a target has to answer a new session (connect, open the channel, answer the
     /// start request), while the user's messages wait.
     pub target_answer_timeout: TargetAnswerTimeout,
+    /// Web approval at SSH login (`auth.ssh_web_approval`), if on.
+    pub web_approval: Option<WebApprovalSettings>,
+}
+
+/// Web approval at SSH login: how long a login waits, and the portal's address for the link.
+#[derive(Debug, Clone)]
+pub struct WebApprovalSettings {
+    pub timeout: Duration,
+    /// `https://HOST:PORT`, as users reach the portal.
+    pub portal_url: String,
 }
 
 /// How long a target has to answer a new session; 30 s unless configured.
@@ -153,6 +166,12 @@ impl Gateway {
             },
             server_config: Arc::new(server::config(host_key, Vec::new())),
             host_certifier,
+            web_approvals: settings.web_approval.map(|web| {
+                (
+                    Arc::new(web_approval::WebApprovals::new(web.timeout)),
+                    Arc::from(web.portal_url),
+                )
+            }),
             live: Arc::new(live::LiveSessions::new(
                 settings.sessions,
                 settings.auth.global.clone(),
@@ -189,6 +208,13 @@ impl Gateway {
         tokio::sync::broadcast::Receiver<bytes::Bytes>,
     )> {
         self.live.watch_screen(session)
+    }
+
+    /// The logins waiting for a web approval (the portal answers them), when that is on.
+    pub fn web_approvals(&self) -> Option<Arc<web_approval::WebApprovals>> {
+        self.web_approvals
+            .as_ref()
+            .map(|(approvals, _)| approvals.clone())
     }
 
     /// The node's session core (the same live registry, so live enforcement and shutdown end
@@ -274,6 +300,7 @@ impl Gateway {
         )
         .unauthenticated(slot)
         .host_certifier(self.host_certifier.clone())
+        .web_approvals(self.web_approvals.clone())
         .target_answer_timeout(self.target_answer_timeout);
         let started = std::time::Instant::now();
         let user = handler.access_user();

@@ -978,6 +978,27 @@
         $('#ssh-login-request').hidden = false;
       });
     onSubmit('#ssh-login-form', (form) => look(formValues(form).code || ''));
+    const approval = new URLSearchParams(location.search).get('approve');
+    if (approval) {
+      const path = `/api/v1/me/ssh-approvals/${encodeURIComponent(approval)}`;
+      const decide = (approve) =>
+        attempt('SSH login', async () => {
+          await api('POST', path, { approve });
+          $('#ssh-approval-approve').hidden = true;
+          $('#ssh-approval-deny').hidden = true;
+          $('#ssh-approval-result').textContent = approve
+            ? 'Approved: the SSH login goes on.'
+            : 'Denied: the SSH login is refused.';
+        });
+      $('#ssh-approval-approve').addEventListener('click', () => decide(true));
+      $('#ssh-approval-deny').addEventListener('click', () => decide(false));
+      await attempt('SSH login', async () => {
+        const waiting = await api('GET', path);
+        $('#ssh-approval-login').textContent = waiting.login;
+        $('#ssh-approval-source').textContent = waiting.source;
+        $('#ssh-approval-card').hidden = false;
+      });
+    }
     const given = new URLSearchParams(location.search).get('code');
     if (given) {
       $('#ssh-login-form [name=code]').value = given;

@@ -339,13 +339,20 @@ pub async fn databases() -> Response {
 }
 
 /// `GET /ssh`: the user's SSH certificate (paste a public key, download the certificate) and
-/// the approval of a `rampart login` request (`?code=XXXX-XXXX`).
+/// the approval of a `rampart login` request (`?code=XXXX-XXXX`) or of a waiting SSH login
+/// (`?approve=ID`, the link keyboard-interactive shows).
 pub async fn ssh() -> Response {
     page(
         "SSH",
         "ssh",
         &[],
         r##"<h1>SSH</h1>
+<div class="card" id="ssh-approval-card" hidden><h2>Approve an SSH login</h2>
+<p>An SSH login as <code id="ssh-approval-login"></code> from <span id="ssh-approval-source"></span> waits for you. Approve it only if you started it.</p>
+<button type="button" id="ssh-approval-approve">Approve the login</button>
+<button type="button" id="ssh-approval-deny" class="secondary">Deny the login</button>
+<p id="ssh-approval-result"></p>
+</div>
 <div class="card" id="ssh-login-card"><h2>Approve a <code>rampart login</code></h2>
 <p>Approve only a request you started yourself: the key it names gets a certificate that logs in as you.</p>
 <form id="ssh-login-form" class="inline">

@@ -189,6 +189,23 @@ pub fn table() -> Vec<Route> {
         )
         .body(&["approve"]),
         Route::new(
+            get(),
+            "/api/v1/me/ssh-approvals/{id}",
+            User,
+            "me",
+            "An SSH login of mine waiting for its web approval (login name, source)",
+            api::ssh_approval_show,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/me/ssh-approvals/{id}",
+            User,
+            "me",
+            "Approve (a browser session, with my second factor if I have one) or deny my waiting SSH login",
+            api::ssh_approval_answer,
+        )
+        .body(&["approve"]),
+        Route::new(
             post(),
             "/api/v1/ssh-login",
             Public,
@@ -948,10 +965,10 @@ pub fn table() -> Vec<Route> {
             "/ssh",
             Public,
             "portal",
-            "Portal: my SSH certificate (sign a pasted public key) and approving a `rampart login` (?code=)",
+            "Portal: my SSH certificate (sign a pasted public key), approving a `rampart login` (?code=) or an SSH login (?approve=)",
             crate::portal::ssh,
         )
-        .query(&["code"])
+        .query(&["code", "approve"])
         .produces("text/html"),
         Route::new(
             get(),

@@ -231,6 +231,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pre_auth,
         target_host_keys: config.target_host_keys,
         target_answer_timeout: config.target_answer_timeout,
+        web_approval: config
+            .ssh_web_approval
+            .map(|timeout| rampart_ssh::WebApprovalSettings {
+                timeout,
+                portal_url: rampart_web::url(http_addr, tls.is_some()),
+            }),
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();

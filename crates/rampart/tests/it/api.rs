@@ -137,6 +137,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/api/v1/me/ssh-logins/{code}"), "UNNNN"),
         (("POST", "/api/v1/me/ssh-logins/{code}"), "UAAAA"),
         (("POST", "/api/v1/ssh-login"), "AAAAA"),
+        (("GET", "/api/v1/me/ssh-approvals/{id}"), "UNNNN"),
+        (("POST", "/api/v1/me/ssh-approvals/{id}"), "UAAAA"),
         (("POST", "/api/v1/ssh-login/poll"), "AAAAA"),
         (("GET", "/ssh"), "22222"),
         (("GET", "/api/v1/terminal"), "UWWWW"),

@@ -38,6 +38,7 @@ mod rotation;
 mod session_lists;
 mod ssh;
 mod ssh_certificates;
+mod ssh_web_approval;
 mod store_errors;
 mod targets;
 

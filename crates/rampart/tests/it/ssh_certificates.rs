@@ -113,14 +113,14 @@ fn a_proxyjump_hop_is_refused_when_known_hosts_trusts_another_host_ca() {
 }
 
 /// A browser session of one user, over the API.
-struct Portal {
+pub(crate) struct Portal {
     client: HttpClient,
     cookie: String,
     csrf: String,
 }
 
 impl Portal {
-    fn login(lab: &Lab, user: &str, password: &str) -> Self {
+    pub(crate) fn login(lab: &Lab, user: &str, password: &str) -> Self {
         lab.r
             .ok_with_stdin(&["user", "password", user], password.as_bytes());
         let client = lab.server.client();
@@ -146,7 +146,7 @@ impl Portal {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> HttpResponse {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> HttpResponse {
         let cookie = format!("rampart_session={}", self.cookie);
         self.client.request(
             method,
