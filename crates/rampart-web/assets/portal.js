@@ -942,6 +942,42 @@
     await view.load(withParams('/api/v1/queries', session ? { session } : {}));
   };
 
+  // Account: the user's own password (the current one checked) and SSH keys. A new password or
+  // a removed key ends the user's web sessions: back to the login page.
+  pages.account = async () => {
+    const relogin = (message) => {
+      status(message);
+      setTimeout(() => loginPage(), 1500);
+    };
+    const showKeys = (user) =>
+      fill('#my-keys', user.keys, (k) => [
+        el('code', {}, k.fingerprint),
+        k.algorithm,
+        k.comment,
+        button('Remove', () =>
+          attempt('remove key', async () => {
+            await api('POST', '/api/v1/me/keys/remove', { fingerprint: k.fingerprint });
+            relogin(`Key ${k.fingerprint} removed: log in again.`);
+          }),
+        'secondary'),
+      ], 'no SSH key');
+    showKeys(me.user);
+    onSubmit('#password-form', (form) =>
+      attempt('password', async () => {
+        const done = await api('POST', '/api/v1/me/password', formValues(form));
+        relogin(`Password changed: ${done.message.replace(/^password changed: /, '')}.`);
+      }),
+    );
+    onSubmit('#key-form', (form) =>
+      attempt('add key', async () => {
+        const user = await api('POST', '/api/v1/me/keys', formValues(form));
+        showKeys(user);
+        form.reset();
+        status('Key added.');
+      }),
+    );
+  };
+
   // SSH: sign a pasted public key (the certificate shown and downloadable), and approve or
   // deny a `rampart login` request by its code (`?code=` from the link the CLI prints).
   pages.ssh = async () => {

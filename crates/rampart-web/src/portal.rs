@@ -122,6 +122,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
     ("/ssh", "SSH", "user"),
+    ("/account", "Account", "user"),
     ("/audit", "Audit", "auditor"),
     ("/admin/users", "Users", "auditor"),
     ("/admin/groups", "Groups", "auditor"),
@@ -335,6 +336,30 @@ pub async fn databases() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// `GET /account`: the user's own password and SSH keys.
+pub async fn account() -> Response {
+    page(
+        "Account",
+        "account",
+        &[],
+        r#"<h1>My account</h1>
+<div class="card"><h2>Password</h2>
+<form id="password-form">
+<label>Current password <input name="current_password" type="password" autocomplete="current-password"></label>
+<label>New password <input name="new_password" type="password" autocomplete="new-password" minlength="12"></label>
+<button type="submit">Change my password</button>
+</form>
+</div>
+<div class="card"><h2>SSH keys</h2>
+<table id="my-keys"><thead><tr><th>Fingerprint</th><th>Type</th><th>Comment</th><th></th></tr></thead><tbody></tbody></table>
+<form id="key-form">
+<label>Public key <textarea name="public_key" rows="3" cols="80" placeholder="ssh-ed25519 AAAA... you@laptop"></textarea></label>
+<button type="submit">Add the key</button>
+</form>
+</div>"#,
     )
 }
 

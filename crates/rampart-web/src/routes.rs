@@ -163,6 +163,33 @@ pub fn table() -> Vec<Route> {
         .query(&["action", "limit", "cursor"]),
         Route::new(
             post(),
+            "/api/v1/me/password",
+            User,
+            "me",
+            "Change my password (the current one is checked like a login; my web sessions and tokens end)",
+            api::my_password,
+        )
+        .body(&["current_password", "new_password"]),
+        Route::new(
+            post(),
+            "/api/v1/me/keys",
+            User,
+            "me",
+            "Add SSH public keys of mine (a browser session, with my second factor if I have one)",
+            api::my_key_add,
+        )
+        .body(&["public_key"]),
+        Route::new(
+            post(),
+            "/api/v1/me/keys/remove",
+            User,
+            "me",
+            "Remove an SSH key of mine by fingerprint (my web sessions and tokens end)",
+            api::my_key_remove,
+        )
+        .body(&["fingerprint"]),
+        Route::new(
+            post(),
             "/api/v1/me/ssh-certificate",
             User,
             "me",
@@ -959,6 +986,15 @@ pub fn table() -> Vec<Route> {
             crate::portal::databases,
         )
         .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/account",
+            Public,
+            "portal",
+            "Portal: my account: change my password, my SSH keys",
+            crate::portal::account,
+        )
         .produces("text/html"),
         Route::new(
             get(),

@@ -35,6 +35,7 @@ mod postgres;
 mod recording_durability;
 mod redis;
 mod rotation;
+mod self_service;
 mod session_lists;
 mod ssh;
 mod ssh_certificates;

@@ -123,6 +123,11 @@ impl Portal {
     pub(crate) fn login(lab: &Lab, user: &str, password: &str) -> Self {
         lab.r
             .ok_with_stdin(&["user", "password", user], password.as_bytes());
+        Self::login_only(lab, user, password)
+    }
+
+    /// Logs in with the password the user has.
+    pub(crate) fn login_only(lab: &Lab, user: &str, password: &str) -> Self {
         let client = lab.server.client();
         let response = client.request(
             "POST",

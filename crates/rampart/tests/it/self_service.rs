@@ -1,0 +1,130 @@
+//! Self-service: a user changes their own password (the current one checked, counted like a
+//! login) and adds their own SSH keys, in the portal (real headless Chromium) and over the API;
+//! an API token cannot; the change ends the user's other web sessions (A11).
+
+use crate::ssh::Lab;
+use crate::ssh_certificates::Portal;
+use rampart_testkit::{require_tool, ssh_keygen};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_user_changes_their_password_and_adds_a_key_in_chromium() {
+    let (Some(node), Some(chromium)) = (require_tool("node"), require_tool("chromium")) else {
+        return;
+    };
+    if !crate::browser::require_playwright() {
+        return;
+    }
+    let Some(lab) = Lab::start() else { return };
+    lab.r.ok(&["user", "add", "carol"]);
+    lab.r
+        .ok_with_stdin(&["user", "password", "carol"], b"carol-password-1");
+    let (carol_key, carol_pub) = ssh_keygen(lab.r.scratch(), "carol", "ed25519", "");
+    let _ = carol_key;
+    let public = std::fs::read_to_string(&carol_pub).unwrap();
+    let fingerprint = text(
+        &Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&carol_pub)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_owned();
+    let artifacts = crate::browser::artifacts_dir().join("account");
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = Command::new(node)
+        .arg("account.mjs")
+        .current_dir(&browser_dir)
+        .env("RAMPART_URL", format!("https://{}", lab.server.http))
+        .env("LOGIN_USER", "carol")
+        .env("OLD_PASSWORD", "carol-password-1")
+        .env("NEW_PASSWORD", "carol-password-2")
+        .env("PUBLIC_KEY", public.trim())
+        .env("FINGERPRINT", &fingerprint)
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", chromium)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out.stdout).contains("self-service done in the browser"),
+        "account.mjs failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let carol = lab.r.json(&["user", "show", "carol"]);
+    assert_eq!(
+        carol["keys"][0]["fingerprint"],
+        fingerprint.as_str(),
+        "{carol}"
+    );
+    let changed = lab.events("user_password_changed");
+    assert!(
+        changed.iter().any(|e| e["actor"]["name"] == "carol"),
+        "changed by carol herself: {changed:?}"
+    );
+}
+
+#[test]
+fn a_password_change_needs_the_current_password_and_ends_other_sessions() {
+    let Some(lab) = Lab::start() else { return };
+    let first = Portal::login(&lab, "alice", "alice-password-1");
+    let second = Portal::login_only(&lab, "alice", "alice-password-1");
+    let wrong = first.call(
+        "POST",
+        "/api/v1/me/password",
+        Some(
+            &json!({ "current_password": "alice-password-9", "new_password": "alice-password-2" }),
+        ),
+    );
+    assert_eq!(wrong.status, 403, "{}", wrong.text());
+    assert!(
+        lab.events("login_failed")
+            .iter()
+            .any(|e| e["event"]["method"] == "web-password"),
+        "a wrong current password counts as a failed login"
+    );
+    assert_eq!(
+        second.call("GET", "/api/v1/me", None).status,
+        200,
+        "nothing changed yet"
+    );
+    let changed = first.call(
+        "POST",
+        "/api/v1/me/password",
+        Some(
+            &json!({ "current_password": "alice-password-1", "new_password": "alice-password-2" }),
+        ),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(second.call("GET", "/api/v1/me", None).status, 401, "A11");
+    assert_eq!(first.call("GET", "/api/v1/me", None).status, 401, "A11");
+    Portal::login_only(&lab, "alice", "alice-password-2");
+
+    // An API token changes no credential.
+    let token = lab
+        .r
+        .ok(&["token", "create", "--user", "alice", "--scope", "write"])
+        .trim()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let refused = lab.server.client().request(
+        "POST",
+        "/api/v1/me/password",
+        &[("authorization", &bearer)],
+        Some(
+            &json!({ "current_password": "alice-password-2", "new_password": "alice-password-3" }),
+        ),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+}
