@@ -962,6 +962,22 @@
         'secondary'),
       ], 'no SSH key');
     showKeys(me.user);
+    $('#totp-state').textContent = me.user.mfa_enrolled
+      ? 'Your authenticator app is set up. Setting up another replaces it.'
+      : 'No second factor yet.';
+    onSubmit('#totp-start-form', () =>
+      attempt('second factor', async () => {
+        const started = await api('POST', '/api/v1/me/totp', { replace: me.user.mfa_enrolled });
+        $('#totp-uri').textContent = started.otpauth_uri;
+        $('#totp-confirm-form').hidden = false;
+      }),
+    );
+    onSubmit('#totp-confirm-form', (form) =>
+      attempt('second factor', async () => {
+        const done = await api('POST', '/api/v1/me/totp/confirm', formValues(form));
+        relogin(`Second factor enrolled: ${done.message.replace(/^second factor enrolled: /, '')}.`);
+      }),
+    );
     onSubmit('#password-form', (form) =>
       attempt('password', async () => {
         const done = await api('POST', '/api/v1/me/password', formValues(form));

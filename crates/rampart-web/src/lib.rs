@@ -23,6 +23,7 @@ pub mod portal;
 pub mod routes;
 pub mod ssh_login;
 pub mod tls;
+pub mod totp_enrolment;
 pub mod ws;
 
 use axum::Router;
@@ -112,6 +113,8 @@ pub struct WebState {
     pub rotator: Option<rampart_rotate::Rotator>,
     /// `rampart login` requests waiting for approval in the portal.
     pub ssh_logins: Arc<ssh_login::SshLogins>,
+    /// TOTP secrets of users enrolling themselves, until confirmed.
+    pub pending_totp: Arc<totp_enrolment::PendingTotp>,
 }
 
 impl WebState {
@@ -125,6 +128,7 @@ impl WebState {
             metrics: Arc::default(),
             rotator: None,
             ssh_logins: Arc::default(),
+            pending_totp: Arc::default(),
         }
     }
 

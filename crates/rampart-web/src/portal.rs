@@ -353,6 +353,15 @@ pub async fn account() -> Response {
 <button type="submit">Change my password</button>
 </form>
 </div>
+<div class="card"><h2>Second factor</h2>
+<p id="totp-state"></p>
+<form id="totp-start-form" class="inline"><button type="submit">Set up my authenticator app</button></form>
+<form id="totp-confirm-form" class="inline" hidden>
+<p>Add this to your authenticator app (it is shown to you only): <code id="totp-uri"></code></p>
+<label>Code from the app <input name="code" inputmode="numeric" autocomplete="one-time-code"></label>
+<button type="submit">Confirm</button>
+</form>
+</div>
 <div class="card"><h2>SSH keys</h2>
 <table id="my-keys"><thead><tr><th>Fingerprint</th><th>Type</th><th>Comment</th><th></th></tr></thead><tbody></tbody></table>
 <form id="key-form">

@@ -172,6 +172,24 @@ pub fn table() -> Vec<Route> {
         .body(&["current_password", "new_password"]),
         Route::new(
             post(),
+            "/api/v1/me/totp",
+            User,
+            "me",
+            "Start enrolling (or replacing) my TOTP second factor: its otpauth:// URI, for my app only",
+            api::my_totp_start,
+        )
+        .body(&["replace"]),
+        Route::new(
+            post(),
+            "/api/v1/me/totp/confirm",
+            User,
+            "me",
+            "Confirm my new TOTP second factor with a code from my app (my web sessions end)",
+            api::my_totp_confirm,
+        )
+        .body(&["code"]),
+        Route::new(
+            post(),
             "/api/v1/me/keys",
             User,
             "me",

@@ -126,3 +126,92 @@ pub async fn my_key_remove(
         .await?;
     Ok(Json(json!(user)))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpStart {
+    /// Replace the second factor the caller has (required when they have one).
+    #[serde(default)]
+    replace: bool,
+}
+
+/// Starts enrolling (or replacing) the caller's own TOTP second factor: a new secret, shown to
+/// the caller only as an `otpauth://` URI, stored once confirmed with a code.
+pub async fn my_totp_start(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Body(body): Body<TotpStart>,
+) -> ApiResult<Json<Value>> {
+    self_service(&caller)?;
+    if caller.user.mfa_enrolled && !body.replace {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            "you already have a second factor: ask to replace it (the old one stops working)",
+        ));
+    }
+    let secret = rampart_store::new_totp_secret()?;
+    let uri = zeroize::Zeroizing::new(rampart_core::mfa::otpauth_uri(
+        &secret,
+        caller.user.name.as_str(),
+        "Rampart",
+    ));
+    if !state
+        .pending_totp
+        .start(caller.user.name.clone(), secret, std::time::Instant::now())
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "too many enrolments in progress; try again in a few minutes",
+        ));
+    }
+    Ok(Json(json!({
+        "otpauth_uri": uri.as_str(),
+        "replaces": caller.user.mfa_enrolled,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirm {
+    code: String,
+}
+
+/// Confirms the caller's pending TOTP secret with a code from their app and stores it (the old
+/// one, if any, stops working; the user's web sessions end: log in again with the new codes).
+pub async fn my_totp_confirm(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Body(body): Body<TotpConfirm>,
+) -> ApiResult<Json<Value>> {
+    self_service(&caller)?;
+    let Some(secret) = state
+        .pending_totp
+        .take(&caller.user.name, std::time::Instant::now())
+    else {
+        return Err(ApiError::not_found(
+            "no enrolment of yours is in progress (or it expired): start again",
+        ));
+    };
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    let Some(step) = rampart_core::mfa::verify(&secret, body.code.trim(), now) else {
+        return Err(ApiError::bad_request(
+            "the code does not match: nothing was stored (check the app's clock, then start again)",
+        ));
+    };
+    state
+        .store
+        .enroll_totp(
+            &caller.actor(),
+            &caller.user.name,
+            &secret,
+            caller.user.mfa_enrolled,
+            Some(step),
+        )
+        .await?;
+    Ok(Json(json!({
+        "enrolled": true,
+        "message": "second factor enrolled: log in again with a code from your app",
+    })))
+}

@@ -136,6 +136,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/me/ssh-certificate"), "UAAAA"),
         (("POST", "/api/v1/me/password"), "UAAAA"),
         (("POST", "/api/v1/me/keys"), "UAAAA"),
+        (("POST", "/api/v1/me/totp"), "UAAAA"),
+        (("POST", "/api/v1/me/totp/confirm"), "UAAAA"),
         (("POST", "/api/v1/me/keys/remove"), "UAAAA"),
         (("GET", "/account"), "22222"),
         (("GET", "/api/v1/me/ssh-logins/{code}"), "UNNNN"),

@@ -128,3 +128,62 @@ fn a_password_change_needs_the_current_password_and_ends_other_sessions() {
     );
     assert_eq!(refused.status, 403, "{}", refused.text());
 }
+
+#[test]
+fn a_user_enrols_their_own_second_factor_and_then_needs_it() {
+    let Some(lab) = Lab::start() else { return };
+    let alice = Portal::login(&lab, "alice", "alice-password-1");
+    let started = alice.call("POST", "/api/v1/me/totp", Some(&json!({})));
+    assert_eq!(started.status, 200, "{}", started.text());
+    let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    assert!(
+        uri.starts_with("otpauth://totp/Rampart:alice?secret="),
+        "{uri}"
+    );
+    // A wrong code stores nothing, and the enrolment has to start again.
+    let wrong = alice.call(
+        "POST",
+        "/api/v1/me/totp/confirm",
+        Some(&json!({ "code": "000000" })),
+    );
+    assert_eq!(wrong.status, 400, "{}", wrong.text());
+    assert_eq!(
+        lab.r.json(&["user", "show", "alice"])["mfa_enrolled"],
+        false
+    );
+    let started = alice.call("POST", "/api/v1/me/totp", Some(&json!({})));
+    let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = rampart_testkit::totp_code(&uri, rampart_testkit::unix_now());
+    let confirmed = alice.call(
+        "POST",
+        "/api/v1/me/totp/confirm",
+        Some(&json!({ "code": code })),
+    );
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text());
+    assert_eq!(lab.r.json(&["user", "show", "alice"])["mfa_enrolled"], true);
+    // The session that enrolled ends; a password alone no longer logs in.
+    assert_eq!(alice.call("GET", "/api/v1/me", None).status, 401, "A11");
+    let client = lab.server.client();
+    let without = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "username": "alice", "password": "alice-password-1" })),
+    );
+    assert_eq!(without.status, 401, "{}", without.text());
+    // No administrator saw the secret: it is in no audit event.
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let events = lab.r.ok(&["audit", "list", "--limit", "100000"]);
+    assert!(!events.contains(secret));
+    let enrolled = lab.events("mfa_enrolled");
+    assert!(
+        enrolled.iter().any(|e| e["actor"]["name"] == "alice"),
+        "{enrolled:?}"
+    );
+}
