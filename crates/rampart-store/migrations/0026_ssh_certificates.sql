@@ -12,3 +12,15 @@ CREATE TABLE ssh_certificates (
     auth_epoch INTEGER NOT NULL
 );
 CREATE INDEX ssh_certificates_user_key ON ssh_certificates (user_id, key_fingerprint);
+
+-- One-time enrolment links: an administrator invites an existing user, who sets their own
+-- password and TOTP second factor through the link. Only the SHA-256 of the token is kept; a
+-- link works once, before it expires.
+CREATE TABLE user_invites (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);

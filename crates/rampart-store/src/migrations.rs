@@ -93,7 +93,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         26,
-        "ssh user certificates",
+        "ssh user certificates and invites",
         include_str!("../migrations/0026_ssh_certificates.sql"),
     ),
 ];

@@ -942,6 +942,26 @@
     await view.load(withParams('/api/v1/queries', session ? { session } : {}));
   };
 
+  // Invite: an enrolment link sets the user's password and TOTP second factor (no login: the
+  // token in the address is the credential).
+  pages.invite = async () => {
+    const token = new URLSearchParams(location.search).get('token') || '';
+    const path = `/api/v1/invites/${encodeURIComponent(token)}`;
+    await attempt('invite', async () => {
+      const started = await api('POST', `${path}/start`);
+      $('#invite-for').textContent = `Set the password and second factor of ${started.user}.`;
+      $('#invite-uri').textContent = started.otpauth_uri;
+      $('#invite-form').hidden = false;
+    });
+    onSubmit('#invite-form', (form) =>
+      attempt('invite', async () => {
+        const done = await api('POST', path, formValues(form));
+        $('#invite-form').hidden = true;
+        status(`Done: ${done.message}.`);
+      }),
+    );
+  };
+
   // Account: the user's own password (the current one checked) and SSH keys. A new password or
   // a removed key ends the user's web sessions: back to the login page.
   pages.account = async () => {
@@ -1653,7 +1673,7 @@
   document.addEventListener('DOMContentLoaded', async () => {
     const name = document.body.dataset.page;
     try {
-      if (name !== 'login') await whoAmI();
+      if (name !== 'login' && name !== 'invite') await whoAmI();
       if (pages[name]) await pages[name]();
       document.body.dataset.ready = 'true';
     } catch (err) {

@@ -149,7 +149,7 @@ fn page(title: &str, page: &str, extra_head: &[&str], body: &str) -> Response {
     }
     html.push_str("<script src=\"/assets/portal.js\" defer></script>\n</head>\n");
     let _ = writeln!(html, "<body data-page=\"{}\">", escape(page));
-    if page != "login" && page != "terminal" {
+    if page != "login" && page != "terminal" && page != "invite" {
         html.push_str("<header><a class=\"brand\" href=\"/\">Rampart</a><nav>");
         for (href, label, role) in NAV {
             let _ = write!(
@@ -336,6 +336,23 @@ pub async fn databases() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// `GET /invite?token=`: an enrolment link (no login: the token is the credential).
+pub async fn invite() -> Response {
+    page(
+        "Welcome",
+        "invite",
+        &[],
+        r#"<h1>Welcome to Rampart</h1>
+<p id="invite-for"></p>
+<form id="invite-form" hidden>
+<p>Add this to your authenticator app: <code id="invite-uri"></code></p>
+<label>New password <input name="password" type="password" autocomplete="new-password" minlength="12"></label>
+<label>Code from the app <input name="code" inputmode="numeric" autocomplete="one-time-code"></label>
+<button type="submit">Set my password and second factor</button>
+</form>"#,
     )
 }
 

@@ -252,6 +252,33 @@ pub fn table() -> Vec<Route> {
         .body(&["approve"]),
         Route::new(
             post(),
+            "/api/v1/users/{name}/invites",
+            Admin,
+            "users",
+            "Make a one-time enrolment link for a user (the token is shown once)",
+            api::invite_create,
+        )
+        .body(&["ttl"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/invites/{token}/start",
+            Public,
+            "auth",
+            "Open an enrolment link: who it is for, and a new TOTP secret (otpauth:// URI) for their app",
+            api::invite_start,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/invites/{token}",
+            Public,
+            "auth",
+            "Use an enrolment link: my new password and a code from my app (the link then stops working)",
+            api::invite_accept,
+        )
+        .body(&["password", "code"]),
+        Route::new(
+            post(),
             "/api/v1/ssh-login",
             Public,
             "auth",
@@ -1004,6 +1031,16 @@ pub fn table() -> Vec<Route> {
             crate::portal::databases,
         )
         .query(&["session"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/invite",
+            Public,
+            "portal",
+            "Portal: an enrolment link (?token=): set my password and second factor",
+            crate::portal::invite,
+        )
+        .query(&["token"])
         .produces("text/html"),
         Route::new(
             get(),

@@ -259,6 +259,15 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    /// Make a one-time enrolment link for an existing user: they open it and set their own
+    /// password and TOTP second factor (printed once; give it to them privately)
+    Invite {
+        /// User name
+        name: String,
+        /// How long the link works
+        #[arg(long, value_name = "DURATION", default_value = "72h")]
+        ttl: String,
+    },
     /// Add a user
     Add {
         /// The user's name (letters, digits, `.`, `-`, `_`): their SSH login name at Rampart

@@ -187,3 +187,62 @@ fn a_user_enrols_their_own_second_factor_and_then_needs_it() {
         "{enrolled:?}"
     );
 }
+
+#[test]
+fn an_invited_user_sets_their_own_password_and_second_factor_once() {
+    let Some(lab) = Lab::start() else { return };
+    lab.r.ok(&["user", "add", "dave"]);
+    let invite = lab.r.json(&["user", "invite", "dave", "--ttl", "1h"]);
+    let path = invite["path"].as_str().unwrap().to_owned();
+    let token = path.strip_prefix("/invite?token=").unwrap().to_owned();
+    assert!(token.starts_with("rampartinv_"), "{path}");
+    let client = lab.server.client();
+    let page = client.request("GET", &path, &[], None);
+    assert_eq!(page.status, 200);
+    let started = client.request("POST", &format!("/api/v1/invites/{token}/start"), &[], None);
+    assert_eq!(started.status, 200, "{}", started.text());
+    assert_eq!(started.json()["user"], "dave");
+    let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = rampart_testkit::totp_code(&uri, rampart_testkit::unix_now());
+    // A short password is refused and leaves the link usable.
+    let short = client.request(
+        "POST",
+        &format!("/api/v1/invites/{token}"),
+        &[],
+        Some(&json!({ "password": "short", "code": code })),
+    );
+    assert_eq!(short.status, 400, "{}", short.text());
+    let accepted = client.request(
+        "POST",
+        &format!("/api/v1/invites/{token}"),
+        &[],
+        Some(&json!({ "password": "dave-password-1", "code": code })),
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    let dave = lab.r.json(&["user", "show", "dave"]);
+    assert_eq!(dave["mfa_enrolled"], true, "{dave}");
+    assert_eq!(dave["has_password"], true, "{dave}");
+    // Dave logs in with both; the link works once.
+    let later = rampart_testkit::unix_now() + 30;
+    let login = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({
+            "username": "dave",
+            "password": "dave-password-1",
+            "totp": rampart_testkit::totp_code(&uri, later),
+        })),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let again = client.request("POST", &format!("/api/v1/invites/{token}/start"), &[], None);
+    assert_eq!(again.status, 404, "{}", again.text());
+    let kinds: Vec<String> = ["invite_created", "invite_used"]
+        .iter()
+        .map(|k| format!("{k}:{}", lab.events(k).len()))
+        .collect();
+    assert_eq!(kinds, ["invite_created:1", "invite_used:1"]);
+    // The token itself is in no audit event.
+    let events = lab.r.ok(&["audit", "list", "--limit", "100000"]);
+    assert!(!events.contains(&token));
+}
