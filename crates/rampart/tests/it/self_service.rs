@@ -246,3 +246,43 @@ fn an_invited_user_sets_their_own_password_and_second_factor_once() {
     let events = lab.r.ok(&["audit", "list", "--limit", "100000"]);
     assert!(!events.contains(&token));
 }
+
+#[test]
+fn an_invited_user_enrols_in_chromium() {
+    let (Some(node), Some(chromium)) = (require_tool("node"), require_tool("chromium")) else {
+        return;
+    };
+    if !crate::browser::require_playwright() {
+        return;
+    }
+    let Some(lab) = Lab::start() else { return };
+    lab.r.ok(&["user", "add", "erin"]);
+    let invite = lab.r.json(&["user", "invite", "erin"]);
+    let url = format!(
+        "https://{}{}",
+        lab.server.http,
+        invite["path"].as_str().unwrap()
+    );
+    let artifacts = crate::browser::artifacts_dir().join("invite");
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = Command::new(node)
+        .arg("invite.mjs")
+        .current_dir(&browser_dir)
+        .env("INVITE_URL", &url)
+        .env("LOGIN_USER", "erin")
+        .env("NEW_PASSWORD", "erin-password-1")
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", chromium)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out.stdout).contains("invite used in the browser"),
+        "invite.mjs failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let erin = lab.r.json(&["user", "show", "erin"]);
+    assert_eq!(erin["mfa_enrolled"], true, "{erin}");
+    assert_eq!(erin["has_password"], true, "{erin}");
+}
