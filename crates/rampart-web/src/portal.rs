@@ -121,7 +121,6 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/sessions", "Sessions", "user"),
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
-    ("/ssh", "SSH", "user"),
     ("/account", "Account", "user"),
     ("/audit", "Audit", "auditor"),
     ("/admin/users", "Users", "auditor"),
@@ -363,6 +362,7 @@ pub async fn account() -> Response {
         "account",
         &[],
         r#"<h1>My account</h1>
+<p>SSH certificates for your own key, and approving a <code>rampart login</code> or an SSH login: <a href="/ssh">SSH</a>.</p>
 <div class="card"><h2>Password</h2>
 <form id="password-form">
 <label>Current password <input name="current_password" type="password" autocomplete="current-password"></label>
