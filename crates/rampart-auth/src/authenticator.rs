@@ -3,6 +3,7 @@
 use crate::hashing::{PasswordChecks, too_long};
 use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
 use rampart_core::{Name, SecretString, User};
+use rampart_store::ssh_ca::Certificate;
 use rampart_store::{ErrorKind, LoginAttempt, Store, TotpCheck};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,13 +55,28 @@ pub enum Credential<'a> {
     /// A personal database token (`rampart db token`). It counts as a password for lockout and
     /// stands for a whole login: no second factor follows, and the login has `mfa: false`.
     DatabaseToken(&'a SecretString),
+    /// An OpenSSH user certificate whose key's signature the front has verified. It logs in
+    /// only if `rampart_store::ssh_ca::check_user_certificate` accepts it for the user against
+    /// the node's user CA and the store says it was issued here and still stands. Counted as a
+    /// public key for lockout.
+    Certificate(&'a Certificate),
+    /// A web approval at SSH login: the user answered the login's one-time link in the portal
+    /// (`approved`), from a browser session that used the second factor (`mfa`) or not. The
+    /// front checked that the approver is the user the login names. Counted like a key (source
+    /// only) when not approved; a whole login when approved (the portal login was its factors).
+    WebApproval {
+        approved: bool,
+        mfa: bool,
+    },
 }
 
 impl Credential<'_> {
     fn factor(&self) -> LoginFactor {
         match self {
             Credential::Password(_) | Credential::DatabaseToken(_) => LoginFactor::Password,
-            Credential::VerifiedKey { .. } => LoginFactor::PublicKey,
+            Credential::VerifiedKey { .. }
+            | Credential::Certificate(_)
+            | Credential::WebApproval { .. } => LoginFactor::PublicKey,
         }
     }
 }
@@ -191,9 +207,24 @@ impl Authenticator {
         let Ok(user) = self.lookup(attempt.user).await else {
             return false;
         };
-        let usable = user
+        let mut usable = user
             .as_ref()
             .is_some_and(|user| !user.disabled && has_key(user, fingerprint));
+        if let Some(user) = user.as_ref().filter(|user| !usable && !user.disabled) {
+            // The key of a certificate issued here to this user: the offer cannot say whether
+            // the certificate comes with it, and only the signed certificate logs in.
+            usable = match self
+                .store
+                .has_ssh_certificate_for_key(&user.name, fingerprint)
+                .await
+            {
+                Ok(has) => has,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot look up SSH certificates; refusing an offer");
+                    false
+                }
+            };
+        }
         let method = attempt.front.first_factor_method(LoginFactor::PublicKey);
         usable
             && self
@@ -212,6 +243,7 @@ impl Authenticator {
         let method = match credential {
             // A database login by password (and code), not by token.
             Credential::Password(_) if attempt.front == Front::Database => "db-password",
+            Credential::WebApproval { .. } => "web-approval",
             _ => attempt.front.first_factor_method(factor),
         };
         let user = match self.lookup(attempt.user).await {
@@ -241,9 +273,26 @@ impl Authenticator {
                     Err(refusal) => return FirstFactor::Refused(refusal),
                 }
             }
+            Credential::Certificate(certificate) => {
+                match self.check_certificate(user.as_ref(), certificate).await {
+                    Ok(matches) => matches,
+                    Err(refusal) => return FirstFactor::Refused(refusal),
+                }
+            }
+            Credential::WebApproval { approved, .. } => {
+                approved && user.as_ref().is_some_and(|user| !user.disabled)
+            }
         };
         let user = match user {
             Some(user) if verified => user,
+            Some(user) if self.certified_key_alone(&user, credential).await => {
+                // The key of a certificate issued here, signed without its certificate: OpenSSH
+                // tries the plain key before its certificate, and the offer could not tell them
+                // apart (see `key_offer_acceptable`). Refused, not counted: the holder of the
+                // key is no guesser, and counting would lock every certificate user's source.
+                tracing::debug!(user = %user.name, "a certified key without its certificate; refused uncounted");
+                return FirstFactor::Refused(Refusal::Denied);
+            }
             user => {
                 // A key that is not the user's is no guess at their key (keys cannot be
                 // guessed): it counts for the source only, so nobody can lock a user's key
@@ -256,6 +305,16 @@ impl Authenticator {
                 return FirstFactor::Refused(Refusal::Denied);
             }
         };
+        if let Credential::WebApproval { mfa, .. } = credential {
+            // The portal login that approved was the factors: with TOTP if the user has it.
+            if !mfa && (user.mfa_enrolled || self.settings.require_mfa) {
+                self.failed(attempt, None, factor, method).await;
+                return FirstFactor::Refused(Refusal::Denied);
+            }
+            return FirstFactor::Authenticated(
+                self.succeeded(user, factor, mfa, method.to_owned()).await,
+            );
+        }
         if matches!(credential, Credential::DatabaseToken(_)) {
             return FirstFactor::Authenticated(
                 self.succeeded(user, factor, false, method.to_owned()).await,
@@ -470,6 +529,64 @@ impl Authenticator {
                 Err(Refusal::Unavailable)
             }
         }
+    }
+
+    /// Whether `credential` is a plain key (signed) that has a certificate issued here to `user`.
+    async fn certified_key_alone(&self, user: &User, credential: Credential<'_>) -> bool {
+        let Credential::VerifiedKey { fingerprint } = credential else {
+            return false;
+        };
+        !user.disabled
+            && self
+                .store
+                .has_ssh_certificate_for_key(&user.name, fingerprint)
+                .await
+                .unwrap_or(false)
+    }
+
+    /// Whether `certificate` logs in `user` (an enabled user): the user CA's judgement
+    /// (`check_user_certificate`: this CA, a user certificate, its window, the user among its
+    /// principals, no critical option) and the store's (issued here, still standing). `Err`
+    /// when the CA key or the store cannot answer (not counted as a guess).
+    async fn check_certificate(
+        &self,
+        user: Option<&User>,
+        certificate: &Certificate,
+    ) -> Result<bool, Refusal> {
+        use rampart_store::ssh_ca::{CaKind, CertificateAuthority, check_user_certificate};
+        let Some(user) = user.filter(|user| !user.disabled) else {
+            return Ok(false);
+        };
+        let ca =
+            CertificateAuthority::load(self.store.data_dir(), CaKind::User).map_err(|err| {
+                tracing::error!(error = %err, "cannot read the user CA; refusing a login");
+                Refusal::Unavailable
+            })?;
+        let judged = check_user_certificate(
+            certificate,
+            &ca.public_key(),
+            user.name.as_str(),
+            std::time::SystemTime::now(),
+        );
+        if let Err(refusal) = judged {
+            tracing::info!(user = %user.name, reason = %refusal, "SSH certificate refused");
+            return Ok(false);
+        }
+        let fingerprint = rampart_store::ssh_ca::PublicKey::from(certificate.public_key().clone())
+            .fingerprint(rampart_store::ssh_ca::HashAlg::Sha256)
+            .to_string();
+        let stands = self
+            .store
+            .ssh_certificate_stands(&user.name, certificate.serial(), &fingerprint)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot look up an SSH certificate; refusing a login");
+                Refusal::Unavailable
+            })?;
+        if !stands {
+            tracing::info!(user = %user.name, "SSH certificate refused: not issued here, or issued before the user's credentials changed");
+        }
+        Ok(stands)
     }
 
     /// Whether `token` is an active database token of `user` (an enabled user). `Err` when the

@@ -436,6 +436,25 @@ pub enum AuditEvent {
         token: String,
         user: String,
     },
+    /// An administrator made a one-time enrolment link for a user (never the link itself).
+    InviteCreated {
+        user: String,
+        expires_at: String,
+    },
+    /// A user set their password and second factor through their enrolment link.
+    InviteUsed {
+        user: String,
+    },
+    /// The user CA signed a user's SSH public key (the certificate's serial, the key's
+    /// fingerprint, its end).
+    SshCertificateIssued {
+        user: String,
+        serial: String,
+        fingerprint: String,
+        valid_before: String,
+        /// How it was asked for: `portal`, `rampart login`.
+        via: String,
+    },
     TargetConnectionFailed {
         session: String,
         target: String,
@@ -651,6 +670,9 @@ impl AuditEvent {
             AuditEvent::ApiTokenRevoked { .. } => "api_token_revoked",
             AuditEvent::DbTokenCreated { .. } => "db_token_created",
             AuditEvent::DbTokenRevoked { .. } => "db_token_revoked",
+            AuditEvent::SshCertificateIssued { .. } => "ssh_certificate_issued",
+            AuditEvent::InviteCreated { .. } => "invite_created",
+            AuditEvent::InviteUsed { .. } => "invite_used",
             AuditEvent::AuditExported { .. } => "audit_exported",
             AuditEvent::RetentionApplied { .. } => "retention_applied",
             AuditEvent::SecretUsed { .. } => "secret_used",

@@ -15,6 +15,7 @@ mod disconnect;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+mod host_cert;
 pub use rampart_session::live;
 mod login;
 mod menu;
@@ -24,6 +25,7 @@ pub mod rotate;
 mod server;
 mod target;
 mod terminal;
+pub mod web_approval;
 
 pub use login::{LoginName, TargetSpec};
 pub use rampart_session::dial::Dialer;
@@ -70,6 +72,10 @@ pub struct Gateway {
     store: Arc<Store>,
     evidence: relay::Evidence,
     server_config: Arc<russh::server::Config>,
+    /// Certifies the host key per ProxyJump hop (the node's host CA).
+    host_certifier: Arc<host_cert::HostCertifier>,
+    /// Logins waiting for a web approval, and the portal's address, when that is on.
+    web_approvals: Option<(Arc<web_approval::WebApprovals>, Arc<str>)>,
     live: Arc<live::LiveSessions>,
     auth: rampart_auth::Authenticator,
     admission: Arc<admission::Admission>,
@@ -93,6 +99,16 @@ pub struct GatewaySettings {
     /// How long a target has to answer a new session (connect, open the channel, answer the
     /// start request), while the user's messages wait.
     pub target_answer_timeout: TargetAnswerTimeout,
+    /// Web approval at SSH login (`auth.ssh_web_approval`), if on.
+    pub web_approval: Option<WebApprovalSettings>,
+}
+
+/// Web approval at SSH login: how long a login waits, and the portal's address for the link.
+#[derive(Debug, Clone)]
+pub struct WebApprovalSettings {
+    pub timeout: Duration,
+    /// `https://HOST:PORT`, as users reach the portal.
+    pub portal_url: String,
 }
 
 /// How long a target has to answer a new session; 30 s unless configured.
@@ -136,6 +152,7 @@ impl Gateway {
     ) -> Result<(Self, Vec<rampart_audit::SealedRecording>), GatewayError> {
         let dir = store.data_dir().clone();
         let host_key = load_key(&dir.host_key_path())?;
+        let host_certifier = Arc::new(host_cert::HostCertifier::load(&dir, host_key.clone())?);
         let audit_key = Arc::new(load_key(&dir.audit_key_path())?);
         let recordings = dir.recordings_dir();
         let sealed = rampart_audit::recording::seal_interrupted(&recordings, &audit_key)
@@ -147,7 +164,14 @@ impl Gateway {
                 key: audit_key,
                 recording: settings.recording,
             },
-            server_config: Arc::new(server::config(host_key)),
+            server_config: Arc::new(server::config(host_key, Vec::new())),
+            host_certifier,
+            web_approvals: settings.web_approval.map(|web| {
+                (
+                    Arc::new(web_approval::WebApprovals::new(web.timeout)),
+                    Arc::from(web.portal_url),
+                )
+            }),
             live: Arc::new(live::LiveSessions::new(
                 settings.sessions,
                 settings.auth.global.clone(),
@@ -184,6 +208,13 @@ impl Gateway {
         tokio::sync::broadcast::Receiver<bytes::Bytes>,
     )> {
         self.live.watch_screen(session)
+    }
+
+    /// The logins waiting for a web approval (the portal answers them), when that is on.
+    pub fn web_approvals(&self) -> Option<Arc<web_approval::WebApprovals>> {
+        self.web_approvals
+            .as_ref()
+            .map(|(approvals, _)| approvals.clone())
     }
 
     /// The node's session core (the same live registry, so live enforcement and shutdown end
@@ -268,6 +299,8 @@ impl Gateway {
             },
         )
         .unauthenticated(slot)
+        .host_certifier(self.host_certifier.clone())
+        .web_approvals(self.web_approvals.clone())
         .target_answer_timeout(self.target_answer_timeout);
         let started = std::time::Instant::now();
         let user = handler.access_user();

@@ -7,6 +7,7 @@ use crate::live::LiveSessions;
 use crate::login::{LoginName, TargetSpec};
 use crate::relay::{self, Evidence, SessionContext, TargetCache};
 use crate::target::{Reach, TargetHostKeys};
+use crate::web_approval::{Answer, WebApprovals};
 use rampart_auth::{
     Attempt, Authenticator, Credential, FirstFactor, Front, Login, PendingSecondFactor, Refusal,
     SecondFactor,
@@ -16,7 +17,7 @@ use rampart_core::login_rules::check_login;
 use rampart_core::{AccountRef, Asset, Name, SecretString, User};
 use rampart_session::dial::Dialer;
 use rampart_store::Store;
-use russh::keys::{HashAlg, PrivateKey};
+use russh::keys::{Certificate, HashAlg, PrivateKey};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
@@ -26,9 +27,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The server's SSH settings: the node's host key, modern key exchange only (with the strict
-/// key exchange extension against Terrapin), and TCP_NODELAY for interactive latency.
-pub fn config(host_key: PrivateKey) -> server::Config {
+/// The server's SSH settings: the node's host key (and host certificates for it, on a ProxyJump
+/// hop: `host_cert`), modern key exchange only (with the strict key exchange extension against
+/// Terrapin), and TCP_NODELAY for interactive latency.
+pub fn config(host_key: PrivateKey, certificates: Vec<Certificate>) -> server::Config {
     let preferred = russh::Preferred {
         kex: Cow::Borrowed(&[
             russh::kex::MLKEM768X25519_SHA256,
@@ -53,6 +55,7 @@ pub fn config(host_key: PrivateKey) -> server::Config {
         // OpenSSH probes with "none" first; answering that at once costs nothing.
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![host_key],
+        certificates,
         max_auth_attempts: 6,
         // Idle and duration limits belong to the policy; the transport only drops dead peers.
         inactivity_timeout: None,
@@ -126,10 +129,21 @@ pub struct Connection {
     /// Who authenticated, for the access record written when the connection ends.
     access_user: Arc<std::sync::OnceLock<String>>,
     dialer: Dialer,
+    /// Certifies the host key of ProxyJump hops (outer connections only).
+    host_certifier: Option<Arc<crate::host_cert::HostCertifier>>,
+    /// Web approval at login, when on (outer connections only), with the portal's address.
+    web_approvals: Option<(Arc<WebApprovals>, Arc<str>)>,
+    /// This connection's web approval request, once shown: its id, where the answer arrives,
+    /// and the login name it is for.
+    approval: Option<(String, tokio::sync::watch::Receiver<Option<Answer>>, String)>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if let (Some((id, ..)), Some((approvals, _))) = (self.approval.take(), &self.web_approvals)
+        {
+            approvals.forget(&id);
+        }
         if let Some(key) = self.registered.take() {
             self.live.forget_connection(key);
         }
@@ -164,7 +178,28 @@ impl Connection {
             pending_env: crate::requests::PendingEnvironments::default(),
             target_answer_timeout: crate::TargetAnswerTimeout::default(),
             access_user: Arc::default(),
+            host_certifier: None,
+            web_approvals: None,
+            approval: None,
         }
+    }
+
+    /// Offers web approval at login on this connection.
+    pub(crate) fn web_approvals(
+        mut self,
+        approvals: Option<(Arc<WebApprovals>, Arc<str>)>,
+    ) -> Self {
+        self.web_approvals = approvals;
+        self
+    }
+
+    /// Presents host certificates on this connection's ProxyJump hops.
+    pub(crate) fn host_certifier(
+        mut self,
+        certifier: Arc<crate::host_cert::HostCertifier>,
+    ) -> Self {
+        self.host_certifier = Some(certifier);
+        self
     }
 
     /// How long targets have to answer this connection's sessions.
@@ -291,6 +326,62 @@ impl Connection {
         }
     }
 
+    /// Web approval at login (keyboard-interactive as a first factor, when it is on). The first
+    /// round shows the one-time link (no prompt: OpenSSH answers at once); the answer to it
+    /// waits here for the user's answer in the portal, at most the configured time. Only the
+    /// user the login names can answer; a denial or no answer is a failed login.
+    async fn web_approval(&mut self, login: &str, answering: bool) -> Auth {
+        let Some((approvals, portal)) = self.web_approvals.clone() else {
+            return Auth::reject();
+        };
+        if self.inherited.is_some() {
+            return Auth::reject();
+        }
+        let parsed = LoginName::parse(login).ok();
+        if !answering {
+            if let Some((id, ..)) = self.approval.take() {
+                approvals.forget(&id);
+            }
+            let Some(user) = parsed.as_ref().map(|p| p.user.clone()) else {
+                return Auth::reject();
+            };
+            let Some((id, receiver)) = approvals.request(user, login, self.peer.ip()) else {
+                return Auth::reject();
+            };
+            let instructions = format!(
+                "Open {portal}/ssh?approve={id} in the browser where you are signed in to Rampart \
+                 and approve this login (within {} s).",
+                approvals.timeout().as_secs()
+            );
+            self.approval = Some((id, receiver, login.to_owned()));
+            return Auth::Partial {
+                name: Cow::Borrowed("Rampart web approval"),
+                instructions: Cow::Owned(instructions),
+                prompts: Cow::Borrowed(&[]),
+            };
+        }
+        let Some((id, receiver, asked_for)) = self.approval.take() else {
+            return Auth::reject();
+        };
+        if asked_for != login {
+            approvals.forget(&id);
+            return Auth::reject();
+        }
+        let answer = crate::web_approval::wait(receiver, approvals.timeout()).await;
+        approvals.forget(&id);
+        let credential = match answer {
+            Some(Answer::Approved { mfa }) => Credential::WebApproval {
+                approved: true,
+                mfa,
+            },
+            Some(Answer::Denied) | None => Credential::WebApproval {
+                approved: false,
+                mfa: false,
+            },
+        };
+        self.first_factor(login, credential).await
+    }
+
     /// Partial success: only keyboard-interactive (the TOTP code) may follow.
     fn ask_for_code() -> Auth {
         Auth::Reject {
@@ -375,6 +466,19 @@ impl server::Handler for Connection {
         Ok(self.first_factor(login, credential).await)
     }
 
+    async fn auth_openssh_certificate(
+        &mut self,
+        login: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        // russh calls this only after the certificate's key signed (A5) and the certificate's
+        // own signature and window checked out; whose CA, which principal, issued here: the
+        // authenticator decides.
+        Ok(self
+            .first_factor(login, Credential::Certificate(certificate))
+            .await)
+    }
+
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         let password = SecretString::from(password.to_owned());
         Ok(self
@@ -388,9 +492,10 @@ impl server::Handler for Connection {
         _submethods: &str,
         response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        // Only as the second step of a login, for the very name the first factor was for.
+        // As the second step of a login, for the very name the first factor was for; else,
+        // when it is on, as a web approval.
         let Some(pending) = self.pending_mfa.take() else {
-            return Ok(Auth::reject());
+            return Ok(self.web_approval(login, response.is_some()).await);
         };
         if !pending.second_factor.is_for(login) {
             return Ok(Auth::reject());
@@ -598,13 +703,17 @@ impl server::Handler for Connection {
             },
         )
         .target_answer_timeout(self.target_answer_timeout);
+        // The hop presents the node's host key certified for this asset, when it can.
+        let config = match &self.host_certifier {
+            Some(certifier) => certifier.jump_config(&asset),
+            None => self.config.clone(),
+        };
         inner.inherited = Some(Inherited {
             user: identity.user,
             mfa: identity.mfa,
             via: "proxyjump",
             target: InheritedTarget::Asset(asset),
         });
-        let config = self.config.clone();
         tokio::spawn(async move {
             match server::run_stream(config, channel.into_stream(), inner).await {
                 Ok(session) => {

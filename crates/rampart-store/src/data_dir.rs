@@ -193,6 +193,16 @@ impl DataDir {
     pub fn audit_key_path(&self) -> PathBuf {
         self.keys_dir().join("audit_ed25519_key")
     }
+
+    /// The host certificate authority: signs the node's host key per asset (ProxyJump hops).
+    pub fn host_ca_key_path(&self) -> PathBuf {
+        self.keys_dir().join("host_ca_ed25519_key")
+    }
+
+    /// The user certificate authority: signs users' SSH keys for a short time.
+    pub fn user_ca_key_path(&self) -> PathBuf {
+        self.keys_dir().join("user_ca_ed25519_key")
+    }
 }
 
 /// Writes a new secret file with mode 0600. Fails if `path` already exists, and never leaves a

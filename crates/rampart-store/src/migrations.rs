@@ -102,6 +102,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0024_detectors.sql"),
     ),
     (
+        26,
+        "ssh user certificates and invites",
+        include_str!("../migrations/0026_ssh_certificates.sql"),
+    ),
+    (
         27,
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),

@@ -1,4 +1,5 @@
-//! The node's own key pairs: the SSH host key users pin, and the audit key that signs evidence.
+//! The node's own key pairs: the SSH host key users pin, the audit key that signs evidence, and
+//! the two SSH certificate authorities (`crate::ssh_ca`).
 
 use crate::StoreError;
 use crate::data_dir::{DataDir, write_new_secret_file};
@@ -13,6 +14,8 @@ pub(crate) fn ensure_node_keys(dir: &DataDir) -> Result<Vec<String>, StoreError>
     for (path, comment) in [
         (dir.host_key_path(), "rampart ssh host key"),
         (dir.audit_key_path(), "rampart audit signing key"),
+        (dir.host_ca_key_path(), "rampart host CA"),
+        (dir.user_ca_key_path(), "rampart user CA"),
     ] {
         if !path.exists() {
             generate_ed25519_key(&path, comment)?;

@@ -51,6 +51,22 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// Whether `password` is acceptable as a new password (length), without hashing it.
+pub fn check_new_password(password: &SecretString) -> Result<(), InvalidInput> {
+    let text = password.expose_secret();
+    if text.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(InvalidInput::new(format!(
+            "password too short: use at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if text.len() > MAX_PASSWORD_BYTES {
+        return Err(InvalidInput::new(format!(
+            "password too long: use at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 pub fn hash_password(password: &SecretString) -> Result<String, InvalidInput> {
     let text = password.expose_secret();
     if text.chars().count() < MIN_PASSWORD_CHARS {

@@ -1008,6 +1008,140 @@
     const path = (show) => withParams('/api/v1/alerts', show === 'all' ? {} : { open: true });
     onSubmit('#alert-filter', (form) => attempt('alerts', () => view.load(path(formValues(form).show))));
     await view.load(path('open'));
+  // Invite: an enrolment link sets the user's password and TOTP second factor (no login: the
+  // token in the address is the credential).
+  pages.invite = async () => {
+    const token = new URLSearchParams(location.search).get('token') || '';
+    const path = `/api/v1/invites/${encodeURIComponent(token)}`;
+    await attempt('invite', async () => {
+      const started = await api('POST', `${path}/start`);
+      $('#invite-for').textContent = `Set the password and second factor of ${started.user}.`;
+      $('#invite-uri').textContent = started.otpauth_uri;
+      $('#invite-form').hidden = false;
+    });
+    onSubmit('#invite-form', (form) =>
+      attempt('invite', async () => {
+        const done = await api('POST', path, formValues(form));
+        $('#invite-form').hidden = true;
+        status(`Done: ${done.message}.`);
+      }),
+    );
+  };
+
+  // Account: the user's own password (the current one checked) and SSH keys. A new password or
+  // a removed key ends the user's web sessions: back to the login page.
+  pages.account = async () => {
+    const relogin = (message) => {
+      status(message);
+      setTimeout(() => loginPage(), 1500);
+    };
+    const showKeys = (user) =>
+      fill('#my-keys', user.keys, (k) => [
+        el('code', {}, k.fingerprint),
+        k.algorithm,
+        k.comment,
+        button('Remove', () =>
+          attempt('remove key', async () => {
+            await api('POST', '/api/v1/me/keys/remove', { fingerprint: k.fingerprint });
+            relogin(`Key ${k.fingerprint} removed: log in again.`);
+          }),
+        'secondary'),
+      ], 'no SSH key');
+    showKeys(me.user);
+    $('#totp-state').textContent = me.user.mfa_enrolled
+      ? 'Your authenticator app is set up. Setting up another replaces it.'
+      : 'No second factor yet.';
+    onSubmit('#totp-start-form', () =>
+      attempt('second factor', async () => {
+        const started = await api('POST', '/api/v1/me/totp', { replace: me.user.mfa_enrolled });
+        $('#totp-uri').textContent = started.otpauth_uri;
+        $('#totp-confirm-form').hidden = false;
+      }),
+    );
+    onSubmit('#totp-confirm-form', (form) =>
+      attempt('second factor', async () => {
+        const done = await api('POST', '/api/v1/me/totp/confirm', formValues(form));
+        relogin(`Second factor enrolled: ${done.message.replace(/^second factor enrolled: /, '')}.`);
+      }),
+    );
+    onSubmit('#password-form', (form) =>
+      attempt('password', async () => {
+        const done = await api('POST', '/api/v1/me/password', formValues(form));
+        relogin(`Password changed: ${done.message.replace(/^password changed: /, '')}.`);
+      }),
+    );
+    onSubmit('#key-form', (form) =>
+      attempt('add key', async () => {
+        const user = await api('POST', '/api/v1/me/keys', formValues(form));
+        showKeys(user);
+        form.reset();
+        status('Key added.');
+      }),
+    );
+  };
+
+  // SSH: sign a pasted public key (the certificate shown and downloadable), and approve or
+  // deny a `rampart login` request by its code (`?code=` from the link the CLI prints).
+  pages.ssh = async () => {
+    onSubmit('#ssh-cert-form', (form) =>
+      attempt('SSH certificate', async () => {
+        const made = await api('POST', '/api/v1/me/ssh-certificate', formValues(form));
+        $('#ssh-cert-text').textContent = made.certificate;
+        $('#ssh-cert-until').textContent = time(made.valid_before);
+        $('#ssh-cert-principal').textContent = made.principal;
+        const link = $('#ssh-cert-download');
+        link.href = URL.createObjectURL(new Blob([made.certificate + '\n'], { type: 'text/plain' }));
+        $('#ssh-cert').hidden = false;
+        status('Certificate signed.');
+      }),
+    );
+    let code = null;
+    const answer = (approve) =>
+      attempt('SSH login', async () => {
+        const done = await api('POST', `/api/v1/me/ssh-logins/${encodeURIComponent(code)}`, { approve });
+        $('#ssh-login-request').hidden = true;
+        $('#ssh-login-result').textContent = done.approved
+          ? `Approved: the login has a certificate for ${done.principal} until ${time(done.valid_before)}.`
+          : 'Denied: the login gets no certificate.';
+      });
+    $('#ssh-login-approve').addEventListener('click', () => answer(true));
+    $('#ssh-login-deny').addEventListener('click', () => answer(false));
+    const look = (typed) =>
+      attempt('SSH login', async () => {
+        $('#ssh-login-result').textContent = '';
+        const request = await api('GET', `/api/v1/me/ssh-logins/${encodeURIComponent(typed)}`);
+        code = request.user_code;
+        $('#ssh-login-fingerprint').textContent = request.fingerprint;
+        $('#ssh-login-source').textContent = request.source;
+        $('#ssh-login-request').hidden = false;
+      });
+    onSubmit('#ssh-login-form', (form) => look(formValues(form).code || ''));
+    const approval = new URLSearchParams(location.search).get('approve');
+    if (approval) {
+      const path = `/api/v1/me/ssh-approvals/${encodeURIComponent(approval)}`;
+      const decide = (approve) =>
+        attempt('SSH login', async () => {
+          await api('POST', path, { approve });
+          $('#ssh-approval-approve').hidden = true;
+          $('#ssh-approval-deny').hidden = true;
+          $('#ssh-approval-result').textContent = approve
+            ? 'Approved: the SSH login goes on.'
+            : 'Denied: the SSH login is refused.';
+        });
+      $('#ssh-approval-approve').addEventListener('click', () => decide(true));
+      $('#ssh-approval-deny').addEventListener('click', () => decide(false));
+      await attempt('SSH login', async () => {
+        const waiting = await api('GET', path);
+        $('#ssh-approval-login').textContent = waiting.login;
+        $('#ssh-approval-source').textContent = waiting.source;
+        $('#ssh-approval-card').hidden = false;
+      });
+    }
+    const given = new URLSearchParams(location.search).get('code');
+    if (given) {
+      $('#ssh-login-form [name=code]').value = given;
+      await look(given);
+    }
   };
 
   pages.audit = async () => {
@@ -1693,7 +1827,7 @@
   document.addEventListener('DOMContentLoaded', async () => {
     const name = document.body.dataset.page;
     try {
-      if (name !== 'login') await whoAmI();
+      if (name !== 'login' && name !== 'invite') await whoAmI();
       if (pages[name]) await pages[name]();
       document.body.dataset.ready = 'true';
     } catch (err) {

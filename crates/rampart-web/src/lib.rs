@@ -22,7 +22,9 @@ pub mod paging;
 pub mod portal;
 pub mod reports;
 pub mod routes;
+pub mod ssh_login;
 pub mod tls;
+pub mod totp_enrolment;
 pub mod ws;
 
 use axum::Router;
@@ -78,6 +80,8 @@ pub struct WebSettings {
     pub ssh_port: Option<u16>,
     /// Access requests: approver groups and the longest access asked for.
     pub requests: rampart_core::requests::RequestSettings,
+    /// How long an SSH user certificate it issues is valid (`auth.ssh_cert_ttl`).
+    pub ssh_cert_ttl: Duration,
 }
 
 impl Default for WebSettings {
@@ -90,6 +94,7 @@ impl Default for WebSettings {
             max_connections: MAX_CONNECTIONS,
             ssh_port: None,
             requests: rampart_core::requests::RequestSettings::default(),
+            ssh_cert_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -112,6 +117,10 @@ pub struct WebState {
     pub rotator: Option<rampart_rotate::Rotator>,
     /// Compliance reports (`GET /api/v1/reports`); without it, 503.
     pub reports: Option<Arc<dyn reports::ReportMaker>>,
+    /// `rampart login` requests waiting for approval in the portal.
+    pub ssh_logins: Arc<ssh_login::SshLogins>,
+    /// TOTP secrets of users enrolling themselves, until confirmed.
+    pub pending_totp: Arc<totp_enrolment::PendingTotp>,
 }
 
 impl WebState {
@@ -125,6 +134,8 @@ impl WebState {
             metrics: Arc::default(),
             rotator: None,
             reports: None,
+            ssh_logins: Arc::default(),
+            pending_totp: Arc::default(),
         }
     }
 

@@ -123,6 +123,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/databases", "Databases", "user"),
     ("/requests", "Requests", "user"),
     ("/alerts", "Alerts", "auditor"),
+    ("/account", "Account", "user"),
     ("/audit", "Audit", "auditor"),
     ("/reports", "Reports", "auditor"),
     ("/admin/users", "Users", "auditor"),
@@ -150,7 +151,7 @@ fn page(title: &str, page: &str, extra_head: &[&str], body: &str) -> Response {
     }
     html.push_str("<script src=\"/assets/portal.js\" defer></script>\n</head>\n");
     let _ = writeln!(html, "<body data-page=\"{}\">", escape(page));
-    if page != "login" && page != "terminal" {
+    if page != "login" && page != "terminal" && page != "invite" {
         html.push_str("<header><a class=\"brand\" href=\"/\">Rampart</a><nav>");
         for (href, label, role) in NAV {
             let _ = write!(
@@ -355,6 +356,99 @@ pub async fn alerts() -> Response {
 <button type="submit">Show</button>
 </form>
 <table id="alerts"><thead><tr><th>Raised</th><th>Severity</th><th>Raised by</th><th>What happened</th><th>User</th><th>Target</th><th>Session</th><th>State</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// `GET /invite?token=`: an enrolment link (no login: the token is the credential).
+pub async fn invite() -> Response {
+    page(
+        "Welcome",
+        "invite",
+        &[],
+        r#"<h1>Welcome to Rampart</h1>
+<p id="invite-for"></p>
+<form id="invite-form" hidden>
+<p>Add this to your authenticator app: <code id="invite-uri"></code></p>
+<label>New password <input name="password" type="password" autocomplete="new-password" minlength="12"></label>
+<label>Code from the app <input name="code" inputmode="numeric" autocomplete="one-time-code"></label>
+<button type="submit">Set my password and second factor</button>
+</form>"#,
+    )
+}
+
+/// `GET /account`: the user's own password and SSH keys.
+pub async fn account() -> Response {
+    page(
+        "Account",
+        "account",
+        &[],
+        r#"<h1>My account</h1>
+<p>SSH certificates for your own key, and approving a <code>rampart login</code> or an SSH login: <a href="/ssh">SSH</a>.</p>
+<div class="card"><h2>Password</h2>
+<form id="password-form">
+<label>Current password <input name="current_password" type="password" autocomplete="current-password"></label>
+<label>New password <input name="new_password" type="password" autocomplete="new-password" minlength="12"></label>
+<button type="submit">Change my password</button>
+</form>
+</div>
+<div class="card"><h2>Second factor</h2>
+<p id="totp-state"></p>
+<form id="totp-start-form" class="inline"><button type="submit">Set up my authenticator app</button></form>
+<form id="totp-confirm-form" class="inline" hidden>
+<p>Add this to your authenticator app (it is shown to you only): <code id="totp-uri"></code></p>
+<label>Code from the app <input name="code" inputmode="numeric" autocomplete="one-time-code"></label>
+<button type="submit">Confirm</button>
+</form>
+</div>
+<div class="card"><h2>SSH keys</h2>
+<table id="my-keys"><thead><tr><th>Fingerprint</th><th>Type</th><th>Comment</th><th></th></tr></thead><tbody></tbody></table>
+<form id="key-form">
+<label>Public key <textarea name="public_key" rows="3" cols="80" placeholder="ssh-ed25519 AAAA... you@laptop"></textarea></label>
+<button type="submit">Add the key</button>
+</form>
+</div>"#,
+    )
+}
+
+/// `GET /ssh`: the user's SSH certificate (paste a public key, download the certificate) and
+/// the approval of a `rampart login` request (`?code=XXXX-XXXX`) or of a waiting SSH login
+/// (`?approve=ID`, the link keyboard-interactive shows).
+pub async fn ssh() -> Response {
+    page(
+        "SSH",
+        "ssh",
+        &[],
+        r##"<h1>SSH</h1>
+<div class="card" id="ssh-approval-card" hidden><h2>Approve an SSH login</h2>
+<p>An SSH login as <code id="ssh-approval-login"></code> from <span id="ssh-approval-source"></span> waits for you. Approve it only if you started it.</p>
+<button type="button" id="ssh-approval-approve">Approve the login</button>
+<button type="button" id="ssh-approval-deny" class="secondary">Deny the login</button>
+<p id="ssh-approval-result"></p>
+</div>
+<div class="card" id="ssh-login-card"><h2>Approve a <code>rampart login</code></h2>
+<p>Approve only a request you started yourself: the key it names gets a certificate that logs in as you.</p>
+<form id="ssh-login-form" class="inline">
+<label>Code <input name="code" placeholder="ABCD-EFGH" autocomplete="off"></label>
+<button type="submit">Look up</button>
+</form>
+<div id="ssh-login-request" hidden>
+<p>Key <code id="ssh-login-fingerprint"></code> from <span id="ssh-login-source"></span></p>
+<button type="button" id="ssh-login-approve">Approve</button>
+<button type="button" id="ssh-login-deny" class="secondary">Deny</button>
+</div>
+<p id="ssh-login-result"></p>
+</div>
+<div class="card"><h2>SSH certificate</h2>
+<p>Paste your SSH public key (the <code>.pub</code> file). Rampart signs it for you; save the certificate as <code>KEY-cert.pub</code> next to your key and <code>ssh</code> uses it.</p>
+<form id="ssh-cert-form">
+<label>Public key <textarea name="public_key" rows="3" cols="80" placeholder="ssh-ed25519 AAAA... you@laptop"></textarea></label>
+<button type="submit">Sign my key</button>
+</form>
+<div id="ssh-cert" hidden>
+<p>Valid until <span id="ssh-cert-until"></span> for <code id="ssh-cert-principal"></code>. <a id="ssh-cert-download" download="id-cert.pub" href="#">Download the certificate</a></p>
+<pre id="ssh-cert-text"></pre>
+</div>
+</div>"##,
     )
 }
 

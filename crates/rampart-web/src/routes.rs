@@ -162,6 +162,141 @@ pub fn table() -> Vec<Route> {
         )
         .query(&["action", "limit", "cursor"]),
         Route::new(
+            post(),
+            "/api/v1/me/password",
+            User,
+            "me",
+            "Change my password (the current one is checked like a login; my web sessions and tokens end)",
+            api::my_password,
+        )
+        .body(&["current_password", "new_password"]),
+        Route::new(
+            post(),
+            "/api/v1/me/totp",
+            User,
+            "me",
+            "Start enrolling (or replacing) my TOTP second factor: its otpauth:// URI, for my app only",
+            api::my_totp_start,
+        )
+        .body(&["replace"]),
+        Route::new(
+            post(),
+            "/api/v1/me/totp/confirm",
+            User,
+            "me",
+            "Confirm my new TOTP second factor with a code from my app (my web sessions end)",
+            api::my_totp_confirm,
+        )
+        .body(&["code"]),
+        Route::new(
+            post(),
+            "/api/v1/me/keys",
+            User,
+            "me",
+            "Add SSH public keys of mine (a browser session, with my second factor if I have one)",
+            api::my_key_add,
+        )
+        .body(&["public_key"]),
+        Route::new(
+            post(),
+            "/api/v1/me/keys/remove",
+            User,
+            "me",
+            "Remove an SSH key of mine by fingerprint (my web sessions and tokens end)",
+            api::my_key_remove,
+        )
+        .body(&["fingerprint"]),
+        Route::new(
+            post(),
+            "/api/v1/me/ssh-certificate",
+            User,
+            "me",
+            "Sign my SSH public key with the user CA (a browser session, with my second factor if I have one)",
+            api::ssh_certificate_create,
+        )
+        .body(&["public_key"])
+        .status(201),
+        Route::new(
+            get(),
+            "/api/v1/me/ssh-logins/{code}",
+            User,
+            "me",
+            "A `rampart login` request waiting under this code (its key's fingerprint and source)",
+            api::ssh_login_show,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/me/ssh-logins/{code}",
+            User,
+            "me",
+            "Approve (its key is signed for me) or deny a `rampart login` request",
+            api::ssh_login_answer,
+        )
+        .body(&["approve"]),
+        Route::new(
+            get(),
+            "/api/v1/me/ssh-approvals/{id}",
+            User,
+            "me",
+            "An SSH login of mine waiting for its web approval (login name, source)",
+            api::ssh_approval_show,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/me/ssh-approvals/{id}",
+            User,
+            "me",
+            "Approve (a browser session, with my second factor if I have one) or deny my waiting SSH login",
+            api::ssh_approval_answer,
+        )
+        .body(&["approve"]),
+        Route::new(
+            post(),
+            "/api/v1/users/{name}/invites",
+            Admin,
+            "users",
+            "Make a one-time enrolment link for a user (the token is shown once)",
+            api::invite_create,
+        )
+        .body(&["ttl"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/invites/{token}/start",
+            Public,
+            "auth",
+            "Open an enrolment link: who it is for, and a new TOTP secret (otpauth:// URI) for their app",
+            api::invite_start,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/invites/{token}",
+            Public,
+            "auth",
+            "Use an enrolment link: my new password and a code from my app (the link then stops working)",
+            api::invite_accept,
+        )
+        .body(&["password", "code"]),
+        Route::new(
+            post(),
+            "/api/v1/ssh-login",
+            Public,
+            "auth",
+            "`rampart login` starts: a public key to certify; answers a device code and the user code to approve in the portal",
+            api::ssh_login_start,
+        )
+        .body(&["public_key"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/ssh-login/poll",
+            Public,
+            "auth",
+            "`rampart login` polls with its device code: 202 pending, the certificate once approved (once), 403 denied",
+            api::ssh_login_poll,
+        )
+        .body(&["device_code"]),
+        Route::new(
             get(),
             "/api/v1/terminal",
             User,
@@ -960,6 +1095,35 @@ pub fn table() -> Vec<Route> {
             "Portal: alerts (open or all) with their sessions and events, and acknowledgement",
             crate::portal::alerts,
         )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/invite",
+            Public,
+            "portal",
+            "Portal: an enrolment link (?token=): set my password and second factor",
+            crate::portal::invite,
+        )
+        .query(&["token"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/account",
+            Public,
+            "portal",
+            "Portal: my account: change my password, my SSH keys",
+            crate::portal::account,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/ssh",
+            Public,
+            "portal",
+            "Portal: my SSH certificate (sign a pasted public key), approving a `rampart login` (?code=) or an SSH login (?approve=)",
+            crate::portal::ssh,
+        )
+        .query(&["code", "approve"])
         .produces("text/html"),
         Route::new(
             get(),

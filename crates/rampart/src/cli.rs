@@ -119,6 +119,43 @@ pub enum Command {
     /// Database access: personal database tokens (the password psql types through Rampart)
     #[command(subcommand)]
     Db(DbCommand),
+    /// The node's SSH certificate authorities (host CA for ProxyJump hops, user CA for logins)
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Get a short-lived SSH certificate from a Rampart server (no data directory needed):
+    /// prints a link and a code, you approve it in the portal where you are signed in, and the
+    /// certificate is written as KEY-cert.pub next to your key, where ssh finds it
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The Rampart portal's address, e.g. https://bastion.example.com:8443
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Your SSH private key; its public half (KEY.pub) is what gets certified
+    /// [default: ~/.ssh/id_ed25519]
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// Trust this PEM certificate for the server's TLS (a self-signed server certificate)
+    /// instead of the system's roots
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print a certificate authority's public key: with --host, the known_hosts line
+    /// (`@cert-authority * ...`) that trusts every asset's ProxyJump hop; with --user, the key
+    /// that signs users' SSH certificates
+    Show {
+        /// The host CA, as a known_hosts line (the default)
+        #[arg(long, conflicts_with = "user")]
+        host: bool,
+        /// The user CA's public key
+        #[arg(long)]
+        user: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +268,15 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    /// Make a one-time enrolment link for an existing user: they open it and set their own
+    /// password and TOTP second factor (printed once; give it to them privately)
+    Invite {
+        /// User name
+        name: String,
+        /// How long the link works
+        #[arg(long, value_name = "DURATION", default_value = "72h")]
+        ttl: String,
+    },
     /// Add a user
     Add {
         /// The user's name (letters, digits, `.`, `-`, `_`): their SSH login name at Rampart

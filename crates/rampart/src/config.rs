@@ -95,6 +95,9 @@ struct AuthSection {
     lockout_window: Option<String>,
     lockout_duration: Option<String>,
     require_mfa: Option<bool>,
+    ssh_cert_ttl: Option<String>,
+    ssh_web_approval: Option<bool>,
+    ssh_web_approval_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +175,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// Global login rules, lockout and trusted proxies, for the listeners.
     pub auth: AuthSettings,
+    /// How long an SSH user certificate from the portal or `rampart login` is valid
+    /// (`auth.ssh_cert_ttl`, 8h unless configured, at most 7 days).
+    pub ssh_cert_ttl: Duration,
+    /// Web approval at SSH login (`auth.ssh_web_approval`): how long a login waits for the
+    /// answer (`auth.ssh_web_approval_timeout`, 25s, below `ssh.login_grace_time`); `None`: off.
+    pub ssh_web_approval: Option<Duration>,
     /// Whether targets whose host key is not pinned yet are pinned on first use or refused.
     pub target_host_keys: TargetHostKeys,
     /// The SSH listener's login grace time and caps on unauthenticated connections.
@@ -452,11 +461,22 @@ impl Config {
                 None,
             )?,
         };
+        let ssh_cert_ttl = ssh_cert_ttl(file.auth.ssh_cert_ttl.clone(), env_lookup, &file_name)?;
+        let web_approval_file = (
+            file.auth.ssh_web_approval,
+            file.auth.ssh_web_approval_timeout.clone(),
+        );
         let mut auth = auth_settings(file.auth, env_lookup, &file_name)?;
         let detectors = alerts::alerts_config(&file.alerts, env_lookup, &file_name)?;
         auth.failure_burst = detectors.failed_logins;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
         let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
+        let ssh_web_approval = ssh_web_approval(
+            web_approval_file,
+            ssh_pre_auth.login_grace_time,
+            env_lookup,
+            &file_name,
+        )?;
         let target_host_keys = match pick(
             "ssh.target_host_keys",
             ("", None),
@@ -505,6 +525,8 @@ impl Config {
             sessions,
             http,
             auth,
+            ssh_cert_ttl,
+            ssh_web_approval,
             recording,
             ssh_pre_auth,
             target_host_keys,
@@ -857,6 +879,85 @@ fn audit_config(
         syslog,
         webhook,
     })
+}
+
+/// An SSH user certificate's life when none is configured.
+pub const DEFAULT_SSH_CERT_TTL: Duration = Duration::from_secs(8 * 3600);
+
+fn ssh_cert_ttl(
+    file: Option<String>,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<Duration, ConfigError> {
+    let Some(Sourced { value, source }) = pick(
+        "auth.ssh_cert_ttl",
+        ("", None),
+        "RAMPART_AUTH_SSH_CERT_TTL",
+        env_lookup,
+        file,
+        file_name,
+    ) else {
+        return Ok(DEFAULT_SSH_CERT_TTL);
+    };
+    let ttl = parse_duration("auth.ssh_cert_ttl", &value)
+        .map_err(|err| ConfigError(format!("auth.ssh_cert_ttl (from {source}): {err}")))?;
+    if ttl.is_zero() || ttl > rampart_store::ssh_ca::MAX_USER_CERTIFICATE_VALIDITY {
+        return Err(ConfigError(format!(
+            "auth.ssh_cert_ttl (from {source}): {value:?} is not between 1s and 7d"
+        )));
+    }
+    Ok(ttl)
+}
+
+fn ssh_web_approval(
+    (on, timeout): (Option<bool>, Option<String>),
+    login_grace_time: Duration,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+    file_name: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    let on = match pick(
+        "auth.ssh_web_approval",
+        ("", None),
+        "RAMPART_AUTH_SSH_WEB_APPROVAL",
+        env_lookup,
+        on.map(|b| b.to_string()),
+        file_name,
+    ) {
+        None => false,
+        Some(Sourced { value, source }) => value.parse::<bool>().map_err(|_| {
+            ConfigError(format!(
+                "auth.ssh_web_approval (from {source}): {value:?} is not true or false"
+            ))
+        })?,
+    };
+    let timeout = match pick(
+        "auth.ssh_web_approval_timeout",
+        ("", None),
+        "RAMPART_AUTH_SSH_WEB_APPROVAL_TIMEOUT",
+        env_lookup,
+        timeout,
+        file_name,
+    ) {
+        None => {
+            Duration::from_secs(25).min(login_grace_time.saturating_sub(Duration::from_secs(1)))
+        }
+        Some(Sourced { value, source }) => {
+            let timeout =
+                parse_duration("auth.ssh_web_approval_timeout", &value).map_err(|err| {
+                    ConfigError(format!(
+                        "auth.ssh_web_approval_timeout (from {source}): {err}"
+                    ))
+                })?;
+            if timeout.is_zero() || timeout >= login_grace_time {
+                return Err(ConfigError(format!(
+                    "auth.ssh_web_approval_timeout (from {source}): {value:?} must be above 0 and \
+                     below ssh.login_grace_time (the connection is closed then)"
+                )));
+            }
+            timeout
+        }
+    };
+    Ok(on.then_some(timeout))
 }
 
 fn auth_settings(

@@ -10,6 +10,7 @@ mod config;
 mod descriptors;
 mod detectors;
 mod forwarder;
+mod login;
 mod output;
 mod report;
 mod seals;
@@ -99,6 +100,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         clap_complete::generate(shell, &mut command, "rampart", &mut script);
         std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
         return Ok(());
+    }
+    // A client of a Rampart server: no data directory, no configuration file.
+    if let Command::Login(args) = &cli.command {
+        return login::run(args);
     }
     // Agent mode runs in a remote network: no data directory, no configuration file.
     if let Command::Agent(cli::AgentArgs { command: None, run }) = cli.command {

@@ -232,6 +232,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pre_auth,
         target_host_keys: config.target_host_keys,
         target_answer_timeout: config.target_answer_timeout,
+        web_approval: config
+            .ssh_web_approval
+            .map(|timeout| rampart_ssh::WebApprovalSettings {
+                timeout,
+                portal_url: rampart_web::url(http_addr, tls.is_some()),
+            }),
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
@@ -353,6 +359,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: rampart_web::MAX_CONNECTIONS.min(descriptors.http_connections),
         ssh_port: Some(ssh_addr.port()),
         requests: config.requests.clone(),
+        ssh_cert_ttl: config.ssh_cert_ttl,
     };
     let metrics_task = metrics_listener.map(|listener| {
         tokio::spawn(rampart_web::metrics::run_listener(
@@ -618,9 +625,15 @@ fn print_banner(
         );
     }
     println!("ssh host key fingerprint: {fingerprint}");
+    // Every ProxyJump hop presents the host key certified by the host CA for the asset's name
+    // and address: this one line trusts them all.
+    let host_ca = rampart_store::ssh_ca::CertificateAuthority::load(
+        dir,
+        rampart_store::ssh_ca::CaKind::Host,
+    )?;
     println!(
-        "ProxyJump users trust it once per asset name: add \"ASSET-NAMES {}\" to ~/.ssh/known_hosts",
-        host_key.trim_end()
+        "ProxyJump hops: add this line to ~/.ssh/known_hosts (or `rampart ca show --host`):\n  {}",
+        host_ca.known_hosts_line()
     );
     println!(
         "ssh: listening on {ssh} (try: ssh -p {} USER@ACCOUNT@ASSET@{})",

@@ -7,6 +7,7 @@ mod alerts;
 mod assets;
 pub(crate) mod audit;
 mod backup;
+mod ca;
 mod db_tokens;
 mod doctor;
 mod domains;
@@ -124,6 +125,8 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
             command: Some(cmd), ..
         }) => agents::run(&store, &actor, json, cmd).await,
         Command::Agent(_) => bail!("agent mode does not open a data directory"),
+        Command::Login(_) => bail!("rampart login does not open a data directory"),
+        Command::Ca(cmd) => ca::run(&store, json, cmd),
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     if let Ok(store) = std::sync::Arc::try_unwrap(store) {

@@ -27,6 +27,21 @@ pub async fn run(
     command: UserCommand,
 ) -> anyhow::Result<()> {
     match command {
+        UserCommand::Invite { name: user, ttl } => {
+            let user = name("user", &user)?;
+            let ttl = rampart_core::time_arg::parse_duration("--ttl", &ttl)?;
+            let (expires_at, token) = store.create_invite(actor, &user, ttl).await?;
+            let token = rampart_core::ExposeSecret::expose_secret(&token).to_owned();
+            let path = format!("/invite?token={token}");
+            let expires = rampart_core::time_arg::format_rfc3339(expires_at);
+            done(
+                json,
+                &serde_json::json!({ "user": user, "path": path, "expires_at": expires }),
+                &format!(
+                    "enrolment link for {user} (works once, until {expires}); append to the portal's address:\n{path}"
+                ),
+            )
+        }
         UserCommand::Add {
             name: user,
             role,
