@@ -1008,6 +1008,8 @@
     const path = (show) => withParams('/api/v1/alerts', show === 'all' ? {} : { open: true });
     onSubmit('#alert-filter', (form) => attempt('alerts', () => view.load(path(formValues(form).show))));
     await view.load(path('open'));
+  };
+
   // Invite: an enrolment link sets the user's password and TOTP second factor (no login: the
   // token in the address is the credential).
   pages.invite = async () => {
