@@ -37,10 +37,18 @@ pub enum Action {
     /// A Redis session (`redis:connect`): every command the account may run except the node's
     /// denied ones (`redis.deny_commands`), logged one by one.
     RedisConnect,
+    /// Reading a Kubernetes API (`kubernetes:read`): get, list and watch requests.
+    KubernetesRead,
+    /// Changing objects through a Kubernetes API (`kubernetes:write`): create, update, patch,
+    /// delete.
+    KubernetesWrite,
+    /// A command in a Kubernetes container (`kubernetes:exec`): `kubectl exec` and `attach`,
+    /// recorded as a terminal.
+    KubernetesExec,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 12] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -50,6 +58,9 @@ impl Action {
         Action::PostgresConnect,
         Action::MysqlConnect,
         Action::RedisConnect,
+        Action::KubernetesRead,
+        Action::KubernetesWrite,
+        Action::KubernetesExec,
     ];
 
     /// The protocol the action is a use of.
@@ -64,6 +75,9 @@ impl Action {
             Action::PostgresConnect => Protocol::Postgres,
             Action::MysqlConnect => Protocol::Mysql,
             Action::RedisConnect => Protocol::Redis,
+            Action::KubernetesRead | Action::KubernetesWrite | Action::KubernetesExec => {
+                Protocol::Kubernetes
+            }
         }
     }
 
@@ -76,6 +90,9 @@ impl Action {
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
             Action::PostgresConnect | Action::MysqlConnect | Action::RedisConnect => "connect",
+            Action::KubernetesRead => "read",
+            Action::KubernetesWrite => "write",
+            Action::KubernetesExec => "exec",
         }
     }
 }
@@ -134,10 +151,14 @@ impl ActionSet {
                 "file_transfer" => &[Action::Scp, Action::SftpRead, Action::SftpWrite],
                 // An unqualified word is the first protocol's (`connect`: PostgreSQL's, as
                 // grants written before other database fronts say).
-                other => match Action::ALL
-                    .iter()
-                    .find(|a| a.as_str() == other && protocol.is_none_or(|p| a.protocol() == p))
-                {
+                // Kubernetes actions are only ever written qualified (`kubernetes:read`).
+                other => match Action::ALL.iter().find(|a| {
+                    a.as_str() == other
+                        && match protocol {
+                            Some(p) => a.protocol() == p,
+                            None => a.protocol() != Protocol::Kubernetes,
+                        }
+                }) {
                     Some(action) => std::slice::from_ref(action),
                     None => {
                         let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
@@ -186,6 +207,18 @@ impl fmt::Display for ActionSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_actions_are_written_qualified() {
+        let set = ActionSet::parse("kubernetes:read,kubernetes:exec").unwrap();
+        assert!(set.contains(Action::KubernetesRead));
+        assert!(set.contains(Action::KubernetesExec));
+        assert!(!set.contains(Action::Exec));
+        assert_eq!(set.to_string(), "kubernetes:read,kubernetes:exec");
+        assert_eq!(ActionSet::parse("exec").unwrap().to_string(), "exec");
+        assert!(ActionSet::parse("read").is_err());
+        assert!(ActionSet::parse("kubernetes:shell").is_err());
+    }
 
     #[test]
     fn parse_lists_and_aliases() {

@@ -311,6 +311,10 @@ pub enum SessionKind {
     Mysql,
     /// A Redis session (its commands are the recording).
     Redis,
+    /// Requests to a Kubernetes API over one client connection (each request is a record).
+    Kubernetes,
+    /// `kubectl exec` or `attach` in a Kubernetes container (a terminal recording).
+    KubernetesExec,
 }
 
 impl SessionKind {
@@ -324,6 +328,8 @@ impl SessionKind {
                 | SessionKind::Postgres
                 | SessionKind::Mysql
                 | SessionKind::Redis
+                | SessionKind::Kubernetes
+                | SessionKind::KubernetesExec
         )
     }
 
@@ -337,6 +343,7 @@ impl SessionKind {
             SessionKind::Postgres => Protocol::Postgres,
             SessionKind::Mysql => Protocol::Mysql,
             SessionKind::Redis => Protocol::Redis,
+            SessionKind::Kubernetes | SessionKind::KubernetesExec => Protocol::Kubernetes,
         }
     }
 
@@ -349,6 +356,8 @@ impl SessionKind {
             "postgres" => Ok(SessionKind::Postgres),
             "mysql" => Ok(SessionKind::Mysql),
             "redis" => Ok(SessionKind::Redis),
+            "kubernetes" => Ok(SessionKind::Kubernetes),
+            "kubernetes_exec" => Ok(SessionKind::KubernetesExec),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -369,6 +378,8 @@ impl fmt::Display for SessionKind {
             SessionKind::Postgres => f.write_str("postgres"),
             SessionKind::Mysql => f.write_str("mysql"),
             SessionKind::Redis => f.write_str("redis"),
+            SessionKind::Kubernetes => f.write_str("kubernetes"),
+            SessionKind::KubernetesExec => f.write_str("kubernetes_exec"),
         }
     }
 }

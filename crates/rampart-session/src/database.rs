@@ -396,7 +396,10 @@ pub async fn query_log(
                 let known = store.session(command.session).await.is_ok_and(|s| {
                     matches!(
                         s.kind,
-                        SessionKind::Postgres | SessionKind::Mysql | SessionKind::Redis
+                        SessionKind::Postgres
+                            | SessionKind::Mysql
+                            | SessionKind::Redis
+                            | SessionKind::Kubernetes
                     )
                 });
                 kinds.insert(command.session, known);

@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "command rules",
         include_str!("../migrations/0020_command_rules.sql"),
     ),
+    (
+        22,
+        "kubernetes tokens",
+        include_str!("../migrations/0022_kube_tokens.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

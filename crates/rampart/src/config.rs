@@ -29,6 +29,8 @@ pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
+mod kube;
+pub use kube::KubeConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
@@ -67,6 +69,8 @@ struct FileConfig {
     mysql: mysql::MysqlSection,
     #[serde(default)]
     redis: redis::RedisSection,
+    #[serde(default)]
+    kube: kube::KubeSection,
 }
 
 /// How session recordings are written.
@@ -181,6 +185,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub mysql: MysqlConfig,
     pub redis: RedisConfig,
+    /// The Kubernetes API listener (`kube.listen`), off by default.
+    pub kube: KubeConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -481,6 +487,7 @@ impl Config {
         let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
+        let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -501,6 +508,7 @@ impl Config {
             agent,
             mysql,
             redis,
+            kube,
         })
     }
 }

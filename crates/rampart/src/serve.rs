@@ -74,6 +74,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let postgres = database_listener("postgres", config.postgres.listen, &node_certificate).await?;
     let mysql = database_listener("mysql", config.mysql.listen, &node_certificate).await?;
     let redis = database_listener("redis", config.redis.listen, &node_certificate).await?;
+    let kube = database_listener("kube", config.kube.listen, &node_certificate).await?;
     let listening = |listener: &Option<(TcpListener, _)>| {
         listener
             .as_ref()
@@ -83,6 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let postgres_addr = listening(&postgres)?;
     let mysql_addr = listening(&mysql)?;
     let redis_addr = listening(&redis)?;
+    let kube_addr = listening(&kube)?;
     // The listener dial-out agents connect to (optional), with the node's SSH host key: the
     // enrolment token carries its fingerprint, so agents check it from their first connection.
     let agent_listener = match config.agent.listen {
@@ -145,6 +147,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = kube_addr {
+        println!(
+            "kubernetes: listening on {addr} (try: rampart kube config --asset ASSET --user USER -o kubeconfig, then KUBECONFIG=kubeconfig kubectl get pods)"
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
@@ -153,6 +160,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ("agent", agent_addr),
         ("mysql", mysql_addr),
         ("redis", redis_addr),
+        ("kube", kube_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -192,6 +200,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "redis_listen": redis_addr.map(|addr| addr.to_string()),
         "redis_allow_plain_loopback": config.redis.settings.allow_plain_loopback,
         "redis_deny_commands": config.redis.settings.deny.to_string(),
+        "kube_listen": kube_addr.map(|addr| addr.to_string()),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -339,6 +348,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    let kube_task = kube.map(|(listener, certificate)| {
+        let front = rampart_kube::KubeFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            gateway.dialer(),
+            certificate,
+            config.kube.settings.clone(),
+        );
+        tokio::spawn(rampart_kube::run(front, listener, stopped(stop_rx.clone())))
+    });
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -425,6 +444,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = redis_task {
         task.await.context("redis listener failed")?;
+    }
+    if let Some(task) = kube_task {
+        task.await.context("kubernetes listener failed")?;
     }
     web_task
         .await

@@ -25,6 +25,7 @@ mod domains;
 mod evidence;
 mod evidence_chain;
 mod hostile_clients;
+mod kube;
 mod login_controls;
 mod mfa;
 mod mysql;
