@@ -292,7 +292,10 @@ mod tests {
             "/clusters/k8s/apis",
         ] {
             let r = parse("GET", path, None);
-            assert_eq!((r.resource.clone(), r.action()), (None, Action::KubernetesRead));
+            assert_eq!(
+                (r.resource.clone(), r.action()),
+                (None, Action::KubernetesRead)
+            );
         }
         let (cluster, _) = ApiRequest::parse("GET", "/clusters/sa@k8s/api", None).unwrap();
         assert_eq!(cluster.target(), "sa@k8s");

@@ -23,7 +23,8 @@ use hyper_util::rt::TokioIo;
 use rampart_audit::Stream;
 use rampart_audit::recording::CastHeader;
 use rampart_core::SessionKind;
-use rampart_session::command_control;
+use rampart_core::rules::RuleSet;
+use rampart_session::command_control::{self, RuleFinding};
 use rampart_session::database as db;
 use rampart_session::observe::Observer;
 use rampart_session::observers::CommandObserver;
@@ -108,27 +109,10 @@ pub(crate) async fn open(
     let command = query_values(query_text, "command");
     let core = &conn.front.base.core;
     let store = &core.store;
-    // Command rules: the command as argv, exactly (no shell line is made of it).
-    let rules = match command_control::rules_for(store, &authorized).await {
-        Ok(rules) => rules,
-        Err(why) => return status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &why),
+    let (rules, findings) = match check_command(conn, &authorized, query_text).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
     };
-    let mut findings = Vec::new();
-    if !command.is_empty() && !rules.is_empty() {
-        let decision = rules.check_argv(&command);
-        let line = command.join(" ");
-        findings = command_control::findings(&line, &decision);
-        if let Some(refusal) = decision.refusal() {
-            if let Err(why) = command_control::record(store, &authorized, None, &findings).await {
-                return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &why);
-            }
-            return status(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                refusal.trim_start_matches("rampart: "),
-            );
-        }
-    }
     let (cols, rows) = (80, 24);
     let title = format!(
         "{}@{}@{} {} (kubernetes)",
@@ -224,6 +208,41 @@ pub(crate) async fn open(
         out.insert("sec-websocket-protocol", chosen);
     }
     response
+}
+
+/// The exec's command (its `command` parameters, as argv) against the session's command
+/// rules: the rules and what matched, or the refusal for the client (on record). Asked for
+/// every stream request, SPDY ones too, so a refusal reads the same whatever the client.
+pub(crate) async fn check_command(
+    conn: &Conn,
+    authorized: &Authorized,
+    query: Option<&str>,
+) -> Result<(RuleSet, Vec<RuleFinding>), Response<Body>> {
+    let store = &conn.front.base.core.store;
+    let rules = command_control::rules_for(store, authorized)
+        .await
+        .map_err(|why| status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &why))?;
+    let command = query_values(query, "command");
+    if command.is_empty() || rules.is_empty() {
+        return Ok((rules, Vec::new()));
+    }
+    let decision = rules.check_argv(&command);
+    let findings = command_control::findings(&command.join(" "), &decision);
+    if let Some(refusal) = decision.refusal() {
+        if let Err(why) = command_control::record(store, authorized, None, &findings).await {
+            return Err(status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &why,
+            ));
+        }
+        return Err(status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            refusal.trim_start_matches("rampart: "),
+        ));
+    }
+    Ok((rules, findings))
 }
 
 type Target = WebSocketStream<tokio_rustls::client::TlsStream<rampart_session::dial::TargetStream>>;
@@ -428,7 +447,9 @@ async fn from_client(
                     size.get(key)
                         .and_then(serde_json::Value::as_u64)
                         .and_then(|v| u32::try_from(v).ok())
-                        .map(|v| v.clamp(1, 4096))
+                        // 0: a client that does not know its terminal's size; not a size.
+                        .filter(|v| *v > 0)
+                        .map(|v| v.min(4096))
                 };
                 if let (Some(cols), Some(rows)) = (dimension("Width"), dimension("Height")) {
                     tap.resized(cols, rows).await?;

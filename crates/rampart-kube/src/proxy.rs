@@ -172,6 +172,12 @@ impl Conn {
                 return status(StatusCode::FORBIDDEN, "Forbidden", &reason);
             }
         };
+        if api.is_streaming()
+            && let Err(refused) =
+                crate::exec::check_command(self, &authorized, query.as_deref()).await
+        {
+            return refused;
+        }
         if is_spdy(request.headers()) {
             let why = "Rampart relays exec, attach and port-forward over WebSockets only \
                        (v5.channel.k8s.io): use kubectl 1.31 or newer, or a client that speaks \

@@ -11,7 +11,7 @@ use crate::BIN;
 use crate::db_common::{queries_until, text, verified_eventually};
 use rampart_testkit::{Rampart, Server, files_containing};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -54,6 +54,11 @@ fn script() -> PathBuf {
 }
 
 fn start_fake() -> Option<FakeApiServer> {
+    start_fake_preferring(None)
+}
+
+/// `preference`: `prefer-v4` makes the fake choose v4.channel.k8s.io when offered both.
+fn start_fake_preferring(preference: Option<&str>) -> Option<FakeApiServer> {
     let python = rampart_testkit::require_tool("python3")?;
     let openssl = rampart_testkit::require_tool("openssl")?;
     let dir = tempfile::Builder::new()
@@ -91,6 +96,7 @@ fn start_fake() -> Option<FakeApiServer> {
         .arg(SA_CANARY)
         .arg(&log)
         .arg(SECRET_CANARY)
+        .args(preference)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -436,4 +442,226 @@ fn spdy_and_tokenless_requests_get_clear_refusals() {
     let out = String::from_utf8_lossy(&forged.stdout).into_owned();
     assert!(out.ends_with("\n401") && !out.contains(SA_CANARY), "{out}");
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+/// A Python with the `kubernetes` client: `.ci/run`'s venv, or whatever `python3` has it.
+fn python_with_kubernetes() -> Option<PathBuf> {
+    let venv = std::env::var_os("RAMPART_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/rampart-venv"))
+        });
+    let candidates = venv
+        .map(|venv| venv.join("bin/python"))
+        .into_iter()
+        .chain(rampart_testkit::require_tool("python3"));
+    for python in candidates {
+        let has = Command::new(&python)
+            .args(["-c", "import kubernetes"])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if has {
+            return Some(python);
+        }
+    }
+    assert!(
+        std::env::var_os("RAMPART_REQUIRE_TOOLS").is_none(),
+        "the kubernetes Python client is required (pip install kubernetes==37.0.2)"
+    );
+    eprintln!("skipping: no Python with the kubernetes client");
+    None
+}
+
+/// CONTRACT TEST: the official Python client lists and reads pods and runs an exec (its own
+/// WebSocket stream, here with the v4.channel.k8s.io framing) through Rampart, as the person,
+/// recorded.
+#[test]
+fn the_kubernetes_python_client_works_through_rampart() {
+    let Some(python) = python_with_kubernetes() else {
+        return;
+    };
+    let Some(fake) = start_fake_preferring(Some("prefer-v4")) else {
+        return;
+    };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/python_client.py");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(&alice)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let seen: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(seen["pods"], serde_json::json!(["web-0"]));
+    assert_eq!(seen["phase"], "Running");
+    assert_eq!(seen["exec"], "from python\n");
+    let requests = fake.requests();
+    let exec = requests
+        .iter()
+        .find(|r| r.get("exec").is_some())
+        .unwrap_or_else(|| panic!("{requests:?}"));
+    assert_eq!(exec["exec"], serde_json::json!(["echo", "from", "python"]));
+    assert_eq!(exec["protocol"], "v4.channel.k8s.io");
+    for request in requests.iter().filter(|r| r.get("method").is_some()) {
+        assert_eq!(header(request, "impersonate-user"), ["alice"], "{request}");
+    }
+    let records = queries_until(&r, &["--user", "alice"], 2);
+    assert!(
+        records
+            .iter()
+            .any(|q| q["record"]["kind"] == "get" && q["record"]["name"] == "web-0"),
+        "{records:?}"
+    );
+}
+
+/// Reads `stream` into a shared buffer on a thread of its own.
+fn collect(
+    mut stream: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    seen
+}
+
+fn wait_for(seen: &std::sync::Mutex<Vec<u8>>, what: &str, times: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        if text.matches(what).count() >= times {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what:?} in {text:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// CONTRACT TEST: `kubectl exec -it ... -- sh` (a real terminal, through `script`) is a
+/// recorded terminal session with its command log; command rules refuse a shell line at Enter
+/// and an exec's argv before anything is dialled, and an argv word is never read as shell.
+#[test]
+fn kubectl_exec_it_is_a_recorded_terminal_under_command_rules() {
+    let Some(kubectl_path) = rampart_testkit::require_tool("kubectl") else {
+        return;
+    };
+    let Some(script) = rampart_testkit::require_tool("script") else {
+        return;
+    };
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    let grants = r.json(&["grant", "list"]);
+    let grant = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g.to_string().contains("alice"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    r.ok(&[
+        "rule",
+        "add",
+        "--grant",
+        &grant,
+        "--match",
+        "prefix:cat",
+        "--action",
+        "deny",
+    ]);
+    let alice = kubeconfig(&r, &fake, "alice", port);
+
+    // An exec's argv: `cat` refused before the API server hears of it; a word holding shell
+    // syntax is one argument of echo.
+    let before = fake.requests().len();
+    let refused = kubectl(&alice, &["exec", "web-0", "--", "cat", "/etc/shadow"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("refused by rule"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        fake.requests()[before..]
+            .iter()
+            .all(|r| r.get("exec").is_none())
+    );
+    let echo = kubectl(&alice, &["exec", "web-0", "--", "echo", "a; cat b"]);
+    assert!(echo.status.success(), "{}", text(&echo));
+    assert_eq!(String::from_utf8_lossy(&echo.stdout), "a; cat b\n");
+
+    let command = format!(
+        "stty cols 100 rows 30; {} --kubeconfig {} exec -it web-0 -- sh",
+        kubectl_path.display(),
+        alice.display()
+    );
+    let mut child = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", alice.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = collect(child.stdout.take().unwrap());
+    let _errors = collect(child.stderr.take().unwrap());
+    let mut keys = child.stdin.take().unwrap();
+    wait_for(&seen, "$ ", 1);
+    keys.write_all(b"echo hello-tty\r").unwrap();
+    wait_for(&seen, "hello-tty", 2);
+    keys.write_all(b"cat /etc/shadow\r").unwrap();
+    wait_for(&seen, "refused by rule", 1);
+    keys.write_all(b"exit\r").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "kubectl did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let execs: Vec<Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.get("tty") == Some(&Value::Bool(true)))
+        .collect();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+
+    // The terminal session: recorded, its command log holds the line typed, not the refused one.
+    let sessions = r.json(&["session", "list"]);
+    let shell = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "kubernetes_exec" && s["command"] == "sh")
+        .unwrap_or_else(|| panic!("{sessions}"))
+        .clone();
+    let id = shell["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let replay = loop {
+        let replay = r.run(&["replay", id, "--no-wait"]);
+        if replay.status.success() || std::time::Instant::now() > deadline {
+            break text(&replay);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(replay.contains("hello-tty"), "{replay}");
+    let commands = r
+        .json(&["audit", "commands", "--user", "alice"])
+        .to_string();
+    assert!(commands.contains("echo hello-tty"), "{commands}");
+    assert!(!commands.contains("cat /etc/shadow"), "{commands}");
+    let rules = r
+        .json(&["audit", "list", "--kind", "command_rule_matched"])
+        .to_string();
+    assert!(rules.contains("cat /etc/shadow"), "{rules}");
 }

@@ -12,7 +12,7 @@ It accepts only the service-account token given on the command line, and writes 
 method, path and headers as one JSON line to the log file, so a test can assert impersonation
 and that the user's own token never arrived.
 
-Usage: fake_apiserver.py CERT KEY SA_TOKEN LOG_FILE SECRET_VALUE
+Usage: fake_apiserver.py CERT KEY SA_TOKEN LOG_FILE SECRET_VALUE [prefer-v4]
 Prints `READY PORT SHA256:FINGERPRINT` once listening on 127.0.0.1.
 """
 
@@ -29,6 +29,9 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CERT, KEY, SA_TOKEN, LOG, SECRET_VALUE = sys.argv[1:6]
+# `prefer-v4`: choose v4.channel.k8s.io when the client offers both (the v4 framing's test).
+PREFERENCE = (("v4.channel.k8s.io", "v5.channel.k8s.io") if sys.argv[6:] == ["prefer-v4"]
+              else ("v5.channel.k8s.io", "v4.channel.k8s.io"))
 LOCK = threading.Lock()
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -179,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
         if (self.headers.get("Upgrade") or "").lower() != "websocket":
             return self.status(400, "BadRequest", "upgrade to websocket required")
         offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
-        chosen = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
+        chosen = next((p for p in PREFERENCE if p in offered), None)
         if chosen is None:
             return self.status(400, "BadRequest", "no supported subprotocol")
         accept = base64.b64encode(hashlib.sha1(
