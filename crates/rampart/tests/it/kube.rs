@@ -8,7 +8,7 @@
 //! secrets); what it cannot prove is how a real cluster's RBAC answers impersonation.
 
 use crate::BIN;
-use crate::db_common::{queries_until, text, verified_eventually};
+use crate::db_common::{live_session, queries_until, text, verified_eventually};
 use rampart_testkit::{Rampart, Server, files_containing};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -441,6 +441,18 @@ fn spdy_and_tokenless_requests_get_clear_refusals() {
         .unwrap();
     let out = String::from_utf8_lossy(&forged.stdout).into_owned();
     assert!(out.ends_with("\n401") && !out.contains(SA_CANARY), "{out}");
+    // A personal database token is no Kubernetes token.
+    let db_token = r.ok(&["db", "token", "create", "--user", "alice"]);
+    let db = Command::new(&curl)
+        .args(["-sk", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {}", db_token.trim()))
+        .arg(format!(
+            "https://127.0.0.1:{port}/clusters/k8s/api/v1/namespaces/default/pods"
+        ))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&db.stdout).into_owned();
+    assert!(out.ends_with("\n401"), "{out}");
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
 }
 
@@ -664,4 +676,91 @@ fn kubectl_exec_it_is_a_recorded_terminal_under_command_rules() {
         .json(&["audit", "list", "--kind", "command_rule_matched"])
         .to_string();
     assert!(rules.contains("cat /etc/shadow"), "{rules}");
+}
+
+fn wait_exit(child: &mut Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the client did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// CONTRACT TEST: live enforcement ends Kubernetes streams: a session kill ends an exec
+/// stream (kubectl is told why), and revoking the grant ends a running watch.
+#[test]
+fn live_enforcement_ends_exec_streams_and_watches() {
+    let Some(kubectl_path) = rampart_testkit::require_tool("kubectl") else {
+        return;
+    };
+    let Some(script) = rampart_testkit::require_tool("script") else {
+        return;
+    };
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    let alice = kubeconfig(&r, &fake, "alice", port);
+
+    // An interactive exec, killed by an administrator.
+    let command = format!(
+        "stty cols 100 rows 30; {} --kubeconfig {} exec -it web-0 -- sh",
+        kubectl_path.display(),
+        alice.display()
+    );
+    let mut shell = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", alice.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = collect(shell.stdout.take().unwrap());
+    let _errors = collect(shell.stderr.take().unwrap());
+    let _keys = shell.stdin.take().unwrap();
+    wait_for(&seen, "$ ", 1);
+    let id = live_session(&r, "kubernetes_exec");
+    r.ok(&["session", "kill", &id, "--reason", "incident 4711"]);
+    wait_exit(&mut shell);
+    wait_for(&seen, "incident 4711", 1);
+
+    // A watch, ended when the grant that allowed it goes.
+    let kubectl = rampart_testkit::require_tool("kubectl").unwrap();
+    let mut watch = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&alice)
+        .args(["get", "pods", "--watch", "--output", "name"])
+        .env("HOME", alice.parent().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watched = collect(watch.stdout.take().unwrap());
+    let _errors = collect(watch.stderr.take().unwrap());
+    wait_for(&watched, "pod/web-0", 1);
+    let watching = live_session(&r, "kubernetes");
+    let grants = r.json(&["grant", "list"]);
+    let grant = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g.to_string().contains("alice"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    r.ok(&["grant", "remove", &grant]);
+    wait_exit(&mut watch);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let session = r.json(&["session", "show", &watching]);
+        if !session["ended_at"].is_null() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{session}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
