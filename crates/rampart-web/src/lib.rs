@@ -75,6 +75,18 @@ pub struct WebSettings {
     pub max_connections: usize,
     /// The SSH listener's port, for the portal's ready-to-copy `ssh` commands.
     pub ssh_port: Option<u16>,
+    /// The Kubernetes listener as kubeconfigs name it (`POST /api/v1/kube/config`); `None`:
+    /// no Kubernetes listener.
+    pub kube: Option<KubeconfigSource>,
+}
+
+/// What a kubeconfig the API issues names: the listener's URL and the node's certificate.
+#[derive(Debug, Clone)]
+pub struct KubeconfigSource {
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// The node's certificate (PEM), the kubeconfig's CA.
+    pub ca_pem: Vec<u8>,
 }
 
 impl Default for WebSettings {
@@ -86,6 +98,7 @@ impl Default for WebSettings {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             max_connections: MAX_CONNECTIONS,
             ssh_port: None,
+            kube: None,
         }
     }
 }

@@ -366,6 +366,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         session_lifetime: config.http.session_lifetime,
         max_connections: rampart_web::MAX_CONNECTIONS.min(descriptors.http_connections),
         ssh_port: Some(ssh_addr.port()),
+        kube: kube_addr
+            .map(|addr| kubeconfig_source(&config, &store, tls.as_ref(), addr))
+            .transpose()?,
     };
     let metrics_task = metrics_listener.map(|listener| {
         tokio::spawn(rampart_web::metrics::run_listener(
@@ -674,6 +677,30 @@ fn auth_settings(auth: &rampart_core::login_rules::AuthSettings) -> serde_json::
 }
 
 /// A database front's listener (`WHAT.listen`), if configured, with the node's certificate.
+/// What the API's kubeconfigs name: `kube.public_address` (or the listener's address) and the
+/// node's certificate, the one the Kubernetes listener presents.
+fn kubeconfig_source(
+    config: &Config,
+    store: &Store,
+    tls: Option<&rampart_web::tls::TlsMaterial>,
+    listening: std::net::SocketAddr,
+) -> anyhow::Result<rampart_web::KubeconfigSource> {
+    let cert_path = match tls {
+        Some(material) => material.cert_path.clone(),
+        None => store
+            .data_dir()
+            .keys_dir()
+            .join(rampart_web::tls::GENERATED_CERT_FILE),
+    };
+    let ca_pem = std::fs::read(&cert_path)
+        .with_context(|| format!("cannot read the node's certificate {}", cert_path.display()))?;
+    let server = match &config.kube.public_address {
+        Some(address) => format!("https://{address}"),
+        None => format!("https://{listening}"),
+    };
+    Ok(rampart_web::KubeconfigSource { server, ca_pem })
+}
+
 async fn database_listener(
     what: &str,
     listen: Option<std::net::SocketAddr>,

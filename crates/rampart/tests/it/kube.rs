@@ -484,9 +484,9 @@ fn python_with_kubernetes() -> Option<PathBuf> {
     None
 }
 
-/// CONTRACT TEST: the official Python client lists and reads pods and runs an exec (its own
-/// WebSocket stream, here with the v4.channel.k8s.io framing) through Rampart, as the person,
-/// recorded.
+/// CONTRACT TEST: the official Python client, with a kubeconfig from the API, lists and reads
+/// pods and runs an exec (its own WebSocket stream, here with the v4.channel.k8s.io framing)
+/// through Rampart, as the person, recorded.
 #[test]
 fn the_kubernetes_python_client_works_through_rampart() {
     let Some(python) = python_with_kubernetes() else {
@@ -495,8 +495,22 @@ fn the_kubernetes_python_client_works_through_rampart() {
     let Some(fake) = start_fake_preferring(Some("prefer-v4")) else {
         return;
     };
-    let (r, _server, port) = rampart_for_cluster(&fake);
-    let alice = kubeconfig(&r, &fake, "alice", port);
+    let (r, server, _port) = rampart_for_cluster(&fake);
+    // This kubeconfig comes from the API (`POST /api/v1/kube/config`, alice's own).
+    let api_token = r.ok(&["token", "create", "--user", "alice", "--scope", "write"]);
+    let bearer = format!("Bearer {}", api_token.trim());
+    let response = server.client().request(
+        "POST",
+        "/api/v1/kube/config",
+        &[("authorization", &bearer)],
+        Some(&serde_json::json!({ "asset": "k8s", "ttl": "1h" })),
+    );
+    assert_eq!(response.status, 201, "{}", response.text());
+    let minted = response.json();
+    assert_eq!(minted["token"]["kind"], "kubernetes");
+    assert_eq!(minted["token"]["user"], "alice");
+    let alice = fake.dir.path().join("alice-api.kubeconfig");
+    std::fs::write(&alice, minted["kubeconfig"].as_str().unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/python_client.py");
     let run = Command::new(python)
         .arg(script)
