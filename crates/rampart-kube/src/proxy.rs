@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rampart_audit::Stream;
 use rampart_audit::recording::CastHeader;
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
+use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self as db, DbLogin, QueryRecord};
 use rampart_session::{Authorized, RecordingPlan, SessionGuard, SessionTap, Source, StartRequest};
@@ -172,6 +173,30 @@ impl Conn {
                 return status(StatusCode::FORBIDDEN, "Forbidden", &reason);
             }
         };
+        // A view of the cluster (`kubernetes/namespaces` label) keeps to its namespaces.
+        if let Err(reason) = authorized.asset.kube_request_allowed(
+            api.resource.as_deref(),
+            api.namespace.as_deref(),
+            api.name.as_deref(),
+        ) {
+            let reason = format!("{} may not {}: {reason}", user.name, api.summary());
+            let event = AuditEvent::AccessDenied {
+                user: user.name.to_string(),
+                target: cluster.target(),
+                action: format!("{}:{action}", action.protocol()),
+                reason: reason.clone(),
+                source: source.text.clone(),
+            };
+            let actor = Actor::User {
+                name: user.name.to_string(),
+            };
+            if let Err(err) = store.record_event(&actor, &event).await {
+                tracing::error!(error = %err, "cannot record a denied kubernetes request");
+            }
+            self.record_refused(&method, query.as_deref(), &api, &reason)
+                .await;
+            return status(StatusCode::FORBIDDEN, "Forbidden", &reason);
+        }
         if api.is_streaming()
             && let Err(refused) =
                 crate::exec::check_command(self, &authorized, query.as_deref()).await

@@ -778,3 +778,51 @@ fn live_enforcement_ends_exec_streams_and_watches() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// CONTRACT TEST: a Kubernetes asset labelled `kubernetes/namespaces=web:api` is a view of the
+/// cluster limited to those namespaces: other namespaces and cluster-wide resource requests are
+/// refused by Rampart (audited, never forwarded); its own namespaces and discovery pass.
+#[test]
+fn a_namespace_view_refuses_other_namespaces() {
+    if rampart_testkit::require_tool("kubectl").is_none() {
+        return;
+    }
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    r.ok(&[
+        "asset",
+        "set",
+        "k8s",
+        "--label",
+        "kubernetes/namespaces=web:api",
+    ]);
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let before = fake.requests().len();
+    let refused = kubectl(&alice, &["get", "pods", "--namespace", "default"]);
+    assert!(!refused.status.success());
+    let out = text(&refused);
+    assert!(out.contains("allows the namespaces web, api only"), "{out}");
+    let everywhere = kubectl(&alice, &["get", "pods", "--all-namespaces"]);
+    assert!(!everywhere.status.success(), "{}", text(&everywhere));
+    let web = kubectl(&alice, &["get", "pods", "--namespace", "web"]);
+    // Forwarded: the fake cluster has no such namespace's pods and says so (404), not Rampart.
+    let after = fake.requests();
+    assert!(
+        after[before..]
+            .iter()
+            .any(|r| r["path"] == "/api/v1/namespaces/web/pods"),
+        "{}\n{after:?}",
+        text(&web)
+    );
+    assert!(
+        after[before..].iter().all(|r| {
+            let path = r["path"].as_str().unwrap_or("");
+            path != "/api/v1/namespaces/default/pods" && path != "/api/v1/pods"
+        }),
+        "{after:?}"
+    );
+    let denials = r
+        .json(&["audit", "list", "--kind", "access_denied"])
+        .to_string();
+    assert!(denials.contains("not default"), "{denials}");
+}
