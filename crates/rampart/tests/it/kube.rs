@@ -264,6 +264,10 @@ fn kubectl_through_rampart_is_the_person_recorded_and_under_policy() {
     let created = kubectl(&alice, &["create", "secret", "generic", "app", &secret]);
     assert!(created.status.success(), "{}", text(&created));
 
+    for shown in [&get, &exec, &created] {
+        assert!(!text(shown).contains(SA_CANARY));
+    }
+
     // What reached the API server: only Rampart's token, only alice's identity.
     let requests = fake.requests();
     let user_token = written
@@ -316,6 +320,7 @@ fn kubectl_through_rampart_is_the_person_recorded_and_under_policy() {
         out.contains("Forbidden") && out.contains("kubernetes:write"),
         "{out}"
     );
+    assert!(!out.contains(SA_CANARY));
     let after = fake.requests();
     assert!(
         after[before..].iter().all(
