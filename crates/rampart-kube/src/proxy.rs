@@ -562,6 +562,16 @@ pub(crate) fn outgoing<B>(
     let out = request.headers_mut();
     copy_headers(headers, out);
     identity_headers(out, authorized, token)?;
+    // HTTP/1.1 needs a Host (the API server refuses a request without one); the client's was
+    // Rampart's.
+    let host = authorized
+        .asset
+        .address(rampart_core::Protocol::Kubernetes)
+        .ok_or_else(|| format!("{} has no kubernetes endpoint", authorized.asset.name))?;
+    out.insert(
+        header::HOST,
+        HeaderValue::from_str(&host).map_err(|_| "invalid API server address".to_owned())?,
+    );
     Ok(request)
 }
 

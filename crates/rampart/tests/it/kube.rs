@@ -289,6 +289,10 @@ fn kubectl_through_rampart_is_the_person_recorded_and_under_policy() {
         );
         assert_eq!(header(request, "impersonate-user"), ["alice"], "{request}");
         assert_eq!(header(request, "impersonate-group"), ["ops"], "{request}");
+        assert_eq!(
+            header(request, "host"),
+            [format!("127.0.0.1:{}", fake.port)]
+        );
         assert!(!request.to_string().contains(user_token), "{request}");
     }
     assert!(

@@ -117,6 +117,9 @@ class Handler(BaseHTTPRequestHandler):
              "headers": [[k, v] for k, v in self.headers.items()],
              "content_type": self.headers.get("Content-Type"),
              "body": body.decode(errors="replace")})
+        # As the real API server (Go's net/http): an HTTP/1.1 request needs a Host.
+        if not self.headers.get("Host"):
+            return self.status(400, "BadRequest", "missing required Host header")
         if self.headers.get("Authorization") != "Bearer " + SA_TOKEN:
             return self.status(401, "Unauthorized", "Unauthorized")
         path = url.path
