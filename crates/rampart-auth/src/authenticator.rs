@@ -4,7 +4,7 @@ use crate::hashing::{PasswordChecks, too_long};
 use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
 use rampart_core::{Name, SecretString, User};
 use rampart_store::ssh_ca::Certificate;
-use rampart_store::{ErrorKind, LoginAttempt, Store, TotpCheck};
+use rampart_store::{ErrorKind, LoginAttempt, Store, TokenKind, TotpCheck};
 use std::net::IpAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -20,6 +20,8 @@ pub enum Front {
     Web,
     /// A database client (psql) through a database listener.
     Database,
+    /// A Kubernetes client (kubectl) through the Kubernetes listener.
+    Kubernetes,
 }
 
 impl Front {
@@ -31,6 +33,8 @@ impl Front {
             (Front::Web, LoginFactor::PublicKey) => "web-publickey",
             (Front::Database, LoginFactor::Password) => "db-token",
             (Front::Database, LoginFactor::PublicKey) => "db-publickey",
+            (Front::Kubernetes, LoginFactor::Password) => "kube-token",
+            (Front::Kubernetes, LoginFactor::PublicKey) => "kube-publickey",
         }
     }
 
@@ -39,6 +43,7 @@ impl Front {
             Front::Ssh => "totp",
             Front::Web => "web-totp",
             Front::Database => "db-totp",
+            Front::Kubernetes => "kube-totp",
         }
     }
 }
@@ -68,12 +73,17 @@ pub enum Credential<'a> {
         approved: bool,
         mfa: bool,
     },
+    /// A personal Kubernetes token (the bearer token of a kubeconfig from `rampart kube
+    /// config`): like a database token, a whole login without a second factor.
+    KubernetesToken(&'a SecretString),
 }
 
 impl Credential<'_> {
     fn factor(&self) -> LoginFactor {
         match self {
-            Credential::Password(_) | Credential::DatabaseToken(_) => LoginFactor::Password,
+            Credential::Password(_)
+            | Credential::DatabaseToken(_)
+            | Credential::KubernetesToken(_) => LoginFactor::Password,
             Credential::VerifiedKey { .. }
             | Credential::Certificate(_)
             | Credential::WebApproval { .. } => LoginFactor::PublicKey,
@@ -268,7 +278,19 @@ impl Authenticator {
                 .as_ref()
                 .is_some_and(|user| !user.disabled && has_key(user, fingerprint)),
             Credential::DatabaseToken(token) => {
-                match self.check_db_token(user.as_ref(), token).await {
+                match self
+                    .check_db_token(user.as_ref(), token, TokenKind::Database)
+                    .await
+                {
+                    Ok(matches) => matches,
+                    Err(refusal) => return FirstFactor::Refused(refusal),
+                }
+            }
+            Credential::KubernetesToken(token) => {
+                match self
+                    .check_db_token(user.as_ref(), token, TokenKind::Kubernetes)
+                    .await
+                {
                     Ok(matches) => matches,
                     Err(refusal) => return FirstFactor::Refused(refusal),
                 }
@@ -315,7 +337,10 @@ impl Authenticator {
                 self.succeeded(user, factor, mfa, method.to_owned()).await,
             );
         }
-        if matches!(credential, Credential::DatabaseToken(_)) {
+        if matches!(
+            credential,
+            Credential::DatabaseToken(_) | Credential::KubernetesToken(_)
+        ) {
             return FirstFactor::Authenticated(
                 self.succeeded(user, factor, false, method.to_owned()).await,
             );
@@ -595,6 +620,7 @@ impl Authenticator {
         &self,
         user: Option<&User>,
         token: &SecretString,
+        kind: TokenKind,
     ) -> Result<bool, Refusal> {
         let Some(user) = user.filter(|user| !user.disabled) else {
             return Ok(false);
@@ -603,7 +629,11 @@ impl Authenticator {
             return Ok(false);
         }
         self.store
-            .check_db_token(&user.name, rampart_core::ExposeSecret::expose_secret(token))
+            .check_token(
+                &user.name,
+                rampart_core::ExposeSecret::expose_secret(token),
+                kind,
+            )
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, "cannot check a database token; refusing a login");

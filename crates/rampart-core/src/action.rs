@@ -44,10 +44,18 @@ pub enum Action {
     RedisConnect,
     /// A read-only Redis session (`redis:read`): read commands only.
     RedisRead,
+    /// Reading a Kubernetes API (`kubernetes:read`): get, list and watch requests.
+    KubernetesRead,
+    /// Changing objects through a Kubernetes API (`kubernetes:write`): create, update, patch,
+    /// delete.
+    KubernetesWrite,
+    /// A command in a Kubernetes container (`kubernetes:exec`): `kubectl exec` and `attach`,
+    /// recorded as a terminal.
+    KubernetesExec,
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 15] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -60,6 +68,9 @@ impl Action {
         Action::PostgresRead,
         Action::MysqlRead,
         Action::RedisRead,
+        Action::KubernetesRead,
+        Action::KubernetesWrite,
+        Action::KubernetesExec,
     ];
 
     /// The protocol the action is a use of.
@@ -74,6 +85,9 @@ impl Action {
             Action::PostgresConnect | Action::PostgresRead => Protocol::Postgres,
             Action::MysqlConnect | Action::MysqlRead => Protocol::Mysql,
             Action::RedisConnect | Action::RedisRead => Protocol::Redis,
+            Action::KubernetesRead | Action::KubernetesWrite | Action::KubernetesExec => {
+                Protocol::Kubernetes
+            }
         }
     }
 
@@ -86,6 +100,9 @@ impl Action {
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
             Action::PostgresConnect | Action::MysqlConnect | Action::RedisConnect => "connect",
+            Action::KubernetesRead => "read",
+            Action::KubernetesWrite => "write",
+            Action::KubernetesExec => "exec",
             Action::PostgresRead | Action::MysqlRead | Action::RedisRead => "read",
         }
     }
@@ -156,10 +173,14 @@ impl ActionSet {
                 "file_transfer" => &[Action::Scp, Action::SftpRead, Action::SftpWrite],
                 // An unqualified word is the first protocol's (`connect`: PostgreSQL's, as
                 // grants written before other database fronts say).
-                other => match Action::ALL
-                    .iter()
-                    .find(|a| a.as_str() == other && protocol.is_none_or(|p| a.protocol() == p))
-                {
+                // Kubernetes actions are only ever written qualified (`kubernetes:read`).
+                other => match Action::ALL.iter().find(|a| {
+                    a.as_str() == other
+                        && match protocol {
+                            Some(p) => a.protocol() == p,
+                            None => a.protocol() != Protocol::Kubernetes,
+                        }
+                }) {
                     Some(action) => std::slice::from_ref(action),
                     None => {
                         let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
@@ -208,6 +229,18 @@ impl fmt::Display for ActionSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_actions_are_written_qualified() {
+        let set = ActionSet::parse("kubernetes:read,kubernetes:exec").unwrap();
+        assert!(set.contains(Action::KubernetesRead));
+        assert!(set.contains(Action::KubernetesExec));
+        assert!(!set.contains(Action::Exec));
+        assert_eq!(set.to_string(), "kubernetes:read,kubernetes:exec");
+        assert_eq!(ActionSet::parse("exec").unwrap().to_string(), "exec");
+        assert!(ActionSet::parse("read").is_err());
+        assert!(ActionSet::parse("kubernetes:shell").is_err());
+    }
 
     #[test]
     fn parse_lists_and_aliases() {

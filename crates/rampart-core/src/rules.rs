@@ -489,18 +489,54 @@ impl RuleSet {
         if self.rules.is_empty() {
             return Decision::allowed();
         }
-        let commands = match split_commands(line) {
-            Ok(commands) => commands,
-            Err(why) => {
-                return Decision {
-                    action: RuleAction::Deny,
-                    matches: Vec::new(),
-                    unparsable: Some(why),
-                };
+        match split_commands(line) {
+            Ok(commands) => self.decide_commands(&commands),
+            Err(why) => Decision {
+                action: RuleAction::Deny,
+                matches: Vec::new(),
+                unparsable: Some(why),
+            },
+        }
+    }
+
+    /// Decides a command given as argv (a Kubernetes exec's `command` parameters), exactly:
+    /// the words are the command's, no shell reads them. A shell given a script (`sh -c
+    /// SCRIPT`) has its script checked as a line too.
+    pub fn check_argv(&self, argv: &[String]) -> Decision {
+        if self.rules.is_empty() {
+            return Decision::allowed();
+        }
+        let mut commands = vec![SimpleCommand {
+            words: argv.to_vec(),
+            program_unknown: false,
+        }];
+        let program = argv
+            .first()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+            .unwrap_or("");
+        if matches!(
+            program,
+            "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "busybox"
+        ) && let Some(at) = argv.iter().position(|w| w == "-c")
+        {
+            let script = argv.get(at + 1).map(String::as_str).unwrap_or("");
+            match split_commands(script) {
+                Ok(inner) => commands.extend(inner),
+                Err(why) => {
+                    return Decision {
+                        action: RuleAction::Deny,
+                        matches: Vec::new(),
+                        unparsable: Some(why),
+                    };
+                }
             }
-        };
+        }
+        self.decide_commands(&commands)
+    }
+
+    fn decide_commands(&self, commands: &[SimpleCommand]) -> Decision {
         let mut decision = Decision::allowed();
-        for command in &commands {
+        for command in commands {
             let forms = hidden_forms(&command.words);
             let rule = self.rules.iter().find(|rule| {
                 if rule.matcher.for_statements_only() {
@@ -1287,6 +1323,39 @@ mod tests {
             "#30 warn list:privilege-escalation"
         );
         assert!(warned.refusal().is_none());
+    }
+
+    #[test]
+    fn argv_is_checked_as_words_and_a_shell_script_as_a_line() {
+        let argv = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        let rules = RuleSet::new(vec![
+            rule(1, RuleAction::Deny, "prefix:rm -rf"),
+            rule(2, RuleAction::Allow, "prefix:echo"),
+            rule(3, RuleAction::Allow, "prefix:sh -c"),
+            rule(4, RuleAction::Deny, "any"),
+        ]);
+        // One word holding shell syntax is one argument, not a second command.
+        let echo = rules.check_argv(&argv(&["echo", "hi; rm -rf /"]));
+        assert_eq!(echo.action, RuleAction::Allow);
+        assert_eq!(rules.check("echo hi; rm -rf /").action, RuleAction::Deny);
+        assert_eq!(
+            rules.check_argv(&argv(&["/bin/rm", "-rf", "/"])).action,
+            RuleAction::Deny
+        );
+        assert_eq!(
+            rules.check_argv(&argv(&["cat", "/etc/shadow"])).action,
+            RuleAction::Deny
+        );
+        let script = rules.check_argv(&argv(&["sh", "-c", "echo hi; rm -rf /"]));
+        assert_eq!(script.action, RuleAction::Deny);
+        let script = rules.check_argv(&argv(&["sh", "-c", "echo hi"]));
+        assert_eq!(script.action, RuleAction::Allow);
+        assert!(
+            RuleSet::default()
+                .check_argv(&argv(&["rm", "-rf", "/"]))
+                .refusal()
+                .is_none()
+        );
     }
 
     #[test]

@@ -243,6 +243,64 @@ impl Asset {
     }
 }
 
+/// The asset label that limits a Kubernetes asset to namespaces: `kubernetes/namespaces=web:api`
+/// (namespaces separated by `:`; several such labels add up). A Kubernetes asset is then a view
+/// of its cluster: requests through it may name only those namespaces, and cluster-wide
+/// requests for resources (nodes, every namespace's pods) are refused; discovery stays allowed.
+pub const KUBE_NAMESPACES_LABEL: &str = "kubernetes/namespaces";
+
+impl Asset {
+    /// The namespaces a Kubernetes asset is limited to (`None`: not limited).
+    pub fn kube_namespaces(&self) -> Option<Vec<&str>> {
+        let mut limited = false;
+        let mut namespaces = Vec::new();
+        for label in self
+            .labels
+            .iter()
+            .filter(|l| l.key == KUBE_NAMESPACES_LABEL)
+        {
+            limited = true;
+            namespaces.extend(label.value.split(':').filter(|ns| !ns.is_empty()));
+        }
+        limited.then_some(namespaces)
+    }
+
+    /// Whether a Kubernetes request may go through this asset: `resource` and `namespace` as
+    /// the request names them (`None`, `None`: a non-resource request such as discovery);
+    /// `name` for the namespace object itself. The refusal says why.
+    pub fn kube_request_allowed(
+        &self,
+        resource: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(allowed) = self.kube_namespaces() else {
+            return Ok(());
+        };
+        let Some(resource) = resource else {
+            return Ok(());
+        };
+        let named = match (namespace, resource, name) {
+            (Some(ns), _, _) => Some(ns),
+            (None, "namespaces", Some(name)) => Some(name),
+            _ => None,
+        };
+        match named {
+            Some(ns) if allowed.contains(&ns) => Ok(()),
+            Some(ns) => Err(format!(
+                "{} allows the namespaces {} only, not {ns}",
+                self.name,
+                allowed.join(", ")
+            )),
+            None => Err(format!(
+                "{} allows the namespaces {} only, not cluster-wide requests for {resource}",
+                self.name,
+                allowed.join(", ")
+            )),
+        }
+    }
+}
+
 /// `host:port`, with brackets around an IPv6 address.
 pub fn socket_address(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -311,6 +369,10 @@ pub enum SessionKind {
     Mysql,
     /// A Redis session (its commands are the recording).
     Redis,
+    /// Requests to a Kubernetes API over one client connection (each request is a record).
+    Kubernetes,
+    /// `kubectl exec` or `attach` in a Kubernetes container (a terminal recording).
+    KubernetesExec,
 }
 
 impl SessionKind {
@@ -324,6 +386,8 @@ impl SessionKind {
                 | SessionKind::Postgres
                 | SessionKind::Mysql
                 | SessionKind::Redis
+                | SessionKind::Kubernetes
+                | SessionKind::KubernetesExec
         )
     }
 
@@ -337,6 +401,7 @@ impl SessionKind {
             SessionKind::Postgres => Protocol::Postgres,
             SessionKind::Mysql => Protocol::Mysql,
             SessionKind::Redis => Protocol::Redis,
+            SessionKind::Kubernetes | SessionKind::KubernetesExec => Protocol::Kubernetes,
         }
     }
 
@@ -349,6 +414,8 @@ impl SessionKind {
             "postgres" => Ok(SessionKind::Postgres),
             "mysql" => Ok(SessionKind::Mysql),
             "redis" => Ok(SessionKind::Redis),
+            "kubernetes" => Ok(SessionKind::Kubernetes),
+            "kubernetes_exec" => Ok(SessionKind::KubernetesExec),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -369,6 +436,8 @@ impl fmt::Display for SessionKind {
             SessionKind::Postgres => f.write_str("postgres"),
             SessionKind::Mysql => f.write_str("mysql"),
             SessionKind::Redis => f.write_str("redis"),
+            SessionKind::Kubernetes => f.write_str("kubernetes"),
+            SessionKind::KubernetesExec => f.write_str("kubernetes_exec"),
         }
     }
 }
@@ -400,6 +469,46 @@ mod tests {
             host_key: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
         }
+    }
+
+    #[test]
+    fn a_namespace_label_limits_kubernetes_requests_to_its_namespaces() {
+        let mut view = asset("k8s-web", "10.0.0.1", &[(Protocol::Kubernetes, 6443)]);
+        assert!(
+            view.kube_request_allowed(Some("pods"), Some("default"), None)
+                .is_ok()
+        );
+        view.labels
+            .push(crate::Label::parse("kubernetes/namespaces=web:api").unwrap());
+        assert!(
+            view.kube_request_allowed(Some("pods"), Some("web"), None)
+                .is_ok()
+        );
+        assert!(
+            view.kube_request_allowed(Some("pods"), Some("api"), Some("x"))
+                .is_ok()
+        );
+        assert!(
+            view.kube_request_allowed(Some("namespaces"), None, Some("web"))
+                .is_ok()
+        );
+        assert!(view.kube_request_allowed(None, None, None).is_ok());
+        let refused = view
+            .kube_request_allowed(Some("pods"), Some("default"), None)
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            "k8s-web allows the namespaces web, api only, not default"
+        );
+        assert!(view.kube_request_allowed(Some("pods"), None, None).is_err());
+        assert!(
+            view.kube_request_allowed(Some("nodes"), None, Some("n1"))
+                .is_err()
+        );
+        assert!(
+            view.kube_request_allowed(Some("namespaces"), None, None)
+                .is_err()
+        );
     }
 
     #[test]

@@ -99,12 +99,32 @@ pub async fn authorize(
     source: &Source,
     protocol: Protocol,
 ) -> Result<Authorized, String> {
-    let decided = decide(store, user, mfa, login, source, protocol).await;
+    match Action::database_pair(protocol) {
+        Some((full, read)) => authorize_any(store, user, mfa, login, source, &[full, read]).await,
+        None => Err(format!("{protocol} has no database sessions")),
+    }
+}
+
+/// Decides, as [`authorize`] does, for a request that any one of `actions` allows (the
+/// Kubernetes front asks for the one action each API request needs). A denial is audited
+/// (`access_denied`, naming the first action) and its reason returned.
+pub async fn authorize_any(
+    store: &Store,
+    user: &User,
+    mfa: bool,
+    login: &DbLogin,
+    source: &Source,
+    actions: &[Action],
+) -> Result<Authorized, String> {
+    let decided = decide(store, user, mfa, login, source, actions).await;
     if let Err(reason) = &decided {
         let event = AuditEvent::AccessDenied {
             user: user.name.to_string(),
             target: login.target(),
-            action: format!("{protocol}:connect"),
+            action: actions
+                .first()
+                .map(|a| format!("{}:{a}", a.protocol()))
+                .unwrap_or_default(),
             reason: reason.clone(),
             source: source.text.clone(),
         };
@@ -124,11 +144,8 @@ async fn decide(
     mfa: bool,
     login: &DbLogin,
     source: &Source,
-    protocol: Protocol,
+    actions: &[Action],
 ) -> Result<Authorized, String> {
-    let (full, read) = Action::database_pair(protocol)
-        .ok_or_else(|| format!("{protocol} has no database sessions"))?;
-    let actions = [full, read];
     let snapshot = Snapshot::for_user(store, &user.name)
         .await
         .map_err(|_| "internal error looking up the target".to_owned())?;
@@ -139,11 +156,15 @@ async fn decide(
     let asset: &Asset = snapshot
         .asset(&login.asset)
         .ok_or_else(|| format!("{} is not an asset", login.asset))?;
-    let qualified = format!("{protocol}:connect or {protocol}:read");
+    let qualified = actions
+        .iter()
+        .map(|a| format!("{}:{a}", a.protocol()))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let account: Name = match &login.account {
         Some(account) => account.clone(),
         None => {
-            let allowed = access.allowed_logins(asset, &actions);
+            let allowed = access.allowed_logins(asset, actions);
             match allowed.as_slice() {
                 [one] => (*one).clone(),
                 [] => {
@@ -161,7 +182,7 @@ async fn decide(
             }
         }
     };
-    match access.decide_any(asset, &account, &actions) {
+    match access.decide_any(asset, &account, actions) {
         Ok(allowed) => Ok(Authorized {
             user: user.clone(),
             mfa,
@@ -401,7 +422,10 @@ pub async fn query_log(
                 let known = store.session(command.session).await.is_ok_and(|s| {
                     matches!(
                         s.kind,
-                        SessionKind::Postgres | SessionKind::Mysql | SessionKind::Redis
+                        SessionKind::Postgres
+                            | SessionKind::Mysql
+                            | SessionKind::Redis
+                            | SessionKind::Kubernetes
                     )
                 });
                 kinds.insert(command.session, known);

@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 /// What every database token starts with, so secret scanners and people recognise one.
 pub const DB_TOKEN_PREFIX: &str = "rampartdb_";
+/// What every Kubernetes token (a kubeconfig's bearer token) starts with.
+pub const KUBE_TOKEN_PREFIX: &str = "rampartkube_";
 /// The longest lifetime a token may be given.
 pub const MAX_DB_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -26,7 +28,7 @@ macro_rules! db_token_select {
     ($rest:literal) => {
         concat!(
             "SELECT t.id, u.name, t.created_by, t.created_at, t.expires_at, t.revoked_at, ",
-            "t.last_used_at, t.auth_epoch <> u.auth_epoch AS superseded ",
+            "t.last_used_at, t.auth_epoch <> u.auth_epoch AS superseded, t.kind ",
             "FROM db_tokens t JOIN users u ON u.id = t.user_id ",
             $rest
         )
@@ -49,6 +51,33 @@ pub struct DbToken {
     pub last_used_at: Option<OffsetDateTime>,
     /// The user's credentials or status changed since the token was issued: it no longer works.
     pub superseded: bool,
+    /// What the token opens: `database` (the database listeners) or `kubernetes` (the
+    /// Kubernetes listener, from a kubeconfig); never both.
+    pub kind: TokenKind,
+}
+
+/// What a personal token opens (migration 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Database,
+    Kubernetes,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Database => "database",
+            TokenKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Database => DB_TOKEN_PREFIX,
+            TokenKind::Kubernetes => KUBE_TOKEN_PREFIX,
+        }
+    }
 }
 
 impl DbToken {
@@ -67,14 +96,27 @@ impl Store {
         user: &Name,
         ttl: Duration,
     ) -> Result<(DbToken, SecretString)> {
+        self.create_token(actor, user, ttl, TokenKind::Database)
+            .await
+    }
+
+    /// Issues a personal token of `kind` (see [`Self::create_db_token`]).
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        user: &Name,
+        ttl: Duration,
+        kind: TokenKind,
+    ) -> Result<(DbToken, SecretString)> {
         if ttl.is_zero() || ttl > MAX_DB_TOKEN_TTL {
-            return Err(StoreError::invalid(
-                "a database token lives between 1 second and 30 days",
-            ));
+            return Err(StoreError::invalid(format!(
+                "a {} token lives between 1 second and 30 days",
+                kind.as_str()
+            )));
         }
         let at = now();
         let expires_at = plus(at, ttl);
-        let secret = format!("{DB_TOKEN_PREFIX}{}", random_secret()?);
+        let secret = format!("{}{}", kind.prefix(), random_secret()?);
         let mut tx = self.begin_write().await?;
         let owner = crate::users::load_user(&mut tx, user).await?;
         let token = DbToken {
@@ -86,10 +128,11 @@ impl Store {
             revoked_at: None,
             last_used_at: None,
             superseded: false,
+            kind,
         };
         sqlx::query(
             "INSERT INTO db_tokens (id, token_hash, user_id, created_by, created_at, expires_at, \
-             auth_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             auth_epoch, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(token.id.to_string())
         .bind(secret_hash(&secret))
@@ -98,6 +141,7 @@ impl Store {
         .bind(time_text(at))
         .bind(time_text(expires_at))
         .bind(owner.auth_epoch)
+        .bind(kind.as_str())
         .execute(&mut *tx)
         .await?;
         let event = AuditEvent::DbTokenCreated {
@@ -123,11 +167,34 @@ impl Store {
 
     /// Whether `secret` is an active database token of `user`; marks it used if so.
     pub async fn check_db_token(&self, user: &Name, secret: &str) -> Result<bool> {
-        let row = sqlx::query(db_token_select!("WHERE t.token_hash = $1 AND u.name = $2"))
+        self.check_token(user, secret, TokenKind::Database).await
+    }
+
+    /// The user whose token of `kind` `secret` is, if any (active or not: the check is
+    /// [`Self::check_token`]'s). A Kubernetes client sends a bearer token without a user name.
+    pub async fn token_owner(&self, secret: &str, kind: TokenKind) -> Result<Option<Name>> {
+        let row = sqlx::query(db_token_select!("WHERE t.token_hash = $1 AND t.kind = $2"))
             .bind(secret_hash(secret))
-            .bind(user.as_str())
+            .bind(kind.as_str())
             .fetch_optional(&self.pool)
             .await?;
+        Ok(row
+            .as_ref()
+            .map(db_token_from_row)
+            .transpose()?
+            .map(|token| token.user))
+    }
+
+    /// Whether `secret` is an active token of `kind` of `user`; marks it used if so.
+    pub async fn check_token(&self, user: &Name, secret: &str, kind: TokenKind) -> Result<bool> {
+        let row = sqlx::query(db_token_select!(
+            "WHERE t.token_hash = $1 AND u.name = $2 AND t.kind = $3"
+        ))
+        .bind(secret_hash(secret))
+        .bind(user.as_str())
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(token) = row.as_ref().map(db_token_from_row).transpose()? else {
             return Ok(false);
         };
@@ -184,5 +251,9 @@ fn db_token_from_row(row: &SqliteRow) -> Result<DbToken> {
         revoked_at: rows::optional_time(row, "revoked_at")?,
         last_used_at: rows::optional_time(row, "last_used_at")?,
         superseded: row.try_get("superseded")?,
+        kind: match rows::text(row, "kind")?.as_str() {
+            "kubernetes" => TokenKind::Kubernetes,
+            _ => TokenKind::Database,
+        },
     })
 }

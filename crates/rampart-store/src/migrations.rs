@@ -97,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0021_telnet_login.sql"),
     ),
     (
+        22,
+        "kubernetes tokens",
+        include_str!("../migrations/0022_kube_tokens.sql"),
+    ),
+    (
         24,
         "detectors",
         include_str!("../migrations/0024_detectors.sql"),

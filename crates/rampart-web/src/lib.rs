@@ -82,6 +82,18 @@ pub struct WebSettings {
     pub requests: rampart_core::requests::RequestSettings,
     /// How long an SSH user certificate it issues is valid (`auth.ssh_cert_ttl`).
     pub ssh_cert_ttl: Duration,
+    /// The Kubernetes listener as kubeconfigs name it (`POST /api/v1/kube/config`); `None`:
+    /// no Kubernetes listener.
+    pub kube: Option<KubeconfigSource>,
+}
+
+/// What a kubeconfig the API issues names: the listener's URL and the node's certificate.
+#[derive(Debug, Clone)]
+pub struct KubeconfigSource {
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// The node's certificate (PEM), the kubeconfig's CA.
+    pub ca_pem: Vec<u8>,
 }
 
 impl Default for WebSettings {
@@ -95,6 +107,7 @@ impl Default for WebSettings {
             ssh_port: None,
             requests: rampart_core::requests::RequestSettings::default(),
             ssh_cert_ttl: Duration::from_secs(8 * 3600),
+            kube: None,
         }
     }
 }

@@ -434,6 +434,16 @@ pub fn table() -> Vec<Route> {
             api::db_tokens_revoke,
         ),
         Route::new(
+            post(),
+            "/api/v1/kube/config",
+            User,
+            "kubernetes",
+            "Mint my kubeconfig for a Kubernetes asset (a personal token, shown once; needs a login with the second factor if I have one)",
+            api::kube_config_create,
+        )
+        .body(&["asset", "ttl", "namespace"])
+        .status(201),
+        Route::new(
             get(),
             "/api/v1/audit/events",
             Auditor,

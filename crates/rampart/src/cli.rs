@@ -126,6 +126,9 @@ pub enum Command {
     /// prints a link and a code, you approve it in the portal where you are signed in, and the
     /// certificate is written as KEY-cert.pub next to your key, where ssh finds it
     Login(LoginArgs),
+    /// Kubernetes access through Rampart: kubeconfigs with personal, short-lived tokens
+    #[command(subcommand)]
+    Kube(KubeCommand),
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +158,34 @@ pub enum CaCommand {
         /// The user CA's public key
         #[arg(long)]
         user: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Write a kubeconfig for a Kubernetes asset: the server is Rampart's Kubernetes listener,
+    /// the CA the node's certificate, the user a fresh personal token (shown only in this file)
+    Config {
+        /// The Kubernetes asset (ASSET, or ACCOUNT@ASSET when the user may use several
+        /// accounts there)
+        #[arg(long, value_name = "ASSET")]
+        asset: String,
+        /// The Rampart user the token logs in as [default: the operating-system user's name]
+        #[arg(long)]
+        user: Option<String>,
+        /// How long the token lives (at most 30d)
+        #[arg(long, default_value = "8h", value_name = "DURATION")]
+        ttl: String,
+        /// The listener's URL as clients reach it [default: https://kube.public_address, or
+        /// https://kube.listen]
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// The namespace kubectl uses when none is given
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Write the kubeconfig to this new file (mode 0600) instead of standard output
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
     },
 }
 

@@ -30,7 +30,9 @@ pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
+mod kube;
 mod requests;
+pub use kube::KubeConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
@@ -73,6 +75,8 @@ struct FileConfig {
     requests: requests::RequestsSection,
     #[serde(default)]
     alerts: alerts::AlertsSection,
+    #[serde(default)]
+    kube: kube::KubeSection,
 }
 
 /// How session recordings are written.
@@ -200,6 +204,8 @@ pub struct Config {
     pub requests: rampart_core::requests::RequestSettings,
     /// The anomaly detectors (`[alerts]`); the failed-login burst also rides in `auth`.
     pub detectors: rampart_core::detectors::DetectorSettings,
+    /// The Kubernetes API listener (`kube.listen`), off by default.
+    pub kube: KubeConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -514,6 +520,7 @@ impl Config {
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
         let requests = requests::requests_config(&file.requests, env_lookup, &file_name)?;
+        let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -538,6 +545,7 @@ impl Config {
             redis,
             requests,
             detectors,
+            kube,
         })
     }
 }

@@ -74,6 +74,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let postgres = database_listener("postgres", config.postgres.listen, &node_certificate).await?;
     let mysql = database_listener("mysql", config.mysql.listen, &node_certificate).await?;
     let redis = database_listener("redis", config.redis.listen, &node_certificate).await?;
+    let kube = database_listener("kube", config.kube.listen, &node_certificate).await?;
     let listening = |listener: &Option<(TcpListener, _)>| {
         listener
             .as_ref()
@@ -83,6 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let postgres_addr = listening(&postgres)?;
     let mysql_addr = listening(&mysql)?;
     let redis_addr = listening(&redis)?;
+    let kube_addr = listening(&kube)?;
     // The listener dial-out agents connect to (optional), with the node's SSH host key: the
     // enrolment token carries its fingerprint, so agents check it from their first connection.
     let agent_listener = match config.agent.listen {
@@ -145,6 +147,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = kube_addr {
+        println!(
+            "kubernetes: listening on {addr} (try: rampart kube config --asset ASSET --user USER -o kubeconfig, then KUBECONFIG=kubeconfig kubectl get pods)"
+        );
+    }
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
@@ -153,6 +160,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ("agent", agent_addr),
         ("mysql", mysql_addr),
         ("redis", redis_addr),
+        ("kube", kube_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -193,6 +201,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "redis_allow_plain_loopback": config.redis.settings.allow_plain_loopback,
         "redis_deny_commands": config.redis.settings.deny.to_string(),
         "alerts": crate::detectors::describe(&config.detectors),
+        "kube_listen": kube_addr.map(|addr| addr.to_string()),
     });
     // Crash recovery, part one: a log that does not end in a final signed head.
     if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
@@ -350,6 +359,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    let kube_task = kube.map(|(listener, certificate)| {
+        let front = rampart_kube::KubeFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            gateway.dialer(),
+            certificate,
+            config.kube.settings.clone(),
+        );
+        tokio::spawn(rampart_kube::run(front, listener, stopped(stop_rx.clone())))
+    });
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -360,6 +379,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ssh_port: Some(ssh_addr.port()),
         requests: config.requests.clone(),
         ssh_cert_ttl: config.ssh_cert_ttl,
+        kube: kube_addr
+            .map(|addr| kubeconfig_source(&config, &store, tls.as_ref(), addr))
+            .transpose()?,
     };
     let metrics_task = metrics_listener.map(|listener| {
         tokio::spawn(rampart_web::metrics::run_listener(
@@ -450,6 +472,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = redis_task {
         task.await.context("redis listener failed")?;
+    }
+    if let Some(task) = kube_task {
+        task.await.context("kubernetes listener failed")?;
     }
     web_task
         .await
@@ -683,6 +708,30 @@ fn auth_settings(auth: &rampart_core::login_rules::AuthSettings) -> serde_json::
 }
 
 /// A database front's listener (`WHAT.listen`), if configured, with the node's certificate.
+/// What the API's kubeconfigs name: `kube.public_address` (or the listener's address) and the
+/// node's certificate, the one the Kubernetes listener presents.
+fn kubeconfig_source(
+    config: &Config,
+    store: &Store,
+    tls: Option<&rampart_web::tls::TlsMaterial>,
+    listening: std::net::SocketAddr,
+) -> anyhow::Result<rampart_web::KubeconfigSource> {
+    let cert_path = match tls {
+        Some(material) => material.cert_path.clone(),
+        None => store
+            .data_dir()
+            .keys_dir()
+            .join(rampart_web::tls::GENERATED_CERT_FILE),
+    };
+    let ca_pem = std::fs::read(&cert_path)
+        .with_context(|| format!("cannot read the node's certificate {}", cert_path.display()))?;
+    let server = match &config.kube.public_address {
+        Some(address) => format!("https://{address}"),
+        None => format!("https://{listening}"),
+    };
+    Ok(rampart_web::KubeconfigSource { server, ca_pem })
+}
+
 async fn database_listener(
     what: &str,
     listen: Option<std::net::SocketAddr>,

@@ -42,13 +42,14 @@ pub async fn run(
                 return print_json(&tokens);
             }
             let now = time::OffsetDateTime::now_utc();
-            let mut table = Table::new(["ID", "USER", "STATUS", "EXPIRES", "LAST USED"]);
+            let mut table = Table::new(["ID", "USER", "KIND", "STATUS", "EXPIRES", "LAST USED"]);
             for t in &tokens {
                 let status =
                     super::tokens::status(t.revoked_at.is_some(), t.superseded, t.is_active(now));
                 table.row([
                     t.id.to_string(),
                     t.user.to_string(),
+                    t.kind.as_str().to_owned(),
                     status.to_owned(),
                     time_text(t.expires_at),
                     or_dash(t.last_used_at.map(time_text)),

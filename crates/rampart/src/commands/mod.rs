@@ -13,6 +13,7 @@ mod doctor;
 mod domains;
 mod grants;
 mod groups;
+mod kube;
 mod queries;
 mod recordings;
 mod report;
@@ -121,6 +122,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Db(crate::cli::DbCommand::Token(cmd)) => {
             db_tokens::run(&store, &actor, json, cmd).await
         }
+        Command::Kube(cmd) => kube::run(config, &store, &actor, json, cmd).await,
         Command::Agent(crate::cli::AgentArgs {
             command: Some(cmd), ..
         }) => agents::run(&store, &actor, json, cmd).await,

@@ -169,6 +169,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/api/v1/db-tokens"), "U2222"),
         (("POST", "/api/v1/db-tokens"), "UAAAA"),
         (("DELETE", "/api/v1/db-tokens/{id}"), "UNNNA"),
+        (("POST", "/api/v1/kube/config"), "UAAAA"),
         (("GET", "/api/v1/audit/events"), "UFF22"),
         (("GET", "/api/v1/audit/export"), "UFF22"),
         (("GET", "/api/v1/users"), "UFF22"),

@@ -27,6 +27,7 @@ mod domains;
 mod evidence;
 mod evidence_chain;
 mod hostile_clients;
+mod kube;
 mod login_controls;
 mod mfa;
 mod mysql;
