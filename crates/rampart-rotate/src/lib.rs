@@ -16,6 +16,7 @@
 //! INVARIANT: no secret in an error, an event or a log line: reasons come from
 //! `rampart_ssh::rotate`, which never puts one in.
 
+pub mod kits;
 pub mod password;
 
 use rampart_core::audit::Actor;
@@ -434,6 +435,8 @@ impl Rotator {
                 self.store()
                     .commit_rotation(self.actor(), rotation, &reason)
                     .await?;
+                // A break-glass kit holding the old secret is sealed again with the new one.
+                kits::reseal_after_rotation(self.store(), self.actor(), account).await;
                 return Ok(Outcome {
                     account: account.to_string(),
                     rotation: rotation.id.clone(),

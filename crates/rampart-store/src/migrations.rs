@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "command rules",
         include_str!("../migrations/0020_command_rules.sql"),
     ),
+    (
+        25,
+        "break-glass kits",
+        include_str!("../migrations/0025_breakglass.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -7,6 +7,7 @@ mod alerts;
 mod assets;
 pub(crate) mod audit;
 mod backup;
+pub(crate) mod breakglass;
 mod db_tokens;
 mod doctor;
 mod domains;
@@ -119,6 +120,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
             command: Some(cmd), ..
         }) => agents::run(&store, &actor, json, cmd).await,
         Command::Agent(_) => bail!("agent mode does not open a data directory"),
+        Command::Breakglass(cmd) => breakglass::run(&store, &actor, json, cmd).await,
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     if let Ok(store) = std::sync::Arc::try_unwrap(store) {
