@@ -539,6 +539,13 @@ pub enum AuditEvent {
         admin: String,
         approvals: u32,
     },
+    /// A break-glass session ended and its account was rotated (`state`: the rotation's
+    /// outcome, `committed` or why not).
+    BreakglassAccountRotated {
+        session: String,
+        account: String,
+        state: String,
+    },
     /// A break-glass request got its two approvals: `grant` gives the access until `until`.
     BreakglassActivated {
         request: String,
@@ -673,6 +680,7 @@ impl AuditEvent {
             AuditEvent::BreakglassRequested { .. } => "breakglass_requested",
             AuditEvent::BreakglassApproved { .. } => "breakglass_approved",
             AuditEvent::BreakglassActivated { .. } => "breakglass_activated",
+            AuditEvent::BreakglassAccountRotated { .. } => "breakglass_account_rotated",
             AuditEvent::CommandRuleMatched { .. } => "command_rule_matched",
             AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
             AuditEvent::AlertRaised { .. } => "alert_raised",

@@ -527,6 +527,51 @@ impl Rotator {
     }
 }
 
+impl Rotator {
+    /// Rotates the account of every break-glass session that ended (issue 17: emergency access
+    /// ends in rotation), every `tick` until `shutdown`. Each session's account is rotated
+    /// once; the outcome is recorded (a rotation that does not commit raised its own alert).
+    /// An account busy rotating elsewhere is tried again at the next tick.
+    pub async fn run_breakglass_rotations(
+        &self,
+        tick: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = interval.tick() => {}
+            }
+            let ended = match self.store().breakglass_sessions_to_rotate().await {
+                Ok(ended) => ended,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read ended break-glass sessions");
+                    continue;
+                }
+            };
+            for (session, account) in ended {
+                let outcome = self.rotate(&account).await;
+                log_outcome(&outcome);
+                let state = match &outcome {
+                    Ok(done) => done.state.as_str().to_owned(),
+                    Err(RotateError::Busy { .. }) => continue,
+                    Err(err) => format!("not rotated: {err}"),
+                };
+                if let Err(err) = self
+                    .store()
+                    .record_breakglass_rotation(self.actor(), &session, &account, &state)
+                    .await
+                {
+                    tracing::error!(error = %err, "cannot record a break-glass rotation");
+                }
+            }
+        }
+    }
+}
+
 /// Which protocol an account of `asset` rotates over: SSH when the asset has an ssh endpoint,
 /// else PostgreSQL when it has a postgres one. MySQL and Redis are not rotated yet.
 fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {

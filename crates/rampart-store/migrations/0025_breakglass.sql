@@ -40,3 +40,11 @@ CREATE TABLE breakglass_approvals (
 );
 -- The break-glass request a session ran under (its allowing grant was that request's grant).
 ALTER TABLE sessions ADD COLUMN breakglass TEXT;
+-- A break-glass session's account is rotated once the session ended; one row per session
+-- handled (the outcome's state), so it is rotated once.
+CREATE TABLE breakglass_session_rotations (
+    session_id TEXT PRIMARY KEY,
+    account    TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    at         TEXT NOT NULL
+);

@@ -479,3 +479,58 @@ impl Store {
         Ok(loaded)
     }
 }
+
+impl Store {
+    /// Ended break-glass sessions whose account has not been rotated since: (session id,
+    /// account), oldest first.
+    pub async fn breakglass_sessions_to_rotate(&self) -> Result<Vec<(String, AccountRef)>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT s.id, s.account_login, s.asset_name FROM sessions s \
+             WHERE s.breakglass IS NOT NULL AND s.ended_at IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM breakglass_session_rotations r WHERE r.session_id = s.id) \
+             ORDER BY s.ended_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, login, asset)| {
+                AccountRef::parse(&format!("{login}@{asset}"))
+                    .map(|account| (id, account))
+                    .map_err(|_| StoreError::Corrupt("sessions.account_login".into()))
+            })
+            .collect()
+    }
+
+    /// Records that a break-glass session's account was rotated (or why not), with its event.
+    pub async fn record_breakglass_rotation(
+        &self,
+        actor: &Actor,
+        session: &str,
+        account: &AccountRef,
+        state: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO breakglass_session_rotations (session_id, account, state, at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+        )
+        .bind(session)
+        .bind(account.to_string())
+        .bind(state)
+        .bind(time_text(now()))
+        .execute(&mut *tx)
+        .await?;
+        audit_log::append(
+            &mut tx,
+            actor,
+            &AuditEvent::BreakglassAccountRotated {
+                session: session.to_owned(),
+                account: account.to_string(),
+                state: state.to_owned(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -271,7 +271,10 @@ fn after_a_rotation_the_kit_is_sealed_again_and_the_old_kits_password_no_longer_
 
     // The kit file was replaced by a new kit holding the new password ...
     let new_kit = std::fs::read_to_string(&kit).unwrap();
-    assert_ne!(new_kit, std::fs::read_to_string(&old_kit).unwrap());
+    assert!(
+        new_kit != std::fs::read_to_string(&old_kit).unwrap(),
+        "the kit was not sealed again after the rotation"
+    );
     assert!(!new_kit.contains(NEW) && !new_kit.contains(OLD));
     let new_custody = dir.join("custody-new");
     let new_shares = shares(&kit, &custodians, &new_custody);
@@ -404,4 +407,64 @@ fn emergency_access_needs_two_distinct_administrators_and_its_sessions_are_marke
     assert!(alerts[1].to_string().contains("INC-4711"));
     let requests = lab.r.ok(&["breakglass", "requests"]);
     assert!(requests.contains("ann, ben"), "{requests}");
+}
+
+#[test]
+fn an_ended_break_glass_session_has_its_account_rotated_by_the_server() {
+    let Some(mut lab) = RotationLab::start() else {
+        return;
+    };
+    // The server rotates on a one-second tick, with the test's next password.
+    lab.lab.server.kill();
+    let password_file = lab.password_file.to_str().unwrap().to_owned();
+    lab.lab.server = lab.lab.r.serve_with_env(&[
+        ("RAMPART_TEST_ROTATION_TICK_SECONDS", "1"),
+        ("RAMPART_TEST_ROTATION_PASSWORD_FILE", &password_file),
+    ]);
+    // alice reaches USER@web-01 only through break-glass access.
+    let grants = lab.lab.r.json(&["grant", "list"]);
+    for grant in grants.as_array().unwrap() {
+        if grant.to_string().contains("web-01") {
+            lab.lab
+                .r
+                .ok(&["grant", "remove", grant["id"].as_str().unwrap()]);
+        }
+    }
+    assert!(!lab.rampart_logs_in());
+    lab.lab.r.ok(&["user", "add", "ann", "--role", "admin"]);
+    lab.lab.r.ok(&["user", "add", "ben", "--role", "admin"]);
+    let request = lab.lab.r.json(&[
+        "breakglass",
+        "grant",
+        "--user",
+        "alice",
+        "--asset",
+        "web-01",
+        "--reason",
+        "INC-9",
+    ]);
+    let id = request["id"].as_str().unwrap();
+    lab.lab.r.ok(&["breakglass", "approve", id, "--as", "ann"]);
+    lab.lab.r.ok(&["breakglass", "approve", id, "--as", "ben"]);
+    assert!(stock_ssh_password_works(&lab, OLD));
+
+    assert!(lab.rampart_logs_in());
+    // The session ended: the server rotates its account (the old password stops working on
+    // the target, the new one works) and says so in the audit trail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while lab.lab.events("breakglass_account_rotated").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rotation after the session"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let rotated = lab.lab.events("breakglass_account_rotated");
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    assert_eq!(rotated[0]["event"]["state"], "committed", "{rotated:?}");
+    assert_eq!(rotated[0]["event"]["account"], lab.account().as_str());
+    assert!(!stock_ssh_password_works(&lab, OLD));
+    assert!(stock_ssh_password_works(&lab, NEW));
+    // Rampart still logs in, with the new password.
+    assert!(lab.rampart_logs_in());
 }
