@@ -468,3 +468,63 @@ fn an_ended_break_glass_session_has_its_account_rotated_by_the_server() {
     // Rampart still logs in, with the new password.
     assert!(lab.rampart_logs_in());
 }
+
+/// The README's runbook, step by step: seal, Rampart stops, two custodians decrypt their own
+/// shares, the kit is opened into files with no data directory, the password logs in to the
+/// real sshd with stock ssh, Rampart starts again and the account is rotated.
+#[test]
+fn the_break_glass_runbook_works_with_rampart_stopped() {
+    let Some(mut lab) = RotationLab::start() else {
+        return;
+    };
+    let dir = lab.lab.r.scratch().join("runbook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let custodians = Custodians::make(&dir);
+    let kit = dir.join("prod.kit");
+    seal(&lab, &custodians, &kit);
+
+    // The bastion is down.
+    lab.lab.server.kill();
+    let offline_dir = dir.join("offline");
+    let shares = shares(&kit, &custodians, &offline_dir);
+    let secrets = offline_dir.join("secrets");
+    let out = offline(
+        &[
+            "breakglass",
+            "open",
+            kit.to_str().unwrap(),
+            shares[0].to_str().unwrap(),
+            shares[2].to_str().unwrap(),
+            "--out-dir",
+            secrets.to_str().unwrap(),
+        ],
+        &offline_dir,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    // The secret goes to a file, not the terminal; the host and port to reach are printed.
+    assert!(!said.contains(OLD), "{said}");
+    assert!(
+        said.contains(&format!("host 127.0.0.1  ssh:{}", lab.lab.target.port)),
+        "{said}"
+    );
+    let file = secrets.join(lab.account());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let password = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(password.trim_end(), OLD);
+    assert!(stock_ssh_password_works(&lab, password.trim_end()));
+
+    // Rampart is back: the account used is rotated, the kit's password stops working.
+    lab.lab.server = lab.lab.r.serve();
+    let out = output_with_input(
+        lab.rotate_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!stock_ssh_password_works(&lab, password.trim_end()));
+    assert!(lab.rampart_logs_in());
+}
