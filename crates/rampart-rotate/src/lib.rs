@@ -233,6 +233,20 @@ impl Rotator {
                     Err(why) => LoginCheck::Unknown(why),
                 }
             }
+            Ok(Protocol::Redis) => {
+                match rampart_redis::rotate::check_login(
+                    &self.reach.dialer,
+                    asset,
+                    &login.login,
+                    &login.secret,
+                )
+                .await
+                {
+                    Ok(true) => LoginCheck::Works,
+                    Ok(false) => LoginCheck::Refused,
+                    Err(why) => LoginCheck::Unknown(why),
+                }
+            }
             Ok(_) => check_login(&self.reach, asset, login).await,
             Err(err) => LoginCheck::Unknown(err.to_string()),
         }
@@ -289,6 +303,21 @@ impl Rotator {
                 asset,
                 &old_login,
                 &public,
+            )
+            .await;
+        }
+        if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Redis {
+            // As the user itself (when its ACL allows `ACL SETUSER`) or the rotation account.
+            let (login, secret) = match &via {
+                Some(via) => (&via.login, &via.secret),
+                None => (&account.login, &old),
+            };
+            return rampart_redis::rotate::change_password(
+                &self.reach.dialer,
+                asset,
+                &account.login,
+                &new,
+                (login, secret),
             )
             .await;
         }
@@ -579,9 +608,12 @@ fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {
         Ok(Protocol::Ssh)
     } else if asset.endpoint(Protocol::Postgres).is_some() {
         Ok(Protocol::Postgres)
+    } else if asset.endpoint(Protocol::Redis).is_some() {
+        Ok(Protocol::Redis)
     } else {
         Err(RotateError::Unsupported(format!(
-            "{} has no ssh or postgres endpoint: only SSH and PostgreSQL passwords rotate so far",
+            "{} has no ssh, postgres or redis endpoint: only SSH, PostgreSQL and Redis passwords \
+             rotate so far",
             asset.name
         )))
     }
