@@ -539,6 +539,50 @@ pub enum AuditEvent {
         severity: String,
         reason: String,
     },
+    /// An offline break-glass kit was sealed (issue 17) to `path` for these accounts, any
+    /// `threshold` of these custodians (names) opening it; `reason`: `sealed` by a person, or
+    /// `resealed after the rotation of ACCOUNT`. `kit` is the id written in the file.
+    BreakglassKitSealed {
+        path: String,
+        kit: String,
+        accounts: Vec<String>,
+        custodians: Vec<String>,
+        threshold: u32,
+        reason: String,
+    },
+    /// A kit is no longer sealed again after rotations (the file is left where it is).
+    BreakglassKitForgotten {
+        path: String,
+    },
+    /// Emergency access was asked for (issue 17); it needs two administrators' approval.
+    BreakglassRequested {
+        request: String,
+        user: String,
+        asset: String,
+        reason: String,
+        duration: String,
+    },
+    /// An administrator approved a break-glass request (`approvals`: how many so far).
+    BreakglassApproved {
+        request: String,
+        admin: String,
+        approvals: u32,
+    },
+    /// A break-glass session ended and its account was rotated (`state`: the rotation's
+    /// outcome, `committed` or why not).
+    BreakglassAccountRotated {
+        session: String,
+        account: String,
+        state: String,
+    },
+    /// A break-glass request got its two approvals: `grant` gives the access until `until`.
+    BreakglassActivated {
+        request: String,
+        user: String,
+        asset: String,
+        grant: String,
+        until: String,
+    },
     /// A command rule matched a command of a session (`action`: allow, warn, deny); `rule` is
     /// how the rule reads (`#3 deny prefix:rm -rf`), `line` what the user sent. A line that could
     /// not be checked is denied with `rule` `unparsable: WHY`.
@@ -696,6 +740,12 @@ impl AuditEvent {
             AuditEvent::AgentRevoked { .. } => "agent_revoked",
             AuditEvent::GatewayHealthChanged { .. } => "gateway_health_changed",
             AuditEvent::AccountRotationChanged { .. } => "account_rotation_changed",
+            AuditEvent::BreakglassKitSealed { .. } => "breakglass_kit_sealed",
+            AuditEvent::BreakglassKitForgotten { .. } => "breakglass_kit_forgotten",
+            AuditEvent::BreakglassRequested { .. } => "breakglass_requested",
+            AuditEvent::BreakglassApproved { .. } => "breakglass_approved",
+            AuditEvent::BreakglassActivated { .. } => "breakglass_activated",
+            AuditEvent::BreakglassAccountRotated { .. } => "breakglass_account_rotated",
             AuditEvent::CommandRuleMatched { .. } => "command_rule_matched",
             AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
             AuditEvent::AlertRaised { .. } => "alert_raised",

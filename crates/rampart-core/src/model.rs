@@ -276,6 +276,10 @@ pub struct Session {
     /// An exec session's command as the user sent it (bounded, control characters escaped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The break-glass request whose emergency grant allowed the session (issue 17): every
+    /// list shows such a session as `break-glass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<String>,
 }
 
 impl Session {

@@ -255,7 +255,7 @@ fn source(peer: SocketAddr) -> Source {
 }
 
 /// Reads until one whole value is in `buf`, and takes it. `None`: the peer closed.
-async fn read_frame(
+pub(crate) async fn read_frame(
     stream: &mut (impl AsyncRead + Unpin),
     framer: &mut Framer,
     buf: &mut BytesMut,

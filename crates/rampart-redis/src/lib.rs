@@ -18,6 +18,7 @@ pub mod commands;
 pub mod front;
 pub mod log;
 pub mod resp;
+pub mod rotate;
 
 pub use commands::DenyList;
 

@@ -16,6 +16,7 @@
 //! INVARIANT: no secret in an error, an event or a log line: reasons come from
 //! `rampart_ssh::rotate`, which never puts one in.
 
+pub mod kits;
 pub mod password;
 
 use rampart_core::audit::Actor;
@@ -232,6 +233,20 @@ impl Rotator {
                     Err(why) => LoginCheck::Unknown(why),
                 }
             }
+            Ok(Protocol::Redis) => {
+                match rampart_redis::rotate::check_login(
+                    &self.reach.dialer,
+                    asset,
+                    &login.login,
+                    &login.secret,
+                )
+                .await
+                {
+                    Ok(true) => LoginCheck::Works,
+                    Ok(false) => LoginCheck::Refused,
+                    Err(why) => LoginCheck::Unknown(why),
+                }
+            }
             Ok(_) => check_login(&self.reach, asset, login).await,
             Err(err) => LoginCheck::Unknown(err.to_string()),
         }
@@ -288,6 +303,21 @@ impl Rotator {
                 asset,
                 &old_login,
                 &public,
+            )
+            .await;
+        }
+        if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Redis {
+            // As the user itself (when its ACL allows `ACL SETUSER`) or the rotation account.
+            let (login, secret) = match &via {
+                Some(via) => (&via.login, &via.secret),
+                None => (&account.login, &old),
+            };
+            return rampart_redis::rotate::change_password(
+                &self.reach.dialer,
+                asset,
+                &account.login,
+                &new,
+                (login, secret),
             )
             .await;
         }
@@ -434,6 +464,8 @@ impl Rotator {
                 self.store()
                     .commit_rotation(self.actor(), rotation, &reason)
                     .await?;
+                // A break-glass kit holding the old secret is sealed again with the new one.
+                kits::reseal_after_rotation(self.store(), self.actor(), account).await;
                 return Ok(Outcome {
                     account: account.to_string(),
                     rotation: rotation.id.clone(),
@@ -524,6 +556,51 @@ impl Rotator {
     }
 }
 
+impl Rotator {
+    /// Rotates the account of every break-glass session that ended (issue 17: emergency access
+    /// ends in rotation), every `tick` until `shutdown`. Each session's account is rotated
+    /// once; the outcome is recorded (a rotation that does not commit raised its own alert).
+    /// An account busy rotating elsewhere is tried again at the next tick.
+    pub async fn run_breakglass_rotations(
+        &self,
+        tick: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = interval.tick() => {}
+            }
+            let ended = match self.store().breakglass_sessions_to_rotate().await {
+                Ok(ended) => ended,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read ended break-glass sessions");
+                    continue;
+                }
+            };
+            for (session, account) in ended {
+                let outcome = self.rotate(&account).await;
+                log_outcome(&outcome);
+                let state = match &outcome {
+                    Ok(done) => done.state.as_str().to_owned(),
+                    Err(RotateError::Busy { .. }) => continue,
+                    Err(err) => format!("not rotated: {err}"),
+                };
+                if let Err(err) = self
+                    .store()
+                    .record_breakglass_rotation(self.actor(), &session, &account, &state)
+                    .await
+                {
+                    tracing::error!(error = %err, "cannot record a break-glass rotation");
+                }
+            }
+        }
+    }
+}
+
 /// Which protocol an account of `asset` rotates over: SSH when the asset has an ssh endpoint,
 /// else PostgreSQL when it has a postgres one. MySQL and Redis are not rotated yet.
 fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {
@@ -531,9 +608,12 @@ fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {
         Ok(Protocol::Ssh)
     } else if asset.endpoint(Protocol::Postgres).is_some() {
         Ok(Protocol::Postgres)
+    } else if asset.endpoint(Protocol::Redis).is_some() {
+        Ok(Protocol::Redis)
     } else {
         Err(RotateError::Unsupported(format!(
-            "{} has no ssh or postgres endpoint: only SSH and PostgreSQL passwords rotate so far",
+            "{} has no ssh, postgres or redis endpoint: only SSH, PostgreSQL and Redis passwords \
+             rotate so far",
             asset.name
         )))
     }

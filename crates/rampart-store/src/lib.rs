@@ -16,6 +16,7 @@ mod alerts;
 mod assets;
 pub mod audit_log;
 mod backup;
+mod breakglass;
 mod cascade;
 mod command_rules;
 mod commands;
@@ -55,6 +56,9 @@ pub use assets::{AssetChange, EndpointChange, NewAsset};
 pub use audit_log::{AuditFilter, AuditRecord, AuditSeal, ChainProblem, SinkStatus};
 pub use backup::{
     BACKUP_MANIFEST, BackupFile, BackupManifest, Progress, read_backup_manifest, restore_backup,
+};
+pub use breakglass::{
+    BREAKGLASS_APPROVALS, BreakglassKit, BreakglassRequest, KitCustodian, MAX_BREAKGLASS_SECONDS,
 };
 pub use cascade::Cascade;
 pub use command_rules::NewCommandRule;

@@ -107,6 +107,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0024_detectors.sql"),
     ),
     (
+        25,
+        "break-glass kits",
+        include_str!("../migrations/0025_breakglass.sql"),
+    ),
+    (
         26,
         "ssh user certificates and invites",
         include_str!("../migrations/0026_ssh_certificates.sql"),

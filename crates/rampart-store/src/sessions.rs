@@ -83,6 +83,15 @@ impl Store {
         .bind(session.command.as_deref())
         .execute(&mut *tx)
         .await?;
+        // Marked when its allowing grant is an active break-glass request's.
+        sqlx::query(
+            "UPDATE sessions SET breakglass = (SELECT r.id FROM breakglass_requests r \
+             WHERE r.grant_id = $1 AND r.state = 'active') WHERE id = $2",
+        )
+        .bind(session.grant.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         let event = AuditEvent::SessionStarted {
             session: id.to_string(),
             user: session.user.clone(),
@@ -316,7 +325,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command, breakglass FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
              AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
@@ -363,7 +372,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command, breakglass FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -428,5 +437,6 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
             .map(|cap| u64::try_from(cap).unwrap_or(0)),
         route: row.try_get("route")?,
         command: row.try_get("command")?,
+        breakglass: row.try_get("breakglass")?,
     })
 }

@@ -809,7 +809,9 @@
         time(s.started_at),
         s.user,
         el('span', {}, accountOf(s), el('br', {}), el('small', { class: 'muted' }, `from ${s.source_addr}${s.route ? `, ${s.route}` : ''}`)),
-        s.command ? el('span', {}, s.kind, el('br', {}), el('code', { class: 'wrap' }, s.command)) : s.kind,
+        s.breakglass
+          ? el('span', {}, s.command ? el('span', {}, s.kind, el('br', {}), el('code', { class: 'wrap' }, s.command)) : s.kind, el('br', {}), el('strong', { class: 'breakglass' }, 'break-glass'))
+          : s.command ? el('span', {}, s.kind, el('br', {}), el('code', { class: 'wrap' }, s.command)) : s.kind,
         duration(s.started_at, s.ended_at),
         ended,
         outcome,

@@ -129,6 +129,10 @@ pub enum Command {
     /// Kubernetes access through Rampart: kubeconfigs with personal, short-lived tokens
     #[command(subcommand)]
     Kube(KubeCommand),
+    /// Break-glass: offline emergency kits that any THRESHOLD custodians together can open
+    /// when Rampart is down (`seal`, `share`, `open`)
+    #[command(subcommand)]
+    Breakglass(BreakglassCommand),
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +191,103 @@ pub enum KubeCommand {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakglassCommand {
+    /// Seal the named accounts' current secrets into an offline kit file: any THRESHOLD of the
+    /// custodians together can open it; sealed again to the same file after those accounts
+    /// rotate
+    Seal {
+        /// Accounts to hold, comma-separated: root@web-01,postgres@db-01
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required = true,
+            value_name = "LOGIN@ASSET,..."
+        )]
+        accounts: Vec<String>,
+        /// Custodians' public key files, comma-separated (OpenSSH ed25519/rsa `.pub` lines or
+        /// age recipients); a custodian's name is the file's stem: alice.pub is alice
+        #[arg(long, value_delimiter = ',', required = true, value_name = "FILE,...")]
+        custodians: Vec<PathBuf>,
+        /// How many custodians must come together to open the kit
+        #[arg(long)]
+        threshold: u8,
+        /// The kit file to write (replaced atomically when it is a kit sealed before)
+        #[arg(long, value_name = "KIT")]
+        out: PathBuf,
+    },
+    /// Decrypt your own share of a kit with your private key and print it (needs no data
+    /// directory): give it to whoever opens the kit
+    Share {
+        /// The kit file
+        kit: PathBuf,
+        /// Your private key: an OpenSSH private key (asks for its passphrase) or an age
+        /// identity file
+        #[arg(long, required = true, value_name = "KEY")]
+        identity: Vec<PathBuf>,
+        /// Write the share to this new file (0600) instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Open a kit with THRESHOLD custodians' shares (share files, or their private keys with
+    /// --identity) and print the secrets (needs no data directory and no running Rampart)
+    Open {
+        /// The kit file
+        kit: PathBuf,
+        /// Share files made by `rampart breakglass share`
+        shares: Vec<PathBuf>,
+        /// A custodian's private key, to decrypt their share here (repeat for each)
+        #[arg(long, value_name = "KEY")]
+        identity: Vec<PathBuf>,
+        /// Write each secret to its own new file (0600) in this directory, named LOGIN@ASSET,
+        /// instead of printing it
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Ask for emergency access of a user to an asset: nothing is given until two
+    /// administrators other than the user approve (`breakglass approve`); alerts every sink
+    Grant {
+        /// The user who needs the access
+        #[arg(long)]
+        user: String,
+        /// The asset
+        #[arg(long)]
+        asset: String,
+        /// Why (shown in the alert and the audit trail)
+        #[arg(long)]
+        reason: String,
+        /// How long the access lasts once approved (at most 24h)
+        #[arg(long = "for", default_value = "1h", value_name = "DURATION")]
+        duration: String,
+    },
+    /// Approve a break-glass request as an administrator; the second distinct administrator's
+    /// approval opens the access (a grant until the request's duration is over)
+    Approve {
+        /// The request's id
+        id: String,
+        /// The approving administrator (a Rampart user with the admin role, not the request's
+        /// user)
+        #[arg(long = "as", value_name = "ADMIN")]
+        admin: String,
+    },
+    /// List break-glass requests, newest first, with their approvals
+    Requests,
+    /// List the kits sealed on this node (paths, accounts, custodians; no secrets)
+    List,
+    /// Stop sealing a kit again after rotations (the file is left where it is)
+    Forget {
+        /// The kit file, as sealed
+        kit: PathBuf,
+    },
+}
+
+impl BreakglassCommand {
+    /// `share` and `open` work with the kit file alone: no configuration, no data directory.
+    pub fn is_offline(&self) -> bool {
+        matches!(self, Self::Share { .. } | Self::Open { .. })
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -113,6 +113,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build()?;
         return runtime.block_on(agent_mode::run(run));
     }
+    // Break-glass kits open with the kit file and the custodians' keys alone: no configuration,
+    // no data directory (Rampart may be down or gone).
+    if let Command::Breakglass(command) = &cli.command
+        && command.is_offline()
+    {
+        return commands::breakglass::run_offline(cli.global.json, &cli.command);
+    }
     let mut overrides = Overrides {
         config_file: cli.global.config.clone(),
         data_dir: cli.global.data_dir.clone(),

@@ -8,6 +8,7 @@ mod assets;
 pub(crate) mod audit;
 mod backup;
 mod ca;
+pub(crate) mod breakglass;
 mod db_tokens;
 mod doctor;
 mod domains;
@@ -129,6 +130,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Agent(_) => bail!("agent mode does not open a data directory"),
         Command::Login(_) => bail!("rampart login does not open a data directory"),
         Command::Ca(cmd) => ca::run(&store, json, cmd),
+        Command::Breakglass(cmd) => breakglass::run(&store, &actor, json, cmd).await,
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     if let Ok(store) = std::sync::Arc::try_unwrap(store) {

@@ -44,11 +44,16 @@ pub async fn run_in_serve(rotator: Rotator, mut stop: tokio::sync::watch::Receiv
         .ok()
         .and_then(|text| text.parse().ok())
         .map_or(SCHEDULE_TICK, std::time::Duration::from_secs);
-    rotator
-        .run_schedule(tick, async move {
+    let mut stop_breakglass = stop.clone();
+    // Break-glass sessions end in the rotation of their accounts, on the same tick.
+    tokio::join!(
+        rotator.run_schedule(tick, async move {
             let _ = stop.wait_for(|stop| *stop).await;
-        })
-        .await;
+        }),
+        rotator.run_breakglass_rotations(tick, async move {
+            let _ = stop_breakglass.wait_for(|stop| *stop).await;
+        }),
+    );
 }
 
 pub async fn run(

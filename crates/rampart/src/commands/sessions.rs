@@ -69,7 +69,10 @@ pub async fn run(
                     s.id.to_string(),
                     s.user.clone(),
                     format!("{}@{}", s.account, s.asset),
-                    s.kind.to_string(),
+                    match &s.breakglass {
+                        Some(_) => format!("{} break-glass", s.kind),
+                        None => s.kind.to_string(),
+                    },
                     s.source_addr.clone(),
                     time_text(s.started_at),
                     if s.is_live() {
@@ -102,6 +105,14 @@ pub async fn run(
                 ("kind", s.kind.to_string()),
                 ("from", s.source_addr.clone()),
                 ("route", or_dash(s.route.clone())),
+                (
+                    "break-glass",
+                    or_dash(
+                        s.breakglass
+                            .as_ref()
+                            .map(|id| format!("yes (request {id})")),
+                    ),
+                ),
                 ("command", or_dash(s.command.clone())),
                 ("started", time_text(s.started_at)),
                 (

@@ -16,6 +16,7 @@ mod auth;
 mod auth_hardening;
 mod availability;
 mod bounded_reads;
+mod breakglass;
 mod browser;
 mod cli;
 mod cli_messages;

@@ -584,3 +584,58 @@ fn a_database_token_minted_through_the_api_works_with_redis_cli_and_the_query_lo
         refused.text()
     );
 }
+
+/// Whether `password` logs `app` in, straight to the server with stock redis-cli.
+fn app_password_works(redis: &Redis, password: &str) -> bool {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(["--user", "app", "--no-auth-warning", "PING"])
+        .env("REDISCLI_AUTH", password)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+}
+
+#[test]
+fn a_redis_acl_users_password_rotates_by_acl_setuser_and_rampart_logs_in_with_the_new_one() {
+    const NEW: &str = "redis-rotated-canary-4d1e9b.X";
+    let Some(redis) = start_redis() else {
+        return;
+    };
+    let (r, server, port) = rampart_for(&redis, &[]);
+    assert!(app_password_works(&redis, CANARY));
+    assert!(!app_password_works(&redis, NEW));
+    let password_file = r.scratch().join("next-password");
+    std::fs::write(&password_file, format!("{NEW}\n")).unwrap();
+    let out = r
+        .command(&["account", "rotate", "app@redis-01"])
+        .env("RAMPART_TEST_ROTATION_PASSWORD_FILE", &password_file)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("committed"), "{said}");
+    assert!(!said.contains(NEW) && !said.contains(CANARY), "{said}");
+
+    // The old password stops working on the server, the new one works, and Rampart's session
+    // logs in with it (the vault holds it).
+    assert!(!app_password_works(&redis, CANARY));
+    assert!(app_password_works(&redis, NEW));
+    let out = run(cli(port, &token(&r), true), "PING\n");
+    assert!(text(&out).contains("PONG"), "{}", text(&out));
+    let events = r.ok(&[
+        "audit",
+        "list",
+        "--kind",
+        "account_rotation_changed",
+        "--json",
+    ]);
+    assert!(events.contains("committed"), "{events}");
+    assert!(!events.contains(NEW));
+    drop(server);
+    assert!(files_containing(&r.data_dir(), NEW.as_bytes()).is_empty());
+}

@@ -16,8 +16,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A local user that exists for one test and is removed after it (even when it fails).
-struct TestUser {
-    name: String,
+pub(crate) struct TestUser {
+    pub(crate) name: String,
 }
 
 impl TestUser {
@@ -65,19 +65,19 @@ impl Drop for TestUser {
     }
 }
 
-const OLD: &str = "old-rotation-canary-3f9a1c";
-const NEW: &str = "New-rotation-canary-77b2e.Q";
+pub(crate) const OLD: &str = "old-rotation-canary-3f9a1c";
+pub(crate) const NEW: &str = "New-rotation-canary-77b2e.Q";
 
 /// The lab, a throwaway user with password `OLD` vaulted as `USER@web-01` and rotated through
 /// root, and a second asset (web-02, the same sshd) to try passwords directly through Rampart.
-struct RotationLab {
-    lab: Lab,
-    user: TestUser,
-    password_file: std::path::PathBuf,
+pub(crate) struct RotationLab {
+    pub(crate) lab: Lab,
+    pub(crate) user: TestUser,
+    pub(crate) password_file: std::path::PathBuf,
 }
 
 impl RotationLab {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let lab = Lab::start()?;
         let user = TestUser::create(OLD)?;
         let account = format!("{}@web-01", user.name);
@@ -115,7 +115,7 @@ impl RotationLab {
         })
     }
 
-    fn account(&self) -> String {
+    pub(crate) fn account(&self) -> String {
         format!("{}@web-01", self.user.name)
     }
 
@@ -132,14 +132,14 @@ impl RotationLab {
     }
 
     /// Whether Rampart's own vaulted secret (web-01) logs the user in.
-    fn rampart_logs_in(&self) -> bool {
+    pub(crate) fn rampart_logs_in(&self) -> bool {
         let out = self
             .lab
             .ssh(&format!("alice@{}", self.account()), "id -un", b"");
         text(&out.stdout).trim() == self.user.name
     }
 
-    fn rotate_command(&self) -> Command {
+    pub(crate) fn rotate_command(&self) -> Command {
         let mut command = self.lab.r.command(&["account", "rotate", &self.account()]);
         command.env("RAMPART_TEST_ROTATION_PASSWORD_FILE", &self.password_file);
         command
