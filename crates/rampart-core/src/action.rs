@@ -171,14 +171,17 @@ impl ActionSet {
             let actions: &[Action] = match word {
                 "sftp" => &[Action::SftpRead, Action::SftpWrite],
                 "file_transfer" => &[Action::Scp, Action::SftpRead, Action::SftpWrite],
-                // An unqualified word is the first protocol's (`connect`: PostgreSQL's, as
-                // grants written before other database fronts say).
-                // Kubernetes actions are only ever written qualified (`kubernetes:read`).
+                // An unqualified word is an SSH action, or `connect`: PostgreSQL's, as grants
+                // written before other database fronts say. Every later action (`read` of a
+                // database, Kubernetes') is only ever written qualified: a bare `read` would
+                // not say which protocol it reads.
                 other => match Action::ALL.iter().find(|a| {
                     a.as_str() == other
                         && match protocol {
                             Some(p) => a.protocol() == p,
-                            None => a.protocol() != Protocol::Kubernetes,
+                            None => {
+                                a.protocol() == Protocol::Ssh || **a == Action::PostgresConnect
+                            }
                         }
                 }) {
                     Some(action) => std::slice::from_ref(action),
