@@ -179,9 +179,7 @@ impl ActionSet {
                     a.as_str() == other
                         && match protocol {
                             Some(p) => a.protocol() == p,
-                            None => {
-                                a.protocol() == Protocol::Ssh || **a == Action::PostgresConnect
-                            }
+                            None => a.protocol() == Protocol::Ssh || **a == Action::PostgresConnect,
                         }
                 }) {
                     Some(action) => std::slice::from_ref(action),
