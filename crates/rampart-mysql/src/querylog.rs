@@ -26,9 +26,9 @@ use crate::wire::{
     Packet, STATUS_MORE_RESULTS, eof_status, error_summary, lenenc_bytes, lenenc_int, ok_summary,
     packets,
 };
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use rampart_audit::Stream;
-use rampart_session::database::{MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
+use rampart_session::database::{self, MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
@@ -577,27 +577,12 @@ impl Observer for QueryLog {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
         let result = self.state().and_then(|mut state| {
             let mut verdict = ClientVerdict::default();
-            let mut out = BytesMut::new();
-            let mut rewritten = false;
-            // The packets are put together again only where statements are checked.
-            let active = self.control.is_active();
-            for packet in packets(data.clone()) {
-                let sent = active.then(|| packet.clone());
-                match state.client(packet, &self.control, &mut verdict.findings)? {
-                    Some(instead) => {
-                        rewritten = true;
-                        instead.encode(&mut out);
-                    }
-                    None => {
-                        if let Some(sent) = sent {
-                            sent.encode(&mut out);
-                        }
-                    }
-                }
-            }
-            if rewritten {
-                verdict.forward = Some(out.to_vec());
-            }
+            verdict.forward = database::substitute(
+                packets(data.clone()),
+                self.control.is_active(),
+                |packet| state.client(packet, &self.control, &mut verdict.findings),
+                Packet::encode,
+            )?;
             Ok(verdict)
         });
         ready(result)
@@ -611,11 +596,7 @@ impl Observer for QueryLog {
                     state.target(&packet, &mut done)?;
                 }
             }
-            Ok(done
-                .iter()
-                .filter_map(QueryRecord::to_json)
-                .map(Finding::Command)
-                .collect())
+            Ok(database::findings(done))
         });
         ready(result)
     }
@@ -629,17 +610,12 @@ impl Observer for QueryLog {
         let findings = self
             .state()
             .map(|mut state| {
-                state
-                    .in_flight
-                    .drain(..)
-                    .filter_map(|pending| pending.record)
-                    .map(|mut open| {
-                        open.error = Some("no answer: the session ended".into());
-                        open
-                    })
-                    .filter_map(|record| record.to_json())
-                    .map(Finding::Command)
-                    .collect()
+                database::unanswered(
+                    state
+                        .in_flight
+                        .drain(..)
+                        .filter_map(|pending| pending.record),
+                )
             })
             .unwrap_or_default();
         ready(Ok(Finished {

@@ -24,7 +24,7 @@ use crate::wire::{Message, cstring, error_summary, messages};
 use bytes::BytesMut;
 use bytes::{Buf, Bytes};
 use rampart_audit::Stream;
-use rampart_session::database::{MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
+use rampart_session::database::{self, MAX_PARAM, MAX_PARAMS, MAX_TEXT, QueryRecord, bounded};
 use rampart_session::observe::{
     ClientVerdict, Control, Finding, Finished, Observer, ObserverFuture, ready,
 };
@@ -346,27 +346,12 @@ impl Observer for QueryLog {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
         let result = self.state().and_then(|mut state| {
             let mut verdict = ClientVerdict::default();
-            let mut out = BytesMut::new();
-            let mut rewritten = false;
-            // The messages are put together again only where statements are checked.
-            let active = self.control.is_active();
-            for message in messages(data.clone()) {
-                let sent = active.then(|| message.clone());
-                match state.client(message, &self.control, &mut verdict.findings)? {
-                    Some(instead) => {
-                        rewritten = true;
-                        instead.encode(&mut out);
-                    }
-                    None => {
-                        if let Some(sent) = sent {
-                            sent.encode(&mut out);
-                        }
-                    }
-                }
-            }
-            if rewritten {
-                verdict.forward = Some(out.to_vec());
-            }
+            verdict.forward = database::substitute(
+                messages(data.clone()),
+                self.control.is_active(),
+                |message| state.client(message, &self.control, &mut verdict.findings),
+                Message::encode,
+            )?;
             Ok(verdict)
         });
         ready(result)
@@ -380,10 +365,7 @@ impl Observer for QueryLog {
                     state.target(&message, &mut done);
                 }
             }
-            done.iter()
-                .filter_map(QueryRecord::to_json)
-                .map(Finding::Command)
-                .collect()
+            database::findings(done)
         });
         ready(result)
     }
@@ -396,18 +378,7 @@ impl Observer for QueryLog {
         // Statements never answered (the session ended first) are recorded as such.
         let findings = self
             .state()
-            .map(|mut state| {
-                state
-                    .in_flight
-                    .drain(..)
-                    .map(|mut open| {
-                        open.error = Some("no answer: the session ended".into());
-                        open
-                    })
-                    .filter_map(|record| record.to_json())
-                    .map(Finding::Command)
-                    .collect()
-            })
+            .map(|mut state| database::unanswered(state.in_flight.drain(..)))
             .unwrap_or_default();
         ready(Ok(Finished {
             findings,

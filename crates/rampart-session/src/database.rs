@@ -287,6 +287,52 @@ impl QueryRecord {
     }
 }
 
+/// The records as command-log findings (what a front's observer reports).
+pub fn findings(records: impl IntoIterator<Item = QueryRecord>) -> Vec<crate::observe::Finding> {
+    records
+        .into_iter()
+        .filter_map(|record| record.to_json())
+        .map(crate::observe::Finding::Command)
+        .collect()
+}
+
+/// Statements the session ended before they were answered, recorded as such.
+pub fn unanswered(records: impl IntoIterator<Item = QueryRecord>) -> Vec<crate::observe::Finding> {
+    findings(records.into_iter().map(|mut open| {
+        open.error = Some("no answer: the session ended".into());
+        open
+    }))
+}
+
+/// A client's chunk checked unit by unit (PostgreSQL messages, MySQL packets): `check` passes
+/// a unit (`None`) or gives the one to send in its place. Returns the bytes to forward when a
+/// unit was replaced (`None`: the chunk goes as it came). Units are encoded again only when the
+/// session's statements are checked at all (`active`), so an unchecked session copies nothing.
+pub fn substitute<U: Clone>(
+    units: impl IntoIterator<Item = U>,
+    active: bool,
+    mut check: impl FnMut(U) -> Result<Option<U>, String>,
+    encode: impl Fn(&U, &mut bytes::BytesMut),
+) -> Result<Option<Vec<u8>>, String> {
+    let mut out = bytes::BytesMut::new();
+    let mut rewritten = false;
+    for unit in units {
+        let sent = active.then(|| unit.clone());
+        match check(unit)? {
+            Some(instead) => {
+                rewritten = true;
+                encode(&instead, &mut out);
+            }
+            None => {
+                if let Some(sent) = sent {
+                    encode(&sent, &mut out);
+                }
+            }
+        }
+    }
+    Ok(rewritten.then(|| out.to_vec()))
+}
+
 /// `text`, cut to `max` bytes at a character boundary, with how much was cut.
 pub fn bounded(text: &str, max: usize) -> String {
     if text.len() <= max {
