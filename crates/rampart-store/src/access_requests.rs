@@ -42,6 +42,9 @@ pub struct AccessRequest {
     pub accounts: Vec<String>,
     pub actions: String,
     pub duration: String,
+    /// The same, in seconds (what an approval's grant lasts).
+    #[serde(skip)]
+    pub duration_secs: u64,
     pub reason: String,
     /// `pending`, `approved`, `denied` or `cancelled`.
     pub state: String,
@@ -80,7 +83,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AccessRequest> {
         .map(|l| l.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
     let accounts: String = row.try_get("accounts")?;
-    let duration: i64 = row.try_get("duration_secs")?;
+    let duration = u64::try_from(row.try_get::<i64, _>("duration_secs")?).unwrap_or(0);
     Ok(AccessRequest {
         id: rows::uuid(row, "id")?,
         requester: rows::text(row, "requester")?,
@@ -96,7 +99,8 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AccessRequest> {
             .map(str::to_owned)
             .collect(),
         actions: rows::text(row, "actions")?,
-        duration: format_duration(Duration::from_secs(u64::try_from(duration).unwrap_or(0))),
+        duration: format_duration(Duration::from_secs(duration)),
+        duration_secs: duration,
         reason: rows::text(row, "reason")?,
         state: rows::text(row, "state")?,
         created_at: rows::text(row, "created_at")?,
@@ -255,12 +259,8 @@ impl Store {
                             .collect::<std::result::Result<_, _>>()?,
                     ),
                 };
-                let duration: i64 =
-                    sqlx::query_scalar("SELECT duration_secs FROM access_requests WHERE id = $1")
-                        .bind(id.to_string())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let until = at + time::Duration::seconds(duration);
+                let until =
+                    at + time::Duration::seconds(i64::try_from(request.duration_secs).unwrap_or(0));
                 let grant = insert_grant(
                     &mut tx,
                     actor,
