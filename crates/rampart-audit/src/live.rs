@@ -2,7 +2,8 @@
 //! runtime, and the relay talks to it through a bounded channel.
 //!
 //! Each call hands the writer one piece of the session and resolves once it is written to the
-//! file (`write(2)`), so the relay forwards only what is already recorded. Whenever
+//! file (`write(2)`), so the relay forwards only what is already recorded. The writer hashes
+//! the piece into its chunk after answering, while the relay forwards it. Whenever
 //! `sync_interval` has passed with something written, the writer closes the open chunks into
 //! the manifest and starts an fsync of the files on the runtime's blocking pool, and goes on
 //! writing meanwhile (a bulk stream is not held to the disk's speed); the next fsync starts
@@ -65,6 +66,9 @@ const QUEUE: usize = 8;
 pub struct LiveRecorder {
     session: Uuid,
     jobs: flume::Sender<Job>,
+    /// Disconnected once the writer thread has ended: a job still queued then is never
+    /// answered (the channel keeps it while a handle lives), so a call stops waiting on this.
+    gone: flume::Receiver<()>,
 }
 
 impl std::fmt::Debug for Job {
@@ -79,6 +83,7 @@ impl LiveRecorder {
     pub fn start(recorder: Recorder, sync_interval: Duration) -> Result<Self, RecordingError> {
         let session = recorder.session();
         let (jobs, queue) = flume::bounded(QUEUE);
+        let (alive, gone) = flume::bounded::<()>(0);
         let syncer = Syncer {
             files: Arc::new(recorder.sync_handles()?),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -92,12 +97,18 @@ impl LiveRecorder {
                 OPEN_WRITERS.fetch_add(1, Ordering::Relaxed);
                 write_until_sealed(recorder, syncer, &queue, sync_interval);
                 OPEN_WRITERS.fetch_sub(1, Ordering::Relaxed);
+                // Every answer is sent by now: waiting calls see the end after their answer.
+                drop(alive);
             })
             .map_err(|err| RecordingError::Io {
                 path: format!("the writer thread of recording {session}"),
                 source: err,
             })?;
-        Ok(Self { session, jobs })
+        Ok(Self {
+            session,
+            jobs,
+            gone,
+        })
     }
 
     pub fn session(&self) -> Uuid {
@@ -111,7 +122,12 @@ impl LiveRecorder {
             .send_async(job(done))
             .await
             .map_err(|_| RecordingError::Stopped)?;
-        let result = written.await.map_err(|_| RecordingError::Stopped)?;
+        let result = tokio::select! {
+            biased;
+            answer = written => answer.map_err(|_| RecordingError::Stopped)?,
+            // The writer ended (sealed) after this job was queued but before it was read.
+            _ = self.gone.recv_async() => return Err(RecordingError::Stopped),
+        };
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         HANDOFFS.fetch_add(1, Ordering::Relaxed);
         HANDOFF_WAIT_MICROS.fetch_add(waited, Ordering::Relaxed);
@@ -229,6 +245,9 @@ fn write_until_sealed(
         syncer.busy(&mut recorder);
         match queue.recv_deadline(next_checkpoint) {
             Ok(Job::Write(op, done)) => {
+                // Written now, hashed once the relay has its answer: it forwards what is in
+                // the file while this thread hashes it.
+                recorder.defer_hashing();
                 let result = match op {
                     Op::Streams(parts) => parts
                         .iter()
@@ -238,6 +257,8 @@ fn write_until_sealed(
                 };
                 // The caller may have gone (its session ended); nothing waits for the answer.
                 let _ = done.send(result);
+                // A failure fails the recording: the next call reports it and the session ends.
+                let _ = recorder.hash_written();
             }
             Ok(Job::Seal(key, done)) => {
                 let _ = done.send(recorder.seal(&key));
@@ -306,5 +327,48 @@ mod tests {
         ));
         let report = crate::verify_recording(tmp.path(), session, key.public_key()).unwrap();
         assert!(report.complete);
+    }
+
+    /// Hashing after the answer must leave the same chunks as hashing at once: many batches
+    /// across several 1 MiB raw chunks, with markers between them, seal and verify, and the
+    /// verifier still catches a flipped byte in the middle.
+    #[tokio::test]
+    async fn hashing_after_the_answer_keeps_every_chunk_verifiable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let session = Uuid::now_v7();
+        let header = CastHeader::new(80, 24, None, Some("cat".into()), "t".into());
+        let options = RecordingOptions {
+            raw_streams: true,
+            cap: None,
+        };
+        let recorder = Recorder::create_with(tmp.path(), session, &header, options).unwrap();
+        let live = LiveRecorder::start(recorder, Duration::from_millis(20)).unwrap();
+        for round in 0..40u8 {
+            let batch = (0..4)
+                .map(|piece| {
+                    let stream = if piece % 2 == 0 {
+                        Stream::Output
+                    } else {
+                        Stream::Input
+                    };
+                    (stream, Bytes::from(vec![round ^ piece; 30_000]))
+                })
+                .collect();
+            live.streams(batch).await.unwrap();
+            if round % 7 == 0 {
+                live.marker(&format!("round {round}")).await.unwrap();
+            }
+        }
+        let key = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32])));
+        live.seal(key.clone()).await.unwrap();
+        let raw = crate::recording::raw_path(tmp.path(), session);
+        assert!(std::fs::metadata(&raw).unwrap().len() > 4 * 1024 * 1024);
+        let report = crate::verify_recording(tmp.path(), session, key.public_key()).unwrap();
+        assert!(report.complete);
+        let mut bytes = std::fs::read(&raw).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&raw, bytes).unwrap();
+        assert!(crate::verify_recording(tmp.path(), session, key.public_key()).is_err());
     }
 }

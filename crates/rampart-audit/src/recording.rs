@@ -8,6 +8,7 @@
 //! interval if the machine itself stops.
 
 use crate::{SEAL_NAMESPACE, hex};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
@@ -371,6 +372,29 @@ pub struct Recorder {
     /// for the next event so characters split across packets stay whole.
     pending_output: Vec<u8>,
     pending_input: Vec<u8>,
+    /// Whether writes wait in `unhashed` to be hashed into their chunks (see
+    /// [`Recorder::defer_hashing`]).
+    defer: bool,
+    /// Written, in order, but not yet hashed into their chunks.
+    unhashed: Vec<(RecordedFile, Written)>,
+}
+
+/// Bytes written to a data file, kept until they are hashed into their chunk.
+#[derive(Debug)]
+enum Written {
+    /// A raw frame: its header and its data (shared with the caller, not copied).
+    Frame([u8; FRAME_HEADER], Bytes),
+    /// A line of the asciicast file.
+    Line(Vec<u8>),
+}
+
+impl Written {
+    fn parts(&self) -> [&[u8]; 2] {
+        match self {
+            Written::Frame(header, data) => [header, data],
+            Written::Line(line) => [line, &[]],
+        }
+    }
 }
 
 impl Recorder {
@@ -442,6 +466,8 @@ impl Recorder {
             failed: None,
             pending_output: Vec::new(),
             pending_input: Vec::new(),
+            defer: false,
+            unhashed: Vec::new(),
         };
         let start = ManifestLine::Start {
             session: id,
@@ -452,7 +478,7 @@ impl Recorder {
             .map_err(|err| recorder.io_error(std::io::Error::other(err)));
         let written = header.and_then(|header| {
             recorder.write_manifest(&start)?;
-            recorder.write_cast(format!("{header}\n").as_bytes())?;
+            recorder.write_cast(format!("{header}\n").into_bytes())?;
             // The header reaches the disk at once: a recording exists from the first moment.
             recorder.checkpoint()
         });
@@ -481,16 +507,16 @@ impl Recorder {
 
     /// Output from the target (`o`).
     pub fn output(&mut self, data: &[u8]) -> Result<(), RecordingError> {
-        self.stream(Stream::Output, data)
+        self.stream(Stream::Output, &Bytes::copy_from_slice(data))
     }
 
     /// Input from the user (`i`).
     pub fn input(&mut self, data: &[u8]) -> Result<(), RecordingError> {
-        self.stream(Stream::Input, data)
+        self.stream(Stream::Input, &Bytes::copy_from_slice(data))
     }
 
     /// Bytes of one direction: a raw frame for a command, an asciicast event for a terminal.
-    pub fn stream(&mut self, stream: Stream, data: &[u8]) -> Result<(), RecordingError> {
+    pub fn stream(&mut self, stream: Stream, data: &Bytes) -> Result<(), RecordingError> {
         self.usable()?;
         if self.raw.is_none() {
             let (pending, code) = match stream {
@@ -519,7 +545,7 @@ impl Recorder {
                 .unwrap_or(usize::MAX)
                 .min(data.len()),
         };
-        let (kept, dropped) = data.split_at(keep);
+        let (kept, dropped) = (data.slice(..keep), data.get(keep..).unwrap_or_default());
         if !kept.is_empty() {
             self.write_frame(stream, kept)?;
         }
@@ -564,10 +590,10 @@ impl Recorder {
         let mut line = serde_json::to_vec(&(Seconds(at), code, text))
             .map_err(|err| self.io_error(std::io::Error::other(err)))?;
         line.push(b'\n');
-        self.write_cast(&line)
+        self.write_cast(line)
     }
 
-    fn write_frame(&mut self, stream: Stream, data: &[u8]) -> Result<(), RecordingError> {
+    fn write_frame(&mut self, stream: Stream, data: Bytes) -> Result<(), RecordingError> {
         let length = u32::try_from(data.len())
             .map_err(|_| self.io_error(std::io::Error::other("a frame larger than 4 GiB")))?;
         let mut header = [0u8; FRAME_HEADER];
@@ -577,21 +603,22 @@ impl Recorder {
         micros.copy_from_slice(&self.elapsed_micros().to_be_bytes());
         size.copy_from_slice(&length.to_be_bytes());
         let raw = self.raw.as_mut().ok_or(RecordingError::Stopped)?;
-        let written = raw.write_all(&header).and_then(|()| raw.write_all(data));
-        self.wrote(RecordedFile::Raw, written, &[&header, data])
+        let written = write_both(raw, &header, &data);
+        self.wrote(RecordedFile::Raw, written, Written::Frame(header, data))
     }
 
-    fn write_cast(&mut self, bytes: &[u8]) -> Result<(), RecordingError> {
-        let written = self.cast.write_all(bytes);
-        self.wrote(RecordedFile::Cast, written, &[bytes])
+    fn write_cast(&mut self, line: Vec<u8>) -> Result<(), RecordingError> {
+        let written = self.cast.write_all(&line);
+        self.wrote(RecordedFile::Cast, written, Written::Line(line))
     }
 
-    /// Accounts for a write: hashes what was written, or fails the recording for good.
+    /// Accounts for a write: hashes what was written (now, or after the caller has been
+    /// answered, see [`Recorder::defer_hashing`]), or fails the recording for good.
     fn wrote(
         &mut self,
         file: RecordedFile,
         written: std::io::Result<()>,
-        parts: &[&[u8]],
+        what: Written,
     ) -> Result<(), RecordingError> {
         if let Err(err) = written {
             let err = self.io_error(err);
@@ -599,16 +626,54 @@ impl Recorder {
             return Err(err);
         }
         self.dirty = true;
+        if self.defer {
+            self.unhashed.push((file, what));
+            return Ok(());
+        }
+        self.hash_into_chunk(file, &what)
+    }
+
+    fn hash_into_chunk(
+        &mut self,
+        file: RecordedFile,
+        what: &Written,
+    ) -> Result<(), RecordingError> {
         let (chunk, limit) = match file {
             RecordedFile::Cast => (&mut self.cast_chunk, CHUNK_BYTES),
             RecordedFile::Raw => (&mut self.raw_chunk, RAW_CHUNK_BYTES),
         };
-        for part in parts {
+        for part in what.parts() {
             chunk.hash.update(part);
             chunk.length += part.len() as u64;
         }
         if chunk.length >= limit {
             self.close_chunk(file)?;
+        }
+        Ok(())
+    }
+
+    /// From now until [`Recorder::hash_written`], writes go to the files at once but are
+    /// hashed into their chunks only then. The live writer answers the relay in between: what
+    /// the relay forwards is in the file (written before forwarded), and hashing it overlaps
+    /// with forwarding instead of delaying it. The chunks, their boundaries and the manifest
+    /// come out exactly as without deferring.
+    pub fn defer_hashing(&mut self) {
+        self.defer = true;
+    }
+
+    /// Hashes what was written since [`Recorder::defer_hashing`], in order, and hashes at once
+    /// again. A failure (the manifest cannot be written) fails the recording.
+    pub fn hash_written(&mut self) -> Result<(), RecordingError> {
+        self.defer = false;
+        let unhashed = std::mem::take(&mut self.unhashed);
+        if self.failed.is_some() {
+            return self.usable();
+        }
+        for (file, what) in &unhashed {
+            if let Err(err) = self.hash_into_chunk(*file, what) {
+                self.fail(err.to_string());
+                return Err(err);
+            }
         }
         Ok(())
     }
@@ -661,7 +726,7 @@ impl Recorder {
 
     /// Closes the open chunks into the manifest (the bytes are already in the files).
     pub fn flush_chunk(&mut self) -> Result<(), RecordingError> {
-        self.usable()?;
+        self.hash_written()?;
         self.close_chunk(RecordedFile::Cast)?;
         self.close_chunk(RecordedFile::Raw)
     }
@@ -830,6 +895,28 @@ impl Serialize for Seconds {
 
 /// Turns `pending` + `data` into text, keeping an incomplete trailing character for later.
 /// Invalid bytes become U+FFFD (a terminal would show them as garbage anyway).
+/// Writes a frame's header and data with as few system calls as the kernel allows (one
+/// `writev` for both, normally).
+fn write_both(file: &mut File, header: &[u8], data: &[u8]) -> std::io::Result<()> {
+    let mut written = 0;
+    let total = header.len() + data.len();
+    while written < total {
+        let result = if written < header.len() {
+            let rest = header.get(written..).unwrap_or_default();
+            file.write_vectored(&[std::io::IoSlice::new(rest), std::io::IoSlice::new(data)])
+        } else {
+            file.write(data.get(written - header.len()..).unwrap_or_default())
+        };
+        match result {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn take_utf8(pending: &mut Vec<u8>, data: &[u8]) -> String {
     pending.extend_from_slice(data);
     let keep = incomplete_tail(pending);

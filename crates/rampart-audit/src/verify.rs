@@ -370,9 +370,7 @@ pub fn verify_recording(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::{
-        CastHeader, Recorder, RecordingOptions, Stream, raw_path, seal_interrupted,
-    };
+    use crate::recording::{CastHeader, Recorder, RecordingOptions, raw_path, seal_interrupted};
     use sha2::{Digest, Sha256};
     use ssh_key::PrivateKey;
     use ssh_key::private::Ed25519Keypair;
@@ -566,10 +564,10 @@ mod tests {
         let mut output = Vec::new();
         for i in 0..40_000 {
             let line = format!("output line {i}\n");
-            recorder.stream(Stream::Output, line.as_bytes()).unwrap();
+            recorder.output(line.as_bytes()).unwrap();
             output.extend_from_slice(line.as_bytes());
         }
-        recorder.stream(Stream::Input, b"echo HIDDEN\n").unwrap();
+        recorder.input(b"echo HIDDEN\n").unwrap();
         recorder.seal(key).unwrap();
         (session, output)
     }
@@ -676,9 +674,7 @@ mod tests {
             cap: None,
         };
         let mut recorder = Recorder::create_with(dir, session, &header, options).unwrap();
-        recorder
-            .stream(Stream::Output, b"shown before the crash")
-            .unwrap();
+        recorder.output(b"shown before the crash").unwrap();
         recorder.marker("a marker").unwrap();
         // The process dies before any checkpoint: the bytes are in the files, not in the
         // manifest.
