@@ -16,6 +16,8 @@
 
 mod databases;
 mod domain_hop;
+mod efficiency;
+mod history;
 mod load;
 
 use anyhow::{Context, bail};
@@ -51,6 +53,30 @@ struct Args {
     /// Run only the database cases (pgbench -S, redis-benchmark; direct against Rampart)
     #[arg(long)]
     databases_only: bool,
+    /// A few minutes instead of an hour: 64 MiB transfers, one timed run, 200 keystrokes,
+    /// 200 sessions, 3 s database runs (for a regression check, not for published figures)
+    #[arg(long)]
+    quick: bool,
+    /// The history file this run's ratios are appended to and compared with (JSON lines)
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench-history.jsonl"))]
+    history: PathBuf,
+    /// Neither read nor append the history file
+    #[arg(long)]
+    no_history: bool,
+}
+
+impl Args {
+    /// `--quick` lowers every size to its quick value.
+    fn quickened(mut self) -> Self {
+        if self.quick {
+            self.runs = 1;
+            self.size_mib = self.size_mib.min(64);
+            self.echoes = self.echoes.min(200);
+            self.sessions = self.sessions.min(200);
+            self.db_seconds = self.db_seconds.min(3);
+        }
+        self
+    }
 }
 
 /// The ways to the same target: the three compared, and Rampart with recording off (a grant with
@@ -355,6 +381,8 @@ struct Row {
     /// Higher is better (throughput) or lower is better (time).
     higher_is_better: bool,
     per_path: Vec<(Path3, Stats)>,
+    /// Transfers: CPU seconds of the path's processes per GiB moved, median per path.
+    cpu_per_gib: Vec<(Path3, f64)>,
 }
 
 impl Row {
@@ -375,14 +403,14 @@ impl Row {
 }
 
 /// Runs `case` for every path, alternating paths within each round so noise hits all alike.
-fn measure(
+fn measure<T>(
     runs: usize,
-    mut case: impl FnMut(Path3) -> anyhow::Result<f64>,
-) -> anyhow::Result<Vec<(Path3, Vec<f64>)>> {
+    mut case: impl FnMut(Path3) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<(Path3, Vec<T>)>> {
     for path in PATHS {
         case(path)?; // warm-up
     }
-    let mut results: Vec<(Path3, Vec<f64>)> = PATHS.iter().map(|p| (*p, Vec::new())).collect();
+    let mut results: Vec<(Path3, Vec<T>)> = PATHS.iter().map(|p| (*p, Vec::new())).collect();
     for _ in 0..runs {
         for (path, values) in results.iter_mut() {
             values.push(case(*path)?);
@@ -391,8 +419,37 @@ fn measure(
     Ok(results)
 }
 
+/// A transfer row from (MiB/s, core-seconds per GiB) samples.
+fn transfer_row(case: String, samples: &[(Path3, Vec<(f64, f64)>)]) -> Row {
+    Row {
+        case,
+        unit: "MiB/s",
+        higher_is_better: true,
+        per_path: samples
+            .iter()
+            .map(|(p, v)| (*p, stats(&v.iter().map(|s| s.0).collect::<Vec<_>>())))
+            .collect(),
+        cpu_per_gib: samples
+            .iter()
+            .map(|(p, v)| (*p, stats(&v.iter().map(|s| s.1).collect::<Vec<_>>()).median))
+            .collect(),
+    }
+}
+
+/// One transfer: MiB/s, and the CPU seconds its path spent per GiB moved (clients, both sshd
+/// and Rampart: see `efficiency`).
+fn transfer(lab: &Lab, command: Command, stdin: Stdio, mib: f64) -> anyhow::Result<(f64, f64)> {
+    let servers = [lab.target.pid(), lab.jump.pid(), lab.server.pid()];
+    let before = efficiency::path_cpu_seconds(&servers)?;
+    let seconds = timed(command, stdin)?;
+    // The target's per-connection sshd is reaped (and counted) a moment after the client ends.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let cpu = efficiency::path_cpu_seconds(&servers)? - before;
+    Ok((mib / seconds, cpu / (mib / 1024.0)))
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse().quickened();
     if args.sessions > 10_000 {
         bail!("--sessions is at most 10000");
     }
@@ -411,6 +468,10 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let lab = setup()?;
+    let load_at_start = efficiency::load_average();
+    if let Some(load) = load_at_start {
+        eprintln!("load average at the start: {load:.2} (figures from a busy machine are noisy)");
+    }
     let mut rows = Vec::new();
     let mib = args.size_mib as f64;
 
@@ -421,26 +482,22 @@ fn main() -> anyhow::Result<()> {
         let upload = measure(args.runs, |path| {
             let mut command = lab.ssh(path, &["-o", &option]);
             command.arg("cat > /dev/null");
-            Ok(mib / timed(command, zeros(args.size_mib)?)?)
+            transfer(&lab, command, zeros(args.size_mib)?, mib)
         })?;
-        rows.push(Row {
-            case: format!("upload {} MiB ({short})", args.size_mib),
-            unit: "MiB/s",
-            higher_is_better: true,
-            per_path: upload.iter().map(|(p, v)| (*p, stats(v))).collect(),
-        });
+        rows.push(transfer_row(
+            format!("upload {} MiB ({short})", args.size_mib),
+            &upload,
+        ));
         eprintln!("download {} MiB, {short}...", args.size_mib);
         let download = measure(args.runs, |path| {
             let mut command = lab.ssh(path, &["-o", &option]);
             command.arg(format!("head -c {} /dev/zero", args.size_mib * 1024 * 1024));
-            Ok(mib / timed(command, Stdio::null())?)
+            transfer(&lab, command, Stdio::null(), mib)
         })?;
-        rows.push(Row {
-            case: format!("download {} MiB ({short})", args.size_mib),
-            unit: "MiB/s",
-            higher_is_better: true,
-            per_path: download.iter().map(|(p, v)| (*p, stats(v))).collect(),
-        });
+        rows.push(transfer_row(
+            format!("download {} MiB ({short})", args.size_mib),
+            &download,
+        ));
     }
 
     eprintln!("connect and run true...");
@@ -454,6 +511,7 @@ fn main() -> anyhow::Result<()> {
         unit: "ms",
         higher_is_better: false,
         per_path: connect.iter().map(|(p, v)| (*p, stats(v))).collect(),
+        cpu_per_gib: Vec::new(),
     });
 
     eprintln!("keystroke echo, {} round trips...", args.echoes);
@@ -470,9 +528,11 @@ fn main() -> anyhow::Result<()> {
         unit: "µs",
         higher_is_better: false,
         per_path: echo,
+        cpu_per_gib: Vec::new(),
     });
 
     print_table(&rows);
+    print_cpu(&rows);
     let mut report = json!({
         "rows": rows.iter().map(|r| json!({
             "case": r.case,
@@ -483,7 +543,11 @@ fn main() -> anyhow::Result<()> {
             "rampart_vs_direct": r.ratio(Path3::Direct),
             "rampart_vs_jump": r.ratio(Path3::Jump),
             "recorded_vs_unrecorded": r.ratio_of(Path3::Rampart, Path3::Unrecorded),
+            "cpu_core_seconds_per_gib": r.cpu_per_gib.iter().map(|(p, c)| json!({
+                "path": p.name(), "median": c,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "load_average_at_start": load_at_start,
     });
 
     if args.sessions > 0 {
@@ -529,6 +593,14 @@ fn main() -> anyhow::Result<()> {
         });
     }
     report["rampart_rss_kib_at_end"] = json!(resident_kib(lab.server.pid()));
+    let peak = efficiency::peak_resident_kib(lab.server.pid());
+    report["rampart_peak_rss_kib"] = json!(peak);
+    if let Some(peak) = peak {
+        println!(
+            "rampart's resident memory high-water mark (VmHWM): {:.1} MiB",
+            peak as f64 / 1024.0
+        );
+    }
     // The network-domain case (its own lab: a gateway, a bastion and a target sshd).
     let binary = rampart_binary()?;
     report["domain_gateway"] = domain_hop::run(
@@ -545,7 +617,60 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());
     }
+    if !args.no_history {
+        history::record(&args.history, args.quick, &ratios(&rows))?;
+    }
     Ok(())
+}
+
+/// The ratios the regression guard follows.
+fn ratios(rows: &[Row]) -> Vec<history::Ratio> {
+    let mut ratios = Vec::new();
+    for row in rows {
+        let mut push = |what, value: f64| {
+            if value.is_finite() {
+                ratios.push(history::Ratio {
+                    case: row.case.clone(),
+                    what,
+                    value,
+                });
+            }
+        };
+        push("vs direct", row.ratio(Path3::Direct));
+        push("vs jump host", row.ratio(Path3::Jump));
+        if row.unit == "MiB/s" {
+            push(
+                "recorded / unrecorded",
+                row.ratio_of(Path3::Rampart, Path3::Unrecorded),
+            );
+        }
+    }
+    ratios
+}
+
+/// CPU seconds per GiB of each transfer, per path: efficiency beside speed.
+fn print_cpu(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>22}   (CPU seconds of clients, sshd, jump host and Rampart per GiB moved, medians)",
+        "cpu per GiB", "direct", "jump host", "rampart", "rampart, no recording"
+    );
+    for row in rows.iter().filter(|row| !row.cpu_per_gib.is_empty()) {
+        let cell = |path: Path3| {
+            row.cpu_per_gib
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map_or_else(|| "-".to_owned(), |(_, c)| format!("{c:.2}"))
+        };
+        println!(
+            "{:<28} {:>10} {:>10} {:>10} {:>22}",
+            row.case,
+            cell(Path3::Direct),
+            cell(Path3::Jump),
+            cell(Path3::Rampart),
+            cell(Path3::Unrecorded)
+        );
+    }
 }
 
 fn goal(row: &Row) -> String {
