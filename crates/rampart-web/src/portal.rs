@@ -623,7 +623,7 @@ pub async fn accounts() -> Response {
 <button type="submit" name="mode" value="add">Add account</button>
 <button type="submit" name="mode" value="replace">Replace secret</button>
 </form>
-<table id="accounts"><thead><tr><th>Account</th><th>Secret</th><th>Created</th><th></th></tr></thead><tbody></tbody></table>
+<table id="accounts"><thead><tr><th>Account</th><th>Secret</th><th>Created</th><th></th><th></th></tr></thead><tbody></tbody></table>
 <section id="rotation" hidden>
 <h2 id="rotation-title">Rotation</h2>
 <p id="rotation-settings"></p>

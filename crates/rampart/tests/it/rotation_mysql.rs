@@ -346,3 +346,70 @@ fn an_administrator_rotates_an_account_in_the_portal_and_sees_the_history_row() 
     assert_eq!(committed["actor"]["name"], "adam", "{committed}");
     assert_no_secret_anywhere(r, server, "rot4@my-01", "", dir.path(), &[OLD, NEW]);
 }
+
+#[test]
+fn an_asset_password_policy_shapes_generated_passwords_and_a_server_rejecting_them_keeps_the_old_one()
+ {
+    let Some(db) = start_mariadb() else { return };
+    create_user(&db, "rot5", OLD);
+    // The server's own password policy: upper and lower case, a digit and a symbol, 8 long.
+    let out = db.direct("install soname 'simple_password_check'");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Generated passwords this time (no test password file).
+    let (r, server, port) =
+        crate::db_common::rampart_for_database("mysql", "my-01", db.port, "rot5", OLD, &[]);
+    r.ok(&[
+        "rotation",
+        "policy",
+        "my-01",
+        "--length",
+        "16",
+        "--classes",
+        "lower,digits",
+    ]);
+    let shown = r.ok(&["rotation", "show-policy", "my-01"]);
+    assert!(
+        shown.contains("length: 16, classes: lower,digits"),
+        "{shown}"
+    );
+    let out = output_with_input(
+        r.command(&["account", "rotate", "rot5@my-01"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    // Lower case and digits only: the server refuses it, the old password stays and works.
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("1819"), "{said}");
+    assert!(works_directly(&db, "rot5", OLD));
+    assert!(rampart_logs_in(&r, port, "rot5"));
+    assert_eq!(states(&r, "rot5@my-01"), ["pending", "failed"]);
+
+    // Every class: accepted; the old password stops working and Rampart logs in with the new.
+    r.ok(&["rotation", "policy", "my-01", "--length", "20"]);
+    let out = output_with_input(
+        r.command(&["account", "rotate", "rot5@my-01"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!works_directly(&db, "rot5", OLD));
+    assert!(rampart_logs_in(&r, port, "rot5"));
+    let events = r.json(&["audit", "list", "--limit", "100000"]);
+    let policies = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "rotation_policy_changed")
+        .count();
+    assert_eq!(policies, 2, "{events}");
+    let (_, log) = server.terminate();
+    assert!(!log.contains(OLD));
+}
