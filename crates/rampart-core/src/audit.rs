@@ -575,6 +575,20 @@ pub enum AuditEvent {
         account: String,
         state: String,
     },
+    /// A session of an account that rotates after every session ended, and its account was
+    /// rotated (issue 17; `state`: the rotation's outcome, `committed` or why not).
+    SessionAccountRotated {
+        session: String,
+        account: String,
+        state: String,
+    },
+    /// A rotation policy changed (issue 17): `scope` is `label KEY=VALUE` (a schedule for the
+    /// accounts of the assets with that label) or `asset NAME` (its generated-password policy);
+    /// `policy` says what it is now (`removed` when it is gone).
+    RotationPolicyChanged {
+        scope: String,
+        policy: String,
+    },
     /// A break-glass request got its two approvals: `grant` gives the access until `until`.
     BreakglassActivated {
         request: String,
@@ -746,6 +760,8 @@ impl AuditEvent {
             AuditEvent::BreakglassApproved { .. } => "breakglass_approved",
             AuditEvent::BreakglassActivated { .. } => "breakglass_activated",
             AuditEvent::BreakglassAccountRotated { .. } => "breakglass_account_rotated",
+            AuditEvent::SessionAccountRotated { .. } => "session_account_rotated",
+            AuditEvent::RotationPolicyChanged { .. } => "rotation_policy_changed",
             AuditEvent::CommandRuleMatched { .. } => "command_rule_matched",
             AuditEvent::CommandRuleAdded { .. } => "command_rule_added",
             AuditEvent::AlertRaised { .. } => "alert_raised",

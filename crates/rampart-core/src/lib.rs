@@ -13,6 +13,7 @@ pub mod login_rules;
 pub mod mfa;
 pub mod model;
 pub mod name;
+pub mod password_policy;
 pub mod policy;
 pub mod requests;
 pub mod rules;

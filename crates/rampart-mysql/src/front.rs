@@ -414,17 +414,43 @@ async fn target_login(
     password: &SecretString,
     greeting_seq: u8,
 ) -> Result<(), WireError> {
+    let as_client = TargetClient {
+        caps: hello.caps,
+        collation: hello.collation,
+        user: authorized.account.as_str(),
+        database: hello.database.as_deref(),
+    };
+    login_to_target(stream, &as_client, target, password, greeting_seq).await
+}
+
+/// Who logs in to a target, as its answer to the greeting says.
+pub(crate) struct TargetClient<'a> {
+    pub(crate) caps: u32,
+    pub(crate) collation: u8,
+    pub(crate) user: &'a str,
+    pub(crate) database: Option<&'a str>,
+}
+
+/// The one login to a target (sessions' and rotation's): `mysql_native_password` or the
+/// `caching_sha2_password` fast path, auth switches followed; a cold cache is refused.
+pub(crate) async fn login_to_target(
+    stream: &mut Box<dyn Io>,
+    client: &TargetClient<'_>,
+    target: &TargetGreeting,
+    password: &SecretString,
+    greeting_seq: u8,
+) -> Result<(), WireError> {
     let plugin = match target.plugin.as_str() {
         "caching_sha2_password" => "caching_sha2_password",
         _ => "mysql_native_password",
     };
     let auth = scramble_for(plugin, password, &target.scramble)?;
     let answer = target_hello(
-        hello.caps & target.caps,
-        hello.collation,
-        authorized.account.as_str(),
+        client.caps & target.caps,
+        client.collation,
+        client.user,
         &auth,
-        hello.database.as_deref(),
+        client.database,
         plugin,
     );
     let mut seq = greeting_seq.wrapping_add(1);

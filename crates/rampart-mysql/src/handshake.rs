@@ -129,6 +129,9 @@ pub fn parse_client_hello(payload: &Bytes) -> Result<ClientHello, WireError> {
 /// The target's greeting, as far as the login needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetGreeting {
+    /// The server's version string (`8.0.36`, `10.11.6-MariaDB-...`): rotation asks it whether
+    /// the server keeps a retained (dual) password.
+    pub version: String,
     pub caps: u32,
     pub scramble: Vec<u8>,
     pub plugin: String,
@@ -147,7 +150,7 @@ pub fn parse_target_greeting(payload: &Bytes) -> Result<TargetGreeting, WireErro
         }
         _ => return Err(wire("the target does not speak the MySQL protocol 10")),
     }
-    let _version = nul_string(&mut body);
+    let version = nul_string(&mut body);
     if body.remaining() < 4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10 {
         return Err(bad());
     }
@@ -168,6 +171,7 @@ pub fn parse_target_greeting(payload: &Bytes) -> Result<TargetGreeting, WireErro
     scramble.extend(part2.iter().take_while(|b| **b != 0));
     let plugin = nul_string(&mut body);
     Ok(TargetGreeting {
+        version,
         caps: low | high << 16,
         scramble,
         plugin,

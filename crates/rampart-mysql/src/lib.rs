@@ -11,6 +11,7 @@
 //! - [`handshake`]: greetings, the client's answer, the target login's scrambles.
 //! - [`querylog`]: the command-phase protocol and one record per statement.
 //! - [`front`]: one client connection, from the first byte to the session's end.
+//! - [`rotate`]: credential rotation of MySQL/MariaDB users (issue 17).
 //!
 //! Why no crate for the protocol: the MySQL crates (`mysql_async`, `mysql_common`) are clients;
 //! a proxy needs the server side of the handshake and packet-level relaying, and their
@@ -19,6 +20,7 @@
 pub mod front;
 pub mod handshake;
 pub mod querylog;
+pub mod rotate;
 pub mod wire;
 
 use rampart_auth::Authenticator;

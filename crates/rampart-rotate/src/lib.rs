@@ -93,7 +93,10 @@ fn alive(pid: u32) -> bool {
 /// The new password: generated, except that a debug build (the tests') takes it from the file
 /// `RAMPART_TEST_ROTATION_PASSWORD_FILE` names, so a test can look for it everywhere it must
 /// not be.
-fn new_password(length: u32) -> Result<rampart_core::SecretString, RotateError> {
+fn new_password(
+    length: u32,
+    policy: &rampart_core::password_policy::PasswordPolicy,
+) -> Result<rampart_core::SecretString, RotateError> {
     if cfg!(debug_assertions)
         && let Ok(path) = std::env::var("RAMPART_TEST_ROTATION_PASSWORD_FILE")
     {
@@ -102,7 +105,7 @@ fn new_password(length: u32) -> Result<rampart_core::SecretString, RotateError> 
         })?);
         return Ok(rampart_core::SecretString::from(text.trim_end().to_owned()));
     }
-    Ok(password::generate(length)?)
+    Ok(password::generate_with(length, policy)?)
 }
 
 fn halt_after(state: &str) {
@@ -174,7 +177,10 @@ impl Rotator {
         let secret = match kind {
             SecretKind::Password => NewAccountSecret {
                 kind: SecretKind::Password,
-                value: new_password(settings.password_length)?,
+                value: new_password(
+                    settings.password_length,
+                    &self.store().asset_password_policy(&account.asset).await?,
+                )?,
             },
             SecretKind::PrivateKey => NewAccountSecret {
                 kind: SecretKind::PrivateKey,
@@ -235,6 +241,20 @@ impl Rotator {
             }
             Ok(Protocol::Redis) => {
                 match rampart_redis::rotate::check_login(
+                    &self.reach.dialer,
+                    asset,
+                    &login.login,
+                    &login.secret,
+                )
+                .await
+                {
+                    Ok(true) => LoginCheck::Works,
+                    Ok(false) => LoginCheck::Refused,
+                    Err(why) => LoginCheck::Unknown(why),
+                }
+            }
+            Ok(Protocol::Mysql) => {
+                match rampart_mysql::rotate::check_login(
                     &self.reach.dialer,
                     asset,
                     &login.login,
@@ -318,6 +338,18 @@ impl Rotator {
                 &account.login,
                 &new,
                 (login, secret),
+            )
+            .await;
+        }
+        if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Mysql {
+            // As the user itself (its own password) or the rotation account (`ALTER USER`).
+            return rampart_mysql::rotate::change_password(
+                &self.reach.dialer,
+                asset,
+                &account.login,
+                &old,
+                &new,
+                via.as_ref().map(|via| (&via.login, &via.secret)),
             )
             .await;
         }
@@ -461,6 +493,13 @@ impl Rotator {
                         }
                     }
                 }
+                if target_protocol(asset).ok() == Some(Protocol::Mysql) {
+                    // MySQL 8 kept the old password as a secondary one (sessions went on
+                    // using it until now): it is dropped. If that fails, the new password is
+                    // still committed (it works) and a person is told the old one still is.
+                    self.discard_old_mysql_password(asset, rotation, &mut reason)
+                        .await?;
+                }
                 self.store()
                     .commit_rotation(self.actor(), rotation, &reason)
                     .await?;
@@ -485,6 +524,59 @@ impl Rotator {
             state,
             reason,
         })
+    }
+
+    /// `DISCARD OLD PASSWORD` after a MySQL 8 rotation; a failure is an alert in the reason
+    /// and an `old_password_kept` event, never a reason not to commit.
+    async fn discard_old_mysql_password(
+        &self,
+        asset: &Asset,
+        rotation: &InFlightRotation,
+        reason: &mut String,
+    ) -> Result<(), RotateError> {
+        let account = &rotation.account;
+        let new = self.store().reveal_pending_secret(&rotation.id).await?;
+        let settings = self.store().rotation_settings(account).await?;
+        let via = match &settings.via_login {
+            Some(via) => {
+                let via_ref = AccountRef::parse(&format!("{via}@{}", account.asset))
+                    .map_err(|err| RotateError::Unsupported(err.to_string()))?;
+                let secret = self.store().reveal_account_secret(&via_ref).await?.1;
+                Some((via_ref.login, secret))
+            }
+            None => None,
+        };
+        let discarded = rampart_mysql::rotate::discard_old_password(
+            &self.reach.dialer,
+            asset,
+            &account.login,
+            &new,
+            via.as_ref().map(|(login, secret)| (login, secret)),
+        )
+        .await;
+        match discarded {
+            Ok(false) => {}
+            Ok(true) => reason.push_str("; the retained old password was discarded"),
+            Err(err) => {
+                reason.push_str(&format!(
+                    "; the retained old password could not be discarded and may still be \
+                     accepted ({err})"
+                ));
+                self.store()
+                    .record_event(
+                        self.actor(),
+                        &rampart_core::audit::AuditEvent::AccountRotationChanged {
+                            account: account.to_string(),
+                            rotation: rotation.id.clone(),
+                            state: "old_password_kept".into(),
+                            severity: "alert".into(),
+                            reason: err,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn resume_held(&self, rotation: InFlightRotation) -> Result<Outcome, RotateError> {
@@ -557,11 +649,14 @@ impl Rotator {
 }
 
 impl Rotator {
-    /// Rotates the account of every break-glass session that ended (issue 17: emergency access
-    /// ends in rotation), every `tick` until `shutdown`. Each session's account is rotated
-    /// once; the outcome is recorded (a rotation that does not commit raised its own alert).
-    /// An account busy rotating elsewhere is tried again at the next tick.
-    pub async fn run_breakglass_rotations(
+    /// Rotates the account of every session that ended and whose end rotates it, every
+    /// `tick` until `shutdown`: break-glass sessions (issue 17: emergency access ends in
+    /// rotation) and sessions of accounts set to rotate after every session. This is the one
+    /// end-of-session rotation hook. The sessions of one account that ended by the same tick
+    /// are covered by one rotation; each session's outcome is recorded once (a rotation that
+    /// does not commit raised its own alert). An account busy rotating elsewhere is tried
+    /// again at the next tick.
+    pub async fn run_session_end_rotations(
         &self,
         tick: Duration,
         shutdown: impl Future<Output = ()>,
@@ -574,14 +669,20 @@ impl Rotator {
                 () = &mut shutdown => return,
                 _ = interval.tick() => {}
             }
-            let ended = match self.store().breakglass_sessions_to_rotate().await {
+            let ended = match self.store().sessions_to_rotate().await {
                 Ok(ended) => ended,
                 Err(err) => {
-                    tracing::error!(error = %err, "cannot read ended break-glass sessions");
+                    tracing::error!(error = %err, "cannot read ended sessions to rotate after");
                     continue;
                 }
             };
-            for (session, account) in ended {
+            let mut accounts: Vec<AccountRef> = Vec::new();
+            for session in &ended {
+                if !accounts.contains(&session.account) {
+                    accounts.push(session.account.clone());
+                }
+            }
+            for account in accounts {
                 let outcome = self.rotate(&account).await;
                 log_outcome(&outcome);
                 let state = match &outcome {
@@ -589,34 +690,38 @@ impl Rotator {
                     Err(RotateError::Busy { .. }) => continue,
                     Err(err) => format!("not rotated: {err}"),
                 };
-                if let Err(err) = self
-                    .store()
-                    .record_breakglass_rotation(self.actor(), &session, &account, &state)
-                    .await
-                {
-                    tracing::error!(error = %err, "cannot record a break-glass rotation");
+                for session in ended.iter().filter(|s| s.account == account) {
+                    if let Err(err) = self
+                        .store()
+                        .record_session_end_rotation(self.actor(), session, &state)
+                        .await
+                    {
+                        tracing::error!(error = %err, "cannot record an end-of-session rotation");
+                    }
                 }
             }
         }
     }
 }
 
-/// Which protocol an account of `asset` rotates over: SSH when the asset has an ssh endpoint,
-/// else PostgreSQL when it has a postgres one. MySQL and Redis are not rotated yet.
+/// Which protocol an account of `asset` rotates over: the first endpoint the asset has of
+/// ssh, postgres, mysql, redis.
 fn target_protocol(asset: &Asset) -> Result<Protocol, RotateError> {
-    if asset.endpoint(Protocol::Ssh).is_some() {
-        Ok(Protocol::Ssh)
-    } else if asset.endpoint(Protocol::Postgres).is_some() {
-        Ok(Protocol::Postgres)
-    } else if asset.endpoint(Protocol::Redis).is_some() {
-        Ok(Protocol::Redis)
-    } else {
-        Err(RotateError::Unsupported(format!(
-            "{} has no ssh, postgres or redis endpoint: only SSH, PostgreSQL and Redis passwords \
-             rotate so far",
+    [
+        Protocol::Ssh,
+        Protocol::Postgres,
+        Protocol::Mysql,
+        Protocol::Redis,
+    ]
+    .into_iter()
+    .find(|protocol| asset.endpoint(*protocol).is_some())
+    .ok_or_else(|| {
+        RotateError::Unsupported(format!(
+            "{} has no ssh, postgres, mysql or redis endpoint: only SSH, PostgreSQL, \
+             MySQL/MariaDB and Redis credentials rotate",
             asset.name
-        )))
-    }
+        ))
+    })
 }
 
 fn log_outcome(outcome: &Result<Outcome, RotateError>) {

@@ -37,6 +37,7 @@ pub use migrations::create_at_version as create_database_at_version;
 pub mod node_keys;
 pub mod passwords;
 mod policy_facts;
+mod rotation_policies;
 mod rotations;
 mod rows;
 mod sessions;
@@ -73,6 +74,7 @@ pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
 pub use passwords::StoredPasswordHash;
 pub use policy_facts::PolicyFacts;
+pub use rotation_policies::{LabelSchedule, SessionToRotate};
 pub use rotations::{
     InFlightRotation, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, RotationRecord, RotationSettings,
     RotationSettingsChange, RotationState, Severity,

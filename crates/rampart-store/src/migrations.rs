@@ -121,6 +121,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),
     ),
+    (
+        31,
+        "rotation policies",
+        include_str!("../migrations/0031_rotation_policies.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -84,6 +84,8 @@ pub struct RotationRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     pub reason: Option<String>,
+    /// Who started it (`system`, `user:NAME`, `cli:OS_USER`); none before migration 31.
+    pub started_by: Option<String>,
 }
 
 /// A rotation that is not finished: what the rotation engine needs to drive or resume it.
@@ -111,6 +113,9 @@ pub struct RotationSettings {
     pub status: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_rotated_at: Option<OffsetDateTime>,
+    /// Rotated once each session that used it ended (sessions started since this time).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub rotate_after_sessions_since: Option<OffsetDateTime>,
 }
 
 /// A change to an account's rotation settings; `None` leaves a field as it is.
@@ -119,6 +124,8 @@ pub struct RotationSettingsChange {
     pub every_seconds: Option<Option<u64>>,
     pub via_login: Option<Option<Name>>,
     pub password_length: Option<u32>,
+    /// Rotate after every session that used the account (from now on), or not.
+    pub rotate_after_sessions: Option<bool>,
 }
 
 /// Generated passwords are at least this long, and at most this long.
@@ -218,8 +225,8 @@ impl Store {
         let at = time_text(now());
         sqlx::query(
             "INSERT INTO account_rotations (id, account_id, account, state, secret_kind, \
-             pending_secret, owner_pid, started_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7)",
+             pending_secret, owner_pid, started_at, updated_at, started_by) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7, $8)",
         )
         .bind(&id)
         .bind(&account_id)
@@ -228,6 +235,7 @@ impl Store {
         .bind(sealed)
         .bind(i64::from(std::process::id()))
         .bind(&at)
+        .bind(actor.to_string())
         .execute(&mut *tx)
         .await?;
         append_event(
@@ -464,7 +472,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         account_id(&mut conn, account).await?;
         let rows = sqlx::query(
-            "SELECT id, account, state, secret_kind, started_at, updated_at, reason \
+            "SELECT id, account, state, secret_kind, started_at, updated_at, reason, started_by \
              FROM account_rotations WHERE account = $1 ORDER BY started_at DESC, id DESC",
         )
         .bind(account.to_string())
@@ -480,6 +488,7 @@ impl Store {
                     started_at: rows::time(row, "started_at")?,
                     updated_at: rows::time(row, "updated_at")?,
                     reason: row.try_get("reason")?,
+                    started_by: row.try_get("started_by")?,
                 })
             })
             .collect()
@@ -558,6 +567,18 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(after) = change.rotate_after_sessions {
+            sqlx::query(
+                "UPDATE account_rotation_settings SET rotate_after_sessions_since = \
+                 CASE WHEN $1 THEN COALESCE(rotate_after_sessions_since, $2) ELSE NULL END \
+                 WHERE account_id = $3",
+            )
+            .bind(after)
+            .bind(time_text(now()))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let settings = load_settings(&mut tx, &id, account).await?;
         append_event(
             &mut tx,
@@ -567,7 +588,7 @@ impl Store {
             "settings",
             Severity::Info,
             &format!(
-                "every: {}, via: {}, password length: {}",
+                "every: {}, via: {}, password length: {}, after every session: {}",
                 settings
                     .every_seconds
                     .map_or_else(|| "never".to_owned(), |s| format!("{s}s")),
@@ -575,7 +596,12 @@ impl Store {
                     .via_login
                     .as_deref()
                     .unwrap_or("the account itself"),
-                settings.password_length
+                settings.password_length,
+                if settings.rotate_after_sessions_since.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
             ),
         )
         .await?;
@@ -584,12 +610,21 @@ impl Store {
     }
 
     /// Accounts whose schedule says they are due at `at` and that have no rotation in flight.
+    /// An account's own interval wins; else the shortest of its asset's labels' schedules.
+    /// Due: the interval has passed since the last commit (or the account's creation). A
+    /// rotation that did not commit since is tried again after an hour (or the interval, if
+    /// shorter), not on every tick.
     pub async fn rotations_due(&self, at: OffsetDateTime) -> Result<Vec<AccountRef>> {
         let rows = sqlx::query(
-            "SELECT c.login, a.name AS asset, c.created_at, s.every_seconds, s.last_rotated_at \
-             FROM account_rotation_settings s JOIN accounts c ON c.id = s.account_id \
-             JOIN assets a ON a.id = c.asset_id \
-             WHERE s.every_seconds IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account_rotations r \
+            "SELECT c.login, a.name AS asset, c.created_at, s.every_seconds, s.last_rotated_at, \
+               (SELECT MIN(l.every_seconds) FROM label_rotation_schedules l \
+                JOIN asset_labels al ON al.key || '=' || al.value = l.label \
+                WHERE al.asset_id = a.id) AS label_every, \
+               (SELECT MAX(r.started_at) FROM account_rotations r WHERE r.account_id = c.id) \
+                AS last_started \
+             FROM accounts c JOIN assets a ON a.id = c.asset_id \
+             LEFT JOIN account_rotation_settings s ON s.account_id = c.id \
+             WHERE NOT EXISTS (SELECT 1 FROM account_rotations r \
                WHERE r.account_id = c.id AND r.state IN ('pending', 'applied', 'unknown')) \
              ORDER BY a.name, c.login",
         )
@@ -597,17 +632,28 @@ impl Store {
         .await?;
         let mut due = Vec::new();
         for row in &rows {
-            let every: i64 = row.try_get("every_seconds")?;
+            let own: Option<i64> = row.try_get("every_seconds")?;
+            let label: Option<i64> = row.try_get("label_every")?;
+            let Some(every) = own.or(label) else {
+                continue;
+            };
             let since = match rows::optional_time(row, "last_rotated_at")? {
                 Some(at) => at,
                 None => rows::time(row, "created_at")?,
             };
-            if since + time::Duration::seconds(every) <= at {
-                due.push(AccountRef {
-                    login: rows::name(row, "login")?,
-                    asset: rows::name(row, "asset")?,
-                });
+            if since + time::Duration::seconds(every) > at {
+                continue;
             }
+            if let Some(tried) = rows::optional_time(row, "last_started")?
+                && tried > since
+                && tried + time::Duration::seconds(every.min(3600)) > at
+            {
+                continue;
+            }
+            due.push(AccountRef {
+                login: rows::name(row, "login")?,
+                asset: rows::name(row, "asset")?,
+            });
         }
         Ok(due)
     }
@@ -619,8 +665,8 @@ async fn load_settings(
     account: &AccountRef,
 ) -> Result<RotationSettings> {
     let row = sqlx::query(
-        "SELECT every_seconds, via_login, password_length, status, last_rotated_at \
-         FROM account_rotation_settings WHERE account_id = $1",
+        "SELECT every_seconds, via_login, password_length, status, last_rotated_at, \
+         rotate_after_sessions_since FROM account_rotation_settings WHERE account_id = $1",
     )
     .bind(account_id)
     .fetch_optional(&mut *conn)
@@ -633,6 +679,7 @@ async fn load_settings(
             password_length: 24,
             status: "ok".into(),
             last_rotated_at: None,
+            rotate_after_sessions_since: None,
         });
     };
     let every: Option<i64> = row.try_get("every_seconds")?;
@@ -644,6 +691,7 @@ async fn load_settings(
         password_length: u32::try_from(length).unwrap_or(24),
         status: rows::text(&row, "status")?,
         last_rotated_at: rows::optional_time(&row, "last_rotated_at")?,
+        rotate_after_sessions_since: rows::optional_time(&row, "rotate_after_sessions_since")?,
     })
 }
 

@@ -1645,10 +1645,79 @@
                 'danger',
               )
             : '',
+          button('Rotation', () => attempt('rotation', () => showRotation(name)), 'secondary'),
         ];
       },
       'no account',
     );
+    // One account's rotation: its settings, its history (never a secret: the API has none to
+    // give) and, for administrators, Rotate now (asked first).
+    let rotationAccount = null;
+    const rotationOutcome = {
+      committed: 'rotated: the new secret works and replaced the old one',
+      failed: 'not rotated: the old secret was kept and still works',
+      unknown: 'unknown: neither secret logged in; both are kept',
+      pending: 'in flight: nothing changed on the target yet',
+      applied: 'in flight: changed on the target, not yet proven',
+    };
+    const byWhom = (who) => {
+      if (!who) return '';
+      if (who === 'system') return 'Rampart (schedule or end of session)';
+      return who.replace(/^user:/, '').replace(/^cli:/, 'command line as ');
+    };
+    const interval = (seconds) => {
+      for (const [unit, size] of [['day', 86400], ['hour', 3600], ['minute', 60]]) {
+        if (seconds >= size && seconds % size === 0) return plural(seconds / size, unit);
+      }
+      return plural(seconds, 'second');
+    };
+    async function showRotation(name) {
+      rotationAccount = name;
+      const data = await api('GET', `/api/v1/accounts/${encodeURIComponent(name)}/rotations`);
+      const settings = data.settings || {};
+      $('#rotation').hidden = false;
+      $('#rotation-title').textContent = `Rotation of ${name}`;
+      $('#rotation-settings').textContent = words([
+        settings.every_seconds ? `rotates every ${interval(settings.every_seconds)}` : 'no schedule of its own',
+        settings.rotate_after_sessions_since ? 'after every session' : '',
+        settings.via_login ? `changed through ${settings.via_login}` : 'changed by the account itself',
+        settings.last_rotated_at ? `last rotated ${time(settings.last_rotated_at)}` : 'never rotated yet',
+        settings.status === 'unknown' ? 'STATUS UNKNOWN: neither secret logged in at the last rotation' : '',
+      ]);
+      fill(
+        '#rotations',
+        data.rotations || [],
+        (r) => [time(r.started_at), rotationOutcome[r.state] || r.state, r.reason || '', byWhom(r.started_by), time(r.updated_at)],
+        'no rotation yet',
+      );
+    }
+    const rotateNow = $('#rotate-now');
+    if (rotateNow) {
+      rotateNow.addEventListener('click', () =>
+        attempt('rotate', async () => {
+          const name = rotationAccount;
+          if (!name) return;
+          const ok = await confirmAction(
+            `Rotate the secret of ${name} now?`,
+            `Rampart sets a new secret on the target, proves it with a fresh login and only then replaces the vaulted one; if anything fails the old secret is kept. Anyone using the old secret outside Rampart loses access.`,
+            'Rotate now',
+          );
+          if (!ok) return;
+          status(`rotating ${name}...`);
+          try {
+            await api('POST', `/api/v1/accounts/${encodeURIComponent(name)}/rotations`);
+            status(`rotated ${name}: the new secret works`);
+          } catch (err) {
+            const why = String(err.message || err);
+            status(`rotate ${name}: ${why === 'HTTP 409' ? 'did not commit, the old secret was kept (the history says why)' : why}`, true);
+          } finally {
+            await showRotation(name);
+          }
+        }),
+      );
+    }
+    const wanted = new URLSearchParams(location.search).get('account');
+    if (wanted) await attempt('rotation', () => showRotation(wanted));
     onSubmit('#account-secret', (form, submitter) =>
       attempt('account', async () => {
         const data = new FormData(form);

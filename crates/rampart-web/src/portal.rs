@@ -623,7 +623,13 @@ pub async fn accounts() -> Response {
 <button type="submit" name="mode" value="add">Add account</button>
 <button type="submit" name="mode" value="replace">Replace secret</button>
 </form>
-<table id="accounts"><thead><tr><th>Account</th><th>Secret</th><th>Created</th><th></th></tr></thead><tbody></tbody></table>"#,
+<table id="accounts"><thead><tr><th>Account</th><th>Secret</th><th>Created</th><th></th><th></th></tr></thead><tbody></tbody></table>
+<section id="rotation" hidden>
+<h2 id="rotation-title">Rotation</h2>
+<p id="rotation-settings"></p>
+<p class="admin-only"><button type="button" id="rotate-now">Rotate now</button></p>
+<table id="rotations"><thead><tr><th>Started</th><th>Outcome</th><th>Why</th><th>By</th><th>Finished</th></tr></thead><tbody></tbody></table>
+</section>"#,
     )
 }
 

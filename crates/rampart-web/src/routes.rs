@@ -864,6 +864,48 @@ pub fn table() -> Vec<Route> {
             api::account_rotate,
         ),
         Route::new(
+            post(),
+            "/api/v1/accounts/{account}/rotate",
+            Admin,
+            "accounts",
+            "Rotate an account's password now: the same as POST .../rotations",
+            api::account_rotate,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/breakglass/kits",
+            Auditor,
+            "breakglass",
+            "Break-glass kits: file, accounts, custodians' names, threshold (never a secret or a share)",
+            api::breakglass_kits,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/breakglass/requests",
+            Auditor,
+            "breakglass",
+            "Break-glass access requests and their approvals",
+            api::breakglass_requests,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/breakglass/requests",
+            Admin,
+            "breakglass",
+            "Request break-glass access for a user to an asset (two other administrators approve)",
+            api::breakglass_request,
+        )
+        .body(&["user", "asset", "reason", "duration"])
+        .status(201),
+        Route::new(
+            post(),
+            "/api/v1/breakglass/requests/{id}/approve",
+            Admin,
+            "breakglass",
+            "Approve a break-glass request as the caller; the second approval opens the access",
+            api::breakglass_approve,
+        ),
+        Route::new(
             get(),
             "/api/v1/grants",
             Auditor,

@@ -133,6 +133,48 @@ pub enum Command {
     /// when Rampart is down (`seal`, `share`, `open`)
     #[command(subcommand)]
     Breakglass(BreakglassCommand),
+    /// Credential rotation beyond one account: schedules per asset label and generated-password
+    /// policies per asset (one account: `rampart account rotate|set|history`)
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RotationCommand {
+    /// Rotate every account of the assets with a label on a schedule (an account's own
+    /// `--rotate-every` wins; of several labels, the shortest interval)
+    Schedule {
+        /// The label, KEY=VALUE (for example env=prod)
+        #[arg(long, value_name = "KEY=VALUE")]
+        label: String,
+        /// The interval (30d, 12h, ...), or `never` to remove the schedule
+        #[arg(long, value_name = "DURATION")]
+        every: String,
+    },
+    /// List the label schedules
+    Schedules,
+    /// Set how passwords generated for an asset's accounts look, where the target needs it
+    Policy {
+        /// The asset
+        asset: String,
+        /// Password length (8 to 128; without it, each account's own length)
+        #[arg(long, value_name = "N")]
+        length: Option<u32>,
+        /// Character classes, comma-separated: lower, upper, digits, symbols (default: all)
+        #[arg(long, value_name = "LIST", default_value = "")]
+        classes: String,
+        /// Characters never used in generated passwords
+        #[arg(long, value_name = "CHARS", default_value = "")]
+        exclude: String,
+        /// Remove the asset's policy (back to the default)
+        #[arg(long, conflicts_with_all = ["length", "classes", "exclude"])]
+        clear: bool,
+    },
+    /// Show an asset's generated-password policy
+    ShowPolicy {
+        /// The asset
+        asset: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -1071,6 +1113,10 @@ pub enum AccountCommand {
         /// Length of generated passwords (12 to 128)
         #[arg(long, value_name = "N")]
         password_length: Option<u32>,
+        /// Rotate the account after every session that used it (true), from now on, or not
+        /// (false)
+        #[arg(long, value_name = "BOOL")]
+        rotate_after_sessions: Option<bool>,
     },
 }
 

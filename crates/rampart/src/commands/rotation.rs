@@ -2,7 +2,7 @@
 //! machine is `rampart-rotate`'s; this only parses, runs it and prints (never a secret).
 
 use super::time_text;
-use crate::cli::AccountCommand;
+use crate::cli::{AccountCommand, RotationCommand};
 use crate::config::Config;
 use crate::output::{Table, done, print_fields, print_json};
 use rampart_core::audit::Actor;
@@ -45,12 +45,13 @@ pub async fn run_in_serve(rotator: Rotator, mut stop: tokio::sync::watch::Receiv
         .and_then(|text| text.parse().ok())
         .map_or(SCHEDULE_TICK, std::time::Duration::from_secs);
     let mut stop_breakglass = stop.clone();
-    // Break-glass sessions end in the rotation of their accounts, on the same tick.
+    // Break-glass sessions, and sessions of accounts that rotate after every session, end in
+    // the rotation of their accounts, on the same tick.
     tokio::join!(
         rotator.run_schedule(tick, async move {
             let _ = stop.wait_for(|stop| *stop).await;
         }),
-        rotator.run_breakglass_rotations(tick, async move {
+        rotator.run_session_end_rotations(tick, async move {
             let _ = stop_breakglass.wait_for(|stop| *stop).await;
         }),
     );
@@ -116,6 +117,13 @@ pub async fn run(
                 ),
                 ("password length", settings.password_length.to_string()),
                 (
+                    "after every session",
+                    settings.rotate_after_sessions_since.map_or_else(
+                        || "no".to_owned(),
+                        |at| format!("yes, since {}", time_text(at)),
+                    ),
+                ),
+                (
                     "last rotated",
                     settings
                         .last_rotated_at
@@ -140,6 +148,7 @@ pub async fn run(
             rotate_every,
             rotate_via,
             password_length,
+            rotate_after_sessions,
         } => {
             let account = AccountRef::parse(&account)?;
             let every_seconds = rotate_every
@@ -162,6 +171,7 @@ pub async fn run(
                 every_seconds,
                 via_login,
                 password_length,
+                rotate_after_sessions,
             };
             let settings = store
                 .set_rotation_settings(actor, &account, &change)
@@ -172,6 +182,93 @@ pub async fn run(
         | AccountCommand::List { .. }
         | AccountCommand::Remove { .. } => {
             anyhow::bail!("not a rotation command")
+        }
+    }
+}
+
+/// `rampart rotation schedule|schedules|policy|show-policy`.
+pub async fn run_policies(
+    store: &Arc<Store>,
+    actor: &Actor,
+    json: bool,
+    command: RotationCommand,
+) -> anyhow::Result<()> {
+    match command {
+        RotationCommand::Schedule { label, every } => {
+            let label = rampart_core::Label::parse(&label)?;
+            let every_seconds = if every == "never" {
+                None
+            } else {
+                Some(parse_duration("--every", &every)?.as_secs())
+            };
+            store
+                .set_label_rotation_schedule(actor, &label, every_seconds)
+                .await?;
+            let said = match every_seconds {
+                Some(seconds) => {
+                    format!("the accounts of assets labelled {label} rotate every {seconds}s")
+                }
+                None => format!("removed the rotation schedule of label {label}"),
+            };
+            done(
+                json,
+                &serde_json::json!({ "label": label.to_string(), "every_seconds": every_seconds }),
+                &said,
+            )
+        }
+        RotationCommand::Schedules => {
+            let schedules = store.label_rotation_schedules().await?;
+            if json {
+                return print_json(&schedules);
+            }
+            let mut table = Table::new(["LABEL", "EVERY", "ACCOUNTS"]);
+            for schedule in &schedules {
+                table.row([
+                    schedule.label.clone(),
+                    format!("{}s", schedule.every_seconds),
+                    schedule.accounts.to_string(),
+                ]);
+            }
+            table.print(
+                "no label schedules: `rampart rotation schedule --label KEY=VALUE --every 30d`",
+            );
+            Ok(())
+        }
+        RotationCommand::Policy {
+            asset,
+            length,
+            classes,
+            exclude,
+            clear,
+        } => {
+            let asset = Name::parse("asset", &asset)?;
+            if clear {
+                store.set_asset_password_policy(actor, &asset, None).await?;
+                return done(
+                    json,
+                    &serde_json::json!({ "asset": asset }),
+                    &format!("removed the password policy of {asset}"),
+                );
+            }
+            let policy =
+                rampart_core::password_policy::PasswordPolicy::parse(length, &classes, &exclude)?;
+            store
+                .set_asset_password_policy(actor, &asset, Some(&policy))
+                .await?;
+            done(
+                json,
+                &policy,
+                &format!("passwords for {asset}: {}", policy.summary()),
+            )
+        }
+        RotationCommand::ShowPolicy { asset } => {
+            let asset = Name::parse("asset", &asset)?;
+            let policy = store.asset_password_policy(&asset).await?;
+            if json {
+                return print_json(&policy);
+            }
+            println!("{}", policy.summary());
+            Ok(())
         }
     }
 }

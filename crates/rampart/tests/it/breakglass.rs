@@ -528,3 +528,101 @@ fn the_break_glass_runbook_works_with_rampart_stopped() {
     assert!(!stock_ssh_password_works(&lab, password.trim_end()));
     assert!(lab.rampart_logs_in());
 }
+
+#[test]
+fn break_glass_access_through_the_api_needs_two_other_administrators_and_shows_no_secret() {
+    let r = rampart_testkit::Rampart::new(crate::BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok(&["user", "add", "ann", "--role", "admin"]);
+    r.ok(&["user", "add", "ben", "--role", "admin"]);
+    r.ok(&["user", "add", "aud", "--role", "auditor"]);
+    r.ok(&[
+        "asset",
+        "add",
+        "web-01",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "22",
+    ]);
+    r.ok_with_stdin(
+        &["account", "add", "root@web-01", "--password-stdin"],
+        b"bg-api-canary-51c9e0\n",
+    );
+    let bearer = |user: &str, scope: &str| {
+        let token = r.ok(&["token", "create", "--user", user, "--scope", scope]);
+        format!("Bearer {}", token.trim())
+    };
+    let (ann, ben, aud, alice) = (
+        bearer("ann", "admin"),
+        bearer("ben", "admin"),
+        bearer("aud", "read"),
+        bearer("alice", "read"),
+    );
+    let server = r.serve();
+    let client = server.client();
+    let call = |method: &str, path: &str, who: &str, body: Option<serde_json::Value>| {
+        client.request(method, path, &[("authorization", who)], body.as_ref())
+    };
+    let body = serde_json::json!({
+        "user": "alice", "asset": "web-01", "reason": "INC-77 api", "duration": "30m"
+    });
+    // alice cannot ask for herself through the API (administrators only), ann can.
+    assert_eq!(
+        call(
+            "POST",
+            "/api/v1/breakglass/requests",
+            &alice,
+            Some(body.clone())
+        )
+        .status,
+        403
+    );
+    let filed = call("POST", "/api/v1/breakglass/requests", &ann, Some(body));
+    assert_eq!(filed.status, 201, "{}", filed.text());
+    let request = filed.json();
+    assert_eq!(request["state"], "pending", "{request}");
+    let id = request["id"].as_str().unwrap().to_owned();
+    let approve = format!("/api/v1/breakglass/requests/{id}/approve");
+    // The first approval leaves it pending; the same administrator twice counts once.
+    let first = call("POST", &approve, &ann, None);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["state"], "pending");
+    let again = call("POST", &approve, &ann, None);
+    assert!(
+        again.status >= 400 && again.status < 500,
+        "{}",
+        again.text()
+    );
+    assert_eq!(call("POST", &approve, &aud, None).status, 403);
+    // A second administrator opens it: a grant, and an alert.
+    let second = call("POST", &approve, &ben, None);
+    assert_eq!(second.status, 200, "{}", second.text());
+    let active = second.json();
+    assert_eq!(active["state"], "active", "{active}");
+    assert_eq!(
+        active["approvals"],
+        serde_json::json!(["ann", "ben"]),
+        "{active}"
+    );
+    assert!(active["grant"].is_string(), "{active}");
+    // Auditors see the requests and the kits (none sealed here), never a secret.
+    let listed = call("GET", "/api/v1/breakglass/requests", &aud, None);
+    assert_eq!(listed.status, 200);
+    assert!(listed.text().contains("INC-77 api"), "{}", listed.text());
+    let kits = call("GET", "/api/v1/breakglass/kits", &aud, None);
+    assert_eq!(kits.status, 200);
+    assert_eq!(kits.json(), serde_json::json!([]));
+    for answer in [listed.text(), kits.text(), active.to_string()] {
+        assert!(!answer.contains("bg-api-canary-51c9e0"));
+    }
+    let alerts = r.json(&["audit", "list", "--limit", "100000"]);
+    let raised = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "alert_raised" && e.to_string().contains("INC-77 api"))
+        .count();
+    assert_eq!(raised, 2, "{alerts}");
+    drop(server);
+}

@@ -41,6 +41,7 @@ mod redis;
 mod report;
 mod requests;
 mod rotation;
+mod rotation_mysql;
 mod self_service;
 mod session_lists;
 mod ssh;

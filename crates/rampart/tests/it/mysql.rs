@@ -16,7 +16,7 @@ const CANARY: &str = "my-canary-3f9a1c55-never-shown";
 /// A MariaDB server of the test's own, on a loopback port.
 pub(crate) struct Mariadb {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
