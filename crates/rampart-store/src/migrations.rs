@@ -121,6 +121,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),
     ),
+    (
+        33,
+        "ldap users",
+        include_str!("../migrations/0033_ldap_users.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
