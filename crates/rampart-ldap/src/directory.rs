@@ -311,6 +311,8 @@ impl Directory {
                 role,
             });
         }
+        // In name order, whatever order the directory answers in: summaries read the same.
+        snapshot.users.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(snapshot)
     }
 
