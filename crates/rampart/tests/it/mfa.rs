@@ -42,13 +42,16 @@ fn use_link(
     password: &str,
     answer: impl FnOnce(&str) -> Option<String>,
 ) -> (String, rampart_testkit::HttpResponse) {
-    let client = server.client();
-    let started = client.request("POST", &format!("/api/v1/invites/{token}/start"), &[], None);
+    // A client per request: a kept-alive connection may be closed by the server meanwhile.
+    let started =
+        server
+            .client()
+            .request("POST", &format!("/api/v1/invites/{token}/start"), &[], None);
     assert_eq!(started.status, 200, "{}", started.text());
     let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
     let code = answer(&uri).unwrap_or_default();
     let body = json!({ "password": password, "code": code });
-    let accepted = client.request(
+    let accepted = server.client().request(
         "POST",
         &format!("/api/v1/invites/{token}"),
         &[],
