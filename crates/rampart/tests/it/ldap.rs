@@ -548,6 +548,54 @@ fn directory_users_are_synced_with_keys_groups_and_role_and_log_in_by_bind() {
     assert_eq!(status, 200);
     let unknown = web_login(&server, "nobody", "whatever-password");
     assert_eq!(unknown.0, 401);
+    // The second factor still applies: bob enrols his own TOTP on the Account page's API
+    // (a browser session from his directory password); then the password alone is refused.
+    let client = server.client();
+    let session = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "username": "bob", "password": BOB_PASSWORD })),
+    );
+    assert_eq!(session.status, 200, "{}", session.text());
+    let cookie = format!(
+        "rampart_session={}",
+        session
+            .header("set-cookie")
+            .unwrap()
+            .strip_prefix("rampart_session=")
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+    );
+    let csrf = session.json()["csrf_token"].as_str().unwrap().to_owned();
+    let as_bob = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let started = client.request("POST", "/api/v1/me/totp", &as_bob, Some(&json!({})));
+    assert_eq!(started.status, 200, "{}", started.text());
+    let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = rampart_testkit::totp_code(&uri, rampart_testkit::unix_now());
+    let confirmed = client.request(
+        "POST",
+        "/api/v1/me/totp/confirm",
+        &as_bob,
+        Some(&json!({ "code": code })),
+    );
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text());
+    assert_eq!(user(&r, "bob")["mfa_enrolled"], true);
+    assert_eq!(web_login(&server, "bob", BOB_PASSWORD), unknown);
+    // Wait for a step the enrolment did not use, then log in with its code.
+    let step_start = (rampart_testkit::unix_now() / 30 + 1) * 30;
+    std::thread::sleep(Duration::from_secs(
+        step_start.saturating_sub(rampart_testkit::unix_now()),
+    ));
+    let later = rampart_testkit::totp_code(&uri, rampart_testkit::unix_now());
+    let with_code = client.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({ "username": "bob", "password": BOB_PASSWORD, "totp": later })),
+    );
+    assert_eq!(with_code.status, 200, "{}", with_code.text());
+
     for (name, password) in [
         ("alice", "wrong-password-2"),
         ("alice", ""),
