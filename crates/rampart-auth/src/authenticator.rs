@@ -2,10 +2,12 @@
 
 use crate::hashing::{PasswordChecks, too_long};
 use rampart_core::login_rules::{AuthSettings, LoginFactor, check_login};
-use rampart_core::{Name, SecretString, User};
+use rampart_core::{Name, SecretString, User, UserSource};
 use rampart_store::ssh_ca::Certificate;
 use rampart_store::{ErrorKind, LoginAttempt, Store, TokenKind, TotpCheck};
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -182,6 +184,23 @@ pub enum SecondFactor {
     Refused(Refusal),
 }
 
+/// A directory that checks its users' passwords (LDAP: a bind as the user's entry). The
+/// authenticator asks it for users whose source is the directory, after lockout and the login
+/// rules and before the second factor, so everything else about a login stays the same.
+pub trait PasswordDirectory: Send + Sync + std::fmt::Debug {
+    /// Whether `password` is `user`'s in the directory now (the directory's filter still
+    /// lists them). `Err` when the directory cannot answer: refused, never counted as a guess.
+    fn check_password<'a>(
+        &'a self,
+        user: &'a Name,
+        password: &'a SecretString,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, DirectoryUnavailable>> + Send + 'a>>;
+}
+
+/// The directory did not answer (connection, TLS or the service bind failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryUnavailable;
+
 /// The one authenticator every front calls: source rules and lockout, then the first factor,
 /// then the second factor. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -189,6 +208,8 @@ pub struct Authenticator {
     store: Arc<Store>,
     settings: Arc<AuthSettings>,
     checks: PasswordChecks,
+    /// Checks directory users' passwords; without it, they cannot log in by password.
+    directory: Option<Arc<dyn PasswordDirectory>>,
 }
 
 impl Authenticator {
@@ -197,7 +218,14 @@ impl Authenticator {
             store,
             settings: Arc::new(settings),
             checks: PasswordChecks::default(),
+            directory: None,
         }
+    }
+
+    /// The same authenticator, checking directory users' passwords with `directory`.
+    pub fn with_directory(mut self, directory: Option<Arc<dyn PasswordDirectory>>) -> Self {
+        self.directory = directory;
+        self
     }
 
     /// The login rules, lockout policy and trusted proxies it applies.
@@ -532,13 +560,32 @@ impl Authenticator {
         user: Option<&User>,
         password: &SecretString,
     ) -> Result<bool, Refusal> {
-        let Some(user) = user.filter(|user| !user.disabled && user.has_password) else {
+        let directory_user = |user: &User| user.source == UserSource::Ldap;
+        let Some(user) =
+            user.filter(|user| !user.disabled && (user.has_password || directory_user(user)))
+        else {
             self.checks.burn().await;
             return Ok(false);
         };
         if too_long(password) {
             self.checks.burn().await;
             return Ok(false);
+        }
+        if directory_user(user) {
+            // The directory's password, never a local one. One Argon2id check is spent as for
+            // every password attempt (A2: same cost and count), then the directory binds.
+            self.checks.burn().await;
+            let Some(directory) = &self.directory else {
+                tracing::info!(user = %user.name, "a directory user's password login with no directory configured");
+                return Ok(false);
+            };
+            return directory
+                .check_password(&user.name, password)
+                .await
+                .map_err(|DirectoryUnavailable| {
+                    tracing::error!(user = %user.name, "the directory cannot answer; refusing a login");
+                    Refusal::Unavailable
+                });
         }
         match self.store.user_password_hash(&user.name).await {
             Ok(Some(hash)) => self.checks.verify(password, hash).await.map_err(|err| {

@@ -26,6 +26,6 @@ mod authenticator;
 mod hashing;
 
 pub use authenticator::{
-    Attempt, Authenticator, Credential, FirstFactor, Front, Login, MAX_FAILED_CODES,
-    PendingSecondFactor, Refusal, SecondFactor,
+    Attempt, Authenticator, Credential, DirectoryUnavailable, FirstFactor, Front, Login,
+    MAX_FAILED_CODES, PasswordDirectory, PendingSecondFactor, Refusal, SecondFactor,
 };

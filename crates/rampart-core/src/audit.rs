@@ -670,6 +670,17 @@ pub enum AuditEvent {
         format: String,
         via: String,
     },
+    /// A sync from a directory (`ldap`) finished: how many users it created, updated, disabled
+    /// and enabled again, and how many it skipped (a local user of the same name). Each change
+    /// is its own event (`user_added`, `user_disabled`, ...) before this one.
+    DirectorySynced {
+        directory: String,
+        created: u64,
+        updated: u64,
+        disabled: u64,
+        enabled: u64,
+        skipped: u64,
+    },
 }
 
 impl AuditEvent {
@@ -767,6 +778,7 @@ impl AuditEvent {
             AuditEvent::AlertRaised { .. } => "alert_raised",
             AuditEvent::AlertAcknowledged { .. } => "alert_acknowledged",
             AuditEvent::ReportGenerated { .. } => "report_generated",
+            AuditEvent::DirectorySynced { .. } => "directory_synced",
             AuditEvent::AccessRequested { .. } => "access_requested",
             AuditEvent::AccessRequestDecided { .. } => "access_request_decided",
             AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",

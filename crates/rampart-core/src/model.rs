@@ -54,6 +54,33 @@ impl fmt::Display for Role {
     }
 }
 
+/// Where a user's identity is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UserSource {
+    /// Created here by an administrator or an invite.
+    #[default]
+    Local,
+    /// Kept by the LDAP directory sync: no local password (a login binds to the directory);
+    /// keys, mapped groups, role and status follow the directory.
+    Ldap,
+}
+
+impl UserSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserSource::Local => "local",
+            UserSource::Ldap => "ldap",
+        }
+    }
+}
+
+impl fmt::Display for UserSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A person with their own identity.
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
@@ -72,6 +99,8 @@ pub struct User {
     pub groups: Vec<Name>,
     /// Where from and when the user may log in, on top of the node's `[auth]` rules.
     pub login_rules: LoginRules,
+    /// Where the user's identity is kept (`local`, `ldap`).
+    pub source: UserSource,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

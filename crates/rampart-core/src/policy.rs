@@ -436,6 +436,7 @@ mod tests {
             keys: vec![],
             groups: groups.iter().map(|g| name(g)).collect(),
             login_rules: crate::login_rules::LoginRules::default(),
+            source: crate::UserSource::Local,
             created_at: NOW,
         }
     }

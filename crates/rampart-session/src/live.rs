@@ -639,6 +639,7 @@ mod tests {
             keys: vec![],
             groups: vec![],
             login_rules: deny("192.0.2.0/24"),
+            source: rampart_core::UserSource::Local,
             created_at: OffsetDateTime::UNIX_EPOCH,
         };
         let facts = Facts {

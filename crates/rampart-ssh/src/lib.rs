@@ -101,6 +101,8 @@ pub struct GatewaySettings {
     pub target_answer_timeout: TargetAnswerTimeout,
     /// Web approval at SSH login (`auth.ssh_web_approval`), if on.
     pub web_approval: Option<WebApprovalSettings>,
+    /// Checks directory users' passwords (`[ldap]`), if configured.
+    pub directory: Option<Arc<dyn rampart_auth::PasswordDirectory>>,
 }
 
 /// Web approval at SSH login: how long a login waits, and the portal's address for the link.
@@ -176,7 +178,8 @@ impl Gateway {
                 settings.sessions,
                 settings.auth.global.clone(),
             )),
-            auth: rampart_auth::Authenticator::new(store.clone(), settings.auth),
+            auth: rampart_auth::Authenticator::new(store.clone(), settings.auth)
+                .with_directory(settings.directory),
             admission: admission::Admission::new(settings.pre_auth),
             target_host_keys: settings.target_host_keys,
             target_answer_timeout: settings.target_answer_timeout,

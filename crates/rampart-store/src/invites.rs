@@ -35,6 +35,12 @@ impl Store {
         let token = format!("{INVITE_TOKEN_PREFIX}{}", random_secret()?);
         let mut tx = self.begin_write().await?;
         let owner = crate::users::load_user(&mut tx, user).await?;
+        if owner.source == rampart_core::UserSource::Ldap {
+            return Err(StoreError::invalid(format!(
+                "user {user} comes from the LDAP directory: they log in to the portal with their \
+                 directory password and enrol their second factor on the Account page"
+            )));
+        }
         sqlx::query(
             "INSERT INTO user_invites (token_hash, user_id, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",

@@ -126,6 +126,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rotation policies",
         include_str!("../migrations/0031_rotation_policies.sql"),
     ),
+    (
+        33,
+        "ldap users",
+        include_str!("../migrations/0033_ldap_users.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

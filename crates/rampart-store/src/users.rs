@@ -5,7 +5,7 @@ use crate::rows::{self, new_id, now, time_text};
 use crate::ssh_keys::ParsedPublicKey;
 use crate::{Result, Store, StoreError, audit_log, login_controls};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::{Name, Role, SecretString, User, UserKey};
+use rampart_core::{Name, Role, SecretString, User, UserKey, UserSource};
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -198,6 +198,16 @@ impl Store {
             .map_err(|err| StoreError::Task(err.to_string()))??;
         let mut tx = self.begin_write().await?;
         let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
+        let from_directory: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ldap_users WHERE user_id = $1)")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if from_directory {
+            return Err(StoreError::invalid(format!(
+                "user {name}'s password is kept by the LDAP directory: change it there"
+            )));
+        }
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(&hash)
             .bind(id.to_string())
@@ -224,7 +234,7 @@ impl Store {
     }
 }
 
-async fn insert_key(
+pub(crate) async fn insert_key(
     conn: &mut SqliteConnection,
     user_id: Uuid,
     key: &ParsedPublicKey,
@@ -280,7 +290,8 @@ pub(crate) async fn load_users(
     let only = only.map(Name::as_str);
     let user_rows = sqlx::query(
         "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
-         totp_secret IS NOT NULL AS mfa_enrolled, allow_from, deny_from, login_hours, created_at \
+         totp_secret IS NOT NULL AS mfa_enrolled, allow_from, deny_from, login_hours, created_at, \
+         EXISTS (SELECT 1 FROM ldap_users l WHERE l.user_id = users.id) AS from_ldap \
          FROM users WHERE $1 IS NULL OR name = $1 ORDER BY name",
     )
     .bind(only)
@@ -337,6 +348,11 @@ pub(crate) async fn load_users(
                 keys: keys.remove(&id).unwrap_or_default(),
                 groups: groups.remove(&id).unwrap_or_default(),
                 login_rules: login_controls::rules_from_row(row)?,
+                source: if row.try_get("from_ldap")? {
+                    UserSource::Ldap
+                } else {
+                    UserSource::Local
+                },
                 created_at: rows::time(row, "created_at")?,
             })
         })

@@ -1082,6 +1082,34 @@
         status('Key added.');
       }),
     );
+    // API tokens: the user's own (shown once when made), revocable here.
+    const showTokens = async () => {
+      const tokens = await apiAll(`/api/v1/tokens${query({ user: me.user.name })}`);
+      fill('#my-tokens', tokens.filter((t) => !t.revoked_at), (t) => [
+        t.description || '-',
+        t.scope,
+        time(t.created_at),
+        t.expires_at ? time(t.expires_at) : 'never',
+        button('Revoke', () =>
+          attempt('revoke token', async () => {
+            await api('DELETE', `/api/v1/tokens/${encodeURIComponent(t.id)}`);
+            await showTokens();
+            status('API token revoked.');
+          }),
+        'secondary'),
+      ], 'no API token');
+    };
+    await attempt('API tokens', showTokens);
+    onSubmit('#token-form', (form) =>
+      attempt('API token', async () => {
+        const made = await api('POST', '/api/v1/tokens', formValues(form));
+        $('#token-secret').textContent = made.secret;
+        $('#token-made').hidden = false;
+        form.reset();
+        await showTokens();
+        status('API token created: copy it now, it is not shown again.');
+      }),
+    );
   };
 
   // SSH: sign a pasted public key (the certificate shown and downloadable), and approve or

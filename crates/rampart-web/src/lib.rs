@@ -158,6 +158,15 @@ impl WebState {
         self
     }
 
+    /// The same state, checking directory users' passwords with `directory` (`[ldap]`).
+    pub fn with_directory(
+        mut self,
+        directory: Option<Arc<dyn rampart_auth::PasswordDirectory>>,
+    ) -> Self {
+        self.authenticator = self.authenticator.with_directory(directory);
+        self
+    }
+
     /// The same state, with the gateway that carries browser terminals and live views.
     pub fn with_gateway(mut self, gateway: rampart_ssh::Gateway) -> Self {
         self.gateway = Some(gateway);

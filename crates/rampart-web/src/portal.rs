@@ -406,6 +406,17 @@ pub async fn account() -> Response {
 <label>Public key <textarea name="public_key" rows="3" cols="80" placeholder="ssh-ed25519 AAAA... you@laptop"></textarea></label>
 <button type="submit">Add the key</button>
 </form>
+</div>
+<div class="card"><h2>API tokens</h2>
+<table id="my-tokens"><thead><tr><th>Description</th><th>Scope</th><th>Created</th><th>Expires</th><th></th></tr></thead><tbody></tbody></table>
+<form id="token-form" class="inline" autocomplete="off">
+<label>Description <input name="description" placeholder="CI job"></label>
+<label>Scope <select name="scope"><option>read</option><option>write</option></select></label>
+<label>Expires <input name="expires" placeholder="30d (none if empty)"></label>
+<button type="submit">Create an API token</button>
+</form>
+<p id="token-made" hidden>Your new API token (shown only now, copy it): <code id="token-secret"></code></p>
+<p>Database tokens (what psql, mysql or redis-cli type as the password through Rampart) are made on the <a href="/databases">Databases</a> page.</p>
 </div>"#,
     )
 }

@@ -137,6 +137,9 @@ pub enum Command {
     /// policies per asset (one account: `rampart account rotate|set|history`)
     #[command(subcommand)]
     Rotation(RotationCommand),
+    /// The LDAP directory (`[ldap]` in the configuration): sync its users now
+    #[command(subcommand)]
+    Ldap(LdapCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +178,14 @@ pub enum RotationCommand {
         /// The asset
         asset: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LdapCommand {
+    /// Read the directory now and make Rampart agree: create its users, update their SSH keys,
+    /// role and mapped groups, and disable the directory users it no longer lists (their live
+    /// sessions end); prints what was created, updated and disabled
+    Sync,
 }
 
 #[derive(Debug, Args)]
@@ -534,17 +545,19 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserMfaCommand {
-    /// Enroll an authenticator app: show a QR code, then check one code from the app
-    ///
-    /// Prints the QR code and the otpauth:// URI on its own line (with --json: one JSON line
-    /// holding the URI, no QR code), then reads one code from standard input. Only a correct
-    /// code stores the second factor.
+    /// Send a user a one-time enrolment link: they open it in the portal and set their own
+    /// password and TOTP second factor, which no administrator sees (also how the first
+    /// administrator enrols); users signed in to the portal enrol on their Account page
     Enroll {
         /// The user
         name: String,
-        /// Replace the user's current second factor (their old app entry stops working)
+        /// Send a link for a new second factor although the user has one (the old one works
+        /// until the link is used)
         #[arg(long)]
         replace: bool,
+        /// How long the link works
+        #[arg(long, value_name = "DURATION", default_value = "72h")]
+        ttl: String,
     },
     /// Remove a user's second factor; they must enroll again
     Reset {

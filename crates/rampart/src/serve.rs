@@ -228,6 +228,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http_connections = descriptors.http_connections,
         "file descriptor budget"
     );
+    // The LDAP directory checks its users' passwords for every front's authenticator.
+    let directory = config.ldap.clone().map(rampart_ldap::Directory::new);
+    let password_directory = directory
+        .clone()
+        .map(|directory| Arc::new(directory) as Arc<dyn rampart_ldap::PasswordDirectory>);
     let gateway_settings = GatewaySettings {
         sessions: SessionDefaults {
             idle_timeout: config.sessions.idle_timeout,
@@ -247,6 +252,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 timeout,
                 portal_url: rampart_web::url(http_addr, tls.is_some()),
             }),
+        directory: password_directory.clone(),
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
@@ -394,6 +400,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let web_task = tokio::spawn(rampart_web::run(
         http,
         WebState::new(store.clone(), web_settings)
+            .with_directory(password_directory)
             .with_gateway(terminals)
             .with_rotator(crate::commands::rotation::rotator(
                 &store,
@@ -432,6 +439,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             store.clone(),
             config.detectors.clone(),
             stop_tx.subscribe(),
+        )));
+    }
+    // The LDAP directory's users, keys and groups, synced every `ldap.sync_interval`.
+    if let Some(directory) = directory
+        && let Some(interval) = directory.settings().sync_interval
+    {
+        background.push(tokio::spawn(rampart_ldap::sync::run(
+            store.clone(),
+            directory,
+            interval,
+            stopped(stop_tx.subscribe()),
         )));
     }
     background.push(tokio::spawn(retention_daily(

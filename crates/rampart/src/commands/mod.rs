@@ -15,6 +15,7 @@ mod domains;
 mod grants;
 mod groups;
 mod kube;
+mod ldap;
 mod queries;
 mod recordings;
 mod report;
@@ -132,6 +133,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Ca(cmd) => ca::run(&store, json, cmd),
         Command::Breakglass(cmd) => breakglass::run(&store, &actor, json, cmd).await,
         Command::Rotation(cmd) => rotation::run_policies(&store, &actor, json, cmd).await,
+        Command::Ldap(cmd) => ldap::run(config, &store, &actor, json, cmd).await,
     };
     crate::seals::sign_after_command(&store, signed_before).await;
     if let Ok(store) = std::sync::Arc::try_unwrap(store) {

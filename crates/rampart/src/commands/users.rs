@@ -3,22 +3,15 @@
 use super::{name, read_secret_from_stdin, read_small_file, time_text};
 use crate::cli::{UserCommand, UserKeyCommand, UserMfaCommand};
 use crate::output::{Table, done, join_or_dash, print_fields, print_json};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use rampart_core::audit::Actor;
 use rampart_core::login_rules::{IpNet, LoginRules, format_cidr_list, parse_cidr_list};
 use rampart_core::schedule::Schedule;
-use rampart_core::{Name, Role, User, mfa};
+use rampart_core::{Name, Role, User, UserSource};
 use rampart_store::ssh_keys::{ParsedPublicKey, parse_public_keys};
 use rampart_store::{Named, Store};
-use serde::Serialize;
-use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
 use zeroize::Zeroizing;
-
-/// The issuer authenticator apps show beside the user name.
-const TOTP_ISSUER: &str = "Rampart";
-/// The longest line read as a code: a code is six digits, anything much longer is a mistake.
-const MAX_CODE_LINE_BYTES: u64 = 64;
 
 pub async fn run(
     store: &Store,
@@ -31,16 +24,7 @@ pub async fn run(
             let user = name("user", &user)?;
             let ttl = rampart_core::time_arg::parse_duration("--ttl", &ttl)?;
             let (expires_at, token) = store.create_invite(actor, &user, ttl).await?;
-            let token = rampart_core::ExposeSecret::expose_secret(&token).to_owned();
-            let path = format!("/invite?token={token}");
-            let expires = rampart_core::time_arg::format_rfc3339(expires_at);
-            done(
-                json,
-                &serde_json::json!({ "user": user, "path": path, "expires_at": expires }),
-                &format!(
-                    "enrolment link for {user} (works once, until {expires}); append to the portal's address:\n{path}"
-                ),
-            )
+            print_enrolment_link(json, &user, expires_at, &token)
         }
         UserCommand::Add {
             name: user,
@@ -79,7 +63,7 @@ pub async fn run(
                     user.role.to_string(),
                     status(user).to_owned(),
                     user.keys.len().to_string(),
-                    if user.has_password { "set" } else { "-" }.to_owned(),
+                    password_column(user).to_owned(),
                     if user.mfa_enrolled { "totp" } else { "-" }.to_owned(),
                     join_or_dash(user.groups.iter().map(ToString::to_string)),
                     time_text(user.created_at),
@@ -120,9 +104,15 @@ pub async fn run(
                 ("id", user.id.to_string()),
                 ("role", user.role.to_string()),
                 ("status", status(&user).to_owned()),
+                ("source", user.source.to_string()),
                 (
                     "password",
-                    if user.has_password { "set" } else { "not set" }.to_owned(),
+                    match user.source {
+                        UserSource::Ldap => "the LDAP directory's (bind)",
+                        UserSource::Local if user.has_password => "set",
+                        UserSource::Local => "not set",
+                    }
+                    .to_owned(),
                 ),
                 ("mfa", mfa_status(&user).to_owned()),
                 (
@@ -293,7 +283,8 @@ pub async fn run(
         UserCommand::Mfa(UserMfaCommand::Enroll {
             name: user,
             replace,
-        }) => enroll_totp(store, actor, json, &name("user", &user)?, replace).await,
+            ttl,
+        }) => enroll_totp(store, actor, json, &name("user", &user)?, replace, &ttl).await,
         UserCommand::Mfa(UserMfaCommand::Reset { name: user }) => {
             let user = name("user", &user)?;
             store.reset_totp(actor, &user).await?;
@@ -307,94 +298,50 @@ pub async fn run(
     }
 }
 
-/// Shows a new secret as a QR code and URI, and stores it only once a code from the user's app
-/// matches it: an enrolment the app cannot answer would lock the user out.
+/// Sends the user an enrolment link for their own TOTP second factor: they open it in the
+/// portal and set their password and second factor there; no administrator ever sees the
+/// secret. Also the bootstrap of the first administrator (README, "First administrator").
 async fn enroll_totp(
     store: &Store,
     actor: &Actor,
     json: bool,
     user: &Name,
     replace: bool,
+    ttl: &str,
 ) -> anyhow::Result<()> {
-    // Fail on an unknown or already enrolled user before showing a secret.
-    if store.user(user).await?.mfa_enrolled && !replace {
+    let ttl = rampart_core::time_arg::parse_duration("--ttl", ttl)?;
+    // Fail on an unknown or already enrolled user before making a link.
+    let existing = store.user(user).await?;
+    if existing.mfa_enrolled && !replace {
         bail!(
-            "user {user} already has a second factor: use --replace to enroll a new one \
-             (the old one stops working)"
+            "user {user} already has a second factor: use --replace to send a link for a new one \
+             (the old one works until the link is used), or `rampart user mfa reset {user}`"
         );
     }
-    let secret = rampart_store::new_totp_secret()?;
-    let uri = Zeroizing::new(mfa::otpauth_uri(&secret, user.as_str(), TOTP_ISSUER));
-    if json {
-        #[derive(Serialize)]
-        struct Enrollment<'a> {
-            user: &'a Name,
-            otpauth_uri: &'a str,
-        }
-        let line = Zeroizing::new(serde_json::to_string(&Enrollment {
-            user,
-            otpauth_uri: &uri,
-        })?);
-        println!("{}", line.as_str());
-    } else {
-        let qr = Zeroizing::new(qr_code(&uri)?);
-        eprintln!(
-            "Scan this QR code with {user}'s authenticator app, or enter the URI below in it:"
-        );
-        println!("{}\n\n{}", qr.as_str(), uri.as_str());
-    }
-    let code = read_code("Code from the authenticator app: ")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs();
-    let Some(step) = mfa::verify(&secret, &code, now) else {
-        bail!(
-            "the code does not match: nothing was stored (check that the app's clock is right, \
-             then enroll again)"
-        );
-    };
-    store
-        .enroll_totp(actor, user, &secret, replace, Some(step))
-        .await?;
-    let result = serde_json::json!({ "user": user, "mfa": "totp" });
+    let (expires_at, token) = store.create_invite(actor, user, ttl).await?;
+    print_enrolment_link(json, user, expires_at, &token)
+}
+
+/// Prints a one-time enrolment link (`/invite?token=...`) for `user`.
+fn print_enrolment_link(
+    json: bool,
+    user: &Name,
+    expires_at: time::OffsetDateTime,
+    token: &rampart_core::SecretString,
+) -> anyhow::Result<()> {
+    let token = rampart_core::ExposeSecret::expose_secret(token);
+    let path = Zeroizing::new(format!("/invite?token={token}"));
+    let expires = rampart_core::time_arg::format_rfc3339(expires_at);
     done(
         json,
-        &result,
-        &format!("enrolled a TOTP second factor for user {user}"),
+        &serde_json::json!({ "user": user, "path": path.as_str(), "expires_at": expires }),
+        &format!(
+            "enrolment link for {user} (works once, until {expires}): they set their own password \
+             and TOTP second factor there, which no administrator sees; append to the portal's \
+             address:\n{}",
+            path.as_str()
+        ),
     )
-}
-
-/// The QR code of `text` in Unicode half blocks, two modules per character cell. Drawn light on
-/// dark (dark modules blank), for the usual dark terminal background; the quiet zone stays.
-fn qr_code(text: &str) -> anyhow::Result<String> {
-    use qrcode::render::unicode::Dense1x2;
-    let code = qrcode::QrCode::new(text.as_bytes()).context("cannot draw the QR code")?;
-    Ok(code
-        .render::<Dense1x2>()
-        .dark_color(Dense1x2::Light)
-        .light_color(Dense1x2::Dark)
-        .build())
-}
-
-/// Reads one line from standard input (a terminal or a pipe) as a code. Apps show codes as
-/// `123 456`, so spaces are dropped.
-fn read_code(prompt: &str) -> anyhow::Result<String> {
-    eprint!("{prompt}");
-    let mut line = Zeroizing::new(String::new());
-    let read = std::io::stdin()
-        .lock()
-        .take(MAX_CODE_LINE_BYTES)
-        .read_line(&mut line)
-        .context("cannot read the code from standard input")?;
-    // Nothing echoed a newline after the prompt: end its line so errors start on their own.
-    if !std::io::stdin().is_terminal() {
-        eprintln!();
-    }
-    if read == 0 {
-        bail!("no code on standard input: nothing was stored");
-    }
-    Ok(line.split_whitespace().collect())
 }
 
 fn mfa_status(user: &User) -> &'static str {
@@ -430,6 +377,15 @@ fn rule_texts(rules: &LoginRules) -> [String; 3] {
 fn describe_rules(rules: &LoginRules) -> String {
     let [allow_from, deny_from, login_hours] = rule_texts(rules);
     format!("allow from {allow_from}, deny from {deny_from}, login hours {login_hours}")
+}
+
+/// The PASSWORD column: `ldap` for a directory user (their password is the directory's).
+fn password_column(user: &User) -> &'static str {
+    match user.source {
+        UserSource::Ldap => "ldap",
+        UserSource::Local if user.has_password => "set",
+        UserSource::Local => "-",
+    }
 }
 
 fn status(user: &User) -> &'static str {

@@ -5,7 +5,6 @@
 //! a third-party validator.
 
 use super::BIN;
-use crate::mfa::{enroll, right_code};
 use crate::ssh::Lab;
 use rampart_testkit::{HttpClient, HttpResponse, Rampart, require_tool};
 use serde_json::{Value, json};
@@ -561,12 +560,10 @@ fn web_login_password_totp_lockout_csrf_logout() {
     for user in ["carol", "dave", "erin"] {
         password(&r, user, "right-password");
     }
-    let enrolled = enroll(&r, &["user", "mfa", "enroll", "carol"], right_code);
-    assert!(enrolled.status.success());
-    let uri = enrolled.uri.unwrap();
     // The test client is the trusted proxy: each phase comes "from" its own address, so the
     // per-source counters do not mix the phases up.
     let server = r.serve_with_env(&[("RAMPART_AUTH_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let uri = crate::mfa::enroll_by_link(&r, &server, "carol", "right-password");
     let client = server.client();
 
     // A second factor is part of the one login request: without it, nothing (A7).

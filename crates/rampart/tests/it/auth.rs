@@ -2,7 +2,7 @@
 //! with a stock OpenSSH client answering through SSH_ASKPASS, and a russh client for what
 //! OpenSSH will not do (open a channel with the second factor pending, change user name).
 
-use crate::mfa::{enroll, right_code, wrong_code};
+use crate::mfa::wrong_code;
 use crate::policy::{only_grant, remove_grants};
 use crate::ssh::{Lab, text};
 use rampart_testkit::{totp_code, unix_now};
@@ -65,9 +65,7 @@ impl MfaClient {
 
 /// Enrolls alice and returns her otpauth URI.
 fn enroll_alice(lab: &Lab) -> String {
-    let enrolled = enroll(&lab.r, &["user", "mfa", "enroll", "alice"], right_code);
-    assert!(enrolled.status.success());
-    enrolled.uri.unwrap()
+    crate::mfa::enroll_by_link(&lab.r, &lab.server, "alice", ALICE_PASSWORD)
 }
 
 #[test]

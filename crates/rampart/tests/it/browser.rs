@@ -5,7 +5,6 @@
 //! labels and audit sentences, no raw JSON), destructive buttons ask first, lists page, and the
 //! layout holds at 420 px and in dark mode. Screenshots of every step are kept as artifacts.
 
-use crate::mfa::{enroll, right_code};
 use crate::ssh::Lab;
 use rampart_testkit::{files_containing, require_tool};
 use std::path::{Path, PathBuf};
@@ -59,11 +58,8 @@ fn the_portal_in_chromium_login_terminal_replay_and_a_grant() {
     let Some(lab) = Lab::start() else { return };
     let r = &lab.r;
     // Alice: password and a TOTP second factor.
-    r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
-    let enrolled = enroll(r, &["user", "mfa", "enroll", "alice"], right_code);
-    assert!(enrolled.status.success(), "{enrolled:?}");
+    let uri = crate::mfa::enroll_by_link(r, &lab.server, "alice", "alice-password-1");
     let used_until = rampart_testkit::unix_now();
-    let uri = enrolled.uri.unwrap();
     let secret = uri
         .split(['?', '&'])
         .find_map(|part| part.strip_prefix("secret="))

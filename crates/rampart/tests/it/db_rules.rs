@@ -391,15 +391,8 @@ fn password_and_totp_code_log_in_to_a_database_and_satisfy_a_grant_that_requires
     let Some(pg) = crate::postgres::start_postgres() else {
         return;
     };
-    let (r, _server, port) = crate::postgres::rampart_for(&pg);
-    r.ok_with_stdin(&["user", "password", "alice"], b"correct horse:battery");
-    let enrolment = crate::mfa::enroll(
-        &r,
-        &["user", "mfa", "enroll", "alice"],
-        crate::mfa::right_code,
-    );
-    assert!(enrolment.status.success(), "{enrolment:?}");
-    let uri = enrolment.uri.unwrap();
+    let (r, server, port) = crate::postgres::rampart_for(&pg);
+    let uri = crate::mfa::enroll_by_link(&r, &server, "alice", "correct horse:battery");
     let token = crate::postgres::token(&r, "1h");
     r.ok(&["grant", "set", &grant_id(&r), "--require-mfa", "true"]);
 

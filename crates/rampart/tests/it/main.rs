@@ -29,6 +29,7 @@ mod evidence;
 mod evidence_chain;
 mod hostile_clients;
 mod kube;
+mod ldap;
 mod login_controls;
 mod mfa;
 mod mysql;

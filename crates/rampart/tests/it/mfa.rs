@@ -1,79 +1,20 @@
-//! The TOTP second factor end to end: `rampart user mfa ...` run as a person would, reading the
-//! URI it shows and answering with the code an authenticator app computes from it.
+//! The TOTP second factor end to end, as issue 20's self-service asks: an administrator's
+//! `rampart user mfa enroll` only sends a one-time enrolment link; the user opens it (the invite
+//! API the portal's /invite page calls), answers with the code an authenticator app computes
+//! from the URI shown to them, and no administrator ever sees the secret. `reset` removes it.
 
-use rampart_testkit::{Rampart, files_containing, totp_code, totp_secret, unix_now};
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{ExitStatus, Stdio};
+use rampart_testkit::{Rampart, Server, files_containing, totp_code, totp_secret, unix_now};
+use serde_json::{Value, json};
 
 use super::BIN;
-
-/// What one run of `rampart user mfa enroll` showed and did.
-#[derive(Debug)]
-pub(crate) struct Enrolment {
-    /// The otpauth:// URI it showed, if it got that far.
-    pub(crate) uri: Option<String>,
-    stdout: String,
-    stderr: String,
-    pub(crate) status: ExitStatus,
-}
-
-/// Runs `rampart ARGS` (an enrolment), reads standard output up to the URI, then writes
-/// `answer(uri)` and a newline to standard input, or closes it unanswered on `None`.
-pub(crate) fn enroll(
-    r: &Rampart,
-    args: &[&str],
-    answer: impl FnOnce(&str) -> Option<String>,
-) -> Enrolment {
-    let mut child = r
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut shown = String::new();
-    let mut uri = None;
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        shown.push_str(&line);
-        let line = line.trim_end();
-        if line.starts_with("otpauth://") {
-            uri = Some(line.to_owned());
-        } else if line.starts_with('{') {
-            let json: Value = serde_json::from_str(line).unwrap();
-            uri = json["otpauth_uri"].as_str().map(str::to_owned);
-        }
-        if let Some(uri) = &uri {
-            if let Some(code) = answer(uri) {
-                writeln!(stdin, "{code}").unwrap();
-            }
-            break;
-        }
-    }
-    drop(stdin);
-    stdout.read_to_string(&mut shown).unwrap();
-    let output = child.wait_with_output().unwrap();
-    Enrolment {
-        uri,
-        stdout: shown,
-        stderr: String::from_utf8(output.stderr).unwrap(),
-        status: output.status,
-    }
-}
 
 /// Answers with the code the app shows now.
 pub(crate) fn right_code(uri: &str) -> Option<String> {
     Some(totp_code(uri, unix_now()))
 }
 
-/// A six-digit code that matches none of the steps the command could accept, even if a step
-/// boundary passes while it runs.
+/// A six-digit code that matches none of the steps the server could accept, even if a step
+/// boundary passes meanwhile.
 pub(crate) fn wrong_code(uri: &str) -> Option<String> {
     let now = unix_now();
     let near: Vec<String> = [now - 30, now, now + 30, now + 60]
@@ -81,6 +22,53 @@ pub(crate) fn wrong_code(uri: &str) -> Option<String> {
         .map(|at| totp_code(uri, *at))
         .collect();
     (0..).map(|n| format!("{n:06}")).find(|c| !near.contains(c))
+}
+
+/// The token of the link `rampart user mfa enroll` or `user invite` printed (text or JSON).
+fn link_token(printed: &str) -> String {
+    let start = printed.find("/invite?token=").expect("a link") + "/invite?token=".len();
+    printed[start..]
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The user's side of an enrolment link on `server`: open it (the URI their app reads), then
+/// set `password` and answer with `answer(uri)`. Returns the URI and the answer's response.
+fn use_link(
+    server: &Server,
+    token: &str,
+    password: &str,
+    answer: impl FnOnce(&str) -> Option<String>,
+) -> (String, rampart_testkit::HttpResponse) {
+    // A client per request: a kept-alive connection may be closed by the server meanwhile.
+    let started =
+        server
+            .client()
+            .request("POST", &format!("/api/v1/invites/{token}/start"), &[], None);
+    assert_eq!(started.status, 200, "{}", started.text());
+    let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = answer(&uri).unwrap_or_default();
+    let body = json!({ "password": password, "code": code });
+    let accepted = server.client().request(
+        "POST",
+        &format!("/api/v1/invites/{token}"),
+        &[],
+        Some(&body),
+    );
+    (uri, accepted)
+}
+
+/// Enrols `user`'s TOTP the way it is done now: the administrator sends a link (`rampart user
+/// mfa enroll`), the user uses it on `server` with `password` and a code from their app.
+/// Returns the otpauth URI the user's app holds.
+pub(crate) fn enroll_by_link(r: &Rampart, server: &Server, user: &str, password: &str) -> String {
+    let link = r.json(&["user", "mfa", "enroll", user, "--replace"]);
+    let token = link_token(link["path"].as_str().unwrap());
+    let (uri, accepted) = use_link(server, &token, password, right_code);
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    uri
 }
 
 fn secret_of(uri: &str) -> String {
@@ -111,49 +99,55 @@ fn auth_epoch(r: &Rampart, user: &str) -> i64 {
         .unwrap()
 }
 
+/// The administrator's command prints a one-time link and nothing secret; the user's own
+/// enrolment through it stores the factor, sealed; the secret is in no administrator's output,
+/// no file of the data directory and no later output.
 #[test]
-fn enrolling_with_a_code_from_the_app_stores_the_second_factor() {
+fn an_administrator_sends_a_link_and_the_user_enrols_a_totp_no_administrator_sees() {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok(&["user", "add", "bob"]);
     let epoch = auth_epoch(&r, "alice");
 
-    let run = enroll(&r, &["user", "mfa", "enroll", "alice"], right_code);
-    assert!(run.status.success(), "{run:?}");
-    let uri = run.uri.clone().unwrap();
+    let sent = r.run(&["user", "mfa", "enroll", "alice"]);
+    assert!(sent.status.success(), "{sent:?}");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(
+        shown.starts_with("enrolment link for alice (works once, until "),
+        "{shown}"
+    );
+    assert!(shown.contains("which no administrator sees"), "{shown}");
+    assert!(
+        !shown.contains("otpauth") && !shown.contains("secret="),
+        "{shown}"
+    );
+    // Nothing is enrolled until the user answers.
+    assert_eq!(r.json(&["user", "show", "alice"])["mfa_enrolled"], false);
+    assert_eq!(r.json(&["vault", "status"])["secrets"], 0);
+
+    let server = r.serve();
+    let token = link_token(&shown);
+    // A wrong code stores nothing and leaves the link usable.
+    let (_, refused) = use_link(&server, &token, "alice-password-1", wrong_code);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(r.json(&["user", "show", "alice"])["mfa_enrolled"], false);
+    let (uri, accepted) = use_link(&server, &token, "alice-password-1", right_code);
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
     assert!(uri.starts_with("otpauth://totp/Rampart:alice?"), "{uri}");
-    assert!(uri.contains("issuer=Rampart"), "{uri}");
-    let secret = secret_of(&uri);
-    // The QR code (Unicode half blocks), the URI on a line of its own, then the result.
-    assert!(
-        run.stdout.contains('█') && run.stdout.contains('▀'),
-        "{run:?}"
-    );
-    assert!(run.stdout.lines().any(|line| line == uri), "{run:?}");
-    assert_eq!(
-        run.stdout.lines().last(),
-        Some("enrolled a TOTP second factor for user alice")
-    );
-    assert!(
-        run.stderr.contains("Code from the authenticator app: "),
-        "{run:?}"
-    );
+    // Used once.
+    let again =
+        server
+            .client()
+            .request("POST", &format!("/api/v1/invites/{token}/start"), &[], None);
+    assert_eq!(again.status, 404);
 
     assert_eq!(r.json(&["user", "show", "alice"])["mfa_enrolled"], true);
     assert_eq!(r.json(&["user", "show", "bob"])["mfa_enrolled"], false);
     assert!(auth_epoch(&r, "alice") > epoch);
-    let show = r.ok(&["user", "show", "alice"]);
-    assert!(
-        show.lines()
-            .any(|l| l.split_whitespace().eq(["mfa:", "totp"])),
-        "{show}"
-    );
-    let show = r.ok(&["user", "show", "bob"]);
-    assert!(
-        show.lines()
-            .any(|l| l.split_whitespace().eq(["mfa:", "not", "enrolled"])),
-        "{show}"
-    );
     let list = r.ok(&["user", "list"]);
     let header: Vec<&str> = list.lines().next().unwrap().split_whitespace().collect();
     let mfa_column = header.iter().position(|h| *h == "MFA").unwrap();
@@ -171,109 +165,65 @@ fn enrolling_with_a_code_from_the_app_stores_the_second_factor() {
     );
     assert_eq!(r.json(&["vault", "status"])["secrets"], 1);
 
-    // The secret was shown once and is stored sealed: it is in no file of the data directory,
-    // and in no later output.
+    // The secret is in no administrator's output, no file of the data directory and no later
+    // output.
+    let secret = secret_of(&uri);
     let raw = totp_secret(&uri);
     assert_eq!(raw.len(), 20);
+    assert!(!shown.contains(&secret));
     for needle in [secret.as_bytes(), raw.as_slice()] {
         let hits = files_containing(&r.data_dir(), needle);
         assert!(hits.is_empty(), "secret in clear in {hits:?}");
     }
     assert!(!r.snapshot().to_string().contains(&secret));
     // The search would find it: here is a file that holds it in clear.
-    let shown = r.scratch().join("shown-uri.txt");
-    std::fs::write(&shown, &uri).unwrap();
-    assert_eq!(files_containing(r.scratch(), secret.as_bytes()), [shown]);
+    let clear = r.scratch().join("shown-uri.txt");
+    std::fs::write(&clear, &uri).unwrap();
+    assert_eq!(files_containing(r.scratch(), secret.as_bytes()), [clear]);
 }
 
+/// An unknown user gets no link; an enrolled user's second link needs `--replace` (and the old
+/// factor works until the new link is used); `reset` removes the factor so the user must enrol
+/// again, and a plain link works after it.
 #[test]
-fn a_wrong_or_missing_code_stores_nothing_and_says_so_on_one_line() {
+fn a_second_link_needs_replace_and_reset_removes_the_factor() {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     let before = r.snapshot();
-    type Answer = fn(&str) -> Option<String>;
-    let cases: [(&str, Answer, &str); 4] = [
-        ("wrong code", wrong_code, "the code does not match"),
-        (
-            "five digits",
-            |_| Some("12345".into()),
-            "the code does not match",
-        ),
-        (
-            "letters",
-            |_| Some("abcdef".into()),
-            "the code does not match",
-        ),
-        ("no answer", |_| None, "no code on standard input"),
-    ];
-    for (case, answer, expected) in cases {
-        let run = enroll(&r, &["user", "mfa", "enroll", "alice"], answer);
-        assert!(run.uri.is_some(), "{case}: {run:?}");
-        assert_eq!(run.status.code(), Some(1), "{case}: {run:?}");
-        let errors: Vec<&str> = run.stderr.lines().filter(|l| l.contains("error")).collect();
-        assert_eq!(errors.len(), 1, "{case}: one error line: {run:?}");
-        assert!(errors[0].starts_with("error: "), "{case}: {run:?}");
-        assert!(errors[0].contains(expected), "{case}: {run:?}");
-        assert!(errors[0].contains("nothing was stored"), "{case}: {run:?}");
-        assert!(!run.stdout.contains("enrolled"), "{case}: {run:?}");
-        assert_eq!(r.json(&["user", "show", "alice"])["mfa_enrolled"], false);
-        assert_eq!(r.snapshot(), before, "{case} changed something");
-    }
-
-    // An unknown user: refused before any secret is shown.
-    let run = enroll(&r, &["user", "mfa", "enroll", "nobody"], right_code);
-    assert_eq!(run.status.code(), Some(1));
-    assert_eq!((run.uri, run.stdout.as_str()), (None, ""));
-    assert_eq!(run.stderr.trim_end(), "error: user nobody not found");
+    let unknown = r.run(&["user", "mfa", "enroll", "nobody"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&unknown.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr).trim_end(),
+        "error: user nobody not found"
+    );
     assert_eq!(r.snapshot(), before);
-}
 
-#[test]
-fn a_second_enrolment_needs_replace_and_reset_removes_the_factor() {
-    let r = Rampart::new(BIN);
-    r.ok(&["user", "add", "alice"]);
-    let first = enroll(&r, &["user", "mfa", "enroll", "alice"], right_code);
-    assert!(first.status.success(), "{first:?}");
+    let server = r.serve();
+    let first = enroll_by_link(&r, &server, "alice", "alice-password-1");
     let enrolled_epoch = auth_epoch(&r, "alice");
 
-    // Without --replace: refused before a new secret is shown, and nothing changes.
+    // Without --replace: refused before a link is made, and nothing changes.
     let before = r.snapshot();
-    let refused = enroll(&r, &["user", "mfa", "enroll", "alice"], right_code);
+    let refused = r.run(&["user", "mfa", "enroll", "alice"]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
-    assert_eq!(
-        (refused.uri.as_deref(), refused.stdout.as_str()),
-        (None, "")
-    );
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "");
     assert!(
-        refused
-            .stderr
+        String::from_utf8_lossy(&refused.stderr)
             .starts_with("error: user alice already has a second factor: use --replace"),
         "{refused:?}"
     );
     assert_eq!(r.snapshot(), before);
 
-    // With --replace and --json: the URI as one JSON line, then the result.
-    let replaced = enroll(
-        &r,
-        &["user", "mfa", "enroll", "alice", "--replace", "--json"],
-        right_code,
-    );
-    assert!(replaced.status.success(), "{replaced:?}");
-    let (first_line, rest) = replaced.stdout.split_once('\n').unwrap();
-    let shown: Value = serde_json::from_str(first_line).unwrap();
-    assert_eq!(shown["user"], "alice");
-    assert_eq!(shown["otpauth_uri"].as_str(), replaced.uri.as_deref());
-    assert!(!replaced.stdout.contains('█'), "no QR code with --json");
-    let result: Value = serde_json::from_str(rest).unwrap();
-    assert_eq!(
-        result,
-        serde_json::json!({ "user": "alice", "mfa": "totp" })
-    );
-    assert_ne!(
-        secret_of(first.uri.as_deref().unwrap()),
-        secret_of(replaced.uri.as_deref().unwrap()),
-        "a new secret"
-    );
+    // With --replace and --json: the link as JSON; the old factor stands until it is used.
+    let link: Value = r.json(&["user", "mfa", "enroll", "alice", "--replace"]);
+    assert_eq!(link["user"], "alice");
+    assert!(link["expires_at"].is_string());
+    assert_eq!(r.json(&["user", "show", "alice"])["mfa_enrolled"], true);
+    let token = link_token(link["path"].as_str().unwrap());
+    let (replaced, accepted) = use_link(&server, &token, "alice-password-2", right_code);
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    assert_ne!(secret_of(&first), secret_of(&replaced), "a new secret");
     let replaced_epoch = auth_epoch(&r, "alice");
     assert!(replaced_epoch > enrolled_epoch);
     assert_eq!(r.json(&["vault", "status"])["secrets"], 1);
@@ -302,8 +252,9 @@ fn a_second_enrolment_needs_replace_and_reset_removes_the_factor() {
         ]
     );
 
-    // After a reset, a plain enrolment works again.
-    let after_reset = enroll(&r, &["user", "mfa", "enroll", "alice"], right_code);
-    assert!(after_reset.status.success(), "{after_reset:?}");
+    // After a reset, a plain link works again.
+    let sent = r.ok(&["user", "mfa", "enroll", "alice"]);
+    let (_, accepted) = use_link(&server, &link_token(&sent), "alice-password-3", right_code);
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
     assert_eq!(r.json(&["user", "show", "alice"])["mfa_enrolled"], true);
 }

@@ -548,13 +548,7 @@ fn a_database_token_minted_through_the_api_works_with_redis_cli_and_the_query_lo
     assert_eq!(timeline.as_array().unwrap().len(), 1, "{timeline}");
 
     // bob (who has a second factor) sees none of alice's statements.
-    r.ok_with_stdin(&["user", "password", "bob"], b"bob-password-1");
-    let enrolled = crate::mfa::enroll(
-        &r,
-        &["user", "mfa", "enroll", "bob"],
-        crate::mfa::right_code,
-    );
-    assert!(enrolled.status.success());
+    crate::mfa::enroll_by_link(&r, &server, "bob", "bob-password-1");
     let bob_token = r
         .ok(&["token", "create", "--user", "bob", "--scope", "write"])
         .trim()

@@ -286,3 +286,48 @@ fn an_invited_user_enrols_in_chromium() {
     assert_eq!(erin["mfa_enrolled"], true, "{erin}");
     assert_eq!(erin["has_password"], true, "{erin}");
 }
+
+/// Issue 20's self-service list includes tokens: on the Account page in Chromium a user makes
+/// an API token of their own (shown once), it works against the API, and revoking it there
+/// ends it. (Database tokens are made on the Databases page: `redis.rs`, `browser.rs`.)
+#[test]
+fn a_user_makes_uses_and_revokes_their_own_api_token_in_chromium() {
+    let (Some(node), Some(chromium)) = (require_tool("node"), require_tool("chromium")) else {
+        return;
+    };
+    if !crate::browser::require_playwright() {
+        return;
+    }
+    let Some(lab) = Lab::start() else { return };
+    lab.r.ok(&["user", "add", "carol"]);
+    lab.r
+        .ok_with_stdin(&["user", "password", "carol"], b"carol-password-1");
+    let artifacts = crate::browser::artifacts_dir().join("account-tokens");
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = Command::new(node)
+        .arg("account_tokens.mjs")
+        .current_dir(&browser_dir)
+        .env("RAMPART_URL", format!("https://{}", lab.server.http))
+        .env("LOGIN_USER", "carol")
+        .env("PASSWORD", "carol-password-1")
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", chromium)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success()
+            && text(&out.stdout).contains("API token made, used and revoked in the browser"),
+        "account_tokens.mjs failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let by_carol = |kind: &str| {
+        lab.events(kind)
+            .iter()
+            .filter(|e| e["actor"]["name"] == "carol" && e["event"]["user"] == "carol")
+            .count()
+    };
+    assert_eq!(by_carol("api_token_created"), 1);
+    assert_eq!(by_carol("api_token_revoked"), 1);
+}
