@@ -121,6 +121,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),
     ),
+    (
+        28,
+        "command approvals",
+        include_str!("../migrations/0028_command_approvals.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
