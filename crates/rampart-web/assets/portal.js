@@ -1256,7 +1256,7 @@
       verb === 'deny' ? 'danger' : undefined);
     const stateText = (a) => ({ timed_out: 'timed out (denied)', pending: 'waiting' })[a.state] || a.state;
     const decided = (a) => {
-      if (!a.decided_at) return `until ${time(a.expires_at)}`;
+      if (!a.decided_at) return `waits until ${time(a.expires_at)}`;
       const note = a.note ? ` (${a.note})` : '';
       return `${time(a.decided_at)} by ${a.decided_by}${note}`;
     };

@@ -998,7 +998,7 @@ pub fn table() -> Vec<Route> {
             "/api/v1/command-approvals",
             User,
             "command approvals",
-            "Shell lines an approve rule holds: my own and those I may decide (every one for auditors and administrators), newest first, each with `mine` and `can_decide`; `state=all` includes decided ones",
+            "Shell lines an approve rule holds: my own, those I may decide and those I decided (every one for auditors and administrators), newest first, each with `mine` and `can_decide`; `state=all` includes decided ones",
             api::command_approvals_list,
         )
         .query(&["state", "limit", "cursor"]),

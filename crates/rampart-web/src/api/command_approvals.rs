@@ -67,8 +67,8 @@ fn shown(approval: &CommandApproval, mine: bool, can_decide: bool) -> Value {
     value
 }
 
-/// Held lines waiting for an approver: mine and those I may decide; auditors and
-/// administrators see all. Newest first. `state=all` includes decided ones.
+/// Held lines waiting for an approver: mine, those I may decide and those I decided; auditors
+/// and administrators see all. Newest first. `state=all` includes decided ones.
 pub async fn command_approvals_list(
     State(state): State<WebState>,
     Extension(caller): Caller_,
@@ -89,7 +89,8 @@ pub async fn command_approvals_list(
     for approval in all {
         let mine = approval.requester == caller.user.name.as_str();
         let decides = check(&state, &caller, &approval)?.is_ok();
-        if sees_all || mine || (decides && approval.is_pending()) {
+        let decided_it = approval.decided_by.as_deref() == Some(caller.user.name.as_str());
+        if sees_all || mine || decided_it || (decides && approval.is_pending()) {
             visible.push(shown(&approval, mine, decides));
         }
     }
