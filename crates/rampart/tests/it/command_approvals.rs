@@ -349,3 +349,61 @@ fn a_held_line_is_approved_in_the_portal_in_chromium_and_then_runs() {
     assert_eq!(decided[0]["event"]["decision"], "approved");
     assert_eq!(decided[0]["actor"]["name"], "bob");
 }
+
+#[test]
+fn a_session_killed_while_its_line_waits_ends_and_the_line_never_runs() {
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    let Some(lab) = Lab::start_with_env(&[("RAMPART_REQUESTS_APPROVERS", "leads@env=prod")]) else {
+        return;
+    };
+    setup(&lab);
+    let marker = lab.r.scratch().join("killed-marker");
+    let terminal = shell(&lab);
+    let waiting = hold(
+        &lab,
+        &terminal,
+        &format!("touch {}", marker.display()),
+        "killed-marker",
+        0,
+    );
+    let session = waiting["session"].as_str().unwrap().to_owned();
+    lab.r.ok(&[
+        "session",
+        "kill",
+        &session,
+        "--reason",
+        "maintenance window",
+    ]);
+    for _ in 0..300 {
+        if !terminal.is_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!terminal.is_running(), "the session did not end");
+    let ended = lab.sessions();
+    assert!(
+        ended[0]["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("maintenance window"),
+        "{ended:?}"
+    );
+    let decided = lab.events("command_approval_decided");
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["event"]["decision"], "cancelled");
+    assert_eq!(decided[0]["event"]["session"], session.as_str());
+    // Too late to approve it now.
+    let out = lab
+        .r
+        .run(&["approval", "approve", waiting["id"].as_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already cancelled"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!marker.exists(), "a line of a killed session ran");
+}
