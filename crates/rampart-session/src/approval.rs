@@ -12,6 +12,16 @@ use rampart_store::{ApprovalOutcome, CommandApproval, NewCommandApproval};
 /// How often a waiting session reads its approval.
 pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The errors `SessionTap::hold` and `SessionTap::approval_outcome` end a session with begin
+/// with one of these (the session's end reason is then that, not a recording failure).
+const FAILURES: [&str; 2] = ["cannot ask for an approval", "cannot read the approval"];
+
+/// Whether an error that ended a session came from its approval (the store could not be
+/// written or read: fail closed, the line stays held and the session ends).
+pub fn is_approval_failure(error: &str) -> bool {
+    FAILURES.iter().any(|prefix| error.starts_with(prefix))
+}
+
 /// The request to write for `held` in `session`.
 pub(crate) fn new_approval(
     held: &HeldLine,

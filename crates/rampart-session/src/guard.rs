@@ -171,7 +171,8 @@ impl SessionTap {
     /// sees. An error ends the session (fail closed: the line stays held).
     pub async fn hold(&self, held: &crate::command_control::HeldLine) -> Result<String, String> {
         let trail = &self.0.trail;
-        let new = crate::approval::new_approval(held, trail.id, &trail.user, &trail.account)?;
+        let new = crate::approval::new_approval(held, trail.id, &trail.user, &trail.account)
+            .map_err(|err| format!("cannot ask for an approval: {err}"))?;
         let approval = trail
             .store
             .request_command_approval(&new)

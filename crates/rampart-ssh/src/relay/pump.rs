@@ -546,7 +546,11 @@ pub(super) async fn pump(
         .ok()
         .and_then(|mut slot| slot.take())
     {
-        reason = format!("recording failed: {failure}");
+        reason = if rampart_session::approval::is_approval_failure(&failure) {
+            failure
+        } else {
+            format!("recording failed: {failure}")
+        };
     }
     (reason, exit_status)
 }
