@@ -662,6 +662,29 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         valid_until: Option<String>,
     },
+    /// A shell line matched an `approve` rule and waits for an approver (`approval`: the
+    /// pending approval's id; `timeout`: how long it waits, then it is denied).
+    CommandApprovalRequested {
+        approval: String,
+        session: String,
+        user: String,
+        target: String,
+        line: String,
+        command: String,
+        rule: String,
+        timeout: String,
+    },
+    /// A held shell line was `approved` or `denied` (the actor decided), `timed_out` (no
+    /// decision in time) or `cancelled` (the session ended while it waited).
+    CommandApprovalDecided {
+        approval: String,
+        session: String,
+        user: String,
+        line: String,
+        decision: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// A compliance report was made for the period `[from, to)` (`via`: the CLI, or the API
     /// and the caller's address).
     ReportGenerated {
@@ -781,6 +804,8 @@ impl AuditEvent {
             AuditEvent::DirectorySynced { .. } => "directory_synced",
             AuditEvent::AccessRequested { .. } => "access_requested",
             AuditEvent::AccessRequestDecided { .. } => "access_request_decided",
+            AuditEvent::CommandApprovalRequested { .. } => "command_approval_requested",
+            AuditEvent::CommandApprovalDecided { .. } => "command_approval_decided",
             AuditEvent::CommandRuleRemoved { .. } => "command_rule_removed",
         }
     }

@@ -34,6 +34,12 @@ pub enum RuleAction {
     Allow,
     /// Run it and raise an alert.
     Warn,
+    /// Hold it until an approver decides (interactive shells); where nothing can wait for an
+    /// approver (an exec, a statement) it is refused like `deny`.
+    ///
+    /// INVARIANT: declared between `Warn` and `Deny`: a line's action is its strictest
+    /// command's (`max`), so one denied command still denies a line another holds.
+    Approve,
     /// Do not run it; tell the user why.
     Deny,
 }
@@ -44,12 +50,9 @@ impl RuleAction {
             "allow" => Ok(Self::Allow),
             "warn" => Ok(Self::Warn),
             "deny" => Ok(Self::Deny),
-            "approve" => Err(InvalidInput::new(
-                "invalid rule action \"approve\": approval is not supported yet; use allow, warn \
-                 or deny",
-            )),
+            "approve" => Ok(Self::Approve),
             other => Err(InvalidInput::new(format!(
-                "invalid rule action {other:?}: use allow, warn or deny"
+                "invalid rule action {other:?}: use allow, warn, approve or deny"
             ))),
         }
     }
@@ -58,6 +61,7 @@ impl RuleAction {
         match self {
             Self::Allow => "allow",
             Self::Warn => "warn",
+            Self::Approve => "approve",
             Self::Deny => "deny",
         }
     }
@@ -441,8 +445,18 @@ impl Decision {
         }
     }
 
-    /// The one line the user sees when the line is denied.
+    /// The one line the user sees when the line may not run as it is: denied, or (where no
+    /// approver can be waited for: an exec, a statement) held for approval. An interactive
+    /// shell asks [`Self::approval`] first.
     pub fn refusal(&self) -> Option<String> {
+        if self.action == RuleAction::Approve {
+            let held = self.approval()?;
+            return Some(format!(
+                "rampart: command refused: rule {} needs an approver's decision, which only an \
+                 interactive shell can wait for (ssh -t, then run it there): {}",
+                held.rule_text, held.command
+            ));
+        }
         if self.action != RuleAction::Deny {
             return None;
         }
@@ -460,6 +474,19 @@ impl Decision {
             "rampart: command refused by rule {}: {}",
             denied.rule_text, denied.command
         ))
+    }
+}
+
+impl Decision {
+    /// The rule that holds the line for an approver (the line's action is `approve`: nothing in
+    /// it is denied).
+    pub fn approval(&self) -> Option<&RuleMatch> {
+        if self.action != RuleAction::Approve {
+            return None;
+        }
+        self.matches
+            .iter()
+            .find(|found| found.action == RuleAction::Approve)
     }
 }
 
@@ -550,7 +577,7 @@ impl RuleSet {
                     RuleAction::Allow => {
                         !command.program_unknown && rule.matcher.matches(&command.words)
                     }
-                    RuleAction::Warn | RuleAction::Deny => {
+                    RuleAction::Warn | RuleAction::Approve | RuleAction::Deny => {
                         forms.iter().any(|form| rule.matcher.matches(form))
                     }
                 }
@@ -586,7 +613,7 @@ impl RuleSet {
         let mut decision = Decision::allowed();
         let rule = self.rules.iter().find(|rule| match rule.action {
             RuleAction::Allow => rule.matcher.matches_statement(facts, &facts.text),
-            RuleAction::Warn | RuleAction::Deny => {
+            RuleAction::Warn | RuleAction::Approve | RuleAction::Deny => {
                 rule.matcher.matches_statement(facts, &facts.text)
                     || rule.matcher.matches_statement(facts, raw)
             }
@@ -1252,8 +1279,10 @@ mod tests {
         ] {
             assert!(Matcher::parse(bad).is_err(), "match {bad:?}");
         }
-        assert!(RuleAction::parse("approve").is_err());
         assert!(RuleAction::parse("Deny").is_err());
+        for action in ["allow", "warn", "approve", "deny"] {
+            assert_eq!(RuleAction::parse(action).unwrap().to_string(), action);
+        }
     }
 
     #[test]
@@ -1323,6 +1352,41 @@ mod tests {
             "#30 warn list:privilege-escalation"
         );
         assert!(warned.refusal().is_none());
+    }
+
+    #[test]
+    fn an_approve_rule_holds_a_line_unless_another_command_of_it_is_denied() {
+        let rules = RuleSet::new(vec![
+            rule(10, RuleAction::Approve, "prefix:systemctl restart"),
+            rule(20, RuleAction::Deny, "prefix:rm -rf"),
+            rule(30, RuleAction::Warn, "prefix:uptime"),
+        ]);
+        let held = rules.check("uptime && sudo systemctl restart nginx");
+        assert_eq!(held.action, RuleAction::Approve);
+        let approval = held.approval().unwrap();
+        assert_eq!(approval.rule_text, "#10 approve prefix:systemctl restart");
+        assert_eq!(approval.command, "sudo systemctl restart nginx");
+        // Where nobody can wait for an approver (an exec) the same decision is a refusal.
+        assert_eq!(
+            held.refusal().unwrap(),
+            "rampart: command refused: rule #10 approve prefix:systemctl restart needs an \
+             approver's decision, which only an interactive shell can wait for (ssh -t, then run \
+             it there): sudo systemctl restart nginx"
+        );
+        // A denied command denies the line; nothing is held.
+        let denied = rules.check("systemctl restart x; rm -rf /");
+        assert_eq!(denied.action, RuleAction::Deny);
+        assert!(denied.approval().is_none());
+        assert!(rules.check("uptime").approval().is_none());
+        // Statements: the same order and action.
+        let facts = StatementFacts {
+            text: "systemctl restart".into(),
+            ..StatementFacts::default()
+        };
+        assert_eq!(
+            rules.check_statement(&facts, "systemctl restart").action,
+            RuleAction::Approve
+        );
     }
 
     #[test]

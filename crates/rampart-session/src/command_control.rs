@@ -3,8 +3,12 @@
 //! that text). Shell lines are checked when the user presses Enter, on the line the command log
 //! reads from the screen plus what this keystroke chunk adds that the target has not echoed yet
 //! (a paste); a denied line is not sent: the Enter is withheld, the line is cleared on the
-//! target (Ctrl-E Ctrl-U), the user sees why, and the session goes on. Shell rules are a
-//! guardrail (aliases, scripts and full-screen programs get around them); exec rules are exact.
+//! target (Ctrl-E Ctrl-U), the user sees why, and the session goes on. A line an `approve` rule
+//! matches is held: its Enter is kept back ([`ShellRules`] remembers it; the verdict's
+//! [`HeldLine`] tells the front to ask an approver, `crate::approval`), every key typed while it
+//! waits is discarded, and the decision either sends the kept Enter or clears the line as a
+//! denial does. Shell rules are a guardrail (aliases, scripts and full-screen programs get
+//! around them); exec rules are exact.
 
 use crate::lifecycle::Authorized;
 use crate::observe::{ClientVerdict, Finding};
@@ -49,7 +53,8 @@ impl RuleFinding {
     /// The alert a `warn` or `deny` match raises (`allow` raises none).
     pub fn alert(&self, session: &str, user: &str, account: &AccountRef) -> Option<AuditEvent> {
         let severity = match self.action {
-            RuleAction::Allow => return None,
+            // A held line is announced by its `command_approval_requested` event.
+            RuleAction::Allow | RuleAction::Approve => return None,
             RuleAction::Warn => "warning",
             RuleAction::Deny => "critical",
         };
@@ -155,20 +160,84 @@ pub async fn record(
     Ok(())
 }
 
-/// The rules of one interactive shell, applied at each Enter.
+/// Where and how long a held line waits for an approver (`rules.approval_timeout`).
+#[derive(Debug, Clone)]
+pub struct ApprovalSettings {
+    /// The asset's labels, which decide who may approve.
+    pub labels: Vec<rampart_core::Label>,
+    pub timeout: std::time::Duration,
+}
+
+/// A shell line an `approve` rule holds: the front asks an approver (`SessionTap::hold`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLine {
+    pub line: String,
+    /// The command the rule matched.
+    pub command: String,
+    /// `#3 approve prefix:systemctl`.
+    pub rule: String,
+    pub labels: Vec<rampart_core::Label>,
+    pub timeout: std::time::Duration,
+}
+
+/// The rules of one interactive shell, applied at each Enter, and the line held for an
+/// approver, if one is.
 #[derive(Debug)]
 pub struct ShellRules {
     rules: RuleSet,
+    /// None: nothing can wait for an approver, so `approve` lines are refused.
+    approvals: Option<ApprovalSettings>,
+    /// The held line's Enter, kept back until the decision.
+    held: Option<Vec<u8>>,
 }
 
 impl ShellRules {
     pub fn new(rules: RuleSet) -> Self {
-        Self { rules }
+        Self {
+            rules,
+            approvals: None,
+            held: None,
+        }
+    }
+
+    /// Lines `approve` rules match wait for an approver with these settings.
+    pub fn with_approvals(rules: RuleSet, approvals: ApprovalSettings) -> Self {
+        Self {
+            rules,
+            approvals: Some(approvals),
+            held: None,
+        }
+    }
+
+    /// Whether a line is held for an approver.
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The held line was decided: what goes to the target now (approved: the kept Enter;
+    /// otherwise what clears the line), with the command log told the same. `None`: nothing
+    /// was held.
+    pub fn release(&mut self, log: &mut CommandLog, approved: bool) -> Option<Vec<u8>> {
+        let enter = self.held.take()?;
+        if approved {
+            log.input(&enter);
+            Some(enter)
+        } else {
+            log.abandon_line();
+            Some(CLEAR_LINE.to_vec())
+        }
     }
 
     /// Feeds `data` (what the user typed) to the command log, checking the line at every Enter.
-    /// Returns `None` when everything passes unchanged.
-    pub fn input(&self, log: &mut CommandLog, data: &[u8]) -> ClientVerdict {
+    /// The verdict's `forward` is `None` when everything passes unchanged. While a line is
+    /// held, everything typed is discarded (the recording still has it).
+    pub fn input(&mut self, log: &mut CommandLog, data: &[u8]) -> ClientVerdict {
+        if self.held.is_some() {
+            return ClientVerdict {
+                forward: Some(Vec::new()),
+                ..ClientVerdict::default()
+            };
+        }
         if self.rules.is_empty() {
             log.input(data);
             return ClientVerdict::default();
@@ -195,6 +264,20 @@ impl ShellRules {
                 verdict
                     .findings
                     .extend(findings(&line, &decision).into_iter().map(Finding::Rule));
+                if let (Some(matched), Some(approvals)) = (decision.approval(), &self.approvals) {
+                    // Everything before this Enter passes; the Enter waits for the decision;
+                    // what follows it in the chunk is discarded, as is what comes meanwhile.
+                    verdict.forward = Some(data.get(..passed + enter).unwrap_or_default().to_vec());
+                    self.held = Some(after.get(..1).unwrap_or_default().to_vec());
+                    verdict.hold = Some(HeldLine {
+                        line,
+                        command: matched.command.clone(),
+                        rule: matched.rule_text.clone(),
+                        labels: approvals.labels.clone(),
+                        timeout: approvals.timeout,
+                    });
+                    return verdict;
+                }
                 if let Some(refusal) = decision.refusal() {
                     // Everything before this Enter passes, the Enter and what follows do not.
                     let mut forward = data.get(..passed + enter).unwrap_or_default().to_vec();
@@ -263,7 +346,7 @@ mod tests {
 
     /// (typed, echoed) steps; returns what was forwarded and replied at each step.
     fn run(steps: &[(&str, &str)]) -> Vec<(Vec<u8>, String, Vec<RuleFinding>)> {
-        let rules = shell();
+        let mut rules = shell();
         let mut log = CommandLog::new(80, 24);
         let mut seen = Vec::new();
         for (typed, echoed) in steps {
@@ -337,5 +420,91 @@ mod tests {
         assert_eq!(seen[1].2[0].rule, "#2 warn list:privilege-escalation");
         assert_eq!(seen[3].0, b"rm -rf /\r");
         assert!(seen[3].2.is_empty());
+    }
+
+    fn approving() -> ShellRules {
+        let rule = |position: i64, action, matcher: &str| Rule {
+            id: uuid::Uuid::from_u128(position as u128),
+            position,
+            scope: RuleScope::Grant(uuid::Uuid::nil()),
+            matcher: Matcher::parse(matcher).unwrap(),
+            action,
+        };
+        ShellRules::with_approvals(
+            RuleSet::new(vec![
+                rule(1, RuleAction::Deny, "prefix:rm -rf"),
+                rule(2, RuleAction::Approve, "prefix:touch"),
+            ]),
+            ApprovalSettings {
+                labels: vec![rampart_core::Label::parse("env=prod").unwrap()],
+                timeout: std::time::Duration::from_secs(7),
+            },
+        )
+    }
+
+    #[test]
+    fn an_approve_line_is_held_keys_meanwhile_are_discarded_and_approval_sends_the_enter() {
+        let mut rules = approving();
+        let mut log = CommandLog::new(80, 24);
+        log.output(b"$ ");
+        assert!(rules.input(&mut log, b"touch /tmp/m").forward.is_none());
+        log.output(b"touch /tmp/m");
+        // Enter (and what follows it in the chunk) is held back; the line is for an approver.
+        let verdict = rules.input(&mut log, b"\rls\r");
+        assert_eq!(verdict.forward, Some(Vec::new()));
+        let held = verdict.hold.unwrap();
+        assert_eq!(held.line, "touch /tmp/m");
+        assert_eq!(held.command, "touch /tmp/m");
+        assert_eq!(held.rule, "#2 approve prefix:touch");
+        assert_eq!(held.timeout.as_secs(), 7);
+        assert_eq!(held.labels[0].to_string(), "env=prod");
+        assert!(rules.is_holding());
+        // Keys typed while it waits go nowhere, a denied command's included.
+        let meanwhile = rules.input(&mut log, b"rm -rf /\r");
+        assert_eq!(meanwhile.forward, Some(Vec::new()));
+        assert!(meanwhile.hold.is_none() && meanwhile.findings.is_empty());
+        // Approved: the kept Enter goes to the target, once.
+        assert_eq!(rules.release(&mut log, true), Some(b"\r".to_vec()));
+        assert!(!rules.is_holding());
+        assert_eq!(rules.release(&mut log, true), None);
+        // And the session goes on as before, once the shell has run it and prompts again.
+        log.output(b"\r\n$ ");
+        assert!(rules.input(&mut log, b"echo ok\r").forward.is_none());
+    }
+
+    #[test]
+    fn a_denied_or_timed_out_held_line_is_cleared_on_the_target() {
+        let mut rules = approving();
+        let mut log = CommandLog::new(80, 24);
+        log.output(b"$ ");
+        let verdict = rules.input(&mut log, b"echo a\rtouch /tmp/m\r");
+        // The first line passes; the second is held.
+        assert_eq!(verdict.forward, Some(b"echo a\rtouch /tmp/m".to_vec()));
+        assert!(verdict.hold.is_some());
+        assert_eq!(rules.release(&mut log, false), Some(b"\x05\x15".to_vec()));
+        assert!(!rules.is_holding());
+    }
+
+    #[test]
+    fn without_approval_settings_an_approve_line_is_refused_like_a_deny() {
+        let rule = Rule {
+            id: uuid::Uuid::from_u128(1),
+            position: 1,
+            scope: RuleScope::Grant(uuid::Uuid::nil()),
+            matcher: Matcher::parse("prefix:touch").unwrap(),
+            action: RuleAction::Approve,
+        };
+        let mut rules = ShellRules::new(RuleSet::new(vec![rule]));
+        let mut log = CommandLog::new(80, 24);
+        log.output(b"$ ");
+        let verdict = rules.input(&mut log, b"touch /tmp/m\r");
+        assert_eq!(verdict.forward, Some(b"touch /tmp/m\x05\x15".to_vec()));
+        assert!(verdict.hold.is_none());
+        assert!(
+            String::from_utf8(verdict.replies)
+                .unwrap()
+                .contains("needs an approver")
+        );
+        assert!(!rules.is_holding());
     }
 }

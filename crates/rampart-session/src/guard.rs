@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     /// The bulk-transfer detector's size for this session (none: off), and whether it fired.
     bulk_limit: Option<u64>,
     bulk_alerted: AtomicBool,
+    /// The approval a held shell line waits for (`crate::approval`): the finisher cancels it
+    /// if the session ends first.
+    approval: std::sync::Mutex<Option<(Uuid, u64)>>,
 }
 
 impl Shared {
@@ -62,6 +65,7 @@ impl Shared {
             to_client: AtomicU64::new(0),
             bulk_limit,
             bulk_alerted: AtomicBool::new(false),
+            approval: std::sync::Mutex::new(None),
         }
     }
 
@@ -160,6 +164,53 @@ impl SessionTap {
         if let Err(err) = self.0.observers.control(Control::Marker(line)).await {
             tracing::warn!(error = %err, "cannot mark a notice in a recording");
         }
+    }
+
+    /// A shell line is held (a verdict's `hold`): writes its pending approval (with its
+    /// `command_approval_requested` event) and marks the recording. Returns the line the user
+    /// sees. An error ends the session (fail closed: the line stays held).
+    pub async fn hold(&self, held: &crate::command_control::HeldLine) -> Result<String, String> {
+        let trail = &self.0.trail;
+        let new = crate::approval::new_approval(held, trail.id, &trail.user, &trail.account)
+            .map_err(|err| format!("cannot ask for an approval: {err}"))?;
+        let approval = trail
+            .store
+            .request_command_approval(&new)
+            .await
+            .map_err(|err| format!("cannot ask for an approval: {err}"))?;
+        if let Ok(mut slot) = self.0.approval.lock() {
+            *slot = Some((approval.id, held.timeout.as_secs()));
+        }
+        let line = crate::approval::waiting_line(&approval, held);
+        self.notice(&line).await;
+        Ok(line)
+    }
+
+    /// Whether the held line was decided (or timed out): `None` while it waits; once decided,
+    /// what goes to the target now (the kept Enter, or what clears the line) and the line the
+    /// user sees, marked in the recording. An error ends the session.
+    pub async fn approval_outcome(&self) -> Result<Option<(Vec<u8>, String)>, String> {
+        let waiting = self.0.approval.lock().ok().and_then(|slot| *slot);
+        let Some((id, timeout_secs)) = waiting else {
+            return Ok(None);
+        };
+        let approval = self
+            .0
+            .trail
+            .store
+            .poll_command_approval(id)
+            .await
+            .map_err(|err| format!("cannot read the approval: {err}"))?;
+        let Some(outcome) = approval.outcome() else {
+            return Ok(None);
+        };
+        if let Ok(mut slot) = self.0.approval.lock() {
+            *slot = None;
+        }
+        let (approved, line) = crate::approval::outcome_line(&outcome, timeout_secs);
+        let bytes = self.0.observers.release(approved)?;
+        self.notice(&line).await;
+        Ok(Some((bytes, line)))
     }
 
     /// Whether a reply of Rampart's may go to the client now without breaking a packet.
@@ -294,6 +345,12 @@ async fn finish(
         exit_status: None,
     });
     let id = shared.trail.id;
+    let waiting = shared.approval.lock().ok().and_then(|mut slot| slot.take());
+    if let Some((approval, _)) = waiting
+        && let Err(err) = store.cancel_command_approval(approval).await
+    {
+        tracing::error!(error = %err, "cannot cancel the approval a session waited for");
+    }
     let mut reason = ending.reason;
     let (finished, failure) = shared.observers.finish(ending.exit_status).await;
     if let Err(err) = shared.trail.log(finished.findings).await {

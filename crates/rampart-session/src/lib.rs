@@ -15,11 +15,13 @@
 //! - [`database`]: what the database fronts share: the `USER@ACCOUNT@ASSET` login, the
 //!   authorization of a connection, the vaulted password's use and the per-statement record.
 //! - [`framed`]: the accept loop and the relay of whole frames the database fronts share.
-//! - [`command_control`]: command rules applied to exec requests and to shell lines.
+//! - [`command_control`]: command rules applied to exec requests and to shell lines;
+//!   [`approval`]: shell lines held for an approver.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
 //!   domain's SSH-hop [`gateway`] or dial-out [`agents`]).
 
 pub mod agents;
+pub mod approval;
 pub mod authorize;
 pub mod command_control;
 pub mod database;

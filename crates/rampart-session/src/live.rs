@@ -214,7 +214,13 @@ pub struct LiveSessions {
     /// The bulk-transfer detector's size (`alerts.bulk_transfer`; 0: off), read by every
     /// session as it starts.
     bulk_transfer_alert: AtomicU64,
+    /// How long a shell line held by an `approve` rule waits for an approver, in milliseconds
+    /// (`rules.approval_timeout`; 0: the default).
+    approval_timeout_ms: AtomicU64,
 }
+
+/// How long a held shell line waits for an approver unless configured.
+pub const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl std::fmt::Debug for LiveSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,6 +243,20 @@ impl LiveSessions {
     pub fn set_bulk_transfer_alert(&self, bytes: Option<u64>) {
         self.bulk_transfer_alert
             .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// How long shell lines held from now on wait for an approver.
+    pub fn set_approval_timeout(&self, timeout: std::time::Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.approval_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long a held shell line waits for an approver.
+    pub fn approval_timeout(&self) -> std::time::Duration {
+        match self.approval_timeout_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_APPROVAL_TIMEOUT,
+            ms => std::time::Duration::from_millis(ms),
+        }
     }
 
     /// The bulk-transfer detector's size, if it is on.

@@ -52,6 +52,9 @@ pub struct ClientVerdict {
     /// the client between two of the target's packets.
     pub replies: Vec<u8>,
     pub findings: Vec<Finding>,
+    /// A shell line held for an approver: its Enter is kept back by the observer until
+    /// [`Observer::release`] (`crate::command_control`).
+    pub hold: Option<crate::command_control::HeldLine>,
 }
 
 /// What an observer leaves when the session ends.
@@ -93,6 +96,12 @@ pub trait Observer: Send + Sync {
     /// breaking a packet of the protocol.
     fn may_interject(&self) -> bool {
         true
+    }
+
+    /// The line this observer held (a verdict's `hold`) was decided: what goes to the target
+    /// now (`None`: it holds nothing).
+    fn release(&self, _approved: bool) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 
     /// The session is over: finish (a recorder marks the exit status and seals). Called once.
@@ -149,6 +158,9 @@ impl ObserverSet {
                 }
                 verdict.replies.extend(one.replies);
                 verdict.findings.extend(one.findings);
+                if one.hold.is_some() {
+                    verdict.hold = one.hold;
+                }
             }
         }
         Ok(verdicts)
@@ -173,6 +185,16 @@ impl ObserverSet {
             observer.control(event).await?;
         }
         Ok(())
+    }
+
+    /// The held line was decided: what the observer that held it sends to the target.
+    pub(crate) fn release(&self, approved: bool) -> Result<Vec<u8>, String> {
+        for observer in &self.observers {
+            if let Some(bytes) = observer.release(approved)? {
+                return Ok(bytes);
+            }
+        }
+        Err("no observer holds a line".to_owned())
     }
 
     pub(crate) fn may_interject(&self) -> bool {

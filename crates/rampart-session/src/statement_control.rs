@@ -212,11 +212,22 @@ impl StatementControl {
                 matched.action,
             ));
         }
-        if decision.action == RuleAction::Deny
+        // An `approve` rule is refused too: a statement cannot wait for an approver.
+        if decision.action >= RuleAction::Approve
             && let Some(denied) = decision.matches.first()
         {
             checked.refusal.get_or_insert_with(|| {
-                format!("rampart: statement refused by rule {}", denied.rule_text)
+                let why = match denied.action {
+                    RuleAction::Approve => {
+                        " (it needs an approver's decision, which only an interactive shell can \
+                         wait for)"
+                    }
+                    _ => "",
+                };
+                format!(
+                    "rampart: statement refused by rule {}{why}",
+                    denied.rule_text
+                )
             });
         }
     }

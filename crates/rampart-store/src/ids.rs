@@ -11,6 +11,7 @@ pub enum IdKind {
     ApiToken,
     DbToken,
     AccessRequest,
+    CommandApproval,
 }
 
 impl IdKind {
@@ -21,6 +22,7 @@ impl IdKind {
             IdKind::ApiToken => "api_tokens",
             IdKind::DbToken => "db_tokens",
             IdKind::AccessRequest => "access_requests",
+            IdKind::CommandApproval => "command_approvals",
         }
     }
 
@@ -40,6 +42,9 @@ impl IdKind {
             IdKind::AccessRequest => {
                 "SELECT id FROM access_requests WHERE id LIKE $1 || '%' ORDER BY id LIMIT 3"
             }
+            IdKind::CommandApproval => {
+                "SELECT id FROM command_approvals WHERE id LIKE $1 || '%' ORDER BY id LIMIT 3"
+            }
         }
     }
 
@@ -51,6 +56,7 @@ impl IdKind {
             IdKind::ApiToken => "API token",
             IdKind::DbToken => "database token",
             IdKind::AccessRequest => "access request",
+            IdKind::CommandApproval => "command approval",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod audit_log;
 mod backup;
 mod breakglass;
 mod cascade;
+mod command_approvals;
 mod command_rules;
 mod commands;
 mod data_dir;
@@ -63,6 +64,7 @@ pub use breakglass::{
     BREAKGLASS_APPROVALS, BreakglassKit, BreakglassRequest, KitCustodian, MAX_BREAKGLASS_SECONDS,
 };
 pub use cascade::Cascade;
+pub use command_approvals::{ApprovalOutcome, CommandApproval, NewCommandApproval};
 pub use command_rules::NewCommandRule;
 pub use commands::CommandFilter;
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};

@@ -122,6 +122,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0027_access_requests.sql"),
     ),
     (
+        28,
+        "command approvals",
+        include_str!("../migrations/0028_command_approvals.sql"),
+    ),
+    (
         31,
         "rotation policies",
         include_str!("../migrations/0031_rotation_policies.sql"),

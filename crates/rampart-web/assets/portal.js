@@ -449,6 +449,13 @@
       e.decision === 'cancelled'
         ? `${who} withdrew the access request of ${e.user}`
         : `${who} ${e.decision} the access request of ${e.user}${e.valid_until ? ` (access until ${time(e.valid_until)})` : ''}${e.note ? `: ${e.note}` : ''}`,
+    command_approval_requested: (e) => `${e.user}'s command \`${e.line}\` on ${e.target} waits for an approver (rule ${e.rule}, up to ${e.timeout})`,
+    command_approval_decided: (e, who) =>
+      ({
+        approved: `${who} approved ${e.user}'s command \`${e.line}\``,
+        denied: `${who} denied ${e.user}'s command \`${e.line}\`${e.note ? `: ${e.note}` : ''}`,
+        timed_out: `nobody decided ${e.user}'s command \`${e.line}\` in time: it was not run`,
+      })[e.decision] || `${e.user}'s command \`${e.line}\` was not run: its session ended while it waited`,
     report_generated: (e, who) => `${who} made a ${e.format} compliance report for ${time(e.from)} to ${time(e.to)}`,
     alert_raised: (e) => `${e.severity} alert from the ${alertSource(e.alert)}: ${e.detail}`,
     alert_acknowledged: (e, who) => `${who} acknowledged alert ${e.alert}`,
@@ -1255,7 +1262,51 @@
     );
     onSubmit('#request-filter', (form) => attempt('requests', () => view.load(withParams('/api/v1/requests', formValues(form)))));
     await view.load('/api/v1/requests');
+    await heldCommands();
   };
+
+  // Shell lines an approve rule holds (on the Requests page): approve or deny with a note the
+  // user sees in their session. Refreshed every few seconds, since the user waits.
+  async function heldCommands() {
+    const decide = (a, verb) =>
+      button(verb === 'approve' ? 'Approve' : 'Deny', () =>
+        attempt(verb, async () => {
+          const note = $('#approval-note').value.trim();
+          const question = `${verb === 'approve' ? 'Approve' : 'Deny'} ${a.requester}'s command \`${a.line}\` on ${a.target}?`;
+          const consequence = verb === 'approve'
+            ? 'The command runs on the target now.'
+            : `The line is cleared and ${a.requester} is told${note ? ` “${note}”` : ''}.`;
+          if (!(await confirmAction(question, consequence, verb === 'approve' ? 'Approve' : 'Deny'))) return;
+          await api('POST', `/api/v1/command-approvals/${a.id}/${verb}`, note ? { note } : {});
+          status(`${verb === 'approve' ? 'approved' : 'denied'}: ${a.requester}'s command ${a.line}`);
+          await held.reload();
+        }),
+      verb === 'deny' ? 'danger' : undefined);
+    const stateText = (a) => ({ timed_out: 'timed out (denied)', pending: 'waiting' })[a.state] || a.state;
+    const decided = (a) => {
+      if (!a.decided_at) return `waits until ${time(a.expires_at)}`;
+      const note = a.note ? ` (${a.note})` : '';
+      return `${time(a.decided_at)} by ${a.decided_by}${note}`;
+    };
+    const held = listView(
+      '#command-approvals',
+      (a) => [
+        time(a.created_at),
+        a.mine ? `${a.requester} (you)` : a.requester,
+        a.target,
+        el('code', {}, a.line),
+        a.rule,
+        stateText(a),
+        decided(a),
+        el('span', {}, a.can_decide ? [decide(a, 'approve'), ' ', decide(a, 'deny')] : []),
+      ],
+      'no command waits for approval',
+    );
+    await held.load('/api/v1/command-approvals?state=all');
+    setInterval(() => {
+      if (!document.querySelector('dialog[open]')) held.reload().catch(() => {});
+    }, 4000);
+  }
 
   pages.reports = async () => {
     const form = $('#report-period');

@@ -500,7 +500,11 @@ pub async fn requests() -> Response {
 <button type="submit">Show</button>
 </form>
 <p><label>Note for my decisions <input id="request-note" size="40" placeholder="optional: shown to the requester"></label></p>
-<table id="requests"><thead><tr><th>Asked</th><th>Who</th><th>For</th><th>Accounts</th><th>How long</th><th>Reason</th><th>State</th><th>Decided</th><th></th></tr></thead><tbody></tbody></table>"#,
+<table id="requests"><thead><tr><th>Asked</th><th>Who</th><th>For</th><th>Accounts</th><th>How long</th><th>Reason</th><th>State</th><th>Decided</th><th></th></tr></thead><tbody></tbody></table>
+<h2 id="held-commands">Held commands</h2>
+<p>Shell lines an <em>approve</em> command rule holds: the user waits at their prompt until an approver decides here (the list refreshes by itself). Approved, the line runs; denied or not decided in time, it is cleared and the user sees why. Nobody approves their own command.</p>
+<p><label>Note for my decisions on commands <input id="approval-note" size="40" placeholder="optional: shown to the user in their session"></label></p>
+<table id="command-approvals"><thead><tr><th>Asked</th><th>Who</th><th>On</th><th>Line</th><th>Rule</th><th>State</th><th>Decided</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

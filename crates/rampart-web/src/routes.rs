@@ -1037,6 +1037,33 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(
             get(),
+            "/api/v1/command-approvals",
+            User,
+            "command approvals",
+            "Shell lines an approve rule holds: my own, those I may decide and those I decided (every one for auditors and administrators), newest first, each with `mine` and `can_decide`; `state=all` includes decided ones",
+            api::command_approvals_list,
+        )
+        .query(&["state", "limit", "cursor"]),
+        Route::new(
+            post(),
+            "/api/v1/command-approvals/{id}/approve",
+            User,
+            "command approvals",
+            "Approve a held shell line (administrators and configured approver groups; never one's own): the session sends it",
+            api::command_approval_approve,
+        )
+        .body(&["note"]),
+        Route::new(
+            post(),
+            "/api/v1/command-approvals/{id}/deny",
+            User,
+            "command approvals",
+            "Deny a held shell line with an optional note the user sees (administrators and configured approver groups; never one's own)",
+            api::command_approval_deny,
+        )
+        .body(&["note"]),
+        Route::new(
+            get(),
             "/api/v1/command-rules",
             Auditor,
             "command rules",

@@ -69,7 +69,7 @@ pub enum Command {
     /// Manage grants (who may use which accounts, for what, when)
     #[command(subcommand)]
     Grant(GrantCommand),
-    /// Manage command rules (allow, warn or deny commands in exec and shell sessions)
+    /// Manage command rules (allow, warn, approve or deny commands in exec and shell sessions)
     #[command(subcommand)]
     Rule(RuleCommand),
     /// Alerts (a warned or refused command, ...) and their acknowledgement
@@ -79,6 +79,9 @@ pub enum Command {
     /// on its own) or denied
     #[command(subcommand)]
     Request(RequestCommand),
+    /// Shell lines an `approve` command rule holds: list them, approve or deny them
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
     /// Inspect sessions
     #[command(subcommand)]
     Session(SessionCommand),
@@ -699,6 +702,32 @@ pub enum RequestCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List held shell lines, newest first (default: those still waiting)
+    List {
+        /// Also the decided, timed-out and cancelled ones
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a held shell line as the node's operator: the session sends it to the target
+    Approve {
+        /// The approval's id (or a unique prefix of it), as `rampart approval list` prints it
+        id: String,
+        /// A note kept with the decision
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a held shell line as the node's operator: the line is cleared on the target
+    Deny {
+        /// The approval's id (or a unique prefix of it)
+        id: String,
+        /// Why: the user sees it in their session
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RuleCommand {
     /// Add a command rule to a grant or to assets with a label. Rules are asked in position
     /// order; for each command the first rule that matches decides, and a command no rule
@@ -707,14 +736,18 @@ pub enum RuleCommand {
         after_help = "Examples:\n  rampart rule add --label env=prod --match 'prefix:rm -rf' --action deny\n  \
         rampart rule add --grant ID --match 'list:privilege-escalation' --action warn\n  \
         rampart rule add --grant ID --match 'prefix:systemctl status' --action allow\n  \
-        rampart rule add --grant ID --match any --action deny\n\n\
+        rampart rule add --grant ID --match any --action deny\n  \
+        rampart rule add --label env=prod --match 'prefix:systemctl restart' --action approve\n\n\
         Matches: any, prefix:WORDS (the command's first words), glob:PATTERN (* and ?, the whole \
         command), regex:EXPR (found anywhere; anchor with ^ $), list:privilege-escalation, \
         list:package-managers; for database statements also sql:KIND (drop, truncate, alter, \
         grant, delete-without-where, update-without-where, write, ...) and redis:COMMAND \
         (flushall, config, write, ...).\n\
         Exec commands (ssh host 'cmd') are checked exactly before they run; shell lines are \
-        checked when Enter is pressed, a guardrail that aliases and scripts can get around."
+        checked when Enter is pressed, a guardrail that aliases and scripts can get around. \
+        An approve rule holds a shell line until an approver decides (rampart approval, the \
+        portal's Requests page, the API; no decision within rules.approval_timeout denies it); \
+        an exec or a database statement it matches is refused, since nothing can wait there."
     )]
     Add {
         /// The grant the rule applies to (its id, as `rampart grant list` prints it)
@@ -727,7 +760,8 @@ pub enum RuleCommand {
         /// sql:KIND or redis:COMMAND
         #[arg(long = "match", value_name = "MATCH")]
         matcher: String,
-        /// What happens to a matching command: allow, warn (run it, audit an alert) or deny
+        /// What happens to a matching command: allow, warn (run it, audit an alert), approve
+        /// (hold a shell line until an approver decides) or deny
         #[arg(long)]
         action: String,
         /// Where the rule goes in the order (lower first) [default: after the last rule]

@@ -33,6 +33,7 @@ pub use redis::RedisConfig;
 mod kube;
 mod ldap;
 mod requests;
+mod rules;
 pub use kube::KubeConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
@@ -74,6 +75,8 @@ struct FileConfig {
     redis: redis::RedisSection,
     #[serde(default)]
     requests: requests::RequestsSection,
+    #[serde(default)]
+    rules: rules::RulesSection,
     #[serde(default)]
     alerts: alerts::AlertsSection,
     #[serde(default)]
@@ -205,6 +208,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Access requests: approver groups and the longest access asked for (`[requests]`).
     pub requests: rampart_core::requests::RequestSettings,
+    /// How long a shell line an `approve` rule holds waits (`rules.approval_timeout`).
+    pub approval_timeout: std::time::Duration,
     /// The anomaly detectors (`[alerts]`); the failed-login burst also rides in `auth`.
     pub detectors: rampart_core::detectors::DetectorSettings,
     /// The Kubernetes API listener (`kube.listen`), off by default.
@@ -525,6 +530,7 @@ impl Config {
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
         let requests = requests::requests_config(&file.requests, env_lookup, &file_name)?;
+        let approval_timeout = rules::approval_timeout(&file.rules, env_lookup, &file_name)?;
         let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
         let ldap = ldap::ldap_config(file.ldap, env_lookup, &file_name)?;
 
@@ -550,6 +556,7 @@ impl Config {
             mysql,
             redis,
             requests,
+            approval_timeout,
             detectors,
             kube,
             ldap,

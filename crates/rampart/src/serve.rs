@@ -261,6 +261,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .session_core()
         .live
         .set_bulk_transfer_alert(config.detectors.bulk_transfer_bytes);
+    gateway
+        .session_core()
+        .live
+        .set_approval_timeout(config.approval_timeout);
     for recording in &sealed {
         tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
     }

@@ -13,28 +13,34 @@ use std::sync::Mutex;
 
 /// The commands of one interactive shell, and the command rules checked at each Enter.
 #[derive(Debug)]
-pub struct CommandObserver(Mutex<CommandLog>, ShellRules);
+pub struct CommandObserver(Mutex<(CommandLog, ShellRules)>);
 
 impl CommandObserver {
     pub fn new(cols: u32, rows: u32) -> Self {
         Self::with_rules(cols, rows, RuleSet::default())
     }
 
+    /// With rules; lines `approve` rules match are refused (nothing waits for an approver).
     pub fn with_rules(cols: u32, rows: u32, rules: RuleSet) -> Self {
-        Self(
-            Mutex::new(CommandLog::new(cols, rows)),
-            ShellRules::new(rules),
-        )
+        Self::with_shell_rules(cols, rows, ShellRules::new(rules))
+    }
+
+    pub fn with_shell_rules(cols: u32, rows: u32, rules: ShellRules) -> Self {
+        Self(Mutex::new((CommandLog::new(cols, rows), rules)))
     }
 }
 
 impl Observer for CommandObserver {
     fn client<'a>(&'a self, data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
-        ready(with_lock(&self.0, |log| self.1.input(log, data)))
+        ready(with_lock(&self.0, |(log, rules)| rules.input(log, data)))
+    }
+
+    fn release(&self, approved: bool) -> Result<Option<Vec<u8>>, String> {
+        with_lock(&self.0, |(log, rules)| rules.release(log, approved))
     }
 
     fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {
-        ready(with_lock(&self.0, |log| {
+        ready(with_lock(&self.0, |(log, _)| {
             batch
                 .iter()
                 .flat_map(|(_, data)| log.output(data))
@@ -45,7 +51,7 @@ impl Observer for CommandObserver {
 
     fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
         ready(match event {
-            Control::Resize { cols, rows } => with_lock(&self.0, |log| log.resize(cols, rows)),
+            Control::Resize { cols, rows } => with_lock(&self.0, |(log, _)| log.resize(cols, rows)),
             Control::Marker(_) => Ok(()),
         })
     }

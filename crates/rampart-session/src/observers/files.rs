@@ -42,6 +42,7 @@ impl Observer for FileObserver {
                     forward: filtered.forward,
                     replies: filtered.replies,
                     findings: files(filtered.events),
+                    ..ClientVerdict::default()
                 }),
             FileObserver::Scp(scp) => with_lock(scp, |scp| {
                 if scp.upload() {

@@ -14,7 +14,7 @@ use rampart_audit::sftp::SftpDirections;
 use rampart_core::Action;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::rules::RuleSet;
-use rampart_session::command_control;
+use rampart_session::command_control::{self, ApprovalSettings, ShellRules};
 use rampart_session::observe::Observer;
 use rampart_session::observers::{CommandObserver, FileObserver};
 use rampart_session::{RecordingPlan, SessionGuard, StartRequest};
@@ -147,10 +147,16 @@ pub(super) async fn open_target_channel(
     let mut inspectors: Vec<Box<dyn Observer>> = Vec::new();
     match (start, pty) {
         (Start::Shell, Some(pty)) => {
-            inspectors.push(Box::new(CommandObserver::with_rules(
-                pty.cols,
-                pty.rows,
+            // Lines `approve` rules match wait for an approver (`rules.approval_timeout`).
+            let rules = ShellRules::with_approvals(
                 command_rules,
+                ApprovalSettings {
+                    labels: authorized.asset.labels.clone(),
+                    timeout: context.live.approval_timeout(),
+                },
+            );
+            inspectors.push(Box::new(CommandObserver::with_shell_rules(
+                pty.cols, pty.rows, rules,
             )));
         }
         (Start::Subsystem(name), _) if name == "sftp" => {

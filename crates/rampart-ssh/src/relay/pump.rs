@@ -212,12 +212,40 @@ pub(super) async fn pump(
         // What the user sent before the session started (read while the target was opened),
         // then messages read ahead behind a batch of data: handled first, in order.
         let mut held: std::collections::VecDeque<ChannelMsg> = pending.into();
+        // A shell line held for an approver (`rampart_session::approval`): its approval is
+        // read every tick until decided; meanwhile the user's keys go through the observers
+        // (recorded) and are discarded, and a stop or the user leaving still ends the session.
+        let mut awaiting_approval = false;
+        let mut approval_poll = tokio::time::interval(rampart_session::approval::POLL_INTERVAL);
+        approval_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let message = match held.pop_front() {
                 Some(message) => Some(message),
                 None => tokio::select! {
                     message = from_user.wait() => message,
                     _ = crate::live::stopped_watch(&mut stop_upstream) => break,
+                    _ = approval_poll.tick(), if awaiting_approval => {
+                        let decided = match upstream_tap.approval_outcome().await {
+                            Ok(decided) => decided,
+                            Err(err) => {
+                                tracing::error!(error = %err, "cannot follow an approval; ending the session");
+                                if let Ok(mut slot) = failure.lock() {
+                                    *slot = Some(err);
+                                }
+                                break;
+                            }
+                        };
+                        let Some((to_send, line)) = decided else {
+                            continue;
+                        };
+                        awaiting_approval = false;
+                        if replies.send(format!("\r\n{line}\r\n").into_bytes()).await.is_err()
+                            || to_target.data_bytes(to_send.into()).await.is_err()
+                        {
+                            break;
+                        }
+                        continue;
+                    }
                 },
             };
             let Some(message) = message else {
@@ -261,6 +289,30 @@ pub(super) async fn pump(
                         };
                         if sent.is_err() {
                             break;
+                        }
+                        if let Some(hold) = verdict.hold {
+                            match upstream_tap.hold(&hold).await {
+                                Ok(line) => {
+                                    awaiting_approval = true;
+                                    approval_poll.reset();
+                                    if replies
+                                        .send(format!("\r\n{line}\r\n").into_bytes())
+                                        .await
+                                        .is_err()
+                                    {
+                                        sent = Err(russh::Error::SendError);
+                                        break;
+                                    }
+                                }
+                                Err(err) => {
+                                    tracing::error!(error = %err, "cannot hold a line; ending the session");
+                                    if let Ok(mut slot) = failure.lock() {
+                                        *slot = Some(err);
+                                    }
+                                    sent = Err(russh::Error::SendError);
+                                    break;
+                                }
+                            }
                         }
                     }
                     sent
@@ -494,7 +546,11 @@ pub(super) async fn pump(
         .ok()
         .and_then(|mut slot| slot.take())
     {
-        reason = format!("recording failed: {failure}");
+        reason = if rampart_session::approval::is_approval_failure(&failure) {
+            failure
+        } else {
+            format!("recording failed: {failure}")
+        };
     }
     (reason, exit_status)
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod agents;
 mod alerts;
+mod approvals;
 mod assets;
 pub(crate) mod audit;
 mod backup;
@@ -120,6 +121,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
         Command::Doctor => doctor::run(config, &store, json).await,
         Command::Request(cmd) => requests::run(&store, &actor, json, cmd, &config.requests).await,
+        Command::Approval(cmd) => approvals::run(&store, &actor, json, cmd).await,
         Command::Report(args) => report::run(config, &store, &actor, &args).await,
         Command::Db(crate::cli::DbCommand::Token(cmd)) => {
             db_tokens::run(&store, &actor, json, cmd).await

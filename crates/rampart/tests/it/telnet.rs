@@ -340,6 +340,96 @@ fn a_command_rule_refuses_a_line_on_a_telnet_device_and_the_session_goes_on() {
     drop(telnetd);
 }
 
+#[test]
+fn an_approve_rule_holds_a_line_on_a_telnet_device_until_an_approver_decides() {
+    let Some(mut lab) = Lab::new() else { return };
+    let Some(telnetd) = Telnetd::start() else {
+        return;
+    };
+    lab.add_device(
+        "switch-03",
+        telnetd.port,
+        PASSWORD_TARGET_USER,
+        PASSWORD_TARGET_PASSWORD,
+    );
+    let grant = lab.r.json(&["grant", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lab.r.ok(&[
+        "rule",
+        "add",
+        "--grant",
+        &grant,
+        "--match",
+        "prefix:touch",
+        "--action",
+        "approve",
+    ]);
+    lab.serve();
+    let marker = format!("/tmp/rampart-telnet-approved-{}", std::process::id());
+    let denied = format!("/tmp/rampart-telnet-denied-{}", std::process::id());
+    for file in [&marker, &denied] {
+        let _ = std::fs::remove_file(file);
+    }
+    let pending = |needle: &str| -> String {
+        for _ in 0..300 {
+            let listed = lab.r.json(&["approval", "list"]);
+            if let Some(found) = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["line"].as_str().unwrap_or("").contains(needle))
+            {
+                return found["id"].as_str().unwrap().to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no pending approval for {needle}");
+    };
+    let terminal = lab.terminal(&format!("{PASSWORD_TARGET_USER}@switch-03"));
+    terminal.wait_until("a shell prompt", |s| prompt_lines(s) >= 1);
+    // Approved: the held Enter reaches the device and the command runs there.
+    terminal.keys(&[&format!("touch {marker}"), "Enter"]);
+    terminal.wait_for("waiting for approval");
+    assert!(!std::path::Path::new(&marker).exists());
+    lab.r
+        .ok(&["approval", "approve", &pending("telnet-approved")]);
+    terminal.wait_for("approved by cli:");
+    let mut ran = false;
+    for _ in 0..300 {
+        ran = std::path::Path::new(&marker).exists();
+        if ran {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ran, "the approved line did not run on the device");
+    // Denied: cleared on the device, the user reads the note, the session goes on.
+    terminal.keys(&[&format!("touch {denied}"), "Enter"]);
+    terminal.wait_until("a second wait", |s| {
+        s.matches("waiting for approval").count() >= 2
+    });
+    lab.r.ok(&[
+        "approval",
+        "deny",
+        &pending("telnet-denied"),
+        "--note",
+        "not on switches",
+    ]);
+    terminal.wait_for("not on switches");
+    terminal.keys(&["echo still-$((6*7))", "Enter"]);
+    terminal.wait_for("still-42");
+    terminal.keys(&["exit", "Enter"]);
+    Lab::wait_until_closed(&terminal);
+    assert!(
+        !std::path::Path::new(&denied).exists(),
+        "a denied line reached the device"
+    );
+    let _ = std::fs::remove_file(&marker);
+    drop(telnetd);
+}
+
 /// What the fake device does with one connection.
 #[derive(Clone, Copy)]
 enum Script {
