@@ -18,6 +18,7 @@
 //!   the relay's path (each statement is marked in the recording before its answer).
 //! - [`framed`]: the accept loop and the relay of whole frames the database fronts share.
 //! - [`command_control`]: command rules applied to exec requests and to shell lines.
+//! - [`target_tls`]: TLS to a database target, its certificate checked against the pin.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
 //!   domain's SSH-hop [`gateway`] or dial-out [`agents`]).
 
@@ -37,6 +38,7 @@ pub mod observers;
 pub mod screen;
 pub mod statement_control;
 mod statement_log;
+pub mod target_tls;
 mod trail;
 
 pub use guard::{EndWatch, SessionGuard, SessionTap};

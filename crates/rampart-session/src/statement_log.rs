@@ -107,13 +107,14 @@ async fn write(
                 next = queue.try_recv().ok();
             }
         }
-        if !batch.is_empty() && failure.get().is_none() {
-            if let Err(err) = store.record_commands(&batch).await {
-                let why = format!("the query log cannot be written ({err})");
-                tracing::error!(error = %err, "cannot write a session's statements; ending it");
-                let _ = failure.set(why.clone());
-                live.end(why);
-            }
+        if !batch.is_empty()
+            && failure.get().is_none()
+            && let Err(err) = store.record_commands(&batch).await
+        {
+            let why = format!("the query log cannot be written ({err})");
+            tracing::error!(error = %err, "cannot write a session's statements; ending it");
+            let _ = failure.set(why.clone());
+            live.end(why);
         }
         batch.clear();
         for done in flushes.drain(..) {

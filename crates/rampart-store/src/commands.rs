@@ -83,7 +83,7 @@ impl Store {
             command: command.to_owned(),
             alert: None,
         };
-        insert_command(&mut *tx, &one).await?;
+        insert_command(&mut tx, &one).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -94,7 +94,7 @@ impl Store {
     pub async fn record_commands(&self, commands: &[NewCommand]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         for command in commands {
-            insert_command(&mut *tx, command).await?;
+            insert_command(&mut tx, command).await?;
         }
         tx.commit().await?;
         Ok(())
