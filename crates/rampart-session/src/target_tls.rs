@@ -92,10 +92,9 @@ pub async fn connect(
             if let Err(err) = store.record_event(actor, &event).await {
                 tracing::error!(error = %err, "cannot record a TLS certificate rejection");
             }
+            // Short enough for every client's error line (the event has both fingerprints).
             Err(format!(
-                "the TLS certificate of {target} ({protocol} on {}) is not the pinned one: \
-                 pinned {pin}, presented {shown}",
-                asset.name
+                "the TLS certificate of {target} is not the pinned one (presented {shown})"
             ))
         }
         _ => Err(format!("TLS with target {target} failed: {failed}")),

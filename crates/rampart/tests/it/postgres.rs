@@ -596,3 +596,45 @@ fn messages_rampart_does_not_understand_oversized_ones_and_stalled_logins_end_th
         "{answer:?}"
     );
 }
+
+#[test]
+fn psql_copy_moves_rows_both_ways_through_rampart_and_each_copy_is_one_record() {
+    let Some(pg) = start_postgres() else { return };
+    let (r, _server, port) = rampart_for(&pg);
+    let token = token(&r, "1h");
+    let dir = tempfile::tempdir().unwrap();
+    let (rows_in, rows_out) = (dir.path().join("in.csv"), dir.path().join("out.csv"));
+    std::fs::write(&rows_in, "1,first\n2,second\n").unwrap();
+    let copy_in = format!("\\copy items from '{}' csv", rows_in.display());
+    let copy_out = format!("\\copy items to '{}' csv", rows_out.display());
+    let out = psql(
+        port,
+        &token,
+        "require",
+        &[
+            "create table items (id int, name text)",
+            &copy_in,
+            &copy_out,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // In: the rows are on the target. Out: the file holds what the target sent.
+    assert_eq!(pg.direct("select count(*) from items").trim(), "2");
+    assert_eq!(
+        std::fs::read_to_string(&rows_out).unwrap(),
+        "1,first\n2,second\n"
+    );
+    let copies = queries_until(&r, &["--grep", "(?i)^copy"], 2);
+    let statements: Vec<String> = copies
+        .iter()
+        .map(|q| q["record"]["statement"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(
+        statements.iter().any(|s| s.contains("from stdin")),
+        "{copies:?}"
+    );
+    assert!(
+        statements.iter().any(|s| s.contains("to stdout")),
+        "{copies:?}"
+    );
+}
