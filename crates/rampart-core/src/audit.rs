@@ -328,6 +328,14 @@ pub enum AuditEvent {
         expected: String,
         presented: String,
     },
+    /// A database target presented a TLS certificate other than the one pinned on its
+    /// endpoint; the connection was refused before anything was sent.
+    TlsCertificateRejected {
+        asset: String,
+        protocol: String,
+        expected: String,
+        presented: String,
+    },
     RecordingViewed {
         session: String,
     },
@@ -752,6 +760,7 @@ impl AuditEvent {
             AuditEvent::HostKeyPinned { .. } => "host_key_pinned",
             AuditEvent::HostKeyCleared { .. } => "host_key_cleared",
             AuditEvent::HostKeyRejected { .. } => "host_key_rejected",
+            AuditEvent::TlsCertificateRejected { .. } => "tls_certificate_rejected",
             AuditEvent::TargetConnectionFailed { .. } => "target_connection_failed",
             AuditEvent::RecordingViewed { .. } => "recording_viewed",
             AuditEvent::RecordingExported { .. } => "recording_exported",

@@ -391,6 +391,15 @@ impl SessionKind {
         )
     }
 
+    /// Whether this is a database session (one record per statement, at the client's pace:
+    /// their searchable rows are written in batches).
+    pub fn is_database(self) -> bool {
+        matches!(
+            self,
+            SessionKind::Postgres | SessionKind::Mysql | SessionKind::Redis
+        )
+    }
+
     /// The protocol the session speaks to the target.
     pub fn protocol(self) -> Protocol {
         match self {

@@ -17,7 +17,7 @@
 use crate::MysqlFront;
 use crate::handshake::{
     ClientHello, TargetGreeting, greeting, is_ssl_request, native_scramble, parse_client_hello,
-    parse_target_greeting, sha2_scramble, target_hello,
+    parse_target_greeting, sha2_scramble, ssl_request, target_hello,
 };
 use crate::querylog::{COM_QUIT, QueryLog};
 use crate::wire::{
@@ -27,12 +27,14 @@ use crate::wire::{
 use bytes::{Bytes, BytesMut};
 use rampart_audit::CastHeader;
 use rampart_auth::{Attempt, Front, Refusal};
+use rampart_core::audit::Actor;
 use rampart_core::target::Protocol;
 use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::command_control;
 use rampart_session::database::{self, DbLogin};
 use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::statement_control::StatementControl;
+use rampart_session::target_tls;
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -361,6 +363,40 @@ async fn connect_target(
         .map_err(|err| format!("target {name}: {err}"))?;
     let target =
         parse_target_greeting(&greeting.payload).map_err(|err| format!("target {name}: {err}"))?;
+    // TLS to the target when its mysql endpoint pins a certificate: the SSL capability's
+    // request, then the handshake (`rampart_session::target_tls`), then the login inside it.
+    let mut greeting_seq = greeting.seq;
+    let tls = match target_tls::pin(&authorized.asset, Protocol::Mysql) {
+        None => false,
+        Some(pin) => {
+            if target.caps & caps::SSL == 0 {
+                return Err(format!(
+                    "target {name} does not offer TLS, and its mysql endpoint pins a certificate"
+                ));
+            }
+            greeting_seq = greeting_seq.wrapping_add(1);
+            write_packet(
+                &mut stream,
+                greeting_seq,
+                &ssl_request(hello.caps & target.caps, hello.collation),
+            )
+            .await
+            .map_err(|err| format!("target {name}: {err}"))?;
+            let actor = Actor::User {
+                name: authorized.user.name.to_string(),
+            };
+            stream = target_tls::connect(
+                stream,
+                &authorized.asset,
+                Protocol::Mysql,
+                &pin,
+                &front.base.core.store,
+                &actor,
+            )
+            .await?;
+            true
+        }
+    };
     // What the client relies on for the shape of answers, the target must do too.
     let needed = hello.caps
         & (caps::PROTOCOL_41
@@ -380,7 +416,8 @@ async fn connect_target(
         hello,
         &target,
         &password,
-        greeting.seq,
+        greeting_seq,
+        tls,
     )
     .await;
     drop(password);
@@ -413,6 +450,7 @@ async fn target_login(
     target: &TargetGreeting,
     password: &SecretString,
     greeting_seq: u8,
+    tls: bool,
 ) -> Result<(), WireError> {
     let as_client = TargetClient {
         caps: hello.caps,
@@ -420,7 +458,7 @@ async fn target_login(
         user: authorized.account.as_str(),
         database: hello.database.as_deref(),
     };
-    login_to_target(stream, &as_client, target, password, greeting_seq).await
+    login_to_target(stream, &as_client, target, password, greeting_seq, tls).await
 }
 
 /// Who logs in to a target, as its answer to the greeting says.
@@ -432,20 +470,22 @@ pub(crate) struct TargetClient<'a> {
 }
 
 /// The one login to a target (sessions' and rotation's): `mysql_native_password` or the
-/// `caching_sha2_password` fast path, auth switches followed; a cold cache is refused.
+/// `caching_sha2_password` fast path, auth switches followed; a cold cache is refused unless
+/// the connection is TLS (`tls`: then the password goes in clear inside it).
 pub(crate) async fn login_to_target(
     stream: &mut Box<dyn Io>,
     client: &TargetClient<'_>,
     target: &TargetGreeting,
     password: &SecretString,
     greeting_seq: u8,
+    tls: bool,
 ) -> Result<(), WireError> {
     let plugin = match target.plugin.as_str() {
         "caching_sha2_password" => "caching_sha2_password",
         _ => "mysql_native_password",
     };
     let auth = scramble_for(plugin, password, &target.scramble)?;
-    let answer = target_hello(
+    let mut answer = target_hello(
         client.caps & target.caps,
         client.collation,
         client.user,
@@ -453,6 +493,10 @@ pub(crate) async fn login_to_target(
         client.database,
         plugin,
     );
+    if tls && let Some(flags) = answer.get_mut(1) {
+        // CLIENT_SSL (0x800) is in the second byte of the little-endian flags.
+        *flags |= (caps::SSL >> 8) as u8;
+    }
     let mut seq = greeting_seq.wrapping_add(1);
     write_packet(stream, seq, &answer).await?;
     for _ in 0..4 {
@@ -475,6 +519,13 @@ pub(crate) async fn login_to_target(
                 write_packet(stream, seq, &auth).await?;
             }
             Some(0x01) if packet.payload.get(1) == Some(&0x03) => {}
+            // Full authentication inside TLS: the password in clear, as the protocol allows.
+            Some(0x01) if tls && packet.payload.get(1) == Some(&0x04) => {
+                let mut clear = password.expose_secret().as_bytes().to_vec();
+                clear.push(0);
+                write_packet(stream, seq, &clear).await?;
+                clear.fill(0);
+            }
             Some(0x01) => {
                 return Err(wire::wire(
                     "the target wants caching_sha2_password full authentication (its cache is cold), which needs TLS or RSA to the target; log in once directly or use mysql_native_password",

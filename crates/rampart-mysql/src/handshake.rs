@@ -214,6 +214,24 @@ pub fn target_hello(
     out.to_vec()
 }
 
+/// Rampart's SSL request to a target: the first 32 bytes of its handshake response with
+/// `CLIENT_SSL` set; TLS follows, then the whole response inside it.
+pub fn ssl_request(client_caps: u32, collation: u8) -> Vec<u8> {
+    let flags = (client_caps & !caps::CONNECT_WITH_DB)
+        | caps::SSL
+        | caps::PROTOCOL_41
+        | caps::SECURE_CONNECTION
+        | caps::PLUGIN_AUTH
+        | caps::PLUGIN_AUTH_LENENC_DATA
+        | caps::LONG_PASSWORD;
+    let mut out = BytesMut::new();
+    out.put_u32_le(flags);
+    out.put_u32_le(crate::wire::MAX_PAYLOAD as u32);
+    out.put_u8(collation);
+    out.put_slice(&[0; 23]);
+    out.to_vec()
+}
+
 /// `mysql_native_password`: SHA1(pw) XOR SHA1(scramble + SHA1(SHA1(pw))).
 pub fn native_scramble(password: &str, scramble: &[u8]) -> Vec<u8> {
     let stage1 = Sha1::digest(password.as_bytes());

@@ -121,7 +121,7 @@ async fn connect(
             user: login.as_str(),
             database: None,
         };
-        match login_to_target(&mut stream, &client, &parsed, password, greeting.seq).await {
+        match login_to_target(&mut stream, &client, &parsed, password, greeting.seq, false).await {
             Ok(()) => Ok(Connection {
                 stream,
                 dialect: dialect(&parsed.version),

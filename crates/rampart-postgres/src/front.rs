@@ -25,15 +25,17 @@ use crate::{PostgresFront, target_login};
 use bytes::{BufMut, Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Front, Refusal};
+use rampart_core::audit::Actor;
 use rampart_core::target::Protocol;
 use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::command_control;
 use rampart_session::database::{self, DbLogin};
 use rampart_session::framed::{self, Framing, RelayEnd};
 use rampart_session::statement_control::StatementControl;
+use rampart_session::target_tls;
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -414,7 +416,16 @@ async fn connect_target(
         .dial(asset, Protocol::Postgres)
         .await
         .map_err(|err| err.to_string())?;
-    let mut stream: Box<dyn Io> = Box::new(dialed.stream);
+    let actor = Actor::User {
+        name: authorized.user.name.to_string(),
+    };
+    let mut stream = secure(
+        Box::new(dialed.stream),
+        asset,
+        &front.base.core.store,
+        &actor,
+    )
+    .await?;
     let mut params = vec![
         ("user".to_owned(), authorized.account.to_string()),
         ("database".to_owned(), database.to_owned()),
@@ -601,6 +612,33 @@ async fn relay(
     }
 }
 
+/// The target stream, in TLS when the asset's postgres endpoint pins a certificate
+/// (`rampart_session::target_tls`): an `SSLRequest` first, and only `S` lets it go on.
+async fn secure(
+    mut stream: Box<dyn Io>,
+    asset: &rampart_core::Asset,
+    store: &rampart_store::Store,
+    actor: &Actor,
+) -> Result<Box<dyn Io>, String> {
+    let Some(pin) = target_tls::pin(asset, Protocol::Postgres) else {
+        return Ok(stream);
+    };
+    let closed = || format!("target {} closed the connection", asset.name);
+    stream
+        .write_all(&wire::ssl_request())
+        .await
+        .map_err(|_| closed())?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.map_err(|_| closed())?;
+    if answer != *b"S" {
+        return Err(format!(
+            "target {} refuses TLS, and its postgres endpoint pins a certificate",
+            asset.name
+        ));
+    }
+    target_tls::connect(stream, asset, Protocol::Postgres, &pin, store, actor).await
+}
+
 /// Sends the target the cancel request a client's key stands for; unknown keys are dropped.
 async fn forward_cancel(front: &PostgresFront, pid: u32, key: u32) {
     let Some(target) = front.cancels.lookup(pid, key) else {
@@ -614,7 +652,17 @@ async fn forward_cancel(front: &PostgresFront, pid: u32, key: u32) {
         .await
     {
         Ok(dialed) => {
-            let mut stream = dialed.stream;
+            let secured = secure(
+                Box::new(dialed.stream),
+                &target.asset,
+                &front.base.core.store,
+                &Actor::System,
+            )
+            .await;
+            let Ok(mut stream) = secured else {
+                tracing::warn!("cannot forward a cancel request: TLS with the target failed");
+                return;
+            };
             let _ = stream
                 .write_all(&wire::cancel_request(target.pid, target.key))
                 .await;

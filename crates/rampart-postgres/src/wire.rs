@@ -271,6 +271,14 @@ pub fn startup_message(params: &[(String, String)]) -> Vec<u8> {
     out
 }
 
+/// An `SSLRequest`: Rampart asks the target for TLS before its startup message.
+pub fn ssl_request() -> Vec<u8> {
+    let mut out = Vec::with_capacity(8);
+    out.put_u32(8);
+    out.put_u32(SSL_REQUEST);
+    out
+}
+
 /// A cancel request for `pid`/`key`.
 pub fn cancel_request(pid: u32, key: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);

@@ -20,11 +20,13 @@ use crate::resp::{self, Framer, Limits, RespError};
 use bytes::{Bytes, BytesMut};
 use rampart_audit::{CastHeader, Stream};
 use rampart_auth::{Attempt, Front, Refusal};
+use rampart_core::audit::Actor;
 use rampart_core::target::Protocol;
 use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::command_control;
 use rampart_session::database::{self as db, DbLogin, Io};
 use rampart_session::statement_control::StatementControl;
+use rampart_session::target_tls;
 use rampart_session::{Authorized, RecordingPlan, SessionTap, Source, StartRequest};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -398,6 +400,21 @@ async fn connect_target(
         .map_err(|err| err.to_string())?;
     let target = dialed.target.clone();
     let mut stream: Box<dyn Io> = Box::new(dialed.stream);
+    // TLS from the first byte when the asset's redis endpoint pins a certificate.
+    if let Some(pin) = target_tls::pin(&authorized.asset, Protocol::Redis) {
+        let actor = Actor::User {
+            name: authorized.user.name.to_string(),
+        };
+        stream = target_tls::connect(
+            stream,
+            &authorized.asset,
+            Protocol::Redis,
+            &pin,
+            &front.base.core.store,
+            &actor,
+        )
+        .await?;
+    }
     let secret = db::vaulted_password(&front.base.core.store, authorized).await?;
     // `default` is Redis's user without a name (`requirepass`): `AUTH password`.
     let login = authorized.account.as_str();

@@ -147,7 +147,8 @@ impl SessionTap {
         let bytes: usize = batch.iter().map(|(_, data)| data.len()).sum();
         self.0.to_client.fetch_add(bytes as u64, Ordering::Relaxed);
         let findings = self.0.observers.target(batch).await?;
-        self.0.trail.log(findings).await?;
+        // Their commands are marked in the recording now: a statement log may write them later.
+        self.0.trail.log_marked(findings).await?;
         self.0.check_bulk().await
     }
 
@@ -355,6 +356,11 @@ async fn finish(
     let (finished, failure) = shared.observers.finish(ending.exit_status).await;
     if let Err(err) = shared.trail.log(finished.findings).await {
         tracing::error!(error = %err, "cannot record what was still open at the end of a session");
+    }
+    // Every statement row before the record is closed (`session_ended` after them).
+    if let Err(err) = shared.trail.flush().await {
+        tracing::error!(session = %id, error = %err, "cannot write a session's statements");
+        reason = format!("{reason}; query log incomplete: {err}");
     }
     if let Some(err) = failure {
         tracing::error!(session = %id, error = %err, "cannot seal a recording");

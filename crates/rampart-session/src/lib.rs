@@ -14,9 +14,12 @@
 //!   [`explain`]: `grant explain`'s report.
 //! - [`database`]: what the database fronts share: the `USER@ACCOUNT@ASSET` login, the
 //!   authorization of a connection, the vaulted password's use and the per-statement record.
+//! - `statement_log`: a recorded database session's statement rows, written in batches off
+//!   the relay's path (each statement is marked in the recording before its answer).
 //! - [`framed`]: the accept loop and the relay of whole frames the database fronts share.
 //! - [`command_control`]: command rules applied to exec requests and to shell lines;
 //!   [`approval`]: shell lines held for an approver.
+//! - [`target_tls`]: TLS to a database target, its certificate checked against the pin.
 //! - [`dial`]: the one place a connection to a target is opened (direct, or through a network
 //!   domain's SSH-hop [`gateway`] or dial-out [`agents`]).
 
@@ -36,6 +39,8 @@ pub mod observe;
 pub mod observers;
 pub mod screen;
 pub mod statement_control;
+mod statement_log;
+pub mod target_tls;
 mod trail;
 
 pub use guard::{EndWatch, SessionGuard, SessionTap};

@@ -18,6 +18,7 @@ use crate::guard::{SessionGuard, Shared};
 use crate::live::{LiveSessions, SessionGrant};
 use crate::observe::{Observer, ObserverSet};
 use crate::observers::TerminalRecorder;
+use crate::statement_log::StatementLog;
 use crate::trail::Trail;
 use rampart_audit::{CastHeader, LiveRecorder, PrivateKey, Recorder, RecordingOptions};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -247,6 +248,7 @@ impl SessionCore {
             Some(Ok(live)) => Some(live),
             None => None,
         };
+        let recorded = recorder.is_some();
         let mut observers: Vec<Box<dyn Observer>> = Vec::new();
         if let Some(recorder) = recorder {
             observers.push(Box::new(TerminalRecorder::new(
@@ -268,6 +270,10 @@ impl SessionCore {
             source: authorized.source.ip,
         };
         let (registration, control) = self.live.register(id, grant);
+        // A recorded database session's statements are marked in its recording before their
+        // answers; their searchable rows are then written in batches (`statement_log`).
+        let statements = (recorded && kind.is_database())
+            .then(|| StatementLog::start(self.store.clone(), registration.session.clone()));
         let shared = Arc::new(Shared::new(
             ObserverSet::new(observers),
             Trail {
@@ -276,6 +282,7 @@ impl SessionCore {
                 user,
                 account: authorized.account_ref(),
                 source: authorized.source.text.clone(),
+                statements,
             },
             registration.session.clone(),
             self.live.bulk_transfer_alert(),

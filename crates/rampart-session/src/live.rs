@@ -129,7 +129,7 @@ impl LiveSession {
             .saturating_sub(last)
     }
 
-    fn end(&self, reason: String) {
+    pub(crate) fn end(&self, reason: String) {
         self.stop.send_if_modified(|slot| {
             if slot.is_some() {
                 return false;

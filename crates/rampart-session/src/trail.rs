@@ -1,8 +1,10 @@
 //! The audit trail of what the observers find: commands into the command log, file transfers
 //! and changes and refused SFTP requests as audit events. A write that fails ends the session
-//! (fail closed).
+//! (fail closed). A recorded database session's statements go through its `StatementLog`
+//! (batched, off the relay's path: the recording's marker is their evidence before the answer).
 
 use crate::observe::Finding;
+use crate::statement_log::StatementLog;
 use rampart_audit::sftp::SftpEvent;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_store::Store;
@@ -16,6 +18,9 @@ pub(crate) struct Trail {
     pub(crate) user: String,
     pub(crate) account: rampart_core::AccountRef,
     pub(crate) source: String,
+    /// A recorded database session's statement rows, written in batches (`None`: every
+    /// command is committed before the call returns).
+    pub(crate) statements: Option<StatementLog>,
 }
 
 impl Trail {
@@ -38,9 +43,64 @@ impl Trail {
         }
     }
 
+    /// Findings in the target's bytes, whose commands the recording has just marked: with a
+    /// statement log, the commands (up to the first other finding) are queued for it; the rest
+    /// goes through [`Self::log`]. An error ends the session (fail closed).
+    pub(crate) async fn log_marked(&self, findings: Vec<Finding>) -> Result<(), String> {
+        let Some(statements) = &self.statements else {
+            return self.log(findings).await;
+        };
+        statements.check()?;
+        let mut rest = Vec::new();
+        for item in findings {
+            match item {
+                Finding::Command(command) if rest.is_empty() => {
+                    statements.push(self.new_command(command)).await?;
+                }
+                other => rest.push(other),
+            }
+        }
+        self.log(rest).await
+    }
+
+    /// A statement's row for the statement log, with its alert.
+    fn new_command(&self, command: String) -> rampart_store::NewCommand {
+        let alert = crate::command_control::escalation_alert(
+            &command,
+            &self.id.to_string(),
+            &self.user,
+            &self.account,
+        );
+        rampart_store::NewCommand {
+            session: self.id,
+            at: time::OffsetDateTime::now_utc(),
+            user: self.user.clone(),
+            asset: self.account.asset.to_string(),
+            account: self.account.login.to_string(),
+            command,
+            alert,
+        }
+    }
+
+    /// Waits until the statement log (if any) has written what it holds; an error if it could
+    /// not.
+    pub(crate) async fn flush(&self) -> Result<(), String> {
+        match &self.statements {
+            Some(statements) => statements.flush().await,
+            None => Ok(()),
+        }
+    }
+
     /// Writes commands and file operations to the audit trail; an error ends the session (fail
-    /// closed).
+    /// closed). With a statement log, what it holds is written first (the chain keeps the
+    /// session's order).
     pub(crate) async fn log(&self, findings: Vec<Finding>) -> Result<(), String> {
+        if let Some(statements) = &self.statements {
+            statements.check()?;
+            if !findings.is_empty() {
+                statements.flush().await?;
+            }
+        }
         let (asset, login) = (self.account.asset.as_str(), self.account.login.as_str());
         let actor = Actor::User {
             name: self.user.clone(),

@@ -18,6 +18,51 @@ pub struct CommandFilter {
     pub since: Option<OffsetDateTime>,
 }
 
+/// A command to record: what [`Store::record_commands`] writes.
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub session: Uuid,
+    /// When the command was seen (the row's time; its event gets the time it is written).
+    pub at: OffsetDateTime,
+    pub user: String,
+    pub asset: String,
+    pub account: String,
+    pub command: String,
+    /// An alert raised by the command (privilege escalation), written right after its event.
+    pub alert: Option<AuditEvent>,
+}
+
+/// The command's row and its `command_run` event (then its alert) in the caller's transaction.
+async fn insert_command(conn: &mut sqlx::SqliteConnection, command: &NewCommand) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO commands (id, session_id, at, user_name, asset_name, account_login, command) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_id().to_string())
+    .bind(command.session.to_string())
+    .bind(time_text(command.at))
+    .bind(&command.user)
+    .bind(&command.asset)
+    .bind(&command.account)
+    .bind(&command.command)
+    .execute(&mut *conn)
+    .await?;
+    let actor = Actor::User {
+        name: command.user.clone(),
+    };
+    let event = AuditEvent::CommandRun {
+        session: command.session.to_string(),
+        user: command.user.clone(),
+        target: format!("{}@{}", command.account, command.asset),
+        command: command.command.clone(),
+    };
+    audit_log::append(&mut *conn, &actor, &event).await?;
+    if let Some(alert) = &command.alert {
+        audit_log::append(&mut *conn, &actor, alert).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records a command and its `command_run` event in one transaction.
     pub async fn record_command(
@@ -29,33 +74,28 @@ impl Store {
         command: &str,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO commands (id, session_id, at, user_name, asset_name, account_login, command) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(new_id().to_string())
-        .bind(session.to_string())
-        .bind(time_text(now()))
-        .bind(user)
-        .bind(asset)
-        .bind(account)
-        .bind(command)
-        .execute(&mut *tx)
-        .await?;
-        let event = AuditEvent::CommandRun {
-            session: session.to_string(),
+        let one = NewCommand {
+            session,
+            at: now(),
             user: user.to_owned(),
-            target: format!("{account}@{asset}"),
+            asset: asset.to_owned(),
+            account: account.to_owned(),
             command: command.to_owned(),
+            alert: None,
         };
-        audit_log::append(
-            &mut tx,
-            &Actor::User {
-                name: user.to_owned(),
-            },
-            &event,
-        )
-        .await?;
+        insert_command(&mut tx, &one).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records several commands (each with its `command_run` event, and its alert after it)
+    /// in one transaction, in order: a database session's statements, written in batches off
+    /// the relay's path (`rampart_session`'s statement log). All or nothing.
+    pub async fn record_commands(&self, commands: &[NewCommand]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for command in commands {
+            insert_command(&mut tx, command).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -66,7 +66,7 @@ pub use breakglass::{
 pub use cascade::Cascade;
 pub use command_approvals::{ApprovalOutcome, CommandApproval, NewCommandApproval};
 pub use command_rules::NewCommandRule;
-pub use commands::CommandFilter;
+pub use commands::{CommandFilter, NewCommand};
 pub use data_dir::{DataDir, ServeLock, write_new_secret_file};
 pub use db_tokens::{DB_TOKEN_PREFIX, DbToken, KUBE_TOKEN_PREFIX, TokenKind};
 pub use domains::{Domain, DomainDetail, Gateway, NewGateway};

@@ -150,3 +150,57 @@ pub fn venv_python(module: &str) -> Option<std::path::PathBuf> {
     }
     Some(python)
 }
+
+/// A self-signed certificate and its key, made by the `openssl` CLI for a test's database
+/// server, with the fingerprint Rampart pins (`SHA256:...`).
+pub struct TestCert {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub fingerprint: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A new self-signed certificate for 127.0.0.1 (`None`: no `openssl`, skipped or failed).
+pub fn test_cert() -> Option<TestCert> {
+    let openssl = rampart_testkit::require_tool("openssl")?;
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-cert")
+        .tempdir()
+        .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new(&openssl)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let shown = std::process::Command::new(&openssl)
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let hex = line.trim().rsplit('=').next().unwrap().replace(':', "");
+    assert_eq!(hex.len(), 64, "{line}");
+    Some(TestCert {
+        cert,
+        key,
+        fingerprint: format!("SHA256:{}", hex.to_ascii_lowercase()),
+        _dir: dir,
+    })
+}
+
+/// The `tls_certificate_rejected` events of the audit log.
+pub fn tls_rejections(r: &Rampart) -> Vec<Value> {
+    r.json(&["audit", "list", "--limit", "100000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "tls_certificate_rejected")
+        .map(|e| e["event"].clone())
+        .collect()
+}

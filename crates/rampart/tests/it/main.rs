@@ -25,6 +25,7 @@ mod command_rules;
 mod data_dir;
 mod db_common;
 mod db_rules;
+mod db_tls;
 mod domains;
 mod evidence;
 mod evidence_chain;

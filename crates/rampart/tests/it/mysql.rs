@@ -29,6 +29,11 @@ impl Drop for Mariadb {
 }
 
 pub(crate) fn start_mariadb() -> Option<Mariadb> {
+    start_mariadb_with(None)
+}
+
+/// With `tls`: that certificate, and TCP logins only inside TLS (`require_secure_transport`).
+pub(crate) fn start_mariadb_with(tls: Option<&crate::db_common::TestCert>) -> Option<Mariadb> {
     rampart_testkit::require_tool("mariadb")?;
     // The server is in /usr/sbin, which a test's PATH may lack.
     let sbin = PathBuf::from("/usr/sbin/mariadbd");
@@ -77,6 +82,12 @@ pub(crate) fn start_mariadb() -> Option<Mariadb> {
         ]);
     if root {
         command.arg("--user=root");
+    }
+    if let Some(cert) = tls {
+        command
+            .arg(format!("--ssl-cert={}", cert.cert.display()))
+            .arg(format!("--ssl-key={}", cert.key.display()))
+            .arg("--require-secure-transport=ON");
     }
     let child = command
         .stdout(Stdio::null())

@@ -67,6 +67,11 @@ fn as_db_user(program: &Path) -> Command {
 }
 
 pub(crate) fn start_postgres() -> Option<Postgres> {
+    start_postgres_with(None)
+}
+
+/// With `tls`: TLS on with that certificate, and TCP logins only inside TLS (`hostssl`).
+pub(crate) fn start_postgres_with(tls: Option<&crate::db_common::TestCert>) -> Option<Postgres> {
     rampart_testkit::require_tool("psql")?;
     rampart_testkit::require_tool("pgbench")?;
     let bin = postgres_bin()?;
@@ -109,6 +114,33 @@ pub(crate) fn start_postgres() -> Option<Postgres> {
         "initdb: {}",
         String::from_utf8_lossy(&init.stderr)
     );
+    let mut tls_args = Vec::new();
+    if let Some(cert) = tls {
+        let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::copy(&cert.cert, &cert_file).unwrap();
+        std::fs::copy(&cert.key, &key_file).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name("rampart-target")
+                .unwrap()
+                .unwrap();
+            for path in [&cert_file, &key_file] {
+                std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                    .unwrap();
+            }
+        }
+        // Over TCP only inside TLS: a plain connection finds no pg_hba.conf line.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 md5\n",
+        )
+        .unwrap();
+        tls_args = vec!["-c".to_owned(), "ssl=on".to_owned()];
+    }
     let port = free_port();
     let child = as_db_user(&bin.join("postgres"))
         .arg("-D")
@@ -123,6 +155,7 @@ pub(crate) fn start_postgres() -> Option<Postgres> {
             "-c",
             "fsync=off",
         ])
+        .args(&tls_args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -189,7 +222,7 @@ pub(crate) fn token(r: &Rampart, ttl: &str) -> String {
         .to_owned()
 }
 
-fn psql(port: u16, password: &str, sslmode: &str, sql: &[&str]) -> Output {
+pub(crate) fn psql(port: u16, password: &str, sslmode: &str, sql: &[&str]) -> Output {
     let mut command = Command::new("psql");
     command
         .arg(format!(
@@ -561,5 +594,47 @@ fn messages_rampart_does_not_understand_oversized_ones_and_stalled_logins_end_th
         answer.contains("terminating connection: ")
             && answer.contains("stopped by the DBA on duty"),
         "{answer:?}"
+    );
+}
+
+#[test]
+fn psql_copy_moves_rows_both_ways_through_rampart_and_each_copy_is_one_record() {
+    let Some(pg) = start_postgres() else { return };
+    let (r, _server, port) = rampart_for(&pg);
+    let token = token(&r, "1h");
+    let dir = tempfile::tempdir().unwrap();
+    let (rows_in, rows_out) = (dir.path().join("in.csv"), dir.path().join("out.csv"));
+    std::fs::write(&rows_in, "1,first\n2,second\n").unwrap();
+    let copy_in = format!("\\copy items from '{}' csv", rows_in.display());
+    let copy_out = format!("\\copy items to '{}' csv", rows_out.display());
+    let out = psql(
+        port,
+        &token,
+        "require",
+        &[
+            "create table items (id int, name text)",
+            &copy_in,
+            &copy_out,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // In: the rows are on the target. Out: the file holds what the target sent.
+    assert_eq!(pg.direct("select count(*) from items").trim(), "2");
+    assert_eq!(
+        std::fs::read_to_string(&rows_out).unwrap(),
+        "1,first\n2,second\n"
+    );
+    let copies = queries_until(&r, &["--grep", "(?i)^copy"], 2);
+    let statements: Vec<String> = copies
+        .iter()
+        .map(|q| q["record"]["statement"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(
+        statements.iter().any(|s| s.contains("from stdin")),
+        "{copies:?}"
+    );
+    assert!(
+        statements.iter().any(|s| s.contains("to stdout")),
+        "{copies:?}"
     );
 }

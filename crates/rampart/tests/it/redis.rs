@@ -15,7 +15,8 @@ const CANARY: &str = "redis-canary-9c4e1f20-never-shown";
 /// A redis-server of the test's own.
 pub(crate) struct Redis {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -35,6 +36,11 @@ fn free_port() -> u16 {
 }
 
 pub(crate) fn start_redis() -> Option<Redis> {
+    start_redis_with(None)
+}
+
+/// With `tls`: TLS only (no plain port), with that certificate; clients need no certificate.
+pub(crate) fn start_redis_with(tls: Option<&crate::db_common::TestCert>) -> Option<Redis> {
     let server = rampart_testkit::require_tool("redis-server")?;
     rampart_testkit::require_tool("redis-cli")?;
     let dir = tempfile::Builder::new()
@@ -43,10 +49,18 @@ pub(crate) fn start_redis() -> Option<Redis> {
         .unwrap();
     let port = free_port();
     let config = dir.path().join("redis.conf");
+    let ports = match tls {
+        None => format!("port {port}\n"),
+        Some(cert) => format!(
+            "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-auth-clients no\n",
+            cert.cert.display(),
+            cert.key.display()
+        ),
+    };
     std::fs::write(
         &config,
         format!(
-            "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n\
+            "{ports}bind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n\
              user default off\nuser app on >{CANARY} ~* &* +@all\n",
             dir.path().display()
         ),
@@ -61,6 +75,7 @@ pub(crate) fn start_redis() -> Option<Redis> {
     let redis = Redis {
         child,
         port,
+        tls: tls.is_some(),
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -74,8 +89,12 @@ pub(crate) fn start_redis() -> Option<Redis> {
 impl Redis {
     /// A command straight to the server as its ACL user, for checks.
     pub(crate) fn direct(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.tls {
+            command.args(["--tls", "--insecure"]);
+        }
+        let out = command
             .args(["--user", "app", "--no-auth-warning"])
             .env("REDISCLI_AUTH", CANARY)
             .args(args)
@@ -126,7 +145,7 @@ pub(crate) fn run(mut command: Command, stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
