@@ -35,6 +35,7 @@ mod migrations;
 #[doc(hidden)]
 pub use migrations::create_at_version as create_database_at_version;
 pub mod node_keys;
+mod oidc;
 pub mod passwords;
 mod policy_facts;
 mod rotations;
@@ -71,6 +72,7 @@ pub use ids::{IdKind, MIN_ID_PREFIX};
 pub use invites::{INVITE_TOKEN_PREFIX, MAX_INVITE_TTL};
 pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
+pub use oidc::{MAX_REFRESH_TOKEN_BYTES, OidcIdentity};
 pub use passwords::StoredPasswordHash;
 pub use policy_facts::PolicyFacts;
 pub use rotations::{

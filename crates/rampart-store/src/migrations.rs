@@ -121,6 +121,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),
     ),
+    (
+        32,
+        "oidc identities",
+        include_str!("../migrations/0032_oidc_identities.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -31,6 +31,7 @@ pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
 mod kube;
+mod oidc;
 mod requests;
 pub use kube::KubeConfig;
 
@@ -77,6 +78,8 @@ struct FileConfig {
     alerts: alerts::AlertsSection,
     #[serde(default)]
     kube: kube::KubeSection,
+    #[serde(default)]
+    oidc: oidc::OidcSection,
 }
 
 /// How session recordings are written.
@@ -206,6 +209,8 @@ pub struct Config {
     pub detectors: rampart_core::detectors::DetectorSettings,
     /// The Kubernetes API listener (`kube.listen`), off by default.
     pub kube: KubeConfig,
+    /// Portal sign-in through an OpenID Connect provider (`[oidc]`), off by default.
+    pub oidc: Option<rampart_oidc::OidcSettings>,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -521,6 +526,7 @@ impl Config {
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
         let requests = requests::requests_config(&file.requests, env_lookup, &file_name)?;
         let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
+        let oidc = oidc::oidc_config(&file.oidc, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -546,6 +552,7 @@ impl Config {
             requests,
             detectors,
             kube,
+            oidc,
         })
     }
 }
