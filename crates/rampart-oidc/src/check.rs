@@ -51,7 +51,7 @@ pub async fn check_round(provider: &Provider, store: &Store) -> Round {
             }
         };
         round.checked += 1;
-        match provider.refresh(&token, &identity.subject).await {
+        match provider.refresh(&token).await {
             Ok(Refreshed::Valid { rotated }) => {
                 if let Err(err) = store
                     .record_oidc_check(&identity.user, rotated.as_ref())

@@ -295,33 +295,21 @@ impl Provider {
         })
     }
 
-    /// Uses a refresh token: whether the provider still gives this user tokens. A refreshed ID
-    /// token, when one comes, must verify and name the same subject.
-    pub async fn refresh(
-        &self,
-        refresh_token: &SecretString,
-        subject: &str,
-    ) -> Result<Refreshed, ProviderError> {
+    /// Uses a refresh token: whether the provider still gives this user tokens. What matters is
+    /// whether the grant is accepted; a rotated refresh token is returned to be kept (the old
+    /// one no longer works at providers that rotate). An ID token in the answer is not used.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<Refreshed, ProviderError> {
         let metadata = self.metadata().await?;
         let form = vec![
             ("grant_type", "refresh_token".to_owned()),
             ("refresh_token", refresh_token.expose_secret().to_owned()),
         ];
-        let answer = match self.token_request(metadata.token_endpoint, form).await? {
-            Ok(answer) => answer,
-            Err(refused) => return Ok(Refreshed::Refused(refused)),
-        };
-        if let Some(id_token) = &answer.id_token {
-            let claims = self.verify_id_token(id_token, None).await?;
-            if claims.subject != subject {
-                return Ok(Refreshed::Refused(
-                    "the refreshed ID token names another subject".into(),
-                ));
-            }
+        match self.token_request(metadata.token_endpoint, form).await? {
+            Ok(answer) => Ok(Refreshed::Valid {
+                rotated: answer.refresh_token.map(SecretString::from),
+            }),
+            Err(refused) => Ok(Refreshed::Refused(refused)),
         }
-        Ok(Refreshed::Valid {
-            rotated: answer.refresh_token.map(SecretString::from),
-        })
     }
 
     /// Verifies an ID token with the provider's keys, fetching them again when the token names

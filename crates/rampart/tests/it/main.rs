@@ -32,6 +32,7 @@ mod kube;
 mod login_controls;
 mod mfa;
 mod mysql;
+mod oidc;
 mod operations;
 mod password_load;
 mod policy;
