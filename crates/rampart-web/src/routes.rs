@@ -144,7 +144,6 @@ pub fn table() -> Vec<Route> {
             crate::oidc::start,
         )
         .query(&["next"])
-        .produces("text/html")
         .status(303),
         Route::new(
             get(),
@@ -155,7 +154,6 @@ pub fn table() -> Vec<Route> {
             crate::oidc::callback,
         )
         .query(&["code", "state", "error"])
-        .produces("text/html")
         .status(303),
         Route::new(
             post(),

@@ -133,7 +133,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/logout"), "UAAAA"),
         (("GET", "/api/v1/oidc/start"), "NNNNN"),
         (("GET", "/api/v1/oidc/callback"), "NNNNN"),
-        (("POST", "/api/v1/oidc/second-factor"), "NNNNN"),
+        (("POST", "/api/v1/oidc/second-factor"), "AAAAA"),
         (("GET", "/api/v1/me"), "U2222"),
         (("GET", "/api/v1/me/accounts"), "U2222"),
         (("POST", "/api/v1/me/ssh-certificate"), "UAAAA"),
