@@ -78,6 +78,14 @@ pub enum Credential<'a> {
     /// A personal Kubernetes token (the bearer token of a kubeconfig from `rampart kube
     /// config`): like a database token, a whole login without a second factor.
     KubernetesToken(&'a SecretString),
+    /// A sign-in at the node's OpenID Connect provider: the web front verified the ID token
+    /// (signature, issuer, audience, expiry, nonce) and provisioned the user it names. `mfa`:
+    /// the provider says several factors were used and `[oidc] counts_as_mfa` trusts it; else
+    /// a user with TOTP is asked for a code as after a password. Counted as a password for
+    /// lockout: a user locked or refused by the rules cannot sign in this way either.
+    IdentityProvider {
+        mfa: bool,
+    },
 }
 
 impl Credential<'_> {
@@ -85,7 +93,8 @@ impl Credential<'_> {
         match self {
             Credential::Password(_)
             | Credential::DatabaseToken(_)
-            | Credential::KubernetesToken(_) => LoginFactor::Password,
+            | Credential::KubernetesToken(_)
+            | Credential::IdentityProvider { .. } => LoginFactor::Password,
             Credential::VerifiedKey { .. }
             | Credential::Certificate(_)
             | Credential::WebApproval { .. } => LoginFactor::PublicKey,
@@ -282,6 +291,7 @@ impl Authenticator {
             // A database login by password (and code), not by token.
             Credential::Password(_) if attempt.front == Front::Database => "db-password",
             Credential::WebApproval { .. } => "web-approval",
+            Credential::IdentityProvider { .. } => "oidc",
             _ => attempt.front.first_factor_method(factor),
         };
         let user = match self.lookup(attempt.user).await {
@@ -332,6 +342,7 @@ impl Authenticator {
             Credential::WebApproval { approved, .. } => {
                 approved && user.as_ref().is_some_and(|user| !user.disabled)
             }
+            Credential::IdentityProvider { .. } => user.as_ref().is_some_and(|user| !user.disabled),
         };
         let user = match user {
             Some(user) if verified => user,
@@ -363,6 +374,11 @@ impl Authenticator {
             }
             return FirstFactor::Authenticated(
                 self.succeeded(user, factor, mfa, method.to_owned()).await,
+            );
+        }
+        if let Credential::IdentityProvider { mfa: true } = credential {
+            return FirstFactor::Authenticated(
+                self.succeeded(user, factor, true, method.to_owned()).await,
             );
         }
         if matches!(

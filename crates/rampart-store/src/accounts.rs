@@ -266,6 +266,7 @@ impl Store {
         secrets.extend(sealed_totp_secrets(&mut conn).await?);
         secrets.extend(crate::domains::sealed_gateway_secrets(&mut conn).await?);
         secrets.extend(crate::rotations::sealed_pending_secrets(&mut conn).await?);
+        secrets.extend(crate::oidc::sealed_refresh_tokens(&mut conn).await?);
         for secret in &secrets {
             let key = envelope_key_id(&secret.sealed)
                 .map_or_else(|_| "malformed".to_owned(), |id| id.to_string());
@@ -343,6 +344,9 @@ impl Store {
         // And rotations' pending secrets.
         let pending_secrets =
             crate::rotations::reseal_pending_secrets(&mut tx, &self.vault, new_key_id).await?;
+        // And the OpenID Connect refresh tokens.
+        let refresh_tokens =
+            crate::oidc::reseal_refresh_tokens(&mut tx, &self.vault, new_key_id).await?;
         sqlx::query("UPDATE vault_state SET active_key_id = $1 WHERE singleton = 1")
             .bind(new_key_id.to_string())
             .execute(&mut *tx)
@@ -351,7 +355,8 @@ impl Store {
             .unwrap_or(u64::MAX)
             .saturating_add(totp_secrets)
             .saturating_add(gateway_secrets)
-            .saturating_add(pending_secrets);
+            .saturating_add(pending_secrets)
+            .saturating_add(refresh_tokens);
         let old_key_ids: Vec<String> = old_key_ids
             .into_iter()
             .filter(|id| *id != new_key_id.to_string())

@@ -37,6 +37,7 @@ mod migrations;
 #[doc(hidden)]
 pub use migrations::create_at_version as create_database_at_version;
 pub mod node_keys;
+mod oidc;
 pub mod passwords;
 mod policy_facts;
 mod rotation_policies;
@@ -76,6 +77,7 @@ pub use invites::{INVITE_TOKEN_PREFIX, MAX_INVITE_TTL};
 pub use ldap_users::{DirectorySnapshot, DirectoryUser, SyncSummary};
 pub use login_controls::{LoginAttempt, UserLock};
 pub use mfa::{TotpCheck, new_totp_secret};
+pub use oidc::{MAX_REFRESH_TOKEN_BYTES, OidcIdentity};
 pub use passwords::StoredPasswordHash;
 pub use policy_facts::PolicyFacts;
 pub use rotation_policies::{LabelSchedule, SessionToRotate};

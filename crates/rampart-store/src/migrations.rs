@@ -132,6 +132,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0031_rotation_policies.sql"),
     ),
     (
+        32,
+        "oidc identities",
+        include_str!("../migrations/0032_oidc_identities.sql"),
+    ),
+    (
         33,
         "ldap users",
         include_str!("../migrations/0033_ldap_users.sql"),

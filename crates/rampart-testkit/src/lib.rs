@@ -257,6 +257,16 @@ impl Rampart {
         self.spawn_serve(command)
     }
 
+    /// Starts `rampart serve ARGS...` (they must name both listeners, e.g. an HTTP port the
+    /// test chose, and may add `--config FILE`) with extra environment variables.
+    pub fn serve_with_args(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let mut command = self.command(&all);
+        command.envs(env.iter().copied());
+        self.spawn_serve(command)
+    }
+
     /// Starts `rampart serve` inside network namespace `ns` (see [`netns`]), its SSH listener
     /// on `ssh_listen` (an address of the namespace) and HTTP on the namespace's loopback.
     pub fn serve_in_netns(&self, ns: &str, ssh_listen: &str) -> Server {

@@ -31,7 +31,7 @@
       credentials: 'same-origin',
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (response.status === 401 && path !== '/api/v1/login') {
+    if (response.status === 401 && path !== '/api/v1/login' && path !== '/api/v1/oidc/second-factor') {
       loginPage();
       throw new Error('log in first');
     }
@@ -350,6 +350,26 @@
         location.href = sameSitePath(new URLSearchParams(location.search).get('next'));
       }),
     );
+    // Single sign-on: the button returns to ?next= too; after the provider, an error or the
+    // TOTP code the account still needs.
+    const params = new URLSearchParams(location.search);
+    const sso = $('#oidc-login-link');
+    if (sso && params.get('next')) {
+      sso.href = '/api/v1/oidc/start?next=' + encodeURIComponent(sameSitePath(params.get('next')));
+    }
+    if (params.get('oidc_error')) status('Single sign-on refused: sign in again, or ask your administrator.', true);
+    const codeForm = $('#oidc-code-form');
+    if (codeForm && params.get('oidc') === 'code') {
+      $('#login-form').hidden = true;
+      $('#oidc-login').hidden = true;
+      codeForm.hidden = false;
+      onSubmit('#oidc-code-form', (form) =>
+        attempt('login failed', async () => {
+          await api('POST', '/api/v1/oidc/second-factor', { code: formValues(form).code || '' });
+          location.href = sameSitePath(params.get('next'));
+        }),
+      );
+    }
   };
 
   // Who did something, in words.

@@ -17,6 +17,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod paging;
 pub mod portal;
@@ -134,6 +135,10 @@ pub struct WebState {
     pub ssh_logins: Arc<ssh_login::SshLogins>,
     /// TOTP secrets of users enrolling themselves, until confirmed.
     pub pending_totp: Arc<totp_enrolment::PendingTotp>,
+    /// The OpenID Connect provider portal sign-ins go to (`[oidc]`); without it, none.
+    pub oidc: Option<rampart_oidc::Provider>,
+    /// Sign-ins at the provider waiting for its answer or for a TOTP code.
+    pub oidc_logins: Arc<oidc::OidcLogins>,
 }
 
 impl WebState {
@@ -149,7 +154,15 @@ impl WebState {
             reports: None,
             ssh_logins: Arc::default(),
             pending_totp: Arc::default(),
+            oidc: None,
+            oidc_logins: Arc::default(),
         }
+    }
+
+    /// The same state, with portal sign-in through this OpenID Connect provider.
+    pub fn with_oidc(mut self, provider: rampart_oidc::Provider) -> Self {
+        self.oidc = Some(provider);
+        self
     }
 
     /// The same state, reporting into `metrics`.

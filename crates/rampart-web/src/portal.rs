@@ -12,8 +12,9 @@
 //! - Anything interpolated into HTML goes through [`escape`]; the script writes text with
 //!   `textContent`, never `innerHTML`.
 
+use crate::WebState;
 use crate::error::{ApiError, Path};
-use axum::extract::Query;
+use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -196,11 +197,8 @@ const PLAYER_HEAD: &[&str] = &[
     "<script src=\"/assets/vendor/asciinema-player/asciinema-player.min.js\" defer></script>",
 ];
 
-pub async fn login() -> Response {
-    page(
-        "Log in",
-        "login",
-        &[],
+pub async fn login(State(state): State<WebState>) -> Response {
+    let mut body = String::from(
         r#"<h1>Rampart</h1>
 <form id="login-form" class="card">
 <label>User name <input name="username" autocomplete="username" required autofocus></label>
@@ -208,7 +206,24 @@ pub async fn login() -> Response {
 <label>Code from your authenticator app (if you have one) <input name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6"></label>
 <button type="submit">Log in</button>
 </form>"#,
-    )
+    );
+    // Single sign-on (`[oidc]`): the button, and the code asked after the provider when the
+    // provider's sign-in does not count as the second factor (the script shows one or other).
+    if let Some(provider) = &state.oidc {
+        let _ = write!(
+            body,
+            r#"
+<p class="card" id="oidc-login"><a id="oidc-login-link" class="button" href="/api/v1/oidc/start">Sign in with {}</a></p>
+<form id="oidc-code-form" class="card" hidden>
+<p>Signed in at {}. Your account also has a second factor:</p>
+<label>Code from your authenticator app <input name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{{6}}" maxlength="6" required></label>
+<button type="submit">Continue</button>
+</form>"#,
+            escape(&provider.settings().display_name),
+            escape(&provider.settings().display_name)
+        );
+    }
+    page("Log in", "login", &[], &body)
 }
 
 pub async fn home() -> Response {

@@ -136,6 +136,35 @@ pub fn table() -> Vec<Route> {
         )
         .body(&["username", "password", "totp"]),
         Route::new(
+            get(),
+            "/api/v1/oidc/start",
+            Public,
+            "auth",
+            "Single sign-on: to the OpenID Connect provider (404 when none is configured), back to ?next= after",
+            crate::oidc::start,
+        )
+        .query(&["next"])
+        .status(303),
+        Route::new(
+            get(),
+            "/api/v1/oidc/callback",
+            Public,
+            "auth",
+            "Single sign-on: the provider's answer (code and state); sets the session cookie or asks for the TOTP code",
+            crate::oidc::callback,
+        )
+        .query(&["code", "state", "error"])
+        .status(303),
+        Route::new(
+            post(),
+            "/api/v1/oidc/second-factor",
+            Public,
+            "auth",
+            "Single sign-on: the TOTP code of a sign-in that needs one; sets the session cookie, returns the CSRF token",
+            crate::oidc::second_factor,
+        )
+        .body(&["code"]),
+        Route::new(
             post(),
             "/api/v1/logout",
             User,

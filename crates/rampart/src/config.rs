@@ -32,6 +32,7 @@ mod redis;
 pub use redis::RedisConfig;
 mod kube;
 mod ldap;
+mod oidc;
 mod requests;
 mod rules;
 pub use kube::KubeConfig;
@@ -83,6 +84,7 @@ struct FileConfig {
     kube: kube::KubeSection,
     #[serde(default)]
     ldap: ldap::LdapSection,
+    oidc: oidc::OidcSection,
 }
 
 /// How session recordings are written.
@@ -216,6 +218,8 @@ pub struct Config {
     pub kube: KubeConfig,
     /// The LDAP directory (`[ldap]`), off unless `ldap.url` is set.
     pub ldap: Option<rampart_ldap::LdapSettings>,
+    /// Portal sign-in through an OpenID Connect provider (`[oidc]`), off by default.
+    pub oidc: Option<rampart_oidc::OidcSettings>,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -533,6 +537,7 @@ impl Config {
         let approval_timeout = rules::approval_timeout(&file.rules, env_lookup, &file_name)?;
         let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
         let ldap = ldap::ldap_config(file.ldap, env_lookup, &file_name)?;
+        let oidc = oidc::oidc_config(&file.oidc, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -560,6 +565,7 @@ impl Config {
             detectors,
             kube,
             ldap,
+            oidc,
         })
     }
 }

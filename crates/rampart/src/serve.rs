@@ -401,9 +401,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    // Portal sign-in through the OpenID Connect provider, and the check that the provider
+    // still gives each user it provisioned tokens (`[oidc]`).
+    let oidc = config
+        .oidc
+        .clone()
+        .map(rampart_oidc::Provider::new)
+        .transpose()
+        .map_err(|err| anyhow::anyhow!("oidc: {err}"))?;
+    let mut web_state = WebState::new(store.clone(), web_settings);
+    if let Some(provider) = &oidc {
+        tracing::info!(issuer = %provider.settings().issuer, "single sign-on configured");
+        web_state = web_state.with_oidc(provider.clone());
+    }
     let web_task = tokio::spawn(rampart_web::run(
         http,
-        WebState::new(store.clone(), web_settings)
+        web_state
             .with_directory(password_directory)
             .with_gateway(terminals)
             .with_rotator(crate::commands::rotation::rotator(
@@ -466,6 +479,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::commands::rotation::rotator(&store, &config, &rampart_core::audit::Actor::System),
         stop_tx.subscribe(),
     )));
+    if let Some(provider) = oidc {
+        background.push(tokio::spawn(rampart_oidc::check::run(
+            provider,
+            store.clone(),
+            stopped(stop_tx.subscribe()),
+        )));
+    }
     shutdown.await;
     let _ = stop_tx.send(true);
     // A task that panicked is reported, not taken for a clean stop.

@@ -35,6 +35,7 @@ mod ldap;
 mod login_controls;
 mod mfa;
 mod mysql;
+mod oidc;
 mod operations;
 mod password_load;
 mod policy;
