@@ -472,6 +472,7 @@ pub async fn query_log(
                             | SessionKind::Mysql
                             | SessionKind::Redis
                             | SessionKind::Kubernetes
+                            | SessionKind::KubernetesPortForward
                     )
                 });
                 kinds.insert(command.session, known);
