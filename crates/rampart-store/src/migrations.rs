@@ -121,6 +121,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access requests",
         include_str!("../migrations/0027_access_requests.sql"),
     ),
+    (
+        29,
+        "grant namespaces",
+        include_str!("../migrations/0029_grant_namespaces.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -1015,3 +1015,96 @@ fn kubectl_port_forward_is_relayed_recorded_and_ended_by_a_kill() {
         .count();
     assert_eq!(before, after);
 }
+
+/// CONTRACT TEST: a grant limited to namespaces (`grant add --namespaces`) allows its
+/// namespaces only: another namespace, a list across all namespaces and a cluster-scoped
+/// resource are refused by Rampart with a clear Forbidden (audited, never forwarded); its own
+/// namespace works; `grant list` shows the limit.
+#[test]
+fn a_grant_limited_to_namespaces_refuses_other_namespaces_and_cluster_wide_lists() {
+    if rampart_testkit::require_tool("kubectl").is_none() {
+        return;
+    }
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    r.ok(&["user", "add", "carol"]);
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "carol",
+        "--asset",
+        "k8s",
+        "--actions",
+        "kubernetes:read,kubernetes:exec",
+        "--namespaces",
+        "default,api",
+    ]);
+    let listed = r.ok(&["grant", "list"]);
+    assert!(listed.contains("namespaces api,default"), "{listed}");
+    let grants = r.json(&["grant", "list"]);
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["namespaces"] == serde_json::json!(["api", "default"])),
+        "{grants}"
+    );
+    let carol = kubeconfig(&r, &fake, "carol", port);
+    let before = fake.requests().len();
+
+    let allowed = kubectl(&carol, &["get", "pods", "--namespace", "default"]);
+    assert!(allowed.status.success(), "{}", text(&allowed));
+    assert!(text(&allowed).contains("web-0"), "{}", text(&allowed));
+    let exec = kubectl(&carol, &["exec", "web-0", "--", "echo", "in", "default"]);
+    assert!(exec.status.success(), "{}", text(&exec));
+
+    let other = kubectl(&carol, &["get", "pods", "--namespace", "kube-system"]);
+    assert!(!other.status.success());
+    let out = text(&other);
+    assert!(
+        out.contains("Forbidden")
+            && out.contains("the namespace kube-system")
+            && out.contains("namespaces api, default only"),
+        "{out}"
+    );
+    let everywhere = kubectl(&carol, &["get", "pods", "--all-namespaces"]);
+    assert!(!everywhere.status.success(), "{}", text(&everywhere));
+    assert!(
+        text(&everywhere).contains("the whole cluster"),
+        "{}",
+        text(&everywhere)
+    );
+    let nodes = kubectl(&carol, &["get", "nodes"]);
+    assert!(!nodes.status.success(), "{}", text(&nodes));
+
+    // Nothing refused reached the API server.
+    let after = fake.requests();
+    assert!(
+        after[before..].iter().all(|r| {
+            let path = r["path"].as_str().unwrap_or("");
+            !path.starts_with("/api/v1/namespaces/kube-system")
+                && path != "/api/v1/pods"
+                && path != "/api/v1/nodes"
+        }),
+        "{after:?}"
+    );
+    assert!(
+        after[before..]
+            .iter()
+            .any(|r| r["path"] == "/api/v1/namespaces/default/pods")
+    );
+    let denials = r
+        .json(&["audit", "list", "--kind", "access_denied"])
+        .to_string();
+    assert!(denials.contains("kube-system"), "{denials}");
+    // alice's grant has no namespace limit: the same list across namespaces is hers to make.
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let _ = kubectl(&alice, &["get", "pods", "--all-namespaces"]);
+    assert!(
+        fake.requests().iter().any(|r| r["path"] == "/api/v1/pods"),
+        "{:?}",
+        fake.requests()
+    );
+}
