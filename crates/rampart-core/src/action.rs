@@ -52,10 +52,14 @@ pub enum Action {
     /// A command in a Kubernetes container (`kubernetes:exec`): `kubectl exec` and `attach`,
     /// recorded as a terminal.
     KubernetesExec,
+    /// A port of a Kubernetes pod (`kubernetes:port_forward`): `kubectl port-forward`, each
+    /// forwarded connection recorded with its port and bytes. Apart from exec: reaching a
+    /// pod's ports is not running commands in it, as SSH's `port_forward` is not `exec`.
+    KubernetesPortForward,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -71,6 +75,7 @@ impl Action {
         Action::KubernetesRead,
         Action::KubernetesWrite,
         Action::KubernetesExec,
+        Action::KubernetesPortForward,
     ];
 
     /// The protocol the action is a use of.
@@ -85,9 +90,10 @@ impl Action {
             Action::PostgresConnect | Action::PostgresRead => Protocol::Postgres,
             Action::MysqlConnect | Action::MysqlRead => Protocol::Mysql,
             Action::RedisConnect | Action::RedisRead => Protocol::Redis,
-            Action::KubernetesRead | Action::KubernetesWrite | Action::KubernetesExec => {
-                Protocol::Kubernetes
-            }
+            Action::KubernetesRead
+            | Action::KubernetesWrite
+            | Action::KubernetesExec
+            | Action::KubernetesPortForward => Protocol::Kubernetes,
         }
     }
 
@@ -103,6 +109,7 @@ impl Action {
             Action::KubernetesRead => "read",
             Action::KubernetesWrite => "write",
             Action::KubernetesExec => "exec",
+            Action::KubernetesPortForward => "port_forward",
             Action::PostgresRead | Action::MysqlRead | Action::RedisRead => "read",
         }
     }

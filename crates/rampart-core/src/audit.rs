@@ -212,6 +212,9 @@ pub enum AuditEvent {
         target: String,
         accounts: Vec<String>,
         actions: String,
+        /// Kubernetes namespaces the grant is limited to (none: every namespace).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        namespaces: Vec<String>,
         valid_from: Option<String>,
         valid_until: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -254,6 +254,10 @@ pub struct Grant {
     /// Account logins the grant covers; empty means every account on the covered assets.
     pub accounts: Vec<Name>,
     pub actions: ActionSet,
+    /// Kubernetes namespaces the grant's Kubernetes actions are limited to; empty means every
+    /// namespace (and cluster-wide requests). See [`crate::policy::KubeScope`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub valid_from: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]

@@ -128,6 +128,55 @@ fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
+/// Where a Kubernetes request reaches, for grants limited to namespaces: a namespace (a
+/// namespaced object, or the namespace object itself), the whole cluster (a cluster-scoped
+/// resource such as nodes, or a list or watch across every namespace), or nothing (discovery
+/// and other non-resource paths such as `/version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeScope<'a> {
+    NonResource,
+    Namespace(&'a str),
+    Cluster,
+}
+
+impl<'a> KubeScope<'a> {
+    /// The scope of a request as the API path names it.
+    pub fn of(resource: Option<&str>, namespace: Option<&'a str>, name: Option<&'a str>) -> Self {
+        match (resource, namespace, name) {
+            (None, _, _) => KubeScope::NonResource,
+            (Some(_), Some(ns), _) => KubeScope::Namespace(ns),
+            (Some("namespaces"), None, Some(ns)) => KubeScope::Namespace(ns),
+            (Some(_), None, _) => KubeScope::Cluster,
+        }
+    }
+
+    /// Whether a grant's namespace limit lets the request through: an unlimited grant lets
+    /// everything; a limited one its namespaces and discovery, never cluster-wide requests
+    /// (a list across namespaces would show the others).
+    pub fn allowed_by(self, grant: &Grant) -> bool {
+        if grant.namespaces.is_empty() {
+            return true;
+        }
+        match self {
+            KubeScope::NonResource => true,
+            KubeScope::Namespace(ns) => grant.namespaces.iter().any(|n| n == ns),
+            KubeScope::Cluster => false,
+        }
+    }
+}
+
+impl fmt::Display for KubeScope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KubeScope::NonResource => f.write_str("discovery"),
+            KubeScope::Namespace(ns) => write!(f, "the namespace {ns}"),
+            KubeScope::Cluster => {
+                f.write_str("the whole cluster (cluster-scoped resources, lists across namespaces)")
+            }
+        }
+    }
+}
+
 /// Why access was denied, most specific first. Shown to the user and stored in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DenyReason {
@@ -466,6 +515,7 @@ mod tests {
             target,
             accounts: accounts.iter().map(|a| name(a)).collect(),
             actions: ActionSet::parse(actions).unwrap(),
+            namespaces: Vec::new(),
             valid_from: None,
             valid_until: None,
             schedule: None,

@@ -373,6 +373,9 @@ pub enum SessionKind {
     Kubernetes,
     /// `kubectl exec` or `attach` in a Kubernetes container (a terminal recording).
     KubernetesExec,
+    /// `kubectl port-forward` to a Kubernetes pod (each forwarded connection a record with its
+    /// port and bytes; the bytes themselves in the raw-stream recording).
+    KubernetesPortForward,
 }
 
 impl SessionKind {
@@ -388,6 +391,7 @@ impl SessionKind {
                 | SessionKind::Redis
                 | SessionKind::Kubernetes
                 | SessionKind::KubernetesExec
+                | SessionKind::KubernetesPortForward
         )
     }
 
@@ -410,7 +414,9 @@ impl SessionKind {
             SessionKind::Postgres => Protocol::Postgres,
             SessionKind::Mysql => Protocol::Mysql,
             SessionKind::Redis => Protocol::Redis,
-            SessionKind::Kubernetes | SessionKind::KubernetesExec => Protocol::Kubernetes,
+            SessionKind::Kubernetes
+            | SessionKind::KubernetesExec
+            | SessionKind::KubernetesPortForward => Protocol::Kubernetes,
         }
     }
 
@@ -425,6 +431,7 @@ impl SessionKind {
             "redis" => Ok(SessionKind::Redis),
             "kubernetes" => Ok(SessionKind::Kubernetes),
             "kubernetes_exec" => Ok(SessionKind::KubernetesExec),
+            "kubernetes_port_forward" => Ok(SessionKind::KubernetesPortForward),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -447,6 +454,7 @@ impl fmt::Display for SessionKind {
             SessionKind::Redis => f.write_str("redis"),
             SessionKind::Kubernetes => f.write_str("kubernetes"),
             SessionKind::KubernetesExec => f.write_str("kubernetes_exec"),
+            SessionKind::KubernetesPortForward => f.write_str("kubernetes_port_forward"),
         }
     }
 }

@@ -177,11 +177,14 @@ impl ApiRequest {
                 .is_some_and(|s| STREAMING.contains(&s))
     }
 
-    /// The Rampart action the request needs: streams to containers `kubernetes:exec`, reads
-    /// (get, list, watch, every non-resource GET) `kubernetes:read`, the rest
-    /// `kubernetes:write`.
+    /// The Rampart action the request needs: port-forward `kubernetes:port_forward`, the other
+    /// streams to containers (exec, attach) `kubernetes:exec`, reads (get, list, watch, every
+    /// non-resource GET) `kubernetes:read`, the rest `kubernetes:write`.
     pub fn action(&self) -> Action {
         if self.is_streaming() {
+            if self.subresource.as_deref() == Some("portforward") {
+                return Action::KubernetesPortForward;
+            }
             return Action::KubernetesExec;
         }
         match self.verb {

@@ -49,7 +49,7 @@ const RESIZE: u8 = 4;
 /// v5: the client closes one of its streams.
 const CLOSE: u8 = 255;
 
-fn ws_config() -> WebSocketConfig {
+pub(crate) fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
@@ -64,37 +64,17 @@ pub(crate) async fn open(
     query: Option<String>,
 ) -> Response<Body> {
     if api.subresource.as_deref() == Some("portforward") {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "port-forward is not relayed by Rampart yet",
-        );
+        return crate::portforward::open(conn, request, authorized, api, query).await;
     }
     let headers = request.headers().clone();
-    let is_websocket = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = headers
-        .get("sec-websocket-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .filter(|_| is_websocket)
-    else {
+    let Some(key) = websocket_key(&headers) else {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "exec and attach go through Rampart over WebSockets only (v5.channel.k8s.io): use kubectl 1.31 or newer",
         );
     };
-    let offered: Vec<&str> = headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| PROTOCOLS.contains(p))
-        .collect();
+    let offered = offered_protocols(&headers, &PROTOCOLS);
     if offered.is_empty() {
         return status(
             StatusCode::BAD_REQUEST,
@@ -196,6 +176,39 @@ pub(crate) async fn open(
         };
         relay(client, target, guard, v5).await;
     });
+    switching_protocols(&key, &chosen)
+}
+
+/// The WebSocket key of an upgrade request, if it is one.
+pub(crate) fn websocket_key(headers: &hyper::HeaderMap) -> Option<String> {
+    let is_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    headers
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .filter(|_| is_websocket)
+}
+
+/// The subprotocols the client offered that Rampart relays (of `relayed`), in its order.
+pub(crate) fn offered_protocols(
+    headers: &hyper::HeaderMap,
+    relayed: &[&'static str],
+) -> Vec<&'static str> {
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter_map(|p| relayed.iter().find(|r| **r == p).copied())
+        .collect()
+}
+
+/// The client's `101`, once the API server accepted the stream.
+pub(crate) fn switching_protocols(key: &str, chosen: &str) -> Response<Body> {
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let out = response.headers_mut();
@@ -204,7 +217,7 @@ pub(crate) async fn open(
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         out.insert("sec-websocket-accept", accept);
     }
-    if let Ok(chosen) = HeaderValue::from_str(&chosen) {
+    if let Ok(chosen) = HeaderValue::from_str(chosen) {
         out.insert("sec-websocket-protocol", chosen);
     }
     response
@@ -245,10 +258,11 @@ pub(crate) async fn check_command(
     Ok((rules, findings))
 }
 
-type Target = WebSocketStream<tokio_rustls::client::TlsStream<rampart_session::dial::TargetStream>>;
+pub(crate) type Target =
+    WebSocketStream<tokio_rustls::client::TlsStream<rampart_session::dial::TargetStream>>;
 
 /// Dials the API server and makes the WebSocket handshake there; the subprotocol it chose.
-async fn connect(
+pub(crate) async fn connect(
     conn: &Conn,
     authorized: &Authorized,
     api: &ApiRequest,
@@ -264,7 +278,7 @@ async fn connect(
         .set_session_route(guard.id(), &upstream.route.to_string())
         .await
     {
-        tracing::warn!(error = %err, "cannot record the route of a kubernetes exec session");
+        tracing::warn!(error = %err, "cannot record the route of a kubernetes stream session");
     }
     let uri = match query {
         Some(query) => format!("wss://{}{}?{query}", upstream.target, api.path),
@@ -273,7 +287,7 @@ async fn connect(
     let mut request = hyper::Request::builder()
         .uri(uri)
         .body(())
-        .map_err(|err| format!("cannot forward the exec request: {err}"))?;
+        .map_err(|err| format!("cannot forward the stream request: {err}"))?;
     let out = request.headers_mut();
     copy_headers(headers, out);
     identity_headers(out, authorized, &token)?;
@@ -296,7 +310,7 @@ async fn connect(
             .await
             .map_err(|err| {
                 format!(
-                    "the API server {target} refused the exec stream: {}",
+                    "the API server {target} refused the stream: {}",
                     ws_error(&err)
                 )
             })?;
@@ -306,9 +320,7 @@ async fn connect(
         .and_then(|v| v.to_str().ok())
         .filter(|p| offered.contains(p))
         .map(str::to_owned)
-        .ok_or_else(|| {
-            format!("the API server {target} chose no exec subprotocol Rampart relays")
-        })?;
+        .ok_or_else(|| format!("the API server {target} chose no subprotocol Rampart relays"))?;
     Ok((ws, chosen))
 }
 
@@ -520,7 +532,7 @@ fn exit_code(status: &[u8]) -> Option<i64> {
 }
 
 /// A message on `stream`: its byte, then the payload.
-fn channel(stream: u8, payload: &[u8]) -> Bytes {
+pub(crate) fn channel(stream: u8, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(payload.len() + 1);
     out.put_u8(stream);
     out.put_slice(payload);

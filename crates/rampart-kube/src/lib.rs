@@ -18,14 +18,18 @@
 //! - [`log`]: one record per request in the session's command log.
 //! - [`proxy`]: one client connection: authentication, the session, forwarding.
 //! - [`exec`]: `kubectl exec`/`attach` over WebSocket, recorded as a terminal.
+//! - [`portforward`]: `kubectl port-forward` over WebSocket, each connection recorded.
+//! - [`spdy`]: the SPDY/3.1 framing of kubectl's port-forward tunnel, pure.
 //! - [`kubeconfig`]: the kubeconfig Rampart issues.
 
 pub mod api;
 pub mod exec;
 pub mod kubeconfig;
 pub mod log;
+pub mod portforward;
 pub mod proxy;
 pub mod redact;
+pub mod spdy;
 pub mod upstream;
 
 use rampart_auth::Authenticator;

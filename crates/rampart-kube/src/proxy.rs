@@ -27,6 +27,7 @@ use rampart_audit::Stream;
 use rampart_audit::recording::CastHeader;
 use rampart_auth::{Attempt, Credential, FirstFactor, Front, Refusal};
 use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::policy::KubeScope;
 use rampart_core::{ExposeSecret, SecretString, SessionKind, User};
 use rampart_session::database::{self as db, DbLogin, QueryRecord};
 use rampart_session::{Authorized, RecordingPlan, SessionGuard, SessionTap, Source, StartRequest};
@@ -165,8 +166,13 @@ impl Conn {
             asset: cluster.asset.clone(),
         };
         let action = api.action();
+        let scope = KubeScope::of(
+            api.resource.as_deref(),
+            api.namespace.as_deref(),
+            api.name.as_deref(),
+        );
         let authorized =
-            match db::authorize_any(store, &user, false, &login, &source, &[action]).await {
+            match db::authorize_kube(store, &user, &login, &source, action, scope).await {
                 Ok(authorized) => authorized,
                 Err(reason) => {
                     self.record_refused(&method, query.as_deref(), &api, &reason)

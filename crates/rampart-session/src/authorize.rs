@@ -169,6 +169,47 @@ impl<'a> Access<'a> {
         policy::decide_any(&request, actions, &self.snapshot.facts.grants)
     }
 
+    /// [`Self::decide_any`] among the grants `keep` accepts only (a Kubernetes request: the
+    /// grants whose namespaces include the request's).
+    pub fn decide_any_among(
+        &self,
+        asset: &Asset,
+        account: &Name,
+        actions: &[Action],
+        keep: &dyn Fn(&rampart_core::Grant) -> bool,
+    ) -> Result<SessionAllow, DenyReason> {
+        let request = self.request(asset, account, Action::Shell);
+        let grants: Vec<rampart_core::Grant> = self
+            .snapshot
+            .facts
+            .grants
+            .iter()
+            .filter(|grant| keep(grant))
+            .cloned()
+            .collect();
+        policy::decide_any(&request, actions, &grants)
+    }
+
+    /// The grants that allow `action` on the account now, in grant order (for messages).
+    pub fn allowing_grants(
+        &self,
+        asset: &Asset,
+        account: &Name,
+        action: Action,
+    ) -> Vec<&rampart_core::Grant> {
+        let explained = self.explain(asset, account, action);
+        self.snapshot
+            .facts
+            .grants
+            .iter()
+            .filter(|grant| {
+                explained.grants.iter().any(|(id, verdict)| {
+                    *id == grant.id && *verdict == policy::GrantVerdict::Allows
+                })
+            })
+            .collect()
+    }
+
     /// The decision with every grant's verdict, in grant order.
     pub fn explain(&self, asset: &Asset, account: &Name, action: Action) -> Explanation {
         policy::explain(

@@ -7,6 +7,7 @@
 use crate::authorize::Snapshot;
 use crate::lifecycle::{Authorized, Source};
 use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::policy::KubeScope;
 use rampart_core::target::Protocol;
 use rampart_core::{
     Action, Asset, CommandRecord, Name, SecretKind, SecretString, SessionKind, User,
@@ -116,7 +117,33 @@ pub async fn authorize_any(
     source: &Source,
     actions: &[Action],
 ) -> Result<Authorized, String> {
-    let decided = decide(store, user, mfa, login, source, actions).await;
+    authorize_in(store, user, mfa, login, source, actions, None).await
+}
+
+/// [`authorize_any`] for a Kubernetes request that reaches `scope`: only grants whose
+/// namespaces allow the scope count (`KubeScope::allowed_by`); a refusal because of them says
+/// which namespaces the grants allow.
+pub async fn authorize_kube(
+    store: &Store,
+    user: &User,
+    login: &DbLogin,
+    source: &Source,
+    action: Action,
+    scope: KubeScope<'_>,
+) -> Result<Authorized, String> {
+    authorize_in(store, user, false, login, source, &[action], Some(scope)).await
+}
+
+async fn authorize_in(
+    store: &Store,
+    user: &User,
+    mfa: bool,
+    login: &DbLogin,
+    source: &Source,
+    actions: &[Action],
+    scope: Option<KubeScope<'_>>,
+) -> Result<Authorized, String> {
+    let decided = decide(store, user, mfa, login, source, actions, scope).await;
     if let Err(reason) = &decided {
         let event = AuditEvent::AccessDenied {
             user: user.name.to_string(),
@@ -145,6 +172,7 @@ async fn decide(
     login: &DbLogin,
     source: &Source,
     actions: &[Action],
+    scope: Option<KubeScope<'_>>,
 ) -> Result<Authorized, String> {
     let snapshot = Snapshot::for_user(store, &user.name)
         .await
@@ -182,7 +210,32 @@ async fn decide(
             }
         }
     };
-    match access.decide_any(asset, &account, actions) {
+    let decided = match scope {
+        None => access.decide_any(asset, &account, actions),
+        Some(scope) => {
+            let decided =
+                access.decide_any_among(asset, &account, actions, &|grant| scope.allowed_by(grant));
+            if decided.is_err() && access.decide_any(asset, &account, actions).is_ok() {
+                // Allowed but for the namespace limit of every allowing grant: say which.
+                let mut namespaces: Vec<&str> = actions
+                    .iter()
+                    .flat_map(|action| access.allowing_grants(asset, &account, *action))
+                    .flat_map(|grant| grant.namespaces.iter().map(String::as_str))
+                    .collect();
+                namespaces.sort_unstable();
+                namespaces.dedup();
+                return Err(format!(
+                    "{} may not reach {scope} on {account}@{}: the grants allow {qualified} in \
+                     the namespaces {} only",
+                    user.name,
+                    asset.name,
+                    namespaces.join(", ")
+                ));
+            }
+            decided
+        }
+    };
+    match decided {
         Ok(allowed) => Ok(Authorized {
             user: user.clone(),
             mfa,
@@ -472,6 +525,7 @@ pub async fn query_log(
                             | SessionKind::Mysql
                             | SessionKind::Redis
                             | SessionKind::Kubernetes
+                            | SessionKind::KubernetesPortForward
                     )
                 });
                 kinds.insert(command.session, known);

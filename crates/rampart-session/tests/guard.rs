@@ -70,6 +70,7 @@ async fn lab() -> Lab {
                 target: GrantTarget::Asset(asset.name.clone()),
                 accounts: vec![],
                 actions: ActionSet::parse("shell").unwrap(),
+                namespaces: Vec::new(),
                 valid_from: None,
                 valid_until: None,
                 schedule: None,

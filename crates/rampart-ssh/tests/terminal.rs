@@ -111,6 +111,7 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
                 target: GrantTarget::Asset(name("web-01")),
                 accounts: vec![],
                 actions: ActionSet::parse("shell").unwrap(),
+                namespaces: Vec::new(),
                 valid_from: None,
                 valid_until: None,
                 schedule: None,

@@ -273,6 +273,7 @@ impl Store {
                             .map(|a| Name::parse("account", a))
                             .collect::<std::result::Result<_, _>>()?,
                         actions: ActionSet::parse(&request.actions)?,
+                        namespaces: Vec::new(),
                         valid_from: None,
                         valid_until: Some(until),
                         schedule: None,

@@ -417,6 +417,7 @@ impl Store {
                     target: rampart_core::GrantTarget::Asset(asset),
                     accounts: Vec::new(),
                     actions: rampart_core::ActionSet::default_for_grant(),
+                    namespaces: Vec::new(),
                     valid_from: None,
                     valid_until: Some(until),
                     schedule: None,

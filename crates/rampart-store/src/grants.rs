@@ -19,6 +19,8 @@ pub struct NewGrant {
     /// Logins the grant is limited to; empty for every account on the covered assets.
     pub accounts: Vec<Name>,
     pub actions: ActionSet,
+    /// Kubernetes namespaces the grant is limited to; empty for every namespace.
+    pub namespaces: Vec<String>,
     pub valid_from: Option<OffsetDateTime>,
     pub valid_until: Option<OffsetDateTime>,
     pub schedule: Option<Schedule>,
@@ -41,6 +43,9 @@ pub struct GrantInput {
     pub accounts: Vec<String>,
     /// Comma-separated actions; the default set when absent.
     pub actions: Option<String>,
+    /// Kubernetes namespaces the grant is limited to (each may be comma-separated).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     /// RFC 3339 times.
     pub from: Option<String>,
     pub until: Option<String>,
@@ -82,18 +87,30 @@ impl GrantInput {
         let duration = |what: &str, text: &Option<String>| {
             text.as_deref().map(|t| parse_duration(what, t)).transpose()
         };
+        let actions = match &self.actions {
+            Some(list) => ActionSet::parse(list)?,
+            None => ActionSet::default_for_grant(),
+        };
+        let namespaces = parse_namespaces(&self.namespaces)?;
+        if !namespaces.is_empty()
+            && !rampart_core::Action::ALL
+                .iter()
+                .any(|a| a.protocol() == rampart_core::Protocol::Kubernetes && actions.contains(*a))
+        {
+            return Err(InvalidInput::new(
+                "namespaces limit Kubernetes actions: give at least one kubernetes: action",
+            ));
+        }
         Ok(NewGrant {
             subject,
             target,
+            namespaces,
             accounts: self
                 .accounts
                 .iter()
                 .map(|a| Name::parse("account", a))
                 .collect::<std::result::Result<_, _>>()?,
-            actions: match &self.actions {
-                Some(list) => ActionSet::parse(list)?,
-                None => ActionSet::default_for_grant(),
-            },
+            actions,
             valid_from: time("--from time", &self.from, DayEdge::Start)?,
             valid_until: time("--until time", &self.until, DayEdge::End)?,
             schedule: self.schedule.as_deref().map(Schedule::parse).transpose()?,
@@ -103,6 +120,33 @@ impl GrantInput {
             record: !self.no_recording,
         })
     }
+}
+
+/// Kubernetes namespace names (DNS labels: lowercase letters, digits and `-`, at most 63),
+/// each entry possibly a comma-separated list; sorted, without repeats.
+fn parse_namespaces(
+    entries: &[String],
+) -> std::result::Result<Vec<String>, rampart_core::InvalidInput> {
+    let mut namespaces = Vec::new();
+    for namespace in entries.iter().flat_map(|e| e.split(',')).map(str::trim) {
+        let valid = !namespace.is_empty()
+            && namespace.len() <= 63
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !namespace.starts_with('-')
+            && !namespace.ends_with('-');
+        if !valid {
+            return Err(rampart_core::InvalidInput::new(format!(
+                "invalid namespace {namespace:?}: expected a Kubernetes namespace name \
+                 (lowercase letters, digits and -)"
+            )));
+        }
+        namespaces.push(namespace.to_owned());
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    Ok(namespaces)
 }
 
 /// What `change_grant` changes; `None` leaves a field as it is, `Some(None)` unsets it.
@@ -462,12 +506,22 @@ pub(crate) async fn insert_grant(
         .execute(&mut *tx)
         .await?;
     }
+    for namespace in &grant.namespaces {
+        sqlx::query(
+            "INSERT INTO grant_namespaces (grant_id, namespace) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(namespace)
+        .execute(&mut *tx)
+        .await?;
+    }
     let event = AuditEvent::GrantAdded {
         grant: id.to_string(),
         subject: grant.subject.to_string(),
         target: grant.target.to_string(),
         accounts: grant.accounts.iter().map(Name::to_string).collect(),
         actions: grant.actions.to_string(),
+        namespaces: grant.namespaces.clone(),
         valid_from: grant.valid_from.map(format_rfc3339),
         valid_until: grant.valid_until.map(format_rfc3339),
         schedule: grant.schedule.as_ref().map(ToString::to_string),
@@ -512,6 +566,20 @@ pub(crate) async fn load_grants(
     .bind(&only)
     .fetch_all(&mut *conn)
     .await?;
+    let namespace_rows = sqlx::query(
+        "SELECT grant_id, namespace FROM grant_namespaces WHERE $1 IS NULL OR grant_id = $1 \
+         ORDER BY namespace",
+    )
+    .bind(&only)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut namespaces: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for row in &namespace_rows {
+        namespaces
+            .entry(rows::uuid(row, "grant_id")?)
+            .or_default()
+            .push(rows::text(row, "namespace")?);
+    }
     let mut labels: HashMap<Uuid, Vec<Label>> = HashMap::new();
     for row in &label_rows {
         labels
@@ -553,6 +621,7 @@ pub(crate) async fn load_grants(
                 subject,
                 target,
                 accounts: accounts.remove(&id).unwrap_or_default(),
+                namespaces: namespaces.remove(&id).unwrap_or_default(),
                 actions: ActionSet::parse(&rows::text(row, "actions")?)
                     .map_err(|_| corrupt("actions"))?,
                 valid_from: rows::optional_time(row, "valid_from")?,

@@ -127,6 +127,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0028_command_approvals.sql"),
     ),
     (
+        29,
+        "grant namespaces",
+        include_str!("../migrations/0029_grant_namespaces.sql"),
+    ),
+    (
         31,
         "rotation policies",
         include_str!("../migrations/0031_rotation_policies.sql"),

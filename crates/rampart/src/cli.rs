@@ -1245,6 +1245,11 @@ pub struct GrantAddArgs {
     /// [default: shell,exec,scp,sftp_read,sftp_write]
     #[arg(long, value_name = "LIST")]
     pub actions: Option<String>,
+    /// Comma-separated Kubernetes namespaces the grant's kubernetes: actions are limited to;
+    /// cluster-wide requests (nodes, lists across namespaces) are then refused
+    /// [default: every namespace]
+    #[arg(long, value_name = "LIST")]
+    pub namespaces: Option<String>,
     /// Valid from this RFC 3339 time, or from the start of this date (YYYY-MM-DD, UTC)
     /// [default: now]
     #[arg(long, value_name = "TIME|DATE")]

@@ -36,7 +36,15 @@ pub async fn run(
                         join_or_dash(added.accounts.iter().map(ToString::to_string))
                     },
                     added.target,
-                    added.actions
+                    if added.namespaces.is_empty() {
+                        added.actions.to_string()
+                    } else {
+                        format!(
+                            "{} in the namespaces {}",
+                            added.actions,
+                            added.namespaces.join(", ")
+                        )
+                    }
                 ),
             )
         }
@@ -114,6 +122,9 @@ pub async fn run(
 /// Schedule, second factor and time limits, in one short column.
 fn conditions(grant: &Grant) -> String {
     let mut parts = Vec::new();
+    if !grant.namespaces.is_empty() {
+        parts.push(format!("namespaces {}", grant.namespaces.join(",")));
+    }
     if let Some(schedule) = &grant.schedule {
         parts.push(schedule.to_string());
     }
@@ -217,6 +228,7 @@ fn new_grant(args: &GrantAddArgs) -> anyhow::Result<NewGrant> {
         labels: args.labels.clone(),
         accounts: args.accounts.clone(),
         actions: args.actions.clone(),
+        namespaces: args.namespaces.iter().cloned().collect(),
         from: args.from.clone(),
         until: args.until.clone(),
         schedule: args.schedule.clone(),

@@ -150,7 +150,10 @@ fn rampart_for_cluster(fake: &FakeApiServer) -> (Rampart, Server, u16) {
         SA_CANARY.as_bytes(),
     );
     for (user, actions) in [
-        ("alice", "kubernetes:read,kubernetes:write,kubernetes:exec"),
+        (
+            "alice",
+            "kubernetes:read,kubernetes:write,kubernetes:exec,kubernetes:port_forward",
+        ),
         ("bob", "kubernetes:read"),
     ] {
         r.ok(&[
@@ -531,6 +534,7 @@ fn the_kubernetes_python_client_works_through_rampart() {
     assert_eq!(seen["pods"], serde_json::json!(["web-0"]));
     assert_eq!(seen["phase"], "Running");
     assert_eq!(seen["exec"], "from python\n");
+    assert_eq!(seen["forwarded"], "echo:from-python-forward");
     let requests = fake.requests();
     let exec = requests
         .iter()
@@ -548,6 +552,23 @@ fn the_kubernetes_python_client_works_through_rampart() {
             .any(|q| q["record"]["kind"] == "get" && q["record"]["name"] == "web-0"),
         "{records:?}"
     );
+    // The port-forward (v4 channels): its connection on record with the port and bytes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let records = r.json(&["audit", "queries", "--user", "alice"]);
+        let closed = records.as_array().unwrap().iter().any(|q| {
+            q["record"]["kind"] == "portforward"
+                && q["record"]["port"] == 8080
+                && q["record"]["status"][0] != "opened"
+                && q["record"]["bytes_to_pod"] == 19
+                && q["record"]["bytes_from_pod"] == 24
+        });
+        if closed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{records}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// Reads `stream` into a shared buffer on a thread of its own.
@@ -834,4 +855,256 @@ fn a_namespace_view_refuses_other_namespaces() {
         .json(&["audit", "list", "--kind", "access_denied"])
         .to_string();
     assert!(denials.contains("not default"), "{denials}");
+}
+
+/// Reads `stream` until `what` has been seen (or the deadline passes).
+fn read_until(stream: &mut std::net::TcpStream, what: &str) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(what) {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "no {what:?} in {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// CONTRACT TEST: `kubectl port-forward` (kubectl's WebSocket tunnel of SPDY/3.1) goes through
+/// Rampart to the pod's port as the person: a local connection reaches the (echoing) port,
+/// each connection is on record with its port and the bytes each way, the bytes are in the
+/// recording; a grant without `kubernetes:port_forward` is refused before the cluster hears of
+/// it; killing the session ends kubectl, which is told why.
+#[test]
+fn kubectl_port_forward_is_relayed_recorded_and_ended_by_a_kill() {
+    if rampart_testkit::require_tool("kubectl").is_none() {
+        return;
+    }
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let kubectl_path = rampart_testkit::require_tool("kubectl").unwrap();
+    let mut forward = Command::new(&kubectl_path)
+        .arg("--kubeconfig")
+        .arg(&alice)
+        .args([
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            "pod/web-0",
+            ":8080",
+        ])
+        .env("HOME", alice.parent().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = collect(forward.stdout.take().unwrap());
+    let errors = collect(forward.stderr.take().unwrap());
+    wait_for(&printed, "Forwarding from 127.0.0.1:", 1);
+    let banner = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+    let local: u16 = banner
+        .split("Forwarding from 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{banner}"));
+
+    // One connection: what it sends comes back from the pod's port.
+    let mut first = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    first.write_all(b"hello-forward").unwrap();
+    let echoed = read_until(&mut first, "echo:hello-forward");
+    assert_eq!(echoed, "echo:hello-forward");
+    first.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(first);
+
+    // What reached the API server: Rampart's token and alice's identity; the data, on port 8080.
+    let requests = fake.requests();
+    let upgrade = requests
+        .iter()
+        .find(|r| r["path"] == "/api/v1/namespaces/default/pods/web-0/portforward")
+        .unwrap_or_else(|| panic!("{requests:?}"));
+    assert_eq!(header(upgrade, "impersonate-user"), ["alice"]);
+    assert_eq!(
+        header(upgrade, "authorization"),
+        [format!("Bearer {SA_CANARY}")]
+    );
+    assert_eq!(
+        header(upgrade, "sec-websocket-protocol"),
+        ["SPDY/3.1+portforward.k8s.io"]
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["forwarded"] == 8080 && r["data"] == "hello-forward"),
+        "{requests:?}"
+    );
+
+    // On record: the connection's port and bytes each way, once it closed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let closed = loop {
+        let records = r.json(&["audit", "queries", "--asset", "k8s"]);
+        let closed =
+            records.as_array().unwrap().iter().find(|q| {
+                q["record"]["kind"] == "portforward" && q["record"]["status"][0] == "closed"
+            });
+        if let Some(closed) = closed {
+            break closed.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{records}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(closed["user"], "alice");
+    assert_eq!(closed["record"]["port"], 8080);
+    assert_eq!(closed["record"]["bytes_to_pod"], 13);
+    assert_eq!(closed["record"]["bytes_from_pod"], 18);
+    assert_eq!(closed["record"]["name"], "web-0");
+    let id = live_session(&r, "kubernetes_port_forward");
+
+    // A second connection stays open while an administrator kills the session.
+    let mut second = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    second.write_all(b"still-here").unwrap();
+    read_until(&mut second, "echo:still-here");
+    r.ok(&["session", "kill", &id, "--reason", "incident 5150"]);
+    wait_exit(&mut forward);
+    wait_for(&errors, "incident 5150", 1);
+    let session = r.json(&["session", "show", &id]);
+    assert!(session.to_string().contains("incident 5150"), "{session}");
+    // The recording holds the forwarded bytes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let replay = loop {
+        let replay = r.run(&["replay", &id, "--no-wait"]);
+        if replay.status.success() || std::time::Instant::now() > deadline {
+            break text(&replay);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(
+        replay.contains("echo:hello-forward") && replay.contains("echo:still-here"),
+        "{replay}"
+    );
+
+    // bob may only read: his port-forward is refused by Rampart, never forwarded.
+    let bob = kubeconfig(&r, &fake, "bob", port);
+    let before = fake
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/api/v1/namespaces/default/pods/web-0/portforward")
+        .count();
+    let refused = kubectl(
+        &bob,
+        &[
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            "pod/web-0",
+            ":8080",
+        ],
+    );
+    assert!(!refused.status.success());
+    let out = text(&refused);
+    assert!(out.contains("kubernetes:port_forward"), "{out}");
+    let after = fake
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == "/api/v1/namespaces/default/pods/web-0/portforward")
+        .count();
+    assert_eq!(before, after);
+}
+
+/// CONTRACT TEST: a grant limited to namespaces (`grant add --namespaces`) allows its
+/// namespaces only: another namespace, a list across all namespaces and a cluster-scoped
+/// resource are refused by Rampart with a clear Forbidden (audited, never forwarded); its own
+/// namespace works; `grant list` shows the limit.
+#[test]
+fn a_grant_limited_to_namespaces_refuses_other_namespaces_and_cluster_wide_lists() {
+    if rampart_testkit::require_tool("kubectl").is_none() {
+        return;
+    }
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    r.ok(&["user", "add", "carol"]);
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "carol",
+        "--asset",
+        "k8s",
+        "--actions",
+        "kubernetes:read,kubernetes:exec",
+        "--namespaces",
+        "default,api",
+    ]);
+    let listed = r.ok(&["grant", "list"]);
+    assert!(listed.contains("namespaces api,default"), "{listed}");
+    let grants = r.json(&["grant", "list"]);
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["namespaces"] == serde_json::json!(["api", "default"])),
+        "{grants}"
+    );
+    let carol = kubeconfig(&r, &fake, "carol", port);
+    let before = fake.requests().len();
+
+    let allowed = kubectl(&carol, &["get", "pods", "--namespace", "default"]);
+    assert!(allowed.status.success(), "{}", text(&allowed));
+    assert!(text(&allowed).contains("web-0"), "{}", text(&allowed));
+    let exec = kubectl(&carol, &["exec", "web-0", "--", "echo", "in", "default"]);
+    assert!(exec.status.success(), "{}", text(&exec));
+
+    let other = kubectl(&carol, &["get", "pods", "--namespace", "kube-system"]);
+    assert!(!other.status.success());
+    let out = text(&other);
+    assert!(
+        out.contains("Forbidden")
+            && out.contains("the namespace kube-system")
+            && out.contains("namespaces api, default only"),
+        "{out}"
+    );
+    let everywhere = kubectl(&carol, &["get", "pods", "--all-namespaces"]);
+    assert!(!everywhere.status.success(), "{}", text(&everywhere));
+    assert!(
+        text(&everywhere).contains("the whole cluster"),
+        "{}",
+        text(&everywhere)
+    );
+    let nodes = kubectl(&carol, &["get", "nodes"]);
+    assert!(!nodes.status.success(), "{}", text(&nodes));
+
+    // Nothing refused reached the API server.
+    let after = fake.requests();
+    assert!(
+        after[before..].iter().all(|r| {
+            let path = r["path"].as_str().unwrap_or("");
+            !path.starts_with("/api/v1/namespaces/kube-system")
+                && path != "/api/v1/pods"
+                && path != "/api/v1/nodes"
+        }),
+        "{after:?}"
+    );
+    assert!(
+        after[before..]
+            .iter()
+            .any(|r| r["path"] == "/api/v1/namespaces/default/pods")
+    );
+    let denials = r
+        .json(&["audit", "list", "--kind", "access_denied"])
+        .to_string();
+    assert!(denials.contains("kube-system"), "{denials}");
+    // alice's grant has no namespace limit: the same list across namespaces is hers to make.
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let _ = kubectl(&alice, &["get", "pods", "--all-namespaces"]);
+    assert!(
+        fake.requests().iter().any(|r| r["path"] == "/api/v1/pods"),
+        "{:?}",
+        fake.requests()
+    );
 }

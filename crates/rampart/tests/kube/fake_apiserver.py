@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CERT, KEY, SA_TOKEN, LOG, SECRET_VALUE = sys.argv[1:6]
@@ -146,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, POD)
         if path == "/api/v1/namespaces/default/pods/web-0/exec":
             return self.exec(query)
+        if path == "/api/v1/namespaces/default/pods/web-0/portforward":
+            return self.portforward(query)
         if path == "/api/v1/namespaces/default/secrets/db" and self.command == "GET":
             return self.send_json(200, secret())
         if path == "/api/v1/namespaces/default/secrets" and self.command == "POST":
@@ -215,6 +218,53 @@ class Handler(BaseHTTPRequestHandler):
                                                        "message": "127"}]}}).encode())
         ws.close()
 
+    # --- port-forward over WebSocket ----------------------------------------------------
+    def upgrade(self, chosen):
+        accept = base64.b64encode(hashlib.sha1(
+            (self.headers["Sec-WebSocket-Key"] + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", chosen)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        return WebSocket(self.rfile, self.wfile)
+
+    def portforward(self, query):
+        """The pod's ports all run an echo server: what a connection sends comes back,
+        prefixed `echo:` once per connection."""
+        if (self.headers.get("Upgrade") or "").lower() != "websocket":
+            return self.status(400, "BadRequest", "upgrade to websocket required")
+        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        if SPDY_TUNNEL in offered:
+            return SpdyPortForward(self.upgrade(SPDY_TUNNEL)).serve()
+        if "v4.channel.k8s.io" in offered:
+            ports = [int(p) for value in query.get("ports", []) for p in value.split(",")]
+            return self.channel_portforward(self.upgrade("v4.channel.k8s.io"), ports)
+        return self.status(400, "BadRequest", "no supported subprotocol")
+
+    def channel_portforward(self, ws, ports):
+        """v4.channel.k8s.io port-forward (the Python client's): channel 2i is port i's data,
+        2i+1 its errors; the first message on each channel is the port, 2 bytes little-endian."""
+        log({"portforward": "v4.channel.k8s.io", "ports": ports})
+        for index, port in enumerate(ports):
+            ws.send(2 * index, struct.pack("<H", port))
+            ws.send(2 * index + 1, struct.pack("<H", port))
+        greeted = set()
+        while True:
+            message = ws.recv()
+            if message is None:
+                return
+            channel, data = message
+            if channel % 2 or channel // 2 >= len(ports):
+                continue
+            log({"forwarded": ports[channel // 2], "data": data.decode(errors="replace")})
+            prefix = b"" if channel in greeted else b"echo:"
+            greeted.add(channel)
+            ws.send(channel, prefix + data)
+
     def shell(self, ws):
         ws.send(1, b"$ ")
         line = b""
@@ -250,6 +300,108 @@ class Handler(BaseHTTPRequestHandler):
                     ws.send(1, ch)
 
 
+# SPDY/3 header compression's dictionary (the draft-3 spec's): length-prefixed words, then text.
+SPDY_WORDS = (
+    "options head post put delete trace accept accept-charset accept-encoding accept-language "
+    "accept-ranges age allow authorization cache-control connection content-base "
+    "content-encoding content-language content-length content-location content-md5 "
+    "content-range content-type date etag expect expires from host if-match if-modified-since "
+    "if-none-match if-range if-unmodified-since last-modified location max-forwards pragma "
+    "proxy-authenticate proxy-authorization range referer retry-after server te trailer "
+    "transfer-encoding upgrade user-agent vary via warning www-authenticate method get status"
+).split() + ["200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive",
+             "origin"]
+SPDY_TAIL = (
+    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
+    "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request"
+    "401 Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented"
+    "503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 "
+    "Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,"
+    "application/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age="
+    "gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.")
+SPDY_DICT = (b"".join(len(w).to_bytes(4, "big") + w.encode() for w in SPDY_WORDS)
+             + SPDY_TAIL.encode())
+SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
+
+
+class SpdyPortForward:
+    """kubectl's port-forward (KEP-4006): SPDY/3.1 frames carried as a byte stream in binary
+    WebSocket messages. Each local connection is an error stream and a data stream
+    (headers streamtype, port, requestid); the data stream echoes, FIN closes both."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.buf = b""
+        self.inflate = zlib.decompressobj(zdict=SPDY_DICT)
+        self.deflate = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY,
+                                        SPDY_DICT)
+        self.streams = {}
+        self.greeted = set()
+
+    def headers(self, block):
+        data = self.inflate.decompress(block)
+        count, = struct.unpack(">I", data[:4])
+        pos, out = 4, {}
+        for _ in range(count):
+            n, = struct.unpack(">I", data[pos:pos + 4])
+            name = data[pos + 4:pos + 4 + n].decode()
+            pos += 4 + n
+            n, = struct.unpack(">I", data[pos:pos + 4])
+            out[name] = data[pos + 4:pos + 4 + n].decode()
+            pos += 4 + n
+        return out
+
+    def control(self, kind, flags, body):
+        self.ws.send_raw(struct.pack(">HHI", 0x8003, kind, (flags << 24) | len(body)) + body)
+
+    def data(self, stream, flags, payload):
+        self.ws.send_raw(struct.pack(">II", stream, (flags << 24) | len(payload)) + payload)
+
+    def serve(self):
+        log({"portforward": SPDY_TUNNEL})
+        while True:
+            message = self.ws.recv_raw()
+            if message is None:
+                return
+            self.buf += message
+            while len(self.buf) >= 8:
+                first, flags_length = struct.unpack(">II", self.buf[:8])
+                length = flags_length & 0xFFFFFF
+                if len(self.buf) < 8 + length:
+                    break
+                body, self.buf = self.buf[8:8 + length], self.buf[8 + length:]
+                flags = flags_length >> 24
+                if first & 0x80000000:
+                    self.on_control(first & 0xFFFF, flags, body)
+                else:
+                    self.on_data(first, flags, body)
+
+    def on_control(self, kind, flags, body):
+        if kind == 1:  # SYN_STREAM
+            stream, = struct.unpack(">I", body[:4])
+            headers = self.headers(body[10:])
+            self.streams[stream & 0x7FFFFFFF] = headers
+            log({"spdy_stream": headers})
+            block = self.deflate.compress(struct.pack(">I", 0)) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+            self.control(2, 0, struct.pack(">I", stream & 0x7FFFFFFF) + block)  # SYN_REPLY
+        elif kind == 6:  # PING
+            self.control(6, 0, body)
+
+    def on_data(self, stream, flags, payload):
+        headers = self.streams.get(stream, {})
+        if headers.get("streamtype") == "data" and payload:
+            log({"forwarded": int(headers.get("port", "0")),
+                 "data": payload.decode(errors="replace")})
+            prefix = b"" if stream in self.greeted else b"echo:"
+            self.greeted.add(stream)
+            self.data(stream, 0, prefix + payload)
+        if flags & 1 and headers.get("streamtype") == "data":
+            self.data(stream, 1, b"")
+            for other, h in self.streams.items():
+                if h.get("requestid") == headers.get("requestid") and h.get("streamtype") == "error":
+                    self.data(other, 1, b"")
+
+
 class WebSocket:
     def __init__(self, rfile, wfile):
         self.rfile, self.wfile = rfile, wfile
@@ -265,6 +417,38 @@ class WebSocket:
             header += bytes([127]) + struct.pack(">Q", len(data))
         self.wfile.write(header + data)
         self.wfile.flush()
+
+    def send_raw(self, payload):
+        """One binary message of raw bytes (no channel byte)."""
+        header = bytes([0x82])
+        if len(payload) < 126:
+            header += bytes([len(payload)])
+        elif len(payload) < 65536:
+            header += bytes([126]) + struct.pack(">H", len(payload))
+        else:
+            header += bytes([127]) + struct.pack(">Q", len(payload))
+        self.wfile.write(header + payload)
+        self.wfile.flush()
+
+    def recv_raw(self):
+        """The next binary message whole; None when the client closed."""
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return None
+            opcode = head[0] & 0x0F
+            masked = head[1] & 0x80
+            length = head[1] & 0x7F
+            if length == 126:
+                length = struct.unpack(">H", self.rfile.read(2))[0]
+            elif length == 127:
+                length = struct.unpack(">Q", self.rfile.read(8))[0]
+            mask = self.rfile.read(4) if masked else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 0x8:
+                return None
+            if opcode in (0x0, 0x2):
+                return data
 
     def close(self):
         try:
