@@ -84,6 +84,7 @@ struct FileConfig {
     kube: kube::KubeSection,
     #[serde(default)]
     ldap: ldap::LdapSection,
+    #[serde(default)]
     oidc: oidc::OidcSection,
 }
 
