@@ -11,10 +11,7 @@
 
 use rampart_core::{Asset, Protocol};
 use rampart_session::dial::{Dialer, Route, TargetStream};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
+use rampart_session::target_tls;
 use std::sync::Arc;
 use tokio_rustls::client::TlsStream;
 
@@ -51,19 +48,9 @@ pub async fn connect(dialer: &Dialer, asset: &Asset) -> Result<Upstream, String>
         .dial(asset, Protocol::Kubernetes)
         .await
         .map_err(|err| err.to_string())?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|err| format!("TLS setup: {err}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCertificate { pin, provider }))
-        .with_no_client_auth();
+    let (mut config, _presented) = target_tls::pinned_client_config(&pin)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = match asset.host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(asset.host.clone())
-            .map_err(|_| format!("{} is not a valid TLS server name", asset.host))?,
-    };
+    let name = target_tls::server_name(&asset.host)?;
     let target = dialed.target.clone();
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, dialed.stream)
@@ -74,71 +61,4 @@ pub async fn connect(dialer: &Dialer, asset: &Asset) -> Result<Upstream, String>
         route: dialed.route,
         target,
     })
-}
-
-/// `SHA256:` and the lowercase hex SHA-256 of a certificate's DER (as pins are stored).
-pub fn fingerprint(der: &[u8]) -> String {
-    let digest = Sha256::digest(der);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("SHA256:{hex}")
-}
-
-/// Accepts exactly the pinned certificate (its signature over the handshake still checked).
-#[derive(Debug)]
-struct PinnedCertificate {
-    pin: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCertificate {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity.as_ref()) == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "the API server's certificate is not the pinned one".to_owned(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }

@@ -53,24 +53,8 @@ pub async fn connect(
     store: &Store,
     actor: &Actor,
 ) -> Result<Box<dyn Io>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let presented = Arc::new(Mutex::new(None));
-    let verifier = PinnedCertificate {
-        pin: pin.to_owned(),
-        provider: provider.clone(),
-        presented: presented.clone(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| format!("TLS setup: {err}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    let name = match asset.host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(asset.host.clone())
-            .map_err(|_| format!("{} is not a valid TLS server name", asset.host))?,
-    };
+    let (config, presented) = pinned_client_config(pin)?;
+    let name = server_name(&asset.host)?;
     let target = asset
         .address(protocol)
         .unwrap_or_else(|| asset.name.to_string());
@@ -98,6 +82,39 @@ pub async fn connect(
             ))
         }
         _ => Err(format!("TLS with target {target} failed: {failed}")),
+    }
+}
+
+/// The fingerprint a peer presented during a handshake made with [`pinned_client_config`].
+pub type Presented = Arc<Mutex<Option<String>>>;
+
+/// A TLS client configuration that accepts exactly the certificate `pin` (its signature over
+/// the handshake still checked; no CA, no name check) and notes what the peer presented: the
+/// one pin check for every target reached over TLS (database targets here, a Kubernetes API
+/// server in `rampart-kube`).
+pub fn pinned_client_config(pin: &str) -> Result<(rustls::ClientConfig, Presented), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let presented = Arc::new(Mutex::new(None));
+    let verifier = PinnedCertificate {
+        pin: pin.to_owned(),
+        provider: provider.clone(),
+        presented: presented.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS setup: {err}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok((config, presented))
+}
+
+/// The TLS server name of a target's host (an IP address or a DNS name).
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(ServerName::IpAddress(ip.into())),
+        Err(_) => ServerName::try_from(host.to_owned())
+            .map_err(|_| format!("{host} is not a valid TLS server name")),
     }
 }
 
