@@ -224,51 +224,26 @@ impl Rotator {
 
     /// A fresh login as `login` with `secret`, over the asset's protocol.
     async fn check(&self, asset: &Asset, login: &Login) -> LoginCheck {
-        match target_protocol(asset) {
+        let dialer = &self.reach.dialer;
+        let (name, secret) = (&login.login, &login.secret);
+        // The database modules answer whether the login worked, or why they cannot tell.
+        let answer = match target_protocol(asset) {
             Ok(Protocol::Postgres) => {
-                match rampart_postgres::rotate::check_login(
-                    &self.reach.dialer,
-                    asset,
-                    &login.login,
-                    &login.secret,
-                )
-                .await
-                {
-                    Ok(true) => LoginCheck::Works,
-                    Ok(false) => LoginCheck::Refused,
-                    Err(why) => LoginCheck::Unknown(why),
-                }
+                rampart_postgres::rotate::check_login(dialer, asset, name, secret).await
             }
             Ok(Protocol::Redis) => {
-                match rampart_redis::rotate::check_login(
-                    &self.reach.dialer,
-                    asset,
-                    &login.login,
-                    &login.secret,
-                )
-                .await
-                {
-                    Ok(true) => LoginCheck::Works,
-                    Ok(false) => LoginCheck::Refused,
-                    Err(why) => LoginCheck::Unknown(why),
-                }
+                rampart_redis::rotate::check_login(dialer, asset, name, secret).await
             }
             Ok(Protocol::Mysql) => {
-                match rampart_mysql::rotate::check_login(
-                    &self.reach.dialer,
-                    asset,
-                    &login.login,
-                    &login.secret,
-                )
-                .await
-                {
-                    Ok(true) => LoginCheck::Works,
-                    Ok(false) => LoginCheck::Refused,
-                    Err(why) => LoginCheck::Unknown(why),
-                }
+                rampart_mysql::rotate::check_login(dialer, asset, name, secret).await
             }
-            Ok(_) => check_login(&self.reach, asset, login).await,
-            Err(err) => LoginCheck::Unknown(err.to_string()),
+            Ok(_) => return check_login(&self.reach, asset, login).await,
+            Err(err) => return LoginCheck::Unknown(err.to_string()),
+        };
+        match answer {
+            Ok(true) => LoginCheck::Works,
+            Ok(false) => LoginCheck::Refused,
+            Err(why) => LoginCheck::Unknown(why),
         }
     }
 
