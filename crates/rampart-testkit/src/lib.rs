@@ -297,15 +297,11 @@ impl Rampart {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        // Both pipes are drained for the server's whole life: a full pipe would block the
+        // server's next log line, and with it a runtime thread.
+        let stderr = ServerOutput::drain(child.stderr.take().unwrap(), None);
         let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stdout = ServerOutput::drain(child.stdout.take().unwrap(), Some(lines_tx));
         let mut banner = Vec::new();
         let mut ssh = None;
         loop {
@@ -324,6 +320,8 @@ impl Rampart {
                         let tls = https.is_some();
                         return Server {
                             child,
+                            stderr,
+                            _stdout: stdout,
                             http,
                             ssh,
                             banner,
@@ -335,10 +333,7 @@ impl Rampart {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    let mut stderr = String::new();
-                    if let Some(mut err) = child.stderr.take() {
-                        let _ = err.read_to_string(&mut stderr);
-                    }
+                    let stderr = stderr.finish();
                     panic!("rampart serve did not start; stdout: {banner:?}; stderr: {stderr}");
                 }
             }
@@ -346,10 +341,78 @@ impl Rampart {
     }
 }
 
+/// One output pipe of a server, read to its end by a thread: lines go to `lines` while anyone
+/// listens, and the newest [`ServerOutput::KEEP`] bytes are kept.
+#[derive(Debug)]
+struct ServerOutput {
+    kept: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerOutput {
+    const KEEP: usize = 4 << 20;
+
+    fn drain(pipe: impl Read + Send + 'static, lines: Option<mpsc::Sender<String>>) -> Self {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let sink = kept.clone();
+        let reader = std::thread::spawn(move || {
+            let mut lines = lines;
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                {
+                    let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    sink.extend(line.as_bytes());
+                    sink.push_back(b'\n');
+                    let excess = sink.len().saturating_sub(Self::KEEP);
+                    sink.drain(..excess);
+                }
+                if let Some(tx) = &lines
+                    && tx.send(line).is_err()
+                {
+                    lines = None;
+                }
+            }
+        });
+        Self {
+            kept,
+            reader: Some(reader),
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            kept: std::sync::Arc::default(),
+            reader: None,
+        }
+    }
+
+    /// What was kept so far.
+    fn snapshot(&self) -> String {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&kept.iter().copied().collect::<Vec<u8>>()).into_owned()
+    }
+
+    /// Everything kept, once the pipe has ended (the process exited). A child of the server
+    /// that still holds the pipe open is waited for at most ten seconds.
+    fn finish(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !reader.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        self.snapshot()
+    }
+}
+
 /// A running `rampart serve`; killed on drop if still running.
 #[derive(Debug)]
 pub struct Server {
     child: Child,
+    stderr: ServerOutput,
+    _stdout: ServerOutput,
     pub http: SocketAddr,
     pub ssh: SocketAddr,
     /// The lines printed before the server was listening.
@@ -387,11 +450,13 @@ impl Server {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
-            err.read_to_string(&mut stderr).unwrap();
-        }
+        let stderr = std::mem::replace(&mut self.stderr, ServerOutput::empty()).finish();
         (status, stderr)
+    }
+
+    /// What the server has written to standard error so far (its newest 4 MiB).
+    pub fn stderr(&self) -> String {
+        self.stderr.snapshot()
     }
 }
 
@@ -399,6 +464,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said last: a panic or an error there is
+        // often the reason.
+        if std::thread::panicking() {
+            let stderr = self.stderr.snapshot();
+            let mut start = stderr.len().saturating_sub(16 * 1024);
+            while !stderr.is_char_boundary(start) {
+                start += 1;
+            }
+            let tail = &stderr[start..];
+            eprintln!("--- the last lines of rampart serve's standard error ---\n{tail}");
+        }
     }
 }
 
@@ -874,21 +950,33 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<&serde_json::Value>,
     ) -> HttpResponse {
-        let mut builder = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let result = match body {
-            Some(body) => {
-                let request = builder
-                    .header("content-type", "application/json")
-                    .body(serde_json::to_vec(body).unwrap())
-                    .unwrap();
-                self.agent.run(request)
+        let send = || {
+            let mut builder = ureq::http::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base));
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
             }
-            None => self.agent.run(builder.body(()).unwrap()),
+            match body {
+                Some(body) => {
+                    let request = builder
+                        .header("content-type", "application/json")
+                        .body(serde_json::to_vec(body).unwrap())
+                        .unwrap();
+                    self.agent.run(request)
+                }
+                None => self.agent.run(builder.body(()).unwrap()),
+            }
+        };
+        // A server may close a kept-alive connection whenever it is idle (RFC 9112, 9.6), and
+        // the close can cross a request sent on it. Browsers then send the request again on a
+        // new connection; so does this client, once, when no byte of an answer came back.
+        let result = match send() {
+            Err(ureq::Error::Io(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+                eprintln!("{method} {path}: {err} before any answer; sending it again");
+                send()
+            }
+            result => result,
         };
         let mut response = result.unwrap_or_else(|err| panic!("{method} {path}: {err}"));
         let status = response.status().as_u16();
