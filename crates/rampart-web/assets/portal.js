@@ -980,6 +980,56 @@
     await view.load(withParams('/api/v1/queries', session ? { session } : {}));
   };
 
+  // Kubernetes: the clusters (assets with a kubernetes endpoint) the user may reach for any
+  // Kubernetes action, each with a download of a kubeconfig holding a fresh personal token
+  // (`POST /api/v1/kube/config`, which asks for a login with the second factor as database
+  // tokens do). The token is in that one file only: the page never shows it again.
+  const KUBE_ACTIONS = ['kubernetes:read', 'kubernetes:write', 'kubernetes:exec', 'kubernetes:port_forward'];
+  pages.kubernetes = async () => {
+    const clusters = new Map();
+    for (const action of KUBE_ACTIONS) {
+      const accounts = await apiAll(`/api/v1/me/accounts${query({ action })}`);
+      for (const a of accounts) {
+        if (!(a.endpoints || []).some((e) => e.protocol === 'kubernetes')) continue;
+        const known = clusters.get(a.account) || { ...a, actions: [] };
+        known.actions.push(action.replace('kubernetes:', '').replace('_', '-'));
+        clusters.set(a.account, known);
+      }
+    }
+    const rows = [...clusters.values()].sort((x, y) => x.account.localeCompare(y.account));
+    // One reachable account on an asset: the kubeconfig names the asset alone.
+    const onAsset = (asset) => rows.filter((c) => c.asset === asset).length;
+    const download = (c) =>
+      attempt('kubeconfig', async () => {
+        const asset = onAsset(c.asset) === 1 ? c.asset : c.account;
+        const made = await api('POST', '/api/v1/kube/config', { asset, ttl: formValues($('#kube-ttl')).ttl || '8h' });
+        const file = `${asset.replace('@', '-')}.kubeconfig`;
+        const link = el('a', { href: URL.createObjectURL(new Blob([made.kubeconfig], { type: 'application/yaml' })), download: file });
+        document.body.append(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+        $('#kube-file').textContent = file;
+        $('#kube-command').textContent = `kubectl --kubeconfig ${file} get pods`;
+        $('#kube-made').hidden = false;
+        status(`Kubeconfig for ${c.asset} downloaded: its token is not shown again.`);
+      });
+    // The lifetime field is read by the buttons; Enter in it downloads nothing.
+    onSubmit('#kube-ttl', () => {});
+    fill(
+      '#kube-clusters',
+      rows,
+      (c) => [
+        c.asset,
+        c.login,
+        labelsText(c.labels),
+        c.actions.join(', '),
+        el('button', { type: 'button', class: 'kube-download', onclick: () => download(c) }, 'Download kubeconfig'),
+      ],
+      'no Kubernetes cluster is open to you right now',
+    );
+  };
+
   // What raised an alert, in words: a command rule or one of the detectors.
   const ALERT_SOURCES = {
     command_rule: 'command rule',

@@ -122,6 +122,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/sessions", "Sessions", "user"),
     ("/commands", "Commands", "user"),
     ("/databases", "Databases", "user"),
+    ("/kubernetes", "Kubernetes", "user"),
     ("/requests", "Requests", "user"),
     ("/alerts", "Alerts", "auditor"),
     ("/account", "Account", "user"),
@@ -353,6 +354,24 @@ pub async fn databases() -> Response {
 <button type="submit">Search</button>
 </form>
 <table id="queries"><thead><tr><th>At</th><th>User</th><th>Target</th><th>Session</th><th>Seq</th><th>Statement</th><th>Result</th></tr></thead><tbody></tbody></table>"#,
+    )
+}
+
+/// Kubernetes access: the clusters the user may reach, each with a "Download kubeconfig" button
+/// that mints a personal kube token (as the Databases page mints database tokens: after a
+/// login with the second factor) and downloads the kubeconfig holding it, once.
+pub async fn kubernetes() -> Response {
+    page(
+        "Kubernetes",
+        "kubernetes",
+        &[],
+        r#"<h1>Kubernetes</h1>
+<p>Use <code>kubectl</code> through Rampart as yourself: download a kubeconfig for a cluster you may reach. It holds a personal token, shown once (download it again for a new one).</p>
+<form id="kube-ttl" class="inline">
+<label>Token lifetime <input name="ttl" value="8h"></label>
+</form>
+<table id="kube-clusters"><thead><tr><th>Cluster</th><th>Account</th><th>Labels</th><th>Allowed</th><th></th></tr></thead><tbody></tbody></table>
+<p id="kube-made" hidden>Saved as <code id="kube-file"></code>. Use it with <code id="kube-command"></code></p>"#,
     )
 }
 

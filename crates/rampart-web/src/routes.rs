@@ -1197,6 +1197,15 @@ pub fn table() -> Vec<Route> {
         .produces("text/html"),
         Route::new(
             get(),
+            "/kubernetes",
+            Public,
+            "portal",
+            "Portal: the Kubernetes clusters I may reach, each with a kubeconfig download",
+            crate::portal::kubernetes,
+        )
+        .produces("text/html"),
+        Route::new(
+            get(),
             "/alerts",
             Public,
             "portal",

@@ -260,6 +260,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/watch"), "22222"),
         (("GET", "/commands"), "22222"),
         (("GET", "/databases"), "22222"),
+        (("GET", "/kubernetes"), "22222"),
         (("GET", "/alerts"), "22222"),
         (("GET", "/audit"), "22222"),
         (("GET", "/reports"), "22222"),

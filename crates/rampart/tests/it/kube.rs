@@ -23,12 +23,12 @@ const SECRET_CANARY: &str = "secret-value-canary-77aa0c";
 const CREATED_CANARY: &str = "created-secret-canary-31f9";
 
 /// The fake API server (a Python process of the test's own).
-struct FakeApiServer {
+pub(crate) struct FakeApiServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     fingerprint: String,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for FakeApiServer {
@@ -40,7 +40,7 @@ impl Drop for FakeApiServer {
 
 impl FakeApiServer {
     /// Every request it received: method, path, query and headers.
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -53,7 +53,7 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/fake_apiserver.py")
 }
 
-fn start_fake() -> Option<FakeApiServer> {
+pub(crate) fn start_fake() -> Option<FakeApiServer> {
     start_fake_preferring(None)
 }
 
@@ -121,7 +121,7 @@ fn start_fake_preferring(preference: Option<&str>) -> Option<FakeApiServer> {
 /// Rampart with alice (group `ops`; read, write and exec on the cluster) and bob (read only),
 /// the asset `k8s` (its API server pinned), the vaulted service-account token; serving with the
 /// Kubernetes listener. Returns the listener's port too.
-fn rampart_for_cluster(fake: &FakeApiServer) -> (Rampart, Server, u16) {
+pub(crate) fn rampart_for_cluster(fake: &FakeApiServer) -> (Rampart, Server, u16) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok(&["user", "add", "bob"]);
@@ -182,7 +182,7 @@ fn rampart_for_cluster(fake: &FakeApiServer) -> (Rampart, Server, u16) {
 }
 
 /// `rampart kube config` for `user`: the kubeconfig's path.
-fn kubeconfig(r: &Rampart, fake: &FakeApiServer, user: &str, port: u16) -> PathBuf {
+pub(crate) fn kubeconfig(r: &Rampart, fake: &FakeApiServer, user: &str, port: u16) -> PathBuf {
     let path = fake.dir.path().join(format!("{user}.kubeconfig"));
     r.ok(&[
         "kube",
@@ -199,7 +199,7 @@ fn kubeconfig(r: &Rampart, fake: &FakeApiServer, user: &str, port: u16) -> PathB
     path
 }
 
-fn kubectl(config: &Path, args: &[&str]) -> Output {
+pub(crate) fn kubectl(config: &Path, args: &[&str]) -> Output {
     let kubectl = rampart_testkit::require_tool("kubectl").unwrap();
     Command::new(kubectl)
         .arg("--kubeconfig")
@@ -212,7 +212,7 @@ fn kubectl(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn header<'a>(request: &'a Value, name: &str) -> Vec<&'a str> {
+pub(crate) fn header<'a>(request: &'a Value, name: &str) -> Vec<&'a str> {
     request["headers"]
         .as_array()
         .unwrap()
