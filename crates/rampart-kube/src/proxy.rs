@@ -393,7 +393,34 @@ impl Conn {
                 if let Err(why) = open.write(&record).await {
                     return self.fail(&mut state, why).await;
                 }
-                response.map(|body| body.boxed())
+                // A watch lasts: while its body streams, live enforcement asks again whether
+                // its namespace (or the whole cluster) is still allowed, and the connection
+                // closes when it is not.
+                let watched = match KubeScope::of(
+                    api.resource.as_deref(),
+                    api.namespace.as_deref(),
+                    api.name.as_deref(),
+                ) {
+                    _ if api.verb != "watch" => None,
+                    KubeScope::NonResource => None,
+                    KubeScope::Namespace(namespace) => Some(Some(namespace)),
+                    KubeScope::Cluster => Some(None),
+                };
+                let hold = watched.map(|namespace| {
+                    open.guard
+                        .tap()
+                        .live()
+                        .hold_namespace(api.action(), namespace)
+                });
+                response.map(move |body| match hold {
+                    Some(hold) => body
+                        .map_frame(move |frame| {
+                            let _held = &hold;
+                            frame
+                        })
+                        .boxed(),
+                    None => body.boxed(),
+                })
             }
             Err(why) => {
                 record.query.status = vec!["502".to_owned()];
@@ -425,9 +452,15 @@ impl Conn {
             authorized.user.name, authorized.account, authorized.asset.name
         );
         let pending = Pending::default();
+        // The connection's session outlives its first request: each request is decided for
+        // its own namespace, so the session is asked again without one.
+        let connection = Authorized {
+            kube_namespace: None,
+            ..authorized.clone()
+        };
         let mut guard = core
             .start(StartRequest {
-                authorized: authorized.clone(),
+                authorized: connection,
                 kind: SessionKind::Kubernetes,
                 interactive: false,
                 command: None,

@@ -245,6 +245,10 @@ async fn decide(
             grant: allowed.grant,
             rules: allowed.rules,
             actions: allowed.actions,
+            kube_namespace: match scope {
+                Some(KubeScope::Namespace(namespace)) => Some(namespace.to_owned()),
+                _ => None,
+            },
         }),
         Err(why) => Err(format!(
             "{} may not connect to {account}@{}: {why}",

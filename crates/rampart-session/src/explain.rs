@@ -3,8 +3,9 @@
 
 use crate::authorize::{Decision, GrantVerdict, SessionRules, Snapshot};
 use rampart_core::login_rules::{LoginRules, check_login};
+use rampart_core::policy::KubeScope;
 use rampart_core::time_arg::{format_duration, format_rfc3339};
-use rampart_core::{Action, InvalidInput, Name};
+use rampart_core::{Action, InvalidInput, Name, Protocol};
 use rampart_store::{Store, StoreError};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -23,6 +24,9 @@ pub struct ExplainQuery {
     pub at: OffsetDateTime,
     pub mfa: Option<bool>,
     pub from: Option<IpAddr>,
+    /// For a Kubernetes action: a request in this namespace (grants limited to other
+    /// namespaces do not count, as at the Kubernetes listener).
+    pub namespace: Option<String>,
 }
 
 /// The answer for one account, with every grant's verdict.
@@ -43,6 +47,11 @@ pub struct AccessReport {
     pub grant: Option<Uuid>,
     /// When allowed: the rules in force, the strictest of every allowing grant's.
     pub rules: Option<RulesReport>,
+    /// The namespace asked about (`namespace` in the question), if any.
+    pub namespace: Option<String>,
+    /// When a Kubernetes action is allowed: the namespaces it is allowed in (the allowing
+    /// grants' and the asset's limits), or null for every namespace.
+    pub namespaces: Option<Vec<String>>,
     pub grants: Vec<GrantReport>,
 }
 
@@ -90,6 +99,8 @@ pub struct GrantReport {
     pub target: String,
     pub verdict: String,
     pub allows: bool,
+    /// The grant's Kubernetes namespace limit (empty: every namespace).
+    pub namespaces: Vec<String>,
 }
 
 /// Explains the decision the gateways would make, with the same authorization, per account.
@@ -110,6 +121,19 @@ pub async fn explain_access(
     let asset = snapshot
         .asset(&query.asset)
         .ok_or_else(|| not_found("asset", &query.asset))?;
+    let scope = match &query.namespace {
+        None => None,
+        Some(_) if query.action.protocol() != Protocol::Kubernetes => {
+            return Err(StoreError::Invalid(InvalidInput::new(format!(
+                "a namespace applies to Kubernetes actions only, not {}",
+                query.action
+            ))));
+        }
+        Some(namespace) => {
+            Name::parse("namespace", namespace).map_err(StoreError::Invalid)?;
+            Some(KubeScope::Namespace(namespace))
+        }
+    };
     let mfa = query.mfa.unwrap_or(user.mfa_enrolled);
     let access = snapshot
         .as_user(&user.name, mfa, query.at)
@@ -139,15 +163,29 @@ pub async fn explain_access(
                 None,
                 None,
             ),
-            (_, Decision::Allow { grant, rules }) => {
-                ("allow", None, Some(*grant), Some(RulesReport::new(rules)))
-            }
+            (_, Decision::Allow { grant, rules }) => match scope {
+                None => ("allow", None, Some(*grant), Some(RulesReport::new(rules))),
+                Some(scope) => match in_namespace(&access, asset, account, query.action, scope) {
+                    Ok((grant, rules)) => {
+                        ("allow", None, Some(grant), Some(RulesReport::new(&rules)))
+                    }
+                    Err(reason) => ("deny", Some(reason), None, None),
+                },
+            },
             (_, Decision::Deny(reason)) => ("deny", Some(reason.to_string()), None, None),
         };
+        let namespaces = (decision == "allow" && query.action.protocol() == Protocol::Kubernetes)
+            .then(|| allowed_namespaces(&access, asset, account, query.action, scope))
+            .flatten();
         reports.push(AccessReport {
             user: user.name.to_string(),
             account: format!("{account}@{}", asset.name),
-            action: query.action.to_string(),
+            // Other protocols' actions are written qualified (`kubernetes:exec`), as grants
+            // show them.
+            action: match query.action.protocol() {
+                Protocol::Ssh => query.action.to_string(),
+                protocol => format!("{protocol}:{}", query.action),
+            },
             at: format_rfc3339(query.at),
             mfa,
             from: query.from.map(|ip| ip.to_string()),
@@ -159,20 +197,97 @@ pub async fn explain_access(
             reason,
             grant,
             rules,
+            namespace: query.namespace.clone(),
+            namespaces,
             grants: grants
                 .iter()
                 .zip(&explanation.grants)
-                .map(|(g, (_, verdict))| GrantReport {
-                    grant: g.id,
-                    who: g.subject.to_string(),
-                    target: g.target.to_string(),
-                    verdict: verdict.to_string(),
-                    allows: *verdict == GrantVerdict::Allows,
+                .map(|(g, (_, verdict))| {
+                    let allows = *verdict == GrantVerdict::Allows;
+                    let outside = scope.is_some_and(|scope| !scope.allowed_by(g));
+                    GrantReport {
+                        grant: g.id,
+                        who: g.subject.to_string(),
+                        target: g.target.to_string(),
+                        verdict: if allows && outside {
+                            format!(
+                                "allows it in the namespaces {} only, not {}",
+                                g.namespaces.join(", "),
+                                query.namespace.as_deref().unwrap_or_default()
+                            )
+                        } else {
+                            verdict.to_string()
+                        },
+                        allows: allows && !outside,
+                        namespaces: g.namespaces.clone(),
+                    }
                 })
                 .collect(),
         });
     }
     Ok(reports)
+}
+
+/// The decision for a Kubernetes request in `scope` (a namespace), as the Kubernetes listener
+/// makes it: the asset's namespace view first, then only the grants whose namespaces include
+/// it; a refusal because of the grants' namespaces names those they allow.
+fn in_namespace(
+    access: &crate::authorize::Access<'_>,
+    asset: &rampart_core::Asset,
+    account: &Name,
+    action: Action,
+    scope: KubeScope<'_>,
+) -> Result<(Uuid, SessionRules), String> {
+    if let KubeScope::Namespace(namespace) = scope {
+        asset.kube_request_allowed(Some("pods"), Some(namespace), None)?;
+    }
+    match access.decide_any_among(asset, account, &[action], &|grant| scope.allowed_by(grant)) {
+        Ok(allowed) => Ok((allowed.grant, allowed.rules)),
+        Err(_) => {
+            let mut namespaces: Vec<&str> = access
+                .allowing_grants(asset, account, action)
+                .into_iter()
+                .flat_map(|grant| grant.namespaces.iter().map(String::as_str))
+                .collect();
+            namespaces.sort_unstable();
+            namespaces.dedup();
+            Err(format!(
+                "{scope} is refused: the grants allow {}:{action} in the namespaces {} only",
+                action.protocol(),
+                namespaces.join(", ")
+            ))
+        }
+    }
+}
+
+/// The namespaces an allowed Kubernetes action reaches: `None` when some allowing grant (in
+/// `scope`, if asked) has no namespace limit and the asset is no namespace view; else the union
+/// of the allowing grants' namespaces, kept to the asset's view.
+fn allowed_namespaces(
+    access: &crate::authorize::Access<'_>,
+    asset: &rampart_core::Asset,
+    account: &Name,
+    action: Action,
+    scope: Option<KubeScope<'_>>,
+) -> Option<Vec<String>> {
+    let grants: Vec<&rampart_core::Grant> = access
+        .allowing_grants(asset, account, action)
+        .into_iter()
+        .filter(|grant| scope.is_none_or(|scope| scope.allowed_by(grant)))
+        .collect();
+    let view = asset.kube_namespaces();
+    let mut namespaces: Vec<String> = if grants.iter().any(|g| g.namespaces.is_empty()) {
+        view?.iter().map(|ns| (*ns).to_owned()).collect()
+    } else {
+        grants
+            .iter()
+            .flat_map(|g| g.namespaces.iter().cloned())
+            .filter(|ns| view.as_ref().is_none_or(|view| view.contains(&ns.as_str())))
+            .collect()
+    };
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    Some(namespaces)
 }
 
 #[cfg(test)]
@@ -189,6 +304,7 @@ mod tests {
             at: OffsetDateTime::now_utc(),
             mfa: None,
             from: Some(IpAddr::from([192, 0, 2, 1])),
+            namespace: None,
         }
     }
 

@@ -94,6 +94,9 @@ pub struct Authorized {
     pub grant: Uuid,
     pub rules: SessionRules,
     pub actions: Vec<Action>,
+    /// A Kubernetes request's namespace, when the request reaches one: live enforcement asks
+    /// again among the grants whose namespaces include it (as the request was decided).
+    pub kube_namespace: Option<String>,
 }
 
 impl Authorized {
@@ -264,6 +267,7 @@ impl SessionCore {
             asset: authorized.asset.name.clone(),
             account: authorized.account.clone(),
             actions: authorized.actions.clone(),
+            kube_namespace: authorized.kube_namespace.clone(),
             interactive,
             idle_timeout: authorized.rules.idle_timeout,
             max_duration: authorized.rules.max_duration,

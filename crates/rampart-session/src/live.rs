@@ -12,7 +12,7 @@
 use crate::authorize::{Decision, Snapshot};
 use bytes::Bytes;
 use rampart_core::login_rules::{LoginRules, check_login};
-use rampart_core::policy::Limit;
+use rampart_core::policy::{KubeScope, Limit};
 use rampart_core::time_arg::format_duration;
 use rampart_core::{Action, Name, User};
 use rampart_store::Store;
@@ -44,6 +44,9 @@ pub struct SessionGrant {
     pub asset: Name,
     pub account: Name,
     pub actions: Vec<Action>,
+    /// A Kubernetes stream's namespace (exec, attach, port-forward): only grants whose
+    /// namespaces include it count, now as when it started.
+    pub kube_namespace: Option<String>,
     /// Interactive shells count only the user's input as activity; other sessions count traffic
     /// both ways (a long download is not idle).
     pub interactive: bool,
@@ -76,12 +79,49 @@ pub struct LiveSession {
     /// The screen the user sees now, for watchers who join (terminal sessions only: set when
     /// the front learns the terminal's size). Its lock also orders output against new watchers.
     screen: Mutex<Option<crate::screen::LiveScreen>>,
+    /// Long requests running in the session (a Kubernetes watch on a connection's session):
+    /// the action and namespace (`None`: the whole cluster) each needs, asked again while
+    /// they run.
+    streams: Mutex<Vec<(Action, Option<String>)>>,
+}
+
+/// A long request of a session in a namespace (see [`LiveSession::hold_namespace`]); dropping
+/// it ends the question.
+#[derive(Debug)]
+pub struct NamespaceHold {
+    session: Arc<LiveSession>,
+    stream: (Action, Option<String>),
+}
+
+impl Drop for NamespaceHold {
+    fn drop(&mut self) {
+        let mut streams = locked(&self.session.streams);
+        if let Some(at) = streams.iter().position(|s| *s == self.stream) {
+            streams.swap_remove(at);
+        }
+    }
 }
 
 /// Output chunks a watcher may fall behind by before it skips ahead (it is told it lagged).
 const WATCH_BACKLOG: usize = 256;
 
 impl LiveSession {
+    /// A long request (a Kubernetes watch) needs `action` in `namespace` (`None`: across the
+    /// whole cluster) while the hold lives: live enforcement ends the session when no grant
+    /// allows that any more, as it does for a stream session's own namespace.
+    pub fn hold_namespace(
+        self: &Arc<Self>,
+        action: Action,
+        namespace: Option<&str>,
+    ) -> NamespaceHold {
+        let stream = (action, namespace.map(str::to_owned));
+        locked(&self.streams).push(stream.clone());
+        NamespaceHold {
+            session: self.clone(),
+            stream,
+        }
+    }
+
     /// Passes what the user is shown to whoever watches the session.
     pub fn shown(&self, data: &[u8]) {
         // Held while the output goes out: a watcher subscribes under it (see `watch_screen`).
@@ -287,6 +327,7 @@ impl LiveSessions {
             notices,
             output: std::sync::OnceLock::new(),
             screen: Mutex::new(None),
+            streams: Mutex::new(Vec::new()),
         });
         {
             let mut sessions = locked(&self.sessions);
@@ -474,7 +515,16 @@ impl LiveSessions {
                 session.end(kill.clone());
                 continue;
             }
-            if let Err(reason) = facts.still_allowed(&session.grant, &self.global_rules, now) {
+            let streams = locked(&session.streams).clone();
+            let allowed = facts
+                .still_allowed(&session.grant, &self.global_rules, now)
+                .and_then(|()| {
+                    streams.iter().try_for_each(|(action, namespace)| {
+                        let namespace = namespace.as_deref();
+                        facts.allowed_in_namespace(&session.grant, &[*action], namespace, now)
+                    })
+                });
+            if let Err(reason) = allowed {
                 session.end(reason);
             }
         }
@@ -574,6 +624,53 @@ impl Facts {
                 return Err(format!("access revoked: {reason}"));
             }
         }
+        if let Some(namespace) = &grant.kube_namespace {
+            self.allowed_in_namespace(grant, &grant.actions, Some(namespace), now)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `actions` are still allowed in a Kubernetes `namespace` (`None`: across the whole
+    /// cluster) for the session: the asset's namespace view, then only the grants whose
+    /// namespaces include it (as the Kubernetes listener decides a request).
+    fn allowed_in_namespace(
+        &self,
+        grant: &SessionGrant,
+        actions: &[Action],
+        namespace: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
+        let access = self
+            .policy
+            .as_user(&grant.user, grant.mfa, now)
+            .ok_or("the user was removed")?;
+        let asset = self
+            .policy
+            .asset(&grant.asset)
+            .ok_or("the asset was removed")?;
+        asset
+            .kube_request_allowed(Some("pods"), namespace, None)
+            .map_err(|why| format!("access revoked: {why}"))?;
+        let scope = match namespace {
+            Some(namespace) => KubeScope::Namespace(namespace),
+            None => KubeScope::Cluster,
+        };
+        let keep = |g: &rampart_core::Grant| scope.allowed_by(g);
+        for action in actions {
+            if access
+                .decide_any_among(asset, &grant.account, &[*action], &keep)
+                .is_err()
+            {
+                let place = match namespace {
+                    Some(namespace) => format!("in the namespace {namespace}"),
+                    None => "across the whole cluster".to_owned(),
+                };
+                return Err(format!(
+                    "access revoked: no grant allows {}:{action} {place} any more",
+                    action.protocol()
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -633,6 +730,7 @@ mod tests {
             asset: Name::parse("asset", "web").unwrap(),
             account: Name::parse("account", "root").unwrap(),
             actions: vec![Action::Shell],
+            kube_namespace: None,
             interactive: true,
             idle_timeout: Limit::of_grant(None),
             max_duration: Limit::of_grant(Some(Duration::from_secs(3600))),

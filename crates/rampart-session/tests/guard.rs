@@ -111,6 +111,7 @@ async fn lab() -> Lab {
             record: true,
         },
         actions: vec![Action::Shell],
+        kube_namespace: None,
     };
     Lab {
         _tmp: tmp,

@@ -79,6 +79,7 @@ impl AllowedForward {
             grant: self.grant,
             rules: self.rules,
             actions: vec![Action::PortForward],
+            kube_namespace: None,
         }
     }
 }

@@ -975,7 +975,7 @@ pub fn table() -> Vec<Route> {
             "Explain whether a user may use an account, grant by grant",
             api::grant_explain,
         )
-        .query(&["user", "asset", "account", "action", "at", "mfa", "from"]),
+        .query(&["user", "asset", "account", "action", "at", "mfa", "from", "namespace"]),
         Route::new(
             delete(),
             "/api/v1/grants/{id}",

@@ -1302,6 +1302,10 @@ pub struct GrantExplainArgs {
     /// Also check the login rules (global and the user's) for a login from this address
     #[arg(long, value_name = "IP")]
     pub from: Option<std::net::IpAddr>,
+    /// For a Kubernetes action: decide for a request in this namespace (grants limited to
+    /// other namespaces do not count)
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// Paging of a long list.

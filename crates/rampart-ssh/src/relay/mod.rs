@@ -91,6 +91,7 @@ impl SessionContext {
             grant: resolved.grant,
             rules: resolved.rules,
             actions: resolved.actions.clone(),
+            kube_namespace: None,
         }
     }
 }

@@ -67,6 +67,7 @@ pub struct ExplainParams {
     at: Option<String>,
     mfa: Option<bool>,
     from: Option<std::net::IpAddr>,
+    namespace: Option<String>,
 }
 
 /// The same question `rampart grant explain` asks, answered by the same function.
@@ -86,6 +87,7 @@ pub async fn grant_explain(
         at: time_param("at", &query.at)?.unwrap_or_else(now),
         mfa: query.mfa,
         from: query.from,
+        namespace: query.namespace,
     };
     let reports = rampart_session::explain::explain_access(
         &state.store,

@@ -173,6 +173,7 @@ async fn explain(
         },
         mfa: args.mfa,
         from: args.from,
+        namespace: args.namespace.clone(),
     };
     let reports = explain_access(store, &query, &auth.global).await?;
     if json {
@@ -201,6 +202,9 @@ async fn explain(
             (None, Some(reason)) => println!("  reason: {reason}"),
             _ => {}
         }
+        if let Some(namespaces) = &report.namespaces {
+            println!("  Kubernetes namespaces: {} only", namespaces.join(", "));
+        }
         if let Some(rules) = &report.rules {
             println!(
                 "  session rules (the strictest of the allowing grants): {}",
@@ -208,8 +212,13 @@ async fn explain(
             );
         }
         for verdict in &report.grants {
+            let limit = if verdict.namespaces.is_empty() {
+                String::new()
+            } else {
+                format!(", namespaces {}", verdict.namespaces.join(","))
+            };
             println!(
-                "  grant {} ({} on {}): {}",
+                "  grant {} ({} on {}{limit}): {}",
                 verdict.grant, verdict.who, verdict.target, verdict.verdict
             );
         }

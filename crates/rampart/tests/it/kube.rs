@@ -722,6 +722,73 @@ fn kubectl_exec_it_is_a_recorded_terminal_under_command_rules() {
     assert!(rules.contains("cat /etc/shadow"), "{rules}");
 }
 
+/// CONTRACT TEST: `kubectl attach -it` (to the container's own shell) is a recorded terminal
+/// session like an exec, as alice: what she types and sees is in the replay, her line in the
+/// command log.
+#[test]
+fn kubectl_attach_it_is_a_recorded_terminal_with_its_command_log() {
+    let Some(kubectl_path) = rampart_testkit::require_tool("kubectl") else {
+        return;
+    };
+    let Some(script) = rampart_testkit::require_tool("script") else {
+        return;
+    };
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let command = format!(
+        "stty cols 100 rows 30; {} --kubeconfig {} attach -it web-0",
+        kubectl_path.display(),
+        alice.display()
+    );
+    let mut child = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", alice.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = collect(child.stdout.take().unwrap());
+    let _errors = collect(child.stderr.take().unwrap());
+    let mut keys = child.stdin.take().unwrap();
+    wait_for(&seen, "$ ", 1);
+    keys.write_all(b"echo hello-attach\r").unwrap();
+    wait_for(&seen, "hello-attach", 2);
+    keys.write_all(b"exit\r").unwrap();
+    wait_exit(&mut child);
+
+    let attached = fake
+        .requests()
+        .into_iter()
+        .find(|r| r["path"] == "/api/v1/namespaces/default/pods/web-0/attach")
+        .unwrap_or_else(|| panic!("{:?}", fake.requests()));
+    assert_eq!(header(&attached, "impersonate-user"), ["alice"]);
+    let sessions = r.json(&["session", "list"]);
+    let id = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "kubernetes_exec" && s["user"] == "alice")
+        .unwrap_or_else(|| panic!("{sessions}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let replay = loop {
+        let replay = r.run(&["replay", &id, "--no-wait"]);
+        if replay.status.success() || std::time::Instant::now() > deadline {
+            break text(&replay);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(replay.contains("hello-attach"), "{replay}");
+    let commands = r
+        .json(&["audit", "commands", "--user", "alice"])
+        .to_string();
+    assert!(commands.contains("echo hello-attach"), "{commands}");
+}
+
 fn wait_exit(child: &mut Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {

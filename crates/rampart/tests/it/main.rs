@@ -31,6 +31,7 @@ mod evidence;
 mod evidence_chain;
 mod hostile_clients;
 mod kube;
+mod kube_namespaces;
 mod kube_portal;
 mod ldap;
 mod login_controls;

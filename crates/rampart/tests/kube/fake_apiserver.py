@@ -41,7 +41,7 @@ POD = {
     "apiVersion": "v1",
     "metadata": {"name": "web-0", "namespace": "default", "uid": "1", "resourceVersion": "1",
                  "creationTimestamp": "2026-11-30T00:00:00Z"},
-    "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    "spec": {"containers": [{"name": "app", "image": "busybox", "stdin": True, "tty": True}]},
     "status": {"phase": "Running", "containerStatuses": [
         {"name": "app", "ready": True, "restartCount": 0, "image": "busybox", "imageID": "",
          "state": {"running": {}}}]},
@@ -147,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, POD)
         if path == "/api/v1/namespaces/default/pods/web-0/exec":
             return self.exec(query)
+        if path == "/api/v1/namespaces/default/pods/web-0/attach":
+            return self.exec(query, attach=True)
         if path == "/api/v1/namespaces/default/pods/web-0/portforward":
             return self.portforward(query)
         if path == "/api/v1/namespaces/default/secrets/db" and self.command == "GET":
@@ -184,7 +186,8 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     # --- exec over WebSocket -------------------------------------------------------------
-    def exec(self, query):
+    def exec(self, query, attach=False):
+        """exec runs `command`; attach joins the container's own process, a shell."""
         if (self.headers.get("Upgrade") or "").lower() != "websocket":
             return self.status(400, "BadRequest", "upgrade to websocket required")
         offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
@@ -201,10 +204,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        command = query.get("command", [])
+        command = ["sh"] if attach else query.get("command", [])
         tty = query.get("tty") == ["true"]
         ws = WebSocket(self.rfile, self.wfile)
-        log({"exec": command, "tty": tty, "protocol": chosen})
+        log({"attach" if attach else "exec": command, "tty": tty, "protocol": chosen})
         if command and command[0] == "echo":
             ws.send(1, (" ".join(command[1:]) + "\n").encode())
             ws.send(3, json.dumps({"metadata": {}, "status": "Success"}).encode())
