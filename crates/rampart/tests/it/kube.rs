@@ -722,6 +722,61 @@ fn kubectl_exec_it_is_a_recorded_terminal_under_command_rules() {
     assert!(rules.contains("cat /etc/shadow"), "{rules}");
 }
 
+/// CONTRACT TEST: an exec allow-list (`allow prefix:echo`, then `deny any`) applies to the
+/// exec's `command` parameters exactly, as argv: an allowed command runs even with shell
+/// syntax in one of its words (no shell reads it), anything else, and a shell script hiding
+/// another command, is refused before the API server hears of it.
+#[test]
+fn an_exec_allow_list_applies_to_the_command_parameters_exactly() {
+    if rampart_testkit::require_tool("kubectl").is_none() {
+        return;
+    }
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    let grants = r.json(&["grant", "list"]);
+    let grant = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g.to_string().contains("alice"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (pattern, action) in [("prefix:echo", "allow"), ("any", "deny")] {
+        r.ok(&[
+            "rule", "add", "--grant", &grant, "--match", pattern, "--action", action,
+        ]);
+    }
+    let alice = kubeconfig(&r, &fake, "alice", port);
+    let echo = kubectl(&alice, &["exec", "web-0", "--", "echo", "hi; id"]);
+    assert!(echo.status.success(), "{}", text(&echo));
+    assert_eq!(String::from_utf8_lossy(&echo.stdout), "hi; id\n");
+    let before = fake.requests().len();
+    for argv in [
+        &["id"][..],
+        &["sh", "-c", "echo hi; id"],
+        &["/bin/echo", "hi"],
+    ] {
+        let mut args = vec!["exec", "web-0", "--"];
+        args.extend_from_slice(argv);
+        let refused = kubectl(&alice, &args);
+        assert!(!refused.status.success(), "{argv:?}: {}", text(&refused));
+        assert!(
+            text(&refused).contains("refused by rule"),
+            "{argv:?}: {}",
+            text(&refused)
+        );
+    }
+    assert!(
+        fake.requests()[before..]
+            .iter()
+            .all(|r| r.get("exec").is_none()),
+        "{:?}",
+        fake.requests()
+    );
+}
+
 /// CONTRACT TEST: `kubectl attach -it` (to the container's own shell) is a recorded terminal
 /// session like an exec, as alice: what she types and sees is in the replay, her line in the
 /// command log.

@@ -6,7 +6,8 @@ HTTPS (HTTP/1.1), discovery (/version, /api, /apis, /api/v1), pods list/get (as 
 the client asks for one, as kubectl does), one Secret, a watch that stays open, and exec over
 WebSocket with the v5.channel.k8s.io / v4.channel.k8s.io framing (one channel byte per message:
 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize, 255 close in v5). Containers are simulated:
-`echo ARGS` prints its arguments; `sh` with a terminal echoes keys and runs `echo` lines.
+`echo ARGS` prints its arguments; `sh` with a terminal echoes keys and runs `echo` lines; attach
+joins the container's own process, such a `sh`.
 
 It accepts only the service-account token given on the command line, and writes every request's
 method, path and headers as one JSON line to the log file, so a test can assert impersonation
