@@ -580,11 +580,11 @@ fn main() -> anyhow::Result<()> {
         )?;
         println!();
         println!(
-            "concurrency: {} sessions open ({} failed to open)",
-            result.open, result.errors
+            "concurrency: {} sessions open ({} failed to open, {} did not echo their own token)",
+            result.open, result.errors, result.echo_failures
         );
         println!(
-            "  rampart memory: {:.1} MiB before, {:.1} MiB with the sessions open: {:.0} KiB per session (goal: at most 128 KiB)",
+            "  rampart memory: {:.1} MiB before, {:.1} MiB with the sessions open: {:.0} KiB per session (goal: at most 96 KiB)",
             result.rss_before_kib as f64 / 1024.0,
             result.rss_with_kib as f64 / 1024.0,
             result.per_session_kib
@@ -596,6 +596,7 @@ fn main() -> anyhow::Result<()> {
         println!("  time to open them all: {:.1} s", result.open_seconds);
         report["concurrency"] = json!({
             "sessions": args.sessions, "open": result.open, "errors": result.errors,
+            "echo_failures": result.echo_failures,
             "rss_before_kib": result.rss_before_kib, "rss_with_kib": result.rss_with_kib,
             "per_session_kib": result.per_session_kib, "fresh_login_ms": result.fresh_login_ms,
             "open_seconds": result.open_seconds,
