@@ -4,7 +4,7 @@
 //!
 //! A `vte` parser (the one vt100 uses) drives a grid of characters. Rows hold only the cells
 //! written so far (a blank row costs no heap), so an idle shell's screen costs a few hundred
-//! bytes, and a full 80 x 24 screen about 30 KiB at most; colours and attributes are kept only
+//! bytes, and a full 80 x 24 screen about 15 KiB at most (8 bytes a cell); colours and attributes are kept only
 //! when asked for (watchers need them, the command log does not). The alternate screen is
 //! created when a full-screen program switches to it and dropped when it leaves. There is no
 //! scrollback.
@@ -42,20 +42,19 @@ struct Style {
 /// The second half of a double-width character.
 const CONTINUATION: char = '\0';
 
+/// An index into the terminal's styles (0: the default style): 8 bytes a cell, not 16.
+type StyleIndex = u16;
+
+/// The most distinct styles a terminal keeps; further ones are drawn in the default style.
+const MAX_STYLES: usize = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cell {
     ch: char,
-    style: Style,
+    style: StyleIndex,
 }
 
-const BLANK: Cell = Cell {
-    ch: ' ',
-    style: Style {
-        fg: Color::Default,
-        bg: Color::Default,
-        flags: 0,
-    },
-};
+const BLANK: Cell = Cell { ch: ' ', style: 0 };
 
 #[derive(Debug, Clone, Default)]
 struct Line {
@@ -109,7 +108,7 @@ struct Cursor {
     row: u16,
     /// May equal the width: the next character wraps first.
     col: u16,
-    style: Style,
+    style: StyleIndex,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +180,8 @@ struct Screen {
     rows: u16,
     cols: u16,
     keep_style: bool,
+    /// The styles cells use, each once (the default first); at most [`MAX_STYLES`].
+    styles: Vec<Style>,
     primary: Grid,
     /// Present while a full-screen program has the terminal.
     alternate: Option<Box<Grid>>,
@@ -198,6 +199,7 @@ impl Terminal {
                 rows,
                 cols,
                 keep_style,
+                styles: vec![Style::default()],
                 primary: Grid::new(rows),
                 alternate: None,
                 cursor_hidden: false,
@@ -312,7 +314,7 @@ impl Terminal {
         }
         out.extend_from_slice(b"\x1b[H\x1b[2J\x1b[m");
         let grid = self.screen.grid();
-        let mut pen = Style::default();
+        let mut pen: StyleIndex = 0;
         for (row, line) in grid.lines.iter().enumerate() {
             if line.cells.is_empty() {
                 continue;
@@ -323,7 +325,7 @@ impl Terminal {
                     continue;
                 }
                 if cell.style != pen {
-                    write_style(&mut out, cell.style);
+                    write_style(&mut out, self.screen.style(cell.style));
                     pen = cell.style;
                 }
                 let mut buffer = [0u8; 4];
@@ -332,8 +334,8 @@ impl Terminal {
         }
         out.extend_from_slice(b"\x1b[m");
         let cursor = grid.cursor;
-        if cursor.style != Style::default() {
-            write_style(&mut out, cursor.style);
+        if cursor.style != 0 {
+            write_style(&mut out, self.screen.style(cursor.style));
         }
         let col = cursor.col.min(self.screen.cols - 1);
         out.extend_from_slice(format!("\x1b[{};{}H", cursor.row + 1, col + 1).as_bytes());
@@ -484,7 +486,7 @@ impl Screen {
             return;
         }
         let mut values = params.iter().flat_map(|param| param.iter().copied());
-        let mut style = self.grid().cursor.style;
+        let mut style = self.style(self.grid().cursor.style);
         if params.is_empty() {
             style = Style::default();
         }
@@ -528,7 +530,27 @@ impl Screen {
                 _ => {}
             }
         }
-        self.grid_mut().cursor.style = style;
+        let index = self.intern(style);
+        self.grid_mut().cursor.style = index;
+    }
+
+    fn style(&self, index: StyleIndex) -> Style {
+        self.styles
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The index of `style`, added if new and there is room (else the default style's).
+    fn intern(&mut self, style: Style) -> StyleIndex {
+        if let Some(index) = self.styles.iter().position(|known| *known == style) {
+            return StyleIndex::try_from(index).unwrap_or(0);
+        }
+        if self.styles.len() >= MAX_STYLES {
+            return 0;
+        }
+        self.styles.push(style);
+        StyleIndex::try_from(self.styles.len() - 1).unwrap_or(0)
     }
 }
 
@@ -554,7 +576,7 @@ impl vte::Perform for Screen {
         let style = if self.keep_style {
             self.grid().cursor.style
         } else {
-            Style::default()
+            0
         };
         if self.grid().cursor.col + width > cols {
             let row = self.grid().cursor.row;
@@ -717,6 +739,7 @@ impl vte::Perform for Screen {
                     rows: self.rows,
                     cols: self.cols,
                     keep_style,
+                    styles: vec![Style::default()],
                     primary: Grid::new(self.rows),
                     alternate: None,
                     cursor_hidden: false,
@@ -784,6 +807,12 @@ mod tests {
         for line in &terminal.screen.primary.lines {
             assert!(line.cells.len() <= 4);
         }
+        for red in 0..=255u16 {
+            for green in 0..4 {
+                terminal.process(format!("\x1b[38;2;{red};{green};0mx").as_bytes());
+            }
+        }
+        assert_eq!(terminal.screen.styles.len(), MAX_STYLES);
         terminal.set_size(0, 0);
         assert_eq!(terminal.size(), (1, 1));
     }
