@@ -141,12 +141,16 @@ impl LoadClient {
             let mut tasks = Vec::with_capacity(sessions.len());
             for session in sessions {
                 tasks.push(tokio::spawn(async move {
-                    let _ = session.channel.data_bytes(&b"exit\n"[..]).await;
-                    let _ = session.channel.close().await;
-                    let _ = session
-                        .handle
-                        .disconnect(russh::Disconnect::ByApplication, "", "")
-                        .await;
+                    let close = async {
+                        let _ = session.channel.data_bytes(&b"exit\n"[..]).await;
+                        let _ = session.channel.close().await;
+                        let _ = session
+                            .handle
+                            .disconnect(russh::Disconnect::ByApplication, "", "")
+                            .await;
+                    };
+                    // A session that does not close in time is dropped (its socket closes).
+                    let _ = tokio::time::timeout(STEP_DEADLINE, close).await;
                 }));
             }
             for task in tasks {
