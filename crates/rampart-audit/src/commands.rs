@@ -2,8 +2,8 @@
 //! terminal shows rather than from raw keystrokes, so line editing, backspace, history recall and
 //! tab completion give the command that actually ran.
 //!
-//! Pure: the relay feeds the user's input and the target's output; a terminal emulator (vt100)
-//! keeps the screen. When the user presses Enter, the command is the line under the cursor minus
+//! Pure: the relay feeds the user's input and the target's output; a small screen of characters
+//! ([`crate::terminal`], no attributes, rows allocated as written) keeps what the terminal shows. When the user presses Enter, the command is the line under the cursor minus
 //! the prompt, read once the target has echoed the newline. Full-screen programs (vim, top, less)
 //! run on the alternate screen, where keystrokes are not commands.
 
@@ -13,6 +13,8 @@ const MAX_ROWS: u16 = 300;
 const MAX_COLS: u16 = 1000;
 /// A command longer than this is cut (with a mark): a log line, not a file.
 const MAX_COMMAND_CHARS: usize = 4096;
+
+use crate::terminal::Terminal;
 
 /// Where the prompt ended when the user started typing a command line.
 #[derive(Debug, Clone)]
@@ -25,7 +27,7 @@ struct Prompt {
 }
 
 pub struct CommandLog {
-    parser: vt100::Parser,
+    screen: Terminal,
     prompt: Option<Prompt>,
     /// Enter was pressed; the command is read when the target echoes the newline.
     pending: bool,
@@ -51,7 +53,7 @@ impl CommandLog {
     pub fn new(cols: u32, rows: u32) -> Self {
         let (rows, cols) = bounded(cols, rows);
         Self {
-            parser: vt100::Parser::new(rows, cols, 0),
+            screen: Terminal::new(rows, cols, false),
             prompt: None,
             pending: false,
         }
@@ -59,13 +61,13 @@ impl CommandLog {
 
     pub fn resize(&mut self, cols: u32, rows: u32) {
         let (rows, cols) = bounded(cols, rows);
-        self.parser.screen_mut().set_size(rows, cols);
+        self.screen.set_size(rows, cols);
         self.prompt = None;
     }
 
     /// What the user typed.
     pub fn input(&mut self, data: &[u8]) {
-        if self.parser.screen().alternate_screen() {
+        if self.screen.alternate_screen() {
             self.prompt = None;
             self.pending = false;
             return;
@@ -93,7 +95,7 @@ impl CommandLog {
                 break;
             };
             let (line, tail) = rest.split_at(newline);
-            self.parser.process(line);
+            self.screen.process(line);
             if let Some(command) = self.read_command() {
                 commands.push(command);
             }
@@ -101,12 +103,12 @@ impl CommandLog {
             self.prompt = None;
             rest = tail;
         }
-        self.parser.process(rest);
+        self.screen.process(rest);
         commands
     }
 
     fn current_prompt(&self) -> Prompt {
-        let screen = self.parser.screen();
+        let screen = &self.screen;
         let (row, col) = screen.cursor_position();
         Prompt {
             row,
@@ -126,7 +128,7 @@ impl CommandLog {
 
     /// Whether a full-screen program (vim, top, less) has the terminal.
     pub fn in_full_screen(&self) -> bool {
-        self.parser.screen().alternate_screen()
+        self.screen.alternate_screen()
     }
 
     /// Forgets the line being typed (it was refused and cleared): the next key starts a new one.
@@ -138,7 +140,7 @@ impl CommandLog {
     /// The logical line under the cursor (following wrapped rows), minus the prompt.
     fn read_command(&self) -> Option<String> {
         let prompt = self.prompt.as_ref()?;
-        let screen = self.parser.screen();
+        let screen = &self.screen;
         let (_, cols) = screen.size();
         let (cursor_row, _) = screen.cursor_position();
         let mut start_row = cursor_row;
@@ -268,6 +270,6 @@ mod tests {
         log.resize(u32::MAX, u32::MAX);
         log.input(b"x");
         assert!(log.output(b"\x1b[99999;99999Hx\r\n").is_empty());
-        assert_eq!(log.parser.screen().size(), (MAX_ROWS, MAX_COLS));
+        assert_eq!(log.screen.size(), (MAX_ROWS, MAX_COLS));
     }
 }

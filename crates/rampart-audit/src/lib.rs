@@ -22,6 +22,7 @@ pub mod recording;
 pub mod scp;
 pub mod sftp;
 pub mod sinks;
+pub mod terminal;
 pub mod verify;
 
 pub use live::LiveRecorder;

@@ -85,7 +85,7 @@ impl LiveRecorder {
         let (jobs, queue) = flume::bounded(QUEUE);
         let (alive, gone) = flume::bounded::<()>(0);
         let syncer = Syncer {
-            files: Arc::new(recorder.sync_handles()?),
+            files: Arc::new(recorder.sync_handles()),
             runtime: tokio::runtime::Handle::try_current().ok(),
             running: None,
         };
@@ -167,7 +167,7 @@ impl LiveRecorder {
 
 /// Fsyncs a recording's files away from its writer.
 struct Syncer {
-    files: Arc<Vec<std::fs::File>>,
+    files: Arc<Vec<Arc<std::fs::File>>>,
     /// The blocking pool to fsync on (without a runtime: on the writer thread).
     runtime: Option<tokio::runtime::Handle>,
     /// The fsync under way: its answer.
@@ -197,7 +197,7 @@ impl Syncer {
         let sync = move || {
             files
                 .iter()
-                .try_for_each(std::fs::File::sync_data)
+                .try_for_each(|file| file.sync_data())
                 .map_err(|err| format!("cannot fsync the recording: {err}"))
         };
         match &self.runtime {

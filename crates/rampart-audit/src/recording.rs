@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -351,9 +352,11 @@ struct Totals {
 pub struct Recorder {
     session: Uuid,
     cast_path: PathBuf,
-    cast: File,
-    raw: Option<File>,
-    manifest: File,
+    /// Shared with the fsync off the writer's thread ([`Recorder::sync_handles`]): one
+    /// descriptor per file, not a duplicate for the syncer.
+    cast: Arc<File>,
+    raw: Option<Arc<File>>,
+    manifest: Arc<File>,
     cast_chunk: OpenChunk,
     raw_chunk: OpenChunk,
     chunks: u64,
@@ -451,9 +454,9 @@ impl Recorder {
         let mut recorder = Self {
             session,
             cast_path,
-            cast,
-            raw,
-            manifest,
+            cast: Arc::new(cast),
+            raw: raw.map(Arc::new),
+            manifest: Arc::new(manifest),
             cast_chunk: OpenChunk::new(0),
             raw_chunk: OpenChunk::new(0),
             chunks: 0,
@@ -602,13 +605,13 @@ impl Recorder {
         tag.copy_from_slice(&[stream.tag()]);
         micros.copy_from_slice(&self.elapsed_micros().to_be_bytes());
         size.copy_from_slice(&length.to_be_bytes());
-        let raw = self.raw.as_mut().ok_or(RecordingError::Stopped)?;
+        let raw = self.raw.as_deref().ok_or(RecordingError::Stopped)?;
         let written = write_both(raw, &header, &data);
         self.wrote(RecordedFile::Raw, written, Written::Frame(header, data))
     }
 
     fn write_cast(&mut self, line: Vec<u8>) -> Result<(), RecordingError> {
-        let written = self.cast.write_all(&line);
+        let written = (&*self.cast).write_all(&line);
         self.wrote(RecordedFile::Cast, written, Written::Line(line))
     }
 
@@ -773,16 +776,11 @@ impl Recorder {
 
     /// Handles on the recording's files (data files first, the manifest last), for fsyncing
     /// them from another thread.
-    pub fn sync_handles(&self) -> Result<Vec<File>, RecordingError> {
-        let mut handles = vec![self.cast.try_clone()];
-        if let Some(raw) = &self.raw {
-            handles.push(raw.try_clone());
-        }
-        handles.push(self.manifest.try_clone());
+    pub fn sync_handles(&self) -> Vec<Arc<File>> {
+        let mut handles = vec![self.cast.clone()];
+        handles.extend(self.raw.clone());
+        handles.push(self.manifest.clone());
         handles
-            .into_iter()
-            .collect::<std::io::Result<Vec<File>>>()
-            .map_err(|err| self.io_error(err))
     }
 
     /// Marks the recording failed (a background fsync failed): every later call fails.
@@ -830,7 +828,7 @@ impl Recorder {
         let mut text =
             serde_json::to_string(line).map_err(|err| self.io_error(std::io::Error::other(err)))?;
         text.push('\n');
-        if let Err(err) = self.manifest.write_all(text.as_bytes()) {
+        if let Err(err) = (&*self.manifest).write_all(text.as_bytes()) {
             let err = self.io_error(err);
             self.failed = Some(err.to_string());
             return Err(err);
@@ -897,7 +895,7 @@ impl Serialize for Seconds {
 /// Invalid bytes become U+FFFD (a terminal would show them as garbage anyway).
 /// Writes a frame's header and data with as few system calls as the kernel allows (one
 /// `writev` for both, normally).
-fn write_both(file: &mut File, header: &[u8], data: &[u8]) -> std::io::Result<()> {
+fn write_both(mut file: &File, header: &[u8], data: &[u8]) -> std::io::Result<()> {
     let mut written = 0;
     let total = header.len() + data.len();
     while written < total {

@@ -53,6 +53,10 @@ struct Args {
     /// Run only the database cases (pgbench -S, redis-benchmark; direct against Rampart)
     #[arg(long)]
     databases_only: bool,
+    /// Run only the concurrency case (`--sessions` interactive sessions: memory per session and
+    /// a fresh login while they are open); no transfers, echoes, gateway or database cases
+    #[arg(long)]
+    sessions_only: bool,
     /// A few minutes instead of an hour: 64 MiB transfers, one timed run, 200 keystrokes,
     /// 200 sessions, 3 s database runs (for a regression check, not for published figures)
     #[arg(long)]
@@ -453,6 +457,9 @@ fn main() -> anyhow::Result<()> {
     if args.sessions > 10_000 {
         bail!("--sessions is at most 10000");
     }
+    if args.sessions_only && args.sessions == 0 {
+        bail!("--sessions-only needs --sessions above 0");
+    }
     if args.databases_only {
         let binary = rampart_binary()?;
         let report = json!({
@@ -475,64 +482,66 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mib = args.size_mib as f64;
 
-    for cipher in ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"] {
-        let short = cipher.split(['-', '@']).next().unwrap_or(cipher);
-        let option = format!("Ciphers={cipher}");
-        eprintln!("upload {} MiB, {short}...", args.size_mib);
-        let upload = measure(args.runs, |path| {
-            let mut command = lab.ssh(path, &["-o", &option]);
-            command.arg("cat > /dev/null");
-            transfer(&lab, command, zeros(args.size_mib)?, mib)
+    if !args.sessions_only {
+        for cipher in ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"] {
+            let short = cipher.split(['-', '@']).next().unwrap_or(cipher);
+            let option = format!("Ciphers={cipher}");
+            eprintln!("upload {} MiB, {short}...", args.size_mib);
+            let upload = measure(args.runs, |path| {
+                let mut command = lab.ssh(path, &["-o", &option]);
+                command.arg("cat > /dev/null");
+                transfer(&lab, command, zeros(args.size_mib)?, mib)
+            })?;
+            rows.push(transfer_row(
+                format!("upload {} MiB ({short})", args.size_mib),
+                &upload,
+            ));
+            eprintln!("download {} MiB, {short}...", args.size_mib);
+            let download = measure(args.runs, |path| {
+                let mut command = lab.ssh(path, &["-o", &option]);
+                command.arg(format!("head -c {} /dev/zero", args.size_mib * 1024 * 1024));
+                transfer(&lab, command, Stdio::null(), mib)
+            })?;
+            rows.push(transfer_row(
+                format!("download {} MiB ({short})", args.size_mib),
+                &download,
+            ));
+        }
+
+        eprintln!("connect and run true...");
+        let connect = measure(args.runs.max(5), |path| {
+            let mut command = lab.ssh(path, &["-o", "KexAlgorithms=curve25519-sha256"]);
+            command.arg("true");
+            Ok(timed(command, Stdio::null())? * 1000.0)
         })?;
-        rows.push(transfer_row(
-            format!("upload {} MiB ({short})", args.size_mib),
-            &upload,
-        ));
-        eprintln!("download {} MiB, {short}...", args.size_mib);
-        let download = measure(args.runs, |path| {
-            let mut command = lab.ssh(path, &["-o", &option]);
-            command.arg(format!("head -c {} /dev/zero", args.size_mib * 1024 * 1024));
-            transfer(&lab, command, Stdio::null(), mib)
-        })?;
-        rows.push(transfer_row(
-            format!("download {} MiB ({short})", args.size_mib),
-            &download,
-        ));
+        rows.push(Row {
+            case: "connect + true (x25519)".into(),
+            unit: "ms",
+            higher_is_better: false,
+            per_path: connect.iter().map(|(p, v)| (*p, stats(v))).collect(),
+            cpu_per_gib: Vec::new(),
+        });
+
+        eprintln!("keystroke echo, {} round trips...", args.echoes);
+        let mut echo = Vec::new();
+        for path in PATHS {
+            let times: Vec<f64> = echo_round_trips(&lab, path, args.echoes)?
+                .iter()
+                .map(|t| t * 1e6)
+                .collect();
+            echo.push((path, stats(&times)));
+        }
+        rows.push(Row {
+            case: "keystroke echo".into(),
+            unit: "µs",
+            higher_is_better: false,
+            per_path: echo,
+            cpu_per_gib: Vec::new(),
+        });
+
+        print_table(&rows);
+        print_cpu(&rows);
     }
-
-    eprintln!("connect and run true...");
-    let connect = measure(args.runs.max(5), |path| {
-        let mut command = lab.ssh(path, &["-o", "KexAlgorithms=curve25519-sha256"]);
-        command.arg("true");
-        Ok(timed(command, Stdio::null())? * 1000.0)
-    })?;
-    rows.push(Row {
-        case: "connect + true (x25519)".into(),
-        unit: "ms",
-        higher_is_better: false,
-        per_path: connect.iter().map(|(p, v)| (*p, stats(v))).collect(),
-        cpu_per_gib: Vec::new(),
-    });
-
-    eprintln!("keystroke echo, {} round trips...", args.echoes);
-    let mut echo = Vec::new();
-    for path in PATHS {
-        let times: Vec<f64> = echo_round_trips(&lab, path, args.echoes)?
-            .iter()
-            .map(|t| t * 1e6)
-            .collect();
-        echo.push((path, stats(&times)));
-    }
-    rows.push(Row {
-        case: "keystroke echo".into(),
-        unit: "µs",
-        higher_is_better: false,
-        per_path: echo,
-        cpu_per_gib: Vec::new(),
-    });
-
-    print_table(&rows);
-    print_cpu(&rows);
     let mut report = json!({
         "rows": rows.iter().map(|r| json!({
             "case": r.case,
@@ -571,11 +580,11 @@ fn main() -> anyhow::Result<()> {
         )?;
         println!();
         println!(
-            "concurrency: {} sessions open ({} failed to open)",
-            result.open, result.errors
+            "concurrency: {} sessions open ({} failed to open, {} did not echo their own token)",
+            result.open, result.errors, result.echo_failures
         );
         println!(
-            "  rampart memory: {:.1} MiB before, {:.1} MiB with the sessions open: {:.0} KiB per session (goal: at most 128 KiB)",
+            "  rampart memory: {:.1} MiB before, {:.1} MiB with the sessions open: {:.0} KiB per session (goal: at most 96 KiB)",
             result.rss_before_kib as f64 / 1024.0,
             result.rss_with_kib as f64 / 1024.0,
             result.per_session_kib
@@ -587,6 +596,7 @@ fn main() -> anyhow::Result<()> {
         println!("  time to open them all: {:.1} s", result.open_seconds);
         report["concurrency"] = json!({
             "sessions": args.sessions, "open": result.open, "errors": result.errors,
+            "echo_failures": result.echo_failures,
             "rss_before_kib": result.rss_before_kib, "rss_with_kib": result.rss_with_kib,
             "per_session_kib": result.per_session_kib, "fresh_login_ms": result.fresh_login_ms,
             "open_seconds": result.open_seconds,
@@ -600,6 +610,12 @@ fn main() -> anyhow::Result<()> {
             "rampart's resident memory high-water mark (VmHWM): {:.1} MiB",
             peak as f64 / 1024.0
         );
+    }
+    if args.sessions_only {
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
     }
     // The network-domain case (its own lab: a gateway, a bastion and a target sshd).
     let binary = rampart_binary()?;

@@ -12,6 +12,7 @@
     reason = "test support: a failed step is a failed test"
 )]
 
+pub mod load;
 pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -48,6 +48,7 @@ mod report;
 mod requests;
 mod rotation;
 mod rotation_mysql;
+mod scale;
 mod self_service;
 mod session_lists;
 mod ssh;
