@@ -25,6 +25,11 @@ fn process_seconds(pid: &str) -> anyhow::Result<f64> {
     Ok(ticks as f64 / clock_ticks_per_second())
 }
 
+/// CPU seconds `pid` has spent so far (user and system, with its reaped children).
+pub fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    process_seconds(&pid.to_string())
+}
+
 /// CPU seconds spent so far by the processes on a transfer's path: this program's reaped
 /// children (the ssh clients) and the given server processes (sshd, jump host, Rampart).
 pub fn path_cpu_seconds(servers: &[u32]) -> anyhow::Result<f64> {

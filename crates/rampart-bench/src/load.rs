@@ -16,19 +16,19 @@ pub struct LoadResult {
     pub rss_before_kib: u64,
     pub rss_with_kib: u64,
     pub per_session_kib: f64,
-    pub fresh_login_ms: f64,
     pub open_seconds: f64,
 }
 
-/// Opens `count` sessions through Rampart, measures its memory and a fresh login, closes them.
-pub fn run(
+/// Opens `count` sessions through Rampart, measures its memory, runs `while_open` (the
+/// measurements made under that load), and closes them.
+pub fn run<T>(
     key: &Path,
     address: SocketAddr,
     user: &str,
     count: usize,
-    fresh_login: impl FnOnce() -> f64,
     rampart_pid: u32,
-) -> anyhow::Result<LoadResult> {
+    while_open: impl FnOnce() -> T,
+) -> anyhow::Result<(LoadResult, T)> {
     let client = LoadClient::new(key).map_err(|err| anyhow!("the load client: {err}"))?;
     let rss_before_kib = rampart_testkit::resident_kib(rampart_pid);
     let started = Instant::now();
@@ -44,7 +44,7 @@ pub fn run(
     // Let the sessions settle (shells idle) before reading memory.
     std::thread::sleep(Duration::from_secs(2));
     let rss_with_kib = rampart_testkit::resident_kib(rampart_pid);
-    let fresh_login_ms = fresh_login();
+    let under_load = while_open();
     let open = sessions.len();
     client.close(sessions);
     let per_session_kib = if open == 0 {
@@ -52,14 +52,16 @@ pub fn run(
     } else {
         rss_with_kib.saturating_sub(rss_before_kib) as f64 / open as f64
     };
-    Ok(LoadResult {
-        open,
-        errors,
-        echo_failures,
-        rss_before_kib,
-        rss_with_kib,
-        per_session_kib,
-        fresh_login_ms,
-        open_seconds,
-    })
+    Ok((
+        LoadResult {
+            open,
+            errors,
+            echo_failures,
+            rss_before_kib,
+            rss_with_kib,
+            per_session_kib,
+            open_seconds,
+        },
+        under_load,
+    ))
 }
