@@ -49,7 +49,9 @@ const MAX_LOGIN_PACKET: usize = 4096;
 /// The largest packet accepted from a target during its login.
 const MAX_TARGET_LOGIN_PACKET: usize = 64 * 1024;
 
-/// Error codes Rampart answers with.
+/// Error codes Rampart answers with: server codes only. Codes 2000-2999 are the client
+/// library's own (2013 is "lost connection"); a client that receives one from the server
+/// does not show the message (the `mariadb` client printed "Received malformed packet").
 const ER_ACCESS_DENIED: u16 = 1045;
 const ER_DBACCESS_DENIED: u16 = 1044;
 const ER_HANDSHAKE: u16 = 1043;
@@ -57,7 +59,8 @@ const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 const ER_UNKNOWN_COM: u16 = 1047;
 const ER_CONNECTION_KILLED: u16 = 1927;
 const ER_INTERNAL: u16 = 1815;
-const ER_TARGET: u16 = 2013;
+/// ER_CONNECT_TO_FOREIGN_DATA_SOURCE: the target cannot be reached or refused the login.
+const ER_TARGET: u16 = 1429;
 
 /// A client that logged in, ready for its session.
 struct LoggedIn {
@@ -597,6 +600,26 @@ async fn relay(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rampart_answers_with_server_error_codes_never_the_client_library_s() {
+        use super::*;
+        for code in [
+            ER_ACCESS_DENIED,
+            ER_DBACCESS_DENIED,
+            ER_HANDSHAKE,
+            ER_SECURE_TRANSPORT_REQUIRED,
+            ER_UNKNOWN_COM,
+            ER_CONNECTION_KILLED,
+            ER_INTERNAL,
+            ER_TARGET,
+        ] {
+            assert!(
+                !(2000..3000).contains(&code),
+                "{code} is a client-side code"
+            );
+        }
+    }
+
     #[test]
     fn the_offered_capabilities_exclude_what_is_not_relayed() {
         use crate::wire::caps;
