@@ -366,40 +366,24 @@ async fn connect_target(
         .map_err(|err| format!("target {name}: {err}"))?;
     let target =
         parse_target_greeting(&greeting.payload).map_err(|err| format!("target {name}: {err}"))?;
-    // TLS to the target when its mysql endpoint pins a certificate: the SSL capability's
-    // request, then the handshake (`rampart_session::target_tls`), then the login inside it.
-    let mut greeting_seq = greeting.seq;
-    let tls = match target_tls::pin(&authorized.asset, Protocol::Mysql) {
-        None => false,
-        Some(pin) => {
-            if target.caps & caps::SSL == 0 {
-                return Err(format!(
-                    "target {name} does not offer TLS, and its mysql endpoint pins a certificate"
-                ));
-            }
-            greeting_seq = greeting_seq.wrapping_add(1);
-            write_packet(
-                &mut stream,
-                greeting_seq,
-                &ssl_request(hello.caps & target.caps, hello.collation),
-            )
-            .await
-            .map_err(|err| format!("target {name}: {err}"))?;
-            let actor = Actor::User {
-                name: authorized.user.name.to_string(),
-            };
-            stream = target_tls::connect(
-                stream,
-                &authorized.asset,
-                Protocol::Mysql,
-                &pin,
-                &front.base.core.store,
-                &actor,
-            )
-            .await?;
-            true
-        }
+    let actor = Actor::User {
+        name: authorized.user.name.to_string(),
     };
+    let reach = target_tls::Reach {
+        dialer: &front.base.dialer,
+        store: &front.base.core.store,
+        actor: &actor,
+    };
+    let (mut stream, greeting_seq, tls) = secure(
+        stream,
+        &name,
+        greeting.seq,
+        &target,
+        (hello.caps & target.caps, hello.collation),
+        &authorized.asset,
+        &reach,
+    )
+    .await?;
     // What the client relies on for the shape of answers, the target must do too.
     let needed = hello.caps
         & (caps::PROTOCOL_41
@@ -430,6 +414,36 @@ async fn connect_target(
         return Err(format!("the target login to {account} failed: {err}"));
     }
     Ok(stream)
+}
+
+/// TLS to the target when its mysql endpoint pins a certificate (the one decision:
+/// `rampart_session::target_tls`): the SSL capability's request after the target's greeting
+/// (sequence `greeting_seq`), then the handshake, so the login goes inside it. Sessions and
+/// rotation both call it. Returns the stream, the sequence number the login follows, and
+/// whether it is TLS. `(caps, collation)` is what the SSL request announces.
+pub(crate) async fn secure(
+    mut stream: Box<dyn Io>,
+    name: &str,
+    greeting_seq: u8,
+    target: &TargetGreeting,
+    (caps, collation): (u32, u8),
+    asset: &rampart_core::Asset,
+    reach: &target_tls::Reach<'_>,
+) -> Result<(Box<dyn Io>, u8, bool), String> {
+    let Some(pin) = target_tls::pin(asset, Protocol::Mysql) else {
+        return Ok((stream, greeting_seq, false));
+    };
+    if target.caps & caps::SSL == 0 {
+        return Err(format!(
+            "target {name} does not offer TLS, and its mysql endpoint pins a certificate"
+        ));
+    }
+    let seq = greeting_seq.wrapping_add(1);
+    write_packet(&mut stream, seq, &ssl_request(caps, collation))
+        .await
+        .map_err(|err| format!("target {name}: {err}"))?;
+    let stream = reach.tls(stream, asset, Protocol::Mysql, &pin).await?;
+    Ok((stream, seq, true))
 }
 
 fn scramble_for(

@@ -614,7 +614,8 @@ async fn relay(
 
 /// The target stream, in TLS when the asset's postgres endpoint pins a certificate
 /// (`rampart_session::target_tls`): an `SSLRequest` first, and only `S` lets it go on.
-async fn secure(
+/// Sessions, forwarded cancel requests and rotation all call it.
+pub(crate) async fn secure(
     mut stream: Box<dyn Io>,
     asset: &rampart_core::Asset,
     store: &rampart_store::Store,

@@ -46,6 +46,7 @@ mod report;
 mod requests;
 mod rotation;
 mod rotation_mysql;
+mod rotation_tls;
 mod self_service;
 mod session_lists;
 mod ssh;
