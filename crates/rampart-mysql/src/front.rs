@@ -601,11 +601,25 @@ async fn relay(
     match end {
         RelayEnd::Stopped(why) => {
             let line = format!("Connection was killed by Rampart: {why}");
-            send_err(&mut client_write, seq, ER_CONNECTION_KILLED, "70100", &line).await;
+            framed::farewell(send_err(
+                &mut client_write,
+                seq,
+                ER_CONNECTION_KILLED,
+                "70100",
+                &line,
+            ))
+            .await;
             why
         }
         RelayEnd::Error(why) => {
-            send_err(&mut client_write, seq, ER_UNKNOWN_COM, "08S01", &why).await;
+            framed::farewell(send_err(
+                &mut client_write,
+                seq,
+                ER_UNKNOWN_COM,
+                "08S01",
+                &why,
+            ))
+            .await;
             why
         }
         RelayEnd::Closed(why) => why,

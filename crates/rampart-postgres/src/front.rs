@@ -601,11 +601,11 @@ async fn relay(
     match end {
         RelayEnd::Stopped(why) => {
             let line = format!("terminating connection: {why}");
-            send_error(&mut client_write, "FATAL", "57P01", &line).await;
+            framed::farewell(send_error(&mut client_write, "FATAL", "57P01", &line)).await;
             why
         }
         RelayEnd::Error(why) => {
-            send_error(&mut client_write, "FATAL", "08P01", &why).await;
+            framed::farewell(send_error(&mut client_write, "FATAL", "08P01", &why)).await;
             why
         }
         RelayEnd::Closed(why) => why,

@@ -588,14 +588,20 @@ async fn relay(
     match (ended, stopped) {
         (_, Some(why)) => {
             tap.notice(&why).await;
-            let _ = client_write.write_all(&tell(&why)).await;
-            let _ = client_write.shutdown().await;
+            rampart_session::framed::farewell(async {
+                let _ = client_write.write_all(&tell(&why)).await;
+                let _ = client_write.shutdown().await;
+            })
+            .await;
             why
         }
         (Some(Ended::Error(why)), _) => {
             tap.notice(&why).await;
-            let _ = client_write.write_all(&tell(&why)).await;
-            let _ = client_write.shutdown().await;
+            rampart_session::framed::farewell(async {
+                let _ = client_write.write_all(&tell(&why)).await;
+                let _ = client_write.shutdown().await;
+            })
+            .await;
             why
         }
         (Some(Ended::Closed(why)), _) => why,

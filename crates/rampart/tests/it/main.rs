@@ -24,6 +24,7 @@ mod command_approvals;
 mod command_rules;
 mod data_dir;
 mod db_common;
+mod db_hostile;
 mod db_rules;
 mod db_tls;
 mod domains;
