@@ -48,6 +48,8 @@ enum Op {
     Streams(Vec<(Stream, Bytes)>),
     Resize(u32, u32),
     Marker(String),
+    /// Bytes, then markers after them: one hand-off for an answer and its statements.
+    StreamsThenMarkers(Vec<(Stream, Bytes)>, Vec<String>),
 }
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, RecordingError>>;
@@ -146,6 +148,20 @@ impl LiveRecorder {
             return Ok(());
         }
         self.call(|done| Job::Write(Op::Streams(parts), done)).await
+    }
+
+    /// `parts`, then a marker for each of `labels`, in one hand-off to the writer (a database
+    /// answer and the statements it completes: one wait instead of one per item).
+    pub async fn streams_then_markers(
+        &self,
+        parts: Vec<(Stream, Bytes)>,
+        labels: Vec<String>,
+    ) -> Result<(), RecordingError> {
+        if labels.is_empty() {
+            return self.streams(parts).await;
+        }
+        self.call(|done| Job::Write(Op::StreamsThenMarkers(parts, labels), done))
+            .await
     }
 
     pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {
@@ -254,6 +270,10 @@ fn write_until_sealed(
                         .try_for_each(|(stream, data)| recorder.stream(*stream, data)),
                     Op::Resize(cols, rows) => recorder.resize(cols, rows),
                     Op::Marker(label) => recorder.marker(&label),
+                    Op::StreamsThenMarkers(parts, labels) => parts
+                        .iter()
+                        .try_for_each(|(stream, data)| recorder.stream(*stream, data))
+                        .and_then(|()| labels.iter().try_for_each(|label| recorder.marker(label))),
                 };
                 // The caller may have gone (its session ended); nothing waits for the answer.
                 let _ = done.send(result);

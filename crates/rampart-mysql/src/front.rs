@@ -49,7 +49,9 @@ const MAX_LOGIN_PACKET: usize = 4096;
 /// The largest packet accepted from a target during its login.
 const MAX_TARGET_LOGIN_PACKET: usize = 64 * 1024;
 
-/// Error codes Rampart answers with.
+/// Error codes Rampart answers with: server codes only. Codes 2000-2999 are the client
+/// library's own (2013 is "lost connection"); a client that receives one from the server
+/// does not show the message (the `mariadb` client printed "Received malformed packet").
 const ER_ACCESS_DENIED: u16 = 1045;
 const ER_DBACCESS_DENIED: u16 = 1044;
 const ER_HANDSHAKE: u16 = 1043;
@@ -57,7 +59,8 @@ const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 const ER_UNKNOWN_COM: u16 = 1047;
 const ER_CONNECTION_KILLED: u16 = 1927;
 const ER_INTERNAL: u16 = 1815;
-const ER_TARGET: u16 = 2013;
+/// ER_CONNECT_TO_FOREIGN_DATA_SOURCE: the target cannot be reached or refused the login.
+const ER_TARGET: u16 = 1429;
 
 /// A client that logged in, ready for its session.
 struct LoggedIn {
@@ -363,40 +366,24 @@ async fn connect_target(
         .map_err(|err| format!("target {name}: {err}"))?;
     let target =
         parse_target_greeting(&greeting.payload).map_err(|err| format!("target {name}: {err}"))?;
-    // TLS to the target when its mysql endpoint pins a certificate: the SSL capability's
-    // request, then the handshake (`rampart_session::target_tls`), then the login inside it.
-    let mut greeting_seq = greeting.seq;
-    let tls = match target_tls::pin(&authorized.asset, Protocol::Mysql) {
-        None => false,
-        Some(pin) => {
-            if target.caps & caps::SSL == 0 {
-                return Err(format!(
-                    "target {name} does not offer TLS, and its mysql endpoint pins a certificate"
-                ));
-            }
-            greeting_seq = greeting_seq.wrapping_add(1);
-            write_packet(
-                &mut stream,
-                greeting_seq,
-                &ssl_request(hello.caps & target.caps, hello.collation),
-            )
-            .await
-            .map_err(|err| format!("target {name}: {err}"))?;
-            let actor = Actor::User {
-                name: authorized.user.name.to_string(),
-            };
-            stream = target_tls::connect(
-                stream,
-                &authorized.asset,
-                Protocol::Mysql,
-                &pin,
-                &front.base.core.store,
-                &actor,
-            )
-            .await?;
-            true
-        }
+    let actor = Actor::User {
+        name: authorized.user.name.to_string(),
     };
+    let reach = target_tls::Reach {
+        dialer: &front.base.dialer,
+        store: &front.base.core.store,
+        actor: &actor,
+    };
+    let (mut stream, greeting_seq, tls) = secure(
+        stream,
+        &name,
+        greeting.seq,
+        &target,
+        (hello.caps & target.caps, hello.collation),
+        &authorized.asset,
+        &reach,
+    )
+    .await?;
     // What the client relies on for the shape of answers, the target must do too.
     let needed = hello.caps
         & (caps::PROTOCOL_41
@@ -427,6 +414,36 @@ async fn connect_target(
         return Err(format!("the target login to {account} failed: {err}"));
     }
     Ok(stream)
+}
+
+/// TLS to the target when its mysql endpoint pins a certificate (the one decision:
+/// `rampart_session::target_tls`): the SSL capability's request after the target's greeting
+/// (sequence `greeting_seq`), then the handshake, so the login goes inside it. Sessions and
+/// rotation both call it. Returns the stream, the sequence number the login follows, and
+/// whether it is TLS. `(caps, collation)` is what the SSL request announces.
+pub(crate) async fn secure(
+    mut stream: Box<dyn Io>,
+    name: &str,
+    greeting_seq: u8,
+    target: &TargetGreeting,
+    (caps, collation): (u32, u8),
+    asset: &rampart_core::Asset,
+    reach: &target_tls::Reach<'_>,
+) -> Result<(Box<dyn Io>, u8, bool), String> {
+    let Some(pin) = target_tls::pin(asset, Protocol::Mysql) else {
+        return Ok((stream, greeting_seq, false));
+    };
+    if target.caps & caps::SSL == 0 {
+        return Err(format!(
+            "target {name} does not offer TLS, and its mysql endpoint pins a certificate"
+        ));
+    }
+    let seq = greeting_seq.wrapping_add(1);
+    write_packet(&mut stream, seq, &ssl_request(caps, collation))
+        .await
+        .map_err(|err| format!("target {name}: {err}"))?;
+    let stream = reach.tls(stream, asset, Protocol::Mysql, &pin).await?;
+    Ok((stream, seq, true))
 }
 
 fn scramble_for(
@@ -584,11 +601,25 @@ async fn relay(
     match end {
         RelayEnd::Stopped(why) => {
             let line = format!("Connection was killed by Rampart: {why}");
-            send_err(&mut client_write, seq, ER_CONNECTION_KILLED, "70100", &line).await;
+            framed::farewell(send_err(
+                &mut client_write,
+                seq,
+                ER_CONNECTION_KILLED,
+                "70100",
+                &line,
+            ))
+            .await;
             why
         }
         RelayEnd::Error(why) => {
-            send_err(&mut client_write, seq, ER_UNKNOWN_COM, "08S01", &why).await;
+            framed::farewell(send_err(
+                &mut client_write,
+                seq,
+                ER_UNKNOWN_COM,
+                "08S01",
+                &why,
+            ))
+            .await;
             why
         }
         RelayEnd::Closed(why) => why,
@@ -597,6 +628,26 @@ async fn relay(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rampart_answers_with_server_error_codes_never_the_client_library_s() {
+        use super::*;
+        for code in [
+            ER_ACCESS_DENIED,
+            ER_DBACCESS_DENIED,
+            ER_HANDSHAKE,
+            ER_SECURE_TRANSPORT_REQUIRED,
+            ER_UNKNOWN_COM,
+            ER_CONNECTION_KILLED,
+            ER_INTERNAL,
+            ER_TARGET,
+        ] {
+            assert!(
+                !(2000..3000).contains(&code),
+                "{code} is a client-side code"
+            );
+        }
+    }
+
     #[test]
     fn the_offered_capabilities_exclude_what_is_not_relayed() {
         use crate::wire::caps;

@@ -21,12 +21,12 @@
 //! is refused before anything is sent); an error line that may echo the statement (a syntax
 //! error, or any text holding part of the password) keeps only its code and SQLSTATE.
 
-use crate::front::{Io, TargetClient, login_to_target};
+use crate::front::{Io, TargetClient, login_to_target, secure};
 use crate::handshake::{DEFAULT_COLLATION, TargetGreeting, parse_target_greeting};
 use crate::wire::{self, error_summary, lenenc_bytes, lenenc_int, read_packet, write_packet};
 use bytes::{Buf, Bytes};
 use rampart_core::{Asset, ExposeSecret, Name, Protocol, SecretString};
-use rampart_session::dial::Dialer;
+use rampart_session::target_tls::Reach;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -98,13 +98,14 @@ fn error_code(text: &str) -> Option<u16> {
 }
 
 async fn connect(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     login: &Name,
     password: &SecretString,
 ) -> Result<Connection, Failure> {
     let work = async {
-        let dialed = dialer
+        let dialed = reach
+            .dialer
             .dial(asset, Protocol::Mysql)
             .await
             .map_err(|err| Failure::Other(err.to_string()))?;
@@ -121,7 +122,19 @@ async fn connect(
             user: login.as_str(),
             database: None,
         };
-        match login_to_target(&mut stream, &client, &parsed, password, greeting.seq, false).await {
+        // TLS as the sessions do it: on when the endpoint pins a certificate.
+        let (mut stream, seq, tls) = secure(
+            stream,
+            &target.to_string(),
+            greeting.seq,
+            &parsed,
+            (0, DEFAULT_COLLATION),
+            asset,
+            reach,
+        )
+        .await
+        .map_err(Failure::Other)?;
+        match login_to_target(&mut stream, &client, &parsed, password, seq, tls).await {
             Ok(()) => Ok(Connection {
                 stream,
                 dialect: dialect(&parsed.version),
@@ -224,12 +237,12 @@ async fn run(
 
 /// What a login with a password showed: `Ok(true)` works, `Ok(false)` refused, `Err` no answer.
 pub async fn check_login(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     login: &Name,
     password: &SecretString,
 ) -> Result<bool, String> {
-    match connect(dialer, asset, login, password).await {
+    match connect(reach, asset, login, password).await {
         Ok(_) => Ok(true),
         Err(Failure::Refused(_)) => Ok(false),
         Err(Failure::Other(why)) => Err(why),
@@ -268,12 +281,12 @@ fn account_literal(current_user: &str) -> Result<String, String> {
 
 /// Logs in as `account` with `password` and asks the server which account entry that is.
 async fn learn_account(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     account: &Name,
     password: &SecretString,
 ) -> Result<String, String> {
-    let mut connection = connect(dialer, asset, account, password)
+    let mut connection = connect(reach, asset, account, password)
         .await
         .map_err(|failure| {
             format!(
@@ -294,7 +307,7 @@ async fn learn_account(
 /// `via` (the rotation account: login and password). On MySQL 8 the old password stays valid
 /// as the secondary one until [`discard_old_password`].
 pub async fn change_password(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     account: &Name,
     old: &SecretString,
@@ -304,13 +317,13 @@ pub async fn change_password(
     let literal = password_literal(new)?;
     let (target, login, password) = match via {
         Some((via_login, via_password)) => (
-            Some(learn_account(dialer, asset, account, old).await?),
+            Some(learn_account(reach, asset, account, old).await?),
             via_login,
             via_password,
         ),
         None => (None, account, old),
     };
-    let mut connection = connect(dialer, asset, login, password)
+    let mut connection = connect(reach, asset, login, password)
         .await
         .map_err(|failure| format!("login as {login}: {}", failure.text()))?;
     let who = target
@@ -350,7 +363,7 @@ pub async fn change_password(
 /// stops working. Logged in as the account with its new password, or as `via`. `Ok(false)`:
 /// the server keeps no old password (MariaDB, MySQL before 8.0.14), nothing to do.
 pub async fn discard_old_password(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     account: &Name,
     new: &SecretString,
@@ -358,13 +371,13 @@ pub async fn discard_old_password(
 ) -> Result<bool, String> {
     let (target, login, password) = match via {
         Some((via_login, via_password)) => (
-            Some(learn_account(dialer, asset, account, new).await?),
+            Some(learn_account(reach, asset, account, new).await?),
             via_login,
             via_password,
         ),
         None => (None, account, new),
     };
-    let mut connection = connect(dialer, asset, login, password)
+    let mut connection = connect(reach, asset, login, password)
         .await
         .map_err(|failure| format!("login as {login}: {}", failure.text()))?;
     if connection.dialect

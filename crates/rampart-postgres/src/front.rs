@@ -601,11 +601,11 @@ async fn relay(
     match end {
         RelayEnd::Stopped(why) => {
             let line = format!("terminating connection: {why}");
-            send_error(&mut client_write, "FATAL", "57P01", &line).await;
+            framed::farewell(send_error(&mut client_write, "FATAL", "57P01", &line)).await;
             why
         }
         RelayEnd::Error(why) => {
-            send_error(&mut client_write, "FATAL", "08P01", &why).await;
+            framed::farewell(send_error(&mut client_write, "FATAL", "08P01", &why)).await;
             why
         }
         RelayEnd::Closed(why) => why,
@@ -614,7 +614,8 @@ async fn relay(
 
 /// The target stream, in TLS when the asset's postgres endpoint pins a certificate
 /// (`rampart_session::target_tls`): an `SSLRequest` first, and only `S` lets it go on.
-async fn secure(
+/// Sessions, forwarded cancel requests and rotation all call it.
+pub(crate) async fn secure(
     mut stream: Box<dyn Io>,
     asset: &rampart_core::Asset,
     store: &rampart_store::Store,

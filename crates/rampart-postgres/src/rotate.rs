@@ -8,7 +8,7 @@
 use crate::target_login;
 use crate::wire::{self, read_message, write_message};
 use rampart_core::{Asset, ExposeSecret, Name, Protocol, SecretString};
-use rampart_session::dial::Dialer;
+use rampart_session::target_tls::Reach;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -17,12 +17,12 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a login with a password showed: `Ok(true)` works, `Ok(false)` refused, `Err` no answer.
 pub async fn check_login(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     login: &Name,
     password: &SecretString,
 ) -> Result<bool, String> {
-    match connect(dialer, asset, login, password).await {
+    match connect(reach, asset, login, password).await {
         Ok(_) => Ok(true),
         Err(Failure::Refused(_)) => Ok(false),
         Err(Failure::Other(why)) => Err(why),
@@ -31,14 +31,14 @@ pub async fn check_login(
 
 /// Sets `role`'s password to `new`, logged in as `via` (login and password) on `asset`.
 pub async fn change_password(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     role: &Name,
     new: &SecretString,
     via: (&Name, &SecretString),
 ) -> Result<(), String> {
     let mut stream =
-        connect(dialer, asset, via.0, via.1)
+        connect(reach, asset, via.0, via.1)
             .await
             .map_err(|failure| match failure {
                 Failure::Refused(why) | Failure::Other(why) => format!("login as {}: {why}", via.0),
@@ -88,17 +88,22 @@ enum Failure {
 
 /// A logged-in connection to the `postgres` database as `login`, ready for a query.
 async fn connect(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     login: &Name,
     password: &SecretString,
-) -> Result<rampart_session::dial::TargetStream, Failure> {
+) -> Result<Box<dyn rampart_session::database::Io>, Failure> {
     let work = async {
-        let dialed = dialer
+        let dialed = reach
+            .dialer
             .dial(asset, Protocol::Postgres)
             .await
             .map_err(|err| Failure::Other(err.to_string()))?;
-        let mut stream = dialed.stream;
+        // TLS as the sessions do it: on when the endpoint pins a certificate.
+        let mut stream =
+            crate::front::secure(Box::new(dialed.stream), asset, reach.store, reach.actor)
+                .await
+                .map_err(Failure::Other)?;
         let params = [
             ("user".to_owned(), login.to_string()),
             ("database".to_owned(), "postgres".to_owned()),

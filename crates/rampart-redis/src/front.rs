@@ -384,6 +384,20 @@ async fn send_greeting(
         .map_err(|_| "client disconnected".to_owned())
 }
 
+/// The target stream, in TLS from the first byte when the asset's redis endpoint pins a
+/// certificate (the one decision: `rampart_session::target_tls`). Sessions and rotation both
+/// call it.
+pub(crate) async fn secure(
+    stream: Box<dyn Io>,
+    asset: &rampart_core::Asset,
+    reach: &target_tls::Reach<'_>,
+) -> Result<Box<dyn Io>, String> {
+    match target_tls::pin(asset, Protocol::Redis) {
+        None => Ok(stream),
+        Some(pin) => reach.tls(stream, asset, Protocol::Redis, &pin).await,
+    }
+}
+
 /// Dials the target and logs in with the vaulted password; returns the stream and what the
 /// client gets as its login's answer.
 async fn connect_target(
@@ -399,22 +413,15 @@ async fn connect_target(
         .await
         .map_err(|err| err.to_string())?;
     let target = dialed.target.clone();
-    let mut stream: Box<dyn Io> = Box::new(dialed.stream);
-    // TLS from the first byte when the asset's redis endpoint pins a certificate.
-    if let Some(pin) = target_tls::pin(&authorized.asset, Protocol::Redis) {
-        let actor = Actor::User {
-            name: authorized.user.name.to_string(),
-        };
-        stream = target_tls::connect(
-            stream,
-            &authorized.asset,
-            Protocol::Redis,
-            &pin,
-            &front.base.core.store,
-            &actor,
-        )
-        .await?;
-    }
+    let actor = Actor::User {
+        name: authorized.user.name.to_string(),
+    };
+    let reach = target_tls::Reach {
+        dialer: &front.base.dialer,
+        store: &front.base.core.store,
+        actor: &actor,
+    };
+    let mut stream = secure(Box::new(dialed.stream), &authorized.asset, &reach).await?;
     let secret = db::vaulted_password(&front.base.core.store, authorized).await?;
     // `default` is Redis's user without a name (`requirepass`): `AUTH password`.
     let login = authorized.account.as_str();
@@ -581,14 +588,20 @@ async fn relay(
     match (ended, stopped) {
         (_, Some(why)) => {
             tap.notice(&why).await;
-            let _ = client_write.write_all(&tell(&why)).await;
-            let _ = client_write.shutdown().await;
+            rampart_session::framed::farewell(async {
+                let _ = client_write.write_all(&tell(&why)).await;
+                let _ = client_write.shutdown().await;
+            })
+            .await;
             why
         }
         (Some(Ended::Error(why)), _) => {
             tap.notice(&why).await;
-            let _ = client_write.write_all(&tell(&why)).await;
-            let _ = client_write.shutdown().await;
+            rampart_session::framed::farewell(async {
+                let _ = client_write.write_all(&tell(&why)).await;
+                let _ = client_write.shutdown().await;
+            })
+            .await;
             why
         }
         (Some(Ended::Closed(why)), _) => why,

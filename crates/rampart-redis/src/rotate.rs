@@ -9,10 +9,10 @@ use crate::front::read_frame;
 use crate::resp::{self, Framer, Limits};
 use bytes::{Bytes, BytesMut};
 use rampart_core::{Asset, ExposeSecret, Name, Protocol, SecretString};
-use rampart_session::dial::Dialer;
+use rampart_session::target_tls::Reach;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// How long one rotation step (connect, log in, run the command) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,8 +24,7 @@ enum Failure {
     Other(String),
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use rampart_session::database::Io;
 
 async fn exchange(stream: &mut Box<dyn Io>, command: &[u8]) -> Result<Bytes, Failure> {
     stream
@@ -53,17 +52,21 @@ fn auth_command(login: &Name, password: &SecretString) -> zeroize::Zeroizing<Vec
 }
 
 async fn connect(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     login: &Name,
     password: &SecretString,
 ) -> Result<Box<dyn Io>, Failure> {
     let work = async {
-        let dialed = dialer
+        let dialed = reach
+            .dialer
             .dial(asset, Protocol::Redis)
             .await
             .map_err(|err| Failure::Other(err.to_string()))?;
-        let mut stream: Box<dyn Io> = Box::new(dialed.stream);
+        // TLS as the sessions do it: on when the endpoint pins a certificate.
+        let mut stream = crate::front::secure(Box::new(dialed.stream), asset, reach)
+            .await
+            .map_err(Failure::Other)?;
         let answer = exchange(&mut stream, &auth_command(login, password)).await?;
         if &answer[..] == b"+OK\r\n" {
             Ok(stream)
@@ -80,12 +83,12 @@ async fn connect(
 
 /// What a login with a password showed: `Ok(true)` works, `Ok(false)` refused, `Err` no answer.
 pub async fn check_login(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     login: &Name,
     password: &SecretString,
 ) -> Result<bool, String> {
-    match connect(dialer, asset, login, password).await {
+    match connect(reach, asset, login, password).await {
         Ok(_) => Ok(true),
         Err(Failure::Refused(_)) => Ok(false),
         Err(Failure::Other(why)) => Err(why),
@@ -94,14 +97,14 @@ pub async fn check_login(
 
 /// Sets `user`'s only password to `new`, logged in as `via` (login and password) on `asset`.
 pub async fn change_password(
-    dialer: &Dialer,
+    reach: &Reach<'_>,
     asset: &Asset,
     user: &Name,
     new: &SecretString,
     via: (&Name, &SecretString),
 ) -> Result<(), String> {
     let mut stream =
-        connect(dialer, asset, via.0, via.1)
+        connect(reach, asset, via.0, via.1)
             .await
             .map_err(|failure| match failure {
                 Failure::Refused(why) | Failure::Other(why) => format!("login as {}: {why}", via.0),

@@ -145,6 +145,16 @@ impl Rotator {
         &self.reach.actor
     }
 
+    /// How the database modules reach a target: the node's dialer, and the store and actor
+    /// that audit a TLS certificate that is not the pinned one.
+    fn database_reach(&self) -> rampart_session::target_tls::Reach<'_> {
+        rampart_session::target_tls::Reach {
+            dialer: &self.reach.dialer,
+            store: self.store(),
+            actor: self.actor(),
+        }
+    }
+
     fn hold(&self, account: &AccountRef) -> Result<Held, RotateError> {
         let key = account.to_string();
         let mut busy = self
@@ -224,18 +234,18 @@ impl Rotator {
 
     /// A fresh login as `login` with `secret`, over the asset's protocol.
     async fn check(&self, asset: &Asset, login: &Login) -> LoginCheck {
-        let dialer = &self.reach.dialer;
+        let reach = self.database_reach();
         let (name, secret) = (&login.login, &login.secret);
         // The database modules answer whether the login worked, or why they cannot tell.
         let answer = match target_protocol(asset) {
             Ok(Protocol::Postgres) => {
-                rampart_postgres::rotate::check_login(dialer, asset, name, secret).await
+                rampart_postgres::rotate::check_login(&reach, asset, name, secret).await
             }
             Ok(Protocol::Redis) => {
-                rampart_redis::rotate::check_login(dialer, asset, name, secret).await
+                rampart_redis::rotate::check_login(&reach, asset, name, secret).await
             }
             Ok(Protocol::Mysql) => {
-                rampart_mysql::rotate::check_login(dialer, asset, name, secret).await
+                rampart_mysql::rotate::check_login(&reach, asset, name, secret).await
             }
             Ok(_) => return check_login(&self.reach, asset, login).await,
             Err(err) => return LoginCheck::Unknown(err.to_string()),
@@ -308,7 +318,7 @@ impl Rotator {
                 None => (&account.login, &old),
             };
             return rampart_redis::rotate::change_password(
-                &self.reach.dialer,
+                &self.database_reach(),
                 asset,
                 &account.login,
                 &new,
@@ -319,7 +329,7 @@ impl Rotator {
         if target_protocol(asset).map_err(|err| err.to_string())? == Protocol::Mysql {
             // As the user itself (its own password) or the rotation account (`ALTER USER`).
             return rampart_mysql::rotate::change_password(
-                &self.reach.dialer,
+                &self.database_reach(),
                 asset,
                 &account.login,
                 &old,
@@ -335,7 +345,7 @@ impl Rotator {
                 None => (&account.login, &old),
             };
             return rampart_postgres::rotate::change_password(
-                &self.reach.dialer,
+                &self.database_reach(),
                 asset,
                 &account.login,
                 &new,
@@ -522,7 +532,7 @@ impl Rotator {
             None => None,
         };
         let discarded = rampart_mysql::rotate::discard_old_password(
-            &self.reach.dialer,
+            &self.database_reach(),
             asset,
             &account.login,
             &new,

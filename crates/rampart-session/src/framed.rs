@@ -121,6 +121,19 @@ pub trait Framing: Sync {
     fn forwarded(&self, _frames: &Bytes) {}
 }
 
+/// How long Rampart's last words to a client (a stop's or an error's message) may take: a
+/// client that stopped reading must not keep a session that has ended alive.
+pub const FAREWELL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `send`, a front's last message to its client after the relay, for at most
+/// [`FAREWELL_TIMEOUT`] (the client's socket buffer may be full: the message is then dropped
+/// with the connection).
+pub async fn farewell(send: impl Future<Output = ()>) {
+    if tokio::time::timeout(FAREWELL_TIMEOUT, send).await.is_err() {
+        tracing::info!("the client did not take Rampart's last message; closing");
+    }
+}
+
 /// Why a relay ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayEnd {

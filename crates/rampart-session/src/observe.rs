@@ -89,6 +89,30 @@ pub trait Observer: Send + Sync {
     /// the client.
     fn target<'a>(&'a self, batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>>;
 
+    /// Whether this observer only records the target's bytes (a recorder: it finds nothing in
+    /// them). The set then asks the other observers first and hands it the bytes with the
+    /// commands found in them through [`Self::target_then_mark`].
+    fn only_records_target(&self) -> bool {
+        false
+    }
+
+    /// The target's bytes, then a marker for each of `commands` (found in them by the other
+    /// observers). By default [`Self::target`] then a [`Control::Marker`] each; a recorder
+    /// overrides it to write both in one hand-off to its writer.
+    fn target_then_mark<'a>(
+        &'a self,
+        batch: &'a [(Stream, Bytes)],
+        commands: &'a [String],
+    ) -> ObserverFuture<'a, ()> {
+        Box::pin(async move {
+            self.target(batch).await?;
+            for command in commands {
+                self.control(Control::Marker(command)).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// A control event.
     fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()>;
 
@@ -166,15 +190,42 @@ impl ObserverSet {
         Ok(verdicts)
     }
 
-    /// Every observer sees the batch; commands found are then marked by every observer.
+    /// Every observer sees the batch; commands found are then marked by every observer. The
+    /// observers that find things see it first; a recorder then gets the bytes and their
+    /// markers in one hand-off (bytes first, so the recording reads as before), and all of it
+    /// is done before the front forwards the batch. If an inspector fails, the recorders still
+    /// record the bytes that made it fail.
     pub(crate) async fn target(&self, batch: &[(Stream, Bytes)]) -> Result<Vec<Finding>, String> {
+        let (recorders, finders): (Vec<&dyn Observer>, Vec<&dyn Observer>) = self
+            .observers
+            .iter()
+            .map(|observer| observer.as_ref())
+            .partition(|observer| observer.only_records_target());
         let mut findings = Vec::new();
-        for observer in &self.observers {
-            findings.extend(observer.target(batch).await?);
+        for observer in &finders {
+            match observer.target(batch).await {
+                Ok(found) => findings.extend(found),
+                Err(err) => {
+                    for recorder in &recorders {
+                        recorder.target(batch).await?;
+                    }
+                    return Err(err);
+                }
+            }
         }
-        for finding in &findings {
-            if let Finding::Command(command) = finding {
-                self.control(Control::Marker(command)).await?;
+        let commands: Vec<String> = findings
+            .iter()
+            .filter_map(|finding| match finding {
+                Finding::Command(command) => Some(command.clone()),
+                _ => None,
+            })
+            .collect();
+        for recorder in &recorders {
+            recorder.target_then_mark(batch, &commands).await?;
+        }
+        for observer in &finders {
+            for command in &commands {
+                observer.control(Control::Marker(command)).await?;
             }
         }
         Ok(findings)
@@ -248,6 +299,10 @@ mod tests {
         rewrite: Option<Vec<u8>>,
         finds_command: bool,
         fail_finish: bool,
+        /// Acts as a recorder: only records the target's bytes, marks in the same call.
+        records_only: bool,
+        /// Fails on the target's bytes (a protocol error an inspector finds).
+        fail_target: bool,
         seen: Arc<Mutex<Vec<String>>>,
     }
 
@@ -268,12 +323,31 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("target {}", batch.len()));
+            if self.fail_target {
+                return ready(Err("bad answer".into()));
+            }
             let found = if self.finds_command {
                 vec![Finding::Command("ls -l".into())]
             } else {
                 vec![]
             };
             ready(Ok(found))
+        }
+
+        fn only_records_target(&self) -> bool {
+            self.records_only
+        }
+
+        fn target_then_mark<'a>(
+            &'a self,
+            batch: &'a [(Stream, Bytes)],
+            commands: &'a [String],
+        ) -> ObserverFuture<'a, ()> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("target {} then marks {commands:?}", batch.len()));
+            ready(Ok(()))
         }
 
         fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
@@ -354,6 +428,40 @@ mod tests {
         let findings = set.target(&batch).await.unwrap();
         assert_eq!(findings, [Finding::Command("ls -l".into())]);
         assert_eq!(*seen.lock().unwrap(), ["target 1", "Marker(\"ls -l\")"]);
+    }
+
+    #[tokio::test]
+    async fn a_recorder_gets_the_answer_and_its_statements_markers_in_one_call() {
+        let recorder = Probe {
+            records_only: true,
+            ..Probe::default()
+        };
+        let seen = recorder.seen.clone();
+        let log = Probe {
+            finds_command: true,
+            ..Probe::default()
+        };
+        let seen_log = log.seen.clone();
+        let set = ObserverSet::new(vec![Box::new(recorder), Box::new(log)]);
+        let batch = [(Stream::Output, Bytes::from_static(b"answer"))];
+        let findings = set.target(&batch).await.unwrap();
+        assert_eq!(findings, [Finding::Command("ls -l".into())]);
+        assert_eq!(*seen.lock().unwrap(), ["target 1 then marks [\"ls -l\"]"]);
+        assert_eq!(*seen_log.lock().unwrap(), ["target 1", "Marker(\"ls -l\")"]);
+
+        // An inspector that fails on the answer: the recorder still records the bytes.
+        let recorder = Probe {
+            records_only: true,
+            ..Probe::default()
+        };
+        let seen = recorder.seen.clone();
+        let failing = Probe {
+            fail_target: true,
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![Box::new(recorder), Box::new(failing)]);
+        assert!(set.target(&batch).await.is_err());
+        assert_eq!(*seen.lock().unwrap(), ["target 1"]);
     }
 
     #[tokio::test]

@@ -35,6 +35,31 @@ pub fn pin(asset: &Asset, protocol: Protocol) -> Option<String> {
         .and_then(|endpoint| endpoint.tls_fingerprint.clone())
 }
 
+/// What a connection to a database target needs besides the asset: the node's dialer, and
+/// the store and actor that audit a refused certificate. Sessions (the user) and credential
+/// rotation (the rotating actor) both reach targets through it, so both follow the endpoint's
+/// pin the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    pub dialer: &'a crate::dial::Dialer,
+    pub store: &'a Store,
+    pub actor: &'a Actor,
+}
+
+impl Reach<'_> {
+    /// TLS on `stream` (at the protocol's TLS step) with the pinned certificate `pin`:
+    /// [`connect`] with this reach's store and actor.
+    pub async fn tls(
+        &self,
+        stream: Box<dyn Io>,
+        asset: &Asset,
+        protocol: Protocol,
+        pin: &str,
+    ) -> Result<Box<dyn Io>, String> {
+        connect(stream, asset, protocol, pin, self.store, self.actor).await
+    }
+}
+
 /// `SHA256:` and the lowercase hex SHA-256 of a certificate's DER (as pins are stored).
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);

@@ -61,6 +61,23 @@ impl Observer for TerminalRecorder {
         })
     }
 
+    fn only_records_target(&self) -> bool {
+        true
+    }
+
+    fn target_then_mark<'a>(
+        &'a self,
+        batch: &'a [(Stream, Bytes)],
+        commands: &'a [String],
+    ) -> ObserverFuture<'a, ()> {
+        Box::pin(async move {
+            self.recorder
+                .streams_then_markers(batch.to_vec(), commands.to_vec())
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }
+
     fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
         Box::pin(async move {
             match event {

@@ -476,3 +476,39 @@ fn mysql_commands_rampart_does_not_relay_bad_packets_and_live_kills_end_the_sess
         "{answer:?}"
     );
 }
+
+/// The `mariadb` client's whole output shows Rampart's line, never a protocol complaint.
+fn assert_shows_rampart_line(out: &Output, line: &str) {
+    let shown = text(out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(shown.contains(line), "{shown}");
+    assert!(!shown.to_lowercase().contains("malformed"), "{shown}");
+    assert!(!shown.contains("Lost connection"), "{shown}");
+    assert!(!shown.contains(CANARY), "{shown}");
+}
+
+#[test]
+fn a_target_that_refuses_the_vaulted_password_or_is_stopped_shows_rampart_s_line_in_the_mariadb_client()
+ {
+    let Some(db) = start_mariadb() else { return };
+    let (r, _server, port) = rampart_with(&db, &[]);
+    let token = token(&r, "1h");
+    assert!(mariadb(port, &token, true, "select 1").status.success());
+
+    // The vaulted password no longer works on the target.
+    let changed = db.direct("alter user 'app'@'127.0.0.1' identified by 'changed-behind-rampart'");
+    assert!(changed.status.success(), "{}", text(&changed));
+    let out = mariadb(port, &token, true, "select 1");
+    assert_shows_rampart_line(&out, "the target login to app@my-01 failed");
+    assert!(
+        text(&out).contains("Access denied for user 'app'"),
+        "{}",
+        text(&out)
+    );
+
+    // The target is not running at all.
+    let target = format!("target 127.0.0.1:{} is unreachable", db.port);
+    drop(db);
+    let out = mariadb(port, &token, true, "select 1");
+    assert_shows_rampart_line(&out, &target);
+}

@@ -212,7 +212,7 @@ pub(crate) fn rampart_for(pg: &Postgres) -> (Rampart, Server, u16) {
     rampart_with(pg, &[])
 }
 
-fn rampart_with(pg: &Postgres, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
+pub(crate) fn rampart_with(pg: &Postgres, env: &[(&str, &str)]) -> (Rampart, Server, u16) {
     crate::db_common::rampart_for_database("postgres", "pg-01", pg.port, "postgres", CANARY, env)
 }
 
