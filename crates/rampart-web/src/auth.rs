@@ -297,7 +297,7 @@ pub struct LoginResponse {
 }
 
 /// The one answer to every failed login (A2).
-fn login_failed() -> ApiError {
+pub(crate) fn login_failed() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "login_failed",
@@ -329,7 +329,12 @@ pub async fn login(
     let login = match outcome {
         FirstFactor::Authenticated(login) => login,
         FirstFactor::SecondFactorNeeded(pending) => {
-            let code = request.totp.as_deref().unwrap_or("");
+            let code = request.totp.as_deref().unwrap_or("").trim();
+            if code.is_empty() && pending.passkey_possible() {
+                // No code, and a passkey can complete the login: its challenge (202).
+                return crate::passkey_login::second_factor_challenge(&state, pending, source)
+                    .await;
+            }
             match authenticator.second_factor(pending, &attempt, code).await {
                 SecondFactor::Authenticated(login) => login,
                 // One code per request: a wrong one fails the login.
@@ -339,6 +344,16 @@ pub async fn login(
         }
         FirstFactor::Refused(refusal) => return Err(refused(refusal)),
     };
+    open_browser_session(&state, login, source).await
+}
+
+/// Starts the browser session of a completed `login` from `source`: the cookie, and the CSRF
+/// token in the body.
+pub(crate) async fn open_browser_session(
+    state: &WebState,
+    login: rampart_auth::Login,
+    source: IpAddr,
+) -> ApiResult<Response> {
     let user = login.user;
     let (session, cookie) = state
         .store
@@ -367,7 +382,7 @@ pub async fn login(
 }
 
 /// The answer to a refused login: the same for every denial (A2), ours for our failures.
-fn refused(refusal: rampart_auth::Refusal) -> ApiError {
+pub(crate) fn refused(refusal: rampart_auth::Refusal) -> ApiError {
     match refusal {
         rampart_auth::Refusal::Denied => login_failed(),
         rampart_auth::Refusal::Unavailable => ApiError::internal(),
