@@ -5,7 +5,8 @@
 //! - A login is checked by the same authenticator as an SSH login (`rampart-auth`): lockout and
 //!   login rules first, then the password, then the TOTP code if the user has one. Every denial
 //!   answers the same status and body (A2); there is no half-logged-in state (A7): the code is
-//!   part of the one login request.
+//!   part of the one login request. A user with a passkey who sends no code gets a passkey
+//!   challenge (202, `passkey_login`), which grants nothing until its answer is accepted.
 //! - A browser session stores the user's `auth_epoch`: any credential or status change ends it
 //!   (A11). It also ends when idle too long, at its absolute lifetime, and at a request from a
 //!   source the global and the user's login rules refuse (G6).
