@@ -60,6 +60,14 @@ const fetchIn = (page, path, body) =>
     [path, body],
   );
 
+// The accounts the page's session may use now (a grant requiring MFA counts only with it).
+const accountsIn = (page) =>
+  page.evaluate(async () => (await (await fetch('/api/v1/me/accounts')).json()).map((a) => a.account));
+const expectAccounts = async (page, expected, what) => {
+  const got = await accountsIn(page);
+  if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`${what}: the accounts are ${JSON.stringify(got)}`);
+};
+
 const b64ToB64u = (text) => text.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
 try {
@@ -108,6 +116,7 @@ try {
   await passwordLogin(page, env('LOGIN_USER'), env('PASSWORD'));
   await page.waitForURL((url) => url.pathname === '/account', WAIT);
   await page.locator('#my-passkeys', { hasText: 'no passkey' }).waitFor(WAIT);
+  await expectAccounts(page, [], 'a password login, under a grant that requires a second factor');
 
   // Register "laptop": the sessions end, and the next password login asks for the passkey.
   await page.fill('#passkey-form input[name=name]', 'laptop');
@@ -117,6 +126,7 @@ try {
   await passwordLogin(page, env('LOGIN_USER'), env('PASSWORD'));
   await page.waitForURL((url) => url.pathname === '/account', WAIT);
   if (answers.length !== 1) throw new Error(`the password login answered ${answers.length} passkey challenges, not 1`);
+  await expectAccounts(page, ['root@web-01'], 'password and passkey');
   await page.locator('#my-passkeys', { hasText: 'laptop' }).waitFor(WAIT);
 
   // Register "security key" on the second device (the same browser session), and see both.
@@ -148,6 +158,7 @@ try {
   await page.waitForURL((url) => url.pathname === '/account', WAIT);
   await page.locator('#whoami', { hasText: env('LOGIN_USER') }).waitFor(WAIT);
   await shot(page, 'passwordless-login');
+  await expectAccounts(page, ['root@web-01'], 'a passwordless login');
   const passwordless = answers[answers.length - 1];
 
   // A replayed assertion: the same answer again (its challenge is used up), and the same

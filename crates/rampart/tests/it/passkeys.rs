@@ -1,7 +1,7 @@
 //! Passkeys (issue 20) in real headless Chromium with a DevTools virtual authenticator
 //! (`tests/browser/passkeys.mjs`): registration on the Account page, password then passkey,
-//! passwordless, removal, replayed and tampered assertions, a user without a passkey; then
-//! what the audit log says about it. The portal is reached as `https://localhost:PORT`:
+//! passwordless, removal, replayed and tampered assertions, a user without a passkey, a grant
+//! that requires a second factor; then what the audit log says about it. The portal is reached as `https://localhost:PORT`:
 //! WebAuthn needs a domain name, and `localhost` is the default relying party.
 
 use rampart_testkit::{Rampart, require_tool};
@@ -35,6 +35,21 @@ fn passkeys_register_log_in_with_and_without_password_and_removed_ones_fail_in_c
     let r = Rampart::new(crate::BIN);
     r.ok(&["user", "add", "dave"]);
     r.ok_with_stdin(&["user", "password", "dave"], b"dave-password-1");
+    // A grant that requires a second factor: a passkey login satisfies it, a password alone not.
+    r.ok(&["asset", "add", "web-01", "--host", "127.0.0.1"]);
+    r.ok_with_stdin(
+        &["account", "add", "root@web-01", "--password-stdin"],
+        b"target-password-1",
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "dave",
+        "--asset",
+        "web-01",
+        "--require-mfa",
+    ]);
     r.ok(&["user", "add", "erin"]);
     r.ok_with_stdin(&["user", "password", "erin"], b"erin-password-1");
     let server = r.serve();
