@@ -75,6 +75,17 @@ fn alive(at: Instant, now: Instant) -> bool {
     now.duration_since(at) < CEREMONY_LIFETIME
 }
 
+/// The address a login counts against: IPv6 by its /64 (one host usually has a whole one).
+fn source_key(source: IpAddr) -> IpAddr {
+    match source.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
 /// A fresh login id: 32 bytes from the operating system's CSPRNG, base64url.
 fn new_id() -> Option<String> {
     let mut bytes = [0u8; 32];
@@ -86,6 +97,7 @@ impl PasskeyCeremonies {
     /// Keeps `login` until answered; its id, or `None` when too many wait (in all or from
     /// `source`).
     pub fn start_login(&self, login: PasskeyLogin, source: IpAddr, now: Instant) -> Option<String> {
+        let source = source_key(source);
         let mut logins = lock(&self.logins);
         logins.retain(|_, waiting| alive(waiting.at, now));
         let from_source = logins.values().filter(|w| w.source == source).count();
@@ -191,5 +203,20 @@ mod tests {
         );
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(ceremonies.start_login(passwordless(), other, now).is_some());
+        // IPv6 counts by /64: a host cannot take every slot by changing its address.
+        for n in 0..MAX_LOGINS_PER_SOURCE {
+            let address: IpAddr = format!("2001:db8::{:x}", n + 1).parse().unwrap();
+            assert!(
+                ceremonies
+                    .start_login(passwordless(), address, now)
+                    .is_some()
+            );
+        }
+        let same_64: IpAddr = "2001:db8::ffff:1".parse().unwrap();
+        assert!(
+            ceremonies
+                .start_login(passwordless(), same_64, now)
+                .is_none()
+        );
     }
 }
