@@ -28,7 +28,8 @@ use webauthn_rs::prelude::{
     AuthenticationResult, Passkey, PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
-/// The method a passwordless login is audited as.
+/// How a passkey is named in the audit log: a passwordless login, and a refused passkey of
+/// either ceremony (a passkey after the password succeeds as `web-password+passkey`).
 const PASSWORDLESS_METHOD: &str = "web-passkey";
 
 /// Why a passkey could not be registered.
