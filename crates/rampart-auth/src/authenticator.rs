@@ -11,6 +11,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+use crate::passkeys::Passkeys;
+
 /// Wrong codes accepted after one first factor before the second factor is refused outright.
 pub const MAX_FAILED_CODES: u32 = 3;
 
@@ -150,19 +152,31 @@ pub struct Login {
 /// through the same front (A6).
 #[derive(Debug)]
 pub struct PendingSecondFactor {
-    front: Front,
+    pub(crate) front: Front,
     login: String,
-    user: User,
-    factor: LoginFactor,
+    pub(crate) user: User,
+    pub(crate) factor: LoginFactor,
     /// How the first factor is named in the audit log (`password`, `db-password`).
-    first_method: &'static str,
+    pub(crate) first_method: &'static str,
     failed_codes: u32,
+    /// Whether the user has a passkey that may complete this login (a portal password login).
+    passkeys: bool,
 }
 
 impl PendingSecondFactor {
     /// Whether `login` is the very login name the first factor was for.
     pub fn is_for(&self, login: &str) -> bool {
         self.login == login
+    }
+
+    /// The login name the first factor was for.
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
+    /// Whether a passkey may complete it ([`Authenticator::passkey_challenge`]).
+    pub fn passkey_possible(&self) -> bool {
+        self.passkeys
     }
 }
 
@@ -214,11 +228,14 @@ pub struct DirectoryUnavailable;
 /// then the second factor. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     settings: Arc<AuthSettings>,
     checks: PasswordChecks,
     /// Checks directory users' passwords; without it, they cannot log in by password.
     directory: Option<Arc<dyn PasswordDirectory>>,
+    /// The WebAuthn relying party; without it, no passkey ceremony (a portal user who has
+    /// passkeys still needs a second factor: TOTP, if they have it).
+    passkeys: Option<Passkeys>,
 }
 
 impl Authenticator {
@@ -228,7 +245,19 @@ impl Authenticator {
             settings: Arc::new(settings),
             checks: PasswordChecks::default(),
             directory: None,
+            passkeys: None,
         }
+    }
+
+    /// The same authenticator, with passkey ceremonies for the relying party `passkeys`.
+    pub fn with_passkeys(mut self, passkeys: Option<Passkeys>) -> Self {
+        self.passkeys = passkeys;
+        self
+    }
+
+    /// The relying party passkeys are made for, if configured.
+    pub fn passkeys(&self) -> Option<&Passkeys> {
+        self.passkeys.as_ref()
     }
 
     /// The same authenticator, checking directory users' passwords with `directory`.
@@ -389,7 +418,22 @@ impl Authenticator {
                 self.succeeded(user, factor, false, method.to_owned()).await,
             );
         }
-        if !user.mfa_enrolled {
+        // A portal password login may be completed by a passkey instead of a TOTP code: a
+        // user with a passkey has a second factor there (and only there: SSH and database
+        // logins cannot do a WebAuthn ceremony).
+        let passkeys =
+            if attempt.front == Front::Web && matches!(credential, Credential::Password(_)) {
+                match self.store.has_passkeys(&user.name).await {
+                    Ok(has) => has,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot look up passkeys; refusing a login");
+                        return FirstFactor::Refused(Refusal::Unavailable);
+                    }
+                }
+            } else {
+                false
+            };
+        if !user.mfa_enrolled && !passkeys {
             if self.settings.require_mfa {
                 // Mandatory second factor and none enrolled: no login (enroll first).
                 tracing::info!(user = %user.name, "login refused: a second factor is required and none is enrolled");
@@ -407,6 +451,7 @@ impl Authenticator {
             factor,
             first_method: method,
             failed_codes: 0,
+            passkeys,
         })
     }
 
@@ -510,7 +555,7 @@ impl Authenticator {
     }
 
     /// The user `name` names if they exist (enabled or not). `Err` when the store cannot answer.
-    async fn lookup(&self, name: Option<&Name>) -> Result<Option<User>, Refusal> {
+    pub(crate) async fn lookup(&self, name: Option<&Name>) -> Result<Option<User>, Refusal> {
         let Some(name) = name else {
             return Ok(None);
         };
@@ -527,7 +572,7 @@ impl Authenticator {
     /// Whether an attempt with `factor` for `user` from the attempt's address may be checked at
     /// all: that factor not locked out, and admitted by the global and the user's login rules.
     /// Rule refusals are audited (bounded) and lock nothing, since no credential was tried.
-    async fn admitted(
+    pub(crate) async fn admitted(
         &self,
         attempt: &Attempt<'_>,
         user: Option<&User>,
@@ -706,7 +751,7 @@ impl Authenticator {
 
     /// Counts a failed attempt against `factor` (the store keeps the audit trail bounded under a
     /// storm, E6). `user` is the user whose factor was guessed, if any.
-    async fn failed(
+    pub(crate) async fn failed(
         &self,
         attempt: &Attempt<'_>,
         user: Option<&User>,
@@ -730,7 +775,13 @@ impl Authenticator {
 
     /// A login that passed every step: the user's failure count for its factor starts again.
     /// The front records the login itself (`login_succeeded`) with what it opens.
-    async fn succeeded(&self, user: User, factor: LoginFactor, mfa: bool, method: String) -> Login {
+    pub(crate) async fn succeeded(
+        &self,
+        user: User,
+        factor: LoginFactor,
+        mfa: bool,
+        method: String,
+    ) -> Login {
         if let Err(err) = self.store.record_login_success(&user.name, factor).await {
             tracing::error!(error = %err, "cannot reset a user's failed-login count");
         }

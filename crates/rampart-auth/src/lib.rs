@@ -24,8 +24,12 @@
 
 mod authenticator;
 mod hashing;
+mod passkey_logins;
+pub mod passkeys;
 
 pub use authenticator::{
     Attempt, Authenticator, Credential, DirectoryUnavailable, FirstFactor, Front, Login,
     MAX_FAILED_CODES, PasswordDirectory, PendingSecondFactor, Refusal, SecondFactor,
 };
+pub use passkey_logins::PasskeyError;
+pub use passkeys::Passkeys;

@@ -113,6 +113,16 @@ pub enum AuditEvent {
     MfaReset {
         user: String,
     },
+    /// A passkey (WebAuthn credential) was registered for the user, under `name`; never its key.
+    PasskeyAdded {
+        user: String,
+        name: String,
+    },
+    /// One of the user's passkeys was removed.
+    PasskeyRemoved {
+        user: String,
+        name: String,
+    },
     /// A user's source address and login-hours rules were replaced (`None`: no such rule).
     UserLoginRulesChanged {
         user: String,
@@ -732,6 +742,8 @@ impl AuditEvent {
             AuditEvent::UserPasswordChanged { .. } => "user_password_changed",
             AuditEvent::MfaEnrolled { .. } => "mfa_enrolled",
             AuditEvent::MfaReset { .. } => "mfa_reset",
+            AuditEvent::PasskeyAdded { .. } => "passkey_added",
+            AuditEvent::PasskeyRemoved { .. } => "passkey_removed",
             AuditEvent::UserLoginRulesChanged { .. } => "user_login_rules_changed",
             AuditEvent::UserUnlocked { .. } => "user_unlocked",
             AuditEvent::GroupAdded { .. } => "group_added",
@@ -834,6 +846,14 @@ mod tests {
             AuditEvent::GrantRemoved { grant: "g".into() },
             AuditEvent::MfaEnrolled { user: "a".into() },
             AuditEvent::MfaReset { user: "a".into() },
+            AuditEvent::PasskeyAdded {
+                user: "a".into(),
+                name: "laptop".into(),
+            },
+            AuditEvent::PasskeyRemoved {
+                user: "a".into(),
+                name: "laptop".into(),
+            },
             AuditEvent::UserLoginRulesChanged {
                 user: "a".into(),
                 allow_from: Some("10.0.0.0/8".into()),

@@ -146,6 +146,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ldap users",
         include_str!("../migrations/0033_ldap_users.sql"),
     ),
+    (
+        34,
+        "passkeys",
+        include_str!("../migrations/0034_passkeys.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -49,6 +49,8 @@ const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_POSTGRES_LISTEN",
     "RAMPART_POSTGRES_ALLOW_PLAIN_LOOPBACK",
     "RAMPART_POSTGRES_LOGIN_GRACE_TIME",
+    "RAMPART_WEBAUTHN_RP_ID",
+    "RAMPART_WEBAUTHN_RP_ORIGIN",
 ];
 
 /// A test cannot run here: under `RAMPART_REQUIRE_TOOLS=1` (CI) this is a failure; otherwise it

@@ -31,7 +31,7 @@
       credentials: 'same-origin',
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (response.status === 401 && path !== '/api/v1/login' && path !== '/api/v1/oidc/second-factor') {
+    if (response.status === 401 && !path.startsWith('/api/v1/login') && path !== '/api/v1/oidc/second-factor') {
       loginPage();
       throw new Error('log in first');
     }
@@ -338,18 +338,90 @@
 
   const pages = {};
 
+  // Passkeys (WebAuthn): the API's options (base64url text) to what the browser takes, and
+  // the browser's credential back to JSON. Empty values are dropped: the browser refuses a
+  // null where it expects a word.
+  const fromB64u = (text) => {
+    const s = String(text).replace(/-/g, '+').replace(/_/g, '/');
+    const binary = atob(s + '==='.slice((s.length + 3) % 4));
+    return Uint8Array.from(binary, (c) => c.charCodeAt(0)).buffer;
+  };
+  const toB64u = (buffer) =>
+    btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const withoutNulls = (value) => {
+    if (Array.isArray(value)) return value.map(withoutNulls);
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, withoutNulls(v)]));
+    }
+    return value;
+  };
+  const passkeyCreation = (options) => {
+    const o = withoutNulls(options.publicKey);
+    o.challenge = fromB64u(o.challenge);
+    o.user.id = fromB64u(o.user.id);
+    for (const c of o.excludeCredentials || []) c.id = fromB64u(c.id);
+    return o;
+  };
+  const passkeyRequest = (options) => {
+    const o = withoutNulls(options.publicKey);
+    o.challenge = fromB64u(o.challenge);
+    for (const c of o.allowCredentials || []) c.id = fromB64u(c.id);
+    return o;
+  };
+  const registrationJSON = (c) => ({
+    id: c.id,
+    rawId: toB64u(c.rawId),
+    type: c.type,
+    response: { attestationObject: toB64u(c.response.attestationObject), clientDataJSON: toB64u(c.response.clientDataJSON) },
+    extensions: {},
+  });
+  const assertionJSON = (c) => ({
+    id: c.id,
+    rawId: toB64u(c.rawId),
+    type: c.type,
+    response: {
+      authenticatorData: toB64u(c.response.authenticatorData),
+      clientDataJSON: toB64u(c.response.clientDataJSON),
+      signature: toB64u(c.response.signature),
+      userHandle: c.response.userHandle ? toB64u(c.response.userHandle) : null,
+    },
+    extensions: {},
+  });
+  // A waiting login (`login_id`, `options`) answered by a passkey of this browser.
+  async function answerWithPasskey(waiting) {
+    const credential = await navigator.credentials.get({ publicKey: passkeyRequest(waiting.options) });
+    if (!credential) throw new Error('no passkey was given');
+    await api('POST', '/api/v1/login/passkey', { login_id: waiting.login_id, credential: assertionJSON(credential) });
+  }
+
   pages.login = async () => {
+    const next = () => sameSitePath(new URLSearchParams(location.search).get('next'));
     onSubmit('#login-form', (form) =>
       attempt('login failed', async () => {
         const values = formValues(form);
-        await api('POST', '/api/v1/login', {
+        const answer = await api('POST', '/api/v1/login', {
           username: values.username || '',
           password: new FormData(form).get('password') || '',
           totp: values.totp,
         });
-        location.href = sameSitePath(new URLSearchParams(location.search).get('next'));
+        if (answer && answer.second_factor === 'passkey') {
+          // The password was right; the account has a passkey: it completes the login.
+          status('Confirm with your passkey.');
+          await answerWithPasskey(answer);
+        }
+        location.href = next();
       }),
     );
+    const passkeyButton = $('#passkey-login-button');
+    if (passkeyButton) {
+      passkeyButton.addEventListener('click', () =>
+        attempt('login failed', async () => {
+          const waiting = await api('POST', '/api/v1/login/passkey/start');
+          await answerWithPasskey(waiting);
+          location.href = next();
+        }),
+      );
+    }
     // Single sign-on: the button returns to ?next= too; after the provider, an error or the
     // TOTP code the account still needs.
     const params = new URLSearchParams(location.search);
@@ -409,6 +481,8 @@
     user_password_changed: (e, who) => `${who} changed the password of ${e.user}`,
     mfa_enrolled: (e, who) => `${who} enrolled ${e.user} in two-factor authentication`,
     mfa_reset: (e, who) => `${who} reset the second factor of ${e.user}`,
+    passkey_added: (e, who) => `${who} registered the passkey "${e.name}" for ${e.user}`,
+    passkey_removed: (e, who) => `${who} removed the passkey "${e.name}" of ${e.user}`,
     user_login_rules_changed: (e, who) => `${who} changed the login rules of ${e.user}`,
     user_unlocked: (e, who) => `${who} unlocked ${e.user}`,
     group_added: (e, who) => `${who} added group ${e.group}`,
@@ -1129,6 +1203,33 @@
         'secondary'),
       ], 'no SSH key');
     showKeys(me.user);
+    const showPasskeys = async () => {
+      const passkeys = await api('GET', '/api/v1/me/passkeys');
+      fill('#my-passkeys', passkeys, (p) => [
+        p.name,
+        time(p.created_at),
+        p.last_used_at ? time(p.last_used_at) : 'never',
+        button('Remove', () =>
+          attempt('remove passkey', async () => {
+            const sure = await confirmAction(`Remove the passkey "${p.name}"?`, 'It will no longer log you in, and your web sessions end.', 'Remove');
+            if (!sure) return;
+            await api('DELETE', `/api/v1/me/passkeys/${encodeURIComponent(p.id)}`);
+            relogin(`Passkey "${p.name}" removed: log in again.`);
+          }),
+        'secondary'),
+      ], 'no passkey');
+    };
+    await attempt('passkeys', showPasskeys);
+    onSubmit('#passkey-form', (form) =>
+      attempt('register passkey', async () => {
+        const name = (formValues(form).name || '').trim();
+        const started = await api('POST', '/api/v1/me/passkeys/start');
+        const credential = await navigator.credentials.create({ publicKey: passkeyCreation(started.options) });
+        if (!credential) throw new Error('no passkey was made');
+        await api('POST', '/api/v1/me/passkeys', { name, credential: registrationJSON(credential) });
+        relogin(`Passkey "${name}" registered: log in again.`);
+      }),
+    );
     $('#totp-state').textContent = me.user.mfa_enrolled
       ? 'Your authenticator app is set up. Setting up another replaces it.'
       : 'No second factor yet.';

@@ -5,7 +5,8 @@
 //! - A login is checked by the same authenticator as an SSH login (`rampart-auth`): lockout and
 //!   login rules first, then the password, then the TOTP code if the user has one. Every denial
 //!   answers the same status and body (A2); there is no half-logged-in state (A7): the code is
-//!   part of the one login request.
+//!   part of the one login request. A user with a passkey who sends no code gets a passkey
+//!   challenge (202, `passkey_login`), which grants nothing until its answer is accepted.
 //! - A browser session stores the user's `auth_epoch`: any credential or status change ends it
 //!   (A11). It also ends when idle too long, at its absolute lifetime, and at a request from a
 //!   source the global and the user's login rules refuse (G6).
@@ -297,7 +298,7 @@ pub struct LoginResponse {
 }
 
 /// The one answer to every failed login (A2).
-fn login_failed() -> ApiError {
+pub(crate) fn login_failed() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "login_failed",
@@ -329,7 +330,12 @@ pub async fn login(
     let login = match outcome {
         FirstFactor::Authenticated(login) => login,
         FirstFactor::SecondFactorNeeded(pending) => {
-            let code = request.totp.as_deref().unwrap_or("");
+            let code = request.totp.as_deref().unwrap_or("").trim();
+            if code.is_empty() && pending.passkey_possible() {
+                // No code, and a passkey can complete the login: its challenge (202).
+                return crate::passkey_login::second_factor_challenge(&state, pending, source)
+                    .await;
+            }
             match authenticator.second_factor(pending, &attempt, code).await {
                 SecondFactor::Authenticated(login) => login,
                 // One code per request: a wrong one fails the login.
@@ -339,6 +345,16 @@ pub async fn login(
         }
         FirstFactor::Refused(refusal) => return Err(refused(refusal)),
     };
+    open_browser_session(&state, login, source).await
+}
+
+/// Starts the browser session of a completed `login` from `source`: the cookie, and the CSRF
+/// token in the body.
+pub(crate) async fn open_browser_session(
+    state: &WebState,
+    login: rampart_auth::Login,
+    source: IpAddr,
+) -> ApiResult<Response> {
     let user = login.user;
     let (session, cookie) = state
         .store
@@ -367,7 +383,7 @@ pub async fn login(
 }
 
 /// The answer to a refused login: the same for every denial (A2), ours for our failures.
-fn refused(refusal: rampart_auth::Refusal) -> ApiError {
+pub(crate) fn refused(refusal: rampart_auth::Refusal) -> ApiError {
     match refusal {
         rampart_auth::Refusal::Denied => login_failed(),
         rampart_auth::Refusal::Unavailable => ApiError::internal(),

@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod paging;
+pub mod passkey_ceremonies;
+pub mod passkey_login;
 pub mod portal;
 pub mod reports;
 pub mod routes;
@@ -139,6 +141,8 @@ pub struct WebState {
     pub oidc: Option<rampart_oidc::Provider>,
     /// Sign-ins at the provider waiting for its answer or for a TOTP code.
     pub oidc_logins: Arc<oidc::OidcLogins>,
+    /// Passkey logins and registrations waiting for the browser's answer.
+    pub passkey_ceremonies: Arc<passkey_ceremonies::PasskeyCeremonies>,
 }
 
 impl WebState {
@@ -156,12 +160,19 @@ impl WebState {
             pending_totp: Arc::default(),
             oidc: None,
             oidc_logins: Arc::default(),
+            passkey_ceremonies: Arc::default(),
         }
     }
 
     /// The same state, with portal sign-in through this OpenID Connect provider.
     pub fn with_oidc(mut self, provider: rampart_oidc::Provider) -> Self {
         self.oidc = Some(provider);
+        self
+    }
+
+    /// The same state, with passkey (WebAuthn) ceremonies for the relying party `passkeys`.
+    pub fn with_passkeys(mut self, passkeys: Option<rampart_auth::Passkeys>) -> Self {
+        self.authenticator = self.authenticator.with_passkeys(passkeys);
         self
     }
 

@@ -206,7 +206,8 @@ pub async fn login(State(state): State<WebState>) -> Response {
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
 <label>Code from your authenticator app (if you have one) <input name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6"></label>
 <button type="submit">Log in</button>
-</form>"#,
+</form>
+<p class="card" id="passkey-login"><button type="button" id="passkey-login-button" class="secondary">Sign in with a passkey</button></p>"#,
     );
     // Single sign-on (`[oidc]`): the button, and the code asked after the provider when the
     // provider's sign-in does not count as the second factor (the script shows one or other).
@@ -432,6 +433,14 @@ pub async fn account() -> Response {
 <p>Add this to your authenticator app (it is shown to you only): <code id="totp-uri"></code></p>
 <label>Code from the app <input name="code" inputmode="numeric" autocomplete="one-time-code"></label>
 <button type="submit">Confirm</button>
+</form>
+</div>
+<div class="card"><h2>Passkeys</h2>
+<p>A passkey (this device's screen lock, a security key) logs you in to the portal instead of your authenticator app's code, or without your password.</p>
+<table id="my-passkeys"><thead><tr><th>Name</th><th>Registered</th><th>Last used</th><th></th></tr></thead><tbody></tbody></table>
+<form id="passkey-form" class="inline" autocomplete="off">
+<label>Name <input name="name" placeholder="laptop" maxlength="64" required></label>
+<button type="submit">Register a passkey</button>
 </form>
 </div>
 <div class="card"><h2>SSH keys</h2>

@@ -131,10 +131,27 @@ pub fn table() -> Vec<Route> {
             "/api/v1/login",
             Public,
             "auth",
-            "Log in with password (and TOTP code): sets the session cookie, returns the CSRF token",
+            "Log in with password (and TOTP code): sets the session cookie, returns the CSRF token; 202 with a passkey challenge when no code came and a passkey can complete the login",
             auth::login,
         )
         .body(&["username", "password", "totp"]),
+        Route::new(
+            post(),
+            "/api/v1/login/passkey/start",
+            Public,
+            "auth",
+            "Passwordless login: a challenge any passkey registered here may answer (its login_id and options)",
+            crate::passkey_login::passwordless_start,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/login/passkey",
+            Public,
+            "auth",
+            "Answer a waiting login with a passkey (after the password's 202, or passwordless): sets the session cookie",
+            crate::passkey_login::passkey_finish,
+        )
+        .body(&["login_id", "credential"]),
         Route::new(
             get(),
             "/api/v1/oidc/start",
@@ -235,6 +252,39 @@ pub fn table() -> Vec<Route> {
             api::my_key_remove,
         )
         .body(&["fingerprint"]),
+        Route::new(
+            get(),
+            "/api/v1/me/passkeys",
+            User,
+            "me",
+            "My passkeys: names, when registered and last used",
+            api::my_passkeys,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/me/passkeys/start",
+            User,
+            "me",
+            "Start registering a passkey (a browser session, with my second factor if I have one): the options for the browser",
+            api::my_passkey_start,
+        ),
+        Route::new(
+            post(),
+            "/api/v1/me/passkeys",
+            User,
+            "me",
+            "Finish registering a passkey under a name (my web sessions end)",
+            api::my_passkey_add,
+        )
+        .body(&["name", "credential"]),
+        Route::new(
+            delete(),
+            "/api/v1/me/passkeys/{id}",
+            User,
+            "me",
+            "Remove one of my passkeys (my web sessions end)",
+            api::my_passkey_remove,
+        ),
         Route::new(
             post(),
             "/api/v1/me/ssh-certificate",

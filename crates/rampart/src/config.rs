@@ -35,7 +35,9 @@ mod ldap;
 mod oidc;
 mod requests;
 mod rules;
+mod webauthn;
 pub use kube::KubeConfig;
+pub use webauthn::WebauthnConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 pub const DEFAULT_SSH_LISTEN: &str = "127.0.0.1:2222";
@@ -86,6 +88,8 @@ struct FileConfig {
     ldap: ldap::LdapSection,
     #[serde(default)]
     oidc: oidc::OidcSection,
+    #[serde(default)]
+    webauthn: webauthn::WebauthnSection,
 }
 
 /// How session recordings are written.
@@ -221,6 +225,8 @@ pub struct Config {
     pub ldap: Option<rampart_ldap::LdapSettings>,
     /// Portal sign-in through an OpenID Connect provider (`[oidc]`), off by default.
     pub oidc: Option<rampart_oidc::OidcSettings>,
+    /// The passkeys' relying party (`[webauthn]`); by default `localhost` on the HTTP port.
+    pub webauthn: WebauthnConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -539,6 +545,7 @@ impl Config {
         let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
         let ldap = ldap::ldap_config(file.ldap, env_lookup, &file_name)?;
         let oidc = oidc::oidc_config(&file.oidc, &file_name)?;
+        let webauthn = webauthn::webauthn_config(&file.webauthn, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -567,6 +574,7 @@ impl Config {
             kube,
             ldap,
             oidc,
+            webauthn,
         })
     }
 }

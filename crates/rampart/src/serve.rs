@@ -409,7 +409,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(rampart_oidc::Provider::new)
         .transpose()
         .map_err(|err| anyhow::anyhow!("oidc: {err}"))?;
-    let mut web_state = WebState::new(store.clone(), web_settings);
+    // Passkeys' relying party: `[webauthn]`, or `localhost` on the HTTP listener's port.
+    let passkeys = config
+        .webauthn
+        .passkeys(http_addr.port(), tls.is_some())
+        .map_err(|err| anyhow::anyhow!("webauthn: {err}"))?;
+    tracing::info!(
+        rp_id = passkeys.rp_id(),
+        origin = passkeys.rp_origin(),
+        "passkeys accepted for this relying party and origin"
+    );
+    let mut web_state = WebState::new(store.clone(), web_settings).with_passkeys(Some(passkeys));
     if let Some(provider) = &oidc {
         tracing::info!(issuer = %provider.settings().issuer, "single sign-on configured");
         web_state = web_state.with_oidc(provider.clone());

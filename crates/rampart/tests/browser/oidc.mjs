@@ -3,7 +3,9 @@
 // the portal signed in, or refused. Run by crates/rampart/tests/it/oidc.rs.
 //
 //   RAMPART_URL / IDP_URL    https://127.0.0.1:PORT of each
-//   STEPS                    JSON: [{"user", "groups"?, "mode"?, "expect": "signed-in"|"refused", "whoami"?}]
+//   STEPS                    JSON: [{"user", "groups"?, "mode"?, "expect": "signed-in"|"refused"|"code", "whoami"?, "totp_uri"?}]
+//                            ("code": the portal asks for the TOTP code after the provider; the
+//                            code of the next time step, computed from totp_uri, signs in)
 //                            each step in a fresh browser context (no provider session): the
 //                            user's groups set at the provider, the next ID token's mode set
 //                            (see oidc_provider.mjs), then the sign-in
@@ -14,6 +16,23 @@
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHmac } from 'node:crypto';
+
+// The code an authenticator app shows for an otpauth:// URI (RFC 6238: SHA-1, 6 digits, 30 s),
+// for the time step `step`.
+function totpCode(uri, step) {
+  const secret = new URL(uri).searchParams.get('secret').replace(/=+$/, '').toUpperCase();
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
 
 const env = (name) => {
   const value = process.env[name];
@@ -58,7 +77,18 @@ try {
     await page.fill('input[name=password]', 'any password: the dev login page takes it');
     await page.screenshot({ path: join(artifacts, `oidc-${name}-provider.png`), fullPage: true });
     await page.click('button[type=submit]');
-    if (step.expect === 'signed-in') {
+    if (step.expect === 'code') {
+      // Back at the portal's login page, not signed in: the TOTP code is asked for.
+      await page.waitForURL((url) => url.origin === new URL(base).origin && url.pathname === '/login', { timeout: 30_000 });
+      await page.locator('#oidc-code-form', { hasText: 'Your account also has a second factor' }).waitFor({ timeout: 30_000 });
+      const early = (await context.cookies(base)).find((c) => c.name === 'rampart_session');
+      if (early) throw new Error(`${name}: a session cookie before the code`);
+      await page.screenshot({ path: join(artifacts, `oidc-${name}-code-asked.png`), fullPage: true });
+      // The next step's code (accepted with one step of skew): the enrolment used this one.
+      await page.fill('#oidc-code-form input[name=code]', totpCode(step.totp_uri, Math.floor(Date.now() / 30_000) + 1));
+      await page.click('#oidc-code-form button[type=submit]');
+    }
+    if (step.expect === 'signed-in' || step.expect === 'code') {
       await page.waitForURL((url) => url.origin === new URL(base).origin && url.pathname === '/', { timeout: 30_000 });
       const who = page.locator('#whoami', { hasText: step.whoami || step.user });
       await who.waitFor({ timeout: 30_000 });

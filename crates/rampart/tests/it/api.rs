@@ -121,7 +121,8 @@ fn token(r: &Rampart, user: &str, scope: &str) -> String {
 /// `2` a 2xx answer, `A` past the guard (anything but 401/403), `N` 404 (not yours),
 /// `F` 403, `U` 401. WebSocket routes are called with a real handshake from this server's
 /// origin: `W` upgraded (101) with a cookie, 403 with a token; `n` 404 with a cookie, 403 with
-/// a token (WebSockets are for browser sessions only).
+/// a token (WebSockets are for browser sessions only). `b`: past the guard with a cookie, 403
+/// with a token (a change of one's own credentials, for browser sessions only).
 fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
     BTreeMap::from([
         (("GET", "/healthz"), "22222"),
@@ -129,6 +130,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/metrics"), "UFF22"),
         (("GET", "/api/v1/openapi.json"), "22222"),
         (("POST", "/api/v1/login"), "AAAAA"),
+        (("POST", "/api/v1/login/passkey/start"), "22222"),
+        (("POST", "/api/v1/login/passkey"), "AAAAA"),
         (("POST", "/api/v1/logout"), "UAAAA"),
         (("GET", "/api/v1/oidc/start"), "NNNNN"),
         (("GET", "/api/v1/oidc/callback"), "NNNNN"),
@@ -141,6 +144,10 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/me/totp"), "UAAAA"),
         (("POST", "/api/v1/me/totp/confirm"), "UAAAA"),
         (("POST", "/api/v1/me/keys/remove"), "UAAAA"),
+        (("GET", "/api/v1/me/passkeys"), "U2222"),
+        (("POST", "/api/v1/me/passkeys/start"), "Ubbbb"),
+        (("POST", "/api/v1/me/passkeys"), "UAAAA"),
+        (("DELETE", "/api/v1/me/passkeys/{id}"), "Ubbbb"),
         (("GET", "/account"), "22222"),
         (("GET", "/api/v1/me/ssh-logins/{code}"), "UNNNN"),
         (("POST", "/api/v1/me/ssh-logins/{code}"), "UAAAA"),
@@ -283,6 +290,8 @@ fn outcome_matches(expected: char, who: &Who, response: &HttpResponse) -> bool {
         'W' if by_cookie => response.status == 101,
         'n' if by_cookie => response.status == 404,
         'W' | 'n' => response.status == 403,
+        'b' if by_cookie => response.status != 401 && response.status != 403,
+        'b' => response.status == 403,
         '2' => (200..300).contains(&response.status),
         'A' => response.status != 401 && response.status != 403,
         'N' => response.status == 404,

@@ -40,6 +40,7 @@ mod mfa;
 mod mysql;
 mod oidc;
 mod operations;
+mod passkeys;
 mod password_load;
 mod policy;
 mod postgres;

@@ -5,7 +5,8 @@
 //! expired, with a replayed nonce or signed by an unpublished key are each refused; a key the
 //! provider rotates in is found; groups the provider no longer lists are taken away; and a
 //! provider-side disable ends the user's live SSH session (with a certificate from the portal)
-//! and their browser session.
+//! and their browser session. A user who enrolled TOTP after their first sign-in is asked for the
+//! code after the provider at the next one.
 
 use rampart_testkit::{Rampart, SshTarget, current_user, require_tool, ssh_keygen};
 use serde_json::json;
@@ -393,4 +394,147 @@ display_name = "Test IdP"
     );
     let carol = r.json(&["user", "list"]);
     assert_eq!(carol[0]["disabled"], true, "{carol}");
+}
+
+/// Signs in through the provider with `steps` in Chromium; what `oidc.mjs` printed.
+fn sign_in(
+    node: &Path,
+    chromium: &Path,
+    server: &rampart_testkit::Server,
+    idp: &Idp,
+    ca: &Path,
+    steps: &serde_json::Value,
+    artifacts: &Path,
+) -> String {
+    let browser = Command::new(node)
+        .arg("oidc.mjs")
+        .current_dir(browser_dir())
+        .env("RAMPART_URL", format!("https://{}", server.http))
+        .env("IDP_URL", &idp.issuer)
+        .env("STEPS", steps.to_string())
+        .env("ARTIFACTS", artifacts)
+        .env("CHROMIUM", chromium)
+        .env("NODE_EXTRA_CA_CERTS", ca)
+        .output()
+        .unwrap();
+    let printed = text(&browser.stdout);
+    assert!(
+        browser.status.success(),
+        "oidc.mjs failed (screenshots in {}):\n{printed}\n{}",
+        artifacts.display(),
+        text(&browser.stderr),
+    );
+    printed
+}
+
+/// A user who signed in through the provider and then enrolled TOTP on the Account page is
+/// asked for the code after the provider at the next sign-in (the provider's sign-in does not
+/// count as the second factor here), and gets no session before it.
+#[test]
+fn an_oidc_user_with_totp_is_asked_for_the_code_after_the_provider() {
+    let tools = ["node", "chromium", "openssl"].map(require_tool);
+    let [Some(node), Some(chromium), Some(_)] = tools else {
+        return;
+    };
+    if !crate::browser::require_playwright() {
+        return;
+    }
+    let r = Rampart::new(super::BIN);
+    let dir = r.scratch().to_path_buf();
+    let (ca, idp_cert, idp_key) = certificates(&dir);
+    let web_port = free_port();
+    let redirect = format!("https://127.0.0.1:{web_port}/api/v1/oidc/callback");
+    let idp = start_idp(&node, &idp_cert, &idp_key, &redirect);
+    let secret_file = dir.join("oidc-client-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let config = dir.join("rampart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[oidc]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret_file = "{secret}"
+redirect_url = "{redirect}"
+scopes = ["openid", "profile", "email", "groups", "offline_access"]
+ca_file = "{ca}"
+display_name = "Test IdP"
+"#,
+            issuer = idp.issuer,
+            secret = secret_file.display(),
+            ca = ca.display(),
+        ),
+    )
+    .unwrap();
+    let server = r.serve_with_args(
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{web_port}"),
+            "--ssh-listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let artifacts = crate::browser::artifacts_dir().join("oidc-totp");
+    let first = sign_in(
+        &node,
+        &chromium,
+        &server,
+        &idp,
+        &ca,
+        &json!([{"user": "dora", "groups": [], "expect": "signed-in", "whoami": "dora"}]),
+        &artifacts,
+    );
+    let cookie = first
+        .lines()
+        .find_map(|line| line.strip_prefix("cookie: "))
+        .unwrap()
+        .to_owned();
+
+    // Dora enrols TOTP herself on the Account page's API, with the code her app shows.
+    let client = server.client();
+    let session = format!("rampart_session={cookie}");
+    let me = client.request("GET", "/api/v1/me", &[("cookie", &session)], None);
+    let csrf = me.json()["csrf_token"].as_str().unwrap().to_owned();
+    let headers = [
+        ("cookie", session.as_str()),
+        ("x-csrf-token", csrf.as_str()),
+    ];
+    let started = client.request("POST", "/api/v1/me/totp", &headers, Some(&json!({})));
+    assert_eq!(started.status, 200, "{}", started.text());
+    let uri = started.json()["otpauth_uri"].as_str().unwrap().to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = rampart_testkit::totp_code(&uri, now);
+    let confirmed = client.request(
+        "POST",
+        "/api/v1/me/totp/confirm",
+        &headers,
+        Some(&json!({ "code": code })),
+    );
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text());
+
+    let second = sign_in(
+        &node,
+        &chromium,
+        &server,
+        &idp,
+        &ca,
+        &json!([{"user": "dora", "expect": "code", "whoami": "dora", "totp_uri": uri}]),
+        &artifacts,
+    );
+    assert!(second.contains("signed in as dora"), "{second}");
+    let methods: Vec<String> = r
+        .json(&["audit", "list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "login_succeeded")
+        .map(|e| e["event"]["method"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(methods, ["oidc", "oidc+totp"], "{methods:?}");
 }
