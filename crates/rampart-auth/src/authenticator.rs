@@ -397,7 +397,7 @@ impl Authenticator {
         };
         if let Credential::WebApproval { mfa, .. } = credential {
             // The portal login that approved was the factors: with TOTP if the user has it.
-            if !mfa && (user.mfa_enrolled || self.settings.require_mfa) {
+            if !mfa && (user.has_second_factor() || self.settings.require_mfa) {
                 self.failed(attempt, None, factor, method).await;
                 return FirstFactor::Refused(Refusal::Denied);
             }
@@ -421,18 +421,9 @@ impl Authenticator {
         // A portal password login may be completed by a passkey instead of a TOTP code: a
         // user with a passkey has a second factor there (and only there: SSH and database
         // logins cannot do a WebAuthn ceremony).
-        let passkeys =
-            if attempt.front == Front::Web && matches!(credential, Credential::Password(_)) {
-                match self.store.has_passkeys(&user.name).await {
-                    Ok(has) => has,
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot look up passkeys; refusing a login");
-                        return FirstFactor::Refused(Refusal::Unavailable);
-                    }
-                }
-            } else {
-                false
-            };
+        let passkeys = user.passkeys
+            && attempt.front == Front::Web
+            && matches!(credential, Credential::Password(_));
         if !user.mfa_enrolled && !passkeys {
             if self.settings.require_mfa {
                 // Mandatory second factor and none enrolled: no login (enroll first).

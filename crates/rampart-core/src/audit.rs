@@ -109,9 +109,12 @@ pub enum AuditEvent {
     MfaEnrolled {
         user: String,
     },
-    /// The user's second factor was removed: they must enroll again.
+    /// The user's second factors were removed (TOTP, and `passkeys` passkeys): they must enroll
+    /// again.
     MfaReset {
         user: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        passkeys: u64,
     },
     /// A passkey (WebAuthn credential) was registered for the user, under `name`; never its key.
     PasskeyAdded {
@@ -835,6 +838,12 @@ impl AuditEvent {
     }
 }
 
+/// For counts an event leaves out when they are zero (older events never had them).
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(count: &u64) -> bool {
+    *count == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -845,7 +854,10 @@ mod tests {
             AuditEvent::UserDisabled { user: "a".into() },
             AuditEvent::GrantRemoved { grant: "g".into() },
             AuditEvent::MfaEnrolled { user: "a".into() },
-            AuditEvent::MfaReset { user: "a".into() },
+            AuditEvent::MfaReset {
+                user: "a".into(),
+                passkeys: 0,
+            },
             AuditEvent::PasskeyAdded {
                 user: "a".into(),
                 name: "laptop".into(),

@@ -42,6 +42,12 @@ impl LoginRules {
     pub fn is_empty(&self) -> bool {
         self.allow_from.is_empty() && self.deny_from.is_empty() && self.hours.is_none()
     }
+
+    /// The earliest instant after `at` at which the rules may answer differently by the clock
+    /// alone (the login hours open or close); `None`: they never do.
+    pub fn unchanged_before(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.hours.as_ref().map(|hours| hours.unchanged_before(at))
+    }
 }
 
 impl Serialize for LoginRules {

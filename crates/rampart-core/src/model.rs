@@ -95,6 +95,8 @@ pub struct User {
     pub auth_epoch: i64,
     /// Whether a TOTP second factor is enrolled; the secret itself never leaves the store.
     pub mfa_enrolled: bool,
+    /// Whether the user has registered a passkey (WebAuthn), a second factor of the portal.
+    pub passkeys: bool,
     pub keys: Vec<UserKey>,
     pub groups: Vec<Name>,
     /// Where from and when the user may log in, on top of the node's `[auth]` rules.
@@ -103,6 +105,14 @@ pub struct User {
     pub source: UserSource,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+impl User {
+    /// Whether the user has a second factor of any kind (TOTP or a passkey): what the portal
+    /// asks of a session before it mints credentials or changes the user's own.
+    pub fn has_second_factor(&self) -> bool {
+        self.mfa_enrolled || self.passkeys
+    }
 }
 
 /// One SSH public key of a user.

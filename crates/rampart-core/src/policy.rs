@@ -306,6 +306,19 @@ fn valid_at(grant: &Grant, at: OffsetDateTime) -> bool {
         && grant.valid_until.is_none_or(|until| at < until)
 }
 
+/// The earliest instant after `at` at which `grant` may answer differently by the clock alone:
+/// its validity starts or ends, or its schedule's window opens or closes. `None`: never.
+pub fn unchanged_before(grant: &Grant, at: OffsetDateTime) -> Option<OffsetDateTime> {
+    let bounds = [grant.valid_from, grant.valid_until];
+    let schedule = grant.schedule.as_ref().map(|s| s.unchanged_before(at));
+    bounds
+        .into_iter()
+        .flatten()
+        .filter(|bound| *bound > at)
+        .chain(schedule)
+        .min()
+}
+
 /// What one grant says about the request.
 fn verdict(grant: &Grant, request: &AccessRequest<'_>) -> GrantVerdict {
     if !covers_user(grant, request.user) {
@@ -482,6 +495,7 @@ mod tests {
             has_password: false,
             auth_epoch: 0,
             mfa_enrolled: false,
+            passkeys: false,
             keys: vec![],
             groups: groups.iter().map(|g| name(g)).collect(),
             login_rules: crate::login_rules::LoginRules::default(),
@@ -659,6 +673,46 @@ mod tests {
         assert_eq!(
             check(&alice, &web, "root", Action::Shell, &[]),
             Decision::Deny(DenyReason::NoGrant)
+        );
+    }
+
+    /// Until the instant `unchanged_before` names, the clock cannot change a grant's answer: it
+    /// names the grant's start, then its end, then nothing; a schedule's next minute comes first.
+    #[test]
+    fn a_grant_names_the_next_instant_the_clock_may_change_its_answer() {
+        let web = asset("web-01", &[]);
+        let alice = user(&[]);
+        let hour = time::Duration::HOUR;
+        let mut g = grant(
+            GrantSubject::User(name("alice")),
+            GrantTarget::Asset(name("web-01")),
+            &[],
+            "shell",
+        );
+        assert_eq!(unchanged_before(&g, NOW), None);
+        g.valid_from = Some(NOW + hour);
+        g.valid_until = Some(NOW + 3 * hour);
+        let allowed = |at| {
+            let request = AccessRequest {
+                user: &alice,
+                asset: &web,
+                account: &name("root"),
+                action: Action::Shell,
+                mfa: false,
+                at,
+            };
+            decide(&request, std::slice::from_ref(&g)).is_allow()
+        };
+        assert_eq!(unchanged_before(&g, NOW), Some(NOW + hour));
+        assert!(!allowed(NOW + hour - time::Duration::SECOND) && allowed(NOW + hour));
+        assert_eq!(unchanged_before(&g, NOW + hour), Some(NOW + 3 * hour));
+        assert!(allowed(NOW + 3 * hour - time::Duration::SECOND) && !allowed(NOW + 3 * hour));
+        assert_eq!(unchanged_before(&g, NOW + 3 * hour), None);
+        g.schedule = Some(crate::schedule::Schedule::parse("Mon-Fri 08:00-18:00").unwrap());
+        let at = NOW + time::Duration::seconds(90);
+        assert_eq!(
+            unchanged_before(&g, at),
+            Some(NOW + 2 * time::Duration::MINUTE)
         );
     }
 

@@ -111,6 +111,26 @@ impl Schedule {
         self.windows.iter().any(|w| w.covers(day, minute))
     }
 
+    /// The earliest instant after `at` at which [`Self::contains`] may answer differently: the
+    /// start of the next minute on the zone's clock, or the zone's next change of offset if that
+    /// comes first (windows are whole minutes of local time, so nothing changes in between).
+    pub fn unchanged_before(&self, at: OffsetDateTime) -> OffsetDateTime {
+        let second = at.unix_timestamp();
+        let Ok(timestamp) = jiff::Timestamp::from_second(second) else {
+            return at + time::Duration::SECOND;
+        };
+        let local_second = i64::from(self.zone.to_datetime(timestamp).second());
+        let next_minute = second + (60 - local_second);
+        let next_offset = self
+            .zone
+            .following(timestamp)
+            .next()
+            .map(|transition| transition.timestamp().as_second())
+            .unwrap_or(i64::MAX);
+        OffsetDateTime::from_unix_timestamp(next_minute.min(next_offset))
+            .unwrap_or(at + time::Duration::SECOND)
+    }
+
     pub fn zone_name(&self) -> &str {
         &self.zone_name
     }
@@ -240,6 +260,59 @@ mod tests {
         // Saturday.
         assert!(!office.contains(datetime!(2026-06-06 10:00 UTC)));
         assert_eq!(office.to_string(), "Mon-Fri 08:00-18:00 Europe/Berlin");
+    }
+
+    /// Between now and the instant it names, the schedule answers as it does now, whatever the
+    /// zone (whole-hour, half-hour, daylight saving) and however far into a minute `at` is.
+    #[test]
+    fn nothing_changes_before_the_instant_unchanged_before_names() {
+        for text in [
+            "Mon-Fri 08:00-18:00 Europe/Berlin",
+            "Fri 22:00-06:00, Sat+Sun 10:00-24:00",
+            "daily 09:30-09:31 Asia/Kolkata",
+            "Sun 01:59-03:01 America/New_York",
+        ] {
+            let schedule = Schedule::parse(text).unwrap();
+            // Every 37 seconds across a week with a daylight saving change (2026-03-08 in New
+            // York, 2026-03-29 in Berlin: both weeks are walked), probing every 5 seconds.
+            for start in [
+                datetime!(2026-03-06 00:00:03 UTC),
+                datetime!(2026-03-27 00:00:05 UTC),
+            ] {
+                let mut at = start;
+                let mut changes = 0;
+                while at < start + time::Duration::days(7) {
+                    let until = schedule.unchanged_before(at);
+                    assert!(until > at, "{text} at {at}: {until}");
+                    assert!(
+                        until - at <= time::Duration::MINUTE,
+                        "{text} at {at}: {until}"
+                    );
+                    let now = schedule.contains(at);
+                    let mut probe = at;
+                    while probe < until {
+                        assert_eq!(schedule.contains(probe), now, "{text}: {at} to {probe}");
+                        probe += time::Duration::seconds(5);
+                    }
+                    let last = until - time::Duration::SECOND;
+                    assert_eq!(
+                        schedule.contains(last.max(at)),
+                        now,
+                        "{text}: {at} to {last}"
+                    );
+                    if schedule.contains(until) != now {
+                        changes += 1;
+                    }
+                    at += time::Duration::seconds(37);
+                }
+                assert!(changes > 0, "{text}: the walk saw no window open or close");
+            }
+        }
+        // A timestamp with a fraction: the next minute starts at the whole second.
+        let utc = Schedule::parse("daily 00:00-12:00").unwrap();
+        let at = datetime!(2026-06-01 11:59:30.5 UTC);
+        assert_eq!(utc.unchanged_before(at), datetime!(2026-06-01 12:00 UTC));
+        assert!(!utc.contains(utc.unchanged_before(at)));
     }
 
     #[test]

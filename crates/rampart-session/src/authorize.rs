@@ -74,6 +74,23 @@ impl Snapshot {
         self.users.get(name).and_then(|&i| self.facts.users.get(i))
     }
 
+    /// The earliest instant after `at` at which a decision by these facts may change by the
+    /// clock alone: a grant starts or ends, a grant's schedule or a user's login hours open or
+    /// close. `None`: no decision changes until the facts do.
+    pub fn unchanged_before(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        let grants = self
+            .facts
+            .grants
+            .iter()
+            .filter_map(|grant| policy::unchanged_before(grant, at));
+        let users = self
+            .facts
+            .users
+            .iter()
+            .filter_map(|user| user.login_rules.unchanged_before(at));
+        grants.chain(users).min()
+    }
+
     /// Every asset, by name.
     pub fn assets(&self) -> &[Asset] {
         &self.facts.assets

@@ -1,10 +1,14 @@
 //! Live enforcement: a session stays allowed for its whole life, not only at login.
 //!
-//! Every live session is registered here with what it was allowed for. A watcher task asks the
-//! policy again every [`RECHECK`] with the store's facts (the user, the grants, the asset, kill
-//! requests written by `rampart session kill` from any process; re-read whenever the audit log
-//! has grown) and ends sessions that are no longer allowed, with the reason shown to the user.
-//! Idle and duration limits are checked on the same tick, with a warning line shortly before.
+//! Every live session is registered here with what it was allowed for. A watcher task wakes
+//! every [`RECHECK`] and asks the policy again with the store's facts (the user, the grants, the
+//! asset, kill requests written by `rampart session kill` from any process) when an answer can
+//! have changed: the facts changed (the audit log grew: they are re-read), the clock reached an
+//! instant the facts name (a grant starts or ends, a schedule's minute), or a session,
+//! connection or long request arrived since the last check (only those are asked). It ends
+//! sessions that are no longer allowed, with the reason shown to the user. So idle sessions cost
+//! one query a second, not a policy decision each. Idle and duration limits are checked on every
+//! tick, with a warning line shortly before.
 //! The login rules (global and the user's: source address and login hours) are asked again too,
 //! for the address the user logged in from, so a rule change ends exactly the sessions and
 //! connections it refuses (G6), and login hours end sessions when they close.
@@ -83,6 +87,10 @@ pub struct LiveSession {
     /// the action and namespace (`None`: the whole cluster) each needs, asked again while
     /// they run.
     streams: Mutex<Vec<(Action, Option<String>)>>,
+    /// Registered or given a long request since live enforcement last asked about it: asked at
+    /// the next tick even when nothing else changed (its decision may predate the facts the
+    /// watcher last checked against).
+    unchecked: AtomicBool,
 }
 
 /// A long request of a session in a namespace (see [`LiveSession::hold_namespace`]); dropping
@@ -116,6 +124,7 @@ impl LiveSession {
     ) -> NamespaceHold {
         let stream = (action, namespace.map(str::to_owned));
         locked(&self.streams).push(stream.clone());
+        self.unchecked.store(true, Ordering::Release);
         NamespaceHold {
             session: self.clone(),
             stream,
@@ -328,6 +337,7 @@ impl LiveSessions {
             output: std::sync::OnceLock::new(),
             screen: Mutex::new(None),
             streams: Mutex::new(Vec::new()),
+            unchecked: AtomicBool::new(true),
         });
         {
             let mut sessions = locked(&self.sessions);
@@ -404,9 +414,11 @@ impl LiveSessions {
         source: IpAddr,
         closer: Arc<dyn CloseConnection>,
     ) -> u64 {
-        let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let key;
         {
             let mut connections = locked(&self.connections);
+            // Taken under the lock, so a key below the watcher's mark is in the map it checked.
+            key = self.next_connection.fetch_add(1, Ordering::Relaxed);
             connections.insert(
                 key,
                 LiveConnection {
@@ -431,10 +443,15 @@ impl LiveSessions {
         locked(&self.sessions).values().cloned().collect()
     }
 
-    /// Checks every live session and connection once a [`RECHECK`], until `shutdown`.
+    /// Checks the live sessions and connections every [`RECHECK`] where an answer can have
+    /// changed (see the module's documentation), until `shutdown`.
     pub async fn enforce(self: Arc<Self>, store: Arc<Store>, shutdown: watch::Receiver<bool>) {
         let mut shutdown = shutdown;
-        let mut facts: Option<(Option<i64>, Facts)> = None;
+        let mut facts: Option<Facts> = None;
+        // The instant the clock may change a decision by the facts checked last (`None`: never).
+        let mut due: Option<OffsetDateTime> = None;
+        // Connections with a key from this one on arrived after the last check.
+        let mut new_connections = 0;
         let mut tick = tokio::time::interval(RECHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -448,8 +465,7 @@ impl LiveSessions {
                 continue;
             }
             // Every change to users, grants, assets and kill requests is written with an audit
-            // event, so the facts are re-read only when the audit log has grown; the policy is
-            // asked again every tick all the same (grants expire and windows close by the clock).
+            // event, so the facts are re-read only when the audit log has grown.
             let head = match store.facts_version().await {
                 Ok(head) => head,
                 Err(err) => {
@@ -457,16 +473,30 @@ impl LiveSessions {
                     continue;
                 }
             };
-            if facts.as_ref().is_none_or(|(seen, _)| *seen != head) {
+            let mut changed = false;
+            if facts.as_ref().is_none_or(|f| f.policy.version() != head) {
                 match Facts::load(&store).await {
-                    Ok(fresh) => facts = Some((fresh.policy.version(), fresh)),
+                    Ok(fresh) => {
+                        facts = Some(fresh);
+                        changed = true;
+                    }
                     // Fail closed would end every session on a transient read error; the
                     // sessions keep their last decision and the error is loud.
                     Err(err) => tracing::error!(error = %err, "cannot re-check live sessions"),
                 }
             }
-            if let Some((_, facts)) = &facts {
-                self.check_policy(facts);
+            let Some(facts) = &facts else { continue };
+            let now = OffsetDateTime::now_utc();
+            let everyone = changed || due.is_some_and(|due| now >= due);
+            new_connections = self.check_policy(facts, now, everyone, new_connections);
+            if everyone {
+                due = [
+                    facts.policy.unchanged_before(now),
+                    self.global_rules.unchanged_before(now),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
             }
         }
     }
@@ -507,10 +537,22 @@ impl LiveSessions {
         }
     }
 
-    /// Asks the policy again for every session, and closes connections of revoked users.
-    fn check_policy(&self, facts: &Facts) {
-        let now = OffsetDateTime::now_utc();
+    /// Asks the policy again for every session (`everyone`) or only for those that arrived or
+    /// started a long request since the last check, and closes the connections of revoked
+    /// users (every one, or those with a key from `new_connections` on). Returns the first key
+    /// of the connections that arrive after this check.
+    fn check_policy(
+        &self,
+        facts: &Facts,
+        now: OffsetDateTime,
+        everyone: bool,
+        new_connections: u64,
+    ) -> u64 {
         for session in self.sessions() {
+            // Cleared before asking: a long request that starts meanwhile is asked next time.
+            if !session.unchecked.swap(false, Ordering::AcqRel) && !everyone {
+                continue;
+            }
             if let Some(kill) = facts.kills.get(&session.id) {
                 session.end(kill.clone());
                 continue;
@@ -528,15 +570,19 @@ impl LiveSessions {
                 session.end(reason);
             }
         }
-        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = locked(&self.connections)
-            .values()
-            .filter_map(|c| {
+        let connections = locked(&self.connections);
+        let next = self.next_connection.load(Ordering::Relaxed);
+        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = connections
+            .iter()
+            .filter(|(key, _)| everyone || **key >= new_connections)
+            .filter_map(|(_, c)| {
                 let reason = facts
                     .user_revoked(&c.user, c.auth_epoch)
                     .or_else(|| facts.login_refused(&c.user, c.source, &self.global_rules, now))?;
                 Some((c.closer.clone(), reason))
             })
             .collect();
+        drop(connections);
         for (closer, reason) in revoked {
             // A moment later than the sessions, so their message reaches the user first.
             tokio::spawn(async move {
@@ -544,6 +590,7 @@ impl LiveSessions {
                 closer.close(reason);
             });
         }
+        next
     }
 }
 
@@ -554,6 +601,7 @@ fn warning_before(limit: Duration) -> Duration {
 
 /// What the store says now.
 struct Facts {
+    /// Its version is the store's when read.
     policy: Snapshot,
     kills: HashMap<Uuid, String>,
 }
@@ -754,6 +802,7 @@ mod tests {
             has_password: false,
             auth_epoch: 0,
             mfa_enrolled: false,
+            passkeys: false,
             keys: vec![],
             groups: vec![],
             login_rules: deny("192.0.2.0/24"),
@@ -794,6 +843,86 @@ mod tests {
         assert_eq!(
             facts.login_refused(&alice.name, elsewhere.source, &none, now),
             None
+        );
+    }
+
+    /// Between changes of the facts and the clock's instants, only what arrived is asked: a
+    /// session already asked is left alone, a new session, a new long request and a new
+    /// connection are asked once; a check of everyone asks them all.
+    #[tokio::test]
+    async fn without_a_change_only_new_sessions_requests_and_connections_are_asked() {
+        struct Closer(std::sync::atomic::AtomicUsize);
+        impl CloseConnection for Closer {
+            fn close(&self, _reason: String) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Facts without the user: anyone asked is refused ("the user was removed").
+        let nobody = Facts {
+            policy: Snapshot::from_facts(rampart_store::PolicyFacts::default()),
+            kills: HashMap::new(),
+        };
+        let live = Arc::new(LiveSessions::new(
+            SessionDefaults::default(),
+            LoginRules::default(),
+        ));
+        let now = OffsetDateTime::now_utc();
+        let stopped = |control: &SessionControl| control.stop.borrow().clone();
+
+        let (old, old_control) = live.register(Uuid::from_u128(1), grant());
+        old.session.unchecked.store(false, Ordering::Relaxed); // as if asked before
+        let (_new, new_control) = live.register(Uuid::from_u128(2), grant());
+        let closer = Arc::new(Closer(std::sync::atomic::AtomicUsize::new(0)));
+        let alice = User {
+            id: Uuid::nil(),
+            name: Name::parse("user", "alice").unwrap(),
+            role: rampart_core::Role::User,
+            disabled: false,
+            has_password: false,
+            auth_epoch: 0,
+            mfa_enrolled: false,
+            passkeys: false,
+            keys: vec![],
+            groups: vec![],
+            login_rules: LoginRules::default(),
+            source: rampart_core::UserSource::Local,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        live.add_connection(&alice, IpAddr::from([192, 0, 2, 1]), closer.clone());
+
+        // The connection arrived before the mark 1: not asked. The new session is.
+        let mark = live.check_policy(&nobody, now, false, 1);
+        assert_eq!(mark, 1);
+        assert_eq!(stopped(&old_control), None);
+        assert_eq!(
+            stopped(&new_control).as_deref(),
+            Some("the user was removed")
+        );
+        // From mark 0 on, the connection is asked and closed (half a second later).
+        live.check_policy(&nobody, now, false, 0);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(closer.0.load(Ordering::Relaxed), 1);
+
+        // A long request in the old session makes it asked again.
+        let hold = old
+            .session
+            .hold_namespace(Action::KubernetesRead, Some("prod"));
+        live.check_policy(&nobody, now, false, mark);
+        assert_eq!(
+            stopped(&old_control).as_deref(),
+            Some("the user was removed")
+        );
+        drop(hold);
+
+        // A check of everyone asks a session that was asked before.
+        let (third, third_control) = live.register(Uuid::from_u128(3), grant());
+        third.session.unchecked.store(false, Ordering::Relaxed);
+        live.check_policy(&nobody, now, false, mark);
+        assert_eq!(stopped(&third_control), None);
+        live.check_policy(&nobody, now, true, mark);
+        assert_eq!(
+            stopped(&third_control).as_deref(),
+            Some("the user was removed")
         );
     }
 

@@ -87,11 +87,13 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the user's second factor; they must enroll again. Ends their live sessions.
-    pub async fn reset_totp(&self, actor: &Actor, name: &Name) -> Result<()> {
+    /// Removes every second factor of the user (the TOTP secret and every passkey): a lost
+    /// device, a departing authenticator. They must enroll again. Ends their live sessions.
+    /// Returns how many passkeys were removed.
+    pub async fn reset_second_factors(&self, actor: &Actor, name: &Name) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
-        let cleared = sqlx::query(
+        let totp = sqlx::query(
             "UPDATE users SET totp_secret = NULL, totp_last_step = NULL \
              WHERE id = $1 AND totp_secret IS NOT NULL",
         )
@@ -99,16 +101,22 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if cleared == 0 {
+        let passkeys = sqlx::query("DELETE FROM user_passkeys WHERE user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if totp == 0 && passkeys == 0 {
             return Err(StoreError::not_found("second factor of user", name));
         }
         users::bump_auth_epoch(&mut tx, id).await?;
         let event = AuditEvent::MfaReset {
             user: name.to_string(),
+            passkeys,
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(passkeys)
     }
 
     /// Checks a code from the user's authenticator app at `at_unix` (seconds since 1970).

@@ -86,19 +86,6 @@ impl Store {
         rows.iter().map(stored).collect()
     }
 
-    /// Whether the user has at least one passkey.
-    pub async fn has_passkeys(&self, user: &Name) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM user_passkeys p JOIN users u ON u.id = p.user_id \
-             WHERE u.name = $1 LIMIT 1",
-        )
-        .bind(user.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-        Ok(found.is_some())
-    }
-
     /// The user whose passkey has `credential_id` and the user handle it was registered under,
     /// with the passkey: what a passwordless login needs. `None` for an unknown credential.
     pub async fn passkey_by_credential(

@@ -291,7 +291,8 @@ pub(crate) async fn load_users(
     let user_rows = sqlx::query(
         "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
          totp_secret IS NOT NULL AS mfa_enrolled, allow_from, deny_from, login_hours, created_at, \
-         EXISTS (SELECT 1 FROM ldap_users l WHERE l.user_id = users.id) AS from_ldap \
+         EXISTS (SELECT 1 FROM ldap_users l WHERE l.user_id = users.id) AS from_ldap, \
+         EXISTS (SELECT 1 FROM user_passkeys p WHERE p.user_id = users.id) AS passkeys \
          FROM users WHERE $1 IS NULL OR name = $1 ORDER BY name",
     )
     .bind(only)
@@ -345,6 +346,7 @@ pub(crate) async fn load_users(
                 has_password: row.try_get("has_password")?,
                 auth_epoch: row.try_get("auth_epoch")?,
                 mfa_enrolled: row.try_get("mfa_enrolled")?,
+                passkeys: row.try_get("passkeys")?,
                 keys: keys.remove(&id).unwrap_or_default(),
                 groups: groups.remove(&id).unwrap_or_default(),
                 login_rules: login_controls::rules_from_row(row)?,

@@ -179,7 +179,10 @@ async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
         "the replaced secret no longer works"
     );
 
-    store.reset_totp(&Actor::System, &alice).await.unwrap();
+    store
+        .reset_second_factors(&Actor::System, &alice)
+        .await
+        .unwrap();
     let reset = epoch(&store, &alice).await;
     assert!(reset > replaced);
     assert!(!store.user(&alice).await.unwrap().mfa_enrolled);
@@ -187,10 +190,13 @@ async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
         check(&store, "alice", &code_at(BOB_SECRET, T + 120), T + 120).await,
         TotpCheck::NotEnrolled
     );
-    let err = store.reset_totp(&Actor::System, &alice).await.unwrap_err();
+    let err = store
+        .reset_second_factors(&Actor::System, &alice)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "second factor of user alice not found");
     let err = store
-        .reset_totp(&Actor::System, &name("nobody"))
+        .reset_second_factors(&Actor::System, &name("nobody"))
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "user nobody not found");

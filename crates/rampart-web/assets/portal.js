@@ -480,7 +480,7 @@
     user_key_removed: (e, who) => `${who} removed an SSH key of ${e.user}`,
     user_password_changed: (e, who) => `${who} changed the password of ${e.user}`,
     mfa_enrolled: (e, who) => `${who} enrolled ${e.user} in two-factor authentication`,
-    mfa_reset: (e, who) => `${who} reset the second factor of ${e.user}`,
+    mfa_reset: (e, who) => `${who} reset the second factors of ${e.user}${e.passkeys ? ` (${e.passkeys === 1 ? 'and 1 passkey' : `and ${e.passkeys} passkeys`})` : ''}`,
     passkey_added: (e, who) => `${who} registered the passkey "${e.name}" for ${e.user}`,
     passkey_removed: (e, who) => `${who} removed the passkey "${e.name}" of ${e.user}`,
     user_login_rules_changed: (e, who) => `${who} changed the login rules of ${e.user}`,
@@ -1556,11 +1556,11 @@
           return select;
         };
         const askReset = () =>
-          confirmAction(`Reset the second factor of ${u.name}?`, `${u.name} must enrol an authenticator again before a login that needs one.`, 'Reset MFA');
+          confirmAction(`Reset the second factors of ${u.name}?`, `This removes ${u.name}'s TOTP authenticator and every passkey; ${u.name} must enrol again before a login that needs one.`, 'Reset MFA');
         const actions = isAdmin()
           ? [
               u.disabled ? act('Enable', 'POST', '/enable') : act('Disable', 'POST', '/disable', 'danger', askDisable),
-              u.mfa_enrolled ? act('Reset MFA', 'DELETE', '/mfa', 'danger', askReset) : null,
+              u.mfa_enrolled || u.passkeys ? act('Reset MFA', 'DELETE', '/mfa', 'danger', askReset) : null,
               act('Unlock', 'POST', '/unlock'),
             ]
           : [];
@@ -1570,7 +1570,7 @@
           isAdmin() ? roleSelect(u) : u.role,
           u.disabled ? 'disabled' : 'enabled',
           u.has_password ? 'set' : '—',
-          u.mfa_enrolled ? 'TOTP' : '—',
+          [u.mfa_enrolled ? 'TOTP' : null, u.passkeys ? 'passkey' : null].filter(Boolean).join(', ') || '—',
           keys.length ? keys : '—',
           (u.groups || []).join(', '),
           el('span', { class: 'actions' }, actions),

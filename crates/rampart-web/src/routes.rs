@@ -651,7 +651,7 @@ pub fn table() -> Vec<Route> {
             "/api/v1/users/{name}/mfa",
             Admin,
             "users",
-            "Remove a user's second factor",
+            "Remove every second factor of a user (TOTP and passkeys)",
             api::user_mfa_reset,
         ),
         Route::new(

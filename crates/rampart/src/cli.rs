@@ -562,7 +562,7 @@ pub enum UserMfaCommand {
         #[arg(long, value_name = "DURATION", default_value = "72h")]
         ttl: String,
     },
-    /// Remove a user's second factor; they must enroll again
+    /// Remove every second factor of a user (TOTP and passkeys); they must enroll again
     Reset {
         /// The user
         name: String,

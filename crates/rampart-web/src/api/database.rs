@@ -72,9 +72,9 @@ pub async fn db_tokens_create(
         None => DEFAULT_TTL,
     };
     let second_factor = caller.session.as_ref().is_some_and(|s| s.mfa);
-    if caller.user.mfa_enrolled && !second_factor {
+    if caller.user.has_second_factor() && !second_factor {
         return Err(ApiError::forbidden(
-            "a database token needs a login with your second factor: log in to the portal with your TOTP code",
+            "a database token needs a login with your second factor: log in to the portal with your TOTP code or passkey",
         ));
     }
     let (token, secret) = state

@@ -55,9 +55,9 @@ pub async fn kube_config_create(
         )));
     }
     let second_factor = caller.session.as_ref().is_some_and(|s| s.mfa);
-    if caller.user.mfa_enrolled && !second_factor {
+    if caller.user.has_second_factor() && !second_factor {
         return Err(ApiError::forbidden(
-            "a kubeconfig needs a login with your second factor: log in to the portal with your TOTP code",
+            "a kubeconfig needs a login with your second factor: log in to the portal with your TOTP code or passkey",
         ));
     }
     let asset = state.store.asset(&cluster.asset).await?;

@@ -4,7 +4,7 @@
 //! user has one (TOTP or a passkey); each is audited and ends the user's sessions (A11).
 
 use crate::WebState;
-use crate::auth::{Caller, source_of};
+use crate::auth::source_of;
 use crate::error::{ApiError, ApiResult, Body};
 use axum::Extension;
 use axum::Json;
@@ -17,27 +17,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::Caller_;
-
-/// Registering or removing a passkey: a browser session, with the second factor if the user
-/// has one.
-async fn passkey_self_service(state: &WebState, caller: &Caller) -> ApiResult<()> {
-    let Some(session) = &caller.session else {
-        return Err(ApiError::forbidden(
-            "your own credentials are changed from a browser session only, not with an API token",
-        ));
-    };
-    if session.mfa {
-        return Ok(());
-    }
-    let has_second_factor =
-        caller.user.mfa_enrolled || state.store.has_passkeys(&caller.user.name).await?;
-    if has_second_factor {
-        return Err(ApiError::forbidden(
-            "changing your credentials needs a portal login with your second factor",
-        ));
-    }
-    Ok(())
-}
 
 fn passkey_error(err: PasskeyError) -> ApiError {
     match err {
@@ -67,7 +46,8 @@ pub async fn my_passkey_start(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    passkey_self_service(&state, &caller).await?;
+    // A browser session, with the second factor if the user has one.
+    super::self_service::self_service(&caller)?;
     let (options, registration) = state
         .authenticator
         .start_passkey_registration(&caller.user)
@@ -105,7 +85,8 @@ pub async fn my_passkey_add(
     Extension(caller): Caller_,
     Body(answer): Body<PasskeyRegistrationAnswer>,
 ) -> ApiResult<Json<Value>> {
-    passkey_self_service(&state, &caller).await?;
+    // A browser session, with the second factor if the user has one.
+    super::self_service::self_service(&caller)?;
     let registration = state
         .passkey_ceremonies
         .take_registration(&caller.user.name, Instant::now())
@@ -134,7 +115,8 @@ pub async fn my_passkey_remove(
     Extension(caller): Caller_,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    passkey_self_service(&state, &caller).await?;
+    // A browser session, with the second factor if the user has one.
+    super::self_service::self_service(&caller)?;
     let id = super::uuid("passkey", &id)?;
     state
         .store

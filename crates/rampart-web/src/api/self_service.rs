@@ -20,13 +20,15 @@ use std::net::SocketAddr;
 
 use super::Caller_;
 
-fn self_service(caller: &Caller) -> ApiResult<()> {
+/// Changing one's own credentials (password, keys, TOTP, passkeys, tokens): a browser session,
+/// with the second factor if the user has one (TOTP or a passkey).
+pub(super) fn self_service(caller: &Caller) -> ApiResult<()> {
     let Some(session) = &caller.session else {
         return Err(ApiError::forbidden(
             "your own credentials are changed from a browser session only, not with an API token",
         ));
     };
-    if caller.user.mfa_enrolled && !session.mfa {
+    if caller.user.has_second_factor() && !session.mfa {
         return Err(ApiError::forbidden(
             "changing your credentials needs a portal login with your second factor",
         ));

@@ -59,7 +59,7 @@ pub async fn ssh_approval_answer(
                 "an SSH login is approved from a browser session only, not with an API token",
             ));
         };
-        if caller.user.mfa_enrolled && !session.mfa {
+        if caller.user.has_second_factor() && !session.mfa {
             return Err(ApiError::forbidden(
                 "approving an SSH login needs a portal login with your second factor",
             ));

@@ -30,7 +30,7 @@ fn may_sign(caller: &crate::auth::Caller) -> ApiResult<()> {
             "SSH certificates are issued to a browser session only, not to an API token",
         ));
     };
-    if caller.user.mfa_enrolled && !session.mfa {
+    if caller.user.has_second_factor() && !session.mfa {
         return Err(ApiError::forbidden(
             "an SSH certificate needs a login with your second factor: log in to the portal with your TOTP code",
         ));

@@ -195,8 +195,15 @@ pub async fn user_mfa_reset(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let user = name("user", &user)?;
-    state.store.reset_totp(&caller.actor(), &user).await?;
-    Ok(Json(json!({ "user": user, "mfa": "not enrolled" })))
+    let passkeys = state
+        .store
+        .reset_second_factors(&caller.actor(), &user)
+        .await?;
+    Ok(Json(json!({
+        "user": user,
+        "mfa": "not enrolled",
+        "passkeys_removed": passkeys,
+    })))
 }
 
 pub async fn user_unlock(

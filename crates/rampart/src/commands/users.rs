@@ -64,7 +64,7 @@ pub async fn run(
                     status(user).to_owned(),
                     user.keys.len().to_string(),
                     password_column(user).to_owned(),
-                    if user.mfa_enrolled { "totp" } else { "-" }.to_owned(),
+                    mfa_column(user).to_owned(),
                     join_or_dash(user.groups.iter().map(ToString::to_string)),
                     time_text(user.created_at),
                 ]);
@@ -287,12 +287,23 @@ pub async fn run(
         }) => enroll_totp(store, actor, json, &name("user", &user)?, replace, &ttl).await,
         UserCommand::Mfa(UserMfaCommand::Reset { name: user }) => {
             let user = name("user", &user)?;
-            store.reset_totp(actor, &user).await?;
-            let result = serde_json::json!({ "user": user, "mfa": "not enrolled" });
+            let passkeys = store.reset_second_factors(actor, &user).await?;
+            let result = serde_json::json!({
+                "user": user,
+                "mfa": "not enrolled",
+                "passkeys_removed": passkeys,
+            });
+            let removed = match passkeys {
+                0 => String::new(),
+                1 => " and 1 passkey".to_owned(),
+                n => format!(" and {n} passkeys"),
+            };
             done(
                 json,
                 &result,
-                &format!("removed the second factor of user {user}: they must enroll again"),
+                &format!(
+                    "removed the second factors of user {user}{removed}: they must enroll again"
+                ),
             )
         }
     }
@@ -380,6 +391,16 @@ fn describe_rules(rules: &LoginRules) -> String {
 }
 
 /// The PASSWORD column: `ldap` for a directory user (their password is the directory's).
+/// The user's second factors, as the user list shows them.
+fn mfa_column(user: &User) -> &'static str {
+    match (user.mfa_enrolled, user.passkeys) {
+        (true, true) => "totp+passkey",
+        (true, false) => "totp",
+        (false, true) => "passkey",
+        (false, false) => "-",
+    }
+}
+
 fn password_column(user: &User) -> &'static str {
     match user.source {
         UserSource::Ldap => "ldap",

@@ -116,4 +116,45 @@ fn passkeys_register_log_in_with_and_without_password_and_removed_ones_fail_in_c
         .map(|e| e["event"]["method"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(erin, ["web-password"], "erin logged in by password alone");
+
+    // A passkey is a second factor wherever the portal asks for one: dave (a passkey, no TOTP)
+    // cannot mint a database token with an API token, which carries no second factor, and the
+    // user list says what he has.
+    let listed = r.json(&["user", "show", "dave"]);
+    assert_eq!(listed["passkeys"], true, "{listed}");
+    assert_eq!(listed["mfa_enrolled"], false, "{listed}");
+    let token = r
+        .ok(&["token", "create", "--user", "dave", "--scope", "write"])
+        .trim()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let answer = server.client().request(
+        "POST",
+        "/api/v1/db-tokens",
+        &[("authorization", &bearer)],
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert!(
+        answer
+            .text()
+            .contains("needs a login with your second factor"),
+        "{}",
+        answer.text()
+    );
+
+    // Dave lost his laptop: the administrator's reset removes his passkey (he has no TOTP), so a
+    // second reset finds nothing left to remove.
+    let reset = r.json(&["user", "mfa", "reset", "dave"]);
+    assert_eq!(reset["passkeys_removed"], 1, "{reset}");
+    let resets = events(&r, "mfa_reset");
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0]["event"]["user"], "dave");
+    assert_eq!(resets[0]["event"]["passkeys"], 1);
+    let again = r.run(&["user", "mfa", "reset", "dave"]);
+    let stderr = text(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains("second factor of user dave not found"),
+        "{stderr}"
+    );
 }
