@@ -77,7 +77,7 @@ pub use ids::{IdKind, MIN_ID_PREFIX};
 pub use invites::{INVITE_TOKEN_PREFIX, MAX_INVITE_TTL};
 pub use ldap_users::{DirectorySnapshot, DirectoryUser, SyncSummary};
 pub use login_controls::{LoginAttempt, UserLock};
-pub use mfa::{TotpCheck, new_totp_secret};
+pub use mfa::{SecondFactorsRemoved, TotpCheck, new_totp_secret};
 pub use oidc::{MAX_REFRESH_TOKEN_BYTES, OidcIdentity};
 pub use passkeys::StoredPasskey;
 pub use passwords::StoredPasswordHash;

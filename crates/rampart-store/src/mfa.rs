@@ -37,6 +37,13 @@ fn totp_aad(user_id: &str) -> Vec<u8> {
     format!("rampart/v1/users/{user_id}/totp").into_bytes()
 }
 
+/// What [`Store::reset_second_factors`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorsRemoved {
+    pub totp: bool,
+    pub passkeys: u64,
+}
+
 impl Store {
     /// Stores `secret` as the user's TOTP second factor, sealed by the vault. The caller has
     /// checked a code from the user's app first, so only a working enrolment is stored. Refuses
@@ -89,8 +96,11 @@ impl Store {
 
     /// Removes every second factor of the user (the TOTP secret and every passkey): a lost
     /// device, a departing authenticator. They must enroll again. Ends their live sessions.
-    /// Returns how many passkeys were removed.
-    pub async fn reset_second_factors(&self, actor: &Actor, name: &Name) -> Result<u64> {
+    pub async fn reset_second_factors(
+        &self,
+        actor: &Actor,
+        name: &Name,
+    ) -> Result<SecondFactorsRemoved> {
         let mut tx = self.begin_write().await?;
         let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
         let totp = sqlx::query(
@@ -116,7 +126,10 @@ impl Store {
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
-        Ok(passkeys)
+        Ok(SecondFactorsRemoved {
+            totp: totp > 0,
+            passkeys,
+        })
     }
 
     /// Checks a code from the user's authenticator app at `at_unix` (seconds since 1970).

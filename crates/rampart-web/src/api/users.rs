@@ -195,14 +195,14 @@ pub async fn user_mfa_reset(
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let user = name("user", &user)?;
-    let passkeys = state
+    let removed = state
         .store
         .reset_second_factors(&caller.actor(), &user)
         .await?;
     Ok(Json(json!({
         "user": user,
         "mfa": "not enrolled",
-        "passkeys_removed": passkeys,
+        "passkeys_removed": removed.passkeys,
     })))
 }
 

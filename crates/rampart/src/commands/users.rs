@@ -287,24 +287,28 @@ pub async fn run(
         }) => enroll_totp(store, actor, json, &name("user", &user)?, replace, &ttl).await,
         UserCommand::Mfa(UserMfaCommand::Reset { name: user }) => {
             let user = name("user", &user)?;
-            let passkeys = store.reset_second_factors(actor, &user).await?;
+            let removed = store.reset_second_factors(actor, &user).await?;
             let result = serde_json::json!({
                 "user": user,
                 "mfa": "not enrolled",
-                "passkeys_removed": passkeys,
+                "passkeys_removed": removed.passkeys,
             });
-            let removed = match passkeys {
-                0 => String::new(),
-                1 => " and 1 passkey".to_owned(),
-                n => format!(" and {n} passkeys"),
+            let message = match (removed.totp, removed.passkeys) {
+                (true, 0) => format!("removed the second factor of user {user}"),
+                (totp, passkeys) => {
+                    let passkeys = match passkeys {
+                        1 => "1 passkey".to_owned(),
+                        n => format!("{n} passkeys"),
+                    };
+                    let what = if totp {
+                        format!("TOTP and {passkeys}")
+                    } else {
+                        passkeys
+                    };
+                    format!("removed the second factors of user {user} ({what})")
+                }
             };
-            done(
-                json,
-                &result,
-                &format!(
-                    "removed the second factors of user {user}{removed}: they must enroll again"
-                ),
-            )
+            done(json, &result, &format!("{message}: they must enroll again"))
         }
     }
 }
