@@ -258,8 +258,20 @@ fn write_until_sealed(
     let mut next_checkpoint = Instant::now() + interval;
     loop {
         // A failed fsync fails the recording before the next job is answered.
-        syncer.busy(&mut recorder);
-        match queue.recv_deadline(next_checkpoint) {
+        let syncing = syncer.busy(&mut recorder);
+        // With nothing written since the last checkpoint and no fsync under way there is
+        // nothing to do on time: sleep until the next job (an idle session costs no wake-ups),
+        // and count the interval from it.
+        let job = if syncing || recorder.dirty() {
+            queue.recv_deadline(next_checkpoint)
+        } else {
+            let job = queue
+                .recv()
+                .map_err(|flume::RecvError::Disconnected| flume::RecvTimeoutError::Disconnected);
+            next_checkpoint = next_checkpoint.max(Instant::now() + interval);
+            job
+        };
+        match job {
             Ok(Job::Write(op, done)) => {
                 // Written now, hashed once the relay has its answer: it forwards what is in
                 // the file while this thread hashes it.
@@ -345,6 +357,54 @@ mod tests {
             live.marker("late").await,
             Err(RecordingError::Stopped)
         ));
+        let report = crate::verify_recording(tmp.path(), session, key.public_key()).unwrap();
+        assert!(report.complete);
+    }
+
+    /// An idle writer sleeps until the next job instead of waking every interval; a write that
+    /// follows a long idle stretch (many intervals) is still checkpointed on time, and a
+    /// dropped recorder still ends its thread.
+    #[tokio::test]
+    async fn a_write_after_an_idle_stretch_is_still_checkpointed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let session = Uuid::now_v7();
+        let header = CastHeader::new(80, 24, None, Some("cat".into()), "t".into());
+        let options = RecordingOptions {
+            raw_streams: true,
+            cap: None,
+        };
+        let recorder = Recorder::create_with(tmp.path(), session, &header, options).unwrap();
+        let live = LiveRecorder::start(recorder, Duration::from_millis(20)).unwrap();
+        let manifest = crate::recording::manifest_path(tmp.path(), session);
+        let read = || std::fs::read_to_string(&manifest).unwrap();
+        live.stream(Stream::Output, Bytes::from_static(b"FIRST"))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !read().contains("\"raw\"") {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint after the first write"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let before = read();
+        // Ten intervals with nothing written: nothing to checkpoint, nothing changes.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(read(), before);
+        live.stream(Stream::Output, Bytes::from_static(b"SECOND"))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read() == before {
+            assert!(
+                Instant::now() < deadline,
+                "the write after the idle stretch was never checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let key = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[8; 32])));
+        live.seal(key.clone()).await.unwrap();
         let report = crate::verify_recording(tmp.path(), session, key.public_key()).unwrap();
         assert!(report.complete);
     }

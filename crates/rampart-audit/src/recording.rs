@@ -737,6 +737,11 @@ impl Recorder {
     /// Makes what was written durable: the data files are fsynced, their open chunks closed
     /// into the manifest, and the manifest fsynced (in that order, so a manifest line never
     /// names bytes a power cut could lose). Does nothing if nothing was written since the last.
+    /// Whether anything was written since the last checkpoint (a checkpoint would do work).
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
     pub fn checkpoint(&mut self) -> Result<(), RecordingError> {
         self.usable()?;
         if !self.dirty {
