@@ -640,7 +640,7 @@ fn main() -> anyhow::Result<()> {
             echo_idle
         );
         println!(
-            "  rampart's CPU while they sit idle (the per-second policy re-check of every session, keepalives): {:.1}% of one core (goal: under 5%)",
+            "  rampart's CPU while they sit idle (live enforcement's tick, timers, keepalives): {:.1}% of one core (goal: under 5%)",
             under_load.idle_cpu_share * 100.0
         );
         println!("  time to open them all: {:.1} s", result.open_seconds);
