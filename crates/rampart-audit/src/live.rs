@@ -326,17 +326,25 @@ mod tests {
     use crate::recording::{CastHeader, RecordingOptions};
     use ssh_key::private::Ed25519Keypair;
 
-    #[tokio::test]
-    async fn a_write_is_in_the_file_when_the_call_returns_and_a_checkpoint_hashes_it() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// A recording of a new session in `dir` (raw streams kept) with its writer started.
+    fn started(dir: &std::path::Path, sync_interval: Duration) -> (Uuid, LiveRecorder) {
         let session = Uuid::now_v7();
         let header = CastHeader::new(80, 24, None, Some("cat".into()), "t".into());
         let options = RecordingOptions {
             raw_streams: true,
             cap: None,
         };
-        let recorder = Recorder::create_with(tmp.path(), session, &header, options).unwrap();
-        let live = LiveRecorder::start(recorder, Duration::from_millis(50)).unwrap();
+        let recorder = Recorder::create_with(dir, session, &header, options).unwrap();
+        (
+            session,
+            LiveRecorder::start(recorder, sync_interval).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_write_is_in_the_file_when_the_call_returns_and_a_checkpoint_hashes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (session, live) = started(tmp.path(), Duration::from_millis(50));
         live.stream(Stream::Output, Bytes::from_static(b"HIDDEN"))
             .await
             .unwrap();
@@ -362,19 +370,11 @@ mod tests {
     }
 
     /// An idle writer sleeps until the next job instead of waking every interval; a write that
-    /// follows a long idle stretch (many intervals) is still checkpointed on time, and a
-    /// dropped recorder still ends its thread.
+    /// follows a long idle stretch (many intervals) is still checkpointed on time.
     #[tokio::test]
     async fn a_write_after_an_idle_stretch_is_still_checkpointed() {
         let tmp = tempfile::tempdir().unwrap();
-        let session = Uuid::now_v7();
-        let header = CastHeader::new(80, 24, None, Some("cat".into()), "t".into());
-        let options = RecordingOptions {
-            raw_streams: true,
-            cap: None,
-        };
-        let recorder = Recorder::create_with(tmp.path(), session, &header, options).unwrap();
-        let live = LiveRecorder::start(recorder, Duration::from_millis(20)).unwrap();
+        let (session, live) = started(tmp.path(), Duration::from_millis(20));
         let manifest = crate::recording::manifest_path(tmp.path(), session);
         let read = || std::fs::read_to_string(&manifest).unwrap();
         live.stream(Stream::Output, Bytes::from_static(b"FIRST"))
@@ -415,14 +415,7 @@ mod tests {
     #[tokio::test]
     async fn hashing_after_the_answer_keeps_every_chunk_verifiable() {
         let tmp = tempfile::tempdir().unwrap();
-        let session = Uuid::now_v7();
-        let header = CastHeader::new(80, 24, None, Some("cat".into()), "t".into());
-        let options = RecordingOptions {
-            raw_streams: true,
-            cap: None,
-        };
-        let recorder = Recorder::create_with(tmp.path(), session, &header, options).unwrap();
-        let live = LiveRecorder::start(recorder, Duration::from_millis(20)).unwrap();
+        let (session, live) = started(tmp.path(), Duration::from_millis(20));
         for round in 0..40u8 {
             let batch = (0..4)
                 .map(|piece| {

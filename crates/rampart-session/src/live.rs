@@ -5,7 +5,8 @@
 //! asset, kill requests written by `rampart session kill` from any process) when an answer can
 //! have changed: the facts changed (the audit log grew: they are re-read), the clock reached an
 //! instant the facts name (a grant starts or ends, a schedule's minute), or a session,
-//! connection or long request arrived since the last check (only those are asked). It ends
+//! connection or long request arrived since the last check (only those are asked, and only with
+//! facts read after they arrived: they may have been decided on newer facts than the last). It ends
 //! sessions that are no longer allowed, with the reason shown to the user. So idle sessions cost
 //! one query a second, not a policy decision each. Idle and duration limits are checked on every
 //! tick, with a warning line shortly before.
@@ -87,10 +88,12 @@ pub struct LiveSession {
     /// the action and namespace (`None`: the whole cluster) each needs, asked again while
     /// they run.
     streams: Mutex<Vec<(Action, Option<String>)>>,
-    /// Registered or given a long request since live enforcement last asked about it: asked at
-    /// the next tick even when nothing else changed (its decision may predate the facts the
-    /// watcher last checked against).
-    unchecked: AtomicBool,
+    /// The arrival number of its registration or of its latest long request (see
+    /// [`Arrivals`]): live enforcement asks about it once the facts it checks against are at
+    /// least as new as those it was decided on, even when nothing else changed.
+    arrived: AtomicU64,
+    /// The registry's arrival counter, to number long requests.
+    arrivals: Arc<AtomicU64>,
 }
 
 /// A long request of a session in a namespace (see [`LiveSession::hold_namespace`]); dropping
@@ -124,7 +127,8 @@ impl LiveSession {
     ) -> NamespaceHold {
         let stream = (action, namespace.map(str::to_owned));
         locked(&self.streams).push(stream.clone());
-        self.unchecked.store(true, Ordering::Release);
+        let arrived = self.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
+        self.arrived.fetch_max(arrived, Ordering::SeqCst);
         NamespaceHold {
             session: self.clone(),
             stream,
@@ -249,6 +253,24 @@ struct LiveConnection {
     auth_epoch: i64,
     source: IpAddr,
     closer: Arc<dyn CloseConnection>,
+    /// Its arrival number (see [`Arrivals`]).
+    arrived: u64,
+}
+
+/// Which arrivals (sessions, connections and long requests, numbered from 1 in the order they
+/// are registered) a check asks about: those after `after`, up to `upto`, the last number
+/// given out before the check read the store. What arrived later may have been decided on
+/// facts newer than those the check read; it is asked at the next tick.
+#[derive(Debug, Clone, Copy)]
+struct Arrivals {
+    after: u64,
+    upto: u64,
+}
+
+impl Arrivals {
+    fn covers(self, arrived: u64) -> bool {
+        arrived > self.after && arrived <= self.upto
+    }
 }
 
 /// The node's live sessions and connections.
@@ -257,6 +279,8 @@ pub struct LiveSessions {
     sessions: Mutex<HashMap<Uuid, Arc<LiveSession>>>,
     connections: Mutex<HashMap<u64, LiveConnection>>,
     next_connection: AtomicU64,
+    /// The last arrival number given out (see [`Arrivals`]).
+    arrivals: Arc<AtomicU64>,
     defaults: SessionDefaults,
     /// The node's login rules (`[auth]`), which every session must keep passing.
     global_rules: LoginRules,
@@ -337,7 +361,8 @@ impl LiveSessions {
             output: std::sync::OnceLock::new(),
             screen: Mutex::new(None),
             streams: Mutex::new(Vec::new()),
-            unchecked: AtomicBool::new(true),
+            arrived: AtomicU64::new(self.arrivals.fetch_add(1, Ordering::SeqCst) + 1),
+            arrivals: self.arrivals.clone(),
         });
         {
             let mut sessions = locked(&self.sessions);
@@ -414,11 +439,10 @@ impl LiveSessions {
         source: IpAddr,
         closer: Arc<dyn CloseConnection>,
     ) -> u64 {
-        let key;
+        let key = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let arrived = self.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
         {
             let mut connections = locked(&self.connections);
-            // Taken under the lock, so a key below the watcher's mark is in the map it checked.
-            key = self.next_connection.fetch_add(1, Ordering::Relaxed);
             connections.insert(
                 key,
                 LiveConnection {
@@ -426,6 +450,7 @@ impl LiveSessions {
                     auth_epoch: user.auth_epoch,
                     source,
                     closer,
+                    arrived,
                 },
             );
         }
@@ -450,8 +475,8 @@ impl LiveSessions {
         let mut facts: Option<Facts> = None;
         // The instant the clock may change a decision by the facts checked last (`None`: never).
         let mut due: Option<OffsetDateTime> = None;
-        // Connections with a key from this one on arrived after the last check.
-        let mut new_connections = 0;
+        // Arrivals up to this number have been asked about.
+        let mut asked_upto = 0;
         let mut tick = tokio::time::interval(RECHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -464,6 +489,9 @@ impl LiveSessions {
             if idle {
                 continue;
             }
+            // Taken before the store is read: what arrived up to here was decided on facts no
+            // newer than those read below.
+            let upto = self.arrivals.load(Ordering::SeqCst);
             // Every change to users, grants, assets and kill requests is written with an audit
             // event, so the facts are re-read only when the audit log has grown.
             let head = match store.facts_version().await {
@@ -488,7 +516,9 @@ impl LiveSessions {
             let Some(facts) = &facts else { continue };
             let now = OffsetDateTime::now_utc();
             let everyone = changed || due.is_some_and(|due| now >= due);
-            new_connections = self.check_policy(facts, now, everyone, new_connections);
+            let after = if everyone { 0 } else { asked_upto };
+            self.check_policy(facts, now, Arrivals { after, upto });
+            asked_upto = upto;
             if everyone {
                 due = [
                     facts.policy.unchanged_before(now),
@@ -537,20 +567,12 @@ impl LiveSessions {
         }
     }
 
-    /// Asks the policy again for every session (`everyone`) or only for those that arrived or
-    /// started a long request since the last check, and closes the connections of revoked
-    /// users (every one, or those with a key from `new_connections` on). Returns the first key
-    /// of the connections that arrive after this check.
-    fn check_policy(
-        &self,
-        facts: &Facts,
-        now: OffsetDateTime,
-        everyone: bool,
-        new_connections: u64,
-    ) -> u64 {
+    /// Asks the policy again about the sessions and connections whose arrival `asked` covers
+    /// (every one when `asked.after` is 0), ending those it refuses and closing the connections
+    /// of revoked users.
+    fn check_policy(&self, facts: &Facts, now: OffsetDateTime, asked: Arrivals) {
         for session in self.sessions() {
-            // Cleared before asking: a long request that starts meanwhile is asked next time.
-            if !session.unchecked.swap(false, Ordering::AcqRel) && !everyone {
+            if !asked.covers(session.arrived.load(Ordering::SeqCst)) {
                 continue;
             }
             if let Some(kill) = facts.kills.get(&session.id) {
@@ -570,19 +592,16 @@ impl LiveSessions {
                 session.end(reason);
             }
         }
-        let connections = locked(&self.connections);
-        let next = self.next_connection.load(Ordering::Relaxed);
-        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = connections
-            .iter()
-            .filter(|(key, _)| everyone || **key >= new_connections)
-            .filter_map(|(_, c)| {
+        let revoked: Vec<(Arc<dyn CloseConnection>, String)> = locked(&self.connections)
+            .values()
+            .filter(|c| asked.covers(c.arrived))
+            .filter_map(|c| {
                 let reason = facts
                     .user_revoked(&c.user, c.auth_epoch)
                     .or_else(|| facts.login_refused(&c.user, c.source, &self.global_rules, now))?;
                 Some((c.closer.clone(), reason))
             })
             .collect();
-        drop(connections);
         for (closer, reason) in revoked {
             // A moment later than the sessions, so their message reaches the user first.
             tokio::spawn(async move {
@@ -590,7 +609,6 @@ impl LiveSessions {
                 closer.close(reason);
             });
         }
-        next
     }
 }
 
@@ -770,6 +788,25 @@ mod tests {
         );
     }
 
+    /// The user the sessions of [`grant`] belong to, with `login_rules`.
+    fn alice(login_rules: LoginRules) -> User {
+        User {
+            id: Uuid::nil(),
+            name: Name::parse("user", "alice").unwrap(),
+            role: rampart_core::Role::User,
+            disabled: false,
+            has_password: false,
+            auth_epoch: 0,
+            mfa_enrolled: false,
+            passkeys: false,
+            keys: vec![],
+            groups: vec![],
+            login_rules,
+            source: rampart_core::UserSource::Local,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
     fn grant() -> SessionGrant {
         SessionGrant {
             user: Name::parse("user", "alice").unwrap(),
@@ -794,21 +831,7 @@ mod tests {
             deny_from: rampart_core::login_rules::parse_cidr_list("deny_from", text).unwrap(),
             ..LoginRules::default()
         };
-        let alice = User {
-            id: Uuid::nil(),
-            name: Name::parse("user", "alice").unwrap(),
-            role: rampart_core::Role::User,
-            disabled: false,
-            has_password: false,
-            auth_epoch: 0,
-            mfa_enrolled: false,
-            passkeys: false,
-            keys: vec![],
-            groups: vec![],
-            login_rules: deny("192.0.2.0/24"),
-            source: rampart_core::UserSource::Local,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-        };
+        let alice = alice(deny("192.0.2.0/24"));
         let facts = Facts {
             policy: Snapshot::from_facts(rampart_store::PolicyFacts {
                 users: vec![alice.clone()],
@@ -847,8 +870,9 @@ mod tests {
     }
 
     /// Between changes of the facts and the clock's instants, only what arrived is asked: a
-    /// session already asked is left alone, a new session, a new long request and a new
-    /// connection are asked once; a check of everyone asks them all.
+    /// session already asked is left alone; a new session, a new long request and a new
+    /// connection are asked once the check's facts were read after they arrived (not before:
+    /// they may have been decided on newer facts); a check of everyone asks them all.
     #[tokio::test]
     async fn without_a_change_only_new_sessions_requests_and_connections_are_asked() {
         struct Closer(std::sync::atomic::AtomicUsize);
@@ -868,62 +892,47 @@ mod tests {
         ));
         let now = OffsetDateTime::now_utc();
         let stopped = |control: &SessionControl| control.stop.borrow().clone();
+        let removed = Some("the user was removed".to_owned());
+        let check = |after, upto| live.check_policy(&nobody, now, Arrivals { after, upto });
 
-        let (old, old_control) = live.register(Uuid::from_u128(1), grant());
-        old.session.unchecked.store(false, Ordering::Relaxed); // as if asked before
-        let (_new, new_control) = live.register(Uuid::from_u128(2), grant());
+        let (old, old_control) = live.register(Uuid::from_u128(1), grant()); // arrival 1
+        let (_new, new_control) = live.register(Uuid::from_u128(2), grant()); // 2
         let closer = Arc::new(Closer(std::sync::atomic::AtomicUsize::new(0)));
-        let alice = User {
-            id: Uuid::nil(),
-            name: Name::parse("user", "alice").unwrap(),
-            role: rampart_core::Role::User,
-            disabled: false,
-            has_password: false,
-            auth_epoch: 0,
-            mfa_enrolled: false,
-            passkeys: false,
-            keys: vec![],
-            groups: vec![],
-            login_rules: LoginRules::default(),
-            source: rampart_core::UserSource::Local,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-        };
-        live.add_connection(&alice, IpAddr::from([192, 0, 2, 1]), closer.clone());
+        live.add_connection(
+            &alice(LoginRules::default()),
+            IpAddr::from([192, 0, 2, 1]),
+            closer.clone(),
+        ); // 3
 
-        // The connection arrived before the mark 1: not asked. The new session is.
-        let mark = live.check_policy(&nobody, now, false, 1);
-        assert_eq!(mark, 1);
+        // Asked up to 1 before; the store read after arrival 2: the new session is asked, the
+        // old one and the connection (arrived after the read) are not.
+        check(1, 2);
         assert_eq!(stopped(&old_control), None);
-        assert_eq!(
-            stopped(&new_control).as_deref(),
-            Some("the user was removed")
-        );
-        // From mark 0 on, the connection is asked and closed (half a second later).
-        live.check_policy(&nobody, now, false, 0);
+        assert_eq!(stopped(&new_control), removed);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(closer.0.load(Ordering::Relaxed), 0);
+        // The next tick asks the connection (closed half a second later).
+        check(2, 3);
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(closer.0.load(Ordering::Relaxed), 1);
 
-        // A long request in the old session makes it asked again.
+        // A long request in the old session (arrival 4) makes it asked again, once the store
+        // was read after it.
         let hold = old
             .session
             .hold_namespace(Action::KubernetesRead, Some("prod"));
-        live.check_policy(&nobody, now, false, mark);
-        assert_eq!(
-            stopped(&old_control).as_deref(),
-            Some("the user was removed")
-        );
+        check(3, 3);
+        assert_eq!(stopped(&old_control), None);
+        check(3, 4);
+        assert_eq!(stopped(&old_control), removed);
         drop(hold);
 
         // A check of everyone asks a session that was asked before.
-        let (third, third_control) = live.register(Uuid::from_u128(3), grant());
-        third.session.unchecked.store(false, Ordering::Relaxed);
-        live.check_policy(&nobody, now, false, mark);
+        let (_third, third_control) = live.register(Uuid::from_u128(3), grant()); // 5
+        check(5, 5);
         assert_eq!(stopped(&third_control), None);
-        live.check_policy(&nobody, now, true, mark);
-        assert_eq!(
-            stopped(&third_control).as_deref(),
-            Some("the user was removed")
-        );
+        check(0, 5);
+        assert_eq!(stopped(&third_control), removed);
     }
 
     #[test]
