@@ -572,7 +572,7 @@ fn the_kubernetes_python_client_works_through_rampart() {
 }
 
 /// Reads `stream` into a shared buffer on a thread of its own.
-fn collect(
+pub(crate) fn collect(
     mut stream: impl std::io::Read + Send + 'static,
 ) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -589,7 +589,8 @@ fn collect(
     seen
 }
 
-fn wait_for(seen: &std::sync::Mutex<Vec<u8>>, what: &str, times: usize) {
+/// Waits (at most a minute) until `what` was seen `times` times.
+pub(crate) fn wait_for(seen: &std::sync::Mutex<Vec<u8>>, what: &str, times: usize) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
@@ -844,7 +845,8 @@ fn kubectl_attach_it_is_a_recorded_terminal_with_its_command_log() {
     assert!(commands.contains("echo hello-attach"), "{commands}");
 }
 
-fn wait_exit(child: &mut Child) {
+/// Waits (at most a minute) until the client ends.
+pub(crate) fn wait_exit(child: &mut Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
@@ -980,7 +982,8 @@ fn a_namespace_view_refuses_other_namespaces() {
 }
 
 /// Reads `stream` until `what` has been seen (or the deadline passes).
-fn read_until(stream: &mut std::net::TcpStream, what: &str) -> String {
+/// Reads from `stream` (at most a minute) until `what` came.
+pub(crate) fn read_until(stream: &mut std::net::TcpStream, what: &str) -> String {
     use std::io::Read;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(60)))

@@ -5,12 +5,12 @@
 
 use crate::BIN;
 use crate::db_common::{live_session, text};
-use crate::kube::{kubeconfig, rampart_for_cluster, start_fake};
+use crate::kube::{
+    collect, kubeconfig, rampart_for_cluster, read_until, start_fake, wait_exit, wait_for,
+};
 use rampart_testkit::Rampart;
 use serde_json::Value;
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A new grant for carol: read and exec on `k8s`, in `namespaces` only. Returns its id.
@@ -192,44 +192,6 @@ fn grant_explain_shows_the_namespaces_and_why_another_namespace_is_refused() {
 }
 
 /// Reads `stream` into a shared buffer on a thread of its own.
-fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let into = seen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    seen
-}
-
-fn wait_for(seen: &Mutex<Vec<u8>>, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-        if text.contains(what) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {what:?} in {text:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_exit(child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the client did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn ended_with(r: &Rampart, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -290,11 +252,11 @@ fn a_running_exec_and_watch_end_when_the_grant_no_longer_covers_their_namespace(
     let seen = collect(shell.stdout.take().unwrap());
     let _errors = collect(shell.stderr.take().unwrap());
     let _keys = shell.stdin.take().unwrap();
-    wait_for(&seen, "$ ");
+    wait_for(&seen, "$ ", 1);
     let exec = live_session(&r, "kubernetes_exec");
     let grant = move_carol_to_api(&r, &grant);
     wait_exit(&mut shell);
-    wait_for(&seen, WHY);
+    wait_for(&seen, WHY, 1);
     let reason = ended_with(&r, &exec);
     assert!(reason.contains(WHY), "{reason}");
 
@@ -316,13 +278,142 @@ fn a_running_exec_and_watch_end_when_the_grant_no_longer_covers_their_namespace(
         .unwrap();
     let watched = collect(watch.stdout.take().unwrap());
     let _errors = collect(watch.stderr.take().unwrap());
-    wait_for(&watched, "pod/web-0");
+    wait_for(&watched, "pod/web-0", 1);
     let watching = live_session(&r, "kubernetes");
     move_carol_to_api(&r, &grant);
     wait_exit(&mut watch);
     let reason = ended_with(&r, &watching);
     assert!(
         reason.contains("no grant allows kubernetes:read in the namespace default any more"),
+        "{reason}"
+    );
+}
+
+/// CONTRACT TEST: a watch across the whole cluster (`kubectl get pods -A --watch`) needs a
+/// grant without namespaces; when carol's grant is replaced by one for `default` only, live
+/// enforcement ends the watch and its record says why.
+#[test]
+fn a_cluster_wide_watch_ends_when_the_grant_is_limited_to_a_namespace() {
+    let Some(kubectl_path) = rampart_testkit::require_tool("kubectl") else {
+        return;
+    };
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    r.ok(&["user", "add", "carol"]);
+    // A grant without namespaces: the whole cluster.
+    let everywhere = r.json(&[
+        "grant",
+        "add",
+        "--user",
+        "carol",
+        "--asset",
+        "k8s",
+        "--actions",
+        "kubernetes:read",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let carol = kubeconfig(&r, &fake, "carol", port);
+    let mut watch = Command::new(&kubectl_path)
+        .arg("--kubeconfig")
+        .arg(&carol)
+        .args([
+            "get",
+            "pods",
+            "--all-namespaces",
+            "--watch",
+            "--output",
+            "name",
+        ])
+        .env("HOME", carol.parent().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watched = collect(watch.stdout.take().unwrap());
+    let _errors = collect(watch.stderr.take().unwrap());
+    wait_for(&watched, "pod/web-0", 1);
+    let watching = live_session(&r, "kubernetes");
+    grant_carol(&r, "default");
+    r.ok(&["grant", "remove", &everywhere]);
+    wait_exit(&mut watch);
+    let reason = ended_with(&r, &watching);
+    assert!(
+        reason.contains("no grant allows kubernetes:read across the whole cluster any more"),
+        "{reason}"
+    );
+}
+
+/// CONTRACT TEST: a running `kubectl port-forward` to a pod in `default` ends when carol's
+/// grant is replaced by one for another namespace, as an exec stream does.
+#[test]
+fn a_running_port_forward_ends_when_the_grant_no_longer_covers_its_namespace() {
+    let Some(kubectl_path) = rampart_testkit::require_tool("kubectl") else {
+        return;
+    };
+    let Some(fake) = start_fake() else { return };
+    let (r, _server, port) = rampart_for_cluster(&fake);
+    r.ok(&["user", "add", "carol"]);
+    let forward_grant = |namespaces: &str| -> String {
+        r.json(&[
+            "grant",
+            "add",
+            "--user",
+            "carol",
+            "--asset",
+            "k8s",
+            "--actions",
+            // kubectl reads the pod before it forwards.
+            "kubernetes:read,kubernetes:port_forward",
+            "--namespaces",
+            namespaces,
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let grant = forward_grant("default,api");
+    let carol = kubeconfig(&r, &fake, "carol", port);
+    let mut forward = Command::new(&kubectl_path)
+        .arg("--kubeconfig")
+        .arg(&carol)
+        .args([
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            "pod/web-0",
+            ":8080",
+        ])
+        .env("HOME", carol.parent().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = collect(forward.stdout.take().unwrap());
+    let _errors = collect(forward.stderr.take().unwrap());
+    wait_for(&printed, "Forwarding from 127.0.0.1:", 1);
+    let banner = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+    let local: u16 = banner
+        .split("Forwarding from 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{banner}"));
+    // A connection through it works, and stays open.
+    let mut connection = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    std::io::Write::write_all(&mut connection, b"before").unwrap();
+    read_until(&mut connection, "echo:before");
+    let forwarding = live_session(&r, "kubernetes_port_forward");
+    forward_grant("api");
+    r.ok(&["grant", "remove", &grant]);
+    wait_exit(&mut forward);
+    let reason = ended_with(&r, &forwarding);
+    assert!(
+        reason
+            .contains("no grant allows kubernetes:port_forward in the namespace default any more"),
         "{reason}"
     );
 }

@@ -137,7 +137,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
         if path == "/api/v1":
             return self.send_json(200, discovery_resources())
-        if path == "/api/v1/namespaces/default/pods" and self.command == "GET":
+        # The pods of `default`, or of every namespace (`kubectl get pods -A`: only default's).
+        if path in ("/api/v1/namespaces/default/pods", "/api/v1/pods") and self.command == "GET":
             if query.get("watch") == ["true"] or query.get("watch") == ["1"]:
                 return self.watch()
             if "as=Table" in (self.headers.get("Accept") or ""):
