@@ -896,19 +896,7 @@ fn live_enforcement_ends_exec_streams_and_watches() {
 
     // A watch, ended when the grant that allowed it goes.
     let kubectl = rampart_testkit::require_tool("kubectl").unwrap();
-    let mut watch = Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(&alice)
-        .args(["get", "pods", "--watch", "--output", "name"])
-        .env("HOME", alice.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let watched = collect(watch.stdout.take().unwrap());
-    let _errors = collect(watch.stderr.take().unwrap());
-    wait_for(&watched, "pod/web-0", 1);
+    let mut watch = watching_pods(&kubectl, &alice, &[]);
     let watching = live_session(&r, "kubernetes");
     let grants = r.json(&["grant", "list"]);
     let grant = grants
@@ -998,6 +986,57 @@ pub(crate) fn read_until(stream: &mut std::net::TcpStream, what: &str) -> String
     String::from_utf8_lossy(&seen).into_owned()
 }
 
+/// `kubectl get pods --watch` with `config` and `extra` arguments, once it has shown the pod.
+pub(crate) fn watching_pods(kubectl: &Path, config: &Path, extra: &[&str]) -> Child {
+    let mut args = vec!["get", "pods", "--watch", "--output", "name"];
+    args.extend(extra);
+    let (watch, watched, _errors) = spawn_kubectl(kubectl, config, &args);
+    wait_for(&watched, "pod/web-0", 1);
+    watch
+}
+
+/// A kubectl that runs on with `config`: the child, and what it prints on stdout and stderr.
+fn spawn_kubectl(kubectl: &Path, config: &Path, args: &[&str]) -> (Child, Shared, Shared) {
+    let mut child = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(config)
+        .args(args)
+        .env("HOME", config.parent().unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = collect(child.stdout.take().unwrap());
+    let errors = collect(child.stderr.take().unwrap());
+    (child, printed, errors)
+}
+
+/// What a reader thread has collected so far.
+type Shared = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// `kubectl port-forward pod/web-0 :8080` with `config`, once it listens: kubectl, its local
+/// port, and what it prints on stderr.
+pub(crate) fn port_forward(kubectl: &Path, config: &Path) -> (Child, u16, Shared) {
+    let args = [
+        "port-forward",
+        "--address",
+        "127.0.0.1",
+        "pod/web-0",
+        ":8080",
+    ];
+    let (forward, printed, errors) = spawn_kubectl(kubectl, config, &args);
+    wait_for(&printed, "Forwarding from 127.0.0.1:", 1);
+    let banner = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
+    let local: u16 = banner
+        .split("Forwarding from 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{banner}"));
+    (forward, local, errors)
+}
+
 /// CONTRACT TEST: `kubectl port-forward` (kubectl's WebSocket tunnel of SPDY/3.1) goes through
 /// Rampart to the pod's port as the person: a local connection reaches the (echoing) port,
 /// each connection is on record with its port and the bytes each way, the bytes are in the
@@ -1012,32 +1051,7 @@ fn kubectl_port_forward_is_relayed_recorded_and_ended_by_a_kill() {
     let (r, _server, port) = rampart_for_cluster(&fake);
     let alice = kubeconfig(&r, &fake, "alice", port);
     let kubectl_path = rampart_testkit::require_tool("kubectl").unwrap();
-    let mut forward = Command::new(&kubectl_path)
-        .arg("--kubeconfig")
-        .arg(&alice)
-        .args([
-            "port-forward",
-            "--address",
-            "127.0.0.1",
-            "pod/web-0",
-            ":8080",
-        ])
-        .env("HOME", alice.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = collect(forward.stdout.take().unwrap());
-    let errors = collect(forward.stderr.take().unwrap());
-    wait_for(&printed, "Forwarding from 127.0.0.1:", 1);
-    let banner = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
-    let local: u16 = banner
-        .split("Forwarding from 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{banner}"));
+    let (mut forward, local, errors) = port_forward(&kubectl_path, &alice);
 
     // One connection: what it sends comes back from the pod's port.
     let mut first = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();

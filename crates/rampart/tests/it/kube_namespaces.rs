@@ -6,7 +6,8 @@
 use crate::BIN;
 use crate::db_common::{live_session, text};
 use crate::kube::{
-    collect, kubeconfig, rampart_for_cluster, read_until, start_fake, wait_exit, wait_for,
+    collect, kubeconfig, port_forward, rampart_for_cluster, read_until, start_fake, wait_exit,
+    wait_for, watching_pods,
 };
 use rampart_testkit::Rampart;
 use serde_json::Value;
@@ -14,17 +15,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A new grant for carol: read and exec on `k8s`, in `namespaces` only. Returns its id.
-fn grant_carol(r: &Rampart, namespaces: &str) -> String {
-    let ids = |r: &Rampart| -> Vec<String> {
-        r.json(&["grant", "list"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let before = ids(r);
-    r.ok(&[
+/// Adds a grant for carol on `k8s` for `actions`, limited to `namespaces` (`None`: the whole
+/// cluster); returns its id.
+fn grant_carol_to(r: &Rampart, actions: &str, namespaces: Option<&str>) -> String {
+    let mut args = vec![
         "grant",
         "add",
         "--user",
@@ -32,11 +26,16 @@ fn grant_carol(r: &Rampart, namespaces: &str) -> String {
         "--asset",
         "k8s",
         "--actions",
-        "kubernetes:read,kubernetes:exec",
-        "--namespaces",
-        namespaces,
-    ]);
-    ids(r).into_iter().find(|id| !before.contains(id)).unwrap()
+        actions,
+    ];
+    if let Some(namespaces) = namespaces {
+        args.extend(["--namespaces", namespaces]);
+    }
+    r.json(&args)["id"].as_str().unwrap().to_owned()
+}
+
+fn grant_carol(r: &Rampart, namespaces: &str) -> String {
+    grant_carol_to(r, "kubernetes:read,kubernetes:exec", Some(namespaces))
 }
 
 /// `grant explain` shows the namespaces a grant limits a Kubernetes asset to, and a question
@@ -266,19 +265,7 @@ fn a_running_exec_and_watch_end_when_the_grant_no_longer_covers_their_namespace(
         r.ok(&["grant", "remove", &grant]);
         back
     };
-    let mut watch = Command::new(&kubectl_path)
-        .arg("--kubeconfig")
-        .arg(&carol)
-        .args(["get", "pods", "--watch", "--output", "name"])
-        .env("HOME", carol.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let watched = collect(watch.stdout.take().unwrap());
-    let _errors = collect(watch.stderr.take().unwrap());
-    wait_for(&watched, "pod/web-0", 1);
+    let mut watch = watching_pods(&kubectl_path, &carol, &[]);
     let watching = live_session(&r, "kubernetes");
     move_carol_to_api(&r, &grant);
     wait_exit(&mut watch);
@@ -300,41 +287,9 @@ fn a_cluster_wide_watch_ends_when_the_grant_is_limited_to_a_namespace() {
     let Some(fake) = start_fake() else { return };
     let (r, _server, port) = rampart_for_cluster(&fake);
     r.ok(&["user", "add", "carol"]);
-    // A grant without namespaces: the whole cluster.
-    let everywhere = r.json(&[
-        "grant",
-        "add",
-        "--user",
-        "carol",
-        "--asset",
-        "k8s",
-        "--actions",
-        "kubernetes:read",
-    ])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let everywhere = grant_carol_to(&r, "kubernetes:read", None);
     let carol = kubeconfig(&r, &fake, "carol", port);
-    let mut watch = Command::new(&kubectl_path)
-        .arg("--kubeconfig")
-        .arg(&carol)
-        .args([
-            "get",
-            "pods",
-            "--all-namespaces",
-            "--watch",
-            "--output",
-            "name",
-        ])
-        .env("HOME", carol.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let watched = collect(watch.stdout.take().unwrap());
-    let _errors = collect(watch.stderr.take().unwrap());
-    wait_for(&watched, "pod/web-0", 1);
+    let mut watch = watching_pods(&kubectl_path, &carol, &["--all-namespaces"]);
     let watching = live_session(&r, "kubernetes");
     grant_carol(&r, "default");
     r.ok(&["grant", "remove", &everywhere]);
@@ -356,52 +311,17 @@ fn a_running_port_forward_ends_when_the_grant_no_longer_covers_its_namespace() {
     let Some(fake) = start_fake() else { return };
     let (r, _server, port) = rampart_for_cluster(&fake);
     r.ok(&["user", "add", "carol"]);
-    let forward_grant = |namespaces: &str| -> String {
-        r.json(&[
-            "grant",
-            "add",
-            "--user",
-            "carol",
-            "--asset",
-            "k8s",
-            "--actions",
-            // kubectl reads the pod before it forwards.
+    // kubectl reads the pod before it forwards.
+    let forward_grant = |namespaces| {
+        grant_carol_to(
+            &r,
             "kubernetes:read,kubernetes:port_forward",
-            "--namespaces",
-            namespaces,
-        ])["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+            Some(namespaces),
+        )
     };
     let grant = forward_grant("default,api");
     let carol = kubeconfig(&r, &fake, "carol", port);
-    let mut forward = Command::new(&kubectl_path)
-        .arg("--kubeconfig")
-        .arg(&carol)
-        .args([
-            "port-forward",
-            "--address",
-            "127.0.0.1",
-            "pod/web-0",
-            ":8080",
-        ])
-        .env("HOME", carol.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = collect(forward.stdout.take().unwrap());
-    let _errors = collect(forward.stderr.take().unwrap());
-    wait_for(&printed, "Forwarding from 127.0.0.1:", 1);
-    let banner = String::from_utf8_lossy(&printed.lock().unwrap()).into_owned();
-    let local: u16 = banner
-        .split("Forwarding from 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{banner}"));
+    let (mut forward, local, _errors) = port_forward(&kubectl_path, &carol);
     // A connection through it works, and stays open.
     let mut connection = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
     std::io::Write::write_all(&mut connection, b"before").unwrap();
