@@ -168,23 +168,8 @@ fn each_detector_raises_its_alert_in_syslog_the_webhook_and_the_api() {
         .trim()
         .to_owned();
     // A second asset on the same sshd, which alice may use but never has.
-    r.ok(&[
-        "asset",
-        "add",
-        "web-02",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &lab.target.port.to_string(),
-    ]);
     let target_key = r.scratch().join("target");
-    r.ok(&[
-        "account",
-        "add",
-        &format!("{}@web-02", lab.login),
-        "--key-file",
-        target_key.to_str().unwrap(),
-    ]);
+    crate::ssh::add_loopback_target(r, "web-02", lab.target.port, &lab.login, &target_key);
     r.ok(&["grant", "add", "--user", "alice", "--asset", "web-02"]);
     let web_01 = lab.direct();
     let web_02 = format!("alice@{}@web-02", lab.login);

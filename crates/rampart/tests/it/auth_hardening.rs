@@ -357,23 +357,8 @@ fn a_browser_session_ends_when_the_login_rules_refuse_its_address() {
 
 /// Adds asset NAME at `port` with the lab's key account on it, granted to alice.
 fn add_target(lab: &Lab, name: &str, port: u16) {
-    lab.r.ok(&[
-        "asset",
-        "add",
-        name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ]);
     let target_key = lab.r.scratch().join("target");
-    lab.r.ok(&[
-        "account",
-        "add",
-        &format!("{}@{name}", lab.login),
-        "--key-file",
-        target_key.to_str().unwrap(),
-    ]);
+    crate::ssh::add_loopback_target(&lab.r, name, port, &lab.login, &target_key);
     lab.r
         .ok(&["grant", "add", "--user", "alice", "--asset", name]);
 }

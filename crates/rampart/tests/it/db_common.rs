@@ -204,3 +204,16 @@ pub fn tls_rejections(r: &Rampart) -> Vec<Value> {
         .map(|e| e["event"].clone())
         .collect()
 }
+
+/// Pins `fingerprint` on `asset`'s `protocol` endpoint.
+pub(crate) fn pin(r: &Rampart, asset: &str, protocol: &str, fingerprint: &str) {
+    r.ok(&[
+        "asset",
+        "endpoint",
+        "set",
+        asset,
+        protocol,
+        "--tls-fingerprint",
+        fingerprint,
+    ]);
+}

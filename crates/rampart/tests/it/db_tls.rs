@@ -5,22 +5,9 @@
 //! by these servers); with the right pin the user's statements run through TLS; with another
 //! pin the connection is refused before the login, with a clear line and an audit event.
 
-use crate::db_common::{TestCert, test_cert, text, tls_rejections};
+use crate::db_common::{TestCert, pin, test_cert, text, tls_rejections};
 use rampart_testkit::Rampart;
 use std::process::Output;
-
-/// Pins `fingerprint` on `asset`'s `protocol` endpoint.
-fn pin(r: &Rampart, asset: &str, protocol: &str, fingerprint: &str) {
-    r.ok(&[
-        "asset",
-        "endpoint",
-        "set",
-        asset,
-        protocol,
-        "--tls-fingerprint",
-        fingerprint,
-    ]);
-}
 
 /// What a swapped certificate shows: the refusal line and one audit event naming both.
 fn assert_refused_as_not_pinned(r: &Rampart, out: &Output, server: &TestCert, other: &TestCert) {

@@ -659,23 +659,8 @@ fn kubectl_exec_it_is_a_recorded_terminal_under_command_rules() {
     assert!(echo.status.success(), "{}", text(&echo));
     assert_eq!(String::from_utf8_lossy(&echo.stdout), "a; cat b\n");
 
-    let command = format!(
-        "stty cols 100 rows 30; {} --kubeconfig {} exec -it web-0 -- sh",
-        kubectl_path.display(),
-        alice.display()
-    );
-    let mut child = Command::new(script)
-        .args(["-qec", &command, "/dev/null"])
-        .env("HOME", alice.parent().unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = collect(child.stdout.take().unwrap());
-    let _errors = collect(child.stderr.take().unwrap());
-    let mut keys = child.stdin.take().unwrap();
-    wait_for(&seen, "$ ", 1);
+    let (mut child, seen, mut keys) =
+        kubectl_at_prompt(&script, &kubectl_path, &alice, "exec -it web-0 -- sh");
     keys.write_all(b"echo hello-tty\r").unwrap();
     wait_for(&seen, "hello-tty", 2);
     keys.write_all(b"cat /etc/shadow\r").unwrap();
@@ -792,23 +777,8 @@ fn kubectl_attach_it_is_a_recorded_terminal_with_its_command_log() {
     let Some(fake) = start_fake() else { return };
     let (r, _server, port) = rampart_for_cluster(&fake);
     let alice = kubeconfig(&r, &fake, "alice", port);
-    let command = format!(
-        "stty cols 100 rows 30; {} --kubeconfig {} attach -it web-0",
-        kubectl_path.display(),
-        alice.display()
-    );
-    let mut child = Command::new(script)
-        .args(["-qec", &command, "/dev/null"])
-        .env("HOME", alice.parent().unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = collect(child.stdout.take().unwrap());
-    let _errors = collect(child.stderr.take().unwrap());
-    let mut keys = child.stdin.take().unwrap();
-    wait_for(&seen, "$ ", 1);
+    let (mut child, seen, mut keys) =
+        kubectl_at_prompt(&script, &kubectl_path, &alice, "attach -it web-0");
     keys.write_all(b"echo hello-attach\r").unwrap();
     wait_for(&seen, "hello-attach", 2);
     keys.write_all(b"exit\r").unwrap();
@@ -872,23 +842,8 @@ fn live_enforcement_ends_exec_streams_and_watches() {
     let alice = kubeconfig(&r, &fake, "alice", port);
 
     // An interactive exec, killed by an administrator.
-    let command = format!(
-        "stty cols 100 rows 30; {} --kubeconfig {} exec -it web-0 -- sh",
-        kubectl_path.display(),
-        alice.display()
-    );
-    let mut shell = Command::new(script)
-        .args(["-qec", &command, "/dev/null"])
-        .env("HOME", alice.parent().unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = collect(shell.stdout.take().unwrap());
-    let _errors = collect(shell.stderr.take().unwrap());
-    let _keys = shell.stdin.take().unwrap();
-    wait_for(&seen, "$ ", 1);
+    let (mut shell, seen, _keys) =
+        kubectl_at_prompt(&script, &kubectl_path, &alice, "exec -it web-0 -- sh");
     let id = live_session(&r, "kubernetes_exec");
     r.ok(&["session", "kill", &id, "--reason", "incident 4711"]);
     wait_exit(&mut shell);
@@ -1014,6 +969,35 @@ fn spawn_kubectl(kubectl: &Path, config: &Path, args: &[&str]) -> (Child, Shared
 
 /// What a reader thread has collected so far.
 type Shared = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// `kubectl ARGS` (an `-it` exec or attach) with `config` in a 100 x 30 terminal (through
+/// `script`), once the container's shell shows its prompt: kubectl, what the terminal shows,
+/// and its keyboard.
+pub(crate) fn kubectl_at_prompt(
+    script: &Path,
+    kubectl: &Path,
+    config: &Path,
+    args: &str,
+) -> (Child, Shared, std::process::ChildStdin) {
+    let command = format!(
+        "stty cols 100 rows 30; {} --kubeconfig {} {args}",
+        kubectl.display(),
+        config.display()
+    );
+    let mut child = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", config.parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = collect(child.stdout.take().unwrap());
+    let _errors = collect(child.stderr.take().unwrap());
+    let keys = child.stdin.take().unwrap();
+    wait_for(&seen, "$ ", 1);
+    (child, seen, keys)
+}
 
 /// `kubectl port-forward pod/web-0 :8080` with `config`, once it listens: kubectl, its local
 /// port, and what it prints on stderr.

@@ -6,12 +6,11 @@
 use crate::BIN;
 use crate::db_common::{live_session, text};
 use crate::kube::{
-    collect, kubeconfig, port_forward, rampart_for_cluster, read_until, start_fake, wait_exit,
-    wait_for, watching_pods,
+    kubeconfig, kubectl_at_prompt, port_forward, rampart_for_cluster, read_until, start_fake,
+    wait_exit, wait_for, watching_pods,
 };
 use rampart_testkit::Rampart;
 use serde_json::Value;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A new grant for carol: read and exec on `k8s`, in `namespaces` only. Returns its id.
@@ -235,23 +234,8 @@ fn a_running_exec_and_watch_end_when_the_grant_no_longer_covers_their_namespace(
     const WHY: &str = "no grant allows kubernetes:exec in the namespace default any more";
 
     // An interactive exec in `default` (a shell that stays open until it is ended).
-    let command = format!(
-        "stty cols 100 rows 30; {} --kubeconfig {} exec -it web-0 -- sh",
-        kubectl_path.display(),
-        carol.display()
-    );
-    let mut shell = Command::new(script)
-        .args(["-qec", &command, "/dev/null"])
-        .env("HOME", carol.parent().unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = collect(shell.stdout.take().unwrap());
-    let _errors = collect(shell.stderr.take().unwrap());
-    let _keys = shell.stdin.take().unwrap();
-    wait_for(&seen, "$ ", 1);
+    let (mut shell, seen, _keys) =
+        kubectl_at_prompt(&script, &kubectl_path, &carol, "exec -it web-0 -- sh");
     let exec = live_session(&r, "kubernetes_exec");
     let grant = move_carol_to_api(&r, &grant);
     wait_exit(&mut shell);

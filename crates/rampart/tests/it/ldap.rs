@@ -312,22 +312,7 @@ fn add_target(r: &Rampart) -> (SshTarget, String) {
     let (target_key, target_pub) = ssh_keygen(&dir, "target", "ed25519", "");
     let target = SshTarget::start(&target_pub).unwrap();
     let login = current_user();
-    r.ok(&[
-        "asset",
-        "add",
-        "web-01",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &target.port.to_string(),
-    ]);
-    r.ok(&[
-        "account",
-        "add",
-        &format!("{login}@web-01"),
-        "--key-file",
-        target_key.to_str().unwrap(),
-    ]);
+    crate::ssh::add_loopback_target(r, "web-01", target.port, &login, &target_key);
     (target, login)
 }
 

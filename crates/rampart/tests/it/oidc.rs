@@ -148,6 +148,52 @@ fn start_idp(node: &Path, cert: &Path, key: &Path, redirect: &str) -> Idp {
     Idp { child, issuer }
 }
 
+/// `rampart serve` on `web_port` signing in through `idp` (the client's secret in a file, the
+/// provider's CA `ca`), with `extra` lines in its `[oidc]` section.
+fn serve_with_oidc(
+    r: &Rampart,
+    idp: &Idp,
+    ca: &Path,
+    web_port: u16,
+    extra: &str,
+) -> rampart_testkit::Server {
+    let dir = r.scratch();
+    let secret_file = dir.join("oidc-client-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let config = dir.join("rampart.toml");
+    let redirect = format!("https://127.0.0.1:{web_port}/api/v1/oidc/callback");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[oidc]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret_file = "{secret}"
+redirect_url = "{redirect}"
+scopes = ["openid", "profile", "email", "groups", "offline_access"]
+ca_file = "{ca}"
+display_name = "Test IdP"
+{extra}
+"#,
+            issuer = idp.issuer,
+            secret = secret_file.display(),
+            ca = ca.display(),
+        ),
+    )
+    .unwrap();
+    r.serve_with_args(
+        &[
+            "--http-listen",
+            &format!("127.0.0.1:{web_port}"),
+            "--ssh-listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -186,58 +232,17 @@ fn oidc_sign_in_in_chromium_maps_groups_refuses_bad_tokens_and_a_provider_disabl
         return;
     };
     let login = current_user();
-    r.ok(&[
-        "asset",
-        "add",
-        "web-01",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &target.port.to_string(),
-    ]);
-    r.ok(&[
-        "account",
-        "add",
-        &format!("{login}@web-01"),
-        "--key-file",
-        target_key.to_str().unwrap(),
-    ]);
+    crate::ssh::add_loopback_target(&r, "web-01", target.port, &login, &target_key);
     r.ok(&["group", "add", "ops"]);
     r.ok(&["grant", "add", "--group", "ops", "--asset", "web-01"]);
 
-    let secret_file = dir.join("oidc-client-secret");
-    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
-    let config = dir.join("rampart.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[oidc]
-issuer = "{issuer}"
-client_id = "{CLIENT_ID}"
-client_secret_file = "{secret}"
-redirect_url = "{redirect}"
-scopes = ["openid", "profile", "email", "groups", "offline_access"]
-group_map = {{ "idp-ops" = "ops", "idp-dba" = "dba", "idp-dev" = "dev", "idp-admins" = "role:admin" }}
-ca_file = "{ca}"
-recheck_interval = "2s"
-display_name = "Test IdP"
-"#,
-            issuer = idp.issuer,
-            secret = secret_file.display(),
-            ca = ca.display(),
-        ),
-    )
-    .unwrap();
-    let server = r.serve_with_args(
-        &[
-            "--http-listen",
-            &format!("127.0.0.1:{web_port}"),
-            "--ssh-listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
+    let server = serve_with_oidc(
+        &r,
+        &idp,
+        &ca,
+        web_port,
+        r#"group_map = { "idp-ops" = "ops", "idp-dba" = "dba", "idp-dev" = "dev", "idp-admins" = "role:admin" }
+recheck_interval = "2s""#,
     );
 
     // The browser flow, step by step. A refused step leaves no session; the key the provider
@@ -445,38 +450,7 @@ fn an_oidc_user_with_totp_is_asked_for_the_code_after_the_provider() {
     let web_port = free_port();
     let redirect = format!("https://127.0.0.1:{web_port}/api/v1/oidc/callback");
     let idp = start_idp(&node, &idp_cert, &idp_key, &redirect);
-    let secret_file = dir.join("oidc-client-secret");
-    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
-    let config = dir.join("rampart.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[oidc]
-issuer = "{issuer}"
-client_id = "{CLIENT_ID}"
-client_secret_file = "{secret}"
-redirect_url = "{redirect}"
-scopes = ["openid", "profile", "email", "groups", "offline_access"]
-ca_file = "{ca}"
-display_name = "Test IdP"
-"#,
-            issuer = idp.issuer,
-            secret = secret_file.display(),
-            ca = ca.display(),
-        ),
-    )
-    .unwrap();
-    let server = r.serve_with_args(
-        &[
-            "--http-listen",
-            &format!("127.0.0.1:{web_port}"),
-            "--ssh-listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let server = serve_with_oidc(&r, &idp, &ca, web_port, "");
     let artifacts = crate::browser::artifacts_dir().join("oidc-totp");
     let first = sign_in(
         &node,

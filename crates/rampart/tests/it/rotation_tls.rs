@@ -4,24 +4,12 @@
 //! sessions do (`rampart_session::target_tls`, the one decision) and commits; with another
 //! certificate pinned it sends nothing, does not commit, and audits the rejection.
 
-use crate::db_common::{TestCert, test_cert, tls_rejections};
+use crate::db_common::{TestCert, pin, test_cert, tls_rejections};
 use rampart_testkit::{Rampart, output_with_input};
 use std::process::{Command, Stdio};
 
 const NEW: &str = "tls-rotated-canary-8c2f71.Q";
 const NEXT: &str = "tls-rotated-again-5e0a93.W";
-
-fn pin(r: &Rampart, asset: &str, protocol: &str, fingerprint: &str) {
-    r.ok(&[
-        "asset",
-        "endpoint",
-        "set",
-        asset,
-        protocol,
-        "--tls-fingerprint",
-        fingerprint,
-    ]);
-}
 
 /// `account rotate ACCOUNT` with `new` as the next password: whether it succeeded, and what it
 /// said.

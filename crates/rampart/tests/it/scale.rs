@@ -38,22 +38,7 @@ fn many_concurrent_shell_sessions_all_open_echo_their_own_token_close_and_leave_
     };
     let login = current_user();
     r.ok(&["user", "add", "alice", "--key", alice_pub.to_str().unwrap()]);
-    r.ok(&[
-        "asset",
-        "add",
-        "web-01",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &target.port.to_string(),
-    ]);
-    r.ok(&[
-        "account",
-        "add",
-        &format!("{login}@web-01"),
-        "--key-file",
-        target_key.to_str().unwrap(),
-    ]);
+    crate::ssh::add_loopback_target(&r, "web-01", target.port, &login, &target_key);
     r.ok(&["grant", "add", "--user", "alice", "--asset", "web-01"]);
     let at_once = (OPENING_AT_ONCE * 2).to_string();
     let server = r.serve_with_env(&[

@@ -24,6 +24,24 @@ pub(crate) struct Lab {
     pub(crate) client_config: PathBuf,
 }
 
+/// Registers the asset `asset` at 127.0.0.1:`port` and its account `login@asset`, which logs in
+/// with `key` (vaulted).
+pub(crate) fn add_loopback_target(r: &Rampart, asset: &str, port: u16, login: &str, key: &Path) {
+    let port = port.to_string();
+    r.ok(&[
+        "asset",
+        "add",
+        asset,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]);
+    let account = format!("{login}@{asset}");
+    let key = key.to_str().unwrap();
+    r.ok(&["account", "add", &account, "--key-file", key]);
+}
+
 impl Lab {
     pub(crate) fn start() -> Option<Self> {
         Self::start_with_env(&[])
@@ -49,22 +67,7 @@ impl Lab {
         let target = SshTarget::start(&target_pub)?;
         let login = current_user();
         r.ok(&["user", "add", "alice", "--key", alice_pub.to_str().unwrap()]);
-        r.ok(&[
-            "asset",
-            "add",
-            "web-01",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &target.port.to_string(),
-        ]);
-        r.ok(&[
-            "account",
-            "add",
-            &format!("{login}@web-01"),
-            "--key-file",
-            target_key.to_str().unwrap(),
-        ]);
+        crate::ssh::add_loopback_target(&r, "web-01", target.port, &login, &target_key);
         r.ok(&["grant", "add", "--user", "alice", "--asset", "web-01"]);
         let client_config = dir.join("ssh_config");
         std::fs::write(
