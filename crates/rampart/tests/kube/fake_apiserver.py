@@ -271,12 +271,29 @@ class Handler(BaseHTTPRequestHandler):
             ws.send(channel, prefix + data)
 
     def shell(self, ws):
-        ws.send(1, b"$ ")
+        # The prompt goes out once the client has spoken (kubectl -it sends the terminal's size
+        # first), or after 3 s of silence: kubectl's WebSocket client drops what arrives before
+        # it has set up its streams ("Unknown stream id 1, discarding message"), and a prompt
+        # sent right after the upgrade was sometimes lost that way.
+        prompted = threading.Lock()
+        sent = []
+
+        def prompt():
+            with prompted:
+                if not sent:
+                    sent.append(True)
+                    ws.send(1, b"$ ")
+
+        timer = threading.Timer(3, prompt)
+        timer.daemon = True
+        timer.start()
         line = b""
         while True:
             message = ws.recv()
             if message is None:
+                timer.cancel()
                 return
+            prompt()
             channel, data = message
             if channel == 4:
                 log({"resize": json.loads(data)})
