@@ -14,8 +14,9 @@
 //!   [`explain`]: `grant explain`'s report.
 //! - [`database`]: what the database fronts share: the `USER@ACCOUNT@ASSET` login, the
 //!   authorization of a connection, the vaulted password's use and the per-statement record.
-//! - `statement_log`: a recorded database session's statement rows, written in batches off
-//!   the relay's path (each statement is marked in the recording before its answer).
+//! - `statement_log`: recorded database sessions' statement rows, written in batches off the
+//!   relays' path by one writer per node (each statement is marked in the recording before its
+//!   answer).
 //! - [`framed`]: the accept loop and the relay of whole frames the database fronts share.
 //! - [`command_control`]: command rules applied to exec requests and to shell lines;
 //!   [`approval`]: shell lines held for an approver.
@@ -40,6 +41,7 @@ pub mod observers;
 pub mod screen;
 pub mod statement_control;
 mod statement_log;
+pub use statement_log::StatementWriter;
 pub mod target_tls;
 mod trail;
 

@@ -18,7 +18,7 @@ use crate::guard::{SessionGuard, Shared};
 use crate::live::{LiveSessions, SessionGrant};
 use crate::observe::{Observer, ObserverSet};
 use crate::observers::TerminalRecorder;
-use crate::statement_log::StatementLog;
+use crate::statement_log::StatementWriter;
 use crate::trail::Trail;
 use rampart_audit::{CastHeader, LiveRecorder, PrivateKey, Recorder, RecordingOptions};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -57,6 +57,9 @@ pub struct Evidence {
     pub dir: PathBuf,
     pub key: Arc<PrivateKey>,
     pub recording: RecordingSettings,
+    /// The node's writer of database statements' rows (one per node: build the node's
+    /// `Evidence` once and clone it), started on first use.
+    pub statements: StatementWriter,
 }
 
 impl std::fmt::Debug for Evidence {
@@ -276,8 +279,11 @@ impl SessionCore {
         let (registration, control) = self.live.register(id, grant);
         // A recorded database session's statements are marked in its recording before their
         // answers; their searchable rows are then written in batches (`statement_log`).
-        let statements = (recorded && kind.is_database())
-            .then(|| StatementLog::start(self.store.clone(), registration.session.clone()));
+        let statements = (recorded && kind.is_database()).then(|| {
+            self.evidence
+                .statements
+                .session(&self.store, registration.session.clone())
+        });
         let shared = Arc::new(Shared::new(
             ObserverSet::new(observers),
             Trail {

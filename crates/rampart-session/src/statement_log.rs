@@ -1,18 +1,23 @@
-//! The searchable rows of a recorded database session's statements (the command log and its
-//! `command_run` events, what `rampart audit queries` reads), written in batches by a task of
-//! the session's own, off the relay's path.
+//! The searchable rows of recorded database sessions' statements (the command log and its
+//! `command_run` events, what `rampart audit queries` reads), written in batches by one writer
+//! task per node, off the relays' path.
 //!
 //! Why: a statement's evidence is its marker in the session's sealed, hash-chained recording,
 //! written before its answer is passed back (`ObserverSet::target` marks every command the
 //! observers find). Committing each statement's row to SQLite before the answer as well (a
 //! write transaction with an fsync) held every query to the disk's speed: pgbench ran at a few
-//! percent of direct. So the rows are queued (bounded: the relay waits while the queue is
-//! full) and a writer commits whatever has gathered in one transaction, in order.
+//! percent of direct. So the rows are queued (bounded: a relay waits while the queue is full)
+//! and the writer commits whatever has gathered, from every session, in one transaction, in
+//! order. One writer per node, not one per session: concurrent sessions' writers each took
+//! the database's write lock in turn, waited for each other in SQLite's busy handler (sleeps of
+//! milliseconds) and paid an fsync each; one writer pays one commit for all of them (group
+//! commit).
 //!
-//! Fail closed: a batch that cannot be written ends the session (live enforcement's stop, with
-//! the reason), and every later statement of the session is refused the same way. The session's
-//! end waits for its queue to be written ([`StatementLog::flush`]) before the record is closed,
-//! so the chain has every statement before `session_ended`.
+//! Fail closed: a batch that cannot be written ends every session that had statements in it
+//! (live enforcement's stop, with the reason), and every later statement of those sessions is
+//! refused the same way. A session's end waits for the queue to be written up to its last
+//! statement ([`StatementLog::flush`]) before its record is closed, so the chain has every
+//! statement before `session_ended`.
 //!
 //! INVARIANT: only statements already marked in the session's recording are queued; anything
 //! else the trail writes (rule matches, statements refused by Rampart) is written at once, after
@@ -23,38 +28,73 @@ use rampart_store::{NewCommand, Store};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
-/// Statements (and flush requests) waiting for the writer, per session. Beyond it the relay
-/// waits: memory stays bounded whatever the client pipelines.
-const QUEUE: usize = 4096;
+/// Statements (and flush requests) waiting for the writer, for the whole node. Beyond it the
+/// relays wait: memory stays bounded whatever the clients pipeline.
+const QUEUE: usize = 8192;
 /// The most statements written in one transaction.
 const BATCH: usize = 1024;
 
 enum Job {
-    Statement(Box<NewCommand>),
+    Statement(Box<NewCommand>, Arc<Failure>),
     /// Answered once everything queued before it is written (or failed).
     Flush(oneshot::Sender<()>),
 }
 
-/// One session's queue of statement rows and its writer.
+/// One session's failure cell: why the writer could not write its statements, once it could
+/// not, and the session to end then.
+#[derive(Debug)]
+struct Failure {
+    why: OnceLock<String>,
+    live: Arc<LiveSession>,
+}
+
+impl Failure {
+    fn fail(&self, why: &str) {
+        if self.why.set(why.to_owned()).is_ok() {
+            self.live.end(why.to_owned());
+        }
+    }
+}
+
+/// The node's statement writer: a queue and the task that drains it. Started on first use
+/// (on the runtime of the first database session), cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct StatementWriter {
+    jobs: Arc<OnceLock<mpsc::Sender<Job>>>,
+}
+
+impl StatementWriter {
+    /// A session's handle on the node's writer; a failed write ends `live`.
+    pub(crate) fn session(&self, store: &Arc<Store>, live: Arc<LiveSession>) -> StatementLog {
+        let jobs = self
+            .jobs
+            .get_or_init(|| {
+                let (jobs, queue) = mpsc::channel(QUEUE);
+                tokio::spawn(write(store.clone(), queue));
+                jobs
+            })
+            .clone();
+        StatementLog {
+            jobs,
+            failure: Arc::new(Failure {
+                why: OnceLock::new(),
+                live,
+            }),
+        }
+    }
+}
+
+/// One session's statement rows, queued for the node's writer.
 #[derive(Debug)]
 pub(crate) struct StatementLog {
     jobs: mpsc::Sender<Job>,
-    /// Why the writer failed, once it has: the session must end.
-    failure: Arc<OnceLock<String>>,
+    failure: Arc<Failure>,
 }
 
 impl StatementLog {
-    /// Starts the session's writer (on the current runtime). A failed write ends `live`.
-    pub(crate) fn start(store: Arc<Store>, live: Arc<LiveSession>) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        let failure = Arc::new(OnceLock::new());
-        tokio::spawn(write(store, queue, failure.clone(), live));
-        Self { jobs, failure }
-    }
-
-    /// An error once a batch could not be written.
+    /// An error once a batch with this session's statements could not be written.
     pub(crate) fn check(&self) -> Result<(), String> {
-        match self.failure.get() {
+        match self.failure.why.get() {
             Some(why) => Err(why.clone()),
             None => Ok(()),
         }
@@ -64,12 +104,12 @@ impl StatementLog {
     pub(crate) async fn push(&self, command: NewCommand) -> Result<(), String> {
         self.check()?;
         self.jobs
-            .send(Job::Statement(Box::new(command)))
+            .send(Job::Statement(Box::new(command), self.failure.clone()))
             .await
             .map_err(|_| stopped())
     }
 
-    /// Waits until every statement queued so far is written.
+    /// Waits until every statement this session queued so far is written.
     pub(crate) async fn flush(&self) -> Result<(), String> {
         self.check()?;
         let (done, written) = oneshot::channel();
@@ -86,21 +126,25 @@ fn stopped() -> String {
     "the query log's writer stopped".to_owned()
 }
 
-/// The writer: takes what has gathered (at most [`BATCH`] statements), writes it in one
-/// transaction, answers the flushes among it; until the session's queue is dropped.
-async fn write(
-    store: Arc<Store>,
-    mut queue: mpsc::Receiver<Job>,
-    failure: Arc<OnceLock<String>>,
-    live: Arc<LiveSession>,
-) {
+/// The writer: takes what has gathered (at most [`BATCH`] statements, from any session),
+/// writes it in one transaction, answers the flushes among it; for the node's life.
+async fn write(store: Arc<Store>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::new();
+    let mut owners: Vec<Arc<Failure>> = Vec::new();
     let mut flushes = Vec::new();
     while let Some(job) = queue.recv().await {
         let mut next = Some(job);
         while let Some(job) = next.take() {
             match job {
-                Job::Statement(command) => batch.push(*command),
+                // A session that has failed writes nothing more (its relay is ending).
+                Job::Statement(command, owner) => {
+                    if owner.why.get().is_none() {
+                        batch.push(*command);
+                        if !owners.iter().any(|known| Arc::ptr_eq(known, &owner)) {
+                            owners.push(owner);
+                        }
+                    }
+                }
                 Job::Flush(done) => flushes.push(done),
             }
             if batch.len() < BATCH {
@@ -108,15 +152,20 @@ async fn write(
             }
         }
         if !batch.is_empty()
-            && failure.get().is_none()
             && let Err(err) = store.record_commands(&batch).await
         {
             let why = format!("the query log cannot be written ({err})");
-            tracing::error!(error = %err, "cannot write a session's statements; ending it");
-            let _ = failure.set(why.clone());
-            live.end(why);
+            tracing::error!(
+                error = %err,
+                sessions = owners.len(),
+                "cannot write database sessions' statements; ending them"
+            );
+            for owner in &owners {
+                owner.fail(&why);
+            }
         }
         batch.clear();
+        owners.clear();
         for done in flushes.drain(..) {
             let _ = done.send(());
         }

@@ -165,6 +165,7 @@ impl Gateway {
                 dir: recordings,
                 key: audit_key,
                 recording: settings.recording,
+                statements: Default::default(),
             },
             server_config: Arc::new(server::config(host_key, Vec::new())),
             host_certifier,

@@ -481,6 +481,66 @@ fn malformed_and_oversized_commands_and_a_kill_end_the_session_with_an_error() {
     );
 }
 
+/// The node writes every database session's statement rows in one queue (group commit). When
+/// a batch cannot be written, every session with statements in it ends with the reason (fail
+/// closed), a new session's first statement ends it the same way, and once the database takes
+/// writes again new sessions work.
+#[test]
+fn statement_rows_that_cannot_be_written_end_every_session_they_belong_to() {
+    if rampart_testkit::require_tool("sqlite3").is_none() {
+        return;
+    }
+    let Some(redis) = start_redis() else { return };
+    let (r, _server, port) = rampart_for(&redis, &[("RAMPART_REDIS_ALLOW_PLAIN_LOOPBACK", "true")]);
+    let token = token(&r);
+    let ping = |raw: &mut Raw| {
+        raw.0.write_all(resp(&["PING"]).as_bytes()).unwrap();
+        let mut pong = [0u8; 7];
+        raw.0.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"+PONG\r\n");
+    };
+    let mut first = Raw::login(port, &token);
+    let mut second = Raw::login(port, &token);
+    ping(&mut first);
+    ping(&mut second);
+    queries_until(&r, &["--user", "alice"], 2);
+
+    let sqlite = |sql: &str| {
+        let db = r.data_dir().join("rampart.db");
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .arg(".timeout 30000")
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {out:?}");
+    };
+    sqlite(
+        "CREATE TRIGGER refuse_commands BEFORE INSERT ON commands \
+         BEGIN SELECT RAISE(ABORT, 'the disk refuses'); END;",
+    );
+    // Each session's next statement is marked in its recording and answered; its row cannot
+    // be written, so the session ends with the reason.
+    for raw in [&mut first, &mut second] {
+        raw.0.write_all(resp(&["PING"]).as_bytes()).unwrap();
+        let said = raw.rest();
+        assert!(said.starts_with("+PONG\r\n"), "{said:?}");
+        assert!(
+            said.contains("-ERR Rampart ended the session: the query log cannot be written"),
+            "{said:?}"
+        );
+    }
+    let mut third = Raw::login(port, &token);
+    third.0.write_all(resp(&["PING"]).as_bytes()).unwrap();
+    let said = third.rest();
+    assert!(said.contains("the query log cannot be written"), "{said:?}");
+
+    sqlite("DROP TRIGGER refuse_commands;");
+    let mut fourth = Raw::login(port, &token);
+    ping(&mut fourth);
+    queries_until(&r, &["--user", "alice"], 3);
+}
+
 #[test]
 fn a_database_token_minted_through_the_api_works_with_redis_cli_and_the_query_log_is_in_the_api() {
     let Some(redis) = start_redis() else { return };
