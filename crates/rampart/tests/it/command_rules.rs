@@ -222,6 +222,63 @@ fn a_refused_shell_line_is_not_run_on_the_target_and_the_session_goes_on() {
     assert!(!ran.iter().any(|c| c.contains("touch")), "{commands}");
 }
 
+/// Keys typed before the shell has printed anything (type-ahead, as a script or a paste at
+/// connect would send them) are judged like any line: a refused one does not run, and the
+/// command log does not take another line for it.
+#[test]
+fn a_refused_line_typed_before_the_first_prompt_does_not_run() {
+    let Some(lab) = Lab::start() else { return };
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    let grant = grant_id(&lab);
+    add_rule(&lab, &grant, "prefix:touch", "deny");
+    let marker = lab.r.scratch().join("typeahead-marker");
+    let command = format!(
+        "ssh -F {} -p {} -tt {}@127.0.0.1",
+        lab.client_config.display(),
+        lab.port(),
+        lab.direct()
+    );
+    let terminal = Terminal::start(&command);
+    // At once, before any prompt.
+    terminal.keys(&[&format!("touch {}", marker.display()), "Enter"]);
+    terminal.wait_for("command refused by rule #10 deny prefix:touch");
+    terminal.wait_until("a prompt", |s| {
+        s.lines().any(|l| l.trim_end().ends_with(['#', '$']))
+    });
+    terminal.keys(&["echo typed-$((6*7))", "Enter"]);
+    terminal.wait_for("typed-42");
+    terminal.keys(&["exit", "Enter"]);
+    for _ in 0..300 {
+        if !terminal.is_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !marker.exists(),
+        "a refused line typed ahead ran on the target"
+    );
+    let denied = lab.events("command_rule_matched");
+    assert!(
+        denied.iter().any(|e| e["event"]["action"] == "deny"
+            && e["event"]["line"]
+                .as_str()
+                .is_some_and(|l| l.contains("typeahead-marker"))),
+        "{denied:?}"
+    );
+    let commands = lab.r.json(&["audit", "commands", "--user", "alice"]);
+    let ran: Vec<&str> = commands
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["command"].as_str())
+        .collect();
+    assert!(ran.contains(&"echo typed-$((6*7))"), "{commands}");
+    assert!(!ran.iter().any(|c| c.contains("touch")), "{commands}");
+}
+
 #[test]
 fn a_flagged_command_raises_an_alert_in_syslog_and_the_webhook_that_can_be_acknowledged() {
     let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
