@@ -57,6 +57,8 @@ pub struct Evidence {
     pub dir: PathBuf,
     pub key: Arc<PrivateKey>,
     pub recording: RecordingSettings,
+    /// Where each recording is copied as its chunks close (`recording.store = "s3"`).
+    pub replica: Option<Arc<dyn rampart_audit::replica::Replica>>,
 }
 
 impl std::fmt::Debug for Evidence {
@@ -233,8 +235,14 @@ impl SessionCore {
             }
             return Err(Refused);
         }
-        // The writer thread starts once the session exists.
+        // The writer thread starts once the session exists; so does the copy to the replica.
         let recorder = match recorder
+            .map(|mut recorder| {
+                if let Some(replica) = &self.evidence.replica {
+                    recorder.replicate_to(replica.clone());
+                }
+                recorder
+            })
             .map(|recorder| LiveRecorder::start(recorder, self.evidence.recording.sync_interval))
         {
             Some(Err(err)) => {

@@ -89,6 +89,7 @@ async fn lab() -> Lab {
         dir: recordings,
         key: Arc::new(key),
         recording: RecordingSettings::default(),
+        replica: None,
     };
     let live = Arc::new(LiveSessions::new(
         SessionDefaults::default(),
