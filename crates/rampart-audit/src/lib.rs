@@ -19,6 +19,7 @@ pub mod commands;
 pub mod fuzzing;
 pub mod live;
 pub mod recording;
+pub mod replica;
 pub mod scp;
 pub mod sftp;
 pub mod sinks;

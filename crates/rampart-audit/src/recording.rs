@@ -380,6 +380,8 @@ pub struct Recorder {
     defer: bool,
     /// Written, in order, but not yet hashed into their chunks.
     unhashed: Vec<(RecordedFile, Written)>,
+    /// Told each time the manifest grows (see [`Recorder::replicate_to`]).
+    replica: Option<Arc<dyn crate::replica::Replica>>,
 }
 
 /// Bytes written to a data file, kept until they are hashed into their chunk.
@@ -471,6 +473,7 @@ impl Recorder {
             pending_input: Vec::new(),
             defer: false,
             unhashed: Vec::new(),
+            replica: None,
         };
         let start = ManifestLine::Start {
             session: id,
@@ -506,6 +509,25 @@ impl Recorder {
 
     pub fn session(&self) -> Uuid {
         self.session
+    }
+
+    /// From now on `replica` is told each time a chunk is closed into the manifest and when
+    /// the recording is sealed; it is told at once about the chunks closed so far (the
+    /// header). Called once the session exists, so a refused session's recording (discarded)
+    /// is never copied.
+    pub fn replicate_to(&mut self, replica: Arc<dyn crate::replica::Replica>) {
+        replica.manifest_grew(self.dir(), self.session);
+        self.replica = Some(replica);
+    }
+
+    fn dir(&self) -> &Path {
+        self.cast_path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn tell_replica(&self) {
+        if let Some(replica) = &self.replica {
+            replica.manifest_grew(self.dir(), self.session);
+        }
     }
 
     /// Output from the target (`o`).
@@ -724,6 +746,7 @@ impl Recorder {
         self.write_manifest(&line)?;
         self.chain = chain;
         self.chunks += 1;
+        self.tell_replica();
         Ok(())
     }
 
@@ -825,6 +848,7 @@ impl Recorder {
         )?;
         self.write_manifest(&seal)?;
         self.manifest.sync_all().map_err(|err| self.io_error(err))?;
+        self.tell_replica();
         let manifest = self.cast_path.with_extension("manifest");
         SealedRecording::read(&manifest, self.session, true)
     }

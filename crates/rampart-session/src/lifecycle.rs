@@ -60,6 +60,8 @@ pub struct Evidence {
     /// The node's writer of database statements' rows (one per node: build the node's
     /// `Evidence` once and clone it), started on first use.
     pub statements: StatementWriter,
+    /// Where each recording is copied as its chunks close (`recording.store = "s3"`).
+    pub replica: Option<Arc<dyn rampart_audit::replica::Replica>>,
 }
 
 impl std::fmt::Debug for Evidence {
@@ -236,8 +238,14 @@ impl SessionCore {
             }
             return Err(Refused);
         }
-        // The writer thread starts once the session exists.
+        // The writer thread starts once the session exists; so does the copy to the replica.
         let recorder = match recorder
+            .map(|mut recorder| {
+                if let Some(replica) = &self.evidence.replica {
+                    recorder.replicate_to(replica.clone());
+                }
+                recorder
+            })
             .map(|recorder| LiveRecorder::start(recorder, self.evidence.recording.sync_interval))
         {
             Some(Err(err)) => {

@@ -90,6 +90,7 @@ async fn lab() -> Lab {
         key: Arc::new(key),
         recording: RecordingSettings::default(),
         statements: Default::default(),
+        replica: None,
     };
     let live = Arc::new(LiveSessions::new(
         SessionDefaults::default(),

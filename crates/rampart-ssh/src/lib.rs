@@ -103,6 +103,8 @@ pub struct GatewaySettings {
     pub web_approval: Option<WebApprovalSettings>,
     /// Checks directory users' passwords (`[ldap]`), if configured.
     pub directory: Option<Arc<dyn rampart_auth::PasswordDirectory>>,
+    /// Where recordings are copied as they are written (`recording.store = "s3"`), if anywhere.
+    pub replica: Option<Arc<dyn rampart_audit::replica::Replica>>,
 }
 
 /// Web approval at SSH login: how long a login waits, and the portal's address for the link.
@@ -166,6 +168,7 @@ impl Gateway {
                 key: audit_key,
                 recording: settings.recording,
                 statements: Default::default(),
+                replica: settings.replica,
             },
             server_config: Arc::new(server::config(host_key, Vec::new())),
             host_certifier,

@@ -93,8 +93,8 @@ pub enum Command {
     Audit(AuditCommand),
     /// Play a session's recording in this terminal, with its real timing
     Replay(ReplayArgs),
-    /// Export session recordings
-    #[command(subcommand)]
+    /// Export session recordings; check the S3 bucket they go to
+    #[command(subcommand, visible_alias = "recordings")]
     Recording(RecordingCommand),
     /// Manage API tokens (for scripts calling the REST API with Authorization: Bearer)
     #[command(subcommand)]
@@ -439,6 +439,9 @@ pub enum RecordingCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Report whether the configured S3 bucket (recording.store = "s3") has versioning and
+    /// Object Lock on; fails when recording.s3.object_lock is set and either is off
+    CheckBucket,
 }
 
 #[derive(Debug, Args)]

@@ -35,8 +35,10 @@ mod ldap;
 mod oidc;
 mod requests;
 mod rules;
+mod s3;
 mod webauthn;
 pub use kube::KubeConfig;
+pub use s3::RecordingStore;
 pub use webauthn::WebauthnConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
@@ -98,6 +100,9 @@ struct FileConfig {
 struct RecordingSection {
     fsync_interval: Option<String>,
     exec_cap: Option<toml::Value>,
+    store: Option<String>,
+    #[serde(default)]
+    s3: s3::S3Section,
 }
 
 /// Who may log in from where and when, for every user, and the lockout after failed logins.
@@ -205,6 +210,8 @@ pub struct Config {
     /// How long a target has to answer a new session (`ssh.target_answer_timeout`).
     pub target_answer_timeout: TargetAnswerTimeout,
     pub recording: RecordingConfig,
+    /// Where recordings are kept (`recording.store`: local, or also an S3 bucket).
+    pub recording_store: RecordingStore,
     /// The metrics listener and the access log.
     pub ops: OpsConfig,
     pub postgres: PostgresConfig,
@@ -497,6 +504,13 @@ impl Config {
         let detectors = alerts::alerts_config(&file.alerts, env_lookup, &file_name)?;
         auth.failure_burst = detectors.failed_logins;
         let recording = recording_config(&file.recording, env_lookup, &file_name)?;
+        let recording_store = s3::recording_store(
+            file.recording.store.clone(),
+            &file.recording.s3,
+            audit.retention_days,
+            env_lookup,
+            &file_name,
+        )?;
         let ssh_pre_auth = ssh_pre_auth(&file.ssh, env_lookup, &file_name)?;
         let ssh_web_approval = ssh_web_approval(
             web_approval_file,
@@ -560,6 +574,7 @@ impl Config {
             ssh_cert_ttl,
             ssh_web_approval,
             recording,
+            recording_store,
             ssh_pre_auth,
             target_host_keys,
             target_answer_timeout,
@@ -1496,6 +1511,63 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn recording_store_s3_takes_credentials_from_a_file_or_the_environment_only() {
+        assert!(matches!(
+            load(Overrides::default(), &[]).unwrap().recording_store,
+            RecordingStore::Local
+        ));
+        let (dir, overrides) = file("");
+        let credentials = dir.path().join("s3.toml");
+        std::fs::write(
+            &credentials,
+            "access_key_id = \"AKID\"\nsecret_access_key = \"canary-s3-secret\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            overrides.config_file.as_ref().unwrap(),
+            format!(
+                "[audit]\nretention_days = 30\n[recording]\nstore = \"s3\"\n[recording.s3]\n\
+                 endpoint = \"http://127.0.0.1:9000\"\nbucket = \"rec\"\nobject_lock = true\n\
+                 credentials_file = \"{}\"\n",
+                credentials.display()
+            ),
+        )
+        .unwrap();
+        let config = load(overrides, &[]).unwrap();
+        let s3 = config.recording_store.s3().unwrap();
+        assert_eq!(s3.access_key, "AKID");
+        assert_eq!(s3.secret_key.as_str(), "canary-s3-secret");
+        assert!(s3.object_lock && s3.path_style);
+        assert_eq!(s3.retention_days, 30);
+        assert_eq!(s3.prefix, "recordings/");
+        assert!(!format!("{config:?}").contains("canary-s3-secret"));
+        // From the environment; and the errors name the key.
+        let env = [
+            ("RAMPART_RECORDING_STORE", "s3"),
+            ("RAMPART_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("RAMPART_S3_BUCKET", "rec"),
+            ("RAMPART_S3_ACCESS_KEY_ID", "AKID"),
+            ("RAMPART_S3_SECRET_ACCESS_KEY", "canary-s3-secret"),
+        ];
+        let config = load(Overrides::default(), &env).unwrap();
+        assert_eq!(config.recording_store.s3().unwrap().bucket, "rec");
+        for (drop, expected) in [
+            ("RAMPART_S3_BUCKET", "recording.s3.bucket is required"),
+            ("RAMPART_S3_SECRET_ACCESS_KEY", "no credentials"),
+        ] {
+            let partial: Vec<_> = env.iter().copied().filter(|(k, _)| *k != drop).collect();
+            let err = load(Overrides::default(), &partial)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let err = load(Overrides::default(), &[("RAMPART_RECORDING_STORE", "tape")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not local or s3"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod detectors;
 mod forwarder;
 mod login;
 mod output;
+mod recording_store;
 mod report;
 mod seals;
 mod serve;

@@ -30,6 +30,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let (store, report) = Store::open_for_serving(&options, &serve_lock).await?;
     let access_log = init_logging(&config, &store)?;
+    // The bucket is checked before any socket is bound: WORM mode on a bucket that cannot
+    // hold recordings for their retention stops here.
+    let uploader = crate::recording_store::start(&config).await?;
     // The certificate is read (or generated) before any socket is bound: a bad one stops here.
     let tls = match &config.http.tls {
         HttpTls::Off => None,
@@ -253,6 +256,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 portal_url: rampart_web::url(http_addr, tls.is_some()),
             }),
         directory: password_directory.clone(),
+        replica: uploader
+            .clone()
+            .map(|uploader| Arc::new(uploader) as Arc<dyn rampart_audit::replica::Replica>),
     };
     // The web listener admits logins by the very same rules.
     let gateway_auth = gateway_settings.auth.clone();
@@ -267,6 +273,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .set_approval_timeout(config.approval_timeout);
     for recording in &sealed {
         tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
+    }
+    if let Some(uploader) = &uploader {
+        crate::recording_store::resume(uploader, &store.data_dir().recordings_dir());
     }
     // Sessions cannot outlive the process that carried them; each one's end anchors its
     // recording in the chain (sealed just now, or sealed before the crash).
@@ -533,6 +542,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("http listener failed")?
         .context("http listener failed")?;
     ssh_result.context("ssh listener failed")?;
+    if let Some(uploader) = uploader {
+        crate::recording_store::drain(uploader).await;
+    }
 
     crate::seals::sign_at_shutdown(&store, &audit_key).await;
     tracing::info!("rampart stopped");

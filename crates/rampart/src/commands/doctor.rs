@@ -399,6 +399,7 @@ async fn evidence(config: &Config, store: &Store) -> Vec<Finding> {
         only: None,
         anchors: Vec::new(),
         seal_interval: config.audit.seal_interval,
+        bucket: config.recording_store.s3().cloned(),
     };
     match super::verify::collect(store, &options).await {
         Ok(lines) => {

@@ -18,7 +18,7 @@ mod groups;
 mod kube;
 mod ldap;
 mod queries;
-mod recordings;
+pub(crate) mod recordings;
 mod report;
 mod requests;
 pub(crate) mod rotation;
@@ -53,6 +53,10 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
     }
     if let Command::Restore(args) = &command {
         return backup::restore(config, json, args).await;
+    }
+    // Needs no store: it asks the bucket.
+    if let Command::Recording(crate::cli::RecordingCommand::CheckBucket) = &command {
+        return recordings::check_bucket(config, json);
     }
     // Shared: a gateway test connects as the server does, with the store's handle.
     let store = std::sync::Arc::new(open_store(config).await?);
@@ -89,6 +93,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
                 only: session,
                 anchors: anchor,
                 seal_interval: config.audit.seal_interval,
+                bucket: config.recording_store.s3().cloned(),
             };
             verify::verify(&store, json, &options).await
         }
@@ -115,8 +120,8 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
             grep,
         }) => queries::run(&store, json, user, asset, since, grep).await,
         Command::Audit(cmd) => audit::run(&store, &actor, json, cmd).await,
-        Command::Replay(args) => recordings::replay(&store, &actor, &args).await,
-        Command::Recording(cmd) => recordings::run(&store, &actor, json, cmd).await,
+        Command::Replay(args) => recordings::replay(&store, config, &actor, &args).await,
+        Command::Recording(cmd) => recordings::run(&store, config, &actor, json, cmd).await,
         Command::Token(cmd) => tokens::run(&store, &actor, json, cmd).await,
         Command::Backup(args) => backup::backup(&store, &actor, json, &args).await,
         Command::Doctor => doctor::run(config, &store, json).await,

@@ -2,6 +2,7 @@
 //! `verify.rs`).
 
 use crate::cli::{RecordingCommand, ReplayArgs};
+use crate::config::Config;
 use crate::output::done;
 use anyhow::{Context, bail};
 use rampart_audit::{
@@ -11,6 +12,7 @@ use rampart_core::audit::{Actor, AuditEvent};
 use rampart_store::node_keys::public_key_of;
 use rampart_store::{IdKind, Store};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -25,20 +27,61 @@ pub(super) async fn session_id(store: &Store, text: &str) -> anyhow::Result<Uuid
     Ok(store.resolve_id(IdKind::Session, text).await?)
 }
 
+/// Where a recording is read from: the node's recordings directory, or (with
+/// `recording.store = "s3"`, when the node has no copy) a temporary directory it was fetched
+/// into from the bucket.
+enum Source {
+    Local(PathBuf),
+    Bucket(tempfile::TempDir),
+}
+
+impl Source {
+    fn dir(&self) -> &Path {
+        match self {
+            Source::Local(dir) => dir,
+            Source::Bucket(dir) => dir.path(),
+        }
+    }
+}
+
+fn find_recording(store: &Store, config: &Config, id: Uuid) -> anyhow::Result<Source> {
+    let dir = store.data_dir().recordings_dir();
+    if has_recording(&dir, id) {
+        return Ok(Source::Local(dir));
+    }
+    let Some(settings) = config.recording_store.s3() else {
+        bail!("session {id} has no recording (only shell and exec sessions are recorded)");
+    };
+    let client = rampart_s3::Client::new(settings.clone())?;
+    let fetched = tempfile::tempdir().context("cannot make a temporary directory")?;
+    match rampart_s3::fetch(&client, id, fetched.path()) {
+        Ok(()) => Ok(Source::Bucket(fetched)),
+        Err(rampart_s3::FetchError::Missing(_)) => bail!(
+            "session {id} has no recording here nor in the bucket {} (only shell and exec \
+             sessions are recorded)",
+            settings.bucket
+        ),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Refuses to show evidence that does not verify, or is not the recording the hash chain
 /// anchors for the session, unless forced.
-async fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Result<()> {
+async fn check_before_use(
+    store: &Store,
+    config: &Config,
+    id: Uuid,
+    force: bool,
+) -> anyhow::Result<Source> {
     let key = audit_public_key(store)?;
-    let dir = store.data_dir().recordings_dir();
-    if !has_recording(&dir, id) {
-        bail!("session {id} has no recording (only shell and exec sessions are recorded)");
-    }
+    let source = find_recording(store, config, id)?;
     let chain = store.chain_recording(id).await?;
-    match verify_anchored_recording(&dir, id, &key, &chain) {
-        Ok(_) => Ok(()),
+    let checked = verify_anchored_recording(source.dir(), id, &key, &chain).map(|_| ());
+    match checked {
+        Ok(()) => Ok(source),
         Err(problem) if force => {
             eprintln!("warning: the recording does not verify: {problem}");
-            Ok(())
+            Ok(source)
         }
         Err(problem) => {
             bail!("the recording does not verify: {problem} (use --force to use it anyway)")
@@ -46,10 +89,15 @@ async fn check_before_use(store: &Store, id: Uuid, force: bool) -> anyhow::Resul
     }
 }
 
-pub async fn replay(store: &Store, actor: &Actor, args: &ReplayArgs) -> anyhow::Result<()> {
+pub async fn replay(
+    store: &Store,
+    config: &Config,
+    actor: &Actor,
+    args: &ReplayArgs,
+) -> anyhow::Result<()> {
     let id = session_id(store, &args.id).await?;
     let session = store.session(id).await?;
-    check_before_use(store, id, args.force).await?;
+    let source = check_before_use(store, config, id, args.force).await?;
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         bail!("--speed must be a positive number");
     }
@@ -62,8 +110,7 @@ pub async fn replay(store: &Store, actor: &Actor, args: &ReplayArgs) -> anyhow::
             },
         )
         .await?;
-    let (header, events) =
-        read_cast(&store.data_dir().recordings_dir(), id).map_err(anyhow::Error::msg)?;
+    let (header, events) = read_cast(source.dir(), id).map_err(anyhow::Error::msg)?;
     eprintln!(
         "replaying session {id}: {} as {}@{} ({}x{}), started {}",
         session.user,
@@ -97,15 +144,17 @@ pub async fn replay(store: &Store, actor: &Actor, args: &ReplayArgs) -> anyhow::
 
 pub async fn run(
     store: &Store,
+    config: &Config,
     actor: &Actor,
     json: bool,
     command: RecordingCommand,
 ) -> anyhow::Result<()> {
     match command {
+        RecordingCommand::CheckBucket => check_bucket(config, json),
         RecordingCommand::Export { id, output, force } => {
             let id = session_id(store, &id).await?;
             store.session(id).await?;
-            check_before_use(store, id, force).await?;
+            let source = check_before_use(store, config, id, force).await?;
             // The file first: an export that cannot even start is not an export. The event
             // then precedes the first byte written.
             let mut file = std::fs::OpenOptions::new()
@@ -124,9 +173,8 @@ pub async fn run(
             }
             // A command's raw input and output are merged into the asciicast as it is written.
             let mut writer = std::io::BufWriter::new(&mut file);
-            let bytes =
-                rampart_audit::write_cast(&store.data_dir().recordings_dir(), id, &mut writer)
-                    .map_err(anyhow::Error::msg)?;
+            let bytes = rampart_audit::write_cast(source.dir(), id, &mut writer)
+                .map_err(anyhow::Error::msg)?;
             writer.flush()?;
             drop(writer);
             done(
@@ -141,4 +189,58 @@ pub async fn run(
             )
         }
     }
+}
+
+/// `rampart recording check-bucket`: the bucket's versioning and Object Lock, and whether WORM
+/// mode (`recording.s3.object_lock`) may run on it.
+pub fn check_bucket(config: &Config, json: bool) -> anyhow::Result<()> {
+    let Some(settings) = config.recording_store.s3() else {
+        bail!(
+            "recording.store is not s3: recordings stay in the data directory, there is no bucket to check"
+        );
+    };
+    let client = rampart_s3::Client::new(settings.clone())?;
+    let facts = client.bucket_facts()?;
+    let on = |flag: bool| if flag { "on" } else { "off" };
+    let worm_ready = facts.versioning && facts.object_lock;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bucket": settings.bucket,
+                "versioning": facts.versioning,
+                "object_lock": facts.object_lock,
+                "worm_mode": settings.object_lock,
+            })
+        );
+    } else {
+        println!("bucket: {}", settings.bucket);
+        println!("versioning: {}", on(facts.versioning));
+        println!("object lock: {}", on(facts.object_lock));
+        println!(
+            "worm mode (recording.s3.object_lock): {}",
+            on(settings.object_lock)
+        );
+    }
+    if settings.object_lock && !worm_ready {
+        bail!("{}", worm_refusal(&settings.bucket, facts));
+    }
+    Ok(())
+}
+
+/// Why WORM mode cannot run on a bucket (`serve` says the same).
+pub fn worm_refusal(bucket: &str, facts: rampart_s3::BucketFacts) -> String {
+    let mut missing = Vec::new();
+    if !facts.versioning {
+        missing.push("versioning");
+    }
+    if !facts.object_lock {
+        missing.push("Object Lock");
+    }
+    format!(
+        "recording.s3.object_lock is set but the bucket {bucket} has {} off: recordings could be \
+         deleted or overwritten there. Create the bucket with Object Lock enabled (which turns \
+         versioning on), or unset recording.s3.object_lock",
+        missing.join(" and ")
+    )
 }

@@ -33,6 +33,9 @@ pub struct Options {
     pub anchors: Vec<String>,
     /// The node's configured interval; the chain's own `server_started` wins when it has one.
     pub seal_interval: Duration,
+    /// With `recording.store = "s3"`: the bucket, where ended sessions' recordings are read
+    /// from (the local copy is only the node's write-ahead copy).
+    pub bucket: Option<rampart_s3::S3Settings>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,7 +138,17 @@ pub(crate) async fn collect(store: &Store, options: &Options) -> anyhow::Result<
         Some(text) => Some(session_id(store, text).await?),
         None => None,
     };
-    lines.extend(verify_recordings(store, &key, &chain, only));
+    let bucket = match &options.bucket {
+        Some(settings) => Some(rampart_s3::Client::new(settings.clone())?),
+        None => None,
+    };
+    lines.extend(verify_recordings(
+        store,
+        &key,
+        &chain,
+        only,
+        bucket.as_ref(),
+    ));
     Ok(lines)
 }
 
@@ -554,6 +567,7 @@ fn verify_recordings(
     key: &PublicKey,
     chain: &ChainFacts,
     only: Option<uuid::Uuid>,
+    bucket: Option<&rampart_s3::Client>,
 ) -> Vec<VerifyLine> {
     let dir = store.data_dir().recordings_dir();
     let mut lines = Vec::new();
@@ -581,12 +595,47 @@ fn verify_recordings(
             continue;
         }
         let item = format!("recording {id}");
-        lines.push(match check_recording(&dir, key, uuid, session, expected) {
+        // An ended session's recording is read from the bucket when there is one; a live
+        // one is still being copied, and one removed by retention is judged by the chain.
+        let fetched = match bucket {
+            Some(bucket) if session.ended.is_some() && session.retention.is_none() => {
+                match fetch_from_bucket(bucket, uuid) {
+                    Ok(fetched) => Some(fetched),
+                    Err(detail) => {
+                        lines.push(VerifyLine::fail(item, detail));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let dir = fetched
+            .as_ref()
+            .map_or(dir.as_path(), |fetched| fetched.path());
+        lines.push(match check_recording(dir, key, uuid, session, expected) {
             Ok(detail) => VerifyLine::ok(item, detail),
             Err(detail) => VerifyLine::fail(item, detail),
         });
     }
     lines
+}
+
+/// A recording read back from the bucket into a temporary directory.
+fn fetch_from_bucket(
+    bucket: &rampart_s3::Client,
+    session: uuid::Uuid,
+) -> Result<tempfile::TempDir, String> {
+    let dir =
+        tempfile::tempdir().map_err(|err| format!("cannot make a temporary directory: {err}"))?;
+    match rampart_s3::fetch(bucket, session, dir.path()) {
+        Ok(()) => Ok(dir),
+        Err(rampart_s3::FetchError::Missing(_)) => Err(format!(
+            "missing from the bucket {} (no object {})",
+            bucket.settings().bucket,
+            bucket.key(&rampart_s3::manifest_name(session))
+        )),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// One session's recording against what the chain holds.

@@ -95,6 +95,8 @@ pub async fn build(
         only: None,
         anchors: Vec::new(),
         seal_interval,
+        // Reports check the node's own copies (a report is made inside the server too).
+        bucket: None,
     };
     let lines = verify::collect(store, &options).await?;
     let verified = lines.iter().all(|line| line.ok);

@@ -45,6 +45,7 @@ mod password_load;
 mod policy;
 mod postgres;
 mod recording_durability;
+mod recordings_s3;
 mod redis;
 mod report;
 mod requests;

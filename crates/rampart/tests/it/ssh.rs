@@ -57,10 +57,14 @@ impl Lab {
         env: &[(&str, &str)],
         nofile: Option<u64>,
     ) -> Option<Self> {
+        Self::start_on(Rampart::new(BIN), env, nofile)
+    }
+
+    /// The lab on a given `rampart` (one with a configuration file, say).
+    pub(crate) fn start_on(r: Rampart, env: &[(&str, &str)], nofile: Option<u64>) -> Option<Self> {
         for tool in ["ssh", "scp", "sftp", "ssh-keygen"] {
             require_tool(tool)?;
         }
-        let r = Rampart::new(BIN);
         let dir = r.scratch().to_path_buf();
         let (alice_key, alice_pub) = ssh_keygen(&dir, "alice", "ed25519", "");
         let (target_key, target_pub) = ssh_keygen(&dir, "target", "ed25519", "");

@@ -1,0 +1,97 @@
+//! Recordings in S3-compatible object storage (`recording.store = "s3"`, issue 19).
+//!
+//! Layout in the bucket, under the configured prefix: `SESSION/chunk-INDEX.cast` (or `.raw`)
+//! holds the bytes of one chunk the manifest names, `SESSION/manifest` the sealed manifest,
+//! byte for byte as on the node. [`uploader`] copies them as chunks close; [`fetch`] puts a
+//! recording back together in a directory, where `rampart_audit`'s verifier and readers work
+//! on it as on the node's own files.
+
+pub mod client;
+pub mod uploader;
+
+pub use client::{BucketFacts, Client, S3Error, S3Settings};
+pub use uploader::Uploader;
+
+use rampart_audit::recording::{ManifestLine, RecordedFile, cast_path, manifest_path, raw_path};
+use std::io::Write;
+use std::path::Path;
+use uuid::Uuid;
+
+/// The object name (before the prefix) of a chunk.
+pub fn chunk_name(session: Uuid, index: u64, file: RecordedFile) -> String {
+    let ext = match file {
+        RecordedFile::Cast => "cast",
+        RecordedFile::Raw => "raw",
+    };
+    format!("{session}/chunk-{index:06}.{ext}")
+}
+
+/// The object name (before the prefix) of a sealed manifest.
+pub fn manifest_name(session: Uuid) -> String {
+    format!("{session}/manifest")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The bucket has no sealed manifest for the session.
+    #[error("the recording of session {0} is missing from the bucket")]
+    Missing(Uuid),
+    #[error("chunk {index} of the recording of session {session} is missing from the bucket")]
+    ChunkMissing { session: Uuid, index: u64 },
+    #[error("the recording of session {session} in the bucket is malformed: {reason}")]
+    Malformed { session: Uuid, reason: String },
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("cannot write the recording fetched from the bucket: {0}")]
+    Local(#[from] std::io::Error),
+}
+
+/// Reads `session`'s recording from the bucket into `dir` (manifest, cast, raw), as the node
+/// wrote it, for the verifier and the readers. Chunks are written where the manifest places
+/// them; one out of place is malformed (the verifier would say so too).
+pub fn fetch(client: &Client, session: Uuid, dir: &Path) -> Result<(), FetchError> {
+    let malformed = |reason: String| FetchError::Malformed { session, reason };
+    let manifest = client
+        .get(&client.key(&manifest_name(session)))?
+        .ok_or(FetchError::Missing(session))?;
+    let mut cast = std::fs::File::create(cast_path(dir, session))?;
+    let mut raw: Option<std::fs::File> = None;
+    let mut lengths = [0u64; 2];
+    for line in manifest.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let parsed: ManifestLine =
+            serde_json::from_slice(line).map_err(|err| malformed(err.to_string()))?;
+        let ManifestLine::Chunk {
+            index,
+            file,
+            offset,
+            length,
+            ..
+        } = parsed
+        else {
+            continue;
+        };
+        let data = client
+            .get(&client.key(&chunk_name(session, index, file)))?
+            .ok_or(FetchError::ChunkMissing { session, index })?;
+        let slot = usize::from(file == RecordedFile::Raw);
+        let written = lengths
+            .get_mut(slot)
+            .ok_or_else(|| malformed("file".into()))?;
+        if *written != offset || data.len() as u64 != length {
+            return Err(malformed(format!(
+                "chunk {index} is {} bytes at {written}, the manifest says {length} at {offset}",
+                data.len()
+            )));
+        }
+        if file == RecordedFile::Raw && raw.is_none() {
+            raw = Some(std::fs::File::create(raw_path(dir, session))?);
+        }
+        match (file, raw.as_mut()) {
+            (RecordedFile::Raw, Some(raw)) => raw.write_all(&data)?,
+            _ => cast.write_all(&data)?,
+        }
+        *written += length;
+    }
+    std::fs::write(manifest_path(dir, session), &manifest)?;
+    Ok(())
+}
