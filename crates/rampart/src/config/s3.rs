@@ -28,7 +28,7 @@ pub enum RecordingStore {
     Local,
     /// Written to `recordings/` first, then copied to the bucket chunk by chunk; the bucket is
     /// the copy `audit verify` checks.
-    S3(S3Settings),
+    S3(Box<S3Settings>),
 }
 
 impl RecordingStore {
@@ -122,7 +122,7 @@ pub(super) fn recording_store(
         )));
     }
     let (access_key, secret_key) = credentials(section, env_lookup, file_name)?;
-    Ok(RecordingStore::S3(S3Settings {
+    Ok(RecordingStore::S3(Box::new(S3Settings {
         endpoint: endpoint_url,
         bucket: bucket.value,
         region,
@@ -133,7 +133,7 @@ pub(super) fn recording_store(
         object_lock: section.object_lock.unwrap_or(false),
         retention_days,
         ca_file: section.ca_file.clone().map(Into::into),
-    }))
+    })))
 }
 
 /// The access key and secret: from `recording.s3.credentials_file` (or
