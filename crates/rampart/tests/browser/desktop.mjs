@@ -29,6 +29,7 @@ const base = env('RAMPART_URL');
 const origin = new URL(base).origin;
 const artifacts = env('ARTIFACTS');
 const account = env('ACCOUNT');
+const [px, py] = [Number(env('PROBE_X')), Number(env('PROBE_Y'))];
 mkdirSync(artifacts, { recursive: true });
 
 const browser = await chromium.launch({
@@ -103,8 +104,6 @@ try {
 } finally {
   await browser.close();
 }
-
-const [px, py] = [Number(env('PROBE_X')), Number(env('PROBE_Y'))];
 
 async function desktopSteps(page) {
   await page.locator('body[data-desktop=open]').waitFor({ timeout: 60_000 });
