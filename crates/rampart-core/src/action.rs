@@ -56,10 +56,16 @@ pub enum Action {
     /// forwarded connection recorded with its port and bytes. Apart from exec: reaching a
     /// pod's ports is not running commands in it, as SSH's `port_forward` is not `exec`.
     KubernetesPortForward,
+    /// A VNC desktop (`vnc:connect`): the screen, keyboard and mouse in the portal's desktop
+    /// view, recorded as screen updates; the clipboard is `vnc:clipboard`.
+    VncConnect,
+    /// Copy and paste between the browser and a VNC desktop (`vnc:clipboard`), each transfer
+    /// audited with its size. Without it the clipboard is refused both ways.
+    VncClipboard,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -76,6 +82,8 @@ impl Action {
         Action::KubernetesWrite,
         Action::KubernetesExec,
         Action::KubernetesPortForward,
+        Action::VncConnect,
+        Action::VncClipboard,
     ];
 
     /// The protocol the action is a use of.
@@ -94,6 +102,7 @@ impl Action {
             | Action::KubernetesWrite
             | Action::KubernetesExec
             | Action::KubernetesPortForward => Protocol::Kubernetes,
+            Action::VncConnect | Action::VncClipboard => Protocol::Vnc,
         }
     }
 
@@ -105,7 +114,11 @@ impl Action {
             Action::SftpRead => "sftp_read",
             Action::SftpWrite => "sftp_write",
             Action::PortForward => "port_forward",
-            Action::PostgresConnect | Action::MysqlConnect | Action::RedisConnect => "connect",
+            Action::PostgresConnect
+            | Action::MysqlConnect
+            | Action::RedisConnect
+            | Action::VncConnect => "connect",
+            Action::VncClipboard => "clipboard",
             Action::KubernetesRead => "read",
             Action::KubernetesWrite => "write",
             Action::KubernetesExec => "exec",

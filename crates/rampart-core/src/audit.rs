@@ -364,6 +364,15 @@ pub enum AuditEvent {
         session: String,
         source: String,
     },
+    /// Clipboard text between a user and a desktop session (`to_target` or `to_user`), with
+    /// its size, never its text; `allowed: false` when the grant refused it.
+    ClipboardTransfer {
+        session: String,
+        account: String,
+        direction: String,
+        bytes: u64,
+        allowed: bool,
+    },
     FileTransferred {
         session: String,
         user: String,
@@ -783,6 +792,7 @@ impl AuditEvent {
             AuditEvent::RecordingViewed { .. } => "recording_viewed",
             AuditEvent::RecordingExported { .. } => "recording_exported",
             AuditEvent::SessionWatched { .. } => "session_watched",
+            AuditEvent::ClipboardTransfer { .. } => "clipboard_transfer",
             AuditEvent::RecordingFailed { .. } => "recording_failed",
             AuditEvent::WebSessionEnded { .. } => "web_session_ended",
             AuditEvent::ApiTokenCreated { .. } => "api_token_created",

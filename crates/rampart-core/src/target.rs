@@ -376,6 +376,8 @@ pub enum SessionKind {
     /// `kubectl port-forward` to a Kubernetes pod (each forwarded connection a record with its
     /// port and bytes; the bytes themselves in the raw-stream recording).
     KubernetesPortForward,
+    /// A VNC desktop in the portal (a recording of screen updates and input).
+    Vnc,
 }
 
 impl SessionKind {
@@ -392,6 +394,7 @@ impl SessionKind {
                 | SessionKind::Kubernetes
                 | SessionKind::KubernetesExec
                 | SessionKind::KubernetesPortForward
+                | SessionKind::Vnc
         )
     }
 
@@ -417,6 +420,7 @@ impl SessionKind {
             SessionKind::Kubernetes
             | SessionKind::KubernetesExec
             | SessionKind::KubernetesPortForward => Protocol::Kubernetes,
+            SessionKind::Vnc => Protocol::Vnc,
         }
     }
 
@@ -432,6 +436,7 @@ impl SessionKind {
             "kubernetes" => Ok(SessionKind::Kubernetes),
             "kubernetes_exec" => Ok(SessionKind::KubernetesExec),
             "kubernetes_port_forward" => Ok(SessionKind::KubernetesPortForward),
+            "vnc" => Ok(SessionKind::Vnc),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -455,6 +460,7 @@ impl fmt::Display for SessionKind {
             SessionKind::Kubernetes => f.write_str("kubernetes"),
             SessionKind::KubernetesExec => f.write_str("kubernetes_exec"),
             SessionKind::KubernetesPortForward => f.write_str("kubernetes_port_forward"),
+            SessionKind::Vnc => f.write_str("vnc"),
         }
     }
 }

@@ -524,6 +524,8 @@
     recording_viewed: (e, who) => `${who} viewed the recording of a session`,
     recording_exported: (e, who) => `${who} exported the recording of a session`,
     session_watched: (e, who) => `${who} watched a live session`,
+    clipboard_transfer: (e, who) =>
+      `${who} ${e.allowed ? "passed" : "was refused"} ${e.bytes} bytes of clipboard ${e.direction === "to_target" ? "to" : "from"} ${e.account}`,
     file_transferred: (e) => `${e.user} transferred ${e.path} (${e.direction}, ${bytes(e.bytes)}) on ${e.target}`,
     file_changed: (e) => `${e.user} ${e.operation} ${e.path}${e.new_path ? ` to ${e.new_path}` : ''} on ${e.target}${e.succeeded ? '' : ' (failed)'}`,
     command_run: (e) => `${e.user} ran “${e.command}” on ${e.target}`,
@@ -752,6 +754,185 @@
       'no account is open to you right now',
     );
     await view.load('/api/v1/me/accounts');
+    const desktops = listView(
+      '#desktops',
+      (a) => {
+        const vnc = (a.endpoints || []).find((e) => e.protocol === 'vnc');
+        return [
+          a.account,
+          a.asset,
+          vnc ? `${a.host}:${vnc.port}` : a.host,
+          labelsText(a.labels),
+          el('a', { class: 'button', href: `/desktop?account=${encodeURIComponent(a.account)}` }, 'Connect'),
+        ];
+      },
+      'no desktop is open to you right now',
+    );
+    await desktops.load('/api/v1/me/accounts?action=vnc:connect');
+  };
+
+  // X keysyms for KeyboardEvent.key: printable characters are Latin-1 keysyms or Unicode
+  // keysyms (0x01000000 + code point); named keys from this table.
+  const NAMED_KEYSYMS = {
+    Backspace: 0xff08, Tab: 0xff09, Enter: 0xff0d, Escape: 0xff1b, Delete: 0xffff,
+    Home: 0xff50, ArrowLeft: 0xff51, ArrowUp: 0xff52, ArrowRight: 0xff53, ArrowDown: 0xff54,
+    PageUp: 0xff55, PageDown: 0xff56, End: 0xff57, Insert: 0xff63,
+    Shift: 0xffe1, Control: 0xffe3, Alt: 0xffe9, AltGraph: 0xfe03, Meta: 0xffe7, CapsLock: 0xffe5,
+  };
+  function keysym(event) {
+    const key = event.key;
+    if (key in NAMED_KEYSYMS) {
+      if (event.location === 2 && (key === 'Shift' || key === 'Control' || key === 'Alt' || key === 'Meta')) {
+        return NAMED_KEYSYMS[key] + 1;
+      }
+      return NAMED_KEYSYMS[key];
+    }
+    const f = /^F([1-9]|1[0-2])$/.exec(key);
+    if (f) return 0xffbe + Number(f[1]) - 1;
+    const chars = [...key];
+    if (chars.length !== 1) return null;
+    const code = chars[0].codePointAt(0);
+    if (code >= 0x20 && code <= 0xff) return code;
+    return code > 0xff ? 0x01000000 + code : null;
+  }
+
+  // Draws the desktop stream (see rampart-vnc's screen.rs) on a canvas, one message at a
+  // time, in order; returns a function taking each binary message.
+  function desktopPainter(canvas, onSize) {
+    const ctx = canvas.getContext('2d');
+    let chain = Promise.resolve();
+    const inflate = async (bytes) => {
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'));
+      return new Uint8ClampedArray(await new Response(stream).arrayBuffer());
+    };
+    const draw = async (buffer) => {
+      const view = new DataView(buffer);
+      const kind = String.fromCharCode(view.getUint8(0));
+      const u16 = (i) => view.getUint16(1 + 2 * i);
+      if (kind === 'I' || kind === 'K') {
+        if (kind === 'I' || canvas.width !== u16(0) || canvas.height !== u16(1)) {
+          canvas.width = u16(0);
+          canvas.height = u16(1);
+          if (onSize) onSize(u16(0), u16(1));
+        }
+      } else if (kind === 'Z') {
+        const [x, y, w, h] = [u16(0), u16(1), u16(2), u16(3)];
+        const pixels = await inflate(new Uint8Array(buffer, 9));
+        if (w > 0 && h > 0 && pixels.length === w * h * 4) ctx.putImageData(new ImageData(pixels, w, h), x, y);
+      } else if (kind === 'C') {
+        const [x, y, w, h, sx, sy] = [u16(0), u16(1), u16(2), u16(3), u16(4), u16(5)];
+        if (w > 0 && h > 0) ctx.putImageData(ctx.getImageData(sx, sy, w, h), x, y);
+      }
+    };
+    // A seek starts over: draws queued before it are dropped.
+    let generation = 0;
+    const painter = (buffer) => {
+      const mine = generation;
+      chain = chain.then(() => (mine === generation ? draw(buffer) : null)).catch(() => {});
+      return chain;
+    };
+    painter.idle = () => chain;
+    painter.reset = () => {
+      generation += 1;
+    };
+    return painter;
+  }
+
+  pages.desktop = async () => {
+    const account = new URLSearchParams(location.search).get('account') || '';
+    const state = $('#desktop-state');
+    const notice = $('#desktop-notice');
+    const canvas = $('#desktop');
+    const paint = desktopPainter(canvas);
+    const socket = new WebSocket(websocketUrl(`/api/v1/desktop${query({ account })}`));
+    socket.binaryType = 'arraybuffer';
+    state.textContent = 'connecting…';
+    let ended = false;
+    const send = (message) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== 'string') {
+        paint(event.data);
+        return;
+      }
+      const message = JSON.parse(event.data);
+      if (message.type === 'ready') {
+        state.textContent = `connected${message.name ? `: ${message.name}` : ''}`;
+        document.body.dataset.desktopSession = message.session;
+        document.body.dataset.desktop = 'open';
+        canvas.focus();
+      } else if (message.type === 'notice') {
+        notice.textContent = message.text;
+      } else if (message.type === 'clipboard') {
+        if (navigator.clipboard) navigator.clipboard.writeText(message.text).catch(() => {});
+        notice.textContent = `the desktop's clipboard was copied (${message.text.length} characters)`;
+      } else if (message.type === 'end') {
+        ended = true;
+        state.textContent = `ended: ${message.reason}`;
+        notice.textContent = `The session ended: ${message.reason}`;
+        document.body.dataset.desktop = 'closed';
+      }
+    };
+    socket.onclose = () => {
+      if (!ended) {
+        state.textContent = 'disconnected';
+        notice.textContent = 'The connection to Rampart closed.';
+      }
+      document.body.dataset.desktop = 'closed';
+    };
+    // Keys: the same keysym on release as on press (the layout may change between).
+    const down = new Map();
+    canvas.addEventListener('keydown', (event) => {
+      const sym = keysym(event);
+      if (sym === null) return;
+      event.preventDefault();
+      down.set(event.code || event.key, sym);
+      send({ type: 'key', down: true, keysym: sym });
+    });
+    canvas.addEventListener('keyup', (event) => {
+      const sym = down.get(event.code || event.key) ?? keysym(event);
+      down.delete(event.code || event.key);
+      if (sym === null) return;
+      event.preventDefault();
+      send({ type: 'key', down: false, keysym: sym });
+    });
+    canvas.addEventListener('blur', () => {
+      for (const sym of down.values()) send({ type: 'key', down: false, keysym: sym });
+      down.clear();
+    });
+    // Mouse: canvas pixels, whatever the canvas is scaled to; buttons as RFB's mask.
+    let buttons = 0;
+    const at = (event) => {
+      const rect = canvas.getBoundingClientRect();
+      const x = Math.floor(((event.clientX - rect.left) * canvas.width) / Math.max(rect.width, 1));
+      const y = Math.floor(((event.clientY - rect.top) * canvas.height) / Math.max(rect.height, 1));
+      return { x: Math.max(0, Math.min(canvas.width - 1, x)), y: Math.max(0, Math.min(canvas.height - 1, y)) };
+    };
+    const mask = (event) => (event.buttons & 1) | ((event.buttons & 4) >> 1) | ((event.buttons & 2) << 1);
+    for (const kind of ['mousemove', 'mousedown', 'mouseup']) {
+      canvas.addEventListener(kind, (event) => {
+        if (kind === 'mousedown') canvas.focus();
+        buttons = mask(event);
+        send({ type: 'pointer', ...at(event), buttons });
+        event.preventDefault();
+      });
+    }
+    canvas.addEventListener('contextmenu', (event) => event.preventDefault());
+    canvas.addEventListener('wheel', (event) => {
+      event.preventDefault();
+      const bit = event.deltaY < 0 ? 8 : 16;
+      const where = at(event);
+      send({ type: 'pointer', ...where, buttons: buttons | bit });
+      send({ type: 'pointer', ...where, buttons });
+    }, { passive: false });
+    // Paste into the desktop's clipboard (the grant decides).
+    canvas.addEventListener('paste', (event) => {
+      const text = event.clipboardData ? event.clipboardData.getData('text/plain') : '';
+      if (text) send({ type: 'clipboard', text: text.slice(0, 8000) });
+    });
+    window.rampartDesktop = { canvas, idle: () => paint.idle(), sendClipboard: (text) => send({ type: 'clipboard', text }) };
+    window.addEventListener('beforeunload', () => socket.close());
   };
 
   function sendBytes(socket, bytes) {
@@ -854,7 +1035,7 @@
     if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
     return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   };
-  const RECORDED_KINDS = ['shell', 'exec'];
+  const RECORDED_KINDS = ['shell', 'exec', 'vnc'];
   // A terminal recording exists for shell and exec sessions the grant recorded, once started.
   const hasRecording = (s) => Boolean(s.recorded) && RECORDED_KINDS.includes(String(s.kind));
   const accountOf = (s) => (String(s.account).includes('@') ? s.account : `${s.account}@${s.asset}`);
@@ -932,6 +1113,106 @@
   const offsetIn = (session, at) => Math.max(0, (Date.parse(at) - Date.parse(session.started_at)) / 1000);
   const clock = (seconds) => `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, '0')}`;
 
+  // A desktop recording's raw stream: frames of (tag, microseconds since the start, length,
+  // bytes); the screen's (`o`) are the desktop stream.
+  function desktopFrames(buffer) {
+    const view = new DataView(buffer);
+    const frames = [];
+    let at = 0;
+    while (at + 13 <= buffer.byteLength) {
+      const tag = String.fromCharCode(view.getUint8(at));
+      const micros = Number(view.getBigUint64(at + 1));
+      const length = view.getUint32(at + 9);
+      if (at + 13 + length > buffer.byteLength) break;
+      if (tag === 'o' && length > 0) {
+        const data = buffer.slice(at + 13, at + 13 + length);
+        frames.push({ t: micros / 1e6, data, key: new Uint8Array(data)[0] === 0x4b });
+      }
+      at += 13 + length;
+    }
+    return frames;
+  }
+
+  // Replays a desktop session on a canvas: play, pause, seek (from the last key frame before
+  // the moment), speed.
+  async function desktopReplay(id) {
+    const container = $('#player');
+    const canvas = el('canvas', { id: 'desktop', width: '1', height: '1' });
+    container.replaceChildren(canvas);
+    const response = await fetch(`/api/v1/sessions/${encodeURIComponent(id)}/recording/stream`, { credentials: 'same-origin' });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      container.replaceChildren(el('p', { class: 'error' }, `the recording cannot be replayed: ${body.message || response.status}`));
+      return;
+    }
+    const frames = desktopFrames(await response.arrayBuffer());
+    const end = frames.length ? frames[frames.length - 1].t : 0;
+    const paint = desktopPainter(canvas);
+    let next = 0;
+    let clock = 0;
+    let playing = false;
+    let last = 0;
+    const slider = el('input', { type: 'range', min: '0', max: String(end), step: '0.01', value: '0', 'aria-label': 'position' });
+    const shown = el('span', { id: 'replay-clock' }, '');
+    const speeds = el('select', { id: 'speed', 'aria-label': 'speed' }, ['0.5', '1', '2', '4'].map((v) => el('option', { value: v }, `${v}×`)));
+    speeds.value = '1';
+    const play = el('button', { type: 'button', id: 'replay-play' }, 'Play');
+    const update = () => {
+      slider.value = String(clock);
+      shown.textContent = `${clock.toFixed(1)} s of ${end.toFixed(1)} s`;
+      play.textContent = playing ? 'Pause' : 'Play';
+    };
+    const drawTo = (t) => {
+      while (next < frames.length && frames[next].t <= t) {
+        paint(frames[next].data);
+        next += 1;
+      }
+    };
+    const seek = (t) => {
+      const target = Math.max(0, Math.min(end, t));
+      let start = 0;
+      for (let i = 0; i < frames.length && frames[i].t <= target; i += 1) if (frames[i].key) start = i;
+      paint.reset();
+      next = start;
+      clock = target;
+      drawTo(target);
+      update();
+    };
+    const tick = (now) => {
+      if (!playing) return;
+      clock += ((now - last) / 1000) * Number(speeds.value);
+      last = now;
+      if (clock >= end) {
+        clock = end;
+        playing = false;
+      }
+      drawTo(clock);
+      update();
+      if (playing) requestAnimationFrame(tick);
+    };
+    play.addEventListener('click', () => {
+      playing = !playing;
+      if (playing) {
+        if (clock >= end) seek(0);
+        last = performance.now();
+        requestAnimationFrame(tick);
+      }
+      update();
+    });
+    slider.addEventListener('input', () => seek(Number(slider.value)));
+    container.before(el('p', { class: 'desktop-replay-controls' }, play, ' ', slider, ' ', shown, ' ', el('label', {}, 'Speed ', speeds)));
+    seek(0);
+    window.rampartDesktopReplay = {
+      end,
+      keyTimes: frames.filter((f) => f.key).map((f) => f.t),
+      seek: async (t) => {
+        seek(t);
+        await paint.idle();
+      },
+    };
+    document.body.dataset.replay = 'ready';
+  }
+
   pages.replay = async () => {
     const params = new URLSearchParams(location.search);
     const id = params.get('session') || '';
@@ -949,6 +1230,11 @@
     } catch (err) {
       verdict.textContent = err.message;
       verdict.className = 'error';
+    }
+    if (String(session.kind) === 'vnc') {
+      await desktopReplay(id);
+      $('#replay-commands').closest('aside').hidden = true;
+      return;
     }
     const container = $('#player');
     const speeds = el('select', { id: 'speed', 'aria-label': 'speed' }, ['0.5', '1', '2', '4'].map((s) => el('option', { value: s }, `${s}×`)));

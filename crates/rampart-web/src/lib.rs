@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod cert_facts;
 mod connections;
+mod desktop;
 mod download;
 pub mod error;
 #[doc(hidden)]

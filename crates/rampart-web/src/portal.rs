@@ -153,7 +153,7 @@ fn page(title: &str, page: &str, extra_head: &[&str], body: &str) -> Response {
     }
     html.push_str("<script src=\"/assets/portal.js\" defer></script>\n</head>\n");
     let _ = writeln!(html, "<body data-page=\"{}\">", escape(page));
-    if page != "login" && page != "terminal" && page != "invite" {
+    if page != "login" && page != "terminal" && page != "desktop" && page != "invite" {
         html.push_str("<header><a class=\"brand\" href=\"/\">Rampart</a><nav>");
         for (href, label, role) in NAV {
             let _ = write!(
@@ -242,7 +242,9 @@ pub async fn home() -> Response {
 <div class="card"><h2>Recent changes</h2><ul id="recent-changes"></ul></div>
 </section>
 <h1>The accounts you may reach now</h1>
-<table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th>From a terminal</th><th></th></tr></thead><tbody></tbody></table>"#,
+<table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th>From a terminal</th><th></th></tr></thead><tbody></tbody></table>
+<h1>Desktops (VNC)</h1>
+<table id="desktops"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 
@@ -259,6 +261,19 @@ pub async fn terminal(Query(query): Query<AccountParam>) -> Response {
         XTERM_HEAD,
         &format!(
             "<div id=\"terminal-bar\"><a href=\"/\">← Rampart</a> <span id=\"terminal-account\">{}</span> <span id=\"terminal-state\"></span></div>\n<div id=\"terminal\"></div>",
+            escape(&account)
+        ),
+    )
+}
+
+pub async fn desktop(Query(query): Query<AccountParam>) -> Response {
+    let account = query.account.unwrap_or_default();
+    page(
+        &format!("Desktop {account}"),
+        "desktop",
+        &[],
+        &format!(
+            "<div id=\"terminal-bar\"><a href=\"/\">← Rampart</a> <span id=\"desktop-account\">{}</span> <span id=\"desktop-state\"></span></div>\n<p id=\"desktop-notice\" role=\"alert\"></p>\n<div id=\"desktop-wrap\"><canvas id=\"desktop\" tabindex=\"0\" width=\"1\" height=\"1\"></canvas></div>",
             escape(&account)
         ),
     )

@@ -388,6 +388,17 @@ pub fn table() -> Vec<Route> {
         .status(101),
         Route::new(
             get(),
+            "/api/v1/desktop",
+            User,
+            "terminal",
+            "WebSocket: a VNC desktop on an account (vnc:connect): screen updates to the browser, keyboard, mouse and clipboard from it; policy, vault, recording and live enforcement through the session core; browser session and same Origin only",
+            crate::desktop::desktop,
+        )
+        .query(&["account"])
+        .produces("application/octet-stream")
+        .status(101),
+        Route::new(
+            get(),
             "/api/v1/tokens",
             User,
             "tokens",
@@ -459,6 +470,15 @@ pub fn table() -> Vec<Route> {
             api::recording_get,
         )
         .produces("application/x-asciicast"),
+        Route::new(
+            get(),
+            "/api/v1/sessions/{id}/recording/stream",
+            User,
+            "recordings",
+            "A desktop (VNC) session's recording as its raw stream (screen updates with key frames, input metadata), verified against the chain once the session ended; for the portal's desktop replay; viewing is audited",
+            api::recording_stream,
+        )
+        .produces("application/octet-stream"),
         Route::new(
             get(),
             "/api/v1/sessions/{id}/recording/verification",
@@ -1194,6 +1214,16 @@ pub fn table() -> Vec<Route> {
             "portal",
             "Portal: a full-page browser terminal on ?account=LOGIN@ASSET",
             crate::portal::terminal,
+        )
+        .query(&["account"])
+        .produces("text/html"),
+        Route::new(
+            get(),
+            "/desktop",
+            Public,
+            "portal",
+            "Portal: a VNC desktop on ?account=LOGIN@ASSET, drawn on a canvas",
+            crate::portal::desktop,
         )
         .query(&["account"])
         .produces("text/html"),

@@ -69,7 +69,11 @@ pub fn same_origin(plain_http: bool, headers: &HeaderMap) -> bool {
 }
 
 /// The checks every WebSocket route makes after the guard: a browser session, our origin.
-fn browser_only(state: &WebState, caller: &Caller, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn browser_only(
+    state: &WebState,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> ApiResult<()> {
     if caller.session.is_none() {
         return Err(ApiError::forbidden(
             "WebSocket routes need a browser session, not an API token",
@@ -86,7 +90,7 @@ fn browser_only(state: &WebState, caller: &Caller, headers: &HeaderMap) -> ApiRe
 /// Checks the browser session behind an open socket every [`RECHECK_SESSION`], in a task of
 /// its own (so a busy socket cannot starve the check); the receiver resolves when the session
 /// no longer stands. The task ends with the socket (when the receiver is dropped).
-fn session_ended(
+pub(crate) fn session_ended(
     state: &WebState,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -115,7 +119,7 @@ fn session_ended(
 }
 
 /// A place among the [`MAX_WEBSOCKETS`], held as long as the socket is open.
-fn websocket_slot(state: &WebState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+pub(crate) fn websocket_slot(state: &WebState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
     state.websockets.clone().try_acquire_owned().map_err(|_| {
         tracing::warn!("too many open WebSockets: refusing another");
         ApiError::new(
@@ -126,7 +130,7 @@ fn websocket_slot(state: &WebState) -> ApiResult<tokio::sync::OwnedSemaphorePerm
     })
 }
 
-fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+pub(crate) fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -212,7 +216,7 @@ pub async fn terminal(
     }))
 }
 
-async fn close(mut socket: WebSocket, reason: &'static str) {
+pub(crate) async fn close(mut socket: WebSocket, reason: &'static str) {
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: axum::extract::ws::close_code::NORMAL,

@@ -167,3 +167,73 @@ pub async fn recording_verify(
         },
     ))
 }
+
+/// `GET /api/v1/sessions/{id}/recording/stream`: a desktop session's recording as its raw
+/// stream file (frames of the desktop stream, `o`, and the input as metadata, `i`; see
+/// `rampart_vnc::screen`), for the portal's desktop replay. Only once the session has ended,
+/// and only the recording the chain anchors, verified as the cast download is; viewing it is
+/// audited (`recording_viewed`) before anything is sent.
+pub async fn recording_stream(
+    State(state): State<WebState>,
+    Extension(caller): Caller_,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (session, dir) = recorded_session(&state, &caller, &id).await?;
+    if session.kind != rampart_core::SessionKind::Vnc {
+        return Err(ApiError::not_found(
+            "only desktop sessions are replayed from their stream; use /recording",
+        ));
+    }
+    let path = rampart_audit::recording::raw_path(&dir, session.id);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map_err(|_| ApiError::not_found("the session's recording has no stream"))?
+        .len();
+    if size > MAX_RECORDING_BYTES {
+        return Err(ApiError::bad_request(
+            "the recording is too large to replay here",
+        ));
+    }
+    let chain = state.store.chain_recording(session.id).await?;
+    if matches!(chain, rampart_core::audit::ChainRecording::Unfinished) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "recording_live",
+            "the session is live: its recording is replayed once it has ended",
+        ));
+    }
+    let key = audit_key(&state)?;
+    let (checked_dir, checked) = (dir.clone(), session.id);
+    let verified = tokio::task::spawn_blocking(move || {
+        rampart_audit::verify_anchored_recording(&checked_dir, checked, &key, &chain)
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!(error = %err, "the recording check stopped");
+        ApiError::internal()
+    })?;
+    if let Err(problem) = verified {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "recording_not_verified",
+            format!("the recording does not verify: {problem}"),
+        ));
+    }
+    let event = AuditEvent::RecordingViewed {
+        session: session.id.to_string(),
+    };
+    state.store.record_event(&caller.actor(), &event).await?;
+    let bytes = tokio::fs::read(&path).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot read a recording");
+        ApiError::internal()
+    })?;
+    let mut response = bytes.into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+        .headers_mut()
+        .insert("x-rampart-recording", HeaderValue::from_static("verified"));
+    Ok(response)
+}

@@ -161,6 +161,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("POST", "/api/v1/ssh-login/poll"), "AAAAA"),
         (("GET", "/ssh"), "22222"),
         (("GET", "/api/v1/terminal"), "UWWWW"),
+        (("GET", "/api/v1/desktop"), "UWWWW"),
         (("GET", "/api/v1/sessions/{id}/watch"), "Unnnn"),
         (("GET", "/api/v1/tokens"), "U2222"),
         (("POST", "/api/v1/tokens"), "UAAAA"),
@@ -169,6 +170,8 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/api/v1/sessions/{id}"), "U2N22"),
         (("POST", "/api/v1/sessions/{id}/kill"), "UFFAA"),
         (("GET", "/api/v1/sessions/{id}/recording"), "U2N22"),
+        // Only desktop sessions have a stream to replay: the matrix's shell session is 404.
+        (("GET", "/api/v1/sessions/{id}/recording/stream"), "UANAA"),
         (
             ("GET", "/api/v1/sessions/{id}/recording/verification"),
             "U2N22",
@@ -262,6 +265,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("GET", "/"), "22222"),
         (("GET", "/login"), "22222"),
         (("GET", "/terminal"), "22222"),
+        (("GET", "/desktop"), "22222"),
         (("GET", "/sessions"), "22222"),
         (("GET", "/replay"), "22222"),
         (("GET", "/watch"), "22222"),
@@ -368,7 +372,7 @@ fn authorization_matrix_covers_every_route() {
         // matrix changes nothing.
         let body = route.body.map(|_| json!({ "zz_not_a_field": true }));
         let websocket = route.success == 101;
-        let path = if route.path == "/api/v1/terminal" {
+        let path = if route.path == "/api/v1/terminal" || route.path == "/api/v1/desktop" {
             format!("{path}?account=zz@zz-nobody")
         } else {
             path

@@ -1,0 +1,610 @@
+//! The RFB protocol (RFC 6143), client side, version 3.8 only: the handshake with the security
+//! types None and VNC authentication, the client's messages, and a reader of the server's
+//! messages that checks every length before it reads or allocates.
+//!
+//! INVARIANTS:
+//! - Nothing the server sends is trusted: the framebuffer is at most [`MAX_PIXELS`], every
+//!   rectangle lies inside it, strings are bounded ([`MAX_TEXT`]), unknown messages and
+//!   encodings end the session (they cannot be skipped: RFB messages carry no length).
+//! - The password only enters the DES key for the challenge; it is never logged or echoed.
+//! - Reading is not cancel-safe: one task owns the [`Reader`] (see `session`).
+
+use bytes::Bytes;
+use rampart_core::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest framebuffer accepted (width × height), 4K UHD: 33 MB of RGBA.
+pub const MAX_PIXELS: u32 = 3840 * 2160;
+/// The longest desktop name, failure reason or clipboard text kept from the server.
+pub const MAX_TEXT: u32 = 1024 * 1024;
+/// Security types.
+const SECURITY_NONE: u8 = 1;
+const SECURITY_VNC: u8 = 2;
+/// Encodings we ask for.
+pub const ENCODING_RAW: i32 = 0;
+pub const ENCODING_COPY_RECT: i32 = 1;
+pub const ENCODING_DESKTOP_SIZE: i32 = -223;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RfbError {
+    #[error("the VNC server closed the connection")]
+    Closed,
+    #[error("the VNC server speaks {0:?}, not RFB 3.8")]
+    Version(String),
+    #[error("the VNC server refused the connection: {0}")]
+    Refused(String),
+    #[error("the VNC server offers no security type Rampart uses (None or VNC authentication)")]
+    NoSecurityType,
+    #[error("the VNC server asks for a password and the account has none in the vault")]
+    NeedsPassword,
+    #[error("the VNC server refused the vaulted password: {0}")]
+    AuthFailed(String),
+    #[error("the VNC server sent a malformed message: {0}")]
+    Malformed(String),
+}
+
+fn malformed(what: impl Into<String>) -> RfbError {
+    RfbError::Malformed(what.into())
+}
+
+async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), RfbError> {
+    r.read_exact(buf)
+        .await
+        .map(|_| ())
+        .map_err(|_| RfbError::Closed)
+}
+
+async fn u8_<R: AsyncRead + Unpin>(r: &mut R) -> Result<u8, RfbError> {
+    r.read_u8().await.map_err(|_| RfbError::Closed)
+}
+
+async fn u16_<R: AsyncRead + Unpin>(r: &mut R) -> Result<u16, RfbError> {
+    r.read_u16().await.map_err(|_| RfbError::Closed)
+}
+
+async fn u32_<R: AsyncRead + Unpin>(r: &mut R) -> Result<u32, RfbError> {
+    r.read_u32().await.map_err(|_| RfbError::Closed)
+}
+
+/// A length-prefixed string (u32 length), at most `max` bytes, as lossy UTF-8.
+async fn text<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<String, RfbError> {
+    let len = u32_(r).await?;
+    if len > max {
+        return Err(malformed(format!("a text of {len} bytes (at most {max})")));
+    }
+    let mut buf = vec![0; len as usize];
+    read_exact(r, &mut buf).await?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Skips `len` bytes without keeping them.
+async fn skip<R: AsyncRead + Unpin>(r: &mut R, mut len: u64) -> Result<(), RfbError> {
+    let mut buf = [0u8; 8192];
+    while len > 0 {
+        let n = usize::try_from(len.min(buf.len() as u64)).unwrap_or(buf.len());
+        read_exact(r, buf.get_mut(..n).unwrap_or_default()).await?;
+        len -= n as u64;
+    }
+    Ok(())
+}
+
+/// What the server said about its desktop once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInit {
+    pub width: u16,
+    pub height: u16,
+    pub name: String,
+}
+
+/// Checks a framebuffer size against [`MAX_PIXELS`] (and that it is not empty).
+pub fn check_size(width: u16, height: u16) -> Result<(), RfbError> {
+    let pixels = u32::from(width) * u32::from(height);
+    if pixels == 0 || pixels > MAX_PIXELS {
+        return Err(malformed(format!(
+            "a {width}x{height} desktop (at most {MAX_PIXELS} pixels)"
+        )));
+    }
+    Ok(())
+}
+
+/// The VNC authentication response: the challenge encrypted with DES, the key being the
+/// password's first 8 bytes (zero padded), each byte's bits reversed (RFB's historical quirk).
+pub fn vnc_auth_response(password: &SecretString, challenge: &[u8; 16]) -> [u8; 16] {
+    use des::cipher::{BlockCipherEncrypt, KeyInit};
+    let mut key = [0u8; 8];
+    for (k, b) in key.iter_mut().zip(password.expose_secret().as_bytes()) {
+        *k = b.reverse_bits();
+    }
+    let cipher = des::Des::new(&key.into());
+    key.fill(0);
+    let mut out = *challenge;
+    for block in out.chunks_exact_mut(8) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(block);
+        let mut arr = b.into();
+        cipher.encrypt_block(&mut arr);
+        block.copy_from_slice(arr.as_slice());
+    }
+    out
+}
+
+/// The RFB 3.8 handshake up to ServerInit: version, security (VNC authentication with
+/// `password` when the server offers it and a password is vaulted, else None), ClientInit
+/// (shared: other viewers stay connected).
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    password: Option<&SecretString>,
+) -> Result<ServerInit, RfbError> {
+    let mut version = [0u8; 12];
+    read_exact(stream, &mut version).await?;
+    if &version != b"RFB 003.008\n" {
+        // Newer minor versions are answered with 3.8 (RFC 6143 section 7.1.1); older ones
+        // are refused.
+        let text = String::from_utf8_lossy(&version).trim_end().to_owned();
+        let newer = version.starts_with(b"RFB 003.")
+            && version.ends_with(b"\n")
+            && version
+                .get(8..11)
+                .and_then(|minor| std::str::from_utf8(minor).ok())
+                .and_then(|m| m.parse::<u16>().ok())
+                .is_some_and(|minor| minor >= 8);
+        if !newer {
+            return Err(RfbError::Version(text));
+        }
+    }
+    stream
+        .write_all(b"RFB 003.008\n")
+        .await
+        .map_err(|_| RfbError::Closed)?;
+    let count = u8_(stream).await?;
+    if count == 0 {
+        let reason = text(stream, 4096).await?;
+        return Err(RfbError::Refused(reason));
+    }
+    let mut types = vec![0u8; usize::from(count)];
+    read_exact(stream, &mut types).await?;
+    let chosen = if types.contains(&SECURITY_VNC) && password.is_some() {
+        SECURITY_VNC
+    } else if types.contains(&SECURITY_NONE) {
+        SECURITY_NONE
+    } else if types.contains(&SECURITY_VNC) {
+        return Err(RfbError::NeedsPassword);
+    } else {
+        return Err(RfbError::NoSecurityType);
+    };
+    stream
+        .write_all(&[chosen])
+        .await
+        .map_err(|_| RfbError::Closed)?;
+    if chosen == SECURITY_VNC {
+        let mut challenge = [0u8; 16];
+        read_exact(stream, &mut challenge).await?;
+        let Some(password) = password else {
+            return Err(RfbError::NeedsPassword);
+        };
+        let mut response = vnc_auth_response(password, &challenge);
+        let sent = stream.write_all(&response).await;
+        response.fill(0);
+        sent.map_err(|_| RfbError::Closed)?;
+    }
+    // 3.8 sends a SecurityResult for None too.
+    match u32_(stream).await? {
+        0 => {}
+        _ => {
+            let reason = text(stream, 4096).await.unwrap_or_default();
+            return Err(RfbError::AuthFailed(reason));
+        }
+    }
+    stream.write_all(&[1]).await.map_err(|_| RfbError::Closed)?;
+    let width = u16_(stream).await?;
+    let height = u16_(stream).await?;
+    check_size(width, height)?;
+    let mut format = [0u8; 16];
+    read_exact(stream, &mut format).await?;
+    let name = text(stream, 4096).await?;
+    Ok(ServerInit {
+        width,
+        height,
+        name,
+    })
+}
+
+/// SetPixelFormat: 32 bits per pixel, depth 24, little endian, true colour, red in the lowest
+/// byte, so each pixel's bytes are R, G, B, unused (the browser's RGBA with alpha to fill).
+pub fn set_pixel_format() -> Vec<u8> {
+    let mut m = vec![0u8, 0, 0, 0];
+    m.extend_from_slice(&[32, 24, 0, 1]); // bpp, depth, big-endian: no, true colour: yes
+    m.extend_from_slice(&255u16.to_be_bytes());
+    m.extend_from_slice(&255u16.to_be_bytes());
+    m.extend_from_slice(&255u16.to_be_bytes());
+    m.extend_from_slice(&[0, 8, 16, 0, 0, 0]); // shifts, padding
+    m
+}
+
+/// SetEncodings: Raw, CopyRect and the DesktopSize pseudo-encoding.
+pub fn set_encodings() -> Vec<u8> {
+    let encodings = [ENCODING_COPY_RECT, ENCODING_RAW, ENCODING_DESKTOP_SIZE];
+    let mut m = vec![2u8, 0];
+    m.extend_from_slice(&(encodings.len() as u16).to_be_bytes());
+    for e in encodings {
+        m.extend_from_slice(&e.to_be_bytes());
+    }
+    m
+}
+
+/// FramebufferUpdateRequest for the whole screen.
+pub fn update_request(incremental: bool, width: u16, height: u16) -> Vec<u8> {
+    let mut m = vec![3u8, u8::from(incremental), 0, 0, 0, 0];
+    m.extend_from_slice(&width.to_be_bytes());
+    m.extend_from_slice(&height.to_be_bytes());
+    m
+}
+
+/// KeyEvent.
+pub fn key_event(down: bool, keysym: u32) -> Vec<u8> {
+    let mut m = vec![4u8, u8::from(down), 0, 0];
+    m.extend_from_slice(&keysym.to_be_bytes());
+    m
+}
+
+/// PointerEvent (`buttons`: bit 0 left, 1 middle, 2 right, 3/4 wheel up/down).
+pub fn pointer_event(buttons: u8, x: u16, y: u16) -> Vec<u8> {
+    let mut m = vec![5u8, buttons];
+    m.extend_from_slice(&x.to_be_bytes());
+    m.extend_from_slice(&y.to_be_bytes());
+    m
+}
+
+/// ClientCutText: `text` as Latin-1 (RFB's clipboard encoding); other characters become `?`.
+pub fn client_cut_text(text: &str) -> Vec<u8> {
+    let latin1: Vec<u8> = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect();
+    let mut m = vec![6u8, 0, 0, 0];
+    m.extend_from_slice(&(latin1.len() as u32).to_be_bytes());
+    m.extend_from_slice(&latin1);
+    m
+}
+
+/// One thing the server said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Pixels (RGBA, alpha 255) for a rectangle of the screen.
+    Raw {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        rgba: Bytes,
+    },
+    /// Copy the rectangle at (`sx`, `sy`) to (`x`, `y`).
+    Copy {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        sx: u16,
+        sy: u16,
+    },
+    /// The desktop has a new size (its content follows).
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// The end of one framebuffer update (time to ask for the next).
+    UpdateEnd,
+    Bell,
+    /// The server's clipboard (Latin-1 decoded); `None` when it was longer than [`MAX_TEXT`]
+    /// (its bytes were skipped), with its length.
+    CutText {
+        text: Option<String>,
+        len: u32,
+    },
+}
+
+/// Reads the server's messages one event at a time, keeping the size it must check against.
+#[derive(Debug)]
+pub struct Reader {
+    width: u16,
+    height: u16,
+    /// Rectangles left in the current update.
+    rects_left: u16,
+    /// Inside an update: its end is the next event once no rectangle is left.
+    in_update: bool,
+}
+
+impl Reader {
+    pub fn new(init: &ServerInit) -> Self {
+        Self {
+            width: init.width,
+            height: init.height,
+            rects_left: 0,
+            in_update: false,
+        }
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        (self.width, self.height)
+    }
+
+    fn inside(&self, x: u16, y: u16, w: u16, h: u16) -> bool {
+        u32::from(x) + u32::from(w) <= u32::from(self.width)
+            && u32::from(y) + u32::from(h) <= u32::from(self.height)
+    }
+
+    /// The next event. An error ends the session; what was read is not reusable.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<ServerEvent, RfbError> {
+        if self.rects_left > 0 {
+            self.rects_left -= 1;
+            return self.rect(r).await;
+        }
+        if self.in_update {
+            self.in_update = false;
+            return Ok(ServerEvent::UpdateEnd);
+        }
+        match u8_(r).await? {
+            0 => {
+                let mut pad = [0u8; 1];
+                read_exact(r, &mut pad).await?;
+                let count = u16_(r).await?;
+                if count == 0 {
+                    return Ok(ServerEvent::UpdateEnd);
+                }
+                self.rects_left = count - 1;
+                self.in_update = true;
+                self.rect(r).await
+            }
+            // SetColourMapEntries: we asked for true colour, so a colour map is wrong.
+            1 => Err(malformed("a colour map for a true-colour pixel format")),
+            2 => Ok(ServerEvent::Bell),
+            3 => {
+                let mut pad = [0u8; 3];
+                read_exact(r, &mut pad).await?;
+                let len = u32_(r).await?;
+                if len > MAX_TEXT {
+                    skip(r, u64::from(len)).await?;
+                    return Ok(ServerEvent::CutText { text: None, len });
+                }
+                let mut buf = vec![0u8; len as usize];
+                read_exact(r, &mut buf).await?;
+                let text = buf.iter().map(|&b| char::from(b)).collect();
+                Ok(ServerEvent::CutText {
+                    text: Some(text),
+                    len,
+                })
+            }
+            other => Err(malformed(format!("unknown message type {other}"))),
+        }
+    }
+
+    async fn rect<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<ServerEvent, RfbError> {
+        let x = u16_(r).await?;
+        let y = u16_(r).await?;
+        let w = u16_(r).await?;
+        let h = u16_(r).await?;
+        let encoding = r.read_i32().await.map_err(|_| RfbError::Closed)?;
+        match encoding {
+            ENCODING_DESKTOP_SIZE => {
+                check_size(w, h)?;
+                self.width = w;
+                self.height = h;
+                Ok(ServerEvent::Resize {
+                    width: w,
+                    height: h,
+                })
+            }
+            ENCODING_RAW | ENCODING_COPY_RECT if !self.inside(x, y, w, h) => {
+                Err(malformed(format!(
+                    "a {w}x{h} rectangle at {x},{y} outside the {}x{} screen",
+                    self.width, self.height
+                )))
+            }
+            ENCODING_RAW => {
+                // Inside the screen, so at most MAX_PIXELS * 4 bytes.
+                let len = usize::from(w) * usize::from(h) * 4;
+                let mut rgba = vec![0u8; len];
+                read_exact(r, &mut rgba).await?;
+                for px in rgba.chunks_exact_mut(4) {
+                    if let Some(a) = px.get_mut(3) {
+                        *a = 255;
+                    }
+                }
+                Ok(ServerEvent::Raw {
+                    x,
+                    y,
+                    w,
+                    h,
+                    rgba: rgba.into(),
+                })
+            }
+            ENCODING_COPY_RECT => {
+                let sx = u16_(r).await?;
+                let sy = u16_(r).await?;
+                if !self.inside(sx, sy, w, h) {
+                    return Err(malformed("a copy from outside the screen"));
+                }
+                Ok(ServerEvent::Copy { x, y, w, h, sx, sy })
+            }
+            other => Err(malformed(format!(
+                "an encoding it was not offered ({other})"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn init(w: u16, h: u16) -> ServerInit {
+        ServerInit {
+            width: w,
+            height: h,
+            name: String::new(),
+        }
+    }
+
+    #[test]
+    fn vnc_auth_uses_the_first_eight_bytes_of_the_password() {
+        let challenge: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let a = vnc_auth_response(&SecretString::from("password".to_owned()), &challenge);
+        let b = vnc_auth_response(
+            &SecretString::from("password-longer".to_owned()),
+            &challenge,
+        );
+        // Only the first 8 bytes of a password count.
+        assert_eq!(a, b);
+        // The same as `openssl enc -des-ecb -nopad` with the bit-reversed key 0e86ceceeef64e26.
+        let expected = [
+            0xb8, 0x66, 0x92, 0x41, 0x25, 0xc8, 0xee, 0xbb, 0x9d, 0xeb, 0xc1, 0xdb, 0x61, 0xc5,
+            0x38, 0xe2,
+        ];
+        assert_eq!(a, expected);
+    }
+
+    #[tokio::test]
+    async fn a_raw_rectangle_outside_the_screen_is_refused_before_reading_its_pixels() {
+        let mut reader = Reader::new(&init(100, 100));
+        let mut msg = vec![0u8, 0, 0, 1];
+        for v in [90u16, 0, 20, 10] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        msg.extend_from_slice(&0i32.to_be_bytes());
+        let err = reader.next(&mut &msg[..]).await.unwrap_err();
+        assert!(matches!(err, RfbError::Malformed(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_desktop_size_is_refused() {
+        let mut reader = Reader::new(&init(100, 100));
+        let mut msg = vec![0u8, 0, 0, 1];
+        for v in [0u16, 0, 65535, 65535] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        msg.extend_from_slice(&ENCODING_DESKTOP_SIZE.to_be_bytes());
+        assert!(matches!(
+            reader.next(&mut &msg[..]).await,
+            Err(RfbError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn raw_and_copy_rectangles_are_read_in_order() {
+        let mut reader = Reader::new(&init(4, 4));
+        let mut msg = vec![0u8, 0, 0, 2];
+        for v in [1u16, 1, 2, 1] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        msg.extend_from_slice(&0i32.to_be_bytes());
+        msg.extend_from_slice(&[1, 2, 3, 0, 4, 5, 6, 0]);
+        for v in [0u16, 0, 2, 2, 2, 2] {
+            msg.extend_from_slice(&v.to_be_bytes());
+            if msg.len() == 4 + 8 + 4 + 8 + 8 {
+                msg.extend_from_slice(&1i32.to_be_bytes());
+            }
+        }
+        let mut r = &msg[..];
+        assert_eq!(
+            reader.next(&mut r).await.unwrap(),
+            ServerEvent::Raw {
+                x: 1,
+                y: 1,
+                w: 2,
+                h: 1,
+                rgba: Bytes::from_static(&[1, 2, 3, 255, 4, 5, 6, 255])
+            }
+        );
+        assert_eq!(
+            reader.next(&mut r).await.unwrap(),
+            ServerEvent::Copy {
+                x: 0,
+                y: 0,
+                w: 2,
+                h: 2,
+                sx: 2,
+                sy: 2
+            }
+        );
+        assert_eq!(reader.next(&mut r).await.unwrap(), ServerEvent::UpdateEnd);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_message_or_encoding_ends_the_session() {
+        let mut reader = Reader::new(&init(4, 4));
+        assert!(reader.next(&mut &[9u8][..]).await.is_err());
+        let mut msg = vec![0u8, 0, 0, 1];
+        for v in [0u16, 0, 1, 1] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        msg.extend_from_slice(&16i32.to_be_bytes());
+        assert!(reader.next(&mut &msg[..]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_huge_clipboard_is_skipped_not_kept() {
+        let mut reader = Reader::new(&init(4, 4));
+        let len = MAX_TEXT + 1;
+        let mut msg = vec![3u8, 0, 0, 0];
+        msg.extend_from_slice(&len.to_be_bytes());
+        msg.resize(msg.len() + len as usize, b'a');
+        assert_eq!(
+            reader.next(&mut &msg[..]).await.unwrap(),
+            ServerEvent::CutText { text: None, len }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_handshake_answers_vnc_authentication_and_reads_server_init() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let serve = tokio::spawn(async move {
+            server.write_all(b"RFB 003.008\n").await.unwrap();
+            let mut v = [0u8; 12];
+            server.read_exact(&mut v).await.unwrap();
+            assert_eq!(&v, b"RFB 003.008\n");
+            server.write_all(&[2, 1, 2]).await.unwrap();
+            assert_eq!(server.read_u8().await.unwrap(), 2);
+            let challenge = [7u8; 16];
+            server.write_all(&challenge).await.unwrap();
+            let mut response = [0u8; 16];
+            server.read_exact(&mut response).await.unwrap();
+            let expected = vnc_auth_response(&SecretString::from("s3cret".to_owned()), &challenge);
+            assert_eq!(response, expected);
+            server.write_all(&0u32.to_be_bytes()).await.unwrap();
+            assert_eq!(server.read_u8().await.unwrap(), 1);
+            let mut init = Vec::new();
+            init.extend_from_slice(&640u16.to_be_bytes());
+            init.extend_from_slice(&480u16.to_be_bytes());
+            init.extend_from_slice(&[0; 16]);
+            init.extend_from_slice(&4u32.to_be_bytes());
+            init.extend_from_slice(b"desk");
+            server.write_all(&init).await.unwrap();
+        });
+        let password = SecretString::from("s3cret".to_owned());
+        let init = handshake(&mut client, Some(&password)).await.unwrap();
+        assert_eq!(
+            (init.width, init.height, init.name.as_str()),
+            (640, 480, "desk")
+        );
+        serve.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_old_protocol_version_is_refused() {
+        let mut stream = tokio_test_stream(b"RFB 003.003\n");
+        assert!(matches!(
+            handshake(&mut stream, None).await,
+            Err(RfbError::Version(_))
+        ));
+    }
+
+    fn tokio_test_stream(bytes: &'static [u8]) -> tokio::io::DuplexStream {
+        let (client, mut server) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            let _ = server.write_all(bytes).await;
+            let mut sink = [0u8; 64];
+            let _ = server.read(&mut sink).await;
+        });
+        client
+    }
+}

@@ -1,0 +1,189 @@
+//! The desktop stream: what the browser draws and what the recording keeps, the same bytes.
+//! Each message is binary, big-endian:
+//!
+//! - `I` width height: the screen's size (at the start and when it changes)
+//! - `Z` x y w h, then the rectangle's RGBA pixels, zlib-compressed
+//! - `C` x y w h sx sy: copy the rectangle at (sx, sy) to (x, y)
+//! - `K` width height: a key frame follows (one `Z` of the whole screen; recordings only), so
+//!   a replay can start drawing from the last key frame before the moment it seeks to
+//!
+//! [`Framebuffer`] keeps Rampart's copy of the screen (bounded by `rfb::MAX_PIXELS`) for the
+//! key frames.
+
+use crate::rfb::ServerEvent;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::io::Write;
+
+/// The screen as the server last drew it, RGBA.
+#[derive(Debug)]
+pub struct Framebuffer {
+    width: u16,
+    height: u16,
+    pixels: Vec<u8>,
+}
+
+impl Framebuffer {
+    /// A black screen; the size was checked by `rfb::check_size`.
+    pub fn new(width: u16, height: u16) -> Self {
+        let len = usize::from(width) * usize::from(height) * 4;
+        Self {
+            width,
+            height,
+            pixels: vec![0; len],
+        }
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        (self.width, self.height)
+    }
+
+    fn stride(&self) -> usize {
+        usize::from(self.width) * 4
+    }
+
+    /// Applies one event the reader checked (rectangles inside the screen).
+    pub fn apply(&mut self, event: &ServerEvent) {
+        match event {
+            ServerEvent::Resize { width, height } => *self = Self::new(*width, *height),
+            ServerEvent::Raw { x, y, w, h, rgba } => {
+                let stride = self.stride();
+                let row = usize::from(*w) * 4;
+                for (i, src) in rgba
+                    .chunks_exact(row.max(1))
+                    .take(usize::from(*h))
+                    .enumerate()
+                {
+                    let at = (usize::from(*y) + i) * stride + usize::from(*x) * 4;
+                    if let Some(dst) = self.pixels.get_mut(at..at + row) {
+                        dst.copy_from_slice(src);
+                    }
+                }
+            }
+            ServerEvent::Copy { x, y, w, h, sx, sy } => {
+                let stride = self.stride();
+                let row = usize::from(*w) * 4;
+                let rows: Vec<usize> = (0..usize::from(*h)).collect();
+                // Overlapping copies: rows in the direction that does not overwrite the source.
+                let order: Box<dyn Iterator<Item = &usize>> = if sy < y {
+                    Box::new(rows.iter().rev())
+                } else {
+                    Box::new(rows.iter())
+                };
+                for i in order {
+                    let from = (usize::from(*sy) + i) * stride + usize::from(*sx) * 4;
+                    let to = (usize::from(*y) + i) * stride + usize::from(*x) * 4;
+                    if from + row <= self.pixels.len() && to + row <= self.pixels.len() {
+                        self.pixels.copy_within(from..from + row, to);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A key frame: `K` then the whole screen as one `Z`.
+    pub fn key_frame(&self) -> (Bytes, Bytes) {
+        let mut k = BytesMut::with_capacity(5);
+        k.put_u8(b'K');
+        k.put_u16(self.width);
+        k.put_u16(self.height);
+        (
+            k.freeze(),
+            pixels_message(0, 0, self.width, self.height, &self.pixels),
+        )
+    }
+}
+
+/// `I` width height.
+pub fn size_message(width: u16, height: u16) -> Bytes {
+    let mut m = BytesMut::with_capacity(5);
+    m.put_u8(b'I');
+    m.put_u16(width);
+    m.put_u16(height);
+    m.freeze()
+}
+
+/// `Z` x y w h zlib(rgba). CPU work: callers run large ones off the async threads.
+pub fn pixels_message(x: u16, y: u16, w: u16, h: u16, rgba: &[u8]) -> Bytes {
+    let mut m = BytesMut::with_capacity(9 + rgba.len() / 8);
+    m.put_u8(b'Z');
+    for v in [x, y, w, h] {
+        m.put_u16(v);
+    }
+    let mut z = flate2::write::ZlibEncoder::new(m.writer(), flate2::Compression::fast());
+    // Writing into memory cannot fail.
+    let _ = z.write_all(rgba);
+    match z.finish() {
+        Ok(writer) => writer.into_inner().freeze(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// `C` x y w h sx sy.
+pub fn copy_message(x: u16, y: u16, w: u16, h: u16, sx: u16, sy: u16) -> Bytes {
+    let mut m = BytesMut::with_capacity(13);
+    m.put_u8(b'C');
+    for v in [x, y, w, h, sx, sy] {
+        m.put_u16(v);
+    }
+    m.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn raw_and_overlapping_copies_land_where_the_server_says() {
+        let mut fb = Framebuffer::new(3, 3);
+        let px = |v: u8| [v, v, v, 255];
+        let row: Vec<u8> = [1u8, 2, 3].iter().flat_map(|v| px(*v)).collect();
+        fb.apply(&ServerEvent::Raw {
+            x: 0,
+            y: 0,
+            w: 3,
+            h: 1,
+            rgba: row.into(),
+        });
+        // Shift the first row down by one, twice (overlapping the second time).
+        fb.apply(&ServerEvent::Copy {
+            x: 0,
+            y: 1,
+            w: 3,
+            h: 1,
+            sx: 0,
+            sy: 0,
+        });
+        fb.apply(&ServerEvent::Copy {
+            x: 0,
+            y: 1,
+            w: 3,
+            h: 2,
+            sx: 0,
+            sy: 0,
+        });
+        let at = |x: usize, y: usize| fb.pixels[(y * 3 + x) * 4];
+        assert_eq!([at(0, 0), at(1, 1), at(2, 2)], [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_key_frame_carries_the_whole_screen() {
+        let mut fb = Framebuffer::new(2, 1);
+        fb.apply(&ServerEvent::Raw {
+            x: 1,
+            y: 0,
+            w: 1,
+            h: 1,
+            rgba: Bytes::from_static(&[9, 8, 7, 255]),
+        });
+        let (k, z) = fb.key_frame();
+        assert_eq!(&k[..], &[b'K', 0, 2, 0, 1]);
+        assert_eq!(&z[..9], &[b'Z', 0, 0, 0, 0, 0, 2, 0, 1]);
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(&z[9..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 9, 8, 7, 255]);
+    }
+}

@@ -1,0 +1,185 @@
+//! `GET /api/v1/desktop?account=LOGIN@ASSET`: a VNC desktop in the browser (WebSocket).
+//!
+//! The session is `rampart_vnc::open`'s (policy, vault, recording, live enforcement through
+//! the session core); this file only moves messages. Frames:
+//! - to the browser, binary: the desktop stream (`rampart_vnc::screen`); text: JSON
+//!   `{"type":"ready","session":ID,"name":N}`, `{"type":"clipboard","text":T}`,
+//!   `{"type":"notice","text":T}` and, last, `{"type":"end","reason":R}`;
+//! - from the browser, text only: `{"type":"key","down":B,"keysym":K}`,
+//!   `{"type":"pointer","x":X,"y":Y,"buttons":M}`, `{"type":"clipboard","text":T}`; anything
+//!   else is ignored. Messages are bounded by `ws::MAX_MESSAGE_BYTES`.
+
+use crate::WebState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Query};
+use crate::ws;
+use axum::Extension;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use rampart_core::AccountRef;
+use rampart_vnc::{DesktopEvent, DesktopRequest, Input};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesktopQuery {
+    account: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum FromBrowser {
+    Key { down: bool, keysym: u32 },
+    Pointer { x: u16, y: u16, buttons: u8 },
+    Clipboard { text: String },
+}
+
+/// A text frame from the browser as input; `None` for anything else.
+fn input(text: &str) -> Option<Input> {
+    Some(match serde_json::from_str::<FromBrowser>(text).ok()? {
+        FromBrowser::Key { down, keysym } => Input::Key { down, keysym },
+        FromBrowser::Pointer { x, y, buttons } => Input::Pointer { x, y, buttons },
+        FromBrowser::Clipboard { text } => Input::Clipboard(text),
+    })
+}
+
+pub async fn desktop(
+    State(state): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<DesktopQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    ws::browser_only(&state, &caller, &headers)?;
+    let account = AccountRef::parse(&query.account)?;
+    let upgrade = upgrade.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let Some(gateway) = state.gateway.clone() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this listener has no session core for desktops",
+        ));
+    };
+    let slot = ws::websocket_slot(&state)?;
+    let ended = ws::session_ended(&state, &headers, peer);
+    let request = DesktopRequest {
+        mfa: caller.session.as_ref().is_some_and(|s| s.mfa),
+        user: caller.user.clone(),
+        source: SocketAddr::new(caller.source, peer.port()),
+        account,
+    };
+    Ok(
+        ws::bounded(upgrade).on_upgrade(move |mut socket| async move {
+            let _slot = slot;
+            match rampart_vnc::open(gateway.session_core(), gateway.dialer(), request).await {
+                Ok(desktop) => pump(socket, desktop, ended).await,
+                Err(reason) => {
+                    tracing::info!(reason = %reason, "a desktop was not opened");
+                    let _ = send_json(
+                        &mut socket,
+                        serde_json::json!({"type": "end", "reason": reason}),
+                    )
+                    .await;
+                    ws::close(socket, "the desktop could not be opened").await;
+                }
+            }
+        }),
+    )
+}
+
+async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> Result<(), ()> {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .map_err(|_| ())
+}
+
+/// Moves messages both ways until either side ends; the session's end reason is shown.
+async fn pump(
+    mut socket: WebSocket,
+    mut desktop: rampart_vnc::Desktop,
+    mut ended: tokio::sync::oneshot::Receiver<()>,
+) {
+    let ready = serde_json::json!({"type": "ready", "session": desktop.id, "name": desktop.name});
+    if send_json(&mut socket, ready).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = &mut ended => {
+                let _ = send_json(&mut socket, serde_json::json!({"type": "end", "reason": "the browser session ended"})).await;
+                ws::close(socket, "the browser session ended").await;
+                return;
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(input) = input(text.as_str()) {
+                        // A closed session's reason is on the way in `events`.
+                        let _ = desktop.input.send(input).await;
+                    }
+                }
+                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
+                // Closed, failed, or too large: the session ends with the socket.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+            },
+            event = desktop.events.recv() => match event {
+                Some(DesktopEvent::Frame(bytes)) => {
+                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(DesktopEvent::Clipboard(text)) => {
+                    if send_json(&mut socket, serde_json::json!({"type": "clipboard", "text": text})).await.is_err() {
+                        return;
+                    }
+                }
+                Some(DesktopEvent::Notice(text)) => {
+                    if send_json(&mut socket, serde_json::json!({"type": "notice", "text": text})).await.is_err() {
+                        return;
+                    }
+                }
+                Some(DesktopEvent::End(reason)) => {
+                    let _ = send_json(&mut socket, serde_json::json!({"type": "end", "reason": reason})).await;
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    ws::close(socket, "the session ended").await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browser_messages_become_input_and_the_rest_is_ignored() {
+        assert_eq!(
+            input(r#"{"type":"key","down":true,"keysym":65}"#),
+            Some(Input::Key {
+                down: true,
+                keysym: 65
+            })
+        );
+        assert_eq!(
+            input(r#"{"type":"pointer","x":3,"y":4,"buttons":1}"#),
+            Some(Input::Pointer {
+                x: 3,
+                y: 4,
+                buttons: 1
+            })
+        );
+        assert_eq!(
+            input(r#"{"type":"pointer","x":-1,"y":4,"buttons":1}"#),
+            None
+        );
+        assert_eq!(input(r#"{"type":"resize","cols":1,"rows":1}"#), None);
+        assert_eq!(input("not json"), None);
+    }
+}

@@ -1,0 +1,159 @@
+// A VNC desktop through Rampart in real headless Chromium (issue 22). Run by
+// crates/rampart/tests/it/desktop_vnc.rs, which starts Xvfb with a known root colour and an
+// xterm, x11vnc with a vaulted password, and `rampart serve`.
+//
+// Steps: log in, find the desktop on the home page, Connect; the canvas shows the root colour
+// outside the xterm; click into the xterm, type a command that changes the root colour, see
+// the canvas change; print `READY <session id>` and wait: the test kills the session from the
+// CLI, and the page must show the kill's reason.
+//
+//   RAMPART_URL            https://127.0.0.1:PORT
+//   LOGIN_USER / PASSWORD  the user
+//   ACCOUNT                LOGIN@ASSET of the desktop
+//   PROBE_X / PROBE_Y      a point of the screen outside the xterm
+//   XTERM_X / XTERM_Y      a point inside the xterm
+//   KILL_REASON            what the page must show once the test kills the session
+//   CANARY                 the vaulted VNC password: never on the page
+//   EXPECT_END             (optional) the session must end at once, the page showing this
+//   ARTIFACTS / CHROMIUM   screenshots directory / the browser
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env('RAMPART_URL');
+const origin = new URL(base).origin;
+const artifacts = env('ARTIFACTS');
+const account = env('ACCOUNT');
+const [px, py] = [Number(env('PROBE_X')), Number(env('PROBE_Y'))];
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+});
+const problems = [];
+
+// The canvas pixel at (x, y) as [r, g, b].
+const pixel = (page, x, y) =>
+  page.evaluate(
+    ([x, y]) => {
+      const canvas = document.getElementById('desktop');
+      if (!canvas || canvas.width <= x || canvas.height <= y) return null;
+      return Array.from(canvas.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
+    },
+    [x, y],
+  );
+
+async function waitForPixel(page, x, y, rgb, what) {
+  const deadline = Date.now() + 60_000;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await pixel(page, x, y);
+    if (last && last.every((v, i) => Math.abs(v - rgb[i]) <= 2)) return;
+    await page.waitForTimeout(200);
+  }
+  await page.screenshot({ path: join(artifacts, `desktop-no-${what}.png`) });
+  throw new Error(`the canvas at ${x},${y} is ${JSON.stringify(last)}, not ${what} ${JSON.stringify(rgb)}`);
+}
+
+try {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 800 } });
+  await context.route('**/*', (route) =>
+    new URL(route.request().url()).origin === origin ? route.continue() : route.abort('blockedbyclient'),
+  );
+  const page = await context.newPage();
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) problems.push(message.text());
+  });
+  await page.goto(`${base}/`);
+  await page.waitForURL(/\/login/, { timeout: 30_000 });
+  await page.fill('input[name=username]', env('LOGIN_USER'));
+  await page.fill('input[name=password]', env('PASSWORD'));
+  await page.click('button[type=submit]');
+  await page.waitForURL((url) => url.pathname === '/', { timeout: 30_000 });
+  await page.locator('body[data-ready=true]').waitFor({ timeout: 30_000 });
+
+  // The home page lists the desktop with its VNC address and a Connect button.
+  const row = page.locator('#desktops tbody tr', { hasText: account });
+  await row.waitFor({ timeout: 30_000 });
+  const rowText = await row.innerText();
+  if (!rowText.includes('Connect')) throw new Error(`the desktop's row has no Connect: ${rowText}`);
+  await page.screenshot({ path: join(artifacts, 'desktop-home.png'), fullPage: true });
+  await row.getByRole('link', { name: 'Connect' }).click();
+  await page.waitForURL((url) => url.pathname === '/desktop', { timeout: 30_000 });
+  await page.locator('body[data-desktop=open], body[data-desktop=closed]').first().waitFor({ timeout: 60_000 });
+
+  // A target that must fail: the page shows why, and that is all.
+  if (process.env.EXPECT_END) {
+    await page.locator('body[data-desktop=closed]').waitFor({ timeout: 60_000 });
+    const notice = await page.locator('#desktop-notice').innerText();
+    await page.screenshot({ path: join(artifacts, 'desktop-ended.png') });
+    if (!notice.includes(process.env.EXPECT_END)) throw new Error(`the page does not say why: ${notice}`);
+    if (problems.length > 0) throw new Error(problems.join('\n'));
+    console.log(`desktop ended as expected: ${notice}`);
+  } else {
+    await desktopSteps(page);
+  }
+} finally {
+  await browser.close();
+}
+
+async function desktopSteps(page) {
+  await page.locator('body[data-desktop=open]').waitFor({ timeout: 60_000 });
+
+  // The known picture: the root window's colour outside the xterm.
+  await waitForPixel(page, px, py, [0x12, 0xab, 0x34], 'green');
+  await page.screenshot({ path: join(artifacts, 'desktop-green.png') });
+
+  // Type a command into the remote xterm and see what it does.
+  const canvas = page.locator('#desktop');
+  await canvas.click({ position: { x: Number(env('XTERM_X')), y: Number(env('XTERM_Y')) } });
+  await page.waitForTimeout(300);
+  await page.keyboard.type("xsetroot -solid '#c81e1e'", { delay: 20 });
+  await page.keyboard.press('Enter');
+  await waitForPixel(page, px, py, [0xc8, 0x1e, 0x1e], 'red');
+  await page.screenshot({ path: join(artifacts, 'desktop-red.png') });
+
+  const shown = await page.locator('body').innerText();
+  if (shown.includes(env('CANARY'))) throw new Error('the vaulted VNC password is on the page');
+  const html = await page.content();
+  if (html.includes(env('CANARY'))) throw new Error('the vaulted VNC password is in the page source');
+
+  // The test kills the session now; the page must say why.
+  const session = await page.evaluate(() => document.body.dataset.desktopSession || '');
+  console.log(`READY ${session}`);
+  await page.locator('body[data-desktop=closed]').waitFor({ timeout: 60_000 });
+  const notice = await page.locator('#desktop-notice').innerText();
+  if (!notice.includes(env('KILL_REASON'))) throw new Error(`the page does not show the kill's reason: ${notice}`);
+  await page.screenshot({ path: join(artifacts, 'desktop-killed.png') });
+
+  // The replay: verified, green at the first key frame, red at the end; seeking both ways.
+  await page.goto(`${base}/replay?session=${encodeURIComponent(session)}`);
+  await page.locator('body[data-replay=ready]').waitFor({ timeout: 60_000 });
+  await page.locator('#verification', { hasText: 'verified' }).waitFor({ timeout: 30_000 });
+  const verdict = await page.locator('#verification').innerText();
+  if (verdict.includes('NOT')) throw new Error(`the replay page says: ${verdict}`);
+  const keyTimes = await page.evaluate(() => window.rampartDesktopReplay.keyTimes);
+  if (keyTimes.length < 1) throw new Error('the recording has no key frame');
+  const replayPixel = async (t) => {
+    await page.evaluate((at) => window.rampartDesktopReplay.seek(at), t);
+    return pixel(page, px, py);
+  };
+  const end = await page.evaluate(() => window.rampartDesktopReplay.end);
+  const close = (got, rgb) => got && got.every((v, i) => Math.abs(v - rgb[i]) <= 2);
+  const atEnd = await replayPixel(end);
+  if (!close(atEnd, [0xc8, 0x1e, 0x1e])) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not red`);
+  await page.screenshot({ path: join(artifacts, 'desktop-replay-end.png') });
+  const atStart = await replayPixel(keyTimes[0]);
+  if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay's first key frame shows ${JSON.stringify(atStart)}, not green`);
+  await page.screenshot({ path: join(artifacts, 'desktop-replay-start.png') });
+  if (problems.length > 0) throw new Error(problems.join('\n'));
+  console.log('desktop steps passed');
+}

@@ -1,0 +1,394 @@
+//! VNC desktops through Rampart in real headless Chromium (issue 22): Xvfb with a known root
+//! colour and an xterm, x11vnc with a VNC password on loopback, `rampart serve` with that
+//! password vaulted. The browser logs in, connects, reads canvas pixels, types a command into
+//! the remote xterm and sees its effect; the session is killed from the CLI and the page shows
+//! why; the recording verifies and stops verifying after a byte is flipped; the vaulted
+//! password is nowhere in the data directory. A hostile RFB server (a thread of this test)
+//! sending an update larger than its screen ends its session cleanly, and the node lives on.
+
+use super::BIN;
+use crate::db_common::{text, verified_eventually};
+use rampart_testkit::{Rampart, Server, files_containing, require_tool};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CANARY: &str = "vnc-canary-7f3a";
+const KILL_REASON: &str = "desktop test: ended by the auditor";
+/// The screen, and an xterm in its top-left corner; the probe point lies outside the xterm.
+const SCREEN: (u16, u16) = (800, 600);
+const PROBE: (u16, u16) = (700, 500);
+const IN_XTERM: (u16, u16) = (100, 60);
+
+/// Processes killed when the test ends, however it ends.
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in self.0.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Xvfb on a free display with the root colour `#12ab34`, an xterm, and x11vnc on a loopback
+/// port with the password `CANARY` (from a file, never in argv).
+struct Desktop {
+    port: u16,
+    _processes: Killed,
+    _dir: tempfile::TempDir,
+}
+
+impl Desktop {
+    fn start() -> Option<Self> {
+        let tools = ["Xvfb", "x11vnc", "xterm", "xsetroot"];
+        let found: Vec<PathBuf> = tools.iter().filter_map(|t| require_tool(t)).collect();
+        if found.len() != tools.len() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut processes = Killed(Vec::new());
+        let display = (40..400)
+            .find_map(|n| {
+                let socket = format!("/tmp/.X11-unix/X{n}");
+                if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                    return None;
+                }
+                let mut xvfb = Command::new("Xvfb")
+                    .arg(format!(":{n}"))
+                    .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
+                    .args(["-nolisten", "tcp"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if Path::new(&socket).exists() {
+                        processes.0.push(xvfb);
+                        return Some(format!(":{n}"));
+                    }
+                    if xvfb.try_wait().unwrap().is_some() {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = xvfb.kill();
+                let _ = xvfb.wait();
+                None
+            })
+            .expect("no free X display");
+        let root = Command::new("xsetroot")
+            .args(["-display", &display, "-solid", "#12ab34"])
+            .output()
+            .unwrap();
+        assert!(root.status.success(), "{}", text(&root));
+        processes.0.push(
+            Command::new("xterm")
+                .args([
+                    "-display",
+                    &display,
+                    "-geometry",
+                    "60x12+0+0",
+                    "-e",
+                    "/bin/sh",
+                ])
+                .env("DISPLAY", &display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let password = dir.path().join("vnc-password");
+        std::fs::write(&password, format!("{CANARY}\n")).unwrap();
+        let port = free_port();
+        processes.0.push(
+            Command::new("x11vnc")
+                .args(["-display", &display, "-rfbport", &port.to_string()])
+                .args(["-localhost", "-forever", "-shared", "-noshm", "-noxdamage"])
+                .args(["-passwdfile", password.to_str().unwrap(), "-quiet"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.path().join("x11vnc.log")).unwrap(),
+                ))
+                .spawn()
+                .unwrap(),
+        );
+        wait_until("x11vnc", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        Some(Self {
+            port,
+            _processes: processes,
+            _dir: dir,
+        })
+    }
+}
+
+/// Rampart with alice (password `alice-password-1`) and the desktop `desk` on `port`: the
+/// account `vnc@desk` with `CANARY` vaulted, and a `vnc:connect` grant.
+fn rampart_for_desktop(port: u16) -> (Rampart, Server) {
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
+    r.ok(&[
+        "asset",
+        "add",
+        "desk",
+        "--host",
+        "127.0.0.1",
+        "--endpoint",
+        &format!("vnc:{port}"),
+    ]);
+    r.ok_with_stdin(
+        &["account", "add", "vnc@desk", "--password-stdin"],
+        format!("{CANARY}\n").as_bytes(),
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "desk",
+        "--actions",
+        "vnc:connect",
+    ]);
+    let server = r.serve();
+    (r, server)
+}
+
+fn browser_ready() -> Option<(PathBuf, PathBuf)> {
+    let (Some(node), Some(chromium)) = (require_tool("node"), require_tool("chromium")) else {
+        return None;
+    };
+    crate::browser::require_playwright().then_some((node, chromium))
+}
+
+/// `node desktop.mjs` with the test's settings; `on_ready` runs once the page printed `READY`.
+fn run_browser(
+    server: &Server,
+    extra: &[(&str, String)],
+    on_ready: impl FnOnce(&str),
+) -> (bool, String) {
+    let (node, chromium) = browser_ready().unwrap();
+    let artifacts = crate::browser::artifacts_dir().join("desktop");
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut command = Command::new(node);
+    command
+        .arg("desktop.mjs")
+        .current_dir(&browser_dir)
+        .env("RAMPART_URL", format!("https://{}", server.http))
+        .env("LOGIN_USER", "alice")
+        .env("PASSWORD", "alice-password-1")
+        .env("ACCOUNT", "vnc@desk")
+        .env("PROBE_X", PROBE.0.to_string())
+        .env("PROBE_Y", PROBE.1.to_string())
+        .env("XTERM_X", IN_XTERM.0.to_string())
+        .env("XTERM_Y", IN_XTERM.1.to_string())
+        .env("KILL_REASON", KILL_REASON)
+        .env("CANARY", CANARY)
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let mut out = String::new();
+    let mut on_ready = Some(on_ready);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap_or_default();
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(id) = line.strip_prefix("READY ")
+            && let Some(ready) = on_ready.take()
+        {
+            ready(id.trim());
+        }
+    }
+    let status = child.wait().unwrap();
+    out.push_str(&errors.join().unwrap());
+    eprintln!("desktop screenshots: {}", artifacts.display());
+    (status.success(), out)
+}
+
+fn sessions(r: &Rampart) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = r.json(&["session", "list", "--limit", "1000"]);
+        let list = list.as_array().unwrap().clone();
+        if list.iter().all(|s| s["ended_at"].is_string()) || Instant::now() > deadline {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The whole path: the portal's Connect opens the desktop, the canvas shows the root colour,
+/// typing into the remote xterm changes it, a kill from the CLI ends the view with its reason
+/// shown, the recording (screen updates with key frames, input metadata) verifies and fails
+/// after a byte is flipped, and the VNC password is in no file of the data directory.
+#[test]
+fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recording_verifies() {
+    if browser_ready().is_none() {
+        return;
+    }
+    let Some(desktop) = Desktop::start() else {
+        return;
+    };
+    let (r, server) = rampart_for_desktop(desktop.port);
+    let (ok, out) = run_browser(&server, &[], |id| {
+        r.ok(&["session", "kill", id, "--reason", KILL_REASON]);
+    });
+    assert!(ok && out.contains("desktop steps passed"), "{out}");
+
+    let list = sessions(&r);
+    let session = list
+        .iter()
+        .find(|s| s["kind"] == "vnc")
+        .unwrap_or_else(|| panic!("no vnc session: {list:?}"));
+    assert!(
+        session["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(KILL_REASON),
+        "{session}"
+    );
+    assert_eq!(session["recorded"], true, "{session}");
+    let id = session["id"].as_str().unwrap();
+
+    // The recording: the desktop stream with at least one key frame, and input as metadata
+    // (pointer positions, "a key"), never which key.
+    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
+    let bytes = std::fs::read(&raw).unwrap();
+    assert!(
+        bytes.windows(5).any(|w| w == [b'K', 3, 32, 2, 88]),
+        "no key frame of the 800x600 screen in the recording"
+    );
+    let recorded = String::from_utf8_lossy(&bytes);
+    assert!(
+        recorded.contains(r#"{"t":"pointer","#),
+        "no pointer events recorded"
+    );
+    assert!(
+        recorded.contains(r#"{"t":"key","down":true}"#),
+        "no key events recorded"
+    );
+    assert!(
+        !recorded.contains("keysym"),
+        "which key was typed was recorded"
+    );
+
+    // Sealed and anchored: `audit verify` passes, and fails once a byte of it changes.
+    verified_eventually(&r);
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x01;
+    std::fs::write(&raw, &flipped).unwrap();
+    let verify = r.run(&["audit", "verify"]);
+    assert!(!verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains(id), "{}", text(&verify));
+    std::fs::write(&raw, &bytes).unwrap();
+
+    // The vaulted VNC password: nowhere in clear (logs, recordings, database).
+    let found = files_containing(&r.data_dir(), CANARY.as_bytes());
+    assert!(found.is_empty(), "the VNC password is in {found:?}");
+    drop(server);
+}
+
+/// A hostile RFB server: a proper handshake (security None, a 64x64 screen), then a
+/// FramebufferUpdate with a Raw rectangle of 65535x65535 pixels (16 GiB announced).
+fn hostile_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 12];
+        let _ = stream.write_all(b"RFB 003.008\n");
+        let _ = stream.read_exact(&mut buf);
+        let _ = stream.write_all(&[1, 1]);
+        let _ = stream.read_exact(&mut buf[..1]);
+        let _ = stream.write_all(&0u32.to_be_bytes());
+        let _ = stream.read_exact(&mut buf[..1]);
+        let mut init = Vec::new();
+        init.extend_from_slice(&64u16.to_be_bytes());
+        init.extend_from_slice(&64u16.to_be_bytes());
+        init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+        init.extend_from_slice(&7u32.to_be_bytes());
+        init.extend_from_slice(b"hostile");
+        let _ = stream.write_all(&init);
+        // SetPixelFormat (20), SetEncodings (4 + 4n), FramebufferUpdateRequest (10).
+        let mut opening = [0u8; 20 + 16 + 10];
+        let _ = stream.read_exact(&mut opening);
+        let mut update = vec![0u8, 0, 0, 1];
+        for v in [0u16, 0, 65535, 65535] {
+            update.extend_from_slice(&v.to_be_bytes());
+        }
+        update.extend_from_slice(&0i32.to_be_bytes());
+        let _ = stream.write_all(&update);
+        // Pixels would follow; Rampart must not wait for (or allocate) them.
+        let _ = stream.write_all(&[0x55; 4096]);
+        let mut rest = [0u8; 256];
+        while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
+    });
+    (port, handle)
+}
+
+/// A target that announces an update larger than its screen ends the session with a clear
+/// reason shown in the browser, without a panic: the node still serves, and the recording of
+/// what came before verifies.
+#[test]
+fn a_hostile_vnc_server_sending_an_oversized_update_ends_the_session_cleanly() {
+    if browser_ready().is_none() {
+        return;
+    }
+    let (port, hostile) = hostile_server();
+    let (r, server) = rampart_for_desktop(port);
+    let (ok, out) = run_browser(&server, &[("EXPECT_END", "malformed".to_owned())], |_| {});
+    assert!(ok && out.contains("desktop ended as expected"), "{out}");
+    hostile.join().unwrap();
+
+    let list = sessions(&r);
+    let session = list.iter().find(|s| s["kind"] == "vnc").unwrap();
+    let reason = session["end_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("malformed") && reason.contains("outside the 64x64 screen"),
+        "{session}"
+    );
+    // The node lives on: it still answers and the chain and recording verify.
+    assert_eq!(server.get("/healthz"), (200, "ok\n".to_owned()));
+    verified_eventually(&r);
+    let logs = files_containing(&r.data_dir().join("logs"), b"panicked");
+    assert!(logs.is_empty(), "a panic in {logs:?}");
+}
