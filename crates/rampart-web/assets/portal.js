@@ -1126,7 +1126,11 @@
       if (at + 13 + length > buffer.byteLength) break;
       if (tag === 'o' && length > 0) {
         const data = buffer.slice(at + 13, at + 13 + length);
-        frames.push({ t: micros / 1e6, data, key: new Uint8Array(data)[0] === 0x4b });
+        const previous = frames[frames.length - 1];
+        // A key frame's screen (the `Z` after its `K`) is written a moment after the `K`: it
+        // takes the K's time, so seeking to the key frame draws it whole.
+        const t = previous && previous.key && previous.data.byteLength === 5 ? previous.t : micros / 1e6;
+        frames.push({ t, data, key: new Uint8Array(data)[0] === 0x4b });
       }
       at += 13 + length;
     }

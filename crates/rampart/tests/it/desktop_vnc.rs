@@ -77,7 +77,9 @@ impl Desktop {
                 let mut xvfb = Command::new("Xvfb")
                     .arg(format!(":{n}"))
                     .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
-                    .args(["-nolisten", "tcp"])
+                    // Without -noreset the server resets when its last client leaves
+                    // (xsetroot below), and the root colour with it.
+                    .args(["-nolisten", "tcp", "-noreset"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
