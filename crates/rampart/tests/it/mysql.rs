@@ -49,6 +49,10 @@ pub(crate) fn start_mariadb_with(tls: Option<&crate::db_common::TestCert>) -> Op
         .unwrap();
     let data = dir.path().join("data");
     let socket = dir.path().join("sock");
+    // A temporary directory of its own: in the shared /tmp another process's clean-up once
+    // removed the bootstrap's internal temporary table mid-install.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let root = nix::unistd::geteuid().is_root();
     let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .unwrap()
@@ -58,6 +62,7 @@ pub(crate) fn start_mariadb_with(tls: Option<&crate::db_common::TestCert>) -> Op
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--user={user}"))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
         .output()
         .unwrap();
@@ -68,6 +73,7 @@ pub(crate) fn start_mariadb_with(tls: Option<&crate::db_common::TestCert>) -> Op
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--port={port}"))
         .arg(format!("--pid-file={}", dir.path().join("pid").display()))
         .arg(format!(
