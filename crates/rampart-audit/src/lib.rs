@@ -158,7 +158,6 @@ fn each_event(
     session: uuid::Uuid,
     each: &mut dyn FnMut(CastEvent) -> Result<(), String>,
 ) -> Result<CastHeader, String> {
-    use std::io::Read;
     let path = recording::cast_path(dir, session);
     // Read line by line, never whole: memory stays one event whatever the file's size.
     let mut reader = open_cast(&path)?;
@@ -178,42 +177,15 @@ fn each_event(
             Err(err) => Some(Err(err)),
         }
     });
-    let raw = recording::raw_path(dir, session);
-    let mut frames = match std::fs::File::open(&raw) {
-        Ok(file) => Some(std::io::BufReader::new(file)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(format!("cannot read {}: {err}", raw.display())),
-    };
+    let mut frames = RawFrames::open(dir, session)?;
     // Characters split across frames stay whole, per direction.
     let (mut pending_input, mut pending_output) = (Vec::new(), Vec::new());
     let mut next_frame = || -> Result<Option<CastEvent>, String> {
-        let Some(reader) = frames.as_mut() else {
+        let Some(frames) = frames.as_mut() else {
             return Ok(None);
         };
-        loop {
-            let mut head = [0u8; recording::FRAME_HEADER];
-            match reader.read_exact(&mut head) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(err) => return Err(format!("cannot read {}: {err}", raw.display())),
-            }
-            let [_, _, _, _, _, _, _, _, _, l0, l1, l2, l3] = head;
-            let length = u32::from_be_bytes([l0, l1, l2, l3]);
-            if u64::from(length) > MAX_CAST_LINE_BYTES {
-                return Err(format!("{} holds an oversized frame", raw.display()));
-            }
-            let mut data = vec![0u8; usize::try_from(length).unwrap_or(0)];
-            match reader.read_exact(&mut data) {
-                Ok(()) => {}
-                // A torn last frame (a write the disk refused): not a record.
-                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(err) => return Err(format!("cannot read {}: {err}", raw.display())),
-            }
-            let mut whole = head.to_vec();
-            whole.extend_from_slice(&data);
-            let Some((stream, micros, data)) = recording::parse_frame(&whole) else {
-                return Err(format!("{} holds an unreadable frame", raw.display()));
-            };
+        while let Some((stream, micros, data)) = frames.next_frame()? {
+            let data = &data[..];
             let (pending, code) = match stream {
                 Stream::Input => (&mut pending_input, "i"),
                 Stream::Output | Stream::ErrorOutput => (&mut pending_output, "o"),
@@ -223,6 +195,7 @@ fn each_event(
                 return Ok(Some((micros as f64 / 1_000_000.0, code.to_owned(), text)));
             }
         }
+        Ok(None)
     };
     let mut cast_next = cast_events.next().transpose()?;
     let mut frame_next = next_frame()?;
@@ -246,6 +219,58 @@ fn each_event(
         }
     }
     Ok(header)
+}
+
+/// A recording's raw frames (`<session>.raw`: a command's streams, a desktop's screen
+/// updates), read one at a time in the order they were written; memory stays one frame.
+#[derive(Debug)]
+pub struct RawFrames {
+    reader: std::io::BufReader<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl RawFrames {
+    /// The frames of `session`'s recording in `dir`; `None` when it has no raw stream.
+    pub fn open(dir: &std::path::Path, session: uuid::Uuid) -> Result<Option<Self>, String> {
+        let path = recording::raw_path(dir, session);
+        match std::fs::File::open(&path) {
+            Ok(file) => Ok(Some(Self {
+                reader: std::io::BufReader::new(file),
+                path,
+            })),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+        }
+    }
+
+    /// The next frame: its direction, microseconds since the session started, and its bytes.
+    /// `None` at the end, or at a torn last frame (a write the disk refused: not a record).
+    pub fn next_frame(&mut self) -> Result<Option<(Stream, u64, Vec<u8>)>, String> {
+        use std::io::Read;
+        let mut head = [0u8; recording::FRAME_HEADER];
+        match self.reader.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(err) => return Err(format!("cannot read {}: {err}", self.path.display())),
+        }
+        let [_, _, _, _, _, _, _, _, _, l0, l1, l2, l3] = head;
+        let length = u32::from_be_bytes([l0, l1, l2, l3]);
+        if u64::from(length) > MAX_CAST_LINE_BYTES {
+            return Err(format!("{} holds an oversized frame", self.path.display()));
+        }
+        let mut data = vec![0u8; usize::try_from(length).unwrap_or(0)];
+        match self.reader.read_exact(&mut data) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(err) => return Err(format!("cannot read {}: {err}", self.path.display())),
+        }
+        let [tag, m0, m1, m2, m3, m4, m5, m6, m7, ..] = head;
+        let Some(stream) = Stream::from_tag(tag) else {
+            return Err(format!("{} holds an unreadable frame", self.path.display()));
+        };
+        let micros = u64::from_be_bytes([m0, m1, m2, m3, m4, m5, m6, m7]);
+        Ok(Some((stream, micros, data)))
+    }
 }
 
 /// The SSH signature namespace of recording seals.

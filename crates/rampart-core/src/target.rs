@@ -407,6 +407,12 @@ impl SessionKind {
         )
     }
 
+    /// Whether this is a graphical desktop session (recorded as screen updates, replayed on a
+    /// canvas, exported as video).
+    pub fn is_desktop(self) -> bool {
+        matches!(self, SessionKind::Vnc)
+    }
+
     /// The protocol the session speaks to the target.
     pub fn protocol(self) -> Protocol {
         match self {

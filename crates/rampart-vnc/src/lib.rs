@@ -11,5 +11,6 @@
 pub mod rfb;
 pub mod screen;
 pub mod session;
+pub mod video;
 
 pub use session::{Desktop, DesktopEvent, DesktopRequest, Input, open};

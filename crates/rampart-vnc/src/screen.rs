@@ -37,6 +37,81 @@ impl Framebuffer {
         (self.width, self.height)
     }
 
+    /// The screen's pixels, RGBA, row by row.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// Applies one message of the desktop stream as a recording keeps it (a replay outside
+    /// the browser: the video export). Every length is checked: a message that does not fit
+    /// the screen is an error, never a panic or an allocation the message sized.
+    pub fn apply_message(&mut self, message: &[u8]) -> Result<(), String> {
+        let field = |i: usize| match (message.get(1 + 2 * i), message.get(2 + 2 * i)) {
+            (Some(high), Some(low)) => Ok(u16::from_be_bytes([*high, *low])),
+            _ => Err("a truncated desktop message".to_owned()),
+        };
+        let inside = |x: u16, y: u16, w: u16, h: u16, fb: &Self| {
+            u32::from(x) + u32::from(w) <= u32::from(fb.width)
+                && u32::from(y) + u32::from(h) <= u32::from(fb.height)
+        };
+        match message.first() {
+            Some(b'I' | b'K') => {
+                let (width, height) = (field(0)?, field(1)?);
+                crate::rfb::check_size(width, height).map_err(|err| err.to_string())?;
+                if (width, height) != self.size() {
+                    *self = Self::new(width, height);
+                }
+            }
+            Some(b'Z') => {
+                let (x, y, w, h) = (field(0)?, field(1)?, field(2)?, field(3)?);
+                if !inside(x, y, w, h, self) {
+                    return Err(format!("a rectangle {w}x{h} at {x},{y} outside the screen"));
+                }
+                let expected = usize::from(w) * usize::from(h) * 4;
+                let mut rgba = Vec::with_capacity(expected);
+                let compressed = message.get(9..).unwrap_or_default();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(
+                        flate2::read::ZlibDecoder::new(compressed),
+                        expected as u64 + 1,
+                    ),
+                    &mut rgba,
+                )
+                .map_err(|err| format!("a rectangle that does not decompress: {err}"))?;
+                if rgba.len() != expected {
+                    return Err(format!(
+                        "a {w}x{h} rectangle with {} bytes of pixels",
+                        rgba.len()
+                    ));
+                }
+                self.apply(&ServerEvent::Raw {
+                    x,
+                    y,
+                    w,
+                    h,
+                    rgba: rgba.into(),
+                });
+            }
+            Some(b'C') => {
+                let (x, y, w, h, sx, sy) = (
+                    field(0)?,
+                    field(1)?,
+                    field(2)?,
+                    field(3)?,
+                    field(4)?,
+                    field(5)?,
+                );
+                if !inside(x, y, w, h, self) || !inside(sx, sy, w, h, self) {
+                    return Err(format!("a copy {w}x{h} outside the screen"));
+                }
+                self.apply(&ServerEvent::Copy { x, y, w, h, sx, sy });
+            }
+            Some(other) => return Err(format!("an unknown desktop message {other:#04x}")),
+            None => return Err("an empty desktop message".to_owned()),
+        }
+        Ok(())
+    }
+
     fn stride(&self) -> usize {
         usize::from(self.width) * 4
     }

@@ -179,7 +179,7 @@ pub async fn recording_stream(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let (session, dir) = recorded_session(&state, &caller, &id).await?;
-    if session.kind != rampart_core::SessionKind::Vnc {
+    if !session.kind.is_desktop() {
         return Err(ApiError::not_found(
             "only desktop sessions are replayed from their stream; use /recording",
         ));

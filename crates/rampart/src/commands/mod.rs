@@ -29,6 +29,7 @@ mod tokens;
 mod users;
 mod vault;
 pub(crate) mod verify;
+mod video;
 
 use crate::cli::Command;
 use crate::config::Config;

@@ -151,44 +151,100 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         RecordingCommand::CheckBucket => check_bucket(config, json),
-        RecordingCommand::Export { id, output, force } => {
-            let id = session_id(store, &id).await?;
-            store.session(id).await?;
-            let source = check_before_use(store, config, id, force).await?;
-            // The file first: an export that cannot even start is not an export. The event
-            // then precedes the first byte written.
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&output)
-                .with_context(|| format!("cannot create {}", output.display()))?;
-            let event = AuditEvent::RecordingExported {
-                session: id.to_string(),
-                file: output.display().to_string(),
-            };
-            if let Err(err) = store.record_event(actor, &event).await {
-                drop(file);
-                let _ = std::fs::remove_file(&output);
-                return Err(err.into());
-            }
-            // A command's raw input and output are merged into the asciicast as it is written.
-            let mut writer = std::io::BufWriter::new(&mut file);
-            let bytes = rampart_audit::write_cast(source.dir(), id, &mut writer)
-                .map_err(anyhow::Error::msg)?;
-            writer.flush()?;
-            drop(writer);
-            done(
-                json,
-                &serde_json::json!({ "session": id, "file": output, "bytes": bytes }),
-                &format!(
-                    "wrote {} ({} bytes); play it with: asciinema play {}",
-                    output.display(),
-                    bytes,
-                    output.display()
-                ),
-            )
-        }
+        RecordingCommand::Export {
+            id,
+            output,
+            force,
+            fps,
+        } => export(store, config, actor, json, &id, &output, force, fps).await,
     }
+}
+
+/// `rampart recording export`: a terminal or command session as an asciicast file, a desktop
+/// session as a video.
+#[allow(clippy::too_many_arguments)]
+async fn export(
+    store: &Store,
+    config: &Config,
+    actor: &Actor,
+    json: bool,
+    id: &str,
+    output: &Path,
+    force: bool,
+    fps: u32,
+) -> anyhow::Result<()> {
+    let id = session_id(store, id).await?;
+    let session = store.session(id).await?;
+    // What the export needs is checked before the recording is: a desktop needs ffmpeg and a
+    // video file name; a terminal session is not a video.
+    let ffmpeg = if session.kind.is_desktop() {
+        super::video::check_output(output)?;
+        Some(super::video::ffmpeg()?)
+    } else {
+        if super::video::is_video(output) {
+            bail!("session {id} is not a desktop session: export it as an asciicast file (.cast)");
+        }
+        None
+    };
+    let source = check_before_use(store, config, id, force).await?;
+    // The file first: an export that cannot even start is not an export. The event then
+    // precedes the first byte written.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    let event = AuditEvent::RecordingExported {
+        session: id.to_string(),
+        file: output.display().to_string(),
+    };
+    if let Err(err) = store.record_event(actor, &event).await {
+        drop(file);
+        let _ = std::fs::remove_file(output);
+        return Err(err.into());
+    }
+    if let Some(ffmpeg) = ffmpeg {
+        drop(file);
+        let path = output.to_owned();
+        let encoded = tokio::task::spawn_blocking(move || {
+            super::video::export(&ffmpeg, source.dir(), id, fps, &path)
+        })
+        .await
+        .context("the export stopped")?;
+        let frames = match encoded {
+            Ok(frames) => frames,
+            Err(err) => {
+                let _ = std::fs::remove_file(output);
+                return Err(err);
+            }
+        };
+        let bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+        return done(
+            json,
+            &serde_json::json!({ "session": id, "file": output, "bytes": bytes, "frames": frames, "fps": fps }),
+            &format!(
+                "wrote {} ({} frames at {fps} per second, {bytes} bytes)",
+                output.display(),
+                frames
+            ),
+        );
+    }
+    // A command's raw input and output are merged into the asciicast as it is written.
+    let mut writer = std::io::BufWriter::new(&mut file);
+    let bytes =
+        rampart_audit::write_cast(source.dir(), id, &mut writer).map_err(anyhow::Error::msg)?;
+    writer.flush()?;
+    drop(writer);
+    done(
+        json,
+        &serde_json::json!({ "session": id, "file": output, "bytes": bytes }),
+        &format!(
+            "wrote {} ({} bytes); play it with: asciinema play {}",
+            output.display(),
+            bytes,
+            output.display()
+        ),
+    )
 }
 
 /// `rampart recording check-bucket`: the bucket's versioning and Object Lock, and whether WORM

@@ -255,12 +255,16 @@ fn sessions(r: &Rampart) -> Vec<Value> {
 /// The whole path: the portal's Connect opens the desktop, the canvas shows the root colour,
 /// typing into the remote xterm changes it, a kill from the CLI ends the view with its reason
 /// shown, the recording (screen updates with key frames, input metadata) verifies and fails
-/// after a byte is flipped, and the VNC password is in no file of the data directory.
+/// after a byte is flipped (and is then not exported), exports as an MP4 video showing the
+/// desktop, and the VNC password is in no file of the data directory nor in the video.
 #[test]
 fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recording_verifies() {
     if browser_ready().is_none() {
         return;
     }
+    let Some(ffmpeg) = require_tool("ffmpeg") else {
+        return;
+    };
     let Some(desktop) = Desktop::start() else {
         return;
     };
@@ -316,12 +320,82 @@ fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recordi
     let verify = r.run(&["audit", "verify"]);
     assert!(!verify.status.success(), "{}", text(&verify));
     assert!(text(&verify).contains(id), "{}", text(&verify));
+    // Nor is a recording that does not verify exported as video.
+    let video_dir = tempfile::tempdir().unwrap();
+    let video = video_dir.path().join("desktop.mp4");
+    let refused = r.run(&["recording", "export", id, "-o", video.to_str().unwrap()]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("does not verify"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !video.exists(),
+        "a video was written from a tampered recording"
+    );
     std::fs::write(&raw, &bytes).unwrap();
+
+    // Exported as video (ffmpeg): the last frame shows the desktop's root colour where no
+    // window covers it.
+    let exported = r.ok(&["recording", "export", id, "-o", video.to_str().unwrap()]);
+    assert!(exported.contains("frames at 10 per second"), "{exported}");
+    let pixel = last_video_frame_pixel(&ffmpeg, &video, (700, 500));
+    let root = [0x12, 0xab, 0x34];
+    assert!(
+        pixel
+            .iter()
+            .zip(root)
+            .all(|(got, want)| got.abs_diff(want) <= 24),
+        "the video's last frame shows {pixel:?} where the root colour {root:?} is"
+    );
+    assert!(
+        !std::fs::read(&video)
+            .unwrap()
+            .windows(CANARY.len())
+            .any(|w| w == CANARY.as_bytes()),
+        "the VNC password is in the video"
+    );
+    // A terminal format for a desktop session is refused with the reason.
+    let cast = video_dir.path().join("desktop.cast");
+    let wrong = r.run(&["recording", "export", id, "-o", cast.to_str().unwrap()]);
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).contains(".mp4, .mkv or .webm"),
+        "{}",
+        text(&wrong)
+    );
 
     // The vaulted VNC password: nowhere in clear (logs, recordings, database).
     let found = files_containing(&r.data_dir(), CANARY.as_bytes());
     assert!(found.is_empty(), "the VNC password is in {found:?}");
     drop(server);
+}
+
+/// The colour of one pixel of a video's last frame, decoded by ffmpeg.
+fn last_video_frame_pixel(ffmpeg: &Path, video: &Path, (x, y): (usize, usize)) -> [u8; 3] {
+    let out = Command::new(ffmpeg)
+        .args(["-hide_banner", "-loglevel", "error", "-sseof", "-1", "-i"])
+        .arg(video)
+        .args([
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let at = (y * usize::from(SCREEN.0) + x) * 3;
+    assert!(
+        out.stdout.len() >= at + 3,
+        "a frame of {} bytes",
+        out.stdout.len()
+    );
+    [out.stdout[at], out.stdout[at + 1], out.stdout[at + 2]]
 }
 
 /// A hostile RFB server: a proper handshake (security None, a 64x64 screen), then a
