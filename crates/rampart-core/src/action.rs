@@ -62,10 +62,14 @@ pub enum Action {
     /// Copy and paste between the browser and a VNC desktop (`vnc:clipboard`), each transfer
     /// audited with its size. Without it the clipboard is refused both ways.
     VncClipboard,
+    /// An RDP desktop (`rdp:connect`): the screen, keyboard and mouse in the portal's desktop
+    /// view, recorded as screen updates like a VNC desktop. Rampart logs in with the vaulted
+    /// password over TLS and NLA (CredSSP).
+    RdpConnect,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -84,6 +88,7 @@ impl Action {
         Action::KubernetesPortForward,
         Action::VncConnect,
         Action::VncClipboard,
+        Action::RdpConnect,
     ];
 
     /// The protocol the action is a use of.
@@ -103,6 +108,7 @@ impl Action {
             | Action::KubernetesExec
             | Action::KubernetesPortForward => Protocol::Kubernetes,
             Action::VncConnect | Action::VncClipboard => Protocol::Vnc,
+            Action::RdpConnect => Protocol::Rdp,
         }
     }
 
@@ -117,7 +123,8 @@ impl Action {
             Action::PostgresConnect
             | Action::MysqlConnect
             | Action::RedisConnect
-            | Action::VncConnect => "connect",
+            | Action::VncConnect
+            | Action::RdpConnect => "connect",
             Action::VncClipboard => "clipboard",
             Action::KubernetesRead => "read",
             Action::KubernetesWrite => "write",

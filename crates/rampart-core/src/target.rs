@@ -378,6 +378,8 @@ pub enum SessionKind {
     KubernetesPortForward,
     /// A VNC desktop in the portal (a recording of screen updates and input).
     Vnc,
+    /// An RDP desktop in the portal (the same recording as a VNC desktop's).
+    Rdp,
 }
 
 impl SessionKind {
@@ -395,7 +397,14 @@ impl SessionKind {
                 | SessionKind::KubernetesExec
                 | SessionKind::KubernetesPortForward
                 | SessionKind::Vnc
+                | SessionKind::Rdp
         )
+    }
+
+    /// Whether this is a desktop session (VNC or RDP: a recording of screen updates, replayed
+    /// on a canvas).
+    pub fn is_desktop(self) -> bool {
+        matches!(self, SessionKind::Vnc | SessionKind::Rdp)
     }
 
     /// Whether this is a database session (one record per statement, at the client's pace:
@@ -405,12 +414,6 @@ impl SessionKind {
             self,
             SessionKind::Postgres | SessionKind::Mysql | SessionKind::Redis
         )
-    }
-
-    /// Whether this is a graphical desktop session (recorded as screen updates, replayed on a
-    /// canvas, exported as video).
-    pub fn is_desktop(self) -> bool {
-        matches!(self, SessionKind::Vnc)
     }
 
     /// The protocol the session speaks to the target.
@@ -427,6 +430,7 @@ impl SessionKind {
             | SessionKind::KubernetesExec
             | SessionKind::KubernetesPortForward => Protocol::Kubernetes,
             SessionKind::Vnc => Protocol::Vnc,
+            SessionKind::Rdp => Protocol::Rdp,
         }
     }
 
@@ -443,6 +447,7 @@ impl SessionKind {
             "kubernetes_exec" => Ok(SessionKind::KubernetesExec),
             "kubernetes_port_forward" => Ok(SessionKind::KubernetesPortForward),
             "vnc" => Ok(SessionKind::Vnc),
+            "rdp" => Ok(SessionKind::Rdp),
             other => other
                 .strip_prefix("port_forward:")
                 .and_then(|port| parse_port(port).ok())
@@ -467,6 +472,7 @@ impl fmt::Display for SessionKind {
             SessionKind::KubernetesExec => f.write_str("kubernetes_exec"),
             SessionKind::KubernetesPortForward => f.write_str("kubernetes_port_forward"),
             SessionKind::Vnc => f.write_str("vnc"),
+            SessionKind::Rdp => f.write_str("rdp"),
         }
     }
 }

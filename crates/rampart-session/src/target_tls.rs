@@ -78,6 +78,23 @@ pub async fn connect(
     store: &Store,
     actor: &Actor,
 ) -> Result<Box<dyn Io>, String> {
+    let tls = connect_stream(stream, asset, protocol, pin, store, actor).await?;
+    Ok(Box::new(tls))
+}
+
+/// [`connect`] keeping the stream's type: a front that needs the TLS session afterwards (RDP's
+/// CredSSP binds to the server's public key) reads the peer certificate from it.
+pub async fn connect_stream<S>(
+    stream: S,
+    asset: &Asset,
+    protocol: Protocol,
+    pin: &str,
+    store: &Store,
+    actor: &Actor,
+) -> Result<tokio_rustls::client::TlsStream<S>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (config, presented) = pinned_client_config(pin)?;
     let name = server_name(&asset.host)?;
     let target = asset
@@ -85,7 +102,7 @@ pub async fn connect(
         .unwrap_or_else(|| asset.name.to_string());
     let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream);
     let failed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(tls)) => return Ok(Box::new(tls)),
+        Ok(Ok(tls)) => return Ok(tls),
         Ok(Err(err)) => err.to_string(),
         Err(_) => "timed out".to_owned(),
     };

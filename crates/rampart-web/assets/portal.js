@@ -769,6 +769,21 @@
       'no desktop is open to you right now',
     );
     await desktops.load('/api/v1/me/accounts?action=vnc:connect');
+    const rdpDesktops = listView(
+      '#rdp-desktops',
+      (a) => {
+        const rdp = (a.endpoints || []).find((e) => e.protocol === 'rdp');
+        return [
+          a.account,
+          a.asset,
+          rdp ? `${a.host}:${rdp.port}` : a.host,
+          labelsText(a.labels),
+          el('a', { class: 'button', href: `/desktop?account=${encodeURIComponent(a.account)}&protocol=rdp` }, 'Connect'),
+        ];
+      },
+      'no RDP desktop is open to you right now',
+    );
+    await rdpDesktops.load('/api/v1/me/accounts?action=rdp:connect');
   };
 
   // X keysyms for KeyboardEvent.key: printable characters are Latin-1 keysyms or Unicode
@@ -796,7 +811,7 @@
     return code > 0xff ? 0x01000000 + code : null;
   }
 
-  // Draws the desktop stream (see rampart-vnc's screen.rs) on a canvas, one message at a
+  // Draws the desktop stream (see rampart-desktop's screen.rs) on a canvas, one message at a
   // time, in order; returns a function taking each binary message.
   function desktopPainter(canvas, onSize) {
     const ctx = canvas.getContext('2d');
@@ -839,12 +854,14 @@
   }
 
   pages.desktop = async () => {
-    const account = new URLSearchParams(location.search).get('account') || '';
+    const params = new URLSearchParams(location.search);
+    const account = params.get('account') || '';
+    const protocol = params.get('protocol') === 'rdp' ? 'rdp' : 'vnc';
     const state = $('#desktop-state');
     const notice = $('#desktop-notice');
     const canvas = $('#desktop');
     const paint = desktopPainter(canvas);
-    const socket = new WebSocket(websocketUrl(`/api/v1/desktop${query({ account })}`));
+    const socket = new WebSocket(websocketUrl(`/api/v1/desktop${query({ account, protocol })}`));
     socket.binaryType = 'arraybuffer';
     state.textContent = 'connecting…';
     let ended = false;
@@ -881,24 +898,25 @@
       }
       document.body.dataset.desktop = 'closed';
     };
-    // Keys: the same keysym on release as on press (the layout may change between).
+    // Keys: the same keysym on release as on press (the layout may change between), with the
+    // key's position (`code`), which RDP sends as a scancode.
     const down = new Map();
     canvas.addEventListener('keydown', (event) => {
       const sym = keysym(event);
       if (sym === null) return;
       event.preventDefault();
       down.set(event.code || event.key, sym);
-      send({ type: 'key', down: true, keysym: sym });
+      send({ type: 'key', down: true, keysym: sym, code: event.code || undefined });
     });
     canvas.addEventListener('keyup', (event) => {
       const sym = down.get(event.code || event.key) ?? keysym(event);
       down.delete(event.code || event.key);
       if (sym === null) return;
       event.preventDefault();
-      send({ type: 'key', down: false, keysym: sym });
+      send({ type: 'key', down: false, keysym: sym, code: event.code || undefined });
     });
     canvas.addEventListener('blur', () => {
-      for (const sym of down.values()) send({ type: 'key', down: false, keysym: sym });
+      for (const [code, sym] of down.entries()) send({ type: 'key', down: false, keysym: sym, code });
       down.clear();
     });
     // Mouse: canvas pixels, whatever the canvas is scaled to; buttons as RFB's mask.
@@ -1035,7 +1053,7 @@
     if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
     return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   };
-  const RECORDED_KINDS = ['shell', 'exec', 'vnc'];
+  const RECORDED_KINDS = ['shell', 'exec', 'vnc', 'rdp'];
   // A terminal recording exists for shell and exec sessions the grant recorded, once started.
   const hasRecording = (s) => Boolean(s.recorded) && RECORDED_KINDS.includes(String(s.kind));
   const accountOf = (s) => (String(s.account).includes('@') ? s.account : `${s.account}@${s.asset}`);
@@ -1235,7 +1253,7 @@
       verdict.textContent = err.message;
       verdict.className = 'error';
     }
-    if (String(session.kind) === 'vnc') {
+    if (String(session.kind) === 'vnc' || String(session.kind) === 'rdp') {
       await desktopReplay(id);
       $('#replay-commands').closest('aside').hidden = true;
       return;

@@ -1,11 +1,13 @@
-//! `GET /api/v1/desktop?account=LOGIN@ASSET`: a VNC desktop in the browser (WebSocket).
+//! `GET /api/v1/desktop?account=LOGIN@ASSET[&protocol=vnc|rdp]`: a desktop in the browser
+//! (WebSocket), VNC unless `protocol=rdp`.
 //!
-//! The session is `rampart_vnc::open`'s (policy, vault, recording, live enforcement through
+//! The session is `rampart_desktop::open`'s (policy, vault, recording, live enforcement through
 //! the session core); this file only moves messages. Frames:
-//! - to the browser, binary: the desktop stream (`rampart_vnc::screen`); text: JSON
+//! - to the browser, binary: the desktop stream (`rampart_desktop::screen`); text: JSON
 //!   `{"type":"ready","session":ID,"name":N}`, `{"type":"clipboard","text":T}`,
 //!   `{"type":"notice","text":T}` and, last, `{"type":"end","reason":R}`;
-//! - from the browser, text only: `{"type":"key","down":B,"keysym":K}`,
+//! - from the browser, text only: `{"type":"key","down":B,"keysym":K,"code":C}` (`code` is
+//!   `KeyboardEvent.code`, optional; RDP sends its scancode),
 //!   `{"type":"pointer","x":X,"y":Y,"buttons":M}`, `{"type":"clipboard","text":T}`; anything
 //!   else is ignored. Messages are bounded by `ws::MAX_MESSAGE_BYTES`.
 
@@ -20,7 +22,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use rampart_core::AccountRef;
-use rampart_vnc::{DesktopEvent, DesktopRequest, Input};
+use rampart_desktop::{DesktopEvent, DesktopRequest, Input};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -28,20 +30,37 @@ use std::net::SocketAddr;
 #[serde(deny_unknown_fields)]
 pub struct DesktopQuery {
     account: String,
+    protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum FromBrowser {
-    Key { down: bool, keysym: u32 },
-    Pointer { x: u16, y: u16, buttons: u8 },
-    Clipboard { text: String },
+    Key {
+        down: bool,
+        keysym: u32,
+        #[serde(default)]
+        code: Option<String>,
+    },
+    Pointer {
+        x: u16,
+        y: u16,
+        buttons: u8,
+    },
+    Clipboard {
+        text: String,
+    },
 }
 
 /// A text frame from the browser as input; `None` for anything else.
 fn input(text: &str) -> Option<Input> {
     Some(match serde_json::from_str::<FromBrowser>(text).ok()? {
-        FromBrowser::Key { down, keysym } => Input::Key { down, keysym },
+        FromBrowser::Key { down, keysym, code } => Input::Key {
+            down,
+            keysym,
+            // Key codes are short names (`KeyA`, `ArrowLeft`); anything longer is not one.
+            code: code.filter(|c| c.len() <= 32),
+        },
         FromBrowser::Pointer { x, y, buttons } => Input::Pointer { x, y, buttons },
         FromBrowser::Clipboard { text } => Input::Clipboard(text),
     })
@@ -57,6 +76,15 @@ pub async fn desktop(
 ) -> ApiResult<Response> {
     ws::browser_only(&state, &caller, &headers)?;
     let account = AccountRef::parse(&query.account)?;
+    let protocol = match query.protocol.as_deref() {
+        None | Some("vnc") => rampart_core::Protocol::Vnc,
+        Some("rdp") => rampart_core::Protocol::Rdp,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown desktop protocol {other:?} (vnc or rdp)"
+            )));
+        }
+    };
     let upgrade = upgrade.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let Some(gateway) = state.gateway.clone() else {
         return Err(ApiError::new(
@@ -72,11 +100,12 @@ pub async fn desktop(
         user: caller.user.clone(),
         source: SocketAddr::new(caller.source, peer.port()),
         account,
+        protocol,
     };
     Ok(
         ws::bounded(upgrade).on_upgrade(move |mut socket| async move {
             let _slot = slot;
-            match rampart_vnc::open(gateway.session_core(), gateway.dialer(), request).await {
+            match rampart_desktop::open(gateway.session_core(), gateway.dialer(), request).await {
                 Ok(desktop) => pump(socket, desktop, ended).await,
                 Err(reason) => {
                     tracing::info!(reason = %reason, "a desktop was not opened");
@@ -102,7 +131,7 @@ async fn send_json(socket: &mut WebSocket, value: serde_json::Value) -> Result<(
 /// Moves messages both ways until either side ends; the session's end reason is shown.
 async fn pump(
     mut socket: WebSocket,
-    mut desktop: rampart_vnc::Desktop,
+    mut desktop: rampart_desktop::Desktop,
     mut ended: tokio::sync::oneshot::Receiver<()>,
 ) {
     let ready = serde_json::json!({"type": "ready", "session": desktop.id, "name": desktop.name});
@@ -164,7 +193,16 @@ mod tests {
             input(r#"{"type":"key","down":true,"keysym":65}"#),
             Some(Input::Key {
                 down: true,
-                keysym: 65
+                keysym: 65,
+                code: None
+            })
+        );
+        assert_eq!(
+            input(r#"{"type":"key","down":false,"keysym":97,"code":"KeyA"}"#),
+            Some(Input::Key {
+                down: false,
+                keysym: 97,
+                code: Some("KeyA".to_owned())
             })
         );
         assert_eq!(

@@ -244,7 +244,9 @@ pub async fn home() -> Response {
 <h1>The accounts you may reach now</h1>
 <table id="accounts"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th>From a terminal</th><th></th></tr></thead><tbody></tbody></table>
 <h1>Desktops (VNC)</h1>
-<table id="desktops"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th></th></tr></thead><tbody></tbody></table>"#,
+<table id="desktops"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th></th></tr></thead><tbody></tbody></table>
+<h1>Desktops (RDP)</h1>
+<table id="rdp-desktops"><thead><tr><th>Account</th><th>Asset</th><th>Address</th><th>Labels</th><th></th></tr></thead><tbody></tbody></table>"#,
     )
 }
 

@@ -391,7 +391,7 @@ pub fn table() -> Vec<Route> {
             "/api/v1/desktop",
             User,
             "terminal",
-            "WebSocket: a VNC desktop on an account (vnc:connect): screen updates to the browser, keyboard, mouse and clipboard from it; policy, vault, recording and live enforcement through the session core; browser session and same Origin only",
+            "WebSocket: a desktop on an account, VNC (vnc:connect) or with ?protocol=rdp RDP (rdp:connect): screen updates to the browser, keyboard, mouse and (VNC) clipboard from it; policy, vault, recording and live enforcement through the session core; browser session and same Origin only",
             crate::desktop::desktop,
         )
         .query(&["account"])
@@ -1222,7 +1222,7 @@ pub fn table() -> Vec<Route> {
             "/desktop",
             Public,
             "portal",
-            "Portal: a VNC desktop on ?account=LOGIN@ASSET, drawn on a canvas",
+            "Portal: a desktop on ?account=LOGIN@ASSET (and ?protocol=rdp for RDP), drawn on a canvas",
             crate::portal::desktop,
         )
         .query(&["account"])

@@ -170,7 +170,7 @@ pub async fn recording_verify(
 
 /// `GET /api/v1/sessions/{id}/recording/stream`: a desktop session's recording as its raw
 /// stream file (frames of the desktop stream, `o`, and the input as metadata, `i`; see
-/// `rampart_vnc::screen`), for the portal's desktop replay. Only once the session has ended,
+/// `rampart_desktop::screen`), for the portal's desktop replay. Only once the session has ended,
 /// and only the recording the chain anchors, verified as the cast download is; viewing it is
 /// audited (`recording_viewed`) before anything is sent.
 pub async fn recording_stream(

@@ -1,5 +1,5 @@
 //! `rampart recording export` of a desktop session: the recording played into frames
-//! (`rampart_vnc::video`) and piped to ffmpeg as raw RGBA, which encodes the file. Why ffmpeg
+//! (`rampart_desktop::video`) and piped to ffmpeg as raw RGBA, which encodes the file. Why ffmpeg
 //! and not a crate: encoding H.264 or VP9 is a codec library's job (ffmpeg links x264 and
 //! libvpx); a Rust encoder would add minutes of compile time for what one installed tool does
 //! better. Nothing but pixels reaches ffmpeg: no secret is in its argv or environment.
@@ -71,7 +71,7 @@ pub fn export(
 ) -> anyhow::Result<u64> {
     let codec = codec(output).context("not a video file name")?;
     let (width, height) =
-        rampart_vnc::video::first_size(dir, session).map_err(anyhow::Error::msg)?;
+        rampart_desktop::video::first_size(dir, session).map_err(anyhow::Error::msg)?;
     let log = tempfile::tempfile().context("cannot make a temporary file for ffmpeg's messages")?;
     let mut child = Command::new(ffmpeg)
         .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
@@ -96,11 +96,12 @@ pub fn export(
         .spawn()
         .with_context(|| format!("cannot run {}", ffmpeg.display()))?;
     let mut stdin = child.stdin.take().context("ffmpeg has no input")?;
-    let rendered = rampart_vnc::video::render(dir, session, fps, (width, height), &mut |frame| {
-        stdin
-            .write_all(frame)
-            .map_err(|err| format!("ffmpeg stopped taking frames: {err}"))
-    });
+    let rendered =
+        rampart_desktop::video::render(dir, session, fps, (width, height), &mut |frame| {
+            stdin
+                .write_all(frame)
+                .map_err(|err| format!("ffmpeg stopped taking frames: {err}"))
+        });
     drop(stdin);
     let status = child.wait().context("cannot wait for ffmpeg")?;
     let said = || {

@@ -1,6 +1,6 @@
-// A VNC desktop through Rampart in real headless Chromium (issue 22). Run by
-// crates/rampart/tests/it/desktop_vnc.rs, which starts Xvfb with a known root colour and an
-// xterm, x11vnc with a vaulted password, and `rampart serve`.
+// A desktop (VNC or RDP) through Rampart in real headless Chromium (issue 22). Run by
+// crates/rampart/tests/it/desktop_vnc.rs and desktop_rdp.rs, which start Xvfb with a known
+// root colour and an xterm, a VNC or RDP server with a vaulted password, and `rampart serve`.
 //
 // Steps: log in, find the desktop on the home page, Connect; the canvas shows the root colour
 // outside the xterm; click into the xterm, type a command that changes the root colour, see
@@ -10,10 +10,13 @@
 //   RAMPART_URL            https://127.0.0.1:PORT
 //   LOGIN_USER / PASSWORD  the user
 //   ACCOUNT                LOGIN@ASSET of the desktop
+//   TABLE                  (optional) the home page's table that lists it (#desktops, VNC)
+//   COLOUR_COMMAND / COLOUR_RGB (optional) the command typed into the xterm and the root
+//                          colour it sets, `r,g,b` (xsetroot to #c81e1e)
 //   PROBE_X / PROBE_Y      a point of the screen outside the xterm
 //   XTERM_X / XTERM_Y      a point inside the xterm
 //   KILL_REASON            what the page must show once the test kills the session
-//   CANARY                 the vaulted VNC password: never on the page
+//   CANARY                 the vaulted password: never on the page
 //   EXPECT_END             (optional) the session must end at once, the page showing this
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
 import { chromium } from 'playwright-core';
@@ -30,6 +33,9 @@ const origin = new URL(base).origin;
 const artifacts = env('ARTIFACTS');
 const account = env('ACCOUNT');
 const [px, py] = [Number(env('PROBE_X')), Number(env('PROBE_Y'))];
+const table = process.env.TABLE || '#desktops';
+const colourCommand = process.env.COLOUR_COMMAND || "xsetroot -solid '#c81e1e'";
+const colour = (process.env.COLOUR_RGB || '200,30,30').split(',').map(Number);
 mkdirSync(artifacts, { recursive: true });
 
 const browser = await chromium.launch({
@@ -80,8 +86,8 @@ try {
   await page.waitForURL((url) => url.pathname === '/', { timeout: 30_000 });
   await page.locator('body[data-ready=true]').waitFor({ timeout: 30_000 });
 
-  // The home page lists the desktop with its VNC address and a Connect button.
-  const row = page.locator('#desktops tbody tr', { hasText: account });
+  // The home page lists the desktop with its address and a Connect button.
+  const row = page.locator(`${table} tbody tr`, { hasText: account });
   await row.waitFor({ timeout: 30_000 });
   const rowText = await row.innerText();
   if (!rowText.includes('Connect')) throw new Error(`the desktop's row has no Connect: ${rowText}`);
@@ -116,15 +122,15 @@ async function desktopSteps(page) {
   const canvas = page.locator('#desktop');
   await canvas.click({ position: { x: Number(env('XTERM_X')), y: Number(env('XTERM_Y')) } });
   await page.waitForTimeout(300);
-  await page.keyboard.type("xsetroot -solid '#c81e1e'", { delay: 20 });
+  await page.keyboard.type(colourCommand, { delay: 20 });
   await page.keyboard.press('Enter');
-  await waitForPixel(page, px, py, [0xc8, 0x1e, 0x1e], 'red');
+  await waitForPixel(page, px, py, colour, 'red');
   await page.screenshot({ path: join(artifacts, 'desktop-red.png') });
 
   const shown = await page.locator('body').innerText();
-  if (shown.includes(env('CANARY'))) throw new Error('the vaulted VNC password is on the page');
+  if (shown.includes(env('CANARY'))) throw new Error('the vaulted password is on the page');
   const html = await page.content();
-  if (html.includes(env('CANARY'))) throw new Error('the vaulted VNC password is in the page source');
+  if (html.includes(env('CANARY'))) throw new Error('the vaulted password is in the page source');
 
   // The test kills the session now; the page must say why.
   const session = await page.evaluate(() => document.body.dataset.desktopSession || '');
@@ -149,7 +155,7 @@ async function desktopSteps(page) {
   const end = await page.evaluate(() => window.rampartDesktopReplay.end);
   const close = (got, rgb) => got && got.every((v, i) => Math.abs(v - rgb[i]) <= 2);
   const atEnd = await replayPixel(end);
-  if (!close(atEnd, [0xc8, 0x1e, 0x1e])) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not red`);
+  if (!close(atEnd, colour)) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not red`);
   await page.screenshot({ path: join(artifacts, 'desktop-replay-end.png') });
   const atStart = await replayPixel(keyTimes[0]);
   if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay's first key frame shows ${JSON.stringify(atStart)}, not green`);

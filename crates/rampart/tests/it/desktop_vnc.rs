@@ -17,14 +17,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CANARY: &str = "vnc-canary-7f3a";
-const KILL_REASON: &str = "desktop test: ended by the auditor";
+pub(crate) const KILL_REASON: &str = "desktop test: ended by the auditor";
 /// The screen, and an xterm in its top-left corner; the probe point lies outside the xterm.
-const SCREEN: (u16, u16) = (800, 600);
+pub(crate) const SCREEN: (u16, u16) = (800, 600);
 const PROBE: (u16, u16) = (700, 500);
 const IN_XTERM: (u16, u16) = (100, 60);
 
 /// Processes killed when the test ends, however it ends.
-struct Killed(Vec<Child>);
+pub(crate) struct Killed(pub(crate) Vec<Child>);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -35,7 +35,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -43,7 +43,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -59,6 +59,65 @@ struct Desktop {
     _dir: tempfile::TempDir,
 }
 
+/// Xvfb on a free display of [`SCREEN`]'s size with the root colour `#12ab34` and an xterm in
+/// its top-left corner (a shell in it); returns the display.
+pub(crate) fn x_display(processes: &mut Killed) -> String {
+    let display = (40..400)
+        .find_map(|n| {
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                return None;
+            }
+            let mut xvfb = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
+                // Without -noreset the server resets when its last client leaves
+                // (xsetroot below), and the root colour with it.
+                .args(["-nolisten", "tcp", "-noreset"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if Path::new(&socket).exists() {
+                    processes.0.push(xvfb);
+                    return Some(format!(":{n}"));
+                }
+                if xvfb.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = xvfb.kill();
+            let _ = xvfb.wait();
+            None
+        })
+        .expect("no free X display");
+    let root = Command::new("xsetroot")
+        .args(["-display", &display, "-solid", "#12ab34"])
+        .output()
+        .unwrap();
+    assert!(root.status.success(), "{}", text(&root));
+    processes.0.push(
+        Command::new("xterm")
+            .args([
+                "-display",
+                &display,
+                "-geometry",
+                "60x12+0+0",
+                "-e",
+                "/bin/sh",
+            ])
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    display
+}
+
 impl Desktop {
     fn start() -> Option<Self> {
         let tools = ["Xvfb", "x11vnc", "xterm", "xsetroot"];
@@ -68,59 +127,7 @@ impl Desktop {
         }
         let dir = tempfile::tempdir().unwrap();
         let mut processes = Killed(Vec::new());
-        let display = (40..400)
-            .find_map(|n| {
-                let socket = format!("/tmp/.X11-unix/X{n}");
-                if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                    return None;
-                }
-                let mut xvfb = Command::new("Xvfb")
-                    .arg(format!(":{n}"))
-                    .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
-                    // Without -noreset the server resets when its last client leaves
-                    // (xsetroot below), and the root colour with it.
-                    .args(["-nolisten", "tcp", "-noreset"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    if Path::new(&socket).exists() {
-                        processes.0.push(xvfb);
-                        return Some(format!(":{n}"));
-                    }
-                    if xvfb.try_wait().unwrap().is_some() {
-                        return None;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                let _ = xvfb.kill();
-                let _ = xvfb.wait();
-                None
-            })
-            .expect("no free X display");
-        let root = Command::new("xsetroot")
-            .args(["-display", &display, "-solid", "#12ab34"])
-            .output()
-            .unwrap();
-        assert!(root.status.success(), "{}", text(&root));
-        processes.0.push(
-            Command::new("xterm")
-                .args([
-                    "-display",
-                    &display,
-                    "-geometry",
-                    "60x12+0+0",
-                    "-e",
-                    "/bin/sh",
-                ])
-                .env("DISPLAY", &display)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let display = x_display(&mut processes);
         let password = dir.path().join("vnc-password");
         std::fs::write(&password, format!("{CANARY}\n")).unwrap();
         let port = free_port();
@@ -178,7 +185,7 @@ fn rampart_for_desktop(port: u16) -> (Rampart, Server) {
     (r, server)
 }
 
-fn browser_ready() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_ready() -> Option<(PathBuf, PathBuf)> {
     let (Some(node), Some(chromium)) = (require_tool("node"), require_tool("chromium")) else {
         return None;
     };
@@ -186,7 +193,7 @@ fn browser_ready() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// `node desktop.mjs` with the test's settings; `on_ready` runs once the page printed `READY`.
-fn run_browser(
+pub(crate) fn run_browser(
     server: &Server,
     extra: &[(&str, String)],
     on_ready: impl FnOnce(&str),
@@ -240,7 +247,7 @@ fn run_browser(
     (status.success(), out)
 }
 
-fn sessions(r: &Rampart) -> Vec<Value> {
+pub(crate) fn sessions(r: &Rampart) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = r.json(&["session", "list", "--limit", "1000"]);

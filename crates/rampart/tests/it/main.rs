@@ -27,6 +27,7 @@ mod db_common;
 mod db_hostile;
 mod db_rules;
 mod db_tls;
+mod desktop_rdp;
 mod desktop_vnc;
 mod domains;
 mod evidence;

@@ -9,7 +9,6 @@
 //! - The password only enters the DES key for the challenge; it is never logged or echoed.
 //! - Reading is not cancel-safe: one task owns the [`Reader`] (see `session`).
 
-use bytes::Bytes;
 use rampart_core::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -267,41 +266,7 @@ pub fn client_cut_text(text: &str) -> Vec<u8> {
     m
 }
 
-/// One thing the server said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerEvent {
-    /// Pixels (RGBA, alpha 255) for a rectangle of the screen.
-    Raw {
-        x: u16,
-        y: u16,
-        w: u16,
-        h: u16,
-        rgba: Bytes,
-    },
-    /// Copy the rectangle at (`sx`, `sy`) to (`x`, `y`).
-    Copy {
-        x: u16,
-        y: u16,
-        w: u16,
-        h: u16,
-        sx: u16,
-        sy: u16,
-    },
-    /// The desktop has a new size (its content follows).
-    Resize {
-        width: u16,
-        height: u16,
-    },
-    /// The end of one framebuffer update (time to ask for the next).
-    UpdateEnd,
-    Bell,
-    /// The server's clipboard (Latin-1 decoded); `None` when it was longer than [`MAX_TEXT`]
-    /// (its bytes were skipped), with its length.
-    CutText {
-        text: Option<String>,
-        len: u32,
-    },
-}
+pub use crate::screen::ServerEvent;
 
 /// Reads the server's messages one event at a time, keeping the size it must check against.
 #[derive(Debug)]
@@ -436,6 +401,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn init(w: u16, h: u16) -> ServerInit {
         ServerInit {

@@ -1,6 +1,11 @@
-//! One desktop session: authorize (`vnc:connect`), start through the session core, dial,
-//! log in with the vaulted password, then relay until either side ends or live enforcement
-//! stops it.
+//! One desktop session, VNC or RDP: authorize (`vnc:connect`, `rdp:connect`), start through
+//! the session core, dial, log in with the vaulted password, then relay until either side ends
+//! or live enforcement stops it.
+//!
+//! The relay is the protocols' common part: the target's side is a task of its protocol's
+//! (`rfb`'s reader, `rdp`'s active stage) sending [`ServerEvent`]s, and a [`Wire`] taking the
+//! browser's input; the framebuffer, key frames, recording, clipboard audit, watch and kill
+//! are the same for both. A new protocol front brings only its wire protocol.
 //!
 //! The web front calls [`open`] and moves [`Desktop`]'s events and input over its WebSocket;
 //! everything decided is decided here or in the core.
@@ -12,13 +17,14 @@
 //!   a replay can seek.
 //! - Input is recorded as metadata (pointer position and buttons, "a key", clipboard sizes);
 //!   which key was typed is not recorded (passwords typed into the desktop stay out of it).
-//! - The clipboard passes only when the grant allows `vnc:clipboard`; every transfer (or
-//!   refusal) is an audit event with its size, never its text.
+//! - The clipboard passes only when the grant allows `vnc:clipboard` (RDP desktops have no
+//!   clipboard yet: always refused); every transfer (or refusal) is an audit event with its
+//!   size, never its text.
 //! - Nothing the target sends can panic the node or grow memory without bound (`rfb`'s
 //!   checks); a malformed message ends the session with its reason.
 
-use crate::rfb::{self, RfbError, ServerEvent};
-use crate::screen::{self, Framebuffer};
+use crate::rfb::{self, RfbError};
+use crate::screen::{self, Framebuffer, ServerEvent};
 use bytes::Bytes;
 use rampart_audit::{CastHeader, Stream};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -36,7 +42,8 @@ use tokio::sync::mpsc;
 
 /// How often the recording gets a whole screen while the screen changes.
 pub const KEY_FRAME_EVERY: Duration = Duration::from_secs(5);
-/// How long the target has for the connection and the RFB handshake.
+/// How long the target has for the connection and the handshake (RFB, or RDP's up to the
+/// active stage).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest clipboard text passed either way (bytes).
 pub const MAX_CLIPBOARD: usize = 256 * 1024;
@@ -50,13 +57,25 @@ pub struct DesktopRequest {
     pub mfa: bool,
     pub source: SocketAddr,
     pub account: AccountRef,
+    /// `Protocol::Vnc` or `Protocol::Rdp`.
+    pub protocol: Protocol,
 }
 
 /// What the browser sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    Key { down: bool, keysym: u32 },
-    Pointer { x: u16, y: u16, buttons: u8 },
+    /// A key: its X keysym (VNC, and RDP for keys without a scancode) and its
+    /// `KeyboardEvent.code` (RDP sends the key's scancode, so the target's layout applies).
+    Key {
+        down: bool,
+        keysym: u32,
+        code: Option<String>,
+    },
+    Pointer {
+        x: u16,
+        y: u16,
+        buttons: u8,
+    },
     Clipboard(String),
 }
 
@@ -82,6 +101,62 @@ pub struct Desktop {
     pub input: mpsc::Sender<Input>,
 }
 
+/// Why the target's side ended: the line for the user, and whether it was an ordinary close
+/// (not worth a warning in the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetEnded {
+    pub reason: String,
+    pub closed: bool,
+}
+
+impl TargetEnded {
+    pub fn closed(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            closed: true,
+        }
+    }
+
+    pub fn malformed(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            closed: false,
+        }
+    }
+}
+
+impl From<RfbError> for TargetEnded {
+    fn from(err: RfbError) -> Self {
+        Self {
+            closed: matches!(err, RfbError::Closed),
+            reason: err.to_string(),
+        }
+    }
+}
+
+/// The target's screen as events (`Err` once, last, with why it ended).
+pub type TargetEvents = mpsc::Receiver<Result<ServerEvent, TargetEnded>>;
+
+/// Where the browser's input goes: the protocol's half that writes to the target.
+enum Wire {
+    /// RFB messages written by the relay itself; the reader task is aborted with it.
+    Vnc {
+        writer: tokio::io::WriteHalf<rampart_session::dial::TargetStream>,
+        _reader: AbortOnDrop,
+    },
+    /// Input handed to the active stage's task, which owns the connection.
+    Rdp {
+        input: mpsc::Sender<Input>,
+        _task: AbortOnDrop,
+    },
+}
+
+/// A protocol's connection, logged in.
+enum Connected {
+    Vnc(rampart_session::dial::TargetStream, rfb::ServerInit),
+    Rdp(Box<crate::rdp::Connected>),
+}
+
 fn actor(user: &User) -> Actor {
     Actor::User {
         name: user.name.to_string(),
@@ -104,28 +179,35 @@ pub async fn open(
         asset: request.account.asset.clone(),
     };
     let store = core.store.clone();
+    let protocol = request.protocol;
+    let (action, kind) = match protocol {
+        Protocol::Vnc => (Action::VncConnect, SessionKind::Vnc),
+        Protocol::Rdp => (Action::RdpConnect, SessionKind::Rdp),
+        other => return Err(format!("{other} is not a desktop protocol")),
+    };
     let authorized = db::authorize_any(
         &store,
         &request.user,
         request.mfa,
         &login,
         &source,
-        &[Action::VncConnect],
+        &[action],
     )
     .await?;
-    let clipboard = clipboard_allowed(&store, &request, &authorized.asset.name).await;
+    let clipboard = protocol == Protocol::Vnc
+        && clipboard_allowed(&store, &request, &authorized.asset.name).await;
     let title = format!(
-        "{}@{}@{} (vnc)",
+        "{}@{}@{} ({protocol})",
         request.user.name, authorized.account, authorized.asset.name
     );
     let plan = RecordingPlan {
-        header: CastHeader::new(80, 24, None, Some("vnc".to_owned()), title),
+        header: CastHeader::new(80, 24, None, Some(protocol.to_string()), title),
         raw_streams: true,
     };
     let mut guard = core
         .start(StartRequest {
             authorized: authorized.clone(),
-            kind: SessionKind::Vnc,
+            kind,
             interactive: true,
             command: None,
             recording: Some(plan),
@@ -139,27 +221,39 @@ pub async fn open(
     let tap = guard.tap();
     let connected = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let dialed = dialer
-            .dial(&authorized.asset, Protocol::Vnc)
+            .dial(&authorized.asset, protocol)
             .await
             .map_err(|err| err.to_string())?;
         if let Err(err) = store
             .set_session_route(guard.id(), &dialed.route.to_string())
             .await
         {
-            tracing::warn!(error = %err, "cannot record the route of a vnc session");
+            tracing::warn!(error = %err, "cannot record the route of a desktop session");
         }
         let target = dialed.target.clone();
         let mut stream = dialed.stream;
         let password = db::vaulted_password(&store, &authorized).await?;
+        if protocol == Protocol::Rdp {
+            let login = crate::rdp::Login {
+                asset: authorized.asset.clone(),
+                username: authorized.account.to_string(),
+                password,
+                store: store.clone(),
+                actor: actor(&request.user),
+                client_addr: request.source,
+            };
+            let connected = crate::rdp::connect(stream, login).await?;
+            return Ok(Connected::Rdp(Box::new(connected)));
+        }
         let init = rfb::handshake(&mut stream, Some(&password))
             .await
             .map_err(|err| format!("{target}: {err}"))?;
         drop(password);
-        Ok::<_, String>((stream, init))
+        Ok::<_, String>(Connected::Vnc(stream, init))
     })
     .await
-    .unwrap_or_else(|_| Err("the VNC server did not answer in time".to_owned()));
-    let (stream, init) = match connected {
+    .unwrap_or_else(|_| Err(format!("the {protocol} server did not answer in time")));
+    let connected = match connected {
         Ok(done) => done,
         Err(why) => {
             guard.end(why.clone(), None).await;
@@ -169,7 +263,27 @@ pub async fn open(
     let (events_tx, events) = mpsc::channel(16);
     let (input, input_rx) = mpsc::channel(64);
     let id = guard.id();
-    let name = init.name.clone();
+    let (name, target, wire, size) = match connected {
+        Connected::Vnc(stream, init) => {
+            let name = init.name.clone();
+            match start_vnc(stream, &init).await {
+                Ok((target, wire)) => (name, target, wire, (init.width, init.height)),
+                Err(why) => {
+                    guard.end(why.clone(), None).await;
+                    return Err(why);
+                }
+            }
+        }
+        Connected::Rdp(connected) => {
+            let size = connected.size();
+            let (target, input, task) = crate::rdp::start(*connected);
+            let wire = Wire::Rdp {
+                input,
+                _task: AbortOnDrop(task),
+            };
+            (String::new(), target, wire, size)
+        }
+    };
     let relay = Relay {
         tap,
         store,
@@ -180,7 +294,7 @@ pub async fn open(
         events: events_tx,
     };
     tokio::spawn(async move {
-        let reason = relay.run(stream, init, input_rx, control).await;
+        let reason = relay.run(target, wire, size, input_rx, control).await;
         guard.end(reason.clone(), None).await;
         let _ = relay.events.send(DesktopEvent::End(reason)).await;
     });
@@ -190,6 +304,40 @@ pub async fn open(
         events,
         input,
     })
+}
+
+/// The VNC side's start: the reader on its own task (reading RFB is not cancel-safe), then the
+/// opening requests (pixel format, encodings, the first update).
+async fn start_vnc(
+    stream: rampart_session::dial::TargetStream,
+    init: &rfb::ServerInit,
+) -> Result<(TargetEvents, Wire), String> {
+    let (read_half, mut writer) = tokio::io::split(stream);
+    let (server_tx, server) = mpsc::channel(4);
+    let mut reader = rfb::Reader::new(init);
+    let reader = AbortOnDrop(tokio::spawn(async move {
+        let mut read_half = read_half;
+        loop {
+            let event = reader.next(&mut read_half).await.map_err(TargetEnded::from);
+            let failed = event.is_err();
+            if server_tx.send(event).await.is_err() || failed {
+                return;
+            }
+        }
+    }));
+    let mut opening = rfb::set_pixel_format();
+    opening.extend(rfb::set_encodings());
+    opening.extend(rfb::update_request(false, init.width, init.height));
+    if writer.write_all(&opening).await.is_err() {
+        return Err(RfbError::Closed.to_string());
+    }
+    Ok((
+        server,
+        Wire::Vnc {
+            writer,
+            _reader: reader,
+        },
+    ))
 }
 
 /// Whether the user's grants allow `vnc:clipboard` on this account now.
@@ -252,32 +400,12 @@ impl Relay {
     /// Relays until either side ends or the session is stopped; returns the reason.
     async fn run(
         &self,
-        stream: rampart_session::dial::TargetStream,
-        init: rfb::ServerInit,
+        mut server: TargetEvents,
+        mut wire: Wire,
+        (width, height): (u16, u16),
         mut input: mpsc::Receiver<Input>,
         control: SessionControl,
     ) -> String {
-        let (read_half, mut target) = tokio::io::split(stream);
-        // Reading RFB is not cancel-safe, so one task owns the reader.
-        let (server_tx, mut server) = mpsc::channel::<Result<ServerEvent, RfbError>>(4);
-        let mut reader = rfb::Reader::new(&init);
-        let _reader = AbortOnDrop(tokio::spawn(async move {
-            let mut read_half = read_half;
-            loop {
-                let event = reader.next(&mut read_half).await;
-                let failed = event.is_err();
-                if server_tx.send(event).await.is_err() || failed {
-                    return;
-                }
-            }
-        }));
-        let (width, height) = (init.width, init.height);
-        let mut opening = rfb::set_pixel_format();
-        opening.extend(rfb::set_encodings());
-        opening.extend(rfb::update_request(false, width, height));
-        if target.write_all(&opening).await.is_err() {
-            return RfbError::Closed.to_string();
-        }
         let mut fb = Framebuffer::new(width, height);
         if let Err(why) = self.frame(screen::size_message(width, height)).await {
             return why;
@@ -297,12 +425,12 @@ impl Relay {
                     continue;
                 }
                 event = server.recv() => match event {
-                    None => return RfbError::Closed.to_string(),
-                    Some(Err(err)) => {
-                        if !matches!(err, RfbError::Closed) {
-                            tracing::warn!(session = %self.session, error = %err, "vnc: ending the session");
+                    None => return "the desktop's server closed the connection".to_owned(),
+                    Some(Err(ended)) => {
+                        if !ended.closed {
+                            tracing::warn!(session = %self.session, error = %ended.reason, "desktop: ending the session");
                         }
-                        return err.to_string();
+                        return ended.reason;
                     }
                     Some(Ok(event)) => Step::Server(event),
                 },
@@ -314,12 +442,12 @@ impl Relay {
             let done = async {
                 match step {
                     Step::Server(event) => {
-                        self.server_event(event, &mut fb, &mut target, &mut keys)
+                        self.server_event(event, &mut fb, &mut wire, &mut keys)
                             .await
                     }
                     Step::Input(input) => {
                         let (width, height) = fb.size();
-                        self.input(&mut target, input, width, height).await
+                        self.input(&mut wire, input, width, height).await
                     }
                 }
             };
@@ -340,7 +468,7 @@ impl Relay {
         &self,
         event: ServerEvent,
         fb: &mut Framebuffer,
-        target: &mut (impl tokio::io::AsyncWrite + Unpin),
+        wire: &mut Wire,
         keys: &mut KeyFrames,
     ) -> Result<(), String> {
         match event {
@@ -351,11 +479,17 @@ impl Relay {
                     keys.last = Some(tokio::time::Instant::now());
                     keys.changed = false;
                 }
-                let (w, h) = fb.size();
-                target
-                    .write_all(&rfb::update_request(true, w, h))
-                    .await
-                    .map_err(|_| RfbError::Closed.to_string())
+                match wire {
+                    Wire::Vnc { writer, .. } => {
+                        let (w, h) = fb.size();
+                        writer
+                            .write_all(&rfb::update_request(true, w, h))
+                            .await
+                            .map_err(|_| RfbError::Closed.to_string())
+                    }
+                    // RDP servers push their updates unasked.
+                    Wire::Rdp { .. } => Ok(()),
+                }
             }
             ServerEvent::Bell => Ok(()),
             ServerEvent::CutText { text, len } => self.target_clipboard(text, len).await,
@@ -400,23 +534,20 @@ impl Relay {
 
     async fn input(
         &self,
-        target: &mut (impl tokio::io::AsyncWrite + Unpin),
+        wire: &mut Wire,
         input: Input,
         width: u16,
         height: u16,
     ) -> Result<(), String> {
-        let (note, bytes) = match input {
+        let (note, input) = match input {
             // Which key is not recorded: what is typed may be a password.
-            Input::Key { down, keysym } => (
-                format!(r#"{{"t":"key","down":{down}}}"#),
-                rfb::key_event(down, keysym),
-            ),
+            Input::Key { down, .. } => (format!(r#"{{"t":"key","down":{down}}}"#), input),
             Input::Pointer { x, y, buttons } => {
                 let x = x.min(width.saturating_sub(1));
                 let y = y.min(height.saturating_sub(1));
                 (
                     format!(r#"{{"t":"pointer","x":{x},"y":{y},"b":{buttons}}}"#),
-                    rfb::pointer_event(buttons, x, y),
+                    Input::Pointer { x, y, buttons },
                 )
             }
             Input::Clipboard(text) => {
@@ -426,6 +557,8 @@ impl Relay {
                 if !allowed {
                     let why = if self.clipboard {
                         format!("the clipboard text is larger than {MAX_CLIPBOARD} bytes: not sent")
+                    } else if matches!(wire, Wire::Rdp { .. }) {
+                        "RDP desktops have no clipboard in Rampart yet".to_owned()
                     } else {
                         "your grant does not allow the clipboard here (vnc:clipboard)".to_owned()
                     };
@@ -437,15 +570,29 @@ impl Relay {
                         r#"{{"t":"clipboard","to":"target","bytes":{}}}"#,
                         text.len()
                     ),
-                    rfb::client_cut_text(&text),
+                    Input::Clipboard(text),
                 )
             }
         };
         let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
-        target
-            .write_all(&bytes)
-            .await
-            .map_err(|_| RfbError::Closed.to_string())
+        match wire {
+            Wire::Vnc { writer, .. } => {
+                let bytes = match input {
+                    Input::Key { down, keysym, .. } => rfb::key_event(down, keysym),
+                    Input::Pointer { x, y, buttons } => rfb::pointer_event(buttons, x, y),
+                    Input::Clipboard(text) => rfb::client_cut_text(&text),
+                };
+                writer
+                    .write_all(&bytes)
+                    .await
+                    .map_err(|_| RfbError::Closed.to_string())
+            }
+            // A closed channel: the task's reason is on its way in the events.
+            Wire::Rdp { input: to_task, .. } => {
+                let _ = to_task.send(input).await;
+                Ok(())
+            }
+        }
     }
 
     async fn target_clipboard(&self, text: Option<String>, len: u32) -> Result<(), String> {

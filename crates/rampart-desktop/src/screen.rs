@@ -10,9 +10,46 @@
 //! [`Framebuffer`] keeps Rampart's copy of the screen (bounded by `rfb::MAX_PIXELS`) for the
 //! key frames.
 
-use crate::rfb::ServerEvent;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::io::Write;
+
+/// One thing the desktop server said, whatever its protocol: what the framebuffer applies and
+/// the desktop stream carries (RFB's reader and RDP's decoder both produce these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Pixels (RGBA, alpha 255) for a rectangle of the screen.
+    Raw {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        rgba: Bytes,
+    },
+    /// Copy the rectangle at (`sx`, `sy`) to (`x`, `y`).
+    Copy {
+        x: u16,
+        y: u16,
+        w: u16,
+        h: u16,
+        sx: u16,
+        sy: u16,
+    },
+    /// The desktop has a new size (its content follows).
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// The end of one framebuffer update (VNC: time to ask for the next; both: a key frame may
+    /// follow).
+    UpdateEnd,
+    Bell,
+    /// The server's clipboard (Latin-1 decoded); `None` when it was longer than [`crate::rfb::MAX_TEXT`]
+    /// (its bytes were skipped), with its length.
+    CutText {
+        text: Option<String>,
+        len: u32,
+    },
+}
 
 /// The screen as the server last drew it, RGBA.
 #[derive(Debug)]

@@ -1,0 +1,868 @@
+//! RDP towards the target: Rampart is the client, with IronRDP's sans-I/O crates. X.224
+//! negotiation, then TLS with the endpoint's pinned certificate (`rampart_session::target_tls`,
+//! the same check as every TLS target), then NLA (CredSSP, NTLM) with the vaulted password,
+//! then the active stage: the server's fast-path and slow-path graphics are decoded into an
+//! RGBA image here, and each changed rectangle becomes a [`ServerEvent::Raw`] of the desktop
+//! stream, so the browser, the recording, replay, watch and kill are the VNC desktop's.
+//!
+//! INVARIANTS:
+//! - TLS and NLA only: standard RDP security and TLS without NLA are not offered, so the
+//!   password only ever goes inside CredSSP, bound to the pinned certificate's public key.
+//! - An endpoint without a pinned certificate is refused after the TLS handshake and before
+//!   CredSSP: nothing of the credential was sent, and the refusal names the fingerprint the
+//!   server presented, for an administrator to check and pin (`asset endpoint set`).
+//! - Nothing the server sends can panic the node or grow memory without bound: PDUs are
+//!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, and a PDU
+//!   IronRDP cannot decode ends the session with its reason.
+//! - One task owns the active stage (its state is not shareable): it takes the server's PDUs
+//!   from a reader task and the browser's input from the relay, in one `select!`.
+//! - The connection sequence runs on a blocking-pool thread (`Handle::block_on`) under its own
+//!   timeout: IronRDP's async framing has futures the compiler cannot prove `Send` for every
+//!   lifetime, so they are not moved between the runtime's threads. The active stage frames
+//!   PDUs itself (`ironrdp_pdu::find_size`) and runs as an ordinary task.
+
+use crate::rfb;
+use crate::screen::ServerEvent;
+use crate::session::{Input, TargetEnded};
+use bytes::BytesMut;
+use ironrdp_connector::sspi::generator::NetworkRequest;
+use ironrdp_connector::{
+    ClientConnector, ConnectionOutcome, ConnectionResult, ConnectorResult, Credentials,
+    DesktopSize, ServerName,
+};
+use ironrdp_graphics::image_processing::PixelFormat;
+use ironrdp_input::{Database, MouseButton, MousePosition, Operation, Scancode, WheelRotations};
+use ironrdp_pdu::geometry::InclusiveRectangle;
+use ironrdp_session::image::DecodedImage;
+use ironrdp_session::{ActiveStageBuilder, ActiveStageOutput};
+use ironrdp_tokio::TokioFramed;
+use rampart_core::audit::Actor;
+use rampart_core::{Asset, ExposeSecret, Protocol, SecretString};
+use rampart_session::dial::TargetStream;
+use rampart_session::target_tls;
+use rampart_store::Store;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::mpsc;
+
+/// The desktop size Rampart asks for (the server may answer with another, within
+/// `rfb::MAX_PIXELS`).
+pub const DESKTOP_WIDTH: u16 = 1280;
+pub const DESKTOP_HEIGHT: u16 = 800;
+
+/// A stream that is `Sync` because only `&mut` reaches it: IronRDP's framing wants
+/// `Send + Sync` streams, the dialer's are `Send`.
+#[derive(Debug)]
+pub struct SyncStream<S>(std::sync::Mutex<S>);
+
+impl<S> SyncStream<S> {
+    pub fn new(stream: S) -> Self {
+        Self(std::sync::Mutex::new(stream))
+    }
+
+    fn inner(self: Pin<&mut Self>) -> io::Result<Pin<&mut S>>
+    where
+        S: Unpin,
+    {
+        match self.get_mut().0.get_mut() {
+            Ok(inner) => Ok(Pin::new(inner)),
+            Err(_) => Err(io::Error::other("the stream's lock is poisoned")),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SyncStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.inner() {
+            Ok(inner) => inner.poll_read(cx, buf),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SyncStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.inner() {
+            Ok(inner) => inner.poll_write(cx, buf),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner() {
+            Ok(inner) => inner.poll_flush(cx),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner() {
+            Ok(inner) => inner.poll_shutdown(cx),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+}
+
+type RdpStream = tokio_rustls::client::TlsStream<SyncStream<TargetStream>>;
+
+/// How long the connection sequence may take (X.224, TLS, CredSSP, capabilities).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A logged-in RDP connection, ready for its active stage.
+pub struct Connected {
+    stream: RdpStream,
+    /// Bytes already read past the connection sequence.
+    leftover: BytesMut,
+    result: ConnectionResult,
+}
+
+impl std::fmt::Debug for Connected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connected")
+            .field("desktop_size", &self.result.desktop_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connected {
+    /// The desktop's size as the server settled it.
+    pub fn size(&self) -> (u16, u16) {
+        (
+            self.result.desktop_size.width,
+            self.result.desktop_size.height,
+        )
+    }
+}
+
+/// Who logs in where, and who answers for a refused certificate.
+#[derive(Debug)]
+pub struct Login {
+    pub asset: Asset,
+    pub username: String,
+    pub password: SecretString,
+    pub store: Arc<Store>,
+    pub actor: Actor,
+    /// Rampart's end of the connection (the client address CredSSP and the connector name).
+    pub client_addr: SocketAddr,
+}
+
+/// CredSSP's Kerberos would ask Rampart to reach a KDC; it is not offered (NTLM is).
+struct NoKdc;
+
+impl ironrdp_tokio::NetworkClient for NoKdc {
+    async fn send(&mut self, _request: &NetworkRequest) -> ConnectorResult<Vec<u8>> {
+        Err(ironrdp_connector::general_err!(
+            "Rampart does not reach a Kerberos KDC for RDP logins (NTLM is used)"
+        ))
+    }
+}
+
+fn config(username: &str, password: &SecretString) -> ironrdp_connector::Config {
+    ironrdp_connector::Config {
+        desktop_size: DesktopSize {
+            width: DESKTOP_WIDTH,
+            height: DESKTOP_HEIGHT,
+        },
+        monitor_layout: None,
+        desktop_scale_factor: 0,
+        desktop_physical_size: None,
+        desktop_orientation: None,
+        device_scale_factor: None,
+        monitor_extended_layout: None,
+        relative_mouse_input: false,
+        enable_tls: false,
+        enable_credssp: true,
+        enable_standard_rdp_security: false,
+        credentials: Credentials::UsernamePassword {
+            username: username.to_owned(),
+            password: password.expose_secret().to_owned(),
+        },
+        domain: None,
+        client_build: 0,
+        client_name: "rampart".to_owned(),
+        keyboard_type: ironrdp_pdu::gcc::KeyboardType::IBM_ENHANCED,
+        keyboard_subtype: 0,
+        keyboard_layout: 0,
+        keyboard_functional_keys_count: 12,
+        connection_type: ironrdp_pdu::gcc::ConnectionType::Lan,
+        ime_file_name: String::new(),
+        bitmap: None,
+        dig_product_id: String::new(),
+        client_dir: String::new(),
+        platform: ironrdp_pdu::rdp::capability_sets::MajorPlatformType::UNIX,
+        hardware_id: None,
+        request_data: None,
+        autologon: false,
+        enable_audio_playback: false,
+        enable_audio_capture: false,
+        license_cache: None,
+        compression_type: None,
+        enable_server_pointer: false,
+        pointer_software_rendering: false,
+        multitransport_flags: None,
+        support_dyn_vc_gfx_protocol: false,
+        performance_flags: Default::default(),
+        timezone_info: Default::default(),
+        alternate_shell: String::new(),
+        work_dir: String::new(),
+        remote_application_mode: false,
+        rail_support_level: ironrdp_pdu::rdp::capability_sets::RailSupportLevel::empty(),
+    }
+}
+
+/// Connects and logs in: X.224, TLS with the pinned certificate, CredSSP with the password,
+/// the capability exchange. Every refusal is the line the user sees.
+pub async fn connect(stream: TargetStream, login: Login) -> Result<Connected, String> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, connect_here(stream, login))
+                .await
+                .unwrap_or_else(|_| Err("the RDP server did not answer in time".to_owned()))
+        })
+    })
+    .await
+    .map_err(|_| "the RDP connection sequence failed".to_owned())?
+}
+
+async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, String> {
+    let asset = &login.asset;
+    let target = asset
+        .address(Protocol::Rdp)
+        .unwrap_or_else(|| asset.name.to_string());
+    let failed = |err: ironrdp_connector::ConnectorError| format!("RDP with {target}: {err}");
+    let mut connector =
+        ClientConnector::new(config(&login.username, &login.password), login.client_addr);
+    let mut framed = TokioFramed::new(SyncStream::new(stream));
+    let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
+        .await
+        .map_err(failed)?;
+    let stream = framed.into_inner_no_leftover();
+    let Some(pin) = target_tls::pin(asset, Protocol::Rdp) else {
+        return Err(unpinned(stream, asset).await);
+    };
+    let tls = target_tls::connect_stream(
+        stream,
+        asset,
+        Protocol::Rdp,
+        &pin,
+        &login.store,
+        &login.actor,
+    )
+    .await?;
+    let public_key = server_public_key(&tls)?;
+    let upgraded = ironrdp_tokio::mark_as_upgraded(should_upgrade, &mut connector);
+    let mut framed = TokioFramed::new(tls);
+    let outcome = ironrdp_tokio::connect_finalize(
+        upgraded,
+        connector,
+        &mut framed,
+        &mut NoKdc,
+        ServerName::new(asset.host.clone()),
+        public_key,
+        None,
+    )
+    .await
+    .map_err(failed)?;
+    let result = match outcome {
+        ConnectionOutcome::Connected(result) => result,
+        ConnectionOutcome::Redirected(_) => {
+            return Err(format!(
+                "the RDP server {target} redirected the connection elsewhere; Rampart does not follow redirections"
+            ));
+        }
+    };
+    let DesktopSize { width, height } = result.desktop_size;
+    rfb::check_size(width, height).map_err(|err| format!("the RDP server {target}: {err}"))?;
+    let (stream, leftover) = framed.into_inner();
+    Ok(Connected {
+        stream,
+        leftover,
+        result,
+    })
+}
+
+/// The line for an endpoint without a pinned certificate, naming what the server presented.
+async fn unpinned(stream: SyncStream<TargetStream>, asset: &Asset) -> String {
+    let mut shown = None;
+    if let (Ok((config, presented)), Ok(name)) = (
+        target_tls::pinned_client_config("none"),
+        target_tls::server_name(&asset.host),
+    ) {
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let _refused = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            connector.connect(name, stream),
+        )
+        .await;
+        shown = presented.lock().ok().and_then(|mut slot| slot.take());
+    }
+    match shown {
+        Some(shown) => format!(
+            "the RDP certificate of {asset} is not pinned, so nothing was sent; it presents \
+             {shown}: an administrator who has checked it pins it with `rampart asset endpoint \
+             set {asset} rdp --tls-fingerprint {shown}`",
+            asset = asset.name
+        ),
+        None => format!(
+            "the RDP certificate of {} is not pinned, so nothing was sent (the TLS handshake \
+             did not show a certificate)",
+            asset.name
+        ),
+    }
+}
+
+/// The subject public key of the certificate the server presented: CredSSP binds the
+/// credentials to it.
+fn server_public_key(tls: &RdpStream) -> Result<Vec<u8>, String> {
+    let (_, session) = tls.get_ref();
+    let der = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or_else(|| "the RDP server presented no certificate".to_owned())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|_| "the RDP server's certificate cannot be read".to_owned())?;
+    Ok(cert
+        .tbs_certificate
+        .subject_pki
+        .subject_public_key
+        .data
+        .to_vec())
+}
+
+/// Starts the active stage on its own task: the server's screen as events, input from the
+/// relay. The task ends when either side does; dropping the input sender ends it.
+pub fn start(
+    connected: Connected,
+) -> (
+    mpsc::Receiver<Result<ServerEvent, TargetEnded>>,
+    mpsc::Sender<Input>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (events_tx, events) = mpsc::channel(16);
+    let (input, input_rx) = mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        let ended = active(connected, &events_tx, input_rx).await;
+        let _ = events_tx.send(Err(ended)).await;
+    });
+    (events, input, task)
+}
+
+/// Aborts a task when dropped, however its owner ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn closed() -> TargetEnded {
+    TargetEnded::closed("the RDP server closed the connection")
+}
+
+async fn write_frame(
+    writer: &mut (impl AsyncWrite + Unpin),
+    frame: &[u8],
+) -> Result<(), TargetEnded> {
+    writer.write_all(frame).await.map_err(|_| closed())
+}
+
+/// Reads one PDU (X.224 or fast-path, by its header's length: at most 64 KiB).
+async fn read_pdu(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> io::Result<(ironrdp_pdu::Action, BytesMut)> {
+    loop {
+        let found = ironrdp_pdu::find_size(buf)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
+        if let Some(info) = found
+            && buf.len() >= info.length
+        {
+            return Ok((info.action, buf.split_to(info.length)));
+        }
+        if reader.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// The active stage until either side ends; returns why.
+async fn active(
+    connected: Connected,
+    events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+    mut input: mpsc::Receiver<Input>,
+) -> TargetEnded {
+    let Connected {
+        stream,
+        leftover,
+        result,
+    } = connected;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Reading a PDU is not cancel-safe (a partial read), so one task owns the reader.
+    let (pdu_tx, mut pdus) = mpsc::channel(4);
+    let _reader = AbortOnDrop(tokio::spawn(async move {
+        let mut buf = leftover;
+        loop {
+            let read = read_pdu(&mut reader, &mut buf).await;
+            let failed = read.is_err();
+            if pdu_tx.send(read).await.is_err() || failed {
+                return;
+            }
+        }
+    }));
+    let DesktopSize { width, height } = result.desktop_size;
+    let mut image = DecodedImage::new(PixelFormat::RgbA32, width, height);
+    let mut stage = ActiveStageBuilder {
+        static_channels: result.static_channels,
+        user_channel_id: result.user_channel_id,
+        io_channel_id: result.io_channel_id,
+        message_channel_id: result.message_channel_id,
+        share_id: result.share_id,
+        compression_type: result.compression_type,
+        enable_server_pointer: false,
+        pointer_software_rendering: false,
+    }
+    .build();
+    let mut keyboard = Database::new();
+    let mut buttons = 0u8;
+    loop {
+        tokio::select! {
+            pdu = pdus.recv() => {
+                let (action, payload) = match pdu {
+                    None => return closed(),
+                    Some(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => return closed(),
+                    Some(Err(err)) => {
+                        return TargetEnded::malformed(format!(
+                            "the RDP server sent a malformed message: {err}"
+                        ));
+                    }
+                    Some(Ok(pdu)) => pdu,
+                };
+                let outputs = match stage.process(&mut image, action, &payload, None) {
+                    Ok(outputs) => outputs,
+                    Err(err) => {
+                        return TargetEnded::malformed(format!(
+                            "the RDP server sent a message Rampart cannot decode: {err}"
+                        ));
+                    }
+                };
+                if let Err(ended) = outputs_to(&mut writer, events, &image, outputs).await {
+                    return ended;
+                }
+            }
+            next = input.recv() => {
+                let Some(next) = next else {
+                    // The relay is gone (the user left or the session was stopped): say
+                    // goodbye to the server, as a client closing its window does.
+                    if let Ok(outputs) = stage.graceful_shutdown() {
+                        for output in outputs {
+                            if let ActiveStageOutput::ResponseFrame(frame) = output {
+                                let _ = write_frame(&mut writer, &frame).await;
+                            }
+                        }
+                    }
+                    return TargetEnded::closed("the desktop was closed");
+                };
+                let fast = keyboard.apply(operations(&next, &mut buttons));
+                match stage.process_fastpath_input(&mut image, &fast) {
+                    Ok(outputs) => {
+                        if let Err(ended) = outputs_to(&mut writer, events, &image, outputs).await {
+                            return ended;
+                        }
+                    }
+                    Err(err) => {
+                        return TargetEnded::malformed(format!("cannot encode input for the RDP server: {err}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Acts on what the active stage produced: answers to the server, changed rectangles to the
+/// relay (then an update's end, when a key frame may be taken).
+async fn outputs_to(
+    writer: &mut (impl AsyncWrite + Unpin),
+    events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+    image: &DecodedImage,
+    outputs: Vec<ActiveStageOutput>,
+) -> Result<(), TargetEnded> {
+    let mut changed = false;
+    for output in outputs {
+        match output {
+            ActiveStageOutput::ResponseFrame(frame) => write_frame(writer, &frame).await?,
+            ActiveStageOutput::GraphicsUpdate(rect) => {
+                if let Some(event) = pixels(image, &rect) {
+                    changed = true;
+                    events
+                        .send(Ok(event))
+                        .await
+                        .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+                }
+            }
+            ActiveStageOutput::Terminate(reason) => {
+                return Err(TargetEnded::closed(format!(
+                    "the RDP server ended the session: {reason}"
+                )));
+            }
+            ActiveStageOutput::DeactivateAll => {
+                return Err(TargetEnded::closed(
+                    "the RDP server restarted the connection's activation (a resize or a \
+                     reconnection), which Rampart does not follow yet",
+                ));
+            }
+            ActiveStageOutput::ServerRedirection(_) => {
+                return Err(TargetEnded::closed(
+                    "the RDP server redirected the session elsewhere; Rampart does not follow \
+                     redirections",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if changed {
+        events
+            .send(Ok(ServerEvent::UpdateEnd))
+            .await
+            .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+    }
+    Ok(())
+}
+
+/// A changed rectangle of the image as RGBA (alpha 255), clipped to the screen.
+fn pixels(image: &DecodedImage, rect: &InclusiveRectangle) -> Option<ServerEvent> {
+    let (width, height) = (image.width(), image.height());
+    let (x, y) = (rect.left, rect.top);
+    if x >= width || y >= height {
+        return None;
+    }
+    let right = rect.right.min(width - 1);
+    let bottom = rect.bottom.min(height - 1);
+    if right < x || bottom < y {
+        return None;
+    }
+    let (w, h) = (right - x + 1, bottom - y + 1);
+    let stride = image.stride();
+    let bpp = image.bytes_per_pixel();
+    let row = usize::from(w) * bpp;
+    let data = image.data();
+    let mut rgba = Vec::with_capacity(row * usize::from(h));
+    for line in usize::from(y)..=usize::from(bottom) {
+        let at = line * stride + usize::from(x) * bpp;
+        rgba.extend_from_slice(data.get(at..at + row)?);
+    }
+    for px in rgba.chunks_exact_mut(4) {
+        if let Some(a) = px.get_mut(3) {
+            *a = 255;
+        }
+    }
+    Some(ServerEvent::Raw {
+        x,
+        y,
+        w,
+        h,
+        rgba: rgba.into(),
+    })
+}
+
+/// The browser's input as IronRDP's input operations: keys by scancode (from
+/// `KeyboardEvent.code`, so the target's layout applies) or, for a key without one, by its
+/// character; the pointer with RFB's button mask (1 left, 2 middle, 4 right, 8 and 16 the
+/// wheel's up and down).
+fn operations(input: &Input, buttons: &mut u8) -> Vec<Operation> {
+    match input {
+        Input::Key { down, keysym, code } => {
+            if let Some(scancode) = code.as_deref().and_then(scancode) {
+                vec![if *down {
+                    Operation::KeyPressed(scancode)
+                } else {
+                    Operation::KeyReleased(scancode)
+                }]
+            } else if let Some(c) = keysym_char(*keysym) {
+                vec![if *down {
+                    Operation::UnicodeKeyPressed(c)
+                } else {
+                    Operation::UnicodeKeyReleased(c)
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        Input::Pointer { x, y, buttons: now } => {
+            let mut ops = vec![Operation::MouseMove(MousePosition { x: *x, y: *y })];
+            for (bit, button) in [
+                (1u8, MouseButton::Left),
+                (2, MouseButton::Middle),
+                (4, MouseButton::Right),
+            ] {
+                match (*buttons & bit != 0, now & bit != 0) {
+                    (false, true) => ops.push(Operation::MouseButtonPressed(button)),
+                    (true, false) => ops.push(Operation::MouseButtonReleased(button)),
+                    _ => {}
+                }
+            }
+            for (bit, units) in [(8u8, 120i16), (16, -120)] {
+                if now & bit != 0 && *buttons & bit == 0 {
+                    ops.push(Operation::WheelRotations(WheelRotations {
+                        is_vertical: true,
+                        rotation_units: units,
+                    }));
+                }
+            }
+            *buttons = *now;
+            ops
+        }
+        Input::Clipboard(_) => Vec::new(),
+    }
+}
+
+/// The character of a keysym the browser sent (Latin-1 or Unicode keysyms).
+fn keysym_char(keysym: u32) -> Option<char> {
+    match keysym {
+        0x20..=0x7e | 0xa0..=0xff => char::from_u32(keysym),
+        0x0100_0000..=0x0110_ffff => char::from_u32(keysym - 0x0100_0000),
+        _ => None,
+    }
+}
+
+/// The PC/AT (set 1) scancode of a key by its `KeyboardEvent.code`.
+pub fn scancode(code: &str) -> Option<Scancode> {
+    let (extended, value) = match code {
+        "Escape" => (false, 0x01),
+        "Digit1" => (false, 0x02),
+        "Digit2" => (false, 0x03),
+        "Digit3" => (false, 0x04),
+        "Digit4" => (false, 0x05),
+        "Digit5" => (false, 0x06),
+        "Digit6" => (false, 0x07),
+        "Digit7" => (false, 0x08),
+        "Digit8" => (false, 0x09),
+        "Digit9" => (false, 0x0a),
+        "Digit0" => (false, 0x0b),
+        "Minus" => (false, 0x0c),
+        "Equal" => (false, 0x0d),
+        "Backspace" => (false, 0x0e),
+        "Tab" => (false, 0x0f),
+        "KeyQ" => (false, 0x10),
+        "KeyW" => (false, 0x11),
+        "KeyE" => (false, 0x12),
+        "KeyR" => (false, 0x13),
+        "KeyT" => (false, 0x14),
+        "KeyY" => (false, 0x15),
+        "KeyU" => (false, 0x16),
+        "KeyI" => (false, 0x17),
+        "KeyO" => (false, 0x18),
+        "KeyP" => (false, 0x19),
+        "BracketLeft" => (false, 0x1a),
+        "BracketRight" => (false, 0x1b),
+        "Enter" => (false, 0x1c),
+        "ControlLeft" => (false, 0x1d),
+        "KeyA" => (false, 0x1e),
+        "KeyS" => (false, 0x1f),
+        "KeyD" => (false, 0x20),
+        "KeyF" => (false, 0x21),
+        "KeyG" => (false, 0x22),
+        "KeyH" => (false, 0x23),
+        "KeyJ" => (false, 0x24),
+        "KeyK" => (false, 0x25),
+        "KeyL" => (false, 0x26),
+        "Semicolon" => (false, 0x27),
+        "Quote" => (false, 0x28),
+        "Backquote" => (false, 0x29),
+        "ShiftLeft" => (false, 0x2a),
+        "Backslash" => (false, 0x2b),
+        "KeyZ" => (false, 0x2c),
+        "KeyX" => (false, 0x2d),
+        "KeyC" => (false, 0x2e),
+        "KeyV" => (false, 0x2f),
+        "KeyB" => (false, 0x30),
+        "KeyN" => (false, 0x31),
+        "KeyM" => (false, 0x32),
+        "Comma" => (false, 0x33),
+        "Period" => (false, 0x34),
+        "Slash" => (false, 0x35),
+        "ShiftRight" => (false, 0x36),
+        "NumpadMultiply" => (false, 0x37),
+        "AltLeft" => (false, 0x38),
+        "Space" => (false, 0x39),
+        "CapsLock" => (false, 0x3a),
+        "F1" => (false, 0x3b),
+        "F2" => (false, 0x3c),
+        "F3" => (false, 0x3d),
+        "F4" => (false, 0x3e),
+        "F5" => (false, 0x3f),
+        "F6" => (false, 0x40),
+        "F7" => (false, 0x41),
+        "F8" => (false, 0x42),
+        "F9" => (false, 0x43),
+        "F10" => (false, 0x44),
+        "NumLock" => (false, 0x45),
+        "ScrollLock" => (false, 0x46),
+        "Numpad7" => (false, 0x47),
+        "Numpad8" => (false, 0x48),
+        "Numpad9" => (false, 0x49),
+        "NumpadSubtract" => (false, 0x4a),
+        "Numpad4" => (false, 0x4b),
+        "Numpad5" => (false, 0x4c),
+        "Numpad6" => (false, 0x4d),
+        "NumpadAdd" => (false, 0x4e),
+        "Numpad1" => (false, 0x4f),
+        "Numpad2" => (false, 0x50),
+        "Numpad3" => (false, 0x51),
+        "Numpad0" => (false, 0x52),
+        "NumpadDecimal" => (false, 0x53),
+        "IntlBackslash" => (false, 0x56),
+        "F11" => (false, 0x57),
+        "F12" => (false, 0x58),
+        "NumpadEnter" => (true, 0x1c),
+        "ControlRight" => (true, 0x1d),
+        "NumpadDivide" => (true, 0x35),
+        "PrintScreen" => (true, 0x37),
+        "AltRight" => (true, 0x38),
+        "Home" => (true, 0x47),
+        "ArrowUp" => (true, 0x48),
+        "PageUp" => (true, 0x49),
+        "ArrowLeft" => (true, 0x4b),
+        "ArrowRight" => (true, 0x4d),
+        "End" => (true, 0x4f),
+        "ArrowDown" => (true, 0x50),
+        "PageDown" => (true, 0x51),
+        "Insert" => (true, 0x52),
+        "Delete" => (true, 0x53),
+        "MetaLeft" => (true, 0x5b),
+        "MetaRight" => (true, 0x5c),
+        "ContextMenu" => (true, 0x5d),
+        _ => return None,
+    };
+    Some(Scancode::from_u8(extended, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_go_by_their_position_and_unknown_codes_by_their_character() {
+        let mut buttons = 0;
+        let key = |code: Option<&str>, keysym| Input::Key {
+            down: true,
+            keysym,
+            code: code.map(str::to_owned),
+        };
+        let ops = operations(&key(Some("KeyA"), 0x61), &mut buttons);
+        assert!(
+            matches!(ops.as_slice(), [Operation::KeyPressed(s)] if s.as_u16() == 0x1e),
+            "{ops:?}"
+        );
+        let ops = operations(&key(Some("ArrowUp"), 0xff52), &mut buttons);
+        assert!(
+            matches!(ops.as_slice(), [Operation::KeyPressed(s)] if s.as_u16() == 0xe048),
+            "{ops:?}"
+        );
+        let ops = operations(&key(None, 0xe9), &mut buttons);
+        assert!(
+            matches!(ops.as_slice(), [Operation::UnicodeKeyPressed('é')]),
+            "{ops:?}"
+        );
+        assert!(operations(&key(Some("Fn"), 0xff00), &mut buttons).is_empty());
+    }
+
+    #[test]
+    fn the_pointer_mask_becomes_presses_releases_and_wheel_turns() {
+        let mut buttons = 0;
+        let pointer = |buttons| Input::Pointer {
+            x: 3,
+            y: 4,
+            buttons,
+        };
+        let ops = operations(&pointer(1), &mut buttons);
+        assert!(matches!(
+            ops.as_slice(),
+            [
+                Operation::MouseMove(MousePosition { x: 3, y: 4 }),
+                Operation::MouseButtonPressed(MouseButton::Left)
+            ]
+        ));
+        let ops = operations(&pointer(1 | 16), &mut buttons);
+        assert!(matches!(
+            ops.as_slice(),
+            [
+                Operation::MouseMove(_),
+                Operation::WheelRotations(WheelRotations {
+                    is_vertical: true,
+                    rotation_units: -120
+                })
+            ]
+        ));
+        let ops = operations(&pointer(0), &mut buttons);
+        assert!(matches!(
+            ops.as_slice(),
+            [
+                Operation::MouseMove(_),
+                Operation::MouseButtonReleased(MouseButton::Left)
+            ]
+        ));
+    }
+
+    #[tokio::test]
+    async fn pdus_are_framed_by_their_header_and_garbage_is_an_error() {
+        // Two X.224 PDUs (TPKT, 7 bytes each) in one read, then a byte that is no header.
+        let mut wire: &[u8] = &[
+            3, 0, 0, 7, 2, 0xf0, 0x80, 3, 0, 0, 7, 2, 0xf0, 0x80, 0x01, 9,
+        ];
+        let mut buf = BytesMut::new();
+        for _ in 0..2 {
+            let (action, pdu) = read_pdu(&mut wire, &mut buf).await.unwrap();
+            assert_eq!(action, ironrdp_pdu::Action::X224);
+            assert_eq!(pdu.len(), 7);
+        }
+        let err = read_pdu(&mut wire, &mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A header announcing more than the peer sends: the end of the stream, not a hang.
+        let mut short: &[u8] = &[3, 0, 0, 40, 2, 0xf0];
+        let err = read_pdu(&mut short, &mut BytesMut::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_changed_rectangle_is_clipped_to_the_screen_and_opaque() {
+        let image = DecodedImage::new(PixelFormat::RgbA32, 4, 2);
+        let event = pixels(
+            &image,
+            &InclusiveRectangle {
+                left: 2,
+                top: 1,
+                right: 9,
+                bottom: 9,
+            },
+        );
+        let Some(ServerEvent::Raw { x, y, w, h, rgba }) = event else {
+            panic!("no pixels: {event:?}");
+        };
+        assert_eq!((x, y, w, h), (2, 1, 2, 1));
+        assert_eq!(&rgba[..], &[0, 0, 0, 255, 0, 0, 0, 255]);
+        let outside = InclusiveRectangle {
+            left: 4,
+            top: 0,
+            right: 5,
+            bottom: 1,
+        };
+        assert_eq!(pixels(&image, &outside), None);
+    }
+}
