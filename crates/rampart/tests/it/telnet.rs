@@ -253,13 +253,21 @@ fn a_shell_on_debian_telnetd_is_logged_in_with_the_vaulted_password_negotiated_a
     terminal.wait_for("size=30 100");
     // A command with quotes and an expansion, for the command log below.
     terminal.keys(&["printf 'answer-%d\\n' $((6*7))", "Enter"]);
-    terminal.wait_for("answer-42");
+    let screen = terminal.wait_for("answer-42");
+    // Typed at the next prompt, as a person would: the command log reads a line from where
+    // its prompt ended, so keys typed before the prompt is drawn (type-ahead) are a separate,
+    // known gap (see the README's command log section), not what this test is about.
+    let prompts = prompt_lines(&screen);
+    terminal.wait_until("the prompt after answer-42", |s| {
+        s.contains("answer-42") && prompt_lines(s) > prompts
+    });
     terminal.keys(&["exit", "Enter"]);
     Lab::wait_until_closed(&terminal);
 
     let sessions = lab.sessions();
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let session = &sessions[0];
+    assert!(session["ended_at"].is_string(), "{session}");
     assert_eq!(session["asset"], "switch-01");
     assert_eq!(session["kind"], "shell");
     assert_eq!(session["route"], "direct");
