@@ -72,8 +72,8 @@ pub(crate) async fn append(
         serde_json::to_string(event).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
     let hash = chain_hash(&prev_hash, seq, &at, &actor_json, &event_json);
     sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, kind, event, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_events (seq, at, at_utc, actor, kind, event, prev_hash, hash) \
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7)",
     )
     .bind(seq)
     .bind(&at)
@@ -337,12 +337,6 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<crate::Page<AuditRecord>> {
-        // Times are stored as RFC 3339 text with a variable fraction: compare whole seconds in
-        // SQL (one second wider at each end), then exactly.
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
         let actor = match &filter.actor {
             Some(text) => match parse_actor(text) {
                 Some(actor) => Some(
@@ -353,40 +347,31 @@ impl Store {
             },
             None => None,
         };
+        // `at_utc` is fixed-width text (migration 35): the time filter is exact in SQL, before
+        // the limit.
         let rows = sqlx::query(
             "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
              WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
              AND ($3 IS NULL OR instr(event, $3) > 0) \
-             AND ($4 IS NULL OR substr(at, 1, 19) >= $4) AND ($5 IS NULL OR substr(at, 1, 19) <= $5) \
+             AND ($4 IS NULL OR at_utc >= $4) AND ($5 IS NULL OR at_utc < $5) \
              AND ($7 IS NULL OR seq < $7) \
              ORDER BY seq DESC LIMIT $6) ORDER BY seq",
         )
         .bind(filter.kind.as_deref())
         .bind(actor)
         .bind(filter.contains.as_deref())
-        .bind(filter.since.map(second))
-        .bind(filter.until.map(second))
+        .bind(filter.since.map(time_text))
+        .bind(filter.until.map(time_text))
         .bind(i64::from(limit))
         .bind(before)
         .fetch_all(&self.pool)
         .await?;
-        let mut records = Vec::with_capacity(rows.len());
+        let records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>>>()?;
         // Oldest first: the page continues before its first row.
-        let first = rows
-            .first()
-            .map(|row| row.try_get::<i64, _>("seq"))
-            .transpose()?;
-        for row in &rows {
-            let record = record_from_row(row)?;
-            if filter.since.is_some() || filter.until.is_some() {
-                let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
-                    .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
-                if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
-                    continue;
-                }
-            }
-            records.push(record);
-        }
+        let first = records.first().map(|record| record.seq);
         Ok(crate::Page::new(records, rows.len(), limit, first))
     }
 
@@ -399,33 +384,22 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<crate::Page<AuditRecord>> {
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
         let rows = sqlx::query(
             "SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
-             WHERE seq > $1 AND ($2 IS NULL OR substr(at, 1, 19) >= $2) \
-             AND ($3 IS NULL OR substr(at, 1, 19) <= $3) ORDER BY seq LIMIT $4",
+             WHERE seq > $1 AND ($2 IS NULL OR at_utc >= $2) \
+             AND ($3 IS NULL OR at_utc < $3) ORDER BY seq LIMIT $4",
         )
         .bind(after)
-        .bind(filter.since.map(second))
-        .bind(filter.until.map(second))
+        .bind(filter.since.map(time_text))
+        .bind(filter.until.map(time_text))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut records = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in &rows {
-            let record = record_from_row(row)?;
-            last = Some(record.seq);
-            let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
-                .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
-            if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
-                continue;
-            }
-            records.push(record);
-        }
+        let records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let last = records.last().map(|record| record.seq);
         Ok(crate::Page::new(records, rows.len(), limit, last))
     }
 

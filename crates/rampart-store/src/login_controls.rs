@@ -187,7 +187,7 @@ impl Store {
             if let Some(until) = counted.locked_now {
                 let event = AuditEvent::LoginLocked {
                     key: counted.key.clone(),
-                    until: time_text(until),
+                    until: rampart_core::time_arg::format_rfc3339(until),
                     failures: counted.failures,
                 };
                 audit_log::append(&mut tx, &Actor::System, &event).await?;
@@ -489,7 +489,7 @@ fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
-/// Counter times are whole seconds in UTC, so their RFC 3339 texts compare in time order.
+/// Counter times are whole seconds in UTC.
 fn whole_second(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(time::UtcOffset::UTC);
     at.replace_nanosecond(0).unwrap_or(at)

@@ -151,6 +151,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "passkeys",
         include_str!("../migrations/0034_passkeys.sql"),
     ),
+    (
+        35,
+        "fixed-width times",
+        include_str!("../migrations/0035_fixed_width_times.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -2,7 +2,6 @@
 
 use crate::{Result, StoreError};
 use rampart_core::Name;
-use rampart_core::time_arg::format_rfc3339;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
@@ -13,8 +12,21 @@ pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// A time as the store writes it: UTC RFC 3339 with exactly six fraction digits
+/// (`2026-01-02T03:04:05.000000Z`, sub-microseconds truncated). INVARIANT: every stored time has
+/// this one width, so SQL compares and orders times by comparing their text (migration 35).
 pub(crate) fn time_text(at: OffsetDateTime) -> String {
-    format_rfc3339(at)
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
 
 pub(crate) fn new_id() -> Uuid {

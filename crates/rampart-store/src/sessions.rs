@@ -317,27 +317,23 @@ impl Store {
         cursor: Option<Uuid>,
         limit: u32,
     ) -> Result<Page<Session>> {
-        // Start times are RFC 3339 text with a variable fraction: compare whole seconds in SQL
-        // (one second wider at each end), then exactly.
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
+        // Start times are fixed-width text (migration 35): the filter is exact in SQL, before
+        // the limit.
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
              ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command, breakglass FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
-             AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
-             AND ($5 IS NULL OR substr(started_at, 1, 19) <= $5) \
+             AND ($4 IS NULL OR started_at >= $4) \
+             AND ($5 IS NULL OR started_at < $5) \
              AND ($7 IS NULL OR (started_at, id) < (SELECT started_at, id FROM sessions WHERE id = $7)) \
              ORDER BY started_at DESC, id DESC LIMIT $6",
         )
         .bind(filter.live_only)
         .bind(filter.user.as_deref())
         .bind(filter.asset.as_deref())
-        .bind(filter.since.map(second))
-        .bind(filter.until.map(second))
+        .bind(filter.since.map(time_text))
+        .bind(filter.until.map(time_text))
         .bind(i64::from(limit))
         .bind(cursor.map(|id| id.to_string()))
         .fetch_all(&self.pool)
@@ -347,11 +343,6 @@ impl Store {
         for row in &rows {
             let session = session_from_row(row)?;
             last = Some(session.id);
-            if filter.since.is_some_and(|s| session.started_at < s)
-                || filter.until.is_some_and(|u| session.started_at >= u)
-            {
-                continue;
-            }
             sessions.push(session);
         }
         Ok(Page::new(sessions, rows.len(), limit, last))

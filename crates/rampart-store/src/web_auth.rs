@@ -280,7 +280,7 @@ impl Store {
             token: token.id.to_string(),
             user: user.to_string(),
             scope: scope.to_string(),
-            expires_at: expires_at.map(time_text),
+            expires_at: expires_at.map(rampart_core::time_arg::format_rfc3339),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
