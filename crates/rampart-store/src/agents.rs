@@ -12,7 +12,7 @@ use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, SecretString};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -63,7 +63,7 @@ macro_rules! agent_select {
     };
 }
 
-fn agent_row(row: &SqliteRow) -> Result<Agent> {
+fn agent_row(row: &AnyRow) -> Result<Agent> {
     Ok(Agent {
         name: rows::name(row, "name")?,
         domain: rows::name(row, "domain")?,

@@ -10,7 +10,7 @@ use crate::{Result, Store};
 use rampart_core::audit::{Actor, AuditEvent};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 /// The hash the first event chains to.
@@ -44,7 +44,7 @@ pub fn chain_hash(prev_hash: &str, seq: i64, at: &str, actor: &str, event: &str)
 }
 
 /// The newest event's sequence number, if there is any event.
-pub(crate) async fn head_seq(conn: &mut SqliteConnection) -> Result<Option<i64>> {
+pub(crate) async fn head_seq(conn: &mut AnyConnection) -> Result<Option<i64>> {
     Ok(
         sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -54,7 +54,7 @@ pub(crate) async fn head_seq(conn: &mut SqliteConnection) -> Result<Option<i64>>
 
 /// Appends `event` inside the caller's write transaction.
 pub(crate) async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     actor: &Actor,
     event: &AuditEvent,
 ) -> Result<()> {
@@ -349,23 +349,34 @@ impl Store {
         };
         // `at_utc` is fixed-width text (migration 35): the time filter is exact in SQL, before
         // the limit.
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
-             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
-             AND ($3 IS NULL OR instr(event, $3) > 0) \
-             AND ($4 IS NULL OR at_utc >= $4) AND ($5 IS NULL OR at_utc < $5) \
-             AND ($7 IS NULL OR seq < $7) \
-             ORDER BY seq DESC LIMIT $6) ORDER BY seq",
-        )
-        .bind(filter.kind.as_deref())
-        .bind(actor)
-        .bind(filter.contains.as_deref())
-        .bind(filter.since.map(time_text))
-        .bind(filter.until.map(time_text))
-        .bind(i64::from(limit))
-        .bind(before)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match self.backend {
+            crate::Backend::Sqlite => {
+                "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+                 WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
+                 AND ($3 IS NULL OR instr(event, $3) > 0) \
+                 AND ($4 IS NULL OR at_utc >= $4) AND ($5 IS NULL OR at_utc < $5) \
+                 AND ($7 IS NULL OR seq < $7) \
+                 ORDER BY seq DESC LIMIT $6) AS page ORDER BY seq"
+            }
+            crate::Backend::Postgres => {
+                "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+                 WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR actor = $2) \
+                 AND ($3::text IS NULL OR strpos(event, $3) > 0) \
+                 AND ($4::text IS NULL OR at_utc >= $4) AND ($5::text IS NULL OR at_utc < $5) \
+                 AND ($7::bigint IS NULL OR seq < $7) \
+                 ORDER BY seq DESC LIMIT $6) AS page ORDER BY seq"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(filter.kind.as_deref())
+            .bind(actor)
+            .bind(filter.contains.as_deref())
+            .bind(filter.since.map(time_text))
+            .bind(filter.until.map(time_text))
+            .bind(i64::from(limit))
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
         let records = rows
             .iter()
             .map(record_from_row)
@@ -438,7 +449,7 @@ fn parse_actor(text: &str) -> Option<Actor> {
     }
 }
 
-fn seal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditSeal> {
+fn seal_from_row(row: &sqlx::any::AnyRow) -> Result<AuditSeal> {
     Ok(AuditSeal {
         seq: row.try_get("seq")?,
         hash: rows::text(row, "hash")?,
@@ -448,7 +459,7 @@ fn seal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditSeal> {
     })
 }
 
-fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord> {
+fn record_from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord> {
     let json = |column: &str| -> Result<serde_json::Value> {
         serde_json::from_str(&rows::text(row, column)?)
             .map_err(|_| crate::StoreError::Corrupt(format!("audit_events.{column}")))

@@ -33,7 +33,7 @@ pub struct NewCommand {
 }
 
 /// The command's row and its `command_run` event (then its alert) in the caller's transaction.
-async fn insert_command(conn: &mut sqlx::SqliteConnection, command: &NewCommand) -> Result<()> {
+async fn insert_command(conn: &mut sqlx::AnyConnection, command: &NewCommand) -> Result<()> {
     sqlx::query(
         "INSERT INTO commands (id, session_id, at, user_name, asset_name, account_login, command) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

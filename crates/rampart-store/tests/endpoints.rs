@@ -109,6 +109,7 @@ async fn an_existing_data_directory_migrates_each_asset_port_to_its_ssh_endpoint
     let options = StoreOptions {
         data_dir: root.clone(),
         master_key: MasterKeySource::DataDir,
+        database: None,
     };
     let (store, _) = Store::create_or_open(&options).await.unwrap();
     let web = store.asset(&name("web-01")).await.unwrap();
@@ -151,6 +152,7 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
     let options = StoreOptions {
         data_dir: root,
         master_key: MasterKeySource::DataDir,
+        database: None,
     };
     let (store, _) = Store::create_or_open(&options).await.unwrap();
     let actor = Actor::System;

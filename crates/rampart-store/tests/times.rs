@@ -8,19 +8,18 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::CommandRecord;
-use rampart_store::{CommandFilter, MasterKeySource, NewCommand, Store, StoreOptions};
+use rampart_store::{CommandFilter, NewCommand, Store};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
 async fn open(dir: &tempfile::TempDir) -> Store {
-    Store::create_or_open(&StoreOptions {
-        data_dir: dir.path().join("data"),
-        master_key: MasterKeySource::DataDir,
-    })
-    .await
-    .unwrap()
-    .0
+    Store::create_or_open(&common::options(dir.path().join("data")))
+        .await
+        .unwrap()
+        .0
 }
 
 fn command(session: uuid::Uuid, at: OffsetDateTime, text: &str) -> NewCommand {
@@ -51,7 +50,6 @@ fn within_one_second() -> Vec<(OffsetDateTime, &'static str)> {
     ]
 }
 
-#[tokio::test]
 async fn commands_within_one_second_list_in_time_order_and_a_since_filter_is_exact_before_the_limit()
  {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +102,6 @@ async fn commands_within_one_second_list_in_time_order_and_a_since_filter_is_exa
     );
 }
 
-#[tokio::test]
 async fn an_audit_search_until_a_time_within_a_second_finds_the_newest_event_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
@@ -132,3 +129,8 @@ async fn an_audit_search_until_a_time_within_a_second_finds_the_newest_event_bef
     let found = store.matching_audit_events(&filter, Some(1)).await.unwrap();
     assert_eq!(found.iter().map(|r| r.seq).collect::<Vec<_>>(), [last.seq]);
 }
+
+on_both_backends!(
+    commands_within_one_second_list_in_time_order_and_a_since_filter_is_exact_before_the_limit,
+    an_audit_search_until_a_time_within_a_second_finds_the_newest_event_before_it,
+);
