@@ -41,6 +41,7 @@ impl Lab {
         let (store, _) = Store::create_or_open(&StoreOptions {
             data_dir: dir.path().join("data"),
             master_key: MasterKeySource::DataDir,
+            database: None,
         })
         .await
         .unwrap();

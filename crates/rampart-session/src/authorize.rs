@@ -279,6 +279,7 @@ pub(crate) mod tests {
             &StoreOptions {
                 data_dir: data,
                 master_key: MasterKeySource::DataDir,
+                database: None,
             },
             &lock,
         )

@@ -42,6 +42,7 @@ async fn lab() -> Lab {
     let options = StoreOptions {
         data_dir: tmp.path().join("data"),
         master_key: MasterKeySource::DataDir,
+        database: None,
     };
     let store = Arc::new(Store::create_or_open(&options).await.unwrap().0);
     let alice = Name::parse("user", "alice").unwrap();

@@ -52,6 +52,7 @@ async fn a_browser_terminal_takes_the_ssh_path_and_can_be_watched() {
         &StoreOptions {
             data_dir: dir.path().join("data"),
             master_key: MasterKeySource::DataDir,
+            database: None,
         },
         &serve_lock,
     )

@@ -76,7 +76,7 @@ pub enum Decision {
     Deny,
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AccessRequest> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<AccessRequest> {
     let asset: Option<String> = row.try_get("asset")?;
     let labels: Option<String> = row.try_get("labels")?;
     let labels: Vec<String> = labels
@@ -364,7 +364,7 @@ impl Store {
     }
 }
 
-async fn load(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<AccessRequest> {
+async fn load(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<AccessRequest> {
     let row = sqlx::query("SELECT * FROM access_requests WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&mut *conn)

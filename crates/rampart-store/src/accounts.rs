@@ -10,7 +10,7 @@ use crate::{Result, Store, StoreError, audit_log, ssh_keys};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Account, AccountRef, ExposeSecret, Name, SecretKind, SecretString};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -77,7 +77,7 @@ pub(crate) fn check_secret(secret: &NewAccountSecret) -> Result<()> {
 
 /// The asset's id (which must exist) and the account's row id, if the account exists.
 async fn find_account(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     account: &AccountRef,
 ) -> Result<(Uuid, Option<String>)> {
     let asset_id = rows::id_of(conn, rows::Named::Asset, &account.asset).await?;
@@ -93,7 +93,7 @@ impl Store {
     /// Seals `secret` for account row `id` under the vault's active key.
     async fn seal_secret(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         id: &str,
         secret: &NewAccountSecret,
     ) -> Result<Vec<u8>> {
@@ -388,7 +388,7 @@ fn read_secret_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
         .map_err(|err| io_error(path, "cannot read", &err))
 }
 
-pub(crate) async fn active_key_id(conn: &mut SqliteConnection) -> Result<KeyId> {
+pub(crate) async fn active_key_id(conn: &mut AnyConnection) -> Result<KeyId> {
     let text: String =
         sqlx::query_scalar("SELECT active_key_id FROM vault_state WHERE singleton = 1")
             .fetch_one(&mut *conn)
@@ -405,7 +405,7 @@ pub(crate) fn secret_kind(text: &str) -> Result<SecretKind> {
 }
 
 pub(crate) async fn load_accounts(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     asset: Option<&Name>,
     login: Option<&Name>,
 ) -> Result<Vec<Account>> {

@@ -12,7 +12,7 @@ use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, SecretString};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -63,7 +63,7 @@ macro_rules! agent_select {
     };
 }
 
-fn agent_row(row: &SqliteRow) -> Result<Agent> {
+fn agent_row(row: &AnyRow) -> Result<Agent> {
     Ok(Agent {
         name: rows::name(row, "name")?,
         domain: rows::name(row, "domain")?,
@@ -122,7 +122,7 @@ impl Store {
         let event = AuditEvent::AgentTokenCreated {
             agent: agent.to_string(),
             domain: domain.to_string(),
-            expires_at: time_text(expires_at),
+            expires_at: rampart_core::time_arg::format_rfc3339(expires_at),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;

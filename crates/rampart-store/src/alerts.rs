@@ -71,13 +71,20 @@ impl Store {
         if kind.as_deref() != Some("alert_raised") {
             return Err(StoreError::not_found("alert", id));
         }
-        let done: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM audit_events WHERE kind = 'alert_acknowledged' \
-             AND json_extract(event, '$.alert') = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let sql = match self.backend {
+            crate::Backend::Sqlite => {
+                "SELECT seq FROM audit_events WHERE kind = 'alert_acknowledged' \
+                 AND json_extract(event, '$.alert') = $1"
+            }
+            crate::Backend::Postgres => {
+                "SELECT seq FROM audit_events WHERE kind = 'alert_acknowledged' \
+                 AND CAST(event AS jsonb) -> 'alert' = to_jsonb($1::bigint)"
+            }
+        };
+        let done: Option<i64> = sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if done.is_some() {
             return Err(StoreError::invalid(format!(
                 "alert {id} is already acknowledged"

@@ -5,7 +5,7 @@ use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::target::{check_endpoints, parse_tls_fingerprint};
 use rampart_core::{Asset, Endpoint, Label, Name, Protocol};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -448,7 +448,7 @@ fn no_endpoint(asset: &Name, protocol: Protocol) -> StoreError {
 }
 
 async fn insert_endpoint(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     asset_id: &str,
     endpoint: &Endpoint,
 ) -> Result<()> {
@@ -464,7 +464,7 @@ async fn insert_endpoint(
     Ok(())
 }
 
-async fn load_asset(conn: &mut SqliteConnection, name: &Name) -> Result<Asset> {
+async fn load_asset(conn: &mut AnyConnection, name: &Name) -> Result<Asset> {
     load_assets(conn, Some(name))
         .await?
         .pop()
@@ -472,7 +472,7 @@ async fn load_asset(conn: &mut SqliteConnection, name: &Name) -> Result<Asset> {
 }
 
 pub(crate) async fn load_assets(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     only: Option<&Name>,
 ) -> Result<Vec<Asset>> {
     let only = only.map(Name::as_str);

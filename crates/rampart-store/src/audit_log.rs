@@ -10,7 +10,7 @@ use crate::{Result, Store};
 use rampart_core::audit::{Actor, AuditEvent};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 /// The hash the first event chains to.
@@ -44,7 +44,7 @@ pub fn chain_hash(prev_hash: &str, seq: i64, at: &str, actor: &str, event: &str)
 }
 
 /// The newest event's sequence number, if there is any event.
-pub(crate) async fn head_seq(conn: &mut SqliteConnection) -> Result<Option<i64>> {
+pub(crate) async fn head_seq(conn: &mut AnyConnection) -> Result<Option<i64>> {
     Ok(
         sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -54,7 +54,7 @@ pub(crate) async fn head_seq(conn: &mut SqliteConnection) -> Result<Option<i64>>
 
 /// Appends `event` inside the caller's write transaction.
 pub(crate) async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     actor: &Actor,
     event: &AuditEvent,
 ) -> Result<()> {
@@ -72,8 +72,8 @@ pub(crate) async fn append(
         serde_json::to_string(event).map_err(|err| crate::StoreError::Corrupt(err.to_string()))?;
     let hash = chain_hash(&prev_hash, seq, &at, &actor_json, &event_json);
     sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, kind, event, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_events (seq, at, at_utc, actor, kind, event, prev_hash, hash) \
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7)",
     )
     .bind(seq)
     .bind(&at)
@@ -337,12 +337,6 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<crate::Page<AuditRecord>> {
-        // Times are stored as RFC 3339 text with a variable fraction: compare whole seconds in
-        // SQL (one second wider at each end), then exactly.
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
         let actor = match &filter.actor {
             Some(text) => match parse_actor(text) {
                 Some(actor) => Some(
@@ -353,40 +347,42 @@ impl Store {
             },
             None => None,
         };
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
-             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
-             AND ($3 IS NULL OR instr(event, $3) > 0) \
-             AND ($4 IS NULL OR substr(at, 1, 19) >= $4) AND ($5 IS NULL OR substr(at, 1, 19) <= $5) \
-             AND ($7 IS NULL OR seq < $7) \
-             ORDER BY seq DESC LIMIT $6) ORDER BY seq",
-        )
-        .bind(filter.kind.as_deref())
-        .bind(actor)
-        .bind(filter.contains.as_deref())
-        .bind(filter.since.map(second))
-        .bind(filter.until.map(second))
-        .bind(i64::from(limit))
-        .bind(before)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut records = Vec::with_capacity(rows.len());
-        // Oldest first: the page continues before its first row.
-        let first = rows
-            .first()
-            .map(|row| row.try_get::<i64, _>("seq"))
-            .transpose()?;
-        for row in &rows {
-            let record = record_from_row(row)?;
-            if filter.since.is_some() || filter.until.is_some() {
-                let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
-                    .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
-                if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
-                    continue;
-                }
+        // `at_utc` is fixed-width text (migration 35): the time filter is exact in SQL, before
+        // the limit.
+        let sql = match self.backend {
+            crate::Backend::Sqlite => {
+                "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+                 WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR actor = $2) \
+                 AND ($3 IS NULL OR instr(event, $3) > 0) \
+                 AND ($4 IS NULL OR at_utc >= $4) AND ($5 IS NULL OR at_utc < $5) \
+                 AND ($7 IS NULL OR seq < $7) \
+                 ORDER BY seq DESC LIMIT $6) AS page ORDER BY seq"
             }
-            records.push(record);
-        }
+            crate::Backend::Postgres => {
+                "SELECT * FROM (SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
+                 WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR actor = $2) \
+                 AND ($3::text IS NULL OR strpos(event, $3) > 0) \
+                 AND ($4::text IS NULL OR at_utc >= $4) AND ($5::text IS NULL OR at_utc < $5) \
+                 AND ($7::bigint IS NULL OR seq < $7) \
+                 ORDER BY seq DESC LIMIT $6) AS page ORDER BY seq"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(filter.kind.as_deref())
+            .bind(actor)
+            .bind(filter.contains.as_deref())
+            .bind(filter.since.map(time_text))
+            .bind(filter.until.map(time_text))
+            .bind(i64::from(limit))
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+        let records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // Oldest first: the page continues before its first row.
+        let first = records.first().map(|record| record.seq);
         Ok(crate::Page::new(records, rows.len(), limit, first))
     }
 
@@ -399,33 +395,22 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<crate::Page<AuditRecord>> {
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
         let rows = sqlx::query(
             "SELECT seq, at, actor, kind, event, prev_hash, hash FROM audit_events \
-             WHERE seq > $1 AND ($2 IS NULL OR substr(at, 1, 19) >= $2) \
-             AND ($3 IS NULL OR substr(at, 1, 19) <= $3) ORDER BY seq LIMIT $4",
+             WHERE seq > $1 AND ($2 IS NULL OR at_utc >= $2) \
+             AND ($3 IS NULL OR at_utc < $3) ORDER BY seq LIMIT $4",
         )
         .bind(after)
-        .bind(filter.since.map(second))
-        .bind(filter.until.map(second))
+        .bind(filter.since.map(time_text))
+        .bind(filter.until.map(time_text))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut records = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in &rows {
-            let record = record_from_row(row)?;
-            last = Some(record.seq);
-            let at = rampart_core::time_arg::parse_rfc3339("stored time", &record.at)
-                .map_err(|_| crate::StoreError::Corrupt("audit_events.at".into()))?;
-            if filter.since.is_some_and(|s| at < s) || filter.until.is_some_and(|u| at >= u) {
-                continue;
-            }
-            records.push(record);
-        }
+        let records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let last = records.last().map(|record| record.seq);
         Ok(crate::Page::new(records, rows.len(), limit, last))
     }
 
@@ -464,7 +449,7 @@ fn parse_actor(text: &str) -> Option<Actor> {
     }
 }
 
-fn seal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditSeal> {
+fn seal_from_row(row: &sqlx::any::AnyRow) -> Result<AuditSeal> {
     Ok(AuditSeal {
         seq: row.try_get("seq")?,
         hash: rows::text(row, "hash")?,
@@ -474,7 +459,7 @@ fn seal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditSeal> {
     })
 }
 
-fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord> {
+fn record_from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord> {
     let json = |column: &str| -> Result<serde_json::Value> {
         serde_json::from_str(&rows::text(row, column)?)
             .map_err(|_| crate::StoreError::Corrupt(format!("audit_events.{column}")))

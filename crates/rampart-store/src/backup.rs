@@ -109,6 +109,13 @@ impl Store {
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<BackupManifest, StoreError> {
         let mut reporter = Reporter::new(progress);
+        if self.backend != crate::Backend::Sqlite {
+            return Err(StoreError::DataDir(
+                "rampart backup copies the embedded SQLite store; back a PostgreSQL store up \
+                 with PostgreSQL's own tools (pg_dump, or base backups with WAL archiving)"
+                    .to_owned(),
+            ));
+        }
         if fs::symlink_metadata(to).is_ok() {
             return Err(StoreError::DataDir(format!(
                 "{} already exists: a backup goes into a new directory",
@@ -169,7 +176,7 @@ impl Store {
             .execute(&self.pool)
             .await?;
         restrict(&database)?;
-        let schema_version = crate::migrations::applied_version(&self.pool).await?;
+        let schema_version = crate::migrations::applied_version(&self.pool, self.backend).await?;
         let mut files = vec![hash_file(&database, "rampart.db")?];
         reporter.report(
             Progress {
@@ -424,6 +431,7 @@ pub async fn restore_backup(
         let staged = StoreOptions {
             data_dir: staging.clone(),
             master_key: options.master_key.clone(),
+            database: None,
         };
         if !DataDir::exists(&staging) {
             return Err(StoreError::DataDir(

@@ -30,7 +30,7 @@ pub struct BreakglassKit {
     pub sealed_at: OffsetDateTime,
 }
 
-fn kit_from(row: &sqlx::sqlite::SqliteRow) -> Result<BreakglassKit> {
+fn kit_from(row: &sqlx::any::AnyRow) -> Result<BreakglassKit> {
     let corrupt = || StoreError::Corrupt("breakglass_kits".into());
     let accounts: Vec<String> =
         serde_json::from_str(&rows::text(row, "accounts")?).map_err(|_| corrupt())?;
@@ -186,7 +186,7 @@ pub const BREAKGLASS_APPROVALS: usize = 2;
 pub const MAX_BREAKGLASS_SECONDS: u64 = 24 * 3600;
 
 async fn load_request(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: &str,
 ) -> Result<Option<BreakglassRequest>> {
     let row = sqlx::query(
@@ -348,13 +348,14 @@ impl Store {
                 request.state
             )));
         }
-        let approver: Option<(String, bool)> =
-            sqlx::query_as("SELECT role, disabled FROM users WHERE name = $1")
-                .bind(admin.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let approver: Option<(String, i64)> = sqlx::query_as(
+            "SELECT role, CASE WHEN disabled THEN 1 ELSE 0 END FROM users WHERE name = $1",
+        )
+        .bind(admin.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         match approver {
-            Some((role, false)) if role == "admin" => {}
+            Some((role, 0)) if role == "admin" => {}
             _ => {
                 return Err(StoreError::invalid(format!(
                     "{admin} is not an enabled administrator: only administrators approve \

@@ -100,7 +100,7 @@ pub enum ApprovalOutcome {
     Cancelled,
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CommandApproval> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<CommandApproval> {
     let labels: String = row.try_get("labels")?;
     Ok(CommandApproval {
         id: rows::uuid(row, "id")?,
@@ -282,7 +282,7 @@ impl Store {
 }
 
 async fn finish(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     actor: &Actor,
     approval: &CommandApproval,
     state: &str,
@@ -315,7 +315,7 @@ async fn finish(
     .await
 }
 
-async fn load(conn: &mut sqlx::SqliteConnection, id: Uuid) -> Result<CommandApproval> {
+async fn load(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<CommandApproval> {
     let row = sqlx::query("SELECT * FROM command_approvals WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&mut *conn)

@@ -7,7 +7,7 @@ use rampart_core::Label;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::rules::{Matcher, Rule, RuleAction, RuleScope, RuleSet};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 /// What `add_command_rule` needs.
@@ -23,7 +23,7 @@ pub struct NewCommandRule {
 /// Gaps between appended rules, so a rule can be put between two others.
 const POSITION_STEP: i64 = 10;
 
-fn rule_from_row(row: &SqliteRow) -> Result<Rule> {
+fn rule_from_row(row: &AnyRow) -> Result<Rule> {
     let corrupt = |column: &str| StoreError::Corrupt(format!("command_rules.{column}"));
     let grant: Option<String> = row.try_get("grant_id")?;
     let scope = match grant {

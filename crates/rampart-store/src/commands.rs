@@ -33,7 +33,7 @@ pub struct NewCommand {
 }
 
 /// The command's row and its `command_run` event (then its alert) in the caller's transaction.
-async fn insert_command(conn: &mut sqlx::SqliteConnection, command: &NewCommand) -> Result<()> {
+async fn insert_command(conn: &mut sqlx::AnyConnection, command: &NewCommand) -> Result<()> {
     sqlx::query(
         "INSERT INTO commands (id, session_id, at, user_name, asset_name, account_login, command) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -127,10 +127,6 @@ impl Store {
         limit: u32,
         matches: &(dyn Fn(&CommandRecord) -> bool + Sync),
     ) -> Result<Page<CommandRecord>> {
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
         let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut found = Vec::new();
         let mut after = cursor;
@@ -138,13 +134,13 @@ impl Store {
             let rows = sqlx::query(
                 "SELECT id, session_id, at, user_name, asset_name, account_login, command FROM commands \
                  WHERE ($1 IS NULL OR user_name = $1) AND ($2 IS NULL OR asset_name = $2) \
-                 AND ($3 IS NULL OR substr(at, 1, 19) >= $3) \
+                 AND ($3 IS NULL OR at >= $3) \
                  AND ($4 IS NULL OR (at, id) > (SELECT at, id FROM commands WHERE id = $4)) \
                  ORDER BY at, id LIMIT $5",
             )
             .bind(filter.user.as_deref())
             .bind(filter.asset.as_deref())
-            .bind(filter.since.map(second))
+            .bind(filter.since.map(time_text))
             .bind(after.as_deref())
             .bind(i64::from(BATCH))
             .fetch_all(&self.pool)
@@ -159,8 +155,7 @@ impl Store {
                     account: rows::text(row, "account_login")?,
                     command: rows::text(row, "command")?,
                 };
-                let exact = filter.since.is_none_or(|since| record.at >= since);
-                if exact && matches(&record) {
+                if matches(&record) {
                     found.push(record);
                 }
                 if found.len() >= wanted {

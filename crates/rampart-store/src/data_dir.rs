@@ -106,8 +106,19 @@ impl DataDir {
     /// Opens the data directory at `root`. With `create`, makes it (mode 0700) and its
     /// subdirectories if missing; without, a missing one is [`StoreError::NoDataDir`] and
     /// nothing is created. Returns whether it was new (it had no database).
-    pub fn prepare(root: &Path, create: bool) -> Result<(Self, bool), StoreError> {
-        let created = !Self::exists(root);
+    /// Whether a data directory exists at `root`: with a shared database (`shared`:
+    /// PostgreSQL) it holds no database, and exists once it holds the node's keys.
+    pub fn exists_for(root: &Path, shared: bool) -> bool {
+        if shared {
+            root.join("keys").is_dir()
+        } else {
+            Self::exists(root)
+        }
+    }
+
+    /// Like [`DataDir::exists_for`], `shared` says whether the database is elsewhere.
+    pub fn prepare(root: &Path, create: bool, shared: bool) -> Result<(Self, bool), StoreError> {
+        let created = !Self::exists_for(root, shared);
         if created && !create {
             return Err(StoreError::NoDataDir(root.to_path_buf()));
         }

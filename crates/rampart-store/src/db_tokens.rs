@@ -11,8 +11,7 @@ use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, SecretString};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -147,7 +146,7 @@ impl Store {
         let event = AuditEvent::DbTokenCreated {
             token: token.id.to_string(),
             user: user.to_string(),
-            expires_at: time_text(expires_at),
+            expires_at: rampart_core::time_arg::format_rfc3339(expires_at),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
@@ -241,7 +240,7 @@ impl Store {
     }
 }
 
-fn db_token_from_row(row: &SqliteRow) -> Result<DbToken> {
+fn db_token_from_row(row: &AnyRow) -> Result<DbToken> {
     Ok(DbToken {
         id: rows::uuid(row, "id")?,
         user: rows::name(row, "name")?,
@@ -250,7 +249,7 @@ fn db_token_from_row(row: &SqliteRow) -> Result<DbToken> {
         expires_at: rows::time(row, "expires_at")?,
         revoked_at: rows::optional_time(row, "revoked_at")?,
         last_used_at: rows::optional_time(row, "last_used_at")?,
-        superseded: row.try_get("superseded")?,
+        superseded: rows::flag(row, "superseded")?,
         kind: match rows::text(row, "kind")?.as_str() {
             "kubernetes" => TokenKind::Kubernetes,
             _ => TokenKind::Database,

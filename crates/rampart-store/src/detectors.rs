@@ -14,7 +14,7 @@ use crate::{Result, Store, audit_log};
 use rampart_core::audit::Actor;
 use rampart_core::detectors::{self, DetectorAlert, DetectorSettings, Seen};
 use rampart_core::time_arg::parse_rfc3339;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 /// The detectors' row in `detector_progress`.
@@ -84,7 +84,7 @@ impl Store {
 
 /// One event: what the detectors say about it, and what is learned from it.
 async fn judge(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     settings: &DetectorSettings,
     kind: &str,
     event: &serde_json::Value,
@@ -125,7 +125,7 @@ async fn judge(
     Ok(alerts)
 }
 
-async fn seen(conn: &mut SqliteConnection, user: &str, what: &str, value: &str) -> Result<Seen> {
+async fn seen(conn: &mut AnyConnection, user: &str, what: &str, value: &str) -> Result<Seen> {
     let last: Option<String> = sqlx::query_scalar(
         "SELECT last_seen FROM detector_seen WHERE user_name = $1 AND what = $2 AND value = $3",
     )
@@ -154,7 +154,7 @@ async fn seen(conn: &mut SqliteConnection, user: &str, what: &str, value: &str) 
 }
 
 async fn remember(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user: &str,
     what: &str,
     value: &str,

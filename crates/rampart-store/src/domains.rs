@@ -14,8 +14,8 @@ use crate::{NewAccountSecret, Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{ExposeSecret, Name, SecretKind, SecretString};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 /// A network domain.
@@ -78,7 +78,7 @@ fn gateway_aad(gateway_id: &str, kind: &str) -> Vec<u8> {
     format!("rampart/v1/gateways/{gateway_id}/secret/{kind}").into_bytes()
 }
 
-async fn domain_id(conn: &mut SqliteConnection, domain: &Name) -> Result<String> {
+async fn domain_id(conn: &mut AnyConnection, domain: &Name) -> Result<String> {
     sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
         .bind(domain.as_str())
         .fetch_optional(&mut *conn)
@@ -94,7 +94,7 @@ pub(crate) fn unknown_domain(domain: &Name) -> StoreError {
 }
 
 /// Checks that `domain` exists (for assets put in it).
-pub(crate) async fn check_domain(conn: &mut SqliteConnection, domain: &Name) -> Result<()> {
+pub(crate) async fn check_domain(conn: &mut AnyConnection, domain: &Name) -> Result<()> {
     domain_id(conn, domain).await.map(|_| ())
 }
 
@@ -390,7 +390,7 @@ fn join(names: &[Name]) -> String {
         .join(", ")
 }
 
-async fn detail(conn: &mut SqliteConnection, domain: Domain) -> Result<DomainDetail> {
+async fn detail(conn: &mut AnyConnection, domain: Domain) -> Result<DomainDetail> {
     let gateways = load_gateways(conn, Some(&domain.name), None).await?;
     let asset_rows = sqlx::query("SELECT name FROM assets WHERE domain = $1 ORDER BY name")
         .bind(domain.name.as_str())
@@ -408,7 +408,7 @@ async fn detail(conn: &mut SqliteConnection, domain: Domain) -> Result<DomainDet
 }
 
 async fn load_gateways(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     domain: Option<&Name>,
     name: Option<&Name>,
 ) -> Result<Vec<Gateway>> {
@@ -426,7 +426,7 @@ async fn load_gateways(
     rows.iter().map(gateway_from_row).collect()
 }
 
-fn gateway_from_row(row: &SqliteRow) -> Result<Gateway> {
+fn gateway_from_row(row: &AnyRow) -> Result<Gateway> {
     let port: i64 = row.try_get("port")?;
     let priority: i64 = row.try_get("priority")?;
     Ok(Gateway {
@@ -495,9 +495,7 @@ impl Store {
 }
 
 /// Every gateway's sealed secret, for the vault's status check.
-pub(crate) async fn sealed_gateway_secrets(
-    conn: &mut SqliteConnection,
-) -> Result<Vec<SealedSecret>> {
+pub(crate) async fn sealed_gateway_secrets(conn: &mut AnyConnection) -> Result<Vec<SealedSecret>> {
     let rows = sqlx::query("SELECT id, name, secret_kind, secret FROM gateways ORDER BY name")
         .fetch_all(&mut *conn)
         .await?;
@@ -514,7 +512,7 @@ pub(crate) async fn sealed_gateway_secrets(
 
 /// Re-seals every gateway secret under `new_key_id`, inside the rotation's transaction.
 pub(crate) async fn reseal_gateway_secrets(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vault: &Vault,
     new_key_id: KeyId,
 ) -> Result<u64> {

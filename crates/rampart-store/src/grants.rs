@@ -6,7 +6,7 @@ use rampart_core::audit::{Actor, AuditEvent, FieldChange};
 use rampart_core::schedule::Schedule;
 use rampart_core::time_arg::{format_duration, format_rfc3339};
 use rampart_core::{ActionSet, Grant, GrantSubject, GrantTarget, Label, Name};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -401,7 +401,7 @@ fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn duration(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Duration>> {
+fn duration(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Duration>> {
     let value: Option<i64> = sqlx::Row::try_get(row, column)?;
     value
         .map(|secs| {
@@ -415,7 +415,7 @@ fn duration(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Durati
 /// Inserts a grant and its `grant_added` event inside the caller's write transaction (an
 /// access request's approval creates its grant in the same transaction as its decision).
 pub(crate) async fn insert_grant(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     actor: &Actor,
     grant: &NewGrant,
 ) -> Result<Grant> {
@@ -539,14 +539,14 @@ pub(crate) async fn insert_grant(
 }
 
 pub(crate) async fn load_grants(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     only: Option<Uuid>,
 ) -> Result<Vec<Grant>> {
     let only = only.map(|id| id.to_string());
     let grant_rows = sqlx::query(
         "SELECT g.id, u.name AS user_name, gr.name AS group_name, a.name AS asset_name, g.actions, \
-                g.valid_from, g.valid_until, g.schedule, g.require_mfa, g.idle_timeout_secs, \
-                g.max_duration_secs, g.record, g.created_at \
+                g.valid_from, g.valid_until, g.schedule, CAST(g.require_mfa AS INTEGER) AS require_mfa, g.idle_timeout_secs, \
+                g.max_duration_secs, CAST(g.record AS INTEGER) AS record, g.created_at \
          FROM grants g LEFT JOIN users u ON u.id = g.user_id LEFT JOIN groups gr ON gr.id = g.group_id \
          LEFT JOIN assets a ON a.id = g.asset_id \
          WHERE $1 IS NULL OR g.id = $1 ORDER BY g.created_at, g.id",
@@ -629,10 +629,10 @@ pub(crate) async fn load_grants(
                 schedule: sqlx::Row::try_get::<Option<String>, _>(row, "schedule")?
                     .map(|text| Schedule::parse(&text).map_err(|_| corrupt("schedule")))
                     .transpose()?,
-                require_mfa: sqlx::Row::try_get(row, "require_mfa")?,
+                require_mfa: rows::flag(row, "require_mfa")?,
                 idle_timeout: duration(row, "idle_timeout_secs")?,
                 max_duration: duration(row, "max_duration_secs")?,
-                record: sqlx::Row::try_get(row, "record")?,
+                record: rows::flag(row, "record")?,
                 created_at: rows::time(row, "created_at")?,
             })
         })

@@ -4,7 +4,7 @@ use crate::rows::{self, new_id, now, time_text};
 use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Group, Name};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -132,14 +132,14 @@ impl Store {
     }
 }
 
-async fn load_group(conn: &mut SqliteConnection, name: &Name) -> Result<Group> {
+async fn load_group(conn: &mut AnyConnection, name: &Name) -> Result<Group> {
     load_groups(conn, Some(name))
         .await?
         .pop()
         .ok_or_else(|| StoreError::not_found("group", name))
 }
 
-async fn load_groups(conn: &mut SqliteConnection, only: Option<&Name>) -> Result<Vec<Group>> {
+async fn load_groups(conn: &mut AnyConnection, only: Option<&Name>) -> Result<Vec<Group>> {
     let only = only.map(Name::as_str);
     let group_rows = sqlx::query(
         "SELECT id, name, created_at FROM groups WHERE $1 IS NULL OR name = $1 ORDER BY name",

@@ -54,7 +54,7 @@ impl Store {
         .await?;
         let event = AuditEvent::InviteCreated {
             user: user.to_string(),
-            expires_at: time_text(expires_at),
+            expires_at: rampart_core::time_arg::format_rfc3339(expires_at),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;

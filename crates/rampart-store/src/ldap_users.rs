@@ -20,7 +20,7 @@ use crate::users::{bump_auth_epoch, insert_key, load_user};
 use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, Role, UserSource};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -166,7 +166,7 @@ impl Store {
 }
 
 async fn apply_user(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     actor: &Actor,
     wanted: &DirectoryUser,
     managed_groups: &BTreeSet<Name>,
@@ -191,7 +191,7 @@ async fn apply_user(
         .fetch_one(&mut *tx)
         .await?;
     let dn: String = row.try_get("dn")?;
-    let directory_disabled: bool = row.try_get("directory_disabled")?;
+    let directory_disabled = rows::flag(&row, "directory_disabled")?;
     if dn != wanted.dn {
         changed = true;
         credentials_changed = true;
@@ -285,11 +285,7 @@ async fn apply_user(
     })
 }
 
-async fn create_user(
-    tx: &mut SqliteConnection,
-    actor: &Actor,
-    wanted: &DirectoryUser,
-) -> Result<()> {
+async fn create_user(tx: &mut AnyConnection, actor: &Actor, wanted: &DirectoryUser) -> Result<()> {
     let id = new_id();
     sqlx::query(
         "INSERT INTO users (id, name, role, disabled, created_at) VALUES ($1, $2, $3, FALSE, $4)",
@@ -332,7 +328,7 @@ async fn create_user(
 /// Adds a directory key unless another user holds it (a key identifies one person): then it is
 /// left out with a warning. Whether it was added.
 async fn add_key(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     actor: &Actor,
     user_id: Uuid,
     name: &Name,
@@ -351,7 +347,7 @@ async fn add_key(
     Ok(true)
 }
 
-async fn key_owner(tx: &mut SqliteConnection, fingerprint: &str) -> Result<Option<String>> {
+async fn key_owner(tx: &mut AnyConnection, fingerprint: &str) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(
         "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id WHERE k.fingerprint = $1",
     )
@@ -361,7 +357,7 @@ async fn key_owner(tx: &mut SqliteConnection, fingerprint: &str) -> Result<Optio
 }
 
 async fn set_member(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     actor: &Actor,
     group: &Name,
     user_id: Uuid,

@@ -1,12 +1,16 @@
-//! Rampart's persistence: the data directory, the SQLite store and the vault.
+//! Rampart's persistence: the data directory, the store (SQLite, embedded, or PostgreSQL) and
+//! the vault.
 //!
-//! Callers see [`Store`] and the domain types of `rampart-core`, never SQL types, so a
-//! PostgreSQL backend can be added behind the same methods. Every change is made in one write
-//! transaction together with its audit event: a change without its event cannot be committed.
+//! Callers see [`Store`] and the domain types of `rampart-core`, never SQL types: both backends
+//! sit behind the same methods (sqlx's `Any` driver; the SQL is written for both, and the few
+//! statements that differ ask [`Backend`]). Every change is made in one write transaction
+//! together with its audit event: a change without its event cannot be committed.
 //!
-//! Several processes (the server and CLI commands) may open the same data directory at once:
-//! initialisation runs under a file lock, SQLite runs in WAL mode with a busy timeout, and every
-//! write transaction takes the write lock up front (`BEGIN IMMEDIATE`).
+//! Several processes (the server and CLI commands, on one node or several) may use the same
+//! database at once: initialisation runs under a file lock, SQLite runs in WAL mode with a busy
+//! timeout, and every write transaction takes the database's write lock up front (SQLite's
+//! `BEGIN IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so writers are
+//! serialized and the audit chain never forks.
 #![forbid(unsafe_code)]
 
 mod access_requests;
@@ -95,9 +99,11 @@ pub use web_auth::{API_TOKEN_PREFIX, ApiToken, WebSession, secret_hash};
 
 use rampart_core::InvalidInput;
 use rampart_core::audit::{Actor, AuditEvent};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
-use std::path::{Path, PathBuf};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+use std::path::PathBuf;
 use std::time::Duration;
 use vault::Vault;
 
@@ -277,7 +283,91 @@ fn is_damage(err: &sqlx::Error) -> bool {
 pub struct StoreOptions {
     pub data_dir: PathBuf,
     pub master_key: MasterKeySource,
+    /// The shared database (`store.url`): `None` is the data directory's own SQLite file.
+    pub database: Option<DatabaseUrl>,
 }
+
+/// A `postgres://` URL of the shared database. It may hold a password: it is shown only
+/// redacted (`Debug`, `Display`, errors).
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    /// Accepts `postgres://` and `postgresql://` URLs (the only shared database so far).
+    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
+        let scheme = text.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("postgres" | "postgresql")) {
+            return Err(InvalidInput::new(format!(
+                "invalid store.url {}: expected postgres://USER@HOST/DATABASE",
+                redact_url(text)
+            )));
+        }
+        Ok(Self(SecretString::from(text.to_owned())))
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(self.0.expose_secret())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `scheme://user:secret@host/...` as `scheme://user:***@host/...`; a `password=` query
+/// parameter is redacted too. Text without a scheme is not shown at all.
+fn redact_url(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return "(not a URL)".to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Which database the store speaks to: the few statements that differ between the two ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The key of the PostgreSQL advisory lock every write transaction takes (any fixed number
+/// works; this one is "rampart" in ASCII).
+const WRITE_LOCK_KEY: i64 = 0x72_61_6d_70_61_72_74;
 
 /// One page of a listing: at most the asked number of items, and the cursor that continues
 /// after them when the page was full (the next page may be empty).
@@ -312,7 +402,8 @@ pub struct OpenReport {
 /// The handle every component uses to read and change Rampart's state.
 #[derive(Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     vault: Vault,
     data_dir: DataDir,
 }
@@ -345,7 +436,8 @@ impl Store {
         create: bool,
         check_integrity: bool,
     ) -> Result<(Self, OpenReport)> {
-        let (data_dir, created_data_dir) = DataDir::prepare(&options.data_dir, create)?;
+        let (data_dir, created_data_dir) =
+            DataDir::prepare(&options.data_dir, create, options.database.is_some())?;
         let _lock = data_dir.lock()?;
         let mut report = OpenReport {
             created_data_dir,
@@ -357,24 +449,39 @@ impl Store {
             Vault::load(options.master_key.clone(), data_dir.clone())?;
         report.generated_master_key = generated_master_key;
 
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(connect_options(&data_dir.database_path()).create_if_missing(create))
-            .await
-            .map_err(|err| damaged_or(&data_dir, err))?;
-        if check_integrity && !created_data_dir {
-            quick_check(&pool, &data_dir).await?;
+        sqlx::any::install_default_drivers();
+        let (pool, backend) = match &options.database {
+            None => {
+                let pool = sqlite_pool(&data_dir, create).await?;
+                if check_integrity && !created_data_dir {
+                    quick_check(&pool, &data_dir).await?;
+                }
+                (pool, Backend::Sqlite)
+            }
+            Some(url) => (postgres_pool(url).await?, Backend::Postgres),
+        };
+        let location = match &options.database {
+            None => data_dir.database_path(),
+            Some(url) => PathBuf::from(url.redacted()),
+        };
+        migrations::refuse_newer(&pool, backend, &location).await?;
+        migrations::run(&pool, backend).await?;
+        if backend == Backend::Sqlite {
+            data_dir.restrict_database_files()?;
         }
-        migrations::refuse_newer(&pool, &data_dir.database_path()).await?;
-        migrations::run(&pool).await?;
-        data_dir.restrict_database_files()?;
         let store = Self {
             pool,
+            backend,
             vault,
             data_dir,
         };
         report.initialized_database = store.initialize_vault_state().await?;
         Ok((store, report))
+    }
+
+    /// Which database this store speaks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub fn data_dir(&self) -> &DataDir {
@@ -392,10 +499,23 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Starts a write transaction holding SQLite's write lock from the first statement, so that
-    /// reads inside it are never invalidated by another writer.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write transaction holding the database's write lock from the first statement,
+    /// so that reads inside it are never invalidated by another writer: SQLite's `BEGIN
+    /// IMMEDIATE`; on PostgreSQL one advisory lock every writer of every node takes, held until
+    /// the transaction ends. INVARIANT: writes are serialized, so the audit chain's head read by
+    /// `audit_log::append` is the head it extends (no fork, no gap).
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     /// On a new database, records which master key seals secrets; on an existing one, checks that
@@ -442,7 +562,7 @@ impl Store {
 /// SQLite's `quick_check`: every page of every table and index is read and its structure
 /// checked (not the index contents against the tables, which is `integrity_check` and much
 /// slower). Any answer other than `ok` is damage.
-async fn quick_check(pool: &SqlitePool, data_dir: &DataDir) -> Result<()> {
+async fn quick_check(pool: &AnyPool, data_dir: &DataDir) -> Result<()> {
     let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
         .fetch_all(pool)
         .await
@@ -467,20 +587,80 @@ fn damaged_or(data_dir: &DataDir, err: sqlx::Error) -> StoreError {
     }
 }
 
-fn connect_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a committed audit event survives a power cut, not only a process crash.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(15))
+/// The data directory's SQLite database: WAL, a busy timeout, foreign keys, and `FULL`
+/// synchronous (a committed audit event survives a power cut, not only a process crash).
+async fn sqlite_pool(data_dir: &DataDir, create: bool) -> Result<AnyPool> {
+    let url = SqliteConnectOptions::new()
+        .filename(data_dir.database_path())
+        .create_if_missing(create)
+        .to_url_lossy();
+    let options = AnyConnectOptions::from_url(&url).map_err(|err| damaged_or(data_dir, err))?;
+    AnyPoolOptions::new()
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|err| damaged_or(data_dir, err))
+}
+
+/// The shared PostgreSQL database. A failure to connect names the URL without its password.
+async fn postgres_pool(url: &DatabaseUrl) -> Result<AnyPool> {
+    let hide = |err: sqlx::Error| {
+        // sqlx's messages do not repeat the URL, but a configuration error may quote it.
+        let text = err
+            .to_string()
+            .replace(url.0.expose_secret(), &url.redacted());
+        StoreError::Database(DatabaseError {
+            message: format!("cannot use the database {}: {text}", url.redacted()),
+            damaged: false,
+        })
+    };
+    let options: AnyConnectOptions = url.0.expose_secret().parse().map_err(hide)?;
+    AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(15))
+        .connect_with(options)
+        .await
+        .map_err(hide)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_shows_itself_only_without_its_password() {
+        for (url, shown) in [
+            (
+                "postgres://rampart:pw-canary@db.internal:5432/rampart",
+                "postgres://rampart:***@db.internal:5432/rampart",
+            ),
+            (
+                "postgresql://db/rampart?user=r&password=pw-canary&sslmode=require",
+                "postgresql://db/rampart?user=r&password=***&sslmode=require",
+            ),
+            (
+                "postgres://rampart@localhost/x?host=/run/postgresql",
+                "postgres://rampart@localhost/x?host=/run/postgresql",
+            ),
+        ] {
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            assert_eq!(parsed.to_string(), shown);
+            assert!(!format!("{parsed:?}").contains("pw-canary"));
+        }
+        let err = DatabaseUrl::parse("mysql://u:pw-canary@db/x").unwrap_err();
+        assert!(!err.to_string().contains("pw-canary"), "{err}");
+        assert!(DatabaseUrl::parse("pw-canary").is_err());
+    }
 
     #[test]
     fn database_errors_reach_callers_as_store_types_with_their_message() {

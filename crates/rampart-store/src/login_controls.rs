@@ -25,7 +25,7 @@ use rampart_core::login_rules::{
 };
 use rampart_core::schedule::Schedule;
 use rampart_core::{Name, User};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::net::IpAddr;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -187,7 +187,7 @@ impl Store {
             if let Some(until) = counted.locked_now {
                 let event = AuditEvent::LoginLocked {
                     key: counted.key.clone(),
-                    until: time_text(until),
+                    until: rampart_core::time_arg::format_rfc3339(until),
                     failures: counted.failures,
                 };
                 audit_log::append(&mut tx, &Actor::System, &event).await?;
@@ -296,7 +296,7 @@ struct Counted {
 }
 
 async fn count_failure(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     key: &str,
     policy: &LockoutPolicy,
     at: OffsetDateTime,
@@ -361,7 +361,7 @@ async fn count_failure(
 /// "locks" when it reaches the count, which only marks the alert as raised for that window
 /// (nothing reads `burst:` locks to refuse a login).
 async fn count_burst(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     attempt: &LoginAttempt<'_>,
     burst: &FailureBurst,
     at: OffsetDateTime,
@@ -415,7 +415,7 @@ async fn count_burst(
 /// INVARIANT: the counters table stays bounded. A counter whose window and lock have both
 /// passed says nothing any more; each write removes a batch of them.
 async fn delete_expired(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     policy: &LockoutPolicy,
     at: OffsetDateTime,
 ) -> Result<()> {
@@ -434,7 +434,7 @@ async fn delete_expired(
 }
 
 /// Removes every counter and lock of a user (each factor's, and the refusal count).
-pub(crate) async fn delete_user_counters(conn: &mut SqliteConnection, name: &Name) -> Result<()> {
+pub(crate) async fn delete_user_counters(conn: &mut AnyConnection, name: &Name) -> Result<()> {
     let namespaces = LoginFactor::ALL
         .iter()
         .map(|factor| factor.as_str())
@@ -489,7 +489,7 @@ fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
-/// Counter times are whole seconds in UTC, so their RFC 3339 texts compare in time order.
+/// Counter times are whole seconds in UTC.
 fn whole_second(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(time::UtcOffset::UTC);
     at.replace_nanosecond(0).unwrap_or(at)
@@ -531,7 +531,7 @@ fn rules_to_columns(rules: &LoginRules) -> (Option<String>, Option<String>, Opti
 }
 
 /// A user's rules from the stored columns; a value that does not parse is corruption.
-pub(crate) fn rules_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LoginRules> {
+pub(crate) fn rules_from_row(row: &sqlx::any::AnyRow) -> Result<LoginRules> {
     let column = |name: &str| -> Result<Option<String>> { Ok(row.try_get(name)?) };
     let corrupt = |name: &str| StoreError::Corrupt(format!("users.{name}"));
     let list = |name: &str| -> Result<Vec<ipnet::IpNet>> {

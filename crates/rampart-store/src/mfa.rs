@@ -9,7 +9,7 @@ use crate::vault::{KeyId, Vault};
 use crate::{Result, Store, StoreError, audit_log, rows, users};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, mfa};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use zeroize::Zeroizing;
 
 /// What checking a code found.
@@ -67,12 +67,13 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
-        let enrolled: bool =
-            sqlx::query_scalar("SELECT totp_secret IS NOT NULL FROM users WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-        if enrolled && !replace {
+        let enrolled: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN totp_secret IS NOT NULL THEN 1 ELSE 0 END FROM users WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        if enrolled != 0 && !replace {
             return Err(StoreError::already_exists("second factor of user", name));
         }
         let key_id = active_key_id(&mut tx).await?;
@@ -171,7 +172,7 @@ impl Store {
 }
 
 /// Every sealed TOTP secret, by user name.
-pub(crate) async fn sealed_totp_secrets(conn: &mut SqliteConnection) -> Result<Vec<SealedSecret>> {
+pub(crate) async fn sealed_totp_secrets(conn: &mut AnyConnection) -> Result<Vec<SealedSecret>> {
     let rows = sqlx::query(
         "SELECT id, name, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY name",
     )
@@ -191,7 +192,7 @@ pub(crate) async fn sealed_totp_secrets(conn: &mut SqliteConnection) -> Result<V
 /// Re-seals every TOTP secret under `new_key_id`, inside the rotation's transaction. Returns how
 /// many it re-sealed.
 pub(crate) async fn reseal_totp_secrets(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vault: &Vault,
     new_key_id: KeyId,
 ) -> Result<u64> {

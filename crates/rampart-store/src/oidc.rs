@@ -12,7 +12,7 @@ use crate::vault::{KeyId, Vault};
 use crate::{Result, Store, StoreError, audit_log, users};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{ExposeSecret, Name, Role, SecretString, User};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -142,7 +142,7 @@ impl Store {
     ) -> Result<Vec<OidcIdentity>> {
         let mut conn = self.pool.acquire().await?;
         let found = sqlx::query(
-            "SELECT u.name, u.disabled, o.issuer, o.subject, o.checked_at \
+            "SELECT u.name, CAST(u.disabled AS INTEGER) AS disabled, o.issuer, o.subject, o.checked_at \
              FROM oidc_identities o JOIN users u ON u.id = o.user_id \
              WHERE o.refresh_token IS NOT NULL AND (o.checked_at IS NULL OR o.checked_at < $1) \
              ORDER BY o.checked_at, u.name LIMIT $2",
@@ -158,7 +158,7 @@ impl Store {
                     user: rows::name(row, "name")?,
                     issuer: rows::text(row, "issuer")?,
                     subject: rows::text(row, "subject")?,
-                    disabled: row.try_get("disabled")?,
+                    disabled: rows::flag(row, "disabled")?,
                     checked_at: rows::optional_time(row, "checked_at")?,
                 })
             })
@@ -230,7 +230,7 @@ impl Store {
 
     async fn seal_refresh_token(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         user_id: &str,
         token: Option<&SecretString>,
     ) -> Result<Option<Vec<u8>>> {
@@ -252,7 +252,7 @@ impl Store {
     }
 }
 
-async fn linked_id(conn: &mut SqliteConnection, name: &Name) -> Result<String> {
+async fn linked_id(conn: &mut AnyConnection, name: &Name) -> Result<String> {
     let id = rows::id_of(conn, rows::Named::User, name)
         .await?
         .to_string();
@@ -268,9 +268,7 @@ async fn linked_id(conn: &mut SqliteConnection, name: &Name) -> Result<String> {
 }
 
 /// Every sealed refresh token, for `vault status`.
-pub(crate) async fn sealed_refresh_tokens(
-    conn: &mut SqliteConnection,
-) -> Result<Vec<SealedSecret>> {
+pub(crate) async fn sealed_refresh_tokens(conn: &mut AnyConnection) -> Result<Vec<SealedSecret>> {
     let found = sqlx::query(
         "SELECT u.id, u.name, o.refresh_token FROM oidc_identities o JOIN users u ON u.id = o.user_id \
          WHERE o.refresh_token IS NOT NULL ORDER BY u.name",
@@ -291,7 +289,7 @@ pub(crate) async fn sealed_refresh_tokens(
 
 /// Re-seals every refresh token under `new_key_id`, inside the rotation's transaction.
 pub(crate) async fn reseal_refresh_tokens(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vault: &Vault,
     new_key_id: KeyId,
 ) -> Result<u64> {

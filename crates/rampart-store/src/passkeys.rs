@@ -11,7 +11,7 @@ use crate::{Result, Store, StoreError, audit_log, rows, users};
 use rampart_core::Name;
 use rampart_core::audit::{Actor, AuditEvent};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ pub struct StoredPasskey {
     pub last_used_at: Option<OffsetDateTime>,
 }
 
-fn stored(row: &SqliteRow) -> Result<StoredPasskey> {
+fn stored(row: &AnyRow) -> Result<StoredPasskey> {
     Ok(StoredPasskey {
         id: rows::uuid(row, "id")?,
         name: rows::text(row, "name")?,

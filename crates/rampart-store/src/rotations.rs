@@ -19,7 +19,7 @@ use crate::{NewAccountSecret, Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{AccountRef, ExposeSecret, Name, SecretKind, SecretString};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 /// Where a rotation is.
@@ -140,7 +140,7 @@ fn account_aad(account_id: &str, kind: &str) -> Vec<u8> {
     format!("rampart/v1/accounts/{account_id}/secret/{kind}").into_bytes()
 }
 
-async fn account_id(conn: &mut SqliteConnection, account: &AccountRef) -> Result<String> {
+async fn account_id(conn: &mut AnyConnection, account: &AccountRef) -> Result<String> {
     sqlx::query_scalar(
         "SELECT c.id FROM accounts c JOIN assets a ON a.id = c.asset_id \
          WHERE a.name = $1 AND c.login = $2",
@@ -160,7 +160,7 @@ fn parse_account(text: &str) -> Result<AccountRef> {
     AccountRef::parse(text).map_err(|_| StoreError::Corrupt("account_rotations.account".into()))
 }
 
-fn in_flight_from(row: &sqlx::sqlite::SqliteRow) -> Result<InFlightRotation> {
+fn in_flight_from(row: &sqlx::any::AnyRow) -> Result<InFlightRotation> {
     let pid: i64 = row.try_get("owner_pid")?;
     Ok(InFlightRotation {
         id: rows::text(row, "id")?,
@@ -172,7 +172,7 @@ fn in_flight_from(row: &sqlx::sqlite::SqliteRow) -> Result<InFlightRotation> {
 }
 
 async fn append_event(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     actor: &Actor,
     account: &str,
     rotation: &str,
@@ -536,10 +536,12 @@ impl Store {
                 ));
             }
         }
-        sqlx::query("INSERT OR IGNORE INTO account_rotation_settings (account_id) VALUES ($1)")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO account_rotation_settings (account_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
         if let Some(every) = change.every_seconds {
             sqlx::query(
                 "UPDATE account_rotation_settings SET every_seconds = $1 WHERE account_id = $2",
@@ -660,7 +662,7 @@ impl Store {
 }
 
 async fn load_settings(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     account_id: &str,
     account: &AccountRef,
 ) -> Result<RotationSettings> {
@@ -697,7 +699,7 @@ async fn load_settings(
 
 /// Sets the status (and, on commit, the last rotation time) of the rotation's account.
 async fn set_status(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rotation: &str,
     status: &str,
     rotated_at: Option<&str>,
@@ -707,10 +709,12 @@ async fn set_status(
             .bind(rotation)
             .fetch_one(&mut *conn)
             .await?;
-    sqlx::query("INSERT OR IGNORE INTO account_rotation_settings (account_id) VALUES ($1)")
-        .bind(&account_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO account_rotation_settings (account_id) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(&account_id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE account_rotation_settings SET status = $1, \
          last_rotated_at = COALESCE($2, last_rotated_at) WHERE account_id = $3",
@@ -724,9 +728,7 @@ async fn set_status(
 }
 
 /// Pending secrets, for `vault status`.
-pub(crate) async fn sealed_pending_secrets(
-    conn: &mut SqliteConnection,
-) -> Result<Vec<SealedSecret>> {
+pub(crate) async fn sealed_pending_secrets(conn: &mut AnyConnection) -> Result<Vec<SealedSecret>> {
     let rows = sqlx::query(
         "SELECT id, account_id, account, secret_kind, pending_secret FROM account_rotations \
          WHERE pending_secret IS NOT NULL ORDER BY started_at",
@@ -752,7 +754,7 @@ pub(crate) async fn sealed_pending_secrets(
 /// Re-seals every pending secret under `new_key_id`, inside the vault key rotation's
 /// transaction.
 pub(crate) async fn reseal_pending_secrets(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     vault: &Vault,
     new_key_id: KeyId,
 ) -> Result<u64> {

@@ -2,9 +2,8 @@
 
 use crate::{Result, StoreError};
 use rampart_core::Name;
-use rampart_core::time_arg::format_rfc3339;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -13,31 +12,53 @@ pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// A time as the store writes it: UTC RFC 3339 with exactly six fraction digits
+/// (`2026-01-02T03:04:05.000000Z`, sub-microseconds truncated). INVARIANT: every stored time has
+/// this one width, so SQL compares and orders times by comparing their text (migration 35).
 pub(crate) fn time_text(at: OffsetDateTime) -> String {
-    format_rfc3339(at)
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
 
 pub(crate) fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
-pub(crate) fn text(row: &SqliteRow, column: &str) -> Result<String> {
+pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String> {
     Ok(row.try_get::<String, _>(column)?)
 }
 
-pub(crate) fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid> {
+/// A yes/no column or expression: PostgreSQL answers a boolean, SQLite an integer (it has no
+/// boolean type, and sqlx's `Any` driver does not convert).
+pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+    match row.try_get::<bool, _>(column) {
+        Ok(value) => Ok(value),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+pub(crate) fn uuid(row: &AnyRow, column: &str) -> Result<Uuid> {
     Uuid::parse_str(&text(row, column)?).map_err(|_| StoreError::Corrupt(column.into()))
 }
 
-pub(crate) fn name(row: &SqliteRow, column: &str) -> Result<Name> {
+pub(crate) fn name(row: &AnyRow, column: &str) -> Result<Name> {
     Name::parse(column, &text(row, column)?).map_err(|_| StoreError::Corrupt(column.into()))
 }
 
-pub(crate) fn time(row: &SqliteRow, column: &str) -> Result<OffsetDateTime> {
+pub(crate) fn time(row: &AnyRow, column: &str) -> Result<OffsetDateTime> {
     parse_time(column, &text(row, column)?)
 }
 
-pub(crate) fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>> {
+pub(crate) fn optional_time(row: &AnyRow, column: &str) -> Result<Option<OffsetDateTime>> {
     row.try_get::<Option<String>, _>(column)?
         .map(|value| parse_time(column, &value))
         .transpose()
@@ -67,7 +88,7 @@ impl Named {
 
 /// The id of the named row, if it exists.
 pub(crate) async fn find_id(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     table: Named,
     name: &Name,
 ) -> Result<Option<Uuid>> {
@@ -88,7 +109,7 @@ pub(crate) async fn find_id(
 }
 
 /// The id of the named row, or a not-found error naming it.
-pub(crate) async fn id_of(conn: &mut SqliteConnection, table: Named, name: &Name) -> Result<Uuid> {
+pub(crate) async fn id_of(conn: &mut AnyConnection, table: Named, name: &Name) -> Result<Uuid> {
     find_id(conn, table, name)
         .await?
         .ok_or_else(|| StoreError::not_found(table.what(), name))

@@ -5,7 +5,7 @@ use crate::{Page, Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent, RecordingAnchor};
 use rampart_core::{Session, SessionKind};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -317,27 +317,23 @@ impl Store {
         cursor: Option<Uuid>,
         limit: u32,
     ) -> Result<Page<Session>> {
-        // Start times are RFC 3339 text with a variable fraction: compare whole seconds in SQL
-        // (one second wider at each end), then exactly.
-        let second = |at: OffsetDateTime| {
-            let text = time_text(at);
-            text.get(..19).map(str::to_owned).unwrap_or(text)
-        };
+        // Start times are fixed-width text (migration 35): the filter is exact in SQL, before
+        // the limit.
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command, breakglass FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, CAST(recorded AS INTEGER) AS recorded, recording_cap, route, command, breakglass FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
-             AND ($4 IS NULL OR substr(started_at, 1, 19) >= $4) \
-             AND ($5 IS NULL OR substr(started_at, 1, 19) <= $5) \
+             AND ($4 IS NULL OR started_at >= $4) \
+             AND ($5 IS NULL OR started_at < $5) \
              AND ($7 IS NULL OR (started_at, id) < (SELECT started_at, id FROM sessions WHERE id = $7)) \
              ORDER BY started_at DESC, id DESC LIMIT $6",
         )
         .bind(filter.live_only)
         .bind(filter.user.as_deref())
         .bind(filter.asset.as_deref())
-        .bind(filter.since.map(second))
-        .bind(filter.until.map(second))
+        .bind(filter.since.map(time_text))
+        .bind(filter.until.map(time_text))
         .bind(i64::from(limit))
         .bind(cursor.map(|id| id.to_string()))
         .fetch_all(&self.pool)
@@ -347,11 +343,6 @@ impl Store {
         for row in &rows {
             let session = session_from_row(row)?;
             last = Some(session.id);
-            if filter.since.is_some_and(|s| session.started_at < s)
-                || filter.until.is_some_and(|u| session.started_at >= u)
-            {
-                continue;
-            }
             sessions.push(session);
         }
         Ok(Page::new(sessions, rows.len(), limit, last))
@@ -372,7 +363,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, recorded, recording_cap, route, command, breakglass FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, CAST(recorded AS INTEGER) AS recorded, recording_cap, route, command, breakglass FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -386,13 +377,17 @@ impl Store {
     /// the recording that event anchors. Read from the audit log, never the `sessions` table.
     pub async fn chain_recording(&self, id: Uuid) -> Result<rampart_core::audit::ChainRecording> {
         let id = id.to_string();
-        let rows = sqlx::query(
-            "SELECT seq, event FROM audit_events WHERE kind = 'session_ended' \
-             AND json_extract(event, '$.session') = $1 ORDER BY seq",
-        )
-        .bind(&id)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match self.backend {
+            crate::Backend::Sqlite => {
+                "SELECT seq, event FROM audit_events WHERE kind = 'session_ended' \
+                 AND json_extract(event, '$.session') = $1 ORDER BY seq"
+            }
+            crate::Backend::Postgres => {
+                "SELECT seq, event FROM audit_events WHERE kind = 'session_ended' \
+                 AND CAST(event AS jsonb) ->> 'session' = $1 ORDER BY seq"
+            }
+        };
+        let rows = sqlx::query(sql).bind(&id).fetch_all(&self.pool).await?;
         let mut found = rampart_core::audit::ChainRecording::Unfinished;
         for row in &rows {
             let event: AuditEvent = serde_json::from_str(&rows::text(row, "event")?)
@@ -412,7 +407,7 @@ impl Store {
     }
 }
 
-fn session_from_row(row: &SqliteRow) -> Result<Session> {
+fn session_from_row(row: &AnyRow) -> Result<Session> {
     let count = |column: &str| -> Result<u64> {
         u64::try_from(row.try_get::<i64, _>(column)?)
             .map_err(|_| StoreError::Corrupt(format!("sessions.{column}")))
@@ -431,7 +426,7 @@ fn session_from_row(row: &SqliteRow) -> Result<Session> {
         bytes_to_client: count("bytes_to_client")?,
         exit_status: row.try_get("exit_status")?,
         end_reason: row.try_get("end_reason")?,
-        recorded: row.try_get("recorded")?,
+        recorded: rows::flag(row, "recorded")?,
         recording_cap: row
             .try_get::<Option<i64>, _>("recording_cap")?
             .map(|cap| u64::try_from(cap).unwrap_or(0)),

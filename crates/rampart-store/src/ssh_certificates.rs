@@ -62,7 +62,7 @@ impl Store {
             user: user.to_string(),
             serial,
             fingerprint,
-            valid_before: time_text(valid_before),
+            valid_before: rampart_core::time_arg::format_rfc3339(valid_before),
             via: via.to_owned(),
         };
         audit_log::append(&mut tx, actor, &event).await?;

@@ -6,7 +6,7 @@ use crate::ssh_keys::ParsedPublicKey;
 use crate::{Result, Store, StoreError, audit_log, login_controls};
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::{Name, Role, SecretString, User, UserKey, UserSource};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -198,12 +198,13 @@ impl Store {
             .map_err(|err| StoreError::Task(err.to_string()))??;
         let mut tx = self.begin_write().await?;
         let id = rows::id_of(&mut tx, rows::Named::User, name).await?;
-        let from_directory: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ldap_users WHERE user_id = $1)")
+        let from_directory: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM ldap_users WHERE user_id = $1) THEN 1 ELSE 0 END",
+        )
                 .bind(id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
-        if from_directory {
+        if from_directory != 0 {
             return Err(StoreError::invalid(format!(
                 "user {name}'s password is kept by the LDAP directory: change it there"
             )));
@@ -235,7 +236,7 @@ impl Store {
 }
 
 pub(crate) async fn insert_key(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     user_id: Uuid,
     key: &ParsedPublicKey,
 ) -> Result<()> {
@@ -268,7 +269,7 @@ pub(crate) async fn insert_key(
 }
 
 /// Marks a change to the user's credentials or status: sessions started before it end.
-pub(crate) async fn bump_auth_epoch(conn: &mut SqliteConnection, user_id: Uuid) -> Result<()> {
+pub(crate) async fn bump_auth_epoch(conn: &mut AnyConnection, user_id: Uuid) -> Result<()> {
     sqlx::query("UPDATE users SET auth_epoch = auth_epoch + 1 WHERE id = $1")
         .bind(user_id.to_string())
         .execute(&mut *conn)
@@ -276,20 +277,17 @@ pub(crate) async fn bump_auth_epoch(conn: &mut SqliteConnection, user_id: Uuid) 
     Ok(())
 }
 
-pub(crate) async fn load_user(conn: &mut SqliteConnection, name: &Name) -> Result<User> {
+pub(crate) async fn load_user(conn: &mut AnyConnection, name: &Name) -> Result<User> {
     load_users(conn, Some(name))
         .await?
         .pop()
         .ok_or_else(|| StoreError::not_found("user", name))
 }
 
-pub(crate) async fn load_users(
-    conn: &mut SqliteConnection,
-    only: Option<&Name>,
-) -> Result<Vec<User>> {
+pub(crate) async fn load_users(conn: &mut AnyConnection, only: Option<&Name>) -> Result<Vec<User>> {
     let only = only.map(Name::as_str);
     let user_rows = sqlx::query(
-        "SELECT id, name, role, disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
+        "SELECT id, name, role, CAST(disabled AS INTEGER) AS disabled, password_hash IS NOT NULL AS has_password, auth_epoch, \
          totp_secret IS NOT NULL AS mfa_enrolled, allow_from, deny_from, login_hours, created_at, \
          EXISTS (SELECT 1 FROM ldap_users l WHERE l.user_id = users.id) AS from_ldap, \
          EXISTS (SELECT 1 FROM user_passkeys p WHERE p.user_id = users.id) AS passkeys \
@@ -342,15 +340,15 @@ pub(crate) async fn load_users(
                 name: rows::name(row, "name")?,
                 role: Role::parse(&rows::text(row, "role")?)
                     .map_err(|_| StoreError::Corrupt("users.role".into()))?,
-                disabled: row.try_get("disabled")?,
-                has_password: row.try_get("has_password")?,
+                disabled: rows::flag(row, "disabled")?,
+                has_password: rows::flag(row, "has_password")?,
                 auth_epoch: row.try_get("auth_epoch")?,
-                mfa_enrolled: row.try_get("mfa_enrolled")?,
-                passkeys: row.try_get("passkeys")?,
+                mfa_enrolled: rows::flag(row, "mfa_enrolled")?,
+                passkeys: rows::flag(row, "passkeys")?,
                 keys: keys.remove(&id).unwrap_or_default(),
                 groups: groups.remove(&id).unwrap_or_default(),
                 login_rules: login_controls::rules_from_row(row)?,
-                source: if row.try_get("from_ldap")? {
+                source: if rows::flag(row, "from_ldap")? {
                     UserSource::Ldap
                 } else {
                     UserSource::Local

@@ -360,7 +360,7 @@ mod tests {
 
     fn vault() -> (tempfile::TempDir, Vault) {
         let tmp = tempfile::tempdir().unwrap();
-        let (dir, _) = DataDir::prepare(&tmp.path().join("data"), true).unwrap();
+        let (dir, _) = DataDir::prepare(&tmp.path().join("data"), true, false).unwrap();
         let (vault, generated) = Vault::load(MasterKeySource::DataDir, dir).unwrap();
         assert!(generated);
         (tmp, vault)

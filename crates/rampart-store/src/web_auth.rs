@@ -14,7 +14,7 @@ use rampart_core::{Name, SecretString, User};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -165,7 +165,7 @@ impl Store {
     /// caller decides, with the user's current state).
     pub async fn web_session(&self, secret: &str) -> Result<Option<WebSession>> {
         let row = sqlx::query(
-            "SELECT s.id, u.name, s.auth_epoch, s.mfa, s.source_addr, s.created_at, \
+            "SELECT s.id, u.name, s.auth_epoch, CAST(s.mfa AS INTEGER) AS mfa, s.source_addr, s.created_at, \
              s.last_seen_at, s.expires_at FROM web_sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1",
         )
@@ -177,7 +177,7 @@ impl Store {
                 id: rows::uuid(&row, "id")?,
                 user: rows::name(&row, "name")?,
                 auth_epoch: row.try_get("auth_epoch")?,
-                mfa: row.try_get("mfa")?,
+                mfa: rows::flag(&row, "mfa")?,
                 source_addr: rows::text(&row, "source_addr")?,
                 created_at: rows::time(&row, "created_at")?,
                 last_seen_at: rows::time(&row, "last_seen_at")?,
@@ -280,7 +280,7 @@ impl Store {
             token: token.id.to_string(),
             user: user.to_string(),
             scope: scope.to_string(),
-            expires_at: expires_at.map(time_text),
+            expires_at: expires_at.map(rampart_core::time_arg::format_rfc3339),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         tx.commit().await?;
@@ -360,7 +360,7 @@ impl Store {
     }
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
+fn token_from_row(row: &AnyRow) -> Result<ApiToken> {
     Ok(ApiToken {
         id: rows::uuid(row, "id")?,
         user: rows::name(row, "name")?,
@@ -372,7 +372,7 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
         expires_at: rows::optional_time(row, "expires_at")?,
         revoked_at: rows::optional_time(row, "revoked_at")?,
         last_used_at: rows::optional_time(row, "last_used_at")?,
-        superseded: row.try_get("superseded")?,
+        superseded: rows::flag(row, "superseded")?,
     })
 }
 

@@ -7,20 +7,18 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::{Name, Role};
-use rampart_store::{AuditFilter, MasterKeySource, Store, StoreOptions};
+use rampart_store::{AuditFilter, Store};
 use time::OffsetDateTime;
 
-#[tokio::test]
 async fn searches_filter_by_kind_actor_text_and_time_and_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::create_or_open(&StoreOptions {
-        data_dir: dir.path().join("data"),
-        master_key: MasterKeySource::DataDir,
-    })
-    .await
-    .unwrap();
+    let (store, _) = Store::create_or_open(&common::options(dir.path().join("data")))
+        .await
+        .unwrap();
     let cli = Actor::LocalCli {
         os_user: "root".into(),
     };
@@ -86,16 +84,12 @@ async fn searches_filter_by_kind_actor_text_and_time_and_keep_the_newest() {
     assert!(search(window(Some(later), None), None).await.is_empty());
 }
 
-#[tokio::test]
 async fn session_searches_filter_in_the_store_and_keep_the_newest() {
     use rampart_store::{NewSession, SessionEnd, SessionFilter, new_session_id};
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::create_or_open(&StoreOptions {
-        data_dir: dir.path().join("data"),
-        master_key: MasterKeySource::DataDir,
-    })
-    .await
-    .unwrap();
+    let (store, _) = Store::create_or_open(&common::options(dir.path().join("data")))
+        .await
+        .unwrap();
     let before = OffsetDateTime::now_utc() - time::Duration::seconds(2);
     let mut ids = Vec::new();
     for (user, asset) in [("alice", "web-01"), ("bob", "web-01"), ("alice", "db-01")] {
@@ -163,3 +157,8 @@ async fn session_searches_filter_in_the_store_and_keep_the_newest() {
     };
     assert!(find(old, 10).await.is_empty());
 }
+
+on_both_backends!(
+    searches_filter_by_kind_actor_text_and_time_and_keep_the_newest,
+    session_searches_filter_in_the_store_and_keep_the_newest,
+);

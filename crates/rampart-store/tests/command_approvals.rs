@@ -9,12 +9,13 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::rules::{Matcher, RuleAction, RuleScope};
 use rampart_core::{Label, Name};
 use rampart_store::{
-    ApprovalOutcome, Decision, MasterKeySource, NewCommandApproval, NewCommandRule, Store,
-    StoreOptions,
+    ApprovalOutcome, Decision, NewCommandApproval, NewCommandRule, Store, StoreOptions,
 };
 use sqlx::{Connection, SqliteConnection};
 use std::os::unix::fs::DirBuilderExt;
@@ -23,14 +24,12 @@ use std::time::Duration;
 const RULE_ID: &str = "01900000-0000-7000-8000-0000000000aa";
 
 fn options(root: &std::path::Path) -> StoreOptions {
-    StoreOptions {
-        data_dir: root.to_path_buf(),
-        master_key: MasterKeySource::DataDir,
-    }
+    common::options(root.to_path_buf())
 }
 
 #[tokio::test]
 async fn migration_28_keeps_the_rules_and_allows_approve() {
+    common::select(common::Db::Sqlite); // raw SQL on the SQLite file
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     std::fs::DirBuilder::new()
@@ -112,7 +111,6 @@ fn held(timeout: Duration) -> NewCommandApproval {
     }
 }
 
-#[tokio::test]
 async fn a_held_line_is_decided_once_and_never_by_its_requester() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::create_or_open(&options(&dir.path().join("data")))
@@ -267,3 +265,5 @@ async fn a_held_line_is_decided_once_and_never_by_its_requester() {
         ]
     );
 }
+
+on_both_backends!(a_held_line_is_decided_once_and_never_by_its_requester,);

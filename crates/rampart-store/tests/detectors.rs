@@ -8,11 +8,13 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::detectors::{DetectorSettings, FailureBurst};
 use rampart_core::login_rules::{LockoutPolicy, LoginFactor};
 use rampart_core::{Name, Role};
-use rampart_store::{LoginAttempt, MasterKeySource, Store, StoreOptions};
+use rampart_store::{LoginAttempt, Store};
 use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -20,10 +22,7 @@ use time::macros::datetime;
 const T0: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
 async fn store(dir: &std::path::Path) -> Store {
-    let options = StoreOptions {
-        data_dir: dir.join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.join("data"));
     let store = Store::create_or_open(&options).await.unwrap().0;
     store
         .add_user(
@@ -68,7 +67,6 @@ async fn fail(store: &Store, login: &str, user: Option<&Name>, source: &str, at:
         .unwrap();
 }
 
-#[tokio::test]
 async fn a_failed_login_burst_alerts_once_per_window_per_user_and_per_source_and_locks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
@@ -175,7 +173,6 @@ fn login(user: &str, source: &str) -> AuditEvent {
     }
 }
 
-#[tokio::test]
 async fn log_detectors_learn_the_past_quietly_then_judge_each_new_event_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
@@ -227,3 +224,8 @@ async fn log_detectors_learn_the_past_quietly_then_judge_each_new_event_exactly_
         "login of bob from a new address 203.0.113.6"
     );
 }
+
+on_both_backends!(
+    a_failed_login_burst_alerts_once_per_window_per_user_and_per_source_and_locks_nothing,
+    log_detectors_learn_the_past_quietly_then_judge_each_new_event_exactly_once,
+);

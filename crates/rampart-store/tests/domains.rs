@@ -7,15 +7,14 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::{ExposeSecret, Name, SecretKind, SecretString};
-use rampart_store::{MasterKeySource, NewAccountSecret, NewAsset, NewGateway, Store, StoreOptions};
+use rampart_store::{NewAccountSecret, NewAsset, NewGateway, Store};
 
 async fn store(dir: &std::path::Path) -> Store {
-    let options = StoreOptions {
-        data_dir: dir.join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.join("data"));
     Store::create_or_open(&options).await.unwrap().0
 }
 
@@ -38,7 +37,6 @@ fn gateway(gw: &str, domain: &str, password: &str) -> NewGateway {
     }
 }
 
-#[tokio::test]
 async fn gateway_secrets_live_in_the_vault_and_survive_a_key_rotation() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -73,7 +71,6 @@ async fn gateway_secrets_live_in_the_vault_and_survive_a_key_rotation() {
     assert!(status.unreadable.is_empty(), "{:?}", status.unreadable);
 }
 
-#[tokio::test]
 async fn assets_name_existing_domains_and_a_domain_in_use_is_not_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -127,3 +124,8 @@ async fn assets_name_existing_domains_and_a_domain_in_use_is_not_removed() {
         assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
     }
 }
+
+on_both_backends!(
+    gateway_secrets_live_in_the_vault_and_survive_a_key_rotation,
+    assets_name_existing_domains_and_a_domain_in_use_is_not_removed,
+);

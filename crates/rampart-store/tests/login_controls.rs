@@ -7,11 +7,13 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::login_rules::{LockoutPolicy, LoginFactor, LoginRules, parse_cidr_list};
 use rampart_core::schedule::Schedule;
 use rampart_core::{Name, Role};
-use rampart_store::{LoginAttempt, MasterKeySource, Store, StoreOptions, UserLock};
+use rampart_store::{LoginAttempt, Store, UserLock};
 use sqlx::Connection;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,10 +24,7 @@ use time::macros::datetime;
 const T0: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
 async fn store(dir: &std::path::Path) -> Store {
-    let options = StoreOptions {
-        data_dir: dir.join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.join("data"));
     Store::create_or_open(&options).await.unwrap().0
 }
 
@@ -148,13 +147,21 @@ async fn counters(conn: &mut sqlx::SqliteConnection) -> i64 {
 }
 
 async fn count_rows(dir: &std::path::Path) -> i64 {
+    if let Some(url) = common::database_url() {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_failures")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        return rows;
+    }
     let mut conn = database(dir).await;
     let rows = counters(&mut conn).await;
     conn.close().await.unwrap();
     rows
 }
 
-#[tokio::test]
 async fn rules_are_stored_loaded_and_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -205,7 +212,6 @@ async fn rules_are_stored_loaded_and_audited() {
     assert_eq!(err.to_string(), "user nobody not found");
 }
 
-#[tokio::test]
 async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -311,7 +317,6 @@ async fn the_threshold_locks_the_user_and_the_source_until_the_lock_ends() {
     assert_eq!(kinds(&store).await["login_failed"], 2);
 }
 
-#[tokio::test]
 async fn failures_outside_the_window_do_not_add_up() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -379,7 +384,6 @@ async fn failures_outside_the_window_do_not_add_up() {
     );
 }
 
-#[tokio::test]
 async fn unlock_lifts_the_users_lock_and_is_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -416,7 +420,6 @@ async fn unlock_lifts_the_users_lock_and_is_audited() {
     assert!(store.verify_audit_chain().await.unwrap().is_ok());
 }
 
-#[tokio::test]
 async fn a_success_clears_the_users_count_but_not_the_sources() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -481,7 +484,6 @@ async fn a_success_clears_the_users_count_but_not_the_sources() {
     assert_eq!(user_locked_until(&store, &alice, at).await, None);
 }
 
-#[tokio::test]
 async fn failures_for_unknown_users_lock_only_the_source() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -520,7 +522,6 @@ async fn failures_for_unknown_users_lock_only_the_source() {
     assert_eq!(failed.event["source"], "2001:db8:1:2::1");
 }
 
-#[tokio::test]
 async fn attempted_logins_are_stored_cut_and_without_control_characters() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -542,6 +543,7 @@ async fn attempted_logins_are_stored_cut_and_without_control_characters() {
 /// Security test E6: a brute-force storm keeps the audit log and the counters bounded.
 #[tokio::test]
 async fn a_brute_force_storm_keeps_the_audit_log_and_the_counters_bounded() {
+    common::select(common::Db::Sqlite); // raw SQL on the SQLite file
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
     let alice = name("alice");
@@ -609,7 +611,6 @@ async fn a_brute_force_storm_keeps_the_audit_log_and_the_counters_bounded() {
 /// Issue 11, item 7: password guesses, however many and from wherever, lock password logins
 /// only; the user's key login is never locked by them (lockout is not a weapon against a factor
 /// the guesser does not hold).
-#[tokio::test]
 async fn password_guesses_from_many_sources_never_lock_the_key_login() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -697,7 +698,6 @@ async fn password_guesses_from_many_sources_never_lock_the_key_login() {
 
 /// A successful login resets only its own factor's count: logging in with the key now and
 /// then does not give someone guessing the password a fresh budget.
-#[tokio::test]
 async fn a_key_login_does_not_reset_the_password_count() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -732,7 +732,6 @@ async fn a_key_login_does_not_reset_the_password_count() {
 }
 
 /// An administrator lifts every lock a user has, whatever the factor.
-#[tokio::test]
 async fn unlock_lifts_the_locks_of_every_factor() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -803,7 +802,6 @@ async fn refuse(store: &Store, user: &Name, at: OffsetDateTime) {
 
 /// Issue 11, item 5: a login the login rules refuse is audited (`login_refused`, with the
 /// rule), once per user and source window under a storm, and locks nothing.
-#[tokio::test]
 async fn refusals_by_the_login_rules_are_audited_bounded_and_lock_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let store = with_user(tmp.path(), "alice").await;
@@ -854,3 +852,17 @@ fn default_policy_is_five_in_ten_minutes_for_fifteen() {
     assert_eq!(policy.window, Duration::from_secs(600));
     assert_eq!(policy.lock_for, Duration::from_secs(900));
 }
+
+on_both_backends!(
+    rules_are_stored_loaded_and_audited,
+    the_threshold_locks_the_user_and_the_source_until_the_lock_ends,
+    failures_outside_the_window_do_not_add_up,
+    unlock_lifts_the_users_lock_and_is_audited,
+    a_success_clears_the_users_count_but_not_the_sources,
+    failures_for_unknown_users_lock_only_the_source,
+    attempted_logins_are_stored_cut_and_without_control_characters,
+    password_guesses_from_many_sources_never_lock_the_key_login,
+    a_key_login_does_not_reset_the_password_count,
+    unlock_lifts_the_locks_of_every_factor,
+    refusals_by_the_login_rules_are_audited_bounded_and_lock_nothing,
+);

@@ -8,10 +8,12 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::mfa::{code_at, otpauth_uri};
 use rampart_core::{Name, Role};
-use rampart_store::{MasterKeySource, Store, StoreError, StoreOptions, TotpCheck, VaultError};
+use rampart_store::{Store, StoreError, TotpCheck, VaultError};
 use rampart_testkit::files_containing;
 use sqlx::Connection;
 use std::path::Path;
@@ -22,10 +24,7 @@ const ALICE_SECRET: &[u8] = b"canary-totp-alice-4c1f9e02";
 const BOB_SECRET: &[u8] = b"canary-totp-bob-77d0a3e15b";
 
 async fn store(dir: &Path) -> Store {
-    let options = StoreOptions {
-        data_dir: dir.join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.join("data"));
     Store::create_or_open(&options).await.unwrap().0
 }
 
@@ -75,7 +74,6 @@ async fn database(dir: &Path) -> sqlx::SqliteConnection {
     sqlx::SqliteConnection::connect(&url).await.unwrap()
 }
 
-#[tokio::test]
 async fn a_code_is_accepted_once_and_never_one_of_an_earlier_step() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -132,7 +130,6 @@ async fn a_code_is_accepted_once_and_never_one_of_an_earlier_step() {
     );
 }
 
-#[tokio::test]
 async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -230,6 +227,7 @@ async fn enrolment_and_reset_bump_the_auth_epoch_and_are_audited() {
 
 #[tokio::test]
 async fn a_totp_ciphertext_copied_onto_another_user_does_not_open() {
+    common::select(common::Db::Sqlite); // raw SQL on the SQLite file
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
     add_users(&store, &["alice", "bob"]).await;
@@ -265,7 +263,6 @@ async fn a_totp_ciphertext_copied_onto_another_user_does_not_open() {
     assert_eq!(status.unreadable, ["user bob (totp)"]);
 }
 
-#[tokio::test]
 async fn key_rotation_reseals_totp_secrets_and_they_still_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -301,6 +298,7 @@ async fn key_rotation_reseals_totp_secrets_and_they_still_verify() {
 
 #[tokio::test]
 async fn the_totp_secret_is_nowhere_in_the_data_directory_in_clear() {
+    common::select(common::Db::Sqlite); // raw SQL on the SQLite file
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     let store = store(tmp.path()).await;
@@ -342,7 +340,6 @@ async fn the_totp_secret_is_nowhere_in_the_data_directory_in_clear() {
     only_sealed("store closed");
 }
 
-#[tokio::test]
 async fn two_processes_checking_one_code_accept_it_once() {
     let tmp = tempfile::tempdir().unwrap();
     let first = store(tmp.path()).await;
@@ -366,3 +363,10 @@ async fn two_processes_checking_one_code_accept_it_once() {
         );
     }
 }
+
+on_both_backends!(
+    a_code_is_accepted_once_and_never_one_of_an_earlier_step,
+    enrolment_and_reset_bump_the_auth_epoch_and_are_audited,
+    key_rotation_reseals_totp_secrets_and_they_still_verify,
+    two_processes_checking_one_code_accept_it_once,
+);

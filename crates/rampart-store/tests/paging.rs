@@ -8,18 +8,16 @@
     reason = "tests: a failed step is a failed test"
 )]
 
-use rampart_core::CommandRecord;
-use rampart_store::{CommandFilter, MasterKeySource, Store, StoreOptions};
+mod common;
 
-#[tokio::test]
+use rampart_core::CommandRecord;
+use rampart_store::{CommandFilter, Store};
+
 async fn a_filtered_command_search_pages_through_batches_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::create_or_open(&StoreOptions {
-        data_dir: dir.path().join("data"),
-        master_key: MasterKeySource::DataDir,
-    })
-    .await
-    .unwrap();
+    let (store, _) = Store::create_or_open(&common::options(dir.path().join("data")))
+        .await
+        .unwrap();
     let session = uuid::Uuid::now_v7();
     // More than two of the store's batches (500 rows).
     for n in 0..1100 {
@@ -83,3 +81,5 @@ async fn a_filtered_command_search_pages_through_batches_without_gaps_or_repeats
     assert_eq!(seen, expected, "every match once, in order");
     assert_eq!(store.commands(&odd).await.unwrap().len(), 550);
 }
+
+on_both_backends!(a_filtered_command_search_pages_through_batches_without_gaps_or_repeats,);

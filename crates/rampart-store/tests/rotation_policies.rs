@@ -10,20 +10,18 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::password_policy::PasswordPolicy;
 use rampart_core::{AccountRef, Label, Name, SecretKind, SecretString};
 use rampart_store::{
-    MasterKeySource, NewAccountSecret, NewAsset, RotationSettingsChange, RotationState, Severity,
-    Store, StoreOptions,
+    NewAccountSecret, NewAsset, RotationSettingsChange, RotationState, Severity, Store,
 };
 use time::{Duration, OffsetDateTime};
 
 async fn store(dir: &std::path::Path) -> Store {
-    let options = StoreOptions {
-        data_dir: dir.join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.join("data"));
     Store::create_or_open(&options).await.unwrap().0
 }
 
@@ -59,6 +57,7 @@ fn due_names(due: &[AccountRef]) -> Vec<String> {
 
 #[tokio::test]
 async fn label_schedules_make_the_accounts_of_labelled_assets_due_and_an_own_schedule_wins() {
+    common::select(common::Db::Sqlite); // raw SQL on the SQLite file
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
     let actor = Actor::System;
@@ -225,7 +224,6 @@ async fn label_schedules_make_the_accounts_of_labelled_assets_due_and_an_own_sch
     );
 }
 
-#[tokio::test]
 async fn an_asset_password_policy_round_trips_and_is_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
@@ -271,3 +269,5 @@ async fn an_asset_password_policy_round_trips_and_is_audited() {
         ]
     );
 }
+
+on_both_backends!(an_asset_password_policy_round_trips_and_is_audited,);

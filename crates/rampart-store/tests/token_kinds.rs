@@ -9,18 +9,16 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::{ExposeSecret, Name, Role};
-use rampart_store::{MasterKeySource, Store, StoreOptions, TokenKind};
+use rampart_store::{Store, TokenKind};
 use std::time::Duration;
 
-#[tokio::test]
 async fn a_token_opens_only_the_listeners_of_its_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        data_dir: dir.path().join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.path().join("data"));
     let store = Store::create_or_open(&options).await.unwrap().0;
     let alice = Name::parse("user", "alice").unwrap();
     store
@@ -68,3 +66,5 @@ async fn a_token_opens_only_the_listeners_of_its_kind() {
     let kinds: Vec<TokenKind> = listed.iter().map(|t| t.kind).collect();
     assert!(kinds.contains(&TokenKind::Kubernetes) && kinds.contains(&TokenKind::Database));
 }
+
+on_both_backends!(a_token_opens_only_the_listeners_of_its_kind,);

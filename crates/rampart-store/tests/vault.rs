@@ -7,18 +7,15 @@
     reason = "tests: a failed step is a failed test"
 )]
 
+mod common;
+
 use rampart_core::audit::Actor;
 use rampart_core::{AccountRef, ExposeSecret, Name, SecretKind, SecretString};
-use rampart_store::{
-    MasterKeySource, NewAccountSecret, NewAsset, Store, StoreError, StoreOptions, VaultError,
-};
+use rampart_store::{NewAccountSecret, NewAsset, Store, StoreError, VaultError};
 use sqlx::Connection;
 
 async fn store(dir: &std::path::Path) -> Store {
-    let options = StoreOptions {
-        data_dir: dir.join("data"),
-        master_key: MasterKeySource::DataDir,
-    };
+    let options = common::options(dir.join("data"));
     Store::create_or_open(&options).await.unwrap().0
 }
 
@@ -54,6 +51,7 @@ async fn reveal(store: &Store, login: &str) -> Result<String, StoreError> {
 
 #[tokio::test]
 async fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
+    common::select(common::Db::Sqlite); // raw SQL on the SQLite file
     let tmp = tempfile::tempdir().unwrap();
     let store = store(tmp.path()).await;
     add_accounts(
@@ -86,7 +84,6 @@ async fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
     assert_eq!(status.unreadable, vec!["backup@web-01".to_owned()]);
 }
 
-#[tokio::test]
 async fn rotation_reseals_everything_and_resumes_an_interrupted_rotation() {
     let tmp = tempfile::tempdir().unwrap();
     let secrets = [("root", "one"), ("admin", "two"), ("backup", "three")];
@@ -136,3 +133,5 @@ async fn rotation_reseals_everything_and_resumes_an_interrupted_rotation() {
     );
     assert!(!keys.join("vault-master.key.next").exists());
 }
+
+on_both_backends!(rotation_reseals_everything_and_resumes_an_interrupted_rotation,);

@@ -14,6 +14,7 @@
 
 pub mod load;
 pub mod netns;
+pub mod pg;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,6 +31,7 @@ const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_DATA_DIR",
     "RAMPART_MASTER_KEY",
     "RAMPART_MASTER_KEY_FILE",
+    "RAMPART_STORE_URL",
     "RAMPART_SSH_LISTEN",
     "RAMPART_HTTP_LISTEN",
     "RAMPART_LOG",

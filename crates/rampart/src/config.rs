@@ -57,6 +57,8 @@ struct FileConfig {
     #[serde(default)]
     vault: VaultSection,
     #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
     log: LogSection,
     #[serde(default)]
     audit: AuditSection,
@@ -166,6 +168,13 @@ struct VaultSection {
     master_key_file: Option<String>,
 }
 
+/// `[store]`: the shared database; without `url`, the data directory's SQLite file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogSection {
@@ -189,6 +198,9 @@ pub struct Overrides {
 pub struct Config {
     pub data_dir: PathBuf,
     pub master_key: MasterKeySource,
+    /// The shared PostgreSQL database (`store.url`, `RAMPART_STORE_URL`); `None`: the data
+    /// directory's embedded SQLite. Shown only redacted.
+    pub store_url: Option<rampart_store::DatabaseUrl>,
     pub ssh_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub log_level: LevelFilter,
@@ -465,6 +477,21 @@ impl Config {
             (None, None) => MasterKeySource::DataDir,
         };
 
+        let store_url = match pick(
+            "store.url",
+            ("", None),
+            "RAMPART_STORE_URL",
+            env_lookup,
+            file.store.url,
+            &file_name,
+        ) {
+            None => None,
+            Some(Sourced { value, source }) => Some(
+                rampart_store::DatabaseUrl::parse(value.trim())
+                    .map_err(|err| ConfigError(format!("{err} (from {source})")))?,
+            ),
+        };
+
         let audit = audit_config(&file.audit, env_lookup, &file_name)?;
         let limit =
             |key: &str, env: &str, value: Option<String>, default: Option<Duration>| match pick(
@@ -564,6 +591,7 @@ impl Config {
         Ok(Self {
             data_dir,
             master_key,
+            store_url,
             ssh_listen,
             http_listen,
             log_level,
@@ -1278,6 +1306,41 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load_with(overrides, &|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn store_url_selects_postgres_and_its_password_never_shows() {
+        assert!(load(Overrides::default(), &[]).unwrap().store_url.is_none());
+        let config = load(
+            Overrides::default(),
+            &[(
+                "RAMPART_STORE_URL",
+                "postgres://rampart:pw-canary-1@db:5432/rampart",
+            )],
+        )
+        .unwrap();
+        let url = config.store_url.as_ref().unwrap();
+        assert_eq!(url.redacted(), "postgres://rampart:***@db:5432/rampart");
+        assert!(!format!("{config:?}").contains("pw-canary-1"));
+        let (_dir, overrides) =
+            file("[store]\nurl = \"postgresql://db/rampart?user=r&password=pw-canary-2\"\n");
+        let config = load(overrides, &[]).unwrap();
+        assert_eq!(
+            config.store_url.unwrap().to_string(),
+            "postgresql://db/rampart?user=r&password=***"
+        );
+        let err = load(
+            Overrides::default(),
+            &[(
+                "RAMPART_STORE_URL",
+                "mysql://rampart:pw-canary-3@db/rampart",
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("store.url"), "{err}");
+        assert!(err.contains("environment RAMPART_STORE_URL"), "{err}");
+        assert!(!err.contains("pw-canary-3"), "{err}");
     }
 
     fn file(text: &str) -> (tempfile::TempDir, Overrides) {

@@ -27,6 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
+        database: config.store_url.clone(),
     };
     let (store, report) = Store::open_for_serving(&options, &serve_lock).await?;
     let access_log = init_logging(&config, &store)?;

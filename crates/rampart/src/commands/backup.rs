@@ -78,6 +78,7 @@ pub async fn restore(config: &Config, json: bool, args: &RestoreArgs) -> anyhow:
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
+        database: config.store_url.clone(),
     };
     let mut progress = progress_line("restore");
     let (manifest, store) =

@@ -267,8 +267,11 @@ fn file_modes(config: &Config, store: &Store) -> Vec<Finding> {
         (dir.keys_dir(), 0o700),
         (dir.recordings_dir(), 0o700),
         (dir.logs_dir(), 0o700),
-        (dir.database_path(), 0o600),
     ];
+    // With `store.url` the database is PostgreSQL's: no file here.
+    if config.store_url.is_none() {
+        paths.push((dir.database_path(), 0o600));
+    }
     if let Ok(entries) = std::fs::read_dir(dir.keys_dir()) {
         // Public keys and the certificate are public; everything else in keys/ is secret.
         let mut keys: Vec<_> = entries

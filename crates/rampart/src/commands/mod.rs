@@ -155,6 +155,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
+        database: config.store_url.clone(),
     };
     // Never creates one: a command in the wrong folder must not start a new, empty node.
     let (store, _) = Store::open_existing(&options).await?;
@@ -163,7 +164,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 /// `rampart init`: creates the data directory, its keys and its database; refuses an existing one.
 async fn init(config: &Config, json: bool) -> anyhow::Result<()> {
-    if rampart_store::DataDir::exists(&config.data_dir) {
+    if rampart_store::DataDir::exists_for(&config.data_dir, config.store_url.is_some()) {
         bail!(
             "a data directory already exists at {}: nothing was changed",
             config.data_dir.display()
@@ -172,6 +173,7 @@ async fn init(config: &Config, json: bool) -> anyhow::Result<()> {
     let options = StoreOptions {
         data_dir: config.data_dir.clone(),
         master_key: config.master_key.clone(),
+        database: config.store_url.clone(),
     };
     let (store, report) = Store::create_or_open(&options).await?;
     // The log starts signed, so the commands that follow may sign what they add.

@@ -61,6 +61,7 @@ mod ssh;
 mod ssh_certificates;
 mod ssh_web_approval;
 mod store_errors;
+mod store_postgres;
 mod targets;
 mod telnet;
 
