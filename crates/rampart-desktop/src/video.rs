@@ -123,7 +123,6 @@ mod tests {
         write(pixels_message(0, 0, 4, 2, &green), 0);
         write(pixels_message(0, 0, 1, 1, &[255, 0, 0, 255]), 250);
         write(copy_message(3, 1, 1, 1, 0, 0), 450);
-        drop(write);
         recorder.flush_chunk().unwrap();
         let mut frames = Vec::new();
         let emitted = render(tmp.path(), session, 10, (4, 2), &mut |frame| {
