@@ -422,6 +422,21 @@ pub enum AuditEvent {
     /// The server stopped cleanly; the chain head is signed right after this event.
     ServerStopped {
         version: String,
+        /// The cluster node that stopped (issue 19); absent in events from before nodes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// A cluster node stopped sending heartbeats and was declared lost by another node, which
+    /// ended the lost node's live sessions with the reason "node lost".
+    NodeLost {
+        node: String,
+        /// The lost node's last heartbeat.
+        last_heartbeat: String,
+        /// The node that declared it lost.
+        declared_by: String,
+        /// The sessions it carried that were still live.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sessions: Vec<String>,
     },
     /// At start, the previous run was found to have stopped without a clean shutdown (a crash,
     /// `kill -9`, power loss): the events after its last signed head were not signed then; the
@@ -807,6 +822,7 @@ impl AuditEvent {
             AuditEvent::SecretUsed { .. } => "secret_used",
             AuditEvent::ServerStarted { .. } => "server_started",
             AuditEvent::ServerStopped { .. } => "server_stopped",
+            AuditEvent::NodeLost { .. } => "node_lost",
             AuditEvent::UncleanStopDetected { .. } => "unclean_stop_detected",
             AuditEvent::CommandRun { .. } => "command_run",
             AuditEvent::FileTransferred { .. } => "file_transferred",

@@ -323,6 +323,10 @@ pub struct Session {
     /// list shows such a session as `break-glass`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakglass: Option<String>,
+    /// The cluster node that carries (or carried) it (issue 19); `None` for sessions from
+    /// before nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Session {

@@ -38,6 +38,7 @@ mod login_controls;
 pub mod metrics;
 mod mfa;
 mod migrations;
+pub mod nodes;
 #[doc(hidden)]
 pub use migrations::create_at_version as create_database_at_version;
 pub mod node_keys;
@@ -406,6 +407,8 @@ pub struct Store {
     backend: Backend,
     vault: Vault,
     data_dir: DataDir,
+    /// The cluster node this store serves for (`serve` only): its sessions carry the name.
+    node: std::sync::OnceLock<String>,
 }
 
 impl Store {
@@ -474,6 +477,7 @@ impl Store {
             backend,
             vault,
             data_dir,
+            node: std::sync::OnceLock::new(),
         };
         report.initialized_database = store.initialize_vault_state().await?;
         Ok((store, report))

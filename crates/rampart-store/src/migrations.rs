@@ -20,6 +20,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         35,
         include_str!("../migrations/postgres/0035_fixed_width_times.sql"),
     ),
+    (36, include_str!("../migrations/postgres/0036_nodes.sql")),
 ];
 
 /// What a PostgreSQL migration that SQLite needed and PostgreSQL's migration 1 already covers
@@ -187,6 +188,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         35,
         "fixed-width times",
         include_str!("../migrations/sqlite/0035_fixed_width_times.sql"),
+    ),
+    (
+        36,
+        "cluster nodes",
+        include_str!("../migrations/sqlite/0036_nodes.sql"),
     ),
 ];
 

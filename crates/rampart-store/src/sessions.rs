@@ -64,8 +64,8 @@ impl Store {
         let id = session.id;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded, recording_cap, command) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO sessions (id, user_name, asset_name, account_login, kind, source_addr, started_at, recorded, recording_cap, command, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id.to_string())
         .bind(&session.user)
@@ -81,6 +81,7 @@ impl Store {
                 .map(|cap| i64::try_from(cap).unwrap_or(i64::MAX)),
         )
         .bind(session.command.as_deref())
+        .bind(self.node())
         .execute(&mut *tx)
         .await?;
         // Marked when its allowing grant is an active break-glass request's.
@@ -115,7 +116,7 @@ impl Store {
         Ok(id)
     }
 
-    /// Ends every session still marked live, with `reason` and the recording `recording_of`
+    /// Ends every session of this node (see [`Store::set_node`]) still marked live, with `reason` and the recording `recording_of`
     /// finds for it (sealed at this start). Called at start: a session cannot outlive the
     /// process that carried it. Only the server holding the data directory's
     /// [`ServeLock`](crate::ServeLock) may: another process would end sessions that are live.
@@ -127,7 +128,12 @@ impl Store {
     ) -> Result<Vec<Uuid>> {
         let live = self.list_sessions(true).await?;
         let mut ended = Vec::new();
-        for session in live {
+        // Only this node's (and those from before nodes): other nodes' sessions are theirs.
+        let mine = |session: &rampart_core::Session| match (&session.node, self.node()) {
+            (Some(node), Some(me)) => node == me,
+            _ => true,
+        };
+        for session in live.into_iter().filter(mine) {
             let end = SessionEnd {
                 reason: reason.to_owned(),
                 bytes_from_client: session.bytes_from_client,
@@ -321,7 +327,7 @@ impl Store {
         // the limit.
         let rows = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, CAST(recorded AS INTEGER) AS recorded, recording_cap, route, command, breakglass FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, CAST(recorded AS INTEGER) AS recorded, recording_cap, route, command, breakglass, node FROM sessions \
              WHERE (NOT $1 OR ended_at IS NULL) AND ($2 IS NULL OR user_name = $2) \
              AND ($3 IS NULL OR asset_name = $3) \
              AND ($4 IS NULL OR started_at >= $4) \
@@ -363,7 +369,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Session> {
         let row = sqlx::query(
             "SELECT id, user_name, asset_name, account_login, kind, source_addr, started_at, \
-             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, CAST(recorded AS INTEGER) AS recorded, recording_cap, route, command, breakglass FROM sessions \
+             ended_at, bytes_from_client, bytes_to_client, exit_status, end_reason, CAST(recorded AS INTEGER) AS recorded, recording_cap, route, command, breakglass, node FROM sessions \
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -433,5 +439,6 @@ fn session_from_row(row: &AnyRow) -> Result<Session> {
         route: row.try_get("route")?,
         command: row.try_get("command")?,
         breakglass: row.try_get("breakglass")?,
+        node: row.try_get("node")?,
     })
 }

@@ -144,6 +144,19 @@ pub struct WebState {
     pub oidc_logins: Arc<oidc::OidcLogins>,
     /// Passkey logins and registrations waiting for the browser's answer.
     pub passkey_ceremonies: Arc<passkey_ceremonies::PasskeyCeremonies>,
+    /// The recording bucket's check for `/readyz` (`recording.store = "s3"`): a blocking call,
+    /// run off the async runtime; `Err` says what is wrong.
+    pub bucket_check: Option<BucketCheck>,
+}
+
+/// Whether the node reaches its recording bucket (blocking; `Err`: why not).
+#[derive(Clone)]
+pub struct BucketCheck(pub Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for BucketCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketCheck")
+    }
 }
 
 impl WebState {
@@ -162,7 +175,14 @@ impl WebState {
             oidc: None,
             oidc_logins: Arc::default(),
             passkey_ceremonies: Arc::default(),
+            bucket_check: None,
         }
+    }
+
+    /// The same state, with `/readyz` also checking the recording bucket.
+    pub fn with_bucket_check(mut self, check: Option<BucketCheck>) -> Self {
+        self.bucket_check = check;
+        self
     }
 
     /// The same state, with portal sign-in through this OpenID Connect provider.
@@ -240,14 +260,41 @@ pub fn router(state: WebState) -> Router {
 }
 
 /// Ready when the store answers: a node that cannot reach its store must not take traffic.
+/// Readiness for a load balancer: whether this node reaches the database and (with recordings
+/// in S3) the bucket. One line per part; 503 when either fails, with what failed first.
 pub(crate) async fn ready(State(state): State<WebState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
+    let store = match state.store.ping().await {
+        Ok(()) => "store: ok".to_owned(),
         Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            tracing::warn!(error = %err, "readiness check failed: the store does not answer");
+            "store: unavailable".to_owned()
         }
+    };
+    let bucket = match state.bucket_check.clone() {
+        None => None,
+        Some(check) => Some(
+            match tokio::task::spawn_blocking(move || (check.0)()).await {
+                Ok(Ok(())) => "bucket: ok".to_owned(),
+                Ok(Err(why)) => {
+                    tracing::warn!(error = %why, "readiness check failed: the recording bucket");
+                    "bucket: unavailable".to_owned()
+                }
+                Err(_) => "bucket: unavailable".to_owned(),
+            },
+        ),
+    };
+    let ok = store.ends_with("ok") && bucket.as_ref().is_none_or(|b| b.ends_with("ok"));
+    let mut text = if ok { "ready\n" } else { "not ready\n" }.to_owned();
+    for line in std::iter::once(store).chain(bucket) {
+        text.push_str(&line);
+        text.push('\n');
     }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, text)
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets open requests finish (for at

@@ -114,7 +114,7 @@ pub fn table() -> Vec<Route> {
             "/readyz",
             Public,
             "health",
-            "Readiness: the store answers",
+            "Readiness: the node reaches its database (and, with recordings in S3, its bucket)",
             crate::ready,
         )
         .produces("text/plain"),
@@ -440,6 +440,14 @@ pub fn table() -> Vec<Route> {
             "sessions",
             "One session",
             api::session_show,
+        ),
+        Route::new(
+            get(),
+            "/api/v1/nodes",
+            Auditor,
+            "sessions",
+            "The cluster's nodes: state (up, stopped, lost), last heartbeat, live sessions",
+            api::nodes_list,
         ),
         Route::new(
             post(),

@@ -143,6 +143,17 @@ pub enum Command {
     /// The LDAP directory (`[ldap]` in the configuration): sync its users now
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// The cluster's nodes (every `rampart serve` on this store): their state, last heartbeat
+    /// and live sessions
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes: up (sending heartbeats), stopped (cleanly), or lost (silent longer than
+    /// node.lost_after; their sessions were ended as "node lost")
+    List,
 }
 
 #[derive(Debug, Subcommand)]

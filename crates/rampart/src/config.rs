@@ -32,6 +32,8 @@ mod redis;
 pub use redis::RedisConfig;
 mod kube;
 mod ldap;
+mod node;
+pub use node::NodeConfig;
 mod oidc;
 mod requests;
 mod rules;
@@ -94,6 +96,8 @@ struct FileConfig {
     oidc: oidc::OidcSection,
     #[serde(default)]
     webauthn: webauthn::WebauthnSection,
+    #[serde(default)]
+    node: node::NodeSection,
 }
 
 /// How session recordings are written.
@@ -246,6 +250,8 @@ pub struct Config {
     pub oidc: Option<rampart_oidc::OidcSettings>,
     /// The passkeys' relying party (`[webauthn]`); by default `localhost` on the HTTP port.
     pub webauthn: WebauthnConfig,
+    /// This server as a cluster node (`[node]`): its name, heartbeats, where others reach it.
+    pub node: NodeConfig,
 }
 
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -587,6 +593,7 @@ impl Config {
         let ldap = ldap::ldap_config(file.ldap, env_lookup, &file_name)?;
         let oidc = oidc::oidc_config(&file.oidc, &file_name)?;
         let webauthn = webauthn::webauthn_config(&file.webauthn, env_lookup, &file_name)?;
+        let node = node::node_config(&file.node, env_lookup, &file_name)?;
 
         Ok(Self {
             data_dir,
@@ -618,6 +625,7 @@ impl Config {
             ldap,
             oidc,
             webauthn,
+            node,
         })
     }
 }

@@ -5,6 +5,7 @@
 mod access_log;
 mod agent_mode;
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod descriptors;

@@ -92,17 +92,19 @@ pub async fn sign_after_command(store: &Store, before: (Option<i64>, bool)) {
     }
 }
 
-/// At start (under the serve lock, before `server_started`): if the log does not end in a head
-/// signed `final`, the previous run stopped without a clean shutdown; records that. Returns
-/// whether it did.
-pub async fn record_unclean_stop(store: &Store) -> anyhow::Result<bool> {
+/// At start (under the serve lock, before `server_started`): if this node's previous run
+/// `crashed` (the cluster registry says it never stopped), or the log does not end in a head
+/// signed `final` (asked only of a node alone: other nodes' events follow any head), the
+/// previous run stopped without a clean shutdown; records that. Returns whether it did.
+pub async fn record_unclean_stop(store: &Store, crashed: bool) -> anyhow::Result<bool> {
     let Some((head_seq, _)) = store.audit_head().await? else {
         return Ok(false);
     };
     let last = store.last_audit_seal().await?;
-    if last
-        .as_ref()
-        .is_some_and(|seal| seal.seq == head_seq && seal.state == FINAL)
+    if !crashed
+        && last
+            .as_ref()
+            .is_some_and(|seal| seal.seq == head_seq && seal.state == FINAL)
     {
         return Ok(false);
     }
@@ -163,9 +165,10 @@ pub async fn run(
 }
 
 /// At a clean shutdown: records `server_stopped` and signs it as the final head.
-pub async fn sign_at_shutdown(store: &Store, key: &PrivateKey) {
+pub async fn sign_at_shutdown(store: &Store, key: &PrivateKey, node: &str) {
     let stopped = AuditEvent::ServerStopped {
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        node: Some(node.to_owned()),
     };
     let result = async {
         store.record_event(&Actor::System, &stopped).await?;

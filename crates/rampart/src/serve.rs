@@ -156,6 +156,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "kubernetes: listening on {addr} (try: rampart kube config --asset ASSET --user USER -o kubeconfig, then KUBECONFIG=kubeconfig kubectl get pods)"
         );
     }
+    // The node joins the cluster (a cluster of one on SQLite) once its listeners are bound,
+    // before the banner's last line and before it touches sessions.
+    let audit_key = rampart_audit::read_private_key(&store.data_dir().audit_key_path())
+        .map_err(anyhow::Error::msg)?;
+    let advertise = config.node.advertise.clone().or_else(|| {
+        (!http_addr.ip().is_unspecified()).then(|| {
+            rampart_web::url(http_addr, tls.is_some())
+                .trim_end_matches('/')
+                .to_owned()
+        })
+    });
+    let joined = crate::cluster::join(&store, &config.node, &audit_key, advertise).await?;
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
@@ -206,9 +218,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "redis_deny_commands": config.redis.settings.deny.to_string(),
         "alerts": crate::detectors::describe(&config.detectors),
         "kube_listen": kube_addr.map(|addr| addr.to_string()),
+        "node": config.node.name,
     });
-    // Crash recovery, part one: a log that does not end in a final signed head.
-    if !report.initialized_database && crate::seals::record_unclean_stop(&store).await? {
+    // Crash recovery, part one: this node's previous run never said it stopped, or (a node
+    // alone, or its first start) the log does not end in a final signed head.
+    let crashed = joined.previous_run_crashed();
+    let alone = joined.registered.others_up == 0;
+    if (crashed || (alone && !report.initialized_database))
+        && crate::seals::record_unclean_stop(&store, crashed).await?
+    {
         tracing::warn!(
             "the previous run stopped without a clean shutdown: recorded in the audit log"
         );
@@ -280,8 +298,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // Sessions cannot outlive the process that carried them; each one's end anchors its
     // recording in the chain (sealed just now, or sealed before the crash).
-    let audit_key = rampart_audit::read_private_key(&store.data_dir().audit_key_path())
-        .map_err(anyhow::Error::msg)?;
     let recordings = store.data_dir().recordings_dir();
     let ended = store
         .end_live_sessions(
@@ -389,6 +405,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(rampart_kube::run(front, listener, stopped(stop_rx.clone())))
     });
+    let live_sessions = gateway.session_core().live.clone();
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
         auth: gateway_auth,
@@ -448,7 +465,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 store: store.clone(),
                 seal_interval: config.audit.seal_interval,
             }))
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_bucket_check(bucket_check(&config)?),
         tls.map(|t| t.config),
         stopped(stop_rx),
     ));
@@ -489,6 +507,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_tx.subscribe()),
         )));
     }
+    // Heartbeats, and the sweep that ends the sessions of nodes that stopped sending theirs.
+    let membership = joined.membership;
+    let heartbeats = tokio::spawn(crate::cluster::run(
+        store.clone(),
+        membership.clone(),
+        live_sessions,
+        stop_tx.subscribe(),
+    ));
     background.push(tokio::spawn(retention_daily(
         store.clone(),
         config.audit.retention_days,
@@ -547,7 +573,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::recording_store::drain(uploader).await;
     }
 
-    crate::seals::sign_at_shutdown(&store, &audit_key).await;
+    if let Err(err) = heartbeats.await {
+        tracing::error!(error = %err, "the cluster heartbeat task failed");
+    }
+    crate::cluster::leave(&store, &membership).await;
+    crate::seals::sign_at_shutdown(&store, &audit_key, &membership.name).await;
     tracing::info!("rampart stopped");
     if let Some(access_log) = access_log {
         access_log.flush();
@@ -557,6 +587,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     drop(serve_lock);
     Ok(())
+}
+
+/// `/readyz`'s check of the recording bucket, when recordings go to S3.
+fn bucket_check(config: &Config) -> anyhow::Result<Option<rampart_web::BucketCheck>> {
+    let Some(settings) = config.recording_store.s3().cloned() else {
+        return Ok(None);
+    };
+    let client = rampart_s3::Client::new(settings)?;
+    Ok(Some(rampart_web::BucketCheck(Arc::new(move || {
+        client
+            .bucket_facts()
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }))))
 }
 
 /// Applies the retention period now and then once a day.

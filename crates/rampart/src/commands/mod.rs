@@ -17,6 +17,7 @@ mod grants;
 mod groups;
 mod kube;
 mod ldap;
+mod nodes;
 mod queries;
 pub(crate) mod recordings;
 mod report;
@@ -88,6 +89,7 @@ pub async fn run(config: &Config, json: bool, command: Command) -> anyhow::Resul
         Command::Rule(cmd) => rules::run(&store, &actor, json, cmd).await,
         Command::Alert(cmd) => alerts::run(&store, &actor, json, cmd).await,
         Command::Session(cmd) => sessions::run(&store, &actor, json, cmd).await,
+        Command::Node(crate::cli::NodeCommand::List) => nodes::list(&store, json).await,
         Command::Vault(cmd) => vault::run(&store, &actor, json, cmd).await,
         Command::Audit(crate::cli::AuditCommand::Verify { session, anchor }) => {
             let options = verify::Options {

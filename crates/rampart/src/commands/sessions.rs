@@ -62,6 +62,7 @@ pub async fn run(
                 "STARTED",
                 "ENDED",
                 "IN/OUT BYTES",
+                "NODE",
                 "COMMAND",
             ]);
             for s in &sessions {
@@ -81,6 +82,7 @@ pub async fn run(
                         or_dash(s.ended_at.map(time_text))
                     },
                     format!("{}/{}", s.bytes_from_client, s.bytes_to_client),
+                    or_dash(s.node.clone()),
                     or_dash(s.command.as_deref().map(|c| shortened(c, 40))),
                 ]);
             }
@@ -105,6 +107,7 @@ pub async fn run(
                 ("kind", s.kind.to_string()),
                 ("from", s.source_addr.clone()),
                 ("route", or_dash(s.route.clone())),
+                ("node", or_dash(s.node.clone())),
                 (
                     "break-glass",
                     or_dash(

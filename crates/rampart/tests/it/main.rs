@@ -20,6 +20,7 @@ mod breakglass;
 mod browser;
 mod cli;
 mod cli_messages;
+mod cluster;
 mod command_approvals;
 mod command_rules;
 mod data_dir;

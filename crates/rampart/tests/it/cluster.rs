@@ -1,0 +1,306 @@
+//! Several `rampart serve` nodes on one PostgreSQL (issue 19): a real cluster of three
+//! processes on loopback, each with its own data directory and the cluster's keys, sharing a
+//! PostgreSQL the testkit starts. A session on node A is listed and killed through node B's
+//! API; node A killed with SIGKILL mid-session is declared lost by another node, which ends
+//! its session as "node lost"; the audit chain stays whole; a node with a different audit key,
+//! or a second process with a running node's name, is refused at start.
+
+use super::BIN;
+use super::ssh::{Lab, text};
+use rampart_testkit::{HttpClient, Rampart, Server};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A node's configuration: the shared store, its name, and quick heartbeats (a node silent for
+/// 3 s is lost).
+fn node_config(dir: &Path, name: &str, url: &str) -> PathBuf {
+    let path = dir.join(format!("node-{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nurl = \"{url}\"\n\n[node]\nname = \"{name}\"\nheartbeat_interval = \"1s\"\nlost_after = \"3s\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A `rampart` for node `name` (its own data directory) on the shared store.
+fn node(name: &str, url: &str) -> Rampart {
+    let base = Rampart::without_init(BIN);
+    let config = node_config(base.scratch(), name, url);
+    let config = config.to_str().unwrap().to_owned();
+    base.with_args(&["--config", &config])
+}
+
+/// Gives a new node the cluster's keys, as the README says an operator does: the data
+/// directory's `keys/` copied from a node of the cluster.
+fn copy_keys(from: &Rampart, to: &Rampart) {
+    let keys = to.data_dir().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for entry in std::fs::read_dir(from.data_dir().join("keys")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), keys.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Polls `check` every 200 ms for at most `within`; returns its last answer.
+fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An exec session through node A that prints `started` and then waits: returns once it has
+/// started.
+fn long_session(lab: &Lab) -> Child {
+    let mut child = lab
+        .ssh_command(&lab.direct())
+        .arg("echo started; sleep 120")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    child
+}
+
+fn api(client: &HttpClient, token: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let bearer = format!("Bearer {token}");
+    let response = client.request(method, path, &[("authorization", &bearer)], body);
+    assert!(
+        (200..300).contains(&response.status),
+        "{method} {path}: {} {}",
+        response.status,
+        response.text()
+    );
+    response.json()
+}
+
+fn node_states(r: &Rampart) -> Vec<(String, String)> {
+    r.json(&["node", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_owned(),
+                n["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+struct Cluster {
+    lab: Lab,
+    b: Rampart,
+    b_server: Server,
+    _c: Rampart,
+    _c_server: Server,
+}
+
+fn cluster() -> Option<Cluster> {
+    let url = rampart_testkit::pg::fresh_database()?;
+    let a = node("a", &url);
+    a.ok(&["init"]);
+    let lab = Lab::start_on(a, &[], None)?;
+    let b = node("b", &url);
+    copy_keys(&lab.r, &b);
+    let b_server = b.serve();
+    let c = node("c", &url);
+    copy_keys(&lab.r, &c);
+    let c_server = c.serve();
+    Some(Cluster {
+        lab,
+        b,
+        b_server,
+        _c: c,
+        _c_server: c_server,
+    })
+}
+
+#[test]
+fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_declared_lost() {
+    let Some(Cluster {
+        mut lab,
+        b,
+        b_server,
+        _c: _c_node,
+        _c_server: _c_running,
+    }) = cluster()
+    else {
+        return;
+    };
+    let mut states = node_states(&b);
+    states.sort();
+    assert_eq!(
+        states,
+        [("a", "up"), ("b", "up"), ("c", "up")].map(|(n, s)| (n.to_owned(), s.to_owned())),
+    );
+    lab.r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    let token = lab
+        .r
+        .ok(&["token", "create", "--user", "audrey", "--scope", "write"])
+        .trim()
+        .to_owned();
+    let through_b = b_server.client();
+
+    // A session carried by node A, seen and killed through node B.
+    let mut first = long_session(&lab);
+    let live = api(
+        &through_b,
+        &token,
+        "GET",
+        "/api/v1/sessions?live=true",
+        None,
+    );
+    let live = live.as_array().unwrap();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(
+        live[0]["node"], "a",
+        "the session carries its node: {live:?}"
+    );
+    let id = live[0]["id"].as_str().unwrap().to_owned();
+    api(
+        &through_b,
+        &token,
+        "POST",
+        &format!("/api/v1/sessions/{id}/kill"),
+        Some(&json!({"reason": "asked on node b"})),
+    );
+    let exited = wait_for(Duration::from_secs(20), || first.try_wait().unwrap());
+    assert!(exited.is_some(), "node A ended the session node B killed");
+    let ended = wait_for(Duration::from_secs(10), || {
+        let session = lab.r.json(&["session", "show", &id]);
+        session["ended_at"].is_string().then_some(session)
+    })
+    .unwrap();
+    assert!(
+        ended["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("asked on node b"),
+        "{ended}"
+    );
+
+    // Node A dies mid-session (SIGKILL): another node declares it lost and ends its session.
+    let mut second = long_session(&lab);
+    let second_id = lab.r.json(&["session", "list", "--live"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started_events = lab.events("session_started").len();
+    lab.server.kill();
+    let _ = second.kill();
+    let _ = second.wait();
+    let lost = wait_for(Duration::from_secs(30), || {
+        node_states(&b)
+            .contains(&("a".to_owned(), "lost".to_owned()))
+            .then_some(())
+    });
+    assert!(
+        lost.is_some(),
+        "node a was never declared lost: {:?}",
+        node_states(&b)
+    );
+    let ended = wait_for(Duration::from_secs(15), || {
+        let session = b.json(&["session", "show", &second_id]);
+        session["ended_at"].is_string().then_some(session)
+    })
+    .unwrap_or_else(|| panic!("the lost node's session was never ended"));
+    assert_eq!(ended["end_reason"], "node lost", "{ended}");
+    let events = b.json(&["audit", "list", "--limit", "100000"]);
+    let events = events.as_array().unwrap();
+    let declared: Vec<&Value> = events.iter().filter(|e| e["kind"] == "node_lost").collect();
+    assert_eq!(
+        declared.len(),
+        1,
+        "one node declares the loss: {declared:?}"
+    );
+    assert_eq!(declared[0]["event"]["node"], "a");
+    assert!(
+        ["b", "c"].contains(&declared[0]["event"]["declared_by"].as_str().unwrap()),
+        "{declared:?}"
+    );
+    assert_eq!(declared[0]["event"]["sessions"], json!([second_id]));
+    // Nothing acknowledged before the kill is missing: both sessions' starts are on record,
+    // and the chain verifies whole.
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["kind"] == "session_started")
+            .count(),
+        started_events
+    );
+    let verify = b.run(&["audit", "verify"]);
+    let report = text(&verify.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("audit chain") && l.starts_with("ok")),
+        "{report}{}",
+        text(&verify.stderr)
+    );
+}
+
+#[test]
+fn a_node_with_another_audit_key_or_a_running_nodes_name_is_refused_at_start() {
+    let Some(url) = rampart_testkit::pg::fresh_database() else {
+        return;
+    };
+    let a = node("a", &url);
+    a.ok(&["init"]);
+    let _a_server = a.serve();
+    // The cluster's vault key, but an audit key of its own (generated at its start).
+    let stranger = node("b", &url);
+    copy_keys(&a, &stranger);
+    for name in ["audit_ed25519_key", "audit_ed25519_key.pub"] {
+        let _ = std::fs::remove_file(stranger.data_dir().join("keys").join(name));
+    }
+    let out = stranger.run(&[
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--ssh-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("audit public key") && stderr.contains("differs from the cluster's"),
+        "{stderr}"
+    );
+    // The cluster's keys, but the name of node a, which is running.
+    let twin = node("a", &url);
+    copy_keys(&a, &twin);
+    let out = twin.run(&[
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--ssh-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("node name a is in use by a running rampart serve"),
+        "{stderr}"
+    );
+}
