@@ -193,6 +193,24 @@ impl DataDir {
         self.root.join("logs")
     }
 
+    /// This data directory's own id (`node-id`, made on first use): a cluster node's row names
+    /// the directory it runs from, so a node restarting from its own directory (the previous
+    /// process is dead: this one holds the serve lock) takes its row over at once, and another
+    /// directory using the same node name is refused while that node is alive. Not in `keys/`,
+    /// which nodes copy from one another.
+    pub fn node_id(&self) -> Result<String, StoreError> {
+        let path = self.root.join("node-id");
+        match fs::read_to_string(&path) {
+            Ok(id) => Ok(id.trim().to_owned()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let id = uuid::Uuid::new_v4().to_string();
+                write_new_secret_file(&path, format!("{id}\n").as_bytes())?;
+                Ok(id)
+            }
+            Err(err) => Err(io_error(&path, "cannot read", &err)),
+        }
+    }
+
     pub fn master_key_path(&self) -> PathBuf {
         self.keys_dir().join("vault-master.key")
     }

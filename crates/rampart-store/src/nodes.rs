@@ -76,6 +76,8 @@ pub struct Node {
 pub struct NodeStart {
     pub name: String,
     pub instance: String,
+    /// The data directory's id ([`crate::DataDir::node_id`]).
+    pub home: String,
     pub address: Option<String>,
     pub version: String,
     /// A row still `up` with a heartbeat newer than this belongs to a running process.
@@ -109,7 +111,7 @@ impl Store {
     pub async fn register_node(&self, start: &NodeStart) -> Result<Registered> {
         let at = now();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT instance, state, heartbeat_at FROM nodes WHERE name = $1")
+        let row = sqlx::query("SELECT home, state, heartbeat_at FROM nodes WHERE name = $1")
             .bind(&start.name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -119,8 +121,13 @@ impl Store {
                 let state = NodeState::parse(&rows::text(row, "state")?)?;
                 let heartbeat = rows::time(row, "heartbeat_at")?;
                 let silent = at - heartbeat;
-                if state == NodeState::Up
-                    && rows::text(row, "instance")? != start.instance
+                // The same directory: its previous process is dead (this one holds the
+                // directory's serve lock), however fresh its last heartbeat. A SQLite store is
+                // its data directory's own (a restored copy is another database): only a
+                // shared database can have two processes with one name.
+                if self.backend == crate::Backend::Postgres
+                    && state == NodeState::Up
+                    && rows::text(row, "home")? != start.home
                     && silent < start.lost_after
                 {
                     return Err(StoreError::invalid(format!(
@@ -134,9 +141,9 @@ impl Store {
             }
         };
         sqlx::query(
-            "INSERT INTO nodes (name, instance, address, version, started_at, heartbeat_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $5, 'up') ON CONFLICT (name) DO UPDATE SET \
-             instance = excluded.instance, address = excluded.address, version = excluded.version, \
+            "INSERT INTO nodes (name, instance, home, address, version, started_at, heartbeat_at, state) \
+             VALUES ($1, $2, $6, $3, $4, $5, $5, 'up') ON CONFLICT (name) DO UPDATE SET \
+             instance = excluded.instance, home = excluded.home, address = excluded.address, version = excluded.version, \
              started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, state = 'up'",
         )
         .bind(&start.name)
@@ -144,6 +151,7 @@ impl Store {
         .bind(start.address.as_deref())
         .bind(&start.version)
         .bind(time_text(at))
+        .bind(&start.home)
         .execute(&mut *tx)
         .await?;
         let others_up: i64 = sqlx::query_scalar(

@@ -21,6 +21,7 @@ const AUDIT_KEY_SETTING: &str = "audit public key";
 pub struct Membership {
     pub name: String,
     instance: String,
+    home: String,
     address: Option<String>,
     config: NodeConfig,
 }
@@ -68,6 +69,7 @@ pub async fn join(
     let membership = Membership {
         name: config.name.clone(),
         instance: uuid::Uuid::new_v4().to_string(),
+        home: store.data_dir().node_id()?,
         address: advertise,
         config: config.clone(),
     };
@@ -75,6 +77,7 @@ pub async fn join(
         .register_node(&NodeStart {
             name: membership.name.clone(),
             instance: membership.instance.clone(),
+            home: membership.home.clone(),
             address: membership.address.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             lost_after: config.lost_after,
@@ -127,6 +130,7 @@ async fn beat(store: &Store, membership: &Membership, live: &LiveSessions) -> an
             .register_node(&NodeStart {
                 name: membership.name.clone(),
                 instance: membership.instance.clone(),
+                home: membership.home.clone(),
                 address: membership.address.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 lost_after: membership.config.lost_after,

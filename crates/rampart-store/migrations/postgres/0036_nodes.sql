@@ -4,6 +4,8 @@ CREATE TABLE nodes (
     name TEXT PRIMARY KEY,
     -- Random per process start: a node's row belongs to the process that registered it.
     instance TEXT NOT NULL,
+    -- The data directory it runs from (its `node-id`).
+    home TEXT NOT NULL,
     -- Where other nodes reach this node's HTTP listener (the live-watch relay), if anywhere.
     address TEXT,
     version TEXT NOT NULL,
