@@ -31,6 +31,89 @@ pub fn manifest_name(session: Uuid) -> String {
     format!("{session}/manifest")
 }
 
+/// The object name (before the prefix) of the manifest line at byte `at` of a manifest still
+/// being written (put after the chunk it names).
+pub fn manifest_line_name(session: Uuid, at: u64) -> String {
+    format!("{session}/manifest-at-{at:012}")
+}
+
+/// What [`recover`] found in the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// The sealed manifest was there: the recording is whole in `dir`.
+    Sealed,
+    /// The lines and chunks that reached the bucket, unsealed, in `dir`: seal them as
+    /// interrupted (`rampart_audit::recording::seal_interrupted`).
+    Unsealed { lines: u64 },
+}
+
+/// The largest manifest line read back (a line names one chunk: a few hundred bytes).
+const MAX_LINE: usize = 64 * 1024;
+
+/// Rebuilds in `dir` what reached the bucket of a recording whose node was lost: the sealed
+/// recording if it is there, else its manifest's lines (`manifest-at-OFFSET`, in order until
+/// the first missing one) with the chunks they name. [`FetchError::Missing`]: nothing of it
+/// reached the bucket.
+pub fn recover(client: &Client, session: Uuid, dir: &Path) -> Result<Recovered, FetchError> {
+    match fetch(client, session, dir) {
+        Ok(()) => return Ok(Recovered::Sealed),
+        Err(FetchError::Missing(_)) => {}
+        Err(err) => return Err(err),
+    }
+    let malformed = |reason: String| FetchError::Malformed { session, reason };
+    let mut manifest = std::fs::File::create(manifest_path(dir, session))?;
+    let mut cast = std::fs::File::create(cast_path(dir, session))?;
+    let mut raw: Option<std::fs::File> = None;
+    let mut lengths = [0u64; 2];
+    let (mut at, mut lines) = (0u64, 0u64);
+    while let Some(line) = client.get(&client.key(&manifest_line_name(session, at)))? {
+        if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
+            return Err(malformed(format!(
+                "the manifest line at byte {at} is not one line"
+            )));
+        }
+        let parsed: ManifestLine =
+            serde_json::from_slice(&line).map_err(|err| malformed(err.to_string()))?;
+        if let ManifestLine::Chunk {
+            index,
+            file,
+            offset,
+            length,
+            ..
+        } = parsed
+        {
+            let data = client
+                .get(&client.key(&chunk_name(session, index, file)))?
+                .ok_or(FetchError::ChunkMissing { session, index })?;
+            let slot = usize::from(file == RecordedFile::Raw);
+            let written = lengths
+                .get_mut(slot)
+                .ok_or_else(|| malformed("file".into()))?;
+            if *written != offset || data.len() as u64 != length {
+                return Err(malformed(format!(
+                    "chunk {index} is {} bytes at {written}, the manifest says {length} at {offset}",
+                    data.len()
+                )));
+            }
+            if file == RecordedFile::Raw && raw.is_none() {
+                raw = Some(std::fs::File::create(raw_path(dir, session))?);
+            }
+            match (file, raw.as_mut()) {
+                (RecordedFile::Raw, Some(raw)) => raw.write_all(&data)?,
+                _ => cast.write_all(&data)?,
+            }
+            *written += length;
+        }
+        manifest.write_all(&line)?;
+        at += line.len() as u64;
+        lines += 1;
+    }
+    if lines == 0 {
+        return Err(FetchError::Missing(session));
+    }
+    Ok(Recovered::Unsealed { lines })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The bucket has no sealed manifest for the session.

@@ -248,7 +248,7 @@ fn copy_session(
         let parsed: ManifestLine = serde_json::from_slice(line)
             .map_err(|err| (read, local(format!("{}: {err}", path.display()))))?;
         match parsed {
-            ManifestLine::Start { .. } => {}
+            ManifestLine::Start { .. } => put_line(client, session, read, line)?,
             ManifestLine::Chunk {
                 index,
                 file,
@@ -261,6 +261,8 @@ fn copy_session(
                 client
                     .put(&client.key(&chunk_name(session, index, file)), &data)
                     .map_err(|err| (read, CopyError::from(err)))?;
+                // After its chunk: a line in the bucket names a chunk that is there.
+                put_line(client, session, read, line)?;
             }
             ManifestLine::Seal { .. } => {
                 let whole = std::fs::read(&path)
@@ -279,6 +281,15 @@ fn copy_session(
         rest = after;
     }
     Ok(Copied::UpTo(read))
+}
+
+/// Puts one line of a manifest still being written (`SESSION/manifest-at-OFFSET`), so that
+/// if the node is lost, another node rebuilds the manifest from the bucket and seals it.
+fn put_line(client: &Client, session: Uuid, at: u64, line: &[u8]) -> Result<(), (u64, CopyError)> {
+    client
+        .put(&client.key(&crate::manifest_line_name(session, at)), line)
+        .map(|_| ())
+        .map_err(|err| (at, CopyError::from(err)))
 }
 
 fn read_range(

@@ -7,6 +7,7 @@
 
 use crate::config::NodeConfig;
 use anyhow::Context;
+use rampart_core::audit::RecordingAnchor;
 use rampart_session::live::LiveSessions;
 use rampart_store::Store;
 use rampart_store::nodes::{NODE_LOST, NodeStart, NodeState, Registered};
@@ -89,6 +90,55 @@ pub async fn join(
     })
 }
 
+/// Seals a lost node's recordings from what reached the bucket (`recording.store = "s3"`).
+pub struct Recovery {
+    pub client: rampart_s3::Client,
+    pub key: rampart_audit::PrivateKey,
+}
+
+impl Recovery {
+    /// The anchor of `session`'s recording as the bucket holds it: sealed by the lost node
+    /// (verified), or rebuilt from its uploaded lines and chunks and sealed here as
+    /// incomplete (the sealed manifest then put in the bucket). `None`: nothing of it reached
+    /// the bucket. Blocking.
+    fn seal(&self, session: uuid::Uuid) -> Result<Option<RecordingAnchor>, String> {
+        let dir = tempfile::tempdir().map_err(|err| format!("a temporary directory: {err}"))?;
+        let anchor = match rampart_s3::recover(&self.client, session, dir.path()) {
+            Err(rampart_s3::FetchError::Missing(_)) => return Ok(None),
+            Err(err) => return Err(err.to_string()),
+            Ok(rampart_s3::Recovered::Sealed) => {
+                let report =
+                    rampart_audit::verify_recording(dir.path(), session, self.key.public_key())
+                        .map_err(|problem| problem.to_string())?;
+                RecordingAnchor {
+                    id: session.to_string(),
+                    manifest_sha256: report.manifest_sha256,
+                    complete: report.complete,
+                }
+            }
+            Ok(rampart_s3::Recovered::Unsealed { .. }) => {
+                let sealed = rampart_audit::recording::seal_interrupted(dir.path(), &self.key)
+                    .map_err(|err| err.to_string())?;
+                let recording = sealed
+                    .into_iter()
+                    .find(|recording| recording.session == session)
+                    .ok_or("the rebuilt recording was already sealed")?;
+                let manifest =
+                    std::fs::read(rampart_audit::recording::manifest_path(dir.path(), session))
+                        .map_err(|err| err.to_string())?;
+                self.client
+                    .put(
+                        &self.client.key(&rampart_s3::manifest_name(session)),
+                        &manifest,
+                    )
+                    .map_err(|err| err.to_string())?;
+                recording.anchor()
+            }
+        };
+        Ok(Some(anchor))
+    }
+}
+
 /// Heartbeats and the sweep, every `node.heartbeat_interval` until `stop`.
 ///
 /// Each beat: write this node's heartbeat; if the row is no longer this process's (another
@@ -100,6 +150,7 @@ pub async fn run(
     store: Arc<Store>,
     membership: Membership,
     live: Arc<LiveSessions>,
+    recovery: Option<Arc<Recovery>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut beats = tokio::time::interval(membership.config.heartbeat_interval);
@@ -109,13 +160,18 @@ pub async fn run(
             _ = beats.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(err) = beat(&store, &membership, &live).await {
+        if let Err(err) = beat(&store, &membership, &live, recovery.as_ref()).await {
             tracing::error!(error = %err, node = %membership.name, "cluster heartbeat failed");
         }
     }
 }
 
-async fn beat(store: &Store, membership: &Membership, live: &LiveSessions) -> anyhow::Result<()> {
+async fn beat(
+    store: &Store,
+    membership: &Membership,
+    live: &LiveSessions,
+    recovery: Option<&Arc<Recovery>>,
+) -> anyhow::Result<()> {
     if !store
         .node_heartbeat(&membership.name, &membership.instance)
         .await?
@@ -144,10 +200,29 @@ async fn beat(store: &Store, membership: &Membership, live: &LiveSessions) -> an
         tracing::warn!(node = %node, "a node stopped sending heartbeats: declared lost");
     }
     for session in store.lost_nodes_sessions().await? {
-        // The lost node's recording is on its own disk (or, with recording.store = "s3", its
-        // chunks in the bucket): the record is closed without an anchor, and audit verify
-        // reports the recording as the lost node left it.
-        if store.end_lost_session(&session, None).await? {
+        // With recordings in S3, the recording is sealed from what reached the bucket, and
+        // the end anchors it; if the bucket cannot be read now, the next beat tries again.
+        // With local recordings it is on the lost node's disk: the end carries no anchor,
+        // and audit verify reports the recording missing.
+        let anchor = match recovery {
+            Some(recovery) if session.recorded => {
+                let recovery = recovery.clone();
+                let id = session.id;
+                match tokio::task::spawn_blocking(move || recovery.seal(id)).await {
+                    Ok(Ok(anchor)) => anchor,
+                    Ok(Err(why)) => {
+                        tracing::error!(session = %id, error = %why, "cannot seal a lost node's recording from the bucket yet");
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::error!(session = %id, error = %err, "the recording recovery task failed");
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        if store.end_lost_session(&session, anchor).await? {
             tracing::warn!(
                 session = %session.id,
                 node = session.node.as_deref().unwrap_or("?"),

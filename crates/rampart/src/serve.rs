@@ -293,9 +293,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for recording in &sealed {
         tracing::warn!(session = %recording.session, "sealed the recording of a session cut short by a restart (incomplete)");
     }
-    if let Some(uploader) = &uploader {
-        crate::recording_store::resume(uploader, &store.data_dir().recordings_dir());
-    }
     // Sessions cannot outlive the process that carried them; each one's end anchors its
     // recording in the chain (sealed just now, or sealed before the crash).
     let recordings = store.data_dir().recordings_dir();
@@ -322,6 +319,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             count = ended.len(),
             "closed the records of sessions cut short by a restart"
         );
+    }
+    // A recording sealed just now whose session another node already ended ("node lost"):
+    // that node sealed it from the bucket and the chain anchors its seal, so this node's own
+    // seal must not replace it there.
+    if uploader.is_some() {
+        for recording in sealed.iter().filter(|r| !ended.contains(&r.session)) {
+            let mark = rampart_s3::uploader::uploaded_mark(&recordings, recording.session);
+            if let Err(err) = std::fs::write(&mark, b"") {
+                tracing::warn!(session = %recording.session, error = %err, "cannot mark a lost session's recording as settled");
+            }
+        }
+    }
+    if let Some(uploader) = &uploader {
+        crate::recording_store::resume(uploader, &recordings);
     }
     // One signal stops every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -513,6 +524,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         membership.clone(),
         live_sessions,
+        recovery(&config, &audit_key)?,
         stop_tx.subscribe(),
     ));
     background.push(tokio::spawn(retention_daily(
@@ -587,6 +599,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     drop(serve_lock);
     Ok(())
+}
+
+/// What seals a lost node's recordings from the bucket, when recordings go to S3.
+fn recovery(
+    config: &Config,
+    key: &rampart_audit::PrivateKey,
+) -> anyhow::Result<Option<Arc<crate::cluster::Recovery>>> {
+    let Some(settings) = config.recording_store.s3().cloned() else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(crate::cluster::Recovery {
+        client: rampart_s3::Client::new(settings)?,
+        key: key.clone(),
+    })))
 }
 
 /// `/readyz`'s check of the recording bucket, when recordings go to S3.

@@ -2,10 +2,13 @@
 //! processes on loopback, each with its own data directory and the cluster's keys, sharing a
 //! PostgreSQL the testkit starts. A session on node A is listed and killed through node B's
 //! API; node A killed with SIGKILL mid-session is declared lost by another node, which ends
-//! its session as "node lost"; the audit chain stays whole; a node with a different audit key,
+//! its session as "node lost"; the audit chain stays whole; with recordings in a bucket that
+//! enforces Object Lock (SeaweedFS), the lost session's recording is sealed from what reached
+//! the bucket and verifies, incomplete, against the chain; a node with a different audit key,
 //! or a second process with a running node's name, is refused at start.
 
 use super::BIN;
+use super::recordings_s3::Seaweed;
 use super::ssh::{Lab, text};
 use rampart_testkit::{HttpClient, Rampart, Server};
 use serde_json::{Value, json};
@@ -30,8 +33,20 @@ fn node_config(dir: &Path, name: &str, url: &str) -> PathBuf {
 
 /// A `rampart` for node `name` (its own data directory) on the shared store.
 fn node(name: &str, url: &str) -> Rampart {
+    node_with(name, url, |_| String::new())
+}
+
+/// [`node`] with more configuration (`extra` is given the node's scratch directory).
+fn node_with(name: &str, url: &str, extra: impl Fn(&Path) -> String) -> Rampart {
     let base = Rampart::without_init(BIN);
     let config = node_config(base.scratch(), name, url);
+    let more = extra(base.scratch());
+    if !more.is_empty() {
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push('\n');
+        text.push_str(&more);
+        std::fs::write(&config, text).unwrap();
+    }
     let config = config.to_str().unwrap().to_owned();
     base.with_args(&["--config", &config])
 }
@@ -303,4 +318,74 @@ fn a_node_with_another_audit_key_or_a_running_nodes_name_is_refused_at_start() {
         stderr.contains("node name a is in use by a running rampart serve"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_lost_nodes_recording_is_sealed_from_the_bucket_and_verifies_up_to_its_last_uploaded_chunk() {
+    let Some(url) = rampart_testkit::pg::fresh_database() else {
+        return;
+    };
+    let Some(seaweed) = Seaweed::start() else {
+        return;
+    };
+    let bucket = seaweed.bucket("cluster-recordings", true);
+    let s3 = |dir: &Path| seaweed.config_text(dir, "cluster-recordings", true);
+    let a = node_with("a", &url, s3);
+    a.ok(&["init"]);
+    let Some(mut lab) = Lab::start_on(a, &[], None) else {
+        return;
+    };
+    let b = node_with("b", &url, s3);
+    copy_keys(&lab.r, &b);
+    let _b_server = b.serve();
+    // Output for a while, then quiet: the first chunks are sealed and uploaded while it lives.
+    let mut session = lab
+        .ssh_command(&lab.direct())
+        .arg("echo started; for i in $(seq 1 40); do echo line-$i; sleep 0.05; done; sleep 120")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(session.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("line-40") {
+        assert!(reader.read_line(&mut seen).unwrap() > 0, "{seen}");
+    }
+    let id = lab.r.json(&["session", "list", "--live"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first_chunk = format!("recordings/{id}/chunk-000000.cast");
+    let uploaded = wait_for(Duration::from_secs(30), || {
+        bucket.exists(&first_chunk).unwrap().then_some(())
+    });
+    assert!(
+        uploaded.is_some(),
+        "no chunk of the live session reached the bucket"
+    );
+    lab.server.kill();
+    let _ = session.kill();
+    let _ = session.wait();
+    let ended = wait_for(Duration::from_secs(30), || {
+        let session = b.json(&["session", "show", &id]);
+        session["ended_at"].is_string().then_some(session)
+    })
+    .unwrap_or_else(|| panic!("the lost node's session was never ended"));
+    assert_eq!(ended["end_reason"], "node lost", "{ended}");
+    // Node b sealed it from the bucket: the manifest is there now, and the chain anchors it.
+    assert!(bucket.exists(&format!("recordings/{id}/manifest")).unwrap());
+    let verify = b.run(&["audit", "verify", "--session", &id]);
+    let report = text(&verify.stdout);
+    let line = report
+        .lines()
+        .find(|l| l.contains(&format!("recording {id}")))
+        .unwrap_or_else(|| panic!("{report}{}", text(&verify.stderr)));
+    assert!(line.starts_with("ok"), "{report}");
+    assert!(line.contains("incomplete"), "{line}");
+    // Node b has no copy of its own: the export reads the bucket, and holds what was uploaded.
+    let exported = b.scratch().join("lost.cast");
+    b.ok(&["recording", "export", &id, "-o", exported.to_str().unwrap()]);
+    let cast = std::fs::read_to_string(&exported).unwrap();
+    assert!(cast.contains("started"), "{cast}");
 }

@@ -25,14 +25,14 @@ fn free_port() -> u16 {
 
 /// A SeaweedFS master, volume, filer and S3 gateway in one process, data in a temporary
 /// directory, every port on loopback.
-struct Seaweed {
+pub(crate) struct Seaweed {
     child: Child,
     endpoint: String,
     dir: tempfile::TempDir,
 }
 
 impl Seaweed {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let weed = require_tool("weed")?;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -128,7 +128,7 @@ impl Seaweed {
 
     /// Creates `bucket`; with Object Lock (and so versioning) when `locked`. The store may
     /// still be starting its volumes: retried for a while.
-    fn bucket(&self, bucket: &str, locked: bool) -> Client {
+    pub(crate) fn bucket(&self, bucket: &str, locked: bool) -> Client {
         let client = self.client(bucket, locked);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -145,24 +145,26 @@ impl Seaweed {
 
     /// A configuration file for `rampart` with recordings in `bucket`.
     fn config(&self, dir: &Path, bucket: &str, worm: bool) -> PathBuf {
+        let config = dir.join("rampart.toml");
+        std::fs::write(&config, self.config_text(dir, bucket, worm)).unwrap();
+        config
+    }
+
+    /// The `[recording]` part of a configuration with recordings in `bucket` (credentials in
+    /// a file in `dir`).
+    pub(crate) fn config_text(&self, dir: &Path, bucket: &str, worm: bool) -> String {
         let credentials = dir.join("s3-credentials.toml");
         std::fs::write(
             &credentials,
             format!("access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n"),
         )
         .unwrap();
-        let config = dir.join("rampart.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[recording]\nstore = \"s3\"\n\n[recording.s3]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n\
-                 path_style = true\ncredentials_file = \"{}\"\nobject_lock = {worm}\n",
-                self.endpoint,
-                credentials.display()
-            ),
+        format!(
+            "[recording]\nstore = \"s3\"\n\n[recording.s3]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n\
+             path_style = true\ncredentials_file = \"{}\"\nobject_lock = {worm}\n",
+            self.endpoint,
+            credentials.display()
         )
-        .unwrap();
-        config
     }
 }
 
