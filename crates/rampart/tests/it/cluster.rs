@@ -128,7 +128,7 @@ struct Cluster {
     b: Rampart,
     b_server: Server,
     _c: Rampart,
-    _c_server: Server,
+    c_server: Server,
 }
 
 fn cluster() -> Option<Cluster> {
@@ -147,7 +147,7 @@ fn cluster() -> Option<Cluster> {
         b,
         b_server,
         _c: c,
-        _c_server: c_server,
+        c_server,
     })
 }
 
@@ -158,7 +158,7 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         b,
         b_server,
         _c: _c_node,
-        _c_server: _c_running,
+        c_server,
     }) = cluster()
     else {
         return;
@@ -176,6 +176,45 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         .trim()
         .to_owned();
     let through_b = b_server.client();
+
+    // Eight writers through the three nodes' APIs at once: one chain, no fork, no gap.
+    lab.r.ok(&["user", "add", "root", "--role", "admin"]);
+    let admin = lab
+        .r
+        .ok(&["token", "create", "--user", "root", "--scope", "admin"])
+        .trim()
+        .to_owned();
+    let nodes = [lab.server.client(), b_server.client(), c_server.client()];
+    std::thread::scope(|scope| {
+        for writer in 0..8 {
+            let (client, admin) = (&nodes[writer % 3], &admin);
+            scope.spawn(move || {
+                for n in 0..5 {
+                    let body = json!({"name": format!("w{writer}-{n}"), "role": "user"});
+                    api(client, admin, "POST", "/api/v1/users", Some(&body));
+                }
+            });
+        }
+    });
+    let added = lab.events("user_added");
+    assert_eq!(
+        added
+            .iter()
+            .filter(|e| e["event"]["user"]
+                .as_str()
+                .is_some_and(|u| u.starts_with('w')))
+            .count(),
+        40,
+        "{added:?}"
+    );
+    let verify = b.run(&["audit", "verify"]);
+    let report = text(&verify.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("audit chain") && l.starts_with("ok")),
+        "{report}"
+    );
 
     // A session carried by node A, seen and killed through node B.
     let mut first = long_session(&lab);
