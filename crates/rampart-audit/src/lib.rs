@@ -300,6 +300,24 @@ pub struct ChainHead<'a> {
     pub state: &'a str,
 }
 
+/// The namespace of node-to-node request signatures (a cluster's nodes share the audit key).
+const NODE_NAMESPACE: &str = "rampart-node@rampart";
+
+/// Signs a node-to-node request (`message` names the request, the node and the time) with the
+/// cluster's audit key: only a node holding that key can ask another node for a live
+/// session's output. PEM text.
+pub fn sign_node_request(key: &ssh_key::PrivateKey, message: &str) -> Result<String, String> {
+    key.sign(NODE_NAMESPACE, ssh_key::HashAlg::Sha512, message.as_bytes())
+        .and_then(|sig| sig.to_pem(ssh_key::LineEnding::LF))
+        .map_err(|err| err.to_string())
+}
+
+/// Whether `signature` (PEM) is the audit key's over `message`, as a node-to-node request.
+pub fn check_node_request(key: &PublicKey, message: &str, signature: &str) -> bool {
+    ssh_key::SshSig::from_pem(signature.as_bytes())
+        .is_ok_and(|sig| key.verify(NODE_NAMESPACE, message.as_bytes(), &sig).is_ok())
+}
+
 /// Signs the audit chain head with the node's audit key.
 pub fn sign_chain_head(key: &ssh_key::PrivateKey, head: &ChainHead<'_>) -> Result<String, String> {
     key.sign(

@@ -61,6 +61,9 @@ pub struct Node {
     pub instance: String,
     /// Where other nodes reach its HTTP listener, if it said.
     pub address: Option<String>,
+    /// Its HTTPS certificate (PEM), which other nodes trust for that connection.
+    #[serde(skip)]
+    pub certificate: Option<String>,
     pub version: String,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
@@ -79,6 +82,7 @@ pub struct NodeStart {
     /// The data directory's id ([`crate::DataDir::node_id`]).
     pub home: String,
     pub address: Option<String>,
+    pub certificate: Option<String>,
     pub version: String,
     /// A row still `up` with a heartbeat newer than this belongs to a running process.
     pub lost_after: Duration,
@@ -141,9 +145,10 @@ impl Store {
             }
         };
         sqlx::query(
-            "INSERT INTO nodes (name, instance, home, address, version, started_at, heartbeat_at, state) \
-             VALUES ($1, $2, $6, $3, $4, $5, $5, 'up') ON CONFLICT (name) DO UPDATE SET \
-             instance = excluded.instance, home = excluded.home, address = excluded.address, version = excluded.version, \
+            "INSERT INTO nodes (name, instance, home, address, certificate, version, started_at, heartbeat_at, state) \
+             VALUES ($1, $2, $6, $3, $7, $4, $5, $5, 'up') ON CONFLICT (name) DO UPDATE SET \
+             instance = excluded.instance, home = excluded.home, address = excluded.address, \
+             certificate = excluded.certificate, version = excluded.version, \
              started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, state = 'up'",
         )
         .bind(&start.name)
@@ -152,6 +157,7 @@ impl Store {
         .bind(&start.version)
         .bind(time_text(at))
         .bind(&start.home)
+        .bind(start.certificate.as_deref())
         .execute(&mut *tx)
         .await?;
         let others_up: i64 = sqlx::query_scalar(
@@ -199,7 +205,7 @@ impl Store {
     /// Every node the registry knows, by name, with its live session count.
     pub async fn list_nodes(&self) -> Result<Vec<Node>> {
         let rows = sqlx::query(
-            "SELECT n.name, n.instance, n.address, n.version, n.started_at, n.heartbeat_at, n.state, \
+            "SELECT n.name, n.instance, n.address, n.certificate, n.version, n.started_at, n.heartbeat_at, n.state, \
              (SELECT COUNT(*) FROM sessions s WHERE s.node = n.name AND s.ended_at IS NULL) AS live \
              FROM nodes n ORDER BY n.name",
         )
@@ -211,6 +217,7 @@ impl Store {
                     name: rows::text(row, "name")?,
                     instance: rows::text(row, "instance")?,
                     address: row.try_get::<Option<String>, _>("address")?,
+                    certificate: row.try_get::<Option<String>, _>("certificate")?,
                     version: rows::text(row, "version")?,
                     started_at: rows::time(row, "started_at")?,
                     heartbeat_at: rows::time(row, "heartbeat_at")?,
@@ -219,6 +226,11 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// One node of the registry, by name.
+    pub async fn node_named(&self, name: &str) -> Result<Option<Node>> {
+        Ok(self.list_nodes().await?.into_iter().find(|node| node.name == name))
     }
 
     /// Declares lost every node (other than `by`) still `up` whose last heartbeat is older than

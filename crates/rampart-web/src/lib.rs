@@ -24,6 +24,7 @@ pub mod paging;
 pub mod passkey_ceremonies;
 pub mod passkey_login;
 pub mod portal;
+pub mod relay;
 pub mod reports;
 pub mod routes;
 pub mod ssh_login;
@@ -147,6 +148,8 @@ pub struct WebState {
     /// The recording bucket's check for `/readyz` (`recording.store = "s3"`): a blocking call,
     /// run off the async runtime; `Err` says what is wrong.
     pub bucket_check: Option<BucketCheck>,
+    /// This node in its cluster, for watching sessions other nodes carry (`relay`).
+    pub cluster: Option<relay::ClusterLink>,
 }
 
 /// Whether the node reaches its recording bucket (blocking; `Err`: why not).
@@ -176,7 +179,14 @@ impl WebState {
             oidc_logins: Arc::default(),
             passkey_ceremonies: Arc::default(),
             bucket_check: None,
+            cluster: None,
         }
+    }
+
+    /// The same state, relaying live views to and from the cluster's other nodes.
+    pub fn with_cluster(mut self, link: relay::ClusterLink) -> Self {
+        self.cluster = Some(link);
+        self
     }
 
     /// The same state, with `/readyz` also checking the recording bucket.

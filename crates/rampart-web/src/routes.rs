@@ -443,6 +443,15 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(
             get(),
+            "/api/v1/cluster/sessions/{id}/stream",
+            Public,
+            "sessions",
+            "Node to node: a live session's output, for a watcher on another node (signed with the cluster's audit key)",
+            crate::relay::session_stream,
+        )
+        .produces("application/octet-stream"),
+        Route::new(
+            get(),
             "/api/v1/nodes",
             Auditor,
             "sessions",

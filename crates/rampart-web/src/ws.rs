@@ -284,18 +284,36 @@ pub async fn watch(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     browser_only(&state, &caller, &headers)?;
-    let not_found = || ApiError::not_found("no live session with that id on this node");
+    let not_found = || ApiError::not_found("no live session with that id");
     // B10: users cannot watch, not even their own sessions; they learn nothing about others'.
     if !caller.rights.sees_everyone() {
         return Err(not_found());
     }
     let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
     let upgrade = upgrade.map_err(|err| ApiError::bad_request(err.body_text()))?;
-    let (screen, mut output) = state
+    // A session this node carries, or one another node of the cluster carries (relayed).
+    let local = state
         .gateway
         .as_ref()
-        .and_then(|gateway| gateway.watch_screen(id))
-        .ok_or_else(not_found)?;
+        .and_then(|gateway| gateway.watch_screen(id));
+    let (screen, mut output, relay) = match local {
+        Some((screen, output)) => (screen, output, None),
+        None => match crate::relay::watch_remote(&state, id).await {
+            Ok(remote) => {
+                tracing::info!(session = %id, node = %remote.node, "watching a session another node carries");
+                (remote.screen, remote.output, Some(remote.relay))
+            }
+            Err(crate::relay::RemoteError::NotFound) => return Err(not_found()),
+            Err(crate::relay::RemoteError::Unreachable { node, why }) => {
+                tracing::warn!(session = %id, %node, %why, "cannot relay a live session");
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "node_unreachable",
+                    format!("the session is carried by node {node}, which cannot be reached now"),
+                ));
+            }
+        },
+    };
     let slot = websocket_slot(&state)?;
     // Watching is evidence too, recorded before anything is shown.
     let event = rampart_core::audit::AuditEvent::SessionWatched {
@@ -308,6 +326,8 @@ pub async fn watch(
     Ok(bounded(upgrade)
         .on_upgrade(move |mut socket| async move {
             let _slot = slot;
+            // A relay from another node ends with the socket.
+            let _relay = relay;
             // The screen as it is now first (its size, then the bytes that draw it), then the
             // output from that moment on.
             if let Some(screen) = screen {

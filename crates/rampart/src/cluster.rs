@@ -24,6 +24,7 @@ pub struct Membership {
     instance: String,
     home: String,
     address: Option<String>,
+    certificate: Option<String>,
     config: NodeConfig,
 }
 
@@ -52,6 +53,7 @@ pub async fn join(
     config: &NodeConfig,
     audit_key: &rampart_audit::PrivateKey,
     advertise: Option<String>,
+    certificate: Option<String>,
 ) -> anyhow::Result<Joined> {
     store.set_node(&config.name);
     let public = audit_key
@@ -72,6 +74,7 @@ pub async fn join(
         instance: uuid::Uuid::new_v4().to_string(),
         home: store.data_dir().node_id()?,
         address: advertise,
+        certificate,
         config: config.clone(),
     };
     let registered = store
@@ -80,6 +83,7 @@ pub async fn join(
             instance: membership.instance.clone(),
             home: membership.home.clone(),
             address: membership.address.clone(),
+            certificate: membership.certificate.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             lost_after: config.lost_after,
         })
@@ -188,6 +192,7 @@ async fn beat(
                 instance: membership.instance.clone(),
                 home: membership.home.clone(),
                 address: membership.address.clone(),
+                certificate: membership.certificate.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 lost_after: membership.config.lost_after,
             })

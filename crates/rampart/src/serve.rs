@@ -167,7 +167,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .to_owned()
         })
     });
-    let joined = crate::cluster::join(&store, &config.node, &audit_key, advertise).await?;
+    // Other nodes trust this certificate when they relay a watcher to this node.
+    let certificate = tls
+        .as_ref()
+        .and_then(|material| std::fs::read_to_string(&material.cert_path).ok());
+    let joined =
+        crate::cluster::join(&store, &config.node, &audit_key, advertise, certificate).await?;
     print_banner(&config, &store, &report, http_addr, ssh_addr, tls.as_ref())?;
     let listeners = [
         ("http", Some(http_addr)),
@@ -477,7 +482,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 seal_interval: config.audit.seal_interval,
             }))
             .with_metrics(metrics.clone())
-            .with_bucket_check(bucket_check(&config)?),
+            .with_bucket_check(bucket_check(&config)?)
+            .with_cluster(rampart_web::relay::ClusterLink {
+                node: config.node.name.clone(),
+                key: Arc::new(audit_key.clone()),
+            }),
         tls.map(|t| t.config),
         stopped(stop_rx),
     ));

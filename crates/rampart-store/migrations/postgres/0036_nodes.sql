@@ -8,6 +8,8 @@ CREATE TABLE nodes (
     home TEXT NOT NULL,
     -- Where other nodes reach this node's HTTP listener (the live-watch relay), if anywhere.
     address TEXT,
+    -- Its HTTPS certificate (PEM, public): other nodes trust it for that connection.
+    certificate TEXT,
     version TEXT NOT NULL,
     started_at TEXT NOT NULL,
     heartbeat_at TEXT NOT NULL,

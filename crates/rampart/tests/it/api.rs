@@ -168,6 +168,7 @@ fn expected_table() -> BTreeMap<(&'static str, &'static str), &'static str> {
         (("DELETE", "/api/v1/tokens/{id}"), "UANNA"),
         (("GET", "/api/v1/sessions"), "U2222"),
         (("GET", "/api/v1/sessions/{id}"), "U2N22"),
+        (("GET", "/api/v1/cluster/sessions/{id}/stream"), "FFFFF"),
         (("GET", "/api/v1/nodes"), "UFF22"),
         (("POST", "/api/v1/sessions/{id}/kill"), "UFFAA"),
         (("GET", "/api/v1/sessions/{id}/recording"), "U2N22"),

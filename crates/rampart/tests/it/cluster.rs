@@ -1,7 +1,7 @@
 //! Several `rampart serve` nodes on one PostgreSQL (issue 19): a real cluster of three
 //! processes on loopback, each with its own data directory and the cluster's keys, sharing a
 //! PostgreSQL the testkit starts. A session on node A is listed and killed through node B's
-//! API; node A killed with SIGKILL mid-session is declared lost by another node, which ends
+//! API and watched live through node C (relayed from A); node A killed with SIGKILL mid-session is declared lost by another node, which ends
 //! its session as "node lost"; the audit chain stays whole; with recordings in a bucket that
 //! enforces Object Lock (SeaweedFS), the lost session's recording is sealed from what reached
 //! the bucket and verifies, incomplete, against the chain; a node with a different audit key,
@@ -81,9 +81,14 @@ fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option
 /// An exec session through node A that prints `started` and then waits: returns once it has
 /// started.
 fn long_session(lab: &Lab) -> Child {
+    session_running(lab, "echo started; sleep 120")
+}
+
+/// An exec session through node A running `command`, once it has printed `started`.
+fn session_running(lab: &Lab, command: &str) -> Child {
     let mut child = lab
         .ssh_command(&lab.direct())
-        .arg("echo started; sleep 120")
+        .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -170,6 +175,8 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         [("a", "up"), ("b", "up"), ("c", "up")].map(|(n, s)| (n.to_owned(), s.to_owned())),
     );
     lab.r.ok(&["user", "add", "audrey", "--role", "auditor"]);
+    lab.r
+        .ok_with_stdin(&["user", "password", "audrey"], b"audrey-password-1");
     let token = lab
         .r
         .ok(&["token", "create", "--user", "audrey", "--scope", "write"])
@@ -216,8 +223,11 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         "{report}"
     );
 
-    // A session carried by node A, seen and killed through node B.
-    let mut first = long_session(&lab);
+    // A session carried by node A, seen and killed through node B, watched through node C.
+    let mut first = session_running(
+        &lab,
+        "echo started; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done",
+    );
     let live = api(
         &through_b,
         &token,
@@ -232,6 +242,33 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         "the session carries its node: {live:?}"
     );
     let id = live[0]["id"].as_str().unwrap().to_owned();
+    let through_c = c_server.client();
+    let login = through_c.request(
+        "POST",
+        "/api/v1/login",
+        &[],
+        Some(&json!({"username": "audrey", "password": "audrey-password-1"})),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (answer, mut watching) = through_c.websocket(
+        &format!("/api/v1/sessions/{id}/watch"),
+        &[("cookie", &cookie), ("origin", through_c.origin())],
+    );
+    assert_eq!(answer.status, 101, "{}", answer.text());
+    assert!(
+        watching.read_until("tick-"),
+        "node C relays what node A's session prints"
+    );
+    let watched = lab.events("session_watched");
+    assert_eq!(watched.len(), 1, "{watched:?}");
+    assert_eq!(watched[0]["event"]["session"], id.as_str());
     api(
         &through_b,
         &token,
@@ -341,6 +378,44 @@ fn a_node_with_another_audit_key_or_a_running_nodes_name_is_refused_at_start() {
         stderr.contains("audit public key") && stderr.contains("differs from the cluster's"),
         "{stderr}"
     );
+    // Only the cluster's audit key opens a node's relay of a live session: a request signed
+    // with the stranger's own key is refused before the session is even looked up, one signed
+    // with the cluster's key is answered (no such live session here).
+    let path = "/api/v1/cluster/sessions/01890000-0000-7000-8000-000000000000/stream";
+    let ask = |signer: &Rampart| {
+        let key = rampart_audit::read_private_key(
+            &signer.data_dir().join("keys").join("audit_ed25519_key"),
+        )
+        .unwrap();
+        let time = rampart_testkit::unix_now().to_string();
+        let message = format!("rampart-node-relay-v1\nGET\n{path}\nb\n{time}");
+        let signature = rampart_audit::sign_node_request(&key, &message).unwrap();
+        let mut base64 = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut base64.stdin.take().unwrap(), signature.as_bytes())
+            .unwrap();
+        let encoded = text(&base64.wait_with_output().unwrap().stdout);
+        _a_server
+            .client()
+            .request(
+                "GET",
+                path,
+                &[
+                    ("x-rampart-node", "b"),
+                    ("x-rampart-node-time", &time),
+                    ("x-rampart-node-signature", &encoded),
+                ],
+                None,
+            )
+            .status
+    };
+    assert_eq!(ask(&stranger), 403, "a foreign key's signature is refused");
+    assert_eq!(ask(&a), 404, "the cluster key's signature is accepted");
+
     // The cluster's keys, but the name of node a, which is running.
     let twin = node("a", &url);
     copy_keys(&a, &twin);
