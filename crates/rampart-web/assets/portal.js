@@ -1042,7 +1042,7 @@
       }
     };
     socket.onclose = () => {
-      state.textContent = 'not watching: the session ended, or is not live on this node';
+      state.textContent = 'not watching: the session ended, or the node carrying it cannot be reached';
     };
   };
 
