@@ -14,6 +14,7 @@
     reason = "a measuring tool: a failed step ends the run with its message"
 )]
 
+mod cluster;
 mod databases;
 mod domain_hop;
 mod efficiency;
@@ -57,6 +58,10 @@ struct Args {
     /// a fresh login while they are open); no transfers, echoes, gateway or database cases
     #[arg(long)]
     sessions_only: bool,
+    /// Run only the cluster case: one, two and three `rampart serve` nodes on one PostgreSQL,
+    /// `--sessions` sessions spread over them each time (logins per second, memory)
+    #[arg(long)]
+    cluster_only: bool,
     /// A few minutes instead of an hour: 64 MiB transfers, one timed run, 200 keystrokes,
     /// 200 sessions, 3 s database runs (for a regression check, not for published figures)
     #[arg(long)]
@@ -502,6 +507,19 @@ fn main() -> anyhow::Result<()> {
     }
     if args.sessions_only && args.sessions == 0 {
         bail!("--sessions-only needs --sessions above 0");
+    }
+    if args.cluster_only {
+        if args.sessions == 0 {
+            bail!("--cluster-only needs --sessions above 0");
+        }
+        let binary = rampart_binary()?;
+        let report = json!({
+            "cluster": cluster::run(binary.to_str().context("binary path")?, args.sessions)?,
+        });
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
     }
     if args.databases_only {
         let binary = rampart_binary()?;
