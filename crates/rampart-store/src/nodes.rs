@@ -239,6 +239,17 @@ impl Store {
     /// each loss. Returns the nodes this call declared lost.
     pub async fn declare_lost_nodes(&self, by: &str, lost_after: Duration) -> Result<Vec<String>> {
         let cutoff = time_text(now() - lost_after);
+        // Asked every heartbeat by every node: the write lock only when there is a loss.
+        let any: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM nodes WHERE state = 'up' AND name <> $1 AND heartbeat_at < $2",
+        )
+        .bind(by)
+        .bind(&cutoff)
+        .fetch_one(&self.pool)
+        .await?;
+        if any == 0 {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let stale = sqlx::query(
             "SELECT name, heartbeat_at FROM nodes WHERE state = 'up' AND name <> $1 AND heartbeat_at < $2",
