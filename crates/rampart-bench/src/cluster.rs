@@ -66,10 +66,16 @@ pub fn run(binary: &str, sessions: usize) -> anyhow::Result<Value> {
     first.ok(&["init"]);
     let dir = first.scratch().to_path_buf();
     let (key, public) = ssh_keygen(&dir, "bench", "ed25519", "");
-    let target = SshTarget::start_with(&public, "MaxStartups 20000\nMaxSessions 100\n")
-        .context("sshd")?;
+    let target =
+        SshTarget::start_with(&public, "MaxStartups 20000\nMaxSessions 100\n").context("sshd")?;
     let login = current_user();
-    first.ok(&["user", "add", "alice", "--key", public.to_str().context("key")?]);
+    first.ok(&[
+        "user",
+        "add",
+        "alice",
+        "--key",
+        public.to_str().context("key")?,
+    ]);
     first.ok(&[
         "asset",
         "add",

@@ -72,6 +72,8 @@ pub struct Node {
     pub state: NodeState,
     /// Its sessions still open.
     pub live_sessions: u64,
+    /// Whether it leads the cluster (as of its last heartbeat).
+    pub leader: bool,
 }
 
 /// What a starting node says of itself.
@@ -148,7 +150,7 @@ impl Store {
             "INSERT INTO nodes (name, instance, home, address, certificate, version, started_at, heartbeat_at, state) \
              VALUES ($1, $2, $6, $3, $7, $4, $5, $5, 'up') ON CONFLICT (name) DO UPDATE SET \
              instance = excluded.instance, home = excluded.home, address = excluded.address, \
-             certificate = excluded.certificate, version = excluded.version, \
+             certificate = excluded.certificate, version = excluded.version, leader = 0, \
              started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, state = 'up'",
         )
         .bind(&start.name)
@@ -174,15 +176,17 @@ impl Store {
         })
     }
 
-    /// Records a heartbeat. `false`: the row is no longer this process's (another node
-    /// declared it lost, or a new process took the name over).
-    pub async fn node_heartbeat(&self, name: &str, instance: &str) -> Result<bool> {
+    /// Records a heartbeat, and whether the node leads. `false`: the row is no longer this
+    /// process's (another node declared it lost, or a new process took the name over).
+    pub async fn node_heartbeat(&self, name: &str, instance: &str, leader: bool) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE nodes SET heartbeat_at = $1 WHERE name = $2 AND instance = $3 AND state = 'up'",
+            "UPDATE nodes SET heartbeat_at = $1, leader = $4 WHERE name = $2 AND instance = $3 \
+             AND state = 'up'",
         )
         .bind(time_text(now()))
         .bind(name)
         .bind(instance)
+        .bind(i64::from(leader))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -191,8 +195,8 @@ impl Store {
     /// Marks a node stopped at its clean shutdown.
     pub async fn node_stopped(&self, name: &str, instance: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE nodes SET state = 'stopped', heartbeat_at = $1 WHERE name = $2 AND instance = $3 \
-             AND state = 'up'",
+            "UPDATE nodes SET state = 'stopped', leader = 0, heartbeat_at = $1 WHERE name = $2 \
+             AND instance = $3 AND state = 'up'",
         )
         .bind(time_text(now()))
         .bind(name)
@@ -205,7 +209,7 @@ impl Store {
     /// Every node the registry knows, by name, with its live session count.
     pub async fn list_nodes(&self) -> Result<Vec<Node>> {
         let rows = sqlx::query(
-            "SELECT n.name, n.instance, n.address, n.certificate, n.version, n.started_at, n.heartbeat_at, n.state, \
+            "SELECT n.name, n.instance, n.address, n.certificate, n.version, n.started_at, n.heartbeat_at, n.state, n.leader, \
              (SELECT COUNT(*) FROM sessions s WHERE s.node = n.name AND s.ended_at IS NULL) AS live \
              FROM nodes n ORDER BY n.name",
         )
@@ -223,6 +227,7 @@ impl Store {
                     heartbeat_at: rows::time(row, "heartbeat_at")?,
                     state: NodeState::parse(&rows::text(row, "state")?)?,
                     live_sessions: u64::try_from(row.try_get::<i64, _>("live")?).unwrap_or(0),
+                    leader: rows::flag(row, "leader")?,
                 })
             })
             .collect()
@@ -230,7 +235,11 @@ impl Store {
 
     /// One node of the registry, by name.
     pub async fn node_named(&self, name: &str) -> Result<Option<Node>> {
-        Ok(self.list_nodes().await?.into_iter().find(|node| node.name == name))
+        Ok(self
+            .list_nodes()
+            .await?
+            .into_iter()
+            .find(|node| node.name == name))
     }
 
     /// Declares lost every node (other than `by`) still `up` whose last heartbeat is older than
@@ -262,7 +271,7 @@ impl Store {
         for row in &stale {
             let name = rows::text(row, "name")?;
             let heartbeat = rows::text(row, "heartbeat_at")?;
-            sqlx::query("UPDATE nodes SET state = 'lost' WHERE name = $1")
+            sqlx::query("UPDATE nodes SET state = 'lost', leader = 0 WHERE name = $1")
                 .bind(&name)
                 .execute(&mut *tx)
                 .await?;
@@ -348,6 +357,66 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The key of the session-level PostgreSQL advisory lock the cluster's leader holds
+/// ("leader" in ASCII).
+const LEADER_LOCK_KEY: i64 = 0x6c_65_61_64_65_72;
+
+/// The lock that makes one node the cluster's leader (the one that runs the work that must run
+/// once: audit sinks, detectors, retention, scheduled rotations, directory syncs). On PostgreSQL
+/// a session-level advisory lock on a connection of its own: exactly one holder, released by the
+/// database when that node's connection goes (a crash, a lost network). On SQLite the store
+/// has one server: it always leads.
+#[derive(Debug, Default)]
+pub struct LeaderLock {
+    connection: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    held: bool,
+}
+
+impl Store {
+    /// Whether this node leads now: keeps the lock it holds (its connection still answers), or
+    /// tries to take it.
+    pub async fn lead(&self, lock: &mut LeaderLock) -> Result<bool> {
+        if self.backend == crate::Backend::Sqlite {
+            return Ok(true);
+        }
+        if lock.held {
+            let alive = match lock.connection.as_mut() {
+                Some(connection) => sqlx::query("SELECT 1")
+                    .execute(&mut **connection)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            if alive {
+                return Ok(true);
+            }
+            // The connection went, and the lock with it.
+            *lock = LeaderLock::default();
+        }
+        let connection = match lock.connection.as_mut() {
+            Some(connection) => connection,
+            None => lock.connection.insert(self.pool.acquire().await?),
+        };
+        let taken: bool = match sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK_KEY)
+            .fetch_one(&mut **connection)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(err) => {
+                lock.connection = None;
+                return Err(err.into());
+            }
+        };
+        lock.held = taken;
+        if !taken {
+            // Another node leads: the connection goes back to the pool until the next try.
+            lock.connection = None;
+        }
+        Ok(taken)
     }
 }
 

@@ -65,7 +65,11 @@ fn signed_message(path: &str, node: &str, time: i64) -> String {
 fn frame(kind: u8, payload: &[u8]) -> Bytes {
     let mut bytes = Vec::with_capacity(payload.len() + 5);
     bytes.push(kind);
-    bytes.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
+    bytes.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     bytes.extend_from_slice(payload);
     Bytes::from(bytes)
 }
@@ -223,7 +227,9 @@ pub async fn watch_remote(state: &WebState, session: Uuid) -> Result<Remote, Rem
         .map_err(unreachable)?
         .ok_or_else(|| unreachable("the relay ended at once".into()))?;
     if kind != KIND_SIZE {
-        return Err(unreachable("the relay did not start with the screen size".into()));
+        return Err(unreachable(
+            "the relay did not start with the screen size".into(),
+        ));
     }
     let size: serde_json::Value =
         serde_json::from_slice(&size).map_err(|err| unreachable(err.to_string()))?;
@@ -326,10 +332,8 @@ async fn open(
     let _ = tcp.set_nodelay(true);
     let path = stream_path(session);
     let time = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signature = rampart_audit::sign_node_request(
-        &link.key,
-        &signed_message(&path, &link.node, time),
-    )?;
+    let signature =
+        rampart_audit::sign_node_request(&link.key, &signed_message(&path, &link.node, time))?;
     let request = axum::http::Request::builder()
         .method("GET")
         .uri(&path)
@@ -340,8 +344,7 @@ async fn open(
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|err| err.to_string())?;
     let response = if https {
-        let certificate =
-            certificate.ok_or("it registered no HTTPS certificate to trust")?;
+        let certificate = certificate.ok_or("it registered no HTTPS certificate to trust")?;
         let tls = tls_client(certificate)?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|err| format!("{host}: {err}"))?;

@@ -150,22 +150,76 @@ impl Recovery {
 /// records were closed as "node lost" already, so they carry no evidence any more) and
 /// register again. Then declare lost the nodes silent for `node.lost_after`, and end the
 /// sessions of lost nodes.
+///
+/// Each beat also settles who leads (`leader` says whether this node does): the work that must
+/// run once per cluster runs only on the leader ([`while_leader`]).
 pub async fn run(
     store: Arc<Store>,
     membership: Membership,
     live: Arc<LiveSessions>,
     recovery: Option<Arc<Recovery>>,
+    leader: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut beats = tokio::time::interval(membership.config.heartbeat_interval);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lock = rampart_store::nodes::LeaderLock::default();
     loop {
         tokio::select! {
             _ = beats.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(err) = beat(&store, &membership, &live, recovery.as_ref()).await {
+        let leads = match store.lead(&mut lock).await {
+            Ok(leads) => leads,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot settle the cluster's leader; not leading");
+                false
+            }
+        };
+        if let Err(err) = beat(&store, &membership, &live, recovery.as_ref(), leads).await {
             tracing::error!(error = %err, node = %membership.name, "cluster heartbeat failed");
+        }
+        leader.send_if_modified(|was| {
+            if *was == leads {
+                return false;
+            }
+            tracing::info!(node = %membership.name, leads, "cluster leadership changed");
+            *was = leads;
+            true
+        });
+    }
+}
+
+/// Runs the task `start` makes while this node leads the cluster (audit sinks, detectors,
+/// retention, rotation, directory syncs: work that must run once): started when it becomes
+/// leader, told to stop (its stop receiver) and awaited when it stops leading or the server
+/// stops.
+pub async fn while_leader<F, Fut>(
+    mut leader: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+    mut start: F,
+) where
+    F: FnMut(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            led = leader.wait_for(|leads| *leads) => if led.is_err() { return },
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let (task_stop, task_stopped) = watch::channel(false);
+        let mut task = tokio::spawn(start(task_stopped));
+        let server_stops = tokio::select! {
+            _ = &mut task => return,
+            _ = leader.wait_for(|leads| !*leads) => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        let _ = task_stop.send(true);
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, "a background task failed");
+        }
+        if server_stops {
+            return;
         }
     }
 }
@@ -175,9 +229,10 @@ async fn beat(
     membership: &Membership,
     live: &LiveSessions,
     recovery: Option<&Arc<Recovery>>,
+    leads: bool,
 ) -> anyhow::Result<()> {
     if !store
-        .node_heartbeat(&membership.name, &membership.instance)
+        .node_heartbeat(&membership.name, &membership.instance, leads)
         .await?
     {
         tracing::error!(

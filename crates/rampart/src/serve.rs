@@ -497,61 +497,89 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.audit.seal_interval,
         stop_rx_for_sealing,
     ));
-    // SIEM forwarding and retention run beside the listeners and never block them.
-    let mut background = Vec::new();
-    for (sink, status) in sinks {
-        tracing::info!(sink = %sink.name(), "audit sink configured");
-        background.push(tokio::spawn(crate::forwarder::run(
-            store.clone(),
-            sink,
-            status,
-            stop_tx.subscribe(),
-        )));
-    }
-    // The anomaly detectors that read the audit log, when any is configured (`[alerts]`).
-    if config.detectors.reads_the_audit_log() {
-        background.push(tokio::spawn(crate::detectors::run(
-            store.clone(),
-            config.detectors.clone(),
-            stop_tx.subscribe(),
-        )));
-    }
-    // The LDAP directory's users, keys and groups, synced every `ldap.sync_interval`.
-    if let Some(directory) = directory
-        && let Some(interval) = directory.settings().sync_interval
-    {
-        background.push(tokio::spawn(rampart_ldap::sync::run(
-            store.clone(),
-            directory,
-            interval,
-            stopped(stop_tx.subscribe()),
-        )));
-    }
-    // Heartbeats, and the sweep that ends the sessions of nodes that stopped sending theirs.
+    // Heartbeats, the sweep that ends the sessions of nodes that stopped sending theirs, and
+    // who leads the cluster.
     let membership = joined.membership;
+    let (leader_tx, leader) = tokio::sync::watch::channel(false);
     let heartbeats = tokio::spawn(crate::cluster::run(
         store.clone(),
         membership.clone(),
         live_sessions,
         recovery(&config, &audit_key)?,
+        leader_tx,
         stop_tx.subscribe(),
     ));
-    background.push(tokio::spawn(retention_daily(
-        store.clone(),
-        config.audit.retention_days,
-        stop_tx.subscribe(),
-    )));
-    // Credential rotation: rotations a dead process left are resumed, then the schedule runs.
-    background.push(tokio::spawn(crate::commands::rotation::run_in_serve(
-        crate::commands::rotation::rotator(&store, &config, &rampart_core::audit::Actor::System),
-        stop_tx.subscribe(),
-    )));
-    if let Some(provider) = oidc {
-        background.push(tokio::spawn(rampart_oidc::check::run(
-            provider,
-            store.clone(),
-            stopped(stop_tx.subscribe()),
+    // The work that must run once per cluster runs on its leader (on a node alone: here),
+    // beside the listeners, never blocking them. Each task is started when this node becomes
+    // the leader and stopped when it stops leading.
+    let mut background = Vec::new();
+    let mut once_per_cluster = |start: Box<dyn FnMut(Stop) -> BoxedTask + Send>| {
+        background.push(tokio::spawn(crate::cluster::while_leader(
+            leader.clone(),
+            stop_tx.subscribe(),
+            start,
         )));
+    };
+    // SIEM forwarding, each sink from its stored progress.
+    // (Each sink's starting point was fixed before the banner: `sink_status` saved it.)
+    for (sink, _) in sinks {
+        tracing::info!(sink = %sink.name(), "audit sink configured");
+        let store = store.clone();
+        once_per_cluster(Box::new(move |stop| {
+            let (store, sink) = (store.clone(), sink.clone());
+            Box::pin(async move {
+                match store.sink_status(&sink.name()).await {
+                    Ok(status) => crate::forwarder::run(store, sink, status, stop).await,
+                    Err(err) => {
+                        tracing::error!(sink = %sink.name(), error = %err, "cannot read an audit sink's progress")
+                    }
+                }
+            })
+        }));
+    }
+    // The anomaly detectors that read the audit log, when any is configured (`[alerts]`).
+    if config.detectors.reads_the_audit_log() {
+        let (store, settings) = (store.clone(), config.detectors.clone());
+        once_per_cluster(Box::new(move |stop| {
+            Box::pin(crate::detectors::run(store.clone(), settings.clone(), stop))
+        }));
+    }
+    // The LDAP directory's users, keys and groups, synced every `ldap.sync_interval`.
+    if let Some(directory) = directory
+        && let Some(interval) = directory.settings().sync_interval
+    {
+        let store = store.clone();
+        once_per_cluster(Box::new(move |stop| {
+            Box::pin(rampart_ldap::sync::run(
+                store.clone(),
+                directory.clone(),
+                interval,
+                stopped(stop),
+            ))
+        }));
+    }
+    let (retention_store, days) = (store.clone(), config.audit.retention_days);
+    once_per_cluster(Box::new(move |stop| {
+        Box::pin(retention_daily(retention_store.clone(), days, stop))
+    }));
+    // Credential rotation: rotations a dead process left are resumed, then the schedule runs.
+    let rotator =
+        crate::commands::rotation::rotator(&store, &config, &rampart_core::audit::Actor::System);
+    once_per_cluster(Box::new(move |stop| {
+        Box::pin(crate::commands::rotation::run_in_serve(
+            rotator.clone(),
+            stop,
+        ))
+    }));
+    if let Some(provider) = oidc {
+        let store = store.clone();
+        once_per_cluster(Box::new(move |stop| {
+            Box::pin(rampart_oidc::check::run(
+                provider.clone(),
+                store.clone(),
+                stopped(stop),
+            ))
+        }));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
@@ -609,6 +637,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(serve_lock);
     Ok(())
 }
+
+/// A background task's stop signal, and the task as `while_leader` starts it.
+type Stop = tokio::sync::watch::Receiver<bool>;
+type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// What seals a lost node's recordings from the bucket, when recordings go to S3.
 fn recovery(

@@ -14,7 +14,9 @@ CREATE TABLE nodes (
     started_at TEXT NOT NULL,
     heartbeat_at TEXT NOT NULL,
     -- up | stopped | lost
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    -- 1 while it holds the cluster's leader lock (it runs the work that must run once).
+    leader INTEGER NOT NULL DEFAULT 0
 );
 ALTER TABLE sessions ADD COLUMN node TEXT;
 CREATE INDEX sessions_live_by_node ON sessions (node) WHERE ended_at IS NULL;

@@ -13,6 +13,7 @@ pub async fn list(store: &Store, json: bool) -> anyhow::Result<()> {
     let mut table = Table::new([
         "NAME",
         "STATE",
+        "LEADER",
         "LAST HEARTBEAT",
         "STARTED",
         "LIVE SESSIONS",
@@ -24,6 +25,7 @@ pub async fn list(store: &Store, json: bool) -> anyhow::Result<()> {
         table.row([
             node.name.clone(),
             node.state.to_string(),
+            if node.leader { "yes" } else { "-" }.to_owned(),
             format!("{} ({silent}s ago)", time_text(node.heartbeat_at)),
             time_text(node.started_at),
             node.live_sessions.to_string(),

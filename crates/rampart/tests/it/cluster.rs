@@ -114,6 +114,17 @@ fn api(client: &HttpClient, token: &str, method: &str, path: &str, body: Option<
     response.json()
 }
 
+/// The nodes that say they lead the cluster.
+fn leaders(r: &Rampart) -> Vec<String> {
+    r.json(&["node", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["leader"] == true)
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn node_states(r: &Rampart) -> Vec<(String, String)> {
     r.json(&["node", "list"])
         .as_array()
@@ -174,6 +185,12 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         states,
         [("a", "up"), ("b", "up"), ("c", "up")].map(|(n, s)| (n.to_owned(), s.to_owned())),
     );
+    // One node leads (it runs the work that must run once: sinks, retention, rotation...).
+    let leader = wait_for(Duration::from_secs(10), || {
+        let now = leaders(&b);
+        (now.len() == 1).then_some(now)
+    });
+    assert!(leader.is_some(), "exactly one leader: {:?}", leaders(&b));
     lab.r.ok(&["user", "add", "audrey", "--role", "auditor"]);
     lab.r
         .ok_with_stdin(&["user", "password", "audrey"], b"audrey-password-1");
@@ -317,6 +334,12 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
     })
     .unwrap_or_else(|| panic!("the lost node's session was never ended"));
     assert_eq!(ended["end_reason"], "node lost", "{ended}");
+    // Whoever led before, one of the nodes still up leads now.
+    let leader = wait_for(Duration::from_secs(15), || {
+        let now = leaders(&b);
+        (now.len() == 1 && now[0] != "a").then_some(now)
+    });
+    assert!(leader.is_some(), "one of b and c leads: {:?}", leaders(&b));
     let events = b.json(&["audit", "list", "--limit", "100000"]);
     let events = events.as_array().unwrap();
     let declared: Vec<&Value> = events.iter().filter(|e| e["kind"] == "node_lost").collect();
@@ -396,8 +419,7 @@ fn a_node_with_another_audit_key_or_a_running_nodes_name_is_refused_at_start() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        std::io::Write::write_all(&mut base64.stdin.take().unwrap(), signature.as_bytes())
-            .unwrap();
+        std::io::Write::write_all(&mut base64.stdin.take().unwrap(), signature.as_bytes()).unwrap();
         let encoded = text(&base64.wait_with_output().unwrap().stdout);
         _a_server
             .client()
