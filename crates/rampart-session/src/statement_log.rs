@@ -13,6 +13,11 @@
 //! milliseconds) and paid an fsync each; one writer pays one commit for all of them (group
 //! commit).
 //!
+//! A session without a recording has no marker: its rows are its evidence. They go through
+//! the same writer, and the trail waits for the commit before the answer is forwarded (a flush:
+//! committed at once, with whatever the other sessions queued), where each such statement used
+//! to be a transaction of its own.
+//!
 //! Fail closed: a batch that cannot be written ends every session that had statements in it
 //! (live enforcement's stop, with the reason), and every later statement of those sessions is
 //! refused the same way. A session's end waits for the queue to be written up to its last
