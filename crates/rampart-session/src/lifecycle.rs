@@ -286,11 +286,13 @@ impl SessionCore {
         };
         let (registration, control) = self.live.register(id, grant);
         // A recorded database session's statements are marked in its recording before their
-        // answers; their searchable rows are then written in batches (`statement_log`).
-        let statements = (recorded && kind.is_database()).then(|| {
+        // answers; their searchable rows are then written in batches (`statement_log`). An
+        // unrecorded one's rows are its only evidence: each is committed before its answer,
+        // through the same writer (a group commit with the other sessions' rows).
+        let statements = kind.is_database().then(|| {
             self.evidence
                 .statements
-                .session(&self.store, registration.session.clone())
+                .session(&self.store, registration.session.clone(), !recorded)
         });
         let shared = Arc::new(Shared::new(
             ObserverSet::new(observers),

@@ -13,6 +13,11 @@
 //! milliseconds) and paid an fsync each; one writer pays one commit for all of them (group
 //! commit).
 //!
+//! A session without a recording has no marker: its rows are its evidence. They go through
+//! the same writer, and the trail waits for the commit before the answer is forwarded (a flush:
+//! committed at once, with whatever the other sessions queued), where each such statement used
+//! to be a transaction of its own.
+//!
 //! Fail closed: a batch that cannot be written ends every session that had statements in it
 //! (live enforcement's stop, with the reason), and every later statement of those sessions is
 //! refused the same way. A session's end waits for the queue to be written up to its last
@@ -33,6 +38,14 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 8192;
 /// The most statements written in one transaction.
 const BATCH: usize = 1024;
+/// How long the writer gathers statements after the first of a batch before it commits,
+/// unless a flush waits (a session's end, an unrecorded statement's answer: committed at
+/// once) or the batch is full. Each commit costs SQLite's write transaction, its WAL frames
+/// and an fsync: under a steady stream of statements a commit every few milliseconds with
+/// a few rows each cost more than the rows themselves. The rows are not the evidence of
+/// recorded statements (their markers are), so a few milliseconds more before they are
+/// searchable lose nothing.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 enum Job {
     Statement(Box<NewCommand>, Arc<Failure>),
@@ -65,7 +78,14 @@ pub struct StatementWriter {
 
 impl StatementWriter {
     /// A session's handle on the node's writer; a failed write ends `live`.
-    pub(crate) fn session(&self, store: &Arc<Store>, live: Arc<LiveSession>) -> StatementLog {
+    /// `unrecorded`: the session has no recording, so each of its statements' rows is
+    /// committed before its answer is passed back ([`StatementLog::committed_before_answer`]).
+    pub(crate) fn session(
+        &self,
+        store: &Arc<Store>,
+        live: Arc<LiveSession>,
+        unrecorded: bool,
+    ) -> StatementLog {
         let jobs = self
             .jobs
             .get_or_init(|| {
@@ -80,6 +100,7 @@ impl StatementWriter {
                 why: OnceLock::new(),
                 live,
             }),
+            unrecorded,
         }
     }
 }
@@ -89,9 +110,16 @@ impl StatementWriter {
 pub(crate) struct StatementLog {
     jobs: mpsc::Sender<Job>,
     failure: Arc<Failure>,
+    unrecorded: bool,
 }
 
 impl StatementLog {
+    /// Whether the session's rows must be committed before their answers (it has no
+    /// recording to mark them in): the trail flushes after queuing them.
+    pub(crate) fn committed_before_answer(&self) -> bool {
+        self.unrecorded
+    }
+
     /// An error once a batch with this session's statements could not be written.
     pub(crate) fn check(&self) -> Result<(), String> {
         match self.failure.why.get() {
@@ -133,22 +161,34 @@ async fn write(store: Arc<Store>, mut queue: mpsc::Receiver<Job>) {
     let mut owners: Vec<Arc<Failure>> = Vec::new();
     let mut flushes = Vec::new();
     while let Some(job) = queue.recv().await {
+        let gather_until = tokio::time::Instant::now() + GATHER;
         let mut next = Some(job);
-        while let Some(job) = next.take() {
-            match job {
-                // A session that has failed writes nothing more (its relay is ending).
-                Job::Statement(command, owner) => {
-                    if owner.why.get().is_none() {
-                        batch.push(*command);
-                        if !owners.iter().any(|known| Arc::ptr_eq(known, &owner)) {
-                            owners.push(owner);
+        loop {
+            while let Some(job) = next.take() {
+                match job {
+                    // A session that has failed writes nothing more (its relay is ending).
+                    Job::Statement(command, owner) => {
+                        if owner.why.get().is_none() {
+                            batch.push(*command);
+                            if !owners.iter().any(|known| Arc::ptr_eq(known, &owner)) {
+                                owners.push(owner);
+                            }
                         }
                     }
+                    Job::Flush(done) => flushes.push(done),
                 }
-                Job::Flush(done) => flushes.push(done),
+                if batch.len() < BATCH {
+                    next = queue.try_recv().ok();
+                }
             }
-            if batch.len() < BATCH {
-                next = queue.try_recv().ok();
+            // Gather more for this batch, unless someone waits for it or it is full.
+            if batch.is_empty() || batch.len() >= BATCH || !flushes.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(gather_until, queue.recv()).await {
+                Ok(Some(job)) => next = Some(job),
+                // Every handle gone (the loop above then ends) or the time is up: write.
+                Ok(None) | Err(_) => break,
             }
         }
         if !batch.is_empty()

@@ -18,8 +18,9 @@ pub(crate) struct Trail {
     pub(crate) user: String,
     pub(crate) account: rampart_core::AccountRef,
     pub(crate) source: String,
-    /// A recorded database session's statement rows, written in batches (`None`: every
-    /// command is committed before the call returns).
+    /// A database session's statement rows, written in batches by the node's writer (for an
+    /// unrecorded session each is committed before its answer); `None`: every command is
+    /// committed before the call returns.
     pub(crate) statements: Option<StatementLog>,
 }
 
@@ -43,22 +44,29 @@ impl Trail {
         }
     }
 
-    /// Findings in the target's bytes, whose commands the recording has just marked: with a
-    /// statement log, the commands (up to the first other finding) are queued for it; the rest
-    /// goes through [`Self::log`]. An error ends the session (fail closed).
+    /// Findings in the target's bytes, whose commands the recording (if any) has just marked:
+    /// with a statement log, the commands (up to the first other finding) are queued for it;
+    /// the rest goes through [`Self::log`]. Without a recording the queued rows are committed
+    /// before this returns (they are the statements' only evidence). An error ends the session
+    /// (fail closed).
     pub(crate) async fn log_marked(&self, findings: Vec<Finding>) -> Result<(), String> {
         let Some(statements) = &self.statements else {
             return self.log(findings).await;
         };
         statements.check()?;
         let mut rest = Vec::new();
+        let mut queued = false;
         for item in findings {
             match item {
                 Finding::Command(command) if rest.is_empty() => {
                     statements.push(self.new_command(command)).await?;
+                    queued = true;
                 }
                 other => rest.push(other),
             }
+        }
+        if queued && statements.committed_before_answer() {
+            statements.flush().await?;
         }
         self.log(rest).await
     }

@@ -638,3 +638,39 @@ fn psql_copy_moves_rows_both_ways_through_rampart_and_each_copy_is_one_record() 
         "{copies:?}"
     );
 }
+
+/// Under a grant without recording a statement's row is its only evidence: it is committed
+/// (through the node's statement writer, with other sessions' rows) before the answer is
+/// passed back, and every statement is in the query log.
+#[test]
+fn without_a_recording_every_statement_is_logged_before_its_answer() {
+    let Some(pg) = start_postgres() else { return };
+    let (r, _server, port) = rampart_for(&pg);
+    let grants = r.json(&["grant", "list"]);
+    let id = grants[0]["id"].as_str().unwrap().to_owned();
+    r.ok(&["grant", "set", "--recording", "false", &id]);
+    let token = token(&r, "1h");
+
+    let out = psql(
+        port,
+        &token,
+        "require",
+        &["select 6 * 7 as answer", "select 'unrecorded' as word"],
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("42") && shown.contains("unrecorded"),
+        "{shown}"
+    );
+    let records = queries_until(&r, &["--user", "alice"], 2);
+    let statements: Vec<&str> = records
+        .iter()
+        .map(|q| q["record"]["statement"].as_str().unwrap())
+        .collect();
+    assert!(
+        statements.contains(&"select 6 * 7 as answer")
+            && statements.contains(&"select 'unrecorded' as word"),
+        "{records:?}"
+    );
+}
