@@ -62,9 +62,7 @@ pub fn recover(client: &Client, session: Uuid, dir: &Path) -> Result<Recovered, 
     }
     let malformed = |reason: String| FetchError::Malformed { session, reason };
     let mut manifest = std::fs::File::create(manifest_path(dir, session))?;
-    let mut cast = std::fs::File::create(cast_path(dir, session))?;
-    let mut raw: Option<std::fs::File> = None;
-    let mut lengths = [0u64; 2];
+    let mut files = Rebuilt::new(dir, session)?;
     let (mut at, mut lines) = (0u64, 0u64);
     while let Some(line) = client.get(&client.key(&manifest_line_name(session, at)))? {
         if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
@@ -72,38 +70,7 @@ pub fn recover(client: &Client, session: Uuid, dir: &Path) -> Result<Recovered, 
                 "the manifest line at byte {at} is not one line"
             )));
         }
-        let parsed: ManifestLine =
-            serde_json::from_slice(&line).map_err(|err| malformed(err.to_string()))?;
-        if let ManifestLine::Chunk {
-            index,
-            file,
-            offset,
-            length,
-            ..
-        } = parsed
-        {
-            let data = client
-                .get(&client.key(&chunk_name(session, index, file)))?
-                .ok_or(FetchError::ChunkMissing { session, index })?;
-            let slot = usize::from(file == RecordedFile::Raw);
-            let written = lengths
-                .get_mut(slot)
-                .ok_or_else(|| malformed("file".into()))?;
-            if *written != offset || data.len() as u64 != length {
-                return Err(malformed(format!(
-                    "chunk {index} is {} bytes at {written}, the manifest says {length} at {offset}",
-                    data.len()
-                )));
-            }
-            if file == RecordedFile::Raw && raw.is_none() {
-                raw = Some(std::fs::File::create(raw_path(dir, session))?);
-            }
-            match (file, raw.as_mut()) {
-                (RecordedFile::Raw, Some(raw)) => raw.write_all(&data)?,
-                _ => cast.write_all(&data)?,
-            }
-            *written += length;
-        }
+        files.place(client, &line)?;
         manifest.write_all(&line)?;
         at += line.len() as u64;
         lines += 1;
@@ -112,6 +79,74 @@ pub fn recover(client: &Client, session: Uuid, dir: &Path) -> Result<Recovered, 
         return Err(FetchError::Missing(session));
     }
     Ok(Recovered::Unsealed { lines })
+}
+
+/// A recording's files rebuilt from the bucket, one manifest line at a time.
+struct Rebuilt {
+    session: Uuid,
+    dir: std::path::PathBuf,
+    cast: std::fs::File,
+    raw: Option<std::fs::File>,
+    /// Bytes written so far to the cast and the raw file.
+    lengths: [u64; 2],
+}
+
+impl Rebuilt {
+    fn new(dir: &Path, session: Uuid) -> Result<Self, FetchError> {
+        Ok(Self {
+            session,
+            dir: dir.to_path_buf(),
+            cast: std::fs::File::create(cast_path(dir, session))?,
+            raw: None,
+            lengths: [0; 2],
+        })
+    }
+
+    /// Puts the chunk a manifest `line` names (from the bucket) where the line places it; a
+    /// line that names no chunk is passed over. A chunk out of place is malformed (the verifier
+    /// would say so too).
+    fn place(&mut self, client: &Client, line: &[u8]) -> Result<(), FetchError> {
+        let session = self.session;
+        let malformed = |reason: String| FetchError::Malformed { session, reason };
+        let parsed: ManifestLine =
+            serde_json::from_slice(line).map_err(|err| malformed(err.to_string()))?;
+        let ManifestLine::Chunk {
+            index,
+            file,
+            offset,
+            length,
+            ..
+        } = parsed
+        else {
+            return Ok(());
+        };
+        let data = client
+            .get(&client.key(&chunk_name(session, index, file)))?
+            .ok_or(FetchError::ChunkMissing { session, index })?;
+        let slot = usize::from(file == RecordedFile::Raw);
+        let written = self
+            .lengths
+            .get_mut(slot)
+            .ok_or_else(|| malformed("file".into()))?;
+        if *written != offset || data.len() as u64 != length {
+            return Err(malformed(format!(
+                "chunk {index} is {} bytes at {written}, the manifest says {length} at {offset}",
+                data.len()
+            )));
+        }
+        *written += length;
+        match file {
+            RecordedFile::Cast => self.cast.write_all(&data)?,
+            RecordedFile::Raw => match self.raw.as_mut() {
+                Some(raw) => raw.write_all(&data)?,
+                None => self
+                    .raw
+                    .insert(std::fs::File::create(raw_path(&self.dir, session))?)
+                    .write_all(&data)?,
+            },
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,47 +168,12 @@ pub enum FetchError {
 /// wrote it, for the verifier and the readers. Chunks are written where the manifest places
 /// them; one out of place is malformed (the verifier would say so too).
 pub fn fetch(client: &Client, session: Uuid, dir: &Path) -> Result<(), FetchError> {
-    let malformed = |reason: String| FetchError::Malformed { session, reason };
     let manifest = client
         .get(&client.key(&manifest_name(session)))?
         .ok_or(FetchError::Missing(session))?;
-    let mut cast = std::fs::File::create(cast_path(dir, session))?;
-    let mut raw: Option<std::fs::File> = None;
-    let mut lengths = [0u64; 2];
+    let mut files = Rebuilt::new(dir, session)?;
     for line in manifest.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let parsed: ManifestLine =
-            serde_json::from_slice(line).map_err(|err| malformed(err.to_string()))?;
-        let ManifestLine::Chunk {
-            index,
-            file,
-            offset,
-            length,
-            ..
-        } = parsed
-        else {
-            continue;
-        };
-        let data = client
-            .get(&client.key(&chunk_name(session, index, file)))?
-            .ok_or(FetchError::ChunkMissing { session, index })?;
-        let slot = usize::from(file == RecordedFile::Raw);
-        let written = lengths
-            .get_mut(slot)
-            .ok_or_else(|| malformed("file".into()))?;
-        if *written != offset || data.len() as u64 != length {
-            return Err(malformed(format!(
-                "chunk {index} is {} bytes at {written}, the manifest says {length} at {offset}",
-                data.len()
-            )));
-        }
-        if file == RecordedFile::Raw && raw.is_none() {
-            raw = Some(std::fs::File::create(raw_path(dir, session))?);
-        }
-        match (file, raw.as_mut()) {
-            (RecordedFile::Raw, Some(raw)) => raw.write_all(&data)?,
-            _ => cast.write_all(&data)?,
-        }
-        *written += length;
+        files.place(client, line)?;
     }
     std::fs::write(manifest_path(dir, session), &manifest)?;
     Ok(())

@@ -131,23 +131,9 @@ pub(crate) async fn append_all(
             values.push(row);
             prev_hash = hash;
         }
-        let placeholders = (0..values.len())
-            .map(|row| {
-                let base = row * 7;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    base + 1,
-                    base + 2,
-                    base + 2,
-                    base + 3,
-                    base + 4,
-                    base + 5,
-                    base + 6,
-                    base + 7
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        // `at` and `at_utc` take the same value.
+        let placeholders =
+            crate::rows::values_placeholders(values.len(), 7, &[1, 2, 2, 3, 4, 5, 6, 7]);
         let sql = format!(
             "INSERT INTO audit_events (seq, at, at_utc, actor, kind, event, prev_hash, hash) \
              VALUES {placeholders}"

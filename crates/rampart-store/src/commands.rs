@@ -109,22 +109,8 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         for chunk in commands.chunks(COMMANDS_CHUNK) {
-            let placeholders = (0..chunk.len())
-                .map(|row| {
-                    let base = row * 7;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        base + 1,
-                        base + 2,
-                        base + 3,
-                        base + 4,
-                        base + 5,
-                        base + 6,
-                        base + 7
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders =
+                crate::rows::values_placeholders(chunk.len(), 7, &[1, 2, 3, 4, 5, 6, 7]);
             let sql = format!(
                 "INSERT INTO commands (id, session_id, at, user_name, asset_name, account_login, \
                  command) VALUES {placeholders}"

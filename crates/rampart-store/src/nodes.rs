@@ -208,11 +208,17 @@ impl Store {
 
     /// Every node the registry knows, by name, with its live session count.
     pub async fn list_nodes(&self) -> Result<Vec<Node>> {
+        self.nodes(None).await
+    }
+
+    /// The nodes named `only` (one at most), or all of them.
+    async fn nodes(&self, only: Option<&str>) -> Result<Vec<Node>> {
         let rows = sqlx::query(
             "SELECT n.name, n.instance, n.address, n.certificate, n.version, n.started_at, n.heartbeat_at, n.state, n.leader, \
              (SELECT COUNT(*) FROM sessions s WHERE s.node = n.name AND s.ended_at IS NULL) AS live \
-             FROM nodes n ORDER BY n.name",
+             FROM nodes n WHERE ($1 IS NULL OR n.name = $1) ORDER BY n.name",
         )
+        .bind(only)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -235,11 +241,7 @@ impl Store {
 
     /// One node of the registry, by name.
     pub async fn node_named(&self, name: &str) -> Result<Option<Node>> {
-        Ok(self
-            .list_nodes()
-            .await?
-            .into_iter()
-            .find(|node| node.name == name))
+        Ok(self.nodes(Some(name)).await?.into_iter().next())
     }
 
     /// Declares lost every node (other than `by`) still `up` whose last heartbeat is older than

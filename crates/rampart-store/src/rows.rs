@@ -114,3 +114,17 @@ pub(crate) async fn id_of(conn: &mut AnyConnection, table: Named, name: &Name) -
         .await?
         .ok_or_else(|| StoreError::not_found(table.what(), name))
 }
+
+/// The `VALUES` list of a multi-row INSERT: `rows` groups, each binding `width` parameters,
+/// where `columns` names each column's parameter within its row (1-based; a number may repeat
+/// when two columns take one value). Built from numbers only: nothing of the rows is in it.
+pub(crate) fn values_placeholders(rows: usize, width: usize, columns: &[usize]) -> String {
+    (0..rows)
+        .map(|row| {
+            let base = row * width;
+            let slots: Vec<String> = columns.iter().map(|c| format!("${}", base + c)).collect();
+            format!("({})", slots.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -78,6 +78,15 @@ fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option
     }
 }
 
+/// Session `id` as `r` shows it once it has ended (within `within`).
+fn ended_session(r: &Rampart, id: &str, within: Duration) -> Value {
+    wait_for(within, || {
+        let session = r.json(&["session", "show", id]);
+        session["ended_at"].is_string().then_some(session)
+    })
+    .unwrap_or_else(|| panic!("session {id} never ended"))
+}
+
 /// An exec session through node A that prints `started` and then waits: returns once it has
 /// started.
 fn long_session(lab: &Lab) -> Child {
@@ -295,11 +304,7 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
     );
     let exited = wait_for(Duration::from_secs(20), || first.try_wait().unwrap());
     assert!(exited.is_some(), "node A ended the session node B killed");
-    let ended = wait_for(Duration::from_secs(10), || {
-        let session = lab.r.json(&["session", "show", &id]);
-        session["ended_at"].is_string().then_some(session)
-    })
-    .unwrap();
+    let ended = ended_session(&lab.r, &id, Duration::from_secs(10));
     assert!(
         ended["end_reason"]
             .as_str()
@@ -328,11 +333,7 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
         "node a was never declared lost: {:?}",
         node_states(&b)
     );
-    let ended = wait_for(Duration::from_secs(15), || {
-        let session = b.json(&["session", "show", &second_id]);
-        session["ended_at"].is_string().then_some(session)
-    })
-    .unwrap_or_else(|| panic!("the lost node's session was never ended"));
+    let ended = ended_session(&b, &second_id, Duration::from_secs(15));
     assert_eq!(ended["end_reason"], "node lost", "{ended}");
     // Whoever led before, one of the nodes still up leads now.
     let leader = wait_for(Duration::from_secs(15), || {
@@ -503,11 +504,7 @@ fn a_lost_nodes_recording_is_sealed_from_the_bucket_and_verifies_up_to_its_last_
     lab.server.kill();
     let _ = session.kill();
     let _ = session.wait();
-    let ended = wait_for(Duration::from_secs(30), || {
-        let session = b.json(&["session", "show", &id]);
-        session["ended_at"].is_string().then_some(session)
-    })
-    .unwrap_or_else(|| panic!("the lost node's session was never ended"));
+    let ended = ended_session(&b, &id, Duration::from_secs(30));
     assert_eq!(ended["end_reason"], "node lost", "{ended}");
     // Node b sealed it from the bucket: the manifest is there now, and the chain anchors it.
     assert!(bucket.exists(&format!("recordings/{id}/manifest")).unwrap());
