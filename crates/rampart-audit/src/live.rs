@@ -1,5 +1,6 @@
-//! A recording being made: the [`Recorder`] runs on a thread of its own, off the async
-//! runtime, and the relay talks to it through a bounded channel.
+//! A recording being made: the [`Recorder`] is driven by one of a few writer threads that
+//! every recording of the process shares, off the async runtime, and the relay talks to it
+//! through that thread's queue.
 //!
 //! Each call hands the writer one piece of the session and resolves once it is written to the
 //! file (`write(2)`), so the relay forwards only what is already recorded. The writer hashes
@@ -8,19 +9,30 @@
 //! the manifest and starts an fsync of the files on the runtime's blocking pool, and goes on
 //! writing meanwhile (a bulk stream is not held to the disk's speed); the next fsync starts
 //! when that one is done. So a crash of the machine loses at most the last interval, as long as
-//! the disk keeps up with the session. There is no lock to poison: the writer owns the files,
-//! and a failure of any kind (a write, an fsync, the thread itself) makes every later call fail,
-//! which ends the session.
+//! the disk keeps up with the session. Sealing (its fsync) also runs on the blocking pool, so
+//! one recording's disk never holds up the others on its thread.
+//!
+//! Why shared threads and not one per recording: a thread per session cost its stack and a
+//! wake-up per hand-off even while other recordings kept a writer busy; a few threads, one per
+//! core at most, serve thousands of sessions, and under load a busy writer takes the next
+//! session's piece without sleeping in between. A recording stays on the thread it started on,
+//! so its pieces are written in order.
+//!
+//! There is no lock to poison: the writer owns the files, and a failure of any kind (a write,
+//! an fsync, a panic while writing) makes every later call of that recording fail, which ends
+//! its session; the other recordings on the thread go on.
 
 use crate::recording::{Recorder, RecordingError, SealedRecording, Stream};
 use bytes::Bytes;
 use ssh_key::PrivateKey;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Recordings whose writer thread is running in this process.
+/// Recordings being written in this process.
 static OPEN_WRITERS: AtomicU64 = AtomicU64::new(0);
 /// Hand-offs to writers, and the time the relay waited for them in all (microseconds): how far
 /// the recorder holds the relay back.
@@ -59,57 +71,110 @@ enum Job {
     Seal(Arc<PrivateKey>, Reply<SealedRecording>),
 }
 
-/// Jobs waiting for the writer: the relay's two directions and the notices each wait for
-/// their own, so this is rarely more than three.
-const QUEUE: usize = 8;
+/// What a writer thread's queue carries. The queue is unbounded, but what waits in it is
+/// bounded by its callers: each call waits for its answer, and a session's relay makes a few
+/// at a time.
+enum Message {
+    /// A new recording for this thread, under its number.
+    Open(u64, Box<Open>),
+    Job(u64, Job),
+    /// Every handle on the recording is gone without a seal (its session's task ended): the
+    /// thread makes what was written durable and lets it go, unsealed, for the next start to
+    /// seal as interrupted.
+    Abandon(u64),
+}
+
+/// The writer threads (one per core, at most four), started with the first recording.
+struct Writers {
+    queues: Vec<flume::Sender<Message>>,
+    next: AtomicUsize,
+    numbers: AtomicU64,
+}
+
+/// The process's writers; an error if they cannot be started (every recording then fails, and
+/// so does its session).
+fn writers() -> Result<&'static Writers, RecordingError> {
+    static WRITERS: OnceLock<Result<Writers, String>> = OnceLock::new();
+    let started = WRITERS.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 4);
+        let queues = (0..threads)
+            .map(|n| {
+                let (queue, messages) = flume::unbounded();
+                std::thread::Builder::new()
+                    .name(format!("rampart-rec-{n}"))
+                    .spawn(move || write_forever(&messages))
+                    .map(|_| queue)
+                    .map_err(|err| format!("cannot start a recording writer thread: {err}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Writers {
+            queues,
+            next: AtomicUsize::new(0),
+            numbers: AtomicU64::new(1),
+        })
+    });
+    started
+        .as_ref()
+        .map_err(|why| RecordingError::Failed(why.clone()))
+}
 
 /// The relay's handle on a recording being written.
 #[derive(Debug, Clone)]
 pub struct LiveRecorder {
     session: Uuid,
-    jobs: flume::Sender<Job>,
-    /// Disconnected once the writer thread has ended: a job still queued then is never
-    /// answered (the channel keeps it while a handle lives), so a call stops waiting on this.
-    gone: flume::Receiver<()>,
+    handle: Arc<Handle>,
 }
 
-impl std::fmt::Debug for Job {
+/// The recording's number on its writer thread; the last handle to go tells the thread.
+#[derive(Debug)]
+struct Handle {
+    number: u64,
+    queue: flume::Sender<Message>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.queue.send(Message::Abandon(self.number));
+    }
+}
+
+impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Job")
+        f.write_str("Message")
     }
 }
 
 impl LiveRecorder {
-    /// Starts the writer thread for `recorder`, with a checkpoint at least every
-    /// `sync_interval` while anything is written.
+    /// Hands `recorder` to a writer thread, with a checkpoint at least every `sync_interval`
+    /// while anything is written.
     pub fn start(recorder: Recorder, sync_interval: Duration) -> Result<Self, RecordingError> {
         let session = recorder.session();
-        let (jobs, queue) = flume::bounded(QUEUE);
-        let (alive, gone) = flume::bounded::<()>(0);
-        let syncer = Syncer {
-            files: Arc::new(recorder.sync_handles()),
+        let writers = writers()?;
+        let turn = writers.next.fetch_add(1, Ordering::Relaxed);
+        let queue = writers
+            .queues
+            .get(turn % writers.queues.len().max(1))
+            .ok_or(RecordingError::Stopped)?
+            .clone();
+        let number = writers.numbers.fetch_add(1, Ordering::Relaxed);
+        let open = Open {
+            syncer: Syncer {
+                files: Arc::new(recorder.sync_handles()),
+                running: None,
+            },
+            recorder,
+            interval: sync_interval,
             runtime: tokio::runtime::Handle::try_current().ok(),
-            running: None,
+            timer: None,
         };
-        std::thread::Builder::new()
-            .name("rampart-recorder".into())
-            // The writer's frames are small; the default 2 MiB is address space per session.
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                OPEN_WRITERS.fetch_add(1, Ordering::Relaxed);
-                write_until_sealed(recorder, syncer, &queue, sync_interval);
-                OPEN_WRITERS.fetch_sub(1, Ordering::Relaxed);
-                // Every answer is sent by now: waiting calls see the end after their answer.
-                drop(alive);
-            })
-            .map_err(|err| RecordingError::Io {
-                path: format!("the writer thread of recording {session}"),
-                source: err,
-            })?;
+        queue
+            .send(Message::Open(number, Box::new(open)))
+            .map_err(|_| RecordingError::Stopped)?;
         Ok(Self {
             session,
-            jobs,
-            gone,
+            handle: Arc::new(Handle { number, queue }),
         })
     }
 
@@ -120,16 +185,12 @@ impl LiveRecorder {
     async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, RecordingError> {
         let (done, written) = tokio::sync::oneshot::channel();
         let started = Instant::now();
-        self.jobs
-            .send_async(job(done))
-            .await
+        self.handle
+            .queue
+            .send(Message::Job(self.handle.number, job(done)))
             .map_err(|_| RecordingError::Stopped)?;
-        let result = tokio::select! {
-            biased;
-            answer = written => answer.map_err(|_| RecordingError::Stopped)?,
-            // The writer ended (sealed) after this job was queued but before it was read.
-            _ = self.gone.recv_async() => return Err(RecordingError::Stopped),
-        };
+        // No answer at all: the writer dropped the job (it panicked on this recording).
+        let result = written.await.map_err(|_| RecordingError::Stopped)?;
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         HANDOFFS.fetch_add(1, Ordering::Relaxed);
         HANDOFF_WAIT_MICROS.fetch_add(waited, Ordering::Relaxed);
@@ -174,18 +235,83 @@ impl LiveRecorder {
             .await
     }
 
-    /// Writes what is left and seals the recording; the writer then stops, and every later
-    /// call fails. Returns the recording as the chain's `session_ended` event anchors it.
+    /// Writes what is left and seals the recording; every later call fails. Returns the
+    /// recording as the chain's `session_ended` event anchors it.
     pub async fn seal(&self, key: Arc<PrivateKey>) -> Result<SealedRecording, RecordingError> {
         self.call(|done| Job::Seal(key, done)).await
+    }
+}
+
+/// A recording on a writer thread.
+struct Open {
+    recorder: Recorder,
+    syncer: Syncer,
+    interval: Duration,
+    /// The blocking pool for fsyncs and the seal (without a runtime: the writer thread).
+    runtime: Option<tokio::runtime::Handle>,
+    /// When the thread next looks at this recording on its own (a checkpoint, or whether the
+    /// fsync under way is done); none while there is nothing to do.
+    timer: Option<Instant>,
+}
+
+/// Runs `work` on the blocking pool (without a runtime: here, on the writer thread).
+fn off_thread(runtime: Option<&tokio::runtime::Handle>, work: impl FnOnce() + Send + 'static) {
+    match runtime {
+        Some(runtime) => drop(runtime.spawn_blocking(work)),
+        None => work(),
+    }
+}
+
+impl Open {
+    fn write(&mut self, op: Op, done: Reply<()>) {
+        let recorder = &mut self.recorder;
+        // A failed fsync fails the recording before the next job is answered.
+        self.syncer.busy(recorder);
+        // Written now, hashed once the relay has its answer: it forwards what is in the file
+        // while this thread hashes it.
+        recorder.defer_hashing();
+        let result = match op {
+            Op::Streams(parts) => parts
+                .iter()
+                .try_for_each(|(stream, data)| recorder.stream(*stream, data)),
+            Op::Resize(cols, rows) => recorder.resize(cols, rows),
+            Op::Marker(label) => recorder.marker(&label),
+            Op::StreamsThenMarkers(parts, labels) => parts
+                .iter()
+                .try_for_each(|(stream, data)| recorder.stream(*stream, data))
+                .and_then(|()| labels.iter().try_for_each(|label| recorder.marker(label))),
+        };
+        // The caller may have gone (its session ended); nothing waits for the answer.
+        let _ = done.send(result);
+        // A failure fails the recording: the next call reports it and the session ends.
+        let _ = recorder.hash_written();
+    }
+
+    /// The thread's own look at the recording, when its timer is due: a checkpoint unless the
+    /// last fsync is still under way. Returns when to look again.
+    fn on_time(&mut self, now: Instant) -> Option<Instant> {
+        self.syncer
+            .checkpoint(&mut self.recorder, self.runtime.as_ref());
+        if self.syncer.running.is_some() {
+            // The next starts when this one is done: look again soon.
+            Some(now + self.interval.min(Duration::from_millis(50)))
+        } else if self.recorder.dirty() {
+            Some(now + self.interval)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the recording needs the thread's look on time (written and not checkpointed,
+    /// or an fsync under way).
+    fn wants_timer(&self) -> bool {
+        self.recorder.dirty() || self.syncer.running.is_some()
     }
 }
 
 /// Fsyncs a recording's files away from its writer.
 struct Syncer {
     files: Arc<Vec<Arc<std::fs::File>>>,
-    /// The blocking pool to fsync on (without a runtime: on the writer thread).
-    runtime: Option<tokio::runtime::Handle>,
     /// The fsync under way: its answer.
     running: Option<flume::Receiver<Result<(), String>>>,
 }
@@ -208,114 +334,153 @@ impl Syncer {
         false
     }
 
-    fn start(&mut self, recorder: &mut Recorder) {
+    fn start(&mut self, runtime: Option<&tokio::runtime::Handle>) {
         let files = self.files.clone();
-        let sync = move || {
-            files
+        let (done, running) = flume::bounded(1);
+        off_thread(runtime, move || {
+            let synced = files
                 .iter()
                 .try_for_each(|file| file.sync_data())
-                .map_err(|err| format!("cannot fsync the recording: {err}"))
-        };
-        match &self.runtime {
-            Some(runtime) => {
-                let (done, running) = flume::bounded(1);
-                runtime.spawn_blocking(move || {
-                    let _ = done.send(sync());
-                });
-                self.running = Some(running);
-            }
-            None => {
-                if let Err(why) = sync() {
-                    recorder.fail(why);
-                }
-            }
-        }
+                .map_err(|err| format!("cannot fsync the recording: {err}"));
+            let _ = done.send(synced);
+        });
+        self.running = Some(running);
     }
 
     /// A checkpoint: unless the last fsync is still under way, the open chunks are closed into
     /// the manifest and an fsync of everything written so far starts.
-    fn checkpoint(&mut self, recorder: &mut Recorder) {
+    fn checkpoint(&mut self, recorder: &mut Recorder, runtime: Option<&tokio::runtime::Handle>) {
         if self.busy(recorder) {
             return;
         }
         match recorder.close_for_sync() {
-            Ok(true) => self.start(recorder),
+            Ok(true) => self.start(runtime),
             Ok(false) => {}
             Err(err) => recorder.fail(err.to_string()),
         }
     }
 }
 
-/// The writer thread: applies jobs in order, answers each, checkpoints on time. Ends when the
-/// recording is sealed or every handle is gone (then it leaves the recording unsealed but
-/// durable, for the next start to seal as interrupted).
-fn write_until_sealed(
-    mut recorder: Recorder,
-    mut syncer: Syncer,
-    queue: &flume::Receiver<Job>,
-    interval: Duration,
-) {
-    let mut next_checkpoint = Instant::now() + interval;
+/// A writer thread: applies each recording's jobs in order, answers each, and checkpoints
+/// every recording on time. Runs as long as the process.
+fn write_forever(messages: &flume::Receiver<Message>) {
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    // When to look at which recording; an entry whose recording has another time (or is gone)
+    // is stale and skipped.
+    let mut timers: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     loop {
-        // A failed fsync fails the recording before the next job is answered.
-        let syncing = syncer.busy(&mut recorder);
-        // With nothing written since the last checkpoint and no fsync under way there is
-        // nothing to do on time: sleep until the next job (an idle session costs no wake-ups),
-        // and count the interval from it.
-        let job = if syncing || recorder.dirty() {
-            queue.recv_deadline(next_checkpoint)
-        } else {
-            let job = queue
+        let message = match timers.peek() {
+            Some(Reverse((at, _))) => messages.recv_deadline(*at),
+            // Nothing due: sleep until the next job (idle sessions cost no wake-ups).
+            None => messages
                 .recv()
-                .map_err(|flume::RecvError::Disconnected| flume::RecvTimeoutError::Disconnected);
-            next_checkpoint = next_checkpoint.max(Instant::now() + interval);
-            job
+                .map_err(|flume::RecvError::Disconnected| flume::RecvTimeoutError::Disconnected),
         };
-        match job {
-            Ok(Job::Write(op, done)) => {
-                // Written now, hashed once the relay has its answer: it forwards what is in
-                // the file while this thread hashes it.
-                recorder.defer_hashing();
-                let result = match op {
-                    Op::Streams(parts) => parts
-                        .iter()
-                        .try_for_each(|(stream, data)| recorder.stream(*stream, data)),
-                    Op::Resize(cols, rows) => recorder.resize(cols, rows),
-                    Op::Marker(label) => recorder.marker(&label),
-                    Op::StreamsThenMarkers(parts, labels) => parts
-                        .iter()
-                        .try_for_each(|(stream, data)| recorder.stream(*stream, data))
-                        .and_then(|()| labels.iter().try_for_each(|label| recorder.marker(label))),
+        match message {
+            Ok(message) => {
+                let number = match &message {
+                    Message::Open(number, _)
+                    | Message::Job(number, _)
+                    | Message::Abandon(number) => *number,
                 };
-                // The caller may have gone (its session ended); nothing waits for the answer.
-                let _ = done.send(result);
-                // A failure fails the recording: the next call reports it and the session ends.
-                let _ = recorder.hash_written();
-            }
-            Ok(Job::Seal(key, done)) => {
-                let _ = done.send(recorder.seal(&key));
-                return;
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle(&mut open, message)
+                }));
+                match handled {
+                    Ok(()) => {
+                        if let Some(recording) = open.get_mut(&number)
+                            && recording.timer.is_none()
+                            && recording.wants_timer()
+                        {
+                            let at = Instant::now() + recording.interval;
+                            recording.timer = Some(at);
+                            timers.push(Reverse((at, number)));
+                        }
+                    }
+                    Err(_) => {
+                        // Its replies are dropped with it: its calls fail and its session ends.
+                        tracing::error!(
+                            recording = number,
+                            "a recording's writer panicked; the recording fails"
+                        );
+                        if open.remove(&number).is_some() {
+                            OPEN_WRITERS.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
             }
             Err(flume::RecvTimeoutError::Timeout) => {}
-            Err(flume::RecvTimeoutError::Disconnected) => {
-                // Nobody is left to tell: the log says it (crash recovery seals the file).
+            // The queue is the process's: it never disconnects.
+            Err(flume::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        while let Some(&Reverse((at, number))) = timers.peek() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let Some(recording) = open.get_mut(&number) else {
+                continue;
+            };
+            if recording.timer != Some(at) {
+                continue;
+            }
+            recording.timer = recording.on_time(now);
+            if let Some(next) = recording.timer {
+                timers.push(Reverse((next, number)));
+            }
+        }
+    }
+}
+
+fn handle(open: &mut HashMap<u64, Open>, message: Message) {
+    match message {
+        Message::Open(number, recording) => {
+            OPEN_WRITERS.fetch_add(1, Ordering::Relaxed);
+            open.insert(number, *recording);
+        }
+        Message::Job(number, job) => {
+            let Some(recording) = open.get_mut(&number) else {
+                // Sealed (or failed) already: every later call fails.
+                match job {
+                    Job::Write(_, done) => drop(done.send(Err(RecordingError::Stopped))),
+                    Job::Seal(_, done) => drop(done.send(Err(RecordingError::Stopped))),
+                }
+                return;
+            };
+            match job {
+                Job::Write(op, done) => recording.write(op, done),
+                Job::Seal(key, done) => {
+                    let Some(recording) = open.remove(&number) else {
+                        return;
+                    };
+                    OPEN_WRITERS.fetch_sub(1, Ordering::Relaxed);
+                    // The seal's fsync on the blocking pool: the thread's other recordings go on.
+                    let Open {
+                        recorder, runtime, ..
+                    } = recording;
+                    off_thread(runtime.as_ref(), move || {
+                        drop(done.send(recorder.seal(&key)));
+                    });
+                }
+            }
+        }
+        Message::Abandon(number) => {
+            let Some(recording) = open.remove(&number) else {
+                return;
+            };
+            OPEN_WRITERS.fetch_sub(1, Ordering::Relaxed);
+            let Open {
+                mut recorder,
+                runtime,
+                ..
+            } = recording;
+            // Nobody is left to tell: the log says it (crash recovery seals the file).
+            off_thread(runtime.as_ref(), move || {
                 if let Err(err) = recorder.checkpoint() {
                     tracing::error!(error = %err, "cannot write the last part of an abandoned recording");
                 }
-                return;
-            }
-        }
-        let now = Instant::now();
-        if now >= next_checkpoint {
-            // A failed checkpoint fails the recording: the next call reports it.
-            syncer.checkpoint(&mut recorder);
-            // While an fsync is under way, look again soon: the next starts when it is done.
-            next_checkpoint = now
-                + if syncer.running.is_some() {
-                    interval.min(Duration::from_millis(50))
-                } else {
-                    interval
-                };
+            });
         }
     }
 }
@@ -407,6 +572,85 @@ mod tests {
         live.seal(key.clone()).await.unwrap();
         let report = crate::verify_recording(tmp.path(), session, key.public_key()).unwrap();
         assert!(report.complete);
+    }
+
+    /// The threads named `rampart-rec-N` in this process (the writers).
+    fn writer_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("rampart-rec-"))
+            .count()
+    }
+
+    /// Sixty recordings at once are written by a few shared threads (at most four), each in
+    /// its own order, and every one seals and verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_recordings_share_a_few_writer_threads_and_each_verifies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recordings: Vec<_> = (0..60)
+            .map(|_| started(tmp.path(), Duration::from_millis(20)))
+            .collect();
+        let mut writing = tokio::task::JoinSet::new();
+        for (n, (_, live)) in recordings.iter().enumerate() {
+            let live = live.clone();
+            writing.spawn(async move {
+                for round in 0..20 {
+                    let text = format!("recording {n} round {round}\n");
+                    live.stream(Stream::Output, Bytes::from(text))
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        while let Some(done) = writing.join_next().await {
+            done.unwrap();
+        }
+        let threads = writer_threads();
+        assert!((1..=4).contains(&threads), "{threads} writer threads");
+        let key = Arc::new(PrivateKey::from(Ed25519Keypair::from_seed(&[10; 32])));
+        for (n, (session, live)) in recordings.iter().enumerate() {
+            live.seal(key.clone()).await.unwrap();
+            let report = crate::verify_recording(tmp.path(), *session, key.public_key()).unwrap();
+            assert!(report.complete);
+            let raw = std::fs::read(crate::recording::raw_path(tmp.path(), *session)).unwrap();
+            let raw = String::from_utf8_lossy(&raw);
+            let rounds: Vec<usize> = (0..20)
+                .map(|round| raw.find(&format!("recording {n} round {round}\n")).unwrap())
+                .collect();
+            assert!(rounds.is_sorted(), "recording {n} out of order");
+        }
+        assert_eq!(writer_threads(), threads);
+    }
+
+    /// A recording whose every handle is dropped without a seal (its session's task ended) is
+    /// left durable: what was written is checkpointed into its manifest for the next start to
+    /// seal as interrupted.
+    #[tokio::test]
+    async fn an_abandoned_recording_is_checkpointed_for_crash_recovery() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (session, live) = started(tmp.path(), Duration::from_secs(3600));
+        live.stream(Stream::Output, Bytes::from_static(b"LAST WORDS"))
+            .await
+            .unwrap();
+        let manifest = crate::recording::manifest_path(tmp.path(), session);
+        assert!(
+            !std::fs::read_to_string(&manifest)
+                .unwrap()
+                .contains("\"raw\"")
+        );
+        drop(live);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&manifest)
+            .unwrap()
+            .contains("\"raw\"")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the abandoned recording was not checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Hashing after the answer must leave the same chunks as hashing at once: many batches

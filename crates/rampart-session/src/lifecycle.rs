@@ -6,7 +6,7 @@
 //!
 //! 1. the recording (when the grant records and the front can record this kind of session),
 //! 2. the session record in the store,
-//! 3. the recording's writer thread,
+//! 3. the recording's place on a writer thread (`rampart_audit::live`),
 //! 4. the live registration (kill, revocation, idle and duration limits, watching),
 //!
 //! and hands back the [`SessionGuard`] that ends the session exactly once. Any failure refuses
@@ -238,7 +238,7 @@ impl SessionCore {
             }
             return Err(Refused);
         }
-        // The writer thread starts once the session exists; so does the copy to the replica.
+        // The recording goes to its writer once the session exists; so does the copy to the replica.
         let recorder = match recorder
             .map(|mut recorder| {
                 if let Some(replica) = &self.evidence.replica {
