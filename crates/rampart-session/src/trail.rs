@@ -71,14 +71,9 @@ impl Trail {
         self.log(rest).await
     }
 
-    /// A statement's row for the statement log, with its alert.
+    /// A statement's row for the statement log. (The shell's privilege-escalation detector is
+    /// not asked: a statement is not a shell line.)
     fn new_command(&self, command: String) -> rampart_store::NewCommand {
-        let alert = crate::command_control::escalation_alert(
-            &command,
-            &self.id.to_string(),
-            &self.user,
-            &self.account,
-        );
         rampart_store::NewCommand {
             session: self.id,
             at: time::OffsetDateTime::now_utc(),
@@ -86,7 +81,6 @@ impl Trail {
             asset: self.account.asset.to_string(),
             account: self.account.login.to_string(),
             command,
-            alert,
         }
     }
 

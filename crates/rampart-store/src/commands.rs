@@ -28,8 +28,6 @@ pub struct NewCommand {
     pub asset: String,
     pub account: String,
     pub command: String,
-    /// An alert raised by the command (privilege escalation), written right after its event.
-    pub alert: Option<AuditEvent>,
 }
 
 /// Command rows per multi-row `INSERT` in [`Store::record_commands`] (7 bound values each).
@@ -45,7 +43,7 @@ fn command_run(command: &NewCommand) -> AuditEvent {
     }
 }
 
-/// The command's row and its `command_run` event (then its alert) in the caller's transaction.
+/// The command's row and its `command_run` event in the caller's transaction.
 async fn insert_command(conn: &mut sqlx::AnyConnection, command: &NewCommand) -> Result<()> {
     sqlx::query(
         "INSERT INTO commands (id, session_id, at, user_name, asset_name, account_login, command) \
@@ -64,9 +62,6 @@ async fn insert_command(conn: &mut sqlx::AnyConnection, command: &NewCommand) ->
         name: command.user.clone(),
     };
     audit_log::append(&mut *conn, &actor, &command_run(command)).await?;
-    if let Some(alert) = &command.alert {
-        audit_log::append(&mut *conn, &actor, alert).await?;
-    }
     Ok(())
 }
 
@@ -88,15 +83,13 @@ impl Store {
             asset: asset.to_owned(),
             account: account.to_owned(),
             command: command.to_owned(),
-            alert: None,
         };
         insert_command(&mut tx, &one).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Records several commands (each with its `command_run` event, and its alert after it)
-    /// in one transaction, in order: a database session's statements, written in batches off
+    /// Records several commands (each with its `command_run` event) in one transaction, in order: a database session's statements, written in batches off
     /// the relay's path (`rampart_session`'s statement log). All or nothing.
     ///
     /// The rows go in [`COMMANDS_CHUNK`] at a time and the events through
@@ -136,13 +129,7 @@ impl Store {
             })
             .collect();
         let runs: Vec<AuditEvent> = commands.iter().map(command_run).collect();
-        let mut events = Vec::with_capacity(commands.len());
-        for ((command, actor), run) in commands.iter().zip(&actors).zip(&runs) {
-            events.push((actor, run));
-            if let Some(alert) = &command.alert {
-                events.push((actor, alert));
-            }
-        }
+        let events: Vec<(&Actor, &AuditEvent)> = actors.iter().zip(&runs).collect();
         audit_log::append_all(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())

@@ -203,7 +203,7 @@ impl DataDir {
         match fs::read_to_string(&path) {
             Ok(id) => Ok(id.trim().to_owned()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = uuid::Uuid::now_v7().to_string();
                 write_new_secret_file(&path, format!("{id}\n").as_bytes())?;
                 Ok(id)
             }

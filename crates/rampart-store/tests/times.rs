@@ -30,7 +30,6 @@ fn command(session: uuid::Uuid, at: OffsetDateTime, text: &str) -> NewCommand {
         asset: "web-01".into(),
         account: "root".into(),
         command: text.into(),
-        alert: None,
     }
 }
 
