@@ -427,9 +427,7 @@ impl server::Handler for Connection {
             InheritedTarget::Account(account) => account,
         };
         let target = TargetSpec::Account(account);
-        Ok(self
-            .accept(inherited.user, target, inherited.via, inherited.mfa)
-            .await)
+        Ok(Box::pin(self.accept(inherited.user, target, inherited.via, inherited.mfa)).await)
     }
 
     async fn auth_publickey_offered(
@@ -445,7 +443,7 @@ impl server::Handler for Connection {
         let fingerprint = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
         let attempt = self.attempt(login, parsed.as_ref());
         Ok(
-            if self.auth.key_offer_acceptable(&attempt, &fingerprint).await {
+            if Box::pin(self.auth.key_offer_acceptable(&attempt, &fingerprint)).await {
                 Auth::Accept
             } else {
                 Auth::reject()
@@ -463,7 +461,7 @@ impl server::Handler for Connection {
         let credential = Credential::VerifiedKey {
             fingerprint: &fingerprint,
         };
-        Ok(self.first_factor(login, credential).await)
+        Ok(Box::pin(self.first_factor(login, credential)).await)
     }
 
     async fn auth_openssh_certificate(
@@ -474,16 +472,12 @@ impl server::Handler for Connection {
         // russh calls this only after the certificate's key signed (A5) and the certificate's
         // own signature and window checked out; whose CA, which principal, issued here: the
         // authenticator decides.
-        Ok(self
-            .first_factor(login, Credential::Certificate(certificate))
-            .await)
+        Ok(Box::pin(self.first_factor(login, Credential::Certificate(certificate))).await)
     }
 
     async fn auth_password(&mut self, login: &str, password: &str) -> Result<Auth, Self::Error> {
         let password = SecretString::from(password.to_owned());
-        Ok(self
-            .first_factor(login, Credential::Password(&password))
-            .await)
+        Ok(Box::pin(self.first_factor(login, Credential::Password(&password))).await)
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -495,7 +489,7 @@ impl server::Handler for Connection {
         // As the second step of a login, for the very name the first factor was for; else,
         // when it is on, as a web approval.
         let Some(pending) = self.pending_mfa.take() else {
-            return Ok(self.web_approval(login, response.is_some()).await);
+            return Ok(Box::pin(self.web_approval(login, response.is_some())).await);
         };
         if !pending.second_factor.is_for(login) {
             return Ok(Auth::reject());
@@ -520,12 +514,8 @@ impl server::Handler for Connection {
             second_factor,
             target,
         } = pending;
-        match self
-            .auth
-            .second_factor(second_factor, &attempt, &code)
-            .await
-        {
-            SecondFactor::Authenticated(login) => Ok(self.logged_in(login, target).await),
+        match Box::pin(self.auth.second_factor(second_factor, &attempt, &code)).await {
+            SecondFactor::Authenticated(login) => Ok(Box::pin(self.logged_in(login, target)).await),
             SecondFactor::Retry(second_factor) => {
                 self.pending_mfa = Some(PendingMfa {
                     second_factor,
@@ -543,7 +533,7 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(identity) = self.current_identity().await else {
+        let Some(identity) = Box::pin(self.current_identity()).await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -665,7 +655,7 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(identity) = self.current_identity().await else {
+        let Some(identity) = Box::pin(self.current_identity()).await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;

@@ -349,7 +349,9 @@ impl client::Handler for PinningHandler {
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false);
         };
-        let verdict = self.verdict(key).await;
+        // Boxed: russh's session task holds the handler's future it awaits for as long as the
+        // connection lives, and this one reads the store.
+        let verdict = Box::pin(self.verdict(key)).await;
         let trusted = matches!(verdict, HostKeyVerdict::Trusted);
         if let Ok(mut presented) = self.presented.lock() {
             *presented = Some((key.clone(), verdict));

@@ -121,7 +121,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
             let _ = handle.channel_success(id).await;
             want_reply = false;
         }
-        match run_menu(&context, &mut channel, pty).await {
+        match Box::pin(run_menu(&context, &mut channel, pty)).await {
             Some(chosen) => target_spec = TargetSpec::Account(chosen),
             None => {
                 let _ = channel.exit_status(0).await;
@@ -134,7 +134,15 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
     // Meanwhile what the user sends is read (bounded) and handled first once the session runs:
     // left in the channel's queue, it would stop the whole connection (russh stops reading it
     // when one channel's queue is full) until the target answered.
-    let opening = open_target_channel(&context, &target_spec, &start, pty.as_ref(), &env);
+    // Boxed, as the menu and the end: the task lives as long as the session, and an inline
+    // future would keep the largest of them (the target's login) allocated all along.
+    let opening = Box::pin(open_target_channel(
+        &context,
+        &target_spec,
+        &start,
+        pty.as_ref(),
+        &env,
+    ));
     let (opened, pending) = read_while(&mut channel, opening).await;
     let Opened { target, mut guard } = match opened {
         Ok(opened) => opened,
@@ -196,7 +204,7 @@ pub async fn session_channel(context: SessionContext, mut channel: Channel<Msg>)
             .await
         }
     };
-    guard.end(reason, exit_status).await;
+    Box::pin(guard.end(reason, exit_status)).await;
 }
 
 /// At most this much of what the user sends before the session starts is read and kept (the
