@@ -16,7 +16,9 @@
 //! wake-up per hand-off even while other recordings kept a writer busy; a few threads, one per
 //! core at most, serve thousands of sessions, and under load a busy writer takes the next
 //! session's piece without sleeping in between. A recording stays on the thread it started on,
-//! so its pieces are written in order.
+//! so its pieces are written in order. The price: a `write(2)` that stalls (a recordings disk
+//! that stops taking data) holds up the other recordings on its thread too, as the disk would
+//! hold them all up anyway; their sessions wait, and nothing is forwarded unrecorded.
 //!
 //! There is no lock to poison: the writer owns the files, and a failure of any kind (a write,
 //! an fsync, a panic while writing) makes every later call of that recording fail, which ends
