@@ -442,22 +442,26 @@ pub enum RecordingCommand {
     /// Write a session's recording to a file: a terminal or command session as an asciicast
     /// v2 file that asciinema plays, a desktop session as a video (.mp4, .mkv or .webm, made
     /// with ffmpeg, which must be installed)
-    Export {
-        /// Session id
-        id: String,
-        /// The file to write (must not exist)
-        #[arg(short = 'o', long = "output", value_name = "FILE")]
-        output: PathBuf,
-        /// Export even if the recording does not verify
-        #[arg(long)]
-        force: bool,
-        /// Desktop sessions: video frames per second
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
-        fps: u32,
-    },
+    Export(ExportArgs),
     /// Report whether the configured S3 bucket (recording.store = "s3") has versioning and
     /// Object Lock on; fails when recording.s3.object_lock is set and either is off
     CheckBucket,
+}
+
+/// What `rampart recording export` writes, and how.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Session id
+    pub id: String,
+    /// The file to write (must not exist)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Export even if the recording does not verify
+    #[arg(long)]
+    pub force: bool,
+    /// Desktop sessions: video frames per second
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! `rampart replay`, `rampart recording export`: showing the evidence (`audit verify` is
 //! `verify.rs`).
 
-use crate::cli::{RecordingCommand, ReplayArgs};
+use crate::cli::{ExportArgs, RecordingCommand, ReplayArgs};
 use crate::config::Config;
 use crate::output::done;
 use anyhow::{Context, bail};
@@ -151,28 +151,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         RecordingCommand::CheckBucket => check_bucket(config, json),
-        RecordingCommand::Export {
-            id,
-            output,
-            force,
-            fps,
-        } => export(store, config, actor, json, &id, &output, force, fps).await,
+        RecordingCommand::Export(args) => export(store, config, actor, json, &args).await,
     }
 }
 
 /// `rampart recording export`: a terminal or command session as an asciicast file, a desktop
 /// session as a video.
-#[allow(clippy::too_many_arguments)]
 async fn export(
     store: &Store,
     config: &Config,
     actor: &Actor,
     json: bool,
-    id: &str,
-    output: &Path,
-    force: bool,
-    fps: u32,
+    args: &ExportArgs,
 ) -> anyhow::Result<()> {
+    let ExportArgs {
+        id,
+        output,
+        force,
+        fps,
+    } = args;
+    let (output, force, fps) = (output.as_path(), *force, *fps);
     let id = session_id(store, id).await?;
     let session = store.session(id).await?;
     // What the export needs is checked before the recording is: a desktop needs ffmpeg and a
