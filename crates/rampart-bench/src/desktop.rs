@@ -35,9 +35,9 @@ const BUSY_LOOP: &str = "i=0; while :; do i=$((i+1)); \
 /// Whether the tools the case needs are on the `PATH` (without failing the run).
 pub fn tools_present() -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    TOOLS.iter().all(|tool| {
-        std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
-    })
+    TOOLS
+        .iter()
+        .all(|tool| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
 /// One screen's session.
@@ -220,8 +220,7 @@ fn measure(
     let (stream_bytes, frames, end_reason) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the WebSocket reader panicked"))?;
-    let recording_bytes =
-        sealed_recording_bytes(&rampart.data_dir().join("recordings"), &session)?;
+    let recording_bytes = sealed_recording_bytes(&rampart.data_dir().join("recordings"), &session)?;
     drop(processes);
     Ok(Measured {
         seconds: elapsed,

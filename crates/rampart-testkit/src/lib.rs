@@ -948,7 +948,10 @@ impl HttpClient {
             }
             None => Box::new(tcp),
         };
-        RawHttp { stream, tcp: handle }
+        RawHttp {
+            stream,
+            tcp: handle,
+        }
     }
 
     /// Sends `method path` with `headers` and an optional JSON body.
