@@ -9,10 +9,10 @@
 //! Two screens, one session each: *idle* (the xterm shows a shell prompt and nothing changes)
 //! and *busy* (the xterm, 100x40 characters, prints a line every 50 ms: a scrolling log).
 //! Reported per minute of session: the sealed recording's bytes (its `.raw`, `.cast` and
-//! `.manifest` files), the desktop stream's bytes to the browser, Rampart's CPU seconds (utime
-//! + stime from `/proc/PID/stat`, from the session's `ready` to its end, so neither the login
-//! nor the seal is in it) and x11vnc's beside it; Rampart's resident memory before the session
-//! and at most while it is open. Figures are reported, never asserted.
+//! `.manifest` files), the desktop stream's bytes to the browser, Rampart's CPU seconds (user
+//! and system time from `/proc/PID/stat`, from the session's `ready` to its end, so neither the
+//! login nor the seal is in it) and x11vnc's beside it; Rampart's resident memory before the
+//! session and at most while it is open. Figures are reported, never asserted.
 
 use crate::efficiency;
 use anyhow::{Context, bail};
