@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CANARY: &str = "vnc-canary-7f3a";
+pub(crate) const CANARY: &str = "vnc-canary-7f3a";
 pub(crate) const KILL_REASON: &str = "desktop test: ended by the auditor";
 /// The screen, and an xterm in its top-left corner; the probe point lies outside the xterm.
 pub(crate) const SCREEN: (u16, u16) = (800, 600);
@@ -73,9 +73,10 @@ impl Desktop {
     }
 }
 
-/// Rampart with alice (password `alice-password-1`) and the desktop `desk` on `port`: the
-/// account `vnc@desk` with `CANARY` vaulted, and a `vnc:connect` grant.
-fn rampart_for_desktop(port: u16) -> (Rampart, Server) {
+/// Rampart with alice (password `alice-password-1`) and the desktop `desk` on `port` (with
+/// `pin`, its certificate pinned: VeNCrypt), the account `vnc@desk` with `CANARY` vaulted, and
+/// a `vnc:connect` grant.
+pub(crate) fn rampart_for_desktop(port: u16, pin: Option<&str>) -> (Rampart, Server) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
@@ -88,6 +89,9 @@ fn rampart_for_desktop(port: u16) -> (Rampart, Server) {
         "--endpoint",
         &format!("vnc:{port}"),
     ]);
+    if let Some(fingerprint) = pin {
+        crate::db_common::pin(&r, "desk", "vnc", fingerprint);
+    }
     r.ok_with_stdin(
         &["account", "add", "vnc@desk", "--password-stdin"],
         format!("{CANARY}\n").as_bytes(),
@@ -196,7 +200,7 @@ fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recordi
     let Some(desktop) = Desktop::start() else {
         return;
     };
-    let (r, server) = rampart_for_desktop(desktop.port);
+    let (r, server) = rampart_for_desktop(desktop.port, None);
     let (ok, out) = run_browser(&server, &[], |id| {
         r.ok(&["session", "kill", id, "--reason", KILL_REASON]);
     });
@@ -378,7 +382,7 @@ fn a_hostile_vnc_server_sending_an_oversized_update_ends_the_session_cleanly() {
         return;
     }
     let (port, hostile) = hostile_server();
-    let (r, server) = rampart_for_desktop(port);
+    let (r, server) = rampart_for_desktop(port, None);
     let (ok, out) = run_browser(&server, &[("EXPECT_END", "malformed".to_owned())], |_| {});
     assert!(ok && out.contains("desktop ended as expected"), "{out}");
     hostile.join().unwrap();
