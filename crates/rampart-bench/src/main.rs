@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo run --release -p rampart-bench` (it builds the release `rampart` first if it
 //! is missing). Needs OpenSSH's `ssh`, `sshd` and `ssh-keygen`; the database cases
-//! (`databases.rs`) PostgreSQL, `pgbench`, `redis-server` and `redis-benchmark`.
+//! (`databases.rs`) PostgreSQL, `pgbench`, `redis-server` and `redis-benchmark`; the desktop
+//! case (`desktop.rs`) `Xvfb`, `x11vnc`, `xterm` and `xsetroot` (skipped in the full run
+//! without them).
 #![forbid(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
@@ -16,6 +18,7 @@
 
 mod cluster;
 mod databases;
+mod desktop;
 mod domain_hop;
 mod efficiency;
 mod history;
@@ -54,6 +57,13 @@ struct Args {
     /// Run only the database cases (pgbench -S, redis-benchmark; direct against Rampart)
     #[arg(long)]
     databases_only: bool,
+    /// Seconds of session per screen in the desktop case
+    #[arg(long, default_value_t = 30)]
+    desktop_seconds: u64,
+    /// Run only the desktop case: a recorded VNC session through the desktop WebSocket on an
+    /// idle and on a busy screen (recording bytes, Rampart's CPU per minute, its memory)
+    #[arg(long)]
+    desktop_only: bool,
     /// Run only the concurrency case (`--sessions` interactive sessions: memory per session and
     /// a fresh login while they are open); no transfers, echoes, gateway or database cases
     #[arg(long)]
@@ -63,7 +73,8 @@ struct Args {
     #[arg(long)]
     cluster_only: bool,
     /// A few minutes instead of an hour: 64 MiB transfers, one timed run, 200 keystrokes,
-    /// 200 sessions, 3 s database runs (for a regression check, not for published figures)
+    /// 200 sessions, 3 s database runs, 10 s desktop sessions (for a regression check, not for
+    /// published figures)
     #[arg(long)]
     quick: bool,
     /// The history file this run's ratios are appended to and compared with (JSON lines)
@@ -83,6 +94,7 @@ impl Args {
             self.echoes = self.echoes.min(200);
             self.sessions = self.sessions.min(200);
             self.db_seconds = self.db_seconds.min(3);
+            self.desktop_seconds = self.desktop_seconds.min(10);
         }
         self
     }
@@ -521,6 +533,16 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if args.desktop_only {
+        let binary = rampart_binary()?;
+        let report = json!({
+            "desktop": desktop::run(binary.to_str().context("binary path")?, args.desktop_seconds)?,
+        });
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     if args.databases_only {
         let binary = rampart_binary()?;
         let report = json!({
@@ -700,6 +722,15 @@ fn main() -> anyhow::Result<()> {
         args.runs,
         args.db_seconds,
     )?;
+    // About a minute: two sessions of `--desktop-seconds`.
+    if desktop::tools_present() {
+        report["desktop"] = desktop::run(
+            binary.to_str().context("binary path")?,
+            args.desktop_seconds,
+        )?;
+    } else {
+        eprintln!("desktop case skipped: Xvfb, x11vnc, xterm or xsetroot is not installed");
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());

@@ -91,8 +91,9 @@ impl Protocol {
             | Protocol::Mysql
             | Protocol::Redis
             | Protocol::Rdp
+            | Protocol::Vnc
             | Protocol::Kubernetes => Some(IdentityKind::TlsCertificate),
-            Protocol::Vnc | Protocol::Telnet | Protocol::Tcp => None,
+            Protocol::Telnet | Protocol::Tcp => None,
         }
     }
 }

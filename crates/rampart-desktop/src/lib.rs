@@ -1,4 +1,5 @@
-//! Desktops for Rampart, VNC and RDP: a strict RFB 3.8 client towards VNC targets (`rfb`), an
+//! Desktops for Rampart, VNC and RDP: a strict RFB 3.8 client towards VNC targets (`rfb`, with
+//! VeNCrypt's TLS to a pinned certificate in `vnc`), an
 //! RDP client towards RDP targets with IronRDP's crates (`rdp`), the desktop stream the browser
 //! draws and the recording keeps (`screen`, the same for both), and the desktop session
 //! through the session core (`session`, the same for both), which the web front's WebSocket
@@ -7,7 +8,7 @@
 //! Why no crate for RFB: `vnc-rs` (the maintained RFB client on crates.io) brings its
 //! own event loop with `futures`, `async_io_stream`, `tokio-stream` and `wasm-bindgen-futures`,
 //! and decodes into buffers sized by what the server declares; `vnc` 0.4 is unmaintained
-//! (flate2 0.2). What Rampart needs is small: two security types, Raw, CopyRect and
+//! (flate2 0.2). What Rampart needs is small: three security types, Raw, CopyRect and
 //! DesktopSize, and four client messages, each length checked before it is read.
 //!
 //! RDP is another matter (X.224, MCS, CredSSP/NTLM, capability exchange, bitmap codecs), so
@@ -18,5 +19,6 @@ pub mod rfb;
 pub mod screen;
 pub mod session;
 pub mod video;
+pub mod vnc;
 
 pub use session::{Desktop, DesktopEvent, DesktopRequest, Input, open};

@@ -251,18 +251,8 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         .await
         .map_err(failed)?;
     let stream = framed.into_inner_no_leftover();
-    let Some(pin) = target_tls::pin(asset, Protocol::Rdp) else {
-        return Err(unpinned(stream, asset).await);
-    };
-    let tls = target_tls::connect_stream(
-        stream,
-        asset,
-        Protocol::Rdp,
-        &pin,
-        &login.store,
-        &login.actor,
-    )
-    .await?;
+    let tls = target_tls::connect_pinned(stream, asset, Protocol::Rdp, &login.store, &login.actor)
+        .await?;
     let public_key = server_public_key(&tls)?;
     let upgraded = ironrdp_tokio::mark_as_upgraded(should_upgrade, &mut connector);
     let mut framed = TokioFramed::new(tls);
@@ -293,36 +283,6 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         leftover,
         result,
     })
-}
-
-/// The line for an endpoint without a pinned certificate, naming what the server presented.
-async fn unpinned(stream: SyncStream<TargetStream>, asset: &Asset) -> String {
-    let mut shown = None;
-    if let (Ok((config, presented)), Ok(name)) = (
-        target_tls::pinned_client_config("none"),
-        target_tls::server_name(&asset.host),
-    ) {
-        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-        let _refused = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            connector.connect(name, stream),
-        )
-        .await;
-        shown = presented.lock().ok().and_then(|mut slot| slot.take());
-    }
-    match shown {
-        Some(shown) => format!(
-            "the RDP certificate of {asset} is not pinned, so nothing was sent; it presents \
-             {shown}: an administrator who has checked it pins it with `rampart asset endpoint \
-             set {asset} rdp --tls-fingerprint {shown}`",
-            asset = asset.name
-        ),
-        None => format!(
-            "the RDP certificate of {} is not pinned, so nothing was sent (the TLS handshake \
-             did not show a certificate)",
-            asset.name
-        ),
-    }
 }
 
 /// The subject public key of the certificate the server presented: CredSSP binds the

@@ -1,12 +1,18 @@
 //! The RFB protocol (RFC 6143), client side, version 3.8 only: the handshake with the security
-//! types None and VNC authentication, the client's messages, and a reader of the server's
-//! messages that checks every length before it reads or allocates.
+//! types None, VNC authentication and VeNCrypt (type 19, version 0.2, its X509 subtypes: TLS
+//! with a certificate, then None, VNC authentication or Plain inside), the client's messages,
+//! and a reader of the server's messages that checks every length before it reads or
+//! allocates. The TLS itself is not here: `vnc` does it with the endpoint's pinned certificate
+//! between [`vencrypt`] and [`authenticate`].
 //!
 //! INVARIANTS:
 //! - Nothing the server sends is trusted: the framebuffer is at most [`MAX_PIXELS`], every
 //!   rectangle lies inside it, strings are bounded ([`MAX_TEXT`]), unknown messages and
 //!   encodings end the session (they cannot be skipped: RFB messages carry no length).
-//! - The password only enters the DES key for the challenge; it is never logged or echoed.
+//! - The password only enters the DES key for the challenge (or, for VeNCrypt's X509Plain, the
+//!   TLS connection); it is never logged or echoed.
+//! - VeNCrypt's anonymous subtypes (TLSNone, TLSVnc, TLSPlain: anonymous Diffie-Hellman, no
+//!   certificate) and its subtypes without TLS are never chosen.
 //! - Reading is not cancel-safe: one task owns the [`Reader`] (see `session`).
 
 use rampart_core::{ExposeSecret, SecretString};
@@ -19,6 +25,13 @@ pub const MAX_TEXT: u32 = 1024 * 1024;
 /// Security types.
 const SECURITY_NONE: u8 = 1;
 const SECURITY_VNC: u8 = 2;
+const SECURITY_VENCRYPT: u8 = 19;
+/// VeNCrypt's subtypes with TLS and a certificate (X509), by what follows inside the TLS.
+pub const X509_NONE: u32 = 260;
+pub const X509_VNC: u32 = 261;
+pub const X509_PLAIN: u32 = 262;
+/// VeNCrypt's anonymous TLS subtypes (TLSNone, TLSVnc, TLSPlain): never chosen.
+const ANONYMOUS_TLS: [u32; 3] = [257, 258, 259];
 /// Encodings we ask for.
 pub const ENCODING_RAW: i32 = 0;
 pub const ENCODING_COPY_RECT: i32 = 1;
@@ -32,8 +45,27 @@ pub enum RfbError {
     Version(String),
     #[error("the VNC server refused the connection: {0}")]
     Refused(String),
-    #[error("the VNC server offers no security type Rampart uses (None or VNC authentication)")]
+    #[error(
+        "the VNC server offers no security type Rampart uses (None, VNC authentication or VeNCrypt)"
+    )]
     NoSecurityType,
+    #[error(
+        "the VNC endpoint has a pinned certificate but the server does not offer VeNCrypt (TLS), \
+         so nothing was sent"
+    )]
+    NoVencrypt,
+    #[error(
+        "the VNC server offers only anonymous TLS (VeNCrypt TLSNone, TLSVnc or TLSPlain: anonymous \
+         Diffie-Hellman, no certificate to pin), which Rampart does not use; give the server an \
+         X.509 certificate (an X509 subtype)"
+    )]
+    AnonymousTlsOnly,
+    #[error(
+        "the VNC server offers no VeNCrypt subtype Rampart uses (X509None, X509Vnc, X509Plain)"
+    )]
+    NoVencryptSubtype,
+    #[error("the VNC server speaks VeNCrypt {0}.{1}, not 0.2")]
+    VencryptVersion(u8, u8),
     #[error("the VNC server asks for a password and the account has none in the vault")]
     NeedsPassword,
     #[error("the VNC server refused the vaulted password: {0}")]
@@ -127,13 +159,11 @@ pub fn vnc_auth_response(password: &SecretString, challenge: &[u8; 16]) -> [u8; 
     out
 }
 
-/// The RFB 3.8 handshake up to ServerInit: version, security (VNC authentication with
-/// `password` when the server offers it and a password is vaulted, else None), ClientInit
-/// (shared: other viewers stay connected).
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+/// The start of the RFB 3.8 handshake: the version, then the security types the server
+/// offers (at least one; none is the server's refusal, with its reason).
+pub async fn security_types<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    password: Option<&SecretString>,
-) -> Result<ServerInit, RfbError> {
+) -> Result<Vec<u8>, RfbError> {
     let mut version = [0u8; 12];
     read_exact(stream, &mut version).await?;
     if &version != b"RFB 003.008\n" {
@@ -162,29 +192,170 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut types = vec![0u8; usize::from(count)];
     read_exact(stream, &mut types).await?;
-    let chosen = if types.contains(&SECURITY_VNC) && password.is_some() {
-        SECURITY_VNC
-    } else if types.contains(&SECURITY_NONE) {
-        SECURITY_NONE
-    } else if types.contains(&SECURITY_VNC) {
-        return Err(RfbError::NeedsPassword);
+    Ok(types)
+}
+
+/// The security type Rampart uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    None,
+    Vnc,
+    VeNCrypt,
+}
+
+/// What authenticates the client once the security type (and VeNCrypt's TLS) is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// VNC authentication: the challenge encrypted with the password.
+    Vnc,
+    /// VeNCrypt's Plain: the user name and the password (inside TLS only).
+    Plain,
+}
+
+/// Chooses among the `offered` security types. With `pinned` (the endpoint has a pinned
+/// certificate) only VeNCrypt will do: a server that stops offering it is refused rather than
+/// reached without TLS. Without a pin: VNC authentication when `password` is vaulted, else
+/// None, as before; VeNCrypt only when the server offers nothing else (its certificate is then
+/// named in the refusal, for an administrator to pin).
+pub fn choose_security(offered: &[u8], password: bool, pinned: bool) -> Result<Security, RfbError> {
+    let has = |t: u8| offered.contains(&t);
+    if pinned {
+        return if has(SECURITY_VENCRYPT) {
+            Ok(Security::VeNCrypt)
+        } else {
+            Err(RfbError::NoVencrypt)
+        };
+    }
+    if has(SECURITY_VNC) && password {
+        Ok(Security::Vnc)
+    } else if has(SECURITY_NONE) {
+        Ok(Security::None)
+    } else if has(SECURITY_VENCRYPT) {
+        Ok(Security::VeNCrypt)
+    } else if has(SECURITY_VNC) {
+        Err(RfbError::NeedsPassword)
     } else {
-        return Err(RfbError::NoSecurityType);
+        Err(RfbError::NoSecurityType)
+    }
+}
+
+/// Sends the chosen type None or VNC authentication; returns what authenticates next.
+pub async fn select<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    security: Security,
+) -> Result<Auth, RfbError> {
+    let (byte, auth) = match security {
+        Security::None => (SECURITY_NONE, Auth::None),
+        Security::Vnc => (SECURITY_VNC, Auth::Vnc),
+        Security::VeNCrypt => return Err(malformed("VeNCrypt is negotiated by `vencrypt`")),
     };
     stream
-        .write_all(&[chosen])
+        .write_all(&[byte])
         .await
         .map_err(|_| RfbError::Closed)?;
-    if chosen == SECURITY_VNC {
-        let mut challenge = [0u8; 16];
-        read_exact(stream, &mut challenge).await?;
-        let Some(password) = password else {
-            return Err(RfbError::NeedsPassword);
-        };
-        let mut response = vnc_auth_response(password, &challenge);
-        let sent = stream.write_all(&response).await;
-        response.fill(0);
-        sent.map_err(|_| RfbError::Closed)?;
+    Ok(auth)
+}
+
+/// VeNCrypt up to its TLS handshake: the type, version 0.2, and an X509 subtype (X509Vnc or
+/// X509Plain when a password is vaulted, else X509None). The caller then does TLS on the
+/// same stream, and [`authenticate`] inside it with the returned [`Auth`].
+pub async fn vencrypt<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    password: bool,
+) -> Result<Auth, RfbError> {
+    stream
+        .write_all(&[SECURITY_VENCRYPT])
+        .await
+        .map_err(|_| RfbError::Closed)?;
+    let major = u8_(stream).await?;
+    let minor = u8_(stream).await?;
+    if (major, minor) < (0, 2) {
+        return Err(RfbError::VencryptVersion(major, minor));
+    }
+    stream
+        .write_all(&[0, 2])
+        .await
+        .map_err(|_| RfbError::Closed)?;
+    if u8_(stream).await? != 0 {
+        return Err(RfbError::Refused("VeNCrypt version 0.2".to_owned()));
+    }
+    let count = u8_(stream).await?;
+    let mut subtypes = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        subtypes.push(u32_(stream).await?);
+    }
+    let (subtype, auth) = choose_subtype(&subtypes, password)?;
+    stream
+        .write_all(&subtype.to_be_bytes())
+        .await
+        .map_err(|_| RfbError::Closed)?;
+    if u8_(stream).await? != 1 {
+        return Err(RfbError::Refused(format!("the VeNCrypt subtype {subtype}")));
+    }
+    Ok(auth)
+}
+
+/// An X509 subtype among `offered`: VNC authentication or Plain inside TLS when a password is
+/// vaulted, else none; never an anonymous or unencrypted one.
+fn choose_subtype(offered: &[u32], password: bool) -> Result<(u32, Auth), RfbError> {
+    let has = |t: u32| offered.contains(&t);
+    if password && has(X509_VNC) {
+        Ok((X509_VNC, Auth::Vnc))
+    } else if password && has(X509_PLAIN) {
+        Ok((X509_PLAIN, Auth::Plain))
+    } else if has(X509_NONE) {
+        Ok((X509_NONE, Auth::None))
+    } else if has(X509_VNC) || has(X509_PLAIN) {
+        Err(RfbError::NeedsPassword)
+    } else if offered.iter().any(|t| ANONYMOUS_TLS.contains(t)) {
+        Err(RfbError::AnonymousTlsOnly)
+    } else {
+        Err(RfbError::NoVencryptSubtype)
+    }
+}
+
+/// The rest of the handshake once the security type is set up (for VeNCrypt, inside its
+/// TLS): `auth` with `login` and `password`, the SecurityResult, ClientInit (shared: other
+/// viewers stay connected) and ServerInit.
+pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    auth: Auth,
+    login: &str,
+    password: Option<&SecretString>,
+) -> Result<ServerInit, RfbError> {
+    match auth {
+        Auth::None => {}
+        Auth::Vnc => {
+            let mut challenge = [0u8; 16];
+            read_exact(stream, &mut challenge).await?;
+            let Some(password) = password else {
+                return Err(RfbError::NeedsPassword);
+            };
+            let mut response = vnc_auth_response(password, &challenge);
+            let sent = stream.write_all(&response).await;
+            response.fill(0);
+            sent.map_err(|_| RfbError::Closed)?;
+        }
+        Auth::Plain => {
+            let Some(password) = password else {
+                return Err(RfbError::NeedsPassword);
+            };
+            let secret = password.expose_secret().as_bytes();
+            let (Ok(login_len), Ok(secret_len)) =
+                (u32::try_from(login.len()), u32::try_from(secret.len()))
+            else {
+                return Err(malformed("a user name or password too long for Plain"));
+            };
+            let mut message = Vec::with_capacity(8 + login.len() + secret.len());
+            message.extend_from_slice(&login_len.to_be_bytes());
+            message.extend_from_slice(&secret_len.to_be_bytes());
+            message.extend_from_slice(login.as_bytes());
+            message.extend_from_slice(secret);
+            let sent = stream.write_all(&message).await;
+            message.fill(0);
+            sent.map_err(|_| RfbError::Closed)?;
+        }
     }
     // 3.8 sends a SecurityResult for None too.
     match u32_(stream).await? {
@@ -547,7 +718,7 @@ mod tests {
             server.write_all(&init).await.unwrap();
         });
         let password = SecretString::from("s3cret".to_owned());
-        let init = handshake(&mut client, Some(&password)).await.unwrap();
+        let init = plain_handshake(&mut client, Some(&password)).await.unwrap();
         assert_eq!(
             (init.width, init.height, init.name.as_str()),
             (640, 480, "desk")
@@ -559,9 +730,146 @@ mod tests {
     async fn an_old_protocol_version_is_refused() {
         let mut stream = tokio_test_stream(b"RFB 003.003\n");
         assert!(matches!(
-            handshake(&mut stream, None).await,
+            plain_handshake(&mut stream, None).await,
             Err(RfbError::Version(_))
         ));
+    }
+
+    /// The handshake of a server reached without TLS, as `vnc::connect` does it.
+    async fn plain_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: &mut S,
+        password: Option<&SecretString>,
+    ) -> Result<ServerInit, RfbError> {
+        let types = security_types(stream).await?;
+        let security = choose_security(&types, password.is_some(), false)?;
+        let auth = select(stream, security).await?;
+        authenticate(stream, auth, "", password).await
+    }
+
+    #[test]
+    fn a_pinned_endpoint_takes_only_vencrypt_and_an_unpinned_one_keeps_its_choice() {
+        assert_eq!(
+            choose_security(&[1, 2, 19], true, true),
+            Ok(Security::VeNCrypt)
+        );
+        assert_eq!(choose_security(&[19], false, true), Ok(Security::VeNCrypt));
+        assert_eq!(
+            choose_security(&[1, 2], true, true),
+            Err(RfbError::NoVencrypt)
+        );
+        assert_eq!(choose_security(&[2, 19], true, false), Ok(Security::Vnc));
+        assert_eq!(choose_security(&[1, 19], false, false), Ok(Security::None));
+        assert_eq!(choose_security(&[19], true, false), Ok(Security::VeNCrypt));
+        assert_eq!(
+            choose_security(&[2], false, false),
+            Err(RfbError::NeedsPassword)
+        );
+        assert_eq!(
+            choose_security(&[16, 30], true, false),
+            Err(RfbError::NoSecurityType)
+        );
+    }
+
+    #[test]
+    fn vencrypt_subtypes_with_a_certificate_are_chosen_and_anonymous_ones_refused() {
+        assert_eq!(
+            choose_subtype(&[X509_NONE, X509_PLAIN, X509_VNC], true),
+            Ok((X509_VNC, Auth::Vnc))
+        );
+        assert_eq!(
+            choose_subtype(&[X509_PLAIN, 258], true),
+            Ok((X509_PLAIN, Auth::Plain))
+        );
+        assert_eq!(
+            choose_subtype(&[X509_VNC, X509_NONE], false),
+            Ok((X509_NONE, Auth::None))
+        );
+        assert_eq!(
+            choose_subtype(&[X509_VNC], false),
+            Err(RfbError::NeedsPassword)
+        );
+        assert_eq!(
+            choose_subtype(&[257, 258, 259], true),
+            Err(RfbError::AnonymousTlsOnly)
+        );
+        // Subtypes without TLS (None, VncAuth, Plain) are never taken.
+        assert_eq!(
+            choose_subtype(&[1, 2, 256], true),
+            Err(RfbError::NoVencryptSubtype)
+        );
+        assert_eq!(choose_subtype(&[], true), Err(RfbError::NoVencryptSubtype));
+    }
+
+    #[tokio::test]
+    async fn vencrypt_0_2_is_negotiated_up_to_an_x509_subtype() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let serve = tokio::spawn(async move {
+            assert_eq!(server.read_u8().await.unwrap(), 19);
+            server.write_all(&[0, 2]).await.unwrap();
+            let mut version = [0u8; 2];
+            server.read_exact(&mut version).await.unwrap();
+            assert_eq!(version, [0, 2]);
+            server.write_all(&[0, 3]).await.unwrap();
+            for subtype in [258u32, X509_PLAIN, X509_VNC] {
+                server.write_all(&subtype.to_be_bytes()).await.unwrap();
+            }
+            assert_eq!(server.read_u32().await.unwrap(), X509_VNC);
+            server.write_all(&[1]).await.unwrap();
+        });
+        assert_eq!(vencrypt(&mut client, true).await, Ok(Auth::Vnc));
+        serve.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_offering_only_anonymous_tls_is_refused_before_a_subtype_is_sent() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let serve = tokio::spawn(async move {
+            assert_eq!(server.read_u8().await.unwrap(), 19);
+            server.write_all(&[0, 2]).await.unwrap();
+            let mut version = [0u8; 2];
+            server.read_exact(&mut version).await.unwrap();
+            server.write_all(&[0, 2]).await.unwrap();
+            for subtype in [257u32, 258] {
+                server.write_all(&subtype.to_be_bytes()).await.unwrap();
+            }
+            // Nothing more comes: the client closes.
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).await.unwrap();
+            rest
+        });
+        assert_eq!(
+            vencrypt(&mut client, true).await,
+            Err(RfbError::AnonymousTlsOnly)
+        );
+        drop(client);
+        assert!(serve.await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn plain_sends_the_user_name_and_password_then_reads_server_init() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let serve = tokio::spawn(async move {
+            let mut head = [0u8; 8];
+            server.read_exact(&mut head).await.unwrap();
+            assert_eq!(head, [0, 0, 0, 3, 0, 0, 0, 6]);
+            let mut credentials = [0u8; 9];
+            server.read_exact(&mut credentials).await.unwrap();
+            assert_eq!(&credentials, b"vncs3cret");
+            server.write_all(&0u32.to_be_bytes()).await.unwrap();
+            assert_eq!(server.read_u8().await.unwrap(), 1);
+            let mut init = Vec::new();
+            init.extend_from_slice(&320u16.to_be_bytes());
+            init.extend_from_slice(&200u16.to_be_bytes());
+            init.extend_from_slice(&[0; 16]);
+            init.extend_from_slice(&0u32.to_be_bytes());
+            server.write_all(&init).await.unwrap();
+        });
+        let password = SecretString::from("s3cret".to_owned());
+        let init = authenticate(&mut client, Auth::Plain, "vnc", Some(&password))
+            .await
+            .unwrap();
+        assert_eq!((init.width, init.height), (320, 200));
+        serve.await.unwrap();
     }
 
     fn tokio_test_stream(bytes: &'static [u8]) -> tokio::io::DuplexStream {

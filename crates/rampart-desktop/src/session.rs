@@ -231,7 +231,7 @@ pub async fn open(
             tracing::warn!(error = %err, "cannot record the route of a desktop session");
         }
         let target = dialed.target.clone();
-        let mut stream = dialed.stream;
+        let stream = dialed.stream;
         let password = db::vaulted_password(&store, &authorized).await?;
         if protocol == Protocol::Rdp {
             let login = crate::rdp::Login {
@@ -245,9 +245,16 @@ pub async fn open(
             let connected = crate::rdp::connect(stream, login).await?;
             return Ok(Connected::Rdp(Box::new(connected)));
         }
-        let init = rfb::handshake(&mut stream, Some(&password))
-            .await
-            .map_err(|err| format!("{target}: {err}"))?;
+        let (stream, init) = crate::vnc::connect(
+            stream,
+            &target,
+            &authorized.asset,
+            &authorized.account.to_string(),
+            &password,
+            &store,
+            &actor(&request.user),
+        )
+        .await?;
         drop(password);
         Ok::<_, String>(Connected::Vnc(stream, init))
     })

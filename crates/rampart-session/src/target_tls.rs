@@ -1,5 +1,6 @@
-//! TLS from Rampart to a database target, with the target's certificate pinned: the one place
-//! the database fronts decide whether a target connection uses TLS and check what it presents.
+//! TLS from Rampart to a target, with the target's certificate pinned: the one place the
+//! database fronts decide whether a target connection uses TLS and check what it presents, and
+//! where RDP and VNC's VeNCrypt, which always use TLS, require a pin ([`connect_pinned`]).
 //!
 //! The pin is the endpoint's `tls_fingerprint` (`rampart asset endpoint set ASSET postgres
 //! --tls-fingerprint SHA256:...`, the SHA-256 of the certificate's DER that `openssl x509
@@ -124,6 +125,58 @@ where
             ))
         }
         _ => Err(format!("TLS with target {target} failed: {failed}")),
+    }
+}
+
+/// TLS with the endpoint of a protocol that is only ever reached over TLS with a pinned
+/// certificate (RDP, VNC's VeNCrypt): [`connect_stream`] with the endpoint's pin, or, for an
+/// endpoint without one, a refusal after the handshake (nothing sent over it) that names the
+/// fingerprint the server presented and the command that pins it. The one decision for these
+/// protocols.
+pub async fn connect_pinned<S>(
+    stream: S,
+    asset: &Asset,
+    protocol: Protocol,
+    store: &Store,
+    actor: &Actor,
+) -> Result<tokio_rustls::client::TlsStream<S>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match pin(asset, protocol) {
+        Some(pin) => connect_stream(stream, asset, protocol, &pin, store, actor).await,
+        None => Err(unpinned(stream, asset, protocol).await),
+    }
+}
+
+/// The line for an endpoint without a pinned certificate, naming what the server presented
+/// (learnt from a handshake that accepts no certificate, so nothing is sent over it).
+async fn unpinned<S>(stream: S, asset: &Asset, protocol: Protocol) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut shown = None;
+    if let (Ok((config, presented)), Ok(name)) =
+        (pinned_client_config("none"), server_name(&asset.host))
+    {
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let _refused =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, stream)).await;
+        shown = presented.lock().ok().and_then(|mut slot| slot.take());
+    }
+    let kind = protocol.to_string().to_uppercase();
+    match shown {
+        Some(shown) => format!(
+            "the {kind} certificate of {asset} is not pinned, so nothing was sent; it presents \
+             {shown}: an administrator who has checked it pins it with `rampart asset endpoint \
+             set {asset} {protocol} --tls-fingerprint {shown}`",
+            asset = asset.name
+        ),
+        None => format!(
+            "the {kind} certificate of {} is not pinned, so nothing was sent (the TLS handshake \
+             did not show a certificate)",
+            asset.name
+        ),
     }
 }
 

@@ -12,6 +12,7 @@
     reason = "test support: a failed step is a failed test"
 )]
 
+pub mod desktop;
 pub mod load;
 pub mod netns;
 pub mod pg;
@@ -814,8 +815,9 @@ pub struct HttpClient {
     cert: Option<Vec<u8>>,
 }
 
-trait ReadWrite: std::io::Read + std::io::Write {}
-impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+/// A connection's stream, TCP or TLS; `Send`, so a reader thread can own a WebSocket.
+trait ReadWrite: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> ReadWrite for T {}
 
 /// One answer: status, headers (lower-case names) and body.
 #[derive(Debug, Clone)]
@@ -914,6 +916,7 @@ impl HttpClient {
             response,
             WebSocket {
                 stream: connection.stream,
+                tcp: connection.tcp,
             },
         )
     }
@@ -923,6 +926,7 @@ impl HttpClient {
     pub fn raw(&self) -> RawHttp {
         let tcp = std::net::TcpStream::connect(self.addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let handle = tcp.try_clone().unwrap();
         let stream: Box<dyn ReadWrite> = match &self.cert {
             Some(pem) => {
                 use rustls::pki_types::pem::PemObject;
@@ -944,7 +948,10 @@ impl HttpClient {
             }
             None => Box::new(tcp),
         };
-        RawHttp { stream }
+        RawHttp {
+            stream,
+            tcp: handle,
+        }
     }
 
     /// Sends `method path` with `headers` and an optional JSON body.
@@ -1007,6 +1014,8 @@ impl HttpClient {
 /// A hand-driven HTTP/1.1 connection (see [`HttpClient::raw`]).
 pub struct RawHttp {
     stream: Box<dyn ReadWrite>,
+    /// The socket under `stream`, for its timeouts.
+    tcp: std::net::TcpStream,
 }
 
 impl std::fmt::Debug for RawHttp {
@@ -1063,6 +1072,7 @@ impl RawHttp {
 /// frames in.
 pub struct WebSocket {
     stream: Box<dyn ReadWrite>,
+    tcp: std::net::TcpStream,
 }
 
 impl std::fmt::Debug for WebSocket {
@@ -1086,6 +1096,12 @@ impl WebSocket {
         frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
         self.stream.write_all(&frame).unwrap();
         self.stream.flush().unwrap();
+    }
+
+    /// How long [`WebSocket::receive`] waits for the next bytes (`None`: for ever); 30 seconds
+    /// unless changed.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        self.tcp.set_read_timeout(timeout).unwrap();
     }
 
     /// Sends a binary frame (terminal input).

@@ -11,7 +11,7 @@
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
 use crate::desktop_vnc::{
-    KILL_REASON, Killed, SCREEN, browser_ready, free_port, run_browser, sessions, wait_until,
+    KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser, sessions, wait_until,
     x_display,
 };
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
@@ -33,7 +33,7 @@ const BLUE: &str = "0,0,255";
 struct RdpDesktop {
     port: u16,
     fingerprint: String,
-    _processes: Killed,
+    _processes: Processes,
     _dir: tempfile::TempDir,
 }
 
@@ -70,7 +70,7 @@ impl RdpDesktop {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut processes = Killed(Vec::new());
+        let mut processes = Processes::default();
         let display = x_display(&mut processes);
         let sam = dir.path().join("sam");
         std::fs::write(

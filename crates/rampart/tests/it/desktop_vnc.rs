@@ -8,114 +8,40 @@
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
-use rampart_testkit::{Rampart, Server, files_containing, require_tool};
+pub(crate) use rampart_testkit::desktop::{Processes, free_port, wait_until};
+use rampart_testkit::{Rampart, Server, desktop, files_containing, require_tool};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CANARY: &str = "vnc-canary-7f3a";
+pub(crate) const CANARY: &str = "vnc-canary-7f3a";
 pub(crate) const KILL_REASON: &str = "desktop test: ended by the auditor";
 /// The screen, and an xterm in its top-left corner; the probe point lies outside the xterm.
 pub(crate) const SCREEN: (u16, u16) = (800, 600);
 const PROBE: (u16, u16) = (700, 500);
 const IN_XTERM: (u16, u16) = (100, 60);
 
-/// Processes killed when the test ends, however it ends.
-pub(crate) struct Killed(pub(crate) Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for child in self.0.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub(crate) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// The test's display: [`SCREEN`], an xterm running a shell in its top-left corner.
+pub(crate) fn x_display(processes: &mut Processes) -> String {
+    desktop::x_display(
+        processes,
+        &desktop::Screen {
+            size: SCREEN,
+            xterm_geometry: "60x12+0+0",
+            xterm_command: &["/bin/sh"],
+        },
+    )
 }
 
 /// Xvfb on a free display with the root colour `#12ab34`, an xterm, and x11vnc on a loopback
 /// port with the password `CANARY` (from a file, never in argv).
 struct Desktop {
     port: u16,
-    _processes: Killed,
+    _processes: Processes,
     _dir: tempfile::TempDir,
-}
-
-/// Xvfb on a free display of [`SCREEN`]'s size with the root colour `#12ab34` and an xterm in
-/// its top-left corner (a shell in it); returns the display.
-pub(crate) fn x_display(processes: &mut Killed) -> String {
-    let display = (40..400)
-        .find_map(|n| {
-            let socket = format!("/tmp/.X11-unix/X{n}");
-            if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                return None;
-            }
-            let mut xvfb = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
-                // Without -noreset the server resets when its last client leaves
-                // (xsetroot below), and the root colour with it.
-                .args(["-nolisten", "tcp", "-noreset"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if Path::new(&socket).exists() {
-                    processes.0.push(xvfb);
-                    return Some(format!(":{n}"));
-                }
-                if xvfb.try_wait().unwrap().is_some() {
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = xvfb.kill();
-            let _ = xvfb.wait();
-            None
-        })
-        .expect("no free X display");
-    let root = Command::new("xsetroot")
-        .args(["-display", &display, "-solid", "#12ab34"])
-        .output()
-        .unwrap();
-    assert!(root.status.success(), "{}", text(&root));
-    processes.0.push(
-        Command::new("xterm")
-            .args([
-                "-display",
-                &display,
-                "-geometry",
-                "60x12+0+0",
-                "-e",
-                "/bin/sh",
-            ])
-            .env("DISPLAY", &display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    display
 }
 
 impl Desktop {
@@ -126,24 +52,19 @@ impl Desktop {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut processes = Killed(Vec::new());
+        let mut processes = Processes::default();
         let display = x_display(&mut processes);
         let password = dir.path().join("vnc-password");
         std::fs::write(&password, format!("{CANARY}\n")).unwrap();
         let port = free_port();
-        processes.0.push(
-            Command::new("x11vnc")
-                .args(["-display", &display, "-rfbport", &port.to_string()])
-                .args(["-localhost", "-forever", "-shared", "-noshm", "-noxdamage"])
-                .args(["-passwdfile", password.to_str().unwrap(), "-quiet"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.path().join("x11vnc.log")).unwrap(),
-                ))
-                .spawn()
-                .unwrap(),
+        desktop::x11vnc(
+            &mut processes,
+            &display,
+            port,
+            &password,
+            &["-quiet"],
+            &dir.path().join("x11vnc.log"),
         );
-        wait_until("x11vnc", || TcpStream::connect(("127.0.0.1", port)).is_ok());
         Some(Self {
             port,
             _processes: processes,
@@ -152,9 +73,10 @@ impl Desktop {
     }
 }
 
-/// Rampart with alice (password `alice-password-1`) and the desktop `desk` on `port`: the
-/// account `vnc@desk` with `CANARY` vaulted, and a `vnc:connect` grant.
-fn rampart_for_desktop(port: u16) -> (Rampart, Server) {
+/// Rampart with alice (password `alice-password-1`) and the desktop `desk` on `port` (with
+/// `pin`, its certificate pinned: VeNCrypt), the account `vnc@desk` with `CANARY` vaulted, and
+/// a `vnc:connect` grant.
+pub(crate) fn rampart_for_desktop(port: u16, pin: Option<&str>) -> (Rampart, Server) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
@@ -167,6 +89,9 @@ fn rampart_for_desktop(port: u16) -> (Rampart, Server) {
         "--endpoint",
         &format!("vnc:{port}"),
     ]);
+    if let Some(fingerprint) = pin {
+        crate::db_common::pin(&r, "desk", "vnc", fingerprint);
+    }
     r.ok_with_stdin(
         &["account", "add", "vnc@desk", "--password-stdin"],
         format!("{CANARY}\n").as_bytes(),
@@ -275,7 +200,7 @@ fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recordi
     let Some(desktop) = Desktop::start() else {
         return;
     };
-    let (r, server) = rampart_for_desktop(desktop.port);
+    let (r, server) = rampart_for_desktop(desktop.port, None);
     let (ok, out) = run_browser(&server, &[], |id| {
         r.ok(&["session", "kill", id, "--reason", KILL_REASON]);
     });
@@ -457,7 +382,7 @@ fn a_hostile_vnc_server_sending_an_oversized_update_ends_the_session_cleanly() {
         return;
     }
     let (port, hostile) = hostile_server();
-    let (r, server) = rampart_for_desktop(port);
+    let (r, server) = rampart_for_desktop(port, None);
     let (ok, out) = run_browser(&server, &[("EXPECT_END", "malformed".to_owned())], |_| {});
     assert!(ok && out.contains("desktop ended as expected"), "{out}");
     hostile.join().unwrap();

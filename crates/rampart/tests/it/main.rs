@@ -29,6 +29,7 @@ mod db_hostile;
 mod db_rules;
 mod db_tls;
 mod desktop_rdp;
+mod desktop_vencrypt;
 mod desktop_vnc;
 mod domains;
 mod evidence;

@@ -1,0 +1,135 @@
+//! Real desktops for the desktop tests and the benchmark's desktop case: `Xvfb` on a free
+//! display with a known root colour and an `xterm` running a given command, shared by `x11vnc`
+//! on a loopback port with a VNC password read from a file (never from argv).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The root window's colour (`xsetroot -solid`), as the canvas and the video show it.
+pub const ROOT_COLOUR: &str = "#12ab34";
+
+/// Processes killed (newest first) when dropped, however the test or the run ends.
+#[derive(Debug, Default)]
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in self.0.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A free TCP port on loopback (free now; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to 30 seconds for `ready`; panics naming `what` after that.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What runs on the display: its size, and the xterm's geometry (`COLSxROWS+X+Y`) and command.
+#[derive(Debug, Clone)]
+pub struct Screen<'a> {
+    pub size: (u16, u16),
+    pub xterm_geometry: &'a str,
+    pub xterm_command: &'a [&'a str],
+}
+
+/// Xvfb on a free display of `screen.size` with the root colour [`ROOT_COLOUR`] and an xterm
+/// running `screen.xterm_command`; the processes go to `processes`. Returns the display.
+pub fn x_display(processes: &mut Processes, screen: &Screen<'_>) -> String {
+    let (width, height) = screen.size;
+    let display = (40..400)
+        .find_map(|n| {
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                return None;
+            }
+            let mut xvfb = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args(["-screen", "0", &format!("{width}x{height}x24")])
+                // Without -noreset the server resets when its last client leaves
+                // (xsetroot below), and the root colour with it.
+                .args(["-nolisten", "tcp", "-noreset"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if Path::new(&socket).exists() {
+                    processes.0.push(xvfb);
+                    return Some(format!(":{n}"));
+                }
+                if xvfb.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = xvfb.kill();
+            let _ = xvfb.wait();
+            None
+        })
+        .expect("no free X display");
+    let root = Command::new("xsetroot")
+        .args(["-display", &display, "-solid", ROOT_COLOUR])
+        .output()
+        .unwrap();
+    assert!(
+        root.status.success(),
+        "xsetroot: {}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+    processes.0.push(
+        Command::new("xterm")
+            .args(["-display", &display, "-geometry", screen.xterm_geometry])
+            .arg("-e")
+            .args(screen.xterm_command)
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    display
+}
+
+/// `x11vnc` sharing `display` on loopback `port` with the VNC password in `password_file`,
+/// plus `extra` arguments (`-quiet`, `-ssl FILE`...); its standard error goes to `log`. Returns once it accepts
+/// connections.
+pub fn x11vnc(
+    processes: &mut Processes,
+    display: &str,
+    port: u16,
+    password_file: &Path,
+    extra: &[&str],
+    log: &Path,
+) {
+    processes.0.push(
+        Command::new("x11vnc")
+            .args(["-display", display, "-rfbport", &port.to_string()])
+            .args(["-localhost", "-forever", "-shared", "-noshm", "-noxdamage"])
+            .arg("-passwdfile")
+            .arg(password_file)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("x11vnc", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
