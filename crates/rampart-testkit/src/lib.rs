@@ -884,6 +884,24 @@ impl HttpClient {
         }
     }
 
+    /// Logs in as the portal does (`POST /api/v1/login` with a password) and returns the
+    /// session's cookie (`rampart_session=...`) for later requests. Panics unless the login
+    /// answers 200 with a cookie.
+    pub fn login_cookie(&self, username: &str, password: &str) -> String {
+        let login = self.request(
+            "POST",
+            "/api/v1/login",
+            &[],
+            Some(&serde_json::json!({ "username": username, "password": password })),
+        );
+        assert_eq!(login.status, 200, "{}", login.text());
+        login
+            .header("set-cookie")
+            .and_then(|cookie| cookie.split(';').next())
+            .expect("the login set no cookie")
+            .to_owned()
+    }
+
     /// The origin a browser on this server's pages sends (`https://127.0.0.1:PORT`).
     pub fn origin(&self) -> &str {
         &self.base

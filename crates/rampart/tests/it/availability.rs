@@ -129,20 +129,7 @@ fn a_closed_browser_terminal_ends_its_session_and_the_shell_on_the_target() {
     lab.r
         .ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
     let client = lab.server.client();
-    let login = client.request(
-        "POST",
-        "/api/v1/login",
-        &[],
-        Some(&serde_json::json!({ "username": "alice", "password": "alice-password-1" })),
-    );
-    assert_eq!(login.status, 200, "{}", login.text());
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = client.login_cookie("alice", "alice-password-1");
     let path = format!("/api/v1/terminal?account={}@web-01", lab.login);
     let (answer, mut socket) = client.websocket(
         &path,

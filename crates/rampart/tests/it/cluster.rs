@@ -269,20 +269,7 @@ fn a_session_on_node_a_is_listed_and_killed_through_node_b_and_a_killed_node_is_
     );
     let id = live[0]["id"].as_str().unwrap().to_owned();
     let through_c = c_server.client();
-    let login = through_c.request(
-        "POST",
-        "/api/v1/login",
-        &[],
-        Some(&json!({"username": "audrey", "password": "audrey-password-1"})),
-    );
-    assert_eq!(login.status, 200, "{}", login.text());
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = through_c.login_cookie("audrey", "audrey-password-1");
     let (answer, mut watching) = through_c.websocket(
         &format!("/api/v1/sessions/{id}/watch"),
         &[("cookie", &cookie), ("origin", through_c.origin())],

@@ -109,20 +109,7 @@ fn refusal(server: &Server) -> String {
 
 fn open_desktop(server: &Server) -> String {
     let client = server.client();
-    let login = client.request(
-        "POST",
-        "/api/v1/login",
-        &[],
-        Some(&serde_json::json!({ "username": "alice", "password": "alice-password-1" })),
-    );
-    assert_eq!(login.status, 200, "{}", login.text());
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = client.login_cookie("alice", "alice-password-1");
     let (answer, mut socket) = client.websocket(
         "/api/v1/desktop?account=vnc@desk",
         &[("cookie", cookie.as_str()), ("origin", client.origin())],

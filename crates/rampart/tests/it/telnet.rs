@@ -826,20 +826,7 @@ fn a_browser_terminal_reaches_a_telnet_device_through_the_same_path() {
         .ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
     lab.serve();
     let client = lab.server.as_ref().unwrap().client();
-    let login = client.request(
-        "POST",
-        "/api/v1/login",
-        &[],
-        Some(&serde_json::json!({ "username": "alice", "password": "alice-password-1" })),
-    );
-    assert_eq!(login.status, 200, "{}", login.text());
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = client.login_cookie("alice", "alice-password-1");
     let (answer, mut socket) = client.websocket(
         "/api/v1/terminal?account=operator@router-web",
         &[("cookie", cookie.as_str()), ("origin", client.origin())],
