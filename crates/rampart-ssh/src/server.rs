@@ -382,6 +382,53 @@ impl Connection {
         self.first_factor(login, credential).await
     }
 
+    /// Keyboard-interactive: the second step of a login (the TOTP code), or a web approval.
+    async fn keyboard_interactive<'a>(
+        &'a mut self,
+        login: &str,
+        response: Option<server::Response<'a>>,
+    ) -> Auth {
+        // As the second step of a login, for the very name the first factor was for; else,
+        // when it is on, as a web approval.
+        let Some(pending) = self.pending_mfa.take() else {
+            return Box::pin(self.web_approval(login, response.is_some())).await;
+        };
+        if !pending.second_factor.is_for(login) {
+            return Auth::reject();
+        }
+        let Some(mut response) = response else {
+            let prompts: &'static [(Cow<'static, str>, bool)] =
+                &[(Cow::Borrowed("Verification code: "), false)];
+            self.pending_mfa = Some(pending);
+            return Auth::Partial {
+                name: Cow::Borrowed("Rampart second factor"),
+                instructions: Cow::Borrowed("Enter the code from your authenticator app."),
+                prompts: Cow::Borrowed(prompts),
+            };
+        };
+        let code = response
+            .next()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        let parsed = LoginName::parse(login).ok();
+        let attempt = self.attempt(login, parsed.as_ref());
+        let PendingMfa {
+            second_factor,
+            target,
+        } = pending;
+        match Box::pin(self.auth.second_factor(second_factor, &attempt, &code)).await {
+            SecondFactor::Authenticated(login) => Box::pin(self.logged_in(login, target)).await,
+            SecondFactor::Retry(second_factor) => {
+                self.pending_mfa = Some(PendingMfa {
+                    second_factor,
+                    target,
+                });
+                Self::ask_for_code()
+            }
+            SecondFactor::Refused(Refusal::Denied | Refusal::Unavailable) => Auth::reject(),
+        }
+    }
+
     /// Partial success: only keyboard-interactive (the TOTP code) may follow.
     fn ask_for_code() -> Auth {
         Auth::Reject {
@@ -486,45 +533,7 @@ impl server::Handler for Connection {
         _submethods: &str,
         response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        // As the second step of a login, for the very name the first factor was for; else,
-        // when it is on, as a web approval.
-        let Some(pending) = self.pending_mfa.take() else {
-            return Ok(Box::pin(self.web_approval(login, response.is_some())).await);
-        };
-        if !pending.second_factor.is_for(login) {
-            return Ok(Auth::reject());
-        }
-        let Some(mut response) = response else {
-            let prompts: &'static [(Cow<'static, str>, bool)] =
-                &[(Cow::Borrowed("Verification code: "), false)];
-            self.pending_mfa = Some(pending);
-            return Ok(Auth::Partial {
-                name: Cow::Borrowed("Rampart second factor"),
-                instructions: Cow::Borrowed("Enter the code from your authenticator app."),
-                prompts: Cow::Borrowed(prompts),
-            });
-        };
-        let code = response
-            .next()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
-        let parsed = LoginName::parse(login).ok();
-        let attempt = self.attempt(login, parsed.as_ref());
-        let PendingMfa {
-            second_factor,
-            target,
-        } = pending;
-        match Box::pin(self.auth.second_factor(second_factor, &attempt, &code)).await {
-            SecondFactor::Authenticated(login) => Ok(Box::pin(self.logged_in(login, target)).await),
-            SecondFactor::Retry(second_factor) => {
-                self.pending_mfa = Some(PendingMfa {
-                    second_factor,
-                    target,
-                });
-                Ok(Self::ask_for_code())
-            }
-            SecondFactor::Refused(Refusal::Denied | Refusal::Unavailable) => Ok(Auth::reject()),
-        }
+        Ok(Box::pin(self.keyboard_interactive(login, response)).await)
     }
 
     async fn channel_open_session(
@@ -533,31 +542,9 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(identity) = Box::pin(self.current_identity()).await else {
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        reply.accept().await;
-        let context = SessionContext {
-            store: self.store.clone(),
-            evidence: self.evidence.clone(),
-            user: identity.user,
-            target: identity.target,
-            source: self.source(),
-            source_ip: self.peer.ip(),
-            handle: session.handle(),
-            targets: self.targets.clone(),
-            live: self.live.clone(),
-            mfa: identity.mfa,
-            target_host_keys: self.target_host_keys,
-            env: self.pending_env.opened(channel.id()),
-            target_answer_timeout: self.target_answer_timeout.0,
-            dialer: self.dialer.clone(),
-        };
-        tokio::spawn(relay::session_channel(context, channel));
-        Ok(())
+        // Boxed, as every handler call that awaits more than a field: russh's session task
+        // holds the future of whichever call it awaits, so its size is the largest of them.
+        Box::pin(self.open_session(channel, reply, session.handle())).await
     }
 
     // Requests before a channel starts are answered here, as they arrive (see `requests`): the
@@ -655,6 +642,53 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        Box::pin(self.direct_tcpip(channel, host, port, reply)).await
+    }
+}
+
+impl Connection {
+    /// A session channel: opened for a logged-in user, then relayed (see [`relay`]).
+    async fn open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        handle: russh::server::Handle,
+    ) -> Result<(), russh::Error> {
+        let Some(identity) = Box::pin(self.current_identity()).await else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        let context = SessionContext {
+            store: self.store.clone(),
+            evidence: self.evidence.clone(),
+            user: identity.user,
+            target: identity.target,
+            source: self.source(),
+            source_ip: self.peer.ip(),
+            handle,
+            targets: self.targets.clone(),
+            live: self.live.clone(),
+            mfa: identity.mfa,
+            target_host_keys: self.target_host_keys,
+            env: self.pending_env.opened(channel.id()),
+            target_answer_timeout: self.target_answer_timeout.0,
+            dialer: self.dialer.clone(),
+        };
+        tokio::spawn(relay::session_channel(context, channel));
+        Ok(())
+    }
+
+    /// A `direct-tcpip` channel: a ProxyJump to an asset's SSH endpoint, or a port forward.
+    async fn direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        reply: ChannelOpenHandle,
+    ) -> Result<(), russh::Error> {
         let Some(identity) = Box::pin(self.current_identity()).await else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
@@ -716,9 +750,7 @@ impl server::Handler for Connection {
         });
         Ok(())
     }
-}
 
-impl Connection {
     /// `ssh -L` to a port that is not an asset's SSH port: allowed only by a `port_forward`
     /// grant, to an asset, and recorded as a session.
     async fn forward(
