@@ -1260,7 +1260,10 @@ where
     );
     session.begin_rekey()?;
     let (kex_done_signal, kex_done_signal_rx) = oneshot::channel();
-    let join = russh_util::runtime::spawn(session.run(stream, handler, Some(kex_done_signal)));
+    // Boxed: `spawn` wraps the future in an async block that would store it twice (a captured
+    // future and the one it awaits are laid out side by side).
+    let join =
+        russh_util::runtime::spawn(Box::pin(session.run(stream, handler, Some(kex_done_signal))));
 
     let agent_session_binding = match kex_done_signal_rx.await {
         Ok(binding) => binding,

@@ -1130,7 +1130,9 @@ where
 
     session.begin_rekey()?;
 
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    // Boxed: `spawn` wraps the future in an async block that would store it twice (a captured
+    // future and the one it awaits are laid out side by side).
+    let join = russh_util::runtime::spawn(Box::pin(session.run(stream, handler)));
 
     Ok(RunningSession { handle, join })
 }
