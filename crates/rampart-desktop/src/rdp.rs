@@ -3,7 +3,10 @@
 //! the same check as every TLS target), then NLA (CredSSP, NTLM) with the vaulted password,
 //! then the active stage: the server's fast-path and slow-path graphics are decoded into an
 //! RGBA image here, and each changed rectangle becomes a [`ServerEvent::Raw`] of the desktop
-//! stream, so the browser, the recording, replay, watch and kill are the VNC desktop's.
+//! stream, so the browser, the recording, replay, watch and kill are the VNC desktop's. The
+//! clipboard is the CLIPRDR channel with `rdp_clipboard`'s text backend: the browser's text
+//! (already allowed by the relay) is offered to the server, and the server's text becomes a
+//! [`ServerEvent::CutText`] for the relay to pass or refuse, as a VNC server's.
 //!
 //! INVARIANTS:
 //! - TLS and NLA only: standard RDP security and TLS without NLA are not offered, so the
@@ -12,8 +15,9 @@
 //!   CredSSP: nothing of the credential was sent, and the refusal names the fingerprint the
 //!   server presented, for an administrator to check and pin (`asset endpoint set`).
 //! - Nothing the server sends can panic the node or grow memory without bound: PDUs are
-//!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, and a PDU
-//!   IronRDP cannot decode ends the session with its reason.
+//!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, a PDU
+//!   IronRDP cannot decode ends the session with its reason, and the clipboard channel's chunk
+//!   sequences are bounded before IronRDP reassembles them (`rdp_clipboard::ChannelGuard`).
 //! - One task owns the active stage (its state is not shareable): it takes the server's PDUs
 //!   from a reader task and the browser's input from the relay, in one `select!`.
 //! - The connection sequence runs on a blocking-pool thread (`Handle::block_on`) under its own
@@ -21,10 +25,13 @@
 //!   lifetime, so they are not moved between the runtime's threads. The active stage frames
 //!   PDUs itself (`ironrdp_pdu::find_size`) and runs as an ordinary task.
 
+use crate::rdp_clipboard::{ChannelGuard, Chunk, TextClipboard, Todo};
 use crate::rfb;
 use crate::screen::ServerEvent;
 use crate::session::{Input, TargetEnded};
 use bytes::BytesMut;
+use ironrdp_cliprdr::CliprdrClient;
+use ironrdp_cliprdr::pdu::{ClipboardFormatId, ClipboardPdu, FormatDataResponse};
 use ironrdp_connector::sspi::generator::NetworkRequest;
 use ironrdp_connector::{
     ClientConnector, ConnectionOutcome, ConnectionResult, ConnectorResult, Credentials,
@@ -34,7 +41,8 @@ use ironrdp_graphics::image_processing::PixelFormat;
 use ironrdp_input::{Database, MouseButton, MousePosition, Operation, Scancode, WheelRotations};
 use ironrdp_pdu::geometry::InclusiveRectangle;
 use ironrdp_session::image::DecodedImage;
-use ironrdp_session::{ActiveStageBuilder, ActiveStageOutput};
+use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
+use ironrdp_svc::SvcProcessor;
 use ironrdp_tokio::TokioFramed;
 use rampart_core::audit::Actor;
 use rampart_core::{Asset, ExposeSecret, Protocol, SecretString};
@@ -245,7 +253,8 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         .unwrap_or_else(|| asset.name.to_string());
     let failed = |err: ironrdp_connector::ConnectorError| format!("RDP with {target}: {err}");
     let mut connector =
-        ClientConnector::new(config(&login.username, &login.password), login.client_addr);
+        ClientConnector::new(config(&login.username, &login.password), login.client_addr)
+            .with_static_channel(CliprdrClient::new(Box::new(TextClipboard::default())));
     let mut framed = TokioFramed::new(SyncStream::new(stream));
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
@@ -386,6 +395,11 @@ async fn active(
     }));
     let DesktopSize { width, height } = result.desktop_size;
     let mut image = DecodedImage::new(PixelFormat::RgbA32, width, height);
+    // The clipboard channel, when the server joined it.
+    let clipboard_channel = result
+        .static_channels
+        .get_channel_id_by_type::<CliprdrClient>();
+    let mut clipboard_guard = ChannelGuard::default();
     let mut stage = ActiveStageBuilder {
         static_channels: result.static_channels,
         user_channel_id: result.user_channel_id,
@@ -412,6 +426,21 @@ async fn active(
                     }
                     Some(Ok(pdu)) => pdu,
                 };
+                match clipboard_chunk(&mut clipboard_guard, clipboard_channel, action, &payload) {
+                    Chunk::Pass => {}
+                    Chunk::Skip => continue,
+                    Chunk::SkipData { bytes } => {
+                        if let Err(ended) = skipped_clipboard(&mut stage, &mut writer, events, bytes).await {
+                            return ended;
+                        }
+                        continue;
+                    }
+                    Chunk::Malformed => {
+                        return TargetEnded::malformed(
+                            "the RDP server sent a malformed clipboard message",
+                        );
+                    }
+                }
                 let outputs = match stage.process(&mut image, action, &payload, None) {
                     Ok(outputs) => outputs,
                     Err(err) => {
@@ -421,6 +450,9 @@ async fn active(
                     }
                 };
                 if let Err(ended) = outputs_to(&mut writer, events, &image, outputs).await {
+                    return ended;
+                }
+                if let Err(ended) = clipboard_todos(&mut stage, &mut writer, events).await {
                     return ended;
                 }
             }
@@ -437,6 +469,13 @@ async fn active(
                     }
                     return TargetEnded::closed("the desktop was closed");
                 };
+                if let Input::Clipboard(text) = next {
+                    offer_clipboard(&mut stage, text);
+                    if let Err(ended) = clipboard_todos(&mut stage, &mut writer, events).await {
+                        return ended;
+                    }
+                    continue;
+                }
                 let fast = keyboard.apply(operations(&next, &mut buttons));
                 match stage.process_fastpath_input(&mut image, &fast) {
                     Ok(outputs) => {
@@ -451,6 +490,109 @@ async fn active(
             }
         }
     }
+}
+
+/// What to do with a PDU for the clipboard's sake: every chunk of the clipboard channel goes
+/// through the guard first (IronRDP reassembles what it passes); other PDUs pass.
+fn clipboard_chunk(
+    guard: &mut ChannelGuard,
+    channel: Option<u16>,
+    action: ironrdp_pdu::Action,
+    payload: &[u8],
+) -> Chunk {
+    let Some(channel) = channel else {
+        return Chunk::Pass;
+    };
+    if action != ironrdp_pdu::Action::X224 {
+        return Chunk::Pass;
+    }
+    match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
+        Ok(data) if data.channel_id == channel => guard.check(data.user_data),
+        // Another channel's, or not channel data (IronRDP judges those).
+        _ => Chunk::Pass,
+    }
+}
+
+/// The browser's text (the relay let it through) on offer to the server's clipboard.
+fn offer_clipboard(stage: &mut ActiveStage, text: String) {
+    let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() else {
+        return;
+    };
+    let ready = cliprdr.is_ready();
+    if let Some(backend) = cliprdr.downcast_backend_mut::<TextClipboard>() {
+        backend.offer(text, ready);
+    }
+}
+
+/// A clipboard text too large to reassemble was skipped: the relay hears of its size (to refuse
+/// and audit it), and IronRDP of a failed answer, so its requests and answers stay paired.
+async fn skipped_clipboard(
+    stage: &mut ActiveStage,
+    writer: &mut (impl AsyncWrite + Unpin),
+    events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+    bytes: u32,
+) -> Result<(), TargetEnded> {
+    let too_large = ServerEvent::CutText {
+        text: None,
+        len: bytes,
+    };
+    events
+        .send(Ok(too_large))
+        .await
+        .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+    let failed = ironrdp_pdu::encode_vec(&ClipboardPdu::FormatDataResponse(
+        FormatDataResponse::new_error(),
+    ));
+    if let (Ok(failed), Some(cliprdr)) = (failed, stage.get_svc_processor_mut::<CliprdrClient>()) {
+        // A failed answer asks for nothing back.
+        let _ = cliprdr.process(&failed);
+    }
+    clipboard_todos(stage, writer, events).await
+}
+
+/// Carries out what the clipboard backend asked for: its messages to the server, the server's
+/// text to the relay. A message IronRDP refuses to build (the channel not started, too many
+/// unanswered requests) is left out: the clipboard is not worth the session.
+async fn clipboard_todos(
+    stage: &mut ActiveStage,
+    writer: &mut (impl AsyncWrite + Unpin),
+    events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+) -> Result<(), TargetEnded> {
+    // Each PDU leaves at most a few; whatever is left waits for the next turn.
+    for _ in 0..16 {
+        let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() else {
+            return Ok(());
+        };
+        let Some(todo) = cliprdr
+            .downcast_backend_mut::<TextClipboard>()
+            .and_then(TextClipboard::take_todo)
+        else {
+            return Ok(());
+        };
+        let messages = match todo {
+            Todo::Deliver(event) => {
+                events
+                    .send(Ok(event))
+                    .await
+                    .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+                continue;
+            }
+            Todo::Announce(formats) => cliprdr.initiate_copy(&formats),
+            Todo::Fetch => cliprdr.initiate_paste(ClipboardFormatId::CF_UNICODETEXT),
+            Todo::Answer(answer) => cliprdr.submit_format_data(answer),
+        };
+        let frame = match messages {
+            Ok(messages) => stage
+                .process_svc_processor_messages(messages)
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match frame {
+            Ok(frame) => write_frame(writer, &frame).await?,
+            Err(err) => tracing::debug!(error = %err, "RDP clipboard: a message was left out"),
+        }
+    }
+    Ok(())
 }
 
 /// Acts on what the active stage produced: answers to the server, changed rectangles to the
