@@ -25,13 +25,12 @@
 //!   lifetime, so they are not moved between the runtime's threads. The active stage frames
 //!   PDUs itself (`ironrdp_pdu::find_size`) and runs as an ordinary task.
 
-use crate::rdp_clipboard::{ChannelGuard, Chunk, TextClipboard, Todo};
+use crate::rdp_clipboard::{self, ChannelGuard, Chunk, Step};
 use crate::rfb;
 use crate::screen::ServerEvent;
 use crate::session::{Input, TargetEnded};
 use bytes::BytesMut;
 use ironrdp_cliprdr::CliprdrClient;
-use ironrdp_cliprdr::pdu::{ClipboardFormatId, ClipboardPdu, FormatDataResponse};
 use ironrdp_connector::sspi::generator::NetworkRequest;
 use ironrdp_connector::{
     ClientConnector, ConnectionOutcome, ConnectionResult, ConnectorResult, Credentials,
@@ -42,7 +41,6 @@ use ironrdp_input::{Database, MouseButton, MousePosition, Operation, Scancode, W
 use ironrdp_pdu::geometry::InclusiveRectangle;
 use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
-use ironrdp_svc::SvcProcessor;
 use ironrdp_tokio::TokioFramed;
 use rampart_core::audit::Actor;
 use rampart_core::{Asset, ExposeSecret, Protocol, SecretString};
@@ -57,6 +55,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
+
+/// Messages for the clipboard channel, as the active stage sends them.
+type ClipboardMessages = ironrdp_cliprdr::CliprdrSvcMessages<ironrdp_cliprdr::Client>;
 
 /// The desktop size Rampart asks for (the server may answer with another, within
 /// `rfb::MAX_PIXELS`).
@@ -254,7 +255,7 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
     let failed = |err: ironrdp_connector::ConnectorError| format!("RDP with {target}: {err}");
     let mut connector =
         ClientConnector::new(config(&login.username, &login.password), login.client_addr)
-            .with_static_channel(CliprdrClient::new(Box::new(TextClipboard::default())));
+            .with_static_channel(rdp_clipboard::channel());
     let mut framed = TokioFramed::new(SyncStream::new(stream));
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
@@ -515,17 +516,13 @@ fn clipboard_chunk(
 
 /// The browser's text (the relay let it through) on offer to the server's clipboard.
 fn offer_clipboard(stage: &mut ActiveStage, text: String) {
-    let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() else {
-        return;
-    };
-    let ready = cliprdr.is_ready();
-    if let Some(backend) = cliprdr.downcast_backend_mut::<TextClipboard>() {
-        backend.offer(text, ready);
+    if let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() {
+        rdp_clipboard::offer(cliprdr, text);
     }
 }
 
 /// A clipboard text too large to reassemble was skipped: the relay hears of its size (to refuse
-/// and audit it), and IronRDP of a failed answer, so its requests and answers stay paired.
+/// and audit it), and IronRDP of a failed answer.
 async fn skipped_clipboard(
     stage: &mut ActiveStage,
     writer: &mut (impl AsyncWrite + Unpin),
@@ -540,19 +537,14 @@ async fn skipped_clipboard(
         .send(Ok(too_large))
         .await
         .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
-    let failed = ironrdp_pdu::encode_vec(&ClipboardPdu::FormatDataResponse(
-        FormatDataResponse::new_error(),
-    ));
-    if let (Ok(failed), Some(cliprdr)) = (failed, stage.get_svc_processor_mut::<CliprdrClient>()) {
-        // A failed answer asks for nothing back.
-        let _ = cliprdr.process(&failed);
+    if let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() {
+        rdp_clipboard::skipped_answer(cliprdr);
     }
     clipboard_todos(stage, writer, events).await
 }
 
 /// Carries out what the clipboard backend asked for: its messages to the server, the server's
-/// text to the relay. A message IronRDP refuses to build (the channel not started, too many
-/// unanswered requests) is left out: the clipboard is not worth the session.
+/// text to the relay.
 async fn clipboard_todos(
     stage: &mut ActiveStage,
     writer: &mut (impl AsyncWrite + Unpin),
@@ -560,36 +552,25 @@ async fn clipboard_todos(
 ) -> Result<(), TargetEnded> {
     // Each PDU leaves at most a few; whatever is left waits for the next turn.
     for _ in 0..16 {
-        let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() else {
-            return Ok(());
-        };
-        let Some(todo) = cliprdr
-            .downcast_backend_mut::<TextClipboard>()
-            .and_then(TextClipboard::take_todo)
+        let Some(step) = stage
+            .get_svc_processor_mut::<CliprdrClient>()
+            .and_then(rdp_clipboard::next_step)
         else {
             return Ok(());
         };
-        let messages = match todo {
-            Todo::Deliver(event) => {
-                events
-                    .send(Ok(event))
-                    .await
-                    .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
-                continue;
+        match step {
+            Step::Deliver(event) => events
+                .send(Ok(event))
+                .await
+                .map_err(|_| TargetEnded::closed("the desktop was closed"))?,
+            Step::Send(messages) => {
+                match stage.process_svc_processor_messages(ClipboardMessages::from(messages)) {
+                    Ok(frame) => write_frame(writer, &frame).await?,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "RDP clipboard: a message was left out");
+                    }
+                }
             }
-            Todo::Announce(formats) => cliprdr.initiate_copy(&formats),
-            Todo::Fetch => cliprdr.initiate_paste(ClipboardFormatId::CF_UNICODETEXT),
-            Todo::Answer(answer) => cliprdr.submit_format_data(answer),
-        };
-        let frame = match messages {
-            Ok(messages) => stage
-                .process_svc_processor_messages(messages)
-                .map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        match frame {
-            Ok(frame) => write_frame(writer, &frame).await?,
-            Err(err) => tracing::debug!(error = %err, "RDP clipboard: a message was left out"),
         }
     }
     Ok(())
@@ -940,6 +921,48 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn only_the_clipboard_channels_chunks_go_through_its_guard() {
+        let frame = |channel_id, declared: u32| {
+            let mut chunk = declared.to_le_bytes().to_vec();
+            chunk.extend(1u32.to_le_bytes()); // CHANNEL_FLAG_FIRST
+            chunk.extend([5, 0, 0, 0]);
+            ironrdp_pdu::encode_vec(&ironrdp_pdu::x224::X224(
+                ironrdp_pdu::mcs::SendDataIndication {
+                    initiator_id: 1002,
+                    channel_id,
+                    user_data: chunk.into(),
+                },
+            ))
+            .unwrap()
+        };
+        let x224 = ironrdp_pdu::Action::X224;
+        let mut guard = ChannelGuard::default();
+        let huge = frame(1004, u32::MAX);
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1004), x224, &huge),
+            Chunk::SkipData {
+                bytes: u32::MAX - 8
+            }
+        );
+        let mut guard = ChannelGuard::default();
+        // Another channel's, the server without the clipboard channel, or fast-path: IronRDP's.
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1005), x224, &huge),
+            Chunk::Pass
+        );
+        assert_eq!(clipboard_chunk(&mut guard, None, x224, &huge), Chunk::Pass);
+        let fast_path = ironrdp_pdu::Action::FastPath;
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1004), fast_path, &huge),
+            Chunk::Pass
+        );
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1004), x224, &frame(1004, 12)),
+            Chunk::Pass
+        );
     }
 
     #[test]

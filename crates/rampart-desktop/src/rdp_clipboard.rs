@@ -24,12 +24,14 @@
 
 use crate::screen::ServerEvent;
 use crate::session::MAX_CLIPBOARD;
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_cliprdr::backend::CliprdrBackend;
 use ironrdp_cliprdr::pdu::{
-    ClipboardFormat, ClipboardFormatId, ClipboardGeneralCapabilityFlags, FileContentsRequest,
-    FileContentsResponse, FormatDataRequest, FormatDataResponse, LockDataId,
+    ClipboardFormat, ClipboardFormatId, ClipboardGeneralCapabilityFlags, ClipboardPdu,
+    FileContentsRequest, FileContentsResponse, FormatDataRequest, FormatDataResponse, LockDataId,
     OwnedFormatDataResponse,
 };
+use ironrdp_svc::{SvcMessage, SvcProcessor};
 
 /// The largest CLIPRDR message the server may send (reassembled): the largest clipboard text in
 /// UTF-16 (two bytes for each byte Rampart passes; the relay checks the text's own size), with
@@ -86,6 +88,61 @@ impl TextClipboard {
             Vec::new()
         };
         self.todo.push_back(Todo::Announce(formats));
+    }
+}
+
+/// The clipboard channel with our backend, for the connector.
+pub fn channel() -> CliprdrClient {
+    CliprdrClient::new(Box::new(TextClipboard::default()))
+}
+
+/// What the channel's driver (the active stage's task) does next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send these messages on the channel.
+    Send(Vec<SvcMessage>),
+    /// Hand the server's text to the relay.
+    Deliver(ServerEvent),
+}
+
+/// The backend's next [`Todo`] carried out on the channel, `None` when none is left. A message
+/// IronRDP refuses to build (the channel not started, too many unanswered requests) is left
+/// out: the clipboard is not worth the session.
+pub fn next_step(cliprdr: &mut CliprdrClient) -> Option<Step> {
+    loop {
+        let todo = cliprdr
+            .downcast_backend_mut::<TextClipboard>()
+            .and_then(TextClipboard::take_todo)?;
+        let messages = match todo {
+            Todo::Deliver(event) => return Some(Step::Deliver(event)),
+            Todo::Announce(formats) => cliprdr.initiate_copy(&formats),
+            Todo::Fetch => cliprdr.initiate_paste(ClipboardFormatId::CF_UNICODETEXT),
+            Todo::Answer(answer) => cliprdr.submit_format_data(answer),
+        };
+        match messages {
+            Ok(messages) => return Some(Step::Send(messages.into())),
+            Err(err) => tracing::debug!(error = %err, "RDP clipboard: a message was left out"),
+        }
+    }
+}
+
+/// The browser's text (the relay let it through) on offer to the server's clipboard.
+pub fn offer(cliprdr: &mut CliprdrClient, text: String) {
+    let ready = cliprdr.is_ready();
+    if let Some(backend) = cliprdr.downcast_backend_mut::<TextClipboard>() {
+        backend.offer(text, ready);
+    }
+}
+
+/// A data answer was skipped ([`Chunk::SkipData`]): IronRDP is handed a failed answer in its
+/// place, so the requests it still waits on stay paired with their answers.
+pub fn skipped_answer(cliprdr: &mut CliprdrClient) {
+    let failed = ironrdp_pdu::encode_vec(&ClipboardPdu::FormatDataResponse(
+        FormatDataResponse::new_error(),
+    ));
+    if let Ok(failed) = failed {
+        // A failed answer asks for nothing back.
+        let _ = cliprdr.process(&failed);
     }
 }
 
@@ -373,6 +430,182 @@ mod tests {
             (Some("\u{fffd}a"), 4)
         );
         assert_eq!(text_of(&server_text(&[])), (Some(""), 0));
+    }
+
+    /// The other end of the channel in these tests: IronRDP's own server side of CLIPRDR, whose
+    /// backend notes what reached it.
+    #[derive(Debug, Default)]
+    struct ServerNotes {
+        announced: Vec<Vec<ClipboardFormatId>>,
+        requested: Vec<ClipboardFormatId>,
+        received: Vec<Vec<u8>>,
+    }
+
+    impl ironrdp_pdu::AsAny for ServerNotes {
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+    }
+
+    impl CliprdrBackend for ServerNotes {
+        fn temporary_directory(&self) -> &str {
+            ""
+        }
+        fn client_capabilities(&self) -> ClipboardGeneralCapabilityFlags {
+            ClipboardGeneralCapabilityFlags::USE_LONG_FORMAT_NAMES
+        }
+        fn on_ready(&mut self) {}
+        fn on_request_format_list(&mut self) {}
+        fn on_process_negotiated_capabilities(&mut self, _: ClipboardGeneralCapabilityFlags) {}
+        fn on_remote_copy(&mut self, formats: &[ClipboardFormat]) {
+            self.announced
+                .push(formats.iter().map(|format| format.id).collect());
+        }
+        fn on_format_data_request(&mut self, request: FormatDataRequest) {
+            self.requested.push(request.format);
+        }
+        fn on_format_data_response(&mut self, response: FormatDataResponse<'_>) {
+            self.received.push(response.data().to_vec());
+        }
+        fn on_file_contents_request(&mut self, _: FileContentsRequest) {}
+        fn on_file_contents_response(&mut self, _: FileContentsResponse<'_>) {}
+        fn on_lock(&mut self, _: LockDataId) {}
+        fn on_unlock(&mut self, _: LockDataId) {}
+    }
+
+    type Server = ironrdp_cliprdr::CliprdrServer;
+
+    fn notes(server: &Server) -> &ServerNotes {
+        server.downcast_backend::<ServerNotes>().unwrap()
+    }
+
+    /// Carries messages both ways until neither side has anything left to send; returns what
+    /// our side delivered for the relay.
+    fn converse(
+        client: &mut CliprdrClient,
+        server: &mut Server,
+        mut to_client: Vec<SvcMessage>,
+    ) -> Vec<ServerEvent> {
+        let mut delivered = Vec::new();
+        for _ in 0..32 {
+            let mut to_server = Vec::new();
+            for message in to_client.drain(..) {
+                let bytes = message.encode_unframed_pdu().unwrap();
+                to_server.extend(client.process(&bytes).unwrap());
+            }
+            while let Some(step) = next_step(client) {
+                match step {
+                    Step::Send(messages) => to_server.extend(messages),
+                    Step::Deliver(event) => delivered.push(event),
+                }
+            }
+            if to_server.is_empty() {
+                return delivered;
+            }
+            for message in to_server {
+                let bytes = message.encode_unframed_pdu().unwrap();
+                to_client.extend(server.process(&bytes).unwrap());
+            }
+        }
+        panic!("the conversation does not end");
+    }
+
+    /// The channel started as a server starts it (capabilities, Monitor Ready).
+    fn started() -> (CliprdrClient, Server) {
+        let mut client = channel();
+        let mut server = Server::new(Box::new(ServerNotes::default()));
+        let opening = server.start().unwrap();
+        assert!(converse(&mut client, &mut server, opening).is_empty());
+        (client, server)
+    }
+
+    #[test]
+    fn against_ironrdps_server_side_a_paste_reaches_the_server_and_its_copy_comes_back() {
+        let (mut client, mut server) = started();
+        assert!(client.is_ready(), "the channel did not start");
+        assert_eq!(notes(&server).announced, [Vec::<ClipboardFormatId>::new()]);
+
+        // The browser's paste: announced, then asked for and answered.
+        offer(&mut client, "pasted in the browser ✓".to_owned());
+        assert!(converse(&mut client, &mut server, Vec::new()).is_empty());
+        assert_eq!(
+            notes(&server).announced.last().unwrap(),
+            &[ClipboardFormatId::CF_UNICODETEXT]
+        );
+        let ask = server
+            .initiate_paste(ClipboardFormatId::CF_UNICODETEXT)
+            .unwrap();
+        assert!(converse(&mut client, &mut server, ask.into()).is_empty());
+        let mut expected = utf16("pasted in the browser ✓");
+        expected.extend([0, 0]);
+        assert_eq!(notes(&server).received, [expected]);
+
+        // A copy on the server: fetched at once, delivered decoded.
+        let copy = server
+            .initiate_copy(&[
+                ClipboardFormat::new(ClipboardFormatId::CF_TEXT),
+                ClipboardFormat::new(ClipboardFormatId::CF_UNICODETEXT),
+            ])
+            .unwrap();
+        assert!(converse(&mut client, &mut server, copy.into()).is_empty());
+        assert_eq!(
+            notes(&server).requested,
+            [ClipboardFormatId::CF_UNICODETEXT]
+        );
+        let answer = server
+            .submit_format_data(OwnedFormatDataResponse::new_unicode_string(
+                "copied on the target",
+            ))
+            .unwrap();
+        let delivered = converse(&mut client, &mut server, answer.into());
+        assert_eq!(delivered.len(), 1, "{delivered:?}");
+        assert_eq!(text_of(&delivered[0]), (Some("copied on the target"), 20));
+    }
+
+    #[test]
+    fn a_skipped_answer_delivers_nothing_and_the_next_copy_still_arrives() {
+        let (mut client, mut server) = started();
+        let copy = server
+            .initiate_copy(&[ClipboardFormat::new(ClipboardFormatId::CF_UNICODETEXT)])
+            .unwrap();
+        assert!(converse(&mut client, &mut server, copy.into()).is_empty());
+        // Its answer was too large and dropped before reassembly: a failed one in its place.
+        skipped_answer(&mut client);
+        assert!(
+            next_step(&mut client).is_none(),
+            "a failed answer delivers nothing"
+        );
+        // The next copy's answer is delivered as the answer to the next request.
+        let copy = server
+            .initiate_copy(&[ClipboardFormat::new(ClipboardFormatId::CF_UNICODETEXT)])
+            .unwrap();
+        assert!(converse(&mut client, &mut server, copy.into()).is_empty());
+        let answer = server
+            .submit_format_data(OwnedFormatDataResponse::new_unicode_string("second"))
+            .unwrap();
+        let delivered = converse(&mut client, &mut server, answer.into());
+        assert_eq!(text_of(&delivered[0]), (Some("second"), 6));
+    }
+
+    #[test]
+    fn a_paste_before_the_channel_starts_goes_with_its_first_format_list() {
+        let mut client = channel();
+        let mut server = Server::new(Box::new(ServerNotes::default()));
+        offer(&mut client, "early".to_owned());
+        assert!(
+            next_step(&mut client).is_none(),
+            "sent before the channel started"
+        );
+        let opening = server.start().unwrap();
+        converse(&mut client, &mut server, opening);
+        assert_eq!(
+            notes(&server).announced,
+            [vec![ClipboardFormatId::CF_UNICODETEXT]]
+        );
     }
 
     fn chunk(declared: u32, flags: u32, body: &[u8]) -> Vec<u8> {
