@@ -10,8 +10,9 @@
 //! (bounded), which refuses it with its size when the grant does not allow it.
 //!
 //! IronRDP calls the backend synchronously and the backend cannot send, so each callback leaves
-//! a [`Todo`] that the active stage's task takes ([`TextClipboard::take_todo`]) and carries out
-//! on the channel. No I/O here: the tests drive it directly.
+//! a [`Todo`], which [`next_step`] turns into the channel's messages (or text for the relay)
+//! for the active stage's task to send. No I/O here: the tests drive the backend directly and
+//! converse with IronRDP's own server side of the channel.
 //!
 //! INVARIANTS:
 //! - Only `CF_UNICODETEXT` is ever announced, requested or answered; file lists, images and
