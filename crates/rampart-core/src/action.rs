@@ -64,12 +64,16 @@ pub enum Action {
     VncClipboard,
     /// An RDP desktop (`rdp:connect`): the screen, keyboard and mouse in the portal's desktop
     /// view, recorded as screen updates like a VNC desktop. Rampart logs in with the vaulted
-    /// password over TLS and NLA (CredSSP).
+    /// password over TLS and NLA (CredSSP). The clipboard is `rdp:clipboard`.
     RdpConnect,
+    /// Copy and paste of text between the browser and an RDP desktop (`rdp:clipboard`, the
+    /// CLIPRDR channel), each transfer audited with its size, as `vnc:clipboard` for VNC.
+    /// Without it the clipboard is refused both ways.
+    RdpClipboard,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Shell,
         Action::Exec,
         Action::Scp,
@@ -89,6 +93,7 @@ impl Action {
         Action::VncConnect,
         Action::VncClipboard,
         Action::RdpConnect,
+        Action::RdpClipboard,
     ];
 
     /// The protocol the action is a use of.
@@ -108,7 +113,7 @@ impl Action {
             | Action::KubernetesExec
             | Action::KubernetesPortForward => Protocol::Kubernetes,
             Action::VncConnect | Action::VncClipboard => Protocol::Vnc,
-            Action::RdpConnect => Protocol::Rdp,
+            Action::RdpConnect | Action::RdpClipboard => Protocol::Rdp,
         }
     }
 
@@ -125,7 +130,7 @@ impl Action {
             | Action::RedisConnect
             | Action::VncConnect
             | Action::RdpConnect => "connect",
-            Action::VncClipboard => "clipboard",
+            Action::VncClipboard | Action::RdpClipboard => "clipboard",
             Action::KubernetesRead => "read",
             Action::KubernetesWrite => "write",
             Action::KubernetesExec => "exec",
@@ -318,6 +323,18 @@ mod tests {
                 .unwrap()
                 .contains(Action::PostgresConnect)
         );
+    }
+
+    #[test]
+    fn each_desktop_protocol_has_its_own_clipboard_action() {
+        let set = ActionSet::parse("rdp:connect,rdp:clipboard").unwrap();
+        assert!(set.contains(Action::RdpClipboard) && !set.contains(Action::VncClipboard));
+        assert_eq!(set.to_string(), "rdp:connect,rdp:clipboard");
+        assert_eq!(
+            ActionSet::parse("vnc:clipboard").unwrap().to_string(),
+            "vnc:clipboard"
+        );
+        assert!(ActionSet::parse("clipboard").is_err());
     }
 
     #[test]

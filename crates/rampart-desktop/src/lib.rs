@@ -15,6 +15,7 @@
 //! it is IronRDP's connector and session crates, sans-I/O, driven over our own TLS stream.
 
 pub mod rdp;
+pub mod rdp_clipboard;
 pub mod rfb;
 pub mod screen;
 pub mod session;

@@ -3,7 +3,10 @@
 //! the same check as every TLS target), then NLA (CredSSP, NTLM) with the vaulted password,
 //! then the active stage: the server's fast-path and slow-path graphics are decoded into an
 //! RGBA image here, and each changed rectangle becomes a [`ServerEvent::Raw`] of the desktop
-//! stream, so the browser, the recording, replay, watch and kill are the VNC desktop's.
+//! stream, so the browser, the recording, replay, watch and kill are the VNC desktop's. The
+//! clipboard is the CLIPRDR channel with `rdp_clipboard`'s text backend: the browser's text
+//! (already allowed by the relay) is offered to the server, and the server's text becomes a
+//! [`ServerEvent::CutText`] for the relay to pass or refuse, as a VNC server's.
 //!
 //! INVARIANTS:
 //! - TLS and NLA only: standard RDP security and TLS without NLA are not offered, so the
@@ -12,8 +15,9 @@
 //!   CredSSP: nothing of the credential was sent, and the refusal names the fingerprint the
 //!   server presented, for an administrator to check and pin (`asset endpoint set`).
 //! - Nothing the server sends can panic the node or grow memory without bound: PDUs are
-//!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, and a PDU
-//!   IronRDP cannot decode ends the session with its reason.
+//!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, a PDU
+//!   IronRDP cannot decode ends the session with its reason, and the clipboard channel's chunk
+//!   sequences are bounded before IronRDP reassembles them (`rdp_clipboard::ChannelGuard`).
 //! - One task owns the active stage (its state is not shareable): it takes the server's PDUs
 //!   from a reader task and the browser's input from the relay, in one `select!`.
 //! - The connection sequence runs on a blocking-pool thread (`Handle::block_on`) under its own
@@ -21,10 +25,12 @@
 //!   lifetime, so they are not moved between the runtime's threads. The active stage frames
 //!   PDUs itself (`ironrdp_pdu::find_size`) and runs as an ordinary task.
 
+use crate::rdp_clipboard::{self, ChannelGuard, Chunk, Step};
 use crate::rfb;
 use crate::screen::ServerEvent;
 use crate::session::{Input, TargetEnded};
 use bytes::BytesMut;
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_connector::sspi::generator::NetworkRequest;
 use ironrdp_connector::{
     ClientConnector, ConnectionOutcome, ConnectionResult, ConnectorResult, Credentials,
@@ -34,7 +40,7 @@ use ironrdp_graphics::image_processing::PixelFormat;
 use ironrdp_input::{Database, MouseButton, MousePosition, Operation, Scancode, WheelRotations};
 use ironrdp_pdu::geometry::InclusiveRectangle;
 use ironrdp_session::image::DecodedImage;
-use ironrdp_session::{ActiveStageBuilder, ActiveStageOutput};
+use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
 use ironrdp_tokio::TokioFramed;
 use rampart_core::audit::Actor;
 use rampart_core::{Asset, ExposeSecret, Protocol, SecretString};
@@ -49,6 +55,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
+
+/// Messages for the clipboard channel, as the active stage sends them.
+type ClipboardMessages = ironrdp_cliprdr::CliprdrSvcMessages<ironrdp_cliprdr::Client>;
 
 /// The desktop size Rampart asks for (the server may answer with another, within
 /// `rfb::MAX_PIXELS`).
@@ -245,7 +254,8 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         .unwrap_or_else(|| asset.name.to_string());
     let failed = |err: ironrdp_connector::ConnectorError| format!("RDP with {target}: {err}");
     let mut connector =
-        ClientConnector::new(config(&login.username, &login.password), login.client_addr);
+        ClientConnector::new(config(&login.username, &login.password), login.client_addr)
+            .with_static_channel(rdp_clipboard::channel());
     let mut framed = TokioFramed::new(SyncStream::new(stream));
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
@@ -386,6 +396,11 @@ async fn active(
     }));
     let DesktopSize { width, height } = result.desktop_size;
     let mut image = DecodedImage::new(PixelFormat::RgbA32, width, height);
+    // The clipboard channel, when the server joined it.
+    let clipboard_channel = result
+        .static_channels
+        .get_channel_id_by_type::<CliprdrClient>();
+    let mut clipboard_guard = ChannelGuard::default();
     let mut stage = ActiveStageBuilder {
         static_channels: result.static_channels,
         user_channel_id: result.user_channel_id,
@@ -412,6 +427,21 @@ async fn active(
                     }
                     Some(Ok(pdu)) => pdu,
                 };
+                match clipboard_chunk(&mut clipboard_guard, clipboard_channel, action, &payload) {
+                    Chunk::Pass => {}
+                    Chunk::Skip => continue,
+                    Chunk::SkipData { bytes } => {
+                        if let Err(ended) = skipped_clipboard(&mut stage, &mut writer, events, bytes).await {
+                            return ended;
+                        }
+                        continue;
+                    }
+                    Chunk::Malformed => {
+                        return TargetEnded::malformed(
+                            "the RDP server sent a malformed clipboard message",
+                        );
+                    }
+                }
                 let outputs = match stage.process(&mut image, action, &payload, None) {
                     Ok(outputs) => outputs,
                     Err(err) => {
@@ -421,6 +451,9 @@ async fn active(
                     }
                 };
                 if let Err(ended) = outputs_to(&mut writer, events, &image, outputs).await {
+                    return ended;
+                }
+                if let Err(ended) = clipboard_todos(&mut stage, &mut writer, events).await {
                     return ended;
                 }
             }
@@ -437,6 +470,13 @@ async fn active(
                     }
                     return TargetEnded::closed("the desktop was closed");
                 };
+                if let Input::Clipboard(text) = next {
+                    offer_clipboard(&mut stage, text);
+                    if let Err(ended) = clipboard_todos(&mut stage, &mut writer, events).await {
+                        return ended;
+                    }
+                    continue;
+                }
                 let fast = keyboard.apply(operations(&next, &mut buttons));
                 match stage.process_fastpath_input(&mut image, &fast) {
                     Ok(outputs) => {
@@ -451,6 +491,89 @@ async fn active(
             }
         }
     }
+}
+
+/// What to do with a PDU for the clipboard's sake: every chunk of the clipboard channel goes
+/// through the guard first (IronRDP reassembles what it passes); other PDUs pass.
+fn clipboard_chunk(
+    guard: &mut ChannelGuard,
+    channel: Option<u16>,
+    action: ironrdp_pdu::Action,
+    payload: &[u8],
+) -> Chunk {
+    let Some(channel) = channel else {
+        return Chunk::Pass;
+    };
+    if action != ironrdp_pdu::Action::X224 {
+        return Chunk::Pass;
+    }
+    match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
+        Ok(data) if data.channel_id == channel => guard.check(data.user_data),
+        // Another channel's, or not channel data (IronRDP judges those).
+        _ => Chunk::Pass,
+    }
+}
+
+/// The browser's text (the relay let it through) on offer to the server's clipboard.
+fn offer_clipboard(stage: &mut ActiveStage, text: String) {
+    if let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() {
+        rdp_clipboard::offer(cliprdr, text);
+    }
+}
+
+/// A clipboard text too large to reassemble was skipped: the relay hears of its size (to refuse
+/// and audit it), and IronRDP of a failed answer.
+async fn skipped_clipboard(
+    stage: &mut ActiveStage,
+    writer: &mut (impl AsyncWrite + Unpin),
+    events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+    bytes: u32,
+) -> Result<(), TargetEnded> {
+    let too_large = ServerEvent::CutText {
+        text: None,
+        len: bytes,
+    };
+    events
+        .send(Ok(too_large))
+        .await
+        .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+    if let Some(cliprdr) = stage.get_svc_processor_mut::<CliprdrClient>() {
+        rdp_clipboard::skipped_answer(cliprdr);
+    }
+    clipboard_todos(stage, writer, events).await
+}
+
+/// Carries out what the clipboard backend asked for: its messages to the server, the server's
+/// text to the relay.
+async fn clipboard_todos(
+    stage: &mut ActiveStage,
+    writer: &mut (impl AsyncWrite + Unpin),
+    events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+) -> Result<(), TargetEnded> {
+    // Each PDU leaves at most a few; whatever is left waits for the next turn.
+    for _ in 0..16 {
+        let Some(step) = stage
+            .get_svc_processor_mut::<CliprdrClient>()
+            .and_then(rdp_clipboard::next_step)
+        else {
+            return Ok(());
+        };
+        match step {
+            Step::Deliver(event) => events
+                .send(Ok(event))
+                .await
+                .map_err(|_| TargetEnded::closed("the desktop was closed"))?,
+            Step::Send(messages) => {
+                match stage.process_svc_processor_messages(ClipboardMessages::from(messages)) {
+                    Ok(frame) => write_frame(writer, &frame).await?,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "RDP clipboard: a message was left out");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Acts on what the active stage produced: answers to the server, changed rectangles to the
@@ -798,6 +921,48 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn only_the_clipboard_channels_chunks_go_through_its_guard() {
+        let frame = |channel_id, declared: u32| {
+            let mut chunk = declared.to_le_bytes().to_vec();
+            chunk.extend(1u32.to_le_bytes()); // CHANNEL_FLAG_FIRST
+            chunk.extend([5, 0, 0, 0]);
+            ironrdp_pdu::encode_vec(&ironrdp_pdu::x224::X224(
+                ironrdp_pdu::mcs::SendDataIndication {
+                    initiator_id: 1002,
+                    channel_id,
+                    user_data: chunk.into(),
+                },
+            ))
+            .unwrap()
+        };
+        let x224 = ironrdp_pdu::Action::X224;
+        let mut guard = ChannelGuard::default();
+        let huge = frame(1004, u32::MAX);
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1004), x224, &huge),
+            Chunk::SkipData {
+                bytes: u32::MAX - 8
+            }
+        );
+        let mut guard = ChannelGuard::default();
+        // Another channel's, the server without the clipboard channel, or fast-path: IronRDP's.
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1005), x224, &huge),
+            Chunk::Pass
+        );
+        assert_eq!(clipboard_chunk(&mut guard, None, x224, &huge), Chunk::Pass);
+        let fast_path = ironrdp_pdu::Action::FastPath;
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1004), fast_path, &huge),
+            Chunk::Pass
+        );
+        assert_eq!(
+            clipboard_chunk(&mut guard, Some(1004), x224, &frame(1004, 12)),
+            Chunk::Pass
+        );
     }
 
     #[test]

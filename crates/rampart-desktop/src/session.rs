@@ -17,9 +17,10 @@
 //!   a replay can seek.
 //! - Input is recorded as metadata (pointer position and buttons, "a key", clipboard sizes);
 //!   which key was typed is not recorded (passwords typed into the desktop stay out of it).
-//! - The clipboard passes only when the grant allows `vnc:clipboard` (RDP desktops have no
-//!   clipboard yet: always refused); every transfer (or refusal) is an audit event with its
-//!   size, never its text.
+//! - The clipboard passes only when the grant allows the protocol's clipboard action
+//!   (`vnc:clipboard`, `rdp:clipboard`: [`clipboard_action`]), decided here for both (RDP's
+//!   channel, `rdp_clipboard`, only carries text); every transfer (or refusal) is an audit
+//!   event with its size, never its text.
 //! - Nothing the target sends can panic the node or grow memory without bound (`rfb`'s
 //!   checks); a malformed message ends the session with its reason.
 
@@ -194,8 +195,7 @@ pub async fn open(
         &[action],
     )
     .await?;
-    let clipboard = protocol == Protocol::Vnc
-        && clipboard_allowed(&store, &request, &authorized.asset.name).await;
+    let clipboard = clipboard_allowed(&store, &request, &authorized.asset.name).await;
     let title = format!(
         "{}@{}@{} ({protocol})",
         request.user.name, authorized.account, authorized.asset.name
@@ -298,6 +298,7 @@ pub async fn open(
         account: authorized.account_ref(),
         session: id,
         clipboard,
+        protocol,
         events: events_tx,
     };
     tokio::spawn(async move {
@@ -347,7 +348,16 @@ async fn start_vnc(
     ))
 }
 
-/// Whether the user's grants allow `vnc:clipboard` on this account now.
+/// The action that allows a desktop protocol's clipboard: `vnc:clipboard`, `rdp:clipboard`.
+pub fn clipboard_action(protocol: Protocol) -> Option<Action> {
+    match protocol {
+        Protocol::Vnc => Some(Action::VncClipboard),
+        Protocol::Rdp => Some(Action::RdpClipboard),
+        _ => None,
+    }
+}
+
+/// Whether the user's grants allow the protocol's clipboard action on this account now.
 async fn clipboard_allowed(
     store: &rampart_store::Store,
     request: &DesktopRequest,
@@ -360,11 +370,12 @@ async fn clipboard_allowed(
     let Some(access) = snapshot.as_user(&request.user.name, request.mfa, now) else {
         return false;
     };
-    let Some(asset) = snapshot.asset(asset) else {
+    let (Some(asset), Some(action)) = (snapshot.asset(asset), clipboard_action(request.protocol))
+    else {
         return false;
     };
     access
-        .decide_any(asset, &request.account.login, &[Action::VncClipboard])
+        .decide_any(asset, &request.account.login, &[action])
         .is_ok()
 }
 
@@ -376,6 +387,8 @@ struct Relay {
     account: AccountRef,
     session: uuid::Uuid,
     clipboard: bool,
+    /// The desktop's protocol (its clipboard action is named in a refusal).
+    protocol: Protocol,
     events: mpsc::Sender<DesktopEvent>,
 }
 
@@ -564,10 +577,11 @@ impl Relay {
                 if !allowed {
                     let why = if self.clipboard {
                         format!("the clipboard text is larger than {MAX_CLIPBOARD} bytes: not sent")
-                    } else if matches!(wire, Wire::Rdp { .. }) {
-                        "RDP desktops have no clipboard in Rampart yet".to_owned()
                     } else {
-                        "your grant does not allow the clipboard here (vnc:clipboard)".to_owned()
+                        format!(
+                            "your grant does not allow the clipboard here ({}:clipboard)",
+                            self.protocol
+                        )
                     };
                     let _ = self.events.send(DesktopEvent::Notice(why)).await;
                     return Ok(());

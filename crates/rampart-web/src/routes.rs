@@ -391,7 +391,7 @@ pub fn table() -> Vec<Route> {
             "/api/v1/desktop",
             User,
             "terminal",
-            "WebSocket: a desktop on an account, VNC (vnc:connect) or with ?protocol=rdp RDP (rdp:connect): screen updates to the browser, keyboard, mouse and (VNC) clipboard from it; policy, vault, recording and live enforcement through the session core; browser session and same Origin only",
+            "WebSocket: a desktop on an account, VNC (vnc:connect) or with ?protocol=rdp RDP (rdp:connect): screen updates to the browser, keyboard, mouse and clipboard from it (vnc:clipboard, rdp:clipboard); policy, vault, recording and live enforcement through the session core; browser session and same Origin only",
             crate::desktop::desktop,
         )
         .query(&["account"])

@@ -1265,7 +1265,7 @@ pub struct GrantAddArgs {
     /// Comma-separated actions: shell, exec, scp, sftp_read, sftp_write, port_forward
     /// (sftp = sftp_read,sftp_write); databases: postgres:connect, mysql:connect,
     /// redis:connect (everything) or postgres:read, mysql:read, redis:read (read-only);
-    /// desktops: vnc:connect, vnc:clipboard (copy and paste), rdp:connect
+    /// desktops: vnc:connect, vnc:clipboard (copy and paste), rdp:connect, rdp:clipboard
     /// [default: shell,exec,scp,sftp_read,sftp_write]
     #[arg(long, value_name = "LIST")]
     pub actions: Option<String>,

@@ -18,6 +18,8 @@
 //   KILL_REASON            what the page must show once the test kills the session
 //   CANARY                 the vaulted password: never on the page
 //   EXPECT_END             (optional) the session must end at once, the page showing this
+//   PASTE_TEXT / PASTE_NOTICE (optional) pasted into the canvas after the typing; the page
+//                          must then show PASTE_NOTICE (a refusal)
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -126,6 +128,19 @@ async function desktopSteps(page) {
   await page.keyboard.press('Enter');
   await waitForPixel(page, px, py, colour, 'red');
   await page.screenshot({ path: join(artifacts, 'desktop-red.png') });
+
+  // A paste into the canvas, as the browser delivers one; the page says what became of it.
+  if (process.env.PASTE_TEXT) {
+    await page.evaluate((text) => {
+      const data = new DataTransfer();
+      data.setData('text/plain', text);
+      const canvas = document.getElementById('desktop');
+      canvas.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    }, process.env.PASTE_TEXT);
+    await page.locator('#desktop-notice', { hasText: env('PASTE_NOTICE') }).waitFor({ timeout: 30_000 });
+    await page.screenshot({ path: join(artifacts, 'desktop-paste.png') });
+    console.log(`paste notice: ${await page.locator('#desktop-notice').innerText()}`);
+  }
 
   const shown = await page.locator('body').innerText();
   if (shown.includes(env('CANARY'))) throw new Error('the vaulted password is on the page');

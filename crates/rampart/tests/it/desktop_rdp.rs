@@ -5,8 +5,9 @@
 //! TLS, CredSSP, the active stage), reads canvas pixels, types a command into the remote xterm
 //! and sees its effect; the session is killed from the CLI and the page shows why; the
 //! recording verifies, replays, and stops verifying after a byte is flipped; the vaulted
-//! password is nowhere in the data directory. A hostile server that answers the connection
-//! request with garbage ends its session cleanly, and the node lives on.
+//! password is nowhere in the data directory. A paste without `rdp:clipboard` is refused on
+//! the page and audited with its size. A hostile server that answers the connection request
+//! with garbage ends its session cleanly, and the node lives on.
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
@@ -246,6 +247,65 @@ fn an_rdp_desktop_in_chromium_logs_in_with_nla_draws_types_is_killed_and_its_rec
 
     let found = files_containing(&r.data_dir(), CANARY.as_bytes());
     assert!(found.is_empty(), "the vaulted RDP password is in {found:?}");
+    drop(server);
+}
+
+/// Without `rdp:clipboard` a paste into the canvas does not reach the desktop: the page says
+/// which grant is missing, and the refusal is a `clipboard_transfer` audit event with the
+/// paste's size and no text. (The other direction, and the clipboard with the grant, need a
+/// server with a clipboard channel: FreeRDP's shadow server has none.)
+#[test]
+fn a_paste_into_an_rdp_desktop_without_rdp_clipboard_is_refused_on_the_page_and_audited_with_its_size()
+ {
+    if browser_ready().is_none() {
+        return;
+    }
+    let Some(desktop) = RdpDesktop::start() else {
+        return;
+    };
+    let (r, server) = rampart_for_rdp(desktop.port, Some(&desktop.fingerprint));
+    let pasted = "pasted-without-a-grant-7d1e";
+    let mut env = rdp_browser_env();
+    env.push(("PASTE_TEXT", pasted.to_owned()));
+    env.push((
+        "PASTE_NOTICE",
+        "your grant does not allow the clipboard here (rdp:clipboard)".to_owned(),
+    ));
+    let (ok, out) = run_browser(&server, &env, |id| {
+        r.ok(&["session", "kill", id, "--reason", KILL_REASON]);
+    });
+    assert!(ok && out.contains("desktop steps passed"), "{out}");
+
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
+    let transfers: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "clipboard_transfer")
+        .collect();
+    assert_eq!(transfers.len(), 1, "{transfers:?}");
+    let event = &transfers[0]["event"];
+    assert_eq!(event["direction"], "to_target", "{event}");
+    assert_eq!(event["allowed"], false, "{event}");
+    assert_eq!(event["bytes"], pasted.len(), "{event}");
+    assert_eq!(event["account"], format!("{LOGIN}@desk"), "{event}");
+    assert!(
+        !audit.to_string().contains(pasted),
+        "the pasted text is in the audit"
+    );
+    let list = sessions(&r);
+    let id = list.iter().find(|s| s["kind"] == "rdp").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
+    let recorded = std::fs::read(&raw).unwrap();
+    assert!(
+        !recorded
+            .windows(pasted.len())
+            .any(|w| w == pasted.as_bytes()),
+        "the pasted text is in the recording"
+    );
     drop(server);
 }
 
