@@ -259,10 +259,7 @@ impl Gateway {
                     Ok((stream, peer)) => match self.admission.admit(peer.ip()) {
                         Ok(slot) => {
                             let _ = stream.set_nodelay(true);
-                            let gateway = self.clone();
-                            tokio::spawn(async move {
-                                gateway.serve_connection(stream, peer, slot).await;
-                            });
+                            tokio::spawn(self.clone().serve_connection(stream, peer, slot));
                         }
                         // Closed at once (OpenSSH's MaxStartups does the same).
                         Err(refused) => refusals.refused(refused, &self.admission),
@@ -311,20 +308,27 @@ impl Gateway {
         .target_answer_timeout(self.target_answer_timeout);
         let started = std::time::Instant::now();
         let user = handler.access_user();
-        let result =
-            match russh::server::run_stream(self.server_config.clone(), stream, handler).await {
-                Ok(session) => match session.await {
-                    Ok(()) => "closed".to_owned(),
-                    Err(err) => {
-                        tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
-                        format!("error: {err}")
-                    }
-                },
+        // The handshake's future is boxed: this task lives as long as the connection, and
+        // would otherwise keep the handshake's state (the handler among it) allocated.
+        let handshake = Box::pin(russh::server::run_stream(
+            self.server_config.clone(),
+            stream,
+            handler,
+        ))
+        .await;
+        let result = match handshake {
+            Ok(session) => match session.await {
+                Ok(()) => "closed".to_owned(),
                 Err(err) => {
-                    tracing::debug!(%peer, error = %err, "ssh handshake failed");
-                    format!("handshake failed: {err}")
+                    tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+                    format!("error: {err}")
                 }
-            };
+            },
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "ssh handshake failed");
+                format!("handshake failed: {err}")
+            }
+        };
         // One access record per connection; its sessions have their own audit events.
         tracing::info!(
             target: ACCESS_TARGET,
