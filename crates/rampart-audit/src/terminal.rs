@@ -56,6 +56,9 @@ struct Cell {
 
 const BLANK: Cell = Cell { ch: ' ', style: 0 };
 
+/// Cells a row grows by (see [`Line::set`]).
+const ROW_GROWTH: usize = 16;
+
 #[derive(Debug, Clone, Default)]
 struct Line {
     /// The cells written so far; those beyond are blank.
@@ -72,6 +75,11 @@ impl Line {
 
     fn set(&mut self, col: usize, cell: Cell) {
         if self.cells.len() <= col {
+            // Grown a few cells at a time, not doubled: a row stays within a few cells of what
+            // it shows (an 80-column row holds 80 cells, not 128), and every open session has
+            // two screens of them.
+            let wanted = (col + 1).next_multiple_of(ROW_GROWTH);
+            self.cells.reserve_exact(wanted - self.cells.len());
             self.cells.resize(col + 1, BLANK);
         }
         if let Some(slot) = self.cells.get_mut(col) {
