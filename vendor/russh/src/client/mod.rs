@@ -1264,7 +1264,11 @@ where
     // Boxed: `spawn` wraps the future in an async block that would store it twice (a captured
     // future and the one it awaits are laid out side by side).
     let join =
-        russh_util::runtime::spawn(Box::pin(session.run(stream, handler, Some(kex_done_signal))));
+        russh_util::runtime::spawn(Box::pin(Box::new(session).run(
+            stream,
+            Box::new(handler),
+            Some(kex_done_signal),
+        )));
 
     let agent_session_binding = match kex_done_signal_rx.await {
         Ok(binding) => binding,
@@ -1344,10 +1348,12 @@ impl Session {
         }
     }
 
+    // `self` and the handler come boxed: an async fn keeps its arguments apart from the
+    // locals they move into, so by value both would be held twice for the connection's life.
     async fn run<H: Handler + Send, R: AsyncRead + AsyncWrite + Unpin + Send>(
-        mut self,
+        mut self: Box<Self>,
         stream: SshRead<R>,
-        mut handler: H,
+        mut handler: Box<H>,
         mut kex_done_signal: Option<
             oneshot::Sender<Option<crate::keys::agent::AgentSessionBinding>>,
         >,
@@ -1357,7 +1363,7 @@ impl Session {
             .run_inner(
                 stream_read,
                 &mut stream_write,
-                &mut handler,
+                &mut *handler,
                 &mut kex_done_signal,
             )
             .await;

@@ -1132,7 +1132,8 @@ where
 
     // Boxed: `spawn` wraps the future in an async block that would store it twice (a captured
     // future and the one it awaits are laid out side by side).
-    let join = russh_util::runtime::spawn(Box::pin(session.run(stream, handler)));
+    let join =
+        russh_util::runtime::spawn(Box::pin(Box::new(session).run(stream, Box::new(handler))));
 
     Ok(RunningSession { handle, join })
 }

@@ -630,10 +630,12 @@ impl Session {
         Ok(())
     }
 
+    // `self` and the handler come boxed: an async fn keeps its arguments apart from the
+    // locals they move into, so by value both would be held twice for the connection's life.
     pub(crate) async fn run<H, R>(
-        mut self,
+        mut self: Box<Self>,
         mut stream: SshRead<R>,
-        mut handler: H,
+        mut handler: Box<H>,
     ) -> Result<(), H::Error>
     where
         H: Handler + Send + 'static,
@@ -744,7 +746,7 @@ impl Session {
                             // Boxed: a packet's handling (key exchange, authentication, the
                             // handler's calls) is large and brief; inline, it would set the
                             // size of this long-lived task for the whole connection.
-                            match Box::pin(reply(&mut self, &mut handler, &mut pkt)).await {
+                            match Box::pin(reply(&mut self, &mut *handler, &mut pkt)).await {
                                 Ok(_) => {},
                                 Err(e) => return Err(e),
                             }
