@@ -82,7 +82,8 @@ impl Shared {
         if bytes <= limit || self.bulk_alerted.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        self.trail.bulk_transfer(limit, bytes).await
+        // Once per session at most: boxed, so the relay's every batch does not carry it.
+        Box::pin(self.trail.bulk_transfer(limit, bytes)).await
     }
 }
 
@@ -345,6 +346,20 @@ async fn finish(
         reason: CANCELLED.to_owned(),
         exit_status: None,
     });
+    // Boxed: this task waits as long as the session, and would otherwise keep the end's
+    // state (store writes, the observers' finish) allocated all along.
+    Box::pin(end_session(shared, store, registration, ending, done)).await;
+}
+
+/// The end itself, once asked for: observers finished (the recording sealed), what they found
+/// logged, the record closed; `done` then tells the session's end to whoever waits for it.
+async fn end_session(
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    registration: Registration,
+    ending: Ending,
+    done: watch::Sender<Option<SessionEnd>>,
+) {
     let id = shared.trail.id;
     let waiting = shared.approval.lock().ok().and_then(|mut slot| slot.take());
     if let Some((approval, _)) = waiting

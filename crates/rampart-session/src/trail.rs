@@ -50,6 +50,16 @@ impl Trail {
     /// before this returns (they are the statements' only evidence). An error ends the session
     /// (fail closed).
     pub(crate) async fn log_marked(&self, findings: Vec<Finding>) -> Result<(), String> {
+        // Nearly every batch of bytes finds nothing: that path stays small, and the writes are
+        // boxed (the relay awaits this for every batch, and would otherwise carry the store
+        // writes' state in its long-lived task).
+        if findings.is_empty() {
+            return self.check();
+        }
+        Box::pin(self.write_marked(findings)).await
+    }
+
+    async fn write_marked(&self, findings: Vec<Finding>) -> Result<(), String> {
         let Some(statements) = &self.statements else {
             return self.log(findings).await;
         };
@@ -97,6 +107,22 @@ impl Trail {
     /// closed). With a statement log, what it holds is written first (the chain keeps the
     /// session's order).
     pub(crate) async fn log(&self, findings: Vec<Finding>) -> Result<(), String> {
+        // Small when there is nothing to write, as `log_marked`.
+        if findings.is_empty() {
+            return self.check();
+        }
+        Box::pin(self.write(findings)).await
+    }
+
+    /// Whether the statement log (if any) still works; an error ends the session.
+    fn check(&self) -> Result<(), String> {
+        match &self.statements {
+            Some(statements) => statements.check(),
+            None => Ok(()),
+        }
+    }
+
+    async fn write(&self, findings: Vec<Finding>) -> Result<(), String> {
         if let Some(statements) = &self.statements {
             statements.check()?;
             if !findings.is_empty() {
