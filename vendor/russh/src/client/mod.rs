@@ -2057,6 +2057,9 @@ async fn reply<H: Handler>(
                             let common = &mut session.common;
                             common.newkeys(newkeys);
                             if let Some(enc) = common.encrypted.as_mut() {
+                                // Only a server reads the exchange afterwards (its ext-info):
+                                // the client frees the key exchange's messages now.
+                                enc.exchange = None;
                                 enc.last_rekey = Instant::now();
                                 enc.flush_all_pending_with_writer(
                                     &mut common.packet_writer,
@@ -2096,6 +2099,10 @@ async fn reply<H: Handler>(
                         session
                             .common
                             .encrypted(initial_encrypted_state(session), newkeys);
+                        // As after a rekey: the exchange is only a server's to read.
+                        if let Some(enc) = session.common.encrypted.as_mut() {
+                            enc.exchange = None;
+                        }
 
                         if let Some(sender) = kex_done_signal.take() {
                             sender.send(agent_session_binding).unwrap_or(());
