@@ -637,7 +637,12 @@ impl SshTarget {
     /// Starts `sshd` logging every step at `DEBUG3` to a file ([`SshTarget::log`]), so a test
     /// can prove what a client did or did not send (for example: no authentication attempt).
     pub fn start_logging(authorized_key: &Path) -> Option<Self> {
-        Self::start_inner(authorized_key, "", true)
+        Self::start_logging_with(authorized_key, "")
+    }
+
+    /// [`SshTarget::start_logging`] with extra configuration lines.
+    pub fn start_logging_with(authorized_key: &Path, extra_config: &str) -> Option<Self> {
+        Self::start_inner(authorized_key, extra_config, true)
     }
 
     /// Starts `sshd` inside network namespace `ns`, listening on `address` port 22 (see

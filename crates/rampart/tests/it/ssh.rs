@@ -62,13 +62,23 @@ impl Lab {
 
     /// The lab on a given `rampart` (one with a configuration file, say).
     pub(crate) fn start_on(r: Rampart, env: &[(&str, &str)], nofile: Option<u64>) -> Option<Self> {
+        Self::start_with_target(r, env, nofile, SshTarget::start)
+    }
+
+    /// The lab whose target sshd `start_target` starts (given the key it must accept).
+    pub(crate) fn start_with_target(
+        r: Rampart,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+        start_target: impl FnOnce(&Path) -> Option<SshTarget>,
+    ) -> Option<Self> {
         for tool in ["ssh", "scp", "sftp", "ssh-keygen"] {
             require_tool(tool)?;
         }
         let dir = r.scratch().to_path_buf();
         let (alice_key, alice_pub) = ssh_keygen(&dir, "alice", "ed25519", "");
         let (target_key, target_pub) = ssh_keygen(&dir, "target", "ed25519", "");
-        let target = SshTarget::start(&target_pub)?;
+        let target = start_target(&target_pub)?;
         let login = current_user();
         r.ok(&["user", "add", "alice", "--key", alice_pub.to_str().unwrap()]);
         crate::ssh::add_loopback_target(&r, "web-01", target.port, &login, &target_key);
@@ -243,6 +253,71 @@ fn a_gigabyte_passes_byte_exact_both_ways() {
         .into_iter()
         .find(|s| s["bytes_to_client"] == 1_073_741_824_u64);
     assert!(session.is_some(), "the download session counts every byte");
+}
+
+/// Both legs renegotiate their keys many times during the transfers (the user's `ssh` with
+/// `RekeyLimit`, so Rampart's server side answers; the target's sshd with `RekeyLimit`, so
+/// Rampart's client side answers), and every byte still arrives unchanged.
+#[test]
+fn both_legs_rekey_mid_transfer_and_the_bytes_stay_exact() {
+    let Some(lab) = Lab::start_with_target(Rampart::new(BIN), &[], None, |key| {
+        SshTarget::start_logging_with(key, "RekeyLimit 256K\n")
+    }) else {
+        return;
+    };
+    require_tool("sha256sum").unwrap();
+    let dir = lab.r.scratch();
+    let source = dir.join("eight-mib");
+    let content: Vec<u8> = (0..2_097_152u32)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    std::fs::write(&source, &content).unwrap();
+    let expected = sha256_of_file(&source);
+    let rekeying = |command: String| {
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-F")
+            .arg(&lab.client_config)
+            .args(["-o", "LogLevel=DEBUG1", "-o", "RekeyLimit=256K"])
+            .args(["-p", &lab.port()])
+            .arg(format!("{}@127.0.0.1", lab.direct()))
+            .arg(command);
+        ssh
+    };
+
+    let uploaded = dir.join("uploaded");
+    let up = rekeying(format!("cat > {}", uploaded.display()))
+        .stdin(std::fs::File::open(&source).unwrap())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert_eq!(sha256_of_file(&uploaded), expected);
+
+    let downloaded = dir.join("downloaded");
+    let down = rekeying(format!("cat {}", source.display()))
+        .stdout(std::fs::File::create(&downloaded).unwrap())
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    assert_eq!(sha256_of_file(&downloaded), expected);
+
+    // The user's leg: each connection's client saw new keys again and again (the first kex
+    // and at least three renegotiations for 8 MiB at 256 KiB).
+    for (what, out) in [("upload", &up), ("download", &down)] {
+        let kexes = text(&out.stderr)
+            .matches("SSH2_MSG_NEWKEYS received")
+            .count();
+        assert!(
+            kexes >= 4,
+            "{what}: {kexes} key exchanges on the user's leg"
+        );
+    }
+    // The target's leg: sshd renegotiated with Rampart's client as often.
+    let kexes = lab
+        .target
+        .log()
+        .matches("SSH2_MSG_NEWKEYS received")
+        .count();
+    assert!(kexes >= 8, "{kexes} key exchanges on the target's leg");
 }
 
 #[test]
