@@ -382,53 +382,6 @@ impl Connection {
         self.first_factor(login, credential).await
     }
 
-    /// Keyboard-interactive: the second step of a login (the TOTP code), or a web approval.
-    async fn keyboard_interactive<'a>(
-        &'a mut self,
-        login: &str,
-        response: Option<server::Response<'a>>,
-    ) -> Auth {
-        // As the second step of a login, for the very name the first factor was for; else,
-        // when it is on, as a web approval.
-        let Some(pending) = self.pending_mfa.take() else {
-            return Box::pin(self.web_approval(login, response.is_some())).await;
-        };
-        if !pending.second_factor.is_for(login) {
-            return Auth::reject();
-        }
-        let Some(mut response) = response else {
-            let prompts: &'static [(Cow<'static, str>, bool)] =
-                &[(Cow::Borrowed("Verification code: "), false)];
-            self.pending_mfa = Some(pending);
-            return Auth::Partial {
-                name: Cow::Borrowed("Rampart second factor"),
-                instructions: Cow::Borrowed("Enter the code from your authenticator app."),
-                prompts: Cow::Borrowed(prompts),
-            };
-        };
-        let code = response
-            .next()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
-        let parsed = LoginName::parse(login).ok();
-        let attempt = self.attempt(login, parsed.as_ref());
-        let PendingMfa {
-            second_factor,
-            target,
-        } = pending;
-        match Box::pin(self.auth.second_factor(second_factor, &attempt, &code)).await {
-            SecondFactor::Authenticated(login) => Box::pin(self.logged_in(login, target)).await,
-            SecondFactor::Retry(second_factor) => {
-                self.pending_mfa = Some(PendingMfa {
-                    second_factor,
-                    target,
-                });
-                Self::ask_for_code()
-            }
-            SecondFactor::Refused(Refusal::Denied | Refusal::Unavailable) => Auth::reject(),
-        }
-    }
-
     /// Partial success: only keyboard-interactive (the TOTP code) may follow.
     fn ask_for_code() -> Auth {
         Auth::Reject {
@@ -533,7 +486,45 @@ impl server::Handler for Connection {
         _submethods: &str,
         response: Option<server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        Ok(Box::pin(self.keyboard_interactive(login, response)).await)
+        // As the second step of a login, for the very name the first factor was for; else,
+        // when it is on, as a web approval.
+        let Some(pending) = self.pending_mfa.take() else {
+            return Ok(Box::pin(self.web_approval(login, response.is_some())).await);
+        };
+        if !pending.second_factor.is_for(login) {
+            return Ok(Auth::reject());
+        }
+        let Some(mut response) = response else {
+            let prompts: &'static [(Cow<'static, str>, bool)] =
+                &[(Cow::Borrowed("Verification code: "), false)];
+            self.pending_mfa = Some(pending);
+            return Ok(Auth::Partial {
+                name: Cow::Borrowed("Rampart second factor"),
+                instructions: Cow::Borrowed("Enter the code from your authenticator app."),
+                prompts: Cow::Borrowed(prompts),
+            });
+        };
+        let code = response
+            .next()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        let parsed = LoginName::parse(login).ok();
+        let attempt = self.attempt(login, parsed.as_ref());
+        let PendingMfa {
+            second_factor,
+            target,
+        } = pending;
+        match Box::pin(self.auth.second_factor(second_factor, &attempt, &code)).await {
+            SecondFactor::Authenticated(login) => Ok(Box::pin(self.logged_in(login, target)).await),
+            SecondFactor::Retry(second_factor) => {
+                self.pending_mfa = Some(PendingMfa {
+                    second_factor,
+                    target,
+                });
+                Ok(Self::ask_for_code())
+            }
+            SecondFactor::Refused(Refusal::Denied | Refusal::Unavailable) => Ok(Auth::reject()),
+        }
     }
 
     async fn channel_open_session(
