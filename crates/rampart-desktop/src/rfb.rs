@@ -437,6 +437,20 @@ pub fn client_cut_text(text: &str) -> Vec<u8> {
     m
 }
 
+/// ServerCutText's bytes as text. RFB says Latin-1, but x11vnc passes on whatever the X
+/// selection's owner answered to its request for `STRING`, and owners such as `xclip` answer
+/// with UTF-8 (a copied "é" arrived as "Ã©"). Bytes that are valid UTF-8 are read as UTF-8;
+/// anything else is Latin-1 (Latin-1 text with accents is almost never valid UTF-8).
+fn cut_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|not_utf8| {
+        not_utf8
+            .into_bytes()
+            .iter()
+            .map(|&b| char::from(b))
+            .collect()
+    })
+}
+
 pub use crate::screen::ServerEvent;
 
 /// Reads the server's messages one event at a time, keeping the size it must check against.
@@ -504,9 +518,8 @@ impl Reader {
                 }
                 let mut buf = vec![0u8; len as usize];
                 read_exact(r, &mut buf).await?;
-                let text = buf.iter().map(|&b| char::from(b)).collect();
                 Ok(ServerEvent::CutText {
-                    text: Some(text),
+                    text: Some(cut_text(buf)),
                     len,
                 })
             }
@@ -676,6 +689,27 @@ mod tests {
         }
         msg.extend_from_slice(&16i32.to_be_bytes());
         assert!(reader.next(&mut &msg[..]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn server_cut_text_is_read_as_utf8_when_valid_else_latin1() {
+        for (bytes, want) in [
+            (&b"caf\xc3\xa9"[..], "caf\u{e9}"),
+            (&b"caf\xe9"[..], "caf\u{e9}"),
+            (&b"plain"[..], "plain"),
+        ] {
+            let mut reader = Reader::new(&init(4, 4));
+            let mut msg = vec![3u8, 0, 0, 0];
+            msg.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            msg.extend_from_slice(bytes);
+            assert_eq!(
+                reader.next(&mut &msg[..]).await.unwrap(),
+                ServerEvent::CutText {
+                    text: Some(want.to_owned()),
+                    len: bytes.len() as u32
+                }
+            );
+        }
     }
 
     #[tokio::test]

@@ -617,6 +617,12 @@ impl Relay {
     }
 
     async fn target_clipboard(&self, text: Option<String>, len: u32) -> Result<(), String> {
+        // An empty clipboard carries nothing: x11vnc sends one when a click in an xterm empties
+        // the cut buffer, and passing it on would empty the user's own clipboard (and audit a
+        // transfer of 0 bytes).
+        if len == 0 {
+            return Ok(());
+        }
         let size = usize::try_from(len).unwrap_or(usize::MAX);
         let allowed = self.clipboard && size <= MAX_CLIPBOARD;
         self.audit_clipboard("to_user", size, allowed).await?;

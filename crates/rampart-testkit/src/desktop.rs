@@ -70,8 +70,15 @@ pub fn x_display(processes: &mut Processes, screen: &Screen<'_>) -> String {
                 .spawn()
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
+            let lock = format!("/tmp/.X{n}-lock");
             while Instant::now() < deadline {
-                if Path::new(&socket).exists() {
+                // The display is ours only if our Xvfb holds its lock: two tests starting at
+                // once may both try `n`, and the loser must not take the winner's socket for
+                // its own (both would then type into one xterm).
+                let locked_by = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|pid| pid.trim().parse::<u32>().ok());
+                if Path::new(&socket).exists() && locked_by == Some(xvfb.id()) {
                     processes.0.push(xvfb);
                     return Some(format!(":{n}"));
                 }
@@ -126,6 +133,10 @@ pub fn x11vnc(
             .arg("-passwdfile")
             .arg(password_file)
             .args(extra)
+            // Without a window manager x11vnc waits 45 s after a client connects (in case a
+            // display manager is still running) before it makes the window it owns selections
+            // with: until then a paste reaches no X clipboard.
+            .env("X11VNC_AVOID_WINDOWS", "never")
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
             .spawn()

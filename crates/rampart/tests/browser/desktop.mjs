@@ -19,7 +19,15 @@
 //   CANARY                 the vaulted password: never on the page
 //   EXPECT_END             (optional) the session must end at once, the page showing this
 //   PASTE_TEXT / PASTE_NOTICE (optional) pasted into the canvas after the typing; the page
-//                          must then show PASTE_NOTICE (a refusal)
+//                          must then show PASTE_NOTICE (a refusal), if given
+//   COPY_TEXT              (optional) the clipboard: after the paste, print `PASTED` and wait
+//                          while the test reads the target's clipboard and puts COPY_TEXT on
+//                          it; the page must then show that the desktop's clipboard was copied
+//                          and the browser's clipboard must hold COPY_TEXT
+//   COPY_REFUSED_RGB       (optional, with COPY_TEXT) the copy is refused: once the test saw
+//                          the refusal it turns the root this colour (`r,g,b`); when the canvas
+//                          shows it, the page must not have shown nor taken COPY_TEXT (the
+//                          replay then ends in this colour)
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -38,6 +46,8 @@ const [px, py] = [Number(env('PROBE_X')), Number(env('PROBE_Y'))];
 const table = process.env.TABLE || '#desktops';
 const colourCommand = process.env.COLOUR_COMMAND || "xsetroot -solid '#c81e1e'";
 const colour = (process.env.COLOUR_RGB || '200,30,30').split(',').map(Number);
+const copyRefused = process.env.COPY_REFUSED_RGB ? process.env.COPY_REFUSED_RGB.split(',').map(Number) : null;
+const finalColour = copyRefused || colour;
 mkdirSync(artifacts, { recursive: true });
 
 const browser = await chromium.launch({
@@ -75,6 +85,8 @@ try {
   await context.route('**/*', (route) =>
     new URL(route.request().url()).origin === origin ? route.continue() : route.abort('blockedbyclient'),
   );
+  // The clipboard test reads what the page put on the browser's clipboard.
+  if (process.env.COPY_TEXT) await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
   const page = await context.newPage();
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (message) => {
@@ -137,9 +149,37 @@ async function desktopSteps(page) {
       const canvas = document.getElementById('desktop');
       canvas.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
     }, process.env.PASTE_TEXT);
-    await page.locator('#desktop-notice', { hasText: env('PASTE_NOTICE') }).waitFor({ timeout: 30_000 });
-    await page.screenshot({ path: join(artifacts, 'desktop-paste.png') });
-    console.log(`paste notice: ${await page.locator('#desktop-notice').innerText()}`);
+    if (process.env.PASTE_NOTICE) {
+      await page.locator('#desktop-notice', { hasText: env('PASTE_NOTICE') }).waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: join(artifacts, 'desktop-paste.png') });
+      console.log(`paste notice: ${await page.locator('#desktop-notice').innerText()}`);
+    }
+  }
+
+  // The target's clipboard: the test reads the paste there, then copies COPY_TEXT on it.
+  if (process.env.COPY_TEXT) {
+    const copied = process.env.COPY_TEXT;
+    const browserClipboard = () => page.evaluate(() => navigator.clipboard.readText());
+    console.log('PASTED');
+    if (copyRefused) {
+      // Everything the relay sent before the new colour reached the page before it.
+      await waitForPixel(page, px, py, copyRefused, 'the colour after the refused copy');
+      const notice = await page.locator('#desktop-notice').innerText();
+      const held = await browserClipboard();
+      await page.screenshot({ path: join(artifacts, 'desktop-copy-refused.png') });
+      if (/clipboard was copied/.test(notice) || (await page.locator('body').innerText()).includes(copied)) {
+        throw new Error(`the refused copy shows on the page: ${notice}`);
+      }
+      if (held === copied) throw new Error("the refused copy reached the browser's clipboard");
+      console.log(`copy not shown: ${notice}`);
+    } else {
+      const shown = `the desktop's clipboard was copied (${copied.length} characters)`;
+      await page.locator('#desktop-notice', { hasText: shown }).waitFor({ timeout: 90_000 });
+      await page.screenshot({ path: join(artifacts, 'desktop-copied.png') });
+      const held = await browserClipboard();
+      if (held !== copied) throw new Error(`the browser's clipboard holds ${JSON.stringify(held)}, not ${JSON.stringify(copied)}`);
+      console.log(`copied: ${shown}`);
+    }
   }
 
   const shown = await page.locator('body').innerText();
@@ -170,7 +210,7 @@ async function desktopSteps(page) {
   const end = await page.evaluate(() => window.rampartDesktopReplay.end);
   const close = (got, rgb) => got && got.every((v, i) => Math.abs(v - rgb[i]) <= 2);
   const atEnd = await replayPixel(end);
-  if (!close(atEnd, colour)) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not red`);
+  if (!close(atEnd, finalColour)) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not ${JSON.stringify(finalColour)}`);
   await page.screenshot({ path: join(artifacts, 'desktop-replay-end.png') });
   const atStart = await replayPixel(keyTimes[0]);
   if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay's first key frame shows ${JSON.stringify(atStart)}, not green`);

@@ -5,6 +5,10 @@
 //! why; the recording verifies and stops verifying after a byte is flipped; the vaulted
 //! password is nowhere in the data directory. A hostile RFB server (a thread of this test)
 //! sending an update larger than its screen ends its session cleanly, and the node lives on.
+//! The clipboard both ways (read and set on the target's display with `xclip`): with
+//! `vnc:clipboard` a paste in the page reaches the target's X clipboard and a text copied
+//! there reaches the page and the browser's clipboard; without it both are refused; every
+//! transfer is audited with its size, never its text.
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
@@ -40,7 +44,8 @@ pub(crate) fn x_display(processes: &mut Processes) -> String {
 /// port with the password `CANARY` (from a file, never in argv).
 struct Desktop {
     port: u16,
-    _processes: Processes,
+    display: String,
+    processes: Processes,
     _dir: tempfile::TempDir,
 }
 
@@ -67,7 +72,8 @@ impl Desktop {
         );
         Some(Self {
             port,
-            _processes: processes,
+            display,
+            processes,
             _dir: dir,
         })
     }
@@ -77,6 +83,11 @@ impl Desktop {
 /// `pin`, its certificate pinned: VeNCrypt), the account `vnc@desk` with `CANARY` vaulted, and
 /// a `vnc:connect` grant.
 pub(crate) fn rampart_for_desktop(port: u16, pin: Option<&str>) -> (Rampart, Server) {
+    rampart_for_desktop_granting(port, pin, "vnc:connect")
+}
+
+/// [`rampart_for_desktop`] with a grant of `actions` (comma-separated).
+fn rampart_for_desktop_granting(port: u16, pin: Option<&str>, actions: &str) -> (Rampart, Server) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
@@ -104,7 +115,7 @@ pub(crate) fn rampart_for_desktop(port: u16, pin: Option<&str>) -> (Rampart, Ser
         "--asset",
         "desk",
         "--actions",
-        "vnc:connect",
+        actions,
     ]);
     let server = r.serve();
     (r, server)
@@ -122,6 +133,22 @@ pub(crate) fn run_browser(
     server: &Server,
     extra: &[(&str, String)],
     on_ready: impl FnOnce(&str),
+) -> (bool, String) {
+    let mut on_ready = Some(on_ready);
+    run_browser_lines(server, extra, |line| {
+        if let Some(id) = line.strip_prefix("READY ")
+            && let Some(ready) = on_ready.take()
+        {
+            ready(id.trim());
+        }
+    })
+}
+
+/// [`run_browser`] calling `on_line` with each line the page prints, as it prints it.
+fn run_browser_lines(
+    server: &Server,
+    extra: &[(&str, String)],
+    mut on_line: impl FnMut(&str),
 ) -> (bool, String) {
     let (node, chromium) = browser_ready().unwrap();
     let artifacts = crate::browser::artifacts_dir().join("desktop");
@@ -155,16 +182,11 @@ pub(crate) fn run_browser(
         all
     });
     let mut out = String::new();
-    let mut on_ready = Some(on_ready);
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap_or_default();
         out.push_str(&line);
         out.push('\n');
-        if let Some(id) = line.strip_prefix("READY ")
-            && let Some(ready) = on_ready.take()
-        {
-            ready(id.trim());
-        }
+        on_line(&line);
     }
     let status = child.wait().unwrap();
     out.push_str(&errors.join().unwrap());
@@ -399,4 +421,244 @@ fn a_hostile_vnc_server_sending_an_oversized_update_ends_the_session_cleanly() {
     verified_eventually(&r);
     let logs = files_containing(&r.data_dir().join("logs"), b"panicked");
     assert!(logs.is_empty(), "a panic in {logs:?}");
+}
+
+/// Pasted in the browser (an "é": RFB's cut text is Latin-1) and copied on the target (an "é"
+/// too: `xclip` hands x11vnc UTF-8).
+const PASTED: &str = "pasted-into-the-desktop-caf\u{e9}-4b2c";
+const COPIED: &str = "copied-on-the-desktop-caf\u{e9}-9e1f";
+
+/// The target display's CLIPBOARD's bytes as `xclip -o` reads them (asking for `STRING`, as
+/// x11vnc does), or why it could not be read.
+fn x_clipboard_bytes(display: &str) -> Result<Vec<u8>, String> {
+    let out = Command::new("xclip")
+        .args(["-display", display, "-o", "-selection", "clipboard"])
+        .args(["-target", "STRING"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    Ok(out.stdout)
+}
+
+/// The target display's CLIPBOARD as an X application reads x11vnc's `STRING`: Latin-1.
+fn x_clipboard(display: &str) -> Result<String, String> {
+    x_clipboard_bytes(display).map(|bytes| bytes.iter().map(|&b| char::from(b)).collect())
+}
+
+/// Puts `text` on the target display's CLIPBOARD: `xclip` in the foreground owns it (as an
+/// application that copied would) until the test ends or another owner takes it. `xclip`
+/// answers with the bytes it was given (UTF-8), whatever the target asked for.
+fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
+    let mut xclip = Command::new("xclip")
+        .args(["-display", display, "-quiet", "-selection", "clipboard"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Dropping stdin closes it: xclip then owns the selection.
+    xclip
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    processes.0.push(xclip);
+    wait_until("xclip to own the clipboard", || {
+        x_clipboard_bytes(display).is_ok_and(|held| held == text.as_bytes())
+    });
+}
+
+/// The session's `clipboard_transfer` events, oldest first.
+fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
+    let mut transfers: Vec<Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "clipboard_transfer")
+        .map(|e| e["event"].clone())
+        .collect();
+    transfers.reverse();
+    transfers
+}
+
+/// The transfers must be exactly one paste (`to_target`) and one copy (`to_user`), each with
+/// its size in bytes and `allowed`, and neither text may be in the audit or the recording.
+fn assert_clipboard_audited(r: &Rampart, allowed: bool) {
+    let transfers = clipboard_transfers(r);
+    let pasted: Vec<_> = transfers
+        .iter()
+        .filter(|e| e["direction"] == "to_target")
+        .collect();
+    let copied: Vec<_> = transfers
+        .iter()
+        .filter(|e| e["direction"] == "to_user")
+        .collect();
+    assert_eq!(
+        (pasted.len(), copied.len(), transfers.len()),
+        (1, 1, 2),
+        "{transfers:?}"
+    );
+    // Sizes in bytes: the paste as the browser sent it (UTF-8), the copy as the server did.
+    assert_eq!(pasted[0]["bytes"], PASTED.len(), "{transfers:?}");
+    assert_eq!(copied[0]["bytes"], COPIED.len(), "{transfers:?}");
+    let list = sessions(r);
+    let id = list.iter().find(|s| s["kind"] == "vnc").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for event in [pasted[0], copied[0]] {
+        assert_eq!(event["allowed"], allowed, "{event}");
+        assert_eq!(event["account"], "vnc@desk", "{event}");
+        assert_eq!(event["session"], id, "{event}");
+    }
+    let audit = r.json(&["audit", "list", "--limit", "1000"]).to_string();
+    for clip in [
+        PASTED,
+        COPIED,
+        "pasted-into-the-desktop",
+        "copied-on-the-desktop",
+    ] {
+        assert!(
+            !audit.contains(clip),
+            "the clipboard text {clip} is in the audit"
+        );
+    }
+    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
+    let recorded = std::fs::read(&raw).unwrap();
+    for clip in [
+        PASTED,
+        COPIED,
+        "pasted-into-the-desktop",
+        "copied-on-the-desktop",
+    ] {
+        assert!(
+            !recorded.windows(clip.len()).any(|w| w == clip.as_bytes()),
+            "the clipboard text {clip} is in the recording"
+        );
+    }
+    verified_eventually(r);
+}
+
+/// With `vnc:clipboard`: a paste into the canvas lands on the target's X clipboard (read back
+/// with `xclip`, the "é" intact), and a text copied on the target (an `xclip` owning the
+/// CLIPBOARD) shows on the page as copied and is on the browser's clipboard, the "é" intact;
+/// each transfer is a `clipboard_transfer` audit event with its direction and size, allowed,
+/// and neither text is in the audit or the recording.
+#[test]
+fn with_vnc_clipboard_a_paste_reaches_the_target_clipboard_and_a_target_copy_reaches_the_browser() {
+    if browser_ready().is_none() || require_tool("xclip").is_none() {
+        return;
+    }
+    let Some(mut desktop) = Desktop::start() else {
+        return;
+    };
+    let (r, server) = rampart_for_desktop_granting(desktop.port, None, "vnc:connect,vnc:clipboard");
+    let env = [
+        ("PASTE_TEXT", PASTED.to_owned()),
+        ("COPY_TEXT", COPIED.to_owned()),
+    ];
+    let display = desktop.display.clone();
+    let mut problems = Vec::new();
+    let (ok, out) = run_browser_lines(&server, &env, |line| {
+        if line == "PASTED" {
+            // The paste reaches the target's clipboard (x11vnc owns it then).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut held = x_clipboard(&display);
+            while held.as_deref() != Ok(PASTED) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                held = x_clipboard(&display);
+            }
+            if held.as_deref() != Ok(PASTED) {
+                problems.push(format!(
+                    "the target's clipboard holds {held:?}, not the paste"
+                ));
+            }
+            copy_on_target(&mut desktop.processes, &display, COPIED);
+        } else if let Some(id) = line.strip_prefix("READY ") {
+            r.ok(&["session", "kill", id.trim(), "--reason", KILL_REASON]);
+        }
+    });
+    assert!(problems.is_empty(), "{problems:?}\n{out}");
+    assert!(ok && out.contains("desktop steps passed"), "{out}");
+    assert!(
+        out.contains("copied: the desktop's clipboard was copied"),
+        "{out}"
+    );
+    assert_clipboard_audited(&r, true);
+    drop(server);
+}
+
+/// Without `vnc:clipboard`: a paste into the canvas is refused on the page naming the missing
+/// grant and never reaches the target's X clipboard; a text copied on the target is neither
+/// shown on the page nor put on the browser's clipboard (checked once the page shows a screen
+/// change the test made after Rampart audited the refusal, so anything sent before it had
+/// arrived); both refusals are `clipboard_transfer` audit events with their sizes and no text.
+#[test]
+fn without_vnc_clipboard_a_paste_and_a_target_copy_are_refused_shown_and_audited_with_their_sizes()
+{
+    if browser_ready().is_none() || require_tool("xclip").is_none() {
+        return;
+    }
+    let Some(mut desktop) = Desktop::start() else {
+        return;
+    };
+    let (r, server) = rampart_for_desktop(desktop.port, None);
+    let env = [
+        ("PASTE_TEXT", PASTED.to_owned()),
+        (
+            "PASTE_NOTICE",
+            "your grant does not allow the clipboard here (vnc:clipboard)".to_owned(),
+        ),
+        ("COPY_TEXT", COPIED.to_owned()),
+        ("COPY_REFUSED_RGB", "0,0,255".to_owned()),
+    ];
+    let display = desktop.display.clone();
+    let mut problems = Vec::new();
+    let (ok, out) = run_browser_lines(&server, &env, |line| {
+        if line == "PASTED" {
+            // The refusal is on the page, so Rampart decided: nothing reached the target.
+            if let Ok(held) = x_clipboard(&display)
+                && held.contains("pasted-into-the-desktop")
+            {
+                problems.push(format!(
+                    "the refused paste is on the target's clipboard: {held}"
+                ));
+            }
+            copy_on_target(&mut desktop.processes, &display, COPIED);
+            // x11vnc sends a new selection to its clients at the earliest 15 s after one
+            // connected; Rampart audits the refusal when it arrives.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let refused = |e: &Value| e["direction"] == "to_user" && e["allowed"] == false;
+            while !clipboard_transfers(&r).iter().any(refused) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            if !clipboard_transfers(&r).iter().any(refused) {
+                problems.push("no refused copy was audited".to_owned());
+            }
+            // A screen change after the refusal: the page waits for it.
+            let blue = Command::new("xsetroot")
+                .args(["-display", &display, "-solid", "#0000ff"])
+                .output()
+                .unwrap();
+            if !blue.status.success() {
+                problems.push(format!("xsetroot: {}", text(&blue)));
+            }
+        } else if let Some(id) = line.strip_prefix("READY ") {
+            r.ok(&["session", "kill", id.trim(), "--reason", KILL_REASON]);
+        }
+    });
+    assert!(problems.is_empty(), "{problems:?}\n{out}");
+    assert!(ok && out.contains("desktop steps passed"), "{out}");
+    assert!(out.contains("copy not shown"), "{out}");
+    // The target's clipboard still holds its own text: the paste never replaced it.
+    assert_eq!(
+        x_clipboard_bytes(&desktop.display),
+        Ok(COPIED.as_bytes().to_vec())
+    );
+    assert_clipboard_audited(&r, false);
+    drop(server);
 }
