@@ -19,7 +19,12 @@
 //   CANARY                 the vaulted password: never on the page
 //   EXPECT_END             (optional) the session must end at once, the page showing this
 //   PASTE_TEXT / PASTE_NOTICE (optional) pasted into the canvas after the typing; the page
-//                          must then show PASTE_NOTICE (a refusal)
+//                          must then show PASTE_NOTICE (a refusal), when given
+//   TEXT_RGB               (optional) `r,g,b` of the xterm's text: some pixel of the xterm's
+//                          first lines (around XTERM_X/XTERM_Y) must have it (the marker text)
+//   FROM_DESKTOP           (optional) after the paste, print `PASTED` and wait until the page
+//                          hands this text (which the test puts on the desktop's clipboard) to
+//                          the browser's clipboard
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -75,6 +80,15 @@ try {
   await context.route('**/*', (route) =>
     new URL(route.request().url()).origin === origin ? route.continue() : route.abort('blockedbyclient'),
   );
+  // What the page hands to the browser's clipboard, for FROM_DESKTOP to check.
+  await context.addInitScript(() => {
+    window.rampartCopied = [];
+    if (navigator.clipboard) {
+      navigator.clipboard.writeText = async (text) => {
+        window.rampartCopied.push(text);
+      };
+    }
+  });
   const page = await context.newPage();
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (message) => {
@@ -120,6 +134,33 @@ async function desktopSteps(page) {
   await waitForPixel(page, px, py, [0x12, 0xab, 0x34], 'green');
   await page.screenshot({ path: join(artifacts, 'desktop-green.png') });
 
+  // The marker text the session's xterm shows: pixels of its text colour in its first lines.
+  if (process.env.TEXT_RGB) {
+    const rgb = process.env.TEXT_RGB.split(',').map(Number);
+    const deadline = Date.now() + 60_000;
+    let found = false;
+    while (!found && Date.now() < deadline) {
+      found = await page.evaluate(
+        ([rgb]) => {
+          const canvas = document.getElementById('desktop');
+          if (!canvas || canvas.width < 300 || canvas.height < 40) return false;
+          const data = canvas.getContext('2d').getImageData(0, 0, 300, 40).data;
+          for (let i = 0; i < data.length; i += 4) {
+            if (rgb.every((v, k) => Math.abs(data[i + k] - v) <= 8)) return true;
+          }
+          return false;
+        },
+        [rgb],
+      );
+      if (!found) await page.waitForTimeout(200);
+    }
+    if (!found) {
+      await page.screenshot({ path: join(artifacts, 'desktop-no-marker.png') });
+      throw new Error(`no pixel of the xterm's text colour ${rgb} in its first lines`);
+    }
+    console.log('marker text drawn');
+  }
+
   // Type a command into the remote xterm and see what it does.
   const canvas = page.locator('#desktop');
   await canvas.click({ position: { x: Number(env('XTERM_X')), y: Number(env('XTERM_Y')) } });
@@ -137,9 +178,21 @@ async function desktopSteps(page) {
       const canvas = document.getElementById('desktop');
       canvas.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
     }, process.env.PASTE_TEXT);
-    await page.locator('#desktop-notice', { hasText: env('PASTE_NOTICE') }).waitFor({ timeout: 30_000 });
-    await page.screenshot({ path: join(artifacts, 'desktop-paste.png') });
-    console.log(`paste notice: ${await page.locator('#desktop-notice').innerText()}`);
+    if (process.env.PASTE_NOTICE) {
+      await page.locator('#desktop-notice', { hasText: env('PASTE_NOTICE') }).waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: join(artifacts, 'desktop-paste.png') });
+      console.log(`paste notice: ${await page.locator('#desktop-notice').innerText()}`);
+    }
+  }
+
+  // The test reads the paste from the desktop's clipboard, then puts FROM_DESKTOP there.
+  if (process.env.FROM_DESKTOP) {
+    console.log('PASTED');
+    const expected = process.env.FROM_DESKTOP;
+    await page.waitForFunction((text) => window.rampartCopied.includes(text), expected, { timeout: 60_000, polling: 200 });
+    await page.locator('#desktop-notice', { hasText: "the desktop's clipboard was copied" }).waitFor({ timeout: 30_000 });
+    await page.screenshot({ path: join(artifacts, 'desktop-copied.png') });
+    console.log(`copied from the desktop: ${await page.locator('#desktop-notice').innerText()}`);
   }
 
   const shown = await page.locator('body').innerText();
@@ -172,8 +225,15 @@ async function desktopSteps(page) {
   const atEnd = await replayPixel(end);
   if (!close(atEnd, colour)) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not red`);
   await page.screenshot({ path: join(artifacts, 'desktop-replay-end.png') });
-  const atStart = await replayPixel(keyTimes[0]);
-  if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay's first key frame shows ${JSON.stringify(atStart)}, not green`);
+  // The desktop before the command: at the first key frame, or, for a session that starts
+  // with the connection (xrdp's: black until it drew), somewhere between it and the end.
+  const times = [...keyTimes, ...Array.from({ length: 60 }, (_, i) => keyTimes[0] + ((end - keyTimes[0]) * i) / 60)];
+  let atStart = null;
+  for (const t of times) {
+    atStart = await replayPixel(t);
+    if (close(atStart, [0x12, 0xab, 0x34])) break;
+  }
+  if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay never shows green before the end (the last seen: ${JSON.stringify(atStart)})`);
   await page.screenshot({ path: join(artifacts, 'desktop-replay-start.png') });
   if (problems.length > 0) throw new Error(problems.join('\n'));
   console.log('desktop steps passed');

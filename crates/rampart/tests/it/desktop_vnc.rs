@@ -123,6 +123,23 @@ pub(crate) fn run_browser(
     extra: &[(&str, String)],
     on_ready: impl FnOnce(&str),
 ) -> (bool, String) {
+    let mut on_ready = Some(on_ready);
+    run_browser_lines(server, extra, |line| {
+        if let Some(id) = line.strip_prefix("READY ")
+            && let Some(ready) = on_ready.take()
+        {
+            ready(id.trim());
+        }
+    })
+}
+
+/// `node desktop.mjs` with the test's settings; `on_line` runs for each line the page prints,
+/// as it prints it.
+pub(crate) fn run_browser_lines(
+    server: &Server,
+    extra: &[(&str, String)],
+    mut on_line: impl FnMut(&str),
+) -> (bool, String) {
     let (node, chromium) = browser_ready().unwrap();
     let artifacts = crate::browser::artifacts_dir().join("desktop");
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
@@ -155,16 +172,11 @@ pub(crate) fn run_browser(
         all
     });
     let mut out = String::new();
-    let mut on_ready = Some(on_ready);
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap_or_default();
         out.push_str(&line);
         out.push('\n');
-        if let Some(id) = line.strip_prefix("READY ")
-            && let Some(ready) = on_ready.take()
-        {
-            ready(id.trim());
-        }
+        on_line(&line);
     }
     let status = child.wait().unwrap();
     out.push_str(&errors.join().unwrap());
