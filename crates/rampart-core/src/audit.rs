@@ -180,12 +180,16 @@ pub enum AuditEvent {
         protocol: String,
         port: u16,
     },
-    /// An endpoint's port or pinned certificate fingerprint changed (the values after).
+    /// An endpoint's port, pinned certificate fingerprint or RDP security changed (the values
+    /// after).
     AssetEndpointChanged {
         asset: String,
         protocol: String,
         port: u16,
         tls_fingerprint: Option<String>,
+        /// An RDP endpoint's login security once set (`nla` or `tls`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rdp_security: Option<String>,
     },
     AssetEndpointRemoved {
         asset: String,

@@ -149,6 +149,46 @@ pub fn parse_port(text: &str) -> Result<u16, InvalidInput> {
     }
 }
 
+/// How Rampart logs in to an RDP endpoint. Both run inside TLS with the endpoint's pinned
+/// certificate, checked before anything of the credential is sent; standard RDP security (no
+/// TLS) is never offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RdpSecurity {
+    /// NLA (CredSSP): the password goes inside CredSSP, bound to the certificate's key. The
+    /// default, and what Windows servers do.
+    Nla,
+    /// TLS without NLA, for servers that have no NLA (xrdp 0.9): the password goes in the
+    /// Client Info PDU inside the pinned TLS (an automatic logon).
+    Tls,
+}
+
+impl RdpSecurity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RdpSecurity::Nla => "nla",
+            RdpSecurity::Tls => "tls",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
+        match text {
+            "nla" => Ok(RdpSecurity::Nla),
+            "tls" => Ok(RdpSecurity::Tls),
+            _ => Err(InvalidInput::new(format!(
+                "unknown RDP security {text:?}: expected nla (the default) or tls (TLS without \
+                 NLA, for xrdp)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for RdpSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One protocol an asset speaks, on one port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
@@ -157,6 +197,9 @@ pub struct Endpoint {
     /// The pinned TLS certificate fingerprint, for protocols that use TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_fingerprint: Option<String>,
+    /// For RDP endpoints, the login's security when it was set (`None`: NLA, the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdp_security: Option<RdpSecurity>,
 }
 
 impl Endpoint {
@@ -165,7 +208,13 @@ impl Endpoint {
             protocol,
             port,
             tls_fingerprint: None,
+            rdp_security: None,
         }
+    }
+
+    /// The RDP login's security: the endpoint's setting, NLA when none was set.
+    pub fn rdp_security(&self) -> RdpSecurity {
+        self.rdp_security.unwrap_or(RdpSecurity::Nla)
     }
 
     /// `PROTOCOL:PORT` (`postgres:5432`) or `PROTOCOL` alone for its usual port.

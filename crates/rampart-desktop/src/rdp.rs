@@ -1,19 +1,28 @@
 //! RDP towards the target: Rampart is the client, with IronRDP's sans-I/O crates. X.224
 //! negotiation, then TLS with the endpoint's pinned certificate (`rampart_session::target_tls`,
-//! the same check as every TLS target), then NLA (CredSSP, NTLM) with the vaulted password,
-//! then the active stage: the server's fast-path and slow-path graphics are decoded into an
-//! RGBA image here, and each changed rectangle becomes a [`ServerEvent::Raw`] of the desktop
-//! stream, so the browser, the recording, replay, watch and kill are the VNC desktop's. The
-//! clipboard is the CLIPRDR channel with `rdp_clipboard`'s text backend: the browser's text
-//! (already allowed by the relay) is offered to the server, and the server's text becomes a
-//! [`ServerEvent::CutText`] for the relay to pass or refuse, as a VNC server's.
+//! the same check as every TLS target), then the login with the vaulted password: NLA
+//! (CredSSP, NTLM) by default, or, for an endpoint set to TLS without NLA (`asset endpoint set
+//! ASSET rdp --rdp-security tls`, for xrdp 0.9, which has no NLA), the Client Info PDU's
+//! automatic logon inside that TLS. Then the active stage: the server's fast-path and
+//! slow-path graphics are decoded into an RGBA image here, and each changed rectangle becomes
+//! a [`ServerEvent::Raw`] of the desktop stream, so the browser, the recording, replay, watch
+//! and kill are the VNC desktop's. The clipboard is the CLIPRDR channel with
+//! `rdp_clipboard`'s text backend: the browser's text (already allowed by the relay) is
+//! offered to the server, and the server's text becomes a [`ServerEvent::CutText`] for the
+//! relay to pass or refuse, as a VNC server's.
 //!
 //! INVARIANTS:
-//! - TLS and NLA only: standard RDP security and TLS without NLA are not offered, so the
-//!   password only ever goes inside CredSSP, bound to the pinned certificate's public key.
+//! - TLS always, and exactly the endpoint's one login: an NLA endpoint offers only NLA
+//!   (HYBRID/HYBRID_EX), so the password only ever goes inside CredSSP, bound to the pinned
+//!   certificate's public key; a TLS endpoint offers only TLS (SSL), so the password goes in
+//!   the Client Info PDU, inside the pinned TLS. Standard RDP security (no TLS) is never
+//!   offered, and a server that selects anything but what was offered is refused before the
+//!   TLS handshake, the refusal naming what the server selected or required and what the
+//!   endpoint allows.
 //! - An endpoint without a pinned certificate is refused after the TLS handshake and before
-//!   CredSSP: nothing of the credential was sent, and the refusal names the fingerprint the
-//!   server presented, for an administrator to check and pin (`asset endpoint set`).
+//!   CredSSP or the Client Info PDU: nothing of the credential was sent, and the refusal names
+//!   the fingerprint the server presented, for an administrator to check and pin (`asset
+//!   endpoint set`).
 //! - Nothing the server sends can panic the node or grow memory without bound: PDUs are
 //!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, a PDU
 //!   IronRDP cannot decode ends the session with its reason, and the clipboard channel's chunk
@@ -43,6 +52,7 @@ use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
 use ironrdp_tokio::TokioFramed;
 use rampart_core::audit::Actor;
+use rampart_core::target::RdpSecurity;
 use rampart_core::{Asset, ExposeSecret, Protocol, SecretString};
 use rampart_session::dial::TargetStream;
 use rampart_session::target_tls;
@@ -179,7 +189,15 @@ impl ironrdp_tokio::NetworkClient for NoKdc {
     }
 }
 
-fn config(username: &str, password: &SecretString) -> ironrdp_connector::Config {
+/// The connector's settings. The security protocols offered are exactly the endpoint's one
+/// (never standard RDP security); with TLS, the logon is automatic with the credentials of the
+/// Client Info PDU (no logon screen is asked for).
+fn config(
+    username: &str,
+    password: &SecretString,
+    security: RdpSecurity,
+) -> ironrdp_connector::Config {
+    let tls = security == RdpSecurity::Tls;
     ironrdp_connector::Config {
         desktop_size: DesktopSize {
             width: DESKTOP_WIDTH,
@@ -192,8 +210,8 @@ fn config(username: &str, password: &SecretString) -> ironrdp_connector::Config 
         device_scale_factor: None,
         monitor_extended_layout: None,
         relative_mouse_input: false,
-        enable_tls: false,
-        enable_credssp: true,
+        enable_tls: tls,
+        enable_credssp: !tls,
         enable_standard_rdp_security: false,
         credentials: Credentials::UsernamePassword {
             username: username.to_owned(),
@@ -214,7 +232,7 @@ fn config(username: &str, password: &SecretString) -> ironrdp_connector::Config 
         platform: ironrdp_pdu::rdp::capability_sets::MajorPlatformType::UNIX,
         hardware_id: None,
         request_data: None,
-        autologon: false,
+        autologon: tls,
         enable_audio_playback: false,
         enable_audio_capture: false,
         license_cache: None,
@@ -232,8 +250,9 @@ fn config(username: &str, password: &SecretString) -> ironrdp_connector::Config 
     }
 }
 
-/// Connects and logs in: X.224, TLS with the pinned certificate, CredSSP with the password,
-/// the capability exchange. Every refusal is the line the user sees.
+/// Connects and logs in: X.224, TLS with the pinned certificate, CredSSP with the password
+/// (or, for a TLS endpoint, the Client Info PDU), the capability exchange. Every refusal is the
+/// line the user sees.
 pub async fn connect(stream: TargetStream, login: Login) -> Result<Connected, String> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -253,13 +272,18 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         .address(Protocol::Rdp)
         .unwrap_or_else(|| asset.name.to_string());
     let failed = |err: ironrdp_connector::ConnectorError| format!("RDP with {target}: {err}");
-    let mut connector =
-        ClientConnector::new(config(&login.username, &login.password), login.client_addr)
-            .with_static_channel(rdp_clipboard::channel());
+    let security = asset
+        .endpoint(Protocol::Rdp)
+        .map_or(RdpSecurity::Nla, |endpoint| endpoint.rdp_security());
+    let mut connector = ClientConnector::new(
+        config(&login.username, &login.password, security),
+        login.client_addr,
+    )
+    .with_static_channel(rdp_clipboard::channel());
     let mut framed = TokioFramed::new(SyncStream::new(stream));
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
-        .map_err(failed)?;
+        .map_err(|err| negotiation_failed(&target, &asset.name, security, &err))?;
     let stream = framed.into_inner_no_leftover();
     let tls = target_tls::connect_pinned(stream, asset, Protocol::Rdp, &login.store, &login.actor)
         .await?;
@@ -293,6 +317,58 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         leftover,
         result,
     })
+}
+
+/// Why the X.224 negotiation failed, for the user: what the server required or selected and
+/// what the endpoint allows, with the setting that changes it when the server wants the other
+/// of Rampart's two logins.
+fn negotiation_failed(
+    target: &str,
+    asset: &rampart_core::Name,
+    allowed: RdpSecurity,
+    err: &ironrdp_connector::ConnectorError,
+) -> String {
+    use ironrdp_pdu::nego::FailureCode;
+    let allows = match allowed {
+        RdpSecurity::Nla => "NLA (CredSSP) only",
+        RdpSecurity::Tls => "TLS without NLA only",
+    };
+    let other = |word: &str| {
+        format!(
+            "; if that is expected, `rampart asset endpoint set {asset} rdp --rdp-security {word}`"
+        )
+    };
+    let server = match err.kind() {
+        ironrdp_connector::ConnectorErrorKind::Negotiation(failure) => match failure.code() {
+            FailureCode::HYBRID_REQUIRED_BY_SERVER => {
+                Some(format!("the server requires NLA{}", other("nla")))
+            }
+            FailureCode::SSL_REQUIRED_BY_SERVER if allowed == RdpSecurity::Nla => Some(format!(
+                "the server requires TLS without NLA (it has no NLA, as xrdp 0.9){}",
+                other("tls")
+            )),
+            FailureCode::SSL_NOT_ALLOWED_BY_SERVER => Some(
+                "the server only offers standard RDP security (no TLS), which Rampart never uses"
+                    .to_owned(),
+            ),
+            _ => Some(format!("the server refused: {failure}")),
+        },
+        // IronRDP's own words name what the server selected ("client advertised SSL, but
+        // server selected HYBRID"; standard RDP security is STANDARD_RDP_SECURITY).
+        ironrdp_connector::ConnectorErrorKind::Reason(text) if text.contains("server selected") => {
+            let hint = match allowed {
+                RdpSecurity::Nla if text.ends_with("selected SSL") => other("tls"),
+                RdpSecurity::Tls if text.contains("selected HYBRID") => other("nla"),
+                _ => String::new(),
+            };
+            Some(format!("{text}{hint}"))
+        }
+        _ => None,
+    };
+    match server {
+        Some(server) => format!("RDP with {target}: {server}; the endpoint allows {allows}"),
+        None => format!("RDP with {target}: {err}"),
+    }
 }
 
 /// The subject public key of the certificate the server presented: CredSSP binds the
@@ -837,6 +913,78 @@ pub fn scancode(code: &str) -> Option<Scancode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ironrdp_connector::{ConnectorError, ConnectorErrorExt, ConnectorErrorKind, Sequence};
+    use ironrdp_pdu::nego::{ConnectionRequest, FailureCode, SecurityProtocol};
+
+    /// What the connector's first message (the X.224 connection request) offers.
+    fn offered(security: RdpSecurity) -> SecurityProtocol {
+        let mut connector = ClientConnector::new(
+            config("alice", &SecretString::from("pw"), security),
+            "127.0.0.1:50000".parse().unwrap(),
+        );
+        let mut out = ironrdp_pdu::WriteBuf::new();
+        connector.step_no_input(&mut out).unwrap();
+        let request =
+            ironrdp_pdu::decode::<ironrdp_pdu::x224::X224<ConnectionRequest>>(out.filled())
+                .unwrap()
+                .0;
+        request.protocol
+    }
+
+    #[test]
+    fn an_endpoint_offers_exactly_its_one_login_and_never_standard_rdp_security() {
+        let nla = offered(RdpSecurity::Nla);
+        assert!(nla.contains(SecurityProtocol::HYBRID), "{nla}");
+        assert!(!nla.contains(SecurityProtocol::SSL), "{nla}");
+        assert_eq!(offered(RdpSecurity::Tls), SecurityProtocol::SSL);
+        let tls = config("alice", &SecretString::from("pw"), RdpSecurity::Tls);
+        assert!(tls.autologon && !tls.enable_credssp && !tls.enable_standard_rdp_security);
+        let nla = config("alice", &SecretString::from("pw"), RdpSecurity::Nla);
+        assert!(!nla.autologon && !nla.enable_tls && !nla.enable_standard_rdp_security);
+    }
+
+    #[test]
+    fn a_negotiation_refusal_names_what_the_server_wants_and_what_the_endpoint_allows() {
+        let asset = rampart_core::Name::parse("asset", "desk").unwrap();
+        let refused = |code| {
+            ConnectorError::new(
+                "negotiation failure",
+                ConnectorErrorKind::Negotiation(ironrdp_connector::NegotiationFailure::from(code)),
+            )
+        };
+        let said = negotiation_failed(
+            "127.0.0.1:3389",
+            &asset,
+            RdpSecurity::Nla,
+            &refused(FailureCode::SSL_REQUIRED_BY_SERVER),
+        );
+        assert!(said.contains("requires TLS without NLA"), "{said}");
+        assert!(said.contains("allows NLA (CredSSP) only"), "{said}");
+        assert!(said.contains("--rdp-security tls"), "{said}");
+        let said = negotiation_failed(
+            "127.0.0.1:3389",
+            &asset,
+            RdpSecurity::Tls,
+            &refused(FailureCode::HYBRID_REQUIRED_BY_SERVER),
+        );
+        assert!(said.contains("requires NLA"), "{said}");
+        assert!(said.contains("allows TLS without NLA only"), "{said}");
+        assert!(said.contains("--rdp-security nla"), "{said}");
+        let selected = ConnectorError::reason(
+            "Initiation",
+            "client advertised SSL, but server selected HYBRID",
+        );
+        let said = negotiation_failed("127.0.0.1:3389", &asset, RdpSecurity::Tls, &selected);
+        assert!(said.contains("server selected HYBRID"), "{said}");
+        assert!(said.contains("allows TLS without NLA only"), "{said}");
+        let standard = ConnectorError::reason(
+            "Initiation",
+            "client advertised SSL, but server selected STANDARD_RDP_SECURITY",
+        );
+        let said = negotiation_failed("127.0.0.1:3389", &asset, RdpSecurity::Tls, &standard);
+        assert!(said.contains("selected STANDARD_RDP_SECURITY"), "{said}");
+        assert!(!said.contains("--rdp-security"), "{said}");
+    }
 
     #[test]
     fn keys_go_by_their_position_and_unknown_codes_by_their_character() {

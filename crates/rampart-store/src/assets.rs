@@ -3,7 +3,7 @@
 use crate::rows::{self, new_id, now, time_text};
 use crate::{Result, Store, StoreError, audit_log};
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::target::{check_endpoints, parse_tls_fingerprint};
+use rampart_core::target::{RdpSecurity, check_endpoints, parse_tls_fingerprint};
 use rampart_core::{Asset, Endpoint, Label, Name, Protocol};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
@@ -50,6 +50,8 @@ pub struct EndpointChange {
     pub port: Option<u16>,
     /// `Some(None)` forgets the pinned fingerprint.
     pub tls_fingerprint: Option<Option<String>>,
+    /// An RDP endpoint's login security (`RdpSecurity::parse`'s words: `nla` or `tls`).
+    pub rdp_security: Option<String>,
 }
 
 impl Store {
@@ -280,11 +282,23 @@ impl Store {
         protocol: Protocol,
         change: &EndpointChange,
     ) -> Result<Asset> {
-        if change.port.is_none() && change.tls_fingerprint.is_none() {
+        if change.port.is_none()
+            && change.tls_fingerprint.is_none()
+            && change.rdp_security.is_none()
+        {
             return Err(StoreError::invalid(
-                "nothing to change: give a new port or certificate fingerprint",
+                "nothing to change: give a new port, certificate fingerprint or RDP security",
             ));
         }
+        let rdp_security = match &change.rdp_security {
+            Some(text) if protocol == Protocol::Rdp => Some(RdpSecurity::parse(text)?),
+            Some(_) => {
+                return Err(StoreError::invalid(format!(
+                    "{protocol} endpoints have no RDP security to set (only rdp endpoints do)"
+                )));
+            }
+            None => None,
+        };
         if change.port == Some(0) {
             return Err(StoreError::invalid("invalid port 0: expected 1 to 65535"));
         }
@@ -325,11 +339,16 @@ impl Store {
         if let Some(fingerprint) = fingerprint {
             updated.tls_fingerprint = fingerprint;
         }
+        if let Some(security) = rdp_security {
+            updated.rdp_security = Some(security);
+        }
         sqlx::query(
-            "UPDATE asset_endpoints SET port = $1, tls_fingerprint = $2              WHERE asset_id = $3 AND protocol = $4",
+            "UPDATE asset_endpoints SET port = $1, tls_fingerprint = $2, rdp_security = $3 \
+             WHERE asset_id = $4 AND protocol = $5",
         )
         .bind(i64::from(updated.port))
         .bind(&updated.tls_fingerprint)
+        .bind(updated.rdp_security.map(RdpSecurity::as_str))
         .bind(&id)
         .bind(protocol.as_str())
         .execute(&mut *tx)
@@ -339,6 +358,7 @@ impl Store {
             protocol: protocol.to_string(),
             port: updated.port,
             tls_fingerprint: updated.tls_fingerprint.clone(),
+            rdp_security: updated.rdp_security.map(|s| s.as_str().to_owned()),
         };
         audit_log::append(&mut tx, actor, &event).await?;
         let changed = load_asset(&mut tx, asset).await?;
@@ -491,7 +511,8 @@ pub(crate) async fn load_assets(
     .fetch_all(&mut *conn)
     .await?;
     let endpoint_rows = sqlx::query(
-        "SELECT e.asset_id, e.protocol, e.port, e.tls_fingerprint FROM asset_endpoints e \
+        "SELECT e.asset_id, e.protocol, e.port, e.tls_fingerprint, e.rdp_security \
+         FROM asset_endpoints e \
          JOIN assets a ON a.id = e.asset_id WHERE $1 IS NULL OR a.name = $1",
     )
     .bind(only)
@@ -510,6 +531,13 @@ pub(crate) async fn load_assets(
                 port: u16::try_from(port)
                     .map_err(|_| StoreError::Corrupt("asset_endpoints.port".into()))?,
                 tls_fingerprint: row.try_get("tls_fingerprint")?,
+                rdp_security: row
+                    .try_get::<Option<String>, _>("rdp_security")?
+                    .map(|text| {
+                        RdpSecurity::parse(&text)
+                            .map_err(|_| StoreError::Corrupt("asset_endpoints.rdp_security".into()))
+                    })
+                    .transpose()?,
             });
     }
     for list in endpoints.values_mut() {

@@ -21,6 +21,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0035_fixed_width_times.sql"),
     ),
     (36, include_str!("../migrations/postgres/0036_nodes.sql")),
+    (
+        37,
+        include_str!("../migrations/postgres/0037_rdp_security.sql"),
+    ),
 ];
 
 /// What a PostgreSQL migration that SQLite needed and PostgreSQL's migration 1 already covers
@@ -193,6 +197,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         36,
         "cluster nodes",
         include_str!("../migrations/sqlite/0036_nodes.sql"),
+    ),
+    (
+        37,
+        "rdp security",
+        include_str!("../migrations/sqlite/0037_rdp_security.sql"),
     ),
 ];
 

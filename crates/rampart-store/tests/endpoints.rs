@@ -11,6 +11,7 @@
 )]
 
 use rampart_core::audit::Actor;
+use rampart_core::target::RdpSecurity;
 use rampart_core::{Endpoint, Name, Protocol, SessionKind};
 use rampart_store::{AssetChange, EndpointChange, MasterKeySource, Store, StoreOptions};
 use sqlx::{Connection, Row, SqliteConnection};
@@ -200,6 +201,20 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
         ),
         (
             store
+                .set_asset_endpoint(
+                    &actor,
+                    &web,
+                    Protocol::Postgres,
+                    &EndpointChange {
+                        rdp_security: Some("tls".to_owned()),
+                        ..EndpointChange::default()
+                    },
+                )
+                .await,
+            "postgres endpoints have no RDP security to set",
+        ),
+        (
+            store
                 .add_asset_endpoint(&actor, &name("nohost"), &Endpoint::new(Protocol::Tcp, 80))
                 .await,
             "asset nohost not found",
@@ -218,6 +233,7 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
             &EndpointChange {
                 port: Some(5433),
                 tls_fingerprint: Some(Some("AB".repeat(32))),
+                rdp_security: None,
             },
         )
         .await
@@ -227,6 +243,40 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
     assert_eq!(
         postgres.tls_fingerprint,
         Some(format!("SHA256:{}", "ab".repeat(32)))
+    );
+
+    // An RDP endpoint logs in with NLA unless it is set to TLS without NLA (xrdp); a word
+    // other than nla or tls is refused, and the setting reads back after a reopen.
+    store
+        .add_asset_endpoint(&actor, &web, &Endpoint::new(Protocol::Rdp, 3389))
+        .await
+        .unwrap();
+    let rdp = |asset: &rampart_core::Asset| asset.endpoint(Protocol::Rdp).unwrap().clone();
+    let before = rdp(&store.asset(&web).await.unwrap());
+    assert_eq!(before.rdp_security, None);
+    assert_eq!(before.rdp_security(), RdpSecurity::Nla);
+    let set_security = |word: &str| EndpointChange {
+        rdp_security: Some(word.to_owned()),
+        ..EndpointChange::default()
+    };
+    let err = store
+        .set_asset_endpoint(&actor, &web, Protocol::Rdp, &set_security("rdp"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected nla (the default) or tls"), "{err}");
+    let changed = store
+        .set_asset_endpoint(&actor, &web, Protocol::Rdp, &set_security("tls"))
+        .await
+        .unwrap();
+    assert_eq!(rdp(&changed).rdp_security(), RdpSecurity::Tls);
+    assert_eq!(
+        serde_json::to_value(rdp(&changed)).unwrap()["rdp_security"],
+        "tls"
+    );
+    assert_eq!(
+        rdp(&store.asset(&web).await.unwrap()).rdp_security,
+        Some(RdpSecurity::Tls)
     );
 
     // A domain must exist before an asset is put in it.

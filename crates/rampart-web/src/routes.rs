@@ -811,10 +811,11 @@ pub fn table() -> Vec<Route> {
             "/api/v1/assets/{name}/endpoints/{protocol}",
             Admin,
             "assets",
-            "Change an endpoint's port or pinned TLS certificate fingerprint (null: none)",
+            "Change an endpoint's port, pinned TLS certificate fingerprint (null: none) or RDP \
+             security (rdp endpoints: nla, the default, or tls: TLS without NLA, for xrdp)",
             api::asset_endpoint_set,
         )
-        .body(&["port", "tls_fingerprint"]),
+        .body(&["port", "tls_fingerprint", "rdp_security"]),
         Route::new(
             delete(),
             "/api/v1/assets/{name}/endpoints/{protocol}",

@@ -1096,8 +1096,12 @@ pub enum EndpointCommand {
         /// The port (the protocol's usual port when omitted)
         port: Option<String>,
     },
-    /// Change an endpoint's port or its pinned TLS certificate fingerprint
-    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["port", "tls_fingerprint", "clear_tls_fingerprint"])))]
+    /// Change an endpoint's port, its pinned TLS certificate fingerprint, or an RDP endpoint's
+    /// login security
+    #[command(
+        group(ArgGroup::new("change").required(true).multiple(true).args(["port", "tls_fingerprint", "clear_tls_fingerprint", "rdp_security"])),
+        after_help = "Examples:\n  rampart asset endpoint set win-01 rdp --tls-fingerprint SHA256:5f...\n  rampart asset endpoint set xrdp-01 rdp --rdp-security tls   # xrdp 0.9: TLS without NLA"
+    )]
     Set {
         /// The asset
         name: String,
@@ -1116,6 +1120,12 @@ pub enum EndpointCommand {
         /// Forget the pinned certificate fingerprint
         #[arg(long)]
         clear_tls_fingerprint: bool,
+        /// RDP endpoints only: how Rampart logs in. `nla` (the default): NLA (CredSSP), the
+        /// password bound to the certificate's key; `tls`: TLS without NLA, for servers that
+        /// have none (xrdp 0.9), the password in the RDP logon info inside the pinned TLS.
+        /// Standard RDP security (no TLS) is never offered
+        #[arg(long, value_name = "nla|tls")]
+        rdp_security: Option<String>,
     },
     /// Remove an endpoint (an asset keeps at least one)
     Remove {

@@ -181,6 +181,8 @@ pub struct EndpointSet {
     /// `SHA256:` and 64 hex digits, or `null` to forget the pinned fingerprint.
     #[serde(default, deserialize_with = "present")]
     tls_fingerprint: Option<Option<String>>,
+    /// RDP endpoints: `nla` (the default) or `tls` (TLS without NLA, for xrdp).
+    rdp_security: Option<String>,
 }
 
 pub async fn asset_endpoint_set(
@@ -194,6 +196,7 @@ pub async fn asset_endpoint_set(
     let change = EndpointChange {
         port: body.port.map(|p| parse_port(&p.to_string())).transpose()?,
         tls_fingerprint: body.tls_fingerprint,
+        rdp_security: body.rdp_security,
     };
     Ok(Json(json!(
         state

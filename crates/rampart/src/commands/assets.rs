@@ -341,6 +341,7 @@ async fn endpoint(
             port,
             tls_fingerprint,
             clear_tls_fingerprint,
+            rdp_security,
         } => {
             let asset = name("asset", &asset)?;
             let protocol = Protocol::parse(&protocol)?;
@@ -351,6 +352,7 @@ async fn endpoint(
                     (None, true) => Some(None),
                     (None, false) => None,
                 },
+                rdp_security,
             };
             let changed = store
                 .set_asset_endpoint(actor, &asset, protocol, &change)

@@ -28,6 +28,8 @@
 //                          the refusal it turns the root this colour (`r,g,b`); when the canvas
 //                          shows it, the page must not have shown nor taken COPY_TEXT (the
 //                          replay then ends in this colour)
+//   TEXT_RGB               (optional) `r,g,b` of the xterm's text: some pixel of the xterm's
+//                          first lines (around XTERM_X/XTERM_Y) must have it (the marker text)
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -132,6 +134,33 @@ async function desktopSteps(page) {
   await waitForPixel(page, px, py, [0x12, 0xab, 0x34], 'green');
   await page.screenshot({ path: join(artifacts, 'desktop-green.png') });
 
+  // The marker text the session's xterm shows: pixels of its text colour in its first lines.
+  if (process.env.TEXT_RGB) {
+    const rgb = process.env.TEXT_RGB.split(',').map(Number);
+    const deadline = Date.now() + 60_000;
+    let found = false;
+    while (!found && Date.now() < deadline) {
+      found = await page.evaluate(
+        ([rgb]) => {
+          const canvas = document.getElementById('desktop');
+          if (!canvas || canvas.width < 300 || canvas.height < 40) return false;
+          const data = canvas.getContext('2d').getImageData(0, 0, 300, 40).data;
+          for (let i = 0; i < data.length; i += 4) {
+            if (rgb.every((v, k) => Math.abs(data[i + k] - v) <= 8)) return true;
+          }
+          return false;
+        },
+        [rgb],
+      );
+      if (!found) await page.waitForTimeout(200);
+    }
+    if (!found) {
+      await page.screenshot({ path: join(artifacts, 'desktop-no-marker.png') });
+      throw new Error(`no pixel of the xterm's text colour ${rgb} in its first lines`);
+    }
+    console.log('marker text drawn');
+  }
+
   // Type a command into the remote xterm and see what it does.
   const canvas = page.locator('#desktop');
   await canvas.click({ position: { x: Number(env('XTERM_X')), y: Number(env('XTERM_Y')) } });
@@ -212,8 +241,15 @@ async function desktopSteps(page) {
   const atEnd = await replayPixel(end);
   if (!close(atEnd, finalColour)) throw new Error(`the replay's end shows ${JSON.stringify(atEnd)}, not ${JSON.stringify(finalColour)}`);
   await page.screenshot({ path: join(artifacts, 'desktop-replay-end.png') });
-  const atStart = await replayPixel(keyTimes[0]);
-  if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay's first key frame shows ${JSON.stringify(atStart)}, not green`);
+  // The desktop before the command: at the first key frame, or, for a session that starts
+  // with the connection (xrdp's: black until it drew), somewhere between it and the end.
+  const times = [...keyTimes, ...Array.from({ length: 60 }, (_, i) => keyTimes[0] + ((end - keyTimes[0]) * i) / 60)];
+  let atStart = null;
+  for (const t of times) {
+    atStart = await replayPixel(t);
+    if (close(atStart, [0x12, 0xab, 0x34])) break;
+  }
+  if (!close(atStart, [0x12, 0xab, 0x34])) throw new Error(`the replay never shows green before the end (the last seen: ${JSON.stringify(atStart)})`);
   await page.screenshot({ path: join(artifacts, 'desktop-replay-start.png') });
   if (problems.length > 0) throw new Error(problems.join('\n'));
   console.log('desktop steps passed');

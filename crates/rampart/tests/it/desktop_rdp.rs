@@ -7,7 +7,11 @@
 //! recording verifies, replays, and stops verifying after a byte is flipped; the vaulted
 //! password is nowhere in the data directory. A paste without `rdp:clipboard` is refused on
 //! the page and audited with its size. A hostile server that answers the connection request
-//! with garbage ends its session cleanly, and the node lives on.
+//! with garbage ends its session cleanly, and the node lives on. A real xrdp 0.9 (TLS without
+//! NLA, the endpoint set so) logs in a local account with its vaulted password, draws its
+//! session, and passes the clipboard both ways with `rdp:clipboard` (its `xrdp-chansrv`
+//! bridges RDP's clipboard channel to the session's X clipboard, read and set with `xclip`);
+//! the same endpoint on NLA is refused naming what the server requires.
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
@@ -18,6 +22,7 @@ use crate::desktop_vnc::{
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -253,7 +258,8 @@ fn an_rdp_desktop_in_chromium_logs_in_with_nla_draws_types_is_killed_and_its_rec
 /// Without `rdp:clipboard` a paste into the canvas does not reach the desktop: the page says
 /// which grant is missing, and the refusal is a `clipboard_transfer` audit event with the
 /// paste's size and no text. (The other direction, and the clipboard with the grant, need a
-/// server with a clipboard channel: FreeRDP's shadow server has none.)
+/// server with a clipboard channel: FreeRDP's shadow server has none; the xrdp test below has
+/// them.)
 #[test]
 fn a_paste_into_an_rdp_desktop_without_rdp_clipboard_is_refused_on_the_page_and_audited_with_its_size()
  {
@@ -390,4 +396,506 @@ fn a_hostile_rdp_server_sending_garbage_ends_the_session_cleanly() {
     verified_eventually(&r);
     let logs = files_containing(&r.data_dir().join("logs"), b"panicked");
     assert!(logs.is_empty(), "a panic in {logs:?}");
+}
+
+/// The local account the xrdp session logs in as (`.ci/run` creates it), and its password,
+/// vaulted in Rampart: the canary of the xrdp test.
+const XRDP_USER: &str = rampart_testkit::PASSWORD_TARGET_USER;
+const XRDP_PASSWORD: &str = rampart_testkit::PASSWORD_TARGET_PASSWORD;
+/// What the session's xterm prints first, in its text colour [`XRDP_TEXT`].
+const XRDP_MARKER: &str = "xrdp-session-marker-5e2a";
+const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
+
+/// xrdp 0.9 and its session manager on loopback with their own configuration in a temp dir:
+/// TLS only (xrdp 0.9 has no NLA) with a certificate made here, the logon from the Client Info
+/// PDU (`autorun`), sessions on TigerVNC's `Xvnc` whose start script paints the root
+/// [`desktop::ROOT_COLOUR`], notes its display, and runs an xterm printing [`XRDP_MARKER`].
+/// Dropped, it ends the session's processes (the session manager's descendants, which log in
+/// as [`XRDP_USER`]), then the servers, and removes what the session left behind.
+struct Xrdp {
+    port: u16,
+    fingerprint: String,
+    dir: tempfile::TempDir,
+    sesman: u32,
+    processes: Processes,
+}
+
+impl Xrdp {
+    fn start() -> Option<Self> {
+        let tools = [
+            "xrdp",
+            "xrdp-sesman",
+            "Xvnc",
+            "xterm",
+            "xsetroot",
+            "xclip",
+            "openssl",
+            "unshare",
+        ];
+        let found: Vec<PathBuf> = tools.iter().filter_map(|t| require_tool(t)).collect();
+        if found.len() != tools.len() || !rampart_testkit::require_password_target_user() {
+            return None;
+        }
+        if !nix::unistd::geteuid().is_root() {
+            rampart_testkit::skip_or_fail(
+                "the xrdp test runs xrdp-sesman, which logs users in: it needs root",
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        // The session (XRDP_USER) runs the start script and notes its display in `session/`.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let session = path.join("session");
+        std::fs::create_dir(&session).unwrap();
+        let user = nix::unistd::User::from_name(XRDP_USER).unwrap().unwrap();
+        nix::unistd::chown(&session, Some(user.uid), Some(user.gid)).unwrap();
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=rampart-xrdp-test", "-keyout"])
+            .arg(path.join("key.pem"))
+            .arg("-out")
+            .arg(path.join("cert.pem"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let fingerprint = certificate_fingerprint(&path.join("cert.pem"));
+
+        let start = path.join("startwm.sh");
+        std::fs::write(
+            &start,
+            format!(
+                "#!/bin/sh\n\
+                 echo \"$DISPLAY ${{XAUTHORITY:-$HOME/.Xauthority}}\" > {session}/display\n\
+                 xsetroot -solid '{root}'\n\
+                 exec xterm -geometry 60x12+0+0 -fg '{fg}' -bg white -e sh -c 'echo {XRDP_MARKER}; exec /bin/sh'\n",
+                session = session.display(),
+                root = rampart_testkit::desktop::ROOT_COLOUR,
+                fg = XRDP_TEXT.0,
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&start, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // xrdp finds its session manager's port in /etc/xrdp/sesman.ini, always: it runs in a
+        // mount namespace of its own where the test's sesman.ini is bound over that file, so
+        // the session manager can listen on a free port.
+        let sesman_port = free_port();
+        let sesman_ini = path.join("sesman.ini");
+        std::fs::write(
+            &sesman_ini,
+            format!(
+                "[Globals]\nListenAddress=127.0.0.1\nListenPort={sesman_port}\n\
+                 EnableUserWindowManager=false\nUserWindowManager=startwm.sh\n\
+                 DefaultWindowManager={start}\nReconnectScript=/bin/true\n\
+                 [Security]\nAllowRootLogin=false\nMaxLoginRetry=1\nAlwaysGroupCheck=false\n\
+                 RestrictOutboundClipboard=none\nRestrictInboundClipboard=none\n\
+                 [Sessions]\nX11DisplayOffset=600\nMaxSessions=4\nKillDisconnected=false\n\
+                 DisconnectedTimeLimit=0\nIdleTimeLimit=0\nPolicy=Default\n\
+                 [Logging]\nLogFile={log}\nLogLevel=DEBUG\nEnableSyslog=false\n\
+                 [Xvnc]\nparam=Xvnc\nparam=-bs\nparam=-nolisten\nparam=tcp\nparam=-localhost\n\
+                 param=-dpi\nparam=96\n\
+                 [Chansrv]\nFuseMountName=thinclient_drives\nFileUmask=077\nEnableFuseMount=false\n\
+                 [ChansrvLogging]\nLogLevel=DEBUG\nEnableSyslog=false\nEnableConsole=false\n\
+                 [SessionVariables]\n",
+                start = start.display(),
+                log = path.join("sesman.log").display(),
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let xrdp_ini = path.join("xrdp.ini");
+        std::fs::write(
+            &xrdp_ini,
+            format!(
+                "[Globals]\nini_version=1\nfork=false\nport=tcp://127.0.0.1:{port}\n\
+                 tcp_nodelay=true\nsecurity_layer=tls\ncrypt_level=high\n\
+                 certificate={cert}\nkey_file={key}\nssl_protocols=TLSv1.2, TLSv1.3\n\
+                 autorun=Xvnc\nallow_channels=true\nallow_multimon=false\nbitmap_cache=true\n\
+                 bitmap_compression=true\nbulk_compression=false\nmax_bpp=32\nnew_cursors=true\n\
+                 use_fastpath=both\nhidelogwindow=true\nrequire_credentials=true\n\
+                 [Logging]\nLogFile={log}\nLogLevel=DEBUG\nEnableSyslog=false\n\
+                 [Channels]\nrdpdr=false\nrdpsnd=false\ndrdynvc=false\ncliprdr=true\nrail=false\n\
+                 xrdpvr=false\ntcutils=false\n\
+                 [Xvnc]\nname=Xvnc\nlib=libvnc.so\nusername=ask\npassword=ask\nip=127.0.0.1\n\
+                 port=-1\n",
+                cert = path.join("cert.pem").display(),
+                key = path.join("key.pem").display(),
+                log = path.join("xrdp.log").display(),
+            ),
+        )
+        .unwrap();
+
+        let mut processes = Processes::default();
+        let log = |name: &str| Stdio::from(std::fs::File::create(path.join(name)).unwrap());
+        let sesman = Command::new("xrdp-sesman")
+            .arg("--nodaemon")
+            .arg("--config")
+            .arg(&sesman_ini)
+            .stdout(log("sesman.out"))
+            .stderr(log("sesman.err"))
+            .spawn()
+            .unwrap();
+        let sesman_pid = sesman.id();
+        processes.0.push(sesman);
+        // xrdp 0.9 built with IPv6 turns 127.0.0.1 into ::1, both listening and connecting.
+        wait_until("xrdp-sesman", || {
+            TcpStream::connect(("::1", sesman_port)).is_ok()
+                || TcpStream::connect(("127.0.0.1", sesman_port)).is_ok()
+        });
+        processes.0.push(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(r#"mount --bind "$1" /etc/xrdp/sesman.ini && exec xrdp --nodaemon --config "$2""#)
+                .arg("sh")
+                .arg(&sesman_ini)
+                .arg(&xrdp_ini)
+                .stdout(log("xrdp.out"))
+                .stderr(log("xrdp.err"))
+                .spawn()
+                .unwrap(),
+        );
+        wait_until("xrdp", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        Some(Self {
+            port,
+            fingerprint,
+            dir,
+            sesman: sesman_pid,
+            processes,
+        })
+    }
+
+    /// The session's `DISPLAY` and `XAUTHORITY`, once its start script ran.
+    fn session_display(&self) -> Option<(String, String)> {
+        let noted = std::fs::read_to_string(self.dir.path().join("session/display")).ok()?;
+        let (display, xauthority) = noted.trim().split_once(' ')?;
+        Some((display.to_owned(), xauthority.to_owned()))
+    }
+
+    /// `xclip` on the session's display, as root with the session's X cookie.
+    fn xclip(&self, args: &[&str]) -> Command {
+        let (display, xauthority) = self
+            .session_display()
+            .expect("the xrdp session's start script did not run");
+        let mut command = Command::new("xclip");
+        command
+            .args(["-selection", "clipboard"])
+            .args(args)
+            .env("DISPLAY", display)
+            .env("XAUTHORITY", xauthority);
+        command
+    }
+
+    /// The text on the session's clipboard, polled until it is `expected` or 30 seconds
+    /// passed; returns the last text read.
+    fn clipboard_eventually(&self, expected: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.xclip(&["-o"]).output().unwrap();
+            let got = String::from_utf8_lossy(&out.stdout).into_owned();
+            if got == expected || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Puts `text` on the session's clipboard: `xclip` stays to serve it until the test ends.
+    fn copy_on_the_desktop(&mut self, text: &str) {
+        let mut child = self
+            .xclip(&["-i", "-quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        self.processes.0.push(child);
+    }
+
+    /// What xrdp and its session manager logged, for a failure's message.
+    fn logs(&self) -> String {
+        ["xrdp.log", "xrdp.err", "sesman.log", "sesman.err"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {name}\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+}
+
+/// The SHA-256 fingerprint of a PEM certificate, as Rampart pins it.
+fn certificate_fingerprint(cert: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // `sha256 Fingerprint=AB:CD:...`
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let hex = printed.trim().rsplit('=').next().unwrap().replace(':', "");
+    format!("SHA256:{}", hex.to_lowercase())
+}
+
+/// Every process descending from `pid` (children before their parents are listed after them:
+/// the list goes parent first).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID ...`: COMM may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if let Some(parent) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+impl Drop for Xrdp {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        // The session: its X server, start script, xterm and channel server, all descending
+        // from the session manager. Asked to end first (the X server removes its socket and
+        // lock), then killed.
+        let display = self.session_display().map(|(display, _)| display);
+        let session = descendants(self.sesman);
+        for pid in &session {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline
+            && session
+                .iter()
+                .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for pid in descendants(self.sesman).into_iter().chain(session) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        // Then xclip, xrdp and the session manager (the `Processes` they are in).
+        std::mem::take(&mut self.processes);
+        // What a killed session may leave: the X server's socket and lock, and the VNC
+        // password file the session manager wrote for it.
+        // `:600.0`: the display's number is 600.
+        let number = display
+            .as_deref()
+            .and_then(|d| d.strip_prefix(':'))
+            .and_then(|d| d.split('.').next());
+        if let Some(number) = number {
+            let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{number}"));
+            let _ = std::fs::remove_file(format!("/tmp/.X{number}-lock"));
+            if let Ok(Some(user)) = nix::unistd::User::from_name(XRDP_USER)
+                && let Ok(entries) = std::fs::read_dir(user.dir.join(".vnc"))
+            {
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with("sesman_") && name.ends_with(&format!(":{number}")) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An xrdp desktop (TLS without NLA, the endpoint set so) through Rampart in Chromium, with
+/// `rdp:clipboard`: Rampart checks the pinned certificate, then logs in with the vaulted
+/// password of a local account in the Client Info PDU; the session's desktop and its xterm's
+/// marker text reach the canvas, typing reaches the xterm; a paste in the browser reaches the
+/// session's X clipboard, and a text copied there reaches the browser, each a
+/// `clipboard_transfer` audit event with its size and no text; the session is killed from the
+/// CLI and its recording verifies; the password is nowhere in the page, the data directory
+/// (logs, recordings, audit) or the recording. The same endpoint set back to NLA is refused
+/// before anything is sent, the refusal naming what the server requires and what the endpoint
+/// allows.
+#[test]
+fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_both_ways() {
+    if browser_ready().is_none() {
+        return;
+    }
+    let Some(mut xrdp) = Xrdp::start() else {
+        return;
+    };
+    let r = Rampart::new(BIN);
+    r.ok(&["user", "add", "alice"]);
+    r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
+    r.ok(&[
+        "asset",
+        "add",
+        "xdesk",
+        "--host",
+        "127.0.0.1",
+        "--endpoint",
+        &format!("rdp:{}", xrdp.port),
+    ]);
+    r.ok(&[
+        "asset",
+        "endpoint",
+        "set",
+        "xdesk",
+        "rdp",
+        "--tls-fingerprint",
+        &xrdp.fingerprint,
+        "--rdp-security",
+        "tls",
+    ]);
+    let account = format!("{XRDP_USER}@xdesk");
+    r.ok_with_stdin(
+        &["account", "add", &account, "--password-stdin"],
+        format!("{XRDP_PASSWORD}\n").as_bytes(),
+    );
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--asset",
+        "xdesk",
+        "--actions",
+        "rdp:connect,rdp:clipboard",
+    ]);
+    let server = r.serve();
+
+    let pasted = "pasted-into-xrdp-4c8d";
+    let copied = "copied-on-the-xrdp-desktop-91af";
+    let env = vec![
+        ("ACCOUNT", account.clone()),
+        ("TABLE", "#rdp-desktops".to_owned()),
+        ("CANARY", XRDP_PASSWORD.to_owned()),
+        ("COLOUR_COMMAND", COLOUR_COMMAND.to_owned()),
+        ("COLOUR_RGB", BLUE.to_owned()),
+        ("TEXT_RGB", XRDP_TEXT.1.to_owned()),
+        ("PASTE_TEXT", pasted.to_owned()),
+        ("COPY_TEXT", copied.to_owned()),
+    ];
+    let mut on_the_desktop = None;
+    let (ok, out) = super::desktop_vnc::run_browser_lines(&server, &env, |line| {
+        if line == "PASTED" {
+            on_the_desktop = Some(xrdp.clipboard_eventually(pasted));
+            xrdp.copy_on_the_desktop(copied);
+        } else if let Some(id) = line.strip_prefix("READY ") {
+            r.ok(&["session", "kill", id.trim(), "--reason", KILL_REASON]);
+        }
+    });
+    assert!(
+        ok && out.contains("desktop steps passed"),
+        "{out}\n{}",
+        xrdp.logs()
+    );
+    assert!(out.contains("marker text drawn"), "{out}");
+    assert_eq!(on_the_desktop.as_deref(), Some(pasted), "{}", xrdp.logs());
+
+    // The login went as TLS and the Client Info PDU, as xrdp saw it.
+    let xrdp_log = std::fs::read_to_string(xrdp.dir.path().join("xrdp.log")).unwrap();
+    assert!(
+        xrdp_log.contains("TLS connection established"),
+        "{}",
+        xrdp.logs()
+    );
+
+    let list = sessions(&r);
+    let session = list
+        .iter()
+        .find(|s| s["kind"] == "rdp")
+        .unwrap_or_else(|| panic!("no rdp session: {list:?}"));
+    assert!(
+        session["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(KILL_REASON),
+        "{session}"
+    );
+    let id = session["id"].as_str().unwrap();
+
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
+    let transfers: Vec<&serde_json::Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "clipboard_transfer")
+        .map(|e| &e["event"])
+        .collect();
+    let passed = |direction: &str, bytes: usize| {
+        transfers.iter().any(|e| {
+            e["direction"] == direction
+                && e["allowed"] == true
+                && e["bytes"] == bytes
+                && e["account"] == account.as_str()
+        })
+    };
+    assert!(passed("to_target", pasted.len()), "{transfers:?}");
+    assert!(passed("to_user", copied.len()), "{transfers:?}");
+    let audit_text = audit.to_string();
+    assert!(!audit_text.contains(pasted) && !audit_text.contains(copied));
+    assert!(!audit_text.contains(XRDP_PASSWORD));
+
+    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
+    let recorded = std::fs::read(&raw).unwrap();
+    for secret in [pasted, copied, XRDP_PASSWORD] {
+        assert!(
+            !recorded
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "{secret} is in the recording"
+        );
+    }
+    verified_eventually(&r);
+    let found = files_containing(&r.data_dir(), XRDP_PASSWORD.as_bytes());
+    assert!(found.is_empty(), "the vaulted password is in {found:?}");
+
+    // The same server with the endpoint back on NLA: refused at the negotiation, before TLS.
+    r.ok(&[
+        "asset",
+        "endpoint",
+        "set",
+        "xdesk",
+        "rdp",
+        "--rdp-security",
+        "nla",
+    ]);
+    let mut env = rdp_browser_env();
+    env[0] = ("ACCOUNT", account.clone());
+    env.push(("EXPECT_END", "requires TLS without NLA".to_owned()));
+    let (ok, out) = run_browser(&server, &env, |_| {});
+    assert!(ok && out.contains("desktop ended as expected"), "{out}");
+    assert!(out.contains("allows NLA (CredSSP) only"), "{out}");
+    drop(server);
 }

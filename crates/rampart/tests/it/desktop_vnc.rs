@@ -144,8 +144,9 @@ pub(crate) fn run_browser(
     })
 }
 
-/// [`run_browser`] calling `on_line` with each line the page prints, as it prints it.
-fn run_browser_lines(
+/// `node desktop.mjs` with the test's settings; `on_line` runs for each line the page prints,
+/// as it prints it.
+pub(crate) fn run_browser_lines(
     server: &Server,
     extra: &[(&str, String)],
     mut on_line: impl FnMut(&str),
