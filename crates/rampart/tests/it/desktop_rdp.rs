@@ -648,8 +648,7 @@ fn certificate_fingerprint(cert: &std::path::Path) -> String {
     format!("SHA256:{}", hex.to_lowercase())
 }
 
-/// Every process descending from `pid` (children before their parents are listed after them:
-/// the list goes parent first).
+/// Every process descending from `pid`, each parent before its children.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -711,7 +710,7 @@ impl Drop for Xrdp {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         // Then xclip, xrdp and the session manager (the `Processes` they are in).
-        std::mem::take(&mut self.processes);
+        drop(std::mem::take(&mut self.processes));
         // What a killed session may leave: the X server's socket and lock, and the VNC
         // password file the session manager wrote for it.
         // `:600.0`: the display's number is 600.
