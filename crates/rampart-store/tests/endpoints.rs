@@ -246,7 +246,7 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
     );
 
     // An RDP endpoint logs in with NLA unless it is set to TLS without NLA (xrdp); a word
-    // other than nla or tls is refused, and the setting reads back after a reopen.
+    // other than nla or tls is refused, and the setting reads back from the store.
     store
         .add_asset_endpoint(&actor, &web, &Endpoint::new(Protocol::Rdp, 3389))
         .await
@@ -278,6 +278,10 @@ async fn endpoints_are_added_changed_and_removed_with_one_clear_refusal_each() {
         rdp(&store.asset(&web).await.unwrap()).rdp_security,
         Some(RdpSecurity::Tls)
     );
+    store
+        .remove_asset_endpoint(&actor, &web, Protocol::Rdp)
+        .await
+        .unwrap();
 
     // A domain must exist before an asset is put in it.
     let into_unknown = AssetChange {
