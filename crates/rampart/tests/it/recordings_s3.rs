@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 const ACCESS_KEY: &str = "rampart-test-access";
 const SECRET_KEY: &str = "rampart-test-secret-7d3f";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` free loopback ports, all different: each is held until all are picked (picked one at a
+/// time and released at once, two could be the same port: SeaweedFS then fails to bind one).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A SeaweedFS master, volume, filer and S3 gateway in one process, data in a temporary
@@ -48,21 +49,22 @@ impl Seaweed {
             .to_string(),
         )
         .unwrap();
-        let s3 = free_port();
+        let [s3, master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc] =
+            free_ports();
         let mut command = Command::new(weed);
         command
             .arg("server")
             .arg(format!("-dir={}", data.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-            .arg(format!("-master.port={}", free_port()))
-            .arg(format!("-master.port.grpc={}", free_port()))
-            .arg(format!("-volume.port={}", free_port()))
-            .arg(format!("-volume.port.grpc={}", free_port()))
-            .arg(format!("-filer.port={}", free_port()))
-            .arg(format!("-filer.port.grpc={}", free_port()))
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-master.port.grpc={master_grpc}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-volume.port.grpc={volume_grpc}"))
+            .arg(format!("-filer.port={filer}"))
+            .arg(format!("-filer.port.grpc={filer_grpc}"))
             .arg("-s3")
             .arg(format!("-s3.port={s3}"))
-            .arg(format!("-s3.port.grpc={}", free_port()))
+            .arg(format!("-s3.port.grpc={s3_grpc}"))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-s3.config={}", identities.display()))
             // Each bucket takes volumes of its own: room for several, small.
