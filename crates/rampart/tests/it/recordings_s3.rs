@@ -49,8 +49,16 @@ impl Seaweed {
             .to_string(),
         )
         .unwrap();
-        let [s3, master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc] =
-            free_ports();
+        let [
+            s3,
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+            s3_grpc,
+        ] = free_ports();
         let mut command = Command::new(weed);
         command
             .arg("server")
