@@ -593,7 +593,21 @@ impl Xrdp {
     fn clipboard_eventually(&self, expected: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let out = self.xclip(&["-o"]).output().unwrap();
+            // Each read is bounded: `xclip -o` waits for the selection's owner (xrdp-chansrv,
+            // which asks Rampart over CLIPRDR) without a timeout of its own, and once hung
+            // there for the whole CI run; a read that takes too long is stopped and retried.
+            let mut child = self
+                .xclip(&["-o"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let read_by = std::time::Instant::now() + Duration::from_secs(3);
+            while child.try_wait().unwrap().is_none() && std::time::Instant::now() < read_by {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
             let got = String::from_utf8_lossy(&out.stdout).into_owned();
             if got == expected || std::time::Instant::now() > deadline {
                 return got;
