@@ -136,6 +136,8 @@ struct Lab {
     login: String,
     config: PathBuf,
     key: PathBuf,
+    /// An auditor's API token, to read the recorder's wait from `/metrics`.
+    auditor: String,
 }
 
 impl Lab {
@@ -294,6 +296,18 @@ fn setup() -> anyhow::Result<Lab> {
         ("RAMPART_SSH_MAX_STARTUPS", "256"),
         ("RAMPART_SSH_PER_SOURCE_MAX_STARTUPS", "256"),
     ]);
+    rampart.ok(&["user", "add", "bench-auditor", "--role", "auditor"]);
+    let auditor = rampart
+        .ok(&[
+            "token",
+            "create",
+            "--user",
+            "bench-auditor",
+            "--scope",
+            "read",
+        ])
+        .trim()
+        .to_owned();
     Ok(Lab {
         _rampart: rampart,
         server,
@@ -302,6 +316,7 @@ fn setup() -> anyhow::Result<Lab> {
         login,
         config,
         key,
+        auditor,
     })
 }
 
@@ -447,6 +462,8 @@ struct Row {
     per_path: Vec<(Path3, Stats)>,
     /// Transfers: CPU seconds of the path's processes per GiB moved, median per path.
     cpu_per_gib: Vec<(Path3, f64)>,
+    /// Recorded transfers: how long the relay waited for the recorder, medians.
+    recorder: Option<RecorderWait>,
 }
 
 impl Row {
@@ -483,33 +500,107 @@ fn measure<T>(
     Ok(results)
 }
 
-/// A transfer row from (MiB/s, core-seconds per GiB) samples.
-fn transfer_row(case: String, samples: &[(Path3, Vec<(f64, f64)>)]) -> Row {
+/// How long the relay waited for the recorder during a recorded transfer (Rampart's
+/// `rampart_recorder_wait_seconds` summary): seconds per GiB moved, and the hand-offs' size.
+#[derive(Debug, Clone, Copy)]
+struct RecorderWait {
+    seconds_per_gib: f64,
+    kib_per_handoff: f64,
+}
+
+/// One transfer's figures.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    mib_per_second: f64,
+    /// The CPU seconds its path spent per GiB moved (clients, both sshd and Rampart: see
+    /// `efficiency`).
+    cpu_per_gib: f64,
+    /// What Rampart's recorder held the relay back (zero hand-offs on unrecorded paths).
+    recorder: Option<RecorderWait>,
+}
+
+/// A transfer row from its samples.
+fn transfer_row(case: String, samples: &[(Path3, Vec<Moved>)]) -> Row {
+    let median = |values: Vec<f64>| stats(&values).median;
+    let recorder = samples
+        .iter()
+        .find(|(p, _)| *p == Path3::Rampart)
+        .and_then(|(_, v)| {
+            let waits: Vec<RecorderWait> = v.iter().filter_map(|s| s.recorder).collect();
+            (!waits.is_empty()).then(|| RecorderWait {
+                seconds_per_gib: median(waits.iter().map(|w| w.seconds_per_gib).collect()),
+                kib_per_handoff: median(waits.iter().map(|w| w.kib_per_handoff).collect()),
+            })
+        });
     Row {
         case,
         unit: "MiB/s",
         higher_is_better: true,
         per_path: samples
             .iter()
-            .map(|(p, v)| (*p, stats(&v.iter().map(|s| s.0).collect::<Vec<_>>())))
+            .map(|(p, v)| {
+                (
+                    *p,
+                    stats(&v.iter().map(|s| s.mib_per_second).collect::<Vec<_>>()),
+                )
+            })
             .collect(),
         cpu_per_gib: samples
             .iter()
-            .map(|(p, v)| (*p, stats(&v.iter().map(|s| s.1).collect::<Vec<_>>()).median))
+            .map(|(p, v)| (*p, median(v.iter().map(|s| s.cpu_per_gib).collect())))
             .collect(),
+        recorder,
     }
 }
 
-/// One transfer: MiB/s, and the CPU seconds its path spent per GiB moved (clients, both sshd
-/// and Rampart: see `efficiency`).
-fn transfer(lab: &Lab, command: Command, stdin: Stdio, mib: f64) -> anyhow::Result<(f64, f64)> {
+/// One transfer of `mib` MiB.
+fn transfer(lab: &Lab, command: Command, stdin: Stdio, mib: f64) -> anyhow::Result<Moved> {
     let servers = [lab.target.pid(), lab.jump.pid(), lab.server.pid()];
     let before = efficiency::path_cpu_seconds(&servers)?;
+    let waited_before = recorder_wait(lab)?;
     let seconds = timed(command, stdin)?;
     // The target's per-connection sshd is reaped (and counted) a moment after the client ends.
     std::thread::sleep(std::time::Duration::from_millis(100));
     let cpu = efficiency::path_cpu_seconds(&servers)? - before;
-    Ok((mib / seconds, cpu / (mib / 1024.0)))
+    let (waited, handoffs) = recorder_wait(lab)?;
+    let handoffs = handoffs - waited_before.1;
+    let recorder = (handoffs > 0.0).then(|| RecorderWait {
+        seconds_per_gib: (waited - waited_before.0) / (mib / 1024.0),
+        kib_per_handoff: mib * 1024.0 / handoffs,
+    });
+    Ok(Moved {
+        mib_per_second: mib / seconds,
+        cpu_per_gib: cpu / (mib / 1024.0),
+        recorder,
+    })
+}
+
+/// Rampart's recorder wait so far: (seconds, hand-offs), from its `/metrics`.
+fn recorder_wait(lab: &Lab) -> anyhow::Result<(f64, f64)> {
+    let bearer = format!("Bearer {}", lab.auditor);
+    let response =
+        lab.server
+            .client()
+            .request("GET", "/metrics", &[("Authorization", &bearer)], None);
+    if response.status != 200 {
+        bail!("GET /metrics answered {}", response.status);
+    }
+    let body = response.text();
+    let sample = |name: &str| {
+        body.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("/metrics has no {name}"))
+    };
+    Ok((
+        sample("rampart_recorder_wait_seconds_sum")?,
+        sample("rampart_recorder_wait_seconds_count")?,
+    ))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -603,6 +694,7 @@ fn main() -> anyhow::Result<()> {
             higher_is_better: false,
             per_path: connect.iter().map(|(p, v)| (*p, stats(v))).collect(),
             cpu_per_gib: Vec::new(),
+            recorder: None,
         });
 
         eprintln!("keystroke echo, {} round trips...", args.echoes);
@@ -620,10 +712,12 @@ fn main() -> anyhow::Result<()> {
             higher_is_better: false,
             per_path: echo,
             cpu_per_gib: Vec::new(),
+            recorder: None,
         });
 
         print_table(&rows);
         print_cpu(&rows);
+        print_recorder(&rows);
     }
     let mut report = json!({
         "rows": rows.iter().map(|r| json!({
@@ -638,6 +732,9 @@ fn main() -> anyhow::Result<()> {
             "cpu_core_seconds_per_gib": r.cpu_per_gib.iter().map(|(p, c)| json!({
                 "path": p.name(), "median": c,
             })).collect::<Vec<_>>(),
+            "recorder_wait": r.recorder.map(|w| json!({
+                "seconds_per_gib": w.seconds_per_gib, "kib_per_handoff": w.kib_per_handoff,
+            })),
         })).collect::<Vec<_>>(),
         "load_average_at_start": load_at_start,
     });
@@ -787,6 +884,29 @@ fn print_cpu(rows: &[Row]) {
             cell(Path3::Jump),
             cell(Path3::Rampart),
             cell(Path3::Unrecorded)
+        );
+    }
+}
+
+/// Where a recorded transfer waits: the relay forwards nothing before it is in the recording,
+/// so the time it waits for the recorder's answers is part of what recording costs.
+fn print_recorder(rows: &[Row]) {
+    let waits: Vec<(&str, RecorderWait)> = rows
+        .iter()
+        .filter_map(|row| Some((row.case.as_str(), row.recorder?)))
+        .collect();
+    if waits.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<28} {:>16} {:>16}   (Rampart recorded: time the relay waited for the recorder, medians)",
+        "recorder wait", "s per GiB", "KiB per hand-off"
+    );
+    for (case, wait) in waits {
+        println!(
+            "{case:<28} {:>16.2} {:>16.0}",
+            wait.seconds_per_gib, wait.kib_per_handoff
         );
     }
 }
