@@ -3,7 +3,10 @@
 //! through that thread's queue.
 //!
 //! Each call hands the writer one piece of the session and resolves once it is written to the
-//! file (`write(2)`), so the relay forwards only what is already recorded. The writer hashes
+//! file (`write(2)`), so the relay forwards only what is already recorded. A relay may also
+//! queue a piece first and wait for it afterwards ([`LiveRecorder::submit_streams_then_markers`]),
+//! to hand over the next piece before it waits: the writer applies a recording's jobs in the
+//! order they were queued, so the file reads as if each had been waited for. The writer hashes
 //! the piece into its chunk after answering, while the relay forwards it. Whenever
 //! `sync_interval` has passed with something written, the writer closes the open chunks into
 //! the manifest and starts an fsync of the files on the runtime's blocking pool, and goes on
@@ -184,19 +187,34 @@ impl LiveRecorder {
         self.session
     }
 
-    async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, RecordingError> {
+    async fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T, RecordingError> {
+        self.submit(job)?.await
+    }
+
+    /// Queues `job` on the writer now; the answer is awaited separately. The time the caller
+    /// then waits for it (from its first poll) is what `/metrics` reports as the recorder's lag.
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<impl Future<Output = Result<T, RecordingError>> + Send + 'static, RecordingError>
+    {
         let (done, written) = tokio::sync::oneshot::channel();
-        let started = Instant::now();
         self.handle
             .queue
             .send(Message::Job(self.handle.number, job(done)))
             .map_err(|_| RecordingError::Stopped)?;
-        // No answer at all: the writer dropped the job (it panicked on this recording).
-        let result = written.await.map_err(|_| RecordingError::Stopped)?;
-        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        HANDOFFS.fetch_add(1, Ordering::Relaxed);
-        HANDOFF_WAIT_MICROS.fetch_add(waited, Ordering::Relaxed);
-        result
+        Ok(async move {
+            let started = Instant::now();
+            // No answer at all: the writer dropped the job (it panicked on this recording).
+            let result = written.await.map_err(|_| RecordingError::Stopped)?;
+            let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            HANDOFFS.fetch_add(1, Ordering::Relaxed);
+            HANDOFF_WAIT_MICROS.fetch_add(waited, Ordering::Relaxed);
+            result
+        })
     }
 
     /// Bytes of one direction; resolves once they are in the file.
@@ -225,6 +243,19 @@ impl LiveRecorder {
         }
         self.call(|done| Job::Write(Op::StreamsThenMarkers(parts, labels), done))
             .await
+    }
+
+    /// [`Self::streams_then_markers`] split in two: the pieces are queued on the writer now
+    /// (in order after everything queued before), and the returned future resolves once they
+    /// are in the file. A relay hands over the next batch before it waits for this one, so the
+    /// writer's work overlaps its own; it still forwards a batch only once its future resolved.
+    pub fn submit_streams_then_markers(
+        &self,
+        parts: Vec<(Stream, Bytes)>,
+        labels: Vec<String>,
+    ) -> Result<impl Future<Output = Result<(), RecordingError>> + Send + 'static, RecordingError>
+    {
+        self.submit(|done| Job::Write(Op::StreamsThenMarkers(parts, labels), done))
     }
 
     pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecordingError> {

@@ -19,7 +19,7 @@
 //! [`start`]: crate::SessionCore::start
 
 use crate::live::{LiveSession, Registration, SessionControl};
-use crate::observe::{ClientVerdict, Control, ObserverSet};
+use crate::observe::{ClientVerdict, Control, ObserverSet, Written};
 use crate::trail::Trail;
 use bytes::Bytes;
 use rampart_audit::Stream;
@@ -145,12 +145,26 @@ impl SessionTap {
     /// Bytes the target sent (in order; one hand-off to the recorder), observed and their
     /// findings written before the front forwards them. An error ends the session.
     pub async fn target_sent(&self, batch: &[(Stream, Bytes)]) -> Result<(), String> {
+        self.target_handed(batch).await?.await
+    }
+
+    /// [`Self::target_sent`] in two steps, for a front that hands over its next batch before
+    /// it forwards this one: resolves once the observers have the batch (the recorder's write
+    /// queued), to a [`Written`] that resolves once the batch is recorded and its findings are
+    /// in the audit trail. The front forwards the batch only after that; batches handed over
+    /// one after the other are recorded in that order. An error from either ends the session.
+    pub async fn target_handed(&self, batch: &[(Stream, Bytes)]) -> Result<Written, String> {
         let bytes: usize = batch.iter().map(|(_, data)| data.len()).sum();
         self.0.to_client.fetch_add(bytes as u64, Ordering::Relaxed);
-        let findings = self.0.observers.target(batch).await?;
-        // Their commands are marked in the recording now: a statement log may write them later.
-        self.0.trail.log_marked(findings).await?;
-        self.0.check_bulk().await
+        let (findings, written) = self.0.observers.submit_target(batch).await?;
+        let shared = self.0.clone();
+        Ok(Box::pin(async move {
+            written.await?;
+            // Their commands are marked in the recording now: a statement log may write them
+            // later.
+            shared.trail.log_marked(findings).await?;
+            shared.check_bulk().await
+        }))
     }
 
     pub async fn resized(&self, cols: u32, rows: u32) -> Result<(), String> {

@@ -22,6 +22,15 @@ use std::pin::Pin;
 /// What an observer call resolves to; an error ends the session.
 pub type ObserverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
+/// A write handed over and under way: resolves once what was handed over is in the recording
+/// (see [`Observer::submit_target_then_mark`]). Holds nothing of the bytes' owner.
+pub type Written = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// A [`Written`] that is done already.
+fn written_now() -> Written {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 /// Something an observer found in the bytes, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -113,6 +122,21 @@ pub trait Observer: Send + Sync {
         })
     }
 
+    /// [`Self::target_then_mark`] in two steps: resolves once the bytes and markers are handed
+    /// over, to a [`Written`] that resolves once they are recorded. By default it does all of it
+    /// before resolving; a recorder overrides it to queue the write and return at once, so the
+    /// front can hand over its next batch while this one is written.
+    fn submit_target_then_mark<'a>(
+        &'a self,
+        batch: &'a [(Stream, Bytes)],
+        commands: &'a [String],
+    ) -> ObserverFuture<'a, Written> {
+        Box::pin(async move {
+            self.target_then_mark(batch, commands).await?;
+            Ok(written_now())
+        })
+    }
+
     /// A control event.
     fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()>;
 
@@ -192,10 +216,16 @@ impl ObserverSet {
 
     /// Every observer sees the batch; commands found are then marked by every observer. The
     /// observers that find things see it first; a recorder then gets the bytes and their
-    /// markers in one hand-off (bytes first, so the recording reads as before), and all of it
-    /// is done before the front forwards the batch. If an inspector fails, the recorders still
-    /// record the bytes that made it fail.
-    pub(crate) async fn target(&self, batch: &[(Stream, Bytes)]) -> Result<Vec<Finding>, String> {
+    /// markers in one hand-off (bytes first, so the recording reads as before). Resolves once
+    /// every observer has the batch (the inspectors are done with it, the recorders' writes
+    /// are queued), with what was found and a [`Written`] that resolves once the recorders have
+    /// written it: the front forwards the batch only after that. Batches handed over one after
+    /// the other are recorded in that order. If an inspector fails, the recorders still record
+    /// the bytes that made it fail.
+    pub(crate) async fn submit_target(
+        &self,
+        batch: &[(Stream, Bytes)],
+    ) -> Result<(Vec<Finding>, Written), String> {
         let (recorders, finders): (Vec<&dyn Observer>, Vec<&dyn Observer>) = self
             .observers
             .iter()
@@ -220,15 +250,26 @@ impl ObserverSet {
                 _ => None,
             })
             .collect();
+        let mut writes = Vec::with_capacity(recorders.len());
         for recorder in &recorders {
-            recorder.target_then_mark(batch, &commands).await?;
+            writes.push(recorder.submit_target_then_mark(batch, &commands).await?);
         }
         for observer in &finders {
             for command in &commands {
                 observer.control(Control::Marker(command)).await?;
             }
         }
-        Ok(findings)
+        let written: Written = match writes.len() {
+            0 => written_now(),
+            1 => writes.swap_remove(0),
+            _ => Box::pin(async move {
+                for write in writes {
+                    write.await?;
+                }
+                Ok(())
+            }),
+        };
+        Ok((findings, written))
     }
 
     pub(crate) async fn control(&self, event: Control<'_>) -> Result<(), String> {
@@ -364,6 +405,15 @@ mod tests {
                 return ready(Err("cannot seal".into()));
             }
             ready(Ok(Finished::default()))
+        }
+    }
+
+    impl ObserverSet {
+        /// The batch handed over and written.
+        async fn target(&self, batch: &[(Stream, Bytes)]) -> Result<Vec<Finding>, String> {
+            let (findings, written) = self.submit_target(batch).await?;
+            written.await?;
+            Ok(findings)
         }
     }
 

@@ -3,7 +3,7 @@
 //! the other side unrecorded. Resizes and markers are recorded too; the end marks the exit
 //! status and seals the recording with the node's audit key.
 
-use crate::observe::{ClientVerdict, Control, Finished, Observer, ObserverFuture};
+use crate::observe::{ClientVerdict, Control, Finished, Observer, ObserverFuture, Written};
 use bytes::Bytes;
 use rampart_audit::{LiveRecorder, PrivateKey, Stream};
 use std::sync::Arc;
@@ -75,6 +75,25 @@ impl Observer for TerminalRecorder {
                 .streams_then_markers(batch.to_vec(), commands.to_vec())
                 .await
                 .map_err(|err| err.to_string())
+        })
+    }
+
+    fn submit_target_then_mark<'a>(
+        &'a self,
+        batch: &'a [(Stream, Bytes)],
+        commands: &'a [String],
+    ) -> ObserverFuture<'a, Written> {
+        // Queued on the writer now; the relay waits for the answer only after it has handed
+        // over what is behind this batch.
+        let queued = self
+            .recorder
+            .submit_streams_then_markers(batch.to_vec(), commands.to_vec())
+            .map_err(|err| err.to_string());
+        Box::pin(async move {
+            let write = queued?;
+            let written: Written =
+                Box::pin(async move { write.await.map_err(|err| err.to_string()) });
+            Ok(written)
         })
     }
 

@@ -8,6 +8,7 @@ use super::target_side::{TargetReader, TargetWriter};
 use crate::live::SessionControl;
 use rampart_audit::Stream;
 use rampart_session::SessionTap;
+use rampart_session::observe::Written;
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg, Sig};
 use std::sync::Arc;
@@ -47,22 +48,40 @@ pub(super) const READ_AHEAD_BYTES: usize = 512 * 1024;
 pub(super) const READ_AHEAD_MESSAGES: usize = 64;
 
 /// Messages taken from a channel ahead of the one being handled. The data at the front was
-/// recorded with the message before it (`recorded` of them), so it is forwarded without being
-/// recorded twice; everything is still forwarded in order, each piece only once recorded.
+/// handed to the observers already, in batches (`handed`): each batch's messages are forwarded
+/// only once its write is done, so they are not recorded twice, and everything is still
+/// forwarded in order, each piece only once recorded.
+///
+/// At most two batches are read ahead at a time: the one being recorded and the one handed over
+/// behind it (see [`record`]), each at most [`READ_AHEAD_BYTES`].
 #[derive(Default)]
 pub(super) struct ReadAhead {
-    pub(super) queue: std::collections::VecDeque<ChannelMsg>,
-    pub(super) recorded: usize,
-    pub(super) closed: bool,
+    queue: std::collections::VecDeque<ChannelMsg>,
+    /// The batches of data messages at the queue's front handed over already, oldest first:
+    /// how many of their messages are left, and the write to wait for before the first of them
+    /// is forwarded (none once taken, or when the batch is the one being handled).
+    handed: std::collections::VecDeque<(usize, Option<Written>)>,
+    closed: bool,
 }
 
+/// What [`ReadAhead::pop`] gives: the message, whether it was handed to the observers already,
+/// and the write to wait for before forwarding it (with the first message of a batch handed
+/// over ahead).
+pub(super) type Ahead = (ChannelMsg, bool, Option<Written>);
+
 impl ReadAhead {
-    /// The next message read ahead, and whether it is already recorded.
-    pub(super) fn pop(&mut self) -> Option<(ChannelMsg, bool)> {
+    /// The next message read ahead.
+    pub(super) fn pop(&mut self) -> Option<Ahead> {
         let message = self.queue.pop_front()?;
-        let recorded = self.recorded > 0;
-        self.recorded = self.recorded.saturating_sub(1);
-        Some((message, recorded))
+        let Some((left, written)) = self.handed.front_mut() else {
+            return Some((message, false, None));
+        };
+        let written = written.take();
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.handed.pop_front();
+        }
+        Some((message, true, written))
     }
 
     /// Whether the channel has ended and nothing read ahead is left.
@@ -70,16 +89,17 @@ impl ReadAhead {
         self.closed && self.queue.is_empty()
     }
 
-    /// The data messages right behind the one being handled (reading, without waiting, what
-    /// `from` already holds if nothing is queued), marked as recorded with it: (data, is
-    /// extended data).
+    /// The data messages right behind those handed over (reading, without waiting, what
+    /// `from` already holds if nothing else is queued): (data, is extended data). The caller
+    /// hands them over as one batch and says so with [`Self::handed`].
     pub(super) async fn data_behind(
         &mut self,
         from: &mut impl TargetReader,
     ) -> Vec<(bytes::Bytes, bool)> {
-        if self.queue.is_empty() && !self.closed {
+        let handed: usize = self.handed.iter().map(|(left, _)| left).sum();
+        if self.queue.len() == handed && !self.closed {
             let mut bytes = 0usize;
-            while bytes < READ_AHEAD_BYTES && self.queue.len() < READ_AHEAD_MESSAGES {
+            while bytes < READ_AHEAD_BYTES && self.queue.len() - handed < READ_AHEAD_MESSAGES {
                 // Polls once: a message that is there, or nothing (`wait` is cancel-safe).
                 match poll_once(from.wait()).await {
                     Ok(Some(message)) => {
@@ -103,19 +123,56 @@ impl ReadAhead {
                 }
             }
         }
-        let behind: Vec<(bytes::Bytes, bool)> = self
-            .queue
+        self.queue
             .iter()
-            .skip(self.recorded)
+            .skip(handed)
             .map_while(|message| match message {
                 ChannelMsg::Data { data } => Some((data.clone(), false)),
                 ChannelMsg::ExtendedData { data, .. } => Some((data.clone(), true)),
                 _ => None,
             })
-            .collect();
-        self.recorded += behind.len();
-        behind
+            .collect()
     }
+
+    /// The `count` messages [`Self::data_behind`] gave were handed over; `written` is their
+    /// write, to wait for before the first of them is forwarded (none: the caller waits for it
+    /// itself, before it forwards the message the batch started with).
+    pub(super) fn handed(&mut self, count: usize, written: Option<Written>) {
+        if count > 0 {
+            self.handed.push_back((count, written));
+        }
+    }
+}
+
+/// Hands the data behind what was handed over to the observers as the next batch, so that its
+/// write is under way while the relay waits for the last one's and forwards it.
+async fn hand_over_next(
+    ahead: &mut ReadAhead,
+    from: &mut impl TargetReader,
+    tap: &SessionTap,
+) -> Result<(), String> {
+    let next = streams(ahead.data_behind(from).await);
+    if next.is_empty() {
+        return Ok(());
+    }
+    let written = tap.target_handed(&next).await?;
+    ahead.handed(next.len(), Some(written));
+    Ok(())
+}
+
+/// The target's data messages as the recording's streams.
+fn streams(batch: Vec<(bytes::Bytes, bool)>) -> Vec<(Stream, bytes::Bytes)> {
+    batch
+        .into_iter()
+        .map(|(data, stderr)| {
+            let stream = if stderr {
+                Stream::ErrorOutput
+            } else {
+                Stream::Output
+            };
+            (stream, data)
+        })
+        .collect()
 }
 
 /// Polls `future` exactly once: its output if it is ready now, else `Err(())` (the future is
@@ -167,6 +224,22 @@ async fn user_data_behind(
         }
     }
     batch
+}
+
+/// Hands `batch` to the observers and, before waiting for its write, the data behind it (when
+/// `read_ahead`): resolves once `batch` is recorded.
+async fn record(
+    tap: &SessionTap,
+    batch: &[(Stream, bytes::Bytes)],
+    read_ahead: bool,
+    ahead: &mut ReadAhead,
+    from: &mut impl TargetReader,
+) -> Result<(), String> {
+    let written = tap.target_handed(batch).await?;
+    if read_ahead {
+        hand_over_next(ahead, from, tap).await?;
+    }
+    written.await
 }
 
 /// Moves bytes and channel events both ways until the channel is done; returns the totals.
@@ -367,10 +440,10 @@ pub(super) async fn pump(
     let mut ahead = ReadAhead::default();
     loop {
         let next = match early.next() {
-            Some(message) => Some((message, false)),
+            Some(message) => Some((message, false, None)),
             None => ahead.pop(),
         };
-        let (message, already_recorded) = match next {
+        let (message, already_recorded, written) = match next {
             Some(next) => next,
             None if ahead.done() => {
                 target_lost = exit_status.is_none();
@@ -378,7 +451,7 @@ pub(super) async fn pump(
             }
             None => tokio::select! {
                 message = from_target.wait() => match message {
-                    Some(message) => (message, false),
+                    Some(message) => (message, false, None),
                     None => {
                         // Ended without a close or an exit status: the connection to the
                         // target (or the gateway or agent carrying it) is gone.
@@ -440,26 +513,31 @@ pub(super) async fn pump(
             ChannelMsg::ExtendedData { data, .. } => Some((data.clone(), true)),
             _ => None,
         };
-        let recorded = match first {
-            Some(first) if !already_recorded => {
+        // Nothing is read ahead of what the target sent before the session started.
+        let read_ahead = early.len() == 0;
+        let recorded = match (first, written) {
+            (Some(first), _) if !already_recorded => {
                 let mut batch = vec![first];
-                // Nothing is read ahead of what the target sent before the session started.
-                if early.len() == 0 {
-                    batch.extend(ahead.data_behind(&mut from_target).await);
+                if read_ahead {
+                    let behind = ahead.data_behind(&mut from_target).await;
+                    ahead.handed(behind.len(), None);
+                    batch.extend(behind);
                 }
-                let batch: Vec<(Stream, bytes::Bytes)> = batch
-                    .into_iter()
-                    .map(|(data, stderr)| {
-                        let stream = if stderr {
-                            Stream::ErrorOutput
-                        } else {
-                            Stream::Output
-                        };
-                        (stream, data)
-                    })
-                    .collect();
-                tap.target_sent(&batch).await
+                record(
+                    &tap,
+                    &streams(batch),
+                    read_ahead,
+                    &mut ahead,
+                    &mut from_target,
+                )
+                .await
             }
+            // The first message of the batch handed over behind the last one: its write is
+            // waited for now (it went on while the last batch was waited for and forwarded).
+            // Nothing more is handed over behind it, so the queue empties after it and the
+            // stop, the notices and Rampart's own replies are looked at between two pairs of
+            // batches at least, as they would be without reading ahead.
+            (_, Some(written)) => written.await,
             _ => Ok(()),
         };
         if let Err(err) = recorded {
@@ -557,4 +635,87 @@ pub(super) async fn pump(
 
 pub(super) fn signal_text(signal: &Sig) -> String {
     format!("{signal:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target whose messages are all there already.
+    struct Ready(std::collections::VecDeque<ChannelMsg>);
+
+    impl TargetReader for Ready {
+        fn wait(&mut self) -> impl Future<Output = Option<ChannelMsg>> + Send {
+            std::future::ready(self.0.pop_front())
+        }
+    }
+
+    fn data(text: &'static str) -> ChannelMsg {
+        ChannelMsg::Data {
+            data: bytes::Bytes::from_static(text.as_bytes()),
+        }
+    }
+
+    fn texts(batch: &[(bytes::Bytes, bool)]) -> Vec<&[u8]> {
+        batch.iter().map(|(data, _)| data.as_ref()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_handed_over_behind_the_last_is_read_after_it_and_waited_for_once() {
+        let mut target = Ready([data("one"), data("two"), ChannelMsg::Eof, data("three")].into());
+        let mut ahead = ReadAhead::default();
+        // The batch being recorded: what the target holds up to its first other message.
+        let first = ahead.data_behind(&mut target).await;
+        assert_eq!(texts(&first), [b"one".as_ref(), b"two"]);
+        ahead.handed(first.len(), None);
+        // Behind it, nothing is handed over past the end of file; what comes after it is read
+        // only once the queue holds nothing that is not handed over.
+        assert!(ahead.data_behind(&mut target).await.is_empty());
+        let written: Written = Box::pin(std::future::ready(Ok(())));
+        ahead.handed(0, Some(written));
+        let popped: Vec<(bool, bool)> = std::iter::from_fn(|| ahead.pop())
+            .map(|(_, handed, written)| (handed, written.is_some()))
+            .collect();
+        // "one" and "two" handed over (waited for with their batch), the end of file not.
+        assert_eq!(popped, [(true, false), (true, false), (false, false)]);
+
+        // Next round: "three" is read and handed over as the batch behind; its first message
+        // carries the write to wait for, once.
+        let behind = ahead.data_behind(&mut target).await;
+        assert_eq!(texts(&behind), [b"three".as_ref()]);
+        let written: Written = Box::pin(std::future::ready(Ok(())));
+        ahead.handed(behind.len(), Some(written));
+        let (message, handed, written) = ahead.pop().unwrap();
+        assert!(matches!(message, ChannelMsg::Data { .. }) && handed);
+        assert!(written.unwrap().await.is_ok());
+        assert!(ahead.pop().is_none());
+        // The target has nothing more and says so.
+        assert!(ahead.data_behind(&mut target).await.is_empty());
+        assert!(ahead.done());
+    }
+
+    #[tokio::test]
+    async fn two_batches_at_most_are_read_ahead_each_within_the_limit() {
+        let chunk = bytes::Bytes::from(vec![0u8; 64 * 1024]);
+        let many = READ_AHEAD_BYTES / chunk.len() * 3;
+        let mut target = Ready(
+            (0..many)
+                .map(|_| ChannelMsg::Data {
+                    data: chunk.clone(),
+                })
+                .collect(),
+        );
+        let mut ahead = ReadAhead::default();
+        let first = ahead.data_behind(&mut target).await;
+        let size =
+            |batch: &[(bytes::Bytes, bool)]| batch.iter().map(|(d, _)| d.len()).sum::<usize>();
+        assert_eq!(size(&first), READ_AHEAD_BYTES);
+        ahead.handed(first.len(), None);
+        let second = ahead.data_behind(&mut target).await;
+        assert_eq!(size(&second), READ_AHEAD_BYTES);
+        ahead.handed(second.len(), Some(Box::pin(std::future::ready(Ok(())))));
+        // Both handed over: nothing more is read until they are taken.
+        assert_eq!(ahead.queue.len(), first.len() + second.len());
+        assert_eq!(target.0.len(), many - ahead.queue.len());
+    }
 }
