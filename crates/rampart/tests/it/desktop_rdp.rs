@@ -19,7 +19,7 @@ use crate::desktop_vnc::{
     KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser, sessions, wait_until,
     x_display,
 };
-use rampart_testkit::{Rampart, Server, files_containing, require_tool};
+use rampart_testkit::{Rampart, Server, files_containing, free_ports, require_tool};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -482,7 +482,7 @@ impl Xrdp {
         // xrdp finds its session manager's port in /etc/xrdp/sesman.ini, always: it runs in a
         // mount namespace of its own where the test's sesman.ini is bound over that file, so
         // the session manager can listen on a free port.
-        let sesman_port = free_port();
+        let [sesman_port, port] = free_ports();
         let sesman_ini = path.join("sesman.ini");
         std::fs::write(
             &sesman_ini,
@@ -505,7 +505,6 @@ impl Xrdp {
             ),
         )
         .unwrap();
-        let port = free_port();
         let xrdp_ini = path.join("xrdp.ini");
         std::fs::write(
             &xrdp_ini,
