@@ -15,9 +15,9 @@
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
-use crate::desktop_vnc::{
-    KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser, sessions, wait_until,
-    x_display,
+use crate::desktop_common::{
+    KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser, run_browser_lines,
+    sessions, wait_until, x_display,
 };
 use rampart_testkit::{Rampart, Server, files_containing, free_ports, require_tool};
 use std::io::{Read, Write};
@@ -819,7 +819,7 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
         ("COPY_TEXT", copied.to_owned()),
     ];
     let mut on_the_desktop = None;
-    let (ok, out) = super::desktop_vnc::run_browser_lines(&server, &env, |line| {
+    let (ok, out) = run_browser_lines(&server, &env, |line| {
         if line == "PASTED" {
             on_the_desktop = Some(xrdp.clipboard_eventually(pasted));
             xrdp.copy_on_the_desktop(copied);
