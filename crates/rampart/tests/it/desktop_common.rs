@@ -120,3 +120,36 @@ pub(crate) fn sessions(r: &Rampart) -> Vec<Value> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The session of `kind` (`vnc`, `rdp`) once it ended: it must have been killed with
+/// [`KILL_REASON`].
+pub(crate) fn killed_session(r: &Rampart, kind: &str) -> Value {
+    let list = sessions(r);
+    let session = list
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} session: {list:?}"))
+        .clone();
+    assert!(
+        session["end_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(KILL_REASON),
+        "{session}"
+    );
+    session
+}
+
+/// The `clipboard_transfer` audit events, oldest first.
+pub(crate) fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
+    let mut transfers: Vec<Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "clipboard_transfer")
+        .map(|e| e["event"].clone())
+        .collect();
+    transfers.reverse();
+    transfers
+}

@@ -16,8 +16,8 @@
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
 use crate::desktop_common::{
-    KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser, run_browser_lines,
-    sessions, wait_until, x_display,
+    KILL_REASON, Processes, SCREEN, browser_ready, clipboard_transfers, free_port, killed_session,
+    run_browser, run_browser_lines, sessions, wait_until, x_display,
 };
 use rampart_testkit::{Rampart, Server, files_containing, free_ports, require_tool};
 use std::io::{Read, Write};
@@ -207,18 +207,7 @@ fn an_rdp_desktop_in_chromium_logs_in_with_nla_draws_types_is_killed_and_its_rec
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
 
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["kind"] == "rdp")
-        .unwrap_or_else(|| panic!("no rdp session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "rdp");
     assert_eq!(session["recorded"], true, "{session}");
     let id = session["id"].as_str().unwrap();
 
@@ -282,19 +271,14 @@ fn a_paste_into_an_rdp_desktop_without_rdp_clipboard_is_refused_on_the_page_and_
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
 
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    let transfers: Vec<_> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "clipboard_transfer")
-        .collect();
+    let transfers = clipboard_transfers(&r);
     assert_eq!(transfers.len(), 1, "{transfers:?}");
-    let event = &transfers[0]["event"];
+    let event = &transfers[0];
     assert_eq!(event["direction"], "to_target", "{event}");
     assert_eq!(event["allowed"], false, "{event}");
     assert_eq!(event["bytes"], pasted.len(), "{event}");
     assert_eq!(event["account"], format!("{LOGIN}@desk"), "{event}");
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
     assert!(
         !audit.to_string().contains(pasted),
         "the pasted text is in the audit"
@@ -843,28 +827,10 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
         xrdp.logs()
     );
 
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["kind"] == "rdp")
-        .unwrap_or_else(|| panic!("no rdp session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "rdp");
     let id = session["id"].as_str().unwrap();
 
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    let transfers: Vec<&serde_json::Value> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "clipboard_transfer")
-        .map(|e| &e["event"])
-        .collect();
+    let transfers = clipboard_transfers(&r);
     let passed = |direction: &str, bytes: usize| {
         transfers.iter().any(|e| {
             e["direction"] == direction
@@ -875,7 +841,7 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     };
     assert!(passed("to_target", pasted.len()), "{transfers:?}");
     assert!(passed("to_user", copied.len()), "{transfers:?}");
-    let audit_text = audit.to_string();
+    let audit_text = r.json(&["audit", "list", "--limit", "1000"]).to_string();
     assert!(!audit_text.contains(pasted) && !audit_text.contains(copied));
     assert!(!audit_text.contains(XRDP_PASSWORD));
 

@@ -13,8 +13,8 @@
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
 use crate::desktop_common::{
-    CANARY, KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser,
-    run_browser_lines, sessions, wait_until, x_display,
+    CANARY, KILL_REASON, Processes, SCREEN, browser_ready, clipboard_transfers, free_port,
+    killed_session, run_browser, run_browser_lines, sessions, wait_until, x_display,
 };
 use rampart_testkit::{Rampart, Server, desktop, files_containing, require_tool};
 use serde_json::Value;
@@ -127,18 +127,7 @@ fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recordi
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
 
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["kind"] == "vnc")
-        .unwrap_or_else(|| panic!("no vnc session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "vnc");
     assert_eq!(session["recorded"], true, "{session}");
     let id = session["id"].as_str().unwrap();
 
@@ -368,20 +357,6 @@ fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
     wait_until("xclip to own the clipboard", || {
         x_clipboard_bytes(display).is_ok_and(|held| held == text.as_bytes())
     });
-}
-
-/// The session's `clipboard_transfer` events, oldest first.
-fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    let mut transfers: Vec<Value> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "clipboard_transfer")
-        .map(|e| e["event"].clone())
-        .collect();
-    transfers.reverse();
-    transfers
 }
 
 /// The transfers must be exactly one paste (`to_target`) and one copy (`to_user`), each with
