@@ -376,8 +376,14 @@ fn assert_clipboard_audited(r: &Rampart, allowed: bool) {
         (1, 1, 2),
         "{transfers:?}"
     );
-    // Sizes in bytes: the paste as the browser sent it (UTF-8), the copy as the server did.
-    assert_eq!(pasted[0]["bytes"], PASTED.len(), "{transfers:?}");
+    // Sizes in bytes: the paste as the target got it (Latin-1, one byte a character) or,
+    // refused, as the browser sent it (UTF-8); the copy as the server sent it.
+    let pasted_bytes = if allowed {
+        PASTED.chars().count()
+    } else {
+        PASTED.len()
+    };
+    assert_eq!(pasted[0]["bytes"], pasted_bytes, "{transfers:?}");
     assert_eq!(copied[0]["bytes"], COPIED.len(), "{transfers:?}");
     let list = sessions(r);
     let id = list.iter().find(|s| s["kind"] == "vnc").unwrap()["id"]
@@ -468,9 +474,9 @@ fn with_vnc_clipboard_a_paste_reaches_the_target_clipboard_and_a_target_copy_rea
 
 /// Without `vnc:clipboard`: a paste into the canvas is refused on the page naming the missing
 /// grant and never reaches the target's X clipboard; a text copied on the target is neither
-/// shown on the page nor put on the browser's clipboard (checked once the page shows a screen
-/// change the test made after Rampart audited the refusal, so anything sent before it had
-/// arrived); both refusals are `clipboard_transfer` audit events with their sizes and no text.
+/// shown on the page nor put on the browser's clipboard, and the page says it was refused with
+/// its size and the missing grant (checked once the page shows a screen change the test made
+/// after Rampart audited the refusal, so anything sent before it had arrived); both refusals are `clipboard_transfer` audit events with their sizes and no text.
 #[test]
 fn without_vnc_clipboard_a_paste_and_a_target_copy_are_refused_shown_and_audited_with_their_sizes()
 {
@@ -489,6 +495,14 @@ fn without_vnc_clipboard_a_paste_and_a_target_copy_are_refused_shown_and_audited
         ),
         ("COPY_TEXT", COPIED.to_owned()),
         ("COPY_REFUSED_RGB", "0,0,255".to_owned()),
+        (
+            "COPY_REFUSED_NOTICE",
+            format!(
+                "a text copied on the desktop ({} bytes) was not passed to your clipboard: your \
+                 grant does not allow the clipboard here (vnc:clipboard)",
+                COPIED.len()
+            ),
+        ),
     ];
     let display = desktop.display.clone();
     let mut problems = Vec::new();
