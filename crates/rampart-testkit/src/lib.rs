@@ -67,10 +67,10 @@ pub fn free_port() -> u16 {
 /// time and released at once, two could be the same port, and the server then fails to bind
 /// one; this once failed a CI run).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    held.each_ref()
+        .map(|listener| listener.local_addr().unwrap().port())
 }
 
 /// A test cannot run here: under `RAMPART_REQUIRE_TOOLS=1` (CI) this is a failure; otherwise it
