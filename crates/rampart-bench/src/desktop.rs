@@ -243,20 +243,22 @@ pub fn run(binary: &str, seconds: u64) -> anyhow::Result<Value> {
             bail!("{tool} is not installed (Debian: xvfb, x11vnc, xterm, x11-xserver-utils)");
         }
     }
+    // Both x11vnc servers run at once: ports picked together, so never the same one.
+    let [idle_port, busy_port] = rampart_testkit::free_ports();
     let cases = [
         Case {
             name: "idle",
             what: "a shell prompt, nothing changes",
             asset: "desk-idle",
             command: &["/bin/sh"],
-            port: desktop::free_port(),
+            port: idle_port,
         },
         Case {
             name: "busy",
             what: "a line printed every 50 ms, scrolling",
             asset: "desk-busy",
             command: &["/bin/sh", "-c", BUSY_LOOP],
-            port: desktop::free_port(),
+            port: busy_port,
         },
     ];
     let rampart = Rampart::new(binary);

@@ -18,6 +18,9 @@
 //! - Only `CF_UNICODETEXT` is ever announced, requested or answered; file lists, images and
 //!   locks are not offered (no capability flags for them), and a request for anything else is
 //!   answered with a failure.
+//! - Every Format Data Request of the server's gets an answer: when IronRDP will not build it
+//!   (its side of the channel is not Ready), [`next_step`] sends a failure in its place, since
+//!   the server's reader (xrdp-chansrv, for `xclip -o` on the desktop) waits without a timeout.
 //! - The server's data is bounded before IronRDP reassembles it: the channel's chunks declare
 //!   their total length, and a sequence declaring more than [`MAX_CHANNEL_PDU`] is skipped
 //!   whole ([`ChannelGuard`]), so reassembly never holds more than that. Compressed channel data
@@ -106,9 +109,11 @@ pub enum Step {
     Deliver(ServerEvent),
 }
 
-/// The backend's next [`Todo`] carried out on the channel, `None` when none is left. A message
-/// IronRDP refuses to build (the channel not started, too many unanswered requests) is left
-/// out: the clipboard is not worth the session.
+/// The backend's next [`Todo`] carried out on the channel, `None` when none is left. A format
+/// list or a request IronRDP refuses to build (the channel not started, too many unanswered
+/// requests) is left out: the clipboard is not worth the session. An answer never is: when
+/// IronRDP refuses to build it (the channel is not Ready: the server refused our first format
+/// list, or asked before accepting it), a failure goes in its place.
 pub fn next_step(cliprdr: &mut CliprdrClient) -> Option<Step> {
     loop {
         let todo = cliprdr
@@ -116,15 +121,34 @@ pub fn next_step(cliprdr: &mut CliprdrClient) -> Option<Step> {
             .and_then(TextClipboard::take_todo)?;
         let messages = match todo {
             Todo::Deliver(event) => return Some(Step::Deliver(event)),
-            Todo::Announce(formats) => cliprdr.initiate_copy(&formats),
-            Todo::Fetch => cliprdr.initiate_paste(ClipboardFormatId::CF_UNICODETEXT),
-            Todo::Answer(answer) => cliprdr.submit_format_data(answer),
+            Todo::Announce(formats) => cliprdr.initiate_copy(&formats).map(Vec::from),
+            Todo::Fetch => cliprdr
+                .initiate_paste(ClipboardFormatId::CF_UNICODETEXT)
+                .map(Vec::from),
+            // INVARIANT: every Format Data Request of the server's is answered: its reader
+            // (xrdp-chansrv, for `xclip -o` on the desktop) waits for the answer with no timeout.
+            Todo::Answer(answer) => Ok(cliprdr
+                .submit_format_data(answer)
+                .map(Vec::from)
+                .unwrap_or_else(|err| {
+                    tracing::debug!(error = %err, "RDP clipboard: a failure answers the request");
+                    vec![failed_answer()]
+                })),
         };
         match messages {
-            Ok(messages) => return Some(Step::Send(messages.into())),
+            Ok(messages) => return Some(Step::Send(messages)),
             Err(err) => tracing::debug!(error = %err, "RDP clipboard: a message was left out"),
         }
     }
+}
+
+/// A failed Format Data Response, built without IronRDP's channel state (as IronRDP builds
+/// its clipboard messages: with `CHANNEL_FLAG_SHOW_PROTOCOL`).
+fn failed_answer() -> SvcMessage {
+    SvcMessage::from(ClipboardPdu::FormatDataResponse(
+        FormatDataResponse::new_error(),
+    ))
+    .with_flags(ironrdp_svc::ChannelFlags::SHOW_PROTOCOL)
 }
 
 /// The browser's text (the relay let it through) on offer to the server's clipboard.
@@ -440,6 +464,8 @@ mod tests {
         announced: Vec<Vec<ClipboardFormatId>>,
         requested: Vec<ClipboardFormatId>,
         received: Vec<Vec<u8>>,
+        /// Failed answers to the server's requests.
+        failed: usize,
     }
 
     impl ironrdp_pdu::AsAny for ServerNotes {
@@ -470,7 +496,11 @@ mod tests {
             self.requested.push(request.format);
         }
         fn on_format_data_response(&mut self, response: FormatDataResponse<'_>) {
-            self.received.push(response.data().to_vec());
+            if response.is_error() {
+                self.failed += 1;
+            } else {
+                self.received.push(response.data().to_vec());
+            }
         }
         fn on_file_contents_request(&mut self, _: FileContentsRequest) {}
         fn on_file_contents_response(&mut self, _: FileContentsResponse<'_>) {}
@@ -607,6 +637,44 @@ mod tests {
             notes(&server).announced,
             [vec![ClipboardFormatId::CF_UNICODETEXT]]
         );
+    }
+
+    /// A server that refuses our first format list leaves IronRDP's side of the channel short of
+    /// Ready, where IronRDP builds no answer; the server's request for our text still gets
+    /// one (a failure), or its reader would wait for ever.
+    #[test]
+    fn a_request_while_the_channel_is_not_ready_is_answered_with_a_failure() {
+        let mut client = channel();
+        let mut server = Server::new(Box::new(ServerNotes::default()));
+        offer(&mut client, "pasted early".to_owned());
+        // The opening, by hand: the server's capabilities and Monitor Ready to our side, our
+        // capabilities and first format list to the server, and a refusal of that list back.
+        for message in server.start().unwrap() {
+            let bytes = message.encode_unframed_pdu().unwrap();
+            assert!(client.process(&bytes).unwrap().is_empty());
+        }
+        let Some(Step::Send(first)) = next_step(&mut client) else {
+            panic!("no first format list");
+        };
+        for message in first {
+            let bytes = message.encode_unframed_pdu().unwrap();
+            server.process(&bytes).unwrap();
+        }
+        let refused = ironrdp_pdu::encode_vec(&ClipboardPdu::FormatListResponse(
+            ironrdp_cliprdr::pdu::FormatListResponse::Fail,
+        ))
+        .unwrap();
+        assert!(client.process(&refused).unwrap().is_empty());
+        assert!(!client.is_ready());
+        assert!(next_step(&mut client).is_none());
+
+        // The server asks for our text anyway: a failure answers it.
+        let ask = server
+            .initiate_paste(ClipboardFormatId::CF_UNICODETEXT)
+            .unwrap();
+        assert!(converse(&mut client, &mut server, ask.into()).is_empty());
+        assert_eq!(notes(&server).failed, 1, "the request was not answered");
+        assert!(notes(&server).received.is_empty(), "{:?}", notes(&server));
     }
 
     fn chunk(declared: u32, flags: u32, body: &[u8]) -> Vec<u8> {

@@ -425,16 +425,39 @@ pub fn pointer_event(buttons: u8, x: u16, y: u16) -> Vec<u8> {
     m
 }
 
-/// ClientCutText: `text` as Latin-1 (RFB's clipboard encoding); other characters become `?`.
-pub fn client_cut_text(text: &str) -> Vec<u8> {
-    let latin1: Vec<u8> = text
+/// A character RFB's cut text cannot carry (ClientCutText is Latin-1), the first of a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotLatin1(pub char);
+
+impl std::fmt::Display for NotLatin1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the clipboard text was not sent: it has \u{201c}{}\u{201d} (U+{:04X}), and VNC's \
+             clipboard carries Latin-1 only",
+            self.0,
+            u32::from(self.0)
+        )
+    }
+}
+
+/// ClientCutText: `text` as Latin-1 (RFB's clipboard encoding), or the first character Latin-1
+/// does not have. A text with one is not sent altered (a pasted command or password would
+/// arrive different from what the user copied): the caller refuses it.
+pub fn client_cut_text(text: &str) -> Result<Vec<u8>, NotLatin1> {
+    let latin1 = text
         .chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-        .collect();
+        .map(|c| u8::try_from(u32::from(c)).map_err(|_| NotLatin1(c)))
+        .collect::<Result<Vec<u8>, _>>()?;
     let mut m = vec![6u8, 0, 0, 0];
     m.extend_from_slice(&(latin1.len() as u32).to_be_bytes());
     m.extend_from_slice(&latin1);
-    m
+    Ok(m)
+}
+
+/// The size of a ClientCutText's text: what the target gets.
+pub fn client_cut_text_len(message: &[u8]) -> usize {
+    message.len().saturating_sub(8)
 }
 
 /// ServerCutText's bytes as text. RFB says Latin-1, but x11vnc passes on whatever the X
@@ -689,6 +712,27 @@ mod tests {
         }
         msg.extend_from_slice(&16i32.to_be_bytes());
         assert!(reader.next(&mut &msg[..]).await.is_err());
+    }
+
+    #[test]
+    fn client_cut_text_is_latin1_and_a_text_latin1_cannot_carry_is_refused_not_altered() {
+        // "é" is one byte in Latin-1 (two in UTF-8): the size sent is the Latin-1 one.
+        let sent = client_cut_text("caf\u{e9}").unwrap();
+        assert_eq!(sent, [6, 0, 0, 0, 0, 0, 0, 4, b'c', b'a', b'f', 0xe9]);
+        assert_eq!(client_cut_text_len(&sent), 4);
+        assert_eq!(client_cut_text("").unwrap(), [6, 0, 0, 0, 0, 0, 0, 0]);
+        // Outside Latin-1 (the euro sign, a typographic quote, an emoji): refused, naming the
+        // first such character, never sent as "?".
+        for (text, first) in [
+            ("5 \u{20ac}", '\u{20ac}'),
+            ("it\u{2019}s caf\u{e9}", '\u{2019}'),
+            ("ok \u{1f600}", '\u{1f600}'),
+        ] {
+            let refused = client_cut_text(text).unwrap_err();
+            assert_eq!(refused, NotLatin1(first));
+            let why = refused.to_string();
+            assert!(why.contains("Latin-1") && why.contains(first), "{why}");
+        }
     }
 
     #[tokio::test]

@@ -570,30 +570,7 @@ impl Relay {
                     Input::Pointer { x, y, buttons },
                 )
             }
-            Input::Clipboard(text) => {
-                let allowed = self.clipboard && text.len() <= MAX_CLIPBOARD;
-                self.audit_clipboard("to_target", text.len(), allowed)
-                    .await?;
-                if !allowed {
-                    let why = if self.clipboard {
-                        format!("the clipboard text is larger than {MAX_CLIPBOARD} bytes: not sent")
-                    } else {
-                        format!(
-                            "your grant does not allow the clipboard here ({}:clipboard)",
-                            self.protocol
-                        )
-                    };
-                    let _ = self.events.send(DesktopEvent::Notice(why)).await;
-                    return Ok(());
-                }
-                (
-                    format!(
-                        r#"{{"t":"clipboard","to":"target","bytes":{}}}"#,
-                        text.len()
-                    ),
-                    Input::Clipboard(text),
-                )
-            }
+            Input::Clipboard(text) => return self.paste(wire, text).await,
         };
         let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
         match wire {
@@ -601,7 +578,8 @@ impl Relay {
                 let bytes = match input {
                     Input::Key { down, keysym, .. } => rfb::key_event(down, keysym),
                     Input::Pointer { x, y, buttons } => rfb::pointer_event(buttons, x, y),
-                    Input::Clipboard(text) => rfb::client_cut_text(&text),
+                    // Decided and encoded in `paste`.
+                    Input::Clipboard(_) => return Ok(()),
                 };
                 writer
                     .write_all(&bytes)
@@ -616,26 +594,51 @@ impl Relay {
         }
     }
 
+    /// The browser's paste: audited with the size the target gets (or, refused, the size the
+    /// browser sent), then sent, or refused with a notice saying why.
+    async fn paste(&self, wire: &mut Wire, text: String) -> Result<(), String> {
+        let paste = Paste::decide(self.protocol, self.clipboard, text);
+        let (bytes, allowed) = paste.audited();
+        self.audit_clipboard("to_target", bytes, allowed).await?;
+        let note = format!(r#"{{"t":"clipboard","to":"target","bytes":{bytes}}}"#);
+        match (paste, wire) {
+            (Paste::Refused { why, .. }, _) => {
+                let _ = self.events.send(DesktopEvent::Notice(why)).await;
+                Ok(())
+            }
+            (Paste::Vnc(message), Wire::Vnc { writer, .. }) => {
+                let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
+                writer
+                    .write_all(&message)
+                    .await
+                    .map_err(|_| RfbError::Closed.to_string())
+            }
+            (Paste::Rdp(text), Wire::Rdp { input, .. }) => {
+                let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
+                // A closed channel: the task's reason is on its way in the events.
+                let _ = input.send(Input::Clipboard(text)).await;
+                Ok(())
+            }
+            // INVARIANT: the decision follows the session's protocol, which is its wire's.
+            (Paste::Vnc(_) | Paste::Rdp(_), _) => Ok(()),
+        }
+    }
+
     async fn target_clipboard(&self, text: Option<String>, len: u32) -> Result<(), String> {
-        // An empty clipboard carries nothing: x11vnc sends one when a click in an xterm empties
-        // the cut buffer, and passing it on would empty the user's own clipboard (and audit a
-        // transfer of 0 bytes).
-        if len == 0 {
-            return Ok(());
-        }
-        let size = usize::try_from(len).unwrap_or(usize::MAX);
-        let allowed = self.clipboard && size <= MAX_CLIPBOARD;
-        self.audit_clipboard("to_user", size, allowed).await?;
-        let note = format!(r#"{{"t":"clipboard","to":"user","bytes":{len},"allowed":{allowed}}}"#);
+        let (bytes, allowed, shown) =
+            match DesktopCopy::decide(self.protocol, self.clipboard, text, len) {
+                DesktopCopy::Ignored => return Ok(()),
+                DesktopCopy::Pass { bytes, text } => (bytes, true, DesktopEvent::Clipboard(text)),
+                DesktopCopy::Refused { bytes, why } => (bytes, false, DesktopEvent::Notice(why)),
+            };
+        self.audit_clipboard("to_user", bytes, allowed).await?;
+        let note =
+            format!(r#"{{"t":"clipboard","to":"user","bytes":{bytes},"allowed":{allowed}}}"#);
         self.tap.notice(&note).await;
-        match text {
-            Some(text) if allowed => self
-                .events
-                .send(DesktopEvent::Clipboard(text))
-                .await
-                .map_err(|_| USER_LEFT.to_owned()),
-            _ => Ok(()),
-        }
+        self.events
+            .send(shown)
+            .await
+            .map_err(|_| USER_LEFT.to_owned())
     }
 
     /// Every clipboard transfer (or refusal) is on record with its size; fail closed.
@@ -662,6 +665,99 @@ impl Relay {
     }
 }
 
+/// What becomes of the browser's paste, decided before anything is sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Paste {
+    /// VNC: the ClientCutText message, written as it is; its text's size (Latin-1 bytes) is
+    /// what the target gets and what is audited.
+    Vnc(Vec<u8>),
+    /// RDP: the text for the clipboard channel; audited by its size in UTF-8, as the server's
+    /// texts are (the channel carries it as UTF-16).
+    Rdp(String),
+    /// Not sent: audited with the size the browser sent; `why` is the notice for the user.
+    Refused { bytes: usize, why: String },
+}
+
+impl Paste {
+    /// The grant first, then the text as the target would get it: VNC's Latin-1 (a character
+    /// outside it refuses the paste, so nothing arrives altered), at most [`MAX_CLIPBOARD`].
+    fn decide(protocol: Protocol, granted: bool, text: String) -> Self {
+        let browser_bytes = text.len();
+        let refused = |why: String| Paste::Refused {
+            bytes: browser_bytes,
+            why,
+        };
+        if !granted {
+            return refused(format!(
+                "your grant does not allow the clipboard here ({protocol}:clipboard)"
+            ));
+        }
+        let paste = match protocol {
+            Protocol::Rdp => Paste::Rdp(text),
+            _ => match rfb::client_cut_text(&text) {
+                Ok(message) => Paste::Vnc(message),
+                Err(not_latin1) => return refused(not_latin1.to_string()),
+            },
+        };
+        if paste.audited().0 > MAX_CLIPBOARD {
+            return refused(format!(
+                "the clipboard text is larger than {MAX_CLIPBOARD} bytes: not sent"
+            ));
+        }
+        paste
+    }
+
+    /// The audit's size and whether the paste was allowed.
+    fn audited(&self) -> (usize, bool) {
+        match self {
+            Paste::Vnc(message) => (rfb::client_cut_text_len(message), true),
+            Paste::Rdp(text) => (text.len(), true),
+            Paste::Refused { bytes, .. } => (*bytes, false),
+        }
+    }
+}
+
+/// What becomes of a text copied on the desktop (the target's clipboard).
+#[derive(Debug, PartialEq, Eq)]
+enum DesktopCopy {
+    /// An empty clipboard carries nothing: x11vnc sends one when a click in an xterm empties
+    /// the cut buffer, and passing it on would empty the user's own clipboard (and audit a
+    /// transfer of 0 bytes). Neither passed nor audited.
+    Ignored,
+    /// To the browser; audited with its size as the target sent it.
+    Pass { bytes: usize, text: String },
+    /// Not passed: audited with its size; `why` is the notice for the user (never the text).
+    Refused { bytes: usize, why: String },
+}
+
+impl DesktopCopy {
+    /// `len`: the size the target sent; `text`: `None` when it was too large to keep.
+    fn decide(protocol: Protocol, granted: bool, text: Option<String>, len: u32) -> Self {
+        if len == 0 {
+            return DesktopCopy::Ignored;
+        }
+        let bytes = usize::try_from(len).unwrap_or(usize::MAX);
+        let not_passed = format!(
+            "a text copied on the desktop ({bytes} bytes) was not passed to your clipboard"
+        );
+        if !granted {
+            return DesktopCopy::Refused {
+                bytes,
+                why: format!(
+                    "{not_passed}: your grant does not allow the clipboard here ({protocol}:clipboard)"
+                ),
+            };
+        }
+        match text {
+            Some(text) if bytes <= MAX_CLIPBOARD => DesktopCopy::Pass { bytes, text },
+            _ => DesktopCopy::Refused {
+                bytes,
+                why: format!("{not_passed}: it is larger than {MAX_CLIPBOARD} bytes"),
+            },
+        }
+    }
+}
+
 /// The desktop stream's message for a screen change; large rectangles are compressed on the
 /// blocking pool.
 async fn message(event: ServerEvent) -> Option<Bytes> {
@@ -675,5 +771,95 @@ async fn message(event: ServerEvent) -> Option<Bytes> {
         ServerEvent::Copy { x, y, w, h, sx, sy } => Some(screen::copy_message(x, y, w, h, sx, sy)),
         ServerEvent::Resize { width, height } => Some(screen::size_message(width, height)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vnc_paste_is_audited_with_the_latin1_size_sent_and_one_latin1_cannot_carry_is_refused() {
+        // "é": two bytes in UTF-8, one in Latin-1, which is what the target gets.
+        let paste = Paste::decide(Protocol::Vnc, true, "caf\u{e9}".to_owned());
+        assert_eq!(
+            paste,
+            Paste::Vnc(vec![6, 0, 0, 0, 0, 0, 0, 4, b'c', b'a', b'f', 0xe9])
+        );
+        assert_eq!(paste.audited(), (4, true));
+        // A character outside Latin-1: refused (never sent as "?"), audited with the size the
+        // browser sent, and the notice says why.
+        let text = "price: 5 \u{20ac}";
+        let refused = Paste::decide(Protocol::Vnc, true, text.to_owned());
+        assert_eq!(refused.audited(), (text.len(), false));
+        let Paste::Refused { why, .. } = refused else {
+            panic!("sent: {refused:?}");
+        };
+        assert!(why.contains("Latin-1") && why.contains('\u{20ac}'), "{why}");
+        // RDP's channel carries the text itself: audited by its UTF-8 size, as the server's.
+        let rdp = Paste::decide(Protocol::Rdp, true, "5 \u{20ac}".to_owned());
+        assert_eq!(rdp, Paste::Rdp("5 \u{20ac}".to_owned()));
+        assert_eq!(rdp.audited(), (5, true));
+    }
+
+    #[test]
+    fn a_paste_without_the_grant_or_too_large_is_refused_naming_why() {
+        for protocol in [Protocol::Vnc, Protocol::Rdp] {
+            let Paste::Refused { bytes, why } = Paste::decide(protocol, false, "abc".to_owned())
+            else {
+                panic!("sent without the grant");
+            };
+            assert_eq!(bytes, 3);
+            assert!(why.contains(&format!("({protocol}:clipboard)")), "{why}");
+            let large = "a".repeat(MAX_CLIPBOARD + 1);
+            let Paste::Refused { bytes, why } = Paste::decide(protocol, true, large) else {
+                panic!("sent a text larger than MAX_CLIPBOARD");
+            };
+            assert_eq!(bytes, MAX_CLIPBOARD + 1);
+            assert!(why.contains("larger than"), "{why}");
+        }
+    }
+
+    #[test]
+    fn an_empty_desktop_clipboard_is_neither_passed_nor_audited() {
+        for granted in [true, false] {
+            assert_eq!(
+                DesktopCopy::decide(Protocol::Vnc, granted, Some(String::new()), 0),
+                DesktopCopy::Ignored
+            );
+        }
+    }
+
+    #[test]
+    fn a_desktop_copy_passes_with_the_grant_and_is_refused_with_a_notice_without_it() {
+        let copied = "copied-secret";
+        let len = copied.len() as u32;
+        assert_eq!(
+            DesktopCopy::decide(Protocol::Vnc, true, Some(copied.to_owned()), len),
+            DesktopCopy::Pass {
+                bytes: copied.len(),
+                text: copied.to_owned()
+            }
+        );
+        let DesktopCopy::Refused { bytes, why } =
+            DesktopCopy::decide(Protocol::Rdp, false, Some(copied.to_owned()), len)
+        else {
+            panic!("passed without the grant");
+        };
+        assert_eq!(bytes, copied.len());
+        assert!(
+            why.contains("(rdp:clipboard)") && why.contains("13 bytes"),
+            "{why}"
+        );
+        assert!(
+            !why.contains(copied),
+            "the refused text is in the notice: {why}"
+        );
+        // Too large to keep (no text): refused even with the grant.
+        let huge = u32::try_from(MAX_CLIPBOARD).unwrap() + 1;
+        assert!(matches!(
+            DesktopCopy::decide(Protocol::Vnc, true, None, huge),
+            DesktopCopy::Refused { .. }
+        ));
     }
 }

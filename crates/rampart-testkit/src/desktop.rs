@@ -2,7 +2,7 @@
 //! display with a known root colour and an `xterm` running a given command, shared by `x11vnc`
 //! on a loopback port with a VNC password read from a file (never from argv).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,14 +23,7 @@ impl Drop for Processes {
     }
 }
 
-/// A free TCP port on loopback (free now; the caller binds it soon after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::free_port;
 
 /// Waits up to 30 seconds for `ready`; panics naming `what` after that.
 pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {

@@ -56,6 +56,23 @@ const RAMPART_VARIABLES: &[&str] = &[
     "RAMPART_WEBAUTHN_RP_ORIGIN",
 ];
 
+/// A free TCP port on loopback (free now; the caller binds it soon after). A server that needs
+/// several takes them from [`free_ports`]: two picked one after the other can be the same port.
+pub fn free_port() -> u16 {
+    let [port] = free_ports();
+    port
+}
+
+/// `N` free loopback ports, all different: each is held until all are picked (picked one at a
+/// time and released at once, two could be the same port, and the server then fails to bind
+/// one; this once failed a CI run).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    held.each_ref()
+        .map(|listener| listener.local_addr().unwrap().port())
+}
+
 /// A test cannot run here: under `RAMPART_REQUIRE_TOOLS=1` (CI) this is a failure; otherwise it
 /// prints `skipped: REASON` and, when `RAMPART_SKIP_LOG` names a file, appends the reason there so
 /// that `.ci/run` can count skips (cargo's own summary cannot tell a skip from a pass).

@@ -945,10 +945,19 @@
       send({ type: 'pointer', ...where, buttons: buttons | bit });
       send({ type: 'pointer', ...where, buttons });
     }, { passive: false });
-    // Paste into the desktop's clipboard (the grant decides).
+    // Paste into the desktop's clipboard (the grant decides). At most PASTE_LIMIT characters
+    // go (whole characters, so the message stays within the WebSocket's bound); a longer paste
+    // is cut, and the page says so.
+    const PASTE_LIMIT = 8000;
     canvas.addEventListener('paste', (event) => {
       const text = event.clipboardData ? event.clipboardData.getData('text/plain') : '';
-      if (text) send({ type: 'clipboard', text: text.slice(0, 8000) });
+      if (!text) return;
+      const characters = Array.from(text);
+      if (characters.length > PASTE_LIMIT) {
+        const count = (n) => n.toLocaleString('en');
+        notice.textContent = `the paste was cut: only its first ${count(PASTE_LIMIT)} of ${count(characters.length)} characters were sent to the desktop`;
+      }
+      send({ type: 'clipboard', text: characters.slice(0, PASTE_LIMIT).join('') });
     });
     window.rampartDesktop = { canvas, idle: () => paint.idle(), sendClipboard: (text) => send({ type: 'clipboard', text }) };
     window.addEventListener('beforeunload', () => socket.close());

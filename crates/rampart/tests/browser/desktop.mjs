@@ -28,6 +28,7 @@
 //                          the refusal it turns the root this colour (`r,g,b`); when the canvas
 //                          shows it, the page must not have shown nor taken COPY_TEXT (the
 //                          replay then ends in this colour)
+//   COPY_REFUSED_NOTICE    (optional, with COPY_REFUSED_RGB) the page must then show this notice
 //   TEXT_RGB               (optional) `r,g,b` of the xterm's text: some pixel of the xterm's
 //                          first lines (around XTERM_X/XTERM_Y) must have it (the marker text)
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
@@ -200,6 +201,8 @@ async function desktopSteps(page) {
         throw new Error(`the refused copy shows on the page: ${notice}`);
       }
       if (held === copied) throw new Error("the refused copy reached the browser's clipboard");
+      const refusal = process.env.COPY_REFUSED_NOTICE;
+      if (refusal && !notice.includes(refusal)) throw new Error(`the page does not say the copy was refused: ${notice}`);
       console.log(`copy not shown: ${notice}`);
     } else {
       const shown = `the desktop's clipboard was copied (${copied.length} characters)`;

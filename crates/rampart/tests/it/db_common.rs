@@ -7,13 +7,7 @@ use serde_json::Value;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use rampart_testkit::free_port;
 
 /// A client's stdout and stderr together.
 pub fn text(out: &Output) -> String {

@@ -15,11 +15,11 @@
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
-use crate::desktop_vnc::{
-    KILL_REASON, Processes, SCREEN, browser_ready, free_port, run_browser, sessions, wait_until,
-    x_display,
+use crate::desktop_common::{
+    KILL_REASON, Processes, SCREEN, browser_ready, clipboard_transfers, free_port, killed_session,
+    run_browser, run_browser_lines, sessions, wait_until, x_display,
 };
-use rampart_testkit::{Rampart, Server, files_containing, require_tool};
+use rampart_testkit::{Rampart, Server, files_containing, free_ports, require_tool};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -207,18 +207,7 @@ fn an_rdp_desktop_in_chromium_logs_in_with_nla_draws_types_is_killed_and_its_rec
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
 
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["kind"] == "rdp")
-        .unwrap_or_else(|| panic!("no rdp session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "rdp");
     assert_eq!(session["recorded"], true, "{session}");
     let id = session["id"].as_str().unwrap();
 
@@ -282,19 +271,14 @@ fn a_paste_into_an_rdp_desktop_without_rdp_clipboard_is_refused_on_the_page_and_
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
 
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    let transfers: Vec<_> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "clipboard_transfer")
-        .collect();
+    let transfers = clipboard_transfers(&r);
     assert_eq!(transfers.len(), 1, "{transfers:?}");
-    let event = &transfers[0]["event"];
+    let event = &transfers[0];
     assert_eq!(event["direction"], "to_target", "{event}");
     assert_eq!(event["allowed"], false, "{event}");
     assert_eq!(event["bytes"], pasted.len(), "{event}");
     assert_eq!(event["account"], format!("{LOGIN}@desk"), "{event}");
+    let audit = r.json(&["audit", "list", "--limit", "1000"]);
     assert!(
         !audit.to_string().contains(pasted),
         "the pasted text is in the audit"
@@ -482,7 +466,7 @@ impl Xrdp {
         // xrdp finds its session manager's port in /etc/xrdp/sesman.ini, always: it runs in a
         // mount namespace of its own where the test's sesman.ini is bound over that file, so
         // the session manager can listen on a free port.
-        let sesman_port = free_port();
+        let [sesman_port, port] = free_ports();
         let sesman_ini = path.join("sesman.ini");
         std::fs::write(
             &sesman_ini,
@@ -505,7 +489,6 @@ impl Xrdp {
             ),
         )
         .unwrap();
-        let port = free_port();
         let xrdp_ini = path.join("xrdp.ini");
         std::fs::write(
             &xrdp_ini,
@@ -820,7 +803,7 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
         ("COPY_TEXT", copied.to_owned()),
     ];
     let mut on_the_desktop = None;
-    let (ok, out) = super::desktop_vnc::run_browser_lines(&server, &env, |line| {
+    let (ok, out) = run_browser_lines(&server, &env, |line| {
         if line == "PASTED" {
             on_the_desktop = Some(xrdp.clipboard_eventually(pasted));
             xrdp.copy_on_the_desktop(copied);
@@ -844,28 +827,10 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
         xrdp.logs()
     );
 
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["kind"] == "rdp")
-        .unwrap_or_else(|| panic!("no rdp session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "rdp");
     let id = session["id"].as_str().unwrap();
 
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    let transfers: Vec<&serde_json::Value> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "clipboard_transfer")
-        .map(|e| &e["event"])
-        .collect();
+    let transfers = clipboard_transfers(&r);
     let passed = |direction: &str, bytes: usize| {
         transfers.iter().any(|e| {
             e["direction"] == direction
@@ -876,7 +841,7 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     };
     assert!(passed("to_target", pasted.len()), "{transfers:?}");
     assert!(passed("to_user", copied.len()), "{transfers:?}");
-    let audit_text = audit.to_string();
+    let audit_text = r.json(&["audit", "list", "--limit", "1000"]).to_string();
     assert!(!audit_text.contains(pasted) && !audit_text.contains(copied));
     assert!(!audit_text.contains(XRDP_PASSWORD));
 

@@ -8,10 +8,10 @@
 //! browser). A pinned endpoint whose server does not offer VeNCrypt is refused.
 
 use crate::db_common::{pin, text, tls_rejections};
-use crate::desktop_vnc::{
-    CANARY, KILL_REASON, Processes, browser_ready, free_port, rampart_for_desktop, run_browser,
-    x_display,
+use crate::desktop_common::{
+    CANARY, KILL_REASON, Processes, browser_ready, free_port, run_browser, x_display,
 };
+use crate::desktop_vnc::rampart_for_desktop;
 use rampart_testkit::{Server, desktop, files_containing, require_tool};
 use std::path::PathBuf;
 use std::process::Command;

@@ -12,33 +12,17 @@
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
-pub(crate) use rampart_testkit::desktop::{Processes, free_port, wait_until};
+use crate::desktop_common::{
+    CANARY, KILL_REASON, Processes, SCREEN, browser_ready, clipboard_transfers, free_port,
+    killed_session, run_browser, run_browser_lines, sessions, wait_until, x_display,
+};
 use rampart_testkit::{Rampart, Server, desktop, files_containing, require_tool};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub(crate) const CANARY: &str = "vnc-canary-7f3a";
-pub(crate) const KILL_REASON: &str = "desktop test: ended by the auditor";
-/// The screen, and an xterm in its top-left corner; the probe point lies outside the xterm.
-pub(crate) const SCREEN: (u16, u16) = (800, 600);
-const PROBE: (u16, u16) = (700, 500);
-const IN_XTERM: (u16, u16) = (100, 60);
-
-/// The test's display: [`SCREEN`], an xterm running a shell in its top-left corner.
-pub(crate) fn x_display(processes: &mut Processes) -> String {
-    desktop::x_display(
-        processes,
-        &desktop::Screen {
-            size: SCREEN,
-            xterm_geometry: "60x12+0+0",
-            xterm_command: &["/bin/sh"],
-        },
-    )
-}
 
 /// Xvfb on a free display with the root colour `#12ab34`, an xterm, and x11vnc on a loopback
 /// port with the password `CANARY` (from a file, never in argv).
@@ -121,92 +105,6 @@ fn rampart_for_desktop_granting(port: u16, pin: Option<&str>, actions: &str) -> 
     (r, server)
 }
 
-pub(crate) fn browser_ready() -> Option<(PathBuf, PathBuf)> {
-    let (Some(node), Some(chromium)) = (require_tool("node"), require_tool("chromium")) else {
-        return None;
-    };
-    crate::browser::require_playwright().then_some((node, chromium))
-}
-
-/// `node desktop.mjs` with the test's settings; `on_ready` runs once the page printed `READY`.
-pub(crate) fn run_browser(
-    server: &Server,
-    extra: &[(&str, String)],
-    on_ready: impl FnOnce(&str),
-) -> (bool, String) {
-    let mut on_ready = Some(on_ready);
-    run_browser_lines(server, extra, |line| {
-        if let Some(id) = line.strip_prefix("READY ")
-            && let Some(ready) = on_ready.take()
-        {
-            ready(id.trim());
-        }
-    })
-}
-
-/// `node desktop.mjs` with the test's settings; `on_line` runs for each line the page prints,
-/// as it prints it.
-pub(crate) fn run_browser_lines(
-    server: &Server,
-    extra: &[(&str, String)],
-    mut on_line: impl FnMut(&str),
-) -> (bool, String) {
-    let (node, chromium) = browser_ready().unwrap();
-    let artifacts = crate::browser::artifacts_dir().join("desktop");
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let mut command = Command::new(node);
-    command
-        .arg("desktop.mjs")
-        .current_dir(&browser_dir)
-        .env("RAMPART_URL", format!("https://{}", server.http))
-        .env("LOGIN_USER", "alice")
-        .env("PASSWORD", "alice-password-1")
-        .env("ACCOUNT", "vnc@desk")
-        .env("PROBE_X", PROBE.0.to_string())
-        .env("PROBE_Y", PROBE.1.to_string())
-        .env("XTERM_X", IN_XTERM.0.to_string())
-        .env("XTERM_Y", IN_XTERM.1.to_string())
-        .env("KILL_REASON", KILL_REASON)
-        .env("CANARY", CANARY)
-        .env("ARTIFACTS", &artifacts)
-        .env("CHROMIUM", chromium)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in extra {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let errors = std::thread::spawn(move || {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all);
-        all
-    });
-    let mut out = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap_or_default();
-        out.push_str(&line);
-        out.push('\n');
-        on_line(&line);
-    }
-    let status = child.wait().unwrap();
-    out.push_str(&errors.join().unwrap());
-    eprintln!("desktop screenshots: {}", artifacts.display());
-    (status.success(), out)
-}
-
-pub(crate) fn sessions(r: &Rampart) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = r.json(&["session", "list", "--limit", "1000"]);
-        let list = list.as_array().unwrap().clone();
-        if list.iter().all(|s| s["ended_at"].is_string()) || Instant::now() > deadline {
-            return list;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The whole path: the portal's Connect opens the desktop, the canvas shows the root colour,
 /// typing into the remote xterm changes it, a kill from the CLI ends the view with its reason
 /// shown, the recording (screen updates with key frames, input metadata) verifies and fails
@@ -229,18 +127,7 @@ fn a_vnc_desktop_in_chromium_draws_types_is_killed_with_a_reason_and_its_recordi
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
 
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["kind"] == "vnc")
-        .unwrap_or_else(|| panic!("no vnc session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "vnc");
     assert_eq!(session["recorded"], true, "{session}");
     let id = session["id"].as_str().unwrap();
 
@@ -472,20 +359,6 @@ fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
     });
 }
 
-/// The session's `clipboard_transfer` events, oldest first.
-fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    let mut transfers: Vec<Value> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "clipboard_transfer")
-        .map(|e| e["event"].clone())
-        .collect();
-    transfers.reverse();
-    transfers
-}
-
 /// The transfers must be exactly one paste (`to_target`) and one copy (`to_user`), each with
 /// its size in bytes and `allowed`, and neither text may be in the audit or the recording.
 fn assert_clipboard_audited(r: &Rampart, allowed: bool) {
@@ -503,8 +376,14 @@ fn assert_clipboard_audited(r: &Rampart, allowed: bool) {
         (1, 1, 2),
         "{transfers:?}"
     );
-    // Sizes in bytes: the paste as the browser sent it (UTF-8), the copy as the server did.
-    assert_eq!(pasted[0]["bytes"], PASTED.len(), "{transfers:?}");
+    // Sizes in bytes: the paste as the target got it (Latin-1, one byte a character) or,
+    // refused, as the browser sent it (UTF-8); the copy as the server sent it.
+    let pasted_bytes = if allowed {
+        PASTED.chars().count()
+    } else {
+        PASTED.len()
+    };
+    assert_eq!(pasted[0]["bytes"], pasted_bytes, "{transfers:?}");
     assert_eq!(copied[0]["bytes"], COPIED.len(), "{transfers:?}");
     let list = sessions(r);
     let id = list.iter().find(|s| s["kind"] == "vnc").unwrap()["id"]
@@ -595,9 +474,9 @@ fn with_vnc_clipboard_a_paste_reaches_the_target_clipboard_and_a_target_copy_rea
 
 /// Without `vnc:clipboard`: a paste into the canvas is refused on the page naming the missing
 /// grant and never reaches the target's X clipboard; a text copied on the target is neither
-/// shown on the page nor put on the browser's clipboard (checked once the page shows a screen
-/// change the test made after Rampart audited the refusal, so anything sent before it had
-/// arrived); both refusals are `clipboard_transfer` audit events with their sizes and no text.
+/// shown on the page nor put on the browser's clipboard, and the page says it was refused with
+/// its size and the missing grant (checked once the page shows a screen change the test made
+/// after Rampart audited the refusal, so anything sent before it had arrived); both refusals are `clipboard_transfer` audit events with their sizes and no text.
 #[test]
 fn without_vnc_clipboard_a_paste_and_a_target_copy_are_refused_shown_and_audited_with_their_sizes()
 {
@@ -616,6 +495,14 @@ fn without_vnc_clipboard_a_paste_and_a_target_copy_are_refused_shown_and_audited
         ),
         ("COPY_TEXT", COPIED.to_owned()),
         ("COPY_REFUSED_RGB", "0,0,255".to_owned()),
+        (
+            "COPY_REFUSED_NOTICE",
+            format!(
+                "a text copied on the desktop ({} bytes) was not passed to your clipboard: your \
+                 grant does not allow the clipboard here (vnc:clipboard)",
+                COPIED.len()
+            ),
+        ),
     ];
     let display = desktop.display.clone();
     let mut problems = Vec::new();

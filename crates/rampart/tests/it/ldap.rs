@@ -7,10 +7,12 @@
 
 use super::BIN;
 use crate::ssh::text;
-use rampart_testkit::{Rampart, Server, SshTarget, current_user, require_tool, ssh_keygen};
+use rampart_testkit::{
+    Rampart, Server, SshTarget, current_user, free_ports, require_tool, ssh_keygen,
+};
 use serde_json::{Value, json};
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -35,14 +37,6 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("{what}: not within a minute");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run_ok(command: &mut Command) -> String {
@@ -173,8 +167,7 @@ impl Slapd {
         std::fs::write(&admin_password_file, ADMIN_PASSWORD).unwrap();
         std::fs::set_permissions(&admin_password_file, std::fs::Permissions::from_mode(0o600))
             .unwrap();
-        let ldap_port = free_port();
-        let ldaps_port = free_port();
+        let [ldap_port, ldaps_port] = free_ports();
         let child = Command::new("slapd")
             .arg("-f")
             .arg(dir.join("slapd.conf"))

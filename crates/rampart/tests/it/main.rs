@@ -28,6 +28,7 @@ mod db_common;
 mod db_hostile;
 mod db_rules;
 mod db_tls;
+mod desktop_common;
 mod desktop_rdp;
 mod desktop_vencrypt;
 mod desktop_vnc;

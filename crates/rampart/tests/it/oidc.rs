@@ -8,10 +8,9 @@
 //! and their browser session. A user who enrolled TOTP after their first sign-in is asked for the
 //! code after the provider at the next one.
 
-use rampart_testkit::{Rampart, SshTarget, current_user, require_tool, ssh_keygen};
+use rampart_testkit::{Rampart, SshTarget, current_user, free_port, require_tool, ssh_keygen};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,14 +191,6 @@ display_name = "Test IdP"
         ],
         &[],
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

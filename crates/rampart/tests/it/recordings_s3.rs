@@ -7,22 +7,13 @@
 use super::BIN;
 use super::ssh::{Lab, text};
 use rampart_s3::{Client, S3Settings};
-use rampart_testkit::{Rampart, require_tool};
+use rampart_testkit::{Rampart, free_ports, require_tool};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ACCESS_KEY: &str = "rampart-test-access";
 const SECRET_KEY: &str = "rampart-test-secret-7d3f";
-
-/// `N` free loopback ports, all different: each is held until all are picked (picked one at a
-/// time and released at once, two could be the same port: SeaweedFS then fails to bind one).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
 
 /// A SeaweedFS master, volume, filer and S3 gateway in one process, data in a temporary
 /// directory, every port on loopback.

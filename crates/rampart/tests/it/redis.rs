@@ -2,7 +2,7 @@
 //! loopback port of the test's own) and real `redis-cli` through Rampart with a personal
 //! database token.
 
-use rampart_testkit::{Rampart, Server, files_containing};
+use rampart_testkit::{Rampart, Server, files_containing, free_port};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -25,14 +25,6 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub(crate) fn start_redis() -> Option<Redis> {
