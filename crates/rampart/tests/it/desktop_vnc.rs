@@ -25,8 +25,8 @@ pub(crate) const CANARY: &str = "vnc-canary-7f3a";
 pub(crate) const KILL_REASON: &str = "desktop test: ended by the auditor";
 /// The screen, and an xterm in its top-left corner; the probe point lies outside the xterm.
 pub(crate) const SCREEN: (u16, u16) = (800, 600);
-const PROBE: (u16, u16) = (700, 500);
-const IN_XTERM: (u16, u16) = (100, 60);
+pub(crate) const PROBE: (u16, u16) = (700, 500);
+pub(crate) const IN_XTERM: (u16, u16) = (100, 60);
 
 /// The test's display: [`SCREEN`], an xterm running a shell in its top-left corner.
 pub(crate) fn x_display(processes: &mut Processes) -> String {
@@ -42,15 +42,15 @@ pub(crate) fn x_display(processes: &mut Processes) -> String {
 
 /// Xvfb on a free display with the root colour `#12ab34`, an xterm, and x11vnc on a loopback
 /// port with the password `CANARY` (from a file, never in argv).
-struct Desktop {
-    port: u16,
-    display: String,
+pub(crate) struct Desktop {
+    pub(crate) port: u16,
+    pub(crate) display: String,
     processes: Processes,
     _dir: tempfile::TempDir,
 }
 
 impl Desktop {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let tools = ["Xvfb", "x11vnc", "xterm", "xsetroot"];
         let found: Vec<PathBuf> = tools.iter().filter_map(|t| require_tool(t)).collect();
         if found.len() != tools.len() {
@@ -87,7 +87,11 @@ pub(crate) fn rampart_for_desktop(port: u16, pin: Option<&str>) -> (Rampart, Ser
 }
 
 /// [`rampart_for_desktop`] with a grant of `actions` (comma-separated).
-fn rampart_for_desktop_granting(port: u16, pin: Option<&str>, actions: &str) -> (Rampart, Server) {
+pub(crate) fn rampart_for_desktop_granting(
+    port: u16,
+    pin: Option<&str>,
+    actions: &str,
+) -> (Rampart, Server) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
