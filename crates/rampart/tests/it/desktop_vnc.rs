@@ -448,14 +448,14 @@ fn x_clipboard_bytes(display: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The target display's CLIPBOARD as an X application reads x11vnc's `STRING`: Latin-1.
-fn x_clipboard(display: &str) -> Result<String, String> {
+pub(crate) fn x_clipboard(display: &str) -> Result<String, String> {
     x_clipboard_bytes(display).map(|bytes| bytes.iter().map(|&b| char::from(b)).collect())
 }
 
 /// Puts `text` on the target display's CLIPBOARD: `xclip` in the foreground owns it (as an
 /// application that copied would) until the test ends or another owner takes it. `xclip`
 /// answers with the bytes it was given (UTF-8), whatever the target asked for.
-fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
+pub(crate) fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
     let mut xclip = Command::new("xclip")
         .args(["-display", display, "-quiet", "-selection", "clipboard"])
         .stdin(Stdio::piped())
@@ -477,7 +477,7 @@ fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
 }
 
 /// The session's `clipboard_transfer` events, oldest first.
-fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
+pub(crate) fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
     let audit = r.json(&["audit", "list", "--limit", "1000"]);
     let mut transfers: Vec<Value> = audit
         .as_array()

@@ -6,7 +6,8 @@
 //!
 //! What a person sees is checked on the screens themselves (`xwd`): the viewer's window shows
 //! the target's root colour; keys typed into the viewer (`xdotool`) run a command in the remote
-//! xterm that changes the TARGET's root colour, and the viewer shows that too. A kill from the
+//! xterm that changes the TARGET's root colour, and the viewer shows that too; a text copied
+//! on the viewer's display reaches the target's clipboard (`vnc:clipboard`). A kill from the
 //! CLI ends the viewer's connection (the viewer exits); the session is recorded as a browser
 //! desktop session is, and `audit verify` passes; the canary is nowhere. A wrong token is
 //! refused with the failure reason the viewer shows and audited (`login_failed`); a grant
@@ -14,7 +15,8 @@
 
 use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_vnc::{
-    CANARY, Desktop, IN_XTERM, KILL_REASON, PROBE, rampart_for_desktop_granting, sessions,
+    CANARY, Desktop, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, copy_on_target,
+    rampart_for_desktop_granting, sessions, x_clipboard,
 };
 use rampart_testkit::desktop::{self, Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
@@ -27,6 +29,8 @@ const VIEWER_SCREEN: (u16, u16) = (1024, 768);
 /// The root colour of the target (`desktop::ROOT_COLOUR`), and the one the typed command sets.
 const ROOT: [u8; 3] = [0x12, 0xab, 0x34];
 const PURPLE: [u8; 3] = [0xa0, 0x20, 0xf0];
+/// Copied on the viewer's display, pasted on the target's (Latin-1: RFB's clipboard).
+const COPIED_IN_VIEWER: &str = "copied-in-the-native-viewer-5d1a";
 
 fn tools_ready() -> bool {
     [
@@ -37,6 +41,7 @@ fn tools_ready() -> bool {
         "vncviewer",
         "xdotool",
         "xwd",
+        "xclip",
     ]
     .iter()
     .all(|tool| require_tool(tool).is_some())
@@ -226,7 +231,7 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
     let Some(desktop) = Desktop::start() else {
         return;
     };
-    let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect");
+    let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect,vnc:clipboard");
     let ca = server.cert.clone().expect("the node's certificate");
     let token = token(&r, "alice");
     let mut processes = Processes::default();
@@ -287,6 +292,21 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
     wait_until("the viewer to show the purple root", || {
         close(screen_pixel(&display, probe), PURPLE)
     });
+
+    // With vnc:clipboard, a text copied on the viewer's display (the viewer has the focus)
+    // reaches the target's X clipboard, and the transfer is audited with its size.
+    copy_on_target(&mut processes, &display, COPIED_IN_VIEWER);
+    wait_until("the viewer's copy on the target's clipboard", || {
+        x_clipboard(&desktop.display).is_ok_and(|held| held == COPIED_IN_VIEWER)
+    });
+    let transfers = clipboard_transfers(&r);
+    assert!(
+        transfers.iter().any(|e| e["direction"] == "to_target"
+            && e["allowed"] == true
+            && e["bytes"] == COPIED_IN_VIEWER.len()
+            && e["session"] == id.as_str()),
+        "{transfers:?}"
+    );
 
     // A kill ends the viewer's connection: the viewer exits.
     r.ok(&["session", "kill", &id, "--reason", KILL_REASON]);
