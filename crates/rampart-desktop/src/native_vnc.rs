@@ -379,6 +379,22 @@ impl View {
     }
 }
 
+/// Ends the session with `why` (the viewer broke its protocol), which the session's record
+/// then says; returns it. The session's events are taken until its end (at most 5 s): a relay
+/// whose events had nowhere to go would end it as "the user closed the desktop" first.
+async fn leave(desktop: &mut Desktop, why: String) -> String {
+    let _ = desktop.input.send(Input::Leave(why.clone())).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = desktop.events.recv().await {
+            if matches!(event, DesktopEvent::End(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    why
+}
+
 /// Relays between the viewer and the session; returns why it ended.
 async fn relay(viewer: &mut Viewer, mut desktop: Desktop) -> String {
     let mut view = View::new(desktop.size);
@@ -391,7 +407,7 @@ async fn relay(viewer: &mut Viewer, mut desktop: Desktop) -> String {
                 }
             }
             Ok(None) => {}
-            Err(why) => return why,
+            Err(why) => return leave(&mut desktop, why).await,
         }
         tokio::select! {
             read = async {
@@ -412,7 +428,7 @@ async fn relay(viewer: &mut Viewer, mut desktop: Desktop) -> String {
                                 return "the session ended".to_owned();
                             }
                         }
-                        Err(err) => return err.to_string(),
+                        Err(err) => return leave(&mut desktop, err.to_string()).await,
                     }
                 }
             }
@@ -420,7 +436,7 @@ async fn relay(viewer: &mut Viewer, mut desktop: Desktop) -> String {
                 None => return "the session ended".to_owned(),
                 Some(DesktopEvent::Frame(message)) => {
                     if let Err(why) = view.apply(&message) {
-                        return why;
+                        return leave(&mut desktop, why).await;
                     }
                 }
                 Some(DesktopEvent::Clipboard(text)) => {

@@ -82,6 +82,8 @@ pub enum Input {
         buttons: u8,
     },
     Clipboard(String),
+    /// The front ends the session, with why (a viewer that broke its protocol).
+    Leave(String),
 }
 
 /// What the browser gets.
@@ -566,6 +568,7 @@ impl Relay {
         height: u16,
     ) -> Result<(), String> {
         let (note, input) = match input {
+            Input::Leave(why) => return Err(why),
             // Which key is not recorded: what is typed may be a password.
             Input::Key { down, .. } => (format!(r#"{{"t":"key","down":{down}}}"#), input),
             Input::Pointer { x, y, buttons } => {
@@ -608,6 +611,7 @@ impl Relay {
                     Input::Key { down, keysym, .. } => rfb::key_event(down, keysym),
                     Input::Pointer { x, y, buttons } => rfb::pointer_event(buttons, x, y),
                     Input::Clipboard(text) => rfb::client_cut_text(&text),
+                    Input::Leave(_) => Vec::new(),
                 };
                 writer
                     .write_all(&bytes)

@@ -18,6 +18,7 @@ use crate::desktop_vnc::{
     CANARY, Desktop, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, copy_on_target,
     rampart_for_desktop_granting, sessions, x_clipboard,
 };
+use crate::login_controls::events_of_kind;
 use rampart_testkit::desktop::{self, Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
 use std::path::Path;
@@ -209,17 +210,6 @@ fn log_text(log: &Path) -> String {
         .join(" ")
 }
 
-fn audit_events(r: &Rampart, kind: &str) -> Vec<serde_json::Value> {
-    let audit = r.json(&["audit", "list", "--limit", "1000"]);
-    audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| e["event"].clone())
-        .collect()
-}
-
 /// The whole path with a real viewer: it shows the target's screen, types into the remote
 /// xterm (the command runs on the TARGET), is ended by a kill, and the session is recorded and
 /// verifies, with the vaulted password nowhere.
@@ -349,7 +339,7 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
     verified_eventually(&r);
 
     // The login is on record as a token login from the VNC front's source.
-    let logins = audit_events(&r, "login_succeeded");
+    let logins = events_of_kind(&r, "login_succeeded");
     assert!(
         logins
             .iter()
@@ -415,7 +405,7 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
         wrong.contains("Authentication failure: Rampart: authentication failed"),
         "{wrong}"
     );
-    let failed = audit_events(&r, "login_failed");
+    let failed = events_of_kind(&r, "login_failed");
     assert!(
         failed
             .iter()
@@ -428,7 +418,7 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
         no_grant.contains("Authentication failure: bob may not connect to vnc@desk"),
         "{no_grant}"
     );
-    let denied = audit_events(&r, "access_denied");
+    let denied = events_of_kind(&r, "access_denied");
     assert!(
         denied
             .iter()
@@ -445,5 +435,100 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
     assert!(found.is_empty(), "the VNC password is in {found:?}");
     drop(server);
     drop(processes);
+    drop(desktop);
+}
+
+/// A viewer of our own (Python's `socket` and `ssl`, the credentials from the environment):
+/// the handshake a stock viewer does, ServerInit, then `HOSTILE` (hex) as its next bytes. It
+/// prints `SERVERINIT W H` and, once Rampart closed the connection, `CLOSED`.
+const HOSTILE_VIEWER: &str = r#"
+import os, socket, ssl, struct
+conn = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])))
+def rx(n):
+    got = b""
+    while len(got) < n:
+        chunk = conn.recv(n - len(got))
+        if not chunk:
+            raise SystemExit("closed after %d of %d bytes" % (len(got), n))
+        got += chunk
+    return got
+assert rx(12) == b"RFB 003.008\n"
+conn.sendall(b"RFB 003.008\n")
+assert rx(2) == b"\x01\x13", "only VeNCrypt"
+conn.sendall(b"\x13")
+assert rx(2) == b"\x00\x02"
+conn.sendall(b"\x00\x02")
+assert rx(6) == b"\x00\x01\x00\x00\x01\x06", "only X509Plain"
+conn.sendall(struct.pack(">I", 262))
+assert rx(1) == b"\x01"
+conn = ssl.create_default_context(cafile=os.environ["CA"]).wrap_socket(conn, server_hostname="localhost")
+user, password = os.environ["VNC_USERNAME"].encode(), os.environ["VNC_PASSWORD"].encode()
+conn.sendall(struct.pack(">II", len(user), len(password)) + user + password)
+assert rx(4) == b"\x00\x00\x00\x00", "logged in"
+conn.sendall(b"\x01")
+width, height = struct.unpack(">HH", rx(4))
+rx(16)
+rx(struct.unpack(">I", rx(4))[0])
+print("SERVERINIT", width, height, flush=True)
+conn.sendall(bytes.fromhex(os.environ["HOSTILE"]) + b"a" * 4096)
+try:
+    while conn.recv(65536):
+        pass
+except OSError:
+    pass
+print("CLOSED", flush=True)
+"#;
+
+/// A viewer that breaks RFB after logging in (a clipboard text declaring 4 GiB, an unknown
+/// message type, a colour-map pixel format) is closed, its session ends with the reason, the
+/// node lives on, and nothing it declared was allocated or waited for.
+#[test]
+fn native_vnc_a_hostile_viewer_is_closed_with_the_reason_and_the_node_lives_on() {
+    let tools = ["Xvfb", "x11vnc", "xterm", "xsetroot", "python3"];
+    if !tools.iter().all(|tool| require_tool(tool).is_some()) {
+        return;
+    }
+    let Some(desktop) = Desktop::start() else {
+        return;
+    };
+    let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect");
+    let ca = server.cert.clone().expect("the node's certificate");
+    let token = token(&r, "alice");
+    let colour_map = "000000000808000000070007000300030600000000";
+    let cases = [
+        ("06000000ffffffff", "a clipboard text of 4294967295 bytes"),
+        ("c8", "unknown message type 200"),
+        (&colour_map[..40], "a colour-map pixel format"),
+    ];
+    for (hostile, reason) in cases {
+        let out = Command::new("python3")
+            .args(["-c", HOSTILE_VIEWER])
+            .env("PORT", port.to_string())
+            .env("CA", &ca)
+            .env("VNC_USERNAME", "alice@desk")
+            .env("VNC_PASSWORD", &token)
+            .env("HOSTILE", hostile)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert!(
+            out.status.success() && said.contains("SERVERINIT 800 600") && said.contains("CLOSED"),
+            "{hostile}: {said}"
+        );
+        let list = sessions(&r);
+        assert!(
+            list.iter().any(|s| s["end_reason"]
+                .as_str()
+                .is_some_and(|why| why.contains("the viewer sent a malformed message")
+                    && why.contains(reason))),
+            "{hostile}: no session ended with {reason:?}: {list:?}"
+        );
+    }
+    // The node lives on: it answers, the chain and recordings verify, nothing panicked.
+    assert_eq!(server.get("/healthz"), (200, "ok\n".to_owned()));
+    verified_eventually(&r);
+    let logs = files_containing(&r.data_dir().join("logs"), b"panicked");
+    assert!(logs.is_empty(), "a panic in {logs:?}");
+    drop(server);
     drop(desktop);
 }
