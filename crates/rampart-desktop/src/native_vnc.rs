@@ -453,3 +453,118 @@ async fn relay(viewer: &mut Viewer, mut desktop: Desktop) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::screen;
+
+    fn request(view: &mut View, incremental: bool) {
+        let area = Rect {
+            x: 0,
+            y: 0,
+            w: 4,
+            h: 4,
+        };
+        assert_eq!(
+            view.client(ClientMessage::UpdateRequest { incremental, area }),
+            None
+        );
+    }
+
+    #[test]
+    fn updates_go_only_when_asked_and_carry_what_changed() {
+        let mut view = View::new((4, 4));
+        // Nothing asked: nothing sent, however the screen changes.
+        view.apply(&screen::pixels_message(1, 1, 1, 1, &[9, 9, 9, 255]))
+            .unwrap();
+        assert_eq!(view.due(), Ok(None));
+        // Asked (incrementally): the changed pixel only, once.
+        request(&mut view, true);
+        let update = view.due().unwrap().unwrap();
+        assert_eq!(&update[..4], &[0, 0, 0, 1]);
+        assert_eq!(&update[4..16], &[0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(&update[16..], &[9, 9, 9, 0]);
+        request(&mut view, true);
+        assert_eq!(view.due(), Ok(None), "nothing changed since");
+        // A full request: the whole screen, in the viewer's 16-bit format.
+        let rgb565 = PixelFormat {
+            bits_per_pixel: 16,
+            depth: 16,
+            big_endian: false,
+            red_max: 31,
+            green_max: 63,
+            blue_max: 31,
+            red_shift: 11,
+            green_shift: 5,
+            blue_shift: 0,
+        };
+        assert_eq!(view.client(ClientMessage::SetPixelFormat(rgb565)), None);
+        request(&mut view, false);
+        let update = view.due().unwrap().unwrap();
+        assert_eq!(update.len(), 4 + 12 + 4 * 4 * 2);
+    }
+
+    #[test]
+    fn a_resize_goes_as_desktop_size_or_ends_the_session_with_the_reason() {
+        let mut view = View::new((4, 4));
+        view.apply(&screen::size_message(4, 4)).unwrap();
+        request(&mut view, true);
+        assert_eq!(view.due(), Ok(None), "the same size is no resize");
+        view.apply(&screen::size_message(2, 2)).unwrap();
+        let refused = view.due().unwrap_err();
+        assert!(
+            refused.contains("does not support DesktopSize"),
+            "{refused}"
+        );
+
+        let mut view = View::new((4, 4));
+        view.client(ClientMessage::SetEncodings(vec![
+            rfb_server::ENCODING_RAW,
+            rfb_server::ENCODING_DESKTOP_SIZE,
+        ]));
+        view.apply(&screen::size_message(2, 2)).unwrap();
+        request(&mut view, true);
+        let update = view.due().unwrap().unwrap();
+        assert_eq!(&update[..4], &[0, 0, 0, 2]);
+        assert_eq!(&update[12..16], &(-223i32).to_be_bytes());
+    }
+
+    #[test]
+    fn the_viewer_s_input_becomes_the_session_s() {
+        let mut view = View::new((4, 4));
+        assert_eq!(
+            view.client(ClientMessage::Key {
+                down: true,
+                keysym: 0x61
+            }),
+            Some(Input::Key {
+                down: true,
+                keysym: 0x61,
+                code: None
+            })
+        );
+        assert_eq!(
+            view.client(ClientMessage::Pointer {
+                buttons: 4,
+                x: 3,
+                y: 2
+            }),
+            Some(Input::Pointer {
+                x: 3,
+                y: 2,
+                buttons: 4
+            })
+        );
+        assert_eq!(
+            view.client(ClientMessage::CutText(bytes::Bytes::from_static(
+                b"caf\xe9"
+            ))),
+            Some(Input::Clipboard("caf\u{e9}".to_owned()))
+        );
+        assert_eq!(
+            view.client(ClientMessage::CutText(bytes::Bytes::new())),
+            None
+        );
+    }
+}

@@ -537,6 +537,15 @@ impl Rect {
         })
     }
 
+    /// Whether `other` lies wholly inside this rectangle.
+    pub fn contains(self, other: Rect) -> bool {
+        let end = |at: u16, len: u16| u32::from(at) + u32::from(len);
+        self.x <= other.x
+            && self.y <= other.y
+            && end(other.x, other.w) <= end(self.x, self.w)
+            && end(other.y, other.h) <= end(self.y, self.h)
+    }
+
     fn union(self, other: Rect) -> Rect {
         let x0 = self.x.min(other.x);
         let y0 = self.y.min(other.y);
@@ -554,7 +563,8 @@ impl Rect {
 }
 
 /// The parts of the screen that changed since the viewer last got them: at most
-/// [`MAX_DAMAGE`] rectangles; one more merges them all into their bounding box.
+/// [`MAX_DAMAGE`] rectangles, none inside another; one more merges them all into their
+/// bounding box.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Damage {
     rects: Vec<Rect>,
@@ -562,9 +572,10 @@ pub struct Damage {
 
 impl Damage {
     pub fn add(&mut self, rect: Rect) {
-        if rect.w == 0 || rect.h == 0 {
+        if rect.w == 0 || rect.h == 0 || self.rects.iter().any(|r| r.contains(rect)) {
             return;
         }
+        self.rects.retain(|r| !rect.contains(*r));
         if self.rects.len() >= MAX_DAMAGE {
             let merged = self.rects.iter().fold(rect, |all, r| all.union(*r));
             self.rects.clear();
