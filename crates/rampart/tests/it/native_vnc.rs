@@ -210,6 +210,32 @@ fn log_text(log: &Path) -> String {
         .join(" ")
 }
 
+/// `vncviewer` as alice@vnc@desk, once it shows the target's desktop (its root colour where
+/// no window covers it): the viewer, its window and the window's position.
+fn viewer_showing_the_target(
+    display: &str,
+    home: &Path,
+    ca: &Path,
+    port: u16,
+    token: &str,
+    log: &Path,
+) -> (Child, String, (u16, u16)) {
+    let viewer = vncviewer(display, home, ca, port, "alice@vnc@desk", token, log);
+    let (window, wx, wy) = viewer_window(display);
+    let probe = (wx + PROBE.0, wy + PROBE.1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !close(screen_pixel(display, probe), ROOT) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        close(screen_pixel(display, probe), ROOT),
+        "the viewer shows {:?} where the target's root colour is; viewer: {}",
+        screen_pixel(display, probe),
+        log_text(log)
+    );
+    (viewer, window, (wx, wy))
+}
+
 /// The whole path with a real viewer: it shows the target's screen, types into the remote
 /// xterm (the command runs on the TARGET), is ended by a kill, and the session is recorded and
 /// verifies, with the vaulted password nowhere.
@@ -228,29 +254,9 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
     let display = viewer_display(&mut processes);
     let home = tempfile::tempdir().unwrap();
     let log = home.path().join("vncviewer.log");
-    let mut viewer = vncviewer(
-        &display,
-        home.path(),
-        &ca,
-        port,
-        "alice@vnc@desk",
-        &token,
-        &log,
-    );
-
-    // The viewer shows the target's desktop: its root colour where no window covers it.
-    let (window, wx, wy) = viewer_window(&display);
+    let (mut viewer, window, (wx, wy)) =
+        viewer_showing_the_target(&display, home.path(), &ca, port, &token, &log);
     let probe = (wx + PROBE.0, wy + PROBE.1);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !close(screen_pixel(&display, probe), ROOT) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        close(screen_pixel(&display, probe), ROOT),
-        "the viewer shows {:?} where the target's root colour is; viewer: {}",
-        screen_pixel(&display, probe),
-        log_text(&log)
-    );
     let id = live_session(&r, "vnc");
     let listed = r.json(&["session", "list"]);
     let session = listed
@@ -530,5 +536,49 @@ fn native_vnc_a_hostile_viewer_is_closed_with_the_reason_and_the_node_lives_on()
     let logs = files_containing(&r.data_dir().join("logs"), b"panicked");
     assert!(logs.is_empty(), "a panic in {logs:?}");
     drop(server);
+    drop(desktop);
+}
+
+/// Without `vnc:clipboard`, a text copied on the viewer's display never reaches the target's
+/// clipboard, and the refusal is audited with its size.
+#[test]
+fn native_vnc_without_vnc_clipboard_a_viewer_copy_is_refused_and_audited() {
+    if !tools_ready() {
+        return;
+    }
+    let Some(desktop) = Desktop::start() else {
+        return;
+    };
+    let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect");
+    let ca = server.cert.clone().expect("the node's certificate");
+    let token = token(&r, "alice");
+    let mut processes = Processes::default();
+    let display = viewer_display(&mut processes);
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("vncviewer.log");
+    let (_viewer, window, _) =
+        viewer_showing_the_target(&display, home.path(), &ca, port, &token, &log);
+    xdotool(&display, &["windowfocus", "--sync", &window]);
+    copy_on_target(&mut processes, &display, COPIED_IN_VIEWER);
+    let refused = |e: &serde_json::Value| {
+        e["direction"] == "to_target"
+            && e["allowed"] == false
+            && e["bytes"] == COPIED_IN_VIEWER.len()
+    };
+    wait_until("the refused copy to be audited", || {
+        clipboard_transfers(&r).iter().any(refused)
+    });
+    // Rampart decided before anything could reach the target: its clipboard never holds it.
+    assert!(
+        x_clipboard(&desktop.display).map_or(true, |held| !held.contains(COPIED_IN_VIEWER)),
+        "the refused copy is on the target's clipboard"
+    );
+    let audit = r.json(&["audit", "list", "--limit", "1000"]).to_string();
+    assert!(
+        !audit.contains(COPIED_IN_VIEWER),
+        "the clipboard text is in the audit"
+    );
+    drop(server);
+    drop(processes);
     drop(desktop);
 }
