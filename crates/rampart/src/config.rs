@@ -1371,6 +1371,29 @@ mod tests {
     }
 
     #[test]
+    fn the_vnc_listener_is_off_by_default_and_set_by_file_or_environment() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert!(config.vnc.listen.is_none());
+        let (_dir, overrides) =
+            file("[vnc]\nlisten = \"127.0.0.1:5901\"\nlogin_grace_time = \"10s\"\n");
+        let config = load(overrides.clone(), &[]).unwrap();
+        assert_eq!(config.vnc.listen.map(|a| a.port()), Some(5901));
+        assert_eq!(
+            config.vnc.settings.login_grace_time,
+            std::time::Duration::from_secs(10)
+        );
+        let config = load(overrides, &[("RAMPART_VNC_LISTEN", "127.0.0.1:5902")]).unwrap();
+        assert_eq!(config.vnc.listen.map(|a| a.port()), Some(5902));
+        let err = load(Overrides::default(), &[("RAMPART_VNC_LISTEN", "desk:5900")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vnc.listen") && err.contains("environment RAMPART_VNC_LISTEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn zero_configuration_is_loopback() {
         let config = load(Overrides::default(), &[]).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("./rampart-data"));
