@@ -7,8 +7,9 @@
 //! browser's input; the framebuffer, key frames, recording, clipboard audit, watch and kill
 //! are the same for both. A new protocol front brings only its wire protocol.
 //!
-//! The web front calls [`open`] and moves [`Desktop`]'s events and input over its WebSocket;
-//! everything decided is decided here or in the core.
+//! The fronts call [`open`] and carry [`Desktop`]'s events and input in their own protocol:
+//! the web front over its WebSocket, the native VNC front (`native_vnc`) as RFB to a VNC
+//! viewer; everything decided is decided here or in the core.
 //!
 //! INVARIANTS:
 //! - Recorded before forwarded: each message of the desktop stream goes through the tap
@@ -57,7 +58,10 @@ pub struct DesktopRequest {
     pub user: User,
     pub mfa: bool,
     pub source: SocketAddr,
-    pub account: AccountRef,
+    /// Which front the user came through (`web`, `vnc`), for the session's source.
+    pub front: &'static str,
+    /// The asset and, when named, the account (`USER@ASSET` takes the user's one account there).
+    pub target: DbLogin,
     /// `Protocol::Vnc` or `Protocol::Rdp`.
     pub protocol: Protocol,
 }
@@ -78,6 +82,8 @@ pub enum Input {
         buttons: u8,
     },
     Clipboard(String),
+    /// The front ends the session, with why (a viewer that broke its protocol).
+    Leave(String),
 }
 
 /// What the browser gets.
@@ -98,6 +104,8 @@ pub enum DesktopEvent {
 pub struct Desktop {
     pub id: uuid::Uuid,
     pub name: String,
+    /// The screen's size when it opened (the first event is its `I` message).
+    pub size: (u16, u16),
     pub events: mpsc::Receiver<DesktopEvent>,
     pub input: mpsc::Sender<Input>,
 }
@@ -171,13 +179,12 @@ pub async fn open(
     request: DesktopRequest,
 ) -> Result<Desktop, String> {
     let source = Source {
-        text: format!("{} (web)", request.source.ip().to_canonical()),
+        text: format!("{} ({})", request.source.ip().to_canonical(), request.front),
         ip: request.source.ip().to_canonical(),
     };
     let login = DbLogin {
         user: request.user.name.clone(),
-        account: Some(request.account.login.clone()),
-        asset: request.account.asset.clone(),
+        ..request.target.clone()
     };
     let store = core.store.clone();
     let protocol = request.protocol;
@@ -195,7 +202,7 @@ pub async fn open(
         &[action],
     )
     .await?;
-    let clipboard = clipboard_allowed(&store, &request, &authorized.asset.name).await;
+    let clipboard = clipboard_allowed(&store, &request, &authorized.account_ref()).await;
     let title = format!(
         "{}@{}@{} ({protocol})",
         request.user.name, authorized.account, authorized.asset.name
@@ -309,6 +316,7 @@ pub async fn open(
     Ok(Desktop {
         id,
         name,
+        size,
         events,
         input,
     })
@@ -361,7 +369,7 @@ pub fn clipboard_action(protocol: Protocol) -> Option<Action> {
 async fn clipboard_allowed(
     store: &rampart_store::Store,
     request: &DesktopRequest,
-    asset: &rampart_core::Name,
+    account: &AccountRef,
 ) -> bool {
     let Ok(snapshot) = Snapshot::for_user(store, &request.user.name).await else {
         return false;
@@ -370,13 +378,13 @@ async fn clipboard_allowed(
     let Some(access) = snapshot.as_user(&request.user.name, request.mfa, now) else {
         return false;
     };
-    let (Some(asset), Some(action)) = (snapshot.asset(asset), clipboard_action(request.protocol))
-    else {
+    let (Some(asset), Some(action)) = (
+        snapshot.asset(&account.asset),
+        clipboard_action(request.protocol),
+    ) else {
         return false;
     };
-    access
-        .decide_any(asset, &request.account.login, &[action])
-        .is_ok()
+    access.decide_any(asset, &account.login, &[action]).is_ok()
 }
 
 /// The relay's half of a session: the tap, and where the browser's events go.
@@ -560,6 +568,7 @@ impl Relay {
         height: u16,
     ) -> Result<(), String> {
         let (note, input) = match input {
+            Input::Leave(why) => return Err(why),
             // Which key is not recorded: what is typed may be a password.
             Input::Key { down, .. } => (format!(r#"{{"t":"key","down":{down}}}"#), input),
             Input::Pointer { x, y, buttons } => {
@@ -580,6 +589,7 @@ impl Relay {
                     Input::Pointer { x, y, buttons } => rfb::pointer_event(buttons, x, y),
                     // Decided and encoded in `paste`.
                     Input::Clipboard(_) => return Ok(()),
+                    Input::Leave(_) => Vec::new(),
                 };
                 writer
                     .write_all(&bytes)

@@ -99,7 +99,12 @@ pub async fn desktop(
         mfa: caller.session.as_ref().is_some_and(|s| s.mfa),
         user: caller.user.clone(),
         source: SocketAddr::new(caller.source, peer.port()),
-        account,
+        front: "web",
+        target: rampart_desktop::DbLogin {
+            user: caller.user.name.clone(),
+            account: Some(account.login),
+            asset: account.asset,
+        },
         protocol,
     };
     Ok(

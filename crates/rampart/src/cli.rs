@@ -119,7 +119,8 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Database access: personal database tokens (the password psql types through Rampart)
+    /// Database access: personal database tokens (the password psql, mariadb, redis-cli and VNC
+    /// viewers type through Rampart)
     #[command(subcommand)]
     Db(DbCommand),
     /// The node's SSH certificate authorities (host CA for ProxyJump hops, user CA for logins)
@@ -359,7 +360,8 @@ impl BreakglassCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Personal database tokens
+    /// Personal database tokens (also a native VNC viewer's password, user name
+    /// USER@ACCOUNT@ASSET)
     #[command(subcommand)]
     Token(DbTokenCommand),
 }

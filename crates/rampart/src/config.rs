@@ -30,6 +30,8 @@ pub use mysql::MysqlConfig;
 pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
+mod vnc;
+pub use vnc::VncConfig;
 mod kube;
 mod ldap;
 mod node;
@@ -82,6 +84,8 @@ struct FileConfig {
     mysql: mysql::MysqlSection,
     #[serde(default)]
     redis: redis::RedisSection,
+    #[serde(default)]
+    vnc: vnc::VncSection,
     #[serde(default)]
     requests: requests::RequestsSection,
     #[serde(default)]
@@ -236,6 +240,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub mysql: MysqlConfig,
     pub redis: RedisConfig,
+    /// The native VNC listener for stock viewers (`vnc.listen`), off by default.
+    pub vnc: VncConfig,
     /// Access requests: approver groups and the longest access asked for (`[requests]`).
     pub requests: rampart_core::requests::RequestSettings,
     /// How long a shell line an `approve` rule holds waits (`rules.approval_timeout`).
@@ -587,6 +593,7 @@ impl Config {
         let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
+        let vnc = vnc::vnc_config(&file.vnc, env_lookup, &file_name)?;
         let requests = requests::requests_config(&file.requests, env_lookup, &file_name)?;
         let approval_timeout = rules::approval_timeout(&file.rules, env_lookup, &file_name)?;
         let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
@@ -618,6 +625,7 @@ impl Config {
             agent,
             mysql,
             redis,
+            vnc,
             requests,
             approval_timeout,
             detectors,
@@ -1360,6 +1368,29 @@ mod tests {
             ..Overrides::default()
         };
         (dir, overrides)
+    }
+
+    #[test]
+    fn the_vnc_listener_is_off_by_default_and_set_by_file_or_environment() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert!(config.vnc.listen.is_none());
+        let (_dir, overrides) =
+            file("[vnc]\nlisten = \"127.0.0.1:5901\"\nlogin_grace_time = \"10s\"\n");
+        let config = load(overrides.clone(), &[]).unwrap();
+        assert_eq!(config.vnc.listen.map(|a| a.port()), Some(5901));
+        assert_eq!(
+            config.vnc.settings.login_grace_time,
+            std::time::Duration::from_secs(10)
+        );
+        let config = load(overrides, &[("RAMPART_VNC_LISTEN", "127.0.0.1:5902")]).unwrap();
+        assert_eq!(config.vnc.listen.map(|a| a.port()), Some(5902));
+        let err = load(Overrides::default(), &[("RAMPART_VNC_LISTEN", "desk:5900")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vnc.listen") && err.contains("environment RAMPART_VNC_LISTEN"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mysql = database_listener("mysql", config.mysql.listen, &node_certificate).await?;
     let redis = database_listener("redis", config.redis.listen, &node_certificate).await?;
     let kube = database_listener("kube", config.kube.listen, &node_certificate).await?;
+    // The native VNC listener's VeNCrypt (X509Plain) uses the same certificate.
+    let vnc = database_listener("vnc", config.vnc.listen, &node_certificate).await?;
     let listening = |listener: &Option<(TcpListener, _)>| {
         listener
             .as_ref()
@@ -89,6 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mysql_addr = listening(&mysql)?;
     let redis_addr = listening(&redis)?;
     let kube_addr = listening(&kube)?;
+    let vnc_addr = listening(&vnc)?;
     // The listener dial-out agents connect to (optional), with the node's SSH host key: the
     // enrolment token carries its fingerprint, so agents check it from their first connection.
     let agent_listener = match config.agent.listen {
@@ -151,6 +154,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = vnc_addr {
+        let ca = tls
+            .as_ref()
+            .map(|material| material.cert_path.display().to_string())
+            .unwrap_or_else(|| {
+                store
+                    .data_dir()
+                    .keys_dir()
+                    .join(rampart_web::tls::GENERATED_CERT_FILE)
+                    .display()
+                    .to_string()
+            });
+        println!(
+            "vnc: listening on {addr} (try: VNC_USERNAME=USER@ACCOUNT@ASSET VNC_PASSWORD=TOKEN vncviewer -SecurityTypes VeNCrypt,X509Plain -X509CA {ca} {}::{}, with a token from rampart db token)",
+            addr.ip(),
+            addr.port()
+        );
+    }
     if let Some(addr) = kube_addr {
         println!(
             "kubernetes: listening on {addr} (try: rampart kube config --asset ASSET --user USER -o kubeconfig, then KUBECONFIG=kubeconfig kubectl get pods)"
@@ -182,6 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ("mysql", mysql_addr),
         ("redis", redis_addr),
         ("kube", kube_addr),
+        ("vnc", vnc_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -223,6 +245,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "redis_deny_commands": config.redis.settings.deny.to_string(),
         "alerts": crate::detectors::describe(&config.detectors),
         "kube_listen": kube_addr.map(|addr| addr.to_string()),
+        "vnc_listen": vnc_addr.map(|addr| addr.to_string()),
         "node": config.node.name,
     });
     // Crash recovery, part one: this node's previous run never said it stopped, or (a node
@@ -421,6 +444,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(rampart_kube::run(front, listener, stopped(stop_rx.clone())))
     });
+    // The native VNC front: desktop sessions as the browser's (`rampart_desktop::open`), over
+    // RFB to stock viewers.
+    let vnc_task = vnc.map(|(listener, certificate)| {
+        let front = rampart_desktop::NativeVncFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            gateway.dialer(),
+            certificate,
+            config.vnc.settings.clone(),
+        );
+        tokio::spawn(rampart_desktop::native_vnc::run(
+            front,
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let live_sessions = gateway.session_core().live.clone();
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
@@ -612,6 +651,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = kube_task {
         task.await.context("kubernetes listener failed")?;
+    }
+    if let Some(task) = vnc_task {
+        task.await.context("vnc listener failed")?;
     }
     web_task
         .await

@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 
 /// Xvfb on a free display with the root colour `#12ab34`, an xterm, and x11vnc on a loopback
 /// port with the password `CANARY` (from a file, never in argv).
-struct Desktop {
-    port: u16,
-    display: String,
+pub(crate) struct Desktop {
+    pub(crate) port: u16,
+    pub(crate) display: String,
     processes: Processes,
     _dir: tempfile::TempDir,
 }
 
 impl Desktop {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let tools = ["Xvfb", "x11vnc", "xterm", "xsetroot"];
         let found: Vec<PathBuf> = tools.iter().filter_map(|t| require_tool(t)).collect();
         if found.len() != tools.len() {
@@ -71,7 +71,11 @@ pub(crate) fn rampart_for_desktop(port: u16, pin: Option<&str>) -> (Rampart, Ser
 }
 
 /// [`rampart_for_desktop`] with a grant of `actions` (comma-separated).
-fn rampart_for_desktop_granting(port: u16, pin: Option<&str>, actions: &str) -> (Rampart, Server) {
+pub(crate) fn rampart_for_desktop_granting(
+    port: u16,
+    pin: Option<&str>,
+    actions: &str,
+) -> (Rampart, Server) {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
@@ -331,14 +335,14 @@ fn x_clipboard_bytes(display: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The target display's CLIPBOARD as an X application reads x11vnc's `STRING`: Latin-1.
-fn x_clipboard(display: &str) -> Result<String, String> {
+pub(crate) fn x_clipboard(display: &str) -> Result<String, String> {
     x_clipboard_bytes(display).map(|bytes| bytes.iter().map(|&b| char::from(b)).collect())
 }
 
 /// Puts `text` on the target display's CLIPBOARD: `xclip` in the foreground owns it (as an
 /// application that copied would) until the test ends or another owner takes it. `xclip`
 /// answers with the bytes it was given (UTF-8), whatever the target asked for.
-fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
+pub(crate) fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
     let mut xclip = Command::new("xclip")
         .args(["-display", display, "-quiet", "-selection", "clipboard"])
         .stdin(Stdio::piped())

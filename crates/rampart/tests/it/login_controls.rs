@@ -11,7 +11,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn events_of_kind(r: &Rampart, kind: &str) -> Vec<Value> {
+pub(crate) fn events_of_kind(r: &Rampart, kind: &str) -> Vec<Value> {
     r.json(&["audit", "list", "--limit", "100000"])
         .as_array()
         .unwrap()
