@@ -14,12 +14,14 @@
 //! without `vnc:connect` is refused and audited (`access_denied`), and neither opens a session.
 
 use crate::db_common::{live_session, text, verified_eventually};
-use crate::desktop_common::{CANARY, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, sessions};
+use crate::desktop_common::{
+    CANARY, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, killed_session, sessions,
+};
 use crate::desktop_vnc::{Desktop, copy_on_target, rampart_for_desktop_granting, x_clipboard};
 use crate::login_controls::events_of_kind;
 use rampart_testkit::desktop::{self, Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -234,26 +236,76 @@ fn viewer_showing_the_target(
     (viewer, window, (wx, wy))
 }
 
-/// The whole path with a real viewer: it shows the target's screen, types into the remote
-/// xterm (the command runs on the TARGET), is ended by a kill, and the session is recorded and
-/// verifies, with the vaulted password nowhere.
-#[test]
-fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
+/// alice's viewer showing the target through the VNC listener, with what it runs on.
+struct Viewing {
+    r: Rampart,
+    server: Server,
+    token: String,
+    /// The viewer's display.
+    display: String,
+    /// The viewer's home, its log in it.
+    home: tempfile::TempDir,
+    log: PathBuf,
+    viewer: Child,
+    window: String,
+    /// Where the viewer's window shows the target's top-left corner.
+    origin: (u16, u16),
+    processes: Processes,
+    desktop: Desktop,
+}
+
+/// The target's desktop, Rampart granting alice `actions` there with the VNC listener on, and
+/// alice's viewer once it shows the target; `None` when a tool is missing.
+fn viewing(actions: &str) -> Option<Viewing> {
     if !tools_ready() {
-        return;
+        return None;
     }
-    let Some(desktop) = Desktop::start() else {
-        return;
-    };
-    let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect,vnc:clipboard");
+    let desktop = Desktop::start()?;
+    let (r, server, port) = rampart_with_vnc_listener(desktop.port, actions);
     let ca = server.cert.clone().expect("the node's certificate");
     let token = token(&r, "alice");
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
     let home = tempfile::tempdir().unwrap();
     let log = home.path().join("vncviewer.log");
-    let (mut viewer, window, (wx, wy)) =
+    let (viewer, window, origin) =
         viewer_showing_the_target(&display, home.path(), &ca, port, &token, &log);
+    Some(Viewing {
+        r,
+        server,
+        token,
+        display,
+        home,
+        log,
+        viewer,
+        window,
+        origin,
+        processes,
+        desktop,
+    })
+}
+
+/// The whole path with a real viewer: it shows the target's screen, types into the remote
+/// xterm (the command runs on the TARGET), is ended by a kill, and the session is recorded and
+/// verifies, with the vaulted password nowhere.
+#[test]
+fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
+    let Some(Viewing {
+        r,
+        server,
+        token,
+        display,
+        home: _home,
+        log,
+        mut viewer,
+        window,
+        origin: (wx, wy),
+        mut processes,
+        desktop,
+    }) = viewing("vnc:connect,vnc:clipboard")
+    else {
+        return;
+    };
     let probe = (wx + PROBE.0, wy + PROBE.1);
     let id = live_session(&r, "vnc");
     let listed = r.json(&["session", "list"]);
@@ -309,18 +361,8 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
         "the viewer still runs after the kill; {}",
         log_text(&log)
     );
-    let list = sessions(&r);
-    let session = list
-        .iter()
-        .find(|s| s["id"] == id.as_str())
-        .unwrap_or_else(|| panic!("no vnc session: {list:?}"));
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(KILL_REASON),
-        "{session}"
-    );
+    let session = killed_session(&r, "vnc");
+    assert_eq!(session["id"], id.as_str(), "{session}");
     assert_eq!(session["recorded"], true, "{session}");
 
     // Recorded as the browser's desktop sessions: the desktop stream with a key frame of the
@@ -541,21 +583,22 @@ fn native_vnc_a_hostile_viewer_is_closed_with_the_reason_and_the_node_lives_on()
 /// clipboard, and the refusal is audited with its size.
 #[test]
 fn native_vnc_without_vnc_clipboard_a_viewer_copy_is_refused_and_audited() {
-    if !tools_ready() {
-        return;
-    }
-    let Some(desktop) = Desktop::start() else {
+    let Some(Viewing {
+        r,
+        server,
+        token: _token,
+        display,
+        home: _home,
+        log: _log,
+        viewer: _viewer,
+        window,
+        origin: _,
+        mut processes,
+        desktop,
+    }) = viewing("vnc:connect")
+    else {
         return;
     };
-    let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect");
-    let ca = server.cert.clone().expect("the node's certificate");
-    let token = token(&r, "alice");
-    let mut processes = Processes::default();
-    let display = viewer_display(&mut processes);
-    let home = tempfile::tempdir().unwrap();
-    let log = home.path().join("vncviewer.log");
-    let (_viewer, window, _) =
-        viewer_showing_the_target(&display, home.path(), &ca, port, &token, &log);
     xdotool(&display, &["windowfocus", "--sync", &window]);
     copy_on_target(&mut processes, &display, COPIED_IN_VIEWER);
     let refused = |e: &serde_json::Value| {
