@@ -42,6 +42,21 @@ pub struct Screen<'a> {
     pub xterm_command: &'a [&'a str],
 }
 
+/// Whether X display `n` is taken: its lock names a live process (or, without a lock, its
+/// socket exists). A lock naming a dead process is what an Xvfb killed by [`Processes`]
+/// (SIGKILL) leaves behind; the X server takes such a display over (it removes the stale lock
+/// and socket), so it is free. Counting it taken once filled every display of a machine that
+/// had run the tests a few hundred times, and each desktop test then failed.
+fn display_taken(n: u32) -> bool {
+    match std::fs::read_to_string(format!("/tmp/.X{n}-lock")) {
+        Ok(pid) => pid
+            .trim()
+            .parse::<u32>()
+            .map_or(true, |pid| Path::new(&format!("/proc/{pid}")).exists()),
+        Err(_) => Path::new(&format!("/tmp/.X11-unix/X{n}")).exists(),
+    }
+}
+
 /// Xvfb on a free display of `screen.size` with the root colour [`ROOT_COLOUR`] and an xterm
 /// running `screen.xterm_command`; the processes go to `processes`. Returns the display.
 pub fn x_display(processes: &mut Processes, screen: &Screen<'_>) -> String {
@@ -49,7 +64,7 @@ pub fn x_display(processes: &mut Processes, screen: &Screen<'_>) -> String {
     let display = (40..400)
         .find_map(|n| {
             let socket = format!("/tmp/.X11-unix/X{n}");
-            if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            if display_taken(n) {
                 return None;
             }
             let mut xvfb = Command::new("Xvfb")
