@@ -153,3 +153,17 @@ pub(crate) fn clipboard_transfers(r: &Rampart) -> Vec<Value> {
     transfers.reverse();
     transfers
 }
+
+/// `xclip` (set up for its display and selection) started to own the clipboard with `text`,
+/// which it reads from its stdin, closed after it: it serves the text until it is stopped.
+pub(crate) fn xclip_owning(mut xclip: Command, text: &str) -> std::process::Child {
+    let mut child = xclip
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Dropping stdin closes it: xclip then owns the selection.
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    child
+}

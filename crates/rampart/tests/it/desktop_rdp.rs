@@ -17,7 +17,7 @@ use super::BIN;
 use crate::db_common::{text, verified_eventually};
 use crate::desktop_common::{
     KILL_REASON, Processes, SCREEN, browser_ready, clipboard_transfers, free_port, killed_session,
-    run_browser, run_browser_lines, sessions, wait_until, x_display,
+    run_browser, run_browser_lines, sessions, wait_until, x_display, xclip_owning,
 };
 use rampart_testkit::{Rampart, Server, files_containing, free_ports, require_tool};
 use std::io::{Read, Write};
@@ -132,37 +132,58 @@ impl RdpDesktop {
 /// endpoint on `port` (its certificate pinned when `pin` is given): the account `alice@desk`
 /// with `CANARY` vaulted, and an `rdp:connect` grant.
 fn rampart_for_rdp(port: u16, pin: Option<&str>) -> (Rampart, Server) {
+    let r = rampart_with_rdp_desk(&RdpDesk {
+        asset: "desk",
+        port,
+        settings: pin
+            .map(|pin| vec!["--tls-fingerprint", pin])
+            .unwrap_or_default(),
+        login: LOGIN,
+        password: CANARY,
+        actions: "rdp:connect",
+    });
+    let server = r.serve();
+    (r, server)
+}
+
+/// An RDP desktop as [`rampart_with_rdp_desk`] sets it up.
+struct RdpDesk<'a> {
+    asset: &'a str,
+    port: u16,
+    /// Its endpoint's settings (`asset endpoint set ASSET rdp ...`), if any.
+    settings: Vec<&'a str>,
+    /// The account vaulted there, and its password.
+    login: &'a str,
+    password: &'a str,
+    /// alice's grant on it.
+    actions: &'a str,
+}
+
+/// Rampart (not serving yet) with alice (password `alice-password-1`) and `desk`: its RDP
+/// endpoint, the account with its password vaulted, and alice's grant.
+fn rampart_with_rdp_desk(desk: &RdpDesk) -> Rampart {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
+    let endpoint = format!("rdp:{}", desk.port);
     r.ok(&[
         "asset",
         "add",
-        "desk",
+        desk.asset,
         "--host",
         "127.0.0.1",
         "--endpoint",
-        &format!("rdp:{port}"),
+        &endpoint,
     ]);
-    if let Some(pin) = pin {
-        r.ok(&[
-            "asset",
-            "endpoint",
-            "set",
-            "desk",
-            "rdp",
-            "--tls-fingerprint",
-            pin,
-        ]);
+    if !desk.settings.is_empty() {
+        let mut set = vec!["asset", "endpoint", "set", desk.asset, "rdp"];
+        set.extend(&desk.settings);
+        r.ok(&set);
     }
+    let account = format!("{}@{}", desk.login, desk.asset);
     r.ok_with_stdin(
-        &[
-            "account",
-            "add",
-            &format!("{LOGIN}@desk"),
-            "--password-stdin",
-        ],
-        format!("{CANARY}\n").as_bytes(),
+        &["account", "add", &account, "--password-stdin"],
+        format!("{}\n", desk.password).as_bytes(),
     );
     r.ok(&[
         "grant",
@@ -170,12 +191,11 @@ fn rampart_for_rdp(port: u16, pin: Option<&str>) -> (Rampart, Server) {
         "--user",
         "alice",
         "--asset",
-        "desk",
+        desk.asset,
         "--actions",
-        "rdp:connect",
+        desk.actions,
     ]);
-    let server = r.serve();
-    (r, server)
+    r
 }
 
 fn rdp_browser_env() -> Vec<(&'static str, String)> {
@@ -601,19 +621,7 @@ impl Xrdp {
 
     /// Puts `text` on the session's clipboard: `xclip` stays to serve it until the test ends.
     fn copy_on_the_desktop(&mut self, text: &str) {
-        let mut child = self
-            .xclip(&["-i", "-quiet"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        let child = xclip_owning(self.xclip(&["-i", "-quiet"]), text);
         self.processes.0.push(child);
     }
 
@@ -750,44 +758,20 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     let Some(mut xrdp) = Xrdp::start() else {
         return;
     };
-    let r = Rampart::new(BIN);
-    r.ok(&["user", "add", "alice"]);
-    r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
-    r.ok(&[
-        "asset",
-        "add",
-        "xdesk",
-        "--host",
-        "127.0.0.1",
-        "--endpoint",
-        &format!("rdp:{}", xrdp.port),
-    ]);
-    r.ok(&[
-        "asset",
-        "endpoint",
-        "set",
-        "xdesk",
-        "rdp",
-        "--tls-fingerprint",
-        &xrdp.fingerprint,
-        "--rdp-security",
-        "tls",
-    ]);
+    let r = rampart_with_rdp_desk(&RdpDesk {
+        asset: "xdesk",
+        port: xrdp.port,
+        settings: vec![
+            "--tls-fingerprint",
+            &xrdp.fingerprint,
+            "--rdp-security",
+            "tls",
+        ],
+        login: XRDP_USER,
+        password: XRDP_PASSWORD,
+        actions: "rdp:connect,rdp:clipboard",
+    });
     let account = format!("{XRDP_USER}@xdesk");
-    r.ok_with_stdin(
-        &["account", "add", &account, "--password-stdin"],
-        format!("{XRDP_PASSWORD}\n").as_bytes(),
-    );
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "alice",
-        "--asset",
-        "xdesk",
-        "--actions",
-        "rdp:connect,rdp:clipboard",
-    ]);
     let server = r.serve();
 
     let pasted = "pasted-into-xrdp-4c8d";

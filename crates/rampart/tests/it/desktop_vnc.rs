@@ -14,14 +14,14 @@ use super::BIN;
 use crate::db_common::{text, verified_eventually};
 use crate::desktop_common::{
     CANARY, KILL_REASON, Processes, SCREEN, browser_ready, clipboard_transfers, free_port,
-    killed_session, run_browser, run_browser_lines, sessions, wait_until, x_display,
+    killed_session, run_browser, run_browser_lines, sessions, wait_until, x_display, xclip_owning,
 };
 use rampart_testkit::{Rampart, Server, desktop, files_containing, require_tool};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Xvfb on a free display with the root colour `#12ab34`, an xterm, and x11vnc on a loopback
@@ -343,21 +343,9 @@ pub(crate) fn x_clipboard(display: &str) -> Result<String, String> {
 /// application that copied would) until the test ends or another owner takes it. `xclip`
 /// answers with the bytes it was given (UTF-8), whatever the target asked for.
 pub(crate) fn copy_on_target(processes: &mut Processes, display: &str, text: &str) {
-    let mut xclip = Command::new("xclip")
-        .args(["-display", display, "-quiet", "-selection", "clipboard"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Dropping stdin closes it: xclip then owns the selection.
-    xclip
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    processes.0.push(xclip);
+    let mut xclip = Command::new("xclip");
+    xclip.args(["-display", display, "-quiet", "-selection", "clipboard"]);
+    processes.0.push(xclip_owning(xclip, text));
     wait_until("xclip to own the clipboard", || {
         x_clipboard_bytes(display).is_ok_and(|held| held == text.as_bytes())
     });
