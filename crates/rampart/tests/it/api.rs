@@ -520,10 +520,17 @@ fn websockets_need_a_browser_session_from_our_origin_and_watching_needs_a_role()
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // The web terminal opened above is a live session too for a moment (until its closed
+    // WebSocket ends it): the one to watch is the one running the command.
     let mut live = None;
     for _ in 0..200 {
         let sessions = r.json(&["session", "list", "--live"]);
-        if let Some(id) = sessions[0]["id"].as_str() {
+        let running = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["command"] == "sleep 30");
+        if let Some(id) = running.and_then(|s| s["id"].as_str()) {
             live = Some(id.to_owned());
             break;
         }
