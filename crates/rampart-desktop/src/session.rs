@@ -26,7 +26,8 @@
 //!   checks); a malformed message ends the session with its reason.
 
 use crate::rfb::{self, RfbError};
-use crate::screen::{self, Framebuffer, ServerEvent};
+use crate::resize::ResizeRequests;
+use crate::screen::{self, Framebuffer, ServerEvent, TargetScreen};
 use bytes::Bytes;
 use rampart_audit::{CastHeader, Stream};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -82,8 +83,24 @@ pub enum Input {
         buttons: u8,
     },
     Clipboard(String),
+    /// The user's view has this size: the target is asked to resize its desktop to it when its
+    /// protocol allows (VNC's ExtendedDesktopSize), else the view scales. Bounded by
+    /// `resize::requested_size` ([`Input::resize`]) and rate-limited by the relay.
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The front ends the session, with why (a viewer that broke its protocol).
     Leave(String),
+}
+
+impl Input {
+    /// The resize for a view of `width`×`height` (as the front received it: untrusted),
+    /// bounded to what may be asked of a target.
+    pub fn resize(width: u32, height: u32) -> Self {
+        let (width, height) = crate::resize::requested_size(width, height);
+        Input::Resize { width, height }
+    }
 }
 
 /// What the browser gets.
@@ -151,6 +168,8 @@ enum Wire {
     /// RFB messages written by the relay itself; the reader task is aborted with it.
     Vnc {
         writer: tokio::io::WriteHalf<rampart_session::dial::TargetStream>,
+        /// The server's screen once it said it takes SetDesktopSize (ExtendedDesktopSize).
+        resizable: Option<TargetScreen>,
         _reader: AbortOnDrop,
     },
     /// Input handed to the active stage's task, which owns the connection.
@@ -351,6 +370,7 @@ async fn start_vnc(
         server,
         Wire::Vnc {
             writer,
+            resizable: None,
             _reader: reader,
         },
     ))
@@ -406,6 +426,8 @@ const USER_LEFT: &str = "the user closed the desktop";
 enum Step {
     Server(ServerEvent),
     Input(Input),
+    /// A resize request whose turn came (see `resize`).
+    Resize((u16, u16)),
 }
 
 /// When the recording last got a key frame, and whether the screen changed since.
@@ -439,11 +461,13 @@ impl Relay {
             return why;
         }
         let mut keys = KeyFrames::default();
+        let mut resizes = ResizeRequests::default();
         let SessionControl {
             mut stop,
             mut notices,
         } = control;
         loop {
+            let resize_due = resizes.deadline();
             // Each step also races the stop: a browser that stops reading (a full channel)
             // cannot keep a killed session alive.
             let step = tokio::select! {
@@ -464,7 +488,18 @@ impl Relay {
                 },
                 input = input.recv() => match input {
                     None => return USER_LEFT.to_owned(),
+                    Some(Input::Resize { width, height }) => {
+                        match resizes.offer((width, height), tokio::time::Instant::now()) {
+                            Some(size) => Step::Resize(size),
+                            None => continue,
+                        }
+                    }
                     Some(input) => Step::Input(input),
+                },
+                () = tokio::time::sleep_until(resize_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if resize_due.is_some() => match resizes.due(tokio::time::Instant::now()) {
+                    Some(size) => Step::Resize(size),
+                    None => continue,
                 },
             };
             let done = async {
@@ -477,6 +512,7 @@ impl Relay {
                         let (width, height) = fb.size();
                         self.input(&mut wire, input, width, height).await
                     }
+                    Step::Resize(size) => self.resize(&mut wire, size, fb.size()).await,
                 }
             };
             tokio::select! {
@@ -520,6 +556,12 @@ impl Relay {
                 }
             }
             ServerEvent::Bell => Ok(()),
+            ServerEvent::Resizable(screen) => {
+                if let Wire::Vnc { resizable, .. } = wire {
+                    *resizable = Some(screen);
+                }
+                Ok(())
+            }
             ServerEvent::CutText { text, len } => self.target_clipboard(text, len).await,
             other => {
                 fb.apply(&other);
@@ -580,6 +622,8 @@ impl Relay {
                 )
             }
             Input::Clipboard(text) => return self.paste(wire, text).await,
+            // Rate-limited by the relay, then sent by `resize`.
+            Input::Resize { .. } => return Ok(()),
         };
         let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
         match wire {
@@ -589,7 +633,7 @@ impl Relay {
                     Input::Pointer { x, y, buttons } => rfb::pointer_event(buttons, x, y),
                     // Decided and encoded in `paste`.
                     Input::Clipboard(_) => return Ok(()),
-                    Input::Leave(_) => Vec::new(),
+                    Input::Resize { .. } | Input::Leave(_) => Vec::new(),
                 };
                 writer
                     .write_all(&bytes)
@@ -602,6 +646,36 @@ impl Relay {
                 Ok(())
             }
         }
+    }
+
+    /// Asks the target for a desktop of `size` (already bounded and rate-limited), when its
+    /// protocol and server allow it and the size differs from the screen's `current` one; the
+    /// request is recorded as input metadata. The screen's new size comes back as the target's
+    /// resize, which the recording and the browser get as any other.
+    async fn resize(
+        &self,
+        wire: &mut Wire,
+        (width, height): (u16, u16),
+        current: (u16, u16),
+    ) -> Result<(), String> {
+        let Wire::Vnc {
+            writer,
+            resizable: Some(screen),
+            ..
+        } = wire
+        else {
+            // RDP, or a VNC server without ExtendedDesktopSize (x11vnc): the view scales.
+            return Ok(());
+        };
+        if (width, height) == current {
+            return Ok(());
+        }
+        let note = format!(r#"{{"t":"resize","w":{width},"h":{height}}}"#);
+        let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
+        writer
+            .write_all(&rfb::set_desktop_size(width, height, *screen))
+            .await
+            .map_err(|_| RfbError::Closed.to_string())
     }
 
     /// The browser's paste: audited with the size the target gets (or, refused, the size the
