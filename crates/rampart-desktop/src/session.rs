@@ -25,8 +25,8 @@
 //! - Nothing the target sends can panic the node or grow memory without bound (`rfb`'s
 //!   checks); a malformed message ends the session with its reason.
 
-use crate::rfb::{self, RfbError};
 use crate::resize::ResizeRequests;
+use crate::rfb::{self, RfbError};
 use crate::screen::{self, Framebuffer, ServerEvent, TargetScreen};
 use bytes::Bytes;
 use rampart_audit::{CastHeader, Stream};
