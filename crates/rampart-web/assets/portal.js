@@ -973,7 +973,12 @@
       }
       send({ type: 'clipboard', text: characters.slice(0, PASTE_LIMIT).join('') });
     });
-    window.rampartDesktop = { canvas, idle: () => paint.idle(), sendClipboard: (text) => send({ type: 'clipboard', text }) };
+    window.rampartDesktop = {
+      canvas,
+      idle: () => paint.idle(),
+      sendClipboard: (text) => send({ type: 'clipboard', text }),
+      sendSize: (width, height) => send({ type: 'resize', width, height }),
+    };
     window.addEventListener('beforeunload', () => socket.close());
   };
 

@@ -35,6 +35,9 @@
 //                          window becomes RESIZE_TO and the canvas must fill the new view.
 //                          Each time `CANVAS <width> <height>` is printed, for the test to
 //                          check the target's own screen size
+//   RESIZE_LATEST          (optional, with RESIZE_TO) `WIDTHxHEIGHT`: then three sizes go at
+//                          once, faster than Rampart passes them on (one a second), this one
+//                          last: the canvas must end at it (`CANVAS` printed again)
 //   TEXT_RGB               (optional) `r,g,b` of the xterm's text: some pixel of the xterm's
 //                          first lines (around XTERM_X/XTERM_Y) must have it (the marker text)
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
@@ -89,25 +92,27 @@ async function waitForPixel(page, x, y, rgb, what) {
   throw new Error(`the canvas at ${x},${y} is ${JSON.stringify(last)}, not ${what} ${JSON.stringify(rgb)}`);
 }
 
-// Waits (up to 60 s) until the canvas's own size (the desktop's) is the view's, then prints
-// `CANVAS <width> <height>`.
-async function canvasFillsView(page, when) {
+// Waits (up to 60 s) until the canvas's own size (the desktop's) is the view's (or `size`),
+// then prints `CANVAS <width> <height>`.
+async function canvasFillsView(page, when, size) {
   const sizes = () =>
     page.evaluate(() => {
       const canvas = document.getElementById('desktop');
       const view = document.getElementById('desktop-wrap').getBoundingClientRect();
       return { canvas: [canvas.width, canvas.height], view: [Math.floor(view.width), Math.floor(view.height)] };
     });
+  const wanted = (seen) => size || seen.view;
+  const done = (seen) => seen.canvas[0] === wanted(seen)[0] && seen.canvas[1] === wanted(seen)[1];
   const deadline = Date.now() + 60_000;
   let last = await sizes();
-  while (Date.now() < deadline && (last.canvas[0] !== last.view[0] || last.canvas[1] !== last.view[1])) {
+  while (Date.now() < deadline && !done(last)) {
     await page.waitForTimeout(200);
     last = await sizes();
   }
   const name = `desktop-size-${when.replace(/[^a-z0-9]+/gi, '-')}`;
   await page.screenshot({ path: join(artifacts, `${name}.png`) });
-  if (last.canvas[0] !== last.view[0] || last.canvas[1] !== last.view[1]) {
-    throw new Error(`${when}, the desktop is ${last.canvas.join('x')}, not the view's ${last.view.join('x')}`);
+  if (!done(last)) {
+    throw new Error(`${when}, the desktop is ${last.canvas.join('x')}, not ${wanted(last).join('x')} (the view is ${last.view.join('x')})`);
   }
   console.log(`CANVAS ${last.canvas[0]} ${last.canvas[1]}`);
 }
@@ -169,6 +174,13 @@ async function desktopSteps(page) {
     const [width, height] = process.env.RESIZE_TO.split('x').map(Number);
     await page.setViewportSize({ width, height });
     await canvasFillsView(page, `in a ${width}x${height} window`);
+    if (process.env.RESIZE_LATEST) {
+      const latest = process.env.RESIZE_LATEST.split('x').map(Number);
+      await page.evaluate(([w, h]) => {
+        for (const step of [40, 20, 0]) window.rampartDesktop.sendSize(w + step, h + step);
+      }, latest);
+      await canvasFillsView(page, `after a burst of sizes ending at ${latest.join('x')}`, latest);
+    }
     await waitForPixel(page, px, py, [0x12, 0xab, 0x34], 'green after the resize');
   }
 

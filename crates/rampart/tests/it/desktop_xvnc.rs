@@ -3,7 +3,8 @@
 //! xterm, VNC authentication with the vaulted password on loopback, in real headless Chromium.
 //! The view asks for its size at the start and again after the window changes; the target's
 //! own X screen (as `xrandr` reads it on its display) and the canvas the user sees both take
-//! that size; the session, killed, replays and its recording verifies.
+//! that size; of sizes sent faster than Rampart passes them on, the latest wins; the session,
+//! killed, replays and its recording verifies.
 
 use crate::db_common::verified_eventually;
 use crate::desktop_common::{
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// The window the page is resized to once connected (the test's first is 1100x800).
 const RESIZED_WINDOW: (u16, u16) = (960, 640);
+/// The last of three sizes the page then sends at once.
+const LATEST_OF_A_BURST: (u16, u16) = (880, 560);
 
 /// The screen size of X display `display` (`current W x H` in `xrandr`'s first line).
 fn x_screen_size(display: &str) -> Option<(u16, u16)> {
@@ -45,9 +48,10 @@ fn x_screen_becomes(display: &str, want: (u16, u16)) -> Option<(u16, u16)> {
 
 /// The user connects in a 1100x800 window to an Xvnc desktop of 800x600: the desktop becomes
 /// the view's size (the target's X screen and the canvas), the window then becomes 960x640
-/// and both follow again; the view keeps drawing, typing still works, the kill's reason
-/// shows, the replay (which resizes with it) verifies, and so does the audit chain; the
-/// recording has the requests as input metadata.
+/// and both follow again; three sizes sent at once (faster than the one a second Rampart
+/// passes on) end at the last, kept until its turn; the view keeps drawing, typing still
+/// works, the kill's reason shows, the replay (which resizes with it) verifies, and so does
+/// the audit chain; the recording has the requests as input metadata.
 #[test]
 fn a_browser_window_resize_resizes_an_xvnc_desktop() {
     if browser_ready().is_none() {
@@ -68,7 +72,9 @@ fn a_browser_window_resize_resizes_an_xvnc_desktop() {
     // (what the canvas showed, what the target's screen became)
     let mut sizes = Vec::new();
     let resize_to = format!("{}x{}", RESIZED_WINDOW.0, RESIZED_WINDOW.1);
-    let (ok, out) = run_browser_lines(&server, &[("RESIZE_TO", resize_to)], |line| {
+    let latest = format!("{}x{}", LATEST_OF_A_BURST.0, LATEST_OF_A_BURST.1);
+    let settings = [("RESIZE_TO", resize_to), ("RESIZE_LATEST", latest)];
+    let (ok, out) = run_browser_lines(&server, &settings, |line| {
         if let Some(size) = line.strip_prefix("CANVAS ") {
             let mut sides = size.split_whitespace().map(|v| v.parse::<u16>().unwrap());
             let canvas = (sides.next().unwrap(), sides.next().unwrap());
@@ -79,7 +85,12 @@ fn a_browser_window_resize_resizes_an_xvnc_desktop() {
         }
     });
     assert!(ok && out.contains("desktop steps passed"), "{out}");
-    let [(first, first_target), (second, second_target)] = sizes[..] else {
+    let [
+        (first, first_target),
+        (second, second_target),
+        (third, third_target),
+    ] = sizes[..]
+    else {
         panic!("the page printed {} canvas sizes: {out}", sizes.len());
     };
     assert_eq!(
@@ -91,6 +102,12 @@ fn a_browser_window_resize_resizes_an_xvnc_desktop() {
         second_target,
         Some(second),
         "the target's screen after the resize"
+    );
+    assert_eq!(third, LATEST_OF_A_BURST);
+    assert_eq!(
+        third_target,
+        Some(third),
+        "the target's screen after the burst"
     );
     // Real changes: the 1100x800 window's view is wider than the 800x600 desktop the target
     // started with, and the 960x640 window's is smaller than that.
@@ -104,7 +121,7 @@ fn a_browser_window_resize_resizes_an_xvnc_desktop() {
     let id = session["id"].as_str().unwrap();
     let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
     let recorded = String::from_utf8_lossy(&std::fs::read(&raw).unwrap()).into_owned();
-    for (width, height) in [first, second] {
+    for (width, height) in [first, second, third] {
         let request = format!(r#"{{"t":"resize","w":{width},"h":{height}}}"#);
         assert!(recorded.contains(&request), "{request} is not recorded");
     }
