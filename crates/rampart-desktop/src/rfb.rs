@@ -817,57 +817,57 @@ mod tests {
         msg
     }
 
+    /// The events of one update, up to its end.
+    async fn update_events(reader: &mut Reader, msg: &[u8]) -> Vec<ServerEvent> {
+        let mut r = msg;
+        let mut events = Vec::new();
+        loop {
+            let event = reader.next(&mut r).await.unwrap();
+            if event == ServerEvent::UpdateEnd {
+                return events;
+            }
+            events.push(event);
+        }
+    }
+
     #[tokio::test]
     async fn an_extended_desktop_size_names_the_first_screen_then_resizes() {
         let mut reader = Reader::new(&init(800, 600));
         let screens = [(7, 0, 0, 1024, 768, 3), (9, 1024, 0, 10, 10, 0)];
-        let msg = extended_desktop_size(1, 0, (1024, 768), 2, &screens);
-        let mut r = &msg[..];
-        let screen = crate::screen::TargetScreen { id: 7, flags: 3 };
-        assert_eq!(
-            reader.next(&mut r).await.unwrap(),
-            ServerEvent::Resizable(screen)
-        );
-        assert_eq!(
-            reader.next(&mut r).await.unwrap(),
-            ServerEvent::Resize {
-                width: 1024,
-                height: 768
-            }
-        );
-        assert_eq!(reader.next(&mut r).await.unwrap(), ServerEvent::UpdateEnd);
-        assert_eq!(reader.size(), (1024, 768));
-        // The server's answer at the start (its size unchanged): the layout alone.
-        let msg = extended_desktop_size(0, 0, (1024, 768), 1, &screens[..1]);
-        let mut r = &msg[..];
-        assert_eq!(
-            reader.next(&mut r).await.unwrap(),
-            ServerEvent::Resizable(screen)
-        );
-        assert_eq!(reader.next(&mut r).await.unwrap(), ServerEvent::UpdateEnd);
-        // Refused (status 3, invalid layout): the size stays, whatever the rectangle says.
-        let msg = extended_desktop_size(1, 3, (0, 0), 1, &screens[..1]);
-        let mut r = &msg[..];
-        assert_eq!(
-            reader.next(&mut r).await.unwrap(),
-            ServerEvent::Resizable(screen)
-        );
-        assert_eq!(reader.next(&mut r).await.unwrap(), ServerEvent::UpdateEnd);
-        assert_eq!(reader.size(), (1024, 768));
-        // No screen listed: taken as screen 0.
-        let msg = extended_desktop_size(0, 0, (640, 480), 0, &[]);
-        let mut r = &msg[..];
-        assert_eq!(
-            reader.next(&mut r).await.unwrap(),
-            ServerEvent::Resizable(crate::screen::TargetScreen::default())
-        );
-        assert_eq!(
-            reader.next(&mut r).await.unwrap(),
-            ServerEvent::Resize {
-                width: 640,
-                height: 480
-            }
-        );
+        let screen = ServerEvent::Resizable(crate::screen::TargetScreen { id: 7, flags: 3 });
+        let resize = |width, height| ServerEvent::Resize { width, height };
+        for (msg, want, size) in [
+            // The answer to this client's request: the layout, then the new size.
+            (
+                extended_desktop_size(1, 0, (1024, 768), 2, &screens),
+                vec![screen.clone(), resize(1024, 768)],
+                (1024, 768),
+            ),
+            // The server's answer at the start (its size unchanged): the layout alone.
+            (
+                extended_desktop_size(0, 0, (1024, 768), 1, &screens[..1]),
+                vec![screen.clone()],
+                (1024, 768),
+            ),
+            // Refused (status 3, invalid layout): the size stays, whatever the rectangle says.
+            (
+                extended_desktop_size(1, 3, (0, 0), 1, &screens[..1]),
+                vec![screen.clone()],
+                (1024, 768),
+            ),
+            // No screen listed: taken as screen 0.
+            (
+                extended_desktop_size(0, 0, (640, 480), 0, &[]),
+                vec![
+                    ServerEvent::Resizable(crate::screen::TargetScreen::default()),
+                    resize(640, 480),
+                ],
+                (640, 480),
+            ),
+        ] {
+            assert_eq!(update_events(&mut reader, &msg).await, want);
+            assert_eq!(reader.size(), size);
+        }
     }
 
     #[tokio::test]
