@@ -170,6 +170,9 @@ enum Wire {
         writer: tokio::io::WriteHalf<rampart_session::dial::TargetStream>,
         /// The server's screen once it said it takes SetDesktopSize (ExtendedDesktopSize).
         resizable: Option<TargetScreen>,
+        /// The latest size asked for before the server said so (the browser's first size may
+        /// arrive before the server's first update): sent once it does.
+        unsent_size: Option<(u16, u16)>,
         _reader: AbortOnDrop,
     },
     /// Input handed to the active stage's task, which owns the connection.
@@ -371,6 +374,7 @@ async fn start_vnc(
         Wire::Vnc {
             writer,
             resizable: None,
+            unsent_size: None,
             _reader: reader,
         },
     ))
@@ -557,10 +561,19 @@ impl Relay {
             }
             ServerEvent::Bell => Ok(()),
             ServerEvent::Resizable(screen) => {
-                if let Wire::Vnc { resizable, .. } = wire {
-                    *resizable = Some(screen);
+                let Wire::Vnc {
+                    resizable,
+                    unsent_size,
+                    ..
+                } = wire
+                else {
+                    return Ok(());
+                };
+                *resizable = Some(screen);
+                match unsent_size.take() {
+                    Some(size) => self.resize(wire, size, fb.size()).await,
+                    None => Ok(()),
                 }
-                Ok(())
             }
             ServerEvent::CutText { text, len } => self.target_clipboard(text, len).await,
             other => {
@@ -649,8 +662,9 @@ impl Relay {
     }
 
     /// Asks the target for a desktop of `size` (already bounded and rate-limited), when its
-    /// protocol and server allow it and the size differs from the screen's `current` one; the
-    /// request is recorded as input metadata. The screen's new size comes back as the target's
+    /// protocol and server allow it (a VNC server that has not said so yet gets it once it
+    /// does) and the size differs from the screen's `current` one; the request is recorded as
+    /// input metadata. The screen's new size comes back as the target's
     /// resize, which the recording and the browser get as any other.
     async fn resize(
         &self,
@@ -660,11 +674,17 @@ impl Relay {
     ) -> Result<(), String> {
         let Wire::Vnc {
             writer,
-            resizable: Some(screen),
+            resizable,
+            unsent_size,
             ..
         } = wire
         else {
-            // RDP, or a VNC server without ExtendedDesktopSize (x11vnc): the view scales.
+            // RDP: the view scrolls.
+            return Ok(());
+        };
+        let Some(screen) = resizable else {
+            // Not yet said (or never: x11vnc, whose view scrolls): kept for when it does.
+            *unsent_size = Some((width, height));
             return Ok(());
         };
         if (width, height) == current {
