@@ -18,6 +18,7 @@
 pub mod native_vnc;
 pub mod rdp;
 pub mod rdp_clipboard;
+pub mod resize;
 pub mod rfb;
 pub mod rfb_server;
 pub mod screen;

@@ -785,7 +785,7 @@ fn operations(input: &Input, buttons: &mut u8) -> Vec<Operation> {
             *buttons = *now;
             ops
         }
-        Input::Clipboard(_) | Input::Leave(_) => Vec::new(),
+        Input::Clipboard(_) | Input::Resize { .. } | Input::Leave(_) => Vec::new(),
     }
 }
 

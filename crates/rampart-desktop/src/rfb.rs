@@ -36,6 +36,12 @@ const ANONYMOUS_TLS: [u32; 3] = [257, 258, 259];
 pub const ENCODING_RAW: i32 = 0;
 pub const ENCODING_COPY_RECT: i32 = 1;
 pub const ENCODING_DESKTOP_SIZE: i32 = -223;
+pub const ENCODING_EXTENDED_DESKTOP_SIZE: i32 = -308;
+/// The most screens an ExtendedDesktopSize layout may list (TigerVNC's viewer sends one per
+/// monitor); more ends the session before they are read.
+pub const MAX_SCREENS: u8 = 16;
+/// SetDesktopSize, the client's request for a new size (ExtendedDesktopSize).
+const SET_DESKTOP_SIZE: u8 = 251;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RfbError {
@@ -391,9 +397,14 @@ pub fn set_pixel_format() -> Vec<u8> {
     m
 }
 
-/// SetEncodings: Raw, CopyRect and the DesktopSize pseudo-encoding.
+/// SetEncodings: Raw, CopyRect and the DesktopSize and ExtendedDesktopSize pseudo-encodings.
 pub fn set_encodings() -> Vec<u8> {
-    let encodings = [ENCODING_COPY_RECT, ENCODING_RAW, ENCODING_DESKTOP_SIZE];
+    let encodings = [
+        ENCODING_COPY_RECT,
+        ENCODING_RAW,
+        ENCODING_DESKTOP_SIZE,
+        ENCODING_EXTENDED_DESKTOP_SIZE,
+    ];
     let mut m = vec![2u8, 0];
     m.extend_from_slice(&(encodings.len() as u16).to_be_bytes());
     for e in encodings {
@@ -407,6 +418,21 @@ pub fn update_request(incremental: bool, width: u16, height: u16) -> Vec<u8> {
     let mut m = vec![3u8, u8::from(incremental), 0, 0, 0, 0];
     m.extend_from_slice(&width.to_be_bytes());
     m.extend_from_slice(&height.to_be_bytes());
+    m
+}
+
+/// SetDesktopSize: the whole desktop `width`×`height` as one screen at 0,0, the server's
+/// first screen (`id` and `flags` as its last ExtendedDesktopSize listed them).
+pub fn set_desktop_size(width: u16, height: u16, screen: crate::screen::TargetScreen) -> Vec<u8> {
+    let mut m = vec![SET_DESKTOP_SIZE, 0];
+    m.extend_from_slice(&width.to_be_bytes());
+    m.extend_from_slice(&height.to_be_bytes());
+    m.extend_from_slice(&[1, 0]); // one screen, padding
+    m.extend_from_slice(&screen.id.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]); // x, y
+    m.extend_from_slice(&width.to_be_bytes());
+    m.extend_from_slice(&height.to_be_bytes());
+    m.extend_from_slice(&screen.flags.to_be_bytes());
     m
 }
 
@@ -485,6 +511,9 @@ pub struct Reader {
     rects_left: u16,
     /// Inside an update: its end is the next event once no rectangle is left.
     in_update: bool,
+    /// The event after the one just returned (an ExtendedDesktopSize is two: the layout, then
+    /// the resize).
+    pending: Option<ServerEvent>,
 }
 
 impl Reader {
@@ -494,6 +523,7 @@ impl Reader {
             height: init.height,
             rects_left: 0,
             in_update: false,
+            pending: None,
         }
     }
 
@@ -508,6 +538,9 @@ impl Reader {
 
     /// The next event. An error ends the session; what was read is not reusable.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<ServerEvent, RfbError> {
+        if let Some(pending) = self.pending.take() {
+            return Ok(pending);
+        }
         if self.rects_left > 0 {
             self.rects_left -= 1;
             return self.rect(r).await;
@@ -566,6 +599,8 @@ impl Reader {
                     height: h,
                 })
             }
+            // x: why (0 the server, 1 this client's request, 2 another client's), y: the status.
+            ENCODING_EXTENDED_DESKTOP_SIZE => self.extended_desktop_size(r, x, y, w, h).await,
             ENCODING_RAW | ENCODING_COPY_RECT if !self.inside(x, y, w, h) => {
                 Err(malformed(format!(
                     "a {w}x{h} rectangle at {x},{y} outside the {}x{} screen",
@@ -602,6 +637,61 @@ impl Reader {
                 "an encoding it was not offered ({other})"
             ))),
         }
+    }
+
+    /// ExtendedDesktopSize's rectangle: the screens (at most [`MAX_SCREENS`], 16 bytes each:
+    /// id, x, y, width, height, flags), then the layout event (the server takes SetDesktopSize,
+    /// naming its first screen; a server listing none is taken as one screen of id 0) and,
+    /// when `status` is 0 and the size changed, a resize. A refused request (a status other
+    /// than 0) keeps the size.
+    async fn extended_desktop_size<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        reason: u16,
+        status: u16,
+        w: u16,
+        h: u16,
+    ) -> Result<ServerEvent, RfbError> {
+        let count = u8_(r).await?;
+        if count > MAX_SCREENS {
+            return Err(malformed(format!(
+                "a desktop of {count} screens (at most {MAX_SCREENS})"
+            )));
+        }
+        let mut pad = [0u8; 3];
+        read_exact(r, &mut pad).await?;
+        let mut first = None;
+        for _ in 0..count {
+            let mut screen = [0u8; 16];
+            read_exact(r, &mut screen).await?;
+            let [a, b, c, d, _, _, _, _, _, _, _, _, e, f, g, h] = screen;
+            first.get_or_insert(crate::screen::TargetScreen {
+                id: u32::from_be_bytes([a, b, c, d]),
+                flags: u32::from_be_bytes([e, f, g, h]),
+            });
+        }
+        let resize = if status == 0 {
+            check_size(w, h)?;
+            ((w, h) != (self.width, self.height)).then(|| {
+                self.width = w;
+                self.height = h;
+                ServerEvent::Resize {
+                    width: w,
+                    height: h,
+                }
+            })
+        } else {
+            tracing::debug!(
+                reason,
+                status,
+                "the VNC server refused a desktop size; it keeps {}x{}",
+                self.width,
+                self.height
+            );
+            None
+        };
+        self.pending = resize;
+        Ok(ServerEvent::Resizable(first.unwrap_or_default()))
     }
 }
 
@@ -700,6 +790,132 @@ mod tests {
             }
         );
         assert_eq!(reader.next(&mut r).await.unwrap(), ServerEvent::UpdateEnd);
+    }
+
+    /// A FramebufferUpdate of one ExtendedDesktopSize rectangle: `reason`, `status`, the size,
+    /// and `screens` (id, x, y, width, height, flags), the count said being `count`.
+    fn extended_desktop_size(
+        reason: u16,
+        status: u16,
+        (w, h): (u16, u16),
+        count: u8,
+        screens: &[(u32, u16, u16, u16, u16, u32)],
+    ) -> Vec<u8> {
+        let mut msg = vec![0u8, 0, 0, 1];
+        for v in [reason, status, w, h] {
+            msg.extend_from_slice(&v.to_be_bytes());
+        }
+        msg.extend_from_slice(&ENCODING_EXTENDED_DESKTOP_SIZE.to_be_bytes());
+        msg.extend_from_slice(&[count, 0, 0, 0]);
+        for (id, x, y, w, h, flags) in screens {
+            msg.extend_from_slice(&id.to_be_bytes());
+            for v in [x, y, w, h] {
+                msg.extend_from_slice(&v.to_be_bytes());
+            }
+            msg.extend_from_slice(&flags.to_be_bytes());
+        }
+        msg
+    }
+
+    /// The events of one update, up to its end.
+    async fn update_events(reader: &mut Reader, msg: &[u8]) -> Vec<ServerEvent> {
+        let mut r = msg;
+        let mut events = Vec::new();
+        loop {
+            let event = reader.next(&mut r).await.unwrap();
+            if event == ServerEvent::UpdateEnd {
+                return events;
+            }
+            events.push(event);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_extended_desktop_size_names_the_first_screen_then_resizes() {
+        let mut reader = Reader::new(&init(800, 600));
+        let screens = [(7, 0, 0, 1024, 768, 3), (9, 1024, 0, 10, 10, 0)];
+        let screen = ServerEvent::Resizable(crate::screen::TargetScreen { id: 7, flags: 3 });
+        let resize = |width, height| ServerEvent::Resize { width, height };
+        for (msg, want, size) in [
+            // The answer to this client's request: the layout, then the new size.
+            (
+                extended_desktop_size(1, 0, (1024, 768), 2, &screens),
+                vec![screen.clone(), resize(1024, 768)],
+                (1024, 768),
+            ),
+            // The server's answer at the start (its size unchanged): the layout alone.
+            (
+                extended_desktop_size(0, 0, (1024, 768), 1, &screens[..1]),
+                vec![screen.clone()],
+                (1024, 768),
+            ),
+            // Refused (status 3, invalid layout): the size stays, whatever the rectangle says.
+            (
+                extended_desktop_size(1, 3, (0, 0), 1, &screens[..1]),
+                vec![screen.clone()],
+                (1024, 768),
+            ),
+            // No screen listed: taken as screen 0.
+            (
+                extended_desktop_size(0, 0, (640, 480), 0, &[]),
+                vec![
+                    ServerEvent::Resizable(crate::screen::TargetScreen::default()),
+                    resize(640, 480),
+                ],
+                (640, 480),
+            ),
+        ] {
+            assert_eq!(update_events(&mut reader, &msg).await, want);
+            assert_eq!(reader.size(), size);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_extended_desktop_size_too_large_with_too_many_screens_or_cut_short_is_refused() {
+        let one = [(1, 0, 0, 100, 100, 0)];
+        // Larger than MAX_PIXELS, or empty.
+        for size in [(65535, 65535), (3841, 2160), (0, 100)] {
+            let msg = extended_desktop_size(0, 0, size, 1, &one);
+            let err = Reader::new(&init(100, 100))
+                .next(&mut &msg[..])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RfbError::Malformed(_)), "{size:?}: {err}");
+        }
+        // More screens than MAX_SCREENS: refused before they are read (none follow here).
+        let msg = extended_desktop_size(0, 0, (100, 100), MAX_SCREENS + 1, &[]);
+        let err = Reader::new(&init(100, 100))
+            .next(&mut &msg[..])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("17 screens"), "{err}");
+        // Fewer screens than it says, or a screen cut short: the connection is over.
+        let msg = extended_desktop_size(0, 0, (100, 100), 2, &one);
+        for len in [msg.len(), msg.len() - 1, 4 + 12 + 2] {
+            let cut = msg.get(..len).unwrap();
+            assert_eq!(
+                Reader::new(&init(100, 100)).next(&mut &cut[..]).await,
+                Err(RfbError::Closed),
+                "{len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn set_desktop_size_asks_for_one_screen_of_the_whole_size_naming_the_servers() {
+        let screen = crate::screen::TargetScreen {
+            id: 0x0102_0304,
+            flags: 5,
+        };
+        assert_eq!(
+            set_desktop_size(1280, 720, screen),
+            [
+                251, 0, 0x05, 0x00, 0x02, 0xd0, 1, 0, // type, pad, size, one screen, pad
+                1, 2, 3, 4, 0, 0, 0, 0, // id, x, y
+                0x05, 0x00, 0x02, 0xd0, 0, 0, 0, 5, // size, flags
+            ]
+        );
+        assert!(set_encodings().ends_with(&(-308i32).to_be_bytes()));
     }
 
     #[tokio::test]

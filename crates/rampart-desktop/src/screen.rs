@@ -39,6 +39,9 @@ pub enum ServerEvent {
         width: u16,
         height: u16,
     },
+    /// The target takes the client's resize requests, naming the screen they resize (VNC: the
+    /// server's ExtendedDesktopSize layout, whose first screen SetDesktopSize names).
+    Resizable(TargetScreen),
     /// The end of one framebuffer update (VNC: time to ask for the next; both: a key frame may
     /// follow).
     UpdateEnd,
@@ -49,6 +52,14 @@ pub enum ServerEvent {
         text: Option<String>,
         len: u32,
     },
+}
+
+/// The target's screen that a resize request names (VNC: its id and flags in the server's
+/// ExtendedDesktopSize layout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetScreen {
+    pub id: u32,
+    pub flags: u32,
 }
 
 /// The screen as the server last drew it, RGBA.

@@ -25,8 +25,9 @@
 //! - Nothing the target sends can panic the node or grow memory without bound (`rfb`'s
 //!   checks); a malformed message ends the session with its reason.
 
+use crate::resize::ResizeRequests;
 use crate::rfb::{self, RfbError};
-use crate::screen::{self, Framebuffer, ServerEvent};
+use crate::screen::{self, Framebuffer, ServerEvent, TargetScreen};
 use bytes::Bytes;
 use rampart_audit::{CastHeader, Stream};
 use rampart_core::audit::{Actor, AuditEvent};
@@ -82,8 +83,24 @@ pub enum Input {
         buttons: u8,
     },
     Clipboard(String),
+    /// The user's view has this size: the target is asked to resize its desktop to it when its
+    /// protocol allows (VNC's ExtendedDesktopSize), else the view scales. Bounded by
+    /// `resize::requested_size` ([`Input::resize`]) and rate-limited by the relay.
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The front ends the session, with why (a viewer that broke its protocol).
     Leave(String),
+}
+
+impl Input {
+    /// The resize for a view of `width`×`height` (as the front received it: untrusted),
+    /// bounded to what may be asked of a target.
+    pub fn resize(width: u32, height: u32) -> Self {
+        let (width, height) = crate::resize::requested_size(width, height);
+        Input::Resize { width, height }
+    }
 }
 
 /// What the browser gets.
@@ -151,6 +168,11 @@ enum Wire {
     /// RFB messages written by the relay itself; the reader task is aborted with it.
     Vnc {
         writer: tokio::io::WriteHalf<rampart_session::dial::TargetStream>,
+        /// The server's screen once it said it takes SetDesktopSize (ExtendedDesktopSize).
+        resizable: Option<TargetScreen>,
+        /// The latest size asked for before the server said so (the browser's first size may
+        /// arrive before the server's first update): sent once it does.
+        unsent_size: Option<(u16, u16)>,
         _reader: AbortOnDrop,
     },
     /// Input handed to the active stage's task, which owns the connection.
@@ -351,6 +373,8 @@ async fn start_vnc(
         server,
         Wire::Vnc {
             writer,
+            resizable: None,
+            unsent_size: None,
             _reader: reader,
         },
     ))
@@ -406,6 +430,8 @@ const USER_LEFT: &str = "the user closed the desktop";
 enum Step {
     Server(ServerEvent),
     Input(Input),
+    /// A resize request whose turn came (see `resize`).
+    Resize((u16, u16)),
 }
 
 /// When the recording last got a key frame, and whether the screen changed since.
@@ -439,11 +465,13 @@ impl Relay {
             return why;
         }
         let mut keys = KeyFrames::default();
+        let mut resizes = ResizeRequests::default();
         let SessionControl {
             mut stop,
             mut notices,
         } = control;
         loop {
+            let resize_due = resizes.deadline();
             // Each step also races the stop: a browser that stops reading (a full channel)
             // cannot keep a killed session alive.
             let step = tokio::select! {
@@ -464,7 +492,18 @@ impl Relay {
                 },
                 input = input.recv() => match input {
                     None => return USER_LEFT.to_owned(),
+                    Some(Input::Resize { width, height }) => {
+                        match resizes.offer((width, height), tokio::time::Instant::now()) {
+                            Some(size) => Step::Resize(size),
+                            None => continue,
+                        }
+                    }
                     Some(input) => Step::Input(input),
+                },
+                () = tokio::time::sleep_until(resize_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if resize_due.is_some() => match resizes.due(tokio::time::Instant::now()) {
+                    Some(size) => Step::Resize(size),
+                    None => continue,
                 },
             };
             let done = async {
@@ -477,6 +516,7 @@ impl Relay {
                         let (width, height) = fb.size();
                         self.input(&mut wire, input, width, height).await
                     }
+                    Step::Resize(size) => self.resize(&mut wire, size, fb.size()).await,
                 }
             };
             tokio::select! {
@@ -520,6 +560,21 @@ impl Relay {
                 }
             }
             ServerEvent::Bell => Ok(()),
+            ServerEvent::Resizable(screen) => {
+                let Wire::Vnc {
+                    resizable,
+                    unsent_size,
+                    ..
+                } = wire
+                else {
+                    return Ok(());
+                };
+                *resizable = Some(screen);
+                match unsent_size.take() {
+                    Some(size) => self.resize(wire, size, fb.size()).await,
+                    None => Ok(()),
+                }
+            }
             ServerEvent::CutText { text, len } => self.target_clipboard(text, len).await,
             other => {
                 fb.apply(&other);
@@ -580,6 +635,8 @@ impl Relay {
                 )
             }
             Input::Clipboard(text) => return self.paste(wire, text).await,
+            // Rate-limited by the relay, then sent by `resize`.
+            Input::Resize { .. } => return Ok(()),
         };
         let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
         match wire {
@@ -589,7 +646,7 @@ impl Relay {
                     Input::Pointer { x, y, buttons } => rfb::pointer_event(buttons, x, y),
                     // Decided and encoded in `paste`.
                     Input::Clipboard(_) => return Ok(()),
-                    Input::Leave(_) => Vec::new(),
+                    Input::Resize { .. } | Input::Leave(_) => Vec::new(),
                 };
                 writer
                     .write_all(&bytes)
@@ -602,6 +659,43 @@ impl Relay {
                 Ok(())
             }
         }
+    }
+
+    /// Asks the target for a desktop of `size` (already bounded and rate-limited), when its
+    /// protocol and server allow it (a VNC server that has not said so yet gets it once it
+    /// does) and the size differs from the screen's `current` one; the request is recorded as
+    /// input metadata. The screen's new size comes back as the target's
+    /// resize, which the recording and the browser get as any other.
+    async fn resize(
+        &self,
+        wire: &mut Wire,
+        (width, height): (u16, u16),
+        current: (u16, u16),
+    ) -> Result<(), String> {
+        let Wire::Vnc {
+            writer,
+            resizable,
+            unsent_size,
+            ..
+        } = wire
+        else {
+            // RDP: the view scrolls.
+            return Ok(());
+        };
+        let Some(screen) = resizable else {
+            // Not yet said (or never: x11vnc, whose view scrolls): kept for when it does.
+            *unsent_size = Some((width, height));
+            return Ok(());
+        };
+        if (width, height) == current {
+            return Ok(());
+        }
+        let note = format!(r#"{{"t":"resize","w":{width},"h":{height}}}"#);
+        let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
+        writer
+            .write_all(&rfb::set_desktop_size(width, height, *screen))
+            .await
+            .map_err(|_| RfbError::Closed.to_string())
     }
 
     /// The browser's paste: audited with the size the target gets (or, refused, the size the

@@ -1,6 +1,8 @@
 //! Real desktops for the desktop tests and the benchmark's desktop case: `Xvfb` on a free
 //! display with a known root colour and an `xterm` running a given command, shared by `x11vnc`
-//! on a loopback port with a VNC password read from a file (never from argv).
+//! on a loopback port with a VNC password read from a file (never from argv); or TigerVNC's
+//! `Xvnc` (an X server and a VNC server in one, which resizes its desktop when a client asks)
+//! on such a display and port, with the same root colour and xterm.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -61,42 +63,97 @@ fn display_taken(n: u32) -> bool {
 /// running `screen.xterm_command`; the processes go to `processes`. Returns the display.
 pub fn x_display(processes: &mut Processes, screen: &Screen<'_>) -> String {
     let (width, height) = screen.size;
+    x_server(processes, screen, |display| {
+        let mut xvfb = Command::new("Xvfb");
+        xvfb.arg(display)
+            .args(["-screen", "0", &format!("{width}x{height}x24")])
+            // Without -noreset the server resets when its last client leaves
+            // (xsetroot below), and the root colour with it.
+            .args(["-nolisten", "tcp", "-noreset"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        xvfb
+    })
+}
+
+/// TigerVNC's `Xvnc` on a free display of `screen.size` (root colour and xterm as
+/// [`x_display`]), its VNC server on loopback `port` taking VNC authentication with
+/// `password` (made into its password file in `dir` by `vncpasswd -f`, from stdin: never in
+/// argv); its standard error goes to `dir`'s `xvnc.log`. Returns the display once the port
+/// accepts connections.
+pub fn xvnc(
+    processes: &mut Processes,
+    screen: &Screen<'_>,
+    port: u16,
+    password: &str,
+    dir: &Path,
+) -> String {
+    let password_file = dir.join("xvnc-password");
+    let mut vncpasswd = Command::new("vncpasswd")
+        .arg("-f")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(std::fs::File::create(&password_file).unwrap()))
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut vncpasswd.stdin.take().unwrap(),
+        format!("{password}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(vncpasswd.wait().unwrap().success(), "vncpasswd -f failed");
+    let log = dir.join("xvnc.log");
+    let (width, height) = screen.size;
+    let display = x_server(processes, screen, |display| {
+        let mut xvnc = Command::new("Xvnc");
+        xvnc.arg(display)
+            .args(["-geometry", &format!("{width}x{height}"), "-depth", "24"])
+            .args(["-rfbport", &port.to_string(), "-localhost"])
+            .args(["-interface", "127.0.0.1", "-nolisten", "tcp", "-noreset"])
+            .args(["-SecurityTypes", "VncAuth", "-rfbauth"])
+            .arg(&password_file)
+            .args(["-AlwaysShared"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        xvnc
+    });
+    wait_until("Xvnc", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    display
+}
+
+/// An X server (`server`'s command for a display `:N`) on a free display, with the root colour
+/// [`ROOT_COLOUR`] and an xterm as `screen` says; the processes go to `processes`.
+fn x_server(
+    processes: &mut Processes,
+    screen: &Screen<'_>,
+    server: impl Fn(&str) -> Command,
+) -> String {
     let display = (40..400)
         .find_map(|n| {
             let socket = format!("/tmp/.X11-unix/X{n}");
             if display_taken(n) {
                 return None;
             }
-            let mut xvfb = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args(["-screen", "0", &format!("{width}x{height}x24")])
-                // Without -noreset the server resets when its last client leaves
-                // (xsetroot below), and the root colour with it.
-                .args(["-nolisten", "tcp", "-noreset"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = server(&format!(":{n}")).spawn().unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
             let lock = format!("/tmp/.X{n}-lock");
             while Instant::now() < deadline {
-                // The display is ours only if our Xvfb holds its lock: two tests starting at
+                // The display is ours only if our server holds its lock: two tests starting at
                 // once may both try `n`, and the loser must not take the winner's socket for
                 // its own (both would then type into one xterm).
                 let locked_by = std::fs::read_to_string(&lock)
                     .ok()
                     .and_then(|pid| pid.trim().parse::<u32>().ok());
-                if Path::new(&socket).exists() && locked_by == Some(xvfb.id()) {
-                    processes.0.push(xvfb);
+                if Path::new(&socket).exists() && locked_by == Some(child.id()) {
+                    processes.0.push(child);
                     return Some(format!(":{n}"));
                 }
-                if xvfb.try_wait().unwrap().is_some() {
+                if child.try_wait().unwrap().is_some() {
                     return None;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = xvfb.kill();
-            let _ = xvfb.wait();
+            let _ = child.kill();
+            let _ = child.wait();
             None
         })
         .expect("no free X display");

@@ -869,6 +869,19 @@
     const send = (message) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
     };
+    // The view's size (CSS pixels, scroll bars included), at the start and once the window
+    // stopped changing: the target resizes its desktop to it where its protocol allows (Rampart
+    // bounds and paces the requests); elsewhere the view scrolls as before.
+    const wrap = $('#desktop-wrap');
+    const sendSize = () => {
+      const rect = wrap.getBoundingClientRect();
+      send({ type: 'resize', width: Math.floor(rect.width), height: Math.floor(rect.height) });
+    };
+    let resizing = null;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizing);
+      resizing = setTimeout(sendSize, 400);
+    });
     socket.onmessage = (event) => {
       if (typeof event.data !== 'string') {
         paint(event.data);
@@ -879,6 +892,7 @@
         state.textContent = `connected${message.name ? `: ${message.name}` : ''}`;
         document.body.dataset.desktopSession = message.session;
         document.body.dataset.desktop = 'open';
+        sendSize();
         canvas.focus();
       } else if (message.type === 'notice') {
         notice.textContent = message.text;
@@ -959,7 +973,12 @@
       }
       send({ type: 'clipboard', text: characters.slice(0, PASTE_LIMIT).join('') });
     });
-    window.rampartDesktop = { canvas, idle: () => paint.idle(), sendClipboard: (text) => send({ type: 'clipboard', text }) };
+    window.rampartDesktop = {
+      canvas,
+      idle: () => paint.idle(),
+      sendClipboard: (text) => send({ type: 'clipboard', text }),
+      sendSize: (width, height) => send({ type: 'resize', width, height }),
+    };
     window.addEventListener('beforeunload', () => socket.close());
   };
 

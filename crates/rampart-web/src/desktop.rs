@@ -8,8 +8,11 @@
 //!   `{"type":"notice","text":T}` and, last, `{"type":"end","reason":R}`;
 //! - from the browser, text only: `{"type":"key","down":B,"keysym":K,"code":C}` (`code` is
 //!   `KeyboardEvent.code`, optional; RDP sends its scancode),
-//!   `{"type":"pointer","x":X,"y":Y,"buttons":M}`, `{"type":"clipboard","text":T}`; anything
-//!   else is ignored. Messages are bounded by `ws::MAX_MESSAGE_BYTES`.
+//!   `{"type":"pointer","x":X,"y":Y,"buttons":M}`, `{"type":"clipboard","text":T}`,
+//!   `{"type":"resize","width":W,"height":H}` (the view's size in CSS pixels, at the start and
+//!   when the window changes: bounded and rate-limited by `rampart_desktop`, asked of the
+//!   target when its protocol allows); anything else is ignored (logged at debug). Messages
+//!   are bounded by `ws::MAX_MESSAGE_BYTES`.
 
 use crate::WebState;
 use crate::auth::Caller;
@@ -50,11 +53,20 @@ enum FromBrowser {
     Clipboard {
         text: String,
     },
+    Resize {
+        width: u32,
+        height: u32,
+    },
 }
 
 /// A text frame from the browser as input; `None` for anything else.
 fn input(text: &str) -> Option<Input> {
-    Some(match serde_json::from_str::<FromBrowser>(text).ok()? {
+    let message = serde_json::from_str::<FromBrowser>(text)
+        .inspect_err(
+            |err| tracing::debug!(error = %err, "a desktop message from the browser was ignored"),
+        )
+        .ok()?;
+    Some(match message {
         FromBrowser::Key { down, keysym, code } => Input::Key {
             down,
             keysym,
@@ -63,6 +75,7 @@ fn input(text: &str) -> Option<Input> {
         },
         FromBrowser::Pointer { x, y, buttons } => Input::Pointer { x, y, buttons },
         FromBrowser::Clipboard { text } => Input::Clipboard(text),
+        FromBrowser::Resize { width, height } => Input::resize(width, height),
     })
 }
 
@@ -222,7 +235,37 @@ mod tests {
             input(r#"{"type":"pointer","x":-1,"y":4,"buttons":1}"#),
             None
         );
+        // A terminal's resize is not a desktop's.
         assert_eq!(input(r#"{"type":"resize","cols":1,"rows":1}"#), None);
+        assert_eq!(input("not json"), None);
+    }
+
+    #[test]
+    fn a_view_size_becomes_a_bounded_resize_and_garbage_is_ignored() {
+        assert_eq!(
+            input(r#"{"type":"resize","width":1100,"height":760}"#),
+            Some(Input::Resize {
+                width: 1100,
+                height: 760
+            })
+        );
+        // Clamped to what a target may be asked for.
+        assert_eq!(
+            input(r#"{"type":"resize","width":1,"height":4000000000}"#),
+            Some(Input::Resize {
+                width: 200,
+                height: 8192
+            })
+        );
+        for garbage in [
+            r#"{"type":"resize","width":-5,"height":600}"#,
+            r#"{"type":"resize","width":800.5,"height":600}"#,
+            r#"{"type":"resize","width":"800","height":600}"#,
+            r#"{"type":"resize","width":99999999999,"height":600}"#,
+            r#"{"type":"resize","width":800}"#,
+        ] {
+            assert_eq!(input(garbage), None, "{garbage}");
+        }
         assert_eq!(input("not json"), None);
     }
 }

@@ -29,6 +29,15 @@
 //                          shows it, the page must not have shown nor taken COPY_TEXT (the
 //                          replay then ends in this colour)
 //   COPY_REFUSED_NOTICE    (optional, with COPY_REFUSED_RGB) the page must then show this notice
+//   RESIZE_TO              (optional) `WIDTHxHEIGHT`: the target resizes to the view (Xvnc).
+//                          Once the root colour shows, the canvas (the desktop's own size)
+//                          must fill the view exactly (asked for at the start); then the
+//                          window becomes RESIZE_TO and the canvas must fill the new view.
+//                          Each time `CANVAS <width> <height>` is printed, for the test to
+//                          check the target's own screen size
+//   RESIZE_LATEST          (optional, with RESIZE_TO) `WIDTHxHEIGHT`: then three sizes go at
+//                          once, faster than Rampart passes them on (one a second), this one
+//                          last: the canvas must end at it (`CANVAS` printed again)
 //   TEXT_RGB               (optional) `r,g,b` of the xterm's text: some pixel of the xterm's
 //                          first lines (around XTERM_X/XTERM_Y) must have it (the marker text)
 //   ARTIFACTS / CHROMIUM   screenshots directory / the browser
@@ -83,6 +92,31 @@ async function waitForPixel(page, x, y, rgb, what) {
   throw new Error(`the canvas at ${x},${y} is ${JSON.stringify(last)}, not ${what} ${JSON.stringify(rgb)}`);
 }
 
+// Waits (up to 60 s) until the canvas's own size (the desktop's) is the view's (or `size`),
+// then prints `CANVAS <width> <height>`.
+async function canvasFillsView(page, when, size) {
+  const sizes = () =>
+    page.evaluate(() => {
+      const canvas = document.getElementById('desktop');
+      const view = document.getElementById('desktop-wrap').getBoundingClientRect();
+      return { canvas: [canvas.width, canvas.height], view: [Math.floor(view.width), Math.floor(view.height)] };
+    });
+  const wanted = (seen) => size || seen.view;
+  const done = (seen) => seen.canvas[0] === wanted(seen)[0] && seen.canvas[1] === wanted(seen)[1];
+  const deadline = Date.now() + 60_000;
+  let last = await sizes();
+  while (Date.now() < deadline && !done(last)) {
+    await page.waitForTimeout(200);
+    last = await sizes();
+  }
+  const name = `desktop-size-${when.replace(/[^a-z0-9]+/gi, '-')}`;
+  await page.screenshot({ path: join(artifacts, `${name}.png`) });
+  if (!done(last)) {
+    throw new Error(`${when}, the desktop is ${last.canvas.join('x')}, not ${wanted(last).join('x')} (the view is ${last.view.join('x')})`);
+  }
+  console.log(`CANVAS ${last.canvas[0]} ${last.canvas[1]}`);
+}
+
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 800 } });
   await context.route('**/*', (route) =>
@@ -134,6 +168,21 @@ async function desktopSteps(page) {
   // The known picture: the root window's colour outside the xterm.
   await waitForPixel(page, px, py, [0x12, 0xab, 0x34], 'green');
   await page.screenshot({ path: join(artifacts, 'desktop-green.png') });
+
+  if (process.env.RESIZE_TO) {
+    await canvasFillsView(page, 'at the start');
+    const [width, height] = process.env.RESIZE_TO.split('x').map(Number);
+    await page.setViewportSize({ width, height });
+    await canvasFillsView(page, `in a ${width}x${height} window`);
+    if (process.env.RESIZE_LATEST) {
+      const latest = process.env.RESIZE_LATEST.split('x').map(Number);
+      await page.evaluate(([w, h]) => {
+        for (const step of [40, 20, 0]) window.rampartDesktop.sendSize(w + step, h + step);
+      }, latest);
+      await canvasFillsView(page, `after a burst of sizes ending at ${latest.join('x')}`, latest);
+    }
+    await waitForPixel(page, px, py, [0x12, 0xab, 0x34], 'green after the resize');
+  }
 
   // The marker text the session's xterm shows: pixels of its text colour in its first lines.
   if (process.env.TEXT_RGB) {

@@ -20,16 +20,16 @@ pub(crate) const SCREEN: (u16, u16) = (800, 600);
 pub(crate) const PROBE: (u16, u16) = (700, 500);
 pub(crate) const IN_XTERM: (u16, u16) = (100, 60);
 
-/// The test's display: [`SCREEN`], an xterm running a shell in its top-left corner.
+/// The tests' screen: [`SCREEN`], an xterm running a shell in its top-left corner.
+pub(crate) const TEST_SCREEN: desktop::Screen<'static> = desktop::Screen {
+    size: SCREEN,
+    xterm_geometry: "60x12+0+0",
+    xterm_command: &["/bin/sh"],
+};
+
+/// The test's display (Xvfb): [`TEST_SCREEN`].
 pub(crate) fn x_display(processes: &mut Processes) -> String {
-    desktop::x_display(
-        processes,
-        &desktop::Screen {
-            size: SCREEN,
-            xterm_geometry: "60x12+0+0",
-            xterm_command: &["/bin/sh"],
-        },
-    )
+    desktop::x_display(processes, &TEST_SCREEN)
 }
 
 /// `node` and `chromium`, with Playwright installed; `None` (skipped, or failed under

@@ -32,6 +32,7 @@ mod desktop_common;
 mod desktop_rdp;
 mod desktop_vencrypt;
 mod desktop_vnc;
+mod desktop_xvnc;
 mod domains;
 mod evidence;
 mod evidence_chain;
