@@ -830,3 +830,243 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
     };
     (framed, why)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironrdp_pdu::input::mouse::MousePdu;
+
+    #[test]
+    fn the_login_name_takes_hash_for_the_first_at() {
+        assert_eq!(rdp_login_name("alice#desk"), "alice@desk");
+        assert_eq!(rdp_login_name("alice#root@desk"), "alice@root@desk");
+        assert_eq!(rdp_login_name("alice@desk"), "alice@desk");
+        // A second `#` stays, and the login's parser refuses it.
+        assert_eq!(rdp_login_name("alice#a#desk"), "alice@a#desk");
+        assert!(rampart_session::database::DbLogin::parse(&rdp_login_name("alice#a#desk")).is_err());
+        assert!(rampart_session::database::DbLogin::parse(&rdp_login_name("alice")).is_err());
+    }
+
+    #[test]
+    fn bitmaps_are_bottom_up_bgr_and_rows_are_padded() {
+        // A 2x2 screen: red, green / blue, white.
+        let rgba = [
+            255, 0, 0, 255, 0, 255, 0, 255, //
+            0, 0, 255, 255, 255, 255, 255, 255,
+        ];
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            w: 2,
+            h: 2,
+        };
+        assert_eq!(
+            bitmap_rows(&rgba, 2, whole, 32),
+            [
+                255, 0, 0, 255, 255, 255, 255, 255, // the bottom row first
+                0, 0, 255, 255, 0, 255, 0, 255,
+            ]
+        );
+        // 24 bits: 6 bytes a row, padded to 8.
+        assert_eq!(
+            bitmap_rows(&rgba, 2, whole, 24),
+            [255, 0, 0, 255, 255, 255, 0, 0, 0, 0, 255, 0, 255, 0, 0, 0]
+        );
+        // 16 bits (RGB565, little-endian), one pixel: 2 bytes padded to 4.
+        let one = Rect {
+            x: 1,
+            y: 0,
+            w: 1,
+            h: 1,
+        };
+        assert_eq!(bitmap_rows(&rgba, 2, one, 16), [0xe0, 0x07, 0, 0]);
+    }
+
+    #[test]
+    fn tiles_cover_the_rectangle_exactly() {
+        let rect = Rect {
+            x: 10,
+            y: 5,
+            w: 150,
+            h: 70,
+        };
+        let tiles: Vec<Rect> = tiles(rect).collect();
+        assert_eq!(tiles.len(), 3 * 3);
+        let area: u32 = tiles.iter().map(|t| u32::from(t.w) * u32::from(t.h)).sum();
+        assert_eq!(area, 150 * 70);
+        assert!(tiles.iter().all(|t| t.w <= TILE.0 && t.h <= TILE.1 && rect.contains(*t)));
+    }
+
+    #[test]
+    fn updates_are_fast_path_bitmaps_the_client_decodes() {
+        let mut mirror = Mirror::new((100, 40));
+        mirror
+            .apply(&crate::screen::pixels_message(0, 0, 100, 40, &[7; 100 * 40 * 4]))
+            .unwrap();
+        let rects = mirror.damage.take();
+        let out = bitmap_updates(&mirror, &rects, 32).unwrap();
+        let mut cursor = ironrdp_core::ReadCursor::new(&out);
+        let mut pixels = 0;
+        while !cursor.is_empty() {
+            let header: FastPathHeader = ironrdp_core::decode_cursor(&mut cursor).unwrap();
+            assert!(header.data_length < 16 * 1024);
+            let update: FastPathUpdatePdu<'_> = ironrdp_core::decode_cursor(&mut cursor).unwrap();
+            assert_eq!(update.update_code, UpdateCode::Bitmap);
+            assert_eq!(update.fragmentation, Fragmentation::Single);
+            let bitmap: BitmapUpdateData<'_> = decode(update.data).unwrap();
+            for r in bitmap.rectangles {
+                assert_eq!(r.bits_per_pixel, 32);
+                assert_eq!(r.compression_flags, Compression::empty());
+                assert_eq!(r.rectangle.right - r.rectangle.left + 1, r.width);
+                assert_eq!(r.bitmap_data.len(), usize::from(r.width) * usize::from(r.height) * 4);
+                assert_eq!(&r.bitmap_data[..4], &[7, 7, 7, 0xff]);
+                pixels += usize::from(r.width) * usize::from(r.height);
+            }
+        }
+        assert_eq!(pixels, 100 * 40);
+    }
+
+    #[test]
+    fn keys_carry_their_code_and_their_us_keysym_with_shift() {
+        let mut keys = Keys::default();
+        let fast = |flags, code| FastPathInputEvent::KeyboardEvent(flags, code);
+        let inputs = keys.fast_path(
+            &[
+                fast(KeyboardFlags::empty(), 0x1e),
+                fast(KeyboardFlags::RELEASE, 0x1e),
+                fast(KeyboardFlags::empty(), 0x2a),
+                fast(KeyboardFlags::empty(), 0x1e),
+                fast(KeyboardFlags::RELEASE, 0x2a),
+                fast(KeyboardFlags::EXTENDED, 0x48),
+                // No key Rampart knows: nothing.
+                fast(KeyboardFlags::empty(), 0x7f),
+            ],
+            (800, 600),
+        );
+        let key = |down, keysym, code: &str| Input::Key {
+            down,
+            keysym,
+            code: Some(code.to_owned()),
+        };
+        assert_eq!(
+            inputs,
+            [
+                key(true, 0x61, "KeyA"),
+                key(false, 0x61, "KeyA"),
+                key(true, 0xffe1, "ShiftLeft"),
+                key(true, 0x41, "KeyA"),
+                key(false, 0xffe1, "ShiftLeft"),
+                key(true, 0xff52, "ArrowUp"),
+            ]
+        );
+        assert_eq!(
+            keys.fast_path(
+                &[FastPathInputEvent::UnicodeKeyboardEvent(KeyboardFlags::empty(), 0x20ac)],
+                (800, 600)
+            ),
+            [Input::Key {
+                down: true,
+                keysym: 0x0100_20ac,
+                code: None
+            }]
+        );
+    }
+
+    #[test]
+    fn the_pointer_keeps_its_buttons_and_the_wheel_clicks() {
+        let mut keys = Keys::default();
+        let mouse = |flags, x, y| {
+            FastPathInputEvent::MouseEvent(MousePdu {
+                flags,
+                number_of_wheel_rotation_units: 0,
+                x_position: x,
+                y_position: y,
+            })
+        };
+        let at = |x, y, buttons| Input::Pointer { x, y, buttons };
+        let inputs = keys.fast_path(
+            &[
+                mouse(PointerFlags::MOVE, 10, 20),
+                mouse(PointerFlags::LEFT_BUTTON | PointerFlags::DOWN, 10, 20),
+                mouse(PointerFlags::RIGHT_BUTTON | PointerFlags::DOWN, 11, 20),
+                mouse(PointerFlags::LEFT_BUTTON, 12, 20),
+                mouse(PointerFlags::VERTICAL_WHEEL | PointerFlags::WHEEL_NEGATIVE, 0, 0),
+                // Outside the screen: its edge.
+                mouse(PointerFlags::MOVE, 5000, 5000),
+            ],
+            (800, 600),
+        );
+        assert_eq!(
+            inputs,
+            [
+                at(10, 20, 0),
+                at(10, 20, 1),
+                at(11, 20, 5),
+                at(12, 20, 4),
+                at(0, 0, 4 | 16),
+                at(0, 0, 4),
+                at(799, 599, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_client_breaks_is_an_error_with_the_reason_never_a_panic() {
+        let mut keys = Keys::default();
+        let cases: [(ironrdp_pdu::Action, &[u8]); 4] = [
+            (ironrdp_pdu::Action::FastPath, &[0x04]),
+            (ironrdp_pdu::Action::FastPath, &[0x04, 0x05, 0xff, 0xff, 0xff]),
+            (ironrdp_pdu::Action::X224, &[3, 0, 0, 12, 2, 0xf0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            (ironrdp_pdu::Action::X224, &[3, 0, 0, 4]),
+        ];
+        for (action, frame) in cases {
+            let said = keys.pdu(action, frame, 1003, (800, 600));
+            assert!(
+                matches!(&said, Err(why) if why.starts_with("the client sent a malformed message")),
+                "{frame:?}: {said:?}"
+            );
+        }
+        // A shutdown request on the I/O channel ends the session.
+        let shutdown = ShareControlHeader {
+            share_id: 0,
+            pdu_source: 1007,
+            share_control_pdu: ShareControlPdu::Data(ironrdp_pdu::rdp::headers::ShareDataHeader {
+                share_data_pdu: ShareDataPdu::ShutdownRequest,
+                stream_priority: ironrdp_pdu::rdp::headers::StreamPriority::Medium,
+                compression_flags: ironrdp_pdu::rdp::headers::CompressionFlags::empty(),
+                compression_type: ironrdp_pdu::rdp::client_info::CompressionType::K8,
+            }),
+        };
+        let frame = encode_vec(&X224(ironrdp_pdu::mcs::SendDataRequest {
+            initiator_id: 1007,
+            channel_id: 1003,
+            user_data: encode_vec(&shutdown).unwrap().into(),
+        }))
+        .unwrap();
+        assert_eq!(
+            keys.pdu(ironrdp_pdu::Action::X224, &frame, 1003, (800, 600)),
+            Ok(ClientSaid::Leave)
+        );
+        // On another channel (none is offered): nothing.
+        assert_eq!(
+            keys.pdu(ironrdp_pdu::Action::X224, &frame, 1004, (800, 600)),
+            Ok(ClientSaid::Nothing)
+        );
+    }
+
+    #[test]
+    fn a_client_at_another_colour_depth_is_told_why() {
+        let bitmap = |bpp| {
+            vec![CapabilitySet::Bitmap(caps::Bitmap {
+                pref_bits_per_pix: bpp,
+                desktop_width: 800,
+                desktop_height: 600,
+                desktop_resize_flag: true,
+                drawing_flags: caps::BitmapDrawingFlags::empty(),
+            })]
+        };
+        assert_eq!(colour_depth(&bitmap(16)), Ok(16));
+        assert_eq!(colour_depth(&bitmap(32)), Ok(32));
+        assert!(colour_depth(&bitmap(8)).unwrap_err().contains("8 bits a pixel"));
+    }
+}

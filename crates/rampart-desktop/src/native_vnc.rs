@@ -53,10 +53,10 @@ pub const LOGIN_FAILED: &str = "Rampart: authentication failed (user name USER@A
 /// Bytes read from the viewer at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// How the listener treats connections (from the node's configuration).
+/// How a native listener (VNC, RDP) treats connections (from the node's configuration).
 #[derive(Debug, Clone)]
 pub struct NativeSettings {
-    /// Time from accept to a checked login (`vnc.login_grace_time`).
+    /// Time from accept to a checked login (`vnc.login_grace_time`, `rdp.login_grace_time`).
     pub login_grace_time: Duration,
     /// Connections not logged in yet, at most.
     pub max_unauthenticated: usize,

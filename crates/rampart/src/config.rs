@@ -31,7 +31,7 @@ pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
 mod vnc;
-pub use vnc::{NativeListenerConfig, RdpConfig, VncConfig};
+pub use vnc::{RdpConfig, VncConfig};
 mod kube;
 mod ldap;
 mod node;

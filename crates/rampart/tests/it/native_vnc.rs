@@ -51,22 +51,34 @@ fn tools_ready() -> bool {
 /// Rampart as desktop_vnc sets it up (alice, `desk`, `vnc@desk` with the canary vaulted, a
 /// grant of `actions`), served again with the native VNC listener on; its port.
 fn rampart_with_vnc_listener(desktop_port: u16, actions: &str) -> (Rampart, Server, u16) {
+    rampart_with_native_listener(desktop_port, actions, "VNC", "vnc")
+}
+
+/// [`rampart_with_vnc_listener`] for the native listener `name` (`vnc`, `rdp`), turned on by
+/// `RAMPART_{ENV}_LISTEN`; its port, from the banner.
+pub(crate) fn rampart_with_native_listener(
+    desktop_port: u16,
+    actions: &str,
+    env: &str,
+    name: &str,
+) -> (Rampart, Server, u16) {
     let (r, first) = rampart_for_desktop_granting(desktop_port, None, actions);
     let (status, _) = first.terminate();
     assert!(status.success(), "{status}");
-    let server = r.serve_with_env(&[("RAMPART_VNC_LISTEN", "127.0.0.1:0")]);
+    let server = r.serve_with_env(&[(&format!("RAMPART_{env}_LISTEN"), "127.0.0.1:0")]);
+    let prefix = format!("{name}: listening on ");
     let port = server
         .banner
         .iter()
-        .find_map(|line| line.strip_prefix("vnc: listening on "))
+        .find_map(|line| line.strip_prefix(&prefix))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .unwrap_or_else(|| panic!("the banner names the vnc listener: {:?}", server.banner))
+        .unwrap_or_else(|| panic!("the banner names the {name} listener: {:?}", server.banner))
         .port();
     (r, server, port)
 }
 
-fn token(r: &Rampart, user: &str) -> String {
+pub(crate) fn token(r: &Rampart, user: &str) -> String {
     r.ok(&["db", "token", "create", "--user", user, "--ttl", "1h"])
         .trim()
         .to_owned()
@@ -74,7 +86,7 @@ fn token(r: &Rampart, user: &str) -> String {
 
 /// An Xvfb display for the viewer, its root black (so only the viewer can show the target's
 /// colour on it).
-fn viewer_display(processes: &mut Processes) -> String {
+pub(crate) fn viewer_display(processes: &mut Processes) -> String {
     let display = desktop::x_display(
         processes,
         &desktop::Screen {
@@ -122,7 +134,7 @@ fn vncviewer(
 }
 
 /// The colour of one pixel of `display`'s screen, read with `xwd` (a ZPixmap of 32 bits).
-fn screen_pixel(display: &str, (x, y): (u16, u16)) -> [u8; 3] {
+pub(crate) fn screen_pixel(display: &str, (x, y): (u16, u16)) -> [u8; 3] {
     let out = Command::new("xwd")
         .args(["-root", "-silent", "-display", display])
         .output()
@@ -144,16 +156,22 @@ fn screen_pixel(display: &str, (x, y): (u16, u16)) -> [u8; 3] {
     [channel(field(14)), channel(field(15)), channel(field(16))]
 }
 
-fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+pub(crate) fn close(a: [u8; 3], b: [u8; 3]) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 8)
 }
 
 /// The viewer's window on `display`: its id and the position of its top-left corner.
 fn viewer_window(display: &str) -> (String, u16, u16) {
+    window_named(display, "TigerVNC")
+}
+
+/// The window on `display` whose name contains `name`: its id and the position of its
+/// top-left corner.
+pub(crate) fn window_named(display: &str, name: &str) -> (String, u16, u16) {
     let mut found = None;
     wait_until("the viewer's window", || {
         let search = Command::new("xdotool")
-            .args(["search", "--onlyvisible", "--name", "TigerVNC"])
+            .args(["search", "--onlyvisible", "--name", name])
             .env("DISPLAY", display)
             .output()
             .unwrap();
@@ -180,7 +198,7 @@ fn viewer_window(display: &str) -> (String, u16, u16) {
     (id, value("X="), value("Y="))
 }
 
-fn xdotool(display: &str, args: &[&str]) {
+pub(crate) fn xdotool(display: &str, args: &[&str]) {
     let out = Command::new("xdotool")
         .args(args)
         .env("DISPLAY", display)
@@ -190,7 +208,7 @@ fn xdotool(display: &str, args: &[&str]) {
 }
 
 /// Waits up to `limit` for `child` to exit.
-fn exited_within(child: &mut Child, limit: Duration) -> bool {
+pub(crate) fn exited_within(child: &mut Child, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
