@@ -843,7 +843,9 @@ mod tests {
         assert_eq!(rdp_login_name("alice@desk"), "alice@desk");
         // A second `#` stays, and the login's parser refuses it.
         assert_eq!(rdp_login_name("alice#a#desk"), "alice@a#desk");
-        assert!(rampart_session::database::DbLogin::parse(&rdp_login_name("alice#a#desk")).is_err());
+        assert!(
+            rampart_session::database::DbLogin::parse(&rdp_login_name("alice#a#desk")).is_err()
+        );
         assert!(rampart_session::database::DbLogin::parse(&rdp_login_name("alice")).is_err());
     }
 
@@ -894,14 +896,24 @@ mod tests {
         assert_eq!(tiles.len(), 3 * 3);
         let area: u32 = tiles.iter().map(|t| u32::from(t.w) * u32::from(t.h)).sum();
         assert_eq!(area, 150 * 70);
-        assert!(tiles.iter().all(|t| t.w <= TILE.0 && t.h <= TILE.1 && rect.contains(*t)));
+        assert!(
+            tiles
+                .iter()
+                .all(|t| t.w <= TILE.0 && t.h <= TILE.1 && rect.contains(*t))
+        );
     }
 
     #[test]
     fn updates_are_fast_path_bitmaps_the_client_decodes() {
         let mut mirror = Mirror::new((100, 40));
         mirror
-            .apply(&crate::screen::pixels_message(0, 0, 100, 40, &[7; 100 * 40 * 4]))
+            .apply(&crate::screen::pixels_message(
+                0,
+                0,
+                100,
+                40,
+                &[7; 100 * 40 * 4],
+            ))
             .unwrap();
         let rects = mirror.damage.take();
         let out = bitmap_updates(&mirror, &rects, 32).unwrap();
@@ -918,7 +930,10 @@ mod tests {
                 assert_eq!(r.bits_per_pixel, 32);
                 assert_eq!(r.compression_flags, Compression::empty());
                 assert_eq!(r.rectangle.right - r.rectangle.left + 1, r.width);
-                assert_eq!(r.bitmap_data.len(), usize::from(r.width) * usize::from(r.height) * 4);
+                assert_eq!(
+                    r.bitmap_data.len(),
+                    usize::from(r.width) * usize::from(r.height) * 4
+                );
                 assert_eq!(&r.bitmap_data[..4], &[7, 7, 7, 0xff]);
                 pixels += usize::from(r.width) * usize::from(r.height);
             }
@@ -961,7 +976,10 @@ mod tests {
         );
         assert_eq!(
             keys.fast_path(
-                &[FastPathInputEvent::UnicodeKeyboardEvent(KeyboardFlags::empty(), 0x20ac)],
+                &[FastPathInputEvent::UnicodeKeyboardEvent(
+                    KeyboardFlags::empty(),
+                    0x20ac
+                )],
                 (800, 600)
             ),
             [Input::Key {
@@ -990,7 +1008,11 @@ mod tests {
                 mouse(PointerFlags::LEFT_BUTTON | PointerFlags::DOWN, 10, 20),
                 mouse(PointerFlags::RIGHT_BUTTON | PointerFlags::DOWN, 11, 20),
                 mouse(PointerFlags::LEFT_BUTTON, 12, 20),
-                mouse(PointerFlags::VERTICAL_WHEEL | PointerFlags::WHEEL_NEGATIVE, 0, 0),
+                mouse(
+                    PointerFlags::VERTICAL_WHEEL | PointerFlags::WHEEL_NEGATIVE,
+                    0,
+                    0,
+                ),
                 // Outside the screen: its edge.
                 mouse(PointerFlags::MOVE, 5000, 5000),
             ],
@@ -1015,8 +1037,14 @@ mod tests {
         let mut keys = Keys::default();
         let cases: [(ironrdp_pdu::Action, &[u8]); 4] = [
             (ironrdp_pdu::Action::FastPath, &[0x04]),
-            (ironrdp_pdu::Action::FastPath, &[0x04, 0x05, 0xff, 0xff, 0xff]),
-            (ironrdp_pdu::Action::X224, &[3, 0, 0, 12, 2, 0xf0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            (
+                ironrdp_pdu::Action::FastPath,
+                &[0x04, 0x05, 0xff, 0xff, 0xff],
+            ),
+            (
+                ironrdp_pdu::Action::X224,
+                &[3, 0, 0, 12, 2, 0xf0, 0x80, 0xff, 0xff, 0xff, 0xff, 0xff],
+            ),
             (ironrdp_pdu::Action::X224, &[3, 0, 0, 4]),
         ];
         for (action, frame) in cases {
@@ -1067,6 +1095,10 @@ mod tests {
         };
         assert_eq!(colour_depth(&bitmap(16)), Ok(16));
         assert_eq!(colour_depth(&bitmap(32)), Ok(32));
-        assert!(colour_depth(&bitmap(8)).unwrap_err().contains("8 bits a pixel"));
+        assert!(
+            colour_depth(&bitmap(8))
+                .unwrap_err()
+                .contains("8 bits a pixel")
+        );
     }
 }

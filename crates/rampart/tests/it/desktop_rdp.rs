@@ -641,6 +641,12 @@ impl Xrdp {
 
 /// The SHA-256 fingerprint of a PEM certificate, as Rampart pins it.
 fn certificate_fingerprint(cert: &std::path::Path) -> String {
+    format!("SHA256:{}", sha256_fingerprint(cert).replace(':', ""))
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as `openssl` prints it, in lower case
+/// (`ab:cd:...`: what FreeRDP's `/cert:fingerprint:sha256:` takes).
+pub(crate) fn sha256_fingerprint(cert: &std::path::Path) -> String {
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
         .arg(cert)
@@ -649,8 +655,7 @@ fn certificate_fingerprint(cert: &std::path::Path) -> String {
     assert!(out.status.success(), "{}", text(&out));
     // `sha256 Fingerprint=AB:CD:...`
     let printed = String::from_utf8(out.stdout).unwrap();
-    let hex = printed.trim().rsplit('=').next().unwrap().replace(':', "");
-    format!("SHA256:{}", hex.to_lowercase())
+    printed.trim().rsplit('=').next().unwrap().to_lowercase()
 }
 
 /// Every process descending from `pid`, each parent before its children.

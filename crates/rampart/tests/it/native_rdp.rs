@@ -16,11 +16,12 @@
 
 use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_common::{CANARY, IN_XTERM, KILL_REASON, PROBE, killed_session, sessions};
+use crate::desktop_rdp::sha256_fingerprint;
 use crate::desktop_vnc::Desktop;
 use crate::login_controls::events_of_kind;
 use crate::native_vnc::{
-    close, exited_within, rampart_with_native_listener, screen_pixel, token, viewer_display,
-    window_named, xdotool,
+    bob_without_connect, close, exited_within, rampart_with_native_listener, screen_pixel, token,
+    viewer_display, window_named, xdotool,
 };
 use rampart_testkit::desktop::{Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
@@ -45,22 +46,6 @@ fn rampart_with_rdp_listener(desktop_port: u16, actions: &str) -> (Rampart, Serv
     rampart_with_native_listener(desktop_port, actions, "RDP", "rdp")
 }
 
-/// The SHA-256 fingerprint of the PEM certificate `cert`, as FreeRDP's `/cert:fingerprint:`
-/// takes it (hex pairs with colons).
-fn fingerprint(cert: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    said.trim()
-        .split_once('=')
-        .map(|(_, hex)| hex.to_ascii_lowercase())
-        .unwrap_or_else(|| panic!("no fingerprint in {said}"))
-}
-
 /// `xfreerdp` on `display` to Rampart's RDP listener, pinning `cert`, logging in as `user`
 /// with `password` from stdin; its output goes to `log`. No dialog may wait for a person.
 fn xfreerdp(
@@ -74,8 +59,16 @@ fn xfreerdp(
 ) -> Child {
     let mut child = Command::new("xfreerdp")
         .arg(format!("/v:127.0.0.1:{port}"))
-        .args(["/sec:tls", "/bpp:32", "-clipboard", "/auto-reconnect-max-retries:0"])
-        .arg(format!("/cert:fingerprint:sha256:{}", fingerprint(cert)))
+        .args([
+            "/sec:tls",
+            "/bpp:32",
+            "-clipboard",
+            "/auto-reconnect-max-retries:0",
+        ])
+        .arg(format!(
+            "/cert:fingerprint:sha256:{}",
+            sha256_fingerprint(cert)
+        ))
         .arg(format!("/u:{user}"))
         .arg("/from-stdin:force")
         .env("DISPLAY", display)
@@ -230,7 +223,10 @@ fn native_rdp_xfreerdp_shows_types_is_killed_and_is_recorded() {
         recorded.contains(r#"{"t":"key","down":true}"#),
         "no key events recorded"
     );
-    assert!(!recorded.contains("keysym"), "which key was typed was recorded");
+    assert!(
+        !recorded.contains("keysym"),
+        "which key was typed was recorded"
+    );
     verified_eventually(&v.r);
 
     let logins = events_of_kind(&v.r, "login_succeeded");
@@ -264,19 +260,7 @@ fn native_rdp_refuses_a_wrong_token_and_a_grant_without_connect() {
         return;
     };
     let (r, server, port) = rampart_with_rdp_listener(desktop.port, "vnc:connect");
-    // bob may use the clipboard there, but not connect.
-    r.ok(&["user", "add", "bob"]);
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "bob",
-        "--asset",
-        "desk",
-        "--actions",
-        "vnc:clipboard",
-    ]);
-    let bob_token = token(&r, "bob");
+    let bob_token = bob_without_connect(&r);
     let cert = server.cert.clone().expect("the node's certificate");
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);

@@ -78,6 +78,22 @@ pub(crate) fn rampart_with_native_listener(
     (r, server, port)
 }
 
+/// bob, who may use the clipboard on `desk` but not connect; his token.
+pub(crate) fn bob_without_connect(r: &Rampart) -> String {
+    r.ok(&["user", "add", "bob"]);
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "bob",
+        "--asset",
+        "desk",
+        "--actions",
+        "vnc:clipboard",
+    ]);
+    token(r, "bob")
+}
+
 pub(crate) fn token(r: &Rampart, user: &str) -> String {
     r.ok(&["db", "token", "create", "--user", user, "--ttl", "1h"])
         .trim()
@@ -435,19 +451,7 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
         return;
     };
     let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect");
-    // bob may use the clipboard there, but not connect.
-    r.ok(&["user", "add", "bob"]);
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "bob",
-        "--asset",
-        "desk",
-        "--actions",
-        "vnc:clipboard",
-    ]);
-    let bob_token = token(&r, "bob");
+    let bob_token = bob_without_connect(&r);
     let ca = server.cert.clone().expect("the node's certificate");
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
