@@ -27,6 +27,6 @@ pub mod video;
 pub mod vnc;
 
 pub use native_rdp::NativeRdpFront;
-pub use native_vnc::{NativeSettings, NativeVncFront};
+pub use native_vnc::{NativeFront, NativeSettings, NativeVncFront};
 pub use rampart_session::database::DbLogin;
 pub use session::{Desktop, DesktopEvent, DesktopRequest, Input, open};

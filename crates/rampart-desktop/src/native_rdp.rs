@@ -39,7 +39,7 @@
 //! - A client that sends what cannot be decoded ends its session with the reason; nothing
 //!   it sends can panic the node.
 
-use crate::native_vnc::{NativeSettings, login_request};
+use crate::native_vnc::login_request;
 use crate::rfb_server::{Mirror, Rect};
 use crate::session::{Desktop, DesktopEvent, Input};
 use ironrdp_acceptor::{
@@ -65,15 +65,12 @@ use ironrdp_pdu::x224::X224;
 use ironrdp_tokio::{FramedWrite, TokioFramed};
 use rampart_core::SecretString;
 use rampart_core::target::Protocol;
-use rampart_session::SessionCore;
-use rampart_session::dial::Dialer;
 use rampart_session::framed::FrontBase;
 use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -87,41 +84,8 @@ pub const TILE: (u16, u16) = (64, 32);
 /// The largest request a client may send us in one multifragment update, as announced.
 const MAX_REQUEST_SIZE: u32 = 8 * 1024 * 1024;
 
-/// Everything a connection needs; cheap to clone.
-#[derive(Clone)]
-pub struct NativeRdpFront {
-    base: FrontBase,
-    settings: NativeSettings,
-}
-
-impl std::fmt::Debug for NativeRdpFront {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeRdpFront")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl NativeRdpFront {
-    /// `tls`: the node's certificate (the web listener's), the one RDP's TLS security uses.
-    pub fn new(
-        core: SessionCore,
-        auth: rampart_auth::Authenticator,
-        dialer: Dialer,
-        tls: Arc<tokio_rustls::rustls::ServerConfig>,
-        settings: NativeSettings,
-    ) -> Self {
-        let base = FrontBase::new(
-            core,
-            auth,
-            dialer,
-            Some(tls),
-            Vec::new(),
-            settings.max_unauthenticated,
-        );
-        Self { base, settings }
-    }
-}
+/// The native RDP front: the same settings and parts as the VNC front's.
+pub type NativeRdpFront = crate::native_vnc::NativeFront;
 
 /// Accepts clients on `listener` until `shutdown` completes. Live sessions are ended by the
 /// node's live registry at shutdown, each through its guard.
@@ -637,8 +601,8 @@ fn tiles(rect: Rect) -> impl Iterator<Item = Rect> {
             .map(move |x| Rect {
                 x,
                 y,
-                w: tw.min(rect.x + rect.w - x),
-                h: th.min(rect.y + rect.h - y),
+                w: tw.min(rect.x.saturating_add(rect.w) - x),
+                h: th.min(rect.y.saturating_add(rect.h) - y),
             })
     })
 }

@@ -71,23 +71,28 @@ impl Default for NativeSettings {
     }
 }
 
-/// Everything a connection needs; cheap to clone.
+/// Everything a connection of a native front (VNC here, RDP in `native_rdp`) needs; cheap to
+/// clone.
 #[derive(Clone)]
-pub struct NativeVncFront {
-    base: FrontBase,
-    settings: NativeSettings,
+pub struct NativeFront {
+    pub(crate) base: FrontBase,
+    pub(crate) settings: NativeSettings,
 }
 
-impl std::fmt::Debug for NativeVncFront {
+/// The native VNC front.
+pub type NativeVncFront = NativeFront;
+
+impl std::fmt::Debug for NativeFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeVncFront")
+        f.debug_struct("NativeFront")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl NativeVncFront {
-    /// `tls`: the node's certificate (the web listener's), the one VeNCrypt's X509Plain uses.
+impl NativeFront {
+    /// `tls`: the node's certificate (the web listener's), the one VeNCrypt's X509Plain and
+    /// RDP's TLS security use.
     pub fn new(
         core: SessionCore,
         auth: rampart_auth::Authenticator,
