@@ -315,6 +315,13 @@ const HOSTILE_CLIENT: &str = r#"
 import os, socket, ssl
 conn = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])))
 hostile = bytes.fromhex(os.environ["HOSTILE"])
+if os.environ.get("ASK"):
+    # An X.224 Connection Request for the protocols ASK says (0: standard RDP security,
+    # 2: NLA only), then what the negotiation answers: its type and code.
+    conn.sendall(bytes.fromhex("030000130ee00000000000010008000%s000000" % os.environ["ASK"]))
+    answer = conn.recv(19)
+    print("NEGOTIATION", answer[11], answer[15], flush=True)
+    raise SystemExit
 if not os.environ.get("PLAIN"):
     conn.sendall(bytes.fromhex("030000130ee000000000000100080001000000"))
     confirm = conn.recv(19)
@@ -333,7 +340,8 @@ print("CLOSED", flush=True)
 "#;
 
 /// Clients that break RDP (no X.224 at all; after TLS, an MCS Connect Initial that is not
-/// one) are closed, no session opens, and the node lives on without a panic.
+/// one) are closed, clients that want standard RDP security or NLA are refused in the
+/// negotiation, no session opens, and the node lives on without a panic.
 #[test]
 fn native_rdp_a_hostile_client_is_closed_and_the_node_lives_on() {
     let tools = ["Xvfb", "x11vnc", "xterm", "xsetroot", "python3"];
@@ -370,6 +378,23 @@ fn native_rdp_a_hostile_client_is_closed_and_the_node_lives_on() {
         assert!(
             out.status.success() && said.contains("CLOSED") && (plain || said.contains("TLS")),
             "{hostile}: {said}"
+        );
+    }
+    // Nothing but TLS is agreed: a client asking for standard RDP security only, or NLA only,
+    // gets the negotiation's failure (type 3), "SSL required by server" (1).
+    for ask in ["0", "2"] {
+        let out = Command::new("python3")
+            .args(["-c", HOSTILE_CLIENT])
+            .env("PORT", port.to_string())
+            .env("CA", &ca)
+            .env("HOSTILE", "")
+            .env("ASK", ask)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert!(
+            out.status.success() && said.contains("NEGOTIATION 3 1"),
+            "asking for {ask}: {said}"
         );
     }
     assert!(sessions(&r).is_empty(), "a hostile client opened a session");
