@@ -43,7 +43,7 @@ use crate::native_vnc::login_request;
 use crate::rfb_server::{Mirror, Rect};
 use crate::session::{Desktop, DesktopEvent, Input};
 use ironrdp_acceptor::{
-    Acceptor, AcceptorResult, BeginResult, ConnectionSetupHandler, DesktopSize, ReceivedCredentials,
+    Acceptor, AcceptorResult, ConnectionSetupHandler, DesktopSize, ReceivedCredentials,
 };
 use ironrdp_connector::{ConnectorResult, general_err};
 use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
@@ -192,12 +192,9 @@ async fn sequence(
     let (width, height) = FIRST_SIZE;
     let size = DesktopSize { width, height };
     let mut acceptor = Acceptor::new(SecurityProtocol::SSL, size, capabilities(size), None);
-    let begun = ironrdp_acceptor::accept_begin(TokioFramed::new(tcp), &mut acceptor)
-        .await
-        .map_err(|err| format!("the X.224 negotiation failed: {err}"))?;
-    let BeginResult::ShouldUpgrade(tcp) = begun else {
-        return Err("the client asked for no security".to_owned());
-    };
+    let mut framed = TokioFramed::new(tcp);
+    negotiate(&mut framed, &mut acceptor).await?;
+    let tcp = framed.into_inner_no_leftover();
     let tls = front
         .base
         .tls
@@ -240,6 +237,38 @@ async fn sequence(
         result,
         desktop,
     })
+}
+
+/// The X.224 negotiation up to the TLS upgrade (what `ironrdp_acceptor::accept_begin` does),
+/// writing what the acceptor encoded even when the step fails: its `RDP_NEG_FAILURE` to a
+/// client that offers neither TLS nor anything Rampart accepts ("SSL required by server"),
+/// which `accept_begin` drops, so such a client only saw the connection close.
+async fn negotiate(
+    framed: &mut TokioFramed<TcpStream>,
+    acceptor: &mut Acceptor,
+) -> Result<(), String> {
+    let mut buf = WriteBuf::new();
+    while acceptor.reached_security_upgrade().is_none() {
+        let step = ironrdp_tokio::single_sequence_step_read(framed, acceptor, &mut buf).await;
+        let answer = match &step {
+            Ok(written) => written.size().and_then(|n| buf.filled().get(..n)),
+            Err(_) => Some(buf.filled()),
+        };
+        if let Some(answer) = answer.filter(|a| !a.is_empty()) {
+            framed
+                .write_all(answer)
+                .await
+                .map_err(|_| "the client closed the connection".to_owned())?;
+        }
+        step.map_err(|err| format!("the X.224 negotiation failed: {err}"))?;
+    }
+    if acceptor
+        .reached_security_upgrade()
+        .is_some_and(|s| s.is_empty())
+    {
+        return Err("the client asked for no security".to_owned());
+    }
+    Ok(())
 }
 
 /// The login and the desktop's opening, at the point of the sequence IronRDP calls back.

@@ -15,7 +15,8 @@
 
 use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_common::{
-    CANARY, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, killed_session, sessions,
+    CANARY, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, killed_session,
+    recorded_with_key_frame, sessions,
 };
 use crate::desktop_vnc::{Desktop, copy_on_target, rampart_for_desktop_granting, x_clipboard};
 use crate::login_controls::events_of_kind;
@@ -76,6 +77,33 @@ pub(crate) fn rampart_with_native_listener(
         .unwrap_or_else(|| panic!("the banner names the {name} listener: {:?}", server.banner))
         .port();
     (r, server, port)
+}
+
+/// After alice's wrong token (as `alice@vnc@desk`) and bob's connection without
+/// `vnc:connect`: both refusals are on record (`login_failed`, `access_denied`), no session
+/// was opened and the vaulted password is in no file. `said`: what the clients logged.
+pub(crate) fn refusals_on_record(r: &Rampart, said: &str) {
+    let failed = events_of_kind(r, "login_failed");
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["login"] == "alice@vnc@desk" && e["method"] == "db-token"),
+        "{failed:?}; clients: {said}"
+    );
+    let denied = events_of_kind(r, "access_denied");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["user"] == "bob" && e["action"] == "vnc:connect"),
+        "{denied:?}; clients: {said}"
+    );
+    let list = r.json(&["session", "list"]);
+    assert!(
+        list.as_array().unwrap().iter().all(|s| s["kind"] != "vnc"),
+        "a refused client opened a session: {list}"
+    );
+    let found = files_containing(&r.data_dir(), CANARY.as_bytes());
+    assert!(found.is_empty(), "the VNC password is in {found:?}");
 }
 
 /// bob, who may use the clipboard on `desk` but not connect; his token.
@@ -401,13 +429,7 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
 
     // Recorded as the browser's desktop sessions: the desktop stream with a key frame of the
     // 800x600 screen, keys as "a key" only, and the chain and recording verify.
-    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
-    let bytes = std::fs::read(&raw).unwrap();
-    assert!(
-        bytes.windows(5).any(|w| w == [b'K', 3, 32, 2, 88]),
-        "no key frame of the 800x600 screen in the recording"
-    );
-    let recorded = String::from_utf8_lossy(&bytes);
+    let recorded = recorded_with_key_frame(&r, &id);
     assert!(
         recorded.contains(r#"{"t":"key","down":true}"#),
         "no key events recorded"
@@ -473,34 +495,12 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
         wrong.contains("Authentication failure: Rampart: authentication failed"),
         "{wrong}"
     );
-    let failed = events_of_kind(&r, "login_failed");
-    assert!(
-        failed
-            .iter()
-            .any(|e| e["login"] == "alice@vnc@desk" && e["method"] == "db-token"),
-        "{failed:?}"
-    );
-
     let no_grant = run("bob@vnc@desk", &bob_token, "no-grant.log");
     assert!(
         no_grant.contains("Authentication failure: bob may not connect to vnc@desk"),
         "{no_grant}"
     );
-    let denied = events_of_kind(&r, "access_denied");
-    assert!(
-        denied
-            .iter()
-            .any(|e| e["user"] == "bob" && e["action"] == "vnc:connect"),
-        "{denied:?}"
-    );
-
-    let list = r.json(&["session", "list"]);
-    assert!(
-        list.as_array().unwrap().iter().all(|s| s["kind"] != "vnc"),
-        "a refused viewer opened a session: {list}"
-    );
-    let found = files_containing(&r.data_dir(), CANARY.as_bytes());
-    assert!(found.is_empty(), "the VNC password is in {found:?}");
+    refusals_on_record(&r, &format!("{wrong}\n{no_grant}"));
     drop(server);
     drop(processes);
     drop(desktop);
