@@ -31,7 +31,7 @@ const CANARY: &str = "rdp-canary-51c9";
 const LOGIN: &str = "alice";
 /// Typed into the remote xterm (no shifted characters: keys go as scancodes, and Playwright's
 /// `type` presses no Shift); it turns the root window blue.
-const COLOUR_COMMAND: &str = "xsetroot -solid blue";
+pub(crate) const COLOUR_COMMAND: &str = "xsetroot -solid blue";
 const BLUE: &str = "0,0,255";
 
 /// Xvfb and an xterm shared by `freerdp-shadow-cli` on a loopback port, NLA only, with the
@@ -147,21 +147,21 @@ fn rampart_for_rdp(port: u16, pin: Option<&str>) -> (Rampart, Server) {
 }
 
 /// An RDP desktop as [`rampart_with_rdp_desk`] sets it up.
-struct RdpDesk<'a> {
-    asset: &'a str,
-    port: u16,
+pub(crate) struct RdpDesk<'a> {
+    pub(crate) asset: &'a str,
+    pub(crate) port: u16,
     /// Its endpoint's settings (`asset endpoint set ASSET rdp ...`), if any.
-    settings: Vec<&'a str>,
+    pub(crate) settings: Vec<&'a str>,
     /// The account vaulted there, and its password.
-    login: &'a str,
-    password: &'a str,
+    pub(crate) login: &'a str,
+    pub(crate) password: &'a str,
     /// alice's grant on it.
-    actions: &'a str,
+    pub(crate) actions: &'a str,
 }
 
 /// Rampart (not serving yet) with alice (password `alice-password-1`) and `desk`: its RDP
 /// endpoint, the account with its password vaulted, and alice's grant.
-fn rampart_with_rdp_desk(desk: &RdpDesk) -> Rampart {
+pub(crate) fn rampart_with_rdp_desk(desk: &RdpDesk) -> Rampart {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
@@ -404,8 +404,8 @@ fn a_hostile_rdp_server_sending_garbage_ends_the_session_cleanly() {
 
 /// The local account the xrdp session logs in as (`.ci/run` creates it), and its password,
 /// vaulted in Rampart: the canary of the xrdp test.
-const XRDP_USER: &str = rampart_testkit::PASSWORD_TARGET_USER;
-const XRDP_PASSWORD: &str = rampart_testkit::PASSWORD_TARGET_PASSWORD;
+pub(crate) const XRDP_USER: &str = rampart_testkit::PASSWORD_TARGET_USER;
+pub(crate) const XRDP_PASSWORD: &str = rampart_testkit::PASSWORD_TARGET_PASSWORD;
 /// What the session's xterm prints first, in its text colour [`XRDP_TEXT`].
 const XRDP_MARKER: &str = "xrdp-session-marker-5e2a";
 const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
@@ -416,16 +416,16 @@ const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
 /// [`desktop::ROOT_COLOUR`], notes its display, and runs an xterm printing [`XRDP_MARKER`].
 /// Dropped, it ends the session's processes (the session manager's descendants, which log in
 /// as [`XRDP_USER`]), then the servers, and removes what the session left behind.
-struct Xrdp {
-    port: u16,
-    fingerprint: String,
+pub(crate) struct Xrdp {
+    pub(crate) port: u16,
+    pub(crate) fingerprint: String,
     dir: tempfile::TempDir,
     sesman: u32,
     processes: Processes,
 }
 
 impl Xrdp {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let tools = [
             "xrdp",
             "xrdp-sesman",
@@ -626,7 +626,7 @@ impl Xrdp {
     }
 
     /// What xrdp and its session manager logged, for a failure's message.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         ["xrdp.log", "xrdp.err", "sesman.log", "sesman.err"]
             .iter()
             .map(|name| {

@@ -18,12 +18,15 @@ use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_common::{
     CANARY, IN_XTERM, KILL_REASON, PROBE, killed_session, recorded_with_key_frame, sessions,
 };
-use crate::desktop_rdp::sha256_fingerprint;
+use crate::desktop_rdp::{
+    COLOUR_COMMAND, RdpDesk, XRDP_PASSWORD, XRDP_USER, Xrdp, rampart_with_rdp_desk,
+    sha256_fingerprint,
+};
 use crate::desktop_vnc::Desktop;
 use crate::login_controls::events_of_kind;
 use crate::native_vnc::{
     bob_without_connect, close, exited_within, rampart_with_native_listener, refusals_on_record,
-    screen_pixel, token, viewer_display, window_named, xdotool,
+    screen_pixel, serve_native_listener, token, viewer_display, window_named, xdotool,
 };
 use rampart_testkit::desktop::{Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
@@ -243,6 +246,94 @@ fn native_rdp_xfreerdp_shows_types_is_killed_and_is_recorded() {
     assert!(!log.contains(CANARY) && !log.contains(&v.token), "{log}");
     let (_, stderr) = server.terminate();
     assert!(!stderr.contains(CANARY) && !stderr.contains(&v.token));
+}
+
+/// An RDP target (the xrdp desktop of desktop_rdp: TLS, the vaulted password of a local
+/// account): the client's scancodes go to it as scancodes. The client shows the session's
+/// root colour, a command typed into the session's xterm turns it blue, and a kill ends the
+/// client; the session is an `rdp` one, through the RDP front.
+#[test]
+fn native_rdp_xfreerdp_reaches_an_rdp_target_by_scancode() {
+    if !tools_ready() {
+        return;
+    }
+    let Some(xrdp) = Xrdp::start() else {
+        return;
+    };
+    let r = rampart_with_rdp_desk(&RdpDesk {
+        asset: "xdesk",
+        port: xrdp.port,
+        settings: vec![
+            "--tls-fingerprint",
+            &xrdp.fingerprint,
+            "--rdp-security",
+            "tls",
+        ],
+        login: XRDP_USER,
+        password: XRDP_PASSWORD,
+        actions: "rdp:connect",
+    });
+    let (server, port) = serve_native_listener(&r, "RDP", "rdp");
+    let cert = server.cert.clone().expect("the node's certificate");
+    let token = token(&r, "alice");
+    let mut processes = Processes::default();
+    let display = viewer_display(&mut processes);
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("xfreerdp.log");
+    let mut client = xfreerdp(
+        &display,
+        home.path(),
+        &cert,
+        port,
+        "alice#xdesk",
+        &token,
+        &log,
+    );
+    let (window, wx, wy) = window_named(&display, "FreeRDP");
+    let probe = (wx + PROBE.0, wy + PROBE.1);
+    wait_until("the client to show the session's root colour", || {
+        close(screen_pixel(&display, probe), ROOT)
+    });
+    let id = live_session(&r, "rdp");
+    let listed = r.json(&["session", "list"]).to_string();
+    assert!(listed.contains("127.0.0.1 (rdp)"), "{listed}");
+
+    xdotool(&display, &["windowfocus", "--sync", &window]);
+    let in_xterm = ((wx + IN_XTERM.0).to_string(), (wy + IN_XTERM.1).to_string());
+    xdotool(&display, &["mousemove", &in_xterm.0, &in_xterm.1]);
+    xdotool(&display, &["click", "1"]);
+    std::thread::sleep(Duration::from_secs(1));
+    xdotool(&display, &["type", "--delay", "50", COLOUR_COMMAND]);
+    xdotool(&display, &["key", "Return"]);
+    wait_until("the client to show the blue root", || {
+        close(screen_pixel(&display, probe), [0, 0, 255])
+    });
+
+    r.ok(&["session", "kill", &id, "--reason", KILL_REASON]);
+    let exited = exited_within(&mut client, Duration::from_secs(30));
+    if !exited {
+        let _ = client.kill();
+        let _ = client.wait();
+    }
+    assert!(
+        exited,
+        "the client still runs after the kill; {}",
+        log_text(&log)
+    );
+    let session = killed_session(&r, "rdp");
+    assert_eq!(session["id"], id.as_str(), "{session}");
+    verified_eventually(&r);
+    let found = files_containing(&r.data_dir(), XRDP_PASSWORD.as_bytes());
+    assert!(found.is_empty(), "the vaulted password is in {found:?}");
+    let found = files_containing(&r.data_dir(), token.as_bytes());
+    assert!(
+        found.is_empty(),
+        "the token is in {found:?}; {}",
+        xrdp.logs()
+    );
+    drop(server);
+    drop(processes);
+    drop(xrdp);
 }
 
 /// A wrong token and a grant without `vnc:connect` are refused (the client exits), each

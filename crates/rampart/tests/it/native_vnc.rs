@@ -66,6 +66,13 @@ pub(crate) fn rampart_with_native_listener(
     let (r, first) = rampart_for_desktop_granting(desktop_port, None, actions);
     let (status, _) = first.terminate();
     assert!(status.success(), "{status}");
+    let (server, port) = serve_native_listener(&r, env, name);
+    (r, server, port)
+}
+
+/// `rampart serve` with the native listener `name` on (`RAMPART_{ENV}_LISTEN`); its port,
+/// from the banner.
+pub(crate) fn serve_native_listener(r: &Rampart, env: &str, name: &str) -> (Server, u16) {
     let server = r.serve_with_env(&[(&format!("RAMPART_{env}_LISTEN"), "127.0.0.1:0")]);
     let prefix = format!("{name}: listening on ");
     let port = server
@@ -76,7 +83,7 @@ pub(crate) fn rampart_with_native_listener(
         .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
         .unwrap_or_else(|| panic!("the banner names the {name} listener: {:?}", server.banner))
         .port();
-    (r, server, port)
+    (server, port)
 }
 
 /// After alice's wrong token (as `alice@vnc@desk`) and bob's connection without
