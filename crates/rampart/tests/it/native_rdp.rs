@@ -31,7 +31,7 @@ use crate::native_vnc::{
 use rampart_testkit::desktop::{Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,33 @@ fn log_text(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
+/// `xfreerdp` as `user` on `display`, once its window shows the target's root colour where
+/// no window covers it: the client, its window, the window's position and the client's log.
+fn client_showing_root(
+    display: &str,
+    home: &Path,
+    cert: &Path,
+    port: u16,
+    user: &str,
+    token: &str,
+) -> (Child, String, (u16, u16), PathBuf) {
+    let log = home.join("xfreerdp.log");
+    let client = xfreerdp(display, home, cert, port, user, token, &log);
+    let (window, wx, wy) = window_named(display, "FreeRDP");
+    let probe = (wx + PROBE.0, wy + PROBE.1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !close(screen_pixel(display, probe), ROOT) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        close(screen_pixel(display, probe), ROOT),
+        "the client shows {:?} where the target's root colour is; client: {}",
+        screen_pixel(display, probe),
+        log_text(&log)
+    );
+    (client, window, (wx, wy), log)
+}
+
 /// alice's client showing the target through the RDP listener, with what it runs on.
 struct Viewing {
     r: Rampart,
@@ -104,7 +131,7 @@ struct Viewing {
     token: String,
     display: String,
     _home: tempfile::TempDir,
-    log: std::path::PathBuf,
+    log: PathBuf,
     client: Child,
     window: String,
     origin: (u16, u16),
@@ -125,28 +152,8 @@ fn viewing(actions: &str) -> Option<Viewing> {
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
     let home = tempfile::tempdir().unwrap();
-    let log = home.path().join("xfreerdp.log");
-    let client = xfreerdp(
-        &display,
-        home.path(),
-        &cert,
-        port,
-        "alice#vnc@desk",
-        &token,
-        &log,
-    );
-    let (window, wx, wy) = window_named(&display, "FreeRDP");
-    let probe = (wx + PROBE.0, wy + PROBE.1);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !close(screen_pixel(&display, probe), ROOT) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        close(screen_pixel(&display, probe), ROOT),
-        "the client shows {:?} where the target's root colour is; client: {}",
-        screen_pixel(&display, probe),
-        log_text(&log)
-    );
+    let (client, window, origin, log) =
+        client_showing_root(&display, home.path(), &cert, port, "alice#vnc@desk", &token);
     Some(Viewing {
         r,
         server: Some(server),
@@ -156,7 +163,7 @@ fn viewing(actions: &str) -> Option<Viewing> {
         log,
         client,
         window,
-        origin: (wx, wy),
+        origin,
         _processes: processes,
         desktop,
     })
@@ -279,21 +286,9 @@ fn native_rdp_xfreerdp_reaches_an_rdp_target_by_scancode() {
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
     let home = tempfile::tempdir().unwrap();
-    let log = home.path().join("xfreerdp.log");
-    let mut client = xfreerdp(
-        &display,
-        home.path(),
-        &cert,
-        port,
-        "alice#xdesk",
-        &token,
-        &log,
-    );
-    let (window, wx, wy) = window_named(&display, "FreeRDP");
+    let (mut client, window, (wx, wy), log) =
+        client_showing_root(&display, home.path(), &cert, port, "alice#xdesk", &token);
     let probe = (wx + PROBE.0, wy + PROBE.1);
-    wait_until("the client to show the session's root colour", || {
-        close(screen_pixel(&display, probe), ROOT)
-    });
     let id = live_session(&r, "rdp");
     let listed = r.json(&["session", "list"]).to_string();
     assert!(listed.contains("127.0.0.1 (rdp)"), "{listed}");
