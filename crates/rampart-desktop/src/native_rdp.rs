@@ -1076,6 +1076,22 @@ mod tests {
     }
 
     #[test]
+    fn deactivate_all_goes_on_the_io_channel_from_the_server() {
+        let frame = deactivate_all(1003, 1002).unwrap();
+        let message: X224<McsMessage<'_>> = decode(&frame).unwrap();
+        let McsMessage::SendDataIndication(data) = message.0 else {
+            panic!("not a Send Data Indication: {:?}", message.0);
+        };
+        assert_eq!((data.initiator_id, data.channel_id), (1002, 1003));
+        let control: ShareControlHeader = decode(data.user_data.as_ref()).unwrap();
+        assert_eq!(control.pdu_source, 1003);
+        assert!(matches!(
+            control.share_control_pdu,
+            ShareControlPdu::ServerDeactivateAll(_)
+        ));
+    }
+
+    #[test]
     fn a_client_at_another_colour_depth_is_told_why() {
         let bitmap = |bpp| {
             vec![CapabilitySet::Bitmap(caps::Bitmap {
