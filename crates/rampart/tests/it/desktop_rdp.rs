@@ -148,15 +148,33 @@ fn rampart_for_rdp(port: u16, pin: Option<&str>) -> (Rampart, Server) {
 
 /// An RDP desktop as [`rampart_with_rdp_desk`] sets it up.
 pub(crate) struct RdpDesk<'a> {
-    pub(crate) asset: &'a str,
-    pub(crate) port: u16,
+    asset: &'a str,
+    port: u16,
     /// Its endpoint's settings (`asset endpoint set ASSET rdp ...`), if any.
-    pub(crate) settings: Vec<&'a str>,
+    settings: Vec<&'a str>,
     /// The account vaulted there, and its password.
-    pub(crate) login: &'a str,
-    pub(crate) password: &'a str,
+    login: &'a str,
+    password: &'a str,
     /// alice's grant on it.
-    pub(crate) actions: &'a str,
+    actions: &'a str,
+}
+
+/// The xrdp desk as an asset: `xdesk` over TLS without NLA, xrdp's certificate pinned, the
+/// local account's password vaulted, alice granted `actions`.
+pub(crate) fn xrdp_desk<'a>(xrdp: &'a Xrdp, actions: &'a str) -> RdpDesk<'a> {
+    RdpDesk {
+        asset: "xdesk",
+        port: xrdp.port,
+        settings: vec![
+            "--tls-fingerprint",
+            &xrdp.fingerprint,
+            "--rdp-security",
+            "tls",
+        ],
+        login: XRDP_USER,
+        password: XRDP_PASSWORD,
+        actions,
+    }
 }
 
 /// Rampart (not serving yet) with alice (password `alice-password-1`) and `desk`: its RDP
@@ -404,7 +422,7 @@ fn a_hostile_rdp_server_sending_garbage_ends_the_session_cleanly() {
 
 /// The local account the xrdp session logs in as (`.ci/run` creates it), and its password,
 /// vaulted in Rampart: the canary of the xrdp test.
-pub(crate) const XRDP_USER: &str = rampart_testkit::PASSWORD_TARGET_USER;
+const XRDP_USER: &str = rampart_testkit::PASSWORD_TARGET_USER;
 pub(crate) const XRDP_PASSWORD: &str = rampart_testkit::PASSWORD_TARGET_PASSWORD;
 /// What the session's xterm prints first, in its text colour [`XRDP_TEXT`].
 const XRDP_MARKER: &str = "xrdp-session-marker-5e2a";
@@ -763,19 +781,7 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     let Some(mut xrdp) = Xrdp::start() else {
         return;
     };
-    let r = rampart_with_rdp_desk(&RdpDesk {
-        asset: "xdesk",
-        port: xrdp.port,
-        settings: vec![
-            "--tls-fingerprint",
-            &xrdp.fingerprint,
-            "--rdp-security",
-            "tls",
-        ],
-        login: XRDP_USER,
-        password: XRDP_PASSWORD,
-        actions: "rdp:connect,rdp:clipboard",
-    });
+    let r = rampart_with_rdp_desk(&xrdp_desk(&xrdp, "rdp:connect,rdp:clipboard"));
     let account = format!("{XRDP_USER}@xdesk");
     let server = r.serve();
 

@@ -19,8 +19,7 @@ use crate::desktop_common::{
     CANARY, IN_XTERM, KILL_REASON, PROBE, killed_session, recorded_with_key_frame, sessions,
 };
 use crate::desktop_rdp::{
-    COLOUR_COMMAND, RdpDesk, XRDP_PASSWORD, XRDP_USER, Xrdp, rampart_with_rdp_desk,
-    sha256_fingerprint,
+    COLOUR_COMMAND, XRDP_PASSWORD, Xrdp, rampart_with_rdp_desk, sha256_fingerprint, xrdp_desk,
 };
 use crate::desktop_vnc::Desktop;
 use crate::login_controls::events_of_kind;
@@ -267,19 +266,7 @@ fn native_rdp_xfreerdp_reaches_an_rdp_target_by_scancode() {
     let Some(xrdp) = Xrdp::start() else {
         return;
     };
-    let r = rampart_with_rdp_desk(&RdpDesk {
-        asset: "xdesk",
-        port: xrdp.port,
-        settings: vec![
-            "--tls-fingerprint",
-            &xrdp.fingerprint,
-            "--rdp-security",
-            "tls",
-        ],
-        login: XRDP_USER,
-        password: XRDP_PASSWORD,
-        actions: "rdp:connect",
-    });
+    let r = rampart_with_rdp_desk(&xrdp_desk(&xrdp, "rdp:connect"));
     let (server, port) = serve_native_listener(&r, "RDP", "rdp");
     let cert = server.cert.clone().expect("the node's certificate");
     let token = token(&r, "alice");
