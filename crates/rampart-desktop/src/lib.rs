@@ -15,6 +15,7 @@
 //! RDP is another matter (X.224, MCS, CredSSP/NTLM, capability exchange, bitmap codecs), so
 //! it is IronRDP's connector and session crates, sans-I/O, driven over our own TLS stream.
 
+pub mod native_rdp;
 pub mod native_vnc;
 pub mod rdp;
 pub mod rdp_clipboard;
@@ -26,6 +27,7 @@ pub mod session;
 pub mod video;
 pub mod vnc;
 
-pub use native_vnc::{NativeVncFront, NativeVncSettings};
+pub use native_rdp::NativeRdpFront;
+pub use native_vnc::{NativeFront, NativeSettings, NativeVncFront};
 pub use rampart_session::database::DbLogin;
 pub use session::{Desktop, DesktopEvent, DesktopRequest, Input, open};

@@ -17,7 +17,7 @@
 //!    target down) is the reason the viewer shows, and the viewer gets the target's size in
 //!    ServerInit.
 //! 3. The relay: the session's desktop stream (`screen` messages) applied to a framebuffer of
-//!    this front, whose changed parts ([`Damage`]) go to the viewer as Raw rectangles in its
+//!    this front, whose changed parts ([`crate::rfb_server::Damage`]) go to the viewer as Raw rectangles in its
 //!    pixel format when it asks (FramebufferUpdateRequest); a resize as DesktopSize when the
 //!    viewer listed it, else the session ends with the reason. Keys, the pointer and the
 //!    viewer's clipboard become the session's [`Input`]; the target's clipboard (when the
@@ -30,8 +30,7 @@
 //! - Memory per viewer is bounded: one screen, at most [`crate::rfb_server::MAX_DAMAGE`]
 //!   rectangles waiting, and one client message (at most `8 + MAX_CUT_TEXT` bytes) buffered.
 
-use crate::rfb_server::{self, ClientMessage, Converter, Damage, PixelFormat, Rect, ViewerError};
-use crate::screen::Framebuffer;
+use crate::rfb_server::{self, ClientMessage, Converter, Mirror, PixelFormat, ViewerError};
 use crate::session::{Desktop, DesktopEvent, DesktopRequest, Input};
 use bytes::BytesMut;
 use rampart_auth::{Attempt, Front, Refusal};
@@ -54,16 +53,16 @@ pub const LOGIN_FAILED: &str = "Rampart: authentication failed (user name USER@A
 /// Bytes read from the viewer at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// How the listener treats connections (from the node's configuration).
+/// How a native listener (VNC, RDP) treats connections (from the node's configuration).
 #[derive(Debug, Clone)]
-pub struct NativeVncSettings {
-    /// Time from accept to a checked login (`vnc.login_grace_time`).
+pub struct NativeSettings {
+    /// Time from accept to a checked login (`vnc.login_grace_time`, `rdp.login_grace_time`).
     pub login_grace_time: Duration,
     /// Connections not logged in yet, at most.
     pub max_unauthenticated: usize,
 }
 
-impl Default for NativeVncSettings {
+impl Default for NativeSettings {
     fn default() -> Self {
         Self {
             login_grace_time: Duration::from_secs(30),
@@ -72,29 +71,34 @@ impl Default for NativeVncSettings {
     }
 }
 
-/// Everything a connection needs; cheap to clone.
+/// Everything a connection of a native front (VNC here, RDP in `native_rdp`) needs; cheap to
+/// clone.
 #[derive(Clone)]
-pub struct NativeVncFront {
-    base: FrontBase,
-    settings: NativeVncSettings,
+pub struct NativeFront {
+    pub(crate) base: FrontBase,
+    pub(crate) settings: NativeSettings,
 }
 
-impl std::fmt::Debug for NativeVncFront {
+/// The native VNC front.
+pub type NativeVncFront = NativeFront;
+
+impl std::fmt::Debug for NativeFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeVncFront")
+        f.debug_struct("NativeFront")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl NativeVncFront {
-    /// `tls`: the node's certificate (the web listener's), the one VeNCrypt's X509Plain uses.
+impl NativeFront {
+    /// `tls`: the node's certificate (the web listener's), the one VeNCrypt's X509Plain and
+    /// RDP's TLS security use.
     pub fn new(
         core: SessionCore,
         auth: rampart_auth::Authenticator,
         dialer: Dialer,
         tls: Arc<tokio_rustls::rustls::ServerConfig>,
-        settings: NativeVncSettings,
+        settings: NativeSettings,
     ) -> Self {
         let base = FrontBase::new(
             core,
@@ -170,53 +174,52 @@ async fn login(front: &NativeVncFront, mut tcp: TcpStream, peer: SocketAddr) -> 
             return None;
         }
     };
-    let target = match DbLogin::parse(&name) {
-        Ok(target) => target,
+    match login_request(&front.base, &name, secret, peer, "vnc", |_| Protocol::Vnc).await {
+        Ok(request) => Some(LoggedIn { viewer, request }),
         Err(why) => {
             refuse(&mut viewer, &why).await;
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The login of a native front's client: `name` (`USER@ASSET` or `USER@ACCOUNT@ASSET`) and
+/// its token (or `PASSWORD:TOTP`) checked by the one authenticator (`database_login`:
+/// lockout, login rules, failures audited) as the database fronts do, the login recorded;
+/// the desktop it asks for, with the protocol `protocol` picks for the asset. `Err`: the line
+/// the client is refused with (every failed login reads [`LOGIN_FAILED`]).
+pub(crate) async fn login_request(
+    base: &FrontBase,
+    name: &str,
+    secret: rampart_core::SecretString,
+    peer: SocketAddr,
+    front: &'static str,
+    protocol: impl FnOnce(Option<&rampart_core::Asset>) -> Protocol,
+) -> Result<DesktopRequest, String> {
+    let target = DbLogin::parse(name)?;
     let attempt = Attempt {
         front: Front::Database,
-        login: &name,
+        login: name,
         user: Some(&target.user),
         source: peer.ip(),
     };
-    let login = match front.base.auth.database_login(&attempt, &secret).await {
+    let login = match base.auth.database_login(&attempt, &secret).await {
         Ok(login) => login,
-        Err(Refusal::Unavailable) => {
-            refuse(&mut viewer, "Rampart cannot check logins now").await;
-            return None;
-        }
+        Err(Refusal::Unavailable) => return Err("Rampart cannot check logins now".to_owned()),
         // The same answer for every failure (the authenticator audited which).
-        Err(_) => {
-            refuse(&mut viewer, LOGIN_FAILED).await;
-            return None;
-        }
+        Err(_) => return Err(LOGIN_FAILED.to_owned()),
     };
     drop(secret);
-    if let Err(why) = db::record_login(
-        &front.base.core.store,
-        &login.user.name,
-        &login.method,
-        peer.ip(),
-    )
-    .await
-    {
-        refuse(&mut viewer, &why).await;
-        return None;
-    }
-    Some(LoggedIn {
-        viewer,
-        request: DesktopRequest {
-            user: login.user,
-            mfa: login.mfa,
-            source: peer,
-            front: "vnc",
-            target,
-            protocol: Protocol::Vnc,
-        },
+    db::record_login(&base.core.store, &login.user.name, &login.method, peer.ip()).await?;
+    // Only after the login: which endpoints the asset has says nothing to a stranger.
+    let asset = base.core.store.asset(&target.asset).await.ok();
+    Ok(DesktopRequest {
+        user: login.user,
+        mfa: login.mfa,
+        source: peer,
+        front,
+        protocol: protocol(asset.as_ref()),
+        target,
     })
 }
 
@@ -262,10 +265,7 @@ async fn session(front: &NativeVncFront, logged_in: LoggedIn, peer: SocketAddr) 
 
 /// What the viewer has and wants.
 struct View {
-    fb: Framebuffer,
-    damage: Damage,
-    /// The screen's size changed since the viewer last heard of it.
-    resized: bool,
+    mirror: Mirror,
     /// An update the viewer asked for and has not had yet.
     requested: bool,
     converter: Converter,
@@ -273,71 +273,45 @@ struct View {
 }
 
 impl View {
-    fn new((width, height): (u16, u16)) -> Self {
+    fn new(size: (u16, u16)) -> Self {
         Self {
-            fb: Framebuffer::new(width, height),
-            damage: Damage::default(),
-            resized: false,
+            mirror: Mirror::new(size),
             requested: false,
             converter: PixelFormat::DEFAULT.converter(),
             desktop_size: false,
         }
     }
 
-    fn whole(&self) -> Rect {
-        let (w, h) = self.fb.size();
-        Rect { x: 0, y: 0, w, h }
-    }
-
-    /// One message of the desktop stream (as the browser gets it) applied to the screen.
     fn apply(&mut self, message: &[u8]) -> Result<(), String> {
-        let before = self.fb.size();
-        self.fb.apply_message(message)?;
-        let field = |i: usize| {
-            message
-                .get(1 + 2 * i..3 + 2 * i)
-                .and_then(|b| b.try_into().ok())
-                .map(u16::from_be_bytes)
-                .unwrap_or_default()
-        };
-        match message.first() {
-            Some(b'I' | b'K') if self.fb.size() != before => {
-                self.resized = true;
-                self.damage.clear();
-                self.damage.add(self.whole());
-            }
-            Some(b'Z' | b'C') => self.damage.add(Rect {
-                x: field(0),
-                y: field(1),
-                w: field(2),
-                h: field(3),
-            }),
-            _ => {}
-        }
-        Ok(())
+        self.mirror.apply(message)
     }
 
     /// The update due now, if the viewer asked for one and something changed.
     fn due(&mut self) -> Result<Option<bytes::Bytes>, String> {
-        if !self.requested || (self.damage.is_empty() && !self.resized) {
+        let Mirror {
+            fb,
+            damage,
+            resized,
+        } = &mut self.mirror;
+        if !self.requested || (damage.is_empty() && !*resized) {
             return Ok(None);
         }
-        if self.resized && !self.desktop_size {
-            let (w, h) = self.fb.size();
+        if *resized && !self.desktop_size {
+            let (w, h) = fb.size();
             return Err(format!(
                 "the desktop changed its size to {w}x{h} and the viewer does not support \
                  DesktopSize"
             ));
         }
-        let rects = self.damage.take();
+        let rects = damage.take();
         let update = rfb_server::framebuffer_update(
-            self.fb.pixels(),
-            self.fb.size(),
+            fb.pixels(),
+            fb.size(),
             &rects,
-            self.resized,
+            *resized,
             &self.converter,
         );
-        self.resized = false;
+        *resized = false;
         self.requested = false;
         Ok(Some(update))
     }
@@ -348,8 +322,9 @@ impl View {
             ClientMessage::SetPixelFormat(format) => {
                 self.converter = format.converter();
                 // What the viewer has is in the old format: all of it again.
-                self.damage.clear();
-                self.damage.add(self.whole());
+                let whole = self.mirror.whole();
+                self.mirror.damage.clear();
+                self.mirror.damage.add(whole);
                 None
             }
             ClientMessage::SetEncodings(encodings) => {
@@ -358,9 +333,9 @@ impl View {
             }
             ClientMessage::UpdateRequest { incremental, area } => {
                 if !incremental {
-                    let (w, h) = self.fb.size();
+                    let (w, h) = self.mirror.fb.size();
                     if let Some(area) = area.clip(w, h) {
-                        self.damage.add(area);
+                        self.mirror.damage.add(area);
                     }
                 }
                 self.requested = true;
@@ -382,7 +357,7 @@ impl View {
 /// Ends the session with `why` (the viewer broke its protocol), which the session's record
 /// then says; returns it. The session's events are taken until its end (at most 5 s): a relay
 /// whose events had nowhere to go would end it as "the user closed the desktop" first.
-async fn leave(desktop: &mut Desktop, why: String) -> String {
+pub(crate) async fn leave(desktop: &mut Desktop, why: String) -> String {
     let _ = desktop.input.send(Input::Leave(why.clone())).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(event) = desktop.events.recv().await {
@@ -457,6 +432,7 @@ async fn relay(viewer: &mut Viewer, mut desktop: Desktop) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rfb_server::Rect;
     use crate::screen;
 
     fn request(view: &mut View, incremental: bool) {

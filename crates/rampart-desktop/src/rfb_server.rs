@@ -598,6 +598,61 @@ impl Damage {
     }
 }
 
+/// A native front's copy of the screen: the session's desktop stream applied to a
+/// framebuffer, with what changed since the client last got it (the native VNC and RDP fronts
+/// both send from it).
+#[derive(Debug)]
+pub struct Mirror {
+    pub fb: crate::screen::Framebuffer,
+    pub damage: Damage,
+    /// The screen's size changed since the client last heard of it.
+    pub resized: bool,
+}
+
+impl Mirror {
+    pub fn new((width, height): (u16, u16)) -> Self {
+        Self {
+            fb: crate::screen::Framebuffer::new(width, height),
+            damage: Damage::default(),
+            resized: false,
+        }
+    }
+
+    /// The whole screen.
+    pub fn whole(&self) -> Rect {
+        let (w, h) = self.fb.size();
+        Rect { x: 0, y: 0, w, h }
+    }
+
+    /// One message of the desktop stream (as the browser gets it) applied to the screen.
+    pub fn apply(&mut self, message: &[u8]) -> Result<(), String> {
+        let before = self.fb.size();
+        self.fb.apply_message(message)?;
+        let field = |i: usize| {
+            message
+                .get(1 + 2 * i..3 + 2 * i)
+                .and_then(|b| b.try_into().ok())
+                .map(u16::from_be_bytes)
+                .unwrap_or_default()
+        };
+        match message.first() {
+            Some(b'I' | b'K') if self.fb.size() != before => {
+                self.resized = true;
+                self.damage.clear();
+                self.damage.add(self.whole());
+            }
+            Some(b'Z' | b'C') => self.damage.add(Rect {
+                x: field(0),
+                y: field(1),
+                w: field(2),
+                h: field(3),
+            }),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// A FramebufferUpdate: the DesktopSize pseudo-rectangle first when `resize` says so, then
 /// each rectangle's pixels (Raw) from `rgba` (the screen, `width` pixels a row) in the
 /// viewer's format. Rectangles are clipped to the screen.

@@ -31,7 +31,7 @@ pub use postgres::PostgresConfig;
 mod redis;
 pub use redis::RedisConfig;
 mod vnc;
-pub use vnc::VncConfig;
+pub use vnc::{RdpConfig, VncConfig};
 mod kube;
 mod ldap;
 mod node;
@@ -85,7 +85,9 @@ struct FileConfig {
     #[serde(default)]
     redis: redis::RedisSection,
     #[serde(default)]
-    vnc: vnc::VncSection,
+    vnc: vnc::NativeSection,
+    #[serde(default)]
+    rdp: vnc::NativeSection,
     #[serde(default)]
     requests: requests::RequestsSection,
     #[serde(default)]
@@ -242,6 +244,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The native VNC listener for stock viewers (`vnc.listen`), off by default.
     pub vnc: VncConfig,
+    /// The native RDP listener for stock RDP clients (`rdp.listen`), off by default.
+    pub rdp: RdpConfig,
     /// Access requests: approver groups and the longest access asked for (`[requests]`).
     pub requests: rampart_core::requests::RequestSettings,
     /// How long a shell line an `approve` rule holds waits (`rules.approval_timeout`).
@@ -593,7 +597,8 @@ impl Config {
         let agent = agent::agent_config(&file.agent, &file.gateway, env_lookup, &file_name)?;
         let mysql = mysql::mysql_config(&file.mysql, env_lookup, &file_name)?;
         let redis = redis::redis_config(&file.redis, env_lookup, &file_name)?;
-        let vnc = vnc::vnc_config(&file.vnc, env_lookup, &file_name)?;
+        let vnc = vnc::native_config("vnc", "127.0.0.1:5901", &file.vnc, env_lookup, &file_name)?;
+        let rdp = vnc::native_config("rdp", "127.0.0.1:3390", &file.rdp, env_lookup, &file_name)?;
         let requests = requests::requests_config(&file.requests, env_lookup, &file_name)?;
         let approval_timeout = rules::approval_timeout(&file.rules, env_lookup, &file_name)?;
         let kube = kube::kube_config(&file.kube, env_lookup, &file_name)?;
@@ -626,6 +631,7 @@ impl Config {
             mysql,
             redis,
             vnc,
+            rdp,
             requests,
             approval_timeout,
             detectors,
@@ -1389,6 +1395,30 @@ mod tests {
             .to_string();
         assert!(
             err.contains("vnc.listen") && err.contains("environment RAMPART_VNC_LISTEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_rdp_listener_is_off_by_default_and_set_by_file_or_environment() {
+        let config = load(Overrides::default(), &[]).unwrap();
+        assert!(config.rdp.listen.is_none());
+        let (_dir, overrides) =
+            file("[rdp]\nlisten = \"127.0.0.1:3390\"\nlogin_grace_time = \"12s\"\n");
+        let config = load(overrides.clone(), &[]).unwrap();
+        assert_eq!(config.rdp.listen.map(|a| a.port()), Some(3390));
+        assert!(config.vnc.listen.is_none(), "[rdp] is not [vnc]");
+        assert_eq!(
+            config.rdp.settings.login_grace_time,
+            std::time::Duration::from_secs(12)
+        );
+        let config = load(overrides, &[("RAMPART_RDP_LISTEN", "127.0.0.1:3391")]).unwrap();
+        assert_eq!(config.rdp.listen.map(|a| a.port()), Some(3391));
+        let err = load(Overrides::default(), &[("RAMPART_RDP_LISTEN", "desk:3389")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rdp.listen") && err.contains("environment RAMPART_RDP_LISTEN"),
             "{err}"
         );
     }

@@ -81,6 +81,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kube = database_listener("kube", config.kube.listen, &node_certificate).await?;
     // The native VNC listener's VeNCrypt (X509Plain) uses the same certificate.
     let vnc = database_listener("vnc", config.vnc.listen, &node_certificate).await?;
+    // So does the native RDP listener's TLS security.
+    let rdp = database_listener("rdp", config.rdp.listen, &node_certificate).await?;
     let listening = |listener: &Option<(TcpListener, _)>| {
         listener
             .as_ref()
@@ -92,6 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let redis_addr = listening(&redis)?;
     let kube_addr = listening(&kube)?;
     let vnc_addr = listening(&vnc)?;
+    let rdp_addr = listening(&rdp)?;
     // The listener dial-out agents connect to (optional), with the node's SSH host key: the
     // enrolment token carries its fingerprint, so agents check it from their first connection.
     let agent_listener = match config.agent.listen {
@@ -172,6 +175,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             addr.port()
         );
     }
+    if let Some(addr) = rdp_addr {
+        println!(
+            "rdp: listening on {addr} (try: xfreerdp /v:{}:{} /sec:tls /cert:tofu /u:USER#ASSET /from-stdin, then the password: a token from rampart db token)",
+            addr.ip(),
+            addr.port()
+        );
+    }
     if let Some(addr) = kube_addr {
         println!(
             "kubernetes: listening on {addr} (try: rampart kube config --asset ASSET --user USER -o kubeconfig, then KUBECONFIG=kubeconfig kubectl get pods)"
@@ -204,6 +214,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ("redis", redis_addr),
         ("kube", kube_addr),
         ("vnc", vnc_addr),
+        ("rdp", rdp_addr),
     ];
     for (what, addr) in listeners.into_iter().filter_map(|(w, a)| a.map(|a| (w, a))) {
         if !addr.ip().is_loopback() {
@@ -246,6 +257,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "alerts": crate::detectors::describe(&config.detectors),
         "kube_listen": kube_addr.map(|addr| addr.to_string()),
         "vnc_listen": vnc_addr.map(|addr| addr.to_string()),
+        "rdp_listen": rdp_addr.map(|addr| addr.to_string()),
         "node": config.node.name,
     });
     // Crash recovery, part one: this node's previous run never said it stopped, or (a node
@@ -460,6 +472,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    // The native RDP front: the same desktop sessions, over RDP to stock RDP clients.
+    let rdp_task = rdp.map(|(listener, certificate)| {
+        let front = rampart_desktop::NativeRdpFront::new(
+            gateway.session_core(),
+            gateway.authenticator(),
+            gateway.dialer(),
+            certificate,
+            config.rdp.settings.clone(),
+        );
+        tokio::spawn(rampart_desktop::native_rdp::run(
+            front,
+            listener,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let live_sessions = gateway.session_core().live.clone();
     let ssh_task = tokio::spawn(gateway.run(ssh, stopped(stop_rx.clone())));
     let web_settings = WebSettings {
@@ -654,6 +681,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(task) = vnc_task {
         task.await.context("vnc listener failed")?;
+    }
+    if let Some(task) = rdp_task {
+        task.await.context("rdp listener failed")?;
     }
     web_task
         .await

@@ -167,3 +167,15 @@ pub(crate) fn xclip_owning(mut xclip: Command, text: &str) -> std::process::Chil
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
     child
 }
+
+/// The desktop session `id`'s recording (its raw stream) as text, once it is checked to hold a
+/// key frame of the 800x600 screen.
+pub(crate) fn recorded_with_key_frame(r: &Rampart, id: &str) -> String {
+    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
+    let bytes = std::fs::read(&raw).unwrap();
+    assert!(
+        bytes.windows(5).any(|w| w == [b'K', 3, 32, 2, 88]),
+        "no key frame of the 800x600 screen in the recording"
+    );
+    String::from_utf8_lossy(&bytes).into_owned()
+}

@@ -31,7 +31,7 @@ const CANARY: &str = "rdp-canary-51c9";
 const LOGIN: &str = "alice";
 /// Typed into the remote xterm (no shifted characters: keys go as scancodes, and Playwright's
 /// `type` presses no Shift); it turns the root window blue.
-const COLOUR_COMMAND: &str = "xsetroot -solid blue";
+pub(crate) const COLOUR_COMMAND: &str = "xsetroot -solid blue";
 const BLUE: &str = "0,0,255";
 
 /// Xvfb and an xterm shared by `freerdp-shadow-cli` on a loopback port, NLA only, with the
@@ -147,7 +147,7 @@ fn rampart_for_rdp(port: u16, pin: Option<&str>) -> (Rampart, Server) {
 }
 
 /// An RDP desktop as [`rampart_with_rdp_desk`] sets it up.
-struct RdpDesk<'a> {
+pub(crate) struct RdpDesk<'a> {
     asset: &'a str,
     port: u16,
     /// Its endpoint's settings (`asset endpoint set ASSET rdp ...`), if any.
@@ -159,9 +159,27 @@ struct RdpDesk<'a> {
     actions: &'a str,
 }
 
+/// The xrdp desk as an asset: `xdesk` over TLS without NLA, xrdp's certificate pinned, the
+/// local account's password vaulted, alice granted `actions`.
+pub(crate) fn xrdp_desk<'a>(xrdp: &'a Xrdp, actions: &'a str) -> RdpDesk<'a> {
+    RdpDesk {
+        asset: "xdesk",
+        port: xrdp.port,
+        settings: vec![
+            "--tls-fingerprint",
+            &xrdp.fingerprint,
+            "--rdp-security",
+            "tls",
+        ],
+        login: XRDP_USER,
+        password: XRDP_PASSWORD,
+        actions,
+    }
+}
+
 /// Rampart (not serving yet) with alice (password `alice-password-1`) and `desk`: its RDP
 /// endpoint, the account with its password vaulted, and alice's grant.
-fn rampart_with_rdp_desk(desk: &RdpDesk) -> Rampart {
+pub(crate) fn rampart_with_rdp_desk(desk: &RdpDesk) -> Rampart {
     let r = Rampart::new(BIN);
     r.ok(&["user", "add", "alice"]);
     r.ok_with_stdin(&["user", "password", "alice"], b"alice-password-1");
@@ -405,7 +423,7 @@ fn a_hostile_rdp_server_sending_garbage_ends_the_session_cleanly() {
 /// The local account the xrdp session logs in as (`.ci/run` creates it), and its password,
 /// vaulted in Rampart: the canary of the xrdp test.
 const XRDP_USER: &str = rampart_testkit::PASSWORD_TARGET_USER;
-const XRDP_PASSWORD: &str = rampart_testkit::PASSWORD_TARGET_PASSWORD;
+pub(crate) const XRDP_PASSWORD: &str = rampart_testkit::PASSWORD_TARGET_PASSWORD;
 /// What the session's xterm prints first, in its text colour [`XRDP_TEXT`].
 const XRDP_MARKER: &str = "xrdp-session-marker-5e2a";
 const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
@@ -416,16 +434,16 @@ const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
 /// [`desktop::ROOT_COLOUR`], notes its display, and runs an xterm printing [`XRDP_MARKER`].
 /// Dropped, it ends the session's processes (the session manager's descendants, which log in
 /// as [`XRDP_USER`]), then the servers, and removes what the session left behind.
-struct Xrdp {
-    port: u16,
-    fingerprint: String,
+pub(crate) struct Xrdp {
+    pub(crate) port: u16,
+    pub(crate) fingerprint: String,
     dir: tempfile::TempDir,
     sesman: u32,
     processes: Processes,
 }
 
 impl Xrdp {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let tools = [
             "xrdp",
             "xrdp-sesman",
@@ -626,7 +644,7 @@ impl Xrdp {
     }
 
     /// What xrdp and its session manager logged, for a failure's message.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         ["xrdp.log", "xrdp.err", "sesman.log", "sesman.err"]
             .iter()
             .map(|name| {
@@ -641,6 +659,12 @@ impl Xrdp {
 
 /// The SHA-256 fingerprint of a PEM certificate, as Rampart pins it.
 fn certificate_fingerprint(cert: &std::path::Path) -> String {
+    format!("SHA256:{}", sha256_fingerprint(cert).replace(':', ""))
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as `openssl` prints it, in lower case
+/// (`ab:cd:...`: what FreeRDP's `/cert:fingerprint:sha256:` takes).
+pub(crate) fn sha256_fingerprint(cert: &std::path::Path) -> String {
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
         .arg(cert)
@@ -649,8 +673,7 @@ fn certificate_fingerprint(cert: &std::path::Path) -> String {
     assert!(out.status.success(), "{}", text(&out));
     // `sha256 Fingerprint=AB:CD:...`
     let printed = String::from_utf8(out.stdout).unwrap();
-    let hex = printed.trim().rsplit('=').next().unwrap().replace(':', "");
-    format!("SHA256:{}", hex.to_lowercase())
+    printed.trim().rsplit('=').next().unwrap().to_lowercase()
 }
 
 /// Every process descending from `pid`, each parent before its children.
@@ -758,19 +781,7 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     let Some(mut xrdp) = Xrdp::start() else {
         return;
     };
-    let r = rampart_with_rdp_desk(&RdpDesk {
-        asset: "xdesk",
-        port: xrdp.port,
-        settings: vec![
-            "--tls-fingerprint",
-            &xrdp.fingerprint,
-            "--rdp-security",
-            "tls",
-        ],
-        login: XRDP_USER,
-        password: XRDP_PASSWORD,
-        actions: "rdp:connect,rdp:clipboard",
-    });
+    let r = rampart_with_rdp_desk(&xrdp_desk(&xrdp, "rdp:connect,rdp:clipboard"));
     let account = format!("{XRDP_USER}@xdesk");
     let server = r.serve();
 

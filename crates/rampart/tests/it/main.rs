@@ -44,6 +44,7 @@ mod ldap;
 mod login_controls;
 mod mfa;
 mod mysql;
+mod native_rdp;
 mod native_vnc;
 mod oidc;
 mod operations;

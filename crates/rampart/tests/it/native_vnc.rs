@@ -15,7 +15,8 @@
 
 use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_common::{
-    CANARY, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, killed_session, sessions,
+    CANARY, IN_XTERM, KILL_REASON, PROBE, clipboard_transfers, killed_session,
+    recorded_with_key_frame, sessions,
 };
 use crate::desktop_vnc::{Desktop, copy_on_target, rampart_for_desktop_granting, x_clipboard};
 use crate::login_controls::events_of_kind;
@@ -51,22 +52,84 @@ fn tools_ready() -> bool {
 /// Rampart as desktop_vnc sets it up (alice, `desk`, `vnc@desk` with the canary vaulted, a
 /// grant of `actions`), served again with the native VNC listener on; its port.
 fn rampart_with_vnc_listener(desktop_port: u16, actions: &str) -> (Rampart, Server, u16) {
+    rampart_with_native_listener(desktop_port, actions, "VNC", "vnc")
+}
+
+/// [`rampart_with_vnc_listener`] for the native listener `name` (`vnc`, `rdp`), turned on by
+/// `RAMPART_{ENV}_LISTEN`; its port, from the banner.
+pub(crate) fn rampart_with_native_listener(
+    desktop_port: u16,
+    actions: &str,
+    env: &str,
+    name: &str,
+) -> (Rampart, Server, u16) {
     let (r, first) = rampart_for_desktop_granting(desktop_port, None, actions);
     let (status, _) = first.terminate();
     assert!(status.success(), "{status}");
-    let server = r.serve_with_env(&[("RAMPART_VNC_LISTEN", "127.0.0.1:0")]);
-    let port = server
-        .banner
-        .iter()
-        .find_map(|line| line.strip_prefix("vnc: listening on "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
-        .unwrap_or_else(|| panic!("the banner names the vnc listener: {:?}", server.banner))
-        .port();
+    let (server, port) = serve_native_listener(&r, env, name);
     (r, server, port)
 }
 
-fn token(r: &Rampart, user: &str) -> String {
+/// `rampart serve` with the native listener `name` on (`RAMPART_{ENV}_LISTEN`); its port,
+/// from the banner.
+pub(crate) fn serve_native_listener(r: &Rampart, env: &str, name: &str) -> (Server, u16) {
+    let server = r.serve_with_env(&[(&format!("RAMPART_{env}_LISTEN"), "127.0.0.1:0")]);
+    let prefix = format!("{name}: listening on ");
+    let port = server
+        .banner
+        .iter()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("the banner names the {name} listener: {:?}", server.banner))
+        .port();
+    (server, port)
+}
+
+/// After alice's wrong token (as `alice@vnc@desk`) and bob's connection without
+/// `vnc:connect`: both refusals are on record (`login_failed`, `access_denied`), no session
+/// was opened and the vaulted password is in no file. `said`: what the clients logged.
+pub(crate) fn refusals_on_record(r: &Rampart, said: &str) {
+    let failed = events_of_kind(r, "login_failed");
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["login"] == "alice@vnc@desk" && e["method"] == "db-token"),
+        "{failed:?}; clients: {said}"
+    );
+    let denied = events_of_kind(r, "access_denied");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["user"] == "bob" && e["action"] == "vnc:connect"),
+        "{denied:?}; clients: {said}"
+    );
+    let list = r.json(&["session", "list"]);
+    assert!(
+        list.as_array().unwrap().iter().all(|s| s["kind"] != "vnc"),
+        "a refused client opened a session: {list}"
+    );
+    let found = files_containing(&r.data_dir(), CANARY.as_bytes());
+    assert!(found.is_empty(), "the VNC password is in {found:?}");
+}
+
+/// bob, who may use the clipboard on `desk` but not connect; his token.
+pub(crate) fn bob_without_connect(r: &Rampart) -> String {
+    r.ok(&["user", "add", "bob"]);
+    r.ok(&[
+        "grant",
+        "add",
+        "--user",
+        "bob",
+        "--asset",
+        "desk",
+        "--actions",
+        "vnc:clipboard",
+    ]);
+    token(r, "bob")
+}
+
+pub(crate) fn token(r: &Rampart, user: &str) -> String {
     r.ok(&["db", "token", "create", "--user", user, "--ttl", "1h"])
         .trim()
         .to_owned()
@@ -74,7 +137,7 @@ fn token(r: &Rampart, user: &str) -> String {
 
 /// An Xvfb display for the viewer, its root black (so only the viewer can show the target's
 /// colour on it).
-fn viewer_display(processes: &mut Processes) -> String {
+pub(crate) fn viewer_display(processes: &mut Processes) -> String {
     let display = desktop::x_display(
         processes,
         &desktop::Screen {
@@ -122,7 +185,7 @@ fn vncviewer(
 }
 
 /// The colour of one pixel of `display`'s screen, read with `xwd` (a ZPixmap of 32 bits).
-fn screen_pixel(display: &str, (x, y): (u16, u16)) -> [u8; 3] {
+pub(crate) fn screen_pixel(display: &str, (x, y): (u16, u16)) -> [u8; 3] {
     let out = Command::new("xwd")
         .args(["-root", "-silent", "-display", display])
         .output()
@@ -144,16 +207,22 @@ fn screen_pixel(display: &str, (x, y): (u16, u16)) -> [u8; 3] {
     [channel(field(14)), channel(field(15)), channel(field(16))]
 }
 
-fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+pub(crate) fn close(a: [u8; 3], b: [u8; 3]) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 8)
 }
 
 /// The viewer's window on `display`: its id and the position of its top-left corner.
 fn viewer_window(display: &str) -> (String, u16, u16) {
+    window_named(display, "TigerVNC")
+}
+
+/// The window on `display` whose name contains `name`: its id and the position of its
+/// top-left corner.
+pub(crate) fn window_named(display: &str, name: &str) -> (String, u16, u16) {
     let mut found = None;
     wait_until("the viewer's window", || {
         let search = Command::new("xdotool")
-            .args(["search", "--onlyvisible", "--name", "TigerVNC"])
+            .args(["search", "--onlyvisible", "--name", name])
             .env("DISPLAY", display)
             .output()
             .unwrap();
@@ -180,7 +249,7 @@ fn viewer_window(display: &str) -> (String, u16, u16) {
     (id, value("X="), value("Y="))
 }
 
-fn xdotool(display: &str, args: &[&str]) {
+pub(crate) fn xdotool(display: &str, args: &[&str]) {
     let out = Command::new("xdotool")
         .args(args)
         .env("DISPLAY", display)
@@ -190,7 +259,7 @@ fn xdotool(display: &str, args: &[&str]) {
 }
 
 /// Waits up to `limit` for `child` to exit.
-fn exited_within(child: &mut Child, limit: Duration) -> bool {
+pub(crate) fn exited_within(child: &mut Child, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -367,13 +436,7 @@ fn native_vnc_tigervnc_viewer_shows_types_is_killed_and_is_recorded() {
 
     // Recorded as the browser's desktop sessions: the desktop stream with a key frame of the
     // 800x600 screen, keys as "a key" only, and the chain and recording verify.
-    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
-    let bytes = std::fs::read(&raw).unwrap();
-    assert!(
-        bytes.windows(5).any(|w| w == [b'K', 3, 32, 2, 88]),
-        "no key frame of the 800x600 screen in the recording"
-    );
-    let recorded = String::from_utf8_lossy(&bytes);
+    let recorded = recorded_with_key_frame(&r, &id);
     assert!(
         recorded.contains(r#"{"t":"key","down":true}"#),
         "no key events recorded"
@@ -417,19 +480,7 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
         return;
     };
     let (r, server, port) = rampart_with_vnc_listener(desktop.port, "vnc:connect");
-    // bob may use the clipboard there, but not connect.
-    r.ok(&["user", "add", "bob"]);
-    r.ok(&[
-        "grant",
-        "add",
-        "--user",
-        "bob",
-        "--asset",
-        "desk",
-        "--actions",
-        "vnc:clipboard",
-    ]);
-    let bob_token = token(&r, "bob");
+    let bob_token = bob_without_connect(&r);
     let ca = server.cert.clone().expect("the node's certificate");
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
@@ -451,34 +502,12 @@ fn native_vnc_refuses_a_wrong_token_and_a_grant_without_vnc_connect() {
         wrong.contains("Authentication failure: Rampart: authentication failed"),
         "{wrong}"
     );
-    let failed = events_of_kind(&r, "login_failed");
-    assert!(
-        failed
-            .iter()
-            .any(|e| e["login"] == "alice@vnc@desk" && e["method"] == "db-token"),
-        "{failed:?}"
-    );
-
     let no_grant = run("bob@vnc@desk", &bob_token, "no-grant.log");
     assert!(
         no_grant.contains("Authentication failure: bob may not connect to vnc@desk"),
         "{no_grant}"
     );
-    let denied = events_of_kind(&r, "access_denied");
-    assert!(
-        denied
-            .iter()
-            .any(|e| e["user"] == "bob" && e["action"] == "vnc:connect"),
-        "{denied:?}"
-    );
-
-    let list = r.json(&["session", "list"]);
-    assert!(
-        list.as_array().unwrap().iter().all(|s| s["kind"] != "vnc"),
-        "a refused viewer opened a session: {list}"
-    );
-    let found = files_containing(&r.data_dir(), CANARY.as_bytes());
-    assert!(found.is_empty(), "the VNC password is in {found:?}");
+    refusals_on_record(&r, &format!("{wrong}\n{no_grant}"));
     drop(server);
     drop(processes);
     drop(desktop);
