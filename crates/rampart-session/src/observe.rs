@@ -31,6 +31,20 @@ fn written_now() -> Written {
     Box::pin(std::future::ready(Ok(())))
 }
 
+/// One [`Written`] for several: resolves once each has, in order (the first error ends it).
+fn all_written(mut writes: Vec<Written>) -> Written {
+    match writes.len() {
+        0 => written_now(),
+        1 => writes.swap_remove(0),
+        _ => Box::pin(async move {
+            for write in writes {
+                write.await?;
+            }
+            Ok(())
+        }),
+    }
+}
+
 /// Something an observer found in the bytes, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -92,6 +106,17 @@ pub trait Observer: Send + Sync {
             }
             Ok(verdicts)
         })
+    }
+
+    /// [`Self::clients`] in two steps: resolves once the observer has the batch, with its
+    /// verdicts and a [`Written`] that resolves once the batch is recorded. By default it does
+    /// all of it before resolving; a recorder overrides it to queue the write and return at
+    /// once, so the front can hand over its next batch while this one is written.
+    fn submit_clients<'a>(
+        &'a self,
+        batch: &'a [Bytes],
+    ) -> ObserverFuture<'a, (Vec<ClientVerdict>, Written)> {
+        Box::pin(async move { Ok((self.clients(batch).await?, written_now())) })
     }
 
     /// Bytes the target sent (several chunks, in order, as one hand-off), before they go to
@@ -188,12 +213,28 @@ impl ObserverSet {
     }
 
     /// Every observer sees the whole batch in one call (in the order they were attached); the
-    /// verdicts are merged per chunk.
+    /// verdicts are merged per chunk. Resolves once every observer has written it.
     pub(crate) async fn clients(&self, batch: &[Bytes]) -> Result<Vec<ClientVerdict>, String> {
+        let (verdicts, written) = self.submit_clients(batch).await?;
+        written.await?;
+        Ok(verdicts)
+    }
+
+    /// [`Self::clients`] in two steps: resolves once every observer has the batch (the
+    /// inspectors have judged it, the recorders' writes are queued), with the verdicts and a
+    /// [`Written`] that resolves once the recorders have written it: the front acts on the
+    /// verdicts only after that. Batches handed over one after the other are judged and
+    /// recorded in that order.
+    pub(crate) async fn submit_clients(
+        &self,
+        batch: &[Bytes],
+    ) -> Result<(Vec<ClientVerdict>, Written), String> {
         let mut verdicts: Vec<ClientVerdict> =
             batch.iter().map(|_| ClientVerdict::default()).collect();
+        let mut writes = Vec::new();
         for observer in &self.observers {
-            let ones = observer.clients(batch).await?;
+            let (ones, written) = observer.submit_clients(batch).await?;
+            writes.push(written);
             if ones.len() != batch.len() {
                 return Err("an observer gave a verdict on a different number of chunks".into());
             }
@@ -211,7 +252,7 @@ impl ObserverSet {
                 }
             }
         }
-        Ok(verdicts)
+        Ok((verdicts, all_written(writes)))
     }
 
     /// Every observer sees the batch; commands found are then marked by every observer. The
@@ -259,17 +300,7 @@ impl ObserverSet {
                 observer.control(Control::Marker(command)).await?;
             }
         }
-        let written: Written = match writes.len() {
-            0 => written_now(),
-            1 => writes.swap_remove(0),
-            _ => Box::pin(async move {
-                for write in writes {
-                    write.await?;
-                }
-                Ok(())
-            }),
-        };
-        Ok((findings, written))
+        Ok((findings, all_written(writes)))
     }
 
     pub(crate) async fn control(&self, event: Control<'_>) -> Result<(), String> {
