@@ -545,6 +545,76 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), ["target 1"]);
     }
 
+    /// A recorder whose write of the input is done only when the test says so.
+    struct SlowRecorder(Mutex<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>>);
+
+    impl Observer for SlowRecorder {
+        fn client<'a>(&'a self, _data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
+            ready(Err("the recorder is handed batches only".into()))
+        }
+
+        fn submit_clients<'a>(
+            &'a self,
+            batch: &'a [Bytes],
+        ) -> ObserverFuture<'a, (Vec<ClientVerdict>, Written)> {
+            let write = self.0.lock().unwrap().take().unwrap();
+            let verdicts = batch.iter().map(|_| ClientVerdict::default()).collect();
+            let written: Written =
+                Box::pin(async move { write.await.map_err(|_| "writer gone".to_owned())? });
+            ready(Ok((verdicts, written)))
+        }
+
+        fn target<'a>(&'a self, _batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {
+            ready(Ok(vec![]))
+        }
+
+        fn control<'a>(&'a self, _event: Control<'a>) -> ObserverFuture<'a, ()> {
+            ready(Ok(()))
+        }
+
+        fn finish(&self, _exit_status: Option<i64>) -> ObserverFuture<'_, Finished> {
+            ready(Ok(Finished::default()))
+        }
+    }
+
+    #[tokio::test]
+    async fn input_handed_over_is_judged_at_once_and_its_write_is_waited_for_apart() {
+        let (done, write) = tokio::sync::oneshot::channel();
+        let filter = Probe {
+            rewrite: Some(b"safe".to_vec()),
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![
+            Box::new(SlowRecorder(Mutex::new(Some(write)))),
+            Box::new(filter),
+        ]);
+        let batch = [Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        // The verdicts are there while the recorder's write is still under way.
+        let (verdicts, written) = set.submit_clients(&batch).await.unwrap();
+        assert_eq!(verdicts.len(), 2);
+        assert!(
+            verdicts
+                .iter()
+                .all(|verdict| verdict.forward == Some(b"safe".to_vec()))
+        );
+        let mut written = written;
+        assert!(futures_poll_once(&mut written).await.is_none());
+        // A failed write is the batch's failure (the front forwards none of it).
+        done.send(Err("disk full".into())).unwrap();
+        assert_eq!(written.await, Err("disk full".to_owned()));
+    }
+
+    /// What `future` gives if it is ready at its first poll.
+    async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+        std::future::poll_fn(|context| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(context) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn finishing_goes_on_after_a_failure_and_reports_it() {
         let failing = Probe {

@@ -2,7 +2,9 @@
 //! window-aware channel halves, so a side that stops reading stalls only its own direction:
 //! russh waits for the peer's window before sending, its per-channel queues are bounded, and a
 //! full queue stops reading from that TCP connection. No buffer here grows with what the peers
-//! send. Every chunk passes through the [`Tap`] before it is forwarded.
+//! send. Every chunk passes through the [`SessionTap`] before it is forwarded, and is forwarded
+//! only once it is recorded; in both directions at most two batches are read ahead
+//! ([`ReadAhead`]).
 
 use super::target_side::{TargetReader, TargetWriter};
 use crate::live::SessionControl;
@@ -200,7 +202,20 @@ impl<D: Direction> ReadAhead<D> {
                 }
             }
         }
-        self.queue.iter().skip(handed).map_while(D::data).collect()
+        // Within the same bounds when the queue held them already (what the user sent before
+        // the session started).
+        let (mut bytes, mut count) = (0usize, 0usize);
+        self.queue
+            .iter()
+            .skip(handed)
+            .map_while(D::data)
+            .take_while(|(data, _)| {
+                let fits = bytes < READ_AHEAD_BYTES && count < READ_AHEAD_MESSAGES;
+                bytes += data.len();
+                count += 1;
+                fits
+            })
+            .collect()
     }
 
     /// The messages [`Self::data_behind`] gave were handed over, with these `verdicts` (one
@@ -261,7 +276,7 @@ async fn record<D: Direction>(
     if read_ahead {
         batch.extend(ahead.data_behind(from).await);
     }
-    let (verdicts, written) = D::hand_over(tap, batch).await?;
+    let (verdicts, written) = hand_over::<D>(tap, batch).await?;
     let mut verdicts = verdicts.into_iter();
     let verdict = verdicts
         .next()
@@ -270,12 +285,26 @@ async fn record<D: Direction>(
     if read_ahead && hand_next {
         let next = ahead.data_behind(from).await;
         if !next.is_empty() {
-            let (verdicts, written) = D::hand_over(tap, next).await?;
+            let (verdicts, written) = hand_over::<D>(tap, next).await?;
             ahead.handed(verdicts, Some(written));
         }
     }
     written.await?;
     Ok(verdict)
+}
+
+/// [`Direction::hand_over`], with one verdict for each chunk (else the read-ahead's accounting
+/// would take a message handed over for one that is not).
+async fn hand_over<D: Direction>(
+    tap: &SessionTap,
+    batch: Vec<(bytes::Bytes, bool)>,
+) -> Result<(Vec<D::Verdict>, Written), String> {
+    let count = batch.len();
+    let (verdicts, written) = D::hand_over(tap, batch).await?;
+    if verdicts.len() != count {
+        return Err("the observers gave a verdict on a different number of chunks".to_owned());
+    }
+    Ok((verdicts, written))
 }
 
 /// The verdict of a message popped from a [`ReadAhead`] that was handed over already, once its
@@ -855,5 +884,26 @@ mod tests {
         }
         let (_, verdict, written) = ahead.pop().unwrap();
         assert!(verdict.is_some() && written.is_some());
+    }
+
+    #[tokio::test]
+    async fn what_the_user_sent_before_the_session_is_handed_over_within_the_same_bounds() {
+        let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
+        let held = READ_AHEAD_BYTES / chunk.len() * 2;
+        let pending = (0..held)
+            .map(|_| ChannelMsg::Data {
+                data: chunk.clone(),
+            })
+            .collect();
+        let mut ahead = ReadAhead::<FromUser>::after(pending);
+        let mut user = Ready(std::collections::VecDeque::new());
+        let first = ahead.data_behind(&mut user).await;
+        assert_eq!(first.len() * chunk.len(), READ_AHEAD_BYTES);
+        ahead.handed(
+            first.iter().map(|_| ClientVerdict::default()).collect(),
+            None,
+        );
+        let second = ahead.data_behind(&mut user).await;
+        assert_eq!(second.len() * chunk.len(), READ_AHEAD_BYTES);
     }
 }

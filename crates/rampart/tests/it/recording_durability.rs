@@ -321,3 +321,43 @@ fn with_the_disk_full_no_byte_reaches_the_client_that_is_not_in_the_recording() 
         received.len()
     );
 }
+
+#[test]
+fn with_the_disk_full_no_uploaded_byte_reaches_the_target_that_is_not_in_the_recording() {
+    let Some(lab) = Lab::start() else { return };
+    let dir = lab.r.data_dir().join("recordings");
+    let Some(_disk) = SmallDisk::mount(&dir, "5m") else {
+        return;
+    };
+    // About 21 MB sent to a command's input (an upload): the 5 MB disk fills up during the
+    // session. What the target received is what its `cat` wrote to the file.
+    let mut input = Vec::new();
+    for line in 1..=3_000_000u32 {
+        input.extend_from_slice(format!("{line}\n").as_bytes());
+    }
+    let uploaded = lab.r.scratch().join(format!("uploaded-{}", rand_suffix()));
+    let command = format!("cat > {}", uploaded.display());
+    let _ = lab.ssh(&lab.direct(), &command, &input);
+    let session = only_session(&lab, "exec");
+    assert!(
+        session["end_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("recording failed"),
+        "{session}"
+    );
+    let received = std::fs::read(&uploaded).unwrap_or_default();
+    assert!(
+        received.len() < input.len(),
+        "the disk filled up before the end: the target received all {} bytes",
+        received.len()
+    );
+    // The recording could not be sealed (the disk is full): read it as it is.
+    let (recorded, _) = exported(&lab, session["id"].as_str().unwrap(), true);
+    assert!(
+        recorded.as_bytes().starts_with(&received),
+        "the target received input the recording does not hold: recorded {} bytes, received {}",
+        recorded.len(),
+        received.len()
+    );
+}
