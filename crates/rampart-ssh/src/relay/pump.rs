@@ -550,6 +550,17 @@ pub(super) async fn pump(
                 },
                 user_side = &mut upstream, if !upstream_done => {
                     upstream_done = true;
+                    let failed = upstream_failure.lock().map_or(true, |slot| slot.is_some());
+                    if failed {
+                        // The user's input could not be recorded (or a held line not followed):
+                        // the session ends now, as when the target's output cannot be recorded,
+                        // instead of waiting for a target that waits for input that never comes.
+                        let line = "\r\nrampart: the session recording failed, so the session is ended\r\n";
+                        let _ = to_user
+                            .extended_data_bytes(1, line.as_bytes().to_vec())
+                            .await;
+                        break;
+                    }
                     // The user went away before the target finished: the session ends now,
                     // instead of running on until an idle limit. The upstream task has sent the
                     // hang-up and the close; the target's answer (or a short wait) confirms it
