@@ -736,6 +736,16 @@ mod tests {
         }
     }
 
+    /// `count` data messages of `size` bytes each.
+    fn chunks(size: usize, count: usize) -> std::collections::VecDeque<ChannelMsg> {
+        let chunk = bytes::Bytes::from(vec![0u8; size]);
+        (0..count)
+            .map(|_| ChannelMsg::Data {
+                data: chunk.clone(),
+            })
+            .collect()
+    }
+
     fn texts(batch: &[(bytes::Bytes, bool)]) -> Vec<&[u8]> {
         batch.iter().map(|(data, _)| data.as_ref()).collect()
     }
@@ -776,15 +786,8 @@ mod tests {
 
     #[tokio::test]
     async fn two_batches_at_most_are_read_ahead_each_within_the_limit() {
-        let chunk = bytes::Bytes::from(vec![0u8; 64 * 1024]);
-        let many = READ_AHEAD_BYTES / chunk.len() * 3;
-        let mut target = Ready(
-            (0..many)
-                .map(|_| ChannelMsg::Data {
-                    data: chunk.clone(),
-                })
-                .collect(),
-        );
+        let many = READ_AHEAD_BYTES / (64 * 1024) * 3;
+        let mut target = Ready(chunks(64 * 1024, many));
         let mut ahead = ReadAhead::<FromTarget>::default();
         let first = ahead.data_behind(&mut target).await;
         let size =
@@ -859,15 +862,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_users_data_is_read_ahead_two_batches_at_most_each_within_the_limit() {
-        let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
-        let many = READ_AHEAD_BYTES / chunk.len() * 3;
-        let mut user = Ready(
-            (0..many)
-                .map(|_| ChannelMsg::Data {
-                    data: chunk.clone(),
-                })
-                .collect(),
-        );
+        let many = READ_AHEAD_BYTES / (32 * 1024) * 3;
+        let mut user = Ready(chunks(32 * 1024, many));
         let mut ahead = ReadAhead::<FromUser>::default();
         let size =
             |batch: &[(bytes::Bytes, bool)]| batch.iter().map(|(d, _)| d.len()).sum::<usize>();
@@ -898,22 +894,17 @@ mod tests {
 
     #[tokio::test]
     async fn what_the_user_sent_before_the_session_is_handed_over_within_the_same_bounds() {
-        let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
-        let held = READ_AHEAD_BYTES / chunk.len() * 2;
-        let pending = (0..held)
-            .map(|_| ChannelMsg::Data {
-                data: chunk.clone(),
-            })
-            .collect();
-        let mut ahead = ReadAhead::<FromUser>::after(pending);
+        let chunk = 32 * 1024;
+        let pending = chunks(chunk, READ_AHEAD_BYTES / chunk * 2);
+        let mut ahead = ReadAhead::<FromUser>::after(pending.into());
         let mut user = Ready(std::collections::VecDeque::new());
         let first = ahead.data_behind(&mut user).await;
-        assert_eq!(first.len() * chunk.len(), READ_AHEAD_BYTES);
+        assert_eq!(first.len() * chunk, READ_AHEAD_BYTES);
         ahead.handed(
             first.iter().map(|_| ClientVerdict::default()).collect(),
             None,
         );
         let second = ahead.data_behind(&mut user).await;
-        assert_eq!(second.len() * chunk.len(), READ_AHEAD_BYTES);
+        assert_eq!(second.len() * chunk, READ_AHEAD_BYTES);
     }
 }
