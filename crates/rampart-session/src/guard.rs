@@ -128,18 +128,37 @@ impl SessionTap {
     /// their findings written before the front forwards any of them: one verdict per chunk.
     /// An error ends the session.
     pub async fn clients_sent(&self, batch: &[Bytes]) -> Result<Vec<ClientVerdict>, String> {
+        let (verdicts, written) = self.clients_handed(batch).await?;
+        written.await?;
+        Ok(verdicts)
+    }
+
+    /// [`Self::clients_sent`] in two steps, for a front that hands over its next batch before
+    /// it forwards this one: resolves once the observers have the batch (judged, the
+    /// recorder's write queued) with one verdict per chunk, and a [`Written`] that resolves
+    /// once the batch is recorded and its findings are in the audit trail. The front acts on
+    /// the verdicts (forwards, answers, holds) only after that; batches handed over one after
+    /// the other are judged and recorded in that order. An error from either ends the session.
+    pub async fn clients_handed(
+        &self,
+        batch: &[Bytes],
+    ) -> Result<(Vec<ClientVerdict>, Written), String> {
         let bytes: usize = batch.iter().map(|data| data.len()).sum();
         self.0
             .from_client
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let mut verdicts = self.0.observers.clients(batch).await?;
+        let (mut verdicts, written) = self.0.observers.submit_clients(batch).await?;
         let findings = verdicts
             .iter_mut()
             .flat_map(|verdict| std::mem::take(&mut verdict.findings))
             .collect();
-        self.0.trail.log(findings).await?;
-        self.0.check_bulk().await?;
-        Ok(verdicts)
+        let shared = self.0.clone();
+        let written: Written = Box::pin(async move {
+            written.await?;
+            shared.trail.log(findings).await?;
+            shared.check_bulk().await
+        });
+        Ok((verdicts, written))
     }
 
     /// Bytes the target sent (in order; one hand-off to the recorder), observed and their

@@ -31,6 +31,20 @@ fn written_now() -> Written {
     Box::pin(std::future::ready(Ok(())))
 }
 
+/// One [`Written`] for several: resolves once each has, in order (the first error ends it).
+fn all_written(mut writes: Vec<Written>) -> Written {
+    match writes.len() {
+        0 => written_now(),
+        1 => writes.swap_remove(0),
+        _ => Box::pin(async move {
+            for write in writes {
+                write.await?;
+            }
+            Ok(())
+        }),
+    }
+}
+
 /// Something an observer found in the bytes, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -92,6 +106,17 @@ pub trait Observer: Send + Sync {
             }
             Ok(verdicts)
         })
+    }
+
+    /// [`Self::clients`] in two steps: resolves once the observer has the batch, with its
+    /// verdicts and a [`Written`] that resolves once the batch is recorded. By default it does
+    /// all of it before resolving; a recorder overrides it to queue the write and return at
+    /// once, so the front can hand over its next batch while this one is written.
+    fn submit_clients<'a>(
+        &'a self,
+        batch: &'a [Bytes],
+    ) -> ObserverFuture<'a, (Vec<ClientVerdict>, Written)> {
+        Box::pin(async move { Ok((self.clients(batch).await?, written_now())) })
     }
 
     /// Bytes the target sent (several chunks, in order, as one hand-off), before they go to
@@ -188,12 +213,28 @@ impl ObserverSet {
     }
 
     /// Every observer sees the whole batch in one call (in the order they were attached); the
-    /// verdicts are merged per chunk.
+    /// verdicts are merged per chunk. Resolves once every observer has written it.
     pub(crate) async fn clients(&self, batch: &[Bytes]) -> Result<Vec<ClientVerdict>, String> {
+        let (verdicts, written) = self.submit_clients(batch).await?;
+        written.await?;
+        Ok(verdicts)
+    }
+
+    /// [`Self::clients`] in two steps: resolves once every observer has the batch (the
+    /// inspectors have judged it, the recorders' writes are queued), with the verdicts and a
+    /// [`Written`] that resolves once the recorders have written it: the front acts on the
+    /// verdicts only after that. Batches handed over one after the other are judged and
+    /// recorded in that order.
+    pub(crate) async fn submit_clients(
+        &self,
+        batch: &[Bytes],
+    ) -> Result<(Vec<ClientVerdict>, Written), String> {
         let mut verdicts: Vec<ClientVerdict> =
             batch.iter().map(|_| ClientVerdict::default()).collect();
+        let mut writes = Vec::new();
         for observer in &self.observers {
-            let ones = observer.clients(batch).await?;
+            let (ones, written) = observer.submit_clients(batch).await?;
+            writes.push(written);
             if ones.len() != batch.len() {
                 return Err("an observer gave a verdict on a different number of chunks".into());
             }
@@ -211,7 +252,7 @@ impl ObserverSet {
                 }
             }
         }
-        Ok(verdicts)
+        Ok((verdicts, all_written(writes)))
     }
 
     /// Every observer sees the batch; commands found are then marked by every observer. The
@@ -259,17 +300,7 @@ impl ObserverSet {
                 observer.control(Control::Marker(command)).await?;
             }
         }
-        let written: Written = match writes.len() {
-            0 => written_now(),
-            1 => writes.swap_remove(0),
-            _ => Box::pin(async move {
-                for write in writes {
-                    write.await?;
-                }
-                Ok(())
-            }),
-        };
-        Ok((findings, written))
+        Ok((findings, all_written(writes)))
     }
 
     pub(crate) async fn control(&self, event: Control<'_>) -> Result<(), String> {
@@ -512,6 +543,76 @@ mod tests {
         let set = ObserverSet::new(vec![Box::new(recorder), Box::new(failing)]);
         assert!(set.target(&batch).await.is_err());
         assert_eq!(*seen.lock().unwrap(), ["target 1"]);
+    }
+
+    /// A recorder whose write of the input is done only when the test says so.
+    struct SlowRecorder(Mutex<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>>);
+
+    impl Observer for SlowRecorder {
+        fn client<'a>(&'a self, _data: &'a Bytes) -> ObserverFuture<'a, ClientVerdict> {
+            ready(Err("the recorder is handed batches only".into()))
+        }
+
+        fn submit_clients<'a>(
+            &'a self,
+            batch: &'a [Bytes],
+        ) -> ObserverFuture<'a, (Vec<ClientVerdict>, Written)> {
+            let write = self.0.lock().unwrap().take().unwrap();
+            let verdicts = batch.iter().map(|_| ClientVerdict::default()).collect();
+            let written: Written =
+                Box::pin(async move { write.await.map_err(|_| "writer gone".to_owned())? });
+            ready(Ok((verdicts, written)))
+        }
+
+        fn target<'a>(&'a self, _batch: &'a [(Stream, Bytes)]) -> ObserverFuture<'a, Vec<Finding>> {
+            ready(Ok(vec![]))
+        }
+
+        fn control<'a>(&'a self, _event: Control<'a>) -> ObserverFuture<'a, ()> {
+            ready(Ok(()))
+        }
+
+        fn finish(&self, _exit_status: Option<i64>) -> ObserverFuture<'_, Finished> {
+            ready(Ok(Finished::default()))
+        }
+    }
+
+    #[tokio::test]
+    async fn input_handed_over_is_judged_at_once_and_its_write_is_waited_for_apart() {
+        let (done, write) = tokio::sync::oneshot::channel();
+        let filter = Probe {
+            rewrite: Some(b"safe".to_vec()),
+            ..Probe::default()
+        };
+        let set = ObserverSet::new(vec![
+            Box::new(SlowRecorder(Mutex::new(Some(write)))),
+            Box::new(filter),
+        ]);
+        let batch = [Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        // The verdicts are there while the recorder's write is still under way.
+        let (verdicts, written) = set.submit_clients(&batch).await.unwrap();
+        assert_eq!(verdicts.len(), 2);
+        assert!(
+            verdicts
+                .iter()
+                .all(|verdict| verdict.forward == Some(b"safe".to_vec()))
+        );
+        let mut written = written;
+        assert!(futures_poll_once(&mut written).await.is_none());
+        // A failed write is the batch's failure (the front forwards none of it).
+        done.send(Err("disk full".into())).unwrap();
+        assert_eq!(written.await, Err("disk full".to_owned()));
+    }
+
+    /// What `future` gives if it is ready at its first poll.
+    async fn futures_poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+        std::future::poll_fn(|context| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(context) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 
     #[tokio::test]

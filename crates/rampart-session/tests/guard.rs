@@ -226,6 +226,46 @@ async fn a_normal_end_seals_the_recording_and_closes_the_record_with_bytes_and_s
 }
 
 #[tokio::test]
+async fn input_handed_over_ahead_is_judged_at_once_and_in_the_recording_once_written() {
+    let lab = lab().await;
+    let guard = lab.start_shell().await;
+    let id = guard.id();
+    let tap = guard.tap();
+    let cast_path = rampart_audit::recording::cast_path(&lab.core.evidence.dir, id);
+    // Two batches handed over one behind the other, before the first's write is waited for:
+    // each has its verdicts already.
+    let (first, first_written) = tap
+        .clients_handed(&[Bytes::from_static(b"first-"), Bytes::from_static(b"batch ")])
+        .await
+        .unwrap();
+    let (second, second_written) = tap
+        .clients_handed(&[Bytes::from_static(b"second-batch")])
+        .await
+        .unwrap();
+    assert_eq!((first.len(), second.len()), (2, 1));
+    assert!(
+        first
+            .iter()
+            .chain(&second)
+            .all(|verdict| verdict.forward.is_none())
+    );
+    // Once a write resolved, its batch is in the file, in the order handed over.
+    first_written.await.unwrap();
+    let cast = std::fs::read_to_string(&cast_path).unwrap();
+    assert!(cast.contains("first-") && cast.contains("batch "), "{cast}");
+    second_written.await.unwrap();
+    let cast = std::fs::read_to_string(&cast_path).unwrap();
+    let (one, two) = (
+        cast.find("first-").unwrap(),
+        cast.find("second-batch").unwrap(),
+    );
+    assert!(one < two, "{cast}");
+    guard.end("target closed the channel", Some(0)).await;
+    let session = lab.assert_ended_once(id, "target closed the channel").await;
+    assert_eq!(session.bytes_from_client, 24);
+}
+
+#[tokio::test]
 async fn a_target_error_before_any_byte_still_seals_and_closes() {
     let lab = lab().await;
     let guard = lab.start_shell().await;

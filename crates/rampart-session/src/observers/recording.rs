@@ -48,6 +48,25 @@ impl Observer for TerminalRecorder {
         })
     }
 
+    fn submit_clients<'a>(
+        &'a self,
+        batch: &'a [Bytes],
+    ) -> ObserverFuture<'a, (Vec<ClientVerdict>, Written)> {
+        // Queued on the writer now (the whole batch in one hand-off); the relay waits for the
+        // answer only after it has handed over what is behind this batch. The recorder rewrites
+        // nothing, so the verdicts are all "unchanged".
+        let parts = batch
+            .iter()
+            .map(|data| (Stream::Input, data.clone()))
+            .collect();
+        let queued = self
+            .recorder
+            .submit_streams_then_markers(parts, Vec::new())
+            .map_err(|err| err.to_string());
+        let verdicts = batch.iter().map(|_| ClientVerdict::default()).collect();
+        Box::pin(async move { Ok((verdicts, written(queued?))) })
+    }
+
     fn target<'a>(
         &'a self,
         batch: &'a [(Stream, Bytes)],
@@ -89,12 +108,7 @@ impl Observer for TerminalRecorder {
             .recorder
             .submit_streams_then_markers(batch.to_vec(), commands.to_vec())
             .map_err(|err| err.to_string());
-        Box::pin(async move {
-            let write = queued?;
-            let written: Written =
-                Box::pin(async move { write.await.map_err(|err| err.to_string()) });
-            Ok(written)
-        })
+        Box::pin(async move { Ok(written(queued?)) })
     }
 
     fn control<'a>(&'a self, event: Control<'a>) -> ObserverFuture<'a, ()> {
@@ -126,4 +140,11 @@ impl Observer for TerminalRecorder {
             })
         })
     }
+}
+
+/// A write queued on the recording's writer as the relay waits for it.
+fn written(
+    write: impl Future<Output = Result<(), rampart_audit::RecordingError>> + Send + 'static,
+) -> Written {
+    Box::pin(async move { write.await.map_err(|err| err.to_string()) })
 }

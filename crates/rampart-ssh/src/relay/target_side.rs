@@ -8,7 +8,8 @@ use bytes::Bytes;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use std::future::Future;
 
-/// The target's messages towards the user.
+/// The target's messages towards the user (the user's channel half reads the same way: the
+/// pump reads ahead of both alike).
 pub(super) trait TargetReader: Send {
     /// The next message; `None` once the target is gone. Must be cancel-safe: the pump polls it
     /// in `select!` and once without waiting.

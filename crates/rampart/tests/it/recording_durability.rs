@@ -284,11 +284,31 @@ fn kill_9_keeps_every_byte_the_client_had_received() {
     );
 }
 
+/// A lab whose recordings go to a 5 MB disk, for a session to fill up.
+fn lab_with_a_small_disk() -> Option<(Lab, SmallDisk)> {
+    let lab = Lab::start()?;
+    let dir = lab.r.data_dir().join("recordings");
+    let disk = SmallDisk::mount(&dir, "5m")?;
+    Some((lab, disk))
+}
+
+/// The recording (input, output) of the one command session, which ended because its recording
+/// failed: read as it is (the full disk kept it from being sealed).
+fn recording_of_the_failed_exec(lab: &Lab) -> (String, String) {
+    let session = only_session(lab, "exec");
+    assert!(
+        session["end_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("recording failed"),
+        "{session}"
+    );
+    exported(lab, session["id"].as_str().unwrap(), true)
+}
+
 #[test]
 fn with_the_disk_full_no_byte_reaches_the_client_that_is_not_in_the_recording() {
-    let Some(lab) = Lab::start() else { return };
-    let dir = lab.r.data_dir().join("recordings");
-    let Some(_disk) = SmallDisk::mount(&dir, "5m") else {
+    let Some((lab, _disk)) = lab_with_a_small_disk() else {
         return;
     };
     // About 21 MB of output: the 5 MB disk fills up during the session.
@@ -304,19 +324,39 @@ fn with_the_disk_full_no_byte_reaches_the_client_that_is_not_in_the_recording() 
         "the disk filled up before the end: {} bytes received",
         received.len()
     );
-    let session = only_session(&lab, "exec");
-    assert!(
-        session["end_reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("recording failed"),
-        "{session}"
-    );
-    // The recording could not be sealed (the disk is full): read it as it is.
-    let (_, recorded) = exported(&lab, session["id"].as_str().unwrap(), true);
+    let (_, recorded) = recording_of_the_failed_exec(&lab);
     assert!(
         recorded.starts_with(&received),
         "the client received output the recording does not hold: recorded {} bytes, received {}",
+        recorded.len(),
+        received.len()
+    );
+}
+
+#[test]
+fn with_the_disk_full_no_uploaded_byte_reaches_the_target_that_is_not_in_the_recording() {
+    let Some((lab, _disk)) = lab_with_a_small_disk() else {
+        return;
+    };
+    // About 21 MB sent to a command's input (an upload): the 5 MB disk fills up during the
+    // session. What the target received is what its `cat` wrote to the file.
+    let mut input = Vec::new();
+    for line in 1..=3_000_000u32 {
+        input.extend_from_slice(format!("{line}\n").as_bytes());
+    }
+    let uploaded = lab.r.scratch().join(format!("uploaded-{}", rand_suffix()));
+    let command = format!("cat > {}", uploaded.display());
+    let _ = lab.ssh(&lab.direct(), &command, &input);
+    let (recorded, _) = recording_of_the_failed_exec(&lab);
+    let received = std::fs::read(&uploaded).unwrap_or_default();
+    assert!(
+        received.len() < input.len(),
+        "the disk filled up before the end: the target received all {} bytes",
+        received.len()
+    );
+    assert!(
+        recorded.as_bytes().starts_with(&received),
+        "the target received input the recording does not hold: recorded {} bytes, received {}",
         recorded.len(),
         received.len()
     );
