@@ -91,14 +91,8 @@ pub type NativeRdpFront = crate::native_vnc::NativeFront;
 /// node's live registry at shutdown, each through its guard.
 pub async fn run(front: NativeRdpFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let unauthenticated = front.base.unauthenticated.clone();
-    rampart_session::framed::accept_loop(
-        "rdp",
-        listener,
-        unauthenticated,
-        shutdown,
-        move |stream, peer, permit| serve(front.clone(), stream, peer, permit),
-    )
-    .await;
+    rampart_session::framed::accept_loop("rdp", listener, unauthenticated, shutdown, front, serve)
+        .await;
 }
 
 type Client = tokio_rustls::server::TlsStream<TcpStream>;

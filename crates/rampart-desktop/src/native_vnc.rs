@@ -116,14 +116,8 @@ impl NativeFront {
 /// node's live registry at shutdown, each through its guard.
 pub async fn run(front: NativeVncFront, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let unauthenticated = front.base.unauthenticated.clone();
-    rampart_session::framed::accept_loop(
-        "vnc",
-        listener,
-        unauthenticated,
-        shutdown,
-        move |stream, peer, permit| serve(front.clone(), stream, peer, permit),
-    )
-    .await;
+    rampart_session::framed::accept_loop("vnc", listener, unauthenticated, shutdown, front, serve)
+        .await;
 }
 
 type Viewer = tokio_rustls::server::TlsStream<TcpStream>;

@@ -108,7 +108,8 @@ pub async fn run(front: KubeFront, listener: TcpListener, shutdown: impl Future<
         listener,
         unauthenticated,
         shutdown,
-        move |stream, peer, permit| proxy::serve(front.clone(), stream, peer, permit),
+        front,
+        proxy::serve,
     )
     .await;
 }

@@ -106,7 +106,8 @@ pub async fn run(front: MysqlFront, listener: TcpListener, shutdown: impl Future
         listener,
         unauthenticated,
         shutdown,
-        move |stream, peer, permit| front::serve(front.clone(), stream, peer, permit),
+        front,
+        front::serve,
     )
     .await;
 }

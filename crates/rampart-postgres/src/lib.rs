@@ -102,7 +102,8 @@ pub async fn run(front: PostgresFront, listener: TcpListener, shutdown: impl Fut
         listener,
         unauthenticated,
         shutdown,
-        move |stream, peer, permit| front::serve(front.clone(), stream, peer, permit),
+        front,
+        front::serve,
     )
     .await;
 }

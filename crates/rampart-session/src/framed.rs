@@ -66,16 +66,19 @@ impl FrontBase {
 }
 
 /// Accepts connections on `listener` until `shutdown` completes; each gets a task running
-/// `serve` with its place among the at most `unauthenticated` connections not logged in yet
-/// (over the cap a connection is closed at once). `protocol` names the listener in logs.
-pub async fn accept_loop<F, Fut>(
+/// `serve` with a clone of `front` and its place among the at most `unauthenticated`
+/// connections not logged in yet (over the cap a connection is closed at once). `protocol`
+/// names the listener in logs.
+pub async fn accept_loop<F, S, Fut>(
     protocol: &'static str,
     listener: TcpListener,
     unauthenticated: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
-    serve: F,
+    front: F,
+    serve: S,
 ) where
-    F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    F: Clone,
+    S: Fn(F, TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     tokio::pin!(shutdown);
@@ -90,7 +93,7 @@ pub async fn accept_loop<F, Fut>(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve(stream, peer, permit));
+                    tokio::spawn(serve(front.clone(), stream, peer, permit));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, protocol, "cannot accept a connection");
