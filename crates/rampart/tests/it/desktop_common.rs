@@ -179,3 +179,17 @@ pub(crate) fn recorded_with_key_frame(r: &Rampart, id: &str) -> String {
     );
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// Checks that a desktop recording (as text) holds key presses, recorded as "a key went
+/// down" only: neither the keysym nor the browser's key code (the default: keys can be
+/// passwords).
+pub(crate) fn assert_keys_recorded_without_which(recorded: &str) {
+    assert!(
+        recorded.contains(r#"{"t":"key","down":true}"#),
+        "no key events recorded"
+    );
+    assert!(
+        !recorded.contains("keysym") && !recorded.contains("KeyX"),
+        "which key was typed was recorded"
+    );
+}
