@@ -18,10 +18,15 @@
 //!    ServerInit.
 //! 3. The relay: the session's desktop stream (`screen` messages) applied to a framebuffer of
 //!    this front, whose changed parts ([`crate::rfb_server::Damage`]) go to the viewer as Raw rectangles in its
-//!    pixel format when it asks (FramebufferUpdateRequest); a resize as DesktopSize when the
-//!    viewer listed it, else the session ends with the reason. Keys, the pointer and the
-//!    viewer's clipboard become the session's [`Input`]; the target's clipboard (when the
-//!    grant allows it) a ServerCutText.
+//!    pixel format when it asks (FramebufferUpdateRequest); a resize as ExtendedDesktopSize or
+//!    DesktopSize, whichever the viewer listed (neither: the session ends with the reason).
+//!    Keys, the pointer and the viewer's clipboard become the session's [`Input`]; the
+//!    target's clipboard (when the grant allows it) a ServerCutText.
+//! 4. A viewer that lists ExtendedDesktopSize is told at once that it may ask for a size; its
+//!    SetDesktopSize becomes the session's resize request ([`Input::resize`]: bounded and
+//!    rate-limited as the browser's), and the target's next change of size is the answer
+//!    (reason "the client asked"). A target that cannot resize never answers: the viewer keeps
+//!    the size it has.
 //!
 //! INVARIANTS:
 //! - Nothing is offered but VeNCrypt X509Plain: no credential crosses without TLS.
@@ -30,7 +35,9 @@
 //! - Memory per viewer is bounded: one screen, at most [`crate::rfb_server::MAX_DAMAGE`]
 //!   rectangles waiting, and one client message (at most `8 + MAX_CUT_TEXT` bytes) buffered.
 
-use crate::rfb_server::{self, ClientMessage, Converter, Mirror, PixelFormat, ViewerError};
+use crate::rfb_server::{
+    self, ClientMessage, Converter, Mirror, PixelFormat, SizeNotice, ViewerError,
+};
 use crate::session::{Desktop, DesktopEvent, DesktopRequest, Input};
 use bytes::BytesMut;
 use rampart_auth::{Attempt, Front, Refusal};
@@ -263,7 +270,13 @@ struct View {
     /// An update the viewer asked for and has not had yet.
     requested: bool,
     converter: Converter,
+    /// The viewer listed DesktopSize, ExtendedDesktopSize.
     desktop_size: bool,
+    extended_size: bool,
+    /// An ExtendedDesktopSize is owed: the viewer listed it and learns so that it may ask.
+    announce: bool,
+    /// The viewer asked for a size (SetDesktopSize) and has had no answer yet.
+    asked: bool,
 }
 
 impl View {
@@ -273,6 +286,9 @@ impl View {
             requested: false,
             converter: PixelFormat::DEFAULT.converter(),
             desktop_size: false,
+            extended_size: false,
+            announce: false,
+            asked: false,
         }
     }
 
@@ -287,25 +303,33 @@ impl View {
             damage,
             resized,
         } = &mut self.mirror;
-        if !self.requested || (damage.is_empty() && !*resized) {
+        if !self.requested || (damage.is_empty() && !*resized && !self.announce) {
             return Ok(None);
         }
-        if *resized && !self.desktop_size {
+        let size = if self.extended_size && (*resized || self.announce) {
+            let reason = if *resized && self.asked {
+                self.asked = false;
+                rfb_server::REASON_CLIENT
+            } else {
+                rfb_server::REASON_SERVER
+            };
+            Some(SizeNotice::Extended { reason })
+        } else if !*resized {
+            None
+        } else if self.desktop_size {
+            Some(SizeNotice::DesktopSize)
+        } else {
             let (w, h) = fb.size();
             return Err(format!(
                 "the desktop changed its size to {w}x{h} and the viewer does not support \
                  DesktopSize"
             ));
-        }
+        };
         let rects = damage.take();
-        let update = rfb_server::framebuffer_update(
-            fb.pixels(),
-            fb.size(),
-            &rects,
-            *resized,
-            &self.converter,
-        );
+        let update =
+            rfb_server::framebuffer_update(fb.pixels(), fb.size(), &rects, size, &self.converter);
         *resized = false;
+        self.announce = false;
         self.requested = false;
         Ok(Some(update))
     }
@@ -323,7 +347,16 @@ impl View {
             }
             ClientMessage::SetEncodings(encodings) => {
                 self.desktop_size = encodings.contains(&rfb_server::ENCODING_DESKTOP_SIZE);
+                self.extended_size =
+                    encodings.contains(&rfb_server::ENCODING_EXTENDED_DESKTOP_SIZE);
+                self.announce = self.extended_size;
                 None
+            }
+            // Only a viewer that was told it may ask.
+            ClientMessage::SetDesktopSize { .. } if !self.extended_size => None,
+            ClientMessage::SetDesktopSize { width, height } => {
+                self.asked = true;
+                Some(Input::resize(width.into(), height.into()))
             }
             ClientMessage::UpdateRequest { incremental, area } => {
                 if !incremental {

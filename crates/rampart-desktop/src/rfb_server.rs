@@ -45,6 +45,11 @@ pub const MAX_DAMAGE: usize = 32;
 /// Encodings.
 pub const ENCODING_RAW: i32 = crate::rfb::ENCODING_RAW;
 pub const ENCODING_DESKTOP_SIZE: i32 = crate::rfb::ENCODING_DESKTOP_SIZE;
+pub const ENCODING_EXTENDED_DESKTOP_SIZE: i32 = crate::rfb::ENCODING_EXTENDED_DESKTOP_SIZE;
+/// ExtendedDesktopSize's reasons (the rectangle's x): the server's own change, and the answer
+/// to the viewer's SetDesktopSize.
+pub const REASON_SERVER: u16 = 0;
+pub const REASON_CLIENT: u16 = 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ViewerError {
@@ -391,6 +396,12 @@ pub enum ClientMessage {
     },
     /// ClientCutText's bytes (Latin-1).
     CutText(Bytes),
+    /// SetDesktopSize (ExtendedDesktopSize's request): the size the viewer asks for; its
+    /// screen layout is read past (the target's one screen takes the whole size).
+    SetDesktopSize {
+        width: u16,
+        height: u16,
+    },
 }
 
 /// One whole message from the start of `buf` and its length, or `None` when more bytes are
@@ -489,6 +500,18 @@ pub fn parse_client_message(buf: &[u8]) -> Result<Option<(ClientMessage, usize)>
                 ))),
                 None => Ok(None),
             }
+        }
+        251 => {
+            let (Some(width), Some(height), Some(&screens)) = (u16_at(2), u16_at(4), buf.get(6))
+            else {
+                return Ok(None);
+            };
+            // At most 8 + 255 * 16 bytes: bounded by its one-byte count.
+            let len = 8 + 16 * usize::from(screens);
+            if !need(len) {
+                return Ok(None);
+            }
+            Ok(Some((ClientMessage::SetDesktopSize { width, height }, len)))
         }
         other => Err(malformed(format!("unknown message type {other}"))),
     }
@@ -653,32 +676,58 @@ impl Mirror {
     }
 }
 
-/// A FramebufferUpdate: the DesktopSize pseudo-rectangle first when `resize` says so, then
-/// each rectangle's pixels (Raw) from `rgba` (the screen, `width` pixels a row) in the
-/// viewer's format. Rectangles are clipped to the screen.
+/// How an update tells the viewer the screen's size, when it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeNotice {
+    /// The DesktopSize pseudo-rectangle.
+    DesktopSize,
+    /// The ExtendedDesktopSize pseudo-rectangle with one screen of the whole size: `reason`
+    /// ([`REASON_SERVER`], [`REASON_CLIENT`]) and its status (0: done).
+    Extended { reason: u16 },
+}
+
+/// A FramebufferUpdate: the size's pseudo-rectangle first when `size` says so, then each
+/// rectangle's pixels (Raw) from `rgba` (the screen, `width` pixels a row) in the viewer's
+/// format. Rectangles are clipped to the screen.
 pub fn framebuffer_update(
     rgba: &[u8],
     (width, height): (u16, u16),
     rects: &[Rect],
-    resize: bool,
+    size: Option<SizeNotice>,
     converter: &Converter,
 ) -> Bytes {
     let rects: Vec<Rect> = rects.iter().filter_map(|r| r.clip(width, height)).collect();
-    let count = rects.len() + usize::from(resize);
+    let count = rects.len() + usize::from(size.is_some());
     let pixels: usize = rects
         .iter()
         .map(|r| usize::from(r.w) * usize::from(r.h))
         .sum();
     let mut m =
-        BytesMut::with_capacity(4 + 12 * count + pixels * converter.format.bytes_per_pixel());
+        BytesMut::with_capacity(24 + 12 * count + pixels * converter.format.bytes_per_pixel());
     m.put_u8(0);
     m.put_u8(0);
     m.put_u16(u16::try_from(count).unwrap_or(u16::MAX));
-    if resize {
-        for v in [0, 0, width, height] {
-            m.put_u16(v);
+    match size {
+        None => {}
+        Some(SizeNotice::DesktopSize) => {
+            for v in [0, 0, width, height] {
+                m.put_u16(v);
+            }
+            m.put_i32(ENCODING_DESKTOP_SIZE);
         }
-        m.put_i32(ENCODING_DESKTOP_SIZE);
+        Some(SizeNotice::Extended { reason }) => {
+            for v in [reason, 0, width, height] {
+                m.put_u16(v);
+            }
+            m.put_i32(ENCODING_EXTENDED_DESKTOP_SIZE);
+            // One screen: its count and padding, then id 0 at 0,0 of the whole size, flags 0.
+            m.put_u32(1 << 24);
+            m.put_u32(0);
+            for v in [0, 0, width, height] {
+                m.put_u16(v);
+            }
+            m.put_u32(0);
+        }
     }
     let stride = usize::from(width) * 4;
     let mut out = Vec::new();
@@ -804,6 +853,14 @@ mod tests {
                 vec![6, 0, 0, 0, 0, 0, 0, 2, b'h', 0xe9],
                 ClientMessage::CutText(Bytes::from_static(&[b'h', 0xe9])),
             ),
+            // SetDesktopSize for 1024x768 with one screen (its 16 bytes read past).
+            (
+                [vec![251, 0, 4, 0, 3, 0, 1, 0], vec![7; 16]].concat(),
+                ClientMessage::SetDesktopSize {
+                    width: 1024,
+                    height: 768,
+                },
+            ),
         ];
         for (bytes, want) in cases {
             for cut in 0..bytes.len() {
@@ -833,7 +890,7 @@ mod tests {
         }
         let encodings = [2u8, 0, 0xff, 0xff];
         assert!(parse_client_message(&encodings).is_err());
-        for kind in [1u8, 7, 150, 248, 251, 255] {
+        for kind in [1u8, 7, 150, 248, 250, 255] {
             assert!(parse_client_message(&[kind, 0, 0, 0]).is_err(), "{kind}");
         }
         let colour_map = format_bytes(8, 0, [7, 7, 3], [0, 3, 6]);
@@ -884,20 +941,34 @@ mod tests {
                 h: 9,
             },
         ];
-        let update = framebuffer_update(
-            &rgba,
-            (2, 2),
-            &rects,
-            true,
-            &PixelFormat::DEFAULT.converter(),
-        );
+        let converter = PixelFormat::DEFAULT.converter();
+        let update = |size| framebuffer_update(&rgba, (2, 2), &rects, size, &converter);
+        let mut pixels = vec![0, 1, 0, 0, 0, 1, 0, 2];
+        pixels.extend_from_slice(&0i32.to_be_bytes());
+        pixels.extend_from_slice(&[6, 5, 4, 0, 12, 11, 10, 0]);
+
         let mut want = vec![0u8, 0, 0, 2];
         want.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 2]);
         want.extend_from_slice(&ENCODING_DESKTOP_SIZE.to_be_bytes());
-        want.extend_from_slice(&[0, 1, 0, 0, 0, 1, 0, 2]);
-        want.extend_from_slice(&0i32.to_be_bytes());
-        want.extend_from_slice(&[6, 5, 4, 0, 12, 11, 10, 0]);
-        assert_eq!(&update[..], &want[..]);
+        want.extend_from_slice(&pixels);
+        assert_eq!(&update(Some(SizeNotice::DesktopSize))[..], &want[..]);
+
+        // The answer to the viewer's request: reason 1, status 0, one screen (id 0) of 2x2.
+        let mut want = vec![0u8, 0, 0, 2];
+        want.extend_from_slice(&[0, 1, 0, 0, 0, 2, 0, 2]);
+        want.extend_from_slice(&ENCODING_EXTENDED_DESKTOP_SIZE.to_be_bytes());
+        want.extend_from_slice(&[1, 0, 0, 0]);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 0, 0, 0]);
+        want.extend_from_slice(&pixels);
+        let reason = REASON_CLIENT;
+        assert_eq!(
+            &update(Some(SizeNotice::Extended { reason }))[..],
+            &want[..]
+        );
+
+        let mut want = vec![0u8, 0, 0, 1];
+        want.extend_from_slice(&pixels);
+        assert_eq!(&update(None)[..], &want[..]);
     }
 
     #[tokio::test]

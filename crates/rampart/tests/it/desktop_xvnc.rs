@@ -23,7 +23,7 @@ const RESIZED_WINDOW: (u16, u16) = (960, 640);
 const LATEST_OF_A_BURST: (u16, u16) = (880, 560);
 
 /// The screen size of X display `display` (`current W x H` in `xrandr`'s first line).
-fn x_screen_size(display: &str) -> Option<(u16, u16)> {
+pub(crate) fn x_screen_size(display: &str) -> Option<(u16, u16)> {
     let out = Command::new("xrandr")
         .args(["-display", display])
         .output()
@@ -35,7 +35,7 @@ fn x_screen_size(display: &str) -> Option<(u16, u16)> {
 }
 
 /// The X screen's size once it is `want`, or the last seen after 30 seconds.
-fn x_screen_becomes(display: &str, want: (u16, u16)) -> Option<(u16, u16)> {
+pub(crate) fn x_screen_becomes(display: &str, want: (u16, u16)) -> Option<(u16, u16)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let seen = x_screen_size(display);

@@ -15,10 +15,11 @@
 
 use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_common::{
-    CANARY, IN_XTERM, KILL_REASON, PROBE, assert_keys_recorded_without_which, clipboard_transfers,
-    killed_session, recorded_with_key_frame, sessions,
+    CANARY, IN_XTERM, KILL_REASON, PROBE, SCREEN, TEST_SCREEN, assert_keys_recorded_without_which,
+    clipboard_transfers, free_port, killed_session, recorded_with_key_frame, sessions,
 };
 use crate::desktop_vnc::{Desktop, copy_on_target, rampart_for_desktop_granting, x_clipboard};
+use crate::desktop_xvnc::{x_screen_becomes, x_screen_size};
 use crate::login_controls::events_of_kind;
 use rampart_testkit::desktop::{self, Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
@@ -644,4 +645,58 @@ fn native_vnc_without_vnc_clipboard_a_viewer_copy_is_refused_and_audited() {
     drop(server);
     drop(processes);
     drop(desktop);
+}
+
+/// A viewer's window resized by its user (`xdotool windowsize`, as a drag of its corner
+/// would) resizes an Xvnc target: TigerVNC's viewer, told by Rampart that it may ask
+/// (ExtendedDesktopSize), sends SetDesktopSize; the target's own X screen (as `xrandr` reads
+/// it) becomes the window's size, and the viewer shows the target's desktop to its window's
+/// bottom-right corner, which an 800x600 picture leaves empty. The request is recorded as
+/// input metadata, and the killed session verifies.
+#[test]
+fn native_vnc_a_resized_viewer_window_resizes_an_xvnc_desktop() {
+    let tools = ["Xvnc", "vncpasswd", "xrandr"];
+    if !tools_ready() || tools.iter().any(|tool| require_tool(tool).is_none()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes = Processes::default();
+    let port = free_port();
+    let target = desktop::xvnc(&mut processes, &TEST_SCREEN, port, CANARY, dir.path());
+    assert_eq!(x_screen_size(&target), Some(SCREEN));
+    let (r, server, listener) = rampart_with_vnc_listener(port, "vnc:connect");
+    let ca = server.cert.clone().expect("the node's certificate");
+    let token = token(&r, "alice");
+    let display = viewer_display(&mut processes);
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("vncviewer.log");
+    let (mut viewer, window, (wx, wy)) =
+        viewer_showing_the_target(&display, home.path(), &ca, listener, &token, &log);
+    let id = live_session(&r, "vnc");
+
+    const WINDOW: (u16, u16) = (1000, 700);
+    let (w, h) = (WINDOW.0.to_string(), WINDOW.1.to_string());
+    xdotool(&display, &["windowsize", "--sync", &window, &w, &h]);
+    assert_eq!(
+        x_screen_becomes(&target, WINDOW),
+        Some(WINDOW),
+        "the target's screen; viewer: {}",
+        log_text(&log)
+    );
+    let corner = (wx + WINDOW.0 - 10, wy + WINDOW.1 - 10);
+    wait_until("the viewer to show the target's root in its corner", || {
+        close(screen_pixel(&display, corner), ROOT)
+    });
+
+    r.ok(&["session", "kill", &id, "--reason", KILL_REASON]);
+    assert!(
+        exited_within(&mut viewer, Duration::from_secs(30)),
+        "the viewer still runs after the kill; {}",
+        log_text(&log)
+    );
+    let recorded = recorded_with_key_frame(&r, &id);
+    let request = format!(r#"{{"t":"resize","w":{},"h":{}}}"#, WINDOW.0, WINDOW.1);
+    assert!(recorded.contains(&request), "{request} is not recorded");
+    verified_eventually(&r);
+    drop(server);
 }
