@@ -27,8 +27,14 @@
 //!    pointer, wheel) becomes the session's [`Input`]: keys carry their `KeyboardEvent.code`
 //!    (an RDP target gets the scancode back) and their US-layout keysym (a VNC target).
 //!
-//! Not in this cut: the clipboard (no CLIPRDR channel is offered), audio, drives, pointer
-//! shapes (the client draws its own), compressed bitmaps, NLA.
+//! 5. The clipboard, text only, when the client joins the CLIPRDR channel (`rdp_clipboard`'s
+//!    backend on the server's side of the channel): the client's copied text becomes the
+//!    session's [`Input::Clipboard`] (the session applies the grant's rule and audits it), and
+//!    the target's text (which the session passes only when the grant allows it) is announced
+//!    to the client, which fetches it when something on its side pastes.
+//!
+//! Not in this cut: audio, drives, files on the clipboard, pointer shapes (the client draws
+//! its own), compressed bitmaps, NLA.
 //!
 //! INVARIANTS:
 //! - Nothing is offered but TLS security: no credential crosses without TLS.
@@ -40,11 +46,14 @@
 //!   it sends can panic the node.
 
 use crate::native_vnc::login_request;
+use crate::rdp_clipboard::{self, ChannelGuard, Chunk, Step};
 use crate::rfb_server::{Mirror, Rect};
+use crate::screen::ServerEvent;
 use crate::session::{Desktop, DesktopEvent, Input};
 use ironrdp_acceptor::{
     Acceptor, AcceptorResult, ConnectionSetupHandler, DesktopSize, ReceivedCredentials,
 };
+use ironrdp_cliprdr::CliprdrServer;
 use ironrdp_connector::{ConnectorResult, general_err};
 use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
 use ironrdp_pdu::fast_path::{
@@ -186,6 +195,7 @@ async fn sequence(
     let (width, height) = FIRST_SIZE;
     let size = DesktopSize { width, height };
     let mut acceptor = Acceptor::new(SecurityProtocol::SSL, size, capabilities(size), None);
+    acceptor.attach_static_channel(rdp_clipboard::server_channel());
     let mut framed = TokioFramed::new(tcp);
     negotiate(&mut framed, &mut acceptor).await?;
     let tcp = framed.into_inner_no_leftover();
@@ -401,6 +411,8 @@ fn colour_depth(capabilities: &[CapabilitySet]) -> Result<u16, String> {
 #[derive(Debug, PartialEq, Eq)]
 enum ClientSaid {
     Input(Vec<Input>),
+    /// A chunk of the clipboard channel (its channel PDU header, then data).
+    Clipboard(Vec<u8>),
     /// Send the whole screen again (Refresh Rect).
     Refresh,
     /// The client ends the session.
@@ -546,7 +558,7 @@ impl Keys {
         &mut self,
         action: ironrdp_pdu::Action,
         frame: &[u8],
-        io_channel: u16,
+        (io_channel, clipboard): (u16, Option<u16>),
         size: (u16, u16),
     ) -> Result<ClientSaid, String> {
         let malformed =
@@ -576,8 +588,12 @@ impl Keys {
                             _ => ClientSaid::Nothing,
                         })
                     }
+                    McsMessage::SendDataRequest(data) if Some(data.channel_id) == clipboard => {
+                        Ok(ClientSaid::Clipboard(data.user_data.to_vec()))
+                    }
                     McsMessage::DisconnectProviderUltimatum(_) => Ok(ClientSaid::Leave),
-                    // Other channels (none is offered) and other MCS messages: nothing to do.
+                    // Other channels (none other is offered) and other MCS messages: nothing
+                    // to do.
                     _ => Ok(ClientSaid::Nothing),
                 }
             }
@@ -733,6 +749,10 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
     } = accepted;
     let mut mirror = Mirror::new(desktop.size);
     let mut keys = Keys::default();
+    let mut clipboard_guard = ChannelGuard::default();
+    if let Err(why) = start_clipboard(&mut framed, &mut result).await {
+        return (framed, why);
+    }
     // The client has FIRST_SIZE: when the screen has another, it hears of it first.
     mirror.resized = desktop.size != FIRST_SIZE;
     let why = loop {
@@ -760,7 +780,7 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
                 continue;
             };
             if let Ok(ClientSaid::Input(inputs)) =
-                keys.pdu(info.action, &frame, result.io_channel_id, mirror.fb.size())
+                keys.pdu(info.action, &frame, channels(&result), mirror.fb.size())
             {
                 for input in inputs {
                     let _ = desktop.input.send(input).await;
@@ -782,12 +802,19 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
                 let Ok((action, frame)) = read else {
                     break "the client closed the connection".to_owned();
                 };
-                match keys.pdu(action, &frame, result.io_channel_id, mirror.fb.size()) {
+                match keys.pdu(action, &frame, channels(&result), mirror.fb.size()) {
                     Ok(ClientSaid::Input(inputs)) => {
                         for input in inputs {
                             if desktop.input.send(input).await.is_err() {
                                 return (framed, "the session ended".to_owned());
                             }
+                        }
+                    }
+                    Ok(ClientSaid::Clipboard(chunk)) => {
+                        if let Err(why) =
+                            client_clipboard(&mut framed, &mut result, &mut clipboard_guard, &chunk, &mut desktop).await
+                        {
+                            break why;
                         }
                     }
                     Ok(ClientSaid::Refresh) => {
@@ -806,8 +833,15 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
                         break leave(&mut desktop, why).await;
                     }
                 }
-                // No clipboard channel in this cut; the grant's rule is the session's.
-                Some(DesktopEvent::Clipboard(_)) => {}
+                // The session passes the target's text only when the grant allows it.
+                Some(DesktopEvent::Clipboard(text)) => {
+                    if let Some(cliprdr) = cliprdr(&mut result) {
+                        rdp_clipboard::offer(cliprdr, text);
+                    }
+                    if let Err(why) = clipboard_todos(&mut framed, &mut result, &mut desktop).await {
+                        break why;
+                    }
+                }
                 Some(DesktopEvent::Notice(line)) => {
                     tracing::info!(session = %desktop.id, notice = %line, "rdp: a notice for the client");
                 }
@@ -816,6 +850,142 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
         }
     };
     (framed, why)
+}
+
+/// The I/O channel's id and the clipboard channel's, when the client joined it.
+fn channels(result: &AcceptorResult) -> (u16, Option<u16>) {
+    let clipboard = result
+        .static_channels
+        .get_channel_id_by_type::<CliprdrServer>();
+    (result.io_channel_id, clipboard)
+}
+
+/// The clipboard channel's processor, when the client joined it.
+fn cliprdr(result: &mut AcceptorResult) -> Option<&mut CliprdrServer> {
+    result
+        .static_channels
+        .get_by_type_mut::<CliprdrServer>()
+        .and_then(|channel| channel.channel_processor_downcast_mut::<CliprdrServer>())
+}
+
+/// Sends `messages` on the clipboard channel (`result`'s, when the client joined it).
+async fn send_clipboard(
+    framed: &mut Framed,
+    result: &mut AcceptorResult,
+    messages: Vec<ironrdp_svc::SvcMessage>,
+) -> Result<(), String> {
+    let bytes = clipboard_bytes(result, messages)?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    framed
+        .write_all(&bytes)
+        .await
+        .map_err(|_| "the client closed the connection".to_owned())
+}
+
+/// `messages` encoded for the clipboard channel (nothing without it).
+fn clipboard_bytes(
+    result: &AcceptorResult,
+    messages: Vec<ironrdp_svc::SvcMessage>,
+) -> Result<Vec<u8>, String> {
+    match channels(result).1 {
+        Some(channel) if !messages.is_empty() => {
+            ironrdp_svc::server_encode_svc_messages(messages, channel, result.user_channel_id)
+                .map_err(|e| format!("cannot encode a clipboard message: {e}"))
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Starts the server's side of the clipboard channel (its capabilities and Monitor Ready),
+/// when the client joined it.
+async fn start_clipboard(framed: &mut Framed, result: &mut AcceptorResult) -> Result<(), String> {
+    let Some(channel) = result.static_channels.get_by_type_mut::<CliprdrServer>() else {
+        return Ok(());
+    };
+    let messages = channel
+        .start()
+        .map_err(|e| format!("cannot start the clipboard channel: {e}"))?;
+    send_clipboard(framed, result, messages).await
+}
+
+/// One chunk of the client's clipboard channel: bounded by the guard, then IronRDP's, then
+/// whatever the backend asks for next.
+async fn client_clipboard(
+    framed: &mut Framed,
+    result: &mut AcceptorResult,
+    guard: &mut ChannelGuard,
+    chunk: &[u8],
+    desktop: &mut Desktop,
+) -> Result<(), String> {
+    match guard.check(chunk) {
+        Chunk::Pass => {}
+        Chunk::Skip => return Ok(()),
+        Chunk::SkipData { bytes } => {
+            tracing::info!(
+                session = %desktop.id, bytes,
+                "rdp: the client's clipboard text is too large; not passed on"
+            );
+            if let Some(cliprdr) = cliprdr(result) {
+                rdp_clipboard::skipped_answer(cliprdr);
+            }
+            return clipboard_todos(framed, result, desktop).await;
+        }
+        Chunk::Malformed => {
+            return Err(leave(
+                desktop,
+                "the client sent a malformed clipboard message".into(),
+            )
+            .await);
+        }
+    }
+    let answer = match result
+        .static_channels
+        .get_by_type_mut::<CliprdrServer>()
+        .map(|channel| channel.process(chunk))
+    {
+        Some(Ok(answer)) => answer,
+        Some(Err(err)) => {
+            let why = format!("the client sent a malformed clipboard message: {err}");
+            return Err(leave(desktop, why).await);
+        }
+        None => return Ok(()),
+    };
+    send_clipboard(framed, result, answer).await?;
+    clipboard_todos(framed, result, desktop).await
+}
+
+/// Carries out what the clipboard backend asked for: its messages to the client, the
+/// client's text to the session.
+async fn clipboard_todos(
+    framed: &mut Framed,
+    result: &mut AcceptorResult,
+    desktop: &mut Desktop,
+) -> Result<(), String> {
+    // Each message leaves at most a few; whatever is left waits for the next turn.
+    for _ in 0..16 {
+        let Some(step) = cliprdr(result).and_then(rdp_clipboard::next_step) else {
+            return Ok(());
+        };
+        match step {
+            Step::Send(messages) => send_clipboard(framed, result, messages).await?,
+            Step::Deliver(ServerEvent::CutText {
+                text: Some(text), ..
+            }) => {
+                if desktop.input.send(Input::Clipboard(text)).await.is_err() {
+                    return Err("the session ended".to_owned());
+                }
+            }
+            Step::Deliver(_) => {
+                tracing::info!(
+                    session = %desktop.id,
+                    "rdp: the client's clipboard text is too large; not passed on"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1035,7 +1205,7 @@ mod tests {
             (ironrdp_pdu::Action::X224, &[3, 0, 0, 4]),
         ];
         for (action, frame) in cases {
-            let said = keys.pdu(action, frame, 1003, (800, 600));
+            let said = keys.pdu(action, frame, (1003, None), (800, 600));
             assert!(
                 matches!(&said, Err(why) if why.starts_with("the client sent a malformed message")),
                 "{frame:?}: {said:?}"
@@ -1059,13 +1229,27 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            keys.pdu(ironrdp_pdu::Action::X224, &frame, 1003, (800, 600)),
+            keys.pdu(
+                ironrdp_pdu::Action::X224,
+                &frame,
+                (1003, Some(1005)),
+                (800, 600)
+            ),
             Ok(ClientSaid::Leave)
         );
-        // On another channel (none is offered): nothing.
+        // On another channel: nothing; on the clipboard's, its bytes for the clipboard.
         assert_eq!(
-            keys.pdu(ironrdp_pdu::Action::X224, &frame, 1004, (800, 600)),
+            keys.pdu(ironrdp_pdu::Action::X224, &frame, (1004, None), (800, 600)),
             Ok(ClientSaid::Nothing)
+        );
+        assert_eq!(
+            keys.pdu(
+                ironrdp_pdu::Action::X224,
+                &frame,
+                (1004, Some(1003)),
+                (800, 600)
+            ),
+            Ok(ClientSaid::Clipboard(encode_vec(&shutdown).unwrap()))
         );
     }
 

@@ -1,5 +1,9 @@
 //! The RDP clipboard, text only: our backend for IronRDP's CLIPRDR static channel
 //! (`ironrdp-cliprdr`, MS-RDPECLIP), and the guard that keeps the channel's reassembly bounded.
+//! The same backend serves both of Rampart's sides of the channel: the client's towards RDP
+//! targets ([`channel`], driven by `rdp`) and the server's towards native RDP clients
+//! ([`server_channel`], driven by `native_rdp`), where "the browser's text" below is the
+//! target's and "the server's text" the client's.
 //!
 //! Rampart decides nothing here: the relay (`session`) lets the browser's text through only
 //! when the grant allows `rdp:clipboard`, and the server's text comes out of here as the same
@@ -28,13 +32,13 @@
 
 use crate::screen::ServerEvent;
 use crate::session::MAX_CLIPBOARD;
-use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_cliprdr::backend::CliprdrBackend;
 use ironrdp_cliprdr::pdu::{
     ClipboardFormat, ClipboardFormatId, ClipboardGeneralCapabilityFlags, ClipboardPdu,
     FileContentsRequest, FileContentsResponse, FormatDataRequest, FormatDataResponse, LockDataId,
     OwnedFormatDataResponse,
 };
+use ironrdp_cliprdr::{Cliprdr, CliprdrClient, CliprdrServer, Role};
 use ironrdp_svc::{SvcMessage, SvcProcessor};
 
 /// The largest CLIPRDR message the server may send (reassembled): the largest clipboard text in
@@ -100,6 +104,11 @@ pub fn channel() -> CliprdrClient {
     CliprdrClient::new(Box::new(TextClipboard::default()))
 }
 
+/// The clipboard channel with our backend, for the acceptor (native RDP clients).
+pub fn server_channel() -> CliprdrServer {
+    CliprdrServer::new(Box::new(TextClipboard::default()))
+}
+
 /// What the channel's driver (the active stage's task) does next.
 #[derive(Debug)]
 pub enum Step {
@@ -114,7 +123,7 @@ pub enum Step {
 /// requests) is left out: the clipboard is not worth the session. An answer never is: when
 /// IronRDP refuses to build it (the channel is not Ready: the server refused our first format
 /// list, or asked before accepting it), a failure goes in its place.
-pub fn next_step(cliprdr: &mut CliprdrClient) -> Option<Step> {
+pub fn next_step<R: Role>(cliprdr: &mut Cliprdr<R>) -> Option<Step> {
     loop {
         let todo = cliprdr
             .downcast_backend_mut::<TextClipboard>()
@@ -152,7 +161,7 @@ fn failed_answer() -> SvcMessage {
 }
 
 /// The browser's text (the relay let it through) on offer to the server's clipboard.
-pub fn offer(cliprdr: &mut CliprdrClient, text: String) {
+pub fn offer<R: Role>(cliprdr: &mut Cliprdr<R>, text: String) {
     let ready = cliprdr.is_ready();
     if let Some(backend) = cliprdr.downcast_backend_mut::<TextClipboard>() {
         backend.offer(text, ready);
@@ -161,7 +170,7 @@ pub fn offer(cliprdr: &mut CliprdrClient, text: String) {
 
 /// A data answer was skipped ([`Chunk::SkipData`]): IronRDP is handed a failed answer in its
 /// place, so the requests it still waits on stay paired with their answers.
-pub fn skipped_answer(cliprdr: &mut CliprdrClient) {
+pub fn skipped_answer<R: Role>(cliprdr: &mut Cliprdr<R>) {
     let failed = ironrdp_pdu::encode_vec(&ClipboardPdu::FormatDataResponse(
         FormatDataResponse::new_error(),
     ));

@@ -16,13 +16,13 @@
 
 use crate::db_common::{live_session, text, verified_eventually};
 use crate::desktop_common::{
-    CANARY, IN_XTERM, KILL_REASON, PROBE, assert_keys_recorded_without_which, killed_session,
-    recorded_with_key_frame, sessions,
+    CANARY, IN_XTERM, KILL_REASON, PROBE, assert_keys_recorded_without_which, clipboard_transfers,
+    killed_session, recorded_with_key_frame, sessions,
 };
 use crate::desktop_rdp::{
     COLOUR_COMMAND, XRDP_PASSWORD, Xrdp, rampart_with_rdp_desk, sha256_fingerprint, xrdp_desk,
 };
-use crate::desktop_vnc::Desktop;
+use crate::desktop_vnc::{Desktop, copy_on_target, x_clipboard};
 use crate::login_controls::events_of_kind;
 use crate::native_vnc::{
     bob_without_connect, close, exited_within, rampart_with_native_listener, refusals_on_record,
@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 /// The root colour of the target (`desktop::ROOT_COLOUR`), and the one the typed command sets.
 const ROOT: [u8; 3] = [0x12, 0xab, 0x34];
 const PURPLE: [u8; 3] = [0xa0, 0x20, 0xf0];
+/// Copied on the client's display, pasted on the target's; and the other way (Latin-1: the
+/// VNC target's clipboard).
+const COPIED_IN_CLIENT: &str = "copied-in-the-rdp-client-41c7";
+const COPIED_ON_TARGET: &str = "copied-on-the-target-for-rdp-9e02";
 
 fn tools_ready() -> bool {
     [
@@ -67,7 +71,7 @@ fn xfreerdp(
         .args([
             "/sec:tls",
             "/bpp:32",
-            "-clipboard",
+            "+clipboard",
             "/auto-reconnect-max-retries:0",
         ])
         .arg(format!(
@@ -457,4 +461,53 @@ fn native_rdp_a_hostile_client_is_closed_and_the_node_lives_on() {
     assert!(logs.is_empty(), "a panic in {logs:?}");
     drop(server);
     drop(desktop);
+}
+
+/// The clipboard through the RDP front, with `vnc:clipboard`: a text copied on the client's
+/// display reaches the target's clipboard (xfreerdp announces it on the CLIPRDR channel,
+/// Rampart fetches it and the session passes it), and a text copied on the target reaches the
+/// client's (Rampart announces it, and `xclip -o` on the client's display makes xfreerdp fetch
+/// it); each transfer is audited with its size, in its direction.
+#[test]
+fn native_rdp_clipboard_crosses_both_ways_with_vnc_clipboard_and_each_transfer_is_audited() {
+    let Some(v) = viewing("vnc:connect,vnc:clipboard") else {
+        return;
+    };
+    let id = live_session(&v.r, "vnc");
+    let mut owners = Processes::default();
+
+    copy_on_target(&mut owners, &v.display, COPIED_IN_CLIENT);
+    wait_until("the client's copy on the target's clipboard", || {
+        x_clipboard(&v.desktop.display).is_ok_and(|held| held == COPIED_IN_CLIENT)
+    });
+    copy_on_target(&mut owners, &v.desktop.display, COPIED_ON_TARGET);
+    // As an X application pastes it: UTF-8 (what xfreerdp offers for Unicode text).
+    let pasted = || {
+        let out = Command::new("xclip")
+            .args(["-display", &v.display, "-o", "-selection", "clipboard"])
+            .args(["-target", "UTF8_STRING"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("the target's copy on the client's clipboard", || {
+        pasted() == COPIED_ON_TARGET
+    });
+
+    let transfers = clipboard_transfers(&v.r);
+    for (direction, text) in [
+        ("to_target", COPIED_IN_CLIENT),
+        ("to_user", COPIED_ON_TARGET),
+    ] {
+        assert!(
+            transfers.iter().any(|e| e["direction"] == direction
+                && e["allowed"] == true
+                && e["bytes"] == text.len()
+                && e["session"] == id.as_str()),
+            "no {direction} transfer of {} bytes: {transfers:?}; client: {}",
+            text.len(),
+            log_text(&v.log)
+        );
+    }
+    drop(owners);
 }
