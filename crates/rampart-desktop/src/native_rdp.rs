@@ -33,6 +33,12 @@
 //!    the target's text (which the session passes only when the grant allows it) is announced
 //!    to the client, which fetches it when something on its side pastes.
 //!
+//! 6. A client that resizes the remote desktop to its window (FreeRDP's
+//!    `/dynamic-resolution`) does so on the DRDYNVC channel's Display Control dynamic channel
+//!    (MS-RDPEDISP): its primary monitor's size becomes the session's resize request
+//!    ([`Input::resize`]: bounded and rate-limited as the browser's), and the target's new size
+//!    reaches it by reactivation (3.).
+//!
 //! Not in this cut: audio, drives, files on the clipboard, pointer shapes (the client draws
 //! its own), compressed bitmaps, NLA.
 //!
@@ -55,6 +61,9 @@ use ironrdp_acceptor::{
 };
 use ironrdp_cliprdr::CliprdrServer;
 use ironrdp_connector::{ConnectorResult, general_err};
+use ironrdp_displaycontrol::pdu::DisplayControlMonitorLayout;
+use ironrdp_displaycontrol::server::{DisplayControlHandler, DisplayControlServer};
+use ironrdp_dvc::DrdynvcServer;
 use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
 use ironrdp_pdu::fast_path::{
     EncryptionFlags, FastPathHeader, FastPathUpdatePdu, Fragmentation, UpdateCode,
@@ -80,6 +89,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -113,6 +123,35 @@ struct Accepted {
     acceptor: Acceptor,
     result: AcceptorResult,
     desktop: Desktop,
+    layouts: RequestedLayout,
+}
+
+/// The size the client last asked for on the Display Control channel, not yet taken.
+#[derive(Clone, Default)]
+struct RequestedLayout(Arc<Mutex<Option<(u32, u32)>>>);
+
+impl RequestedLayout {
+    fn take(&self) -> Option<(u32, u32)> {
+        self.0
+            .lock()
+            .map(|mut size| size.take())
+            .unwrap_or_default()
+    }
+}
+
+impl DisplayControlHandler for RequestedLayout {
+    /// The primary monitor's size (the whole layout's with none marked primary); the relay
+    /// bounds it.
+    fn monitor_layout(&self, layout: DisplayControlMonitorLayout) {
+        let size = layout
+            .monitors()
+            .iter()
+            .find(|monitor| monitor.is_primary())
+            .map_or_else(|| layout.desktop_size(), |monitor| monitor.dimensions());
+        if let Ok(mut requested) = self.0.lock() {
+            *requested = Some(size);
+        }
+    }
 }
 
 async fn serve(
@@ -196,6 +235,11 @@ async fn sequence(
     let size = DesktopSize { width, height };
     let mut acceptor = Acceptor::new(SecurityProtocol::SSL, size, capabilities(size), None);
     acceptor.attach_static_channel(rdp_clipboard::server_channel());
+    let layouts = RequestedLayout::default();
+    acceptor.attach_static_channel(
+        DrdynvcServer::new()
+            .with_dynamic_channel(DisplayControlServer::new(Box::new(layouts.clone()))),
+    );
     let mut framed = TokioFramed::new(tcp);
     negotiate(&mut framed, &mut acceptor).await?;
     let tcp = framed.into_inner_no_leftover();
@@ -240,6 +284,7 @@ async fn sequence(
         acceptor,
         result,
         desktop,
+        layouts,
     })
 }
 
@@ -413,6 +458,8 @@ enum ClientSaid {
     Input(Vec<Input>),
     /// A chunk of the clipboard channel (its channel PDU header, then data).
     Clipboard(Vec<u8>),
+    /// A chunk of the DRDYNVC channel.
+    Dynamic(Vec<u8>),
     /// Send the whole screen again (Refresh Rect).
     Refresh,
     /// The client ends the session.
@@ -558,7 +605,7 @@ impl Keys {
         &mut self,
         action: ironrdp_pdu::Action,
         frame: &[u8],
-        (io_channel, clipboard): (u16, Option<u16>),
+        channels: Channels,
         size: (u16, u16),
     ) -> Result<ClientSaid, String> {
         let malformed =
@@ -573,7 +620,7 @@ impl Keys {
             ironrdp_pdu::Action::X224 => {
                 let message: X224<McsMessage<'_>> = decode(frame).map_err(|e| malformed(&e))?;
                 match message.0 {
-                    McsMessage::SendDataRequest(data) if data.channel_id == io_channel => {
+                    McsMessage::SendDataRequest(data) if data.channel_id == channels.io => {
                         let control: ShareControlHeader =
                             decode(data.user_data.as_ref()).map_err(|e| malformed(&e))?;
                         let ShareControlPdu::Data(header) = control.share_control_pdu else {
@@ -588,8 +635,15 @@ impl Keys {
                             _ => ClientSaid::Nothing,
                         })
                     }
-                    McsMessage::SendDataRequest(data) if Some(data.channel_id) == clipboard => {
+                    McsMessage::SendDataRequest(data)
+                        if Some(data.channel_id) == channels.clipboard =>
+                    {
                         Ok(ClientSaid::Clipboard(data.user_data.to_vec()))
+                    }
+                    McsMessage::SendDataRequest(data)
+                        if Some(data.channel_id) == channels.dynamic =>
+                    {
+                        Ok(ClientSaid::Dynamic(data.user_data.to_vec()))
                     }
                     McsMessage::DisconnectProviderUltimatum(_) => Ok(ClientSaid::Leave),
                     // Other channels (none other is offered) and other MCS messages: nothing
@@ -746,11 +800,13 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
         mut acceptor,
         mut result,
         mut desktop,
+        layouts,
     } = accepted;
     let mut mirror = Mirror::new(desktop.size);
     let mut keys = Keys::default();
     let mut clipboard_guard = ChannelGuard::default();
-    if let Err(why) = start_clipboard(&mut framed, &mut result).await {
+    let mut dynamic_guard = ChannelGuard::default();
+    if let Err(why) = start_channels(&mut framed, &mut result).await {
         return (framed, why);
     }
     // The client has FIRST_SIZE: when the screen has another, it hears of it first.
@@ -817,6 +873,16 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
                             break why;
                         }
                     }
+                    Ok(ClientSaid::Dynamic(chunk)) => {
+                        if let Err(why) = client_dynamic(&mut framed, &mut result, &mut dynamic_guard, &chunk, &mut desktop).await {
+                            break why;
+                        }
+                        if let Some((width, height)) = layouts.take()
+                            && desktop.input.send(Input::resize(width, height)).await.is_err()
+                        {
+                            return (framed, "the session ended".to_owned());
+                        }
+                    }
                     Ok(ClientSaid::Refresh) => {
                         let whole = mirror.whole();
                         mirror.damage.add(whole);
@@ -852,12 +918,25 @@ async fn relay(accepted: Accepted) -> (Framed, String) {
     (framed, why)
 }
 
-/// The I/O channel's id and the clipboard channel's, when the client joined it.
-fn channels(result: &AcceptorResult) -> (u16, Option<u16>) {
-    let clipboard = result
-        .static_channels
-        .get_channel_id_by_type::<CliprdrServer>();
-    (result.io_channel_id, clipboard)
+/// The channels a client's PDUs come on: the I/O channel, and the clipboard and DRDYNVC
+/// channels when the client joined them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Channels {
+    io: u16,
+    clipboard: Option<u16>,
+    dynamic: Option<u16>,
+}
+
+fn channels(result: &AcceptorResult) -> Channels {
+    Channels {
+        io: result.io_channel_id,
+        clipboard: result
+            .static_channels
+            .get_channel_id_by_type::<CliprdrServer>(),
+        dynamic: result
+            .static_channels
+            .get_channel_id_by_type::<DrdynvcServer>(),
+    }
 }
 
 /// The clipboard channel's processor, when the client joined it.
@@ -868,13 +947,14 @@ fn cliprdr(result: &mut AcceptorResult) -> Option<&mut CliprdrServer> {
         .and_then(|channel| channel.channel_processor_downcast_mut::<CliprdrServer>())
 }
 
-/// Sends `messages` on the clipboard channel (`result`'s, when the client joined it).
-async fn send_clipboard(
+/// Sends `messages` on the static channel `channel` (nothing when the client did not join it).
+async fn send_on(
     framed: &mut Framed,
     result: &mut AcceptorResult,
+    channel: Option<u16>,
     messages: Vec<ironrdp_svc::SvcMessage>,
 ) -> Result<(), String> {
-    let bytes = clipboard_bytes(result, messages)?;
+    let bytes = channel_bytes(result, channel, messages)?;
     if bytes.is_empty() {
         return Ok(());
     }
@@ -884,30 +964,72 @@ async fn send_clipboard(
         .map_err(|_| "the client closed the connection".to_owned())
 }
 
-/// `messages` encoded for the clipboard channel (nothing without it).
-fn clipboard_bytes(
+/// `messages` encoded for the static channel `channel` (nothing without it).
+fn channel_bytes(
     result: &AcceptorResult,
+    channel: Option<u16>,
     messages: Vec<ironrdp_svc::SvcMessage>,
 ) -> Result<Vec<u8>, String> {
-    match channels(result).1 {
+    match channel {
         Some(channel) if !messages.is_empty() => {
             ironrdp_svc::server_encode_svc_messages(messages, channel, result.user_channel_id)
-                .map_err(|e| format!("cannot encode a clipboard message: {e}"))
+                .map_err(|e| format!("cannot encode a virtual channel message: {e}"))
         }
         _ => Ok(Vec::new()),
     }
 }
 
-/// Starts the server's side of the clipboard channel (its capabilities and Monitor Ready),
-/// when the client joined it.
-async fn start_clipboard(framed: &mut Framed, result: &mut AcceptorResult) -> Result<(), String> {
-    let Some(channel) = result.static_channels.get_by_type_mut::<CliprdrServer>() else {
-        return Ok(());
+/// Starts the server's side of each static channel the client joined (the clipboard's
+/// capabilities and Monitor Ready, DRDYNVC's capabilities).
+async fn start_channels(framed: &mut Framed, result: &mut AcceptorResult) -> Result<(), String> {
+    let mut started = Vec::new();
+    for (_, channel, id) in result.static_channels.iter_mut() {
+        let Some(id) = id else {
+            continue;
+        };
+        let messages = channel
+            .start()
+            .map_err(|e| format!("cannot start a virtual channel: {e}"))?;
+        started.push((id, messages));
+    }
+    for (id, messages) in started {
+        send_on(framed, result, Some(id), messages).await?;
+    }
+    Ok(())
+}
+
+/// One chunk of the client's DRDYNVC channel, bounded by the guard before IronRDP's
+/// reassembly; what the client asked for on Display Control is left in the relay's
+/// `RequestedLayout`.
+async fn client_dynamic(
+    framed: &mut Framed,
+    result: &mut AcceptorResult,
+    guard: &mut ChannelGuard,
+    chunk: &[u8],
+    desktop: &mut Desktop,
+) -> Result<(), String> {
+    match guard.check_dynamic(chunk) {
+        Chunk::Pass => {}
+        Chunk::Skip | Chunk::SkipData { .. } => return Ok(()),
+        Chunk::Malformed => {
+            let why = "the client sent a malformed dynamic channel message".to_owned();
+            return Err(leave(desktop, why).await);
+        }
+    }
+    let answer = match result
+        .static_channels
+        .get_by_type_mut::<DrdynvcServer>()
+        .map(|channel| channel.process(chunk))
+    {
+        Some(Ok(answer)) => answer,
+        Some(Err(err)) => {
+            let why = format!("the client sent a malformed dynamic channel message: {err}");
+            return Err(leave(desktop, why).await);
+        }
+        None => return Ok(()),
     };
-    let messages = channel
-        .start()
-        .map_err(|e| format!("cannot start the clipboard channel: {e}"))?;
-    send_clipboard(framed, result, messages).await
+    let dynamic = channels(result).dynamic;
+    send_on(framed, result, dynamic, answer).await
 }
 
 /// One chunk of the client's clipboard channel: bounded by the guard, then IronRDP's, then
@@ -952,7 +1074,8 @@ async fn client_clipboard(
         }
         None => return Ok(()),
     };
-    send_clipboard(framed, result, answer).await?;
+    let clipboard = channels(result).clipboard;
+    send_on(framed, result, clipboard, answer).await?;
     clipboard_todos(framed, result, desktop).await
 }
 
@@ -969,7 +1092,10 @@ async fn clipboard_todos(
             return Ok(());
         };
         match step {
-            Step::Send(messages) => send_clipboard(framed, result, messages).await?,
+            Step::Send(messages) => {
+                let clipboard = channels(result).clipboard;
+                send_on(framed, result, clipboard, messages).await?;
+            }
             Step::Deliver(ServerEvent::CutText {
                 text: Some(text), ..
             }) => {
@@ -1205,7 +1331,7 @@ mod tests {
             (ironrdp_pdu::Action::X224, &[3, 0, 0, 4]),
         ];
         for (action, frame) in cases {
-            let said = keys.pdu(action, frame, (1003, None), (800, 600));
+            let said = keys.pdu(action, frame, only_io(1003), (800, 600));
             assert!(
                 matches!(&said, Err(why) if why.starts_with("the client sent a malformed message")),
                 "{frame:?}: {said:?}"
@@ -1232,25 +1358,51 @@ mod tests {
             keys.pdu(
                 ironrdp_pdu::Action::X224,
                 &frame,
-                (1003, Some(1005)),
+                Channels {
+                    clipboard: Some(1005),
+                    ..only_io(1003)
+                },
                 (800, 600)
             ),
             Ok(ClientSaid::Leave)
         );
         // On another channel: nothing; on the clipboard's, its bytes for the clipboard.
         assert_eq!(
-            keys.pdu(ironrdp_pdu::Action::X224, &frame, (1004, None), (800, 600)),
+            keys.pdu(ironrdp_pdu::Action::X224, &frame, only_io(1004), (800, 600)),
             Ok(ClientSaid::Nothing)
         );
         assert_eq!(
             keys.pdu(
                 ironrdp_pdu::Action::X224,
                 &frame,
-                (1004, Some(1003)),
+                Channels {
+                    clipboard: Some(1003),
+                    ..only_io(1004)
+                },
                 (800, 600)
             ),
             Ok(ClientSaid::Clipboard(encode_vec(&shutdown).unwrap()))
         );
+        assert_eq!(
+            keys.pdu(
+                ironrdp_pdu::Action::X224,
+                &frame,
+                Channels {
+                    dynamic: Some(1003),
+                    ..only_io(1004)
+                },
+                (800, 600)
+            ),
+            Ok(ClientSaid::Dynamic(encode_vec(&shutdown).unwrap()))
+        );
+    }
+
+    fn only_io(io: u16) -> Channels {
+        Channels {
+            io,
+            clipboard: None,
+            dynamic: None,
+        }
     }
 
     #[test]

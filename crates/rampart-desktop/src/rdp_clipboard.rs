@@ -355,6 +355,61 @@ impl ChannelGuard {
     }
 }
 
+/// The longest dynamic virtual channel message (its DataFirst PDU declares the length) that
+/// IronRDP may reassemble: Display Control's messages are a few hundred bytes.
+pub const MAX_DVC_MESSAGE: u32 = 64 * 1024;
+
+impl ChannelGuard {
+    /// Decides on one chunk of the DRDYNVC static channel: its chunk sequences are bounded as
+    /// the clipboard's (one declaring more than [`MAX_CHANNEL_PDU`] is skipped whole), and a
+    /// dynamic channel message whose first block declares more than [`MAX_DVC_MESSAGE`]
+    /// (DataFirst, which IronRDP would reassemble up to that length) is malformed.
+    pub fn check_dynamic(&mut self, chunk: &[u8]) -> Chunk {
+        match self.check(chunk) {
+            Chunk::Pass => {}
+            // Not the clipboard's: no size for the relay.
+            Chunk::SkipData { .. } => return Chunk::Skip,
+            other => return other,
+        }
+        // CHANNEL_PDU_HEADER (length, flags), then, in a sequence's first chunk, the DVC header.
+        let first = chunk
+            .get(4..8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .is_some_and(|flags| u32::from_le_bytes(flags) & CHANNEL_FLAG_FIRST != 0);
+        if first && dvc_declared_length(chunk.get(8..).unwrap_or_default()) > Some(MAX_DVC_MESSAGE)
+        {
+            return Chunk::Malformed;
+        }
+        Chunk::Pass
+    }
+}
+
+/// The total length a DVC DataFirst PDU (compressed or not) declares (MS-RDPEDYC 2.2.3.1):
+/// the header byte (Cmd, Sp, cbChId), the channel id (1, 2 or 4 bytes), then the length (1, 2
+/// or 4 bytes, by Sp). `None` for other PDUs, and for a header IronRDP will refuse.
+pub fn dvc_declared_length(pdu: &[u8]) -> Option<u32> {
+    let header = *pdu.first()?;
+    let cmd = header >> 4;
+    if cmd != 0x02 && cmd != 0x06 {
+        return None;
+    }
+    let width = |field: u8| match field {
+        0 => Some(1usize),
+        1 => Some(2),
+        2 => Some(4),
+        _ => None,
+    };
+    let at = 1 + width(header & 0b11)?;
+    let len = width((header >> 2) & 0b11)?;
+    let bytes = pdu.get(at..at + len)?;
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0u32, |value, byte| (value << 8) | u32::from(*byte)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,16 +19,18 @@ use crate::desktop_common::{
     CANARY, IN_XTERM, KILL_REASON, PROBE, assert_keys_recorded_without_which, clipboard_transfers,
     killed_session, recorded_with_key_frame, sessions,
 };
+use crate::desktop_common::{TEST_SCREEN, free_port};
 use crate::desktop_rdp::{
     COLOUR_COMMAND, XRDP_PASSWORD, Xrdp, rampart_with_rdp_desk, sha256_fingerprint, xrdp_desk,
 };
 use crate::desktop_vnc::{Desktop, copy_on_target, x_clipboard};
+use crate::desktop_xvnc::x_screen_becomes;
 use crate::login_controls::events_of_kind;
 use crate::native_vnc::{
     bob_without_connect, close, exited_within, rampart_with_native_listener, refusals_on_record,
     screen_pixel, serve_native_listener, token, viewer_display, window_named, xdotool,
 };
-use rampart_testkit::desktop::{Processes, wait_until};
+use rampart_testkit::desktop::{self, Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,9 +67,11 @@ fn xfreerdp(
     user: &str,
     password: &str,
     log: &Path,
+    extra: &[&str],
 ) -> Child {
     let mut child = Command::new("xfreerdp")
         .arg(format!("/v:127.0.0.1:{port}"))
+        .args(extra)
         .args([
             "/sec:tls",
             "/bpp:32",
@@ -110,9 +114,10 @@ fn client_showing_root(
     port: u16,
     user: &str,
     token: &str,
+    extra: &[&str],
 ) -> (Child, String, (u16, u16), PathBuf) {
     let log = home.join("xfreerdp.log");
-    let client = xfreerdp(display, home, cert, port, user, token, &log);
+    let client = xfreerdp(display, home, cert, port, user, token, &log, extra);
     let (window, wx, wy) = window_named(display, "FreeRDP");
     let probe = (wx + PROBE.0, wy + PROBE.1);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -156,8 +161,15 @@ fn viewing(actions: &str) -> Option<Viewing> {
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
     let home = tempfile::tempdir().unwrap();
-    let (client, window, origin, log) =
-        client_showing_root(&display, home.path(), &cert, port, "alice#vnc@desk", &token);
+    let (client, window, origin, log) = client_showing_root(
+        &display,
+        home.path(),
+        &cert,
+        port,
+        "alice#vnc@desk",
+        &token,
+        &[],
+    );
     Some(Viewing {
         r,
         server: Some(server),
@@ -271,8 +283,15 @@ fn native_rdp_xfreerdp_reaches_an_rdp_target_by_scancode() {
     let mut processes = Processes::default();
     let display = viewer_display(&mut processes);
     let home = tempfile::tempdir().unwrap();
-    let (mut client, window, (wx, wy), log) =
-        client_showing_root(&display, home.path(), &cert, port, "alice#xdesk", &token);
+    let (mut client, window, (wx, wy), log) = client_showing_root(
+        &display,
+        home.path(),
+        &cert,
+        port,
+        "alice#xdesk",
+        &token,
+        &[],
+    );
     let probe = (wx + PROBE.0, wy + PROBE.1);
     let id = live_session(&r, "rdp");
     let listed = r.json(&["session", "list"]).to_string();
@@ -335,7 +354,16 @@ fn native_rdp_refuses_a_wrong_token_and_a_grant_without_connect() {
 
     let run = |user: &str, password: &str, name: &str| -> String {
         let log = home.path().join(name);
-        let mut client = xfreerdp(&display, home.path(), &cert, port, user, password, &log);
+        let mut client = xfreerdp(
+            &display,
+            home.path(),
+            &cert,
+            port,
+            user,
+            password,
+            &log,
+            &[],
+        );
         let exited = exited_within(&mut client, Duration::from_secs(30));
         if !exited {
             let _ = client.kill();
@@ -510,4 +538,64 @@ fn native_rdp_clipboard_crosses_both_ways_with_vnc_clipboard_and_each_transfer_i
         );
     }
     drop(owners);
+}
+
+/// A client window resized by its user (`xdotool windowsize`, as a drag of its corner would)
+/// resizes an Xvnc target: xfreerdp with `/dynamic-resolution` sends the window's size on the
+/// Display Control channel Rampart offers; the target's own X screen (as `xrandr` reads it)
+/// becomes that size, the client is reactivated at it and shows the target's desktop to its
+/// window's bottom-right corner, which the first 800x600 picture left empty. The request is
+/// recorded as input metadata, and the killed session verifies.
+#[test]
+fn native_rdp_a_resized_client_window_resizes_an_xvnc_desktop() {
+    let tools = ["Xvnc", "vncpasswd", "xrandr"];
+    if !tools_ready() || tools.iter().any(|tool| require_tool(tool).is_none()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes = Processes::default();
+    let port = free_port();
+    let target = desktop::xvnc(&mut processes, &TEST_SCREEN, port, CANARY, dir.path());
+    let (r, server, listener) = rampart_with_rdp_listener(port, "vnc:connect");
+    let cert = server.cert.clone().expect("the node's certificate");
+    let token = token(&r, "alice");
+    let display = viewer_display(&mut processes);
+    let home = tempfile::tempdir().unwrap();
+    let dynamic = ["/dynamic-resolution"];
+    let (mut client, window, (wx, wy), log) = client_showing_root(
+        &display,
+        home.path(),
+        &cert,
+        listener,
+        "alice#vnc@desk",
+        &token,
+        &dynamic,
+    );
+    let id = live_session(&r, "vnc");
+
+    const WINDOW: (u16, u16) = (1000, 700);
+    let (w, h) = (WINDOW.0.to_string(), WINDOW.1.to_string());
+    xdotool(&display, &["windowsize", "--sync", &window, &w, &h]);
+    assert_eq!(
+        x_screen_becomes(&target, WINDOW),
+        Some(WINDOW),
+        "the target's screen; client: {}",
+        log_text(&log)
+    );
+    let corner = (wx + WINDOW.0 - 10, wy + WINDOW.1 - 10);
+    wait_until("the client to show the target's root in its corner", || {
+        close(screen_pixel(&display, corner), ROOT)
+    });
+
+    r.ok(&["session", "kill", &id, "--reason", KILL_REASON]);
+    assert!(
+        exited_within(&mut client, Duration::from_secs(30)),
+        "the client still runs after the kill; {}",
+        log_text(&log)
+    );
+    let recorded = recorded_with_key_frame(&r, &id);
+    let request = format!(r#"{{"t":"resize","w":{},"h":{}}}"#, WINDOW.0, WINDOW.1);
+    assert!(recorded.contains(&request), "{request} is not recorded");
+    verified_eventually(&r);
+    drop(server);
 }
