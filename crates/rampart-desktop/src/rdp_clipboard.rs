@@ -784,4 +784,40 @@ mod tests {
         );
         assert_eq!(guard.check(&[1, 2, 3]), Chunk::Malformed);
     }
+
+    #[test]
+    fn a_dynamic_channel_message_declaring_over_its_bound_is_malformed() {
+        // DataFirst (Cmd 2), a 1-byte channel id (7), a 4-byte length (Sp 2).
+        let data_first = |length: u32| {
+            let mut pdu = vec![0x28, 7];
+            pdu.extend(length.to_le_bytes());
+            pdu.extend(b"data");
+            pdu
+        };
+        assert_eq!(dvc_declared_length(&data_first(70_000)), Some(70_000));
+        // Data (Cmd 3) declares nothing.
+        assert_eq!(dvc_declared_length(&[0x30, 7, 1, 2]), None);
+        let whole = CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST;
+        let mut guard = ChannelGuard::default();
+        let huge = data_first(MAX_DVC_MESSAGE + 1);
+        assert_eq!(
+            guard.check_dynamic(&chunk(huge.len() as u32, whole, &huge)),
+            Chunk::Malformed
+        );
+        let fine = data_first(MAX_DVC_MESSAGE);
+        assert_eq!(
+            guard.check_dynamic(&chunk(fine.len() as u32, whole, &fine)),
+            Chunk::Pass
+        );
+        // A channel sequence too large is skipped whole, as the clipboard's.
+        let declared = (MAX_CHANNEL_PDU + 1) as u32;
+        assert_eq!(
+            guard.check_dynamic(&chunk(declared, CHANNEL_FLAG_FIRST, &[5, 0, 0, 0])),
+            Chunk::Skip
+        );
+        assert_eq!(
+            guard.check_dynamic(&chunk(declared, CHANNEL_FLAG_LAST, b"rest")),
+            Chunk::Skip
+        );
+    }
 }
