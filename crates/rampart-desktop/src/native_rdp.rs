@@ -21,9 +21,10 @@
 //! 3. The acceptor announced [`FIRST_SIZE`]; when the target's screen has another size (or
 //!    changes it later), a Deactivation-Reactivation Sequence gives the client the new one.
 //! 4. The relay: the session's desktop stream (`screen` messages) applied to a framebuffer
-//!    of this front, whose changed parts go to the client as fast-path bitmap updates,
-//!    uncompressed, in tiles of at most [`TILE`] pixels at the client's colour depth (32, 24
-//!    or 16 bits). The client's fast-path and slow-path input (scancodes, Unicode keys,
+//!    of this front, whose changed parts go to the client as fast-path bitmap updates in
+//!    tiles of at most [`TILE`] pixels at the client's colour depth (32, 24 or 16 bits): at
+//!    32 bits compressed with RDP 6.0's planar codec where that is smaller, else
+//!    uncompressed. The client's fast-path and slow-path input (scancodes, Unicode keys,
 //!    pointer, wheel) becomes the session's [`Input`]: keys carry their `KeyboardEvent.code`
 //!    (an RDP target gets the scancode back) and their US-layout keysym (a VNC target).
 //!
@@ -64,7 +65,8 @@ use ironrdp_connector::{ConnectorResult, general_err};
 use ironrdp_displaycontrol::pdu::DisplayControlMonitorLayout;
 use ironrdp_displaycontrol::server::{DisplayControlHandler, DisplayControlServer};
 use ironrdp_dvc::DrdynvcServer;
-use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
+use ironrdp_graphics::rdp6::{BitmapStreamEncoder, RgbAChannels};
+use ironrdp_pdu::bitmap::{BitmapData, BitmapUpdateData, CompressedDataHeader, Compression};
 use ironrdp_pdu::fast_path::{
     EncryptionFlags, FastPathHeader, FastPathUpdatePdu, Fragmentation, UpdateCode,
 };
@@ -700,13 +702,63 @@ fn tiles(rect: Rect) -> impl Iterator<Item = Rect> {
     })
 }
 
-/// The changed rectangles of the screen as fast-path bitmap updates, one tile each.
+/// The pixels of `rect` of the screen (`rgba`, `width` pixels a row) compressed with RDP 6.0
+/// bitmap compression (planar, each colour plane run-length encoded: IronRDP's
+/// `BitmapStreamEncoder`), bottom-up as every RDP bitmap; `None` where it does not apply (a
+/// tile whose width is not a multiple of 4, as IronRDP's own server does not either) or does
+/// not pay.
+fn planar(rgba: &[u8], width: u16, rect: Rect) -> Option<Vec<u8>> {
+    if rect.w % 4 != 0 {
+        return None;
+    }
+    let pixel = |x: u16, y: u16| {
+        let at = (usize::from(y) * usize::from(width) + usize::from(x)) * 4;
+        rgba.get(at..at + 4).unwrap_or(&[0, 0, 0, 0xff])
+    };
+    let pixels = (rect.y..rect.y + rect.h)
+        .rev()
+        .flat_map(move |y| (rect.x..rect.x + rect.w).map(move |x| pixel(x, y)));
+    let raw = usize::from(rect.w) * usize::from(rect.h) * 4;
+    // The header, three planes each at most their raw size plus a few run bytes a row.
+    let mut out = vec![0; raw + 4 * usize::from(rect.h) + 16];
+    let mut encoder = BitmapStreamEncoder::new(usize::from(rect.w), usize::from(rect.h));
+    let len = encoder
+        .encode_pixels_stream::<_, RgbAChannels>(pixels, &mut out, true)
+        .ok()?;
+    out.truncate(len);
+    (len < raw).then_some(out)
+}
+
+/// The changed rectangles of the screen as fast-path bitmap updates, one tile each: at 32 bits
+/// a pixel compressed (RDP 6.0 planar) where that is smaller, else uncompressed.
 fn bitmap_updates(mirror: &Mirror, rects: &[Rect], bpp: u16) -> Result<Vec<u8>, String> {
     let (width, height) = mirror.fb.size();
     let mut out = Vec::new();
     for rect in rects.iter().filter_map(|r| r.clip(width, height)) {
         for tile in tiles(rect) {
-            let rows = bitmap_rows(mirror.fb.pixels(), width, tile, bpp);
+            let compressed = if bpp == 32 {
+                planar(mirror.fb.pixels(), width, tile)
+            } else {
+                None
+            };
+            let (rows, compression_flags, compressed_data_header) = match compressed {
+                Some(data) => {
+                    let header = CompressedDataHeader {
+                        main_body_size: u16::try_from(data.len()).map_err(|e| e.to_string())?,
+                        scan_width: tile.w,
+                        uncompressed_size: u16::try_from(
+                            usize::from(tile.w) * usize::from(tile.h) * 4,
+                        )
+                        .map_err(|e| e.to_string())?,
+                    };
+                    (data, Compression::BITMAP_COMPRESSION, Some(header))
+                }
+                None => (
+                    bitmap_rows(mirror.fb.pixels(), width, tile, bpp),
+                    Compression::empty(),
+                    None,
+                ),
+            };
             let data = BitmapUpdateData {
                 rectangles: vec![BitmapData {
                     rectangle: InclusiveRectangle {
@@ -718,8 +770,8 @@ fn bitmap_updates(mirror: &Mirror, rects: &[Rect], bpp: u16) -> Result<Vec<u8>, 
                     width: tile.w,
                     height: tile.h,
                     bits_per_pixel: bpp,
-                    compression_flags: Compression::empty(),
-                    compressed_data_header: None,
+                    compression_flags,
+                    compressed_data_header,
                     bitmap_data: &rows,
                 }],
             };
@@ -1133,6 +1185,59 @@ mod tests {
     }
 
     #[test]
+    fn tiles_at_32_bits_compress_planar_and_decode_to_the_screen_s_pixels_bottom_up() {
+        use ironrdp_graphics::rdp6::BitmapStreamDecoder;
+        // A 12x4 screen: a flat colour (which compresses) with a few pixels of their own.
+        let (w, h) = (12u16, 4u16);
+        let mut rgba = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let odd = x == 5 && y % 2 == 1;
+                rgba.extend(if odd {
+                    [x as u8, 200, y as u8, 255]
+                } else {
+                    [18, 171, 52, 255]
+                });
+            }
+        }
+        let tile = Rect {
+            x: 4,
+            y: 0,
+            w: 8,
+            h: 4,
+        };
+        let data = planar(&rgba, w, tile).expect("a flat tile compresses");
+        assert!(data.len() < 8 * 4 * 4, "{} bytes", data.len());
+        let mut decoded = Vec::new();
+        BitmapStreamDecoder::default()
+            .decode_bitmap_stream_to_rgb24(&data, &mut decoded, 8, 4)
+            .unwrap();
+        let want: Vec<u8> = (0..h)
+            .rev()
+            .flat_map(|y| (4..12).map(move |x| (x, y)))
+            .flat_map(|(x, y)| {
+                let at = (usize::from(y) * usize::from(w) + x) * 4;
+                rgba[at..at + 3].to_vec()
+            })
+            .collect();
+        assert_eq!(decoded, want);
+        // A width that is not a multiple of 4 goes uncompressed.
+        assert_eq!(
+            planar(
+                &rgba,
+                w,
+                Rect {
+                    x: 0,
+                    y: 0,
+                    w: 6,
+                    h: 4
+                }
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn bitmaps_are_bottom_up_bgr_and_rows_are_padded() {
         // A 2x2 screen: red, green / blue, white.
         let rgba = [
@@ -1211,17 +1316,36 @@ mod tests {
             let bitmap: BitmapUpdateData<'_> = decode(update.data).unwrap();
             for r in bitmap.rectangles {
                 assert_eq!(r.bits_per_pixel, 32);
-                assert_eq!(r.compression_flags, Compression::empty());
                 assert_eq!(r.rectangle.right - r.rectangle.left + 1, r.width);
-                assert_eq!(
-                    r.bitmap_data.len(),
-                    usize::from(r.width) * usize::from(r.height) * 4
-                );
-                assert_eq!(&r.bitmap_data[..4], &[7, 7, 7, 0xff]);
-                pixels += usize::from(r.width) * usize::from(r.height);
+                let (w, h) = (usize::from(r.width), usize::from(r.height));
+                // Flat tiles of widths that are multiples of 4: compressed, and they decode to
+                // the screen's colour.
+                assert_eq!(r.compression_flags, Compression::BITMAP_COMPRESSION);
+                assert!(r.bitmap_data.len() < w * h * 4);
+                let mut decoded = Vec::new();
+                ironrdp_graphics::rdp6::BitmapStreamDecoder::default()
+                    .decode_bitmap_stream_to_rgb24(r.bitmap_data, &mut decoded, w, h)
+                    .unwrap();
+                assert_eq!(decoded, vec![7; w * h * 3]);
+                pixels += w * h;
             }
         }
         assert_eq!(pixels, 100 * 40);
+
+        // At 24 bits: uncompressed, BGR rows padded to 4 bytes.
+        let out = bitmap_updates(&mirror, &rects, 24).unwrap();
+        let mut cursor = ironrdp_core::ReadCursor::new(&out);
+        while !cursor.is_empty() {
+            let _: FastPathHeader = ironrdp_core::decode_cursor(&mut cursor).unwrap();
+            let update: FastPathUpdatePdu<'_> = ironrdp_core::decode_cursor(&mut cursor).unwrap();
+            let bitmap: BitmapUpdateData<'_> = decode(update.data).unwrap();
+            for r in bitmap.rectangles {
+                assert_eq!(r.compression_flags, Compression::empty());
+                let row = (usize::from(r.width) * 3).div_ceil(4) * 4;
+                assert_eq!(r.bitmap_data.len(), row * usize::from(r.height));
+                assert_eq!(&r.bitmap_data[..3], &[7, 7, 7]);
+            }
+        }
     }
 
     #[test]
