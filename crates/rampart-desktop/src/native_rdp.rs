@@ -1068,20 +1068,31 @@ async fn client_dynamic(
             return Err(leave(desktop, why).await);
         }
     }
-    let answer = match result
-        .static_channels
-        .get_by_type_mut::<DrdynvcServer>()
-        .map(|channel| channel.process(chunk))
-    {
-        Some(Ok(answer)) => answer,
-        Some(Err(err)) => {
-            let why = format!("the client sent a malformed dynamic channel message: {err}");
+    process_on::<DrdynvcServer>(framed, result, chunk, desktop, "dynamic channel").await
+}
+
+/// One (bounded) chunk of the client's static channel `T`, handed to IronRDP's processor, and
+/// its answer sent back on the channel; a chunk it cannot decode ends the session (`what` names
+/// the channel in the reason).
+async fn process_on<T: ironrdp_svc::SvcProcessor + 'static>(
+    framed: &mut Framed,
+    result: &mut AcceptorResult,
+    chunk: &[u8],
+    desktop: &mut Desktop,
+    what: &str,
+) -> Result<(), String> {
+    let Some(channel) = result.static_channels.get_by_type_mut::<T>() else {
+        return Ok(());
+    };
+    let answer = match channel.process(chunk) {
+        Ok(answer) => answer,
+        Err(err) => {
+            let why = format!("the client sent a malformed {what} message: {err}");
             return Err(leave(desktop, why).await);
         }
-        None => return Ok(()),
     };
-    let dynamic = channels(result).dynamic;
-    send_on(framed, result, dynamic, answer).await
+    let id = result.static_channels.get_channel_id_by_type::<T>();
+    send_on(framed, result, id, answer).await
 }
 
 /// One chunk of the client's clipboard channel: bounded by the guard, then IronRDP's, then
@@ -1114,20 +1125,7 @@ async fn client_clipboard(
             .await);
         }
     }
-    let answer = match result
-        .static_channels
-        .get_by_type_mut::<CliprdrServer>()
-        .map(|channel| channel.process(chunk))
-    {
-        Some(Ok(answer)) => answer,
-        Some(Err(err)) => {
-            let why = format!("the client sent a malformed clipboard message: {err}");
-            return Err(leave(desktop, why).await);
-        }
-        None => return Ok(()),
-    };
-    let clipboard = channels(result).clipboard;
-    send_on(framed, result, clipboard, answer).await?;
+    process_on::<CliprdrServer>(framed, result, chunk, desktop, "clipboard").await?;
     clipboard_todos(framed, result, desktop).await
 }
 

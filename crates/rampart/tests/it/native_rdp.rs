@@ -24,11 +24,11 @@ use crate::desktop_rdp::{
     COLOUR_COMMAND, XRDP_PASSWORD, Xrdp, rampart_with_rdp_desk, sha256_fingerprint, xrdp_desk,
 };
 use crate::desktop_vnc::{Desktop, copy_on_target, x_clipboard};
-use crate::desktop_xvnc::x_screen_becomes;
 use crate::login_controls::events_of_kind;
 use crate::native_vnc::{
     bob_without_connect, close, exited_within, rampart_with_native_listener, refusals_on_record,
-    screen_pixel, serve_native_listener, token, viewer_display, window_named, xdotool,
+    screen_pixel, serve_native_listener, token, viewer_display, window_named,
+    window_resize_reaches_the_xvnc_target, xdotool,
 };
 use rampart_testkit::desktop::{self, Processes, wait_until};
 use rampart_testkit::{Rampart, Server, files_containing, require_tool};
@@ -571,31 +571,15 @@ fn native_rdp_a_resized_client_window_resizes_an_xvnc_desktop() {
         &token,
         &dynamic,
     );
-    let id = live_session(&r, "vnc");
-
-    const WINDOW: (u16, u16) = (1000, 700);
-    let (w, h) = (WINDOW.0.to_string(), WINDOW.1.to_string());
-    xdotool(&display, &["windowsize", "--sync", &window, &w, &h]);
-    assert_eq!(
-        x_screen_becomes(&target, WINDOW),
-        Some(WINDOW),
-        "the target's screen; client: {}",
-        log_text(&log)
+    let said = || log_text(&log);
+    window_resize_reaches_the_xvnc_target(
+        &r,
+        &target,
+        &display,
+        &window,
+        (wx, wy),
+        &mut client,
+        &said,
     );
-    let corner = (wx + WINDOW.0 - 10, wy + WINDOW.1 - 10);
-    wait_until("the client to show the target's root in its corner", || {
-        close(screen_pixel(&display, corner), ROOT)
-    });
-
-    r.ok(&["session", "kill", &id, "--reason", KILL_REASON]);
-    assert!(
-        exited_within(&mut client, Duration::from_secs(30)),
-        "the client still runs after the kill; {}",
-        log_text(&log)
-    );
-    let recorded = recorded_with_key_frame(&r, &id);
-    let request = format!(r#"{{"t":"resize","w":{},"h":{}}}"#, WINDOW.0, WINDOW.1);
-    assert!(recorded.contains(&request), "{request} is not recorded");
-    verified_eventually(&r);
     drop(server);
 }

@@ -672,31 +672,67 @@ fn native_vnc_a_resized_viewer_window_resizes_an_xvnc_desktop() {
     let log = home.path().join("vncviewer.log");
     let (mut viewer, window, (wx, wy)) =
         viewer_showing_the_target(&display, home.path(), &ca, listener, &token, &log);
-    let id = live_session(&r, "vnc");
-
-    const WINDOW: (u16, u16) = (1000, 700);
-    let (w, h) = (WINDOW.0.to_string(), WINDOW.1.to_string());
-    xdotool(&display, &["windowsize", "--sync", &window, &w, &h]);
-    assert_eq!(
-        x_screen_becomes(&target, WINDOW),
-        Some(WINDOW),
-        "the target's screen; viewer: {}",
-        log_text(&log)
+    let said = || log_text(&log);
+    window_resize_reaches_the_xvnc_target(
+        &r,
+        &target,
+        &display,
+        &window,
+        (wx, wy),
+        &mut viewer,
+        &said,
     );
-    let corner = (wx + WINDOW.0 - 10, wy + WINDOW.1 - 10);
-    wait_until("the viewer to show the target's root in its corner", || {
-        close(screen_pixel(&display, corner), ROOT)
+    drop(server);
+}
+
+/// The size a resize test gives a native client's window.
+const RESIZED_WINDOW: (u16, u16) = (1000, 700);
+
+/// A native client's `window` (on `display`, its top-left at `origin`) showing the session
+/// to the Xvnc `target` is resized to [`RESIZED_WINDOW`]: the target's X screen becomes that
+/// size, the client shows the target's root colour in the window's bottom-right corner, a
+/// kill ends `client`, and the recording has the request and verifies. `said`: the client's
+/// log, for the failures' messages.
+pub(crate) fn window_resize_reaches_the_xvnc_target(
+    r: &Rampart,
+    target: &str,
+    display: &str,
+    window: &str,
+    (wx, wy): (u16, u16),
+    client: &mut Child,
+    said: &dyn Fn() -> String,
+) {
+    let id = live_session(r, "vnc");
+    let (w, h) = RESIZED_WINDOW;
+    xdotool(
+        display,
+        &[
+            "windowsize",
+            "--sync",
+            window,
+            &w.to_string(),
+            &h.to_string(),
+        ],
+    );
+    assert_eq!(
+        x_screen_becomes(target, RESIZED_WINDOW),
+        Some(RESIZED_WINDOW),
+        "the target's screen; client: {}",
+        said()
+    );
+    let corner = (wx + w - 10, wy + h - 10);
+    wait_until("the client to show the target's root in its corner", || {
+        close(screen_pixel(display, corner), ROOT)
     });
 
     r.ok(&["session", "kill", &id, "--reason", KILL_REASON]);
     assert!(
-        exited_within(&mut viewer, Duration::from_secs(30)),
-        "the viewer still runs after the kill; {}",
-        log_text(&log)
+        exited_within(client, Duration::from_secs(30)),
+        "the client still runs after the kill; {}",
+        said()
     );
-    let recorded = recorded_with_key_frame(&r, &id);
-    let request = format!(r#"{{"t":"resize","w":{},"h":{}}}"#, WINDOW.0, WINDOW.1);
+    let recorded = recorded_with_key_frame(r, &id);
+    let request = format!(r#"{{"t":"resize","w":{w},"h":{h}}}"#);
     assert!(recorded.contains(&request), "{request} is not recorded");
-    verified_eventually(&r);
-    drop(server);
+    verified_eventually(r);
 }
