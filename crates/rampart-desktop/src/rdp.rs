@@ -202,6 +202,11 @@ impl ironrdp_tokio::NetworkClient for NoKdc {
     }
 }
 
+/// The client build Rampart announces (TS_UD_CS_CORE clientBuild), as FreeRDP 2 does: xrdp
+/// takes a client whose build is 419 or less for one that cannot resize, and then neither
+/// follows a Display Control layout nor its own desktop's resize with a reactivation.
+const CLIENT_BUILD: u32 = 2600;
+
 /// The connector's settings. The security protocols offered are exactly the endpoint's one
 /// (never standard RDP security); with TLS, the logon is automatic with the credentials of the
 /// Client Info PDU (no logon screen is asked for).
@@ -231,7 +236,7 @@ fn config(
             password: password.expose_secret().to_owned(),
         },
         domain: None,
-        client_build: 0,
+        client_build: CLIENT_BUILD,
         client_name: "rampart".to_owned(),
         keyboard_type: ironrdp_pdu::gcc::KeyboardType::IBM_ENHANCED,
         keyboard_subtype: 0,
@@ -671,26 +676,6 @@ impl Client {
         let mut sequence = factory.create();
         let mut out = ironrdp_pdu::WriteBuf::new();
         loop {
-            let (action, payload) = next_pdu(pdus).await?;
-            if action != ironrdp_pdu::Action::X224 {
-                continue;
-            }
-            let channel = ironrdp_pdu::mcs::decode_send_data_indication(&payload)
-                .map(|data| data.channel_id)
-                .ok();
-            if channel.is_some_and(|id| id != factory.io_channel_id()) {
-                // A second Deactivate All here would only restart what is under way.
-                self.server_pdu(writer, events, action, &payload).await?;
-                continue;
-            }
-            out.clear();
-            let written = sequence.step(&payload, None, &mut out).map_err(|err| {
-                TargetEnded::malformed(format!("the RDP server's reactivation failed: {err}"))
-            })?;
-            if let Some(size) = written.size() {
-                let frame = out.filled().get(..size).unwrap_or_default();
-                write_frame(writer, frame).await?;
-            }
             match sequence.connection_activation_state() {
                 state @ ConnectionActivationState::Finalized { .. } => return Ok(state),
                 ConnectionActivationState::Redirected { .. } => {
@@ -701,8 +686,63 @@ impl Client {
                 }
                 _ => {}
             }
+            out.clear();
+            // The client's own steps (Synchronize, Control, Font List) take no input.
+            let written = if sequence.next_pdu_hint().is_none() {
+                sequence.step_no_input(&mut out)
+            } else {
+                let (action, payload) = next_pdu(pdus).await?;
+                if action != ironrdp_pdu::Action::X224 {
+                    continue;
+                }
+                let channel = ironrdp_pdu::mcs::decode_send_data_indication(&payload)
+                    .map(|data| data.channel_id)
+                    .ok();
+                if channel.is_some_and(|id| id != factory.io_channel_id()) {
+                    // A second Deactivate All here would only restart what is under way.
+                    self.server_pdu(writer, events, action, &payload).await?;
+                    continue;
+                }
+                if not_for_activation(&payload) {
+                    continue;
+                }
+                sequence.step(&payload, None, &mut out)
+            }
+            .map_err(|err| {
+                TargetEnded::malformed(format!("the RDP server's reactivation failed: {err}"))
+            })?;
+            if let Some(size) = written.size() {
+                let frame = out.filled().get(..size).unwrap_or_default();
+                write_frame(writer, frame).await?;
+            }
         }
     }
+}
+
+/// Whether a PDU of the I/O channel is output the server sends while the connection
+/// reactivates (xrdp repaints and sets its pointers at once: slow-path updates, pointers, the
+/// keyboard's indicators...), which the activation sequence would take for a protocol error:
+/// dropped, the whole screen is asked for once the sequence ends. What the sequence needs (the
+/// Demand Active, Synchronize, Control, Font Map, a monitor layout, an error) goes to it.
+fn not_for_activation(payload: &[u8]) -> bool {
+    use ironrdp_pdu::rdp::headers::{ShareControlPdu, ShareDataPdu};
+    let Ok(data) = ironrdp_pdu::mcs::decode_send_data_indication(payload) else {
+        return false;
+    };
+    let Ok(control) = ironrdp_pdu::rdp::headers::decode_share_control(data) else {
+        return false;
+    };
+    let ShareControlPdu::Data(data) = control.pdu else {
+        return false;
+    };
+    !matches!(
+        data.share_data_pdu,
+        ShareDataPdu::Synchronize(_)
+            | ShareDataPdu::Control(_)
+            | ShareDataPdu::FontMap(_)
+            | ShareDataPdu::MonitorLayout(_)
+            | ShareDataPdu::ServerSetErrorInfo(_)
+    )
 }
 
 /// The active stage until either side ends; returns why.
@@ -1399,6 +1439,9 @@ mod tests {
     fn the_connector_offers_the_dynamic_channels_with_display_control() {
         let drdynvc = dynamic_channels();
         assert!(drdynvc.has_registered_dvc::<DisplayControlClient>());
+        // xrdp resizes only a client whose build is above 419.
+        let config = config("alice", &SecretString::from("pw"), RdpSecurity::Tls);
+        assert!(config.client_build > 419, "{}", config.client_build);
     }
 
     #[test]

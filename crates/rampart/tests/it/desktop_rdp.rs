@@ -643,6 +643,18 @@ impl Xrdp {
         self.processes.0.push(child);
     }
 
+    /// xrdp's log lines about its dynamic channels and resizes, for a failure's message.
+    fn resize_log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("xrdp.log")).unwrap_or_default();
+        // From the dynamic channel's start on.
+        log.lines()
+            .skip_while(|line| !line.contains("Enabling channel"))
+            .filter(|line| !line.contains("keyboard"))
+            .take(400)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// What xrdp and its session manager logged, for a failure's message.
     pub(crate) fn logs(&self) -> String {
         ["xrdp.log", "xrdp.err", "sesman.log", "sesman.err"]
@@ -947,8 +959,9 @@ fn a_browser_window_resize_resizes_an_xrdp_desktop() {
     });
     assert!(
         ok && out.contains("desktop steps passed"),
-        "{out}\n{}",
-        xrdp.logs()
+        "{out}\n{}\n--- xrdp's resize lines\n{}",
+        xrdp.logs(),
+        xrdp.resize_log()
     );
     let [
         (first, first_target),
