@@ -11,7 +11,10 @@
 //! NLA, the endpoint set so) logs in a local account with its vaulted password, draws its
 //! session, and passes the clipboard both ways with `rdp:clipboard` (its `xrdp-chansrv`
 //! bridges RDP's clipboard channel to the session's X clipboard, read and set with `xclip`);
-//! the same endpoint on NLA is refused naming what the server requires.
+//! the same endpoint on NLA is refused naming what the server requires. The xrdp desktop
+//! follows the browser's window: xrdp opens Display Control on its dynamic channels, Rampart
+//! asks for the view's size, and xrdp resizes its session's X screen (read with `xrandr`) and
+//! reactivates the connection at that size, which the canvas takes.
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
@@ -430,7 +433,8 @@ const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
 
 /// xrdp 0.9 and its session manager on loopback with their own configuration in a temp dir:
 /// TLS only (xrdp 0.9 has no NLA) with a certificate made here, the logon from the Client Info
-/// PDU (`autorun`), sessions on TigerVNC's `Xvnc` whose start script paints the root
+/// PDU (`autorun`), the dynamic channels on (`drdynvc`: Display Control, for resizes),
+/// sessions on TigerVNC's `Xvnc` whose start script paints the root
 /// [`desktop::ROOT_COLOUR`], notes its display, and runs an xterm printing [`XRDP_MARKER`].
 /// Dropped, it ends the session's processes (the session manager's descendants, which log in
 /// as [`XRDP_USER`]), then the servers, and removes what the session left behind.
