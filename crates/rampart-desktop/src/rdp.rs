@@ -1436,6 +1436,62 @@ mod tests {
     }
 
     #[test]
+    fn while_reactivating_screen_output_is_dropped_and_the_sequence_gets_its_own_pdus() {
+        use ironrdp_pdu::rdp::client_info::CompressionType;
+        use ironrdp_pdu::rdp::finalization_messages::SynchronizePdu;
+        use ironrdp_pdu::rdp::headers::{
+            CompressionFlags, ServerDeactivateAll, ShareControlHeader, ShareControlPdu,
+            ShareDataHeader, ShareDataPdu, StreamPriority,
+        };
+        let header = |pdu: ShareControlPdu| {
+            ironrdp_pdu::encode_vec(&ShareControlHeader {
+                share_control_pdu: pdu,
+                pdu_source: 1002,
+                share_id: 0x1_03ea,
+            })
+            .unwrap()
+        };
+        let on_io_channel = |user_data: Vec<u8>| {
+            ironrdp_pdu::encode_vec(&ironrdp_pdu::x224::X224(
+                ironrdp_pdu::mcs::SendDataIndication {
+                    initiator_id: 1002,
+                    channel_id: 1003,
+                    user_data: user_data.into(),
+                },
+            ))
+            .unwrap()
+        };
+        let sync = || {
+            header(ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::Synchronize(SynchronizePdu {
+                    target_user_id: 1002,
+                }),
+                stream_priority: StreamPriority::Medium,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }))
+        };
+        // IronRDP does not encode updates: a Synchronize with another pduType2 (after the
+        // Share Control header's 6 bytes and the Share Data header's first 8).
+        let retyped = |pdu_type2: u8| {
+            let mut user_data = sync();
+            user_data[14] = pdu_type2;
+            on_io_channel(user_data)
+        };
+        // xrdp repaints while it reactivates (Update, Pointer): dropped, not a protocol error.
+        assert!(not_for_activation(&retyped(0x02)));
+        assert!(not_for_activation(&retyped(0x1b)));
+        // The sequence's own.
+        assert!(!not_for_activation(&on_io_channel(sync())));
+        assert!(!not_for_activation(&on_io_channel(header(
+            ShareControlPdu::ServerDeactivateAll(ServerDeactivateAll)
+        ))));
+        // Garbage is the sequence's to refuse (ending the session with its reason).
+        assert!(!not_for_activation(&[3, 0, 0, 7, 2, 0xf0, 0x80]));
+        assert!(!not_for_activation(&[]));
+    }
+
+    #[test]
     fn the_connector_offers_the_dynamic_channels_with_display_control() {
         let drdynvc = dynamic_channels();
         assert!(drdynvc.has_registered_dvc::<DisplayControlClient>());
