@@ -9,7 +9,11 @@
 //! and kill are the VNC desktop's. The clipboard is the CLIPRDR channel with
 //! `rdp_clipboard`'s text backend: the browser's text (already allowed by the relay) is
 //! offered to the server, and the server's text becomes a [`ServerEvent::CutText`] for the
-//! relay to pass or refuse, as a VNC server's.
+//! relay to pass or refuse, as a VNC server's. The desktop follows the browser's view with
+//! the Display Control dynamic channel (MS-RDPEDISP) when the server opens it: the relay's
+//! (bounded, paced) size becomes a monitor layout, and the server's Deactivation-Reactivation
+//! sequence that follows is driven here, the session going on at the new size (a
+//! [`ServerEvent::Resize`], as a VNC server's).
 //!
 //! INVARIANTS:
 //! - TLS always, and exactly the endpoint's one login: an NLA endpoint offers only NLA
@@ -26,7 +30,10 @@
 //! - Nothing the server sends can panic the node or grow memory without bound: PDUs are
 //!   length-framed (at most 64 KiB each), the desktop is at most `rfb::MAX_PIXELS`, a PDU
 //!   IronRDP cannot decode ends the session with its reason, and the clipboard channel's chunk
-//!   sequences are bounded before IronRDP reassembles them (`rdp_clipboard::ChannelGuard`).
+//!   sequences are bounded before IronRDP reassembles them (`rdp_clipboard::ChannelGuard`),
+//!   and so are the dynamic channels' (`dynamic_chunk`: the same guard, and a DVC message
+//!   declaring more than [`MAX_DVC_MESSAGE`] ends the session); a reactivation is bounded by
+//!   [`CONNECT_TIMEOUT`] and its new size by `rfb::MAX_PIXELS`.
 //! - One task owns the active stage (its state is not shareable): it takes the server's PDUs
 //!   from a reader task and the browser's input from the relay, in one `select!`.
 //! - The connection sequence runs on a blocking-pool thread (`Handle::block_on`) under its own
@@ -36,15 +43,21 @@
 
 use crate::rdp_clipboard::{self, ChannelGuard, Chunk, Step};
 use crate::rfb;
-use crate::screen::ServerEvent;
+use crate::screen::{ServerEvent, TargetScreen};
 use crate::session::{Input, TargetEnded};
 use bytes::BytesMut;
 use ironrdp_cliprdr::CliprdrClient;
+use ironrdp_connector::connection_activation::{
+    ConnectionActivationFactory, ConnectionActivationState,
+};
 use ironrdp_connector::sspi::generator::NetworkRequest;
 use ironrdp_connector::{
     ClientConnector, ConnectionOutcome, ConnectionResult, ConnectorResult, Credentials,
-    DesktopSize, ServerName,
+    DesktopSize, Sequence, ServerName,
 };
+use ironrdp_displaycontrol::client::DisplayControlClient;
+use ironrdp_displaycontrol::pdu::MonitorLayoutEntry;
+use ironrdp_dvc::DrdynvcClient;
 use ironrdp_graphics::image_processing::PixelFormat;
 use ironrdp_input::{Database, MouseButton, MousePosition, Operation, Scancode, WheelRotations};
 use ironrdp_pdu::geometry::InclusiveRectangle;
@@ -189,6 +202,11 @@ impl ironrdp_tokio::NetworkClient for NoKdc {
     }
 }
 
+/// The client build Rampart announces (TS_UD_CS_CORE clientBuild), as FreeRDP 2 does: xrdp
+/// takes a client whose build is 419 or less for one that cannot resize, and then neither
+/// follows a Display Control layout nor its own desktop's resize with a reactivation.
+const CLIENT_BUILD: u32 = 2600;
+
 /// The connector's settings. The security protocols offered are exactly the endpoint's one
 /// (never standard RDP security); with TLS, the logon is automatic with the credentials of the
 /// Client Info PDU (no logon screen is asked for).
@@ -218,7 +236,7 @@ fn config(
             password: password.expose_secret().to_owned(),
         },
         domain: None,
-        client_build: 0,
+        client_build: CLIENT_BUILD,
         client_name: "rampart".to_owned(),
         keyboard_type: ironrdp_pdu::gcc::KeyboardType::IBM_ENHANCED,
         keyboard_subtype: 0,
@@ -250,6 +268,23 @@ fn config(
     }
 }
 
+/// The DRDYNVC static channel with one dynamic channel: Display Control (MS-RDPEDISP), which
+/// the server opens when it takes resize requests, sending its capabilities (the limits a
+/// monitor layout is fitted to). Any other dynamic channel the server offers is refused.
+fn dynamic_channels() -> DrdynvcClient {
+    DrdynvcClient::new().with_dynamic_channel(DisplayControlClient::new(|_| Ok(Vec::new())))
+}
+
+/// The size a Display Control monitor layout asks for when the user's view is `size` (already
+/// bounded by `resize::requested_size`): its width even (rounded down), each side within
+/// Display Control's 200..=8192, as MS-RDPEDISP 2.2.2.2.1 requires.
+pub fn monitor_size((width, height): (u16, u16)) -> (u16, u16) {
+    let (width, height) =
+        MonitorLayoutEntry::adjust_display_size(u32::from(width), u32::from(height));
+    let side = |v: u32| u16::try_from(v).unwrap_or(crate::resize::MAX_SIDE & !1);
+    (side(width), side(height))
+}
+
 /// Connects and logs in: X.224, TLS with the pinned certificate, CredSSP with the password
 /// (or, for a TLS endpoint, the Client Info PDU), the capability exchange. Every refusal is the
 /// line the user sees.
@@ -279,7 +314,8 @@ async fn connect_here(stream: TargetStream, login: Login) -> Result<Connected, S
         config(&login.username, &login.password, security),
         login.client_addr,
     )
-    .with_static_channel(rdp_clipboard::channel());
+    .with_static_channel(rdp_clipboard::channel())
+    .with_static_channel(dynamic_channels());
     let mut framed = TokioFramed::new(SyncStream::new(stream));
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
@@ -446,6 +482,269 @@ async fn read_pdu(
     }
 }
 
+/// The server's PDUs, as the reader task frames them.
+type Pdus = mpsc::Receiver<io::Result<(ironrdp_pdu::Action, BytesMut)>>;
+
+/// The next PDU of the server, or why there is none.
+async fn next_pdu(pdus: &mut Pdus) -> Result<(ironrdp_pdu::Action, BytesMut), TargetEnded> {
+    match pdus.recv().await {
+        None => Err(closed()),
+        Some(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => Err(closed()),
+        Some(Err(err)) => Err(TargetEnded::malformed(format!(
+            "the RDP server sent a malformed message: {err}"
+        ))),
+        Some(Ok(pdu)) => Ok(pdu),
+    }
+}
+
+/// The active stage's side of the connection: the stage, the image it draws into, the
+/// clipboard channel's guard, and whether the relay heard that the server takes resizes.
+struct Client {
+    stage: ActiveStage,
+    image: DecodedImage,
+    clipboard_channel: Option<u16>,
+    clipboard_guard: ChannelGuard,
+    /// The DRDYNVC channel, when the server joined it, and the bound on its reassembly.
+    dynamic_channel: Option<u16>,
+    dynamic_guard: ChannelGuard,
+    said_resizable: bool,
+}
+
+impl Client {
+    /// One PDU of the server through the active stage: answers written, the screen's changes
+    /// and the clipboard sent on. Returns whether the server deactivated the session (its
+    /// Deactivation-Reactivation Sequence follows).
+    async fn server_pdu(
+        &mut self,
+        writer: &mut (impl AsyncWrite + Unpin),
+        events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+        action: ironrdp_pdu::Action,
+        payload: &[u8],
+    ) -> Result<bool, TargetEnded> {
+        match dynamic_chunk(
+            &mut self.dynamic_guard,
+            self.dynamic_channel,
+            action,
+            payload,
+        ) {
+            Chunk::Pass => {}
+            Chunk::Skip | Chunk::SkipData { .. } => return Ok(false),
+            Chunk::Malformed => {
+                return Err(TargetEnded::malformed(
+                    "the RDP server sent a malformed or oversized dynamic channel message",
+                ));
+            }
+        }
+        match clipboard_chunk(
+            &mut self.clipboard_guard,
+            self.clipboard_channel,
+            action,
+            payload,
+        ) {
+            Chunk::Pass => {}
+            Chunk::Skip => return Ok(false),
+            Chunk::SkipData { bytes } => {
+                skipped_clipboard(&mut self.stage, writer, events, bytes).await?;
+                return Ok(false);
+            }
+            Chunk::Malformed => {
+                return Err(TargetEnded::malformed(
+                    "the RDP server sent a malformed clipboard message",
+                ));
+            }
+        }
+        let outputs = self
+            .stage
+            .process(&mut self.image, action, payload, None)
+            .map_err(|err| {
+                TargetEnded::malformed(format!(
+                    "the RDP server sent a message Rampart cannot decode: {err}"
+                ))
+            })?;
+        let deactivated = outputs_to(writer, events, &self.image, outputs).await?;
+        clipboard_todos(&mut self.stage, writer, events).await?;
+        if !self.said_resizable && self.stage.display_control_ready() == Some(true) {
+            self.said_resizable = true;
+            events
+                .send(Ok(ServerEvent::Resizable(TargetScreen::default())))
+                .await
+                .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+        }
+        Ok(deactivated)
+    }
+
+    /// Asks the server for a desktop of `width`×`height` (the relay bounded it and made the
+    /// width even) with a Display Control monitor layout of one primary monitor, fitted to the
+    /// server's limits. Without the channel (or its capabilities) nothing is sent: the view
+    /// scrolls.
+    async fn resize(
+        &mut self,
+        writer: &mut (impl AsyncWrite + Unpin),
+        (width, height): (u16, u16),
+    ) -> Result<(), TargetEnded> {
+        match self
+            .stage
+            .encode_resize(u32::from(width), u32::from(height), None, None)
+        {
+            Some(Ok(frame)) => write_frame(writer, &frame).await,
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "RDP: a resize request was left out");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The Deactivation-Reactivation Sequence (MS-RDPBCGR 1.3.1.3) after the server's
+    /// Deactivate All: a fresh capability exchange and finalization over the same connection,
+    /// under [`CONNECT_TIMEOUT`]. The session goes on at the size the server now demands: a new
+    /// image, a [`ServerEvent::Resize`] for the relay (the browser and the recording), and a
+    /// request for the whole screen.
+    async fn reactivate(
+        &mut self,
+        factory: &ConnectionActivationFactory,
+        pdus: &mut Pdus,
+        writer: &mut (impl AsyncWrite + Unpin),
+        events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+    ) -> Result<(), TargetEnded> {
+        let finalized = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.activation(factory, pdus, writer, events),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(TargetEnded::malformed(
+                "the RDP server did not finish reactivating the session in time",
+            ))
+        })?;
+        let ConnectionActivationState::Finalized {
+            desktop_size: DesktopSize { width, height },
+            share_id,
+            static_channel_chunk_size,
+            refresh_rect_support,
+            suppress_output_support,
+            ..
+        } = finalized
+        else {
+            return Err(TargetEnded::malformed(
+                "the RDP server's reactivation did not finish",
+            ));
+        };
+        rfb::check_size(width, height).map_err(|err| {
+            TargetEnded::malformed(format!("the RDP server's reactivation: {err}"))
+        })?;
+        if !self.stage.reactivate(
+            factory.io_channel_id(),
+            factory.user_channel_id(),
+            share_id,
+            false,
+            false,
+            static_channel_chunk_size,
+        ) {
+            return Err(TargetEnded::malformed(
+                "the RDP server's reactivation has an invalid channel chunk size",
+            ));
+        }
+        self.image = DecodedImage::new(PixelFormat::RgbA32, width, height);
+        events
+            .send(Ok(ServerEvent::Resize { width, height }))
+            .await
+            .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
+        let redraw = self
+            .stage
+            .request_full_redraw(width, height, refresh_rect_support, suppress_output_support)
+            .map_err(|err| {
+                TargetEnded::malformed(format!("cannot ask the RDP server for its screen: {err}"))
+            })?;
+        for frame in redraw {
+            write_frame(writer, &frame).await?;
+        }
+        Ok(())
+    }
+
+    /// Drives a fresh activation sequence to its end with the server's PDUs: share-control
+    /// PDUs of the I/O channel go to the sequence; other channels' data (the clipboard's,
+    /// DRDYNVC's) goes on through the active stage as before; fast-path updates (drawn for the
+    /// screen being replaced) are dropped.
+    async fn activation(
+        &mut self,
+        factory: &ConnectionActivationFactory,
+        pdus: &mut Pdus,
+        writer: &mut (impl AsyncWrite + Unpin),
+        events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
+    ) -> Result<ConnectionActivationState, TargetEnded> {
+        let mut sequence = factory.create();
+        let mut out = ironrdp_pdu::WriteBuf::new();
+        loop {
+            match sequence.connection_activation_state() {
+                state @ ConnectionActivationState::Finalized { .. } => return Ok(state),
+                ConnectionActivationState::Redirected { .. } => {
+                    return Err(TargetEnded::closed(
+                        "the RDP server redirected the session elsewhere; Rampart does not \
+                         follow redirections",
+                    ));
+                }
+                _ => {}
+            }
+            out.clear();
+            // The client's own steps (Synchronize, Control, Font List) take no input.
+            let written = if sequence.next_pdu_hint().is_none() {
+                sequence.step_no_input(&mut out)
+            } else {
+                let (action, payload) = next_pdu(pdus).await?;
+                if action != ironrdp_pdu::Action::X224 {
+                    continue;
+                }
+                let channel = ironrdp_pdu::mcs::decode_send_data_indication(&payload)
+                    .map(|data| data.channel_id)
+                    .ok();
+                if channel.is_some_and(|id| id != factory.io_channel_id()) {
+                    // A second Deactivate All here would only restart what is under way.
+                    self.server_pdu(writer, events, action, &payload).await?;
+                    continue;
+                }
+                if not_for_activation(&payload) {
+                    continue;
+                }
+                sequence.step(&payload, None, &mut out)
+            }
+            .map_err(|err| {
+                TargetEnded::malformed(format!("the RDP server's reactivation failed: {err}"))
+            })?;
+            if let Some(size) = written.size() {
+                let frame = out.filled().get(..size).unwrap_or_default();
+                write_frame(writer, frame).await?;
+            }
+        }
+    }
+}
+
+/// Whether a PDU of the I/O channel is output the server sends while the connection
+/// reactivates (xrdp repaints and sets its pointers at once: slow-path updates, pointers, the
+/// keyboard's indicators...), which the activation sequence would take for a protocol error:
+/// dropped, the whole screen is asked for once the sequence ends. What the sequence needs (the
+/// Demand Active, Synchronize, Control, Font Map, a monitor layout, an error) goes to it.
+fn not_for_activation(payload: &[u8]) -> bool {
+    use ironrdp_pdu::rdp::headers::{ShareControlPdu, ShareDataPdu};
+    let Ok(data) = ironrdp_pdu::mcs::decode_send_data_indication(payload) else {
+        return false;
+    };
+    let Ok(control) = ironrdp_pdu::rdp::headers::decode_share_control(data) else {
+        return false;
+    };
+    let ShareControlPdu::Data(data) = control.pdu else {
+        return false;
+    };
+    !matches!(
+        data.share_data_pdu,
+        ShareDataPdu::Synchronize(_)
+            | ShareDataPdu::Control(_)
+            | ShareDataPdu::FontMap(_)
+            | ShareDataPdu::MonitorLayout(_)
+            | ShareDataPdu::ServerSetErrorInfo(_)
+    )
+}
+
 /// The active stage until either side ends; returns why.
 async fn active(
     connected: Connected,
@@ -471,65 +770,47 @@ async fn active(
         }
     }));
     let DesktopSize { width, height } = result.desktop_size;
-    let mut image = DecodedImage::new(PixelFormat::RgbA32, width, height);
-    // The clipboard channel, when the server joined it.
-    let clipboard_channel = result
-        .static_channels
-        .get_channel_id_by_type::<CliprdrClient>();
-    let mut clipboard_guard = ChannelGuard::default();
-    let mut stage = ActiveStageBuilder {
-        static_channels: result.static_channels,
-        user_channel_id: result.user_channel_id,
-        io_channel_id: result.io_channel_id,
-        message_channel_id: result.message_channel_id,
-        share_id: result.share_id,
-        compression_type: result.compression_type,
-        enable_server_pointer: false,
-        pointer_software_rendering: false,
-    }
-    .build();
+    let factory = result.activation_factory;
+    let mut client = Client {
+        image: DecodedImage::new(PixelFormat::RgbA32, width, height),
+        // The clipboard channel, when the server joined it.
+        clipboard_channel: result
+            .static_channels
+            .get_channel_id_by_type::<CliprdrClient>(),
+        clipboard_guard: ChannelGuard::default(),
+        dynamic_channel: result
+            .static_channels
+            .get_channel_id_by_type::<DrdynvcClient>(),
+        dynamic_guard: ChannelGuard::default(),
+        said_resizable: false,
+        stage: ActiveStageBuilder {
+            static_channels: result.static_channels,
+            user_channel_id: result.user_channel_id,
+            io_channel_id: result.io_channel_id,
+            message_channel_id: result.message_channel_id,
+            share_id: result.share_id,
+            compression_type: result.compression_type,
+            enable_server_pointer: false,
+            pointer_software_rendering: false,
+        }
+        .build(),
+    };
     let mut keyboard = Database::new();
     let mut buttons = 0u8;
     loop {
         tokio::select! {
-            pdu = pdus.recv() => {
+            pdu = next_pdu(&mut pdus) => {
                 let (action, payload) = match pdu {
-                    None => return closed(),
-                    Some(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => return closed(),
-                    Some(Err(err)) => {
-                        return TargetEnded::malformed(format!(
-                            "the RDP server sent a malformed message: {err}"
-                        ));
-                    }
-                    Some(Ok(pdu)) => pdu,
+                    Ok(pdu) => pdu,
+                    Err(ended) => return ended,
                 };
-                match clipboard_chunk(&mut clipboard_guard, clipboard_channel, action, &payload) {
-                    Chunk::Pass => {}
-                    Chunk::Skip => continue,
-                    Chunk::SkipData { bytes } => {
-                        if let Err(ended) = skipped_clipboard(&mut stage, &mut writer, events, bytes).await {
-                            return ended;
-                        }
-                        continue;
-                    }
-                    Chunk::Malformed => {
-                        return TargetEnded::malformed(
-                            "the RDP server sent a malformed clipboard message",
-                        );
-                    }
-                }
-                let outputs = match stage.process(&mut image, action, &payload, None) {
-                    Ok(outputs) => outputs,
-                    Err(err) => {
-                        return TargetEnded::malformed(format!(
-                            "the RDP server sent a message Rampart cannot decode: {err}"
-                        ));
-                    }
+                let deactivated = match client.server_pdu(&mut writer, events, action, &payload).await {
+                    Ok(deactivated) => deactivated,
+                    Err(ended) => return ended,
                 };
-                if let Err(ended) = outputs_to(&mut writer, events, &image, outputs).await {
-                    return ended;
-                }
-                if let Err(ended) = clipboard_todos(&mut stage, &mut writer, events).await {
+                if deactivated
+                    && let Err(ended) = client.reactivate(&factory, &mut pdus, &mut writer, events).await
+                {
                     return ended;
                 }
             }
@@ -537,7 +818,7 @@ async fn active(
                 let Some(next) = next else {
                     // The relay is gone (the user left or the session was stopped): say
                     // goodbye to the server, as a client closing its window does.
-                    if let Ok(outputs) = stage.graceful_shutdown() {
+                    if let Ok(outputs) = client.stage.graceful_shutdown() {
                         for output in outputs {
                             if let ActiveStageOutput::ResponseFrame(frame) = output {
                                 let _ = write_frame(&mut writer, &frame).await;
@@ -546,17 +827,27 @@ async fn active(
                     }
                     return TargetEnded::closed("the desktop was closed");
                 };
-                if let Input::Clipboard(text) = next {
-                    offer_clipboard(&mut stage, text);
-                    if let Err(ended) = clipboard_todos(&mut stage, &mut writer, events).await {
-                        return ended;
+                match next {
+                    Input::Clipboard(text) => {
+                        offer_clipboard(&mut client.stage, text);
+                        if let Err(ended) = clipboard_todos(&mut client.stage, &mut writer, events).await {
+                            return ended;
+                        }
+                        continue;
                     }
-                    continue;
+                    Input::Resize { width, height } => {
+                        if let Err(ended) = client.resize(&mut writer, (width, height)).await {
+                            return ended;
+                        }
+                        continue;
+                    }
+                    _ => {}
                 }
                 let fast = keyboard.apply(operations(&next, &mut buttons));
-                match stage.process_fastpath_input(&mut image, &fast) {
+                match client.stage.process_fastpath_input(&mut client.image, &fast) {
                     Ok(outputs) => {
-                        if let Err(ended) = outputs_to(&mut writer, events, &image, outputs).await {
+                        // Input answers nothing that deactivates.
+                        if let Err(ended) = outputs_to(&mut writer, events, &client.image, outputs).await {
                             return ended;
                         }
                     }
@@ -588,6 +879,74 @@ fn clipboard_chunk(
         // Another channel's, or not channel data (IronRDP judges those).
         _ => Chunk::Pass,
     }
+}
+
+/// The most a dynamic channel's message may declare: Display Control, the one Rampart opens,
+/// has messages of a few dozen bytes.
+const MAX_DVC_MESSAGE: u32 = 64 * 1024;
+
+/// What to do with a PDU for the DRDYNVC channel's sake, before IronRDP reassembles it: its
+/// chunk sequences are bounded as the clipboard's (one declaring more than
+/// `rdp_clipboard::MAX_CHANNEL_PDU` is skipped whole), and a dynamic channel message whose
+/// first block declares more than [`MAX_DVC_MESSAGE`] (DataFirst, which IronRDP would
+/// reassemble up to that length) is malformed. Other PDUs pass.
+fn dynamic_chunk(
+    guard: &mut ChannelGuard,
+    channel: Option<u16>,
+    action: ironrdp_pdu::Action,
+    payload: &[u8],
+) -> Chunk {
+    let Some(channel) = channel else {
+        return Chunk::Pass;
+    };
+    if action != ironrdp_pdu::Action::X224 {
+        return Chunk::Pass;
+    }
+    let data = match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
+        Ok(data) if data.channel_id == channel => data.user_data,
+        _ => return Chunk::Pass,
+    };
+    match guard.check(data) {
+        Chunk::Pass => {}
+        // Not the clipboard's: no size for the relay.
+        Chunk::SkipData { .. } => return Chunk::Skip,
+        other => return other,
+    }
+    // CHANNEL_PDU_HEADER (length, flags), then, in a sequence's first chunk, the DVC header.
+    let first = data
+        .get(4..8)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .is_some_and(|flags| u32::from_le_bytes(flags) & 1 != 0);
+    if first && dvc_declared_length(data.get(8..).unwrap_or_default()) > Some(MAX_DVC_MESSAGE) {
+        return Chunk::Malformed;
+    }
+    Chunk::Pass
+}
+
+/// The total length a DVC DataFirst PDU (compressed or not) declares (MS-RDPEDYC 2.2.3.1):
+/// the header byte (Cmd, Sp, cbChId), the channel id (1, 2 or 4 bytes), then the length (1, 2
+/// or 4 bytes, by Sp). `None` for other PDUs, and for a header IronRDP will refuse.
+fn dvc_declared_length(pdu: &[u8]) -> Option<u32> {
+    let header = *pdu.first()?;
+    let cmd = header >> 4;
+    if cmd != 0x02 && cmd != 0x06 {
+        return None;
+    }
+    let width = |field: u8| match field {
+        0 => Some(1usize),
+        1 => Some(2),
+        2 => Some(4),
+        _ => None,
+    };
+    let at = 1 + width(header & 0b11)?;
+    let len = width((header >> 2) & 0b11)?;
+    let bytes = pdu.get(at..at + len)?;
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0u32, |value, byte| (value << 8) | u32::from(*byte)),
+    )
 }
 
 /// The browser's text (the relay let it through) on offer to the server's clipboard.
@@ -653,14 +1012,16 @@ async fn clipboard_todos(
 }
 
 /// Acts on what the active stage produced: answers to the server, changed rectangles to the
-/// relay (then an update's end, when a key frame may be taken).
+/// relay (then an update's end, when a key frame may be taken). Returns whether the server
+/// deactivated the session (Deactivate All: its reactivation is the caller's).
 async fn outputs_to(
     writer: &mut (impl AsyncWrite + Unpin),
     events: &mpsc::Sender<Result<ServerEvent, TargetEnded>>,
     image: &DecodedImage,
     outputs: Vec<ActiveStageOutput>,
-) -> Result<(), TargetEnded> {
+) -> Result<bool, TargetEnded> {
     let mut changed = false;
+    let mut deactivated = false;
     for output in outputs {
         match output {
             ActiveStageOutput::ResponseFrame(frame) => write_frame(writer, &frame).await?,
@@ -678,12 +1039,7 @@ async fn outputs_to(
                     "the RDP server ended the session: {reason}"
                 )));
             }
-            ActiveStageOutput::DeactivateAll => {
-                return Err(TargetEnded::closed(
-                    "the RDP server restarted the connection's activation (a resize or a \
-                     reconnection), which Rampart does not follow yet",
-                ));
-            }
+            ActiveStageOutput::DeactivateAll => deactivated = true,
             ActiveStageOutput::ServerRedirection(_) => {
                 return Err(TargetEnded::closed(
                     "the RDP server redirected the session elsewhere; Rampart does not follow \
@@ -699,7 +1055,7 @@ async fn outputs_to(
             .await
             .map_err(|_| TargetEnded::closed("the desktop was closed"))?;
     }
-    Ok(())
+    Ok(deactivated)
 }
 
 /// A changed rectangle of the image as RGBA (alpha 255), clipped to the screen.
@@ -999,6 +1355,149 @@ mod tests {
         let said = negotiation_failed("127.0.0.1:3389", &asset, RdpSecurity::Tls, &standard);
         assert!(said.contains("selected STANDARD_RDP_SECURITY"), "{said}");
         assert!(!said.contains("--rdp-security"), "{said}");
+    }
+
+    #[test]
+    fn a_monitor_layout_asks_for_an_even_width_within_display_controls_sides() {
+        for (asked, want) in [
+            ((1084, 701), (1084, 701)),
+            ((1085, 700), (1084, 700)),
+            ((201, 200), (200, 200)),
+            ((200, 200), (200, 200)),
+            ((8191, 1012), (8190, 1012)),
+            ((8192, 1012), (8192, 1012)),
+        ] {
+            assert_eq!(monitor_size(asked), want, "{asked:?}");
+        }
+        // Whatever the browser sent, once bounded by `requested_size`: even, within 200..=8192.
+        for (width, height) in [
+            (0, 0),
+            (1, 1),
+            (u32::MAX, u32::MAX),
+            (3001, 999),
+            (199, 8193),
+        ] {
+            let (w, h) = monitor_size(crate::resize::requested_size(width, height));
+            assert!(w % 2 == 0 && (200..=8192).contains(&w), "{w}");
+            assert!((200..=8192).contains(&h), "{h}");
+            assert!(u32::from(w) * u32::from(h) <= rfb::MAX_PIXELS);
+        }
+    }
+
+    #[test]
+    fn a_dynamic_channel_message_declaring_too_much_ends_the_session_before_reassembly() {
+        // DataFirst on channel 3 (1-byte id) with a 4-byte length; Data; a 2-byte length.
+        let first = |length: u32| {
+            let mut pdu = vec![0x28, 3];
+            pdu.extend(length.to_le_bytes());
+            pdu.extend([1, 2, 3]);
+            pdu
+        };
+        assert_eq!(dvc_declared_length(&first(20)), Some(20));
+        assert_eq!(dvc_declared_length(&first(u32::MAX)), Some(u32::MAX));
+        assert_eq!(dvc_declared_length(&[0x64, 3, 0x34, 0x12]), Some(0x1234));
+        assert_eq!(dvc_declared_length(&[0x30, 3, 9]), None);
+        assert_eq!(dvc_declared_length(&[0x2b, 3]), None);
+        assert_eq!(dvc_declared_length(&[0x28, 3, 1]), None);
+        assert_eq!(dvc_declared_length(&[]), None);
+
+        let frame = |channel_id, flags: u32, dvc: &[u8]| {
+            let mut chunk = u32::try_from(dvc.len()).unwrap().to_le_bytes().to_vec();
+            chunk.extend(flags.to_le_bytes());
+            chunk.extend(dvc);
+            ironrdp_pdu::encode_vec(&ironrdp_pdu::x224::X224(
+                ironrdp_pdu::mcs::SendDataIndication {
+                    initiator_id: 1002,
+                    channel_id,
+                    user_data: chunk.into(),
+                },
+            ))
+            .unwrap()
+        };
+        let x224 = ironrdp_pdu::Action::X224;
+        let mut guard = ChannelGuard::default();
+        let whole = 1 | 2; // CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST
+        let huge = frame(1005, whole, &first(MAX_DVC_MESSAGE + 1));
+        assert_eq!(
+            dynamic_chunk(&mut guard, Some(1005), x224, &huge),
+            Chunk::Malformed
+        );
+        let fine = frame(1005, whole, &first(MAX_DVC_MESSAGE));
+        assert_eq!(
+            dynamic_chunk(&mut guard, Some(1005), x224, &fine),
+            Chunk::Pass
+        );
+        // Another channel's, or no DRDYNVC channel: not this guard's.
+        assert_eq!(
+            dynamic_chunk(&mut guard, Some(1006), x224, &huge),
+            Chunk::Pass
+        );
+        assert_eq!(dynamic_chunk(&mut guard, None, x224, &huge), Chunk::Pass);
+    }
+
+    #[test]
+    fn while_reactivating_screen_output_is_dropped_and_the_sequence_gets_its_own_pdus() {
+        use ironrdp_pdu::rdp::client_info::CompressionType;
+        use ironrdp_pdu::rdp::finalization_messages::SynchronizePdu;
+        use ironrdp_pdu::rdp::headers::{
+            CompressionFlags, ServerDeactivateAll, ShareControlHeader, ShareControlPdu,
+            ShareDataHeader, ShareDataPdu, StreamPriority,
+        };
+        let header = |pdu: ShareControlPdu| {
+            ironrdp_pdu::encode_vec(&ShareControlHeader {
+                share_control_pdu: pdu,
+                pdu_source: 1002,
+                share_id: 0x1_03ea,
+            })
+            .unwrap()
+        };
+        let on_io_channel = |user_data: Vec<u8>| {
+            ironrdp_pdu::encode_vec(&ironrdp_pdu::x224::X224(
+                ironrdp_pdu::mcs::SendDataIndication {
+                    initiator_id: 1002,
+                    channel_id: 1003,
+                    user_data: user_data.into(),
+                },
+            ))
+            .unwrap()
+        };
+        let sync = || {
+            header(ShareControlPdu::Data(ShareDataHeader {
+                share_data_pdu: ShareDataPdu::Synchronize(SynchronizePdu {
+                    target_user_id: 1002,
+                }),
+                stream_priority: StreamPriority::Medium,
+                compression_flags: CompressionFlags::empty(),
+                compression_type: CompressionType::K8,
+            }))
+        };
+        // IronRDP does not encode updates: a Synchronize with another pduType2 (after the
+        // Share Control header's 6 bytes and the Share Data header's first 8).
+        let retyped = |pdu_type2: u8| {
+            let mut user_data = sync();
+            user_data[14] = pdu_type2;
+            on_io_channel(user_data)
+        };
+        // xrdp repaints while it reactivates (Update, Pointer): dropped, not a protocol error.
+        assert!(not_for_activation(&retyped(0x02)));
+        assert!(not_for_activation(&retyped(0x1b)));
+        // The sequence's own.
+        assert!(!not_for_activation(&on_io_channel(sync())));
+        assert!(!not_for_activation(&on_io_channel(header(
+            ShareControlPdu::ServerDeactivateAll(ServerDeactivateAll)
+        ))));
+        // Garbage is the sequence's to refuse (ending the session with its reason).
+        assert!(!not_for_activation(&[3, 0, 0, 7, 2, 0xf0, 0x80]));
+        assert!(!not_for_activation(&[]));
+    }
+
+    #[test]
+    fn the_connector_offers_the_dynamic_channels_with_display_control() {
+        let drdynvc = dynamic_channels();
+        assert!(drdynvc.has_registered_dvc::<DisplayControlClient>());
+        // xrdp resizes only a client whose build is above 419.
+        let config = config("alice", &SecretString::from("pw"), RdpSecurity::Tls);
+        assert!(config.client_build > 419, "{}", config.client_build);
     }
 
     #[test]

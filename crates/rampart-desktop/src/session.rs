@@ -178,6 +178,11 @@ enum Wire {
     /// Input handed to the active stage's task, which owns the connection.
     Rdp {
         input: mpsc::Sender<Input>,
+        /// Whether the server opened Display Control and sent its capabilities (the task said
+        /// so with [`ServerEvent::Resizable`]).
+        resizable: bool,
+        /// As VNC's: the latest size asked for before the server took resize requests.
+        unsent_size: Option<(u16, u16)>,
         _task: AbortOnDrop,
     },
 }
@@ -315,6 +320,8 @@ pub async fn open(
             let (target, input, task) = crate::rdp::start(*connected);
             let wire = Wire::Rdp {
                 input,
+                resizable: false,
+                unsent_size: None,
                 _task: AbortOnDrop(task),
             };
             (String::new(), target, wire, size)
@@ -561,16 +568,25 @@ impl Relay {
             }
             ServerEvent::Bell => Ok(()),
             ServerEvent::Resizable(screen) => {
-                let Wire::Vnc {
-                    resizable,
-                    unsent_size,
-                    ..
-                } = wire
-                else {
-                    return Ok(());
+                let unsent = match wire {
+                    Wire::Vnc {
+                        resizable,
+                        unsent_size,
+                        ..
+                    } => {
+                        *resizable = Some(screen);
+                        unsent_size.take()
+                    }
+                    Wire::Rdp {
+                        resizable,
+                        unsent_size,
+                        ..
+                    } => {
+                        *resizable = true;
+                        unsent_size.take()
+                    }
                 };
-                *resizable = Some(screen);
-                match unsent_size.take() {
+                match unsent {
                     Some(size) => self.resize(wire, size, fb.size()).await,
                     None => Ok(()),
                 }
@@ -662,40 +678,68 @@ impl Relay {
     }
 
     /// Asks the target for a desktop of `size` (already bounded and rate-limited), when its
-    /// protocol and server allow it (a VNC server that has not said so yet gets it once it
-    /// does) and the size differs from the screen's `current` one; the request is recorded as
-    /// input metadata. The screen's new size comes back as the target's
-    /// resize, which the recording and the browser get as any other.
+    /// protocol and server allow it (a server that has not said so yet gets it once it does:
+    /// VNC's ExtendedDesktopSize, RDP's Display Control capabilities) and the size differs
+    /// from the screen's `current` one; the request is recorded as input metadata. The
+    /// screen's new size comes back as the target's resize (RDP: after its
+    /// Deactivation-Reactivation), which the recording and the browser get as any other.
     async fn resize(
         &self,
         wire: &mut Wire,
-        (width, height): (u16, u16),
+        size: (u16, u16),
         current: (u16, u16),
     ) -> Result<(), String> {
-        let Wire::Vnc {
-            writer,
-            resizable,
-            unsent_size,
-            ..
-        } = wire
-        else {
-            // RDP: the view scrolls.
-            return Ok(());
-        };
-        let Some(screen) = resizable else {
-            // Not yet said (or never: x11vnc, whose view scrolls): kept for when it does.
-            *unsent_size = Some((width, height));
-            return Ok(());
-        };
-        if (width, height) == current {
-            return Ok(());
+        match wire {
+            Wire::Vnc {
+                writer,
+                resizable,
+                unsent_size,
+                ..
+            } => {
+                let Some(screen) = resizable else {
+                    // Not yet said (or never: x11vnc, whose view scrolls): kept for when it does.
+                    *unsent_size = Some(size);
+                    return Ok(());
+                };
+                let (width, height) = size;
+                if size == current {
+                    return Ok(());
+                }
+                self.resize_note(width, height).await?;
+                writer
+                    .write_all(&rfb::set_desktop_size(width, height, *screen))
+                    .await
+                    .map_err(|_| RfbError::Closed.to_string())
+            }
+            Wire::Rdp {
+                input,
+                resizable,
+                unsent_size,
+                ..
+            } => {
+                if !*resizable {
+                    // Not yet (or never: a server without Display Control, whose view scrolls).
+                    *unsent_size = Some(size);
+                    return Ok(());
+                }
+                // Display Control takes even widths only: what is asked is what the note says.
+                let (width, height) = crate::rdp::monitor_size(size);
+                if (width, height) == current {
+                    return Ok(());
+                }
+                self.resize_note(width, height).await?;
+                // A closed channel: the task's reason is on its way in the events.
+                let _ = input.send(Input::Resize { width, height }).await;
+                Ok(())
+            }
         }
+    }
+
+    /// A resize request, recorded as input metadata.
+    async fn resize_note(&self, width: u16, height: u16) -> Result<(), String> {
         let note = format!(r#"{{"t":"resize","w":{width},"h":{height}}}"#);
         let _recorded = self.tap.client_sent(&Bytes::from(note)).await?;
-        writer
-            .write_all(&rfb::set_desktop_size(width, height, *screen))
-            .await
-            .map_err(|_| RfbError::Closed.to_string())
+        Ok(())
     }
 
     /// The browser's paste: audited with the size the target gets (or, refused, the size the

@@ -35,6 +35,8 @@
 //                          window becomes RESIZE_TO and the canvas must fill the new view.
 //                          Each time `CANVAS <width> <height>` is printed, for the test to
 //                          check the target's own screen size
+//   RESIZE_EVEN            (optional, with RESIZE_TO) the desktop's width is the view's
+//                          rounded down to even (RDP's Display Control takes even widths)
 //   RESIZE_LATEST          (optional, with RESIZE_TO) `WIDTHxHEIGHT`: then three sizes go at
 //                          once, faster than Rampart passes them on (one a second), this one
 //                          last: the canvas must end at it (`CANVAS` printed again)
@@ -101,7 +103,8 @@ async function canvasFillsView(page, when, size) {
       const view = document.getElementById('desktop-wrap').getBoundingClientRect();
       return { canvas: [canvas.width, canvas.height], view: [Math.floor(view.width), Math.floor(view.height)] };
     });
-  const wanted = (seen) => size || seen.view;
+  const even = process.env.RESIZE_EVEN ? (w) => w - (w % 2) : (w) => w;
+  const wanted = (seen) => size || [even(seen.view[0]), seen.view[1]];
   const done = (seen) => seen.canvas[0] === wanted(seen)[0] && seen.canvas[1] === wanted(seen)[1];
   const deadline = Date.now() + 60_000;
   let last = await sizes();

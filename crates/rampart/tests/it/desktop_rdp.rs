@@ -11,7 +11,10 @@
 //! NLA, the endpoint set so) logs in a local account with its vaulted password, draws its
 //! session, and passes the clipboard both ways with `rdp:clipboard` (its `xrdp-chansrv`
 //! bridges RDP's clipboard channel to the session's X clipboard, read and set with `xclip`);
-//! the same endpoint on NLA is refused naming what the server requires.
+//! the same endpoint on NLA is refused naming what the server requires. The xrdp desktop
+//! follows the browser's window: xrdp opens Display Control on its dynamic channels, Rampart
+//! asks for the view's size, and xrdp resizes its session's X screen (read with `xrandr`) and
+//! reactivates the connection at that size, which the canvas takes.
 
 use super::BIN;
 use crate::db_common::{text, verified_eventually};
@@ -424,7 +427,8 @@ const XRDP_TEXT: (&str, &str) = ("#ff8000", "255,128,0");
 
 /// xrdp 0.9 and its session manager on loopback with their own configuration in a temp dir:
 /// TLS only (xrdp 0.9 has no NLA) with a certificate made here, the logon from the Client Info
-/// PDU (`autorun`), sessions on TigerVNC's `Xvnc` whose start script paints the root
+/// PDU (`autorun`), the dynamic channels on (`drdynvc`: Display Control, for resizes),
+/// sessions on TigerVNC's `Xvnc` whose start script paints the root
 /// [`desktop::ROOT_COLOUR`], notes its display, and runs an xterm printing [`XRDP_MARKER`].
 /// Dropped, it ends the session's processes (the session manager's descendants, which log in
 /// as [`XRDP_USER`]), then the servers, and removes what the session left behind.
@@ -532,7 +536,7 @@ impl Xrdp {
                  bitmap_compression=true\nbulk_compression=false\nmax_bpp=32\nnew_cursors=true\n\
                  use_fastpath=both\nhidelogwindow=true\nrequire_credentials=true\n\
                  [Logging]\nLogFile={log}\nLogLevel=DEBUG\nEnableSyslog=false\n\
-                 [Channels]\nrdpdr=false\nrdpsnd=false\ndrdynvc=false\ncliprdr=true\nrail=false\n\
+                 [Channels]\nrdpdr=false\nrdpsnd=false\ndrdynvc=true\ncliprdr=true\nrail=false\n\
                  xrdpvr=false\ntcutils=false\n\
                  [Xvnc]\nname=Xvnc\nlib=libvnc.so\nusername=ask\npassword=ask\nip=127.0.0.1\n\
                  port=-1\n",
@@ -635,6 +639,18 @@ impl Xrdp {
     fn copy_on_the_desktop(&mut self, text: &str) {
         let child = xclip_owning(self.xclip(&["-i", "-quiet"]), text);
         self.processes.0.push(child);
+    }
+
+    /// xrdp's log lines about its dynamic channels and resizes, for a failure's message.
+    fn resize_log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("xrdp.log")).unwrap_or_default();
+        // From the dynamic channel's start on.
+        log.lines()
+            .skip_while(|line| !line.contains("Enabling channel"))
+            .filter(|line| !line.contains("keyboard"))
+            .take(400)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// What xrdp and its session manager logged, for a failure's message.
@@ -864,5 +880,127 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     let (ok, out) = run_browser(&server, &env, |_| {});
     assert!(ok && out.contains("desktop ended as expected"), "{out}");
     assert!(out.contains("allows NLA (CredSSP) only"), "{out}");
+    drop(server);
+}
+
+/// The xrdp session's X screen size (`current W x H` in `xrandr`'s first line), read on its
+/// display with its X cookie.
+fn xrdp_screen_size(xrdp: &Xrdp) -> Option<(u16, u16)> {
+    let (display, xauthority) = xrdp.session_display()?;
+    let out = Command::new("xrandr")
+        .env("DISPLAY", display)
+        .env("XAUTHORITY", xauthority)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let current = text.split("current ").nth(1)?.split(',').next()?;
+    let (width, height) = current.split_once(" x ")?;
+    Some((width.trim().parse().ok()?, height.trim().parse().ok()?))
+}
+
+/// The xrdp session's X screen size once it is `want`, or the last seen after 30 seconds.
+fn xrdp_screen_becomes(xrdp: &Xrdp, want: (u16, u16)) -> Option<(u16, u16)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = xrdp_screen_size(xrdp);
+        if seen == Some(want) || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An xrdp desktop follows the browser's window (issue 22): the user connects in a 1100x800
+/// window to an xrdp session that starts at Rampart's 1280x800; Rampart asks for the view's
+/// size over Display Control (MS-RDPEDISP) once xrdp opened it, xrdp resizes its session's X
+/// screen (as `xrandr` reads it there) and reactivates the connection at the new size, and the
+/// canvas the user sees takes it (the width even, as Display Control wants); the window then
+/// becomes 960x640 and both follow again; of three sizes sent at once, the latest wins. The
+/// view keeps drawing (the root colour, typing into the xterm), the session is killed, its
+/// recording has each request as input metadata and verifies.
+#[test]
+fn a_browser_window_resize_resizes_an_xrdp_desktop() {
+    if browser_ready().is_none() {
+        return;
+    }
+    if require_tool("xrandr").is_none() {
+        return;
+    }
+    let Some(xrdp) = Xrdp::start() else {
+        return;
+    };
+    let r = rampart_with_rdp_desk(&xrdp_desk(&xrdp, "rdp:connect"));
+    let account = format!("{XRDP_USER}@xdesk");
+    let server = r.serve();
+    let resized: (u16, u16) = (960, 640);
+    let latest: (u16, u16) = (880, 560);
+    let env = vec![
+        ("ACCOUNT", account),
+        ("TABLE", "#rdp-desktops".to_owned()),
+        ("CANARY", XRDP_PASSWORD.to_owned()),
+        ("COLOUR_COMMAND", COLOUR_COMMAND.to_owned()),
+        ("COLOUR_RGB", BLUE.to_owned()),
+        ("RESIZE_TO", format!("{}x{}", resized.0, resized.1)),
+        ("RESIZE_LATEST", format!("{}x{}", latest.0, latest.1)),
+        ("RESIZE_EVEN", "1".to_owned()),
+    ];
+    // (what the canvas showed, what the session's X screen became)
+    let mut sizes = Vec::new();
+    let (ok, out) = run_browser_lines(&server, &env, |line| {
+        if let Some(size) = line.strip_prefix("CANVAS ") {
+            let mut sides = size.split_whitespace().map(|v| v.parse::<u16>().unwrap());
+            let canvas = (sides.next().unwrap(), sides.next().unwrap());
+            sizes.push((canvas, xrdp_screen_becomes(&xrdp, canvas)));
+        } else if let Some(id) = line.strip_prefix("READY ") {
+            r.ok(&["session", "kill", id.trim(), "--reason", KILL_REASON]);
+        }
+    });
+    assert!(
+        ok && out.contains("desktop steps passed"),
+        "{out}\n{}\n--- xrdp's resize lines\n{}",
+        xrdp.logs(),
+        xrdp.resize_log()
+    );
+    let [
+        (first, first_target),
+        (second, second_target),
+        (third, third_target),
+    ] = sizes[..]
+    else {
+        panic!("the page printed {} canvas sizes: {out}", sizes.len());
+    };
+    assert_eq!(
+        first_target,
+        Some(first),
+        "the session's screen at the start"
+    );
+    assert_eq!(
+        second_target,
+        Some(second),
+        "the session's screen after the resize"
+    );
+    assert_eq!(third, latest);
+    assert_eq!(
+        third_target,
+        Some(third),
+        "the session's screen after the burst"
+    );
+    // Real changes: the 1100x800 window's view is smaller than the 1280x800 desktop the
+    // session started with, and the 960x640 window's is smaller again.
+    assert!(
+        first.0 < 1280 && first.1 < 800 && first != second,
+        "{sizes:?}"
+    );
+    assert!(second.0 <= resized.0 && second.1 < resized.1, "{sizes:?}");
+
+    let session = killed_session(&r, "rdp");
+    let id = session["id"].as_str().unwrap();
+    let raw = r.data_dir().join("recordings").join(format!("{id}.raw"));
+    let recorded = String::from_utf8_lossy(&std::fs::read(&raw).unwrap()).into_owned();
+    for (width, height) in [first, second, third] {
+        let request = format!(r#"{{"t":"resize","w":{width},"h":{height}}}"#);
+        assert!(recorded.contains(&request), "{request} is not recorded");
+    }
+    verified_eventually(&r);
     drop(server);
 }
