@@ -32,7 +32,7 @@
 //!   IronRDP cannot decode ends the session with its reason, and the clipboard channel's chunk
 //!   sequences are bounded before IronRDP reassembles them (`rdp_clipboard::ChannelGuard`),
 //!   and so are the dynamic channels' (`dynamic_chunk`: the same guard, and a DVC message
-//!   declaring more than [`MAX_DVC_MESSAGE`] ends the session); a reactivation is bounded by
+//!   declaring more than `rdp_clipboard::MAX_DVC_MESSAGE` ends the session); a reactivation is bounded by
 //!   [`CONNECT_TIMEOUT`] and its new size by `rfb::MAX_PIXELS`.
 //! - One task owns the active stage (its state is not shareable): it takes the server's PDUs
 //!   from a reader task and the browser's input from the relay, in one `select!`.
@@ -881,15 +881,10 @@ fn clipboard_chunk(
     }
 }
 
-/// The most a dynamic channel's message may declare: Display Control, the one Rampart opens,
-/// has messages of a few dozen bytes.
-const MAX_DVC_MESSAGE: u32 = 64 * 1024;
-
-/// What to do with a PDU for the DRDYNVC channel's sake, before IronRDP reassembles it: its
-/// chunk sequences are bounded as the clipboard's (one declaring more than
-/// `rdp_clipboard::MAX_CHANNEL_PDU` is skipped whole), and a dynamic channel message whose
-/// first block declares more than [`MAX_DVC_MESSAGE`] (DataFirst, which IronRDP would
-/// reassemble up to that length) is malformed. Other PDUs pass.
+/// What to do with a PDU for the DRDYNVC channel's sake, before IronRDP reassembles it
+/// (`ChannelGuard::check_dynamic`: chunk sequences bounded as the clipboard's, a dynamic
+/// channel message declaring more than `rdp_clipboard::MAX_DVC_MESSAGE` malformed). Other
+/// PDUs pass.
 fn dynamic_chunk(
     guard: &mut ChannelGuard,
     channel: Option<u16>,
@@ -902,51 +897,10 @@ fn dynamic_chunk(
     if action != ironrdp_pdu::Action::X224 {
         return Chunk::Pass;
     }
-    let data = match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
-        Ok(data) if data.channel_id == channel => data.user_data,
-        _ => return Chunk::Pass,
-    };
-    match guard.check(data) {
-        Chunk::Pass => {}
-        // Not the clipboard's: no size for the relay.
-        Chunk::SkipData { .. } => return Chunk::Skip,
-        other => return other,
+    match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
+        Ok(data) if data.channel_id == channel => guard.check_dynamic(data.user_data),
+        _ => Chunk::Pass,
     }
-    // CHANNEL_PDU_HEADER (length, flags), then, in a sequence's first chunk, the DVC header.
-    let first = data
-        .get(4..8)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .is_some_and(|flags| u32::from_le_bytes(flags) & 1 != 0);
-    if first && dvc_declared_length(data.get(8..).unwrap_or_default()) > Some(MAX_DVC_MESSAGE) {
-        return Chunk::Malformed;
-    }
-    Chunk::Pass
-}
-
-/// The total length a DVC DataFirst PDU (compressed or not) declares (MS-RDPEDYC 2.2.3.1):
-/// the header byte (Cmd, Sp, cbChId), the channel id (1, 2 or 4 bytes), then the length (1, 2
-/// or 4 bytes, by Sp). `None` for other PDUs, and for a header IronRDP will refuse.
-fn dvc_declared_length(pdu: &[u8]) -> Option<u32> {
-    let header = *pdu.first()?;
-    let cmd = header >> 4;
-    if cmd != 0x02 && cmd != 0x06 {
-        return None;
-    }
-    let width = |field: u8| match field {
-        0 => Some(1usize),
-        1 => Some(2),
-        2 => Some(4),
-        _ => None,
-    };
-    let at = 1 + width(header & 0b11)?;
-    let len = width((header >> 2) & 0b11)?;
-    let bytes = pdu.get(at..at + len)?;
-    Some(
-        bytes
-            .iter()
-            .rev()
-            .fold(0u32, |value, byte| (value << 8) | u32::from(*byte)),
-    )
 }
 
 /// The browser's text (the relay let it through) on offer to the server's clipboard.
@@ -1393,13 +1347,6 @@ mod tests {
             pdu.extend([1, 2, 3]);
             pdu
         };
-        assert_eq!(dvc_declared_length(&first(20)), Some(20));
-        assert_eq!(dvc_declared_length(&first(u32::MAX)), Some(u32::MAX));
-        assert_eq!(dvc_declared_length(&[0x64, 3, 0x34, 0x12]), Some(0x1234));
-        assert_eq!(dvc_declared_length(&[0x30, 3, 9]), None);
-        assert_eq!(dvc_declared_length(&[0x2b, 3]), None);
-        assert_eq!(dvc_declared_length(&[0x28, 3, 1]), None);
-        assert_eq!(dvc_declared_length(&[]), None);
 
         let frame = |channel_id, flags: u32, dvc: &[u8]| {
             let mut chunk = u32::try_from(dvc.len()).unwrap().to_le_bytes().to_vec();
@@ -1417,12 +1364,12 @@ mod tests {
         let x224 = ironrdp_pdu::Action::X224;
         let mut guard = ChannelGuard::default();
         let whole = 1 | 2; // CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST
-        let huge = frame(1005, whole, &first(MAX_DVC_MESSAGE + 1));
+        let huge = frame(1005, whole, &first(rdp_clipboard::MAX_DVC_MESSAGE + 1));
         assert_eq!(
             dynamic_chunk(&mut guard, Some(1005), x224, &huge),
             Chunk::Malformed
         );
-        let fine = frame(1005, whole, &first(MAX_DVC_MESSAGE));
+        let fine = frame(1005, whole, &first(rdp_clipboard::MAX_DVC_MESSAGE));
         assert_eq!(
             dynamic_chunk(&mut guard, Some(1005), x224, &fine),
             Chunk::Pass

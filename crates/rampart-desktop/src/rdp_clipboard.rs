@@ -795,8 +795,14 @@ mod tests {
             pdu
         };
         assert_eq!(dvc_declared_length(&data_first(70_000)), Some(70_000));
-        // Data (Cmd 3) declares nothing.
+        assert_eq!(dvc_declared_length(&data_first(u32::MAX)), Some(u32::MAX));
+        // A 2-byte length (Sp 1), compressed DataFirst (Cmd 6).
+        assert_eq!(dvc_declared_length(&[0x64, 3, 0x34, 0x12]), Some(0x1234));
+        // Data (Cmd 3) declares nothing; truncated or impossible headers neither.
         assert_eq!(dvc_declared_length(&[0x30, 7, 1, 2]), None);
+        assert_eq!(dvc_declared_length(&[0x2b, 3]), None);
+        assert_eq!(dvc_declared_length(&[0x28, 3, 1]), None);
+        assert_eq!(dvc_declared_length(&[]), None);
         let whole = CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST;
         let mut guard = ChannelGuard::default();
         let huge = data_first(MAX_DVC_MESSAGE + 1);
