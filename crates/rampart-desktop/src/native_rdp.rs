@@ -708,7 +708,7 @@ fn tiles(rect: Rect) -> impl Iterator<Item = Rect> {
 /// tile whose width is not a multiple of 4, as IronRDP's own server does not either) or does
 /// not pay.
 fn planar(rgba: &[u8], width: u16, rect: Rect) -> Option<Vec<u8>> {
-    if rect.w % 4 != 0 {
+    if !rect.w.is_multiple_of(4) {
         return None;
     }
     let pixel = |x: u16, y: u16| {

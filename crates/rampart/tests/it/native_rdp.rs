@@ -58,14 +58,14 @@ fn rampart_with_rdp_listener(desktop_port: u16, actions: &str) -> (Rampart, Serv
 }
 
 /// `xfreerdp` on `display` to Rampart's RDP listener, pinning `cert`, logging in as `user`
-/// with `password` from stdin; its output goes to `log`. No dialog may wait for a person.
+/// with `password` from stdin, with the `extra` options; its output goes to `log`. No dialog
+/// may wait for a person.
 fn xfreerdp(
     display: &str,
     home: &Path,
     cert: &Path,
     port: u16,
-    user: &str,
-    password: &str,
+    (user, password): (&str, &str),
     log: &Path,
     extra: &[&str],
 ) -> Child {
@@ -117,7 +117,7 @@ fn client_showing_root(
     extra: &[&str],
 ) -> (Child, String, (u16, u16), PathBuf) {
     let log = home.join("xfreerdp.log");
-    let client = xfreerdp(display, home, cert, port, user, token, &log, extra);
+    let client = xfreerdp(display, home, cert, port, (user, token), &log, extra);
     let (window, wx, wy) = window_named(display, "FreeRDP");
     let probe = (wx + PROBE.0, wy + PROBE.1);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -359,8 +359,7 @@ fn native_rdp_refuses_a_wrong_token_and_a_grant_without_connect() {
             home.path(),
             &cert,
             port,
-            user,
-            password,
+            (user, password),
             &log,
             &[],
         );
