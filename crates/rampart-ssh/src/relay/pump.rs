@@ -213,11 +213,7 @@ impl<D: Direction> ReadAhead<D> {
         &mut self,
         from: &mut impl TargetReader,
     ) -> Vec<(bytes::Bytes, bool)> {
-        // The channel is read only when nothing queued waits to be handed over (what the user
-        // sent before the session goes first, in batches of its own).
-        if self.queue.len() == self.handed_count() {
-            self.read_there(from).await;
-        }
+        self.read_there(from).await;
         // Within the same bounds when the queue held them already (what the user sent before
         // the session started).
         let (mut bytes, mut count) = (0usize, 0usize);
