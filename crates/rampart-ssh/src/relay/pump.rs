@@ -3,10 +3,8 @@
 //! russh waits for the peer's window before sending, its per-channel queues are bounded, and a
 //! full queue stops reading from that TCP connection. No buffer here grows with what the peers
 //! send. Every chunk passes through the [`SessionTap`] before it is forwarded, and is forwarded
-//! only once it is recorded. In a bulk transfer the relay keeps reading while it waits for a
-//! batch's write and hands what it reads to the recorder behind it, so the writer writes the
-//! next batches while the relay forwards the last one; what is read ahead is bounded in bytes
-//! ([`ReadAhead`], [`AHEAD_BYTES`]).
+//! only once it is recorded; in both directions at most two batches are read ahead
+//! ([`ReadAhead`]).
 
 use super::target_side::{TargetReader, TargetWriter};
 use crate::live::SessionControl;
@@ -50,19 +48,6 @@ pub(super) enum UserSide {
 /// the recording's writer (one per batch, not per packet: cheap under load).
 pub(super) const READ_AHEAD_BYTES: usize = 512 * 1024;
 pub(super) const READ_AHEAD_MESSAGES: usize = 64;
-
-/// While the relay waits for a batch's write in a bulk session, it goes on reading what the
-/// peer sends and hands it over behind (see [`wait_reading`]), as long as the messages read
-/// ahead and not forwarded yet hold less than this (plus one message): the writer always has
-/// the next batch, and the relay forwards one batch while the next ones are written.
-pub(super) const AHEAD_BYTES: usize = 4 * READ_AHEAD_BYTES;
-
-/// After this many batches handed over without the read-ahead running empty, the relay stops
-/// reading ahead until it has forwarded them all, so that what it looks at only between two
-/// messages read from the channel (a stop, a notice, a reply of Rampart's own to the client,
-/// which may go in only where everything handed over is forwarded) waits for a bounded amount
-/// of data, not for the end of the transfer.
-pub(super) const AHEAD_STREAK: usize = 32;
 
 /// One direction's data and how a batch of it is handed to the observers: the target's output
 /// is recorded (nothing to judge), the user's input is judged (a [`ClientVerdict`] per chunk)
@@ -137,15 +122,10 @@ impl Direction for FromUser {
 /// only once its write is done, so they are not recorded twice, and everything is still
 /// forwarded in order, each piece only once recorded.
 ///
-/// Each batch holds at most [`READ_AHEAD_BYTES`] (and [`READ_AHEAD_MESSAGES`]); the relay reads
-/// on behind a batch it waits for only while the queue holds less than [`AHEAD_BYTES`] of data
-/// (see [`wait_reading`]), and only [`AHEAD_STREAK`] batches in a row.
+/// At most two batches are read ahead at a time: the one being recorded and the one handed over
+/// behind it (see [`record`]), each at most [`READ_AHEAD_BYTES`].
 pub(super) struct ReadAhead<D: Direction> {
     queue: std::collections::VecDeque<ChannelMsg>,
-    /// The data bytes the queue holds.
-    bytes: usize,
-    /// Batches handed over since the queue was last empty (see [`AHEAD_STREAK`]).
-    streak: usize,
     /// The batches of data messages at the queue's front handed over already, oldest first:
     /// the verdicts of their messages still queued, and the write to wait for before the first
     /// of them is forwarded (none once taken, or when the batch is the one being handled).
@@ -167,15 +147,8 @@ pub(super) type Ahead<V> = (ChannelMsg, Option<V>, Option<Written>);
 impl<D: Direction> ReadAhead<D> {
     /// Starting with `held`: messages read before, to be handled first, in order.
     pub(super) fn after(held: Vec<ChannelMsg>) -> Self {
-        let bytes = held
-            .iter()
-            .filter_map(D::data)
-            .map(|(data, _)| data.len())
-            .sum();
         Self {
             queue: held.into(),
-            bytes,
-            streak: 0,
             handed: std::collections::VecDeque::new(),
             closed: false,
         }
@@ -184,12 +157,6 @@ impl<D: Direction> ReadAhead<D> {
     /// The next message read ahead.
     pub(super) fn pop(&mut self) -> Option<Ahead<D::Verdict>> {
         let message = self.queue.pop_front()?;
-        if let Some((data, _)) = D::data(&message) {
-            self.bytes = self.bytes.saturating_sub(data.len());
-        }
-        if self.queue.is_empty() {
-            self.streak = 0;
-        }
         let Some((verdicts, written)) = self.handed.front_mut() else {
             return Some((message, None, None));
         };
@@ -213,13 +180,34 @@ impl<D: Direction> ReadAhead<D> {
         &mut self,
         from: &mut impl TargetReader,
     ) -> Vec<(bytes::Bytes, bool)> {
-        self.read_there(from).await;
+        let handed: usize = self.handed.iter().map(|(verdicts, _)| verdicts.len()).sum();
+        if self.queue.len() == handed && !self.closed {
+            let mut bytes = 0usize;
+            while bytes < READ_AHEAD_BYTES && self.queue.len() - handed < READ_AHEAD_MESSAGES {
+                // Polls once: a message that is there, or nothing (`wait` is cancel-safe).
+                match poll_once(from.wait()).await {
+                    Ok(Some(message)) => {
+                        let size = D::data(&message).map(|(data, _)| data.len());
+                        self.queue.push_back(message);
+                        match size {
+                            Some(size) => bytes += size,
+                            None => break,
+                        }
+                    }
+                    Ok(None) => {
+                        self.closed = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         // Within the same bounds when the queue held them already (what the user sent before
         // the session started).
         let (mut bytes, mut count) = (0usize, 0usize);
         self.queue
             .iter()
-            .skip(self.handed_count())
+            .skip(handed)
             .map_while(D::data)
             .take_while(|(data, _)| {
                 let fits = bytes < READ_AHEAD_BYTES && count < READ_AHEAD_MESSAGES;
@@ -230,74 +218,6 @@ impl<D: Direction> ReadAhead<D> {
             .collect()
     }
 
-    /// Reads, without waiting, what `from` already holds behind the data not handed over yet,
-    /// up to a batch's bounds; nothing past another message (it ends the batch).
-    async fn read_there(&mut self, from: &mut impl TargetReader) {
-        let (mut bytes, mut count) = self.not_handed();
-        if self.queue.len() != self.handed_count() + count || self.closed {
-            return;
-        }
-        while bytes < READ_AHEAD_BYTES && count < READ_AHEAD_MESSAGES && self.bytes < AHEAD_BYTES {
-            // Polls once: a message that is there, or nothing (`wait` is cancel-safe).
-            match poll_once(from.wait()).await {
-                Ok(message) => {
-                    let Some(size) = self.push(message) else {
-                        break;
-                    };
-                    bytes += size;
-                    count += 1;
-                }
-                Err(()) => break,
-            }
-        }
-    }
-
-    /// Whether the data not handed over yet fills a batch.
-    fn batch_full(&self) -> bool {
-        let (bytes, count) = self.not_handed();
-        bytes >= READ_AHEAD_BYTES || count >= READ_AHEAD_MESSAGES
-    }
-
-    /// Queues a message read from the channel (`None`: the channel ended); its data's size, or
-    /// none if it is not data (or there is no message).
-    fn push(&mut self, message: Option<ChannelMsg>) -> Option<usize> {
-        let Some(message) = message else {
-            self.closed = true;
-            return None;
-        };
-        let size = D::data(&message).map(|(data, _)| data.len());
-        self.bytes += size.unwrap_or(0);
-        self.queue.push_back(message);
-        size
-    }
-
-    /// How many queued messages were handed over already.
-    fn handed_count(&self) -> usize {
-        self.handed.iter().map(|(verdicts, _)| verdicts.len()).sum()
-    }
-
-    /// The data bytes and messages queued behind those handed over, up to the first other
-    /// message.
-    fn not_handed(&self) -> (usize, usize) {
-        self.queue
-            .iter()
-            .skip(self.handed_count())
-            .map_while(D::data)
-            .fold((0, 0), |(bytes, count), (data, _)| {
-                (bytes + data.len(), count + 1)
-            })
-    }
-
-    /// Whether the relay may read another message from the channel while it waits for a
-    /// write ([`wait_reading`]): the channel is open, nothing but data waits to be handed
-    /// over, the read-ahead is within [`AHEAD_BYTES`] and the streak within [`AHEAD_STREAK`].
-    fn may_read_on(&self) -> bool {
-        !self.closed
-            && self.bytes < AHEAD_BYTES
-            && self.streak < AHEAD_STREAK
-            && self.queue.len() == self.handed_count() + self.not_handed().1
-    }
-
     /// The messages [`Self::data_behind`] gave were handed over, with these `verdicts` (one
     /// each); `written` is their write, to wait for before the first of them is forwarded
     /// (none: the caller waits for it itself, before it forwards the message the batch started
@@ -305,7 +225,6 @@ impl<D: Direction> ReadAhead<D> {
     pub(super) fn handed(&mut self, verdicts: Vec<D::Verdict>, written: Option<Written>) {
         if !verdicts.is_empty() {
             self.handed.push_back((verdicts.into(), written));
-            self.streak += 1;
         }
     }
 }
@@ -345,9 +264,6 @@ async fn poll_once<F: std::future::Future>(future: F) -> Result<F::Output, ()> {
 /// under way while the relay waits for this one's and forwards it); resolves once the first
 /// batch is recorded, with the first message's verdict (the others wait in `ahead` with
 /// theirs). Without `read_ahead` the message goes alone.
-///
-/// With `hand_next`, the relay also goes on reading while it waits for the write
-/// ([`wait_reading`]).
 async fn record<D: Direction>(
     tap: &SessionTap,
     first: (bytes::Bytes, bool),
@@ -372,63 +288,9 @@ async fn record<D: Direction>(
             let (verdicts, written) = hand_over::<D>(tap, next).await?;
             ahead.handed(verdicts, Some(written));
         }
-        wait_reading(tap, written, ahead, from).await?;
-    } else {
-        written.await?;
     }
+    written.await?;
     Ok(verdict)
-}
-
-/// Waits for `written` (a batch's write) and meanwhile goes on reading what the peer sends,
-/// within the read-ahead's bounds ([`ReadAhead::may_read_on`]): what it reads is handed over
-/// as the next batch once that batch is full or the write waited for is done, so the writer
-/// has it before the relay forwards the batch just written. Nothing read here is forwarded
-/// before its own write is done (it waits in `ahead` with its write).
-async fn wait_reading<D: Direction>(
-    tap: &SessionTap,
-    mut written: Written,
-    ahead: &mut ReadAhead<D>,
-    from: &mut impl TargetReader,
-) -> Result<(), String> {
-    loop {
-        let may_read = ahead.may_read_on();
-        tokio::select! {
-            biased;
-            done = &mut written => {
-                done?;
-                break;
-            }
-            message = from.wait(), if may_read => {
-                ahead.push(message);
-                // With what else is there already, within a batch's bounds; handed over once
-                // the batch is full (or below, once the write waited for is done).
-                ahead.read_there(from).await;
-                if ahead.batch_full() {
-                    hand_over_behind(tap, ahead, from).await?;
-                }
-            }
-        }
-    }
-    // What was read meanwhile goes to the writer now, before the relay forwards this batch.
-    if ahead.not_handed().1 > 0 {
-        hand_over_behind(tap, ahead, from).await?;
-    }
-    Ok(())
-}
-
-/// Hands the data queued behind what was handed over to the observers as one batch, its write
-/// to wait for before its first message is forwarded.
-async fn hand_over_behind<D: Direction>(
-    tap: &SessionTap,
-    ahead: &mut ReadAhead<D>,
-    from: &mut impl TargetReader,
-) -> Result<(), String> {
-    let next = ahead.data_behind(from).await;
-    if !next.is_empty() {
-        let (verdicts, written) = hand_over::<D>(tap, next).await?;
-        ahead.handed(verdicts, Some(written));
-    }
-    Ok(())
 }
 
 /// [`Direction::hand_over`], with one verdict for each chunk (else the read-ahead's accounting
@@ -449,19 +311,9 @@ async fn hand_over<D: Direction>(
 /// batch is recorded: the first message of a batch handed over behind the last one waits for
 /// its write now (it went on while the last batch was waited for and forwarded); the others
 /// were waited for with their batch.
-/// With `read_on`, the relay goes on reading while it waits ([`wait_reading`]).
-async fn recorded<D: Direction>(
-    tap: &SessionTap,
-    verdict: D::Verdict,
-    written: Option<Written>,
-    read_on: bool,
-    ahead: &mut ReadAhead<D>,
-    from: &mut impl TargetReader,
-) -> Result<D::Verdict, String> {
-    match written {
-        Some(written) if read_on => wait_reading(tap, written, ahead, from).await?,
-        Some(written) => written.await?,
-        None => {}
+async fn recorded<V>(verdict: V, written: Option<Written>) -> Result<V, String> {
+    if let Some(written) = written {
+        written.await?;
     }
     Ok(verdict)
 }
@@ -579,17 +431,7 @@ pub(super) async fn pump(
                             )
                             .await
                         }
-                        Some(verdict) => {
-                            recorded(
-                                &upstream_tap,
-                                verdict,
-                                written,
-                                hand_next,
-                                &mut ahead,
-                                &mut from_user,
-                            )
-                            .await
-                        }
+                        Some(verdict) => recorded(verdict, written).await,
                     };
                     let verdict = match verdict {
                         Ok(verdict) => verdict,
@@ -772,10 +614,10 @@ pub(super) async fn pump(
             (Some(first), None) => {
                 record(&tap, first, read_ahead, true, &mut ahead, &mut from_target).await
             }
-            // The relay reads on while it waits (within the read-ahead's bounds), but stops
-            // after `AHEAD_STREAK` batches until the queue is empty, so the stop, the notices
-            // and Rampart's own replies are still looked at every few MiB.
-            (_, Some(())) => recorded(&tap, (), written, true, &mut ahead, &mut from_target).await,
+            // Nothing more is handed over behind a batch handed over ahead, so the queue
+            // empties after it and the stop, the notices and Rampart's own replies are looked
+            // at between two pairs of batches at least, as they would be without reading ahead.
+            (_, Some(())) => recorded((), written).await,
             (None, None) => Ok(()),
         };
         if let Err(err) = recorded {
@@ -888,15 +730,6 @@ mod tests {
         }
     }
 
-    /// A target that sends nothing now.
-    struct Quiet;
-
-    impl TargetReader for Quiet {
-        fn wait(&mut self) -> impl Future<Output = Option<ChannelMsg>> + Send {
-            std::future::pending()
-        }
-    }
-
     fn data(text: &'static str) -> ChannelMsg {
         ChannelMsg::Data {
             data: bytes::Bytes::from_static(text.as_bytes()),
@@ -970,59 +803,6 @@ mod tests {
         // Both handed over: nothing more is read until they are taken.
         assert_eq!(ahead.queue.len(), first.len() + second.len());
         assert_eq!(target.0.len(), many - ahead.queue.len());
-    }
-
-    /// While the relay waits for a write it reads on only within the bounds: less than
-    /// `AHEAD_BYTES` of data queued and not forwarded, and `AHEAD_STREAK` batches in a row
-    /// until the queue has run empty; never past a message that is not data.
-    #[tokio::test]
-    async fn reading_on_behind_a_write_stays_within_the_bytes_and_the_streak() {
-        let chunk = 32 * 1024;
-        let mut target = Ready(chunks(chunk, AHEAD_BYTES / chunk * 2));
-        let mut ahead = ReadAhead::<FromTarget>::default();
-        let written = || -> Option<Written> { Some(Box::pin(std::future::ready(Ok(())))) };
-        // Batches read and handed over one after the other, as `wait_reading` does.
-        while ahead.may_read_on() {
-            ahead.read_there(&mut target).await;
-            let batch = ahead.data_behind(&mut target).await;
-            assert!(!batch.is_empty() && batch.len() <= READ_AHEAD_MESSAGES);
-            ahead.handed(vec![(); batch.len()], written());
-        }
-        assert_eq!(ahead.bytes, AHEAD_BYTES);
-        assert_eq!(ahead.queue.len() * chunk, AHEAD_BYTES);
-        // Forwarding one message makes room for one more.
-        let (_, handed, _) = ahead.pop().unwrap();
-        assert!(handed.is_some());
-        assert!(ahead.may_read_on());
-
-        // The streak: small batches (one message each) stop at `AHEAD_STREAK` until the queue
-        // is empty again.
-        let mut target = Ready(chunks(1024, AHEAD_STREAK * 3));
-        let mut ahead = ReadAhead::<FromTarget>::default();
-        let mut batches = 0;
-        while ahead.may_read_on() {
-            let message = target.wait().await;
-            ahead.push(message);
-            let batch = ahead.data_behind(&mut Quiet).await;
-            ahead.handed(vec![(); batch.len()], written());
-            batches += 1;
-        }
-        assert_eq!(batches, AHEAD_STREAK);
-        while ahead.pop().is_some() {}
-        assert!(ahead.may_read_on());
-        assert_eq!(ahead.bytes, 0);
-
-        // Not past the end of the data: an end of file queued behind ends the reading on.
-        let mut target = Ready([data("one"), ChannelMsg::Eof, data("two")].into());
-        let mut ahead = ReadAhead::<FromTarget>::default();
-        ahead.read_there(&mut target).await;
-        assert_eq!(ahead.queue.len(), 2);
-        assert!(!ahead.may_read_on());
-        assert_eq!(
-            texts(&ahead.data_behind(&mut target).await),
-            [b"one".as_ref()]
-        );
-        assert_eq!(target.0.len(), 1);
     }
 
     /// A verdict as an observer that rewrites the chunk to `text` gives it.
