@@ -43,6 +43,14 @@ static OPEN_WRITERS: AtomicU64 = AtomicU64::new(0);
 /// the recorder holds the relay back.
 static HANDOFFS: AtomicU64 = AtomicU64::new(0);
 static HANDOFF_WAIT_MICROS: AtomicU64 = AtomicU64::new(0);
+/// Where the writers' time goes (microseconds, all writers): jobs waiting in a writer's queue
+/// before it takes them, writing them (`write(2)`), hashing them after the answer, and the
+/// answers' way back to the relay (from the writer's send to the relay's wake-up).
+static QUEUED_MICROS: AtomicU64 = AtomicU64::new(0);
+static WRITE_MICROS: AtomicU64 = AtomicU64::new(0);
+static HASH_MICROS: AtomicU64 = AtomicU64::new(0);
+static ANSWER_MICROS: AtomicU64 = AtomicU64::new(0);
+static WRITE_JOBS: AtomicU64 = AtomicU64::new(0);
 
 /// This process's recorders, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +58,13 @@ pub struct RecorderStats {
     pub open: u64,
     pub handoffs: u64,
     pub handoff_wait_micros: u64,
+    /// Write jobs the writers took, and their time in the writers' queues, writing, hashing,
+    /// and on the answer's way back (microseconds, summed).
+    pub write_jobs: u64,
+    pub queued_micros: u64,
+    pub write_micros: u64,
+    pub hash_micros: u64,
+    pub answer_micros: u64,
 }
 
 pub fn recorder_stats() -> RecorderStats {
@@ -57,7 +72,17 @@ pub fn recorder_stats() -> RecorderStats {
         open: OPEN_WRITERS.load(Ordering::Relaxed),
         handoffs: HANDOFFS.load(Ordering::Relaxed),
         handoff_wait_micros: HANDOFF_WAIT_MICROS.load(Ordering::Relaxed),
+        write_jobs: WRITE_JOBS.load(Ordering::Relaxed),
+        queued_micros: QUEUED_MICROS.load(Ordering::Relaxed),
+        write_micros: WRITE_MICROS.load(Ordering::Relaxed),
+        hash_micros: HASH_MICROS.load(Ordering::Relaxed),
+        answer_micros: ANSWER_MICROS.load(Ordering::Relaxed),
     }
+}
+
+/// Microseconds from `from` to `to` (zero if `to` is earlier).
+fn micros_between(from: Instant, to: Instant) -> u64 {
+    u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What the writer is asked to do.
@@ -69,7 +94,18 @@ enum Op {
     StreamsThenMarkers(Vec<(Stream, Bytes)>, Vec<String>),
 }
 
-type Reply<T> = tokio::sync::oneshot::Sender<Result<T, RecordingError>>;
+/// A job's answer, with when the writer sent it (for the answer's way back in `/metrics`).
+type Answer<T> = (Result<T, RecordingError>, Instant);
+
+/// Where a job's answer goes.
+struct Reply<T>(tokio::sync::oneshot::Sender<Answer<T>>);
+
+impl<T> Reply<T> {
+    /// The caller may have gone (its session ended): then nothing waits for the answer.
+    fn send(self, result: Result<T, RecordingError>) {
+        let _ = self.0.send((result, Instant::now()));
+    }
+}
 
 enum Job {
     Write(Op, Reply<()>),
@@ -82,7 +118,8 @@ enum Job {
 enum Message {
     /// A new recording for this thread, under its number.
     Open(u64, Box<Open>),
-    Job(u64, Job),
+    /// A job of a recording, with when it was queued.
+    Job(u64, Job, Instant),
     /// Every handle on the recording is gone without a seal (its session's task ended): the
     /// thread makes what was written durable and lets it go, unsealed, for the next start to
     /// seal as interrupted.
@@ -204,15 +241,20 @@ impl LiveRecorder {
         let (done, written) = tokio::sync::oneshot::channel();
         self.handle
             .queue
-            .send(Message::Job(self.handle.number, job(done)))
+            .send(Message::Job(
+                self.handle.number,
+                job(Reply(done)),
+                Instant::now(),
+            ))
             .map_err(|_| RecordingError::Stopped)?;
         Ok(async move {
             let started = Instant::now();
             // No answer at all: the writer dropped the job (it panicked on this recording).
-            let result = written.await.map_err(|_| RecordingError::Stopped)?;
-            let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let (result, sent) = written.await.map_err(|_| RecordingError::Stopped)?;
+            let now = Instant::now();
             HANDOFFS.fetch_add(1, Ordering::Relaxed);
-            HANDOFF_WAIT_MICROS.fetch_add(waited, Ordering::Relaxed);
+            HANDOFF_WAIT_MICROS.fetch_add(micros_between(started, now), Ordering::Relaxed);
+            ANSWER_MICROS.fetch_add(micros_between(sent, now), Ordering::Relaxed);
             result
         })
     }
@@ -296,7 +338,8 @@ fn off_thread(runtime: Option<&tokio::runtime::Handle>, work: impl FnOnce() + Se
 }
 
 impl Open {
-    fn write(&mut self, op: Op, done: Reply<()>) {
+    fn write(&mut self, op: Op, done: Reply<()>, queued: Instant) {
+        let started = Instant::now();
         let recorder = &mut self.recorder;
         // A failed fsync fails the recording before the next job is answered.
         self.syncer.busy(recorder);
@@ -314,10 +357,14 @@ impl Open {
                 .try_for_each(|(stream, data)| recorder.stream(*stream, data))
                 .and_then(|()| labels.iter().try_for_each(|label| recorder.marker(label))),
         };
-        // The caller may have gone (its session ended); nothing waits for the answer.
-        let _ = done.send(result);
+        let written = Instant::now();
+        done.send(result);
         // A failure fails the recording: the next call reports it and the session ends.
         let _ = recorder.hash_written();
+        WRITE_JOBS.fetch_add(1, Ordering::Relaxed);
+        QUEUED_MICROS.fetch_add(micros_between(queued, started), Ordering::Relaxed);
+        WRITE_MICROS.fetch_add(micros_between(started, written), Ordering::Relaxed);
+        HASH_MICROS.fetch_add(micros_between(written, Instant::now()), Ordering::Relaxed);
     }
 
     /// The thread's own look at the recording, when its timer is due: a checkpoint unless the
@@ -413,7 +460,7 @@ fn write_forever(messages: &flume::Receiver<Message>) {
             Ok(message) => {
                 let number = match &message {
                     Message::Open(number, _)
-                    | Message::Job(number, _)
+                    | Message::Job(number, _, _)
                     | Message::Abandon(number) => *number,
                 };
                 let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -472,17 +519,17 @@ fn handle(open: &mut HashMap<u64, Open>, message: Message) {
             OPEN_WRITERS.fetch_add(1, Ordering::Relaxed);
             open.insert(number, *recording);
         }
-        Message::Job(number, job) => {
+        Message::Job(number, job, queued) => {
             let Some(recording) = open.get_mut(&number) else {
                 // Sealed (or failed) already: every later call fails.
                 match job {
-                    Job::Write(_, done) => drop(done.send(Err(RecordingError::Stopped))),
-                    Job::Seal(_, done) => drop(done.send(Err(RecordingError::Stopped))),
+                    Job::Write(_, done) => done.send(Err(RecordingError::Stopped)),
+                    Job::Seal(_, done) => done.send(Err(RecordingError::Stopped)),
                 }
                 return;
             };
             match job {
-                Job::Write(op, done) => recording.write(op, done),
+                Job::Write(op, done) => recording.write(op, done, queued),
                 Job::Seal(key, done) => {
                     let Some(recording) = open.remove(&number) else {
                         return;
@@ -493,7 +540,7 @@ fn handle(open: &mut HashMap<u64, Open>, message: Message) {
                         recorder, runtime, ..
                     } = recording;
                     off_thread(runtime.as_ref(), move || {
-                        drop(done.send(recorder.seal(&key)));
+                        done.send(recorder.seal(&key));
                     });
                 }
             }

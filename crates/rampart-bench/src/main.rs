@@ -72,6 +72,10 @@ struct Args {
     /// `--sessions` sessions spread over them each time (logins per second, memory)
     #[arg(long)]
     cluster_only: bool,
+    /// Run only the bulk transfers (upload and download, both ciphers, every path): no
+    /// connect, echo, sessions, gateway, database or desktop case (for A/B runs of the relay)
+    #[arg(long)]
+    transfers_only: bool,
     /// A few minutes instead of an hour: 64 MiB transfers, one timed run, 200 keystrokes,
     /// 200 sessions, 3 s database runs, 10 s desktop sessions (for a regression check, not for
     /// published figures)
@@ -506,6 +510,9 @@ fn measure<T>(
 struct RecorderWait {
     seconds_per_gib: f64,
     kib_per_handoff: f64,
+    /// Where the writers' time went, seconds per GiB: queued, write(2), hashing, the answer's
+    /// way back (none from a binary without these metrics).
+    stages: Option<[f64; 4]>,
 }
 
 /// One transfer's figures.
@@ -530,6 +537,16 @@ fn transfer_row(case: String, samples: &[(Path3, Vec<Moved>)]) -> Row {
             (!waits.is_empty()).then(|| RecorderWait {
                 seconds_per_gib: median(waits.iter().map(|w| w.seconds_per_gib).collect()),
                 kib_per_handoff: median(waits.iter().map(|w| w.kib_per_handoff).collect()),
+                stages: waits.iter().all(|w| w.stages.is_some()).then(|| {
+                    std::array::from_fn(|stage| {
+                        median(
+                            waits
+                                .iter()
+                                .filter_map(|w| w.stages.map(|stages| stages[stage]))
+                                .collect(),
+                        )
+                    })
+                }),
             })
         });
     Row {
@@ -562,10 +579,17 @@ fn transfer(lab: &Lab, command: Command, stdin: Stdio, mib: f64) -> anyhow::Resu
     // The target's per-connection sshd is reaped (and counted) a moment after the client ends.
     std::thread::sleep(std::time::Duration::from_millis(100));
     let cpu = efficiency::path_cpu_seconds(&servers)? - before;
-    let (waited, handoffs) = recorder_wait(lab)?;
-    let handoffs = handoffs - waited_before.1;
+    let waited = recorder_wait(lab)?;
+    let handoffs = waited.handoffs - waited_before.handoffs;
+    let gib = mib / 1024.0;
     let recorder = (handoffs > 0.0).then(|| RecorderWait {
-        seconds_per_gib: (waited - waited_before.0) / (mib / 1024.0),
+        seconds_per_gib: (waited.seconds - waited_before.seconds) / gib,
+        stages: waited
+            .stages
+            .zip(waited_before.stages)
+            .map(|(after, before)| {
+                std::array::from_fn(|stage| (after[stage] - before[stage]) / gib)
+            }),
         kib_per_handoff: mib * 1024.0 / handoffs,
     });
     Ok(Moved {
@@ -575,8 +599,16 @@ fn transfer(lab: &Lab, command: Command, stdin: Stdio, mib: f64) -> anyhow::Resu
     })
 }
 
-/// Rampart's recorder wait so far: (seconds, hand-offs), from its `/metrics`.
-fn recorder_wait(lab: &Lab) -> anyhow::Result<(f64, f64)> {
+/// Rampart's recorder figures so far, from its `/metrics`.
+struct RecorderSoFar {
+    seconds: f64,
+    handoffs: f64,
+    /// Seconds queued, writing, hashing, answering (none from an older binary).
+    stages: Option<[f64; 4]>,
+}
+
+/// Rampart's recorder wait so far, from its `/metrics`.
+fn recorder_wait(lab: &Lab) -> anyhow::Result<RecorderSoFar> {
     let bearer = format!("Bearer {}", lab.auditor);
     let response =
         lab.server
@@ -597,10 +629,21 @@ fn recorder_wait(lab: &Lab) -> anyhow::Result<(f64, f64)> {
             })
             .with_context(|| format!("/metrics has no {name}"))
     };
-    Ok((
-        sample("rampart_recorder_wait_seconds_sum")?,
-        sample("rampart_recorder_wait_seconds_count")?,
-    ))
+    let stage = |stage: &str| {
+        sample(&format!(
+            "rampart_recorder_seconds_total{{stage=\"{stage}\"}}"
+        ))
+        .ok()
+    };
+    let stages = ["queued", "write", "hash", "answer"].map(stage);
+    Ok(RecorderSoFar {
+        seconds: sample("rampart_recorder_wait_seconds_sum")?,
+        handoffs: sample("rampart_recorder_wait_seconds_count")?,
+        stages: stages
+            .iter()
+            .all(Option::is_some)
+            .then(|| stages.map(|stage| stage.unwrap_or_default())),
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -653,6 +696,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(load) = load_at_start {
         eprintln!("load average at the start: {load:.2} (figures from a busy machine are noisy)");
     }
+    eprintln!("rampart serve runs as pid {}", lab.server.pid());
     let mut rows = Vec::new();
     let mib = args.size_mib as f64;
 
@@ -682,6 +726,19 @@ fn main() -> anyhow::Result<()> {
             ));
         }
 
+        if args.transfers_only {
+            print_table(&rows);
+            print_cpu(&rows);
+            print_recorder(&rows);
+            let peak = efficiency::peak_resident_kib(lab.server.pid());
+            if let Some(peak) = peak {
+                println!(
+                    "rampart's resident memory high-water mark (VmHWM): {:.1} MiB",
+                    peak as f64 / 1024.0
+                );
+            }
+            return Ok(());
+        }
         eprintln!("connect and run true...");
         let connect = measure(args.runs.max(5), |path| {
             let mut command = lab.ssh(path, &["-o", "KexAlgorithms=curve25519-sha256"]);
@@ -734,6 +791,9 @@ fn main() -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "recorder_wait": r.recorder.map(|w| json!({
                 "seconds_per_gib": w.seconds_per_gib, "kib_per_handoff": w.kib_per_handoff,
+                "stages_seconds_per_gib": w.stages.map(|[queued, write, hash, answer]| json!({
+                    "queued": queued, "write": write, "hash": hash, "answer": answer,
+                })),
             })),
         })).collect::<Vec<_>>(),
         "load_average_at_start": load_at_start,
@@ -900,12 +960,18 @@ fn print_recorder(rows: &[Row]) {
     }
     println!();
     println!(
-        "{:<28} {:>16} {:>16}   (Rampart recorded: time the relay waited for the recorder, medians)",
-        "recorder wait", "s per GiB", "KiB per hand-off"
+        "{:<28} {:>16} {:>16} {:>30}   (Rampart recorded: time the relay waited for the recorder, and the writers' time by stage, s per GiB, medians)",
+        "recorder wait", "s per GiB", "KiB per hand-off", "queued / write / hash / answer"
     );
     for (case, wait) in waits {
+        let stages = wait.stages.map_or_else(
+            || "-".to_owned(),
+            |[queued, write, hash, answer]| {
+                format!("{queued:.2} / {write:.2} / {hash:.2} / {answer:.2}")
+            },
+        );
         println!(
-            "{case:<28} {:>16.2} {:>16.0}",
+            "{case:<28} {:>16.2} {:>16.0} {stages:>30}",
             wait.seconds_per_gib, wait.kib_per_handoff
         );
     }

@@ -247,6 +247,30 @@ impl Metrics {
             &[],
             recorders.handoffs,
         );
+        out.family(
+            "rampart_recorder_jobs_total",
+            "counter",
+            "Write jobs the recording writers took",
+        );
+        out.sample("rampart_recorder_jobs_total", &[], recorders.write_jobs);
+        out.family(
+            "rampart_recorder_seconds_total",
+            "counter",
+            "Where the recording writers' jobs spent their time: waiting in a writer's queue, \
+             being written (write(2)), hashed after the answer, and the answer's way back to the relay",
+        );
+        for (stage, micros) in [
+            ("queued", recorders.queued_micros),
+            ("write", recorders.write_micros),
+            ("hash", recorders.hash_micros),
+            ("answer", recorders.answer_micros),
+        ] {
+            out.sample_f64(
+                "rampart_recorder_seconds_total",
+                &[("stage", stage)],
+                Duration::from_micros(micros).as_secs_f64(),
+            );
+        }
 
         out.family(
             "rampart_http_responses_total",
