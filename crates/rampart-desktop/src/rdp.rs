@@ -521,8 +521,9 @@ impl Client {
         action: ironrdp_pdu::Action,
         payload: &[u8],
     ) -> Result<bool, TargetEnded> {
-        match dynamic_chunk(
+        match channel_chunk(
             &mut self.dynamic_guard,
+            ChannelGuard::check_dynamic,
             self.dynamic_channel,
             action,
             payload,
@@ -535,8 +536,9 @@ impl Client {
                 ));
             }
         }
-        match clipboard_chunk(
+        match channel_chunk(
             &mut self.clipboard_guard,
+            ChannelGuard::check,
             self.clipboard_channel,
             action,
             payload,
@@ -860,10 +862,13 @@ async fn active(
     }
 }
 
-/// What to do with a PDU for the clipboard's sake: every chunk of the clipboard channel goes
-/// through the guard first (IronRDP reassembles what it passes); other PDUs pass.
-fn clipboard_chunk(
+/// What to do with a PDU for a bounded static channel's sake (the clipboard's, with
+/// `ChannelGuard::check`; DRDYNVC's, with `ChannelGuard::check_dynamic`): every chunk of
+/// `channel` goes through the guard first (IronRDP reassembles what it passes); other PDUs,
+/// and not channel data, pass (IronRDP judges those).
+fn channel_chunk(
     guard: &mut ChannelGuard,
+    check: fn(&mut ChannelGuard, &[u8]) -> Chunk,
     channel: Option<u16>,
     action: ironrdp_pdu::Action,
     payload: &[u8],
@@ -875,30 +880,7 @@ fn clipboard_chunk(
         return Chunk::Pass;
     }
     match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
-        Ok(data) if data.channel_id == channel => guard.check(data.user_data),
-        // Another channel's, or not channel data (IronRDP judges those).
-        _ => Chunk::Pass,
-    }
-}
-
-/// What to do with a PDU for the DRDYNVC channel's sake, before IronRDP reassembles it
-/// (`ChannelGuard::check_dynamic`: chunk sequences bounded as the clipboard's, a dynamic
-/// channel message declaring more than `rdp_clipboard::MAX_DVC_MESSAGE` malformed). Other
-/// PDUs pass.
-fn dynamic_chunk(
-    guard: &mut ChannelGuard,
-    channel: Option<u16>,
-    action: ironrdp_pdu::Action,
-    payload: &[u8],
-) -> Chunk {
-    let Some(channel) = channel else {
-        return Chunk::Pass;
-    };
-    if action != ironrdp_pdu::Action::X224 {
-        return Chunk::Pass;
-    }
-    match ironrdp_pdu::mcs::decode_send_data_indication(payload) {
-        Ok(data) if data.channel_id == channel => guard.check_dynamic(data.user_data),
+        Ok(data) if data.channel_id == channel => check(guard, data.user_data),
         _ => Chunk::Pass,
     }
 }
@@ -1366,20 +1348,41 @@ mod tests {
         let whole = 1 | 2; // CHANNEL_FLAG_FIRST | CHANNEL_FLAG_LAST
         let huge = frame(1005, whole, &first(rdp_clipboard::MAX_DVC_MESSAGE + 1));
         assert_eq!(
-            dynamic_chunk(&mut guard, Some(1005), x224, &huge),
+            channel_chunk(
+                &mut guard,
+                ChannelGuard::check_dynamic,
+                Some(1005),
+                x224,
+                &huge
+            ),
             Chunk::Malformed
         );
         let fine = frame(1005, whole, &first(rdp_clipboard::MAX_DVC_MESSAGE));
         assert_eq!(
-            dynamic_chunk(&mut guard, Some(1005), x224, &fine),
+            channel_chunk(
+                &mut guard,
+                ChannelGuard::check_dynamic,
+                Some(1005),
+                x224,
+                &fine
+            ),
             Chunk::Pass
         );
         // Another channel's, or no DRDYNVC channel: not this guard's.
         assert_eq!(
-            dynamic_chunk(&mut guard, Some(1006), x224, &huge),
+            channel_chunk(
+                &mut guard,
+                ChannelGuard::check_dynamic,
+                Some(1006),
+                x224,
+                &huge
+            ),
             Chunk::Pass
         );
-        assert_eq!(dynamic_chunk(&mut guard, None, x224, &huge), Chunk::Pass);
+        assert_eq!(
+            channel_chunk(&mut guard, ChannelGuard::check_dynamic, None, x224, &huge),
+            Chunk::Pass
+        );
     }
 
     #[test]
@@ -1551,7 +1554,7 @@ mod tests {
         let mut guard = ChannelGuard::default();
         let huge = frame(1004, u32::MAX);
         assert_eq!(
-            clipboard_chunk(&mut guard, Some(1004), x224, &huge),
+            channel_chunk(&mut guard, ChannelGuard::check, Some(1004), x224, &huge),
             Chunk::SkipData {
                 bytes: u32::MAX - 8
             }
@@ -1559,17 +1562,32 @@ mod tests {
         let mut guard = ChannelGuard::default();
         // Another channel's, the server without the clipboard channel, or fast-path: IronRDP's.
         assert_eq!(
-            clipboard_chunk(&mut guard, Some(1005), x224, &huge),
+            channel_chunk(&mut guard, ChannelGuard::check, Some(1005), x224, &huge),
             Chunk::Pass
         );
-        assert_eq!(clipboard_chunk(&mut guard, None, x224, &huge), Chunk::Pass);
+        assert_eq!(
+            channel_chunk(&mut guard, ChannelGuard::check, None, x224, &huge),
+            Chunk::Pass
+        );
         let fast_path = ironrdp_pdu::Action::FastPath;
         assert_eq!(
-            clipboard_chunk(&mut guard, Some(1004), fast_path, &huge),
+            channel_chunk(
+                &mut guard,
+                ChannelGuard::check,
+                Some(1004),
+                fast_path,
+                &huge
+            ),
             Chunk::Pass
         );
         assert_eq!(
-            clipboard_chunk(&mut guard, Some(1004), x224, &frame(1004, 12)),
+            channel_chunk(
+                &mut guard,
+                ChannelGuard::check,
+                Some(1004),
+                x224,
+                &frame(1004, 12)
+            ),
             Chunk::Pass
         );
     }

@@ -23,6 +23,7 @@ use crate::desktop_common::{
     clipboard_transfers, free_port, killed_session, run_browser, run_browser_lines, sessions,
     wait_until, x_display, xclip_owning,
 };
+use crate::desktop_xvnc::{size_becomes, xrandr_size};
 use rampart_testkit::{Rampart, Server, files_containing, free_ports, require_tool};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -883,31 +884,12 @@ fn an_xrdp_desktop_logs_in_over_pinned_tls_without_nla_and_passes_the_clipboard_
     drop(server);
 }
 
-/// The xrdp session's X screen size (`current W x H` in `xrandr`'s first line), read on its
-/// display with its X cookie.
+/// The xrdp session's X screen size, read with `xrandr` on its display with its X cookie.
 fn xrdp_screen_size(xrdp: &Xrdp) -> Option<(u16, u16)> {
     let (display, xauthority) = xrdp.session_display()?;
-    let out = Command::new("xrandr")
-        .env("DISPLAY", display)
-        .env("XAUTHORITY", xauthority)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let current = text.split("current ").nth(1)?.split(',').next()?;
-    let (width, height) = current.split_once(" x ")?;
-    Some((width.trim().parse().ok()?, height.trim().parse().ok()?))
-}
-
-/// The xrdp session's X screen size once it is `want`, or the last seen after 30 seconds.
-fn xrdp_screen_becomes(xrdp: &Xrdp, want: (u16, u16)) -> Option<(u16, u16)> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen = xrdp_screen_size(xrdp);
-        if seen == Some(want) || std::time::Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut xrandr = Command::new("xrandr");
+    xrandr.env("DISPLAY", display).env("XAUTHORITY", xauthority);
+    xrandr_size(xrandr)
 }
 
 /// An xrdp desktop follows the browser's window (issue 22): the user connects in a 1100x800
@@ -950,7 +932,7 @@ fn a_browser_window_resize_resizes_an_xrdp_desktop() {
         if let Some(size) = line.strip_prefix("CANVAS ") {
             let mut sides = size.split_whitespace().map(|v| v.parse::<u16>().unwrap());
             let canvas = (sides.next().unwrap(), sides.next().unwrap());
-            sizes.push((canvas, xrdp_screen_becomes(&xrdp, canvas)));
+            sizes.push((canvas, size_becomes(|| xrdp_screen_size(&xrdp), canvas)));
         } else if let Some(id) = line.strip_prefix("READY ") {
             r.ok(&["session", "kill", id.trim(), "--reason", KILL_REASON]);
         }

@@ -24,10 +24,15 @@ const LATEST_OF_A_BURST: (u16, u16) = (880, 560);
 
 /// The screen size of X display `display` (`current W x H` in `xrandr`'s first line).
 pub(crate) fn x_screen_size(display: &str) -> Option<(u16, u16)> {
-    let out = Command::new("xrandr")
-        .args(["-display", display])
-        .output()
-        .ok()?;
+    let mut xrandr = Command::new("xrandr");
+    xrandr.args(["-display", display]);
+    xrandr_size(xrandr)
+}
+
+/// The screen size `xrandr` (the command, set for its display) prints in its first line:
+/// `current W x H`.
+pub(crate) fn xrandr_size(mut xrandr: Command) -> Option<(u16, u16)> {
+    let out = xrandr.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let current = text.split("current ").nth(1)?.split(',').next()?;
     let (width, height) = current.split_once(" x ")?;
@@ -36,9 +41,17 @@ pub(crate) fn x_screen_size(display: &str) -> Option<(u16, u16)> {
 
 /// The X screen's size once it is `want`, or the last seen after 30 seconds.
 pub(crate) fn x_screen_becomes(display: &str, want: (u16, u16)) -> Option<(u16, u16)> {
+    size_becomes(|| x_screen_size(display), want)
+}
+
+/// The size `read` sees once it is `want`, or the last seen after 30 seconds.
+pub(crate) fn size_becomes(
+    read: impl Fn() -> Option<(u16, u16)>,
+    want: (u16, u16),
+) -> Option<(u16, u16)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let seen = x_screen_size(display);
+        let seen = read();
         if seen == Some(want) || Instant::now() > deadline {
             return seen;
         }
