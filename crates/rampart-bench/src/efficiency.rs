@@ -66,6 +66,30 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// The whole machine's CPU time so far, in seconds summed over its CPUs (`/proc/stat`'s first
+/// line): busy (everything but idle and waiting for I/O) and in all. Busy seconds over a
+/// transfer's wall time are the cores it kept busy, whoever used them (kernel threads, soft
+/// interrupts and other programs included): near the machine's core count, the path is bound by
+/// CPU, not by its own latency.
+pub fn machine_cpu_seconds() -> anyhow::Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|line| line.starts_with("cpu "))
+        .context("/proc/stat has no cpu line")?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    let all: u64 = ticks.iter().sum();
+    let idle: u64 = ticks.iter().skip(3).take(2).sum();
+    let hz = clock_ticks_per_second();
+    Ok(((all - idle) as f64 / hz, all as f64 / hz))
+}
+
 /// The resident-memory high-water mark of a process (`VmHWM`), in KiB.
 pub fn peak_resident_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
