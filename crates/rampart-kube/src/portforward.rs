@@ -344,6 +344,10 @@ impl Channels {
     }
 }
 
+/// How long a stopped session waits for kubectl to end its half of each connection (so that it
+/// has printed why) before the WebSocket is closed.
+const CLIENT_ACKNOWLEDGES_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why the relay stopped.
 enum Ended {
     Closed(String),
@@ -426,10 +430,12 @@ async fn relay(
             let text = format!("Rampart ended the session: {why}");
             tell_client(&framing, &mut client, &text).await;
             // kubectl prints a connection's error once its data stream ended; it exits when
-            // the WebSocket closes. Give it the time to answer the ends (bounded).
+            // the WebSocket closes, and then prints only that it lost the connection. Give it
+            // the time to answer the ends: it answers at once, but a loaded machine can hold
+            // it up for seconds; nothing is relayed meanwhile, and the wait is bounded.
             if let Framing::Tunnel(tunnel) = &mut framing {
                 let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
+                    CLIENT_ACKNOWLEDGES_WITHIN,
                     client_acknowledges(tunnel, &mut client),
                 )
                 .await;
