@@ -955,52 +955,44 @@ fn ratios(rows: &[Row]) -> Vec<history::Ratio> {
 /// CPU seconds per GiB of each transfer, per path: efficiency beside speed; Rampart's own
 /// share; and how many of the machine's cores were busy meanwhile.
 fn print_cpu(rows: &[Row]) {
-    println!();
-    println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>22}   (CPU seconds of clients, sshd, jump host and Rampart per GiB moved, medians; in brackets Rampart's own)",
-        "cpu per GiB", "direct", "jump host", "rampart", "rampart, no recording"
-    );
-    let cell = |row: &Row, path: Path3, figure: &dyn Fn(&Cpu) -> String| {
-        row.cpu_per_gib
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map_or_else(|| "-".to_owned(), |(_, cpu)| figure(cpu))
-    };
     let rows: Vec<&Row> = rows
         .iter()
         .filter(|row| !row.cpu_per_gib.is_empty())
         .collect();
-    for row in &rows {
-        let path = |cpu: &Cpu| format!("{:.2}", cpu.path_per_gib);
-        let with_own = |cpu: &Cpu| format!("{:.2} ({:.2})", cpu.path_per_gib, cpu.rampart_per_gib);
-        println!(
-            "{:<28} {:>10} {:>10} {:>10} {:>22}",
-            row.case,
-            cell(row, Path3::Direct, &path),
-            cell(row, Path3::Jump, &path),
-            cell(row, Path3::Rampart, &with_own),
-            cell(row, Path3::Unrecorded, &with_own)
-        );
-    }
-    println!();
-    println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>22}   (the machine's cores busy during the transfer, by anything, of {}: near that, the path is bound by CPU)",
-        "cores busy",
-        "direct",
-        "jump host",
-        "rampart",
-        "rampart, no recording",
+    let path = |cpu: &Cpu| format!("{:.2}", cpu.path_per_gib);
+    let with_own = |cpu: &Cpu| format!("{:.2} ({:.2})", cpu.path_per_gib, cpu.rampart_per_gib);
+    print_cpu_table(
+        &rows,
+        "cpu per GiB",
+        "CPU seconds of clients, sshd, jump host and Rampart per GiB moved, medians; in brackets Rampart's own",
+        [&path, &path, &with_own, &with_own],
+    );
+    let busy = |cpu: &Cpu| format!("{:.2}", cpu.busy_cores);
+    let note = format!(
+        "the machine's cores busy during the transfer, by anything, of {}: near that, the path is bound by CPU",
         cores()
     );
-    for row in &rows {
-        let busy = |cpu: &Cpu| format!("{:.2}", cpu.busy_cores);
+    print_cpu_table(&rows, "cores busy", &note, [&busy, &busy, &busy, &busy]);
+}
+
+/// One table of [`print_cpu`]: a row per transfer, a cell per path (in `PATHS`' order) as
+/// `cells` says.
+fn print_cpu_table(rows: &[&Row], title: &str, note: &str, cells: [&dyn Fn(&Cpu) -> String; 4]) {
+    println!();
+    println!(
+        "{title:<28} {:>10} {:>10} {:>10} {:>22}   ({note})",
+        "direct", "jump host", "rampart", "rampart, no recording"
+    );
+    for row in rows {
+        let [direct, jump, rampart, unrecorded] = std::array::from_fn(|i| {
+            row.cpu_per_gib
+                .iter()
+                .find(|(p, _)| *p == PATHS[i])
+                .map_or_else(|| "-".to_owned(), |(_, cpu)| cells[i](cpu))
+        });
         println!(
-            "{:<28} {:>10} {:>10} {:>10} {:>22}",
-            row.case,
-            cell(row, Path3::Direct, &busy),
-            cell(row, Path3::Jump, &busy),
-            cell(row, Path3::Rampart, &busy),
-            cell(row, Path3::Unrecorded, &busy)
+            "{:<28} {direct:>10} {jump:>10} {rampart:>10} {unrecorded:>22}",
+            row.case
         );
     }
 }
